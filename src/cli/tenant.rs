@@ -1,0 +1,188 @@
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use tenant_orchestrator::domain::{
+    Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
+};
+use tenant_orchestrator::machine::{TenantEvent, TenantState};
+use tenant_orchestrator::store::{Actor, ListQuery, TenantStore};
+use tenant_orchestrator::tenants::TenantCommands;
+
+use super::output::{print_history, print_list, print_record};
+use super::{Failure, OutputFormat};
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Record a new tenant and start provisioning it.
+    Create(CreateArgs),
+    /// Show one tenant: state, step, releases, last error, lease.
+    Get { id: String },
+    /// List tenants, by region and state, a page at a time.
+    List {
+        #[arg(long)]
+        region: Option<String>,
+        /// A state name: Provisioning, Active, Upgrading, RollingBack, Restoring, Deprovisioning, Failed, Deleted.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Token printed by the previous page.
+        #[arg(long)]
+        next_token: Option<String>,
+    },
+    /// Show a tenant's transitions in order.
+    History {
+        id: String,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Move an active tenant to another release.
+    Upgrade {
+        id: String,
+        #[arg(long)]
+        release: String,
+    },
+    /// Resume a failed tenant at the step that failed, or retry a failed upgrade.
+    Retry { id: String },
+    /// Abandon an upgrade in progress, or restart a failed rollback.
+    Rollback { id: String },
+    /// Restore the tenant's database from a snapshot (operator-approved).
+    Restore {
+        id: String,
+        #[arg(long)]
+        snapshot: String,
+    },
+    /// Back up and remove the tenant.
+    Deprovision { id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Tenant id: a DNS label of 3–40 characters, e.g. acme-corp.
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    region: String,
+    #[arg(long, env = "TENANTCTL_ENVIRONMENT")]
+    environment: String,
+    #[arg(long, default_value = "default")]
+    group: String,
+    #[arg(long, default_value = "small")]
+    tier: String,
+    /// A name the tenant is served on (repeatable).
+    #[arg(long = "hostname", required = true)]
+    hostnames: Vec<String>,
+    /// Release to provision.
+    #[arg(long)]
+    release: String,
+    /// Keep the tenant on this release: rollouts skip it.
+    #[arg(long)]
+    pin: bool,
+}
+
+impl CreateArgs {
+    fn spec(&self) -> Result<(TenantSpec, ReleaseVersion), Failure> {
+        let release = ReleaseVersion::parse(&self.release)?;
+        let spec = TenantSpec {
+            id: TenantId::parse(&self.id)?,
+            region: Region::parse(&self.region)?,
+            environment: Environment::parse(&self.environment)?,
+            group: Group::parse(&self.group)?,
+            tier: self.tier.parse::<Tier>()?,
+            hostnames: self
+                .hostnames
+                .iter()
+                .map(|h| Hostname::parse(h))
+                .collect::<Result<_, _>>()?,
+            pinned_release: self.pin.then(|| release.clone()),
+        };
+        spec.validate()?;
+        Ok((spec, release))
+    }
+}
+
+fn operator() -> Actor {
+    let who = std::env::var("TENANTCTL_ACTOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "cli".into());
+    Actor::operator(&who)
+}
+
+pub async fn run(table: &str, output: OutputFormat, command: TenantCommand) -> Result<(), Failure> {
+    // Validate input before touching the network: bad input fails fast and changes nothing.
+    let store: Arc<dyn TenantStore> = super::dynamo_store(table).await;
+    let commands = TenantCommands::new(store.clone());
+    let actor = operator();
+    let event = |id: &str, event: TenantEvent| -> Result<(TenantId, TenantEvent), Failure> {
+        Ok((TenantId::parse(id)?, event))
+    };
+    let (id, ev) = match command {
+        TenantCommand::Create(args) => {
+            let (spec, release) = args.spec()?;
+            let record = commands
+                .create(spec, release, &actor)
+                .await
+                .context("creating tenant")?;
+            return print_record(output, &record);
+        }
+        TenantCommand::Get { id } => {
+            let record = store.load(&TenantId::parse(&id)?).await?;
+            return print_record(output, &record);
+        }
+        TenantCommand::List {
+            region,
+            state,
+            limit,
+            next_token,
+        } => {
+            let region = region.as_deref().map(Region::parse).transpose()?;
+            if let Some(s) = &state {
+                if !TenantState::NAMES.contains(&s.as_str()) {
+                    return Err(Failure {
+                        code: 2,
+                        error: anyhow::anyhow!(
+                            "unknown state {s:?}; use one of {}",
+                            TenantState::NAMES.join(", ")
+                        ),
+                    });
+                }
+            }
+            let page = store
+                .list(&ListQuery {
+                    region,
+                    state,
+                    limit: Some(limit),
+                    next_token,
+                })
+                .await?;
+            return print_list(output, &page);
+        }
+        TenantCommand::History { id, limit } => {
+            let id = TenantId::parse(&id)?;
+            store.load(&id).await?;
+            let mut events = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = store.history(&id, after, limit.min(500)).await?;
+                after = page.items.last().map(|e| e.seq).unwrap_or(after);
+                events.extend(page.items);
+                if page.next_token.is_none() || events.len() >= limit as usize {
+                    break;
+                }
+            }
+            return print_history(output, &events);
+        }
+        TenantCommand::Upgrade { id, release } => {
+            let release = ReleaseVersion::parse(&release)?;
+            event(&id, TenantEvent::Upgrade { release })?
+        }
+        TenantCommand::Retry { id } => event(&id, TenantEvent::Retry)?,
+        TenantCommand::Rollback { id } => event(&id, TenantEvent::Rollback)?,
+        TenantCommand::Restore { id, snapshot } => event(&id, TenantEvent::Restore { snapshot })?,
+        TenantCommand::Deprovision { id } => event(&id, TenantEvent::Deprovision)?,
+    };
+    let record = commands.command(&id, ev, &actor).await?;
+    print_record(output, &record)
+}

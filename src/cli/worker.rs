@@ -1,0 +1,134 @@
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use tokio::sync::watch;
+
+use tenant_orchestrator::domain::Region;
+use tenant_orchestrator::step::StepRegistry;
+use tenant_orchestrator::worker::{Backoff, Worker, WorkerConfig};
+
+use super::Failure;
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// Name recorded as lease owner and in history (default: host name, pid and a random suffix).
+    #[arg(long, env = "TENANTCTL_WORKER_ID")]
+    id: Option<String>,
+    /// Serve only these regions (repeatable); default: every region in the table.
+    #[arg(long = "region", env = "TENANTCTL_WORKER_REGIONS", value_delimiter = ',')]
+    regions: Vec<String>,
+    /// Lease time-to-live, e.g. 30s.
+    #[arg(long, env = "TENANTCTL_LEASE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    lease_ttl: Duration,
+    /// Lease renewal interval while a step runs; at most a third of the TTL.
+    #[arg(long, env = "TENANTCTL_HEARTBEAT", default_value = "10s", value_parser = humantime::parse_duration)]
+    heartbeat: Duration,
+    /// Pause between polls of the work index when nothing is due.
+    #[arg(long, env = "TENANTCTL_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    poll_interval: Duration,
+    /// Tenants worked on at once by this process.
+    #[arg(long, env = "TENANTCTL_CONCURRENCY", default_value_t = 8)]
+    concurrency: usize,
+    /// Longest a step may take over all its attempts.
+    #[arg(long, env = "TENANTCTL_STEP_DEADLINE", default_value = "45m", value_parser = humantime::parse_duration)]
+    step_deadline: Duration,
+    /// Attempts of a step that fails with a retryable error before it fails for good.
+    #[arg(long, env = "TENANTCTL_MAX_ATTEMPTS", default_value_t = 6)]
+    max_attempts: u32,
+    /// First retry delay; doubles per attempt (with jitter) up to --backoff-cap.
+    #[arg(long, env = "TENANTCTL_BACKOFF_BASE", default_value = "2s", value_parser = humantime::parse_duration)]
+    backoff_base: Duration,
+    #[arg(long, env = "TENANTCTL_BACKOFF_CAP", default_value = "2m", value_parser = humantime::parse_duration)]
+    backoff_cap: Duration,
+    /// On SIGTERM, how long running steps may take to finish before their lease is released.
+    #[arg(long, env = "TENANTCTL_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
+}
+
+impl WorkerArgs {
+    pub fn config(&self) -> Result<WorkerConfig, Failure> {
+        let owner = self.id.clone().unwrap_or_else(default_worker_id);
+        let regions = if self.regions.is_empty() {
+            None
+        } else {
+            Some(
+                self.regions
+                    .iter()
+                    .map(|r| Region::parse(r))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        };
+        let config = WorkerConfig {
+            regions,
+            lease_ttl: self.lease_ttl,
+            heartbeat: self.heartbeat,
+            poll_interval: self.poll_interval,
+            concurrency: self.concurrency,
+            backoff: Backoff {
+                base: self.backoff_base,
+                cap: self.backoff_cap,
+                max_attempts: self.max_attempts,
+            },
+            step_deadline: self.step_deadline,
+            shutdown_grace: self.shutdown_grace,
+            ..WorkerConfig::new(owner)
+        };
+        config.validate().map_err(|e| Failure {
+            code: 2,
+            error: anyhow!(e),
+        })?;
+        Ok(config)
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+    let suffix: u32 = rand::random::<u32>() % 100_000;
+    format!("{host}-{}-{suffix:05}", std::process::id())
+}
+
+/// Stops on SIGTERM or ctrl-c by flipping the watch channel the workers observe.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutdown requested");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
+    let config = args.config()?;
+    let store = super::dynamo_store(table).await;
+    let steps = product_steps(store.clone()).await?;
+    let worker = Worker::new(store, steps, config);
+    worker
+        .run(shutdown_signal())
+        .await
+        .context("worker stopped with an error")?;
+    Ok(())
+}
+
+/// The real AWS steps. (Filled in by the steps layer.)
+async fn product_steps(
+    _store: std::sync::Arc<tenant_orchestrator::store::DynamoStore>,
+) -> Result<StepRegistry, Failure> {
+    Ok(StepRegistry::new())
+}

@@ -1,0 +1,126 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Environment, Group, Hostname, InvalidValue, Region, ReleaseVersion, TenantId};
+
+/// The size class of a tenant's stack. The CloudFormation template and the chart map
+/// each tier to database and workload sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Small,
+    Medium,
+    Large,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::Small, Tier::Medium, Tier::Large];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Small => "small",
+            Tier::Medium => "medium",
+            Tier::Large => "large",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Tier {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| InvalidValue::new("tier", s, "expected one of small, medium, large"))
+    }
+}
+
+/// What a tenant is: where it runs, how big it is, which names it answers on and,
+/// when pinned, the release it must stay on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSpec {
+    pub id: TenantId,
+    pub region: Region,
+    pub environment: Environment,
+    #[serde(default = "Group::default_group")]
+    pub group: Group,
+    pub tier: Tier,
+    pub hostnames: Vec<Hostname>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_release: Option<ReleaseVersion>,
+}
+
+impl TenantSpec {
+    /// Checks the rules that span fields: at least one hostname, no duplicates.
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        if self.hostnames.is_empty() {
+            return Err(InvalidValue::new(
+                "tenant spec",
+                self.id.as_str(),
+                "needs at least one hostname (e.g. --hostname acme.example.com)",
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for h in &self.hostnames {
+            if !seen.insert(h) {
+                return Err(InvalidValue::new(
+                    "tenant spec",
+                    self.id.as_str(),
+                    format!("hostname {h} is listed twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(hostnames: &[&str]) -> TenantSpec {
+        TenantSpec {
+            id: TenantId::parse("acme").unwrap(),
+            region: Region::parse("us-east-1").unwrap(),
+            environment: Environment::parse("prod").unwrap(),
+            group: Group::default_group(),
+            tier: Tier::Small,
+            hostnames: hostnames.iter().map(|h| Hostname::parse(h).unwrap()).collect(),
+            pinned_release: None,
+        }
+    }
+
+    #[test]
+    fn a_spec_needs_unique_hostnames() {
+        assert!(spec(&["acme.example.com"]).validate().is_ok());
+        let err = spec(&[]).validate().unwrap_err().to_string();
+        assert!(err.contains("at least one hostname"), "{err}");
+        let err = spec(&["a.example.com", "a.example.com"])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn unknown_tier_names_the_choices() {
+        let err = "huge".parse::<Tier>().unwrap_err().to_string();
+        assert!(err.contains("small, medium, large"), "{err}");
+    }
+
+    #[test]
+    fn spec_round_trips_through_json_and_revalidates() {
+        let s = spec(&["acme.example.com"]);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<TenantSpec>(&json).unwrap(), s);
+        let bad = json.replace("acme.example.com", "not a host");
+        assert!(serde_json::from_str::<TenantSpec>(&bad).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! tenant-orchestrator: each tenant of a single-tenant-per-stack SaaS is a durable state
+//! machine persisted in DynamoDB, driven by workers that run one idempotent step at a time.
+
+pub mod domain;
+pub mod machine;
+pub mod step;
+pub mod store;
+pub mod tenants;
+pub mod worker;

@@ -1,0 +1,434 @@
+//! One test per transition, including every rollback path. No AWS, no clock.
+
+use super::*;
+
+fn v(s: &str) -> ReleaseVersion {
+    ReleaseVersion::parse(s).unwrap()
+}
+
+fn ok(state: &TenantState, event: TenantEvent) -> TenantState {
+    state
+        .apply(&event)
+        .unwrap_or_else(|e| panic!("{} should accept {}: {e}", state.label(), event.name()))
+}
+
+fn failed_step(reason: &str) -> TenantEvent {
+    TenantEvent::StepFailed {
+        reason: reason.into(),
+    }
+}
+
+/// Drives a state with StepSucceeded until it has no step, returning the labels seen.
+fn run_to_rest(mut state: TenantState) -> (TenantState, Vec<String>) {
+    let mut labels = vec![];
+    while state.step().is_some() {
+        labels.push(state.label());
+        state = ok(&state, TenantEvent::StepSucceeded);
+    }
+    (state, labels)
+}
+
+fn active(release: &str) -> TenantState {
+    TenantState::active(v(release), None)
+}
+
+#[test]
+fn a_new_tenant_is_provisioned_through_every_step_to_active() {
+    let start = ok(
+        &TenantState::new_tenant(),
+        TenantEvent::Provision { release: v("1.0.0") },
+    );
+    let (end, labels) = run_to_rest(start);
+    assert_eq!(
+        labels,
+        [
+            "Provisioning/CheckArtifact",
+            "Provisioning/ProvisionInfra",
+            "Provisioning/WriteConfig",
+            "Provisioning/EnsureCertificates",
+            "Provisioning/Deploy",
+            "Provisioning/Verify",
+        ]
+    );
+    assert_eq!(end, active("1.0.0"));
+}
+
+#[test]
+fn a_new_tenant_accepts_only_provision() {
+    let err = TenantState::new_tenant()
+        .apply(&TenantEvent::Deprovision)
+        .unwrap_err();
+    assert_eq!(err.event, "Deprovision");
+    assert!(err.to_string().contains("not been provisioned"), "{err}");
+}
+
+#[test]
+fn a_provisioning_failure_stops_in_failed_and_retry_resumes_at_that_step() {
+    let deploying = TenantState::provisioning(ProvisionStep::Deploy, v("1.0.0"));
+    let failed = ok(&deploying, failed_step("helm timed out"));
+    let TenantState::Failed { reason, release, .. } = &failed else {
+        panic!("expected Failed, got {failed:?}")
+    };
+    assert!(
+        reason.contains("provisioning 1.0.0 failed at Deploy: helm timed out"),
+        "{reason}"
+    );
+    assert_eq!(release, &None);
+    assert_eq!(ok(&failed, TenantEvent::Retry), deploying);
+}
+
+#[test]
+fn a_tenant_that_failed_provisioning_cannot_be_rolled_back_or_restored() {
+    let failed = ok(
+        &TenantState::provisioning(ProvisionStep::ProvisionInfra, v("1.0.0")),
+        failed_step("stack failed"),
+    );
+    assert!(failed.apply(&TenantEvent::Rollback).is_err());
+    let err = failed
+        .apply(&TenantEvent::Restore { snapshot: "s".into() })
+        .unwrap_err();
+    assert!(err.reason.contains("no release was ever deployed"), "{err}");
+    assert_eq!(
+        ok(&failed, TenantEvent::Deprovision),
+        TenantState::deprovisioning(DeprovisionStep::FinalBackup)
+    );
+}
+
+#[test]
+fn an_upgrade_runs_every_step_and_lands_on_the_target() {
+    let start = ok(&active("1.0.0"), TenantEvent::Upgrade { release: v("1.1.0") });
+    let (end, labels) = run_to_rest(start);
+    assert_eq!(
+        labels,
+        [
+            "Upgrading/CheckArtifact",
+            "Upgrading/Backup",
+            "Upgrading/UpdateInfra",
+            "Upgrading/WriteConfig",
+            "Upgrading/EnsureCertificates",
+            "Upgrading/Deploy",
+            "Upgrading/Verify",
+        ]
+    );
+    assert_eq!(end, active("1.1.0"));
+}
+
+#[test]
+fn upgrading_to_the_running_release_is_refused() {
+    let err = active("1.0.0")
+        .apply(&TenantEvent::Upgrade { release: v("1.0.0") })
+        .unwrap_err();
+    assert!(err.to_string().contains("already runs 1.0.0"), "{err}");
+}
+
+#[test]
+fn a_failure_before_anything_changed_returns_to_active_without_rollback() {
+    for step in [UpgradeStep::CheckArtifact, UpgradeStep::Backup] {
+        let upgrading = TenantState::upgrading(step, v("1.0.0"), v("9.9.9"));
+        assert_eq!(
+            ok(&upgrading, failed_step("image tag 9.9.9 not found")),
+            TenantState::active(v("1.0.0"), Some(v("9.9.9"))),
+            "{step:?}"
+        );
+    }
+}
+
+#[test]
+fn a_failure_after_the_stack_changed_rolls_back_the_stack_only() {
+    for step in [
+        UpgradeStep::UpdateInfra,
+        UpgradeStep::WriteConfig,
+        UpgradeStep::EnsureCertificates,
+    ] {
+        let upgrading = TenantState::upgrading(step, v("1.0.0"), v("1.1.0"));
+        let next = ok(&upgrading, failed_step("boom"));
+        let TenantState::RollingBack {
+            step: first,
+            abandoned,
+            previous,
+            cause,
+        } = &next
+        else {
+            panic!("expected RollingBack, got {next:?}")
+        };
+        assert_eq!(*first, RollbackStep::RollbackInfra, "{step:?}");
+        assert_eq!((abandoned, previous), (&v("1.1.0"), &v("1.0.0")));
+        assert!(
+            cause.contains(&format!("failed at {}: boom", step.kind())),
+            "{cause}"
+        );
+    }
+}
+
+#[test]
+fn a_failure_after_the_deploy_rolls_back_helm_then_the_stack() {
+    for step in [UpgradeStep::Deploy, UpgradeStep::Verify] {
+        let upgrading = TenantState::upgrading(step, v("1.0.0"), v("1.1.0"));
+        let rolling = ok(&upgrading, failed_step("unhealthy"));
+        let (end, labels) = run_to_rest(rolling);
+        assert_eq!(
+            labels,
+            [
+                "RollingBack/RollbackDeploy",
+                "RollingBack/RollbackInfra",
+                "RollingBack/VerifyRollback"
+            ]
+        );
+        assert_eq!(end, TenantState::active(v("1.0.0"), Some(v("1.1.0"))));
+    }
+}
+
+#[test]
+fn an_operator_can_abandon_an_upgrade_in_flight() {
+    let early = TenantState::upgrading(UpgradeStep::Backup, v("1.0.0"), v("1.1.0"));
+    assert_eq!(
+        ok(&early, TenantEvent::Rollback),
+        TenantState::active(v("1.0.0"), Some(v("1.1.0")))
+    );
+    let late = TenantState::upgrading(UpgradeStep::Deploy, v("1.0.0"), v("1.1.0"));
+    assert!(matches!(
+        ok(&late, TenantEvent::Rollback),
+        TenantState::RollingBack {
+            step: RollbackStep::RollbackDeploy,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_failed_rollback_stops_in_failed_with_both_reasons() {
+    let upgrading = TenantState::upgrading(UpgradeStep::Verify, v("1.0.0"), v("1.1.0"));
+    let rolling = ok(&upgrading, failed_step("health check returned 503"));
+    let rolling = ok(&rolling, TenantEvent::StepSucceeded); // RollbackDeploy done
+    let failed = ok(&rolling, failed_step("stack UPDATE_ROLLBACK_FAILED"));
+    let TenantState::Failed { reason, release, .. } = &failed else {
+        panic!("expected Failed, got {failed:?}")
+    };
+    assert!(
+        reason.contains("rollback to 1.0.0 failed at RollbackInfra: stack UPDATE_ROLLBACK_FAILED"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("failed at Verify: health check returned 503"),
+        "{reason}"
+    );
+    assert_eq!(release, &Some(v("1.0.0")));
+    // Retry resumes at the failed rollback step; Rollback restarts the rollback.
+    assert_eq!(ok(&failed, TenantEvent::Retry), rolling);
+    assert!(matches!(
+        ok(&failed, TenantEvent::Rollback),
+        TenantState::RollingBack {
+            step: RollbackStep::RollbackDeploy,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_failed_verify_of_the_rollback_also_stops_in_failed() {
+    let rolling = TenantState::rolling_back(
+        RollbackStep::VerifyRollback,
+        v("1.1.0"),
+        v("1.0.0"),
+        "cause".into(),
+    );
+    assert!(matches!(
+        ok(&rolling, failed_step("503")),
+        TenantState::Failed { .. }
+    ));
+    let deploy = TenantState::rolling_back(RollbackStep::RollbackDeploy, v("1.1.0"), v("1.0.0"), "c".into());
+    assert!(matches!(
+        ok(&deploy, failed_step("helm")),
+        TenantState::Failed { .. }
+    ));
+}
+
+#[test]
+fn restore_is_an_operator_action_from_active_or_failed() {
+    let restoring = ok(
+        &active("1.0.0"),
+        TenantEvent::Restore {
+            snapshot: "snap-1".into(),
+        },
+    );
+    assert_eq!(
+        restoring,
+        TenantState::restoring(RestoreStep::RestoreDatabase, "snap-1".into(), v("1.0.0"))
+    );
+    let (end, labels) = run_to_rest(restoring.clone());
+    assert_eq!(labels, ["Restoring/RestoreDatabase", "Restoring/Verify"]);
+    assert_eq!(end, active("1.0.0"));
+
+    let failed_rollback = ok(
+        &TenantState::rolling_back(RollbackStep::RollbackInfra, v("1.1.0"), v("1.0.0"), "c".into()),
+        failed_step("x"),
+    );
+    assert_eq!(
+        ok(
+            &failed_rollback,
+            TenantEvent::Restore {
+                snapshot: "snap-2".into()
+            }
+        ),
+        TenantState::restoring(RestoreStep::RestoreDatabase, "snap-2".into(), v("1.0.0"))
+    );
+}
+
+#[test]
+fn a_failed_restore_can_be_retried() {
+    let restoring = TenantState::restoring(RestoreStep::RestoreDatabase, "snap".into(), v("1.0.0"));
+    let failed = ok(&restoring, failed_step("snapshot not found"));
+    let TenantState::Failed { reason, .. } = &failed else {
+        panic!()
+    };
+    assert!(
+        reason.contains("restore from snapshot snap failed at RestoreDatabase"),
+        "{reason}"
+    );
+    assert_eq!(ok(&failed, TenantEvent::Retry), restoring);
+}
+
+#[test]
+fn deprovisioning_backs_up_then_removes_everything() {
+    let start = ok(&active("1.0.0"), TenantEvent::Deprovision);
+    let (end, labels) = run_to_rest(start);
+    assert_eq!(
+        labels,
+        [
+            "Deprovisioning/FinalBackup",
+            "Deprovisioning/Uninstall",
+            "Deprovisioning/ReleaseCertificates",
+            "Deprovisioning/DeleteConfig",
+            "Deprovisioning/DeleteStack",
+        ]
+    );
+    assert_eq!(end, TenantState::deleted());
+    assert!(end.is_terminal());
+}
+
+#[test]
+fn a_deprovisioning_failure_can_be_retried_where_it_stopped() {
+    let deleting = TenantState::deprovisioning(DeprovisionStep::DeleteStack);
+    let failed = ok(&deleting, failed_step("DELETE_FAILED"));
+    assert_eq!(ok(&failed, TenantEvent::Retry), deleting);
+}
+
+#[test]
+fn a_failed_upgrade_can_be_retried_from_active() {
+    let after = TenantState::active(v("1.0.0"), Some(v("1.1.0")));
+    assert_eq!(
+        ok(&after, TenantEvent::Retry),
+        TenantState::upgrading(UpgradeStep::CheckArtifact, v("1.0.0"), v("1.1.0"))
+    );
+    assert!(active("1.0.0").apply(&TenantEvent::Retry).is_err());
+}
+
+#[test]
+fn commands_during_a_step_are_refused_not_queued() {
+    let busy = [
+        TenantState::provisioning(ProvisionStep::Deploy, v("1.0.0")),
+        TenantState::upgrading(UpgradeStep::Deploy, v("1.0.0"), v("1.1.0")),
+        TenantState::rolling_back(RollbackStep::RollbackInfra, v("1.1.0"), v("1.0.0"), "c".into()),
+        TenantState::restoring(RestoreStep::Verify, "s".into(), v("1.0.0")),
+        TenantState::deprovisioning(DeprovisionStep::Uninstall),
+    ];
+    for state in busy {
+        for event in [
+            TenantEvent::Upgrade { release: v("2.0.0") },
+            TenantEvent::Deprovision,
+            TenantEvent::Retry,
+            TenantEvent::Restore { snapshot: "s".into() },
+            TenantEvent::Provision { release: v("2.0.0") },
+        ] {
+            let err = state.apply(&event).unwrap_err();
+            assert!(
+                err.reason.contains("a step is in progress"),
+                "{}: {err}",
+                state.label()
+            );
+        }
+    }
+}
+
+#[test]
+fn step_outcomes_for_a_state_without_a_step_are_refused() {
+    let failed = ok(
+        &TenantState::deprovisioning(DeprovisionStep::Uninstall),
+        failed_step("x"),
+    );
+    for state in [active("1.0.0"), failed, TenantState::deleted()] {
+        assert!(
+            state.apply(&TenantEvent::StepSucceeded).is_err(),
+            "{}",
+            state.label()
+        );
+        assert!(state.apply(&failed_step("late")).is_err(), "{}", state.label());
+    }
+}
+
+#[test]
+fn a_deleted_tenant_accepts_nothing() {
+    for event in [
+        TenantEvent::Provision { release: v("1.0.0") },
+        TenantEvent::Retry,
+        TenantEvent::Deprovision,
+    ] {
+        let err = TenantState::deleted().apply(&event).unwrap_err();
+        assert!(err.to_string().contains("deleted"), "{err}");
+    }
+}
+
+#[test]
+fn the_step_is_a_pure_function_of_the_state() {
+    assert_eq!(
+        TenantState::upgrading(UpgradeStep::Backup, v("1.0.0"), v("1.1.0")).step(),
+        Some(StepKind::Backup)
+    );
+    assert_eq!(active("1.0.0").step(), None);
+    assert_eq!(TenantState::new_tenant().step(), None);
+}
+
+#[test]
+fn every_reachable_state_survives_a_round_trip_through_storage_unchanged() {
+    // Restoring a persisted state must give the same state and the same next step, and
+    // must not advance anything on its own.
+    let mut frontier = vec![TenantState::new_tenant()];
+    let mut seen = std::collections::HashSet::new();
+    let events = [
+        TenantEvent::Provision { release: v("1.0.0") },
+        TenantEvent::Upgrade { release: v("1.1.0") },
+        TenantEvent::StepSucceeded,
+        failed_step("x"),
+        TenantEvent::Retry,
+        TenantEvent::Rollback,
+        TenantEvent::Restore { snapshot: "s".into() },
+        TenantEvent::Deprovision,
+    ];
+    while let Some(state) = frontier.pop() {
+        let json = serde_json::to_string(&state).unwrap();
+        if !seen.insert(json.clone()) {
+            continue;
+        }
+        let restored: TenantState = serde_json::from_str(&json).unwrap();
+        assert_eq!(restored, state);
+        assert_eq!(restored.step(), state.step());
+        for event in &events {
+            assert_eq!(restored.apply(event), state.apply(event));
+            if let Ok(next) = state.apply(event) {
+                frontier.push(next);
+            }
+        }
+    }
+    assert!(seen.len() > 20, "explored only {} states", seen.len());
+}
+
+#[test]
+fn the_committed_diagram_matches_the_machine() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/state/tenant-machine.mmd");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == mermaid_diagram(),
+        "state/tenant-machine.mmd is out of date; regenerate it with \
+         `cargo run -- state diagram > state/tenant-machine.mmd`"
+    );
+}

@@ -1,0 +1,77 @@
+//! Maps SDK errors onto the store's Conflict / NotFound / Retryable / Fatal.
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use super::super::StoreError;
+
+const RETRYABLE_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "ThrottlingException",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+    "LimitExceededException",
+];
+
+pub fn classify<E, R>(context: &str, table: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let message = DisplayErrorContext(&err).to_string();
+    let context = context.to_owned();
+    match &err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            match code {
+                "ConditionalCheckFailedException" => StoreError::Conflict {
+                    what: context,
+                    detail: "the item changed since it was read".into(),
+                },
+                "ResourceNotFoundException" => StoreError::Fatal {
+                    context,
+                    message: format!(
+                        "table {table:?} does not exist; create it with `tenantctl table create --table {table}`"
+                    ),
+                },
+                c if RETRYABLE_CODES.contains(&c) => StoreError::Retryable { context, message },
+                _ => StoreError::Fatal { context, message },
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Retryable { context, message }
+        }
+        _ => StoreError::Fatal { context, message },
+    }
+}
+
+/// A cancelled transaction: a failed condition is a conflict, a conflicting
+/// transaction or throttling may be retried.
+pub fn cancellation(
+    context: &str,
+    reasons: &[aws_sdk_dynamodb::types::CancellationReason],
+    explain: impl Fn(usize, &aws_sdk_dynamodb::types::CancellationReason) -> String,
+) -> StoreError {
+    for (i, reason) in reasons.iter().enumerate() {
+        match reason.code() {
+            Some("ConditionalCheckFailed") => {
+                return StoreError::Conflict {
+                    what: context.to_owned(),
+                    detail: explain(i, reason),
+                }
+            }
+            Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded") => {
+                return StoreError::Retryable {
+                    context: context.to_owned(),
+                    message: format!("transaction cancelled: {:?}", reason.code()),
+                }
+            }
+            _ => {}
+        }
+    }
+    StoreError::Fatal {
+        context: context.to_owned(),
+        message: format!("transaction cancelled: {reasons:?}"),
+    }
+}

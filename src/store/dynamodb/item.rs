@@ -1,0 +1,166 @@
+//! Encoding of tenant and event records as DynamoDB items. Structured parts (spec,
+//! state, facts) are stored as JSON strings; everything an expression or index needs
+//! (version, lease, keys, state name) is a top-level attribute.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+
+use super::super::keys;
+use super::super::{HistoryEvent, Lease, StoreError, TenantRecord};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub fn millis(t: DateTime<Utc>) -> AttributeValue {
+    n(t.timestamp_millis())
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Fatal {
+        context: "decoding item".into(),
+        message: format!("{what}: {detail}"),
+    }
+}
+
+pub fn get_s<'a>(item: &'a Item, key: &str) -> Result<&'a str, StoreError> {
+    match item.get(key) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        other => Err(corrupt(key, format!("expected a string, found {other:?}"))),
+    }
+}
+
+fn opt_s(item: &Item, key: &str) -> Option<String> {
+    match item.get(key) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+pub fn get_n(item: &Item, key: &str) -> Result<i64, StoreError> {
+    match item.get(key) {
+        Some(AttributeValue::N(v)) => v.parse().map_err(|e| corrupt(key, e)),
+        other => Err(corrupt(key, format!("expected a number, found {other:?}"))),
+    }
+}
+
+fn opt_n(item: &Item, key: &str) -> Result<Option<i64>, StoreError> {
+    match item.get(key) {
+        None => Ok(None),
+        Some(_) => get_n(item, key).map(Some),
+    }
+}
+
+fn time_from_millis(key: &str, ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(key, "timestamp out of range"))
+}
+
+fn opt_time(item: &Item, key: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    opt_n(item, key)?.map(|ms| time_from_millis(key, ms)).transpose()
+}
+
+fn json<T: serde::de::DeserializeOwned>(item: &Item, key: &str) -> Result<T, StoreError> {
+    serde_json::from_str(get_s(item, key)?).map_err(|e| corrupt(key, e))
+}
+
+pub fn to_json<T: serde::Serialize>(value: &T) -> AttributeValue {
+    s(serde_json::to_string(value).expect("records serialize to JSON"))
+}
+
+/// The attributes a save rewrites: everything but keys, lease and bookkeeping that
+/// belongs to other operations. `None` values are to be removed.
+pub fn mutable_attributes(record: &TenantRecord) -> Vec<(&'static str, Option<AttributeValue>)> {
+    let id = record.id();
+    let region = &record.spec.region;
+    let work = record.work_due_at().map(|due| {
+        (
+            s(keys::work_pk(region, keys::shard_of(id))),
+            s(keys::work_sk(due, id)),
+        )
+    });
+    let release = record
+        .state
+        .current_release()
+        .or(record.state.target_release())
+        .map(|r| s(r.to_string()));
+    vec![
+        ("spec", Some(to_json(&record.spec))),
+        ("state", Some(to_json(&record.state))),
+        ("facts", Some(to_json(&record.facts))),
+        ("state_name", Some(s(record.state.name()))),
+        ("state_label", Some(s(record.state.label()))),
+        ("release", release),
+        ("group_name", Some(s(record.spec.group.as_str()))),
+        ("region", Some(s(region.as_str()))),
+        ("attempt", Some(n(record.attempt))),
+        ("step_started_at", record.step_started_at.map(millis)),
+        ("due_at", record.due_at.map(millis)),
+        ("last_error", record.last_error.clone().map(s)),
+        ("updated_at", Some(millis(record.updated_at))),
+        ("list_pk", Some(s(keys::list_pk(region)))),
+        ("list_sk", Some(s(keys::list_sk(record.state.name(), id)))),
+        ("work_pk", work.as_ref().map(|w| w.0.clone())),
+        ("work_sk", work.map(|w| w.1)),
+    ]
+}
+
+/// The whole item of a tenant being created.
+pub fn tenant_item(record: &TenantRecord) -> Item {
+    let mut item: Item = mutable_attributes(record)
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .collect();
+    item.insert("pk".into(), s(keys::tenant_pk(record.id())));
+    item.insert("sk".into(), s(keys::TENANT_SK));
+    item.insert("version".into(), n(record.version));
+    item.insert("last_fence".into(), n(record.last_fence));
+    item.insert("event_seq".into(), n(record.event_seq));
+    item.insert("created_at".into(), millis(record.created_at));
+    item
+}
+
+pub fn decode_tenant(item: &Item) -> Result<TenantRecord, StoreError> {
+    let lease = match opt_s(item, "lease_owner") {
+        Some(owner) => Some(Lease {
+            owner,
+            expires_at: time_from_millis("lease_expires", get_n(item, "lease_expires")?)?,
+            fence: get_n(item, "lease_fence")? as u64,
+        }),
+        None => None,
+    };
+    Ok(TenantRecord {
+        spec: json(item, "spec")?,
+        state: json(item, "state")?,
+        version: get_n(item, "version")? as u64,
+        lease,
+        last_fence: opt_n(item, "last_fence")?.unwrap_or(0) as u64,
+        facts: json(item, "facts")?,
+        attempt: opt_n(item, "attempt")?.unwrap_or(0) as u32,
+        step_started_at: opt_time(item, "step_started_at")?,
+        due_at: opt_time(item, "due_at")?,
+        last_error: opt_s(item, "last_error"),
+        event_seq: opt_n(item, "event_seq")?.unwrap_or(0) as u64,
+        created_at: time_from_millis("created_at", get_n(item, "created_at")?)?,
+        updated_at: time_from_millis("updated_at", get_n(item, "updated_at")?)?,
+    })
+}
+
+pub fn event_item(pk: &str, event: &HistoryEvent) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(pk)),
+        ("sk".to_owned(), s(keys::event_sk(event.seq))),
+        ("event".to_owned(), to_json(event)),
+    ])
+}
+
+pub fn decode_event(item: &Item) -> Result<HistoryEvent, StoreError> {
+    json(item, "event")
+}

@@ -1,0 +1,710 @@
+//! The DynamoDB implementation of [`TenantStore`].
+
+mod errors;
+mod item;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+
+use super::keys;
+use super::{
+    HistoryEvent, Lease, ListQuery, Page, StoreError, TenantRecord, TenantStore, TenantSummary, Transition,
+    WriteGuard,
+};
+use crate::domain::{Region, TenantId};
+use errors::{cancellation, classify};
+use item::{decode_event, decode_tenant, event_item, get_n, get_s, millis, n, s, tenant_item, Item};
+
+pub use item::mutable_attributes;
+
+/// Tenant state in one DynamoDB table.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+/// Collects `SET`/`REMOVE` clauses and their values for one update expression.
+#[derive(Default)]
+struct UpdateExpr {
+    set: Vec<String>,
+    remove: Vec<String>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl UpdateExpr {
+    fn set(&mut self, attr: &str, value: AttributeValue) -> &mut Self {
+        let (name, placeholder) = (format!("#{attr}"), format!(":{attr}"));
+        self.set.push(format!("{name} = {placeholder}"));
+        self.names.insert(name, attr.to_owned());
+        self.values.insert(placeholder, value);
+        self
+    }
+
+    fn set_or_remove(&mut self, attr: &str, value: Option<AttributeValue>) -> &mut Self {
+        match value {
+            Some(v) => self.set(attr, v),
+            None => self.remove(attr),
+        }
+    }
+
+    fn set_raw(&mut self, clause: &str) -> &mut Self {
+        self.set.push(clause.to_owned());
+        self
+    }
+
+    fn remove(&mut self, attr: &str) -> &mut Self {
+        let name = format!("#{attr}");
+        self.remove.push(name.clone());
+        self.names.insert(name, attr.to_owned());
+        self
+    }
+
+    fn name(&mut self, attr: &str) -> &mut Self {
+        self.names.insert(format!("#{attr}"), attr.to_owned());
+        self
+    }
+
+    fn value(&mut self, placeholder: &str, value: AttributeValue) -> &mut Self {
+        self.values.insert(placeholder.to_owned(), value);
+        self
+    }
+
+    fn expression(&self) -> String {
+        let mut out = String::new();
+        if !self.set.is_empty() {
+            out.push_str("SET ");
+            out.push_str(&self.set.join(", "));
+        }
+        if !self.remove.is_empty() {
+            out.push_str(" REMOVE ");
+            out.push_str(&self.remove.join(", "));
+        }
+        out
+    }
+}
+
+fn ttl_after(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(30))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ListToken {
+    region: String,
+    key: HashMap<String, String>,
+}
+
+fn encode_key(item: &Item) -> HashMap<String, String> {
+    item.iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone())))
+        .collect()
+}
+
+fn bad_token() -> StoreError {
+    StoreError::Fatal {
+        context: "listing tenants".into(),
+        message: "the page token is not valid; start again without --next-token".into(),
+    }
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn tenant_key(id: &TenantId) -> Item {
+        HashMap::from([
+            ("pk".to_owned(), s(keys::tenant_pk(id))),
+            ("sk".to_owned(), s(keys::TENANT_SK)),
+        ])
+    }
+
+    fn history_event(record: &TenantRecord, t: Transition, now: DateTime<Utc>) -> HistoryEvent {
+        HistoryEvent {
+            seq: record.event_seq,
+            at: now,
+            from: t.from,
+            to: record.state.label(),
+            cause: t.cause,
+            actor: t.actor,
+            step: t.step,
+            step_started_at: t.step_started_at,
+            fence: t.fence,
+            output: t.output,
+            error: t.error,
+        }
+    }
+
+    /// Builds the conditional update for `save`, returning it with the new record.
+    fn save_update(
+        &self,
+        record: &TenantRecord,
+        guard: WriteGuard<'_>,
+        now: DateTime<Utc>,
+    ) -> (UpdateExpr, String, TenantRecord) {
+        let mut next = record.clone();
+        next.version += 1;
+        let mut update = UpdateExpr::default();
+        for (attr, value) in mutable_attributes(&next) {
+            update.set_or_remove(attr, value);
+        }
+        update.set("version", n(next.version));
+        update.set("event_seq", n(next.event_seq));
+        update.value(":expected_version", n(record.version));
+        let mut condition = "#version = :expected_version".to_owned();
+        if let WriteGuard::Lease(lease) = guard {
+            condition.push_str(
+                " AND #lease_owner = :guard_owner AND #lease_fence = :guard_fence AND #lease_expires > :now",
+            );
+            update
+                .name("lease_owner")
+                .name("lease_fence")
+                .name("lease_expires")
+                .value(":guard_owner", s(&lease.owner))
+                .value(":guard_fence", n(lease.fence))
+                .value(":now", millis(now));
+            match &next.lease {
+                // The worker keeps its lease, possibly with a later expiry.
+                Some(kept) => {
+                    update.set("lease_expires", millis(kept.expires_at));
+                }
+                // Giving the lease up in the same write as the result.
+                None => {
+                    update
+                        .remove("lease_owner")
+                        .remove("lease_fence")
+                        .remove("lease_expires");
+                }
+            }
+        }
+        (update, condition, next)
+    }
+
+    fn explain_conflict(
+        record: &TenantRecord,
+        guard: WriteGuard<'_>,
+        current: Option<&Item>,
+        now: DateTime<Utc>,
+    ) -> String {
+        let Some(current) = current else {
+            return format!(
+                "tenant {} changed since version {} was read; reload and try again",
+                record.id(),
+                record.version
+            );
+        };
+        let version = get_n(current, "version").unwrap_or(-1);
+        if version != record.version as i64 {
+            return format!(
+                "tenant {} is at version {version}, not {}; reload and try again",
+                record.id(),
+                record.version
+            );
+        }
+        if let WriteGuard::Lease(lease) = guard {
+            let owner = get_s(current, "lease_owner").unwrap_or("nobody");
+            let fence = get_n(current, "lease_fence").unwrap_or(-1);
+            let expired = get_n(current, "lease_expires").is_ok_and(|e| e <= now.timestamp_millis());
+            return format!(
+                "lease lost: held by {owner} (fence {fence}){}, this writer has fence {}",
+                if expired { ", expired" } else { "" },
+                lease.fence
+            );
+        }
+        "condition failed".into()
+    }
+}
+
+#[async_trait]
+impl TenantStore for DynamoStore {
+    async fn create(&self, record: &TenantRecord, first: Transition) -> Result<TenantRecord, StoreError> {
+        let now = record.created_at;
+        let mut stored = record.clone();
+        stored.version = 1;
+        stored.event_seq = 1;
+        let event = Self::history_event(&stored, first, now);
+        let pk = keys::tenant_pk(record.id());
+        let put_tenant = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(tenant_item(&stored)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("table, item set");
+        let put_event = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(event_item(&pk, &event)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("table, item set");
+        let register_region = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(keys::META_PK))
+            .key("sk", s(keys::REGIONS_SK))
+            .update_expression("ADD regions :region")
+            .expression_attribute_values(
+                ":region",
+                AttributeValue::Ss(vec![record.spec.region.to_string()]),
+            )
+            .build()
+            .expect("table, key, expression set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_tenant).build())
+            .transact_items(TransactWriteItem::builder().put(put_event).build())
+            .transact_items(TransactWriteItem::builder().update(register_region).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(stored),
+            Err(err) => Err(match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                    cancellation("creating tenant", e.cancellation_reasons(), |_, _| {
+                        format!(
+                            "tenant {} already exists; pick another id or inspect it with `tenantctl tenant get {}`",
+                            record.id(),
+                            record.id()
+                        )
+                    })
+                }
+                _ => classify("creating tenant", &self.table, err),
+            }),
+        }
+    }
+
+    async fn load(&self, id: &TenantId) -> Result<TenantRecord, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::tenant_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("loading tenant", &self.table, e))?;
+        match out.item() {
+            Some(item) => decode_tenant(item),
+            None => Err(StoreError::NotFound {
+                what: format!("tenant {id}"),
+            }),
+        }
+    }
+
+    async fn save(
+        &self,
+        record: &TenantRecord,
+        guard: WriteGuard<'_>,
+        transition: Option<Transition>,
+    ) -> Result<TenantRecord, StoreError> {
+        let now = Utc::now();
+        let mut record = record.clone();
+        if transition.is_some() {
+            record.event_seq += 1;
+        }
+        let (update, condition, next) = self.save_update(&record, guard, now);
+        let key = Self::tenant_key(record.id());
+        let Some(t) = transition else {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .update_expression(update.expression())
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(update.names))
+                .set_expression_attribute_values(Some(update.values))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(next),
+                Err(err) => Err(match err.as_service_error() {
+                    Some(e) if e.is_conditional_check_failed_exception() => {
+                        let current = match e {
+                            aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
+                            _ => None,
+                        };
+                        StoreError::Conflict {
+                            what: format!("saving tenant {}", record.id()),
+                            detail: Self::explain_conflict(&record, guard, current, now),
+                        }
+                    }
+                    _ => classify("saving tenant", &self.table, err),
+                }),
+            };
+        };
+        let pk = keys::tenant_pk(record.id());
+        let event = Self::history_event(&next, t, now);
+        let update_tenant = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("table, key, expression set");
+        let put_event = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(event_item(&pk, &event)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("table, item set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update_tenant).build())
+            .transact_items(TransactWriteItem::builder().put(put_event).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(next),
+            Err(err) => Err(match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => cancellation(
+                    &format!("saving tenant {}", record.id()),
+                    e.cancellation_reasons(),
+                    |i, reason| {
+                        if i == 0 {
+                            Self::explain_conflict(&record, guard, reason.item(), now)
+                        } else {
+                            format!(
+                                "history event {} already written; reload and try again",
+                                event.seq
+                            )
+                        }
+                    },
+                ),
+                _ => classify("saving tenant", &self.table, err),
+            }),
+        }
+    }
+
+    async fn acquire_lease(
+        &self,
+        id: &TenantId,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<TenantRecord, StoreError> {
+        let expires = ttl_after(now, ttl);
+        let mut update = UpdateExpr::default();
+        update
+            .set("lease_owner", s(owner))
+            .set("lease_expires", millis(expires))
+            .set_raw("#lease_fence = #last_fence + :one, #last_fence = #last_fence + :one")
+            .name("last_fence")
+            .name("lease_fence")
+            .value(":one", n(1))
+            .value(":now", millis(now))
+            // Hide the tenant from the work index until the lease runs out. An item
+            // without work_pk stays out of the index whatever work_sk says.
+            .set("work_sk", s(keys::work_sk(expires, id)));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::tenant_key(id)))
+            .update_expression(update.expression())
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :now OR #lease_owner = :lease_owner)",
+            )
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => decode_tenant(out.attributes().unwrap_or(&HashMap::new())),
+            Err(err) => Err(match classify("taking lease", &self.table, err) {
+                StoreError::Conflict { what, .. } => StoreError::Conflict {
+                    what,
+                    detail: format!("tenant {id} is leased by another worker (or does not exist)"),
+                },
+                other => other,
+            }),
+        }
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &TenantId,
+        lease: &Lease,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, StoreError> {
+        let expires = ttl_after(now, ttl);
+        let mut update = UpdateExpr::default();
+        update
+            .set("lease_expires", millis(expires))
+            .set("work_sk", s(keys::work_sk(expires, id)))
+            .name("lease_owner")
+            .name("lease_fence")
+            .value(":owner", s(&lease.owner))
+            .value(":fence", n(lease.fence))
+            .value(":now", millis(now));
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::tenant_key(id)))
+            .update_expression(update.expression())
+            .condition_expression("#lease_owner = :owner AND #lease_fence = :fence AND #lease_expires > :now")
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .send()
+            .await
+            .map_err(|e| match classify("renewing lease", &self.table, e) {
+                StoreError::Conflict { what, .. } => StoreError::Conflict {
+                    what,
+                    detail: format!("lease on tenant {id} (fence {}) was lost", lease.fence),
+                },
+                other => other,
+            })?;
+        Ok(Lease {
+            expires_at: expires,
+            ..lease.clone()
+        })
+    }
+
+    async fn release_lease(&self, record: &TenantRecord, lease: &Lease) -> Result<(), StoreError> {
+        let mut unleased = record.clone();
+        unleased.lease = None;
+        let mut update = UpdateExpr::default();
+        update
+            .remove("lease_owner")
+            .remove("lease_expires")
+            .remove("lease_fence")
+            .value(":owner", s(&lease.owner))
+            .value(":fence", n(lease.fence));
+        match unleased.work_due_at() {
+            Some(due) => update.set("work_sk", s(keys::work_sk(due, record.id()))),
+            None => update.remove("work_sk"),
+        };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::tenant_key(record.id())))
+            .update_expression(update.expression())
+            .condition_expression("#lease_owner = :owner AND #lease_fence = :fence")
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .send()
+            .await
+            .map_err(|e| classify("releasing lease", &self.table, e))?;
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        id: &TenantId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Page<HistoryEvent>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", s(keys::tenant_pk(id)))
+            .expression_attribute_values(":from", s(keys::event_sk(after_seq + 1)))
+            .expression_attribute_values(":to", s(keys::event_sk(999_999_999_999)))
+            .consistent_read(true)
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| classify("reading history", &self.table, e))?;
+        let items = out
+            .items()
+            .iter()
+            .map(decode_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_token = match (out.last_evaluated_key(), items.last()) {
+            (Some(_), Some(last)) => Some(last.seq.to_string()),
+            _ => None,
+        };
+        Ok(Page { items, next_token })
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page<TenantSummary>, StoreError> {
+        let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+        let token: Option<ListToken> = match &query.next_token {
+            Some(t) => {
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(t)
+                    .map_err(|_| bad_token())?;
+                Some(serde_json::from_slice(&bytes).map_err(|_| bad_token())?)
+            }
+            None => None,
+        };
+        let regions = match &query.region {
+            Some(r) => vec![r.clone()],
+            None => self.regions().await?,
+        };
+        let mut items = Vec::new();
+        let mut start_region = token.as_ref().map(|t| t.region.clone());
+        let mut start_key = token.map(|t| t.key);
+        for region in regions {
+            if let Some(start) = &start_region {
+                if region.as_str() < start.as_str() {
+                    continue;
+                }
+                start_region = None;
+            }
+            loop {
+                let remaining = limit as usize - items.len();
+                let mut q = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name("by-region")
+                    .expression_attribute_values(":pk", s(keys::list_pk(&region)))
+                    .limit(remaining as i32)
+                    .set_exclusive_start_key(
+                        start_key
+                            .take()
+                            .map(|k| k.into_iter().map(|(k, v)| (k, s(v))).collect()),
+                    );
+                q = match &query.state {
+                    Some(state) => q
+                        .key_condition_expression("list_pk = :pk AND begins_with(list_sk, :state)")
+                        .expression_attribute_values(":state", s(format!("{state}#"))),
+                    None => q.key_condition_expression("list_pk = :pk"),
+                };
+                let out = q
+                    .send()
+                    .await
+                    .map_err(|e| classify("listing tenants", &self.table, e))?;
+                for item in out.items() {
+                    items.push(summary(item, &region)?);
+                }
+                let lek = out.last_evaluated_key().map(encode_key);
+                if items.len() >= limit as usize {
+                    let next_token = lek.map(|key| {
+                        let token = ListToken {
+                            region: region.to_string(),
+                            key,
+                        };
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .encode(serde_json::to_vec(&token).expect("token serializes"))
+                    });
+                    // A full page that ended a region exactly continues at the next one.
+                    let next_token = next_token.or_else(|| {
+                        let token = ListToken {
+                            region: format!("{region}\u{1}"),
+                            key: HashMap::new(),
+                        };
+                        Some(
+                            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                                .encode(serde_json::to_vec(&token).expect("token serializes")),
+                        )
+                    });
+                    return Ok(Page { items, next_token });
+                }
+                match lek {
+                    Some(key) => start_key = Some(key),
+                    None => break,
+                }
+            }
+        }
+        Ok(Page {
+            items,
+            next_token: None,
+        })
+    }
+
+    async fn due(
+        &self,
+        region: &Region,
+        shard: u32,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<TenantId>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("work")
+            .key_condition_expression("work_pk = :pk AND work_sk <= :upper")
+            .expression_attribute_values(":pk", s(keys::work_pk(region, shard)))
+            .expression_attribute_values(":upper", s(keys::work_sk_upper(now)))
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| classify("finding due tenants", &self.table, e))?;
+        out.items()
+            .iter()
+            .map(|item| {
+                let pk = get_s(item, "pk")?;
+                let id = pk.strip_prefix("TENANT#").unwrap_or(pk);
+                TenantId::parse(id).map_err(|e| StoreError::Fatal {
+                    context: "finding due tenants".into(),
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    async fn regions(&self) -> Result<Vec<Region>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::META_PK))
+            .key("sk", s(keys::REGIONS_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("listing regions", &self.table, e))?;
+        let mut regions = match out.item().and_then(|i| i.get("regions")) {
+            Some(AttributeValue::Ss(list)) => list
+                .iter()
+                .map(|r| Region::parse(r))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Fatal {
+                    context: "listing regions".into(),
+                    message: e.to_string(),
+                })?,
+            _ => vec![],
+        };
+        regions.sort();
+        Ok(regions)
+    }
+}
+
+fn summary(item: &Item, region: &Region) -> Result<TenantSummary, StoreError> {
+    let pk = get_s(item, "pk")?;
+    let id = TenantId::parse(pk.strip_prefix("TENANT#").unwrap_or(pk)).map_err(|e| StoreError::Fatal {
+        context: "listing tenants".into(),
+        message: e.to_string(),
+    })?;
+    Ok(TenantSummary {
+        id,
+        region: region.clone(),
+        state: get_s(item, "state_name")?.to_owned(),
+        label: get_s(item, "state_label")?.to_owned(),
+        release: item.get("release").and_then(|v| v.as_s().ok()).cloned(),
+        group: get_s(item, "group_name")?.to_owned(),
+        updated_at: DateTime::from_timestamp_millis(get_n(item, "updated_at")?).unwrap_or_default(),
+    })
+}

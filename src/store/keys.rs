@@ -1,0 +1,73 @@
+//! Item keys and index keys. Kept in one place so the layout in `state/table.json`
+//! and the code cannot drift apart unnoticed.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Region, TenantId};
+
+/// Work-index partitions per region. Due tenants of a region are spread over this
+/// many keys so one busy region never makes a hot partition.
+pub const WORK_SHARDS: u32 = 8;
+
+pub const TENANT_SK: &str = "TENANT";
+pub const META_PK: &str = "META";
+pub const REGIONS_SK: &str = "REGIONS";
+
+pub fn tenant_pk(id: &TenantId) -> String {
+    format!("TENANT#{id}")
+}
+
+pub fn event_sk(seq: u64) -> String {
+    format!("EVENT#{seq:012}")
+}
+
+pub fn shard_of(id: &TenantId) -> u32 {
+    let digest = Sha256::digest(id.as_str().as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % WORK_SHARDS
+}
+
+pub fn work_pk(region: &Region, shard: u32) -> String {
+    format!("WORK#{region}#{shard}")
+}
+
+/// Sorts by due time, then tenant, so a query `<= now` returns exactly the due ones.
+pub fn work_sk(due: DateTime<Utc>, id: &TenantId) -> String {
+    format!("{:015}#{id}", due.timestamp_millis().max(0))
+}
+
+/// Upper bound of the due range for a query at `now`.
+pub fn work_sk_upper(now: DateTime<Utc>) -> String {
+    format!("{:015}#~", now.timestamp_millis().max(0))
+}
+
+pub fn list_pk(region: &Region) -> String {
+    format!("REGION#{region}")
+}
+
+pub fn list_sk(state_name: &str, id: &TenantId) -> String {
+    format!("{state_name}#{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_keys_sort_by_due_time() {
+        let id = TenantId::parse("acme").unwrap();
+        let early = DateTime::from_timestamp_millis(9_000).unwrap();
+        let late = DateTime::from_timestamp_millis(10_000).unwrap();
+        assert!(work_sk(early, &id) < work_sk(late, &id));
+        assert!(work_sk(late, &id) <= work_sk_upper(late));
+        assert!(work_sk(late, &TenantId::parse("zzzz").unwrap()) <= work_sk_upper(late));
+    }
+
+    #[test]
+    fn shards_spread_tenants() {
+        let shards: std::collections::BTreeSet<u32> = (0..200)
+            .map(|i| shard_of(&TenantId::parse(&format!("tenant-{i}")).unwrap()))
+            .collect();
+        assert_eq!(shards.len(), WORK_SHARDS as usize);
+    }
+}

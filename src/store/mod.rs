@@ -1,0 +1,141 @@
+//! Durable tenant state. One DynamoDB table per environment holds tenants, their
+//! history and (later) rollouts and certificate slots; see `state/table.json`.
+//!
+//! Concurrency model: every write is conditional. Worker writes carry the worker's
+//! lease (owner + fence, unexpired) and the record `version`; operator writes carry
+//! the `version`. A refused condition is a [`StoreError::Conflict`], never a silent
+//! overwrite.
+
+mod dynamodb;
+mod keys;
+mod record;
+pub mod table;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Region, TenantId};
+
+pub use dynamodb::DynamoStore;
+pub use keys::WORK_SHARDS;
+pub use record::{Actor, HistoryEvent, Lease, Page, StackRevision, TenantFacts, TenantRecord};
+
+/// Why a store call failed, split by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone else changed the item first (version, lease or existence condition).
+    /// Reload and decide again; nothing was written.
+    #[error("conflict on {what}: {detail}")]
+    Conflict { what: String, detail: String },
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// Throttling, timeouts, 5xx: the same call may succeed later.
+    #[error("temporary store failure ({context}): {message}")]
+    Retryable { context: String, message: String },
+    /// Anything a retry cannot fix: a missing table, bad credentials, corrupt item.
+    #[error("store failure ({context}): {message}")]
+    Fatal { context: String, message: String },
+}
+
+impl StoreError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
+
+/// What a write must still find true to go through.
+#[derive(Debug, Clone, Copy)]
+pub enum WriteGuard<'a> {
+    /// A worker write: the caller's lease must still be the live one.
+    Lease(&'a Lease),
+    /// An operator write: only the version is checked; the lease (if any) stays.
+    Version,
+}
+
+/// A transition to record with a save; the `to` label is taken from the saved record.
+#[derive(Debug, Clone, Default)]
+pub struct Transition {
+    /// Label of the state before the change (`Upgrading/Deploy`).
+    pub from: String,
+    pub cause: String,
+    pub actor: String,
+    pub step: Option<crate::machine::StepKind>,
+    pub step_started_at: Option<DateTime<Utc>>,
+    pub fence: Option<u64>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Filters for listing tenants; results come back ordered by region, state, id.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub region: Option<Region>,
+    /// A state name as in [`crate::machine::TenantState::NAMES`].
+    pub state: Option<String>,
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+/// One row of a tenant listing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TenantSummary {
+    pub id: TenantId,
+    pub region: Region,
+    pub state: String,
+    pub label: String,
+    pub release: Option<String>,
+    pub group: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Stores a new tenant and its first history event; `Conflict` if the id is taken.
+    async fn create(&self, record: &TenantRecord, first: Transition) -> Result<TenantRecord, StoreError>;
+    async fn load(&self, id: &TenantId) -> Result<TenantRecord, StoreError>;
+    /// Writes `record` if the stored item is still at `record.version` and `guard`
+    /// holds. With `transition`, the state change and its history event are written in
+    /// one transaction. Returns the record as stored (version bumped).
+    async fn save(
+        &self,
+        record: &TenantRecord,
+        guard: WriteGuard<'_>,
+        transition: Option<Transition>,
+    ) -> Result<TenantRecord, StoreError>;
+    /// Takes the tenant's lease for `owner` if it is free, expired, or already ours.
+    async fn acquire_lease(
+        &self,
+        id: &TenantId,
+        owner: &str,
+        ttl: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<TenantRecord, StoreError>;
+    /// Extends a live lease; `Conflict` if it was lost.
+    async fn renew_lease(
+        &self,
+        id: &TenantId,
+        lease: &Lease,
+        ttl: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, StoreError>;
+    /// Gives a lease up so another worker can take the tenant at its due time.
+    async fn release_lease(&self, record: &TenantRecord, lease: &Lease) -> Result<(), StoreError>;
+    /// History in order, starting after `after_seq`.
+    async fn history(
+        &self,
+        id: &TenantId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Page<HistoryEvent>, StoreError>;
+    async fn list(&self, query: &ListQuery) -> Result<Page<TenantSummary>, StoreError>;
+    /// Tenants of one region and work shard with a step due at or before `now`.
+    async fn due(
+        &self,
+        region: &Region,
+        shard: u32,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<TenantId>, StoreError>;
+    /// Every region that has had a tenant, in order.
+    async fn regions(&self) -> Result<Vec<Region>, StoreError>;
+}

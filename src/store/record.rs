@@ -1,0 +1,188 @@
+//! What the store keeps for a tenant: its spec, machine state, lease and the facts its
+//! steps recorded, plus one event per transition.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{TenantId, TenantSpec};
+use crate::machine::{StepKind, TenantState};
+
+/// A worker's exclusive, expiring right to run a tenant's steps. `fence` grows by one
+/// with every acquisition, so a write carrying an older fence is refused even if the
+/// old owner's clock still thinks the lease is valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub expires_at: DateTime<Utc>,
+    pub fence: u64,
+}
+
+impl Lease {
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at > now
+    }
+}
+
+/// The stack template and parameters that were in force before an update, so a
+/// rollback can put them back exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackRevision {
+    pub template_body: String,
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// Results and progress recorded by steps. Each step reads what earlier steps wrote
+/// (the image digest, stack outputs, the Helm revision to return to) and what it wrote
+/// itself on an earlier attempt, which makes re-running it after a crash safe.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantFacts {
+    /// Full image reference by digest (`repo@sha256:…`) of the release being deployed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image reference by digest of the release the tenant ran before the upgrade.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_image: Option<String>,
+    /// Database snapshots taken for this tenant, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_id: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub stack_outputs: BTreeMap<String, String>,
+    /// The stack as it was before the current upgrade changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_stack: Option<StackRevision>,
+    /// The Helm revision deployed last, and the one to roll back to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helm_revision: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helm_revision_before_upgrade: Option<u32>,
+    /// Certificates (ARNs) covering the tenant's hostnames.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<String>,
+    /// Private bookkeeping of the step in flight (e.g. a request token, consecutive
+    /// healthy checks); cleared when the machine moves to another step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<serde_json::Value>,
+}
+
+/// A tenant as persisted: one DynamoDB item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub spec: TenantSpec,
+    pub state: TenantState,
+    /// Optimistic-concurrency version; every write is conditional on it.
+    pub version: u64,
+    pub lease: Option<Lease>,
+    /// Fence of the last lease granted (kept after release so fences only grow).
+    pub last_fence: u64,
+    pub facts: TenantFacts,
+    /// Failed attempts of the current step so far.
+    pub attempt: u32,
+    /// When the first attempt of the current step began: the step's deadline counts from here.
+    pub step_started_at: Option<DateTime<Utc>>,
+    /// When the current step should next run (absent when no step is due).
+    pub due_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// Sequence number of the last history event.
+    pub event_seq: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TenantRecord {
+    /// A record for a tenant entering its first state, with work due now.
+    pub fn new(spec: TenantSpec, state: TenantState, now: DateTime<Utc>) -> Self {
+        let due_at = state.step().map(|_| now);
+        Self {
+            spec,
+            state,
+            version: 0,
+            lease: None,
+            last_fence: 0,
+            facts: TenantFacts::default(),
+            attempt: 0,
+            step_started_at: None,
+            due_at,
+            last_error: None,
+            event_seq: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn id(&self) -> &TenantId {
+        &self.spec.id
+    }
+
+    /// When a worker should next look at this tenant: never if its state has no step;
+    /// otherwise when it is due, but not before a live lease runs out.
+    pub fn work_due_at(&self) -> Option<DateTime<Utc>> {
+        self.state.step()?;
+        let due = self.due_at.unwrap_or(self.updated_at);
+        Some(match &self.lease {
+            Some(lease) if lease.expires_at > due => lease.expires_at,
+            _ => due,
+        })
+    }
+
+    /// Moves the record to `next`, resetting the per-step bookkeeping when the step changes.
+    pub fn enter(&mut self, next: TenantState, now: DateTime<Utc>) {
+        let step_changed = next.step() != self.state.step() || next.name() != self.state.name();
+        self.state = next;
+        if step_changed {
+            self.attempt = 0;
+            self.step_started_at = None;
+            self.facts.progress = None;
+        }
+        self.due_at = self.state.step().map(|_| now);
+        self.updated_at = now;
+    }
+}
+
+/// Who caused a transition, as recorded in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor(pub String);
+
+impl Actor {
+    pub fn worker(owner: &str, fence: u64) -> Self {
+        Self(format!("worker:{owner}#{fence}"))
+    }
+    pub fn operator(name: &str) -> Self {
+        Self(format!("operator:{name}"))
+    }
+}
+
+/// One transition of one tenant, as kept in its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub from: String,
+    pub to: String,
+    /// The machine event that caused it (`StepSucceeded`, `Upgrade`, …).
+    pub cause: String,
+    pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepKind>,
+    /// For worker transitions: when the step run that produced this outcome began.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<DateTime<Utc>>,
+    /// Lease fence of the worker that ran the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fence: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A page of results and the token for the next page, if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_token: Option<String>,
+}
