@@ -1,0 +1,166 @@
+//! Shared set-up for integration tests: a fresh table on the local DynamoDB per test,
+//! tenant specs, and `ScriptedStep`, the test double standing in for real steps.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tenant_orchestrator::domain::{Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier};
+use tenant_orchestrator::machine::StepKind;
+use tenant_orchestrator::step::{Step, StepContext, StepOutcome};
+use tenant_orchestrator::store::{table, DynamoStore, TenantRecord, TenantStore};
+use tenant_orchestrator::worker::{Backoff, WorkerConfig};
+
+pub fn require_local_aws() {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
+        "integration tests need the local AWS: run `eval \"$(localstack/start.sh)\"` first (scripts/test.sh does it)"
+    );
+}
+
+pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
+    require_local_aws();
+    let config = aws_config::load_from_env().await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
+/// A new, uniquely named table so tests never see each other's items.
+pub async fn fresh_store() -> Arc<DynamoStore> {
+    let client = dynamodb_client().await;
+    let name = format!("test-{}", uuid::Uuid::new_v4().simple());
+    table::ensure_table(&client, &name).await.expect("table created");
+    Arc::new(DynamoStore::new(client, name))
+}
+
+pub fn release(v: &str) -> ReleaseVersion {
+    ReleaseVersion::parse(v).unwrap()
+}
+
+pub fn tenant_id(id: &str) -> TenantId {
+    TenantId::parse(id).unwrap()
+}
+
+pub fn spec(id: &str, region: &str) -> TenantSpec {
+    TenantSpec {
+        id: tenant_id(id),
+        region: Region::parse(region).unwrap(),
+        environment: Environment::parse("test").unwrap(),
+        group: Group::default_group(),
+        tier: Tier::Small,
+        hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
+        pinned_release: None,
+    }
+}
+
+pub fn fast_worker(owner: &str) -> WorkerConfig {
+    WorkerConfig {
+        lease_ttl: Duration::from_millis(1500),
+        heartbeat: Duration::from_millis(400),
+        poll_interval: Duration::from_millis(50),
+        concurrency: 4,
+        backoff: Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(100),
+            max_attempts: 3,
+        },
+        step_deadline: Duration::from_secs(30),
+        call_timeout: Duration::from_secs(30),
+        shutdown_grace: Duration::from_millis(200),
+        ..WorkerConfig::new(owner)
+    }
+}
+
+/// One call the double received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub tenant: String,
+    pub step: StepKind,
+    pub worker: String,
+    pub fence: u64,
+    pub attempt: u32,
+    pub started: DateTime<Utc>,
+    pub ended: DateTime<Utc>,
+}
+
+/// Test double for the real steps: succeeds by default, or plays scripted outcomes
+/// per (tenant, step), and records every call with its timing.
+#[derive(Default)]
+pub struct ScriptedStep {
+    calls: Mutex<Vec<Call>>,
+    script: Mutex<HashMap<(String, StepKind), VecDeque<StepOutcome>>>,
+    delays: Mutex<HashMap<StepKind, Duration>>,
+}
+
+impl ScriptedStep {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The next runs of `step` for `tenant` return these outcomes, in order.
+    pub fn script(&self, tenant: &str, step: StepKind, outcomes: Vec<StepOutcome>) {
+        self.script.lock().unwrap().entry((tenant.into(), step)).or_default().extend(outcomes);
+    }
+
+    pub fn delay(&self, step: StepKind, d: Duration) {
+        self.delays.lock().unwrap().insert(step, d);
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    pub fn calls_of(&self, tenant: &str, step: StepKind) -> usize {
+        self.calls().iter().filter(|c| c.tenant == tenant && c.step == step).count()
+    }
+}
+
+#[async_trait]
+impl Step for ScriptedStep {
+    async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
+        let started = Utc::now();
+        let delay = self.delays.lock().unwrap().get(&ctx.step).copied();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        let scripted = self
+            .script
+            .lock()
+            .unwrap()
+            .get_mut(&(ctx.tenant.id().to_string(), ctx.step))
+            .and_then(|q| q.pop_front());
+        self.calls.lock().unwrap().push(Call {
+            tenant: ctx.tenant.id().to_string(),
+            step: ctx.step,
+            worker: ctx.worker.to_owned(),
+            fence: ctx.fence,
+            attempt: ctx.attempt,
+            started,
+            ended: Utc::now(),
+        });
+        scripted.unwrap_or_else(|| {
+            let mut facts = ctx.tenant.facts.clone();
+            facts.progress = None;
+            StepOutcome::done(format!("{} done", ctx.step), facts)
+        })
+    }
+}
+
+pub async fn wait_for_state(store: &dyn TenantStore, id: &TenantId, state: &str, within: Duration) -> TenantRecord {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let r = store.load(id).await.unwrap();
+        if r.state.name() == state {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tenant {id} did not reach {state} within {within:?}; it is {} (last error: {:?})",
+            r.state.label(),
+            r.last_error
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
