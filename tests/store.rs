@@ -15,7 +15,10 @@ fn operator() -> Actor {
 }
 
 async fn create(commands: &TenantCommands, id: &str, region: &str) {
-    commands.create(spec(id, region), release("1.0.0"), &operator()).await.unwrap();
+    commands
+        .create(spec(id, region), release("1.0.0"), &operator())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -29,14 +32,23 @@ async fn creating_the_table_twice_is_harmless() {
 async fn a_tenant_is_created_once_and_loads_back_as_written() {
     let store = fresh_store().await;
     let commands = TenantCommands::new(store.clone());
-    let created = commands.create(spec("acme", "us-east-1"), release("1.0.0"), &operator()).await.unwrap();
+    let created = commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &operator())
+        .await
+        .unwrap();
     let loaded = store.load(&tenant_id("acme")).await.unwrap();
     assert_eq!(loaded, created);
     assert_eq!(loaded.state.label(), "Provisioning/CheckArtifact");
     assert_eq!(loaded.version, 1);
 
-    let err = commands.create(spec("acme", "eu-west-1"), release("2.0.0"), &operator()).await.unwrap_err();
-    assert!(matches!(err, CommandError::Store(StoreError::Conflict { .. })), "{err}");
+    let err = commands
+        .create(spec("acme", "eu-west-1"), release("2.0.0"), &operator())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CommandError::Store(StoreError::Conflict { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("already exists"), "{err}");
     // The failed create changed nothing.
     assert_eq!(store.load(&tenant_id("acme")).await.unwrap(), created);
@@ -60,11 +72,30 @@ async fn of_two_writers_of_one_version_the_second_gets_a_conflict_and_loses_noth
     let mut second = first.clone();
 
     first.facts.image = Some("repo@sha256:aaa".into());
-    store.save(&first, WriteGuard::Version, Some(Transition { from: "x".into(), cause: "first".into(), ..Default::default() })).await.unwrap();
+    store
+        .save(
+            &first,
+            WriteGuard::Version,
+            Some(Transition {
+                from: "x".into(),
+                cause: "first".into(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
 
     second.last_error = Some("second writer's note".into());
     let err = store
-        .save(&second, WriteGuard::Version, Some(Transition { from: "x".into(), cause: "second".into(), ..Default::default() }))
+        .save(
+            &second,
+            WriteGuard::Version,
+            Some(Transition {
+                from: "x".into(),
+                cause: "second".into(),
+                ..Default::default()
+            }),
+        )
         .await
         .unwrap_err();
     assert!(err.is_conflict(), "{err}");
@@ -73,11 +104,29 @@ async fn of_two_writers_of_one_version_the_second_gets_a_conflict_and_loses_noth
     // The loser reloads and applies its change again; both changes survive.
     let mut retried = store.load(&id).await.unwrap();
     retried.last_error = Some("second writer's note".into());
-    store.save(&retried, WriteGuard::Version, Some(Transition { from: "x".into(), cause: "second".into(), ..Default::default() })).await.unwrap();
+    store
+        .save(
+            &retried,
+            WriteGuard::Version,
+            Some(Transition {
+                from: "x".into(),
+                cause: "second".into(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
     let end = store.load(&id).await.unwrap();
     assert_eq!(end.facts.image.as_deref(), Some("repo@sha256:aaa"));
     assert_eq!(end.last_error.as_deref(), Some("second writer's note"));
-    let causes: Vec<String> = store.history(&id, 0, 100).await.unwrap().items.into_iter().map(|e| e.cause).collect();
+    let causes: Vec<String> = store
+        .history(&id, 0, 100)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.cause)
+        .collect();
     assert_eq!(causes, ["Provision 1.0.0", "first", "second"]);
 }
 
@@ -97,7 +146,11 @@ async fn concurrent_operator_commands_are_serialized_by_version() {
             loop {
                 let mut r = store.load(&id).await.unwrap();
                 r.facts.snapshots.push(format!("snap-{i}"));
-                let t = Transition { from: r.state.label(), cause: format!("writer {i}"), ..Default::default() };
+                let t = Transition {
+                    from: r.state.label(),
+                    cause: format!("writer {i}"),
+                    ..Default::default()
+                };
                 match store.save(&r, WriteGuard::Version, Some(t)).await {
                     Ok(_) => return,
                     Err(e) if e.is_conflict() => continue,
@@ -125,31 +178,55 @@ async fn a_lease_excludes_others_until_it_expires_then_the_old_holder_cannot_wri
     let id = tenant_id("acme");
     let ttl = Duration::from_millis(800);
 
-    let a = store.acquire_lease(&id, "worker-a", ttl, Utc::now()).await.unwrap();
+    let a = store
+        .acquire_lease(&id, "worker-a", ttl, Utc::now())
+        .await
+        .unwrap();
     let a_lease = a.lease.clone().unwrap();
     assert_eq!(a_lease.fence, 1);
-    let busy = store.acquire_lease(&id, "worker-b", ttl, Utc::now()).await.unwrap_err();
+    let busy = store
+        .acquire_lease(&id, "worker-b", ttl, Utc::now())
+        .await
+        .unwrap_err();
     assert!(busy.is_conflict(), "{busy}");
 
     tokio::time::sleep(ttl + Duration::from_millis(200)).await;
-    let b = store.acquire_lease(&id, "worker-b", ttl, Utc::now()).await.unwrap();
+    let b = store
+        .acquire_lease(&id, "worker-b", ttl, Utc::now())
+        .await
+        .unwrap();
     let b_lease = b.lease.clone().unwrap();
     assert_eq!(b_lease.fence, 2, "fences grow with every acquisition");
 
     // Worker A wakes up and tries to write its result: refused, nothing changes.
     let mut stale = a.clone();
     stale.facts.image = Some("from-a".into());
-    let err = store.save(&stale, WriteGuard::Lease(&a_lease), None).await.unwrap_err();
-    assert!(err.to_string().contains("lease lost: held by worker-b (fence 2)"), "{err}");
-    let renew = store.renew_lease(&id, &a_lease, ttl, Utc::now()).await.unwrap_err();
+    let err = store
+        .save(&stale, WriteGuard::Lease(&a_lease), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("lease lost: held by worker-b (fence 2)"),
+        "{err}"
+    );
+    let renew = store
+        .renew_lease(&id, &a_lease, ttl, Utc::now())
+        .await
+        .unwrap_err();
     assert!(renew.is_conflict(), "{renew}");
     assert_eq!(store.load(&id).await.unwrap().facts.image, None);
 
     // Worker B can.
     let mut fresh = b.clone();
     fresh.facts.image = Some("from-b".into());
-    store.save(&fresh, WriteGuard::Lease(&b_lease), None).await.unwrap();
-    assert_eq!(store.load(&id).await.unwrap().facts.image.as_deref(), Some("from-b"));
+    store
+        .save(&fresh, WriteGuard::Lease(&b_lease), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load(&id).await.unwrap().facts.image.as_deref(),
+        Some("from-b")
+    );
 }
 
 #[tokio::test]
@@ -158,9 +235,15 @@ async fn an_expired_lease_cannot_write_even_if_nobody_took_it() {
     let commands = TenantCommands::new(store.clone());
     create(&commands, "acme", "us-east-1").await;
     let id = tenant_id("acme");
-    let held = store.acquire_lease(&id, "worker-a", Duration::from_millis(300), Utc::now()).await.unwrap();
+    let held = store
+        .acquire_lease(&id, "worker-a", Duration::from_millis(300), Utc::now())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(450)).await;
-    let err = store.save(&held, WriteGuard::Lease(held.lease.as_ref().unwrap()), None).await.unwrap_err();
+    let err = store
+        .save(&held, WriteGuard::Lease(held.lease.as_ref().unwrap()), None)
+        .await
+        .unwrap_err();
     assert!(err.is_conflict(), "{err}");
     assert!(err.to_string().contains("expired"), "{err}");
 }
@@ -177,7 +260,11 @@ async fn the_work_index_holds_only_tenants_with_a_step_due() {
     later.due_at = Some(Utc::now() + chrono::Duration::minutes(10));
     store.save(&later, WriteGuard::Version, None).await.unwrap();
     let mut settled = store.load(&tenant_id("settled")).await.unwrap();
-    settled.state = TenantState::initial().apply(&TenantEvent::Provision { release: release("1.0.0") }).unwrap();
+    settled.state = TenantState::initial()
+        .apply(&TenantEvent::Provision {
+            release: release("1.0.0"),
+        })
+        .unwrap();
     while settled.state.step().is_some() {
         let next = settled.state.apply(&TenantEvent::StepSucceeded).unwrap();
         settled.enter(next, Utc::now());
@@ -202,7 +289,10 @@ async fn tenants_are_listed_by_region_and_state_a_page_at_a_time() {
     for i in 0..3 {
         create(&commands, &format!("west-{i}"), "us-west-2").await;
     }
-    commands.command(&tenant_id("west-1"), TenantEvent::Retry, &operator()).await.unwrap_err();
+    commands
+        .command(&tenant_id("west-1"), TenantEvent::Retry, &operator())
+        .await
+        .unwrap_err();
 
     // All tenants, pages of 3, regions in order, each tenant exactly once.
     let mut seen = Vec::new();
@@ -210,7 +300,11 @@ async fn tenants_are_listed_by_region_and_state_a_page_at_a_time() {
     let mut pages = 0;
     loop {
         let page = store
-            .list(&ListQuery { limit: Some(3), next_token: token.clone(), ..Default::default() })
+            .list(&ListQuery {
+                limit: Some(3),
+                next_token: token.clone(),
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert!(page.items.len() <= 3);
@@ -222,7 +316,10 @@ async fn tenants_are_listed_by_region_and_state_a_page_at_a_time() {
         }
         assert!(pages < 10, "pagination does not end");
     }
-    assert_eq!(seen, ["east-0", "east-1", "east-2", "east-3", "east-4", "west-0", "west-1", "west-2"]);
+    assert_eq!(
+        seen,
+        ["east-0", "east-1", "east-2", "east-3", "east-4", "west-0", "west-1", "west-2"]
+    );
 
     let west = store
         .list(&ListQuery {
@@ -233,15 +330,24 @@ async fn tenants_are_listed_by_region_and_state_a_page_at_a_time() {
         .await
         .unwrap();
     assert_eq!(west.items.len(), 3);
-    assert!(west.items.iter().all(|t| t.label == "Provisioning/CheckArtifact" && t.release.as_deref() == Some("1.0.0")));
+    assert!(west
+        .items
+        .iter()
+        .all(|t| t.label == "Provisioning/CheckArtifact" && t.release.as_deref() == Some("1.0.0")));
     let none_active = store
-        .list(&ListQuery { state: Some("Active".into()), ..Default::default() })
+        .list(&ListQuery {
+            state: Some("Active".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(none_active.items.is_empty());
 
     let bad = store
-        .list(&ListQuery { next_token: Some("garbage!".into()), ..Default::default() })
+        .list(&ListQuery {
+            next_token: Some("garbage!".into()),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert!(bad.to_string().contains("page token is not valid"), "{bad}");
@@ -254,7 +360,13 @@ async fn operator_commands_refused_by_the_state_change_nothing() {
     create(&commands, "acme", "us-east-1").await;
     let before = store.load(&tenant_id("acme")).await.unwrap();
     let err = commands
-        .command(&tenant_id("acme"), TenantEvent::Upgrade { release: release("2.0.0") }, &operator())
+        .command(
+            &tenant_id("acme"),
+            TenantEvent::Upgrade {
+                release: release("2.0.0"),
+            },
+            &operator(),
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("a step is in progress"), "{err}");

@@ -41,7 +41,10 @@ fn op() -> Actor {
 async fn a_worker_provisions_a_tenant_and_records_every_transition_in_order() {
     let store = fresh_store().await;
     let commands = TenantCommands::new(store.clone());
-    commands.create(spec("acme", "us-east-1"), release("1.0.0"), &op()).await.unwrap();
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
     let step = ScriptedStep::new();
     let w = worker(store.clone(), step.clone(), fast_worker("w1"));
     drain(&w).await;
@@ -60,7 +63,9 @@ async fn a_worker_provisions_a_tenant_and_records_every_transition_in_order() {
         }
     }
     assert_eq!(history.last().unwrap().to, "Active");
-    assert!(history[1..].iter().all(|e| e.actor.starts_with("worker:w1#") && e.step.is_some()));
+    assert!(history[1..]
+        .iter()
+        .all(|e| e.actor.starts_with("worker:w1#") && e.step.is_some()));
     assert_eq!(step.calls().len(), 6, "each provisioning step ran once");
 }
 
@@ -68,25 +73,44 @@ async fn a_worker_provisions_a_tenant_and_records_every_transition_in_order() {
 async fn pending_steps_are_polled_and_retryable_failures_backed_off_until_they_pass() {
     let store = fresh_store().await;
     let commands = TenantCommands::new(store.clone());
-    commands.create(spec("acme", "us-east-1"), release("1.0.0"), &op()).await.unwrap();
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
     let step = ScriptedStep::new();
     step.script(
         "acme",
         StepKind::ProvisionInfra,
         vec![StepOutcome::Pending {
             poll_after: Duration::from_millis(100),
-            facts: TenantFacts { stack_id: Some("stack-1".into()), ..Default::default() },
+            facts: TenantFacts {
+                stack_id: Some("stack-1".into()),
+                ..Default::default()
+            },
             note: "CREATE_IN_PROGRESS".into(),
         }],
     );
-    step.script("acme", StepKind::Deploy, vec![StepOutcome::retry("throttled"), StepOutcome::retry("throttled")]);
+    step.script(
+        "acme",
+        StepKind::Deploy,
+        vec![StepOutcome::retry("throttled"), StepOutcome::retry("throttled")],
+    );
     let w = worker(store.clone(), step.clone(), fast_worker("w1"));
     drain(&w).await;
     let r = store.load(&tenant_id("acme")).await.unwrap();
     assert_eq!(r.state.label(), "Active", "last error: {:?}", r.last_error);
-    assert_eq!(r.facts.stack_id.as_deref(), Some("stack-1"), "progress of a pending step is kept");
+    assert_eq!(
+        r.facts.stack_id.as_deref(),
+        Some("stack-1"),
+        "progress of a pending step is kept"
+    );
     assert_eq!(step.calls_of("acme", StepKind::ProvisionInfra), 2);
-    let deploys: Vec<u32> = step.calls().iter().filter(|c| c.step == StepKind::Deploy).map(|c| c.attempt).collect();
+    let deploys: Vec<u32> = step
+        .calls()
+        .iter()
+        .filter(|c| c.step == StepKind::Deploy)
+        .map(|c| c.attempt)
+        .collect();
     assert_eq!(deploys, [0, 1, 2], "each retry is a new attempt");
 }
 
@@ -94,43 +118,92 @@ async fn pending_steps_are_polled_and_retryable_failures_backed_off_until_they_p
 async fn a_step_that_keeps_failing_gives_up_after_its_attempts_and_the_machine_decides() {
     let store = fresh_store().await;
     let commands = TenantCommands::new(store.clone());
-    commands.create(spec("acme", "us-east-1"), release("1.0.0"), &op()).await.unwrap();
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
     let step = ScriptedStep::new();
-    step.script("acme", StepKind::WriteConfig, vec![StepOutcome::retry("ssm unavailable"); 3]);
+    step.script(
+        "acme",
+        StepKind::WriteConfig,
+        vec![StepOutcome::retry("ssm unavailable"); 3],
+    );
     let w = worker(store.clone(), step.clone(), fast_worker("w1"));
     drain(&w).await;
     let r = store.load(&tenant_id("acme")).await.unwrap();
     assert_eq!(r.state.name(), "Failed");
     let err = r.last_error.unwrap();
-    assert!(err.contains("ssm unavailable (gave up after 3 attempts)"), "{err}");
+    assert!(
+        err.contains("ssm unavailable (gave up after 3 attempts)"),
+        "{err}"
+    );
     // The operator retries: the tenant resumes at the step that failed.
-    commands.command(&tenant_id("acme"), TenantEvent::Retry, &op()).await.unwrap();
+    commands
+        .command(&tenant_id("acme"), TenantEvent::Retry, &op())
+        .await
+        .unwrap();
     drain(&w).await;
-    assert_eq!(store.load(&tenant_id("acme")).await.unwrap().state.label(), "Active");
+    assert_eq!(
+        store.load(&tenant_id("acme")).await.unwrap().state.label(),
+        "Active"
+    );
 }
 
 #[tokio::test]
 async fn a_failed_verify_rolls_the_upgrade_back_to_the_previous_release() {
     let store = fresh_store().await;
     let commands = TenantCommands::new(store.clone());
-    commands.create(spec("acme", "us-east-1"), release("1.0.0"), &op()).await.unwrap();
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
     let step = ScriptedStep::new();
     let w = worker(store.clone(), step.clone(), fast_worker("w1"));
     drain(&w).await;
-    step.script("acme", StepKind::Verify, vec![StepOutcome::fail("health endpoint reports 1.0.0, want 1.1.0")]);
-    commands.command(&tenant_id("acme"), TenantEvent::Upgrade { release: release("1.1.0") }, &op()).await.unwrap();
+    step.script(
+        "acme",
+        StepKind::Verify,
+        vec![StepOutcome::fail("health endpoint reports 1.0.0, want 1.1.0")],
+    );
+    commands
+        .command(
+            &tenant_id("acme"),
+            TenantEvent::Upgrade {
+                release: release("1.1.0"),
+            },
+            &op(),
+        )
+        .await
+        .unwrap();
     drain(&w).await;
     let r = store.load(&tenant_id("acme")).await.unwrap();
     assert_eq!(r.state.current_release(), Some(&release("1.0.0")));
-    let TenantState::Active { failed_upgrade, .. } = &r.state else { panic!("{:?}", r.state) };
+    let TenantState::Active { failed_upgrade, .. } = &r.state else {
+        panic!("{:?}", r.state)
+    };
     assert_eq!(failed_upgrade, &Some(release("1.1.0")));
-    let steps: Vec<String> = store.history(&tenant_id("acme"), 7, 100).await.unwrap().items.iter().map(|e| e.to.clone()).collect();
+    let steps: Vec<String> = store
+        .history(&tenant_id("acme"), 7, 100)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.to.clone())
+        .collect();
     assert_eq!(
         steps,
         [
-            "Upgrading/CheckArtifact", "Upgrading/Backup", "Upgrading/UpdateInfra", "Upgrading/WriteConfig",
-            "Upgrading/EnsureCertificates", "Upgrading/Deploy", "Upgrading/Verify",
-            "RollingBack/RollbackDeploy", "RollingBack/RollbackInfra", "RollingBack/VerifyRollback", "Active",
+            "Upgrading/CheckArtifact",
+            "Upgrading/Backup",
+            "Upgrading/UpdateInfra",
+            "Upgrading/WriteConfig",
+            "Upgrading/EnsureCertificates",
+            "Upgrading/Deploy",
+            "Upgrading/Verify",
+            "RollingBack/RollbackDeploy",
+            "RollingBack/RollbackInfra",
+            "RollingBack/VerifyRollback",
+            "Active",
         ]
     );
 }
@@ -139,16 +212,29 @@ async fn a_failed_verify_rolls_the_upgrade_back_to_the_previous_release() {
 async fn a_step_past_its_deadline_fails() {
     let store = fresh_store().await;
     let commands = TenantCommands::new(store.clone());
-    commands.create(spec("acme", "us-east-1"), release("1.0.0"), &op()).await.unwrap();
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
     let step = ScriptedStep::new();
-    let pending = StepOutcome::Pending { poll_after: Duration::from_millis(50), facts: TenantFacts::default(), note: "waiting".into() };
+    let pending = StepOutcome::Pending {
+        poll_after: Duration::from_millis(50),
+        facts: TenantFacts::default(),
+        note: "waiting".into(),
+    };
     step.script("acme", StepKind::CheckArtifact, vec![pending; 100]);
-    let config = WorkerConfig { step_deadline: Duration::from_millis(400), ..fast_worker("w1") };
+    let config = WorkerConfig {
+        step_deadline: Duration::from_millis(400),
+        ..fast_worker("w1")
+    };
     let w = worker(store.clone(), step.clone(), config);
     drain(&w).await;
     let r = store.load(&tenant_id("acme")).await.unwrap();
     assert_eq!(r.state.name(), "Failed");
-    assert!(r.last_error.unwrap().contains("did not finish within its deadline"));
+    assert!(r
+        .last_error
+        .unwrap()
+        .contains("did not finish within its deadline"));
 }
 
 #[tokio::test]
@@ -158,14 +244,20 @@ async fn two_workers_share_a_table_and_run_every_step_exactly_once() {
     let ids: Vec<String> = (0..12).map(|i| format!("tenant-{i:02}")).collect();
     for (i, id) in ids.iter().enumerate() {
         let region = if i % 2 == 0 { "us-east-1" } else { "eu-west-1" };
-        commands.create(spec(id, region), release("1.0.0"), &op()).await.unwrap();
+        commands
+            .create(spec(id, region), release("1.0.0"), &op())
+            .await
+            .unwrap();
     }
     let step = ScriptedStep::new();
     step.delay(StepKind::Deploy, Duration::from_millis(50));
     let (tx, rx) = watch::channel(false);
     let a = worker(store.clone(), step.clone(), fast_worker("wa"));
     let b = worker(store.clone(), step.clone(), fast_worker("wb"));
-    let ra = tokio::spawn({ let rx = rx.clone(); async move { a.run(rx).await } });
+    let ra = tokio::spawn({
+        let rx = rx.clone();
+        async move { a.run(rx).await }
+    });
     let rb = tokio::spawn(async move { b.run(rx).await });
     for id in &ids {
         wait_for_state(store.as_ref(), &tenant_id(id), "Active", Duration::from_secs(30)).await;
@@ -176,7 +268,14 @@ async fn two_workers_share_a_table_and_run_every_step_exactly_once() {
 
     let calls = step.calls();
     for id in &ids {
-        for kind in [StepKind::CheckArtifact, StepKind::ProvisionInfra, StepKind::WriteConfig, StepKind::EnsureCertificates, StepKind::Deploy, StepKind::Verify] {
+        for kind in [
+            StepKind::CheckArtifact,
+            StepKind::ProvisionInfra,
+            StepKind::WriteConfig,
+            StepKind::EnsureCertificates,
+            StepKind::Deploy,
+            StepKind::Verify,
+        ] {
             assert_eq!(step.calls_of(id, kind), 1, "{id} ran {kind} more than once");
         }
     }
@@ -188,44 +287,90 @@ async fn two_workers_share_a_table_and_run_every_step_exactly_once() {
 async fn shutdown_abandons_a_long_step_after_the_grace_period_and_releases_the_lease() {
     let store = fresh_store().await;
     let commands = TenantCommands::new(store.clone());
-    commands.create(spec("acme", "us-east-1"), release("1.0.0"), &op()).await.unwrap();
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
     let step = ScriptedStep::new();
     step.delay(StepKind::CheckArtifact, Duration::from_secs(60));
     let w = worker(store.clone(), step.clone(), fast_worker("w1"));
     let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn({ let w = w.clone(); async move { w.process(&tenant_id("acme"), rx).await } });
+    let task = tokio::spawn({
+        let w = w.clone();
+        async move { w.process(&tenant_id("acme"), rx).await }
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     tx.send(true).unwrap();
-    let processed = tokio::time::timeout(Duration::from_secs(5), task).await.expect("shutdown within grace").unwrap().unwrap();
+    let processed = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("shutdown within grace")
+        .unwrap()
+        .unwrap();
     assert_eq!(processed, Processed::Interrupted);
     let r = store.load(&tenant_id("acme")).await.unwrap();
     assert!(r.lease.is_none(), "lease released on shutdown");
-    assert_eq!(r.state.label(), "Provisioning/CheckArtifact", "nothing was recorded for the abandoned step");
+    assert_eq!(
+        r.state.label(),
+        "Provisioning/CheckArtifact",
+        "nothing was recorded for the abandoned step"
+    );
     // Another worker picks it up at once.
     let quick = ScriptedStep::new();
     let other = worker(store.clone(), quick, fast_worker("w2"));
     drain(&other).await;
-    assert_eq!(store.load(&tenant_id("acme")).await.unwrap().state.label(), "Active");
+    assert_eq!(
+        store.load(&tenant_id("acme")).await.unwrap().state.label(),
+        "Active"
+    );
 }
 
 #[tokio::test]
 async fn an_operator_abandoning_an_upgrade_mid_step_wins_over_the_step_result() {
     let store = fresh_store().await;
     let commands = TenantCommands::new(store.clone());
-    commands.create(spec("acme", "us-east-1"), release("1.0.0"), &op()).await.unwrap();
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
     let step = ScriptedStep::new();
     let w = worker(store.clone(), step.clone(), fast_worker("w1"));
     drain(&w).await;
-    commands.command(&tenant_id("acme"), TenantEvent::Upgrade { release: release("1.1.0") }, &op()).await.unwrap();
+    commands
+        .command(
+            &tenant_id("acme"),
+            TenantEvent::Upgrade {
+                release: release("1.1.0"),
+            },
+            &op(),
+        )
+        .await
+        .unwrap();
     step.delay(StepKind::CheckArtifact, Duration::from_millis(600));
     let (_tx, rx) = watch::channel(false);
-    let task = tokio::spawn({ let w = w.clone(); async move { w.process(&tenant_id("acme"), rx).await } });
+    let task = tokio::spawn({
+        let w = w.clone();
+        async move { w.process(&tenant_id("acme"), rx).await }
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    commands.command(&tenant_id("acme"), TenantEvent::Rollback, &op()).await.unwrap();
+    commands
+        .command(&tenant_id("acme"), TenantEvent::Rollback, &op())
+        .await
+        .unwrap();
     task.await.unwrap().unwrap();
     let r = store.load(&tenant_id("acme")).await.unwrap();
     assert_eq!(r.state.label(), "Active");
     assert_eq!(r.state.current_release(), Some(&release("1.0.0")));
-    let causes: Vec<String> = store.history(&tenant_id("acme"), 7, 100).await.unwrap().items.iter().map(|e| e.cause.clone()).collect();
-    assert_eq!(causes, ["Upgrade to 1.1.0", "Rollback"], "the stale step result was not recorded");
+    let causes: Vec<String> = store
+        .history(&tenant_id("acme"), 7, 100)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.cause.clone())
+        .collect();
+    assert_eq!(
+        causes,
+        ["Upgrade to 1.1.0", "Rollback"],
+        "the stale step result was not recorded"
+    );
 }

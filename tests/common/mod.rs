@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tenant_orchestrator::domain::{Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier};
+use tenant_orchestrator::domain::{
+    Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
+};
 use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome};
 use tenant_orchestrator::store::{table, DynamoStore, TenantRecord, TenantStore};
@@ -101,7 +103,12 @@ impl ScriptedStep {
 
     /// The next runs of `step` for `tenant` return these outcomes, in order.
     pub fn script(&self, tenant: &str, step: StepKind, outcomes: Vec<StepOutcome>) {
-        self.script.lock().unwrap().entry((tenant.into(), step)).or_default().extend(outcomes);
+        self.script
+            .lock()
+            .unwrap()
+            .entry((tenant.into(), step))
+            .or_default()
+            .extend(outcomes);
     }
 
     pub fn delay(&self, step: StepKind, d: Duration) {
@@ -113,7 +120,10 @@ impl ScriptedStep {
     }
 
     pub fn calls_of(&self, tenant: &str, step: StepKind) -> usize {
-        self.calls().iter().filter(|c| c.tenant == tenant && c.step == step).count()
+        self.calls()
+            .iter()
+            .filter(|c| c.tenant == tenant && c.step == step)
+            .count()
     }
 }
 
@@ -148,7 +158,12 @@ impl Step for ScriptedStep {
     }
 }
 
-pub async fn wait_for_state(store: &dyn TenantStore, id: &TenantId, state: &str, within: Duration) -> TenantRecord {
+pub async fn wait_for_state(
+    store: &dyn TenantStore,
+    id: &TenantId,
+    state: &str,
+    within: Duration,
+) -> TenantRecord {
     let deadline = std::time::Instant::now() + within;
     loop {
         let r = store.load(id).await.unwrap();

@@ -277,7 +277,7 @@ impl TenantStore for DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(stored),
+            Ok(_) => as_stored(&stored),
             Err(err) => Err(match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
                     cancellation("creating tenant", e.cancellation_reasons(), |_, _| {
@@ -338,7 +338,7 @@ impl TenantStore for DynamoStore {
                 .send()
                 .await;
             return match result {
-                Ok(_) => Ok(next),
+                Ok(_) => as_stored(&next),
                 Err(err) => Err(match err.as_service_error() {
                     Some(e) if e.is_conditional_check_failed_exception() => {
                         let current = match e {
@@ -380,7 +380,7 @@ impl TenantStore for DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(next),
+            Ok(_) => as_stored(&next),
             Err(err) => Err(match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => cancellation(
                     &format!("saving tenant {}", record.id()),
@@ -690,6 +690,17 @@ impl TenantStore for DynamoStore {
         regions.sort();
         Ok(regions)
     }
+}
+
+/// The record exactly as a later load returns it (timestamps at millisecond precision).
+fn as_stored(record: &TenantRecord) -> Result<TenantRecord, StoreError> {
+    let mut item = tenant_item(record);
+    if let Some(lease) = &record.lease {
+        item.insert("lease_owner".into(), s(&lease.owner));
+        item.insert("lease_expires".into(), millis(lease.expires_at));
+        item.insert("lease_fence".into(), n(lease.fence));
+    }
+    decode_tenant(&item)
 }
 
 fn summary(item: &Item, region: &Region) -> Result<TenantSummary, StoreError> {
