@@ -1,0 +1,41 @@
+"""Extensions to moto for the tenant-orchestrator's local AWS.
+
+Importing this package, before moto serves its first request, registers the
+CloudFormation models of moto_ext.rds and applies the fixes of moto_ext.cfn,
+moto_ext.elbv2 and moto_ext.ssm. moto_server.py does that and then runs moto's server.
+"""
+
+from __future__ import annotations
+
+# Load moto's own models first: ours must be defined after them to win.
+from moto.cloudformation import parsing as _parsing
+
+from . import cfn, elbv2, rds, ssm
+
+EXTENDED_TYPES = {
+    "AWS::RDS::DBCluster": rds.CfnDBCluster,
+    "AWS::RDS::DBInstance": rds.CfnDBInstance,
+}
+
+
+def _register() -> None:
+    cfn.apply()
+    elbv2.apply()
+    ssm.apply()
+    rds.apply()
+    # The model map is cached on first use; rebuild it with our models in.
+    _parsing.get_model_list.cache_clear()
+    _parsing.get_model_map.cache_clear()
+    _parsing.get_name_type_map.cache_clear()
+    model_map = _parsing.get_model_map()
+    for resource_type, model in EXTENDED_TYPES.items():
+        if model_map.get(resource_type) is not model:
+            raise RuntimeError(f"moto_ext: {resource_type} is not served by {model.__name__}")
+
+
+_register()
+
+
+def supported_types() -> list[str]:
+    """CloudFormation resource types the local moto can create."""
+    return sorted(_parsing.get_model_map())
