@@ -4,12 +4,14 @@ mod errors;
 mod item;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, ConsumedCapacity, Put, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use base64::Engine;
@@ -31,6 +33,9 @@ pub use item::mutable_attributes;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Write capacity consumed by this store's writes, in thousandths of a unit, as
+    /// reported by `ReturnConsumedCapacity`.
+    write_milli_units: Arc<AtomicU64>,
 }
 
 /// Collects `SET`/`REMOVE` clauses and their values for one update expression.
@@ -122,7 +127,18 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            write_milli_units: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Write capacity units consumed by writes through this store so far.
+    pub fn consumed_write_units(&self) -> f64 {
+        self.write_milli_units.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    fn count(&self, capacity: &[&ConsumedCapacity]) {
+        let units: f64 = capacity.iter().filter_map(|c| c.capacity_units()).sum();
+        self.write_milli_units.fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
     }
 
     pub fn client(&self) -> &Client {
@@ -271,13 +287,17 @@ impl TenantStore for DynamoStore {
         let result = self
             .client
             .transact_write_items()
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .transact_items(TransactWriteItem::builder().put(put_tenant).build())
             .transact_items(TransactWriteItem::builder().put(put_event).build())
             .transact_items(TransactWriteItem::builder().update(register_region).build())
             .send()
             .await;
         match result {
-            Ok(_) => as_stored(&stored),
+            Ok(out) => {
+                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
+                as_stored(&stored)
+            }
             Err(err) => Err(match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
                     cancellation("creating tenant", e.cancellation_reasons(), |_, _| {
@@ -328,6 +348,7 @@ impl TenantStore for DynamoStore {
             let result = self
                 .client
                 .update_item()
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .table_name(&self.table)
                 .set_key(Some(key))
                 .update_expression(update.expression())
@@ -338,7 +359,10 @@ impl TenantStore for DynamoStore {
                 .send()
                 .await;
             return match result {
-                Ok(_) => as_stored(&next),
+                Ok(out) => {
+                    self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+                    as_stored(&next)
+                }
                 Err(err) => Err(match err.as_service_error() {
                     Some(e) if e.is_conditional_check_failed_exception() => {
                         let current = match e {
@@ -375,12 +399,16 @@ impl TenantStore for DynamoStore {
         let result = self
             .client
             .transact_write_items()
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .transact_items(TransactWriteItem::builder().update(update_tenant).build())
             .transact_items(TransactWriteItem::builder().put(put_event).build())
             .send()
             .await;
         match result {
-            Ok(_) => as_stored(&next),
+            Ok(out) => {
+                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
+                as_stored(&next)
+            }
             Err(err) => Err(match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => cancellation(
                     &format!("saving tenant {}", record.id()),
@@ -424,6 +452,7 @@ impl TenantStore for DynamoStore {
         let result = self
             .client
             .update_item()
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .table_name(&self.table)
             .set_key(Some(Self::tenant_key(id)))
             .update_expression(update.expression())
@@ -436,7 +465,10 @@ impl TenantStore for DynamoStore {
             .send()
             .await;
         match result {
-            Ok(out) => decode_tenant(out.attributes().unwrap_or(&HashMap::new())),
+            Ok(out) => {
+                self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+                decode_tenant(out.attributes().unwrap_or(&HashMap::new()))
+            }
             Err(err) => Err(match classify("taking lease", &self.table, err) {
                 StoreError::Conflict { what, .. } => StoreError::Conflict {
                     what,
@@ -464,8 +496,10 @@ impl TenantStore for DynamoStore {
             .value(":owner", s(&lease.owner))
             .value(":fence", n(lease.fence))
             .value(":now", millis(now));
-        self.client
+        let out = self
+            .client
             .update_item()
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .table_name(&self.table)
             .set_key(Some(Self::tenant_key(id)))
             .update_expression(update.expression())
@@ -481,6 +515,7 @@ impl TenantStore for DynamoStore {
                 },
                 other => other,
             })?;
+        self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
         Ok(Lease {
             expires_at: expires,
             ..lease.clone()
@@ -501,8 +536,10 @@ impl TenantStore for DynamoStore {
             Some(due) => update.set("work_sk", s(keys::work_sk(due, record.id()))),
             None => update.remove("work_sk"),
         };
-        self.client
+        let out = self
+            .client
             .update_item()
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .table_name(&self.table)
             .set_key(Some(Self::tenant_key(record.id())))
             .update_expression(update.expression())
@@ -512,6 +549,7 @@ impl TenantStore for DynamoStore {
             .send()
             .await
             .map_err(|e| classify("releasing lease", &self.table, e))?;
+        self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
         Ok(())
     }
 
