@@ -4,6 +4,7 @@
 pub mod domain;
 pub mod machine;
 pub mod step;
+pub mod steps;
 pub mod store;
 pub mod tenants;
 pub mod worker;

@@ -4,8 +4,12 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 use tokio::sync::watch;
 
+use std::sync::Arc;
 use tenant_orchestrator::domain::Region;
+
 use tenant_orchestrator::step::StepRegistry;
+use tenant_orchestrator::steps::{self, AwsClients, StepsConfig};
+use tenant_orchestrator::store::DynamoStore;
 use tenant_orchestrator::worker::{Backoff, Worker, WorkerConfig};
 
 use super::Failure;
@@ -41,6 +45,9 @@ pub struct WorkerArgs {
     backoff_base: Duration,
     #[arg(long, env = "TENANTCTL_BACKOFF_CAP", default_value = "2m", value_parser = humantime::parse_duration)]
     backoff_cap: Duration,
+    /// Steps configuration (JSON): artifact repository, regions, listeners, Helm, verify.
+    #[arg(long, env = "TENANTCTL_STEPS_CONFIG")]
+    pub steps_config: Option<std::path::PathBuf>,
     /// On SIGTERM, how long running steps may take to finish before their lease is released.
     #[arg(long, env = "TENANTCTL_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
@@ -116,8 +123,9 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
 
 pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
     let config = args.config()?;
+    let args = &args;
     let store = super::dynamo_store(table).await;
-    let steps = product_steps(store.clone()).await?;
+    let steps = product_steps(args.steps_config.as_deref(), store.clone()).await?;
     let worker = Worker::new(store, steps, config);
     worker
         .run(shutdown_signal())
@@ -126,9 +134,25 @@ pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The real AWS steps. (Filled in by the steps layer.)
+/// Loads the steps configuration (defaults when no file is given).
+pub fn load_steps_config(path: Option<&std::path::Path>) -> Result<StepsConfig, Failure> {
+    let Some(path) = path else {
+        return Ok(StepsConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the steps configuration {}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| Failure {
+        code: 2,
+        error: anyhow!("{} is not a valid steps configuration: {e}", path.display()),
+    })
+}
+
+/// The real AWS steps, on clients built from the standard AWS environment.
 async fn product_steps(
-    _store: std::sync::Arc<tenant_orchestrator::store::DynamoStore>,
+    path: Option<&std::path::Path>,
+    store: Arc<DynamoStore>,
 ) -> Result<StepRegistry, Failure> {
-    Ok(StepRegistry::new())
+    let config = Arc::new(load_steps_config(path)?);
+    let aws = Arc::new(AwsClients::from_env().await);
+    Ok(steps::registry(config, aws, store))
 }

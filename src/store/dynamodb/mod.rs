@@ -11,7 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConsumedCapacity, Put, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, ConsumedCapacity, Put, ReturnConsumedCapacity, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use base64::Engine;
@@ -138,7 +139,8 @@ impl DynamoStore {
 
     fn count(&self, capacity: &[&ConsumedCapacity]) {
         let units: f64 = capacity.iter().filter_map(|c| c.capacity_units()).sum();
-        self.write_milli_units.fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
+        self.write_milli_units
+            .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
     }
 
     pub fn client(&self) -> &Client {

