@@ -41,7 +41,7 @@ pub struct RegionSettings {
 
 /// Settings of the steps for one environment, read from the file given with
 /// `--steps-config` (JSON); every field has a default suited to a local run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StepsConfig {
     pub artifact: artifact::ArtifactConfig,
@@ -52,20 +52,6 @@ pub struct StepsConfig {
     pub verify: verify::VerifyConfig,
     /// Settings per region name.
     pub regions: BTreeMap<String, RegionSettings>,
-}
-
-impl Default for StepsConfig {
-    fn default() -> Self {
-        Self {
-            artifact: Default::default(),
-            backup: Default::default(),
-            infra: Default::default(),
-            certificates: Default::default(),
-            helm: Default::default(),
-            verify: Default::default(),
-            regions: BTreeMap::new(),
-        }
-    }
 }
 
 impl StepsConfig {
