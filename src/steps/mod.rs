@@ -199,6 +199,7 @@ where
 /// Every product step, wired to its implementation.
 pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<DynamoStore>) -> StepRegistry {
     let _ = (&config, &aws, &store);
+    let verify = Arc::new(verify::VerifyRelease::new(config.clone()));
     StepRegistry::new()
         .with(StepKind::Deploy, Arc::new(helm::Deploy::new(config.clone())))
         .with(
@@ -209,4 +210,6 @@ pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<Dynam
             StepKind::Uninstall,
             Arc::new(helm::Uninstall::new(config.clone())),
         )
+        .with(StepKind::Verify, verify.clone())
+        .with(StepKind::VerifyRollback, verify)
 }
