@@ -17,6 +17,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Region, TenantSpec};
+use crate::machine::StepKind;
 use crate::step::{StepOutcome, StepRegistry};
 use crate::store::DynamoStore;
 
@@ -199,4 +200,30 @@ where
 pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<DynamoStore>) -> StepRegistry {
     let _ = (&config, &aws, &store);
     StepRegistry::new()
+        .with(
+            StepKind::CheckArtifact,
+            Arc::new(artifact::CheckArtifact::new(config.artifact.clone(), aws.clone())),
+        )
+        .with(
+            StepKind::Backup,
+            Arc::new(backup::SnapshotDatabase::before_upgrade(
+                config.backup.clone(),
+                aws.clone(),
+            )),
+        )
+        .with(
+            StepKind::FinalBackup,
+            Arc::new(backup::SnapshotDatabase::final_backup(
+                config.backup.clone(),
+                aws.clone(),
+            )),
+        )
+        .with(
+            StepKind::WriteConfig,
+            Arc::new(self::config::WriteConfig::new(aws.clone())),
+        )
+        .with(
+            StepKind::DeleteConfig,
+            Arc::new(self::config::DeleteConfig::new(aws.clone())),
+        )
 }
