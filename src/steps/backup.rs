@@ -279,16 +279,51 @@ impl Step for SnapshotDatabase {
             ));
         }
 
-        let mut facts = tenant.facts.clone();
-        if !facts.snapshots.contains(&id) {
-            facts.snapshots.push(id.clone());
+        let described = Described {
+            id: &id,
+            cluster: &cluster,
+            status: snapshot.status().unwrap_or("creating"),
+            percent: snapshot.percent_progress(),
+        };
+        let poll_after = Duration::from_secs(self.config.poll_seconds);
+        match described.outcome(tenant.facts.clone(), poll_after) {
+            StepOutcome::Done(mut output) => {
+                info!(snapshot = %id, "snapshot available");
+                let retention = self.apply_retention(&ctx, rds, &mut output.facts).await;
+                output.summary.push_str(&retention);
+                StepOutcome::Done(output)
+            }
+            waiting_or_failed => waiting_or_failed,
         }
-        let status = snapshot.status().unwrap_or("creating");
+    }
+}
+
+/// A snapshot as RDS described it.
+struct Described<'a> {
+    id: &'a str,
+    cluster: &'a str,
+    status: &'a str,
+    percent: Option<i32>,
+}
+
+impl Described<'_> {
+    /// The outcome of this run, with the snapshot recorded in the facts (oldest first,
+    /// once): done when it is available (retention is still to apply), poll again while
+    /// it is being created, fail for good when it can no longer become available.
+    fn outcome(&self, mut facts: TenantFacts, poll_after: Duration) -> StepOutcome {
+        let (id, cluster, status) = (self.id, self.cluster, self.status);
+        if !facts.snapshots.iter().any(|s| s == id) {
+            facts.snapshots.push(id.to_owned());
+        }
+        facts.progress = None;
         match progress(status) {
+            Progress::Available => {
+                StepOutcome::done(format!("snapshot {id} of {cluster} is available"), facts)
+            }
             Progress::Creating => StepOutcome::Pending {
-                poll_after: Duration::from_secs(self.config.poll_seconds),
+                poll_after,
                 facts,
-                note: match snapshot.percent_progress() {
+                note: match self.percent {
                     Some(p) => format!("snapshot {id} of {cluster} is {status} ({p}%)"),
                     None => format!("snapshot {id} of {cluster} is {status}"),
                 },
@@ -297,15 +332,6 @@ impl Step for SnapshotDatabase {
                 "snapshot {id} of cluster {cluster} ended in status {status}; check the cluster's events in \
                  the RDS console, then retry"
             )),
-            Progress::Available => {
-                let retention = self.apply_retention(&ctx, rds, &mut facts).await;
-                facts.progress = None;
-                info!(snapshot = %id, "snapshot available");
-                StepOutcome::done(
-                    format!("snapshot {id} of {cluster} is available{retention}"),
-                    facts,
-                )
-            }
         }
     }
 }
@@ -320,6 +346,71 @@ mod tests {
         assert_eq!(progress("creating"), Progress::Creating);
         assert_eq!(progress("failed"), Progress::Unusable("failed".into()));
         assert_eq!(progress("deleting"), Progress::Unusable("deleting".into()));
+    }
+
+    fn described(status: &str) -> Described<'_> {
+        Described {
+            id: "tenant-prod-acme-preupgrade-1-1-0-7",
+            cluster: "acme-db",
+            status,
+            percent: Some(40),
+        }
+    }
+
+    fn earlier() -> TenantFacts {
+        TenantFacts {
+            snapshots: vec!["tenant-prod-acme-preupgrade-1-0-0-3".into()],
+            ..TenantFacts::default()
+        }
+    }
+
+    #[test]
+    fn a_snapshot_being_created_is_recorded_and_polled() {
+        let poll = Duration::from_secs(15);
+        match described("creating").outcome(earlier(), poll) {
+            StepOutcome::Pending {
+                poll_after,
+                facts,
+                note,
+            } => {
+                assert_eq!(poll_after, poll);
+                assert_eq!(
+                    facts.snapshots,
+                    [
+                        "tenant-prod-acme-preupgrade-1-0-0-3",
+                        "tenant-prod-acme-preupgrade-1-1-0-7"
+                    ]
+                );
+                assert!(note.contains("40%"), "{note}");
+            }
+            other => panic!("expected Pending, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_available_snapshot_is_recorded_once() {
+        let done = |facts| match described("available").outcome(facts, Duration::ZERO) {
+            StepOutcome::Done(output) => output.facts,
+            other => panic!("expected Done, got {other:?}"),
+        };
+        let once = done(earlier());
+        let twice = done(once.clone());
+        assert_eq!(once.snapshots.len(), 2);
+        assert_eq!(twice, once);
+    }
+
+    #[test]
+    fn a_failed_snapshot_fails_the_step_for_good() {
+        match described("failed").outcome(earlier(), Duration::ZERO) {
+            StepOutcome::Failed { retryable, reason } => {
+                assert!(!retryable);
+                assert!(
+                    reason.contains("status failed") && reason.contains("acme-db"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
     }
 
     #[test]

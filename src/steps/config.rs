@@ -72,14 +72,10 @@ async fn parameters_under(
 }
 
 /// A new secret from the operating system's CSPRNG, base64-encoded.
-fn generate_secret() -> Result<String, StepOutcome> {
+fn generate_secret() -> Result<String, rand::rand_core::OsError> {
     use rand::TryRngCore as _;
     let mut bytes = [0u8; SECRET_BYTES];
-    rand::rngs::OsRng.try_fill_bytes(&mut bytes).map_err(|e| {
-        StepOutcome::retry(format!(
-            "generating a secret: the system random source failed: {e}"
-        ))
-    })?;
+    rand::rngs::OsRng.try_fill_bytes(&mut bytes)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
@@ -130,7 +126,9 @@ impl WriteConfig {
                 request.value(value).r#type(kind.parameter_type()).overwrite(true)
             }
             Write::CreateSecret { .. } => request
-                .value(generate_secret()?)
+                .value(generate_secret().map_err(|e| {
+                    StepOutcome::retry(format!("generating {name}: the system random source failed: {e}"))
+                })?)
                 .r#type(ParameterType::SecureString)
                 .overwrite(false)
                 .set_tags(Some(tags(spec))),
