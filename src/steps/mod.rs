@@ -198,4 +198,30 @@ pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<Dynam
         )
         .with(StepKind::Verify, verify.clone())
         .with(StepKind::VerifyRollback, verify)
+        .with(
+            StepKind::CheckArtifact,
+            Arc::new(artifact::CheckArtifact::new(config.artifact.clone(), aws.clone())),
+        )
+        .with(
+            StepKind::Backup,
+            Arc::new(backup::SnapshotDatabase::before_upgrade(
+                config.backup.clone(),
+                aws.clone(),
+            )),
+        )
+        .with(
+            StepKind::FinalBackup,
+            Arc::new(backup::SnapshotDatabase::final_backup(
+                config.backup.clone(),
+                aws.clone(),
+            )),
+        )
+        .with(
+            StepKind::WriteConfig,
+            Arc::new(self::config::WriteConfig::new(aws.clone())),
+        )
+        .with(
+            StepKind::DeleteConfig,
+            Arc::new(self::config::DeleteConfig::new(aws.clone())),
+        )
 }

@@ -1,0 +1,12 @@
+//! The artifact, backup and configuration steps against the local AWS: moto's ECR, RDS
+//! and SSM, and DynamoDB Local for the worker. Run `eval "$(localstack/start.sh)"`
+//! first (scripts/test.sh does it).
+
+#[path = "../common/mod.rs"]
+mod common;
+mod support;
+
+mod artifact;
+mod backup;
+mod config;
+mod worker;
