@@ -198,5 +198,6 @@ where
 /// Every product step, wired to its implementation.
 pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<DynamoStore>) -> StepRegistry {
     let _ = (&config, &aws, &store);
-    StepRegistry::new()
+    let registry = StepRegistry::new();
+    infra::register(registry, config.clone(), aws.clone())
 }
