@@ -186,7 +186,7 @@ where
 pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<DynamoStore>) -> StepRegistry {
     let _ = (&config, &aws, &store);
     let verify = Arc::new(verify::VerifyRelease::new(config.clone()));
-    StepRegistry::new()
+    let registry = StepRegistry::new()
         .with(StepKind::Deploy, Arc::new(helm::Deploy::new(config.clone())))
         .with(
             StepKind::RollbackDeploy,
@@ -223,5 +223,6 @@ pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<Dynam
         .with(
             StepKind::DeleteConfig,
             Arc::new(self::config::DeleteConfig::new(aws.clone())),
-        )
+        );
+    infra::register(registry, config.clone(), aws.clone())
 }

@@ -67,6 +67,11 @@ pub struct TenantFacts {
     /// healthy checks); cleared when the machine moves to another step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<serde_json::Value>,
+    /// The upgrade (`<from> -> <to>`) whose UpdateInfra recorded `previous_stack`. A
+    /// `previous_stack` outlives its upgrade, so a rollback applies it only when it was
+    /// recorded for the upgrade being rolled back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_stack_upgrade: Option<String>,
 }
 
 /// A tenant as persisted: one DynamoDB item.

@@ -1,0 +1,239 @@
+//! The tenant's infrastructure stack on CloudFormation: create or update it
+//! (ProvisionInfra, UpdateInfra), put it back after a failed upgrade (RollbackInfra),
+//! restore its database from a snapshot (RestoreDatabase) and delete it (DeleteStack).
+//!
+//! Every step either starts one stack operation or polls the one it started, as
+//! recorded in `facts.progress` with the request token it sent, so a re-run never
+//! starts a second operation. The template is embedded in the binary.
+
+mod apply;
+mod cfn;
+mod delete;
+mod progress;
+mod restore;
+mod rollback;
+mod status;
+pub mod template;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+
+use crate::domain::TenantSpec;
+use crate::machine::StepKind;
+use crate::step::{Step, StepContext, StepOutcome, StepRegistry};
+use crate::steps::{aws_failure, AwsClients, RegionSettings, StepsConfig};
+use crate::store::TenantFacts;
+
+use self::cfn::StackView;
+use self::progress::StackWork;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InfraConfig {
+    /// Seconds between two looks at a stack operation in progress.
+    pub poll_seconds: u64,
+    /// Create stacks with termination protection, so only DeleteStack (which turns it
+    /// off first) can delete them.
+    pub termination_protection: bool,
+}
+
+impl Default for InfraConfig {
+    fn default() -> Self {
+        Self {
+            poll_seconds: 15,
+            termination_protection: true,
+        }
+    }
+}
+
+/// Why an infrastructure step cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InfraError {
+    /// The steps configuration cannot describe the tenant's stack.
+    #[error("{0}")]
+    Configuration(String),
+    /// A CloudFormation or RDS call failed; throttling, timeouts and 5xx are retryable.
+    #[error("{reason}")]
+    Aws { reason: String, retryable: bool },
+    /// The stack (or the snapshot) is not in a state the step can continue from.
+    #[error("{0}")]
+    Stack(String),
+}
+
+impl InfraError {
+    pub fn aws<E, R>(what: &str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        match aws_failure(what, err) {
+            StepOutcome::Failed { retryable, reason } => InfraError::Aws { reason, retryable },
+            other => InfraError::Aws {
+                reason: format!("{what}: {other:?}"),
+                retryable: false,
+            },
+        }
+    }
+
+    fn into_outcome(self) -> StepOutcome {
+        match self {
+            InfraError::Aws { reason, retryable } => StepOutcome::Failed { retryable, reason },
+            other => StepOutcome::fail(other.to_string()),
+        }
+    }
+}
+
+/// What the infrastructure steps share: their settings and the per-region clients.
+#[derive(Clone)]
+pub struct InfraSteps {
+    config: Arc<StepsConfig>,
+    aws: Arc<AwsClients>,
+}
+
+impl InfraSteps {
+    pub fn new(config: Arc<StepsConfig>, aws: Arc<AwsClients>) -> Self {
+        Self { config, aws }
+    }
+
+    fn settings(&self, spec: &TenantSpec) -> Result<&RegionSettings, InfraError> {
+        self.config
+            .region(&spec.region)
+            .map_err(InfraError::Configuration)
+    }
+
+    fn cloudformation(&self, spec: &TenantSpec) -> aws_sdk_cloudformation::Client {
+        self.aws.region(&spec.region).cloudformation.clone()
+    }
+
+    fn rds(&self, spec: &TenantSpec) -> aws_sdk_rds::Client {
+        self.aws.region(&spec.region).rds.clone()
+    }
+
+    fn poll_after(&self) -> Duration {
+        Duration::from_secs(self.config.infra.poll_seconds)
+    }
+
+    fn termination_protection(&self) -> bool {
+        self.config.infra.termination_protection
+    }
+}
+
+/// Wires the infrastructure steps into `registry`.
+pub fn register(registry: StepRegistry, config: Arc<StepsConfig>, aws: Arc<AwsClients>) -> StepRegistry {
+    let steps = InfraSteps::new(config, aws);
+    let apply: Arc<dyn Step> = Arc::new(ApplyStack(steps.clone()));
+    registry
+        .with(StepKind::ProvisionInfra, apply.clone())
+        .with(StepKind::UpdateInfra, apply)
+        .with(StepKind::RollbackInfra, Arc::new(RollbackStack(steps.clone())))
+        .with(
+            StepKind::RestoreDatabase,
+            Arc::new(RestoreDatabase(steps.clone())),
+        )
+        .with(StepKind::DeleteStack, Arc::new(DeleteStack(steps)))
+}
+
+/// ProvisionInfra and UpdateInfra: creates the stack when it does not exist and
+/// updates it to the embedded template and current parameters when it does.
+pub struct ApplyStack(pub InfraSteps);
+
+/// RollbackInfra: puts the stack back on the template and parameters UpdateInfra
+/// recorded before it changed them.
+pub struct RollbackStack(pub InfraSteps);
+
+/// RestoreDatabase: replaces the database cluster with one restored from the
+/// operator's snapshot, through the stack's `RestoreSnapshotIdentifier`.
+pub struct RestoreDatabase(pub InfraSteps);
+
+/// DeleteStack: turns termination protection off and deletes the stack.
+pub struct DeleteStack(pub InfraSteps);
+
+#[async_trait]
+impl Step for ApplyStack {
+    #[instrument(skip_all, fields(tenant = %ctx.tenant.id(), step = %ctx.step))]
+    async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
+        apply::run(&self.0, ctx)
+            .await
+            .unwrap_or_else(InfraError::into_outcome)
+    }
+}
+
+#[async_trait]
+impl Step for RollbackStack {
+    #[instrument(skip_all, fields(tenant = %ctx.tenant.id(), step = %ctx.step))]
+    async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
+        rollback::run(&self.0, ctx)
+            .await
+            .unwrap_or_else(InfraError::into_outcome)
+    }
+}
+
+#[async_trait]
+impl Step for RestoreDatabase {
+    #[instrument(skip_all, fields(tenant = %ctx.tenant.id(), step = %ctx.step))]
+    async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
+        restore::run(&self.0, ctx)
+            .await
+            .unwrap_or_else(InfraError::into_outcome)
+    }
+}
+
+#[async_trait]
+impl Step for DeleteStack {
+    #[instrument(skip_all, fields(tenant = %ctx.tenant.id(), step = %ctx.step))]
+    async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
+        delete::run(&self.0, ctx)
+            .await
+            .unwrap_or_else(InfraError::into_outcome)
+    }
+}
+
+/// The step waits; `work` (if any) is what it started and will poll.
+fn pending(
+    mut facts: TenantFacts,
+    step: StepKind,
+    work: Option<StackWork>,
+    poll_after: Duration,
+    note: impl Into<String>,
+) -> StepOutcome {
+    match work {
+        Some(work) => progress::write(&mut facts, step, work),
+        None => facts.progress = None,
+    }
+    StepOutcome::Pending {
+        poll_after,
+        facts,
+        note: note.into(),
+    }
+}
+
+/// The step is done with `stack` as it is now: its id and outputs become facts.
+/// `require_outputs` when later steps will read them from this stack.
+fn finished(
+    mut facts: TenantFacts,
+    stack: &StackView,
+    require_outputs: bool,
+    summary: impl Into<String>,
+) -> Result<StepOutcome, InfraError> {
+    if require_outputs {
+        let missing = template::missing_outputs(&stack.outputs);
+        if !missing.is_empty() {
+            return Err(InfraError::Stack(format!(
+                "stack {} is {} but has no output {}; the stack does not come from the orchestrator's template",
+                stack.name,
+                stack.status,
+                missing.join(", ")
+            )));
+        }
+    }
+    facts.stack_id = Some(stack.id.clone());
+    facts.stack_outputs = stack.outputs.clone();
+    facts.progress = None;
+    Ok(StepOutcome::done(summary, facts))
+}
