@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The real flows on a local AWS (DynamoDB Local + extended moto, Helm and tenant health
+# stand-ins): provision four tenants in two regions, upgrade them, watch one upgrade
+# fail verification and roll back, deprovision one, and print every tenant's state
+# and history. Everything it starts is stopped when it ends.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tenant-orchestrator/target}"
+cache="${TENANT_ORCHESTRATOR_CACHE:-$HOME/.cache/tenant-orchestrator}"
+export DYNAMODB_PORT="${DEMO_DYNAMODB_PORT:-38000}"
+export MOTO_PORT="${DEMO_MOTO_PORT:-38566}"
+export TENANT_ORCHESTRATOR_RUN="$cache/run-demo"
+health_port="${DEMO_HEALTH_PORT:-38089}"
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "installing and starting the local AWS"
+localstack/install.sh
+work="$(mktemp -d)"
+worker_pid=""
+cleanup() {
+  [[ -n "$worker_pid" ]] && kill -TERM "$worker_pid" 2>/dev/null && wait "$worker_pid" 2>/dev/null
+  localstack/stop.sh >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+eval "$(localstack/start.sh)"
+
+say "building tenantctl"
+cargo build --quiet --bin tenantctl
+tenantctl() { "$CARGO_TARGET_DIR/debug/tenantctl" "$@"; }
+python="$cache/localstack/venv/bin/python"
+
+say "creating the shared platform: ECR images 1.0.0 1.1.0 1.2.0, VPC, ALB listeners, hosted zone"
+export HELM_STANDIN_STATE="$work/helm"
+mkdir -p "$HELM_STANDIN_STATE"
+"$python" localstack/demo_platform.py --regions us-east-1,eu-west-1 --releases 1.0.0,1.1.0,1.2.0 \
+  --zone example.com >"$work/platform.json"
+localstack/start-health-standin.sh "$health_port" "$HELM_STANDIN_STATE" >/dev/null
+"$python" - "$work/platform.json" "$health_port" >"$work/steps.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config.update({
+    "artifact": {"repository": "tenant-app"},
+    "helm": {"helm_bin": "localstack/helm-standin", "chart": "charts/tenant"},
+    # The tenant health stand-in answers for every hostname on loopback.
+    "verify": {"scheme": "http", "port": int(sys.argv[2]), "resolve_to": "127.0.0.1",
+               "required_passes": 2, "interval_ms": 200, "deadline_seconds": 20},
+    # moto does not implement UpdateTerminationProtection.
+    "infra": {"poll_seconds": 1, "termination_protection": False},
+    "backup": {"poll_seconds": 1},
+    "certificates": {"poll_seconds": 1},
+})
+json.dump(config, sys.stdout, indent=2)
+PY
+
+export TENANTCTL_TABLE=demo-tenants TENANTCTL_ACTOR=demo TENANTCTL_LOG=warn
+say "tenantctl table create"
+tenantctl table create
+
+say "starting a worker (tenantctl worker)"
+tenantctl worker --steps-config "$work/steps.json" --lease-ttl 9s --heartbeat 3s --poll-interval 200ms \
+  --backoff-base 200ms --backoff-cap 2s 2>"$work/worker.log" &
+worker_pid=$!
+
+say "provisioning four tenants in two regions on 1.0.0"
+for t in acme:us-east-1 globex:us-east-1 initech:eu-west-1 umbrella:eu-west-1; do
+  id="${t%%:*}" region="${t##*:}"
+  tenantctl tenant create --id "$id" --region "$region" --environment demo --tier small \
+    --hostname "$id.example.com" --release 1.0.0 >/dev/null
+  echo "created $id in $region"
+done
+tenantctl tenant wait acme globex initech umbrella --timeout 5m
+tenantctl tenant list
+
+say "upgrading every tenant to 1.1.0"
+for id in acme globex initech umbrella; do tenantctl tenant upgrade "$id" --release 1.1.0 >/dev/null; done
+tenantctl tenant wait acme globex initech umbrella --timeout 5m
+tenantctl tenant list
+
+say "upgrading initech to 1.2.0, a release whose health check fails: verify fails, the upgrade rolls back"
+echo 1.2.0 >"$HELM_STANDIN_STATE/broken-releases"
+tenantctl tenant upgrade initech --release 1.2.0 >/dev/null
+tenantctl tenant wait initech --timeout 5m
+tenantctl tenant get initech
+tenantctl tenant history initech
+
+say "an unknown release is refused before anything is touched"
+tenantctl tenant upgrade acme --release 9.9.9 >/dev/null
+tenantctl tenant wait acme --timeout 2m
+tenantctl tenant get acme | grep -E 'state|release|last error'
+
+say "deprovisioning umbrella: final backup, uninstall, certificates, config, stack"
+tenantctl tenant deprovision umbrella >/dev/null
+tenantctl tenant wait umbrella --state Deleted --timeout 5m
+tenantctl tenant history umbrella
+
+say "the fleet"
+tenantctl tenant list
+for id in acme globex initech umbrella; do
+  echo
+  echo "-- $id"
+  tenantctl tenant history "$id"
+done
