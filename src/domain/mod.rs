@@ -5,12 +5,14 @@ mod duration;
 mod hostname;
 mod ids;
 mod release;
+pub mod rollout;
 mod spec;
 mod window;
 
 pub use hostname::Hostname;
 pub use ids::{Environment, Group, Region, TenantId};
 pub use release::ReleaseVersion;
+pub use rollout::{RolloutId, RolloutSpec};
 pub use spec::{TenantSpec, Tier};
 pub use window::{MaintenanceWindows, Window};
 
