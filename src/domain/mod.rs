@@ -4,6 +4,7 @@
 mod duration;
 mod hostname;
 mod ids;
+mod policy;
 mod release;
 pub mod rollout;
 mod spec;
@@ -11,6 +12,7 @@ mod window;
 
 pub use hostname::Hostname;
 pub use ids::{Environment, Group, Region, TenantId};
+pub use policy::{ReleaseSource, ResolvedRelease, VersionPolicy};
 pub use release::ReleaseVersion;
 pub use rollout::{RolloutId, RolloutSpec};
 pub use spec::{TenantSpec, Tier};
