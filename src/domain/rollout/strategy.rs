@@ -151,7 +151,8 @@ impl From<Strategy> for StrategyFields {
 
 /// The wait after each wave before the next may start: `time` must pass *and* at least
 /// `checks` health checks, one every `check_interval`, must pass in that time (the
-/// evidence). The checks must fit in the time, so the bake lasts exactly `time`.
+/// evidence). The checks must fit in the time, so the bake lasts exactly `time`, at
+/// most a week.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Bake {
     time: Duration,
@@ -160,7 +161,16 @@ pub struct Bake {
 }
 
 impl Bake {
+    const LONGEST: Duration = Duration::from_secs(7 * 24 * 3600);
+
     pub fn new(time: Duration, checks: u32, check_interval: Duration) -> Result<Self, InvalidValue> {
+        if time > Self::LONGEST {
+            return Err(InvalidValue::new(
+                "bake_time",
+                &format_duration(time),
+                "must be at most 7d; to hold a rollout longer, let it wait for an approval",
+            ));
+        }
         if checks == 0 && !time.is_zero() {
             return Err(InvalidValue::new(
                 "bake_checks",

@@ -115,6 +115,7 @@ fn invalid_strategies_say_what_is_wrong_and_what_to_write() {
         (r#""bake_checks": 0"#, "a bake needs evidence"),
         (r#""bake_time": "soon""#, "invalid bake_time \"soon\""),
         (r#""bake_check_interval": "0s""#, "must be at least 1s"),
+        (r#""bake_time": "8d""#, "must be at most 7d"),
         (
             r#""on_breach": {"rollback": "all"}"#,
             "expected one of `failed`, `wave`, `none`",
