@@ -209,6 +209,27 @@ impl MaintenanceWindows {
         self.openings_near(t).any(|(start, end)| start <= t && t < end)
     }
 
+    /// When the windows open at `t` close (following windows that overlap or touch),
+    /// or `None` if none is open. Windows that never close (a week long) are followed
+    /// for a few weeks only.
+    pub fn open_until(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut end = self.latest_end_of_openings_at(t)?;
+        for _ in 0..8 {
+            match self.latest_end_of_openings_at(end) {
+                Some(later) => end = later,
+                None => break,
+            }
+        }
+        Some(end)
+    }
+
+    fn latest_end_of_openings_at(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        (self.openings_near(t))
+            .filter(|(start, end)| *start <= t && t < *end)
+            .map(|(_, end)| end)
+            .max()
+    }
+
     /// `now` if a window is open, otherwise the moment the next one opens.
     pub fn next_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         if self.contains(now) {
@@ -298,4 +319,4 @@ impl FromStr for MaintenanceWindows {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -157,6 +157,20 @@ fn the_same_local_window_moves_in_utc_with_daylight_saving() {
 }
 
 #[test]
+fn open_until_follows_windows_that_touch() {
+    let w = windows("UTC Sun 22:00 4h, Mon 02:00 1h, Mon 09:00 1h");
+    assert_eq!(
+        w.open_until(utc("2026-01-11T23:00:00Z")),
+        Some(utc("2026-01-12T03:00:00Z"))
+    );
+    assert_eq!(w.open_until(utc("2026-01-12T03:00:00Z")), None);
+    assert_eq!(
+        w.open_until(utc("2026-01-12T09:59:00Z")),
+        Some(utc("2026-01-12T10:00:00Z"))
+    );
+}
+
+#[test]
 fn a_week_long_window_is_always_open() {
     let w = windows("Australia/Lord_Howe Thu 00:00 7d");
     for day in 1..=28 {
@@ -208,5 +222,22 @@ proptest! {
             let between = now + (next - now) * k / 8;
             prop_assert!(between == now || !w.contains(between), "{w} is open at {between}, before {next}");
         }
+    }
+
+    #[test]
+    fn open_until_is_the_first_closed_moment(w in arb_windows(), secs in 1_700_000_000i64..1_900_000_000) {
+        let now = DateTime::from_timestamp(secs, 0).unwrap();
+        let Some(closes) = w.open_until(now) else {
+            prop_assert!(!w.contains(now));
+            return Ok(());
+        };
+        prop_assert!(closes > now);
+        for k in 0..8 {
+            let between = now + (closes - now) * k / 8;
+            prop_assert!(w.contains(between), "{w} is closed at {between}, before {closes}");
+        }
+        // Windows that cover the whole week are followed for weeks, then cut off.
+        let followed_for_weeks = closes - now >= TimeDelta::days(7);
+        prop_assert!(followed_for_weeks || !w.contains(closes), "{w} is still open at {closes}");
     }
 }
