@@ -16,6 +16,23 @@ pub(crate) fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// `#[serde(with = "crate::domain::duration::as_text")]` for a `Duration` field that
+/// reads and writes the human form.
+pub(crate) mod as_text {
+    use std::time::Duration;
+
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse_duration("duration", &text).map_err(D::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,14 @@
 //! Validated domain values. Every string that names a tenant, region, release or
 //! hostname is parsed once at the edge; the rest of the code only sees these types.
 
-mod duration;
+pub(crate) mod duration;
 mod hostname;
 mod ids;
 mod policy;
 mod release;
 pub mod rollout;
 mod spec;
-mod window;
+pub(crate) mod window;
 
 pub use hostname::Hostname;
 pub use ids::{Environment, Group, Region, TenantId};
