@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem, Update};
 use chrono::Utc;
-use tenant_orchestrator::domain::{Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier};
+use tenant_orchestrator::domain::{
+    Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
+};
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::store::{table, Actor, DynamoStore, ListQuery, TenantStore};
 use tenant_orchestrator::tenants::TenantCommands;
@@ -56,7 +58,11 @@ async fn engine(client: aws_sdk_dynamodb::Client) -> (f64, f64) {
     let commands = TenantCommands::new(store.clone());
     for i in 0..TENANTS {
         commands
-            .create(spec(i), ReleaseVersion::parse("1.0.0").unwrap(), &Actor::operator("bench"))
+            .create(
+                spec(i),
+                ReleaseVersion::parse("1.0.0").unwrap(),
+                &Actor::operator("bench"),
+            )
             .await
             .unwrap();
     }
@@ -72,7 +78,11 @@ async fn engine(client: aws_sdk_dynamodb::Client) -> (f64, f64) {
     let running = tokio::spawn(async move { worker.run(rx).await });
     loop {
         let left = store
-            .list(&ListQuery { state: Some("Provisioning".into()), limit: Some(1), ..Default::default() })
+            .list(&ListQuery {
+                state: Some("Provisioning".into()),
+                limit: Some(1),
+                ..Default::default()
+            })
             .await
             .unwrap();
         if left.items.is_empty() {
@@ -84,7 +94,10 @@ async fn engine(client: aws_sdk_dynamodb::Client) -> (f64, f64) {
     tx.send(true).unwrap();
     running.await.unwrap().unwrap();
     let transitions = (TENANTS * STEPS_PER_TENANT) as f64;
-    (transitions / elapsed, (store.consumed_write_units() - before) / transitions)
+    (
+        transitions / elapsed,
+        (store.consumed_write_units() - before) / transitions,
+    )
 }
 
 async fn raw(client: aws_sdk_dynamodb::Client) -> (f64, f64) {
@@ -132,7 +145,10 @@ async fn raw(client: aws_sdk_dynamodb::Client) -> (f64, f64) {
                         .set_item(Some(HashMap::from([
                             ("pk".to_owned(), s(pk)),
                             ("sk".to_owned(), s(format!("EVENT#{:012}", v + 1))),
-                            ("event".to_owned(), s(format!("{{\"to\":\"step-{v}\",\"at\":\"{}\"}}", Utc::now()))),
+                            (
+                                "event".to_owned(),
+                                s(format!("{{\"to\":\"step-{v}\",\"at\":\"{}\"}}", Utc::now())),
+                            ),
                         ])))
                         .condition_expression("attribute_not_exists(pk)")
                         .build()
@@ -145,7 +161,11 @@ async fn raw(client: aws_sdk_dynamodb::Client) -> (f64, f64) {
                         .send()
                         .await
                         .unwrap();
-                    let used: f64 = out.consumed_capacity().iter().filter_map(|c| c.capacity_units()).sum();
+                    let used: f64 = out
+                        .consumed_capacity()
+                        .iter()
+                        .filter_map(|c| c.capacity_units())
+                        .sum();
                     *units.lock().unwrap() += used;
                 }
             }
@@ -176,7 +196,10 @@ fn main() {
         println!("tenants: {TENANTS}, steps per tenant: {STEPS_PER_TENANT}, concurrency: {CONCURRENCY}");
         println!("engine transitions per second:                  {engine_tps:>8.1}");
         println!("raw 2-item conditional TransactWriteItems per second: {raw_tps:>8.1}");
-        println!("ratio engine / raw:                             {:>8.2}", engine_tps / raw_tps);
+        println!(
+            "ratio engine / raw:                             {:>8.2}",
+            engine_tps / raw_tps
+        );
         println!("write capacity units per engine transition:     {engine_wcu:>8.2}");
         println!("write capacity units per raw transaction:       {raw_wcu:>8.2}");
     });

@@ -56,6 +56,18 @@ pub enum TenantCommand {
     },
     /// Back up and remove the tenant.
     Deprovision { id: String },
+    /// Wait until tenants settle (Active, Failed or Deleted); exit 0 only if every one
+    /// ended in the wanted state.
+    Wait {
+        /// Tenant ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// The state that counts as success.
+        #[arg(long, default_value = "Active")]
+        state: String,
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -175,6 +187,13 @@ pub async fn run(table: &str, output: OutputFormat, command: TenantCommand) -> R
             }
             return print_history(output, &events);
         }
+        TenantCommand::Wait { ids, state, timeout } => {
+            let ids = ids
+                .iter()
+                .map(|i| TenantId::parse(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            return wait(store.as_ref(), &ids, &state, timeout).await;
+        }
         TenantCommand::Upgrade { id, release } => {
             let release = ReleaseVersion::parse(&release)?;
             event(&id, TenantEvent::Upgrade { release })?
@@ -186,4 +205,69 @@ pub async fn run(table: &str, output: OutputFormat, command: TenantCommand) -> R
     };
     let record = commands.command(&id, ev, &actor).await?;
     print_record(output, &record)
+}
+
+/// Polls until every tenant has no step to run, then checks their states.
+async fn wait(
+    store: &dyn TenantStore,
+    ids: &[TenantId],
+    wanted: &str,
+    timeout: std::time::Duration,
+) -> Result<(), Failure> {
+    if !TenantState::NAMES.contains(&wanted) {
+        return Err(Failure {
+            code: 2,
+            error: anyhow::anyhow!(
+                "unknown state {wanted:?}; use one of {}",
+                TenantState::NAMES.join(", ")
+            ),
+        });
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let mut records = Vec::new();
+        for id in ids {
+            records.push(store.load(id).await?);
+        }
+        if records.iter().all(|r| r.state.step().is_none()) {
+            let missed: Vec<String> = records
+                .iter()
+                .filter(|r| r.state.name() != wanted)
+                .map(|r| {
+                    format!(
+                        "{} is {}{}",
+                        r.spec.id,
+                        r.state.label(),
+                        r.last_error
+                            .as_deref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            return match missed.is_empty() {
+                true => Ok(()),
+                false => Err(Failure {
+                    code: 1,
+                    error: anyhow::anyhow!("not {wanted}: {}", missed.join("; ")),
+                }),
+            };
+        }
+        if std::time::Instant::now() > deadline {
+            let busy: Vec<String> = records
+                .iter()
+                .filter(|r| r.state.step().is_some())
+                .map(|r| format!("{} ({})", r.spec.id, r.state.label()))
+                .collect();
+            return Err(Failure {
+                code: 1,
+                error: anyhow::anyhow!(
+                    "timed out after {}s; still working: {}; check `tenantctl tenant history <id>`",
+                    timeout.as_secs(),
+                    busy.join(", ")
+                ),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }

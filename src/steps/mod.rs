@@ -17,6 +17,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Region, TenantSpec};
+use crate::machine::StepKind;
 use crate::step::{StepOutcome, StepRegistry};
 use crate::store::DynamoStore;
 
@@ -184,5 +185,17 @@ where
 /// Every product step, wired to its implementation.
 pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<DynamoStore>) -> StepRegistry {
     let _ = (&config, &aws, &store);
+    let verify = Arc::new(verify::VerifyRelease::new(config.clone()));
     StepRegistry::new()
+        .with(StepKind::Deploy, Arc::new(helm::Deploy::new(config.clone())))
+        .with(
+            StepKind::RollbackDeploy,
+            Arc::new(helm::RollbackDeploy::new(config.clone())),
+        )
+        .with(
+            StepKind::Uninstall,
+            Arc::new(helm::Uninstall::new(config.clone())),
+        )
+        .with(StepKind::Verify, verify.clone())
+        .with(StepKind::VerifyRollback, verify)
 }

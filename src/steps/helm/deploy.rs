@@ -1,0 +1,181 @@
+//! Deploy: `helm upgrade --install` of the tenant's release on the resolved image.
+//!
+//! During an upgrade the step first records which revision ran before it, so a
+//! rollback knows where to return. That record is persisted (a `Pending` outcome)
+//! before Helm is asked to change anything: recorded after the upgrade, a crash in
+//! between would make the new revision look like the one to return to. And the
+//! record of an earlier upgrade is forgotten first, in a run that cannot fail, so a
+//! deploy that fails early never leaves a stale revision for the rollback.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+
+use crate::machine::TenantState;
+use crate::step::{Step, StepContext, StepOutcome};
+use crate::steps::StepsConfig;
+use crate::store::TenantFacts;
+
+use super::{busy, helm_failure, release_cli, values, HelmCli};
+
+/// This step's bookkeeping in `facts.progress`, under `"deploy"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DeployProgress {
+    /// The release being deployed; a record for another release is not ours.
+    release: String,
+    /// Whether `helm_revision_before_upgrade` now holds this upgrade's answer.
+    before_recorded: bool,
+}
+
+impl DeployProgress {
+    fn read(facts: &TenantFacts, release: &str) -> Option<Self> {
+        let raw = facts.progress.as_ref()?.get("deploy")?.clone();
+        serde_json::from_value::<Self>(raw)
+            .ok()
+            .filter(|p| p.release == release)
+    }
+
+    fn write(&self, facts: &mut TenantFacts) {
+        facts.progress = Some(serde_json::json!({ "deploy": self }));
+    }
+}
+
+pub struct Deploy {
+    config: Arc<StepsConfig>,
+    bin: String,
+}
+
+impl Deploy {
+    pub fn new(config: Arc<StepsConfig>) -> Self {
+        let bin = config.helm.binary();
+        Self { config, bin }
+    }
+
+    /// Installs or upgrades unless the deployed revision already has exactly `values`.
+    async fn deploy(&self, cli: &HelmCli, values: serde_json::Value, mut facts: TenantFacts) -> StepOutcome {
+        let history = match cli.history().await {
+            Ok(h) => h,
+            Err(e) => return helm_failure(e, &facts),
+        };
+        if let Some(pending) = busy(&history, &cli.release, &facts) {
+            return pending;
+        }
+        let release = values["release"].as_str().unwrap_or_default().to_owned();
+        if let Some(deployed) = history.deployed() {
+            match cli.values(deployed).await {
+                Ok(current) if current == values => {
+                    facts.helm_revision = Some(deployed);
+                    facts.progress = None;
+                    return StepOutcome::done(
+                        format!("revision {deployed} already runs release {release} with these values"),
+                        facts,
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => return helm_failure(e, &facts),
+            }
+        }
+        let file = match values_file(&values) {
+            Ok(f) => f,
+            Err(e) => return StepOutcome::retry(format!("cannot write the Helm values file: {e}")),
+        };
+        match cli.upgrade_install(&self.config.helm.chart, file.path()).await {
+            Ok(revision) => {
+                facts.helm_revision = Some(revision);
+                facts.progress = None;
+                let digest = values["image"]["digest"].as_str().unwrap_or_default();
+                StepOutcome::done(
+                    format!("revision {revision} deployed: release {release}, image {digest}"),
+                    facts,
+                )
+            }
+            Err(e) => helm_failure(e, &facts),
+        }
+    }
+}
+
+/// The values in a private temporary file (removed when dropped): Helm reads them
+/// from there, so they never appear on a command line.
+fn values_file(values: &serde_json::Value) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut file = tempfile::Builder::new()
+        .prefix("tenant-values-")
+        .suffix(".json")
+        .tempfile()?;
+    serde_json::to_writer_pretty(&mut file, values)?;
+    file.flush()?;
+    Ok(file)
+}
+
+fn record_now(facts: TenantFacts, note: String) -> StepOutcome {
+    StepOutcome::Pending {
+        poll_after: Duration::ZERO,
+        facts,
+        note,
+    }
+}
+
+#[async_trait]
+impl Step for Deploy {
+    #[instrument(skip_all, fields(tenant = %ctx.tenant.id(), step = %ctx.step))]
+    async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
+        let tenant = ctx.tenant;
+        let Some(release) = tenant.state.working_release() else {
+            return StepOutcome::fail(format!("{} has no release to deploy", tenant.state.label()));
+        };
+        let release_text = release.to_string();
+        let mut facts = tenant.facts.clone();
+        let upgrading = matches!(tenant.state, TenantState::Upgrading { .. });
+        let progress = DeployProgress::read(&facts, &release_text);
+        if upgrading && progress.is_none() {
+            facts.helm_revision_before_upgrade = None;
+            DeployProgress {
+                release: release_text,
+                before_recorded: false,
+            }
+            .write(&mut facts);
+            return record_now(
+                facts,
+                "cleared the revision an earlier upgrade recorded to return to".into(),
+            );
+        }
+        let cli = match release_cli(&self.config, &self.bin, &tenant.spec) {
+            Ok(cli) => cli,
+            Err(e) => return StepOutcome::fail(e),
+        };
+        match progress {
+            Some(mut progress) if upgrading && !progress.before_recorded => {
+                let history = match cli.history().await {
+                    Ok(h) => h,
+                    Err(e) => return helm_failure(e, &facts),
+                };
+                if let Some(pending) = busy(&history, &cli.release, &facts) {
+                    return pending;
+                }
+                facts.helm_revision_before_upgrade = history.deployed();
+                progress.before_recorded = true;
+                progress.write(&mut facts);
+                if let Some(before) = facts.helm_revision_before_upgrade {
+                    return record_now(facts, format!("revision {before} recorded to return to"));
+                }
+                // Nothing deployed yet: nothing to record, the install may start.
+            }
+            _ if upgrading => {}
+            // A fresh install has nothing to return to.
+            _ => facts.helm_revision_before_upgrade = None,
+        }
+        let values = match values::render(
+            &tenant.spec,
+            release,
+            &facts,
+            &self.config.helm.ingress_group_prefix,
+        ) {
+            Ok(v) => v,
+            Err(e) => return StepOutcome::fail(e.to_string()),
+        };
+        self.deploy(&cli, values, facts).await
+    }
+}
