@@ -47,6 +47,7 @@ fn spec(i: usize) -> TenantSpec {
         tier: Tier::Small,
         hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
         pinned_release: None,
+        maintenance: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod domain;
 pub mod machine;
+pub mod rollout;
 pub mod step;
 pub mod steps;
 pub mod store;

@@ -109,6 +109,7 @@ impl CreateArgs {
                 .map(|h| Hostname::parse(h))
                 .collect::<Result<_, _>>()?,
             pinned_release: self.pin.then(|| release.clone()),
+            maintenance: None,
         };
         spec.validate()?;
         Ok((spec, release))

@@ -1,15 +1,22 @@
 //! Validated domain values. Every string that names a tenant, region, release or
 //! hostname is parsed once at the edge; the rest of the code only sees these types.
 
+pub(crate) mod duration;
 mod hostname;
 mod ids;
+mod policy;
 mod release;
+pub mod rollout;
 mod spec;
+pub(crate) mod window;
 
 pub use hostname::Hostname;
 pub use ids::{Environment, Group, Region, TenantId};
+pub use policy::{ReleaseSource, ResolvedRelease, VersionPolicy};
 pub use release::ReleaseVersion;
+pub use rollout::{RolloutId, RolloutSpec};
 pub use spec::{TenantSpec, Tier};
+pub use window::{MaintenanceWindows, Window};
 
 /// Why a value was rejected: names the kind of value, echoes the input and says
 /// what a valid value looks like.

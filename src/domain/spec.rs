@@ -2,7 +2,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Environment, Group, Hostname, InvalidValue, Region, ReleaseVersion, TenantId};
+use super::{
+    Environment, Group, Hostname, InvalidValue, MaintenanceWindows, Region, ReleaseVersion, TenantId,
+};
 
 /// The size class of a tenant's stack. The CloudFormation template and the chart map
 /// each tier to database and workload sizes.
@@ -42,8 +44,8 @@ impl std::str::FromStr for Tier {
     }
 }
 
-/// What a tenant is: where it runs, how big it is, which names it answers on and,
-/// when pinned, the release it must stay on.
+/// What a tenant is: where it runs, how big it is, which names it answers on, when a
+/// rollout may upgrade it and, when pinned, the release it must stay on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSpec {
     pub id: TenantId,
@@ -55,6 +57,9 @@ pub struct TenantSpec {
     pub hostnames: Vec<Hostname>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned_release: Option<ReleaseVersion>,
+    /// When a rollout may start upgrading this tenant; `None`: at any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceWindows>,
 }
 
 impl TenantSpec {
@@ -94,6 +99,7 @@ mod tests {
             tier: Tier::Small,
             hostnames: hostnames.iter().map(|h| Hostname::parse(h).unwrap()).collect(),
             pinned_release: None,
+            maintenance: None,
         }
     }
 
@@ -122,5 +128,22 @@ mod tests {
         assert_eq!(serde_json::from_str::<TenantSpec>(&json).unwrap(), s);
         let bad = json.replace("acme.example.com", "not a host");
         assert!(serde_json::from_str::<TenantSpec>(&bad).is_err());
+    }
+
+    #[test]
+    fn maintenance_windows_are_optional_and_validated() {
+        let mut s = spec(&["acme.example.com"]);
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(
+            !json.contains("maintenance"),
+            "left out when there are none: {json}"
+        );
+        s.maintenance = Some("Europe/Berlin Sun 02:00 4h".parse().unwrap());
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""maintenance":{"time_zone":"Europe/Berlin","windows":[{"day":"Sun""#));
+        assert_eq!(serde_json::from_str::<TenantSpec>(&json).unwrap(), s);
+        let bad = json.replace("Europe/Berlin", "Mars/Olympus");
+        let err = serde_json::from_str::<TenantSpec>(&bad).unwrap_err().to_string();
+        assert!(err.contains("not an IANA time zone"), "{err}");
     }
 }

@@ -54,6 +54,7 @@ pub fn spec(id: &str, region: &str) -> TenantSpec {
         tier: Tier::Small,
         hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
         pinned_release: None,
+        maintenance: None,
     }
 }
 

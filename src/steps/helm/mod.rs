@@ -139,6 +139,7 @@ mod tests {
             tier: crate::domain::Tier::Small,
             hostnames: vec![crate::domain::Hostname::parse("acme.example.com").unwrap()],
             pinned_release: None,
+            maintenance: None,
         };
         let mut config = StepsConfig::default();
         let err = release_cli(&config, "helm", &spec).unwrap_err();

@@ -164,6 +164,7 @@ mod tests {
                 .map(|h| Hostname::parse(h).unwrap())
                 .collect(),
             pinned_release: None,
+            maintenance: None,
         };
         let cluster = "tenant-prod-globex-databasecluster-abcdef123456";
         let outputs = [

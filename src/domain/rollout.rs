@@ -1,0 +1,166 @@
+//! A fleet rollout's specification: which release, which tenants, and how to move them.
+//! Parsed once (from JSON, or from the command line's text forms) into types that
+//! cannot hold an invalid spec; the planner and the controller trust it.
+
+mod strategy;
+mod waves;
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::{dns_label_problem, string_newtype, Group, InvalidValue, Region, ReleaseVersion, TenantId, Tier};
+
+pub use strategy::{Approvals, Bake, BreachAction, OnBreach, RollbackScope, Strategy};
+pub use waves::{FailureBudget, Percent, WaveSize, Waves};
+
+/// A rollout's identifier: a DNS label of 3–63 characters that starts with a letter,
+/// given by the user or derived from the date and release (`r-2026-11-21-1-4-2`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RolloutId(String);
+
+impl RolloutId {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let example = "(example: r-2026-11-21-1-4-2)";
+        let problem = dns_label_problem(s, 3, 63).or_else(|| {
+            (!s.starts_with(|c: char| c.is_ascii_lowercase()))
+                .then(|| "must start with a lowercase letter".to_owned())
+        });
+        match problem {
+            Some(problem) => Err(InvalidValue::new("rollout id", s, format!("{problem} {example}"))),
+            None => Ok(Self(s.to_owned())),
+        }
+    }
+
+    /// The id of a rollout of `release` started on `date`: `r-2026-11-21-1-4-2`. Two
+    /// rollouts of one release on one day get the same id; the second is refused by
+    /// the store and needs an id of its own.
+    pub fn derived(release: &ReleaseVersion, date: NaiveDate) -> Self {
+        let mut id = String::new();
+        for c in format!("r-{}-{release}", date.format("%Y-%m-%d")).chars() {
+            let c = if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            };
+            if !(c == '-' && id.ends_with('-')) {
+                id.push(c);
+            }
+        }
+        id.truncate(63);
+        while id.ends_with('-') {
+            id.pop();
+        }
+        Self(id)
+    }
+}
+string_newtype!(RolloutId);
+
+/// Which tenants a rollout moves. Each non-empty list narrows the selection (a tenant
+/// must match one entry of every non-empty list); an empty list matches any tenant.
+/// `exclude` removes tenants whatever else matches, and they are reported as skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SelectorFields", into = "SelectorFields")]
+pub struct Selector {
+    pub regions: BTreeSet<Region>,
+    pub groups: BTreeSet<Group>,
+    pub tiers: BTreeSet<Tier>,
+    pub tenants: BTreeSet<TenantId>,
+    pub exclude: BTreeSet<TenantId>,
+}
+
+/// The JSON form of [`Selector`]: lists, each optional.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct SelectorFields {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    regions: Vec<Region>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<Group>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tiers: Vec<Tier>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tenants: Vec<TenantId>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    exclude: Vec<TenantId>,
+}
+
+impl Selector {
+    /// Whether a tenant matches every non-empty list (exclusions aside).
+    pub fn matches(&self, id: &TenantId, region: &Region, group: &Group, tier: Tier) -> bool {
+        fn admits<T: Ord>(set: &BTreeSet<T>, value: &T) -> bool {
+            set.is_empty() || set.contains(value)
+        }
+        admits(&self.regions, region)
+            && admits(&self.groups, group)
+            && admits(&self.tiers, &tier)
+            && admits(&self.tenants, id)
+    }
+
+    pub fn excludes(&self, id: &TenantId) -> bool {
+        self.exclude.contains(id)
+    }
+}
+
+impl TryFrom<SelectorFields> for Selector {
+    type Error = InvalidValue;
+    fn try_from(f: SelectorFields) -> Result<Self, Self::Error> {
+        let selector = Selector {
+            regions: f.regions.into_iter().collect(),
+            groups: f.groups.into_iter().collect(),
+            tiers: f.tiers.into_iter().collect(),
+            tenants: f.tenants.into_iter().collect(),
+            exclude: f.exclude.into_iter().collect(),
+        };
+        if let Some(both) = selector.tenants.intersection(&selector.exclude).next() {
+            return Err(InvalidValue::new(
+                "selector",
+                both.as_str(),
+                "is listed in both tenants and exclude; remove it from one of them",
+            ));
+        }
+        Ok(selector)
+    }
+}
+
+impl From<Selector> for SelectorFields {
+    fn from(s: Selector) -> Self {
+        SelectorFields {
+            regions: s.regions.into_iter().collect(),
+            groups: s.groups.into_iter().collect(),
+            tiers: s.tiers.into_iter().collect(),
+            tenants: s.tenants.into_iter().collect(),
+            exclude: s.exclude.into_iter().collect(),
+        }
+    }
+}
+
+/// A rollout: move the selected tenants to `release`, following `strategy`. Only the
+/// release is required; the selector defaults to every tenant and the strategy to
+/// its documented defaults. Unknown fields are refused, so a misspelt option is an
+/// error rather than a silently ignored safety setting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSpec {
+    pub release: ReleaseVersion,
+    #[serde(default)]
+    pub selector: Selector,
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+impl RolloutSpec {
+    /// A rollout of `release` to every tenant with the default strategy.
+    pub fn new(release: ReleaseVersion) -> Self {
+        Self {
+            release,
+            selector: Selector::default(),
+            strategy: Strategy::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

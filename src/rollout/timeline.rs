@@ -1,0 +1,173 @@
+//! The estimated timeline: when each wave and each tenant can start.
+//!
+//! Waves run one after another: a wave begins when the previous wave's bake ends
+//! (approvals are assumed to be given as soon as asked). Within a wave, tenants start
+//! as soon as their maintenance window is open and the in-flight limits (per wave, per
+//! region) leave room; each upgrade is assumed to take the same time. When room is
+//! short it goes first to the tenant whose window closes first. This is a greedy
+//! schedule, not an optimum: an estimate for a dry run, and the order the controller
+//! can follow.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::plan::{PlannedTenant, Wave, WaveKind};
+use super::planner::{TenantSummaryForPlanning, WaveDraft};
+use crate::domain::rollout::Strategy;
+
+pub(super) fn schedule(
+    strategy: &Strategy,
+    drafts: Vec<WaveDraft<'_>>,
+    now: DateTime<Utc>,
+    tenant_duration: Duration,
+) -> Vec<Wave> {
+    let upgrade = delta(tenant_duration);
+    let bake = delta(strategy.bake.time());
+    let mut begin = now;
+    let mut waves = Vec::with_capacity(drafts.len());
+    for (index, draft) in drafts.into_iter().enumerate() {
+        let limits = Limits {
+            per_wave: strategy.max_in_flight_per_wave,
+            per_region: strategy.max_in_flight_per_region,
+            regions: draft.regions.len(),
+        };
+        let starts = start_times(&draft, begin, upgrade, limits);
+        let finish = starts.iter().map(|&s| later(s, upgrade)).max().unwrap_or(begin);
+        let bake_until = later(finish, bake);
+        let tenants = (draft.members.iter().zip(starts))
+            .map(|(m, earliest_start)| PlannedTenant {
+                id: m.tenant.id.clone(),
+                region: draft.regions[m.region].clone(),
+                earliest_start,
+            })
+            .collect::<Vec<_>>();
+        waves.push(Wave {
+            index,
+            kind: WaveKind::of(draft.stage, draft.target),
+            target: draft.target,
+            stage: draft.stage,
+            allowed_failures: strategy.failure_budget.allowed_failures(tenants.len()),
+            regions: draft.regions,
+            tenants,
+            approval_before: draft.approval_before,
+            earliest_start: begin,
+            estimated_finish: finish,
+            bake_until,
+        });
+        begin = bake_until;
+    }
+    waves
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    per_wave: Option<NonZeroU32>,
+    per_region: Option<NonZeroU32>,
+    regions: usize,
+}
+
+type Queue<T> = BinaryHeap<Reverse<T>>;
+
+/// One region of a wave: tenants whose window is open, by when it closes, and the
+/// ends of the upgrades running there.
+#[derive(Default)]
+struct Lane {
+    open: Queue<(DateTime<Utc>, usize)>,
+    running: Queue<DateTime<Utc>>,
+}
+
+/// Each member's start, in member order, found by stepping from event to event (an
+/// upgrade ends, a window opens). At each moment free room goes to the tenant whose
+/// window closes first, ties in member order; tenants without windows never close,
+/// so they take what windowed tenants leave. A tenant whose window closes before it
+/// gets room waits for its next window.
+fn start_times(
+    draft: &WaveDraft<'_>,
+    begin: DateTime<Utc>,
+    upgrade: TimeDelta,
+    limits: Limits,
+) -> Vec<DateTime<Utc>> {
+    let members = &draft.members;
+    let per_wave = limits.per_wave.map_or(usize::MAX, |n| n.get() as usize);
+    let per_region = limits.per_region.map_or(usize::MAX, |n| n.get() as usize);
+    let mut starts = vec![begin; members.len()];
+    let mut unstarted = members.len();
+    // Tenants whose window is not open yet, by when it opens.
+    let mut closed: Queue<(DateTime<Utc>, usize)> = (members.iter().enumerate())
+        .map(|(i, m)| Reverse((opening(m.tenant, begin), i)))
+        .collect();
+    let mut lanes: Vec<Lane> = (0..limits.regions).map(|_| Lane::default()).collect();
+    let mut running: Queue<DateTime<Utc>> = BinaryHeap::new();
+    let mut now = begin;
+    while unstarted > 0 {
+        for queue in std::iter::once(&mut running).chain(lanes.iter_mut().map(|l| &mut l.running)) {
+            while queue.peek().is_some_and(|Reverse(end)| *end <= now) {
+                queue.pop();
+            }
+        }
+        while let Some(&Reverse((opens, i))) = closed.peek() {
+            if opens > now {
+                break;
+            }
+            closed.pop();
+            let member = &members[i];
+            match open_until(member.tenant, now) {
+                Some(closes) => lanes[member.region].open.push(Reverse((closes, i))),
+                None => closed.push(Reverse((opening(member.tenant, now), i))),
+            }
+        }
+        while running.len() < per_wave {
+            let next = (lanes.iter().enumerate())
+                .filter(|(_, lane)| lane.running.len() < per_region)
+                .filter_map(|(r, lane)| lane.open.peek().map(|Reverse(key)| (*key, r)))
+                .min();
+            let Some(((closes, i), r)) = next else { break };
+            lanes[r].open.pop();
+            if closes <= now {
+                closed.push(Reverse((opening(members[i].tenant, now), i)));
+                continue;
+            }
+            starts[i] = now;
+            unstarted -= 1;
+            let done = later(now, upgrade);
+            running.push(Reverse(done));
+            lanes[r].running.push(Reverse(done));
+        }
+        // Whatever is still open waits for room, so something is running.
+        let next_event = [
+            closed.peek().map(|Reverse((t, _))| *t),
+            running.peek().map(|Reverse(t)| *t),
+        ];
+        match next_event.into_iter().flatten().min() {
+            Some(t) => now = t,
+            None => break,
+        }
+    }
+    starts
+}
+
+/// When the tenant's maintenance window is next open, from `at` on.
+fn opening(tenant: &TenantSummaryForPlanning, at: DateTime<Utc>) -> DateTime<Utc> {
+    tenant.maintenance.as_ref().map_or(at, |w| w.next_start(at))
+}
+
+/// Until when the tenant may start, if it may start at `at`.
+fn open_until(tenant: &TenantSummaryForPlanning, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match &tenant.maintenance {
+        Some(w) => w.open_until(at),
+        None => Some(DateTime::<Utc>::MAX_UTC),
+    }
+}
+
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// `t + d`, saturating at the end of representable time.
+fn later(t: DateTime<Utc>, d: TimeDelta) -> DateTime<Utc> {
+    t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
