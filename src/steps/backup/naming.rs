@@ -105,6 +105,7 @@ mod tests {
             tier: Tier::Small,
             hostnames: vec![Hostname::parse("acme.example.com").unwrap()],
             pinned_release: None,
+            maintenance: None,
         }
     }
 

@@ -158,6 +158,7 @@ mod tests {
                 .map(|h| Hostname::parse(h).unwrap())
                 .collect(),
             pinned_release: None,
+            maintenance: None,
         }
     }
 

@@ -198,6 +198,7 @@ mod tests {
             tier: Tier::Medium,
             hostnames: vec![Hostname::parse("acme.example.com").unwrap()],
             pinned_release: None,
+            maintenance: None,
         }
     }
 
