@@ -198,5 +198,12 @@ where
 /// Every product step, wired to its implementation.
 pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<DynamoStore>) -> StepRegistry {
     let _ = (&config, &aws, &store);
+    let certificates: Arc<dyn crate::step::Step> = Arc::new(certificates::CertificateStep::new(
+        config.clone(),
+        Arc::new(certificates::AwsCertificateCloud::new(aws.clone())),
+        certificates::SlotTable::of(&store),
+    ));
     StepRegistry::new()
+        .with(crate::machine::StepKind::EnsureCertificates, certificates.clone())
+        .with(crate::machine::StepKind::ReleaseCertificates, certificates)
 }

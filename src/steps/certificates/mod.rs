@@ -8,9 +8,20 @@
 //! * [`cloud`] (ACM, Route 53, ELBv2 through the SDK) and [`driver`] carry actions out;
 //! * [`step`] runs the two steps.
 
+mod acm;
 pub mod allocator;
+pub mod cloud;
+mod dns;
+pub mod driver;
 pub mod issuance;
+mod listener;
 pub mod slot;
+pub mod slots;
+pub mod step;
+
+pub use cloud::{AwsCertificateCloud, CertificateCloud, CloudError};
+pub use slots::SlotTable;
+pub use step::CertificateStep;
 
 use serde::{Deserialize, Serialize};
 
