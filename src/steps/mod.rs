@@ -184,7 +184,11 @@ where
 
 /// Every product step, wired to its implementation.
 pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<DynamoStore>) -> StepRegistry {
-    let _ = (&config, &aws, &store);
+    let certificates: Arc<dyn crate::step::Step> = Arc::new(certificates::CertificateStep::new(
+        config.clone(),
+        Arc::new(certificates::AwsCertificateCloud::new(aws.clone())),
+        certificates::SlotTable::of(&store),
+    ));
     let verify = Arc::new(verify::VerifyRelease::new(config.clone()));
     let registry = StepRegistry::new()
         .with(StepKind::Deploy, Arc::new(helm::Deploy::new(config.clone())))
@@ -223,6 +227,8 @@ pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<Dynam
         .with(
             StepKind::DeleteConfig,
             Arc::new(self::config::DeleteConfig::new(aws.clone())),
-        );
+        )
+        .with(StepKind::EnsureCertificates, certificates.clone())
+        .with(StepKind::ReleaseCertificates, certificates);
     infra::register(registry, config.clone(), aws.clone())
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType, TableStatus,
@@ -154,9 +155,14 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<TableOutcome, 
             .send()
             .await
         {
+            let reason = e
+                .as_service_error()
+                .and_then(|s| s.meta().code())
+                .unwrap_or("request failed")
+                .to_owned();
             tracing::warn!(
                 table,
-                error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e),
+                reason,
                 "point-in-time recovery could not be enabled; enable it on the table by hand"
             );
         }
