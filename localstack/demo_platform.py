@@ -21,8 +21,10 @@ import boto3
 
 
 def image_manifest(release: str) -> str:
-    """A schema-2 manifest whose config digest is unique per release."""
+    """A schema-2 manifest unique per release (moto derives the image digest from the
+    layers, so each release gets a layer of its own)."""
     digest = hashlib.sha256(f"tenant-app {release}".encode()).hexdigest()
+    layer = hashlib.sha256(f"tenant-app layer {release}".encode()).hexdigest()
     return json.dumps(
         {
             "schemaVersion": 2,
@@ -32,7 +34,13 @@ def image_manifest(release: str) -> str:
                 "size": 1024,
                 "digest": f"sha256:{digest}",
             },
-            "layers": [],
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": 4096,
+                    "digest": f"sha256:{layer}",
+                }
+            ],
         }
     )
 

@@ -20,7 +20,10 @@ localstack/install.sh
 work="$(mktemp -d)"
 worker_pid=""
 cleanup() {
-  [[ -n "$worker_pid" ]] && kill -TERM "$worker_pid" 2>/dev/null && wait "$worker_pid" 2>/dev/null
+  if [[ -n "$worker_pid" ]]; then
+    kill -TERM "$worker_pid" 2>/dev/null || true
+    wait "$worker_pid" 2>/dev/null || true
+  fi
   localstack/stop.sh >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -50,7 +53,7 @@ config.update({
     # moto does not implement UpdateTerminationProtection.
     "infra": {"poll_seconds": 1, "termination_protection": False},
     "backup": {"poll_seconds": 1},
-    "certificates": {"poll_seconds": 1},
+    "certificates": {"poll_seconds": 1, "gather_seconds": 1},
 })
 json.dump(config, sys.stdout, indent=2)
 PY

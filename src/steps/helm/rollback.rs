@@ -124,7 +124,7 @@ impl Step for Uninstall {
         facts.helm_revision_before_upgrade = None;
         StepOutcome::done(
             format!(
-                "release {} is not installed in namespace {}",
+                "release {} uninstalled from namespace {} (or was already gone)",
                 cli.release, cli.namespace
             ),
             facts,
