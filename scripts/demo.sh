@@ -28,6 +28,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 eval "$(localstack/start.sh)"
 
 say "building tenantctl"
