@@ -325,89 +325,90 @@ async fn verify_rollback_expects_the_previous_release() {
 /// The whole path through the worker and the store: Helm deploys through the stand-in,
 /// the health stand-in answers from what was deployed, and a release that answers
 /// unhealthy is rolled back to the revision that ran before.
+/// A tenant driven by the worker through the real Deploy, RollbackDeploy and Verify
+/// steps (with the Helm and health stand-ins); the other steps are `ScriptedStep`.
+struct EndToEnd {
+    store: std::sync::Arc<tenant_orchestrator::store::DynamoStore>,
+    helm: HelmStandin,
+    _health: HealthStandin,
+    scripted: Arc<ScriptedStep>,
+    worker: Worker,
+    commands: TenantCommands,
+    op: Actor,
+    id: tenant_orchestrator::domain::TenantId,
+}
+
+impl EndToEnd {
+    /// Provisions tenant `e2e` on 1.0.0 (Helm revision 1).
+    async fn provisioned() -> Self {
+        let store = fresh_store().await;
+        let helm = HelmStandin::new();
+        let health = HealthStandin::start(&helm);
+        let mut config = (*steps_config(&helm)).clone();
+        config.verify = VerifyConfig {
+            required_passes: 2,
+            ..verify_config(health.port, 50, 3)
+        };
+        let config = Arc::new(config);
+        let scripted = ScriptedStep::new();
+        scripted.script(
+            "e2e",
+            StepKind::CheckArtifact,
+            vec![StepOutcome::done("resolved", deployable_facts("e2e", 'a'))],
+        );
+        let verify = Arc::new(VerifyRelease::new(config.clone()));
+        let steps = StepRegistry::all(scripted.clone())
+            .with(StepKind::Deploy, Arc::new(Deploy::new(config.clone())))
+            .with(StepKind::RollbackDeploy, Arc::new(RollbackDeploy::new(config.clone())))
+            .with(StepKind::Verify, verify.clone())
+            .with(StepKind::VerifyRollback, verify);
+        let e2e = Self {
+            worker: Worker::new(store.clone(), steps, fast_worker("w-e2e")),
+            commands: TenantCommands::new(store.clone()),
+            store,
+            helm,
+            _health: health,
+            scripted,
+            op: Actor::operator("test"),
+            id: tenant_id("e2e"),
+        };
+        e2e.commands.create(spec("e2e", "us-east-1"), release("1.0.0"), &e2e.op).await.unwrap();
+        drain(&e2e.worker).await;
+        let active = e2e.store.load(&e2e.id).await.unwrap();
+        assert_eq!(active.state.label(), "Active", "last error: {:?}", active.last_error);
+        assert_eq!(active.facts.helm_revision, Some(1));
+        e2e
+    }
+
+    /// Upgrades to 1.1.0, a release whose health endpoint answers 503, and lets the
+    /// worker run until it settles.
+    async fn upgrade_to_unhealthy_release(&self) -> TenantRecord {
+        let mut upgraded_facts = self.store.load(&self.id).await.unwrap().facts;
+        upgraded_facts.image = deployable_facts("e2e", 'b').image;
+        self.scripted.script(
+            "e2e",
+            StepKind::CheckArtifact,
+            vec![StepOutcome::done("resolved", upgraded_facts)],
+        );
+        HealthStandin::break_release(&self.helm, "1.1.0");
+        let upgrade = TenantEvent::Upgrade { release: release("1.1.0") };
+        self.commands.command(&self.id, upgrade, &self.op).await.unwrap();
+        drain(&self.worker).await;
+        self.store.load(&self.id).await.unwrap()
+    }
+}
+
 #[tokio::test]
 async fn an_upgrade_that_answers_unhealthy_is_rolled_back_by_helm_and_verified_on_the_old_release() {
-    let store = fresh_store().await;
-    let helm = HelmStandin::new();
-    let health = HealthStandin::start(&helm);
-    let mut config = (*steps_config(&helm)).clone();
-    config.verify = VerifyConfig {
-        required_passes: 2,
-        ..verify_config(health.port, 50, 3)
-    };
-    let config = Arc::new(config);
-    let scripted = ScriptedStep::new();
-    scripted.script(
-        "e2e",
-        StepKind::CheckArtifact,
-        vec![StepOutcome::done("resolved", deployable_facts("e2e", 'a'))],
-    );
-    let verify = Arc::new(VerifyRelease::new(config.clone()));
-    let steps = StepRegistry::all(scripted.clone())
-        .with(StepKind::Deploy, Arc::new(Deploy::new(config.clone())))
-        .with(
-            StepKind::RollbackDeploy,
-            Arc::new(RollbackDeploy::new(config.clone())),
-        )
-        .with(StepKind::Verify, verify.clone())
-        .with(StepKind::VerifyRollback, verify);
-    let worker = Worker::new(store.clone(), steps, fast_worker("w-e2e"));
-    let commands = TenantCommands::new(store.clone());
-    let op = Actor::operator("test");
-    let id = tenant_id("e2e");
-
-    commands
-        .create(spec("e2e", "us-east-1"), release("1.0.0"), &op)
-        .await
-        .unwrap();
-    drain(&worker).await;
-    let active = store.load(&id).await.unwrap();
-    assert_eq!(
-        active.state.label(),
-        "Active",
-        "last error: {:?}",
-        active.last_error
-    );
-    assert_eq!(active.facts.helm_revision, Some(1));
-
-    let mut upgraded_facts = active.facts.clone();
-    upgraded_facts.image = deployable_facts("e2e", 'b').image;
-    scripted.script(
-        "e2e",
-        StepKind::CheckArtifact,
-        vec![StepOutcome::done("resolved", upgraded_facts)],
-    );
-    HealthStandin::break_release(&helm, "1.1.0");
-    commands
-        .command(
-            &id,
-            TenantEvent::Upgrade {
-                release: release("1.1.0"),
-            },
-            &op,
-        )
-        .await
-        .unwrap();
-    drain(&worker).await;
-
-    let r = store.load(&id).await.unwrap();
-    let TenantState::Active {
-        release: running,
-        failed_upgrade,
-    } = &r.state
-    else {
+    let e2e = EndToEnd::provisioned().await;
+    let r = e2e.upgrade_to_unhealthy_release().await;
+    let TenantState::Active { release: running, failed_upgrade } = &r.state else {
         panic!("{:?}", r.state)
     };
-    assert_eq!(
-        (running, failed_upgrade),
-        (&release("1.0.0"), &Some(release("1.1.0")))
-    );
+    assert_eq!((running, failed_upgrade), (&release("1.0.0"), &Some(release("1.1.0"))));
     assert_eq!(r.facts.helm_revision, Some(3));
-    assert_eq!(
-        helm.values_of("tenant-e2e", "e2e", 3),
-        helm.values_of("tenant-e2e", "e2e", 1)
-    );
-    let history = store.history(&id, 0, 100).await.unwrap().items;
+    assert_eq!(e2e.helm.values_of("tenant-e2e", "e2e", 3), e2e.helm.values_of("tenant-e2e", "e2e", 1));
+    let history = e2e.store.history(&e2e.id, 0, 100).await.unwrap().items;
     let verify_failure = history
         .iter()
         .find(|e| e.from == "Upgrading/Verify")
@@ -417,9 +418,28 @@ async fn an_upgrade_that_answers_unhealthy_is_rolled_back_by_helm_and_verified_o
         verify_failure.contains("e2e.example.com answered 503 unhealthy (release 1.1.0) — want 1.1.0"),
         "{verify_failure}"
     );
-    assert!(history
-        .iter()
-        .any(|e| e.from == "RollingBack/VerifyRollback" && e.to == "Active"));
+    assert!(history.iter().any(|e| e.from == "RollingBack/VerifyRollback" && e.to == "Active"));
+}
+
+#[tokio::test]
+async fn a_rollback_that_fails_leaves_the_tenant_failed_with_both_reasons_until_retried() {
+    let e2e = EndToEnd::provisioned().await;
+    e2e.helm.fail("e2e", "rollback", "Kubernetes cluster unreachable: connection refused");
+    let r = e2e.upgrade_to_unhealthy_release().await;
+    assert_eq!(r.state.name(), "Failed", "{:?}", r.state);
+    let reason = r.last_error.clone().unwrap();
+    assert!(reason.contains("rollback to 1.0.0 failed at RollbackDeploy"), "{reason}");
+    assert!(reason.contains("Kubernetes cluster unreachable"), "{reason}");
+    assert!(reason.contains("failed at Verify: e2e.example.com answered 503"), "{reason}");
+    assert_eq!(r.state.current_release(), Some(&release("1.0.0")));
+
+    // The operator fixes the cluster and retries: the rollback resumes and completes.
+    e2e.helm.heal("e2e", "rollback");
+    e2e.commands.command(&e2e.id, TenantEvent::Retry, &e2e.op).await.unwrap();
+    drain(&e2e.worker).await;
+    let r = e2e.store.load(&e2e.id).await.unwrap();
+    assert_eq!(r.state.label(), "Active", "last error: {:?}", r.last_error);
+    assert_eq!(r.state.current_release(), Some(&release("1.0.0")));
 }
 
 /// Runs the worker until nothing has been due for a while.
