@@ -358,7 +358,13 @@ impl Worker {
                     };
                     let next = self.decide(&record.state, &event, step)?;
                     warn!(%step, to = %next.label(), %reason, "step failed");
-                    record.last_error = Some(reason.clone());
+                    // A tenant that stops in Failed shows the machine's account, which
+                    // names every failure that led there (e.g. the rollback's and the
+                    // upgrade's), not only the last step's.
+                    record.last_error = Some(match &next {
+                        TenantState::Failed { reason: account, .. } => account.clone(),
+                        _ => reason.clone(),
+                    });
                     record.enter(next, finished);
                     (Some(transition("StepFailed", None, Some(reason))), true)
                 }

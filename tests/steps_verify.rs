@@ -359,7 +359,10 @@ impl EndToEnd {
         let verify = Arc::new(VerifyRelease::new(config.clone()));
         let steps = StepRegistry::all(scripted.clone())
             .with(StepKind::Deploy, Arc::new(Deploy::new(config.clone())))
-            .with(StepKind::RollbackDeploy, Arc::new(RollbackDeploy::new(config.clone())))
+            .with(
+                StepKind::RollbackDeploy,
+                Arc::new(RollbackDeploy::new(config.clone())),
+            )
             .with(StepKind::Verify, verify.clone())
             .with(StepKind::VerifyRollback, verify);
         let e2e = Self {
@@ -372,10 +375,18 @@ impl EndToEnd {
             op: Actor::operator("test"),
             id: tenant_id("e2e"),
         };
-        e2e.commands.create(spec("e2e", "us-east-1"), release("1.0.0"), &e2e.op).await.unwrap();
+        e2e.commands
+            .create(spec("e2e", "us-east-1"), release("1.0.0"), &e2e.op)
+            .await
+            .unwrap();
         drain(&e2e.worker).await;
         let active = e2e.store.load(&e2e.id).await.unwrap();
-        assert_eq!(active.state.label(), "Active", "last error: {:?}", active.last_error);
+        assert_eq!(
+            active.state.label(),
+            "Active",
+            "last error: {:?}",
+            active.last_error
+        );
         assert_eq!(active.facts.helm_revision, Some(1));
         e2e
     }
@@ -391,7 +402,9 @@ impl EndToEnd {
             vec![StepOutcome::done("resolved", upgraded_facts)],
         );
         HealthStandin::break_release(&self.helm, "1.1.0");
-        let upgrade = TenantEvent::Upgrade { release: release("1.1.0") };
+        let upgrade = TenantEvent::Upgrade {
+            release: release("1.1.0"),
+        };
         self.commands.command(&self.id, upgrade, &self.op).await.unwrap();
         drain(&self.worker).await;
         self.store.load(&self.id).await.unwrap()
@@ -402,12 +415,22 @@ impl EndToEnd {
 async fn an_upgrade_that_answers_unhealthy_is_rolled_back_by_helm_and_verified_on_the_old_release() {
     let e2e = EndToEnd::provisioned().await;
     let r = e2e.upgrade_to_unhealthy_release().await;
-    let TenantState::Active { release: running, failed_upgrade } = &r.state else {
+    let TenantState::Active {
+        release: running,
+        failed_upgrade,
+    } = &r.state
+    else {
         panic!("{:?}", r.state)
     };
-    assert_eq!((running, failed_upgrade), (&release("1.0.0"), &Some(release("1.1.0"))));
+    assert_eq!(
+        (running, failed_upgrade),
+        (&release("1.0.0"), &Some(release("1.1.0")))
+    );
     assert_eq!(r.facts.helm_revision, Some(3));
-    assert_eq!(e2e.helm.values_of("tenant-e2e", "e2e", 3), e2e.helm.values_of("tenant-e2e", "e2e", 1));
+    assert_eq!(
+        e2e.helm.values_of("tenant-e2e", "e2e", 3),
+        e2e.helm.values_of("tenant-e2e", "e2e", 1)
+    );
     let history = e2e.store.history(&e2e.id, 0, 100).await.unwrap().items;
     let verify_failure = history
         .iter()
@@ -418,24 +441,39 @@ async fn an_upgrade_that_answers_unhealthy_is_rolled_back_by_helm_and_verified_o
         verify_failure.contains("e2e.example.com answered 503 unhealthy (release 1.1.0) — want 1.1.0"),
         "{verify_failure}"
     );
-    assert!(history.iter().any(|e| e.from == "RollingBack/VerifyRollback" && e.to == "Active"));
+    assert!(history
+        .iter()
+        .any(|e| e.from == "RollingBack/VerifyRollback" && e.to == "Active"));
 }
 
 #[tokio::test]
 async fn a_rollback_that_fails_leaves_the_tenant_failed_with_both_reasons_until_retried() {
     let e2e = EndToEnd::provisioned().await;
-    e2e.helm.fail("e2e", "rollback", "Kubernetes cluster unreachable: connection refused");
+    e2e.helm.fail(
+        "e2e",
+        "rollback",
+        "Kubernetes cluster unreachable: connection refused",
+    );
     let r = e2e.upgrade_to_unhealthy_release().await;
     assert_eq!(r.state.name(), "Failed", "{:?}", r.state);
     let reason = r.last_error.clone().unwrap();
-    assert!(reason.contains("rollback to 1.0.0 failed at RollbackDeploy"), "{reason}");
+    assert!(
+        reason.contains("rollback to 1.0.0 failed at RollbackDeploy"),
+        "{reason}"
+    );
     assert!(reason.contains("Kubernetes cluster unreachable"), "{reason}");
-    assert!(reason.contains("failed at Verify: e2e.example.com answered 503"), "{reason}");
+    assert!(
+        reason.contains("failed at Verify: e2e.example.com answered 503"),
+        "{reason}"
+    );
     assert_eq!(r.state.current_release(), Some(&release("1.0.0")));
 
     // The operator fixes the cluster and retries: the rollback resumes and completes.
     e2e.helm.heal("e2e", "rollback");
-    e2e.commands.command(&e2e.id, TenantEvent::Retry, &e2e.op).await.unwrap();
+    e2e.commands
+        .command(&e2e.id, TenantEvent::Retry, &e2e.op)
+        .await
+        .unwrap();
     drain(&e2e.worker).await;
     let r = e2e.store.load(&e2e.id).await.unwrap();
     assert_eq!(r.state.label(), "Active", "last error: {:?}", r.last_error);
