@@ -243,3 +243,93 @@ fn worker_options_are_checked_before_starting() {
         stderr(&out)
     );
 }
+
+/// Moves a freshly created tenant straight to Active, as if every step had run.
+async fn settle(store: &tenant_orchestrator::store::DynamoStore, id: &str) {
+    use tenant_orchestrator::machine::TenantEvent;
+    use tenant_orchestrator::store::{TenantStore, WriteGuard};
+    let mut r = store.load(&tenant_id(id)).await.unwrap();
+    while r.state.step().is_some() {
+        let next = r.state.apply(&TenantEvent::StepSucceeded).unwrap();
+        r.enter(next, chrono::Utc::now());
+    }
+    store.save(&r, WriteGuard::Version, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn rollout_plan_is_a_dry_run_that_shows_waves_and_skipped_tenants() {
+    use tenant_orchestrator::store::Actor;
+    use tenant_orchestrator::tenants::TenantCommands;
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    for (id, region) in [
+        ("east-a", "us-east-1"),
+        ("east-b", "us-east-1"),
+        ("west-a", "eu-west-1"),
+        ("west-b", "eu-west-1"),
+    ] {
+        commands
+            .create(spec(id, region), release("1.0.0"), &Actor::operator("t"))
+            .await
+            .unwrap();
+        settle(&store, id).await;
+    }
+    let mut pinned = spec("pinned", "us-east-1");
+    pinned.pinned_release = Some(release("1.0.0"));
+    commands
+        .create(pinned, release("1.0.0"), &Actor::operator("t"))
+        .await
+        .unwrap();
+    settle(&store, "pinned").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(
+        &spec_path,
+        r#"{"release":"1.1.0","strategy":{"region_order":["eu-west-1","us-east-1"],"waves":["1","100%"]}}"#,
+    )
+    .unwrap();
+    let out = tenantctl(
+        store.table(),
+        &["rollout", "plan", "--spec", spec_path.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("release 1.1.0: 4 tenants in 4 waves, regions in order eu-west-1, us-east-1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pinned                       pinned to 1.0.0"),
+        "{text}"
+    );
+    let west_canary = text.find("west-a").unwrap();
+    let east = text.find("east-a").unwrap();
+    assert!(
+        west_canary < east,
+        "the first region in the order goes first: {text}"
+    );
+    // Nothing was started.
+    let list = tenantctl(
+        store.table(),
+        &["tenant", "list", "--state", "Upgrading", "--output", "json"],
+    );
+    let page: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert!(page["items"].as_array().unwrap().is_empty());
+
+    std::fs::write(
+        &spec_path,
+        r#"{"release":"1.1.0","strategy":{"waves":["1","150%"]}}"#,
+    )
+    .unwrap();
+    let bad = tenantctl(
+        store.table(),
+        &["rollout", "plan", "--spec", spec_path.to_str().unwrap()],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("\"150%\": is over 100%"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -3,6 +3,7 @@
 //! 3 not found, 4 conflict or refused by the tenant's state.
 
 mod output;
+mod rollout;
 mod tenant;
 mod worker;
 
@@ -62,6 +63,11 @@ enum Command {
     Tenant {
         #[command(subcommand)]
         command: tenant::TenantCommand,
+    },
+    /// Fleet rollouts of a release.
+    Rollout {
+        #[command(subcommand)]
+        command: rollout::RolloutCommand,
     },
     /// Run workers that drive due tenants through their steps until stopped (SIGTERM/ctrl-c).
     Worker(worker::WorkerArgs),
@@ -185,6 +191,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Tenant { command } => tenant::run(&cli.table, cli.output, command).await,
+        Command::Rollout { command } => rollout::run(&cli.table, cli.output, command).await,
         Command::Worker(args) => worker::run(&cli.table, args).await,
         Command::State {
             command: StateCommand::Diagram,
