@@ -12,7 +12,10 @@
 //! * then a new slot, but only while the region stays within
 //!   `ceil(names / names_per_certificate) + 1` certificates;
 //! * otherwise the name waits for a slot in flight rather than ask ACM twice;
-//! * a name already planned is never planned again.
+//! * a name already planned is never planned again;
+//! * a region above the bound (after removals) spreads its smallest changeable slot
+//!   over the others, on every `place` and `release`, so a region that could not
+//!   shrink while slots were in flight does once they have settled.
 //!
 //! A listener has `certificates_per_listener` places. A replacement certificate is
 //! attached before the one it replaces leaves, so new slots are opened only while a
@@ -299,6 +302,9 @@ impl Layout {
                 });
             }
         }
+        // A region left above its bound while slots were in flight is brought back
+        // once they have settled, whichever step looks at the region next.
+        self.consolidate(&BTreeSet::new());
         Ok(waiting)
     }
 
@@ -324,8 +330,9 @@ impl Layout {
     /// Takes `names` out of their slots. A slot left without names retires; one that
     /// would need a new certificate anyway merges into another slot with room when it
     /// can (the same one issuance, one certificate fewer). When the region is above its
-    /// certificate bound, the smallest slot is spread over the others. Returns the
-    /// names that must wait for a slot in flight.
+    /// certificate bound, the smallest slot that can change is spread over the others
+    /// (see `consolidate`). Returns the names that must wait for a slot in
+    /// flight.
     pub fn release(&mut self, names: &BTreeSet<Hostname>) -> Vec<Waiting> {
         let mut waiting = Vec::new();
         let mut shrunk = Vec::new();
@@ -364,12 +371,24 @@ impl Layout {
         for n in shrunk {
             self.merge_away(n);
         }
+        // Names that must wait to leave stay where they are: spreading them would
+        // plan them into another slot.
+        let stuck: BTreeSet<Hostname> = waiting.iter().map(|w| w.name.clone()).collect();
+        self.consolidate(&stuck);
+        waiting
+    }
+
+    /// While the region is above its certificate bound, spreads the names of a slot
+    /// over the others, smallest slot first. A slot that cannot change now (in flight,
+    /// or no place for a replacement) is passed over, and the next smallest is tried;
+    /// what cannot be done now is done by the next `place` or `release` after the
+    /// slots in the way have settled. Slots holding a name of `keep` are left alone.
+    fn consolidate(&mut self, keep: &BTreeSet<Hostname>) {
         while self.certificates() > certificate_bound(self.names(), self.limits.names_per_certificate) {
-            if !self.dissolve_smallest() {
+            if !self.dissolve_one(keep) {
                 break;
             }
         }
-        waiting
     }
 
     /// Moves all names of slot `n` into one other slot when `n` is about to request a
@@ -399,18 +418,31 @@ impl Layout {
         }
     }
 
-    /// Spreads the names of the smallest changeable slot over other slots with room.
-    /// Returns false when they do not fit now (nothing is changed then).
-    fn dissolve_smallest(&mut self) -> bool {
-        let Some(source) = self
+    /// Spreads the names of the smallest changeable slot whose names fit over other
+    /// slots with room. Returns false when no slot's names fit now (nothing is changed
+    /// then).
+    fn dissolve_one(&mut self, keep: &BTreeSet<Hostname>) -> bool {
+        let mut sources: Vec<SlotView> = self
             .slots
             .values()
-            .filter(|v| v.changeable().is_some() && !v.target.is_empty())
-            .min_by(|a, b| a.target.len().cmp(&b.target.len()).then(a.n.cmp(&b.n)))
+            .filter(|v| {
+                v.changeable().is_some() && !v.target.is_empty() && !v.target.keys().any(|k| keep.contains(k))
+            })
             .cloned()
-        else {
-            return false;
-        };
+            .collect();
+        sources.sort_by(|a, b| a.target.len().cmp(&b.target.len()).then(a.n.cmp(&b.n)));
+        for source in sources {
+            if let Some(trial) = self.spread(&source) {
+                *self = trial;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The layout with the names of `source` spread over other slots with room, if
+    /// they all fit now.
+    fn spread(&self, source: &SlotView) -> Option<Layout> {
         let mut trial = self.clone();
         for (name, tenant) in &source.target {
             let fits = |v: &SlotView, needs_place: bool| {
@@ -420,18 +452,14 @@ impl Layout {
                     && v.changeable() == Some(needs_place)
                     && (!needs_place || trial.free_places(&v.listener) >= 1)
             };
-            let Some(r) = trial
+            let r = trial
                 .fullest(|v| fits(v, false))
-                .or_else(|| trial.fullest(|v| fits(v, true)))
-            else {
-                return false;
-            };
+                .or_else(|| trial.fullest(|v| fits(v, true)))?;
             let mut target = trial.slots[&r].target.clone();
             target.insert(name.clone(), tenant.clone());
             trial.set_target(r, target);
         }
         trial.set_target(source.n, Names::new());
-        *self = trial;
-        true
+        Some(trial)
     }
 }
