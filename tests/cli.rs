@@ -333,3 +333,98 @@ async fn rollout_plan_is_a_dry_run_that_shows_waves_and_skipped_tenants() {
         stderr(&bad)
     );
 }
+
+#[tokio::test]
+async fn new_tenants_get_the_release_the_version_policy_gives_them() {
+    let store = fresh_store().await;
+    let table = store.table();
+    let create = |id: &str, group: &str| {
+        tenantctl(
+            table,
+            &[
+                "tenant",
+                "create",
+                "--id",
+                id,
+                "--region",
+                "us-east-1",
+                "--environment",
+                "prod",
+                "--group",
+                group,
+                "--hostname",
+                &format!("{id}.example.com"),
+                "--output",
+                "json",
+            ],
+        )
+    };
+    let refused = create("no-policy", "default");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("pass --release or set one with `tenantctl policy set-default`"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let set = tenantctl(
+        table,
+        &[
+            "policy",
+            "set-default",
+            "--environment",
+            "prod",
+            "--region",
+            "us-east-1",
+            "--release",
+            "1.4.0",
+        ],
+    );
+    assert!(set.status.success(), "{}", stderr(&set));
+    let set = tenantctl(
+        table,
+        &[
+            "policy",
+            "set-group",
+            "--environment",
+            "prod",
+            "--group",
+            "canary",
+            "--release",
+            "1.5.0",
+        ],
+    );
+    assert!(set.status.success(), "{}", stderr(&set));
+
+    let release_of = |out: &Output| {
+        assert!(out.status.success(), "{}", stderr(out));
+        let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        record["state"]["Provisioning"]["release"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(release_of(&create("regular", "default")), "1.4.0");
+    assert_eq!(release_of(&create("early", "canary")), "1.5.0");
+
+    let bad = tenantctl(
+        table,
+        &[
+            "policy",
+            "set-default",
+            "--environment",
+            "prod",
+            "--region",
+            "us-east-1",
+            "--release",
+            "latest",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    let policy = tenantctl(table, &["policy", "get"]);
+    assert!(
+        stdout(&policy).contains("1.4.0"),
+        "a refused change left the policy as it was: {}",
+        stdout(&policy)
+    );
+}

@@ -3,6 +3,7 @@
 //! 3 not found, 4 conflict or refused by the tenant's state.
 
 mod output;
+mod policy;
 mod rollout;
 mod tenant;
 mod worker;
@@ -63,6 +64,11 @@ enum Command {
     Tenant {
         #[command(subcommand)]
         command: tenant::TenantCommand,
+    },
+    /// The version policy: default release per environment and region, group overrides.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
     },
     /// Fleet rollouts of a release.
     Rollout {
@@ -191,6 +197,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Tenant { command } => tenant::run(&cli.table, cli.output, command).await,
+        Command::Policy { command } => policy::run(&cli.table, command).await,
         Command::Rollout { command } => rollout::run(&cli.table, cli.output, command).await,
         Command::Worker(args) => worker::run(&cli.table, args).await,
         Command::State {

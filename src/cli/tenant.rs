@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use tenant_orchestrator::domain::{
-    Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
+    Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier, VersionPolicy,
 };
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::store::{Actor, ListQuery, TenantStore};
@@ -86,18 +86,19 @@ pub struct CreateArgs {
     /// A name the tenant is served on (repeatable).
     #[arg(long = "hostname", required = true)]
     hostnames: Vec<String>,
-    /// Release to provision.
+    /// Release to provision; default: what the version policy gives the tenant
+    /// (its group's override, else its region's default).
     #[arg(long)]
-    release: String,
+    release: Option<String>,
     /// Keep the tenant on this release: rollouts skip it.
     #[arg(long)]
     pin: bool,
 }
 
 impl CreateArgs {
-    fn spec(&self) -> Result<(TenantSpec, ReleaseVersion), Failure> {
-        let release = ReleaseVersion::parse(&self.release)?;
-        let spec = TenantSpec {
+    fn spec(&self, policy: &VersionPolicy) -> Result<(TenantSpec, ReleaseVersion), Failure> {
+        let given = self.release.as_deref().map(ReleaseVersion::parse).transpose()?;
+        let mut spec = TenantSpec {
             id: TenantId::parse(&self.id)?,
             region: Region::parse(&self.region)?,
             environment: Environment::parse(&self.environment)?,
@@ -108,9 +109,23 @@ impl CreateArgs {
                 .iter()
                 .map(|h| Hostname::parse(h))
                 .collect::<Result<_, _>>()?,
-            pinned_release: self.pin.then(|| release.clone()),
+            pinned_release: None,
             maintenance: None,
         };
+        let release = match given {
+            Some(release) => release,
+            None => policy.release_for(&spec).ok_or_else(|| Failure {
+                code: 2,
+                error: anyhow::anyhow!(
+                    "no --release given and the version policy has no release for environment {} in {} \
+                     (group {}); pass --release or set one with `tenantctl policy set-default`",
+                    spec.environment,
+                    spec.region,
+                    spec.group
+                ),
+            })?,
+        };
+        spec.pinned_release = self.pin.then(|| release.clone());
         spec.validate()?;
         Ok((spec, release))
     }
@@ -125,7 +140,8 @@ fn operator() -> Actor {
 
 pub async fn run(table: &str, output: OutputFormat, command: TenantCommand) -> Result<(), Failure> {
     // Validate input before touching the network: bad input fails fast and changes nothing.
-    let store: Arc<dyn TenantStore> = super::dynamo_store(table).await;
+    let dynamo = super::dynamo_store(table).await;
+    let store: Arc<dyn TenantStore> = dynamo.clone();
     let commands = TenantCommands::new(store.clone());
     let actor = operator();
     let event = |id: &str, event: TenantEvent| -> Result<(TenantId, TenantEvent), Failure> {
@@ -133,7 +149,11 @@ pub async fn run(table: &str, output: OutputFormat, command: TenantCommand) -> R
     };
     let (id, ev) = match command {
         TenantCommand::Create(args) => {
-            let (spec, release) = args.spec()?;
+            let policy = match &args.release {
+                Some(_) => VersionPolicy::default(),
+                None => dynamo.load_policy().await?.0,
+            };
+            let (spec, release) = args.spec(&policy)?;
             let record = commands
                 .create(spec, release, &actor)
                 .await

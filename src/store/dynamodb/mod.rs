@@ -2,6 +2,7 @@
 
 mod errors;
 mod item;
+mod policy;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,74 @@
+//! The environment's version policy, one item (`pk META`, `sk POLICY`), changed by
+//! conditional writes so two operators editing it at once cannot lose a change.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
+
+use super::errors::classify;
+use super::item::{get_n, get_s, n, s};
+use super::DynamoStore;
+use crate::domain::VersionPolicy;
+use crate::store::{keys, StoreError};
+
+const POLICY_SK: &str = "POLICY";
+const CONFLICT_RETRIES: usize = 5;
+
+impl DynamoStore {
+    /// The policy and its version (0 when none was ever written).
+    pub async fn load_policy(&self) -> Result<(VersionPolicy, u64), StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .key("pk", s(keys::META_PK))
+            .key("sk", s(POLICY_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("loading the version policy", self.table(), e))?;
+        let Some(item) = out.item() else {
+            return Ok((VersionPolicy::default(), 0));
+        };
+        let policy = serde_json::from_str(get_s(item, "policy")?).map_err(|e| StoreError::Fatal {
+            context: "loading the version policy".into(),
+            message: e.to_string(),
+        })?;
+        Ok((policy, get_n(item, "version")? as u64))
+    }
+
+    /// Applies `change` to the stored policy and saves it, retrying if someone else
+    /// saved in between. Returns the policy as stored.
+    pub async fn update_policy(
+        &self,
+        change: impl Fn(&mut VersionPolicy),
+    ) -> Result<VersionPolicy, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let (mut policy, version) = self.load_policy().await?;
+            change(&mut policy);
+            let text = serde_json::to_string(&policy).expect("policies serialize");
+            let item = HashMap::from([
+                ("pk".to_owned(), s(keys::META_PK)),
+                ("sk".to_owned(), s(POLICY_SK)),
+                ("policy".to_owned(), s(text)),
+                ("version".to_owned(), n(version + 1)),
+            ]);
+            let result = self
+                .client()
+                .put_item()
+                .table_name(self.table())
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR version = :v")
+                .expression_attribute_values(":v", n(version))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            match result.map_err(|e| classify("saving the version policy", self.table(), e)) {
+                Ok(_) => return Ok(policy),
+                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
