@@ -33,7 +33,8 @@ eval "$(localstack/start.sh)"
 
 say "building tenantctl"
 cargo build --quiet --bin tenantctl
-tenantctl() { "$CARGO_TARGET_DIR/debug/tenantctl" "$@"; }
+bin="$CARGO_TARGET_DIR/debug/tenantctl"
+tenantctl() { "$bin" "$@"; }
 python="$cache/localstack/venv/bin/python"
 
 say "creating the shared platform: ECR images 1.0.0 1.1.0 1.2.0, VPC, ALB listeners, hosted zone"
@@ -64,7 +65,9 @@ say "tenantctl table create"
 tenantctl table create
 
 say "starting a worker (tenantctl worker)"
-tenantctl worker --steps-config "$work/steps.json" --lease-ttl 9s --heartbeat 3s --poll-interval 200ms \
+# The binary itself in the background (not the shell function), so $! is its pid and
+# SIGTERM at the end reaches it.
+"$bin" worker --steps-config "$work/steps.json" --lease-ttl 9s --heartbeat 3s --poll-interval 200ms \
   --backoff-base 200ms --backoff-cap 2s 2>"$work/worker.log" &
 worker_pid=$!
 
