@@ -479,17 +479,3 @@ async fn a_rollback_that_fails_leaves_the_tenant_failed_with_both_reasons_until_
     assert_eq!(r.state.label(), "Active", "last error: {:?}", r.last_error);
     assert_eq!(r.state.current_release(), Some(&release("1.0.0")));
 }
-
-/// Runs the worker until nothing has been due for a while.
-async fn drain(w: &Worker) {
-    let mut idle_since = Instant::now();
-    for _ in 0..3000 {
-        if w.run_once().await.unwrap() > 0 {
-            idle_since = Instant::now();
-        } else if idle_since.elapsed() > Duration::from_millis(700) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("work never drained");
-}

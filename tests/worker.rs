@@ -18,21 +18,6 @@ fn worker(store: Arc<dyn TenantStore>, step: Arc<ScriptedStep>, config: WorkerCo
     Worker::new(store, StepRegistry::all(step), config)
 }
 
-/// Runs the worker pass by pass until nothing has been due for half a second (longer
-/// than any poll or backoff delay the tests use).
-async fn drain(w: &Worker) {
-    let mut idle_since = std::time::Instant::now();
-    for _ in 0..1000 {
-        if w.run_once().await.unwrap() > 0 {
-            idle_since = std::time::Instant::now();
-        } else if idle_since.elapsed() > Duration::from_millis(500) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("work never drained");
-}
-
 fn op() -> Actor {
     Actor::operator("test")
 }

@@ -14,7 +14,7 @@ use tenant_orchestrator::domain::{
 use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome};
 use tenant_orchestrator::store::{table, DynamoStore, TenantRecord, TenantStore};
-use tenant_orchestrator::worker::{Backoff, WorkerConfig};
+use tenant_orchestrator::worker::{Backoff, Worker, WorkerConfig};
 
 pub fn require_local_aws() {
     assert!(
@@ -179,4 +179,19 @@ pub async fn wait_for_state(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Runs the worker pass by pass until nothing has been due for 0.7 s (longer than any
+/// poll or backoff delay the tests use).
+pub async fn drain(w: &Worker) {
+    let mut idle_since = std::time::Instant::now();
+    for _ in 0..3000 {
+        if w.run_once().await.unwrap() > 0 {
+            idle_since = std::time::Instant::now();
+        } else if idle_since.elapsed() > Duration::from_millis(700) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("work never drained");
 }

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::common::drain;
 use async_trait::async_trait;
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
@@ -34,20 +34,6 @@ impl Step for StackOutputsStandIn {
         facts.progress = None;
         StepOutcome::done("stack outputs recorded by the stand-in", facts)
     }
-}
-
-/// Runs the worker pass by pass until nothing has been due for half a second.
-async fn drain(w: &Worker) {
-    let mut idle_since = std::time::Instant::now();
-    for _ in 0..1000 {
-        if w.run_once().await.unwrap() > 0 {
-            idle_since = std::time::Instant::now();
-        } else if idle_since.elapsed() > Duration::from_millis(500) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("work never drained");
 }
 
 #[tokio::test]
