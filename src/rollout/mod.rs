@@ -2,15 +2,29 @@
 //!
 //! The planner is pure: a [`RolloutSpec`](crate::domain::RolloutSpec), a snapshot of
 //! the fleet and the current time go in, a [`Plan`] comes out (which tenant lands in
-//! which wave, and when it can start). A dry run is a call to [`plan`]. The durable
-//! controller that carries a plan out builds on these types.
+//! which wave, and when it can start). A dry run is a call to [`plan`].
+//! [`RolloutCommands::start`] stores a plan as a rollout record with one member per
+//! tenant; every replica's [`Controller`] competes for its lease and carries it out.
 
+mod commands;
+mod controller;
+mod decide;
+mod health;
 mod plan;
 mod planner;
+mod record;
 mod timeline;
 
+pub use commands::{RolloutCommands, RolloutError, Started};
+pub use controller::{Controller, ControllerConfig};
+pub use decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
+pub use health::{BakeHealth, ProbeHealth};
 pub use plan::{Plan, PlannedTenant, SkipReason, Skipped, Wave, WaveKind};
 pub use planner::{plan, plan_with, PlanOptions, TenantSummaryForPlanning};
+pub use record::{
+    BakeProgress, Outcome, Phase, RollbackStatus, RolloutEvent, RolloutMember, RolloutRecord, WaveRecord,
+    WaveStatus,
+};
 
 #[cfg(test)]
 mod properties;

@@ -115,6 +115,8 @@ pub enum SkipReason {
     NotInFleet,
     /// Named in the selector's `tenants` but outside its regions, groups or tiers.
     OutsideSelector,
+    /// Another rollout that is still running holds it.
+    HeldByRollout { rollout: crate::domain::RolloutId },
 }
 
 impl fmt::Display for SkipReason {
@@ -127,6 +129,9 @@ impl fmt::Display for SkipReason {
             SkipReason::NotInFleet => f.write_str("named in the selector but not in the fleet"),
             SkipReason::OutsideSelector => {
                 f.write_str("named in the selector but outside its regions, groups or tiers")
+            }
+            SkipReason::HeldByRollout { rollout } => {
+                write!(f, "held by rollout {rollout}, which is still running")
             }
         }
     }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Region, TenantId};
+use crate::domain::{Region, RolloutId, TenantId};
 
 /// Work-index partitions per region. Due tenants of a region are spread over this
 /// many keys so one busy region never makes a hot partition.
@@ -39,6 +39,29 @@ pub fn work_sk(due: DateTime<Utc>, id: &TenantId) -> String {
 /// Upper bound of the due range for a query at `now`.
 pub fn work_sk_upper(now: DateTime<Utc>) -> String {
     format!("{:015}#~", now.timestamp_millis().max(0))
+}
+
+pub const ROLLOUT_SK: &str = "ROLLOUT";
+/// Listing-index partition of rollouts (`by-region` index, a handful of writes a
+/// minute at most).
+pub const ROLLOUTS_LIST_PK: &str = "ROLLOUTS";
+
+pub fn rollout_pk(id: &RolloutId) -> String {
+    format!("ROLLOUT#{id}")
+}
+
+pub fn member_sk(wave: usize, tenant: &TenantId) -> String {
+    format!("WAVE#{wave:04}#{tenant}")
+}
+
+pub fn member_prefix(wave: usize) -> String {
+    format!("WAVE#{wave:04}#")
+}
+
+/// Running rollouts sort first (`LIVE` > `DONE` read newest first), each newest first.
+pub fn rollout_list_sk(finished: bool, created: DateTime<Utc>, id: &RolloutId) -> String {
+    let prefix = if finished { "DONE" } else { "LIVE" };
+    format!("{prefix}#{:015}#{id}", created.timestamp_millis().max(0))
 }
 
 pub fn list_pk(region: &Region) -> String {

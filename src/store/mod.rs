@@ -9,6 +9,7 @@
 mod dynamodb;
 mod keys;
 mod record;
+pub mod rollouts;
 pub mod table;
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use crate::domain::{Region, TenantId};
 pub use dynamodb::DynamoStore;
 pub use keys::WORK_SHARDS;
 pub use record::{Actor, HistoryEvent, Lease, Page, StackRevision, TenantFacts, TenantRecord};
+pub use rollouts::{RolloutStore, RolloutSummary, TenantDrive};
 
 /// Why a store call failed, split by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]

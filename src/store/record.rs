@@ -96,6 +96,11 @@ pub struct TenantRecord {
     pub event_seq: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The rollout that last drove this tenant. It holds the tenant until it
+    /// finishes, so two rollouts never move one tenant at once. Written only with the
+    /// rollout's own writes; tenant saves leave it alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::domain::RolloutId>,
 }
 
 impl TenantRecord {
@@ -116,6 +121,7 @@ impl TenantRecord {
             event_seq: 0,
             created_at: now,
             updated_at: now,
+            rollout: None,
         }
     }
 

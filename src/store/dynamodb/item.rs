@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::super::keys;
 use super::super::{HistoryEvent, Lease, StoreError, TenantRecord};
+use crate::domain::RolloutId;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -24,7 +25,7 @@ pub fn millis(t: DateTime<Utc>) -> AttributeValue {
     n(t.timestamp_millis())
 }
 
-fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+pub fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Fatal {
         context: "decoding item".into(),
         message: format!("{what}: {detail}"),
@@ -38,7 +39,7 @@ pub fn get_s<'a>(item: &'a Item, key: &str) -> Result<&'a str, StoreError> {
     }
 }
 
-fn opt_s(item: &Item, key: &str) -> Option<String> {
+pub fn opt_s(item: &Item, key: &str) -> Option<String> {
     match item.get(key) {
         Some(AttributeValue::S(v)) => Some(v.clone()),
         _ => None,
@@ -52,22 +53,22 @@ pub fn get_n(item: &Item, key: &str) -> Result<i64, StoreError> {
     }
 }
 
-fn opt_n(item: &Item, key: &str) -> Result<Option<i64>, StoreError> {
+pub fn opt_n(item: &Item, key: &str) -> Result<Option<i64>, StoreError> {
     match item.get(key) {
         None => Ok(None),
         Some(_) => get_n(item, key).map(Some),
     }
 }
 
-fn time_from_millis(key: &str, ms: i64) -> Result<DateTime<Utc>, StoreError> {
+pub fn time_from_millis(key: &str, ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(key, "timestamp out of range"))
 }
 
-fn opt_time(item: &Item, key: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub fn opt_time(item: &Item, key: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
     opt_n(item, key)?.map(|ms| time_from_millis(key, ms)).transpose()
 }
 
-fn json<T: serde::de::DeserializeOwned>(item: &Item, key: &str) -> Result<T, StoreError> {
+pub fn json<T: serde::de::DeserializeOwned>(item: &Item, key: &str) -> Result<T, StoreError> {
     serde_json::from_str(get_s(item, key)?).map_err(|e| corrupt(key, e))
 }
 
@@ -150,6 +151,9 @@ pub fn decode_tenant(item: &Item) -> Result<TenantRecord, StoreError> {
         event_seq: opt_n(item, "event_seq")?.unwrap_or(0) as u64,
         created_at: time_from_millis("created_at", get_n(item, "created_at")?)?,
         updated_at: time_from_millis("updated_at", get_n(item, "updated_at")?)?,
+        rollout: opt_s(item, "rollout_claim")
+            .map(|id| RolloutId::parse(&id).map_err(|e| corrupt("rollout_claim", e)))
+            .transpose()?,
     })
 }
 

@@ -3,6 +3,7 @@
 mod errors;
 mod item;
 mod policy;
+mod rollouts;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

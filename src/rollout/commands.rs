@@ -1,0 +1,330 @@
+//! What operators and pipelines do to rollouts: plan, start, pause, resume, abort,
+//! approve, retry. Each is a conditional write on the rollout record (retried a few
+//! times if the controller wrote in between); the controller acts on it next tick.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::plan::{Plan, SkipReason, Skipped};
+use super::planner::{plan, TenantSummaryForPlanning};
+use super::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
+use crate::domain::{RolloutId, RolloutSpec};
+use crate::store::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    /// The rollout's phase does not allow it; the message says what would.
+    #[error("rollout {id}: {message}")]
+    Refused { id: RolloutId, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The answer to `start`: the rollout, and whether this call created it (a repeated
+/// start of the same spec under the same id returns the existing one).
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub record: RolloutRecord,
+    pub created: bool,
+    pub plan: Plan,
+}
+
+const CONFLICT_RETRIES: usize = 8;
+/// How long a starting call holds the new rollout before controllers may take it.
+const START_LEASE: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct RolloutCommands {
+    tenants: Arc<dyn TenantStore>,
+    rollouts: Arc<dyn RolloutStore>,
+}
+
+impl RolloutCommands {
+    pub fn new(tenants: Arc<dyn TenantStore>, rollouts: Arc<dyn RolloutStore>) -> Self {
+        Self { tenants, rollouts }
+    }
+
+    /// The dry run: the plan `start` would store now. Tenants held by another running
+    /// rollout are skipped.
+    pub async fn plan(&self, spec: &RolloutSpec, now: DateTime<Utc>) -> Result<Plan, RolloutError> {
+        let mut fleet = Vec::new();
+        let mut held = Vec::new();
+        let mut phases: HashMap<RolloutId, Phase> = HashMap::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .tenants
+                .list(&ListQuery {
+                    limit: Some(500),
+                    next_token: token,
+                    ..Default::default()
+                })
+                .await?;
+            for summary in &page.items {
+                let record = self.tenants.load(&summary.id).await?;
+                if let Some(holder) = &record.rollout {
+                    if !phases.contains_key(holder) {
+                        let phase = match self.rollouts.load_rollout(holder).await {
+                            Ok(r) => r.phase,
+                            Err(StoreError::NotFound { .. }) => Phase::Aborted,
+                            Err(e) => return Err(e.into()),
+                        };
+                        phases.insert(holder.clone(), phase);
+                    }
+                    if !phases[holder].is_finished()
+                        && spec.selector.matches(
+                            record.id(),
+                            &record.spec.region,
+                            &record.spec.group,
+                            record.spec.tier,
+                        )
+                    {
+                        held.push(Skipped {
+                            id: record.id().clone(),
+                            reason: SkipReason::HeldByRollout {
+                                rollout: holder.clone(),
+                            },
+                        });
+                        continue;
+                    }
+                }
+                fleet.push(TenantSummaryForPlanning::from_tenant(&record.spec, &record.state));
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut plan = plan(spec, &fleet, now);
+        plan.skipped.extend(held);
+        plan.skipped.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(plan)
+    }
+
+    /// Plans and stores a rollout; the controllers carry it out. Starting the same
+    /// spec under an existing id returns that rollout, so a retried pipeline step
+    /// never starts two.
+    pub async fn start(
+        &self,
+        id: RolloutId,
+        spec: RolloutSpec,
+        actor: &str,
+    ) -> Result<Started, RolloutError> {
+        let now = Utc::now();
+        match self.rollouts.load_rollout(&id).await {
+            Ok(existing) if existing.spec == spec => {
+                let plan = self.plan(&spec, now).await?;
+                return Ok(Started {
+                    record: existing,
+                    created: false,
+                    plan,
+                });
+            }
+            Ok(_) => {
+                return Err(RolloutError::Refused {
+                    id,
+                    message: "exists with a different spec; give the new rollout another --id".into(),
+                })
+            }
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let plan = self.plan(&spec, now).await?;
+        let record = RolloutRecord::from_plan(id.clone(), spec, &plan, actor, now);
+        let starter = format!("start:{}", uuid::Uuid::new_v4().simple());
+        let mut record = self
+            .rollouts
+            .create_rollout(&record, &starter, START_LEASE)
+            .await?;
+        let lease = record.lease.clone().expect("created with a lease");
+        self.rollouts
+            .put_members(&id, &RolloutMember::from_plan(&plan))
+            .await?;
+        record.phase = if plan.waves.is_empty() {
+            record.log(now, actor, "completed: no tenant needed to move");
+            Phase::Completed
+        } else {
+            Phase::Running
+        };
+        record.lease = None;
+        let record = self
+            .rollouts
+            .save_rollout(&record, WriteGuard::Lease(&lease))
+            .await?;
+        self.rollouts.release_rollout_lease(&id, &lease).await?;
+        Ok(Started {
+            record,
+            created: true,
+            plan,
+        })
+    }
+
+    pub async fn get(&self, id: &RolloutId) -> Result<(RolloutRecord, Vec<RolloutMember>), RolloutError> {
+        let record = self.rollouts.load_rollout(id).await?;
+        let members = self.rollouts.members(id, None).await?;
+        Ok((record, members))
+    }
+
+    pub async fn pause(&self, id: &RolloutId, actor: &str) -> Result<RolloutRecord, RolloutError> {
+        self.change(id, actor, |r| match r.phase {
+            Phase::Running => {
+                r.phase = Phase::Paused;
+                Ok("paused: no tenant is started until it is resumed; tenants in flight finish".into())
+            }
+            Phase::Paused => Err("is already paused".into()),
+            other => Err(format!("is {other}; only a running rollout can be paused")),
+        })
+        .await
+    }
+
+    /// Continues a paused rollout, or a halted one, accepting the failures that
+    /// halted it (those tenants stay as they are; `retry` starts them again).
+    pub async fn resume(&self, id: &RolloutId, actor: &str) -> Result<RolloutRecord, RolloutError> {
+        let failures = self.current_failures(id).await?;
+        self.change(id, actor, |r| match r.phase {
+            Phase::Paused => {
+                r.phase = Phase::Running;
+                Ok("resumed".into())
+            }
+            Phase::Halted => {
+                r.phase = Phase::Running;
+                r.halt_reason = None;
+                r.settled = false;
+                let wave = r.wave_mut().expect("a halted rollout has a current wave");
+                wave.accepted_failures = failures.saturating_sub(wave.allowed_failures);
+                wave.status = WaveStatus::Deploying;
+                Ok(format!(
+                    "resumed after a halt, accepting {failures} failed tenant(s) of wave {}",
+                    wave.index
+                ))
+            }
+            Phase::Running => Err("is already running".into()),
+            other => Err(format!(
+                "is {other}; it cannot be resumed, start a new rollout instead"
+            )),
+        })
+        .await
+    }
+
+    pub async fn abort(&self, id: &RolloutId, actor: &str) -> Result<RolloutRecord, RolloutError> {
+        self.change(id, actor, |r| match r.phase {
+            phase if phase.is_finished() => Err(format!("is already {phase}")),
+            _ => {
+                r.phase = Phase::Aborted;
+                Ok("aborted: no further tenant is started; tenants in flight finish or roll back on their own".into())
+            }
+        })
+        .await
+    }
+
+    /// Approves the wave that waits for an approval.
+    pub async fn approve(&self, id: &RolloutId, actor: &str) -> Result<RolloutRecord, RolloutError> {
+        let who = actor.to_owned();
+        self.change(id, actor, move |r| {
+            if r.phase.is_finished() {
+                return Err(format!("is {}; there is nothing to approve", r.phase));
+            }
+            let wave = r
+                .wave_mut()
+                .ok_or_else(|| "has no wave left to approve".to_owned())?;
+            let waiting = wave.approval_before
+                && wave.approved_by.is_none()
+                && matches!(wave.status, WaveStatus::Waiting | WaveStatus::AwaitingApproval);
+            if !waiting {
+                return Err(format!(
+                    "wave {} is {:?} and needs no approval now; approve when `tenantctl rollout status` shows awaiting_approval",
+                    wave.index, wave.status
+                ));
+            }
+            wave.approved_by = Some(who.clone());
+            Ok(format!("wave {} approved", wave.index))
+        })
+        .await
+    }
+
+    /// Starts the current wave's failed tenants again; a halted rollout runs again.
+    pub async fn retry(&self, id: &RolloutId, actor: &str) -> Result<RolloutRecord, RolloutError> {
+        let record = self.rollouts.load_rollout(id).await?;
+        if record.phase.is_finished() {
+            return Err(RolloutError::Refused {
+                id: id.clone(),
+                message: format!(
+                    "is {}; start a new rollout to move the tenants it left",
+                    record.phase
+                ),
+            });
+        }
+        let Some(wave) = record.wave() else {
+            return Err(RolloutError::Refused {
+                id: id.clone(),
+                message: "has no current wave".into(),
+            });
+        };
+        let mut count = 0;
+        for member in self.rollouts.members(id, Some(wave.index)).await? {
+            if let Outcome::Failed { .. } = member.outcome {
+                let mut again = member.clone();
+                again.outcome = Outcome::Pending;
+                again.rollback = None;
+                again.finished_at = None;
+                self.rollouts.save_member(id, &again).await?;
+                count += 1;
+            }
+        }
+        if count == 0 {
+            return Err(RolloutError::Refused {
+                id: id.clone(),
+                message: format!("wave {} has no failed tenant to retry", wave.index),
+            });
+        }
+        self.change(id, actor, move |r| {
+            if r.phase == Phase::Halted {
+                r.phase = Phase::Running;
+                r.halt_reason = None;
+                r.settled = false;
+                if let Some(w) = r.wave_mut() {
+                    w.status = WaveStatus::Deploying;
+                }
+            }
+            Ok(format!("retrying {count} failed tenant(s)"))
+        })
+        .await
+    }
+
+    async fn current_failures(&self, id: &RolloutId) -> Result<usize, RolloutError> {
+        let record = self.rollouts.load_rollout(id).await?;
+        let Some(wave) = record.wave() else { return Ok(0) };
+        Ok(self
+            .rollouts
+            .members(id, Some(wave.index))
+            .await?
+            .iter()
+            .filter(|m| matches!(m.outcome, Outcome::Failed { .. }))
+            .count())
+    }
+
+    /// Applies `change` to the stored record and saves it, recording `actor`.
+    async fn change(
+        &self,
+        id: &RolloutId,
+        actor: &str,
+        change: impl Fn(&mut RolloutRecord) -> Result<String, String>,
+    ) -> Result<RolloutRecord, RolloutError> {
+        let mut attempt = 0;
+        loop {
+            let mut record = self.rollouts.load_rollout(id).await?;
+            let what = change(&mut record).map_err(|message| RolloutError::Refused {
+                id: id.clone(),
+                message,
+            })?;
+            record.log(Utc::now(), actor, what);
+            match self.rollouts.save_rollout(&record, WriteGuard::Version).await {
+                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
+                other => return Ok(other?),
+            }
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The durable rollout controller. Every replica runs [`Controller::run`]; for each
+//! running rollout one of them holds its lease and moves it one step per tick:
+//! observe the current wave's tenants, [`decide`], write the result. All state lives
+//! in the store, so a controller that dies mid-step leaves nothing half-done that the
+//! next lease holder cannot pick up, and its late writes are refused by the fence.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, info, instrument, warn};
+
+use super::decide::{bake_check_due, decide, Drive, Observed, TenantView};
+use super::health::BakeHealth;
+use super::record::{Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord};
+use crate::domain::{RolloutId, TenantId};
+use crate::store::{
+    Lease, RolloutStore, StoreError, TenantDrive, TenantRecord, TenantStore, Transition, WriteGuard,
+};
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Recorded as lease owner.
+    pub owner: String,
+    /// How long a rollout's lease lasts without renewal; another replica takes the
+    /// rollout over this long after its holder dies.
+    pub lease_ttl: Duration,
+    /// Time between passes over the running rollouts.
+    pub tick: Duration,
+}
+
+impl ControllerConfig {
+    pub fn new(owner: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            lease_ttl: Duration::from_secs(15),
+            tick: Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct Controller {
+    tenants: Arc<dyn TenantStore>,
+    rollouts: Arc<dyn RolloutStore>,
+    health: Arc<dyn BakeHealth>,
+    config: ControllerConfig,
+}
+
+/// Tenants loaded at once while observing a wave.
+const LOAD_PARALLELISM: usize = 16;
+
+impl Controller {
+    pub fn new(
+        tenants: Arc<dyn TenantStore>,
+        rollouts: Arc<dyn RolloutStore>,
+        health: Arc<dyn BakeHealth>,
+        config: ControllerConfig,
+    ) -> Self {
+        Self {
+            tenants,
+            rollouts,
+            health,
+            config,
+        }
+    }
+
+    /// Drives rollouts until `shutdown` turns true, then gives up its leases so
+    /// another replica carries on at once.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        info!(owner = %self.config.owner, "rollout controller started");
+        let mut held: Vec<(RolloutId, Lease)> = Vec::new();
+        loop {
+            match self.run_once().await {
+                Ok(leases) => held = leases,
+                Err(e) => warn!(error = %e, "rollout controller pass failed; trying again next tick"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.tick) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        for (id, lease) in held {
+            if let Err(e) = self.rollouts.release_rollout_lease(&id, &lease).await {
+                debug!(rollout = %id, error = %e, "could not release rollout lease");
+            }
+        }
+        info!(owner = %self.config.owner, "rollout controller stopped");
+    }
+
+    /// One pass: each running rollout whose lease this controller can take moves one
+    /// step. Returns the leases held afterwards.
+    pub async fn run_once(&self) -> Result<Vec<(RolloutId, Lease)>, StoreError> {
+        let mut held = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.rollouts.list_rollouts(true, 100, token).await?;
+            for summary in &page.items {
+                match self.step(&summary.id).await {
+                    Ok(Some(record)) => {
+                        if let (false, Some(lease)) = (record.phase.is_finished(), record.lease) {
+                            held.push((summary.id.clone(), lease));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(rollout = %summary.id, error = %e, "rollout step failed; trying again next tick")
+                    }
+                }
+            }
+            token = page.next_token;
+            if token.is_none() {
+                return Ok(held);
+            }
+        }
+    }
+
+    /// Moves one rollout one step if its lease can be had; `None` when another
+    /// controller holds it.
+    #[instrument(skip_all, fields(rollout = %id))]
+    pub async fn step(&self, id: &RolloutId) -> Result<Option<RolloutRecord>, StoreError> {
+        let now = Utc::now();
+        let record = match self
+            .rollouts
+            .acquire_rollout_lease(id, &self.config.owner, self.config.lease_ttl, now)
+            .await
+        {
+            Ok(record) => record,
+            Err(StoreError::Conflict { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let lease = record.lease.clone().expect("a lease was just taken");
+        if record.phase == Phase::Preparing {
+            // Its creator's lease ran out before the members were all written.
+            let mut aborted = record.clone();
+            aborted.phase = Phase::Aborted;
+            aborted.halt_reason =
+                Some("interrupted while being started; start it again with a new id".into());
+            aborted.log(now, "controller", "aborted: interrupted while being started");
+            return Ok(Some(
+                self.rollouts
+                    .save_rollout(&aborted, WriteGuard::Lease(&lease))
+                    .await?,
+            ));
+        }
+        if record.phase.is_finished() {
+            self.rollouts.release_rollout_lease(id, &lease).await?;
+            return Ok(Some(record));
+        }
+        let members = match record.wave() {
+            Some(wave) => self.rollouts.members(id, Some(wave.index)).await?,
+            None => Vec::new(),
+        };
+        let loaded = self.observe(&record, &members).await?;
+        let mut observed = Observed {
+            now,
+            tenants: loaded.views,
+            bake_check: None,
+        };
+        if bake_check_due(&record, now) {
+            observed.bake_check = Some(self.bake_check(&record, &members, &loaded.records).await);
+        }
+        let decision = decide(&record, &members, &observed);
+        for drive in &decision.drives {
+            match self
+                .apply(&record, &lease, drive, &loaded.records, &loaded.finished_holders)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict { detail, .. }) if detail.contains("lease on rollout") => {
+                    warn!(%detail, "lost the rollout lease; leaving it to its new holder");
+                    return Ok(None);
+                }
+                Err(StoreError::Conflict { detail, .. }) => {
+                    debug!(tenant = %drive.member.tenant, %detail, "tenant not driven this tick");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for member in &decision.members {
+            match self.rollouts.save_member(id, member).await {
+                Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut next = decision.record;
+        next.lease = Some(lease.clone());
+        if next != record {
+            for event in next
+                .events
+                .iter()
+                .skip(record.events.len().min(next.events.len()))
+            {
+                info!(phase = %next.phase, "{}", event.what);
+            }
+            match self.rollouts.save_rollout(&next, WriteGuard::Lease(&lease)).await {
+                Ok(saved) => return Ok(Some(saved)),
+                // An operator changed it meanwhile; the next tick sees their change.
+                Err(StoreError::Conflict { .. }) => return Ok(Some(record)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(record))
+    }
+
+    /// Loads the tenants the decision needs: those moving, and those whose turn or
+    /// rollback may come.
+    async fn observe(&self, record: &RolloutRecord, members: &[RolloutMember]) -> Result<Loaded, StoreError> {
+        let halted = record.phase == Phase::Halted;
+        let wanted: Vec<TenantId> = members
+            .iter()
+            .filter(|m| {
+                !m.outcome.is_done()
+                    || m.rollback == Some(RollbackStatus::InProgress)
+                    || (halted && m.rollback.is_none() && !matches!(m.outcome, Outcome::Skipped { .. }))
+                    || (m.outcome == Outcome::Succeeded && bake_check_due(record, Utc::now()))
+            })
+            .map(|m| m.tenant.clone())
+            .collect();
+        let mut loaded = Loaded::default();
+        for chunk in wanted.chunks(LOAD_PARALLELISM) {
+            let mut loads = JoinSet::new();
+            for id in chunk {
+                let (store, id) = (self.tenants.clone(), id.clone());
+                loads.spawn(async move { (id.clone(), store.load(&id).await) });
+            }
+            for (id, result) in loads.join_all().await {
+                match result {
+                    Ok(tenant) => {
+                        let view = self.view(record, &tenant, &mut loaded).await?;
+                        loaded.views.insert(id.clone(), Some(view));
+                        loaded.records.insert(id, tenant);
+                    }
+                    Err(StoreError::NotFound { .. }) => {
+                        loaded.views.insert(id, None);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    async fn view(
+        &self,
+        record: &RolloutRecord,
+        tenant: &TenantRecord,
+        loaded: &mut Loaded,
+    ) -> Result<TenantView, StoreError> {
+        let mut held_by = None;
+        if let Some(holder) = tenant.rollout.as_ref().filter(|h| **h != record.id) {
+            let phase = match loaded.holder_phases.get(holder) {
+                Some(phase) => *phase,
+                None => {
+                    let phase = match self.rollouts.load_rollout(holder).await {
+                        Ok(r) => r.phase,
+                        Err(StoreError::NotFound { .. }) => Phase::Aborted,
+                        Err(e) => return Err(e),
+                    };
+                    loaded.holder_phases.insert(holder.clone(), phase);
+                    phase
+                }
+            };
+            if phase.is_finished() {
+                loaded
+                    .finished_holders
+                    .insert(tenant.id().clone(), holder.clone());
+            } else {
+                held_by = Some(holder.clone());
+            }
+        }
+        Ok(TenantView {
+            state: tenant.state.clone(),
+            held_by,
+            pinned_release: tenant.spec.pinned_release.clone(),
+            maintenance: tenant.spec.maintenance.clone(),
+            last_error: tenant.last_error.clone(),
+        })
+    }
+
+    /// One round of bake checks on the wave's tenants that reached the release.
+    async fn bake_check(
+        &self,
+        record: &RolloutRecord,
+        members: &[RolloutMember],
+        tenants: &HashMap<TenantId, TenantRecord>,
+    ) -> Vec<(TenantId, String)> {
+        let mut checks = JoinSet::new();
+        for m in members.iter().filter(|m| m.outcome == Outcome::Succeeded) {
+            let Some(tenant) = tenants.get(&m.tenant).cloned() else {
+                continue;
+            };
+            let (health, release) = (self.health.clone(), record.spec.release.clone());
+            checks.spawn(async move { (tenant.id().clone(), health.check(&tenant, &release).await) });
+        }
+        let mut unhealthy: Vec<(TenantId, String)> = checks
+            .join_all()
+            .await
+            .into_iter()
+            .filter_map(|(id, result)| result.err().map(|reason| (id, reason)))
+            .collect();
+        unhealthy.sort();
+        unhealthy
+    }
+
+    /// Applies a decided tenant event together with the member change.
+    async fn apply(
+        &self,
+        record: &RolloutRecord,
+        lease: &Lease,
+        drive: &Drive,
+        tenants: &HashMap<TenantId, TenantRecord>,
+        finished_holders: &HashMap<TenantId, RolloutId>,
+    ) -> Result<(), StoreError> {
+        let id = &drive.member.tenant;
+        let Some(tenant) = tenants.get(id) else {
+            return Ok(());
+        };
+        let Ok(next_state) = tenant.state.apply(&drive.event) else {
+            return Ok(());
+        };
+        let mut next = tenant.clone();
+        let from = next.state.label();
+        next.last_error = None;
+        next.enter(next_state, Utc::now());
+        let cause = match &drive.event {
+            crate::machine::TenantEvent::Upgrade { release } => {
+                format!("Upgrade to {release} (rollout {})", record.id)
+            }
+            other => format!("{} (rollout {})", other.name(), record.id),
+        };
+        let result = self
+            .rollouts
+            .drive_tenant(TenantDrive {
+                rollout: record,
+                lease,
+                tenant: &next,
+                transition: Transition {
+                    from,
+                    cause: cause.clone(),
+                    actor: format!("rollout:{}", record.id),
+                    ..Transition::default()
+                },
+                member: &drive.member,
+                finished_holder: finished_holders.get(id),
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                info!(tenant = %id, %cause, "tenant driven");
+                Ok(())
+            }
+            Err(StoreError::Conflict { detail, .. }) if detail.contains("is held by rollout") => {
+                let mut skipped = drive.member.clone();
+                skipped.outcome = Outcome::Skipped {
+                    reason: format!("{detail}, which is still running; abort or finish it first"),
+                };
+                skipped.rollback = None;
+                skipped.attempts = skipped.attempts.saturating_sub(1);
+                skipped.finished_at = Some(Utc::now());
+                match self.rollouts.save_member(&record.id, &skipped).await {
+                    Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Loaded {
+    views: HashMap<TenantId, Option<TenantView>>,
+    records: HashMap<TenantId, TenantRecord>,
+    holder_phases: HashMap<RolloutId, Phase>,
+    finished_holders: HashMap<TenantId, RolloutId>,
+}

@@ -1,0 +1,621 @@
+//! The controller's decisions, pure: a rollout record, the members of its current
+//! wave and what was observed of their tenants go in; the next record, the member
+//! changes and the tenants to drive come out. The controller does the I/O.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::record::{BakeProgress, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveStatus};
+use crate::domain::rollout::RollbackScope;
+use crate::domain::{MaintenanceWindows, Region, ReleaseVersion, RolloutId, TenantId};
+use crate::machine::{TenantEvent, TenantState};
+
+/// What the controller saw of one member's tenant this tick.
+#[derive(Debug, Clone)]
+pub struct TenantView {
+    pub state: TenantState,
+    /// Another rollout, still running, that holds the tenant.
+    pub held_by: Option<RolloutId>,
+    pub pinned_release: Option<ReleaseVersion>,
+    pub maintenance: Option<MaintenanceWindows>,
+    pub last_error: Option<String>,
+}
+
+/// Everything a decision depends on besides the record and the members.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub now: DateTime<Utc>,
+    /// By tenant; absent from the map: not loaded; `None`: the tenant no longer exists.
+    pub tenants: HashMap<TenantId, Option<TenantView>>,
+    /// The results of a bake check round run this tick on the wave's succeeded
+    /// tenants: the tenants that failed it, with the reason.
+    pub bake_check: Option<Vec<(TenantId, String)>>,
+}
+
+/// A tenant event to apply together with the member's new state, atomically.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drive {
+    pub member: RolloutMember,
+    pub event: TenantEvent,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub record: RolloutRecord,
+    pub members: Vec<RolloutMember>,
+    pub drives: Vec<Drive>,
+}
+
+impl Decision {
+    pub fn record_changed(&self, before: &RolloutRecord) -> bool {
+        &self.record != before
+    }
+}
+
+/// Whether the wave needs a bake check round now.
+pub fn bake_check_due(record: &RolloutRecord, now: DateTime<Utc>) -> bool {
+    record.phase == Phase::Running
+        && record.wave().is_some_and(|w| {
+            w.status == WaveStatus::Baking && w.bake.as_ref().is_some_and(|b| b.next_check_at <= now)
+        })
+}
+
+/// The next step of a rollout. `members` are those of the current wave.
+pub fn decide(record: &RolloutRecord, members: &[RolloutMember], observed: &Observed) -> Decision {
+    let mut d = Deciding {
+        record: record.clone(),
+        members: members.to_vec(),
+        changed: Vec::new(),
+        drives: Vec::new(),
+        now: observed.now,
+        observed,
+    };
+    d.members.sort_by_key(|m| (m.earliest_start, m.tenant.clone()));
+    if !matches!(record.phase, Phase::Running | Phase::Paused | Phase::Halted) {
+        return d.finish();
+    }
+    if record.wave().is_none() {
+        d.complete();
+        return d.finish();
+    }
+    d.observe_moving_tenants();
+    match record.phase {
+        Phase::Running => d.advance(),
+        Phase::Halted => d.roll_back(),
+        _ => {}
+    }
+    d.finish()
+}
+
+struct Deciding<'a> {
+    record: RolloutRecord,
+    members: Vec<RolloutMember>,
+    /// Indexes into `members` of those changed by plain writes.
+    changed: Vec<usize>,
+    drives: Vec<Drive>,
+    now: DateTime<Utc>,
+    observed: &'a Observed,
+}
+
+impl<'a> Deciding<'a> {
+    fn finish(self) -> Decision {
+        let mut changed = self.changed;
+        changed.sort_unstable();
+        changed.dedup();
+        let driven: Vec<&TenantId> = self.drives.iter().map(|d| &d.member.tenant).collect();
+        let members = changed
+            .into_iter()
+            .map(|i| self.members[i].clone())
+            .filter(|m| !driven.contains(&&m.tenant))
+            .collect();
+        Decision {
+            record: self.record,
+            members,
+            drives: self.drives,
+        }
+    }
+
+    fn view(&self, tenant: &TenantId) -> Option<Option<&'a TenantView>> {
+        self.observed.tenants.get(tenant).map(Option::as_ref)
+    }
+
+    fn set(&mut self, i: usize, change: impl FnOnce(&mut RolloutMember)) {
+        let before = self.members[i].clone();
+        change(&mut self.members[i]);
+        if self.members[i] != before {
+            self.changed.push(i);
+        }
+    }
+
+    fn target(&self) -> &ReleaseVersion {
+        &self.record.spec.release
+    }
+
+    /// Records how in-flight upgrades and rollbacks ended.
+    fn observe_moving_tenants(&mut self) {
+        let now = self.now;
+        for i in 0..self.members.len() {
+            let m = self.members[i].clone();
+            let Some(view) = self.view(&m.tenant) else {
+                continue;
+            };
+            if m.outcome == Outcome::InFlight {
+                if let Some(outcome) = judge_upgrade(view, self.target(), m.from_release.as_ref()) {
+                    self.set(i, |m| {
+                        m.outcome = outcome;
+                        m.finished_at = Some(now);
+                    });
+                }
+            } else if m.rollback == Some(RollbackStatus::InProgress) {
+                let from = m.from_release.clone();
+                if let Some(status) = judge_rollback(view, from.as_ref()) {
+                    self.set(i, |m| m.rollback = Some(status));
+                }
+            }
+        }
+    }
+
+    fn failures(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|m| matches!(m.outcome, Outcome::Failed { .. }))
+            .count()
+    }
+
+    /// Halts the rollout if the wave failed more tenants than its budget allows.
+    fn breached(&mut self) -> bool {
+        let failures = self.failures();
+        let wave = self.record.wave().expect("a current wave");
+        if failures <= wave.accepted_failures + wave.allowed_failures {
+            return false;
+        }
+        let failed: Vec<String> = self
+            .members
+            .iter()
+            .filter_map(|m| match &m.outcome {
+                Outcome::Failed { reason } => Some(format!("{} ({reason})", m.tenant)),
+                _ => None,
+            })
+            .take(5)
+            .collect();
+        let reason = format!(
+            "wave {} ({}) failed {failures} of {} tenants, more than its budget of {}: {}",
+            wave.index,
+            regions(&wave.regions),
+            wave.size,
+            wave.allowed_failures + wave.accepted_failures,
+            failed.join("; ")
+        );
+        let scope = self.record.spec.strategy.on_breach.rollback;
+        let now = self.now;
+        self.record.phase = Phase::Halted;
+        self.record.settled = false;
+        self.record.halt_reason = Some(reason.clone());
+        let w = self.record.wave_mut().expect("a current wave");
+        w.status = WaveStatus::Breached;
+        self.record.log(
+            now,
+            "controller",
+            format!("halted: {reason}; rolling back {}", scope_text(scope)),
+        );
+        true
+    }
+
+    fn advance(&mut self) {
+        let now = self.now;
+        let wave = self.record.wave().expect("a current wave").clone();
+        match wave.status {
+            WaveStatus::Waiting if wave.approval_before && wave.approved_by.is_none() => {
+                self.record.wave_mut().expect("wave").status = WaveStatus::AwaitingApproval;
+                self.record.log(
+                    now,
+                    "controller",
+                    format!(
+                        "wave {} ({}) waits for approval: `tenantctl rollout approve {}`",
+                        wave.index,
+                        regions(&wave.regions),
+                        self.record.id
+                    ),
+                );
+            }
+            WaveStatus::Waiting | WaveStatus::AwaitingApproval
+                if !wave.approval_before || wave.approved_by.is_some() =>
+            {
+                let w = self.record.wave_mut().expect("wave");
+                w.status = WaveStatus::Deploying;
+                w.started_at = Some(now);
+                self.record.log(
+                    now,
+                    "controller",
+                    format!(
+                        "wave {} ({}) started: {} tenants",
+                        wave.index,
+                        regions(&wave.regions),
+                        wave.size
+                    ),
+                );
+                self.deploy();
+            }
+            WaveStatus::Deploying | WaveStatus::Breached => self.deploy(),
+            WaveStatus::Baking => self.bake(),
+            WaveStatus::Succeeded => self.next_wave(),
+            WaveStatus::Waiting | WaveStatus::AwaitingApproval => {}
+        }
+    }
+
+    fn deploy(&mut self) {
+        if self.breached() {
+            self.roll_back();
+            return;
+        }
+        self.record.wave_mut().expect("wave").status = WaveStatus::Deploying;
+        self.start_pending();
+        if self.members.iter().all(|m| m.outcome.is_done()) {
+            let bake = self.record.spec.strategy.bake;
+            let now = self.now;
+            let w = self.record.wave_mut().expect("wave");
+            if bake.time().is_zero() {
+                w.status = WaveStatus::Succeeded;
+                self.next_wave();
+            } else {
+                w.status = WaveStatus::Baking;
+                w.bake = Some(BakeProgress {
+                    since: now,
+                    checks_passed: 0,
+                    next_check_at: now + bake.check_interval(),
+                });
+                let index = w.index;
+                self.record.log(
+                    now,
+                    "controller",
+                    format!(
+                        "wave {index} deployed; baking for {}",
+                        humantime::format_duration(bake.time())
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Starts pending tenants whose turn has come, within the in-flight limits.
+    fn start_pending(&mut self) {
+        let strategy = &self.record.spec.strategy;
+        let per_wave = strategy
+            .max_in_flight_per_wave
+            .map_or(usize::MAX, |n| n.get() as usize);
+        let per_region = strategy
+            .max_in_flight_per_region
+            .map_or(usize::MAX, |n| n.get() as usize);
+        let mut in_flight = self
+            .members
+            .iter()
+            .filter(|m| m.outcome == Outcome::InFlight)
+            .count();
+        let mut by_region: HashMap<Region, usize> = HashMap::new();
+        for m in self.members.iter().filter(|m| m.outcome == Outcome::InFlight) {
+            *by_region.entry(m.region.clone()).or_default() += 1;
+        }
+        let target = self.target().clone();
+        let now = self.now;
+        for i in 0..self.members.len() {
+            if self.members[i].outcome != Outcome::Pending {
+                continue;
+            }
+            let tenant = self.members[i].tenant.clone();
+            let Some(view) = self.view(&tenant) else { continue };
+            let Some(view) = view.cloned() else {
+                self.set(i, |m| skip(m, "the tenant no longer exists", now));
+                continue;
+            };
+            if let Some(other) = &view.held_by {
+                let why =
+                    format!("held by rollout {other}, which is still running; abort or finish it first");
+                self.set(i, |m| skip(m, &why, now));
+                continue;
+            }
+            if let Some(pin) = &view.pinned_release {
+                let why = format!("pinned to {pin} since the rollout was planned");
+                self.set(i, |m| skip(m, &why, now));
+                continue;
+            }
+            let waiting = match &view.state {
+                TenantState::Active { release, .. } if *release == target => {
+                    self.set(i, |m| {
+                        m.outcome = Outcome::Succeeded;
+                        m.from_release = Some(release.clone());
+                        m.finished_at = Some(now);
+                        m.waiting_for = None;
+                    });
+                    continue;
+                }
+                TenantState::Active { .. } => match &view.maintenance {
+                    Some(windows) if !windows.contains(now) => Some(format!(
+                        "its maintenance window, next opening {}",
+                        windows.next_start(now).format("%Y-%m-%d %H:%M UTC")
+                    )),
+                    _ => None,
+                },
+                TenantState::Failed { reason, .. } => {
+                    let why = format!(
+                        "the tenant is Failed ({reason}); repair it, then `tenantctl rollout retry {}`",
+                        self.record.id
+                    );
+                    self.set(i, |m| skip(m, &why, now));
+                    continue;
+                }
+                TenantState::Deleted {} | TenantState::Deprovisioning { .. } => {
+                    self.set(i, |m| skip(m, "the tenant is being deleted", now));
+                    continue;
+                }
+                busy => Some(format!("the tenant to finish {}", busy.label())),
+            };
+            if let Some(waiting) = waiting {
+                self.set(i, |m| m.waiting_for = Some(waiting));
+                continue;
+            }
+            let region_count = by_region.entry(self.members[i].region.clone()).or_default();
+            if in_flight >= per_wave || *region_count >= per_region {
+                let why = "a free slot (in-flight limit)".to_owned();
+                self.set(i, |m| m.waiting_for = Some(why));
+                continue;
+            }
+            in_flight += 1;
+            *region_count += 1;
+            let mut member = self.members[i].clone();
+            member.outcome = Outcome::InFlight;
+            member.from_release = view.state.current_release().cloned();
+            member.attempts += 1;
+            member.started_at = Some(now);
+            member.finished_at = None;
+            member.waiting_for = None;
+            self.members[i] = member.clone();
+            self.drives.push(Drive {
+                member,
+                event: TenantEvent::Upgrade {
+                    release: target.clone(),
+                },
+            });
+        }
+    }
+
+    fn bake(&mut self) {
+        let now = self.now;
+        if let Some(unhealthy) = self.observed.bake_check.clone() {
+            for (tenant, reason) in &unhealthy {
+                if let Some(i) = self.members.iter().position(|m| &m.tenant == tenant) {
+                    let reason = format!("unhealthy during the bake: {reason}");
+                    self.set(i, |m| m.outcome = Outcome::Failed { reason });
+                }
+            }
+            if self.breached() {
+                self.roll_back();
+                return;
+            }
+            let interval = self.record.spec.strategy.bake.check_interval();
+            let bake = self
+                .record
+                .wave_mut()
+                .and_then(|w| w.bake.as_mut())
+                .expect("baking");
+            bake.checks_passed += 1;
+            bake.next_check_at = now + interval;
+        }
+        let spec_bake = self.record.spec.strategy.bake;
+        let w = self.record.wave().expect("wave");
+        let bake = w.bake.as_ref().expect("baking");
+        if now >= bake.since + spec_bake.time() && bake.checks_passed >= spec_bake.checks() {
+            let passed = bake.checks_passed;
+            let index = w.index;
+            self.record.wave_mut().expect("wave").status = WaveStatus::Succeeded;
+            self.record.log(
+                now,
+                "controller",
+                format!("wave {index} baked: {passed} health check rounds passed"),
+            );
+            self.next_wave();
+        }
+    }
+
+    fn next_wave(&mut self) {
+        let now = self.now;
+        if let Some(w) = self.record.wave_mut() {
+            w.finished_at = Some(now);
+        }
+        self.record.current_wave += 1;
+        if self.record.wave().is_none() {
+            self.complete();
+        }
+    }
+
+    fn complete(&mut self) {
+        if self.record.phase != Phase::Completed {
+            self.record.phase = Phase::Completed;
+            let now = self.now;
+            self.record
+                .log(now, "controller", "completed: every wave succeeded");
+        }
+    }
+
+    /// After a breach: returns the tenants the spec names to their previous release.
+    fn roll_back(&mut self) {
+        let scope = self.record.spec.strategy.on_breach.rollback;
+        let target = self.target().clone();
+        let now = self.now;
+        for i in 0..self.members.len() {
+            let m = self.members[i].clone();
+            let wanted = m.rollback.is_none()
+                && match scope {
+                    RollbackScope::None => false,
+                    RollbackScope::Failed => matches!(m.outcome, Outcome::Failed { .. }),
+                    RollbackScope::Wave => matches!(m.outcome, Outcome::Failed { .. } | Outcome::Succeeded),
+                };
+            if !wanted {
+                continue;
+            }
+            let Some(view) = self.view(&m.tenant) else {
+                continue;
+            };
+            let Some(view) = view.cloned() else {
+                self.set(i, |m| {
+                    m.rollback = Some(RollbackStatus::Failed {
+                        reason: "the tenant no longer exists".into(),
+                    })
+                });
+                continue;
+            };
+            let Some(from) = m.from_release.clone() else {
+                self.set(i, |m| {
+                    m.rollback = Some(RollbackStatus::Failed {
+                        reason: "no earlier release is known".into(),
+                    })
+                });
+                continue;
+            };
+            let event = match &view.state {
+                TenantState::Active { release, .. } if *release == from => {
+                    self.set(i, |m| m.rollback = Some(RollbackStatus::Done));
+                    continue;
+                }
+                TenantState::Active { release, .. } if *release == target => {
+                    TenantEvent::Upgrade { release: from }
+                }
+                state @ TenantState::Failed { reason, .. } => {
+                    if state.apply(&TenantEvent::Rollback).is_ok() {
+                        TenantEvent::Rollback
+                    } else {
+                        let why = format!("the tenant is Failed ({reason}); it needs an operator");
+                        self.set(i, |m| m.rollback = Some(RollbackStatus::Failed { reason: why }));
+                        continue;
+                    }
+                }
+                TenantState::Active { release, .. } => {
+                    let why = format!("it runs {release}, moved by someone else; left as it is");
+                    self.set(i, |m| m.rollback = Some(RollbackStatus::Failed { reason: why }));
+                    continue;
+                }
+                _ => continue, // busy: look again next tick
+            };
+            let mut member = self.members[i].clone();
+            member.rollback = Some(RollbackStatus::InProgress);
+            self.members[i] = member.clone();
+            self.drives.push(Drive { member, event });
+        }
+        let settled = self.members.iter().all(|m| {
+            m.outcome != Outcome::InFlight
+                && m.rollback != Some(RollbackStatus::InProgress)
+                && !(m.rollback.is_none()
+                    && match scope {
+                        RollbackScope::None => false,
+                        RollbackScope::Failed => matches!(m.outcome, Outcome::Failed { .. }),
+                        RollbackScope::Wave => {
+                            matches!(m.outcome, Outcome::Failed { .. } | Outcome::Succeeded)
+                        }
+                    })
+        });
+        if settled && !self.record.settled {
+            self.record.settled = true;
+            let back = self
+                .members
+                .iter()
+                .filter(|m| m.rollback == Some(RollbackStatus::Done))
+                .count();
+            let stuck = self
+                .members
+                .iter()
+                .filter(|m| matches!(m.rollback, Some(RollbackStatus::Failed { .. })))
+                .count();
+            self.record.log(
+                now,
+                "controller",
+                format!(
+                    "rollback settled: {back} tenants back on their previous release, {stuck} need an operator; \
+                     `tenantctl rollout retry|resume|abort {}`",
+                    self.record.id
+                ),
+            );
+        }
+    }
+}
+
+fn skip(m: &mut RolloutMember, why: &str, now: DateTime<Utc>) {
+    m.outcome = Outcome::Skipped {
+        reason: why.to_owned(),
+    };
+    m.finished_at = Some(now);
+    m.waiting_for = None;
+}
+
+/// The outcome of an upgrade the rollout started, once it has one.
+fn judge_upgrade(
+    view: Option<&TenantView>,
+    target: &ReleaseVersion,
+    from: Option<&ReleaseVersion>,
+) -> Option<Outcome> {
+    let Some(view) = view else {
+        return Some(Outcome::Failed {
+            reason: "the tenant no longer exists".into(),
+        });
+    };
+    let detail = || {
+        view.last_error
+            .clone()
+            .unwrap_or_else(|| "see the tenant's history".into())
+    };
+    match &view.state {
+        TenantState::Active { release, .. } if release == target => Some(Outcome::Succeeded),
+        TenantState::Active {
+            release,
+            failed_upgrade: Some(failed),
+        } if failed == target => Some(Outcome::Failed {
+            reason: format!("upgrade failed, rolled back to {release}: {}", detail()),
+        }),
+        TenantState::Active { release, .. } => Some(Outcome::Failed {
+            reason: match from {
+                Some(from) if from == release => format!("upgrade abandoned; still on {release}"),
+                _ => format!("moved to {release} by someone else"),
+            },
+        }),
+        TenantState::Failed { reason, .. } => Some(Outcome::Failed {
+            reason: reason.clone(),
+        }),
+        TenantState::Deleted {} | TenantState::Deprovisioning { .. } => Some(Outcome::Failed {
+            reason: "the tenant was deprovisioned during the rollout".into(),
+        }),
+        _ => None,
+    }
+}
+
+/// The outcome of a rollback the rollout started, once it has one.
+fn judge_rollback(view: Option<&TenantView>, from: Option<&ReleaseVersion>) -> Option<RollbackStatus> {
+    let failed = |reason: String| Some(RollbackStatus::Failed { reason });
+    let Some(view) = view else {
+        return failed("the tenant no longer exists".into());
+    };
+    match (&view.state, from) {
+        (TenantState::Active { release, .. }, Some(from)) if release == from => Some(RollbackStatus::Done),
+        (TenantState::Active { release, .. }, _) => {
+            failed(format!("it could not be returned; it runs {release}"))
+        }
+        (TenantState::Failed { reason, .. }, _) => failed(reason.clone()),
+        (TenantState::Deleted {} | TenantState::Deprovisioning { .. }, _) => {
+            failed("the tenant was deprovisioned".into())
+        }
+        _ => None,
+    }
+}
+
+pub(crate) fn regions(regions: &[Region]) -> String {
+    regions.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn scope_text(scope: RollbackScope) -> &'static str {
+    match scope {
+        RollbackScope::Failed => "the failed tenants",
+        RollbackScope::Wave => "the whole wave",
+        RollbackScope::None => "nothing (on_breach.rollback is none)",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,298 @@
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::*;
+use crate::domain::rollout::{Approvals, Bake, FailureBudget, OnBreach, RollbackScope, WaveSize, Waves};
+use crate::domain::{Group, RolloutSpec, Tier};
+use crate::rollout::{plan, RolloutMember, TenantSummaryForPlanning};
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap() + chrono::Duration::seconds(seconds)
+}
+
+fn release(v: &str) -> ReleaseVersion {
+    ReleaseVersion::parse(v).unwrap()
+}
+
+fn id(s: &str) -> TenantId {
+    TenantId::parse(s).unwrap()
+}
+
+fn spec(budget: FailureBudget, scope: RollbackScope, bake: Bake, approvals: Approvals) -> RolloutSpec {
+    let mut spec: RolloutSpec = serde_json::from_str(r#"{"release": "2.0.0"}"#).unwrap();
+    spec.strategy.waves = Waves::new(vec![
+        WaveSize::Count(std::num::NonZeroU32::MIN),
+        WaveSize::Percent(crate::domain::rollout::Percent::FULL),
+    ])
+    .unwrap();
+    spec.strategy.failure_budget = budget;
+    spec.strategy.on_breach = OnBreach {
+        rollback: scope,
+        ..OnBreach::default()
+    };
+    spec.strategy.bake = bake;
+    spec.strategy.approvals = approvals;
+    spec
+}
+
+fn no_approvals() -> Approvals {
+    Approvals {
+        after_canary: false,
+        between_regions: false,
+    }
+}
+
+/// A rollout of tenants t0..t{n} in one region, started and written to members.
+fn started(spec: RolloutSpec, n: usize) -> (RolloutRecord, Vec<RolloutMember>) {
+    let fleet: Vec<TenantSummaryForPlanning> = (0..n)
+        .map(|i| TenantSummaryForPlanning {
+            id: id(&format!("ten{i}")),
+            region: Region::parse("eu-west-1").unwrap(),
+            group: Group::default_group(),
+            tier: Tier::Small,
+            current_release: Some(release("1.0.0")),
+            pinned_release: None,
+            maintenance: None,
+        })
+        .collect();
+    let plan = plan(&spec, &fleet, at(0));
+    let mut record =
+        RolloutRecord::from_plan(RolloutId::parse("r-test").unwrap(), spec, &plan, "tester", at(0));
+    record.phase = Phase::Running;
+    (record, RolloutMember::from_plan(&plan))
+}
+
+fn active(v: &str, failed: Option<&str>) -> Option<TenantView> {
+    Some(TenantView {
+        state: TenantState::Active {
+            release: release(v),
+            failed_upgrade: failed.map(release),
+        },
+        held_by: None,
+        pinned_release: None,
+        maintenance: None,
+        last_error: None,
+    })
+}
+
+fn observed(now: DateTime<Utc>, tenants: &[(&str, Option<TenantView>)]) -> Observed {
+    Observed {
+        now,
+        tenants: tenants
+            .iter()
+            .map(|(t, v)| (id(t), v.clone()))
+            .collect::<HashMap<_, _>>(),
+        bake_check: None,
+    }
+}
+
+/// Applies a decision's member changes as the controller would.
+fn apply(members: &mut [RolloutMember], d: &Decision) {
+    for changed in d.members.iter().chain(d.drives.iter().map(|d| &d.member)) {
+        let m = members
+            .iter_mut()
+            .find(|m| m.tenant == changed.tenant && m.wave == changed.wave)
+            .unwrap();
+        *m = changed.clone();
+    }
+}
+
+#[test]
+fn the_canary_starts_alone_then_the_next_wave_after_it_succeeds() {
+    let (record, mut members) = started(
+        spec(
+            FailureBudget::Count(0),
+            RollbackScope::Failed,
+            Bake::none(),
+            no_approvals(),
+        ),
+        3,
+    );
+    let d = decide(
+        &record,
+        &members[..1],
+        &observed(at(1), &[("ten0", active("1.0.0", None))]),
+    );
+    assert_eq!(d.drives.len(), 1);
+    assert_eq!(
+        d.drives[0].event,
+        TenantEvent::Upgrade {
+            release: release("2.0.0")
+        }
+    );
+    assert_eq!(d.record.wave().unwrap().status, WaveStatus::Deploying);
+    apply(&mut members, &d);
+
+    let d = decide(
+        &d.record,
+        &members[..1],
+        &observed(at(2), &[("ten0", active("2.0.0", None))]),
+    );
+    assert!(d.drives.is_empty());
+    assert_eq!(d.record.current_wave, 1, "no bake: the next wave follows at once");
+    assert_eq!(d.members[0].outcome, Outcome::Succeeded);
+}
+
+#[test]
+fn a_failure_beyond_the_budget_halts_and_rolls_the_wave_back() {
+    let (mut record, mut members) = started(
+        spec(
+            FailureBudget::Count(0),
+            RollbackScope::Wave,
+            Bake::none(),
+            no_approvals(),
+        ),
+        4,
+    );
+    record.current_wave = 1;
+    let wave: Vec<RolloutMember> = members.iter().filter(|m| m.wave == 1).cloned().collect();
+    let views: Vec<(&str, Option<TenantView>)> = vec![
+        ("ten1", active("1.0.0", None)),
+        ("ten2", active("1.0.0", None)),
+        ("ten3", active("1.0.0", None)),
+    ];
+    let d = decide(&record, &wave, &observed(at(1), &views));
+    assert_eq!(d.drives.len(), 3, "no in-flight limit: all start");
+    apply(&mut members, &d);
+    let wave: Vec<RolloutMember> = members.iter().filter(|m| m.wave == 1).cloned().collect();
+    let views = vec![
+        ("ten1", active("1.0.0", Some("2.0.0"))),
+        ("ten2", active("2.0.0", None)),
+        ("ten3", active("2.0.0", None)),
+    ];
+    let d = decide(&d.record, &wave, &observed(at(2), &views));
+    assert_eq!(d.record.phase, Phase::Halted);
+    assert!(d.record.halt_reason.as_deref().unwrap().contains("ten1"));
+    let back: Vec<&TenantId> = d.drives.iter().map(|d| &d.member.tenant).collect();
+    assert_eq!(
+        back,
+        vec![&id("ten2"), &id("ten3")],
+        "the succeeded tenants go back; t1 already is"
+    );
+    assert!(d.drives.iter().all(|d| d.event
+        == TenantEvent::Upgrade {
+            release: release("1.0.0")
+        }));
+    assert!(!d.record.settled);
+}
+
+#[test]
+fn an_approval_gate_holds_the_wave_until_approved() {
+    let approvals = Approvals {
+        after_canary: true,
+        between_regions: false,
+    };
+    let (mut record, members) = started(
+        spec(
+            FailureBudget::Count(0),
+            RollbackScope::Failed,
+            Bake::none(),
+            approvals,
+        ),
+        3,
+    );
+    record.current_wave = 1;
+    let wave: Vec<RolloutMember> = members.iter().filter(|m| m.wave == 1).cloned().collect();
+    let views = vec![("ten1", active("1.0.0", None)), ("ten2", active("1.0.0", None))];
+    let d = decide(&record, &wave, &observed(at(1), &views));
+    assert_eq!(d.record.wave().unwrap().status, WaveStatus::AwaitingApproval);
+    assert!(d.drives.is_empty());
+    let mut approved = d.record.clone();
+    approved.wave_mut().unwrap().approved_by = Some("alice".into());
+    let d = decide(&approved, &wave, &observed(at(2), &views));
+    assert_eq!(d.drives.len(), 2);
+}
+
+#[test]
+fn a_bake_needs_both_its_time_and_its_passing_checks() {
+    let bake = Bake::new(
+        std::time::Duration::from_secs(60),
+        2,
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
+    let (record, mut members) = started(
+        spec(
+            FailureBudget::Count(0),
+            RollbackScope::Failed,
+            bake,
+            no_approvals(),
+        ),
+        2,
+    );
+    let canary = &mut members[0];
+    canary.outcome = Outcome::Succeeded;
+    let d = decide(&record, &members[..1], &observed(at(0), &[]));
+    assert_eq!(d.record.wave().unwrap().status, WaveStatus::Baking);
+    assert!(!bake_check_due(&d.record, at(10)));
+    assert!(bake_check_due(&d.record, at(20)));
+    let mut checked = observed(at(61), &[]);
+    checked.bake_check = Some(vec![]);
+    let d1 = decide(&d.record, &members[..1], &checked);
+    assert_eq!(
+        d1.record.wave().unwrap().status,
+        WaveStatus::Baking,
+        "time is up but one check passed of two"
+    );
+    let d2 = decide(&d1.record, &members[..1], &checked);
+    assert_eq!(d2.record.current_wave, 1);
+}
+
+#[test]
+fn an_unhealthy_tenant_during_the_bake_counts_against_the_budget() {
+    let bake = Bake::new(
+        std::time::Duration::from_secs(60),
+        2,
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
+    let (record, mut members) = started(
+        spec(
+            FailureBudget::Count(0),
+            RollbackScope::Failed,
+            bake,
+            no_approvals(),
+        ),
+        2,
+    );
+    members[0].outcome = Outcome::Succeeded;
+    members[0].from_release = Some(release("1.0.0"));
+    let d = decide(&record, &members[..1], &observed(at(0), &[]));
+    let mut checked = observed(at(20), &[("ten0", active("2.0.0", None))]);
+    checked.bake_check = Some(vec![(id("ten0"), "t0.example.com answered 503".into())]);
+    let d = decide(&d.record, &members[..1], &checked);
+    assert_eq!(d.record.phase, Phase::Halted);
+    assert_eq!(d.drives.len(), 1, "the unhealthy tenant is returned to 1.0.0");
+    assert_eq!(
+        d.drives[0].event,
+        TenantEvent::Upgrade {
+            release: release("1.0.0")
+        }
+    );
+}
+
+#[test]
+fn in_flight_limits_and_tenants_held_elsewhere() {
+    let mut s = spec(
+        FailureBudget::Count(0),
+        RollbackScope::Failed,
+        Bake::none(),
+        no_approvals(),
+    );
+    s.strategy.max_in_flight_per_region = std::num::NonZeroU32::new(1);
+    let (mut record, members) = started(s, 4);
+    record.current_wave = 1;
+    let wave: Vec<RolloutMember> = members.iter().filter(|m| m.wave == 1).cloned().collect();
+    let mut held = active("1.0.0", None);
+    held.as_mut().unwrap().held_by = Some(RolloutId::parse("r-other").unwrap());
+    let views = vec![
+        ("ten1", held),
+        ("ten2", active("1.0.0", None)),
+        ("ten3", active("1.0.0", None)),
+    ];
+    let d = decide(&record, &wave, &observed(at(1), &views));
+    assert_eq!(d.drives.len(), 1, "one per region at a time");
+    let skipped = d.members.iter().find(|m| m.tenant == id("ten1")).unwrap();
+    assert!(matches!(&skipped.outcome, Outcome::Skipped { reason } if reason.contains("r-other")));
+}

@@ -1,0 +1,341 @@
+//! A started rollout as the store keeps it: one rollout record (spec, phase, the
+//! waves and their progress, what operators did) and one member per tenant and wave
+//! (that tenant's outcome). The controller reads both, decides, and writes both back
+//! with conditional writes.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::plan::{Plan, Skipped, WaveKind};
+use crate::domain::rollout::WaveSize;
+use crate::domain::{Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId};
+use crate::store::Lease;
+
+/// Where a rollout is in its life. `Completed` and `Aborted` are final: nothing is
+/// started any more and the rollout's hold on its tenants ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Members are being written; the rollout starts nothing yet.
+    Preparing,
+    Running,
+    /// Stopped by an operator: nothing new starts, tenants in flight finish.
+    Paused,
+    /// Stopped by a failure-budget breach (and rolling back as the spec says); waits
+    /// for `resume`, `retry` or `abort`.
+    Halted,
+    Completed,
+    Aborted,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 6] = [
+        Phase::Preparing,
+        Phase::Running,
+        Phase::Paused,
+        Phase::Halted,
+        Phase::Completed,
+        Phase::Aborted,
+    ];
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, Phase::Completed | Phase::Aborted)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Preparing => "preparing",
+            Phase::Running => "running",
+            Phase::Paused => "paused",
+            Phase::Halted => "halted",
+            Phase::Completed => "completed",
+            Phase::Aborted => "aborted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where one wave is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaveStatus {
+    /// An earlier wave is still going.
+    Waiting,
+    AwaitingApproval,
+    /// Its tenants are being upgraded.
+    Deploying,
+    /// All its tenants are done; health checks keep running until the bake ends.
+    Baking,
+    Succeeded,
+    /// It failed more tenants than its budget allows.
+    Breached,
+}
+
+/// The evidence gathered during a bake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BakeProgress {
+    pub since: DateTime<Utc>,
+    pub checks_passed: u32,
+    pub next_check_at: DateTime<Utc>,
+}
+
+/// One wave of a started rollout: what the plan said and how far it got. The tenants
+/// are members, stored apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaveRecord {
+    pub index: usize,
+    pub kind: WaveKind,
+    pub target: WaveSize,
+    pub regions: Vec<Region>,
+    pub size: usize,
+    pub allowed_failures: usize,
+    pub approval_before: bool,
+    pub status: WaveStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// Failures an operator accepted by resuming after a breach; the budget counts
+    /// failures beyond these.
+    #[serde(default)]
+    pub accepted_failures: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake: Option<BakeProgress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Something that happened to a rollout, and who did it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutEvent {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub what: String,
+}
+
+/// The newest events a rollout record keeps; older ones are dropped.
+pub const EVENTS_KEPT: usize = 200;
+
+/// A started rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    pub id: RolloutId,
+    pub spec: RolloutSpec,
+    pub phase: Phase,
+    pub waves: Vec<WaveRecord>,
+    /// The wave being worked on; equals `waves.len()` once all are done.
+    pub current_wave: usize,
+    pub skipped: Vec<Skipped>,
+    pub not_selected: usize,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halt_reason: Option<String>,
+    /// Once halted: whether the rollback the spec asks for is done (nothing of the
+    /// breached wave is still moving).
+    #[serde(default)]
+    pub settled: bool,
+    #[serde(default)]
+    pub events: Vec<RolloutEvent>,
+    /// Store bookkeeping, not part of the JSON blob.
+    #[serde(skip)]
+    pub version: u64,
+    #[serde(skip)]
+    pub lease: Option<Lease>,
+}
+
+impl RolloutRecord {
+    /// A rollout about to be written, from its plan; its members come from
+    /// [`RolloutMember::from_plan`].
+    pub fn from_plan(id: RolloutId, spec: RolloutSpec, plan: &Plan, actor: &str, now: DateTime<Utc>) -> Self {
+        let waves = plan
+            .waves
+            .iter()
+            .map(|w| WaveRecord {
+                index: w.index,
+                kind: w.kind,
+                target: w.target,
+                regions: w.regions.clone(),
+                size: w.tenants.len(),
+                allowed_failures: w.allowed_failures,
+                approval_before: w.approval_before,
+                status: WaveStatus::Waiting,
+                approved_by: None,
+                accepted_failures: 0,
+                started_at: None,
+                bake: None,
+                finished_at: None,
+            })
+            .collect();
+        let mut record = Self {
+            id,
+            spec,
+            phase: Phase::Preparing,
+            waves,
+            current_wave: 0,
+            skipped: plan.skipped.clone(),
+            not_selected: plan.not_selected,
+            created_by: actor.to_owned(),
+            created_at: now,
+            updated_at: now,
+            halt_reason: None,
+            settled: false,
+            events: Vec::new(),
+            version: 0,
+            lease: None,
+        };
+        record.log(
+            now,
+            actor,
+            format!(
+                "started: {} tenants in {} waves, {} skipped",
+                plan.tenant_count(),
+                plan.waves.len(),
+                plan.skipped.len()
+            ),
+        );
+        record
+    }
+
+    pub fn release(&self) -> &ReleaseVersion {
+        &self.spec.release
+    }
+
+    pub fn wave(&self) -> Option<&WaveRecord> {
+        self.waves.get(self.current_wave)
+    }
+
+    pub fn wave_mut(&mut self) -> Option<&mut WaveRecord> {
+        self.waves.get_mut(self.current_wave)
+    }
+
+    /// Appends an event, keeping the newest [`EVENTS_KEPT`].
+    pub fn log(&mut self, at: DateTime<Utc>, actor: &str, what: impl Into<String>) {
+        self.events.push(RolloutEvent {
+            at,
+            actor: actor.to_owned(),
+            what: what.into(),
+        });
+        if self.events.len() > EVENTS_KEPT {
+            let excess = self.events.len() - EVENTS_KEPT;
+            self.events.drain(..excess);
+        }
+    }
+
+    /// Whether `--wait` can stop: the rollout finished, or halted and its rollback
+    /// is done.
+    pub fn is_settled(&self) -> bool {
+        self.phase.is_finished() || (self.phase == Phase::Halted && self.settled)
+    }
+}
+
+/// How one tenant's part in a rollout went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Not started yet.
+    Pending,
+    /// Its upgrade runs.
+    InFlight,
+    /// On the release (and healthy through the bake so far).
+    Succeeded,
+    /// Its upgrade failed, or it turned unhealthy during the bake.
+    Failed { reason: String },
+    /// Left alone when its turn came.
+    Skipped { reason: String },
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Pending => "pending",
+            Outcome::InFlight => "in_flight",
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Skipped { .. } => "skipped",
+        }
+    }
+
+    /// Whether nothing more will happen to this tenant's upgrade.
+    pub fn is_done(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Succeeded | Outcome::Failed { .. } | Outcome::Skipped { .. }
+        )
+    }
+}
+
+/// A breach's rollback of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rollback", rename_all = "snake_case")]
+pub enum RollbackStatus {
+    InProgress,
+    Done,
+    Failed { reason: String },
+}
+
+/// One tenant in one wave of a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutMember {
+    pub wave: usize,
+    pub tenant: TenantId,
+    pub region: Region,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// The release it ran when the rollout started it: where a rollback returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_release: Option<ReleaseVersion>,
+    /// How many times the rollout started it (a retry starts it again).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The earliest the plan said it could start (its maintenance window).
+    pub earliest_start: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackStatus>,
+    /// Why it is still waiting (e.g. its maintenance window), for status output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    #[serde(skip)]
+    pub version: u64,
+}
+
+impl RolloutMember {
+    /// Every member of a plan, wave by wave.
+    pub fn from_plan(plan: &Plan) -> Vec<Self> {
+        plan.waves
+            .iter()
+            .flat_map(|w| {
+                w.tenants.iter().map(move |t| RolloutMember {
+                    wave: w.index,
+                    tenant: t.id.clone(),
+                    region: t.region.clone(),
+                    outcome: Outcome::Pending,
+                    from_release: None,
+                    attempts: 0,
+                    earliest_start: t.earliest_start,
+                    started_at: None,
+                    finished_at: None,
+                    rollback: None,
+                    waiting_for: None,
+                    version: 0,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,568 @@
+//! [`RolloutStore`] on the tenants' table. A rollout is `ROLLOUT#<id>`/`ROLLOUT`,
+//! its members `ROLLOUT#<id>`/`WAVE#<wave>#<tenant>`; rollouts are listed through the
+//! `by-region` index under `ROLLOUTS`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, PutRequest, ReturnConsumedCapacity, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+
+use super::errors::{cancellation, classify};
+use super::item::{
+    corrupt, event_item, get_n, get_s, json, millis, n, opt_s, s, time_from_millis, to_json, Item,
+};
+use super::{ttl_after, DynamoStore, UpdateExpr};
+use crate::domain::RolloutId;
+use crate::rollout::{Phase, RolloutMember, RolloutRecord};
+use crate::store::rollouts::{RolloutStore, RolloutSummary, TenantDrive};
+use crate::store::{keys, Lease, Page, StoreError, WriteGuard};
+
+const BATCH: usize = 25;
+
+fn rollout_key(id: &RolloutId) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(keys::rollout_pk(id))),
+        ("sk".to_owned(), s(keys::ROLLOUT_SK)),
+    ])
+}
+
+/// The attributes a rollout save rewrites.
+fn rollout_attributes(r: &RolloutRecord) -> Vec<(&'static str, AttributeValue)> {
+    vec![
+        ("rollout", to_json(r)),
+        ("state_name", s(r.phase.as_str())),
+        ("release", s(r.spec.release.to_string())),
+        ("updated_at", millis(r.updated_at)),
+        ("list_pk", s(keys::ROLLOUTS_LIST_PK)),
+        (
+            "list_sk",
+            s(keys::rollout_list_sk(r.phase.is_finished(), r.created_at, &r.id)),
+        ),
+    ]
+}
+
+fn decode_rollout(item: &Item) -> Result<RolloutRecord, StoreError> {
+    let mut record: RolloutRecord = json(item, "rollout")?;
+    record.version = get_n(item, "version")? as u64;
+    record.lease = match opt_s(item, "lease_owner") {
+        Some(owner) => Some(Lease {
+            owner,
+            expires_at: time_from_millis("lease_expires", get_n(item, "lease_expires")?)?,
+            fence: get_n(item, "lease_fence")? as u64,
+        }),
+        None => None,
+    };
+    Ok(record)
+}
+
+fn member_item(id: &RolloutId, m: &RolloutMember, version: u64) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(keys::rollout_pk(id))),
+        ("sk".to_owned(), s(keys::member_sk(m.wave, &m.tenant))),
+        ("member".to_owned(), to_json(m)),
+        ("outcome".to_owned(), s(m.outcome.name())),
+        ("version".to_owned(), n(version)),
+    ])
+}
+
+fn decode_member(item: &Item) -> Result<RolloutMember, StoreError> {
+    let mut m: RolloutMember = json(item, "member")?;
+    m.version = get_n(item, "version")? as u64;
+    Ok(m)
+}
+
+/// The member write of a drive or a save: conditional on the version read.
+fn member_update(table: &str, id: &RolloutId, m: &RolloutMember) -> Update {
+    Update::builder()
+        .table_name(table)
+        .key("pk", s(keys::rollout_pk(id)))
+        .key("sk", s(keys::member_sk(m.wave, &m.tenant)))
+        .update_expression("SET #member = :member, #outcome = :outcome, #version = :next")
+        .condition_expression("#version = :expected")
+        .expression_attribute_names("#member", "member")
+        .expression_attribute_names("#outcome", "outcome")
+        .expression_attribute_names("#version", "version")
+        .expression_attribute_values(":member", to_json(m))
+        .expression_attribute_values(":outcome", s(m.outcome.name()))
+        .expression_attribute_values(":next", n(m.version + 1))
+        .expression_attribute_values(":expected", n(m.version))
+        .build()
+        .expect("table, key, expression set")
+}
+
+fn lease_condition(update: &mut UpdateExpr, lease: &Lease, now: DateTime<Utc>) -> &'static str {
+    update
+        .name("lease_owner")
+        .name("lease_fence")
+        .name("lease_expires")
+        .value(":guard_owner", s(&lease.owner))
+        .value(":guard_fence", n(lease.fence))
+        .value(":now", millis(now));
+    " AND #lease_owner = :guard_owner AND #lease_fence = :guard_fence AND #lease_expires > :now"
+}
+
+#[async_trait]
+impl RolloutStore for DynamoStore {
+    async fn create_rollout(
+        &self,
+        record: &RolloutRecord,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<RolloutRecord, StoreError> {
+        let mut stored = record.clone();
+        stored.version = 1;
+        stored.lease = Some(Lease {
+            owner: owner.to_owned(),
+            expires_at: ttl_after(Utc::now(), ttl),
+            fence: 1,
+        });
+        let lease = stored.lease.as_ref().expect("just set");
+        let mut item: Item = rollout_attributes(&stored)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        item.extend(rollout_key(&stored.id));
+        item.insert("version".into(), n(1));
+        item.insert("created_at".into(), millis(stored.created_at));
+        item.insert("lease_owner".into(), s(&lease.owner));
+        item.insert("lease_expires".into(), millis(lease.expires_at));
+        item.insert("lease_fence".into(), n(1));
+        item.insert("last_fence".into(), n(1));
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| match classify("creating rollout", self.table(), e) {
+                StoreError::Conflict { what, .. } => StoreError::Conflict {
+                    what,
+                    detail: format!(
+                        "rollout {} already exists; see it with `tenantctl rollout status {}` or start with another --id",
+                        stored.id, stored.id
+                    ),
+                },
+                other => other,
+            })?;
+        Ok(stored)
+    }
+
+    async fn put_members(&self, id: &RolloutId, members: &[RolloutMember]) -> Result<(), StoreError> {
+        for chunk in members.chunks(BATCH) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|m| {
+                    WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(member_item(id, m, 1)))
+                                .build()
+                                .expect("item set"),
+                        )
+                        .build()
+                })
+                .collect();
+            let mut attempt = 0u32;
+            while !requests.is_empty() {
+                let out = self
+                    .client()
+                    .batch_write_item()
+                    .request_items(self.table(), requests)
+                    .send()
+                    .await
+                    .map_err(|e| classify("writing rollout members", self.table(), e))?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(self.table()))
+                    .unwrap_or_default();
+                attempt += 1;
+                if !requests.is_empty() {
+                    if attempt > 8 {
+                        return Err(StoreError::Retryable {
+                            context: "writing rollout members".into(),
+                            message: format!(
+                                "{} items left unprocessed after {attempt} tries",
+                                requests.len()
+                            ),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_rollout(&self, id: &RolloutId) -> Result<RolloutRecord, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(rollout_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("loading rollout", self.table(), e))?;
+        match out.item() {
+            Some(item) => decode_rollout(item),
+            None => Err(StoreError::NotFound {
+                what: format!("rollout {id} (list rollouts with `tenantctl rollout list`)"),
+            }),
+        }
+    }
+
+    async fn save_rollout(
+        &self,
+        record: &RolloutRecord,
+        guard: WriteGuard<'_>,
+    ) -> Result<RolloutRecord, StoreError> {
+        let now = Utc::now();
+        let mut next = record.clone();
+        next.version += 1;
+        next.updated_at = now;
+        let mut update = UpdateExpr::default();
+        for (attr, value) in rollout_attributes(&next) {
+            update.set(attr, value);
+        }
+        update.set("version", n(next.version));
+        update.value(":expected_version", n(record.version));
+        let mut condition = "#version = :expected_version".to_owned();
+        if let WriteGuard::Lease(lease) = guard {
+            condition.push_str(lease_condition(&mut update, lease, now));
+            if let Some(kept) = &next.lease {
+                update.set("lease_expires", millis(kept.expires_at));
+            }
+        }
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(rollout_key(&record.id)))
+            .update_expression(update.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| match classify("saving rollout", self.table(), e) {
+                StoreError::Conflict { what, .. } => StoreError::Conflict {
+                    what,
+                    detail: format!(
+                        "rollout {} changed since version {} was read (or its controller lease was lost); reload and try again",
+                        record.id, record.version
+                    ),
+                },
+                other => other,
+            })?;
+        Ok(next)
+    }
+
+    async fn list_rollouts(
+        &self,
+        running_only: bool,
+        limit: u32,
+        next_token: Option<String>,
+    ) -> Result<Page<RolloutSummary>, StoreError> {
+        let mut query = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name("by-region")
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .expression_attribute_values(":pk", s(keys::ROLLOUTS_LIST_PK));
+        query = if running_only {
+            query
+                .key_condition_expression("list_pk = :pk AND begins_with(list_sk, :live)")
+                .expression_attribute_values(":live", s("LIVE#"))
+        } else {
+            query.key_condition_expression("list_pk = :pk")
+        };
+        if let Some(token) = next_token {
+            query = query.set_exclusive_start_key(Some(decode_token(&token)?));
+        }
+        let out = query
+            .send()
+            .await
+            .map_err(|e| classify("listing rollouts", self.table(), e))?;
+        let mut items = Vec::new();
+        for item in out.items() {
+            let list_sk = get_s(item, "list_sk")?;
+            let mut parts = list_sk.splitn(3, '#');
+            let (_, created, id) = (parts.next(), parts.next(), parts.next());
+            let id = id.ok_or_else(|| corrupt("list_sk", list_sk))?;
+            let created = created
+                .and_then(|c| c.parse::<i64>().ok())
+                .ok_or_else(|| corrupt("list_sk", list_sk))?;
+            let phase = get_s(item, "state_name")?;
+            items.push(RolloutSummary {
+                id: RolloutId::parse(id).map_err(|e| corrupt("list_sk", e))?,
+                phase: Phase::parse(phase).ok_or_else(|| corrupt("state_name", phase))?,
+                release: crate::domain::ReleaseVersion::parse(get_s(item, "release")?)
+                    .map_err(|e| corrupt("release", e))?,
+                created_at: time_from_millis("list_sk", created)?,
+                updated_at: time_from_millis("updated_at", get_n(item, "updated_at")?)?,
+            });
+        }
+        Ok(Page {
+            items,
+            next_token: out.last_evaluated_key().map(encode_token),
+        })
+    }
+
+    async fn acquire_rollout_lease(
+        &self,
+        id: &RolloutId,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<RolloutRecord, StoreError> {
+        let expires = ttl_after(now, ttl);
+        let mut update = UpdateExpr::default();
+        update
+            .set("lease_owner", s(owner))
+            .set("lease_expires", millis(expires))
+            .name("lease_fence")
+            .name("last_fence")
+            .value(":one", n(1))
+            .value(":now", millis(now));
+        // A new holder gets a new fence; the holder renewing keeps its own.
+        let (expression, condition) = match self.load_rollout(id).await?.lease {
+            Some(lease) if lease.owner == owner && lease.expires_at > now => (
+                update.expression(),
+                "#lease_owner = :lease_owner AND #lease_expires > :now",
+            ),
+            _ => (
+                format!(
+                    "{}, #lease_fence = #last_fence + :one, #last_fence = #last_fence + :one",
+                    update.expression()
+                ),
+                "attribute_exists(pk) AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :now)",
+            ),
+        };
+        let out = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(rollout_key(id)))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values(ReturnValue::AllNew)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| match classify("taking rollout lease", self.table(), e) {
+                StoreError::Conflict { what, .. } => StoreError::Conflict {
+                    what,
+                    detail: format!("rollout {id} is driven by another controller"),
+                },
+                other => other,
+            })?;
+        decode_rollout(out.attributes().unwrap_or(&HashMap::new()))
+    }
+
+    async fn release_rollout_lease(&self, id: &RolloutId, lease: &Lease) -> Result<(), StoreError> {
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(rollout_key(id)))
+            .update_expression("REMOVE lease_owner, lease_expires, lease_fence")
+            .condition_expression("lease_owner = :owner AND lease_fence = :fence")
+            .expression_attribute_values(":owner", s(&lease.owner))
+            .expression_attribute_values(":fence", n(lease.fence))
+            .send()
+            .await
+            .map_err(|e| classify("releasing rollout lease", self.table(), e))?;
+        Ok(())
+    }
+
+    async fn members(&self, id: &RolloutId, wave: Option<usize>) -> Result<Vec<RolloutMember>, StoreError> {
+        let prefix = wave.map_or_else(|| "WAVE#".to_owned(), keys::member_prefix);
+        let mut members = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .consistent_read(true)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(keys::rollout_pk(id)))
+                .expression_attribute_values(":prefix", s(&prefix))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("loading rollout members", self.table(), e))?;
+            for item in out.items() {
+                members.push(decode_member(item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(members);
+            }
+        }
+    }
+
+    async fn save_member(&self, id: &RolloutId, member: &RolloutMember) -> Result<RolloutMember, StoreError> {
+        let update = member_update(self.table(), id, member);
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(update.key))
+            .update_expression(update.update_expression)
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
+            .send()
+            .await
+            .map_err(|e| match classify("saving rollout member", self.table(), e) {
+                StoreError::Conflict { what, .. } => StoreError::Conflict {
+                    what,
+                    detail: format!(
+                        "member {} of rollout {id} changed since it was read",
+                        member.tenant
+                    ),
+                },
+                other => other,
+            })?;
+        let mut saved = member.clone();
+        saved.version += 1;
+        Ok(saved)
+    }
+
+    async fn drive_tenant(&self, drive: TenantDrive<'_>) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let rollout_id = &drive.rollout.id;
+        let mut tenant = drive.tenant.clone();
+        tenant.event_seq += 1;
+        let (mut update, condition, next) = self.save_update(&tenant, WriteGuard::Version, now);
+        update.set("rollout_claim", s(rollout_id.as_str())).value(
+            ":claim_stale",
+            s(drive.finished_holder.map_or("", |h| h.as_str())),
+        );
+        let condition = format!(
+            "{condition} AND (attribute_not_exists(#rollout_claim) OR #rollout_claim IN (:rollout_claim, :claim_stale))"
+        );
+        let tenant_pk = keys::tenant_pk(tenant.id());
+        let event = Self::history_event(&next, drive.transition, now);
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(self.table())
+                        .set_key(Some(Self::tenant_key(tenant.id())))
+                        .update_expression(update.expression())
+                        .condition_expression(condition)
+                        .set_expression_attribute_names(Some(update.names))
+                        .set_expression_attribute_values(Some(update.values))
+                        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                        .build()
+                        .expect("table, key, expression set"),
+                )
+                .build(),
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(self.table())
+                        .set_item(Some(event_item(&tenant_pk, &event)))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .expect("table, item set"),
+                )
+                .build(),
+            TransactWriteItem::builder()
+                .update(member_update(self.table(), rollout_id, drive.member))
+                .build(),
+            TransactWriteItem::builder()
+                .condition_check(
+                    ConditionCheck::builder()
+                        .table_name(self.table())
+                        .set_key(Some(rollout_key(rollout_id)))
+                        .condition_expression(
+                            "lease_owner = :owner AND lease_fence = :fence AND lease_expires > :now",
+                        )
+                        .expression_attribute_values(":owner", s(&drive.lease.owner))
+                        .expression_attribute_values(":fence", n(drive.lease.fence))
+                        .expression_attribute_values(":now", millis(now))
+                        .build()
+                        .expect("table, key, condition set"),
+                )
+                .build(),
+        ];
+        if let Some(holder) = drive.finished_holder {
+            items.push(
+                TransactWriteItem::builder()
+                    .condition_check(
+                        ConditionCheck::builder()
+                            .table_name(self.table())
+                            .set_key(Some(rollout_key(holder)))
+                            .condition_expression("state_name IN (:completed, :aborted)")
+                            .expression_attribute_values(":completed", s(Phase::Completed.as_str()))
+                            .expression_attribute_values(":aborted", s(Phase::Aborted.as_str()))
+                            .build()
+                            .expect("table, key, condition set"),
+                    )
+                    .build(),
+            );
+        }
+        let result = self
+            .client()
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        let tenant_id = tenant.id().clone();
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => Err(match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => cancellation(
+                    &format!("rollout {rollout_id} driving tenant {tenant_id}"),
+                    e.cancellation_reasons(),
+                    |i, reason| match i {
+                        0 => match reason.item().and_then(|item| opt_s(item, "rollout_claim")) {
+                            Some(holder) if holder != rollout_id.as_str() => {
+                                format!("tenant {tenant_id} is held by rollout {holder}")
+                            }
+                            _ => format!("tenant {tenant_id} changed since it was read"),
+                        },
+                        1 => format!("tenant {tenant_id} history event already written"),
+                        2 => format!("member {tenant_id} changed since it was read"),
+                        3 => format!("the lease on rollout {rollout_id} was lost"),
+                        _ => "the rollout holding the tenant is no longer finished".to_owned(),
+                    },
+                ),
+                _ => classify("driving tenant", self.table(), err),
+            }),
+        }
+    }
+}
+
+fn encode_token(key: &Item) -> String {
+    let plain: HashMap<&str, &str> = key
+        .iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str())))
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&plain).expect("strings serialize"))
+}
+
+fn decode_token(token: &str) -> Result<Item, StoreError> {
+    let bad = super::bad_token;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let plain: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
+}

@@ -1,0 +1,85 @@
+//! Durable rollouts: the rollout record (with the controller's lease) and one member
+//! item per tenant and wave, in the tenants' table. Every write is conditional, and
+//! starting a tenant is one transaction with the tenant's own state change.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Lease, Page, StoreError, TenantRecord, Transition, WriteGuard};
+use crate::domain::{ReleaseVersion, RolloutId};
+use crate::rollout::{Phase, RolloutMember, RolloutRecord};
+
+/// One row of a rollout listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutSummary {
+    pub id: RolloutId,
+    pub phase: Phase,
+    pub release: ReleaseVersion,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A tenant state change made by a rollout, written with the member's new state.
+pub struct TenantDrive<'a> {
+    pub rollout: &'a RolloutRecord,
+    /// The controller's lease on the rollout; the write fails if it was lost.
+    pub lease: &'a Lease,
+    /// The tenant as it should be stored (already moved to its next state), still
+    /// carrying the version it was read at.
+    pub tenant: &'a TenantRecord,
+    pub transition: Transition,
+    pub member: &'a RolloutMember,
+    /// A finished rollout that still names the tenant as held, which this write
+    /// takes over (checked to be finished in the same transaction).
+    pub finished_holder: Option<&'a RolloutId>,
+}
+
+#[async_trait]
+pub trait RolloutStore: Send + Sync {
+    /// Stores a new rollout, leased to `owner` while its members are written;
+    /// `Conflict` if the id is taken.
+    async fn create_rollout(
+        &self,
+        record: &RolloutRecord,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<RolloutRecord, StoreError>;
+    /// Writes members of a rollout being prepared (idempotent puts).
+    async fn put_members(&self, id: &RolloutId, members: &[RolloutMember]) -> Result<(), StoreError>;
+    async fn load_rollout(&self, id: &RolloutId) -> Result<RolloutRecord, StoreError>;
+    /// Writes `record` if it is still at `record.version` (and, with a lease guard,
+    /// the lease is still the writer's). A lease guard also extends the lease to
+    /// `record.lease`'s expiry. Returns the record as stored.
+    async fn save_rollout(
+        &self,
+        record: &RolloutRecord,
+        guard: WriteGuard<'_>,
+    ) -> Result<RolloutRecord, StoreError>;
+    /// Rollouts newest first, running ones before finished ones.
+    async fn list_rollouts(
+        &self,
+        running_only: bool,
+        limit: u32,
+        next_token: Option<String>,
+    ) -> Result<Page<RolloutSummary>, StoreError>;
+    /// Takes the rollout's lease if it is free, expired or already `owner`'s.
+    async fn acquire_rollout_lease(
+        &self,
+        id: &RolloutId,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<RolloutRecord, StoreError>;
+    async fn release_rollout_lease(&self, id: &RolloutId, lease: &Lease) -> Result<(), StoreError>;
+    /// Members of one wave, or of every wave.
+    async fn members(&self, id: &RolloutId, wave: Option<usize>) -> Result<Vec<RolloutMember>, StoreError>;
+    /// Writes a member if it is still at `member.version`.
+    async fn save_member(&self, id: &RolloutId, member: &RolloutMember) -> Result<RolloutMember, StoreError>;
+    /// Applies a rollout's change to a tenant and its member in one transaction:
+    /// refused if the tenant changed, another running rollout holds it, the member
+    /// changed (another controller got there first) or the lease was lost.
+    async fn drive_tenant(&self, drive: TenantDrive<'_>) -> Result<(), StoreError>;
+}
