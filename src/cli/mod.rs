@@ -1,6 +1,7 @@
 //! Command-line interface. Parses arguments, builds the library's parts from the
 //! environment, prints results; exit codes: 0 ok, 1 failure, 2 invalid input,
-//! 3 not found, 4 conflict or refused by the tenant's state.
+//! 3 not found, 4 conflict or refused by the tenant's or rollout's state, 5 a waited-on
+//! rollout halted (and rolled back as its spec says), 6 a waited-on rollout was aborted.
 
 mod output;
 mod policy;
@@ -75,8 +76,11 @@ enum Command {
         #[command(subcommand)]
         command: rollout::RolloutCommand,
     },
-    /// Run workers that drive due tenants through their steps until stopped (SIGTERM/ctrl-c).
+    /// Run workers that drive due tenants through their steps, and the rollout
+    /// controller, until stopped (SIGTERM/ctrl-c).
     Worker(worker::WorkerArgs),
+    /// Run only the rollout controller (no tenant steps) until stopped.
+    Controller(worker::ControllerArgs),
     /// The tenant state machine.
     State {
         #[command(subcommand)]
@@ -96,6 +100,11 @@ enum StateCommand {
     Diagram,
 }
 
+/// `rollout … --wait`: the rollout halted on a failure-budget breach.
+pub const EXIT_ROLLOUT_HALTED: u8 = 5;
+/// `rollout … --wait`: the rollout was aborted.
+pub const EXIT_ROLLOUT_ABORTED: u8 = 6;
+
 /// A failure with the exit code it maps to.
 pub struct Failure {
     code: u8,
@@ -114,6 +123,14 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     use tenant_orchestrator::store::StoreError;
     use tenant_orchestrator::tenants::CommandError;
     for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<tenant_orchestrator::rollout::RolloutError>() {
+            return match e {
+                tenant_orchestrator::rollout::RolloutError::Refused { .. } => 4,
+                tenant_orchestrator::rollout::RolloutError::Store(StoreError::NotFound { .. }) => 3,
+                tenant_orchestrator::rollout::RolloutError::Store(StoreError::Conflict { .. }) => 4,
+                tenant_orchestrator::rollout::RolloutError::Store(_) => 1,
+            };
+        }
         if let Some(e) = cause.downcast_ref::<CommandError>() {
             return match e {
                 CommandError::Invalid(_) => 2,
@@ -200,6 +217,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Policy { command } => policy::run(&cli.table, command).await,
         Command::Rollout { command } => rollout::run(&cli.table, cli.output, command).await,
         Command::Worker(args) => worker::run(&cli.table, args).await,
+        Command::Controller(args) => worker::run_controller(&cli.table, args).await,
         Command::State {
             command: StateCommand::Diagram,
         } => {

@@ -1,12 +1,17 @@
+use std::time::Duration;
+
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
-use tenant_orchestrator::domain::RolloutSpec;
-use tenant_orchestrator::rollout::{plan, Plan, TenantSummaryForPlanning};
-use tenant_orchestrator::store::{ListQuery, TenantStore};
+use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
+use tenant_orchestrator::rollout::{Phase, Plan, RolloutCommands};
+use tenant_orchestrator::store::RolloutStore;
 
 use super::{Failure, OutputFormat};
+
+#[path = "rollout_status.rs"]
+mod status;
 
 #[derive(Subcommand, Debug)]
 pub enum RolloutCommand {
@@ -19,6 +24,57 @@ pub enum RolloutCommand {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Start a rollout; the controllers (in `tenantctl worker` or `tenantctl controller`)
+    /// carry it out. Starting the same spec under the same id again returns the
+    /// existing rollout.
+    Start {
+        /// Rollout spec (JSON): release, selector, strategy.
+        #[arg(long)]
+        spec: std::path::PathBuf,
+        /// Rollout id; default derived from today's date and the release.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Show a rollout: phase, waves, and every tenant's outcome.
+    Status {
+        id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// List rollouts, running ones first.
+    List {
+        /// Include finished rollouts.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Stop starting tenants; those in flight finish.
+    Pause { id: String },
+    /// Continue a paused rollout, or a halted one (accepting its failures).
+    Resume { id: String },
+    /// End a rollout: nothing more is started; tenants in flight finish or roll back.
+    Abort { id: String },
+    /// Approve the wave that waits for an approval.
+    Approve { id: String },
+    /// Start the current wave's failed tenants again.
+    Retry { id: String },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WaitArgs {
+    /// Block until the rollout completes, halts (its rollback done) or is aborted; exit
+    /// 0 if it completed, 5 if it halted, 6 if it was aborted.
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this long (exit 1; the rollout goes on).
+    #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Time between looks at the rollout while waiting.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    poll: Duration,
 }
 
 fn read_spec(path: &std::path::Path) -> Result<RolloutSpec, Failure> {
@@ -30,31 +86,22 @@ fn read_spec(path: &std::path::Path) -> Result<RolloutSpec, Failure> {
     })
 }
 
-/// Every tenant of the table, as the planner needs it.
-async fn fleet(store: &dyn TenantStore) -> Result<Vec<TenantSummaryForPlanning>, Failure> {
-    let mut tenants = Vec::new();
-    let mut token = None;
-    loop {
-        let page = store
-            .list(&ListQuery {
-                limit: Some(500),
-                next_token: token,
-                ..Default::default()
-            })
-            .await?;
-        for summary in &page.items {
-            let record = store.load(&summary.id).await?;
-            tenants.push(TenantSummaryForPlanning::from_tenant(&record.spec, &record.state));
-        }
-        token = page.next_token;
-        if token.is_none() {
-            return Ok(tenants);
-        }
-    }
+fn rollout_id(id: &str) -> Result<RolloutId, Failure> {
+    Ok(RolloutId::parse(id)?)
+}
+
+fn actor() -> String {
+    let who = std::env::var("TENANTCTL_ACTOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "cli".into());
+    format!("operator:{who}")
 }
 
 pub async fn run(table: &str, output: OutputFormat, command: RolloutCommand) -> Result<(), Failure> {
-    match command {
+    let store = super::dynamo_store(table).await;
+    let commands = RolloutCommands::new(store.clone(), store.clone());
+    let actor = actor();
+    let record = match command {
         RolloutCommand::Plan { spec, at } => {
             let spec = read_spec(&spec)?;
             let now = match at {
@@ -68,11 +115,116 @@ pub async fn run(table: &str, output: OutputFormat, command: RolloutCommand) -> 
                     .with_timezone(&Utc),
                 None => Utc::now(),
             };
-            let store = super::dynamo_store(table).await;
-            let tenants = fleet(store.as_ref()).await?;
-            let plan = plan(&spec, &tenants, now);
-            print_plan(output, &plan)
+            let plan = commands.plan(&spec, now).await?;
+            return print_plan(output, &plan);
         }
+        RolloutCommand::Start { spec, id, wait } => {
+            let spec = read_spec(&spec)?;
+            let id = match id {
+                Some(id) => rollout_id(&id)?,
+                None => RolloutId::derived(&spec.release, Utc::now().date_naive()),
+            };
+            let started = commands.start(id, spec, &actor).await?;
+            if output == OutputFormat::Table {
+                let r = &started.record;
+                println!(
+                    "rollout {} of {} {}: {} tenants in {} waves, {} skipped",
+                    r.id,
+                    r.release(),
+                    if started.created {
+                        "started"
+                    } else {
+                        "was already started"
+                    },
+                    started.plan.tenant_count(),
+                    r.waves.len(),
+                    r.skipped.len()
+                );
+            }
+            if wait.wait {
+                return wait_for(&commands, &started.record.id, output, &wait).await;
+            }
+            started.record
+        }
+        RolloutCommand::Status { id, wait } => {
+            let id = rollout_id(&id)?;
+            if wait.wait {
+                return wait_for(&commands, &id, output, &wait).await;
+            }
+            let (record, members) = commands.get(&id).await?;
+            return status::print(output, &record, &members);
+        }
+        RolloutCommand::List { all, limit } => {
+            let page = store.list_rollouts(!all, limit, None).await?;
+            return status::print_list(output, &page.items);
+        }
+        RolloutCommand::Pause { id } => commands.pause(&rollout_id(&id)?, &actor).await?,
+        RolloutCommand::Resume { id } => commands.resume(&rollout_id(&id)?, &actor).await?,
+        RolloutCommand::Abort { id } => commands.abort(&rollout_id(&id)?, &actor).await?,
+        RolloutCommand::Approve { id } => commands.approve(&rollout_id(&id)?, &actor).await?,
+        RolloutCommand::Retry { id } => commands.retry(&rollout_id(&id)?, &actor).await?,
+    };
+    status::print_change(output, &record)
+}
+
+/// Follows a rollout until it settles, printing what happens; the exit code says how
+/// it ended.
+async fn wait_for(
+    commands: &RolloutCommands,
+    id: &RolloutId,
+    output: OutputFormat,
+    wait: &WaitArgs,
+) -> Result<(), Failure> {
+    let deadline = tokio::time::Instant::now() + wait.timeout;
+    let mut last_seen: Option<(DateTime<Utc>, String)> = None;
+    loop {
+        let (record, members) = commands.get(id).await?;
+        if output == OutputFormat::Table {
+            let new_from = last_seen
+                .as_ref()
+                .and_then(|(at, what)| record.events.iter().position(|e| e.at == *at && e.what == *what))
+                .map_or(0, |i| i + 1);
+            for event in &record.events[new_from..] {
+                eprintln!(
+                    "{}  {:<24} {}",
+                    event.at.format("%H:%M:%S"),
+                    event.actor,
+                    event.what
+                );
+            }
+            last_seen = record.events.last().map(|e| (e.at, e.what.clone()));
+        }
+        if record.is_settled() {
+            status::print(output, &record, &members)?;
+            return match record.phase {
+                Phase::Completed => Ok(()),
+                Phase::Aborted => Err(Failure {
+                    code: super::EXIT_ROLLOUT_ABORTED,
+                    error: anyhow!("rollout {id} was aborted"),
+                }),
+                _ => Err(Failure {
+                    code: super::EXIT_ROLLOUT_HALTED,
+                    error: anyhow!(
+                        "rollout {id} halted: {}",
+                        record
+                            .halt_reason
+                            .as_deref()
+                            .unwrap_or("see `tenantctl rollout status`")
+                    ),
+                }),
+            };
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Failure {
+                code: 1,
+                error: anyhow!(
+                    "rollout {id} is still {} after {}; it goes on; follow it with `tenantctl rollout status {id} --wait`",
+                    record.phase,
+                    humantime::format_duration(wait.timeout)
+                ),
+            });
+        }
+        tokio::time::sleep(wait.poll).await;
     }
 }
 

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use std::sync::Arc;
 use tenant_orchestrator::domain::Region;
 
+use tenant_orchestrator::rollout::{Controller, ControllerConfig, ProbeHealth};
 use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::steps::{self, AwsClients, StepsConfig};
 use tenant_orchestrator::store::DynamoStore;
@@ -51,6 +52,77 @@ pub struct WorkerArgs {
     /// On SIGTERM, how long running steps may take to finish before their lease is released.
     #[arg(long, env = "TENANTCTL_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
+    /// Do not run the rollout controller in this process.
+    #[arg(long, env = "TENANTCTL_NO_CONTROLLER")]
+    no_controller: bool,
+    #[command(flatten)]
+    pub controller: ControllerOptions,
+}
+
+/// The rollout controller's settings.
+#[derive(Args, Debug, Clone)]
+pub struct ControllerOptions {
+    /// How long a rollout's lease lasts; another replica takes a rollout over this
+    /// long after its controller dies.
+    #[arg(long, env = "TENANTCTL_ROLLOUT_LEASE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
+    rollout_lease_ttl: Duration,
+    /// Time between the controller's passes over running rollouts.
+    #[arg(long, env = "TENANTCTL_ROLLOUT_TICK", default_value = "2s", value_parser = humantime::parse_duration)]
+    rollout_tick: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    /// Name recorded as rollout lease owner (default: host name, pid and a random suffix).
+    #[arg(long, env = "TENANTCTL_WORKER_ID")]
+    id: Option<String>,
+    /// Steps configuration (JSON); its `verify` section sets the bake health checks.
+    #[arg(long, env = "TENANTCTL_STEPS_CONFIG")]
+    steps_config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    controller: ControllerOptions,
+}
+
+impl ControllerOptions {
+    fn config(&self, owner: String) -> Result<ControllerConfig, Failure> {
+        if self.rollout_tick * 3 > self.rollout_lease_ttl {
+            return Err(Failure {
+                code: 2,
+                error: anyhow!(
+                    "--rollout-tick {} must be at most a third of --rollout-lease-ttl {}, so the lease is renewed in time",
+                    humantime::format_duration(self.rollout_tick),
+                    humantime::format_duration(self.rollout_lease_ttl)
+                ),
+            });
+        }
+        Ok(ControllerConfig {
+            lease_ttl: self.rollout_lease_ttl,
+            tick: self.rollout_tick,
+            ..ControllerConfig::new(owner)
+        })
+    }
+}
+
+/// The controller with its bake health checks taken from the steps configuration.
+fn controller(
+    store: Arc<DynamoStore>,
+    steps: &StepsConfig,
+    config: ControllerConfig,
+) -> Result<Controller, Failure> {
+    let health = ProbeHealth::new(&steps.verify).map_err(|e| Failure {
+        code: 2,
+        error: anyhow!("the steps configuration's verify section cannot be used for bake checks: {e}"),
+    })?;
+    Ok(Controller::new(store.clone(), store, Arc::new(health), config))
+}
+
+pub async fn run_controller(table: &str, args: ControllerArgs) -> Result<(), Failure> {
+    let owner = args.id.clone().unwrap_or_else(default_worker_id);
+    let config = args.controller.config(owner)?;
+    let steps = load_steps_config(args.steps_config.as_deref())?;
+    let store = super::dynamo_store(table).await;
+    controller(store, &steps, config)?.run(shutdown_signal()).await;
+    Ok(())
 }
 
 impl WorkerArgs {
@@ -125,12 +197,25 @@ pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
     let config = args.config()?;
     let args = &args;
     let store = super::dynamo_store(table).await;
-    let steps = product_steps(args.steps_config.as_deref(), store.clone()).await?;
+    let steps_config = load_steps_config(args.steps_config.as_deref())?;
+    let controller = match args.no_controller {
+        true => None,
+        false => Some(controller(
+            store.clone(),
+            &steps_config,
+            args.controller.config(config.owner.clone())?,
+        )?),
+    };
+    let steps = product_steps(steps_config, store.clone()).await;
     let worker = Worker::new(store, steps, config);
-    worker
-        .run(shutdown_signal())
-        .await
-        .context("worker stopped with an error")?;
+    let shutdown = shutdown_signal();
+    let controlling = async {
+        if let Some(controller) = &controller {
+            controller.run(shutdown.clone()).await;
+        }
+    };
+    let (worked, ()) = tokio::join!(worker.run(shutdown.clone()), controlling);
+    worked.context("worker stopped with an error")?;
     Ok(())
 }
 
@@ -148,11 +233,7 @@ pub fn load_steps_config(path: Option<&std::path::Path>) -> Result<StepsConfig, 
 }
 
 /// The real AWS steps, on clients built from the standard AWS environment.
-async fn product_steps(
-    path: Option<&std::path::Path>,
-    store: Arc<DynamoStore>,
-) -> Result<StepRegistry, Failure> {
-    let config = Arc::new(load_steps_config(path)?);
+async fn product_steps(config: StepsConfig, store: Arc<DynamoStore>) -> StepRegistry {
     let aws = Arc::new(AwsClients::from_env().await);
-    Ok(steps::registry(config, aws, store))
+    steps::registry(Arc::new(config), aws, store)
 }

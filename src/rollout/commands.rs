@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::plan::{Plan, SkipReason, Skipped};
 use super::planner::{plan, TenantSummaryForPlanning};
 use super::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
-use crate::domain::{RolloutId, RolloutSpec};
+use crate::domain::{RolloutId, RolloutSpec, TenantId};
 use crate::store::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +47,12 @@ impl RolloutCommands {
         Self { tenants, rollouts }
     }
 
-    /// The dry run: the plan `start` would store now. Tenants held by another running
-    /// rollout are skipped.
+    /// The dry run: the plan `start` would store now. Tenants in the waves of another
+    /// running rollout are skipped: that rollout will move them.
     pub async fn plan(&self, spec: &RolloutSpec, now: DateTime<Utc>) -> Result<Plan, RolloutError> {
+        let held_by = self.held_tenants().await?;
         let mut fleet = Vec::new();
         let mut held = Vec::new();
-        let mut phases: HashMap<RolloutId, Phase> = HashMap::new();
         let mut token = None;
         loop {
             let page = self
@@ -65,33 +65,21 @@ impl RolloutCommands {
                 .await?;
             for summary in &page.items {
                 let record = self.tenants.load(&summary.id).await?;
-                if let Some(holder) = &record.rollout {
-                    if !phases.contains_key(holder) {
-                        let phase = match self.rollouts.load_rollout(holder).await {
-                            Ok(r) => r.phase,
-                            Err(StoreError::NotFound { .. }) => Phase::Aborted,
-                            Err(e) => return Err(e.into()),
-                        };
-                        phases.insert(holder.clone(), phase);
-                    }
-                    if !phases[holder].is_finished()
-                        && spec.selector.matches(
-                            record.id(),
-                            &record.spec.region,
-                            &record.spec.group,
-                            record.spec.tier,
-                        )
-                    {
-                        held.push(Skipped {
-                            id: record.id().clone(),
-                            reason: SkipReason::HeldByRollout {
-                                rollout: holder.clone(),
-                            },
-                        });
-                        continue;
-                    }
+                let selected = spec.selector.matches(
+                    record.id(),
+                    &record.spec.region,
+                    &record.spec.group,
+                    record.spec.tier,
+                );
+                match held_by.get(record.id()) {
+                    Some(holder) if selected && !spec.selector.excludes(record.id()) => held.push(Skipped {
+                        id: record.id().clone(),
+                        reason: SkipReason::HeldByRollout {
+                            rollout: holder.clone(),
+                        },
+                    }),
+                    _ => fleet.push(TenantSummaryForPlanning::from_tenant(&record.spec, &record.state)),
                 }
-                fleet.push(TenantSummaryForPlanning::from_tenant(&record.spec, &record.state));
             }
             token = page.next_token;
             if token.is_none() {
@@ -102,6 +90,26 @@ impl RolloutCommands {
         plan.skipped.extend(held);
         plan.skipped.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(plan)
+    }
+
+    /// Tenants that running rollouts have in their waves (not skipped), by rollout.
+    async fn held_tenants(&self) -> Result<HashMap<TenantId, RolloutId>, RolloutError> {
+        let mut held = HashMap::new();
+        let mut token = None;
+        loop {
+            let page = self.rollouts.list_rollouts(true, 100, token).await?;
+            for rollout in &page.items {
+                for m in self.rollouts.members(&rollout.id, None).await? {
+                    if !matches!(m.outcome, Outcome::Skipped { .. }) {
+                        held.insert(m.tenant, rollout.id.clone());
+                    }
+                }
+            }
+            token = page.next_token;
+            if token.is_none() {
+                return Ok(held);
+            }
+        }
     }
 
     /// Plans and stores a rollout; the controllers carry it out. Starting the same

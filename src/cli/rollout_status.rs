@@ -1,0 +1,121 @@
+//! How rollouts are printed: the status (waves and every tenant's outcome), the
+//! listing, and the result of an operator command.
+
+use std::collections::BTreeMap;
+
+use tenant_orchestrator::rollout::{Outcome, RollbackStatus, RolloutMember, RolloutRecord};
+use tenant_orchestrator::store::RolloutSummary;
+
+use super::super::{Failure, OutputFormat};
+
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+pub fn print(output: OutputFormat, record: &RolloutRecord, members: &[RolloutMember]) -> Result<(), Failure> {
+    if output == OutputFormat::Json {
+        let value = serde_json::json!({ "rollout": record, "members": members });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("rollout:   {}", record.id);
+    println!("release:   {}", record.release());
+    println!("phase:     {}", record.phase);
+    if let Some(reason) = &record.halt_reason {
+        println!("halted:    {reason}");
+    }
+    println!("started:   {} by {}", time(record.created_at), record.created_by);
+    let mut by_wave: BTreeMap<usize, Vec<&RolloutMember>> = BTreeMap::new();
+    for m in members {
+        by_wave.entry(m.wave).or_default().push(m);
+    }
+    for wave in &record.waves {
+        let in_wave = by_wave.get(&wave.index).map(Vec::as_slice).unwrap_or_default();
+        let count = |name: &str| in_wave.iter().filter(|m| m.outcome.name() == name).count();
+        println!(
+            "\nwave {} ({:?}, {}) in {}: {:?}{} — {} succeeded, {} failed, {} in flight, {} pending, {} skipped (budget {})",
+            wave.index,
+            wave.kind,
+            wave.target,
+            wave.regions.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+            wave.status,
+            wave.approved_by.as_deref().map(|a| format!(", approved by {a}")).unwrap_or_default(),
+            count("succeeded"),
+            count("failed"),
+            count("in_flight"),
+            count("pending"),
+            count("skipped"),
+            wave.allowed_failures + wave.accepted_failures,
+        );
+        for m in in_wave {
+            println!(
+                "  {:<28} {:<14} {}",
+                m.tenant.as_str(),
+                m.region.as_str(),
+                describe(m)
+            );
+        }
+    }
+    if !record.skipped.is_empty() {
+        println!("\nskipped when planned:");
+        for s in &record.skipped {
+            println!("  {:<28} {}", s.id.as_str(), s.reason);
+        }
+    }
+    Ok(())
+}
+
+/// One tenant's line: its outcome, then what a breach's rollback did to it.
+fn describe(m: &RolloutMember) -> String {
+    let mut text = match &m.outcome {
+        Outcome::Pending => match &m.waiting_for {
+            Some(w) => format!("pending: waiting for {w}"),
+            None => "pending".to_owned(),
+        },
+        Outcome::InFlight => "upgrading".to_owned(),
+        Outcome::Succeeded => "succeeded".to_owned(),
+        Outcome::Failed { reason } => format!("FAILED: {reason}"),
+        Outcome::Skipped { reason } => format!("skipped: {reason}"),
+    };
+    match &m.rollback {
+        Some(RollbackStatus::InProgress) => text.push_str("; rolling back"),
+        Some(RollbackStatus::Done) => text.push_str(&format!(
+            "; rolled back to {}",
+            m.from_release.as_ref().map(|r| r.to_string()).unwrap_or_default()
+        )),
+        Some(RollbackStatus::Failed { reason }) => text.push_str(&format!("; ROLLBACK FAILED: {reason}")),
+        None => {}
+    }
+    text
+}
+
+pub fn print_list(output: OutputFormat, rollouts: &[RolloutSummary]) -> Result<(), Failure> {
+    if output == OutputFormat::Json {
+        println!("{}", serde_json::to_string_pretty(rollouts)?);
+        return Ok(());
+    }
+    if rollouts.is_empty() {
+        println!("no rollouts");
+    }
+    for r in rollouts {
+        println!(
+            "{:<40} {:<10} {:<12} started {}",
+            r.id.as_str(),
+            r.phase.as_str(),
+            r.release.to_string(),
+            time(r.created_at)
+        );
+    }
+    Ok(())
+}
+
+/// After pause, resume, abort, approve or retry: the phase and what was recorded.
+pub fn print_change(output: OutputFormat, record: &RolloutRecord) -> Result<(), Failure> {
+    if output == OutputFormat::Json {
+        println!("{}", serde_json::to_string_pretty(record)?);
+        return Ok(());
+    }
+    let last = record.events.last().map(|e| e.what.as_str()).unwrap_or_default();
+    println!("rollout {} is {}: {last}", record.id, record.phase);
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! Fleet rollouts on the local DynamoDB: real store, real workers and controllers,
+//! with `ScriptedStep` standing in for the AWS steps and `HealthDouble` for the bake
+//! health checks.
+
+mod common;
+mod rollout_support;
+
+use std::time::Duration;
+
+use rollout_support::*;
+use serde_json::json;
+use tenant_orchestrator::domain::RolloutId;
+use tenant_orchestrator::machine::StepKind;
+use tenant_orchestrator::rollout::{Outcome, Phase, RollbackStatus, SkipReason, WaveStatus};
+use tenant_orchestrator::step::StepOutcome;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn no_approvals() -> serde_json::Value {
+    json!({"after_canary": false, "between_regions": false})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_of_32_tenants_over_two_regions_completes_region_by_region() {
+    let mut all = tenants("eu", "eu-west-1", 16);
+    all.extend(tenants("us", "us-east-1", 16));
+    let mut fleet = Fleet::new(&all, "1.0.0").await;
+    fleet.start_workers(2);
+    fleet.start_controller("controller-a");
+    fleet.start_controller("controller-b");
+
+    fleet
+        .start(
+            "r-big",
+            json!({
+                "release": "2.0.0",
+                "strategy": {
+                    "region_order": ["eu-west-1", "us-east-1"],
+                    "waves": ["1", "50%", "100%"],
+                    "max_in_flight_per_region": 6,
+                    "bake_time": "1s", "bake_checks": 1, "bake_check_interval": "1s",
+                    "approvals": no_approvals()
+                }
+            }),
+        )
+        .await;
+    let done = fleet
+        .wait_for("r-big", LONG, "completed", |r| r.phase.is_finished())
+        .await;
+
+    assert_eq!(done.phase, Phase::Completed, "{:#?}", done.events);
+    assert_eq!(done.waves.len(), 6, "three waves in each region");
+    assert!(done.waves.iter().all(|w| w.status == WaveStatus::Succeeded));
+    let members = fleet.members("r-big").await;
+    assert_eq!(members.len(), 32);
+    for (id, _) in &all {
+        assert_eq!(fleet.release_of(id).await, "Active/2.0.0");
+        assert_eq!(
+            fleet.upgrades_started(id, "2.0.0").await,
+            1,
+            "{id} started exactly once"
+        );
+    }
+    assert!(members
+        .iter()
+        .all(|m| m.outcome == Outcome::Succeeded && m.attempts == 1));
+    // One region at a time: every eu tenant finished before the first us tenant started.
+    let eu_last = members
+        .iter()
+        .filter(|m| m.region.as_str() == "eu-west-1")
+        .filter_map(|m| m.finished_at)
+        .max();
+    let us_first = members
+        .iter()
+        .filter(|m| m.region.as_str() == "us-east-1")
+        .filter_map(|m| m.started_at)
+        .min();
+    assert!(eu_last.unwrap() < us_first.unwrap());
+    assert!(
+        fleet.health.checks() >= 32,
+        "every wave baked with health evidence"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_budget_breach_halts_and_rolls_the_whole_wave_back() {
+    let all = tenants("acme", "eu-west-1", 6);
+    let mut fleet = Fleet::new(&all, "1.0.0").await;
+    // The second wave (after the canary acme-00) has acme-01..05; two fail verification.
+    for bad in ["acme-02", "acme-04"] {
+        fleet.steps.script(
+            bad,
+            StepKind::Verify,
+            vec![StepOutcome::fail("health check answered 503")],
+        );
+    }
+    fleet.start_workers(1);
+    fleet.start_controller("controller-a");
+
+    fleet
+        .start(
+            "r-breach",
+            json!({
+                "release": "2.0.0",
+                "strategy": {
+                    "waves": ["1", "100%"],
+                    "failure_budget": 1,
+                    "on_breach": {"rollback": "wave"},
+                    "bake_time": "0s", "bake_checks": 0,
+                    "approvals": no_approvals()
+                }
+            }),
+        )
+        .await;
+    let halted = fleet
+        .wait_for("r-breach", LONG, "halted and settled", |r| r.is_settled())
+        .await;
+
+    assert_eq!(halted.phase, Phase::Halted);
+    let reason = halted.halt_reason.clone().unwrap();
+    assert!(
+        reason.contains("failed 2 of 5") && reason.contains("acme-02"),
+        "{reason}"
+    );
+    assert_eq!(
+        fleet.release_of("acme-00").await,
+        "Active/2.0.0",
+        "the canary's wave did not breach"
+    );
+    for id in ["acme-01", "acme-02", "acme-03", "acme-04", "acme-05"] {
+        assert_eq!(
+            fleet.release_of(id).await,
+            "Active/1.0.0",
+            "{id} is back on 1.0.0"
+        );
+    }
+    let members = fleet.members("r-breach").await;
+    for m in members.iter().filter(|m| m.wave == 1) {
+        assert_eq!(m.rollback, Some(RollbackStatus::Done), "{}", m.tenant);
+    }
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_breach_rolls_back_only_the_failed_tenants_when_the_spec_says_so() {
+    let all = tenants("bolt", "eu-west-1", 4);
+    let mut fleet = Fleet::new(&all, "1.0.0").await;
+    fleet.start_workers(1);
+    fleet.start_controller("controller-a");
+    // bolt-02 passes its upgrade but turns sick during the bake.
+    fleet.health.make_sick("bolt-02");
+
+    fleet
+        .start(
+            "r-sick",
+            json!({
+                "release": "2.0.0",
+                "strategy": {
+                    "waves": ["1", "100%"],
+                    "failure_budget": 0,
+                    "on_breach": {"rollback": "failed"},
+                    "bake_time": "1s", "bake_checks": 1, "bake_check_interval": "1s",
+                    "approvals": no_approvals()
+                }
+            }),
+        )
+        .await;
+    let halted = fleet
+        .wait_for("r-sick", LONG, "halted and settled", |r| r.is_settled())
+        .await;
+
+    assert_eq!(halted.phase, Phase::Halted);
+    assert!(halted
+        .halt_reason
+        .as_deref()
+        .unwrap()
+        .contains("unhealthy during the bake"));
+    assert_eq!(
+        fleet.release_of("bolt-02").await,
+        "Active/1.0.0",
+        "the sick tenant went back"
+    );
+    for id in ["bolt-00", "bolt-01", "bolt-03"] {
+        assert_eq!(
+            fleet.release_of(id).await,
+            "Active/2.0.0",
+            "{id} stays on the release"
+        );
+    }
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pause_stops_new_starts_and_resume_finishes_the_rollout() {
+    let all = tenants("calm", "eu-west-1", 6);
+    let mut fleet = Fleet::new(&all, "1.0.0").await;
+    fleet.steps.delay(StepKind::Deploy, Duration::from_millis(300));
+    fleet.start_workers(1);
+    fleet.start_controller("controller-a");
+    fleet
+        .start(
+            "r-pause",
+            json!({
+                "release": "2.0.0",
+                "strategy": {
+                    "waves": ["1", "100%"],
+                    "max_in_flight_per_wave": 1,
+                    "bake_time": "0s", "bake_checks": 0,
+                    "approvals": no_approvals()
+                }
+            }),
+        )
+        .await;
+    let id = RolloutId::parse("r-pause").unwrap();
+    fleet
+        .wait_for("r-pause", LONG, "wave 1", |r| r.current_wave == 1)
+        .await;
+    fleet.commands.pause(&id, "operator:test").await.unwrap();
+    // Whatever was in flight finishes; nothing new starts while paused.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = fleet.members("r-pause").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = fleet.members("r-pause").await;
+    let started =
+        |ms: &[tenant_orchestrator::rollout::RolloutMember]| ms.iter().filter(|m| m.attempts > 0).count();
+    assert_eq!(
+        started(&before),
+        started(&after),
+        "no tenant started while paused"
+    );
+    assert!(started(&after) < 6, "the pause landed before the end");
+    assert_eq!(fleet.rollout("r-pause").await.phase, Phase::Paused);
+
+    fleet.commands.resume(&id, "operator:test").await.unwrap();
+    let done = fleet
+        .wait_for("r-pause", LONG, "completed", |r| r.phase.is_finished())
+        .await;
+    assert_eq!(done.phase, Phase::Completed);
+    let actors: Vec<&str> = done.events.iter().map(|e| e.actor.as_str()).collect();
+    assert!(
+        actors.iter().filter(|a| **a == "operator:test").count() >= 3,
+        "start, pause and resume recorded"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_gate_holds_the_rollout_after_the_canary() {
+    let all = tenants("gate", "eu-west-1", 4);
+    let mut fleet = Fleet::new(&all, "1.0.0").await;
+    fleet.start_workers(1);
+    fleet.start_controller("controller-a");
+    fleet
+        .start(
+            "r-gate",
+            json!({
+                "release": "2.0.0",
+                "strategy": {
+                    "waves": ["1", "100%"],
+                    "bake_time": "0s", "bake_checks": 0,
+                    "approvals": {"after_canary": true}
+                }
+            }),
+        )
+        .await;
+    let waiting = fleet
+        .wait_for("r-gate", LONG, "awaiting approval", |r| {
+            r.wave().is_some_and(|w| w.status == WaveStatus::AwaitingApproval)
+        })
+        .await;
+    assert_eq!(waiting.current_wave, 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for id in ["gate-01", "gate-02", "gate-03"] {
+        assert_eq!(
+            fleet.release_of(id).await,
+            "Active/1.0.0",
+            "{id} waits for the approval"
+        );
+    }
+    let id = RolloutId::parse("r-gate").unwrap();
+    let refused = fleet
+        .commands
+        .pause(&RolloutId::parse("r-none").unwrap(), "x")
+        .await;
+    assert!(refused.is_err(), "an unknown rollout is refused");
+
+    fleet.commands.approve(&id, "operator:alice").await.unwrap();
+    let done = fleet
+        .wait_for("r-gate", LONG, "completed", |r| r.phase.is_finished())
+        .await;
+    assert_eq!(done.phase, Phase::Completed);
+    assert_eq!(done.waves[1].approved_by.as_deref(), Some("operator:alice"));
+    assert!(
+        fleet.commands.approve(&id, "operator:alice").await.is_err(),
+        "nothing left to approve"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_rollouts_never_drive_the_same_tenant() {
+    let all = tenants("duo", "eu-west-1", 4);
+    let mut fleet = Fleet::new(&all, "1.0.0").await;
+    fleet.start_workers(1);
+    fleet.start_controller("controller-a");
+    let spec = |release: &str| {
+        json!({
+            "release": release,
+            "strategy": {"waves": ["1", "100%"], "bake_time": "0s", "bake_checks": 0,
+                         "approvals": {"after_canary": true}}
+        })
+    };
+    fleet.start("r-first", spec("2.0.0")).await;
+    fleet
+        .wait_for("r-first", LONG, "awaiting approval", |r| {
+            r.wave().is_some_and(|w| w.status == WaveStatus::AwaitingApproval)
+        })
+        .await;
+    let second = fleet
+        .commands
+        .plan(
+            &serde_json::from_value(spec("3.0.0")).unwrap(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let held: Vec<&str> = second
+        .skipped
+        .iter()
+        .filter(|s| matches!(s.reason, SkipReason::HeldByRollout { .. }))
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(
+        held,
+        vec!["duo-00", "duo-01", "duo-02", "duo-03"],
+        "all held by the running r-first"
+    );
+    assert_eq!(second.tenant_count(), 0);
+
+    // Once r-first is aborted its hold ends, and a new rollout may take the tenants.
+    fleet
+        .commands
+        .abort(&RolloutId::parse("r-first").unwrap(), "operator:test")
+        .await
+        .unwrap();
+    fleet.start("r-second", spec("3.0.0")).await;
+    fleet
+        .wait_for("r-second", LONG, "awaiting approval", |r| {
+            r.wave().is_some_and(|w| w.status == WaveStatus::AwaitingApproval)
+        })
+        .await;
+    assert_eq!(fleet.release_of("duo-00").await, "Active/3.0.0");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn starting_the_same_rollout_twice_returns_the_first() {
+    let all = tenants("twice", "eu-west-1", 2);
+    let fleet = Fleet::new(&all, "1.0.0").await;
+    let spec = json!({"release": "2.0.0", "strategy": {"bake_time": "0s", "bake_checks": 0}});
+    let first = fleet.start("r-twice", spec.clone()).await;
+    let again = fleet
+        .commands
+        .start(
+            RolloutId::parse("r-twice").unwrap(),
+            serde_json::from_value(spec).unwrap(),
+            "operator:test",
+        )
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.record.created_at, first.created_at);
+    let other = json!({"release": "2.1.0"});
+    let refused = fleet
+        .commands
+        .start(
+            RolloutId::parse("r-twice").unwrap(),
+            serde_json::from_value(other).unwrap(),
+            "operator:test",
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("different spec"), "{refused}");
+    assert_eq!(fleet.members("r-twice").await.len(), 2, "no duplicate members");
+}

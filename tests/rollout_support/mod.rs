@@ -1,0 +1,215 @@
+//! A fleet on the local DynamoDB for rollout tests: Active tenants, in-process workers
+//! running `ScriptedStep` (the step test double) and rollout controllers, all stopped
+//! when the fleet is dropped.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tenant_orchestrator::domain::{ReleaseVersion, RolloutId, RolloutSpec};
+use tenant_orchestrator::machine::TenantState;
+use tenant_orchestrator::rollout::{
+    BakeHealth, Controller, ControllerConfig, RolloutCommands, RolloutMember, RolloutRecord,
+};
+use tenant_orchestrator::step::StepRegistry;
+use tenant_orchestrator::store::{DynamoStore, RolloutStore, TenantRecord, TenantStore, Transition};
+use tenant_orchestrator::worker::Worker;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::common::*;
+
+/// Test double for bake health checks: every tenant is healthy unless marked sick.
+#[derive(Default)]
+pub struct HealthDouble {
+    sick: Mutex<HashSet<String>>,
+    checks: Mutex<usize>,
+}
+
+impl HealthDouble {
+    pub fn make_sick(&self, tenant: &str) {
+        self.sick.lock().unwrap().insert(tenant.to_owned());
+    }
+
+    pub fn checks(&self) -> usize {
+        *self.checks.lock().unwrap()
+    }
+}
+
+#[async_trait]
+impl BakeHealth for HealthDouble {
+    async fn check(&self, tenant: &TenantRecord, release: &ReleaseVersion) -> Result<(), String> {
+        *self.checks.lock().unwrap() += 1;
+        if self.sick.lock().unwrap().contains(tenant.id().as_str()) {
+            return Err(format!("{}.example.com answered 503 on {release}", tenant.id()));
+        }
+        Ok(())
+    }
+}
+
+pub struct Fleet {
+    pub store: Arc<DynamoStore>,
+    pub steps: Arc<ScriptedStep>,
+    pub health: Arc<HealthDouble>,
+    pub commands: RolloutCommands,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Fleet {
+    /// `tenants` as (id, region), all Active on `release`.
+    pub async fn new(tenants: &[(String, &str)], on: &str) -> Self {
+        let store = fresh_store().await;
+        for (id, region) in tenants {
+            let state = TenantState::Active {
+                release: release(on),
+                failed_upgrade: None,
+            };
+            let record = TenantRecord::new(spec(id, region), state, Utc::now());
+            store
+                .create(
+                    &record,
+                    Transition {
+                        from: "New".into(),
+                        cause: "seeded by the test".into(),
+                        actor: "test".into(),
+                        ..Transition::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let (shutdown, _) = watch::channel(false);
+        Self {
+            commands: RolloutCommands::new(store.clone(), store.clone()),
+            store,
+            steps: ScriptedStep::new(),
+            health: Arc::new(HealthDouble::default()),
+            shutdown,
+            tasks: Vec::new(),
+        }
+    }
+
+    pub fn start_workers(&mut self, count: usize) {
+        for i in 0..count {
+            let mut config = fast_worker(&format!("worker-{i}"));
+            config.concurrency = 8;
+            let worker = Worker::new(self.store.clone(), StepRegistry::all(self.steps.clone()), config);
+            let shutdown = self.shutdown.subscribe();
+            self.tasks.push(tokio::spawn(async move {
+                worker.run(shutdown).await.unwrap();
+            }));
+        }
+    }
+
+    pub fn controller(&self, owner: &str) -> Controller {
+        Controller::new(
+            self.store.clone(),
+            self.store.clone(),
+            self.health.clone(),
+            ControllerConfig {
+                lease_ttl: Duration::from_secs(1),
+                tick: Duration::from_millis(50),
+                ..ControllerConfig::new(owner)
+            },
+        )
+    }
+
+    pub fn start_controller(&mut self, owner: &str) {
+        let controller = self.controller(owner);
+        let shutdown = self.shutdown.subscribe();
+        self.tasks
+            .push(tokio::spawn(async move { controller.run(shutdown).await }));
+    }
+
+    pub async fn start(&self, id: &str, spec: serde_json::Value) -> RolloutRecord {
+        let spec: RolloutSpec = serde_json::from_value(spec).unwrap();
+        self.commands
+            .start(RolloutId::parse(id).unwrap(), spec, "operator:test")
+            .await
+            .unwrap()
+            .record
+    }
+
+    pub async fn rollout(&self, id: &str) -> RolloutRecord {
+        self.store
+            .load_rollout(&RolloutId::parse(id).unwrap())
+            .await
+            .unwrap()
+    }
+
+    pub async fn members(&self, id: &str) -> Vec<RolloutMember> {
+        self.store
+            .members(&RolloutId::parse(id).unwrap(), None)
+            .await
+            .unwrap()
+    }
+
+    /// Polls the rollout until `done` holds for it.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&RolloutRecord) -> bool,
+    ) -> RolloutRecord {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let r = self.rollout(id).await;
+            if done(&r) {
+                return r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rollout {id} did not reach {what} within {within:?}; it is {} at wave {}: {:#?}",
+                r.phase,
+                r.current_wave,
+                r.events
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How many times a rollout started the tenant's upgrade to `to`, by its history.
+    pub async fn upgrades_started(&self, tenant: &str, to: &str) -> usize {
+        let history = self.store.history(&tenant_id(tenant), 0, 1000).await.unwrap();
+        history
+            .items
+            .iter()
+            .filter(|e| e.cause.starts_with(&format!("Upgrade to {to} (rollout")))
+            .count()
+    }
+
+    pub async fn release_of(&self, tenant: &str) -> String {
+        let r = self.store.load(&tenant_id(tenant)).await.unwrap();
+        format!(
+            "{}/{}",
+            r.state.name(),
+            r.state
+                .current_release()
+                .map(|r| r.to_string())
+                .unwrap_or_default()
+        )
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// `count` tenants named `<prefix>-<n>` in `region`.
+pub fn tenants(prefix: &str, region: &'static str, count: usize) -> Vec<(String, &'static str)> {
+    (0..count).map(|i| (format!("{prefix}-{i:02}"), region)).collect()
+}
