@@ -10,7 +10,8 @@ the releases that the Helm stand-in (localstack/helm-standin) keeps on disk:
     503 {"status":"unhealthy","release":...}            $STATE/unhealthy/<hostname>
                                                          exists, or values.release
                                                          is listed in
-                                                         $STATE/broken-releases
+                                                         $STATE/broken-releases or
+                                                         $STATE/broken-for/<hostname>
     404 {"status":"unknown","host":...}                  no tenant has the hostname
 
 Every request reads the state afresh, so tests flip health by writing files.
@@ -44,8 +45,11 @@ def deployed_values(state: Path) -> list[dict[str, Any]]:
     return found
 
 
-def broken_releases(state: Path) -> set[str]:
-    path = state / "broken-releases"
+def broken_releases(state: Path, hostname: str) -> set[str]:
+    return release_list(state / "broken-releases") | release_list(state / "broken-for" / hostname)
+
+
+def release_list(path: Path) -> set[str]:
     if not path.is_file():
         return set()
     return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
@@ -60,7 +64,7 @@ def health(state: Path, host: str) -> tuple[int, dict[str, Any]]:
             continue
         release = values.get("release")
         if (state / "unhealthy" / hostname).exists() or (
-            release is not None and str(release) in broken_releases(state)
+            release is not None and str(release) in broken_releases(state, hostname)
         ):
             return 503, {"status": "unhealthy", "release": release}
         return 200, {"status": "ok", "release": release}

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The real flows on a local AWS (DynamoDB Local + extended moto, Helm and tenant health
 # stand-ins): provision four tenants in two regions, upgrade them, watch one upgrade
-# fail verification and roll back, deprovision one, and print every tenant's state
-# and history. Everything it starts is stopped when it ends.
+# fail verification and roll back, deprovision one, then roll a release across the
+# fleet in staggered waves over both regions: one tenant's verify fails, the failure
+# budget halts the rollout and rolls the wave back, and after the fix a retry
+# completes it. Ends with every tenant's state and the rollout's per-tenant summary.
+# Everything it starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -37,10 +40,10 @@ bin="$CARGO_TARGET_DIR/debug/tenantctl"
 tenantctl() { "$bin" "$@"; }
 python="$cache/localstack/venv/bin/python"
 
-say "creating the shared platform: ECR images 1.0.0 1.1.0 1.2.0, VPC, ALB listeners, hosted zone"
+say "creating the shared platform: ECR images 1.0.0 1.1.0 1.2.0 1.3.0, VPC, ALB listeners, hosted zone"
 export HELM_STANDIN_STATE="$work/helm"
 mkdir -p "$HELM_STANDIN_STATE"
-"$python" localstack/demo_platform.py --regions us-east-1,eu-west-1 --releases 1.0.0,1.1.0,1.2.0 \
+"$python" localstack/demo_platform.py --regions us-east-1,eu-west-1 --releases 1.0.0,1.1.0,1.2.0,1.3.0 \
   --zone example.com >"$work/platform.json"
 localstack/start-health-standin.sh "$health_port" "$HELM_STANDIN_STATE" >/dev/null
 "$python" - "$work/platform.json" "$health_port" >"$work/steps.json" <<'PY'
@@ -68,7 +71,7 @@ say "starting a worker (tenantctl worker)"
 # The binary itself in the background (not the shell function), so $! is its pid and
 # SIGTERM at the end reaches it.
 "$bin" worker --steps-config "$work/steps.json" --lease-ttl 9s --heartbeat 3s --poll-interval 200ms \
-  --backoff-base 200ms --backoff-cap 2s 2>"$work/worker.log" &
+  --backoff-base 200ms --backoff-cap 2s --rollout-tick 500ms 2>"$work/worker.log" &
 worker_pid=$!
 
 say "provisioning four tenants in two regions on 1.0.0"
@@ -103,10 +106,56 @@ tenantctl tenant deprovision umbrella >/dev/null
 tenantctl tenant wait umbrella --state Deleted --timeout 5m
 tenantctl tenant history umbrella
 
+say "provisioning four more tenants on 1.1.0 for the fleet rollout"
+for t in hooli:us-east-1 stark:us-east-1 wayne:eu-west-1 wonka:eu-west-1; do
+  id="${t%%:*}" region="${t##*:}"
+  tenantctl tenant create --id "$id" --region "$region" --environment demo --tier small \
+    --hostname "$id.example.com" --release 1.1.0 >/dev/null
+  echo "created $id in $region"
+done
+tenantctl tenant wait hooli stark wayne wonka --timeout 5m
+tenantctl tenant list
+
+cat >"$work/rollout.json" <<'JSON'
+{
+  "release": "1.3.0",
+  "strategy": {
+    "region_order": ["eu-west-1", "us-east-1"],
+    "waves": ["1", "100%"],
+    "max_in_flight_per_region": 2,
+    "bake_time": "4s", "bake_checks": 2, "bake_check_interval": "2s",
+    "failure_budget": 0,
+    "on_breach": {"action": "halt", "rollback": "wave"},
+    "approvals": {"after_canary": false, "between_regions": false}
+  }
+}
+JSON
+say "rollout plan (dry run): 1.3.0, eu-west-1 first, a canary then the rest of each region"
+cat "$work/rollout.json"
+tenantctl rollout plan --spec "$work/rollout.json"
+
+say "rollout start --wait: stark's health check fails on 1.3.0, so its wave breaches the budget of 0"
+mkdir -p "$HELM_STANDIN_STATE/broken-for"
+echo 1.3.0 >"$HELM_STANDIN_STATE/broken-for/stark.example.com"
+set +e
+tenantctl rollout start --spec "$work/rollout.json" --id r-demo-1-3-0 --wait --poll 1s
+code=$?
+set -e
+echo "tenantctl rollout start --wait exited $code (5: halted by the failure budget, wave rolled back)"
+[[ "$code" == 5 ]] || { echo "expected exit code 5" >&2; exit 1; }
+
+say "the cause is fixed; retrying the wave the breach rolled back"
+rm "$HELM_STANDIN_STATE/broken-for/stark.example.com"
+tenantctl rollout retry r-demo-1-3-0
+tenantctl rollout status r-demo-1-3-0 --wait --poll 1s
+
 say "the fleet"
 tenantctl tenant list
-for id in acme globex initech umbrella; do
+for id in acme initech stark; do
   echo
   echo "-- $id"
   tenantctl tenant history "$id"
 done
+
+say "the rollout, tenant by tenant"
+tenantctl rollout status r-demo-1-3-0

@@ -384,3 +384,48 @@ async fn starting_the_same_rollout_twice_returns_the_first() {
     assert!(refused.to_string().contains("different spec"), "{refused}");
     assert_eq!(fleet.members("r-twice").await.len(), 2, "no duplicate members");
 }
+
+#[tokio::test]
+async fn the_rollout_lease_is_renewed_by_its_holder_and_fenced_for_the_next() {
+    use tenant_orchestrator::store::RolloutStore;
+    let fleet = Fleet::new(&tenants("lease", "eu-west-1", 1), "1.0.0").await;
+    fleet.start("r-lease", json!({"release": "2.0.0"})).await;
+    let id = RolloutId::parse("r-lease").unwrap();
+    let now = chrono::Utc::now();
+    let ttl = Duration::from_secs(5);
+
+    let first = fleet
+        .store
+        .acquire_rollout_lease(&id, "ctl-a", ttl, now)
+        .await
+        .unwrap()
+        .lease
+        .unwrap();
+    let later = now + chrono::Duration::seconds(2);
+    let renewed = fleet
+        .store
+        .acquire_rollout_lease(&id, "ctl-a", ttl, later)
+        .await
+        .unwrap()
+        .lease
+        .unwrap();
+    assert_eq!(renewed.fence, first.fence, "renewal keeps the fence");
+    assert!(renewed.expires_at > first.expires_at, "and extends the lease");
+
+    let refused = fleet
+        .store
+        .acquire_rollout_lease(&id, "ctl-b", ttl, later)
+        .await
+        .unwrap_err();
+    assert!(refused.is_conflict(), "{refused}");
+    let after_expiry = later + chrono::Duration::seconds(6);
+    let taken = fleet
+        .store
+        .acquire_rollout_lease(&id, "ctl-b", ttl, after_expiry)
+        .await
+        .unwrap()
+        .lease
+        .unwrap();
+    assert_eq!(taken.owner, "ctl-b");
+    assert_eq!(taken.fence, first.fence + 1, "a new holder gets a new fence");
+}

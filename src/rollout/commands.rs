@@ -253,7 +253,8 @@ impl RolloutCommands {
         .await
     }
 
-    /// Starts the current wave's failed tenants again; a halted rollout runs again.
+    /// Starts the current wave's failed tenants again, and those a breach rolled
+    /// back; a halted rollout runs again.
     pub async fn retry(&self, id: &RolloutId, actor: &str) -> Result<RolloutRecord, RolloutError> {
         let record = self.rollouts.load_rollout(id).await?;
         if record.phase.is_finished() {
@@ -273,7 +274,8 @@ impl RolloutCommands {
         };
         let mut count = 0;
         for member in self.rollouts.members(id, Some(wave.index)).await? {
-            if let Outcome::Failed { .. } = member.outcome {
+            let rolled_back = member.rollback.is_some() && member.outcome == Outcome::Succeeded;
+            if matches!(member.outcome, Outcome::Failed { .. }) || rolled_back {
                 let mut again = member.clone();
                 again.outcome = Outcome::Pending;
                 again.rollback = None;
@@ -285,7 +287,7 @@ impl RolloutCommands {
         if count == 0 {
             return Err(RolloutError::Refused {
                 id: id.clone(),
-                message: format!("wave {} has no failed tenant to retry", wave.index),
+                message: format!("wave {} has no failed or rolled-back tenant to retry", wave.index),
             });
         }
         self.change(id, actor, move |r| {
@@ -297,7 +299,7 @@ impl RolloutCommands {
                     w.status = WaveStatus::Deploying;
                 }
             }
-            Ok(format!("retrying {count} failed tenant(s)"))
+            Ok(format!("retrying {count} failed or rolled-back tenant(s)"))
         })
         .await
     }

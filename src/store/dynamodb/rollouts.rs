@@ -331,24 +331,24 @@ impl RolloutStore for DynamoStore {
         update
             .set("lease_owner", s(owner))
             .set("lease_expires", millis(expires))
-            .name("lease_fence")
-            .name("last_fence")
-            .value(":one", n(1))
             .value(":now", millis(now));
-        // A new holder gets a new fence; the holder renewing keeps its own.
-        let (expression, condition) = match self.load_rollout(id).await?.lease {
-            Some(lease) if lease.owner == owner && lease.expires_at > now => (
-                update.expression(),
-                "#lease_owner = :lease_owner AND #lease_expires > :now",
-            ),
-            _ => (
-                format!(
-                    "{}, #lease_fence = #last_fence + :one, #last_fence = #last_fence + :one",
-                    update.expression()
-                ),
-                "attribute_exists(pk) AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :now)",
-            ),
+        // A new holder gets a new fence; the holder renewing keeps its own. (DynamoDB
+        // refuses names and values an expression does not use, so each branch adds
+        // only its own.)
+        let condition = match self.load_rollout(id).await?.lease {
+            Some(lease) if lease.owner == owner && lease.expires_at > now => {
+                "#lease_owner = :lease_owner AND #lease_expires > :now"
+            }
+            _ => {
+                update
+                    .set_raw("#lease_fence = #last_fence + :one, #last_fence = #last_fence + :one")
+                    .name("lease_fence")
+                    .name("last_fence")
+                    .value(":one", n(1));
+                "attribute_exists(pk) AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :now)"
+            }
         };
+        let expression = update.expression();
         let out = self
             .client()
             .update_item()
