@@ -134,11 +134,21 @@ say "rollout plan (dry run): 1.3.0, eu-west-1 first, a canary then the rest of e
 cat "$work/rollout.json"
 tenantctl rollout plan --spec "$work/rollout.json"
 
+say "a rollout of a release that was never published is refused before anything starts"
+sed 's/"1.3.0"/"1.4.0"/' "$work/rollout.json" >"$work/unpublished.json"
+set +e
+tenantctl rollout start --spec "$work/unpublished.json" --steps-config "$work/steps.json"
+code=$?
+set -e
+echo "tenantctl rollout start exited $code (2: invalid input)"
+[[ "$code" == 2 ]] || { echo "expected exit code 2" >&2; exit 1; }
+
 say "rollout start --wait: stark's health check fails on 1.3.0, so its wave breaches the budget of 0"
 mkdir -p "$HELM_STANDIN_STATE/broken-for"
 echo 1.3.0 >"$HELM_STANDIN_STATE/broken-for/stark.example.com"
 set +e
-tenantctl rollout start --spec "$work/rollout.json" --id r-demo-1-3-0 --wait --poll 1s
+tenantctl rollout start --spec "$work/rollout.json" --steps-config "$work/steps.json" --id r-demo-1-3-0 \
+  --wait --poll 1s
 code=$?
 set -e
 echo "tenantctl rollout start --wait exited $code (5: halted by the failure budget, wave rolled back)"

@@ -126,6 +126,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<tenant_orchestrator::rollout::RolloutError>() {
             return match e {
                 tenant_orchestrator::rollout::RolloutError::Refused { .. } => 4,
+                tenant_orchestrator::rollout::RolloutError::UnknownRelease(_) => 2,
                 tenant_orchestrator::rollout::RolloutError::Store(StoreError::NotFound { .. }) => 3,
                 tenant_orchestrator::rollout::RolloutError::Store(StoreError::Conflict { .. }) => 4,
                 tenant_orchestrator::rollout::RolloutError::Store(_) => 1,

@@ -6,6 +6,8 @@ use clap::Subcommand;
 
 use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
 use tenant_orchestrator::rollout::{Phase, Plan, RolloutCommands};
+use tenant_orchestrator::steps::artifact::CheckArtifact;
+use tenant_orchestrator::steps::AwsClients;
 use tenant_orchestrator::store::RolloutStore;
 
 use super::{Failure, OutputFormat};
@@ -34,6 +36,10 @@ pub enum RolloutCommand {
         /// Rollout id; default derived from today's date and the release.
         #[arg(long)]
         id: Option<String>,
+        /// Steps configuration (JSON): with it, the release must be published in the
+        /// artifact repository for every region the rollout visits, or it is refused.
+        #[arg(long, env = "TENANTCTL_STEPS_CONFIG")]
+        steps_config: Option<std::path::PathBuf>,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -118,8 +124,21 @@ pub async fn run(table: &str, output: OutputFormat, command: RolloutCommand) -> 
             let plan = commands.plan(&spec, now).await?;
             return print_plan(output, &plan);
         }
-        RolloutCommand::Start { spec, id, wait } => {
+        RolloutCommand::Start {
+            spec,
+            id,
+            steps_config,
+            wait,
+        } => {
             let spec = read_spec(&spec)?;
+            let commands = match steps_config {
+                Some(path) => {
+                    let steps = super::worker::load_steps_config(Some(&path))?;
+                    let aws = std::sync::Arc::new(AwsClients::from_env().await);
+                    commands.with_registry(std::sync::Arc::new(CheckArtifact::new(steps.artifact, aws)))
+                }
+                None => commands,
+            };
             let id = match id {
                 Some(id) => rollout_id(&id)?,
                 None => RolloutId::derived(&spec.release, Utc::now().date_naive()),

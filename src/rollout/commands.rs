@@ -11,11 +11,27 @@ use chrono::{DateTime, Utc};
 use super::plan::{Plan, SkipReason, Skipped};
 use super::planner::{plan, TenantSummaryForPlanning};
 use super::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
-use crate::domain::{RolloutId, RolloutSpec, TenantId};
+use crate::domain::{Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId};
 use crate::store::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
+
+/// Where release images are published; `start` refuses a release that is not.
+#[async_trait::async_trait]
+pub trait ReleaseRegistry: Send + Sync {
+    async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String>;
+}
+
+#[async_trait::async_trait]
+impl ReleaseRegistry for crate::steps::artifact::CheckArtifact {
+    async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String> {
+        crate::steps::artifact::CheckArtifact::check_published(self, release, region).await
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
+    /// The release cannot be rolled out (e.g. no image is published for it).
+    #[error("{0}")]
+    UnknownRelease(String),
     /// The rollout's phase does not allow it; the message says what would.
     #[error("rollout {id}: {message}")]
     Refused { id: RolloutId, message: String },
@@ -40,11 +56,23 @@ const START_LEASE: Duration = Duration::from_secs(60);
 pub struct RolloutCommands {
     tenants: Arc<dyn TenantStore>,
     rollouts: Arc<dyn RolloutStore>,
+    registry: Option<Arc<dyn ReleaseRegistry>>,
 }
 
 impl RolloutCommands {
     pub fn new(tenants: Arc<dyn TenantStore>, rollouts: Arc<dyn RolloutStore>) -> Self {
-        Self { tenants, rollouts }
+        Self {
+            tenants,
+            rollouts,
+            registry: None,
+        }
+    }
+
+    /// Checks, before a rollout starts, that its release is published in `registry`
+    /// for every region it visits.
+    pub fn with_registry(mut self, registry: Arc<dyn ReleaseRegistry>) -> Self {
+        self.registry = Some(registry);
+        self
     }
 
     /// The dry run: the plan `start` would store now. Tenants in the waves of another
@@ -141,6 +169,14 @@ impl RolloutCommands {
             Err(e) => return Err(e.into()),
         }
         let plan = self.plan(&spec, now).await?;
+        if let Some(registry) = &self.registry {
+            for region in &plan.region_order {
+                registry
+                    .check_published(&spec.release, region)
+                    .await
+                    .map_err(RolloutError::UnknownRelease)?;
+            }
+        }
         let record = RolloutRecord::from_plan(id.clone(), spec, &plan, actor, now);
         let starter = format!("start:{}", uuid::Uuid::new_v4().simple());
         let mut record = self

@@ -15,7 +15,7 @@ mod planner;
 mod record;
 mod timeline;
 
-pub use commands::{RolloutCommands, RolloutError, Started};
+pub use commands::{ReleaseRegistry, RolloutCommands, RolloutError, Started};
 pub use controller::{Controller, ControllerConfig};
 pub use decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
 pub use health::{BakeHealth, ProbeHealth};

@@ -85,6 +85,31 @@ impl CheckArtifact {
         Ok(Some(digest))
     }
 
+    /// `Err` with what is missing when `release` has no image in the registry that
+    /// serves `region`: checked before a rollout starts, so an unknown release is
+    /// refused up front rather than failing every canary.
+    pub async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String> {
+        let registry = self
+            .config
+            .registry_region
+            .clone()
+            .unwrap_or_else(|| region.clone());
+        let ecr = &self.aws.region(&registry).ecr;
+        let reason = |outcome: StepOutcome| match outcome {
+            StepOutcome::Failed { reason, .. } => reason,
+            other => format!("{other:?}"),
+        };
+        match self.digest_of(ecr, &release.image_tag()).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(reason(self.unpublished(
+                release,
+                &registry,
+                "no image has that tag",
+            ))),
+            Err(outcome) => Err(reason(outcome)),
+        }
+    }
+
     fn unpublished(&self, release: &ReleaseVersion, registry: &Region, what: &str) -> StepOutcome {
         StepOutcome::fail(format!(
             "release {release} is not published: {what} in ECR repository {} ({registry}); \

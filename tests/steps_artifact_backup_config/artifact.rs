@@ -5,7 +5,7 @@ use tenant_orchestrator::steps::artifact::{ArtifactConfig, CheckArtifact};
 use tenant_orchestrator::steps::AwsClients;
 use tenant_orchestrator::store::TenantFacts;
 
-use crate::common::require_local_aws;
+use crate::common::{release, require_local_aws};
 use crate::support::*;
 
 fn artifact_config(repository: &str) -> ArtifactConfig {
@@ -175,4 +175,29 @@ async fn an_unreachable_registry_is_retried() {
         }
         other => panic!("expected a retryable failure, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_rollout_start_checks_the_release_is_published_in_each_region() {
+    let repo = unique("app");
+    create_repository(REGION, &repo).await;
+    push_image(REGION, &repo, "1.0.0").await;
+    let step = CheckArtifact::new(artifact_config(&repo), aws().await);
+    let region = tenant_orchestrator::domain::Region::parse(REGION).unwrap();
+
+    step.check_published(&release("1.0.0"), &region).await.unwrap();
+    let missing = step
+        .check_published(&release("9.9.9"), &region)
+        .await
+        .unwrap_err();
+    assert!(
+        missing.contains("9.9.9") && missing.contains("push the image"),
+        "{missing}"
+    );
+    let elsewhere = tenant_orchestrator::domain::Region::parse("ap-south-1").unwrap();
+    let no_repository = step
+        .check_published(&release("1.0.0"), &elsewhere)
+        .await
+        .unwrap_err();
+    assert!(no_repository.contains(&repo), "{no_repository}");
 }
