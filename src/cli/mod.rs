@@ -18,6 +18,7 @@
 
 mod output;
 mod policy;
+mod progress;
 mod rollout;
 mod tenant;
 mod worker;
