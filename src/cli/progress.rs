@@ -223,6 +223,18 @@ impl<W: Write> Progress<W> {
         }
     }
 
+    /// Ends the wait as failed with `message`, which the caller also returns as its
+    /// error for `main` to print: Azure gets it as an error annotation and the task
+    /// fails; elsewhere only the closing line is written, so it is not printed twice.
+    pub fn fail(&mut self, message: &str) {
+        if self.mode == Mode::Azure {
+            self.error(message);
+            self.finish(Outcome::Failed, "");
+        } else {
+            self.finish(Outcome::Failed, "see the error below");
+        }
+    }
+
     fn draw_bar(&mut self, done: u64, total: u64, message: &str) {
         const BAR: usize = 24;
         let filled = (percent(done, total) as usize * BAR) / 100;

@@ -174,7 +174,13 @@ pub async fn run(table: &str, output: OutputFormat, command: TenantCommand) -> R
                 .context("creating tenant")?;
             print_record(output, &record)?;
             if args.wait {
-                return wait::wait(store.as_ref(), &[record.spec.id.clone()], "Active", args.timeout).await;
+                return wait::wait(
+                    store.as_ref(),
+                    std::slice::from_ref(&record.spec.id),
+                    "Active",
+                    args.timeout,
+                )
+                .await;
             }
             return Ok(());
         }

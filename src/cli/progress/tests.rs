@@ -170,3 +170,20 @@ fn the_terminal_bar_fits_the_width() {
     let drawn = out.trim_start_matches("\r\x1b[2K").trim_end_matches('\n');
     assert_eq!(drawn.chars().count(), 79, "{drawn:?}");
 }
+
+#[test]
+fn a_failed_wait_is_one_annotation_in_azure_and_not_repeated_elsewhere() {
+    let azure = written(Mode::Azure, |p| {
+        p.group("Waiting for acme");
+        p.fail("not Active: acme is Failed: Verify; got 503");
+    });
+    assert_eq!(
+        azure,
+        "##[group]Waiting for acme\n\
+         ##vso[task.logissue type=error;]not Active: acme is Failed: Verify; got 503\n\
+         ##[endgroup]\n\
+         ##vso[task.complete result=Failed;]\n"
+    );
+    let plain = written(Mode::Plain, |p| p.fail("not Active: acme is Failed"));
+    assert_eq!(plain, "failed after 0s: see the error below\n");
+}

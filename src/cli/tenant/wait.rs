@@ -121,8 +121,7 @@ pub async fn wait(
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            progress.error(&message);
-            progress.finish(Outcome::Failed, "timed out");
+            progress.fail(&message);
             return Err(Failure {
                 code: EXIT_FAILURE,
                 error: anyhow::anyhow!(message),
@@ -149,13 +148,11 @@ fn settled(progress: &mut Progress, records: &[TenantRecord], wanted: &str) -> R
         progress.finish(Outcome::Succeeded, &format!("all {wanted}"));
         return Ok(());
     }
-    for m in &missed {
-        progress.error(m);
-    }
-    progress.finish(Outcome::Failed, &format!("{} not {wanted}", missed.len()));
+    let message = format!("not {wanted}: {}", missed.join("; "));
+    progress.fail(&message);
     Err(Failure {
         code: EXIT_FAILURE,
-        error: anyhow::anyhow!("not {wanted}: {}", missed.join("; ")),
+        error: anyhow::anyhow!(message),
     })
 }
 
