@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs the local AWS into the cache,
 # starts it on its own ports, runs formatting and lint checks, the Rust unit and
-# integration tests, the template and chart checks and the local AWS self-test, then
-# stops what it started.
+# integration tests, the template and chart checks, the local AWS self-test and the
+# Azure Pipelines check (every tenantctl command and flag the pipelines use exists in
+# the binary just built), then stops what it started.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -35,3 +36,6 @@ TENANT_ORCHESTRATOR_PYTHON="$cache/localstack/venv/bin/python" scripts/check-tem
 
 step "local AWS self-test"
 localstack/selftest.sh
+
+step "Azure Pipelines: templates, and every tenantctl command and flag they use"
+"$cache/localstack/venv/bin/python" scripts/check-pipelines.py --tenantctl "$CARGO_TARGET_DIR/debug/tenantctl"

@@ -1,10 +1,24 @@
 //! Command-line interface. Parses arguments, builds the library's parts from the
-//! environment, prints results; exit codes: 0 ok, 1 failure, 2 invalid input,
-//! 3 not found, 4 conflict or refused by the tenant's or rollout's state, 5 a waited-on
-//! rollout halted (and rolled back as its spec says), 6 a waited-on rollout was aborted.
+//! environment, prints results.
+//!
+//! # Exit codes
+//!
+//! Pipelines branch on these, so they are a contract: change one only with a release
+//! note. Every command uses the constants below, never a bare number.
+//!
+//! | code | constant | meaning |
+//! |---|---|---|
+//! | 0 | [`EXIT_OK`] | done; a wait ended in the wanted state |
+//! | 1 | [`EXIT_FAILURE`] | failed: AWS or the table unreachable, a waited-for tenant settled elsewhere, a wait timed out |
+//! | 2 | [`EXIT_INVALID_INPUT`] | invalid input: a bad id, release, spec file or flag; nothing was changed |
+//! | 3 | [`EXIT_NOT_FOUND`] | a tenant (or rollout) does not exist |
+//! | 4 | [`EXIT_CONFLICT`] | conflict, or refused by the tenant's state (the message says which state and what to do) |
+//! | 5 | [`EXIT_ROLLOUT_HALTED`] | a rollout halted on a breached failure budget, or was rolled back |
+//! | 6 | [`EXIT_ROLLOUT_ABORTED`] | a rollout was aborted by an operator |
 
 mod output;
 mod policy;
+mod progress;
 mod rollout;
 mod tenant;
 mod worker;
@@ -17,11 +31,39 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use tenant_orchestrator::store::DynamoStore;
 
+/// Done.
+#[allow(dead_code)] // the table's first row; success is `ExitCode::SUCCESS` in `main`
+pub const EXIT_OK: u8 = 0;
+/// Failed for a reason other than the ones below.
+pub const EXIT_FAILURE: u8 = 1;
+/// The input was invalid; nothing was changed.
+pub const EXIT_INVALID_INPUT: u8 = 2;
+/// What the command names does not exist.
+pub const EXIT_NOT_FOUND: u8 = 3;
+/// A concurrent change won, or the state refuses the command.
+pub const EXIT_CONFLICT: u8 = 4;
+/// The rollout halted (failure budget breached) or was rolled back.
+pub const EXIT_ROLLOUT_HALTED: u8 = 5;
+/// The rollout was aborted.
+pub const EXIT_ROLLOUT_ABORTED: u8 = 6;
+
+/// The exit code table as `--help` shows it.
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  ok
+  1  failure (AWS or table unreachable, a waited-for tenant settled elsewhere, timeout)
+  2  invalid input; nothing was changed
+  3  not found
+  4  conflict, or refused by the tenant's state (the message says what to do)
+  5  rollout halted (failure budget breached) or rolled back
+  6  rollout aborted";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tenantctl",
     version,
-    about = "Owns the lifecycle of every tenant: provision, upgrade, roll back, deprovision"
+    about = "Owns the lifecycle of every tenant: provision, upgrade, roll back, deprovision",
+    after_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
     /// DynamoDB table holding tenant state (one per environment).
@@ -100,11 +142,6 @@ enum StateCommand {
     Diagram,
 }
 
-/// `rollout … --wait`: the rollout halted on a failure-budget breach.
-pub const EXIT_ROLLOUT_HALTED: u8 = 5;
-/// `rollout … --wait`: the rollout was aborted.
-pub const EXIT_ROLLOUT_ABORTED: u8 = 6;
-
 /// A failure with the exit code it maps to.
 pub struct Failure {
     code: u8,
@@ -125,37 +162,41 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<tenant_orchestrator::rollout::RolloutError>() {
             return match e {
-                tenant_orchestrator::rollout::RolloutError::Refused { .. } => 4,
-                tenant_orchestrator::rollout::RolloutError::UnknownRelease(_) => 2,
-                tenant_orchestrator::rollout::RolloutError::Store(StoreError::NotFound { .. }) => 3,
-                tenant_orchestrator::rollout::RolloutError::Store(StoreError::Conflict { .. }) => 4,
-                tenant_orchestrator::rollout::RolloutError::Store(_) => 1,
+                tenant_orchestrator::rollout::RolloutError::Refused { .. } => EXIT_CONFLICT,
+                tenant_orchestrator::rollout::RolloutError::UnknownRelease(_) => EXIT_INVALID_INPUT,
+                tenant_orchestrator::rollout::RolloutError::Store(StoreError::NotFound { .. }) => {
+                    EXIT_NOT_FOUND
+                }
+                tenant_orchestrator::rollout::RolloutError::Store(StoreError::Conflict { .. }) => {
+                    EXIT_CONFLICT
+                }
+                tenant_orchestrator::rollout::RolloutError::Store(_) => EXIT_FAILURE,
             };
         }
         if let Some(e) = cause.downcast_ref::<CommandError>() {
             return match e {
-                CommandError::Invalid(_) => 2,
-                CommandError::Rejected { .. } => 4,
-                CommandError::Store(StoreError::NotFound { .. }) => 3,
-                CommandError::Store(StoreError::Conflict { .. }) => 4,
-                CommandError::Store(_) => 1,
+                CommandError::Invalid(_) => EXIT_INVALID_INPUT,
+                CommandError::Rejected { .. } => EXIT_CONFLICT,
+                CommandError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
+                CommandError::Store(StoreError::Conflict { .. }) => EXIT_CONFLICT,
+                CommandError::Store(_) => EXIT_FAILURE,
             };
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return match e {
-                StoreError::NotFound { .. } => 3,
-                StoreError::Conflict { .. } => 4,
-                _ => 1,
+                StoreError::NotFound { .. } => EXIT_NOT_FOUND,
+                StoreError::Conflict { .. } => EXIT_CONFLICT,
+                _ => EXIT_FAILURE,
             };
         }
         if cause
             .downcast_ref::<tenant_orchestrator::domain::InvalidValue>()
             .is_some()
         {
-            return 2;
+            return EXIT_INVALID_INPUT;
         }
     }
-    1
+    EXIT_FAILURE
 }
 
 fn init_tracing(format: LogFormat) {
@@ -183,7 +224,7 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(EXIT_FAILURE);
         }
     };
     match runtime.block_on(run(cli)) {

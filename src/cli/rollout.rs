@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
 use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
-use tenant_orchestrator::rollout::{Phase, Plan, RolloutCommands};
+use tenant_orchestrator::rollout::{Outcome, Phase, Plan, RolloutCommands};
+
+use super::progress::{Outcome as ProgressOutcome, Progress};
 use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
 use tenant_orchestrator::store::RolloutStore;
@@ -87,7 +89,7 @@ fn read_spec(path: &std::path::Path) -> Result<RolloutSpec, Failure> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the rollout spec {}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| Failure {
-        code: 2,
+        code: super::EXIT_INVALID_INPUT,
         error: anyhow!("{} is not a valid rollout spec: {e}", path.display()),
     })
 }
@@ -113,7 +115,7 @@ pub async fn run(table: &str, output: OutputFormat, command: RolloutCommand) -> 
             let now = match at {
                 Some(t) => DateTime::parse_from_rfc3339(&t)
                     .map_err(|e| Failure {
-                        code: 2,
+                        code: super::EXIT_INVALID_INPUT,
                         error: anyhow!(
                             "--at {t:?} is not an RFC 3339 time ({e}); use e.g. 2026-11-22T02:00:00Z"
                         ),
@@ -186,8 +188,8 @@ pub async fn run(table: &str, output: OutputFormat, command: RolloutCommand) -> 
     status::print_change(output, &record)
 }
 
-/// Follows a rollout until it settles, printing what happens; the exit code says how
-/// it ended.
+/// Follows a rollout until it settles, reporting progress (Azure Pipelines logging
+/// commands, a bar, or lines); the exit code says how it ended.
 async fn wait_for(
     commands: &RolloutCommands,
     id: &RolloutId,
@@ -195,52 +197,82 @@ async fn wait_for(
     wait: &WaitArgs,
 ) -> Result<(), Failure> {
     let deadline = tokio::time::Instant::now() + wait.timeout;
+    let mut progress = Progress::detect();
     let mut last_seen: Option<(DateTime<Utc>, String)> = None;
+    let mut grouped = false;
     loop {
         let (record, members) = commands.get(id).await?;
-        if output == OutputFormat::Table {
-            let new_from = last_seen
-                .as_ref()
-                .and_then(|(at, what)| record.events.iter().position(|e| e.at == *at && e.what == *what))
-                .map_or(0, |i| i + 1);
-            for event in &record.events[new_from..] {
-                eprintln!(
-                    "{}  {:<24} {}",
-                    event.at.format("%H:%M:%S"),
-                    event.actor,
-                    event.what
-                );
-            }
-            last_seen = record.events.last().map(|e| (e.at, e.what.clone()));
+        if !grouped {
+            progress.group(&format!("Rollout {id} of {}", record.release()));
+            grouped = true;
         }
+        let new_from = last_seen
+            .as_ref()
+            .and_then(|(at, what)| record.events.iter().position(|e| e.at == *at && e.what == *what))
+            .map_or(0, |i| i + 1);
+        for event in &record.events[new_from..] {
+            progress.note(&format!(
+                "{}  {:<24} {}",
+                event.at.format("%H:%M:%S"),
+                event.actor,
+                event.what
+            ));
+        }
+        last_seen = record.events.last().map(|e| (e.at, e.what.clone()));
+        let done = members.iter().filter(|m| m.outcome.is_done()).count() as u64;
+        let wave = record
+            .wave()
+            .map(|w| format!("wave {}/{} {:?}", w.index + 1, record.waves.len(), w.status))
+            .unwrap_or_else(|| "all waves done".into());
+        progress.update(done, members.len() as u64, &format!("{}, {wave}", record.phase));
         if record.is_settled() {
             status::print(output, &record, &members)?;
+            let failed = members
+                .iter()
+                .filter(|m| matches!(m.outcome, Outcome::Failed { .. } | Outcome::Skipped { .. }))
+                .count();
             return match record.phase {
-                Phase::Completed => Ok(()),
-                Phase::Aborted => Err(Failure {
-                    code: super::EXIT_ROLLOUT_ABORTED,
-                    error: anyhow!("rollout {id} was aborted"),
-                }),
-                _ => Err(Failure {
-                    code: super::EXIT_ROLLOUT_HALTED,
-                    error: anyhow!(
-                        "rollout {id} halted: {}",
-                        record
-                            .halt_reason
-                            .as_deref()
-                            .unwrap_or("see `tenantctl rollout status`")
-                    ),
-                }),
+                Phase::Completed if failed == 0 => {
+                    progress.finish(ProgressOutcome::Succeeded, "completed");
+                    Ok(())
+                }
+                Phase::Completed => {
+                    let note = format!("completed; {failed} tenant(s) failed within budget or were skipped");
+                    progress.warn(&note);
+                    progress.finish(ProgressOutcome::SucceededWithIssues, &note);
+                    Ok(())
+                }
+                Phase::Aborted => {
+                    let message = format!("rollout {id} was aborted; see `tenantctl rollout status {id}`");
+                    progress.fail(&message);
+                    Err(Failure {
+                        code: super::EXIT_ROLLOUT_ABORTED,
+                        error: anyhow!(message),
+                    })
+                }
+                _ => {
+                    let message = format!(
+                        "rollout {id} halted: {}; fix the cause, then `tenantctl rollout retry {id}` (or resume/abort)",
+                        record.halt_reason.as_deref().unwrap_or("see `tenantctl rollout status`")
+                    );
+                    progress.fail(&message);
+                    Err(Failure {
+                        code: super::EXIT_ROLLOUT_HALTED,
+                        error: anyhow!(message),
+                    })
+                }
             };
         }
         if tokio::time::Instant::now() >= deadline {
+            let message = format!(
+                "rollout {id} is still {} after {}; it goes on; follow it with `tenantctl rollout status {id} --wait`",
+                record.phase,
+                humantime::format_duration(wait.timeout)
+            );
+            progress.fail(&message);
             return Err(Failure {
-                code: 1,
-                error: anyhow!(
-                    "rollout {id} is still {} after {}; it goes on; follow it with `tenantctl rollout status {id} --wait`",
-                    record.phase,
-                    humantime::format_duration(wait.timeout)
-                ),
+                code: super::EXIT_FAILURE,
+                error: anyhow!(message),
             });
         }
         tokio::time::sleep(wait.poll).await;

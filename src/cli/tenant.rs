@@ -11,7 +11,9 @@ use tenant_orchestrator::store::{Actor, ListQuery, TenantStore};
 use tenant_orchestrator::tenants::TenantCommands;
 
 use super::output::{print_history, print_list, print_record};
-use super::{Failure, OutputFormat};
+use super::{Failure, OutputFormat, EXIT_INVALID_INPUT};
+
+mod wait;
 
 #[derive(Subcommand, Debug)]
 pub enum TenantCommand {
@@ -56,8 +58,13 @@ pub enum TenantCommand {
     },
     /// Back up and remove the tenant.
     Deprovision { id: String },
-    /// Wait until tenants settle (Active, Failed or Deleted); exit 0 only if every one
-    /// ended in the wanted state.
+    /// Wait until tenants settle (Active, Failed or Deleted), showing progress; exit 0
+    /// only if every one ended in the wanted state.
+    ///
+    /// Progress goes to stderr: Azure Pipelines logging commands when TF_BUILD=True, a bar
+    /// on a terminal, plain lines otherwise (TENANTCTL_PROGRESS=azure|bar|plain overrides).
+    /// Exit codes: 0 all in the wanted state, 1 one settled elsewhere or the timeout
+    /// passed, 2 invalid id or state, 3 a tenant not found.
     Wait {
         /// Tenant ids.
         #[arg(required = true)]
@@ -93,6 +100,13 @@ pub struct CreateArgs {
     /// Keep the tenant on this release: rollouts skip it.
     #[arg(long)]
     pin: bool,
+    /// After creating, wait until the tenant settles, as `tenantctl tenant wait` does;
+    /// exit 1 unless it ends Active.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration, requires = "wait")]
+    timeout: std::time::Duration,
 }
 
 impl CreateArgs {
@@ -115,7 +129,7 @@ impl CreateArgs {
         let release = match given {
             Some(release) => release,
             None => policy.release_for(&spec).ok_or_else(|| Failure {
-                code: 2,
+                code: EXIT_INVALID_INPUT,
                 error: anyhow::anyhow!(
                     "no --release given and the version policy has no release for environment {} in {} \
                      (group {}); pass --release or set one with `tenantctl policy set-default`",
@@ -158,7 +172,17 @@ pub async fn run(table: &str, output: OutputFormat, command: TenantCommand) -> R
                 .create(spec, release, &actor)
                 .await
                 .context("creating tenant")?;
-            return print_record(output, &record);
+            print_record(output, &record)?;
+            if args.wait {
+                return wait::wait(
+                    store.as_ref(),
+                    std::slice::from_ref(&record.spec.id),
+                    "Active",
+                    args.timeout,
+                )
+                .await;
+            }
+            return Ok(());
         }
         TenantCommand::Get { id } => {
             let record = store.load(&TenantId::parse(&id)?).await?;
@@ -174,7 +198,7 @@ pub async fn run(table: &str, output: OutputFormat, command: TenantCommand) -> R
             if let Some(s) = &state {
                 if !TenantState::NAMES.contains(&s.as_str()) {
                     return Err(Failure {
-                        code: 2,
+                        code: EXIT_INVALID_INPUT,
                         error: anyhow::anyhow!(
                             "unknown state {s:?}; use one of {}",
                             TenantState::NAMES.join(", ")
@@ -212,7 +236,7 @@ pub async fn run(table: &str, output: OutputFormat, command: TenantCommand) -> R
                 .iter()
                 .map(|i| TenantId::parse(i))
                 .collect::<Result<Vec<_>, _>>()?;
-            return wait(store.as_ref(), &ids, &state, timeout).await;
+            return wait::wait(store.as_ref(), &ids, &state, timeout).await;
         }
         TenantCommand::Upgrade { id, release } => {
             let release = ReleaseVersion::parse(&release)?;
@@ -225,69 +249,4 @@ pub async fn run(table: &str, output: OutputFormat, command: TenantCommand) -> R
     };
     let record = commands.command(&id, ev, &actor).await?;
     print_record(output, &record)
-}
-
-/// Polls until every tenant has no step to run, then checks their states.
-async fn wait(
-    store: &dyn TenantStore,
-    ids: &[TenantId],
-    wanted: &str,
-    timeout: std::time::Duration,
-) -> Result<(), Failure> {
-    if !TenantState::NAMES.contains(&wanted) {
-        return Err(Failure {
-            code: 2,
-            error: anyhow::anyhow!(
-                "unknown state {wanted:?}; use one of {}",
-                TenantState::NAMES.join(", ")
-            ),
-        });
-    }
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let mut records = Vec::new();
-        for id in ids {
-            records.push(store.load(id).await?);
-        }
-        if records.iter().all(|r| r.state.step().is_none()) {
-            let missed: Vec<String> = records
-                .iter()
-                .filter(|r| r.state.name() != wanted)
-                .map(|r| {
-                    format!(
-                        "{} is {}{}",
-                        r.spec.id,
-                        r.state.label(),
-                        r.last_error
-                            .as_deref()
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect();
-            return match missed.is_empty() {
-                true => Ok(()),
-                false => Err(Failure {
-                    code: 1,
-                    error: anyhow::anyhow!("not {wanted}: {}", missed.join("; ")),
-                }),
-            };
-        }
-        if std::time::Instant::now() > deadline {
-            let busy: Vec<String> = records
-                .iter()
-                .filter(|r| r.state.step().is_some())
-                .map(|r| format!("{} ({})", r.spec.id, r.state.label()))
-                .collect();
-            return Err(Failure {
-                code: 1,
-                error: anyhow::anyhow!(
-                    "timed out after {}s; still working: {}; check `tenantctl tenant history <id>`",
-                    timeout.as_secs(),
-                    busy.join(", ")
-                ),
-            });
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
 }

@@ -154,7 +154,7 @@ impl WorkerArgs {
             ..WorkerConfig::new(owner)
         };
         config.validate().map_err(|e| Failure {
-            code: 2,
+            code: super::EXIT_INVALID_INPUT,
             error: anyhow!(e),
         })?;
         Ok(config)
