@@ -120,6 +120,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 CommandError::Rejected { .. } => 4,
                 CommandError::Store(StoreError::NotFound { .. }) => 3,
                 CommandError::Store(StoreError::Conflict { .. }) => 4,
+                CommandError::Store(StoreError::Invalid { .. }) => 2,
                 CommandError::Store(_) => 1,
             };
         }
@@ -127,6 +128,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             return match e {
                 StoreError::NotFound { .. } => 3,
                 StoreError::Conflict { .. } => 4,
+                StoreError::Invalid { .. } => 2,
                 _ => 1,
             };
         }
