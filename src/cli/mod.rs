@@ -5,7 +5,9 @@
 mod output;
 mod policy;
 mod rollout;
+mod serve;
 mod tenant;
+mod token;
 mod worker;
 
 use std::process::ExitCode;
@@ -77,6 +79,13 @@ enum Command {
     },
     /// Run workers that drive due tenants through their steps until stopped (SIGTERM/ctrl-c).
     Worker(worker::WorkerArgs),
+    /// Serve the HTTP API (and, unless --no-worker, run the workers) until stopped.
+    Serve(serve::ServeArgs),
+    /// API token helpers.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
     /// The tenant state machine.
     State {
         #[command(subcommand)]
@@ -202,6 +211,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Policy { command } => policy::run(&cli.table, command).await,
         Command::Rollout { command } => rollout::run(&cli.table, cli.output, command).await,
         Command::Worker(args) => worker::run(&cli.table, args).await,
+        Command::Serve(args) => serve::run(&cli.table, args).await,
+        Command::Token { command } => token::run(command),
         Command::State {
             command: StateCommand::Diagram,
         } => {

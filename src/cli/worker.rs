@@ -148,7 +148,7 @@ pub fn load_steps_config(path: Option<&std::path::Path>) -> Result<StepsConfig, 
 }
 
 /// The real AWS steps, on clients built from the standard AWS environment.
-async fn product_steps(
+pub async fn product_steps(
     path: Option<&std::path::Path>,
     store: Arc<DynamoStore>,
 ) -> Result<StepRegistry, Failure> {

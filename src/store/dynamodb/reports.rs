@@ -14,7 +14,7 @@ use super::errors::classify;
 use super::item::{get_n, get_s, n, s, Item};
 use super::DynamoStore;
 use crate::domain::{Group, Region};
-use crate::store::report::{DeploymentCounts, DeploymentMilestone, DeploymentReport};
+use crate::store::report::{DeploymentMilestone, DeploymentReport};
 use crate::store::{keys, StoreError, TenantRecord};
 
 /// Days a report may span: one query per day, so the range is bounded.
@@ -136,9 +136,7 @@ fn add_item(report: &mut DeploymentReport, item: &Item, group: Option<&Group>) -
     if group.is_some_and(|g| *g != item_group) {
         return Ok(());
     }
-    let counts = report
-        .entry((region, item_group))
-        .or_insert_with(DeploymentCounts::default);
+    let counts = report.entry((region, item_group)).or_default();
     for milestone in DeploymentMilestone::ALL {
         if item.contains_key(milestone.attribute()) {
             counts.add(milestone, get_n(item, milestone.attribute())?.max(0) as u64);
