@@ -25,7 +25,7 @@ pub struct FleetSummaryView {
     pub by_release: BTreeMap<String, u64>,
 }
 
-#[utoipa::path(get, path = "/v1/fleet/summary", tag = "fleet", responses((status = 200, body = FleetSummaryView)), security(("bearer" = ["read"])))]
+#[utoipa::path(operation_id = "fleet_summary", get, path = "/v1/fleet/summary", tag = "fleet", responses((status = 200, body = FleetSummaryView)), security(("bearer" = ["read"])))]
 pub async fn summary(
     State(state): State<ApiState>,
     _: Caller<Read>,
@@ -89,7 +89,7 @@ fn day(name: &str, value: &str) -> Result<NaiveDate, ApiError> {
     })
 }
 
-#[utoipa::path(get, path = "/v1/reports/deployments", tag = "fleet", params(ReportParams),
+#[utoipa::path(operation_id = "fleet_deployments", get, path = "/v1/reports/deployments", tag = "fleet", params(ReportParams),
     responses((status = 200, body = DeploymentReportView), (status = 400, body = super::error::ErrorBody)), security(("bearer" = ["read"])))]
 pub async fn deployments(
     State(state): State<ApiState>,

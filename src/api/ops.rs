@@ -16,13 +16,13 @@ pub struct Health {
 }
 
 /// The process is alive. No token needed.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
+#[utoipa::path(operation_id = "ops_healthz", get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
 /// DynamoDB answers for the state table (DescribeTable). No token needed.
-#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, body = Health), (status = 503, body = super::error::ErrorBody)))]
+#[utoipa::path(operation_id = "ops_readyz", get, path = "/readyz", tag = "ops", responses((status = 200, body = Health), (status = 503, body = super::error::ErrorBody)))]
 pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Health>, ApiError> {
     let store = state.store();
     match store
@@ -44,7 +44,7 @@ pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Health>, ApiEr
 }
 
 /// Prometheus text. Open (no token): it names no tenant, only counts.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(operation_id = "ops_metrics", get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<ApiState>) -> Response {
     let fleet = match state.cached_fleet_summary().await {
         Ok(f) => Some(f),

@@ -57,12 +57,12 @@ fn path_values<A, B>(
     Ok((parse_a(a)?, parse_b(b)?))
 }
 
-#[utoipa::path(get, path = "/v1/policy", tag = "policy", responses((status = 200, body = PolicyView)), security(("bearer" = ["read"])))]
+#[utoipa::path(operation_id = "policy_get", get, path = "/v1/policy", tag = "policy", responses((status = 200, body = PolicyView)), security(("bearer" = ["read"])))]
 pub async fn get(State(state): State<ApiState>, _: Caller<Read>) -> Result<Json<PolicyView>, ApiError> {
     Ok(Json(PolicyView::of(&state.store().load_policy().await?.0)?))
 }
 
-#[utoipa::path(put, path = "/v1/policy/defaults/{environment}/{region}", tag = "policy",
+#[utoipa::path(operation_id = "policy_set_default", put, path = "/v1/policy/defaults/{environment}/{region}", tag = "policy",
     params(("environment" = String, Path), ("region" = String, Path)), request_body = SetRelease,
     responses((status = 200, body = PolicyView), (status = 400, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
 pub async fn set_default(
@@ -80,7 +80,7 @@ pub async fn set_default(
     Ok(Json(PolicyView::of(&policy)?))
 }
 
-#[utoipa::path(delete, path = "/v1/policy/defaults/{environment}/{region}", tag = "policy",
+#[utoipa::path(operation_id = "policy_unset_default", delete, path = "/v1/policy/defaults/{environment}/{region}", tag = "policy",
     params(("environment" = String, Path), ("region" = String, Path)),
     responses((status = 200, body = PolicyView)), security(("bearer" = ["admin"])))]
 pub async fn unset_default(
@@ -97,7 +97,7 @@ pub async fn unset_default(
     Ok(Json(PolicyView::of(&policy)?))
 }
 
-#[utoipa::path(put, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
+#[utoipa::path(operation_id = "policy_set_group", put, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
     params(("environment" = String, Path), ("group" = String, Path)), request_body = SetRelease,
     responses((status = 200, body = PolicyView), (status = 400, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
 pub async fn set_group(
@@ -115,7 +115,7 @@ pub async fn set_group(
     Ok(Json(PolicyView::of(&policy)?))
 }
 
-#[utoipa::path(delete, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
+#[utoipa::path(operation_id = "policy_unset_group", delete, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
     params(("environment" = String, Path), ("group" = String, Path)),
     responses((status = 200, body = PolicyView)), security(("bearer" = ["admin"])))]
 pub async fn unset_group(

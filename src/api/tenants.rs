@@ -75,7 +75,7 @@ fn view(record: &crate::store::TenantRecord) -> serde_json::Value {
     serde_json::to_value(TenantView::from(record)).expect("views serialize")
 }
 
-#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
+#[utoipa::path(operation_id = "tenant_create", post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated key and body")),
     responses((status = 201, body = TenantView, description = "Recorded; provisioning starts"), (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)),
     security(("bearer" = ["deploy"])))]
@@ -132,7 +132,7 @@ pub async fn create(
     .await
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "tenant_get", get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
     responses((status = 200, body = TenantView), (status = 404, body = super::error::ErrorBody)),
     security(("bearer" = ["read"])))]
 pub async fn get(
@@ -144,7 +144,7 @@ pub async fn get(
     Ok(Json(TenantView::from(&record)))
 }
 
-#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(TenantFilters),
+#[utoipa::path(operation_id = "tenant_list", get, path = "/v1/tenants", tag = "tenants", params(TenantFilters),
     responses((status = 200, body = TenantPage), (status = 400, body = super::error::ErrorBody)),
     security(("bearer" = ["read"])))]
 pub async fn list(
@@ -186,7 +186,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)), request_body = UpdateTenant,
+#[utoipa::path(operation_id = "tenant_update", patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)), request_body = UpdateTenant,
     responses((status = 200, body = TenantView), (status = 409, body = super::error::ErrorBody)),
     security(("bearer" = ["admin"])))]
 pub async fn update(
@@ -232,7 +232,7 @@ async fn command<S>(
     .await
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{id}/upgrade", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = Upgrade,
+#[utoipa::path(operation_id = "tenant_upgrade", post, path = "/v1/tenants/{id}/upgrade", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = Upgrade,
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
 pub async fn upgrade(
     State(state): State<ApiState>,
@@ -256,7 +256,7 @@ pub async fn upgrade(
     .await
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{id}/retry", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+#[utoipa::path(operation_id = "tenant_retry", post, path = "/v1/tenants/{id}/retry", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
 pub async fn retry(
     State(state): State<ApiState>,
@@ -276,7 +276,7 @@ pub async fn retry(
     .await
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{id}/rollback", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+#[utoipa::path(operation_id = "tenant_rollback", post, path = "/v1/tenants/{id}/rollback", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
 pub async fn rollback(
     State(state): State<ApiState>,
@@ -296,7 +296,7 @@ pub async fn rollback(
     .await
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{id}/restore", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = Restore,
+#[utoipa::path(operation_id = "tenant_restore", post, path = "/v1/tenants/{id}/restore", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = Restore,
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
 pub async fn restore(
     State(state): State<ApiState>,
@@ -320,7 +320,7 @@ pub async fn restore(
     .await
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{id}/deprovision", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+#[utoipa::path(operation_id = "tenant_deprovision", post, path = "/v1/tenants/{id}/deprovision", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
 pub async fn deprovision(
     State(state): State<ApiState>,
@@ -332,7 +332,7 @@ pub async fn deprovision(
     command(&state, &caller, key, &id, &request, &(), TenantEvent::Deprovision).await
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{id}/history", tag = "tenants", params(("id" = String, Path), PageParams),
+#[utoipa::path(operation_id = "tenant_history", get, path = "/v1/tenants/{id}/history", tag = "tenants", params(("id" = String, Path), PageParams),
     responses((status = 200, body = HistoryPage), (status = 404, body = super::error::ErrorBody)), security(("bearer" = ["read"])))]
 pub async fn history(
     State(state): State<ApiState>,
