@@ -31,6 +31,9 @@ eval "$(localstack/start.sh)"
 step "Rust unit and integration tests"
 cargo nextest run --locked --no-fail-fast
 
+step "HTTP API: OpenAPI validation and schemathesis fuzzing (no 5xx)"
+scripts/fuzz-api.sh
+
 step "CloudFormation template and Helm chart"
 TENANT_ORCHESTRATOR_PYTHON="$cache/localstack/venv/bin/python" scripts/check-templates.sh
 

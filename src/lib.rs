@@ -1,6 +1,7 @@
 //! tenant-orchestrator: each tenant of a single-tenant-per-stack SaaS is a durable state
 //! machine persisted in DynamoDB, driven by workers that run one idempotent step at a time.
 
+pub mod api;
 pub mod domain;
 pub mod machine;
 pub mod rollout;

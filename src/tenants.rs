@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::domain::{ReleaseVersion, TenantId, TenantSpec};
+use crate::domain::{Hostname, ReleaseVersion, TenantId, TenantSpec, Tier};
 use crate::machine::{Rejected, TenantEvent, TenantState};
 use crate::store::{Actor, StoreError, TenantRecord, TenantStore, Transition, WriteGuard};
 
@@ -92,6 +92,115 @@ impl TenantCommands {
                 .await
             {
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
+                other => return Ok(other?),
+            }
+        }
+    }
+}
+
+/// A change to a tenant's spec; fields left `None` stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecChange {
+    /// `Some(Some(r))` pins the tenant to `r` (rollouts skip it); `Some(None)` unpins.
+    pub pinned_release: Option<Option<ReleaseVersion>>,
+    /// Replaces the tenant's hostnames; they take effect at its next deployment.
+    pub hostnames: Option<Vec<Hostname>>,
+    /// Takes effect at the tenant's next deployment.
+    pub tier: Option<Tier>,
+}
+
+impl SpecChange {
+    pub fn is_empty(&self) -> bool {
+        self == &SpecChange::default()
+    }
+
+    /// Applies the change; `Err` says why it cannot apply in `state`.
+    fn apply(&self, spec: &mut TenantSpec, state: &TenantState) -> Result<Vec<String>, String> {
+        if state.is_terminal() {
+            return Err("the tenant is deleted; create a new one instead".into());
+        }
+        let reshapes = self.hostnames.is_some() || self.tier.is_some();
+        if reshapes && state.step().is_some() {
+            return Err("hostnames and tier change only while no step runs; wait until the tenant is Active or Failed".into());
+        }
+        let mut said = Vec::new();
+        if let Some(pin) = &self.pinned_release {
+            spec.pinned_release = pin.clone();
+            said.push(match pin {
+                Some(r) => format!("pin {r}"),
+                None => "unpin".into(),
+            });
+        }
+        if let Some(hostnames) = &self.hostnames {
+            spec.hostnames = hostnames.clone();
+            let names: Vec<&str> = hostnames.iter().map(|h| h.as_str()).collect();
+            said.push(format!("hostnames {}", names.join(",")));
+        }
+        if let Some(tier) = self.tier {
+            spec.tier = tier;
+            said.push(format!("tier {tier}"));
+        }
+        Ok(said)
+    }
+}
+
+impl TenantCommands {
+    /// Changes a tenant's spec, recording the change in its history. With
+    /// `expected_version` the write only happens if the tenant is still at that
+    /// version (`Conflict` otherwise); without it, a concurrent write is retried.
+    pub async fn update_spec(
+        &self,
+        id: &TenantId,
+        change: &SpecChange,
+        expected_version: Option<u64>,
+        actor: &Actor,
+    ) -> Result<TenantRecord, CommandError> {
+        let mut attempt = 0;
+        loop {
+            let mut record = self.store.load(id).await?;
+            if let Some(expected) = expected_version {
+                if expected != record.version {
+                    return Err(CommandError::Store(StoreError::Conflict {
+                        what: format!("updating tenant {id}"),
+                        detail: format!(
+                            "tenant {id} is at version {}, not {expected}; reload it and decide again",
+                            record.version
+                        ),
+                    }));
+                }
+            }
+            let said =
+                change
+                    .apply(&mut record.spec, &record.state)
+                    .map_err(|reason| CommandError::Rejected {
+                        id: id.clone(),
+                        rejected: Rejected {
+                            state: record.state.label(),
+                            event: "UpdateSpec",
+                            reason,
+                        },
+                    })?;
+            record.spec.validate()?;
+            if said.is_empty() {
+                return Ok(record);
+            }
+            let transition = Transition {
+                from: record.state.label(),
+                cause: format!("UpdateSpec: {}", said.join("; ")),
+                actor: actor.0.clone(),
+                ..Transition::default()
+            };
+            record.updated_at = Utc::now();
+            match self
+                .store
+                .save(&record, WriteGuard::Version, Some(transition))
+                .await
+            {
+                Err(StoreError::Conflict { .. })
+                    if expected_version.is_none() && attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1
+                }
                 other => return Ok(other?),
             }
         }

@@ -299,6 +299,7 @@ impl Worker {
                 }
             };
             let finished = now();
+            observe_step_run(step, &outcome, (finished - started).to_std().unwrap_or_default());
             let outcome = self.apply_limits(outcome, step, record.attempt, finished >= deadline);
             let from = record.state.label();
             let transition = |cause: &str, output: Option<String>, error: Option<String>| Transition {
@@ -500,4 +501,16 @@ impl Worker {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Records one run of a step for `/metrics` (`tenantctl_step_duration_seconds`).
+fn observe_step_run(step: StepKind, outcome: &StepOutcome, took: Duration) {
+    let outcome = match outcome {
+        StepOutcome::Done(_) => "done",
+        StepOutcome::Pending { .. } => "pending",
+        StepOutcome::Failed { retryable: true, .. } => "retry",
+        StepOutcome::Failed { retryable: false, .. } => "failed",
+    };
+    metrics::histogram!("tenantctl_step_duration_seconds", "step" => step.name(), "outcome" => outcome)
+        .record(took.as_secs_f64());
 }

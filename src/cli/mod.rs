@@ -20,7 +20,9 @@ mod output;
 mod policy;
 mod progress;
 mod rollout;
+mod serve;
 mod tenant;
+mod token;
 mod worker;
 
 use std::process::ExitCode;
@@ -123,6 +125,13 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Run only the rollout controller (no tenant steps) until stopped.
     Controller(worker::ControllerArgs),
+    /// Serve the HTTP API (and, unless --no-worker, run the workers) until stopped.
+    Serve(serve::ServeArgs),
+    /// API token helpers.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
     /// The tenant state machine.
     State {
         #[command(subcommand)]
@@ -179,6 +188,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 CommandError::Rejected { .. } => EXIT_CONFLICT,
                 CommandError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
                 CommandError::Store(StoreError::Conflict { .. }) => EXIT_CONFLICT,
+                CommandError::Store(StoreError::Invalid { .. }) => EXIT_INVALID_INPUT,
                 CommandError::Store(_) => EXIT_FAILURE,
             };
         }
@@ -186,6 +196,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             return match e {
                 StoreError::NotFound { .. } => EXIT_NOT_FOUND,
                 StoreError::Conflict { .. } => EXIT_CONFLICT,
+                StoreError::Invalid { .. } => EXIT_INVALID_INPUT,
                 _ => EXIT_FAILURE,
             };
         }
@@ -260,6 +271,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rollout { command } => rollout::run(&cli.table, cli.output, command).await,
         Command::Worker(args) => worker::run(&cli.table, args).await,
         Command::Controller(args) => worker::run_controller(&cli.table, args).await,
+        Command::Serve(args) => serve::run(&cli.table, args).await,
+        Command::Token { command } => token::run(command),
         Command::State {
             command: StateCommand::Diagram,
         } => {

@@ -126,6 +126,24 @@ pub async fn run_controller(table: &str, args: ControllerArgs) -> Result<(), Fai
 }
 
 impl WorkerArgs {
+    /// The rollout controller this process runs beside its workers, unless
+    /// `--no-controller`.
+    pub fn controller_for(
+        &self,
+        store: Arc<DynamoStore>,
+        steps: &StepsConfig,
+        owner: &str,
+    ) -> Result<Option<Controller>, Failure> {
+        if self.no_controller {
+            return Ok(None);
+        }
+        Ok(Some(controller(
+            store,
+            steps,
+            self.controller.config(owner.to_owned())?,
+        )?))
+    }
+
     pub fn config(&self) -> Result<WorkerConfig, Failure> {
         let owner = self.id.clone().unwrap_or_else(default_worker_id);
         let regions = if self.regions.is_empty() {
@@ -198,14 +216,7 @@ pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
     let args = &args;
     let store = super::dynamo_store(table).await;
     let steps_config = load_steps_config(args.steps_config.as_deref())?;
-    let controller = match args.no_controller {
-        true => None,
-        false => Some(controller(
-            store.clone(),
-            &steps_config,
-            args.controller.config(config.owner.clone())?,
-        )?),
-    };
+    let controller = args.controller_for(store.clone(), &steps_config, &config.owner)?;
     let steps = product_steps(steps_config, store.clone()).await;
     let worker = Worker::new(store, steps, config);
     let shutdown = shutdown_signal();
@@ -233,7 +244,7 @@ pub fn load_steps_config(path: Option<&std::path::Path>) -> Result<StepsConfig, 
 }
 
 /// The real AWS steps, on clients built from the standard AWS environment.
-async fn product_steps(config: StepsConfig, store: Arc<DynamoStore>) -> StepRegistry {
+pub async fn product_steps(config: StepsConfig, store: Arc<DynamoStore>) -> StepRegistry {
     let aws = Arc::new(AwsClients::from_env().await);
     steps::registry(Arc::new(config), aws, store)
 }

@@ -9,6 +9,7 @@
 mod dynamodb;
 mod keys;
 mod record;
+pub mod report;
 pub mod rollouts;
 pub mod table;
 
@@ -17,7 +18,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Region, TenantId};
 
-pub use dynamodb::DynamoStore;
+pub use dynamodb::{DynamoStore, FleetSummary, ListFilter, ReportQuery, Reservation, MAX_REPORT_DAYS};
 pub use keys::WORK_SHARDS;
 pub use record::{Actor, HistoryEvent, Lease, Page, StackRevision, TenantFacts, TenantRecord};
 pub use rollouts::{RolloutStore, RolloutSummary, TenantDrive};
@@ -34,6 +35,9 @@ pub enum StoreError {
     /// Throttling, timeouts, 5xx: the same call may succeed later.
     #[error("temporary store failure ({context}): {message}")]
     Retryable { context: String, message: String },
+    /// The caller passed something the store cannot use (e.g. a damaged page token).
+    #[error("{context}: {message}")]
+    Invalid { context: String, message: String },
     /// Anything a retry cannot fix: a missing table, bad credentials, corrupt item.
     #[error("store failure ({context}): {message}")]
     Fatal { context: String, message: String },

@@ -165,6 +165,10 @@ impl Actor {
     pub fn operator(name: &str) -> Self {
         Self(format!("operator:{name}"))
     }
+    /// A caller of the HTTP API, named by its token's name.
+    pub fn api(token_name: &str) -> Self {
+        Self(format!("api:{token_name}"))
+    }
 }
 
 /// One transition of one tenant, as kept in its history.

@@ -5,6 +5,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType, TableStatus,
+    TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_dynamodb::Client;
 use serde::Deserialize;
@@ -19,6 +20,9 @@ struct Definition {
     key_schema: Vec<Key>,
     global_secondary_indexes: Vec<Index>,
     point_in_time_recovery: bool,
+    /// Items carrying this attribute (epoch seconds) are deleted by DynamoDB after it.
+    #[serde(default)]
+    time_to_live_attribute: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +95,7 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<TableOutcome, 
     };
     if client.describe_table().table_name(table).send().await.is_ok() {
         wait_active(client, table).await?;
+        ensure_ttl(client, table, def.time_to_live_attribute.as_deref()).await;
         return Ok(TableOutcome::AlreadyExisted);
     }
     let mut request = client
@@ -133,6 +138,7 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<TableOutcome, 
                 .is_some_and(|s| s.is_resource_in_use_exception()) =>
         {
             wait_active(client, table).await?;
+            ensure_ttl(client, table, def.time_to_live_attribute.as_deref()).await;
             return Ok(TableOutcome::AlreadyExisted);
         }
         Err(e) => {
@@ -142,6 +148,7 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<TableOutcome, 
         }
     }
     wait_active(client, table).await?;
+    ensure_ttl(client, table, def.time_to_live_attribute.as_deref()).await;
     if def.point_in_time_recovery {
         let pitr = PointInTimeRecoverySpecification::builder()
             .point_in_time_recovery_enabled(true)
@@ -167,6 +174,47 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<TableOutcome, 
         }
     }
     Ok(TableOutcome::Created)
+}
+
+/// Turns on expiry by `attribute` unless it is on already. A failure only warns: the
+/// items that carry the attribute (API idempotency keys) then stay until removed by hand.
+async fn ensure_ttl(client: &Client, table: &str, attribute: Option<&str>) {
+    let Some(attribute) = attribute else { return };
+    let enabled = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| o.time_to_live_description().cloned())
+        .is_some_and(|d| {
+            d.attribute_name() == Some(attribute)
+                && matches!(
+                    d.time_to_live_status(),
+                    Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+                )
+        });
+    if enabled {
+        return;
+    }
+    let spec = TimeToLiveSpecification::builder()
+        .attribute_name(attribute)
+        .enabled(true)
+        .build();
+    let result = match spec {
+        Ok(spec) => client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(spec)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(reason) = result {
+        tracing::warn!(table, attribute, %reason, "time to live could not be enabled; enable it on the table by hand");
+    }
 }
 
 async fn wait_active(client: &Client, table: &str) -> Result<(), TableError> {

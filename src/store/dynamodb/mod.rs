@@ -1,8 +1,11 @@
 //! The DynamoDB implementation of [`TenantStore`].
 
 mod errors;
+mod idempotency;
 mod item;
+mod listing;
 mod policy;
+mod reports;
 mod rollouts;
 
 use std::collections::HashMap;
@@ -11,16 +14,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsError, TransactWriteItemsOutput};
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConsumedCapacity, Put, ReturnConsumedCapacity, ReturnValue,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 
 use super::keys;
+use super::report::DeploymentMilestone;
 use super::{
     HistoryEvent, Lease, ListQuery, Page, StoreError, TenantRecord, TenantStore, TenantSummary, Transition,
     WriteGuard,
@@ -29,7 +34,10 @@ use crate::domain::{Region, TenantId};
 use errors::{cancellation, classify};
 use item::{decode_event, decode_tenant, event_item, get_n, get_s, millis, n, s, tenant_item, Item};
 
+pub use idempotency::Reservation;
 pub use item::mutable_attributes;
+pub use listing::{FleetSummary, ListFilter};
+pub use reports::{ReportQuery, MAX_REPORT_DAYS};
 
 /// Tenant state in one DynamoDB table.
 #[derive(Clone)]
@@ -106,25 +114,6 @@ fn ttl_after(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(30))
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ListToken {
-    region: String,
-    key: HashMap<String, String>,
-}
-
-fn encode_key(item: &Item) -> HashMap<String, String> {
-    item.iter()
-        .filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone())))
-        .collect()
-}
-
-fn bad_token() -> StoreError {
-    StoreError::Fatal {
-        context: "listing tenants".into(),
-        message: "the page token is not valid; start again without --next-token".into(),
-    }
-}
-
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
@@ -151,6 +140,33 @@ impl DynamoStore {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Sends a transaction; again (up to three times) when DynamoDB cancelled it only
+    /// because another transaction touched one of its items at the same moment, in
+    /// which case nothing was written. Shared report counters make that possible.
+    async fn send_transaction(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<TransactWriteItemsOutput, SdkError<TransactWriteItemsError, HttpResponse>> {
+        let mut attempt = 0u64;
+        loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            match result {
+                Err(e) if attempt < 3 && is_transaction_conflict(&e) => {
+                    attempt += 1;
+                    let jitter = rand::random::<u64>() % 40;
+                    tokio::time::sleep(Duration::from_millis(10 * attempt + jitter)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn tenant_key(id: &TenantId) -> Item {
@@ -263,6 +279,8 @@ impl TenantStore for DynamoStore {
         let mut stored = record.clone();
         stored.version = 1;
         stored.event_seq = 1;
+        let milestone = DeploymentMilestone::of(&first.from, &stored.state, &first.cause);
+        let from_name = state_name(&first.from);
         let event = Self::history_event(&stored, first, now);
         let pk = keys::tenant_pk(record.id());
         let put_tenant = Put::builder()
@@ -288,18 +306,19 @@ impl TenantStore for DynamoStore {
             )
             .build()
             .expect("table, key, expression set");
-        let result = self
-            .client
-            .transact_write_items()
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .transact_items(TransactWriteItem::builder().put(put_tenant).build())
-            .transact_items(TransactWriteItem::builder().put(put_event).build())
-            .transact_items(TransactWriteItem::builder().update(register_region).build())
-            .send()
-            .await;
-        match result {
+        let mut items = vec![
+            TransactWriteItem::builder().put(put_tenant).build(),
+            TransactWriteItem::builder().put(put_event).build(),
+            TransactWriteItem::builder().update(register_region).build(),
+        ];
+        if let Some(m) = milestone {
+            let counter = reports::counter_update(&self.table, &stored, m, now);
+            items.push(TransactWriteItem::builder().update(counter).build());
+        }
+        match self.send_transaction(items).await {
             Ok(out) => {
                 self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
+                count_transition(&from_name, &stored);
                 as_stored(&stored)
             }
             Err(err) => Err(match err.as_service_error() {
@@ -383,6 +402,8 @@ impl TenantStore for DynamoStore {
             };
         };
         let pk = keys::tenant_pk(record.id());
+        let milestone = DeploymentMilestone::of(&t.from, &next.state, &t.cause);
+        let from_name = state_name(&t.from);
         let event = Self::history_event(&next, t, now);
         let update_tenant = Update::builder()
             .table_name(&self.table)
@@ -400,17 +421,18 @@ impl TenantStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .expect("table, item set");
-        let result = self
-            .client
-            .transact_write_items()
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .transact_items(TransactWriteItem::builder().update(update_tenant).build())
-            .transact_items(TransactWriteItem::builder().put(put_event).build())
-            .send()
-            .await;
-        match result {
+        let mut items = vec![
+            TransactWriteItem::builder().update(update_tenant).build(),
+            TransactWriteItem::builder().put(put_event).build(),
+        ];
+        if let Some(m) = milestone {
+            let counter = reports::counter_update(&self.table, &next, m, now);
+            items.push(TransactWriteItem::builder().update(counter).build());
+        }
+        match self.send_transaction(items).await {
             Ok(out) => {
                 self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
+                count_transition(&from_name, &next);
                 as_stored(&next)
             }
             Err(err) => Err(match err.as_service_error() {
@@ -589,90 +611,7 @@ impl TenantStore for DynamoStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page<TenantSummary>, StoreError> {
-        let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-        let token: Option<ListToken> = match &query.next_token {
-            Some(t) => {
-                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(t)
-                    .map_err(|_| bad_token())?;
-                Some(serde_json::from_slice(&bytes).map_err(|_| bad_token())?)
-            }
-            None => None,
-        };
-        let regions = match &query.region {
-            Some(r) => vec![r.clone()],
-            None => self.regions().await?,
-        };
-        let mut items = Vec::new();
-        let mut start_region = token.as_ref().map(|t| t.region.clone());
-        let mut start_key = token.map(|t| t.key);
-        for region in regions {
-            if let Some(start) = &start_region {
-                if region.as_str() < start.as_str() {
-                    continue;
-                }
-                start_region = None;
-            }
-            loop {
-                let remaining = limit as usize - items.len();
-                let mut q = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name("by-region")
-                    .expression_attribute_values(":pk", s(keys::list_pk(&region)))
-                    .limit(remaining as i32)
-                    .set_exclusive_start_key(
-                        start_key
-                            .take()
-                            .map(|k| k.into_iter().map(|(k, v)| (k, s(v))).collect()),
-                    );
-                q = match &query.state {
-                    Some(state) => q
-                        .key_condition_expression("list_pk = :pk AND begins_with(list_sk, :state)")
-                        .expression_attribute_values(":state", s(format!("{state}#"))),
-                    None => q.key_condition_expression("list_pk = :pk"),
-                };
-                let out = q
-                    .send()
-                    .await
-                    .map_err(|e| classify("listing tenants", &self.table, e))?;
-                for item in out.items() {
-                    items.push(summary(item, &region)?);
-                }
-                let lek = out.last_evaluated_key().map(encode_key);
-                if items.len() >= limit as usize {
-                    let next_token = lek.map(|key| {
-                        let token = ListToken {
-                            region: region.to_string(),
-                            key,
-                        };
-                        base64::engine::general_purpose::URL_SAFE_NO_PAD
-                            .encode(serde_json::to_vec(&token).expect("token serializes"))
-                    });
-                    // A full page that ended a region exactly continues at the next one.
-                    let next_token = next_token.or_else(|| {
-                        let token = ListToken {
-                            region: format!("{region}\u{1}"),
-                            key: HashMap::new(),
-                        };
-                        Some(
-                            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                                .encode(serde_json::to_vec(&token).expect("token serializes")),
-                        )
-                    });
-                    return Ok(Page { items, next_token });
-                }
-                match lek {
-                    Some(key) => start_key = Some(key),
-                    None => break,
-                }
-            }
-        }
-        Ok(Page {
-            items,
-            next_token: None,
-        })
+        self.list_matching(query, &ListFilter::default()).await
     }
 
     async fn due(
@@ -734,6 +673,31 @@ impl TenantStore for DynamoStore {
     }
 }
 
+/// The state name of a history label (`Upgrading/Deploy` → `Upgrading`).
+fn state_name(label: &str) -> String {
+    label.split('/').next().unwrap_or(label).to_owned()
+}
+
+/// Counts a recorded transition for `/metrics` (`tenantctl_transitions_total`).
+fn count_transition(from: &str, to: &TenantRecord) {
+    metrics::counter!(
+        "tenantctl_transitions_total",
+        "from" => from.to_owned(),
+        "to" => to.state.name()
+    )
+    .increment(1);
+}
+
+fn is_transaction_conflict(err: &SdkError<TransactWriteItemsError, HttpResponse>) -> bool {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+            let codes: Vec<_> = e.cancellation_reasons().iter().filter_map(|r| r.code()).collect();
+            codes.contains(&"TransactionConflict") && !codes.contains(&"ConditionalCheckFailed")
+        }
+        _ => false,
+    }
+}
+
 /// The record exactly as a later load returns it (timestamps at millisecond precision).
 fn as_stored(record: &TenantRecord) -> Result<TenantRecord, StoreError> {
     let mut item = tenant_item(record);
@@ -743,21 +707,4 @@ fn as_stored(record: &TenantRecord) -> Result<TenantRecord, StoreError> {
         item.insert("lease_fence".into(), n(lease.fence));
     }
     decode_tenant(&item)
-}
-
-fn summary(item: &Item, region: &Region) -> Result<TenantSummary, StoreError> {
-    let pk = get_s(item, "pk")?;
-    let id = TenantId::parse(pk.strip_prefix("TENANT#").unwrap_or(pk)).map_err(|e| StoreError::Fatal {
-        context: "listing tenants".into(),
-        message: e.to_string(),
-    })?;
-    Ok(TenantSummary {
-        id,
-        region: region.clone(),
-        state: get_s(item, "state_name")?.to_owned(),
-        label: get_s(item, "state_label")?.to_owned(),
-        release: item.get("release").and_then(|v| v.as_s().ok()).cloned(),
-        group: get_s(item, "group_name")?.to_owned(),
-        updated_at: DateTime::from_timestamp_millis(get_n(item, "updated_at")?).unwrap_or_default(),
-    })
 }

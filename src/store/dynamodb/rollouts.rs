@@ -21,6 +21,7 @@ use super::item::{
 use super::{ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
 use crate::rollout::{Phase, RolloutMember, RolloutRecord};
+use crate::store::report::DeploymentMilestone;
 use crate::store::rollouts::{RolloutStore, RolloutSummary, TenantDrive};
 use crate::store::{keys, Lease, Page, StoreError, WriteGuard};
 
@@ -455,6 +456,8 @@ impl RolloutStore for DynamoStore {
             "{condition} AND (attribute_not_exists(#rollout_claim) OR #rollout_claim IN (:rollout_claim, :claim_stale))"
         );
         let tenant_pk = keys::tenant_pk(tenant.id());
+        let milestone = DeploymentMilestone::of(&drive.transition.from, &next.state, &drive.transition.cause);
+        let from_name = super::state_name(&drive.transition.from);
         let event = Self::history_event(&next, drive.transition, now);
         let mut items = vec![
             TransactWriteItem::builder()
@@ -516,16 +519,19 @@ impl RolloutStore for DynamoStore {
                     .build(),
             );
         }
-        let result = self
-            .client()
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
+        // Last, so the cancellation reasons above keep their positions.
+        if let Some(m) = milestone {
+            let counter = super::reports::counter_update(self.table(), &next, m, now);
+            items.push(TransactWriteItem::builder().update(counter).build());
+        }
+        let result = self.send_transaction(items).await;
         let tenant_id = tenant.id().clone();
         match result {
-            Ok(_) => Ok(()),
+            Ok(out) => {
+                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
+                super::count_transition(&from_name, &next);
+                Ok(())
+            }
             Err(err) => Err(match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => cancellation(
                     &format!("rollout {rollout_id} driving tenant {tenant_id}"),
@@ -540,7 +546,10 @@ impl RolloutStore for DynamoStore {
                         1 => format!("tenant {tenant_id} history event already written"),
                         2 => format!("member {tenant_id} changed since it was read"),
                         3 => format!("the lease on rollout {rollout_id} was lost"),
-                        _ => "the rollout holding the tenant is no longer finished".to_owned(),
+                        4 if drive.finished_holder.is_some() => {
+                            "the rollout holding the tenant is no longer finished".to_owned()
+                        }
+                        _ => "a report counter changed at the same moment".to_owned(),
                     },
                 ),
                 _ => classify("driving tenant", self.table(), err),
@@ -559,7 +568,10 @@ fn encode_token(key: &Item) -> String {
 }
 
 fn decode_token(token: &str) -> Result<Item, StoreError> {
-    let bad = super::bad_token;
+    let bad = || StoreError::Invalid {
+        context: "listing rollouts".into(),
+        message: "the page token is not valid; start again without a page token".into(),
+    };
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;

@@ -1,0 +1,304 @@
+//! Bearer tokens with scopes `read` < `deploy` < `admin`. Tokens are configured as
+//! SHA-256 hashes (a file or an SSM SecureString holding a JSON/YAML list of
+//! `{name, scope, sha256}`); a presented token is hashed and compared with every
+//! configured hash in constant time. The token's name is the caller recorded in the
+//! tenant history. Token values are never stored, logged or echoed.
+
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, ApiState};
+use crate::store::Actor;
+
+/// What a token may do; each scope includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Read tenants, history, policy, fleet summary and reports.
+    Read,
+    /// Also provision, upgrade, retry, roll back tenants and run rollouts.
+    Deploy,
+    /// Also change the version policy and tenant specs, restore and deprovision.
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Deploy => "deploy",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// Why a token configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenConfigError {
+    #[error("the token list is not valid JSON/YAML: {0}; expected a list of {{name, scope, sha256}}")]
+    Format(String),
+    #[error("token entry {index}: {problem}")]
+    Entry { index: usize, problem: String },
+    #[error("the token list is empty; add at least one {{name, scope, sha256}} entry (hash a token with `tenantctl token hash`)")]
+    Empty,
+    #[error("could not read SSM parameter {name}: {message}")]
+    Ssm { name: String, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+    name: String,
+    scope: Scope,
+    sha256: String,
+}
+
+#[derive(Clone)]
+struct KnownToken {
+    name: String,
+    scope: Scope,
+    hash: [u8; 32],
+}
+
+/// The configured tokens (hashes only).
+#[derive(Clone, Default)]
+pub struct Tokens {
+    known: Vec<KnownToken>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.known.iter().map(|t| t.name.as_str()).collect();
+        f.debug_struct("Tokens").field("names", &names).finish()
+    }
+}
+
+/// The SHA-256 of a token, as hex: what a token list stores.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn parse_hex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Tokens {
+    /// Parses a JSON or YAML list of `{name, scope, sha256}`.
+    pub fn parse(text: &str) -> Result<Self, TokenConfigError> {
+        let entries: Vec<TokenEntry> =
+            serde_yaml::from_str(text).map_err(|e| TokenConfigError::Format(e.to_string()))?;
+        if entries.is_empty() {
+            return Err(TokenConfigError::Empty);
+        }
+        let mut known: Vec<KnownToken> = Vec::new();
+        for (index, entry) in entries.into_iter().enumerate() {
+            let problem = |problem: String| TokenConfigError::Entry { index, problem };
+            let name_ok = !entry.name.is_empty()
+                && entry.name.len() <= 64
+                && entry
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+            if !name_ok {
+                return Err(problem(format!(
+                    "name {:?} must be 1-64 characters of letters, digits, '.', '_', '@' or '-'",
+                    entry.name
+                )));
+            }
+            let hash = parse_hex(&entry.sha256.to_ascii_lowercase()).ok_or_else(|| {
+                problem(format!(
+                    "sha256 of {} must be 64 hex characters (the token's SHA-256, from `tenantctl token hash`), not the token itself",
+                    entry.name
+                ))
+            })?;
+            if known.iter().any(|k| k.name == entry.name) {
+                return Err(problem(format!(
+                    "name {} is used twice; names must be unique",
+                    entry.name
+                )));
+            }
+            if known.iter().any(|k| k.hash == hash) {
+                return Err(problem(format!(
+                    "{} has the same token as another entry; give each caller its own token",
+                    entry.name
+                )));
+            }
+            known.push(KnownToken {
+                name: entry.name,
+                scope: entry.scope,
+                hash,
+            });
+        }
+        Ok(Self { known })
+    }
+
+    /// Reads the list from an SSM SecureString parameter.
+    pub async fn from_ssm(client: &aws_sdk_ssm::Client, name: &str) -> Result<Self, TokenConfigError> {
+        let out = client
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| TokenConfigError::Ssm {
+                name: name.to_owned(),
+                message: aws_sdk_ssm::error::DisplayErrorContext(&e).to_string(),
+            })?;
+        let value = out.parameter().and_then(|p| p.value()).unwrap_or_default();
+        Self::parse(value)
+    }
+
+    /// The caller a token belongs to. Every configured hash is compared, in constant
+    /// time, whether or not an earlier one matched.
+    fn identify(&self, token: &str) -> Option<(&str, Scope)> {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for known in &self.known {
+            if bool::from(known.hash.ct_eq(&presented)) {
+                found = Some((known.name.as_str(), known.scope));
+            }
+        }
+        found
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.known.iter().map(|t| t.name.as_str()).collect()
+    }
+}
+
+/// A scope an endpoint requires, as a type: `Caller<Deploy>`.
+pub trait RequiredScope: Send + Sync + 'static {
+    const SCOPE: Scope;
+}
+
+pub struct Read;
+pub struct Deploy;
+pub struct Admin;
+
+impl RequiredScope for Read {
+    const SCOPE: Scope = Scope::Read;
+}
+impl RequiredScope for Deploy {
+    const SCOPE: Scope = Scope::Deploy;
+}
+impl RequiredScope for Admin {
+    const SCOPE: Scope = Scope::Admin;
+}
+
+/// An authenticated caller holding at least scope `S`. Extracting it answers 401 for
+/// a missing or unknown token and 403 for a token with too small a scope, before the
+/// handler runs, so a refused request never acts.
+pub struct Caller<S> {
+    pub name: String,
+    pub scope: Scope,
+    _scope: PhantomData<S>,
+}
+
+impl<S> Caller<S> {
+    pub fn actor(&self) -> Actor {
+        Actor::api(&self.name)
+    }
+}
+
+impl<S: RequiredScope> FromRequestParts<ApiState> for Caller<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthenticated("no bearer token; send `Authorization: Bearer <token>`".into())
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthenticated(
+                    "the Authorization header is not `Bearer <token>`; send the token as a bearer token"
+                        .into(),
+                )
+            })?;
+        let (name, scope) = state.tokens().identify(token).ok_or_else(|| {
+            ApiError::Unauthenticated(
+                "the bearer token is not known here; ask an administrator for a token".into(),
+            )
+        })?;
+        if scope < S::SCOPE {
+            return Err(ApiError::Forbidden(format!(
+                "token {name} has scope {}; this request needs scope {} or higher",
+                scope.as_str(),
+                S::SCOPE.as_str()
+            )));
+        }
+        Ok(Caller {
+            name: name.to_owned(),
+            scope,
+            _scope: PhantomData,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_known_by_their_hash_only() {
+        let list = format!(
+            "- {{name: ci, scope: deploy, sha256: {}}}\n- {{name: ops, scope: admin, sha256: {}}}\n",
+            token_hash("secret-ci"),
+            token_hash("secret-ops")
+        );
+        let tokens = Tokens::parse(&list).unwrap();
+        assert_eq!(tokens.identify("secret-ci"), Some(("ci", Scope::Deploy)));
+        assert_eq!(tokens.identify("secret-ops"), Some(("ops", Scope::Admin)));
+        assert_eq!(tokens.identify("secret"), None);
+        assert!(!format!("{tokens:?}").contains(&token_hash("secret-ci")));
+    }
+
+    #[test]
+    fn bad_lists_say_what_to_fix() {
+        let err = Tokens::parse("[]").unwrap_err().to_string();
+        assert!(err.contains("tenantctl token hash"), "{err}");
+        let err = Tokens::parse(r#"[{"name": "ci", "scope": "deploy", "sha256": "my-token"}]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("64 hex characters"), "{err}");
+        let err = Tokens::parse(r#"[{"name": "ci", "scope": "root", "sha256": "00"}]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not valid"), "{err}");
+        let h = token_hash("x");
+        let twice = format!(
+            r#"[{{"name":"a","scope":"read","sha256":"{h}"}},{{"name":"a","scope":"read","sha256":"{}"}}]"#,
+            token_hash("y")
+        );
+        assert!(Tokens::parse(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("used twice"));
+    }
+
+    #[test]
+    fn scopes_are_ordered() {
+        assert!(Scope::Read < Scope::Deploy && Scope::Deploy < Scope::Admin);
+    }
+}

@@ -1,0 +1,171 @@
+//! The one error type of the HTTP layer. Every failure becomes
+//! `{"error": {"code": "...", "message": "..."}}` with a stable code and a status; a
+//! message says what was wrong and what to do. Internal failures are logged with an
+//! id and answered with that id only, never with their details.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+use crate::tenants::CommandError;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `invalid_request`, `unauthenticated`, `forbidden`,
+    /// `tenant_not_found`, `not_found`, `method_not_allowed`, `tenant_exists`,
+    /// `refused_by_state`, `version_conflict`, `idempotency_key_in_progress`,
+    /// `payload_too_large`, `unsupported_media_type`, `idempotency_key_reused`,
+    /// `unavailable`, `internal`.
+    pub code: String,
+    /// For people: what was wrong and what to do about it.
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
+    /// A dependency is down or throttling; the same request may succeed later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Something the caller cannot fix; the detail goes to the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn tenant_not_found(id: &str) -> Self {
+        ApiError::NotFound {
+            code: "tenant_not_found",
+            message: format!("tenant {id} does not exist; list tenants with GET /v1/tenants"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what } => ApiError::NotFound {
+                code: if what.starts_with("tenant ") {
+                    "tenant_not_found"
+                } else {
+                    "not_found"
+                },
+                message: format!("{what} does not exist"),
+            },
+            StoreError::Conflict { detail, .. } => ApiError::Conflict {
+                code: "version_conflict",
+                message: detail,
+            },
+            StoreError::Invalid { message, .. } => ApiError::InvalidRequest(message),
+            StoreError::Retryable { context, message } => {
+                tracing::warn!(%context, %message, "store temporarily unavailable");
+                ApiError::Unavailable(format!(
+                    "the state store is busy or unreachable while {context}; try again shortly"
+                ))
+            }
+            StoreError::Fatal { context, message } => ApiError::Internal(format!("{context}: {message}")),
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Invalid(v) => ApiError::InvalidRequest(v.to_string()),
+            CommandError::Rejected { id, rejected } => ApiError::Conflict {
+                code: "refused_by_state",
+                message: format!("tenant {id}: {rejected}"),
+            },
+            CommandError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::domain::InvalidValue> for ApiError {
+    fn from(e: crate::domain::InvalidValue) -> Self {
+        ApiError::InvalidRequest(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                let incident = uuid::Uuid::new_v4().simple().to_string();
+                tracing::error!(%incident, %detail, "request failed");
+                format!("the server failed to handle the request (incident {incident}); try again, and report the incident id if it persists")
+            }
+            other => other.to_string(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message,
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

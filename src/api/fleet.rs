@@ -1,0 +1,141 @@
+//! `/v1/fleet/summary` and `/v1/reports/deployments`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::Json;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::{Caller, Read};
+use super::extract::ApiQuery;
+use super::{ApiError, ApiState};
+use crate::domain::{Group, Region};
+use crate::store::report::DeploymentCounts;
+use crate::store::{ReportQuery, MAX_REPORT_DAYS};
+
+/// Tenants counted by region and state, and by release.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FleetSummaryView {
+    pub total: u64,
+    /// region → state → tenants.
+    pub by_region: BTreeMap<String, BTreeMap<String, u64>>,
+    /// release → tenants (`none`: running no release yet or any more).
+    pub by_release: BTreeMap<String, u64>,
+}
+
+#[utoipa::path(operation_id = "fleet_summary", get, path = "/v1/fleet/summary", tag = "fleet", responses((status = 200, body = FleetSummaryView)), security(("bearer" = ["read"])))]
+pub async fn summary(
+    State(state): State<ApiState>,
+    _: Caller<Read>,
+) -> Result<Json<FleetSummaryView>, ApiError> {
+    let s = state.fleet_summary().await?;
+    Ok(Json(FleetSummaryView {
+        total: s.total,
+        by_region: s.by_region.into_iter().map(|(r, m)| (r.to_string(), m)).collect(),
+        by_release: s.by_release,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReportParams {
+    /// First day (UTC), `YYYY-MM-DD`.
+    pub from: String,
+    /// Last day (UTC), `YYYY-MM-DD`, included; at most 366 days after `from`.
+    pub to: String,
+    pub region: Option<String>,
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportRow {
+    pub region: String,
+    pub group: String,
+    /// Provisionings and upgrades started (an operator retry starts one again).
+    pub started: u64,
+    /// Finished on their target release.
+    pub succeeded: u64,
+    /// Ended by a step failure (a rollback may have followed).
+    pub failed: u64,
+    /// Rollbacks that finished, back on the previous release.
+    pub rolled_back: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeploymentReportView {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub rows: Vec<ReportRow>,
+    pub total: ReportTotals,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct ReportTotals {
+    pub started: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub rolled_back: u64,
+}
+
+fn day(name: &str, value: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
+        ApiError::InvalidRequest(format!(
+            "{name} {:?} is not a date; use YYYY-MM-DD (UTC)",
+            value.chars().take(40).collect::<String>()
+        ))
+    })
+}
+
+#[utoipa::path(operation_id = "fleet_deployments", get, path = "/v1/reports/deployments", tag = "fleet", params(ReportParams),
+    responses((status = 200, body = DeploymentReportView), (status = 400, body = super::error::ErrorBody)), security(("bearer" = ["read"])))]
+pub async fn deployments(
+    State(state): State<ApiState>,
+    _: Caller<Read>,
+    ApiQuery(q): ApiQuery<ReportParams>,
+) -> Result<Json<DeploymentReportView>, ApiError> {
+    let (from, to) = (day("from", &q.from)?, day("to", &q.to)?);
+    if to < from {
+        return Err(ApiError::InvalidRequest(format!(
+            "to ({to}) is before from ({from}); swap them"
+        )));
+    }
+    if (to - from).num_days() >= MAX_REPORT_DAYS {
+        return Err(ApiError::InvalidRequest(format!(
+            "the range spans more than {MAX_REPORT_DAYS} days; ask for a shorter range"
+        )));
+    }
+    let query = ReportQuery {
+        from,
+        to,
+        region: q.region.as_deref().map(Region::parse).transpose()?,
+        group: q.group.as_deref().map(Group::parse).transpose()?,
+    };
+    let report = state.store().deployment_report(&query).await?;
+    let mut total = ReportTotals::default();
+    let rows = report
+        .into_iter()
+        .map(|((region, group), c): (_, DeploymentCounts)| {
+            total.started += c.started;
+            total.succeeded += c.succeeded;
+            total.failed += c.failed;
+            total.rolled_back += c.rolled_back;
+            ReportRow {
+                region: region.to_string(),
+                group: group.to_string(),
+                started: c.started,
+                succeeded: c.succeeded,
+                failed: c.failed,
+                rolled_back: c.rolled_back,
+            }
+        })
+        .collect();
+    Ok(Json(DeploymentReportView {
+        from,
+        to,
+        rows,
+        total,
+    }))
+}

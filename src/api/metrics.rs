@@ -1,0 +1,90 @@
+//! Prometheus metrics. Counters and histograms are recorded through the `metrics`
+//! facade (the worker's step durations, the store's transitions, HTTP requests here)
+//! into one process-wide recorder that `/metrics` renders.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::store::FleetSummary;
+
+/// Seconds: from a fast DynamoDB write to a slow CloudFormation or RDS step run.
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+];
+
+fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+        .expect("buckets are not empty")
+}
+
+/// The process-wide recorder, installed on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        builder().install_recorder().unwrap_or_else(|_| {
+            // Another recorder is already global (an embedding program's): ours
+            // then shows only what it records itself.
+            builder().build_recorder().handle()
+        })
+    })
+}
+
+/// Counts and times every request by method, matched route and status.
+pub async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let took = started.elapsed();
+    tracing::info!(%method, %route, %status, ms = took.as_millis() as u64, "request");
+    metrics::counter!("tenantctl_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("tenantctl_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(took.as_secs_f64());
+    response
+}
+
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The Prometheus text: the recorder's metrics and the tenants-by-state gauge.
+pub fn render(fleet: Option<&FleetSummary>) -> String {
+    let handle = handle();
+    handle.run_upkeep();
+    let mut out = handle.render();
+    out.push_str("# HELP tenantctl_tenants Tenants by region and state, from the listing index.\n");
+    out.push_str("# TYPE tenantctl_tenants gauge\n");
+    if let Some(fleet) = fleet {
+        for (region, states) in &fleet.by_region {
+            for (state, count) in states {
+                out.push_str(&format!(
+                    "tenantctl_tenants{{region=\"{}\",state=\"{}\"}} {count}\n",
+                    label(region.as_str()),
+                    label(state)
+                ));
+            }
+        }
+    }
+    out.push_str("# HELP tenantctl_fleet_summary_up 1 if the tenant counts could be read.\n");
+    out.push_str("# TYPE tenantctl_fleet_summary_up gauge\n");
+    out.push_str(&format!(
+        "tenantctl_fleet_summary_up {}\n",
+        u8::from(fleet.is_some())
+    ));
+    out
+}

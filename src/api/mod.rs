@@ -1,0 +1,118 @@
+//! The HTTP API (`tenantctl serve`): tenants, version policy, fleet summary and
+//! deployment reports under `/v1`, plus `/healthz`, `/readyz`, `/metrics` and
+//! `/openapi.json`. Handlers parse input into domain types, check the caller's scope
+//! before acting, and answer errors with one JSON shape ([`ApiError`]).
+
+pub mod auth;
+mod error;
+mod extract;
+mod fleet;
+mod idempotency;
+pub mod metrics;
+pub mod openapi;
+mod ops;
+mod policy;
+mod tenants;
+mod views;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+use tokio::sync::Mutex;
+
+pub use auth::{token_hash, Scope, TokenConfigError, Tokens};
+pub use error::ApiError;
+pub use extract::MAX_BODY_BYTES;
+
+use crate::store::{DynamoStore, FleetSummary, StoreError, TenantStore};
+use crate::tenants::TenantCommands;
+
+/// How long `/metrics` reuses tenant counts, so frequent scrapes cost one read pass.
+const FLEET_CACHE: Duration = Duration::from_secs(15);
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct ApiState(Arc<Inner>);
+
+struct Inner {
+    store: Arc<DynamoStore>,
+    commands: TenantCommands,
+    tokens: Tokens,
+    fleet_cache: Mutex<Option<(Instant, FleetSummary)>>,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<DynamoStore>, tokens: Tokens) -> Self {
+        metrics::handle();
+        let tenants: Arc<dyn TenantStore> = store.clone();
+        Self(Arc::new(Inner {
+            commands: TenantCommands::new(tenants),
+            store,
+            tokens,
+            fleet_cache: Mutex::new(None),
+        }))
+    }
+
+    pub fn store(&self) -> &Arc<DynamoStore> {
+        &self.0.store
+    }
+
+    pub(crate) fn commands(&self) -> &TenantCommands {
+        &self.0.commands
+    }
+
+    pub(crate) fn tokens(&self) -> &Tokens {
+        &self.0.tokens
+    }
+
+    async fn fleet_summary(&self) -> Result<FleetSummary, StoreError> {
+        let summary = self.0.store.fleet_summary().await?;
+        *self.0.fleet_cache.lock().await = Some((Instant::now(), summary.clone()));
+        Ok(summary)
+    }
+
+    async fn cached_fleet_summary(&self) -> Result<FleetSummary, StoreError> {
+        if let Some((at, summary)) = &*self.0.fleet_cache.lock().await {
+            if at.elapsed() < FLEET_CACHE {
+                return Ok(summary.clone());
+            }
+        }
+        self.fleet_summary().await
+    }
+}
+
+/// The whole application, ready to serve (tests bind it to port 0).
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/tenants", get(tenants::list).post(tenants::create))
+        .route("/v1/tenants/{id}", get(tenants::get).patch(tenants::update))
+        .route("/v1/tenants/{id}/history", get(tenants::history))
+        .route("/v1/tenants/{id}/upgrade", post(tenants::upgrade))
+        .route("/v1/tenants/{id}/retry", post(tenants::retry))
+        .route("/v1/tenants/{id}/rollback", post(tenants::rollback))
+        .route("/v1/tenants/{id}/restore", post(tenants::restore))
+        .route("/v1/tenants/{id}/deprovision", post(tenants::deprovision))
+        .route("/v1/policy", get(policy::get))
+        .route(
+            "/v1/policy/defaults/{environment}/{region}",
+            put(policy::set_default).delete(policy::unset_default),
+        )
+        .route(
+            "/v1/policy/groups/{environment}/{group}",
+            put(policy::set_group).delete(policy::unset_group),
+        )
+        .route("/v1/fleet/summary", get(fleet::summary))
+        .route("/v1/reports/deployments", get(fleet::deployments))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .with_state(state)
+}

@@ -1,0 +1,357 @@
+//! `/v1/tenants`: create, inspect, list, change and command tenants.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::auth::{Admin, Caller, Deploy, Read};
+use super::extract::{ApiJson, ApiQuery, IdempotencyKey, TenantPath};
+use super::views::{
+    CreateTenant, HistoryPage, PageParams, Restore, TenantFilters, TenantPage, TenantView, UpdateTenant,
+    Upgrade,
+};
+use super::{idempotency, ApiError, ApiState};
+use crate::domain::{Group, Region, ReleaseVersion, TenantId, TenantSpec};
+use crate::machine::{TenantEvent, TenantState};
+use crate::store::{ListFilter, ListQuery, StoreError};
+use crate::tenants::{CommandError, SpecChange};
+
+/// Page tokens handed out by the API: the store's token bound to the query it came
+/// from, so a token replayed with other filters is refused rather than misread.
+#[derive(Serialize, Deserialize)]
+struct PageToken {
+    t: String,
+    q: String,
+}
+
+fn query_digest(parts: &[&str]) -> String {
+    let digest = Sha256::digest(parts.join("\u{0}").as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn wrap_token(store_token: Option<String>, digest: &str) -> Option<String> {
+    store_token.map(|t| {
+        let token = PageToken {
+            t,
+            q: digest.to_owned(),
+        };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&token).expect("tokens serialize"))
+    })
+}
+
+fn unwrap_token(token: Option<&str>, digest: &str) -> Result<Option<String>, ApiError> {
+    let Some(token) = token else { return Ok(None) };
+    let invalid = || {
+        ApiError::InvalidRequest("next_token is not a token this API gave out; start again without it".into())
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    let token: PageToken = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    if token.q != digest {
+        return Err(ApiError::InvalidRequest(
+            "next_token belongs to a request with other filters; repeat the filters of the first page".into(),
+        ));
+    }
+    Ok(Some(token.t))
+}
+
+fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=1000) => Ok(n),
+        Some(n) => Err(ApiError::InvalidRequest(format!(
+            "limit {n} is out of range; use 1-1000"
+        ))),
+    }
+}
+
+fn view(record: &crate::store::TenantRecord) -> serde_json::Value {
+    serde_json::to_value(TenantView::from(record)).expect("views serialize")
+}
+
+#[utoipa::path(operation_id = "tenant_create", post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated key and body")),
+    responses((status = 201, body = TenantView, description = "Recorded; provisioning starts"), (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)),
+    security(("bearer" = ["deploy"])))]
+pub async fn create(
+    State(state): State<ApiState>,
+    caller: Caller<Deploy>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> Response {
+    idempotency::run(&state, &caller.name, key, "POST /v1/tenants", &body, || async {
+        let mut spec = TenantSpec {
+            id: body.id.clone(),
+            region: body.region.clone(),
+            environment: body.environment.clone(),
+            group: body.group.clone(),
+            tier: body.tier,
+            hostnames: body.hostnames.clone(),
+            pinned_release: None,
+            maintenance: None,
+        };
+        spec.validate()?;
+        let release = match &body.release {
+            Some(r) => r.clone(),
+            None => state
+                .store()
+                .load_policy()
+                .await?
+                .0
+                .release_for(&spec)
+                .ok_or_else(|| {
+                    ApiError::InvalidRequest(format!(
+                    "no release given and the version policy has none for environment {} in {} (group {}); \
+                     pass \"release\" or set one with PUT /v1/policy/defaults/{}/{}",
+                    spec.environment, spec.region, spec.group, spec.environment, spec.region
+                ))
+                })?,
+        };
+        spec.pinned_release = body.pin.then(|| release.clone());
+        let record = match state.commands().create(spec, release, &caller.actor()).await {
+            Err(CommandError::Store(StoreError::Conflict { .. })) => {
+                return Err(ApiError::Conflict {
+                    code: "tenant_exists",
+                    message: format!(
+                        "tenant {} already exists; pick another id or GET /v1/tenants/{}",
+                        body.id, body.id
+                    ),
+                })
+            }
+            other => other?,
+        };
+        tracing::info!(tenant = %body.id, caller = %caller.name, "tenant created");
+        Ok((StatusCode::CREATED, view(&record)))
+    })
+    .await
+}
+
+#[utoipa::path(operation_id = "tenant_get", get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+    responses((status = 200, body = TenantView), (status = 404, body = super::error::ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub async fn get(
+    State(state): State<ApiState>,
+    _: Caller<Read>,
+    TenantPath(id): TenantPath,
+) -> Result<Json<TenantView>, ApiError> {
+    let record = state.commands().store().load(&id).await?;
+    Ok(Json(TenantView::from(&record)))
+}
+
+#[utoipa::path(operation_id = "tenant_list", get, path = "/v1/tenants", tag = "tenants", params(TenantFilters),
+    responses((status = 200, body = TenantPage), (status = 400, body = super::error::ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub async fn list(
+    State(state): State<ApiState>,
+    _: Caller<Read>,
+    ApiQuery(q): ApiQuery<TenantFilters>,
+) -> Result<Json<TenantPage>, ApiError> {
+    let region = q.region.as_deref().map(Region::parse).transpose()?;
+    if let Some(s) = &q.state {
+        if !TenantState::NAMES.contains(&s.as_str()) {
+            return Err(ApiError::InvalidRequest(format!(
+                "unknown state {:?}; use one of {}",
+                s.chars().take(40).collect::<String>(),
+                TenantState::NAMES.join(", ")
+            )));
+        }
+    }
+    let filter = ListFilter {
+        release: q.release.as_deref().map(ReleaseVersion::parse).transpose()?,
+        group: q.group.as_deref().map(Group::parse).transpose()?,
+    };
+    let digest = query_digest(&[
+        "tenants",
+        q.region.as_deref().unwrap_or(""),
+        q.state.as_deref().unwrap_or(""),
+        q.release.as_deref().unwrap_or(""),
+        q.group.as_deref().unwrap_or(""),
+    ]);
+    let query = ListQuery {
+        region,
+        state: q.state.clone(),
+        limit: Some(limit(q.limit)?),
+        next_token: unwrap_token(q.next_token.as_deref(), &digest)?,
+    };
+    let page = state.store().list_matching(&query, &filter).await?;
+    Ok(Json(TenantPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_token: wrap_token(page.next_token, &digest),
+    }))
+}
+
+#[utoipa::path(operation_id = "tenant_update", patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)), request_body = UpdateTenant,
+    responses((status = 200, body = TenantView), (status = 409, body = super::error::ErrorBody)),
+    security(("bearer" = ["admin"])))]
+pub async fn update(
+    State(state): State<ApiState>,
+    caller: Caller<Admin>,
+    TenantPath(id): TenantPath,
+    ApiJson(body): ApiJson<UpdateTenant>,
+) -> Result<Json<TenantView>, ApiError> {
+    let change = SpecChange {
+        pinned_release: body.pinned_release,
+        hostnames: body.hostnames,
+        tier: body.tier,
+    };
+    if change.is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "nothing to change; send pinned_release, hostnames or tier".into(),
+        ));
+    }
+    let record = state
+        .commands()
+        .update_spec(&id, &change, body.expected_version, &caller.actor())
+        .await?;
+    tracing::info!(tenant = %id, caller = %caller.name, "tenant spec updated");
+    Ok(Json(TenantView::from(&record)))
+}
+
+/// Applies an operator event, idempotently when the caller sent a key.
+async fn command<S>(
+    state: &ApiState,
+    caller: &Caller<S>,
+    key: Option<String>,
+    id: &TenantId,
+    request: &str,
+    body: &impl Serialize,
+    event: TenantEvent,
+) -> Response {
+    idempotency::run(state, &caller.name, key, request, body, || async {
+        let name = event.name();
+        let record = state.commands().command(id, event, &caller.actor()).await?;
+        tracing::info!(tenant = %id, caller = %caller.name, command = name, to = %record.state.label(), "tenant commanded");
+        Ok((StatusCode::ACCEPTED, view(&record)))
+    })
+    .await
+}
+
+#[utoipa::path(operation_id = "tenant_upgrade", post, path = "/v1/tenants/{id}/upgrade", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = Upgrade,
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
+pub async fn upgrade(
+    State(state): State<ApiState>,
+    caller: Caller<Deploy>,
+    TenantPath(id): TenantPath,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<Upgrade>,
+) -> Response {
+    let event = TenantEvent::Upgrade {
+        release: body.release.clone(),
+    };
+    command(
+        &state,
+        &caller,
+        key,
+        &id,
+        &format!("POST /v1/tenants/{id}/upgrade"),
+        &body,
+        event,
+    )
+    .await
+}
+
+#[utoipa::path(operation_id = "tenant_retry", post, path = "/v1/tenants/{id}/retry", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
+pub async fn retry(
+    State(state): State<ApiState>,
+    caller: Caller<Deploy>,
+    TenantPath(id): TenantPath,
+    IdempotencyKey(key): IdempotencyKey,
+) -> Response {
+    command(
+        &state,
+        &caller,
+        key,
+        &id,
+        &format!("POST /v1/tenants/{id}/retry"),
+        &(),
+        TenantEvent::Retry,
+    )
+    .await
+}
+
+#[utoipa::path(operation_id = "tenant_rollback", post, path = "/v1/tenants/{id}/rollback", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
+pub async fn rollback(
+    State(state): State<ApiState>,
+    caller: Caller<Deploy>,
+    TenantPath(id): TenantPath,
+    IdempotencyKey(key): IdempotencyKey,
+) -> Response {
+    command(
+        &state,
+        &caller,
+        key,
+        &id,
+        &format!("POST /v1/tenants/{id}/rollback"),
+        &(),
+        TenantEvent::Rollback,
+    )
+    .await
+}
+
+#[utoipa::path(operation_id = "tenant_restore", post, path = "/v1/tenants/{id}/restore", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = Restore,
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
+pub async fn restore(
+    State(state): State<ApiState>,
+    caller: Caller<Admin>,
+    TenantPath(id): TenantPath,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<Restore>,
+) -> Response {
+    let event = TenantEvent::Restore {
+        snapshot: String::from(body.snapshot.clone()),
+    };
+    command(
+        &state,
+        &caller,
+        key,
+        &id,
+        &format!("POST /v1/tenants/{id}/restore"),
+        &body,
+        event,
+    )
+    .await
+}
+
+#[utoipa::path(operation_id = "tenant_deprovision", post, path = "/v1/tenants/{id}/deprovision", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
+pub async fn deprovision(
+    State(state): State<ApiState>,
+    caller: Caller<Admin>,
+    TenantPath(id): TenantPath,
+    IdempotencyKey(key): IdempotencyKey,
+) -> Response {
+    let request = format!("POST /v1/tenants/{id}/deprovision");
+    command(&state, &caller, key, &id, &request, &(), TenantEvent::Deprovision).await
+}
+
+#[utoipa::path(operation_id = "tenant_history", get, path = "/v1/tenants/{id}/history", tag = "tenants", params(("id" = String, Path), PageParams),
+    responses((status = 200, body = HistoryPage), (status = 404, body = super::error::ErrorBody)), security(("bearer" = ["read"])))]
+pub async fn history(
+    State(state): State<ApiState>,
+    _: Caller<Read>,
+    TenantPath(id): TenantPath,
+    ApiQuery(q): ApiQuery<PageParams>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let store = state.commands().store();
+    store.load(&id).await?;
+    let digest = query_digest(&["history", id.as_str()]);
+    let after = match unwrap_token(q.next_token.as_deref(), &digest)? {
+        Some(t) => t
+            .parse::<u64>()
+            .map_err(|_| ApiError::InvalidRequest("next_token is damaged; start again without it".into()))?,
+        None => 0,
+    };
+    let page = store.history(&id, after, limit(q.limit)?).await?;
+    Ok(Json(HistoryPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_token: wrap_token(page.next_token, &digest),
+    }))
+}

@@ -1,0 +1,298 @@
+//! Request and response bodies of the API. Requests are parsed straight into domain
+//! newtypes and refuse unknown fields; responses are views of the store's records, so
+//! the wire format does not change when a record's layout does.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::{Environment, Group, Hostname, Region, ReleaseVersion, TenantId, Tier};
+use crate::store::{HistoryEvent, TenantRecord, TenantSummary};
+
+/// `POST /v1/tenants`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// A DNS label of 3-40 characters starting with a letter, e.g. `acme-corp`.
+    #[schema(value_type = String, example = "acme-corp")]
+    pub id: TenantId,
+    #[schema(value_type = String, example = "eu-west-1")]
+    pub region: Region,
+    #[schema(value_type = String, example = "prod")]
+    pub environment: Environment,
+    /// Rollout group (ring); default `default`.
+    #[serde(default = "Group::default_group")]
+    #[schema(value_type = String, example = "canary")]
+    pub group: Group,
+    #[serde(default = "small")]
+    #[schema(value_type = String, example = "small")]
+    pub tier: Tier,
+    #[schema(value_type = Vec<String>, example = json!(["acme.example.com"]))]
+    pub hostnames: Vec<Hostname>,
+    /// Release to provision; default: what the version policy gives the tenant.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "1.4.2")]
+    pub release: Option<ReleaseVersion>,
+    /// Keep the tenant on its release: rollouts skip it.
+    #[serde(default)]
+    pub pin: bool,
+}
+
+fn small() -> Tier {
+    Tier::Small
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /v1/tenants/{id}`: fields left out stay as they are.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    /// Apply only if the tenant is still at this version (from GET); else 409.
+    #[serde(default)]
+    pub expected_version: Option<u64>,
+    /// A release pins the tenant (rollouts skip it); `null` unpins.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable = true, example = "1.4.2")]
+    pub pinned_release: Option<Option<ReleaseVersion>>,
+    /// Replaces the hostnames; they take effect at the next deployment.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub hostnames: Option<Vec<Hostname>>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "medium")]
+    pub tier: Option<Tier>,
+}
+
+/// `POST /v1/tenants/{id}/upgrade`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Upgrade {
+    #[schema(value_type = String, example = "1.4.2")]
+    pub release: ReleaseVersion,
+}
+
+/// `POST /v1/tenants/{id}/restore`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Restore {
+    /// An RDS cluster snapshot identifier (from the tenant's `facts.snapshots`).
+    #[schema(value_type = String, example = "tenant-prod-acme-preupgrade-1-4-2-7")]
+    pub snapshot: SnapshotName,
+}
+
+/// An RDS cluster snapshot identifier: 1-255 letters, digits, '-' or ':'.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SnapshotName(String);
+
+impl TryFrom<String> for SnapshotName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 255
+            && s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':');
+        match ok {
+            true => Ok(Self(s)),
+            false => Err(format!(
+                "invalid snapshot {:?}: use an RDS snapshot identifier (a letter, then letters, digits, '-' or ':'; at most 255)",
+                s.chars().take(80).collect::<String>()
+            )),
+        }
+    }
+}
+
+impl From<SnapshotName> for String {
+    fn from(s: SnapshotName) -> String {
+        s.0
+    }
+}
+
+/// The lease of the worker running the tenant's step.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaseView {
+    pub holder: String,
+    pub fence: u64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What the tenant's steps recorded, in short.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FactsView {
+    pub image: Option<String>,
+    pub stack_id: Option<String>,
+    pub helm_revision: Option<u32>,
+    /// Database snapshots taken for the tenant, oldest first.
+    pub snapshots: Vec<String>,
+    pub certificates: usize,
+}
+
+/// One tenant: spec, state, releases, last error, lease.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    pub id: String,
+    pub region: String,
+    pub environment: String,
+    pub group: String,
+    pub tier: String,
+    pub hostnames: Vec<String>,
+    pub pinned_release: Option<String>,
+    /// State name: Provisioning, Active, Upgrading, RollingBack, Restoring, Deprovisioning, Failed, Deleted.
+    pub state: String,
+    /// The step running or due, if any.
+    pub step: Option<String>,
+    pub current_release: Option<String>,
+    pub target_release: Option<String>,
+    pub last_error: Option<String>,
+    /// Failed attempts of the current step.
+    pub attempt: u32,
+    pub lease: Option<LeaseView>,
+    pub facts: FactsView,
+    /// Pass as `expected_version` to PATCH to change exactly this version.
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&TenantRecord> for TenantView {
+    fn from(r: &TenantRecord) -> Self {
+        let s = &r.spec;
+        TenantView {
+            id: s.id.to_string(),
+            region: s.region.to_string(),
+            environment: s.environment.to_string(),
+            group: s.group.to_string(),
+            tier: s.tier.to_string(),
+            hostnames: s.hostnames.iter().map(|h| h.to_string()).collect(),
+            pinned_release: s.pinned_release.as_ref().map(|r| r.to_string()),
+            state: r.state.name().to_owned(),
+            step: r.state.step().map(|s| s.to_string()),
+            current_release: r.state.current_release().map(|v| v.to_string()),
+            target_release: r.state.target_release().map(|v| v.to_string()),
+            last_error: r.last_error.clone(),
+            attempt: r.attempt,
+            lease: r.lease.as_ref().map(|l| LeaseView {
+                holder: l.owner.clone(),
+                fence: l.fence,
+                expires_at: l.expires_at,
+            }),
+            facts: FactsView {
+                image: r.facts.image.clone(),
+                stack_id: r.facts.stack_id.clone(),
+                helm_revision: r.facts.helm_revision,
+                snapshots: r.facts.snapshots.clone(),
+                certificates: r.facts.certificates.len(),
+            },
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// One row of a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantRow {
+    pub id: String,
+    pub region: String,
+    pub state: String,
+    /// State and step, e.g. `Upgrading/Deploy`.
+    pub label: String,
+    pub release: Option<String>,
+    pub group: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<TenantSummary> for TenantRow {
+    fn from(t: TenantSummary) -> Self {
+        TenantRow {
+            id: t.id.to_string(),
+            region: t.region.to_string(),
+            state: t.state,
+            label: t.label,
+            release: t.release,
+            group: t.group,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantPage {
+    pub items: Vec<TenantRow>,
+    /// Pass as `next_token` (with the same filters) for the next page; absent on the last.
+    pub next_token: Option<String>,
+}
+
+/// One transition of a tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub from: String,
+    pub to: String,
+    pub cause: String,
+    /// `worker:<owner>#<fence>`, `operator:<user>` or `api:<token name>`.
+    pub actor: String,
+    pub step: Option<String>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+impl From<HistoryEvent> for HistoryEntry {
+    fn from(e: HistoryEvent) -> Self {
+        HistoryEntry {
+            seq: e.seq,
+            at: e.at,
+            from: e.from,
+            to: e.to,
+            cause: e.cause,
+            actor: e.actor,
+            step: e.step.map(|s| s.to_string()),
+            output: e.output,
+            error: e.error,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryPage {
+    pub items: Vec<HistoryEntry>,
+    pub next_token: Option<String>,
+}
+
+/// `limit` and `next_token` of a paged request.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1-1000; default 100.
+    pub limit: Option<u32>,
+    /// From the previous page.
+    pub next_token: Option<String>,
+}
+
+/// Filters of `GET /v1/tenants`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TenantFilters {
+    pub region: Option<String>,
+    /// A state name, e.g. `Active` or `Failed`.
+    pub state: Option<String>,
+    /// Current release (or the one being provisioned).
+    pub release: Option<String>,
+    pub group: Option<String>,
+    /// 1-1000; default 100.
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}

@@ -1,0 +1,131 @@
+//! `tenantctl serve`: the HTTP API, and by default the tenant workers and the rollout
+//! controller in the same process. SIGTERM or ctrl-c first drains in-flight requests, then stops the workers
+//! (which give running steps their grace period).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use tokio::sync::watch;
+
+use tenant_orchestrator::api::{self, ApiState, Tokens};
+use tenant_orchestrator::worker::Worker;
+
+use super::worker::{load_steps_config, product_steps, shutdown_signal, WorkerArgs};
+use super::Failure;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TENANTCTL_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// API tokens: a JSON or YAML list of {name, scope, sha256}.
+    #[arg(long, env = "TENANTCTL_TOKENS_FILE", conflicts_with = "tokens_ssm_parameter")]
+    tokens_file: Option<PathBuf>,
+    /// API tokens from an SSM SecureString parameter holding the same list.
+    #[arg(long, env = "TENANTCTL_TOKENS_SSM_PARAMETER")]
+    tokens_ssm_parameter: Option<String>,
+    /// Serve the API only; run no tenant workers in this process.
+    #[arg(long, env = "TENANTCTL_NO_WORKER")]
+    no_worker: bool,
+    /// On shutdown, how long in-flight requests may take before the server stops anyway.
+    #[arg(long, env = "TENANTCTL_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+async fn load_tokens(args: &ServeArgs) -> Result<Tokens, Failure> {
+    let invalid = |e: api::TokenConfigError| Failure {
+        code: 2,
+        error: anyhow!(e),
+    };
+    match (&args.tokens_file, &args.tokens_ssm_parameter) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token list {}", path.display()))?;
+            Tokens::parse(&text).map_err(|e| Failure {
+                code: 2,
+                error: anyhow!("{}: {e}", path.display()),
+            })
+        }
+        (None, Some(name)) => {
+            let config = aws_config::load_from_env().await;
+            Tokens::from_ssm(&aws_sdk_ssm::Client::new(&config), name)
+                .await
+                .map_err(invalid)
+        }
+        (None, None) => Err(Failure {
+            code: 2,
+            error: anyhow!(
+                "no API tokens configured; pass --tokens-file or --tokens-ssm-parameter \
+                 (a list of {{name, scope, sha256}}; hash a token with `tenantctl token hash`)"
+            ),
+        }),
+    }
+}
+
+pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
+    let tokens = load_tokens(&args).await?;
+    let worker_config = (!args.no_worker).then(|| args.worker.config()).transpose()?;
+    let store = super::dynamo_store(table).await;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, table, tokens = ?tokens.names(), workers = worker_config.is_some(), "serving");
+
+    let signal = shutdown_signal();
+    // The workers get their own stop signal, sent once the server has drained.
+    let (stop_workers, workers_rx) = watch::channel(false);
+    let mut controller = None;
+    let workers = match worker_config {
+        Some(config) => {
+            let steps_config = load_steps_config(args.worker.steps_config.as_deref())?;
+            if let Some(c) = args
+                .worker
+                .controller_for(store.clone(), &steps_config, &config.owner)?
+            {
+                let rx = workers_rx.clone();
+                controller = Some(tokio::spawn(async move { c.run(rx).await }));
+            }
+            let steps = product_steps(steps_config, store.clone()).await;
+            let worker = Worker::new(store.clone(), steps, config);
+            let rx = workers_rx.clone();
+            Some(tokio::spawn(async move { worker.run(rx).await }))
+        }
+        None => None,
+    };
+
+    let app = api::router(ApiState::new(store, tokens));
+    let mut drained = signal.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = drained.wait_for(|stop| *stop).await;
+        tracing::info!("draining in-flight requests");
+    });
+    let mut deadline = signal;
+    let served = tokio::select! {
+        result = server => result.context("serving the API"),
+        _ = async {
+            let _ = deadline.wait_for(|stop| *stop).await;
+            tokio::time::sleep(args.drain_timeout).await;
+        } => {
+            tracing::warn!(timeout = ?args.drain_timeout, "requests still running after the drain timeout; stopping anyway");
+            Ok(())
+        }
+    };
+    tracing::info!("API stopped; stopping workers");
+    let _ = stop_workers.send(true);
+    if let Some(controller) = controller {
+        controller.await.context("the rollout controller task panicked")?;
+    }
+    if let Some(workers) = workers {
+        workers
+            .await
+            .context("the worker task panicked")?
+            .context("worker stopped with an error")?;
+    }
+    served?;
+    Ok(())
+}

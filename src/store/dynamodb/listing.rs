@@ -1,0 +1,227 @@
+//! Listing tenants through the `by-region` index: pages with filters, and the fleet
+//! summary (counts by region, state and release), read from the index's projected
+//! attributes only, one query stream per region, never a table scan.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use chrono::DateTime;
+
+use super::errors::classify;
+use super::item::{get_n, get_s, s, Item};
+use super::DynamoStore;
+use crate::domain::{Group, Region, ReleaseVersion, TenantId};
+use crate::store::{keys, ListQuery, Page, StoreError, TenantStore, TenantSummary};
+
+/// Filters on attributes the listing index projects (evaluated by DynamoDB after the
+/// key condition, so they narrow what is returned, not what is read).
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// The tenant's current release, or the one it is being moved to.
+    pub release: Option<ReleaseVersion>,
+    pub group: Option<Group>,
+}
+
+/// Tenants counted by region and state, and by release, from the listing index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FleetSummary {
+    pub total: u64,
+    pub by_region: BTreeMap<Region, BTreeMap<String, u64>>,
+    /// Tenants per release (current, or target while provisioning); `none` for
+    /// tenants that run no release.
+    pub by_release: BTreeMap<String, u64>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ListToken {
+    region: String,
+    key: HashMap<String, String>,
+}
+
+fn encode_key(item: &Item) -> HashMap<String, String> {
+    item.iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone())))
+        .collect()
+}
+
+fn bad_token() -> StoreError {
+    StoreError::Invalid {
+        context: "listing tenants".into(),
+        message: "the page token is not valid; start again without a page token".into(),
+    }
+}
+
+fn encode_token(token: &ListToken) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(token).expect("token serializes"))
+}
+
+impl DynamoStore {
+    /// One page of tenants matching `query` and `filter`, ordered by region, state, id.
+    pub async fn list_matching(
+        &self,
+        query: &ListQuery,
+        filter: &ListFilter,
+    ) -> Result<Page<TenantSummary>, StoreError> {
+        let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+        let token: Option<ListToken> = match &query.next_token {
+            Some(t) => {
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(t)
+                    .map_err(|_| bad_token())?;
+                Some(serde_json::from_slice(&bytes).map_err(|_| bad_token())?)
+            }
+            None => None,
+        };
+        let regions = match &query.region {
+            Some(r) => vec![r.clone()],
+            None => self.regions().await?,
+        };
+        let mut filters = Vec::new();
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        if let Some(release) = &filter.release {
+            filters.push("#release = :release");
+            names.insert("#release".to_owned(), "release".to_owned());
+            values.insert(":release".to_owned(), s(release.to_string()));
+        }
+        if let Some(group) = &filter.group {
+            filters.push("#group = :group");
+            names.insert("#group".to_owned(), "group_name".to_owned());
+            values.insert(":group".to_owned(), s(group.as_str()));
+        }
+        let mut items = Vec::new();
+        let mut start_region = token.as_ref().map(|t| t.region.clone());
+        let mut start_key = token.map(|t| t.key);
+        for region in regions {
+            if let Some(start) = &start_region {
+                if region.as_str() < start.as_str() {
+                    continue;
+                }
+                start_region = None;
+            }
+            loop {
+                let remaining = limit as usize - items.len();
+                let mut q = self
+                    .client()
+                    .query()
+                    .table_name(self.table())
+                    .index_name("by-region")
+                    .set_expression_attribute_values(Some(values.clone()))
+                    .expression_attribute_values(":pk", s(keys::list_pk(&region)))
+                    .limit(remaining as i32)
+                    .set_exclusive_start_key(
+                        start_key
+                            .take()
+                            .map(|k| k.into_iter().map(|(k, v)| (k, s(v))).collect()),
+                    );
+                if !filters.is_empty() {
+                    q = q
+                        .filter_expression(filters.join(" AND "))
+                        .set_expression_attribute_names(Some(names.clone()));
+                }
+                q = match &query.state {
+                    Some(state) => q
+                        .key_condition_expression("list_pk = :pk AND begins_with(list_sk, :state)")
+                        .expression_attribute_values(":state", s(format!("{state}#"))),
+                    None => q.key_condition_expression("list_pk = :pk"),
+                };
+                let out = q
+                    .send()
+                    .await
+                    .map_err(|e| classify("listing tenants", self.table(), e))?;
+                for item in out.items() {
+                    items.push(summary(item, &region)?);
+                }
+                let lek = out.last_evaluated_key().map(encode_key);
+                if items.len() >= limit as usize {
+                    // A full page that ended a region exactly continues at the next one.
+                    let token = match lek {
+                        Some(key) => ListToken {
+                            region: region.to_string(),
+                            key,
+                        },
+                        None => ListToken {
+                            region: format!("{region}\u{1}"),
+                            key: HashMap::new(),
+                        },
+                    };
+                    return Ok(Page {
+                        items,
+                        next_token: Some(encode_token(&token)),
+                    });
+                }
+                match lek {
+                    Some(key) => start_key = Some(key),
+                    None => break,
+                }
+            }
+        }
+        Ok(Page {
+            items,
+            next_token: None,
+        })
+    }
+
+    /// Counts every tenant by region and state and by release.
+    pub async fn fleet_summary(&self) -> Result<FleetSummary, StoreError> {
+        let mut summary = FleetSummary::default();
+        for region in self.regions().await? {
+            let mut start: Option<HashMap<String, AttributeValue>> = None;
+            loop {
+                let out = self
+                    .client()
+                    .query()
+                    .table_name(self.table())
+                    .index_name("by-region")
+                    .key_condition_expression("list_pk = :pk")
+                    .expression_attribute_values(":pk", s(keys::list_pk(&region)))
+                    .projection_expression("state_name, #release")
+                    .expression_attribute_names("#release", "release")
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| classify("summarising the fleet", self.table(), e))?;
+                for item in out.items() {
+                    let state = get_s(item, "state_name")?.to_owned();
+                    let release = item
+                        .get("release")
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_else(|| "none".into());
+                    summary.total += 1;
+                    *summary
+                        .by_region
+                        .entry(region.clone())
+                        .or_default()
+                        .entry(state)
+                        .or_default() += 1;
+                    *summary.by_release.entry(release).or_default() += 1;
+                }
+                match out.last_evaluated_key() {
+                    Some(key) => start = Some(key.clone()),
+                    None => break,
+                }
+            }
+        }
+        Ok(summary)
+    }
+}
+
+fn summary(item: &Item, region: &Region) -> Result<TenantSummary, StoreError> {
+    let pk = get_s(item, "pk")?;
+    let id = TenantId::parse(pk.strip_prefix("TENANT#").unwrap_or(pk)).map_err(|e| StoreError::Fatal {
+        context: "listing tenants".into(),
+        message: e.to_string(),
+    })?;
+    Ok(TenantSummary {
+        id,
+        region: region.clone(),
+        state: get_s(item, "state_name")?.to_owned(),
+        label: get_s(item, "state_label")?.to_owned(),
+        release: item.get("release").and_then(|v| v.as_s().ok()).cloned(),
+        group: get_s(item, "group_name")?.to_owned(),
+        updated_at: DateTime::from_timestamp_millis(get_n(item, "updated_at")?).unwrap_or_default(),
+    })
+}

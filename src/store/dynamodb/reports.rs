@@ -1,0 +1,146 @@
+//! Per-day deployment counters (`pk REPORT#<date>`, `sk <region>#<group>#<shard>`),
+//! incremented with `ADD` inside the transaction that records the transition, and
+//! read back one day-partition at a time. The shard (the tenant's work shard) spreads
+//! the tenants of one region and group over several items, so transitions recorded at
+//! the same moment rarely touch the same counter (DynamoDB cancels concurrent
+//! transactions on one item).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Update};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::errors::classify;
+use super::item::{get_n, get_s, n, s, Item};
+use super::DynamoStore;
+use crate::domain::{Group, Region};
+use crate::store::report::{DeploymentMilestone, DeploymentReport};
+use crate::store::{keys, StoreError, TenantRecord};
+
+/// Days a report may span: one query per day, so the range is bounded.
+pub const MAX_REPORT_DAYS: i64 = 366;
+/// Day partitions read at once.
+const PARALLEL_DAYS: usize = 8;
+
+fn report_pk(day: NaiveDate) -> String {
+    format!("REPORT#{}", day.format("%Y-%m-%d"))
+}
+
+/// The counter increment to add to the transaction recording `record`'s transition.
+pub fn counter_update(
+    table: &str,
+    record: &TenantRecord,
+    milestone: DeploymentMilestone,
+    at: DateTime<Utc>,
+) -> Update {
+    let spec = &record.spec;
+    let sk = format!("{}#{}#{}", spec.region, spec.group, keys::shard_of(&spec.id));
+    Update::builder()
+        .table_name(table)
+        .key("pk", s(report_pk(at.date_naive())))
+        .key("sk", s(sk))
+        .update_expression("ADD #count :one SET #region = :region, #group = :group")
+        .expression_attribute_names("#count", milestone.attribute())
+        .expression_attribute_names("#region", "region")
+        .expression_attribute_names("#group", "group_name")
+        .expression_attribute_values(":one", n(1))
+        .expression_attribute_values(":region", s(spec.region.as_str()))
+        .expression_attribute_values(":group", s(spec.group.as_str()))
+        .build()
+        .expect("table, key, expression set")
+}
+
+/// Filters of a deployment report; days are UTC dates, both ends included.
+#[derive(Debug, Clone)]
+pub struct ReportQuery {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub region: Option<Region>,
+    pub group: Option<Group>,
+}
+
+impl DynamoStore {
+    /// Deployments per region and group between two days (inclusive), from the
+    /// counters; one query per day. The caller bounds the range.
+    pub async fn deployment_report(&self, query: &ReportQuery) -> Result<DeploymentReport, StoreError> {
+        let mut days = Vec::new();
+        let mut day = query.from;
+        while day <= query.to {
+            days.push(day);
+            day = day.succ_opt().unwrap_or(NaiveDate::MAX);
+            if day == NaiveDate::MAX {
+                break;
+            }
+        }
+        let mut report = DeploymentReport::new();
+        for chunk in days.chunks(PARALLEL_DAYS) {
+            let mut reads = tokio::task::JoinSet::new();
+            for day in chunk {
+                let (store, query, day) = (self.clone(), query.clone(), *day);
+                reads.spawn(async move { store.report_day(&query, day).await });
+            }
+            while let Some(done) = reads.join_next().await {
+                let items = done.map_err(|e| StoreError::Fatal {
+                    context: "reading the deployment report".into(),
+                    message: e.to_string(),
+                })??;
+                for item in items {
+                    add_item(&mut report, &item, query.group.as_ref())?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn report_day(&self, query: &ReportQuery, day: NaiveDate) -> Result<Vec<Item>, StoreError> {
+        let prefix = match (&query.region, &query.group) {
+            (Some(r), Some(g)) => Some(format!("{r}#{g}#")),
+            (Some(r), None) => Some(format!("{r}#")),
+            _ => None,
+        };
+        let mut items = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let mut q = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .expression_attribute_values(":pk", s(report_pk(day)))
+                .set_exclusive_start_key(start.take());
+            q = match &prefix {
+                Some(p) => q
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(p)),
+                None => q.key_condition_expression("pk = :pk"),
+            };
+            let out = q
+                .send()
+                .await
+                .map_err(|e| classify("reading the deployment report", self.table(), e))?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => return Ok(items),
+            }
+        }
+    }
+}
+
+fn add_item(report: &mut DeploymentReport, item: &Item, group: Option<&Group>) -> Result<(), StoreError> {
+    let corrupt = |e: crate::domain::InvalidValue| StoreError::Fatal {
+        context: "reading the deployment report".into(),
+        message: e.to_string(),
+    };
+    let region = Region::parse(get_s(item, "region")?).map_err(corrupt)?;
+    let item_group = Group::parse(get_s(item, "group_name")?).map_err(corrupt)?;
+    if group.is_some_and(|g| *g != item_group) {
+        return Ok(());
+    }
+    let counts = report.entry((region, item_group)).or_default();
+    for milestone in DeploymentMilestone::ALL {
+        if item.contains_key(milestone.attribute()) {
+            counts.add(milestone, get_n(item, milestone.attribute())?.max(0) as u64);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! Deployment reports: which transitions start or end a deployment, and the counts a
+//! report returns. Counting is decided here, purely from the transition; the DynamoDB
+//! store adds one to a per-day counter item in the same transaction as the transition,
+//! so a report can never disagree with the history it summarises.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Group, Region};
+use crate::machine::{TenantEvent, TenantState};
+
+/// What a transition means for deployments (provisionings and upgrades).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DeploymentMilestone {
+    /// A tenant entered Provisioning or Upgrading (also when an operator retries one).
+    Started,
+    /// Provisioning or an upgrade finished: the tenant is Active on its target release.
+    Succeeded,
+    /// A step of a provisioning or an upgrade failed for good (a rollback may follow).
+    Failed,
+    /// A rollback finished: the tenant is Active on its previous release again.
+    RolledBack,
+}
+
+impl DeploymentMilestone {
+    pub const ALL: [DeploymentMilestone; 4] = [
+        DeploymentMilestone::Started,
+        DeploymentMilestone::Succeeded,
+        DeploymentMilestone::Failed,
+        DeploymentMilestone::RolledBack,
+    ];
+
+    /// The counter attribute on the report item.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            DeploymentMilestone::Started => "started",
+            DeploymentMilestone::Succeeded => "succeeded",
+            DeploymentMilestone::Failed => "failed",
+            DeploymentMilestone::RolledBack => "rolled_back",
+        }
+    }
+
+    /// Classifies a transition from the state labelled `from` (`Upgrading/Verify`) to
+    /// `to`, caused by `cause` (the machine event's name, as in the history).
+    pub fn of(from: &str, to: &TenantState, cause: &str) -> Option<Self> {
+        let from = from.split('/').next().unwrap_or(from);
+        let deploying = |name: &str| matches!(name, "Provisioning" | "Upgrading");
+        let to_name = to.name();
+        if deploying(to_name) && from != to_name {
+            return Some(DeploymentMilestone::Started);
+        }
+        let succeeded = cause == TenantEvent::StepSucceeded.name();
+        let failed = cause
+            == TenantEvent::StepFailed {
+                reason: String::new(),
+            }
+            .name();
+        match from {
+            f if deploying(f) && succeeded && to_name == "Active" => Some(DeploymentMilestone::Succeeded),
+            f if deploying(f) && failed => Some(DeploymentMilestone::Failed),
+            "RollingBack" if succeeded && to_name == "Active" => Some(DeploymentMilestone::RolledBack),
+            _ => None,
+        }
+    }
+}
+
+/// Deployments of one region and group over a report's range.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentCounts {
+    pub started: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub rolled_back: u64,
+}
+
+impl DeploymentCounts {
+    pub fn add(&mut self, milestone: DeploymentMilestone, n: u64) {
+        let slot = match milestone {
+            DeploymentMilestone::Started => &mut self.started,
+            DeploymentMilestone::Succeeded => &mut self.succeeded,
+            DeploymentMilestone::Failed => &mut self.failed,
+            DeploymentMilestone::RolledBack => &mut self.rolled_back,
+        };
+        *slot += n;
+    }
+}
+
+/// A deployment report: counts per (region, group), in order.
+pub type DeploymentReport = BTreeMap<(Region, Group), DeploymentCounts>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ReleaseVersion;
+
+    fn release(v: &str) -> ReleaseVersion {
+        ReleaseVersion::parse(v).unwrap()
+    }
+
+    fn upgrading() -> TenantState {
+        TenantState::Active {
+            release: release("1.0.0"),
+            failed_upgrade: None,
+        }
+        .apply(&TenantEvent::Upgrade {
+            release: release("1.1.0"),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn entering_a_deployment_starts_one() {
+        let provisioning = TenantState::initial()
+            .apply(&TenantEvent::Provision {
+                release: release("1.0.0"),
+            })
+            .unwrap();
+        assert_eq!(
+            DeploymentMilestone::of("New", &provisioning, "Provision 1.0.0"),
+            Some(DeploymentMilestone::Started)
+        );
+        assert_eq!(
+            DeploymentMilestone::of("Active", &upgrading(), "Upgrade to 1.1.0"),
+            Some(DeploymentMilestone::Started)
+        );
+        // A step finishing inside the upgrade is not a new deployment.
+        assert_eq!(
+            DeploymentMilestone::of("Upgrading/CheckArtifact", &upgrading(), "StepSucceeded"),
+            None
+        );
+    }
+
+    #[test]
+    fn endings_are_classified_by_cause_and_target() {
+        let active = TenantState::Active {
+            release: release("1.1.0"),
+            failed_upgrade: None,
+        };
+        assert_eq!(
+            DeploymentMilestone::of("Upgrading/Verify", &active, "StepSucceeded"),
+            Some(DeploymentMilestone::Succeeded)
+        );
+        assert_eq!(
+            DeploymentMilestone::of("Upgrading/Backup", &active, "StepFailed"),
+            Some(DeploymentMilestone::Failed)
+        );
+        assert_eq!(
+            DeploymentMilestone::of("RollingBack/VerifyRollback", &active, "StepSucceeded"),
+            Some(DeploymentMilestone::RolledBack)
+        );
+        assert_eq!(DeploymentMilestone::of("Active", &active, "UpdateSpec"), None);
+    }
+}

@@ -1,0 +1,142 @@
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::api_support::{spawn, ADMIN, DEPLOY};
+use crate::common::ScriptedStep;
+
+#[tokio::test]
+async fn the_fleet_summary_counts_by_region_state_and_release() {
+    let api = spawn().await;
+    api.create_tenant("alpha", "eu-west-1", "default").await;
+    api.create_tenant("bravo", "us-east-1", "default").await;
+    api.settle().await;
+    api.create_tenant("charlie", "us-east-1", "canary").await;
+    let summary = api.get("/v1/fleet/summary").await;
+    assert_eq!(summary.status, StatusCode::OK);
+    assert_eq!(
+        summary.body,
+        json!({
+            "total": 3,
+            "by_region": {"eu-west-1": {"Active": 1}, "us-east-1": {"Active": 1, "Provisioning": 1}},
+            "by_release": {"1.0.0": 3}
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_deployment_report_counts_starts_successes_failures_and_rollbacks() {
+    let api = spawn().await;
+    api.create_tenant("alpha", "eu-west-1", "canary").await;
+    api.create_tenant("bravo", "eu-west-1", "default").await;
+    api.settle().await;
+    for id in ["alpha", "bravo"] {
+        let up = api
+            .call(
+                Method::POST,
+                &format!("/v1/tenants/{id}/upgrade"),
+                Some(DEPLOY),
+                Some(json!({"release": "1.1.0"})),
+            )
+            .await;
+        assert_eq!(up.status, StatusCode::ACCEPTED);
+    }
+    // bravo's deploy fails for good: the upgrade fails and rolls back.
+    let (worker, steps) = api.scripted_worker();
+    steps.script(
+        "bravo",
+        tenant_orchestrator::machine::StepKind::Deploy,
+        vec![tenant_orchestrator::step::StepOutcome::fail("image crashed")],
+    );
+    crate::common::drain(&worker).await;
+    let _: &ScriptedStep = &steps;
+
+    let today = chrono::Utc::now().date_naive();
+    let report = api
+        .get(&format!("/v1/reports/deployments?from={today}&to={today}"))
+        .await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    assert_eq!(
+        report.body["total"],
+        json!({"started": 4, "succeeded": 3, "failed": 1, "rolled_back": 1})
+    );
+    let canary = api
+        .get(&format!(
+            "/v1/reports/deployments?from={today}&to={today}&region=eu-west-1&group=canary"
+        ))
+        .await;
+    assert_eq!(
+        canary.body["rows"],
+        json!([{"region": "eu-west-1", "group": "canary", "started": 2, "succeeded": 2, "failed": 0, "rolled_back": 0}])
+    );
+    let elsewhere = api
+        .get(&format!(
+            "/v1/reports/deployments?from={today}&to={today}&region=us-east-1"
+        ))
+        .await;
+    assert_eq!(elsewhere.body["rows"], json!([]));
+    let yesterday = today.pred_opt().unwrap();
+    let before = api
+        .get(&format!(
+            "/v1/reports/deployments?from={yesterday}&to={yesterday}"
+        ))
+        .await;
+    assert_eq!(before.body["total"]["started"], 0);
+    for bad in [
+        "from=2026-13-01&to=2026-12-31",
+        "from=2026-02-01&to=2026-01-01",
+        "from=2020-01-01&to=2026-01-01",
+        "to=2026-01-01",
+    ] {
+        let reply = api.get(&format!("/v1/reports/deployments?{bad}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}: {}", reply.body);
+    }
+}
+
+#[tokio::test]
+async fn the_version_policy_is_read_and_edited() {
+    let api = spawn().await;
+    let put = |path: &'static str, release: &'static str| {
+        let api = api.clone();
+        async move {
+            api.call(Method::PUT, path, Some(ADMIN), Some(json!({"release": release})))
+                .await
+        }
+    };
+    assert_eq!(
+        put("/v1/policy/defaults/prod/eu-west-1", "1.4.2").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        put("/v1/policy/groups/prod/canary", "1.5.0").await.status,
+        StatusCode::OK
+    );
+    let policy = api.get("/v1/policy").await;
+    assert_eq!(
+        policy.body,
+        json!({
+            "defaults": [{"environment": "prod", "region": "eu-west-1", "release": "1.4.2"}],
+            "group_overrides": [{"environment": "prod", "group": "canary", "release": "1.5.0"}]
+        })
+    );
+    let removed = api
+        .call(Method::DELETE, "/v1/policy/groups/prod/canary", Some(ADMIN), None)
+        .await;
+    assert_eq!(removed.body["group_overrides"], json!([]));
+    let removed = api
+        .call(
+            Method::DELETE,
+            "/v1/policy/defaults/prod/eu-west-1",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(removed.body["defaults"], json!([]));
+    assert_eq!(
+        put("/v1/policy/defaults/prod/nowhere", "1.0.0").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        put("/v1/policy/defaults/prod/eu-west-1", "latest").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}

@@ -1,0 +1,396 @@
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::api_support::{spawn, tenant_body, ADMIN, DEPLOY};
+
+#[tokio::test]
+async fn a_created_tenant_shows_its_state_and_history_with_the_caller() {
+    let api = spawn().await;
+    let created = api.create_tenant("acme", "eu-west-1", "canary").await;
+    assert_eq!(created.body["state"], "Provisioning");
+    assert_eq!(created.body["target_release"], "1.0.0");
+
+    let got = api.get("/v1/tenants/acme").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body["step"], "CheckArtifact");
+    assert_eq!(got.body["group"], "canary");
+    assert!(got.body["lease"].is_null());
+
+    let history = api.get("/v1/tenants/acme/history").await;
+    assert_eq!(history.body["items"][0]["actor"], "api:pipeline");
+    assert_eq!(history.body["items"][0]["cause"], "Provision 1.0.0");
+}
+
+#[tokio::test]
+async fn without_a_release_the_version_policy_decides_or_the_error_says_how() {
+    let api = spawn().await;
+    let mut body = tenant_body("acme", "eu-west-1", "default");
+    body.as_object_mut().unwrap().remove("release");
+    let refused = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(body.clone()))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("PUT /v1/policy/defaults/test/eu-west-1"));
+
+    let set = api
+        .call(
+            Method::PUT,
+            "/v1/policy/defaults/test/eu-west-1",
+            Some(ADMIN),
+            Some(json!({"release": "2.1.0"})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let created = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(body))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.body["target_release"], "2.1.0");
+}
+
+#[tokio::test]
+async fn invalid_input_is_refused_with_a_stable_code_and_a_useful_message() {
+    let api = spawn().await;
+    api.create_tenant("acme", "eu-west-1", "default").await;
+    let cases = [
+        (
+            json!({"id": "Bad_Id", "region": "eu-west-1", "environment": "test", "hostnames": ["a.example.com"]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "tenant id",
+        ),
+        (
+            {
+                let mut b = tenant_body("other", "eu-west-1", "default");
+                b["colour"] = json!("red");
+                b
+            },
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "unknown field",
+        ),
+        (
+            tenant_body("acme", "eu-west-1", "default"),
+            StatusCode::CONFLICT,
+            "tenant_exists",
+            "already exists",
+        ),
+        (
+            json!({"id": "big", "region": "eu-west-1", "environment": "test", "hostnames": ["a.example.com"], "release": "x".repeat(70_000)}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "64 KiB",
+        ),
+    ];
+    for (body, status, code, says) in cases {
+        let reply = api
+            .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(body))
+            .await;
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert_eq!(reply.code(), code);
+        assert!(
+            reply.body["error"]["message"].as_str().unwrap().contains(says),
+            "{}",
+            reply.body
+        );
+    }
+    let not_json = api
+        .send(
+            Method::POST,
+            "/v1/tenants",
+            Some(DEPLOY),
+            None,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+    let no_type = api
+        .send(Method::POST, "/v1/tenants/acme/upgrade", Some(DEPLOY), None, &[])
+        .await;
+    assert_eq!(no_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let missing = api.get("/v1/tenants/nobody").await;
+    assert_eq!(
+        (missing.status, missing.code()),
+        (StatusCode::NOT_FOUND, "tenant_not_found")
+    );
+    let bad_path = api.get("/v1/tenants/NOPE").await;
+    assert_eq!(bad_path.status, StatusCode::BAD_REQUEST);
+    let unknown_query = api.get("/v1/tenants?colour=red").await;
+    assert_eq!(unknown_query.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn listing_pages_through_every_tenant_and_filters() {
+    let api = spawn().await;
+    for (id, region, group) in [
+        ("alpha", "eu-west-1", "canary"),
+        ("bravo", "eu-west-1", "default"),
+        ("charlie", "us-east-1", "canary"),
+        ("delta", "us-east-1", "default"),
+        ("echo", "us-east-1", "default"),
+    ] {
+        api.create_tenant(id, region, group).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/tenants?limit=2".to_owned();
+    loop {
+        let page = api.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        seen.extend(
+            page.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_owned()),
+        );
+        match page.body["next_token"].as_str() {
+            Some(t) => path = format!("/v1/tenants?limit=2&next_token={t}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["alpha", "bravo", "charlie", "delta", "echo"]);
+
+    let ids = |r: &crate::api_support::Reply| -> Vec<String> {
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids(&api.get("/v1/tenants?region=us-east-1&group=default").await),
+        ["delta", "echo"]
+    );
+    assert_eq!(
+        ids(&api
+            .get("/v1/tenants?group=canary&limit=1&state=Provisioning")
+            .await),
+        ["alpha"]
+    );
+    assert_eq!(ids(&api.get("/v1/tenants?release=1.0.0").await).len(), 5);
+    assert!(ids(&api.get("/v1/tenants?release=9.9.9").await).is_empty());
+    assert!(ids(&api.get("/v1/tenants?state=Active").await).is_empty());
+
+    let first = api.get("/v1/tenants?limit=1").await;
+    let token = first.body["next_token"].as_str().unwrap();
+    let other_filter = api
+        .get(&format!(
+            "/v1/tenants?limit=1&region=eu-west-1&next_token={token}"
+        ))
+        .await;
+    assert_eq!(other_filter.status, StatusCode::BAD_REQUEST);
+    assert!(api.get("/v1/tenants?next_token=garbage").await.status == StatusCode::BAD_REQUEST);
+    assert_eq!(
+        api.get("/v1/tenants?state=Sleeping").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.get("/v1/tenants?limit=0").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn commands_move_tenants_or_are_refused_by_their_state() {
+    let api = spawn().await;
+    api.create_tenant("acme", "eu-west-1", "default").await;
+    let early = api
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/upgrade",
+            Some(DEPLOY),
+            Some(json!({"release": "1.1.0"})),
+        )
+        .await;
+    assert_eq!(
+        (early.status, early.code()),
+        (StatusCode::CONFLICT, "refused_by_state")
+    );
+    assert!(early.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("wait until"));
+    api.settle().await;
+    assert_eq!(api.get("/v1/tenants/acme").await.body["state"], "Active");
+
+    let upgrade = api
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/upgrade",
+            Some(DEPLOY),
+            Some(json!({"release": "1.1.0"})),
+        )
+        .await;
+    assert_eq!(upgrade.status, StatusCode::ACCEPTED, "{}", upgrade.body);
+    assert_eq!(upgrade.body["state"], "Upgrading");
+    let rollback = api
+        .call(Method::POST, "/v1/tenants/acme/rollback", Some(DEPLOY), None)
+        .await;
+    // Abandoned before it touched the tenant: straight back to Active on 1.0.0.
+    assert_eq!(rollback.status, StatusCode::ACCEPTED, "{}", rollback.body);
+    assert_eq!(
+        (
+            rollback.body["state"].as_str(),
+            rollback.body["current_release"].as_str()
+        ),
+        (Some("Active"), Some("1.0.0"))
+    );
+    // Retry takes the abandoned upgrade up again; once it is done there is nothing to retry.
+    let retry = api
+        .call(Method::POST, "/v1/tenants/acme/retry", Some(DEPLOY), None)
+        .await;
+    assert_eq!(
+        (retry.status, retry.body["target_release"].as_str()),
+        (StatusCode::ACCEPTED, Some("1.1.0"))
+    );
+    api.settle().await;
+    let retry = api
+        .call(Method::POST, "/v1/tenants/acme/retry", Some(DEPLOY), None)
+        .await;
+    assert_eq!(
+        (retry.status, retry.code()),
+        (StatusCode::CONFLICT, "refused_by_state")
+    );
+    let restore = api
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/restore",
+            Some(ADMIN),
+            Some(json!({"snapshot": "bad snapshot!"})),
+        )
+        .await;
+    assert_eq!(restore.status, StatusCode::BAD_REQUEST);
+    let restore = api
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/restore",
+            Some(ADMIN),
+            Some(json!({"snapshot": "tenant-test-acme-final-1"})),
+        )
+        .await;
+    assert_ne!(
+        restore.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        restore.body
+    );
+    api.settle().await;
+    let gone = api
+        .call(Method::POST, "/v1/tenants/acme/deprovision", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        (gone.status, gone.body["state"].as_str()),
+        (StatusCode::ACCEPTED, Some("Deprovisioning"))
+    );
+}
+
+#[tokio::test]
+async fn spec_updates_are_conditional_on_the_version_and_recorded() {
+    let api = spawn().await;
+    api.create_tenant("acme", "eu-west-1", "default").await;
+    let busy = api
+        .call(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(ADMIN),
+            Some(json!({"tier": "large"})),
+        )
+        .await;
+    assert_eq!(busy.code(), "refused_by_state");
+    api.settle().await;
+    let version = api.get("/v1/tenants/acme").await.body["version"]
+        .as_u64()
+        .unwrap();
+
+    let stale = api
+        .call(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(ADMIN),
+            Some(json!({"expected_version": version - 1, "pinned_release": "1.0.0"})),
+        )
+        .await;
+    assert_eq!(
+        (stale.status, stale.code()),
+        (StatusCode::CONFLICT, "version_conflict")
+    );
+    let pinned = api
+        .call(Method::PATCH, "/v1/tenants/acme", Some(ADMIN), Some(json!({"expected_version": version, "pinned_release": "1.0.0", "tier": "large", "hostnames": ["acme.example.org"]})))
+        .await;
+    assert_eq!(pinned.status, StatusCode::OK, "{}", pinned.body);
+    assert_eq!(
+        (
+            pinned.body["pinned_release"].as_str(),
+            pinned.body["tier"].as_str()
+        ),
+        (Some("1.0.0"), Some("large"))
+    );
+    let unpinned = api
+        .call(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(ADMIN),
+            Some(json!({"pinned_release": null})),
+        )
+        .await;
+    assert!(unpinned.body["pinned_release"].is_null(), "{}", unpinned.body);
+    let empty = api
+        .call(Method::PATCH, "/v1/tenants/acme", Some(ADMIN), Some(json!({})))
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    let dup = api
+        .call(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(ADMIN),
+            Some(json!({"hostnames": ["a.example.com", "a.example.com"]})),
+        )
+        .await;
+    assert_eq!(dup.status, StatusCode::BAD_REQUEST);
+
+    let history = api.get("/v1/tenants/acme/history?limit=1000").await;
+    let causes: Vec<&str> = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cause"].as_str().unwrap())
+        .collect();
+    assert!(
+        causes.iter().any(|c| c.starts_with("UpdateSpec: pin 1.0.0")),
+        "{causes:?}"
+    );
+    assert!(causes.contains(&"UpdateSpec: unpin"), "{causes:?}");
+}
+
+#[tokio::test]
+async fn history_is_paged() {
+    let api = spawn().await;
+    api.create_tenant("acme", "eu-west-1", "default").await;
+    api.settle().await;
+    let mut seqs = Vec::new();
+    let mut path = "/v1/tenants/acme/history?limit=2".to_owned();
+    loop {
+        let page = api.get(&path).await;
+        seqs.extend(
+            page.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["seq"].as_u64().unwrap()),
+        );
+        match page.body["next_token"].as_str() {
+            Some(t) => path = format!("/v1/tenants/acme/history?limit=2&next_token={t}"),
+            None => break,
+        }
+    }
+    assert!(seqs.len() > 3, "{seqs:?}");
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        api.get("/v1/tenants/nobody/history").await.status,
+        StatusCode::NOT_FOUND
+    );
+}

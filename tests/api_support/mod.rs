@@ -1,0 +1,141 @@
+//! Spawns the API on 127.0.0.1:0 against a fresh table on the local DynamoDB, with
+//! one token per scope, and a reqwest client to call it.
+
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tenant_orchestrator::api::{router, token_hash, ApiState, Tokens};
+use tenant_orchestrator::step::StepRegistry;
+use tenant_orchestrator::store::DynamoStore;
+use tenant_orchestrator::worker::Worker;
+
+use crate::common::{fast_worker, fresh_store, ScriptedStep};
+
+pub const READ: &str = "read-token-0123456789";
+pub const DEPLOY: &str = "deploy-token-0123456789";
+pub const ADMIN: &str = "admin-token-0123456789";
+
+#[derive(Clone)]
+pub struct TestApi {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<DynamoStore>,
+}
+
+/// A reply: status, JSON body (Null when empty or not JSON) and headers.
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+pub fn tokens() -> Tokens {
+    Tokens::parse(&format!(
+        "- {{name: viewer, scope: read, sha256: {}}}\n- {{name: pipeline, scope: deploy, sha256: {}}}\n- {{name: ops, scope: admin, sha256: {}}}\n",
+        token_hash(READ),
+        token_hash(DEPLOY),
+        token_hash(ADMIN)
+    ))
+    .unwrap()
+}
+
+pub async fn spawn() -> TestApi {
+    let store = fresh_store().await;
+    let app = router(ApiState::new(store.clone(), tokens()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    TestApi {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        store,
+    }
+}
+
+impl TestApi {
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        self.send(method, path, token, body, &[]).await
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, Some(READ), None).await
+    }
+
+    /// Creates a tenant through the API (deploy scope) and checks it was accepted.
+    pub async fn create_tenant(&self, id: &str, region: &str, group: &str) -> Reply {
+        let reply = self
+            .call(
+                Method::POST,
+                "/v1/tenants",
+                Some(DEPLOY),
+                Some(tenant_body(id, region, group)),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply
+    }
+
+    /// A worker whose steps are the test double `ScriptedStep` (all succeed).
+    pub fn scripted_worker(&self) -> (Worker, Arc<ScriptedStep>) {
+        let steps = ScriptedStep::new();
+        let worker = Worker::new(
+            self.store.clone(),
+            StepRegistry::all(steps.clone()),
+            fast_worker("api-test"),
+        );
+        (worker, steps)
+    }
+
+    /// Provisions tenants all the way to Active with the scripted steps.
+    pub async fn settle(&self) {
+        let (worker, _) = self.scripted_worker();
+        crate::common::drain(&worker).await;
+    }
+}
+
+pub fn tenant_body(id: &str, region: &str, group: &str) -> Value {
+    json!({
+        "id": id,
+        "region": region,
+        "environment": "test",
+        "group": group,
+        "hostnames": [format!("{id}.example.com")],
+        "release": "1.0.0"
+    })
+}
