@@ -12,5 +12,7 @@ mod fleet;
 mod idempotency;
 #[path = "api/ops.rs"]
 mod ops;
+#[path = "api/rollouts.rs"]
+mod rollouts;
 #[path = "api/tenants.rs"]
 mod tenants;

@@ -20,8 +20,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_request`, `unauthenticated`, `forbidden`,
-    /// `tenant_not_found`, `not_found`, `method_not_allowed`, `tenant_exists`,
-    /// `refused_by_state`, `version_conflict`, `idempotency_key_in_progress`,
+    /// `tenant_not_found`, `rollout_not_found`, `not_found`, `method_not_allowed`,
+    /// `tenant_exists`, `refused_by_state`, `refused_by_rollout_state`, `version_conflict`, `idempotency_key_in_progress`,
     /// `payload_too_large`, `unsupported_media_type`, `idempotency_key_reused`,
     /// `unavailable`, `internal`.
     pub code: String,
@@ -100,6 +100,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
+            StoreError::NotFound { what } if what.starts_with("rollout ") => ApiError::NotFound {
+                code: "rollout_not_found",
+                message: format!("{what} does not exist; list rollouts with GET /v1/rollouts"),
+            },
             StoreError::NotFound { what } => ApiError::NotFound {
                 code: if what.starts_with("tenant ") {
                     "tenant_not_found"
@@ -120,6 +124,19 @@ impl From<StoreError> for ApiError {
                 ))
             }
             StoreError::Fatal { context, message } => ApiError::Internal(format!("{context}: {message}")),
+        }
+    }
+}
+
+impl From<crate::rollout::RolloutError> for ApiError {
+    fn from(e: crate::rollout::RolloutError) -> Self {
+        match e {
+            crate::rollout::RolloutError::Refused { id, message } => ApiError::Conflict {
+                code: "refused_by_rollout_state",
+                message: format!("rollout {id}: {message}"),
+            },
+            crate::rollout::RolloutError::UnknownRelease(message) => ApiError::InvalidRequest(message),
+            crate::rollout::RolloutError::Store(s) => s.into(),
         }
     }
 }

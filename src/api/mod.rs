@@ -1,5 +1,5 @@
-//! The HTTP API (`tenantctl serve`): tenants, version policy, fleet summary and
-//! deployment reports under `/v1`, plus `/healthz`, `/readyz`, `/metrics` and
+//! The HTTP API (`tenantctl serve`): tenants, rollouts, version policy, fleet summary
+//! and deployment reports under `/v1`, plus `/healthz`, `/readyz`, `/metrics` and
 //! `/openapi.json`. Handlers parse input into domain types, check the caller's scope
 //! before acting, and answer errors with one JSON shape ([`ApiError`]).
 
@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openapi;
 mod ops;
 mod policy;
+mod rollouts;
 mod tenants;
 mod views;
 
@@ -27,6 +28,7 @@ pub use auth::{token_hash, Scope, TokenConfigError, Tokens};
 pub use error::ApiError;
 pub use extract::MAX_BODY_BYTES;
 
+use crate::rollout::{ReleaseRegistry, RolloutCommands};
 use crate::store::{DynamoStore, FleetSummary, StoreError, TenantStore};
 use crate::tenants::TenantCommands;
 
@@ -40,6 +42,7 @@ pub struct ApiState(Arc<Inner>);
 struct Inner {
     store: Arc<DynamoStore>,
     commands: TenantCommands,
+    rollouts: RolloutCommands,
     tokens: Tokens,
     fleet_cache: Mutex<Option<(Instant, FleetSummary)>>,
 }
@@ -50,6 +53,7 @@ impl ApiState {
         let tenants: Arc<dyn TenantStore> = store.clone();
         Self(Arc::new(Inner {
             commands: TenantCommands::new(tenants),
+            rollouts: RolloutCommands::new(store.clone(), store.clone()),
             store,
             tokens,
             fleet_cache: Mutex::new(None),
@@ -62,6 +66,18 @@ impl ApiState {
 
     pub(crate) fn commands(&self) -> &TenantCommands {
         &self.0.commands
+    }
+
+    pub(crate) fn rollouts(&self) -> &RolloutCommands {
+        &self.0.rollouts
+    }
+
+    /// Rollouts started through the API are refused when their release has no image
+    /// in `registry` (call before the state is shared).
+    pub fn with_release_registry(mut self, registry: Arc<dyn ReleaseRegistry>) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.rollouts = inner.rollouts.clone().with_registry(registry);
+        self
     }
 
     pub(crate) fn tokens(&self) -> &Tokens {
@@ -104,6 +120,14 @@ pub fn router(state: ApiState) -> Router {
             "/v1/policy/groups/{environment}/{group}",
             put(policy::set_group).delete(policy::unset_group),
         )
+        .route("/v1/rollouts", get(rollouts::list).post(rollouts::start))
+        .route("/v1/rollouts/plan", post(rollouts::plan))
+        .route("/v1/rollouts/{id}", get(rollouts::get))
+        .route("/v1/rollouts/{id}/pause", post(rollouts::pause))
+        .route("/v1/rollouts/{id}/resume", post(rollouts::resume))
+        .route("/v1/rollouts/{id}/abort", post(rollouts::abort))
+        .route("/v1/rollouts/{id}/approve", post(rollouts::approve))
+        .route("/v1/rollouts/{id}/retry", post(rollouts::retry))
         .route("/v1/fleet/summary", get(fleet::summary))
         .route("/v1/reports/deployments", get(fleet::deployments))
         .route("/healthz", get(ops::healthz))

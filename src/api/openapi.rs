@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, fleet, ops, policy, tenants, views};
+use super::{error, fleet, ops, policy, rollouts, tenants, views};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,6 +12,8 @@ use super::{error, fleet, ops, policy, tenants, views};
         tenants::create, tenants::list, tenants::get, tenants::update, tenants::upgrade, tenants::retry,
         tenants::rollback, tenants::restore, tenants::deprovision, tenants::history,
         policy::get, policy::set_default, policy::unset_default, policy::set_group, policy::unset_group,
+        rollouts::plan, rollouts::start, rollouts::list, rollouts::get, rollouts::pause, rollouts::resume,
+        rollouts::abort, rollouts::approve, rollouts::retry,
         fleet::summary, fleet::deployments,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -20,10 +22,11 @@ use super::{error, fleet, ops, policy, tenants, views};
         views::CreateTenant, views::UpdateTenant, views::Upgrade, views::Restore, views::TenantView, views::LeaseView,
         views::FactsView, views::TenantRow, views::TenantPage, views::HistoryEntry, views::HistoryPage,
         policy::PolicyView, policy::RegionDefault, policy::GroupOverride, policy::SetRelease,
+        rollouts::StartRollout, rollouts::RolloutView, rollouts::RolloutPage,
         fleet::FleetSummaryView, fleet::DeploymentReportView, fleet::ReportRow, fleet::ReportTotals, ops::Health,
     )),
     modifiers(&BearerAuth),
-    tags((name = "tenants"), (name = "policy"), (name = "fleet"), (name = "ops"))
+    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

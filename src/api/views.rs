@@ -156,6 +156,8 @@ pub struct TenantView {
     /// Failed attempts of the current step.
     pub attempt: u32,
     pub lease: Option<LeaseView>,
+    /// The rollout that last drove the tenant (it holds the tenant while it runs).
+    pub rollout: Option<String>,
     pub facts: FactsView,
     /// Pass as `expected_version` to PATCH to change exactly this version.
     pub version: u64,
@@ -185,6 +187,7 @@ impl From<&TenantRecord> for TenantView {
                 fence: l.fence,
                 expires_at: l.expires_at,
             }),
+            rollout: r.rollout.as_ref().map(|id| id.to_string()),
             facts: FactsView {
                 image: r.facts.image.clone(),
                 stack_id: r.facts.stack_id.clone(),

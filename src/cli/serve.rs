@@ -11,6 +11,8 @@ use clap::Args;
 use tokio::sync::watch;
 
 use tenant_orchestrator::api::{self, ApiState, Tokens};
+use tenant_orchestrator::steps::artifact::CheckArtifact;
+use tenant_orchestrator::steps::AwsClients;
 use tenant_orchestrator::worker::Worker;
 
 use super::worker::{load_steps_config, product_steps, shutdown_signal, WorkerArgs};
@@ -98,7 +100,14 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         None => None,
     };
 
-    let app = api::router(ApiState::new(store, tokens));
+    let mut state = ApiState::new(store, tokens);
+    if let Some(path) = args.worker.steps_config.as_deref() {
+        // Rollouts started through the API are checked against the artifact repository.
+        let steps = load_steps_config(Some(path))?;
+        let aws = std::sync::Arc::new(AwsClients::from_env().await);
+        state = state.with_release_registry(std::sync::Arc::new(CheckArtifact::new(steps.artifact, aws)));
+    }
+    let app = api::router(state);
     let mut drained = signal.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = drained.wait_for(|stop| *stop).await;

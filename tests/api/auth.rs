@@ -70,6 +70,25 @@ fn endpoints() -> Vec<(Method, &'static str, Option<Value>, Needs)> {
             None,
             Needs::Admin,
         ),
+        (Method::GET, "/v1/rollouts", None, Needs::Read),
+        (
+            Method::POST,
+            "/v1/rollouts/plan",
+            Some(json!({"release": "1.1.0"})),
+            Needs::Read,
+        ),
+        (
+            Method::POST,
+            "/v1/rollouts",
+            Some(json!({"id": "r-new", "spec": {"release": "1.1.0", "selector": {"tenants": ["newcomer"]}}})),
+            Needs::Deploy,
+        ),
+        (Method::GET, "/v1/rollouts/r-auth", None, Needs::Read),
+        (Method::POST, "/v1/rollouts/r-auth/pause", None, Needs::Deploy),
+        (Method::POST, "/v1/rollouts/r-auth/resume", None, Needs::Deploy),
+        (Method::POST, "/v1/rollouts/r-auth/approve", None, Needs::Deploy),
+        (Method::POST, "/v1/rollouts/r-auth/retry", None, Needs::Deploy),
+        (Method::POST, "/v1/rollouts/r-auth/abort", None, Needs::Deploy),
         (Method::GET, "/v1/fleet/summary", None, Needs::Read),
         (
             Method::GET,
@@ -81,12 +100,14 @@ fn endpoints() -> Vec<(Method, &'static str, Option<Value>, Needs)> {
 }
 
 /// Everything a refused call must not change.
-async fn snapshot(api: &TestApi) -> (Value, Value, Value, StatusCode) {
+async fn snapshot(api: &TestApi) -> (Value, Value, Value, StatusCode, Value, Value) {
     let tenant = api.get("/v1/tenants/acme").await.body;
     let history = api.get("/v1/tenants/acme/history").await.body;
     let policy = api.get("/v1/policy").await.body;
     let newcomer = api.get("/v1/tenants/newcomer").await.status;
-    (tenant, history, policy, newcomer)
+    let rollouts = api.get("/v1/rollouts?all=true").await.body;
+    let rollout = api.get("/v1/rollouts/r-auth").await.body;
+    (tenant, history, policy, newcomer, rollouts, rollout)
 }
 
 #[tokio::test]
@@ -101,6 +122,16 @@ async fn every_endpoint_checks_the_token_and_its_scope_before_acting() {
         Some(json!({"release": "1.0.0"})),
     )
     .await;
+    // A rollout that stays at its first wave (no controller runs here).
+    let started = api
+        .call(
+            Method::POST,
+            "/v1/rollouts",
+            Some(DEPLOY),
+            Some(json!({"id": "r-auth", "spec": {"release": "1.1.0"}})),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
     let before = snapshot(&api).await;
 
     for (method, path, body, needs) in endpoints() {

@@ -216,7 +216,7 @@ impl RolloutStore for DynamoStore {
         match out.item() {
             Some(item) => decode_rollout(item),
             None => Err(StoreError::NotFound {
-                what: format!("rollout {id} (list rollouts with `tenantctl rollout list`)"),
+                what: format!("rollout {id}"),
             }),
         }
     }

@@ -1,0 +1,248 @@
+//! `/v1/rollouts`: plan (dry run), start, list, inspect, and operate fleet rollouts.
+//! The rollout controller (in every `tenantctl serve` / `worker` replica) carries
+//! them out; these handlers only read and write rollout records.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::{Caller, Deploy, Read};
+use super::extract::{ApiJson, ApiQuery, IdempotencyKey};
+use super::{idempotency, ApiError, ApiState};
+use crate::domain::{RolloutId, RolloutSpec};
+use crate::rollout::{RolloutMember, RolloutRecord};
+use crate::store::{RolloutStore, RolloutSummary};
+
+/// `POST /v1/rollouts`: a rollout spec (release, selector, strategy) and an optional id.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRollout {
+    /// Default: derived from today's date and the release (`r-2026-11-22-1-4-2`).
+    #[schema(value_type = Option<String>, example = "r-2026-11-22-1-4-2")]
+    pub id: Option<RolloutId>,
+    /// The rollout spec, as `tenantctl rollout plan --spec` takes it.
+    #[schema(value_type = Object)]
+    pub spec: RolloutSpec,
+}
+
+/// A rollout with every member (tenant × wave) and its outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RolloutView {
+    #[schema(value_type = Object)]
+    pub rollout: RolloutRecord,
+    #[schema(value_type = Vec<Object>)]
+    pub members: Vec<RolloutMember>,
+    /// On start: whether this call created it (false: it existed with the same spec).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RolloutPage {
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<RolloutSummary>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RolloutFilters {
+    /// Include finished rollouts (completed, aborted); default only running ones.
+    pub all: Option<bool>,
+    /// 1-1000, default 100.
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+fn rollout_id(id: &str) -> Result<RolloutId, ApiError> {
+    Ok(RolloutId::parse(id)?)
+}
+
+async fn view(
+    state: &ApiState,
+    record: RolloutRecord,
+    created: Option<bool>,
+) -> Result<RolloutView, ApiError> {
+    let members = state.store().members(&record.id, None).await?;
+    Ok(RolloutView {
+        rollout: record,
+        members,
+        created,
+    })
+}
+
+fn json(view: &RolloutView) -> serde_json::Value {
+    serde_json::to_value(view).expect("views serialize")
+}
+
+#[utoipa::path(operation_id = "rollout_plan", post, path = "/v1/rollouts/plan", tag = "rollouts",
+    request_body(content = Object, description = "A rollout spec"),
+    responses((status = 200, body = Object, description = "The plan: waves, tenants and earliest starts, skipped tenants"), (status = 400, body = super::error::ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub async fn plan(
+    State(state): State<ApiState>,
+    _: Caller<Read>,
+    ApiJson(spec): ApiJson<RolloutSpec>,
+) -> Result<Json<crate::rollout::Plan>, ApiError> {
+    Ok(Json(state.rollouts().plan(&spec, Utc::now()).await?))
+}
+
+#[utoipa::path(operation_id = "rollout_start", post, path = "/v1/rollouts", tag = "rollouts", request_body = StartRollout,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated key and body")),
+    responses((status = 201, body = RolloutView, description = "Started; the controllers carry it out"),
+        (status = 200, body = RolloutView, description = "A rollout with this id and spec already exists"),
+        (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)),
+    security(("bearer" = ["deploy"])))]
+pub async fn start(
+    State(state): State<ApiState>,
+    caller: Caller<Deploy>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<StartRollout>,
+) -> Response {
+    idempotency::run(&state, &caller.name, key, "POST /v1/rollouts", &body, || async {
+        let id = body
+            .id
+            .clone()
+            .unwrap_or_else(|| RolloutId::derived(&body.spec.release, Utc::now().date_naive()));
+        let started = state
+            .rollouts()
+            .start(id, body.spec.clone(), &caller.actor().0)
+            .await?;
+        tracing::info!(rollout = %started.record.id, caller = %caller.name, created = started.created, "rollout started");
+        let status = if started.created { StatusCode::CREATED } else { StatusCode::OK };
+        let view = view(&state, started.record, Some(started.created)).await?;
+        Ok((status, json(&view)))
+    })
+    .await
+}
+
+#[utoipa::path(operation_id = "rollout_list", get, path = "/v1/rollouts", tag = "rollouts", params(RolloutFilters),
+    responses((status = 200, body = RolloutPage), (status = 400, body = super::error::ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub async fn list(
+    State(state): State<ApiState>,
+    _: Caller<Read>,
+    ApiQuery(q): ApiQuery<RolloutFilters>,
+) -> Result<Json<RolloutPage>, ApiError> {
+    let limit = match q.limit {
+        None => 100,
+        Some(n @ 1..=1000) => n,
+        Some(n) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "limit {n} is out of range; use 1-1000"
+            )))
+        }
+    };
+    let page = state
+        .store()
+        .list_rollouts(!q.all.unwrap_or(false), limit, q.next_token)
+        .await?;
+    Ok(Json(RolloutPage {
+        items: page.items,
+        next_token: page.next_token,
+    }))
+}
+
+#[utoipa::path(operation_id = "rollout_get", get, path = "/v1/rollouts/{id}", tag = "rollouts", params(("id" = String, Path)),
+    responses((status = 200, body = RolloutView), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub async fn get(
+    State(state): State<ApiState>,
+    _: Caller<Read>,
+    Path(id): Path<String>,
+) -> Result<Json<RolloutView>, ApiError> {
+    let record = state.store().load_rollout(&rollout_id(&id)?).await?;
+    Ok(Json(view(&state, record, None).await?))
+}
+
+/// What an operation does to a rollout.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Operation {
+    Pause,
+    Resume,
+    Abort,
+    Approve,
+    Retry,
+}
+
+async fn operate(
+    state: ApiState,
+    caller: Caller<Deploy>,
+    key: Option<String>,
+    id: String,
+    op: Operation,
+) -> Response {
+    let request = format!("POST /v1/rollouts/{id}/{op:?}");
+    idempotency::run(&state, &caller.name, key, &request, &op, || async {
+        let id = rollout_id(&id)?;
+        let actor = caller.actor().0;
+        let commands = state.rollouts();
+        let record = match op {
+            Operation::Pause => commands.pause(&id, &actor).await?,
+            Operation::Resume => commands.resume(&id, &actor).await?,
+            Operation::Abort => commands.abort(&id, &actor).await?,
+            Operation::Approve => commands.approve(&id, &actor).await?,
+            Operation::Retry => commands.retry(&id, &actor).await?,
+        };
+        tracing::info!(rollout = %id, caller = %caller.name, operation = ?op, phase = %record.phase, "rollout operated");
+        let view = view(&state, record, None).await?;
+        Ok((StatusCode::OK, json(&view)))
+    })
+    .await
+}
+
+macro_rules! operation {
+    ($name:ident, $op:expr, $path:literal, $what:literal) => {
+        #[doc = $what]
+        #[utoipa::path(post, path = $path, tag = "rollouts", params(("id" = String, Path),
+            ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated key")),
+            responses((status = 200, body = RolloutView), (status = 404, body = super::error::ErrorBody),
+                (status = 409, body = super::error::ErrorBody, description = "Refused by the rollout's phase")),
+            security(("bearer" = ["deploy"])))]
+        pub async fn $name(
+            State(state): State<ApiState>,
+            caller: Caller<Deploy>,
+            IdempotencyKey(key): IdempotencyKey,
+            Path(id): Path<String>,
+        ) -> Response {
+            operate(state, caller, key, id, $op).await
+        }
+    };
+}
+
+operation!(
+    pause,
+    Operation::Pause,
+    "/v1/rollouts/{id}/pause",
+    "Stop starting tenants; those in flight finish."
+);
+operation!(
+    resume,
+    Operation::Resume,
+    "/v1/rollouts/{id}/resume",
+    "Continue a paused rollout, or a halted one accepting its failures."
+);
+operation!(
+    abort,
+    Operation::Abort,
+    "/v1/rollouts/{id}/abort",
+    "End the rollout: nothing more starts."
+);
+operation!(
+    approve,
+    Operation::Approve,
+    "/v1/rollouts/{id}/approve",
+    "Approve the wave waiting for an approval."
+);
+operation!(
+    retry,
+    Operation::Retry,
+    "/v1/rollouts/{id}/retry",
+    "Start the current wave's failed and rolled-back tenants again."
+);

@@ -1,0 +1,254 @@
+//! `/v1/rollouts`: plan, start (idempotent by id and by Idempotency-Key), inspect,
+//! list, operate, and a rollout carried out by a controller while the API reports it.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tenant_orchestrator::rollout::{Controller, ControllerConfig, RolloutRecord};
+use tenant_orchestrator::store::TenantRecord;
+
+use crate::api_support::{spawn, TestApi, DEPLOY, READ};
+
+/// Test double for bake health checks: always healthy.
+struct AlwaysHealthy;
+
+#[async_trait::async_trait]
+impl tenant_orchestrator::rollout::BakeHealth for AlwaysHealthy {
+    async fn check(
+        &self,
+        _: &TenantRecord,
+        _: &tenant_orchestrator::domain::ReleaseVersion,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+async fn fleet(api: &TestApi, ids: &[&str]) {
+    for id in ids {
+        api.create_tenant(id, "eu-west-1", "default").await;
+    }
+    api.settle().await;
+}
+
+fn spec() -> serde_json::Value {
+    json!({"release": "1.1.0", "strategy": {"waves": ["1", "100%"], "bake_time": "0s", "bake_checks": 0,
+        "approvals": {"after_canary": true}}})
+}
+
+#[tokio::test]
+async fn plan_start_get_and_list() {
+    let api = spawn().await;
+    fleet(&api, &["alpha", "bravo", "charlie"]).await;
+
+    let plan = api
+        .call(Method::POST, "/v1/rollouts/plan", Some(READ), Some(spec()))
+        .await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    assert_eq!(plan.body["waves"].as_array().unwrap().len(), 2);
+    assert_eq!(plan.body["waves"][0]["tenants"][0]["id"], "alpha");
+
+    let body = json!({"id": "r-api", "spec": spec()});
+    let started = api
+        .call(Method::POST, "/v1/rollouts", Some(DEPLOY), Some(body.clone()))
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    assert_eq!(started.body["created"], true);
+    assert_eq!(started.body["rollout"]["phase"], "running");
+    assert_eq!(
+        started.body["rollout"]["created_by"], "api:pipeline",
+        "the token's name is the actor"
+    );
+    assert_eq!(started.body["members"].as_array().unwrap().len(), 3);
+
+    // The same id and spec again: the existing rollout, not a second one.
+    let again = api
+        .call(Method::POST, "/v1/rollouts", Some(DEPLOY), Some(body))
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["created"], false);
+    let other = json!({"id": "r-api", "spec": {"release": "1.2.0"}});
+    let refused = api
+        .call(Method::POST, "/v1/rollouts", Some(DEPLOY), Some(other))
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(refused.code(), "refused_by_rollout_state");
+
+    let got = api.get("/v1/rollouts/r-api").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body["rollout"]["id"], "r-api");
+    let list = api.get("/v1/rollouts").await;
+    let ids: Vec<&str> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["r-api"]);
+
+    // A second rollout plans none of the tenants r-api holds.
+    let second = api
+        .call(
+            Method::POST,
+            "/v1/rollouts/plan",
+            Some(READ),
+            Some(json!({"release": "1.2.0"})),
+        )
+        .await;
+    assert_eq!(second.body["waves"].as_array().unwrap().len(), 0);
+    assert_eq!(second.body["skipped"][0]["reason"], "held_by_rollout");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_never_starts_two_rollouts() {
+    let api = spawn().await;
+    fleet(&api, &["delta"]).await;
+    let key = [("Idempotency-Key", "pipeline-run-42")];
+    let body = json!({"spec": {"release": "1.1.0"}});
+    let first = api
+        .send(
+            Method::POST,
+            "/v1/rollouts",
+            Some(DEPLOY),
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    let second = api
+        .send(Method::POST, "/v1/rollouts", Some(DEPLOY), Some(body), &key)
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(second.status, StatusCode::CREATED, "replayed");
+    assert_eq!(first.body["rollout"]["id"], second.body["rollout"]["id"]);
+    let list = api.get("/v1/rollouts?all=true").await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let api = spawn().await;
+    let cases = [
+        (
+            json!({"spec": {"release": "1.1.0", "strategy": {"waves": ["150%"]}}}),
+            "150%",
+        ),
+        (json!({"spec": {"release": "not-a-version"}}), "not-a-version"),
+        (json!({"spec": {"release": "1.1.0", "stratgey": {}}}), "stratgey"),
+        (json!({"id": "Bad_Id", "spec": {"release": "1.1.0"}}), "Bad_Id"),
+    ];
+    for (body, mentions) in cases {
+        let reply = api
+            .call(Method::POST, "/v1/rollouts", Some(DEPLOY), Some(body))
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(mentions),
+            "{}",
+            reply.body
+        );
+    }
+    let missing = api.get("/v1/rollouts/r-missing").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.code(), "rollout_not_found");
+    let bad_id = api
+        .call(Method::POST, "/v1/rollouts/X/pause", Some(DEPLOY), None)
+        .await;
+    assert_eq!(bad_id.status, StatusCode::BAD_REQUEST);
+    assert_eq!(api.get("/v1/rollouts?all=true").await.body["items"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_pause_approve_and_follow_a_rollout_through_the_api() {
+    let api = spawn().await;
+    fleet(&api, &["echo", "foxtrot", "golf"]).await;
+    let (worker, _) = api.scripted_worker();
+    let controller = Controller::new(
+        api.store.clone(),
+        api.store.clone(),
+        std::sync::Arc::new(AlwaysHealthy),
+        ControllerConfig {
+            lease_ttl: Duration::from_secs(1),
+            tick: Duration::from_millis(50),
+            ..ControllerConfig::new("api-test-controller")
+        },
+    );
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let w = tokio::spawn({
+        let rx = rx.clone();
+        async move { worker.run(rx).await.unwrap() }
+    });
+    let c = tokio::spawn(async move { controller.run(rx).await });
+
+    let started = api
+        .call(
+            Method::POST,
+            "/v1/rollouts",
+            Some(DEPLOY),
+            Some(json!({"id": "r-ops", "spec": spec()})),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED);
+    let rollout = |api: TestApi| async move {
+        let body = api.get("/v1/rollouts/r-ops").await.body;
+        serde_json::from_value::<RolloutRecord>(body["rollout"].clone()).unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while rollout(api.clone())
+        .await
+        .wave()
+        .is_none_or(|w| format!("{:?}", w.status) != "AwaitingApproval")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached the approval gate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let paused = api
+        .call(Method::POST, "/v1/rollouts/r-ops/pause", Some(DEPLOY), None)
+        .await;
+    assert_eq!(paused.body["rollout"]["phase"], "paused");
+    let twice = api
+        .call(Method::POST, "/v1/rollouts/r-ops/pause", Some(DEPLOY), None)
+        .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT);
+    assert!(twice.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already paused"));
+    api.call(Method::POST, "/v1/rollouts/r-ops/resume", Some(DEPLOY), None)
+        .await;
+    let approved = api
+        .call(Method::POST, "/v1/rollouts/r-ops/approve", Some(DEPLOY), None)
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+    while !rollout(api.clone()).await.phase.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "never completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = api.get("/v1/rollouts/r-ops").await.body;
+    assert_eq!(done["rollout"]["phase"], "completed");
+    assert!(done["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["outcome"] == "succeeded"));
+    let actors: Vec<&str> = done["rollout"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap())
+        .collect();
+    assert!(
+        actors.iter().filter(|a| **a == "api:pipeline").count() >= 4,
+        "start, pause, resume, approve: {actors:?}"
+    );
+    let golf = api.get("/v1/tenants/golf").await.body;
+    assert_eq!(golf["current_release"], "1.1.0");
+    assert_eq!(golf["rollout"], "r-ops");
+    let _ = stop.send(true);
+    let _ = tokio::join!(w, c);
+}
