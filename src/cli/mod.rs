@@ -19,6 +19,7 @@
 mod output;
 mod policy;
 mod progress;
+mod remote;
 mod rollout;
 mod serve;
 mod tenant;
@@ -79,6 +80,10 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "TENANTCTL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// A `tenantctl serve` API to send tenant, rollout and policy commands to, instead
+    /// of the table (token from TENANTCTL_TOKEN), e.g. https://tenantctl.example.com.
+    #[arg(long, global = true, env = "TENANTCTL_SERVER")]
+    server: Option<String>,
     /// How results are printed.
     #[arg(long, short, global = true, env = "TENANTCTL_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
@@ -248,6 +253,24 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    let remote = match cli.command {
+        Command::Tenant { .. } | Command::Policy { .. } | Command::Rollout { .. } => {
+            cli.server.as_deref().map(remote::Remote::new).transpose()?
+        }
+        _ => None,
+    };
+    let runs_locally = matches!(
+        cli.command,
+        Command::Table { .. } | Command::Worker(_) | Command::Controller(_) | Command::Serve(_)
+    );
+    if runs_locally && cli.server.is_some() {
+        return Err(Failure {
+            code: EXIT_INVALID_INPUT,
+            error: anyhow::anyhow!(
+                "this command works on the table directly and cannot go through --server; drop --server (or unset TENANTCTL_SERVER)"
+            ),
+        });
+    }
     match cli.command {
         Command::Table {
             command: TableCommand::Create,
@@ -266,9 +289,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Tenant { command } => tenant::run(&cli.table, cli.output, command).await,
-        Command::Policy { command } => policy::run(&cli.table, command).await,
-        Command::Rollout { command } => rollout::run(&cli.table, cli.output, command).await,
+        Command::Tenant { command } => tenant::run(&cli.table, remote.as_ref(), cli.output, command).await,
+        Command::Policy { command } => policy::run(&cli.table, remote.as_ref(), command).await,
+        Command::Rollout { command } => rollout::run(&cli.table, remote.as_ref(), cli.output, command).await,
         Command::Worker(args) => worker::run(&cli.table, args).await,
         Command::Controller(args) => worker::run_controller(&cli.table, args).await,
         Command::Serve(args) => serve::run(&cli.table, args).await,

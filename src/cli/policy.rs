@@ -2,6 +2,9 @@ use clap::Subcommand;
 
 use tenant_orchestrator::domain::{Environment, Group, Region, ReleaseVersion};
 
+use reqwest::Method;
+
+use super::remote::{encode, Remote};
 use super::Failure;
 
 #[derive(Subcommand, Debug)]
@@ -42,7 +45,67 @@ pub enum PolicyCommand {
     },
 }
 
-pub async fn run(table: &str, command: PolicyCommand) -> Result<(), Failure> {
+/// The policy commands through the API; input is parsed first, so bad input sends nothing.
+async fn run_remote(remote: &Remote, command: PolicyCommand) -> Result<(), Failure> {
+    let release_body = |release: &str| -> Result<serde_json::Value, Failure> {
+        Ok(serde_json::json!({ "release": ReleaseVersion::parse(release)? }))
+    };
+    let (method, path, body) = match command {
+        PolicyCommand::Get => (Method::GET, "/v1/policy".to_owned(), None),
+        PolicyCommand::SetDefault {
+            environment,
+            region,
+            release,
+        } => (
+            Method::PUT,
+            default_path(&Environment::parse(&environment)?, &Region::parse(&region)?),
+            Some(release_body(&release)?),
+        ),
+        PolicyCommand::UnsetDefault { environment, region } => (
+            Method::DELETE,
+            default_path(&Environment::parse(&environment)?, &Region::parse(&region)?),
+            None,
+        ),
+        PolicyCommand::SetGroup {
+            environment,
+            group,
+            release,
+        } => (
+            Method::PUT,
+            group_path(&Environment::parse(&environment)?, &Group::parse(&group)?),
+            Some(release_body(&release)?),
+        ),
+        PolicyCommand::UnsetGroup { environment, group } => (
+            Method::DELETE,
+            group_path(&Environment::parse(&environment)?, &Group::parse(&group)?),
+            None,
+        ),
+    };
+    let policy: serde_json::Value = remote.call(method, &path, body).await?;
+    println!("{}", serde_json::to_string_pretty(&policy)?);
+    Ok(())
+}
+
+fn default_path(env: &Environment, region: &Region) -> String {
+    format!(
+        "/v1/policy/defaults/{}/{}",
+        encode(env.as_str()),
+        encode(region.as_str())
+    )
+}
+
+fn group_path(env: &Environment, group: &Group) -> String {
+    format!(
+        "/v1/policy/groups/{}/{}",
+        encode(env.as_str()),
+        encode(group.as_str())
+    )
+}
+
+pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -> Result<(), Failure> {
+    if let Some(remote) = server {
+        return run_remote(remote, command).await;
+    }
     let store = super::dynamo_store(table).await;
     let policy = match command {
         PolicyCommand::Get => store.load_policy().await?.0,

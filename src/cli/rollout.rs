@@ -5,12 +5,14 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
 use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
-use tenant_orchestrator::rollout::{Outcome, Phase, Plan, RolloutCommands};
+use tenant_orchestrator::rollout::{Outcome, Phase, Plan, RolloutCommands, RolloutMember, RolloutRecord};
 
 use super::progress::{Outcome as ProgressOutcome, Progress};
 use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
-use tenant_orchestrator::store::RolloutStore;
+use tenant_orchestrator::store::{RolloutStore, RolloutSummary};
+
+use super::remote::{encode, Remote};
 
 use super::{Failure, OutputFormat};
 
@@ -105,25 +107,151 @@ fn actor() -> String {
     format!("operator:{who}")
 }
 
-pub async fn run(table: &str, output: OutputFormat, command: RolloutCommand) -> Result<(), Failure> {
-    let store = super::dynamo_store(table).await;
-    let commands = RolloutCommands::new(store.clone(), store.clone());
-    let actor = actor();
+/// Where rollout commands go: the table directly, or a `tenantctl serve` API.
+enum Rollouts {
+    Local {
+        commands: RolloutCommands,
+        store: std::sync::Arc<tenant_orchestrator::store::DynamoStore>,
+        actor: String,
+    },
+    Remote(Remote),
+}
+
+/// An operator command on a rollout.
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    Pause,
+    Resume,
+    Abort,
+    Approve,
+    Retry,
+}
+
+impl Rollouts {
+    async fn plan(&self, spec: &RolloutSpec, at: Option<DateTime<Utc>>) -> Result<Plan, Failure> {
+        match self {
+            Rollouts::Local { commands, .. } => Ok(commands.plan(spec, at.unwrap_or_else(Utc::now)).await?),
+            Rollouts::Remote(_) if at.is_some() => Err(Failure {
+                code: super::EXIT_INVALID_INPUT,
+                error: anyhow!("--at plans against the table directly; drop --server or --at"),
+            }),
+            Rollouts::Remote(remote) => {
+                remote
+                    .post("/v1/rollouts/plan", Some(serde_json::to_value(spec)?))
+                    .await
+            }
+        }
+    }
+
+    /// Starts (or finds, for the same id and spec) a rollout: the record, whether
+    /// this call created it, and how many tenants it moves.
+    async fn start(&self, id: RolloutId, spec: RolloutSpec) -> Result<(RolloutRecord, bool, usize), Failure> {
+        match self {
+            Rollouts::Local { commands, actor, .. } => {
+                let started = commands.start(id, spec, actor).await?;
+                Ok((started.record, started.created, started.plan.tenant_count()))
+            }
+            Rollouts::Remote(remote) => {
+                let body = serde_json::json!({ "id": id, "spec": spec });
+                let view: RemoteView = remote.post("/v1/rollouts", Some(body)).await?;
+                let count = view.members.len();
+                Ok((view.rollout, view.created.unwrap_or(true), count))
+            }
+        }
+    }
+
+    async fn get(&self, id: &RolloutId) -> Result<(RolloutRecord, Vec<RolloutMember>), Failure> {
+        match self {
+            Rollouts::Local { commands, .. } => Ok(commands.get(id).await?),
+            Rollouts::Remote(remote) => {
+                let view: RemoteView = remote
+                    .get(&format!("/v1/rollouts/{}", encode(id.as_str())))
+                    .await?;
+                Ok((view.rollout, view.members))
+            }
+        }
+    }
+
+    async fn list(&self, all: bool, limit: u32) -> Result<Vec<RolloutSummary>, Failure> {
+        match self {
+            Rollouts::Local { store, .. } => Ok(store.list_rollouts(!all, limit, None).await?.items),
+            Rollouts::Remote(remote) => {
+                let page: RemotePage = remote
+                    .get(&format!("/v1/rollouts?all={all}&limit={limit}"))
+                    .await?;
+                Ok(page.items)
+            }
+        }
+    }
+
+    async fn operate(&self, id: &RolloutId, op: Operation) -> Result<RolloutRecord, Failure> {
+        match self {
+            Rollouts::Local { commands, actor, .. } => Ok(match op {
+                Operation::Pause => commands.pause(id, actor).await?,
+                Operation::Resume => commands.resume(id, actor).await?,
+                Operation::Abort => commands.abort(id, actor).await?,
+                Operation::Approve => commands.approve(id, actor).await?,
+                Operation::Retry => commands.retry(id, actor).await?,
+            }),
+            Rollouts::Remote(remote) => {
+                let verb = format!("{op:?}").to_lowercase();
+                let view: RemoteView = remote
+                    .post(&format!("/v1/rollouts/{}/{verb}", encode(id.as_str())), None)
+                    .await?;
+                Ok(view.rollout)
+            }
+        }
+    }
+}
+
+/// `GET /v1/rollouts/{id}` and the answers of start and the operations.
+#[derive(serde::Deserialize)]
+struct RemoteView {
+    rollout: RolloutRecord,
+    members: Vec<RolloutMember>,
+    created: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+struct RemotePage {
+    items: Vec<RolloutSummary>,
+}
+
+pub async fn run(
+    table: &str,
+    server: Option<&Remote>,
+    output: OutputFormat,
+    command: RolloutCommand,
+) -> Result<(), Failure> {
+    let local = || async {
+        let store = super::dynamo_store(table).await;
+        Rollouts::Local {
+            commands: RolloutCommands::new(store.clone(), store.clone()),
+            store,
+            actor: actor(),
+        }
+    };
+    let rollouts = match server {
+        Some(remote) => Rollouts::Remote(remote.clone()),
+        None => local().await,
+    };
     let record = match command {
         RolloutCommand::Plan { spec, at } => {
             let spec = read_spec(&spec)?;
-            let now = match at {
-                Some(t) => DateTime::parse_from_rfc3339(&t)
-                    .map_err(|e| Failure {
-                        code: super::EXIT_INVALID_INPUT,
-                        error: anyhow!(
-                            "--at {t:?} is not an RFC 3339 time ({e}); use e.g. 2026-11-22T02:00:00Z"
-                        ),
-                    })?
-                    .with_timezone(&Utc),
-                None => Utc::now(),
+            let at = match at {
+                Some(t) => Some(
+                    DateTime::parse_from_rfc3339(&t)
+                        .map_err(|e| Failure {
+                            code: super::EXIT_INVALID_INPUT,
+                            error: anyhow!(
+                                "--at {t:?} is not an RFC 3339 time ({e}); use e.g. 2026-11-22T02:00:00Z"
+                            ),
+                        })?
+                        .with_timezone(&Utc),
+                ),
+                None => None,
             };
-            let plan = commands.plan(&spec, now).await?;
+            let plan = rollouts.plan(&spec, at).await?;
             return print_plan(output, &plan);
         }
         RolloutCommand::Start {
@@ -133,57 +261,63 @@ pub async fn run(table: &str, output: OutputFormat, command: RolloutCommand) -> 
             wait,
         } => {
             let spec = read_spec(&spec)?;
-            let commands = match steps_config {
-                Some(path) => {
+            let rollouts = match (rollouts, steps_config) {
+                (Rollouts::Local { commands, store, actor }, Some(path)) => {
                     let steps = super::worker::load_steps_config(Some(&path))?;
                     let aws = std::sync::Arc::new(AwsClients::from_env().await);
-                    commands.with_registry(std::sync::Arc::new(CheckArtifact::new(steps.artifact, aws)))
+                    let registry = std::sync::Arc::new(CheckArtifact::new(steps.artifact, aws));
+                    Rollouts::Local {
+                        commands: commands.with_registry(registry),
+                        store,
+                        actor,
+                    }
                 }
-                None => commands,
+                (Rollouts::Remote(_), Some(_)) => {
+                    return Err(Failure {
+                        code: super::EXIT_INVALID_INPUT,
+                        error: anyhow!(
+                            "--steps-config is for starting against the table; with --server the server checks the release"
+                        ),
+                    })
+                }
+                (rollouts, None) => rollouts,
             };
             let id = match id {
                 Some(id) => rollout_id(&id)?,
                 None => RolloutId::derived(&spec.release, Utc::now().date_naive()),
             };
-            let started = commands.start(id, spec, &actor).await?;
+            let (record, created, tenants) = rollouts.start(id, spec).await?;
             if output == OutputFormat::Table {
-                let r = &started.record;
                 println!(
-                    "rollout {} of {} {}: {} tenants in {} waves, {} skipped",
-                    r.id,
-                    r.release(),
-                    if started.created {
-                        "started"
-                    } else {
-                        "was already started"
-                    },
-                    started.plan.tenant_count(),
-                    r.waves.len(),
-                    r.skipped.len()
+                    "rollout {} of {} {}: {tenants} tenants in {} waves, {} skipped",
+                    record.id,
+                    record.release(),
+                    if created { "started" } else { "was already started" },
+                    record.waves.len(),
+                    record.skipped.len()
                 );
             }
             if wait.wait {
-                return wait_for(&commands, &started.record.id, output, &wait).await;
+                return wait_for(&rollouts, &record.id, output, &wait).await;
             }
-            started.record
+            record
         }
         RolloutCommand::Status { id, wait } => {
             let id = rollout_id(&id)?;
             if wait.wait {
-                return wait_for(&commands, &id, output, &wait).await;
+                return wait_for(&rollouts, &id, output, &wait).await;
             }
-            let (record, members) = commands.get(&id).await?;
+            let (record, members) = rollouts.get(&id).await?;
             return status::print(output, &record, &members);
         }
         RolloutCommand::List { all, limit } => {
-            let page = store.list_rollouts(!all, limit, None).await?;
-            return status::print_list(output, &page.items);
+            return status::print_list(output, &rollouts.list(all, limit).await?);
         }
-        RolloutCommand::Pause { id } => commands.pause(&rollout_id(&id)?, &actor).await?,
-        RolloutCommand::Resume { id } => commands.resume(&rollout_id(&id)?, &actor).await?,
-        RolloutCommand::Abort { id } => commands.abort(&rollout_id(&id)?, &actor).await?,
-        RolloutCommand::Approve { id } => commands.approve(&rollout_id(&id)?, &actor).await?,
-        RolloutCommand::Retry { id } => commands.retry(&rollout_id(&id)?, &actor).await?,
+        RolloutCommand::Pause { id } => rollouts.operate(&rollout_id(&id)?, Operation::Pause).await?,
+        RolloutCommand::Resume { id } => rollouts.operate(&rollout_id(&id)?, Operation::Resume).await?,
+        RolloutCommand::Abort { id } => rollouts.operate(&rollout_id(&id)?, Operation::Abort).await?,
+        RolloutCommand::Approve { id } => rollouts.operate(&rollout_id(&id)?, Operation::Approve).await?,
+        RolloutCommand::Retry { id } => rollouts.operate(&rollout_id(&id)?, Operation::Retry).await?,
     };
     status::print_change(output, &record)
 }
@@ -191,7 +325,7 @@ pub async fn run(table: &str, output: OutputFormat, command: RolloutCommand) -> 
 /// Follows a rollout until it settles, reporting progress (Azure Pipelines logging
 /// commands, a bar, or lines); the exit code says how it ended.
 async fn wait_for(
-    commands: &RolloutCommands,
+    commands: &Rollouts,
     id: &RolloutId,
     output: OutputFormat,
     wait: &WaitArgs,

@@ -13,6 +13,7 @@ use tenant_orchestrator::tenants::TenantCommands;
 use super::output::{print_history, print_list, print_record};
 use super::{Failure, OutputFormat, EXIT_INVALID_INPUT};
 
+mod remote;
 mod wait;
 
 #[derive(Subcommand, Debug)]
@@ -110,9 +111,10 @@ pub struct CreateArgs {
 }
 
 impl CreateArgs {
-    fn spec(&self, policy: &VersionPolicy) -> Result<(TenantSpec, ReleaseVersion), Failure> {
+    /// The spec (unpinned) and the release given, if any, parsed.
+    fn parsed(&self) -> Result<(TenantSpec, Option<ReleaseVersion>), Failure> {
         let given = self.release.as_deref().map(ReleaseVersion::parse).transpose()?;
-        let mut spec = TenantSpec {
+        let spec = TenantSpec {
             id: TenantId::parse(&self.id)?,
             region: Region::parse(&self.region)?,
             environment: Environment::parse(&self.environment)?,
@@ -126,6 +128,12 @@ impl CreateArgs {
             pinned_release: None,
             maintenance: None,
         };
+        spec.validate()?;
+        Ok((spec, given))
+    }
+
+    fn spec(&self, policy: &VersionPolicy) -> Result<(TenantSpec, ReleaseVersion), Failure> {
+        let (mut spec, given) = self.parsed()?;
         let release = match given {
             Some(release) => release,
             None => policy.release_for(&spec).ok_or_else(|| Failure {
@@ -152,7 +160,15 @@ fn operator() -> Actor {
     Actor::operator(&who)
 }
 
-pub async fn run(table: &str, output: OutputFormat, command: TenantCommand) -> Result<(), Failure> {
+pub async fn run(
+    table: &str,
+    server: Option<&super::remote::Remote>,
+    output: OutputFormat,
+    command: TenantCommand,
+) -> Result<(), Failure> {
+    if let Some(remote) = server {
+        return remote::run(remote, output, command).await;
+    }
     // Validate input before touching the network: bad input fails fast and changes nothing.
     let dynamo = super::dynamo_store(table).await;
     let store: Arc<dyn TenantStore> = dynamo.clone();

@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test binary uses a different part of this module
 //! Spawns the API on 127.0.0.1:0 against a fresh table on the local DynamoDB, with
 //! one token per scope, and a reqwest client to call it.
 

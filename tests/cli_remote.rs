@@ -1,0 +1,262 @@
+//! `tenantctl --server URL …`: the CLI as a client of the API (the router on
+//! 127.0.0.1:0 against DynamoDB Local), with the token from TENANTCTL_TOKEN: exit codes,
+//! output, scopes, and a rollout followed with `--wait` in Azure Pipelines mode.
+
+mod api_support;
+mod common;
+
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_support::{spawn, TestApi, ADMIN, DEPLOY, READ};
+use tenant_orchestrator::rollout::{BakeHealth, Controller, ControllerConfig};
+use tenant_orchestrator::store::TenantRecord;
+
+async fn tenantctl(api: &TestApi, token: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+    command
+        .arg("--server")
+        .arg(&api.base)
+        .args(args)
+        .env_remove("TENANTCTL_TOKEN")
+        .env("TENANTCTL_PROGRESS", "plain");
+    if let Some(t) = token {
+        command.env("TENANTCTL_TOKEN", t);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().await.expect("tenantctl runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const CREATE: &[&str] = &[
+    "tenant",
+    "create",
+    "--id",
+    "remote-one",
+    "--region",
+    "eu-west-1",
+    "--environment",
+    "test",
+    "--hostname",
+    "remote-one.example.com",
+    "--release",
+    "1.0.0",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenant_commands_go_through_the_api_with_the_callers_scope() {
+    let api = spawn().await;
+
+    let no_token = tenantctl(&api, None, &["tenant", "list"], &[]).await;
+    assert_eq!(no_token.status.code(), Some(2), "{}", stderr(&no_token));
+    assert!(stderr(&no_token).contains("TENANTCTL_TOKEN"));
+
+    let read_only = tenantctl(&api, Some(READ), CREATE, &[]).await;
+    assert_eq!(read_only.status.code(), Some(1), "{}", stderr(&read_only));
+    assert!(stderr(&read_only).contains("scope"), "{}", stderr(&read_only));
+    let missing = tenantctl(&api, Some(READ), &["tenant", "get", "remote-one"], &[]).await;
+    assert_eq!(
+        missing.status.code(),
+        Some(3),
+        "the refused create created nothing"
+    );
+
+    let created = tenantctl(&api, Some(DEPLOY), CREATE, &[]).await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(stdout(&created).contains("Provisioning"), "{}", stdout(&created));
+    api.settle().await;
+
+    let got = tenantctl(
+        &api,
+        Some(READ),
+        &["--output", "json", "tenant", "get", "remote-one"],
+        &[],
+    )
+    .await;
+    let view: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(view["state"], "Active");
+    assert_eq!(view["current_release"], "1.0.0");
+    let list = tenantctl(
+        &api,
+        Some(READ),
+        &["tenant", "list", "--region", "eu-west-1"],
+        &[],
+    )
+    .await;
+    assert!(stdout(&list).contains("remote-one"));
+    let history = tenantctl(&api, Some(READ), &["tenant", "history", "remote-one"], &[]).await;
+    assert!(
+        stdout(&history).contains("api:pipeline"),
+        "the token's name is the actor"
+    );
+
+    let bad = tenantctl(
+        &api,
+        Some(DEPLOY),
+        &["tenant", "upgrade", "remote-one", "--release", "x.y"],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "bad input fails before anything is sent"
+    );
+    let refused = tenantctl(&api, Some(DEPLOY), &["tenant", "retry", "remote-one"], &[]).await;
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+
+    let policy = tenantctl(
+        &api,
+        Some(ADMIN),
+        &[
+            "policy",
+            "set-default",
+            "--environment",
+            "test",
+            "--region",
+            "eu-west-1",
+            "--release",
+            "1.1.0",
+        ],
+        &[],
+    )
+    .await;
+    assert!(policy.status.success(), "{}", stderr(&policy));
+    let shown = tenantctl(&api, Some(READ), &["policy", "get"], &[]).await;
+    assert!(stdout(&shown).contains("1.1.0"));
+
+    let local_only = tenantctl(&api, Some(ADMIN), &["table", "create"], &[]).await;
+    assert_eq!(local_only.status.code(), Some(2));
+    let bad_server = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantctl"))
+        .args(["--server", "ftp://nowhere", "tenant", "list"])
+        .env("TENANTCTL_TOKEN", READ)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad_server.status.code(), Some(2));
+}
+
+/// Test double for bake health checks: always healthy.
+struct AlwaysHealthy;
+
+#[async_trait::async_trait]
+impl BakeHealth for AlwaysHealthy {
+    async fn check(
+        &self,
+        _: &TenantRecord,
+        _: &tenant_orchestrator::domain::ReleaseVersion,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pipeline_starts_and_follows_a_rollout_through_the_api() {
+    let api = spawn().await;
+    for id in ["pipe-a", "pipe-b"] {
+        api.create_tenant(id, "eu-west-1", "default").await;
+    }
+    api.settle().await;
+    let (worker, _) = api.scripted_worker();
+    let controller = Controller::new(
+        api.store.clone(),
+        api.store.clone(),
+        Arc::new(AlwaysHealthy),
+        ControllerConfig {
+            lease_ttl: Duration::from_secs(1),
+            tick: Duration::from_millis(50),
+            ..ControllerConfig::new("cli-remote-test")
+        },
+    );
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let w = tokio::spawn({
+        let rx = rx.clone();
+        async move { worker.run(rx).await.unwrap() }
+    });
+    let c = tokio::spawn(async move { controller.run(rx).await });
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("rollout.json");
+    std::fs::write(
+        &spec,
+        r#"{"release": "1.1.0", "strategy": {"waves": ["1", "100%"], "bake_time": "0s", "bake_checks": 0,
+            "approvals": {"after_canary": false}}}"#,
+    )
+    .unwrap();
+    let spec = spec.to_str().unwrap();
+
+    let plan = tenantctl(&api, Some(READ), &["rollout", "plan", "--spec", spec], &[]).await;
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(
+        stdout(&plan).contains("2 tenants in 2 waves"),
+        "{}",
+        stdout(&plan)
+    );
+    let read_only = tenantctl(
+        &api,
+        Some(READ),
+        &["rollout", "start", "--spec", spec, "--id", "r-cli"],
+        &[],
+    )
+    .await;
+    assert_eq!(read_only.status.code(), Some(1), "{}", stderr(&read_only));
+
+    let started = tenantctl(
+        &api,
+        Some(DEPLOY),
+        &[
+            "rollout", "start", "--spec", spec, "--id", "r-cli", "--wait", "--poll", "200ms",
+        ],
+        &[("TF_BUILD", "True"), ("TENANTCTL_PROGRESS", "")],
+    )
+    .await;
+    let err = stderr(&started);
+    assert!(started.status.success(), "{err}");
+    assert!(err.contains("##[group]Rollout r-cli of 1.1.0"), "{err}");
+    assert!(err.contains("##vso[task.setprogress value=100;]"), "{err}");
+    assert!(
+        stdout(&started).contains("phase:     completed"),
+        "{}",
+        stdout(&started)
+    );
+
+    // A re-run of the pipeline step finds the same rollout instead of starting another.
+    let again = tenantctl(
+        &api,
+        Some(DEPLOY),
+        &["rollout", "start", "--spec", spec, "--id", "r-cli"],
+        &[],
+    )
+    .await;
+    assert!(
+        stdout(&again).contains("was already started"),
+        "{}",
+        stdout(&again)
+    );
+    let listed = tenantctl(&api, Some(READ), &["rollout", "list", "--all"], &[]).await;
+    assert_eq!(
+        stdout(&listed).lines().filter(|l| l.starts_with("r-cli")).count(),
+        1
+    );
+    let status = tenantctl(&api, Some(READ), &["rollout", "status", "r-cli"], &[]).await;
+    assert!(stdout(&status).contains("pipe-b"), "{}", stdout(&status));
+    let unknown = tenantctl(&api, Some(READ), &["rollout", "status", "r-nope"], &[]).await;
+    assert_eq!(unknown.status.code(), Some(3));
+    let finished = tenantctl(&api, Some(DEPLOY), &["rollout", "pause", "r-cli"], &[]).await;
+    assert_eq!(
+        finished.status.code(),
+        Some(4),
+        "a completed rollout cannot be paused"
+    );
+    let _ = stop.send(true);
+    let _ = tokio::join!(w, c);
+}
