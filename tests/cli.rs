@@ -428,3 +428,59 @@ async fn new_tenants_get_the_release_the_version_policy_gives_them() {
         stdout(&policy)
     );
 }
+
+#[tokio::test]
+async fn a_config_file_sets_options_below_the_environment_and_flags() {
+    let store = fresh_store().await;
+    let created = tenantctl(store.table(), CREATE);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tenantctl.yaml");
+    std::fs::write(&config, format!("table: {}\noutput: json\n", store.table())).unwrap();
+    let run = |extra_env: &[(&str, &str)], args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+        c.args(args)
+            .env("TENANTCTL_LOG", "warn")
+            .env_remove("TENANTCTL_TABLE");
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+
+    let listed = run(&[], &["--config", config.to_str().unwrap(), "tenant", "list"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let page: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("output: json from the file");
+    assert_eq!(page["items"][0]["id"], "acme");
+
+    // The environment wins over the file, and a flag over both.
+    let env_wins = run(
+        &[
+            ("TENANTCTL_CONFIG", config.to_str().unwrap()),
+            ("TENANTCTL_OUTPUT", "table"),
+        ],
+        &["tenant", "list"],
+    );
+    assert!(stdout(&env_wins).starts_with("TENANT"), "{}", stdout(&env_wins));
+    let flag_wins = run(
+        &[],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--table",
+            "no-such-table",
+            "tenant",
+            "list",
+        ],
+    );
+    assert!(!flag_wins.status.success());
+
+    std::fs::write(&config, "tabel: oops\n").unwrap();
+    let unknown = run(&[], &["--config", config.to_str().unwrap(), "tenant", "list"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("unknown option \"tabel\""),
+        "{}",
+        stderr(&unknown)
+    );
+}

@@ -16,6 +16,7 @@
 //! | 5 | [`EXIT_ROLLOUT_HALTED`] | a rollout halted on a breached failure budget, or was rolled back |
 //! | 6 | [`EXIT_ROLLOUT_ABORTED`] | a rollout was aborted by an operator |
 
+mod config;
 mod output;
 mod policy;
 mod progress;
@@ -69,6 +70,10 @@ Exit codes:
     after_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
+    /// Options from a YAML/JSON file (`table: tenants-prod`, `lease-ttl: 30s`, …):
+    /// above the defaults, below TENANTCTL_… variables and flags.
+    #[arg(long, global = true, env = "TENANTCTL_CONFIG")]
+    config: Option<std::path::PathBuf>,
     /// DynamoDB table holding tenant state (one per environment).
     #[arg(
         long,
@@ -234,6 +239,11 @@ pub async fn dynamo_store(table: &str) -> Arc<DynamoStore> {
 }
 
 pub fn main() -> ExitCode {
+    use clap::CommandFactory;
+    if let Err(e) = config::apply(&Cli::command()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_INVALID_INPUT);
+    }
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
