@@ -15,6 +15,7 @@ export DYNAMODB_PORT="${DEMO_DYNAMODB_PORT:-38000}"
 export MOTO_PORT="${DEMO_MOTO_PORT:-38566}"
 export TENANT_ORCHESTRATOR_RUN="$cache/run-demo"
 health_port="${DEMO_HEALTH_PORT:-38089}"
+api_port="${DEMO_API_PORT:-38080}"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -67,12 +68,27 @@ export TENANTCTL_TABLE=demo-tenants TENANTCTL_ACTOR=demo TENANTCTL_LOG=warn
 say "tenantctl table create"
 tenantctl table create
 
-say "starting a worker (tenantctl worker)"
+say "starting tenantctl serve: the API on 127.0.0.1:$api_port, with the workers and the rollout controller"
+# API tokens: only their SHA-256 is configured; the demo keeps the tokens in files.
+for scope in read deploy admin; do
+  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/$scope.token"
+done
+cat >"$work/tokens.yaml" <<EOT
+- {name: demo-viewer, scope: read, sha256: $(tenantctl token hash <"$work/read.token")}
+- {name: demo-pipeline, scope: deploy, sha256: $(tenantctl token hash <"$work/deploy.token")}
+- {name: demo-operator, scope: admin, sha256: $(tenantctl token hash <"$work/admin.token")}
+EOT
 # The binary itself in the background (not the shell function), so $! is its pid and
 # SIGTERM at the end reaches it.
-"$bin" worker --steps-config "$work/steps.json" --lease-ttl 9s --heartbeat 3s --poll-interval 200ms \
+"$bin" serve --listen "127.0.0.1:$api_port" --tokens-file "$work/tokens.yaml" \
+  --steps-config "$work/steps.json" --lease-ttl 9s --heartbeat 3s --poll-interval 200ms \
   --backoff-base 200ms --backoff-cap 2s --rollout-tick 500ms 2>"$work/worker.log" &
 worker_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -fsS "http://127.0.0.1:$api_port/readyz"; echo
 
 say "provisioning four tenants in two regions on 1.0.0"
 for t in acme:us-east-1 globex:us-east-1 initech:eu-west-1 umbrella:eu-west-1; do
@@ -130,14 +146,23 @@ cat >"$work/rollout.json" <<'JSON'
   }
 }
 JSON
+say "from here on tenantctl is a client of the API (--server, a token per scope), as a pipeline uses it"
+api() { TENANTCTL_TOKEN="$(cat "$work/$1.token")" "$bin" --server "http://127.0.0.1:$api_port" "${@:2}"; }
+api read tenant list
+echo "a read token cannot start anything:"
+set +e
+api read rollout start --spec "$work/rollout.json"
+echo "exit $?"
+set -e
+
 say "rollout plan (dry run): 1.3.0, eu-west-1 first, a canary then the rest of each region"
 cat "$work/rollout.json"
-tenantctl rollout plan --spec "$work/rollout.json"
+api read rollout plan --spec "$work/rollout.json"
 
 say "a rollout of a release that was never published is refused before anything starts"
 sed 's/"1.3.0"/"1.4.0"/' "$work/rollout.json" >"$work/unpublished.json"
 set +e
-tenantctl rollout start --spec "$work/unpublished.json" --steps-config "$work/steps.json"
+api deploy rollout start --spec "$work/unpublished.json"
 code=$?
 set -e
 echo "tenantctl rollout start exited $code (2: invalid input)"
@@ -147,8 +172,7 @@ say "rollout start --wait: stark's health check fails on 1.3.0, so its wave brea
 mkdir -p "$HELM_STANDIN_STATE/broken-for"
 echo 1.3.0 >"$HELM_STANDIN_STATE/broken-for/stark.example.com"
 set +e
-tenantctl rollout start --spec "$work/rollout.json" --steps-config "$work/steps.json" --id r-demo-1-3-0 \
-  --wait --poll 1s
+api deploy rollout start --spec "$work/rollout.json" --id r-demo-1-3-0 --wait --poll 1s
 code=$?
 set -e
 echo "tenantctl rollout start --wait exited $code (5: halted by the failure budget, wave rolled back)"
@@ -156,8 +180,8 @@ echo "tenantctl rollout start --wait exited $code (5: halted by the failure budg
 
 say "the cause is fixed; retrying the wave the breach rolled back"
 rm "$HELM_STANDIN_STATE/broken-for/stark.example.com"
-tenantctl rollout retry r-demo-1-3-0
-tenantctl rollout status r-demo-1-3-0 --wait --poll 1s
+api deploy rollout retry r-demo-1-3-0
+api read rollout status r-demo-1-3-0 --wait --poll 1s
 
 say "the fleet"
 tenantctl tenant list
@@ -168,4 +192,10 @@ for id in acme initech stark; do
 done
 
 say "the rollout, tenant by tenant"
-tenantctl rollout status r-demo-1-3-0
+api read rollout status r-demo-1-3-0
+
+say "the fleet through the API: summary by region, state and release; deployments today"
+curl -fsS -H "Authorization: Bearer $(cat "$work/read.token")" "http://127.0.0.1:$api_port/v1/fleet/summary"; echo
+today="$(date -u +%F)"
+curl -fsS -H "Authorization: Bearer $(cat "$work/read.token")" \
+  "http://127.0.0.1:$api_port/v1/reports/deployments?from=$today&to=$today"; echo

@@ -279,8 +279,38 @@ impl Controller {
             held_by,
             pinned_release: tenant.spec.pinned_release.clone(),
             maintenance: tenant.spec.maintenance.clone(),
-            last_error: tenant.last_error.clone(),
+            last_error: match &tenant.last_error {
+                Some(e) => Some(e.clone()),
+                None => self.failure_of_upgrade(record, tenant).await?,
+            },
         })
+    }
+
+    /// Why the tenant's upgrade to the rollout's release failed, when it has already
+    /// rolled back (its record no longer carries the error): the newest error in its
+    /// recent history.
+    async fn failure_of_upgrade(
+        &self,
+        record: &RolloutRecord,
+        tenant: &TenantRecord,
+    ) -> Result<Option<String>, StoreError> {
+        let failed_here = matches!(
+            &tenant.state,
+            crate::machine::TenantState::Active { failed_upgrade: Some(f), .. } if *f == record.spec.release
+        );
+        if !failed_here {
+            return Ok(None);
+        }
+        const RECENT: u64 = 20;
+        let page = self
+            .tenants
+            .history(
+                tenant.id(),
+                tenant.event_seq.saturating_sub(RECENT),
+                RECENT as u32,
+            )
+            .await?;
+        Ok(page.items.into_iter().rev().find_map(|e| e.error))
     }
 
     /// One round of bake checks on the wave's tenants that reached the release.
