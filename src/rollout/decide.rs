@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::record::{BakeProgress, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveStatus};
-use crate::domain::rollout::RollbackScope;
 use crate::domain::{MaintenanceWindows, Region, ReleaseVersion, RolloutId, TenantId};
 use crate::machine::{TenantEvent, TenantState};
 
@@ -436,106 +435,6 @@ impl<'a> Deciding<'a> {
                 .log(now, "controller", "completed: every wave succeeded");
         }
     }
-
-    /// After a breach: returns the tenants the spec names to their previous release.
-    fn roll_back(&mut self) {
-        let scope = self.record.spec.strategy.on_breach.rollback;
-        let target = self.target().clone();
-        let now = self.now;
-        for i in 0..self.members.len() {
-            let m = self.members[i].clone();
-            let wanted = m.rollback.is_none()
-                && match scope {
-                    RollbackScope::None => false,
-                    RollbackScope::Failed => matches!(m.outcome, Outcome::Failed { .. }),
-                    RollbackScope::Wave => matches!(m.outcome, Outcome::Failed { .. } | Outcome::Succeeded),
-                };
-            if !wanted {
-                continue;
-            }
-            let Some(view) = self.view(&m.tenant) else {
-                continue;
-            };
-            let Some(view) = view.cloned() else {
-                self.set(i, |m| {
-                    m.rollback = Some(RollbackStatus::Failed {
-                        reason: "the tenant no longer exists".into(),
-                    })
-                });
-                continue;
-            };
-            let Some(from) = m.from_release.clone() else {
-                self.set(i, |m| {
-                    m.rollback = Some(RollbackStatus::Failed {
-                        reason: "no earlier release is known".into(),
-                    })
-                });
-                continue;
-            };
-            let event = match &view.state {
-                TenantState::Active { release, .. } if *release == from => {
-                    self.set(i, |m| m.rollback = Some(RollbackStatus::Done));
-                    continue;
-                }
-                TenantState::Active { release, .. } if *release == target => {
-                    TenantEvent::Upgrade { release: from }
-                }
-                state @ TenantState::Failed { reason, .. } => {
-                    if state.apply(&TenantEvent::Rollback).is_ok() {
-                        TenantEvent::Rollback
-                    } else {
-                        let why = format!("the tenant is Failed ({reason}); it needs an operator");
-                        self.set(i, |m| m.rollback = Some(RollbackStatus::Failed { reason: why }));
-                        continue;
-                    }
-                }
-                TenantState::Active { release, .. } => {
-                    let why = format!("it runs {release}, moved by someone else; left as it is");
-                    self.set(i, |m| m.rollback = Some(RollbackStatus::Failed { reason: why }));
-                    continue;
-                }
-                _ => continue, // busy: look again next tick
-            };
-            let mut member = self.members[i].clone();
-            member.rollback = Some(RollbackStatus::InProgress);
-            self.members[i] = member.clone();
-            self.drives.push(Drive { member, event });
-        }
-        let settled = self.members.iter().all(|m| {
-            m.outcome != Outcome::InFlight
-                && m.rollback != Some(RollbackStatus::InProgress)
-                && !(m.rollback.is_none()
-                    && match scope {
-                        RollbackScope::None => false,
-                        RollbackScope::Failed => matches!(m.outcome, Outcome::Failed { .. }),
-                        RollbackScope::Wave => {
-                            matches!(m.outcome, Outcome::Failed { .. } | Outcome::Succeeded)
-                        }
-                    })
-        });
-        if settled && !self.record.settled {
-            self.record.settled = true;
-            let back = self
-                .members
-                .iter()
-                .filter(|m| m.rollback == Some(RollbackStatus::Done))
-                .count();
-            let stuck = self
-                .members
-                .iter()
-                .filter(|m| matches!(m.rollback, Some(RollbackStatus::Failed { .. })))
-                .count();
-            self.record.log(
-                now,
-                "controller",
-                format!(
-                    "rollback settled: {back} tenants back on their previous release, {stuck} need an operator; \
-                     `tenantctl rollout retry|resume|abort {}`",
-                    self.record.id
-                ),
-            );
-        }
-    }
 }
 
 fn skip(m: &mut RolloutMember, why: &str, now: DateTime<Utc>) {
@@ -546,76 +445,11 @@ fn skip(m: &mut RolloutMember, why: &str, now: DateTime<Utc>) {
     m.waiting_for = None;
 }
 
-/// The outcome of an upgrade the rollout started, once it has one.
-fn judge_upgrade(
-    view: Option<&TenantView>,
-    target: &ReleaseVersion,
-    from: Option<&ReleaseVersion>,
-) -> Option<Outcome> {
-    let Some(view) = view else {
-        return Some(Outcome::Failed {
-            reason: "the tenant no longer exists".into(),
-        });
-    };
-    let detail = || {
-        view.last_error
-            .clone()
-            .unwrap_or_else(|| "see the tenant's history".into())
-    };
-    match &view.state {
-        TenantState::Active { release, .. } if release == target => Some(Outcome::Succeeded),
-        TenantState::Active {
-            release,
-            failed_upgrade: Some(failed),
-        } if failed == target => Some(Outcome::Failed {
-            reason: format!("upgrade failed, rolled back to {release}: {}", detail()),
-        }),
-        TenantState::Active { release, .. } => Some(Outcome::Failed {
-            reason: match from {
-                Some(from) if from == release => format!("upgrade abandoned; still on {release}"),
-                _ => format!("moved to {release} by someone else"),
-            },
-        }),
-        TenantState::Failed { reason, .. } => Some(Outcome::Failed {
-            reason: reason.clone(),
-        }),
-        TenantState::Deleted {} | TenantState::Deprovisioning { .. } => Some(Outcome::Failed {
-            reason: "the tenant was deprovisioned during the rollout".into(),
-        }),
-        _ => None,
-    }
-}
+mod outcomes;
+mod rollback;
 
-/// The outcome of a rollback the rollout started, once it has one.
-fn judge_rollback(view: Option<&TenantView>, from: Option<&ReleaseVersion>) -> Option<RollbackStatus> {
-    let failed = |reason: String| Some(RollbackStatus::Failed { reason });
-    let Some(view) = view else {
-        return failed("the tenant no longer exists".into());
-    };
-    match (&view.state, from) {
-        (TenantState::Active { release, .. }, Some(from)) if release == from => Some(RollbackStatus::Done),
-        (TenantState::Active { release, .. }, _) => {
-            failed(format!("it could not be returned; it runs {release}"))
-        }
-        (TenantState::Failed { reason, .. }, _) => failed(reason.clone()),
-        (TenantState::Deleted {} | TenantState::Deprovisioning { .. }, _) => {
-            failed("the tenant was deprovisioned".into())
-        }
-        _ => None,
-    }
-}
-
-pub(crate) fn regions(regions: &[Region]) -> String {
-    regions.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
-}
-
-fn scope_text(scope: RollbackScope) -> &'static str {
-    match scope {
-        RollbackScope::Failed => "the failed tenants",
-        RollbackScope::Wave => "the whole wave",
-        RollbackScope::None => "nothing (on_breach.rollback is none)",
-    }
-}
+pub(crate) use outcomes::regions;
+use outcomes::{judge_rollback, judge_upgrade, scope_text};
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ mod item;
 mod listing;
 mod policy;
 mod reports;
+mod rollout_drive;
 mod rollouts;
 
 use std::collections::HashMap;

@@ -6,28 +6,23 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, PutRequest, ReturnConsumedCapacity, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, PutRequest, ReturnConsumedCapacity, ReturnValue, Update, WriteRequest,
 };
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
-use super::errors::{cancellation, classify};
-use super::item::{
-    corrupt, event_item, get_n, get_s, json, millis, n, opt_s, s, time_from_millis, to_json, Item,
-};
+use super::errors::classify;
+use super::item::{corrupt, get_n, get_s, json, millis, n, opt_s, s, time_from_millis, to_json, Item};
 use super::{ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
 use crate::rollout::{Phase, RolloutMember, RolloutRecord};
-use crate::store::report::DeploymentMilestone;
 use crate::store::rollouts::{RolloutStore, RolloutSummary, TenantDrive};
 use crate::store::{keys, Lease, Page, StoreError, WriteGuard};
 
 const BATCH: usize = 25;
 
-fn rollout_key(id: &RolloutId) -> Item {
+pub(super) fn rollout_key(id: &RolloutId) -> Item {
     HashMap::from([
         ("pk".to_owned(), s(keys::rollout_pk(id))),
         ("sk".to_owned(), s(keys::ROLLOUT_SK)),
@@ -80,7 +75,7 @@ fn decode_member(item: &Item) -> Result<RolloutMember, StoreError> {
 }
 
 /// The member write of a drive or a save: conditional on the version read.
-fn member_update(table: &str, id: &RolloutId, m: &RolloutMember) -> Update {
+pub(super) fn member_update(table: &str, id: &RolloutId, m: &RolloutMember) -> Update {
     Update::builder()
         .table_name(table)
         .key("pk", s(keys::rollout_pk(id)))
@@ -443,118 +438,7 @@ impl RolloutStore for DynamoStore {
     }
 
     async fn drive_tenant(&self, drive: TenantDrive<'_>) -> Result<(), StoreError> {
-        let now = Utc::now();
-        let rollout_id = &drive.rollout.id;
-        let mut tenant = drive.tenant.clone();
-        tenant.event_seq += 1;
-        let (mut update, condition, next) = self.save_update(&tenant, WriteGuard::Version, now);
-        update.set("rollout_claim", s(rollout_id.as_str())).value(
-            ":claim_stale",
-            s(drive.finished_holder.map_or("", |h| h.as_str())),
-        );
-        let condition = format!(
-            "{condition} AND (attribute_not_exists(#rollout_claim) OR #rollout_claim IN (:rollout_claim, :claim_stale))"
-        );
-        let tenant_pk = keys::tenant_pk(tenant.id());
-        let milestone = DeploymentMilestone::of(&drive.transition.from, &next.state, &drive.transition.cause);
-        let from_name = super::state_name(&drive.transition.from);
-        let event = Self::history_event(&next, drive.transition, now);
-        let mut items = vec![
-            TransactWriteItem::builder()
-                .update(
-                    Update::builder()
-                        .table_name(self.table())
-                        .set_key(Some(Self::tenant_key(tenant.id())))
-                        .update_expression(update.expression())
-                        .condition_expression(condition)
-                        .set_expression_attribute_names(Some(update.names))
-                        .set_expression_attribute_values(Some(update.values))
-                        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                        .build()
-                        .expect("table, key, expression set"),
-                )
-                .build(),
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(self.table())
-                        .set_item(Some(event_item(&tenant_pk, &event)))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .expect("table, item set"),
-                )
-                .build(),
-            TransactWriteItem::builder()
-                .update(member_update(self.table(), rollout_id, drive.member))
-                .build(),
-            TransactWriteItem::builder()
-                .condition_check(
-                    ConditionCheck::builder()
-                        .table_name(self.table())
-                        .set_key(Some(rollout_key(rollout_id)))
-                        .condition_expression(
-                            "lease_owner = :owner AND lease_fence = :fence AND lease_expires > :now",
-                        )
-                        .expression_attribute_values(":owner", s(&drive.lease.owner))
-                        .expression_attribute_values(":fence", n(drive.lease.fence))
-                        .expression_attribute_values(":now", millis(now))
-                        .build()
-                        .expect("table, key, condition set"),
-                )
-                .build(),
-        ];
-        if let Some(holder) = drive.finished_holder {
-            items.push(
-                TransactWriteItem::builder()
-                    .condition_check(
-                        ConditionCheck::builder()
-                            .table_name(self.table())
-                            .set_key(Some(rollout_key(holder)))
-                            .condition_expression("state_name IN (:completed, :aborted)")
-                            .expression_attribute_values(":completed", s(Phase::Completed.as_str()))
-                            .expression_attribute_values(":aborted", s(Phase::Aborted.as_str()))
-                            .build()
-                            .expect("table, key, condition set"),
-                    )
-                    .build(),
-            );
-        }
-        // Last, so the cancellation reasons above keep their positions.
-        if let Some(m) = milestone {
-            let counter = super::reports::counter_update(self.table(), &next, m, now);
-            items.push(TransactWriteItem::builder().update(counter).build());
-        }
-        let result = self.send_transaction(items).await;
-        let tenant_id = tenant.id().clone();
-        match result {
-            Ok(out) => {
-                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
-                super::count_transition(&from_name, &next);
-                Ok(())
-            }
-            Err(err) => Err(match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(e)) => cancellation(
-                    &format!("rollout {rollout_id} driving tenant {tenant_id}"),
-                    e.cancellation_reasons(),
-                    |i, reason| match i {
-                        0 => match reason.item().and_then(|item| opt_s(item, "rollout_claim")) {
-                            Some(holder) if holder != rollout_id.as_str() => {
-                                format!("tenant {tenant_id} is held by rollout {holder}")
-                            }
-                            _ => format!("tenant {tenant_id} changed since it was read"),
-                        },
-                        1 => format!("tenant {tenant_id} history event already written"),
-                        2 => format!("member {tenant_id} changed since it was read"),
-                        3 => format!("the lease on rollout {rollout_id} was lost"),
-                        4 if drive.finished_holder.is_some() => {
-                            "the rollout holding the tenant is no longer finished".to_owned()
-                        }
-                        _ => "a report counter changed at the same moment".to_owned(),
-                    },
-                ),
-                _ => classify("driving tenant", self.table(), err),
-            }),
-        }
+        self.drive_transaction(drive).await
     }
 }
 
