@@ -62,8 +62,22 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The Prometheus text: the recorder's metrics and the tenants-by-state gauge.
-pub fn render(fleet: Option<&FleetSummary>) -> String {
+/// Progress of one running rollout, for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct RolloutProgress {
+    pub id: String,
+    pub release: String,
+    pub phase: String,
+    /// Waves done, and waves in all.
+    pub waves_done: usize,
+    pub waves: usize,
+    /// Members by outcome (`pending`, `in_flight`, `succeeded`, `failed`, `skipped`).
+    pub outcomes: std::collections::BTreeMap<String, usize>,
+}
+
+/// The Prometheus text: the recorder's metrics, the tenants-by-state gauge and the
+/// progress of running rollouts.
+pub fn render(fleet: Option<&FleetSummary>, rollouts: Option<&[RolloutProgress]>) -> String {
     let handle = handle();
     handle.run_upkeep();
     let mut out = handle.render();
@@ -86,5 +100,35 @@ pub fn render(fleet: Option<&FleetSummary>) -> String {
         "tenantctl_fleet_summary_up {}\n",
         u8::from(fleet.is_some())
     ));
+    out.push_str("# HELP tenantctl_rollout_tenants Tenants of each running rollout by outcome.\n");
+    out.push_str("# TYPE tenantctl_rollout_tenants gauge\n");
+    for r in rollouts.unwrap_or_default() {
+        for (outcome, count) in &r.outcomes {
+            out.push_str(&format!(
+                "tenantctl_rollout_tenants{{rollout=\"{}\",release=\"{}\",phase=\"{}\",outcome=\"{}\"}} {count}\n",
+                label(&r.id),
+                label(&r.release),
+                label(&r.phase),
+                label(outcome)
+            ));
+        }
+    }
+    out.push_str("# HELP tenantctl_rollout_waves_done Waves done of each running rollout (of tenantctl_rollout_waves).\n");
+    out.push_str("# TYPE tenantctl_rollout_waves_done gauge\n");
+    for r in rollouts.unwrap_or_default() {
+        out.push_str(&format!(
+            "tenantctl_rollout_waves_done{{rollout=\"{}\"}} {}\n",
+            label(&r.id),
+            r.waves_done
+        ));
+    }
+    out.push_str("# TYPE tenantctl_rollout_waves gauge\n");
+    for r in rollouts.unwrap_or_default() {
+        out.push_str(&format!(
+            "tenantctl_rollout_waves{{rollout=\"{}\"}} {}\n",
+            label(&r.id),
+            r.waves
+        ));
+    }
     out
 }

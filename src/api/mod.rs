@@ -45,6 +45,7 @@ struct Inner {
     rollouts: RolloutCommands,
     tokens: Tokens,
     fleet_cache: Mutex<Option<(Instant, FleetSummary)>>,
+    rollout_cache: Mutex<Option<(Instant, Vec<metrics::RolloutProgress>)>>,
 }
 
 impl ApiState {
@@ -57,6 +58,7 @@ impl ApiState {
             store,
             tokens,
             fleet_cache: Mutex::new(None),
+            rollout_cache: Mutex::new(None),
         }))
     }
 
@@ -88,6 +90,34 @@ impl ApiState {
         let summary = self.0.store.fleet_summary().await?;
         *self.0.fleet_cache.lock().await = Some((Instant::now(), summary.clone()));
         Ok(summary)
+    }
+
+    /// Progress of every running rollout, reused for [`FLEET_CACHE`] like the counts.
+    async fn cached_rollout_progress(&self) -> Result<Vec<metrics::RolloutProgress>, StoreError> {
+        use crate::store::RolloutStore;
+        if let Some((at, progress)) = &*self.0.rollout_cache.lock().await {
+            if at.elapsed() < FLEET_CACHE {
+                return Ok(progress.clone());
+            }
+        }
+        let mut progress = Vec::new();
+        for r in self.0.store.list_rollouts(true, 100, None).await?.items {
+            let record = self.0.store.load_rollout(&r.id).await?;
+            let mut outcomes = std::collections::BTreeMap::new();
+            for m in self.0.store.members(&r.id, None).await? {
+                *outcomes.entry(m.outcome.name().to_owned()).or_insert(0) += 1;
+            }
+            progress.push(metrics::RolloutProgress {
+                id: r.id.to_string(),
+                release: r.release.to_string(),
+                phase: r.phase.to_string(),
+                waves_done: record.current_wave.min(record.waves.len()),
+                waves: record.waves.len(),
+                outcomes,
+            });
+        }
+        *self.0.rollout_cache.lock().await = Some((Instant::now(), progress.clone()));
+        Ok(progress)
     }
 
     async fn cached_fleet_summary(&self) -> Result<FleetSummary, StoreError> {

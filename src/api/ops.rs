@@ -53,9 +53,16 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
             None
         }
     };
+    let rollouts = match state.cached_rollout_progress().await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "rollout progress unavailable for /metrics");
+            None
+        }
+    };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        super::metrics::render(fleet.as_ref()),
+        super::metrics::render(fleet.as_ref(), rollouts.as_deref()),
     )
         .into_response()
 }

@@ -86,6 +86,24 @@ async fn plan_start_get_and_list() {
         .collect();
     assert_eq!(ids, vec!["r-api"]);
 
+    let metrics = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"tenantctl_rollout_tenants{rollout="r-api",release="1.1.0",phase="running",outcome="pending"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"tenantctl_rollout_waves{rollout="r-api"} 2"#),
+        "{metrics}"
+    );
+
     // A second rollout plans none of the tenants r-api holds.
     let second = api
         .call(
