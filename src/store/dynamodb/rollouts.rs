@@ -335,11 +335,10 @@ impl RolloutStore for DynamoStore {
         update
             .set("lease_owner", s(owner))
             .set("lease_expires", millis(expires))
-            .name("lease_fence")
-            .name("last_fence")
-            .value(":one", n(1))
             .value(":now", millis(now));
-        // A new holder gets a new fence; the holder renewing keeps its own.
+        // A new holder gets a new fence; the holder renewing keeps its own. The fence
+        // names and `:one` are declared only when the expression uses them: DynamoDB
+        // refuses a request that declares a name or value it does not use.
         let (expression, condition) = match self.load_rollout(id).await?.lease {
             Some(lease) if lease.owner == owner && lease.expires_at > now => (
                 update.expression(),
@@ -348,7 +347,11 @@ impl RolloutStore for DynamoStore {
             _ => (
                 format!(
                     "{}, #lease_fence = #last_fence + :one, #last_fence = #last_fence + :one",
-                    update.expression()
+                    update
+                        .name("lease_fence")
+                        .name("last_fence")
+                        .value(":one", n(1))
+                        .expression()
                 ),
                 "attribute_exists(pk) AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :now)",
             ),
