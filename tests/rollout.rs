@@ -429,3 +429,32 @@ async fn the_rollout_lease_is_renewed_by_its_holder_and_fenced_for_the_next() {
     assert_eq!(taken.owner, "ctl-b");
     assert_eq!(taken.fence, first.fence + 1, "a new holder gets a new fence");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_controller_holding_a_rollout_steps_it_on_every_tick_not_once_per_lease() {
+    let all = tenants("tick", "eu-west-1", 2);
+    let fleet = Fleet::new(&all, "1.0.0").await;
+    fleet
+        .start(
+            "r-tick",
+            json!({"release": "2.0.0", "strategy": {"bake_time": "0s", "bake_checks": 0}}),
+        )
+        .await;
+    let controller = fleet.controller("controller-a");
+    let id = RolloutId::parse("r-tick").unwrap();
+
+    let first = controller.step(&id).await.unwrap().expect("the lease was free");
+    // The next tick comes well within the lease: the holder renews it and steps again.
+    let second = controller
+        .step(&id)
+        .await
+        .expect("renewing its own lease is no error")
+        .expect("the lease is still this controller's");
+
+    let (first, second) = (first.lease.unwrap(), second.lease.unwrap());
+    assert_eq!(second.fence, first.fence, "a renewal keeps the fence");
+    assert!(
+        second.expires_at >= first.expires_at,
+        "a renewal extends the lease"
+    );
+}

@@ -65,7 +65,10 @@ impl DynamoStore {
                 .send()
                 .await;
             match result.map_err(|e| classify("saving the version policy", self.table(), e)) {
-                Ok(_) => return Ok(policy),
+                Ok(out) => {
+                    self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+                    return Ok(policy);
+                }
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
                 Err(e) => return Err(e),
             }

@@ -139,6 +139,7 @@ impl RolloutStore for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
+            .map(|out| self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>()))
             .map_err(|e| match classify("creating rollout", self.table(), e) {
                 StoreError::Conflict { what, .. } => StoreError::Conflict {
                     what,
@@ -173,9 +174,11 @@ impl RolloutStore for DynamoStore {
                     .client()
                     .batch_write_item()
                     .request_items(self.table(), requests)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
                     .map_err(|e| classify("writing rollout members", self.table(), e))?;
+                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
                 requests = out
                     .unprocessed_items
                     .and_then(|mut u| u.remove(self.table()))
@@ -249,6 +252,7 @@ impl RolloutStore for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
+            .map(|out| self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>()))
             .map_err(|e| match classify("saving rollout", self.table(), e) {
                 StoreError::Conflict { what, .. } => StoreError::Conflict {
                     what,
@@ -365,11 +369,13 @@ impl RolloutStore for DynamoStore {
                 },
                 other => other,
             })?;
+        self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
         decode_rollout(out.attributes().unwrap_or(&HashMap::new()))
     }
 
     async fn release_rollout_lease(&self, id: &RolloutId, lease: &Lease) -> Result<(), StoreError> {
-        self.client()
+        let out = self
+            .client()
             .update_item()
             .table_name(self.table())
             .set_key(Some(rollout_key(id)))
@@ -377,9 +383,11 @@ impl RolloutStore for DynamoStore {
             .condition_expression("lease_owner = :owner AND lease_fence = :fence")
             .expression_attribute_values(":owner", s(&lease.owner))
             .expression_attribute_values(":fence", n(lease.fence))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| classify("releasing rollout lease", self.table(), e))?;
+        self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
         Ok(())
     }
 
@@ -420,8 +428,10 @@ impl RolloutStore for DynamoStore {
             .set_condition_expression(update.condition_expression)
             .set_expression_attribute_names(update.expression_attribute_names)
             .set_expression_attribute_values(update.expression_attribute_values)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
+            .map(|out| self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>()))
             .map_err(|e| match classify("saving rollout member", self.table(), e) {
                 StoreError::Conflict { what, .. } => StoreError::Conflict {
                     what,
