@@ -296,3 +296,38 @@ fn in_flight_limits_and_tenants_held_elsewhere() {
     let skipped = d.members.iter().find(|m| m.tenant == id("ten1")).unwrap();
     assert!(matches!(&skipped.outcome, Outcome::Skipped { reason } if reason.contains("r-other")));
 }
+
+#[test]
+fn a_tenant_starts_only_inside_its_maintenance_window() {
+    let (mut record, members) = started(
+        spec(
+            FailureBudget::Count(0),
+            RollbackScope::Failed,
+            Bake::none(),
+            no_approvals(),
+        ),
+        3,
+    );
+    record.current_wave = 1;
+    let wave: Vec<RolloutMember> = members.iter().filter(|m| m.wave == 1).cloned().collect();
+    // at(0) is Sunday 2026-11-22 12:00 UTC, 13:00 in Berlin.
+    let window = |w: &str| {
+        let mut v = active("1.0.0", None);
+        v.as_mut().unwrap().maintenance = Some(w.parse().unwrap());
+        v
+    };
+    let views = vec![
+        ("ten1", window("Europe/Berlin Sun 02:00 4h")),
+        ("ten2", window("Europe/Berlin Sun 12:00 4h")),
+    ];
+    let d = decide(&record, &wave, &observed(at(0), &views));
+    let started: Vec<&TenantId> = d.drives.iter().map(|d| &d.member.tenant).collect();
+    assert_eq!(started, vec![&id("ten2")], "only the tenant whose window is open");
+    let waiting = d.members.iter().find(|m| m.tenant == id("ten1")).unwrap();
+    assert_eq!(waiting.outcome, Outcome::Pending);
+    let why = waiting.waiting_for.as_deref().unwrap();
+    assert!(
+        why.contains("maintenance window") && why.contains("2026-11-29 01:00 UTC"),
+        "{why}"
+    );
+}
