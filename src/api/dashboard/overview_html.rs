@@ -128,14 +128,16 @@ fn rollouts(out: &mut String, rollouts: &[RolloutProgress]) {
             out,
             "<section class=\"rollout\" data-rollout=\"{id}\"><h3>{id} &rarr; release {release} \
              <span class=\"badge {class}\" data-phase=\"{phase}\">{phase}</span></h3>\
-             <p class=\"muted\">started {at} by {by}; wave {current} of {waves}</p>",
+             <p class=\"muted\">started {at} by {by}; {progress}</p>",
             release = Escaped(&r.release),
             class = phase_class(r.phase),
             phase = r.phase,
             at = time(&r.created_at),
             by = Escaped(&r.created_by),
-            current = (r.current_wave + 1).min(r.waves.len()),
-            waves = r.waves.len(),
+            progress = match r.waves.len() {
+                n if r.current_wave >= n => format!("all {n} waves done"),
+                n => format!("at wave {} of waves 0&ndash;{}", r.current_wave, n - 1),
+            },
         );
         if let Some(reason) = &r.halt_reason {
             let settled = if r.settled {
