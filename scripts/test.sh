@@ -28,6 +28,7 @@ step "starting the local AWS on ports $DYNAMODB_PORT and $MOTO_PORT"
 trap 'localstack/stop.sh >/dev/null 2>&1 || true' EXIT
 eval "$(localstack/start.sh)"
 
+eval "$(scripts/install-browser.sh)" # headless Chromium + chromedriver for tests/dashboard.rs
 step "Rust unit and integration tests"
 cargo nextest run --locked --no-fail-fast
 

@@ -166,7 +166,7 @@ impl Tokens {
 
     /// The caller a token belongs to. Every configured hash is compared, in constant
     /// time, whether or not an earlier one matched.
-    fn identify(&self, token: &str) -> Option<(&str, Scope)> {
+    pub(super) fn identify(&self, token: &str) -> Option<(&str, Scope)> {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
         for known in &self.known {

@@ -4,6 +4,7 @@
 //! before acting, and answer errors with one JSON shape ([`ApiError`]).
 
 pub mod auth;
+mod dashboard;
 mod error;
 mod extract;
 mod fleet;
@@ -164,6 +165,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(dashboard::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

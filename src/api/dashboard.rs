@@ -1,0 +1,90 @@
+//! The operators' dashboard: server-rendered HTML pages beside the JSON API, with no
+//! script and no build step. `GET /` is the overview (fleet by region and state,
+//! releases in use, running rollouts wave by wave, tenants in trouble) and reloads
+//! itself; `GET /tenants/{id}` shows one tenant and its history. Both need scope
+//! read, from the sign-in cookie (`/login`) or a bearer header; see [`session`].
+
+mod html;
+mod overview;
+mod overview_html;
+mod session;
+mod tenant_page;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use html::{page, respond, Escaped};
+use session::Viewer;
+
+use super::auth::Read;
+use super::{ApiError, ApiState};
+use crate::domain::TenantId;
+use crate::store::TenantStore;
+
+/// The dashboard's routes, merged into [`super::router`].
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/", get(overview_page))
+        .route("/tenants/{id}", get(tenant))
+        .route("/login", get(session::login_form).post(session::login))
+        .route("/logout", post(session::logout))
+}
+
+/// A page that could not be built: the API's error, shown as HTML. Internal
+/// failures show an incident id only; the detail goes to the log.
+struct PageError(ApiError);
+
+impl<E: Into<ApiError>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        PageError(e.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let message = match &self.0 {
+            ApiError::Internal(detail) => {
+                let incident = uuid::Uuid::new_v4().simple().to_string();
+                tracing::error!(%incident, %detail, "dashboard page failed");
+                format!("The page could not be built (incident {incident}); reload, and report the incident id if it persists.")
+            }
+            other => other.to_string(),
+        };
+        let body = format!(
+            "<p class=\"bad\" id=\"page-error\">{}</p><p><a href=\"/\">Back to the overview</a></p>",
+            Escaped(&message)
+        );
+        let title = status.canonical_reason().unwrap_or("Error");
+        respond(status, page(title, None, None, &body))
+    }
+}
+
+async fn overview_page(State(state): State<ApiState>, viewer: Viewer<Read>) -> Result<Response, PageError> {
+    let overview = overview::Overview::load(&state).await?;
+    Ok(respond(
+        StatusCode::OK,
+        overview_html::render(&overview, &viewer.name),
+    ))
+}
+
+async fn tenant(
+    State(state): State<ApiState>,
+    viewer: Viewer<Read>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let id = TenantId::parse(&id)?;
+    let store = state.store();
+    let record = store.load(&id).await?;
+    let after = tenant_page::history_start(&record);
+    let history = store
+        .history(&id, after, tenant_page::HISTORY_SHOWN as u32)
+        .await?;
+    Ok(respond(
+        StatusCode::OK,
+        tenant_page::render(&record, &history.items, &viewer.name),
+    ))
+}

@@ -1,0 +1,358 @@
+//! What the overview page shows, gathered from the store: fleet counts, releases in
+//! use, running rollouts with each wave's progress, and tenants in trouble. Reading
+//! is here; turning it into HTML is `overview_html`, a pure function of [`Overview`].
+//!
+//! Every read is an index query or a point read, bounded by the limits below, so a
+//! page that refreshes itself every few seconds never scans the table.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::api::ApiState;
+use crate::domain::TenantId;
+use crate::rollout::{Outcome, Phase, RolloutMember, RolloutRecord, WaveKind, WaveStatus};
+use crate::store::{FleetSummary, ListQuery, RolloutStore, StoreError, TenantStore};
+
+/// Running rollouts shown (newest first); there are rarely more than a few.
+const ROLLOUTS_SHOWN: u32 = 20;
+/// Tenants listed as in trouble; more are counted but not listed.
+pub const TROUBLE_SHOWN: usize = 50;
+/// Tenants mid-step read per state to look for a retried error: the busiest part
+/// of the fleet, so it is capped (a rollout moves tens, not thousands, at once).
+const MOVING_CHECKED: u32 = 100;
+
+/// States that are trouble by themselves.
+const TROUBLE_STATES: [&str; 2] = ["Failed", "RollingBack"];
+/// States with a step running or due: a tenant there with a last error is retrying.
+const MOVING_STATES: [&str; 4] = ["Provisioning", "Upgrading", "Restoring", "Deprovisioning"];
+
+pub struct Overview {
+    pub fleet: FleetSummary,
+    pub rollouts: Vec<RolloutProgress>,
+    pub trouble: Vec<TroubledTenant>,
+    /// Tenants in trouble beyond the ones listed.
+    pub trouble_not_listed: usize,
+    pub generated_at: DateTime<Utc>,
+}
+
+/// A running rollout and how far each wave got.
+pub struct RolloutProgress {
+    pub id: String,
+    pub release: String,
+    pub phase: Phase,
+    pub halt_reason: Option<String>,
+    /// Halted, and the rollback the spec asks for is done.
+    pub settled: bool,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub current_wave: usize,
+    pub waves: Vec<WaveProgress>,
+    pub last_event: Option<String>,
+}
+
+impl RolloutProgress {
+    /// The wave waiting for an operator's approval, if any.
+    pub fn awaiting_approval(&self) -> Option<&WaveProgress> {
+        self.waves
+            .iter()
+            .find(|w| w.status == WaveStatus::AwaitingApproval)
+    }
+}
+
+pub struct WaveProgress {
+    pub index: usize,
+    pub kind: WaveKind,
+    pub target: String,
+    pub regions: Vec<String>,
+    pub status: WaveStatus,
+    pub approved_by: Option<String>,
+    pub allowed_failures: usize,
+    pub counts: OutcomeCounts,
+}
+
+/// A wave's members by outcome.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    pub succeeded: usize,
+    pub failed: usize,
+    pub in_flight: usize,
+    pub pending: usize,
+    pub skipped: usize,
+}
+
+/// Each wave of `record` with its members counted by outcome (pure).
+pub fn wave_progress(record: &RolloutRecord, members: &[RolloutMember]) -> Vec<WaveProgress> {
+    let mut counts: BTreeMap<usize, OutcomeCounts> = BTreeMap::new();
+    for m in members {
+        let c = counts.entry(m.wave).or_default();
+        match m.outcome {
+            Outcome::Pending => c.pending += 1,
+            Outcome::InFlight => c.in_flight += 1,
+            Outcome::Succeeded => c.succeeded += 1,
+            Outcome::Failed { .. } => c.failed += 1,
+            Outcome::Skipped { .. } => c.skipped += 1,
+        }
+    }
+    record
+        .waves
+        .iter()
+        .map(|w| WaveProgress {
+            index: w.index,
+            kind: w.kind,
+            target: w.target.to_string(),
+            regions: w.regions.iter().map(|r| r.to_string()).collect(),
+            status: w.status,
+            approved_by: w.approved_by.clone(),
+            allowed_failures: w.allowed_failures + w.accepted_failures,
+            counts: counts.get(&w.index).copied().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// A tenant that needs a look, and why.
+pub struct TroubledTenant {
+    pub id: String,
+    pub region: String,
+    /// State and step, e.g. `RollingBack/RollbackDeploy`.
+    pub label: String,
+    pub release: Option<String>,
+    pub last_error: Option<String>,
+    /// A rollout that recorded it as failed, with the reason it gave.
+    pub rollout_failure: Option<(String, String)>,
+}
+
+impl Overview {
+    pub async fn load(state: &ApiState) -> Result<Self, StoreError> {
+        let fleet = state.fleet_summary().await?;
+        let store = state.store();
+        let mut rollouts = Vec::new();
+        // A failed member of a running rollout is trouble even if its tenant is
+        // Active again (its upgrade failed and was rolled back).
+        let mut rollout_failures: BTreeMap<TenantId, (String, String)> = BTreeMap::new();
+        for summary in store.list_rollouts(true, ROLLOUTS_SHOWN, None).await?.items {
+            let record = store.load_rollout(&summary.id).await?;
+            let members = store.members(&summary.id, None).await?;
+            for m in &members {
+                if let Outcome::Failed { reason } = &m.outcome {
+                    rollout_failures.insert(m.tenant.clone(), (record.id.to_string(), reason.clone()));
+                }
+            }
+            rollouts.push(RolloutProgress {
+                id: record.id.to_string(),
+                release: record.release().to_string(),
+                phase: record.phase,
+                halt_reason: record.halt_reason.clone(),
+                settled: record.settled,
+                created_by: record.created_by.clone(),
+                created_at: record.created_at,
+                current_wave: record.current_wave,
+                waves: wave_progress(&record, &members),
+                last_event: record
+                    .events
+                    .last()
+                    .map(|e| format!("{} {}: {}", super::html::time(&e.at), e.actor, e.what)),
+            });
+        }
+        let (trouble, trouble_not_listed) = troubled_tenants(state, rollout_failures).await?;
+        Ok(Overview {
+            fleet,
+            rollouts,
+            trouble,
+            trouble_not_listed,
+            generated_at: Utc::now(),
+        })
+    }
+}
+
+/// Tenants that are Failed or RollingBack, mid-step with an error they are retrying,
+/// or failed by a running rollout, most urgent first.
+async fn troubled_tenants(
+    state: &ApiState,
+    rollout_failures: BTreeMap<TenantId, (String, String)>,
+) -> Result<(Vec<TroubledTenant>, usize), StoreError> {
+    let store = state.store();
+    let list = |state_name: &str, limit: u32| ListQuery {
+        state: Some(state_name.to_owned()),
+        limit: Some(limit),
+        ..ListQuery::default()
+    };
+    let mut candidates: Vec<TenantId> = Vec::new();
+    let mut not_listed = 0;
+    for name in TROUBLE_STATES {
+        let page = store.list(&list(name, TROUBLE_SHOWN as u32)).await?;
+        if page.next_token.is_some() {
+            // More than we list; count them from the summary instead.
+            let total: u64 = state_total(state, name).await?;
+            not_listed += (total as usize).saturating_sub(page.items.len());
+        }
+        candidates.extend(page.items.into_iter().map(|t| t.id));
+    }
+    let mut moving = Vec::new();
+    for name in MOVING_STATES {
+        let page = store.list(&list(name, MOVING_CHECKED)).await?;
+        moving.extend(page.items.into_iter().map(|t| t.id));
+    }
+    let always: BTreeSet<TenantId> = candidates.iter().cloned().collect();
+    candidates.extend(moving);
+    candidates.extend(rollout_failures.keys().cloned());
+    let mut seen = BTreeSet::new();
+    let mut trouble = Vec::new();
+    for id in candidates {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        if trouble.len() >= TROUBLE_SHOWN {
+            not_listed += 1;
+            continue;
+        }
+        let record = match store.load(&id).await {
+            Ok(r) => r,
+            // Deleted between the listing and the read: no longer anyone's trouble.
+            Err(StoreError::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let rollout_failure = rollout_failures.get(&id).cloned();
+        if !always.contains(&id) && record.last_error.is_none() && rollout_failure.is_none() {
+            continue;
+        }
+        trouble.push(TroubledTenant {
+            id: id.to_string(),
+            region: record.spec.region.to_string(),
+            label: record.state.label(),
+            release: record
+                .state
+                .current_release()
+                .or(record.state.target_release())
+                .map(|r| r.to_string()),
+            last_error: record.last_error.clone(),
+            rollout_failure,
+        });
+    }
+    Ok((trouble, not_listed))
+}
+
+async fn state_total(state: &ApiState, name: &str) -> Result<u64, StoreError> {
+    Ok(state
+        .cached_fleet_summary()
+        .await?
+        .by_region
+        .values()
+        .filter_map(|states| states.get(name))
+        .sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Region, RolloutId, RolloutSpec};
+    use crate::rollout::{Plan, PlannedTenant, Wave};
+
+    fn member(wave: usize, id: &str, outcome: Outcome) -> RolloutMember {
+        RolloutMember {
+            wave,
+            tenant: TenantId::parse(id).unwrap(),
+            region: Region::parse("eu-west-1").unwrap(),
+            outcome,
+            from_release: None,
+            attempts: 0,
+            earliest_start: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            rollback: None,
+            waiting_for: None,
+            version: 0,
+        }
+    }
+
+    fn record(waves: usize) -> RolloutRecord {
+        let spec: RolloutSpec = serde_json::from_value(serde_json::json!({"release": "1.1.0"})).unwrap();
+        let now = Utc::now();
+        let plan = Plan {
+            release: spec.release.clone(),
+            planned_at: now,
+            region_order: vec![Region::parse("eu-west-1").unwrap()],
+            waves: (0..waves)
+                .map(|index| Wave {
+                    index,
+                    kind: if index == 0 {
+                        WaveKind::Canary
+                    } else {
+                        WaveKind::Percent
+                    },
+                    target: crate::domain::rollout::WaveSize::parse(if index == 0 { "1" } else { "100%" })
+                        .unwrap(),
+                    stage: index,
+                    regions: vec![Region::parse("eu-west-1").unwrap()],
+                    tenants: Vec::<PlannedTenant>::new(),
+                    approval_before: index > 0,
+                    allowed_failures: index,
+                    earliest_start: now,
+                    estimated_finish: now,
+                    bake_until: now,
+                })
+                .collect(),
+            skipped: Vec::new(),
+            not_selected: 0,
+            assumed_tenant_duration: std::time::Duration::from_secs(60),
+            estimated_end: now,
+        };
+        RolloutRecord::from_plan(
+            RolloutId::parse("r-test").unwrap(),
+            spec,
+            &plan,
+            "operator:t",
+            now,
+        )
+    }
+
+    #[test]
+    fn members_are_counted_per_wave_by_outcome() {
+        let members = vec![
+            member(0, "alpha", Outcome::Succeeded),
+            member(1, "bravo", Outcome::InFlight),
+            member(
+                1,
+                "charlie",
+                Outcome::Failed {
+                    reason: "boom".into(),
+                },
+            ),
+            member(1, "delta", Outcome::Pending),
+            member(1, "echo", Outcome::Pending),
+            member(
+                1,
+                "foxtrot",
+                Outcome::Skipped {
+                    reason: "pinned".into(),
+                },
+            ),
+        ];
+        let waves = wave_progress(&record(3), &members);
+        assert_eq!(waves.len(), 3);
+        assert_eq!(
+            waves[0].counts,
+            OutcomeCounts {
+                succeeded: 1,
+                ..OutcomeCounts::default()
+            }
+        );
+        assert_eq!(
+            waves[1].counts,
+            OutcomeCounts {
+                succeeded: 0,
+                failed: 1,
+                in_flight: 1,
+                pending: 2,
+                skipped: 1
+            }
+        );
+        assert_eq!(
+            waves[2].counts,
+            OutcomeCounts::default(),
+            "a wave with no members counts zero"
+        );
+        assert_eq!(waves[1].target, "100%");
+        assert_eq!(waves[1].allowed_failures, 1);
+    }
+}

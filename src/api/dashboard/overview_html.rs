@@ -1,0 +1,377 @@
+//! The overview page (`GET /`) as HTML: a pure function of [`Overview`], so tests can
+//! check what it shows (and that it escapes) without a store.
+
+use std::fmt::Write;
+
+use super::html::{or_dash, page, time, Escaped};
+use super::overview::{Overview, RolloutProgress, TroubledTenant, TROUBLE_SHOWN};
+use crate::domain::ReleaseVersion;
+use crate::machine::TenantState;
+use crate::rollout::{Phase, WaveKind, WaveStatus};
+
+/// Seconds between the page's reloads of itself.
+pub const REFRESH_SECONDS: u32 = 10;
+
+pub fn render(overview: &Overview, viewer: &str) -> String {
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<p class=\"muted\">As of {}; this page reloads every {REFRESH_SECONDS} s.</p>",
+        time(&overview.generated_at)
+    );
+    fleet(&mut body, overview);
+    releases(&mut body, overview);
+    rollouts(&mut body, &overview.rollouts);
+    trouble(&mut body, overview);
+    page("Fleet", Some(viewer), Some(REFRESH_SECONDS), &body)
+}
+
+fn fleet(out: &mut String, overview: &Overview) {
+    let fleet = &overview.fleet;
+    let _ = write!(
+        out,
+        "<section id=\"fleet\"><h2>Fleet: <span id=\"fleet-total\">{}</span> tenants</h2>",
+        fleet.total
+    );
+    if fleet.total == 0 {
+        out.push_str("<p>No tenants yet.</p></section>");
+        return;
+    }
+    // Columns: the states that occur, in the machine's order.
+    let states: Vec<&str> = TenantState::NAMES
+        .into_iter()
+        .filter(|s| fleet.by_region.values().any(|m| m.contains_key(*s)))
+        .collect();
+    out.push_str("<table><thead><tr><th>region</th>");
+    for s in &states {
+        let _ = write!(out, "<th>{}</th>", Escaped(s));
+    }
+    out.push_str("<th>total</th></tr></thead><tbody>");
+    for (region, counts) in &fleet.by_region {
+        let _ = write!(
+            out,
+            "<tr data-region=\"{r}\"><th>{r}</th>",
+            r = Escaped(region.as_str())
+        );
+        for s in &states {
+            let n = counts.get(*s).copied().unwrap_or(0);
+            let class = match (*s, n) {
+                (_, 0) => "n muted",
+                ("Failed", _) | ("RollingBack", _) => "n bad",
+                _ => "n",
+            };
+            let _ = write!(
+                out,
+                "<td class=\"{class}\" data-state=\"{}\">{n}</td>",
+                Escaped(s)
+            );
+        }
+        let _ = write!(out, "<td class=\"n\">{}</td></tr>", counts.values().sum::<u64>());
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+fn releases(out: &mut String, overview: &Overview) {
+    out.push_str("<section id=\"releases\"><h2>Releases in use</h2>");
+    let mut rows: Vec<(&String, &u64)> = overview.fleet.by_release.iter().collect();
+    // Newest release first; tenants on no release last.
+    rows.sort_by_key(|(release, _)| std::cmp::Reverse(ReleaseVersion::parse(release).ok()));
+    if rows.is_empty() {
+        out.push_str("<p>None.</p></section>");
+        return;
+    }
+    out.push_str("<table><thead><tr><th>release</th><th>tenants</th></tr></thead><tbody>");
+    for (release, n) in rows {
+        let _ = write!(
+            out,
+            "<tr data-release=\"{r}\"><td>{r}</td><td class=\"n\">{n}</td></tr>",
+            r = Escaped(release)
+        );
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+fn phase_class(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Halted => "bad",
+        Phase::Paused | Phase::Preparing => "warn",
+        Phase::Running | Phase::Completed | Phase::Aborted => "ok",
+    }
+}
+
+fn status_text(status: WaveStatus) -> &'static str {
+    match status {
+        WaveStatus::Waiting => "waiting",
+        WaveStatus::AwaitingApproval => "awaiting approval",
+        WaveStatus::Deploying => "deploying",
+        WaveStatus::Baking => "baking",
+        WaveStatus::Succeeded => "succeeded",
+        WaveStatus::Breached => "breached",
+    }
+}
+
+fn kind_text(kind: WaveKind) -> &'static str {
+    match kind {
+        WaveKind::Canary => "canary",
+        WaveKind::Percent | WaveKind::Count => "wave",
+    }
+}
+
+fn rollouts(out: &mut String, rollouts: &[RolloutProgress]) {
+    out.push_str("<section id=\"rollouts\"><h2>Rollouts in progress</h2>");
+    if rollouts.is_empty() {
+        out.push_str("<p>None.</p>");
+    }
+    for r in rollouts {
+        let id = Escaped(&r.id);
+        let _ = write!(
+            out,
+            "<section class=\"rollout\" data-rollout=\"{id}\"><h3>{id} &rarr; release {release} \
+             <span class=\"badge {class}\" data-phase=\"{phase}\">{phase}</span></h3>\
+             <p class=\"muted\">started {at} by {by}; {progress}</p>",
+            release = Escaped(&r.release),
+            class = phase_class(r.phase),
+            phase = r.phase,
+            at = time(&r.created_at),
+            by = Escaped(&r.created_by),
+            progress = match r.waves.len() {
+                n if r.current_wave >= n => format!("all {n} waves done"),
+                n => format!("at wave {} of waves 0&ndash;{}", r.current_wave, n - 1),
+            },
+        );
+        if let Some(reason) = &r.halt_reason {
+            let settled = if r.settled {
+                "rollback done; resume, retry or abort"
+            } else {
+                "rolling back"
+            };
+            let _ = write!(
+                out,
+                "<p class=\"bad halt\">Halted: <span class=\"error\">{}</span> ({settled})</p>",
+                Escaped(reason)
+            );
+        }
+        if let Some(wave) = r.awaiting_approval() {
+            let _ = write!(
+                out,
+                "<p class=\"warn approval\">Wave {} is waiting for approval: \
+                 <code>tenantctl rollout approve {id}</code></p>",
+                wave.index
+            );
+        }
+        out.push_str(
+            "<table><thead><tr><th>wave</th><th>regions</th><th>status</th><th>succeeded</th>\
+             <th>failed / budget</th><th>in flight</th><th>pending</th><th>skipped</th></tr></thead><tbody>",
+        );
+        for w in &r.waves {
+            let c = &w.counts;
+            let current = if w.index == r.current_wave {
+                " class=\"current\""
+            } else {
+                ""
+            };
+            let approved = w
+                .approved_by
+                .as_deref()
+                .map(|a| format!(" <span class=\"muted\">approved by {}</span>", Escaped(a)))
+                .unwrap_or_default();
+            let failed_class = if c.failed > w.allowed_failures {
+                "n bad"
+            } else {
+                "n"
+            };
+            let _ = write!(
+                out,
+                "<tr{current} data-wave=\"{index}\"><td>{index} {kind} ({target})</td><td>{regions}</td>\
+                 <td data-status=\"{status}\">{status}{approved}</td><td class=\"n\">{}</td>\
+                 <td class=\"{failed_class}\">{} / {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td></tr>",
+                c.succeeded,
+                c.failed,
+                w.allowed_failures,
+                c.in_flight,
+                c.pending,
+                c.skipped,
+                index = w.index,
+                kind = kind_text(w.kind),
+                target = Escaped(&w.target),
+                regions = Escaped(&w.regions.join(", ")),
+                status = status_text(w.status),
+            );
+        }
+        out.push_str("</tbody></table>");
+        if let Some(event) = &r.last_event {
+            let _ = write!(out, "<p class=\"muted\">last: {}</p>", Escaped(event));
+        }
+        out.push_str("</section>");
+    }
+    out.push_str("</section>");
+}
+
+fn trouble(out: &mut String, overview: &Overview) {
+    out.push_str("<section id=\"trouble\"><h2>Tenants in trouble</h2>");
+    if overview.trouble.is_empty() {
+        out.push_str("<p class=\"ok\">None: no tenant is Failed, rolling back or retrying an error.</p>");
+    } else {
+        out.push_str(
+            "<table><thead><tr><th>tenant</th><th>region</th><th>state</th><th>release</th>\
+             <th>last error</th></tr></thead><tbody>",
+        );
+        for t in &overview.trouble {
+            troubled_row(out, t);
+        }
+        out.push_str("</tbody></table>");
+    }
+    if overview.trouble_not_listed > 0 {
+        let _ = write!(
+            out,
+            "<p class=\"warn\">{} more not listed (the first {TROUBLE_SHOWN} are); \
+             list them with <code>GET /v1/tenants?state=Failed</code>.</p>",
+            overview.trouble_not_listed
+        );
+    }
+    out.push_str("</section>");
+}
+
+fn troubled_row(out: &mut String, t: &TroubledTenant) {
+    let id = Escaped(&t.id);
+    let class = if t.label.starts_with("Failed") || t.label.starts_with("RollingBack") {
+        "bad"
+    } else {
+        "warn"
+    };
+    let rollout = t
+        .rollout_failure
+        .as_ref()
+        .map(|(rollout, reason)| {
+            format!(
+                "<div>failed in rollout {}: {}</div>",
+                Escaped(rollout),
+                Escaped(reason)
+            )
+        })
+        .unwrap_or_default();
+    let _ = write!(
+        out,
+        "<tr data-tenant=\"{id}\"><td><a href=\"/tenants/{id}\">{id}</a></td><td>{region}</td>\
+         <td class=\"{class}\">{label}</td><td>{release}</td><td class=\"error\">{error}{rollout}</td></tr>",
+        region = Escaped(&t.region),
+        label = Escaped(&t.label),
+        release = or_dash(t.release.as_deref()),
+        error = or_dash(t.last_error.as_deref()),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::Utc;
+
+    use super::super::overview::{OutcomeCounts, WaveProgress};
+    use super::*;
+    use crate::domain::Region;
+    use crate::store::FleetSummary;
+
+    fn overview() -> Overview {
+        let mut by_region = BTreeMap::new();
+        by_region.insert(
+            Region::parse("eu-west-1").unwrap(),
+            BTreeMap::from([("Active".to_owned(), 3), ("Failed".to_owned(), 1)]),
+        );
+        Overview {
+            fleet: FleetSummary {
+                total: 4,
+                by_region,
+                by_release: BTreeMap::from([
+                    ("1.0.0".to_owned(), 2),
+                    ("1.10.0".to_owned(), 1),
+                    ("none".to_owned(), 1),
+                ]),
+            },
+            rollouts: vec![RolloutProgress {
+                id: "r-1".into(),
+                release: "1.10.0".into(),
+                phase: Phase::Running,
+                halt_reason: None,
+                settled: false,
+                created_by: "api:<ci>".into(),
+                created_at: Utc::now(),
+                current_wave: 1,
+                waves: vec![
+                    WaveProgress {
+                        index: 0,
+                        kind: WaveKind::Canary,
+                        target: "1".into(),
+                        regions: vec!["eu-west-1".into()],
+                        status: WaveStatus::Succeeded,
+                        approved_by: None,
+                        allowed_failures: 0,
+                        counts: OutcomeCounts {
+                            succeeded: 1,
+                            ..OutcomeCounts::default()
+                        },
+                    },
+                    WaveProgress {
+                        index: 1,
+                        kind: WaveKind::Percent,
+                        target: "100%".into(),
+                        regions: vec!["eu-west-1".into()],
+                        status: WaveStatus::AwaitingApproval,
+                        approved_by: None,
+                        allowed_failures: 0,
+                        counts: OutcomeCounts {
+                            pending: 2,
+                            ..OutcomeCounts::default()
+                        },
+                    },
+                ],
+                last_event: None,
+            }],
+            trouble: vec![TroubledTenant {
+                id: "broken".into(),
+                region: "eu-west-1".into(),
+                label: "Failed".into(),
+                release: None,
+                last_error: Some("<script>alert('x')</script>".into()),
+                rollout_failure: None,
+            }],
+            trouble_not_listed: 0,
+            generated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_overview_shows_counts_rollouts_and_trouble() {
+        let html = render(&overview(), "viewer");
+        assert!(html.contains("<span id=\"fleet-total\">4</span>"));
+        assert!(html.contains("data-rollout=\"r-1\""));
+        assert!(html.contains("tenantctl rollout approve r-1"));
+        assert!(html.contains("awaiting approval"));
+        assert!(html.contains("<a href=\"/tenants/broken\">broken</a>"));
+        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("api:&lt;ci&gt;"));
+        let newest = html.find("data-release=\"1.10.0\"").unwrap();
+        let older = html.find("data-release=\"1.0.0\"").unwrap();
+        let none = html.find("data-release=\"none\"").unwrap();
+        assert!(
+            newest < older && older < none,
+            "releases go newest first, none last"
+        );
+    }
+
+    #[test]
+    fn an_empty_fleet_says_so() {
+        let empty = Overview {
+            fleet: FleetSummary::default(),
+            rollouts: Vec::new(),
+            trouble: Vec::new(),
+            trouble_not_listed: 0,
+            generated_at: Utc::now(),
+        };
+        let html = render(&empty, "viewer");
+        assert!(html.contains("No tenants yet."));
+        assert!(html.contains("None: no tenant is Failed"));
+    }
+}

@@ -1,0 +1,15 @@
+//! The dashboard end to end: the router on 127.0.0.1:0 against a fresh table on the
+//! local DynamoDB; its pages read over HTTP (sign-in, escaping, content) and in
+//! headless Chromium (a person signing in and seeing the fleet and a rollout).
+
+mod api_support;
+mod browser_support;
+mod common;
+mod rollout_support;
+
+#[path = "dashboard/browser.rs"]
+mod browser;
+#[path = "dashboard/pages.rs"]
+mod pages;
+#[path = "dashboard/support.rs"]
+mod support;

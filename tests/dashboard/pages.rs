@@ -1,0 +1,230 @@
+//! The dashboard over HTTP: who may see it, how signing in works, and what the
+//! pages show (escaped).
+
+use reqwest::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+
+use crate::api_support::{DEPLOY, READ};
+use crate::common::fresh_store;
+use crate::support::{page_client, seeded, serve, sign_in, HOSTILE, ROLLOUT};
+
+async fn get(base: &str, path: &str, cookie: Option<&str>) -> reqwest::Response {
+    let mut request = page_client().get(format!("{base}{path}"));
+    if let Some(c) = cookie {
+        request = request.header("cookie", c);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn without_a_sign_in_every_page_sends_the_browser_to_the_login_form() {
+    let base = serve(fresh_store().await).await;
+
+    for path in ["/", "/tenants/alpha"] {
+        let response = get(&base, path, None).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(response.headers()[LOCATION], "/login", "{path}");
+    }
+    let form = get(&base, "/login", None).await;
+    assert_eq!(form.status(), StatusCode::OK);
+    assert!(form.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = form.text().await.unwrap();
+    assert!(
+        html.contains("<form class=\"login\" method=\"post\" action=\"/login\">"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_token_gets_the_form_again_without_the_token_or_a_cookie() {
+    let base = serve(fresh_store().await).await;
+
+    let response = page_client()
+        .post(format!("{base}/login"))
+        .form(&[("token", "not-a-real-token-4711")])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().get(SET_COOKIE).is_none());
+    let html = response.text().await.unwrap();
+    assert!(html.contains("That token is not known here"), "{html}");
+    assert!(
+        !html.contains("not-a-real-token-4711"),
+        "the token must never be echoed"
+    );
+}
+
+#[tokio::test]
+async fn a_read_token_signs_in_with_a_locked_down_cookie_that_opens_the_pages_only() {
+    let base = serve(fresh_store().await).await;
+
+    let response = page_client()
+        .post(format!("{base}/login"))
+        .form(&[("token", READ)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], "/");
+    let set_cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(flag), "{set_cookie}");
+    }
+    assert!(
+        !set_cookie.contains("Secure"),
+        "plain HTTP gets no Secure flag: {set_cookie}"
+    );
+    assert!(
+        !set_cookie.contains(READ),
+        "the cookie value is encoded: {set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap();
+
+    let overview = get(&base, "/", Some(cookie)).await;
+    assert_eq!(overview.status(), StatusCode::OK);
+    assert_eq!(overview.headers()["cache-control"], "no-store");
+    let html = overview.text().await.unwrap();
+    assert!(
+        html.contains("signed in as <b id=\"viewer\">viewer</b>"),
+        "{html}"
+    );
+    assert!(html.contains("No tenants yet."), "{html}");
+
+    // The JSON API stays bearer-only: a cookie cannot act for its holder there.
+    let api = page_client()
+        .get(format!("{base}/v1/tenants"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    let create = page_client()
+        .post(format!("{base}/v1/tenants"))
+        .header("cookie", cookie)
+        .json(&crate::api_support::tenant_body("sneaky", "eu-west-1", "default"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), StatusCode::UNAUTHORIZED);
+
+    // A bearer header opens the pages as well (for scripts and curl).
+    let with_bearer = page_client()
+        .get(format!("{base}/"))
+        .bearer_auth(DEPLOY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_bearer.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn behind_an_https_proxy_the_cookie_is_secure_and_logout_clears_it() {
+    let base = serve(fresh_store().await).await;
+
+    let response = page_client()
+        .post(format!("{base}/login"))
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", READ)])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("; Secure"));
+
+    let logout = page_client()
+        .post(format!("{base}/logout"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    assert_eq!(logout.headers()[LOCATION], "/login");
+    let cleared = logout.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(
+        cleared.starts_with("tenantctl_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+}
+
+#[tokio::test]
+async fn a_cookie_for_a_token_no_longer_known_is_dropped_and_the_browser_signs_in_again() {
+    let base = serve(fresh_store().await).await;
+    // base64url("revoked-token")
+    let response = get(&base, "/", Some("tenantctl_session=cmV2b2tlZC10b2tlbg")).await;
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], "/login");
+    assert!(response.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_pages_show_fleet_releases_rollout_and_trouble_and_escape_the_error() {
+    let seeded = seeded().await;
+    let cookie = sign_in(&seeded.base, READ).await;
+
+    let html = get(&seeded.base, "/", Some(&cookie)).await.text().await.unwrap();
+
+    assert!(html.contains("<meta http-equiv=\"refresh\" content=\"10\">"));
+    assert!(html.contains("<span id=\"fleet-total\">4</span>"), "{html}");
+    assert!(html.contains("<tr data-region=\"us-east-1\">"), "{html}");
+    // alpha moved in the canary; bravo and charlie wait.
+    assert!(
+        html.contains("<tr data-release=\"1.1.0\"><td>1.1.0</td><td class=\"n\">1</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<tr data-release=\"1.0.0\"><td>1.0.0</td><td class=\"n\">2</td>"),
+        "{html}"
+    );
+    assert!(html.contains(&format!("data-rollout=\"{ROLLOUT}\"")), "{html}");
+    assert!(html.contains("data-phase=\"running\""), "{html}");
+    assert!(
+        html.contains(&format!("tenantctl rollout approve {ROLLOUT}")),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td data-status=\"succeeded\">succeeded</td><td class=\"n\">1</td>"),
+        "{html}"
+    );
+    assert!(html.contains("<td data-status=\"awaiting approval\">"), "{html}");
+    assert!(html.contains("<a href=\"/tenants/broken\">broken</a>"), "{html}");
+    assert!(
+        !html.contains("data-tenant=\"alpha\""),
+        "a healthy tenant is not trouble"
+    );
+    assert!(html.contains("&lt;img src=x onerror=&quot;document.title=&#39;pwned&#39;&quot;&gt;"));
+    assert!(html.contains("&lt;script&gt;") && html.contains("&amp; &quot;quotes&quot;"));
+    assert!(!html.contains(HOSTILE) && !html.contains("<script>") && !html.contains("<img"));
+
+    let tenant = get(&seeded.base, "/tenants/broken", Some(&cookie)).await;
+    assert_eq!(tenant.status(), StatusCode::OK);
+    let html = tenant.text().await.unwrap();
+    assert!(html.contains("<b id=\"tenant-state\">Failed</b>"), "{html}");
+    assert!(
+        html.contains("StepFailed"),
+        "the history shows the failure: {html}"
+    );
+    assert!(!html.contains("<script>") && !html.contains("<img"));
+
+    let missing = get(&seeded.base, "/tenants/nobody", Some(&cookie)).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert!(missing
+        .text()
+        .await
+        .unwrap()
+        .contains("tenant nobody does not exist"));
+    let invalid = get(&seeded.base, "/tenants/%3Cb%3E", Some(&cookie)).await;
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    assert!(!invalid.text().await.unwrap().contains("<b>"));
+    seeded.fleet.stop().await;
+}

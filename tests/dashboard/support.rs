@@ -1,0 +1,123 @@
+//! A fleet worth looking at: Active tenants in two regions, one tenant whose
+//! provisioning failed with a hostile error message, and a rollout stopped at an
+//! approval gate after its canary, with the API and dashboard serving it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::json;
+use tenant_orchestrator::api::{router, ApiState};
+use tenant_orchestrator::machine::StepKind;
+use tenant_orchestrator::rollout::WaveStatus;
+use tenant_orchestrator::step::StepOutcome;
+use tenant_orchestrator::store::DynamoStore;
+
+use crate::api_support::{tenant_body, tokens, DEPLOY};
+use crate::common::{tenant_id, wait_for_state};
+use crate::rollout_support::Fleet;
+
+/// What the failing step reports: markup that would run if a page did not escape it.
+pub const HOSTILE: &str =
+    r#"<img src=x onerror="document.title='pwned'"><script>document.title='pwned'</script> & "quotes""#;
+pub const ROLLOUT: &str = "r-dashboard";
+
+/// The API and dashboard on 127.0.0.1:0 over `store`; returns the base URL.
+pub async fn serve(store: Arc<DynamoStore>) -> String {
+    let app = router(ApiState::new(store, tokens()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// A client that shows redirects and cookies instead of following and keeping them.
+pub fn page_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Signs in with `token` and returns the cookie (`name=value`) the server set.
+pub async fn sign_in(base: &str, token: &str) -> String {
+    let response = page_client()
+        .post(format!("{base}/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], "/");
+    let cookie = response.headers()[SET_COOKIE].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+pub struct Seeded {
+    pub fleet: Fleet,
+    pub base: String,
+}
+
+/// alpha and bravo in eu-west-1 and charlie in us-east-1, Active on 1.0.0; broken
+/// Failed while provisioning with [`HOSTILE`] in its error; rollout [`ROLLOUT`] to
+/// 1.1.0 with its eu-west-1 canary done and its next wave waiting for approval.
+pub async fn seeded() -> Seeded {
+    let tenants = [
+        ("alpha".to_owned(), "eu-west-1"),
+        ("bravo".to_owned(), "eu-west-1"),
+        ("charlie".to_owned(), "us-east-1"),
+    ];
+    let mut fleet = Fleet::new(&tenants, "1.0.0").await;
+    let base = serve(fleet.store.clone()).await;
+    fleet.steps.script(
+        "broken",
+        StepKind::ProvisionInfra,
+        vec![StepOutcome::fail(HOSTILE)],
+    );
+    let created = reqwest::Client::new()
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(DEPLOY)
+        .json(&tenant_body("broken", "eu-west-1", "default"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    fleet.start_workers(1);
+    wait_for_state(
+        fleet.store.as_ref(),
+        &tenant_id("broken"),
+        "Failed",
+        Duration::from_secs(20),
+    )
+    .await;
+
+    fleet.start_controller("controller-0");
+    fleet
+        .start(
+            ROLLOUT,
+            json!({
+                "release": "1.1.0",
+                "strategy": {
+                    "region_order": ["eu-west-1", "us-east-1"],
+                    "waves": ["1", "100%"],
+                    "bake_time": "0s", "bake_checks": 0,
+                    "approvals": {"after_canary": true, "between_regions": false}
+                }
+            }),
+        )
+        .await;
+    fleet
+        .wait_for(
+            ROLLOUT,
+            Duration::from_secs(30),
+            "the approval gate after the canary",
+            |r| {
+                r.waves
+                    .get(1)
+                    .is_some_and(|w| w.status == WaveStatus::AwaitingApproval)
+            },
+        )
+        .await;
+    Seeded { fleet, base }
+}
