@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::domain::{Hostname, ReleaseVersion, TenantId, TenantSpec, Tier};
+use crate::domain::{Hostname, MaintenanceWindows, ReleaseVersion, TenantId, TenantSpec, Tier};
 use crate::machine::{Rejected, TenantEvent, TenantState};
 use crate::store::{Actor, StoreError, TenantRecord, TenantStore, Transition, WriteGuard};
 
@@ -107,6 +107,9 @@ pub struct SpecChange {
     pub hostnames: Option<Vec<Hostname>>,
     /// Takes effect at the tenant's next deployment.
     pub tier: Option<Tier>,
+    /// `Some(Some(w))` sets the weekly windows rollouts may start the tenant in;
+    /// `Some(None)` removes them (any time).
+    pub maintenance: Option<Option<MaintenanceWindows>>,
 }
 
 impl SpecChange {
@@ -139,6 +142,13 @@ impl SpecChange {
         if let Some(tier) = self.tier {
             spec.tier = tier;
             said.push(format!("tier {tier}"));
+        }
+        if let Some(maintenance) = &self.maintenance {
+            spec.maintenance = maintenance.clone();
+            said.push(match maintenance {
+                Some(w) => format!("maintenance {w}"),
+                None => "maintenance any time".into(),
+            });
         }
         Ok(said)
     }

@@ -484,3 +484,28 @@ async fn a_config_file_sets_options_below_the_environment_and_flags() {
         stderr(&unknown)
     );
 }
+
+#[tokio::test]
+async fn a_tenant_is_created_with_maintenance_windows_or_the_error_says_how_to_write_them() {
+    let store = fresh_store().await;
+    let mut args = CREATE.to_vec();
+    args.extend(["--maintenance", "America/New_York Sat 22:00 6h"]);
+    let created = tenantctl(store.table(), &args);
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(
+        stdout(&created).contains("maintenance:   America/New_York Sat 22:00 6h"),
+        "{}",
+        stdout(&created)
+    );
+
+    let mut bad = CREATE.to_vec();
+    bad[3] = "other";
+    bad.extend(["--maintenance", "Sat 22:00"]);
+    let refused = tenantctl(store.table(), &bad);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("invalid maintenance window"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -94,7 +94,7 @@ pub async fn create(
             tier: body.tier,
             hostnames: body.hostnames.clone(),
             pinned_release: None,
-            maintenance: None,
+            maintenance: body.maintenance.clone(),
         };
         spec.validate()?;
         let release = match &body.release {
@@ -199,10 +199,11 @@ pub async fn update(
         pinned_release: body.pinned_release,
         hostnames: body.hostnames,
         tier: body.tier,
+        maintenance: body.maintenance,
     };
     if change.is_empty() {
         return Err(ApiError::InvalidRequest(
-            "nothing to change; send pinned_release, hostnames or tier".into(),
+            "nothing to change; send pinned_release, hostnames, tier or maintenance".into(),
         ));
     }
     let record = state

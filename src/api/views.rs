@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::{Environment, Group, Hostname, Region, ReleaseVersion, TenantId, Tier};
+use crate::domain::{
+    Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, TenantId, Tier,
+};
 use crate::store::{HistoryEvent, TenantRecord, TenantSummary};
 
 /// `POST /v1/tenants`.
@@ -36,6 +38,23 @@ pub struct CreateTenant {
     /// Keep the tenant on its release: rollouts skip it.
     #[serde(default)]
     pub pin: bool,
+    /// Weekly windows in which rollouts may start the tenant, in its time zone;
+    /// default any time.
+    #[serde(default, deserialize_with = "windows_text")]
+    #[schema(value_type = Option<String>, example = "Europe/Berlin Sun 02:00 4h, Wed 22:00 2h")]
+    pub maintenance: Option<MaintenanceWindows>,
+}
+
+/// Maintenance windows in their text form: `"Europe/Berlin Sun 02:00 4h, Wed 22:00 2h"`.
+fn windows_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaintenanceWindows>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|text| text.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// As [`windows_text`], telling an absent field from `null`.
+fn present_windows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<MaintenanceWindows>>, D::Error> {
+    windows_text(d).map(Some)
 }
 
 fn small() -> Tier {
@@ -69,6 +88,10 @@ pub struct UpdateTenant {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "medium")]
     pub tier: Option<Tier>,
+    /// Weekly windows in which rollouts may start the tenant; `null` removes them.
+    #[serde(default, deserialize_with = "present_windows")]
+    #[schema(value_type = Option<String>, nullable = true, example = "Europe/Berlin Sun 02:00 4h")]
+    pub maintenance: Option<Option<MaintenanceWindows>>,
 }
 
 /// `POST /v1/tenants/{id}/upgrade`.
@@ -146,6 +169,8 @@ pub struct TenantView {
     pub tier: String,
     pub hostnames: Vec<String>,
     pub pinned_release: Option<String>,
+    /// Weekly windows in which rollouts may start it (text form); absent: any time.
+    pub maintenance: Option<String>,
     /// State name: Provisioning, Active, Upgrading, RollingBack, Restoring, Deprovisioning, Failed, Deleted.
     pub state: String,
     /// The step running or due, if any.
@@ -176,6 +201,7 @@ impl From<&TenantRecord> for TenantView {
             tier: s.tier.to_string(),
             hostnames: s.hostnames.iter().map(|h| h.to_string()).collect(),
             pinned_release: s.pinned_release.as_ref().map(|r| r.to_string()),
+            maintenance: s.maintenance.as_ref().map(|w| w.to_string()),
             state: r.state.name().to_owned(),
             step: r.state.step().map(|s| s.to_string()),
             current_release: r.state.current_release().map(|v| v.to_string()),

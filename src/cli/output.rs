@@ -37,6 +37,9 @@ pub fn print_record(output: OutputFormat, r: &TenantRecord) -> Result<(), Failur
     if let Some(pin) = &r.spec.pinned_release {
         println!("pinned:        {pin}");
     }
+    if let Some(windows) = &r.spec.maintenance {
+        println!("maintenance:   {windows}");
+    }
     println!("attempt:       {}", r.attempt);
     println!("last error:    {}", opt(r.last_error.clone()));
     println!(

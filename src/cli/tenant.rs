@@ -4,7 +4,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use tenant_orchestrator::domain::{
-    Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier, VersionPolicy,
+    Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
+    VersionPolicy,
 };
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::store::{Actor, ListQuery, TenantStore};
@@ -101,6 +102,10 @@ pub struct CreateArgs {
     /// Keep the tenant on this release: rollouts skip it.
     #[arg(long)]
     pin: bool,
+    /// Weekly windows in which rollouts may start the tenant, in its time zone, e.g.
+    /// "Europe/Berlin Sun 02:00 4h, Wed 22:00 2h"; default any time.
+    #[arg(long)]
+    maintenance: Option<String>,
     /// After creating, wait until the tenant settles, as `tenantctl tenant wait` does;
     /// exit 1 unless it ends Active.
     #[arg(long)]
@@ -126,7 +131,11 @@ impl CreateArgs {
                 .map(|h| Hostname::parse(h))
                 .collect::<Result<_, _>>()?,
             pinned_release: None,
-            maintenance: None,
+            maintenance: self
+                .maintenance
+                .as_deref()
+                .map(str::parse::<MaintenanceWindows>)
+                .transpose()?,
         };
         spec.validate()?;
         Ok((spec, given))

@@ -394,3 +394,64 @@ async fn history_is_paged() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn maintenance_windows_are_set_at_creation_changed_and_removed() {
+    let api = spawn().await;
+    let mut body = tenant_body("windowed", "eu-west-1", "default");
+    body["maintenance"] = json!("Europe/Berlin Sun 02:00 4h, Wed 22:00 2h");
+    let created = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(body))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(
+        created.body["maintenance"],
+        "Europe/Berlin Sun 02:00 4h, Wed 22:00 2h"
+    );
+
+    let mut bad = tenant_body("badwindow", "eu-west-1", "default");
+    bad["maintenance"] = json!("Mars/Olympus Sun 02:00 4h");
+    let refused = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(bad))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Mars/Olympus"),
+        "{}",
+        refused.body
+    );
+
+    let changed = api
+        .call(
+            Method::PATCH,
+            "/v1/tenants/windowed",
+            Some(ADMIN),
+            Some(json!({"maintenance": "UTC Sat 00:00 6h"})),
+        )
+        .await;
+    assert_eq!(
+        changed.body["maintenance"], "UTC Sat 00:00 6h",
+        "{}",
+        changed.body
+    );
+    let removed = api
+        .call(
+            Method::PATCH,
+            "/v1/tenants/windowed",
+            Some(ADMIN),
+            Some(json!({"maintenance": null})),
+        )
+        .await;
+    assert!(removed.body["maintenance"].is_null(), "{}", removed.body);
+    let history = api.get("/v1/tenants/windowed/history").await;
+    let causes: Vec<&str> = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cause"].as_str().unwrap())
+        .collect();
+    assert!(causes.contains(&"UpdateSpec: maintenance any time"), "{causes:?}");
+}

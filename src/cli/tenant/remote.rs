@@ -25,6 +25,9 @@ pub async fn run(remote: &Remote, output: OutputFormat, command: TenantCommand) 
             if let Some(release) = release {
                 body["release"] = json!(release);
             }
+            if let Some(windows) = &spec.maintenance {
+                body["maintenance"] = json!(windows.to_string());
+            }
             let view: Value = remote.post("/v1/tenants", Some(body)).await?;
             print_tenant(output, &view)?;
             if args.wait {
@@ -154,6 +157,7 @@ fn print_tenant(output: OutputFormat, v: &Value) -> Result<(), Failure> {
         ("release", text(&v["current_release"])),
         ("target", text(&v["target_release"])),
         ("pinned", text(&v["pinned_release"])),
+        ("maintenance", text(&v["maintenance"])),
         ("rollout", text(&v["rollout"])),
         ("attempt", text(&v["attempt"])),
         ("last error", text(&v["last_error"])),
