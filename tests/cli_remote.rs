@@ -6,12 +6,8 @@ mod api_support;
 mod common;
 
 use std::process::Output;
-use std::sync::Arc;
-use std::time::Duration;
 
 use api_support::{spawn, TestApi, ADMIN, DEPLOY, READ};
-use tenant_orchestrator::rollout::{BakeHealth, Controller, ControllerConfig};
-use tenant_orchestrator::store::TenantRecord;
 
 async fn tenantctl(api: &TestApi, token: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantctl"));
@@ -146,20 +142,6 @@ async fn tenant_commands_go_through_the_api_with_the_callers_scope() {
     assert_eq!(bad_server.status.code(), Some(2));
 }
 
-/// Test double for bake health checks: always healthy.
-struct AlwaysHealthy;
-
-#[async_trait::async_trait]
-impl BakeHealth for AlwaysHealthy {
-    async fn check(
-        &self,
-        _: &TenantRecord,
-        _: &tenant_orchestrator::domain::ReleaseVersion,
-    ) -> Result<(), String> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pipeline_starts_and_follows_a_rollout_through_the_api() {
     let api = spawn().await;
@@ -167,23 +149,7 @@ async fn a_pipeline_starts_and_follows_a_rollout_through_the_api() {
         api.create_tenant(id, "eu-west-1", "default").await;
     }
     api.settle().await;
-    let (worker, _) = api.scripted_worker();
-    let controller = Controller::new(
-        api.store.clone(),
-        api.store.clone(),
-        Arc::new(AlwaysHealthy),
-        ControllerConfig {
-            lease_ttl: Duration::from_secs(1),
-            tick: Duration::from_millis(50),
-            ..ControllerConfig::new("cli-remote-test")
-        },
-    );
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let w = tokio::spawn({
-        let rx = rx.clone();
-        async move { worker.run(rx).await.unwrap() }
-    });
-    let c = tokio::spawn(async move { controller.run(rx).await });
+    let background = api.run_worker_and_controller("cli-remote-test");
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("rollout.json");
     std::fs::write(
@@ -257,6 +223,5 @@ async fn a_pipeline_starts_and_follows_a_rollout_through_the_api() {
         Some(4),
         "a completed rollout cannot be paused"
     );
-    let _ = stop.send(true);
-    let _ = tokio::join!(w, c);
+    background.stop().await;
 }

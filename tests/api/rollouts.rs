@@ -5,24 +5,9 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use tenant_orchestrator::rollout::{Controller, ControllerConfig, RolloutRecord};
-use tenant_orchestrator::store::TenantRecord;
+use tenant_orchestrator::rollout::RolloutRecord;
 
 use crate::api_support::{spawn, TestApi, DEPLOY, READ};
-
-/// Test double for bake health checks: always healthy.
-struct AlwaysHealthy;
-
-#[async_trait::async_trait]
-impl tenant_orchestrator::rollout::BakeHealth for AlwaysHealthy {
-    async fn check(
-        &self,
-        _: &TenantRecord,
-        _: &tenant_orchestrator::domain::ReleaseVersion,
-    ) -> Result<(), String> {
-        Ok(())
-    }
-}
 
 async fn fleet(api: &TestApi, ids: &[&str]) {
     for id in ids {
@@ -182,23 +167,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 async fn operators_pause_approve_and_follow_a_rollout_through_the_api() {
     let api = spawn().await;
     fleet(&api, &["echo", "foxtrot", "golf"]).await;
-    let (worker, _) = api.scripted_worker();
-    let controller = Controller::new(
-        api.store.clone(),
-        api.store.clone(),
-        std::sync::Arc::new(AlwaysHealthy),
-        ControllerConfig {
-            lease_ttl: Duration::from_secs(1),
-            tick: Duration::from_millis(50),
-            ..ControllerConfig::new("api-test-controller")
-        },
-    );
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let w = tokio::spawn({
-        let rx = rx.clone();
-        async move { worker.run(rx).await.unwrap() }
-    });
-    let c = tokio::spawn(async move { controller.run(rx).await });
+    let background = api.run_worker_and_controller("api-test-controller");
 
     let started = api
         .call(
@@ -267,6 +236,5 @@ async fn operators_pause_approve_and_follow_a_rollout_through_the_api() {
     let golf = api.get("/v1/tenants/golf").await.body;
     assert_eq!(golf["current_release"], "1.1.0");
     assert_eq!(golf["rollout"], "r-ops");
-    let _ = stop.send(true);
-    let _ = tokio::join!(w, c);
+    background.stop().await;
 }

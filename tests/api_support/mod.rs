@@ -140,3 +140,56 @@ pub fn tenant_body(id: &str, region: &str, group: &str) -> Value {
         "release": "1.0.0"
     })
 }
+
+/// Test double for bake health checks: every tenant is healthy.
+pub struct AlwaysHealthy;
+
+#[async_trait::async_trait]
+impl tenant_orchestrator::rollout::BakeHealth for AlwaysHealthy {
+    async fn check(
+        &self,
+        _: &tenant_orchestrator::store::TenantRecord,
+        _: &tenant_orchestrator::domain::ReleaseVersion,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A worker (scripted steps) and a rollout controller running in the background
+/// until the returned sender sends `true`; await the handles afterwards.
+pub struct Background {
+    pub stop: tokio::sync::watch::Sender<bool>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for h in self.handles {
+            let _ = h.await;
+        }
+    }
+}
+
+impl TestApi {
+    pub fn run_worker_and_controller(&self, owner: &str) -> Background {
+        let (worker, _) = self.scripted_worker();
+        let controller = tenant_orchestrator::rollout::Controller::new(
+            self.store.clone(),
+            self.store.clone(),
+            Arc::new(AlwaysHealthy),
+            tenant_orchestrator::rollout::ControllerConfig {
+                lease_ttl: std::time::Duration::from_secs(1),
+                tick: std::time::Duration::from_millis(50),
+                ..tenant_orchestrator::rollout::ControllerConfig::new(owner)
+            },
+        );
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let worker_rx = rx.clone();
+        let handles = vec![
+            tokio::spawn(async move { worker.run(worker_rx).await.unwrap() }),
+            tokio::spawn(async move { controller.run(rx).await }),
+        ];
+        Background { stop, handles }
+    }
+}
