@@ -21,7 +21,7 @@ use super::{error, fleet, ops, policy, rollouts, tenants, views};
         error::ErrorBody, error::ErrorDetail,
         views::CreateTenant, views::UpdateTenant, views::Upgrade, views::Restore, views::TenantView, views::LeaseView,
         views::FactsView, views::TenantRow, views::TenantPage, views::HistoryEntry, views::HistoryPage,
-        policy::PolicyView, policy::RegionDefault, policy::GroupOverride, policy::SetRelease,
+        policy::PolicyView, policy::PolicyChangeView, policy::RegionDefault, policy::GroupOverride, policy::SetRelease,
         rollouts::StartRollout, rollouts::RolloutView, rollouts::RolloutPage,
         fleet::FleetSummaryView, fleet::DeploymentReportView, fleet::ReportRow, fleet::ReportTotals, ops::Health,
     )),

@@ -30,13 +30,36 @@ pub struct GroupOverride {
 pub struct PolicyView {
     pub defaults: Vec<RegionDefault>,
     pub group_overrides: Vec<GroupOverride>,
+    /// Who changed the policy and how, oldest first (the newest 100).
+    #[serde(default)]
+    pub changes: Vec<PolicyChangeView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PolicyChangeView {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// `api:<token name>` or `operator:<user>`.
+    pub actor: String,
+    pub what: String,
 }
 
 impl PolicyView {
-    fn of(policy: &VersionPolicy) -> Result<Self, ApiError> {
-        serde_json::to_value(policy)
+    async fn of(state: &ApiState, policy: &VersionPolicy) -> Result<Self, ApiError> {
+        let mut view: PolicyView = serde_json::to_value(policy)
             .and_then(serde_json::from_value)
-            .map_err(|e| ApiError::Internal(format!("policy view: {e}")))
+            .map_err(|e| ApiError::Internal(format!("policy view: {e}")))?;
+        view.changes = state
+            .store()
+            .load_policy_changes()
+            .await?
+            .into_iter()
+            .map(|c| PolicyChangeView {
+                at: c.at,
+                actor: c.actor,
+                what: c.what,
+            })
+            .collect();
+        Ok(view)
     }
 }
 
@@ -59,7 +82,9 @@ fn path_values<A, B>(
 
 #[utoipa::path(operation_id = "policy_get", get, path = "/v1/policy", tag = "policy", responses((status = 200, body = PolicyView)), security(("bearer" = ["read"])))]
 pub async fn get(State(state): State<ApiState>, _: Caller<Read>) -> Result<Json<PolicyView>, ApiError> {
-    Ok(Json(PolicyView::of(&state.store().load_policy().await?.0)?))
+    Ok(Json(
+        PolicyView::of(&state, &state.store().load_policy().await?.0).await?,
+    ))
 }
 
 #[utoipa::path(operation_id = "policy_set_default", put, path = "/v1/policy/defaults/{environment}/{region}", tag = "policy",
@@ -74,10 +99,14 @@ pub async fn set_default(
     let (env, region) = path_values(&environment, &region, Environment::parse, Region::parse)?;
     let policy = state
         .store()
-        .update_policy(|p| drop(p.set_default(env.clone(), region.clone(), body.release.clone())))
+        .update_policy(
+            &caller.actor().0,
+            &format!("set default {env}/{region} to {}", body.release),
+            |p| drop(p.set_default(env.clone(), region.clone(), body.release.clone())),
+        )
         .await?;
     tracing::info!(caller = %caller.name, %env, %region, release = %body.release, "policy default set");
-    Ok(Json(PolicyView::of(&policy)?))
+    Ok(Json(PolicyView::of(&state, &policy).await?))
 }
 
 #[utoipa::path(operation_id = "policy_unset_default", delete, path = "/v1/policy/defaults/{environment}/{region}", tag = "policy",
@@ -91,10 +120,14 @@ pub async fn unset_default(
     let (env, region) = path_values(&environment, &region, Environment::parse, Region::parse)?;
     let policy = state
         .store()
-        .update_policy(|p| drop(p.remove_default(&env, &region)))
+        .update_policy(
+            &caller.actor().0,
+            &format!("remove default {env}/{region}"),
+            |p| drop(p.remove_default(&env, &region)),
+        )
         .await?;
     tracing::info!(caller = %caller.name, %env, %region, "policy default removed");
-    Ok(Json(PolicyView::of(&policy)?))
+    Ok(Json(PolicyView::of(&state, &policy).await?))
 }
 
 #[utoipa::path(operation_id = "policy_set_group", put, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
@@ -109,10 +142,14 @@ pub async fn set_group(
     let (env, group) = path_values(&environment, &group, Environment::parse, Group::parse)?;
     let policy = state
         .store()
-        .update_policy(|p| drop(p.set_group_override(env.clone(), group.clone(), body.release.clone())))
+        .update_policy(
+            &caller.actor().0,
+            &format!("set group {env}/{group} to {}", body.release),
+            |p| drop(p.set_group_override(env.clone(), group.clone(), body.release.clone())),
+        )
         .await?;
     tracing::info!(caller = %caller.name, %env, %group, release = %body.release, "policy group override set");
-    Ok(Json(PolicyView::of(&policy)?))
+    Ok(Json(PolicyView::of(&state, &policy).await?))
 }
 
 #[utoipa::path(operation_id = "policy_unset_group", delete, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
@@ -126,8 +163,10 @@ pub async fn unset_group(
     let (env, group) = path_values(&environment, &group, Environment::parse, Group::parse)?;
     let policy = state
         .store()
-        .update_policy(|p| drop(p.remove_group_override(&env, &group)))
+        .update_policy(&caller.actor().0, &format!("remove group {env}/{group}"), |p| {
+            drop(p.remove_group_override(&env, &group))
+        })
         .await?;
     tracing::info!(caller = %caller.name, %env, %group, "policy group override removed");
-    Ok(Json(PolicyView::of(&policy)?))
+    Ok(Json(PolicyView::of(&state, &policy).await?))
 }

@@ -107,6 +107,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
         return run_remote(remote, command).await;
     }
     let store = super::dynamo_store(table).await;
+    let actor = super::tenant::operator().0;
     let policy = match command {
         PolicyCommand::Get => store.load_policy().await?.0,
         PolicyCommand::SetDefault {
@@ -120,13 +121,17 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
                 ReleaseVersion::parse(&release)?,
             );
             store
-                .update_policy(|p| drop(p.set_default(env.clone(), region.clone(), release.clone())))
+                .update_policy(&actor, &format!("set default {env}/{region} to {release}"), |p| {
+                    drop(p.set_default(env.clone(), region.clone(), release.clone()))
+                })
                 .await?
         }
         PolicyCommand::UnsetDefault { environment, region } => {
             let (env, region) = (Environment::parse(&environment)?, Region::parse(&region)?);
             store
-                .update_policy(|p| drop(p.remove_default(&env, &region)))
+                .update_policy(&actor, &format!("remove default {env}/{region}"), |p| {
+                    drop(p.remove_default(&env, &region))
+                })
                 .await?
         }
         PolicyCommand::SetGroup {
@@ -140,13 +145,17 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
                 ReleaseVersion::parse(&release)?,
             );
             store
-                .update_policy(|p| drop(p.set_group_override(env.clone(), group.clone(), release.clone())))
+                .update_policy(&actor, &format!("set group {env}/{group} to {release}"), |p| {
+                    drop(p.set_group_override(env.clone(), group.clone(), release.clone()))
+                })
                 .await?
         }
         PolicyCommand::UnsetGroup { environment, group } => {
             let (env, group) = (Environment::parse(&environment)?, Group::parse(&group)?);
             store
-                .update_policy(|p| drop(p.remove_group_override(&env, &group)))
+                .update_policy(&actor, &format!("remove group {env}/{group}"), |p| {
+                    drop(p.remove_group_override(&env, &group))
+                })
                 .await?
         }
     };

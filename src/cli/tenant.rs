@@ -162,7 +162,7 @@ impl CreateArgs {
     }
 }
 
-fn operator() -> Actor {
+pub fn operator() -> Actor {
     let who = std::env::var("TENANTCTL_ACTOR")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "cli".into());

@@ -18,7 +18,9 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Region, TenantId};
 
-pub use dynamodb::{DynamoStore, FleetSummary, ListFilter, ReportQuery, Reservation, MAX_REPORT_DAYS};
+pub use dynamodb::{
+    DynamoStore, FleetSummary, ListFilter, PolicyChange, ReportQuery, Reservation, MAX_REPORT_DAYS,
+};
 pub use keys::WORK_SHARDS;
 pub use record::{Actor, HistoryEvent, Lease, Page, StackRevision, TenantFacts, TenantRecord};
 pub use rollouts::{RolloutStore, RolloutSummary, TenantDrive};

@@ -112,11 +112,26 @@ async fn the_version_policy_is_read_and_edited() {
     );
     let policy = api.get("/v1/policy").await;
     assert_eq!(
-        policy.body,
-        json!({
-            "defaults": [{"environment": "prod", "region": "eu-west-1", "release": "1.4.2"}],
-            "group_overrides": [{"environment": "prod", "group": "canary", "release": "1.5.0"}]
-        })
+        policy.body["defaults"],
+        json!([{"environment": "prod", "region": "eu-west-1", "release": "1.4.2"}])
+    );
+    assert_eq!(
+        policy.body["group_overrides"],
+        json!([{"environment": "prod", "group": "canary", "release": "1.5.0"}])
+    );
+    let changes: Vec<(&str, &str)> = policy.body["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["actor"].as_str().unwrap(), c["what"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("api:ops", "set default prod/eu-west-1 to 1.4.2"),
+            ("api:ops", "set group prod/canary to 1.5.0")
+        ],
+        "every change records its actor"
     );
     let removed = api
         .call(Method::DELETE, "/v1/policy/groups/prod/canary", Some(ADMIN), None)

@@ -38,6 +38,7 @@ use item::{decode_event, decode_tenant, event_item, get_n, get_s, millis, n, s, 
 pub use idempotency::Reservation;
 pub use item::mutable_attributes;
 pub use listing::{FleetSummary, ListFilter};
+pub use policy::PolicyChange;
 pub use reports::{ReportQuery, MAX_REPORT_DAYS};
 
 /// Tenant state in one DynamoDB table.

@@ -13,6 +13,16 @@ use crate::store::{keys, StoreError};
 
 const POLICY_SK: &str = "POLICY";
 const CONFLICT_RETRIES: usize = 5;
+/// Changes of the policy the item keeps, newest last.
+const CHANGES_KEPT: usize = 100;
+
+/// Who changed the policy, when, and how: the policy's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyChange {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor: String,
+    pub what: String,
+}
 
 impl DynamoStore {
     /// The policy and its version (0 when none was ever written).
@@ -37,21 +47,50 @@ impl DynamoStore {
         Ok((policy, get_n(item, "version")? as u64))
     }
 
-    /// Applies `change` to the stored policy and saves it, retrying if someone else
-    /// saved in between. Returns the policy as stored.
+    /// The policy's recorded changes, oldest first (the newest 100).
+    pub async fn load_policy_changes(&self) -> Result<Vec<PolicyChange>, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .key("pk", s(keys::META_PK))
+            .key("sk", s(POLICY_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("loading the version policy", self.table(), e))?;
+        Ok(out.item().map(changes_of).transpose()?.unwrap_or_default())
+    }
+
+    /// Applies `change` to the stored policy and saves it with a record of who did
+    /// what, retrying if someone else saved in between. Returns the policy as stored.
     pub async fn update_policy(
         &self,
+        actor: &str,
+        what: &str,
         change: impl Fn(&mut VersionPolicy),
     ) -> Result<VersionPolicy, StoreError> {
         let mut attempt = 0;
         loop {
             let (mut policy, version) = self.load_policy().await?;
+            let mut changes = self.load_policy_changes().await?;
             change(&mut policy);
+            changes.push(PolicyChange {
+                at: chrono::Utc::now(),
+                actor: actor.to_owned(),
+                what: what.to_owned(),
+            });
+            let excess = changes.len().saturating_sub(CHANGES_KEPT);
+            changes.drain(..excess);
             let text = serde_json::to_string(&policy).expect("policies serialize");
             let item = HashMap::from([
                 ("pk".to_owned(), s(keys::META_PK)),
                 ("sk".to_owned(), s(POLICY_SK)),
                 ("policy".to_owned(), s(text)),
+                (
+                    "changes".to_owned(),
+                    s(serde_json::to_string(&changes).expect("changes serialize")),
+                ),
                 ("version".to_owned(), n(version + 1)),
             ]);
             let result = self
@@ -73,5 +112,15 @@ impl DynamoStore {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+fn changes_of(item: &super::item::Item) -> Result<Vec<PolicyChange>, StoreError> {
+    match item.get("changes") {
+        None => Ok(Vec::new()),
+        Some(_) => serde_json::from_str(get_s(item, "changes")?).map_err(|e| StoreError::Fatal {
+            context: "loading the version policy's changes".into(),
+            message: e.to_string(),
+        }),
     }
 }
