@@ -9,6 +9,7 @@ use super::auth::{Admin, Caller, Read};
 use super::extract::ApiJson;
 use super::{ApiError, ApiState};
 use crate::domain::{Environment, Group, Region, ReleaseVersion, VersionPolicy};
+use crate::store::PolicyChange;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RegionDefault {
@@ -44,14 +45,11 @@ pub struct PolicyChangeView {
 }
 
 impl PolicyView {
-    async fn of(state: &ApiState, policy: &VersionPolicy) -> Result<Self, ApiError> {
+    fn of(policy: &VersionPolicy, changes: Vec<PolicyChange>) -> Result<Self, ApiError> {
         let mut view: PolicyView = serde_json::to_value(policy)
             .and_then(serde_json::from_value)
             .map_err(|e| ApiError::Internal(format!("policy view: {e}")))?;
-        view.changes = state
-            .store()
-            .load_policy_changes()
-            .await?
+        view.changes = changes
             .into_iter()
             .map(|c| PolicyChangeView {
                 at: c.at,
@@ -61,6 +59,21 @@ impl PolicyView {
             .collect();
         Ok(view)
     }
+}
+
+/// Applies one change to the stored policy as `caller`, recorded as `what`.
+async fn change(
+    state: &ApiState,
+    caller: &Caller<Admin>,
+    what: String,
+    apply: impl Fn(&mut VersionPolicy),
+) -> Result<Json<PolicyView>, ApiError> {
+    let (policy, changes) = state
+        .store()
+        .update_policy(&caller.actor().0, &what, apply)
+        .await?;
+    tracing::info!(caller = %caller.name, change = %what, "policy changed");
+    Ok(Json(PolicyView::of(&policy, changes)?))
 }
 
 /// `PUT` body of a default or an override.
@@ -82,9 +95,8 @@ fn path_values<A, B>(
 
 #[utoipa::path(operation_id = "policy_get", get, path = "/v1/policy", tag = "policy", responses((status = 200, body = PolicyView)), security(("bearer" = ["read"])))]
 pub async fn get(State(state): State<ApiState>, _: Caller<Read>) -> Result<Json<PolicyView>, ApiError> {
-    Ok(Json(
-        PolicyView::of(&state, &state.store().load_policy().await?.0).await?,
-    ))
+    let (policy, changes) = state.store().load_policy_audited().await?;
+    Ok(Json(PolicyView::of(&policy, changes)?))
 }
 
 #[utoipa::path(operation_id = "policy_set_default", put, path = "/v1/policy/defaults/{environment}/{region}", tag = "policy",
@@ -97,16 +109,13 @@ pub async fn set_default(
     ApiJson(body): ApiJson<SetRelease>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let (env, region) = path_values(&environment, &region, Environment::parse, Region::parse)?;
-    let policy = state
-        .store()
-        .update_policy(
-            &caller.actor().0,
-            &format!("set default {env}/{region} to {}", body.release),
-            |p| drop(p.set_default(env.clone(), region.clone(), body.release.clone())),
-        )
-        .await?;
-    tracing::info!(caller = %caller.name, %env, %region, release = %body.release, "policy default set");
-    Ok(Json(PolicyView::of(&state, &policy).await?))
+    change(
+        &state,
+        &caller,
+        format!("set default {env}/{region} to {}", body.release),
+        |p| drop(p.set_default(env.clone(), region.clone(), body.release.clone())),
+    )
+    .await
 }
 
 #[utoipa::path(operation_id = "policy_unset_default", delete, path = "/v1/policy/defaults/{environment}/{region}", tag = "policy",
@@ -118,16 +127,10 @@ pub async fn unset_default(
     axum::extract::Path((environment, region)): axum::extract::Path<(String, String)>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let (env, region) = path_values(&environment, &region, Environment::parse, Region::parse)?;
-    let policy = state
-        .store()
-        .update_policy(
-            &caller.actor().0,
-            &format!("remove default {env}/{region}"),
-            |p| drop(p.remove_default(&env, &region)),
-        )
-        .await?;
-    tracing::info!(caller = %caller.name, %env, %region, "policy default removed");
-    Ok(Json(PolicyView::of(&state, &policy).await?))
+    change(&state, &caller, format!("remove default {env}/{region}"), |p| {
+        drop(p.remove_default(&env, &region))
+    })
+    .await
 }
 
 #[utoipa::path(operation_id = "policy_set_group", put, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
@@ -140,16 +143,13 @@ pub async fn set_group(
     ApiJson(body): ApiJson<SetRelease>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let (env, group) = path_values(&environment, &group, Environment::parse, Group::parse)?;
-    let policy = state
-        .store()
-        .update_policy(
-            &caller.actor().0,
-            &format!("set group {env}/{group} to {}", body.release),
-            |p| drop(p.set_group_override(env.clone(), group.clone(), body.release.clone())),
-        )
-        .await?;
-    tracing::info!(caller = %caller.name, %env, %group, release = %body.release, "policy group override set");
-    Ok(Json(PolicyView::of(&state, &policy).await?))
+    change(
+        &state,
+        &caller,
+        format!("set group {env}/{group} to {}", body.release),
+        |p| drop(p.set_group_override(env.clone(), group.clone(), body.release.clone())),
+    )
+    .await
 }
 
 #[utoipa::path(operation_id = "policy_unset_group", delete, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
@@ -161,12 +161,8 @@ pub async fn unset_group(
     axum::extract::Path((environment, group)): axum::extract::Path<(String, String)>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let (env, group) = path_values(&environment, &group, Environment::parse, Group::parse)?;
-    let policy = state
-        .store()
-        .update_policy(&caller.actor().0, &format!("remove group {env}/{group}"), |p| {
-            drop(p.remove_group_override(&env, &group))
-        })
-        .await?;
-    tracing::info!(caller = %caller.name, %env, %group, "policy group override removed");
-    Ok(Json(PolicyView::of(&state, &policy).await?))
+    change(&state, &caller, format!("remove group {env}/{group}"), |p| {
+        drop(p.remove_group_override(&env, &group))
+    })
+    .await
 }

@@ -125,6 +125,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
                     drop(p.set_default(env.clone(), region.clone(), release.clone()))
                 })
                 .await?
+                .0
         }
         PolicyCommand::UnsetDefault { environment, region } => {
             let (env, region) = (Environment::parse(&environment)?, Region::parse(&region)?);
@@ -133,6 +134,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
                     drop(p.remove_default(&env, &region))
                 })
                 .await?
+                .0
         }
         PolicyCommand::SetGroup {
             environment,
@@ -149,6 +151,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
                     drop(p.set_group_override(env.clone(), group.clone(), release.clone()))
                 })
                 .await?
+                .0
         }
         PolicyCommand::UnsetGroup { environment, group } => {
             let (env, group) = (Environment::parse(&environment)?, Group::parse(&group)?);
@@ -157,6 +160,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
                     drop(p.remove_group_override(&env, &group))
                 })
                 .await?
+                .0
         }
     };
     println!("{}", serde_json::to_string_pretty(&policy)?);

@@ -27,6 +27,18 @@ pub struct PolicyChange {
 impl DynamoStore {
     /// The policy and its version (0 when none was ever written).
     pub async fn load_policy(&self) -> Result<(VersionPolicy, u64), StoreError> {
+        let (policy, version, _) = self.load_policy_item().await?;
+        Ok((policy, version))
+    }
+
+    /// The policy with its recorded changes, oldest first (the newest 100).
+    pub async fn load_policy_audited(&self) -> Result<(VersionPolicy, Vec<PolicyChange>), StoreError> {
+        let (policy, _, changes) = self.load_policy_item().await?;
+        Ok((policy, changes))
+    }
+
+    /// Policy, version and changes from the one policy item.
+    async fn load_policy_item(&self) -> Result<(VersionPolicy, u64, Vec<PolicyChange>), StoreError> {
         let out = self
             .client()
             .get_item()
@@ -38,42 +50,27 @@ impl DynamoStore {
             .await
             .map_err(|e| classify("loading the version policy", self.table(), e))?;
         let Some(item) = out.item() else {
-            return Ok((VersionPolicy::default(), 0));
+            return Ok((VersionPolicy::default(), 0, Vec::new()));
         };
         let policy = serde_json::from_str(get_s(item, "policy")?).map_err(|e| StoreError::Fatal {
             context: "loading the version policy".into(),
             message: e.to_string(),
         })?;
-        Ok((policy, get_n(item, "version")? as u64))
-    }
-
-    /// The policy's recorded changes, oldest first (the newest 100).
-    pub async fn load_policy_changes(&self) -> Result<Vec<PolicyChange>, StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .key("pk", s(keys::META_PK))
-            .key("sk", s(POLICY_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("loading the version policy", self.table(), e))?;
-        Ok(out.item().map(changes_of).transpose()?.unwrap_or_default())
+        Ok((policy, get_n(item, "version")? as u64, changes_of(item)?))
     }
 
     /// Applies `change` to the stored policy and saves it with a record of who did
-    /// what, retrying if someone else saved in between. Returns the policy as stored.
+    /// what, retrying if someone else saved in between. Returns the policy and its
+    /// changes as stored.
     pub async fn update_policy(
         &self,
         actor: &str,
         what: &str,
         change: impl Fn(&mut VersionPolicy),
-    ) -> Result<VersionPolicy, StoreError> {
+    ) -> Result<(VersionPolicy, Vec<PolicyChange>), StoreError> {
         let mut attempt = 0;
         loop {
-            let (mut policy, version) = self.load_policy().await?;
-            let mut changes = self.load_policy_changes().await?;
+            let (mut policy, version, mut changes) = self.load_policy_item().await?;
             change(&mut policy);
             changes.push(PolicyChange {
                 at: chrono::Utc::now(),
@@ -106,7 +103,7 @@ impl DynamoStore {
             match result.map_err(|e| classify("saving the version policy", self.table(), e)) {
                 Ok(out) => {
                     self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
-                    return Ok(policy);
+                    return Ok((policy, changes));
                 }
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
                 Err(e) => return Err(e),
