@@ -370,6 +370,10 @@ async fn starting_the_same_rollout_twice_returns_the_first() {
         .await
         .unwrap();
     assert!(!again.created);
+    assert_eq!(
+        again.tenants, 2,
+        "the existing rollout's tenants, not a new plan's"
+    );
     assert_eq!(again.record.created_at, first.created_at);
     let other = json!({"release": "2.1.0"});
     let refused = fleet

@@ -149,7 +149,7 @@ impl Rollouts {
         match self {
             Rollouts::Local { commands, actor, .. } => {
                 let started = commands.start(id, spec, actor).await?;
-                Ok((started.record, started.created, started.plan.tenant_count()))
+                Ok((started.record, started.created, started.tenants))
             }
             Rollouts::Remote(remote) => {
                 let body = serde_json::json!({ "id": id, "spec": spec });

@@ -39,13 +39,14 @@ pub enum RolloutError {
     Store(#[from] StoreError),
 }
 
-/// The answer to `start`: the rollout, and whether this call created it (a repeated
-/// start of the same spec under the same id returns the existing one).
+/// The answer to `start`: the rollout, whether this call created it (a repeated
+/// start of the same spec under the same id returns the existing one), and how many
+/// tenants it moves.
 #[derive(Debug, Clone)]
 pub struct Started {
     pub record: RolloutRecord,
     pub created: bool,
-    pub plan: Plan,
+    pub tenants: usize,
 }
 
 const CONFLICT_RETRIES: usize = 8;
@@ -152,11 +153,12 @@ impl RolloutCommands {
         let now = Utc::now();
         match self.rollouts.load_rollout(&id).await {
             Ok(existing) if existing.spec == spec => {
-                let plan = self.plan(&spec, now).await?;
+                // Its own members, not a new plan: the fleet now counts them as held.
+                let tenants = existing.waves.iter().map(|w| w.size).sum();
                 return Ok(Started {
                     record: existing,
                     created: false,
-                    plan,
+                    tenants,
                 });
             }
             Ok(_) => {
@@ -202,7 +204,7 @@ impl RolloutCommands {
         Ok(Started {
             record,
             created: true,
-            plan,
+            tenants: plan.tenant_count(),
         })
     }
 

@@ -156,7 +156,7 @@ impl Controller {
             Some(wave) => self.rollouts.members(id, Some(wave.index)).await?,
             None => Vec::new(),
         };
-        let loaded = self.observe(&record, &members).await?;
+        let loaded = self.observe(&record, &members, now).await?;
         let mut observed = Observed {
             now,
             tenants: loaded.views,
@@ -210,7 +210,12 @@ impl Controller {
 
     /// Loads the tenants the decision needs: those moving, and those whose turn or
     /// rollback may come.
-    async fn observe(&self, record: &RolloutRecord, members: &[RolloutMember]) -> Result<Loaded, StoreError> {
+    async fn observe(
+        &self,
+        record: &RolloutRecord,
+        members: &[RolloutMember],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Loaded, StoreError> {
         let halted = record.phase == Phase::Halted;
         let wanted: Vec<TenantId> = members
             .iter()
@@ -218,7 +223,7 @@ impl Controller {
                 !m.outcome.is_done()
                     || m.rollback == Some(RollbackStatus::InProgress)
                     || (halted && m.rollback.is_none() && !matches!(m.outcome, Outcome::Skipped { .. }))
-                    || (m.outcome == Outcome::Succeeded && bake_check_due(record, Utc::now()))
+                    || (m.outcome == Outcome::Succeeded && bake_check_due(record, now))
             })
             .map(|m| m.tenant.clone())
             .collect();
