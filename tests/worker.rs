@@ -359,3 +359,206 @@ async fn an_operator_abandoning_an_upgrade_mid_step_wins_over_the_step_result() 
         "the stale step result was not recorded"
     );
 }
+
+async fn upgrade(commands: &TenantCommands, id: &str, to: &str) {
+    commands
+        .command(
+            &tenant_id(id),
+            TenantEvent::Upgrade { release: release(to) },
+            &op(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_command_landing_as_the_worker_settles_a_tenant_is_carried_out() {
+    let dynamo = fresh_store().await;
+    let double = store_double::StoreDouble::new(dynamo.clone());
+    let commands = TenantCommands::new(dynamo.clone());
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
+    let w = worker(double.clone(), ScriptedStep::new(), fast_worker("w1"));
+    // Hold the worker right after it wrote Active, before it hears back.
+    let held = double.hold_at(store_double::HoldPoint::AfterSaveInto("Active".into()));
+    let (_tx, rx) = watch::channel(false);
+    let task = tokio::spawn({
+        let w = w.clone();
+        async move { w.process(&tenant_id("acme"), rx).await }
+    });
+    held.reached.await.unwrap();
+    upgrade(&commands, "acme", "2.0.0").await;
+    held.go.send(()).unwrap();
+    task.await.unwrap().unwrap();
+
+    drain(&w).await;
+    let r = dynamo.load(&tenant_id("acme")).await.unwrap();
+    assert_eq!(
+        (r.state.label(), r.state.current_release().cloned()),
+        ("Active".to_owned(), Some(release("2.0.0"))),
+        "the upgrade accepted as the tenant settled was carried out (last error: {:?})",
+        r.last_error
+    );
+    assert_fleet_sound(&dynamo).await;
+}
+
+#[tokio::test]
+async fn a_command_landing_while_the_worker_gives_up_an_idle_lease_is_carried_out() {
+    let dynamo = fresh_store().await;
+    let double = store_double::StoreDouble::new(dynamo.clone());
+    let commands = TenantCommands::new(dynamo.clone());
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
+    let w = worker(double.clone(), ScriptedStep::new(), fast_worker("w1"));
+    drain(&w).await;
+    // A worker that found the tenant due a moment ago takes its lease, sees nothing to
+    // do and gives the lease up; the upgrade lands in between.
+    let held = double.hold_at(store_double::HoldPoint::BeforeRelease);
+    let (_tx, rx) = watch::channel(false);
+    let task = tokio::spawn({
+        let w = w.clone();
+        async move { w.process(&tenant_id("acme"), rx).await }
+    });
+    held.reached.await.unwrap();
+    upgrade(&commands, "acme", "2.0.0").await;
+    held.go.send(()).unwrap();
+    task.await.unwrap().unwrap();
+
+    drain(&w).await;
+    let r = dynamo.load(&tenant_id("acme")).await.unwrap();
+    assert_eq!(
+        (r.state.label(), r.state.current_release().cloned()),
+        ("Active".to_owned(), Some(release("2.0.0"))),
+        "the upgrade that landed during the release was carried out (last error: {:?})",
+        r.last_error
+    );
+    assert_fleet_sound(&dynamo).await;
+}
+
+#[tokio::test]
+async fn commands_sent_the_moment_tenants_settle_always_take_effect() {
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    let ids: Vec<String> = (0..16).map(|i| format!("settle-{i:02}")).collect();
+    for id in &ids {
+        commands
+            .create(spec(id, "us-east-1"), release("1.0.0"), &op())
+            .await
+            .unwrap();
+    }
+    let step = ScriptedStep::new();
+    let (tx, rx) = watch::channel(false);
+    let running: Vec<_> = ["wa", "wb"]
+        .into_iter()
+        .map(|name| {
+            let w = worker(store.clone(), step.clone(), fast_worker(name));
+            let rx = rx.clone();
+            tokio::spawn(async move { w.run(rx).await })
+        })
+        .collect();
+    // Each tenant goes through three upgrades, each sent the moment the previous
+    // change settled, racing the worker that is letting go of it.
+    let racers: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let store = store.clone();
+            let commands = TenantCommands::new(store.clone());
+            let id = id.clone();
+            tokio::spawn(async move {
+                for to in ["2.0.0", "3.0.0", "4.0.0"] {
+                    wait_settled(store.as_ref(), &id).await;
+                    upgrade(&commands, &id, to).await;
+                }
+            })
+        })
+        .collect();
+    for racer in racers {
+        racer.await.unwrap();
+    }
+    for id in &ids {
+        let r = wait_for_state(store.as_ref(), &tenant_id(id), "Active", Duration::from_secs(30)).await;
+        assert_eq!(
+            r.state.current_release(),
+            Some(&release("4.0.0")),
+            "{id} ended elsewhere"
+        );
+    }
+    tx.send(true).unwrap();
+    for task in running {
+        task.await.unwrap().unwrap();
+    }
+    assert_fleet_sound(&store).await;
+}
+
+/// Waits until the tenant is Active (polling quickly, to land right after it settles).
+async fn wait_settled(store: &dyn TenantStore, id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = store.load(&tenant_id(id)).await.unwrap();
+        if r.state.label() == "Active" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never settled: {}",
+            r.state.label()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_worker_keeps_its_lease_across_a_chain_of_short_steps() {
+    let dynamo = fresh_store().await;
+    let commands = TenantCommands::new(dynamo.clone());
+    let ids: Vec<String> = (0..6).map(|i| format!("chain-{i}")).collect();
+    for id in &ids {
+        commands
+            .create(spec(id, "us-east-1"), release("1.0.0"), &op())
+            .await
+            .unwrap();
+    }
+    let step = ScriptedStep::new();
+    for kind in StepKind::ALL {
+        step.delay(kind, Duration::from_millis(100));
+    }
+    // One worker's every call to DynamoDB takes 450 ms longer: a chain of six steps
+    // with their saves outlasts the 1.5 s lease many times over.
+    let slow_store = store_double::StoreDouble::new(dynamo.clone());
+    slow_store.set_latency(Duration::from_millis(450));
+    let (tx, rx) = watch::channel(false);
+    let slow = worker(slow_store.clone(), step.clone(), fast_worker("slow"));
+    let fast = worker(dynamo.clone(), step.clone(), fast_worker("fast"));
+    let slow_task = tokio::spawn({
+        let rx = rx.clone();
+        async move { slow.run(rx).await }
+    });
+    // The slow worker takes tenants first; the fast one joins once it is mid-chain.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !step.calls().iter().any(|c| c.worker == "slow") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow worker never started a step"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fast_task = tokio::spawn(async move { fast.run(rx).await });
+    for id in &ids {
+        wait_for_state(dynamo.as_ref(), &tenant_id(id), "Active", Duration::from_secs(60)).await;
+    }
+    tx.send(true).unwrap();
+    slow_task.await.unwrap().unwrap();
+    fast_task.await.unwrap().unwrap();
+
+    let calls = step.calls();
+    let overlaps = overlapping_calls(&calls);
+    assert!(
+        overlaps.is_empty(),
+        "a step ran in two workers at once: {overlaps:#?}"
+    );
+    assert_fleet_sound(&dynamo).await;
+}

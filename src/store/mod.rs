@@ -6,6 +6,7 @@
 //! the `version`. A refused condition is a [`StoreError::Conflict`], never a silent
 //! overwrite.
 
+pub mod check;
 mod dynamodb;
 mod keys;
 mod record;

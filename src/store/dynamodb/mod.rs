@@ -1,5 +1,6 @@
 //! The DynamoDB implementation of [`TenantStore`].
 
+mod check;
 mod errors;
 mod idempotency;
 mod item;
