@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
 use tenant_orchestrator::step::{StepOutcome, StepRegistry};
-use tenant_orchestrator::store::{Actor, TenantFacts, TenantStore};
+use tenant_orchestrator::store::{Actor, DynamoStore, TenantFacts, TenantStore};
 use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::{Processed, Worker, WorkerConfig};
 use tokio::sync::watch;
@@ -511,6 +511,99 @@ async fn wait_settled(store: &dyn TenantStore, id: &str) {
     }
 }
 
+/// Runs `first` until it has started a step, then `second` beside it, until every
+/// tenant is Active; returns every step call both made.
+async fn race_two_workers(
+    store: &DynamoStore,
+    ids: &[String],
+    step: &Arc<ScriptedStep>,
+    first: Worker,
+    second: Worker,
+) -> Vec<Call> {
+    let (tx, rx) = watch::channel(false);
+    let first_task = tokio::spawn({
+        let rx = rx.clone();
+        async move { first.run(rx).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while step.calls().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first worker never started a step"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second_task = tokio::spawn(async move { second.run(rx).await });
+    for id in ids {
+        wait_for_state(store, &tenant_id(id), "Active", Duration::from_secs(60)).await;
+    }
+    tx.send(true).unwrap();
+    first_task.await.unwrap().unwrap();
+    second_task.await.unwrap().unwrap();
+    step.calls()
+}
+
+#[tokio::test]
+async fn a_chain_of_steps_each_shorter_than_the_heartbeat_keeps_its_lease() {
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
+    // Six provisioning steps of 350 ms each under a 400 ms heartbeat: 2.1 s in a row,
+    // longer than the 1.5 s lease, with no step long enough for a per-step heartbeat.
+    let step = ScriptedStep::new();
+    for kind in StepKind::ALL {
+        step.delay(kind, Duration::from_millis(350));
+    }
+    let w = worker(store.clone(), step.clone(), fast_worker("w1"));
+    let (_tx, rx) = watch::channel(false);
+    let processed = w.process(&tenant_id("acme"), rx).await.unwrap();
+
+    assert_eq!(
+        processed,
+        Processed::Idle,
+        "the worker held the tenant through the whole chain"
+    );
+    let r = store.load(&tenant_id("acme")).await.unwrap();
+    assert_eq!(r.state.label(), "Active");
+    let fences: std::collections::BTreeSet<Option<u64>> = store
+        .history(&tenant_id("acme"), 1, 100)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.fence)
+        .collect();
+    assert_eq!(fences.len(), 1, "one lease ran every step: {fences:?}");
+}
+
+#[tokio::test]
+async fn two_workers_never_run_a_step_at_once_on_chains_longer_than_the_lease() {
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    let ids: Vec<String> = (0..4).map(|i| format!("chain-{i}")).collect();
+    for id in &ids {
+        commands
+            .create(spec(id, "us-east-1"), release("1.0.0"), &op())
+            .await
+            .unwrap();
+    }
+    let step = ScriptedStep::new();
+    for kind in StepKind::ALL {
+        step.delay(kind, Duration::from_millis(350));
+    }
+    let first = worker(store.clone(), step.clone(), fast_worker("first"));
+    let second = worker(store.clone(), step.clone(), fast_worker("second"));
+    let calls = race_two_workers(&store, &ids, &step, first, second).await;
+    let overlaps = overlapping_calls(&calls);
+    assert!(
+        overlaps.is_empty(),
+        "a step ran in two workers at once: {overlaps:#?}"
+    );
+}
+
 #[tokio::test]
 async fn a_slow_worker_keeps_its_lease_across_a_chain_of_short_steps() {
     let dynamo = fresh_store().await;
@@ -530,31 +623,9 @@ async fn a_slow_worker_keeps_its_lease_across_a_chain_of_short_steps() {
     // with their saves outlasts the 1.5 s lease many times over.
     let slow_store = store_double::StoreDouble::new(dynamo.clone());
     slow_store.set_latency(Duration::from_millis(450));
-    let (tx, rx) = watch::channel(false);
     let slow = worker(slow_store.clone(), step.clone(), fast_worker("slow"));
     let fast = worker(dynamo.clone(), step.clone(), fast_worker("fast"));
-    let slow_task = tokio::spawn({
-        let rx = rx.clone();
-        async move { slow.run(rx).await }
-    });
-    // The slow worker takes tenants first; the fast one joins once it is mid-chain.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !step.calls().iter().any(|c| c.worker == "slow") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the slow worker never started a step"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let fast_task = tokio::spawn(async move { fast.run(rx).await });
-    for id in &ids {
-        wait_for_state(dynamo.as_ref(), &tenant_id(id), "Active", Duration::from_secs(60)).await;
-    }
-    tx.send(true).unwrap();
-    slow_task.await.unwrap().unwrap();
-    fast_task.await.unwrap().unwrap();
-
-    let calls = step.calls();
+    let calls = race_two_workers(&dynamo, &ids, &step, slow, fast).await;
     let overlaps = overlapping_calls(&calls);
     assert!(
         overlaps.is_empty(),

@@ -31,12 +31,62 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&config)
 }
 
-/// A new, uniquely named table so tests never see each other's items.
-pub async fn fresh_store() -> Arc<DynamoStore> {
+/// A new, uniquely named table so tests never see each other's items. When the test
+/// ends without a failure, the fleet's invariants are checked on the table (what
+/// `tenantctl fleet check` does), so every test also shows that it left no tenant
+/// stranded, no lease behind and no gap in a history.
+pub async fn fresh_store() -> TestStore {
     let client = dynamodb_client().await;
     let name = format!("test-{}", uuid::Uuid::new_v4().simple());
     table::ensure_table(&client, &name).await.expect("table created");
-    Arc::new(DynamoStore::new(client, name))
+    TestStore(Arc::new(DynamoStore::new(client, name)))
+}
+
+/// A test's table; dereferences to the store.
+pub struct TestStore(Arc<DynamoStore>);
+
+impl TestStore {
+    /// The store itself, for code that takes ownership of an `Arc`.
+    pub fn arc(&self) -> Arc<DynamoStore> {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = Arc<DynamoStore>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let table = self.0.table().to_owned();
+        // The test's runtime is blocked in this drop: check from a runtime of its own,
+        // with a client of its own.
+        let check = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                let store = DynamoStore::new(dynamodb_client().await, &table);
+                store.check_fleet().await
+            })
+        })
+        .join()
+        .expect("the fleet check thread ran");
+        match check {
+            Ok(check) => assert!(
+                check.is_sound(),
+                "the test left broken fleet invariants: {:#?}",
+                check.violations
+            ),
+            // A test may delete its own table; nothing is left to check then.
+            Err(tenant_orchestrator::store::StoreError::Fatal { message, .. })
+                if message.contains("does not exist") => {}
+            Err(e) => panic!("the fleet check at the end of the test failed: {e}"),
+        }
+    }
 }
 
 pub fn release(v: &str) -> ReleaseVersion {
