@@ -4,6 +4,7 @@
 //! make sure one tenant has one writer at a time.
 
 mod backoff;
+mod lease;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, instrument, warn};
 
 pub use backoff::Backoff;
+use lease::{after, LeaseKeeper};
 
 use crate::domain::{Region, TenantId};
 use crate::machine::{StepKind, TenantEvent, TenantState};
@@ -113,15 +115,18 @@ fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// How a run of a step ended.
+enum RunEnd {
+    Outcome(Box<StepOutcome>),
+    LeaseLost,
+    Interrupted,
 }
 
-/// How a run of a step ended, with the lease as last renewed.
-enum RunEnd {
-    Outcome(Box<StepOutcome>, Lease),
-    LeaseLost,
-    Interrupted(Lease),
+/// What the worker does after a step's outcome is saved.
+enum StepEnd {
+    /// The machine moved on and the lease is still held: run the next step.
+    Continue(TenantRecord),
+    Stop(Processed),
 }
 
 impl Worker {
@@ -224,7 +229,7 @@ impl Worker {
         id: &TenantId,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Processed, WorkerError> {
-        let mut record = match self
+        let record = match self
             .store
             .acquire_lease(id, &self.config.owner, self.config.lease_ttl, now())
             .await
@@ -233,160 +238,163 @@ impl Worker {
             Err(StoreError::Conflict { .. }) => return Ok(Processed::Busy),
             Err(e) => return Err(e.into()),
         };
-        let mut lease = record
+        let lease = record
             .lease
             .clone()
             .expect("a freshly acquired lease is on the record");
         debug!(fence = lease.fence, "lease taken");
+        let keeper = LeaseKeeper::start(
+            self.store.clone(),
+            id.clone(),
+            lease,
+            self.config.lease_ttl,
+            self.config.heartbeat,
+        );
+        self.hold(record, &keeper, shutdown).await
+    }
+
+    /// Runs the tenant's steps one after another while `keeper` holds its lease.
+    async fn hold(
+        &self,
+        mut record: TenantRecord,
+        keeper: &LeaseKeeper,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Processed, WorkerError> {
         loop {
-            let Some(step) = record.state.step() else {
-                self.release(&record, &lease).await?;
-                return Ok(Processed::Idle);
+            let Some(lease) = keeper.current().filter(|_| keeper.is_safe(now())) else {
+                warn!("lease lost or about to run out between steps; leaving the tenant to its next holder");
+                return Ok(Processed::LeaseLost);
             };
-            if record.due_at.is_some_and(|due| due > now()) {
-                self.release(&record, &lease).await?;
-                return Ok(Processed::Idle);
-            }
-            if *shutdown.borrow() {
-                self.release(&record, &lease).await?;
-                return Ok(Processed::Interrupted);
-            }
-            let Some(implementation) = self.steps.get(step).cloned() else {
-                warn!(%step, "no implementation for this step on this worker; retrying later");
-                record.due_at = Some(after(now(), self.config.poll_interval * 30));
-                record.last_error = Some(format!("worker {} cannot run step {step}", self.config.owner));
-                record.lease = None;
-                self.save(&record, &lease, None).await?;
-                return Ok(Processed::Waiting);
+            let idle = match record.state.step() {
+                None => true,
+                Some(_) => record.due_at.is_some_and(|due| due > now()),
             };
-            let started = now();
-            let step_started_at = *record.step_started_at.get_or_insert(started);
-            let deadline = after(step_started_at, self.config.step_deadline);
-            let budget = (deadline - started)
-                .to_std()
-                .unwrap_or_default()
-                .min(self.config.call_timeout);
-            info!(%step, attempt = record.attempt, fence = lease.fence, "step started");
-            let ctx = StepContext {
-                tenant: &record,
-                step,
-                attempt: record.attempt,
-                worker: &self.config.owner,
-                fence: lease.fence,
-            };
-            let outcome = match self
-                .run_step(
-                    ctx,
-                    lease.clone(),
-                    implementation.as_ref(),
-                    budget,
-                    shutdown.clone(),
-                )
-                .await
-            {
-                RunEnd::Outcome(outcome, renewed) => {
-                    lease = renewed;
-                    *outcome
-                }
-                RunEnd::LeaseLost => {
-                    warn!(%step, "lease lost during the step; its result is discarded");
-                    return Ok(Processed::LeaseLost);
-                }
-                RunEnd::Interrupted(renewed) => {
-                    info!(%step, "shutdown: step abandoned, lease released");
-                    self.release(&record, &renewed).await?;
-                    return Ok(Processed::Interrupted);
-                }
-            };
-            let finished = now();
-            observe_step_run(step, &outcome, (finished - started).to_std().unwrap_or_default());
-            let outcome = self.apply_limits(outcome, step, record.attempt, finished >= deadline);
-            let from = record.state.label();
-            let transition = |cause: &str, output: Option<String>, error: Option<String>| Transition {
-                from: from.clone(),
-                cause: cause.to_owned(),
-                actor: Actor::worker(&lease.owner, lease.fence).0,
-                step: Some(step),
-                step_started_at: Some(started),
-                fence: Some(lease.fence),
-                output,
-                error,
-            };
-            record.lease = Some(lease.clone());
-            // Either the machine moves on (a transition, and we keep going with the
-            // lease), or the step waits (rescheduled, lease released in the same write).
-            let (recorded, keep_going) = match outcome {
-                StepOutcome::Done(output) => {
-                    let next = self.decide(&record.state, &TenantEvent::StepSucceeded, step)?;
-                    info!(%step, to = %next.label(), summary = %output.summary, "step succeeded");
-                    record.facts = output.facts;
-                    record.last_error = None;
-                    record.enter(next, finished);
-                    (
-                        Some(transition("StepSucceeded", Some(output.summary), None)),
-                        true,
-                    )
-                }
-                StepOutcome::Pending {
-                    poll_after,
-                    facts,
-                    note,
-                } => {
-                    debug!(%step, ?poll_after, %note, "step pending");
-                    record.facts = facts;
-                    record.due_at = Some(after(finished, poll_after));
-                    record.lease = None;
-                    (None, false)
-                }
-                StepOutcome::Failed {
-                    retryable: true,
-                    reason,
-                } => {
-                    record.attempt += 1;
-                    let delay = self.config.backoff.delay(record.attempt, &mut rand::rng());
-                    warn!(%step, attempt = record.attempt, ?delay, %reason, "step failed; will retry");
-                    record.last_error = Some(reason);
-                    record.due_at = Some(after(finished, delay));
-                    record.lease = None;
-                    (None, false)
-                }
-                StepOutcome::Failed {
-                    retryable: false,
-                    reason,
-                } => {
-                    let event = TenantEvent::StepFailed {
-                        reason: reason.clone(),
-                    };
-                    let next = self.decide(&record.state, &event, step)?;
-                    warn!(%step, to = %next.label(), %reason, "step failed");
-                    // A tenant that stops in Failed shows the machine's account, which
-                    // names every failure that led there (e.g. the rollback's and the
-                    // upgrade's), not only the last step's.
-                    record.last_error = Some(match &next {
-                        TenantState::Failed { reason: account, .. } => account.clone(),
-                        _ => reason.clone(),
-                    });
-                    record.enter(next, finished);
-                    (Some(transition("StepFailed", None, Some(reason))), true)
-                }
-            };
-            match self.save(&record, &lease, recorded).await {
-                Ok(_) if !keep_going => return Ok(Processed::Waiting),
-                Ok(saved) => record = saved,
-                Err(StoreError::Conflict { detail, .. }) => {
-                    // Someone (an operator) changed the tenant while the step ran:
-                    // decide again from what is stored, if the lease is still ours.
-                    info!(%detail, "tenant changed during the step; reloading");
-                    record = self.store.load(id).await?;
-                    if record.lease.as_ref().map(|l| (&l.owner, l.fence)) != Some((&lease.owner, lease.fence))
-                        || !lease.is_live(now())
-                    {
-                        return Ok(Processed::LeaseLost);
+            if idle || *shutdown.borrow() {
+                // Giving the lease up is conditional on the version this decision was
+                // made from: an operator command that landed meanwhile (the lease
+                // leaves such writes alone) is carried on with, not dropped.
+                match self.release(&record, &lease).await? {
+                    Release::Changed(fresh) if !*shutdown.borrow() => {
+                        debug!(state = %fresh.state.label(), "tenant changed before the lease was released; carrying on");
+                        record = fresh;
+                        continue;
                     }
-                    record.lease = Some(lease.clone());
+                    Release::Changed(fresh) => {
+                        self.release_for_shutdown(fresh, &lease).await?;
+                        return Ok(Processed::Interrupted);
+                    }
+                    Release::Done if idle => return Ok(Processed::Idle),
+                    Release::Done => return Ok(Processed::Interrupted),
                 }
-                Err(e) => return Err(e.into()),
             }
+            match self
+                .run_due_step(record, &lease, keeper, shutdown.clone())
+                .await?
+            {
+                StepEnd::Continue(saved) => record = saved,
+                StepEnd::Stop(processed) => return Ok(processed),
+            }
+        }
+    }
+
+    /// Runs the step the tenant's state names and saves its outcome.
+    async fn run_due_step(
+        &self,
+        mut record: TenantRecord,
+        lease: &Lease,
+        keeper: &LeaseKeeper,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<StepEnd, WorkerError> {
+        let step = record
+            .state
+            .step()
+            .expect("the caller checked that a step is due");
+        let Some(implementation) = self.steps.get(step).cloned() else {
+            warn!(%step, "no implementation for this step on this worker; retrying later");
+            record.due_at = Some(after(now(), self.config.poll_interval * 30));
+            record.last_error = Some(format!("worker {} cannot run step {step}", self.config.owner));
+            record.lease = None;
+            self.save(&record, lease, None).await?;
+            return Ok(StepEnd::Stop(Processed::Waiting));
+        };
+        let started = now();
+        let step_started_at = *record.step_started_at.get_or_insert(started);
+        let deadline = after(step_started_at, self.config.step_deadline);
+        let budget = (deadline - started)
+            .to_std()
+            .unwrap_or_default()
+            .min(self.config.call_timeout);
+        info!(%step, attempt = record.attempt, fence = lease.fence, "step started");
+        let ctx = StepContext {
+            tenant: &record,
+            step,
+            attempt: record.attempt,
+            worker: &self.config.owner,
+            fence: lease.fence,
+        };
+        let outcome = match self
+            .run_step(ctx, implementation.as_ref(), budget, keeper, shutdown)
+            .await
+        {
+            RunEnd::Outcome(outcome) => *outcome,
+            RunEnd::LeaseLost => {
+                warn!(%step, "lease lost during the step; its result is discarded");
+                return Ok(StepEnd::Stop(Processed::LeaseLost));
+            }
+            RunEnd::Interrupted => {
+                info!(%step, "shutdown: step abandoned, lease released");
+                if let Some(lease) = keeper.current() {
+                    self.release_for_shutdown(record, &lease).await?;
+                }
+                return Ok(StepEnd::Stop(Processed::Interrupted));
+            }
+        };
+        let finished = now();
+        observe_step_run(step, &outcome, (finished - started).to_std().unwrap_or_default());
+        let outcome = self.apply_limits(outcome, step, record.attempt, finished >= deadline);
+        // The lease as renewed while the step ran: the write below must carry it.
+        let Some(lease) = keeper.current() else {
+            return Ok(StepEnd::Stop(Processed::LeaseLost));
+        };
+        let decided = decide_outcome(&record, outcome, step, &self.config.backoff, finished)?;
+        record = decided.record;
+        let keep_going = decided.keeps_lease;
+        record.lease = if keep_going {
+            // Every saved transition extends the lease as a renewal would.
+            Some(Lease {
+                expires_at: after(now(), self.config.lease_ttl),
+                ..lease.clone()
+            })
+        } else {
+            None
+        };
+        let recorded = decided.transition.map(|t| Transition {
+            actor: Actor::worker(&lease.owner, lease.fence).0,
+            step: Some(step),
+            step_started_at: Some(started),
+            fence: Some(lease.fence),
+            ..t
+        });
+        match self.save(&record, &lease, recorded).await {
+            Ok(saved) if keep_going => {
+                if let Some(extended) = &saved.lease {
+                    keeper.extended(extended);
+                }
+                Ok(StepEnd::Continue(saved))
+            }
+            Ok(_) if record.state.step().is_none() => Ok(StepEnd::Stop(Processed::Idle)),
+            Ok(_) => Ok(StepEnd::Stop(Processed::Waiting)),
+            Err(StoreError::Conflict { detail, .. }) => {
+                // Someone (an operator) changed the tenant while the step ran:
+                // decide again from what is stored, if the lease is still ours.
+                info!(%detail, "tenant changed during the step; reloading");
+                let fresh = self.store.load(record.id()).await?;
+                if !holds(&fresh, &lease) || !keeper.is_safe(now()) {
+                    return Ok(StepEnd::Stop(Processed::LeaseLost));
+                }
+                Ok(StepEnd::Continue(fresh))
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -420,22 +428,21 @@ impl Worker {
         }
     }
 
-    /// Runs one step while renewing the lease; stops early if the lease is lost or
-    /// shutdown's grace period runs out.
+    /// Runs one step; stops early if the lease is lost (or about to run out) or
+    /// shutdown's grace period runs out. The lease itself is kept by `keeper`.
     async fn run_step(
         &self,
         ctx: StepContext<'_>,
-        mut lease: Lease,
         implementation: &dyn Step,
         budget: Duration,
+        keeper: &LeaseKeeper,
         mut shutdown: watch::Receiver<bool>,
     ) -> RunEnd {
         let step = ctx.step;
         let run = tokio::time::timeout(budget, implementation.run(ctx));
         tokio::pin!(run);
-        let mut beat = tokio::time::interval(self.config.heartbeat);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        beat.tick().await;
+        let lost = keeper.lost();
+        tokio::pin!(lost);
         let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let mut grace_ends: Option<tokio::time::Instant> = shutdown
             .borrow()
@@ -446,42 +453,19 @@ impl Worker {
                     let outcome = result.unwrap_or_else(|_| {
                         StepOutcome::retry(format!("{step} did not return within {}s", budget.as_secs()))
                     });
-                    return RunEnd::Outcome(Box::new(outcome), lease);
+                    return RunEnd::Outcome(Box::new(outcome));
                 }
-                _ = beat.tick() => {
-                    match self.store.renew_lease(ctx.tenant.id(), &lease, self.config.lease_ttl, now()).await {
-                        Ok(renewed) => lease = renewed,
-                        Err(StoreError::Conflict { .. }) => return RunEnd::LeaseLost,
-                        Err(e) => {
-                            warn!(error = %e, "heartbeat failed");
-                            if !lease.is_live(after(now(), self.config.heartbeat)) {
-                                return RunEnd::LeaseLost;
-                            }
-                        }
-                    }
-                }
+                _ = &mut lost => return RunEnd::LeaseLost,
                 changed = shutdown.changed(), if grace_ends.is_none() => {
                     if changed.is_err() || *shutdown.borrow() {
                         grace_ends = Some(tokio::time::Instant::now() + self.config.shutdown_grace);
                     }
                 }
                 _ = tokio::time::sleep_until(grace_ends.unwrap_or(far)), if grace_ends.is_some() => {
-                    return RunEnd::Interrupted(lease);
+                    return RunEnd::Interrupted;
                 }
             }
         }
-    }
-
-    fn decide(
-        &self,
-        state: &TenantState,
-        event: &TenantEvent,
-        step: StepKind,
-    ) -> Result<TenantState, WorkerError> {
-        state.apply(event).map_err(|rejected| WorkerError::Machine {
-            step: step.to_string(),
-            reason: rejected.to_string(),
-        })
     }
 
     async fn save(
@@ -495,12 +479,150 @@ impl Worker {
             .await
     }
 
-    async fn release(&self, record: &TenantRecord, lease: &Lease) -> Result<(), StoreError> {
+    /// Gives the lease up, conditional on the tenant being as `record` says. If it
+    /// changed meanwhile while the lease is still ours, returns the tenant as it is.
+    async fn release(&self, record: &TenantRecord, lease: &Lease) -> Result<Release, StoreError> {
         match self.store.release_lease(record, lease).await {
-            Err(StoreError::Conflict { .. }) | Ok(()) => Ok(()),
+            Ok(()) => Ok(Release::Done),
+            Err(StoreError::Conflict { .. }) => {
+                let fresh = self.store.load(record.id()).await?;
+                Ok(if holds(&fresh, lease) {
+                    Release::Changed(fresh)
+                } else {
+                    // Released already (a retried release whose first answer was
+                    // lost), or taken over after expiry: nothing of ours to give up.
+                    Release::Done
+                })
+            }
             Err(e) => Err(e),
         }
     }
+
+    /// Gives the lease up on shutdown, whatever the tenant changed into meanwhile.
+    async fn release_for_shutdown(&self, mut record: TenantRecord, lease: &Lease) -> Result<(), StoreError> {
+        for _ in 0..5 {
+            match self.release(&record, lease).await? {
+                Release::Done => return Ok(()),
+                Release::Changed(fresh) => record = fresh,
+            }
+        }
+        // Still changing under us: the lease runs out by itself.
+        Ok(())
+    }
+}
+
+/// How an attempt to give a lease up ended.
+enum Release {
+    Done,
+    Changed(TenantRecord),
+}
+
+/// Whether `record` still carries `lease` (same owner and fence).
+fn holds(record: &TenantRecord, lease: &Lease) -> bool {
+    record
+        .lease
+        .as_ref()
+        .is_some_and(|l| l.owner == lease.owner && l.fence == lease.fence)
+}
+
+/// What the worker writes after a step ran.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    /// The tenant after the outcome (lease untouched: the caller sets it).
+    pub record: TenantRecord,
+    /// The transition to record when the machine moved; the caller adds who ran the
+    /// step and when.
+    pub transition: Option<Transition>,
+    /// The machine moved on to a state with a step: the worker keeps the lease and
+    /// runs that step next. Otherwise the lease is given up in the same write.
+    pub keeps_lease: bool,
+}
+
+/// Decides, without I/O, what a step's outcome does to the tenant: the machine's
+/// next state and the history entry, a poll later, or a retry after backoff.
+pub fn decide_outcome(
+    record: &TenantRecord,
+    outcome: StepOutcome,
+    step: StepKind,
+    backoff: &Backoff,
+    now: DateTime<Utc>,
+) -> Result<Decided, WorkerError> {
+    let mut record = record.clone();
+    let from = record.state.label();
+    let machine = |state: &TenantState, event: &TenantEvent| {
+        state.apply(event).map_err(|rejected| WorkerError::Machine {
+            step: step.to_string(),
+            reason: rejected.to_string(),
+        })
+    };
+    let transition = match outcome {
+        StepOutcome::Done(output) => {
+            let next = machine(&record.state, &TenantEvent::StepSucceeded)?;
+            info!(%step, to = %next.label(), summary = %output.summary, "step succeeded");
+            record.facts = output.facts;
+            record.last_error = None;
+            record.enter(next, now);
+            Some(Transition {
+                from,
+                cause: "StepSucceeded".to_owned(),
+                output: Some(output.summary),
+                ..Transition::default()
+            })
+        }
+        StepOutcome::Pending {
+            poll_after,
+            facts,
+            note,
+        } => {
+            debug!(%step, ?poll_after, %note, "step pending");
+            record.facts = facts;
+            record.due_at = Some(after(now, poll_after));
+            None
+        }
+        StepOutcome::Failed {
+            retryable: true,
+            reason,
+        } => {
+            record.attempt += 1;
+            let delay = backoff.delay(record.attempt, &mut rand::rng());
+            warn!(%step, attempt = record.attempt, ?delay, %reason, "step failed; will retry");
+            record.last_error = Some(reason);
+            record.due_at = Some(after(now, delay));
+            None
+        }
+        StepOutcome::Failed {
+            retryable: false,
+            reason,
+        } => {
+            let next = machine(
+                &record.state,
+                &TenantEvent::StepFailed {
+                    reason: reason.clone(),
+                },
+            )?;
+            warn!(%step, to = %next.label(), %reason, "step failed");
+            // A tenant that stops in Failed shows the machine's account, which
+            // names every failure that led there (e.g. the rollback's and the
+            // upgrade's), not only the last step's.
+            record.last_error = Some(match &next {
+                TenantState::Failed { reason: account, .. } => account.clone(),
+                _ => reason.clone(),
+            });
+            record.enter(next, now);
+            Some(Transition {
+                from,
+                cause: "StepFailed".to_owned(),
+                error: Some(reason),
+                ..Transition::default()
+            })
+        }
+    };
+    let keeps_lease = transition.is_some() && record.state.step().is_some();
+    Ok(Decided {
+        record,
+        transition,
+        keeps_lease,
+    })
 }
 
 /// Records one run of a step for `/metrics` (`tenantctl_step_duration_seconds`).

@@ -509,3 +509,37 @@ async fn a_tenant_is_created_with_maintenance_windows_or_the_error_says_how_to_w
         stderr(&refused)
     );
 }
+
+#[tokio::test]
+async fn fleet_check_passes_a_sound_fleet_and_names_a_stranded_tenant() {
+    require_local_aws();
+    let table = format!("cli-{}", uuid::Uuid::new_v4().simple());
+    assert!(tenantctl(&table, &["table", "create"]).status.success());
+    let created = tenantctl(&table, CREATE);
+    assert!(created.status.success(), "{}", stderr(&created));
+
+    let sound = tenantctl(&table, &["fleet", "check"]);
+    assert!(sound.status.success(), "{}", stderr(&sound));
+    assert!(stdout(&sound).contains("1 tenants, 0 rollouts checked: every invariant holds"));
+
+    // Take the provisioning tenant out of the work index, as the lost-release race did.
+    dynamodb_client()
+        .await
+        .update_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("TENANT#acme".into()),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("TENANT".into()))
+        .update_expression("REMOVE work_sk")
+        .send()
+        .await
+        .unwrap();
+    let broken = tenantctl(&table, &["fleet", "check", "--output", "json"]);
+    assert_eq!(broken.status.code(), Some(7), "{}", stderr(&broken));
+    let report: serde_json::Value = serde_json::from_slice(&broken.stdout).unwrap();
+    assert_eq!(report["violations"][0]["invariant"], "missing_work_entry");
+    assert_eq!(report["violations"][0]["subject"], "acme");
+    assert!(stderr(&broken).contains("1 fleet invariants are broken"));
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::step::{StepOutcome, StepRegistry};
-use tenant_orchestrator::store::{Actor, TenantStore};
+use tenant_orchestrator::store::Actor;
 use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::Worker;
 
@@ -46,8 +46,7 @@ async fn wait_in_azure(step: Arc<ScriptedStep>) -> (Option<i32>, String) {
     // Let the wait see the first step before the worker moves the tenant on.
     tokio::time::sleep(Duration::from_millis(800)).await;
     step.delay(StepKind::Deploy, Duration::from_millis(400));
-    let store: Arc<dyn TenantStore> = store;
-    let w = Worker::new(store, StepRegistry::all(step), fast_worker("w1"));
+    let w = Worker::new(store.arc(), StepRegistry::all(step), fast_worker("w1"));
     drain(&w).await;
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await

@@ -328,7 +328,7 @@ async fn verify_rollback_expects_the_previous_release() {
 /// A tenant driven by the worker through the real Deploy, RollbackDeploy and Verify
 /// steps (with the Helm and health stand-ins); the other steps are `ScriptedStep`.
 struct EndToEnd {
-    store: std::sync::Arc<tenant_orchestrator::store::DynamoStore>,
+    store: TestStore,
     helm: HelmStandin,
     _health: HealthStandin,
     scripted: Arc<ScriptedStep>,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
 use tenant_orchestrator::step::{StepOutcome, StepRegistry};
-use tenant_orchestrator::store::{Actor, TenantFacts, TenantStore};
+use tenant_orchestrator::store::{Actor, DynamoStore, TenantFacts, TenantStore};
 use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::{Processed, Worker, WorkerConfig};
 use tokio::sync::watch;
@@ -358,4 +358,278 @@ async fn an_operator_abandoning_an_upgrade_mid_step_wins_over_the_step_result() 
         ["Upgrade to 1.1.0", "Rollback"],
         "the stale step result was not recorded"
     );
+}
+
+async fn upgrade(commands: &TenantCommands, id: &str, to: &str) {
+    commands
+        .command(
+            &tenant_id(id),
+            TenantEvent::Upgrade { release: release(to) },
+            &op(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_command_landing_as_the_worker_settles_a_tenant_is_carried_out() {
+    let dynamo = fresh_store().await;
+    let double = store_double::StoreDouble::new(dynamo.clone());
+    let commands = TenantCommands::new(dynamo.clone());
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
+    let w = worker(double.clone(), ScriptedStep::new(), fast_worker("w1"));
+    // Hold the worker right after it wrote Active, before it hears back.
+    let held = double.hold_at(store_double::HoldPoint::AfterSaveInto("Active".into()));
+    let (_tx, rx) = watch::channel(false);
+    let task = tokio::spawn({
+        let w = w.clone();
+        async move { w.process(&tenant_id("acme"), rx).await }
+    });
+    held.reached.await.unwrap();
+    upgrade(&commands, "acme", "2.0.0").await;
+    held.go.send(()).unwrap();
+    task.await.unwrap().unwrap();
+
+    drain(&w).await;
+    let r = dynamo.load(&tenant_id("acme")).await.unwrap();
+    assert_eq!(
+        (r.state.label(), r.state.current_release().cloned()),
+        ("Active".to_owned(), Some(release("2.0.0"))),
+        "the upgrade accepted as the tenant settled was carried out (last error: {:?})",
+        r.last_error
+    );
+    assert_fleet_sound(&dynamo).await;
+}
+
+#[tokio::test]
+async fn a_command_landing_while_the_worker_gives_up_an_idle_lease_is_carried_out() {
+    let dynamo = fresh_store().await;
+    let double = store_double::StoreDouble::new(dynamo.clone());
+    let commands = TenantCommands::new(dynamo.clone());
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
+    let w = worker(double.clone(), ScriptedStep::new(), fast_worker("w1"));
+    drain(&w).await;
+    // A worker that found the tenant due a moment ago takes its lease, sees nothing to
+    // do and gives the lease up; the upgrade lands in between.
+    let held = double.hold_at(store_double::HoldPoint::BeforeRelease);
+    let (_tx, rx) = watch::channel(false);
+    let task = tokio::spawn({
+        let w = w.clone();
+        async move { w.process(&tenant_id("acme"), rx).await }
+    });
+    held.reached.await.unwrap();
+    upgrade(&commands, "acme", "2.0.0").await;
+    held.go.send(()).unwrap();
+    task.await.unwrap().unwrap();
+
+    drain(&w).await;
+    let r = dynamo.load(&tenant_id("acme")).await.unwrap();
+    assert_eq!(
+        (r.state.label(), r.state.current_release().cloned()),
+        ("Active".to_owned(), Some(release("2.0.0"))),
+        "the upgrade that landed during the release was carried out (last error: {:?})",
+        r.last_error
+    );
+    assert_fleet_sound(&dynamo).await;
+}
+
+#[tokio::test]
+async fn commands_sent_the_moment_tenants_settle_always_take_effect() {
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    let ids: Vec<String> = (0..16).map(|i| format!("settle-{i:02}")).collect();
+    for id in &ids {
+        commands
+            .create(spec(id, "us-east-1"), release("1.0.0"), &op())
+            .await
+            .unwrap();
+    }
+    let step = ScriptedStep::new();
+    let (tx, rx) = watch::channel(false);
+    let running: Vec<_> = ["wa", "wb"]
+        .into_iter()
+        .map(|name| {
+            let w = worker(store.clone(), step.clone(), fast_worker(name));
+            let rx = rx.clone();
+            tokio::spawn(async move { w.run(rx).await })
+        })
+        .collect();
+    // Each tenant goes through three upgrades, each sent the moment the previous
+    // change settled, racing the worker that is letting go of it.
+    let racers: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let store = store.clone();
+            let commands = TenantCommands::new(store.clone());
+            let id = id.clone();
+            tokio::spawn(async move {
+                for to in ["2.0.0", "3.0.0", "4.0.0"] {
+                    wait_settled(store.as_ref(), &id).await;
+                    upgrade(&commands, &id, to).await;
+                }
+            })
+        })
+        .collect();
+    for racer in racers {
+        racer.await.unwrap();
+    }
+    for id in &ids {
+        let r = wait_for_state(store.as_ref(), &tenant_id(id), "Active", Duration::from_secs(30)).await;
+        assert_eq!(
+            r.state.current_release(),
+            Some(&release("4.0.0")),
+            "{id} ended elsewhere"
+        );
+    }
+    tx.send(true).unwrap();
+    for task in running {
+        task.await.unwrap().unwrap();
+    }
+    assert_fleet_sound(&store).await;
+}
+
+/// Waits until the tenant is Active (polling quickly, to land right after it settles).
+async fn wait_settled(store: &dyn TenantStore, id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = store.load(&tenant_id(id)).await.unwrap();
+        if r.state.label() == "Active" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never settled: {}",
+            r.state.label()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Runs `first` until it has started a step, then `second` beside it, until every
+/// tenant is Active; returns every step call both made.
+async fn race_two_workers(
+    store: &DynamoStore,
+    ids: &[String],
+    step: &Arc<ScriptedStep>,
+    first: Worker,
+    second: Worker,
+) -> Vec<Call> {
+    let (tx, rx) = watch::channel(false);
+    let first_task = tokio::spawn({
+        let rx = rx.clone();
+        async move { first.run(rx).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while step.calls().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first worker never started a step"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second_task = tokio::spawn(async move { second.run(rx).await });
+    for id in ids {
+        wait_for_state(store, &tenant_id(id), "Active", Duration::from_secs(60)).await;
+    }
+    tx.send(true).unwrap();
+    first_task.await.unwrap().unwrap();
+    second_task.await.unwrap().unwrap();
+    step.calls()
+}
+
+#[tokio::test]
+async fn a_chain_of_steps_each_shorter_than_the_heartbeat_keeps_its_lease() {
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    commands
+        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
+        .await
+        .unwrap();
+    // Six provisioning steps of 350 ms each under a 400 ms heartbeat: 2.1 s in a row,
+    // longer than the 1.5 s lease, with no step long enough for a per-step heartbeat.
+    let step = ScriptedStep::new();
+    for kind in StepKind::ALL {
+        step.delay(kind, Duration::from_millis(350));
+    }
+    let w = worker(store.clone(), step.clone(), fast_worker("w1"));
+    let (_tx, rx) = watch::channel(false);
+    let processed = w.process(&tenant_id("acme"), rx).await.unwrap();
+
+    assert_eq!(
+        processed,
+        Processed::Idle,
+        "the worker held the tenant through the whole chain"
+    );
+    let r = store.load(&tenant_id("acme")).await.unwrap();
+    assert_eq!(r.state.label(), "Active");
+    let fences: std::collections::BTreeSet<Option<u64>> = store
+        .history(&tenant_id("acme"), 1, 100)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.fence)
+        .collect();
+    assert_eq!(fences.len(), 1, "one lease ran every step: {fences:?}");
+}
+
+#[tokio::test]
+async fn two_workers_never_run_a_step_at_once_on_chains_longer_than_the_lease() {
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    let ids: Vec<String> = (0..4).map(|i| format!("chain-{i}")).collect();
+    for id in &ids {
+        commands
+            .create(spec(id, "us-east-1"), release("1.0.0"), &op())
+            .await
+            .unwrap();
+    }
+    let step = ScriptedStep::new();
+    for kind in StepKind::ALL {
+        step.delay(kind, Duration::from_millis(350));
+    }
+    let first = worker(store.clone(), step.clone(), fast_worker("first"));
+    let second = worker(store.clone(), step.clone(), fast_worker("second"));
+    let calls = race_two_workers(&store, &ids, &step, first, second).await;
+    let overlaps = overlapping_calls(&calls);
+    assert!(
+        overlaps.is_empty(),
+        "a step ran in two workers at once: {overlaps:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_worker_keeps_its_lease_across_a_chain_of_short_steps() {
+    let dynamo = fresh_store().await;
+    let commands = TenantCommands::new(dynamo.clone());
+    let ids: Vec<String> = (0..6).map(|i| format!("chain-{i}")).collect();
+    for id in &ids {
+        commands
+            .create(spec(id, "us-east-1"), release("1.0.0"), &op())
+            .await
+            .unwrap();
+    }
+    let step = ScriptedStep::new();
+    for kind in StepKind::ALL {
+        step.delay(kind, Duration::from_millis(100));
+    }
+    // One worker's every call to DynamoDB takes 450 ms longer: a chain of six steps
+    // with their saves outlasts the 1.5 s lease many times over.
+    let slow_store = store_double::StoreDouble::new(dynamo.clone());
+    slow_store.set_latency(Duration::from_millis(450));
+    let slow = worker(slow_store.clone(), step.clone(), fast_worker("slow"));
+    let fast = worker(dynamo.clone(), step.clone(), fast_worker("fast"));
+    let calls = race_two_workers(&dynamo, &ids, &step, slow, fast).await;
+    let overlaps = overlapping_calls(&calls);
+    assert!(
+        overlaps.is_empty(),
+        "a step ran in two workers at once: {overlaps:#?}"
+    );
+    assert_fleet_sound(&dynamo).await;
 }

@@ -15,6 +15,7 @@
 //! | 4 | [`EXIT_CONFLICT`] | conflict, or refused by the tenant's state (the message says which state and what to do) |
 //! | 5 | [`EXIT_ROLLOUT_HALTED`] | a rollout halted on a breached failure budget, or was rolled back |
 //! | 6 | [`EXIT_ROLLOUT_ABORTED`] | a rollout was aborted by an operator |
+//! | 7 | [`EXIT_FLEET_UNSOUND`] | `fleet check` found broken invariants |
 
 mod config;
 mod output;
@@ -50,6 +51,8 @@ pub const EXIT_CONFLICT: u8 = 4;
 pub const EXIT_ROLLOUT_HALTED: u8 = 5;
 /// The rollout was aborted.
 pub const EXIT_ROLLOUT_ABORTED: u8 = 6;
+/// `fleet check` found broken invariants.
+pub const EXIT_FLEET_UNSOUND: u8 = 7;
 
 /// The exit code table as `--help` shows it.
 const EXIT_CODES_HELP: &str = "\
@@ -60,7 +63,8 @@ Exit codes:
   3  not found
   4  conflict, or refused by the tenant's state (the message says what to do)
   5  rollout halted (failure budget breached) or rolled back
-  6  rollout aborted";
+  6  rollout aborted
+  7  fleet check found broken invariants";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -130,6 +134,11 @@ enum Command {
         #[command(subcommand)]
         command: rollout::RolloutCommand,
     },
+    /// Checks across the whole fleet.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
     /// Run workers that drive due tenants through their steps, and the rollout
     /// controller, until stopped (SIGTERM/ctrl-c).
     Worker(worker::WorkerArgs),
@@ -153,6 +162,16 @@ enum Command {
 enum TableCommand {
     /// Create the table from state/table.json if it does not exist (idempotent).
     Create,
+}
+
+#[derive(Subcommand, Debug)]
+enum FleetCommand {
+    /// Check the fleet's invariants over the whole table: every tenant with a step to
+    /// run is in the work index, no settled tenant keeps an expired lease, histories
+    /// are numbered without gaps, running rollouts' members agree with tenant holds.
+    /// Exits 7 when any is broken. Reads the whole table (a scan): run it off-peak
+    /// on large fleets.
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -220,6 +239,40 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     EXIT_FAILURE
 }
 
+async fn fleet_check(table: &str, output: OutputFormat) -> Result<(), Failure> {
+    let store = dynamo_store(table).await;
+    let check = store.check_fleet().await.context("checking the fleet")?;
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&check)?),
+        OutputFormat::Table => {
+            for v in &check.violations {
+                println!("{:<20} {:<24} {}", v.invariant, v.subject, v.detail);
+            }
+            println!(
+                "{} tenants, {} rollouts checked: {}",
+                check.tenants,
+                check.rollouts,
+                match check.violations.len() {
+                    0 => "every invariant holds".to_owned(),
+                    n => format!("{n} broken"),
+                }
+            );
+        }
+    }
+    if check.is_sound() {
+        Ok(())
+    } else {
+        Err(Failure {
+            code: EXIT_FLEET_UNSOUND,
+            error: anyhow::anyhow!(
+                "{} fleet invariants are broken (listed above with what is wrong); inspect each subject with \
+                 `tenantctl tenant get|history` or `tenantctl rollout status`",
+                check.violations.len()
+            ),
+        })
+    }
+}
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTCTL_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
@@ -271,7 +324,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     let runs_locally = matches!(
         cli.command,
-        Command::Table { .. } | Command::Worker(_) | Command::Controller(_) | Command::Serve(_)
+        Command::Table { .. }
+            | Command::Fleet { .. }
+            | Command::Worker(_)
+            | Command::Controller(_)
+            | Command::Serve(_)
     );
     if runs_locally && cli.server.is_some() {
         return Err(Failure {
@@ -302,6 +359,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tenant { command } => tenant::run(&cli.table, remote.as_ref(), cli.output, command).await,
         Command::Policy { command } => policy::run(&cli.table, remote.as_ref(), command).await,
         Command::Rollout { command } => rollout::run(&cli.table, remote.as_ref(), cli.output, command).await,
+        Command::Fleet {
+            command: FleetCommand::Check,
+        } => fleet_check(&cli.table, cli.output).await,
         Command::Worker(args) => worker::run(&cli.table, args).await,
         Command::Controller(args) => worker::run_controller(&cli.table, args).await,
         Command::Serve(args) => serve::run(&cli.table, args).await,

@@ -35,8 +35,42 @@ pub struct ServeArgs {
     /// On shutdown, how long in-flight requests may take before the server stops anyway.
     #[arg(long, env = "TENANTCTL_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// How often to check the fleet's invariants (as `tenantctl fleet check` does) and
+    /// publish the count of broken ones as `tenantctl_fleet_invariant_violations` on
+    /// /metrics; each broken one is also logged. Each check scans the table. 0s turns
+    /// it off.
+    #[arg(long, env = "TENANTCTL_FLEET_CHECK_INTERVAL", default_value = "30m", value_parser = humantime::parse_duration)]
+    fleet_check_interval: Duration,
     #[command(flatten)]
     worker: WorkerArgs,
+}
+
+/// Checks the fleet's invariants every `interval` until `stop` turns true.
+async fn check_fleet_periodically(
+    store: std::sync::Arc<tenant_orchestrator::store::DynamoStore>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match store.check_fleet().await {
+            Ok(check) => {
+                for v in &check.violations {
+                    tracing::error!(invariant = v.invariant, subject = %v.subject, detail = %v.detail, "fleet invariant broken");
+                }
+                tracing::info!(
+                    tenants = check.tenants,
+                    rollouts = check.rollouts,
+                    broken = check.violations.len(),
+                    "fleet checked"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "fleet check failed; will try again at the next interval"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 async fn load_tokens(args: &ServeArgs) -> Result<Tokens, Failure> {
@@ -100,6 +134,14 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         None => None,
     };
 
+    let fleet_check = (!args.fleet_check_interval.is_zero()).then(|| {
+        tokio::spawn(check_fleet_periodically(
+            store.clone(),
+            args.fleet_check_interval,
+            workers_rx.clone(),
+        ))
+    });
+
     let mut state = ApiState::new(store, tokens);
     if let Some(path) = args.worker.steps_config.as_deref() {
         // Rollouts started through the API are checked against the artifact repository.
@@ -126,6 +168,9 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     };
     tracing::info!("API stopped; stopping workers");
     let _ = stop_workers.send(true);
+    if let Some(check) = fleet_check {
+        check.abort();
+    }
     if let Some(controller) = controller {
         controller.await.context("the rollout controller task panicked")?;
     }

@@ -6,6 +6,7 @@
 //! the `version`. A refused condition is a [`StoreError::Conflict`], never a silent
 //! overwrite.
 
+pub mod check;
 mod dynamodb;
 mod keys;
 mod record;
@@ -127,6 +128,9 @@ pub trait TenantStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Lease, StoreError>;
     /// Gives a lease up so another worker can take the tenant at its due time.
+    /// Conditional on the tenant still being at `record.version` (the work index is
+    /// recomputed from `record`): `Conflict` if it changed, and the holder decides
+    /// again from the stored tenant.
     async fn release_lease(&self, record: &TenantRecord, lease: &Lease) -> Result<(), StoreError>;
     /// History in order, starting after `after_seq`.
     async fn history(

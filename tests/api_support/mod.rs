@@ -11,7 +11,7 @@ use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::store::DynamoStore;
 use tenant_orchestrator::worker::Worker;
 
-use crate::common::{fast_worker, fresh_store, ScriptedStep};
+use crate::common::{fast_worker, fresh_store, ScriptedStep, TestStore};
 
 pub const READ: &str = "read-token-0123456789";
 pub const DEPLOY: &str = "deploy-token-0123456789";
@@ -22,6 +22,9 @@ pub struct TestApi {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Arc<DynamoStore>,
+    /// The test's table, checked for broken fleet invariants when the last handle
+    /// on the API goes.
+    _table: Arc<TestStore>,
 }
 
 /// A reply: status, JSON body (Null when empty or not JSON) and headers.
@@ -56,7 +59,8 @@ pub async fn spawn() -> TestApi {
     TestApi {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
-        store,
+        store: store.arc(),
+        _table: Arc::new(store),
     }
 }
 

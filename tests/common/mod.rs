@@ -2,6 +2,8 @@
 //! tenant specs, and `ScriptedStep`, the test double standing in for real steps.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod store_double;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,12 +31,62 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&config)
 }
 
-/// A new, uniquely named table so tests never see each other's items.
-pub async fn fresh_store() -> Arc<DynamoStore> {
+/// A new, uniquely named table so tests never see each other's items. When the test
+/// ends without a failure, the fleet's invariants are checked on the table (what
+/// `tenantctl fleet check` does), so every test also shows that it left no tenant
+/// stranded, no lease behind and no gap in a history.
+pub async fn fresh_store() -> TestStore {
     let client = dynamodb_client().await;
     let name = format!("test-{}", uuid::Uuid::new_v4().simple());
     table::ensure_table(&client, &name).await.expect("table created");
-    Arc::new(DynamoStore::new(client, name))
+    TestStore(Arc::new(DynamoStore::new(client, name)))
+}
+
+/// A test's table; dereferences to the store.
+pub struct TestStore(Arc<DynamoStore>);
+
+impl TestStore {
+    /// The store itself, for code that takes ownership of an `Arc`.
+    pub fn arc(&self) -> Arc<DynamoStore> {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = Arc<DynamoStore>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let table = self.0.table().to_owned();
+        // The test's runtime is blocked in this drop: check from a runtime of its own,
+        // with a client of its own.
+        let check = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                let store = DynamoStore::new(dynamodb_client().await, &table);
+                store.check_fleet().await
+            })
+        })
+        .join()
+        .expect("the fleet check thread ran");
+        match check {
+            Ok(check) => assert!(
+                check.is_sound(),
+                "the test left broken fleet invariants: {:#?}",
+                check.violations
+            ),
+            // A test may delete its own table; nothing is left to check then.
+            Err(tenant_orchestrator::store::StoreError::Fatal { message, .. })
+                if message.contains("does not exist") => {}
+            Err(e) => panic!("the fleet check at the end of the test failed: {e}"),
+        }
+    }
 }
 
 pub fn release(v: &str) -> ReleaseVersion {
@@ -76,7 +128,9 @@ pub fn fast_worker(owner: &str) -> WorkerConfig {
     }
 }
 
-/// One call the double received.
+/// One call the double received. A call is recorded when it starts; `ended` is set
+/// when it returns or is abandoned (its future dropped), so a run cut short by a lost
+/// lease still counts.
 #[derive(Debug, Clone)]
 pub struct Call {
     pub tenant: String,
@@ -85,7 +139,46 @@ pub struct Call {
     pub fence: u64,
     pub attempt: u32,
     pub started: DateTime<Utc>,
-    pub ended: DateTime<Utc>,
+    pub ended: Option<DateTime<Utc>>,
+}
+
+impl Call {
+    /// Whether this call and `other` ran at the same moment for the same tenant
+    /// under different leases.
+    pub fn overlaps(&self, other: &Call) -> bool {
+        let end = |c: &Call| c.ended.unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self.tenant == other.tenant
+            && (self.worker != other.worker || self.fence != other.fence)
+            && self.started < end(other)
+            && other.started < end(self)
+    }
+}
+
+/// Every pair of calls (any steps) that ran at once for one tenant under two leases.
+pub fn overlapping_calls(calls: &[Call]) -> Vec<(Call, Call)> {
+    let mut found = vec![];
+    for (i, a) in calls.iter().enumerate() {
+        for b in &calls[i + 1..] {
+            if a.overlaps(b) {
+                found.push((a.clone(), b.clone()));
+            }
+        }
+    }
+    found
+}
+
+/// Sets the end of a recorded call when the run returns or is dropped.
+struct CallEnd<'a> {
+    calls: &'a Mutex<Vec<Call>>,
+    index: usize,
+}
+
+impl Drop for CallEnd<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls[self.index].ended = Some(Utc::now());
+        }
+    }
 }
 
 /// Test double for the real steps: succeeds by default, or plays scripted outcomes
@@ -132,6 +225,23 @@ impl ScriptedStep {
 impl Step for ScriptedStep {
     async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
         let started = Utc::now();
+        let index = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(Call {
+                tenant: ctx.tenant.id().to_string(),
+                step: ctx.step,
+                worker: ctx.worker.to_owned(),
+                fence: ctx.fence,
+                attempt: ctx.attempt,
+                started,
+                ended: None,
+            });
+            calls.len() - 1
+        };
+        let _end = CallEnd {
+            calls: &self.calls,
+            index,
+        };
         let delay = self.delays.lock().unwrap().get(&ctx.step).copied();
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
@@ -142,15 +252,6 @@ impl Step for ScriptedStep {
             .unwrap()
             .get_mut(&(ctx.tenant.id().to_string(), ctx.step))
             .and_then(|q| q.pop_front());
-        self.calls.lock().unwrap().push(Call {
-            tenant: ctx.tenant.id().to_string(),
-            step: ctx.step,
-            worker: ctx.worker.to_owned(),
-            fence: ctx.fence,
-            attempt: ctx.attempt,
-            started,
-            ended: Utc::now(),
-        });
         scripted.unwrap_or_else(|| {
             let mut facts = ctx.tenant.facts.clone();
             facts.progress = None;
@@ -194,4 +295,15 @@ pub async fn drain(w: &Worker) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("work never drained");
+}
+
+/// Fails the test if any fleet invariant is broken (what `tenantctl fleet check`
+/// reports): run at the end of integration tests, once the fleet has settled.
+pub async fn assert_fleet_sound(store: &DynamoStore) {
+    let check = store.check_fleet().await.expect("the fleet check ran");
+    assert!(
+        check.is_sound(),
+        "fleet invariants broken: {:#?}",
+        check.violations
+    );
 }

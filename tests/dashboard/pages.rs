@@ -18,7 +18,7 @@ async fn get(base: &str, path: &str, cookie: Option<&str>) -> reqwest::Response 
 
 #[tokio::test]
 async fn without_a_sign_in_every_page_sends_the_browser_to_the_login_form() {
-    let base = serve(fresh_store().await).await;
+    let base = serve(fresh_store().await.arc()).await;
 
     for path in ["/", "/tenants/alpha"] {
         let response = get(&base, path, None).await;
@@ -40,7 +40,7 @@ async fn without_a_sign_in_every_page_sends_the_browser_to_the_login_form() {
 
 #[tokio::test]
 async fn an_unknown_token_gets_the_form_again_without_the_token_or_a_cookie() {
-    let base = serve(fresh_store().await).await;
+    let base = serve(fresh_store().await.arc()).await;
 
     let response = page_client()
         .post(format!("{base}/login"))
@@ -61,7 +61,7 @@ async fn an_unknown_token_gets_the_form_again_without_the_token_or_a_cookie() {
 
 #[tokio::test]
 async fn a_read_token_signs_in_with_a_locked_down_cookie_that_opens_the_pages_only() {
-    let base = serve(fresh_store().await).await;
+    let base = serve(fresh_store().await.arc()).await;
 
     let response = page_client()
         .post(format!("{base}/login"))
@@ -124,7 +124,7 @@ async fn a_read_token_signs_in_with_a_locked_down_cookie_that_opens_the_pages_on
 
 #[tokio::test]
 async fn behind_an_https_proxy_the_cookie_is_secure_and_logout_clears_it() {
-    let base = serve(fresh_store().await).await;
+    let base = serve(fresh_store().await.arc()).await;
 
     let response = page_client()
         .post(format!("{base}/login"))
@@ -155,7 +155,7 @@ async fn behind_an_https_proxy_the_cookie_is_secure_and_logout_clears_it() {
 
 #[tokio::test]
 async fn a_cookie_for_a_token_no_longer_known_is_dropped_and_the_browser_signs_in_again() {
-    let base = serve(fresh_store().await).await;
+    let base = serve(fresh_store().await.arc()).await;
     // base64url("revoked-token")
     let response = get(&base, "/", Some("tenantctl_session=cmV2b2tlZC10b2tlbg")).await;
 

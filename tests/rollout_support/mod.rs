@@ -15,7 +15,7 @@ use tenant_orchestrator::rollout::{
     BakeHealth, Controller, ControllerConfig, RolloutCommands, RolloutMember, RolloutRecord,
 };
 use tenant_orchestrator::step::StepRegistry;
-use tenant_orchestrator::store::{DynamoStore, RolloutStore, TenantRecord, TenantStore, Transition};
+use tenant_orchestrator::store::{RolloutStore, TenantRecord, TenantStore, Transition};
 use tenant_orchestrator::worker::Worker;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -51,7 +51,7 @@ impl BakeHealth for HealthDouble {
 }
 
 pub struct Fleet {
-    pub store: Arc<DynamoStore>,
+    pub store: TestStore,
     pub steps: Arc<ScriptedStep>,
     pub health: Arc<HealthDouble>,
     pub commands: RolloutCommands,

@@ -1,5 +1,6 @@
 //! The DynamoDB implementation of [`TenantStore`].
 
+mod check;
 mod errors;
 mod idempotency;
 mod item;
@@ -200,6 +201,7 @@ impl DynamoStore {
         record: &TenantRecord,
         guard: WriteGuard<'_>,
         now: DateTime<Utc>,
+        write_id: &str,
     ) -> (UpdateExpr, String, TenantRecord) {
         let mut next = record.clone();
         next.version += 1;
@@ -207,6 +209,7 @@ impl DynamoStore {
         for (attr, value) in mutable_attributes(&next) {
             update.set_or_remove(attr, value);
         }
+        update.set(WRITE_ID, s(write_id));
         update.set("version", n(next.version));
         update.set("event_seq", n(next.event_seq));
         update.value(":expected_version", n(record.version));
@@ -285,10 +288,14 @@ impl TenantStore for DynamoStore {
         let from_name = state_name(&first.from);
         let event = Self::history_event(&stored, first, now);
         let pk = keys::tenant_pk(record.id());
+        let write_id = new_write_id();
+        let mut item = tenant_item(&stored);
+        item.insert(WRITE_ID.to_owned(), s(&write_id));
         let put_tenant = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(tenant_item(&stored)))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .expect("table, item set");
         let put_event = Put::builder()
@@ -324,6 +331,13 @@ impl TenantStore for DynamoStore {
                 as_stored(&stored)
             }
             Err(err) => Err(match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e))
+                    if written_by(e.cancellation_reasons().first().and_then(|r| r.item()), &write_id) =>
+                {
+                    // Our own create, retried after its answer was lost.
+                    count_transition(&from_name, &stored);
+                    return as_stored(&stored);
+                }
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
                     cancellation("creating tenant", e.cancellation_reasons(), |_, _| {
                         format!(
@@ -367,7 +381,8 @@ impl TenantStore for DynamoStore {
         if transition.is_some() {
             record.event_seq += 1;
         }
-        let (update, condition, next) = self.save_update(&record, guard, now);
+        let write_id = new_write_id();
+        let (update, condition, next) = self.save_update(&record, guard, now, &write_id);
         let key = Self::tenant_key(record.id());
         let Some(t) = transition else {
             let result = self
@@ -394,6 +409,9 @@ impl TenantStore for DynamoStore {
                             aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
                             _ => None,
                         };
+                        if written_by(current, &write_id) {
+                            return as_stored(&next);
+                        }
                         StoreError::Conflict {
                             what: format!("saving tenant {}", record.id()),
                             detail: Self::explain_conflict(&record, guard, current, now),
@@ -438,6 +456,14 @@ impl TenantStore for DynamoStore {
                 as_stored(&next)
             }
             Err(err) => Err(match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e))
+                    if written_by(e.cancellation_reasons().first().and_then(|r| r.item()), &write_id) =>
+                {
+                    // A retry of this very transaction, whose first answer was lost
+                    // after DynamoDB applied it.
+                    count_transition(&from_name, &next);
+                    return as_stored(&next);
+                }
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => cancellation(
                     &format!("saving tenant {}", record.id()),
                     e.cancellation_reasons(),
@@ -558,8 +584,13 @@ impl TenantStore for DynamoStore {
             .remove("lease_owner")
             .remove("lease_expires")
             .remove("lease_fence")
+            .name("version")
             .value(":owner", s(&lease.owner))
-            .value(":fence", n(lease.fence));
+            .value(":fence", n(lease.fence))
+            .value(":version", n(record.version));
+        // The work-index key below is computed from `record`: the release is valid only
+        // for that version. A command that changed the tenant since makes it a
+        // conflict, and the holder carries on with the new state instead.
         match unleased.work_due_at() {
             Some(due) => update.set("work_sk", s(keys::work_sk(due, record.id()))),
             None => update.remove("work_sk"),
@@ -571,7 +602,7 @@ impl TenantStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(Self::tenant_key(record.id())))
             .update_expression(update.expression())
-            .condition_expression("#lease_owner = :owner AND #lease_fence = :fence")
+            .condition_expression("#lease_owner = :owner AND #lease_fence = :fence AND #version = :version")
             .set_expression_attribute_names(Some(update.names))
             .set_expression_attribute_values(Some(update.values))
             .send()
@@ -698,6 +729,20 @@ fn is_transaction_conflict(err: &SdkError<TransactWriteItemsError, HttpResponse>
         }
         _ => false,
     }
+}
+
+/// Attribute naming the last write to a tenant item, so a write retried after its
+/// answer was lost recognises itself in the refusal instead of reporting a conflict.
+const WRITE_ID: &str = "write_id";
+
+fn new_write_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Whether `item` (as returned with a refused condition) carries our write.
+fn written_by(item: Option<&Item>, write_id: &str) -> bool {
+    item.and_then(|i| item::opt_s(i, WRITE_ID))
+        .is_some_and(|w| w == write_id)
 }
 
 /// The record exactly as a later load returns it (timestamps at millisecond precision).

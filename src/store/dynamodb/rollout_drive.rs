@@ -25,7 +25,8 @@ impl DynamoStore {
         let rollout_id = &drive.rollout.id;
         let mut tenant = drive.tenant.clone();
         tenant.event_seq += 1;
-        let (mut update, condition, next) = self.save_update(&tenant, WriteGuard::Version, now);
+        let write_id = super::new_write_id();
+        let (mut update, condition, next) = self.save_update(&tenant, WriteGuard::Version, now, &write_id);
         update.set("rollout_claim", s(rollout_id.as_str())).value(
             ":claim_stale",
             s(drive.finished_holder.map_or("", |h| h.as_str())),
@@ -111,6 +112,16 @@ impl DynamoStore {
                 Ok(())
             }
             Err(err) => Err(match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e))
+                    if super::written_by(
+                        e.cancellation_reasons().first().and_then(|r| r.item()),
+                        &write_id,
+                    ) =>
+                {
+                    // This very transaction, retried after its first answer was lost.
+                    super::count_transition(&from_name, &next);
+                    return Ok(());
+                }
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => cancellation(
                     &format!("rollout {rollout_id} driving tenant {tenant_id}"),
                     e.cancellation_reasons(),

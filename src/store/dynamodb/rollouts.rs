@@ -44,7 +44,7 @@ fn rollout_attributes(r: &RolloutRecord) -> Vec<(&'static str, AttributeValue)> 
     ]
 }
 
-fn decode_rollout(item: &Item) -> Result<RolloutRecord, StoreError> {
+pub(super) fn decode_rollout(item: &Item) -> Result<RolloutRecord, StoreError> {
     let mut record: RolloutRecord = json(item, "rollout")?;
     record.version = get_n(item, "version")? as u64;
     record.lease = match opt_s(item, "lease_owner") {
@@ -68,7 +68,7 @@ fn member_item(id: &RolloutId, m: &RolloutMember, version: u64) -> Item {
     ])
 }
 
-fn decode_member(item: &Item) -> Result<RolloutMember, StoreError> {
+pub(super) fn decode_member(item: &Item) -> Result<RolloutMember, StoreError> {
     let mut m: RolloutMember = json(item, "member")?;
     m.version = get_n(item, "version")? as u64;
     Ok(m)

@@ -1,0 +1,179 @@
+//! `StoreDouble`: a test double wrapping the real DynamoDB store that can add latency
+//! to every call (a slow network to DynamoDB for one worker) and hold a worker at a
+//! chosen point, so a test can land an operator command exactly there.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tenant_orchestrator::domain::{Region, TenantId};
+use tenant_orchestrator::store::{
+    DynamoStore, HistoryEvent, Lease, ListQuery, Page, StoreError, TenantRecord, TenantStore, TenantSummary,
+    Transition, WriteGuard,
+};
+use tokio::sync::oneshot;
+
+/// Where the double holds the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldPoint {
+    /// After a successful save that left the tenant in this state name, before the
+    /// caller sees the answer.
+    AfterSaveInto(String),
+    /// Before a lease release is sent.
+    BeforeRelease,
+}
+
+struct Hold {
+    point: HoldPoint,
+    reached: oneshot::Sender<()>,
+    go: oneshot::Receiver<()>,
+}
+
+/// Resumes a held caller when sent to (or dropped).
+pub struct Held {
+    pub reached: oneshot::Receiver<()>,
+    pub go: oneshot::Sender<()>,
+}
+
+pub struct StoreDouble {
+    inner: Arc<DynamoStore>,
+    latency: Mutex<Duration>,
+    hold: Mutex<Option<Hold>>,
+}
+
+impl StoreDouble {
+    pub fn new(inner: Arc<DynamoStore>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            latency: Mutex::new(Duration::ZERO),
+            hold: Mutex::new(None),
+        })
+    }
+
+    /// Every call waits this long before it reaches DynamoDB.
+    pub fn set_latency(&self, latency: Duration) {
+        *self.latency.lock().unwrap() = latency;
+    }
+
+    /// Holds the next caller that reaches `point` until the returned `go` is sent.
+    pub fn hold_at(&self, point: HoldPoint) -> Held {
+        let (reached_tx, reached_rx) = oneshot::channel();
+        let (go_tx, go_rx) = oneshot::channel();
+        *self.hold.lock().unwrap() = Some(Hold {
+            point,
+            reached: reached_tx,
+            go: go_rx,
+        });
+        Held {
+            reached: reached_rx,
+            go: go_tx,
+        }
+    }
+
+    async fn delay(&self) {
+        let latency = *self.latency.lock().unwrap();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
+    async fn maybe_hold(&self, at: HoldPoint) {
+        let hold = {
+            let mut slot = self.hold.lock().unwrap();
+            match slot.as_ref() {
+                Some(h) if h.point == at => slot.take(),
+                _ => None,
+            }
+        };
+        if let Some(hold) = hold {
+            let _ = hold.reached.send(());
+            let _ = hold.go.await;
+        }
+    }
+}
+
+#[async_trait]
+impl TenantStore for StoreDouble {
+    async fn create(&self, record: &TenantRecord, first: Transition) -> Result<TenantRecord, StoreError> {
+        self.delay().await;
+        self.inner.create(record, first).await
+    }
+
+    async fn load(&self, id: &TenantId) -> Result<TenantRecord, StoreError> {
+        self.delay().await;
+        self.inner.load(id).await
+    }
+
+    async fn save(
+        &self,
+        record: &TenantRecord,
+        guard: WriteGuard<'_>,
+        transition: Option<Transition>,
+    ) -> Result<TenantRecord, StoreError> {
+        self.delay().await;
+        let saved = self.inner.save(record, guard, transition).await?;
+        self.maybe_hold(HoldPoint::AfterSaveInto(saved.state.name().to_owned()))
+            .await;
+        Ok(saved)
+    }
+
+    async fn acquire_lease(
+        &self,
+        id: &TenantId,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<TenantRecord, StoreError> {
+        self.delay().await;
+        self.inner.acquire_lease(id, owner, ttl, now).await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &TenantId,
+        lease: &Lease,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, StoreError> {
+        self.delay().await;
+        self.inner.renew_lease(id, lease, ttl, now).await
+    }
+
+    async fn release_lease(&self, record: &TenantRecord, lease: &Lease) -> Result<(), StoreError> {
+        self.maybe_hold(HoldPoint::BeforeRelease).await;
+        self.delay().await;
+        self.inner.release_lease(record, lease).await
+    }
+
+    async fn history(
+        &self,
+        id: &TenantId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Page<HistoryEvent>, StoreError> {
+        self.delay().await;
+        self.inner.history(id, after_seq, limit).await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page<TenantSummary>, StoreError> {
+        self.delay().await;
+        self.inner.list(query).await
+    }
+
+    async fn due(
+        &self,
+        region: &Region,
+        shard: u32,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<TenantId>, StoreError> {
+        self.delay().await;
+        self.inner.due(region, shard, now, limit).await
+    }
+
+    async fn regions(&self) -> Result<Vec<Region>, StoreError> {
+        self.delay().await;
+        self.inner.regions().await
+    }
+}
