@@ -92,6 +92,11 @@ pub struct Cli {
     /// How results are printed.
     #[arg(long, short, global = true, env = "TENANTCTL_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
+    /// AWS regions opened after this tenantctl was built, accepted on top of the
+    /// built-in list of every AWS partition's regions (comma-separated, e.g.
+    /// ap-southeast-9). Any other name is refused as a region.
+    #[arg(long, global = true, env = "TENANTCTL_EXTRA_REGIONS", value_delimiter = ',')]
+    extra_regions: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -263,6 +268,13 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    let extra_regions: Vec<&str> = cli
+        .extra_regions
+        .iter()
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+        .collect();
+    tenant_orchestrator::domain::allow_extra_regions(&extra_regions)?;
     let remote = match cli.command {
         Command::Tenant { .. } | Command::Policy { .. } | Command::Rollout { .. } => {
             cli.server.as_deref().map(remote::Remote::new).transpose()?
