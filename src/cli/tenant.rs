@@ -4,8 +4,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use tenant_orchestrator::domain::{
-    Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
-    VersionPolicy,
+    Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, SnapshotName, TenantId,
+    TenantSpec, Tier, VersionPolicy,
 };
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::store::{Actor, ListQuery, TenantStore};
@@ -169,12 +169,50 @@ pub fn operator() -> Actor {
     Actor::operator(&who)
 }
 
+/// Most tenants one page of `tenant list` may hold (the API's bound too).
+const MAX_PAGE: u32 = 1000;
+
+/// Checks the input both modes share, so the table and `--server` refuse the same
+/// things with the same exit code before anything is read or sent.
+fn check_input(command: &TenantCommand) -> Result<(), Failure> {
+    let invalid = |error| Failure {
+        code: EXIT_INVALID_INPUT,
+        error,
+    };
+    match command {
+        TenantCommand::List { state, limit, .. } => {
+            if !(1..=MAX_PAGE).contains(limit) {
+                return Err(invalid(anyhow::anyhow!(
+                    "--limit {limit} is out of range; use 1-{MAX_PAGE}"
+                )));
+            }
+            if let Some(s) = state {
+                known_state(s).map_err(invalid)?;
+            }
+        }
+        TenantCommand::Wait { state, .. } => known_state(state).map_err(invalid)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn known_state(name: &str) -> Result<(), anyhow::Error> {
+    match TenantState::NAMES.contains(&name) {
+        true => Ok(()),
+        false => Err(anyhow::anyhow!(
+            "unknown state {name:?}; use one of {}",
+            TenantState::NAMES.join(", ")
+        )),
+    }
+}
+
 pub async fn run(
     table: &str,
     server: Option<&super::remote::Remote>,
     output: OutputFormat,
     command: TenantCommand,
 ) -> Result<(), Failure> {
+    check_input(&command)?;
     if let Some(remote) = server {
         return remote::run(remote, output, command).await;
     }
@@ -220,17 +258,6 @@ pub async fn run(
             next_token,
         } => {
             let region = region.as_deref().map(Region::parse).transpose()?;
-            if let Some(s) = &state {
-                if !TenantState::NAMES.contains(&s.as_str()) {
-                    return Err(Failure {
-                        code: EXIT_INVALID_INPUT,
-                        error: anyhow::anyhow!(
-                            "unknown state {s:?}; use one of {}",
-                            TenantState::NAMES.join(", ")
-                        ),
-                    });
-                }
-            }
             let page = store
                 .list(&ListQuery {
                     region,
@@ -269,7 +296,15 @@ pub async fn run(
         }
         TenantCommand::Retry { id } => event(&id, TenantEvent::Retry)?,
         TenantCommand::Rollback { id } => event(&id, TenantEvent::Rollback)?,
-        TenantCommand::Restore { id, snapshot } => event(&id, TenantEvent::Restore { snapshot })?,
+        TenantCommand::Restore { id, snapshot } => {
+            let snapshot = SnapshotName::parse(&snapshot)?;
+            event(
+                &id,
+                TenantEvent::Restore {
+                    snapshot: snapshot.into(),
+                },
+            )?
+        }
         TenantCommand::Deprovision { id } => event(&id, TenantEvent::Deprovision)?,
     };
     let record = commands.command(&id, ev, &actor).await?;

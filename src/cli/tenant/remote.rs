@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use tenant_orchestrator::domain::{Region, ReleaseVersion, TenantId};
+use tenant_orchestrator::domain::{Region, ReleaseVersion, SnapshotName, TenantId};
 use tenant_orchestrator::machine::{DeprovisionStep, ProvisionStep, RestoreStep, RollbackStep, UpgradeStep};
 
 use super::TenantCommand;
@@ -94,7 +94,7 @@ pub async fn run(remote: &Remote, output: OutputFormat, command: TenantCommand) 
                 .await?
         }
         TenantCommand::Restore { id, snapshot } => {
-            let body = json!({ "snapshot": snapshot });
+            let body = json!({ "snapshot": SnapshotName::parse(&snapshot)? });
             remote
                 .post(&path(&TenantId::parse(&id)?, "/restore"), Some(body))
                 .await?
