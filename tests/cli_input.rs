@@ -1,12 +1,13 @@
 //! `tenantctl` refuses the same input with the same exit code against the table and
-//! with `--server`.
+//! with `--server`, and both refuse commands on a tenant a running rollout holds.
 
 mod api_support;
 mod common;
 
 use std::process::Output;
 
-use api_support::{spawn, TestApi, ADMIN};
+use api_support::holds::canary_held_by_running_rollout;
+use api_support::{spawn, TestApi, ADMIN, DEPLOY};
 
 /// How a test runs `tenantctl`: against the API's table, or through the API.
 #[derive(Clone, Copy, Debug)]
@@ -178,4 +179,44 @@ async fn a_region_newer_than_the_built_in_list_is_configured_explicitly() {
     )
     .await;
     assert_exit(&odd, 2, "invalid extra region \"nowhere\"", Mode::Table);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_held_by_a_running_rollout_is_refused_with_exit_4_until_overridden() {
+    let api = spawn().await;
+    let canary = canary_held_by_running_rollout(&api, "r-cli-hold", &["alpha", "bravo"]).await;
+    let upgrade = ["tenant", "upgrade", canary.as_str(), "--release", "1.2.0"];
+    let held = "held by rollout r-cli-hold, which is running; pause or abort rollout r-cli-hold";
+    for mode in BOTH {
+        assert_exit(&tenantctl(&api, mode, &upgrade, &[]).await, 4, held, mode);
+        let deprovision = ["tenant", "deprovision", canary.as_str()];
+        assert_exit(&tenantctl(&api, mode, &deprovision, &[]).await, 4, held, mode);
+    }
+    let overriding = [
+        "tenant",
+        "upgrade",
+        canary.as_str(),
+        "--release",
+        "1.2.0",
+        "--override-rollout-hold",
+    ];
+    let not_admin = tenantctl(&api, Mode::Server(DEPLOY), &overriding, &[]).await;
+    assert_exit(&not_admin, 1, "admin", Mode::Server(DEPLOY));
+    let done = tenantctl(&api, Mode::Table, &overriding, &[]).await;
+    assert!(done.status.success(), "{}", stderr(&done));
+
+    let history = tenantctl(
+        &api,
+        Mode::Table,
+        &["tenant", "history", canary.as_str(), "--output", "json"],
+        &[],
+    )
+    .await;
+    let events: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout).unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last["actor"], "operator:cli-test");
+    assert_eq!(
+        last["cause"],
+        "Upgrade to 1.2.0 (admin override of the hold of rollout r-cli-hold, running)"
+    );
 }

@@ -281,6 +281,18 @@ pub struct PageParams {
     pub next_token: Option<String>,
 }
 
+/// Query parameters of the tenant commands and `PATCH /v1/tenants/{id}`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HoldOverride {
+    /// Act although a running rollout holds the tenant (admin scope only); the
+    /// tenant's history records the override. Default false: refused with 409
+    /// `held_by_rollout`.
+    #[serde(default)]
+    pub override_rollout_hold: bool,
+}
+
 /// Filters of `GET /v1/tenants`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

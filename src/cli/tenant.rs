@@ -9,7 +9,7 @@ use tenant_orchestrator::domain::{
 };
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::store::{Actor, ListQuery, TenantStore};
-use tenant_orchestrator::tenants::TenantCommands;
+use tenant_orchestrator::tenants::{RolloutHold, TenantCommands};
 
 use super::output::{print_history, print_list, print_record};
 use super::{Failure, OutputFormat, EXIT_INVALID_INPUT};
@@ -47,19 +47,35 @@ pub enum TenantCommand {
         id: String,
         #[arg(long)]
         release: String,
+        #[command(flatten)]
+        hold: HoldArgs,
     },
     /// Resume a failed tenant at the step that failed, or retry a failed upgrade.
-    Retry { id: String },
+    Retry {
+        id: String,
+        #[command(flatten)]
+        hold: HoldArgs,
+    },
     /// Abandon an upgrade in progress, or restart a failed rollback.
-    Rollback { id: String },
+    Rollback {
+        id: String,
+        #[command(flatten)]
+        hold: HoldArgs,
+    },
     /// Restore the tenant's database from a snapshot (operator-approved).
     Restore {
         id: String,
         #[arg(long)]
         snapshot: String,
+        #[command(flatten)]
+        hold: HoldArgs,
     },
     /// Back up and remove the tenant.
-    Deprovision { id: String },
+    Deprovision {
+        id: String,
+        #[command(flatten)]
+        hold: HoldArgs,
+    },
     /// Wait until tenants settle (Active, Failed or Deleted), showing progress; exit 0
     /// only if every one ended in the wanted state.
     ///
@@ -77,6 +93,24 @@ pub enum TenantCommand {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+}
+
+/// The commands that move a tenant are refused while a running rollout holds it.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct HoldArgs {
+    /// Act although a running rollout holds the tenant (an admin's decision; the
+    /// tenant's history records it). Otherwise pause or abort the rollout first.
+    #[arg(long)]
+    override_rollout_hold: bool,
+}
+
+impl HoldArgs {
+    pub fn hold(self) -> RolloutHold {
+        match self.override_rollout_hold {
+            true => RolloutHold::Override,
+            false => RolloutHold::Respect,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -219,12 +253,15 @@ pub async fn run(
     // Validate input before touching the network: bad input fails fast and changes nothing.
     let dynamo = super::dynamo_store(table).await;
     let store: Arc<dyn TenantStore> = dynamo.clone();
-    let commands = TenantCommands::new(store.clone());
+    let commands = TenantCommands::new(store.clone()).with_rollout_holds(dynamo.clone());
     let actor = operator();
-    let event = |id: &str, event: TenantEvent| -> Result<(TenantId, TenantEvent), Failure> {
-        Ok((TenantId::parse(id)?, event))
+    let event = |id: &str,
+                 event: TenantEvent,
+                 hold: HoldArgs|
+     -> Result<(TenantId, TenantEvent, RolloutHold), Failure> {
+        Ok((TenantId::parse(id)?, event, hold.hold()))
     };
-    let (id, ev) = match command {
+    let (id, ev, hold) = match command {
         TenantCommand::Create(args) => {
             let policy = match &args.release {
                 Some(_) => VersionPolicy::default(),
@@ -290,23 +327,24 @@ pub async fn run(
                 .collect::<Result<Vec<_>, _>>()?;
             return wait::wait(store.as_ref(), &ids, &state, timeout).await;
         }
-        TenantCommand::Upgrade { id, release } => {
+        TenantCommand::Upgrade { id, release, hold } => {
             let release = ReleaseVersion::parse(&release)?;
-            event(&id, TenantEvent::Upgrade { release })?
+            event(&id, TenantEvent::Upgrade { release }, hold)?
         }
-        TenantCommand::Retry { id } => event(&id, TenantEvent::Retry)?,
-        TenantCommand::Rollback { id } => event(&id, TenantEvent::Rollback)?,
-        TenantCommand::Restore { id, snapshot } => {
+        TenantCommand::Retry { id, hold } => event(&id, TenantEvent::Retry, hold)?,
+        TenantCommand::Rollback { id, hold } => event(&id, TenantEvent::Rollback, hold)?,
+        TenantCommand::Restore { id, snapshot, hold } => {
             let snapshot = SnapshotName::parse(&snapshot)?;
             event(
                 &id,
                 TenantEvent::Restore {
                     snapshot: snapshot.into(),
                 },
+                hold,
             )?
         }
-        TenantCommand::Deprovision { id } => event(&id, TenantEvent::Deprovision)?,
+        TenantCommand::Deprovision { id, hold } => event(&id, TenantEvent::Deprovision, hold)?,
     };
-    let record = commands.command(&id, ev, &actor).await?;
+    let record = commands.command_with_hold(&id, ev, &actor, hold).await?;
     print_record(output, &record)
 }
