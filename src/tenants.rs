@@ -1,14 +1,21 @@
 //! Operator commands on tenants: create, upgrade, retry, roll back, restore,
 //! deprovision. Each loads the tenant, asks the machine, and saves conditionally on
 //! the version it read, retrying a few times if a worker wrote in between.
+//!
+//! A tenant that a running rollout holds (its `rollout` names a rollout that is
+//! preparing or running) is the rollout's to move: every command here, and a spec
+//! change of its pin, hostnames or tier, is refused with [`CommandError::HeldByRollout`]
+//! until the rollout is paused, halted or finished, unless the caller passes
+//! [`RolloutHold::Override`], which the history records.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::domain::{Hostname, MaintenanceWindows, ReleaseVersion, TenantId, TenantSpec, Tier};
+use crate::domain::{Hostname, MaintenanceWindows, ReleaseVersion, RolloutId, TenantId, TenantSpec, Tier};
 use crate::machine::{Rejected, TenantEvent, TenantState};
-use crate::store::{Actor, StoreError, TenantRecord, TenantStore, Transition, WriteGuard};
+use crate::rollout::Phase;
+use crate::store::{Actor, RolloutStore, StoreError, TenantRecord, TenantStore, Transition, WriteGuard};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -16,20 +23,86 @@ pub enum CommandError {
     Invalid(#[from] crate::domain::InvalidValue),
     #[error("tenant {id}: {rejected}")]
     Rejected { id: TenantId, rejected: Rejected },
+    #[error(
+        "tenant {id} is held by rollout {rollout}, which is {phase}; pause or abort rollout {rollout}, \
+         or pass the admin override (--override-rollout-hold, or override_rollout_hold=true in the API)"
+    )]
+    HeldByRollout {
+        id: TenantId,
+        rollout: RolloutId,
+        phase: &'static str,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 const CONFLICT_RETRIES: usize = 5;
 
+/// Whether a command respects the hold of a running rollout on the tenant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RolloutHold {
+    /// Refuse the command while a running rollout holds the tenant.
+    #[default]
+    Respect,
+    /// An admin's explicit decision to act anyway; recorded in the history.
+    Override,
+}
+
 #[derive(Clone)]
 pub struct TenantCommands {
     store: Arc<dyn TenantStore>,
+    rollouts: Option<Arc<dyn RolloutStore>>,
 }
 
 impl TenantCommands {
     pub fn new(store: Arc<dyn TenantStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            rollouts: None,
+        }
+    }
+
+    /// Refuses commands on tenants that a running rollout in `rollouts` holds (see the
+    /// module documentation). Every operator-facing instance is built with it; without
+    /// it only the tenant's own state decides.
+    pub fn with_rollout_holds(mut self, rollouts: Arc<dyn RolloutStore>) -> Self {
+        self.rollouts = Some(rollouts);
+        self
+    }
+
+    /// The running rollout holding `record`, if any: `(rollout, phase)`.
+    async fn holder(&self, record: &TenantRecord) -> Result<Option<(RolloutId, Phase)>, StoreError> {
+        let (Some(rollouts), Some(id)) = (&self.rollouts, &record.rollout) else {
+            return Ok(None);
+        };
+        match rollouts.load_rollout(id).await {
+            Ok(rollout) if matches!(rollout.phase, Phase::Preparing | Phase::Running) => {
+                Ok(Some((id.clone(), rollout.phase)))
+            }
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `Ok(Some(note))` for the history when an override acts on a held tenant,
+    /// `Ok(None)` when nothing holds it, `Err` when the hold refuses the command.
+    async fn check_hold(
+        &self,
+        record: &TenantRecord,
+        hold: RolloutHold,
+    ) -> Result<Option<String>, CommandError> {
+        match (self.holder(record).await?, hold) {
+            (None, _) => Ok(None),
+            (Some((rollout, phase)), RolloutHold::Override) => Ok(Some(format!(
+                " (admin override of the hold of rollout {rollout}, {})",
+                phase.as_str()
+            ))),
+            (Some((rollout, phase)), RolloutHold::Respect) => Err(CommandError::HeldByRollout {
+                id: record.id().clone(),
+                rollout,
+                phase: phase.as_str(),
+            }),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn TenantStore> {
@@ -61,16 +134,30 @@ impl TenantCommands {
         Ok(self.store.create(&record, first).await?)
     }
 
-    /// Applies an operator event, e.g. `Upgrade`, `Retry`, `Deprovision`.
+    /// Applies an operator event, e.g. `Upgrade`, `Retry`, `Deprovision`, respecting
+    /// a running rollout's hold on the tenant.
     pub async fn command(
         &self,
         id: &TenantId,
         event: TenantEvent,
         actor: &Actor,
     ) -> Result<TenantRecord, CommandError> {
+        self.command_with_hold(id, event, actor, RolloutHold::Respect)
+            .await
+    }
+
+    /// As [`TenantCommands::command`], with the caller's choice about a rollout's hold.
+    pub async fn command_with_hold(
+        &self,
+        id: &TenantId,
+        event: TenantEvent,
+        actor: &Actor,
+        hold: RolloutHold,
+    ) -> Result<TenantRecord, CommandError> {
         let mut attempt = 0;
         loop {
             let mut record = self.store.load(id).await?;
+            let overriding = self.check_hold(&record, hold).await?;
             let next = record
                 .state
                 .apply(&event)
@@ -80,7 +167,7 @@ impl TenantCommands {
                 })?;
             let transition = Transition {
                 from: record.state.label(),
-                cause: describe(&event),
+                cause: describe(&event) + overriding.as_deref().unwrap_or(""),
                 actor: actor.0.clone(),
                 ..Transition::default()
             };
@@ -115,6 +202,13 @@ pub struct SpecChange {
 impl SpecChange {
     pub fn is_empty(&self) -> bool {
         self == &SpecChange::default()
+    }
+
+    /// Whether the change alters what or whether a rollout deploys to the tenant (its
+    /// pin, hostnames or tier), which a running rollout's hold refuses; maintenance
+    /// windows only say when, and may change any time.
+    fn moves_the_tenant(&self) -> bool {
+        self.pinned_release.is_some() || self.hostnames.is_some() || self.tier.is_some()
     }
 
     /// Applies the change; `Err` says why it cannot apply in `state`.
@@ -164,6 +258,7 @@ impl TenantCommands {
         change: &SpecChange,
         expected_version: Option<u64>,
         actor: &Actor,
+        hold: RolloutHold,
     ) -> Result<TenantRecord, CommandError> {
         let mut attempt = 0;
         loop {
@@ -179,6 +274,10 @@ impl TenantCommands {
                     }));
                 }
             }
+            let overriding = match change.moves_the_tenant() {
+                true => self.check_hold(&record, hold).await?,
+                false => None,
+            };
             let said =
                 change
                     .apply(&mut record.spec, &record.state)
@@ -196,7 +295,11 @@ impl TenantCommands {
             }
             let transition = Transition {
                 from: record.state.label(),
-                cause: format!("UpdateSpec: {}", said.join("; ")),
+                cause: format!(
+                    "UpdateSpec: {}{}",
+                    said.join("; "),
+                    overriding.as_deref().unwrap_or("")
+                ),
                 actor: actor.0.clone(),
                 ..Transition::default()
             };

@@ -12,6 +12,10 @@ mod fleet;
 mod idempotency;
 #[path = "api/ops.rs"]
 mod ops;
+#[path = "api/request_bodies.rs"]
+mod request_bodies;
+#[path = "api/rollout_holds.rs"]
+mod rollout_holds;
 #[path = "api/rollouts.rs"]
 mod rollouts;
 #[path = "api/tenants.rs"]

@@ -14,17 +14,37 @@ use crate::domain::TenantId;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A JSON body, parsed (and so validated: the request types use the domain newtypes
-/// and refuse unknown fields).
+/// and refuse unknown fields). The body must be a JSON object: serde's derived structs
+/// would also take their fields from an array by position, which no client means.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(json_rejection)?;
+        if !value.is_object() {
+            return Err(ApiError::InvalidRequest(format!(
+                "the body is a JSON {}; send a JSON object with the fields named, e.g. {{\"release\": \"1.4.2\"}}",
+                json_kind(&value)
+            )));
         }
+        serde_json::from_value::<T>(value)
+            .map(ApiJson)
+            .map_err(|e| ApiError::InvalidRequest(format!("the body does not fit this request: {e}")))
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
     }
 }
 

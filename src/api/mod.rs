@@ -54,7 +54,7 @@ impl ApiState {
         metrics::handle();
         let tenants: Arc<dyn TenantStore> = store.clone();
         Self(Arc::new(Inner {
-            commands: TenantCommands::new(tenants),
+            commands: TenantCommands::new(tenants).with_rollout_holds(store.clone()),
             rollouts: RolloutCommands::new(store.clone(), store.clone()),
             store,
             tokens,

@@ -2,23 +2,24 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::auth::Scope;
 use super::auth::{Admin, Caller, Deploy, Read};
 use super::extract::{ApiJson, ApiQuery, IdempotencyKey, TenantPath};
 use super::views::{
-    CreateTenant, HistoryPage, PageParams, Restore, TenantFilters, TenantPage, TenantView, UpdateTenant,
-    Upgrade,
+    CreateTenant, HistoryPage, HoldOverride, PageParams, Restore, TenantFilters, TenantPage, TenantView,
+    UpdateTenant, Upgrade,
 };
 use super::{idempotency, ApiError, ApiState};
 use crate::domain::{Group, Region, ReleaseVersion, TenantId, TenantSpec};
 use crate::machine::{TenantEvent, TenantState};
 use crate::store::{ListFilter, ListQuery, StoreError};
-use crate::tenants::{CommandError, SpecChange};
+use crate::tenants::{CommandError, RolloutHold, SpecChange};
 
 /// Page tokens handed out by the API: the store's token bound to the query it came
 /// from, so a token replayed with other filters is refused rather than misread.
@@ -68,6 +69,18 @@ fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
         Some(n) => Err(ApiError::InvalidRequest(format!(
             "limit {n} is out of range; use 1-1000"
         ))),
+    }
+}
+
+/// The caller's choice about a running rollout's hold: overriding it takes an admin.
+fn rollout_hold<S>(caller: &Caller<S>, q: &HoldOverride) -> Result<RolloutHold, ApiError> {
+    match (q.override_rollout_hold, caller.scope) {
+        (false, _) => Ok(RolloutHold::Respect),
+        (true, Scope::Admin) => Ok(RolloutHold::Override),
+        (true, _) => Err(ApiError::Forbidden(
+            "override_rollout_hold needs an admin token; pause or abort the rollout instead, or ask an admin"
+                .into(),
+        )),
     }
 }
 
@@ -186,13 +199,14 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(operation_id = "tenant_update", patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)), request_body = UpdateTenant,
+#[utoipa::path(operation_id = "tenant_update", patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path), HoldOverride), request_body = UpdateTenant,
     responses((status = 200, body = TenantView), (status = 409, body = super::error::ErrorBody)),
     security(("bearer" = ["admin"])))]
 pub async fn update(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
     TenantPath(id): TenantPath,
+    ApiQuery(q): ApiQuery<HoldOverride>,
     ApiJson(body): ApiJson<UpdateTenant>,
 ) -> Result<Json<TenantView>, ApiError> {
     let change = SpecChange {
@@ -208,38 +222,57 @@ pub async fn update(
     }
     let record = state
         .commands()
-        .update_spec(&id, &change, body.expected_version, &caller.actor())
+        .update_spec(
+            &id,
+            &change,
+            body.expected_version,
+            &caller.actor(),
+            rollout_hold(&caller, &q)?,
+        )
         .await?;
     tracing::info!(tenant = %id, caller = %caller.name, "tenant spec updated");
     Ok(Json(TenantView::from(&record)))
 }
 
 /// Applies an operator event, idempotently when the caller sent a key.
+#[allow(clippy::too_many_arguments)] // each is a distinct part of the request; a struct would only rename them
 async fn command<S>(
     state: &ApiState,
     caller: &Caller<S>,
     key: Option<String>,
     id: &TenantId,
     request: &str,
+    q: &HoldOverride,
     body: &impl Serialize,
     event: TenantEvent,
 ) -> Response {
-    idempotency::run(state, &caller.name, key, request, body, || async {
+    let hold = match rollout_hold(caller, q) {
+        Ok(hold) => hold,
+        Err(e) => return e.into_response(),
+    };
+    let request = match hold {
+        RolloutHold::Respect => request.to_owned(),
+        RolloutHold::Override => format!("{request}?override_rollout_hold=true"),
+    };
+    idempotency::run(state, &caller.name, key, &request, body, || async {
         let name = event.name();
-        let record = state.commands().command(id, event, &caller.actor()).await?;
+        let record = state
+            .commands()
+            .command_with_hold(id, event, &caller.actor(), hold).await?;
         tracing::info!(tenant = %id, caller = %caller.name, command = name, to = %record.state.label(), "tenant commanded");
         Ok((StatusCode::ACCEPTED, view(&record)))
     })
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_upgrade", post, path = "/v1/tenants/{id}/upgrade", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = Upgrade,
+#[utoipa::path(operation_id = "tenant_upgrade", post, path = "/v1/tenants/{id}/upgrade", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header), HoldOverride), request_body = Upgrade,
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
 pub async fn upgrade(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
     TenantPath(id): TenantPath,
     IdempotencyKey(key): IdempotencyKey,
+    ApiQuery(q): ApiQuery<HoldOverride>,
     ApiJson(body): ApiJson<Upgrade>,
 ) -> Response {
     let event = TenantEvent::Upgrade {
@@ -251,19 +284,21 @@ pub async fn upgrade(
         key,
         &id,
         &format!("POST /v1/tenants/{id}/upgrade"),
+        &q,
         &body,
         event,
     )
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_retry", post, path = "/v1/tenants/{id}/retry", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+#[utoipa::path(operation_id = "tenant_retry", post, path = "/v1/tenants/{id}/retry", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header), HoldOverride),
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
 pub async fn retry(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
     TenantPath(id): TenantPath,
     IdempotencyKey(key): IdempotencyKey,
+    ApiQuery(q): ApiQuery<HoldOverride>,
 ) -> Response {
     command(
         &state,
@@ -271,19 +306,21 @@ pub async fn retry(
         key,
         &id,
         &format!("POST /v1/tenants/{id}/retry"),
+        &q,
         &(),
         TenantEvent::Retry,
     )
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_rollback", post, path = "/v1/tenants/{id}/rollback", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+#[utoipa::path(operation_id = "tenant_rollback", post, path = "/v1/tenants/{id}/rollback", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header), HoldOverride),
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
 pub async fn rollback(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
     TenantPath(id): TenantPath,
     IdempotencyKey(key): IdempotencyKey,
+    ApiQuery(q): ApiQuery<HoldOverride>,
 ) -> Response {
     command(
         &state,
@@ -291,19 +328,21 @@ pub async fn rollback(
         key,
         &id,
         &format!("POST /v1/tenants/{id}/rollback"),
+        &q,
         &(),
         TenantEvent::Rollback,
     )
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_restore", post, path = "/v1/tenants/{id}/restore", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = Restore,
+#[utoipa::path(operation_id = "tenant_restore", post, path = "/v1/tenants/{id}/restore", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header), HoldOverride), request_body = Restore,
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
 pub async fn restore(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
     TenantPath(id): TenantPath,
     IdempotencyKey(key): IdempotencyKey,
+    ApiQuery(q): ApiQuery<HoldOverride>,
     ApiJson(body): ApiJson<Restore>,
 ) -> Response {
     let event = TenantEvent::Restore {
@@ -315,22 +354,34 @@ pub async fn restore(
         key,
         &id,
         &format!("POST /v1/tenants/{id}/restore"),
+        &q,
         &body,
         event,
     )
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_deprovision", post, path = "/v1/tenants/{id}/deprovision", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+#[utoipa::path(operation_id = "tenant_deprovision", post, path = "/v1/tenants/{id}/deprovision", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header), HoldOverride),
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
 pub async fn deprovision(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
     TenantPath(id): TenantPath,
     IdempotencyKey(key): IdempotencyKey,
+    ApiQuery(q): ApiQuery<HoldOverride>,
 ) -> Response {
     let request = format!("POST /v1/tenants/{id}/deprovision");
-    command(&state, &caller, key, &id, &request, &(), TenantEvent::Deprovision).await
+    command(
+        &state,
+        &caller,
+        key,
+        &id,
+        &request,
+        &q,
+        &(),
+        TenantEvent::Deprovision,
+    )
+    .await
 }
 
 #[utoipa::path(operation_id = "tenant_history", get, path = "/v1/tenants/{id}/history", tag = "tenants", params(("id" = String, Path), PageParams),

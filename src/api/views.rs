@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, TenantId, Tier,
+    Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, SnapshotName, TenantId, Tier,
 };
 use crate::store::{HistoryEvent, TenantRecord, TenantSummary};
 
@@ -109,35 +109,6 @@ pub struct Restore {
     /// An RDS cluster snapshot identifier (from the tenant's `facts.snapshots`).
     #[schema(value_type = String, example = "tenant-prod-acme-preupgrade-1-4-2-7")]
     pub snapshot: SnapshotName,
-}
-
-/// An RDS cluster snapshot identifier: 1-255 letters, digits, '-' or ':'.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct SnapshotName(String);
-
-impl TryFrom<String> for SnapshotName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        let ok = !s.is_empty()
-            && s.len() <= 255
-            && s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':');
-        match ok {
-            true => Ok(Self(s)),
-            false => Err(format!(
-                "invalid snapshot {:?}: use an RDS snapshot identifier (a letter, then letters, digits, '-' or ':'; at most 255)",
-                s.chars().take(80).collect::<String>()
-            )),
-        }
-    }
-}
-
-impl From<SnapshotName> for String {
-    fn from(s: SnapshotName) -> String {
-        s.0
-    }
 }
 
 /// The lease of the worker running the tenant's step.
@@ -308,6 +279,18 @@ pub struct PageParams {
     pub limit: Option<u32>,
     /// From the previous page.
     pub next_token: Option<String>,
+}
+
+/// Query parameters of the tenant commands and `PATCH /v1/tenants/{id}`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HoldOverride {
+    /// Act although a running rollout holds the tenant (admin scope only); the
+    /// tenant's history records the override. Default false: refused with 409
+    /// `held_by_rollout`.
+    #[serde(default)]
+    pub override_rollout_hold: bool,
 }
 
 /// Filters of `GET /v1/tenants`.

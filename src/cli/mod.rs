@@ -12,7 +12,7 @@
 //! | 1 | [`EXIT_FAILURE`] | failed: AWS or the table unreachable, a waited-for tenant settled elsewhere, a wait timed out |
 //! | 2 | [`EXIT_INVALID_INPUT`] | invalid input: a bad id, release, spec file or flag; nothing was changed |
 //! | 3 | [`EXIT_NOT_FOUND`] | a tenant (or rollout) does not exist |
-//! | 4 | [`EXIT_CONFLICT`] | conflict, or refused by the tenant's state (the message says which state and what to do) |
+//! | 4 | [`EXIT_CONFLICT`] | conflict, or refused by the tenant's state or a running rollout's hold (the message says which and what to do) |
 //! | 5 | [`EXIT_ROLLOUT_HALTED`] | a rollout halted on a breached failure budget, or was rolled back |
 //! | 6 | [`EXIT_ROLLOUT_ABORTED`] | a rollout was aborted by an operator |
 //! | 7 | [`EXIT_FLEET_UNSOUND`] | `fleet check` found broken invariants |
@@ -61,7 +61,7 @@ Exit codes:
   1  failure (AWS or table unreachable, a waited-for tenant settled elsewhere, timeout)
   2  invalid input; nothing was changed
   3  not found
-  4  conflict, or refused by the tenant's state (the message says what to do)
+  4  conflict, or refused by the tenant's state or a running rollout's hold (the message says what to do)
   5  rollout halted (failure budget breached) or rolled back
   6  rollout aborted
   7  fleet check found broken invariants";
@@ -96,6 +96,11 @@ pub struct Cli {
     /// How results are printed.
     #[arg(long, short, global = true, env = "TENANTCTL_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
+    /// AWS regions opened after this tenantctl was built, accepted on top of the
+    /// built-in list of every AWS partition's regions (comma-separated, e.g.
+    /// ap-southeast-9). Any other name is refused as a region.
+    #[arg(long, global = true, env = "TENANTCTL_EXTRA_REGIONS", value_delimiter = ',')]
+    extra_regions: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -214,7 +219,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<CommandError>() {
             return match e {
                 CommandError::Invalid(_) => EXIT_INVALID_INPUT,
-                CommandError::Rejected { .. } => EXIT_CONFLICT,
+                CommandError::Rejected { .. } | CommandError::HeldByRollout { .. } => EXIT_CONFLICT,
                 CommandError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
                 CommandError::Store(StoreError::Conflict { .. }) => EXIT_CONFLICT,
                 CommandError::Store(StoreError::Invalid { .. }) => EXIT_INVALID_INPUT,
@@ -316,6 +321,13 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    let extra_regions: Vec<&str> = cli
+        .extra_regions
+        .iter()
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+        .collect();
+    tenant_orchestrator::domain::allow_extra_regions(&extra_regions)?;
     let remote = match cli.command {
         Command::Tenant { .. } | Command::Policy { .. } | Command::Rollout { .. } => {
             cli.server.as_deref().map(remote::Remote::new).transpose()?

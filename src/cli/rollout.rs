@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
@@ -88,8 +88,13 @@ pub struct WaitArgs {
 }
 
 fn read_spec(path: &std::path::Path) -> Result<RolloutSpec, Failure> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the rollout spec {}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Failure {
+        code: super::EXIT_INVALID_INPUT,
+        error: anyhow!(
+            "cannot read the rollout spec {}: {e}; pass --spec the path of a JSON rollout spec",
+            path.display()
+        ),
+    })?;
     serde_json::from_str(&text).map_err(|e| Failure {
         code: super::EXIT_INVALID_INPUT,
         error: anyhow!("{} is not a valid rollout spec: {e}", path.display()),

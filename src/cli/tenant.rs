@@ -4,12 +4,12 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use tenant_orchestrator::domain::{
-    Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
-    VersionPolicy,
+    Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, SnapshotName, TenantId,
+    TenantSpec, Tier, VersionPolicy,
 };
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::store::{Actor, ListQuery, TenantStore};
-use tenant_orchestrator::tenants::TenantCommands;
+use tenant_orchestrator::tenants::{RolloutHold, TenantCommands};
 
 use super::output::{print_history, print_list, print_record};
 use super::{Failure, OutputFormat, EXIT_INVALID_INPUT};
@@ -47,19 +47,35 @@ pub enum TenantCommand {
         id: String,
         #[arg(long)]
         release: String,
+        #[command(flatten)]
+        hold: HoldArgs,
     },
     /// Resume a failed tenant at the step that failed, or retry a failed upgrade.
-    Retry { id: String },
+    Retry {
+        id: String,
+        #[command(flatten)]
+        hold: HoldArgs,
+    },
     /// Abandon an upgrade in progress, or restart a failed rollback.
-    Rollback { id: String },
+    Rollback {
+        id: String,
+        #[command(flatten)]
+        hold: HoldArgs,
+    },
     /// Restore the tenant's database from a snapshot (operator-approved).
     Restore {
         id: String,
         #[arg(long)]
         snapshot: String,
+        #[command(flatten)]
+        hold: HoldArgs,
     },
     /// Back up and remove the tenant.
-    Deprovision { id: String },
+    Deprovision {
+        id: String,
+        #[command(flatten)]
+        hold: HoldArgs,
+    },
     /// Wait until tenants settle (Active, Failed or Deleted), showing progress; exit 0
     /// only if every one ended in the wanted state.
     ///
@@ -77,6 +93,24 @@ pub enum TenantCommand {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+}
+
+/// The commands that move a tenant are refused while a running rollout holds it.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct HoldArgs {
+    /// Act although a running rollout holds the tenant (an admin's decision; the
+    /// tenant's history records it). Otherwise pause or abort the rollout first.
+    #[arg(long)]
+    override_rollout_hold: bool,
+}
+
+impl HoldArgs {
+    pub fn hold(self) -> RolloutHold {
+        match self.override_rollout_hold {
+            true => RolloutHold::Override,
+            false => RolloutHold::Respect,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -169,24 +203,65 @@ pub fn operator() -> Actor {
     Actor::operator(&who)
 }
 
+/// Most tenants one page of `tenant list` may hold (the API's bound too).
+const MAX_PAGE: u32 = 1000;
+
+/// Checks the input both modes share, so the table and `--server` refuse the same
+/// things with the same exit code before anything is read or sent.
+fn check_input(command: &TenantCommand) -> Result<(), Failure> {
+    let invalid = |error| Failure {
+        code: EXIT_INVALID_INPUT,
+        error,
+    };
+    match command {
+        TenantCommand::List { state, limit, .. } => {
+            if !(1..=MAX_PAGE).contains(limit) {
+                return Err(invalid(anyhow::anyhow!(
+                    "--limit {limit} is out of range; use 1-{MAX_PAGE}"
+                )));
+            }
+            if let Some(s) = state {
+                known_state(s).map_err(invalid)?;
+            }
+        }
+        TenantCommand::Wait { state, .. } => known_state(state).map_err(invalid)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn known_state(name: &str) -> Result<(), anyhow::Error> {
+    match TenantState::NAMES.contains(&name) {
+        true => Ok(()),
+        false => Err(anyhow::anyhow!(
+            "unknown state {name:?}; use one of {}",
+            TenantState::NAMES.join(", ")
+        )),
+    }
+}
+
 pub async fn run(
     table: &str,
     server: Option<&super::remote::Remote>,
     output: OutputFormat,
     command: TenantCommand,
 ) -> Result<(), Failure> {
+    check_input(&command)?;
     if let Some(remote) = server {
         return remote::run(remote, output, command).await;
     }
     // Validate input before touching the network: bad input fails fast and changes nothing.
     let dynamo = super::dynamo_store(table).await;
     let store: Arc<dyn TenantStore> = dynamo.clone();
-    let commands = TenantCommands::new(store.clone());
+    let commands = TenantCommands::new(store.clone()).with_rollout_holds(dynamo.clone());
     let actor = operator();
-    let event = |id: &str, event: TenantEvent| -> Result<(TenantId, TenantEvent), Failure> {
-        Ok((TenantId::parse(id)?, event))
+    let event = |id: &str,
+                 event: TenantEvent,
+                 hold: HoldArgs|
+     -> Result<(TenantId, TenantEvent, RolloutHold), Failure> {
+        Ok((TenantId::parse(id)?, event, hold.hold()))
     };
-    let (id, ev) = match command {
+    let (id, ev, hold) = match command {
         TenantCommand::Create(args) => {
             let policy = match &args.release {
                 Some(_) => VersionPolicy::default(),
@@ -220,17 +295,6 @@ pub async fn run(
             next_token,
         } => {
             let region = region.as_deref().map(Region::parse).transpose()?;
-            if let Some(s) = &state {
-                if !TenantState::NAMES.contains(&s.as_str()) {
-                    return Err(Failure {
-                        code: EXIT_INVALID_INPUT,
-                        error: anyhow::anyhow!(
-                            "unknown state {s:?}; use one of {}",
-                            TenantState::NAMES.join(", ")
-                        ),
-                    });
-                }
-            }
             let page = store
                 .list(&ListQuery {
                     region,
@@ -263,15 +327,24 @@ pub async fn run(
                 .collect::<Result<Vec<_>, _>>()?;
             return wait::wait(store.as_ref(), &ids, &state, timeout).await;
         }
-        TenantCommand::Upgrade { id, release } => {
+        TenantCommand::Upgrade { id, release, hold } => {
             let release = ReleaseVersion::parse(&release)?;
-            event(&id, TenantEvent::Upgrade { release })?
+            event(&id, TenantEvent::Upgrade { release }, hold)?
         }
-        TenantCommand::Retry { id } => event(&id, TenantEvent::Retry)?,
-        TenantCommand::Rollback { id } => event(&id, TenantEvent::Rollback)?,
-        TenantCommand::Restore { id, snapshot } => event(&id, TenantEvent::Restore { snapshot })?,
-        TenantCommand::Deprovision { id } => event(&id, TenantEvent::Deprovision)?,
+        TenantCommand::Retry { id, hold } => event(&id, TenantEvent::Retry, hold)?,
+        TenantCommand::Rollback { id, hold } => event(&id, TenantEvent::Rollback, hold)?,
+        TenantCommand::Restore { id, snapshot, hold } => {
+            let snapshot = SnapshotName::parse(&snapshot)?;
+            event(
+                &id,
+                TenantEvent::Restore {
+                    snapshot: snapshot.into(),
+                },
+                hold,
+            )?
+        }
+        TenantCommand::Deprovision { id, hold } => event(&id, TenantEvent::Deprovision, hold)?,
     };
-    let record = commands.command(&id, ev, &actor).await?;
+    let record = commands.command_with_hold(&id, ev, &actor, hold).await?;
     print_record(output, &record)
 }

@@ -3,8 +3,9 @@ use serde::{Deserialize, Serialize};
 use super::{dns_label_problem, string_newtype, InvalidValue};
 
 /// A fully qualified DNS name a tenant is served on (`acme.example.com`). Stored in
-/// lowercase; at least two labels; no wildcards, because certificates are packed per
-/// exact name.
+/// lowercase without the root's trailing dot (one is accepted and dropped); at most
+/// 253 characters of labels of at most 63; at least two labels; no wildcards, because
+/// certificates are packed per exact name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Hostname(String);
@@ -12,7 +13,14 @@ pub struct Hostname(String);
 impl Hostname {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         let kind = "hostname";
-        let lower = s.trim_end_matches('.').to_ascii_lowercase();
+        let lower = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
+        if lower.ends_with('.') {
+            return Err(InvalidValue::new(
+                kind,
+                s,
+                "ends in more than one '.'; write the name with at most one trailing dot, like acme.example.com",
+            ));
+        }
         if lower.len() > 253 {
             return Err(InvalidValue::new(kind, s, "must be at most 253 characters"));
         }
@@ -61,9 +69,29 @@ mod tests {
             ("a..example.com", "1 to 63"),
             ("10.0.0.1", "not an IP"),
             ("acme_x.example.com", "'_'"),
+            ("acme.example.com..", "more than one '.'"),
+            ("acme.example.com...", "more than one '.'"),
+            (format!("{}.example.com", "a".repeat(64)).as_str(), "1 to 63"),
+            (
+                format!("{}example.com", "abcdefghi.".repeat(25)).as_str(),
+                "at most 253",
+            ),
         ] {
             let err = Hostname::parse(bad).unwrap_err().to_string();
             assert!(err.contains(expected), "{bad}: {err}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn an_accepted_hostname_is_a_dns_name(s in "[a-zA-Z0-9.-]{1,80}\\.{0,3}") {
+            if let Ok(host) = Hostname::parse(&s) {
+                let host = host.as_str();
+                proptest::prop_assert!(host.len() <= 253);
+                proptest::prop_assert!(!host.ends_with('.'));
+                proptest::prop_assert!(host.split('.').all(|l| (1..=63).contains(&l.len())));
+                proptest::prop_assert!(s.trim_end_matches('.').len() + 1 >= s.len(), "at most one trailing dot: {}", s);
+            }
         }
     }
 }

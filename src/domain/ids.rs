@@ -30,28 +30,22 @@ impl TenantId {
 }
 string_newtype!(TenantId);
 
-/// An AWS region name such as `us-east-1` or `eu-central-2`.
+/// An AWS region that exists: one of [`super::regions::KNOWN_REGIONS`] or a region
+/// configured on top of them (`--extra-regions`), such as `us-east-1`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Region(String);
 
 impl Region {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        let parts: Vec<&str> = s.split('-').collect();
-        let shaped = parts.len() >= 3
-            && parts.len() <= 4
-            && parts[0].len() == 2
-            && parts[..parts.len() - 1]
-                .iter()
-                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
-            && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n > 0);
-        if shaped {
+        if super::regions::is_region(s) {
             Ok(Self(s.to_owned()))
         } else {
             Err(InvalidValue::new(
                 "region",
                 s,
-                "expected an AWS region name like us-east-1 or eu-central-2",
+                "not an AWS region; use a region name like us-east-1 or eu-central-2, \
+                 or configure a region newer than tenantctl with --extra-regions (TENANTCTL_EXTRA_REGIONS)",
             ))
         }
     }
@@ -129,11 +123,26 @@ mod tests {
     }
 
     #[test]
-    fn regions_must_look_like_aws_regions() {
-        for ok in ["us-east-1", "eu-central-2", "us-gov-west-1", "ap-southeast-4"] {
+    fn regions_must_be_real_aws_regions() {
+        for ok in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "ap-southeast-4",
+            "cn-north-1",
+        ] {
             assert!(Region::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["us-east", "US-EAST-1", "useast1", "us-east-0", "", "u-east-1"] {
+        for bad in [
+            "us-east",
+            "US-EAST-1",
+            "useast1",
+            "us-east-0",
+            "",
+            "u-east-1",
+            "zz-nowhere-9",
+            "eu-west-9",
+        ] {
             let err = Region::parse(bad).unwrap_err().to_string();
             assert!(err.contains("us-east-1"), "{err}");
         }

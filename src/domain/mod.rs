@@ -5,16 +5,20 @@ pub(crate) mod duration;
 mod hostname;
 mod ids;
 mod policy;
+mod regions;
 mod release;
 pub mod rollout;
+mod snapshot;
 mod spec;
 pub(crate) mod window;
 
 pub use hostname::Hostname;
 pub use ids::{Environment, Group, Region, TenantId};
 pub use policy::{ReleaseSource, ResolvedRelease, VersionPolicy};
+pub use regions::{allow_extra_regions, KNOWN_REGIONS};
 pub use release::ReleaseVersion;
 pub use rollout::{RolloutId, RolloutSpec};
+pub use snapshot::SnapshotName;
 pub use spec::{TenantSpec, Tier};
 pub use window::{MaintenanceWindows, Window};
 

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use tenant_orchestrator::domain::{Region, ReleaseVersion, TenantId};
+use tenant_orchestrator::domain::{Region, ReleaseVersion, SnapshotName, TenantId};
 use tenant_orchestrator::machine::{DeprovisionStep, ProvisionStep, RestoreStep, RollbackStep, UpgradeStep};
 
-use super::TenantCommand;
+use super::{HoldArgs, TenantCommand};
 use crate::cli::progress::{Outcome, Progress};
 use crate::cli::remote::{encode, Remote};
 use crate::cli::{Failure, OutputFormat, EXIT_FAILURE};
+use tenant_orchestrator::tenants::RolloutHold;
 
 pub async fn run(remote: &Remote, output: OutputFormat, command: TenantCommand) -> Result<(), Failure> {
     let view: Value = match command {
@@ -80,28 +81,38 @@ pub async fn run(remote: &Remote, output: OutputFormat, command: TenantCommand) 
                 .collect::<Result<Vec<_>, _>>()?;
             return wait(remote, &ids, &state, timeout).await;
         }
-        TenantCommand::Upgrade { id, release } => {
+        TenantCommand::Upgrade { id, release, hold } => {
             let release = ReleaseVersion::parse(&release)?;
             let body = json!({ "release": release });
             remote
-                .post(&path(&TenantId::parse(&id)?, "/upgrade"), Some(body))
+                .post(
+                    &command_path(&TenantId::parse(&id)?, "/upgrade", hold),
+                    Some(body),
+                )
                 .await?
         }
-        TenantCommand::Retry { id } => remote.post(&path(&TenantId::parse(&id)?, "/retry"), None).await?,
-        TenantCommand::Rollback { id } => {
+        TenantCommand::Retry { id, hold } => {
             remote
-                .post(&path(&TenantId::parse(&id)?, "/rollback"), None)
+                .post(&command_path(&TenantId::parse(&id)?, "/retry", hold), None)
                 .await?
         }
-        TenantCommand::Restore { id, snapshot } => {
-            let body = json!({ "snapshot": snapshot });
+        TenantCommand::Rollback { id, hold } => {
             remote
-                .post(&path(&TenantId::parse(&id)?, "/restore"), Some(body))
+                .post(&command_path(&TenantId::parse(&id)?, "/rollback", hold), None)
                 .await?
         }
-        TenantCommand::Deprovision { id } => {
+        TenantCommand::Restore { id, snapshot, hold } => {
+            let body = json!({ "snapshot": SnapshotName::parse(&snapshot)? });
             remote
-                .post(&path(&TenantId::parse(&id)?, "/deprovision"), None)
+                .post(
+                    &command_path(&TenantId::parse(&id)?, "/restore", hold),
+                    Some(body),
+                )
+                .await?
+        }
+        TenantCommand::Deprovision { id, hold } => {
+            remote
+                .post(&command_path(&TenantId::parse(&id)?, "/deprovision", hold), None)
                 .await?
         }
     };
@@ -110,6 +121,14 @@ pub async fn run(remote: &Remote, output: OutputFormat, command: TenantCommand) 
 
 fn path(id: &TenantId, rest: &str) -> String {
     format!("/v1/tenants/{}{rest}", encode(id.as_str()))
+}
+
+/// The path of a tenant command, with the admin override of a rollout's hold if asked.
+fn command_path(id: &TenantId, command: &str, hold: HoldArgs) -> String {
+    match hold.hold() {
+        RolloutHold::Override => format!("{}?override_rollout_hold=true", path(id, command)),
+        RolloutHold::Respect => path(id, command),
+    }
 }
 
 fn text(v: &Value) -> String {

@@ -240,7 +240,7 @@ fn derived_rollout_ids_name_the_date_and_release() {
     assert_eq!(id("2.0.0-rc.1").as_str(), "r-2026-11-21-2-0-0-rc-1");
     let long = id(&format!("1.0.0-{}", "x".repeat(80)));
     assert!(long.as_str().len() <= 63);
-    for derived in [id("1.4.2"), id("2.0.0-RC.1+Build.7"), long] {
+    for derived in [id("1.4.2"), id("2.0.0-RC.1.Build-7"), long] {
         assert_eq!(RolloutId::parse(derived.as_str()).unwrap(), derived);
     }
 }

@@ -131,7 +131,7 @@ mod tests {
             snapshot_identifier(&s, Purpose::Final, None, 30),
             "tenant-prod-acme-final-30"
         );
-        let rc = ReleaseVersion::parse("2.0.0-RC.1+build.7").unwrap();
+        let rc = ReleaseVersion::parse("2.0.0-RC.1.build-7").unwrap();
         assert_eq!(
             snapshot_identifier(&s, Purpose::PreUpgrade, Some(&rc), 3),
             "tenant-prod-acme-preupgrade-2-0-0-rc-1-build-7-3"
