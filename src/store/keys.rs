@@ -13,6 +13,8 @@ pub const WORK_SHARDS: u32 = 8;
 pub const TENANT_SK: &str = "TENANT";
 pub const META_PK: &str = "META";
 pub const REGIONS_SK: &str = "REGIONS";
+/// The key page tokens are sealed with (`pk META`).
+pub const PAGE_TOKEN_KEY_SK: &str = "PAGE_TOKEN_KEY";
 
 pub fn tenant_pk(id: &TenantId) -> String {
     format!("TENANT#{id}")

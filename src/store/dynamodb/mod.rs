@@ -4,6 +4,7 @@ mod errors;
 mod idempotency;
 mod item;
 mod listing;
+mod page_token;
 mod policy;
 mod reports;
 mod rollout_drive;
@@ -49,6 +50,8 @@ pub struct DynamoStore {
     /// Write capacity consumed by this store's writes, in thousandths of a unit, as
     /// reported by `ReturnConsumedCapacity`.
     write_milli_units: Arc<AtomicU64>,
+    /// The table's page-token key, read (or created) on first use.
+    page_key: page_token::PageKeyCell,
 }
 
 /// Collects `SET`/`REMOVE` clauses and their values for one update expression.
@@ -122,6 +125,7 @@ impl DynamoStore {
             client,
             table: table.into(),
             write_milli_units: Arc::new(AtomicU64::new(0)),
+            page_key: page_token::PageKeyCell::default(),
         }
     }
 
