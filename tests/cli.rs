@@ -568,3 +568,48 @@ async fn a_page_token_the_table_did_not_issue_is_invalid_input() {
     assert_eq!(other_filter.status.code(), Some(2), "{}", stderr(&other_filter));
     assert!(stderr(&other_filter).contains(NOT_ISSUED));
 }
+
+#[tokio::test]
+async fn a_hostname_another_tenant_uses_is_a_conflict_and_table_create_claims_old_ones() {
+    require_local_aws();
+    let table = format!("cli-{}", uuid::Uuid::new_v4().simple());
+    assert!(tenantctl(&table, &["table", "create"]).status.success());
+    assert!(tenantctl(&table, CREATE).status.success());
+    let mut copycat = CREATE.to_vec();
+    copycat[3] = "globex";
+    copycat[9] = "Acme.Example.com";
+    let refused = tenantctl(&table, &copycat);
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains(
+            "hostname acme.example.com is already used by tenant acme; choose another hostname or remove it from acme first"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+
+    // A tenant recorded before hostnames were claimed: `table create` claims its names.
+    let client = dynamodb_client().await;
+    client
+        .delete_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("HOST#acme.example.com".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("HOSTNAME".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let again = tenantctl(&table, &["table", "create"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("hostnames of existing tenants: 1 claimed"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(tenantctl(&table, &copycat).status.code(), Some(4));
+}

@@ -277,3 +277,18 @@ async fn a_forged_page_token_is_invalid_input_through_the_api() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hostname_another_tenant_uses_is_a_conflict_through_the_api() {
+    let api = spawn().await;
+    assert!(tenantctl(&api, Some(DEPLOY), CREATE, &[]).await.status.success());
+    let mut copycat = CREATE.to_vec();
+    copycat[3] = "remote-two";
+    let refused = tenantctl(&api, Some(DEPLOY), &copycat, &[]).await;
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("hostname remote-one.example.com is already used by tenant remote-one"),
+        "{}",
+        stderr(&refused)
+    );
+}

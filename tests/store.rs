@@ -413,3 +413,27 @@ async fn operator_commands_refused_by_the_state_change_nothing() {
     assert!(err.to_string().contains("a step is in progress"), "{err}");
     assert_eq!(store.load(&tenant_id("acme")).await.unwrap(), before);
 }
+
+#[tokio::test]
+async fn a_hostname_another_live_tenant_holds_is_refused_and_nothing_is_written() {
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    create(&commands, "acme", "us-east-1").await;
+    let mut other = spec("globex", "us-east-1");
+    other
+        .hostnames
+        .push(tenant_orchestrator::domain::Hostname::parse("ACME.example.com").unwrap());
+    let taken = commands
+        .create(other, release("1.0.0"), &operator())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&taken, CommandError::Store(StoreError::HostnameTaken { hostname, owner })
+            if hostname == "acme.example.com" && owner == "acme"),
+        "{taken}"
+    );
+    assert!(matches!(
+        store.load(&tenant_id("globex")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}

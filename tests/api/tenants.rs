@@ -549,3 +549,70 @@ async fn page_tokens_not_issued_for_the_query_are_refused_before_reaching_the_ta
         "a token of another table",
     );
 }
+
+#[tokio::test]
+async fn a_hostname_belongs_to_one_live_tenant_until_it_is_deleted() {
+    let api = spawn().await;
+    api.create_tenant("acme", "eu-west-1", "default").await;
+    let taken = "hostname acme.example.com is already used by tenant acme; \
+                 choose another hostname or remove it from acme first";
+
+    let mut copycat = tenant_body("globex", "eu-west-1", "default");
+    copycat["hostnames"] = json!(["ACME.example.com"]);
+    let refused = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(copycat.clone()))
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.code(), "hostname_taken");
+    assert_eq!(refused.body["error"]["message"], taken);
+    assert_eq!(api.get("/v1/tenants/globex").await.status, StatusCode::NOT_FOUND);
+
+    api.create_tenant("globex", "eu-west-1", "default").await;
+    api.settle().await;
+    let patch = |hostnames: serde_json::Value| {
+        let api = api.clone();
+        async move {
+            api.call(
+                Method::PATCH,
+                "/v1/tenants/globex",
+                Some(ADMIN),
+                Some(json!({ "hostnames": hostnames })),
+            )
+            .await
+        }
+    };
+    let refused = patch(json!(["globex.example.com", "acme.example.com"])).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.code(), "hostname_taken");
+    assert_eq!(refused.body["error"]["message"], taken);
+    assert_eq!(
+        api.get("/v1/tenants/globex").await.body["hostnames"],
+        json!(["globex.example.com"]),
+        "nothing changed"
+    );
+
+    // Moving to a new name frees the old one for others.
+    let moved = patch(json!(["www.globex.example.com"])).await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    api.create_tenant("initech", "eu-west-1", "default").await;
+    let mut reuse = tenant_body("hooli", "eu-west-1", "default");
+    reuse["hostnames"] = json!(["globex.example.com"]);
+    let reused = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(reuse))
+        .await;
+    assert_eq!(reused.status, StatusCode::CREATED, "{}", reused.body);
+
+    // A deleted tenant's hostnames are free again.
+    let gone = api
+        .call(Method::POST, "/v1/tenants/acme/deprovision", Some(ADMIN), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::ACCEPTED, "{}", gone.body);
+    api.settle().await;
+    assert_eq!(api.get("/v1/tenants/acme").await.body["state"], "Deleted");
+    let mut successor = tenant_body("acme-two", "eu-west-1", "default");
+    successor["hostnames"] = json!(["acme.example.com"]);
+    let created = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(successor))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+}

@@ -1,5 +1,6 @@
 //! The DynamoDB implementation of [`TenantStore`].
 
+mod claims;
 mod errors;
 mod idempotency;
 mod item;
@@ -32,10 +33,11 @@ use super::{
     HistoryEvent, Lease, ListQuery, Page, StoreError, TenantRecord, TenantStore, TenantSummary, Transition,
     WriteGuard,
 };
-use crate::domain::{Region, TenantId};
+use crate::domain::{Hostname, Region, TenantId};
 use errors::{cancellation, classify};
 use item::{decode_event, decode_tenant, event_item, get_n, get_s, millis, n, s, tenant_item, Item};
 
+pub use claims::ClaimBackfill;
 pub use idempotency::Reservation;
 pub use item::mutable_attributes;
 pub use listing::{FleetSummary, ListFilter};
@@ -321,6 +323,13 @@ impl TenantStore for DynamoStore {
             let counter = reports::counter_update(&self.table, &stored, m, now);
             items.push(TransactWriteItem::builder().update(counter).build());
         }
+        let first_claim = items.len();
+        let hostnames = &record.spec.hostnames;
+        items.extend(
+            hostnames
+                .iter()
+                .map(|h| claims::claim(&self.table, h, record.id())),
+        );
         match self.send_transaction(items).await {
             Ok(out) => {
                 self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
@@ -329,7 +338,14 @@ impl TenantStore for DynamoStore {
             }
             Err(err) => Err(match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
-                    cancellation("creating tenant", e.cancellation_reasons(), |_, _| {
+                    let reasons = e.cancellation_reasons();
+                    let exists = reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+                    if let Some(taken) = self.refused_claim(reasons, first_claim, hostnames).await {
+                        if !exists {
+                            return Err(taken);
+                        }
+                    }
+                    cancellation("creating tenant", reasons, |_, _| {
                         format!(
                             "tenant {} already exists; pick another id or inspect it with `tenantctl tenant get {}`",
                             record.id(),
@@ -435,6 +451,11 @@ impl TenantStore for DynamoStore {
             let counter = reports::counter_update(&self.table, &next, m, now);
             items.push(TransactWriteItem::builder().update(counter).build());
         }
+        if next.state.is_terminal() {
+            // A deleted tenant gives its hostnames up for other tenants.
+            let held = self.held_by(record.id(), &next.spec.hostnames).await?;
+            items.extend(held.iter().map(|h| claims::release(&self.table, h, record.id())));
+        }
         match self.send_transaction(items).await {
             Ok(out) => {
                 self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
@@ -448,17 +469,28 @@ impl TenantStore for DynamoStore {
                     |i, reason| {
                         if i == 0 {
                             Self::explain_conflict(&record, guard, reason.item(), now)
-                        } else {
+                        } else if i == 1 {
                             format!(
                                 "history event {} already written; reload and try again",
                                 event.seq
                             )
+                        } else {
+                            "a hostname claim changed meanwhile; try again".into()
                         }
                     },
                 ),
                 _ => classify("saving tenant", &self.table, err),
             }),
         }
+    }
+
+    async fn save_spec(
+        &self,
+        record: &TenantRecord,
+        before: &[Hostname],
+        transition: Transition,
+    ) -> Result<TenantRecord, StoreError> {
+        self.save_spec_change(record, before, transition).await
     }
 
     async fn acquire_lease(
