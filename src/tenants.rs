@@ -263,6 +263,7 @@ impl TenantCommands {
         let mut attempt = 0;
         loop {
             let mut record = self.store.load(id).await?;
+            let before = record.spec.hostnames.clone();
             if let Some(expected) = expected_version {
                 if expected != record.version {
                     return Err(CommandError::Store(StoreError::Conflict {
@@ -304,11 +305,7 @@ impl TenantCommands {
                 ..Transition::default()
             };
             record.updated_at = Utc::now();
-            match self
-                .store
-                .save(&record, WriteGuard::Version, Some(transition))
-                .await
-            {
+            match self.store.save_spec(&record, &before, transition).await {
                 Err(StoreError::Conflict { .. })
                     if expected_version.is_none() && attempt < CONFLICT_RETRIES =>
                 {

@@ -543,3 +543,107 @@ async fn fleet_check_passes_a_sound_fleet_and_names_a_stranded_tenant() {
     assert_eq!(report["violations"][0]["subject"], "acme");
     assert!(stderr(&broken).contains("1 fleet invariants are broken"));
 }
+
+const NOT_ISSUED: &str = "next_token was not issued for this query; start from the first page";
+
+#[tokio::test]
+async fn a_page_token_the_table_did_not_issue_is_invalid_input() {
+    require_local_aws();
+    let store = fresh_store().await;
+    let table = store.table();
+    for id in ["alpha", "bravo"] {
+        let hostname = format!("{id}.example.com");
+        let created = tenantctl(
+            table,
+            &[
+                "tenant",
+                "create",
+                "--id",
+                id,
+                "--region",
+                "us-east-1",
+                "--environment",
+                "prod",
+                "--hostname",
+                &hostname,
+                "--release",
+                "1.0.0",
+            ],
+        );
+        assert!(created.status.success(), "{}", stderr(&created));
+    }
+    let first = tenantctl(table, &["tenant", "list", "--limit", "1", "--output", "json"]);
+    let page: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let token = page["next_token"].as_str().unwrap();
+    let next = tenantctl(
+        table,
+        &["tenant", "list", "--next-token", token, "--output", "json"],
+    );
+    let page: serde_json::Value = serde_json::from_slice(&next.stdout).unwrap();
+    assert_eq!(page["items"][0]["id"], "bravo");
+
+    // A start key of the right shape that this table never issued: it used to reach
+    // DynamoDB, and the CLI printed the SDK's validation error with exit code 1.
+    let hand_built = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"region":"us-east-1","key":{"list_pk":"REGION#us-east-1"}}"#)
+    };
+    for forged in [hand_built.as_str(), "e30"] {
+        let out = tenantctl(table, &["tenant", "list", "--next-token", forged]);
+        assert_eq!(out.status.code(), Some(2), "{forged}: {}", stderr(&out));
+        assert!(stderr(&out).contains(NOT_ISSUED), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("ValidationException"), "{}", stderr(&out));
+    }
+    let other_filter = tenantctl(
+        table,
+        &["tenant", "list", "--state", "Active", "--next-token", token],
+    );
+    assert_eq!(other_filter.status.code(), Some(2), "{}", stderr(&other_filter));
+    assert!(stderr(&other_filter).contains(NOT_ISSUED));
+}
+
+#[tokio::test]
+async fn a_hostname_another_tenant_uses_is_a_conflict_and_table_create_claims_old_ones() {
+    require_local_aws();
+    let table = format!("cli-{}", uuid::Uuid::new_v4().simple());
+    assert!(tenantctl(&table, &["table", "create"]).status.success());
+    assert!(tenantctl(&table, CREATE).status.success());
+    let mut copycat = CREATE.to_vec();
+    copycat[3] = "globex";
+    copycat[9] = "Acme.Example.com";
+    let refused = tenantctl(&table, &copycat);
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains(
+            "hostname acme.example.com is already used by tenant acme; choose another hostname or remove it from acme first"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+
+    // A tenant recorded before hostnames were claimed: `table create` claims its names.
+    let client = dynamodb_client().await;
+    client
+        .delete_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("HOST#acme.example.com".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("HOSTNAME".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let again = tenantctl(&table, &["table", "create"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("hostnames of existing tenants: 1 claimed"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(tenantctl(&table, &copycat).status.code(), Some(4));
+}

@@ -225,3 +225,70 @@ async fn a_pipeline_starts_and_follows_a_rollout_through_the_api() {
     );
     background.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forged_page_token_is_invalid_input_through_the_api() {
+    let api = spawn().await;
+    for id in ["alpha", "bravo"] {
+        api.create_tenant(id, "eu-west-1", "default").await;
+    }
+    let first = tenantctl(
+        &api,
+        Some(READ),
+        &["tenant", "list", "--limit", "1", "--output", "json"],
+        &[],
+    )
+    .await;
+    let page: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let token = page["next_token"].as_str().unwrap();
+    let next = tenantctl(
+        &api,
+        Some(READ),
+        &["tenant", "list", "--next-token", token, "--output", "json"],
+        &[],
+    )
+    .await;
+    let page: serde_json::Value = serde_json::from_slice(&next.stdout).unwrap();
+    assert_eq!(page["items"][0]["id"], "bravo");
+
+    let hand_built = {
+        use base64::Engine;
+        let store_token = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"region":"eu-west-1","key":{"list_pk":"REGION#eu-west-1"}}"#);
+        let digest = {
+            use sha2::Digest;
+            let d = sha2::Sha256::digest("tenants\0\0\0\0".as_bytes());
+            d[..8].iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::json!({"t": store_token, "q": digest}).to_string())
+    };
+    let out = tenantctl(
+        &api,
+        Some(READ),
+        &["tenant", "list", "--next-token", &hand_built],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("next_token was not issued for this query; start from the first page"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hostname_another_tenant_uses_is_a_conflict_through_the_api() {
+    let api = spawn().await;
+    assert!(tenantctl(&api, Some(DEPLOY), CREATE, &[]).await.status.success());
+    let mut copycat = CREATE.to_vec();
+    copycat[3] = "remote-two";
+    let refused = tenantctl(&api, Some(DEPLOY), &copycat, &[]).await;
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("hostname remote-one.example.com is already used by tenant remote-one"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -350,7 +350,48 @@ async fn tenants_are_listed_by_region_and_state_a_page_at_a_time() {
         })
         .await
         .unwrap_err();
-    assert!(bad.to_string().contains("page token is not valid"), "{bad}");
+    assert!(
+        bad.to_string()
+            .contains("next_token was not issued for this query; start from the first page"),
+        "{bad}"
+    );
+}
+
+#[tokio::test]
+async fn every_store_on_a_table_shares_its_page_token_key() {
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    for id in ["alpha", "bravo"] {
+        create(&commands, id, "us-east-1").await;
+    }
+    let first = store
+        .list(&ListQuery {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // A second replica: a fresh store on the same table, with nothing cached.
+    let replica = tenant_orchestrator::store::DynamoStore::new(dynamodb_client().await, store.table());
+    let second = replica
+        .list(&ListQuery {
+            limit: Some(1),
+            next_token: first.next_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.items[0].id.as_str(), "bravo");
+
+    let elsewhere = fresh_store().await;
+    let refused = elsewhere
+        .list(&ListQuery {
+            next_token: first.next_token,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Invalid { .. }), "{refused}");
 }
 
 #[tokio::test]
@@ -371,4 +412,28 @@ async fn operator_commands_refused_by_the_state_change_nothing() {
         .unwrap_err();
     assert!(err.to_string().contains("a step is in progress"), "{err}");
     assert_eq!(store.load(&tenant_id("acme")).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_hostname_another_live_tenant_holds_is_refused_and_nothing_is_written() {
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    create(&commands, "acme", "us-east-1").await;
+    let mut other = spec("globex", "us-east-1");
+    other
+        .hostnames
+        .push(tenant_orchestrator::domain::Hostname::parse("ACME.example.com").unwrap());
+    let taken = commands
+        .create(other, release("1.0.0"), &operator())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&taken, CommandError::Store(StoreError::HostnameTaken { hostname, owner })
+            if hostname == "acme.example.com" && owner == "acme"),
+        "{taken}"
+    );
+    assert!(matches!(
+        store.load(&tenant_id("globex")).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }

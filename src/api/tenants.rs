@@ -4,9 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde::Serialize;
 
 use super::auth::Scope;
 use super::auth::{Admin, Caller, Deploy, Read};
@@ -20,47 +18,6 @@ use crate::domain::{Group, Region, ReleaseVersion, TenantId, TenantSpec};
 use crate::machine::{TenantEvent, TenantState};
 use crate::store::{ListFilter, ListQuery, StoreError};
 use crate::tenants::{CommandError, RolloutHold, SpecChange};
-
-/// Page tokens handed out by the API: the store's token bound to the query it came
-/// from, so a token replayed with other filters is refused rather than misread.
-#[derive(Serialize, Deserialize)]
-struct PageToken {
-    t: String,
-    q: String,
-}
-
-fn query_digest(parts: &[&str]) -> String {
-    let digest = Sha256::digest(parts.join("\u{0}").as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn wrap_token(store_token: Option<String>, digest: &str) -> Option<String> {
-    store_token.map(|t| {
-        let token = PageToken {
-            t,
-            q: digest.to_owned(),
-        };
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(serde_json::to_vec(&token).expect("tokens serialize"))
-    })
-}
-
-fn unwrap_token(token: Option<&str>, digest: &str) -> Result<Option<String>, ApiError> {
-    let Some(token) = token else { return Ok(None) };
-    let invalid = || {
-        ApiError::InvalidRequest("next_token is not a token this API gave out; start again without it".into())
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| invalid())?;
-    let token: PageToken = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    if token.q != digest {
-        return Err(ApiError::InvalidRequest(
-            "next_token belongs to a request with other filters; repeat the filters of the first page".into(),
-        ));
-    }
-    Ok(Some(token.t))
-}
 
 fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
@@ -179,23 +136,16 @@ pub async fn list(
         release: q.release.as_deref().map(ReleaseVersion::parse).transpose()?,
         group: q.group.as_deref().map(Group::parse).transpose()?,
     };
-    let digest = query_digest(&[
-        "tenants",
-        q.region.as_deref().unwrap_or(""),
-        q.state.as_deref().unwrap_or(""),
-        q.release.as_deref().unwrap_or(""),
-        q.group.as_deref().unwrap_or(""),
-    ]);
     let query = ListQuery {
         region,
         state: q.state.clone(),
         limit: Some(limit(q.limit)?),
-        next_token: unwrap_token(q.next_token.as_deref(), &digest)?,
+        next_token: q.next_token,
     };
     let page = state.store().list_matching(&query, &filter).await?;
     Ok(Json(TenantPage {
         items: page.items.into_iter().map(Into::into).collect(),
-        next_token: wrap_token(page.next_token, &digest),
+        next_token: page.next_token,
     }))
 }
 
@@ -392,18 +342,13 @@ pub async fn history(
     TenantPath(id): TenantPath,
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> Result<Json<HistoryPage>, ApiError> {
-    let store = state.commands().store();
-    store.load(&id).await?;
-    let digest = query_digest(&["history", id.as_str()]);
-    let after = match unwrap_token(q.next_token.as_deref(), &digest)? {
-        Some(t) => t
-            .parse::<u64>()
-            .map_err(|_| ApiError::InvalidRequest("next_token is damaged; start again without it".into()))?,
-        None => 0,
-    };
-    let page = store.history(&id, after, limit(q.limit)?).await?;
+    state.commands().store().load(&id).await?;
+    let page = state
+        .store()
+        .history_page(&id, q.next_token.as_deref(), limit(q.limit)?)
+        .await?;
     Ok(Json(HistoryPage {
         items: page.items.into_iter().map(Into::into).collect(),
-        next_token: wrap_token(page.next_token, &digest),
+        next_token: page.next_token,
     }))
 }

@@ -221,7 +221,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 CommandError::Invalid(_) => EXIT_INVALID_INPUT,
                 CommandError::Rejected { .. } | CommandError::HeldByRollout { .. } => EXIT_CONFLICT,
                 CommandError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
-                CommandError::Store(StoreError::Conflict { .. }) => EXIT_CONFLICT,
+                CommandError::Store(StoreError::Conflict { .. } | StoreError::HostnameTaken { .. }) => {
+                    EXIT_CONFLICT
+                }
                 CommandError::Store(StoreError::Invalid { .. }) => EXIT_INVALID_INPUT,
                 CommandError::Store(_) => EXIT_FAILURE,
             };
@@ -229,7 +231,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return match e {
                 StoreError::NotFound { .. } => EXIT_NOT_FOUND,
-                StoreError::Conflict { .. } => EXIT_CONFLICT,
+                StoreError::Conflict { .. } | StoreError::HostnameTaken { .. } => EXIT_CONFLICT,
                 StoreError::Invalid { .. } => EXIT_INVALID_INPUT,
                 _ => EXIT_FAILURE,
             };
@@ -366,6 +368,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     tenant_orchestrator::store::table::TableOutcome::AlreadyExisted => "already exists",
                 }
             );
+            if outcome == tenant_orchestrator::store::table::TableOutcome::AlreadyExisted {
+                // Tenants recorded before hostname claims existed get theirs now.
+                let backfill = store
+                    .claim_existing_hostnames()
+                    .await
+                    .context("claiming the hostnames of existing tenants")?;
+                if backfill.claimed > 0 {
+                    println!("hostnames of existing tenants: {} claimed", backfill.claimed);
+                }
+                for shared in &backfill.shared {
+                    eprintln!("warning: hostname {shared}; change one tenant's hostnames");
+                }
+            }
             Ok(())
         }
         Command::Tenant { command } => tenant::run(&cli.table, remote.as_ref(), cli.output, command).await,

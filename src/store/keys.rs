@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Region, RolloutId, TenantId};
+use crate::domain::{Hostname, Region, RolloutId, TenantId};
 
 /// Work-index partitions per region. Due tenants of a region are spread over this
 /// many keys so one busy region never makes a hot partition.
@@ -13,6 +13,15 @@ pub const WORK_SHARDS: u32 = 8;
 pub const TENANT_SK: &str = "TENANT";
 pub const META_PK: &str = "META";
 pub const REGIONS_SK: &str = "REGIONS";
+/// The key page tokens are sealed with (`pk META`).
+pub const PAGE_TOKEN_KEY_SK: &str = "PAGE_TOKEN_KEY";
+
+/// Sort key of a hostname claim (`pk HOST#<hostname>`).
+pub const HOSTNAME_SK: &str = "HOSTNAME";
+
+pub fn hostname_pk(hostname: &Hostname) -> String {
+    format!("HOST#{hostname}")
+}
 
 pub fn tenant_pk(id: &TenantId) -> String {
     format!("TENANT#{id}")

@@ -1,5 +1,5 @@
 //! Durable tenant state. One DynamoDB table per environment holds tenants, their
-//! history and (later) rollouts and certificate slots; see `state/table.json`.
+//! history, hostname claims and (later) rollouts and certificate slots; see `state/table.json`.
 //!
 //! Concurrency model: every write is conditional. Worker writes carry the worker's
 //! lease (owner + fence, unexpired) and the record `version`; operator writes carry
@@ -17,10 +17,11 @@ pub mod table;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Region, TenantId};
+use crate::domain::{Hostname, Region, TenantId};
 
 pub use dynamodb::{
-    DynamoStore, FleetSummary, ListFilter, PolicyChange, ReportQuery, Reservation, MAX_REPORT_DAYS,
+    ClaimBackfill, DynamoStore, FleetSummary, ListFilter, PolicyChange, ReportQuery, Reservation,
+    MAX_REPORT_DAYS,
 };
 pub use keys::WORK_SHARDS;
 pub use record::{Actor, HistoryEvent, Lease, Page, StackRevision, TenantFacts, TenantRecord};
@@ -38,6 +39,9 @@ pub enum StoreError {
     /// Throttling, timeouts, 5xx: the same call may succeed later.
     #[error("temporary store failure ({context}): {message}")]
     Retryable { context: String, message: String },
+    /// Another live tenant owns a hostname this write claims.
+    #[error("hostname {hostname} is already used by tenant {owner}; choose another hostname or remove it from {owner} first")]
+    HostnameTaken { hostname: String, owner: String },
     /// The caller passed something the store cannot use (e.g. a damaged page token).
     #[error("{context}: {message}")]
     Invalid { context: String, message: String },
@@ -110,6 +114,15 @@ pub trait TenantStore: Send + Sync {
         record: &TenantRecord,
         guard: WriteGuard<'_>,
         transition: Option<Transition>,
+    ) -> Result<TenantRecord, StoreError>;
+    /// Saves an operator's spec change like `save` with [`WriteGuard::Version`], and in
+    /// the same transaction claims the record's new hostnames and gives up those of
+    /// `before` it no longer has. `HostnameTaken` if another live tenant holds one.
+    async fn save_spec(
+        &self,
+        record: &TenantRecord,
+        before: &[Hostname],
+        transition: Transition,
     ) -> Result<TenantRecord, StoreError>;
     /// Takes the tenant's lease for `owner` if it is free, expired, or already ours.
     async fn acquire_lease(

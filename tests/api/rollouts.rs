@@ -238,3 +238,19 @@ async fn operators_pause_approve_and_follow_a_rollout_through_the_api() {
     assert_eq!(golf["rollout"], "r-ops");
     background.stop().await;
 }
+
+#[tokio::test]
+async fn a_forged_rollout_page_token_is_refused_not_sent_to_the_table() {
+    let api = spawn().await;
+    for forged in ["e30", "eyJsaXN0X3BrIjoiUk9MTE9VVFMifQ"] {
+        let reply = api
+            .get(&format!("/v1/rollouts?all=true&next_token={forged}"))
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{forged}: {}", reply.body);
+        assert_eq!(reply.code(), "invalid_request");
+        assert_eq!(
+            reply.body["error"]["message"],
+            "next_token was not issued for this query; start from the first page"
+        );
+    }
+}

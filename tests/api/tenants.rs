@@ -1,7 +1,20 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::api_support::{spawn, tenant_body, ADMIN, DEPLOY};
+use crate::api_support::{spawn, tenant_body, Reply, ADMIN, DEPLOY};
+
+const NOT_ISSUED: &str = "next_token was not issued for this query; start from the first page";
+
+fn b64(value: &serde_json::Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+fn refused_as_not_issued(reply: &Reply, what: &str) {
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{what}: {}", reply.body);
+    assert_eq!(reply.code(), "invalid_request", "{what}");
+    assert_eq!(reply.body["error"]["message"], NOT_ISSUED, "{what}");
+}
 
 #[tokio::test]
 async fn a_created_tenant_shows_its_state_and_history_with_the_caller() {
@@ -183,6 +196,7 @@ async fn listing_pages_through_every_tenant_and_filters() {
         ))
         .await;
     assert_eq!(other_filter.status, StatusCode::BAD_REQUEST);
+    assert_eq!(other_filter.body["error"]["message"], NOT_ISSUED);
     assert!(api.get("/v1/tenants?next_token=garbage").await.status == StatusCode::BAD_REQUEST);
     assert_eq!(
         api.get("/v1/tenants?state=Sleeping").await.status,
@@ -454,4 +468,151 @@ async fn maintenance_windows_are_set_at_creation_changed_and_removed() {
         .map(|e| e["cause"].as_str().unwrap())
         .collect();
     assert!(causes.contains(&"UpdateSpec: maintenance any time"), "{causes:?}");
+}
+
+#[tokio::test]
+async fn page_tokens_not_issued_for_the_query_are_refused_before_reaching_the_table() {
+    let api = spawn().await;
+    for id in ["alpha", "bravo", "charlie"] {
+        api.create_tenant(id, "eu-west-1", "default").await;
+    }
+    let first = api.get("/v1/tenants?limit=1").await;
+    let token = first.body["next_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.get(&format!("/v1/tenants?limit=1&next_token={token}"))
+            .await
+            .body["items"][0]["id"],
+        "bravo"
+    );
+
+    // A store start key of the right shape with a digest anyone can compute: it used to
+    // reach DynamoDB, which refused it, and the API answered 500.
+    let start = json!({"region": "eu-west-1", "key": {"list_pk": "REGION#eu-west-1"}});
+    let digest = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest("tenants\0\0\0\0".as_bytes());
+        d[..8].iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let hand_built = b64(&json!({"t": b64(&start), "q": digest}));
+    let (payload, tag) = token.split_once('.').unwrap();
+    let mut flipped = tag.as_bytes().to_vec();
+    flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+    let tampered_tag = format!("{payload}.{}", String::from_utf8(flipped).unwrap());
+    let other_payload = format!("{}.{tag}", b64(&start));
+    for (what, forged) in [
+        ("an empty object", "e30".to_owned()),
+        ("a hand-built start key", hand_built),
+        ("a changed tag", tampered_tag),
+        ("another cursor under a real tag", other_payload),
+    ] {
+        refused_as_not_issued(&api.get(&format!("/v1/tenants?next_token={forged}")).await, what);
+    }
+    for other_query in [
+        "region=eu-west-1",
+        "state=Provisioning",
+        "group=default",
+        "release=1.0.0",
+    ] {
+        let reply = api
+            .get(&format!("/v1/tenants?{other_query}&next_token={token}"))
+            .await;
+        refused_as_not_issued(&reply, other_query);
+    }
+    let history = api.get("/v1/tenants/alpha/history?limit=1").await;
+    let history_token = history.body["next_token"].as_str().unwrap();
+    refused_as_not_issued(
+        &api.get(&format!("/v1/tenants?next_token={history_token}")).await,
+        "a history token",
+    );
+    refused_as_not_issued(
+        &api.get(&format!("/v1/tenants/bravo/history?next_token={history_token}"))
+            .await,
+        "another tenant's history token",
+    );
+    refused_as_not_issued(
+        &api.get(&format!(
+            "/v1/tenants/alpha/history?next_token={}",
+            b64(&json!({"t": "999999999999999", "q": "x"}))
+        ))
+        .await,
+        "a hand-built history position",
+    );
+
+    // Another table (another deployment) has another key.
+    let elsewhere = spawn().await;
+    elsewhere.create_tenant("alpha", "eu-west-1", "default").await;
+    elsewhere.create_tenant("bravo", "eu-west-1", "default").await;
+    refused_as_not_issued(
+        &elsewhere
+            .get(&format!("/v1/tenants?limit=1&next_token={token}"))
+            .await,
+        "a token of another table",
+    );
+}
+
+#[tokio::test]
+async fn a_hostname_belongs_to_one_live_tenant_until_it_is_deleted() {
+    let api = spawn().await;
+    api.create_tenant("acme", "eu-west-1", "default").await;
+    let taken = "hostname acme.example.com is already used by tenant acme; \
+                 choose another hostname or remove it from acme first";
+
+    let mut copycat = tenant_body("globex", "eu-west-1", "default");
+    copycat["hostnames"] = json!(["ACME.example.com"]);
+    let refused = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(copycat.clone()))
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.code(), "hostname_taken");
+    assert_eq!(refused.body["error"]["message"], taken);
+    assert_eq!(api.get("/v1/tenants/globex").await.status, StatusCode::NOT_FOUND);
+
+    api.create_tenant("globex", "eu-west-1", "default").await;
+    api.settle().await;
+    let patch = |hostnames: serde_json::Value| {
+        let api = api.clone();
+        async move {
+            api.call(
+                Method::PATCH,
+                "/v1/tenants/globex",
+                Some(ADMIN),
+                Some(json!({ "hostnames": hostnames })),
+            )
+            .await
+        }
+    };
+    let refused = patch(json!(["globex.example.com", "acme.example.com"])).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.code(), "hostname_taken");
+    assert_eq!(refused.body["error"]["message"], taken);
+    assert_eq!(
+        api.get("/v1/tenants/globex").await.body["hostnames"],
+        json!(["globex.example.com"]),
+        "nothing changed"
+    );
+
+    // Moving to a new name frees the old one for others.
+    let moved = patch(json!(["www.globex.example.com"])).await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    api.create_tenant("initech", "eu-west-1", "default").await;
+    let mut reuse = tenant_body("hooli", "eu-west-1", "default");
+    reuse["hostnames"] = json!(["globex.example.com"]);
+    let reused = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(reuse))
+        .await;
+    assert_eq!(reused.status, StatusCode::CREATED, "{}", reused.body);
+
+    // A deleted tenant's hostnames are free again.
+    let gone = api
+        .call(Method::POST, "/v1/tenants/acme/deprovision", Some(ADMIN), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::ACCEPTED, "{}", gone.body);
+    api.settle().await;
+    assert_eq!(api.get("/v1/tenants/acme").await.body["state"], "Deleted");
+    let mut successor = tenant_body("acme-two", "eu-west-1", "default");
+    successor["hostnames"] = json!(["acme.example.com"]);
+    let created = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(successor))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tenant_orchestrator::domain::{Region, TenantId};
+use tenant_orchestrator::domain::{Hostname, Region, TenantId};
 use tenant_orchestrator::store::{
     DynamoStore, HistoryEvent, Lease, ListQuery, Page, StoreError, TenantRecord, TenantStore, TenantSummary,
     Transition, WriteGuard,
@@ -116,6 +116,16 @@ impl TenantStore for StoreDouble {
         self.maybe_hold(HoldPoint::AfterSaveInto(saved.state.name().to_owned()))
             .await;
         Ok(saved)
+    }
+
+    async fn save_spec(
+        &self,
+        record: &TenantRecord,
+        before: &[Hostname],
+        transition: Transition,
+    ) -> Result<TenantRecord, StoreError> {
+        self.delay().await;
+        self.inner.save_spec(record, before, transition).await
     }
 
     async fn acquire_lease(

@@ -1,4 +1,4 @@
-//! Maps SDK errors onto the store's Conflict / NotFound / Retryable / Fatal.
+//! Maps SDK errors onto the store's Conflict / NotFound / Retryable / Invalid / Fatal.
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
@@ -35,6 +35,17 @@ where
                         "table {table:?} does not exist; create it with `tenantctl table create --table {table}`"
                     ),
                 },
+                // Every value is validated before it reaches DynamoDB, so a request it
+                // still finds malformed was shaped by input that slipped through: refuse
+                // it as invalid input (400, exit 2) with DynamoDB's reason, never a dump.
+                "ValidationException" => {
+                    let reason = service.err().message().unwrap_or("no reason given");
+                    tracing::warn!(%context, %reason, "DynamoDB refused a request as malformed");
+                    StoreError::Invalid {
+                        context,
+                        message: format!("DynamoDB refused the request: {reason}; check the values given"),
+                    }
+                }
                 c if RETRYABLE_CODES.contains(&c) => StoreError::Retryable { context, message },
                 _ => StoreError::Fatal { context, message },
             }

@@ -5,14 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use base64::Engine;
 use chrono::DateTime;
 
 use super::errors::classify;
 use super::item::{get_n, get_s, s, Item};
+use super::page_token::PageScope;
 use super::DynamoStore;
 use crate::domain::{Group, Region, ReleaseVersion, TenantId};
-use crate::store::{keys, ListQuery, Page, StoreError, TenantStore, TenantSummary};
+use crate::store::{keys, HistoryEvent, ListQuery, Page, StoreError, TenantStore, TenantSummary};
 
 /// Filters on attributes the listing index projects (evaluated by DynamoDB after the
 /// key condition, so they narrow what is returned, not what is read).
@@ -45,18 +45,6 @@ fn encode_key(item: &Item) -> HashMap<String, String> {
         .collect()
 }
 
-fn bad_token() -> StoreError {
-    StoreError::Invalid {
-        context: "listing tenants".into(),
-        message: "the page token is not valid; start again without a page token".into(),
-    }
-}
-
-fn encode_token(token: &ListToken) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(token).expect("token serializes"))
-}
-
 impl DynamoStore {
     /// One page of tenants matching `query` and `filter`, ordered by region, state, id.
     pub async fn list_matching(
@@ -65,13 +53,14 @@ impl DynamoStore {
         filter: &ListFilter,
     ) -> Result<Page<TenantSummary>, StoreError> {
         let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+        let release = filter.release.as_ref().map(ToString::to_string);
+        let scope = PageScope::new("tenants")
+            .with(query.region.as_ref().map(Region::as_str))
+            .with(query.state.as_deref())
+            .with(release.as_deref())
+            .with(filter.group.as_ref().map(Group::as_str));
         let token: Option<ListToken> = match &query.next_token {
-            Some(t) => {
-                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(t)
-                    .map_err(|_| bad_token())?;
-                Some(serde_json::from_slice(&bytes).map_err(|_| bad_token())?)
-            }
+            Some(t) => Some(self.open_page("listing tenants", &scope, t).await?),
             None => None,
         };
         let regions = match &query.region {
@@ -149,7 +138,7 @@ impl DynamoStore {
                     };
                     return Ok(Page {
                         items,
-                        next_token: Some(encode_token(&token)),
+                        next_token: Some(self.seal_page(&scope, &token).await?),
                     });
                 }
                 match lek {
@@ -161,6 +150,30 @@ impl DynamoStore {
         Ok(Page {
             items,
             next_token: None,
+        })
+    }
+
+    /// One page of a tenant's history for a client: the position is kept in a sealed
+    /// page token bound to the tenant.
+    pub async fn history_page(
+        &self,
+        id: &TenantId,
+        next_token: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<HistoryEvent>, StoreError> {
+        let scope = PageScope::new("history").with(Some(id.as_str()));
+        let after: u64 = match next_token {
+            Some(t) => self.open_page("reading history", &scope, t).await?,
+            None => 0,
+        };
+        let page = self.history(id, after, limit).await?;
+        let next_token = match page.items.last() {
+            Some(last) if page.next_token.is_some() => Some(self.seal_page(&scope, &last.seq).await?),
+            _ => None,
+        };
+        Ok(Page {
+            items: page.items,
+            next_token,
         })
     }
 

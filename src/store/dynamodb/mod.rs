@@ -1,10 +1,12 @@
 //! The DynamoDB implementation of [`TenantStore`].
 
 mod check;
+mod claims;
 mod errors;
 mod idempotency;
 mod item;
 mod listing;
+mod page_token;
 mod policy;
 mod reports;
 mod rollout_drive;
@@ -32,10 +34,11 @@ use super::{
     HistoryEvent, Lease, ListQuery, Page, StoreError, TenantRecord, TenantStore, TenantSummary, Transition,
     WriteGuard,
 };
-use crate::domain::{Region, TenantId};
+use crate::domain::{Hostname, Region, TenantId};
 use errors::{cancellation, classify};
 use item::{decode_event, decode_tenant, event_item, get_n, get_s, millis, n, s, tenant_item, Item};
 
+pub use claims::ClaimBackfill;
 pub use idempotency::Reservation;
 pub use item::mutable_attributes;
 pub use listing::{FleetSummary, ListFilter};
@@ -50,6 +53,8 @@ pub struct DynamoStore {
     /// Write capacity consumed by this store's writes, in thousandths of a unit, as
     /// reported by `ReturnConsumedCapacity`.
     write_milli_units: Arc<AtomicU64>,
+    /// The table's page-token key, read (or created) on first use.
+    page_key: page_token::PageKeyCell,
 }
 
 /// Collects `SET`/`REMOVE` clauses and their values for one update expression.
@@ -123,6 +128,7 @@ impl DynamoStore {
             client,
             table: table.into(),
             write_milli_units: Arc::new(AtomicU64::new(0)),
+            page_key: page_token::PageKeyCell::default(),
         }
     }
 
@@ -324,6 +330,13 @@ impl TenantStore for DynamoStore {
             let counter = reports::counter_update(&self.table, &stored, m, now);
             items.push(TransactWriteItem::builder().update(counter).build());
         }
+        let first_claim = items.len();
+        let hostnames = &record.spec.hostnames;
+        items.extend(
+            hostnames
+                .iter()
+                .map(|h| claims::claim(&self.table, h, record.id())),
+        );
         match self.send_transaction(items).await {
             Ok(out) => {
                 self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
@@ -339,7 +352,14 @@ impl TenantStore for DynamoStore {
                     return as_stored(&stored);
                 }
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
-                    cancellation("creating tenant", e.cancellation_reasons(), |_, _| {
+                    let reasons = e.cancellation_reasons();
+                    let exists = reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+                    if let Some(taken) = self.refused_claim(reasons, first_claim, hostnames).await {
+                        if !exists {
+                            return Err(taken);
+                        }
+                    }
+                    cancellation("creating tenant", reasons, |_, _| {
                         format!(
                             "tenant {} already exists; pick another id or inspect it with `tenantctl tenant get {}`",
                             record.id(),
@@ -449,6 +469,11 @@ impl TenantStore for DynamoStore {
             let counter = reports::counter_update(&self.table, &next, m, now);
             items.push(TransactWriteItem::builder().update(counter).build());
         }
+        if next.state.is_terminal() {
+            // A deleted tenant gives its hostnames up for other tenants.
+            let held = self.held_by(record.id(), &next.spec.hostnames).await?;
+            items.extend(held.iter().map(|h| claims::release(&self.table, h, record.id())));
+        }
         match self.send_transaction(items).await {
             Ok(out) => {
                 self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
@@ -470,17 +495,28 @@ impl TenantStore for DynamoStore {
                     |i, reason| {
                         if i == 0 {
                             Self::explain_conflict(&record, guard, reason.item(), now)
-                        } else {
+                        } else if i == 1 {
                             format!(
                                 "history event {} already written; reload and try again",
                                 event.seq
                             )
+                        } else {
+                            "a hostname claim changed meanwhile; try again".into()
                         }
                     },
                 ),
                 _ => classify("saving tenant", &self.table, err),
             }),
         }
+    }
+
+    async fn save_spec(
+        &self,
+        record: &TenantRecord,
+        before: &[Hostname],
+        transition: Transition,
+    ) -> Result<TenantRecord, StoreError> {
+        self.save_spec_change(record, before, transition).await
     }
 
     async fn acquire_lease(

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeValue, PutRequest, ReturnConsumedCapacity, ReturnValue, Update, WriteRequest,
 };
-use base64::Engine;
 use chrono::{DateTime, Utc};
 
 use super::errors::classify;
 use super::item::{corrupt, get_n, get_s, json, millis, n, opt_s, s, time_from_millis, to_json, Item};
+use super::page_token::PageScope;
 use super::{ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
 use crate::rollout::{Phase, RolloutMember, RolloutRecord};
@@ -287,8 +287,10 @@ impl RolloutStore for DynamoStore {
         } else {
             query.key_condition_expression("list_pk = :pk")
         };
+        let scope = PageScope::new("rollouts").with(running_only.then_some("running"));
         if let Some(token) = next_token {
-            query = query.set_exclusive_start_key(Some(decode_token(&token)?));
+            let key: HashMap<String, String> = self.open_page("listing rollouts", &scope, &token).await?;
+            query = query.set_exclusive_start_key(Some(key.into_iter().map(|(k, v)| (k, s(v))).collect()));
         }
         let out = query
             .send()
@@ -313,10 +315,11 @@ impl RolloutStore for DynamoStore {
                 updated_at: time_from_millis("updated_at", get_n(item, "updated_at")?)?,
             });
         }
-        Ok(Page {
-            items,
-            next_token: out.last_evaluated_key().map(encode_token),
-        })
+        let next_token = match out.last_evaluated_key() {
+            Some(key) => Some(self.seal_page(&scope, &plain_key(key)).await?),
+            None => None,
+        };
+        Ok(Page { items, next_token })
     }
 
     async fn acquire_rollout_lease(
@@ -452,23 +455,9 @@ impl RolloutStore for DynamoStore {
     }
 }
 
-fn encode_token(key: &Item) -> String {
-    let plain: HashMap<&str, &str> = key
-        .iter()
-        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str())))
-        .collect();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(&plain).expect("strings serialize"))
-}
-
-fn decode_token(token: &str) -> Result<Item, StoreError> {
-    let bad = || StoreError::Invalid {
-        context: "listing rollouts".into(),
-        message: "the page token is not valid; start again without a page token".into(),
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad())?;
-    let plain: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
+/// A start key as plain strings (every key attribute of the listing index is one).
+fn plain_key(key: &Item) -> HashMap<String, String> {
+    key.iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone())))
+        .collect()
 }

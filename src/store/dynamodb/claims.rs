@@ -1,0 +1,268 @@
+//! Hostname claims: one item per hostname (`pk HOST#<hostname>`, `sk HOSTNAME`) naming
+//! the tenant that owns it. A claim is written with `attribute_not_exists(pk) OR owner =
+//! :me` in the same transaction as the tenant's create or spec change, and deleted in
+//! the transaction that records the tenant as Deleted, so two live tenants can never
+//! hold the same hostname. `Hostname` is lowercase, so claims are case-insensitive.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use chrono::Utc;
+
+use super::errors::{cancellation, classify};
+use super::item::{decode_tenant, event_item, get_s, s, Item};
+use super::{as_stored, count_transition, state_name, DynamoStore};
+use crate::domain::{Hostname, TenantId};
+use crate::store::{keys, StoreError, TenantRecord, Transition, WriteGuard};
+
+fn claim_key(hostname: &Hostname) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(keys::hostname_pk(hostname))),
+        ("sk".to_owned(), s(keys::HOSTNAME_SK)),
+    ])
+}
+
+/// Claims `hostname` for `owner`, unless another tenant holds it.
+pub(super) fn claim(table: &str, hostname: &Hostname, owner: &TenantId) -> TransactWriteItem {
+    let mut item = claim_key(hostname);
+    item.insert("owner".into(), s(owner.as_str()));
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk) OR #owner = :me")
+        .expression_attribute_names("#owner", "owner")
+        .expression_attribute_values(":me", s(owner.as_str()))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .expect("table, item set");
+    TransactWriteItem::builder().put(put).build()
+}
+
+/// Gives `hostname` up, if `owner` still holds it.
+pub(super) fn release(table: &str, hostname: &Hostname, owner: &TenantId) -> TransactWriteItem {
+    let delete = Delete::builder()
+        .table_name(table)
+        .set_key(Some(claim_key(hostname)))
+        .condition_expression("#owner = :me")
+        .expression_attribute_names("#owner", "owner")
+        .expression_attribute_values(":me", s(owner.as_str()))
+        .build()
+        .expect("table, key set");
+    TransactWriteItem::builder().delete(delete).build()
+}
+
+impl DynamoStore {
+    /// The tenant holding `hostname`, if any.
+    async fn claim_owner(&self, hostname: &Hostname) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(claim_key(hostname)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("reading a hostname claim", self.table(), e))?;
+        Ok(out.item().and_then(|i| get_s(i, "owner").ok()).map(str::to_owned))
+    }
+
+    /// Those of `hostnames` that `owner` holds a claim on (tenants created before
+    /// claims existed may hold none).
+    pub(super) async fn held_by(
+        &self,
+        owner: &TenantId,
+        hostnames: &[Hostname],
+    ) -> Result<Vec<Hostname>, StoreError> {
+        let mut held = Vec::new();
+        for h in hostnames {
+            if self.claim_owner(h).await?.as_deref() == Some(owner.as_str()) {
+                held.push(h.clone());
+            }
+        }
+        Ok(held)
+    }
+
+    /// `HostnameTaken` if one of the claims (the transaction's items from `first` on,
+    /// in the order of `claimed`) was refused.
+    pub(super) async fn refused_claim(
+        &self,
+        reasons: &[CancellationReason],
+        first: usize,
+        claimed: &[Hostname],
+    ) -> Option<StoreError> {
+        let (hostname, reason) = claimed
+            .iter()
+            .zip(reasons.iter().skip(first))
+            .find(|(_, r)| r.code() == Some("ConditionalCheckFailed"))?;
+        let owner = match reason.item().and_then(|i| get_s(i, "owner").ok()) {
+            Some(owner) => owner.to_owned(),
+            // The claim was given up since; the caller may simply try again.
+            None => self
+                .claim_owner(hostname)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "another tenant (since released; try again)".into()),
+        };
+        Some(StoreError::HostnameTaken {
+            hostname: hostname.to_string(),
+            owner,
+        })
+    }
+
+    /// Saves an operator's spec change (version-guarded) and moves the tenant's
+    /// hostname claims from `before` to the new hostnames in the same transaction.
+    pub(super) async fn save_spec_change(
+        &self,
+        record: &TenantRecord,
+        before: &[Hostname],
+        transition: Transition,
+    ) -> Result<TenantRecord, StoreError> {
+        let now = Utc::now();
+        let mut record = record.clone();
+        record.event_seq += 1;
+        let write_id = super::new_write_id();
+        let (update, condition, next) = self.save_update(&record, WriteGuard::Version, now, &write_id);
+        let id = record.id().clone();
+        let added: Vec<Hostname> = next
+            .spec
+            .hostnames
+            .iter()
+            .filter(|h| !before.contains(h))
+            .cloned()
+            .collect();
+        let dropped: Vec<Hostname> = before
+            .iter()
+            .filter(|h| !next.spec.hostnames.contains(h))
+            .cloned()
+            .collect();
+        let dropped = self.held_by(&id, &dropped).await?;
+        let from_name = state_name(&transition.from);
+        let event = Self::history_event(&next, transition, now);
+        let update_tenant = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(Self::tenant_key(&id)))
+            .update_expression(update.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("table, key, expression set");
+        let put_event = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(event_item(&keys::tenant_pk(&id), &event)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("table, item set");
+        let mut items = vec![
+            TransactWriteItem::builder().update(update_tenant).build(),
+            TransactWriteItem::builder().put(put_event).build(),
+        ];
+        items.extend(added.iter().map(|h| claim(self.table(), h, &id)));
+        items.extend(dropped.iter().map(|h| release(self.table(), h, &id)));
+        let context = format!("saving tenant {id}");
+        match self.send_transaction(items).await {
+            Ok(out) => {
+                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
+                count_transition(&from_name, &next);
+                as_stored(&next)
+            }
+            Err(err) => Err(match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e))
+                    if super::written_by(e.cancellation_reasons().first().and_then(|r| r.item()), &write_id) =>
+                {
+                    // This very change, retried after its first answer was lost.
+                    count_transition(&from_name, &next);
+                    return as_stored(&next);
+                }
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                    let reasons = e.cancellation_reasons();
+                    let tenant_refused =
+                        reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+                    match self.refused_claim(reasons, 2, &added).await {
+                        Some(taken) if !tenant_refused => taken,
+                        _ => cancellation(&context, reasons, |i, reason| match i {
+                            0 => Self::explain_conflict(&record, WriteGuard::Version, reason.item(), now),
+                            1 => format!(
+                                "history event {} already written; reload and try again",
+                                event.seq
+                            ),
+                            _ => "a hostname claim changed meanwhile; try again".into(),
+                        }),
+                    }
+                }
+                _ => classify(&context, self.table(), err),
+            }),
+        }
+    }
+
+    /// Claims the hostnames of every live tenant that has no claim yet (tenants
+    /// recorded before claims existed). Returns how many claims were written and the
+    /// hostnames two live tenants already share, which an operator must resolve.
+    pub async fn claim_existing_hostnames(&self) -> Result<ClaimBackfill, StoreError> {
+        let mut report = ClaimBackfill::default();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client()
+                .scan()
+                .table_name(self.table())
+                .filter_expression("sk = :tenant")
+                .expression_attribute_values(":tenant", s(keys::TENANT_SK))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify("claiming hostnames of existing tenants", self.table(), e))?;
+            for item in out.items() {
+                let tenant = decode_tenant(item)?;
+                if tenant.state.is_terminal() {
+                    continue;
+                }
+                for hostname in &tenant.spec.hostnames {
+                    match self.claim_owner(hostname).await? {
+                        Some(owner) if owner == tenant.id().as_str() => {}
+                        Some(owner) => report.shared.push(format!(
+                            "{hostname} (claimed by {owner}, also used by {})",
+                            tenant.id()
+                        )),
+                        None => {
+                            self.put_claim(hostname, tenant.id()).await?;
+                            report.claimed += 1;
+                        }
+                    }
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => break,
+            }
+        }
+        Ok(report)
+    }
+
+    async fn put_claim(&self, hostname: &Hostname, owner: &TenantId) -> Result<(), StoreError> {
+        let mut item = claim_key(hostname);
+        item.insert("owner".into(), s(owner.as_str()));
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| classify("claiming a hostname", self.table(), e))?;
+        Ok(())
+    }
+}
+
+/// What [`DynamoStore::claim_existing_hostnames`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ClaimBackfill {
+    pub claimed: usize,
+    /// Hostnames held by more than one live tenant, described for an operator.
+    pub shared: Vec<String>,
+}
