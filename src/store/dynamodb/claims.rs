@@ -173,7 +173,10 @@ impl DynamoStore {
             }
             Err(err) => Err(match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(e))
-                    if super::written_by(e.cancellation_reasons().first().and_then(|r| r.item()), &write_id) =>
+                    if super::written_by(
+                        e.cancellation_reasons().first().and_then(|r| r.item()),
+                        &write_id,
+                    ) =>
                 {
                     // This very change, retried after its first answer was lost.
                     count_transition(&from_name, &next);
