@@ -125,7 +125,7 @@ enum RunEnd {
 /// What the worker does after a step's outcome is saved.
 enum StepEnd {
     /// The machine moved on and the lease is still held: run the next step.
-    Continue(TenantRecord),
+    Continue(Box<TenantRecord>),
     Stop(Processed),
 }
 
@@ -276,11 +276,11 @@ impl Worker {
                 match self.release(&record, &lease).await? {
                     Release::Changed(fresh) if !*shutdown.borrow() => {
                         debug!(state = %fresh.state.label(), "tenant changed before the lease was released; carrying on");
-                        record = fresh;
+                        record = *fresh;
                         continue;
                     }
                     Release::Changed(fresh) => {
-                        self.release_for_shutdown(fresh, &lease).await?;
+                        self.release_for_shutdown(*fresh, &lease).await?;
                         return Ok(Processed::Interrupted);
                     }
                     Release::Done if idle => return Ok(Processed::Idle),
@@ -291,7 +291,7 @@ impl Worker {
                 .run_due_step(record, &lease, keeper, shutdown.clone())
                 .await?
             {
-                StepEnd::Continue(saved) => record = saved,
+                StepEnd::Continue(saved) => record = *saved,
                 StepEnd::Stop(processed) => return Ok(processed),
             }
         }
@@ -380,7 +380,7 @@ impl Worker {
                 if let Some(extended) = &saved.lease {
                     keeper.extended(extended);
                 }
-                Ok(StepEnd::Continue(saved))
+                Ok(StepEnd::Continue(Box::new(saved)))
             }
             Ok(_) if record.state.step().is_none() => Ok(StepEnd::Stop(Processed::Idle)),
             Ok(_) => Ok(StepEnd::Stop(Processed::Waiting)),
@@ -392,7 +392,7 @@ impl Worker {
                 if !holds(&fresh, &lease) || !keeper.is_safe(now()) {
                     return Ok(StepEnd::Stop(Processed::LeaseLost));
                 }
-                Ok(StepEnd::Continue(fresh))
+                Ok(StepEnd::Continue(Box::new(fresh)))
             }
             Err(e) => Err(e.into()),
         }
@@ -487,7 +487,7 @@ impl Worker {
             Err(StoreError::Conflict { .. }) => {
                 let fresh = self.store.load(record.id()).await?;
                 Ok(if holds(&fresh, lease) {
-                    Release::Changed(fresh)
+                    Release::Changed(Box::new(fresh))
                 } else {
                     // Released already (a retried release whose first answer was
                     // lost), or taken over after expiry: nothing of ours to give up.
@@ -503,7 +503,7 @@ impl Worker {
         for _ in 0..5 {
             match self.release(&record, lease).await? {
                 Release::Done => return Ok(()),
-                Release::Changed(fresh) => record = fresh,
+                Release::Changed(fresh) => record = *fresh,
             }
         }
         // Still changing under us: the lease runs out by itself.
@@ -514,7 +514,7 @@ impl Worker {
 /// How an attempt to give a lease up ended.
 enum Release {
     Done,
-    Changed(TenantRecord),
+    Changed(Box<TenantRecord>),
 }
 
 /// Whether `record` still carries `lease` (same owner and fence).
