@@ -102,7 +102,7 @@ impl Tokens {
     /// Parses a JSON or YAML list of `{name, scope, sha256}`.
     pub fn parse(text: &str) -> Result<Self, TokenConfigError> {
         let entries: Vec<TokenEntry> =
-            serde_yaml::from_str(text).map_err(|e| TokenConfigError::Format(e.to_string()))?;
+            serde_norway::from_str(text).map_err(|e| TokenConfigError::Format(e.to_string()))?;
         if entries.is_empty() {
             return Err(TokenConfigError::Empty);
         }
