@@ -177,6 +177,15 @@ impl Tokens {
         found
     }
 
+    /// The scope and configured hash of the token named `name`: what a dashboard
+    /// session re-checks, so a token that was removed or replaced ends its sessions.
+    pub(super) fn configured(&self, name: &str) -> Option<(Scope, [u8; 32])> {
+        self.known
+            .iter()
+            .find(|k| k.name == name)
+            .map(|k| (k.scope, k.hash))
+    }
+
     pub fn names(&self) -> Vec<&str> {
         self.known.iter().map(|t| t.name.as_str()).collect()
     }

@@ -19,7 +19,8 @@ use chrono::{DateTime, Utc};
 use crate::domain::{Region, TenantId};
 
 pub use dynamodb::{
-    DynamoStore, FleetSummary, ListFilter, PolicyChange, ReportQuery, Reservation, MAX_REPORT_DAYS,
+    DynamoStore, FleetSummary, ListFilter, PolicyChange, ReportQuery, Reservation, StoredSession,
+    MAX_REPORT_DAYS,
 };
 pub use keys::WORK_SHARDS;
 pub use record::{Actor, HistoryEvent, Lease, Page, StackRevision, TenantFacts, TenantRecord};
