@@ -116,6 +116,30 @@ async fn the_cookie_holds_an_opaque_id_that_the_table_keeps_only_as_its_hash() {
 }
 
 #[tokio::test]
+async fn a_session_past_its_expiry_is_refused_before_the_ttl_removes_it() {
+    let store = fresh_store().await;
+    let base = serve(store.clone()).await;
+    let cookie = sign_in(&base, READ).await;
+    let pk = text(&session_items(&store).await[0], "pk");
+    let past = chrono::Utc::now().timestamp() - 1;
+
+    store
+        .client()
+        .update_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(pk))
+        .key("sk", AttributeValue::S("SESSION".into()))
+        .update_expression("SET expires_at = :past")
+        .expression_attribute_values(":past", AttributeValue::N(past.to_string()))
+        .send()
+        .await
+        .unwrap();
+
+    assert!(!opens_the_overview(&base, &cookie).await);
+    assert_eq!(session_items(&store).await.len(), 1, "the item is still there");
+}
+
+#[tokio::test]
 async fn logging_out_revokes_the_session_so_a_copied_cookie_stops_working() {
     let store = fresh_store().await;
     let base = serve(store.clone()).await;
