@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs the local AWS into the cache,
-# starts it on its own ports, runs formatting and lint checks, the Rust unit and
+# starts it on its own ports, runs formatting and lint checks, the dependency
+# advisory check (offline, against ../shared/advisory-db), the Rust unit and
 # integration tests, the template and chart checks, the local AWS self-test and the
 # Azure Pipelines check (every tenantctl command and flag the pipelines use exists in
 # the binary just built), then stops what it started.
@@ -23,6 +24,9 @@ localstack/install.sh
 step "checking formatting and lints"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+
+step "dependency advisories (offline RustSec snapshot, deny.toml)"
+scripts/audit-deps.sh
 
 step "starting the local AWS on ports $DYNAMODB_PORT and $MOTO_PORT"
 trap 'localstack/stop.sh >/dev/null 2>&1 || true' EXIT

@@ -11,5 +11,7 @@ mod rollout_support;
 mod browser;
 #[path = "dashboard/pages.rs"]
 mod pages;
+#[path = "dashboard/sessions.rs"]
+mod sessions;
 #[path = "dashboard/support.rs"]
 mod support;

@@ -422,7 +422,7 @@ fn merged_with_chart_defaults(values: &Value) -> Value {
         }
     }
     let defaults = std::fs::read_to_string(manifest_path("charts/tenant/values.yaml")).unwrap();
-    let mut merged: Value = serde_yaml::from_str(&defaults).unwrap();
+    let mut merged: Value = serde_norway::from_str(&defaults).unwrap();
     merge(&mut merged, values);
     merged
 }

@@ -102,7 +102,7 @@ impl Tokens {
     /// Parses a JSON or YAML list of `{name, scope, sha256}`.
     pub fn parse(text: &str) -> Result<Self, TokenConfigError> {
         let entries: Vec<TokenEntry> =
-            serde_yaml::from_str(text).map_err(|e| TokenConfigError::Format(e.to_string()))?;
+            serde_norway::from_str(text).map_err(|e| TokenConfigError::Format(e.to_string()))?;
         if entries.is_empty() {
             return Err(TokenConfigError::Empty);
         }
@@ -175,6 +175,15 @@ impl Tokens {
             }
         }
         found
+    }
+
+    /// The scope and configured hash of the token named `name`: what a dashboard
+    /// session re-checks, so a token that was removed or replaced ends its sessions.
+    pub(super) fn configured(&self, name: &str) -> Option<(Scope, [u8; 32])> {
+        self.known
+            .iter()
+            .find(|k| k.name == name)
+            .map(|k| (k.scope, k.hash))
     }
 
     pub fn names(&self) -> Vec<&str> {

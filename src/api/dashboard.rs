@@ -2,8 +2,9 @@
 //! script and no build step. `GET /` is the overview (fleet by region and state,
 //! releases in use, running rollouts wave by wave, tenants in trouble) and reloads
 //! itself; `GET /tenants/{id}` shows one tenant and its history. Both need scope
-//! read, from the sign-in cookie (`/login`) or a bearer header; see [`session`].
+//! read, from a sign-in session (`/login`) or a bearer header; see [`session`].
 
+mod csrf;
 mod html;
 mod overview;
 mod overview_html;
@@ -67,7 +68,7 @@ async fn overview_page(State(state): State<ApiState>, viewer: Viewer<Read>) -> R
     let overview = overview::Overview::load(&state).await?;
     Ok(respond(
         StatusCode::OK,
-        overview_html::render(&overview, &viewer.name),
+        overview_html::render(&overview, &viewer.who()),
     ))
 }
 
@@ -85,6 +86,6 @@ async fn tenant(
         .await?;
     Ok(respond(
         StatusCode::OK,
-        tenant_page::render(&record, &history.items, &viewer.name),
+        tenant_page::render(&record, &history.items, &viewer.who()),
     ))
 }

@@ -43,11 +43,11 @@ pub fn config_path(args: &[OsString], env: Option<OsString>) -> Option<PathBuf> 
 /// The environment variables the file `text` sets: `(variable, value)` for each key,
 /// or what is wrong with it.
 pub fn variables_from(text: &str, known: &BTreeSet<String>) -> Result<BTreeMap<String, String>, String> {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| format!("is not valid YAML or JSON: {e}"))?;
+    let doc: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| format!("is not valid YAML or JSON: {e}"))?;
     let map = match doc {
-        serde_yaml::Value::Mapping(map) => map,
-        serde_yaml::Value::Null => return Ok(BTreeMap::new()),
+        serde_norway::Value::Mapping(map) => map,
+        serde_norway::Value::Null => return Ok(BTreeMap::new()),
         _ => return Err("must be a mapping of option names to values, e.g. `table: tenants-prod`".into()),
     };
     let mut out = BTreeMap::new();
@@ -73,14 +73,14 @@ pub fn variables_from(text: &str, known: &BTreeSet<String>) -> Result<BTreeMap<S
             ));
         }
         let text = match value {
-            serde_yaml::Value::String(s) => s,
-            serde_yaml::Value::Number(n) => n.to_string(),
-            serde_yaml::Value::Bool(b) => b.to_string(),
-            serde_yaml::Value::Sequence(items) => items
+            serde_norway::Value::String(s) => s,
+            serde_norway::Value::Number(n) => n.to_string(),
+            serde_norway::Value::Bool(b) => b.to_string(),
+            serde_norway::Value::Sequence(items) => items
                 .iter()
                 .map(|i| match i {
-                    serde_yaml::Value::String(s) => Ok(s.clone()),
-                    serde_yaml::Value::Number(n) => Ok(n.to_string()),
+                    serde_norway::Value::String(s) => Ok(s.clone()),
+                    serde_norway::Value::Number(n) => Ok(n.to_string()),
                     _ => Err(format!(
                         "option {key:?} lists something that is not a plain value"
                     )),

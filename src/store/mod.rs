@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{Hostname, Region, TenantId};
 
 pub use dynamodb::{
-    ClaimBackfill, DynamoStore, FleetSummary, ListFilter, PolicyChange, ReportQuery, Reservation,
+    ClaimBackfill, DynamoStore, FleetSummary, ListFilter, PolicyChange, ReportQuery, Reservation, StoredSession,
     MAX_REPORT_DAYS,
 };
 pub use keys::WORK_SHARDS;

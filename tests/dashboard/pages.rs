@@ -6,7 +6,9 @@ use reqwest::StatusCode;
 
 use crate::api_support::{DEPLOY, READ};
 use crate::common::fresh_store;
-use crate::support::{page_client, seeded, serve, sign_in, HOSTILE, ROLLOUT};
+use crate::support::{
+    hidden_csrf, login_form, page_client, post_login, seeded, serve, set_cookie, sign_in, HOSTILE, ROLLOUT,
+};
 
 async fn get(base: &str, path: &str, cookie: Option<&str>) -> reqwest::Response {
     let mut request = page_client().get(format!("{base}{path}"));
@@ -42,15 +44,10 @@ async fn without_a_sign_in_every_page_sends_the_browser_to_the_login_form() {
 async fn an_unknown_token_gets_the_form_again_without_the_token_or_a_cookie() {
     let base = serve(fresh_store().await.arc()).await;
 
-    let response = page_client()
-        .post(format!("{base}/login"))
-        .form(&[("token", "not-a-real-token-4711")])
-        .send()
-        .await
-        .unwrap();
+    let response = post_login(&base, "not-a-real-token-4711").await;
 
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert!(response.headers().get(SET_COOKIE).is_none());
+    assert_eq!(set_cookie(&response, "tenantctl_session"), None);
     let html = response.text().await.unwrap();
     assert!(html.contains("That token is not known here"), "{html}");
     assert!(
@@ -63,15 +60,16 @@ async fn an_unknown_token_gets_the_form_again_without_the_token_or_a_cookie() {
 async fn a_read_token_signs_in_with_a_locked_down_cookie_that_opens_the_pages_only() {
     let base = serve(fresh_store().await.arc()).await;
 
-    let response = page_client()
-        .post(format!("{base}/login"))
-        .form(&[("token", READ)])
-        .send()
-        .await
-        .unwrap();
+    let response = post_login(&base, READ).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()[LOCATION], "/");
-    let set_cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    let set_cookie = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("tenantctl_session="))
+        .expect("the session cookie");
     for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(set_cookie.contains(flag), "{set_cookie}");
     }
@@ -81,7 +79,7 @@ async fn a_read_token_signs_in_with_a_locked_down_cookie_that_opens_the_pages_on
     );
     assert!(
         !set_cookie.contains(READ),
-        "the cookie value is encoded: {set_cookie}"
+        "the cookie holds no token: {set_cookie}"
     );
     let cookie = set_cookie.split(';').next().unwrap();
 
@@ -126,21 +124,32 @@ async fn a_read_token_signs_in_with_a_locked_down_cookie_that_opens_the_pages_on
 async fn behind_an_https_proxy_the_cookie_is_secure_and_logout_clears_it() {
     let base = serve(fresh_store().await.arc()).await;
 
+    let (form_cookie, csrf) = login_form(&base).await;
     let response = page_client()
         .post(format!("{base}/login"))
         .header("x-forwarded-proto", "https")
-        .form(&[("token", READ)])
+        .header("cookie", form_cookie)
+        .form(&[("token", READ), ("csrf", &csrf)])
         .send()
         .await
         .unwrap();
-    assert!(response.headers()[SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .contains("; Secure"));
+    let session = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("tenantctl_session="))
+        .expect("the session cookie");
+    assert!(session.contains("; Secure"), "{session}");
+    let cookie = session.split(';').next().unwrap();
+    let page = get(&base, "/", Some(cookie)).await.text().await.unwrap();
+    let logout_token = hidden_csrf(&page).expect("the Log out form's token");
 
     let logout = page_client()
         .post(format!("{base}/logout"))
         .header("x-forwarded-proto", "https")
+        .header("cookie", cookie)
+        .form(&[("csrf", logout_token.as_str())])
         .send()
         .await
         .unwrap();
@@ -154,17 +163,23 @@ async fn behind_an_https_proxy_the_cookie_is_secure_and_logout_clears_it() {
 }
 
 #[tokio::test]
-async fn a_cookie_for_a_token_no_longer_known_is_dropped_and_the_browser_signs_in_again() {
+async fn a_cookie_for_no_live_session_is_dropped_and_the_browser_signs_in_again() {
     let base = serve(fresh_store().await.arc()).await;
-    // base64url("revoked-token")
-    let response = get(&base, "/", Some("tenantctl_session=cmV2b2tlZC10b2tlbg")).await;
+    for cookie in [
+        // An id of the right shape that was never issued (or was revoked).
+        "tenantctl_session=q9Y2wJm0Xr4T1bVn8LzK3eHcPa6sDfGu7iOkE5yQ1Zt",
+        // A cookie of the old kind, which carried a token: never a session.
+        "tenantctl_session=cmV2b2tlZC10b2tlbg",
+    ] {
+        let response = get(&base, "/", Some(cookie)).await;
 
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(response.headers()[LOCATION], "/login");
-    assert!(response.headers()[SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .contains("Max-Age=0"));
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{cookie}");
+        assert_eq!(response.headers()[LOCATION], "/login");
+        assert!(response.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

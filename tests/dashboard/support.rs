@@ -40,18 +40,53 @@ pub fn page_client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Signs in with `token` and returns the cookie (`name=value`) the server set.
-pub async fn sign_in(base: &str, token: &str) -> String {
-    let response = page_client()
+/// The sign-in form's anti-CSRF pair: the cookie (`name=value`) `GET /login` set and
+/// the hidden field's value.
+pub async fn login_form(base: &str) -> (String, String) {
+    let response = page_client().get(format!("{base}/login")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = set_cookie(&response, "tenantctl_login").expect("the form's cookie");
+    let html = response.text().await.unwrap();
+    (cookie, hidden_csrf(&html).expect("the form's hidden token"))
+}
+
+/// The value of the hidden `csrf` field of the first form in `html`.
+pub fn hidden_csrf(html: &str) -> Option<String> {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    let end = start + html[start..].find('"')?;
+    Some(html[start..end].to_owned())
+}
+
+/// The `name=value` pair of the `Set-Cookie` header for cookie `name`, if any.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .find(|pair| pair.starts_with(&format!("{name}=")))
+}
+
+/// Posts the sign-in form with `token`, as a browser on the form's page would.
+pub async fn post_login(base: &str, token: &str) -> reqwest::Response {
+    let (cookie, csrf) = login_form(base).await;
+    page_client()
         .post(format!("{base}/login"))
-        .form(&[("token", token)])
+        .header("cookie", cookie)
+        .form(&[("token", token), ("csrf", &csrf)])
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Signs in with `token` and returns the session cookie (`name=value`) the server set.
+pub async fn sign_in(base: &str, token: &str) -> String {
+    let response = post_login(base, token).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()[LOCATION], "/");
-    let cookie = response.headers()[SET_COOKIE].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_owned()
+    set_cookie(&response, "tenantctl_session").expect("the session cookie")
 }
 
 pub struct Seeded {

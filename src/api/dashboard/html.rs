@@ -61,18 +61,38 @@ tr.current{background:#fffbe6}\
 section.rollout{border:1px solid #ddd;border-radius:.4em;padding:0 1em;margin:1em 0}\
 form.login label{display:block;margin:1em 0 .3em}form.login input{width:30em;max-width:100%}";
 
+/// The signed-in viewer a page header names.
+pub struct Who<'a> {
+    pub name: &'a str,
+    /// The anti-CSRF token of the session's Log out form; `None` without a session
+    /// (a bearer header), when there is nothing to log out of.
+    pub logout_token: Option<&'a str>,
+}
+
 /// A whole page: `title` is escaped here, `body` is HTML the caller built. With
 /// `refresh`, the browser reloads the page every that many seconds.
-pub fn page(title: &str, viewer: Option<&str>, refresh: Option<u32>, body: &str) -> String {
+pub fn page(title: &str, viewer: Option<&Who>, refresh: Option<u32>, body: &str) -> String {
     let refresh = refresh
         .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
         .unwrap_or_default();
     let who = match viewer {
-        Some(name) => format!(
-            "<span>signed in as <b id=\"viewer\">{}</b> \
-             <form method=\"post\" action=\"/logout\"><button type=\"submit\">Log out</button></form></span>",
-            Escaped(name)
-        ),
+        Some(who) => {
+            let logout = who
+                .logout_token
+                .map(|token| {
+                    format!(
+                        " <form method=\"post\" action=\"/logout\">\
+                         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                         <button type=\"submit\">Log out</button></form>",
+                        Escaped(token)
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "<span>signed in as <b id=\"viewer\">{}</b>{logout}</span>",
+                Escaped(who.name)
+            )
+        }
         None => String::new(),
     };
     format!(
@@ -138,11 +158,21 @@ mod tests {
 
     #[test]
     fn the_page_title_and_viewer_are_escaped() {
-        let html = page("<b>t</b>", Some("<i>ops</i>"), Some(10), "<p>body</p>");
+        let who = Who {
+            name: "<i>ops</i>",
+            logout_token: Some("tok\"en"),
+        };
+        let html = page("<b>t</b>", Some(&who), Some(10), "<p>body</p>");
         assert!(html.contains("&lt;b&gt;t&lt;/b&gt;"));
         assert!(html.contains("&lt;i&gt;ops&lt;/i&gt;"));
         assert!(html.contains("<p>body</p>"));
         assert!(html.contains("http-equiv=\"refresh\" content=\"10\""));
+        assert!(html.contains("name=\"csrf\" value=\"tok&quot;en\""), "{html}");
+        let bearer = Who {
+            name: "ops",
+            logout_token: None,
+        };
+        assert!(!page("t", Some(&bearer), None, "").contains("/logout"));
     }
 
     #[test]

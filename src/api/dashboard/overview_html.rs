@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::html::{or_dash, page, time, Escaped};
+use super::html::{or_dash, page, time, Escaped, Who};
 use super::overview::{Overview, RolloutProgress, TroubledTenant, TROUBLE_SHOWN};
 use crate::domain::ReleaseVersion;
 use crate::machine::TenantState;
@@ -12,7 +12,7 @@ use crate::rollout::{Phase, WaveKind, WaveStatus};
 /// Seconds between the page's reloads of itself.
 pub const REFRESH_SECONDS: u32 = 10;
 
-pub fn render(overview: &Overview, viewer: &str) -> String {
+pub fn render(overview: &Overview, viewer: &Who) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
@@ -273,6 +273,11 @@ mod tests {
     use crate::domain::Region;
     use crate::store::FleetSummary;
 
+    const VIEWER: Who = Who {
+        name: "viewer",
+        logout_token: Some("form-token"),
+    };
+
     fn overview() -> Overview {
         let mut by_region = BTreeMap::new();
         by_region.insert(
@@ -343,7 +348,7 @@ mod tests {
 
     #[test]
     fn the_overview_shows_counts_rollouts_and_trouble() {
-        let html = render(&overview(), "viewer");
+        let html = render(&overview(), &VIEWER);
         assert!(html.contains("<span id=\"fleet-total\">4</span>"));
         assert!(html.contains("data-rollout=\"r-1\""));
         assert!(html.contains("tenantctl rollout approve r-1"));
@@ -370,7 +375,7 @@ mod tests {
             trouble_not_listed: 0,
             generated_at: Utc::now(),
         };
-        let html = render(&empty, "viewer");
+        let html = render(&empty, &VIEWER);
         assert!(html.contains("No tenants yet."));
         assert!(html.contains("None: no tenant is Failed"));
     }

@@ -1,9 +1,14 @@
 //! Browser sign-in for the dashboard. A browser cannot send a bearer header, so
-//! `POST /login` checks a token from a form and keeps it in an `HttpOnly;
-//! SameSite=Strict` cookie; [`Viewer`] accepts that cookie (or a bearer header) on
-//! dashboard pages only. The JSON API's [`Caller`](crate::api::auth::Caller) stays
-//! bearer-only, so a cookie can never authorise a state-changing request, and the
-//! dashboard has only GET pages, so there is nothing for a cross-site form to forge.
+//! `POST /login` checks a token from a form and opens a server-side session: a random
+//! 256-bit id in an `HttpOnly; SameSite=Strict` cookie, stored in the table only as
+//! its SHA-256 with the token's name, scope and an expiry 12 hours on (the table's
+//! TTL removes it later). The cookie reveals nothing of the token. [`Viewer`] accepts
+//! the session (or a bearer header) on dashboard pages only; every page view checks
+//! that the session is live and that the token it was made from is still configured,
+//! so removing a token ends its sessions. `POST /logout` revokes the session. Both
+//! forms refuse cross-site posts and carry an anti-CSRF token (see [`super::csrf`]).
+//! The JSON API's [`Caller`](crate::api::auth::Caller) stays bearer-only, so a cookie
+//! never authorises an API request.
 
 use std::marker::PhantomData;
 
@@ -14,27 +19,47 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
-use base64::Engine;
+use chrono::Utc;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
-use super::html::{page, respond, Escaped};
+use super::csrf::{cross_site, logout_token, looks_random, random_token, sha256_hex, tokens_match};
+use super::html::{page, respond, Escaped, Who};
 use crate::api::auth::{RequiredScope, Scope};
 use crate::api::ApiState;
+use crate::store::{StoreError, StoredSession};
 
-/// The cookie that carries the token (base64url, so any token fits a cookie value).
+/// The cookie that carries the session id.
 pub const SESSION_COOKIE: &str = "tenantctl_session";
-/// How long a browser keeps the cookie: a working day, then sign in again.
+/// The cookie that carries the sign-in form's anti-CSRF token (sent to `/login` only).
+pub const LOGIN_COOKIE: &str = "tenantctl_login";
+/// How long a session lasts: a working day, then sign in again.
 const SESSION_SECONDS: u32 = 12 * 60 * 60;
+/// How long a sign-in form may be left open before it is submitted.
+const LOGIN_FORM_SECONDS: u32 = 60 * 60;
 
-/// Someone looking at the dashboard with a token of at least scope `S`, from the
-/// session cookie or a bearer header. Without a known token the page redirects to
-/// `/login`; with too small a scope it answers a 403 page.
+/// Someone looking at the dashboard with a token of at least scope `S`, from a
+/// session or a bearer header. Without either the page redirects to `/login`; with
+/// too small a scope it answers a 403 page.
 pub struct Viewer<S> {
     pub name: String,
+    /// The sign-out form's token; `None` for a bearer header (there is no session).
+    logout_token: Option<String>,
     _scope: PhantomData<S>,
 }
 
-/// Why a page was refused: a redirect to the sign-in form, or a 403 page.
+impl<S> Viewer<S> {
+    /// Who the page header names, with the sign-out form when there is a session.
+    pub fn who(&self) -> Who<'_> {
+        Who {
+            name: &self.name,
+            logout_token: self.logout_token.as_deref(),
+        }
+    }
+}
+
+/// Why a page was refused: a redirect to the sign-in form, a 403 page, or a 503 page
+/// when the session could not be read.
 pub enum Refused {
     SignIn {
         stale_cookie: bool,
@@ -44,6 +69,7 @@ pub enum Refused {
         scope: Scope,
         needs: Scope,
     },
+    Unavailable(StoreError),
 }
 
 impl IntoResponse for Refused {
@@ -52,8 +78,10 @@ impl IntoResponse for Refused {
             Refused::SignIn { stale_cookie } => {
                 let mut response = see_other("/login");
                 if stale_cookie {
-                    // A token that was revoked: drop it so the browser stops sending it.
-                    response.headers_mut().insert(SET_COOKIE, clear_cookie(false));
+                    // An ended session: drop the cookie so the browser stops sending it.
+                    response
+                        .headers_mut()
+                        .insert(SET_COOKIE, clear_cookie(SESSION_COOKIE, "/", false));
                 }
                 response
             }
@@ -67,8 +95,19 @@ impl IntoResponse for Refused {
                 );
                 respond(StatusCode::FORBIDDEN, page("Forbidden", None, None, &body))
             }
+            Refused::Unavailable(error) => unavailable(&error),
         }
     }
+}
+
+fn unavailable(error: &StoreError) -> Response {
+    tracing::error!(%error, "dashboard session store failed");
+    let body = "<p class=\"bad\" id=\"page-error\">The sign-in could not be checked because the \
+                store is not answering; reload in a moment.</p>";
+    respond(
+        StatusCode::SERVICE_UNAVAILABLE,
+        page("Service Unavailable", None, None, body),
+    )
 }
 
 /// The scope check of a page, apart from where the token came from.
@@ -89,40 +128,77 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The token in the session cookie, if the request carries one that decodes.
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
+/// The value of cookie `name`, if the request carries it.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .and_then(|(_, value)| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(value)
-                .ok()
-        })
-        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim())
+}
+
+/// The key a session is stored under: the SHA-256 of its id.
+fn session_key(id: &str) -> String {
+    sha256_hex(&[id.as_bytes()])
+}
+
+/// What a session keeps of its token: a hash of the configured hash, so a session
+/// made from a token that was since replaced under the same name ends.
+fn token_check(configured_hash: &[u8; 32]) -> String {
+    sha256_hex(&[b"tenantctl session token\0", configured_hash])
+}
+
+/// The name and current scope of the live session `id`, or `None` when there is no
+/// such session, it expired, or its token is no longer configured.
+async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Scope)>, StoreError> {
+    if !looks_random(id) {
+        return Ok(None);
+    }
+    let Some(session) = state.store().load_session(&session_key(id)).await? else {
+        return Ok(None);
+    };
+    if !session.is_live(Utc::now()) {
+        return Ok(None);
+    }
+    let Some((scope, hash)) = state.tokens().configured(&session.token_name) else {
+        return Ok(None);
+    };
+    if !tokens_match(&token_check(&hash), &session.token_check) {
+        return Ok(None);
+    }
+    Ok(Some((session.token_name, scope)))
 }
 
 impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
     type Rejection = Refused;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
-        let from_cookie = cookie_token(&parts.headers);
-        let token = match bearer(&parts.headers) {
-            Some(t) => Some(t.to_owned()),
-            None => from_cookie.clone(),
-        };
-        let Some((name, scope)) = token.as_deref().and_then(|t| state.tokens().identify(t)) else {
-            return Err(Refused::SignIn {
-                stale_cookie: from_cookie.is_some(),
+        if let Some(token) = bearer(&parts.headers) {
+            // An unknown header refuses this request only: a session cookie sent
+            // beside it is left alone, so a stray header cannot end a valid session.
+            let Some((name, scope)) = state.tokens().identify(token) else {
+                return Err(Refused::SignIn { stale_cookie: false });
+            };
+            admit(name, scope, S::SCOPE)?;
+            return Ok(Viewer {
+                name: name.to_owned(),
+                logout_token: None,
+                _scope: PhantomData,
             });
+        }
+        let Some(id) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(Refused::SignIn { stale_cookie: false });
         };
-        admit(name, scope, S::SCOPE)?;
+        let Some((name, scope)) = live_session(state, id).await.map_err(Refused::Unavailable)? else {
+            return Err(Refused::SignIn { stale_cookie: true });
+        };
+        admit(&name, scope, S::SCOPE)?;
         Ok(Viewer {
-            name: name.to_owned(),
+            name,
+            logout_token: Some(logout_token(id)),
             _scope: PhantomData,
         })
     }
@@ -149,94 +225,176 @@ fn over_https(uri: &Uri, headers: &HeaderMap) -> bool {
     uri.scheme_str() == Some("https") || forwarded_proto || forwarded
 }
 
-fn attributes(secure: bool) -> &'static str {
-    if secure {
-        "HttpOnly; SameSite=Strict; Path=/; Secure"
-    } else {
-        "HttpOnly; SameSite=Strict; Path=/"
-    }
+fn attributes(path: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("HttpOnly; SameSite=Strict; Path={path}{secure}")
 }
 
-fn session_cookie(token: &str, secure: bool) -> HeaderValue {
-    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.as_bytes());
+/// A cookie `name=value` (a [`random_token`]) for `seconds` on `path`.
+fn set_cookie(name: &str, value: &str, seconds: u32, path: &str, secure: bool) -> HeaderValue {
     HeaderValue::try_from(format!(
-        "{SESSION_COOKIE}={value}; Max-Age={SESSION_SECONDS}; {}",
-        attributes(secure)
+        "{name}={value}; Max-Age={seconds}; {}",
+        attributes(path, secure)
     ))
-    .expect("base64 and fixed attributes are a valid header value")
+    .expect("base64url and fixed attributes are a valid header value")
 }
 
-fn clear_cookie(secure: bool) -> HeaderValue {
-    HeaderValue::try_from(format!("{SESSION_COOKIE}=; Max-Age=0; {}", attributes(secure)))
+fn clear_cookie(name: &str, path: &str, secure: bool) -> HeaderValue {
+    HeaderValue::try_from(format!("{name}=; Max-Age=0; {}", attributes(path, secure)))
         .expect("fixed text is a valid header value")
 }
 
-/// The sign-in form, with a message when a previous attempt failed. The token field
-/// is never filled in: a token is never sent back to the browser.
-fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
+/// The sign-in form, with a message when a previous attempt failed, and a fresh
+/// anti-CSRF token in a hidden field and in a cookie. The token field is never
+/// filled in: a token is never sent back to the browser.
+fn login_page(status: StatusCode, problem: Option<&str>, secure: bool) -> Response {
     let problem = problem
         .map(|p| format!("<p class=\"bad\" id=\"login-error\">{}</p>", Escaped(p)))
         .unwrap_or_default();
+    let form_token = random_token();
     let body = format!(
         "{problem}<form class=\"login\" method=\"post\" action=\"/login\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{form_token}\">\
          <label for=\"token\">API token (scope read or higher)</label>\
          <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required autofocus>\
          <p><button id=\"sign-in\" type=\"submit\">Sign in</button></p></form>\
-         <p class=\"muted\">The token is kept in an HttpOnly cookie for 12 hours; \
-         scripts and other sites cannot read or send it.</p>"
+         <p class=\"muted\">Signing in opens a session of 12 hours, kept in an HttpOnly \
+         cookie that holds no token; scripts and other sites cannot read or send it.</p>"
     );
-    respond(status, page("Sign in", None, None, &body))
+    let mut response = respond(status, page("Sign in", None, None, &body));
+    response.headers_mut().insert(
+        SET_COOKIE,
+        set_cookie(LOGIN_COOKIE, &form_token, LOGIN_FORM_SECONDS, "/login", secure),
+    );
+    response
 }
 
 /// `GET /login`.
-pub async fn login_form() -> Response {
-    login_page(StatusCode::OK, None)
+pub async fn login_form(uri: Uri, headers: HeaderMap) -> Response {
+    login_page(StatusCode::OK, None, over_https(&uri, &headers))
 }
 
 #[derive(Deserialize)]
 pub struct LoginForm {
     token: String,
+    /// The form's anti-CSRF token; missing is refused like a wrong one.
+    #[serde(default)]
+    csrf: String,
 }
 
-/// `POST /login`: a known token of scope read or higher sets the cookie and goes to
-/// the overview; anything else shows the form again with what was wrong.
+/// `POST /login`: a known token of scope read or higher, posted from this server's
+/// own form, opens a session and goes to the overview; anything else shows the form
+/// again with what was wrong.
 pub async fn login(
     State(state): State<ApiState>,
     uri: Uri,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(LoginForm { token })) = form else {
+    let secure = over_https(&uri, &headers);
+    if let Some(reason) = cross_site(&headers) {
+        tracing::warn!(%reason, "dashboard sign-in refused: cross-site");
+        return login_page(
+            StatusCode::FORBIDDEN,
+            Some(&format!("Sign-in refused: {reason}. Sign in from this page.")),
+            secure,
+        );
+    }
+    let Ok(Form(LoginForm { token, csrf })) = form else {
         return login_page(
             StatusCode::BAD_REQUEST,
             Some("The form was incomplete; paste a token and sign in."),
+            secure,
         );
     };
+    if !tokens_match(&csrf, cookie(&headers, LOGIN_COOKIE).unwrap_or_default()) {
+        tracing::info!("dashboard sign-in refused: the form's anti-CSRF token did not match");
+        return login_page(
+            StatusCode::FORBIDDEN,
+            Some("The sign-in form had expired or did not come from this server; sign in again from this page."),
+            secure,
+        );
+    }
     let token = token.trim();
     let Some((name, scope)) = state.tokens().identify(token) else {
         tracing::info!("dashboard sign-in refused: unknown token");
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some("That token is not known here. Check it, or ask an administrator for a token."),
+            secure,
         );
     };
     if let Err(refused) = admit(name, scope, Scope::Read) {
         return refused.into_response();
     }
+    // The token matched its configured hash, so this is that hash.
+    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let id = random_token();
+    let now = Utc::now();
+    let session = StoredSession {
+        token_name: name.to_owned(),
+        scope: scope.as_str().to_owned(),
+        token_check: token_check(&hash),
+        created_at: now,
+        expires_at: now + chrono::Duration::seconds(SESSION_SECONDS.into()),
+    };
+    if let Err(error) = state.store().create_session(&session_key(&id), &session).await {
+        return unavailable(&error);
+    }
     tracing::info!(caller = %name, "dashboard sign-in");
     let mut response = see_other("/");
-    response
-        .headers_mut()
-        .insert(SET_COOKIE, session_cookie(token, over_https(&uri, &headers)));
+    let cookies = response.headers_mut();
+    cookies.append(
+        SET_COOKIE,
+        set_cookie(SESSION_COOKIE, &id, SESSION_SECONDS, "/", secure),
+    );
+    cookies.append(SET_COOKIE, clear_cookie(LOGIN_COOKIE, "/login", secure));
     response
 }
 
-/// `POST /logout`: forgets the cookie.
-pub async fn logout(uri: Uri, headers: HeaderMap) -> Response {
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    /// The sign-out form's anti-CSRF token; missing is refused like a wrong one.
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /logout`: revokes the session, posted from a page of this server, and
+/// forgets the cookie.
+pub async fn logout(
+    State(state): State<ApiState>,
+    uri: Uri,
+    headers: HeaderMap,
+    form: Result<Form<LogoutForm>, FormRejection>,
+) -> Response {
+    let refuse = |reason: &str| {
+        tracing::warn!(%reason, "dashboard sign-out refused");
+        let body = format!(
+            "<p class=\"bad\" id=\"page-error\">Sign-out refused: {}. Use the Log out button \
+             of the dashboard.</p><p><a href=\"/\">Back to the overview</a></p>",
+            Escaped(reason)
+        );
+        respond(StatusCode::FORBIDDEN, page("Forbidden", None, None, &body))
+    };
+    if let Some(reason) = cross_site(&headers) {
+        return refuse(&reason);
+    }
+    let secure = over_https(&uri, &headers);
+    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+        let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
+        if !tokens_match(&csrf, &logout_token(id)) {
+            return refuse("the form's anti-CSRF token did not match this session");
+        }
+        if looks_random(id) {
+            if let Err(error) = state.store().delete_session(&session_key(id)).await {
+                return unavailable(&error);
+            }
+        }
+    }
     let mut response = see_other("/login");
     response
         .headers_mut()
-        .insert(SET_COOKIE, clear_cookie(over_https(&uri, &headers)));
+        .insert(SET_COOKIE, clear_cookie(SESSION_COOKIE, "/", secure));
     response
 }
 
@@ -253,30 +411,37 @@ mod tests {
     }
 
     #[test]
-    fn the_cookie_round_trips_any_token_and_is_locked_down() {
-        let token = "tok;en=with \"odd\" chars,ü";
-        let cookie = session_cookie(token, false);
-        let text = cookie.to_str().unwrap();
+    fn cookies_are_locked_down_and_read_back() {
+        let id = random_token();
+        let cookie_header = set_cookie(SESSION_COOKIE, &id, SESSION_SECONDS, "/", false);
+        let text = cookie_header.to_str().unwrap();
         assert!(text.ends_with("; HttpOnly; SameSite=Strict; Path=/"), "{text}");
-        assert!(!text.contains(token));
+        assert!(text.contains("Max-Age=43200"), "{text}");
         let pair = text.split(';').next().unwrap();
         let h = headers(&[("cookie", &format!("other=1; {pair}; x=y"))]);
-        assert_eq!(cookie_token(&h).as_deref(), Some(token));
-        assert!(session_cookie(token, true)
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some(id.as_str()));
+        assert!(set_cookie(LOGIN_COOKIE, &id, 60, "/login", true)
             .to_str()
             .unwrap()
-            .ends_with("; Secure"));
-        assert!(clear_cookie(false).to_str().unwrap().contains("Max-Age=0"));
+            .ends_with("; Path=/login; Secure"));
+        assert!(clear_cookie(SESSION_COOKIE, "/", false)
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"));
+        assert_eq!(cookie(&headers(&[("cookie", "a=b")]), SESSION_COOKIE), None);
+        assert_eq!(cookie(&HeaderMap::new(), SESSION_COOKIE), None);
     }
 
     #[test]
-    fn a_damaged_or_missing_cookie_is_no_token() {
-        assert_eq!(
-            cookie_token(&headers(&[("cookie", "tenantctl_session=!!!")])),
-            None
-        );
-        assert_eq!(cookie_token(&headers(&[("cookie", "a=b")])), None);
-        assert_eq!(cookie_token(&HeaderMap::new()), None);
+    fn the_stored_key_and_token_check_are_one_way() {
+        let id = random_token();
+        let key = session_key(&id);
+        assert_eq!(key.len(), 64);
+        assert!(!key.contains(&id));
+        let hash = [7u8; 32];
+        assert_eq!(token_check(&hash), token_check(&hash));
+        assert_ne!(token_check(&hash), token_check(&[8u8; 32]));
+        assert_ne!(token_check(&hash), sha256_hex(&[&hash]));
     }
 
     #[test]

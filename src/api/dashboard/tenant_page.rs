@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::html::{or_dash, page, time, Escaped};
+use super::html::{or_dash, page, time, Escaped, Who};
 use crate::store::{HistoryEvent, TenantRecord};
 
 /// History events shown, newest first; the API pages through all of them.
@@ -13,7 +13,7 @@ pub fn history_start(record: &TenantRecord) -> u64 {
     record.event_seq.saturating_sub(HISTORY_SHOWN)
 }
 
-pub fn render(record: &TenantRecord, history: &[HistoryEvent], viewer: &str) -> String {
+pub fn render(record: &TenantRecord, history: &[HistoryEvent], viewer: &Who) -> String {
     let id = record.id().to_string();
     let s = &record.spec;
     let mut body = String::new();
@@ -171,7 +171,14 @@ mod tests {
             event(1, "Provision 1.0.0", None),
             event(2, "StepFailed", Some("<img src=x onerror=alert(1)>")),
         ];
-        let html = render(&record(), &history, "viewer");
+        let html = render(
+            &record(),
+            &history,
+            &Who {
+                name: "viewer",
+                logout_token: None,
+            },
+        );
         assert!(html.contains("<span id=\"tenant-id\">acme</span>"));
         assert!(html.contains("stack said &lt;b&gt;&quot;no&quot;&lt;/b&gt;"));
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));

@@ -205,7 +205,7 @@ mod tests {
         .unwrap();
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/tenant/ci/medium-values.yaml");
         let documented: serde_json::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         assert_eq!(rendered, documented);
     }
 

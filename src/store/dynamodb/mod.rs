@@ -11,6 +11,7 @@ mod policy;
 mod reports;
 mod rollout_drive;
 mod rollouts;
+mod sessions;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +45,7 @@ pub use item::mutable_attributes;
 pub use listing::{FleetSummary, ListFilter};
 pub use policy::PolicyChange;
 pub use reports::{ReportQuery, MAX_REPORT_DAYS};
+pub use sessions::StoredSession;
 
 /// Tenant state in one DynamoDB table.
 #[derive(Clone)]

@@ -1,0 +1,125 @@
+//! Dashboard sign-in sessions (`pk SESSION#<sha256 of the session id>`, `sk SESSION`).
+//! Only the id's hash is stored, so reading the table never yields a usable cookie.
+//! Items carry `expires_at` (epoch seconds), the table's TTL attribute; DynamoDB
+//! removes them some time after that, so a read also checks the time itself.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::errors::classify;
+use super::item::{corrupt, get_n, get_s, n, s, Item};
+use super::DynamoStore;
+use crate::store::StoreError;
+
+const SK: &str = "SESSION";
+
+/// A signed-in browser, as the table keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    /// The name of the token the session was made from.
+    pub token_name: String,
+    /// The scope that token had at sign-in.
+    pub scope: String,
+    /// SHA-256 (hex) of the token's configured hash: tells whether the same token is
+    /// still configured under that name, without storing anything a caller could use.
+    pub token_check: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl StoredSession {
+    /// Whether the session may still be used at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        now < self.expires_at
+    }
+}
+
+fn key_of(id_hash: &str) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(format!("SESSION#{id_hash}"))),
+        ("sk".to_owned(), s(SK)),
+    ])
+}
+
+fn seconds(key: &str, secs: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp(secs, 0).ok_or_else(|| corrupt(key, secs))
+}
+
+impl DynamoStore {
+    /// Stores a new session under the hash of its id. Ids are random, so an existing
+    /// item with the same key is refused rather than overwritten.
+    pub async fn create_session(&self, id_hash: &str, session: &StoredSession) -> Result<(), StoreError> {
+        let mut item = key_of(id_hash);
+        item.insert("token_name".into(), s(&session.token_name));
+        item.insert("scope".into(), s(&session.scope));
+        item.insert("token_check".into(), s(&session.token_check));
+        item.insert("created_at".into(), n(session.created_at.timestamp()));
+        item.insert("expires_at".into(), n(session.expires_at.timestamp()));
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| classify("storing a dashboard session", self.table(), e))?;
+        Ok(())
+    }
+
+    /// The session stored under `id_hash`, if there is one (expired or not).
+    pub async fn load_session(&self, id_hash: &str) -> Result<Option<StoredSession>, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key_of(id_hash)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("reading a dashboard session", self.table(), e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        Ok(Some(StoredSession {
+            token_name: get_s(item, "token_name")?.to_owned(),
+            scope: get_s(item, "scope")?.to_owned(),
+            token_check: get_s(item, "token_check")?.to_owned(),
+            created_at: seconds("created_at", get_n(item, "created_at")?)?,
+            expires_at: seconds("expires_at", get_n(item, "expires_at")?)?,
+        }))
+    }
+
+    /// Revokes a session (sign-out). Revoking one that is gone already is fine.
+    pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        self.client()
+            .delete_item()
+            .table_name(self.table())
+            .set_key(Some(key_of(id_hash)))
+            .send()
+            .await
+            .map_err(|e| classify("revoking a dashboard session", self.table(), e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_live_until_it_expires() {
+        let created = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let session = StoredSession {
+            token_name: "viewer".into(),
+            scope: "read".into(),
+            token_check: "00".into(),
+            created_at: created,
+            expires_at: created + chrono::Duration::hours(12),
+        };
+        assert!(session.is_live(created));
+        assert!(session.is_live(created + chrono::Duration::hours(11)));
+        assert!(!session.is_live(created + chrono::Duration::hours(12)));
+        assert!(!session.is_live(created + chrono::Duration::days(2)));
+    }
+}
