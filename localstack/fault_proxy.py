@@ -338,7 +338,10 @@ def make_handler(faults: Faults, upstream: urllib.parse.SplitResult):
         def _forward(self, body: bytes):
             conn = http.client.HTTPConnection(upstream.hostname, upstream.port or 80, timeout=120)
             try:
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "connection")}
+                # The body was read whole (chunks joined): its length replaces the client's
+                # framing headers, whatever their case.
+                framing = ("transfer-encoding", "connection", "content-length")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in framing}
                 headers["Content-Length"] = str(len(body))
                 conn.request(self.command, self.path, body=body, headers=headers)
                 response = conn.getresponse()

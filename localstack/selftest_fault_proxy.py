@@ -6,6 +6,7 @@ selftest.sh with the venv's Python). Prints `ok - ...` / `not ok - ...` lines.
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 import time
@@ -94,6 +95,23 @@ control(dynamodb_proxy, {"rules": [{"fault": "throttle", "operation": "DescribeT
 got = error_of(dynamodb.list_tables)
 check("a rule for another operation does not fire", got == "no error", got)
 control(dynamodb_proxy, method="DELETE")
+
+# Headers as hyper (the Rust SDK) sends them, in lower case.
+conn = http.client.HTTPConnection("127.0.0.1", dynamodb_proxy, timeout=10)
+conn.putrequest("POST", "/", skip_accept_encoding=True)
+for header, value in [
+    ("content-type", "application/x-amz-json-1.0"),
+    ("x-amz-target", "DynamoDB_20120810.ListTables"),
+    ("authorization", "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/dynamodb/aws4_request, "
+     "SignedHeaders=host;x-amz-date, Signature=0"),
+    ("x-amz-date", "20240101T000000Z"),
+    ("content-length", "2"),
+]:
+    conn.putheader(header, value)
+conn.endheaders(b"{}")
+status = conn.getresponse().status
+check("lower-case request headers are forwarded once", status == 200, status)
+conn.close()
 
 ssm = client("ssm", moto_proxy)
 name = f"/fault-proxy-selftest/{uuid.uuid4().hex[:8]}"
