@@ -49,7 +49,11 @@ impl FaultProxy {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("starting {} {}: {e}; set TENANTCTL_FAULT_PROXY_PYTHON", python(), script().display())
+                panic!(
+                    "starting {} {}: {e}; set TENANTCTL_FAULT_PROXY_PYTHON",
+                    python(),
+                    script().display()
+                )
             });
         let mut proxy = FaultProxy {
             child,
@@ -64,7 +68,10 @@ impl FaultProxy {
             if let Ok(Some(status)) = proxy.child.try_wait() {
                 panic!("the fault proxy in front of {upstream} exited at start: {status}");
             }
-            assert!(Instant::now() < deadline, "the fault proxy on port {port} never answered");
+            assert!(
+                Instant::now() < deadline,
+                "the fault proxy on port {port} never answered"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

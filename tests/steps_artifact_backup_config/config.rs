@@ -153,7 +153,9 @@ async fn a_create_whose_answer_was_lost_is_done_when_the_parameter_holds_our_val
         ]))
         .await;
     let spec = tenant_spec();
-    let step = WriteConfig::new(std::sync::Arc::new(AwsClients::new(sdk_config_through(&proxy).await)));
+    let step = WriteConfig::new(std::sync::Arc::new(AwsClients::new(
+        sdk_config_through(&proxy).await,
+    )));
     let tenant = configuring(&spec);
 
     let outcome = run(&step, &tenant).await;
@@ -163,7 +165,10 @@ async fn a_create_whose_answer_was_lost_is_done_when_the_parameter_holds_our_val
     let stored = read_back(&names::ssm_prefix(&spec)).await;
     assert_eq!(stored.len(), 11, "every parameter written once: {stored:?}");
     assert!(stored.values().all(|p| p.version == 1), "{stored:?}");
-    assert_eq!(stored["config/bucket"].value, tenant.facts.stack_outputs["BucketName"]);
+    assert_eq!(
+        stored["config/bucket"].value,
+        tenant.facts.stack_outputs["BucketName"]
+    );
 }
 
 #[tokio::test]
