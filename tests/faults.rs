@@ -1,14 +1,19 @@
 //! The product under faults between it and AWS: workers drive tenants with the real
-//! artifact, infrastructure, backup and configuration steps on moto, and the tenant
-//! table on DynamoDB Local, through `localstack/fault_proxy.py`, which throttles,
-//! answers 503, goes dark, delays and drops answers after the request was applied.
-//! The certificate, Helm and verify steps are `ScriptedStep` test doubles here (their
-//! own test binaries cover them against moto and the Helm stand-in).
+//! artifact, infrastructure, backup, configuration and certificate steps on moto
+//! (ECR, CloudFormation, RDS, SSM, ACM, Route 53, ELBv2), and the tenant table on
+//! DynamoDB Local, through `localstack/fault_proxy.py`, which throttles, answers 503,
+//! goes dark, delays and drops answers after the request was applied. The Helm and
+//! verify steps, which do not talk to AWS, are `ScriptedStep` test doubles here (their
+//! own test binaries cover them with the Helm stand-in).
 
 mod common;
 #[path = "faults/dynamodb_restart.rs"]
 mod dynamodb_restart;
 mod fault_proxy_support;
+// The shared ALB and hosted zone the certificate step needs.
+#[allow(dead_code)]
+#[path = "steps_certificates/platform.rs"]
+mod platform;
 // Only the ECR helpers are used here.
 #[allow(dead_code)]
 #[path = "steps_artifact_backup_config/support.rs"]
@@ -18,11 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tenant_orchestrator::domain::TenantId;
+use tenant_orchestrator::domain::{Hostname, TenantId};
 use tenant_orchestrator::machine::{StepKind, TenantEvent};
 use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::steps::artifact::{ArtifactConfig, CheckArtifact};
 use tenant_orchestrator::steps::backup::{BackupConfig, SnapshotDatabase};
+use tenant_orchestrator::steps::certificates::{
+    AwsCertificateCloud, CertificateConfig, CertificateStep, SlotTable,
+};
 use tenant_orchestrator::steps::config::{DeleteConfig, WriteConfig};
 use tenant_orchestrator::steps::infra::{self, InfraConfig};
 use tenant_orchestrator::steps::{AwsClients, RegionSettings, StepsConfig};
@@ -80,6 +88,8 @@ struct Rig {
     workers: Vec<JoinHandle<()>>,
     /// Unique per test: the tenant ids' prefix.
     uid: String,
+    /// With the real steps: the ALB and hosted zone the tenants' hostnames live in.
+    platform: Option<Arc<platform::Platform>>,
 }
 
 impl Rig {
@@ -105,12 +115,14 @@ impl Rig {
         let proxied = Arc::new(DynamoStore::new(proxied_client, name));
         let stand_ins = ScriptedStep::new();
         let uid = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let mut platform = None;
         let steps = if real_steps {
             let repository = format!("app-{uid}");
             support::create_repository(REGION, &repository).await;
             for tag in ["1.0.0", "1.1.0"] {
                 support::push_image(REGION, &repository, tag).await;
             }
+            let shared = platform::Platform::build(1).await;
             let config = Arc::new(StepsConfig {
                 artifact: ArtifactConfig {
                     repository,
@@ -124,9 +136,23 @@ impl Rig {
                     poll_seconds: 0,
                     termination_protection: false,
                 },
-                regions: [(REGION.to_owned(), region_settings())].into(),
+                certificates: CertificateConfig {
+                    poll_seconds: 1,
+                    gather_seconds: 1,
+                    ..CertificateConfig::default()
+                },
+                regions: [(
+                    REGION.to_owned(),
+                    RegionSettings {
+                        listener_arns: shared.listeners.clone(),
+                        hosted_zone_id: shared.hosted_zone_id.clone(),
+                        ..region_settings()
+                    },
+                )]
+                .into(),
                 ..Default::default()
             });
+            platform = Some(shared);
             let aws = Arc::new(AwsClients::new(sdk_config_through(&aws_proxy).await));
             let registry = StepRegistry::all(stand_ins.clone())
                 .with(
@@ -146,6 +172,14 @@ impl Rig {
                 )
                 .with(StepKind::WriteConfig, Arc::new(WriteConfig::new(aws.clone())))
                 .with(StepKind::DeleteConfig, Arc::new(DeleteConfig::new(aws.clone())));
+            let certificates = Arc::new(CertificateStep::new(
+                config.clone(),
+                Arc::new(AwsCertificateCloud::new(aws.clone())),
+                SlotTable::of(&proxied),
+            ));
+            let registry = registry
+                .with(StepKind::EnsureCertificates, certificates.clone())
+                .with(StepKind::ReleaseCertificates, certificates);
             infra::register(registry, config, aws)
         } else {
             StepRegistry::all(stand_ins.clone())
@@ -160,6 +194,7 @@ impl Rig {
             shutdown: watch::channel(false).0,
             workers: Vec::new(),
             uid,
+            platform,
         }
     }
 
@@ -188,12 +223,12 @@ impl Rig {
     async fn create(&self, ids: &[TenantId]) {
         let commands = TenantCommands::new(self.direct.clone());
         for id in ids {
+            let mut spec = spec(id.as_str(), REGION);
+            if let Some(platform) = &self.platform {
+                spec.hostnames = vec![Hostname::parse(&platform.hostname(id.as_str())).unwrap()];
+            }
             commands
-                .create(
-                    spec(id.as_str(), REGION),
-                    release("1.0.0"),
-                    &Actor::operator("test"),
-                )
+                .create(spec, release("1.0.0"), &Actor::operator("test"))
                 .await
                 .expect("tenant created");
         }
@@ -350,6 +385,9 @@ async fn answers_lost_after_every_step_write_was_applied_cause_no_failure() {
         ("cloudformation", "UpdateStack"),
         ("ssm", "PutParameter"),
         ("rds", "CreateDBClusterSnapshot"),
+        ("acm", "RequestCertificate"),
+        ("route53", "ChangeResourceRecordSets"),
+        ("elasticloadbalancing", "AddListenerCertificates"),
     ];
     let rules: Vec<_> = writes
         .iter()
