@@ -44,7 +44,8 @@ use common::{dynamodb_client, fast_worker, release, spec, ScriptedStep};
 use fault_proxy_support::{sdk_config_through, FaultProxy};
 
 const REGION: &str = "us-east-1";
-const CONVERGE: Duration = Duration::from_secs(50);
+/// Longest a test waits for the tenants (they take 10–40 s on a busy CI machine).
+const CONVERGE: Duration = Duration::from_secs(80);
 
 /// The worker settings of these tests: the fast test timings, with a lease and a
 /// retry budget that outlast the injected faults as production's defaults do (a
@@ -75,8 +76,9 @@ fn region_settings() -> RegionSettings {
 }
 
 /// One test's world: a fresh table, an ECR repository with releases 1.0.0 and 1.1.0,
-/// a proxy in front of moto and one in front of DynamoDB Local, and the store both
-/// through the proxy (for workers) and direct (for the test's own commands and reads).
+/// an ALB and a hosted zone for the certificates, a proxy in front of moto and one in
+/// front of DynamoDB Local, and the store both through the proxy (for workers) and
+/// direct (for the test's own commands and reads).
 struct Rig {
     aws_proxy: FaultProxy,
     dynamodb_proxy: FaultProxy,
