@@ -250,7 +250,11 @@ impl Rig {
         }
     }
 
-    /// Waits until every tenant is Active on `on`, failing early on a Failed tenant.
+    /// Waits until every tenant is Active on `on` and no worker holds it any more
+    /// (released, or expired when the release itself was refused),
+    /// failing early on a Failed tenant. The wait for the lease keeps the next operator
+    /// command from racing the worker's lease release: that race is the worker tests'
+    /// subject, not a fault between the product and AWS.
     async fn converge(&self, ids: &[TenantId], on: &str) {
         let deadline = std::time::Instant::now() + CONVERGE;
         for id in ids {
@@ -266,6 +270,9 @@ impl Rig {
                 );
                 if r.state.name() == "Active"
                     && r.state.current_release().map(|v| v.to_string()).as_deref() == Some(on)
+                    && r.lease
+                        .as_ref()
+                        .is_none_or(|l| l.expires_at <= chrono::Utc::now())
                 {
                     break;
                 }
