@@ -99,6 +99,8 @@ impl LocalDynamo {
             .args(["-port", &self.port.to_string(), "-dbPath"])
             .arg(self.dir.path())
             .arg("-disableTelemetry")
+            // It leaves a metadata file in its working directory.
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
