@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Self-test of localstack/: installs (twice), starts the local AWS on its own
 # ports and run dir, checks DynamoDB Local and moto (selftest_aws.py), the
-# Helm stand-in and the health stand-in, then stops everything and checks
+# Helm stand-in, the health stand-in and the fault proxy
+# (selftest_fault_proxy.py), then stops everything and checks
 # nothing is left running. Exits non-zero on any failure. Used by CI.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ export TENANT_ORCHESTRATOR_RUN
 export DYNAMODB_PORT="${SELFTEST_DYNAMODB_PORT:-18000}"
 export MOTO_PORT="${SELFTEST_MOTO_PORT:-14566}"
 health_port="${SELFTEST_HEALTH_PORT:-18089}"
+fault_port="${SELFTEST_FAULT_PROXY_PORT:-14567}" # and the next port, in front of DynamoDB Local
 work="$(mktemp -d "${TMPDIR:-/tmp}/localstack-selftest.XXXXXX")"
 export PYTHONDONTWRITEBYTECODE=1
 
@@ -166,6 +168,31 @@ else
 fi
 expect "helm: --ignore-not-found" "$helm" uninstall acme -n tenant-acme --kube-context local-eu --ignore-not-found
 [[ -z "$health_pid" ]] || expect "health: uninstalled tenant answers 404" test "$(http_status acme.tenants.test | cut -d' ' -f1)" = 404
+
+# --- fault proxy -------------------------------------------------------------------------
+if "$here/start-fault-proxy.sh" "localhost:$MOTO_PORT" "$fault_port" >/dev/null 2>"$work/fault.err"; then
+  not_ok "fault proxy: a bad upstream is refused"
+else
+  expect "fault proxy: a bad upstream is refused" grep -q 'UPSTREAM_URL must be http://HOST:PORT' "$work/fault.err"
+fi
+if "$here/start-fault-proxy.sh" "$AWS_ENDPOINT_URL" "$fault_port" 3 >"$work/fault-moto.pid" 2>"$work/fault.err" &&
+  "$here/start-fault-proxy.sh" "$AWS_ENDPOINT_URL_DYNAMODB" "$((fault_port + 1))" 3 >"$work/fault-ddb.pid" 2>>"$work/fault.err"; then
+  ok "fault proxies started (pids $(cat "$work/fault-moto.pid") $(cat "$work/fault-ddb.pid"))"
+  # shellcheck disable=SC2016  # expanded by the inner bash
+  expect "fault proxy: starting again prints the same pid" bash -c '[[ "$("$1/start-fault-proxy.sh" "$2" "$3" 2>/dev/null)" == "$(cat "$4")" ]]' _ \
+    "$here" "$AWS_ENDPOINT_URL" "$fault_port" "$work/fault-moto.pid"
+  "$venv_python" "$here/selftest_fault_proxy.py" "$fault_port" "$((fault_port + 1))" "$MOTO_PORT" >"$work/fault.out" 2>&1 || true
+  while IFS= read -r line; do
+    case "$line" in
+      "ok - "*) ok "${line#ok - }" ;;
+      "not ok - "*) not_ok "${line#not ok - }" ;;
+      *) printf '    %s\n' "$line" ;;
+    esac
+  done <"$work/fault.out"
+  grep -q '^ok - ' "$work/fault.out" || not_ok "selftest_fault_proxy.py ran" "$(tail -n 20 "$work/fault.out")"
+else
+  not_ok "fault proxies started" "$(cat "$work/fault.err")"
+fi
 
 # --- stop -------------------------------------------------------------------------------------
 all_pids="$(cat "$TENANT_ORCHESTRATOR_RUN"/*.pid 2>/dev/null || true)"

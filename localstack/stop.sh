@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stops DynamoDB Local and moto started by start.sh (and health stand-ins
-# started by start-health-standin.sh), by their pid files.
+# Stops DynamoDB Local and moto started by start.sh (and health stand-ins and
+# fault proxies started by start-health-standin.sh and start-fault-proxy.sh), by
+# their pid files.
 # Does nothing (successfully) when they are not running.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
@@ -32,4 +33,9 @@ stop_service dynamodb DynamoDBLocal.jar
 for pid_file in "$RUN_DIR"/fleet-health-*.pid; do
   [[ -e "$pid_file" ]] || continue
   stop_service "$(basename "$pid_file" .pid)" fleet_health_standin.py
+done
+# Fault proxies started by start-fault-proxy.sh, if any are left.
+for pid_file in "$RUN_DIR"/fault-proxy-*.pid; do
+  [[ -e "$pid_file" ]] || continue
+  stop_service "$(basename "$pid_file" .pid)" fault_proxy.py
 done

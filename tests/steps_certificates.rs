@@ -5,6 +5,8 @@
 //! listener; `RecordingCloud` checks the same at every detach.
 
 mod common;
+#[path = "fault_proxy_support/mod.rs"]
+mod fault_proxy_support;
 #[path = "steps_certificates/platform.rs"]
 mod platform;
 #[path = "steps_certificates/recording.rs"]
@@ -16,11 +18,14 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::{fresh_store, release, tenant_id};
+use fault_proxy_support::FaultProxy;
 use platform::Platform;
 use recording::{Call, RecordingCloud};
-use tenant_orchestrator::domain::{Environment, Group, Hostname, TenantSpec, Tier};
+use tenant_orchestrator::domain::{Environment, Group, Hostname, Region, TenantSpec, Tier};
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome};
+use tenant_orchestrator::steps::certificates::slot::{Names, Slot};
+use tenant_orchestrator::steps::certificates::slots::SlotStoreError;
 use tenant_orchestrator::steps::certificates::{CertificateConfig, CertificateStep, SlotTable};
 use tenant_orchestrator::steps::StepsConfig;
 use tenant_orchestrator::store::TenantRecord;
@@ -487,4 +492,75 @@ async fn an_unconfigured_region_fails_without_retry() {
         other => panic!("expected a failure, got {other:?}"),
     }
     assert!(h.cloud.calls().is_empty());
+}
+
+/// A slot of one name on a made-up listener, not yet stored.
+fn new_slot(listener: &str) -> Slot {
+    let names: Names = [(
+        Hostname::parse("acme.slots.example.test").unwrap(),
+        tenant_id("acme"),
+    )]
+    .into();
+    Slot::open(
+        Region::parse("us-east-1").unwrap(),
+        1,
+        listener.to_owned(),
+        names,
+        Utc::now(),
+    )
+}
+
+/// DynamoDB applies a slot write but its answer is lost; the SDK sends it again and the
+/// version condition refuses it. The slot holds what was written: that is success, not
+/// a conflict that makes the step start over.
+#[tokio::test]
+async fn slot_writes_whose_answers_were_lost_are_found_applied() {
+    let proxy = FaultProxy::for_dynamodb(5).await;
+    let store = fresh_store().await;
+    let through_proxy = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&aws_config::load_from_env().await)
+            .endpoint_url(proxy.url())
+            .build(),
+    );
+    let table = SlotTable::new(through_proxy, store.table());
+    let mut slot = new_slot("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/a/1/1");
+    let lose = |operation: &str| serde_json::json!([{"fault": "drop_answer", "service": "dynamodb", "operation": operation, "count": 1}]);
+
+    proxy.set_rules(lose("PutItem")).await;
+    table.save(&slot).await.expect("a new slot, created once");
+    slot.version = 1;
+    slot.generation = 2;
+    table.save(&slot).await.expect("progress, written once");
+    slot.version = 2;
+    proxy.set_rules(lose("DeleteItem")).await;
+    table.remove(&slot).await.expect("a slot deleted once");
+
+    assert_eq!(proxy.injected("drop_answer").await, 2, "both answers were lost");
+    let left = table.load(&slot.region).await.unwrap();
+    assert!(left.slots.is_empty(), "{:?}", left.slots);
+}
+
+/// What the lost-answer check must not hide: a slot that holds another write.
+#[tokio::test]
+async fn a_slot_holding_another_write_is_still_a_conflict() {
+    let store = fresh_store().await;
+    let table = SlotTable::of(&store);
+    let mut ours = new_slot("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/a/1/1");
+    let theirs = new_slot("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/a/1/2");
+    table.save(&theirs).await.unwrap();
+
+    let created = table.save(&ours).await;
+    ours.version = 1;
+    let removed = table
+        .remove(&Slot {
+            version: 7,
+            ..ours.clone()
+        })
+        .await;
+
+    assert!(matches!(created, Err(SlotStoreError::Conflict(_))), "{created:?}");
+    assert!(matches!(removed, Err(SlotStoreError::Conflict(_))), "{removed:?}");
+    let stored = table.load(&ours.region).await.unwrap();
+    assert_eq!(stored.slots.len(), 1);
+    assert_eq!(stored.slots[0].listener_arn, theirs.listener_arn);
 }

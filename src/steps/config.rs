@@ -133,19 +133,58 @@ impl WriteConfig {
                 .overwrite(false)
                 .set_tags(Some(tags(spec))),
         };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            // Another run created the secret first: keep its value rather than rotate.
-            Err(err)
-                if matches!(write, Write::CreateSecret { .. })
-                    && err
-                        .as_service_error()
-                        .is_some_and(|e| e.is_parameter_already_exists()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(aws_failure(&format!("writing parameter {name}"), err)),
+        let err = match request.send().await {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        if !err
+            .as_service_error()
+            .is_some_and(|e| e.is_parameter_already_exists())
+        {
+            return Err(aws_failure(&format!("writing parameter {name}"), err));
         }
+        match write {
+            // Another run created the secret first: keep its value rather than rotate.
+            Write::CreateSecret { .. } => Ok(()),
+            // The parameter appeared between the read and the write: most often our own
+            // create, applied by SSM but with the answer lost, so the SDK's retry found
+            // it. What it holds is what we wrote, or else the configuration wins.
+            Write::Create { value, kind, .. } => {
+                if self.holds(ssm, &name, value, *kind).await? {
+                    return Ok(());
+                }
+                ssm.put_parameter()
+                    .name(&name)
+                    .value(value)
+                    .r#type(kind.parameter_type())
+                    .overwrite(true)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|err| aws_failure(&format!("writing parameter {name}"), err))
+            }
+            Write::Overwrite { .. } => Err(aws_failure(&format!("writing parameter {name}"), err)),
+        }
+    }
+
+    /// Whether the parameter `name` holds `value` as `kind`.
+    async fn holds(
+        &self,
+        ssm: &aws_sdk_ssm::Client,
+        name: &str,
+        value: &str,
+        kind: Kind,
+    ) -> Result<bool, StepOutcome> {
+        let found = ssm
+            .get_parameter()
+            .name(name)
+            .with_decryption(false)
+            .send()
+            .await
+            .map_err(|err| aws_failure(&format!("reading parameter {name}"), err))?;
+        Ok(found
+            .parameter
+            .is_some_and(|p| p.value.as_deref() == Some(value) && p.r#type == Some(kind.parameter_type())))
     }
 }
 

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging};
 use tenant_orchestrator::domain::{Hostname, TenantSpec, Tier};
 use tenant_orchestrator::steps::config::{DeleteConfig, WriteConfig};
-use tenant_orchestrator::steps::names;
+use tenant_orchestrator::steps::{names, AwsClients};
 use tenant_orchestrator::store::TenantFacts;
 
+use crate::fault_proxy_support::{sdk_config_through, FaultProxy};
 use crate::support::*;
 
 /// A parameter as read back with decryption.
@@ -139,6 +140,35 @@ async fn write_config_stores_configuration_and_an_encrypted_generated_secret() {
     let tags: Vec<(&str, &str)> = tags.tag_list().iter().map(|t| (t.key(), t.value())).collect();
     assert!(tags.contains(&("tenant", spec.id.as_str())), "{tags:?}");
     assert!(tags.contains(&("managed-by", "tenant-orchestrator")), "{tags:?}");
+}
+
+/// SSM applies a create but its answer is lost; the SDK sends the request again and
+/// gets `ParameterAlreadyExists`. The parameter holds what the step wrote: done.
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_done_when_the_parameter_holds_our_value() {
+    let proxy = FaultProxy::for_aws(1).await;
+    proxy
+        .set_rules(serde_json::json!([
+            {"fault": "drop_answer", "service": "ssm", "operation": "PutParameter", "count": 1}
+        ]))
+        .await;
+    let spec = tenant_spec();
+    let step = WriteConfig::new(std::sync::Arc::new(AwsClients::new(
+        sdk_config_through(&proxy).await,
+    )));
+    let tenant = configuring(&spec);
+
+    let outcome = run(&step, &tenant).await;
+
+    assert_eq!(proxy.injected("drop_answer").await, 1, "the fault was injected");
+    expect_done(outcome);
+    let stored = read_back(&names::ssm_prefix(&spec)).await;
+    assert_eq!(stored.len(), 11, "every parameter written once: {stored:?}");
+    assert!(stored.values().all(|p| p.version == 1), "{stored:?}");
+    assert_eq!(
+        stored["config/bucket"].value,
+        tenant.facts.stack_outputs["BucketName"]
+    );
 }
 
 #[tokio::test]

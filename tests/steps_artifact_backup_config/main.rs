@@ -4,6 +4,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../fault_proxy_support/mod.rs"]
+mod fault_proxy_support;
 mod support;
 
 mod artifact;

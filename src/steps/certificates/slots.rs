@@ -12,8 +12,12 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 
 use super::slot::Slot;
@@ -187,25 +191,46 @@ impl SlotTable {
         }
     }
 
-    /// Writes a slot's progress if nobody changed it since it was read.
+    /// Writes a slot's progress if nobody changed it since it was read. A write whose
+    /// answer was lost fails its condition when the SDK sends it again; finding our
+    /// own write in the item (the next version, with this very content) is success.
     pub async fn save(&self, slot: &Slot) -> Result<(), SlotStoreError> {
         let put = self.put(slot)?;
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(put.item().clone()))
             .condition_expression(put.condition_expression().unwrap_or_default())
             .set_expression_attribute_names(put.expression_attribute_names().cloned())
             .set_expression_attribute_values(put.expression_attribute_values().cloned())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map_err(|e| classify(&format!("saving certificate slot {}", slot.n), &self.table, e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(service))
+                if matches!(
+                    service.err(),
+                    PutItemError::ConditionalCheckFailedException(refused)
+                        if refused.item().is_some_and(|found| holds_write(found, put.item()))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify(
+                &format!("saving certificate slot {}", slot.n),
+                &self.table,
+                e,
+            )),
+        }
     }
 
-    /// Deletes a slot that holds nothing any more, if nobody changed it since it was read.
+    /// Deletes a slot that holds nothing any more, if nobody changed it since it was
+    /// read. A slot already gone (our delete, its answer lost, sent again) is success.
     pub async fn remove(&self, slot: &Slot) -> Result<(), SlotStoreError> {
-        self.client
+        let result = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(region_pk(&slot.region)))
@@ -213,10 +238,25 @@ impl SlotTable {
             .condition_expression("#version = :expected")
             .expression_attribute_names("#version", "version")
             .expression_attribute_values(":expected", number(slot.version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map_err(|e| classify(&format!("removing certificate slot {}", slot.n), &self.table, e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(service))
+                if matches!(
+                    service.err(),
+                    DeleteItemError::ConditionalCheckFailedException(refused) if refused.item().is_none()
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify(
+                &format!("removing certificate slot {}", slot.n),
+                &self.table,
+                e,
+            )),
+        }
     }
 
     /// The slot as a conditional Put: created if new, else replaced at its version.
@@ -248,6 +288,14 @@ impl SlotTable {
             message: e.to_string(),
         }
     }
+}
+
+/// Whether the stored item `found` is exactly the item `written`: same version, same
+/// content.
+fn holds_write(found: &Item, written: &Item) -> bool {
+    ["version", "slot", "listener_arn"]
+        .iter()
+        .all(|attribute| found.get(*attribute).is_some() && found.get(*attribute) == written.get(*attribute))
 }
 
 fn number(v: u64) -> AttributeValue {
