@@ -103,3 +103,16 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         Ok(IdempotencyKey(Some(key.to_owned())))
     }
 }
+
+/// The header's value as the document publishes it: what the extractor above accepts.
+impl utoipa::PartialSchema for IdempotencyKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::domain::schema::string(
+            "^[!-~]{1,255}$",
+            (1, Some(255)),
+            "1-255 visible ASCII characters; a UUID is a good choice.",
+            "5f0c6e9e-3b7a-4c1e-9d2a-8f4b1c2d3e4f",
+        )
+    }
+}
+impl utoipa::ToSchema for IdempotencyKey {}

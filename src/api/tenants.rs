@@ -76,8 +76,9 @@ fn view(record: &crate::store::TenantRecord) -> serde_json::Value {
 }
 
 #[utoipa::path(operation_id = "tenant_create", post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated key and body")),
-    responses((status = 201, body = TenantView, description = "Recorded; provisioning starts"), (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key and body")),
+    responses((status = 201, body = TenantView, description = "Recorded; provisioning starts"), (status = 400, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody, description = "`tenant_exists`: the id is taken; `hostname_taken`: another tenant serves a hostname; `idempotency_key_in_progress`")),
     security(("bearer" = ["deploy"])))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -132,7 +133,7 @@ pub async fn create(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_get", get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "tenant_get", get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id")),
     responses((status = 200, body = TenantView), (status = 404, body = super::error::ErrorBody)),
     security(("bearer" = ["read"])))]
 pub async fn get(
@@ -186,8 +187,9 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(operation_id = "tenant_update", patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)), request_body = UpdateTenant,
-    responses((status = 200, body = TenantView), (status = 409, body = super::error::ErrorBody)),
+#[utoipa::path(operation_id = "tenant_update", patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id")), request_body = UpdateTenant,
+    responses((status = 200, body = TenantView), (status = 409, body = super::error::ErrorBody,
+        description = "`version_conflict`: not at `expected_version`; `hostname_taken`: another tenant serves a hostname; `held_by_rollout`: a running rollout holds the tenant")),
     security(("bearer" = ["admin"])))]
 pub async fn update(
     State(state): State<ApiState>,
@@ -233,8 +235,9 @@ async fn command<S>(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_upgrade", post, path = "/v1/tenants/{id}/upgrade", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = Upgrade,
-    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
+#[utoipa::path(operation_id = "tenant_upgrade", post, path = "/v1/tenants/{id}/upgrade", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key")), request_body = Upgrade,
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
 pub async fn upgrade(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
@@ -257,8 +260,9 @@ pub async fn upgrade(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_retry", post, path = "/v1/tenants/{id}/retry", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
+#[utoipa::path(operation_id = "tenant_retry", post, path = "/v1/tenants/{id}/retry", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key")),
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
 pub async fn retry(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
@@ -277,8 +281,9 @@ pub async fn retry(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_rollback", post, path = "/v1/tenants/{id}/rollback", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
+#[utoipa::path(operation_id = "tenant_rollback", post, path = "/v1/tenants/{id}/rollback", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key")),
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
 pub async fn rollback(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
@@ -297,8 +302,9 @@ pub async fn rollback(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_restore", post, path = "/v1/tenants/{id}/restore", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = Restore,
-    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
+#[utoipa::path(operation_id = "tenant_restore", post, path = "/v1/tenants/{id}/restore", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key")), request_body = Restore,
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["admin"])))]
 pub async fn restore(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
@@ -321,8 +327,9 @@ pub async fn restore(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_deprovision", post, path = "/v1/tenants/{id}/deprovision", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
+#[utoipa::path(operation_id = "tenant_deprovision", post, path = "/v1/tenants/{id}/deprovision", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key")),
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["admin"])))]
 pub async fn deprovision(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
@@ -333,7 +340,7 @@ pub async fn deprovision(
     command(&state, &caller, key, &id, &request, &(), TenantEvent::Deprovision).await
 }
 
-#[utoipa::path(operation_id = "tenant_history", get, path = "/v1/tenants/{id}/history", tag = "tenants", params(("id" = String, Path), PageParams),
+#[utoipa::path(operation_id = "tenant_history", get, path = "/v1/tenants/{id}/history", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), PageParams),
     responses((status = 200, body = HistoryPage), (status = 404, body = super::error::ErrorBody)), security(("bearer" = ["read"])))]
 pub async fn history(
     State(state): State<ApiState>,

@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use super::schema::{string, string_schema};
 use super::{dns_label_problem, string_newtype, InvalidValue};
 
 /// A tenant's identifier: a DNS label of 3–40 characters that starts with a letter,
@@ -27,8 +28,18 @@ impl TenantId {
         }
         Ok(Self(s.to_owned()))
     }
+
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string(
+            "^[a-z][a-z0-9-]{1,38}[a-z0-9]$",
+            (3, Some(40)),
+            "A DNS label of 3-40 characters starting with a lowercase letter.",
+            "acme-corp",
+        )
+    }
 }
 string_newtype!(TenantId);
+string_schema!(TenantId);
 
 /// An AWS region name such as `us-east-1` or `eu-central-2`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -44,7 +55,7 @@ impl Region {
             && parts[..parts.len() - 1]
                 .iter()
                 .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
-            && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n > 0);
+            && number_1_to_255(parts[parts.len() - 1]);
         if shaped {
             Ok(Self(s.to_owned()))
         } else {
@@ -55,8 +66,23 @@ impl Region {
             ))
         }
     }
+
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string(
+            "^[a-z]{2}(-[a-z]+){1,2}-([1-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])$",
+            (6, None),
+            "An AWS region name.",
+            "eu-west-1",
+        )
+    }
 }
 string_newtype!(Region);
+string_schema!(Region);
+
+/// 1-255 written plainly: digits only, no leading zero.
+fn number_1_to_255(s: &str) -> bool {
+    !s.starts_with('0') && s.chars().all(|c| c.is_ascii_digit()) && s.parse::<u8>().is_ok_and(|n| n > 0)
+}
 
 /// A deployment environment (`prod`, `staging`, …): a short DNS label, because it is
 /// part of table names, SSM paths and stack names.
@@ -75,8 +101,18 @@ impl Environment {
             None => Ok(Self(s.to_owned())),
         }
     }
+
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string(
+            "^[a-z0-9][a-z0-9-]{0,18}[a-z0-9]$",
+            (2, Some(20)),
+            "A DNS label of 2-20 characters.",
+            "prod",
+        )
+    }
 }
 string_newtype!(Environment);
+string_schema!(Environment);
 
 /// A rollout group or ring (`canary`, `ring-1`, `default`): tenants in one group move
 /// together and can have their own release override.
@@ -99,8 +135,18 @@ impl Group {
     pub fn default_group() -> Self {
         Self("default".into())
     }
+
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string(
+            "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$",
+            (1, Some(40)),
+            "A rollout group (ring): a DNS label of 1-40 characters.",
+            "canary",
+        )
+    }
 }
 string_newtype!(Group);
+string_schema!(Group);
 
 #[cfg(test)]
 mod tests {

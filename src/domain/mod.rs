@@ -7,6 +7,7 @@ mod ids;
 mod policy;
 mod release;
 pub mod rollout;
+pub(crate) mod schema;
 mod spec;
 pub(crate) mod window;
 

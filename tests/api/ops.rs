@@ -1,4 +1,5 @@
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 
 use crate::api_support::spawn;
 
@@ -57,6 +58,61 @@ async fn the_openapi_document_describes_every_route() {
     assert_eq!(
         doc.body["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_publishes_the_enforced_contract() {
+    let api = spawn().await;
+    let doc = api.call(Method::GET, "/openapi.json", None, None).await.body;
+    let schemas = &doc["components"]["schemas"];
+    for (name, pattern_start) in [
+        ("TenantId", "^[a-z]"),
+        ("Region", "^[a-z]{2}"),
+        ("Hostname", "^("),
+        ("ReleaseVersion", "^v?"),
+        ("RolloutId", "^[a-z]"),
+    ] {
+        let pattern = schemas[name]["pattern"].as_str().unwrap_or_default();
+        assert!(pattern.starts_with(pattern_start), "{name}: {pattern:?}");
+    }
+    let spec = &schemas["RolloutSpec"];
+    assert_eq!(spec["required"], json!(["release"]));
+    assert_eq!(
+        spec["properties"]["strategy"]["additionalProperties"],
+        json!(false)
+    );
+
+    let paths = &doc["paths"];
+    let create = &paths["/v1/tenants"]["post"];
+    for status in ["400", "401", "403", "409", "413", "415", "422"] {
+        assert!(
+            create["responses"].get(status).is_some(),
+            "create tenant documents no {status}"
+        );
+    }
+    assert_eq!(
+        create["responses"]["201"]["links"]["GetTenant"],
+        json!({ "operationId": "tenant_get", "parameters": { "id": "$response.body#/id" } })
+    );
+    let pause = &paths["/v1/rollouts"]["post"]["responses"]["201"]["links"]["PauseRollout"];
+    assert_eq!(pause["operationId"], "rollout_pause");
+    let limit = paths["/v1/tenants"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(
+        (
+            limit["schema"]["minimum"].as_u64(),
+            limit["schema"]["maximum"].as_u64()
+        ),
+        (Some(1), Some(1000))
+    );
+    assert!(
+        paths["/healthz"]["get"]["responses"].get("401").is_none(),
+        "healthz needs no token"
     );
 }
 
