@@ -22,7 +22,7 @@ use super::{error, fleet, ops, policy, rollouts, tenants, views};
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(
-        error::ErrorBody, error::ErrorDetail,
+        error::ErrorBody, error::ErrorDetail, super::extract::IdempotencyKey,
         crate::domain::Tier, crate::domain::RolloutSpec, crate::domain::Hostname,
         views::CreateTenant, views::UpdateTenant, views::Upgrade, views::Restore, views::TenantView, views::LeaseView,
         views::FactsView, views::TenantRow, views::TenantPage, views::HistoryEntry, views::HistoryPage,
@@ -56,11 +56,25 @@ pub fn document() -> Value {
     let paths = doc["paths"].as_object_mut().expect("the document has paths");
     for (path, item) in paths.iter_mut() {
         for operation in item.as_object_mut().expect("path items are objects").values_mut() {
+            unwrap_optional_parameters(operation);
             add_error_responses(path, operation);
         }
     }
     add_links(&mut doc);
+    require_a_change(&mut doc["components"]["schemas"]["UpdateTenant"]);
     doc
+}
+
+/// A PATCH must change something: one of the fields other than `expected_version`,
+/// where `null` for `tier` or `hostnames` means "no change" (and so does not count)
+/// but `null` for `pinned_release` or `maintenance` removes the value.
+fn require_a_change(update: &mut Value) {
+    update["anyOf"] = json!([
+        { "required": ["pinned_release"] },
+        { "required": ["maintenance"] },
+        { "required": ["hostnames"], "properties": { "hostnames": { "type": "array" } } },
+        { "required": ["tier"], "properties": { "tier": { "type": "string" } } },
+    ]);
 }
 
 /// The error responses shared by many operations, each with the error body.
@@ -80,6 +94,22 @@ fn error_responses() -> Value {
         "UnsupportedMediaType": response("`unsupported_media_type`: send the body as `application/json`"),
         "IdempotencyKeyReused": response("`idempotency_key_reused`: the Idempotency-Key was used with another request or body"),
     })
+}
+
+/// An optional parameter is left out rather than sent as `null`: its schema is the
+/// value's schema, not "null or the value" as for an optional body field.
+fn unwrap_optional_parameters(operation: &mut Value) {
+    let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for parameter in parameters {
+        let schema = &mut parameter["schema"];
+        if let Some([null, value]) = schema["oneOf"].as_array().map(Vec::as_slice) {
+            if null["type"] == "null" {
+                *schema = value.clone();
+            }
+        }
+    }
 }
 
 /// Adds the responses every operation of its kind can give: 401/403 where a token is

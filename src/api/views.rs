@@ -80,6 +80,24 @@ fn optional_hostname_list() -> utoipa::openapi::schema::Array {
     list
 }
 
+/// A version number. JSON does not tell `3` from `3.0` (JSON Schema calls both the
+/// integer 3), so a whole number written with a fraction is read as that number.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+            .map(|f| f as u64)
+    });
+    whole.map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "expected_version {n} is not a version; pass the `version` a GET returned"
+        ))
+    })
+}
+
 fn small() -> Tier {
     Tier::Small
 }
@@ -98,7 +116,7 @@ where
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
     /// Apply only if the tenant is still at this version (from GET); else 409.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub expected_version: Option<u64>,
     /// A release pins the tenant (rollouts skip it); `null` unpins.
     #[serde(default, deserialize_with = "present")]

@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::api_support::spawn;
+use crate::api_support::{spawn, ADMIN};
 
 #[tokio::test]
 async fn metrics_show_transitions_requests_and_tenants_by_state() {
@@ -113,6 +113,42 @@ async fn the_openapi_document_publishes_the_enforced_contract() {
     assert!(
         paths["/healthz"]["get"]["responses"].get("401").is_none(),
         "healthz needs no token"
+    );
+}
+
+#[tokio::test]
+async fn bodies_must_be_json_objects() {
+    let api = spawn().await;
+    api.create_tenant("acme", "eu-west-1", "default").await;
+    // serde reads a struct from an array of its fields: `[null, null]` would unpin.
+    for body in [json!([null, null]), json!("tier"), json!(3)] {
+        let reply = api
+            .call(Method::PATCH, "/v1/tenants/acme", Some(ADMIN), Some(body.clone()))
+            .await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{body}"
+        );
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("JSON object"),
+            "{}",
+            reply.body
+        );
+    }
+    let version = api.get("/v1/tenants/acme").await.body["version"].clone();
+    let whole = json!({ "expected_version": version.as_f64().unwrap(), "pinned_release": null });
+    let reply = api
+        .call(Method::PATCH, "/v1/tenants/acme", Some(ADMIN), Some(whole))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "a version written as {version}.0 is that version: {}",
+        reply.body
     );
 }
 
