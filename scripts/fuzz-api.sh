@@ -5,7 +5,8 @@
 # invalid data, acceptance of valid data, auth, ...) in every phase, stateful too
 # (the document's links lead from a created tenant or rollout to its operations).
 # Any failed check or any warning fails the run (scripts/schemathesis.toml). Seeded
-# and bounded to stay under five minutes. Needs the local AWS running (DynamoDB) and the venv from
+# and bounded to stay under five minutes. Extra arguments go to schemathesis (e.g.
+# --include-operation-id tenant_create). Needs the local AWS running (DynamoDB) and the venv from
 # localstack/install.sh; scripts/test.sh runs it after the Rust tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -67,7 +68,7 @@ timeout 300 "$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run
   --header "Authorization: Bearer $token" \
   --max-examples "$examples" \
   --workers 1 \
-  --no-color || status=$?
+  --no-color "$@" || status=$?
 if [[ $status -ne 0 ]]; then
   echo "fuzz-api: failed (exit $status); server log:" >&2
   grep -E '"level":"(ERROR|WARN)"' "$work/serve.log" | tail -20 >&2 || true
