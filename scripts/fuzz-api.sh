@@ -48,14 +48,14 @@ echo "fuzz-api: validating the OpenAPI document" >&2
 curl -fsS "http://127.0.0.1:$port/openapi.json" -o "$work/openapi.json"
 "$venv/bin/openapi-spec-validator" "$work/openapi.json"
 
-# A tenant and a rollout with the ids of the document's examples, so operations on an
-# existing id answer from a real record, not only 404.
+# A tenant and a rollout with the ids (and the rollout with the spec) of the document's
+# examples, so operations on an existing id answer from a real record, not only 404.
 api() {
   curl -fsS -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
     "http://127.0.0.1:$port$1" -d "$2" >/dev/null
 }
 api /v1/tenants '{"id": "acme-corp", "region": "eu-west-1", "environment": "prod", "hostnames": ["acme.example.com"], "release": "1.4.2"}'
-api /v1/rollouts '{"id": "r-2026-11-21-1-4-2", "spec": {"release": "1.4.2", "strategy": {"bake_time": "0s", "bake_checks": 0}}}'
+api /v1/rollouts '{"id": "r-2026-11-21-1-4-2", "spec": {"release": "1.4.2", "selector": {"regions": ["eu-west-1"]}, "strategy": {"waves": ["1", "50%", "100%"], "bake_time": "0s", "bake_checks": 0}}}'
 
 echo "fuzz-api: schemathesis, all checks, $examples examples per operation" >&2
 status=0
