@@ -62,7 +62,8 @@ status=0
 # One worker: with two, Hypothesis' source cache is shared between threads and now and
 # then crashes the fuzzer itself (a KeyError in lambda_sources), failing CI on a bug
 # that is not the server's. One worker is as fast here.
-timeout 300 "$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run \
+SCHEMATHESIS_HOOKS=scripts/fuzz_hooks.py \
+  timeout 300 "$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run \
   "http://127.0.0.1:$port/openapi.json" \
   --checks all \
   --header "Authorization: Bearer $token" \
