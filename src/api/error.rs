@@ -21,7 +21,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_request`, `unauthenticated`, `forbidden`,
     /// `tenant_not_found`, `rollout_not_found`, `not_found`, `method_not_allowed`,
-    /// `tenant_exists`, `refused_by_state`, `refused_by_rollout_state`, `version_conflict`, `idempotency_key_in_progress`,
+    /// `tenant_exists`, `no_release`, `refused_by_state`, `refused_by_rollout_state`, `version_conflict`, `idempotency_key_in_progress`,
     /// `payload_too_large`, `unsupported_media_type`, `idempotency_key_reused`,
     /// `unavailable`, `internal`.
     pub code: String,

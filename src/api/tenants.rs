@@ -78,7 +78,7 @@ fn view(record: &crate::store::TenantRecord) -> serde_json::Value {
 #[utoipa::path(operation_id = "tenant_create", post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
     params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key and body")),
     responses((status = 201, body = TenantView, description = "Recorded; provisioning starts"), (status = 400, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody, description = "`tenant_exists`: the id is taken; `hostname_taken`: another tenant serves a hostname; `idempotency_key_in_progress`")),
+        (status = 409, body = super::error::ErrorBody, description = "`tenant_exists`: the id is taken; `no_release`: no release given and the version policy has none for the tenant; `hostname_taken`: another tenant serves a hostname; `idempotency_key_in_progress`")),
     security(("bearer" = ["deploy"])))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -106,12 +106,15 @@ pub async fn create(
                 .await?
                 .0
                 .release_for(&spec)
-                .ok_or_else(|| {
-                    ApiError::InvalidRequest(format!(
-                    "no release given and the version policy has none for environment {} in {} (group {}); \
-                     pass \"release\" or set one with PUT /v1/policy/defaults/{}/{}",
-                    spec.environment, spec.region, spec.group, spec.environment, spec.region
-                ))
+                // The request is well formed; whether it can be served depends on the
+                // stored policy, as whether an id is free depends on the stored tenants.
+                .ok_or_else(|| ApiError::Conflict {
+                    code: "no_release",
+                    message: format!(
+                        "no release given and the version policy has none for environment {} in {} (group {}); \
+                         pass \"release\" or set one with PUT /v1/policy/defaults/{}/{}",
+                        spec.environment, spec.region, spec.group, spec.environment, spec.region
+                    ),
                 })?,
         };
         spec.pinned_release = body.pin.then(|| release.clone());
