@@ -359,8 +359,10 @@ async fn new_tenants_get_the_release_the_version_policy_gives_them() {
             ],
         )
     };
+    // Like the API's 409 no_release: the request is well formed, the stored policy
+    // has nothing for it.
     let refused = create("no-policy", "default");
-    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(refused.status.code(), Some(4));
     assert!(
         stderr(&refused).contains("pass --release or set one with `tenantctl policy set-default`"),
         "{}",

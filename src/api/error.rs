@@ -21,8 +21,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_request`, `unauthenticated`, `forbidden`,
     /// `tenant_not_found`, `rollout_not_found`, `not_found`, `method_not_allowed`,
-    /// `tenant_exists`, `hostname_taken`, `refused_by_state`, `refused_by_rollout_state`, `held_by_rollout`,
-    /// `version_conflict`, `idempotency_key_in_progress`,
+    /// `tenant_exists`, `no_release`, `hostname_taken`, `refused_by_state`, `refused_by_rollout_state`,
+    /// `held_by_rollout`, `version_conflict`, `idempotency_key_in_progress`,
     /// `payload_too_large`, `unsupported_media_type`, `idempotency_key_reused`,
     /// `unavailable`, `internal`.
     pub code: String,

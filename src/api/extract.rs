@@ -1,10 +1,11 @@
 //! Extractors that parse request parts into domain values and turn every rejection
 //! into an [`ApiError`], so malformed input always gets the JSON error body.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, ApiState};
@@ -13,27 +14,33 @@ use crate::domain::TenantId;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A JSON body, parsed (and so validated: the request types use the domain newtypes
-/// and refuse unknown fields). The body must be a JSON object: serde's derived structs
-/// would also take their fields from an array by position, which no client means.
+/// A JSON object body, parsed (and so validated: the request types use the domain
+/// newtypes and refuse unknown fields). Every request body of the API is an object;
+/// serde would also read a struct from an array of its fields, so anything else is
+/// refused before that can happen.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state)
-            .await
-            .map_err(json_rejection)?;
-        if !value.is_object() {
-            return Err(ApiError::InvalidRequest(format!(
-                "the body is a JSON {}; send a JSON object with the fields named, e.g. {{\"release\": \"1.4.2\"}}",
-                json_kind(&value)
-            )));
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(SEND_JSON.into()));
         }
-        serde_json::from_value::<T>(value)
-            .map(ApiJson)
-            .map_err(|e| ApiError::InvalidRequest(format!("the body does not fit this request: {e}")))
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| json_rejection(JsonRejection::from(e)))?;
+        let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if !object {
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                return Err(ApiError::InvalidRequest(format!(
+                    "the body is a JSON {}; send a JSON object with the fields named, e.g. {{\"release\": \"1.4.2\"}}",
+                    json_kind(&value)
+                )));
+            }
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes).map_err(json_rejection)?;
+        Ok(ApiJson(value))
     }
 }
 
@@ -48,11 +55,20 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
+const SEND_JSON: &str = "send the body as JSON with `Content-Type: application/json`";
+
+/// `Content-Type: application/json`, or another JSON type (`application/…+json`).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-            "send the body as JSON with `Content-Type: application/json`".into(),
-        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(SEND_JSON.into()),
         JsonRejection::JsonDataError(e) => {
             ApiError::InvalidRequest(format!("the body does not fit this request: {}", e.body_text()))
         }
@@ -123,3 +139,18 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         Ok(IdempotencyKey(Some(key.to_owned())))
     }
 }
+
+/// The header's value as the document publishes it: what the extractor above accepts.
+impl utoipa::PartialSchema for IdempotencyKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        // No example: one fixed key would make every request that used it a replay.
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[!-~]{1,255}$"))
+            .min_length(Some(1))
+            .max_length(Some(255))
+            .description(Some("1-255 visible ASCII characters; a UUID is a good choice."))
+            .into()
+    }
+}
+impl utoipa::ToSchema for IdempotencyKey {}

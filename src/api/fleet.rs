@@ -43,10 +43,14 @@ pub async fn summary(
 #[into_params(parameter_in = Query)]
 pub struct ReportParams {
     /// First day (UTC), `YYYY-MM-DD`.
+    #[param(value_type = String, format = Date)]
     pub from: String,
-    /// Last day (UTC), `YYYY-MM-DD`, included; at most 366 days after `from`.
+    /// Last day (UTC), `YYYY-MM-DD`, included; not before `from`, at most 366 days after it.
+    #[param(value_type = String, format = Date)]
     pub to: String,
+    #[param(value_type = Option<crate::domain::Region>)]
     pub region: Option<String>,
+    #[param(value_type = Option<crate::domain::Group>)]
     pub group: Option<String>,
 }
 

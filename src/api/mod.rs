@@ -15,7 +15,7 @@ mod ops;
 mod policy;
 mod rollouts;
 mod tenants;
-mod views;
+pub(crate) mod views;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,5 +1,9 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! The OpenAPI document, generated from the handlers' annotations and the domain
+//! types' schemas, then completed with what holds for every operation alike: the
+//! error responses the extractors and the auth layer can give, and the links from a
+//! created tenant or rollout to the operations on it.
 
+use serde_json::{json, Map, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -18,7 +22,8 @@ use super::{error, fleet, ops, policy, rollouts, tenants, views};
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(
-        error::ErrorBody, error::ErrorDetail,
+        error::ErrorBody, error::ErrorDetail, super::extract::IdempotencyKey,
+        crate::domain::Tier, crate::domain::RolloutSpec, crate::domain::Hostname,
         views::CreateTenant, views::UpdateTenant, views::Upgrade, views::Restore, views::TenantView, views::LeaseView,
         views::FactsView, views::TenantRow, views::TenantPage, views::HistoryEntry, views::HistoryPage,
         policy::PolicyView, policy::PolicyChangeView, policy::RegionDefault, policy::GroupOverride, policy::SetRelease,
@@ -39,5 +44,148 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The document `/openapi.json` serves.
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    doc["components"]["responses"] = error_responses();
+    doc["components"]["schemas"]["Maintenance"] =
+        serde_json::to_value(crate::domain::MaintenanceWindows::text_schema()).expect("schemas serialize");
+    let paths = doc["paths"].as_object_mut().expect("the document has paths");
+    for (path, item) in paths.iter_mut() {
+        for operation in item.as_object_mut().expect("path items are objects").values_mut() {
+            unwrap_optional_parameters(operation);
+            add_error_responses(path, operation);
+        }
+    }
+    add_links(&mut doc);
+    require_a_change(&mut doc["components"]["schemas"]["UpdateTenant"]);
+    doc
+}
+
+/// A PATCH must change something: one of the fields other than `expected_version`,
+/// where `null` for `tier` or `hostnames` means "no change" (and so does not count)
+/// but `null` for `pinned_release` or `maintenance` removes the value.
+fn require_a_change(update: &mut Value) {
+    update["anyOf"] = json!([
+        { "required": ["pinned_release"] },
+        { "required": ["maintenance"] },
+        { "required": ["hostnames"], "properties": { "hostnames": { "type": "array" } } },
+        { "required": ["tier"], "properties": { "tier": { "type": "string" } } },
+    ]);
+}
+
+/// The error responses shared by many operations, each with the error body.
+fn error_responses() -> Value {
+    let response = |description: &str| {
+        json!({
+            "description": description,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } },
+        })
+    };
+    json!({
+        "BadRequest": response("`invalid_request`: a parameter or the body is malformed or out of range; the message says which and how to fix it"),
+        "Unauthenticated": response("`unauthenticated`: no bearer token, or one the server does not know"),
+        "Forbidden": response("`forbidden`: the token's scope is too low for this operation"),
+        "NotFound": response("`tenant_not_found` or `rollout_not_found`: nothing has this id"),
+        "PayloadTooLarge": response("`payload_too_large`: the body is over 64 KiB"),
+        "UnsupportedMediaType": response("`unsupported_media_type`: send the body as `application/json`"),
+        "IdempotencyKeyReused": response("`idempotency_key_reused`: the Idempotency-Key was used with another request or body"),
+    })
+}
+
+/// An optional parameter is left out rather than sent as `null`: its schema is the
+/// value's schema, not "null or the value" as for an optional body field.
+fn unwrap_optional_parameters(operation: &mut Value) {
+    let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for parameter in parameters {
+        let schema = &mut parameter["schema"];
+        if let Some([null, value]) = schema["oneOf"].as_array().map(Vec::as_slice) {
+            if null["type"] == "null" {
+                *schema = value.clone();
+            }
+        }
+    }
+}
+
+/// Adds the responses every operation of its kind can give: 401/403 where a token is
+/// needed, 400 where parameters or a body are parsed, 404 for an id in the path,
+/// 413/415 for a body, and 409/422 for an `Idempotency-Key`.
+fn add_error_responses(path: &str, operation: &mut Value) {
+    let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+    let has_body = operation.get("requestBody").is_some();
+    let idempotent = parameters.iter().any(|p| p["name"] == "Idempotency-Key");
+    let secured = operation.get("security").is_some();
+    let responses = operation["responses"]
+        .as_object_mut()
+        .expect("operations have responses");
+    let mut add = |status: &str, name: &str| {
+        responses
+            .entry(status)
+            .or_insert_with(|| json!({ "$ref": format!("#/components/responses/{name}") }));
+    };
+    if secured {
+        add("401", "Unauthenticated");
+        add("403", "Forbidden");
+    }
+    if !parameters.is_empty() || has_body {
+        add("400", "BadRequest");
+    }
+    if path.contains("/{id}") {
+        add("404", "NotFound");
+    }
+    if has_body {
+        add("413", "PayloadTooLarge");
+        add("415", "UnsupportedMediaType");
+    }
+    if idempotent {
+        add("422", "IdempotencyKeyReused");
+        responses.entry("409").or_insert_with(|| {
+            json!({
+                "description": "`idempotency_key_in_progress`: a request with this key is still running",
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } },
+            })
+        });
+    }
+}
+
+/// Links from the response that creates a tenant or a rollout to the operations on it,
+/// so a client (or a fuzzer) can follow them with the id it got back.
+fn add_links(doc: &mut Value) {
+    let tenant =
+        |operation: &str| json!({ "operationId": operation, "parameters": { "id": "$response.body#/id" } });
+    let rollout = |operation: &str| json!({ "operationId": operation, "parameters": { "id": "$response.body#/rollout/id" } });
+    let tenant_links: Map<String, Value> = [
+        ("GetTenant", "tenant_get"),
+        ("UpdateTenant", "tenant_update"),
+        ("TenantHistory", "tenant_history"),
+        ("UpgradeTenant", "tenant_upgrade"),
+        ("RetryTenant", "tenant_retry"),
+        ("RollBackTenant", "tenant_rollback"),
+        ("RestoreTenant", "tenant_restore"),
+        ("DeprovisionTenant", "tenant_deprovision"),
+    ]
+    .into_iter()
+    .map(|(name, operation)| (name.to_owned(), tenant(operation)))
+    .collect();
+    let rollout_links: Map<String, Value> = [
+        ("GetRollout", "rollout_get"),
+        ("PauseRollout", "rollout_pause"),
+        ("ResumeRollout", "rollout_resume"),
+        ("AbortRollout", "rollout_abort"),
+        ("ApproveRollout", "rollout_approve"),
+        ("RetryRollout", "rollout_retry"),
+    ]
+    .into_iter()
+    .map(|(name, operation)| (name.to_owned(), rollout(operation)))
+    .collect();
+    let paths = &mut doc["paths"];
+    paths["/v1/tenants"]["post"]["responses"]["201"]["links"] = Value::Object(tenant_links);
+    for status in ["201", "200"] {
+        paths["/v1/rollouts"]["post"]["responses"][status]["links"] = Value::Object(rollout_links.clone());
     }
 }

@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 use super::{ApiError, ApiState};
 
@@ -68,8 +68,9 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
 }
 
 /// This document. Open (no token).
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(super::openapi::ApiDoc::openapi())
+pub async fn openapi() -> Json<&'static serde_json::Value> {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(super::openapi::document))
 }
 
 pub async fn not_found() -> ApiError {

@@ -80,7 +80,6 @@ async fn change(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRelease {
-    #[schema(value_type = String, example = "1.4.2")]
     pub release: ReleaseVersion,
 }
 
@@ -100,7 +99,7 @@ pub async fn get(State(state): State<ApiState>, _: Caller<Read>) -> Result<Json<
 }
 
 #[utoipa::path(operation_id = "policy_set_default", put, path = "/v1/policy/defaults/{environment}/{region}", tag = "policy",
-    params(("environment" = String, Path), ("region" = String, Path)), request_body = SetRelease,
+    params(("environment" = Environment, Path), ("region" = Region, Path)), request_body = SetRelease,
     responses((status = 200, body = PolicyView), (status = 400, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
 pub async fn set_default(
     State(state): State<ApiState>,
@@ -119,7 +118,7 @@ pub async fn set_default(
 }
 
 #[utoipa::path(operation_id = "policy_unset_default", delete, path = "/v1/policy/defaults/{environment}/{region}", tag = "policy",
-    params(("environment" = String, Path), ("region" = String, Path)),
+    params(("environment" = Environment, Path), ("region" = Region, Path)),
     responses((status = 200, body = PolicyView)), security(("bearer" = ["admin"])))]
 pub async fn unset_default(
     State(state): State<ApiState>,
@@ -134,7 +133,7 @@ pub async fn unset_default(
 }
 
 #[utoipa::path(operation_id = "policy_set_group", put, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
-    params(("environment" = String, Path), ("group" = String, Path)), request_body = SetRelease,
+    params(("environment" = Environment, Path), ("group" = Group, Path)), request_body = SetRelease,
     responses((status = 200, body = PolicyView), (status = 400, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
 pub async fn set_group(
     State(state): State<ApiState>,
@@ -153,7 +152,7 @@ pub async fn set_group(
 }
 
 #[utoipa::path(operation_id = "policy_unset_group", delete, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
-    params(("environment" = String, Path), ("group" = String, Path)),
+    params(("environment" = Environment, Path), ("group" = Group, Path)),
     responses((status = 200, body = PolicyView)), security(("bearer" = ["admin"])))]
 pub async fn unset_group(
     State(state): State<ApiState>,

@@ -22,10 +22,8 @@ use crate::store::{RolloutStore, RolloutSummary};
 #[serde(deny_unknown_fields)]
 pub struct StartRollout {
     /// Default: derived from today's date and the release (`r-2026-11-22-1-4-2`).
-    #[schema(value_type = Option<String>, example = "r-2026-11-22-1-4-2")]
     pub id: Option<RolloutId>,
     /// The rollout spec, as `tenantctl rollout plan --spec` takes it.
-    #[schema(value_type = Object)]
     pub spec: RolloutSpec,
 }
 
@@ -55,6 +53,7 @@ pub struct RolloutFilters {
     /// Include finished rollouts (completed, aborted); default only running ones.
     pub all: Option<bool>,
     /// 1-1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     pub next_token: Option<String>,
 }
@@ -81,7 +80,7 @@ fn json(view: &RolloutView) -> serde_json::Value {
 }
 
 #[utoipa::path(operation_id = "rollout_plan", post, path = "/v1/rollouts/plan", tag = "rollouts",
-    request_body(content = Object, description = "A rollout spec"),
+    request_body(content = RolloutSpec, description = "A rollout spec"),
     responses((status = 200, body = Object, description = "The plan: waves, tenants and earliest starts, skipped tenants"), (status = 400, body = super::error::ErrorBody)),
     security(("bearer" = ["read"])))]
 pub async fn plan(
@@ -93,7 +92,7 @@ pub async fn plan(
 }
 
 #[utoipa::path(operation_id = "rollout_start", post, path = "/v1/rollouts", tag = "rollouts", request_body = StartRollout,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated key and body")),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key and body")),
     responses((status = 201, body = RolloutView, description = "Started; the controllers carry it out"),
         (status = 200, body = RolloutView, description = "A rollout with this id and spec already exists"),
         (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)),
@@ -148,7 +147,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(operation_id = "rollout_get", get, path = "/v1/rollouts/{id}", tag = "rollouts", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "rollout_get", get, path = "/v1/rollouts/{id}", tag = "rollouts", params(("id" = RolloutId, Path, description = "The rollout's id")),
     responses((status = 200, body = RolloutView), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
     security(("bearer" = ["read"])))]
 pub async fn get(
@@ -198,10 +197,10 @@ async fn operate(
 }
 
 macro_rules! operation {
-    ($name:ident, $op:expr, $path:literal, $what:literal) => {
+    ($name:ident, $operation_id:literal, $op:expr, $path:literal, $what:literal) => {
         #[doc = $what]
-        #[utoipa::path(post, path = $path, tag = "rollouts", params(("id" = String, Path),
-            ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated key")),
+        #[utoipa::path(operation_id = $operation_id, post, path = $path, tag = "rollouts", params(("id" = RolloutId, Path, description = "The rollout's id"),
+            ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key")),
             responses((status = 200, body = RolloutView), (status = 404, body = super::error::ErrorBody),
                 (status = 409, body = super::error::ErrorBody, description = "Refused by the rollout's phase")),
             security(("bearer" = ["deploy"])))]
@@ -218,30 +217,35 @@ macro_rules! operation {
 
 operation!(
     pause,
+    "rollout_pause",
     Operation::Pause,
     "/v1/rollouts/{id}/pause",
     "Stop starting tenants; those in flight finish."
 );
 operation!(
     resume,
+    "rollout_resume",
     Operation::Resume,
     "/v1/rollouts/{id}/resume",
     "Continue a paused rollout, or a halted one accepting its failures."
 );
 operation!(
     abort,
+    "rollout_abort",
     Operation::Abort,
     "/v1/rollouts/{id}/abort",
     "End the rollout: nothing more starts."
 );
 operation!(
     approve,
+    "rollout_approve",
     Operation::Approve,
     "/v1/rollouts/{id}/approve",
     "Approve the wave waiting for an approval."
 );
 operation!(
     retry,
+    "rollout_retry",
     Operation::Retry,
     "/v1/rollouts/{id}/retry",
     "Start the current wave's failed and rolled-back tenants again."

@@ -46,8 +46,9 @@ fn view(record: &crate::store::TenantRecord) -> serde_json::Value {
 }
 
 #[utoipa::path(operation_id = "tenant_create", post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated key and body")),
-    responses((status = 201, body = TenantView, description = "Recorded; provisioning starts"), (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key and body")),
+    responses((status = 201, body = TenantView, description = "Recorded; provisioning starts"), (status = 400, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody, description = "`tenant_exists`: the id is taken; `no_release`: no release given and the version policy has none for the tenant; `hostname_taken`: another tenant serves a hostname; `idempotency_key_in_progress`")),
     security(("bearer" = ["deploy"])))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -75,12 +76,15 @@ pub async fn create(
                 .await?
                 .0
                 .release_for(&spec)
-                .ok_or_else(|| {
-                    ApiError::InvalidRequest(format!(
-                    "no release given and the version policy has none for environment {} in {} (group {}); \
-                     pass \"release\" or set one with PUT /v1/policy/defaults/{}/{}",
-                    spec.environment, spec.region, spec.group, spec.environment, spec.region
-                ))
+                // The request is well formed; whether it can be served depends on the
+                // stored policy, as whether an id is free depends on the stored tenants.
+                .ok_or_else(|| ApiError::Conflict {
+                    code: "no_release",
+                    message: format!(
+                        "no release given and the version policy has none for environment {} in {} (group {}); \
+                         pass \"release\" or set one with PUT /v1/policy/defaults/{}/{}",
+                        spec.environment, spec.region, spec.group, spec.environment, spec.region
+                    ),
                 })?,
         };
         spec.pinned_release = body.pin.then(|| release.clone());
@@ -102,7 +106,7 @@ pub async fn create(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_get", get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+#[utoipa::path(operation_id = "tenant_get", get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id")),
     responses((status = 200, body = TenantView), (status = 404, body = super::error::ErrorBody)),
     security(("bearer" = ["read"])))]
 pub async fn get(
@@ -149,8 +153,9 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(operation_id = "tenant_update", patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path), HoldOverride), request_body = UpdateTenant,
-    responses((status = 200, body = TenantView), (status = 409, body = super::error::ErrorBody)),
+#[utoipa::path(operation_id = "tenant_update", patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), HoldOverride), request_body = UpdateTenant,
+    responses((status = 200, body = TenantView), (status = 409, body = super::error::ErrorBody,
+        description = "`version_conflict`: not at `expected_version`; `hostname_taken`: another tenant serves a hostname; `held_by_rollout`: a running rollout holds the tenant")),
     security(("bearer" = ["admin"])))]
 pub async fn update(
     State(state): State<ApiState>,
@@ -215,8 +220,9 @@ async fn command<S>(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_upgrade", post, path = "/v1/tenants/{id}/upgrade", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header), HoldOverride), request_body = Upgrade,
-    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
+#[utoipa::path(operation_id = "tenant_upgrade", post, path = "/v1/tenants/{id}/upgrade", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride), request_body = Upgrade,
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
 pub async fn upgrade(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
@@ -241,8 +247,9 @@ pub async fn upgrade(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_retry", post, path = "/v1/tenants/{id}/retry", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header), HoldOverride),
-    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
+#[utoipa::path(operation_id = "tenant_retry", post, path = "/v1/tenants/{id}/retry", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
 pub async fn retry(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
@@ -263,8 +270,9 @@ pub async fn retry(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_rollback", post, path = "/v1/tenants/{id}/rollback", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header), HoldOverride),
-    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["deploy"])))]
+#[utoipa::path(operation_id = "tenant_rollback", post, path = "/v1/tenants/{id}/rollback", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
 pub async fn rollback(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
@@ -285,8 +293,9 @@ pub async fn rollback(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_restore", post, path = "/v1/tenants/{id}/restore", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header), HoldOverride), request_body = Restore,
-    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
+#[utoipa::path(operation_id = "tenant_restore", post, path = "/v1/tenants/{id}/restore", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride), request_body = Restore,
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["admin"])))]
 pub async fn restore(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
@@ -311,8 +320,9 @@ pub async fn restore(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_deprovision", post, path = "/v1/tenants/{id}/deprovision", tag = "tenants", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header), HoldOverride),
-    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody)), security(("bearer" = ["admin"])))]
+#[utoipa::path(operation_id = "tenant_deprovision", post, path = "/v1/tenants/{id}/deprovision", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
+    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["admin"])))]
 pub async fn deprovision(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
@@ -334,7 +344,7 @@ pub async fn deprovision(
     .await
 }
 
-#[utoipa::path(operation_id = "tenant_history", get, path = "/v1/tenants/{id}/history", tag = "tenants", params(("id" = String, Path), PageParams),
+#[utoipa::path(operation_id = "tenant_history", get, path = "/v1/tenants/{id}/history", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), PageParams),
     responses((status = 200, body = HistoryPage), (status = 404, body = super::error::ErrorBody)), security(("bearer" = ["read"])))]
 pub async fn history(
     State(state): State<ApiState>,

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::openapi::schema::{ArrayBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
 use crate::domain::{
@@ -15,25 +16,21 @@ use crate::store::{HistoryEvent, TenantRecord, TenantSummary};
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
-    /// A DNS label of 3-40 characters starting with a letter, e.g. `acme-corp`.
-    #[schema(value_type = String, example = "acme-corp")]
     pub id: TenantId,
-    #[schema(value_type = String, example = "eu-west-1")]
     pub region: Region,
-    #[schema(value_type = String, example = "prod")]
     pub environment: Environment,
     /// Rollout group (ring); default `default`.
     #[serde(default = "Group::default_group")]
-    #[schema(value_type = String, example = "canary")]
+    #[schema(default = "default")]
     pub group: Group,
     #[serde(default = "small")]
-    #[schema(value_type = String, example = "small")]
+    #[schema(default = "small")]
     pub tier: Tier,
-    #[schema(value_type = Vec<String>, example = json!(["acme.example.com"]))]
+    /// At least one; each once.
+    #[schema(schema_with = hostname_list)]
     pub hostnames: Vec<Hostname>,
     /// Release to provision; default: what the version policy gives the tenant.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "1.4.2")]
     pub release: Option<ReleaseVersion>,
     /// Keep the tenant on its release: rollouts skip it.
     #[serde(default)]
@@ -41,7 +38,7 @@ pub struct CreateTenant {
     /// Weekly windows in which rollouts may start the tenant, in its time zone;
     /// default any time.
     #[serde(default, deserialize_with = "windows_text")]
-    #[schema(value_type = Option<String>, example = "Europe/Berlin Sun 02:00 4h, Wed 22:00 2h")]
+    #[schema(schema_with = maintenance_text)]
     pub maintenance: Option<MaintenanceWindows>,
 }
 
@@ -55,6 +52,50 @@ fn windows_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaintenanceWin
 /// As [`windows_text`], telling an absent field from `null`.
 fn present_windows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<MaintenanceWindows>>, D::Error> {
     windows_text(d).map(Some)
+}
+
+/// The text form of maintenance windows (`Maintenance` in the document, with the
+/// grammar the parser takes), or `null`.
+fn maintenance_text() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let one_of = utoipa::openapi::schema::OneOfBuilder::new()
+        .item(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Null))
+        .item(utoipa::openapi::Ref::from_schema_name("Maintenance"))
+        .build();
+    utoipa::openapi::schema::Schema::OneOf(one_of).into()
+}
+
+/// Hostnames: at least one, each once.
+fn hostname_list() -> utoipa::openapi::schema::Array {
+    ArrayBuilder::new()
+        .items(utoipa::openapi::Ref::from_schema_name(Hostname::name()))
+        .min_items(Some(1))
+        .unique_items(true)
+        .build()
+}
+
+/// As [`hostname_list`], or `null` for no change.
+fn optional_hostname_list() -> utoipa::openapi::schema::Array {
+    let mut list = hostname_list();
+    list.schema_type = SchemaType::from_iter([Type::Array, Type::Null]);
+    list
+}
+
+/// A version number. JSON does not tell `3` from `3.0` (JSON Schema calls both the
+/// integer 3), so a whole number written with a fraction is read as that number.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+            .map(|f| f as u64)
+    });
+    whole.map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "expected_version {n} is not a version; pass the `version` a GET returned"
+        ))
+    })
 }
 
 fn small() -> Tier {
@@ -75,22 +116,22 @@ where
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
     /// Apply only if the tenant is still at this version (from GET); else 409.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub expected_version: Option<u64>,
     /// A release pins the tenant (rollouts skip it); `null` unpins.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, nullable = true, example = "1.4.2")]
+    #[schema(value_type = Option<ReleaseVersion>)]
     pub pinned_release: Option<Option<ReleaseVersion>>,
-    /// Replaces the hostnames; they take effect at the next deployment.
+    /// Replaces the hostnames (at least one; each once); they take effect at the next
+    /// deployment.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(schema_with = optional_hostname_list)]
     pub hostnames: Option<Vec<Hostname>>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "medium")]
     pub tier: Option<Tier>,
     /// Weekly windows in which rollouts may start the tenant; `null` removes them.
     #[serde(default, deserialize_with = "present_windows")]
-    #[schema(value_type = Option<String>, nullable = true, example = "Europe/Berlin Sun 02:00 4h")]
+    #[schema(schema_with = maintenance_text)]
     pub maintenance: Option<Option<MaintenanceWindows>>,
 }
 
@@ -98,7 +139,6 @@ pub struct UpdateTenant {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Upgrade {
-    #[schema(value_type = String, example = "1.4.2")]
     pub release: ReleaseVersion,
 }
 
@@ -107,7 +147,6 @@ pub struct Upgrade {
 #[serde(deny_unknown_fields)]
 pub struct Restore {
     /// An RDS cluster snapshot identifier (from the tenant's `facts.snapshots`).
-    #[schema(value_type = String, example = "tenant-prod-acme-preupgrade-1-4-2-7")]
     pub snapshot: SnapshotName,
 }
 
@@ -276,6 +315,7 @@ pub struct HistoryPage {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// 1-1000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// From the previous page.
     pub next_token: Option<String>,
@@ -298,13 +338,26 @@ pub struct HoldOverride {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TenantFilters {
+    #[param(value_type = Option<Region>)]
     pub region: Option<String>,
     /// A state name, e.g. `Active` or `Failed`.
+    #[param(schema_with = state_names)]
     pub state: Option<String>,
     /// Current release (or the one being provisioned).
+    #[param(value_type = Option<ReleaseVersion>)]
     pub release: Option<String>,
+    #[param(value_type = Option<Group>)]
     pub group: Option<String>,
     /// 1-1000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     pub next_token: Option<String>,
+}
+
+/// The tenant states a listing can filter on.
+fn state_names() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(crate::machine::TenantState::NAMES))
+        .build()
 }

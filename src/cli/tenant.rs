@@ -179,8 +179,10 @@ impl CreateArgs {
         let (mut spec, given) = self.parsed()?;
         let release = match given {
             Some(release) => release,
+            // Refused by what is stored, not by the input: a conflict, as the API's
+            // 409 `no_release`.
             None => policy.release_for(&spec).ok_or_else(|| Failure {
-                code: EXIT_INVALID_INPUT,
+                code: super::EXIT_CONFLICT,
                 error: anyhow::anyhow!(
                     "no --release given and the version policy has no release for environment {} in {} \
                      (group {}); pass --release or set one with `tenantctl policy set-default`",

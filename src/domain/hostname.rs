@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use super::schema::{string, string_schema};
 use super::{dns_label_problem, string_newtype, InvalidValue};
 
 /// A fully qualified DNS name a tenant is served on (`acme.example.com`). Stored in
@@ -46,8 +47,21 @@ impl Hostname {
         }
         Ok(Self(lower))
     }
+
+    /// Any letter case and trailing dots are accepted (the name is stored in lowercase,
+    /// without them); the length limit counts the dots too.
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let label = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+        string(
+            &format!(r"^({label}\.)+(?![0-9]+\.*$){label}\.*$"),
+            (3, Some(253)),
+            "A fully qualified DNS name (at least two labels, no wildcard, not an IP address).",
+            "acme.example.com",
+        )
+    }
 }
 string_newtype!(Hostname);
+string_schema!(Hostname);
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use super::schema::{string, string_schema};
 use super::{dns_label_problem, string_newtype, InvalidValue};
 
 /// A tenant's identifier: a DNS label of 3–40 characters that starts with a letter,
@@ -27,8 +28,18 @@ impl TenantId {
         }
         Ok(Self(s.to_owned()))
     }
+
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string(
+            "^[a-z][a-z0-9-]{1,38}[a-z0-9]$",
+            (3, Some(40)),
+            "A DNS label of 3-40 characters starting with a lowercase letter.",
+            "acme-corp",
+        )
+    }
 }
 string_newtype!(TenantId);
+string_schema!(TenantId);
 
 /// An AWS region that exists: one of [`super::regions::KNOWN_REGIONS`] or a region
 /// configured on top of them (`--extra-regions`), such as `us-east-1`.
@@ -49,8 +60,22 @@ impl Region {
             ))
         }
     }
+
+    /// An enum of the regions tenantctl knows and those configured with
+    /// `--extra-regions`: exactly what `parse` accepts.
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(super::regions::all_regions()))
+            .description(Some(
+                "An AWS region: one tenantctl knows, or one configured with --extra-regions.",
+            ))
+            .examples([serde_json::Value::from("eu-west-1")])
+            .into()
+    }
 }
 string_newtype!(Region);
+string_schema!(Region);
 
 /// A deployment environment (`prod`, `staging`, …): a short DNS label, because it is
 /// part of table names, SSM paths and stack names.
@@ -69,8 +94,18 @@ impl Environment {
             None => Ok(Self(s.to_owned())),
         }
     }
+
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string(
+            "^[a-z0-9][a-z0-9-]{0,18}[a-z0-9]$",
+            (2, Some(20)),
+            "A DNS label of 2-20 characters.",
+            "prod",
+        )
+    }
 }
 string_newtype!(Environment);
+string_schema!(Environment);
 
 /// A rollout group or ring (`canary`, `ring-1`, `default`): tenants in one group move
 /// together and can have their own release override.
@@ -93,8 +128,18 @@ impl Group {
     pub fn default_group() -> Self {
         Self("default".into())
     }
+
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string(
+            "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$",
+            (1, Some(40)),
+            "A rollout group (ring): a DNS label of 1-40 characters.",
+            "canary",
+        )
+    }
 }
 string_newtype!(Group);
+string_schema!(Group);
 
 #[cfg(test)]
 mod tests {

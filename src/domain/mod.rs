@@ -8,6 +8,7 @@ mod policy;
 mod regions;
 mod release;
 pub mod rollout;
+pub(crate) mod schema;
 mod snapshot;
 mod spec;
 pub(crate) mod window;

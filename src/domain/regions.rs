@@ -77,6 +77,23 @@ pub(crate) fn is_region(name: &str) -> bool {
             .contains(name)
 }
 
+/// Every region `is_region` accepts, known ones first.
+pub(crate) fn all_regions() -> Vec<String> {
+    let extra = EXTRA_REGIONS
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    KNOWN_REGIONS
+        .iter()
+        .map(|r| r.to_string())
+        .chain(
+            extra
+                .iter()
+                .filter(|r| !KNOWN_REGIONS.contains(&r.as_str()))
+                .cloned(),
+        )
+        .collect()
+}
+
 /// Accepts `names` as regions from now on, for regions newer than [`KNOWN_REGIONS`].
 /// Each must still be shaped like a region name (`xx-name-1`); nothing is added if one
 /// is not.

@@ -2,6 +2,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::schema::string;
 use super::InvalidValue;
 
 /// A release of the tenant application, named by its semantic version (`1.4.2`,
@@ -41,6 +42,20 @@ impl ReleaseVersion {
         Ok(Self(version))
     }
 
+    /// A semantic version, with an optional leading `v`. Numbers have at most 19 digits
+    /// (they must fit 64 bits).
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let number = r"(0|[1-9][0-9]{0,18})";
+        let pre = r"(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)";
+        let build = r"[0-9A-Za-z-]+";
+        string(
+            &format!(r"^v?{number}\.{number}\.{number}(-{pre}(\.{pre})*)?(\+{build}(\.{build})*)?$"),
+            (5, None),
+            "A release: a semantic version, e.g. 1.4.2 or 2.0.0-rc.1.",
+            "1.4.2",
+        )
+    }
+
     /// The image tag this release is published under.
     pub fn image_tag(&self) -> String {
         self.0.to_string()
@@ -67,6 +82,13 @@ fn image_tag_problem(tag: &str) -> Option<String> {
             format!("contains {c:?}, which an image tag cannot; use only letters, digits, '_', '.' and '-'")
         })
 }
+
+impl utoipa::PartialSchema for ReleaseVersion {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        Self::json_schema()
+    }
+}
+impl utoipa::ToSchema for ReleaseVersion {}
 
 impl fmt::Display for ReleaseVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

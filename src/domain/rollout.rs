@@ -2,6 +2,7 @@
 //! Parsed once (from JSON, or from the command line's text forms) into types that
 //! cannot hold an invalid spec; the planner and the controller trust it.
 
+mod schema;
 mod strategy;
 mod waves;
 
@@ -10,6 +11,7 @@ use std::collections::BTreeSet;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::schema::{string, string_schema};
 use super::{dns_label_problem, string_newtype, Group, InvalidValue, Region, ReleaseVersion, TenantId, Tier};
 
 pub use strategy::{Approvals, Bake, BreachAction, OnBreach, RollbackScope, Strategy};
@@ -32,6 +34,15 @@ impl RolloutId {
             Some(problem) => Err(InvalidValue::new("rollout id", s, format!("{problem} {example}"))),
             None => Ok(Self(s.to_owned())),
         }
+    }
+
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string(
+            "^[a-z][a-z0-9-]{1,61}[a-z0-9]$",
+            (3, Some(63)),
+            "A rollout id: a DNS label of 3-63 characters starting with a lowercase letter.",
+            "r-2026-11-21-1-4-2",
+        )
     }
 
     /// The id of a rollout of `release` started on `date`: `r-2026-11-21-1-4-2`. Two
@@ -57,6 +68,7 @@ impl RolloutId {
     }
 }
 string_newtype!(RolloutId);
+string_schema!(RolloutId);
 
 /// Which tenants a rollout moves. Each non-empty list narrows the selection (a tenant
 /// must match one entry of every non-empty list); an empty list matches any tenant.

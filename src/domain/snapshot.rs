@@ -26,8 +26,18 @@ impl SnapshotName {
             )),
         }
     }
+
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::string(
+            "^[A-Za-z][A-Za-z0-9:-]{0,254}$",
+            (1, Some(255)),
+            "An RDS cluster snapshot identifier (one of the tenant's facts.snapshots).",
+            "tenant-prod-acme-preupgrade-1-4-2-7",
+        )
+    }
 }
 string_newtype!(SnapshotName);
+super::schema::string_schema!(SnapshotName);
 
 #[cfg(test)]
 mod tests {

@@ -196,6 +196,31 @@ impl MaintenanceWindows {
         })
     }
 
+    /// The text form (`Europe/Berlin Sun 02:00 4h, Wed 22:00 2h`) as a JSON Schema: an
+    /// IANA zone, then windows separated by commas. The pattern spells durations as one
+    /// amount (`90m`, `4h`, `7d`) or hours and minutes (`1h30m`), each within 1m-7d; the
+    /// parser also takes other spellings humantime knows (`2 hours`).
+    pub fn text_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use super::schema::{any_case, escape, string};
+        let zones: Vec<String> = chrono_tz::TZ_VARIANTS
+            .iter()
+            .map(|tz| escape(tz.name()))
+            .collect();
+        let days: Vec<String> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .iter()
+            .map(|d| format!("{}({})?", any_case(d), any_case(day_suffix(d))))
+            .collect();
+        let start = "([01]?[0-9]|2[0-3]):[0-5][0-9]";
+        let duration = "([1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|1[0-5][0-9]|16[0-8])h|[1-7]d|([1-9]|1[0-9]|2[0-3])h ?[1-5]?[0-9]m)";
+        let window = format!("({}) +{start} +{duration}", days.join("|"));
+        string(
+            &format!("^({}) +{window}( *, *{window})*$", zones.join("|")),
+            (1, None),
+            "Weekly maintenance windows in an IANA time zone: `<zone> <day> <HH:MM> <duration>[, <day> <HH:MM> <duration>...]`; each lasts 1m to 7d.",
+            "Europe/Berlin Sun 02:00 4h, Wed 22:00 2h",
+        )
+    }
+
     pub fn time_zone(&self) -> Tz {
         self.time_zone
     }
@@ -260,6 +285,17 @@ impl MaintenanceWindows {
                 (start, start + length)
             })
         })
+    }
+}
+
+/// What follows a day's abbreviation in its full name: `mon` + `day`.
+fn day_suffix(abbreviation: &str) -> &'static str {
+    match abbreviation {
+        "tue" => "sday",
+        "wed" => "nesday",
+        "thu" => "rsday",
+        "sat" => "urday",
+        _ => "day",
     }
 }
 

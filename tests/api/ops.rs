@@ -1,6 +1,7 @@
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 
-use crate::api_support::spawn;
+use crate::api_support::{spawn, ADMIN};
 
 #[tokio::test]
 async fn metrics_show_transitions_requests_and_tenants_by_state() {
@@ -57,6 +58,97 @@ async fn the_openapi_document_describes_every_route() {
     assert_eq!(
         doc.body["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_publishes_the_enforced_contract() {
+    let api = spawn().await;
+    let doc = api.call(Method::GET, "/openapi.json", None, None).await.body;
+    let schemas = &doc["components"]["schemas"];
+    for (name, pattern_start) in [
+        ("TenantId", "^[a-z]"),
+        ("Region", "^[a-z]{2}"),
+        ("Hostname", "^("),
+        ("ReleaseVersion", "^v?"),
+        ("RolloutId", "^[a-z]"),
+    ] {
+        let pattern = schemas[name]["pattern"].as_str().unwrap_or_default();
+        assert!(pattern.starts_with(pattern_start), "{name}: {pattern:?}");
+    }
+    let spec = &schemas["RolloutSpec"];
+    assert_eq!(spec["required"], json!(["release"]));
+    assert_eq!(
+        spec["properties"]["strategy"]["additionalProperties"],
+        json!(false)
+    );
+
+    let paths = &doc["paths"];
+    let create = &paths["/v1/tenants"]["post"];
+    for status in ["400", "401", "403", "409", "413", "415", "422"] {
+        assert!(
+            create["responses"].get(status).is_some(),
+            "create tenant documents no {status}"
+        );
+    }
+    assert_eq!(
+        create["responses"]["201"]["links"]["GetTenant"],
+        json!({ "operationId": "tenant_get", "parameters": { "id": "$response.body#/id" } })
+    );
+    let pause = &paths["/v1/rollouts"]["post"]["responses"]["201"]["links"]["PauseRollout"];
+    assert_eq!(pause["operationId"], "rollout_pause");
+    let limit = paths["/v1/tenants"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(
+        (
+            limit["schema"]["minimum"].as_u64(),
+            limit["schema"]["maximum"].as_u64()
+        ),
+        (Some(1), Some(1000))
+    );
+    assert!(
+        paths["/healthz"]["get"]["responses"].get("401").is_none(),
+        "healthz needs no token"
+    );
+}
+
+#[tokio::test]
+async fn bodies_must_be_json_objects() {
+    let api = spawn().await;
+    api.create_tenant("acme", "eu-west-1", "default").await;
+    // serde reads a struct from an array of its fields: `[null, null]` would unpin.
+    for body in [json!([null, null]), json!("tier"), json!(3)] {
+        let reply = api
+            .call(Method::PATCH, "/v1/tenants/acme", Some(ADMIN), Some(body.clone()))
+            .await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{body}"
+        );
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("JSON object"),
+            "{}",
+            reply.body
+        );
+    }
+    let version = api.get("/v1/tenants/acme").await.body["version"].clone();
+    let whole = json!({ "expected_version": version.as_f64().unwrap(), "pinned_release": null });
+    let reply = api
+        .call(Method::PATCH, "/v1/tenants/acme", Some(ADMIN), Some(whole))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "a version written as {version}.0 is that version: {}",
+        reply.body
     );
 }
 
