@@ -476,14 +476,14 @@ async fn answers_lost_after_every_step_write_was_applied_cause_no_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn answers_lost_after_dynamodb_applied_a_write_cause_no_failure() {
     let mut rig = Rig::new(51, false).await;
-    let ids = rig.ids(3);
+    let ids = rig.ids(4);
     // Workers and the operator alike lose some answers to their writes after
     // DynamoDB applied them; the SDK's retry then finds its own write in place.
     rig.operator = rig.proxied.clone();
     rig.dynamodb_proxy
         .set_rules(json!([
             {"fault": "drop_answer", "service": "dynamodb", "operation": "TransactWriteItems", "probability": 0.3, "count": 8},
-            {"fault": "drop_answer", "service": "dynamodb", "operation": "UpdateItem", "probability": 0.2, "count": 8},
+            {"fault": "drop_answer", "service": "dynamodb", "operation": "UpdateItem", "probability": 0.5, "count": 8},
         ]))
         .await;
     rig.start_workers(2);

@@ -47,11 +47,12 @@ impl ReleaseVersion {
     fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         let number = r"(0|[1-9][0-9]{0,18})";
         let pre = r"(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)";
-        let build = r"[0-9A-Za-z-]+";
+        // No `+build` part: a release is also its image tag, which cannot hold a '+'.
         string(
-            &format!(r"^v?{number}\.{number}\.{number}(-{pre}(\.{pre})*)?(\+{build}(\.{build})*)?$"),
-            (5, None),
-            "A release: a semantic version, e.g. 1.4.2 or 2.0.0-rc.1.",
+            &format!(r"^v?{number}\.{number}\.{number}(-{pre}(\.{pre})*)?$"),
+            (5, Some(MAX_TAG_LEN)),
+            "A release: a semantic version that is also a valid image tag (at most 128 characters), \
+             e.g. 1.4.2 or 2.0.0-rc.1.",
             "1.4.2",
         )
     }
