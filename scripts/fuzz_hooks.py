@@ -11,13 +11,25 @@ So valid (positive) requests get a fresh key and a fresh rollout id each and rea
 the operation; negative ones keep what was generated, so malformed values are still
 sent and must be refused. The values are numbered, not random, so a seeded run stays
 reproducible.
+
+Valid requests to the commands on one tenant or rollout are sent to the records
+fuzz-api.sh creates (the document's example ids): a generated id names no record, and
+an operation that only ever answers 404 is never reached at all. On the records they
+meet the state checks (409 refused_by_state, held_by_rollout, ...) or act.
 """
 
 import itertools
+import re
 
 import schemathesis
 
 _fresh = itertools.count(1)
+
+# The records fuzz-api.sh creates before the run.
+FIXTURE_TENANT = "acme-corp"
+FIXTURE_ROLLOUT = "r-2026-11-21-1-4-2"
+_TENANT_COMMAND = re.compile(r"^/v1/tenants/\{id\}/(upgrade|retry|rollback|restore|deprovision)$")
+_ROLLOUT_COMMAND = re.compile(r"^/v1/rollouts/\{id\}/(pause|resume|abort|approve|retry)$")
 
 
 @schemathesis.hook
@@ -29,3 +41,8 @@ def before_call(ctx, case, **kwargs):
         headers["Idempotency-Key"] = f"fuzz-{next(_fresh)}"
     if case.method.upper() == "POST" and case.path == "/v1/rollouts" and isinstance(case.body, dict):
         case.body["id"] = f"fuzz-{next(_fresh)}"
+    if case.path_parameters is not None and "id" in case.path_parameters:
+        if _TENANT_COMMAND.match(case.path):
+            case.path_parameters["id"] = FIXTURE_TENANT
+        elif _ROLLOUT_COMMAND.match(case.path):
+            case.path_parameters["id"] = FIXTURE_ROLLOUT

@@ -5,7 +5,7 @@ use super::{dns_label_problem, string_newtype, InvalidValue};
 
 /// A fully qualified DNS name a tenant is served on (`acme.example.com`). Stored in
 /// lowercase without the root's trailing dot (one is accepted and dropped); at most
-/// 253 characters of labels of at most 63; at least two labels; no wildcards, because
+/// 253 characters as written (a trailing dot counts), of labels of at most 63; at least two labels; no wildcards, because
 /// certificates are packed per exact name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -22,7 +22,7 @@ impl Hostname {
                 "ends in more than one '.'; write the name with at most one trailing dot, like acme.example.com",
             ));
         }
-        if lower.len() > 253 {
+        if s.len() > 253 {
             return Err(InvalidValue::new(kind, s, "must be at most 253 characters"));
         }
         let labels: Vec<&str> = lower.split('.').collect();
@@ -48,12 +48,12 @@ impl Hostname {
         Ok(Self(lower))
     }
 
-    /// Any letter case and trailing dots are accepted (the name is stored in lowercase,
-    /// without them); the length limit counts the dots too.
+    /// Any letter case and one trailing dot are accepted (the name is stored in
+    /// lowercase, without it); the 253 characters count the dot.
     fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         let label = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
         string(
-            &format!(r"^({label}\.)+(?![0-9]+\.*$){label}\.*$"),
+            &format!(r"^({label}\.)+(?![0-9]+\.?$){label}\.?$"),
             (3, Some(253)),
             "A fully qualified DNS name (at least two labels, no wildcard, not an IP address).",
             "acme.example.com",

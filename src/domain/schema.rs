@@ -230,6 +230,12 @@ mod tests {
                 "",
                 "ex ample.com",
                 "exämple.com",
+                "acme.example.com..",
+                "W.w....",
+                &format!("{}.", &longest[2..]),
+                &format!("{}.", &longest[3..]),
+                &longest[1..],
+                &longest[2..],
             ],
         );
     }
