@@ -371,8 +371,9 @@ async fn upgrade(commands: &TenantCommands, id: &str, to: &str) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn a_command_landing_as_the_worker_settles_a_tenant_is_carried_out() {
+/// Holds a worker processing `acme` at `point`, lands an upgrade to 2.0.0 right there,
+/// lets the worker go on, and checks that the upgrade is carried out.
+async fn upgrade_landing_at(point: store_double::HoldPoint, settled_first: bool) {
     let dynamo = fresh_store().await;
     let double = store_double::StoreDouble::new(dynamo.clone());
     let commands = TenantCommands::new(dynamo.clone());
@@ -381,8 +382,10 @@ async fn a_command_landing_as_the_worker_settles_a_tenant_is_carried_out() {
         .await
         .unwrap();
     let w = worker(double.clone(), ScriptedStep::new(), fast_worker("w1"));
-    // Hold the worker right after it wrote Active, before it hears back.
-    let held = double.hold_at(store_double::HoldPoint::AfterSaveInto("Active".into()));
+    if settled_first {
+        drain(&w).await;
+    }
+    let held = double.hold_at(point.clone());
     let (_tx, rx) = watch::channel(false);
     let task = tokio::spawn({
         let w = w.clone();
@@ -398,45 +401,22 @@ async fn a_command_landing_as_the_worker_settles_a_tenant_is_carried_out() {
     assert_eq!(
         (r.state.label(), r.state.current_release().cloned()),
         ("Active".to_owned(), Some(release("2.0.0"))),
-        "the upgrade accepted as the tenant settled was carried out (last error: {:?})",
+        "the upgrade that landed at {point:?} was carried out (last error: {:?})",
         r.last_error
     );
-    assert_fleet_sound(&dynamo).await;
+}
+
+#[tokio::test]
+async fn a_command_landing_as_the_worker_settles_a_tenant_is_carried_out() {
+    // The worker is held right after it wrote Active, before it hears back.
+    upgrade_landing_at(store_double::HoldPoint::AfterSaveInto("Active".into()), false).await;
 }
 
 #[tokio::test]
 async fn a_command_landing_while_the_worker_gives_up_an_idle_lease_is_carried_out() {
-    let dynamo = fresh_store().await;
-    let double = store_double::StoreDouble::new(dynamo.clone());
-    let commands = TenantCommands::new(dynamo.clone());
-    commands
-        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
-        .await
-        .unwrap();
-    let w = worker(double.clone(), ScriptedStep::new(), fast_worker("w1"));
-    drain(&w).await;
     // A worker that found the tenant due a moment ago takes its lease, sees nothing to
     // do and gives the lease up; the upgrade lands in between.
-    let held = double.hold_at(store_double::HoldPoint::BeforeRelease);
-    let (_tx, rx) = watch::channel(false);
-    let task = tokio::spawn({
-        let w = w.clone();
-        async move { w.process(&tenant_id("acme"), rx).await }
-    });
-    held.reached.await.unwrap();
-    upgrade(&commands, "acme", "2.0.0").await;
-    held.go.send(()).unwrap();
-    task.await.unwrap().unwrap();
-
-    drain(&w).await;
-    let r = dynamo.load(&tenant_id("acme")).await.unwrap();
-    assert_eq!(
-        (r.state.label(), r.state.current_release().cloned()),
-        ("Active".to_owned(), Some(release("2.0.0"))),
-        "the upgrade that landed during the release was carried out (last error: {:?})",
-        r.last_error
-    );
-    assert_fleet_sound(&dynamo).await;
+    upgrade_landing_at(store_double::HoldPoint::BeforeRelease, true).await;
 }
 
 #[tokio::test]
