@@ -199,3 +199,6 @@ curl -fsS -H "Authorization: Bearer $(cat "$work/read.token")" "http://127.0.0.1
 today="$(date -u +%F)"
 curl -fsS -H "Authorization: Bearer $(cat "$work/read.token")" \
   "http://127.0.0.1:$api_port/v1/reports/deployments?from=$today&to=$today"; echo
+
+say "tenantctl fleet check: no tenant stranded, no stale lease, no history gap, rollout holds consistent"
+tenantctl fleet check

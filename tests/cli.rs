@@ -522,7 +522,7 @@ async fn fleet_check_passes_a_sound_fleet_and_names_a_stranded_tenant() {
 
     let sound = tenantctl(&table, &["fleet", "check"]);
     assert!(sound.status.success(), "{}", stderr(&sound));
-    assert!(stdout(&sound).contains("1 tenants, 0 rollouts checked: every invariant holds"));
+    assert!(stdout(&sound).contains("checked tenants: 1, rollouts: 0; every invariant holds"));
 
     // Take the provisioning tenant out of the work index, as the lost-release race did.
     dynamodb_client()

@@ -256,7 +256,7 @@ async fn fleet_check(table: &str, output: OutputFormat) -> Result<(), Failure> {
                 println!("{:<20} {:<24} {}", v.invariant, v.subject, v.detail);
             }
             println!(
-                "{} tenants, {} rollouts checked: {}",
+                "checked tenants: {}, rollouts: {}; {}",
                 check.tenants,
                 check.rollouts,
                 match check.violations.len() {
