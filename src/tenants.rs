@@ -268,6 +268,7 @@ impl TenantCommands {
                 if expected != record.version {
                     return Err(CommandError::Store(StoreError::Conflict {
                         what: format!("updating tenant {id}"),
+                        kind: crate::store::Conflict::Version,
                         detail: format!(
                             "tenant {id} is at version {}, not {expected}; reload it and decide again",
                             record.version

@@ -421,7 +421,16 @@ async fn the_rollout_lease_is_renewed_by_its_holder_and_fenced_for_the_next() {
         .acquire_rollout_lease(&id, "ctl-b", ttl, later)
         .await
         .unwrap_err();
-    assert!(refused.is_conflict(), "{refused}");
+    assert!(
+        matches!(
+            refused,
+            tenant_orchestrator::store::StoreError::Conflict {
+                kind: tenant_orchestrator::store::Conflict::RolloutLease,
+                ..
+            }
+        ),
+        "{refused}"
+    );
     let after_expiry = later + chrono::Duration::seconds(6);
     let taken = fleet
         .store

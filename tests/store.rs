@@ -98,7 +98,7 @@ async fn of_two_writers_of_one_version_the_second_gets_a_conflict_and_loses_noth
         )
         .await
         .unwrap_err();
-    assert!(err.is_conflict(), "{err}");
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
     assert!(err.to_string().contains("version 2, not 1"), "{err}");
 
     // The loser reloads and applies its change again; both changes survive.
@@ -153,7 +153,7 @@ async fn concurrent_operator_commands_are_serialized_by_version() {
                 };
                 match store.save(&r, WriteGuard::Version, Some(t)).await {
                     Ok(_) => return,
-                    Err(e) if e.is_conflict() => continue,
+                    Err(StoreError::Conflict { .. }) => continue,
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -188,7 +188,7 @@ async fn a_lease_excludes_others_until_it_expires_then_the_old_holder_cannot_wri
         .acquire_lease(&id, "worker-b", ttl, Utc::now())
         .await
         .unwrap_err();
-    assert!(busy.is_conflict(), "{busy}");
+    assert!(matches!(busy, StoreError::Conflict { .. }), "{busy}");
 
     tokio::time::sleep(ttl + Duration::from_millis(200)).await;
     let b = store
@@ -213,7 +213,7 @@ async fn a_lease_excludes_others_until_it_expires_then_the_old_holder_cannot_wri
         .renew_lease(&id, &a_lease, ttl, Utc::now())
         .await
         .unwrap_err();
-    assert!(renew.is_conflict(), "{renew}");
+    assert!(matches!(renew, StoreError::Conflict { .. }), "{renew}");
     assert_eq!(store.load(&id).await.unwrap().facts.image, None);
 
     // Worker B can.
@@ -244,7 +244,7 @@ async fn an_expired_lease_cannot_write_even_if_nobody_took_it() {
         .save(&held, WriteGuard::Lease(held.lease.as_ref().unwrap()), None)
         .await
         .unwrap_err();
-    assert!(err.is_conflict(), "{err}");
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
     assert!(err.to_string().contains("expired"), "{err}");
 }
 

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::StoreError;
+use crate::store::{Entity, StoreError};
 use crate::tenants::CommandError;
 
 /// The body of every error response.
@@ -101,16 +101,18 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound { what } if what.starts_with("rollout ") => ApiError::NotFound {
+            StoreError::NotFound {
+                what,
+                entity: Entity::Rollout,
+            } => ApiError::NotFound {
                 code: "rollout_not_found",
                 message: format!("{what} does not exist; list rollouts with GET /v1/rollouts"),
             },
-            StoreError::NotFound { what } => ApiError::NotFound {
-                code: if what.starts_with("tenant ") {
-                    "tenant_not_found"
-                } else {
-                    "not_found"
-                },
+            StoreError::NotFound {
+                what,
+                entity: Entity::Tenant,
+            } => ApiError::NotFound {
+                code: "tenant_not_found",
                 message: format!("{what} does not exist"),
             },
             StoreError::Conflict { detail, .. } => ApiError::Conflict {

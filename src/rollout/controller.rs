@@ -18,7 +18,7 @@ use super::health::BakeHealth;
 use super::record::{Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord};
 use crate::domain::{RolloutId, TenantId};
 use crate::store::{
-    Lease, RolloutStore, StoreError, TenantDrive, TenantRecord, TenantStore, Transition, WriteGuard,
+    Conflict, Lease, RolloutStore, StoreError, TenantDrive, TenantRecord, TenantStore, Transition, WriteGuard,
 };
 
 #[derive(Debug, Clone)]
@@ -172,7 +172,11 @@ impl Controller {
                 .await
             {
                 Ok(()) => {}
-                Err(StoreError::Conflict { detail, .. }) if detail.contains("lease on rollout") => {
+                Err(StoreError::Conflict {
+                    detail,
+                    kind: Conflict::RolloutLease,
+                    ..
+                }) => {
                     warn!(%detail, "lost the rollout lease; leaving it to its new holder");
                     return Ok(None);
                 }
@@ -390,7 +394,11 @@ impl Controller {
                 info!(tenant = %id, %cause, "tenant driven");
                 Ok(())
             }
-            Err(StoreError::Conflict { detail, .. }) if detail.contains("is held by rollout") => {
+            Err(StoreError::Conflict {
+                detail,
+                kind: Conflict::HeldBy(_),
+                ..
+            }) => {
                 let mut skipped = drive.member.clone();
                 skipped.outcome = Outcome::Skipped {
                     reason: format!("{detail}, which is still running; abort or finish it first"),

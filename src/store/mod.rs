@@ -33,9 +33,14 @@ pub enum StoreError {
     /// Someone else changed the item first (version, lease or existence condition).
     /// Reload and decide again; nothing was written.
     #[error("conflict on {what}: {detail}")]
-    Conflict { what: String, detail: String },
+    Conflict {
+        what: String,
+        detail: String,
+        /// What the write ran into, for callers that decide on it.
+        kind: Conflict,
+    },
     #[error("{what} not found")]
-    NotFound { what: String },
+    NotFound { what: String, entity: Entity },
     /// Throttling, timeouts, 5xx: the same call may succeed later.
     #[error("temporary store failure ({context}): {message}")]
     Retryable { context: String, message: String },
@@ -50,10 +55,24 @@ pub enum StoreError {
     Fatal { context: String, message: String },
 }
 
-impl StoreError {
-    pub fn is_conflict(&self) -> bool {
-        matches!(self, StoreError::Conflict { .. })
-    }
+/// What a refused conditional write ran into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// The item changed since it was read (its version), or already exists.
+    Version,
+    /// The tenant's lease is another worker's, or was lost.
+    Lease,
+    /// The rollout's controller lease is another controller's, or was lost.
+    RolloutLease,
+    /// Another rollout, still running, holds the tenant.
+    HeldBy(crate::domain::RolloutId),
+}
+
+/// The kind of item a `NotFound` is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    Tenant,
+    Rollout,
 }
 
 /// What a write must still find true to go through.

@@ -16,7 +16,7 @@ use super::errors::{cancellation, classify};
 use super::item::{decode_tenant, event_item, get_s, s, Item};
 use super::{as_stored, count_transition, state_name, DynamoStore};
 use crate::domain::{Hostname, TenantId};
-use crate::store::{keys, StoreError, TenantRecord, Transition, WriteGuard};
+use crate::store::{keys, Conflict, StoreError, TenantRecord, Transition, WriteGuard};
 
 fn claim_key(hostname: &Hostname) -> Item {
     HashMap::from([
@@ -190,11 +190,17 @@ impl DynamoStore {
                         Some(taken) if !tenant_refused => taken,
                         _ => cancellation(&context, reasons, |i, reason| match i {
                             0 => Self::explain_conflict(&record, WriteGuard::Version, reason.item(), now),
-                            1 => format!(
-                                "history event {} already written; reload and try again",
-                                event.seq
+                            1 => (
+                                Conflict::Version,
+                                format!(
+                                    "history event {} already written; reload and try again",
+                                    event.seq
+                                ),
                             ),
-                            _ => "a hostname claim changed meanwhile; try again".into(),
+                            _ => (
+                                Conflict::Version,
+                                "a hostname claim changed meanwhile; try again".into(),
+                            ),
                         }),
                     }
                 }

@@ -2,7 +2,7 @@
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-use super::super::StoreError;
+use super::super::{Conflict, StoreError};
 
 const RETRYABLE_CODES: &[&str] = &[
     "ProvisionedThroughputExceededException",
@@ -28,6 +28,7 @@ where
                 "ConditionalCheckFailedException" => StoreError::Conflict {
                     what: context,
                     detail: "the item changed since it was read".into(),
+                    kind: Conflict::Version,
                 },
                 "ResourceNotFoundException" => StoreError::Fatal {
                     context,
@@ -62,15 +63,17 @@ where
 pub fn cancellation(
     context: &str,
     reasons: &[aws_sdk_dynamodb::types::CancellationReason],
-    explain: impl Fn(usize, &aws_sdk_dynamodb::types::CancellationReason) -> String,
+    explain: impl Fn(usize, &aws_sdk_dynamodb::types::CancellationReason) -> (Conflict, String),
 ) -> StoreError {
     for (i, reason) in reasons.iter().enumerate() {
         match reason.code() {
             Some("ConditionalCheckFailed") => {
+                let (kind, detail) = explain(i, reason);
                 return StoreError::Conflict {
                     what: context.to_owned(),
-                    detail: explain(i, reason),
-                }
+                    detail,
+                    kind,
+                };
             }
             Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded") => {
                 return StoreError::Retryable {

@@ -32,8 +32,8 @@ use chrono::{DateTime, Utc};
 use super::keys;
 use super::report::DeploymentMilestone;
 use super::{
-    HistoryEvent, Lease, ListQuery, Page, StoreError, TenantRecord, TenantStore, TenantSummary, Transition,
-    WriteGuard,
+    Conflict, Entity, HistoryEvent, Lease, ListQuery, Page, StoreError, TenantRecord, TenantStore,
+    TenantSummary, Transition, WriteGuard,
 };
 use crate::domain::{Hostname, Region, TenantId};
 use errors::{cancellation, classify};
@@ -255,33 +255,42 @@ impl DynamoStore {
         guard: WriteGuard<'_>,
         current: Option<&Item>,
         now: DateTime<Utc>,
-    ) -> String {
+    ) -> (Conflict, String) {
         let Some(current) = current else {
-            return format!(
-                "tenant {} changed since version {} was read; reload and try again",
-                record.id(),
-                record.version
+            return (
+                Conflict::Version,
+                format!(
+                    "tenant {} changed since version {} was read; reload and try again",
+                    record.id(),
+                    record.version
+                ),
             );
         };
         let version = get_n(current, "version").unwrap_or(-1);
         if version != record.version as i64 {
-            return format!(
-                "tenant {} is at version {version}, not {}; reload and try again",
-                record.id(),
-                record.version
+            return (
+                Conflict::Version,
+                format!(
+                    "tenant {} is at version {version}, not {}; reload and try again",
+                    record.id(),
+                    record.version
+                ),
             );
         }
         if let WriteGuard::Lease(lease) = guard {
             let owner = get_s(current, "lease_owner").unwrap_or("nobody");
             let fence = get_n(current, "lease_fence").unwrap_or(-1);
             let expired = get_n(current, "lease_expires").is_ok_and(|e| e <= now.timestamp_millis());
-            return format!(
-                "lease lost: held by {owner} (fence {fence}){}, this writer has fence {}",
-                if expired { ", expired" } else { "" },
-                lease.fence
+            return (
+                Conflict::Lease,
+                format!(
+                    "lease lost: held by {owner} (fence {fence}){}, this writer has fence {}",
+                    if expired { ", expired" } else { "" },
+                    lease.fence
+                ),
             );
         }
-        "condition failed".into()
+        (Conflict::Version, "condition failed".into())
     }
 }
 
@@ -362,10 +371,13 @@ impl TenantStore for DynamoStore {
                         }
                     }
                     cancellation("creating tenant", reasons, |_, _| {
-                        format!(
-                            "tenant {} already exists; pick another id or inspect it with `tenantctl tenant get {}`",
-                            record.id(),
-                            record.id()
+                        (
+                            Conflict::Version,
+                            format!(
+                                "tenant {} already exists; pick another id or inspect it with `tenantctl tenant get {}`",
+                                record.id(),
+                                record.id()
+                            ),
                         )
                     })
                 }
@@ -387,6 +399,7 @@ impl TenantStore for DynamoStore {
         match out.item() {
             Some(item) => decode_tenant(item),
             None => Err(StoreError::NotFound {
+                entity: Entity::Tenant,
                 what: format!("tenant {id}"),
             }),
         }
@@ -434,9 +447,11 @@ impl TenantStore for DynamoStore {
                         if written_by(current, &write_id) {
                             return as_stored(&next);
                         }
+                        let (kind, detail) = Self::explain_conflict(&record, guard, current, now);
                         StoreError::Conflict {
                             what: format!("saving tenant {}", record.id()),
-                            detail: Self::explain_conflict(&record, guard, current, now),
+                            detail,
+                            kind,
                         }
                     }
                     _ => classify("saving tenant", &self.table, err),
@@ -498,12 +513,18 @@ impl TenantStore for DynamoStore {
                         if i == 0 {
                             Self::explain_conflict(&record, guard, reason.item(), now)
                         } else if i == 1 {
-                            format!(
-                                "history event {} already written; reload and try again",
-                                event.seq
+                            (
+                                Conflict::Version,
+                                format!(
+                                    "history event {} already written; reload and try again",
+                                    event.seq
+                                ),
                             )
                         } else {
-                            "a hostname claim changed meanwhile; try again".into()
+                            (
+                                Conflict::Version,
+                                "a hostname claim changed meanwhile; try again".into(),
+                            )
                         }
                     },
                 ),
@@ -564,6 +585,7 @@ impl TenantStore for DynamoStore {
             Err(err) => Err(match classify("taking lease", &self.table, err) {
                 StoreError::Conflict { what, .. } => StoreError::Conflict {
                     what,
+                    kind: Conflict::Lease,
                     detail: format!("tenant {id} is leased by another worker (or does not exist)"),
                 },
                 other => other,
@@ -603,6 +625,7 @@ impl TenantStore for DynamoStore {
             .map_err(|e| match classify("renewing lease", &self.table, e) {
                 StoreError::Conflict { what, .. } => StoreError::Conflict {
                     what,
+                    kind: Conflict::Lease,
                     detail: format!("lease on tenant {id} (fence {}) was lost", lease.fence),
                 },
                 other => other,

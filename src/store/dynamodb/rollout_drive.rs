@@ -13,10 +13,11 @@ use super::errors::{cancellation, classify};
 use super::item::{event_item, millis, n, opt_s, s};
 use super::rollouts::{member_update, rollout_key};
 use super::DynamoStore;
+use crate::domain::RolloutId;
 use crate::rollout::Phase;
 use crate::store::report::DeploymentMilestone;
 use crate::store::rollouts::TenantDrive;
-use crate::store::{keys, StoreError, WriteGuard};
+use crate::store::{keys, Conflict, StoreError, WriteGuard};
 
 impl DynamoStore {
     /// The one transaction of a rollout's change to a tenant; see [`RolloutStore::drive_tenant`].
@@ -126,19 +127,40 @@ impl DynamoStore {
                     &format!("rollout {rollout_id} driving tenant {tenant_id}"),
                     e.cancellation_reasons(),
                     |i, reason| match i {
-                        0 => match reason.item().and_then(|item| opt_s(item, "rollout_claim")) {
-                            Some(holder) if holder != rollout_id.as_str() => {
-                                format!("tenant {tenant_id} is held by rollout {holder}")
-                            }
-                            _ => format!("tenant {tenant_id} changed since it was read"),
+                        0 => match reason
+                            .item()
+                            .and_then(|item| opt_s(item, "rollout_claim"))
+                            .and_then(|holder| RolloutId::parse(&holder).ok())
+                        {
+                            Some(holder) if &holder != rollout_id => (
+                                Conflict::HeldBy(holder.clone()),
+                                format!("tenant {tenant_id} is held by rollout {holder}"),
+                            ),
+                            _ => (
+                                Conflict::Version,
+                                format!("tenant {tenant_id} changed since it was read"),
+                            ),
                         },
-                        1 => format!("tenant {tenant_id} history event already written"),
-                        2 => format!("member {tenant_id} changed since it was read"),
-                        3 => format!("the lease on rollout {rollout_id} was lost"),
-                        4 if drive.finished_holder.is_some() => {
-                            "the rollout holding the tenant is no longer finished".to_owned()
-                        }
-                        _ => "a report counter changed at the same moment".to_owned(),
+                        1 => (
+                            Conflict::Version,
+                            format!("tenant {tenant_id} history event already written"),
+                        ),
+                        2 => (
+                            Conflict::Version,
+                            format!("member {tenant_id} changed since it was read"),
+                        ),
+                        3 => (
+                            Conflict::RolloutLease,
+                            format!("the lease on rollout {rollout_id} was lost"),
+                        ),
+                        4 if drive.finished_holder.is_some() => (
+                            Conflict::Version,
+                            "the rollout holding the tenant is no longer finished".to_owned(),
+                        ),
+                        _ => (
+                            Conflict::Version,
+                            "a report counter changed at the same moment".to_owned(),
+                        ),
                     },
                 ),
                 _ => classify("driving tenant", self.table(), err),

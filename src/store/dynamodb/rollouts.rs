@@ -18,7 +18,7 @@ use super::{ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
 use crate::rollout::{Phase, RolloutMember, RolloutRecord};
 use crate::store::rollouts::{RolloutStore, RolloutSummary, TenantDrive};
-use crate::store::{keys, Lease, Page, StoreError, WriteGuard};
+use crate::store::{keys, Conflict, Entity, Lease, Page, StoreError, WriteGuard};
 
 const BATCH: usize = 25;
 
@@ -143,6 +143,7 @@ impl RolloutStore for DynamoStore {
             .map_err(|e| match classify("creating rollout", self.table(), e) {
                 StoreError::Conflict { what, .. } => StoreError::Conflict {
                     what,
+                    kind: Conflict::Version,
                     detail: format!(
                         "rollout {} already exists; see it with `tenantctl rollout status {}` or start with another --id",
                         stored.id, stored.id
@@ -214,6 +215,7 @@ impl RolloutStore for DynamoStore {
         match out.item() {
             Some(item) => decode_rollout(item),
             None => Err(StoreError::NotFound {
+                entity: Entity::Rollout,
                 what: format!("rollout {id}"),
             }),
         }
@@ -256,6 +258,7 @@ impl RolloutStore for DynamoStore {
             .map_err(|e| match classify("saving rollout", self.table(), e) {
                 StoreError::Conflict { what, .. } => StoreError::Conflict {
                     what,
+                    kind: Conflict::Version,
                     detail: format!(
                         "rollout {} changed since version {} was read (or its controller lease was lost); reload and try again",
                         record.id, record.version
@@ -368,6 +371,7 @@ impl RolloutStore for DynamoStore {
             .map_err(|e| match classify("taking rollout lease", self.table(), e) {
                 StoreError::Conflict { what, .. } => StoreError::Conflict {
                     what,
+                    kind: Conflict::RolloutLease,
                     detail: format!("rollout {id} is driven by another controller"),
                 },
                 other => other,
@@ -438,6 +442,7 @@ impl RolloutStore for DynamoStore {
             .map_err(|e| match classify("saving rollout member", self.table(), e) {
                 StoreError::Conflict { what, .. } => StoreError::Conflict {
                     what,
+                    kind: Conflict::Version,
                     detail: format!(
                         "member {} of rollout {id} changed since it was read",
                         member.tenant
