@@ -491,6 +491,28 @@ async fn wait_settled(store: &dyn TenantStore, id: &str) {
     }
 }
 
+/// `count` new tenants (`chain-<n>`) about to be provisioned, and a step double whose
+/// every step takes `each`: chains of six steps for the workers to run.
+async fn provisioning_chains(
+    store: &Arc<DynamoStore>,
+    count: usize,
+    each: Duration,
+) -> (Vec<String>, Arc<ScriptedStep>) {
+    let commands = TenantCommands::new(store.clone());
+    let ids: Vec<String> = (0..count).map(|i| format!("chain-{i}")).collect();
+    for id in &ids {
+        commands
+            .create(spec(id, "us-east-1"), release("1.0.0"), &op())
+            .await
+            .unwrap();
+    }
+    let step = ScriptedStep::new();
+    for kind in StepKind::ALL {
+        step.delay(kind, each);
+    }
+    (ids, step)
+}
+
 /// Runs `first` until it has started a step, then `second` beside it, until every
 /// tenant is Active; returns every step call both made.
 async fn race_two_workers(
@@ -562,18 +584,7 @@ async fn a_chain_of_steps_each_shorter_than_the_heartbeat_keeps_its_lease() {
 #[tokio::test]
 async fn two_workers_never_run_a_step_at_once_on_chains_longer_than_the_lease() {
     let store = fresh_store().await;
-    let commands = TenantCommands::new(store.clone());
-    let ids: Vec<String> = (0..4).map(|i| format!("chain-{i}")).collect();
-    for id in &ids {
-        commands
-            .create(spec(id, "us-east-1"), release("1.0.0"), &op())
-            .await
-            .unwrap();
-    }
-    let step = ScriptedStep::new();
-    for kind in StepKind::ALL {
-        step.delay(kind, Duration::from_millis(350));
-    }
+    let (ids, step) = provisioning_chains(&store, 4, Duration::from_millis(350)).await;
     let first = worker(store.clone(), step.clone(), fast_worker("first"));
     let second = worker(store.clone(), step.clone(), fast_worker("second"));
     let calls = race_two_workers(&store, &ids, &step, first, second).await;
@@ -587,18 +598,7 @@ async fn two_workers_never_run_a_step_at_once_on_chains_longer_than_the_lease() 
 #[tokio::test]
 async fn a_slow_worker_keeps_its_lease_across_a_chain_of_short_steps() {
     let dynamo = fresh_store().await;
-    let commands = TenantCommands::new(dynamo.clone());
-    let ids: Vec<String> = (0..6).map(|i| format!("chain-{i}")).collect();
-    for id in &ids {
-        commands
-            .create(spec(id, "us-east-1"), release("1.0.0"), &op())
-            .await
-            .unwrap();
-    }
-    let step = ScriptedStep::new();
-    for kind in StepKind::ALL {
-        step.delay(kind, Duration::from_millis(100));
-    }
+    let (ids, step) = provisioning_chains(&dynamo, 6, Duration::from_millis(100)).await;
     // One worker's every call to DynamoDB takes 450 ms longer: a chain of six steps
     // with their saves outlasts the 1.5 s lease many times over.
     let slow_store = store_double::StoreDouble::new(dynamo.clone());
