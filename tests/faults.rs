@@ -43,7 +43,7 @@ use tokio::task::JoinHandle;
 use common::{
     assert_fleet_sound, dynamodb_client, fast_worker, overlapping_calls, release, spec, ScriptedStep,
 };
-use fault_proxy_support::{quick_retries, sdk_config_through, FaultProxy};
+use fault_proxy_support::{quick_store_retries, sdk_config_through, FaultProxy};
 
 const REGION: &str = "us-east-1";
 /// Longest a test waits for the tenants (they take 10–40 s on a busy CI machine).
@@ -120,7 +120,7 @@ impl Rig {
         let proxied_client = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&aws_config::load_from_env().await)
                 .endpoint_url(dynamodb_proxy.url())
-                .retry_config(quick_retries())
+                .retry_config(quick_store_retries())
                 .build(),
         );
         let direct = Arc::new(DynamoStore::new(client, name.clone()));

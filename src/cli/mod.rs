@@ -295,7 +295,10 @@ fn init_tracing(format: LogFormat) {
 
 pub async fn dynamo_store(table: &str) -> Arc<DynamoStore> {
     let config = aws_config::load_from_env().await;
-    Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table))
+    Arc::new(DynamoStore::new(
+        tenant_orchestrator::store::client(&config),
+        table,
+    ))
 }
 
 pub fn main() -> ExitCode {

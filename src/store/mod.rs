@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use crate::domain::{Hostname, Region, TenantId};
 
 pub use dynamodb::{
-    ClaimBackfill, DynamoStore, FleetSummary, ListFilter, PolicyChange, ReportQuery, Reservation,
-    StoredSession, MAX_REPORT_DAYS,
+    client, retry_config, ClaimBackfill, DynamoStore, FleetSummary, ListFilter, PolicyChange, ReportQuery,
+    Reservation, StoredSession, MAX_ATTEMPTS, MAX_REPORT_DAYS,
 };
 pub use keys::WORK_SHARDS;
 pub use record::{Actor, HistoryEvent, Lease, Page, StackRevision, TenantFacts, TenantRecord};

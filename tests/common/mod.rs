@@ -28,7 +28,7 @@ pub fn require_local_aws() {
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     require_local_aws();
     let config = aws_config::load_from_env().await;
-    aws_sdk_dynamodb::Client::new(&config)
+    tenant_orchestrator::store::client(&config)
 }
 
 /// A new, uniquely named table so tests never see each other's items. When the test

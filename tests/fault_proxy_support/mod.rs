@@ -170,6 +170,12 @@ pub fn quick_retries() -> aws_config::retry::RetryConfig {
     aws_config::retry::RetryConfig::standard().with_initial_backoff(Duration::from_millis(50))
 }
 
+/// The store's own retry policy ([`tenant_orchestrator::store::retry_config`]), with
+/// the same test timings as [`quick_retries`].
+pub fn quick_store_retries() -> aws_config::retry::RetryConfig {
+    tenant_orchestrator::store::retry_config().with_initial_backoff(Duration::from_millis(50))
+}
+
 /// SDK configuration from the environment with the services of moto sent through
 /// `aws` (DynamoDB keeps its own endpoint, `AWS_ENDPOINT_URL_DYNAMODB`). Built anew
 /// rather than with `to_builder()`: a configuration loaded from the environment lets

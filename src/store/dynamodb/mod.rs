@@ -124,6 +124,31 @@ fn ttl_after(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(30))
 }
 
+/// How often the store's client tries one DynamoDB call before the error reaches
+/// the caller. Every write the store makes is conditional and carries its own
+/// `write_id`, so a retry after a lost answer recognises its own write; more
+/// attempts than the SDK's default three ride out throttling bursts and dropped
+/// connections instead of failing an operator's command.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// The retry policy of the store's DynamoDB client: standard mode (token bucket,
+/// exponential backoff with jitter) with [`MAX_ATTEMPTS`] attempts.
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_max_backoff(Duration::from_secs(5))
+}
+
+/// A DynamoDB client for the store, from the shared SDK configuration with the
+/// store's [`retry_config`].
+pub fn client(config: &aws_config::SdkConfig) -> Client {
+    Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(config)
+            .retry_config(retry_config())
+            .build(),
+    )
+}
+
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
@@ -151,6 +176,28 @@ impl DynamoStore {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Whether the table answers: one `DescribeTable`, tried once and bounded by
+    /// `within`, so a readiness probe reports an outage instead of riding it out
+    /// in the client's retries.
+    pub async fn ping(&self, within: Duration) -> Result<(), StoreError> {
+        let once = aws_sdk_dynamodb::config::Builder::default()
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(within)
+                    .build(),
+            );
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .customize()
+            .config_override(once)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("reaching the state table", &self.table, e))
     }
 
     /// Sends a transaction; again (up to three times) when DynamoDB cancelled it only
