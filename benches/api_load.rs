@@ -22,7 +22,8 @@ use tenant_orchestrator::api::{router, token_hash, ApiState, Tokens};
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
 };
-use tenant_orchestrator::store::{table, Actor, DynamoStore, TenantStore};
+use tenant_orchestrator::record::Actor;
+use tenant_orchestrator::store::{table, DynamoStore, TenantStore};
 use tenant_orchestrator::tenants::TenantCommands;
 
 const TENANTS: usize = 500;

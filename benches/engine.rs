@@ -18,8 +18,9 @@ use chrono::Utc;
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
 };
+use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
-use tenant_orchestrator::store::{table, Actor, DynamoStore, ListQuery, TenantStore};
+use tenant_orchestrator::store::{table, DynamoStore, ListQuery, TenantStore};
 use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::{Worker, WorkerConfig};
 

@@ -31,15 +31,16 @@ use common::{measure_planning, ms, planning_fleet, PLANNING_SPEC, PLANNING_TENAN
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId, TenantSpec, Tier,
 };
-use tenant_orchestrator::machine::{StepKind, TenantState};
+use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
+use tenant_orchestrator::record::{
+    Actor, Cause, Outcome, Phase, RolloutMember, RolloutRecord, TenantRecord, Transition, WaveRecord,
+};
 use tenant_orchestrator::rollout::{
-    plan_with, BakeHealth, Controller, ControllerConfig, Outcome, Phase, PlanOptions, RolloutCommands,
-    RolloutMember, RolloutRecord, TenantSummaryForPlanning, WaveRecord,
+    plan_with, BakeHealth, Controller, ControllerConfig, PlanOptions, RolloutCommands,
+    TenantSummaryForPlanning,
 };
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
-use tenant_orchestrator::store::{
-    table, DynamoStore, RolloutStore, StoreError, TenantRecord, TenantStore, Transition,
-};
+use tenant_orchestrator::store::{table, DynamoStore, RolloutStore, StoreError, TenantStore};
 use tenant_orchestrator::worker::{Worker, WorkerConfig};
 
 const TENANTS: usize = 1_000;
@@ -163,12 +164,13 @@ async fn seed(store: &Arc<DynamoStore>) -> usize {
             for i in (lane..TENANTS).step_by(SEED_PARALLELISM) {
                 let record = TenantRecord::new(tenant_spec(i), active_on(FROM), Utc::now());
                 loop {
-                    let first = Transition {
-                        from: "New".into(),
-                        cause: "seeded by the benchmark".into(),
-                        actor: "bench".into(),
-                        ..Transition::default()
-                    };
+                    let first = Transition::new(
+                        &TenantState::initial(),
+                        Cause::Event(TenantEvent::Provision {
+                            release: ReleaseVersion::parse(FROM).unwrap(),
+                        }),
+                        Actor("bench".into()),
+                    );
                     match store.create(&record, first).await {
                         Ok(_) => break,
                         Err(StoreError::Retryable { .. }) if retries < 100 => {

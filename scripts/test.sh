@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs the local AWS into the cache,
-# starts it on its own ports, runs formatting and lint checks, the dependency
+# starts it on its own ports, runs formatting, lint and layering checks, the dependency
 # advisory check (offline, against ../shared/advisory-db), the Rust unit and
 # integration tests, the template and chart checks, the local AWS self-test and the
 # Azure Pipelines check (every tenantctl command and flag the pipelines use exists in
@@ -24,6 +24,7 @@ localstack/install.sh
 step "checking formatting and lints"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+python3 scripts/check_layers.py # docs/ARCHITECTURE.md, Layers
 
 step "dependency advisories (offline RustSec snapshot, deny.toml)"
 scripts/audit-deps.sh

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::machine::StepKind;
-use crate::store::{TenantFacts, TenantRecord};
+use crate::record::{TenantFacts, TenantRecord};
 
 /// What a finished step reports.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,8 +14,8 @@ use chrono::Utc;
 
 use crate::domain::{Hostname, MaintenanceWindows, ReleaseVersion, RolloutId, TenantId, TenantSpec, Tier};
 use crate::machine::{Rejected, TenantEvent, TenantState};
-use crate::rollout::Phase;
-use crate::store::{Actor, RolloutStore, StoreError, TenantRecord, TenantStore, Transition, WriteGuard};
+use crate::record::{Actor, Cause, Origin, Phase, TenantRecord, Transition};
+use crate::store::{RolloutStore, StoreError, TenantStore, WriteGuard};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -90,13 +90,13 @@ impl TenantCommands {
         &self,
         record: &TenantRecord,
         hold: RolloutHold,
-    ) -> Result<Option<String>, CommandError> {
+    ) -> Result<Option<Origin>, CommandError> {
         match (self.holder(record).await?, hold) {
             (None, _) => Ok(None),
-            (Some((rollout, phase)), RolloutHold::Override) => Ok(Some(format!(
-                " (admin override of the hold of rollout {rollout}, {})",
-                phase.as_str()
-            ))),
+            (Some((rollout, phase)), RolloutHold::Override) => Ok(Some(Origin::HoldOverride {
+                rollout,
+                phase: phase.as_str(),
+            })),
             (Some((rollout, phase)), RolloutHold::Respect) => Err(CommandError::HeldByRollout {
                 id: record.id().clone(),
                 rollout,
@@ -125,12 +125,7 @@ impl TenantCommands {
                 rejected,
             })?;
         let record = TenantRecord::new(spec, state, Utc::now());
-        let first = Transition {
-            from: TenantState::initial().label(),
-            cause: describe(&event),
-            actor: actor.0.clone(),
-            ..Transition::default()
-        };
+        let first = Transition::new(&TenantState::initial(), Cause::Event(event), actor.clone());
         Ok(self.store.create(&record, first).await?)
     }
 
@@ -166,10 +161,8 @@ impl TenantCommands {
                     rejected,
                 })?;
             let transition = Transition {
-                from: record.state.label(),
-                cause: describe(&event) + overriding.as_deref().unwrap_or(""),
-                actor: actor.0.clone(),
-                ..Transition::default()
+                origin: overriding,
+                ..Transition::new(&record.state, Cause::Event(event.clone()), actor.clone())
             };
             record.last_error = None;
             record.enter(next, Utc::now());
@@ -296,14 +289,8 @@ impl TenantCommands {
                 return Ok(record);
             }
             let transition = Transition {
-                from: record.state.label(),
-                cause: format!(
-                    "UpdateSpec: {}{}",
-                    said.join("; "),
-                    overriding.as_deref().unwrap_or("")
-                ),
-                actor: actor.0.clone(),
-                ..Transition::default()
+                origin: overriding,
+                ..Transition::new(&record.state, Cause::SpecChange(said), actor.clone())
             };
             record.updated_at = Utc::now();
             match self.store.save_spec(&record, &before, transition).await {
@@ -315,15 +302,5 @@ impl TenantCommands {
                 other => return Ok(other?),
             }
         }
-    }
-}
-
-/// The history's wording of an operator event.
-fn describe(event: &TenantEvent) -> String {
-    match event {
-        TenantEvent::Provision { release } => format!("Provision {release}"),
-        TenantEvent::Upgrade { release } => format!("Upgrade to {release}"),
-        TenantEvent::Restore { snapshot } => format!("Restore from {snapshot}"),
-        other => other.name().to_owned(),
     }
 }

@@ -5,6 +5,8 @@
 
 mod backoff;
 mod lease;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,10 +22,9 @@ use lease::{after, LeaseKeeper};
 
 use crate::domain::{Region, TenantId};
 use crate::machine::{StepKind, TenantEvent, TenantState};
+use crate::record::{Actor, Cause, Lease, TenantRecord, Transition};
 use crate::step::{Step, StepContext, StepOutcome, StepRegistry};
-use crate::store::{
-    Actor, Lease, StoreError, TenantRecord, TenantStore, Transition, WriteGuard, WORK_SHARDS,
-};
+use crate::store::{StoreError, TenantStore, WriteGuard, WORK_SHARDS};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -356,7 +357,13 @@ impl Worker {
         let Some(lease) = keeper.current() else {
             return Ok(StepEnd::Stop(Processed::LeaseLost));
         };
-        let decided = decide_outcome(&record, outcome, step, &self.config.backoff, finished)?;
+        let run = StepRun {
+            step,
+            started,
+            finished,
+            lease: &lease,
+        };
+        let decided = decide_outcome(&record, outcome, &run, &self.config.backoff)?;
         record = decided.record;
         let keep_going = decided.keeps_lease;
         record.lease = if keep_going {
@@ -368,13 +375,7 @@ impl Worker {
         } else {
             None
         };
-        let recorded = decided.transition.map(|t| Transition {
-            actor: Actor::worker(&lease.owner, lease.fence).0,
-            step: Some(step),
-            step_started_at: Some(started),
-            fence: Some(lease.fence),
-            ..t
-        });
+        let recorded = decided.transition;
         match self.save(&record, &lease, recorded).await {
             Ok(saved) if keep_going => {
                 if let Some(extended) = &saved.lease {
@@ -530,12 +531,36 @@ fn holds(record: &TenantRecord, lease: &Lease) -> bool {
 pub struct Decided {
     /// The tenant after the outcome (lease untouched: the caller sets it).
     pub record: TenantRecord,
-    /// The transition to record when the machine moved; the caller adds who ran the
-    /// step and when.
+    /// The transition to record when the machine moved.
     pub transition: Option<Transition>,
     /// The machine moved on to a state with a step: the worker keeps the lease and
     /// runs that step next. Otherwise the lease is given up in the same write.
     pub keeps_lease: bool,
+}
+
+/// One run of a step: which, by whom (the lease it ran under) and when.
+#[derive(Debug, Clone, Copy)]
+pub struct StepRun<'a> {
+    pub step: StepKind,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub lease: &'a Lease,
+}
+
+impl StepRun<'_> {
+    /// The history entry of this run moving the tenant out of `from`.
+    fn transition(&self, from: &TenantState, event: TenantEvent) -> Transition {
+        Transition {
+            step: Some(self.step),
+            step_started_at: Some(self.started),
+            fence: Some(self.lease.fence),
+            ..Transition::new(
+                from,
+                Cause::Event(event),
+                Actor::worker(&self.lease.owner, self.lease.fence),
+            )
+        }
+    }
 }
 
 /// Decides, without I/O, what a step's outcome does to the tenant: the machine's
@@ -543,12 +568,12 @@ pub struct Decided {
 pub fn decide_outcome(
     record: &TenantRecord,
     outcome: StepOutcome,
-    step: StepKind,
+    run: &StepRun<'_>,
     backoff: &Backoff,
-    now: DateTime<Utc>,
 ) -> Result<Decided, WorkerError> {
+    let (step, now) = (run.step, run.finished);
     let mut record = record.clone();
-    let from = record.state.label();
+    let from = record.state.clone();
     let machine = |state: &TenantState, event: &TenantEvent| {
         state.apply(event).map_err(|rejected| WorkerError::Machine {
             step: step.to_string(),
@@ -563,10 +588,8 @@ pub fn decide_outcome(
             record.last_error = None;
             record.enter(next, now);
             Some(Transition {
-                from,
-                cause: "StepSucceeded".to_owned(),
                 output: Some(output.summary),
-                ..Transition::default()
+                ..run.transition(&from, TenantEvent::StepSucceeded)
             })
         }
         StepOutcome::Pending {
@@ -610,10 +633,8 @@ pub fn decide_outcome(
             });
             record.enter(next, now);
             Some(Transition {
-                from,
-                cause: "StepFailed".to_owned(),
-                error: Some(reason),
-                ..Transition::default()
+                error: Some(reason.clone()),
+                ..run.transition(&from, TenantEvent::StepFailed { reason })
             })
         }
     };

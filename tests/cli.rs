@@ -258,7 +258,7 @@ async fn settle(store: &tenant_orchestrator::store::DynamoStore, id: &str) {
 
 #[tokio::test]
 async fn rollout_plan_is_a_dry_run_that_shows_waves_and_skipped_tenants() {
-    use tenant_orchestrator::store::Actor;
+    use tenant_orchestrator::record::Actor;
     use tenant_orchestrator::tenants::TenantCommands;
     let store = fresh_store().await;
     let commands = TenantCommands::new(store.clone());

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use tenant_orchestrator::machine::StepKind;
+use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::step::{StepOutcome, StepRegistry};
-use tenant_orchestrator::store::Actor;
 use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::Worker;
 

@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde_json::json;
 use tenant_orchestrator::domain::{Hostname, TenantId};
 use tenant_orchestrator::machine::{StepKind, TenantEvent};
+use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::steps::artifact::{ArtifactConfig, CheckArtifact};
 use tenant_orchestrator::steps::backup::{BackupConfig, SnapshotDatabase};
@@ -34,7 +35,7 @@ use tenant_orchestrator::steps::certificates::{
 use tenant_orchestrator::steps::config::{DeleteConfig, WriteConfig};
 use tenant_orchestrator::steps::infra::{self, InfraConfig};
 use tenant_orchestrator::steps::{AwsClients, RegionSettings, StepsConfig};
-use tenant_orchestrator::store::{table, Actor, DynamoStore, TenantStore};
+use tenant_orchestrator::store::{table, DynamoStore, TenantStore};
 use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::{Backoff, Worker, WorkerConfig};
 use tokio::sync::watch;

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use rollout_support::*;
 use serde_json::json;
+use tenant_orchestrator::domain::rollout::SkipReason;
 use tenant_orchestrator::domain::RolloutId;
 use tenant_orchestrator::machine::StepKind;
-use tenant_orchestrator::rollout::{Outcome, Phase, RollbackStatus, SkipReason, WaveStatus};
+use tenant_orchestrator::record::{Outcome, Phase, RollbackStatus, WaveStatus};
 use tenant_orchestrator::step::StepOutcome;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -223,7 +224,7 @@ async fn pause_stops_new_starts_and_resume_finishes_the_rollout() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = fleet.members("r-pause").await;
     let started =
-        |ms: &[tenant_orchestrator::rollout::RolloutMember]| ms.iter().filter(|m| m.attempts > 0).count();
+        |ms: &[tenant_orchestrator::record::RolloutMember]| ms.iter().filter(|m| m.attempts > 0).count();
     assert_eq!(
         started(&before),
         started(&after),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rollout_support::*;
 use serde_json::json;
 use tenant_orchestrator::machine::StepKind;
-use tenant_orchestrator::rollout::{Outcome, Phase};
+use tenant_orchestrator::record::{Outcome, Phase};
 
 fn controller_process(table: &str, id: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tenantctl"))
@@ -59,7 +59,7 @@ async fn a_killed_controller_is_replaced_and_no_tenant_starts_twice() {
 
     let mut first = controller_process(&table, "ctl-first");
     let started =
-        |ms: &[tenant_orchestrator::rollout::RolloutMember]| ms.iter().filter(|m| m.attempts > 0).count();
+        |ms: &[tenant_orchestrator::record::RolloutMember]| ms.iter().filter(|m| m.attempts > 0).count();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let members = fleet.members("r-crash").await;

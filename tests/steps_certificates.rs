@@ -23,12 +23,12 @@ use platform::Platform;
 use recording::{Call, RecordingCloud};
 use tenant_orchestrator::domain::{Environment, Group, Hostname, Region, TenantSpec, Tier};
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
+use tenant_orchestrator::record::TenantRecord;
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome};
 use tenant_orchestrator::steps::certificates::slot::{Names, Slot};
 use tenant_orchestrator::steps::certificates::slots::SlotStoreError;
 use tenant_orchestrator::steps::certificates::{CertificateConfig, CertificateStep, SlotTable};
 use tenant_orchestrator::steps::StepsConfig;
-use tenant_orchestrator::store::TenantRecord;
 
 struct Harness {
     platform: Arc<Platform>,

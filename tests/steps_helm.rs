@@ -13,9 +13,9 @@ use helm_support::*;
 use serde_json::{json, Value};
 use tenant_orchestrator::domain::{Hostname, TenantSpec};
 use tenant_orchestrator::machine::{DeprovisionStep, ProvisionStep, RollbackStep, TenantState, UpgradeStep};
+use tenant_orchestrator::record::{TenantFacts, TenantRecord};
 use tenant_orchestrator::step::{Step, StepOutcome};
 use tenant_orchestrator::steps::helm::{self, Deploy, RollbackDeploy, Uninstall};
-use tenant_orchestrator::store::{TenantFacts, TenantRecord};
 
 fn provisioning(spec: TenantSpec, to: &str, facts: TenantFacts) -> TenantRecord {
     let state = TenantState::Provisioning {

@@ -253,7 +253,7 @@ async fn a_rollback_without_a_stack_recorded_for_its_upgrade_changes_nothing() {
 
     // Recorded by an earlier upgrade: applying it would undo that upgrade.
     let mut stale = rolling_back(upgrading(tenant));
-    stale.facts.previous_stack = Some(tenant_orchestrator::store::StackRevision {
+    stale.facts.previous_stack = Some(tenant_orchestrator::record::StackRevision {
         template_body: "an older template".into(),
         parameters: [("DBSubnetGroupName".to_owned(), "very-old".to_owned())].into(),
     });

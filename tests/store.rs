@@ -7,11 +7,17 @@ use std::time::Duration;
 use chrono::Utc;
 use common::*;
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
-use tenant_orchestrator::store::{table, Actor, ListQuery, StoreError, TenantStore, Transition, WriteGuard};
+use tenant_orchestrator::record::{Actor, Cause, Transition};
+use tenant_orchestrator::store::{table, ListQuery, StoreError, TenantStore, WriteGuard};
 use tenant_orchestrator::tenants::{CommandError, TenantCommands};
 
 fn operator() -> Actor {
     Actor::operator("test")
+}
+
+/// An operator's spec change out of `from`, described as `what`.
+fn changed(from: &TenantState, what: &str) -> Transition {
+    Transition::new(from, Cause::SpecChange(vec![what.to_owned()]), operator())
 }
 
 async fn create(commands: &TenantCommands, id: &str, region: &str) {
@@ -70,18 +76,11 @@ async fn of_two_writers_of_one_version_the_second_gets_a_conflict_and_loses_noth
     let id = tenant_id("acme");
     let mut first = store.load(&id).await.unwrap();
     let mut second = first.clone();
+    let first_state = first.state.clone();
 
     first.facts.image = Some("repo@sha256:aaa".into());
     store
-        .save(
-            &first,
-            WriteGuard::Version,
-            Some(Transition {
-                from: "x".into(),
-                cause: "first".into(),
-                ..Default::default()
-            }),
-        )
+        .save(&first, WriteGuard::Version, Some(changed(&first_state, "first")))
         .await
         .unwrap();
 
@@ -90,11 +89,7 @@ async fn of_two_writers_of_one_version_the_second_gets_a_conflict_and_loses_noth
         .save(
             &second,
             WriteGuard::Version,
-            Some(Transition {
-                from: "x".into(),
-                cause: "second".into(),
-                ..Default::default()
-            }),
+            Some(changed(&first_state, "second")),
         )
         .await
         .unwrap_err();
@@ -108,11 +103,7 @@ async fn of_two_writers_of_one_version_the_second_gets_a_conflict_and_loses_noth
         .save(
             &retried,
             WriteGuard::Version,
-            Some(Transition {
-                from: "x".into(),
-                cause: "second".into(),
-                ..Default::default()
-            }),
+            Some(changed(&first_state, "second")),
         )
         .await
         .unwrap();
@@ -127,7 +118,10 @@ async fn of_two_writers_of_one_version_the_second_gets_a_conflict_and_loses_noth
         .into_iter()
         .map(|e| e.cause)
         .collect();
-    assert_eq!(causes, ["Provision 1.0.0", "first", "second"]);
+    assert_eq!(
+        causes,
+        ["Provision 1.0.0", "UpdateSpec: first", "UpdateSpec: second"]
+    );
 }
 
 #[tokio::test]
@@ -146,11 +140,7 @@ async fn concurrent_operator_commands_are_serialized_by_version() {
             loop {
                 let mut r = store.load(&id).await.unwrap();
                 r.facts.snapshots.push(format!("snap-{i}"));
-                let t = Transition {
-                    from: r.state.label(),
-                    cause: format!("writer {i}"),
-                    ..Default::default()
-                };
+                let t = changed(&r.state, &format!("writer {i}"));
                 match store.save(&r, WriteGuard::Version, Some(t)).await {
                     Ok(_) => return,
                     Err(StoreError::Conflict { .. }) => continue,

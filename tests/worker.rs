@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
+use tenant_orchestrator::record::{Actor, TenantFacts};
 use tenant_orchestrator::step::{StepOutcome, StepRegistry};
-use tenant_orchestrator::store::{Actor, DynamoStore, TenantFacts, TenantStore};
+use tenant_orchestrator::store::{DynamoStore, TenantStore};
 use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::{Processed, Worker, WorkerConfig};
 use tokio::sync::watch;

@@ -14,7 +14,7 @@ use super::auth::{Caller, Deploy, Read};
 use super::extract::{ApiJson, ApiQuery, IdempotencyKey};
 use super::{idempotency, ApiError, ApiState};
 use crate::domain::{RolloutId, RolloutSpec};
-use crate::rollout::{RolloutMember, RolloutRecord};
+use crate::record::{RolloutMember, RolloutRecord};
 use crate::store::{RolloutStore, RolloutSummary};
 
 /// `POST /v1/rollouts`: a rollout spec (release, selector, strategy) and an optional id.
@@ -87,7 +87,7 @@ pub async fn plan(
     State(state): State<ApiState>,
     _: Caller<Read>,
     ApiJson(spec): ApiJson<RolloutSpec>,
-) -> Result<Json<crate::rollout::Plan>, ApiError> {
+) -> Result<Json<crate::domain::rollout::Plan>, ApiError> {
     Ok(Json(state.rollouts().plan(&spec, Utc::now()).await?))
 }
 

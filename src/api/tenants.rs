@@ -6,8 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use super::auth::Scope;
-use super::auth::{Admin, Caller, Deploy, Read};
+use super::auth::{Admin, Caller, Deploy, Read, Scope};
 use super::extract::{ApiJson, ApiQuery, IdempotencyKey, TenantPath};
 use super::views::{
     CreateTenant, HistoryPage, HoldOverride, PageParams, Restore, TenantFilters, TenantPage, TenantView,
@@ -41,7 +40,7 @@ fn rollout_hold<S>(caller: &Caller<S>, q: &HoldOverride) -> Result<RolloutHold, 
     }
 }
 
-fn view(record: &crate::store::TenantRecord) -> serde_json::Value {
+fn view(record: &crate::record::TenantRecord) -> serde_json::Value {
     serde_json::to_value(TenantView::from(record)).expect("views serialize")
 }
 

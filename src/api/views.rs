@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 use crate::domain::{
     Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, SnapshotName, TenantId, Tier,
 };
-use crate::store::{HistoryEvent, TenantRecord, TenantSummary};
+use crate::record::{HistoryEvent, TenantRecord};
+use crate::store::TenantSummary;
 
 /// `POST /v1/tenants`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -1,4 +1,5 @@
-use tenant_orchestrator::store::{HistoryEvent, Page, TenantRecord, TenantSummary};
+use tenant_orchestrator::record::{HistoryEvent, TenantRecord};
+use tenant_orchestrator::store::{Page, TenantSummary};
 
 use super::{Failure, OutputFormat};
 

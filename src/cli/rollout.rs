@@ -4,8 +4,10 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
+use tenant_orchestrator::domain::rollout::Plan;
 use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
-use tenant_orchestrator::rollout::{Outcome, Phase, Plan, RolloutCommands, RolloutMember, RolloutRecord};
+use tenant_orchestrator::record::{Outcome, Phase, RolloutMember, RolloutRecord};
+use tenant_orchestrator::rollout::RolloutCommands;
 
 use super::progress::{Outcome as ProgressOutcome, Progress};
 use tenant_orchestrator::steps::artifact::CheckArtifact;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use tenant_orchestrator::rollout::{Outcome, RollbackStatus, RolloutMember, RolloutRecord};
+use tenant_orchestrator::record::{Outcome, RollbackStatus, RolloutMember, RolloutRecord};
 use tenant_orchestrator::store::RolloutSummary;
 
 use super::super::{Failure, OutputFormat};

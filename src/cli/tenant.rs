@@ -8,7 +8,8 @@ use tenant_orchestrator::domain::{
     TenantSpec, Tier, VersionPolicy,
 };
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
-use tenant_orchestrator::store::{Actor, ListQuery, TenantStore};
+use tenant_orchestrator::record::Actor;
+use tenant_orchestrator::store::{ListQuery, TenantStore};
 use tenant_orchestrator::tenants::{RolloutHold, TenantCommands};
 
 use super::output::{print_history, print_list, print_record};

@@ -2,6 +2,7 @@
 //! Parsed once (from JSON, or from the command line's text forms) into types that
 //! cannot hold an invalid spec; the planner and the controller trust it.
 
+mod plan;
 mod schema;
 mod strategy;
 mod waves;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::schema::{string, string_schema};
 use super::{dns_label_problem, string_newtype, Group, InvalidValue, Region, ReleaseVersion, TenantId, Tier};
 
+pub use plan::{Plan, PlannedTenant, SkipReason, Skipped, Wave, WaveKind};
 pub use strategy::{Approvals, Bake, BreachAction, OnBreach, RollbackScope, Strategy};
 pub use waves::{FailureBudget, Percent, WaveSize, Waves};
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::plan::{Plan, SkipReason, Skipped};
 use super::planner::{plan, TenantSummaryForPlanning};
-use super::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
+use crate::domain::rollout::{Plan, SkipReason, Skipped};
 use crate::domain::{Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId};
+use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::store::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
 
 /// Where release images are published; `start` refuses a release that is not.

@@ -15,11 +15,12 @@ use tracing::{debug, info, instrument, warn};
 
 use super::decide::{bake_check_due, decide, Drive, Observed, TenantView};
 use super::health::BakeHealth;
-use super::record::{Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord};
 use crate::domain::{RolloutId, TenantId};
-use crate::store::{
-    Conflict, Lease, RolloutStore, StoreError, TenantDrive, TenantRecord, TenantStore, Transition, WriteGuard,
+use crate::record::{
+    Actor, Cause, Lease, Origin, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, TenantRecord,
+    Transition,
 };
+use crate::store::{Conflict, RolloutStore, StoreError, TenantDrive, TenantStore, WriteGuard};
 
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -364,27 +365,24 @@ impl Controller {
             return Ok(());
         };
         let mut next = tenant.clone();
-        let from = next.state.label();
+        let transition = Transition {
+            origin: Some(Origin::Rollout(record.id.clone())),
+            ..Transition::new(
+                &tenant.state,
+                Cause::Event(drive.event.clone()),
+                Actor::rollout(&record.id),
+            )
+        };
+        let cause = transition.describe_cause();
         next.last_error = None;
         next.enter(next_state, Utc::now());
-        let cause = match &drive.event {
-            crate::machine::TenantEvent::Upgrade { release } => {
-                format!("Upgrade to {release} (rollout {})", record.id)
-            }
-            other => format!("{} (rollout {})", other.name(), record.id),
-        };
         let result = self
             .rollouts
             .drive_tenant(TenantDrive {
                 rollout: record,
                 lease,
                 tenant: &next,
-                transition: Transition {
-                    from,
-                    cause: cause.clone(),
-                    actor: format!("rollout:{}", record.id),
-                    ..Transition::default()
-                },
+                transition,
                 member: &drive.member,
                 finished_holder: finished_holders.get(id),
             })

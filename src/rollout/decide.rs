@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::record::{BakeProgress, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveStatus};
 use crate::domain::{MaintenanceWindows, Region, ReleaseVersion, RolloutId, TenantId};
 use crate::machine::{TenantEvent, TenantState};
+use crate::record::{BakeProgress, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveStatus};
 
 /// What the controller saw of one member's tenant this tick.
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use tokio::task::JoinSet;
 
 use crate::domain::ReleaseVersion;
+use crate::record::TenantRecord;
 use crate::steps::verify::{HealthProbe, VerifyConfig};
-use crate::store::TenantRecord;
 
 #[async_trait]
 pub trait BakeHealth: Send + Sync {

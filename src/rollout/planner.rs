@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::plan::{Plan, SkipReason, Skipped};
 use super::timeline;
-use crate::domain::rollout::{Strategy, WaveSize};
+use crate::domain::rollout::{Plan, SkipReason, Skipped, Strategy, WaveSize};
 use crate::domain::{
     Group, MaintenanceWindows, Region, ReleaseVersion, RolloutSpec, TenantId, TenantSpec, Tier,
 };

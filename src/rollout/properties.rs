@@ -10,7 +10,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::domain::rollout::{
-    Approvals, Bake, FailureBudget, Percent, Selector, Strategy as RolloutStrategy, WaveSize, Waves,
+    Approvals, Bake, FailureBudget, Percent, Plan, Selector, SkipReason, Strategy as RolloutStrategy, Wave,
+    WaveKind, WaveSize, Waves,
 };
 use crate::domain::window::tests::arb_windows;
 use crate::domain::{Group, Region, ReleaseVersion, RolloutSpec, TenantId, Tier};

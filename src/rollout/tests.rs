@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::*;
-use crate::domain::rollout::Bake;
+use crate::domain::rollout::{Bake, Plan, SkipReason, Wave, WaveKind};
 use crate::domain::{Group, Region, ReleaseVersion, RolloutSpec, TenantId, Tier};
 
 fn utc(s: &str) -> DateTime<Utc> {

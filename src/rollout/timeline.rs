@@ -15,9 +15,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::plan::{PlannedTenant, Wave, WaveKind};
 use super::planner::{TenantSummaryForPlanning, WaveDraft};
-use crate::domain::rollout::Strategy;
+use crate::domain::rollout::{PlannedTenant, Strategy, Wave, WaveKind};
 
 pub(super) fn schedule(
     strategy: &Strategy,

@@ -10,8 +10,8 @@ use tracing::{info, instrument};
 
 use crate::domain::{Region, ReleaseVersion};
 use crate::machine::TenantState;
+use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome};
-use crate::store::TenantFacts;
 
 use super::{aws_failure, AwsClients};
 

@@ -13,8 +13,8 @@ use aws_sdk_rds::types::{DbClusterSnapshot, Tag};
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
+use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome};
-use crate::store::TenantFacts;
 
 use super::{aws_failure, names, AwsClients};
 

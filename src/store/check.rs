@@ -17,9 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::TenantRecord;
 use crate::domain::{RolloutId, TenantId};
-use crate::rollout::{Outcome, Phase};
+use crate::record::{Outcome, Phase, TenantRecord};
 
 /// What the check needs to know of one tenant.
 #[derive(Debug, Clone)]

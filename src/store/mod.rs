@@ -9,7 +9,6 @@
 pub mod check;
 mod dynamodb;
 mod keys;
-mod record;
 pub mod report;
 pub mod rollouts;
 pub mod table;
@@ -18,14 +17,21 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Hostname, Region, TenantId};
+use crate::record::{HistoryEvent, Lease, TenantRecord, Transition};
 
 pub use dynamodb::{
     client, retry_config, ClaimBackfill, DynamoStore, FleetSummary, ListFilter, PolicyChange, ReportQuery,
     Reservation, StoredSession, MAX_ATTEMPTS, MAX_REPORT_DAYS,
 };
 pub use keys::WORK_SHARDS;
-pub use record::{Actor, HistoryEvent, Lease, Page, StackRevision, TenantFacts, TenantRecord};
 pub use rollouts::{RolloutStore, RolloutSummary, TenantDrive};
+
+/// A page of results and the token for the next page, if any.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_token: Option<String>,
+}
 
 /// Why a store call failed, split by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -82,20 +88,6 @@ pub enum WriteGuard<'a> {
     Lease(&'a Lease),
     /// An operator write: only the version is checked; the lease (if any) stays.
     Version,
-}
-
-/// A transition to record with a save; the `to` label is taken from the saved record.
-#[derive(Debug, Clone, Default)]
-pub struct Transition {
-    /// Label of the state before the change (`Upgrading/Deploy`).
-    pub from: String,
-    pub cause: String,
-    pub actor: String,
-    pub step: Option<crate::machine::StepKind>,
-    pub step_started_at: Option<DateTime<Utc>>,
-    pub fence: Option<u64>,
-    pub output: Option<String>,
-    pub error: Option<String>,
 }
 
 /// Filters for listing tenants; results come back ordered by region, state, id.

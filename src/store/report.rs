@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Group, Region};
 use crate::machine::{TenantEvent, TenantState};
+use crate::record::Cause;
 
 /// What a transition means for deployments (provisionings and upgrades).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,25 +42,19 @@ impl DeploymentMilestone {
         }
     }
 
-    /// Classifies a transition from the state labelled `from` (`Upgrading/Verify`) to
-    /// `to`, caused by `cause` (the machine event's name, as in the history).
-    pub fn of(from: &str, to: &TenantState, cause: &str) -> Option<Self> {
-        let from = from.split('/').next().unwrap_or(from);
+    /// Classifies a transition from `from` to `to`, caused by `cause`.
+    pub fn of(from: &TenantState, to: &TenantState, cause: &Cause) -> Option<Self> {
         let deploying = |name: &str| matches!(name, "Provisioning" | "Upgrading");
-        let to_name = to.name();
-        if deploying(to_name) && from != to_name {
+        let (from, to) = (from.name(), to.name());
+        if deploying(to) && from != to {
             return Some(DeploymentMilestone::Started);
         }
-        let succeeded = cause == TenantEvent::StepSucceeded.name();
-        let failed = cause
-            == TenantEvent::StepFailed {
-                reason: String::new(),
-            }
-            .name();
+        let succeeded = matches!(cause, Cause::Event(TenantEvent::StepSucceeded));
+        let failed = matches!(cause, Cause::Event(TenantEvent::StepFailed { .. }));
         match from {
-            f if deploying(f) && succeeded && to_name == "Active" => Some(DeploymentMilestone::Succeeded),
+            f if deploying(f) && succeeded && to == "Active" => Some(DeploymentMilestone::Succeeded),
             f if deploying(f) && failed => Some(DeploymentMilestone::Failed),
-            "RollingBack" if succeeded && to_name == "Active" => Some(DeploymentMilestone::RolledBack),
+            "RollingBack" if succeeded && to == "Active" => Some(DeploymentMilestone::RolledBack),
             _ => None,
         }
     }
@@ -93,6 +88,7 @@ pub type DeploymentReport = BTreeMap<(Region, Group), DeploymentCounts>;
 mod tests {
     use super::*;
     use crate::domain::ReleaseVersion;
+    use crate::machine::StepKind;
 
     fn release(v: &str) -> ReleaseVersion {
         ReleaseVersion::parse(v).unwrap()
@@ -109,6 +105,19 @@ mod tests {
         .unwrap()
     }
 
+    /// The upgrade, moved on by succeeded steps until it is at `step`.
+    fn upgrading_at(step: StepKind) -> TenantState {
+        let mut state = upgrading();
+        while state.step() != Some(step) {
+            state = state.apply(&TenantEvent::StepSucceeded).unwrap();
+        }
+        state
+    }
+
+    fn event(event: TenantEvent) -> Cause {
+        Cause::Event(event)
+    }
+
     #[test]
     fn entering_a_deployment_starts_one() {
         let provisioning = TenantState::initial()
@@ -117,16 +126,33 @@ mod tests {
             })
             .unwrap();
         assert_eq!(
-            DeploymentMilestone::of("New", &provisioning, "Provision 1.0.0"),
+            DeploymentMilestone::of(
+                &TenantState::initial(),
+                &provisioning,
+                &event(TenantEvent::Provision {
+                    release: release("1.0.0")
+                })
+            ),
             Some(DeploymentMilestone::Started)
         );
+        let active = TenantState::Active {
+            release: release("1.0.0"),
+            failed_upgrade: None,
+        };
         assert_eq!(
-            DeploymentMilestone::of("Active", &upgrading(), "Upgrade to 1.1.0"),
+            DeploymentMilestone::of(
+                &active,
+                &upgrading(),
+                &event(TenantEvent::Upgrade {
+                    release: release("1.1.0")
+                })
+            ),
             Some(DeploymentMilestone::Started)
         );
         // A step finishing inside the upgrade is not a new deployment.
+        let next = upgrading().apply(&TenantEvent::StepSucceeded).unwrap();
         assert_eq!(
-            DeploymentMilestone::of("Upgrading/CheckArtifact", &upgrading(), "StepSucceeded"),
+            DeploymentMilestone::of(&upgrading(), &next, &event(TenantEvent::StepSucceeded)),
             None
         );
     }
@@ -137,18 +163,33 @@ mod tests {
             release: release("1.1.0"),
             failed_upgrade: None,
         };
+        let succeeded = event(TenantEvent::StepSucceeded);
+        let failed = event(TenantEvent::StepFailed {
+            reason: "no snapshot".into(),
+        });
         assert_eq!(
-            DeploymentMilestone::of("Upgrading/Verify", &active, "StepSucceeded"),
+            DeploymentMilestone::of(&upgrading_at(StepKind::Verify), &active, &succeeded),
             Some(DeploymentMilestone::Succeeded)
         );
         assert_eq!(
-            DeploymentMilestone::of("Upgrading/Backup", &active, "StepFailed"),
+            DeploymentMilestone::of(&upgrading_at(StepKind::Backup), &active, &failed),
             Some(DeploymentMilestone::Failed)
         );
+        let rolling_back = upgrading_at(StepKind::Deploy)
+            .apply(&TenantEvent::Rollback)
+            .unwrap();
+        assert_eq!(rolling_back.name(), "RollingBack");
         assert_eq!(
-            DeploymentMilestone::of("RollingBack/VerifyRollback", &active, "StepSucceeded"),
+            DeploymentMilestone::of(&rolling_back, &active, &succeeded),
             Some(DeploymentMilestone::RolledBack)
         );
-        assert_eq!(DeploymentMilestone::of("Active", &active, "UpdateSpec"), None);
+        assert_eq!(
+            DeploymentMilestone::of(
+                &active,
+                &active,
+                &Cause::SpecChange(vec!["tier small -> large".into()])
+            ),
+            None
+        );
     }
 }

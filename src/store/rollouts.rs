@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Lease, Page, StoreError, TenantRecord, Transition, WriteGuard};
+use super::{Page, StoreError, WriteGuard};
 use crate::domain::{ReleaseVersion, RolloutId};
-use crate::rollout::{Phase, RolloutMember, RolloutRecord};
+use crate::record::{Lease, Phase, RolloutMember, RolloutRecord, TenantRecord, Transition};
 
 /// One row of a rollout listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

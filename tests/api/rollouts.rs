@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use tenant_orchestrator::rollout::RolloutRecord;
+use tenant_orchestrator::record::RolloutRecord;
 
 use crate::api_support::{spawn, TestApi, DEPLOY, READ};
 

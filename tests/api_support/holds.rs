@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tenant_orchestrator::domain::RolloutId;
-use tenant_orchestrator::rollout::{Controller, ControllerConfig, RolloutRecord};
+use tenant_orchestrator::record::RolloutRecord;
+use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 
 use super::{AlwaysHealthy, TestApi, DEPLOY};
 

@@ -154,7 +154,7 @@ pub struct AlwaysHealthy;
 impl tenant_orchestrator::rollout::BakeHealth for AlwaysHealthy {
     async fn check(
         &self,
-        _: &tenant_orchestrator::store::TenantRecord,
+        _: &tenant_orchestrator::record::TenantRecord,
         _: &tenant_orchestrator::domain::ReleaseVersion,
     ) -> Result<(), String> {
         Ok(())

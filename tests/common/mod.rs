@@ -14,8 +14,9 @@ use tenant_orchestrator::domain::{
     Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
 };
 use tenant_orchestrator::machine::StepKind;
+use tenant_orchestrator::record::TenantRecord;
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome};
-use tenant_orchestrator::store::{table, DynamoStore, TenantRecord, TenantStore};
+use tenant_orchestrator::store::{table, DynamoStore, TenantStore};
 use tenant_orchestrator::worker::{Backoff, Worker, WorkerConfig};
 
 pub fn require_local_aws() {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tenant_orchestrator::domain::{Hostname, Region, TenantId};
+use tenant_orchestrator::record::{HistoryEvent, Lease, TenantRecord, Transition};
 use tenant_orchestrator::store::{
-    DynamoStore, HistoryEvent, Lease, ListQuery, Page, StoreError, TenantRecord, TenantStore, TenantSummary,
-    Transition, WriteGuard,
+    DynamoStore, ListQuery, Page, StoreError, TenantStore, TenantSummary, WriteGuard,
 };
 use tokio::sync::oneshot;
 

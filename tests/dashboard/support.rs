@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tenant_orchestrator::api::{router, ApiState};
 use tenant_orchestrator::machine::StepKind;
-use tenant_orchestrator::rollout::WaveStatus;
+use tenant_orchestrator::record::WaveStatus;
 use tenant_orchestrator::step::StepOutcome;
 use tenant_orchestrator::store::DynamoStore;
 

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
-use tenant_orchestrator::machine::{StepKind, TenantState};
-use tenant_orchestrator::rollout::{Phase, RolloutCommands};
+use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
+use tenant_orchestrator::record::{Actor, Cause, Phase, TenantRecord, Transition};
+use tenant_orchestrator::rollout::RolloutCommands;
 use tenant_orchestrator::step::StepRegistry;
-use tenant_orchestrator::store::{table, DynamoStore, RolloutStore, TenantRecord, TenantStore, Transition};
+use tenant_orchestrator::store::{table, DynamoStore, RolloutStore, TenantStore};
 use tenant_orchestrator::worker::Worker;
 use tokio::sync::watch;
 
@@ -220,12 +221,13 @@ async fn seed_active(store: &DynamoStore, ids: &[String]) {
             failed_upgrade: None,
         };
         let record = TenantRecord::new(spec(id, "eu-west-1"), state, Utc::now());
-        let seeded = Transition {
-            from: "New".into(),
-            cause: "seeded by the test".into(),
-            actor: "test".into(),
-            ..Transition::default()
-        };
+        let seeded = Transition::new(
+            &TenantState::initial(),
+            Cause::Event(TenantEvent::Provision {
+                release: release("1.0.0"),
+            }),
+            Actor("test".into()),
+        );
         store.create(&record, seeded).await.expect("tenant seeded");
     }
 }

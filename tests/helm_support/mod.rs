@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
+use tenant_orchestrator::record::{TenantFacts, TenantRecord};
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome};
 use tenant_orchestrator::steps::{RegionSettings, StepsConfig};
-use tenant_orchestrator::store::{TenantFacts, TenantRecord};
 
 pub const REPOSITORY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tenant-app";
 pub const KUBE_CONTEXT: &str = "arn:aws:eks:us-east-1:123456789012:cluster/tenants";

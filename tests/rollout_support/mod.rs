@@ -10,12 +10,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use tenant_orchestrator::domain::{ReleaseVersion, RolloutId, RolloutSpec};
-use tenant_orchestrator::machine::TenantState;
-use tenant_orchestrator::rollout::{
-    BakeHealth, Controller, ControllerConfig, RolloutCommands, RolloutMember, RolloutRecord,
-};
+use tenant_orchestrator::machine::{TenantEvent, TenantState};
+use tenant_orchestrator::record::{Actor, Cause, RolloutMember, RolloutRecord, TenantRecord, Transition};
+use tenant_orchestrator::rollout::{BakeHealth, Controller, ControllerConfig, RolloutCommands};
 use tenant_orchestrator::step::StepRegistry;
-use tenant_orchestrator::store::{RolloutStore, TenantRecord, TenantStore, Transition};
+use tenant_orchestrator::store::{RolloutStore, TenantStore};
 use tenant_orchestrator::worker::Worker;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -72,12 +71,11 @@ impl Fleet {
             store
                 .create(
                     &record,
-                    Transition {
-                        from: "New".into(),
-                        cause: "seeded by the test".into(),
-                        actor: "test".into(),
-                        ..Transition::default()
-                    },
+                    Transition::new(
+                        &TenantState::initial(),
+                        Cause::Event(TenantEvent::Provision { release: release(on) }),
+                        Actor("test".into()),
+                    ),
                 )
                 .await
                 .unwrap();

@@ -1,9 +1,9 @@
 //! CheckArtifact against moto's ECR.
 
+use tenant_orchestrator::record::TenantFacts;
 use tenant_orchestrator::step::StepOutcome;
 use tenant_orchestrator::steps::artifact::{ArtifactConfig, CheckArtifact};
 use tenant_orchestrator::steps::AwsClients;
-use tenant_orchestrator::store::TenantFacts;
 
 use crate::common::{release, require_local_aws};
 use crate::support::*;

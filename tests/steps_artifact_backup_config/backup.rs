@@ -1,8 +1,8 @@
 //! Backup and FinalBackup against moto's RDS.
 
 use tenant_orchestrator::domain::TenantSpec;
+use tenant_orchestrator::record::{TenantFacts, TenantRecord};
 use tenant_orchestrator::steps::backup::{snapshot_identifier, BackupConfig, Purpose, SnapshotDatabase};
-use tenant_orchestrator::store::{TenantFacts, TenantRecord};
 
 use crate::support::*;
 

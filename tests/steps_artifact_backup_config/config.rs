@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging};
 use tenant_orchestrator::domain::{Hostname, TenantSpec, Tier};
+use tenant_orchestrator::record::TenantFacts;
 use tenant_orchestrator::steps::config::{DeleteConfig, WriteConfig};
 use tenant_orchestrator::steps::{names, AwsClients};
-use tenant_orchestrator::store::TenantFacts;
 
 use crate::fault_proxy_support::{sdk_config_through, FaultProxy};
 use crate::support::*;
@@ -56,7 +56,7 @@ async fn read_back(prefix: &str) -> BTreeMap<String, Param> {
     }
 }
 
-fn configuring(spec: &TenantSpec) -> tenant_orchestrator::store::TenantRecord {
+fn configuring(spec: &TenantSpec) -> tenant_orchestrator::record::TenantRecord {
     let facts = TenantFacts {
         stack_outputs: stack_outputs(&format!("db-{}", spec.id)),
         ..TenantFacts::default()

@@ -10,9 +10,9 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tenant_orchestrator::domain::{Region, ReleaseVersion, TenantSpec};
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
+use tenant_orchestrator::record::{TenantFacts, TenantRecord};
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepOutput};
 use tenant_orchestrator::steps::AwsClients;
-use tenant_orchestrator::store::{TenantFacts, TenantRecord};
 
 use crate::common::{release, require_local_aws, spec};
 

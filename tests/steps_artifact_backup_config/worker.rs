@@ -5,19 +5,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::common::drain;
+use crate::common::{drain, fast_worker, fresh_store, release, ScriptedStep};
 use async_trait::async_trait;
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
+use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::steps::artifact::{ArtifactConfig, CheckArtifact};
 use tenant_orchestrator::steps::backup::{BackupConfig, SnapshotDatabase};
 use tenant_orchestrator::steps::config::{DeleteConfig, WriteConfig};
 use tenant_orchestrator::steps::{self, names, StepsConfig};
-use tenant_orchestrator::store::{Actor, TenantStore};
+use tenant_orchestrator::store::TenantStore;
 use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::Worker;
 
-use crate::common::{fast_worker, fresh_store, release, ScriptedStep};
 use crate::support::*;
 
 /// Test double for the infrastructure steps: records the outputs a real stack would

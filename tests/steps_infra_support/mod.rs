@@ -11,10 +11,11 @@ use chrono::Utc;
 use tenant_orchestrator::machine::{
     DeprovisionStep, ProvisionStep, RestoreStep, RollbackStep, TenantState, UpgradeStep,
 };
+use tenant_orchestrator::record::{Actor, HistoryEvent, TenantRecord};
 use tenant_orchestrator::step::{StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::steps::infra::{self, template, InfraConfig};
 use tenant_orchestrator::steps::{AwsClients, RegionSettings, StepsConfig};
-use tenant_orchestrator::store::{Actor, DynamoStore, HistoryEvent, TenantRecord, TenantStore};
+use tenant_orchestrator::store::{DynamoStore, TenantStore};
 use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::Worker;
 

@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::api::ApiState;
+use crate::domain::rollout::WaveKind;
 use crate::domain::TenantId;
-use crate::rollout::{Outcome, Phase, RolloutMember, RolloutRecord, WaveKind, WaveStatus};
+use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::store::{FleetSummary, ListQuery, RolloutStore, StoreError, TenantStore};
 
 /// Running rollouts shown (newest first); there are rarely more than a few.
@@ -245,8 +246,8 @@ async fn state_total(state: &ApiState, name: &str) -> Result<u64, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::rollout::{Plan, PlannedTenant, Wave};
     use crate::domain::{Region, RolloutId, RolloutSpec};
-    use crate::rollout::{Plan, PlannedTenant, Wave};
 
     fn member(wave: usize, id: &str, outcome: Outcome) -> RolloutMember {
         RolloutMember {

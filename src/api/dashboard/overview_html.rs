@@ -5,9 +5,10 @@ use std::fmt::Write;
 
 use super::html::{or_dash, page, time, Escaped, Who};
 use super::overview::{Overview, RolloutProgress, TroubledTenant, TROUBLE_SHOWN};
+use crate::domain::rollout::WaveKind;
 use crate::domain::ReleaseVersion;
 use crate::machine::TenantState;
-use crate::rollout::{Phase, WaveKind, WaveStatus};
+use crate::record::{Phase, WaveStatus};
 
 /// Seconds between the page's reloads of itself.
 pub const REFRESH_SECONDS: u32 = 10;

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::html::{or_dash, page, time, Escaped, Who};
-use crate::store::{HistoryEvent, TenantRecord};
+use crate::record::{HistoryEvent, TenantRecord};
 
 /// History events shown, newest first; the API pages through all of them.
 pub const HISTORY_SHOWN: u64 = 100;

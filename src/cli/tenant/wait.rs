@@ -8,7 +8,8 @@ use tenant_orchestrator::domain::TenantId;
 use tenant_orchestrator::machine::{
     DeprovisionStep, ProvisionStep, RestoreStep, RollbackStep, TenantState, UpgradeStep,
 };
-use tenant_orchestrator::store::{TenantRecord, TenantStore};
+use tenant_orchestrator::record::TenantRecord;
+use tenant_orchestrator::store::TenantStore;
 
 use crate::cli::progress::{Outcome, Progress};
 use crate::cli::{Failure, EXIT_FAILURE, EXIT_INVALID_INPUT};

@@ -3,7 +3,7 @@
 use crate::domain::rollout::RollbackScope;
 use crate::domain::{Region, ReleaseVersion};
 use crate::machine::TenantState;
-use crate::rollout::record::{Outcome, RollbackStatus};
+use crate::record::{Outcome, RollbackStatus};
 
 use super::TenantView;
 

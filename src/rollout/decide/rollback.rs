@@ -4,7 +4,7 @@
 use super::{Deciding, Drive};
 use crate::domain::rollout::RollbackScope;
 use crate::machine::{TenantEvent, TenantState};
-use crate::rollout::record::{Outcome, RollbackStatus, RolloutMember};
+use crate::record::{Outcome, RollbackStatus, RolloutMember};
 
 /// Whether a breach with `scope` should return `m` to its previous release.
 fn wanted(scope: RollbackScope, m: &RolloutMember) -> bool {

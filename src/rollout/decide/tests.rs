@@ -5,7 +5,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::*;
 use crate::domain::rollout::{Approvals, Bake, FailureBudget, OnBreach, RollbackScope, WaveSize, Waves};
 use crate::domain::{Group, RolloutSpec, Tier};
-use crate::rollout::{plan, RolloutMember, TenantSummaryForPlanning};
+use crate::record::RolloutMember;
+use crate::rollout::{plan, TenantSummaryForPlanning};
 
 fn at(seconds: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap() + chrono::Duration::seconds(seconds)

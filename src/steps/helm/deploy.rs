@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use crate::machine::TenantState;
+use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome};
 use crate::steps::StepsConfig;
-use crate::store::TenantFacts;
 
 use super::{busy, helm_failure, release_cli, values, HelmCli};
 

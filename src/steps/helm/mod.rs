@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::TenantSpec;
+use crate::record::TenantFacts;
 use crate::step::StepOutcome;
-use crate::store::TenantFacts;
 
 use super::{names, StepsConfig};
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tracing::instrument;
 
+use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome};
 use crate::steps::StepsConfig;
-use crate::store::TenantFacts;
 
 use super::{busy, helm_failure, release_cli, HelmCli};
 

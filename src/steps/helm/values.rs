@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use crate::domain::{ReleaseVersion, TenantSpec};
+use crate::record::TenantFacts;
 use crate::steps::names;
-use crate::store::TenantFacts;
 
 /// The service account the stack's workload role trusts
 /// (`system:serviceaccount:<namespace>:tenant-app`).

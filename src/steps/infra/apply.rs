@@ -16,9 +16,9 @@ use super::status::{self, Operation, Standing};
 use super::template::{self, TEMPLATE};
 use super::{finished, pending, InfraError, InfraSteps};
 use crate::machine::StepKind;
+use crate::record::{StackRevision, TenantFacts};
 use crate::step::{StepContext, StepOutcome};
 use crate::steps::names;
-use crate::store::{StackRevision, TenantFacts};
 
 pub(super) async fn run(steps: &InfraSteps, ctx: StepContext<'_>) -> Result<StepOutcome, InfraError> {
     let spec = &ctx.tenant.spec;

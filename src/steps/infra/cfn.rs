@@ -64,6 +64,18 @@ fn is_missing(message: &str) -> bool {
     message.contains("does not exist")
 }
 
+/// CloudFormation answers an update it will not start with a `ValidationError` whose
+/// only distinction is its text: nothing to change, or the stack is busy.
+fn update_refusal(message: &str) -> Option<UpdateStart> {
+    if message.contains("No updates are to be performed") {
+        Some(UpdateStart::NoChanges)
+    } else if message.contains("_IN_PROGRESS state") {
+        Some(UpdateStart::Busy(message.to_owned()))
+    } else {
+        None
+    }
+}
+
 /// The template body the stack was last given (before any transform).
 pub async fn original_template(cf: &Client, stack: &str) -> Result<String, InfraError> {
     let response = cf
@@ -221,13 +233,9 @@ pub async fn update(
         Ok(_) => Ok(UpdateStart::Started),
         Err(err) if err.code() == Some("TokenAlreadyExistsException") => Ok(UpdateStart::Started),
         Err(err) if err.code() == Some("ValidationError") => {
-            let message = err.message().unwrap_or_default().to_owned();
-            if message.contains("No updates are to be performed") {
-                Ok(UpdateStart::NoChanges)
-            } else if message.contains("_IN_PROGRESS state") {
-                Ok(UpdateStart::Busy(message))
-            } else {
-                Err(InfraError::aws(&format!("updating stack {stack}"), err))
+            match update_refusal(err.message().unwrap_or_default()) {
+                Some(refusal) => Ok(refusal),
+                None => Err(InfraError::aws(&format!("updating stack {stack}"), err)),
             }
         }
         Err(err) => Err(InfraError::aws(&format!("updating stack {stack}"), err)),

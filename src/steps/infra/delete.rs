@@ -7,9 +7,9 @@ use super::cfn::{self, StackView};
 use super::progress::{self, StackWork};
 use super::status::{self, Operation, Standing, Verdict};
 use super::{pending, InfraError, InfraSteps};
+use crate::record::TenantFacts;
 use crate::step::{StepContext, StepOutcome};
 use crate::steps::names;
-use crate::store::TenantFacts;
 
 pub(super) async fn run(steps: &InfraSteps, ctx: StepContext<'_>) -> Result<StepOutcome, InfraError> {
     let spec = &ctx.tenant.spec;

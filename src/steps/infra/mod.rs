@@ -26,9 +26,9 @@ use tracing::instrument;
 
 use crate::domain::TenantSpec;
 use crate::machine::StepKind;
+use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome, StepRegistry};
 use crate::steps::{aws_failure, AwsClients, RegionSettings, StepsConfig};
-use crate::store::TenantFacts;
 
 use self::cfn::StackView;
 use self::progress::StackWork;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::machine::{StepKind, TenantState};
-use crate::store::TenantFacts;
+use crate::record::TenantFacts;
 
 /// A stack operation in flight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,9 +12,9 @@ use super::status::{self, Operation, Standing};
 use super::template::{self, param, CLUSTER_OUTPUT};
 use super::{finished, pending, InfraError, InfraSteps};
 use crate::machine::TenantState;
+use crate::record::TenantFacts;
 use crate::step::{StepContext, StepOutcome};
 use crate::steps::names;
-use crate::store::TenantFacts;
 
 pub(super) async fn run(steps: &InfraSteps, ctx: StepContext<'_>) -> Result<StepOutcome, InfraError> {
     let TenantState::Restoring { snapshot, .. } = &ctx.tenant.state else {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::ReleaseVersion;
-use crate::store::TenantFacts;
+use crate::record::TenantFacts;
 
 use super::probe::Observation;
 

@@ -3,7 +3,7 @@ use chrono::{Duration, TimeZone};
 use super::*;
 use crate::domain::{Environment, Group, Hostname, Region, ReleaseVersion, TenantSpec, Tier};
 use crate::machine::{TenantEvent, TenantState};
-use crate::store::Lease;
+use crate::record::Lease;
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()

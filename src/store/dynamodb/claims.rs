@@ -14,9 +14,10 @@ use chrono::Utc;
 
 use super::errors::{cancellation, classify};
 use super::item::{decode_tenant, event_item, get_s, s, Item};
-use super::{as_stored, count_transition, state_name, DynamoStore};
+use super::{as_stored, count_transition, DynamoStore};
 use crate::domain::{Hostname, TenantId};
-use crate::store::{keys, Conflict, StoreError, TenantRecord, Transition, WriteGuard};
+use crate::record::{TenantRecord, Transition};
+use crate::store::{keys, Conflict, StoreError, WriteGuard};
 
 fn claim_key(hostname: &Hostname) -> Item {
     HashMap::from([
@@ -140,8 +141,8 @@ impl DynamoStore {
             .cloned()
             .collect();
         let dropped = self.held_by(&id, &dropped).await?;
-        let from_name = state_name(&transition.from);
-        let event = Self::history_event(&next, transition, now);
+        let from_name = transition.from.name();
+        let event = transition.into_event(next.event_seq, &next.state, now);
         let update_tenant = Update::builder()
             .table_name(self.table())
             .set_key(Some(Self::tenant_key(&id)))
@@ -168,7 +169,7 @@ impl DynamoStore {
         match self.send_transaction(items).await {
             Ok(out) => {
                 self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
-                count_transition(&from_name, &next);
+                count_transition(from_name, &next);
                 as_stored(&next)
             }
             Err(err) => Err(match err.as_service_error() {
@@ -179,7 +180,7 @@ impl DynamoStore {
                     ) =>
                 {
                     // This very change, retried after its first answer was lost.
-                    count_transition(&from_name, &next);
+                    count_transition(from_name, &next);
                     return as_stored(&next);
                 }
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => {

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use super::super::keys;
-use super::super::{HistoryEvent, Lease, StoreError, TenantRecord};
+use super::super::{keys, StoreError};
 use crate::domain::RolloutId;
+use crate::record::{HistoryEvent, Lease, TenantRecord};
 
 pub type Item = HashMap<String, AttributeValue>;
 

@@ -12,7 +12,8 @@ use super::item::{get_n, get_s, s, Item};
 use super::page_token::PageScope;
 use super::DynamoStore;
 use crate::domain::{Group, Region, ReleaseVersion, TenantId};
-use crate::store::{keys, HistoryEvent, ListQuery, Page, StoreError, TenantStore, TenantSummary};
+use crate::record::HistoryEvent;
+use crate::store::{keys, ListQuery, Page, StoreError, TenantStore, TenantSummary};
 
 /// Filters on attributes the listing index projects (evaluated by DynamoDB after the
 /// key condition, so they narrow what is returned, not what is read).

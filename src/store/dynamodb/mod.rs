@@ -31,11 +31,9 @@ use chrono::{DateTime, Utc};
 
 use super::keys;
 use super::report::DeploymentMilestone;
-use super::{
-    Conflict, Entity, HistoryEvent, Lease, ListQuery, Page, StoreError, TenantRecord, TenantStore,
-    TenantSummary, Transition, WriteGuard,
-};
+use super::{Conflict, Entity, ListQuery, Page, StoreError, TenantStore, TenantSummary, WriteGuard};
 use crate::domain::{Hostname, Region, TenantId};
+use crate::record::{HistoryEvent, Lease, TenantRecord, Transition};
 use errors::{cancellation, classify};
 use item::{decode_event, decode_tenant, event_item, get_n, get_s, millis, n, s, tenant_item, Item};
 
@@ -234,22 +232,6 @@ impl DynamoStore {
         ])
     }
 
-    fn history_event(record: &TenantRecord, t: Transition, now: DateTime<Utc>) -> HistoryEvent {
-        HistoryEvent {
-            seq: record.event_seq,
-            at: now,
-            from: t.from,
-            to: record.state.label(),
-            cause: t.cause,
-            actor: t.actor,
-            step: t.step,
-            step_started_at: t.step_started_at,
-            fence: t.fence,
-            output: t.output,
-            error: t.error,
-        }
-    }
-
     /// Builds the conditional update for `save`, returning it with the new record.
     fn save_update(
         &self,
@@ -349,8 +331,8 @@ impl TenantStore for DynamoStore {
         stored.version = 1;
         stored.event_seq = 1;
         let milestone = DeploymentMilestone::of(&first.from, &stored.state, &first.cause);
-        let from_name = state_name(&first.from);
-        let event = Self::history_event(&stored, first, now);
+        let from_name = first.from.name();
+        let event = first.into_event(stored.event_seq, &stored.state, now);
         let pk = keys::tenant_pk(record.id());
         let write_id = new_write_id();
         let mut item = tenant_item(&stored);
@@ -398,7 +380,7 @@ impl TenantStore for DynamoStore {
         match self.send_transaction(items).await {
             Ok(out) => {
                 self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
-                count_transition(&from_name, &stored);
+                count_transition(from_name, &stored);
                 as_stored(&stored)
             }
             Err(err) => Err(match err.as_service_error() {
@@ -406,7 +388,7 @@ impl TenantStore for DynamoStore {
                     if written_by(e.cancellation_reasons().first().and_then(|r| r.item()), &write_id) =>
                 {
                     // Our own create, retried after its answer was lost.
-                    count_transition(&from_name, &stored);
+                    count_transition(from_name, &stored);
                     return as_stored(&stored);
                 }
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
@@ -507,8 +489,8 @@ impl TenantStore for DynamoStore {
         };
         let pk = keys::tenant_pk(record.id());
         let milestone = DeploymentMilestone::of(&t.from, &next.state, &t.cause);
-        let from_name = state_name(&t.from);
-        let event = Self::history_event(&next, t, now);
+        let from_name = t.from.name();
+        let event = t.into_event(next.event_seq, &next.state, now);
         let update_tenant = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key))
@@ -541,7 +523,7 @@ impl TenantStore for DynamoStore {
         match self.send_transaction(items).await {
             Ok(out) => {
                 self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
-                count_transition(&from_name, &next);
+                count_transition(from_name, &next);
                 as_stored(&next)
             }
             Err(err) => Err(match err.as_service_error() {
@@ -550,7 +532,7 @@ impl TenantStore for DynamoStore {
                 {
                     // A retry of this very transaction, whose first answer was lost
                     // after DynamoDB applied it.
-                    count_transition(&from_name, &next);
+                    count_transition(from_name, &next);
                     return as_stored(&next);
                 }
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => cancellation(
@@ -815,10 +797,6 @@ impl TenantStore for DynamoStore {
 }
 
 /// The state name of a history label (`Upgrading/Deploy` → `Upgrading`).
-fn state_name(label: &str) -> String {
-    label.split('/').next().unwrap_or(label).to_owned()
-}
-
 /// Counts a recorded transition for `/metrics` (`tenantctl_transitions_total`).
 fn count_transition(from: &str, to: &TenantRecord) {
     metrics::counter!(

@@ -14,8 +14,9 @@ use super::errors::classify;
 use super::item::{get_n, get_s, n, s, Item};
 use super::DynamoStore;
 use crate::domain::{Group, Region};
+use crate::record::TenantRecord;
 use crate::store::report::{DeploymentMilestone, DeploymentReport};
-use crate::store::{keys, StoreError, TenantRecord};
+use crate::store::{keys, StoreError};
 
 /// Days a report may span: one query per day, so the range is bounded.
 pub const MAX_REPORT_DAYS: i64 = 366;

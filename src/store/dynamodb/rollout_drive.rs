@@ -14,7 +14,7 @@ use super::item::{event_item, millis, n, opt_s, s};
 use super::rollouts::{member_update, rollout_key};
 use super::DynamoStore;
 use crate::domain::RolloutId;
-use crate::rollout::Phase;
+use crate::record::Phase;
 use crate::store::report::DeploymentMilestone;
 use crate::store::rollouts::TenantDrive;
 use crate::store::{keys, Conflict, StoreError, WriteGuard};
@@ -37,8 +37,8 @@ impl DynamoStore {
         );
         let tenant_pk = keys::tenant_pk(tenant.id());
         let milestone = DeploymentMilestone::of(&drive.transition.from, &next.state, &drive.transition.cause);
-        let from_name = super::state_name(&drive.transition.from);
-        let event = Self::history_event(&next, drive.transition, now);
+        let from_name = drive.transition.from.name();
+        let event = drive.transition.into_event(next.event_seq, &next.state, now);
         let mut items = vec![
             TransactWriteItem::builder()
                 .update(
@@ -109,7 +109,7 @@ impl DynamoStore {
         match result {
             Ok(out) => {
                 self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
-                super::count_transition(&from_name, &next);
+                super::count_transition(from_name, &next);
                 Ok(())
             }
             Err(err) => Err(match err.as_service_error() {
@@ -120,7 +120,7 @@ impl DynamoStore {
                     ) =>
                 {
                     // This very transaction, retried after its first answer was lost.
-                    super::count_transition(&from_name, &next);
+                    super::count_transition(from_name, &next);
                     return Ok(());
                 }
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => cancellation(

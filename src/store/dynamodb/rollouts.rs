@@ -16,9 +16,9 @@ use super::item::{corrupt, get_n, get_s, json, millis, n, opt_s, s, time_from_mi
 use super::page_token::PageScope;
 use super::{ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
-use crate::rollout::{Phase, RolloutMember, RolloutRecord};
+use crate::record::{Lease, Phase, RolloutMember, RolloutRecord};
 use crate::store::rollouts::{RolloutStore, RolloutSummary, TenantDrive};
-use crate::store::{keys, Conflict, Entity, Lease, Page, StoreError, WriteGuard};
+use crate::store::{keys, Conflict, Entity, Page, StoreError, WriteGuard};
 
 const BATCH: usize = 25;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::rollout::WaveSize;
+use super::WaveSize;
 use crate::domain::{Region, ReleaseVersion, TenantId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

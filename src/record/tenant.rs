@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{TenantId, TenantSpec};
-use crate::machine::{StepKind, TenantState};
+use crate::domain::{RolloutId, TenantId, TenantSpec};
+use crate::machine::{StepKind, TenantEvent, TenantState};
 
 /// A worker's exclusive, expiring right to run a tenant's steps. `fence` grows by one
 /// with every acquisition, so a write carrying an older fence is refused even if the
@@ -169,6 +169,10 @@ impl Actor {
     pub fn api(token_name: &str) -> Self {
         Self(format!("api:{token_name}"))
     }
+    /// The controller carrying out a rollout.
+    pub fn rollout(id: &RolloutId) -> Self {
+        Self(format!("rollout:{id}"))
+    }
 }
 
 /// One transition of one tenant, as kept in its history.
@@ -195,9 +199,90 @@ pub struct HistoryEvent {
     pub error: Option<String>,
 }
 
-/// A page of results and the token for the next page, if any.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_token: Option<String>,
+/// A transition to record with a save; the `to` state is taken from the saved record.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The state before the change.
+    pub from: TenantState,
+    pub cause: Cause,
+    pub actor: Actor,
+    /// Who let the change through, when it was not the tenant's own doing.
+    pub origin: Option<Origin>,
+    pub step: Option<StepKind>,
+    /// For worker transitions: when the step run that produced this outcome began.
+    pub step_started_at: Option<DateTime<Utc>>,
+    /// Lease fence of the worker that ran the step.
+    pub fence: Option<u64>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What moved a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// A machine event: an operator's command, a rollout's drive or a step's outcome.
+    Event(TenantEvent),
+    /// A change of the spec, each entry saying what changed (`tier small -> large`).
+    SpecChange(Vec<String>),
+}
+
+/// Where a command came from when someone other than the tenant's operator moved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A rollout drove the tenant.
+    Rollout(RolloutId),
+    /// An operator overrode the hold of a rollout in the named phase.
+    HoldOverride { rollout: RolloutId, phase: &'static str },
+}
+
+impl Transition {
+    /// A transition from `from` caused by `cause`, with nothing else to say yet.
+    pub fn new(from: &TenantState, cause: Cause, actor: Actor) -> Self {
+        Self {
+            from: from.clone(),
+            cause,
+            actor,
+            origin: None,
+            step: None,
+            step_started_at: None,
+            fence: None,
+            output: None,
+            error: None,
+        }
+    }
+
+    /// The history's words for the cause: `Upgrade to 1.1.0 (rollout r-1)`.
+    pub fn describe_cause(&self) -> String {
+        let cause = match &self.cause {
+            Cause::Event(TenantEvent::Provision { release }) => format!("Provision {release}"),
+            Cause::Event(TenantEvent::Upgrade { release }) => format!("Upgrade to {release}"),
+            Cause::Event(TenantEvent::Restore { snapshot }) => format!("Restore from {snapshot}"),
+            Cause::Event(other) => other.name().to_owned(),
+            Cause::SpecChange(said) => format!("UpdateSpec: {}", said.join("; ")),
+        };
+        match &self.origin {
+            None => cause,
+            Some(Origin::Rollout(rollout)) => format!("{cause} (rollout {rollout})"),
+            Some(Origin::HoldOverride { rollout, phase }) => {
+                format!("{cause} (admin override of the hold of rollout {rollout}, {phase})")
+            }
+        }
+    }
+
+    /// The history event this transition becomes as event `seq` of `to`.
+    pub fn into_event(self, seq: u64, to: &TenantState, at: DateTime<Utc>) -> HistoryEvent {
+        HistoryEvent {
+            seq,
+            at,
+            from: self.from.label(),
+            to: to.label(),
+            cause: self.describe_cause(),
+            actor: self.actor.0,
+            step: self.step,
+            step_started_at: self.step_started_at,
+            fence: self.fence,
+            output: self.output,
+            error: self.error,
+        }
+    }
 }

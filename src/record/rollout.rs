@@ -8,10 +8,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::plan::{Plan, Skipped, WaveKind};
-use crate::domain::rollout::WaveSize;
+use super::Lease;
+use crate::domain::rollout::{Plan, Skipped, WaveKind, WaveSize};
 use crate::domain::{Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId};
-use crate::store::Lease;
 
 /// Where a rollout is in its life. `Completed` and `Aborted` are final: nothing is
 /// started any more and the rollout's hold on its tenants ends.

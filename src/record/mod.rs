@@ -1,0 +1,16 @@
+//! What is persisted, as plain data: a tenant's record (spec, machine state, lease,
+//! the facts its steps recorded) with its history, and a rollout's record with its
+//! members. This layer imports only `domain` and `machine`, so the store, the worker,
+//! the rollout controller and the API all speak of the same types without importing
+//! one another.
+
+mod rollout;
+mod tenant;
+
+pub use rollout::{
+    BakeProgress, Outcome, Phase, RollbackStatus, RolloutEvent, RolloutMember, RolloutRecord, WaveRecord,
+    WaveStatus,
+};
+pub use tenant::{
+    Actor, Cause, HistoryEvent, Lease, Origin, StackRevision, TenantFacts, TenantRecord, Transition,
+};
