@@ -28,9 +28,7 @@ use tenant_orchestrator::machine::{StepKind, TenantEvent};
 use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::steps::artifact::{ArtifactConfig, CheckArtifact};
 use tenant_orchestrator::steps::backup::{BackupConfig, SnapshotDatabase};
-use tenant_orchestrator::steps::certificates::{
-    AwsCertificateCloud, CertificateConfig, CertificateStep, SlotTable,
-};
+use tenant_orchestrator::steps::certificates::{AwsCertificateCloud, CertificateConfig, CertificateStep};
 use tenant_orchestrator::steps::config::{DeleteConfig, WriteConfig};
 use tenant_orchestrator::steps::infra::{self, InfraConfig};
 use tenant_orchestrator::steps::{AwsClients, RegionSettings, StepsConfig};
@@ -187,7 +185,7 @@ impl Rig {
             let certificates = Arc::new(CertificateStep::new(
                 config.clone(),
                 Arc::new(AwsCertificateCloud::new(aws.clone())),
-                SlotTable::of(&proxied),
+                proxied.clone(),
             ));
             let registry = registry
                 .with(StepKind::EnsureCertificates, certificates.clone())

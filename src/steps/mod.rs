@@ -187,7 +187,7 @@ pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<Dynam
     let certificates: Arc<dyn crate::step::Step> = Arc::new(certificates::CertificateStep::new(
         config.clone(),
         Arc::new(certificates::AwsCertificateCloud::new(aws.clone())),
-        certificates::SlotTable::of(&store),
+        store,
     ));
     let verify = Arc::new(verify::VerifyRelease::new(config.clone()));
     let registry = StepRegistry::new()

@@ -12,6 +12,7 @@ mod keys;
 mod record;
 pub mod report;
 pub mod rollouts;
+pub mod slots;
 pub mod table;
 
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ pub use dynamodb::{
 pub use keys::WORK_SHARDS;
 pub use record::{Actor, HistoryEvent, Lease, Page, StackRevision, TenantFacts, TenantRecord};
 pub use rollouts::{RolloutStore, RolloutSummary, TenantDrive};
+pub use slots::{CertificateSlotStore, RegionSlots};
 
 /// Why a store call failed, split by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]
