@@ -29,9 +29,7 @@ use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::steps::artifact::{ArtifactConfig, CheckArtifact};
 use tenant_orchestrator::steps::backup::{BackupConfig, SnapshotDatabase};
-use tenant_orchestrator::steps::certificates::{
-    AwsCertificateCloud, CertificateConfig, CertificateStep, SlotTable,
-};
+use tenant_orchestrator::steps::certificates::{AwsCertificateCloud, CertificateConfig, CertificateStep};
 use tenant_orchestrator::steps::config::{DeleteConfig, WriteConfig};
 use tenant_orchestrator::steps::infra::{self, InfraConfig};
 use tenant_orchestrator::steps::{AwsClients, RegionSettings, StepsConfig};
@@ -188,7 +186,7 @@ impl Rig {
             let certificates = Arc::new(CertificateStep::new(
                 config.clone(),
                 Arc::new(AwsCertificateCloud::new(aws.clone())),
-                SlotTable::of(&proxied),
+                proxied.clone(),
             ));
             let registry = registry
                 .with(StepKind::EnsureCertificates, certificates.clone())

@@ -23,12 +23,12 @@ use platform::Platform;
 use recording::{Call, RecordingCloud};
 use tenant_orchestrator::domain::{Environment, Group, Hostname, Region, TenantSpec, Tier};
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
+use tenant_orchestrator::record::slot::{Names, Slot};
 use tenant_orchestrator::record::TenantRecord;
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome};
-use tenant_orchestrator::steps::certificates::slot::{Names, Slot};
-use tenant_orchestrator::steps::certificates::slots::SlotStoreError;
-use tenant_orchestrator::steps::certificates::{CertificateConfig, CertificateStep, SlotTable};
+use tenant_orchestrator::steps::certificates::{CertificateConfig, CertificateStep};
 use tenant_orchestrator::steps::StepsConfig;
+use tenant_orchestrator::store::{CertificateSlotStore, DynamoStore, StoreError};
 
 struct Harness {
     platform: Arc<Platform>,
@@ -60,11 +60,7 @@ impl Harness {
             regions: BTreeMap::from([(platform.region.to_string(), platform.settings())]),
             ..StepsConfig::default()
         };
-        let step = Arc::new(CertificateStep::new(
-            Arc::new(steps),
-            cloud.clone(),
-            SlotTable::of(&store),
-        ));
+        let step = Arc::new(CertificateStep::new(Arc::new(steps), cloud.clone(), store.arc()));
         Arc::new(Self {
             platform,
             cloud,
@@ -470,11 +466,7 @@ async fn an_unconfigured_region_fails_without_retry() {
     let store = fresh_store().await;
     let platform = Platform::build(1).await;
     let cloud = RecordingCloud::new(platform.clone());
-    let step = CertificateStep::new(
-        Arc::new(StepsConfig::default()),
-        cloud.clone(),
-        SlotTable::of(&store),
-    );
+    let step = CertificateStep::new(Arc::new(StepsConfig::default()), cloud.clone(), store.arc());
     let h = Harness {
         platform,
         cloud,
@@ -522,21 +514,21 @@ async fn slot_writes_whose_answers_were_lost_are_found_applied() {
             .endpoint_url(proxy.url())
             .build(),
     );
-    let table = SlotTable::new(through_proxy, store.table());
+    let table = DynamoStore::new(through_proxy, store.table());
     let mut slot = new_slot("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/a/1/1");
     let lose = |operation: &str| serde_json::json!([{"fault": "drop_answer", "service": "dynamodb", "operation": operation, "count": 1}]);
 
     proxy.set_rules(lose("PutItem")).await;
-    table.save(&slot).await.expect("a new slot, created once");
+    table.save_slot(&slot).await.expect("a new slot, created once");
     slot.version = 1;
     slot.generation = 2;
-    table.save(&slot).await.expect("progress, written once");
+    table.save_slot(&slot).await.expect("progress, written once");
     slot.version = 2;
     proxy.set_rules(lose("DeleteItem")).await;
-    table.remove(&slot).await.expect("a slot deleted once");
+    table.remove_slot(&slot).await.expect("a slot deleted once");
 
     assert_eq!(proxy.injected("drop_answer").await, 2, "both answers were lost");
-    let left = table.load(&slot.region).await.unwrap();
+    let left = table.load_slots(&slot.region).await.unwrap();
     assert!(left.slots.is_empty(), "{:?}", left.slots);
 }
 
@@ -544,23 +536,23 @@ async fn slot_writes_whose_answers_were_lost_are_found_applied() {
 #[tokio::test]
 async fn a_slot_holding_another_write_is_still_a_conflict() {
     let store = fresh_store().await;
-    let table = SlotTable::of(&store);
+    let table = store.arc();
     let mut ours = new_slot("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/a/1/1");
     let theirs = new_slot("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/a/1/2");
-    table.save(&theirs).await.unwrap();
+    table.save_slot(&theirs).await.unwrap();
 
-    let created = table.save(&ours).await;
+    let created = table.save_slot(&ours).await;
     ours.version = 1;
     let removed = table
-        .remove(&Slot {
+        .remove_slot(&Slot {
             version: 7,
             ..ours.clone()
         })
         .await;
 
-    assert!(matches!(created, Err(SlotStoreError::Conflict(_))), "{created:?}");
-    assert!(matches!(removed, Err(SlotStoreError::Conflict(_))), "{removed:?}");
-    let stored = table.load(&ours.region).await.unwrap();
+    assert!(matches!(created, Err(StoreError::Conflict { .. })), "{created:?}");
+    assert!(matches!(removed, Err(StoreError::Conflict { .. })), "{removed:?}");
+    let stored = table.load_slots(&ours.region).await.unwrap();
     assert_eq!(stored.slots.len(), 1);
     assert_eq!(stored.slots[0].listener_arn, theirs.listener_arn);
 }

@@ -1,10 +1,11 @@
 //! What is persisted, as plain data: a tenant's record (spec, machine state, lease,
-//! the facts its steps recorded) with its history, and a rollout's record with its
-//! members. This layer imports only `domain` and `machine`, so the store, the worker,
-//! the rollout controller and the API all speak of the same types without importing
-//! one another.
+//! the facts its steps recorded) with its history, a rollout's record with its
+//! members, and the certificate slots tenants share. This layer imports only `domain`
+//! and `machine`, so the store, the worker, the rollout controller and the API all
+//! speak of the same types without importing one another.
 
 mod rollout;
+pub mod slot;
 mod tenant;
 
 pub use rollout::{

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Region, TenantSpec};
 use crate::machine::StepKind;
 use crate::step::{StepOutcome, StepRegistry};
-use crate::store::DynamoStore;
+use crate::store::CertificateSlotStore;
 
 /// Per-region facts about the shared platform a tenant is deployed onto.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -183,11 +183,15 @@ where
 }
 
 /// Every product step, wired to its implementation.
-pub fn registry(config: Arc<StepsConfig>, aws: Arc<AwsClients>, store: Arc<DynamoStore>) -> StepRegistry {
+pub fn registry(
+    config: Arc<StepsConfig>,
+    aws: Arc<AwsClients>,
+    slots: Arc<dyn CertificateSlotStore>,
+) -> StepRegistry {
     let certificates: Arc<dyn crate::step::Step> = Arc::new(certificates::CertificateStep::new(
         config.clone(),
         Arc::new(certificates::AwsCertificateCloud::new(aws.clone())),
-        certificates::SlotTable::of(&store),
+        slots,
     ));
     let verify = Arc::new(verify::VerifyRelease::new(config.clone()));
     let registry = StepRegistry::new()

@@ -73,6 +73,21 @@ pub fn rollout_list_sk(finished: bool, created: DateTime<Utc>, id: &RolloutId) -
     format!("{prefix}#{:015}#{id}", created.timestamp_millis().max(0))
 }
 
+/// Certificate slots of a region share one partition (`pk CERTS#<region>`), so one
+/// consistent Query reads the region's whole allocation: its root and every slot.
+pub fn certs_pk(region: &Region) -> String {
+    format!("CERTS#{region}")
+}
+
+/// Sort key of a region's allocation root, whose version every allocation bumps.
+pub const CERTS_ROOT_SK: &str = "ROOT";
+/// Sort keys of slots start with this; the rest is the slot's number.
+pub const SLOT_SK_PREFIX: &str = "SLOT#";
+
+pub fn slot_sk(n: u32) -> String {
+    format!("{SLOT_SK_PREFIX}{n:06}")
+}
+
 pub fn list_pk(region: &Region) -> String {
     format!("REGION#{region}")
 }
@@ -93,6 +108,15 @@ mod tests {
         assert!(work_sk(early, &id) < work_sk(late, &id));
         assert!(work_sk(late, &id) <= work_sk_upper(late));
         assert!(work_sk(late, &TenantId::parse("zzzz").unwrap()) <= work_sk_upper(late));
+    }
+
+    #[test]
+    fn certificate_slot_keys_keep_their_stored_layout() {
+        let region = Region::parse("eu-west-1").unwrap();
+        assert_eq!(certs_pk(&region), "CERTS#eu-west-1");
+        assert_eq!(slot_sk(7), "SLOT#000007");
+        assert!(slot_sk(12).starts_with(SLOT_SK_PREFIX));
+        assert!(slot_sk(9) < slot_sk(10), "slots sort by number");
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod dynamodb;
 mod keys;
 pub mod report;
 pub mod rollouts;
+pub mod slots;
 pub mod table;
 
 use async_trait::async_trait;
@@ -25,6 +26,7 @@ pub use dynamodb::{
 };
 pub use keys::WORK_SHARDS;
 pub use rollouts::{RolloutStore, RolloutSummary, TenantDrive};
+pub use slots::{CertificateSlotStore, RegionSlots};
 
 /// A page of results and the token for the next page, if any.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -23,8 +23,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::slot::{Names, Slot, SlotState};
 use crate::domain::Hostname;
+use crate::record::slot::{Names, Slot, SlotState};
 
 #[cfg(test)]
 mod tests;

@@ -11,8 +11,8 @@ use tracing::{info, warn};
 
 use super::cloud::{CertificateCloud, CloudError, IssueStatus};
 use super::issuance::{next_action, Action, Timing};
-use super::slot::{Issuance, Slot};
-use super::slots::{SlotStoreError, SlotTable};
+use crate::record::slot::{Issuance, Slot};
+use crate::store::{CertificateSlotStore, StoreError};
 
 /// Where a slot stands after one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub enum Driven {
 
 pub struct Driver<'a> {
     pub cloud: &'a dyn CertificateCloud,
-    pub table: &'a SlotTable,
+    pub slots: &'a dyn CertificateSlotStore,
     pub hosted_zone_id: &'a str,
     pub timing: Timing,
 }
@@ -50,8 +50,8 @@ impl Driver<'_> {
         let action = next_action(slot, region, now, self.timing);
         match self.perform(slot, action, now).await {
             Ok(driven) => driven,
-            Err(Stop::Store(SlotStoreError::Conflict(_))) => Driven::Moved,
-            Err(Stop::Store(SlotStoreError::Retryable { context, message })) => Driven::Failed {
+            Err(Stop::Store(StoreError::Conflict { .. })) => Driven::Moved,
+            Err(Stop::Store(StoreError::Retryable { context, message })) => Driven::Failed {
                 retryable: true,
                 reason: format!("{context}: {message}"),
             },
@@ -81,7 +81,7 @@ impl Driver<'_> {
             Action::Settled => return Ok(Driven::Settled),
             Action::Wait { after, why } => return Ok(Driven::Waiting { after, why }),
             Action::Remove => {
-                self.table.remove(slot).await?;
+                self.slots.remove_slot(slot).await?;
                 info!(slot = slot.n, region = %region, "certificate slot removed");
                 return Ok(Driven::Moved);
             }
@@ -98,7 +98,7 @@ impl Driver<'_> {
                 // Written first, so only one worker requests; a conflict means another
                 // worker claimed (or changed) the slot.
                 set_issuance(&mut next, Issuance::Claimed { at: now });
-                self.table.save(&next).await?;
+                self.slots.save_slot(&next).await?;
                 next.version += 1;
                 let arn = self
                     .cloud
@@ -153,7 +153,7 @@ impl Driver<'_> {
             }
             Action::Swap => next.swap(),
         }
-        self.table.save(&next).await?;
+        self.slots.save_slot(&next).await?;
         Ok(Driven::Moved)
     }
 
@@ -163,7 +163,7 @@ impl Driver<'_> {
         warn!(slot = slot.n, certificate = %arn, "certificate being issued no longer exists; requesting a new one");
         let mut next = slot.clone();
         next.reopen_failed(now);
-        self.table.save(&next).await?;
+        self.slots.save_slot(&next).await?;
         Ok(Driven::Moved)
     }
 
@@ -173,7 +173,7 @@ impl Driver<'_> {
         self.cloud.delete_certificate(&slot.region, arn).await?;
         let mut next = slot.clone();
         next.reopen_failed(now);
-        self.table.save(&next).await?;
+        self.slots.save_slot(&next).await?;
         let names: Vec<String> = slot
             .pending
             .as_ref()
@@ -198,12 +198,12 @@ fn set_issuance(slot: &mut Slot, issuance: Issuance) {
 
 /// Why an action stopped early.
 enum Stop {
-    Store(SlotStoreError),
+    Store(StoreError),
     Cloud(CloudError),
 }
 
-impl From<SlotStoreError> for Stop {
-    fn from(e: SlotStoreError) -> Self {
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
         Stop::Store(e)
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::slot::{Issuance, Slot};
 use crate::domain::Hostname;
+use crate::record::slot::{Issuance, Slot};
 
 /// How long to wait for what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +146,7 @@ fn handoff_blocker(slot: &Slot, region: &[Slot]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::domain::{Region, TenantId};
-    use crate::steps::certificates::slot::Names;
+    use crate::record::slot::Names;
 
     const TIMING: Timing = Timing {
         poll: Duration::from_secs(5),

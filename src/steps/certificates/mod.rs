@@ -4,7 +4,8 @@
 //! * [`allocator`] decides which slot (certificate) each hostname goes to — pure;
 //! * [`slot`] is one slot's record and the order its certificate changes in — pure;
 //! * [`issuance`] decides the next action on a slot — pure;
-//! * [`slots`] keeps the slots in the tenant table with conditional writes;
+//! * the store ([`crate::store::CertificateSlotStore`]) keeps the slots in the tenant
+//!   table with conditional writes;
 //! * [`cloud`] (ACM, Route 53, ELBv2 through the SDK) and [`driver`] carry actions out;
 //! * [`step`] runs the two steps.
 
@@ -15,12 +16,9 @@ mod dns;
 pub mod driver;
 pub mod issuance;
 mod listener;
-pub mod slot;
-pub mod slots;
 pub mod step;
 
 pub use cloud::{AwsCertificateCloud, CertificateCloud, CloudError};
-pub use slots::SlotTable;
 pub use step::CertificateStep;
 
 use serde::{Deserialize, Serialize};

@@ -16,12 +16,12 @@ use super::allocator::{Layout, SlotChange, SlotView, Waiting};
 use super::cloud::CertificateCloud;
 use super::driver::{Driven, Driver};
 use super::issuance::Timing;
-use super::slot::{Names, Slot};
-use super::slots::{RegionSlots, SlotStoreError, SlotTable};
 use crate::domain::{Hostname, TenantId};
 use crate::machine::StepKind;
+use crate::record::slot::{Names, Slot};
 use crate::step::{Step, StepContext, StepOutcome};
 use crate::steps::{RegionSettings, StepsConfig};
+use crate::store::{CertificateSlotStore, RegionSlots, StoreError};
 
 /// Rounds of plan-and-drive in one run before handing back to the worker.
 const MAX_ROUNDS: usize = 40;
@@ -30,7 +30,7 @@ const MAX_ROUNDS: usize = 40;
 pub struct CertificateStep {
     config: Arc<StepsConfig>,
     cloud: Arc<dyn CertificateCloud>,
-    table: SlotTable,
+    slots: Arc<dyn CertificateSlotStore>,
 }
 
 /// What the run is for.
@@ -95,8 +95,12 @@ fn relevant(slots: &[Slot], names: &BTreeSet<Hostname>) -> BTreeSet<u32> {
 }
 
 impl CertificateStep {
-    pub fn new(config: Arc<StepsConfig>, cloud: Arc<dyn CertificateCloud>, table: SlotTable) -> Self {
-        Self { config, cloud, table }
+    pub fn new(
+        config: Arc<StepsConfig>,
+        cloud: Arc<dyn CertificateCloud>,
+        slots: Arc<dyn CertificateSlotStore>,
+    ) -> Self {
+        Self { config, cloud, slots }
     }
 
     fn settings<'a>(&'a self, ctx: &StepContext<'_>) -> Result<&'a RegionSettings, String> {
@@ -130,14 +134,14 @@ impl CertificateStep {
         };
         let driver = Driver {
             cloud: self.cloud.as_ref(),
-            table: &self.table,
+            slots: self.slots.as_ref(),
             hosted_zone_id: &settings.hosted_zone_id,
             timing,
         };
         let region = &ctx.tenant.spec.region;
         let mut last_wait: Option<(Duration, String)> = None;
         for _ in 0..MAX_ROUNDS {
-            let RegionSlots { root_version, slots } = match self.table.load(region).await {
+            let RegionSlots { root_version, slots } = match self.slots.load_slots(region).await {
                 Ok(loaded) => loaded,
                 Err(e) => return store_failure(e),
             };
@@ -164,8 +168,8 @@ impl CertificateStep {
             let changes = layout.changes();
             if !changes.is_empty() {
                 let writes = materialize(&changes, &slots, region, now);
-                match self.table.allocate(region, root_version, &writes).await {
-                    Ok(()) | Err(SlotStoreError::Conflict(_)) => continue,
+                match self.slots.allocate_slots(region, root_version, &writes).await {
+                    Ok(()) | Err(StoreError::Conflict { .. }) => continue,
                     Err(e) => return store_failure(e),
                 }
             }
@@ -310,9 +314,9 @@ fn materialize(
         .collect()
 }
 
-fn store_failure(e: SlotStoreError) -> StepOutcome {
+fn store_failure(e: StoreError) -> StepOutcome {
     match e {
-        SlotStoreError::Retryable { .. } | SlotStoreError::Conflict(_) => StepOutcome::retry(e.to_string()),
-        SlotStoreError::Fatal { .. } => StepOutcome::fail(e.to_string()),
+        StoreError::Retryable { .. } | StoreError::Conflict { .. } => StepOutcome::retry(e.to_string()),
+        _ => StepOutcome::fail(e.to_string()),
     }
 }

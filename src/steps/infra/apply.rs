@@ -8,82 +8,58 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_cloudformation::Client;
-
-use super::cfn::{self, Observed, StackView, TemplateSource, UpdateStart};
+use super::cfn::{self, Observed, StackView, TemplateSource};
+use super::job::{StackJob, StackUpdate};
 use super::progress::{self, StackWork};
 use super::status::{self, Operation, Standing};
-use super::template::{self, TEMPLATE};
+use super::template::{self, ParamValue, TEMPLATE};
 use super::{finished, pending, InfraError, InfraSteps};
 use crate::machine::StepKind;
 use crate::record::{StackRevision, TenantFacts};
 use crate::step::{StepContext, StepOutcome};
-use crate::steps::names;
 
 pub(super) async fn run(steps: &InfraSteps, ctx: StepContext<'_>) -> Result<StepOutcome, InfraError> {
-    let spec = &ctx.tenant.spec;
-    let settings = steps.settings(spec)?;
-    let owned =
-        template::owned_parameters(spec, settings).map_err(|e| InfraError::Configuration(e.to_string()))?;
-    let job = Apply {
-        steps,
-        ctx,
-        cf: steps.cloudformation(spec),
-        stack: names::stack(spec),
+    let settings = steps.settings(&ctx.tenant.spec)?;
+    let owned = template::owned_parameters(&ctx.tenant.spec, settings)
+        .map_err(|e| InfraError::Configuration(e.to_string()))?;
+    let apply = Apply {
+        job: StackJob::new(steps, ctx),
         owned,
-        step_token: ctx.idempotency_token(),
     };
     let facts = ctx.tenant.facts.clone();
     match progress::read(&facts, ctx.step) {
-        Some(StackWork::Create { token }) => job.poll_create(facts, token).await,
-        Some(StackWork::ReplaceFailedCreate { stack_id }) => job.replace_failed(facts, stack_id, true).await,
-        Some(StackWork::Update { token, sent }) => job.update(facts, token, sent).await,
-        Some(StackWork::Delete { .. }) | None => job.start(facts).await,
+        Some(StackWork::Create { token }) => apply.poll_create(facts, token).await,
+        Some(StackWork::ReplaceFailedCreate { stack_id }) => {
+            apply.replace_failed(facts, stack_id, true).await
+        }
+        Some(StackWork::Update { token, sent }) => apply.job.update(&apply, facts, token, sent).await,
+        Some(StackWork::Delete { .. }) | None => apply.start(facts).await,
     }
 }
 
 struct Apply<'a> {
-    steps: &'a InfraSteps,
-    ctx: StepContext<'a>,
-    cf: Client,
-    stack: String,
+    job: StackJob<'a>,
     owned: BTreeMap<String, String>,
-    step_token: String,
 }
 
 impl Apply<'_> {
-    fn step(&self) -> StepKind {
-        self.ctx.step
-    }
-
     /// Nothing in flight: decide from the stack as it is.
     async fn start(&self, facts: TenantFacts) -> Result<StepOutcome, InfraError> {
-        let Some(stack) = cfn::describe(&self.cf, &self.stack).await? else {
-            return self.create(facts, self.step_token.clone()).await;
+        let job = &self.job;
+        let Some(stack) = cfn::describe(&job.cf, &job.stack).await? else {
+            return self.create(facts, job.step_token.clone()).await;
         };
         match status::standing(&stack.status) {
-            Standing::Busy => Ok(pending(
-                facts,
-                self.step(),
-                None,
-                self.steps.poll_after(),
-                format!(
-                    "stack {} is {}; waiting for it to settle",
-                    self.stack, stack.status
-                ),
-            )),
-            Standing::Stuck => Err(InfraError::Stack(status::stuck_reason(
-                &self.stack,
-                &stack.status,
-            ))),
+            Standing::Busy => Ok(job.wait_to_settle(facts, &stack)),
+            Standing::Stuck => Err(job.stuck(&stack)),
             Standing::FailedCreate => self.delete_failed(facts, &stack).await,
             Standing::Settled => {
                 let token =
-                    status::request_token(&self.step_token, &cfn::latest_event(&self.cf, &stack.id).await?);
-                if self.step() == StepKind::UpdateInfra {
+                    status::request_token(&job.step_token, &cfn::latest_event(&job.cf, &stack.id).await?);
+                if job.ctx.step == StepKind::UpdateInfra {
                     return self.record_previous(facts, &stack, token).await;
                 }
-                self.update(facts, token, false).await
+                job.update(self, facts, token, false).await
             }
         }
     }
@@ -96,20 +72,21 @@ impl Apply<'_> {
         stack: &StackView,
         token: String,
     ) -> Result<StepOutcome, InfraError> {
-        let template_body = cfn::original_template(&self.cf, &stack.id).await?;
+        let job = &self.job;
+        let template_body = cfn::original_template(&job.cf, &stack.id).await?;
         facts.previous_stack = Some(StackRevision {
             template_body,
             parameters: stack.parameters.clone(),
         });
-        facts.previous_stack_upgrade = progress::upgrade_label(&self.ctx.tenant.state);
+        facts.previous_stack_upgrade = progress::upgrade_label(&job.ctx.tenant.state);
         Ok(pending(
             facts,
-            self.step(),
+            job.ctx.step,
             Some(StackWork::Update { token, sent: false }),
             Duration::ZERO,
             format!(
                 "recorded stack {} ({}) before updating it",
-                self.stack, stack.status
+                job.stack, stack.status
             ),
         ))
     }
@@ -121,43 +98,41 @@ impl Apply<'_> {
 
     async fn send_create(&self, token: &str) -> Result<(), InfraError> {
         cfn::create(
-            &self.cf,
-            &self.stack,
+            &self.job.cf,
+            &self.job.stack,
             TEMPLATE,
             &template::create_parameters(&self.owned),
             token,
-            self.steps.termination_protection(),
+            self.job.steps.termination_protection(),
         )
         .await
     }
 
     async fn poll_create(&self, facts: TenantFacts, token: String) -> Result<StepOutcome, InfraError> {
+        let job = &self.job;
         let advice = "Fix the cause and retry: the failed stack is then deleted and created again.";
-        let mut observed =
-            cfn::observe(&self.cf, &self.stack, Operation::Create, Some(&token), advice).await?;
+        let mut observed = cfn::observe(&job.cf, &job.stack, Operation::Create, Some(&token), advice).await?;
         if let Observed::Gone = observed {
             // The request was lost before CloudFormation took it: send it again, with
             // the same token in case it was not lost after all.
             self.send_create(&token).await?;
-            observed = cfn::observe(&self.cf, &self.stack, Operation::Create, Some(&token), advice).await?;
+            observed = cfn::observe(&job.cf, &job.stack, Operation::Create, Some(&token), advice).await?;
         }
         match observed {
             Observed::Succeeded(stack) => finished(
                 facts,
                 &stack,
                 true,
-                format!("stack {} {}", self.stack, stack.status),
+                format!("stack {} {}", job.stack, stack.status),
             ),
-            Observed::Running(stack) => Ok(pending(
+            Observed::Running(stack) => Ok(job.poll_later(
                 facts,
-                self.step(),
                 Some(StackWork::Create { token }),
-                self.steps.poll_after(),
-                format!("stack {} {}", self.stack, stack.status),
+                format!("stack {} {}", job.stack, stack.status),
             )),
             Observed::Gone => Err(InfraError::Stack(format!(
                 "CloudFormation accepted the creation of stack {} but does not know the stack; retry",
-                self.stack
+                job.stack
             ))),
         }
     }
@@ -171,12 +146,8 @@ impl Apply<'_> {
     }
 
     async fn send_delete(&self, stack: &StackView) -> Result<(), InfraError> {
-        cfn::delete(
-            &self.cf,
-            stack,
-            &status::request_token(&self.step_token, &stack.id),
-        )
-        .await
+        let token = status::request_token(&self.job.step_token, &stack.id);
+        cfn::delete(&self.job.cf, stack, &token).await
     }
 
     /// Waits for the failed stack `stack_id` to be gone, then creates the stack again.
@@ -187,25 +158,21 @@ impl Apply<'_> {
         stack_id: String,
         resend: bool,
     ) -> Result<StepOutcome, InfraError> {
-        let old = cfn::describe(&self.cf, &stack_id).await?;
+        let job = &self.job;
+        let old = cfn::describe(&job.cf, &stack_id).await?;
         let waiting = |note: String| {
-            Ok(pending(
-                facts.clone(),
-                self.step(),
-                Some(StackWork::ReplaceFailedCreate {
-                    stack_id: stack_id.clone(),
-                }),
-                self.steps.poll_after(),
-                note,
-            ))
+            let work = StackWork::ReplaceFailedCreate {
+                stack_id: stack_id.clone(),
+            };
+            Ok(job.poll_later(facts.clone(), Some(work), note))
         };
         match old {
             Some(stack) if stack.status == "DELETE_FAILED" => {
-                let reason = cfn::failure_reason(&self.cf, &stack.id, None).await?;
+                let reason = cfn::failure_reason(&job.cf, &stack.id, None).await?;
                 Err(InfraError::Stack(format!(
                     "the failed stack {} could not be deleted: {reason}. Delete it by hand \
                      (aws cloudformation delete-stack), then retry.",
-                    self.stack
+                    job.stack
                 )))
             }
             Some(stack) if status::standing(&stack.status) == Standing::FailedCreate => {
@@ -214,83 +181,53 @@ impl Apply<'_> {
                 }
                 waiting(format!(
                     "deleting the failed stack {}: {}",
-                    self.stack, stack.status
+                    job.stack, stack.status
                 ))
             }
             Some(stack) if stack.status.ends_with("_IN_PROGRESS") => waiting(format!(
                 "deleting the failed stack {}: {}",
-                self.stack, stack.status
+                job.stack, stack.status
             )),
-            Some(stack) if stack.status != "DELETE_COMPLETE" => Err(InfraError::Stack(status::stuck_reason(
-                &self.stack,
-                &stack.status,
-            ))),
+            Some(stack) if stack.status != "DELETE_COMPLETE" => Err(job.stuck(&stack)),
             _ => {
                 // A new token: the failed stack's creation may have used this step's
                 // token, and CloudFormation takes a create with a known token for a repeat.
-                let token = status::request_token(&self.step_token, &stack_id);
+                let token = status::request_token(&job.step_token, &stack_id);
                 self.create(facts, token).await
             }
         }
     }
+}
 
-    async fn update(&self, facts: TenantFacts, token: String, sent: bool) -> Result<StepOutcome, InfraError> {
-        if !sent {
-            let Some(stack) = cfn::describe(&self.cf, &self.stack).await? else {
-                return Err(InfraError::Stack(format!(
-                    "stack {} disappeared before it could be updated; retry to create it again",
-                    self.stack
-                )));
-            };
-            let parameters = template::update_parameters(&self.owned, &stack.parameters);
-            match cfn::update(
-                &self.cf,
-                &self.stack,
-                TemplateSource::Body(TEMPLATE),
-                parameters,
-                &token,
-            )
-            .await?
-            {
-                UpdateStart::NoChanges => {
-                    return finished(
-                        facts,
-                        &stack,
-                        true,
-                        format!("stack {} already up to date ({})", self.stack, stack.status),
-                    )
-                }
-                UpdateStart::Busy(message) => {
-                    return Ok(pending(
-                        facts,
-                        self.step(),
-                        Some(StackWork::Update { token, sent: false }),
-                        self.steps.poll_after(),
-                        message,
-                    ))
-                }
-                UpdateStart::Started => {}
-            }
-        }
-        let advice = "CloudFormation put the stack back on its previous template and parameters.";
-        match cfn::observe(&self.cf, &self.stack, Operation::Update, Some(&token), advice).await? {
-            Observed::Succeeded(stack) => finished(
-                facts,
-                &stack,
-                true,
-                format!("stack {} {}", self.stack, stack.status),
-            ),
-            Observed::Running(stack) => Ok(pending(
-                facts,
-                self.step(),
-                Some(StackWork::Update { token, sent: true }),
-                self.steps.poll_after(),
-                format!("stack {} {}", self.stack, stack.status),
-            )),
-            Observed::Gone => Err(InfraError::Stack(format!(
-                "stack {} disappeared during its update; retry to create it again",
-                self.stack
-            ))),
-        }
+/// UpdateInfra (and ProvisionInfra on an existing stack): the embedded template, with
+/// the parameters the orchestrator owns set and the others kept.
+impl StackUpdate for Apply<'_> {
+    const REQUIRES_OUTPUTS: bool = true;
+    const ON_FAILURE: &'static str =
+        "CloudFormation put the stack back on its previous template and parameters.";
+
+    fn request(&self, stack: &StackView) -> (TemplateSource<'_>, Vec<(String, ParamValue)>) {
+        let parameters = template::update_parameters(&self.owned, &stack.parameters);
+        (TemplateSource::Body(TEMPLATE), parameters)
+    }
+
+    fn unchanged(&self, stack: &StackView) -> String {
+        format!("stack {} already up to date ({})", self.job.stack, stack.status)
+    }
+
+    fn succeeded(&self, _before: &TenantFacts, stack: &StackView) -> String {
+        format!("stack {} {}", self.job.stack, stack.status)
+    }
+
+    fn disappeared(&self, sent: bool) -> String {
+        let when = if sent {
+            "during its update"
+        } else {
+            "before it could be updated"
+        };
+        format!(
+            "stack {} disappeared {when}; retry to create it again",
+            self.job.stack
+        )
     }
 }

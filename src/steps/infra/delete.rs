@@ -1,62 +1,45 @@
 //! DeleteStack: turn termination protection off and delete the stack. The template's
 //! deletion policies keep the bucket and leave a final snapshot of the cluster.
 
-use aws_sdk_cloudformation::Client;
-
 use super::cfn::{self, StackView};
+use super::job::StackJob;
 use super::progress::{self, StackWork};
 use super::status::{self, Operation, Standing, Verdict};
-use super::{pending, InfraError, InfraSteps};
+use super::{InfraError, InfraSteps};
 use crate::record::TenantFacts;
 use crate::step::{StepContext, StepOutcome};
-use crate::steps::names;
 
 pub(super) async fn run(steps: &InfraSteps, ctx: StepContext<'_>) -> Result<StepOutcome, InfraError> {
-    let spec = &ctx.tenant.spec;
-    let job = Delete {
-        steps,
-        ctx,
-        cf: steps.cloudformation(spec),
-        stack: names::stack(spec),
+    let delete = Delete {
+        job: StackJob::new(steps, ctx),
     };
     let facts = ctx.tenant.facts.clone();
     match progress::read(&facts, ctx.step) {
-        Some(StackWork::Delete { token, stack_id }) => job.watch(facts, token, stack_id, true).await,
-        _ => job.start(facts).await,
+        Some(StackWork::Delete { token, stack_id }) => delete.watch(facts, token, stack_id, true).await,
+        _ => delete.start(facts).await,
     }
 }
 
 struct Delete<'a> {
-    steps: &'a InfraSteps,
-    ctx: StepContext<'a>,
-    cf: Client,
-    stack: String,
+    job: StackJob<'a>,
 }
 
 impl Delete<'_> {
     async fn start(&self, facts: TenantFacts) -> Result<StepOutcome, InfraError> {
-        let Some(stack) = cfn::describe(&self.cf, &self.stack).await? else {
+        let job = &self.job;
+        let Some(stack) = cfn::describe(&job.cf, &job.stack).await? else {
             return Ok(self.deleted(
                 facts,
-                format!("stack {} does not exist (already deleted)", self.stack),
+                format!("stack {} does not exist (already deleted)", job.stack),
             ));
         };
-        let token = status::request_token(&self.ctx.idempotency_token(), &stack.id);
+        let token = status::request_token(&job.step_token, &stack.id);
         if stack.status == "DELETE_IN_PROGRESS" {
             return self.watch(facts, token, stack.id.clone(), false).await;
         }
         // DELETE_FAILED is deleted again: the operator retried after fixing the cause.
         if status::standing(&stack.status) == Standing::Busy {
-            return Ok(pending(
-                facts,
-                self.ctx.step,
-                None,
-                self.steps.poll_after(),
-                format!(
-                    "stack {} is {}; waiting for it to settle",
-                    self.stack, stack.status
-                ),
-            ));
+            return Ok(job.wait_to_settle(facts, &stack));
         }
         self.send(&stack, &token).await?;
         self.watch(facts, token, stack.id.clone(), false).await
@@ -64,7 +47,7 @@ impl Delete<'_> {
 
     async fn send(&self, stack: &StackView, token: &str) -> Result<(), InfraError> {
         tracing::info!(stack = %stack.id, status = %stack.status, protected = stack.termination_protection, "deleting stack");
-        cfn::delete(&self.cf, stack, token).await
+        cfn::delete(&self.job.cf, stack, token).await
     }
 
     /// Follows the deletion of `stack_id`; `resend` when an earlier run asked for it and
@@ -76,16 +59,15 @@ impl Delete<'_> {
         stack_id: String,
         resend: bool,
     ) -> Result<StepOutcome, InfraError> {
-        let Some(stack) = cfn::describe(&self.cf, &stack_id).await? else {
-            return Ok(self.deleted(facts, format!("stack {} deleted", self.stack)));
+        let job = &self.job;
+        let Some(stack) = cfn::describe(&job.cf, &stack_id).await? else {
+            return Ok(self.deleted(facts, format!("stack {} deleted", job.stack)));
         };
         let waiting = |facts, token, stack_id| {
-            pending(
+            job.poll_later(
                 facts,
-                self.ctx.step,
                 Some(StackWork::Delete { token, stack_id }),
-                self.steps.poll_after(),
-                format!("deleting stack {}: {}", self.stack, stack.status),
+                format!("deleting stack {}: {}", job.stack, stack.status),
             )
         };
         match status::verdict(Operation::Delete, &stack.status) {
@@ -93,15 +75,15 @@ impl Delete<'_> {
                 facts,
                 format!(
                     "stack {} deleted (its bucket is retained and its cluster left a final snapshot)",
-                    self.stack
+                    job.stack
                 ),
             )),
             Verdict::Running => Ok(waiting(facts, token, stack_id)),
             Verdict::Failed if stack.status == "DELETE_FAILED" => {
-                let reason = cfn::failure_reason(&self.cf, &stack.id, Some(&token)).await?;
+                let reason = cfn::failure_reason(&job.cf, &stack.id, Some(&token)).await?;
                 Err(InfraError::Stack(format!(
                     "stack {} is DELETE_FAILED: {reason}. Fix or remove that resource, then retry.",
-                    self.stack
+                    job.stack
                 )))
             }
             // The deletion has not begun: the request was lost, or is not visible yet.

@@ -9,6 +9,7 @@
 mod apply;
 mod cfn;
 mod delete;
+mod job;
 mod progress;
 mod restore;
 mod rollback;
@@ -154,45 +155,25 @@ pub struct RestoreDatabase(pub InfraSteps);
 /// DeleteStack: turns termination protection off and deletes the stack.
 pub struct DeleteStack(pub InfraSteps);
 
-#[async_trait]
-impl Step for ApplyStack {
-    #[instrument(skip_all, fields(tenant = %ctx.tenant.id(), step = %ctx.step))]
-    async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
-        apply::run(&self.0, ctx)
-            .await
-            .unwrap_or_else(InfraError::into_outcome)
-    }
+/// Each infrastructure step runs its module's `run`; an [`InfraError`] becomes its outcome.
+macro_rules! infra_step {
+    ($step:ident, $module:ident) => {
+        #[async_trait]
+        impl Step for $step {
+            #[instrument(skip_all, fields(tenant = %ctx.tenant.id(), step = %ctx.step))]
+            async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
+                $module::run(&self.0, ctx)
+                    .await
+                    .unwrap_or_else(InfraError::into_outcome)
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl Step for RollbackStack {
-    #[instrument(skip_all, fields(tenant = %ctx.tenant.id(), step = %ctx.step))]
-    async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
-        rollback::run(&self.0, ctx)
-            .await
-            .unwrap_or_else(InfraError::into_outcome)
-    }
-}
-
-#[async_trait]
-impl Step for RestoreDatabase {
-    #[instrument(skip_all, fields(tenant = %ctx.tenant.id(), step = %ctx.step))]
-    async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
-        restore::run(&self.0, ctx)
-            .await
-            .unwrap_or_else(InfraError::into_outcome)
-    }
-}
-
-#[async_trait]
-impl Step for DeleteStack {
-    #[instrument(skip_all, fields(tenant = %ctx.tenant.id(), step = %ctx.step))]
-    async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
-        delete::run(&self.0, ctx)
-            .await
-            .unwrap_or_else(InfraError::into_outcome)
-    }
-}
+infra_step!(ApplyStack, apply);
+infra_step!(RollbackStack, rollback);
+infra_step!(RestoreDatabase, restore);
+infra_step!(DeleteStack, delete);
 
 /// The step waits; `work` (if any) is what it started and will poll.
 fn pending(

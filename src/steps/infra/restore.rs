@@ -3,18 +3,17 @@
 //! (same template, every other parameter unchanged). CloudFormation builds the new
 //! cluster, moves the instances and SSM parameters to it, and snapshots the old one.
 
-use aws_sdk_cloudformation::Client;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::cfn::{self, Observed, TemplateSource, UpdateStart};
+use super::cfn::{self, StackView, TemplateSource};
+use super::job::{StackJob, StackUpdate};
 use super::progress::{self, StackWork};
-use super::status::{self, Operation, Standing};
-use super::template::{self, param, CLUSTER_OUTPUT};
-use super::{finished, pending, InfraError, InfraSteps};
+use super::status::{self, Standing};
+use super::template::{self, param, ParamValue, CLUSTER_OUTPUT};
+use super::{pending, InfraError, InfraSteps};
 use crate::machine::TenantState;
 use crate::record::TenantFacts;
 use crate::step::{StepContext, StepOutcome};
-use crate::steps::names;
 
 pub(super) async fn run(steps: &InfraSteps, ctx: StepContext<'_>) -> Result<StepOutcome, InfraError> {
     let TenantState::Restoring { snapshot, .. } = &ctx.tenant.state else {
@@ -23,31 +22,22 @@ pub(super) async fn run(steps: &InfraSteps, ctx: StepContext<'_>) -> Result<Step
             ctx.tenant.state.label()
         )));
     };
-    let spec = &ctx.tenant.spec;
-    let job = Restore {
-        steps,
-        ctx,
-        cf: steps.cloudformation(spec),
-        rds: steps.rds(spec),
-        stack: names::stack(spec),
+    let restore = Restore {
+        job: StackJob::new(steps, ctx),
+        rds: steps.rds(&ctx.tenant.spec),
         snapshot,
-        step_token: ctx.idempotency_token(),
     };
     let facts = ctx.tenant.facts.clone();
     match progress::read(&facts, ctx.step) {
-        Some(StackWork::Update { token, sent }) => job.update(facts, token, sent).await,
-        _ => job.start(facts).await,
+        Some(StackWork::Update { token, sent }) => restore.job.update(&restore, facts, token, sent).await,
+        _ => restore.start(facts).await,
     }
 }
 
 struct Restore<'a> {
-    steps: &'a InfraSteps,
-    ctx: StepContext<'a>,
-    cf: Client,
+    job: StackJob<'a>,
     rds: aws_sdk_rds::Client,
-    stack: String,
     snapshot: &'a str,
-    step_token: String,
 }
 
 /// What RDS says about the snapshot to restore from.
@@ -58,65 +48,48 @@ enum SnapshotState {
 
 impl Restore<'_> {
     async fn start(&self, facts: TenantFacts) -> Result<StepOutcome, InfraError> {
+        let job = &self.job;
         if let SnapshotState::NotYet(status) = self.check_snapshot().await? {
-            return Ok(pending(
+            return Ok(job.poll_later(
                 facts,
-                self.ctx.step,
                 None,
-                self.steps.poll_after(),
                 format!(
                     "snapshot {} is {status}; waiting until it is available",
                     self.snapshot
                 ),
             ));
         }
-        let Some(stack) = cfn::describe(&self.cf, &self.stack).await? else {
+        let Some(stack) = cfn::describe(&job.cf, &job.stack).await? else {
             return Err(InfraError::Stack(format!(
                 "stack {} does not exist, so there is no database to restore",
-                self.stack
+                job.stack
             )));
         };
         match status::standing(&stack.status) {
-            Standing::Busy => {
-                return Ok(pending(
-                    facts,
-                    self.ctx.step,
-                    None,
-                    self.steps.poll_after(),
-                    format!(
-                        "stack {} is {}; waiting for it to settle",
-                        self.stack, stack.status
-                    ),
-                ))
-            }
-            Standing::Stuck | Standing::FailedCreate => {
-                return Err(InfraError::Stack(status::stuck_reason(
-                    &self.stack,
-                    &stack.status,
-                )))
-            }
+            Standing::Busy => return Ok(job.wait_to_settle(facts, &stack)),
+            Standing::Stuck | Standing::FailedCreate => return Err(job.stuck(&stack)),
             Standing::Settled => {}
         }
         match stack.parameters.get(param::RESTORE_SNAPSHOT) {
             None => Err(InfraError::Stack(format!(
                 "stack {} has no {} parameter (its template predates restores); upgrade the tenant first",
-                self.stack,
+                job.stack,
                 param::RESTORE_SNAPSHOT
             ))),
             Some(current) if current == self.snapshot => Err(InfraError::Stack(format!(
                 "the cluster of stack {} was already restored from snapshot {}, and CloudFormation does \
                  not restore from an unchanged value; copy the snapshot (aws rds copy-db-cluster-snapshot) \
                  and restore from the copy",
-                self.stack, self.snapshot
+                job.stack, self.snapshot
             ))),
             Some(_) => {
                 // Decided and persisted before sending, so a re-run after the update
                 // recognises it as its own instead of "already restored".
-                let latest = cfn::latest_event(&self.cf, &stack.id).await?;
-                let token = status::request_token(&self.step_token, &format!("{}|{latest}", self.snapshot));
+                let latest = cfn::latest_event(&job.cf, &stack.id).await?;
+                let token = status::request_token(&job.step_token, &format!("{}|{latest}", self.snapshot));
                 Ok(pending(
                     facts,
-                    self.ctx.step,
+                    job.ctx.step,
                     Some(StackWork::Update { token, sent: false }),
                     std::time::Duration::ZERO,
                     format!("snapshot {} is available; restoring from it", self.snapshot),
@@ -144,8 +117,9 @@ impl Restore<'_> {
                 "snapshot {} does not exist in region {}: choose one of the cluster's snapshots \
                  (aws rds describe-db-cluster-snapshots --db-cluster-identifier {}) and restore again",
                 self.snapshot,
-                self.ctx.tenant.spec.region,
-                self.ctx
+                self.job.ctx.tenant.spec.region,
+                self.job
+                    .ctx
                     .tenant
                     .facts
                     .stack_outputs
@@ -176,78 +150,47 @@ impl Restore<'_> {
             ))),
         }
     }
+}
 
-    async fn update(&self, facts: TenantFacts, token: String, sent: bool) -> Result<StepOutcome, InfraError> {
-        let before = facts.stack_outputs.get(CLUSTER_OUTPUT).cloned();
-        if !sent {
-            let Some(stack) = cfn::describe(&self.cf, &self.stack).await? else {
-                return Err(InfraError::Stack(format!(
-                    "stack {} disappeared before the restore",
-                    self.stack
-                )));
-            };
-            let parameters = template::restore_parameters(&stack.parameters, self.snapshot);
-            match cfn::update(
-                &self.cf,
-                &self.stack,
-                TemplateSource::Previous,
-                parameters,
-                &token,
-            )
-            .await?
-            {
-                // Only this step's own earlier run can have set the snapshot since it
-                // checked that the stack had another one.
-                UpdateStart::NoChanges => {
-                    return finished(
-                        facts,
-                        &stack,
-                        true,
-                        format!("database restored from snapshot {}", self.snapshot),
-                    )
-                }
-                UpdateStart::Busy(message) => {
-                    return Ok(pending(
-                        facts,
-                        self.ctx.step,
-                        Some(StackWork::Update { token, sent: false }),
-                        self.steps.poll_after(),
-                        message,
-                    ))
-                }
-                UpdateStart::Started => {}
-            }
+/// RestoreDatabase: the stack's own template, with only the restore snapshot changed.
+impl StackUpdate for Restore<'_> {
+    const REQUIRES_OUTPUTS: bool = true;
+    const ON_FAILURE: &'static str = "CloudFormation kept the existing cluster.";
+
+    fn request(&self, stack: &StackView) -> (TemplateSource<'_>, Vec<(String, ParamValue)>) {
+        let parameters = template::restore_parameters(&stack.parameters, self.snapshot);
+        (TemplateSource::Previous, parameters)
+    }
+
+    // Only this step's own earlier run can have set the snapshot since it checked that
+    // the stack had another one.
+    fn unchanged(&self, _stack: &StackView) -> String {
+        format!("database restored from snapshot {}", self.snapshot)
+    }
+
+    fn succeeded(&self, before: &TenantFacts, stack: &StackView) -> String {
+        let after = stack.outputs.get(CLUSTER_OUTPUT).cloned().unwrap_or_default();
+        match before.stack_outputs.get(CLUSTER_OUTPUT) {
+            Some(before) if *before != after => format!(
+                "database restored from snapshot {}: cluster {before} replaced by {after}",
+                self.snapshot
+            ),
+            _ => format!(
+                "database restored from snapshot {} into cluster {after}",
+                self.snapshot
+            ),
         }
-        let advice = "CloudFormation kept the existing cluster.";
-        match cfn::observe(&self.cf, &self.stack, Operation::Update, Some(&token), advice).await? {
-            Observed::Succeeded(stack) => {
-                let after = stack.outputs.get(CLUSTER_OUTPUT).cloned().unwrap_or_default();
-                let summary = match before {
-                    Some(before) if before != after => format!(
-                        "database restored from snapshot {}: cluster {before} replaced by {after}",
-                        self.snapshot
-                    ),
-                    _ => format!(
-                        "database restored from snapshot {} into cluster {after}",
-                        self.snapshot
-                    ),
-                };
-                finished(facts, &stack, true, summary)
-            }
-            Observed::Running(stack) => Ok(pending(
-                facts,
-                self.ctx.step,
-                Some(StackWork::Update { token, sent: true }),
-                self.steps.poll_after(),
-                format!(
-                    "restoring from snapshot {}: stack {} {}",
-                    self.snapshot, self.stack, stack.status
-                ),
-            )),
-            Observed::Gone => Err(InfraError::Stack(format!(
-                "stack {} disappeared during the restore",
-                self.stack
-            ))),
-        }
+    }
+
+    fn running(&self, stack: &StackView) -> String {
+        format!(
+            "restoring from snapshot {}: stack {} {}",
+            self.snapshot, self.job.stack, stack.status
+        )
+    }
+
+    fn disappeared(&self, sent: bool) -> String {
+        let when = if sent { "during" } else { "before" };
+        format!("stack {} disappeared {when} the restore", self.job.stack)
     }
 }

@@ -12,6 +12,7 @@ mod reports;
 mod rollout_drive;
 mod rollouts;
 mod sessions;
+mod slots;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
