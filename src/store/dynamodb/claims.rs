@@ -6,15 +6,15 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use chrono::Utc;
 
 use super::errors::{cancellation, classify};
-use super::item::{decode_tenant, event_item, get_s, s, Item};
-use super::{as_stored, count_transition, DynamoStore};
+use super::item::{decode_tenant, get_s, s, Item};
+use super::transition::Committed;
+use super::{as_stored, DynamoStore};
 use crate::domain::{Hostname, TenantId};
 use crate::record::{TenantRecord, Transition};
 use crate::store::{keys, Conflict, StoreError, WriteGuard};
@@ -141,73 +141,36 @@ impl DynamoStore {
             .cloned()
             .collect();
         let dropped = self.held_by(&id, &dropped).await?;
-        let from_name = transition.from.name();
-        let event = transition.into_event(next.event_seq, &next.state, now);
-        let update_tenant = Update::builder()
-            .table_name(self.table())
-            .set_key(Some(Self::tenant_key(&id)))
-            .update_expression(update.expression())
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .expect("table, key, expression set");
-        let put_event = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(event_item(&keys::tenant_pk(&id), &event)))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .expect("table, item set");
-        let mut items = vec![
-            TransactWriteItem::builder().update(update_tenant).build(),
-            TransactWriteItem::builder().put(put_event).build(),
-        ];
-        items.extend(added.iter().map(|h| claim(self.table(), h, &id)));
-        items.extend(dropped.iter().map(|h| release(self.table(), h, &id)));
-        let context = format!("saving tenant {id}");
-        match self.send_transaction(items).await {
-            Ok(out) => {
-                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
-                count_transition(from_name, &next);
-                as_stored(&next)
-            }
-            Err(err) => Err(match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(e))
-                    if super::written_by(
-                        e.cancellation_reasons().first().and_then(|r| r.item()),
-                        &write_id,
-                    ) =>
-                {
-                    // This very change, retried after its first answer was lost.
-                    count_transition(from_name, &next);
-                    return as_stored(&next);
-                }
-                Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
-                    let reasons = e.cancellation_reasons();
-                    let tenant_refused =
-                        reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-                    match self.refused_claim(reasons, 2, &added).await {
-                        Some(taken) if !tenant_refused => taken,
-                        _ => cancellation(&context, reasons, |i, reason| match i {
-                            0 => Self::explain_conflict(&record, WriteGuard::Version, reason.item(), now),
-                            1 => (
-                                Conflict::Version,
-                                format!(
-                                    "history event {} already written; reload and try again",
-                                    event.seq
-                                ),
-                            ),
-                            _ => (
-                                Conflict::Version,
-                                "a hostname claim changed meanwhile; try again".into(),
-                            ),
-                        }),
-                    }
-                }
-                _ => classify(&context, self.table(), err),
-            }),
+        let tenant_write = self.tenant_update(Self::tenant_key(&id), update, condition);
+        let mut tx = self.transition_tx(tenant_write, &next, transition, now);
+        let first_claim = tx.len();
+        for h in &added {
+            tx.push(claim(self.table(), h, &id));
         }
+        for h in &dropped {
+            tx.push(release(self.table(), h, &id));
+        }
+        let event_seq = tx.event_seq;
+        let context = format!("saving tenant {id}");
+        let reasons = match self.commit(tx, &next, &write_id, &context).await? {
+            Committed::Stored => return as_stored(&next),
+            Committed::Cancelled(reasons) => reasons,
+        };
+        let tenant_refused = reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+        Err(match self.refused_claim(&reasons, first_claim, &added).await {
+            Some(taken) if !tenant_refused => taken,
+            _ => cancellation(&context, &reasons, |i, reason| match i {
+                0 => Self::explain_conflict(&record, WriteGuard::Version, reason.item(), now),
+                1 => (
+                    Conflict::Version,
+                    format!("history event {event_seq} already written; reload and try again"),
+                ),
+                _ => (
+                    Conflict::Version,
+                    "a hostname claim changed meanwhile; try again".into(),
+                ),
+            }),
+        })
     }
 
     /// Claims the hostnames of every live tenant that has no claim yet (tenants

@@ -13,6 +13,7 @@ mod rollout_drive;
 mod rollouts;
 mod sessions;
 mod slots;
+mod transition;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,12 +32,12 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::keys;
-use super::report::DeploymentMilestone;
 use super::{Conflict, Entity, ListQuery, Page, StoreError, TenantStore, TenantSummary, WriteGuard};
 use crate::domain::{Hostname, Region, TenantId};
 use crate::record::{HistoryEvent, Lease, TenantRecord, Transition};
 use errors::{cancellation, classify};
-use item::{decode_event, decode_tenant, event_item, get_n, get_s, millis, n, s, tenant_item, Item};
+use item::{decode_event, decode_tenant, get_n, get_s, millis, n, s, tenant_item, Item};
+use transition::Committed;
 
 pub use claims::ClaimBackfill;
 pub use idempotency::Reservation;
@@ -331,10 +332,6 @@ impl TenantStore for DynamoStore {
         let mut stored = record.clone();
         stored.version = 1;
         stored.event_seq = 1;
-        let milestone = DeploymentMilestone::of(&first.from, &stored.state, &first.cause);
-        let from_name = first.from.name();
-        let event = first.into_event(stored.event_seq, &stored.state, now);
-        let pk = keys::tenant_pk(record.id());
         let write_id = new_write_id();
         let mut item = tenant_item(&stored);
         item.insert(WRITE_ID.to_owned(), s(&write_id));
@@ -343,12 +340,6 @@ impl TenantStore for DynamoStore {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .expect("table, item set");
-        let put_event = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(event_item(&pk, &event)))
-            .condition_expression("attribute_not_exists(pk)")
             .build()
             .expect("table, item set");
         let register_region = Update::builder()
@@ -362,58 +353,38 @@ impl TenantStore for DynamoStore {
             )
             .build()
             .expect("table, key, expression set");
-        let mut items = vec![
+        let mut tx = self.transition_tx(
             TransactWriteItem::builder().put(put_tenant).build(),
-            TransactWriteItem::builder().put(put_event).build(),
-            TransactWriteItem::builder().update(register_region).build(),
-        ];
-        if let Some(m) = milestone {
-            let counter = reports::counter_update(&self.table, &stored, m, now);
-            items.push(TransactWriteItem::builder().update(counter).build());
-        }
-        let first_claim = items.len();
-        let hostnames = &record.spec.hostnames;
-        items.extend(
-            hostnames
-                .iter()
-                .map(|h| claims::claim(&self.table, h, record.id())),
+            &stored,
+            first,
+            now,
         );
-        match self.send_transaction(items).await {
-            Ok(out) => {
-                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
-                count_transition(from_name, &stored);
-                as_stored(&stored)
-            }
-            Err(err) => Err(match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(e))
-                    if written_by(e.cancellation_reasons().first().and_then(|r| r.item()), &write_id) =>
-                {
-                    // Our own create, retried after its answer was lost.
-                    count_transition(from_name, &stored);
-                    return as_stored(&stored);
-                }
-                Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
-                    let reasons = e.cancellation_reasons();
-                    let exists = reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-                    if let Some(taken) = self.refused_claim(reasons, first_claim, hostnames).await {
-                        if !exists {
-                            return Err(taken);
-                        }
-                    }
-                    cancellation("creating tenant", reasons, |_, _| {
-                        (
-                            Conflict::Version,
-                            format!(
-                                "tenant {} already exists; pick another id or inspect it with `tenantctl tenant get {}`",
-                                record.id(),
-                                record.id()
-                            ),
-                        )
-                    })
-                }
-                _ => classify("creating tenant", &self.table, err),
-            }),
+        tx.push(TransactWriteItem::builder().update(register_region).build());
+        let first_claim = tx.len();
+        let hostnames = &record.spec.hostnames;
+        for h in hostnames {
+            tx.push(claims::claim(&self.table, h, record.id()));
         }
+        let reasons = match self.commit(tx, &stored, &write_id, "creating tenant").await? {
+            Committed::Stored => return as_stored(&stored),
+            Committed::Cancelled(reasons) => reasons,
+        };
+        let exists = reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+        if let Some(taken) = self.refused_claim(&reasons, first_claim, hostnames).await {
+            if !exists {
+                return Err(taken);
+            }
+        }
+        Err(cancellation("creating tenant", &reasons, |_, _| {
+            (
+                Conflict::Version,
+                format!(
+                    "tenant {} already exists; pick another id or inspect it with `tenantctl tenant get {}`",
+                    record.id(),
+                    record.id()
+                ),
+            )
+        }))
     }
 
     async fn load(&self, id: &TenantId) -> Result<TenantRecord, StoreError> {
@@ -488,78 +459,29 @@ impl TenantStore for DynamoStore {
                 }),
             };
         };
-        let pk = keys::tenant_pk(record.id());
-        let milestone = DeploymentMilestone::of(&t.from, &next.state, &t.cause);
-        let from_name = t.from.name();
-        let event = t.into_event(next.event_seq, &next.state, now);
-        let update_tenant = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .update_expression(update.expression())
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .expect("table, key, expression set");
-        let put_event = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(event_item(&pk, &event)))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .expect("table, item set");
-        let mut items = vec![
-            TransactWriteItem::builder().update(update_tenant).build(),
-            TransactWriteItem::builder().put(put_event).build(),
-        ];
-        if let Some(m) = milestone {
-            let counter = reports::counter_update(&self.table, &next, m, now);
-            items.push(TransactWriteItem::builder().update(counter).build());
-        }
+        let mut tx = self.transition_tx(self.tenant_update(key, update, condition), &next, t, now);
         if next.state.is_terminal() {
             // A deleted tenant gives its hostnames up for other tenants.
             let held = self.held_by(record.id(), &next.spec.hostnames).await?;
-            items.extend(held.iter().map(|h| claims::release(&self.table, h, record.id())));
-        }
-        match self.send_transaction(items).await {
-            Ok(out) => {
-                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
-                count_transition(from_name, &next);
-                as_stored(&next)
+            for h in &held {
+                tx.push(claims::release(&self.table, h, record.id()));
             }
-            Err(err) => Err(match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(e))
-                    if written_by(e.cancellation_reasons().first().and_then(|r| r.item()), &write_id) =>
-                {
-                    // A retry of this very transaction, whose first answer was lost
-                    // after DynamoDB applied it.
-                    count_transition(from_name, &next);
-                    return as_stored(&next);
-                }
-                Some(TransactWriteItemsError::TransactionCanceledException(e)) => cancellation(
-                    &format!("saving tenant {}", record.id()),
-                    e.cancellation_reasons(),
-                    |i, reason| {
-                        if i == 0 {
-                            Self::explain_conflict(&record, guard, reason.item(), now)
-                        } else if i == 1 {
-                            (
-                                Conflict::Version,
-                                format!(
-                                    "history event {} already written; reload and try again",
-                                    event.seq
-                                ),
-                            )
-                        } else {
-                            (
-                                Conflict::Version,
-                                "a hostname claim changed meanwhile; try again".into(),
-                            )
-                        }
-                    },
+        }
+        let event_seq = tx.event_seq;
+        let context = format!("saving tenant {}", record.id());
+        match self.commit(tx, &next, &write_id, &context).await? {
+            Committed::Stored => as_stored(&next),
+            Committed::Cancelled(reasons) => Err(cancellation(&context, &reasons, |i, reason| match i {
+                0 => Self::explain_conflict(&record, guard, reason.item(), now),
+                1 => (
+                    Conflict::Version,
+                    format!("history event {event_seq} already written; reload and try again"),
                 ),
-                _ => classify("saving tenant", &self.table, err),
-            }),
+                _ => (
+                    Conflict::Version,
+                    "a hostname claim changed meanwhile; try again".into(),
+                ),
+            })),
         }
     }
 

@@ -3,21 +3,18 @@
 //! still marked as held by a finished rollout, a check that it is finished, all in one
 //! `TransactWriteItems`, plus the report counter when the change is a milestone.
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
 use chrono::Utc;
 
-use super::errors::{cancellation, classify};
-use super::item::{event_item, millis, n, opt_s, s};
+use super::errors::cancellation;
+use super::item::{millis, n, opt_s, s};
 use super::rollouts::{member_update, rollout_key};
+use super::transition::Committed;
 use super::DynamoStore;
 use crate::domain::RolloutId;
 use crate::record::Phase;
-use crate::store::report::DeploymentMilestone;
 use crate::store::rollouts::TenantDrive;
-use crate::store::{keys, Conflict, StoreError, WriteGuard};
+use crate::store::{Conflict, StoreError, WriteGuard};
 
 impl DynamoStore {
     /// The one transaction of a rollout's change to a tenant; see [`RolloutStore::drive_tenant`].
@@ -35,38 +32,14 @@ impl DynamoStore {
         let condition = format!(
             "{condition} AND (attribute_not_exists(#rollout_claim) OR #rollout_claim IN (:rollout_claim, :claim_stale))"
         );
-        let tenant_pk = keys::tenant_pk(tenant.id());
-        let milestone = DeploymentMilestone::of(&drive.transition.from, &next.state, &drive.transition.cause);
-        let from_name = drive.transition.from.name();
-        let event = drive.transition.into_event(next.event_seq, &next.state, now);
-        let mut items = vec![
-            TransactWriteItem::builder()
-                .update(
-                    Update::builder()
-                        .table_name(self.table())
-                        .set_key(Some(Self::tenant_key(tenant.id())))
-                        .update_expression(update.expression())
-                        .condition_expression(condition)
-                        .set_expression_attribute_names(Some(update.names))
-                        .set_expression_attribute_values(Some(update.values))
-                        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                        .build()
-                        .expect("table, key, expression set"),
-                )
-                .build(),
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(self.table())
-                        .set_item(Some(event_item(&tenant_pk, &event)))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .expect("table, item set"),
-                )
-                .build(),
+        let tenant_write = self.tenant_update(Self::tenant_key(tenant.id()), update, condition);
+        let mut tx = self.transition_tx(tenant_write, &next, drive.transition, now);
+        tx.push(
             TransactWriteItem::builder()
                 .update(member_update(self.table(), rollout_id, drive.member))
                 .build(),
+        );
+        tx.push(
             TransactWriteItem::builder()
                 .condition_check(
                     ConditionCheck::builder()
@@ -82,9 +55,9 @@ impl DynamoStore {
                         .expect("table, key, condition set"),
                 )
                 .build(),
-        ];
+        );
         if let Some(holder) = drive.finished_holder {
-            items.push(
+            tx.push(
                 TransactWriteItem::builder()
                     .condition_check(
                         ConditionCheck::builder()
@@ -99,72 +72,47 @@ impl DynamoStore {
                     .build(),
             );
         }
-        // Last, so the cancellation reasons above keep their positions.
-        if let Some(m) = milestone {
-            let counter = super::reports::counter_update(self.table(), &next, m, now);
-            items.push(TransactWriteItem::builder().update(counter).build());
-        }
-        let result = self.send_transaction(items).await;
         let tenant_id = tenant.id().clone();
-        match result {
-            Ok(out) => {
-                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
-                super::count_transition(from_name, &next);
-                Ok(())
-            }
-            Err(err) => Err(match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(e))
-                    if super::written_by(
-                        e.cancellation_reasons().first().and_then(|r| r.item()),
-                        &write_id,
-                    ) =>
-                {
-                    // This very transaction, retried after its first answer was lost.
-                    super::count_transition(from_name, &next);
-                    return Ok(());
-                }
-                Some(TransactWriteItemsError::TransactionCanceledException(e)) => cancellation(
-                    &format!("rollout {rollout_id} driving tenant {tenant_id}"),
-                    e.cancellation_reasons(),
-                    |i, reason| match i {
-                        0 => match reason
-                            .item()
-                            .and_then(|item| opt_s(item, "rollout_claim"))
-                            .and_then(|holder| RolloutId::parse(&holder).ok())
-                        {
-                            Some(holder) if &holder != rollout_id => (
-                                Conflict::HeldBy(holder.clone()),
-                                format!("tenant {tenant_id} is held by rollout {holder}"),
-                            ),
-                            _ => (
-                                Conflict::Version,
-                                format!("tenant {tenant_id} changed since it was read"),
-                            ),
-                        },
-                        1 => (
-                            Conflict::Version,
-                            format!("tenant {tenant_id} history event already written"),
-                        ),
-                        2 => (
-                            Conflict::Version,
-                            format!("member {tenant_id} changed since it was read"),
-                        ),
-                        3 => (
-                            Conflict::RolloutLease,
-                            format!("the lease on rollout {rollout_id} was lost"),
-                        ),
-                        4 if drive.finished_holder.is_some() => (
-                            Conflict::Version,
-                            "the rollout holding the tenant is no longer finished".to_owned(),
-                        ),
-                        _ => (
-                            Conflict::Version,
-                            "a report counter changed at the same moment".to_owned(),
-                        ),
-                    },
+        let context = format!("rollout {rollout_id} driving tenant {tenant_id}");
+        let reasons = match self.commit(tx, &next, &write_id, &context).await? {
+            Committed::Stored => return Ok(()),
+            Committed::Cancelled(reasons) => reasons,
+        };
+        Err(cancellation(&context, &reasons, |i, reason| match i {
+            0 => match reason
+                .item()
+                .and_then(|item| opt_s(item, "rollout_claim"))
+                .and_then(|holder| RolloutId::parse(&holder).ok())
+            {
+                Some(holder) if &holder != rollout_id => (
+                    Conflict::HeldBy(holder.clone()),
+                    format!("tenant {tenant_id} is held by rollout {holder}"),
                 ),
-                _ => classify("driving tenant", self.table(), err),
-            }),
-        }
+                _ => (
+                    Conflict::Version,
+                    format!("tenant {tenant_id} changed since it was read"),
+                ),
+            },
+            1 => (
+                Conflict::Version,
+                format!("tenant {tenant_id} history event already written"),
+            ),
+            2 => (
+                Conflict::Version,
+                format!("member {tenant_id} changed since it was read"),
+            ),
+            3 => (
+                Conflict::RolloutLease,
+                format!("the lease on rollout {rollout_id} was lost"),
+            ),
+            4 if drive.finished_holder.is_some() => (
+                Conflict::Version,
+                "the rollout holding the tenant is no longer finished".to_owned(),
+            ),
+            _ => (
+                Conflict::Version,
+                "a report counter changed at the same moment".to_owned(),
+            ),
+        }))
     }
 }

@@ -1,0 +1,134 @@
+//! The one transaction every recorded transition writes, whoever makes it (create,
+//! a worker's or operator's save, a spec change, a rollout's drive): the tenant's own
+//! write first, its history event second (put-if-absent at the new `event_seq`), then
+//! what the caller adds, and the deployment-report counter last, so the positions of
+//! the cancellation reasons the callers explain never move.
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use chrono::{DateTime, Utc};
+
+use super::errors::classify;
+use super::item::{event_item, Item};
+use super::reports::counter_update;
+use super::{count_transition, written_by, DynamoStore, UpdateExpr};
+use crate::record::{TenantRecord, Transition};
+use crate::store::keys;
+use crate::store::report::DeploymentMilestone;
+use crate::store::StoreError;
+
+/// A transition's transaction being assembled; see the module's comment.
+pub(super) struct TransitionTx {
+    items: Vec<TransactWriteItem>,
+    counter: Option<TransactWriteItem>,
+    from: &'static str,
+    /// The history event's sequence number, for the callers' conflict messages.
+    pub event_seq: u64,
+}
+
+/// How a transition's transaction ended, when DynamoDB answered.
+pub(super) enum Committed {
+    /// Written, now or by an earlier attempt whose answer was lost.
+    Stored,
+    /// Refused; the reasons, one per item in the order they were added.
+    Cancelled(Vec<CancellationReason>),
+}
+
+impl TransitionTx {
+    /// Adds an item after the tenant's write and its event (claims, a member, a check).
+    pub fn push(&mut self, item: TransactWriteItem) {
+        self.items.push(item);
+    }
+
+    /// How many items precede the next one pushed.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+impl DynamoStore {
+    /// Starts the transaction of `transition` leading to `next`, whose own write is
+    /// `tenant_write`.
+    pub(super) fn transition_tx(
+        &self,
+        tenant_write: TransactWriteItem,
+        next: &TenantRecord,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> TransitionTx {
+        let milestone = DeploymentMilestone::of(&transition.from, &next.state, &transition.cause);
+        let from = transition.from.name();
+        let event = transition.into_event(next.event_seq, &next.state, now);
+        let put_event = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(event_item(&keys::tenant_pk(next.id()), &event)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("table, item set");
+        TransitionTx {
+            items: vec![tenant_write, TransactWriteItem::builder().put(put_event).build()],
+            counter: milestone.map(|m| {
+                TransactWriteItem::builder()
+                    .update(counter_update(self.table(), next, m, now))
+                    .build()
+            }),
+            from,
+            event_seq: event.seq,
+        }
+    }
+
+    /// The conditional update of a tenant item, as the first item of a transaction;
+    /// a refusal returns the item as it is, so the caller can say why.
+    pub(super) fn tenant_update(
+        &self,
+        key: Item,
+        update: UpdateExpr,
+        condition: String,
+    ) -> TransactWriteItem {
+        let update = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(key))
+            .update_expression(update.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("table, key, expression set");
+        TransactWriteItem::builder().update(update).build()
+    }
+
+    /// Sends the transaction. A refusal whose tenant item carries `write_id` is this
+    /// very transaction, retried after its first answer was lost: it counts as written.
+    pub(super) async fn commit(
+        &self,
+        tx: TransitionTx,
+        next: &TenantRecord,
+        write_id: &str,
+        context: &str,
+    ) -> Result<Committed, StoreError> {
+        let mut items = tx.items;
+        items.extend(tx.counter);
+        match self.send_transaction(items).await {
+            Ok(out) => {
+                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
+                count_transition(tx.from, next);
+                Ok(Committed::Stored)
+            }
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                    let reasons = e.cancellation_reasons();
+                    if written_by(reasons.first().and_then(|r| r.item()), write_id) {
+                        count_transition(tx.from, next);
+                        Ok(Committed::Stored)
+                    } else {
+                        Ok(Committed::Cancelled(reasons.to_vec()))
+                    }
+                }
+                _ => Err(classify(context, self.table(), err)),
+            },
+        }
+    }
+}
