@@ -28,13 +28,14 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use common::{measure_planning, ms, planning_fleet, PLANNING_SPEC, PLANNING_TENANTS};
+use tenant_orchestrator::domain::ports::{TenantHealth, TenantProbe};
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId, TenantSpec, Tier,
 };
 use tenant_orchestrator::machine::{StepKind, TenantState};
 use tenant_orchestrator::rollout::{
-    plan_with, BakeHealth, Controller, ControllerConfig, Outcome, Phase, PlanOptions, RolloutCommands,
-    RolloutMember, RolloutRecord, TenantSummaryForPlanning, WaveRecord,
+    plan_with, Controller, ControllerConfig, Outcome, Phase, PlanOptions, RolloutCommands, RolloutMember,
+    RolloutRecord, TenantSummaryForPlanning, WaveRecord,
 };
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::store::{
@@ -123,10 +124,10 @@ struct PassingHealth {
 }
 
 #[async_trait]
-impl BakeHealth for PassingHealth {
-    async fn check(&self, _tenant: &TenantRecord, _release: &ReleaseVersion) -> Result<(), String> {
+impl TenantProbe for PassingHealth {
+    async fn probe(&self, _tenant: &TenantSpec, _release: &ReleaseVersion) -> TenantHealth {
         self.checks.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        TenantHealth::Healthy
     }
 }
 

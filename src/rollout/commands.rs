@@ -11,21 +11,9 @@ use chrono::{DateTime, Utc};
 use super::plan::{Plan, SkipReason, Skipped};
 use super::planner::{plan, TenantSummaryForPlanning};
 use super::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
-use crate::domain::{Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId};
+use crate::domain::ports::ReleaseRegistry;
+use crate::domain::{RolloutId, RolloutSpec, TenantId};
 use crate::store::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
-
-/// Where release images are published; `start` refuses a release that is not.
-#[async_trait::async_trait]
-pub trait ReleaseRegistry: Send + Sync {
-    async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String>;
-}
-
-#[async_trait::async_trait]
-impl ReleaseRegistry for crate::steps::artifact::CheckArtifact {
-    async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String> {
-        crate::steps::artifact::CheckArtifact::check_published(self, release, region).await
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {

@@ -14,8 +14,8 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, instrument, warn};
 
 use super::decide::{bake_check_due, decide, Drive, Observed, TenantView};
-use super::health::BakeHealth;
 use super::record::{Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord};
+use crate::domain::ports::{TenantHealth, TenantProbe};
 use crate::domain::{RolloutId, TenantId};
 use crate::store::{
     Conflict, Lease, RolloutStore, StoreError, TenantDrive, TenantRecord, TenantStore, Transition, WriteGuard,
@@ -45,7 +45,7 @@ impl ControllerConfig {
 pub struct Controller {
     tenants: Arc<dyn TenantStore>,
     rollouts: Arc<dyn RolloutStore>,
-    health: Arc<dyn BakeHealth>,
+    probe: Arc<dyn TenantProbe>,
     config: ControllerConfig,
 }
 
@@ -56,13 +56,13 @@ impl Controller {
     pub fn new(
         tenants: Arc<dyn TenantStore>,
         rollouts: Arc<dyn RolloutStore>,
-        health: Arc<dyn BakeHealth>,
+        probe: Arc<dyn TenantProbe>,
         config: ControllerConfig,
     ) -> Self {
         Self {
             tenants,
             rollouts,
-            health,
+            probe,
             config,
         }
     }
@@ -331,17 +331,26 @@ impl Controller {
     ) -> Vec<(TenantId, String)> {
         let mut checks = JoinSet::new();
         for m in members.iter().filter(|m| m.outcome == Outcome::Succeeded) {
-            let Some(tenant) = tenants.get(&m.tenant).cloned() else {
+            let Some(tenant) = tenants.get(&m.tenant).map(|t| t.spec.clone()) else {
                 continue;
             };
-            let (health, release) = (self.health.clone(), record.spec.release.clone());
-            checks.spawn(async move { (tenant.id().clone(), health.check(&tenant, &release).await) });
+            let (probe, release) = (self.probe.clone(), record.spec.release.clone());
+            checks.spawn(async move { (tenant.id.clone(), probe.probe(&tenant, &release).await) });
         }
         let mut unhealthy: Vec<(TenantId, String)> = checks
             .join_all()
             .await
             .into_iter()
-            .filter_map(|(id, result)| result.err().map(|reason| (id, reason)))
+            .filter_map(|(id, health)| match health {
+                TenantHealth::Healthy => None,
+                TenantHealth::Unhealthy {
+                    reported_release,
+                    reason,
+                } => {
+                    info!(tenant = %id, reported_release = reported_release.as_deref().unwrap_or("none"), %reason, "bake check failed");
+                    Some((id, reason))
+                }
+            })
             .collect();
         unhealthy.sort();
         unhealthy

@@ -9,16 +9,14 @@
 mod commands;
 mod controller;
 mod decide;
-mod health;
 mod plan;
 mod planner;
 mod record;
 mod timeline;
 
-pub use commands::{ReleaseRegistry, RolloutCommands, RolloutError, Started};
+pub use commands::{RolloutCommands, RolloutError, Started};
 pub use controller::{Controller, ControllerConfig};
 pub use decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
-pub use health::{BakeHealth, ProbeHealth};
 pub use plan::{Plan, PlannedTenant, SkipReason, Skipped, Wave, WaveKind};
 pub use planner::{plan, plan_with, PlanOptions, TenantSummaryForPlanning};
 pub use record::{
