@@ -46,12 +46,6 @@ pub struct Decision {
     pub drives: Vec<Drive>,
 }
 
-impl Decision {
-    pub fn record_changed(&self, before: &RolloutRecord) -> bool {
-        &self.record != before
-    }
-}
-
 /// Whether the wave needs a bake check round now.
 pub fn bake_check_due(record: &RolloutRecord, now: DateTime<Utc>) -> bool {
     record.phase == Phase::Running
@@ -162,11 +156,13 @@ impl<'a> Deciding<'a> {
             .count()
     }
 
-    /// Halts the rollout if the wave failed more tenants than its budget allows.
+    /// Halts the rollout if the wave failed more tenants than its budget allows,
+    /// beyond the failures an operator accepted by resuming.
     fn breached(&mut self) -> bool {
         let failures = self.failures();
+        let budget = self.record.spec.strategy.failure_budget;
         let wave = self.record.wave().expect("a current wave");
-        if failures <= wave.accepted_failures + wave.allowed_failures {
+        if !budget.is_breached(failures.saturating_sub(wave.accepted_failures), wave.size) {
             return false;
         }
         let failed: Vec<String> = self
@@ -183,7 +179,7 @@ impl<'a> Deciding<'a> {
             wave.index,
             regions(&wave.regions),
             wave.size,
-            wave.allowed_failures + wave.accepted_failures,
+            budget.allowed_failures(wave.size) + wave.accepted_failures,
             failed.join("; ")
         );
         let scope = self.record.spec.strategy.on_breach.rollback;
