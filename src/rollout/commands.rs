@@ -224,15 +224,21 @@ impl RolloutCommands {
                 Ok("resumed".into())
             }
             Phase::Halted => {
+                let (at, waves) = (r.current_wave, r.waves.len());
+                let Some(wave) = r.wave_mut() else {
+                    return Err(format!(
+                        "is halted at wave {at} but has only {waves} waves (numbered from 0), so there is \
+                         no wave to resume; abort it and start a new rollout for the tenants it has not moved"
+                    ));
+                };
+                wave.accepted_failures = failures.saturating_sub(wave.allowed_failures);
+                wave.status = WaveStatus::Deploying;
+                let index = wave.index;
                 r.phase = Phase::Running;
                 r.halt_reason = None;
                 r.settled = false;
-                let wave = r.wave_mut().expect("a halted rollout has a current wave");
-                wave.accepted_failures = failures.saturating_sub(wave.allowed_failures);
-                wave.status = WaveStatus::Deploying;
                 Ok(format!(
-                    "resumed after a halt, accepting {failures} failed tenant(s) of wave {}",
-                    wave.index
+                    "resumed after a halt, accepting {failures} failed tenant(s) of wave {index}"
                 ))
             }
             Phase::Running => Err("is already running".into()),

@@ -68,6 +68,13 @@ pub fn decide(record: &RolloutRecord, members: &[RolloutMember], observed: &Obse
     if !matches!(record.phase, Phase::Running | Phase::Paused | Phase::Halted) {
         return d.finish();
     }
+    // Past the last wave by more than one, or halted with no wave to have halted in:
+    // the record was changed outside tenantctl, and no wave can be trusted.
+    if record.current_wave > record.waves.len() || (record.phase == Phase::Halted && record.wave().is_none())
+    {
+        d.halt_on_unknown_wave();
+        return d.finish();
+    }
     if record.wave().is_none() {
         d.complete();
         return d.finish();
@@ -161,7 +168,9 @@ impl<'a> Deciding<'a> {
     fn breached(&mut self) -> bool {
         let failures = self.failures();
         let budget = self.record.spec.strategy.failure_budget;
-        let wave = self.record.wave().expect("a current wave");
+        let Some(wave) = self.record.wave() else {
+            return false;
+        };
         if !budget.is_breached(failures.saturating_sub(wave.accepted_failures), wave.size) {
             return false;
         }
@@ -187,8 +196,7 @@ impl<'a> Deciding<'a> {
         self.record.phase = Phase::Halted;
         self.record.settled = false;
         self.record.halt_reason = Some(reason.clone());
-        let w = self.record.wave_mut().expect("a current wave");
-        w.status = WaveStatus::Breached;
+        self.set_wave_status(WaveStatus::Breached);
         self.record.log(
             now,
             "controller",
@@ -197,12 +205,43 @@ impl<'a> Deciding<'a> {
         true
     }
 
+    /// Sets the current wave's status; a rollout past its last wave has none to set.
+    fn set_wave_status(&mut self, status: WaveStatus) {
+        if let Some(w) = self.record.wave_mut() {
+            w.status = status;
+        }
+    }
+
+    /// Halts a rollout whose current wave is not one of its waves. Nothing of it is
+    /// started or rolled back any more, so it is settled at once; an operator aborts it.
+    fn halt_on_unknown_wave(&mut self) {
+        let reason = format!(
+            "rollout {} is at wave {} but has only {} waves (numbered from 0); its record was \
+             changed outside tenantctl, so no wave's tenants can be found. Abort it \
+             (`tenantctl rollout abort {}`) and start a new rollout for the tenants it has not moved",
+            self.record.id,
+            self.record.current_wave,
+            self.record.waves.len(),
+            self.record.id
+        );
+        if self.record.phase == Phase::Halted && self.record.halt_reason.as_ref() == Some(&reason) {
+            return;
+        }
+        let now = self.now;
+        self.record.phase = Phase::Halted;
+        self.record.settled = true;
+        self.record.halt_reason = Some(reason.clone());
+        self.record.log(now, "controller", format!("halted: {reason}"));
+    }
+
     fn advance(&mut self) {
         let now = self.now;
-        let wave = self.record.wave().expect("a current wave").clone();
+        let Some(wave) = self.record.wave().cloned() else {
+            return;
+        };
         match wave.status {
             WaveStatus::Waiting if wave.approval_before && wave.approved_by.is_none() => {
-                self.record.wave_mut().expect("wave").status = WaveStatus::AwaitingApproval;
+                self.set_wave_status(WaveStatus::AwaitingApproval);
                 self.record.log(
                     now,
                     "controller",
@@ -217,9 +256,10 @@ impl<'a> Deciding<'a> {
             WaveStatus::Waiting | WaveStatus::AwaitingApproval
                 if !wave.approval_before || wave.approved_by.is_some() =>
             {
-                let w = self.record.wave_mut().expect("wave");
-                w.status = WaveStatus::Deploying;
-                w.started_at = Some(now);
+                if let Some(w) = self.record.wave_mut() {
+                    w.status = WaveStatus::Deploying;
+                    w.started_at = Some(now);
+                }
                 self.record.log(
                     now,
                     "controller",
@@ -244,32 +284,40 @@ impl<'a> Deciding<'a> {
             self.roll_back();
             return;
         }
-        self.record.wave_mut().expect("wave").status = WaveStatus::Deploying;
+        self.set_wave_status(WaveStatus::Deploying);
         self.start_pending();
         if self.members.iter().all(|m| m.outcome.is_done()) {
-            let bake = self.record.spec.strategy.bake;
-            let now = self.now;
-            let w = self.record.wave_mut().expect("wave");
-            if bake.time().is_zero() {
-                w.status = WaveStatus::Succeeded;
-                self.next_wave();
-            } else {
-                w.status = WaveStatus::Baking;
-                w.bake = Some(BakeProgress {
-                    since: now,
-                    checks_passed: 0,
-                    next_check_at: now + bake.check_interval(),
-                });
-                let index = w.index;
-                self.record.log(
-                    now,
-                    "controller",
-                    format!(
-                        "wave {index} deployed; baking for {}",
-                        humantime::format_duration(bake.time())
-                    ),
-                );
-            }
+            self.wave_deployed();
+        }
+    }
+
+    /// Every tenant of the wave is done: the wave bakes, or succeeds at once when the
+    /// spec asks for no bake.
+    fn wave_deployed(&mut self) {
+        let bake = self.record.spec.strategy.bake;
+        let now = self.now;
+        let Some(w) = self.record.wave_mut() else {
+            return;
+        };
+        if bake.time().is_zero() {
+            w.status = WaveStatus::Succeeded;
+            self.next_wave();
+        } else {
+            w.status = WaveStatus::Baking;
+            w.bake = Some(BakeProgress {
+                since: now,
+                checks_passed: 0,
+                next_check_at: now + bake.check_interval(),
+            });
+            let index = w.index;
+            self.record.log(
+                now,
+                "controller",
+                format!(
+                    "wave {index} deployed; baking for {}",
+                    humantime::format_duration(bake.time())
+                ),
+            );
         }
     }
 
@@ -376,6 +424,21 @@ impl<'a> Deciding<'a> {
 
     fn bake(&mut self) {
         let now = self.now;
+        let Some(wave) = self.record.wave() else {
+            return;
+        };
+        if wave.bake.is_none() {
+            // Baking with no record of when it began (an edited record): baking again
+            // from now can only make the wave wait longer, never shorter.
+            let index = wave.index;
+            self.record.log(
+                now,
+                "controller",
+                format!("wave {index} was baking with no bake progress recorded; its bake starts again"),
+            );
+            self.wave_deployed();
+            return;
+        }
         if let Some(unhealthy) = self.observed.bake_check.clone() {
             for (tenant, reason) in &unhealthy {
                 if let Some(i) = self.members.iter().position(|m| &m.tenant == tenant) {
@@ -388,21 +451,22 @@ impl<'a> Deciding<'a> {
                 return;
             }
             let interval = self.record.spec.strategy.bake.check_interval();
-            let bake = self
-                .record
-                .wave_mut()
-                .and_then(|w| w.bake.as_mut())
-                .expect("baking");
-            bake.checks_passed += 1;
-            bake.next_check_at = now + interval;
+            if let Some(bake) = self.record.wave_mut().and_then(|w| w.bake.as_mut()) {
+                bake.checks_passed += 1;
+                bake.next_check_at = now + interval;
+            }
         }
         let spec_bake = self.record.spec.strategy.bake;
-        let w = self.record.wave().expect("wave");
-        let bake = w.bake.as_ref().expect("baking");
+        let Some(wave) = self.record.wave() else {
+            return;
+        };
+        let Some(bake) = wave.bake.clone() else {
+            return;
+        };
+        let index = wave.index;
         if now >= bake.since + spec_bake.time() && bake.checks_passed >= spec_bake.checks() {
             let passed = bake.checks_passed;
-            let index = w.index;
-            self.record.wave_mut().expect("wave").status = WaveStatus::Succeeded;
+            self.set_wave_status(WaveStatus::Succeeded);
             self.record.log(
                 now,
                 "controller",
