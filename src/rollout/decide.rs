@@ -345,58 +345,29 @@ impl<'a> Deciding<'a> {
             if self.members[i].outcome != Outcome::Pending {
                 continue;
             }
-            let tenant = self.members[i].tenant.clone();
-            let Some(view) = self.view(&tenant) else { continue };
-            let Some(view) = view.cloned() else {
-                self.set(i, |m| skip(m, "the tenant no longer exists", now));
+            let Some(view) = self.view(&self.members[i].tenant) else {
                 continue;
             };
-            if let Some(other) = &view.held_by {
-                let why =
-                    format!("held by rollout {other}, which is still running; abort or finish it first");
-                self.set(i, |m| skip(m, &why, now));
-                continue;
-            }
-            if let Some(pin) = &view.pinned_release {
-                let why = format!("pinned to {pin} since the rollout was planned");
-                self.set(i, |m| skip(m, &why, now));
-                continue;
-            }
-            let waiting = match &view.state {
-                TenantState::Active { release, .. } if *release == target => {
+            let view = match self.turn_of(view, &target) {
+                Turn::Skip(why) => {
+                    self.set(i, |m| skip(m, &why, now));
+                    continue;
+                }
+                Turn::AlreadyThere(release) => {
                     self.set(i, |m| {
                         m.outcome = Outcome::Succeeded;
-                        m.from_release = Some(release.clone());
+                        m.from_release = Some(release);
                         m.finished_at = Some(now);
                         m.waiting_for = None;
                     });
                     continue;
                 }
-                TenantState::Active { .. } => match &view.maintenance {
-                    Some(windows) if !windows.contains(now) => Some(format!(
-                        "its maintenance window, next opening {}",
-                        windows.next_start(now).format("%Y-%m-%d %H:%M UTC")
-                    )),
-                    _ => None,
-                },
-                TenantState::Failed { reason, .. } => {
-                    let why = format!(
-                        "the tenant is Failed ({reason}); repair it, then `tenantctl rollout retry {}`",
-                        self.record.id
-                    );
-                    self.set(i, |m| skip(m, &why, now));
+                Turn::Wait(why) => {
+                    self.set(i, |m| m.waiting_for = Some(why));
                     continue;
                 }
-                TenantState::Deleted {} | TenantState::Deprovisioning { .. } => {
-                    self.set(i, |m| skip(m, "the tenant is being deleted", now));
-                    continue;
-                }
-                busy => Some(format!("the tenant to finish {}", busy.label())),
+                Turn::Start(view) => view,
             };
-            if let Some(waiting) = waiting {
-                self.set(i, |m| m.waiting_for = Some(waiting));
-                continue;
-            }
             let region_count = by_region.entry(self.members[i].region.clone()).or_default();
             if in_flight >= per_wave || *region_count >= per_region {
                 let why = "a free slot (in-flight limit)".to_owned();
@@ -419,6 +390,40 @@ impl<'a> Deciding<'a> {
                     release: target.clone(),
                 },
             });
+        }
+    }
+
+    /// What a pending member's tenant allows now, before the in-flight limits.
+    fn turn_of(&self, view: Option<&'a TenantView>, target: &ReleaseVersion) -> Turn<'a> {
+        let now = self.now;
+        let Some(view) = view else {
+            return Turn::Skip("the tenant no longer exists".into());
+        };
+        if let Some(other) = &view.held_by {
+            return Turn::Skip(format!(
+                "held by rollout {other}, which is still running; abort or finish it first"
+            ));
+        }
+        if let Some(pin) = &view.pinned_release {
+            return Turn::Skip(format!("pinned to {pin} since the rollout was planned"));
+        }
+        match &view.state {
+            TenantState::Active { release, .. } if release == target => Turn::AlreadyThere(release.clone()),
+            TenantState::Active { .. } => match &view.maintenance {
+                Some(windows) if !windows.contains(now) => Turn::Wait(format!(
+                    "its maintenance window, next opening {}",
+                    windows.next_start(now).format("%Y-%m-%d %H:%M UTC")
+                )),
+                _ => Turn::Start(view),
+            },
+            TenantState::Failed { reason, .. } => Turn::Skip(format!(
+                "the tenant is Failed ({reason}); repair it, then `tenantctl rollout retry {}`",
+                self.record.id
+            )),
+            TenantState::Deleted {} | TenantState::Deprovisioning { .. } => {
+                Turn::Skip("the tenant is being deleted".into())
+            }
+            busy => Turn::Wait(format!("the tenant to finish {}", busy.label())),
         }
     }
 
@@ -495,6 +500,18 @@ impl<'a> Deciding<'a> {
                 .log(now, "controller", "completed: every wave succeeded");
         }
     }
+}
+
+/// Where a pending member stands, as far as its tenant is concerned.
+enum Turn<'a> {
+    /// Leave it out of the rollout, for this reason.
+    Skip(String),
+    /// It is on the release already (someone else moved it): a success.
+    AlreadyThere(ReleaseVersion),
+    /// Not yet: it waits for this.
+    Wait(String),
+    /// It may start, room permitting.
+    Start(&'a TenantView),
 }
 
 fn skip(m: &mut RolloutMember, why: &str, now: DateTime<Utc>) {
