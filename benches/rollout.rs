@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use common::{measure_planning, ms, planning_fleet, PLANNING_SPEC, PLANNING_TENANTS};
+use tenant_orchestrator::domain::ports::{TenantHealth, TenantProbe};
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId, TenantSpec, Tier,
 };
@@ -36,8 +37,7 @@ use tenant_orchestrator::record::{
     Actor, Cause, Outcome, Phase, RolloutMember, RolloutRecord, TenantRecord, Transition, WaveRecord,
 };
 use tenant_orchestrator::rollout::{
-    plan_with, BakeHealth, Controller, ControllerConfig, PlanOptions, RolloutCommands,
-    TenantSummaryForPlanning,
+    plan_with, Controller, ControllerConfig, PlanOptions, RolloutCommands, TenantSummaryForPlanning,
 };
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::store::{table, DynamoStore, RolloutStore, StoreError, TenantStore};
@@ -124,10 +124,10 @@ struct PassingHealth {
 }
 
 #[async_trait]
-impl BakeHealth for PassingHealth {
-    async fn check(&self, _tenant: &TenantRecord, _release: &ReleaseVersion) -> Result<(), String> {
+impl TenantProbe for PassingHealth {
+    async fn probe(&self, _tenant: &TenantSpec, _release: &ReleaseVersion) -> TenantHealth {
         self.checks.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        TenantHealth::Healthy
     }
 }
 

@@ -472,3 +472,46 @@ async fn the_controller_holding_a_rollout_steps_it_on_every_tick_not_once_per_le
         "a renewal extends the lease"
     );
 }
+
+#[tokio::test]
+async fn a_rollout_record_edited_to_point_past_its_waves_is_halted_with_a_reason_not_crashed_on() {
+    use tenant_orchestrator::store::{RolloutStore, WriteGuard};
+    let fleet = Fleet::new(&tenants("edited", "eu-west-1", 2), "1.0.0").await;
+    fleet
+        .start(
+            "r-edited",
+            json!({"release": "2.0.0", "strategy": {"waves": ["1", "100%"], "approvals": no_approvals()}}),
+        )
+        .await;
+    let id = RolloutId::parse("r-edited").unwrap();
+    // Someone edits the item in the table: halted, at a wave the rollout does not have.
+    let mut edited = fleet.rollout("r-edited").await;
+    edited.phase = Phase::Halted;
+    edited.current_wave = 9;
+    fleet
+        .store
+        .save_rollout(&edited, WriteGuard::Version)
+        .await
+        .unwrap();
+
+    let refused = fleet.commands.resume(&id, "operator:test").await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("is halted at wave 9 but has only 2 waves"),
+        "{refused}"
+    );
+
+    let stepped = fleet.controller("ctl").step(&id).await.unwrap().unwrap();
+    assert_eq!(stepped.phase, Phase::Halted);
+    assert!(stepped.settled, "nothing of it moves, so a --wait returns");
+    let reason = stepped.halt_reason.unwrap();
+    assert!(
+        reason.contains("rollout r-edited is at wave 9 but has only 2 waves")
+            && reason.contains("tenantctl rollout abort r-edited"),
+        "{reason}"
+    );
+
+    let aborted = fleet.commands.abort(&id, "operator:test").await.unwrap();
+    assert_eq!(aborted.phase, Phase::Aborted);
+}

@@ -29,7 +29,8 @@ pub use auth::{token_hash, Scope, TokenConfigError, Tokens};
 pub use error::ApiError;
 pub use extract::MAX_BODY_BYTES;
 
-use crate::rollout::{ReleaseRegistry, RolloutCommands};
+use crate::domain::ports::ReleaseRegistry;
+use crate::rollout::RolloutCommands;
 use crate::store::{DynamoStore, FleetSummary, StoreError, TenantStore};
 use crate::tenants::TenantCommands;
 

@@ -7,8 +7,9 @@ use tokio::sync::watch;
 use std::sync::Arc;
 use tenant_orchestrator::domain::Region;
 
-use tenant_orchestrator::rollout::{Controller, ControllerConfig, ProbeHealth};
+use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 use tenant_orchestrator::step::StepRegistry;
+use tenant_orchestrator::steps::verify::HealthProbe;
 use tenant_orchestrator::steps::{self, AwsClients, StepsConfig};
 use tenant_orchestrator::store::DynamoStore;
 use tenant_orchestrator::worker::{Backoff, Worker, WorkerConfig};
@@ -109,11 +110,11 @@ fn controller(
     steps: &StepsConfig,
     config: ControllerConfig,
 ) -> Result<Controller, Failure> {
-    let health = ProbeHealth::new(&steps.verify).map_err(|e| Failure {
+    let probe = HealthProbe::new(&steps.verify).map_err(|e| Failure {
         code: 2,
         error: anyhow!("the steps configuration's verify section cannot be used for bake checks: {e}"),
     })?;
-    Ok(Controller::new(store.clone(), store, Arc::new(health), config))
+    Ok(Controller::new(store.clone(), store, Arc::new(probe), config))
 }
 
 pub async fn run_controller(table: &str, args: ControllerArgs) -> Result<(), Failure> {

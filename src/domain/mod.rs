@@ -5,6 +5,7 @@ pub(crate) mod duration;
 mod hostname;
 mod ids;
 mod policy;
+pub mod ports;
 mod regions;
 mod release;
 pub mod rollout;

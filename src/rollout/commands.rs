@@ -9,23 +9,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::planner::{plan, TenantSummaryForPlanning};
+use crate::domain::ports::ReleaseRegistry;
 use crate::domain::rollout::{Plan, SkipReason, Skipped};
-use crate::domain::{Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId};
+use crate::domain::{RolloutId, RolloutSpec, TenantId};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::store::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
-
-/// Where release images are published; `start` refuses a release that is not.
-#[async_trait::async_trait]
-pub trait ReleaseRegistry: Send + Sync {
-    async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String>;
-}
-
-#[async_trait::async_trait]
-impl ReleaseRegistry for crate::steps::artifact::CheckArtifact {
-    async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String> {
-        crate::steps::artifact::CheckArtifact::check_published(self, release, region).await
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
@@ -236,15 +224,21 @@ impl RolloutCommands {
                 Ok("resumed".into())
             }
             Phase::Halted => {
+                let (at, waves) = (r.current_wave, r.waves.len());
+                let Some(wave) = r.wave_mut() else {
+                    return Err(format!(
+                        "is halted at wave {at} but has only {waves} waves (numbered from 0), so there is \
+                         no wave to resume; abort it and start a new rollout for the tenants it has not moved"
+                    ));
+                };
+                wave.accepted_failures = failures.saturating_sub(wave.allowed_failures);
+                wave.status = WaveStatus::Deploying;
+                let index = wave.index;
                 r.phase = Phase::Running;
                 r.halt_reason = None;
                 r.settled = false;
-                let wave = r.wave_mut().expect("a halted rollout has a current wave");
-                wave.accepted_failures = failures.saturating_sub(wave.allowed_failures);
-                wave.status = WaveStatus::Deploying;
                 Ok(format!(
-                    "resumed after a halt, accepting {failures} failed tenant(s) of wave {}",
-                    wave.index
+                    "resumed after a halt, accepting {failures} failed tenant(s) of wave {index}"
                 ))
             }
             Phase::Running => Err("is already running".into()),

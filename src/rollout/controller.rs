@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, instrument, warn};
 
-use super::decide::{bake_check_due, decide, Drive, Observed, TenantView};
-use super::health::BakeHealth;
+use super::decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
+use crate::domain::ports::{TenantHealth, TenantProbe};
 use crate::domain::{RolloutId, TenantId};
 use crate::record::{
     Actor, Cause, Lease, Origin, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, TenantRecord,
@@ -46,7 +46,7 @@ impl ControllerConfig {
 pub struct Controller {
     tenants: Arc<dyn TenantStore>,
     rollouts: Arc<dyn RolloutStore>,
-    health: Arc<dyn BakeHealth>,
+    probe: Arc<dyn TenantProbe>,
     config: ControllerConfig,
 }
 
@@ -57,13 +57,13 @@ impl Controller {
     pub fn new(
         tenants: Arc<dyn TenantStore>,
         rollouts: Arc<dyn RolloutStore>,
-        health: Arc<dyn BakeHealth>,
+        probe: Arc<dyn TenantProbe>,
         config: ControllerConfig,
     ) -> Self {
         Self {
             tenants,
             rollouts,
-            health,
+            probe,
             config,
         }
     }
@@ -137,39 +137,73 @@ impl Controller {
         };
         let lease = record.lease.clone().expect("a lease was just taken");
         if record.phase == Phase::Preparing {
-            // Its creator's lease ran out before the members were all written.
-            let mut aborted = record.clone();
-            aborted.phase = Phase::Aborted;
-            aborted.halt_reason =
-                Some("interrupted while being started; start it again with a new id".into());
-            aborted.log(now, "controller", "aborted: interrupted while being started");
-            return Ok(Some(
-                self.rollouts
-                    .save_rollout(&aborted, WriteGuard::Lease(&lease))
-                    .await?,
-            ));
+            return self.abort_interrupted_start(&record, &lease, now).await.map(Some);
         }
         if record.phase.is_finished() {
             self.rollouts.release_rollout_lease(id, &lease).await?;
             return Ok(Some(record));
         }
+        let (decision, loaded) = self.observe_and_decide(&record, now).await?;
+        if !self.carry_out(&record, &lease, &decision, &loaded).await? {
+            return Ok(None);
+        }
+        self.save_decided(&record, &lease, decision.record)
+            .await
+            .map(Some)
+    }
+
+    /// A rollout still `preparing` whose lease came to this controller: its creator's
+    /// lease ran out before the members were all written, so it is aborted.
+    async fn abort_interrupted_start(
+        &self,
+        record: &RolloutRecord,
+        lease: &Lease,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<RolloutRecord, StoreError> {
+        let mut aborted = record.clone();
+        aborted.phase = Phase::Aborted;
+        aborted.halt_reason = Some("interrupted while being started; start it again with a new id".into());
+        aborted.log(now, "controller", "aborted: interrupted while being started");
+        self.rollouts
+            .save_rollout(&aborted, WriteGuard::Lease(lease))
+            .await
+    }
+
+    /// Reads the current wave's members and tenants, runs a bake check round if one
+    /// is due, and decides.
+    async fn observe_and_decide(
+        &self,
+        record: &RolloutRecord,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(Decision, Loaded), StoreError> {
         let members = match record.wave() {
-            Some(wave) => self.rollouts.members(id, Some(wave.index)).await?,
+            Some(wave) => self.rollouts.members(&record.id, Some(wave.index)).await?,
             None => Vec::new(),
         };
-        let loaded = self.observe(&record, &members, now).await?;
+        let mut loaded = self.observe(record, &members, now).await?;
         let mut observed = Observed {
             now,
-            tenants: loaded.views,
+            tenants: std::mem::take(&mut loaded.views),
             bake_check: None,
         };
-        if bake_check_due(&record, now) {
-            observed.bake_check = Some(self.bake_check(&record, &members, &loaded.records).await);
+        if bake_check_due(record, now) {
+            observed.bake_check = Some(self.bake_check(record, &members, &loaded.records).await);
         }
-        let decision = decide(&record, &members, &observed);
+        Ok((decide(record, &members, &observed), loaded))
+    }
+
+    /// Drives the decided tenants and writes the member changes. `false` when the
+    /// rollout's lease was lost meanwhile: its new holder carries on.
+    async fn carry_out(
+        &self,
+        record: &RolloutRecord,
+        lease: &Lease,
+        decision: &Decision,
+        loaded: &Loaded,
+    ) -> Result<bool, StoreError> {
         for drive in &decision.drives {
             match self
-                .apply(&record, &lease, drive, &loaded.records, &loaded.finished_holders)
+                .apply(record, lease, drive, &loaded.records, &loaded.finished_holders)
                 .await
             {
                 Ok(()) => {}
@@ -179,7 +213,7 @@ impl Controller {
                     ..
                 }) => {
                     warn!(%detail, "lost the rollout lease; leaving it to its new holder");
-                    return Ok(None);
+                    return Ok(false);
                 }
                 Err(StoreError::Conflict { detail, .. }) => {
                     debug!(tenant = %drive.member.tenant, %detail, "tenant not driven this tick");
@@ -188,29 +222,39 @@ impl Controller {
             }
         }
         for member in &decision.members {
-            match self.rollouts.save_member(id, member).await {
+            match self.rollouts.save_member(&record.id, member).await {
                 Ok(_) | Err(StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
-        let mut next = decision.record;
+        Ok(true)
+    }
+
+    /// Saves the decided record when it differs from `before`, logging its new events;
+    /// the record as it stands afterwards.
+    async fn save_decided(
+        &self,
+        before: &RolloutRecord,
+        lease: &Lease,
+        mut next: RolloutRecord,
+    ) -> Result<RolloutRecord, StoreError> {
         next.lease = Some(lease.clone());
-        if next != record {
-            for event in next
-                .events
-                .iter()
-                .skip(record.events.len().min(next.events.len()))
-            {
-                info!(phase = %next.phase, "{}", event.what);
-            }
-            match self.rollouts.save_rollout(&next, WriteGuard::Lease(&lease)).await {
-                Ok(saved) => return Ok(Some(saved)),
-                // An operator changed it meanwhile; the next tick sees their change.
-                Err(StoreError::Conflict { .. }) => return Ok(Some(record)),
-                Err(e) => return Err(e),
-            }
+        if next == *before {
+            return Ok(next);
         }
-        Ok(Some(record))
+        for event in next
+            .events
+            .iter()
+            .skip(before.events.len().min(next.events.len()))
+        {
+            info!(phase = %next.phase, "{}", event.what);
+        }
+        match self.rollouts.save_rollout(&next, WriteGuard::Lease(lease)).await {
+            Ok(saved) => Ok(saved),
+            // An operator changed it meanwhile; the next tick sees their change.
+            Err(StoreError::Conflict { .. }) => Ok(before.clone()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Loads the tenants the decision needs: those moving, and those whose turn or
@@ -332,17 +376,26 @@ impl Controller {
     ) -> Vec<(TenantId, String)> {
         let mut checks = JoinSet::new();
         for m in members.iter().filter(|m| m.outcome == Outcome::Succeeded) {
-            let Some(tenant) = tenants.get(&m.tenant).cloned() else {
+            let Some(tenant) = tenants.get(&m.tenant).map(|t| t.spec.clone()) else {
                 continue;
             };
-            let (health, release) = (self.health.clone(), record.spec.release.clone());
-            checks.spawn(async move { (tenant.id().clone(), health.check(&tenant, &release).await) });
+            let (probe, release) = (self.probe.clone(), record.spec.release.clone());
+            checks.spawn(async move { (tenant.id.clone(), probe.probe(&tenant, &release).await) });
         }
         let mut unhealthy: Vec<(TenantId, String)> = checks
             .join_all()
             .await
             .into_iter()
-            .filter_map(|(id, result)| result.err().map(|reason| (id, reason)))
+            .filter_map(|(id, health)| match health {
+                TenantHealth::Healthy => None,
+                TenantHealth::Unhealthy {
+                    reported_release,
+                    reason,
+                } => {
+                    info!(tenant = %id, reported_release = reported_release.as_deref().unwrap_or("none"), %reason, "bake check failed");
+                    Some((id, reason))
+                }
+            })
             .collect();
         unhealthy.sort();
         unhealthy

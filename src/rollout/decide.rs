@@ -46,12 +46,6 @@ pub struct Decision {
     pub drives: Vec<Drive>,
 }
 
-impl Decision {
-    pub fn record_changed(&self, before: &RolloutRecord) -> bool {
-        &self.record != before
-    }
-}
-
 /// Whether the wave needs a bake check round now.
 pub fn bake_check_due(record: &RolloutRecord, now: DateTime<Utc>) -> bool {
     record.phase == Phase::Running
@@ -72,6 +66,13 @@ pub fn decide(record: &RolloutRecord, members: &[RolloutMember], observed: &Obse
     };
     d.members.sort_by_key(|m| (m.earliest_start, m.tenant.clone()));
     if !matches!(record.phase, Phase::Running | Phase::Paused | Phase::Halted) {
+        return d.finish();
+    }
+    // Past the last wave by more than one, or halted with no wave to have halted in:
+    // the record was changed outside tenantctl, and no wave can be trusted.
+    if record.current_wave > record.waves.len() || (record.phase == Phase::Halted && record.wave().is_none())
+    {
+        d.halt_on_unknown_wave();
         return d.finish();
     }
     if record.wave().is_none() {
@@ -162,11 +163,15 @@ impl<'a> Deciding<'a> {
             .count()
     }
 
-    /// Halts the rollout if the wave failed more tenants than its budget allows.
+    /// Halts the rollout if the wave failed more tenants than its budget allows,
+    /// beyond the failures an operator accepted by resuming.
     fn breached(&mut self) -> bool {
         let failures = self.failures();
-        let wave = self.record.wave().expect("a current wave");
-        if failures <= wave.accepted_failures + wave.allowed_failures {
+        let budget = self.record.spec.strategy.failure_budget;
+        let Some(wave) = self.record.wave() else {
+            return false;
+        };
+        if !budget.is_breached(failures.saturating_sub(wave.accepted_failures), wave.size) {
             return false;
         }
         let failed: Vec<String> = self
@@ -183,7 +188,7 @@ impl<'a> Deciding<'a> {
             wave.index,
             regions(&wave.regions),
             wave.size,
-            wave.allowed_failures + wave.accepted_failures,
+            budget.allowed_failures(wave.size) + wave.accepted_failures,
             failed.join("; ")
         );
         let scope = self.record.spec.strategy.on_breach.rollback;
@@ -191,8 +196,7 @@ impl<'a> Deciding<'a> {
         self.record.phase = Phase::Halted;
         self.record.settled = false;
         self.record.halt_reason = Some(reason.clone());
-        let w = self.record.wave_mut().expect("a current wave");
-        w.status = WaveStatus::Breached;
+        self.set_wave_status(WaveStatus::Breached);
         self.record.log(
             now,
             "controller",
@@ -201,12 +205,43 @@ impl<'a> Deciding<'a> {
         true
     }
 
+    /// Sets the current wave's status; a rollout past its last wave has none to set.
+    fn set_wave_status(&mut self, status: WaveStatus) {
+        if let Some(w) = self.record.wave_mut() {
+            w.status = status;
+        }
+    }
+
+    /// Halts a rollout whose current wave is not one of its waves. Nothing of it is
+    /// started or rolled back any more, so it is settled at once; an operator aborts it.
+    fn halt_on_unknown_wave(&mut self) {
+        let reason = format!(
+            "rollout {} is at wave {} but has only {} waves (numbered from 0); its record was \
+             changed outside tenantctl, so no wave's tenants can be found. Abort it \
+             (`tenantctl rollout abort {}`) and start a new rollout for the tenants it has not moved",
+            self.record.id,
+            self.record.current_wave,
+            self.record.waves.len(),
+            self.record.id
+        );
+        if self.record.phase == Phase::Halted && self.record.halt_reason.as_ref() == Some(&reason) {
+            return;
+        }
+        let now = self.now;
+        self.record.phase = Phase::Halted;
+        self.record.settled = true;
+        self.record.halt_reason = Some(reason.clone());
+        self.record.log(now, "controller", format!("halted: {reason}"));
+    }
+
     fn advance(&mut self) {
         let now = self.now;
-        let wave = self.record.wave().expect("a current wave").clone();
+        let Some(wave) = self.record.wave().cloned() else {
+            return;
+        };
         match wave.status {
             WaveStatus::Waiting if wave.approval_before && wave.approved_by.is_none() => {
-                self.record.wave_mut().expect("wave").status = WaveStatus::AwaitingApproval;
+                self.set_wave_status(WaveStatus::AwaitingApproval);
                 self.record.log(
                     now,
                     "controller",
@@ -221,9 +256,10 @@ impl<'a> Deciding<'a> {
             WaveStatus::Waiting | WaveStatus::AwaitingApproval
                 if !wave.approval_before || wave.approved_by.is_some() =>
             {
-                let w = self.record.wave_mut().expect("wave");
-                w.status = WaveStatus::Deploying;
-                w.started_at = Some(now);
+                if let Some(w) = self.record.wave_mut() {
+                    w.status = WaveStatus::Deploying;
+                    w.started_at = Some(now);
+                }
                 self.record.log(
                     now,
                     "controller",
@@ -248,32 +284,40 @@ impl<'a> Deciding<'a> {
             self.roll_back();
             return;
         }
-        self.record.wave_mut().expect("wave").status = WaveStatus::Deploying;
+        self.set_wave_status(WaveStatus::Deploying);
         self.start_pending();
         if self.members.iter().all(|m| m.outcome.is_done()) {
-            let bake = self.record.spec.strategy.bake;
-            let now = self.now;
-            let w = self.record.wave_mut().expect("wave");
-            if bake.time().is_zero() {
-                w.status = WaveStatus::Succeeded;
-                self.next_wave();
-            } else {
-                w.status = WaveStatus::Baking;
-                w.bake = Some(BakeProgress {
-                    since: now,
-                    checks_passed: 0,
-                    next_check_at: now + bake.check_interval(),
-                });
-                let index = w.index;
-                self.record.log(
-                    now,
-                    "controller",
-                    format!(
-                        "wave {index} deployed; baking for {}",
-                        humantime::format_duration(bake.time())
-                    ),
-                );
-            }
+            self.wave_deployed();
+        }
+    }
+
+    /// Every tenant of the wave is done: the wave bakes, or succeeds at once when the
+    /// spec asks for no bake.
+    fn wave_deployed(&mut self) {
+        let bake = self.record.spec.strategy.bake;
+        let now = self.now;
+        let Some(w) = self.record.wave_mut() else {
+            return;
+        };
+        if bake.time().is_zero() {
+            w.status = WaveStatus::Succeeded;
+            self.next_wave();
+        } else {
+            w.status = WaveStatus::Baking;
+            w.bake = Some(BakeProgress {
+                since: now,
+                checks_passed: 0,
+                next_check_at: now + bake.check_interval(),
+            });
+            let index = w.index;
+            self.record.log(
+                now,
+                "controller",
+                format!(
+                    "wave {index} deployed; baking for {}",
+                    humantime::format_duration(bake.time())
+                ),
+            );
         }
     }
 
@@ -301,58 +345,29 @@ impl<'a> Deciding<'a> {
             if self.members[i].outcome != Outcome::Pending {
                 continue;
             }
-            let tenant = self.members[i].tenant.clone();
-            let Some(view) = self.view(&tenant) else { continue };
-            let Some(view) = view.cloned() else {
-                self.set(i, |m| skip(m, "the tenant no longer exists", now));
+            let Some(view) = self.view(&self.members[i].tenant) else {
                 continue;
             };
-            if let Some(other) = &view.held_by {
-                let why =
-                    format!("held by rollout {other}, which is still running; abort or finish it first");
-                self.set(i, |m| skip(m, &why, now));
-                continue;
-            }
-            if let Some(pin) = &view.pinned_release {
-                let why = format!("pinned to {pin} since the rollout was planned");
-                self.set(i, |m| skip(m, &why, now));
-                continue;
-            }
-            let waiting = match &view.state {
-                TenantState::Active { release, .. } if *release == target => {
+            let view = match self.turn_of(view, &target) {
+                Turn::Skip(why) => {
+                    self.set(i, |m| skip(m, &why, now));
+                    continue;
+                }
+                Turn::AlreadyThere(release) => {
                     self.set(i, |m| {
                         m.outcome = Outcome::Succeeded;
-                        m.from_release = Some(release.clone());
+                        m.from_release = Some(release);
                         m.finished_at = Some(now);
                         m.waiting_for = None;
                     });
                     continue;
                 }
-                TenantState::Active { .. } => match &view.maintenance {
-                    Some(windows) if !windows.contains(now) => Some(format!(
-                        "its maintenance window, next opening {}",
-                        windows.next_start(now).format("%Y-%m-%d %H:%M UTC")
-                    )),
-                    _ => None,
-                },
-                TenantState::Failed { reason, .. } => {
-                    let why = format!(
-                        "the tenant is Failed ({reason}); repair it, then `tenantctl rollout retry {}`",
-                        self.record.id
-                    );
-                    self.set(i, |m| skip(m, &why, now));
+                Turn::Wait(why) => {
+                    self.set(i, |m| m.waiting_for = Some(why));
                     continue;
                 }
-                TenantState::Deleted {} | TenantState::Deprovisioning { .. } => {
-                    self.set(i, |m| skip(m, "the tenant is being deleted", now));
-                    continue;
-                }
-                busy => Some(format!("the tenant to finish {}", busy.label())),
+                Turn::Start(view) => view,
             };
-            if let Some(waiting) = waiting {
-                self.set(i, |m| m.waiting_for = Some(waiting));
-                continue;
-            }
             let region_count = by_region.entry(self.members[i].region.clone()).or_default();
             if in_flight >= per_wave || *region_count >= per_region {
                 let why = "a free slot (in-flight limit)".to_owned();
@@ -378,8 +393,57 @@ impl<'a> Deciding<'a> {
         }
     }
 
+    /// What a pending member's tenant allows now, before the in-flight limits.
+    fn turn_of(&self, view: Option<&'a TenantView>, target: &ReleaseVersion) -> Turn<'a> {
+        let now = self.now;
+        let Some(view) = view else {
+            return Turn::Skip("the tenant no longer exists".into());
+        };
+        if let Some(other) = &view.held_by {
+            return Turn::Skip(format!(
+                "held by rollout {other}, which is still running; abort or finish it first"
+            ));
+        }
+        if let Some(pin) = &view.pinned_release {
+            return Turn::Skip(format!("pinned to {pin} since the rollout was planned"));
+        }
+        match &view.state {
+            TenantState::Active { release, .. } if release == target => Turn::AlreadyThere(release.clone()),
+            TenantState::Active { .. } => match &view.maintenance {
+                Some(windows) if !windows.contains(now) => Turn::Wait(format!(
+                    "its maintenance window, next opening {}",
+                    windows.next_start(now).format("%Y-%m-%d %H:%M UTC")
+                )),
+                _ => Turn::Start(view),
+            },
+            TenantState::Failed { reason, .. } => Turn::Skip(format!(
+                "the tenant is Failed ({reason}); repair it, then `tenantctl rollout retry {}`",
+                self.record.id
+            )),
+            TenantState::Deleted {} | TenantState::Deprovisioning { .. } => {
+                Turn::Skip("the tenant is being deleted".into())
+            }
+            busy => Turn::Wait(format!("the tenant to finish {}", busy.label())),
+        }
+    }
+
     fn bake(&mut self) {
         let now = self.now;
+        let Some(wave) = self.record.wave() else {
+            return;
+        };
+        if wave.bake.is_none() {
+            // Baking with no record of when it began (an edited record): baking again
+            // from now can only make the wave wait longer, never shorter.
+            let index = wave.index;
+            self.record.log(
+                now,
+                "controller",
+                format!("wave {index} was baking with no bake progress recorded; its bake starts again"),
+            );
+            self.wave_deployed();
+            return;
+        }
         if let Some(unhealthy) = self.observed.bake_check.clone() {
             for (tenant, reason) in &unhealthy {
                 if let Some(i) = self.members.iter().position(|m| &m.tenant == tenant) {
@@ -392,21 +456,22 @@ impl<'a> Deciding<'a> {
                 return;
             }
             let interval = self.record.spec.strategy.bake.check_interval();
-            let bake = self
-                .record
-                .wave_mut()
-                .and_then(|w| w.bake.as_mut())
-                .expect("baking");
-            bake.checks_passed += 1;
-            bake.next_check_at = now + interval;
+            if let Some(bake) = self.record.wave_mut().and_then(|w| w.bake.as_mut()) {
+                bake.checks_passed += 1;
+                bake.next_check_at = now + interval;
+            }
         }
         let spec_bake = self.record.spec.strategy.bake;
-        let w = self.record.wave().expect("wave");
-        let bake = w.bake.as_ref().expect("baking");
+        let Some(wave) = self.record.wave() else {
+            return;
+        };
+        let Some(bake) = wave.bake.clone() else {
+            return;
+        };
+        let index = wave.index;
         if now >= bake.since + spec_bake.time() && bake.checks_passed >= spec_bake.checks() {
             let passed = bake.checks_passed;
-            let index = w.index;
-            self.record.wave_mut().expect("wave").status = WaveStatus::Succeeded;
+            self.set_wave_status(WaveStatus::Succeeded);
             self.record.log(
                 now,
                 "controller",
@@ -435,6 +500,18 @@ impl<'a> Deciding<'a> {
                 .log(now, "controller", "completed: every wave succeeded");
         }
     }
+}
+
+/// Where a pending member stands, as far as its tenant is concerned.
+enum Turn<'a> {
+    /// Leave it out of the rollout, for this reason.
+    Skip(String),
+    /// It is on the release already (someone else moved it): a success.
+    AlreadyThere(ReleaseVersion),
+    /// Not yet: it waits for this.
+    Wait(String),
+    /// It may start, room permitting.
+    Start(&'a TenantView),
 }
 
 fn skip(m: &mut RolloutMember, why: &str, now: DateTime<Utc>) {

@@ -9,14 +9,12 @@
 mod commands;
 mod controller;
 mod decide;
-mod health;
 mod planner;
 mod timeline;
 
-pub use commands::{ReleaseRegistry, RolloutCommands, RolloutError, Started};
+pub use commands::{RolloutCommands, RolloutError, Started};
 pub use controller::{Controller, ControllerConfig};
 pub use decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
-pub use health::{BakeHealth, ProbeHealth};
 pub use planner::{plan, plan_with, PlanOptions, TenantSummaryForPlanning};
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument};
 
+use crate::domain::ports::ReleaseRegistry;
 use crate::domain::{Region, ReleaseVersion};
 use crate::machine::TenantState;
 use crate::record::TenantFacts;
@@ -117,6 +118,14 @@ impl CheckArtifact {
             self.config.repository,
             release.image_tag()
         ))
+    }
+}
+
+/// Rollouts ask the registry the deploys pull from.
+#[async_trait]
+impl ReleaseRegistry for CheckArtifact {
+    async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String> {
+        CheckArtifact::check_published(self, release, region).await
     }
 }
 

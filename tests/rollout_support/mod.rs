@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use tenant_orchestrator::domain::{ReleaseVersion, RolloutId, RolloutSpec};
+use tenant_orchestrator::domain::ports::{TenantHealth, TenantProbe};
+use tenant_orchestrator::domain::{ReleaseVersion, RolloutId, RolloutSpec, TenantSpec};
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::record::{Actor, Cause, RolloutMember, RolloutRecord, TenantRecord, Transition};
-use tenant_orchestrator::rollout::{BakeHealth, Controller, ControllerConfig, RolloutCommands};
+use tenant_orchestrator::rollout::{Controller, ControllerConfig, RolloutCommands};
 use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::store::{RolloutStore, TenantStore};
 use tenant_orchestrator::worker::Worker;
@@ -39,13 +40,16 @@ impl HealthDouble {
 }
 
 #[async_trait]
-impl BakeHealth for HealthDouble {
-    async fn check(&self, tenant: &TenantRecord, release: &ReleaseVersion) -> Result<(), String> {
+impl TenantProbe for HealthDouble {
+    async fn probe(&self, tenant: &TenantSpec, release: &ReleaseVersion) -> TenantHealth {
         *self.checks.lock().unwrap() += 1;
-        if self.sick.lock().unwrap().contains(tenant.id().as_str()) {
-            return Err(format!("{}.example.com answered 503 on {release}", tenant.id()));
+        if self.sick.lock().unwrap().contains(tenant.id.as_str()) {
+            return TenantHealth::Unhealthy {
+                reported_release: Some(release.to_string()),
+                reason: format!("{}.example.com answered 503 on {release}", tenant.id),
+            };
         }
-        Ok(())
+        TenantHealth::Healthy
     }
 }
 

@@ -332,3 +332,101 @@ fn a_tenant_starts_only_inside_its_maintenance_window() {
         "{why}"
     );
 }
+
+fn no_bake_spec() -> RolloutSpec {
+    spec(
+        FailureBudget::Count(0),
+        RollbackScope::Failed,
+        Bake::none(),
+        no_approvals(),
+    )
+}
+
+#[test]
+fn a_rollout_whose_wave_index_is_past_its_waves_halts_and_says_what_to_do() {
+    for phase in [Phase::Running, Phase::Paused, Phase::Halted] {
+        let (mut record, _) = started(no_bake_spec(), 3);
+        record.phase = phase;
+        record.current_wave = 7;
+        let d = decide(&record, &[], &observed(at(1), &[]));
+        assert_eq!(d.record.phase, Phase::Halted, "from {phase}");
+        assert!(d.record.settled, "nothing of it moves, so --wait returns");
+        assert!(d.drives.is_empty() && d.members.is_empty());
+        let reason = d.record.halt_reason.as_deref().unwrap();
+        assert!(
+            reason.contains("rollout r-test is at wave 7 but has only 2 waves")
+                && reason.contains("tenantctl rollout abort r-test"),
+            "{reason}"
+        );
+        assert_eq!(d.record.events.last().unwrap().what, format!("halted: {reason}"));
+
+        let again = decide(&d.record, &[], &observed(at(2), &[]));
+        assert_eq!(again.record, d.record, "halted once, not again every tick");
+    }
+}
+
+#[test]
+fn a_halted_rollout_with_no_current_wave_is_not_taken_for_completed() {
+    let (mut record, _) = started(no_bake_spec(), 3);
+    record.phase = Phase::Halted;
+    record.current_wave = record.waves.len();
+    let d = decide(&record, &[], &observed(at(1), &[]));
+    assert_eq!(d.record.phase, Phase::Halted);
+    assert!(d
+        .record
+        .halt_reason
+        .as_deref()
+        .unwrap()
+        .contains("is at wave 2 but has only 2 waves"));
+}
+
+#[test]
+fn a_running_rollout_just_past_its_last_wave_completes() {
+    let (mut record, _) = started(no_bake_spec(), 3);
+    record.current_wave = record.waves.len();
+    let d = decide(&record, &[], &observed(at(1), &[]));
+    assert_eq!(d.record.phase, Phase::Completed);
+}
+
+#[test]
+fn a_wave_baking_without_bake_progress_bakes_again_from_now() {
+    let bake = Bake::new(
+        std::time::Duration::from_secs(60),
+        2,
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
+    let (mut record, mut members) = started(
+        spec(
+            FailureBudget::Count(0),
+            RollbackScope::Failed,
+            bake,
+            no_approvals(),
+        ),
+        2,
+    );
+    members[0].outcome = Outcome::Succeeded;
+    record.wave_mut().unwrap().status = WaveStatus::Baking;
+    record.wave_mut().unwrap().bake = None;
+    let mut checked = observed(at(100), &[]);
+    checked.bake_check = Some(vec![]);
+
+    let d = decide(&record, &members[..1], &checked);
+
+    let wave = d.record.wave().unwrap();
+    assert_eq!(wave.status, WaveStatus::Baking);
+    assert_eq!(
+        wave.bake,
+        Some(BakeProgress {
+            since: at(100),
+            checks_passed: 0,
+            next_check_at: at(120),
+        }),
+        "the bake counts from now, and the round run without a record of it does not count"
+    );
+    assert!(d
+        .record
+        .events
+        .iter()
+        .any(|e| e.what == "wave 0 was baking with no bake progress recorded; its bake starts again"));
+}

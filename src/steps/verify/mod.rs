@@ -14,7 +14,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinSet;
 use tracing::instrument;
 
 use crate::domain::ReleaseVersion;
@@ -92,18 +91,6 @@ impl VerifyRelease {
             rules: config.verify.rules(),
         }
     }
-
-    async fn check_all(probe: &Arc<HealthProbe>, ctx: &StepContext<'_>) -> Vec<Observation> {
-        let mut checks = JoinSet::new();
-        for (i, host) in ctx.tenant.spec.hostnames.iter().enumerate() {
-            let (probe, host) = (probe.clone(), host.clone());
-            checks.spawn(async move { (i, probe.check(&host).await) });
-        }
-        let mut seen = checks.join_all().await;
-        // In spec order, so the reason names the same hostname every time.
-        seen.sort_by_key(|(i, _)| *i);
-        seen.into_iter().map(|(_, o)| o).collect()
-    }
 }
 
 /// The release this step must find, by step and state.
@@ -142,7 +129,7 @@ impl Step for VerifyRelease {
                 ),
             };
         }
-        let observations = Self::check_all(probe, &ctx).await;
+        let observations = probe.check_all(&ctx.tenant.spec.hostnames).await;
         let verdict = progress.record(&observations, release, rules, Utc::now());
         progress.write(&mut facts);
         match verdict {

@@ -6,10 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde::Deserialize;
+use tokio::task::JoinSet;
 
-use crate::domain::{Hostname, ReleaseVersion};
+use crate::domain::ports::{TenantHealth, TenantProbe};
+use crate::domain::{Hostname, ReleaseVersion, TenantSpec};
 
 use super::VerifyConfig;
 
@@ -78,6 +81,17 @@ impl Observation {
                         .is_some_and(|r| &r == release)
             }
             _ => false,
+        }
+    }
+
+    /// The release the hostname reported, when it answered with a health report
+    /// that names one.
+    pub fn reported_release(&self) -> Option<String> {
+        match &self.answer {
+            Answer::Http {
+                report: Some(report), ..
+            } => report.release.clone(),
+            _ => None,
         }
     }
 }
@@ -162,6 +176,35 @@ impl HealthProbe {
         Observation {
             host: host.to_string(),
             answer,
+        }
+    }
+
+    /// One check of each of `hosts`, all at once, answered in the order given, so a
+    /// reason built from the first failing one names the same hostname every time.
+    pub async fn check_all(&self, hosts: &[Hostname]) -> Vec<Observation> {
+        let mut checks = JoinSet::new();
+        for (i, host) in hosts.iter().enumerate() {
+            let (probe, host) = (self.clone(), host.clone());
+            checks.spawn(async move { (i, probe.check(&host).await) });
+        }
+        let mut seen = checks.join_all().await;
+        seen.sort_by_key(|(i, _)| *i);
+        seen.into_iter().map(|(_, o)| o).collect()
+    }
+}
+
+/// Bake checks: every hostname of the tenant must answer 2xx with status `ok` and
+/// the release.
+#[async_trait]
+impl TenantProbe for HealthProbe {
+    async fn probe(&self, tenant: &TenantSpec, release: &ReleaseVersion) -> TenantHealth {
+        let seen = self.check_all(&tenant.hostnames).await;
+        match seen.into_iter().find(|o| !o.serves(release)) {
+            Some(failing) => TenantHealth::Unhealthy {
+                reported_release: failing.reported_release(),
+                reason: failing.to_string(),
+            },
+            None => TenantHealth::Healthy,
         }
     }
 }

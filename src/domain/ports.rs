@@ -1,0 +1,38 @@
+//! What fleet rollouts need from the outside world, declared in the domain so that
+//! `rollout` (which calls them) and `steps` (which implements them on AWS and HTTPS)
+//! both depend on `domain` and never on each other. `src/cli` picks the
+//! implementations.
+
+use async_trait::async_trait;
+
+use super::{Region, ReleaseVersion, TenantSpec};
+
+/// Where release images are published; starting a rollout refuses a release that is
+/// not published for every region it visits.
+#[async_trait]
+pub trait ReleaseRegistry: Send + Sync {
+    /// `Err` with what is missing and what to do when `release` has no image for
+    /// `region`, or when the registry could not be asked.
+    async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String>;
+}
+
+/// What one probe found of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantHealth {
+    /// Every hostname answered healthy and reported the release asked about.
+    Healthy,
+    /// A hostname did not (the first in the spec's order, so the reason names the same
+    /// hostname every time): `reported_release` is the release it reported, if any,
+    /// and `reason` says what it answered.
+    Unhealthy {
+        reported_release: Option<String>,
+        reason: String,
+    },
+}
+
+/// Checks that a tenant serves a release healthy; the rollout controller's bake
+/// checks ask it about every tenant of a baking wave that reached the release.
+#[async_trait]
+pub trait TenantProbe: Send + Sync {
+    async fn probe(&self, tenant: &TenantSpec, release: &ReleaseVersion) -> TenantHealth;
+}
