@@ -12,10 +12,13 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::domain::{Hostname, MaintenanceWindows, ReleaseVersion, RolloutId, TenantId, TenantSpec, Tier};
+use crate::domain::{
+    Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, RolloutId, TenantId,
+    TenantSpec, Tier,
+};
 use crate::machine::{Rejected, TenantEvent, TenantState};
 use crate::record::{Actor, Cause, Origin, Phase, TenantRecord, Transition};
-use crate::store::{RolloutStore, StoreError, TenantStore, WriteGuard};
+use crate::store::{PolicyStore, RolloutStore, StoreError, TenantStore, WriteGuard};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -31,6 +34,13 @@ pub enum CommandError {
         id: TenantId,
         rollout: RolloutId,
         phase: &'static str,
+    },
+    /// No release was named and the version policy gives the tenant none.
+    #[error("no release given and the version policy has none for environment {environment} in {region} (group {group})")]
+    NoRelease {
+        environment: Environment,
+        region: Region,
+        group: Group,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -52,6 +62,7 @@ pub enum RolloutHold {
 pub struct TenantCommands {
     store: Arc<dyn TenantStore>,
     rollouts: Option<Arc<dyn RolloutStore>>,
+    policy: Option<Arc<dyn PolicyStore>>,
 }
 
 impl TenantCommands {
@@ -59,6 +70,7 @@ impl TenantCommands {
         Self {
             store,
             rollouts: None,
+            policy: None,
         }
     }
 
@@ -68,6 +80,42 @@ impl TenantCommands {
     pub fn with_rollout_holds(mut self, rollouts: Arc<dyn RolloutStore>) -> Self {
         self.rollouts = Some(rollouts);
         self
+    }
+
+    /// Lets [`TenantCommands::provision`] take a new tenant's release from the policy.
+    pub fn with_policy(mut self, policy: Arc<dyn PolicyStore>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Provisions a tenant on `release`, or, when none is named, on the release the
+    /// version policy gives it; `pin` keeps the tenant on that release.
+    pub async fn provision(
+        &self,
+        mut spec: TenantSpec,
+        release: Option<ReleaseVersion>,
+        pin: bool,
+        actor: &Actor,
+    ) -> Result<TenantRecord, CommandError> {
+        spec.validate()?;
+        let release = match release {
+            Some(release) => release,
+            None => self.policy_release(&spec).await?,
+        };
+        spec.pinned_release = pin.then(|| release.clone());
+        self.create(spec, release, actor).await
+    }
+
+    async fn policy_release(&self, spec: &TenantSpec) -> Result<ReleaseVersion, CommandError> {
+        let policy = match &self.policy {
+            Some(store) => store.load_policy().await?.0,
+            None => crate::domain::VersionPolicy::default(),
+        };
+        policy.release_for(spec).ok_or_else(|| CommandError::NoRelease {
+            environment: spec.environment.clone(),
+            region: spec.region.clone(),
+            group: spec.group.clone(),
+        })
     }
 
     /// The running rollout holding `record`, if any: `(rollout, phase)`.

@@ -160,6 +160,10 @@ impl From<CommandError> for ApiError {
                 code: "held_by_rollout",
                 message: held.to_string(),
             },
+            none @ CommandError::NoRelease { .. } => ApiError::Conflict {
+                code: "no_release",
+                message: none.to_string(),
+            },
             CommandError::Store(s) => s.into(),
         }
     }

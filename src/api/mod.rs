@@ -55,7 +55,9 @@ impl ApiState {
         metrics::handle();
         let tenants: Arc<dyn TenantStore> = store.clone();
         Self(Arc::new(Inner {
-            commands: TenantCommands::new(tenants).with_rollout_holds(store.clone()),
+            commands: TenantCommands::new(tenants)
+                .with_rollout_holds(store.clone())
+                .with_policy(store.clone()),
             rollouts: RolloutCommands::new(store.clone(), store.clone()),
             store,
             tokens,

@@ -56,7 +56,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> Response {
     idempotency::run(&state, &caller.name, key, "POST /v1/tenants", &body, || async {
-        let mut spec = TenantSpec {
+        let spec = TenantSpec {
             id: body.id.clone(),
             region: body.region.clone(),
             environment: body.environment.clone(),
@@ -66,28 +66,26 @@ pub async fn create(
             pinned_release: None,
             maintenance: body.maintenance.clone(),
         };
-        spec.validate()?;
-        let release = match &body.release {
-            Some(r) => r.clone(),
-            None => state
-                .store()
-                .load_policy()
-                .await?
-                .0
-                .release_for(&spec)
+        let created = state
+            .commands()
+            .provision(spec, body.release.clone(), body.pin, &caller.actor())
+            .await;
+        let record = match created {
+            Err(CommandError::NoRelease {
+                environment,
+                region,
+                group,
+            }) => {
                 // The request is well formed; whether it can be served depends on the
                 // stored policy, as whether an id is free depends on the stored tenants.
-                .ok_or_else(|| ApiError::Conflict {
+                return Err(ApiError::Conflict {
                     code: "no_release",
                     message: format!(
-                        "no release given and the version policy has none for environment {} in {} (group {}); \
-                         pass \"release\" or set one with PUT /v1/policy/defaults/{}/{}",
-                        spec.environment, spec.region, spec.group, spec.environment, spec.region
+                        "no release given and the version policy has none for environment {environment} in {region} \
+                         (group {group}); pass \"release\" or set one with PUT /v1/policy/defaults/{environment}/{region}"
                     ),
-                })?,
-        };
-        spec.pinned_release = body.pin.then(|| release.clone());
-        let record = match state.commands().create(spec, release, &caller.actor()).await {
+                });
+            }
             Err(CommandError::Store(StoreError::Conflict { .. })) => {
                 return Err(ApiError::Conflict {
                     code: "tenant_exists",

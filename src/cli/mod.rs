@@ -219,7 +219,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<CommandError>() {
             return match e {
                 CommandError::Invalid(_) => EXIT_INVALID_INPUT,
-                CommandError::Rejected { .. } | CommandError::HeldByRollout { .. } => EXIT_CONFLICT,
+                CommandError::Rejected { .. }
+                | CommandError::HeldByRollout { .. }
+                | CommandError::NoRelease { .. } => EXIT_CONFLICT,
                 CommandError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
                 CommandError::Store(StoreError::Conflict { .. } | StoreError::HostnameTaken { .. }) => {
                     EXIT_CONFLICT

@@ -5,12 +5,12 @@ use clap::{Args, Subcommand};
 
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, SnapshotName, TenantId,
-    TenantSpec, Tier, VersionPolicy,
+    TenantSpec, Tier,
 };
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::store::{ListQuery, TenantStore};
-use tenant_orchestrator::tenants::{RolloutHold, TenantCommands};
+use tenant_orchestrator::tenants::{CommandError, RolloutHold, TenantCommands};
 
 use super::output::{print_history, print_list, print_record};
 use super::{Failure, OutputFormat, EXIT_INVALID_INPUT};
@@ -175,28 +175,6 @@ impl CreateArgs {
         spec.validate()?;
         Ok((spec, given))
     }
-
-    fn spec(&self, policy: &VersionPolicy) -> Result<(TenantSpec, ReleaseVersion), Failure> {
-        let (mut spec, given) = self.parsed()?;
-        let release = match given {
-            Some(release) => release,
-            // Refused by what is stored, not by the input: a conflict, as the API's
-            // 409 `no_release`.
-            None => policy.release_for(&spec).ok_or_else(|| Failure {
-                code: super::EXIT_CONFLICT,
-                error: anyhow::anyhow!(
-                    "no --release given and the version policy has no release for environment {} in {} \
-                     (group {}); pass --release or set one with `tenantctl policy set-default`",
-                    spec.environment,
-                    spec.region,
-                    spec.group
-                ),
-            })?,
-        };
-        spec.pinned_release = self.pin.then(|| release.clone());
-        spec.validate()?;
-        Ok((spec, release))
-    }
 }
 
 pub fn operator() -> Actor {
@@ -256,7 +234,9 @@ pub async fn run(
     // Validate input before touching the network: bad input fails fast and changes nothing.
     let dynamo = super::dynamo_store(table).await;
     let store: Arc<dyn TenantStore> = dynamo.clone();
-    let commands = TenantCommands::new(store.clone()).with_rollout_holds(dynamo.clone());
+    let commands = TenantCommands::new(store.clone())
+        .with_rollout_holds(dynamo.clone())
+        .with_policy(dynamo.clone());
     let actor = operator();
     let event = |id: &str,
                  event: TenantEvent,
@@ -266,15 +246,26 @@ pub async fn run(
     };
     let (id, ev, hold) = match command {
         TenantCommand::Create(args) => {
-            let policy = match &args.release {
-                Some(_) => VersionPolicy::default(),
-                None => dynamo.load_policy().await?.0,
+            let (spec, release) = args.parsed()?;
+            let record = match commands.provision(spec, release, args.pin, &actor).await {
+                // Refused by what is stored, not by the input: a conflict, as the
+                // API's 409 `no_release`.
+                Err(CommandError::NoRelease {
+                    environment,
+                    region,
+                    group,
+                }) => {
+                    return Err(Failure {
+                        code: super::EXIT_CONFLICT,
+                        error: anyhow::anyhow!(
+                            "no --release given and the version policy has no release for environment \
+                             {environment} in {region} (group {group}); pass --release or set one with \
+                             `tenantctl policy set-default`"
+                        ),
+                    })
+                }
+                other => other.context("creating tenant")?,
             };
-            let (spec, release) = args.spec(&policy)?;
-            let record = commands
-                .create(spec, release, &actor)
-                .await
-                .context("creating tenant")?;
             print_record(output, &record)?;
             if args.wait {
                 return wait::wait(

@@ -28,6 +28,13 @@ pub use keys::WORK_SHARDS;
 pub use rollouts::{RolloutStore, RolloutSummary, TenantDrive};
 pub use slots::{CertificateSlotStore, RegionSlots};
 
+/// The fleet's version policy, as far as the commands need it.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// The policy and its version (0 when none was ever stored).
+    async fn load_policy(&self) -> Result<(crate::domain::VersionPolicy, u64), StoreError>;
+}
+
 /// A page of results and the token for the next page, if any.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Page<T> {

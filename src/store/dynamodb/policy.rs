@@ -121,3 +121,10 @@ fn changes_of(item: &super::item::Item) -> Result<Vec<PolicyChange>, StoreError>
         }),
     }
 }
+
+#[async_trait::async_trait]
+impl crate::store::PolicyStore for DynamoStore {
+    async fn load_policy(&self) -> Result<(VersionPolicy, u64), StoreError> {
+        DynamoStore::load_policy(self).await
+    }
+}
