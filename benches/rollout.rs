@@ -28,11 +28,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use common::{measure_planning, ms, planning_fleet, PLANNING_SPEC, PLANNING_TENANTS};
-use tenant_orchestrator::domain::ports::{TenantHealth, TenantProbe};
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId, TenantSpec, Tier,
 };
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
+use tenant_orchestrator::ports::{TenantHealth, TenantProbe};
 use tenant_orchestrator::record::{
     Actor, Cause, Outcome, Phase, RolloutMember, RolloutRecord, TenantRecord, Transition, WaveRecord,
 };

@@ -29,7 +29,7 @@ pub use auth::{token_hash, Scope, TokenConfigError, Tokens};
 pub use error::ApiError;
 pub use extract::MAX_BODY_BYTES;
 
-use crate::domain::ports::ReleaseRegistry;
+use crate::ports::ReleaseRegistry;
 use crate::rollout::RolloutCommands;
 use crate::store::{DynamoStore, FleetSummary, StoreError, TenantStore};
 use crate::tenants::TenantCommands;

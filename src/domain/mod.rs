@@ -5,7 +5,6 @@ pub(crate) mod duration;
 mod hostname;
 mod ids;
 mod policy;
-pub mod ports;
 mod regions;
 mod release;
 pub mod rollout;

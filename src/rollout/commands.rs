@@ -9,9 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::planner::{plan, TenantSummaryForPlanning};
-use crate::domain::ports::ReleaseRegistry;
 use crate::domain::rollout::{Plan, SkipReason, Skipped};
 use crate::domain::{RolloutId, RolloutSpec, TenantId};
+use crate::ports::ReleaseRegistry;
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::store::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
 

@@ -14,8 +14,8 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, instrument, warn};
 
 use super::decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
-use crate::domain::ports::{TenantHealth, TenantProbe};
 use crate::domain::{RolloutId, TenantId};
+use crate::ports::{TenantHealth, TenantProbe};
 use crate::record::{
     Actor, Cause, Lease, Origin, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, TenantRecord,
     Transition,

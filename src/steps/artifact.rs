@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument};
 
-use crate::domain::ports::ReleaseRegistry;
 use crate::domain::{Region, ReleaseVersion};
 use crate::machine::TenantState;
+use crate::ports::ReleaseRegistry;
 use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome};
 

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Region, TenantSpec};
 use crate::machine::StepKind;
+use crate::ports::CertificateSlotStore;
 use crate::step::{StepOutcome, StepRegistry};
-use crate::store::CertificateSlotStore;
 
 /// Per-region facts about the shared platform a tenant is deployed onto.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

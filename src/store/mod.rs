@@ -11,7 +11,6 @@ mod dynamodb;
 mod keys;
 pub mod report;
 pub mod rollouts;
-pub mod slots;
 pub mod table;
 
 use async_trait::async_trait;
@@ -20,13 +19,13 @@ use chrono::{DateTime, Utc};
 use crate::domain::{Hostname, Region, TenantId};
 use crate::record::{HistoryEvent, Lease, TenantRecord, Transition};
 
+pub use crate::ports::{CertificateSlotStore, Conflict, Entity, RegionSlots, StoreError};
 pub use dynamodb::{
     client, retry_config, ClaimBackfill, DynamoStore, FleetSummary, ListFilter, PolicyChange, ReportQuery,
     Reservation, StoredSession, MAX_ATTEMPTS, MAX_REPORT_DAYS,
 };
 pub use keys::WORK_SHARDS;
 pub use rollouts::{RolloutStore, RolloutSummary, TenantDrive};
-pub use slots::{CertificateSlotStore, RegionSlots};
 
 /// The fleet's version policy, as far as the commands need it.
 #[async_trait]
@@ -40,54 +39,6 @@ pub trait PolicyStore: Send + Sync {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_token: Option<String>,
-}
-
-/// Why a store call failed, split by what the caller should do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Someone else changed the item first (version, lease or existence condition).
-    /// Reload and decide again; nothing was written.
-    #[error("conflict on {what}: {detail}")]
-    Conflict {
-        what: String,
-        detail: String,
-        /// What the write ran into, for callers that decide on it.
-        kind: Conflict,
-    },
-    #[error("{what} not found")]
-    NotFound { what: String, entity: Entity },
-    /// Throttling, timeouts, 5xx: the same call may succeed later.
-    #[error("temporary store failure ({context}): {message}")]
-    Retryable { context: String, message: String },
-    /// Another live tenant owns a hostname this write claims.
-    #[error("hostname {hostname} is already used by tenant {owner}; choose another hostname or remove it from {owner} first")]
-    HostnameTaken { hostname: String, owner: String },
-    /// The caller passed something the store cannot use (e.g. a damaged page token).
-    #[error("{context}: {message}")]
-    Invalid { context: String, message: String },
-    /// Anything a retry cannot fix: a missing table, bad credentials, corrupt item.
-    #[error("store failure ({context}): {message}")]
-    Fatal { context: String, message: String },
-}
-
-/// What a refused conditional write ran into.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Conflict {
-    /// The item changed since it was read (its version), or already exists.
-    Version,
-    /// The tenant's lease is another worker's, or was lost.
-    Lease,
-    /// The rollout's controller lease is another controller's, or was lost.
-    RolloutLease,
-    /// Another rollout, still running, holds the tenant.
-    HeldBy(crate::domain::RolloutId),
-}
-
-/// The kind of item a `NotFound` is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Entity {
-    Tenant,
-    Rollout,
 }
 
 /// What a write must still find true to go through.

@@ -151,13 +151,13 @@ pub fn tenant_body(id: &str, region: &str, group: &str) -> Value {
 pub struct AlwaysHealthy;
 
 #[async_trait::async_trait]
-impl tenant_orchestrator::domain::ports::TenantProbe for AlwaysHealthy {
+impl tenant_orchestrator::ports::TenantProbe for AlwaysHealthy {
     async fn probe(
         &self,
         _: &tenant_orchestrator::domain::TenantSpec,
         _: &tenant_orchestrator::domain::ReleaseVersion,
-    ) -> tenant_orchestrator::domain::ports::TenantHealth {
-        tenant_orchestrator::domain::ports::TenantHealth::Healthy
+    ) -> tenant_orchestrator::ports::TenantHealth {
+        tenant_orchestrator::ports::TenantHealth::Healthy
     }
 }
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use tenant_orchestrator::domain::ports::{TenantHealth, TenantProbe};
 use tenant_orchestrator::domain::{ReleaseVersion, RolloutId, RolloutSpec, TenantSpec};
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
+use tenant_orchestrator::ports::{TenantHealth, TenantProbe};
 use tenant_orchestrator::record::{Actor, Cause, RolloutMember, RolloutRecord, TenantRecord, Transition};
 use tenant_orchestrator::rollout::{Controller, ControllerConfig, RolloutCommands};
 use tenant_orchestrator::step::StepRegistry;

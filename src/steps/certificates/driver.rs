@@ -11,8 +11,8 @@ use tracing::{info, warn};
 
 use super::cloud::{CertificateCloud, CloudError, IssueStatus};
 use super::issuance::{next_action, Action, Timing};
+use crate::ports::{CertificateSlotStore, StoreError};
 use crate::record::slot::{Issuance, Slot};
-use crate::store::{CertificateSlotStore, StoreError};
 
 /// Where a slot stands after one action.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,10 +18,10 @@ use super::driver::{Driven, Driver};
 use super::issuance::Timing;
 use crate::domain::{Hostname, TenantId};
 use crate::machine::StepKind;
+use crate::ports::{CertificateSlotStore, RegionSlots, StoreError};
 use crate::record::slot::{Names, Slot};
 use crate::step::{Step, StepContext, StepOutcome};
 use crate::steps::{RegionSettings, StepsConfig};
-use crate::store::{CertificateSlotStore, RegionSlots, StoreError};
 
 /// Rounds of plan-and-drive in one run before handing back to the worker.
 const MAX_ROUNDS: usize = 40;

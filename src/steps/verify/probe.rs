@@ -11,8 +11,8 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde::Deserialize;
 use tokio::task::JoinSet;
 
-use crate::domain::ports::{TenantHealth, TenantProbe};
 use crate::domain::{Hostname, ReleaseVersion, TenantSpec};
+use crate::ports::{TenantHealth, TenantProbe};
 
 use super::VerifyConfig;
 

@@ -12,9 +12,9 @@ use super::errors::classify;
 use super::item::{corrupt, get_n, json, n, s, to_json, Item};
 use super::DynamoStore;
 use crate::domain::Region;
+use crate::ports::{CertificateSlotStore, RegionSlots};
 use crate::record::slot::Slot;
 use crate::store::keys;
-use crate::store::slots::{CertificateSlotStore, RegionSlots};
 use crate::store::{Conflict, StoreError};
 
 #[async_trait::async_trait]

@@ -1,11 +1,10 @@
-//! What fleet rollouts need from the outside world, declared in the domain so that
-//! `rollout` (which calls them) and `steps` (which implements them on AWS and HTTPS)
-//! both depend on `domain` and never on each other. `src/cli` picks the
-//! implementations.
+//! What fleet rollouts need from the outside world: `rollout` calls these and `steps`
+//! implements them on AWS and HTTPS, so neither depends on the other. `src/cli` picks
+//! the implementations.
 
 use async_trait::async_trait;
 
-use super::{Region, ReleaseVersion, TenantSpec};
+use crate::domain::{Region, ReleaseVersion, TenantSpec};
 
 /// Where release images are published; starting a rollout refuses a release that is
 /// not published for every region it visits.
