@@ -1,8 +1,5 @@
 //! Shared set-up for integration tests: a fresh table on the local DynamoDB per test,
 //! tenant specs, and `ScriptedStep`, the test double standing in for real steps.
-#![allow(dead_code)] // each test binary uses a different part of this module
-
-pub mod store_double;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -36,6 +33,7 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
 /// ends without a failure, the fleet's invariants are checked on the table (what
 /// `tenantctl fleet check` does), so every test also shows that it left no tenant
 /// stranded, no lease behind and no gap in a history.
+#[allow(dead_code)] // the fault tests reach their table through a proxy
 pub async fn fresh_store() -> TestStore {
     let client = dynamodb_client().await;
     let name = format!("test-{}", uuid::Uuid::new_v4().simple());
@@ -48,6 +46,7 @@ pub struct TestStore(Arc<DynamoStore>);
 
 impl TestStore {
     /// The store itself, for code that takes ownership of an `Arc`.
+    #[allow(dead_code)] // the tests that hand the store over as an `Arc` use it
     pub fn arc(&self) -> Arc<DynamoStore> {
         self.0.clone()
     }
@@ -90,14 +89,17 @@ impl Drop for TestStore {
     }
 }
 
+#[allow(dead_code)] // the API tests create tenants through the API
 pub fn release(v: &str) -> ReleaseVersion {
     ReleaseVersion::parse(v).unwrap()
 }
 
+#[allow(dead_code)] // the API tests create tenants through the API
 pub fn tenant_id(id: &str) -> TenantId {
     TenantId::parse(id).unwrap()
 }
 
+#[allow(dead_code)] // the API tests create tenants through the API
 pub fn spec(id: &str, region: &str) -> TenantSpec {
     TenantSpec {
         id: tenant_id(id),
@@ -111,6 +113,7 @@ pub fn spec(id: &str, region: &str) -> TenantSpec {
     }
 }
 
+#[allow(dead_code)] // the store tests run no worker
 pub fn fast_worker(owner: &str) -> WorkerConfig {
     WorkerConfig {
         lease_ttl: Duration::from_millis(1500),
@@ -133,6 +136,7 @@ pub fn fast_worker(owner: &str) -> WorkerConfig {
 /// when it returns or is abandoned (its future dropped), so a run cut short by a lost
 /// lease still counts.
 #[derive(Debug, Clone)]
+#[allow(dead_code)] // the tests that check step runs for overlaps read it
 pub struct Call {
     pub tenant: String,
     pub step: StepKind,
@@ -143,6 +147,7 @@ pub struct Call {
     pub ended: Option<DateTime<Utc>>,
 }
 
+#[allow(dead_code)] // the tests that check step runs for overlaps read it
 impl Call {
     /// Whether this call and `other` ran at the same moment for the same tenant
     /// under different leases.
@@ -156,6 +161,7 @@ impl Call {
 }
 
 /// Every pair of calls (any steps) that ran at once for one tenant under two leases.
+#[allow(dead_code)] // the tests that check step runs for overlaps read it
 pub fn overlapping_calls(calls: &[Call]) -> Vec<(Call, Call)> {
     let mut found = vec![];
     for (i, a) in calls.iter().enumerate() {
@@ -192,11 +198,13 @@ pub struct ScriptedStep {
 }
 
 impl ScriptedStep {
+    #[allow(dead_code)] // the store tests run no worker
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
     /// The next runs of `step` for `tenant` return these outcomes, in order.
+    #[allow(dead_code)] // not every test binary scripts or reads the double
     pub fn script(&self, tenant: &str, step: StepKind, outcomes: Vec<StepOutcome>) {
         self.script
             .lock()
@@ -206,14 +214,17 @@ impl ScriptedStep {
             .extend(outcomes);
     }
 
+    #[allow(dead_code)] // not every test binary scripts or reads the double
     pub fn delay(&self, step: StepKind, d: Duration) {
         self.delays.lock().unwrap().insert(step, d);
     }
 
+    #[allow(dead_code)] // not every test binary scripts or reads the double
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
 
+    #[allow(dead_code)] // not every test binary scripts or reads the double
     pub fn calls_of(&self, tenant: &str, step: StepKind) -> usize {
         self.calls()
             .iter()
@@ -261,6 +272,7 @@ impl Step for ScriptedStep {
     }
 }
 
+#[allow(dead_code)] // used by the tests that run workers in the background
 pub async fn wait_for_state(
     store: &dyn TenantStore,
     id: &TenantId,
@@ -285,6 +297,7 @@ pub async fn wait_for_state(
 
 /// Runs the worker pass by pass until nothing has been due for 0.7 s (longer than any
 /// poll or backoff delay the tests use).
+#[allow(dead_code)] // the store tests run no worker
 pub async fn drain(w: &Worker) {
     let mut idle_since = std::time::Instant::now();
     for _ in 0..3000 {
@@ -300,6 +313,7 @@ pub async fn drain(w: &Worker) {
 
 /// Fails the test if any fleet invariant is broken (what `tenantctl fleet check`
 /// reports): run at the end of integration tests, once the fleet has settled.
+#[allow(dead_code)] // used by the tests that run workers in the background
 pub async fn assert_fleet_sound(store: &DynamoStore) {
     let check = store.check_fleet().await.expect("the fleet check ran");
     assert!(

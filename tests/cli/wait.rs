@@ -1,13 +1,11 @@
 //! `tenantctl tenant wait` as an Azure Pipelines step sees it: logging commands on
 //! stderr while an in-process worker drives the tenant, against DynamoDB Local.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::step::{StepOutcome, StepRegistry};

@@ -1,10 +1,8 @@
 //! `tenantctl` as a user runs it, against DynamoDB Local.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 
 fn tenantctl(table: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tenantctl"))

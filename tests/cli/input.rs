@@ -1,13 +1,10 @@
 //! `tenantctl` refuses the same input with the same exit code against the table and
 //! with `--server`, and both refuse commands on a tenant a running rollout holds.
 
-mod api_support;
-mod common;
-
 use std::process::Output;
 
-use api_support::holds::canary_held_by_running_rollout;
-use api_support::{spawn, TestApi, ADMIN, DEPLOY};
+use crate::api_support::holds::canary_held_by_running_rollout;
+use crate::api_support::{spawn, TestApi, ADMIN, DEPLOY};
 
 /// How a test runs `tenantctl`: against the API's table, or through the API.
 #[derive(Clone, Copy, Debug)]

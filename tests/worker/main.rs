@@ -1,7 +1,9 @@
 //! The worker driving tenants through the machine, with `ScriptedStep` as the test
 //! double for the real steps, against DynamoDB Local.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod store_double;
 
 use std::sync::Arc;
 use std::time::Duration;

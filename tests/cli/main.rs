@@ -1,0 +1,12 @@
+//! `tenantctl` as a user and a pipeline run it: against the table on DynamoDB Local,
+//! as a client of the API (`--server`), and `tenant wait` in Azure Pipelines mode.
+
+#[path = "../api_support/mod.rs"]
+mod api_support;
+#[path = "../common/mod.rs"]
+mod common;
+
+mod input;
+mod remote;
+mod table;
+mod wait;
