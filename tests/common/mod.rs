@@ -1,6 +1,11 @@
 //! Shared set-up for integration tests: a fresh table on the local DynamoDB per test,
 //! tenant specs, and `ScriptedStep`, the test double standing in for real steps.
 
+// The API and CLI tests and the worker tests build their tables with it; the others
+// start from an empty table.
+#[allow(dead_code)]
+pub mod fleet;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +38,6 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
 /// ends without a failure, the fleet's invariants are checked on the table (what
 /// `tenantctl fleet check` does), so every test also shows that it left no tenant
 /// stranded, no lease behind and no gap in a history.
-#[allow(dead_code)] // the fault tests reach their table through a proxy
 pub async fn fresh_store() -> TestStore {
     let client = dynamodb_client().await;
     let name = format!("test-{}", uuid::Uuid::new_v4().simple());
@@ -89,17 +93,14 @@ impl Drop for TestStore {
     }
 }
 
-#[allow(dead_code)] // the API tests create tenants through the API
 pub fn release(v: &str) -> ReleaseVersion {
     ReleaseVersion::parse(v).unwrap()
 }
 
-#[allow(dead_code)] // the API tests create tenants through the API
 pub fn tenant_id(id: &str) -> TenantId {
     TenantId::parse(id).unwrap()
 }
 
-#[allow(dead_code)] // the API tests create tenants through the API
 pub fn spec(id: &str, region: &str) -> TenantSpec {
     TenantSpec {
         id: tenant_id(id),
@@ -113,7 +114,6 @@ pub fn spec(id: &str, region: &str) -> TenantSpec {
     }
 }
 
-#[allow(dead_code)] // the store tests run no worker
 pub fn fast_worker(owner: &str) -> WorkerConfig {
     WorkerConfig {
         lease_ttl: Duration::from_millis(1500),
@@ -198,7 +198,6 @@ pub struct ScriptedStep {
 }
 
 impl ScriptedStep {
-    #[allow(dead_code)] // the store tests run no worker
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
@@ -297,7 +296,6 @@ pub async fn wait_for_state(
 
 /// Runs the worker pass by pass until nothing has been due for 0.7 s (longer than any
 /// poll or backoff delay the tests use).
-#[allow(dead_code)] // the store tests run no worker
 pub async fn drain(w: &Worker) {
     let mut idle_since = std::time::Instant::now();
     for _ in 0..3000 {
