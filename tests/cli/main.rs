@@ -6,6 +6,16 @@ mod api_support;
 #[path = "../common/mod.rs"]
 mod common;
 
+use std::process::Output;
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 mod input;
 mod remote;
 mod table;

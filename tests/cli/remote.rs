@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 against DynamoDB Local), with the token from TENANTCTL_TOKEN: exit codes,
 //! output, scopes, and a rollout followed with `--wait` in Azure Pipelines mode.
 
+use crate::{stderr, stdout};
 use std::process::Output;
 
 use crate::api_support::{spawn, TestApi, ADMIN, DEPLOY, READ};
@@ -21,14 +22,6 @@ async fn tenantctl(api: &TestApi, token: Option<&str>, args: &[&str], env: &[(&s
         command.env(k, v);
     }
     command.output().await.expect("tenantctl runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 const CREATE: &[&str] = &[

@@ -1,5 +1,6 @@
 //! `tenantctl` as a user runs it, against DynamoDB Local.
 
+use crate::{stderr, stdout};
 use std::process::{Command, Output};
 
 use crate::common::*;
@@ -12,14 +13,6 @@ fn tenantctl(table: &str, args: &[&str]) -> Output {
         .env("TENANTCTL_ACTOR", "cli-test")
         .output()
         .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 const CREATE: &[&str] = &[
