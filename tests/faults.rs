@@ -3,8 +3,8 @@
 //! (ECR, CloudFormation, RDS, SSM, ACM, Route 53, ELBv2), and the tenant table on
 //! DynamoDB Local, through `localstack/fault_proxy.py`, which throttles, answers 503,
 //! goes dark, delays and drops answers after the request was applied. The Helm and
-//! verify steps, which do not talk to AWS, are `ScriptedStep` test doubles here (their
-//! own test binaries cover them with the Helm stand-in).
+//! verify steps, which do not talk to AWS, are `ScriptedStep` test doubles here (the `steps`
+//! test binary covers them with the Helm stand-in).
 
 mod common;
 #[path = "faults/dynamodb_restart.rs"]
@@ -12,12 +12,12 @@ mod dynamodb_restart;
 mod fault_proxy_support;
 // The shared ALB and hosted zone the certificate step needs.
 #[allow(dead_code)]
-#[path = "steps_certificates/platform.rs"]
+#[path = "steps/certificates/platform.rs"]
 mod platform;
 // Only the ECR helpers are used here.
 #[allow(dead_code)]
-#[path = "steps_artifact_backup_config/support.rs"]
-mod support;
+#[path = "steps/aws_support.rs"]
+mod aws_support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,9 +129,9 @@ impl Rig {
         let mut platform = None;
         let steps = if real_steps {
             let repository = format!("app-{uid}");
-            support::create_repository(REGION, &repository).await;
+            aws_support::create_repository(REGION, &repository).await;
             for tag in ["1.0.0", "1.1.0"] {
-                support::push_image(REGION, &repository, tag).await;
+                aws_support::push_image(REGION, &repository, tag).await;
             }
             let shared = platform::Platform::build(1).await;
             let config = Arc::new(StepsConfig {

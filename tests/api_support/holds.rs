@@ -14,6 +14,7 @@ use super::{AlwaysHealthy, TestApi, DEPLOY};
 /// Starts rollout `id` over `tenants` (canary wave of one, then the rest behind an
 /// approval gate) and steps the controller and a worker until the canary is done and
 /// the gate is reached. Returns the canary, which the running rollout now holds.
+#[allow(dead_code)] // the dashboard tests hold no tenant
 pub async fn canary_held_by_running_rollout(api: &TestApi, id: &str, tenants: &[&str]) -> String {
     for tenant in tenants {
         api.create_tenant(tenant, "eu-west-1", "default").await;

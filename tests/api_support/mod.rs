@@ -1,4 +1,3 @@
-#![allow(dead_code)] // each test binary uses a different part of this module
 //! Spawns the API on 127.0.0.1:0 against a fresh table on the local DynamoDB, with
 //! one token per scope, and a reqwest client to call it.
 
@@ -20,6 +19,7 @@ pub const DEPLOY: &str = "deploy-token-0123456789";
 pub const ADMIN: &str = "admin-token-0123456789";
 
 #[derive(Clone)]
+#[allow(dead_code)] // the dashboard tests use only the tokens and bodies
 pub struct TestApi {
     pub base: String,
     pub client: reqwest::Client,
@@ -30,13 +30,16 @@ pub struct TestApi {
 }
 
 /// A reply: status, JSON body (Null when empty or not JSON) and headers.
+#[allow(dead_code)] // the dashboard tests use only the tokens and bodies
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
+    #[allow(dead_code)] // the API tests read it; the CLI tests look at the process's output
     pub headers: reqwest::header::HeaderMap,
 }
 
 impl Reply {
+    #[allow(dead_code)] // the API tests read it; the CLI tests look at the process's output
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
@@ -52,6 +55,7 @@ pub fn tokens() -> Tokens {
     .unwrap()
 }
 
+#[allow(dead_code)] // the dashboard tests use only the tokens and bodies
 pub async fn spawn() -> TestApi {
     let store = fresh_store().await;
     let app = router(ApiState::new(store.clone(), tokens()));
@@ -66,6 +70,7 @@ pub async fn spawn() -> TestApi {
     }
 }
 
+#[allow(dead_code)] // the dashboard tests use only the tokens and bodies
 impl TestApi {
     pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         self.send(method, path, token, body, &[]).await
@@ -148,6 +153,7 @@ pub fn tenant_body(id: &str, region: &str, group: &str) -> Value {
 }
 
 /// Test double for bake health checks: every tenant is healthy.
+#[allow(dead_code)] // the dashboard tests use only the tokens and bodies
 pub struct AlwaysHealthy;
 
 #[async_trait::async_trait]
@@ -163,11 +169,13 @@ impl tenant_orchestrator::ports::TenantProbe for AlwaysHealthy {
 
 /// A worker (scripted steps) and a rollout controller running in the background
 /// until the returned sender sends `true`; await the handles afterwards.
+#[allow(dead_code)] // the dashboard tests use only the tokens and bodies
 pub struct Background {
     pub stop: tokio::sync::watch::Sender<bool>,
     handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
+#[allow(dead_code)] // the dashboard tests use only the tokens and bodies
 impl Background {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -177,6 +185,7 @@ impl Background {
     }
 }
 
+#[allow(dead_code)] // the dashboard tests use only the tokens and bodies
 impl TestApi {
     pub fn run_worker_and_controller(&self, owner: &str) -> Background {
         let (worker, _) = self.scripted_worker();

@@ -6,7 +6,6 @@
 //! and `TENANTCTL_CHROMEDRIVER`; without them the usual Debian paths are tried.
 //! `TENANTCTL_BROWSER_TESTS=skip` skips browser tests, and nothing else does: a
 //! missing browser fails the test, saying how to install one.
-#![allow(dead_code)] // not every test uses every command
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

@@ -1,8 +1,10 @@
 //! Shared set-up for integration tests: a fresh table on the local DynamoDB per test,
 //! tenant specs, and `ScriptedStep`, the test double standing in for real steps.
-#![allow(dead_code)] // each test binary uses a different part of this module
 
-pub mod store_double;
+// The API and CLI tests and the worker tests build their tables with it; the others
+// start from an empty table.
+#[allow(dead_code)]
+pub mod fleet;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,7 @@ pub struct TestStore(Arc<DynamoStore>);
 
 impl TestStore {
     /// The store itself, for code that takes ownership of an `Arc`.
+    #[allow(dead_code)] // the tests that hand the store over as an `Arc` use it
     pub fn arc(&self) -> Arc<DynamoStore> {
         self.0.clone()
     }
@@ -133,6 +136,7 @@ pub fn fast_worker(owner: &str) -> WorkerConfig {
 /// when it returns or is abandoned (its future dropped), so a run cut short by a lost
 /// lease still counts.
 #[derive(Debug, Clone)]
+#[allow(dead_code)] // the tests that check step runs for overlaps read it
 pub struct Call {
     pub tenant: String,
     pub step: StepKind,
@@ -143,6 +147,7 @@ pub struct Call {
     pub ended: Option<DateTime<Utc>>,
 }
 
+#[allow(dead_code)] // the tests that check step runs for overlaps read it
 impl Call {
     /// Whether this call and `other` ran at the same moment for the same tenant
     /// under different leases.
@@ -156,6 +161,7 @@ impl Call {
 }
 
 /// Every pair of calls (any steps) that ran at once for one tenant under two leases.
+#[allow(dead_code)] // the tests that check step runs for overlaps read it
 pub fn overlapping_calls(calls: &[Call]) -> Vec<(Call, Call)> {
     let mut found = vec![];
     for (i, a) in calls.iter().enumerate() {
@@ -197,6 +203,7 @@ impl ScriptedStep {
     }
 
     /// The next runs of `step` for `tenant` return these outcomes, in order.
+    #[allow(dead_code)] // not every test binary scripts or reads the double
     pub fn script(&self, tenant: &str, step: StepKind, outcomes: Vec<StepOutcome>) {
         self.script
             .lock()
@@ -206,14 +213,17 @@ impl ScriptedStep {
             .extend(outcomes);
     }
 
+    #[allow(dead_code)] // not every test binary scripts or reads the double
     pub fn delay(&self, step: StepKind, d: Duration) {
         self.delays.lock().unwrap().insert(step, d);
     }
 
+    #[allow(dead_code)] // not every test binary scripts or reads the double
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
 
+    #[allow(dead_code)] // not every test binary scripts or reads the double
     pub fn calls_of(&self, tenant: &str, step: StepKind) -> usize {
         self.calls()
             .iter()
@@ -261,6 +271,7 @@ impl Step for ScriptedStep {
     }
 }
 
+#[allow(dead_code)] // used by the tests that run workers in the background
 pub async fn wait_for_state(
     store: &dyn TenantStore,
     id: &TenantId,
@@ -300,6 +311,7 @@ pub async fn drain(w: &Worker) {
 
 /// Fails the test if any fleet invariant is broken (what `tenantctl fleet check`
 /// reports): run at the end of integration tests, once the fleet has settled.
+#[allow(dead_code)] // used by the tests that run workers in the background
 pub async fn assert_fleet_sound(store: &DynamoStore) {
     let check = store.check_fleet().await.expect("the fleet check ran");
     assert!(

@@ -1,7 +1,6 @@
 //! Starts `localstack/fault_proxy.py` in front of moto or DynamoDB Local for one test
 //! and changes its rules. The proxy is a child process of the test: dropping the
 //! [`FaultProxy`] (also when the test panics) kills it.
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -115,12 +114,14 @@ impl FaultProxy {
     }
 
     /// Every request is answered 503 for `seconds`.
+    #[allow(dead_code)] // the step tests inject only some faults
     pub async fn outage(&self, seconds: f64) {
         self.post(json!({ "outage": { "seconds": seconds, "mode": "unavailable" } }))
             .await;
     }
 
     /// No rules, no outage, counters reset.
+    #[allow(dead_code)] // the step tests inject only some faults
     pub async fn clear(&self) {
         self.http
             .delete(self.control())
@@ -172,6 +173,7 @@ pub fn quick_retries() -> aws_config::retry::RetryConfig {
 
 /// The store's own retry policy ([`tenant_orchestrator::store::retry_config`]), with
 /// the same test timings as [`quick_retries`].
+#[allow(dead_code)] // the step tests inject only some faults
 pub fn quick_store_retries() -> aws_config::retry::RetryConfig {
     tenant_orchestrator::store::retry_config().with_initial_backoff(Duration::from_millis(50))
 }

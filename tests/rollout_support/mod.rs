@@ -1,7 +1,6 @@
 //! A fleet on the local DynamoDB for rollout tests: Active tenants, in-process workers
 //! running `ScriptedStep` (the step test double) and rollout controllers, all stopped
 //! when the fleet is dropped.
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -30,10 +29,12 @@ pub struct HealthDouble {
 }
 
 impl HealthDouble {
+    #[allow(dead_code)] // the dashboard tests drive no rollout to its end
     pub fn make_sick(&self, tenant: &str) {
         self.sick.lock().unwrap().insert(tenant.to_owned());
     }
 
+    #[allow(dead_code)] // the dashboard tests drive no rollout to its end
     pub fn checks(&self) -> usize {
         *self.checks.lock().unwrap()
     }
@@ -143,6 +144,7 @@ impl Fleet {
             .unwrap()
     }
 
+    #[allow(dead_code)] // the dashboard tests drive no rollout to its end
     pub async fn members(&self, id: &str) -> Vec<RolloutMember> {
         self.store
             .members(&RolloutId::parse(id).unwrap(), None)
@@ -176,6 +178,7 @@ impl Fleet {
     }
 
     /// How many times a rollout started the tenant's upgrade to `to`, by its history.
+    #[allow(dead_code)] // the dashboard tests drive no rollout to its end
     pub async fn upgrades_started(&self, tenant: &str, to: &str) -> usize {
         let history = self.store.history(&tenant_id(tenant), 0, 1000).await.unwrap();
         history
@@ -185,6 +188,7 @@ impl Fleet {
             .count()
     }
 
+    #[allow(dead_code)] // the dashboard tests drive no rollout to its end
     pub async fn release_of(&self, tenant: &str) -> String {
         let r = self.store.load(&tenant_id(tenant)).await.unwrap();
         format!(
@@ -212,6 +216,7 @@ impl Drop for Fleet {
 }
 
 /// `count` tenants named `<prefix>-<n>` in `region`.
+#[allow(dead_code)] // the dashboard tests drive no rollout to its end
 pub fn tenants(prefix: &str, region: &'static str, count: usize) -> Vec<(String, &'static str)> {
     (0..count).map(|i| (format!("{prefix}-{i:02}"), region)).collect()
 }

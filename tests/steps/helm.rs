@@ -2,14 +2,11 @@
 //! that keeps releases and revisions on disk and records every call. Each test has its
 //! own stand-in state directory.
 
-mod common;
-mod helm_support;
-
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{release, spec};
-use helm_support::*;
+use crate::common::{release, spec};
+use crate::helm_support::*;
 use serde_json::{json, Value};
 use tenant_orchestrator::domain::{Hostname, TenantSpec};
 use tenant_orchestrator::machine::{DeprovisionStep, ProvisionStep, RollbackStep, TenantState, UpgradeStep};

@@ -2,13 +2,10 @@
 //! with SIGKILL in the middle of a rollout; a second process takes the rollout's lease
 //! once it expires and finishes it. No tenant is started twice, none is lost.
 
-mod common;
-mod rollout_support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rollout_support::*;
+use crate::rollout_support::*;
 use serde_json::json;
 use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::record::{Outcome, Phase};

@@ -1,14 +1,17 @@
 //! The worker driving tenants through the machine, with `ScriptedStep` as the test
 //! double for the real steps, against DynamoDB Local.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod store_double;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::fleet::{operator, Fleet, TestFleet};
 use common::*;
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
-use tenant_orchestrator::record::{Actor, TenantFacts};
+use tenant_orchestrator::record::TenantFacts;
 use tenant_orchestrator::step::{StepOutcome, StepRegistry};
 use tenant_orchestrator::store::{DynamoStore, TenantStore};
 use tenant_orchestrator::tenants::TenantCommands;
@@ -19,18 +22,9 @@ fn worker(store: Arc<dyn TenantStore>, step: Arc<ScriptedStep>, config: WorkerCo
     Worker::new(store, StepRegistry::all(step), config)
 }
 
-fn op() -> Actor {
-    Actor::operator("test")
-}
-
 #[tokio::test]
 async fn a_worker_provisions_a_tenant_and_records_every_transition_in_order() {
-    let store = fresh_store().await;
-    let commands = TenantCommands::new(store.clone());
-    commands
-        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
-        .await
-        .unwrap();
+    let Fleet { store, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
     let step = ScriptedStep::new();
     let w = worker(store.clone(), step.clone(), fast_worker("w1"));
     drain(&w).await;
@@ -57,12 +51,7 @@ async fn a_worker_provisions_a_tenant_and_records_every_transition_in_order() {
 
 #[tokio::test]
 async fn pending_steps_are_polled_and_retryable_failures_backed_off_until_they_pass() {
-    let store = fresh_store().await;
-    let commands = TenantCommands::new(store.clone());
-    commands
-        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
-        .await
-        .unwrap();
+    let Fleet { store, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
     let step = ScriptedStep::new();
     step.script(
         "acme",
@@ -102,12 +91,7 @@ async fn pending_steps_are_polled_and_retryable_failures_backed_off_until_they_p
 
 #[tokio::test]
 async fn a_step_that_keeps_failing_gives_up_after_its_attempts_and_the_machine_decides() {
-    let store = fresh_store().await;
-    let commands = TenantCommands::new(store.clone());
-    commands
-        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
-        .await
-        .unwrap();
+    let Fleet { store, commands, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
     let step = ScriptedStep::new();
     step.script(
         "acme",
@@ -125,7 +109,7 @@ async fn a_step_that_keeps_failing_gives_up_after_its_attempts_and_the_machine_d
     );
     // The operator retries: the tenant resumes at the step that failed.
     commands
-        .command(&tenant_id("acme"), TenantEvent::Retry, &op())
+        .command(&tenant_id("acme"), TenantEvent::Retry, &operator())
         .await
         .unwrap();
     drain(&w).await;
@@ -137,15 +121,9 @@ async fn a_step_that_keeps_failing_gives_up_after_its_attempts_and_the_machine_d
 
 #[tokio::test]
 async fn a_failed_verify_rolls_the_upgrade_back_to_the_previous_release() {
-    let store = fresh_store().await;
-    let commands = TenantCommands::new(store.clone());
-    commands
-        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
-        .await
-        .unwrap();
+    let Fleet { store, commands, .. } = TestFleet::new().with_active("acme", "1.0.0").build().await;
     let step = ScriptedStep::new();
     let w = worker(store.clone(), step.clone(), fast_worker("w1"));
-    drain(&w).await;
     step.script(
         "acme",
         StepKind::Verify,
@@ -157,7 +135,7 @@ async fn a_failed_verify_rolls_the_upgrade_back_to_the_previous_release() {
             TenantEvent::Upgrade {
                 release: release("1.1.0"),
             },
-            &op(),
+            &operator(),
         )
         .await
         .unwrap();
@@ -196,12 +174,7 @@ async fn a_failed_verify_rolls_the_upgrade_back_to_the_previous_release() {
 
 #[tokio::test]
 async fn a_step_past_its_deadline_fails() {
-    let store = fresh_store().await;
-    let commands = TenantCommands::new(store.clone());
-    commands
-        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
-        .await
-        .unwrap();
+    let Fleet { store, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
     let step = ScriptedStep::new();
     let pending = StepOutcome::Pending {
         poll_after: Duration::from_millis(50),
@@ -225,16 +198,13 @@ async fn a_step_past_its_deadline_fails() {
 
 #[tokio::test]
 async fn two_workers_share_a_table_and_run_every_step_exactly_once() {
-    let store = fresh_store().await;
-    let commands = TenantCommands::new(store.clone());
     let ids: Vec<String> = (0..12).map(|i| format!("tenant-{i:02}")).collect();
+    let mut fleet = TestFleet::new();
     for (i, id) in ids.iter().enumerate() {
         let region = if i % 2 == 0 { "us-east-1" } else { "eu-west-1" };
-        commands
-            .create(spec(id, region), release("1.0.0"), &op())
-            .await
-            .unwrap();
+        fleet = fleet.in_region(region).with_provisioning(id, "1.0.0");
     }
+    let Fleet { store, .. } = fleet.build().await;
     let step = ScriptedStep::new();
     step.delay(StepKind::Deploy, Duration::from_millis(50));
     let (tx, rx) = watch::channel(false);
@@ -271,12 +241,7 @@ async fn two_workers_share_a_table_and_run_every_step_exactly_once() {
 
 #[tokio::test]
 async fn shutdown_abandons_a_long_step_after_the_grace_period_and_releases_the_lease() {
-    let store = fresh_store().await;
-    let commands = TenantCommands::new(store.clone());
-    commands
-        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
-        .await
-        .unwrap();
+    let Fleet { store, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
     let step = ScriptedStep::new();
     step.delay(StepKind::CheckArtifact, Duration::from_secs(60));
     let w = worker(store.clone(), step.clone(), fast_worker("w1"));
@@ -312,22 +277,16 @@ async fn shutdown_abandons_a_long_step_after_the_grace_period_and_releases_the_l
 
 #[tokio::test]
 async fn an_operator_abandoning_an_upgrade_mid_step_wins_over_the_step_result() {
-    let store = fresh_store().await;
-    let commands = TenantCommands::new(store.clone());
-    commands
-        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
-        .await
-        .unwrap();
+    let Fleet { store, commands, .. } = TestFleet::new().with_active("acme", "1.0.0").build().await;
     let step = ScriptedStep::new();
     let w = worker(store.clone(), step.clone(), fast_worker("w1"));
-    drain(&w).await;
     commands
         .command(
             &tenant_id("acme"),
             TenantEvent::Upgrade {
                 release: release("1.1.0"),
             },
-            &op(),
+            &operator(),
         )
         .await
         .unwrap();
@@ -339,7 +298,7 @@ async fn an_operator_abandoning_an_upgrade_mid_step_wins_over_the_step_result() 
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     commands
-        .command(&tenant_id("acme"), TenantEvent::Rollback, &op())
+        .command(&tenant_id("acme"), TenantEvent::Rollback, &operator())
         .await
         .unwrap();
     task.await.unwrap().unwrap();
@@ -366,7 +325,7 @@ async fn upgrade(commands: &TenantCommands, id: &str, to: &str) {
         .command(
             &tenant_id(id),
             TenantEvent::Upgrade { release: release(to) },
-            &op(),
+            &operator(),
         )
         .await
         .unwrap();
@@ -375,13 +334,12 @@ async fn upgrade(commands: &TenantCommands, id: &str, to: &str) {
 /// Holds a worker processing `acme` at `point`, lands an upgrade to 2.0.0 right there,
 /// lets the worker go on, and checks that the upgrade is carried out.
 async fn upgrade_landing_at(point: store_double::HoldPoint, settled_first: bool) {
-    let dynamo = fresh_store().await;
+    let Fleet {
+        store: dynamo,
+        commands,
+        ..
+    } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
     let double = store_double::StoreDouble::new(dynamo.clone());
-    let commands = TenantCommands::new(dynamo.clone());
-    commands
-        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
-        .await
-        .unwrap();
     let w = worker(double.clone(), ScriptedStep::new(), fast_worker("w1"));
     if settled_first {
         drain(&w).await;
@@ -422,15 +380,8 @@ async fn a_command_landing_while_the_worker_gives_up_an_idle_lease_is_carried_ou
 
 #[tokio::test]
 async fn commands_sent_the_moment_tenants_settle_always_take_effect() {
-    let store = fresh_store().await;
-    let commands = TenantCommands::new(store.clone());
     let ids: Vec<String> = (0..16).map(|i| format!("settle-{i:02}")).collect();
-    for id in &ids {
-        commands
-            .create(spec(id, "us-east-1"), release("1.0.0"), &op())
-            .await
-            .unwrap();
-    }
+    let Fleet { store, .. } = provisioning(&ids).build().await;
     let step = ScriptedStep::new();
     let (tx, rx) = watch::channel(false);
     let running: Vec<_> = ["wa", "wb"]
@@ -492,26 +443,22 @@ async fn wait_settled(store: &dyn TenantStore, id: &str) {
     }
 }
 
+/// A fleet of new tenants at 1.0.0 in us-east-1, about to be provisioned.
+fn provisioning(ids: &[String]) -> TestFleet {
+    ids.iter()
+        .fold(TestFleet::new(), |fleet, id| fleet.with_provisioning(id, "1.0.0"))
+}
+
 /// `count` new tenants (`chain-<n>`) about to be provisioned, and a step double whose
 /// every step takes `each`: chains of six steps for the workers to run.
-async fn provisioning_chains(
-    store: &Arc<DynamoStore>,
-    count: usize,
-    each: Duration,
-) -> (Vec<String>, Arc<ScriptedStep>) {
-    let commands = TenantCommands::new(store.clone());
+async fn provisioning_chains(count: usize, each: Duration) -> (TestStore, Vec<String>, Arc<ScriptedStep>) {
     let ids: Vec<String> = (0..count).map(|i| format!("chain-{i}")).collect();
-    for id in &ids {
-        commands
-            .create(spec(id, "us-east-1"), release("1.0.0"), &op())
-            .await
-            .unwrap();
-    }
+    let Fleet { store, .. } = provisioning(&ids).build().await;
     let step = ScriptedStep::new();
     for kind in StepKind::ALL {
         step.delay(kind, each);
     }
-    (ids, step)
+    (store, ids, step)
 }
 
 /// Runs `first` until it has started a step, then `second` beside it, until every
@@ -548,12 +495,7 @@ async fn race_two_workers(
 
 #[tokio::test]
 async fn a_chain_of_steps_each_shorter_than_the_heartbeat_keeps_its_lease() {
-    let store = fresh_store().await;
-    let commands = TenantCommands::new(store.clone());
-    commands
-        .create(spec("acme", "us-east-1"), release("1.0.0"), &op())
-        .await
-        .unwrap();
+    let Fleet { store, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
     // Six provisioning steps of 350 ms each under a 400 ms heartbeat: 2.1 s in a row,
     // longer than the 1.5 s lease, with no step long enough for a per-step heartbeat.
     let step = ScriptedStep::new();
@@ -584,8 +526,7 @@ async fn a_chain_of_steps_each_shorter_than_the_heartbeat_keeps_its_lease() {
 
 #[tokio::test]
 async fn two_workers_never_run_a_step_at_once_on_chains_longer_than_the_lease() {
-    let store = fresh_store().await;
-    let (ids, step) = provisioning_chains(&store, 4, Duration::from_millis(350)).await;
+    let (store, ids, step) = provisioning_chains(4, Duration::from_millis(350)).await;
     let first = worker(store.clone(), step.clone(), fast_worker("first"));
     let second = worker(store.clone(), step.clone(), fast_worker("second"));
     let calls = race_two_workers(&store, &ids, &step, first, second).await;
@@ -598,8 +539,7 @@ async fn two_workers_never_run_a_step_at_once_on_chains_longer_than_the_lease() 
 
 #[tokio::test]
 async fn a_slow_worker_keeps_its_lease_across_a_chain_of_short_steps() {
-    let dynamo = fresh_store().await;
-    let (ids, step) = provisioning_chains(&dynamo, 6, Duration::from_millis(100)).await;
+    let (dynamo, ids, step) = provisioning_chains(6, Duration::from_millis(100)).await;
     // One worker's every call to DynamoDB takes 450 ms longer: a chain of six steps
     // with their saves outlasts the 1.5 s lease many times over.
     let slow_store = store_double::StoreDouble::new(dynamo.clone());

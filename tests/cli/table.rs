@@ -1,10 +1,9 @@
 //! `tenantctl` as a user runs it, against DynamoDB Local.
 
-mod common;
-
+use crate::{stderr, stdout};
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 
 fn tenantctl(table: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tenantctl"))
@@ -14,14 +13,6 @@ fn tenantctl(table: &str, args: &[&str]) -> Output {
         .env("TENANTCTL_ACTOR", "cli-test")
         .output()
         .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 const CREATE: &[&str] = &[

@@ -3,11 +3,8 @@
 //! production template. moto applies stack operations synchronously, so a step that
 //! reports Pending is simply run again, as the worker would.
 
-mod common;
-mod steps_infra_support;
-
-use common::*;
-use steps_infra_support::*;
+use crate::common::*;
+use crate::infra_support::*;
 use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::step::StepOutcome;
 use tenant_orchestrator::steps::infra::template::{self, TEMPLATE};

@@ -1,13 +1,11 @@
 //! `tenantctl` refuses the same input with the same exit code against the table and
 //! with `--server`, and both refuse commands on a tenant a running rollout holds.
 
-mod api_support;
-mod common;
-
+use crate::stderr;
 use std::process::Output;
 
-use api_support::holds::canary_held_by_running_rollout;
-use api_support::{spawn, TestApi, ADMIN, DEPLOY};
+use crate::api_support::holds::canary_held_by_running_rollout;
+use crate::api_support::{spawn, TestApi, ADMIN, DEPLOY};
 
 /// How a test runs `tenantctl`: against the API's table, or through the API.
 #[derive(Clone, Copy, Debug)]
@@ -33,10 +31,6 @@ async fn tenantctl(api: &TestApi, mode: Mode, args: &[&str], env: &[(&str, &str)
     };
     command.args(args).envs(env.iter().copied());
     command.output().await.expect("tenantctl runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn assert_exit(o: &Output, code: i32, says: &str, mode: Mode) {

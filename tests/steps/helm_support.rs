@@ -2,7 +2,6 @@
 //! per test (`localstack/helm-standin`), the health stand-in
 //! (`localstack/fleet_health_standin.py`) reading its releases, and the facts earlier
 //! steps record before a deploy.
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,12 +2,10 @@
 //! 127.0.0.1:0 against DynamoDB Local), with the token from TENANTCTL_TOKEN: exit codes,
 //! output, scopes, and a rollout followed with `--wait` in Azure Pipelines mode.
 
-mod api_support;
-mod common;
-
+use crate::{stderr, stdout};
 use std::process::Output;
 
-use api_support::{spawn, TestApi, ADMIN, DEPLOY, READ};
+use crate::api_support::{spawn, TestApi, ADMIN, DEPLOY, READ};
 
 async fn tenantctl(api: &TestApi, token: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantctl"));
@@ -24,14 +22,6 @@ async fn tenantctl(api: &TestApi, token: Option<&str>, args: &[&str], env: &[(&s
         command.env(k, v);
     }
     command.output().await.expect("tenantctl runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 const CREATE: &[&str] = &[

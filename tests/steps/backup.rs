@@ -4,7 +4,7 @@ use tenant_orchestrator::domain::TenantSpec;
 use tenant_orchestrator::record::{TenantFacts, TenantRecord};
 use tenant_orchestrator::steps::backup::{snapshot_identifier, BackupConfig, Purpose, SnapshotDatabase};
 
-use crate::support::*;
+use crate::aws_support::*;
 
 fn keep(n: usize) -> BackupConfig {
     BackupConfig {

@@ -5,8 +5,8 @@ use tenant_orchestrator::step::StepOutcome;
 use tenant_orchestrator::steps::artifact::{ArtifactConfig, CheckArtifact};
 use tenant_orchestrator::steps::AwsClients;
 
+use crate::aws_support::*;
 use crate::common::{release, require_local_aws};
-use crate::support::*;
 
 fn artifact_config(repository: &str) -> ArtifactConfig {
     ArtifactConfig {

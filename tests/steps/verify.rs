@@ -2,14 +2,11 @@
 //! HTTP test double in this file, and, end to end through the worker, the health
 //! stand-in answering for releases the Helm stand-in deployed.
 
-mod common;
-mod helm_support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
-use helm_support::*;
+use crate::common::*;
+use crate::helm_support::*;
 use serde_json::json;
 use tenant_orchestrator::domain::Hostname;
 use tenant_orchestrator::machine::{RollbackStep, StepKind, TenantEvent, TenantState, UpgradeStep};

@@ -1,31 +1,20 @@
 //! `tenantctl tenant wait` as an Azure Pipelines step sees it: logging commands on
 //! stderr while an in-process worker drives the tenant, against DynamoDB Local.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::fleet::{Fleet, TestFleet};
+use crate::common::*;
 use tenant_orchestrator::machine::StepKind;
-use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::step::{StepOutcome, StepRegistry};
-use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::Worker;
 
 /// Creates acme, starts `tenantctl tenant wait acme` as the agent would run it
 /// (TF_BUILD=True), drives the tenant with `step`, and returns the exit code and stderr.
 async fn wait_in_azure(step: Arc<ScriptedStep>) -> (Option<i32>, String) {
-    let store = fresh_store().await;
-    TenantCommands::new(store.clone())
-        .create(
-            spec("acme", "us-east-1"),
-            release("1.0.0"),
-            &Actor::operator("test"),
-        )
-        .await
-        .unwrap();
+    let Fleet { store, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
     let child = Command::new(env!("CARGO_BIN_EXE_tenantctl"))
         .args([
             "--table",

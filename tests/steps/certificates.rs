@@ -4,21 +4,16 @@
 //! tenant whose certificates are ensured is on an ISSUED certificate attached to a
 //! listener; `RecordingCloud` checks the same at every detach.
 
-mod common;
-#[path = "fault_proxy_support/mod.rs"]
-mod fault_proxy_support;
-#[path = "steps_certificates/platform.rs"]
 mod platform;
-#[path = "steps_certificates/recording.rs"]
 mod recording;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{fresh_store, release, tenant_id};
+use crate::fault_proxy_support::FaultProxy;
 use chrono::Utc;
-use common::{fresh_store, release, tenant_id};
-use fault_proxy_support::FaultProxy;
 use platform::Platform;
 use recording::{Call, RecordingCloud};
 use tenant_orchestrator::domain::{Environment, Group, Hostname, Region, TenantSpec, Tier};

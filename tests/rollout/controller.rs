@@ -2,12 +2,9 @@
 //! with `ScriptedStep` standing in for the AWS steps and `HealthDouble` for the bake
 //! health checks.
 
-mod common;
-mod rollout_support;
-
 use std::time::Duration;
 
-use rollout_support::*;
+use crate::rollout_support::*;
 use serde_json::json;
 use tenant_orchestrator::domain::rollout::SkipReason;
 use tenant_orchestrator::domain::RolloutId;

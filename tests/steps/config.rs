@@ -8,8 +8,8 @@ use tenant_orchestrator::record::TenantFacts;
 use tenant_orchestrator::steps::config::{DeleteConfig, WriteConfig};
 use tenant_orchestrator::steps::{names, AwsClients};
 
+use crate::aws_support::*;
 use crate::fault_proxy_support::{sdk_config_through, FaultProxy};
-use crate::support::*;
 
 /// A parameter as read back with decryption.
 #[derive(Debug, Clone, PartialEq)]

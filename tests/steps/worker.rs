@@ -18,7 +18,7 @@ use tenant_orchestrator::store::TenantStore;
 use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::Worker;
 
-use crate::support::*;
+use crate::aws_support::*;
 
 /// Test double for the infrastructure steps: records the outputs a real stack would
 /// have, as ProvisionInfra and UpdateInfra do, so the steps under test find them.

@@ -1,0 +1,23 @@
+//! The steps against the local AWS and local stand-ins, run through the `Step` trait:
+//! artifact, backup and configuration on moto's ECR, RDS and SSM; infrastructure on
+//! moto's CloudFormation and RDS; certificates on ACM, Route 53 and ELBv2; Helm and
+//! verify against `localstack/helm-standin` and local health endpoints; DynamoDB Local
+//! for the worker. Run `eval "$(localstack/start.sh)"` first (scripts/test.sh does it).
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../fault_proxy_support/mod.rs"]
+mod fault_proxy_support;
+
+mod aws_support;
+mod helm_support;
+mod infra_support;
+
+mod artifact;
+mod backup;
+mod certificates;
+mod config;
+mod helm;
+mod infra;
+mod verify;
+mod worker;
