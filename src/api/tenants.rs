@@ -186,26 +186,48 @@ pub async fn update(
     Ok(Json(TenantView::from(&record)))
 }
 
-/// Applies an operator event, idempotently when the caller sent a key.
-#[allow(clippy::too_many_arguments)] // each is a distinct part of the request; a struct would only rename them
+/// What every command endpoint on one tenant takes besides its body: the tenant, the
+/// `Idempotency-Key` and the hold override, read in that order.
+pub struct CommandTarget {
+    id: TenantId,
+    key: Option<String>,
+    hold: HoldOverride,
+}
+
+impl axum::extract::FromRequestParts<ApiState> for CommandTarget {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let TenantPath(id) = TenantPath::from_request_parts(parts, state).await?;
+        let IdempotencyKey(key) = IdempotencyKey::from_request_parts(parts, state).await?;
+        let ApiQuery(hold) = ApiQuery::<HoldOverride>::from_request_parts(parts, state).await?;
+        Ok(Self { id, key, hold })
+    }
+}
+
+/// Applies an operator event (`verb` names the endpoint, `POST /v1/tenants/{id}/{verb}`),
+/// idempotently when the caller sent a key.
 async fn command<S>(
     state: &ApiState,
     caller: &Caller<S>,
-    key: Option<String>,
-    id: &TenantId,
-    request: &str,
-    q: &HoldOverride,
+    target: CommandTarget,
+    verb: &str,
     body: &impl Serialize,
     event: TenantEvent,
 ) -> Response {
-    let hold = match rollout_hold(caller, q) {
+    let CommandTarget { id, key, hold } = target;
+    let hold = match rollout_hold(caller, &hold) {
         Ok(hold) => hold,
         Err(e) => return e.into_response(),
     };
     let request = match hold {
-        RolloutHold::Respect => request.to_owned(),
-        RolloutHold::Override => format!("{request}?override_rollout_hold=true"),
+        RolloutHold::Respect => format!("POST /v1/tenants/{id}/{verb}"),
+        RolloutHold::Override => format!("POST /v1/tenants/{id}/{verb}?override_rollout_hold=true"),
     };
+    let id = &id;
     idempotency::run(state, &caller.name, key, &request, body, || async {
         let name = event.name();
         let record = state
@@ -223,48 +245,20 @@ async fn command<S>(
 pub async fn upgrade(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
-    TenantPath(id): TenantPath,
-    IdempotencyKey(key): IdempotencyKey,
-    ApiQuery(q): ApiQuery<HoldOverride>,
+    target: CommandTarget,
     ApiJson(body): ApiJson<Upgrade>,
 ) -> Response {
     let event = TenantEvent::Upgrade {
         release: body.release.clone(),
     };
-    command(
-        &state,
-        &caller,
-        key,
-        &id,
-        &format!("POST /v1/tenants/{id}/upgrade"),
-        &q,
-        &body,
-        event,
-    )
-    .await
+    command(&state, &caller, target, "upgrade", &body, event).await
 }
 
 #[utoipa::path(operation_id = "tenant_retry", post, path = "/v1/tenants/{id}/retry", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
         description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
-pub async fn retry(
-    State(state): State<ApiState>,
-    caller: Caller<Deploy>,
-    TenantPath(id): TenantPath,
-    IdempotencyKey(key): IdempotencyKey,
-    ApiQuery(q): ApiQuery<HoldOverride>,
-) -> Response {
-    command(
-        &state,
-        &caller,
-        key,
-        &id,
-        &format!("POST /v1/tenants/{id}/retry"),
-        &q,
-        &(),
-        TenantEvent::Retry,
-    )
-    .await
+pub async fn retry(State(state): State<ApiState>, caller: Caller<Deploy>, target: CommandTarget) -> Response {
+    command(&state, &caller, target, "retry", &(), TenantEvent::Retry).await
 }
 
 #[utoipa::path(operation_id = "tenant_rollback", post, path = "/v1/tenants/{id}/rollback", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
@@ -273,21 +267,9 @@ pub async fn retry(
 pub async fn rollback(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
-    TenantPath(id): TenantPath,
-    IdempotencyKey(key): IdempotencyKey,
-    ApiQuery(q): ApiQuery<HoldOverride>,
+    target: CommandTarget,
 ) -> Response {
-    command(
-        &state,
-        &caller,
-        key,
-        &id,
-        &format!("POST /v1/tenants/{id}/rollback"),
-        &q,
-        &(),
-        TenantEvent::Rollback,
-    )
-    .await
+    command(&state, &caller, target, "rollback", &(), TenantEvent::Rollback).await
 }
 
 #[utoipa::path(operation_id = "tenant_restore", post, path = "/v1/tenants/{id}/restore", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride), request_body = Restore,
@@ -296,25 +278,13 @@ pub async fn rollback(
 pub async fn restore(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
-    TenantPath(id): TenantPath,
-    IdempotencyKey(key): IdempotencyKey,
-    ApiQuery(q): ApiQuery<HoldOverride>,
+    target: CommandTarget,
     ApiJson(body): ApiJson<Restore>,
 ) -> Response {
     let event = TenantEvent::Restore {
         snapshot: String::from(body.snapshot.clone()),
     };
-    command(
-        &state,
-        &caller,
-        key,
-        &id,
-        &format!("POST /v1/tenants/{id}/restore"),
-        &q,
-        &body,
-        event,
-    )
-    .await
+    command(&state, &caller, target, "restore", &body, event).await
 }
 
 #[utoipa::path(operation_id = "tenant_deprovision", post, path = "/v1/tenants/{id}/deprovision", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
@@ -323,18 +293,13 @@ pub async fn restore(
 pub async fn deprovision(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
-    TenantPath(id): TenantPath,
-    IdempotencyKey(key): IdempotencyKey,
-    ApiQuery(q): ApiQuery<HoldOverride>,
+    target: CommandTarget,
 ) -> Response {
-    let request = format!("POST /v1/tenants/{id}/deprovision");
     command(
         &state,
         &caller,
-        key,
-        &id,
-        &request,
-        &q,
+        target,
+        "deprovision",
         &(),
         TenantEvent::Deprovision,
     )
