@@ -12,7 +12,9 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 
 use super::errors::classify;
-use super::item::{corrupt, get_n, get_s, json, millis, n, opt_s, s, time_from_millis, to_json, Item};
+use super::item::{
+    corrupt, get_n, get_s, item_key, json, millis, n, opt_s, plain_key, s, time_from_millis, to_json, Item,
+};
 use super::page_token::PageScope;
 use super::{ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
@@ -293,7 +295,7 @@ impl RolloutStore for DynamoStore {
         let scope = PageScope::new("rollouts").with(running_only.then_some("running"));
         if let Some(token) = next_token {
             let key: HashMap<String, String> = self.open_page("listing rollouts", &scope, &token).await?;
-            query = query.set_exclusive_start_key(Some(key.into_iter().map(|(k, v)| (k, s(v))).collect()));
+            query = query.set_exclusive_start_key(Some(item_key(key)));
         }
         let out = query
             .send()
@@ -458,11 +460,4 @@ impl RolloutStore for DynamoStore {
     async fn drive_tenant(&self, drive: TenantDrive<'_>) -> Result<(), StoreError> {
         self.drive_transaction(drive).await
     }
-}
-
-/// A start key as plain strings (every key attribute of the listing index is one).
-fn plain_key(key: &Item) -> HashMap<String, String> {
-    key.iter()
-        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone())))
-        .collect()
 }
