@@ -17,7 +17,7 @@ use super::transition::Committed;
 use super::{as_stored, DynamoStore};
 use crate::domain::{Hostname, TenantId};
 use crate::record::{TenantRecord, Transition};
-use crate::store::{keys, Conflict, StoreError, WriteGuard};
+use crate::store::{keys, StoreError, WriteGuard};
 
 fn claim_key(hostname: &Hostname) -> Item {
     HashMap::from([
@@ -126,7 +126,11 @@ impl DynamoStore {
         let mut record = record.clone();
         record.event_seq += 1;
         let write_id = super::new_write_id();
-        let (update, condition, next) = self.save_update(&record, WriteGuard::Version, now, &write_id);
+        let super::TenantWrite {
+            update,
+            condition,
+            next,
+        } = self.save_update(&record, WriteGuard::Version, now, &write_id);
         let id = record.id().clone();
         let added: Vec<Hostname> = next
             .spec
@@ -159,17 +163,11 @@ impl DynamoStore {
         let tenant_refused = reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
         Err(match self.refused_claim(&reasons, first_claim, &added).await {
             Some(taken) if !tenant_refused => taken,
-            _ => cancellation(&context, &reasons, |i, reason| match i {
-                0 => Self::explain_conflict(&record, WriteGuard::Version, reason.item(), now),
-                1 => (
-                    Conflict::Version,
-                    format!("history event {event_seq} already written; reload and try again"),
-                ),
-                _ => (
-                    Conflict::Version,
-                    "a hostname claim changed meanwhile; try again".into(),
-                ),
-            }),
+            _ => cancellation(
+                &context,
+                &reasons,
+                Self::explain_refused_transition(&record, WriteGuard::Version, event_seq, now),
+            ),
         })
     }
 

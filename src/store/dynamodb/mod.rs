@@ -24,8 +24,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsError, TransactWriteItemsOutput};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConsumedCapacity, Put, ReturnConsumedCapacity, ReturnValue,
+    AttributeValue, CancellationReason, ConsumedCapacity, Put, ReturnConsumedCapacity, ReturnValue,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
@@ -57,6 +58,14 @@ pub struct DynamoStore {
     write_milli_units: Arc<AtomicU64>,
     /// The table's page-token key, read (or created) on first use.
     page_key: page_token::PageKeyCell,
+}
+
+/// The conditional update of a tenant item that a save makes, and the tenant as it
+/// is once the update is written.
+struct TenantWrite {
+    update: UpdateExpr,
+    condition: String,
+    next: TenantRecord,
 }
 
 /// Collects `SET`/`REMOVE` clauses and their values for one update expression.
@@ -118,6 +127,19 @@ impl UpdateExpr {
         }
         out
     }
+}
+
+/// The condition that a write is made by `lease`'s holder while the lease lasts,
+/// to append to a version condition; adds the names and values it uses to `update`.
+fn lease_guard(update: &mut UpdateExpr, lease: &Lease, now: DateTime<Utc>) -> &'static str {
+    update
+        .name("lease_owner")
+        .name("lease_fence")
+        .name("lease_expires")
+        .value(":guard_owner", s(&lease.owner))
+        .value(":guard_fence", n(lease.fence))
+        .value(":now", millis(now));
+    " AND #lease_owner = :guard_owner AND #lease_fence = :guard_fence AND #lease_expires > :now"
 }
 
 fn ttl_after(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
@@ -241,7 +263,7 @@ impl DynamoStore {
         guard: WriteGuard<'_>,
         now: DateTime<Utc>,
         write_id: &str,
-    ) -> (UpdateExpr, String, TenantRecord) {
+    ) -> TenantWrite {
         let mut next = record.clone();
         next.version += 1;
         let mut update = UpdateExpr::default();
@@ -254,16 +276,7 @@ impl DynamoStore {
         update.value(":expected_version", n(record.version));
         let mut condition = "#version = :expected_version".to_owned();
         if let WriteGuard::Lease(lease) = guard {
-            condition.push_str(
-                " AND #lease_owner = :guard_owner AND #lease_fence = :guard_fence AND #lease_expires > :now",
-            );
-            update
-                .name("lease_owner")
-                .name("lease_fence")
-                .name("lease_expires")
-                .value(":guard_owner", s(&lease.owner))
-                .value(":guard_fence", n(lease.fence))
-                .value(":now", millis(now));
+            condition.push_str(lease_guard(&mut update, lease, now));
             match &next.lease {
                 // The worker keeps its lease, possibly with a later expiry.
                 Some(kept) => {
@@ -278,7 +291,113 @@ impl DynamoStore {
                 }
             }
         }
-        (update, condition, next)
+        TenantWrite {
+            update,
+            condition,
+            next,
+        }
+    }
+
+    /// Explains a refused transition by the item of its transaction that refused it:
+    /// the tenant (the first item), its history event (the second) or a hostname claim.
+    fn explain_refused_transition<'a>(
+        record: &'a TenantRecord,
+        guard: WriteGuard<'a>,
+        event_seq: u64,
+        now: DateTime<Utc>,
+    ) -> impl Fn(usize, &CancellationReason) -> (Conflict, String) + 'a {
+        move |i, reason| match i {
+            0 => Self::explain_conflict(record, guard, reason.item(), now),
+            1 => (
+                Conflict::Version,
+                format!("history event {event_seq} already written; reload and try again"),
+            ),
+            _ => (
+                Conflict::Version,
+                "a hostname claim changed meanwhile; try again".into(),
+            ),
+        }
+    }
+
+    /// Saves a change that records no transition: one conditional update of the
+    /// tenant item. A refusal that carries `write_id` is this very write, retried
+    /// after its first answer was lost: it counts as written.
+    async fn save_in_place(
+        &self,
+        record: &TenantRecord,
+        guard: WriteGuard<'_>,
+        now: DateTime<Utc>,
+        write: TenantWrite,
+        write_id: &str,
+    ) -> Result<TenantRecord, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .table_name(&self.table)
+            .set_key(Some(Self::tenant_key(record.id())))
+            .update_expression(write.update.expression())
+            .condition_expression(write.condition)
+            .set_expression_attribute_names(Some(write.update.names))
+            .set_expression_attribute_values(Some(write.update.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(out) => {
+                self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+                return as_stored(&write.next);
+            }
+            Err(err) => err,
+        };
+        let current = match err.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(refused)) => refused.item(),
+            _ => return Err(classify("saving tenant", &self.table, err)),
+        };
+        if written_by(current, write_id) {
+            return as_stored(&write.next);
+        }
+        let (kind, detail) = Self::explain_conflict(record, guard, current, now);
+        Err(StoreError::Conflict {
+            what: format!("saving tenant {}", record.id()),
+            detail,
+            kind,
+        })
+    }
+
+    /// Saves a change with its history event in one transaction. A tenant that ends
+    /// deleted gives its hostnames up for other tenants in the same transaction.
+    async fn save_transition(
+        &self,
+        record: &TenantRecord,
+        guard: WriteGuard<'_>,
+        now: DateTime<Utc>,
+        write: TenantWrite,
+        write_id: &str,
+        transition: Transition,
+    ) -> Result<TenantRecord, StoreError> {
+        let TenantWrite {
+            update,
+            condition,
+            next,
+        } = write;
+        let tenant_write = self.tenant_update(Self::tenant_key(record.id()), update, condition);
+        let mut tx = self.transition_tx(tenant_write, &next, transition, now);
+        if next.state.is_terminal() {
+            for h in self.held_by(record.id(), &next.spec.hostnames).await? {
+                tx.push(claims::release(&self.table, &h, record.id()));
+            }
+        }
+        let event_seq = tx.event_seq;
+        let context = format!("saving tenant {}", record.id());
+        match self.commit(tx, &next, write_id, &context).await? {
+            Committed::Stored => as_stored(&next),
+            Committed::Cancelled(reasons) => Err(cancellation(
+                &context,
+                &reasons,
+                Self::explain_refused_transition(record, guard, event_seq, now),
+            )),
+        }
     }
 
     fn explain_conflict(
@@ -418,70 +537,13 @@ impl TenantStore for DynamoStore {
             record.event_seq += 1;
         }
         let write_id = new_write_id();
-        let (update, condition, next) = self.save_update(&record, guard, now, &write_id);
-        let key = Self::tenant_key(record.id());
-        let Some(t) = transition else {
-            let result = self
-                .client
-                .update_item()
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .table_name(&self.table)
-                .set_key(Some(key))
-                .update_expression(update.expression())
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(update.names))
-                .set_expression_attribute_values(Some(update.values))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .send()
-                .await;
-            return match result {
-                Ok(out) => {
-                    self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
-                    as_stored(&next)
-                }
-                Err(err) => Err(match err.as_service_error() {
-                    Some(e) if e.is_conditional_check_failed_exception() => {
-                        let current = match e {
-                            aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
-                            _ => None,
-                        };
-                        if written_by(current, &write_id) {
-                            return as_stored(&next);
-                        }
-                        let (kind, detail) = Self::explain_conflict(&record, guard, current, now);
-                        StoreError::Conflict {
-                            what: format!("saving tenant {}", record.id()),
-                            detail,
-                            kind,
-                        }
-                    }
-                    _ => classify("saving tenant", &self.table, err),
-                }),
-            };
-        };
-        let mut tx = self.transition_tx(self.tenant_update(key, update, condition), &next, t, now);
-        if next.state.is_terminal() {
-            // A deleted tenant gives its hostnames up for other tenants.
-            let held = self.held_by(record.id(), &next.spec.hostnames).await?;
-            for h in &held {
-                tx.push(claims::release(&self.table, h, record.id()));
+        let write = self.save_update(&record, guard, now, &write_id);
+        match transition {
+            None => self.save_in_place(&record, guard, now, write, &write_id).await,
+            Some(t) => {
+                self.save_transition(&record, guard, now, write, &write_id, t)
+                    .await
             }
-        }
-        let event_seq = tx.event_seq;
-        let context = format!("saving tenant {}", record.id());
-        match self.commit(tx, &next, &write_id, &context).await? {
-            Committed::Stored => as_stored(&next),
-            Committed::Cancelled(reasons) => Err(cancellation(&context, &reasons, |i, reason| match i {
-                0 => Self::explain_conflict(&record, guard, reason.item(), now),
-                1 => (
-                    Conflict::Version,
-                    format!("history event {event_seq} already written; reload and try again"),
-                ),
-                _ => (
-                    Conflict::Version,
-                    "a hostname claim changed meanwhile; try again".into(),
-                ),
-            })),
         }
     }
 

@@ -16,7 +16,7 @@ use super::item::{
     corrupt, get_n, get_s, item_key, json, millis, n, opt_s, plain_key, s, time_from_millis, to_json, Item,
 };
 use super::page_token::PageScope;
-use super::{ttl_after, DynamoStore, UpdateExpr};
+use super::{lease_guard, ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
 use crate::record::{Lease, Phase, RolloutMember, RolloutRecord};
 use crate::store::rollouts::{RolloutStore, RolloutSummary, TenantDrive};
@@ -93,17 +93,6 @@ pub(super) fn member_update(table: &str, id: &RolloutId, m: &RolloutMember) -> U
         .expression_attribute_values(":expected", n(m.version))
         .build()
         .expect("table, key, expression set")
-}
-
-fn lease_condition(update: &mut UpdateExpr, lease: &Lease, now: DateTime<Utc>) -> &'static str {
-    update
-        .name("lease_owner")
-        .name("lease_fence")
-        .name("lease_expires")
-        .value(":guard_owner", s(&lease.owner))
-        .value(":guard_fence", n(lease.fence))
-        .value(":now", millis(now));
-    " AND #lease_owner = :guard_owner AND #lease_fence = :guard_fence AND #lease_expires > :now"
 }
 
 #[async_trait]
@@ -240,7 +229,7 @@ impl RolloutStore for DynamoStore {
         update.value(":expected_version", n(record.version));
         let mut condition = "#version = :expected_version".to_owned();
         if let WriteGuard::Lease(lease) = guard {
-            condition.push_str(lease_condition(&mut update, lease, now));
+            condition.push_str(lease_guard(&mut update, lease, now));
             if let Some(kept) = &next.lease {
                 update.set("lease_expires", millis(kept.expires_at));
             }
