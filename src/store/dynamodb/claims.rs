@@ -58,16 +58,13 @@ pub(super) fn release(table: &str, hostname: &Hostname, owner: &TenantId) -> Tra
 impl DynamoStore {
     /// The tenant holding `hostname`, if any.
     async fn claim_owner(&self, hostname: &Hostname) -> Result<Option<String>, StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(claim_key(hostname)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("reading a hostname claim", self.table(), e))?;
-        Ok(out.item().and_then(|i| get_s(i, "owner").ok()).map(str::to_owned))
+        let claim = self
+            .read_item(claim_key(hostname), "reading a hostname claim")
+            .await?;
+        Ok(claim
+            .as_ref()
+            .and_then(|i| get_s(i, "owner").ok())
+            .map(str::to_owned))
     }
 
     /// Those of `hostnames` that `owner` holds a claim on (tenants created before

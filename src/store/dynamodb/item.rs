@@ -25,6 +25,11 @@ pub fn millis(t: DateTime<Utc>) -> AttributeValue {
     n(t.timestamp_millis())
 }
 
+/// The primary key `pk`/`sk` of an item.
+pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
 /// A key as plain strings, as a page token keeps it (every key attribute of the
 /// table and its indexes is a string).
 pub fn plain_key(key: &Item) -> HashMap<String, String> {

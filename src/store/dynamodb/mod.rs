@@ -36,7 +36,7 @@ use super::keys;
 use super::{Conflict, Entity, ListQuery, Page, StoreError, TenantStore, TenantSummary, WriteGuard};
 use crate::domain::{Hostname, Region, TenantId};
 use crate::record::{HistoryEvent, Lease, TenantRecord, Transition};
-use errors::{cancellation, classify};
+use errors::{cancellation, classify, conflict_as};
 use item::{decode_event, decode_tenant, get_n, get_s, millis, n, s, tenant_item, Item};
 use transition::Committed;
 
@@ -186,8 +186,9 @@ impl DynamoStore {
         self.write_milli_units.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
-    fn count(&self, capacity: &[&ConsumedCapacity]) {
-        let units: f64 = capacity.iter().filter_map(|c| c.capacity_units()).sum();
+    /// Adds the write capacity a response reports (none, one or one per table).
+    fn count<'a>(&self, capacity: impl IntoIterator<Item = &'a ConsumedCapacity>) {
+        let units: f64 = capacity.into_iter().filter_map(|c| c.capacity_units()).sum();
         self.write_milli_units
             .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
     }
@@ -249,11 +250,23 @@ impl DynamoStore {
         }
     }
 
+    /// The item under `key`, read consistently, if there is one; `context` names the
+    /// read in an error.
+    async fn read_item(&self, key: Item, context: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(context, &self.table, e))?;
+        Ok(out.item)
+    }
+
     fn tenant_key(id: &TenantId) -> Item {
-        HashMap::from([
-            ("pk".to_owned(), s(keys::tenant_pk(id))),
-            ("sk".to_owned(), s(keys::TENANT_SK)),
-        ])
+        item::key(keys::tenant_pk(id), keys::TENANT_SK)
     }
 
     /// Builds the conditional update for `save`, returning it with the new record.
@@ -345,7 +358,7 @@ impl DynamoStore {
             .await;
         let err = match result {
             Ok(out) => {
-                self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+                self.count(out.consumed_capacity());
                 return as_stored(&write.next);
             }
             Err(err) => err,
@@ -507,17 +520,8 @@ impl TenantStore for DynamoStore {
     }
 
     async fn load(&self, id: &TenantId) -> Result<TenantRecord, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::tenant_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("loading tenant", &self.table, e))?;
-        match out.item() {
-            Some(item) => decode_tenant(item),
+        match self.read_item(Self::tenant_key(id), "loading tenant").await? {
+            Some(item) => decode_tenant(&item),
             None => Err(StoreError::NotFound {
                 entity: Entity::Tenant,
                 what: format!("tenant {id}"),
@@ -593,17 +597,14 @@ impl TenantStore for DynamoStore {
             .await;
         match result {
             Ok(out) => {
-                self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+                self.count(out.consumed_capacity());
                 decode_tenant(out.attributes().unwrap_or(&HashMap::new()))
             }
-            Err(err) => Err(match classify("taking lease", &self.table, err) {
-                StoreError::Conflict { what, .. } => StoreError::Conflict {
-                    what,
-                    kind: Conflict::Lease,
-                    detail: format!("tenant {id} is leased by another worker (or does not exist)"),
-                },
-                other => other,
-            }),
+            Err(err) => Err(conflict_as(
+                classify("taking lease", &self.table, err),
+                Conflict::Lease,
+                || format!("tenant {id} is leased by another worker (or does not exist)"),
+            )),
         }
     }
 
@@ -636,15 +637,14 @@ impl TenantStore for DynamoStore {
             .set_expression_attribute_values(Some(update.values))
             .send()
             .await
-            .map_err(|e| match classify("renewing lease", &self.table, e) {
-                StoreError::Conflict { what, .. } => StoreError::Conflict {
-                    what,
-                    kind: Conflict::Lease,
-                    detail: format!("lease on tenant {id} (fence {}) was lost", lease.fence),
-                },
-                other => other,
+            .map_err(|e| {
+                conflict_as(
+                    classify("renewing lease", &self.table, e),
+                    Conflict::Lease,
+                    || format!("lease on tenant {id} (fence {}) was lost", lease.fence),
+                )
             })?;
-        self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+        self.count(out.consumed_capacity());
         Ok(Lease {
             expires_at: expires,
             ..lease.clone()
@@ -683,7 +683,7 @@ impl TenantStore for DynamoStore {
             .send()
             .await
             .map_err(|e| classify("releasing lease", &self.table, e))?;
-        self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+        self.count(out.consumed_capacity());
         Ok(())
     }
 
@@ -755,17 +755,10 @@ impl TenantStore for DynamoStore {
     }
 
     async fn regions(&self) -> Result<Vec<Region>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::META_PK))
-            .key("sk", s(keys::REGIONS_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("listing regions", &self.table, e))?;
-        let mut regions = match out.item().and_then(|i| i.get("regions")) {
+        let item = self
+            .read_item(item::key(keys::META_PK, keys::REGIONS_SK), "listing regions")
+            .await?;
+        let mut regions = match item.as_ref().and_then(|i| i.get("regions")) {
             Some(AttributeValue::Ss(list)) => list
                 .iter()
                 .map(|r| Region::parse(r))

@@ -11,7 +11,8 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 
-use super::errors::classify;
+use super::errors::{classify, conflict_as};
+use super::item;
 use super::item::{
     corrupt, get_n, get_s, item_key, json, millis, n, opt_s, plain_key, s, time_from_millis, to_json, Item,
 };
@@ -25,10 +26,7 @@ use crate::store::{keys, Conflict, Entity, Page, StoreError, WriteGuard};
 const BATCH: usize = 25;
 
 pub(super) fn rollout_key(id: &RolloutId) -> Item {
-    HashMap::from([
-        ("pk".to_owned(), s(keys::rollout_pk(id))),
-        ("sk".to_owned(), s(keys::ROLLOUT_SK)),
-    ])
+    item::key(keys::rollout_pk(id), keys::ROLLOUT_SK)
 }
 
 /// The attributes a rollout save rewrites.
@@ -130,18 +128,11 @@ impl RolloutStore for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map(|out| self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>()))
-            .map_err(|e| match classify("creating rollout", self.table(), e) {
-                StoreError::Conflict { what, .. } => StoreError::Conflict {
-                    what,
-                    kind: Conflict::Version,
-                    detail: format!(
+            .map(|out| self.count(out.consumed_capacity()))
+            .map_err(|e| conflict_as(classify("creating rollout", self.table(), e), Conflict::Version, || format!(
                         "rollout {} already exists; see it with `tenantctl rollout status {}` or start with another --id",
                         stored.id, stored.id
-                    ),
-                },
-                other => other,
-            })?;
+                    )))?;
         Ok(stored)
     }
 
@@ -170,7 +161,7 @@ impl RolloutStore for DynamoStore {
                     .send()
                     .await
                     .map_err(|e| classify("writing rollout members", self.table(), e))?;
-                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
+                self.count(out.consumed_capacity());
                 requests = out
                     .unprocessed_items
                     .and_then(|mut u| u.remove(self.table()))
@@ -194,17 +185,8 @@ impl RolloutStore for DynamoStore {
     }
 
     async fn load_rollout(&self, id: &RolloutId) -> Result<RolloutRecord, StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(rollout_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("loading rollout", self.table(), e))?;
-        match out.item() {
-            Some(item) => decode_rollout(item),
+        match self.read_item(rollout_key(id), "loading rollout").await? {
+            Some(item) => decode_rollout(&item),
             None => Err(StoreError::NotFound {
                 entity: Entity::Rollout,
                 what: format!("rollout {id}"),
@@ -245,18 +227,11 @@ impl RolloutStore for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map(|out| self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>()))
-            .map_err(|e| match classify("saving rollout", self.table(), e) {
-                StoreError::Conflict { what, .. } => StoreError::Conflict {
-                    what,
-                    kind: Conflict::Version,
-                    detail: format!(
+            .map(|out| self.count(out.consumed_capacity()))
+            .map_err(|e| conflict_as(classify("saving rollout", self.table(), e), Conflict::Version, || format!(
                         "rollout {} changed since version {} was read (or its controller lease was lost); reload and try again",
                         record.id, record.version
-                    ),
-                },
-                other => other,
-            })?;
+                    )))?;
         Ok(next)
     }
 
@@ -359,15 +334,14 @@ impl RolloutStore for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map_err(|e| match classify("taking rollout lease", self.table(), e) {
-                StoreError::Conflict { what, .. } => StoreError::Conflict {
-                    what,
-                    kind: Conflict::RolloutLease,
-                    detail: format!("rollout {id} is driven by another controller"),
-                },
-                other => other,
+            .map_err(|e| {
+                conflict_as(
+                    classify("taking rollout lease", self.table(), e),
+                    Conflict::RolloutLease,
+                    || format!("rollout {id} is driven by another controller"),
+                )
             })?;
-        self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+        self.count(out.consumed_capacity());
         decode_rollout(out.attributes().unwrap_or(&HashMap::new()))
     }
 
@@ -385,7 +359,7 @@ impl RolloutStore for DynamoStore {
             .send()
             .await
             .map_err(|e| classify("releasing rollout lease", self.table(), e))?;
-        self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+        self.count(out.consumed_capacity());
         Ok(())
     }
 
@@ -429,17 +403,18 @@ impl RolloutStore for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map(|out| self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>()))
-            .map_err(|e| match classify("saving rollout member", self.table(), e) {
-                StoreError::Conflict { what, .. } => StoreError::Conflict {
-                    what,
-                    kind: Conflict::Version,
-                    detail: format!(
-                        "member {} of rollout {id} changed since it was read",
-                        member.tenant
-                    ),
-                },
-                other => other,
+            .map(|out| self.count(out.consumed_capacity()))
+            .map_err(|e| {
+                conflict_as(
+                    classify("saving rollout member", self.table(), e),
+                    Conflict::Version,
+                    || {
+                        format!(
+                            "member {} of rollout {id} changed since it was read",
+                            member.tenant
+                        )
+                    },
+                )
             })?;
         let mut saved = member.clone();
         saved.version += 1;
