@@ -215,15 +215,7 @@ impl DynamoStore {
     async fn put_claim(&self, hostname: &Hostname, owner: &TenantId) -> Result<(), StoreError> {
         let mut item = claim_key(hostname);
         item.insert("owner".into(), s(owner.as_str()));
-        self.client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| classify("claiming a hostname", self.table(), e))?;
-        Ok(())
+        self.put_new(item, "claiming a hostname").await
     }
 }
 

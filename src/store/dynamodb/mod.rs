@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsError, TransactWriteItemsOutput};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, ConsumedCapacity, Put, ReturnConsumedCapacity, ReturnValue,
@@ -103,6 +104,14 @@ impl UpdateExpr {
         self.remove.push(name.clone());
         self.names.insert(name, attr.to_owned());
         self
+    }
+
+    /// Gives the lease a new fence: one past the last fence handed out on the item.
+    fn next_fence(&mut self) -> &mut Self {
+        self.set_raw("#lease_fence = #last_fence + :one, #last_fence = #last_fence + :one")
+            .name("last_fence")
+            .name("lease_fence")
+            .value(":one", n(1))
     }
 
     fn name(&mut self, attr: &str) -> &mut Self {
@@ -265,6 +274,38 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// A conditional update of the item under `key`, ready to send: it reports the
+    /// capacity it consumes, and the caller adds what it wants returned.
+    fn conditional_update(
+        &self,
+        key: Item,
+        update: UpdateExpr,
+        condition: impl Into<String>,
+    ) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+    }
+
+    /// Puts `item` if no item has its key yet; `context` names the write in an error.
+    async fn put_new(&self, item: Item, context: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| classify(context, &self.table, e))?;
+        Ok(())
+    }
+
     fn tenant_key(id: &TenantId) -> Item {
         item::key(keys::tenant_pk(id), keys::TENANT_SK)
     }
@@ -344,15 +385,7 @@ impl DynamoStore {
         write_id: &str,
     ) -> Result<TenantRecord, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .table_name(&self.table)
-            .set_key(Some(Self::tenant_key(record.id())))
-            .update_expression(write.update.expression())
-            .condition_expression(write.condition)
-            .set_expression_attribute_names(Some(write.update.names))
-            .set_expression_attribute_values(Some(write.update.values))
+            .conditional_update(Self::tenant_key(record.id()), write.update, write.condition)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -572,26 +605,14 @@ impl TenantStore for DynamoStore {
         update
             .set("lease_owner", s(owner))
             .set("lease_expires", millis(expires))
-            .set_raw("#lease_fence = #last_fence + :one, #last_fence = #last_fence + :one")
-            .name("last_fence")
-            .name("lease_fence")
-            .value(":one", n(1))
+            .next_fence()
             .value(":now", millis(now))
             // Hide the tenant from the work index until the lease runs out. An item
             // without work_pk stays out of the index whatever work_sk says.
             .set("work_sk", s(keys::work_sk(expires, id)));
+        let free_or_ours = "attribute_exists(pk) AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :now OR #lease_owner = :lease_owner)";
         let result = self
-            .client
-            .update_item()
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .table_name(&self.table)
-            .set_key(Some(Self::tenant_key(id)))
-            .update_expression(update.expression())
-            .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :now OR #lease_owner = :lease_owner)",
-            )
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
+            .conditional_update(Self::tenant_key(id), update, free_or_ours)
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -626,15 +647,11 @@ impl TenantStore for DynamoStore {
             .value(":fence", n(lease.fence))
             .value(":now", millis(now));
         let out = self
-            .client
-            .update_item()
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .table_name(&self.table)
-            .set_key(Some(Self::tenant_key(id)))
-            .update_expression(update.expression())
-            .condition_expression("#lease_owner = :owner AND #lease_fence = :fence AND #lease_expires > :now")
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
+            .conditional_update(
+                Self::tenant_key(id),
+                update,
+                "#lease_owner = :owner AND #lease_fence = :fence AND #lease_expires > :now",
+            )
             .send()
             .await
             .map_err(|e| {
@@ -671,15 +688,11 @@ impl TenantStore for DynamoStore {
             None => update.remove("work_sk"),
         };
         let out = self
-            .client
-            .update_item()
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .table_name(&self.table)
-            .set_key(Some(Self::tenant_key(record.id())))
-            .update_expression(update.expression())
-            .condition_expression("#lease_owner = :owner AND #lease_fence = :fence AND #version = :version")
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
+            .conditional_update(
+                Self::tenant_key(record.id()),
+                update,
+                "#lease_owner = :owner AND #lease_fence = :fence AND #version = :version",
+            )
             .send()
             .await
             .map_err(|e| classify("releasing lease", &self.table, e))?;

@@ -216,15 +216,7 @@ impl RolloutStore for DynamoStore {
                 update.set("lease_expires", millis(kept.expires_at));
             }
         }
-        self.client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(rollout_key(&record.id)))
-            .update_expression(update.expression())
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+        self.conditional_update(rollout_key(&record.id), update, condition)
             .send()
             .await
             .map(|out| self.count(out.consumed_capacity()))
@@ -312,24 +304,12 @@ impl RolloutStore for DynamoStore {
                 "#lease_owner = :lease_owner AND #lease_expires > :now"
             }
             _ => {
-                update
-                    .set_raw("#lease_fence = #last_fence + :one, #last_fence = #last_fence + :one")
-                    .name("lease_fence")
-                    .name("last_fence")
-                    .value(":one", n(1));
+                update.next_fence();
                 "attribute_exists(pk) AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :now)"
             }
         };
-        let expression = update.expression();
         let out = self
-            .client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(rollout_key(id)))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
+            .conditional_update(rollout_key(id), update, condition)
             .return_values(ReturnValue::AllNew)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()

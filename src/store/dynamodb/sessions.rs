@@ -56,15 +56,7 @@ impl DynamoStore {
         item.insert("token_check".into(), s(&session.token_check));
         item.insert("created_at".into(), n(session.created_at.timestamp()));
         item.insert("expires_at".into(), n(session.expires_at.timestamp()));
-        self.client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| classify("storing a dashboard session", self.table(), e))?;
-        Ok(())
+        self.put_new(item, "storing a dashboard session").await
     }
 
     /// The session stored under `id_hash`, if there is one (expired or not).
