@@ -423,6 +423,47 @@ fn every_reachable_state_survives_a_round_trip_through_storage_unchanged() {
 }
 
 #[test]
+fn the_state_names_are_exactly_the_names_of_the_reachable_states() {
+    let mut frontier = vec![TenantState::new_tenant()];
+    let mut seen = std::collections::HashSet::new();
+    let mut names = std::collections::BTreeSet::new();
+    let events = [
+        TenantEvent::Provision { release: v("1.0.0") },
+        TenantEvent::Upgrade { release: v("1.1.0") },
+        TenantEvent::StepSucceeded,
+        failed_step("x"),
+        TenantEvent::Retry,
+        TenantEvent::Rollback,
+        TenantEvent::Restore { snapshot: "s".into() },
+        TenantEvent::Deprovision,
+    ];
+    while let Some(state) = frontier.pop() {
+        if !seen.insert(serde_json::to_string(&state).unwrap()) {
+            continue;
+        }
+        names.insert(state.name());
+        frontier.extend(events.iter().filter_map(|event| state.apply(event).ok()));
+    }
+    assert_eq!(names, TenantState::NAMES.into_iter().collect());
+}
+
+#[test]
+fn a_state_name_parses_only_if_it_is_one_of_the_names() {
+    for name in TenantState::NAMES {
+        assert_eq!(TenantState::parse_name(name), Ok(name));
+    }
+    let unknown = TenantState::parse_name("upgrading").unwrap_err().to_string();
+    assert!(
+        unknown.starts_with("unknown state \"upgrading\"; use one of New, Provisioning,"),
+        "{unknown}"
+    );
+    let long = TenantState::parse_name(&"x".repeat(1000))
+        .unwrap_err()
+        .to_string();
+    assert!(long.len() < 200, "the name given is cut short: {long}");
+}
+
+#[test]
 fn the_committed_diagram_matches_the_machine() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/state/tenant-machine.mmd");
     let committed = std::fs::read_to_string(path).unwrap_or_default();
