@@ -113,8 +113,28 @@ impl DynamoStore {
             None => self.regions().await?,
         };
         let filter = filter.expression();
+        let (items, rest) = self
+            .collect_page(regions, query.state.as_deref(), filter.as_ref(), token, limit)
+            .await?;
+        let next_token = match rest {
+            Some(token) => Some(self.seal_page(&scope, &token).await?),
+            None => None,
+        };
+        Ok(Page { items, next_token })
+    }
+
+    /// Walks `regions` in order, from where `resume` says, until `limit` tenants are
+    /// found; returns them and where the next page starts if the listing goes on.
+    async fn collect_page(
+        &self,
+        regions: Vec<Region>,
+        state: Option<&str>,
+        filter: Option<&FilterExpr>,
+        resume: Option<ListToken>,
+        limit: usize,
+    ) -> Result<(Vec<TenantSummary>, Option<ListToken>), StoreError> {
         let mut items = Vec::new();
-        let (mut start_region, mut start_key) = match token {
+        let (mut start_region, mut start_key) = match resume {
             Some(t) => (Some(t.region), Some(t.key)),
             None => (None, None),
         };
@@ -127,23 +147,12 @@ impl DynamoStore {
             }
             start_region = None;
             loop {
-                let remaining = limit - items.len();
                 let (found, last_key) = self
-                    .list_region_page(
-                        &region,
-                        query.state.as_deref(),
-                        filter.as_ref(),
-                        start_key.take(),
-                        remaining,
-                    )
+                    .list_region_page(&region, state, filter, start_key.take(), limit - items.len())
                     .await?;
                 items.extend(found);
                 if items.len() >= limit {
-                    let token = ListToken::after(&region, last_key);
-                    return Ok(Page {
-                        items,
-                        next_token: Some(self.seal_page(&scope, &token).await?),
-                    });
+                    return Ok((items, Some(ListToken::after(&region, last_key))));
                 }
                 match last_key {
                     Some(key) => start_key = Some(key),
@@ -151,10 +160,7 @@ impl DynamoStore {
                 }
             }
         }
-        Ok(Page {
-            items,
-            next_token: None,
-        })
+        Ok((items, None))
     }
 
     /// Up to `limit` tenants of one region from `start` on (in `state` only, if
