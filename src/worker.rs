@@ -123,9 +123,10 @@ enum RunEnd {
     Interrupted,
 }
 
-/// What the worker does after a step's outcome is saved.
+/// What the worker does next with a tenant whose lease it holds.
 enum StepEnd {
-    /// The machine moved on and the lease is still held: run the next step.
+    /// The lease is still held: carry on from the tenant as given (the next step, or
+    /// a change an operator made meanwhile).
     Continue(Box<TenantRecord>),
     Stop(Processed),
 }
@@ -230,28 +231,40 @@ impl Worker {
         id: &TenantId,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Processed, WorkerError> {
-        let record = match self
+        let Some(record) = self.take_lease(id).await? else {
+            return Ok(Processed::Busy);
+        };
+        let keeper = self.keep_lease(&record);
+        self.hold(record, &keeper, shutdown).await
+    }
+
+    /// The tenant with this worker's lease on it, or `None` if another worker holds it.
+    async fn take_lease(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        match self
             .store
             .acquire_lease(id, &self.config.owner, self.config.lease_ttl, now())
             .await
         {
-            Ok(r) => r,
-            Err(StoreError::Conflict { .. }) => return Ok(Processed::Busy),
-            Err(e) => return Err(e.into()),
-        };
+            Ok(record) => Ok(Some(record)),
+            Err(StoreError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts renewing the lease just taken on `record`.
+    fn keep_lease(&self, record: &TenantRecord) -> LeaseKeeper {
         let lease = record
             .lease
             .clone()
             .expect("a freshly acquired lease is on the record");
         debug!(fence = lease.fence, "lease taken");
-        let keeper = LeaseKeeper::start(
+        LeaseKeeper::start(
             self.store.clone(),
-            id.clone(),
+            record.id().clone(),
             lease,
             self.config.lease_ttl,
             self.config.heartbeat,
-        );
-        self.hold(record, &keeper, shutdown).await
+        )
     }
 
     /// Runs the tenant's steps one after another while `keeper` holds its lease.
@@ -266,35 +279,42 @@ impl Worker {
                 warn!("lease lost or about to run out between steps; leaving the tenant to its next holder");
                 return Ok(Processed::LeaseLost);
             };
-            let idle = match record.state.step() {
-                None => true,
-                Some(_) => record.due_at.is_some_and(|due| due > now()),
+            let idle = !step_due(&record, now());
+            let end = if idle || *shutdown.borrow() {
+                self.give_up_lease(&record, &lease, idle, &shutdown).await?
+            } else {
+                self.run_due_step(record, &lease, keeper, shutdown.clone())
+                    .await?
             };
-            if idle || *shutdown.borrow() {
-                // Giving the lease up is conditional on the version this decision was
-                // made from: an operator command that landed meanwhile (the lease
-                // leaves such writes alone) is carried on with, not dropped.
-                match self.release(&record, &lease).await? {
-                    Release::Changed(fresh) if !*shutdown.borrow() => {
-                        debug!(state = %fresh.state.label(), "tenant changed before the lease was released; carrying on");
-                        record = *fresh;
-                        continue;
-                    }
-                    Release::Changed(fresh) => {
-                        self.release_for_shutdown(*fresh, &lease).await?;
-                        return Ok(Processed::Interrupted);
-                    }
-                    Release::Done if idle => return Ok(Processed::Idle),
-                    Release::Done => return Ok(Processed::Interrupted),
-                }
-            }
-            match self
-                .run_due_step(record, &lease, keeper, shutdown.clone())
-                .await?
-            {
-                StepEnd::Continue(saved) => record = *saved,
+            match end {
+                StepEnd::Continue(next) => record = *next,
                 StepEnd::Stop(processed) => return Ok(processed),
             }
+        }
+    }
+
+    /// Gives the lease up because no step is due now (`idle`) or shutdown came.
+    /// Giving it up is conditional on the version this decision was made from: an
+    /// operator command that landed meanwhile (the lease leaves such writes alone)
+    /// is carried on with, not dropped, unless the worker is shutting down.
+    async fn give_up_lease(
+        &self,
+        record: &TenantRecord,
+        lease: &Lease,
+        idle: bool,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<StepEnd, WorkerError> {
+        match self.release(record, lease).await? {
+            Release::Changed(fresh) if !*shutdown.borrow() => {
+                debug!(state = %fresh.state.label(), "tenant changed before the lease was released; carrying on");
+                Ok(StepEnd::Continue(fresh))
+            }
+            Release::Changed(fresh) => {
+                self.release_for_shutdown(*fresh, lease).await?;
+                Ok(StepEnd::Stop(Processed::Interrupted))
+            }
+            Release::Done if idle => Ok(StepEnd::Stop(Processed::Idle)),
+            Release::Done => Ok(StepEnd::Stop(Processed::Interrupted)),
         }
     }
 
@@ -311,20 +331,11 @@ impl Worker {
             .step()
             .expect("the caller checked that a step is due");
         let Some(implementation) = self.steps.get(step).cloned() else {
-            warn!(%step, "no implementation for this step on this worker; retrying later");
-            record.due_at = Some(after(now(), self.config.poll_interval * 30));
-            record.last_error = Some(format!("worker {} cannot run step {step}", self.config.owner));
-            record.lease = None;
-            self.save(&record, lease, None).await?;
-            return Ok(StepEnd::Stop(Processed::Waiting));
+            return self.defer_unknown_step(record, lease, step).await;
         };
         let started = now();
-        let step_started_at = *record.step_started_at.get_or_insert(started);
-        let deadline = after(step_started_at, self.config.step_deadline);
-        let budget = (deadline - started)
-            .to_std()
-            .unwrap_or_default()
-            .min(self.config.call_timeout);
+        let deadline = self.step_deadline(&mut record, started);
+        let budget = self.run_budget(deadline, started);
         info!(%step, attempt = record.attempt, fence = lease.fence, "step started");
         let ctx = StepContext {
             tenant: &record,
@@ -342,13 +353,7 @@ impl Worker {
                 warn!(%step, "lease lost during the step; its result is discarded");
                 return Ok(StepEnd::Stop(Processed::LeaseLost));
             }
-            RunEnd::Interrupted => {
-                info!(%step, "shutdown: step abandoned, lease released");
-                if let Some(lease) = keeper.current() {
-                    self.release_for_shutdown(record, &lease).await?;
-                }
-                return Ok(StepEnd::Stop(Processed::Interrupted));
-            }
+            RunEnd::Interrupted => return self.abandon_for_shutdown(record, step, keeper).await,
         };
         let finished = now();
         observe_step_run(step, &outcome, (finished - started).to_std().unwrap_or_default());
@@ -364,20 +369,76 @@ impl Worker {
             lease: &lease,
         };
         let decided = decide_outcome(&record, outcome, &run, &self.config.backoff)?;
-        record = decided.record;
-        let keep_going = decided.keeps_lease;
-        record.lease = if keep_going {
-            // Every saved transition extends the lease as a renewal would.
-            Some(Lease {
-                expires_at: after(now(), self.config.lease_ttl),
-                ..lease.clone()
-            })
-        } else {
-            None
-        };
-        let recorded = decided.transition;
-        match self.save(&record, &lease, recorded).await {
-            Ok(saved) if keep_going => {
+        self.save_decided(decided, &lease, keeper).await
+    }
+
+    /// This worker has no implementation of `step`: gives the lease up and leaves the
+    /// tenant due again later, for a worker that has one.
+    async fn defer_unknown_step(
+        &self,
+        mut record: TenantRecord,
+        lease: &Lease,
+        step: StepKind,
+    ) -> Result<StepEnd, WorkerError> {
+        warn!(%step, "no implementation for this step on this worker; retrying later");
+        record.due_at = Some(after(now(), self.config.poll_interval * 30));
+        record.last_error = Some(format!("worker {} cannot run step {step}", self.config.owner));
+        record.lease = None;
+        self.save(&record, lease, None).await?;
+        Ok(StepEnd::Stop(Processed::Waiting))
+    }
+
+    /// When the step must have finished: its deadline counts from the first run of
+    /// the step, which `started` becomes if this is it.
+    fn step_deadline(&self, record: &mut TenantRecord, started: DateTime<Utc>) -> DateTime<Utc> {
+        let first_run = *record.step_started_at.get_or_insert(started);
+        after(first_run, self.config.step_deadline)
+    }
+
+    /// How long a run starting at `started` may take: up to the step's deadline, and
+    /// no longer than one call may.
+    fn run_budget(&self, deadline: DateTime<Utc>, started: DateTime<Utc>) -> Duration {
+        (deadline - started)
+            .to_std()
+            .unwrap_or_default()
+            .min(self.config.call_timeout)
+    }
+
+    /// Shutdown's grace period ran out mid-step: the step is abandoned (it is
+    /// idempotent and runs again elsewhere) and the lease released.
+    async fn abandon_for_shutdown(
+        &self,
+        record: TenantRecord,
+        step: StepKind,
+        keeper: &LeaseKeeper,
+    ) -> Result<StepEnd, WorkerError> {
+        info!(%step, "shutdown: step abandoned, lease released");
+        if let Some(lease) = keeper.current() {
+            self.release_for_shutdown(record, &lease).await?;
+        }
+        Ok(StepEnd::Stop(Processed::Interrupted))
+    }
+
+    /// Writes what was decided under `lease`: keeps the lease (extended as a renewal
+    /// would) when the machine moved on to another step, gives it up in the same
+    /// write otherwise.
+    async fn save_decided(
+        &self,
+        decided: Decided,
+        lease: &Lease,
+        keeper: &LeaseKeeper,
+    ) -> Result<StepEnd, WorkerError> {
+        let Decided {
+            mut record,
+            transition,
+            keeps_lease,
+        } = decided;
+        record.lease = keeps_lease.then(|| Lease {
+            expires_at: after(now(), self.config.lease_ttl),
+            ..lease.clone()
+        });
+        match self.save(&record, lease, transition).await {
+            Ok(saved) if keeps_lease => {
                 if let Some(extended) = &saved.lease {
                     keeper.extended(extended);
                 }
@@ -386,17 +447,28 @@ impl Worker {
             Ok(_) if record.state.step().is_none() => Ok(StepEnd::Stop(Processed::Idle)),
             Ok(_) => Ok(StepEnd::Stop(Processed::Waiting)),
             Err(StoreError::Conflict { detail, .. }) => {
-                // Someone (an operator) changed the tenant while the step ran:
-                // decide again from what is stored, if the lease is still ours.
-                info!(%detail, "tenant changed during the step; reloading");
-                let fresh = self.store.load(record.id()).await?;
-                if !holds(&fresh, &lease) || !keeper.is_safe(now()) {
-                    return Ok(StepEnd::Stop(Processed::LeaseLost));
-                }
-                Ok(StepEnd::Continue(Box::new(fresh)))
+                self.reload_after_conflict(record.id(), &detail, lease, keeper)
+                    .await
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Someone (an operator) changed the tenant while the step ran: decide again from
+    /// what is stored, if the lease is still ours.
+    async fn reload_after_conflict(
+        &self,
+        id: &TenantId,
+        detail: &str,
+        lease: &Lease,
+        keeper: &LeaseKeeper,
+    ) -> Result<StepEnd, WorkerError> {
+        info!(%detail, "tenant changed during the step; reloading");
+        let fresh = self.store.load(id).await?;
+        if !holds(&fresh, lease) || !keeper.is_safe(now()) {
+            return Ok(StepEnd::Stop(Processed::LeaseLost));
+        }
+        Ok(StepEnd::Continue(Box::new(fresh)))
     }
 
     /// Turns waiting or retrying into a final failure once the step is out of time or
@@ -516,6 +588,11 @@ impl Worker {
 enum Release {
     Done,
     Changed(Box<TenantRecord>),
+}
+
+/// Whether the tenant's state names a step and its due time has come.
+fn step_due(record: &TenantRecord, now: DateTime<Utc>) -> bool {
+    record.state.step().is_some() && record.due_at.is_none_or(|due| due <= now)
 }
 
 /// Whether `record` still carries `lease` (same owner and fence).

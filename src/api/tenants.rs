@@ -125,13 +125,7 @@ pub async fn list(
 ) -> Result<Json<TenantPage>, ApiError> {
     let region = q.region.as_deref().map(Region::parse).transpose()?;
     if let Some(s) = &q.state {
-        if !TenantState::NAMES.contains(&s.as_str()) {
-            return Err(ApiError::InvalidRequest(format!(
-                "unknown state {:?}; use one of {}",
-                s.chars().take(40).collect::<String>(),
-                TenantState::NAMES.join(", ")
-            )));
-        }
+        TenantState::parse_name(s).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     }
     let filter = ListFilter {
         release: q.release.as_deref().map(ReleaseVersion::parse).transpose()?,

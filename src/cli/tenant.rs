@@ -212,13 +212,9 @@ fn check_input(command: &TenantCommand) -> Result<(), Failure> {
 }
 
 fn known_state(name: &str) -> Result<(), anyhow::Error> {
-    match TenantState::NAMES.contains(&name) {
-        true => Ok(()),
-        false => Err(anyhow::anyhow!(
-            "unknown state {name:?}; use one of {}",
-            TenantState::NAMES.join(", ")
-        )),
-    }
+    TenantState::parse_name(name)
+        .map(|_| ())
+        .map_err(anyhow::Error::from)
 }
 
 pub async fn run(

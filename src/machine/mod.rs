@@ -53,6 +53,13 @@ impl TenantEvent {
 }
 
 /// An event that does not apply to the tenant's current state. Nothing changed.
+/// A state name that is none of [`TenantState::NAMES`] (as given, up to 40 characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown state {given:?}; use one of {}", TenantState::NAMES.join(", "))]
+pub struct UnknownStateName {
+    given: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot {event} a tenant that is {state}: {reason}")]
 pub struct Rejected {
@@ -396,6 +403,8 @@ impl TenantState {
         }
     }
 
+    /// Every state name, as [`Self::name`] gives it: the one list that filters and
+    /// checks of state names derive from.
     pub const NAMES: [&'static str; 9] = [
         "New",
         "Provisioning",
@@ -407,6 +416,16 @@ impl TenantState {
         "Failed",
         "Deleted",
     ];
+
+    /// `name` if it is one of [`Self::NAMES`]; otherwise an error that lists them.
+    pub fn parse_name(name: &str) -> Result<&'static str, UnknownStateName> {
+        Self::NAMES
+            .into_iter()
+            .find(|known| *known == name)
+            .ok_or_else(|| UnknownStateName {
+                given: name.chars().take(40).collect(),
+            })
+    }
 
     /// The name with the step, e.g. `Upgrading/Deploy`.
     pub fn label(&self) -> String {

@@ -388,13 +388,9 @@ fn the_step_is_a_pure_function_of_the_state() {
     assert_eq!(TenantState::new_tenant().step(), None);
 }
 
-#[test]
-fn every_reachable_state_survives_a_round_trip_through_storage_unchanged() {
-    // Restoring a persisted state must give the same state and the same next step, and
-    // must not advance anything on its own.
-    let mut frontier = vec![TenantState::new_tenant()];
-    let mut seen = std::collections::HashSet::new();
-    let events = [
+/// One of every kind of event.
+fn every_event() -> [TenantEvent; 8] {
+    [
         TenantEvent::Provision { release: v("1.0.0") },
         TenantEvent::Upgrade { release: v("1.1.0") },
         TenantEvent::StepSucceeded,
@@ -403,23 +399,61 @@ fn every_reachable_state_survives_a_round_trip_through_storage_unchanged() {
         TenantEvent::Rollback,
         TenantEvent::Restore { snapshot: "s".into() },
         TenantEvent::Deprovision,
-    ];
+    ]
+}
+
+/// Every state reachable from a new tenant by [`every_event`].
+fn reachable_states() -> Vec<TenantState> {
+    let mut frontier = vec![TenantState::new_tenant()];
+    let mut seen = std::collections::HashSet::new();
+    let mut reached = Vec::new();
     while let Some(state) = frontier.pop() {
-        let json = serde_json::to_string(&state).unwrap();
-        if !seen.insert(json.clone()) {
+        if !seen.insert(serde_json::to_string(&state).unwrap()) {
             continue;
         }
+        frontier.extend(every_event().iter().filter_map(|event| state.apply(event).ok()));
+        reached.push(state);
+    }
+    reached
+}
+
+#[test]
+fn every_reachable_state_survives_a_round_trip_through_storage_unchanged() {
+    // Restoring a persisted state must give the same state and the same next step, and
+    // must not advance anything on its own.
+    let states = reachable_states();
+    for state in &states {
+        let json = serde_json::to_string(state).unwrap();
         let restored: TenantState = serde_json::from_str(&json).unwrap();
-        assert_eq!(restored, state);
+        assert_eq!(&restored, state);
         assert_eq!(restored.step(), state.step());
-        for event in &events {
+        for event in &every_event() {
             assert_eq!(restored.apply(event), state.apply(event));
-            if let Ok(next) = state.apply(event) {
-                frontier.push(next);
-            }
         }
     }
-    assert!(seen.len() > 20, "explored only {} states", seen.len());
+    assert!(states.len() > 20, "explored only {} states", states.len());
+}
+
+#[test]
+fn the_state_names_are_exactly_the_names_of_the_reachable_states() {
+    let names: std::collections::BTreeSet<&str> = reachable_states().iter().map(TenantState::name).collect();
+    assert_eq!(names, TenantState::NAMES.into_iter().collect());
+}
+
+#[test]
+fn a_state_name_parses_only_if_it_is_one_of_the_names() {
+    for name in TenantState::NAMES {
+        assert_eq!(TenantState::parse_name(name), Ok(name));
+    }
+    let unknown = TenantState::parse_name("upgrading").unwrap_err().to_string();
+    assert!(
+        unknown.starts_with("unknown state \"upgrading\"; use one of New, Provisioning,"),
+        "{unknown}"
+    );
+    let long = TenantState::parse_name(&"x".repeat(1000))
+        .unwrap_err()
+        .to_string();
+    assert!(long.len() < 200, "the name given is cut short: {long}");
 }
 
 #[test]

@@ -44,17 +44,24 @@ impl DeploymentMilestone {
 
     /// Classifies a transition from `from` to `to`, caused by `cause`.
     pub fn of(from: &TenantState, to: &TenantState, cause: &Cause) -> Option<Self> {
-        let deploying = |name: &str| matches!(name, "Provisioning" | "Upgrading");
-        let (from, to) = (from.name(), to.name());
-        if deploying(to) && from != to {
+        let deploying = |state: &TenantState| {
+            matches!(
+                state,
+                TenantState::Provisioning { .. } | TenantState::Upgrading { .. }
+            )
+        };
+        if deploying(to) && from.name() != to.name() {
             return Some(DeploymentMilestone::Started);
         }
         let succeeded = matches!(cause, Cause::Event(TenantEvent::StepSucceeded));
         let failed = matches!(cause, Cause::Event(TenantEvent::StepFailed { .. }));
+        let to_active = matches!(to, TenantState::Active { .. });
         match from {
-            f if deploying(f) && succeeded && to == "Active" => Some(DeploymentMilestone::Succeeded),
+            f if deploying(f) && succeeded && to_active => Some(DeploymentMilestone::Succeeded),
             f if deploying(f) && failed => Some(DeploymentMilestone::Failed),
-            "RollingBack" if succeeded && to == "Active" => Some(DeploymentMilestone::RolledBack),
+            TenantState::RollingBack { .. } if succeeded && to_active => {
+                Some(DeploymentMilestone::RolledBack)
+            }
             _ => None,
         }
     }

@@ -73,13 +73,10 @@ pub async fn wait(
     wanted: &str,
     timeout: Duration,
 ) -> Result<(), Failure> {
-    if !TenantState::NAMES.contains(&wanted) {
+    if let Err(unknown) = TenantState::parse_name(wanted) {
         return Err(Failure {
             code: EXIT_INVALID_INPUT,
-            error: anyhow::anyhow!(
-                "unknown state {wanted:?}; use one of {}",
-                TenantState::NAMES.join(", ")
-            ),
+            error: unknown.into(),
         });
     }
     let mut progress = Progress::detect();

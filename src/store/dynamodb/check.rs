@@ -107,16 +107,9 @@ impl DynamoStore {
             .collect();
         let mut snapshot = FleetSnapshot::default();
         for id in tenants {
-            let item = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::tenant_key(id)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| classify("reading tenant", &self.table, e))?;
-            let Some(item) = item.item() else { continue };
+            let Some(item) = self.read_item(Self::tenant_key(id), "reading tenant").await? else {
+                continue;
+            };
             let mut history = BTreeSet::new();
             let mut after = 0;
             loop {
@@ -127,7 +120,7 @@ impl DynamoStore {
                     _ => break,
                 }
             }
-            snapshot.tenants.push(tenant_facts(item, history)?);
+            snapshot.tenants.push(tenant_facts(&item, history)?);
         }
         for id in rollouts {
             let Ok(id) = RolloutId::parse(id) else { continue };

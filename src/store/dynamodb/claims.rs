@@ -17,7 +17,7 @@ use super::transition::Committed;
 use super::{as_stored, DynamoStore};
 use crate::domain::{Hostname, TenantId};
 use crate::record::{TenantRecord, Transition};
-use crate::store::{keys, Conflict, StoreError, WriteGuard};
+use crate::store::{keys, StoreError, WriteGuard};
 
 fn claim_key(hostname: &Hostname) -> Item {
     HashMap::from([
@@ -58,16 +58,13 @@ pub(super) fn release(table: &str, hostname: &Hostname, owner: &TenantId) -> Tra
 impl DynamoStore {
     /// The tenant holding `hostname`, if any.
     async fn claim_owner(&self, hostname: &Hostname) -> Result<Option<String>, StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(claim_key(hostname)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("reading a hostname claim", self.table(), e))?;
-        Ok(out.item().and_then(|i| get_s(i, "owner").ok()).map(str::to_owned))
+        let claim = self
+            .read_item(claim_key(hostname), "reading a hostname claim")
+            .await?;
+        Ok(claim
+            .as_ref()
+            .and_then(|i| get_s(i, "owner").ok())
+            .map(str::to_owned))
     }
 
     /// Those of `hostnames` that `owner` holds a claim on (tenants created before
@@ -126,7 +123,11 @@ impl DynamoStore {
         let mut record = record.clone();
         record.event_seq += 1;
         let write_id = super::new_write_id();
-        let (update, condition, next) = self.save_update(&record, WriteGuard::Version, now, &write_id);
+        let super::TenantWrite {
+            update,
+            condition,
+            next,
+        } = self.save_update(&record, WriteGuard::Version, now, &write_id);
         let id = record.id().clone();
         let added: Vec<Hostname> = next
             .spec
@@ -159,17 +160,11 @@ impl DynamoStore {
         let tenant_refused = reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
         Err(match self.refused_claim(&reasons, first_claim, &added).await {
             Some(taken) if !tenant_refused => taken,
-            _ => cancellation(&context, &reasons, |i, reason| match i {
-                0 => Self::explain_conflict(&record, WriteGuard::Version, reason.item(), now),
-                1 => (
-                    Conflict::Version,
-                    format!("history event {event_seq} already written; reload and try again"),
-                ),
-                _ => (
-                    Conflict::Version,
-                    "a hostname claim changed meanwhile; try again".into(),
-                ),
-            }),
+            _ => cancellation(
+                &context,
+                &reasons,
+                Self::explain_refused_transition(&record, WriteGuard::Version, event_seq, now),
+            ),
         })
     }
 
@@ -220,15 +215,7 @@ impl DynamoStore {
     async fn put_claim(&self, hostname: &Hostname, owner: &TenantId) -> Result<(), StoreError> {
         let mut item = claim_key(hostname);
         item.insert("owner".into(), s(owner.as_str()));
-        self.client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| classify("claiming a hostname", self.table(), e))?;
-        Ok(())
+        self.put_new(item, "claiming a hostname").await
     }
 }
 

@@ -60,6 +60,19 @@ where
 
 /// A cancelled transaction: a failed condition is a conflict, a conflicting
 /// transaction or throttling may be retried.
+/// `err` told as a conflict of `kind`, with `detail` saying what the refused
+/// condition guarded; any other error as it is.
+pub fn conflict_as(err: StoreError, kind: Conflict, detail: impl FnOnce() -> String) -> StoreError {
+    match err {
+        StoreError::Conflict { what, .. } => StoreError::Conflict {
+            what,
+            kind,
+            detail: detail(),
+        },
+        other => other,
+    }
+}
+
 pub fn cancellation(
     context: &str,
     reasons: &[aws_sdk_dynamodb::types::CancellationReason],

@@ -100,16 +100,10 @@ impl DynamoStore {
     }
 
     async fn load_idempotency_item(&self, scope: &str, key: &str) -> Result<Item, StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(key_of(scope, key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("reading an idempotency key", self.table(), e))?;
-        out.item().cloned().ok_or_else(|| StoreError::Retryable {
+        let item = self
+            .read_item(key_of(scope, key), "reading an idempotency key")
+            .await?;
+        item.ok_or_else(|| StoreError::Retryable {
             context: "reading an idempotency key".into(),
             message: "the key expired while it was read; send the request again".into(),
         })

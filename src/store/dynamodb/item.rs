@@ -25,6 +25,24 @@ pub fn millis(t: DateTime<Utc>) -> AttributeValue {
     n(t.timestamp_millis())
 }
 
+/// The primary key `pk`/`sk` of an item.
+pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+/// A key as plain strings, as a page token keeps it (every key attribute of the
+/// table and its indexes is a string).
+pub fn plain_key(key: &Item) -> HashMap<String, String> {
+    key.iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone())))
+        .collect()
+}
+
+/// The key a page token kept with [`plain_key`].
+pub fn item_key(plain: HashMap<String, String>) -> Item {
+    plain.into_iter().map(|(k, v)| (k, s(v))).collect()
+}
+
 pub fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Fatal {
         context: "decoding item".into(),

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::DateTime;
 
 use super::errors::classify;
-use super::item::{get_n, get_s, s, Item};
+use super::item::{get_n, get_s, item_key, plain_key, s, Item};
 use super::page_token::PageScope;
 use super::DynamoStore;
 use crate::domain::{Group, Region, ReleaseVersion, TenantId};
@@ -34,16 +34,60 @@ pub struct FleetSummary {
     pub by_release: BTreeMap<String, u64>,
 }
 
+impl ListFilter {
+    /// The filter expression of these conditions, with the names and values it uses;
+    /// `None` when nothing is filtered.
+    fn expression(&self) -> Option<FilterExpr> {
+        let mut filter = FilterExpr::default();
+        if let Some(release) = &self.release {
+            filter.equals("release", "release", s(release.to_string()));
+        }
+        if let Some(group) = &self.group {
+            filter.equals("group", "group_name", s(group.as_str()));
+        }
+        (!filter.conditions.is_empty()).then_some(filter)
+    }
+}
+
+/// A filter expression: `AND`ed equality conditions, with their names and values.
+#[derive(Default)]
+struct FilterExpr {
+    conditions: Vec<String>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl FilterExpr {
+    /// Adds `#placeholder = :placeholder`, comparing attribute `attr` with `value`.
+    fn equals(&mut self, placeholder: &str, attr: &str, value: AttributeValue) {
+        self.conditions.push(format!("#{placeholder} = :{placeholder}"));
+        self.names.insert(format!("#{placeholder}"), attr.to_owned());
+        self.values.insert(format!(":{placeholder}"), value);
+    }
+}
+
+/// Where the next page of a listing starts: a region and a key within it.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ListToken {
     region: String,
     key: HashMap<String, String>,
 }
 
-fn encode_key(item: &Item) -> HashMap<String, String> {
-    item.iter()
-        .filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone())))
-        .collect()
+impl ListToken {
+    /// The token after a full page read up to `region` and its last key. A page that
+    /// ended a region exactly continues at the next one.
+    fn after(region: &Region, last_key: Option<HashMap<String, String>>) -> Self {
+        match last_key {
+            Some(key) => ListToken {
+                region: region.to_string(),
+                key,
+            },
+            None => ListToken {
+                region: format!("{region}\u{1}"),
+                key: HashMap::new(),
+            },
+        }
+    }
 }
 
 impl DynamoStore {
@@ -53,7 +97,7 @@ impl DynamoStore {
         query: &ListQuery,
         filter: &ListFilter,
     ) -> Result<Page<TenantSummary>, StoreError> {
-        let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+        let limit = query.limit.unwrap_or(100).clamp(1, 1000) as usize;
         let release = filter.release.as_ref().map(ToString::to_string);
         let scope = PageScope::new("tenants")
             .with(query.region.as_ref().map(Region::as_str))
@@ -68,90 +112,97 @@ impl DynamoStore {
             Some(r) => vec![r.clone()],
             None => self.regions().await?,
         };
-        let mut filters = Vec::new();
-        let mut names = HashMap::new();
-        let mut values = HashMap::new();
-        if let Some(release) = &filter.release {
-            filters.push("#release = :release");
-            names.insert("#release".to_owned(), "release".to_owned());
-            values.insert(":release".to_owned(), s(release.to_string()));
-        }
-        if let Some(group) = &filter.group {
-            filters.push("#group = :group");
-            names.insert("#group".to_owned(), "group_name".to_owned());
-            values.insert(":group".to_owned(), s(group.as_str()));
-        }
+        let filter = filter.expression();
+        let (items, rest) = self
+            .collect_page(regions, query.state.as_deref(), filter.as_ref(), token, limit)
+            .await?;
+        let next_token = match rest {
+            Some(token) => Some(self.seal_page(&scope, &token).await?),
+            None => None,
+        };
+        Ok(Page { items, next_token })
+    }
+
+    /// Walks `regions` in order, from where `resume` says, until `limit` tenants are
+    /// found; returns them and where the next page starts if the listing goes on.
+    async fn collect_page(
+        &self,
+        regions: Vec<Region>,
+        state: Option<&str>,
+        filter: Option<&FilterExpr>,
+        resume: Option<ListToken>,
+        limit: usize,
+    ) -> Result<(Vec<TenantSummary>, Option<ListToken>), StoreError> {
         let mut items = Vec::new();
-        let mut start_region = token.as_ref().map(|t| t.region.clone());
-        let mut start_key = token.map(|t| t.key);
+        let (mut start_region, mut start_key) = match resume {
+            Some(t) => (Some(t.region), Some(t.key)),
+            None => (None, None),
+        };
         for region in regions {
-            if let Some(start) = &start_region {
-                if region.as_str() < start.as_str() {
-                    continue;
-                }
-                start_region = None;
+            if start_region
+                .as_ref()
+                .is_some_and(|start| region.as_str() < start.as_str())
+            {
+                continue;
             }
+            start_region = None;
             loop {
-                let remaining = limit as usize - items.len();
-                let mut q = self
-                    .client()
-                    .query()
-                    .table_name(self.table())
-                    .index_name("by-region")
-                    .set_expression_attribute_values(Some(values.clone()))
-                    .expression_attribute_values(":pk", s(keys::list_pk(&region)))
-                    .limit(remaining as i32)
-                    .set_exclusive_start_key(
-                        start_key
-                            .take()
-                            .map(|k| k.into_iter().map(|(k, v)| (k, s(v))).collect()),
-                    );
-                if !filters.is_empty() {
-                    q = q
-                        .filter_expression(filters.join(" AND "))
-                        .set_expression_attribute_names(Some(names.clone()));
+                let (found, last_key) = self
+                    .list_region_page(&region, state, filter, start_key.take(), limit - items.len())
+                    .await?;
+                items.extend(found);
+                if items.len() >= limit {
+                    return Ok((items, Some(ListToken::after(&region, last_key))));
                 }
-                q = match &query.state {
-                    Some(state) => q
-                        .key_condition_expression("list_pk = :pk AND begins_with(list_sk, :state)")
-                        .expression_attribute_values(":state", s(format!("{state}#"))),
-                    None => q.key_condition_expression("list_pk = :pk"),
-                };
-                let out = q
-                    .send()
-                    .await
-                    .map_err(|e| classify("listing tenants", self.table(), e))?;
-                for item in out.items() {
-                    items.push(summary(item, &region)?);
-                }
-                let lek = out.last_evaluated_key().map(encode_key);
-                if items.len() >= limit as usize {
-                    // A full page that ended a region exactly continues at the next one.
-                    let token = match lek {
-                        Some(key) => ListToken {
-                            region: region.to_string(),
-                            key,
-                        },
-                        None => ListToken {
-                            region: format!("{region}\u{1}"),
-                            key: HashMap::new(),
-                        },
-                    };
-                    return Ok(Page {
-                        items,
-                        next_token: Some(self.seal_page(&scope, &token).await?),
-                    });
-                }
-                match lek {
+                match last_key {
                     Some(key) => start_key = Some(key),
                     None => break,
                 }
             }
         }
-        Ok(Page {
-            items,
-            next_token: None,
-        })
+        Ok((items, None))
+    }
+
+    /// Up to `limit` tenants of one region from `start` on (in `state` only, if
+    /// given), and the key to go on from if the region has more.
+    async fn list_region_page(
+        &self,
+        region: &Region,
+        state: Option<&str>,
+        filter: Option<&FilterExpr>,
+        start: Option<HashMap<String, String>>,
+        limit: usize,
+    ) -> Result<(Vec<TenantSummary>, Option<HashMap<String, String>>), StoreError> {
+        let mut q = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name("by-region")
+            .set_expression_attribute_values(filter.map(|f| f.values.clone()))
+            .expression_attribute_values(":pk", s(keys::list_pk(region)))
+            .limit(limit as i32)
+            .set_exclusive_start_key(start.map(item_key));
+        if let Some(filter) = filter {
+            q = q
+                .filter_expression(filter.conditions.join(" AND "))
+                .set_expression_attribute_names(Some(filter.names.clone()));
+        }
+        q = match state {
+            Some(state) => q
+                .key_condition_expression("list_pk = :pk AND begins_with(list_sk, :state)")
+                .expression_attribute_values(":state", s(format!("{state}#"))),
+            None => q.key_condition_expression("list_pk = :pk"),
+        };
+        let out = q
+            .send()
+            .await
+            .map_err(|e| classify("listing tenants", self.table(), e))?;
+        let items = out
+            .items()
+            .iter()
+            .map(|item| summary(item, region))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((items, out.last_evaluated_key().map(plain_key)))
     }
 
     /// One page of a tenant's history for a client: the position is kept in a sealed

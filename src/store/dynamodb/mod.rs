@@ -24,8 +24,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsError, TransactWriteItemsOutput};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConsumedCapacity, Put, ReturnConsumedCapacity, ReturnValue,
+    AttributeValue, CancellationReason, ConsumedCapacity, Put, ReturnConsumedCapacity, ReturnValue,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
@@ -35,7 +37,7 @@ use super::keys;
 use super::{Conflict, Entity, ListQuery, Page, StoreError, TenantStore, TenantSummary, WriteGuard};
 use crate::domain::{Hostname, Region, TenantId};
 use crate::record::{HistoryEvent, Lease, TenantRecord, Transition};
-use errors::{cancellation, classify};
+use errors::{cancellation, classify, conflict_as};
 use item::{decode_event, decode_tenant, get_n, get_s, millis, n, s, tenant_item, Item};
 use transition::Committed;
 
@@ -57,6 +59,14 @@ pub struct DynamoStore {
     write_milli_units: Arc<AtomicU64>,
     /// The table's page-token key, read (or created) on first use.
     page_key: page_token::PageKeyCell,
+}
+
+/// The conditional update of a tenant item that a save makes, and the tenant as it
+/// is once the update is written.
+struct TenantWrite {
+    update: UpdateExpr,
+    condition: String,
+    next: TenantRecord,
 }
 
 /// Collects `SET`/`REMOVE` clauses and their values for one update expression.
@@ -96,6 +106,14 @@ impl UpdateExpr {
         self
     }
 
+    /// Gives the lease a new fence: one past the last fence handed out on the item.
+    fn next_fence(&mut self) -> &mut Self {
+        self.set_raw("#lease_fence = #last_fence + :one, #last_fence = #last_fence + :one")
+            .name("last_fence")
+            .name("lease_fence")
+            .value(":one", n(1))
+    }
+
     fn name(&mut self, attr: &str) -> &mut Self {
         self.names.insert(format!("#{attr}"), attr.to_owned());
         self
@@ -118,6 +136,19 @@ impl UpdateExpr {
         }
         out
     }
+}
+
+/// The condition that a write is made by `lease`'s holder while the lease lasts,
+/// to append to a version condition; adds the names and values it uses to `update`.
+fn lease_guard(update: &mut UpdateExpr, lease: &Lease, now: DateTime<Utc>) -> &'static str {
+    update
+        .name("lease_owner")
+        .name("lease_fence")
+        .name("lease_expires")
+        .value(":guard_owner", s(&lease.owner))
+        .value(":guard_fence", n(lease.fence))
+        .value(":now", millis(now));
+    " AND #lease_owner = :guard_owner AND #lease_fence = :guard_fence AND #lease_expires > :now"
 }
 
 fn ttl_after(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
@@ -164,8 +195,9 @@ impl DynamoStore {
         self.write_milli_units.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
-    fn count(&self, capacity: &[&ConsumedCapacity]) {
-        let units: f64 = capacity.iter().filter_map(|c| c.capacity_units()).sum();
+    /// Adds the write capacity a response reports (none, one or one per table).
+    fn count<'a>(&self, capacity: impl IntoIterator<Item = &'a ConsumedCapacity>) {
+        let units: f64 = capacity.into_iter().filter_map(|c| c.capacity_units()).sum();
         self.write_milli_units
             .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
     }
@@ -227,11 +259,55 @@ impl DynamoStore {
         }
     }
 
+    /// The item under `key`, read consistently, if there is one; `context` names the
+    /// read in an error.
+    async fn read_item(&self, key: Item, context: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(context, &self.table, e))?;
+        Ok(out.item)
+    }
+
+    /// A conditional update of the item under `key`, ready to send: it reports the
+    /// capacity it consumes, and the caller adds what it wants returned.
+    fn conditional_update(
+        &self,
+        key: Item,
+        update: UpdateExpr,
+        condition: impl Into<String>,
+    ) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+    }
+
+    /// Puts `item` if no item has its key yet; `context` names the write in an error.
+    async fn put_new(&self, item: Item, context: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| classify(context, &self.table, e))?;
+        Ok(())
+    }
+
     fn tenant_key(id: &TenantId) -> Item {
-        HashMap::from([
-            ("pk".to_owned(), s(keys::tenant_pk(id))),
-            ("sk".to_owned(), s(keys::TENANT_SK)),
-        ])
+        item::key(keys::tenant_pk(id), keys::TENANT_SK)
     }
 
     /// Builds the conditional update for `save`, returning it with the new record.
@@ -241,7 +317,7 @@ impl DynamoStore {
         guard: WriteGuard<'_>,
         now: DateTime<Utc>,
         write_id: &str,
-    ) -> (UpdateExpr, String, TenantRecord) {
+    ) -> TenantWrite {
         let mut next = record.clone();
         next.version += 1;
         let mut update = UpdateExpr::default();
@@ -254,16 +330,7 @@ impl DynamoStore {
         update.value(":expected_version", n(record.version));
         let mut condition = "#version = :expected_version".to_owned();
         if let WriteGuard::Lease(lease) = guard {
-            condition.push_str(
-                " AND #lease_owner = :guard_owner AND #lease_fence = :guard_fence AND #lease_expires > :now",
-            );
-            update
-                .name("lease_owner")
-                .name("lease_fence")
-                .name("lease_expires")
-                .value(":guard_owner", s(&lease.owner))
-                .value(":guard_fence", n(lease.fence))
-                .value(":now", millis(now));
+            condition.push_str(lease_guard(&mut update, lease, now));
             match &next.lease {
                 // The worker keeps its lease, possibly with a later expiry.
                 Some(kept) => {
@@ -278,7 +345,105 @@ impl DynamoStore {
                 }
             }
         }
-        (update, condition, next)
+        TenantWrite {
+            update,
+            condition,
+            next,
+        }
+    }
+
+    /// Explains a refused transition by the item of its transaction that refused it:
+    /// the tenant (the first item), its history event (the second) or a hostname claim.
+    fn explain_refused_transition<'a>(
+        record: &'a TenantRecord,
+        guard: WriteGuard<'a>,
+        event_seq: u64,
+        now: DateTime<Utc>,
+    ) -> impl Fn(usize, &CancellationReason) -> (Conflict, String) + 'a {
+        move |i, reason| match i {
+            0 => Self::explain_conflict(record, guard, reason.item(), now),
+            1 => (
+                Conflict::Version,
+                format!("history event {event_seq} already written; reload and try again"),
+            ),
+            _ => (
+                Conflict::Version,
+                "a hostname claim changed meanwhile; try again".into(),
+            ),
+        }
+    }
+
+    /// Saves a change that records no transition: one conditional update of the
+    /// tenant item. A refusal that carries `write_id` is this very write, retried
+    /// after its first answer was lost: it counts as written.
+    async fn save_in_place(
+        &self,
+        record: &TenantRecord,
+        guard: WriteGuard<'_>,
+        now: DateTime<Utc>,
+        write: TenantWrite,
+        write_id: &str,
+    ) -> Result<TenantRecord, StoreError> {
+        let result = self
+            .conditional_update(Self::tenant_key(record.id()), write.update, write.condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(out) => {
+                self.count(out.consumed_capacity());
+                return as_stored(&write.next);
+            }
+            Err(err) => err,
+        };
+        let current = match err.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(refused)) => refused.item(),
+            _ => return Err(classify("saving tenant", &self.table, err)),
+        };
+        if written_by(current, write_id) {
+            return as_stored(&write.next);
+        }
+        let (kind, detail) = Self::explain_conflict(record, guard, current, now);
+        Err(StoreError::Conflict {
+            what: format!("saving tenant {}", record.id()),
+            detail,
+            kind,
+        })
+    }
+
+    /// Saves a change with its history event in one transaction. A tenant that ends
+    /// deleted gives its hostnames up for other tenants in the same transaction.
+    async fn save_transition(
+        &self,
+        record: &TenantRecord,
+        guard: WriteGuard<'_>,
+        now: DateTime<Utc>,
+        write: TenantWrite,
+        write_id: &str,
+        transition: Transition,
+    ) -> Result<TenantRecord, StoreError> {
+        let TenantWrite {
+            update,
+            condition,
+            next,
+        } = write;
+        let tenant_write = self.tenant_update(Self::tenant_key(record.id()), update, condition);
+        let mut tx = self.transition_tx(tenant_write, &next, transition, now);
+        if next.state.is_terminal() {
+            for h in self.held_by(record.id(), &next.spec.hostnames).await? {
+                tx.push(claims::release(&self.table, &h, record.id()));
+            }
+        }
+        let event_seq = tx.event_seq;
+        let context = format!("saving tenant {}", record.id());
+        match self.commit(tx, &next, write_id, &context).await? {
+            Committed::Stored => as_stored(&next),
+            Committed::Cancelled(reasons) => Err(cancellation(
+                &context,
+                &reasons,
+                Self::explain_refused_transition(record, guard, event_seq, now),
+            )),
+        }
     }
 
     fn explain_conflict(
@@ -388,17 +553,8 @@ impl TenantStore for DynamoStore {
     }
 
     async fn load(&self, id: &TenantId) -> Result<TenantRecord, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::tenant_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("loading tenant", &self.table, e))?;
-        match out.item() {
-            Some(item) => decode_tenant(item),
+        match self.read_item(Self::tenant_key(id), "loading tenant").await? {
+            Some(item) => decode_tenant(&item),
             None => Err(StoreError::NotFound {
                 entity: Entity::Tenant,
                 what: format!("tenant {id}"),
@@ -418,70 +574,13 @@ impl TenantStore for DynamoStore {
             record.event_seq += 1;
         }
         let write_id = new_write_id();
-        let (update, condition, next) = self.save_update(&record, guard, now, &write_id);
-        let key = Self::tenant_key(record.id());
-        let Some(t) = transition else {
-            let result = self
-                .client
-                .update_item()
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .table_name(&self.table)
-                .set_key(Some(key))
-                .update_expression(update.expression())
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(update.names))
-                .set_expression_attribute_values(Some(update.values))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .send()
-                .await;
-            return match result {
-                Ok(out) => {
-                    self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
-                    as_stored(&next)
-                }
-                Err(err) => Err(match err.as_service_error() {
-                    Some(e) if e.is_conditional_check_failed_exception() => {
-                        let current = match e {
-                            aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
-                            _ => None,
-                        };
-                        if written_by(current, &write_id) {
-                            return as_stored(&next);
-                        }
-                        let (kind, detail) = Self::explain_conflict(&record, guard, current, now);
-                        StoreError::Conflict {
-                            what: format!("saving tenant {}", record.id()),
-                            detail,
-                            kind,
-                        }
-                    }
-                    _ => classify("saving tenant", &self.table, err),
-                }),
-            };
-        };
-        let mut tx = self.transition_tx(self.tenant_update(key, update, condition), &next, t, now);
-        if next.state.is_terminal() {
-            // A deleted tenant gives its hostnames up for other tenants.
-            let held = self.held_by(record.id(), &next.spec.hostnames).await?;
-            for h in &held {
-                tx.push(claims::release(&self.table, h, record.id()));
+        let write = self.save_update(&record, guard, now, &write_id);
+        match transition {
+            None => self.save_in_place(&record, guard, now, write, &write_id).await,
+            Some(t) => {
+                self.save_transition(&record, guard, now, write, &write_id, t)
+                    .await
             }
-        }
-        let event_seq = tx.event_seq;
-        let context = format!("saving tenant {}", record.id());
-        match self.commit(tx, &next, &write_id, &context).await? {
-            Committed::Stored => as_stored(&next),
-            Committed::Cancelled(reasons) => Err(cancellation(&context, &reasons, |i, reason| match i {
-                0 => Self::explain_conflict(&record, guard, reason.item(), now),
-                1 => (
-                    Conflict::Version,
-                    format!("history event {event_seq} already written; reload and try again"),
-                ),
-                _ => (
-                    Conflict::Version,
-                    "a hostname claim changed meanwhile; try again".into(),
-                ),
-            })),
         }
     }
 
@@ -506,42 +605,27 @@ impl TenantStore for DynamoStore {
         update
             .set("lease_owner", s(owner))
             .set("lease_expires", millis(expires))
-            .set_raw("#lease_fence = #last_fence + :one, #last_fence = #last_fence + :one")
-            .name("last_fence")
-            .name("lease_fence")
-            .value(":one", n(1))
+            .next_fence()
             .value(":now", millis(now))
             // Hide the tenant from the work index until the lease runs out. An item
             // without work_pk stays out of the index whatever work_sk says.
             .set("work_sk", s(keys::work_sk(expires, id)));
+        let free_or_ours = "attribute_exists(pk) AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :now OR #lease_owner = :lease_owner)";
         let result = self
-            .client
-            .update_item()
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .table_name(&self.table)
-            .set_key(Some(Self::tenant_key(id)))
-            .update_expression(update.expression())
-            .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :now OR #lease_owner = :lease_owner)",
-            )
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
+            .conditional_update(Self::tenant_key(id), update, free_or_ours)
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
         match result {
             Ok(out) => {
-                self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+                self.count(out.consumed_capacity());
                 decode_tenant(out.attributes().unwrap_or(&HashMap::new()))
             }
-            Err(err) => Err(match classify("taking lease", &self.table, err) {
-                StoreError::Conflict { what, .. } => StoreError::Conflict {
-                    what,
-                    kind: Conflict::Lease,
-                    detail: format!("tenant {id} is leased by another worker (or does not exist)"),
-                },
-                other => other,
-            }),
+            Err(err) => Err(conflict_as(
+                classify("taking lease", &self.table, err),
+                Conflict::Lease,
+                || format!("tenant {id} is leased by another worker (or does not exist)"),
+            )),
         }
     }
 
@@ -563,26 +647,21 @@ impl TenantStore for DynamoStore {
             .value(":fence", n(lease.fence))
             .value(":now", millis(now));
         let out = self
-            .client
-            .update_item()
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .table_name(&self.table)
-            .set_key(Some(Self::tenant_key(id)))
-            .update_expression(update.expression())
-            .condition_expression("#lease_owner = :owner AND #lease_fence = :fence AND #lease_expires > :now")
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
+            .conditional_update(
+                Self::tenant_key(id),
+                update,
+                "#lease_owner = :owner AND #lease_fence = :fence AND #lease_expires > :now",
+            )
             .send()
             .await
-            .map_err(|e| match classify("renewing lease", &self.table, e) {
-                StoreError::Conflict { what, .. } => StoreError::Conflict {
-                    what,
-                    kind: Conflict::Lease,
-                    detail: format!("lease on tenant {id} (fence {}) was lost", lease.fence),
-                },
-                other => other,
+            .map_err(|e| {
+                conflict_as(
+                    classify("renewing lease", &self.table, e),
+                    Conflict::Lease,
+                    || format!("lease on tenant {id} (fence {}) was lost", lease.fence),
+                )
             })?;
-        self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+        self.count(out.consumed_capacity());
         Ok(Lease {
             expires_at: expires,
             ..lease.clone()
@@ -609,19 +688,15 @@ impl TenantStore for DynamoStore {
             None => update.remove("work_sk"),
         };
         let out = self
-            .client
-            .update_item()
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .table_name(&self.table)
-            .set_key(Some(Self::tenant_key(record.id())))
-            .update_expression(update.expression())
-            .condition_expression("#lease_owner = :owner AND #lease_fence = :fence AND #version = :version")
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
+            .conditional_update(
+                Self::tenant_key(record.id()),
+                update,
+                "#lease_owner = :owner AND #lease_fence = :fence AND #version = :version",
+            )
             .send()
             .await
             .map_err(|e| classify("releasing lease", &self.table, e))?;
-        self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+        self.count(out.consumed_capacity());
         Ok(())
     }
 
@@ -693,17 +768,10 @@ impl TenantStore for DynamoStore {
     }
 
     async fn regions(&self) -> Result<Vec<Region>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::META_PK))
-            .key("sk", s(keys::REGIONS_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("listing regions", &self.table, e))?;
-        let mut regions = match out.item().and_then(|i| i.get("regions")) {
+        let item = self
+            .read_item(item::key(keys::META_PK, keys::REGIONS_SK), "listing regions")
+            .await?;
+        let mut regions = match item.as_ref().and_then(|i| i.get("regions")) {
             Some(AttributeValue::Ss(list)) => list
                 .iter()
                 .map(|r| Region::parse(r))

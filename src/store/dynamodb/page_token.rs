@@ -19,6 +19,7 @@ use serde::Serialize;
 use sha2_hmac::Sha256;
 
 use super::errors::classify;
+use super::item;
 use super::item::s;
 use super::DynamoStore;
 use crate::store::{keys, StoreError};
@@ -121,17 +122,13 @@ impl DynamoStore {
     }
 
     async fn read_page_key(&self) -> Result<Option<[u8; 32]>, StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .key("pk", s(keys::META_PK))
-            .key("sk", s(keys::PAGE_TOKEN_KEY_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("reading the page token key", self.table(), e))?;
-        match out.item().and_then(|i| i.get("key")) {
+        let item = self
+            .read_item(
+                item::key(keys::META_PK, keys::PAGE_TOKEN_KEY_SK),
+                "reading the page token key",
+            )
+            .await?;
+        match item.as_ref().and_then(|i| i.get("key")) {
             None => Ok(None),
             Some(AttributeValue::B(blob)) => {
                 blob.as_ref().try_into().map(Some).map_err(|_| StoreError::Fatal {

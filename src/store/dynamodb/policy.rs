@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 
 use super::errors::classify;
+use super::item;
 use super::item::{get_n, get_s, n, s};
 use super::DynamoStore;
 use crate::domain::VersionPolicy;
@@ -39,24 +40,17 @@ impl DynamoStore {
 
     /// Policy, version and changes from the one policy item.
     async fn load_policy_item(&self) -> Result<(VersionPolicy, u64, Vec<PolicyChange>), StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .key("pk", s(keys::META_PK))
-            .key("sk", s(POLICY_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("loading the version policy", self.table(), e))?;
-        let Some(item) = out.item() else {
+        let Some(item) = self
+            .read_item(item::key(keys::META_PK, POLICY_SK), "loading the version policy")
+            .await?
+        else {
             return Ok((VersionPolicy::default(), 0, Vec::new()));
         };
-        let policy = serde_json::from_str(get_s(item, "policy")?).map_err(|e| StoreError::Fatal {
+        let policy = serde_json::from_str(get_s(&item, "policy")?).map_err(|e| StoreError::Fatal {
             context: "loading the version policy".into(),
             message: e.to_string(),
         })?;
-        Ok((policy, get_n(item, "version")? as u64, changes_of(item)?))
+        Ok((policy, get_n(&item, "version")? as u64, changes_of(&item)?))
     }
 
     /// Applies `change` to the stored policy and saves it with a record of who did
@@ -102,7 +96,7 @@ impl DynamoStore {
                 .await;
             match result.map_err(|e| classify("saving the version policy", self.table(), e)) {
                 Ok(out) => {
-                    self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+                    self.count(out.consumed_capacity());
                     return Ok((policy, changes));
                 }
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,

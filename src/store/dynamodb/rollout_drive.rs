@@ -24,7 +24,11 @@ impl DynamoStore {
         let mut tenant = drive.tenant.clone();
         tenant.event_seq += 1;
         let write_id = super::new_write_id();
-        let (mut update, condition, next) = self.save_update(&tenant, WriteGuard::Version, now, &write_id);
+        let super::TenantWrite {
+            mut update,
+            condition,
+            next,
+        } = self.save_update(&tenant, WriteGuard::Version, now, &write_id);
         update.set("rollout_claim", s(rollout_id.as_str())).value(
             ":claim_stale",
             s(drive.finished_holder.map_or("", |h| h.as_str())),

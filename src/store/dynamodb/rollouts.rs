@@ -11,10 +11,13 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 
-use super::errors::classify;
-use super::item::{corrupt, get_n, get_s, json, millis, n, opt_s, s, time_from_millis, to_json, Item};
+use super::errors::{classify, conflict_as};
+use super::item;
+use super::item::{
+    corrupt, get_n, get_s, item_key, json, millis, n, opt_s, plain_key, s, time_from_millis, to_json, Item,
+};
 use super::page_token::PageScope;
-use super::{ttl_after, DynamoStore, UpdateExpr};
+use super::{lease_guard, ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
 use crate::record::{Lease, Phase, RolloutMember, RolloutRecord};
 use crate::store::rollouts::{RolloutStore, RolloutSummary, TenantDrive};
@@ -23,10 +26,7 @@ use crate::store::{keys, Conflict, Entity, Page, StoreError, WriteGuard};
 const BATCH: usize = 25;
 
 pub(super) fn rollout_key(id: &RolloutId) -> Item {
-    HashMap::from([
-        ("pk".to_owned(), s(keys::rollout_pk(id))),
-        ("sk".to_owned(), s(keys::ROLLOUT_SK)),
-    ])
+    item::key(keys::rollout_pk(id), keys::ROLLOUT_SK)
 }
 
 /// The attributes a rollout save rewrites.
@@ -93,17 +93,6 @@ pub(super) fn member_update(table: &str, id: &RolloutId, m: &RolloutMember) -> U
         .expect("table, key, expression set")
 }
 
-fn lease_condition(update: &mut UpdateExpr, lease: &Lease, now: DateTime<Utc>) -> &'static str {
-    update
-        .name("lease_owner")
-        .name("lease_fence")
-        .name("lease_expires")
-        .value(":guard_owner", s(&lease.owner))
-        .value(":guard_fence", n(lease.fence))
-        .value(":now", millis(now));
-    " AND #lease_owner = :guard_owner AND #lease_fence = :guard_fence AND #lease_expires > :now"
-}
-
 #[async_trait]
 impl RolloutStore for DynamoStore {
     async fn create_rollout(
@@ -139,18 +128,11 @@ impl RolloutStore for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map(|out| self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>()))
-            .map_err(|e| match classify("creating rollout", self.table(), e) {
-                StoreError::Conflict { what, .. } => StoreError::Conflict {
-                    what,
-                    kind: Conflict::Version,
-                    detail: format!(
+            .map(|out| self.count(out.consumed_capacity()))
+            .map_err(|e| conflict_as(classify("creating rollout", self.table(), e), Conflict::Version, || format!(
                         "rollout {} already exists; see it with `tenantctl rollout status {}` or start with another --id",
                         stored.id, stored.id
-                    ),
-                },
-                other => other,
-            })?;
+                    )))?;
         Ok(stored)
     }
 
@@ -179,7 +161,7 @@ impl RolloutStore for DynamoStore {
                     .send()
                     .await
                     .map_err(|e| classify("writing rollout members", self.table(), e))?;
-                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
+                self.count(out.consumed_capacity());
                 requests = out
                     .unprocessed_items
                     .and_then(|mut u| u.remove(self.table()))
@@ -203,17 +185,8 @@ impl RolloutStore for DynamoStore {
     }
 
     async fn load_rollout(&self, id: &RolloutId) -> Result<RolloutRecord, StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(rollout_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("loading rollout", self.table(), e))?;
-        match out.item() {
-            Some(item) => decode_rollout(item),
+        match self.read_item(rollout_key(id), "loading rollout").await? {
+            Some(item) => decode_rollout(&item),
             None => Err(StoreError::NotFound {
                 entity: Entity::Rollout,
                 what: format!("rollout {id}"),
@@ -238,34 +211,19 @@ impl RolloutStore for DynamoStore {
         update.value(":expected_version", n(record.version));
         let mut condition = "#version = :expected_version".to_owned();
         if let WriteGuard::Lease(lease) = guard {
-            condition.push_str(lease_condition(&mut update, lease, now));
+            condition.push_str(lease_guard(&mut update, lease, now));
             if let Some(kept) = &next.lease {
                 update.set("lease_expires", millis(kept.expires_at));
             }
         }
-        self.client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(rollout_key(&record.id)))
-            .update_expression(update.expression())
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+        self.conditional_update(rollout_key(&record.id), update, condition)
             .send()
             .await
-            .map(|out| self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>()))
-            .map_err(|e| match classify("saving rollout", self.table(), e) {
-                StoreError::Conflict { what, .. } => StoreError::Conflict {
-                    what,
-                    kind: Conflict::Version,
-                    detail: format!(
+            .map(|out| self.count(out.consumed_capacity()))
+            .map_err(|e| conflict_as(classify("saving rollout", self.table(), e), Conflict::Version, || format!(
                         "rollout {} changed since version {} was read (or its controller lease was lost); reload and try again",
                         record.id, record.version
-                    ),
-                },
-                other => other,
-            })?;
+                    )))?;
         Ok(next)
     }
 
@@ -293,7 +251,7 @@ impl RolloutStore for DynamoStore {
         let scope = PageScope::new("rollouts").with(running_only.then_some("running"));
         if let Some(token) = next_token {
             let key: HashMap<String, String> = self.open_page("listing rollouts", &scope, &token).await?;
-            query = query.set_exclusive_start_key(Some(key.into_iter().map(|(k, v)| (k, s(v))).collect()));
+            query = query.set_exclusive_start_key(Some(item_key(key)));
         }
         let out = query
             .send()
@@ -346,37 +304,24 @@ impl RolloutStore for DynamoStore {
                 "#lease_owner = :lease_owner AND #lease_expires > :now"
             }
             _ => {
-                update
-                    .set_raw("#lease_fence = #last_fence + :one, #last_fence = #last_fence + :one")
-                    .name("lease_fence")
-                    .name("last_fence")
-                    .value(":one", n(1));
+                update.next_fence();
                 "attribute_exists(pk) AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :now)"
             }
         };
-        let expression = update.expression();
         let out = self
-            .client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(rollout_key(id)))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
+            .conditional_update(rollout_key(id), update, condition)
             .return_values(ReturnValue::AllNew)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map_err(|e| match classify("taking rollout lease", self.table(), e) {
-                StoreError::Conflict { what, .. } => StoreError::Conflict {
-                    what,
-                    kind: Conflict::RolloutLease,
-                    detail: format!("rollout {id} is driven by another controller"),
-                },
-                other => other,
+            .map_err(|e| {
+                conflict_as(
+                    classify("taking rollout lease", self.table(), e),
+                    Conflict::RolloutLease,
+                    || format!("rollout {id} is driven by another controller"),
+                )
             })?;
-        self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+        self.count(out.consumed_capacity());
         decode_rollout(out.attributes().unwrap_or(&HashMap::new()))
     }
 
@@ -394,7 +339,7 @@ impl RolloutStore for DynamoStore {
             .send()
             .await
             .map_err(|e| classify("releasing rollout lease", self.table(), e))?;
-        self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>());
+        self.count(out.consumed_capacity());
         Ok(())
     }
 
@@ -438,17 +383,18 @@ impl RolloutStore for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map(|out| self.count(&out.consumed_capacity().into_iter().collect::<Vec<_>>()))
-            .map_err(|e| match classify("saving rollout member", self.table(), e) {
-                StoreError::Conflict { what, .. } => StoreError::Conflict {
-                    what,
-                    kind: Conflict::Version,
-                    detail: format!(
-                        "member {} of rollout {id} changed since it was read",
-                        member.tenant
-                    ),
-                },
-                other => other,
+            .map(|out| self.count(out.consumed_capacity()))
+            .map_err(|e| {
+                conflict_as(
+                    classify("saving rollout member", self.table(), e),
+                    Conflict::Version,
+                    || {
+                        format!(
+                            "member {} of rollout {id} changed since it was read",
+                            member.tenant
+                        )
+                    },
+                )
             })?;
         let mut saved = member.clone();
         saved.version += 1;
@@ -458,11 +404,4 @@ impl RolloutStore for DynamoStore {
     async fn drive_tenant(&self, drive: TenantDrive<'_>) -> Result<(), StoreError> {
         self.drive_transaction(drive).await
     }
-}
-
-/// A start key as plain strings (every key attribute of the listing index is one).
-fn plain_key(key: &Item) -> HashMap<String, String> {
-    key.iter()
-        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone())))
-        .collect()
 }

@@ -56,37 +56,23 @@ impl DynamoStore {
         item.insert("token_check".into(), s(&session.token_check));
         item.insert("created_at".into(), n(session.created_at.timestamp()));
         item.insert("expires_at".into(), n(session.expires_at.timestamp()));
-        self.client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| classify("storing a dashboard session", self.table(), e))?;
-        Ok(())
+        self.put_new(item, "storing a dashboard session").await
     }
 
     /// The session stored under `id_hash`, if there is one (expired or not).
     pub async fn load_session(&self, id_hash: &str) -> Result<Option<StoredSession>, StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(key_of(id_hash)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("reading a dashboard session", self.table(), e))?;
-        let Some(item) = out.item() else {
+        let Some(item) = self
+            .read_item(key_of(id_hash), "reading a dashboard session")
+            .await?
+        else {
             return Ok(None);
         };
         Ok(Some(StoredSession {
-            token_name: get_s(item, "token_name")?.to_owned(),
-            scope: get_s(item, "scope")?.to_owned(),
-            token_check: get_s(item, "token_check")?.to_owned(),
-            created_at: seconds("created_at", get_n(item, "created_at")?)?,
-            expires_at: seconds("expires_at", get_n(item, "expires_at")?)?,
+            token_name: get_s(&item, "token_name")?.to_owned(),
+            scope: get_s(&item, "scope")?.to_owned(),
+            token_check: get_s(&item, "token_check")?.to_owned(),
+            created_at: seconds("created_at", get_n(&item, "created_at")?)?,
+            expires_at: seconds("expires_at", get_n(&item, "expires_at")?)?,
         }))
     }
 

@@ -113,7 +113,7 @@ impl DynamoStore {
         items.extend(tx.counter);
         match self.send_transaction(items).await {
             Ok(out) => {
-                self.count(&out.consumed_capacity().iter().collect::<Vec<_>>());
+                self.count(out.consumed_capacity());
                 count_transition(tx.from, next);
                 Ok(Committed::Stored)
             }
