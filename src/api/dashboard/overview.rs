@@ -248,6 +248,17 @@ mod tests {
     use super::*;
     use crate::domain::rollout::{Plan, PlannedTenant, Wave};
     use crate::domain::{Region, RolloutId, RolloutSpec};
+    use crate::machine::TenantState;
+
+    #[test]
+    fn the_states_the_overview_looks_at_are_the_machines_own() {
+        for name in TROUBLE_STATES.iter().chain(MOVING_STATES.iter()) {
+            assert!(
+                TenantState::parse_name(name).is_ok(),
+                "{name} is not a state of the machine"
+            );
+        }
+    }
 
     fn member(wave: usize, id: &str, outcome: Outcome) -> RolloutMember {
         RolloutMember {
