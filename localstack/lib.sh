@@ -39,3 +39,45 @@ service_pid() {
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$marker" || return 1
   printf '%s\n' "$pid"
 }
+
+# Starts a helper server detached, once: NAME (its pid, conf and log files in
+# RUN_DIR), CONF (what it was started for; a running one started for anything else
+# is refused), READY_URL (answers once it is up), then the command. Prints the pid
+# on stdout (nothing else); a second start for the same CONF prints the running pid.
+start_detached() {
+  local name="$1" conf="$2" ready_url="$3" marker pid log_file deadline detach=nohup arg
+  shift 3
+  marker="$(basename "$1")" # the program, or the script python runs
+  for arg in "$@"; do [[ "$arg" == *.py ]] && marker="$(basename "$arg")" && break; done
+  log_file="$RUN_DIR/$name.log"
+  mkdir -p "$RUN_DIR"
+  if pid="$(service_pid "$name" "$marker")"; then
+    if [[ "$(cat "$RUN_DIR/$name.conf" 2>/dev/null)" != "$conf" ]]; then
+      log "$name already runs (pid $pid) for $(cat "$RUN_DIR/$name.conf" 2>/dev/null), not $conf; stop it first (localstack/stop.sh)"
+      return 1
+    fi
+    log "$name already running (pid $pid)"
+    printf '%s\n' "$pid"
+    return 0
+  fi
+  : >"$log_file"
+  command -v setsid >/dev/null 2>&1 && detach=setsid
+  # Detached, with no shared stdout, so `$(...)` returns at once.
+  "$detach" "$@" </dev/null >>"$log_file" 2>&1 &
+  pid=$!
+  printf '%s\n' "$pid" >"$RUN_DIR/$name.pid"
+  printf '%s\n' "$conf" >"$RUN_DIR/$name.conf"
+  deadline=$((SECONDS + ${LOCALSTACK_START_TIMEOUT:-30}))
+  until python3 "$LOCALSTACK_DIR/probe.py" http "$ready_url" >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+      log "$name did not come up; last lines of $log_file:"
+      tail -n 20 "$log_file" >&2 || true
+      kill "$pid" 2>/dev/null || true
+      rm -f "$RUN_DIR/$name.pid" "$RUN_DIR/$name.conf"
+      return 1
+    fi
+    sleep 0.1
+  done
+  log "$name answering on $ready_url (pid $pid)"
+  printf '%s\n' "$pid"
+}
