@@ -19,12 +19,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tenant_orchestrator::api::{router, token_hash, ApiState, Tokens};
+use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
 };
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::store::{table, DynamoStore, TenantStore};
-use tenant_orchestrator::tenants::TenantCommands;
 
 const TENANTS: usize = 500;
 const CONNECTIONS: usize = 32;

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem, Update};
 use chrono::Utc;
+use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
 };
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::store::{table, DynamoStore, ListQuery, TenantStore};
-use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::{Worker, WorkerConfig};
 
 /// Test double: every step succeeds immediately.

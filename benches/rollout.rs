@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use common::{measure_planning, ms, planning_fleet, PLANNING_SPEC, PLANNING_TENANTS};
+use tenant_orchestrator::app::RolloutCommands;
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId, TenantSpec, Tier,
 };
@@ -37,7 +38,7 @@ use tenant_orchestrator::record::{
     Actor, Cause, Outcome, Phase, RolloutMember, RolloutRecord, TenantRecord, Transition, WaveRecord,
 };
 use tenant_orchestrator::rollout::{
-    plan_with, Controller, ControllerConfig, PlanOptions, RolloutCommands, TenantSummaryForPlanning,
+    plan_with, Controller, ControllerConfig, PlanOptions, TenantSummaryForPlanning,
 };
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::store::{table, DynamoStore, RolloutStore, StoreError, TenantStore};

@@ -21,7 +21,8 @@ import sys
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 
 # What each layer may use, besides itself. The binary (`cli`, `main.rs`) is the
-# composition root and may use everything.
+# composition root: it builds workers, controllers and steps, but reaches the store
+# only through the application layer (`app`), like the API.
 ALLOWED = {
     "domain": set(),
     "machine": {"domain"},
@@ -30,10 +31,11 @@ ALLOWED = {
     "store": {"domain", "machine", "record", "ports"},
     "step": {"domain", "machine", "record"},
     "steps": {"domain", "machine", "record", "ports", "step"},
-    "worker": {"domain", "machine", "record", "ports", "step", "store"},
-    "rollout": {"domain", "machine", "record", "ports", "store"},
-    "tenants": {"domain", "machine", "record", "ports", "store", "rollout"},
-    "api": {"domain", "machine", "record", "ports", "store", "rollout", "tenants"},
+    "worker": {"domain", "machine", "record", "ports", "step"},
+    "rollout": {"domain", "machine", "record", "ports"},
+    "app": {"domain", "machine", "record", "ports", "rollout", "store"},
+    "api": {"domain", "machine", "record", "ports", "app"},
+    "cli": {"domain", "machine", "record", "ports", "app", "api", "rollout", "step", "steps", "worker"},
 }
 
 # Uses the rules above do not allow yet, each with what removes it. The check fails
@@ -94,14 +96,13 @@ def breaches_in(src: pathlib.Path, pending: dict):
             m = FN.match(code)
             if m:
                 current_fn = m.group(1)
-            if layer != "cli":
-                for used in MODULE_PATH.findall(code):
-                    if used == layer or used in ALLOWED.get(layer, set()):
-                        continue
-                    if (layer, used) in pending:
-                        pending_seen.add((layer, used))
-                        continue
-                    breaches.append(f"src/{rel}:{number}: `{layer}` may not use `{used}` ({line.strip()})")
+            for used in MODULE_PATH.findall(code):
+                if used == layer or used in ALLOWED.get(layer, set()):
+                    continue
+                if (layer, used) in pending:
+                    pending_seen.add((layer, used))
+                    continue
+                breaches.append(f"src/{rel}:{number}: `{layer}` may not use `{used}` ({line.strip()})")
             if MESSAGE_TEST.search(code) and (rel, current_fn) not in MESSAGE_CLASSIFIERS:
                 breaches.append(
                     f"src/{rel}:{number}: a decision on message text outside the listed classifiers "

@@ -2,6 +2,7 @@
 //! machine persisted in DynamoDB, driven by workers that run one idempotent step at a time.
 
 pub mod api;
+pub mod app;
 pub mod domain;
 pub mod machine;
 pub mod ports;
@@ -10,5 +11,4 @@ pub mod rollout;
 pub mod step;
 pub mod steps;
 pub mod store;
-pub mod tenants;
 pub mod worker;

@@ -22,9 +22,9 @@ use lease::{after, LeaseKeeper};
 
 use crate::domain::{Region, TenantId};
 use crate::machine::{StepKind, TenantEvent, TenantState};
+use crate::ports::{StoreError, TenantStore, WriteGuard, WORK_SHARDS};
 use crate::record::{Actor, Cause, Lease, TenantRecord, Transition};
 use crate::step::{Step, StepContext, StepOutcome, StepRegistry};
-use crate::store::{StoreError, TenantStore, WriteGuard, WORK_SHARDS};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {

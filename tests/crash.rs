@@ -18,11 +18,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use common::*;
 use serde::{Deserialize, Serialize};
+use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::store::{DynamoStore, TenantStore};
-use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::{Worker, WorkerConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::domain::{Hostname, TenantId};
 use tenant_orchestrator::machine::{StepKind, TenantEvent};
 use tenant_orchestrator::record::Actor;
@@ -34,7 +35,6 @@ use tenant_orchestrator::steps::config::{DeleteConfig, WriteConfig};
 use tenant_orchestrator::steps::infra::{self, InfraConfig};
 use tenant_orchestrator::steps::{AwsClients, RegionSettings, StepsConfig};
 use tenant_orchestrator::store::{table, DynamoStore, TenantStore};
-use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::{Backoff, Worker, WorkerConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

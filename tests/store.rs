@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::*;
+use tenant_orchestrator::app::{CommandError, TenantCommands};
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::record::{Actor, Cause, Transition};
 use tenant_orchestrator::store::{table, ListQuery, StoreError, TenantStore, WriteGuard};
-use tenant_orchestrator::tenants::{CommandError, TenantCommands};
 
 fn operator() -> Actor {
     Actor::operator("test")

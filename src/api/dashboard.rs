@@ -23,7 +23,6 @@ use session::Viewer;
 use super::auth::Read;
 use super::{ApiError, ApiState};
 use crate::domain::TenantId;
-use crate::store::TenantStore;
 
 /// The dashboard's routes, merged into [`super::router`].
 pub fn routes() -> Router<ApiState> {

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::{Entity, StoreError};
-use crate::tenants::CommandError;
+use crate::app::CommandError;
+use crate::ports::{Entity, StoreError};
 
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -135,15 +135,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<crate::rollout::RolloutError> for ApiError {
-    fn from(e: crate::rollout::RolloutError) -> Self {
+impl From<crate::app::RolloutError> for ApiError {
+    fn from(e: crate::app::RolloutError) -> Self {
         match e {
-            crate::rollout::RolloutError::Refused { id, message } => ApiError::Conflict {
+            crate::app::RolloutError::Refused { id, message } => ApiError::Conflict {
                 code: "refused_by_rollout_state",
                 message: format!("rollout {id}: {message}"),
             },
-            crate::rollout::RolloutError::UnknownRelease(message) => ApiError::InvalidRequest(message),
-            crate::rollout::RolloutError::Store(s) => s.into(),
+            crate::app::RolloutError::UnknownRelease(message) => ApiError::InvalidRequest(message),
+            crate::app::RolloutError::Store(s) => s.into(),
         }
     }
 }

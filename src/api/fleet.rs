@@ -12,8 +12,8 @@ use super::auth::{Caller, Read};
 use super::extract::ApiQuery;
 use super::{ApiError, ApiState};
 use crate::domain::{Group, Region};
-use crate::store::report::DeploymentCounts;
-use crate::store::{ReportQuery, MAX_REPORT_DAYS};
+use crate::ports::DeploymentCounts;
+use crate::ports::{ReportQuery, MAX_REPORT_DAYS};
 
 /// Tenants counted by region and state, and by release.
 #[derive(Debug, Serialize, ToSchema)]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiState};
-use crate::store::Reservation;
+use crate::ports::Reservation;
 
 /// How long a key and its response are kept (then DynamoDB's TTL removes them).
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);

@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::store::FleetSummary;
+use crate::ports::FleetSummary;
 
 /// Seconds: from a fast DynamoDB write to a slow CloudFormation or RDS step run.
 const BUCKETS: &[f64] = &[

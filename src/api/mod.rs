@@ -15,7 +15,7 @@ mod ops;
 mod policy;
 mod rollouts;
 mod tenants;
-pub(crate) mod views;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,10 +29,9 @@ pub use auth::{token_hash, Scope, TokenConfigError, Tokens};
 pub use error::ApiError;
 pub use extract::MAX_BODY_BYTES;
 
-use crate::ports::ReleaseRegistry;
-use crate::rollout::RolloutCommands;
-use crate::store::{DynamoStore, FleetSummary, StoreError, TenantStore};
-use crate::tenants::TenantCommands;
+use crate::app::RolloutCommands;
+use crate::app::{App, Backend, TenantCommands};
+use crate::ports::{FleetSummary, ReleaseRegistry, StoreError};
 
 /// How long `/metrics` reuses tenant counts, so frequent scrapes cost one read pass.
 const FLEET_CACHE: Duration = Duration::from_secs(15);
@@ -42,47 +41,47 @@ const FLEET_CACHE: Duration = Duration::from_secs(15);
 pub struct ApiState(Arc<Inner>);
 
 struct Inner {
-    store: Arc<DynamoStore>,
-    commands: TenantCommands,
-    rollouts: RolloutCommands,
+    app: App,
     tokens: Tokens,
     fleet_cache: Mutex<Option<(Instant, FleetSummary)>>,
     rollout_cache: Mutex<Option<(Instant, Vec<metrics::RolloutProgress>)>>,
 }
 
 impl ApiState {
-    pub fn new(store: Arc<DynamoStore>, tokens: Tokens) -> Self {
+    /// The API over `app`'s services (an `Arc<DynamoStore>` converts into one).
+    pub fn new(app: impl Into<App>, tokens: Tokens) -> Self {
         metrics::handle();
-        let tenants: Arc<dyn TenantStore> = store.clone();
         Self(Arc::new(Inner {
-            commands: TenantCommands::new(tenants)
-                .with_rollout_holds(store.clone())
-                .with_policy(store.clone()),
-            rollouts: RolloutCommands::new(store.clone(), store.clone()),
-            store,
+            app: app.into(),
             tokens,
             fleet_cache: Mutex::new(None),
             rollout_cache: Mutex::new(None),
         }))
     }
 
-    pub fn store(&self) -> &Arc<DynamoStore> {
-        &self.0.store
+    /// The store's reads (listings, reports, sessions, idempotency keys).
+    pub fn store(&self) -> &Arc<dyn Backend> {
+        self.0.app.backend()
+    }
+
+    /// The state table's name, for messages.
+    pub(crate) fn table_name(&self) -> &str {
+        self.0.app.table_name()
     }
 
     pub(crate) fn commands(&self) -> &TenantCommands {
-        &self.0.commands
+        self.0.app.tenants()
     }
 
     pub(crate) fn rollouts(&self) -> &RolloutCommands {
-        &self.0.rollouts
+        self.0.app.rollouts()
     }
 
     /// Rollouts started through the API are refused when their release has no image
     /// in `registry` (call before the state is shared).
     pub fn with_release_registry(mut self, registry: Arc<dyn ReleaseRegistry>) -> Self {
         let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
-        inner.rollouts = inner.rollouts.clone().with_registry(registry);
+        inner.app = inner.app.clone().with_release_registry(registry);
         self
     }
 
@@ -91,24 +90,23 @@ impl ApiState {
     }
 
     async fn fleet_summary(&self) -> Result<FleetSummary, StoreError> {
-        let summary = self.0.store.fleet_summary().await?;
+        let summary = self.store().fleet_summary().await?;
         *self.0.fleet_cache.lock().await = Some((Instant::now(), summary.clone()));
         Ok(summary)
     }
 
     /// Progress of every running rollout, reused for [`FLEET_CACHE`] like the counts.
     async fn cached_rollout_progress(&self) -> Result<Vec<metrics::RolloutProgress>, StoreError> {
-        use crate::store::RolloutStore;
         if let Some((at, progress)) = &*self.0.rollout_cache.lock().await {
             if at.elapsed() < FLEET_CACHE {
                 return Ok(progress.clone());
             }
         }
         let mut progress = Vec::new();
-        for r in self.0.store.list_rollouts(true, 100, None).await?.items {
-            let record = self.0.store.load_rollout(&r.id).await?;
+        for r in self.store().list_rollouts(true, 100, None).await?.items {
+            let record = self.store().load_rollout(&r.id).await?;
             let mut outcomes = std::collections::BTreeMap::new();
-            for m in self.0.store.members(&r.id, None).await? {
+            for m in self.store().members(&r.id, None).await? {
                 *outcomes.entry(m.outcome.name().to_owned()).or_insert(0) += 1;
             }
             progress.push(metrics::RolloutProgress {

@@ -27,14 +27,14 @@ const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2)
 /// DynamoDB answers for the state table (DescribeTable). No token needed.
 #[utoipa::path(operation_id = "ops_readyz", get, path = "/readyz", tag = "ops", responses((status = 200, body = Health), (status = 503, body = super::error::ErrorBody)))]
 pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Health>, ApiError> {
-    let store = state.store();
+    let (store, table) = (state.store(), state.table_name());
     match store.ping(READINESS_TIMEOUT).await {
         Ok(()) => Ok(Json(Health { status: "ready" })),
         Err(e) => {
-            tracing::warn!(table = store.table(), error = %e, "not ready");
+            tracing::warn!(table, error = %e, "not ready");
             Err(ApiError::Unavailable(format!(
                 "the state table {} cannot be reached; check the DynamoDB endpoint, credentials and that the table exists",
-                store.table()
+                table
             )))
         }
     }

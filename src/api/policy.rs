@@ -9,7 +9,7 @@ use super::auth::{Admin, Caller, Read};
 use super::extract::ApiJson;
 use super::{ApiError, ApiState};
 use crate::domain::{Environment, Group, Region, ReleaseVersion, VersionPolicy};
-use crate::store::PolicyChange;
+use crate::ports::PolicyChange;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RegionDefault {
@@ -66,11 +66,11 @@ async fn change(
     state: &ApiState,
     caller: &Caller<Admin>,
     what: String,
-    apply: impl Fn(&mut VersionPolicy),
+    apply: impl Fn(&mut VersionPolicy) + Send + Sync,
 ) -> Result<Json<PolicyView>, ApiError> {
     let (policy, changes) = state
         .store()
-        .update_policy(&caller.actor().0, &what, apply)
+        .update_policy(&caller.actor().0, &what, &apply)
         .await?;
     tracing::info!(caller = %caller.name, change = %what, "policy changed");
     Ok(Json(PolicyView::of(&policy, changes)?))

@@ -14,8 +14,8 @@ use super::auth::{Caller, Deploy, Read};
 use super::extract::{ApiJson, ApiQuery, IdempotencyKey};
 use super::{idempotency, ApiError, ApiState};
 use crate::domain::{RolloutId, RolloutSpec};
+use crate::ports::RolloutSummary;
 use crate::record::{RolloutMember, RolloutRecord};
-use crate::store::{RolloutStore, RolloutSummary};
 
 /// `POST /v1/rollouts`: a rollout spec (release, selector, strategy) and an optional id.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

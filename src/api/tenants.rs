@@ -13,10 +13,10 @@ use super::views::{
     UpdateTenant, Upgrade,
 };
 use super::{idempotency, ApiError, ApiState};
+use crate::app::{CommandError, RolloutHold, SpecChange};
 use crate::domain::{Group, Region, ReleaseVersion, TenantId, TenantSpec};
 use crate::machine::{TenantEvent, TenantState};
-use crate::store::{ListFilter, ListQuery, StoreError};
-use crate::tenants::{CommandError, RolloutHold, SpecChange};
+use crate::ports::{ListFilter, ListQuery, StoreError};
 
 fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {

@@ -2,16 +2,16 @@
 //! newtypes and refuse unknown fields; responses are views of the store's records, so
 //! the wire format does not change when a record's layout does.
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::openapi::schema::{ArrayBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
+pub use crate::app::views::{
+    FactsView, HistoryEntry, HistoryPage, LeaseView, TenantPage, TenantRow, TenantView,
+};
 use crate::domain::{
     Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, SnapshotName, TenantId, Tier,
 };
-use crate::record::{HistoryEvent, TenantRecord};
-use crate::store::TenantSummary;
 
 /// `POST /v1/tenants`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -149,165 +149,6 @@ pub struct Upgrade {
 pub struct Restore {
     /// An RDS cluster snapshot identifier (from the tenant's `facts.snapshots`).
     pub snapshot: SnapshotName,
-}
-
-/// The lease of the worker running the tenant's step.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LeaseView {
-    pub holder: String,
-    pub fence: u64,
-    pub expires_at: DateTime<Utc>,
-}
-
-/// What the tenant's steps recorded, in short.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FactsView {
-    pub image: Option<String>,
-    pub stack_id: Option<String>,
-    pub helm_revision: Option<u32>,
-    /// Database snapshots taken for the tenant, oldest first.
-    pub snapshots: Vec<String>,
-    pub certificates: usize,
-}
-
-/// One tenant: spec, state, releases, last error, lease.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TenantView {
-    pub id: String,
-    pub region: String,
-    pub environment: String,
-    pub group: String,
-    pub tier: String,
-    pub hostnames: Vec<String>,
-    pub pinned_release: Option<String>,
-    /// Weekly windows in which rollouts may start it (text form); absent: any time.
-    pub maintenance: Option<String>,
-    /// State name: Provisioning, Active, Upgrading, RollingBack, Restoring, Deprovisioning, Failed, Deleted.
-    pub state: String,
-    /// The step running or due, if any.
-    pub step: Option<String>,
-    pub current_release: Option<String>,
-    pub target_release: Option<String>,
-    pub last_error: Option<String>,
-    /// Failed attempts of the current step.
-    pub attempt: u32,
-    pub lease: Option<LeaseView>,
-    /// The rollout that last drove the tenant (it holds the tenant while it runs).
-    pub rollout: Option<String>,
-    pub facts: FactsView,
-    /// Pass as `expected_version` to PATCH to change exactly this version.
-    pub version: u64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<&TenantRecord> for TenantView {
-    fn from(r: &TenantRecord) -> Self {
-        let s = &r.spec;
-        TenantView {
-            id: s.id.to_string(),
-            region: s.region.to_string(),
-            environment: s.environment.to_string(),
-            group: s.group.to_string(),
-            tier: s.tier.to_string(),
-            hostnames: s.hostnames.iter().map(|h| h.to_string()).collect(),
-            pinned_release: s.pinned_release.as_ref().map(|r| r.to_string()),
-            maintenance: s.maintenance.as_ref().map(|w| w.to_string()),
-            state: r.state.name().to_owned(),
-            step: r.state.step().map(|s| s.to_string()),
-            current_release: r.state.current_release().map(|v| v.to_string()),
-            target_release: r.state.target_release().map(|v| v.to_string()),
-            last_error: r.last_error.clone(),
-            attempt: r.attempt,
-            lease: r.lease.as_ref().map(|l| LeaseView {
-                holder: l.owner.clone(),
-                fence: l.fence,
-                expires_at: l.expires_at,
-            }),
-            rollout: r.rollout.as_ref().map(|id| id.to_string()),
-            facts: FactsView {
-                image: r.facts.image.clone(),
-                stack_id: r.facts.stack_id.clone(),
-                helm_revision: r.facts.helm_revision,
-                snapshots: r.facts.snapshots.clone(),
-                certificates: r.facts.certificates.len(),
-            },
-            version: r.version,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
-/// One row of a listing.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TenantRow {
-    pub id: String,
-    pub region: String,
-    pub state: String,
-    /// State and step, e.g. `Upgrading/Deploy`.
-    pub label: String,
-    pub release: Option<String>,
-    pub group: String,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<TenantSummary> for TenantRow {
-    fn from(t: TenantSummary) -> Self {
-        TenantRow {
-            id: t.id.to_string(),
-            region: t.region.to_string(),
-            state: t.state,
-            label: t.label,
-            release: t.release,
-            group: t.group,
-            updated_at: t.updated_at,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TenantPage {
-    pub items: Vec<TenantRow>,
-    /// Pass as `next_token` (with the same filters) for the next page; absent on the last.
-    pub next_token: Option<String>,
-}
-
-/// One transition of a tenant.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HistoryEntry {
-    pub seq: u64,
-    pub at: DateTime<Utc>,
-    pub from: String,
-    pub to: String,
-    pub cause: String,
-    /// `worker:<owner>#<fence>`, `operator:<user>` or `api:<token name>`.
-    pub actor: String,
-    pub step: Option<String>,
-    pub output: Option<String>,
-    pub error: Option<String>,
-}
-
-impl From<HistoryEvent> for HistoryEntry {
-    fn from(e: HistoryEvent) -> Self {
-        HistoryEntry {
-            seq: e.seq,
-            at: e.at,
-            from: e.from,
-            to: e.to,
-            cause: e.cause,
-            actor: e.actor,
-            step: e.step.map(|s| s.to_string()),
-            output: e.output,
-            error: e.error,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HistoryPage {
-    pub items: Vec<HistoryEntry>,
-    pub next_token: Option<String>,
 }
 
 /// `limit` and `next_token` of a paged request.

@@ -29,12 +29,11 @@ mod token;
 mod worker;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use tenant_orchestrator::store::DynamoStore;
+use tenant_orchestrator::app::{App, TableOutcome};
 
 /// Done.
 #[allow(dead_code)] // the table's first row; success is `ExitCode::SUCCESS` in `main`
@@ -200,20 +199,19 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
-    use tenant_orchestrator::store::StoreError;
-    use tenant_orchestrator::tenants::CommandError;
+    use tenant_orchestrator::app::CommandError;
+    use tenant_orchestrator::ports::StoreError;
     for cause in error.chain() {
-        if let Some(e) = cause.downcast_ref::<tenant_orchestrator::rollout::RolloutError>() {
+        if let Some(e) = cause.downcast_ref::<remote::RemoteError>() {
+            return e.code;
+        }
+        if let Some(e) = cause.downcast_ref::<tenant_orchestrator::app::RolloutError>() {
             return match e {
-                tenant_orchestrator::rollout::RolloutError::Refused { .. } => EXIT_CONFLICT,
-                tenant_orchestrator::rollout::RolloutError::UnknownRelease(_) => EXIT_INVALID_INPUT,
-                tenant_orchestrator::rollout::RolloutError::Store(StoreError::NotFound { .. }) => {
-                    EXIT_NOT_FOUND
-                }
-                tenant_orchestrator::rollout::RolloutError::Store(StoreError::Conflict { .. }) => {
-                    EXIT_CONFLICT
-                }
-                tenant_orchestrator::rollout::RolloutError::Store(_) => EXIT_FAILURE,
+                tenant_orchestrator::app::RolloutError::Refused { .. } => EXIT_CONFLICT,
+                tenant_orchestrator::app::RolloutError::UnknownRelease(_) => EXIT_INVALID_INPUT,
+                tenant_orchestrator::app::RolloutError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
+                tenant_orchestrator::app::RolloutError::Store(StoreError::Conflict { .. }) => EXIT_CONFLICT,
+                tenant_orchestrator::app::RolloutError::Store(_) => EXIT_FAILURE,
             };
         }
         if let Some(e) = cause.downcast_ref::<CommandError>() {
@@ -249,8 +247,11 @@ fn exit_code(error: &anyhow::Error) -> u8 {
 }
 
 async fn fleet_check(table: &str, output: OutputFormat) -> Result<(), Failure> {
-    let store = dynamo_store(table).await;
-    let check = store.check_fleet().await.context("checking the fleet")?;
+    let check = connect(table)
+        .await
+        .check_fleet()
+        .await
+        .context("checking the fleet")?;
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&check)?),
         OutputFormat::Table => {
@@ -295,12 +296,9 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-pub async fn dynamo_store(table: &str) -> Arc<DynamoStore> {
-    let config = aws_config::load_from_env().await;
-    Arc::new(DynamoStore::new(
-        tenant_orchestrator::store::client(&config),
-        table,
-    ))
+/// The services over the state table `table`, configured from the AWS environment.
+pub async fn connect(table: &str) -> App {
+    App::connect(table).await
 }
 
 pub fn main() -> ExitCode {
@@ -361,21 +359,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Table {
             command: TableCommand::Create,
         } => {
-            let store = dynamo_store(&cli.table).await;
-            let outcome = tenant_orchestrator::store::table::ensure_table(store.client(), &cli.table)
-                .await
-                .context("creating the state table")?;
+            let app = connect(&cli.table).await;
+            let outcome = app.ensure_table().await.context("creating the state table")?;
             println!(
                 "table {}: {}",
                 cli.table,
                 match outcome {
-                    tenant_orchestrator::store::table::TableOutcome::Created => "created",
-                    tenant_orchestrator::store::table::TableOutcome::AlreadyExisted => "already exists",
+                    TableOutcome::Created => "created",
+                    TableOutcome::AlreadyExisted => "already exists",
                 }
             );
-            if outcome == tenant_orchestrator::store::table::TableOutcome::AlreadyExisted {
+            if outcome == TableOutcome::AlreadyExisted {
                 // Tenants recorded before hostname claims existed get theirs now.
-                let backfill = store
+                let backfill = app
                     .claim_existing_hostnames()
                     .await
                     .context("claiming the hostnames of existing tenants")?;

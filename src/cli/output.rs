@@ -1,5 +1,7 @@
-use tenant_orchestrator::record::{HistoryEvent, TenantRecord};
-use tenant_orchestrator::store::{Page, TenantSummary};
+//! How the tenant commands print what the [`TenantService`](tenant_orchestrator::app::TenantService)
+//! answered: one form whether the answer came from the table or through `--server`.
+
+use tenant_orchestrator::app::views::{HistoryEntry, TenantPage, TenantView};
 
 use super::{Failure, OutputFormat};
 
@@ -8,56 +10,57 @@ fn json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn print_record(output: OutputFormat, r: &TenantRecord) -> Result<(), Failure> {
-    if output == OutputFormat::Json {
-        return json(r);
+/// `Provisioning/CheckArtifact` while a step is due, else the state's name.
+pub fn state_label(state: &str, step: Option<&str>) -> String {
+    match step {
+        Some(step) => format!("{state}/{step}"),
+        None => state.to_owned(),
     }
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    println!("tenant:        {}", r.spec.id);
-    println!("region:        {}", r.spec.region);
-    println!("environment:   {}", r.spec.environment);
-    println!("group / tier:  {} / {}", r.spec.group, r.spec.tier);
-    println!(
-        "hostnames:     {}",
-        r.spec
-            .hostnames
-            .iter()
-            .map(|h| h.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!("state:         {}", r.state.label());
-    println!(
-        "release:       {}",
-        opt(r.state.current_release().map(|v| v.to_string()))
-    );
-    println!(
-        "target:        {}",
-        opt(r.state.target_release().map(|v| v.to_string()))
-    );
-    if let Some(pin) = &r.spec.pinned_release {
+}
+
+pub fn print_tenant(output: OutputFormat, v: &TenantView) -> Result<(), Failure> {
+    if output == OutputFormat::Json {
+        return json(v);
+    }
+    let opt = |v: Option<&str>| v.unwrap_or("-").to_owned();
+    println!("tenant:        {}", v.id);
+    println!("region:        {}", v.region);
+    println!("environment:   {}", v.environment);
+    println!("group / tier:  {} / {}", v.group, v.tier);
+    println!("hostnames:     {}", v.hostnames.join(", "));
+    println!("state:         {}", state_label(&v.state, v.step.as_deref()));
+    println!("release:       {}", opt(v.current_release.as_deref()));
+    println!("target:        {}", opt(v.target_release.as_deref()));
+    if let Some(pin) = &v.pinned_release {
         println!("pinned:        {pin}");
     }
-    if let Some(windows) = &r.spec.maintenance {
+    if let Some(windows) = &v.maintenance {
         println!("maintenance:   {windows}");
     }
-    println!("attempt:       {}", r.attempt);
-    println!("last error:    {}", opt(r.last_error.clone()));
+    if let Some(rollout) = &v.rollout {
+        println!("rollout:       {rollout}");
+    }
+    println!("attempt:       {}", v.attempt);
+    println!("last error:    {}", opt(v.last_error.as_deref()));
     println!(
         "lease:         {}",
-        opt(r.lease.as_ref().map(|l| format!(
-            "{} (fence {}, until {})",
-            l.owner,
-            l.fence,
-            l.expires_at.to_rfc3339()
-        )))
+        opt(v
+            .lease
+            .as_ref()
+            .map(|l| format!(
+                "{} (fence {}, until {})",
+                l.holder,
+                l.fence,
+                l.expires_at.to_rfc3339()
+            ))
+            .as_deref())
     );
-    println!("version:       {}", r.version);
-    println!("updated:       {}", r.updated_at.to_rfc3339());
+    println!("version:       {}", v.version);
+    println!("updated:       {}", v.updated_at.to_rfc3339());
     Ok(())
 }
 
-pub fn print_list(output: OutputFormat, page: &Page<TenantSummary>) -> Result<(), Failure> {
+pub fn print_list(output: OutputFormat, page: &TenantPage) -> Result<(), Failure> {
     if output == OutputFormat::Json {
         return json(page);
     }
@@ -68,8 +71,8 @@ pub fn print_list(output: OutputFormat, page: &Page<TenantSummary>) -> Result<()
     for t in &page.items {
         println!(
             "{:<28} {:<16} {:<32} {:<12} {:<12}",
-            t.id.as_str(),
-            t.region.as_str(),
+            t.id,
+            t.region,
             t.label,
             t.release.as_deref().unwrap_or("-"),
             t.group
@@ -81,7 +84,7 @@ pub fn print_list(output: OutputFormat, page: &Page<TenantSummary>) -> Result<()
     Ok(())
 }
 
-pub fn print_history(output: OutputFormat, events: &[HistoryEvent]) -> Result<(), Failure> {
+pub fn print_history(output: OutputFormat, events: &[HistoryEntry]) -> Result<(), Failure> {
     if output == OutputFormat::Json {
         return json(&events);
     }

@@ -81,7 +81,7 @@ async fn run_remote(remote: &Remote, command: PolicyCommand) -> Result<(), Failu
             None,
         ),
     };
-    let policy: serde_json::Value = remote.call(method, &path, body).await?;
+    let policy: serde_json::Value = remote.call(method, &path, body.as_ref()).await?;
     println!("{}", serde_json::to_string_pretty(&policy)?);
     Ok(())
 }
@@ -106,7 +106,8 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
     if let Some(remote) = server {
         return run_remote(remote, command).await;
     }
-    let store = super::dynamo_store(table).await;
+    let app = super::connect(table).await;
+    let store = app.backend();
     let actor = super::tenant::operator().0;
     let policy = match command {
         PolicyCommand::Get => store.load_policy().await?.0,
@@ -121,16 +122,18 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
                 ReleaseVersion::parse(&release)?,
             );
             store
-                .update_policy(&actor, &format!("set default {env}/{region} to {release}"), |p| {
-                    drop(p.set_default(env.clone(), region.clone(), release.clone()))
-                })
+                .update_policy(
+                    &actor,
+                    &format!("set default {env}/{region} to {release}"),
+                    &|p| drop(p.set_default(env.clone(), region.clone(), release.clone())),
+                )
                 .await?
                 .0
         }
         PolicyCommand::UnsetDefault { environment, region } => {
             let (env, region) = (Environment::parse(&environment)?, Region::parse(&region)?);
             store
-                .update_policy(&actor, &format!("remove default {env}/{region}"), |p| {
+                .update_policy(&actor, &format!("remove default {env}/{region}"), &|p| {
                     drop(p.remove_default(&env, &region))
                 })
                 .await?
@@ -147,7 +150,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
                 ReleaseVersion::parse(&release)?,
             );
             store
-                .update_policy(&actor, &format!("set group {env}/{group} to {release}"), |p| {
+                .update_policy(&actor, &format!("set group {env}/{group} to {release}"), &|p| {
                     drop(p.set_group_override(env.clone(), group.clone(), release.clone()))
                 })
                 .await?
@@ -156,7 +159,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
         PolicyCommand::UnsetGroup { environment, group } => {
             let (env, group) = (Environment::parse(&environment)?, Group::parse(&group)?);
             store
-                .update_policy(&actor, &format!("remove group {env}/{group}"), |p| {
+                .update_policy(&actor, &format!("remove group {env}/{group}"), &|p| {
                     drop(p.remove_group_override(&env, &group))
                 })
                 .await?

@@ -8,9 +8,23 @@ use std::time::Duration;
 use anyhow::anyhow;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::{Failure, EXIT_CONFLICT, EXIT_FAILURE, EXIT_INVALID_INPUT, EXIT_NOT_FOUND};
+
+/// A call the API refused or that never got an answer, with the exit code it maps to
+/// (a 404 is "not found", a 409 a conflict, a 400 invalid input).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RemoteError {
+    pub code: u8,
+    pub message: String,
+}
+
+fn failed(code: u8, message: String) -> RemoteError {
+    RemoteError { code, message }
+}
 
 /// Attempts of a call that the server answered 503 or could not be reached for.
 const ATTEMPTS: u32 = 4;
@@ -61,11 +75,15 @@ impl Remote {
         })
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
-        self.call(Method::GET, path, None).await
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, RemoteError> {
+        self.call(Method::GET, path, None::<&()>).await
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: Option<Value>) -> Result<T, Failure> {
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&(impl Serialize + Sync)>,
+    ) -> Result<T, RemoteError> {
         self.call(Method::POST, path, body).await
     }
 
@@ -75,8 +93,8 @@ impl Remote {
         &self,
         method: Method,
         path: &str,
-        body: Option<Value>,
-    ) -> Result<T, Failure> {
+        body: Option<&(impl Serialize + Sync)>,
+    ) -> Result<T, RemoteError> {
         let url = format!("{}{path}", self.base);
         let mut attempt = 0;
         loop {
@@ -87,7 +105,7 @@ impl Remote {
                 let key = format!("{}:{path}", self.idempotency_key);
                 request = request.header("Idempotency-Key", key);
             }
-            if let Some(b) = &body {
+            if let Some(b) = body {
                 request = request.json(b);
             }
             let retry = match request.send().await {
@@ -96,21 +114,16 @@ impl Remote {
                 }
                 Ok(response) => return decode(&method, &url, response).await,
                 Err(e) if e.is_connect() || e.is_timeout() => Some(format!("{method} {url}: {e}")),
-                Err(e) => {
-                    return Err(Failure {
-                        code: EXIT_FAILURE,
-                        error: anyhow!("{method} {url} failed: {e}"),
-                    })
-                }
+                Err(e) => return Err(failed(EXIT_FAILURE, format!("{method} {url} failed: {e}"))),
             };
             if attempt >= ATTEMPTS {
-                return Err(Failure {
-                    code: EXIT_FAILURE,
-                    error: anyhow!(
+                return Err(failed(
+                    EXIT_FAILURE,
+                    format!(
                         "{} after {attempt} attempts; check that the server is up and --server is right",
                         retry.unwrap_or_default()
                     ),
-                });
+                ));
             }
             tokio::time::sleep(Duration::from_millis(300 << attempt)).await;
         }
@@ -121,14 +134,16 @@ async fn decode<T: DeserializeOwned>(
     method: &Method,
     url: &str,
     response: reqwest::Response,
-) -> Result<T, Failure> {
+) -> Result<T, RemoteError> {
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     if status.is_success() {
         let text = if text.is_empty() { "null" } else { text.as_str() };
-        return serde_json::from_str(text).map_err(|e| Failure {
-            code: EXIT_FAILURE,
-            error: anyhow!("{method} {url} answered {status} with a body this tenantctl cannot read ({e}); is the server the same version?"),
+        return serde_json::from_str(text).map_err(|e| {
+            failed(
+                EXIT_FAILURE,
+                format!("{method} {url} answered {status} with a body this tenantctl cannot read ({e}); is the server the same version?"),
+            )
         });
     }
     let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -155,10 +170,7 @@ async fn decode<T: DeserializeOwned>(
         StatusCode::FORBIDDEN => "; use a token with the scope this command needs",
         _ => "",
     };
-    Err(Failure {
-        code,
-        error: anyhow!("{message}{hint}"),
-    })
+    Err(failed(code, format!("{message}{hint}")))
 }
 
 /// `value` as a path segment or query value.

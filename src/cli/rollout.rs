@@ -4,15 +4,16 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
+use tenant_orchestrator::app::RolloutCommands;
 use tenant_orchestrator::domain::rollout::Plan;
 use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
 use tenant_orchestrator::record::{Outcome, Phase, RolloutMember, RolloutRecord};
-use tenant_orchestrator::rollout::RolloutCommands;
 
 use super::progress::{Outcome as ProgressOutcome, Progress};
+use tenant_orchestrator::app::Backend;
+use tenant_orchestrator::ports::RolloutSummary;
 use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
-use tenant_orchestrator::store::{RolloutStore, RolloutSummary};
 
 use super::remote::{encode, Remote};
 
@@ -118,7 +119,7 @@ fn actor() -> String {
 enum Rollouts {
     Local {
         commands: RolloutCommands,
-        store: std::sync::Arc<tenant_orchestrator::store::DynamoStore>,
+        store: std::sync::Arc<dyn Backend>,
         actor: String,
     },
     Remote(Remote),
@@ -142,11 +143,7 @@ impl Rollouts {
                 code: super::EXIT_INVALID_INPUT,
                 error: anyhow!("--at plans against the table directly; drop --server or --at"),
             }),
-            Rollouts::Remote(remote) => {
-                remote
-                    .post("/v1/rollouts/plan", Some(serde_json::to_value(spec)?))
-                    .await
-            }
+            Rollouts::Remote(remote) => Ok(remote.post("/v1/rollouts/plan", Some(spec)).await?),
         }
     }
 
@@ -160,7 +157,7 @@ impl Rollouts {
             }
             Rollouts::Remote(remote) => {
                 let body = serde_json::json!({ "id": id, "spec": spec });
-                let view: RemoteView = remote.post("/v1/rollouts", Some(body)).await?;
+                let view: RemoteView = remote.post("/v1/rollouts", Some(&body)).await?;
                 let count = view.members.len();
                 Ok((view.rollout, view.created.unwrap_or(true), count))
             }
@@ -203,7 +200,10 @@ impl Rollouts {
             Rollouts::Remote(remote) => {
                 let verb = format!("{op:?}").to_lowercase();
                 let view: RemoteView = remote
-                    .post(&format!("/v1/rollouts/{}/{verb}", encode(id.as_str())), None)
+                    .post(
+                        &format!("/v1/rollouts/{}/{verb}", encode(id.as_str())),
+                        None::<&()>,
+                    )
                     .await?;
                 Ok(view.rollout)
             }
@@ -231,10 +231,10 @@ pub async fn run(
     command: RolloutCommand,
 ) -> Result<(), Failure> {
     let local = || async {
-        let store = super::dynamo_store(table).await;
+        let app = super::connect(table).await;
         Rollouts::Local {
-            commands: RolloutCommands::new(store.clone(), store.clone()),
-            store,
+            commands: app.rollouts().clone(),
+            store: app.backend().clone(),
             actor: actor(),
         }
     };

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use tenant_orchestrator::ports::RolloutSummary;
 use tenant_orchestrator::record::{Outcome, RollbackStatus, RolloutMember, RolloutRecord};
-use tenant_orchestrator::store::RolloutSummary;
 
 use super::super::{Failure, OutputFormat};
 

@@ -47,12 +47,12 @@ pub struct ServeArgs {
 
 /// Checks the fleet's invariants every `interval` until `stop` turns true.
 async fn check_fleet_periodically(
-    store: std::sync::Arc<tenant_orchestrator::store::DynamoStore>,
+    app: tenant_orchestrator::app::App,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        match store.check_fleet().await {
+        match app.check_fleet().await {
             Ok(check) => {
                 for v in &check.violations {
                     tracing::error!(invariant = v.invariant, subject = %v.subject, detail = %v.detail, "fleet invariant broken");
@@ -106,7 +106,8 @@ async fn load_tokens(args: &ServeArgs) -> Result<Tokens, Failure> {
 pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     let tokens = load_tokens(&args).await?;
     let worker_config = (!args.no_worker).then(|| args.worker.config()).transpose()?;
-    let store = super::dynamo_store(table).await;
+    let app = super::connect(table).await;
+    let store = app.backend().clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -136,13 +137,13 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
 
     let fleet_check = (!args.fleet_check_interval.is_zero()).then(|| {
         tokio::spawn(check_fleet_periodically(
-            store.clone(),
+            app.clone(),
             args.fleet_check_interval,
             workers_rx.clone(),
         ))
     });
 
-    let mut state = ApiState::new(store, tokens);
+    let mut state = ApiState::new(app, tokens);
     if let Some(path) = args.worker.steps_config.as_deref() {
         // Rollouts started through the API are checked against the artifact repository.
         let steps = load_steps_config(Some(path))?;

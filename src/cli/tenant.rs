@@ -1,18 +1,15 @@
-use std::sync::Arc;
-
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use tenant_orchestrator::app::{CommandError, LocalTenants, RolloutHold, TenantService};
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, SnapshotName, TenantId,
     TenantSpec, Tier,
 };
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
+use tenant_orchestrator::ports::ListQuery;
 use tenant_orchestrator::record::Actor;
-use tenant_orchestrator::store::{ListQuery, TenantStore};
-use tenant_orchestrator::tenants::{CommandError, RolloutHold, TenantCommands};
 
-use super::output::{print_history, print_list, print_record};
+use super::output::{print_history, print_list, print_tenant};
 use super::{Failure, OutputFormat, EXIT_INVALID_INPUT};
 
 mod remote;
@@ -223,60 +220,30 @@ pub async fn run(
     output: OutputFormat,
     command: TenantCommand,
 ) -> Result<(), Failure> {
-    check_input(&command)?;
-    if let Some(remote) = server {
-        return remote::run(remote, output, command).await;
-    }
     // Validate input before touching the network: bad input fails fast and changes nothing.
-    let dynamo = super::dynamo_store(table).await;
-    let store: Arc<dyn TenantStore> = dynamo.clone();
-    let commands = TenantCommands::new(store.clone())
-        .with_rollout_holds(dynamo.clone())
-        .with_policy(dynamo.clone());
-    let actor = operator();
-    let event = |id: &str,
-                 event: TenantEvent,
-                 hold: HoldArgs|
-     -> Result<(TenantId, TenantEvent, RolloutHold), Failure> {
-        Ok((TenantId::parse(id)?, event, hold.hold()))
+    check_input(&command)?;
+    let service: Box<dyn TenantService> = match server {
+        Some(remote) => Box::new(remote::RemoteTenants::new(remote.clone())),
+        None => Box::new(LocalTenants::new(super::connect(table).await, operator())),
     };
-    let (id, ev, hold) = match command {
+    let tenants = service.as_ref();
+    let (id, event, hold) = match command {
         TenantCommand::Create(args) => {
             let (spec, release) = args.parsed()?;
-            let record = match commands.provision(spec, release, args.pin, &actor).await {
-                // Refused by what is stored, not by the input: a conflict, as the
-                // API's 409 `no_release`.
-                Err(CommandError::NoRelease {
-                    environment,
-                    region,
-                    group,
-                }) => {
-                    return Err(Failure {
-                        code: super::EXIT_CONFLICT,
-                        error: anyhow::anyhow!(
-                            "no --release given and the version policy has no release for environment \
-                             {environment} in {region} (group {group}); pass --release or set one with \
-                             `tenantctl policy set-default`"
-                        ),
-                    })
-                }
-                other => other.context("creating tenant")?,
-            };
-            print_record(output, &record)?;
+            let id = spec.id.clone();
+            let view = tenants
+                .create(spec, release, args.pin)
+                .await
+                .map_err(no_release)?;
+            print_tenant(output, &view)?;
             if args.wait {
-                return wait::wait(
-                    store.as_ref(),
-                    std::slice::from_ref(&record.spec.id),
-                    "Active",
-                    args.timeout,
-                )
-                .await;
+                return wait::wait(tenants, std::slice::from_ref(&id), "Active", args.timeout).await;
             }
             return Ok(());
         }
         TenantCommand::Get { id } => {
-            let record = store.load(&TenantId::parse(&id)?).await?;
-            return print_record(output, &record);
+            let view = tenants.get(&TenantId::parse(&id)?).await?;
+            return print_tenant(output, &view);
         }
         TenantCommand::List {
             region,
@@ -285,8 +252,8 @@ pub async fn run(
             next_token,
         } => {
             let region = region.as_deref().map(Region::parse).transpose()?;
-            let page = store
-                .list(&ListQuery {
+            let page = tenants
+                .list(ListQuery {
                     region,
                     state,
                     limit: Some(limit),
@@ -297,17 +264,17 @@ pub async fn run(
         }
         TenantCommand::History { id, limit } => {
             let id = TenantId::parse(&id)?;
-            store.load(&id).await?;
             let mut events = Vec::new();
-            let mut after = 0;
+            let mut token = None;
             loop {
-                let page = store.history(&id, after, limit.min(500)).await?;
-                after = page.items.last().map(|e| e.seq).unwrap_or(after);
+                let page = tenants.history(&id, limit.min(MAX_PAGE), token).await?;
                 events.extend(page.items);
-                if page.next_token.is_none() || events.len() >= limit as usize {
+                token = page.next_token;
+                if token.is_none() || events.len() >= limit as usize {
                     break;
                 }
             }
+            events.truncate(limit as usize);
             return print_history(output, &events);
         }
         TenantCommand::Wait { ids, state, timeout } => {
@@ -315,26 +282,48 @@ pub async fn run(
                 .iter()
                 .map(|i| TenantId::parse(i))
                 .collect::<Result<Vec<_>, _>>()?;
-            return wait::wait(store.as_ref(), &ids, &state, timeout).await;
+            return wait::wait(tenants, &ids, &state, timeout).await;
         }
         TenantCommand::Upgrade { id, release, hold } => {
             let release = ReleaseVersion::parse(&release)?;
-            event(&id, TenantEvent::Upgrade { release }, hold)?
+            (id, TenantEvent::Upgrade { release }, hold)
         }
-        TenantCommand::Retry { id, hold } => event(&id, TenantEvent::Retry, hold)?,
-        TenantCommand::Rollback { id, hold } => event(&id, TenantEvent::Rollback, hold)?,
+        TenantCommand::Retry { id, hold } => (id, TenantEvent::Retry, hold),
+        TenantCommand::Rollback { id, hold } => (id, TenantEvent::Rollback, hold),
         TenantCommand::Restore { id, snapshot, hold } => {
             let snapshot = SnapshotName::parse(&snapshot)?;
-            event(
-                &id,
+            (
+                id,
                 TenantEvent::Restore {
                     snapshot: snapshot.into(),
                 },
                 hold,
-            )?
+            )
         }
-        TenantCommand::Deprovision { id, hold } => event(&id, TenantEvent::Deprovision, hold)?,
+        TenantCommand::Deprovision { id, hold } => (id, TenantEvent::Deprovision, hold),
     };
-    let record = commands.command_with_hold(&id, ev, &actor, hold).await?;
-    print_record(output, &record)
+    let view = tenants
+        .command(&TenantId::parse(&id)?, event, hold.hold())
+        .await?;
+    print_tenant(output, &view)
+}
+
+/// A create refused because the version policy names no release: a conflict with what
+/// is stored (as the API's 409 `no_release`), with the CLI's own way out.
+fn no_release(error: anyhow::Error) -> Failure {
+    match error.downcast_ref::<CommandError>() {
+        Some(CommandError::NoRelease {
+            environment,
+            region,
+            group,
+        }) => Failure {
+            code: super::EXIT_CONFLICT,
+            error: anyhow::anyhow!(
+                "no --release given and the version policy has no release for environment \
+                 {environment} in {region} (group {group}); pass --release or set one with \
+                 `tenantctl policy set-default`"
+            ),
+        },
+        _ => Failure::from(error.context("creating tenant")),
+    }
 }

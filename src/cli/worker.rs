@@ -7,11 +7,11 @@ use tokio::sync::watch;
 use std::sync::Arc;
 use tenant_orchestrator::domain::Region;
 
+use tenant_orchestrator::app::Backend;
 use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::steps::verify::HealthProbe;
 use tenant_orchestrator::steps::{self, AwsClients, StepsConfig};
-use tenant_orchestrator::store::DynamoStore;
 use tenant_orchestrator::worker::{Backoff, Worker, WorkerConfig};
 
 use super::Failure;
@@ -106,7 +106,7 @@ impl ControllerOptions {
 
 /// The controller with its bake health checks taken from the steps configuration.
 fn controller(
-    store: Arc<DynamoStore>,
+    store: Arc<dyn Backend>,
     steps: &StepsConfig,
     config: ControllerConfig,
 ) -> Result<Controller, Failure> {
@@ -121,7 +121,7 @@ pub async fn run_controller(table: &str, args: ControllerArgs) -> Result<(), Fai
     let owner = args.id.clone().unwrap_or_else(default_worker_id);
     let config = args.controller.config(owner)?;
     let steps = load_steps_config(args.steps_config.as_deref())?;
-    let store = super::dynamo_store(table).await;
+    let store = super::connect(table).await.backend().clone();
     controller(store, &steps, config)?.run(shutdown_signal()).await;
     Ok(())
 }
@@ -131,7 +131,7 @@ impl WorkerArgs {
     /// `--no-controller`.
     pub fn controller_for(
         &self,
-        store: Arc<DynamoStore>,
+        store: Arc<dyn Backend>,
         steps: &StepsConfig,
         owner: &str,
     ) -> Result<Option<Controller>, Failure> {
@@ -215,7 +215,7 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
 pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
     let config = args.config()?;
     let args = &args;
-    let store = super::dynamo_store(table).await;
+    let store = super::connect(table).await.backend().clone();
     let steps_config = load_steps_config(args.steps_config.as_deref())?;
     let controller = args.controller_for(store.clone(), &steps_config, &config.owner)?;
     let steps = product_steps(steps_config, store.clone()).await;
@@ -245,7 +245,7 @@ pub fn load_steps_config(path: Option<&std::path::Path>) -> Result<StepsConfig, 
 }
 
 /// The real AWS steps, on clients built from the standard AWS environment.
-pub async fn product_steps(config: StepsConfig, store: Arc<DynamoStore>) -> StepRegistry {
+pub async fn product_steps(config: StepsConfig, store: Arc<dyn Backend>) -> StepRegistry {
     let aws = Arc::new(AwsClients::from_env().await);
     steps::registry(Arc::new(config), aws, store)
 }

@@ -427,6 +427,23 @@ impl TenantState {
             })
     }
 
+    /// The steps a state named `name` runs, in order; `None` for a state that runs
+    /// none (`Active`, `Failed`, …) or an unknown name. Lets a client that only sees
+    /// names (a view over the API) tell how far a phase has come.
+    pub fn phase_steps(name: &str) -> Option<Vec<StepKind>> {
+        fn kinds<S: Copy>(sequence: &[S], kind: impl Fn(S) -> StepKind) -> Option<Vec<StepKind>> {
+            Some(sequence.iter().map(|s| kind(*s)).collect())
+        }
+        match name {
+            "Provisioning" => kinds(ProvisionStep::SEQUENCE, ProvisionStep::kind),
+            "Upgrading" => kinds(UpgradeStep::SEQUENCE, UpgradeStep::kind),
+            "RollingBack" => kinds(RollbackStep::SEQUENCE, RollbackStep::kind),
+            "Restoring" => kinds(RestoreStep::SEQUENCE, RestoreStep::kind),
+            "Deprovisioning" => kinds(DeprovisionStep::SEQUENCE, DeprovisionStep::kind),
+            _ => None,
+        }
+    }
+
     /// The name with the step, e.g. `Upgrading/Deploy`.
     pub fn label(&self) -> String {
         match self.step() {

@@ -466,3 +466,24 @@ fn the_committed_diagram_matches_the_machine() {
          `cargo run -- state diagram > state/tenant-machine.mmd`"
     );
 }
+
+#[test]
+fn a_phase_named_by_a_state_holds_the_step_it_is_at() {
+    let mut phases = 0;
+    for state in reachable_states() {
+        match (state.step(), TenantState::phase_steps(state.name())) {
+            (Some(step), Some(steps)) => {
+                phases += 1;
+                assert!(
+                    steps.contains(&step),
+                    "{} has no {step} in {steps:?}",
+                    state.name()
+                );
+            }
+            (None, None) => {}
+            (step, steps) => panic!("{}: step {step:?} but phase {steps:?}", state.name()),
+        }
+    }
+    assert!(phases > 10, "the walk reached only {phases} states with a step");
+    assert_eq!(TenantState::phase_steps("NoSuchState"), None);
+}

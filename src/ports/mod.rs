@@ -1,16 +1,33 @@
-//! The interfaces the core calls out through, and their errors: persistence the steps
-//! need (certificate slots) and the answers rollouts need from the outside world
-//! (is a release published, is a tenant healthy). Declared here, below both the
-//! callers and the implementations, so `steps` never imports `store`, `rollout` never
-//! imports `steps`, and `src/cli` picks what runs behind each.
+//! The interfaces the core calls out through, and their errors: one trait per kind of
+//! stored item (tenants, rollouts, policy, reports, idempotency keys, sessions,
+//! certificate slots) with the read models they return, and the answers rollouts need
+//! from the outside world (is a release published, is a tenant healthy). Declared
+//! here, below both the callers and the implementations, so `steps` never imports
+//! `store`, `rollout` never imports `steps`, `api` and `cli` reach the store only
+//! through these, and the application layer (`app`) picks what runs behind each.
 //!
 //! This layer may use `domain`, `machine` and `record`.
 
+mod policy;
 mod probes;
+pub mod reports;
+mod requests;
+mod rollouts;
 mod slots;
+mod tenants;
 
+pub use policy::{PolicyChange, PolicyEdit, PolicyStore};
 pub use probes::{ReleaseRegistry, TenantHealth, TenantProbe};
+pub use reports::{
+    DeploymentCounts, DeploymentMilestone, DeploymentReport, ReportQuery, ReportStore, MAX_REPORT_DAYS,
+};
+pub use requests::{IdempotencyStore, Reservation, SessionStore, StoredSession};
+pub use rollouts::{RolloutStore, RolloutSummary, TenantDrive};
 pub use slots::{CertificateSlotStore, RegionSlots};
+pub use tenants::{
+    FleetSummary, ListFilter, ListQuery, Page, TenantReads, TenantStore, TenantSummary, WriteGuard,
+    WORK_SHARDS,
+};
 
 /// Why a store call failed, split by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]

@@ -15,12 +15,12 @@ use tracing::{debug, info, instrument, warn};
 
 use super::decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
 use crate::domain::{RolloutId, TenantId};
+use crate::ports::{Conflict, RolloutStore, StoreError, TenantDrive, TenantStore, WriteGuard};
 use crate::ports::{TenantHealth, TenantProbe};
 use crate::record::{
     Actor, Cause, Lease, Origin, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, TenantRecord,
     Transition,
 };
-use crate::store::{Conflict, RolloutStore, StoreError, TenantDrive, TenantStore, WriteGuard};
 
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {

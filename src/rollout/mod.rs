@@ -3,16 +3,14 @@
 //! The planner is pure: a [`RolloutSpec`](crate::domain::RolloutSpec), a snapshot of
 //! the fleet and the current time go in, a [`Plan`] comes out (which tenant lands in
 //! which wave, and when it can start). A dry run is a call to [`plan`].
-//! [`RolloutCommands::start`] stores a plan as a rollout record with one member per
+//! [`crate::app::RolloutCommands::start`] stores a plan as a rollout record with one member per
 //! tenant; every replica's [`Controller`] competes for its lease and carries it out.
 
-mod commands;
 mod controller;
 mod decide;
 mod planner;
 mod timeline;
 
-pub use commands::{RolloutCommands, RolloutError, Started};
 pub use controller::{Controller, ControllerConfig};
 pub use decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
 pub use planner::{plan, plan_with, PlanOptions, TenantSummaryForPlanning};

@@ -6,9 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{Hostname, Region, RolloutId, TenantId};
 
-/// Work-index partitions per region. Due tenants of a region are spread over this
-/// many keys so one busy region never makes a hot partition.
-pub const WORK_SHARDS: u32 = 8;
+pub use crate::ports::WORK_SHARDS;
 
 pub const TENANT_SK: &str = "TENANT";
 pub const META_PK: &str = "META";

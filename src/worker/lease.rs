@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::domain::TenantId;
+use crate::ports::{StoreError, TenantStore};
 use crate::record::Lease;
-use crate::store::{StoreError, TenantStore};
 
 /// The lease as this worker knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

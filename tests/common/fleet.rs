@@ -10,10 +10,10 @@
 //!     .await;
 //! ```
 
+use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::store::TenantStore;
-use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::Worker;
 
 use super::{drain, fast_worker, fresh_store, release, spec, tenant_id, ScriptedStep, TestStore};

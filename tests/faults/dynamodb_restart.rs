@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
+use tenant_orchestrator::app::RolloutCommands;
 use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
 use tenant_orchestrator::record::{Actor, Cause, Phase, TenantRecord, Transition};
-use tenant_orchestrator::rollout::RolloutCommands;
 use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::store::{table, DynamoStore, RolloutStore, TenantStore};
 use tenant_orchestrator::worker::Worker;

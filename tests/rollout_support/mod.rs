@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use tenant_orchestrator::app::RolloutCommands;
 use tenant_orchestrator::domain::{ReleaseVersion, RolloutId, RolloutSpec, TenantSpec};
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::ports::{TenantHealth, TenantProbe};
 use tenant_orchestrator::record::{Actor, Cause, RolloutMember, RolloutRecord, TenantRecord, Transition};
-use tenant_orchestrator::rollout::{Controller, ControllerConfig, RolloutCommands};
+use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::store::{RolloutStore, TenantStore};
 use tenant_orchestrator::worker::Worker;

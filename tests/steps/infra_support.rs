@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus, TemplateStage};
 use chrono::Utc;
+use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::machine::{
     DeprovisionStep, ProvisionStep, RestoreStep, RollbackStep, TenantState, UpgradeStep,
 };
@@ -16,7 +17,6 @@ use tenant_orchestrator::step::{StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::steps::infra::{self, template, InfraConfig};
 use tenant_orchestrator::steps::{AwsClients, RegionSettings, StepsConfig};
 use tenant_orchestrator::store::{DynamoStore, TenantStore};
-use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::Worker;
 
 use crate::common::{fast_worker, release, require_local_aws, spec, tenant_id, ScriptedStep};

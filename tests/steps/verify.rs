@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use crate::helm_support::*;
 use serde_json::json;
+use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::domain::Hostname;
 use tenant_orchestrator::machine::{RollbackStep, StepKind, TenantEvent, TenantState, UpgradeStep};
 use tenant_orchestrator::record::{Actor, TenantRecord};
@@ -16,7 +17,6 @@ use tenant_orchestrator::steps::helm::{Deploy, RollbackDeploy};
 use tenant_orchestrator::steps::verify::{VerifyConfig, VerifyRelease};
 use tenant_orchestrator::steps::StepsConfig;
 use tenant_orchestrator::store::TenantStore;
-use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::Worker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::common::{drain, fast_worker, fresh_store, release, ScriptedStep};
 use async_trait::async_trait;
+use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
@@ -15,7 +16,6 @@ use tenant_orchestrator::steps::backup::{BackupConfig, SnapshotDatabase};
 use tenant_orchestrator::steps::config::{DeleteConfig, WriteConfig};
 use tenant_orchestrator::steps::{self, names, StepsConfig};
 use tenant_orchestrator::store::TenantStore;
-use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::Worker;
 
 use crate::aws_support::*;

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use common::fleet::{operator, Fleet, TestFleet};
 use common::*;
+use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
 use tenant_orchestrator::record::TenantFacts;
 use tenant_orchestrator::step::{StepOutcome, StepRegistry};
 use tenant_orchestrator::store::{DynamoStore, TenantStore};
-use tenant_orchestrator::tenants::TenantCommands;
 use tenant_orchestrator::worker::{Processed, Worker, WorkerConfig};
 use tokio::sync::watch;
 

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::api::ApiState;
 use crate::domain::rollout::WaveKind;
 use crate::domain::TenantId;
+use crate::ports::{FleetSummary, ListQuery, StoreError};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
-use crate::store::{FleetSummary, ListQuery, RolloutStore, StoreError, TenantStore};
 
 /// Running rollouts shown (newest first); there are rarely more than a few.
 const ROLLOUTS_SHOWN: u32 = 20;

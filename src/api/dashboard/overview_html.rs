@@ -272,7 +272,7 @@ mod tests {
     use super::super::overview::{OutcomeCounts, WaveProgress};
     use super::*;
     use crate::domain::Region;
-    use crate::store::FleetSummary;
+    use crate::ports::FleetSummary;
 
     const VIEWER: Who = Who {
         name: "viewer",

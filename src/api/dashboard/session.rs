@@ -27,7 +27,7 @@ use super::csrf::{cross_site, logout_token, looks_random, random_token, sha256_h
 use super::html::{page, respond, Escaped, Who};
 use crate::api::auth::{RequiredScope, Scope};
 use crate::api::ApiState;
-use crate::store::{StoreError, StoredSession};
+use crate::ports::{StoreError, StoredSession};
 
 /// The cookie that carries the session id.
 pub const SESSION_COOKIE: &str = "tenantctl_session";

@@ -1,16 +1,16 @@
 //! `tenantctl tenant wait` (and `tenant create --wait`): poll tenants until they settle,
-//! showing how far each one's lifecycle phase has come.
+//! showing how far each one's lifecycle phase has come. Works on the views any
+//! [`TenantService`] answers, so it is the same on the table and through `--server`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use tenant_orchestrator::app::views::TenantView;
+use tenant_orchestrator::app::TenantService;
 use tenant_orchestrator::domain::TenantId;
-use tenant_orchestrator::machine::{
-    DeprovisionStep, ProvisionStep, RestoreStep, RollbackStep, TenantState, UpgradeStep,
-};
-use tenant_orchestrator::record::TenantRecord;
-use tenant_orchestrator::store::TenantStore;
+use tenant_orchestrator::machine::TenantState;
 
+use crate::cli::output::state_label;
 use crate::cli::progress::{Outcome, Progress};
 use crate::cli::{Failure, EXIT_FAILURE, EXIT_INVALID_INPUT};
 
@@ -19,44 +19,39 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// Steps done and steps in the phase the tenant is in (`Provisioning` at `Deploy` is
 /// 4 of 6), or `None` when no step is running.
-pub fn phase_progress(state: &TenantState) -> Option<(u64, u64)> {
-    fn at<S: PartialEq>(sequence: &[S], step: &S) -> Option<(u64, u64)> {
-        let done = sequence.iter().position(|s| s == step)?;
-        Some((done as u64, sequence.len() as u64))
-    }
-    match state {
-        TenantState::Provisioning { step, .. } => at(ProvisionStep::SEQUENCE, step),
-        TenantState::Upgrading { step, .. } => at(UpgradeStep::SEQUENCE, step),
-        TenantState::RollingBack { step, .. } => at(RollbackStep::SEQUENCE, step),
-        TenantState::Restoring { step, .. } => at(RestoreStep::SEQUENCE, step),
-        TenantState::Deprovisioning { step } => at(DeprovisionStep::SEQUENCE, step),
-        _ => None,
-    }
+pub fn phase_progress(state: &str, step: Option<&str>) -> Option<(u64, u64)> {
+    let steps = TenantState::phase_steps(state)?;
+    let done = steps.iter().position(|s| Some(s.name()) == step)?;
+    Some((done as u64, steps.len() as u64))
+}
+
+fn label(v: &TenantView) -> String {
+    state_label(&v.state, v.step.as_deref())
 }
 
 /// Steps done and steps to do over all tenants. A settled tenant counts its last
 /// phase as complete (one step if it was never seen working), so the total only
 /// moves when a tenant enters another phase, e.g. an upgrade that rolls back.
-fn fleet_progress(records: &[TenantRecord], phase_len: &mut BTreeMap<TenantId, u64>) -> (u64, u64) {
-    records
-        .iter()
-        .fold((0, 0), |(done, total), r| match phase_progress(&r.state) {
+fn fleet_progress(views: &[TenantView], phase_len: &mut BTreeMap<String, u64>) -> (u64, u64) {
+    views.iter().fold((0, 0), |(done, total), v| {
+        match phase_progress(&v.state, v.step.as_deref()) {
             Some((d, t)) => {
-                phase_len.insert(r.spec.id.clone(), t);
+                phase_len.insert(v.id.clone(), t);
                 (done + d, total + t)
             }
             None => {
-                let t = *phase_len.get(&r.spec.id).unwrap_or(&1);
+                let t = *phase_len.get(&v.id).unwrap_or(&1);
                 (done + t, total + t)
             }
-        })
+        }
+    })
 }
 
-fn describe(records: &[TenantRecord]) -> String {
-    let busy: Vec<String> = records
+fn describe(views: &[TenantView]) -> String {
+    let busy: Vec<String> = views
         .iter()
-        .filter(|r| r.state.step().is_some())
-        .map(|r| format!("{} {}", r.spec.id, r.state.label()))
+        .filter(|v| v.step.is_some())
+        .map(|v| format!("{} {}", v.id, label(v)))
         .collect();
     match busy.is_empty() {
         true => "settled".to_owned(),
@@ -68,7 +63,7 @@ fn describe(records: &[TenantRecord]) -> String {
 /// Failed tenants are reported as errors with their last error, and a timeout names
 /// the tenants still working.
 pub async fn wait(
-    store: &dyn TenantStore,
+    tenants: &dyn TenantService,
     ids: &[TenantId],
     wanted: &str,
     timeout: Duration,
@@ -90,32 +85,32 @@ pub async fn wait(
     let mut phase_len = BTreeMap::new();
     let mut rolling_back = BTreeSet::new();
     loop {
-        let mut records = Vec::new();
+        let mut views = Vec::new();
         for id in ids {
-            records.push(store.load(id).await?);
+            views.push(tenants.get(id).await?);
         }
-        for r in &records {
-            let is = matches!(r.state, TenantState::RollingBack { .. });
-            if is && rolling_back.insert(r.spec.id.clone()) {
-                let why = r.last_error.as_deref().unwrap_or("no error recorded");
-                progress.warn(&format!("{} is rolling back: {why}", r.spec.id));
+        for v in &views {
+            let is = v.state == "RollingBack";
+            if is && rolling_back.insert(v.id.clone()) {
+                let why = v.last_error.as_deref().unwrap_or("no error recorded");
+                progress.warn(&format!("{} is rolling back: {why}", v.id));
             } else if !is {
-                rolling_back.remove(&r.spec.id);
+                rolling_back.remove(&v.id);
             }
         }
-        let (done, total) = fleet_progress(&records, &mut phase_len);
-        progress.update(done, total, &describe(&records));
-        if records.iter().all(|r| r.state.step().is_none()) {
-            return settled(&mut progress, &records, wanted);
+        let (done, total) = fleet_progress(&views, &mut phase_len);
+        progress.update(done, total, &describe(&views));
+        if views.iter().all(|v| v.step.is_none()) {
+            return settled(&mut progress, &views, wanted);
         }
         if Instant::now() > deadline {
             let message = format!(
                 "timed out after {}; still working: {}; check `tenantctl tenant history <id>`",
                 humantime::format_duration(timeout),
-                records
+                views
                     .iter()
-                    .filter(|r| r.state.step().is_some())
-                    .map(|r| format!("{} ({})", r.spec.id, r.state.label()))
+                    .filter(|v| v.step.is_some())
+                    .map(|v| format!("{} ({})", v.id, label(v)))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -129,17 +124,17 @@ pub async fn wait(
     }
 }
 
-fn settled(progress: &mut Progress, records: &[TenantRecord], wanted: &str) -> Result<(), Failure> {
-    let missed: Vec<String> = records
+fn settled(progress: &mut Progress, views: &[TenantView], wanted: &str) -> Result<(), Failure> {
+    let missed: Vec<String> = views
         .iter()
-        .filter(|r| r.state.name() != wanted)
-        .map(|r| {
-            let why = r
+        .filter(|v| v.state != wanted)
+        .map(|v| {
+            let why = v
                 .last_error
                 .as_deref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default();
-            format!("{} is {}{why}", r.spec.id, r.state.label())
+            format!("{} is {}{why}", v.id, label(v))
         })
         .collect();
     if missed.is_empty() {
@@ -157,17 +152,15 @@ fn settled(progress: &mut Progress, records: &[TenantRecord], wanted: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenant_orchestrator::domain::ReleaseVersion;
 
     #[test]
     fn a_phase_counts_the_steps_before_the_current_one() {
-        let release = ReleaseVersion::parse("1.0.0").unwrap();
-        let at = |step| TenantState::Provisioning {
-            step,
-            release: release.clone(),
-        };
-        assert_eq!(phase_progress(&at(ProvisionStep::Deploy)), Some((4, 6)));
-        assert_eq!(phase_progress(&at(ProvisionStep::FIRST)), Some((0, 6)));
-        assert_eq!(phase_progress(&TenantState::initial()), None);
+        assert_eq!(phase_progress("Provisioning", Some("Deploy")), Some((4, 6)));
+        assert_eq!(
+            phase_progress("Provisioning", Some("CheckArtifact")),
+            Some((0, 6))
+        );
+        assert_eq!(phase_progress("Active", None), None);
+        assert_eq!(phase_progress("Provisioning", Some("NoSuchStep")), None);
     }
 }

@@ -4,7 +4,7 @@
 //! * [`allocator`] decides which slot (certificate) each hostname goes to — pure;
 //! * [`slot`] is one slot's record and the order its certificate changes in — pure;
 //! * [`issuance`] decides the next action on a slot — pure;
-//! * the store ([`crate::store::CertificateSlotStore`]) keeps the slots in the tenant
+//! * the store ([`crate::ports::CertificateSlotStore`]) keeps the slots in the tenant
 //!   table with conditional writes;
 //! * [`cloud`] (ACM, Route 53, ELBv2 through the SDK) and [`driver`] carry actions out;
 //! * [`step`] runs the two steps.

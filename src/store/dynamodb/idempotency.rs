@@ -14,24 +14,9 @@ use chrono::{DateTime, Utc};
 use super::errors::classify;
 use super::item::{get_n, get_s, n, s, Item};
 use super::DynamoStore;
-use crate::store::StoreError;
+use crate::ports::{IdempotencyStore, Reservation, StoreError};
 
 const SK: &str = "IDEMPOTENCY";
-
-/// How a reservation of an idempotency key went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reservation {
-    /// The key is ours: act, then `complete` (or `forget` on a failure worth retrying).
-    Reserved,
-    /// Another request with this key is still acting.
-    InProgress { fingerprint: String },
-    /// The key was used before; its response is stored.
-    Completed {
-        fingerprint: String,
-        status: u16,
-        body: String,
-    },
-}
 
 fn key_pk(scope: &str, key: &str) -> String {
     format!("IDEMPOTENCY#{scope}#{key}")
@@ -41,11 +26,12 @@ fn key_of(scope: &str, key: &str) -> Item {
     HashMap::from([("pk".to_owned(), s(key_pk(scope, key))), ("sk".to_owned(), s(SK))])
 }
 
-impl DynamoStore {
+#[async_trait::async_trait]
+impl IdempotencyStore for DynamoStore {
     /// Reserves `key` (scoped by `scope`, the caller) for a request whose body has
     /// `fingerprint`. A stored key lives `retention`; a reservation whose request never
     /// completed (the process died) may be taken over after `pending_timeout`.
-    pub async fn reserve_idempotency_key(
+    async fn reserve_idempotency_key(
         &self,
         scope: &str,
         key: &str,
@@ -99,18 +85,8 @@ impl DynamoStore {
         }
     }
 
-    async fn load_idempotency_item(&self, scope: &str, key: &str) -> Result<Item, StoreError> {
-        let item = self
-            .read_item(key_of(scope, key), "reading an idempotency key")
-            .await?;
-        item.ok_or_else(|| StoreError::Retryable {
-            context: "reading an idempotency key".into(),
-            message: "the key expired while it was read; send the request again".into(),
-        })
-    }
-
     /// Stores the response of the request that reserved `key`.
-    pub async fn complete_idempotency_key(
+    async fn complete_idempotency_key(
         &self,
         scope: &str,
         key: &str,
@@ -137,7 +113,7 @@ impl DynamoStore {
 
     /// Drops a reservation whose request failed in a way worth retrying (a store
     /// outage), so the client may send the same key again.
-    pub async fn forget_idempotency_key(
+    async fn forget_idempotency_key(
         &self,
         scope: &str,
         key: &str,
@@ -158,5 +134,17 @@ impl DynamoStore {
             Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl DynamoStore {
+    async fn load_idempotency_item(&self, scope: &str, key: &str) -> Result<Item, StoreError> {
+        let item = self
+            .read_item(key_of(scope, key), "reading an idempotency key")
+            .await?;
+        item.ok_or_else(|| StoreError::Retryable {
+            context: "reading an idempotency key".into(),
+            message: "the key expired while it was read; send the request again".into(),
+        })
     }
 }

@@ -2,7 +2,8 @@
 //! summary (counts by region, state and release), read from the index's projected
 //! attributes only, one query stream per region, never a table scan.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::DateTime;
@@ -11,28 +12,10 @@ use super::errors::classify;
 use super::item::{get_n, get_s, item_key, plain_key, s, Item};
 use super::page_token::PageScope;
 use super::DynamoStore;
-use crate::domain::{Group, Region, ReleaseVersion, TenantId};
+use crate::domain::{Group, Region, TenantId};
+use crate::ports::{FleetSummary, ListFilter, TenantReads};
 use crate::record::HistoryEvent;
 use crate::store::{keys, ListQuery, Page, StoreError, TenantStore, TenantSummary};
-
-/// Filters on attributes the listing index projects (evaluated by DynamoDB after the
-/// key condition, so they narrow what is returned, not what is read).
-#[derive(Debug, Clone, Default)]
-pub struct ListFilter {
-    /// The tenant's current release, or the one it is being moved to.
-    pub release: Option<ReleaseVersion>,
-    pub group: Option<Group>,
-}
-
-/// Tenants counted by region and state, and by release, from the listing index.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct FleetSummary {
-    pub total: u64,
-    pub by_region: BTreeMap<Region, BTreeMap<String, u64>>,
-    /// Tenants per release (current, or target while provisioning); `none` for
-    /// tenants that run no release.
-    pub by_release: BTreeMap<String, u64>,
-}
 
 impl ListFilter {
     /// The filter expression of these conditions, with the names and values it uses;
@@ -91,38 +74,6 @@ impl ListToken {
 }
 
 impl DynamoStore {
-    /// One page of tenants matching `query` and `filter`, ordered by region, state, id.
-    pub async fn list_matching(
-        &self,
-        query: &ListQuery,
-        filter: &ListFilter,
-    ) -> Result<Page<TenantSummary>, StoreError> {
-        let limit = query.limit.unwrap_or(100).clamp(1, 1000) as usize;
-        let release = filter.release.as_ref().map(ToString::to_string);
-        let scope = PageScope::new("tenants")
-            .with(query.region.as_ref().map(Region::as_str))
-            .with(query.state.as_deref())
-            .with(release.as_deref())
-            .with(filter.group.as_ref().map(Group::as_str));
-        let token: Option<ListToken> = match &query.next_token {
-            Some(t) => Some(self.open_page("listing tenants", &scope, t).await?),
-            None => None,
-        };
-        let regions = match &query.region {
-            Some(r) => vec![r.clone()],
-            None => self.regions().await?,
-        };
-        let filter = filter.expression();
-        let (items, rest) = self
-            .collect_page(regions, query.state.as_deref(), filter.as_ref(), token, limit)
-            .await?;
-        let next_token = match rest {
-            Some(token) => Some(self.seal_page(&scope, &token).await?),
-            None => None,
-        };
-        Ok(Page { items, next_token })
-    }
-
     /// Walks `regions` in order, from where `resume` says, until `limit` tenants are
     /// found; returns them and where the next page starts if the listing goes on.
     async fn collect_page(
@@ -204,10 +155,62 @@ impl DynamoStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok((items, out.last_evaluated_key().map(plain_key)))
     }
+}
+
+fn summary(item: &Item, region: &Region) -> Result<TenantSummary, StoreError> {
+    let pk = get_s(item, "pk")?;
+    let id = TenantId::parse(pk.strip_prefix("TENANT#").unwrap_or(pk)).map_err(|e| StoreError::Fatal {
+        context: "listing tenants".into(),
+        message: e.to_string(),
+    })?;
+    Ok(TenantSummary {
+        id,
+        region: region.clone(),
+        state: get_s(item, "state_name")?.to_owned(),
+        label: get_s(item, "state_label")?.to_owned(),
+        release: item.get("release").and_then(|v| v.as_s().ok()).cloned(),
+        group: get_s(item, "group_name")?.to_owned(),
+        updated_at: DateTime::from_timestamp_millis(get_n(item, "updated_at")?).unwrap_or_default(),
+    })
+}
+
+#[async_trait::async_trait]
+impl TenantReads for DynamoStore {
+    /// One page of tenants matching `query` and `filter`, ordered by region, state, id.
+    async fn list_matching(
+        &self,
+        query: &ListQuery,
+        filter: &ListFilter,
+    ) -> Result<Page<TenantSummary>, StoreError> {
+        let limit = query.limit.unwrap_or(100).clamp(1, 1000) as usize;
+        let release = filter.release.as_ref().map(ToString::to_string);
+        let scope = PageScope::new("tenants")
+            .with(query.region.as_ref().map(Region::as_str))
+            .with(query.state.as_deref())
+            .with(release.as_deref())
+            .with(filter.group.as_ref().map(Group::as_str));
+        let token: Option<ListToken> = match &query.next_token {
+            Some(t) => Some(self.open_page("listing tenants", &scope, t).await?),
+            None => None,
+        };
+        let regions = match &query.region {
+            Some(r) => vec![r.clone()],
+            None => self.regions().await?,
+        };
+        let filter = filter.expression();
+        let (items, rest) = self
+            .collect_page(regions, query.state.as_deref(), filter.as_ref(), token, limit)
+            .await?;
+        let next_token = match rest {
+            Some(token) => Some(self.seal_page(&scope, &token).await?),
+            None => None,
+        };
+        Ok(Page { items, next_token })
+    }
 
     /// One page of a tenant's history for a client: the position is kept in a sealed
     /// page token bound to the tenant.
-    pub async fn history_page(
+    async fn history_page(
         &self,
         id: &TenantId,
         next_token: Option<&str>,
@@ -230,7 +233,7 @@ impl DynamoStore {
     }
 
     /// Counts every tenant by region and state and by release.
-    pub async fn fleet_summary(&self) -> Result<FleetSummary, StoreError> {
+    async fn fleet_summary(&self) -> Result<FleetSummary, StoreError> {
         let mut summary = FleetSummary::default();
         for region in self.regions().await? {
             let mut start: Option<HashMap<String, AttributeValue>> = None;
@@ -272,21 +275,25 @@ impl DynamoStore {
         }
         Ok(summary)
     }
-}
-
-fn summary(item: &Item, region: &Region) -> Result<TenantSummary, StoreError> {
-    let pk = get_s(item, "pk")?;
-    let id = TenantId::parse(pk.strip_prefix("TENANT#").unwrap_or(pk)).map_err(|e| StoreError::Fatal {
-        context: "listing tenants".into(),
-        message: e.to_string(),
-    })?;
-    Ok(TenantSummary {
-        id,
-        region: region.clone(),
-        state: get_s(item, "state_name")?.to_owned(),
-        label: get_s(item, "state_label")?.to_owned(),
-        release: item.get("release").and_then(|v| v.as_s().ok()).cloned(),
-        group: get_s(item, "group_name")?.to_owned(),
-        updated_at: DateTime::from_timestamp_millis(get_n(item, "updated_at")?).unwrap_or_default(),
-    })
+    /// Whether the table answers: one `DescribeTable`, tried once and bounded by
+    /// `within`, so a readiness probe reports an outage instead of riding it out
+    /// in the client's retries.
+    async fn ping(&self, within: Duration) -> Result<(), StoreError> {
+        let once = aws_sdk_dynamodb::config::Builder::default()
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(within)
+                    .build(),
+            );
+        self.client()
+            .describe_table()
+            .table_name(self.table())
+            .customize()
+            .config_override(once)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("reaching the state table", self.table(), e))
+    }
 }

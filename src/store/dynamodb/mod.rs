@@ -42,12 +42,7 @@ use item::{decode_event, decode_tenant, get_n, get_s, millis, n, s, tenant_item,
 use transition::Committed;
 
 pub use claims::ClaimBackfill;
-pub use idempotency::Reservation;
 pub use item::mutable_attributes;
-pub use listing::{FleetSummary, ListFilter};
-pub use policy::PolicyChange;
-pub use reports::{ReportQuery, MAX_REPORT_DAYS};
-pub use sessions::StoredSession;
 
 /// Tenant state in one DynamoDB table.
 #[derive(Clone)]
@@ -208,28 +203,6 @@ impl DynamoStore {
 
     pub fn table(&self) -> &str {
         &self.table
-    }
-
-    /// Whether the table answers: one `DescribeTable`, tried once and bounded by
-    /// `within`, so a readiness probe reports an outage instead of riding it out
-    /// in the client's retries.
-    pub async fn ping(&self, within: Duration) -> Result<(), StoreError> {
-        let once = aws_sdk_dynamodb::config::Builder::default()
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(within)
-                    .build(),
-            );
-        self.client
-            .describe_table()
-            .table_name(&self.table)
-            .customize()
-            .config_override(once)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify("reaching the state table", &self.table, e))
     }
 
     /// Sends a transaction; again (up to three times) when DynamoDB cancelled it only
@@ -732,7 +705,7 @@ impl TenantStore for DynamoStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page<TenantSummary>, StoreError> {
-        self.list_matching(query, &ListFilter::default()).await
+        crate::ports::TenantReads::list_matching(self, query, &crate::ports::ListFilter::default()).await
     }
 
     async fn due(

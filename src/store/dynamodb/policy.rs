@@ -10,6 +10,7 @@ use super::item;
 use super::item::{get_n, get_s, n, s};
 use super::DynamoStore;
 use crate::domain::VersionPolicy;
+use crate::ports::{PolicyChange, PolicyEdit, PolicyStore};
 use crate::store::{keys, StoreError};
 
 const POLICY_SK: &str = "POLICY";
@@ -18,49 +19,26 @@ const CONFLICT_RETRIES: usize = 5;
 const CHANGES_KEPT: usize = 100;
 
 /// Who changed the policy, when, and how: the policy's audit trail.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PolicyChange {
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub actor: String,
-    pub what: String,
-}
-
-impl DynamoStore {
+#[async_trait::async_trait]
+impl PolicyStore for DynamoStore {
     /// The policy and its version (0 when none was ever written).
-    pub async fn load_policy(&self) -> Result<(VersionPolicy, u64), StoreError> {
+    async fn load_policy(&self) -> Result<(VersionPolicy, u64), StoreError> {
         let (policy, version, _) = self.load_policy_item().await?;
         Ok((policy, version))
     }
 
     /// The policy with its recorded changes, oldest first (the newest 100).
-    pub async fn load_policy_audited(&self) -> Result<(VersionPolicy, Vec<PolicyChange>), StoreError> {
+    async fn load_policy_audited(&self) -> Result<(VersionPolicy, Vec<PolicyChange>), StoreError> {
         let (policy, _, changes) = self.load_policy_item().await?;
         Ok((policy, changes))
     }
 
     /// Policy, version and changes from the one policy item.
-    async fn load_policy_item(&self) -> Result<(VersionPolicy, u64, Vec<PolicyChange>), StoreError> {
-        let Some(item) = self
-            .read_item(item::key(keys::META_PK, POLICY_SK), "loading the version policy")
-            .await?
-        else {
-            return Ok((VersionPolicy::default(), 0, Vec::new()));
-        };
-        let policy = serde_json::from_str(get_s(&item, "policy")?).map_err(|e| StoreError::Fatal {
-            context: "loading the version policy".into(),
-            message: e.to_string(),
-        })?;
-        Ok((policy, get_n(&item, "version")? as u64, changes_of(&item)?))
-    }
-
-    /// Applies `change` to the stored policy and saves it with a record of who did
-    /// what, retrying if someone else saved in between. Returns the policy and its
-    /// changes as stored.
-    pub async fn update_policy(
+    async fn update_policy(
         &self,
         actor: &str,
         what: &str,
-        change: impl Fn(&mut VersionPolicy),
+        change: PolicyEdit<'_>,
     ) -> Result<(VersionPolicy, Vec<PolicyChange>), StoreError> {
         let mut attempt = 0;
         loop {
@@ -106,6 +84,22 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    async fn load_policy_item(&self) -> Result<(VersionPolicy, u64, Vec<PolicyChange>), StoreError> {
+        let Some(item) = self
+            .read_item(item::key(keys::META_PK, POLICY_SK), "loading the version policy")
+            .await?
+        else {
+            return Ok((VersionPolicy::default(), 0, Vec::new()));
+        };
+        let policy = serde_json::from_str(get_s(&item, "policy")?).map_err(|e| StoreError::Fatal {
+            context: "loading the version policy".into(),
+            message: e.to_string(),
+        })?;
+        Ok((policy, get_n(&item, "version")? as u64, changes_of(&item)?))
+    }
+}
+
 fn changes_of(item: &super::item::Item) -> Result<Vec<PolicyChange>, StoreError> {
     match item.get("changes") {
         None => Ok(Vec::new()),
@@ -113,12 +107,5 @@ fn changes_of(item: &super::item::Item) -> Result<Vec<PolicyChange>, StoreError>
             context: "loading the version policy's changes".into(),
             message: e.to_string(),
         }),
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::store::PolicyStore for DynamoStore {
-    async fn load_policy(&self) -> Result<(VersionPolicy, u64), StoreError> {
-        DynamoStore::load_policy(self).await
     }
 }

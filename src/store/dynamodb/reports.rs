@@ -14,12 +14,10 @@ use super::errors::classify;
 use super::item::{get_n, get_s, n, s, Item};
 use super::DynamoStore;
 use crate::domain::{Group, Region};
+use crate::ports::{DeploymentMilestone, DeploymentReport, ReportQuery, ReportStore};
 use crate::record::TenantRecord;
-use crate::store::report::{DeploymentMilestone, DeploymentReport};
 use crate::store::{keys, StoreError};
 
-/// Days a report may span: one query per day, so the range is bounded.
-pub const MAX_REPORT_DAYS: i64 = 366;
 /// Day partitions read at once.
 const PARALLEL_DAYS: usize = 8;
 
@@ -51,19 +49,11 @@ pub fn counter_update(
         .expect("table, key, expression set")
 }
 
-/// Filters of a deployment report; days are UTC dates, both ends included.
-#[derive(Debug, Clone)]
-pub struct ReportQuery {
-    pub from: NaiveDate,
-    pub to: NaiveDate,
-    pub region: Option<Region>,
-    pub group: Option<Group>,
-}
-
-impl DynamoStore {
+#[async_trait::async_trait]
+impl ReportStore for DynamoStore {
     /// Deployments per region and group between two days (inclusive), from the
     /// counters; one query per day. The caller bounds the range.
-    pub async fn deployment_report(&self, query: &ReportQuery) -> Result<DeploymentReport, StoreError> {
+    async fn deployment_report(&self, query: &ReportQuery) -> Result<DeploymentReport, StoreError> {
         let mut days = Vec::new();
         let mut day = query.from;
         while day <= query.to {
@@ -92,7 +82,9 @@ impl DynamoStore {
         }
         Ok(report)
     }
+}
 
+impl DynamoStore {
     async fn report_day(&self, query: &ReportQuery, day: NaiveDate) -> Result<Vec<Item>, StoreError> {
         let prefix = match (&query.region, &query.group) {
             (Some(r), Some(g)) => Some(format!("{r}#{g}#")),

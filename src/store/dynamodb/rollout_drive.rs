@@ -12,8 +12,8 @@ use super::rollouts::{member_update, rollout_key};
 use super::transition::Committed;
 use super::DynamoStore;
 use crate::domain::RolloutId;
+use crate::ports::TenantDrive;
 use crate::record::Phase;
-use crate::store::rollouts::TenantDrive;
 use crate::store::{Conflict, StoreError, WriteGuard};
 
 impl DynamoStore {

@@ -19,8 +19,8 @@ use super::item::{
 use super::page_token::PageScope;
 use super::{lease_guard, ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
+use crate::ports::{RolloutStore, RolloutSummary, TenantDrive};
 use crate::record::{Lease, Phase, RolloutMember, RolloutRecord};
-use crate::store::rollouts::{RolloutStore, RolloutSummary, TenantDrive};
 use crate::store::{keys, Conflict, Entity, Page, StoreError, WriteGuard};
 
 const BATCH: usize = 25;

@@ -10,30 +10,9 @@ use chrono::{DateTime, Utc};
 use super::errors::classify;
 use super::item::{corrupt, get_n, get_s, n, s, Item};
 use super::DynamoStore;
-use crate::store::StoreError;
+use crate::ports::{SessionStore, StoreError, StoredSession};
 
 const SK: &str = "SESSION";
-
-/// A signed-in browser, as the table keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredSession {
-    /// The name of the token the session was made from.
-    pub token_name: String,
-    /// The scope that token had at sign-in.
-    pub scope: String,
-    /// SHA-256 (hex) of the token's configured hash: tells whether the same token is
-    /// still configured under that name, without storing anything a caller could use.
-    pub token_check: String,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-}
-
-impl StoredSession {
-    /// Whether the session may still be used at `now`.
-    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        now < self.expires_at
-    }
-}
 
 fn key_of(id_hash: &str) -> Item {
     HashMap::from([
@@ -46,10 +25,11 @@ fn seconds(key: &str, secs: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp(secs, 0).ok_or_else(|| corrupt(key, secs))
 }
 
-impl DynamoStore {
+#[async_trait::async_trait]
+impl SessionStore for DynamoStore {
     /// Stores a new session under the hash of its id. Ids are random, so an existing
     /// item with the same key is refused rather than overwritten.
-    pub async fn create_session(&self, id_hash: &str, session: &StoredSession) -> Result<(), StoreError> {
+    async fn create_session(&self, id_hash: &str, session: &StoredSession) -> Result<(), StoreError> {
         let mut item = key_of(id_hash);
         item.insert("token_name".into(), s(&session.token_name));
         item.insert("scope".into(), s(&session.scope));
@@ -60,7 +40,7 @@ impl DynamoStore {
     }
 
     /// The session stored under `id_hash`, if there is one (expired or not).
-    pub async fn load_session(&self, id_hash: &str) -> Result<Option<StoredSession>, StoreError> {
+    async fn load_session(&self, id_hash: &str) -> Result<Option<StoredSession>, StoreError> {
         let Some(item) = self
             .read_item(key_of(id_hash), "reading a dashboard session")
             .await?
@@ -77,7 +57,7 @@ impl DynamoStore {
     }
 
     /// Revokes a session (sign-out). Revoking one that is gone already is fine.
-    pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
         self.client()
             .delete_item()
             .table_name(self.table())

@@ -17,8 +17,8 @@ use crate::domain::{
     TenantSpec, Tier,
 };
 use crate::machine::{Rejected, TenantEvent, TenantState};
+use crate::ports::{PolicyStore, RolloutStore, StoreError, TenantStore, WriteGuard};
 use crate::record::{Actor, Cause, Origin, Phase, TenantRecord, Transition};
-use crate::store::{PolicyStore, RolloutStore, StoreError, TenantStore, WriteGuard};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -309,7 +309,7 @@ impl TenantCommands {
                 if expected != record.version {
                     return Err(CommandError::Store(StoreError::Conflict {
                         what: format!("updating tenant {id}"),
-                        kind: crate::store::Conflict::Version,
+                        kind: crate::ports::Conflict::Version,
                         detail: format!(
                             "tenant {id} is at version {}, not {expected}; reload it and decide again",
                             record.version

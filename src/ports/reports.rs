@@ -91,6 +91,26 @@ impl DeploymentCounts {
 /// A deployment report: counts per (region, group), in order.
 pub type DeploymentReport = BTreeMap<(Region, Group), DeploymentCounts>;
 
+/// Days a report may span: one query per day, so the range is bounded.
+pub const MAX_REPORT_DAYS: i64 = 366;
+
+/// Filters of a deployment report; days are UTC dates, both ends included.
+#[derive(Debug, Clone)]
+pub struct ReportQuery {
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+    pub region: Option<Region>,
+    pub group: Option<Group>,
+}
+
+/// The per-day deployment counters.
+#[async_trait::async_trait]
+pub trait ReportStore: Send + Sync {
+    /// Deployments per region and group between two days (inclusive). The caller
+    /// bounds the range to [`MAX_REPORT_DAYS`].
+    async fn deployment_report(&self, query: &ReportQuery) -> Result<DeploymentReport, super::StoreError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

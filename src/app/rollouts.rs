@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::planner::{plan, TenantSummaryForPlanning};
 use crate::domain::rollout::{Plan, SkipReason, Skipped};
 use crate::domain::{RolloutId, RolloutSpec, TenantId};
 use crate::ports::ReleaseRegistry;
+use crate::ports::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
-use crate::store::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
+use crate::rollout::{plan, TenantSummaryForPlanning};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {

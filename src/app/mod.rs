@@ -1,0 +1,138 @@
+//! The application layer: the use cases operators and pipelines ask for, whichever
+//! door they come through. `api/` (HTTP) and `cli/` (the binary) call only this layer
+//! and `domain`; this layer decides (policy lookup, rollout holds, building
+//! transitions, registries) and reaches the store through the traits of
+//! [`crate::ports`].
+//!
+//! - [`App`] is one deployment's services over one state table: tenant commands,
+//!   rollout commands, and the store's reads behind [`Backend`].
+//! - [`TenantService`] is the tenant use cases as one interface with two
+//!   implementations: [`LocalTenants`] over the table, and the CLI's `--server` client
+//!   over the HTTP API. Both answer with the typed [`views`].
+//!
+//! This layer may use `domain`, `machine`, `record`, `ports`, `rollout` and `store`
+//! (only to build the DynamoDB implementation of the ports).
+
+pub mod rollouts;
+mod service;
+pub mod tenants;
+pub mod views;
+
+use std::sync::Arc;
+
+use crate::ports::{
+    CertificateSlotStore, IdempotencyStore, PolicyStore, ReleaseRegistry, ReportStore, RolloutStore,
+    SessionStore, StoreError, TenantReads, TenantStore,
+};
+use crate::store::DynamoStore;
+
+pub use crate::store::check::FleetCheck;
+pub use crate::store::table::{TableError, TableOutcome};
+pub use crate::store::ClaimBackfill;
+pub use rollouts::{RolloutCommands, RolloutError, Started};
+pub use service::{LocalTenants, TenantService};
+pub use tenants::{CommandError, RolloutHold, SpecChange, TenantCommands};
+
+/// Every kind of stored item, as one handle: what the services and the API's reads
+/// are built on. The DynamoDB store is the one implementation in the product.
+pub trait Backend:
+    TenantStore
+    + TenantReads
+    + RolloutStore
+    + PolicyStore
+    + ReportStore
+    + IdempotencyStore
+    + SessionStore
+    + CertificateSlotStore
+{
+}
+
+impl<T> Backend for T where
+    T: TenantStore
+        + TenantReads
+        + RolloutStore
+        + PolicyStore
+        + ReportStore
+        + IdempotencyStore
+        + SessionStore
+        + CertificateSlotStore
+{
+}
+
+/// One deployment's services over its state table.
+#[derive(Clone)]
+pub struct App {
+    table: Arc<DynamoStore>,
+    backend: Arc<dyn Backend>,
+    tenants: TenantCommands,
+    rollouts: RolloutCommands,
+}
+
+impl From<Arc<DynamoStore>> for App {
+    fn from(table: Arc<DynamoStore>) -> Self {
+        App::new(table)
+    }
+}
+
+impl App {
+    /// The services over `table`: tenant commands respect rollout holds and name a new
+    /// tenant's release from the version policy.
+    pub fn new(table: Arc<DynamoStore>) -> Self {
+        let tenants: Arc<dyn TenantStore> = table.clone();
+        Self {
+            tenants: TenantCommands::new(tenants.clone())
+                .with_rollout_holds(table.clone())
+                .with_policy(table.clone()),
+            rollouts: RolloutCommands::new(tenants, table.clone()),
+            backend: table.clone(),
+            table,
+        }
+    }
+
+    /// The services over the state table `table`, with AWS configuration and
+    /// credentials from the standard environment.
+    pub async fn connect(table: &str) -> Self {
+        let config = aws_config::load_from_env().await;
+        Self::new(Arc::new(DynamoStore::new(crate::store::client(&config), table)))
+    }
+
+    /// Rollouts are refused when their release has no image in `registry`.
+    pub fn with_release_registry(mut self, registry: Arc<dyn ReleaseRegistry>) -> Self {
+        self.rollouts = self.rollouts.with_registry(registry);
+        self
+    }
+
+    pub fn tenants(&self) -> &TenantCommands {
+        &self.tenants
+    }
+
+    pub fn rollouts(&self) -> &RolloutCommands {
+        &self.rollouts
+    }
+
+    /// The store's reads and writes, for what has no use case of its own (listings,
+    /// reports, sessions, idempotency keys) and for building workers and controllers.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The state table's name.
+    pub fn table_name(&self) -> &str {
+        self.table.table()
+    }
+
+    /// Creates the state table if it does not exist (idempotent).
+    pub async fn ensure_table(&self) -> Result<TableOutcome, TableError> {
+        crate::store::table::ensure_table(self.table.client(), self.table.table()).await
+    }
+
+    /// Claims the hostnames of tenants stored before hostname claims existed.
+    pub async fn claim_existing_hostnames(&self) -> Result<ClaimBackfill, StoreError> {
+        self.table.claim_existing_hostnames().await
+    }
+
+    /// Checks the fleet's invariants over the whole table (a scan).
+    pub async fn check_fleet(&self) -> Result<FleetCheck, StoreError> {
+        self.table.check_fleet().await
+    }
+}

@@ -1,0 +1,33 @@
+//! The fleet's version policy and its audit trail.
+
+use async_trait::async_trait;
+
+use super::StoreError;
+use crate::domain::VersionPolicy;
+
+/// One change of the policy: when, by whom, what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyChange {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor: String,
+    pub what: String,
+}
+
+/// A change to apply to the stored policy (applied again if a concurrent change won).
+pub type PolicyEdit<'a> = &'a (dyn Fn(&mut VersionPolicy) + Send + Sync);
+
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// The policy and its version (0 when none was ever stored).
+    async fn load_policy(&self) -> Result<(VersionPolicy, u64), StoreError>;
+    /// The policy and its latest changes, oldest first.
+    async fn load_policy_audited(&self) -> Result<(VersionPolicy, Vec<PolicyChange>), StoreError>;
+    /// Applies `change` to the stored policy and records it as `what` by `actor`;
+    /// retried on a concurrent change. Returns the policy and changes as stored.
+    async fn update_policy(
+        &self,
+        actor: &str,
+        what: &str,
+        change: PolicyEdit<'_>,
+    ) -> Result<(VersionPolicy, Vec<PolicyChange>), StoreError>;
+}

@@ -1,0 +1,160 @@
+//! Tenants as the store keeps them: the record with its lease and history, and the
+//! read models of listings and the fleet summary.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::domain::{Group, Hostname, Region, ReleaseVersion, TenantId};
+use crate::record::{HistoryEvent, Lease, TenantRecord, Transition};
+
+/// Work-index partitions per region. Due tenants of a region are spread over this
+/// many keys so one busy region never makes a hot partition; a worker polls each
+/// shard of its regions ([`TenantStore::due`]).
+pub const WORK_SHARDS: u32 = 8;
+
+/// A page of results and the token for the next page, if any.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_token: Option<String>,
+}
+
+/// What a write must still find true to go through.
+#[derive(Debug, Clone, Copy)]
+pub enum WriteGuard<'a> {
+    /// A worker write: the caller's lease must still be the live one.
+    Lease(&'a Lease),
+    /// An operator write: only the version is checked; the lease (if any) stays.
+    Version,
+}
+
+/// Filters for listing tenants; results come back ordered by region, state, id.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub region: Option<Region>,
+    /// A state name as in [`crate::machine::TenantState::NAMES`].
+    pub state: Option<String>,
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+/// One row of a tenant listing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TenantSummary {
+    pub id: TenantId,
+    pub region: Region,
+    pub state: String,
+    pub label: String,
+    pub release: Option<String>,
+    pub group: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Stores a new tenant and its first history event; `Conflict` if the id is taken.
+    async fn create(&self, record: &TenantRecord, first: Transition) -> Result<TenantRecord, StoreError>;
+    async fn load(&self, id: &TenantId) -> Result<TenantRecord, StoreError>;
+    /// Writes `record` if the stored item is still at `record.version` and `guard`
+    /// holds. With `transition`, the state change and its history event are written in
+    /// one transaction. Returns the record as stored (version bumped).
+    async fn save(
+        &self,
+        record: &TenantRecord,
+        guard: WriteGuard<'_>,
+        transition: Option<Transition>,
+    ) -> Result<TenantRecord, StoreError>;
+    /// Saves an operator's spec change like `save` with [`WriteGuard::Version`], and in
+    /// the same transaction claims the record's new hostnames and gives up those of
+    /// `before` it no longer has. `HostnameTaken` if another live tenant holds one.
+    async fn save_spec(
+        &self,
+        record: &TenantRecord,
+        before: &[Hostname],
+        transition: Transition,
+    ) -> Result<TenantRecord, StoreError>;
+    /// Takes the tenant's lease for `owner` if it is free, expired, or already ours.
+    async fn acquire_lease(
+        &self,
+        id: &TenantId,
+        owner: &str,
+        ttl: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<TenantRecord, StoreError>;
+    /// Extends a live lease; `Conflict` if it was lost.
+    async fn renew_lease(
+        &self,
+        id: &TenantId,
+        lease: &Lease,
+        ttl: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, StoreError>;
+    /// Gives a lease up so another worker can take the tenant at its due time.
+    /// Conditional on the tenant still being at `record.version` (the work index is
+    /// recomputed from `record`): `Conflict` if it changed, and the holder decides
+    /// again from the stored tenant.
+    async fn release_lease(&self, record: &TenantRecord, lease: &Lease) -> Result<(), StoreError>;
+    /// History in order, starting after `after_seq`.
+    async fn history(
+        &self,
+        id: &TenantId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Page<HistoryEvent>, StoreError>;
+    async fn list(&self, query: &ListQuery) -> Result<Page<TenantSummary>, StoreError>;
+    /// Tenants of one region and work shard with a step due at or before `now`.
+    async fn due(
+        &self,
+        region: &Region,
+        shard: u32,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<TenantId>, StoreError>;
+    /// Every region that has had a tenant, in order.
+    async fn regions(&self) -> Result<Vec<Region>, StoreError>;
+}
+
+/// Filters on attributes the listing index projects (evaluated by DynamoDB after the
+/// key condition, so they narrow what is returned, not what is read).
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// The tenant's current release, or the one it is being moved to.
+    pub release: Option<ReleaseVersion>,
+    pub group: Option<Group>,
+}
+
+/// Tenants counted by region and state, and by release, from the listing index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FleetSummary {
+    pub total: u64,
+    pub by_region: BTreeMap<Region, BTreeMap<String, u64>>,
+    /// Tenants per release (current, or target while provisioning); `none` for
+    /// tenants that run no release.
+    pub by_release: BTreeMap<String, u64>,
+}
+
+/// Reads for operators: filtered listings, history pages behind sealed tokens, and
+/// fleet counts, all from the listing index or the tenant's own partition.
+#[async_trait]
+pub trait TenantReads: Send + Sync {
+    /// One page of tenants matching `query` and `filter`, ordered by region, state, id.
+    async fn list_matching(
+        &self,
+        query: &ListQuery,
+        filter: &ListFilter,
+    ) -> Result<Page<TenantSummary>, StoreError>;
+    /// One page of a tenant's history for a client, continued by `next_token`.
+    async fn history_page(
+        &self,
+        id: &TenantId,
+        next_token: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<HistoryEvent>, StoreError>;
+    /// Counts every tenant by region and state and by release.
+    async fn fleet_summary(&self) -> Result<FleetSummary, StoreError>;
+    /// Whether the store answers within `within`, tried once (readiness probes).
+    async fn ping(&self, within: std::time::Duration) -> Result<(), StoreError>;
+}
