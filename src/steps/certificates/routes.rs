@@ -50,12 +50,14 @@ impl Routes<'_> {
                     continue
                 }
                 (Some(owner), _) if owner == self.tenant.as_str() => {}
-                (Some(other), _) => return Err(CloudError::Fatal(format!(
+                (Some(other), _) => {
+                    return Err(CloudError::Fatal(format!(
                     "hostname {name}: its record in hosted zone {} belongs to tenant {other} (says the TXT \
                          record {}); a hostname belongs to one tenant only: remove it from that tenant first",
                     self.hosted_zone_id,
                     ownership_name(name)
-                ))),
+                )))
+                }
                 (None, Some(address)) => {
                     return Err(CloudError::Fatal(format!(
                         "hostname {name} already has an A record in hosted zone {} (to {address}) that \

@@ -309,6 +309,21 @@ impl CertificateStep {
         let StepOutcome::Done(mut output) = covered else {
             return covered;
         };
+        let recorded = &ctx.tenant.facts.routed_hostnames;
+        if placed.iter().any(|(name, _)| !recorded.contains(name)) {
+            // Recorded before any record is written, so no record is ever unknown.
+            let all: BTreeSet<Hostname> = recorded
+                .iter()
+                .chain(placed.iter().map(|(n, _)| n))
+                .cloned()
+                .collect();
+            output.facts.routed_hostnames = all.into_iter().collect();
+            return StepOutcome::Pending {
+                poll_after: Duration::ZERO,
+                facts: output.facts,
+                note: "hostnames recorded before their DNS records are written".into(),
+            };
+        }
         match self.routes(ctx, settings).point(placed).await {
             Ok(written) => {
                 output.facts.routed_hostnames = placed.iter().map(|(name, _)| name.clone()).collect();
@@ -319,24 +334,14 @@ impl CertificateStep {
         }
     }
 
-    /// EnsureCertificates: records the hostnames about to get DNS records, deletes
-    /// the records of hostnames the tenant no longer has, then converges.
+    /// EnsureCertificates: deletes the records of hostnames the tenant no longer
+    /// has, then converges (and routes the covered hostnames).
     async fn ensure(&self, ctx: StepContext<'_>, names: Names) -> StepOutcome {
         let settings = match self.settings(&ctx) {
             Ok(s) => s,
             Err(problem) => return StepOutcome::fail(problem),
         };
         let recorded = &ctx.tenant.facts.routed_hostnames;
-        if names.keys().any(|n| !recorded.contains(n)) {
-            let mut facts = ctx.tenant.facts.clone();
-            let all: BTreeSet<Hostname> = recorded.iter().chain(names.keys()).cloned().collect();
-            facts.routed_hostnames = all.into_iter().collect();
-            return StepOutcome::Pending {
-                poll_after: Duration::ZERO,
-                facts,
-                note: "hostnames recorded before their DNS records are written".into(),
-            };
-        }
         let dropped: Vec<&Hostname> = recorded.iter().filter(|n| !names.contains_key(*n)).collect();
         if let Err(e) = self.routes(&ctx, settings).remove(dropped).await {
             return cloud_failure(e);

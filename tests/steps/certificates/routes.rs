@@ -1,0 +1,177 @@
+//! Each hostname's Route 53 record, on the local AWS: an alias A record to the ALB
+//! written with its certificate, moved when the tenant's hostnames change, deleted
+//! at deprovisioning; a record someone else made is never changed or deleted.
+
+use aws_sdk_route53::types::ChangeAction;
+use tenant_orchestrator::domain::Hostname;
+use tenant_orchestrator::machine::{StepKind, TenantState, UpgradeStep};
+use tenant_orchestrator::record::TenantRecord;
+use tenant_orchestrator::step::StepOutcome;
+
+use super::{config, names, Harness};
+use crate::common::release;
+
+/// The tenant of `done` in Upgrading/EnsureCertificates with `hostnames`, as after a
+/// spec change and an upgrade.
+fn upgrading_with(done: &TenantRecord, hostnames: Vec<Hostname>) -> TenantRecord {
+    let mut record = done.clone();
+    record.spec.hostnames = hostnames;
+    record.state = TenantState::Upgrading {
+        step: UpgradeStep::EnsureCertificates,
+        from: release("1.0.0"),
+        to: release("1.1.0"),
+    };
+    record.attempt = 0;
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostname_records_are_written_at_provisioning_moved_with_the_hostnames_and_deleted_at_deprovisioning()
+{
+    let h = Harness::new(1, config(10, 5)).await;
+    let spec = h.spec("acme", 2);
+    let (kept, dropped) = (spec.hostnames[0].to_string(), spec.hostnames[1].to_string());
+    let added = h.platform.hostname("acme-new");
+
+    // Provisioning: both hostnames alias the ALB and are marked as acme's.
+    let provisioned = h
+        .run_to_done(h.record_at(spec, StepKind::EnsureCertificates))
+        .await;
+    for name in [&kept, &dropped] {
+        assert_eq!(
+            h.platform.address_record(name).await.as_deref(),
+            Some(h.platform.load_balancer_dns.as_str()),
+            "{name} aliases the ALB"
+        );
+        assert_eq!(
+            h.platform.ownership_record(name).await.as_deref(),
+            Some("\"tenant-orchestrator tenant=acme\""),
+            "{name} is marked as acme's"
+        );
+    }
+    assert_eq!(provisioned.facts.routed_hostnames.len(), 2);
+
+    // A hostname change applied by an upgrade: the dropped name loses its record and
+    // its place on the certificate, the added one gets both.
+    h.cloud.unprotect(&[dropped.clone()]);
+    let hostnames = vec![Hostname::parse(&kept).unwrap(), Hostname::parse(&added).unwrap()];
+    let upgraded = h.run_to_done(upgrading_with(&provisioned, hostnames)).await;
+    assert_eq!(
+        h.platform.address_record(&dropped).await,
+        None,
+        "dropped name's record is gone"
+    );
+    assert_eq!(h.platform.ownership_record(&dropped).await, None);
+    for name in [&kept, &added] {
+        assert_eq!(
+            h.platform.address_record(name).await.as_deref(),
+            Some(h.platform.load_balancer_dns.as_str()),
+            "{name} aliases the ALB"
+        );
+    }
+    let in_use = h.in_use().await;
+    for (arn, on_it) in &in_use {
+        assert!(
+            !on_it.contains(&dropped),
+            "{arn} still carries the dropped {dropped}"
+        );
+    }
+    assert_eq!(
+        h.platform
+            .uncovered(&[kept.clone(), added.clone()].into(), 5)
+            .await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        upgraded
+            .facts
+            .routed_hostnames
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>(),
+        {
+            let mut v = vec![kept.clone(), added.clone()];
+            v.sort();
+            v
+        }
+    );
+    h.assert_no_leftovers(&in_use).await;
+
+    // Deprovisioning: no record and no certificate is left.
+    h.cloud.unprotect(&names(&upgraded));
+    let mut leaving = h.record_at(upgraded.spec.clone(), StepKind::ReleaseCertificates);
+    leaving.facts = upgraded.facts.clone();
+    let released = h.run_to_done(leaving).await;
+    for name in [&kept, &added, &dropped] {
+        assert_eq!(
+            h.platform.address_record(name).await,
+            None,
+            "{name} still has a record"
+        );
+        assert_eq!(h.platform.ownership_record(name).await, None);
+    }
+    assert!(released.facts.routed_hostnames.is_empty());
+    assert!(h.in_use().await.is_empty(), "no certificate stays attached");
+    assert_eq!(h.problems(), Vec::<String>::new());
+    assert_eq!(h.cloud.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_a_record_someone_else_made_is_refused_and_never_deleted() {
+    let h = Harness::new(1, config(10, 5)).await;
+
+    // Provisioning onto a name that already has someone's A record fails, saying so,
+    // and leaves the record as it was.
+    let taken = h.spec("globex", 1);
+    let taken_name = taken.hostnames[0].to_string();
+    h.platform
+        .change_plain_a_record(&taken_name, "192.0.2.10", ChangeAction::Upsert)
+        .await;
+    let mut record = h.record_at(taken, StepKind::EnsureCertificates);
+    let reason = loop {
+        match h.run_once(&record).await {
+            StepOutcome::Failed {
+                retryable: false,
+                reason,
+            } => break reason,
+            StepOutcome::Pending {
+                facts, poll_after, ..
+            } => {
+                record.facts = facts;
+                tokio::time::sleep(poll_after).await;
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    };
+    assert!(
+        reason.contains(&taken_name)
+            && reason.contains("did not make")
+            && reason.contains("delete that record"),
+        "the refusal names the hostname and what to do: {reason}"
+    );
+    assert_eq!(
+        h.platform.address_record(&taken_name).await.as_deref(),
+        Some("192.0.2.10")
+    );
+    assert_eq!(h.platform.ownership_record(&taken_name).await, None);
+
+    // A tenant's name whose record someone replaced by their own: deprovisioning
+    // leaves that record alone.
+    let provisioned = h
+        .run_to_done(h.record_at(h.spec("initech", 1), StepKind::EnsureCertificates))
+        .await;
+    let name = provisioned.spec.hostnames[0].to_string();
+    h.platform.delete_records(&name).await;
+    h.platform
+        .change_plain_a_record(&name, "192.0.2.20", ChangeAction::Upsert)
+        .await;
+    h.cloud.unprotect(&names(&provisioned));
+    let mut leaving = h.record_at(provisioned.spec.clone(), StepKind::ReleaseCertificates);
+    leaving.facts = provisioned.facts.clone();
+    h.run_to_done(leaving).await;
+    assert_eq!(
+        h.platform.address_record(&name).await.as_deref(),
+        Some("192.0.2.20"),
+        "the foreign record stays"
+    );
+}
