@@ -142,7 +142,7 @@ impl CertificateStep {
         }
         if settings.hosted_zone_id.is_empty() {
             return Err(format!(
-                "region {region} has no hosted_zone_id for certificate validation records; set it in the steps configuration"
+                "region {region} has no hosted_zone_id for certificate validation and hostname records; set it in the steps configuration"
             ));
         }
         Ok(settings)

@@ -53,7 +53,7 @@ async fn hostname_records_are_written_at_provisioning_moved_with_the_hostnames_a
 
     // A hostname change applied by an upgrade: the dropped name loses its record and
     // its place on the certificate, the added one gets both.
-    h.cloud.unprotect(&[dropped.clone()]);
+    h.cloud.unprotect(std::slice::from_ref(&dropped));
     let hostnames = vec![Hostname::parse(&kept).unwrap(), Hostname::parse(&added).unwrap()];
     let upgraded = h.run_to_done(upgrading_with(&provisioned, hostnames)).await;
     assert_eq!(
