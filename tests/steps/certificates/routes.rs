@@ -7,6 +7,7 @@ use tenant_orchestrator::domain::Hostname;
 use tenant_orchestrator::machine::{StepKind, TenantState, UpgradeStep};
 use tenant_orchestrator::record::TenantRecord;
 use tenant_orchestrator::step::StepOutcome;
+use tenant_orchestrator::steps::certificates::{AwsCertificateCloud, CertificateCloud};
 
 use super::{config, names, Harness};
 use crate::common::release;
@@ -174,4 +175,36 @@ async fn an_a_record_someone_else_made_is_refused_and_never_deleted() {
         Some("192.0.2.20"),
         "the foreign record stays"
     );
+}
+
+#[tokio::test]
+async fn a_delete_repeated_after_its_answer_was_lost_is_done() {
+    let platform = super::Platform::build(1).await;
+    let cloud = AwsCertificateCloud::new(platform.aws.clone());
+    let (region, zone) = (&platform.region, platform.hosted_zone_id.as_str());
+    let name = Hostname::parse(&platform.hostname("umbrella")).unwrap();
+    let target = cloud
+        .listener_alias_target(region, &platform.listeners[0])
+        .await
+        .unwrap();
+    assert_eq!(target.dns_name, platform.load_balancer_dns);
+    cloud
+        .upsert_hostname_records(region, zone, &name, &target, "umbrella")
+        .await
+        .unwrap();
+    let read = cloud.read_hostname_records(region, zone, &name).await.unwrap();
+    assert_eq!(read.owner.as_deref(), Some("umbrella"));
+
+    cloud
+        .delete_hostname_records(region, zone, &name, &read)
+        .await
+        .unwrap();
+    // The same DELETE again, as the SDK sends it when the first answer was lost:
+    // Route 53 refuses it (nothing to delete), which is what the caller wanted.
+    cloud
+        .delete_hostname_records(region, zone, &name, &read)
+        .await
+        .unwrap();
+    assert_eq!(platform.address_record(name.as_str()).await, None);
+    assert_eq!(platform.ownership_record(name.as_str()).await, None);
 }
