@@ -2,15 +2,20 @@
 //! written with its certificate, moved when the tenant's hostnames change, deleted
 //! at deprovisioning; a record someone else made is never changed or deleted.
 
+use std::time::{Duration, Instant};
+
 use aws_sdk_route53::types::ChangeAction;
-use tenant_orchestrator::domain::Hostname;
-use tenant_orchestrator::machine::{StepKind, TenantState, UpgradeStep};
-use tenant_orchestrator::record::TenantRecord;
-use tenant_orchestrator::step::StepOutcome;
+use tenant_orchestrator::domain::{Hostname, TenantId};
+use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState, UpgradeStep};
+use tenant_orchestrator::record::{Actor, TenantRecord};
+use tenant_orchestrator::step::{StepOutcome, StepRegistry};
 use tenant_orchestrator::steps::certificates::{AwsCertificateCloud, CertificateCloud};
+use tenant_orchestrator::store::TenantStore;
+use tenant_orchestrator::tenants::{RolloutHold, SpecChange, TenantCommands};
+use tenant_orchestrator::worker::Worker;
 
 use super::{config, names, Harness};
-use crate::common::release;
+use crate::common::{fast_worker, fresh_store, release, ScriptedStep};
 
 /// The tenant of `done` in Upgrading/EnsureCertificates with `hostnames`, as after a
 /// spec change and an upgrade.
@@ -207,4 +212,83 @@ async fn a_delete_repeated_after_its_answer_was_lost_is_done() {
         .unwrap();
     assert_eq!(platform.address_record(name.as_str()).await, None);
     assert_eq!(platform.ownership_record(name.as_str()).await, None);
+}
+
+/// Runs the worker until the tenant is in `state`.
+async fn run_until(worker: &Worker, store: &dyn TenantStore, id: &TenantId, state: &str) -> TenantRecord {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        worker.run_once().await.unwrap();
+        let r = store.load(id).await.unwrap();
+        if r.state.name() == state {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} did not reach {state}; it is {} (last error: {:?})",
+            r.state.label(),
+            r.last_error
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostname_change_applied_by_an_upgrade_moves_the_records_through_the_worker() {
+    // The real certificate steps; test doubles for the others.
+    let h = Harness::new(1, config(10, 5)).await;
+    let store = fresh_store().await;
+    let steps = StepRegistry::all(ScriptedStep::new())
+        .with(StepKind::EnsureCertificates, h.step.clone())
+        .with(StepKind::ReleaseCertificates, h.step.clone());
+    let worker = Worker::new(store.clone(), steps, fast_worker("w1"));
+    let commands = TenantCommands::new(store.clone());
+    let op = Actor::operator("test");
+    let spec = h.spec("hooli", 2);
+    let id = spec.id.clone();
+    let (kept, dropped) = (spec.hostnames[0].clone(), spec.hostnames[1].clone());
+    let added = Hostname::parse(&h.platform.hostname("hooli-api")).unwrap();
+    let lb = Some(h.platform.load_balancer_dns.clone());
+
+    commands.create(spec, release("1.0.0"), &op).await.unwrap();
+    run_until(&worker, store.as_ref(), &id, "Active").await;
+    assert_eq!(h.platform.address_record(dropped.as_str()).await, lb);
+
+    // PATCH of the hostnames, then the upgrade that applies them.
+    let change = SpecChange {
+        hostnames: Some(vec![kept.clone(), added.clone()]),
+        ..SpecChange::default()
+    };
+    commands
+        .update_spec(&id, &change, None, &op, RolloutHold::Respect)
+        .await
+        .unwrap();
+    let upgrade = TenantEvent::Upgrade {
+        release: release("1.1.0"),
+    };
+    commands.command(&id, upgrade, &op).await.unwrap();
+    let r = run_until(&worker, store.as_ref(), &id, "Active").await;
+    assert_eq!(h.platform.address_record(kept.as_str()).await, lb);
+    assert_eq!(h.platform.address_record(added.as_str()).await, lb);
+    assert_eq!(h.platform.address_record(dropped.as_str()).await, None);
+    assert_eq!(r.facts.routed_hostnames, {
+        let mut v = vec![kept.clone(), added.clone()];
+        v.sort();
+        v
+    });
+    let on_certificates: Vec<String> = h.in_use().await.into_values().flatten().collect();
+    assert!(
+        !on_certificates.contains(&dropped.to_string()),
+        "the dropped hostname left its certificate with the upgrade: {on_certificates:?}"
+    );
+
+    commands
+        .command(&id, TenantEvent::Deprovision, &op)
+        .await
+        .unwrap();
+    run_until(&worker, store.as_ref(), &id, "Deleted").await;
+    for name in [&kept, &added, &dropped] {
+        assert_eq!(h.platform.address_record(name.as_str()).await, None, "{name}");
+        assert_eq!(h.platform.ownership_record(name.as_str()).await, None, "{name}");
+    }
 }
