@@ -293,3 +293,23 @@ impl CertificateCloud for AwsCertificateCloud {
         self.delete_route(region, hosted_zone_id, hostname, records).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ownership_record_names_its_tenant_and_other_text_names_nobody() {
+        let text = ownership_text("acme");
+        assert_eq!(owner_in(&text), Some("acme"));
+        // Route 53 returns TXT values quoted.
+        assert_eq!(owner_in(&format!("\"{text}\"")), Some("acme"));
+        assert_eq!(owner_in("\"v=spf1 -all\""), None);
+        assert_eq!(
+            owner_in("\"heritage=external-dns,external-dns/owner=default\""),
+            None
+        );
+        let name = Hostname::parse("acme.example.com").unwrap();
+        assert_eq!(ownership_name(&name), "_tenantctl.acme.example.com");
+    }
+}
