@@ -301,6 +301,34 @@ def acm_route53_elbv2() -> None:
     elb.remove_listener_certificates(ListenerArn=listener, Certificates=[{"CertificateArn": arn}])
     certs = elb.describe_listener_certificates(ListenerArn=listener)["Certificates"]
     check("elbv2: remove-listener-certificates", [c["CertificateArn"] for c in certs] == [default], certs)
+
+    # DELETE as AWS does it: exactly the current values, of a record set that exists.
+    described = elb.describe_load_balancers(LoadBalancerArns=[lb])["LoadBalancers"][0]
+    alias = {"Name": f"www.{RUN}.example.test", "Type": "A", "AliasTarget": {
+        "DNSName": described["DNSName"], "HostedZoneId": described["CanonicalHostedZoneId"], "EvaluateTargetHealth": False}}
+    owner = {"Name": f"_tenantctl.www.{RUN}.example.test", "Type": "TXT", "TTL": 300,
+             "ResourceRecords": [{"Value": '"tenant-orchestrator tenant=acme"'}]}
+
+    def change(*changes: tuple[str, dict]) -> str:
+        try:
+            r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={
+                "Changes": [{"Action": action, "ResourceRecordSet": rrset} for action, rrset in changes]})
+            return "ok"
+        except r53.exceptions.ClientError as e:
+            return f"{e.response['Error']['Code']}: {e.response['Error']['Message']}"
+
+    def names() -> set[str]:
+        return {r["Name"] for r in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]}
+
+    check("route53: UPSERT of an alias A record and its TXT in one batch", change(("UPSERT", alias), ("UPSERT", owner)) == "ok")
+    moved = {**alias, "AliasTarget": {**alias["AliasTarget"], "DNSName": "elsewhere.example.test"}}
+    refused = change(("DELETE", moved), ("DELETE", owner))
+    check("route53: DELETE with other values is refused, and the batch not applied",
+          refused.startswith("InvalidChangeBatch") and "do not match" in refused and owner["Name"] + "." in names(), refused)
+    check("route53: DELETE with the current values", change(("DELETE", alias), ("DELETE", owner)) == "ok")
+    again = change(("DELETE", alias))
+    check("route53: DELETE of a record set that is gone is refused (not found)",
+          again.startswith("InvalidChangeBatch") and "not found" in again, again)
     elb.delete_load_balancer(LoadBalancerArn=lb)
 
 

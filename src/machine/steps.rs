@@ -19,7 +19,8 @@ pub enum StepKind {
     UpdateInfra,
     /// Write the tenant's configuration and secrets to the parameter store.
     WriteConfig,
-    /// Make sure every hostname is on an issued certificate attached to a listener.
+    /// Make sure every hostname is on an issued certificate attached to a listener and
+    /// has its DNS record; hostnames the tenant no longer has lose both.
     EnsureCertificates,
     /// Install or upgrade the tenant's Helm release on the resolved image digest.
     Deploy,
@@ -37,7 +38,7 @@ pub enum StepKind {
     FinalBackup,
     /// Uninstall the Helm release.
     Uninstall,
-    /// Remove the tenant's hostnames from shared certificates.
+    /// Delete the tenant's hostnames' DNS records and take them off shared certificates.
     ReleaseCertificates,
     /// Delete the tenant's configuration.
     DeleteConfig,

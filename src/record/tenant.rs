@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{RolloutId, TenantId, TenantSpec};
+use crate::domain::{Hostname, RolloutId, TenantId, TenantSpec};
 use crate::machine::{StepKind, TenantEvent, TenantState};
 
 /// A worker's exclusive, expiring right to run a tenant's steps. `fence` grows by one
@@ -63,6 +63,11 @@ pub struct TenantFacts {
     /// Certificates (ARNs) covering the tenant's hostnames.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<String>,
+    /// Hostnames that may carry an alias record this product made for the tenant in
+    /// Route 53. Names are added before their records are written and dropped only
+    /// once their records are gone, so a later run knows every record to remove.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routed_hostnames: Vec<Hostname>,
     /// Private bookkeeping of the step in flight (e.g. a request token, consecutive
     /// healthy checks); cleared when the machine moves to another step.
     #[serde(skip_serializing_if = "Option::is_none")]

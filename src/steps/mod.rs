@@ -36,7 +36,8 @@ pub struct RegionSettings {
     pub kube_context: String,
     /// HTTPS listeners of the shared ALB, in fill order.
     pub listener_arns: Vec<String>,
-    /// Route 53 hosted zone for certificate validation records.
+    /// Route 53 hosted zone for certificate validation records and the hostnames'
+    /// alias records (every tenant hostname of the region must lie in it).
     pub hosted_zone_id: String,
 }
 

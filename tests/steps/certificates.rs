@@ -6,6 +6,7 @@
 
 mod platform;
 mod recording;
+mod routes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

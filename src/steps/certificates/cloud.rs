@@ -1,6 +1,6 @@
 //! The AWS calls the certificate steps make, behind one small trait so the order of
 //! calls can be observed in tests. [`AwsCertificateCloud`] is the implementation on the
-//! official SDK; its calls live in `acm.rs`, `dns.rs` and `listener.rs`.
+//! official SDK; its calls live in `acm.rs`, `dns.rs`, `routes_dns.rs` and `listener.rs`.
 
 use std::sync::Arc;
 
@@ -71,6 +71,43 @@ pub struct CertificateDescription {
     pub validation: Vec<ValidationRecord>,
 }
 
+/// Where an alias record sends a hostname: a load balancer's DNS name and the
+/// canonical hosted zone of its region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasTarget {
+    pub dns_name: String,
+    pub hosted_zone_id: String,
+}
+
+/// A hostname's address record (type A) and its ownership record (type TXT at
+/// [`ownership_name`]) as they are in the hosted zone. `sets` are the records as
+/// Route 53 returned them, since a DELETE must name the current values exactly.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostnameRecords {
+    /// What the A record points at (an alias target's DNS name, or its values), if
+    /// there is one.
+    pub address: Option<String>,
+    /// The tenant the ownership record names, if there is one of this product's.
+    pub owner: Option<String>,
+    pub(super) sets: Vec<aws_sdk_route53::types::ResourceRecordSet>,
+}
+
+/// The TXT record that marks a hostname's A record as made by this product for one
+/// tenant; a record without it is someone else's and is never changed or deleted.
+pub fn ownership_name(hostname: &Hostname) -> String {
+    format!("_tenantctl.{hostname}")
+}
+
+/// The text of the ownership record of `tenant` (without TXT quoting).
+pub fn ownership_text(tenant: &str) -> String {
+    format!("tenant-orchestrator tenant={tenant}")
+}
+
+/// The tenant an ownership record's text names, if it is one of ours.
+pub fn owner_in(text: &str) -> Option<&str> {
+    text.trim_matches('"').strip_prefix("tenant-orchestrator tenant=")
+}
+
 #[async_trait]
 pub trait CertificateCloud: Send + Sync {
     /// Requests a DNS-validated certificate for `names` (the first is the domain
@@ -117,6 +154,42 @@ pub trait CertificateCloud: Send + Sync {
 
     /// Deletes the certificate; one that is gone already is fine.
     async fn delete_certificate(&self, region: &Region, arn: &str) -> Result<(), CloudError>;
+
+    /// The load balancer a listener belongs to, as an alias target.
+    async fn listener_alias_target(
+        &self,
+        region: &Region,
+        listener_arn: &str,
+    ) -> Result<AliasTarget, CloudError>;
+
+    /// The hostname's A record and ownership record in the hosted zone.
+    async fn read_hostname_records(
+        &self,
+        region: &Region,
+        hosted_zone_id: &str,
+        hostname: &Hostname,
+    ) -> Result<HostnameRecords, CloudError>;
+
+    /// UPSERTs the hostname's alias A record and the ownership record naming `tenant`,
+    /// in one change batch (Route 53 applies a batch whole or not at all).
+    async fn upsert_hostname_records(
+        &self,
+        region: &Region,
+        hosted_zone_id: &str,
+        hostname: &Hostname,
+        target: &AliasTarget,
+        tenant: &str,
+    ) -> Result<(), CloudError>;
+
+    /// Deletes the records as read, in one change batch; records that are gone
+    /// already are fine.
+    async fn delete_hostname_records(
+        &self,
+        region: &Region,
+        hosted_zone_id: &str,
+        hostname: &Hostname,
+        records: &HostnameRecords,
+    ) -> Result<(), CloudError>;
 }
 
 /// The certificate calls on the AWS SDK, with per-region clients.
@@ -179,5 +252,64 @@ impl CertificateCloud for AwsCertificateCloud {
 
     async fn delete_certificate(&self, region: &Region, arn: &str) -> Result<(), CloudError> {
         self.delete(region, arn).await
+    }
+
+    async fn listener_alias_target(
+        &self,
+        region: &Region,
+        listener_arn: &str,
+    ) -> Result<AliasTarget, CloudError> {
+        self.alias_target(region, listener_arn).await
+    }
+
+    async fn read_hostname_records(
+        &self,
+        region: &Region,
+        hosted_zone_id: &str,
+        hostname: &Hostname,
+    ) -> Result<HostnameRecords, CloudError> {
+        self.read_routes(region, hosted_zone_id, hostname).await
+    }
+
+    async fn upsert_hostname_records(
+        &self,
+        region: &Region,
+        hosted_zone_id: &str,
+        hostname: &Hostname,
+        target: &AliasTarget,
+        tenant: &str,
+    ) -> Result<(), CloudError> {
+        self.upsert_route(region, hosted_zone_id, hostname, target, tenant)
+            .await
+    }
+
+    async fn delete_hostname_records(
+        &self,
+        region: &Region,
+        hosted_zone_id: &str,
+        hostname: &Hostname,
+        records: &HostnameRecords,
+    ) -> Result<(), CloudError> {
+        self.delete_route(region, hosted_zone_id, hostname, records).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ownership_record_names_its_tenant_and_other_text_names_nobody() {
+        let text = ownership_text("acme");
+        assert_eq!(owner_in(&text), Some("acme"));
+        // Route 53 returns TXT values quoted.
+        assert_eq!(owner_in(&format!("\"{text}\"")), Some("acme"));
+        assert_eq!(owner_in("\"v=spf1 -all\""), None);
+        assert_eq!(
+            owner_in("\"heritage=external-dns,external-dns/owner=default\""),
+            None
+        );
+        let name = Hostname::parse("acme.example.com").unwrap();
+        assert_eq!(ownership_name(&name), "_tenantctl.acme.example.com");
     }
 }

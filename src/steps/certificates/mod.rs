@@ -7,6 +7,7 @@
 //! * the store ([`crate::ports::CertificateSlotStore`]) keeps the slots in the tenant
 //!   table with conditional writes;
 //! * [`cloud`] (ACM, Route 53, ELBv2 through the SDK) and [`driver`] carry actions out;
+//! * `routes` keeps each hostname's DNS record pointing at its listener's load balancer;
 //! * [`step`] runs the two steps.
 
 mod acm;
@@ -16,9 +17,11 @@ mod dns;
 pub mod driver;
 pub mod issuance;
 mod listener;
+mod routes;
+mod routes_dns;
 pub mod step;
 
-pub use cloud::{AwsCertificateCloud, CertificateCloud, CloudError};
+pub use cloud::{AliasTarget, AwsCertificateCloud, CertificateCloud, CloudError, HostnameRecords};
 pub use step::CertificateStep;
 
 use serde::{Deserialize, Serialize};

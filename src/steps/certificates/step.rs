@@ -1,8 +1,15 @@
 //! The two steps. Each run reads the region's slots, plans what the tenant needs
-//! (names in, or names out), then drives every slot that has work until nothing can
-//! move without waiting; it is Done when the tenant's goal holds, Pending otherwise.
-//! Everything it needs to resume is in the slots, so a run after a crash, a lost
-//! lease or on another worker simply carries on.
+//! (its names in and the names it no longer has out, or all its names out), then
+//! drives every slot that has work until nothing can move without waiting; it is Done
+//! when the tenant's goal holds, Pending otherwise. Everything it needs to resume is
+//! in the slots, so a run after a crash, a lost lease or on another worker simply
+//! carries on.
+//!
+//! The hostnames' DNS records go with their certificates: EnsureCertificates deletes
+//! the records of hostnames the tenant no longer has before their certificates change
+//! and points the others at their listener's load balancer once they are covered;
+//! ReleaseCertificates deletes them all first. The names are recorded in the facts
+//! (`routed_hostnames`) before any record is written, so no record is forgotten.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,9 +20,10 @@ use chrono::Utc;
 use tracing::{instrument, warn};
 
 use super::allocator::{Layout, SlotChange, SlotView, Waiting};
-use super::cloud::CertificateCloud;
+use super::cloud::{CertificateCloud, CloudError};
 use super::driver::{Driven, Driver};
 use super::issuance::Timing;
+use super::routes::Routes;
 use crate::domain::{Hostname, TenantId};
 use crate::machine::StepKind;
 use crate::ports::{CertificateSlotStore, RegionSlots, StoreError};
@@ -35,33 +43,51 @@ pub struct CertificateStep {
 
 /// What the run is for.
 enum Goal {
-    /// Every name on an issued certificate attached to a listener.
-    Covered(Names),
+    /// Every name on an issued certificate attached to a listener, and none of the
+    /// tenant's other names (hostnames it no longer has) on any certificate.
+    Covered { names: Names, tenant: TenantId },
     /// None of the tenant's names on any certificate.
     Released(TenantId),
 }
 
 impl Goal {
-    fn tenant_names(&self, slots: &[Slot]) -> BTreeSet<Hostname> {
+    fn tenant(&self) -> &TenantId {
         match self {
-            Goal::Covered(names) => names.keys().cloned().collect(),
-            Goal::Released(tenant) => slots
-                .iter()
-                .flat_map(all_names)
-                .filter(|(_, owner)| owner == tenant)
-                .map(|(name, _)| name)
-                .collect(),
+            Goal::Covered { tenant, .. } | Goal::Released(tenant) => tenant,
         }
     }
 
-    fn reached(&self, slots: &[Slot]) -> bool {
-        match self {
-            Goal::Covered(names) => names.keys().all(|n| slots.iter().any(|s| s.covers(n))),
-            Goal::Released(tenant) => !slots
-                .iter()
-                .flat_map(all_names)
-                .any(|(_, owner)| &owner == tenant),
+    /// The tenant's names the slots hold but the goal does not want.
+    fn leaving(&self, slots: &[Slot]) -> BTreeSet<Hostname> {
+        let tenant = self.tenant();
+        slots
+            .iter()
+            .flat_map(all_names)
+            .filter(|(name, owner)| {
+                owner == tenant
+                    && match self {
+                        Goal::Covered { names, .. } => !names.contains_key(name),
+                        Goal::Released(_) => true,
+                    }
+            })
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    fn tenant_names(&self, slots: &[Slot]) -> BTreeSet<Hostname> {
+        let mut out = self.leaving(slots);
+        if let Goal::Covered { names, .. } = self {
+            out.extend(names.keys().cloned());
         }
+        out
+    }
+
+    fn reached(&self, slots: &[Slot]) -> bool {
+        let covered = match self {
+            Goal::Covered { names, .. } => names.keys().all(|n| slots.iter().any(|s| s.covers(n))),
+            Goal::Released(_) => true,
+        };
+        covered && self.leaving(slots).is_empty()
     }
 }
 
@@ -116,7 +142,7 @@ impl CertificateStep {
         }
         if settings.hosted_zone_id.is_empty() {
             return Err(format!(
-                "region {region} has no hosted_zone_id for certificate validation records; set it in the steps configuration"
+                "region {region} has no hosted_zone_id for certificate validation and hostname records; set it in the steps configuration"
             ));
         }
         Ok(settings)
@@ -153,8 +179,8 @@ impl CertificateStep {
                 settings.listener_arns.clone(),
                 certificates.limits(),
             );
-            let waiting = match &goal {
-                Goal::Covered(names) => {
+            let mut waiting = match &goal {
+                Goal::Covered { names, .. } => {
                     if let Some(conflict) = foreign_owner(&slots, names) {
                         return StepOutcome::fail(conflict);
                     }
@@ -163,8 +189,12 @@ impl CertificateStep {
                         Err(no_room) => return StepOutcome::fail(format!("region {region}: {no_room}")),
                     }
                 }
-                Goal::Released(_) => layout.release(&goal.tenant_names(&slots)),
+                Goal::Released(_) => Vec::new(),
             };
+            let leaving = goal.leaving(&slots);
+            if !leaving.is_empty() {
+                waiting.extend(layout.release(&leaving));
+            }
             let changes = layout.changes();
             if !changes.is_empty() {
                 let writes = materialize(&changes, &slots, region, now);
@@ -202,7 +232,14 @@ impl CertificateStep {
 
             // Judge.
             if goal.reached(&slots) && !moved_mine {
-                return self.done(&ctx, &goal, &slots);
+                return match &goal {
+                    Goal::Covered { names, .. } => {
+                        let placed = placements(names, &slots);
+                        self.route(&ctx, settings, &placed, self.done(&ctx, &goal, &slots))
+                            .await
+                    }
+                    Goal::Released(_) => self.done(&ctx, &goal, &slots),
+                };
             }
             if moved {
                 continue;
@@ -227,7 +264,7 @@ impl CertificateStep {
         let mut facts = ctx.tenant.facts.clone();
         facts.progress = None;
         match goal {
-            Goal::Covered(names) => {
+            Goal::Covered { names, .. } => {
                 let arns: BTreeSet<String> = slots
                     .iter()
                     .filter(|s| names.keys().any(|n| s.covers(n)))
@@ -245,9 +282,111 @@ impl CertificateStep {
             }
             Goal::Released(_) => {
                 facts.certificates.clear();
+                facts.routed_hostnames.clear();
                 StepOutcome::done("hostnames released from shared certificates", facts)
             }
         }
+    }
+
+    fn routes<'a>(&'a self, ctx: &'a StepContext<'_>, settings: &'a RegionSettings) -> Routes<'a> {
+        Routes {
+            cloud: self.cloud.as_ref(),
+            region: &ctx.tenant.spec.region,
+            hosted_zone_id: &settings.hosted_zone_id,
+            tenant: ctx.tenant.id(),
+        }
+    }
+
+    /// Points the covered hostnames at their listeners' load balancer; the step is
+    /// done once they all are.
+    async fn route(
+        &self,
+        ctx: &StepContext<'_>,
+        settings: &RegionSettings,
+        placed: &[(Hostname, String)],
+        covered: StepOutcome,
+    ) -> StepOutcome {
+        let StepOutcome::Done(mut output) = covered else {
+            return covered;
+        };
+        let recorded = &ctx.tenant.facts.routed_hostnames;
+        if placed.iter().any(|(name, _)| !recorded.contains(name)) {
+            // Recorded before any record is written, so no record is ever unknown.
+            let all: BTreeSet<Hostname> = recorded
+                .iter()
+                .chain(placed.iter().map(|(n, _)| n))
+                .cloned()
+                .collect();
+            output.facts.routed_hostnames = all.into_iter().collect();
+            return StepOutcome::Pending {
+                poll_after: Duration::ZERO,
+                facts: output.facts,
+                note: "hostnames recorded before their DNS records are written".into(),
+            };
+        }
+        match self.routes(ctx, settings).point(placed).await {
+            Ok(written) => {
+                output.facts.routed_hostnames = placed.iter().map(|(name, _)| name.clone()).collect();
+                output.summary = format!("{}; {written} DNS record(s) written", output.summary);
+                StepOutcome::Done(output)
+            }
+            Err(e) => cloud_failure(e),
+        }
+    }
+
+    /// EnsureCertificates: deletes the records of hostnames the tenant no longer
+    /// has, then converges (and routes the covered hostnames).
+    async fn ensure(&self, ctx: StepContext<'_>, names: Names) -> StepOutcome {
+        let settings = match self.settings(&ctx) {
+            Ok(s) => s,
+            Err(problem) => return StepOutcome::fail(problem),
+        };
+        let recorded = &ctx.tenant.facts.routed_hostnames;
+        let dropped: Vec<&Hostname> = recorded.iter().filter(|n| !names.contains_key(*n)).collect();
+        if let Err(e) = self.routes(&ctx, settings).remove(dropped).await {
+            return cloud_failure(e);
+        }
+        let tenant = ctx.tenant.id().clone();
+        self.converge(ctx, Goal::Covered { names, tenant }).await
+    }
+
+    /// ReleaseCertificates: deletes the tenant's DNS records, then converges.
+    async fn release(&self, ctx: StepContext<'_>) -> StepOutcome {
+        let settings = match self.settings(&ctx) {
+            Ok(s) => s,
+            Err(problem) => return StepOutcome::fail(problem),
+        };
+        let names: BTreeSet<&Hostname> = ctx
+            .tenant
+            .facts
+            .routed_hostnames
+            .iter()
+            .chain(&ctx.tenant.spec.hostnames)
+            .collect();
+        if let Err(e) = self.routes(&ctx, settings).remove(names).await {
+            return cloud_failure(e);
+        }
+        self.converge(ctx, Goal::Released(ctx.tenant.id().clone())).await
+    }
+}
+
+/// Each name with the listener carrying the certificate that covers it.
+fn placements(names: &Names, slots: &[Slot]) -> Vec<(Hostname, String)> {
+    names
+        .keys()
+        .filter_map(|name| {
+            slots
+                .iter()
+                .find(|s| s.covers(name))
+                .map(|s| (name.clone(), s.listener_arn.clone()))
+        })
+        .collect()
+}
+
+fn cloud_failure(e: CloudError) -> StepOutcome {
+    match e {
+        CloudError::Retryable(reason) | CloudError::InUse(reason) => StepOutcome::retry(reason),
+        CloudError::Fatal(reason) => StepOutcome::fail(reason),
     }
 }
 
@@ -265,9 +404,9 @@ impl Step for CertificateStep {
                     .iter()
                     .map(|h| (h.clone(), tenant.clone()))
                     .collect();
-                self.converge(ctx, Goal::Covered(names)).await
+                self.ensure(ctx, names).await
             }
-            StepKind::ReleaseCertificates => self.converge(ctx, Goal::Released(tenant)).await,
+            StepKind::ReleaseCertificates => self.release(ctx).await,
             other => StepOutcome::fail(format!("the certificate step does not run {other}")),
         }
     }

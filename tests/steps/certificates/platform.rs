@@ -9,6 +9,7 @@ use std::sync::Arc;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, FixedResponseActionConfig, LoadBalancerTypeEnum, ProtocolEnum,
 };
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 use tenant_orchestrator::domain::Region;
 use tenant_orchestrator::steps::{AwsClients, RegionClients, RegionSettings};
 
@@ -21,6 +22,8 @@ pub struct Platform {
     pub hosted_zone_id: String,
     /// The listeners' default certificate (not the steps' business).
     pub default_certificate: String,
+    /// The ALB's DNS name, where hostnames' alias records point.
+    pub load_balancer_dns: String,
 }
 
 /// A certificate AWS reports as attached to one of the platform's listeners.
@@ -91,6 +94,7 @@ impl Platform {
             .await
             .expect("load balancer created");
         let lb_arn = lb.load_balancers()[0].load_balancer_arn().unwrap().to_owned();
+        let load_balancer_dns = lb.load_balancers()[0].dns_name().unwrap().to_owned();
 
         let default_certificate = clients
             .acm
@@ -154,6 +158,7 @@ impl Platform {
             listeners,
             hosted_zone_id,
             default_certificate,
+            load_balancer_dns,
         })
     }
 
@@ -290,5 +295,101 @@ impl Platform {
             .filter(|r| r.r#type().as_str() == "CNAME")
             .map(|r| r.name().to_owned())
             .collect()
+    }
+
+    /// The record set of `kind` at `name` in the platform's zone, if there is one.
+    async fn record_set(&self, name: &str, kind: RrType) -> Option<ResourceRecordSet> {
+        let out = self
+            .clients()
+            .route53
+            .list_resource_record_sets()
+            .hosted_zone_id(&self.hosted_zone_id)
+            .start_record_name(name)
+            .start_record_type(kind.clone())
+            .max_items(1)
+            .send()
+            .await
+            .expect("record sets");
+        out.resource_record_sets()
+            .iter()
+            .find(|r| r.name().trim_end_matches('.') == name && *r.r#type() == kind)
+            .cloned()
+    }
+
+    /// Where the hostname's A record points: the alias target's DNS name, or the
+    /// record's values.
+    pub async fn address_record(&self, hostname: &str) -> Option<String> {
+        self.record_set(hostname, RrType::A)
+            .await
+            .map(|set| match set.alias_target() {
+                Some(alias) => alias.dns_name().trim_end_matches('.').to_owned(),
+                None => set
+                    .resource_records()
+                    .iter()
+                    .map(|r| r.value())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            })
+    }
+
+    /// The text of the hostname's ownership record, if there is one.
+    pub async fn ownership_record(&self, hostname: &str) -> Option<String> {
+        self.record_set(&format!("_tenantctl.{hostname}"), RrType::Txt)
+            .await
+            .map(|set| {
+                set.resource_records()
+                    .iter()
+                    .map(|r| r.value())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+    }
+
+    /// Writes (UPSERT) or deletes a plain A record, as someone other than the steps would.
+    pub async fn change_plain_a_record(&self, hostname: &str, address: &str, action: ChangeAction) {
+        let set = ResourceRecordSet::builder()
+            .name(hostname)
+            .r#type(RrType::A)
+            .ttl(60)
+            .resource_records(ResourceRecord::builder().value(address).build().unwrap())
+            .build()
+            .unwrap();
+        self.change(vec![(action, set)]).await;
+    }
+
+    /// Deletes the hostname's records as they are, as an operator cleaning up by hand would.
+    pub async fn delete_records(&self, hostname: &str) {
+        let mut changes = Vec::new();
+        if let Some(set) = self.record_set(hostname, RrType::A).await {
+            changes.push((ChangeAction::Delete, set));
+        }
+        if let Some(set) = self
+            .record_set(&format!("_tenantctl.{hostname}"), RrType::Txt)
+            .await
+        {
+            changes.push((ChangeAction::Delete, set));
+        }
+        self.change(changes).await;
+    }
+
+    async fn change(&self, changes: Vec<(ChangeAction, ResourceRecordSet)>) {
+        let changes = changes
+            .into_iter()
+            .map(|(action, set)| {
+                Change::builder()
+                    .action(action)
+                    .resource_record_set(set)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        self.clients()
+            .route53
+            .change_resource_record_sets()
+            .hosted_zone_id(&self.hosted_zone_id)
+            .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
+            .send()
+            .await
+            .expect("records changed");
     }
 }

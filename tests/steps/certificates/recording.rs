@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tenant_orchestrator::domain::{Hostname, Region};
 use tenant_orchestrator::steps::certificates::cloud::{
-    CertificateCloud, CertificateDescription, CloudError, ValidationRecord,
+    AliasTarget, CertificateCloud, CertificateDescription, CloudError, HostnameRecords, ValidationRecord,
 };
 use tenant_orchestrator::steps::certificates::AwsCertificateCloud;
 
@@ -38,6 +38,12 @@ pub enum Call {
     },
     Delete {
         arn: String,
+    },
+    WriteRoute {
+        hostname: String,
+    },
+    DeleteRoute {
+        hostname: String,
     },
 }
 
@@ -200,5 +206,57 @@ impl CertificateCloud for RecordingCloud {
     async fn delete_certificate(&self, region: &Region, arn: &str) -> Result<(), CloudError> {
         self.record(Call::Delete { arn: arn.to_owned() });
         self.inner.delete_certificate(region, arn).await
+    }
+
+    async fn listener_alias_target(
+        &self,
+        region: &Region,
+        listener_arn: &str,
+    ) -> Result<AliasTarget, CloudError> {
+        self.inner.listener_alias_target(region, listener_arn).await
+    }
+
+    async fn read_hostname_records(
+        &self,
+        region: &Region,
+        hosted_zone_id: &str,
+        hostname: &Hostname,
+    ) -> Result<HostnameRecords, CloudError> {
+        self.inner
+            .read_hostname_records(region, hosted_zone_id, hostname)
+            .await
+    }
+
+    async fn upsert_hostname_records(
+        &self,
+        region: &Region,
+        hosted_zone_id: &str,
+        hostname: &Hostname,
+        target: &AliasTarget,
+        tenant: &str,
+    ) -> Result<(), CloudError> {
+        self.inner
+            .upsert_hostname_records(region, hosted_zone_id, hostname, target, tenant)
+            .await?;
+        self.record(Call::WriteRoute {
+            hostname: hostname.to_string(),
+        });
+        Ok(())
+    }
+
+    async fn delete_hostname_records(
+        &self,
+        region: &Region,
+        hosted_zone_id: &str,
+        hostname: &Hostname,
+        records: &HostnameRecords,
+    ) -> Result<(), CloudError> {
+        self.inner
+            .delete_hostname_records(region, hosted_zone_id, hostname, records)
+            .await?;
+        self.record(Call::DeleteRoute {
+            hostname: hostname.to_string(),
+        });
+        Ok(())
     }
 }
