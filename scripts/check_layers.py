@@ -28,6 +28,7 @@ ALLOWED = {
     "record": {"domain", "machine"},
     "ports": {"domain", "machine", "record"},
     "store": {"domain", "machine", "record", "ports"},
+    "platform": {"domain", "record", "ports"},
     "step": {"domain", "machine", "record"},
     "steps": {"domain", "machine", "record", "ports", "step"},
     "worker": {"domain", "machine", "record", "ports", "step", "store"},

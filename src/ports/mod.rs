@@ -1,14 +1,17 @@
 //! The interfaces the core calls out through, and their errors: persistence the steps
 //! need (certificate slots) and the answers rollouts need from the outside world
-//! (is a release published, is a tenant healthy). Declared here, below both the
-//! callers and the implementations, so `steps` never imports `store`, `rollout` never
-//! imports `steps`, and `src/cli` picks what runs behind each.
+//! (is a release published, is a tenant healthy), and where platform versions are
+//! published. Declared here, below both the callers and the implementations, so
+//! `steps` never imports `store`, `rollout` never imports `steps`, and `src/cli`
+//! picks what runs behind each.
 //!
 //! This layer may use `domain`, `machine` and `record`.
 
+mod platform;
 mod probes;
 mod slots;
 
+pub use platform::{ArtifactError, ChartArchive, PlatformArtifacts, PlatformBundle, Published};
 pub use probes::{ReleaseRegistry, TenantHealth, TenantProbe};
 pub use slots::{CertificateSlotStore, RegionSlots};
 
