@@ -1,8 +1,11 @@
 //! Platform versions published to S3 (moto): publishing, idempotent republishing,
-//! refused changes, digest checks on fetch, listing.
+//! refused changes, digest checks on fetch, listing, and `tenantctl platform` as an
+//! operator and a pipeline run it.
 
 #[path = "common/platform.rs"]
 mod platform_support;
+
+use std::process::{Command, Output};
 
 use aws_sdk_s3::primitives::ByteStream;
 use platform_support::*;
@@ -215,5 +218,181 @@ async fn a_missing_bucket_says_how_to_create_it() {
     assert!(
         err.to_string().contains("tenantctl platform create-bucket"),
         "{err}"
+    );
+}
+
+fn tenantctl(bucket: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tenantctl"))
+        .current_dir(repo_root())
+        .args(args)
+        .env("TENANTCTL_PLATFORM_BUCKET", bucket)
+        .env("TENANTCTL_LOG", "warn")
+        .env("TENANTCTL_ACTOR", "cli-test")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn tenantctl_publishes_shows_and_lists_platform_versions() {
+    require_local_aws();
+    let bucket = format!("platform-cli-{}", uuid::Uuid::new_v4().simple());
+    let created = tenantctl(&bucket, &["platform", "create-bucket"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    assert_eq!(text(&created.stdout).trim(), format!("bucket {bucket}: created"));
+    let again = tenantctl(&bucket, &["platform", "create-bucket"]);
+    assert_eq!(
+        text(&again.stdout).trim(),
+        format!("bucket {bucket}: already exists")
+    );
+
+    // The repository's own template and chart, by default.
+    let published = tenantctl(
+        &bucket,
+        &["platform", "publish", "--version", "1.4.0", "--output", "json"],
+    );
+    assert!(published.status.success(), "{}", text(&published.stderr));
+    let manifest: serde_json::Value = serde_json::from_slice(&published.stdout).unwrap();
+    assert_eq!(manifest["version"], "1.4.0");
+    assert_eq!(manifest["actor"], "operator:cli-test");
+    assert_eq!(manifest["chart"]["name"], "tenant");
+
+    let republished = tenantctl(&bucket, &["platform", "publish", "--version", "1.4.0"]);
+    assert!(republished.status.success(), "{}", text(&republished.stderr));
+    assert!(text(&republished.stdout).contains("already published with this content"));
+
+    let shown = tenantctl(&bucket, &["platform", "show", "1.4.0"]);
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let shown = text(&shown.stdout);
+    assert!(shown.contains("platform version: 1.4.0"), "{shown}");
+    assert!(
+        shown.contains(manifest["template"]["sha256"].as_str().unwrap()),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("template and chart match their digests"),
+        "{shown}"
+    );
+
+    let listed = tenantctl(&bucket, &["platform", "list", "--output", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed, serde_json::json!([manifest]));
+    let table = tenantctl(&bucket, &["platform", "list"]);
+    assert!(
+        text(&table.stdout)
+            .lines()
+            .any(|l| l.starts_with("1.4.0 ") && l.contains("tenant-0.1.0")),
+        "{}",
+        text(&table.stdout)
+    );
+}
+
+#[tokio::test]
+async fn tenantctl_platform_exit_codes_say_what_went_wrong() {
+    require_local_aws();
+    let bucket = format!("platform-cli-{}", uuid::Uuid::new_v4().simple());
+    assert!(tenantctl(&bucket, &["platform", "create-bucket"])
+        .status
+        .success());
+    assert!(tenantctl(&bucket, &["platform", "publish", "--version", "1.0.0"])
+        .status
+        .success());
+    let changed = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(changed.path(), "Resources: {}\n").unwrap();
+    let missing_chart = repo_root().join("no-such-chart");
+
+    let cases: Vec<(Vec<&str>, u8, &str)> = vec![
+        (
+            vec!["platform", "publish", "--version", "1.0"],
+            2,
+            "expected MAJOR.MINOR.PATCH",
+        ),
+        (
+            vec!["platform", "show", "v1.0.0"],
+            2,
+            "invalid platform version \"v1.0.0\"",
+        ),
+        (
+            vec![
+                "platform",
+                "publish",
+                "--version",
+                "1.1.0",
+                "--chart",
+                missing_chart.to_str().unwrap(),
+            ],
+            2,
+            "cannot read the chart",
+        ),
+        (
+            vec![
+                "platform",
+                "publish",
+                "--version",
+                "1.1.0",
+                "--template",
+                "missing.yaml",
+            ],
+            2,
+            "cannot read the template missing.yaml",
+        ),
+        (
+            vec!["platform", "show", "9.9.9"],
+            3,
+            "platform version 9.9.9 is not published",
+        ),
+        (
+            vec![
+                "platform",
+                "publish",
+                "--version",
+                "1.0.0",
+                "--template",
+                changed.path().to_str().unwrap(),
+            ],
+            4,
+            "already published with other content",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let out = tenantctl(&bucket, &args);
+        assert_eq!(
+            out.status.code(),
+            Some(code as i32),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(message),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+
+    let no_bucket = tenantctl("", &["platform", "list"]);
+    assert_eq!(no_bucket.status.code(), Some(2), "{}", text(&no_bucket.stderr));
+    assert!(text(&no_bucket.stderr).contains("TENANTCTL_PLATFORM_BUCKET"));
+
+    // A damaged object fails `show` (exit 1) instead of passing as the published version.
+    let config = aws_config::load_from_env().await;
+    let s3 = tenant_orchestrator::platform::client(&config);
+    let store = tenant_orchestrator::platform::S3PlatformArtifacts::new(s3.clone(), &bucket);
+    let manifest = store.manifest(&version("1.0.0")).await.unwrap();
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&manifest.chart.archive.key)
+        .body(ByteStream::from_static(b"tampered"))
+        .send()
+        .await
+        .unwrap();
+    let corrupt = tenantctl(&bucket, &["platform", "show", "1.0.0"]);
+    assert_eq!(corrupt.status.code(), Some(1), "{}", text(&corrupt.stderr));
+    assert!(
+        text(&corrupt.stderr).contains("is corrupt"),
+        "{}",
+        text(&corrupt.stderr)
     );
 }
