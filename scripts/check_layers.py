@@ -29,13 +29,14 @@ ALLOWED = {
     "record": {"domain", "machine"},
     "ports": {"domain", "machine", "record"},
     "store": {"domain", "machine", "record", "ports"},
+    "platform": {"domain", "record", "ports"},
     "step": {"domain", "machine", "record"},
     "steps": {"domain", "machine", "record", "ports", "step"},
     "worker": {"domain", "machine", "record", "ports", "step"},
     "rollout": {"domain", "machine", "record", "ports"},
     "app": {"domain", "machine", "record", "ports", "rollout", "store"},
     "api": {"domain", "machine", "record", "ports", "app"},
-    "cli": {"domain", "machine", "record", "ports", "app", "api", "rollout", "step", "steps", "worker"},
+    "cli": {"domain", "machine", "record", "ports", "app", "api", "platform", "rollout", "step", "steps", "worker"},
 }
 
 # Uses the rules above do not allow yet, each with what removes it. The check fails

@@ -19,6 +19,7 @@
 
 mod config;
 mod output;
+mod platform;
 mod policy;
 mod progress;
 mod remote;
@@ -138,6 +139,8 @@ enum Command {
         #[command(subcommand)]
         command: rollout::RolloutCommand,
     },
+    /// Platform versions: the tenant's template and chart, published to S3.
+    Platform(platform::PlatformArgs),
     /// Checks across the whole fleet.
     Fleet {
         #[command(subcommand)]
@@ -342,6 +345,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let runs_locally = matches!(
         cli.command,
         Command::Table { .. }
+            | Command::Platform(_)
             | Command::Fleet { .. }
             | Command::Worker(_)
             | Command::Controller(_)
@@ -387,6 +391,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tenant { command } => tenant::run(&cli.table, remote.as_ref(), cli.output, command).await,
         Command::Policy { command } => policy::run(&cli.table, remote.as_ref(), command).await,
         Command::Rollout { command } => rollout::run(&cli.table, remote.as_ref(), cli.output, command).await,
+        Command::Platform(args) => platform::run(args, cli.output).await,
         Command::Fleet {
             command: FleetCommand::Check,
         } => fleet_check(&cli.table, cli.output).await,

@@ -4,6 +4,7 @@
 pub(crate) mod duration;
 mod hostname;
 mod ids;
+mod platform;
 mod policy;
 mod regions;
 mod release;
@@ -15,6 +16,7 @@ pub(crate) mod window;
 
 pub use hostname::Hostname;
 pub use ids::{Environment, Group, Region, TenantId};
+pub use platform::PlatformVersion;
 pub use policy::{ReleaseSource, ResolvedRelease, VersionPolicy};
 pub use regions::{allow_extra_regions, KNOWN_REGIONS};
 pub use release::ReleaseVersion;

@@ -1,13 +1,15 @@
 //! The interfaces the core calls out through, and their errors: one trait per kind of
 //! stored item (tenants, rollouts, policy, reports, idempotency keys, sessions,
 //! certificate slots) with the read models they return, and the answers rollouts need
-//! from the outside world (is a release published, is a tenant healthy). Declared
-//! here, below both the callers and the implementations, so `steps` never imports
-//! `store`, `rollout` never imports `steps`, `api` and `cli` reach the store only
-//! through these, and the application layer (`app`) picks what runs behind each.
+//! from the outside world (is a release published, is a tenant healthy), and where
+//! platform versions are published. Declared here, below both the callers and the
+//! implementations, so `steps` never imports `store`, `rollout` never imports `steps`,
+//! `api` and `cli` reach the store only through these, and the application layer
+//! (`app`) picks what runs behind each.
 //!
 //! This layer may use `domain`, `machine` and `record`.
 
+mod platform;
 mod policy;
 mod probes;
 pub mod reports;
@@ -16,6 +18,7 @@ mod rollouts;
 mod slots;
 mod tenants;
 
+pub use platform::{ArtifactError, ChartArchive, PlatformArtifacts, PlatformBundle, Published};
 pub use policy::{PolicyChange, PolicyEdit, PolicyStore};
 pub use probes::{ReleaseRegistry, TenantHealth, TenantProbe};
 pub use reports::{

@@ -1,13 +1,16 @@
 //! What is persisted, as plain data: a tenant's record (spec, machine state, lease,
 //! the facts its steps recorded) with its history, a rollout's record with its
-//! members, and the certificate slots tenants share. This layer imports only `domain`
-//! and `machine`, so the store, the worker, the rollout controller and the API all
-//! speak of the same types without importing one another.
+//! members, the certificate slots tenants share, and the manifest of a published
+//! platform version. This layer imports only `domain` and `machine`, so the store,
+//! the worker, the rollout controller and the API all speak of the same types
+//! without importing one another.
 
+mod platform;
 mod rollout;
 pub mod slot;
 mod tenant;
 
+pub use platform::{ContentDigest, PlatformManifest, StoredArtifact, StoredChart};
 pub use rollout::{
     BakeProgress, Outcome, Phase, RollbackStatus, RolloutEvent, RolloutMember, RolloutRecord, WaveRecord,
     WaveStatus,

@@ -11,7 +11,7 @@ use tenant_orchestrator::record::{Actor, TenantRecord};
 use tenant_orchestrator::step::{StepOutcome, StepRegistry};
 use tenant_orchestrator::steps::certificates::{AwsCertificateCloud, CertificateCloud};
 use tenant_orchestrator::store::TenantStore;
-use tenant_orchestrator::tenants::{RolloutHold, SpecChange, TenantCommands};
+use tenant_orchestrator::app::{RolloutHold, SpecChange, TenantCommands};
 use tenant_orchestrator::worker::Worker;
 
 use super::{config, names, Harness};
