@@ -5,13 +5,13 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_route53::types::ChangeAction;
+use tenant_orchestrator::app::{RolloutHold, SpecChange, TenantCommands};
 use tenant_orchestrator::domain::{Hostname, TenantId};
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState, UpgradeStep};
 use tenant_orchestrator::record::{Actor, TenantRecord};
 use tenant_orchestrator::step::{StepOutcome, StepRegistry};
 use tenant_orchestrator::steps::certificates::{AwsCertificateCloud, CertificateCloud};
 use tenant_orchestrator::store::TenantStore;
-use tenant_orchestrator::app::{RolloutHold, SpecChange, TenantCommands};
 use tenant_orchestrator::worker::Worker;
 
 use super::{config, names, Harness};
