@@ -124,13 +124,13 @@ impl From<StoreError> for ApiError {
                 message: e.to_string(),
             },
             StoreError::Invalid { message, .. } => ApiError::InvalidRequest(message),
-            StoreError::Retryable { context, message } => {
-                tracing::warn!(%context, %message, "store temporarily unavailable");
+            StoreError::Retryable { ref context, .. } => {
+                tracing::warn!(error = %e.detailed(), "store temporarily unavailable");
                 ApiError::Unavailable(format!(
                     "the state store is busy or unreachable while {context}; try again shortly"
                 ))
             }
-            StoreError::Fatal { context, message } => ApiError::Internal(format!("{context}: {message}")),
+            StoreError::Fatal { .. } => ApiError::Internal(e.detailed()),
         }
     }
 }

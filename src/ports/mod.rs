@@ -48,7 +48,13 @@ pub enum StoreError {
     NotFound { what: String, entity: Entity },
     /// Throttling, timeouts, 5xx: the same call may succeed later.
     #[error("temporary store failure ({context}): {message}")]
-    Retryable { context: String, message: String },
+    Retryable {
+        context: String,
+        /// What went wrong, in short; the full detail is in `source`.
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// Another live tenant owns a hostname this write claims.
     #[error("hostname {hostname} is already used by tenant {owner}; choose another hostname or remove it from {owner} first")]
     HostnameTaken { hostname: String, owner: String },
@@ -57,7 +63,61 @@ pub enum StoreError {
     Invalid { context: String, message: String },
     /// Anything a retry cannot fix: a missing table, bad credentials, corrupt item.
     #[error("store failure ({context}): {message}")]
-    Fatal { context: String, message: String },
+    Fatal {
+        context: String,
+        /// What went wrong and what to do, in short; the full detail is in `source`.
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+/// The underlying error a store failure was made from (an SDK error, a serde error of
+/// a corrupt item, a failed task), kept so `{:#}` and `source()` show it.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl StoreError {
+    /// A failure a retry may fix, with no underlying error; add one with [`Self::with_source`].
+    pub fn retryable(context: impl Into<String>, message: impl Into<String>) -> Self {
+        StoreError::Retryable {
+            context: context.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A failure a retry cannot fix, with no underlying error; add one with [`Self::with_source`].
+    pub fn fatal(context: impl Into<String>, message: impl Into<String>) -> Self {
+        StoreError::Fatal {
+            context: context.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Keeps `cause` as the source of a `Retryable` or `Fatal` failure. The message
+    /// should then not repeat the cause's text: printing the chain shows both.
+    /// The other kinds are decisions, not failures, and carry no source; they are
+    /// returned unchanged.
+    pub fn with_source(mut self, cause: impl Into<Cause>) -> Self {
+        if let StoreError::Retryable { source, .. } | StoreError::Fatal { source, .. } = &mut self {
+            *source = Some(cause.into());
+        }
+        self
+    }
+
+    /// This error's text followed by each source's, joined by ": " as anyhow's `{:#}`
+    /// prints them: for logs, where the detail a response leaves out is wanted.
+    pub fn detailed(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
 }
 
 /// What a refused conditional write ran into.

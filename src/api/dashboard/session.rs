@@ -101,7 +101,7 @@ impl IntoResponse for Refused {
 }
 
 fn unavailable(error: &StoreError) -> Response {
-    tracing::error!(%error, "dashboard session store failed");
+    tracing::error!(error = %error.detailed(), "dashboard session store failed");
     let body = "<p class=\"bad\" id=\"page-error\">The sign-in could not be checked because the \
                 store is not answering; reload in a moment.</p>";
     respond(

@@ -51,13 +51,9 @@ impl Driver<'_> {
         match self.perform(slot, action, now).await {
             Ok(driven) => driven,
             Err(Stop::Store(StoreError::Conflict { .. })) => Driven::Moved,
-            Err(Stop::Store(StoreError::Retryable { context, message })) => Driven::Failed {
-                retryable: true,
-                reason: format!("{context}: {message}"),
-            },
             Err(Stop::Store(e)) => Driven::Failed {
-                retryable: false,
-                reason: e.to_string(),
+                retryable: matches!(e, StoreError::Retryable { .. }),
+                reason: e.detailed(),
             },
             Err(Stop::Cloud(CloudError::InUse(why))) => Driven::Waiting {
                 after: self.timing.poll,

@@ -455,7 +455,7 @@ fn materialize(
 
 fn store_failure(e: StoreError) -> StepOutcome {
     match e {
-        StoreError::Retryable { .. } | StoreError::Conflict { .. } => StepOutcome::retry(e.to_string()),
-        _ => StepOutcome::fail(e.to_string()),
+        StoreError::Retryable { .. } | StoreError::Conflict { .. } => StepOutcome::retry(e.detailed()),
+        _ => StepOutcome::fail(e.detailed()),
     }
 }

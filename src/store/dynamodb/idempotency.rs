@@ -142,9 +142,11 @@ impl DynamoStore {
         let item = self
             .read_item(key_of(scope, key), "reading an idempotency key")
             .await?;
-        item.ok_or_else(|| StoreError::Retryable {
-            context: "reading an idempotency key".into(),
-            message: "the key expired while it was read; send the request again".into(),
+        item.ok_or_else(|| {
+            StoreError::retryable(
+                "reading an idempotency key",
+                "the key expired while it was read; send the request again",
+            )
         })
     }
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::super::{keys, StoreError};
 use crate::domain::RolloutId;
+use crate::ports::Cause;
 use crate::record::{HistoryEvent, Lease, TenantRecord};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -43,11 +44,14 @@ pub fn item_key(plain: HashMap<String, String>) -> Item {
     plain.into_iter().map(|(k, v)| (k, s(v))).collect()
 }
 
+/// A stored item whose attribute `what` is not what this code wrote, `detail` saying how.
 pub fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Fatal {
-        context: "decoding item".into(),
-        message: format!("{what}: {detail}"),
-    }
+    StoreError::fatal("decoding item", format!("{what}: {detail}"))
+}
+
+/// A stored item whose attribute `what` failed to decode with `cause`, kept as the source.
+pub fn corrupt_by(what: &str, cause: impl Into<Cause>) -> StoreError {
+    StoreError::fatal("decoding item", format!("attribute {what} could not be decoded")).with_source(cause)
 }
 
 pub fn get_s<'a>(item: &'a Item, key: &str) -> Result<&'a str, StoreError> {
@@ -66,7 +70,7 @@ pub fn opt_s(item: &Item, key: &str) -> Option<String> {
 
 pub fn get_n(item: &Item, key: &str) -> Result<i64, StoreError> {
     match item.get(key) {
-        Some(AttributeValue::N(v)) => v.parse().map_err(|e| corrupt(key, e)),
+        Some(AttributeValue::N(v)) => v.parse().map_err(|e| corrupt_by(key, e)),
         other => Err(corrupt(key, format!("expected a number, found {other:?}"))),
     }
 }
@@ -87,7 +91,7 @@ pub fn opt_time(item: &Item, key: &str) -> Result<Option<DateTime<Utc>>, StoreEr
 }
 
 pub fn json<T: serde::de::DeserializeOwned>(item: &Item, key: &str) -> Result<T, StoreError> {
-    serde_json::from_str(get_s(item, key)?).map_err(|e| corrupt(key, e))
+    serde_json::from_str(get_s(item, key)?).map_err(|e| corrupt_by(key, e))
 }
 
 pub fn to_json<T: serde::Serialize>(value: &T) -> AttributeValue {
@@ -170,7 +174,7 @@ pub fn decode_tenant(item: &Item) -> Result<TenantRecord, StoreError> {
         created_at: time_from_millis("created_at", get_n(item, "created_at")?)?,
         updated_at: time_from_millis("updated_at", get_n(item, "updated_at")?)?,
         rollout: opt_s(item, "rollout_claim")
-            .map(|id| RolloutId::parse(&id).map_err(|e| corrupt("rollout_claim", e)))
+            .map(|id| RolloutId::parse(&id).map_err(|e| corrupt_by("rollout_claim", e)))
             .transpose()?,
     })
 }

@@ -159,9 +159,12 @@ impl DynamoStore {
 
 fn summary(item: &Item, region: &Region) -> Result<TenantSummary, StoreError> {
     let pk = get_s(item, "pk")?;
-    let id = TenantId::parse(pk.strip_prefix("TENANT#").unwrap_or(pk)).map_err(|e| StoreError::Fatal {
-        context: "listing tenants".into(),
-        message: e.to_string(),
+    let id = TenantId::parse(pk.strip_prefix("TENANT#").unwrap_or(pk)).map_err(|e| {
+        StoreError::fatal(
+            "listing tenants",
+            "a listing item names a tenant id that is not valid",
+        )
+        .with_source(e)
     })?;
     Ok(TenantSummary {
         id,

@@ -732,9 +732,12 @@ impl TenantStore for DynamoStore {
             .map(|item| {
                 let pk = get_s(item, "pk")?;
                 let id = pk.strip_prefix("TENANT#").unwrap_or(pk);
-                TenantId::parse(id).map_err(|e| StoreError::Fatal {
-                    context: "finding due tenants".into(),
-                    message: e.to_string(),
+                TenantId::parse(id).map_err(|e| {
+                    StoreError::fatal(
+                        "finding due tenants",
+                        "a work item names a tenant id that is not valid",
+                    )
+                    .with_source(e)
                 })
             })
             .collect()
@@ -749,9 +752,12 @@ impl TenantStore for DynamoStore {
                 .iter()
                 .map(|r| Region::parse(r))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| StoreError::Fatal {
-                    context: "listing regions".into(),
-                    message: e.to_string(),
+                .map_err(|e| {
+                    StoreError::fatal(
+                        "listing regions",
+                        "the stored region list holds a region that is not valid",
+                    )
+                    .with_source(e)
                 })?,
             _ => vec![],
         };

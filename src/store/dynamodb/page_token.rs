@@ -107,12 +107,12 @@ impl DynamoStore {
                     Ok(_) => Ok(fresh),
                     Err(e) => match classify("creating the page token key", self.table(), e) {
                         // Another process created it first: use theirs.
-                        StoreError::Conflict { .. } => {
-                            self.read_page_key().await?.ok_or_else(|| StoreError::Fatal {
-                                context: "reading the page token key".into(),
-                                message: "the key item vanished right after it was created".into(),
-                            })
-                        }
+                        StoreError::Conflict { .. } => self.read_page_key().await?.ok_or_else(|| {
+                            StoreError::fatal(
+                                "reading the page token key",
+                                "the key item vanished right after it was created",
+                            )
+                        }),
                         other => Err(other),
                     },
                 }
@@ -130,23 +130,23 @@ impl DynamoStore {
             .await?;
         match item.as_ref().and_then(|i| i.get("key")) {
             None => Ok(None),
-            Some(AttributeValue::B(blob)) => {
-                blob.as_ref().try_into().map(Some).map_err(|_| StoreError::Fatal {
-                    context: "reading the page token key".into(),
-                    message: format!(
+            Some(AttributeValue::B(blob)) => blob.as_ref().try_into().map(Some).map_err(|_| {
+                StoreError::fatal(
+                    "reading the page token key",
+                    format!(
                         "item META/{} holds a key of {} bytes, not 32; delete the item to make a new key",
                         keys::PAGE_TOKEN_KEY_SK,
                         blob.as_ref().len()
                     ),
-                })
-            }
-            Some(_) => Err(StoreError::Fatal {
-                context: "reading the page token key".into(),
-                message: format!(
+                )
+            }),
+            Some(_) => Err(StoreError::fatal(
+                "reading the page token key",
+                format!(
                     "item META/{} is damaged; delete it to make a new key",
                     keys::PAGE_TOKEN_KEY_SK
                 ),
-            }),
+            )),
         }
     }
 

@@ -92,9 +92,12 @@ impl DynamoStore {
         else {
             return Ok((VersionPolicy::default(), 0, Vec::new()));
         };
-        let policy = serde_json::from_str(get_s(&item, "policy")?).map_err(|e| StoreError::Fatal {
-            context: "loading the version policy".into(),
-            message: e.to_string(),
+        let policy = serde_json::from_str(get_s(&item, "policy")?).map_err(|e| {
+            StoreError::fatal(
+                "loading the version policy",
+                "the stored policy could not be decoded",
+            )
+            .with_source(e)
         })?;
         Ok((policy, get_n(&item, "version")? as u64, changes_of(&item)?))
     }
@@ -103,9 +106,12 @@ impl DynamoStore {
 fn changes_of(item: &super::item::Item) -> Result<Vec<PolicyChange>, StoreError> {
     match item.get("changes") {
         None => Ok(Vec::new()),
-        Some(_) => serde_json::from_str(get_s(item, "changes")?).map_err(|e| StoreError::Fatal {
-            context: "loading the version policy's changes".into(),
-            message: e.to_string(),
+        Some(_) => serde_json::from_str(get_s(item, "changes")?).map_err(|e| {
+            StoreError::fatal(
+                "loading the version policy's changes",
+                "the stored change history could not be decoded",
+            )
+            .with_source(e)
         }),
     }
 }

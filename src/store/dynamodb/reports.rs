@@ -71,9 +71,9 @@ impl ReportStore for DynamoStore {
                 reads.spawn(async move { store.report_day(&query, day).await });
             }
             while let Some(done) = reads.join_next().await {
-                let items = done.map_err(|e| StoreError::Fatal {
-                    context: "reading the deployment report".into(),
-                    message: e.to_string(),
+                let items = done.map_err(|e| {
+                    StoreError::fatal("reading the deployment report", "a task reading one day failed")
+                        .with_source(e)
                 })??;
                 for item in items {
                     add_item(&mut report, &item, query.group.as_ref())?;
@@ -120,9 +120,12 @@ impl DynamoStore {
 }
 
 fn add_item(report: &mut DeploymentReport, item: &Item, group: Option<&Group>) -> Result<(), StoreError> {
-    let corrupt = |e: crate::domain::InvalidValue| StoreError::Fatal {
-        context: "reading the deployment report".into(),
-        message: e.to_string(),
+    let corrupt = |e: crate::domain::InvalidValue| {
+        StoreError::fatal(
+            "reading the deployment report",
+            "a report item holds a value that is not valid",
+        )
+        .with_source(e)
     };
     let region = Region::parse(get_s(item, "region")?).map_err(corrupt)?;
     let item_group = Group::parse(get_s(item, "group_name")?).map_err(corrupt)?;

@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use super::errors::{classify, conflict_as};
 use super::item;
 use super::item::{
-    corrupt, get_n, get_s, item_key, json, millis, n, opt_s, plain_key, s, time_from_millis, to_json, Item,
+    corrupt, corrupt_by, get_n, get_s, item_key, json, millis, n, opt_s, plain_key, s, time_from_millis,
+    to_json, Item,
 };
 use super::page_token::PageScope;
 use super::{lease_guard, ttl_after, DynamoStore, UpdateExpr};
@@ -169,13 +170,10 @@ impl RolloutStore for DynamoStore {
                 attempt += 1;
                 if !requests.is_empty() {
                     if attempt > 8 {
-                        return Err(StoreError::Retryable {
-                            context: "writing rollout members".into(),
-                            message: format!(
-                                "{} items left unprocessed after {attempt} tries",
-                                requests.len()
-                            ),
-                        });
+                        return Err(StoreError::retryable(
+                            "writing rollout members",
+                            format!("{} items left unprocessed after {attempt} tries", requests.len()),
+                        ));
                     }
                     tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
                 }
@@ -268,10 +266,10 @@ impl RolloutStore for DynamoStore {
                 .ok_or_else(|| corrupt("list_sk", list_sk))?;
             let phase = get_s(item, "state_name")?;
             items.push(RolloutSummary {
-                id: RolloutId::parse(id).map_err(|e| corrupt("list_sk", e))?,
+                id: RolloutId::parse(id).map_err(|e| corrupt_by("list_sk", e))?,
                 phase: Phase::parse(phase).ok_or_else(|| corrupt("state_name", phase))?,
                 release: crate::domain::ReleaseVersion::parse(get_s(item, "release")?)
-                    .map_err(|e| corrupt("release", e))?,
+                    .map_err(|e| corrupt_by("release", e))?,
                 created_at: time_from_millis("list_sk", created)?,
                 updated_at: time_from_millis("updated_at", get_n(item, "updated_at")?)?,
             });

@@ -195,11 +195,8 @@ impl DynamoStore {
 }
 
 /// A request the SDK would not build: a fault of this code, never retried.
-fn unbuilt(context: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Fatal {
-        context: context.into(),
-        message: e.to_string(),
-    }
+fn unbuilt(context: &str, e: impl Into<crate::ports::Cause>) -> StoreError {
+    StoreError::fatal(context, "the SDK refused to build the request").with_source(e)
 }
 
 /// Whether the stored item `found` is exactly the item `written`: same version, same
