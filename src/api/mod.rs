@@ -139,6 +139,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/tenants/{id}", get(tenants::get).patch(tenants::update))
         .route("/v1/tenants/{id}/history", get(tenants::history))
         .route("/v1/tenants/{id}/upgrade", post(tenants::upgrade))
+        .route("/v1/tenants/{id}/reconcile", post(tenants::reconcile))
         .route("/v1/tenants/{id}/retry", post(tenants::retry))
         .route("/v1/tenants/{id}/rollback", post(tenants::rollback))
         .route("/v1/tenants/{id}/restore", post(tenants::restore))

@@ -13,7 +13,7 @@ use super::{error, fleet, ops, policy, rollouts, tenants, views};
 #[openapi(
     info(title = "tenant-orchestrator", description = "Per-tenant lifecycle state machines: provision, upgrade, roll back, deprovision. Bearer tokens with scopes read < deploy < admin."),
     paths(
-        tenants::create, tenants::list, tenants::get, tenants::update, tenants::upgrade, tenants::retry,
+        tenants::create, tenants::list, tenants::get, tenants::update, tenants::upgrade, tenants::reconcile, tenants::retry,
         tenants::rollback, tenants::restore, tenants::deprovision, tenants::history,
         policy::get, policy::set_default, policy::unset_default, policy::set_group, policy::unset_group,
         rollouts::plan, rollouts::start, rollouts::list, rollouts::get, rollouts::pause, rollouts::resume,

@@ -248,6 +248,20 @@ pub async fn upgrade(
     command(&state, &caller, target, "upgrade", &body, event).await
 }
 
+/// Applies the tenant's template, chart and spec again on the release it runs: the
+/// way a changed tier or hostname, or a platform fix, reaches one tenant without a
+/// new release.
+#[utoipa::path(operation_id = "tenant_reconcile", post, path = "/v1/tenants/{id}/reconcile", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
+    responses((status = 202, body = TenantView, description = "Accepted: the tenant runs the upgrade's steps on its own release"), (status = 409, body = super::error::ErrorBody,
+        description = "`refused_by_state`: only an Active tenant can be reconciled; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
+pub async fn reconcile(
+    State(state): State<ApiState>,
+    caller: Caller<Deploy>,
+    target: CommandTarget,
+) -> Response {
+    command(&state, &caller, target, "reconcile", &(), TenantEvent::Reconcile).await
+}
+
 #[utoipa::path(operation_id = "tenant_retry", post, path = "/v1/tenants/{id}/retry", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
         description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]

@@ -231,9 +231,10 @@ impl TenantCommands {
 pub struct SpecChange {
     /// `Some(Some(r))` pins the tenant to `r` (rollouts skip it); `Some(None)` unpins.
     pub pinned_release: Option<Option<ReleaseVersion>>,
-    /// Replaces the tenant's hostnames; they take effect at its next deployment.
+    /// Replaces the tenant's hostnames; they take effect at its next deployment
+    /// (an upgrade, or a reconcile on the release it runs).
     pub hostnames: Option<Vec<Hostname>>,
-    /// Takes effect at the tenant's next deployment.
+    /// Takes effect at the tenant's next deployment (upgrade or reconcile).
     pub tier: Option<Tier>,
     /// `Some(Some(w))` sets the weekly windows rollouts may start the tenant in;
     /// `Some(None)` removes them (any time).

@@ -48,6 +48,14 @@ pub enum TenantCommand {
         #[command(flatten)]
         hold: HoldArgs,
     },
+    /// Apply the tenant's template, chart and spec again on the release it runs (the
+    /// upgrade's steps, rolled back like an upgrade if one fails): how a changed tier
+    /// or hostname, or a platform fix, reaches one tenant without a new release.
+    Reconcile {
+        id: String,
+        #[command(flatten)]
+        hold: HoldArgs,
+    },
     /// Resume a failed tenant at the step that failed, or retry a failed upgrade.
     Retry {
         id: String,
@@ -288,6 +296,7 @@ pub async fn run(
             let release = ReleaseVersion::parse(&release)?;
             (id, TenantEvent::Upgrade { release }, hold)
         }
+        TenantCommand::Reconcile { id, hold } => (id, TenantEvent::Reconcile, hold),
         TenantCommand::Retry { id, hold } => (id, TenantEvent::Retry, hold),
         TenantCommand::Rollback { id, hold } => (id, TenantEvent::Rollback, hold),
         TenantCommand::Restore { id, snapshot, hold } => {

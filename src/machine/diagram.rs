@@ -27,6 +27,7 @@ fn sample_events() -> Vec<TenantEvent> {
         TenantEvent::StepFailed {
             reason: "step failed".into(),
         },
+        TenantEvent::Reconcile,
         TenantEvent::Retry,
         TenantEvent::Rollback,
         TenantEvent::Restore {

@@ -23,6 +23,10 @@ pub enum TenantEvent {
     Provision { release: ReleaseVersion },
     /// Move an active tenant to `release`.
     Upgrade { release: ReleaseVersion },
+    /// Apply everything an active tenant should be, on the release it runs: the
+    /// stack from the current template and spec, its configuration, certificates and
+    /// DNS, the chart, then verify. Runs the upgrade's steps, and rolls back like one.
+    Reconcile,
     /// The current step finished.
     StepSucceeded,
     /// The current step failed for good (retries are the worker's business).
@@ -42,6 +46,7 @@ impl TenantEvent {
         match self {
             TenantEvent::Provision { .. } => "Provision",
             TenantEvent::Upgrade { .. } => "Upgrade",
+            TenantEvent::Reconcile => "Reconcile",
             TenantEvent::StepSucceeded => "StepSucceeded",
             TenantEvent::StepFailed { .. } => "StepFailed",
             TenantEvent::Retry => "Retry",
@@ -139,9 +144,14 @@ impl Lifecycle {
         event: &TenantEvent,
     ) -> Outcome<TenantState> {
         match event {
-            TenantEvent::Upgrade { release: target } if target == release => {
-                self.reject(format!("it already runs {release}"))
-            }
+            TenantEvent::Upgrade { release: target } if target == release => self.reject(format!(
+                "it already runs {release}; to apply its template, chart and spec again, reconcile it"
+            )),
+            TenantEvent::Reconcile => Transition(TenantState::upgrading(
+                UpgradeStep::FIRST,
+                release.clone(),
+                release.clone(),
+            )),
             TenantEvent::Upgrade { release: target } => Transition(TenantState::upgrading(
                 UpgradeStep::FIRST,
                 release.clone(),
@@ -333,6 +343,7 @@ impl Lifecycle {
             },
             TenantEvent::Deprovision => Transition(TenantState::deprovisioning(DeprovisionStep::FIRST)),
             TenantEvent::Upgrade { .. } => self.reject("retry, roll back or restore it first, then upgrade"),
+            TenantEvent::Reconcile => self.reject("retry, roll back or restore it first, then reconcile"),
             TenantEvent::Provision { .. } => self.reject("it is already provisioned"),
             TenantEvent::StepSucceeded | TenantEvent::StepFailed { .. } => self.stale_outcome(),
         }

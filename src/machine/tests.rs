@@ -122,6 +122,53 @@ fn upgrading_to_the_running_release_is_refused() {
 }
 
 #[test]
+fn upgrading_to_the_running_release_is_refused_and_points_to_reconcile() {
+    let err = active("1.0.0")
+        .apply(&TenantEvent::Upgrade { release: v("1.0.0") })
+        .unwrap_err();
+    assert!(err.to_string().contains("reconcile it"), "{err}");
+}
+
+#[test]
+fn a_reconcile_runs_the_upgrade_steps_on_the_running_release() {
+    let (end, labels) = run_to_rest(ok(&active("1.0.0"), TenantEvent::Reconcile));
+    let upgrade: Vec<String> =
+        run_to_rest(ok(&active("1.0.0"), TenantEvent::Upgrade { release: v("1.1.0") })).1;
+    assert_eq!(labels, upgrade, "a reconcile takes the upgrade's steps");
+    assert_eq!(end, active("1.0.0"));
+}
+
+#[test]
+fn a_failed_reconcile_rolls_back_to_the_same_release_and_can_be_retried() {
+    let deploying = TenantState::upgrading(UpgradeStep::Deploy, v("1.0.0"), v("1.0.0"));
+    let rolling_back = ok(&deploying, failed_step("pods never ready"));
+    assert!(
+        matches!(&rolling_back, TenantState::RollingBack { previous, .. } if previous == &v("1.0.0")),
+        "{rolling_back:?}"
+    );
+    let (end, _) = run_to_rest(rolling_back);
+    assert_eq!(end, TenantState::active(v("1.0.0"), Some(v("1.0.0"))));
+    let again = ok(&end, TenantEvent::Retry);
+    assert_eq!(
+        again,
+        TenantState::upgrading(UpgradeStep::FIRST, v("1.0.0"), v("1.0.0"))
+    );
+}
+
+#[test]
+fn only_an_active_tenant_is_reconciled() {
+    let busy = TenantState::upgrading(UpgradeStep::Deploy, v("1.0.0"), v("1.1.0"));
+    assert!(busy.apply(&TenantEvent::Reconcile).is_err());
+    assert!(TenantState::initial().apply(&TenantEvent::Reconcile).is_err());
+    let failed = ok(
+        &TenantState::provisioning(ProvisionStep::Deploy, v("1.0.0")),
+        failed_step("boom"),
+    );
+    let err = failed.apply(&TenantEvent::Reconcile).unwrap_err();
+    assert!(err.to_string().contains("then reconcile"), "{err}");
+}
+
+#[test]
 fn a_failure_before_anything_changed_returns_to_active_without_rollback() {
     for step in [UpgradeStep::CheckArtifact, UpgradeStep::Backup] {
         let upgrading = TenantState::upgrading(step, v("1.0.0"), v("9.9.9"));

@@ -261,6 +261,7 @@ impl Transition {
         let cause = match &self.cause {
             Cause::Event(TenantEvent::Provision { release }) => format!("Provision {release}"),
             Cause::Event(TenantEvent::Upgrade { release }) => format!("Upgrade to {release}"),
+            Cause::Event(TenantEvent::Reconcile) => "Reconcile".to_owned(),
             Cause::Event(TenantEvent::Restore { snapshot }) => format!("Restore from {snapshot}"),
             Cause::Event(other) => other.name().to_owned(),
             Cause::SpecChange(said) => format!("UpdateSpec: {}", said.join("; ")),

@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::api_support::{spawn, tenant_body, Reply, ADMIN, DEPLOY};
+use crate::api_support::{spawn, tenant_body, Reply, ADMIN, DEPLOY, READ};
 
 const NOT_ISSUED: &str = "next_token was not issued for this query; start from the first page";
 
@@ -304,6 +304,48 @@ async fn commands_move_tenants_or_are_refused_by_their_state() {
         (gone.status, gone.body["state"].as_str()),
         (StatusCode::ACCEPTED, Some("Deprovisioning"))
     );
+}
+
+#[tokio::test]
+async fn a_reconcile_runs_the_tenant_through_its_own_release_again() {
+    let api = spawn().await;
+    api.create_tenant("acme", "eu-west-1", "default").await;
+    let reconcile = |token| api.call(Method::POST, "/v1/tenants/acme/reconcile", Some(token), None);
+    let busy = reconcile(DEPLOY).await;
+    assert_eq!(
+        (busy.status, busy.code()),
+        (StatusCode::CONFLICT, "refused_by_state"),
+        "{}",
+        busy.body
+    );
+    api.settle().await;
+
+    let read_only = reconcile(READ).await;
+    assert_eq!(read_only.status, StatusCode::FORBIDDEN, "{}", read_only.body);
+    let accepted = reconcile(DEPLOY).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+    assert_eq!(
+        (
+            accepted.body["state"].as_str(),
+            accepted.body["current_release"].as_str(),
+            accepted.body["target_release"].as_str()
+        ),
+        (Some("Upgrading"), Some("1.0.0"), Some("1.0.0"))
+    );
+    api.settle().await;
+    let done = api.get("/v1/tenants/acme").await;
+    assert_eq!(
+        (done.body["state"].as_str(), done.body["current_release"].as_str()),
+        (Some("Active"), Some("1.0.0"))
+    );
+    let history = api.get("/v1/tenants/acme/history?limit=1000").await;
+    let causes: Vec<&str> = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["cause"].as_str())
+        .collect();
+    assert!(causes.contains(&"Reconcile"), "{causes:?}");
 }
 
 #[tokio::test]

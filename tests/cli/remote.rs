@@ -100,6 +100,14 @@ async fn tenant_commands_go_through_the_api_with_the_callers_scope() {
     );
     let refused = tenantctl(&api, Some(DEPLOY), &["tenant", "retry", "remote-one"], &[]).await;
     assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    let reconciled = tenantctl(&api, Some(DEPLOY), &["tenant", "reconcile", "remote-one"], &[]).await;
+    assert!(reconciled.status.success(), "{}", stderr(&reconciled));
+    assert!(
+        stdout(&reconciled).contains("Upgrading/"),
+        "a reconcile runs the upgrade's steps: {}",
+        stdout(&reconciled)
+    );
+    api.settle().await;
 
     let policy = tenantctl(
         &api,

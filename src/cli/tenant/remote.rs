@@ -105,6 +105,7 @@ impl TenantService for RemoteTenants {
                     .post(&post("/upgrade"), Some(&Upgrade { release }))
                     .await?
             }
+            TenantEvent::Reconcile => self.remote.post(&post("/reconcile"), None::<&()>).await?,
             TenantEvent::Retry => self.remote.post(&post("/retry"), None::<&()>).await?,
             TenantEvent::Rollback => self.remote.post(&post("/rollback"), None::<&()>).await?,
             TenantEvent::Restore { snapshot } => {
@@ -115,7 +116,7 @@ impl TenantService for RemoteTenants {
             }
             TenantEvent::Deprovision => self.remote.post(&post("/deprovision"), None::<&()>).await?,
             other => anyhow::bail!(
-                "{} is not an operator command; use upgrade, retry, rollback, restore or deprovision",
+                "{} is not an operator command; use upgrade, reconcile, retry, rollback, restore or deprovision",
                 other.name()
             ),
         };
