@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real flows on a local AWS (DynamoDB Local + extended moto, Helm and tenant health
 # stand-ins): provision four tenants in two regions, upgrade them, watch one upgrade
-# fail verification and roll back, deprovision one, then roll a release across the
+# fail verification and roll back, deprovision one, publish a platform version and
+# reconcile a tenant on its own release, then roll a release across the
 # fleet in staggered waves over both regions: one tenant's verify fails, the failure
 # budget halts the rollout and rolls the wave back, and after the fix a retry
 # completes it. Ends with every tenant's state and the rollout's per-tenant summary.
@@ -121,6 +122,18 @@ say "deprovisioning umbrella: final backup, uninstall, certificates, config, sta
 tenantctl tenant deprovision umbrella >/dev/null
 tenantctl tenant wait umbrella --state Deleted --timeout 5m
 tenantctl tenant history umbrella
+
+say "a platform version: the template and chart published to S3 by version and digest"
+export TENANTCTL_PLATFORM_BUCKET=demo-platform
+tenantctl platform create-bucket
+tenantctl platform publish --version 2026.12.1
+tenantctl platform publish --version 2026.12.1   # the same content again: nothing changes
+tenantctl platform list
+
+say "reconciling acme: its template, chart and spec applied again on the release it runs, no new release"
+tenantctl tenant reconcile acme | grep -E '^(state|release|target):'
+tenantctl tenant wait acme --timeout 5m
+tenantctl tenant history acme | tail -n 9
 
 say "provisioning four more tenants on 1.1.0 for the fleet rollout"
 for t in hooli:us-east-1 stark:us-east-1 wayne:eu-west-1 wonka:eu-west-1; do

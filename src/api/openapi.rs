@@ -164,6 +164,7 @@ fn add_links(doc: &mut Value) {
         ("UpdateTenant", "tenant_update"),
         ("TenantHistory", "tenant_history"),
         ("UpgradeTenant", "tenant_upgrade"),
+        ("ReconcileTenant", "tenant_reconcile"),
         ("RetryTenant", "tenant_retry"),
         ("RollBackTenant", "tenant_rollback"),
         ("RestoreTenant", "tenant_restore"),
