@@ -77,6 +77,7 @@ impl Apply<'_> {
         facts.previous_stack = Some(StackRevision {
             template_body,
             parameters: stack.parameters.clone(),
+            platform: facts.stack_platform,
         });
         facts.previous_stack_upgrade = progress::upgrade_label(&job.ctx.tenant.state);
         Ok(pending(
