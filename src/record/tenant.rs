@@ -88,6 +88,9 @@ pub struct TenantFacts {
     /// the chart configured on the worker, or nothing deployed yet).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chart_platform: Option<PlatformVersion>,
+    /// `chart_platform` of `helm_revision_before_upgrade`, which a rollback returns to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart_platform_before_upgrade: Option<PlatformVersion>,
 }
 
 impl TenantFacts {
