@@ -49,6 +49,7 @@ fn spec(i: usize) -> TenantSpec {
         hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
         pinned_release: None,
         maintenance: None,
+        platform: None,
     }
 }
 

@@ -143,6 +143,7 @@ fn tenant_spec(i: usize) -> TenantSpec {
         hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
         pinned_release: None,
         maintenance: None,
+        platform: None,
     }
 }
 

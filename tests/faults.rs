@@ -191,7 +191,7 @@ impl Rig {
             let registry = registry
                 .with(StepKind::EnsureCertificates, certificates.clone())
                 .with(StepKind::ReleaseCertificates, certificates);
-            infra::register(registry, config, aws)
+            infra::register(registry, config, aws, Default::default())
         } else {
             StepRegistry::all(stand_ins.clone())
         };

@@ -65,6 +65,7 @@ pub async fn create(
             hostnames: body.hostnames.clone(),
             pinned_release: None,
             maintenance: body.maintenance.clone(),
+            platform: body.platform,
         };
         let created = state
             .commands()
@@ -160,10 +161,11 @@ pub async fn update(
         hostnames: body.hostnames,
         tier: body.tier,
         maintenance: body.maintenance,
+        platform: body.platform,
     };
     if change.is_empty() {
         return Err(ApiError::InvalidRequest(
-            "nothing to change; send pinned_release, hostnames, tier or maintenance".into(),
+            "nothing to change; send pinned_release, hostnames, tier, maintenance or platform".into(),
         ));
     }
     let record = state

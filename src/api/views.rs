@@ -7,10 +7,11 @@ use utoipa::openapi::schema::{ArrayBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
 pub use crate::app::views::{
-    FactsView, HistoryEntry, HistoryPage, LeaseView, TenantPage, TenantRow, TenantView,
+    FactsView, HistoryEntry, HistoryPage, LeaseView, PlatformView, TenantPage, TenantRow, TenantView,
 };
 use crate::domain::{
-    Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, SnapshotName, TenantId, Tier,
+    Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion, SnapshotName,
+    TenantId, Tier,
 };
 
 /// `POST /v1/tenants`.
@@ -41,6 +42,11 @@ pub struct CreateTenant {
     #[serde(default, deserialize_with = "windows_text")]
     #[schema(schema_with = maintenance_text)]
     pub maintenance: Option<MaintenanceWindows>,
+    /// Published platform version (MAJOR.MINOR.PATCH) whose template and chart the
+    /// tenant is deployed with; default: those built into the worker's `tenantctl`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "1.4.0")]
+    pub platform: Option<PlatformVersion>,
 }
 
 /// Maintenance windows in their text form: `"Europe/Berlin Sun 02:00 4h, Wed 22:00 2h"`.
@@ -134,6 +140,12 @@ pub struct UpdateTenant {
     #[serde(default, deserialize_with = "present_windows")]
     #[schema(schema_with = maintenance_text)]
     pub maintenance: Option<Option<MaintenanceWindows>>,
+    /// A published platform version (MAJOR.MINOR.PATCH) whose template and chart the
+    /// tenant's next deployment (upgrade or reconcile) applies; `null` returns it to
+    /// the built-in ones.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "1.4.0")]
+    pub platform: Option<Option<PlatformVersion>>,
 }
 
 /// `POST /v1/tenants/{id}/upgrade`.

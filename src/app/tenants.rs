@@ -13,8 +13,8 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::domain::{
-    Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, RolloutId, TenantId,
-    TenantSpec, Tier,
+    Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion, RolloutId,
+    TenantId, TenantSpec, Tier,
 };
 use crate::machine::{Rejected, TenantEvent, TenantState};
 use crate::ports::{PolicyStore, RolloutStore, StoreError, TenantStore, WriteGuard};
@@ -239,6 +239,10 @@ pub struct SpecChange {
     /// `Some(Some(w))` sets the weekly windows rollouts may start the tenant in;
     /// `Some(None)` removes them (any time).
     pub maintenance: Option<Option<MaintenanceWindows>>,
+    /// `Some(Some(v))` makes published platform version `v` the tenant's template and
+    /// chart; `Some(None)` returns it to those built into `tenantctl`. Takes effect at
+    /// its next deployment (upgrade or reconcile).
+    pub platform: Option<Option<PlatformVersion>>,
 }
 
 impl SpecChange {
@@ -247,10 +251,15 @@ impl SpecChange {
     }
 
     /// Whether the change alters what or whether a rollout deploys to the tenant (its
-    /// pin, hostnames or tier), which a running rollout's hold refuses; maintenance
-    /// windows only say when, and may change any time.
+    /// pin, hostnames, tier or platform), which a running rollout's hold refuses;
+    /// maintenance windows only say when, and may change any time.
     fn moves_the_tenant(&self) -> bool {
-        self.pinned_release.is_some() || self.hostnames.is_some() || self.tier.is_some()
+        self.pinned_release.is_some() || self.reshapes()
+    }
+
+    /// Whether the change alters what the tenant's next deployment applies.
+    fn reshapes(&self) -> bool {
+        self.hostnames.is_some() || self.tier.is_some() || self.platform.is_some()
     }
 
     /// Applies the change; `Err` says why it cannot apply in `state`.
@@ -258,9 +267,8 @@ impl SpecChange {
         if state.is_terminal() {
             return Err("the tenant is deleted; create a new one instead".into());
         }
-        let reshapes = self.hostnames.is_some() || self.tier.is_some();
-        if reshapes && state.step().is_some() {
-            return Err("hostnames and tier change only while no step runs; wait until the tenant is Active or Failed".into());
+        if self.reshapes() && state.step().is_some() {
+            return Err("hostnames, tier and platform change only while no step runs; wait until the tenant is Active or Failed".into());
         }
         let mut said = Vec::new();
         if let Some(pin) = &self.pinned_release {
@@ -278,6 +286,13 @@ impl SpecChange {
         if let Some(tier) = self.tier {
             spec.tier = tier;
             said.push(format!("tier {tier}"));
+        }
+        if let Some(platform) = self.platform {
+            spec.platform = platform;
+            said.push(match platform {
+                Some(v) => format!("platform {v}"),
+                None => "platform built-in".into(),
+            });
         }
         if let Some(maintenance) = &self.maintenance {
             spec.maintenance = maintenance.clone();

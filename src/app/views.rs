@@ -28,6 +28,34 @@ pub struct FactsView {
     pub certificates: usize,
 }
 
+/// The platform (template and chart) a tenant should run and what its steps last
+/// applied. A version is a published platform version; `null` is the template and
+/// chart built into `tenantctl`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PlatformView {
+    /// What the spec asks for.
+    pub desired: Option<String>,
+    /// What the stack was last applied with.
+    pub applied_stack: Option<String>,
+    /// What the deployed Helm revision's chart came from.
+    pub applied_chart: Option<String>,
+    /// The desired platform is not (or not fully) applied: the next upgrade or a
+    /// reconcile applies it.
+    pub differs: bool,
+}
+
+impl PlatformView {
+    fn of(r: &TenantRecord) -> Self {
+        let text = |v: Option<crate::domain::PlatformVersion>| v.map(|v| v.to_string());
+        PlatformView {
+            desired: text(r.spec.platform),
+            applied_stack: text(r.facts.stack_platform),
+            applied_chart: text(r.facts.chart_platform),
+            differs: !r.facts.platform_applied(r.spec.platform),
+        }
+    }
+}
+
 /// One tenant: spec, state, releases, last error, lease.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TenantView {
@@ -40,6 +68,7 @@ pub struct TenantView {
     pub pinned_release: Option<String>,
     /// Weekly windows in which rollouts may start it (text form); absent: any time.
     pub maintenance: Option<String>,
+    pub platform: PlatformView,
     /// State name: Provisioning, Active, Upgrading, RollingBack, Restoring, Deprovisioning, Failed, Deleted.
     pub state: String,
     /// The step running or due, if any.
@@ -71,6 +100,7 @@ impl From<&TenantRecord> for TenantView {
             hostnames: s.hostnames.iter().map(|h| h.to_string()).collect(),
             pinned_release: s.pinned_release.as_ref().map(|r| r.to_string()),
             maintenance: s.maintenance.as_ref().map(|w| w.to_string()),
+            platform: PlatformView::of(r),
             state: r.state.name().to_owned(),
             step: r.state.step().map(|s| s.to_string()),
             current_release: r.state.current_release().map(|v| v.to_string()),

@@ -1,7 +1,7 @@
 //! How the tenant commands print what the [`TenantService`](tenant_orchestrator::app::TenantService)
 //! answered: one form whether the answer came from the table or through `--server`.
 
-use tenant_orchestrator::app::views::{HistoryEntry, TenantPage, TenantView};
+use tenant_orchestrator::app::views::{HistoryEntry, PlatformView, TenantPage, TenantView};
 
 use super::{Failure, OutputFormat};
 
@@ -37,6 +37,7 @@ pub fn print_tenant(output: OutputFormat, v: &TenantView) -> Result<(), Failure>
     if let Some(windows) = &v.maintenance {
         println!("maintenance:   {windows}");
     }
+    println!("platform:      {}", platform_line(&v.platform));
     if let Some(rollout) = &v.rollout {
         println!("rollout:       {rollout}");
     }
@@ -58,6 +59,21 @@ pub fn print_tenant(output: OutputFormat, v: &TenantView) -> Result<(), Failure>
     println!("version:       {}", v.version);
     println!("updated:       {}", v.updated_at.to_rfc3339());
     Ok(())
+}
+
+/// `1.2.0 (applied: stack 1.1.0, chart 1.1.0; differs: reconcile to apply it)`.
+fn platform_line(p: &PlatformView) -> String {
+    let name = |v: &Option<String>| v.clone().unwrap_or_else(|| "built-in".into());
+    let applied = format!(
+        "applied: stack {}, chart {}",
+        name(&p.applied_stack),
+        name(&p.applied_chart)
+    );
+    let differs = match p.differs {
+        true => "; differs: the next upgrade or `tenant reconcile` applies it",
+        false => "",
+    };
+    format!("{} ({applied}{differs})", name(&p.desired))
 }
 
 pub fn print_list(output: OutputFormat, page: &TenantPage) -> Result<(), Failure> {

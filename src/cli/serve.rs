@@ -127,7 +127,8 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
                 let rx = workers_rx.clone();
                 controller = Some(tokio::spawn(async move { c.run(rx).await }));
             }
-            let steps = product_steps(steps_config, store.clone()).await;
+            let bucket = args.worker.platform_bucket.as_deref();
+            let steps = product_steps(steps_config, store.clone(), bucket).await;
             let worker = Worker::new(store.clone(), steps, config);
             let rx = workers_rx.clone();
             Some(tokio::spawn(async move { worker.run(rx).await }))

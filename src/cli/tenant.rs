@@ -2,8 +2,8 @@ use clap::{Args, Subcommand};
 
 use tenant_orchestrator::app::{CommandError, LocalTenants, RolloutHold, TenantService};
 use tenant_orchestrator::domain::{
-    Environment, Group, Hostname, MaintenanceWindows, Region, ReleaseVersion, SnapshotName, TenantId,
-    TenantSpec, Tier,
+    Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion, SnapshotName,
+    TenantId, TenantSpec, Tier,
 };
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::ports::ListQuery;
@@ -146,6 +146,10 @@ pub struct CreateArgs {
     /// "Europe/Berlin Sun 02:00 4h, Wed 22:00 2h"; default any time.
     #[arg(long)]
     maintenance: Option<String>,
+    /// Published platform version (see `tenantctl platform list`) whose template and
+    /// chart the tenant is deployed with; default: those built into the worker.
+    #[arg(long)]
+    platform: Option<String>,
     /// After creating, wait until the tenant settles, as `tenantctl tenant wait` does;
     /// exit 1 unless it ends Active.
     #[arg(long)]
@@ -176,6 +180,7 @@ impl CreateArgs {
                 .as_deref()
                 .map(str::parse::<MaintenanceWindows>)
                 .transpose()?,
+            platform: self.platform.as_deref().map(PlatformVersion::parse).transpose()?,
         };
         spec.validate()?;
         Ok((spec, given))

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use tenant_orchestrator::domain::Region;
 
 use tenant_orchestrator::app::Backend;
+use tenant_orchestrator::platform::{self, S3PlatformArtifacts};
+use tenant_orchestrator::ports::PlatformArtifacts;
 use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::steps::verify::HealthProbe;
@@ -50,6 +52,10 @@ pub struct WorkerArgs {
     /// Steps configuration (JSON): artifact repository, regions, listeners, Helm, verify.
     #[arg(long, env = "TENANTCTL_STEPS_CONFIG")]
     pub steps_config: Option<std::path::PathBuf>,
+    /// S3 bucket of the published platform versions (as for `tenantctl platform`):
+    /// a tenant whose spec names a platform version is deployed from it.
+    #[arg(long, env = "TENANTCTL_PLATFORM_BUCKET")]
+    pub platform_bucket: Option<String>,
     /// On SIGTERM, how long running steps may take to finish before their lease is released.
     #[arg(long, env = "TENANTCTL_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
@@ -218,7 +224,7 @@ pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
     let store = super::connect(table).await.backend().clone();
     let steps_config = load_steps_config(args.steps_config.as_deref())?;
     let controller = args.controller_for(store.clone(), &steps_config, &config.owner)?;
-    let steps = product_steps(steps_config, store.clone()).await;
+    let steps = product_steps(steps_config, store.clone(), args.platform_bucket.as_deref()).await;
     let worker = Worker::new(store, steps, config);
     let shutdown = shutdown_signal();
     let controlling = async {
@@ -244,8 +250,20 @@ pub fn load_steps_config(path: Option<&std::path::Path>) -> Result<StepsConfig, 
     })
 }
 
-/// The real AWS steps, on clients built from the standard AWS environment.
-pub async fn product_steps(config: StepsConfig, store: Arc<dyn Backend>) -> StepRegistry {
-    let aws = Arc::new(AwsClients::from_env().await);
-    steps::registry(Arc::new(config), aws, store)
+/// The real AWS steps, on clients built from the standard AWS environment, reading
+/// published platform versions from `platform_bucket` when one is given.
+pub async fn product_steps(
+    config: StepsConfig,
+    store: Arc<dyn Backend>,
+    platform_bucket: Option<&str>,
+) -> StepRegistry {
+    let base = aws_config::load_from_env().await;
+    let platforms =
+        platform_bucket
+            .filter(|b| !b.trim().is_empty())
+            .map(|bucket| -> Arc<dyn PlatformArtifacts> {
+                Arc::new(S3PlatformArtifacts::new(platform::client(&base), bucket))
+            });
+    let aws = Arc::new(AwsClients::new(base));
+    steps::registry(Arc::new(config), aws, store, platforms)
 }

@@ -198,6 +198,7 @@ mod tests {
             hostnames: vec![Hostname::parse("acme.example.com").unwrap()],
             pinned_release: pinned.map(v),
             maintenance: None,
+            platform: None,
         }
     }
 

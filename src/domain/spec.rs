@@ -3,7 +3,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Environment, Group, Hostname, InvalidValue, MaintenanceWindows, Region, ReleaseVersion, TenantId,
+    Environment, Group, Hostname, InvalidValue, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion,
+    TenantId,
 };
 
 /// The size class of a tenant's stack. The CloudFormation template and the chart map
@@ -62,6 +63,10 @@ pub struct TenantSpec {
     /// When a rollout may start upgrading this tenant; `None`: at any time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<MaintenanceWindows>,
+    /// The published platform version (template and chart) the tenant's steps deploy;
+    /// `None`: the template and chart built into this `tenantctl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformVersion>,
 }
 
 impl TenantSpec {
@@ -102,6 +107,7 @@ mod tests {
             hostnames: hostnames.iter().map(|h| Hostname::parse(h).unwrap()).collect(),
             pinned_release: None,
             maintenance: None,
+            platform: None,
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Hostname, RolloutId, TenantId, TenantSpec};
+use crate::domain::{Hostname, PlatformVersion, RolloutId, TenantId, TenantSpec};
 use crate::machine::{StepKind, TenantEvent, TenantState};
 
 /// A worker's exclusive, expiring right to run a tenant's steps. `fence` grows by one
@@ -31,6 +31,9 @@ impl Lease {
 pub struct StackRevision {
     pub template_body: String,
     pub parameters: BTreeMap<String, String>,
+    /// The platform version that template came from (`None`: the built-in one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformVersion>,
 }
 
 /// Results and progress recorded by steps. Each step reads what earlier steps wrote
@@ -77,6 +80,24 @@ pub struct TenantFacts {
     /// recorded for the upgrade being rolled back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_stack_upgrade: Option<String>,
+    /// The platform version whose template the stack was last applied with (`None`:
+    /// the template built into `tenantctl`, or no stack yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_platform: Option<PlatformVersion>,
+    /// The platform version whose chart the deployed Helm revision came from (`None`:
+    /// the chart configured on the worker, or nothing deployed yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart_platform: Option<PlatformVersion>,
+    /// `chart_platform` of `helm_revision_before_upgrade`, which a rollback returns to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart_platform_before_upgrade: Option<PlatformVersion>,
+}
+
+impl TenantFacts {
+    /// Whether the stack and the chart were last applied with `desired`.
+    pub fn platform_applied(&self, desired: Option<PlatformVersion>) -> bool {
+        self.stack_platform == desired && self.chart_platform == desired
+    }
 }
 
 /// A tenant as persisted: one DynamoDB item.

@@ -7,6 +7,7 @@ pub mod certificates;
 pub mod config;
 pub mod helm;
 pub mod infra;
+pub mod platform;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Region, TenantSpec};
 use crate::machine::StepKind;
-use crate::ports::CertificateSlotStore;
+use crate::ports::{CertificateSlotStore, PlatformArtifacts};
 use crate::step::{StepOutcome, StepRegistry};
 
 /// Per-region facts about the shared platform a tenant is deployed onto.
@@ -183,12 +184,16 @@ where
     }
 }
 
-/// Every product step, wired to its implementation.
+/// Every product step, wired to its implementation. `platforms` is where published
+/// platform versions are read from; without it a tenant naming one fails its
+/// infrastructure and deploy steps with a message saying so.
 pub fn registry(
     config: Arc<StepsConfig>,
     aws: Arc<AwsClients>,
     slots: Arc<dyn CertificateSlotStore>,
+    platforms: Option<Arc<dyn PlatformArtifacts>>,
 ) -> StepRegistry {
+    let platforms = platform::PlatformSource::new(platforms);
     let certificates: Arc<dyn crate::step::Step> = Arc::new(certificates::CertificateStep::new(
         config.clone(),
         Arc::new(certificates::AwsCertificateCloud::new(aws.clone())),
@@ -196,7 +201,10 @@ pub fn registry(
     ));
     let verify = Arc::new(verify::VerifyRelease::new(config.clone()));
     let registry = StepRegistry::new()
-        .with(StepKind::Deploy, Arc::new(helm::Deploy::new(config.clone())))
+        .with(
+            StepKind::Deploy,
+            Arc::new(helm::Deploy::new(config.clone()).with_platforms(platforms.clone())),
+        )
         .with(
             StepKind::RollbackDeploy,
             Arc::new(helm::RollbackDeploy::new(config.clone())),
@@ -235,5 +243,5 @@ pub fn registry(
         )
         .with(StepKind::EnsureCertificates, certificates.clone())
         .with(StepKind::ReleaseCertificates, certificates);
-    infra::register(registry, config.clone(), aws.clone())
+    infra::register(registry, config.clone(), aws.clone(), platforms)
 }

@@ -26,6 +26,7 @@ fn upgrading_at(step: StepKind) -> TenantRecord {
         hostnames: Vec::new(),
         pinned_release: None,
         maintenance: None,
+        platform: None,
     };
     let active = TenantState::Active {
         release: release("1.0.0"),

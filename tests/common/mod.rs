@@ -111,6 +111,7 @@ pub fn spec(id: &str, region: &str) -> TenantSpec {
         hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
         pinned_release: None,
         maintenance: None,
+        platform: None,
     }
 }
 

@@ -81,6 +81,7 @@ impl Harness {
                 .collect(),
             pinned_release: None,
             maintenance: None,
+            platform: None,
         }
     }
 

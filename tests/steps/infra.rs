@@ -253,6 +253,7 @@ async fn a_rollback_without_a_stack_recorded_for_its_upgrade_changes_nothing() {
     stale.facts.previous_stack = Some(tenant_orchestrator::record::StackRevision {
         template_body: "an older template".into(),
         parameters: [("DBSubnetGroupName".to_owned(), "very-old".to_owned())].into(),
+        platform: None,
     });
     stale.facts.previous_stack_upgrade = Some("0.9.0 -> 1.0.0".into());
     let summary = drive(&steps, &mut stale).await.done();

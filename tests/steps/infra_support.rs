@@ -15,6 +15,7 @@ use tenant_orchestrator::machine::{
 use tenant_orchestrator::record::{Actor, HistoryEvent, TenantRecord};
 use tenant_orchestrator::step::{StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::steps::infra::{self, template, InfraConfig};
+use tenant_orchestrator::steps::platform::PlatformSource;
 use tenant_orchestrator::steps::{AwsClients, RegionSettings, StepsConfig};
 use tenant_orchestrator::store::{DynamoStore, TenantStore};
 use tenant_orchestrator::worker::Worker;
@@ -223,7 +224,12 @@ impl LocalAws {
 
     /// The infrastructure steps with `config`.
     pub fn steps(&self, config: StepsConfig) -> StepRegistry {
-        infra::register(StepRegistry::new(), Arc::new(config), self.clients.clone())
+        infra::register(
+            StepRegistry::new(),
+            Arc::new(config),
+            self.clients.clone(),
+            PlatformSource::default(),
+        )
     }
 
     /// The tenant's stack (by tenant id), or any stack by its id (ARN).
@@ -390,6 +396,7 @@ pub async fn provision_with_worker(aws: &LocalAws, store: Arc<DynamoStore>, id: 
         StepRegistry::all(ScriptedStep::new()),
         Arc::new(config(SUBNET_GROUP, false)),
         aws.clients.clone(),
+        PlatformSource::default(),
     );
     let worker = Worker::new(store.clone(), registry, fast_worker("w-infra"));
     TenantCommands::new(store.clone())

@@ -8,6 +8,10 @@
 mod common;
 #[path = "../fault_proxy_support/mod.rs"]
 mod fault_proxy_support;
+// Shared with tests/platform.rs; these tests need only part of it.
+#[allow(dead_code)]
+#[path = "../common/platform.rs"]
+mod platform_support;
 
 mod aws_support;
 mod helm_support;
@@ -19,5 +23,6 @@ mod certificates;
 mod config;
 mod helm;
 mod infra;
+mod platform;
 mod verify;
 mod worker;

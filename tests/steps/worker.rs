@@ -188,7 +188,7 @@ async fn a_tenant_lives_through_provisioning_upgrades_and_removal_with_real_arti
 #[tokio::test]
 async fn the_product_registry_runs_these_steps() {
     let config = Arc::new(StepsConfig::default());
-    let registry = steps::registry(config, aws().await, fresh_store().await.arc());
+    let registry = steps::registry(config, aws().await, fresh_store().await.arc(), None);
     for kind in [
         StepKind::CheckArtifact,
         StepKind::Backup,

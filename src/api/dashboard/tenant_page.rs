@@ -138,6 +138,7 @@ mod tests {
             hostnames: vec![Hostname::parse("acme.example.com").unwrap()],
             pinned_release: None,
             maintenance: None,
+            platform: None,
         };
         let state = TenantState::Active {
             release: ReleaseVersion::parse("1.0.0").unwrap(),

@@ -54,6 +54,7 @@ impl TenantService for RemoteTenants {
             release,
             pin,
             maintenance: spec.maintenance,
+            platform: spec.platform,
         };
         Ok(self.remote.post("/v1/tenants", Some(&body)).await?)
     }

@@ -106,6 +106,7 @@ mod tests {
             hostnames: vec![Hostname::parse("acme.example.com").unwrap()],
             pinned_release: None,
             maintenance: None,
+            platform: None,
         }
     }
 

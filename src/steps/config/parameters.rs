@@ -159,6 +159,7 @@ mod tests {
                 .collect(),
             pinned_release: None,
             maintenance: None,
+            platform: None,
         }
     }
 

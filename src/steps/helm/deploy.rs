@@ -1,4 +1,6 @@
-//! Deploy: `helm upgrade --install` of the tenant's release on the resolved image.
+//! Deploy: `helm upgrade --install` of the tenant's release on the resolved image,
+//! with the chart of the tenant's platform version (else the configured chart). Done,
+//! the step records the platform version deployed (`facts.chart_platform`).
 //!
 //! During an upgrade the step first records which revision ran before it, so a
 //! rollback knows where to return. That record is persisted (a `Pending` outcome)
@@ -15,9 +17,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
+use crate::domain::TenantSpec;
 use crate::machine::TenantState;
 use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome};
+use crate::steps::platform::PlatformSource;
 use crate::steps::StepsConfig;
 
 use super::{busy, helm_failure, release_cli, values, HelmCli};
@@ -47,16 +51,36 @@ impl DeployProgress {
 pub struct Deploy {
     config: Arc<StepsConfig>,
     bin: String,
+    platforms: PlatformSource,
 }
 
 impl Deploy {
+    /// Deploys the configured chart; a tenant naming a platform version fails until
+    /// [`Deploy::with_platforms`] says where versions are published.
     pub fn new(config: Arc<StepsConfig>) -> Self {
         let bin = config.helm.binary();
-        Self { config, bin }
+        Self {
+            config,
+            bin,
+            platforms: PlatformSource::default(),
+        }
     }
 
-    /// Installs or upgrades unless the deployed revision already has exactly `values`.
-    async fn deploy(&self, cli: &HelmCli, values: serde_json::Value, mut facts: TenantFacts) -> StepOutcome {
+    /// Deploys a tenant's platform version's chart from `platforms`.
+    pub fn with_platforms(mut self, platforms: PlatformSource) -> Self {
+        self.platforms = platforms;
+        self
+    }
+
+    /// Installs or upgrades unless the deployed revision already has exactly `values`
+    /// and came from the spec's platform version.
+    async fn deploy(
+        &self,
+        cli: &HelmCli,
+        spec: &TenantSpec,
+        values: serde_json::Value,
+        mut facts: TenantFacts,
+    ) -> StepOutcome {
         let history = match cli.history().await {
             Ok(h) => h,
             Err(e) => return helm_failure(e, &facts),
@@ -67,7 +91,7 @@ impl Deploy {
         let release = values["release"].as_str().unwrap_or_default().to_owned();
         if let Some(deployed) = history.deployed() {
             match cli.values(deployed).await {
-                Ok(current) if current == values => {
+                Ok(current) if current == values && facts.chart_platform == spec.platform => {
                     facts.helm_revision = Some(deployed);
                     facts.progress = None;
                     return StepOutcome::done(
@@ -83,9 +107,19 @@ impl Deploy {
             Ok(f) => f,
             Err(e) => return StepOutcome::retry(format!("cannot write the Helm values file: {e}")),
         };
-        match cli.upgrade_install(&self.config.helm.chart, file.path()).await {
+        // Held until Helm is done: a platform version's chart is read from this file.
+        let chart = match self.chart(spec).await {
+            Ok(chart) => chart,
+            Err(outcome) => return outcome,
+        };
+        let chart_path = match &chart {
+            Some(file) => file.path().to_string_lossy().into_owned(),
+            None => self.config.helm.chart.clone(),
+        };
+        match cli.upgrade_install(&chart_path, file.path()).await {
             Ok(revision) => {
                 facts.helm_revision = Some(revision);
+                facts.chart_platform = spec.platform;
                 facts.progress = None;
                 let digest = values["image"]["digest"].as_str().unwrap_or_default();
                 StepOutcome::done(
@@ -95,6 +129,35 @@ impl Deploy {
             }
             Err(e) => helm_failure(e, &facts),
         }
+    }
+}
+
+impl Deploy {
+    /// The spec's platform version's chart in a temporary `.tgz` (removed when dropped);
+    /// `None` for the configured chart.
+    async fn chart(&self, spec: &TenantSpec) -> Result<Option<tempfile::NamedTempFile>, StepOutcome> {
+        let Some(version) = spec.platform else {
+            return Ok(None);
+        };
+        let bytes = self
+            .platforms
+            .chart(spec, version)
+            .await
+            .map_err(|e| e.into_outcome())?;
+        let write = || -> std::io::Result<tempfile::NamedTempFile> {
+            let mut file = tempfile::Builder::new()
+                .prefix(&format!("tenant-chart-{version}-"))
+                .suffix(".tgz")
+                .tempfile()?;
+            file.write_all(&bytes)?;
+            file.flush()?;
+            Ok(file)
+        };
+        write().map(Some).map_err(|e| {
+            StepOutcome::retry(format!(
+                "cannot write the chart of platform version {version}: {e}"
+            ))
+        })
     }
 }
 
@@ -132,6 +195,7 @@ impl Step for Deploy {
         let progress = DeployProgress::read(&facts, &release_text);
         if upgrading && progress.is_none() {
             facts.helm_revision_before_upgrade = None;
+            facts.chart_platform_before_upgrade = None;
             DeployProgress {
                 release: release_text,
                 before_recorded: false,
@@ -156,6 +220,7 @@ impl Step for Deploy {
                     return pending;
                 }
                 facts.helm_revision_before_upgrade = history.deployed();
+                facts.chart_platform_before_upgrade = facts.chart_platform;
                 progress.before_recorded = true;
                 progress.write(&mut facts);
                 if let Some(before) = facts.helm_revision_before_upgrade {
@@ -165,7 +230,10 @@ impl Step for Deploy {
             }
             _ if upgrading => {}
             // A fresh install has nothing to return to.
-            _ => facts.helm_revision_before_upgrade = None,
+            _ => {
+                facts.helm_revision_before_upgrade = None;
+                facts.chart_platform_before_upgrade = None;
+            }
         }
         let values = match values::render(
             &tenant.spec,
@@ -176,6 +244,6 @@ impl Step for Deploy {
             Ok(v) => v,
             Err(e) => return StepOutcome::fail(e.to_string()),
         };
-        self.deploy(&cli, values, facts).await
+        self.deploy(&cli, &tenant.spec, values, facts).await
     }
 }

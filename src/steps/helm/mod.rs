@@ -140,6 +140,7 @@ mod tests {
             hostnames: vec![crate::domain::Hostname::parse("acme.example.com").unwrap()],
             pinned_release: None,
             maintenance: None,
+            platform: None,
         };
         let mut config = StepsConfig::default();
         let err = release_cli(&config, "helm", &spec).unwrap_err();

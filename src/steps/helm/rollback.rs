@@ -1,5 +1,5 @@
-//! RollbackDeploy returns the release to the revision recorded before the upgrade;
-//! Uninstall removes it. Both are idempotent by reading Helm's history first.
+//! RollbackDeploy returns the release to the revision recorded before the upgrade
+//! (its chart too, and so the platform version recorded with it); Uninstall removes it. Both are idempotent by reading Helm's history first.
 
 use std::sync::Arc;
 
@@ -48,6 +48,7 @@ impl RollbackDeploy {
         if let Some(deployed) = history.deployed() {
             if deployed == target {
                 facts.helm_revision = Some(deployed);
+                facts.chart_platform = facts.chart_platform_before_upgrade;
                 return StepOutcome::done(format!("revision {target} is deployed"), facts);
             }
             // A rollback already made (before a crash) is a newer revision with the
@@ -58,6 +59,7 @@ impl RollbackDeploy {
             };
             if current == wanted {
                 facts.helm_revision = Some(deployed);
+                facts.chart_platform = facts.chart_platform_before_upgrade;
                 return StepOutcome::done(
                     format!("revision {deployed} already runs the values of revision {target}"),
                     facts,
@@ -72,6 +74,7 @@ impl RollbackDeploy {
             Err(e) => return helm_failure(e, &facts),
         };
         facts.helm_revision = now;
+        facts.chart_platform = facts.chart_platform_before_upgrade;
         let now = now.map_or_else(|| "none deployed".into(), |n| format!("revision {n}"));
         StepOutcome::done(format!("rolled back to revision {target} (now {now})"), facts)
     }
@@ -122,6 +125,8 @@ impl Step for Uninstall {
         }
         facts.helm_revision = None;
         facts.helm_revision_before_upgrade = None;
+        facts.chart_platform = None;
+        facts.chart_platform_before_upgrade = None;
         StepOutcome::done(
             format!(
                 "release {} uninstalled from namespace {} (or was already gone)",

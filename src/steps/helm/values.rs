@@ -165,6 +165,7 @@ mod tests {
                 .collect(),
             pinned_release: None,
             maintenance: None,
+            platform: None,
         };
         let cluster = "tenant-prod-globex-databasecluster-abcdef123456";
         let outputs = [

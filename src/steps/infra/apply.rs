@@ -1,5 +1,7 @@
-//! ProvisionInfra and UpdateInfra: bring the stack to the embedded template with the
-//! parameters of the tenant's spec and region, creating it when it does not exist.
+//! ProvisionInfra and UpdateInfra: bring the stack to the tenant's template (its
+//! platform version's, else the embedded one) with the parameters of its spec and
+//! region, creating it when it does not exist. Done, the step records the platform
+//! version applied (`facts.stack_platform`).
 //!
 //! UpdateInfra first records the stack as it is (template body and parameters) in
 //! `facts.previous_stack` and persists that before it sends anything, so the record
@@ -12,7 +14,7 @@ use super::cfn::{self, Observed, StackView, TemplateSource};
 use super::job::{StackJob, StackUpdate};
 use super::progress::{self, StackWork};
 use super::status::{self, Operation, Standing};
-use super::template::{self, ParamValue, TEMPLATE};
+use super::template::{self, ParamValue};
 use super::{finished, pending, InfraError, InfraSteps};
 use crate::machine::StepKind;
 use crate::record::{StackRevision, TenantFacts};
@@ -25,6 +27,7 @@ pub(super) async fn run(steps: &InfraSteps, ctx: StepContext<'_>) -> Result<Step
     let apply = Apply {
         job: StackJob::new(steps, ctx),
         owned,
+        template: steps.template(&ctx.tenant.spec).await?,
     };
     let facts = ctx.tenant.facts.clone();
     match progress::read(&facts, ctx.step) {
@@ -40,6 +43,8 @@ pub(super) async fn run(steps: &InfraSteps, ctx: StepContext<'_>) -> Result<Step
 struct Apply<'a> {
     job: StackJob<'a>,
     owned: BTreeMap<String, String>,
+    /// The template body the tenant's platform gives.
+    template: String,
 }
 
 impl Apply<'_> {
@@ -77,6 +82,7 @@ impl Apply<'_> {
         facts.previous_stack = Some(StackRevision {
             template_body,
             parameters: stack.parameters.clone(),
+            platform: facts.stack_platform,
         });
         facts.previous_stack_upgrade = progress::upgrade_label(&job.ctx.tenant.state);
         Ok(pending(
@@ -100,7 +106,7 @@ impl Apply<'_> {
         cfn::create(
             &self.job.cf,
             &self.job.stack,
-            TEMPLATE,
+            &self.template,
             &template::create_parameters(&self.owned),
             token,
             self.job.steps.termination_protection(),
@@ -120,7 +126,7 @@ impl Apply<'_> {
         }
         match observed {
             Observed::Succeeded(stack) => finished(
-                facts,
+                self.applied_to(facts),
                 &stack,
                 true,
                 format!("stack {} {}", job.stack, stack.status),
@@ -199,7 +205,14 @@ impl Apply<'_> {
     }
 }
 
-/// UpdateInfra (and ProvisionInfra on an existing stack): the embedded template, with
+impl Apply<'_> {
+    fn applied_to(&self, mut facts: TenantFacts) -> TenantFacts {
+        StackUpdate::applied(self, &mut facts);
+        facts
+    }
+}
+
+/// UpdateInfra (and ProvisionInfra on an existing stack): the tenant's template, with
 /// the parameters the orchestrator owns set and the others kept.
 impl StackUpdate for Apply<'_> {
     const REQUIRES_OUTPUTS: bool = true;
@@ -208,7 +221,11 @@ impl StackUpdate for Apply<'_> {
 
     fn request(&self, stack: &StackView) -> (TemplateSource<'_>, Vec<(String, ParamValue)>) {
         let parameters = template::update_parameters(&self.owned, &stack.parameters);
-        (TemplateSource::Body(TEMPLATE), parameters)
+        (TemplateSource::Body(&self.template), parameters)
+    }
+
+    fn applied(&self, facts: &mut TenantFacts) {
+        facts.stack_platform = self.job.ctx.tenant.spec.platform;
     }
 
     fn unchanged(&self, stack: &StackView) -> String {

@@ -43,6 +43,8 @@ pub(super) trait StackUpdate: Sync {
     }
     /// The failure when the stack is gone, before the update was `sent` or during it.
     fn disappeared(&self, sent: bool) -> String;
+    /// Notes in the facts what the stack now runs, once the update is done.
+    fn applied(&self, _facts: &mut TenantFacts) {}
 }
 
 impl<'a> StackJob<'a> {
@@ -88,7 +90,7 @@ impl<'a> StackJob<'a> {
     pub async fn update<U: StackUpdate>(
         &self,
         change: &U,
-        facts: TenantFacts,
+        mut facts: TenantFacts,
         token: String,
         sent: bool,
     ) -> Result<StepOutcome, InfraError> {
@@ -100,6 +102,7 @@ impl<'a> StackJob<'a> {
             match cfn::update(&self.cf, &self.stack, template, parameters, &token).await? {
                 UpdateStart::NoChanges => {
                     let summary = change.unchanged(&stack);
+                    change.applied(&mut facts);
                     return finished(facts, &stack, U::REQUIRES_OUTPUTS, summary);
                 }
                 UpdateStart::Busy(message) => {
@@ -120,6 +123,7 @@ impl<'a> StackJob<'a> {
         {
             Observed::Succeeded(stack) => {
                 let summary = change.succeeded(&facts, &stack);
+                change.applied(&mut facts);
                 finished(facts, &stack, U::REQUIRES_OUTPUTS, summary)
             }
             Observed::Running(stack) => {

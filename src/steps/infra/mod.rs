@@ -4,7 +4,8 @@
 //!
 //! Every step either starts one stack operation or polls the one it started, as
 //! recorded in `facts.progress` with the request token it sent, so a re-run never
-//! starts a second operation. The template is embedded in the binary.
+//! starts a second operation. The template is the published platform version the
+//! spec names, else the one embedded in the binary.
 
 mod apply;
 mod cfn;
@@ -29,6 +30,7 @@ use crate::domain::TenantSpec;
 use crate::machine::StepKind;
 use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome, StepRegistry};
+use crate::steps::platform::{PlatformSource, PlatformUnavailable};
 use crate::steps::{aws_failure, AwsClients, RegionSettings, StepsConfig};
 
 use self::cfn::StackView;
@@ -65,6 +67,9 @@ pub enum InfraError {
     /// The stack (or the snapshot) is not in a state the step can continue from.
     #[error("{0}")]
     Stack(String),
+    /// The tenant's platform version cannot be fetched.
+    #[error(transparent)]
+    Platform(#[from] PlatformUnavailable),
 }
 
 impl InfraError {
@@ -85,6 +90,7 @@ impl InfraError {
     fn into_outcome(self) -> StepOutcome {
         match self {
             InfraError::Aws { reason, retryable } => StepOutcome::Failed { retryable, reason },
+            InfraError::Platform(unavailable) => unavailable.into_outcome(),
             other => StepOutcome::fail(other.to_string()),
         }
     }
@@ -95,11 +101,24 @@ impl InfraError {
 pub struct InfraSteps {
     config: Arc<StepsConfig>,
     aws: Arc<AwsClients>,
+    platforms: PlatformSource,
 }
 
 impl InfraSteps {
-    pub fn new(config: Arc<StepsConfig>, aws: Arc<AwsClients>) -> Self {
-        Self { config, aws }
+    pub fn new(config: Arc<StepsConfig>, aws: Arc<AwsClients>, platforms: PlatformSource) -> Self {
+        Self {
+            config,
+            aws,
+            platforms,
+        }
+    }
+
+    /// The template the spec asks for: its platform version's, else the embedded one.
+    async fn template(&self, spec: &TenantSpec) -> Result<String, InfraError> {
+        match spec.platform {
+            Some(version) => Ok(self.platforms.template(spec, version).await?),
+            None => Ok(template::TEMPLATE.to_owned()),
+        }
     }
 
     fn settings(&self, spec: &TenantSpec) -> Result<&RegionSettings, InfraError> {
@@ -126,8 +145,13 @@ impl InfraSteps {
 }
 
 /// Wires the infrastructure steps into `registry`.
-pub fn register(registry: StepRegistry, config: Arc<StepsConfig>, aws: Arc<AwsClients>) -> StepRegistry {
-    let steps = InfraSteps::new(config, aws);
+pub fn register(
+    registry: StepRegistry,
+    config: Arc<StepsConfig>,
+    aws: Arc<AwsClients>,
+    platforms: PlatformSource,
+) -> StepRegistry {
+    let steps = InfraSteps::new(config, aws, platforms);
     let apply: Arc<dyn Step> = Arc::new(ApplyStack(steps.clone()));
     registry
         .with(StepKind::ProvisionInfra, apply.clone())
@@ -141,7 +165,7 @@ pub fn register(registry: StepRegistry, config: Arc<StepsConfig>, aws: Arc<AwsCl
 }
 
 /// ProvisionInfra and UpdateInfra: creates the stack when it does not exist and
-/// updates it to the embedded template and current parameters when it does.
+/// updates it to the tenant's template and current parameters when it does.
 pub struct ApplyStack(pub InfraSteps);
 
 /// RollbackInfra: puts the stack back on the template and parameters UpdateInfra

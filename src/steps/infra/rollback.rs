@@ -59,6 +59,8 @@ impl Rollback<'_> {
                 // A failed update leaves the stack UPDATE_ROLLBACK_COMPLETE, already on
                 // the previous template: confirm, rather than assume, that it matches.
                 if self.is_previous(&stack).await? {
+                    let mut facts = facts;
+                    self.applied(&mut facts);
                     return finished(
                         facts,
                         &stack,
@@ -116,5 +118,10 @@ impl StackUpdate for Rollback<'_> {
             "before it could be rolled back"
         };
         format!("stack {} disappeared {when}", self.job.stack)
+    }
+
+    /// The stack is back on the template, and so the platform version, it had.
+    fn applied(&self, facts: &mut TenantFacts) {
+        facts.stack_platform = self.previous.platform;
     }
 }

@@ -19,6 +19,7 @@ fn tenant(id: &str, state: TenantState) -> TenantFacts {
         hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
         pinned_release: None,
         maintenance: None,
+        platform: None,
     };
     let mut record = TenantRecord::new(spec, state, now());
     record.event_seq = 3;
