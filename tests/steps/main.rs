@@ -20,4 +20,5 @@ mod config;
 mod helm;
 mod infra;
 mod verify;
+mod verify_alarms;
 mod worker;
