@@ -348,8 +348,52 @@ def ecr_images() -> None:
     ecr.delete_repository(repositoryName=repo, force=True)
 
 
+ALARM_TEMPLATE = """
+AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Prefix: {Type: String}
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+  Cpu:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: !Sub "${Prefix}/cpu"
+      Namespace: AWS/SQS
+      MetricName: ApproximateNumberOfMessagesVisible
+      Dimensions:
+        - {Name: QueueName, Value: !GetAtt Queue.QueueName}
+      Statistic: Maximum
+      Period: 60
+      EvaluationPeriods: 1
+      Threshold: 10
+      ComparisonOperator: GreaterThanThreshold
+      TreatMissingData: missing
+      Tags:
+        - {Key: managed-by, Value: selftest}
+"""
+
+
+def cloudformation_alarms() -> None:
+    cfn, cw = client("cloudformation"), client("cloudwatch")
+    stack, prefix = f"selftest-alarms-{RUN}", f"selftest-{RUN}"
+    cfn.create_stack(StackName=stack, TemplateBody=ALARM_TEMPLATE, Parameters=params(Prefix=prefix))
+    check("cfn: stack with an AWS::CloudWatch::Alarm created", stack_status(cfn, stack) == "CREATE_COMPLETE", stack_status(cfn, stack))
+    alarms = cw.describe_alarms(AlarmNamePrefix=f"{prefix}/")["MetricAlarms"]
+    check("cloudwatch: the stack's alarm is listed by its name prefix",
+          [a["AlarmName"] for a in alarms] == [f"{prefix}/cpu"], alarms)
+    check("cfn: the alarm's dimension is the resolved reference",
+          alarms and alarms[0]["Dimensions"][0]["Value"].startswith(f"{stack}-Queue-"), alarms)
+    cw.set_alarm_state(AlarmName=f"{prefix}/cpu", StateValue="ALARM", StateReason="selftest")
+    state = cw.describe_alarms(AlarmNames=[f"{prefix}/cpu"])["MetricAlarms"][0]["StateValue"]
+    check("cloudwatch: SetAlarmState drives the stack's alarm", state == "ALARM", state)
+    cfn.delete_stack(StackName=stack)
+    left = cw.describe_alarms(AlarmNamePrefix=f"{prefix}/")["MetricAlarms"]
+    check("cfn: deleting the stack deletes its alarm", left == [], left)
+
+
 def main() -> int:
-    for func in (dynamodb_local, cloudformation_rds, cloudformation_failures, acm_route53_elbv2, ecr_images):
+    for func in (dynamodb_local, cloudformation_rds, cloudformation_failures, cloudformation_alarms, acm_route53_elbv2, ecr_images):
         section(func)
     return 1 if FAILED else 0
 

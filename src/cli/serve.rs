@@ -122,7 +122,8 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
             let steps_config = load_steps_config(args.worker.steps_config.as_deref())?;
             if let Some(c) = args
                 .worker
-                .controller_for(store.clone(), &steps_config, &config.owner)?
+                .controller_for(store.clone(), &steps_config, &config.owner)
+                .await?
             {
                 let rx = workers_rx.clone();
                 controller = Some(tokio::spawn(async move { c.run(rx).await }));

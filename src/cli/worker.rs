@@ -110,13 +110,15 @@ impl ControllerOptions {
     }
 }
 
-/// The controller with its bake health checks taken from the steps configuration.
-fn controller(
+/// The controller with its bake health checks (hostnames, then alarms) taken from the
+/// steps configuration, on AWS clients built from the standard AWS environment.
+async fn controller(
     store: Arc<dyn Backend>,
     steps: &StepsConfig,
     config: ControllerConfig,
 ) -> Result<Controller, Failure> {
-    let probe = HealthProbe::new(&steps.verify).map_err(|e| Failure {
+    let aws = Arc::new(AwsClients::from_env().await);
+    let probe = HealthProbe::new(&steps.verify, aws).map_err(|e| Failure {
         code: 2,
         error: anyhow!("the steps configuration's verify section cannot be used for bake checks: {e}"),
     })?;
@@ -128,14 +130,17 @@ pub async fn run_controller(table: &str, args: ControllerArgs) -> Result<(), Fai
     let config = args.controller.config(owner)?;
     let steps = load_steps_config(args.steps_config.as_deref())?;
     let store = super::connect(table).await.backend().clone();
-    controller(store, &steps, config)?.run(shutdown_signal()).await;
+    controller(store, &steps, config)
+        .await?
+        .run(shutdown_signal())
+        .await;
     Ok(())
 }
 
 impl WorkerArgs {
     /// The rollout controller this process runs beside its workers, unless
     /// `--no-controller`.
-    pub fn controller_for(
+    pub async fn controller_for(
         &self,
         store: Arc<dyn Backend>,
         steps: &StepsConfig,
@@ -144,11 +149,9 @@ impl WorkerArgs {
         if self.no_controller {
             return Ok(None);
         }
-        Ok(Some(controller(
-            store,
-            steps,
-            self.controller.config(owner.to_owned())?,
-        )?))
+        Ok(Some(
+            controller(store, steps, self.controller.config(owner.to_owned())?).await?,
+        ))
     }
 
     pub fn config(&self) -> Result<WorkerConfig, Failure> {
@@ -223,7 +226,9 @@ pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
     let args = &args;
     let store = super::connect(table).await.backend().clone();
     let steps_config = load_steps_config(args.steps_config.as_deref())?;
-    let controller = args.controller_for(store.clone(), &steps_config, &config.owner)?;
+    let controller = args
+        .controller_for(store.clone(), &steps_config, &config.owner)
+        .await?;
     let steps = product_steps(steps_config, store.clone(), args.platform_bucket.as_deref()).await;
     let worker = Worker::new(store, steps, config);
     let shutdown = shutdown_signal();

@@ -70,6 +70,7 @@ impl StepsConfig {
 /// SDK clients for one region.
 pub struct RegionClients {
     pub cloudformation: aws_sdk_cloudformation::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub rds: aws_sdk_rds::Client,
     pub ecr: aws_sdk_ecr::Client,
     pub ssm: aws_sdk_ssm::Client,
@@ -109,6 +110,7 @@ impl AwsClients {
                     .build();
                 Arc::new(RegionClients {
                     cloudformation: aws_sdk_cloudformation::Client::new(&config),
+                    cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
                     rds: aws_sdk_rds::Client::new(&config),
                     ecr: aws_sdk_ecr::Client::new(&config),
                     ssm: aws_sdk_ssm::Client::new(&config),
@@ -127,6 +129,13 @@ pub mod names {
 
     pub fn stack(spec: &TenantSpec) -> String {
         format!("tenant-{}-{}", spec.environment, spec.id)
+    }
+
+    /// Every alarm of the tenant stack is named under this prefix. The slash keeps it
+    /// apart from other tenants' names: `tenant-prod-acme-` would also prefix the
+    /// alarms of tenant `acme-eu`.
+    pub fn alarm_prefix(spec: &TenantSpec) -> String {
+        format!("{}/", stack(spec))
     }
 
     pub fn namespace(spec: &TenantSpec) -> String {
@@ -199,7 +208,7 @@ pub fn registry(
         Arc::new(certificates::AwsCertificateCloud::new(aws.clone())),
         slots,
     ));
-    let verify = Arc::new(verify::VerifyRelease::new(config.clone()));
+    let verify = Arc::new(verify::VerifyRelease::new(config.clone(), aws.clone()));
     let registry = StepRegistry::new()
         .with(
             StepKind::Deploy,

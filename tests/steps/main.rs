@@ -25,4 +25,5 @@ mod helm;
 mod infra;
 mod platform;
 mod verify;
+mod verify_alarms;
 mod worker;

@@ -22,14 +22,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Test double for a tenant's health endpoint: answers each request with the next
 /// scripted (status, body), repeating the last one, and records the Host headers.
-struct HealthResponder {
-    port: u16,
+pub struct HealthResponder {
+    pub port: u16,
     hosts: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl HealthResponder {
-    async fn start(script: Vec<(u16, serde_json::Value)>) -> Self {
+    pub async fn start(script: Vec<(u16, serde_json::Value)>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let hosts = Arc::new(Mutex::new(Vec::new()));
@@ -80,7 +80,7 @@ impl Drop for HealthResponder {
     }
 }
 
-fn healthy(release: &str) -> (u16, serde_json::Value) {
+pub fn healthy(release: &str) -> (u16, serde_json::Value) {
     (200, json!({"status": "ok", "release": release}))
 }
 
@@ -88,7 +88,7 @@ fn unhealthy(release: &str) -> (u16, serde_json::Value) {
     (503, json!({"status": "unhealthy", "release": release}))
 }
 
-fn verify_config(port: u16, interval_ms: u64, deadline_seconds: u64) -> VerifyConfig {
+pub fn verify_config(port: u16, interval_ms: u64, deadline_seconds: u64) -> VerifyConfig {
     VerifyConfig {
         scheme: "http".into(),
         port,
@@ -101,14 +101,16 @@ fn verify_config(port: u16, interval_ms: u64, deadline_seconds: u64) -> VerifyCo
     }
 }
 
-fn step(config: VerifyConfig) -> VerifyRelease {
-    VerifyRelease::new(Arc::new(StepsConfig {
+/// The verify step on the local AWS (the tenant's alarms are read from moto).
+pub async fn step(config: VerifyConfig) -> VerifyRelease {
+    let steps = Arc::new(StepsConfig {
         verify: config,
         ..Default::default()
-    }))
+    });
+    VerifyRelease::new(steps, crate::aws_support::aws().await)
 }
 
-fn verifying_upgrade(id: &str, from: &str, to: &str) -> TenantRecord {
+pub fn verifying_upgrade(id: &str, from: &str, to: &str) -> TenantRecord {
     let state = TenantState::Upgrading {
         step: UpgradeStep::Verify,
         from: release(from),
@@ -119,7 +121,7 @@ fn verifying_upgrade(id: &str, from: &str, to: &str) -> TenantRecord {
 
 /// Runs the step as the worker would, sleeping for each `poll_after`, until it
 /// finishes or `limit` runs happened; returns the outcome and the number of runs.
-async fn run_polling(step: &dyn Step, mut record: TenantRecord, limit: usize) -> (StepOutcome, usize) {
+pub async fn run_polling(step: &dyn Step, mut record: TenantRecord, limit: usize) -> (StepOutcome, usize) {
     for runs in 1..=limit {
         match step.run(ctx(&record)).await {
             StepOutcome::Pending {
@@ -146,7 +148,7 @@ fn passes(outcome: &StepOutcome) -> u64 {
 #[tokio::test]
 async fn the_release_is_verified_after_the_required_consecutive_passes() {
     let server = HealthResponder::start(vec![healthy("1.1.0")]).await;
-    let verify = step(verify_config(server.port, 20, 30));
+    let verify = step(verify_config(server.port, 20, 30)).await;
     let mut record = verifying_upgrade("pass", "1.0.0", "1.1.0");
     record
         .spec
@@ -159,7 +161,7 @@ async fn the_release_is_verified_after_the_required_consecutive_passes() {
     assert_eq!(runs, 3);
     assert_eq!(
         done.summary,
-        "2 hostname(s) served 1.1.0 healthy 3 times in a row"
+        "2 hostname(s) served 1.1.0 healthy 3 times in a row; alarms: none"
     );
     assert_eq!(done.facts.progress, None);
     let mut hosts = server.hosts();
@@ -188,7 +190,7 @@ async fn a_failed_check_starts_the_count_again() {
         ok,
     ];
     let server = HealthResponder::start(script).await;
-    let verify = step(verify_config(server.port, 20, 30));
+    let verify = step(verify_config(server.port, 20, 30)).await;
     let (out, runs) = run_polling(&verify, verifying_upgrade("reset", "1.0.0", "1.1.0"), 10).await;
     assert!(matches!(out, StepOutcome::Done(_)), "{out:?}");
     assert_eq!(runs, 6, "two passes, a failure, then three passes");
@@ -197,7 +199,7 @@ async fn a_failed_check_starts_the_count_again() {
 #[tokio::test]
 async fn the_wrong_release_fails_at_the_deadline_naming_what_was_answered() {
     let server = HealthResponder::start(vec![healthy("1.0.0")]).await;
-    let verify = step(verify_config(server.port, 200, 1));
+    let verify = step(verify_config(server.port, 200, 1)).await;
     let started = Instant::now();
     let (out, _) = run_polling(&verify, verifying_upgrade("stale", "1.0.0", "1.1.0"), 20).await;
     assert_eq!(
@@ -216,7 +218,7 @@ async fn the_wrong_release_fails_at_the_deadline_naming_what_was_answered() {
 #[tokio::test]
 async fn an_unhealthy_answer_fails_the_step() {
     let server = HealthResponder::start(vec![unhealthy("1.1.0")]).await;
-    let verify = step(verify_config(server.port, 100, 1));
+    let verify = step(verify_config(server.port, 100, 1)).await;
     let (out, _) = run_polling(&verify, verifying_upgrade("sick", "1.0.0", "1.1.0"), 20).await;
     assert_eq!(
         out,
@@ -234,7 +236,7 @@ async fn an_unreachable_endpoint_fails_naming_the_connection_error() {
         .local_addr()
         .unwrap()
         .port();
-    let verify = step(verify_config(port, 100, 1));
+    let verify = step(verify_config(port, 100, 1)).await;
     let (out, _) = run_polling(&verify, verifying_upgrade("dark", "1.0.0", "1.1.0"), 20).await;
     let StepOutcome::Failed {
         retryable: false,
@@ -256,7 +258,7 @@ async fn a_worker_taking_over_continues_the_count_and_keeps_checks_apart() {
     let config = verify_config(server.port, 300, 30);
     let mut record = verifying_upgrade("resume", "1.0.0", "1.1.0");
 
-    let first = step(config.clone()).run(ctx(&record)).await;
+    let first = step(config.clone()).await.run(ctx(&record)).await;
     assert_eq!(passes(&first), 1);
     let StepOutcome::Pending { facts, .. } = first else {
         unreachable!()
@@ -264,7 +266,7 @@ async fn a_worker_taking_over_continues_the_count_and_keeps_checks_apart() {
     record.facts = facts;
 
     // The first worker is gone; another runs the step at once, before the interval.
-    let successor = step(config);
+    let successor = step(config).await;
     let early = successor.run(ctx(&record)).await;
     let StepOutcome::Pending { poll_after, note, .. } = &early else {
         panic!("{early:?}")
@@ -291,7 +293,7 @@ async fn a_worker_taking_over_continues_the_count_and_keeps_checks_apart() {
 #[tokio::test]
 async fn the_deadline_counts_from_the_first_check_across_runs() {
     let server = HealthResponder::start(vec![healthy("1.1.0")]).await;
-    let verify = step(verify_config(server.port, 10, 300));
+    let verify = step(verify_config(server.port, 10, 300)).await;
     let mut record = verifying_upgrade("late", "1.0.0", "1.1.0");
     let began = chrono::Utc::now() - chrono::Duration::seconds(400);
     record.facts.progress = Some(json!({"verify": {"release": "1.1.0", "passes": 1, "since": began}}));
@@ -299,7 +301,7 @@ async fn the_deadline_counts_from_the_first_check_across_runs() {
     assert_eq!(
         out,
         StepOutcome::fail(
-            "late.example.com answered 200 ok (release 1.1.0) — want 1.1.0, 2/3 passes within 300s"
+            "late.example.com answered 200 ok (release 1.1.0); alarms: none — want 1.1.0, 2/3 passes within 300s"
         )
     );
 }
@@ -307,7 +309,7 @@ async fn the_deadline_counts_from_the_first_check_across_runs() {
 #[tokio::test]
 async fn verify_rollback_expects_the_previous_release() {
     let server = HealthResponder::start(vec![healthy("1.0.0")]).await;
-    let verify = step(verify_config(server.port, 20, 30));
+    let verify = step(verify_config(server.port, 20, 30)).await;
     let state = TenantState::RollingBack {
         step: RollbackStep::VerifyRollback,
         abandoned: release("1.1.0"),
@@ -354,7 +356,10 @@ impl EndToEnd {
             StepKind::CheckArtifact,
             vec![StepOutcome::done("resolved", deployable_facts("e2e", 'a'))],
         );
-        let verify = Arc::new(VerifyRelease::new(config.clone()));
+        let verify = Arc::new(VerifyRelease::new(
+            config.clone(),
+            crate::aws_support::aws().await,
+        ));
         let steps = StepRegistry::all(scripted.clone())
             .with(StepKind::Deploy, Arc::new(Deploy::new(config.clone())))
             .with(

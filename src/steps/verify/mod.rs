@@ -1,9 +1,10 @@
 //! Verify and VerifyRollback: every hostname of the tenant must report, over HTTPS,
-//! that it serves the expected release healthy, several checks in a row, before a
-//! deadline. One round of checks per run; between rounds the step is `Pending`, with
+//! that it serves the expected release healthy, and no alarm of the tenant may be in
+//! ALARM, several checks in a row, before a deadline. One round of checks per run; between rounds the step is `Pending`, with
 //! the count in `facts.progress`, so the worker's lease is free and a crash loses
 //! nothing.
 
+mod alarms;
 mod probe;
 mod tally;
 
@@ -20,8 +21,9 @@ use crate::domain::ReleaseVersion;
 use crate::machine::{StepKind, TenantState};
 use crate::step::{Step, StepContext, StepOutcome};
 
-use super::StepsConfig;
+use super::{AwsClients, StepsConfig};
 
+pub use alarms::{AlarmNameTemplate, AlarmReading, AlarmReport, AlarmState};
 pub use probe::{Answer, HealthProbe, HealthReport, Observation};
 pub use tally::{Rules, Verdict, VerifyProgress};
 
@@ -47,6 +49,14 @@ pub struct VerifyConfig {
     pub deadline_seconds: u64,
     /// Time allowed for one request, in milliseconds (default 5000).
     pub request_timeout_ms: u64,
+    /// CloudWatch alarms checked besides the tenant stack's own (those named under
+    /// `tenant-<environment>-<id>/`): name templates in which `{tenant}` stands for the
+    /// tenant id, e.g. `{tenant}-custom-latency` (default none, at most 100). A named
+    /// alarm that does not exist fails the check.
+    pub extra_alarms: Vec<String>,
+    /// Whether an alarm without data (`INSUFFICIENT_DATA`) fails the check (default
+    /// false: a new tenant's alarms have no data yet).
+    pub insufficient_data_fails: bool,
 }
 
 impl Default for VerifyConfig {
@@ -60,6 +70,8 @@ impl Default for VerifyConfig {
             interval_ms: 2000,
             deadline_seconds: 300,
             request_timeout_ms: 5000,
+            extra_alarms: Vec::new(),
+            insufficient_data_fails: false,
         }
     }
 }
@@ -85,9 +97,9 @@ pub struct VerifyRelease {
 }
 
 impl VerifyRelease {
-    pub fn new(config: Arc<StepsConfig>) -> Self {
+    pub fn new(config: Arc<StepsConfig>, aws: Arc<AwsClients>) -> Self {
         Self {
-            probe: HealthProbe::new(&config.verify).map(Arc::new),
+            probe: HealthProbe::new(&config.verify, aws).map(Arc::new),
             rules: config.verify.rules(),
         }
     }
@@ -130,7 +142,11 @@ impl Step for VerifyRelease {
             };
         }
         let observations = probe.check_all(&ctx.tenant.spec.hostnames).await;
-        let verdict = progress.record(&observations, release, rules, Utc::now());
+        let alarms = match observations.iter().all(|o| o.serves(release)) {
+            true => Some(probe.alarms(&ctx.tenant.spec).await),
+            false => None,
+        };
+        let verdict = progress.record(&observations, alarms.as_ref(), release, rules, Utc::now());
         progress.write(&mut facts);
         match verdict {
             Verdict::Verified(summary) => {

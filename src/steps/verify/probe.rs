@@ -1,5 +1,6 @@
 //! One health check of one hostname: `GET <scheme>://<hostname>:<port><path>`, read as
-//! the tenant's health report `{"status":"ok","release":"1.2.3"}`.
+//! the tenant's health report `{"status":"ok","release":"1.2.3"}`; and, once every
+//! hostname passes, the tenant's alarms.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -13,7 +14,9 @@ use tokio::task::JoinSet;
 
 use crate::domain::{Hostname, ReleaseVersion, TenantSpec};
 use crate::ports::{TenantHealth, TenantProbe};
+use crate::steps::AwsClients;
 
+use super::alarms::{AlarmReport, AlarmWatch};
 use super::VerifyConfig;
 
 /// Connects every name to one address, as `curl --resolve` does: the hostname still
@@ -119,17 +122,19 @@ impl fmt::Display for Observation {
     }
 }
 
-/// An HTTP client set up from the verify configuration.
+/// An HTTP client and an alarm reader set up from the verify configuration.
 #[derive(Clone)]
 pub struct HealthProbe {
     client: reqwest::Client,
     scheme: String,
     port: u16,
     path: String,
+    alarms: AlarmWatch,
 }
 
 impl HealthProbe {
-    pub fn new(config: &VerifyConfig) -> Result<Self, String> {
+    pub fn new(config: &VerifyConfig, aws: Arc<AwsClients>) -> Result<Self, String> {
+        let alarms = AlarmWatch::new(config, aws)?;
         if !matches!(config.scheme.as_str(), "http" | "https") {
             return Err(format!(
                 "verify.scheme {:?} must be \"https\" or \"http\"",
@@ -157,7 +162,13 @@ impl HealthProbe {
             scheme: config.scheme.clone(),
             port: config.port,
             path: config.path.clone(),
+            alarms,
         })
+    }
+
+    /// The tenant's alarms and their states, judged by the configured policy.
+    pub async fn alarms(&self, tenant: &TenantSpec) -> AlarmReport {
+        self.alarms.read(tenant).await
     }
 
     pub async fn check(&self, host: &Hostname) -> Observation {
@@ -194,17 +205,25 @@ impl HealthProbe {
 }
 
 /// Bake checks: every hostname of the tenant must answer 2xx with status `ok` and
-/// the release.
+/// the release, and then no alarm of the tenant may count against it.
 #[async_trait]
 impl TenantProbe for HealthProbe {
     async fn probe(&self, tenant: &TenantSpec, release: &ReleaseVersion) -> TenantHealth {
         let seen = self.check_all(&tenant.hostnames).await;
-        match seen.into_iter().find(|o| !o.serves(release)) {
-            Some(failing) => TenantHealth::Unhealthy {
+        if let Some(failing) = seen.into_iter().find(|o| !o.serves(release)) {
+            return TenantHealth::Unhealthy {
                 reported_release: failing.reported_release(),
                 reason: failing.to_string(),
-            },
-            None => TenantHealth::Healthy,
+            };
+        }
+        let alarms = self.alarms(tenant).await;
+        if alarms.healthy() {
+            TenantHealth::Healthy
+        } else {
+            TenantHealth::Unhealthy {
+                reported_release: Some(release.to_string()),
+                reason: alarms.to_string(),
+            }
         }
     }
 }
@@ -270,16 +289,31 @@ mod tests {
 
     #[test]
     fn the_configuration_is_checked_when_the_probe_is_built() {
+        let aws = || Arc::new(AwsClients::new(aws_config::SdkConfig::builder().build()));
         let config = VerifyConfig {
             scheme: "ftp".into(),
             ..Default::default()
         };
-        assert!(HealthProbe::new(&config).err().unwrap().contains("verify.scheme"));
+        assert!(HealthProbe::new(&config, aws())
+            .err()
+            .unwrap()
+            .contains("verify.scheme"));
         let config = VerifyConfig {
             path: "healthz".into(),
             ..Default::default()
         };
-        assert!(HealthProbe::new(&config).err().unwrap().contains("verify.path"));
-        assert!(HealthProbe::new(&VerifyConfig::default()).is_ok());
+        assert!(HealthProbe::new(&config, aws())
+            .err()
+            .unwrap()
+            .contains("verify.path"));
+        let config = VerifyConfig {
+            extra_alarms: vec!["shared-latency".into()],
+            ..Default::default()
+        };
+        assert!(HealthProbe::new(&config, aws())
+            .err()
+            .unwrap()
+            .contains("verify.extra_alarms"));
+        assert!(HealthProbe::new(&VerifyConfig::default(), aws()).is_ok());
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::ReleaseVersion;
 use crate::record::TenantFacts;
 
+use super::alarms::AlarmReport;
 use super::probe::Observation;
 
 /// The rules a verification is held to.
@@ -79,30 +80,43 @@ impl VerifyProgress {
         (next > now).then(|| (next - now).to_std().unwrap_or_default())
     }
 
-    /// Counts one round of checks (one observation per hostname) and decides.
+    /// Counts one round of checks (one observation per hostname, then the tenant's
+    /// alarms, read only when every hostname passed) and decides.
     pub fn record(
         &mut self,
         observations: &[Observation],
+        alarms: Option<&AlarmReport>,
         release: &ReleaseVersion,
         rules: &Rules,
         now: DateTime<Utc>,
     ) -> Verdict {
         self.last_check = Some(now);
-        match observations.iter().find(|o| !o.serves(release)) {
-            Some(failing) => {
+        let alarms_failing = alarms.filter(|a| !a.healthy());
+        match (observations.iter().find(|o| !o.serves(release)), alarms_failing) {
+            (Some(failing), _) => {
                 self.passes = 0;
                 self.last = Some(failing.to_string());
                 self.last_failure = self.last.clone();
             }
-            None => {
+            (None, Some(alarms)) => {
+                self.passes = 0;
+                self.last = Some(alarms.to_string());
+                self.last_failure = self.last.clone();
+            }
+            (None, None) => {
                 self.passes += 1;
-                self.last = observations.first().map(|o| o.to_string());
+                let first = observations.first().map(|o| o.to_string());
+                self.last = match (first, alarms) {
+                    (Some(first), Some(alarms)) => Some(format!("{first}; {alarms}")),
+                    (first, alarms) => first.or(alarms.map(|a| a.to_string())),
+                };
             }
         }
         let hosts = observations.len();
         if self.passes >= rules.required_passes {
+            let alarms = alarms.map(|a| format!("; {a}")).unwrap_or_default();
             return Verdict::Verified(format!(
-                "{hosts} hostname(s) served {release} healthy {} times in a row",
+                "{hosts} hostname(s) served {release} healthy {} times in a row{alarms}",
                 self.passes
             ));
         }
@@ -170,19 +184,19 @@ mod tests {
         let ok = answer(200, "ok", "1.1.0");
         let mut p = VerifyProgress::start(&want, at(0));
         assert_eq!(
-            p.record(&ok, &want, &rules(), at(0)),
+            p.record(&ok, None, &want, &rules(), at(0)),
             Verdict::CheckAgain(rules().interval)
         );
         assert_eq!(
-            p.record(&ok, &want, &rules(), at(2)),
+            p.record(&ok, None, &want, &rules(), at(2)),
             Verdict::CheckAgain(rules().interval)
         );
-        p.record(&answer(503, "unhealthy", "1.1.0"), &want, &rules(), at(4));
+        p.record(&answer(503, "unhealthy", "1.1.0"), None, &want, &rules(), at(4));
         assert_eq!(p.passes, 0);
-        p.record(&ok, &want, &rules(), at(6));
-        p.record(&ok, &want, &rules(), at(8));
+        p.record(&ok, None, &want, &rules(), at(6));
+        p.record(&ok, None, &want, &rules(), at(8));
         assert!(matches!(
-            p.record(&ok, &want, &rules(), at(10)),
+            p.record(&ok, None, &want, &rules(), at(10)),
             Verdict::Verified(_)
         ));
     }
@@ -191,8 +205,8 @@ mod tests {
     fn the_deadline_fails_with_the_last_answer_that_was_not_a_pass() {
         let want = ReleaseVersion::parse("1.1.0").unwrap();
         let mut p = VerifyProgress::start(&want, at(0));
-        p.record(&answer(503, "unhealthy", "1.0.0"), &want, &rules(), at(290));
-        let verdict = p.record(&answer(200, "ok", "1.1.0"), &want, &rules(), at(299));
+        p.record(&answer(503, "unhealthy", "1.0.0"), None, &want, &rules(), at(290));
+        let verdict = p.record(&answer(200, "ok", "1.1.0"), None, &want, &rules(), at(299));
         assert_eq!(
             verdict,
             Verdict::Failed(
@@ -203,11 +217,38 @@ mod tests {
     }
 
     #[test]
+    fn an_alarm_resets_the_count_and_is_named_when_the_deadline_comes() {
+        use super::super::alarms::{AlarmReading, AlarmState};
+        let cpu = "tenant-test-acme/database-cpu";
+        let alarms = |state| AlarmReport {
+            readings: Ok(vec![AlarmReading {
+                name: cpu.into(),
+                state,
+            }]),
+            insufficient_data_fails: false,
+        };
+        let want = ReleaseVersion::parse("1.1.0").unwrap();
+        let ok = answer(200, "ok", "1.1.0");
+        let mut p = VerifyProgress::start(&want, at(0));
+        p.record(&ok, Some(&alarms(AlarmState::Ok)), &want, &rules(), at(0));
+        assert_eq!(p.passes, 1);
+        p.record(&ok, Some(&alarms(AlarmState::Alarm)), &want, &rules(), at(2));
+        assert_eq!(p.passes, 0, "an alarm in ALARM is not a pass");
+        let verdict = p.record(&ok, Some(&alarms(AlarmState::Ok)), &want, &rules(), at(299));
+        assert_eq!(
+            verdict,
+            Verdict::Failed(format!(
+                "failing alarms: {cpu} ALARM (checked {cpu} ALARM) — want 1.1.0, 1/3 passes within 300s"
+            ))
+        );
+    }
+
+    #[test]
     fn checks_stay_an_interval_apart_and_progress_round_trips() {
         let want = ReleaseVersion::parse("1.1.0").unwrap();
         let mut p = VerifyProgress::start(&want, at(0));
         assert_eq!(p.not_due_for(&rules(), at(0)), None);
-        p.record(&answer(200, "ok", "1.1.0"), &want, &rules(), at(10));
+        p.record(&answer(200, "ok", "1.1.0"), None, &want, &rules(), at(10));
         assert_eq!(p.not_due_for(&rules(), at(11)), Some(Duration::from_secs(1)));
         assert_eq!(p.not_due_for(&rules(), at(12)), None);
 
