@@ -45,7 +45,6 @@ pub struct CreateTenant {
     /// Published platform version (MAJOR.MINOR.PATCH) whose template and chart the
     /// tenant is deployed with; default: those built into the worker's `tenantctl`.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "1.4.0")]
     pub platform: Option<PlatformVersion>,
 }
 
@@ -144,7 +143,7 @@ pub struct UpdateTenant {
     /// tenant's next deployment (upgrade or reconcile) applies; `null` returns it to
     /// the built-in ones.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "1.4.0")]
+    #[schema(value_type = Option<PlatformVersion>)]
     pub platform: Option<Option<PlatformVersion>>,
 }
 

@@ -58,7 +58,21 @@ impl PlatformVersion {
         let [major, minor, patch] = numbers;
         Ok(Self { major, minor, patch })
     }
+
+    /// The schema of [`Self::parse`]'s grammar, as the OpenAPI document publishes it.
+    fn json_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let number = format!("(0|[1-9][0-9]{{0,{}}})", MAX_DIGITS - 1);
+        super::schema::string(
+            &format!(r"^{number}\.{number}\.{number}$"),
+            (5, Some(3 * MAX_DIGITS + 2)),
+            "A platform version (template and chart published together): MAJOR.MINOR.PATCH, \
+             each 0 or a number of at most 9 digits without a leading zero, e.g. 1.4.0 or 2026.12.1.",
+            "2026.12.1",
+        )
+    }
 }
+
+super::schema::string_schema!(PlatformVersion);
 
 impl fmt::Display for PlatformVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -241,6 +241,31 @@ mod tests {
     }
 
     #[test]
+    fn platform_versions() {
+        use crate::domain::PlatformVersion;
+        agree(
+            "platform version",
+            PlatformVersion::schema(),
+            |s| PlatformVersion::parse(s).is_ok(),
+            &[
+                "1.4.0",
+                "2026.12.1",
+                "0.0.0",
+                "999999999.0.1",
+                "1000000000.0.1",
+                "01.2.3",
+                "1.2",
+                "1.2.3.4",
+                "v1.2.3",
+                "1.2.3-rc.1",
+                "",
+                "1..3",
+                "1.2.x",
+            ],
+        );
+    }
+
+    #[test]
     fn releases() {
         agree(
             "release",
