@@ -49,11 +49,30 @@ impl AwsCertificateCloud {
         if changes.is_empty() {
             return Ok(());
         }
+        self.send_changes(
+            region,
+            hosted_zone_id,
+            "ACM DNS validation (tenant-orchestrator)",
+            changes,
+            "Route 53 ChangeResourceRecordSets",
+        )
+        .await
+    }
+
+    /// Sends `changes` to the hosted zone as one batch: Route 53 applies all or none.
+    pub(super) async fn send_changes(
+        &self,
+        region: &Region,
+        hosted_zone_id: &str,
+        comment: &str,
+        changes: Vec<Change>,
+        what: &str,
+    ) -> Result<(), CloudError> {
         let batch = ChangeBatch::builder()
-            .comment("ACM DNS validation (tenant-orchestrator)")
+            .comment(comment)
             .set_changes(Some(changes))
             .build()
-            .map_err(|e| build("batch", e))?;
+            .map_err(|e| CloudError::Fatal(format!("Route 53 change batch: {e}")))?;
         self.aws
             .region(region)
             .route53
@@ -62,7 +81,7 @@ impl AwsCertificateCloud {
             .change_batch(batch)
             .send()
             .await
-            .map_err(|e| CloudError::from_sdk("Route 53 ChangeResourceRecordSets", e))?;
+            .map_err(|e| CloudError::from_sdk(what, e))?;
         Ok(())
     }
 }

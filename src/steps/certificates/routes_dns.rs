@@ -2,7 +2,7 @@
 //! that marks it as this product's.
 
 use aws_sdk_route53::types::{
-    AliasTarget as Route53Alias, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+    AliasTarget as Route53Alias, Change, ChangeAction, ResourceRecord, ResourceRecordSet, RrType,
 };
 
 use super::cloud::{
@@ -186,20 +186,13 @@ impl AwsCertificateCloud {
                     .map_err(|e| build_error("change", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let batch = ChangeBatch::builder()
-            .comment("tenant hostname (tenant-orchestrator)")
-            .set_changes(Some(changes))
-            .build()
-            .map_err(|e| build_error("batch", e))?;
-        self.aws
-            .region(region)
-            .route53
-            .change_resource_record_sets()
-            .hosted_zone_id(hosted_zone_id)
-            .change_batch(batch)
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk(what, e))?;
-        Ok(())
+        self.send_changes(
+            region,
+            hosted_zone_id,
+            "tenant hostname (tenant-orchestrator)",
+            changes,
+            what,
+        )
+        .await
     }
 }
