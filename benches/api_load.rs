@@ -47,6 +47,7 @@ fn spec(i: usize) -> TenantSpec {
         pinned_release: None,
         maintenance: None,
         platform: None,
+        pinned_platform: None,
     }
 }
 

@@ -144,6 +144,7 @@ fn tenant_spec(i: usize) -> TenantSpec {
         pinned_release: None,
         maintenance: None,
         platform: None,
+        pinned_platform: None,
     }
 }
 

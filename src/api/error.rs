@@ -21,7 +21,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_request`, `unauthenticated`, `forbidden`,
     /// `tenant_not_found`, `rollout_not_found`, `not_found`, `method_not_allowed`,
-    /// `tenant_exists`, `no_release`, `hostname_taken`, `refused_by_state`, `refused_by_rollout_state`,
+    /// `tenant_exists`, `no_release`, `unknown_platform_version`, `platform_unavailable`, `hostname_taken`, `refused_by_state`, `refused_by_rollout_state`,
     /// `held_by_rollout`, `version_conflict`, `idempotency_key_in_progress`,
     /// `payload_too_large`, `unsupported_media_type`, `idempotency_key_reused`,
     /// `unavailable`, `internal`.
@@ -164,6 +164,17 @@ impl From<CommandError> for ApiError {
                 code: "no_release",
                 message: none.to_string(),
             },
+            unknown @ CommandError::UnknownPlatform { .. } => ApiError::Conflict {
+                code: "unknown_platform_version",
+                message: unknown.to_string(),
+            },
+            unavailable @ CommandError::PlatformUnavailable { .. } => ApiError::Conflict {
+                code: "platform_unavailable",
+                message: unavailable.to_string(),
+            },
+            CommandError::PlatformCheck { version, source } => ApiError::Unavailable(format!(
+                "checking platform version {version}: {source}; try again"
+            )),
             CommandError::Store(s) => s.into(),
         }
     }

@@ -26,7 +26,7 @@ use super::{error, fleet, ops, policy, rollouts, tenants, views};
         crate::domain::Tier, crate::domain::RolloutSpec, crate::domain::Hostname,
         views::CreateTenant, views::UpdateTenant, views::Upgrade, views::Restore, views::TenantView, views::PlatformView, views::LeaseView,
         views::FactsView, views::TenantRow, views::TenantPage, views::HistoryEntry, views::HistoryPage,
-        policy::PolicyView, policy::PolicyChangeView, policy::RegionDefault, policy::GroupOverride, policy::SetRelease,
+        policy::PolicyView, policy::PolicyChangeView, policy::RegionDefault, policy::GroupOverride, views::SetVersions,
         rollouts::StartRollout, rollouts::RolloutView, rollouts::RolloutPage,
         fleet::FleetSummaryView, fleet::DeploymentReportView, fleet::ReportRow, fleet::ReportTotals, ops::Health,
     )),

@@ -47,7 +47,7 @@ fn view(record: &crate::record::TenantRecord) -> serde_json::Value {
 #[utoipa::path(operation_id = "tenant_create", post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
     params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key and body")),
     responses((status = 201, body = TenantView, description = "Recorded; provisioning starts"), (status = 400, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody, description = "`tenant_exists`: the id is taken; `no_release`: no release given and the version policy has none for the tenant; `hostname_taken`: another tenant serves a hostname; `idempotency_key_in_progress`")),
+        (status = 409, body = super::error::ErrorBody, description = "`tenant_exists`: the id is taken; `no_release`: no release given and the version policy has none for the tenant; `unknown_platform_version`: the platform version is not published; `platform_unavailable`: no platform bucket is configured; `hostname_taken`: another tenant serves a hostname; `idempotency_key_in_progress`")),
     security(("bearer" = ["deploy"])))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -66,10 +66,11 @@ pub async fn create(
             pinned_release: None,
             maintenance: body.maintenance.clone(),
             platform: body.platform,
+            pinned_platform: None,
         };
         let created = state
             .commands()
-            .provision(spec, body.release.clone(), body.pin, &caller.actor())
+            .provision_pinned(spec, body.release.clone(), body.pin, body.pin_platform, &caller.actor())
             .await;
         let record = match created {
             Err(CommandError::NoRelease {
@@ -147,7 +148,7 @@ pub async fn list(
 
 #[utoipa::path(operation_id = "tenant_update", patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), HoldOverride), request_body = UpdateTenant,
     responses((status = 200, body = TenantView), (status = 409, body = super::error::ErrorBody,
-        description = "`version_conflict`: not at `expected_version`; `hostname_taken`: another tenant serves a hostname; `held_by_rollout`: a running rollout holds the tenant")),
+        description = "`version_conflict`: not at `expected_version`; `unknown_platform_version`: the platform version is not published; `platform_unavailable`: no platform bucket is configured; `hostname_taken`: another tenant serves a hostname; `held_by_rollout`: a running rollout holds the tenant")),
     security(("bearer" = ["admin"])))]
 pub async fn update(
     State(state): State<ApiState>,
@@ -162,10 +163,11 @@ pub async fn update(
         tier: body.tier,
         maintenance: body.maintenance,
         platform: body.platform,
+        pinned_platform: body.pinned_platform,
     };
     if change.is_empty() {
         return Err(ApiError::InvalidRequest(
-            "nothing to change; send pinned_release, hostnames, tier, maintenance or platform".into(),
+            "nothing to change; send pinned_release, hostnames, tier, maintenance, platform or pinned_platform".into(),
         ));
     }
     let record = state

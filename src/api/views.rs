@@ -39,13 +39,21 @@ pub struct CreateTenant {
     pub pin: bool,
     /// Weekly windows in which rollouts may start the tenant, in its time zone;
     /// default any time.
-    #[serde(default, deserialize_with = "windows_text")]
+    #[serde(
+        default,
+        deserialize_with = "windows_text",
+        serialize_with = "windows_as_text"
+    )]
     #[schema(schema_with = maintenance_text)]
     pub maintenance: Option<MaintenanceWindows>,
     /// Published platform version (MAJOR.MINOR.PATCH) whose template and chart the
-    /// tenant is deployed with; default: those built into the worker's `tenantctl`.
+    /// tenant is deployed with; default: the one the version policy gives the tenant,
+    /// else those built into the worker's `tenantctl`. Must be published.
     #[serde(default)]
     pub platform: Option<PlatformVersion>,
+    /// Keep the tenant on its platform version: platform rollouts skip it.
+    #[serde(default)]
+    pub pin_platform: bool,
 }
 
 /// Maintenance windows in their text form: `"Europe/Berlin Sun 02:00 4h, Wed 22:00 2h"`.
@@ -53,6 +61,22 @@ fn windows_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaintenanceWin
     Option::<String>::deserialize(d)?
         .map(|text| text.parse().map_err(serde::de::Error::custom))
         .transpose()
+}
+
+/// Writes maintenance windows in the text form [`windows_text`] reads.
+fn windows_as_text<S: serde::Serializer>(w: &Option<MaintenanceWindows>, s: S) -> Result<S::Ok, S::Error> {
+    match w {
+        Some(w) => s.serialize_some(&w.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// As [`windows_as_text`], for a change: `null` removes the windows.
+fn change_as_text<S: serde::Serializer>(
+    w: &Option<Option<MaintenanceWindows>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    windows_as_text(&w.clone().flatten(), s)
 }
 
 /// As [`windows_text`], telling an absent field from `null`.
@@ -122,29 +146,82 @@ where
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
     /// Apply only if the tenant is still at this version (from GET); else 409.
-    #[serde(default, deserialize_with = "whole_number")]
+    #[serde(
+        default,
+        deserialize_with = "whole_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expected_version: Option<u64>,
     /// A release pins the tenant (rollouts skip it); `null` unpins.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<ReleaseVersion>)]
     pub pinned_release: Option<Option<ReleaseVersion>>,
     /// Replaces the hostnames (at least one; each once); they take effect at the next
     /// deployment.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = optional_hostname_list)]
     pub hostnames: Option<Vec<Hostname>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<Tier>,
     /// Weekly windows in which rollouts may start the tenant; `null` removes them.
-    #[serde(default, deserialize_with = "present_windows")]
+    #[serde(
+        default,
+        deserialize_with = "present_windows",
+        serialize_with = "change_as_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(schema_with = maintenance_text)]
     pub maintenance: Option<Option<MaintenanceWindows>>,
     /// A published platform version (MAJOR.MINOR.PATCH) whose template and chart the
     /// tenant's next deployment (upgrade or reconcile) applies; `null` returns it to
     /// the built-in ones.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<PlatformVersion>)]
     pub platform: Option<Option<PlatformVersion>>,
+    /// A published platform version pins the tenant to it (and makes it its platform;
+    /// platform rollouts skip it); `null` unpins, keeping the platform.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<PlatformVersion>)]
+    pub pinned_platform: Option<Option<PlatformVersion>>,
+}
+
+impl UpdateTenant {
+    /// The body that asks for `change`, at `expected_version` if given.
+    pub fn of(change: &crate::app::SpecChange, expected_version: Option<u64>) -> Self {
+        UpdateTenant {
+            expected_version,
+            pinned_release: change.pinned_release.clone(),
+            hostnames: change.hostnames.clone(),
+            tier: change.tier,
+            maintenance: change.maintenance.clone(),
+            platform: change.platform,
+            pinned_platform: change.pinned_platform,
+        }
+    }
+}
+
+/// `PUT` body of a default or an override: the release, the platform version, or
+/// both; what is left out stays as it is.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetVersions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseVersion>,
+    /// A published platform version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformVersion>,
 }
 
 /// `POST /v1/tenants/{id}/upgrade`.

@@ -96,6 +96,13 @@ impl App {
         Self::new(Arc::new(DynamoStore::new(crate::store::client(&config), table)))
     }
 
+    /// Platform versions named for tenants are checked against those published in
+    /// `platforms`; without it, naming one is refused.
+    pub fn with_platform_artifacts(mut self, platforms: Arc<dyn crate::ports::PlatformArtifacts>) -> Self {
+        self.tenants = self.tenants.with_platforms(platforms);
+        self
+    }
+
     /// Rollouts are refused when their release has no image in `registry`.
     pub fn with_release_registry(mut self, registry: Arc<dyn ReleaseRegistry>) -> Self {
         self.rollouts = self.rollouts.with_registry(registry);

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 
 use super::views::{HistoryPage, TenantPage, TenantView};
-use super::{App, RolloutHold};
+use super::{App, RolloutHold, SpecChange};
 use crate::domain::{ReleaseVersion, TenantId, TenantSpec};
 use crate::machine::TenantEvent;
 use crate::ports::{ListFilter, ListQuery};
@@ -18,12 +18,22 @@ use crate::record::Actor;
 #[async_trait]
 pub trait TenantService: Send + Sync {
     /// Records a new tenant and starts provisioning it, on `release` or the one the
-    /// version policy gives it; `pin` keeps it there.
+    /// version policy gives it; `pin` keeps it there, `pin_platform` keeps it on its
+    /// platform version.
     async fn create(
         &self,
         spec: TenantSpec,
         release: Option<ReleaseVersion>,
         pin: bool,
+        pin_platform: bool,
+    ) -> anyhow::Result<TenantView>;
+    /// Changes a tenant's spec (at `expected_version`, if given).
+    async fn update(
+        &self,
+        id: &TenantId,
+        change: &SpecChange,
+        expected_version: Option<u64>,
+        hold: RolloutHold,
     ) -> anyhow::Result<TenantView>;
     async fn get(&self, id: &TenantId) -> anyhow::Result<TenantView>;
     /// One page of tenants, by region and state name.
@@ -63,11 +73,27 @@ impl TenantService for LocalTenants {
         spec: TenantSpec,
         release: Option<ReleaseVersion>,
         pin: bool,
+        pin_platform: bool,
     ) -> anyhow::Result<TenantView> {
         let record = self
             .app
             .tenants()
-            .provision(spec, release, pin, &self.actor)
+            .provision_pinned(spec, release, pin, pin_platform, &self.actor)
+            .await?;
+        Ok(TenantView::from(&record))
+    }
+
+    async fn update(
+        &self,
+        id: &TenantId,
+        change: &SpecChange,
+        expected_version: Option<u64>,
+        hold: RolloutHold,
+    ) -> anyhow::Result<TenantView> {
+        let record = self
+            .app
+            .tenants()
+            .update_spec(id, change, expected_version, &self.actor, hold)
             .await?;
         Ok(TenantView::from(&record))
     }

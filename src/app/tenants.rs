@@ -17,7 +17,9 @@ use crate::domain::{
     TenantId, TenantSpec, Tier,
 };
 use crate::machine::{Rejected, TenantEvent, TenantState};
-use crate::ports::{PolicyStore, RolloutStore, StoreError, TenantStore, WriteGuard};
+use crate::ports::{
+    ArtifactError, PlatformArtifacts, PolicyStore, RolloutStore, StoreError, TenantStore, WriteGuard,
+};
 use crate::record::{Actor, Cause, Origin, Phase, TenantRecord, Transition};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,20 @@ pub enum CommandError {
         region: Region,
         group: Group,
     },
+    /// A platform version named for a tenant or the policy is not published.
+    #[error("platform version {version} is not published; publish it first (`tenantctl platform publish --version {version}`) or pick one from `tenantctl platform list`")]
+    UnknownPlatform { version: PlatformVersion },
+    /// A platform version was named where no platform bucket is configured to check
+    /// it against (and no worker could fetch it).
+    #[error("platform version {version} cannot be used: no platform bucket is configured; pass --platform-bucket or set TENANTCTL_PLATFORM_BUCKET")]
+    PlatformUnavailable { version: PlatformVersion },
+    /// The platform bucket could not be read to check a version.
+    #[error("checking platform version {version}: {source}")]
+    PlatformCheck {
+        version: PlatformVersion,
+        #[source]
+        source: ArtifactError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -63,6 +79,7 @@ pub struct TenantCommands {
     store: Arc<dyn TenantStore>,
     rollouts: Option<Arc<dyn RolloutStore>>,
     policy: Option<Arc<dyn PolicyStore>>,
+    platforms: Option<Arc<dyn PlatformArtifacts>>,
 }
 
 impl TenantCommands {
@@ -71,6 +88,27 @@ impl TenantCommands {
             store,
             rollouts: None,
             policy: None,
+            platforms: None,
+        }
+    }
+
+    /// Checks every platform version a command names against the published ones in
+    /// `platforms`. Without it, naming a platform version is refused, since no worker
+    /// of this deployment could fetch it.
+    pub fn with_platforms(mut self, platforms: Arc<dyn PlatformArtifacts>) -> Self {
+        self.platforms = Some(platforms);
+        self
+    }
+
+    /// `Ok` when `version` is published.
+    pub async fn check_platform(&self, version: PlatformVersion) -> Result<(), CommandError> {
+        let Some(platforms) = &self.platforms else {
+            return Err(CommandError::PlatformUnavailable { version });
+        };
+        match platforms.manifest(&version).await {
+            Ok(_) => Ok(()),
+            Err(ArtifactError::NotFound(_)) => Err(CommandError::UnknownPlatform { version }),
+            Err(source) => Err(CommandError::PlatformCheck { version, source }),
         }
     }
 
@@ -89,32 +127,61 @@ impl TenantCommands {
     }
 
     /// Provisions a tenant on `release`, or, when none is named, on the release the
-    /// version policy gives it; `pin` keeps the tenant on that release.
+    /// version policy gives it; `pin` keeps the tenant on that release. A spec that
+    /// names no platform version gets the one the policy gives it, if any.
     pub async fn provision(
         &self,
-        mut spec: TenantSpec,
+        spec: TenantSpec,
         release: Option<ReleaseVersion>,
         pin: bool,
         actor: &Actor,
     ) -> Result<TenantRecord, CommandError> {
+        self.provision_pinned(spec, release, pin, false, actor).await
+    }
+
+    /// As [`TenantCommands::provision`]; `pin_platform` also keeps the tenant on its
+    /// platform version (refused when it gets none).
+    pub async fn provision_pinned(
+        &self,
+        mut spec: TenantSpec,
+        release: Option<ReleaseVersion>,
+        pin: bool,
+        pin_platform: bool,
+        actor: &Actor,
+    ) -> Result<TenantRecord, CommandError> {
         spec.validate()?;
+        let policy = self.policy().await?;
         let release = match release {
             Some(release) => release,
-            None => self.policy_release(&spec).await?,
+            None => policy.release_for(&spec).ok_or_else(|| CommandError::NoRelease {
+                environment: spec.environment.clone(),
+                region: spec.region.clone(),
+                group: spec.group.clone(),
+            })?,
         };
         spec.pinned_release = pin.then(|| release.clone());
+        if spec.platform.is_none() {
+            spec.platform = policy.resolve_platform(&spec).map(|(platform, _)| platform);
+        }
+        if let Some(platform) = spec.platform {
+            self.check_platform(platform).await?;
+        }
+        if pin_platform {
+            spec.pinned_platform = Some(spec.platform.ok_or_else(|| {
+                crate::domain::InvalidValue::new(
+                    "tenant spec",
+                    spec.id.as_str(),
+                    "cannot pin a platform version: none is given and the version policy has none for the tenant; pass one (--platform, \"platform\")",
+                )
+            })?);
+        }
         self.create(spec, release, actor).await
     }
 
-    async fn policy_release(&self, spec: &TenantSpec) -> Result<ReleaseVersion, CommandError> {
-        let policy = match &self.policy {
+    async fn policy(&self) -> Result<crate::domain::VersionPolicy, CommandError> {
+        Ok(match &self.policy {
             Some(store) => store.load_policy().await?.0,
             None => crate::domain::VersionPolicy::default(),
-        };
-        policy.release_for(spec).ok_or_else(|| CommandError::NoRelease {
-            environment: spec.environment.clone(),
-            region: spec.region.clone(),
-            group: spec.group.clone(),
         })
     }
 
@@ -243,6 +310,9 @@ pub struct SpecChange {
     /// chart; `Some(None)` returns it to those built into `tenantctl`. Takes effect at
     /// its next deployment (upgrade or reconcile).
     pub platform: Option<Option<PlatformVersion>>,
+    /// `Some(Some(v))` pins the tenant to platform version `v` (and makes it its
+    /// platform); platform rollouts skip it. `Some(None)` unpins, keeping the platform.
+    pub pinned_platform: Option<Option<PlatformVersion>>,
 }
 
 impl SpecChange {
@@ -254,12 +324,22 @@ impl SpecChange {
     /// pin, hostnames, tier or platform), which a running rollout's hold refuses;
     /// maintenance windows only say when, and may change any time.
     fn moves_the_tenant(&self) -> bool {
-        self.pinned_release.is_some() || self.reshapes()
+        self.pinned_release.is_some() || self.pinned_platform.is_some() || self.reshapes()
     }
 
     /// Whether the change alters what the tenant's next deployment applies.
     fn reshapes(&self) -> bool {
-        self.hostnames.is_some() || self.tier.is_some() || self.platform.is_some()
+        self.hostnames.is_some()
+            || self.tier.is_some()
+            || self.platform.is_some()
+            || matches!(self.pinned_platform, Some(Some(_)))
+    }
+
+    /// The platform versions the change names, which must be published.
+    fn named_platforms(&self) -> impl Iterator<Item = PlatformVersion> {
+        [self.platform.flatten(), self.pinned_platform.flatten()]
+            .into_iter()
+            .flatten()
     }
 
     /// Applies the change; `Err` says why it cannot apply in `state`.
@@ -288,10 +368,32 @@ impl SpecChange {
             said.push(format!("tier {tier}"));
         }
         if let Some(platform) = self.platform {
+            if let Some(pin) = spec.pinned_platform.filter(|pin| Some(*pin) != platform) {
+                if self.pinned_platform != Some(None) {
+                    return Err(format!(
+                        "the tenant is pinned to platform version {pin}; unpin it (pinned_platform: null, --unpin-platform) or pin the new version"
+                    ));
+                }
+            }
             spec.platform = platform;
             said.push(match platform {
                 Some(v) => format!("platform {v}"),
                 None => "platform built-in".into(),
+            });
+        }
+        if let Some(pin) = self.pinned_platform {
+            spec.pinned_platform = pin;
+            if let Some(v) = pin {
+                if self.platform.is_some_and(|p| p != Some(v)) {
+                    return Err(format!(
+                        "platform and pinned_platform name different versions; pinning to {v} sets the platform too, so give only pinned_platform"
+                    ));
+                }
+                spec.platform = Some(v);
+            }
+            said.push(match pin {
+                Some(v) => format!("pin platform {v}"),
+                None => "unpin platform".into(),
             });
         }
         if let Some(maintenance) = &self.maintenance {
@@ -317,6 +419,9 @@ impl TenantCommands {
         actor: &Actor,
         hold: RolloutHold,
     ) -> Result<TenantRecord, CommandError> {
+        for platform in change.named_platforms() {
+            self.check_platform(platform).await?;
+        }
         let mut attempt = 0;
         loop {
             let mut record = self.store.load(id).await?;

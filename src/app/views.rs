@@ -35,6 +35,9 @@ pub struct FactsView {
 pub struct PlatformView {
     /// What the spec asks for.
     pub desired: Option<String>,
+    /// Set when the tenant is pinned to its platform version: platform rollouts skip it.
+    #[serde(default)]
+    pub pinned: bool,
     /// What the stack was last applied with.
     pub applied_stack: Option<String>,
     /// What the deployed Helm revision's chart came from.
@@ -49,6 +52,7 @@ impl PlatformView {
         let text = |v: Option<crate::domain::PlatformVersion>| v.map(|v| v.to_string());
         PlatformView {
             desired: text(r.spec.platform),
+            pinned: r.spec.pinned_platform.is_some(),
             applied_stack: text(r.facts.stack_platform),
             applied_chart: text(r.facts.chart_platform),
             differs: !r.facts.platform_applied(r.spec.platform),

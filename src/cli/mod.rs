@@ -222,7 +222,10 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 CommandError::Invalid(_) => EXIT_INVALID_INPUT,
                 CommandError::Rejected { .. }
                 | CommandError::HeldByRollout { .. }
-                | CommandError::NoRelease { .. } => EXIT_CONFLICT,
+                | CommandError::NoRelease { .. }
+                | CommandError::UnknownPlatform { .. }
+                | CommandError::PlatformUnavailable { .. } => EXIT_CONFLICT,
+                CommandError::PlatformCheck { .. } => EXIT_FAILURE,
                 CommandError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
                 CommandError::Store(StoreError::Conflict { .. } | StoreError::HostnameTaken { .. }) => {
                     EXIT_CONFLICT
@@ -299,9 +302,38 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-/// The services over the state table `table`, configured from the AWS environment.
+/// The services over the state table `table`, configured from the AWS environment;
+/// platform versions are checked against the bucket `TENANTCTL_PLATFORM_BUCKET` (or
+/// `platform-bucket:` in the config file) names.
 pub async fn connect(table: &str) -> App {
-    App::connect(table).await
+    connect_with_bucket(table, platform_bucket().as_deref()).await
+}
+
+/// As [`connect`], checking platform versions against `bucket`.
+pub async fn connect_with_bucket(table: &str, bucket: Option<&str>) -> App {
+    let app = App::connect(table).await;
+    match bucket.filter(|b| !b.trim().is_empty()) {
+        Some(bucket) => app.with_platform_artifacts(platform_artifacts(bucket).await),
+        None => app,
+    }
+}
+
+/// The platform bucket the environment names, if any.
+fn platform_bucket() -> Option<String> {
+    std::env::var("TENANTCTL_PLATFORM_BUCKET")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+}
+
+/// The published platform versions in `bucket`.
+pub async fn platform_artifacts(
+    bucket: &str,
+) -> std::sync::Arc<dyn tenant_orchestrator::ports::PlatformArtifacts> {
+    let config = aws_config::load_from_env().await;
+    std::sync::Arc::new(tenant_orchestrator::platform::S3PlatformArtifacts::new(
+        tenant_orchestrator::platform::client(&config),
+        bucket,
+    ))
 }
 
 pub fn main() -> ExitCode {

@@ -106,7 +106,7 @@ async fn load_tokens(args: &ServeArgs) -> Result<Tokens, Failure> {
 pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     let tokens = load_tokens(&args).await?;
     let worker_config = (!args.no_worker).then(|| args.worker.config()).transpose()?;
-    let app = super::connect(table).await;
+    let app = super::connect_with_bucket(table, args.worker.platform_bucket.as_deref()).await;
     let store = app.backend().clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -1,6 +1,6 @@
 use clap::{Args, Subcommand};
 
-use tenant_orchestrator::app::{CommandError, LocalTenants, RolloutHold, TenantService};
+use tenant_orchestrator::app::{CommandError, LocalTenants, RolloutHold, SpecChange, TenantService};
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion, SnapshotName,
     TenantId, TenantSpec, Tier,
@@ -40,6 +40,10 @@ pub enum TenantCommand {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// Change a tenant's spec: tier, hostnames, platform version, pins, maintenance
+    /// windows. Tier, hostnames and platform take effect at its next deployment (an
+    /// upgrade, a rollout, or `tenant reconcile`).
+    Update(UpdateArgs),
     /// Move an active tenant to another release.
     Upgrade {
         id: String,
@@ -120,6 +124,89 @@ impl HoldArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct UpdateArgs {
+    id: String,
+    #[arg(long)]
+    tier: Option<String>,
+    /// Replaces the hostnames (repeatable; at least one).
+    #[arg(long = "hostname")]
+    hostnames: Vec<String>,
+    /// Published platform version whose template and chart the tenant gets.
+    #[arg(long, conflicts_with = "builtin_platform")]
+    platform: Option<String>,
+    /// Return the tenant to the template and chart built into `tenantctl`.
+    #[arg(long)]
+    builtin_platform: bool,
+    /// Pin the tenant to this platform version (it becomes its platform; platform
+    /// rollouts skip it).
+    #[arg(long, conflicts_with = "unpin_platform")]
+    pin_platform: Option<String>,
+    #[arg(long)]
+    unpin_platform: bool,
+    /// Pin the tenant to this release (rollouts skip it).
+    #[arg(long, conflicts_with = "unpin")]
+    pin: Option<String>,
+    #[arg(long)]
+    unpin: bool,
+    /// Weekly windows, e.g. "Europe/Berlin Sun 02:00 4h"; "any" removes them.
+    #[arg(long)]
+    maintenance: Option<String>,
+    /// Apply only if the tenant is still at this version (from `tenant get`).
+    #[arg(long)]
+    expected_version: Option<u64>,
+    #[command(flatten)]
+    hold: HoldArgs,
+}
+
+impl UpdateArgs {
+    fn change(&self) -> Result<SpecChange, Failure> {
+        fn pin(set: &Option<String>, unset: bool) -> Option<Option<&str>> {
+            match (set, unset) {
+                (Some(v), _) => Some(Some(v.as_str())),
+                (None, true) => Some(None),
+                (None, false) => None,
+            }
+        }
+        let change = SpecChange {
+            pinned_release: pin(&self.pin, self.unpin)
+                .map(|v| v.map(ReleaseVersion::parse).transpose())
+                .transpose()?,
+            hostnames: match self.hostnames.is_empty() {
+                true => None,
+                false => Some(
+                    self.hostnames
+                        .iter()
+                        .map(|h| Hostname::parse(h))
+                        .collect::<Result<_, _>>()?,
+                ),
+            },
+            tier: self.tier.as_deref().map(str::parse::<Tier>).transpose()?,
+            maintenance: match self.maintenance.as_deref() {
+                None => None,
+                Some("any") => Some(None),
+                Some(text) => Some(Some(text.parse::<MaintenanceWindows>()?)),
+            },
+            platform: pin(&self.platform, self.builtin_platform)
+                .map(|v| v.map(PlatformVersion::parse).transpose())
+                .transpose()?,
+            pinned_platform: pin(&self.pin_platform, self.unpin_platform)
+                .map(|v| v.map(PlatformVersion::parse).transpose())
+                .transpose()?,
+        };
+        if change.is_empty() {
+            return Err(Failure {
+                code: EXIT_INVALID_INPUT,
+                error: anyhow::anyhow!(
+                    "nothing to change; pass --tier, --hostname, --platform, --builtin-platform, --pin-platform, \
+                     --unpin-platform, --pin, --unpin or --maintenance"
+                ),
+            });
+        }
+        Ok(change)
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct CreateArgs {
     /// Tenant id: a DNS label of 3–40 characters, e.g. acme-corp.
     #[arg(long)]
@@ -147,9 +234,13 @@ pub struct CreateArgs {
     #[arg(long)]
     maintenance: Option<String>,
     /// Published platform version (see `tenantctl platform list`) whose template and
-    /// chart the tenant is deployed with; default: those built into the worker.
+    /// chart the tenant is deployed with; default: the one the version policy gives
+    /// it, else those built into the worker.
     #[arg(long)]
     platform: Option<String>,
+    /// Keep the tenant on its platform version: platform rollouts skip it.
+    #[arg(long)]
+    pin_platform: bool,
     /// After creating, wait until the tenant settles, as `tenantctl tenant wait` does;
     /// exit 1 unless it ends Active.
     #[arg(long)]
@@ -181,6 +272,7 @@ impl CreateArgs {
                 .map(str::parse::<MaintenanceWindows>)
                 .transpose()?,
             platform: self.platform.as_deref().map(PlatformVersion::parse).transpose()?,
+            pinned_platform: None,
         };
         spec.validate()?;
         Ok((spec, given))
@@ -245,7 +337,7 @@ pub async fn run(
             let (spec, release) = args.parsed()?;
             let id = spec.id.clone();
             let view = tenants
-                .create(spec, release, args.pin)
+                .create(spec, release, args.pin, args.pin_platform)
                 .await
                 .map_err(no_release)?;
             print_tenant(output, &view)?;
@@ -296,6 +388,14 @@ pub async fn run(
                 .map(|i| TenantId::parse(i))
                 .collect::<Result<Vec<_>, _>>()?;
             return wait::wait(tenants, &ids, &state, timeout).await;
+        }
+        TenantCommand::Update(args) => {
+            let id = TenantId::parse(&args.id)?;
+            let change = args.change()?;
+            let view = tenants
+                .update(&id, &change, args.expected_version, args.hold.hold())
+                .await?;
+            return print_tenant(output, &view);
         }
         TenantCommand::Upgrade { id, release, hold } => {
             let release = ReleaseVersion::parse(&release)?;

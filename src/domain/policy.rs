@@ -1,23 +1,29 @@
-//! Which release each tenant should run: a default per (environment, region), an
-//! override per (environment, group), and a tenant's own pin, which wins over both.
-//! New tenants are provisioned on it; a finished rollout moves the defaults.
+//! Which release and which platform version each tenant should run: a default per
+//! (environment, region), an override per (environment, group), and a tenant's own
+//! pin, which wins over both. New tenants are provisioned on what it names; rollouts
+//! move existing tenants.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Environment, Group, InvalidValue, Region, ReleaseVersion, TenantSpec};
+use super::{Environment, Group, InvalidValue, PlatformVersion, Region, ReleaseVersion, TenantSpec};
 
-/// The releases tenants should run. Group overrides are scoped to an environment
-/// because a group (`canary`, `ring-1`) in staging is not the same tenants as in prod.
+/// The releases and platform versions tenants should run. Group overrides are scoped
+/// to an environment because a group (`canary`, `ring-1`) in staging is not the same
+/// tenants as in prod. Releases and platform versions are named independently: an
+/// entry may give either or both.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "PolicyFields", into = "PolicyFields")]
 pub struct VersionPolicy {
     defaults: BTreeMap<(Environment, Region), ReleaseVersion>,
     group_overrides: BTreeMap<(Environment, Group), ReleaseVersion>,
+    platform_defaults: BTreeMap<(Environment, Region), PlatformVersion>,
+    platform_group_overrides: BTreeMap<(Environment, Group), PlatformVersion>,
 }
 
-/// Why a tenant should run the release [`VersionPolicy::resolve`] chose.
+/// Why a tenant should run the version [`VersionPolicy::resolve`] or
+/// [`VersionPolicy::resolve_platform`] chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseSource {
@@ -104,9 +110,75 @@ impl VersionPolicy {
     pub fn release_for(&self, spec: &TenantSpec) -> Option<ReleaseVersion> {
         self.resolve(spec).map(|r| r.release)
     }
+
+    /// Sets the platform version of a region in an environment; returns the old one.
+    pub fn set_platform_default(
+        &mut self,
+        environment: Environment,
+        region: Region,
+        platform: PlatformVersion,
+    ) -> Option<PlatformVersion> {
+        self.platform_defaults.insert((environment, region), platform)
+    }
+
+    pub fn remove_platform_default(
+        &mut self,
+        environment: &Environment,
+        region: &Region,
+    ) -> Option<PlatformVersion> {
+        self.platform_defaults
+            .remove(&(environment.clone(), region.clone()))
+    }
+
+    /// Sets a group's platform version in an environment, over the regions' defaults.
+    pub fn set_platform_group_override(
+        &mut self,
+        environment: Environment,
+        group: Group,
+        platform: PlatformVersion,
+    ) -> Option<PlatformVersion> {
+        self.platform_group_overrides
+            .insert((environment, group), platform)
+    }
+
+    pub fn remove_platform_group_override(
+        &mut self,
+        environment: &Environment,
+        group: &Group,
+    ) -> Option<PlatformVersion> {
+        self.platform_group_overrides
+            .remove(&(environment.clone(), group.clone()))
+    }
+
+    /// The platform version `spec` should run and why: its pin, else its group's
+    /// override, else its region's default; `None` when the policy says nothing about
+    /// it (the template and chart built into `tenantctl`).
+    pub fn resolve_platform(&self, spec: &TenantSpec) -> Option<(PlatformVersion, ReleaseSource)> {
+        let env = &spec.environment;
+        spec.pinned_platform
+            .map(|p| (p, ReleaseSource::Pinned))
+            .or_else(|| {
+                (self
+                    .platform_group_overrides
+                    .get(&(env.clone(), spec.group.clone())))
+                .map(|p| (*p, ReleaseSource::GroupOverride))
+            })
+            .or_else(|| {
+                (self.platform_defaults.get(&(env.clone(), spec.region.clone())))
+                    .map(|p| (*p, ReleaseSource::RegionDefault))
+            })
+    }
+
+    /// Every platform version the policy names, to check they are published.
+    pub fn platforms(&self) -> impl Iterator<Item = &PlatformVersion> {
+        self.platform_defaults
+            .values()
+            .chain(self.platform_group_overrides.values())
+    }
 }
 
-/// The JSON form: two lists of entries, each key given once.
+/// The JSON form: two lists of entries, each key given once, each entry naming a
+/// release, a platform version or both.
 #[derive(Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct PolicyFields {
@@ -119,7 +191,10 @@ struct PolicyFields {
 struct RegionDefault {
     environment: Environment,
     region: Region,
-    release: ReleaseVersion,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    release: Option<ReleaseVersion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    platform: Option<PlatformVersion>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -127,14 +202,27 @@ struct RegionDefault {
 struct GroupOverride {
     environment: Environment,
     group: Group,
-    release: ReleaseVersion,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    release: Option<ReleaseVersion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    platform: Option<PlatformVersion>,
 }
 
-fn given_twice(what: &str, key: String, first: &ReleaseVersion, second: &ReleaseVersion) -> InvalidValue {
+fn given_twice(what: &str, key: &str) -> InvalidValue {
     InvalidValue::new(
         "version policy",
-        &key,
-        format!("{what} is given twice ({first} and {second}); keep one"),
+        key,
+        format!("{what} is given twice; keep one entry"),
+    )
+}
+
+fn names_nothing(what: &str, key: &str) -> InvalidValue {
+    InvalidValue::new(
+        "version policy",
+        key,
+        format!(
+            "{what} names neither a release nor a platform version; give one or both, or remove the entry"
+        ),
     )
 }
 
@@ -142,16 +230,35 @@ impl TryFrom<PolicyFields> for VersionPolicy {
     type Error = InvalidValue;
     fn try_from(f: PolicyFields) -> Result<Self, Self::Error> {
         let mut policy = VersionPolicy::default();
+        let mut seen = std::collections::BTreeSet::new();
         for d in f.defaults {
             let key = format!("{}/{}", d.environment, d.region);
-            if let Some(old) = policy.set_default(d.environment, d.region, d.release.clone()) {
-                return Err(given_twice("the region default", key, &old, &d.release));
+            if !seen.insert(("default", key.clone())) {
+                return Err(given_twice("the region default", &key));
+            }
+            if d.release.is_none() && d.platform.is_none() {
+                return Err(names_nothing("the region default", &key));
+            }
+            if let Some(release) = d.release {
+                policy.set_default(d.environment.clone(), d.region.clone(), release);
+            }
+            if let Some(platform) = d.platform {
+                policy.set_platform_default(d.environment, d.region, platform);
             }
         }
         for o in f.group_overrides {
             let key = format!("{}/{}", o.environment, o.group);
-            if let Some(old) = policy.set_group_override(o.environment, o.group, o.release.clone()) {
-                return Err(given_twice("the group override", key, &old, &o.release));
+            if !seen.insert(("group", key.clone())) {
+                return Err(given_twice("the group override", &key));
+            }
+            if o.release.is_none() && o.platform.is_none() {
+                return Err(names_nothing("the group override", &key));
+            }
+            if let Some(release) = o.release {
+                policy.set_group_override(o.environment.clone(), o.group.clone(), release);
+            }
+            if let Some(platform) = o.platform {
+                policy.set_platform_group_override(o.environment, o.group, platform);
             }
         }
         Ok(policy)
@@ -160,23 +267,43 @@ impl TryFrom<PolicyFields> for VersionPolicy {
 
 impl From<VersionPolicy> for PolicyFields {
     fn from(p: VersionPolicy) -> Self {
+        let defaults = merged(p.defaults, p.platform_defaults);
+        let group_overrides = merged(p.group_overrides, p.platform_group_overrides);
         PolicyFields {
-            defaults: (p.defaults.into_iter())
-                .map(|((environment, region), release)| RegionDefault {
+            defaults: (defaults.into_iter())
+                .map(|((environment, region), (release, platform))| RegionDefault {
                     environment,
                     region,
                     release,
+                    platform,
                 })
                 .collect(),
-            group_overrides: (p.group_overrides.into_iter())
-                .map(|((environment, group), release)| GroupOverride {
+            group_overrides: (group_overrides.into_iter())
+                .map(|((environment, group), (release, platform))| GroupOverride {
                     environment,
                     group,
                     release,
+                    platform,
                 })
                 .collect(),
         }
     }
+}
+
+/// One entry per key, with the release and the platform version each map gives it.
+#[allow(clippy::type_complexity)]
+fn merged<K: Ord>(
+    releases: BTreeMap<K, ReleaseVersion>,
+    platforms: BTreeMap<K, PlatformVersion>,
+) -> BTreeMap<K, (Option<ReleaseVersion>, Option<PlatformVersion>)> {
+    let mut entries: BTreeMap<K, (Option<ReleaseVersion>, Option<PlatformVersion>)> = BTreeMap::new();
+    for (key, release) in releases {
+        entries.entry(key).or_default().0 = Some(release);
+    }
+    for (key, platform) in platforms {
+        entries.entry(key).or_default().1 = Some(platform);
+    }
+    entries
 }
 
 #[cfg(test)]
@@ -199,7 +326,12 @@ mod tests {
             pinned_release: pinned.map(v),
             maintenance: None,
             platform: None,
+            pinned_platform: None,
         }
+    }
+
+    fn pv(s: &str) -> PlatformVersion {
+        PlatformVersion::parse(s).unwrap()
     }
 
     fn policy() -> VersionPolicy {
@@ -278,7 +410,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("\"prod/us-east-1\": the region default is given twice (1.4.2 and 1.4.3)"),
+            err.contains("\"prod/us-east-1\": the region default is given twice; keep one entry"),
             "{err}"
         );
         let typo = r#"{"default": []}"#;
@@ -286,5 +418,66 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `default`"), "{err}");
+    }
+
+    #[test]
+    fn platform_versions_resolve_like_releases_and_share_entries_in_json() {
+        let mut p: VersionPolicy = serde_json::from_str(
+            r#"{
+              "defaults": [
+                {"environment": "prod", "region": "us-east-1", "release": "1.4.2", "platform": "2.0.0"},
+                {"environment": "prod", "region": "eu-west-1", "platform": "2.1.0"}
+              ],
+              "group_overrides": [{"environment": "prod", "group": "canary", "platform": "3.0.0"}]
+            }"#,
+        )
+        .unwrap();
+        let platform = |t: &TenantSpec| p.resolve_platform(t);
+        assert_eq!(
+            platform(&tenant("prod", "us-east-1", "default", None)),
+            Some((pv("2.0.0"), ReleaseSource::RegionDefault))
+        );
+        assert_eq!(
+            platform(&tenant("prod", "us-east-1", "canary", None)),
+            Some((pv("3.0.0"), ReleaseSource::GroupOverride))
+        );
+        let mut pinned = tenant("prod", "us-east-1", "canary", None);
+        pinned.pinned_platform = Some(pv("1.9.0"));
+        assert_eq!(platform(&pinned), Some((pv("1.9.0"), ReleaseSource::Pinned)));
+        assert_eq!(platform(&tenant("staging", "us-east-1", "canary", None)), None);
+        assert_eq!(
+            p.release_for(&tenant("prod", "eu-west-1", "default", None)),
+            None,
+            "an entry naming only a platform version gives no release"
+        );
+
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            json["defaults"][1],
+            serde_json::json!({"environment": "prod", "region": "us-east-1", "release": "1.4.2", "platform": "2.0.0"}),
+            "one entry per key carries both versions"
+        );
+        assert_eq!(serde_json::from_value::<VersionPolicy>(json).unwrap(), p);
+
+        let prod = Environment::parse("prod").unwrap();
+        let east = Region::parse("us-east-1").unwrap();
+        assert_eq!(p.remove_platform_default(&prod, &east), Some(pv("2.0.0")));
+        assert_eq!(
+            p.default_for(&prod, &east),
+            Some(&v("1.4.2")),
+            "the release stays"
+        );
+        let mut versions: Vec<_> = p.platforms().copied().collect();
+        versions.sort();
+        assert_eq!(versions, [pv("2.1.0"), pv("3.0.0")]);
+
+        let empty = r#"{"defaults": [{"environment": "prod", "region": "us-east-1"}]}"#;
+        let err = serde_json::from_str::<VersionPolicy>(empty)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("names neither a release nor a platform version"),
+            "{err}"
+        );
     }
 }

@@ -67,6 +67,10 @@ pub struct TenantSpec {
     /// `None`: the template and chart built into this `tenantctl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<PlatformVersion>,
+    /// When set, the tenant stays on this platform version (`platform` is kept equal to
+    /// it) and rollouts of a platform version skip it, as a release pin does for releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_platform: Option<PlatformVersion>,
 }
 
 impl TenantSpec {
@@ -78,6 +82,15 @@ impl TenantSpec {
                 self.id.as_str(),
                 "needs at least one hostname (e.g. --hostname acme.example.com)",
             ));
+        }
+        if let Some(pin) = self.pinned_platform {
+            if self.platform != Some(pin) {
+                return Err(InvalidValue::new(
+                    "tenant spec",
+                    self.id.as_str(),
+                    format!("is pinned to platform version {pin} but its platform is not {pin}; set both, or unpin it"),
+                ));
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for h in &self.hostnames {
@@ -108,6 +121,7 @@ mod tests {
             pinned_release: None,
             maintenance: None,
             platform: None,
+            pinned_platform: None,
         }
     }
 

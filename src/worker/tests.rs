@@ -27,6 +27,7 @@ fn upgrading_at(step: StepKind) -> TenantRecord {
         pinned_release: None,
         maintenance: None,
         platform: None,
+        pinned_platform: None,
     };
     let active = TenantState::Active {
         release: release("1.0.0"),

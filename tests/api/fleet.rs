@@ -1,8 +1,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::api_support::{spawn, ADMIN, DEPLOY};
+use crate::api_support::{spawn, spawn_with, tenant_body, ADMIN, DEPLOY};
 use crate::common::ScriptedStep;
+use tenant_orchestrator::ports::PlatformArtifacts;
 
 #[tokio::test]
 async fn the_fleet_summary_counts_by_region_state_and_release() {
@@ -128,8 +129,8 @@ async fn the_version_policy_is_read_and_edited() {
     assert_eq!(
         changes,
         vec![
-            ("api:ops", "set default prod/eu-west-1 to 1.4.2"),
-            ("api:ops", "set group prod/canary to 1.5.0")
+            ("api:ops", "set default prod/eu-west-1 to release 1.4.2"),
+            ("api:ops", "set group prod/canary to release 1.5.0")
         ],
         "every change records its actor"
     );
@@ -154,4 +155,116 @@ async fn the_version_policy_is_read_and_edited() {
         put("/v1/policy/defaults/prod/eu-west-1", "latest").await.status,
         StatusCode::BAD_REQUEST
     );
+}
+
+#[tokio::test]
+async fn the_policy_names_published_platform_versions_and_new_tenants_get_them() {
+    let bucket = crate::platform_support::fresh_bucket().await;
+    bucket
+        .store
+        .publish(&crate::platform_support::repo_bundle("2.0.0"), "operator:alice")
+        .await
+        .unwrap();
+    let artifacts: std::sync::Arc<dyn tenant_orchestrator::ports::PlatformArtifacts> =
+        std::sync::Arc::new(bucket.store);
+    let api = spawn_with(|app| app.with_platform_artifacts(artifacts)).await;
+    let put = |path: &'static str, body: serde_json::Value| {
+        let api = api.clone();
+        async move { api.call(Method::PUT, path, Some(ADMIN), Some(body)).await }
+    };
+
+    let unknown = put("/v1/policy/defaults/prod/eu-west-1", json!({"platform": "9.9.9"})).await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::CONFLICT, "unknown_platform_version")
+    );
+    let msg = unknown.body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("tenantctl platform publish --version 9.9.9"),
+        "{msg}"
+    );
+    let nothing = put("/v1/policy/defaults/prod/eu-west-1", json!({})).await;
+    assert_eq!(nothing.status, StatusCode::BAD_REQUEST);
+
+    let set = put(
+        "/v1/policy/defaults/prod/eu-west-1",
+        json!({"release": "1.4.2", "platform": "2.0.0"}),
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(
+        set.body["defaults"],
+        json!([{"environment": "prod", "region": "eu-west-1", "release": "1.4.2", "platform": "2.0.0"}])
+    );
+
+    // A new tenant with no platform of its own gets the policy's.
+    let mut body = tenant_body("plat-a", "eu-west-1", "default");
+    body.as_object_mut().unwrap().remove("release");
+    body["environment"] = json!("prod");
+    let created = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(body))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["platform"]["desired"], "2.0.0");
+
+    // An unpublished version is refused on a tenant too, and nothing changes.
+    let patch = |body: serde_json::Value| {
+        let api = api.clone();
+        async move {
+            api.call(Method::PATCH, "/v1/tenants/plat-a", Some(ADMIN), Some(body))
+                .await
+        }
+    };
+    let refused = patch(json!({"platform": "3.1.4"})).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::CONFLICT, "unknown_platform_version")
+    );
+    assert_eq!(
+        api.get("/v1/tenants/plat-a").await.body["platform"]["desired"],
+        "2.0.0"
+    );
+
+    // Only the platform is removed from the entry; the release stays.
+    let removed = api
+        .call(
+            Method::DELETE,
+            "/v1/policy/defaults/prod/eu-west-1?only=platform",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        removed.body["defaults"],
+        json!([{"environment": "prod", "region": "eu-west-1", "release": "1.4.2"}])
+    );
+    let bad = api
+        .call(
+            Method::DELETE,
+            "/v1/policy/defaults/prod/eu-west-1?only=everything",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_platform_version_is_refused_where_no_platform_bucket_is_configured() {
+    let api = spawn().await;
+    let refused = api
+        .call(
+            Method::PUT,
+            "/v1/policy/groups/prod/canary",
+            Some(ADMIN),
+            Some(json!({"platform": "2.0.0"})),
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::CONFLICT, "platform_unavailable")
+    );
+    let msg = refused.body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("--platform-bucket"), "{msg}");
+    assert_eq!(api.get("/v1/policy").await.body["group_overrides"], json!([]));
 }

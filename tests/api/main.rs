@@ -5,6 +5,9 @@
 mod api_support;
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/platform.rs"]
+#[allow(dead_code)] // the platform tests use the rest
+mod platform_support;
 
 mod auth;
 mod fleet;

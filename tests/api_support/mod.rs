@@ -6,6 +6,7 @@ use std::sync::Arc;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tenant_orchestrator::api::{router, token_hash, ApiState, Tokens};
+use tenant_orchestrator::app::App;
 use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::store::DynamoStore;
 use tenant_orchestrator::worker::Worker;
@@ -57,8 +58,15 @@ pub fn tokens() -> Tokens {
 
 #[allow(dead_code)] // the dashboard tests use only the tokens and bodies
 pub async fn spawn() -> TestApi {
+    spawn_with(|app| app).await
+}
+
+/// As [`spawn`], with the application services adjusted by `configure` (e.g. given
+/// a platform bucket).
+#[allow(dead_code)] // the dashboard tests use only the tokens and bodies
+pub async fn spawn_with(configure: impl FnOnce(App) -> App) -> TestApi {
     let store = fresh_store().await;
-    let app = router(ApiState::new(store.clone(), tokens()));
+    let app = router(ApiState::new(configure(App::new(store.arc())), tokens()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

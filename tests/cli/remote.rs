@@ -290,3 +290,67 @@ async fn a_hostname_another_tenant_uses_is_a_conflict_through_the_api() {
         stderr(&refused)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenant_update_changes_the_spec_through_the_api_and_windows_travel_as_text() {
+    let api = spawn().await;
+    let mut create = CREATE.to_vec();
+    create.extend(["--maintenance", "Europe/Berlin Sun 02:00 4h"]);
+    let created = tenantctl(&api, Some(DEPLOY), &create, &[]).await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let view: serde_json::Value = serde_json::from_str(&stdout(
+        &tenantctl(
+            &api,
+            Some(READ),
+            &["--output", "json", "tenant", "get", "remote-one"],
+            &[],
+        )
+        .await,
+    ))
+    .unwrap();
+    assert_eq!(view["maintenance"], "Europe/Berlin Sun 02:00 4h");
+    api.settle().await;
+
+    let nothing = tenantctl(&api, Some(ADMIN), &["tenant", "update", "remote-one"], &[]).await;
+    assert_eq!(nothing.status.code(), Some(2), "{}", stderr(&nothing));
+    assert!(
+        stderr(&nothing).contains("nothing to change"),
+        "{}",
+        stderr(&nothing)
+    );
+
+    let args = [
+        "--output",
+        "json",
+        "tenant",
+        "update",
+        "remote-one",
+        "--tier",
+        "large",
+        "--maintenance",
+        "UTC Sat 01:00 2h",
+        "--pin",
+        "1.0.0",
+    ];
+    let updated = tenantctl(&api, Some(ADMIN), &args, &[]).await;
+    assert!(updated.status.success(), "{}", stderr(&updated));
+    let view: serde_json::Value = serde_json::from_str(&stdout(&updated)).unwrap();
+    assert_eq!(view["tier"], "large");
+    assert_eq!(view["pinned_release"], "1.0.0");
+
+    assert_eq!(view["maintenance"], "UTC Sat 01:00 2h");
+
+    let unpublished = tenantctl(
+        &api,
+        Some(ADMIN),
+        &["tenant", "update", "remote-one", "--platform", "2.0.0"],
+        &[],
+    )
+    .await;
+    assert_eq!(unpublished.status.code(), Some(4), "{}", stderr(&unpublished));
+    assert!(
+        stderr(&unpublished).contains("no platform bucket is configured"),
+        "{}",
+        stderr(&unpublished)
+    );
+}

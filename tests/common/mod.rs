@@ -112,6 +112,7 @@ pub fn spec(id: &str, region: &str) -> TenantSpec {
         pinned_release: None,
         maintenance: None,
         platform: None,
+        pinned_platform: None,
     }
 }
 

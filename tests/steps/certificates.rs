@@ -82,6 +82,7 @@ impl Harness {
             pinned_release: None,
             maintenance: None,
             platform: None,
+            pinned_platform: None,
         }
     }
 

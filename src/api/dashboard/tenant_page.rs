@@ -139,6 +139,7 @@ mod tests {
             pinned_release: None,
             maintenance: None,
             platform: None,
+            pinned_platform: None,
         };
         let state = TenantState::Active {
             release: ReleaseVersion::parse("1.0.0").unwrap(),

@@ -4,9 +4,10 @@
 
 use async_trait::async_trait;
 
-use tenant_orchestrator::api::views::{CreateTenant, Restore, Upgrade};
+use reqwest::Method;
+use tenant_orchestrator::api::views::{CreateTenant, Restore, UpdateTenant, Upgrade};
 use tenant_orchestrator::app::views::{HistoryPage, TenantPage, TenantView};
-use tenant_orchestrator::app::{RolloutHold, TenantService};
+use tenant_orchestrator::app::{RolloutHold, SpecChange, TenantService};
 use tenant_orchestrator::domain::{ReleaseVersion, SnapshotName, TenantId, TenantSpec};
 use tenant_orchestrator::machine::TenantEvent;
 use tenant_orchestrator::ports::ListQuery;
@@ -43,6 +44,7 @@ impl TenantService for RemoteTenants {
         spec: TenantSpec,
         release: Option<ReleaseVersion>,
         pin: bool,
+        pin_platform: bool,
     ) -> anyhow::Result<TenantView> {
         let body = CreateTenant {
             id: spec.id,
@@ -55,8 +57,21 @@ impl TenantService for RemoteTenants {
             pin,
             maintenance: spec.maintenance,
             platform: spec.platform,
+            pin_platform,
         };
         Ok(self.remote.post("/v1/tenants", Some(&body)).await?)
+    }
+
+    async fn update(
+        &self,
+        id: &TenantId,
+        change: &SpecChange,
+        expected_version: Option<u64>,
+        hold: RolloutHold,
+    ) -> anyhow::Result<TenantView> {
+        let body = UpdateTenant::of(change, expected_version);
+        let path = command_path(id, "", hold);
+        Ok(self.remote.call(Method::PATCH, &path, Some(&body)).await?)
     }
 
     async fn get(&self, id: &TenantId) -> anyhow::Result<TenantView> {

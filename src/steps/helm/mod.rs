@@ -141,6 +141,7 @@ mod tests {
             pinned_release: None,
             maintenance: None,
             platform: None,
+            pinned_platform: None,
         };
         let mut config = StepsConfig::default();
         let err = release_cli(&config, "helm", &spec).unwrap_err();

@@ -166,6 +166,7 @@ mod tests {
             pinned_release: None,
             maintenance: None,
             platform: None,
+            pinned_platform: None,
         };
         let cluster = "tenant-prod-globex-databasecluster-abcdef123456";
         let outputs = [

@@ -200,6 +200,7 @@ mod tests {
             pinned_release: None,
             maintenance: None,
             platform: None,
+            pinned_platform: None,
         }
     }
 

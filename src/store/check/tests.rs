@@ -20,6 +20,7 @@ fn tenant(id: &str, state: TenantState) -> TenantFacts {
         pinned_release: None,
         maintenance: None,
         platform: None,
+        pinned_platform: None,
     };
     let mut record = TenantRecord::new(spec, state, now());
     record.event_seq = 3;
