@@ -24,7 +24,7 @@ use super::{error, fleet, ops, policy, rollouts, tenants, views};
     components(schemas(
         error::ErrorBody, error::ErrorDetail, super::extract::IdempotencyKey,
         crate::domain::Tier, crate::domain::RolloutSpec, crate::domain::Hostname,
-        views::CreateTenant, views::UpdateTenant, views::Upgrade, views::Restore, views::TenantView, views::PlatformView, views::LeaseView,
+        views::CreateTenant, views::UpdateTenant, views::Upgrade, views::Restore, views::TenantView, views::PlatformView, views::RevisionView, views::RevisionParts, views::LeaseView,
         views::FactsView, views::TenantRow, views::TenantPage, views::HistoryEntry, views::HistoryPage,
         policy::PolicyView, policy::PolicyChangeView, policy::RegionDefault, policy::GroupOverride, views::SetVersions,
         rollouts::StartRollout, rollouts::RolloutView, rollouts::RolloutPage,

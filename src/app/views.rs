@@ -60,6 +60,73 @@ impl PlatformView {
     }
 }
 
+/// One side of a tenant's revision: release, platform version (`null`: built in),
+/// tier and hostnames. On the applied side a part is `null` (or the list empty) when
+/// no completed deployment recorded it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevisionParts {
+    pub release: Option<String>,
+    pub platform: Option<String>,
+    pub tier: Option<String>,
+    pub hostnames: Vec<String>,
+}
+
+/// What the tenant should run against what its last completed deployment applied.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevisionView {
+    pub desired: RevisionParts,
+    pub applied: RevisionParts,
+    /// The parts that differ (`release`, `platform`, `tier`, `hostnames`): an upgrade
+    /// in flight, or a spec change waiting for the next deployment (a rollout or
+    /// `tenant reconcile`).
+    pub differs: Vec<String>,
+}
+
+impl RevisionView {
+    fn of(r: &TenantRecord) -> Self {
+        let text = |v: Option<&dyn std::fmt::Display>| v.map(|v| v.to_string());
+        let names = |h: &[crate::domain::Hostname]| h.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        let desired = RevisionParts {
+            release: text(
+                (r.spec.pinned_release.as_ref())
+                    .or(r.state.target_release())
+                    .or(r.state.current_release())
+                    .map(|v| v as &dyn std::fmt::Display),
+            ),
+            platform: r.spec.platform.map(|p| p.to_string()),
+            tier: Some(r.spec.tier.to_string()),
+            hostnames: names(&r.spec.hostnames),
+        };
+        let applied_spec = r.facts.applied_spec.as_ref();
+        let applied = RevisionParts {
+            release: r.state.current_release().map(|v| v.to_string()),
+            platform: r.facts.stack_platform.map(|p| p.to_string()),
+            tier: applied_spec.map(|a| a.tier.to_string()),
+            hostnames: applied_spec.map(|a| names(&a.hostnames)).unwrap_or_default(),
+        };
+        let mut differs = Vec::new();
+        if applied.release.is_some() && desired.release != applied.release {
+            differs.push("release".to_owned());
+        }
+        if applied.release.is_some() && !r.facts.platform_applied(r.spec.platform) {
+            differs.push("platform".to_owned());
+        }
+        if let Some(a) = applied_spec {
+            if a.tier != r.spec.tier {
+                differs.push("tier".to_owned());
+            }
+            if a.hostnames != r.spec.hostnames {
+                differs.push("hostnames".to_owned());
+            }
+        }
+        RevisionView {
+            desired,
+            applied,
+            differs,
+        }
+    }
+}
+
 /// One tenant: spec, state, releases, last error, lease.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TenantView {
@@ -73,6 +140,7 @@ pub struct TenantView {
     /// Weekly windows in which rollouts may start it (text form); absent: any time.
     pub maintenance: Option<String>,
     pub platform: PlatformView,
+    pub revision: RevisionView,
     /// State name: Provisioning, Active, Upgrading, RollingBack, Restoring, Deprovisioning, Failed, Deleted.
     pub state: String,
     /// The step running or due, if any.
@@ -105,6 +173,7 @@ impl From<&TenantRecord> for TenantView {
             pinned_release: s.pinned_release.as_ref().map(|r| r.to_string()),
             maintenance: s.maintenance.as_ref().map(|w| w.to_string()),
             platform: PlatformView::of(r),
+            revision: RevisionView::of(r),
             state: r.state.name().to_owned(),
             step: r.state.step().map(|s| s.to_string()),
             current_release: r.state.current_release().map(|v| v.to_string()),
@@ -178,6 +247,10 @@ pub struct HistoryEntry {
     pub step: Option<String>,
     pub output: Option<String>,
     pub error: Option<String>,
+    /// The revision the tenant was to run after this event
+    /// (`release 1.4.2, platform 2026.12.1, tier large`).
+    #[serde(default)]
+    pub revision: Option<String>,
 }
 
 impl From<HistoryEvent> for HistoryEntry {
@@ -192,6 +265,7 @@ impl From<HistoryEvent> for HistoryEntry {
             step: e.step.map(|s| s.to_string()),
             output: e.output,
             error: e.error,
+            revision: e.revision,
         }
     }
 }
@@ -200,4 +274,105 @@ impl From<HistoryEvent> for HistoryEntry {
 pub struct HistoryPage {
     pub items: Vec<HistoryEntry>,
     pub next_token: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier};
+    use crate::machine::{TenantState, UpgradeStep};
+
+    fn release(v: &str) -> ReleaseVersion {
+        ReleaseVersion::parse(v).unwrap()
+    }
+
+    fn active_tenant() -> TenantRecord {
+        let spec = TenantSpec {
+            id: TenantId::parse("acme").unwrap(),
+            region: Region::parse("us-east-1").unwrap(),
+            environment: Environment::parse("prod").unwrap(),
+            group: Group::default_group(),
+            tier: Tier::Small,
+            hostnames: vec![Hostname::parse("acme.example.com").unwrap()],
+            pinned_release: None,
+            maintenance: None,
+            platform: None,
+            pinned_platform: None,
+        };
+        let now = chrono::Utc::now();
+        let mut r = TenantRecord::new(
+            spec,
+            TenantState::Upgrading {
+                step: UpgradeStep::Verify,
+                from: release("1.0.0"),
+                to: release("1.1.0"),
+            },
+            now,
+        );
+        r.enter(
+            TenantState::Active {
+                release: release("1.1.0"),
+                failed_upgrade: None,
+            },
+            now,
+        );
+        r
+    }
+
+    #[test]
+    fn a_spec_change_differs_until_a_deployment_applies_it_and_a_rollback_does_not() {
+        let mut r = active_tenant();
+        assert_eq!(RevisionView::of(&r).differs, Vec::<String>::new());
+        assert_eq!(RevisionView::of(&r).applied.tier.as_deref(), Some("small"));
+
+        r.spec.tier = Tier::Large;
+        let view = RevisionView::of(&r);
+        assert_eq!(view.differs, ["tier"]);
+        assert_eq!(
+            (view.desired.tier.as_deref(), view.applied.tier.as_deref()),
+            (Some("large"), Some("small"))
+        );
+
+        // A reconcile that rolls back leaves the old tier applied.
+        let now = chrono::Utc::now();
+        r.enter(
+            TenantState::RollingBack {
+                step: crate::machine::RollbackStep::RollbackDeploy,
+                abandoned: release("1.1.0"),
+                previous: release("1.1.0"),
+                cause: "verify failed".into(),
+            },
+            now,
+        );
+        r.enter(
+            TenantState::Active {
+                release: release("1.1.0"),
+                failed_upgrade: None,
+            },
+            now,
+        );
+        assert_eq!(RevisionView::of(&r).differs, ["tier"]);
+
+        // One that completes applies it.
+        r.enter(
+            TenantState::Upgrading {
+                step: UpgradeStep::Verify,
+                from: release("1.1.0"),
+                to: release("1.1.0"),
+            },
+            now,
+        );
+        r.enter(
+            TenantState::Active {
+                release: release("1.1.0"),
+                failed_upgrade: None,
+            },
+            now,
+        );
+        assert_eq!(RevisionView::of(&r).differs, Vec::<String>::new());
+        assert_eq!(
+            crate::record::revision_line(&r),
+            "release 1.1.0, platform built-in, tier large"
+        );
+    }
 }

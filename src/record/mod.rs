@@ -16,5 +16,6 @@ pub use rollout::{
     WaveStatus,
 };
 pub use tenant::{
-    Actor, Cause, HistoryEvent, Lease, Origin, StackRevision, TenantFacts, TenantRecord, Transition,
+    revision_line, Actor, AppliedSpec, Cause, HistoryEvent, Lease, Origin, StackRevision, TenantFacts,
+    TenantRecord, Transition,
 };

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Hostname, PlatformVersion, RolloutId, TenantId, TenantSpec};
+use crate::domain::{Hostname, PlatformVersion, RolloutId, TenantId, TenantSpec, Tier};
 use crate::machine::{StepKind, TenantEvent, TenantState};
 
 /// A worker's exclusive, expiring right to run a tenant's steps. `fence` grows by one
@@ -91,6 +91,18 @@ pub struct TenantFacts {
     /// `chart_platform` of `helm_revision_before_upgrade`, which a rollback returns to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chart_platform_before_upgrade: Option<PlatformVersion>,
+    /// The tier and hostnames the last completed provisioning, upgrade or reconcile
+    /// deployed (`None`: not recorded yet), to tell a spec change still waiting for a
+    /// deployment from one in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_spec: Option<AppliedSpec>,
+}
+
+/// The parts of a tenant's spec a deployment applies besides its release and platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedSpec {
+    pub tier: Tier,
+    pub hostnames: Vec<Hostname>,
 }
 
 impl TenantFacts {
@@ -166,8 +178,20 @@ impl TenantRecord {
         })
     }
 
-    /// Moves the record to `next`, resetting the per-step bookkeeping when the step changes.
+    /// Moves the record to `next`, resetting the per-step bookkeeping when the step
+    /// changes. A provisioning, upgrade or reconcile that ends Active has applied the
+    /// spec's tier and hostnames; a rollback that ends Active has not.
     pub fn enter(&mut self, next: TenantState, now: DateTime<Utc>) {
+        let deployed = matches!(
+            self.state,
+            TenantState::Provisioning { .. } | TenantState::Upgrading { .. }
+        ) && matches!(next, TenantState::Active { .. });
+        if deployed {
+            self.facts.applied_spec = Some(AppliedSpec {
+                tier: self.spec.tier,
+                hostnames: self.spec.hostnames.clone(),
+            });
+        }
         let step_changed = next.step() != self.state.step() || next.name() != self.state.name();
         self.state = next;
         if step_changed {
@@ -223,6 +247,26 @@ pub struct HistoryEvent {
     pub output: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The revision the tenant was to run after the transition: release, platform
+    /// version and tier (absent on events recorded before revisions were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}
+
+/// A tenant's desired revision in one line, as its history records it:
+/// `release 1.4.2, platform 2026.12.1, tier large` (`platform built-in` when none).
+pub fn revision_line(record: &TenantRecord) -> String {
+    let release = (record.state.target_release())
+        .or(record.state.current_release())
+        .map_or_else(|| "none".to_owned(), |r| r.to_string());
+    let platform = record
+        .spec
+        .platform
+        .map_or_else(|| "built-in".to_owned(), |p| p.to_string());
+    format!(
+        "release {release}, platform {platform}, tier {}",
+        record.spec.tier
+    )
 }
 
 /// A transition to record with a save; the `to` state is taken from the saved record.
@@ -296,13 +340,14 @@ impl Transition {
         }
     }
 
-    /// The history event this transition becomes as event `seq` of `to`.
-    pub fn into_event(self, seq: u64, to: &TenantState, at: DateTime<Utc>) -> HistoryEvent {
+    /// The history event this transition becomes as event `seq` of `next`.
+    pub fn into_event(self, seq: u64, next: &TenantRecord, at: DateTime<Utc>) -> HistoryEvent {
         HistoryEvent {
+            revision: Some(revision_line(next)),
             seq,
             at,
             from: self.from.label(),
-            to: to.label(),
+            to: next.state.label(),
             cause: self.describe_cause(),
             actor: self.actor.0,
             step: self.step,

@@ -164,6 +164,7 @@ mod tests {
             fence: None,
             output: None,
             error: error.map(Into::into),
+            revision: None,
         }
     }
 

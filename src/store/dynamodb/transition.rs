@@ -60,7 +60,7 @@ impl DynamoStore {
     ) -> TransitionTx {
         let milestone = DeploymentMilestone::of(&transition.from, &next.state, &transition.cause);
         let from = transition.from.name();
-        let event = transition.into_event(next.event_seq, &next.state, now);
+        let event = transition.into_event(next.event_seq, next, now);
         let put_event = Put::builder()
             .table_name(self.table())
             .set_item(Some(event_item(&keys::tenant_pk(next.id()), &event)))
