@@ -8,7 +8,7 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 
 use super::RolloutSpec;
-use crate::domain::{Group, Region, ReleaseVersion, TenantId, Tier};
+use crate::domain::{Group, PlatformVersion, Region, ReleaseVersion, TenantId, Tier};
 
 fn component(name: &str) -> serde_json::Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -32,11 +32,30 @@ impl RolloutSpec {
         ]});
         json!({
             "type": "object",
-            "description": "A rollout: move the selected tenants to `release`, following `strategy`.",
-            "required": ["release"],
+            "description": "A rollout: move the selected tenants to a target revision, following `strategy`. \
+                The target is any of `release`, `platform`, `change` and `reconcile: true`, at least one; \
+                what it leaves out, each tenant keeps (a platform rollout runs each tenant on the release it runs).",
+            "anyOf": [
+                { "required": ["release"] },
+                { "required": ["platform"] },
+                { "required": ["change"] },
+                { "required": ["reconcile"], "properties": { "reconcile": { "const": true } } },
+            ],
             "additionalProperties": false,
             "properties": {
                 "release": component("ReleaseVersion"),
+                "platform": component("PlatformVersion"),
+                "change": {
+                    "type": "object",
+                    "description": "Spec fields set on every selected tenant; a rollback restores each tenant's own.",
+                    "additionalProperties": false,
+                    "minProperties": 1,
+                    "properties": { "tier": component("Tier") },
+                },
+                "reconcile": {
+                    "type": "boolean",
+                    "description": "Apply each selected tenant's desired revision again even where it looks applied (e.g. after drift).",
+                },
                 "selector": {
                     "type": "object",
                     "description": "Which tenants: each non-empty list narrows the selection; `exclude` removes tenants (not also listed in `tenants`).",
@@ -104,6 +123,7 @@ impl utoipa::ToSchema for RolloutSpec {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         use utoipa::PartialSchema;
         schemas.push((ReleaseVersion::name().into(), ReleaseVersion::schema()));
+        schemas.push((PlatformVersion::name().into(), PlatformVersion::schema()));
         schemas.push((Region::name().into(), Region::schema()));
         schemas.push((Group::name().into(), Group::schema()));
         schemas.push((Tier::name().into(), Tier::schema()));
@@ -127,6 +147,10 @@ mod tests {
             (
                 "ReleaseVersion",
                 serde_json::to_value(<crate::domain::ReleaseVersion as utoipa::PartialSchema>::schema()),
+            ),
+            (
+                "PlatformVersion",
+                serde_json::to_value(<crate::domain::PlatformVersion as utoipa::PartialSchema>::schema()),
             ),
             (
                 "Region",
@@ -156,7 +180,16 @@ mod tests {
                 "bake_check_interval": "5m", "failure_budget": "10%", "max_in_flight_per_wave": null,
                 "on_breach": { "rollback": "wave" }, "approvals": { "after_canary": false } } }),
             json!({ "release": "1.4.2", "strategy": { "failure_budget": 0, "max_parallel_regions": 2, "region_order": ["us-east-1", "eu-west-1"] } }),
+            json!({ "platform": "2026.12.1" }),
+            json!({ "change": { "tier": "large" }, "selector": { "groups": ["eu-enterprise"] } }),
+            json!({ "reconcile": true }),
+            json!({ "release": "1.4.2", "platform": "2026.12.1", "reconcile": false }),
             json!({}),
+            json!({ "reconcile": false }),
+            json!({ "change": {} }),
+            json!({ "change": { "tier": "huge" } }),
+            json!({ "change": { "tier": "large", "group": "a" } }),
+            json!({ "platform": "v2026.12.1" }),
             json!({ "release": "latest" }),
             json!({ "release": "1.4.2", "extra": 1 }),
             json!({ "release": "1.4.2", "selector": { "region": ["eu-west-1"] } }),

@@ -6,21 +6,26 @@ use super::*;
 use crate::domain::rollout::{Approvals, Bake, FailureBudget, OnBreach, RollbackScope, WaveSize, Waves};
 use crate::domain::{Group, RolloutSpec, Tier};
 use crate::record::RolloutMember;
-use crate::rollout::{plan, TenantSummaryForPlanning};
+use crate::rollout::{plan, TenantRevision, TenantSummaryForPlanning};
 
-fn at(seconds: i64) -> DateTime<Utc> {
+pub(super) fn at(seconds: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap() + chrono::Duration::seconds(seconds)
 }
 
-fn release(v: &str) -> ReleaseVersion {
+pub(super) fn release(v: &str) -> ReleaseVersion {
     ReleaseVersion::parse(v).unwrap()
 }
 
-fn id(s: &str) -> TenantId {
+pub(super) fn id(s: &str) -> TenantId {
     TenantId::parse(s).unwrap()
 }
 
-fn spec(budget: FailureBudget, scope: RollbackScope, bake: Bake, approvals: Approvals) -> RolloutSpec {
+pub(super) fn spec(
+    budget: FailureBudget,
+    scope: RollbackScope,
+    bake: Bake,
+    approvals: Approvals,
+) -> RolloutSpec {
     let mut spec: RolloutSpec = serde_json::from_str(r#"{"release": "2.0.0"}"#).unwrap();
     spec.strategy.waves = Waves::new(vec![
         WaveSize::Count(std::num::NonZeroU32::MIN),
@@ -37,7 +42,7 @@ fn spec(budget: FailureBudget, scope: RollbackScope, bake: Bake, approvals: Appr
     spec
 }
 
-fn no_approvals() -> Approvals {
+pub(super) fn no_approvals() -> Approvals {
     Approvals {
         after_canary: false,
         between_regions: false,
@@ -45,7 +50,7 @@ fn no_approvals() -> Approvals {
 }
 
 /// A rollout of tenants t0..t{n} in one region, started and written to members.
-fn started(spec: RolloutSpec, n: usize) -> (RolloutRecord, Vec<RolloutMember>) {
+pub(super) fn started(spec: RolloutSpec, n: usize) -> (RolloutRecord, Vec<RolloutMember>) {
     let fleet: Vec<TenantSummaryForPlanning> = (0..n)
         .map(|i| TenantSummaryForPlanning {
             id: id(&format!("ten{i}")),
@@ -55,6 +60,7 @@ fn started(spec: RolloutSpec, n: usize) -> (RolloutRecord, Vec<RolloutMember>) {
             current_release: Some(release("1.0.0")),
             pinned_release: None,
             maintenance: None,
+            revision: TenantRevision::built_in(Tier::Small),
         })
         .collect();
     let plan = plan(&spec, &fleet, at(0));
@@ -64,7 +70,7 @@ fn started(spec: RolloutSpec, n: usize) -> (RolloutRecord, Vec<RolloutMember>) {
     (record, RolloutMember::from_plan(&plan))
 }
 
-fn active(v: &str, failed: Option<&str>) -> Option<TenantView> {
+pub(super) fn active(v: &str, failed: Option<&str>) -> Option<TenantView> {
     Some(TenantView {
         state: TenantState::Active {
             release: release(v),
@@ -74,10 +80,11 @@ fn active(v: &str, failed: Option<&str>) -> Option<TenantView> {
         pinned_release: None,
         maintenance: None,
         last_error: None,
+        revision: TenantRevision::built_in(Tier::Small),
     })
 }
 
-fn observed(now: DateTime<Utc>, tenants: &[(&str, Option<TenantView>)]) -> Observed {
+pub(super) fn observed(now: DateTime<Utc>, tenants: &[(&str, Option<TenantView>)]) -> Observed {
     Observed {
         now,
         tenants: tenants
@@ -89,7 +96,7 @@ fn observed(now: DateTime<Utc>, tenants: &[(&str, Option<TenantView>)]) -> Obser
 }
 
 /// Applies a decision's member changes as the controller would.
-fn apply(members: &mut [RolloutMember], d: &Decision) {
+pub(super) fn apply(members: &mut [RolloutMember], d: &Decision) {
     for changed in d.members.iter().chain(d.drives.iter().map(|d| &d.member)) {
         let m = members
             .iter_mut()
@@ -118,9 +125,9 @@ fn the_canary_starts_alone_then_the_next_wave_after_it_succeeds() {
     assert_eq!(d.drives.len(), 1);
     assert_eq!(
         d.drives[0].event,
-        TenantEvent::Upgrade {
+        Some(TenantEvent::Upgrade {
             release: release("2.0.0")
-        }
+        })
     );
     assert_eq!(d.record.wave().unwrap().status, WaveStatus::Deploying);
     apply(&mut members, &d);
@@ -172,9 +179,9 @@ fn a_failure_beyond_the_budget_halts_and_rolls_the_wave_back() {
         "the succeeded tenants go back; t1 already is"
     );
     assert!(d.drives.iter().all(|d| d.event
-        == TenantEvent::Upgrade {
+        == Some(TenantEvent::Upgrade {
             release: release("1.0.0")
-        }));
+        })));
     assert!(!d.record.settled);
 }
 
@@ -267,9 +274,9 @@ fn an_unhealthy_tenant_during_the_bake_counts_against_the_budget() {
     assert_eq!(d.drives.len(), 1, "the unhealthy tenant is returned to 1.0.0");
     assert_eq!(
         d.drives[0].event,
-        TenantEvent::Upgrade {
+        Some(TenantEvent::Upgrade {
             release: release("1.0.0")
-        }
+        })
     );
 }
 
