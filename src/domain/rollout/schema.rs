@@ -1,7 +1,8 @@
 //! The JSON Schema of a rollout spec, field by field as `RolloutSpec`, `Selector` and
-//! `Strategy` read it. Rules between fields (waves that grow and end at "100%", bake
-//! checks that fit the bake time, a tenant not both selected and excluded) are beyond
-//! JSON Schema; the server answers them with 400 and a message.
+//! `Strategy` read it. Rules between fields (at least one target, waves that grow and
+//! end at "100%", bake checks that fit the bake time, a tenant not both selected and
+//! excluded) are beyond what the OpenAPI document carries; the server answers them
+//! with 400 and a message.
 
 use serde_json::json;
 use utoipa::openapi::schema::Schema;
@@ -33,14 +34,9 @@ impl RolloutSpec {
         json!({
             "type": "object",
             "description": "A rollout: move the selected tenants to a target revision, following `strategy`. \
-                The target is any of `release`, `platform`, `change` and `reconcile: true`, at least one; \
-                what it leaves out, each tenant keeps (a platform rollout runs each tenant on the release it runs).",
-            "anyOf": [
-                { "required": ["release"] },
-                { "required": ["platform"] },
-                { "required": ["change"] },
-                { "required": ["reconcile"], "properties": { "reconcile": { "const": true } } },
-            ],
+                The target is any of `release`, `platform`, `change` and `reconcile: true`, at least one (a spec \
+                with none is answered with 400); what it leaves out, each tenant keeps (a platform rollout runs \
+                each tenant on the release it runs).",
             "additionalProperties": false,
             "properties": {
                 "release": component("ReleaseVersion"),
@@ -184,8 +180,6 @@ mod tests {
             json!({ "change": { "tier": "large" }, "selector": { "groups": ["eu-enterprise"] } }),
             json!({ "reconcile": true }),
             json!({ "release": "1.4.2", "platform": "2026.12.1", "reconcile": false }),
-            json!({}),
-            json!({ "reconcile": false }),
             json!({ "change": {} }),
             json!({ "change": { "tier": "huge" } }),
             json!({ "change": { "tier": "large", "group": "a" } }),
@@ -214,5 +208,30 @@ mod tests {
                 "{sample}: schema {by_schema}, parse {by_parse:?}"
             );
         }
+    }
+
+    /// What the OpenAPI document publishes keeps every target field and the rule that
+    /// a change names a field.
+    #[test]
+    fn the_published_schema_keeps_the_target_fields() {
+        let published = serde_json::to_value(<RolloutSpec as utoipa::PartialSchema>::schema()).unwrap();
+        for field in [
+            "release",
+            "platform",
+            "change",
+            "reconcile",
+            "selector",
+            "strategy",
+        ] {
+            assert!(
+                published["properties"].get(field).is_some(),
+                "{field}: {published:#}"
+            );
+        }
+        assert_eq!(
+            published["properties"]["change"]["minProperties"], 1,
+            "{published:#}"
+        );
+        assert!(published.get("required").is_none(), "no single field is required");
     }
 }
