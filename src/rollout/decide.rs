@@ -567,6 +567,4 @@ pub(crate) use outcomes::regions;
 use outcomes::{judge_rollback, judge_upgrade, rolled_back_by_machine, scope_text};
 
 #[cfg(test)]
-mod revision_tests;
-#[cfg(test)]
 mod tests;

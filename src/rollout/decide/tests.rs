@@ -8,24 +8,21 @@ use crate::domain::{Group, RolloutSpec, Tier};
 use crate::record::RolloutMember;
 use crate::rollout::{plan, TenantRevision, TenantSummaryForPlanning};
 
-pub(super) fn at(seconds: i64) -> DateTime<Utc> {
+mod revision;
+
+fn at(seconds: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap() + chrono::Duration::seconds(seconds)
 }
 
-pub(super) fn release(v: &str) -> ReleaseVersion {
+fn release(v: &str) -> ReleaseVersion {
     ReleaseVersion::parse(v).unwrap()
 }
 
-pub(super) fn id(s: &str) -> TenantId {
+fn id(s: &str) -> TenantId {
     TenantId::parse(s).unwrap()
 }
 
-pub(super) fn spec(
-    budget: FailureBudget,
-    scope: RollbackScope,
-    bake: Bake,
-    approvals: Approvals,
-) -> RolloutSpec {
+fn spec(budget: FailureBudget, scope: RollbackScope, bake: Bake, approvals: Approvals) -> RolloutSpec {
     let mut spec: RolloutSpec = serde_json::from_str(r#"{"release": "2.0.0"}"#).unwrap();
     spec.strategy.waves = Waves::new(vec![
         WaveSize::Count(std::num::NonZeroU32::MIN),
@@ -42,7 +39,7 @@ pub(super) fn spec(
     spec
 }
 
-pub(super) fn no_approvals() -> Approvals {
+fn no_approvals() -> Approvals {
     Approvals {
         after_canary: false,
         between_regions: false,
@@ -50,7 +47,7 @@ pub(super) fn no_approvals() -> Approvals {
 }
 
 /// A rollout of tenants t0..t{n} in one region, started and written to members.
-pub(super) fn started(spec: RolloutSpec, n: usize) -> (RolloutRecord, Vec<RolloutMember>) {
+fn started(spec: RolloutSpec, n: usize) -> (RolloutRecord, Vec<RolloutMember>) {
     let fleet: Vec<TenantSummaryForPlanning> = (0..n)
         .map(|i| TenantSummaryForPlanning {
             id: id(&format!("ten{i}")),
@@ -70,7 +67,7 @@ pub(super) fn started(spec: RolloutSpec, n: usize) -> (RolloutRecord, Vec<Rollou
     (record, RolloutMember::from_plan(&plan))
 }
 
-pub(super) fn active(v: &str, failed: Option<&str>) -> Option<TenantView> {
+fn active(v: &str, failed: Option<&str>) -> Option<TenantView> {
     Some(TenantView {
         state: TenantState::Active {
             release: release(v),
@@ -84,7 +81,7 @@ pub(super) fn active(v: &str, failed: Option<&str>) -> Option<TenantView> {
     })
 }
 
-pub(super) fn observed(now: DateTime<Utc>, tenants: &[(&str, Option<TenantView>)]) -> Observed {
+fn observed(now: DateTime<Utc>, tenants: &[(&str, Option<TenantView>)]) -> Observed {
     Observed {
         now,
         tenants: tenants
@@ -96,7 +93,7 @@ pub(super) fn observed(now: DateTime<Utc>, tenants: &[(&str, Option<TenantView>)
 }
 
 /// Applies a decision's member changes as the controller would.
-pub(super) fn apply(members: &mut [RolloutMember], d: &Decision) {
+fn apply(members: &mut [RolloutMember], d: &Decision) {
     for changed in d.members.iter().chain(d.drives.iter().map(|d| &d.member)) {
         let m = members
             .iter_mut()

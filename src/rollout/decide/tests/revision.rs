@@ -2,10 +2,8 @@
 //! event each member gets, when it is there already, and how a rollback returns the
 //! whole previous revision.
 
-use super::tests::{active, apply, at, id, no_approvals, observed, release, spec, started};
 use super::*;
-use crate::domain::rollout::{Bake, FailureBudget, RollbackScope};
-use crate::domain::{PlatformVersion, RolloutSpec, Tier};
+use crate::domain::PlatformVersion;
 
 fn platform(v: &str) -> PlatformVersion {
     PlatformVersion::parse(v).unwrap()
