@@ -360,7 +360,9 @@ fn ideal_makespan(record: &RolloutRecord) -> Duration {
 /// `upgrade_time()`: a check that the ideal above is the strategy's schedule.
 fn planner_estimate(spec: &RolloutSpec) -> Duration {
     let fleet: Vec<TenantSummaryForPlanning> = (0..TENANTS)
-        .map(|i| TenantSummaryForPlanning::from_tenant(&tenant_spec(i), &active_on(FROM)))
+        .map(|i| {
+            TenantSummaryForPlanning::from_tenant(&tenant_spec(i), &active_on(FROM), &Default::default())
+        })
         .collect();
     let now = Utc::now();
     let options = PlanOptions {

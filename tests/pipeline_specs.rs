@@ -41,6 +41,6 @@ fn a_spec_narrowed_to_one_region_as_the_rollout_stage_does_stays_valid() {
     spec["selector"]["regions"] = serde_json::json!(["us-east-1"]);
     spec["strategy"]["region_order"] = serde_json::json!(["us-east-1"]);
     let spec: RolloutSpec = serde_json::from_value(spec).unwrap();
-    assert_eq!(spec.release.to_string(), "1.4.2");
+    assert_eq!(spec.release.as_ref().unwrap().to_string(), "1.4.2");
     assert_eq!(spec.selector.regions.len(), 1);
 }

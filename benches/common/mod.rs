@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tenant_orchestrator::domain::{
     Group, MaintenanceWindows, Region, ReleaseVersion, RolloutSpec, TenantId, Tier,
 };
-use tenant_orchestrator::rollout::{plan, TenantSummaryForPlanning};
+use tenant_orchestrator::rollout::{plan, TenantRevision, TenantSummaryForPlanning};
 
 pub const PLANNING_TENANTS: usize = 100_000;
 pub const PLANNING_REGIONS: [&str; 3] = ["eu-west-1", "us-east-1", "ap-southeast-2"];
@@ -46,11 +46,13 @@ pub fn planning_fleet() -> Vec<TenantSummaryForPlanning> {
         .map(|i| {
             // A cheap, fixed scramble so regions and groups do not follow the id order.
             let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+            let tier = Tier::ALL[(h / 12 % 3) as usize];
             TenantSummaryForPlanning {
                 id: TenantId::parse(&format!("tenant-{i:06}")).unwrap(),
                 region: Region::parse(PLANNING_REGIONS[(h % 3) as usize]).unwrap(),
                 group: Group::parse(GROUPS[(h / 3 % 4) as usize]).unwrap(),
-                tier: Tier::ALL[(h / 12 % 3) as usize],
+                tier,
+                revision: TenantRevision::built_in(tier),
                 current_release: Some(if h % 20 == 0 { new.clone() } else { old.clone() }),
                 pinned_release: (h % 50 == 1).then(|| old.clone()),
                 maintenance: (h % 10 < 3).then(|| windows[(h / 10 % 3) as usize].clone()),

@@ -143,6 +143,8 @@ impl From<crate::app::RolloutError> for ApiError {
                 message: format!("rollout {id}: {message}"),
             },
             crate::app::RolloutError::UnknownRelease(message) => ApiError::InvalidRequest(message),
+            crate::app::RolloutError::UnknownPlatform(message) => ApiError::InvalidRequest(message),
+            e @ crate::app::RolloutError::PlatformCheck(_) => ApiError::Unavailable(e.to_string()),
             crate::app::RolloutError::Store(s) => s.into(),
         }
     }

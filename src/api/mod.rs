@@ -85,6 +85,15 @@ impl ApiState {
         self
     }
 
+    /// Rollouts planned or started through the API are refused when the platform
+    /// version they name is not published in `platforms` (call before the state is
+    /// shared).
+    pub fn with_platform_artifacts(mut self, platforms: Arc<dyn crate::ports::PlatformArtifacts>) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.app = inner.app.clone().with_platform_artifacts(platforms);
+        self
+    }
+
     pub(crate) fn tokens(&self) -> &Tokens {
         &self.0.tokens
     }
@@ -111,7 +120,7 @@ impl ApiState {
             }
             progress.push(metrics::RolloutProgress {
                 id: r.id.to_string(),
-                release: r.release.to_string(),
+                release: r.target.clone(),
                 phase: r.phase.to_string(),
                 waves_done: record.current_wave.min(record.waves.len()),
                 waves: record.waves.len(),

@@ -107,7 +107,7 @@ pub async fn start(
         let id = body
             .id
             .clone()
-            .unwrap_or_else(|| RolloutId::derived(&body.spec.release, Utc::now().date_naive()));
+            .unwrap_or_else(|| RolloutId::derived_for(&body.spec, Utc::now().date_naive()));
         let started = state
             .rollouts()
             .start(id, body.spec.clone(), &caller.actor().0)

@@ -21,8 +21,8 @@ pub mod views;
 use std::sync::Arc;
 
 use crate::ports::{
-    CertificateSlotStore, IdempotencyStore, PolicyStore, ReleaseRegistry, ReportStore, RolloutStore,
-    SessionStore, StoreError, TenantReads, TenantStore,
+    CertificateSlotStore, IdempotencyStore, PlatformArtifacts, PolicyStore, ReleaseRegistry, ReportStore,
+    RolloutStore, SessionStore, StoreError, TenantReads, TenantStore,
 };
 use crate::store::DynamoStore;
 
@@ -106,6 +106,13 @@ impl App {
     /// Rollouts are refused when their release has no image in `registry`.
     pub fn with_release_registry(mut self, registry: Arc<dyn ReleaseRegistry>) -> Self {
         self.rollouts = self.rollouts.with_registry(registry);
+        self
+    }
+
+    /// Rollouts naming a platform version are refused when `platforms` has not
+    /// published it.
+    pub fn with_platform_artifacts(mut self, platforms: Arc<dyn PlatformArtifacts>) -> Self {
+        self.rollouts = self.rollouts.with_platforms(platforms);
         self
     }
 

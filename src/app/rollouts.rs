@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::rollout::{Plan, SkipReason, Skipped};
 use crate::domain::{RolloutId, RolloutSpec, TenantId};
-use crate::ports::ReleaseRegistry;
+use crate::ports::{ArtifactError, PlatformArtifacts, ReleaseRegistry};
 use crate::ports::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::rollout::{plan, TenantSummaryForPlanning};
@@ -20,6 +20,12 @@ pub enum RolloutError {
     /// The release cannot be rolled out (e.g. no image is published for it).
     #[error("{0}")]
     UnknownRelease(String),
+    /// The platform version the rollout names is not published.
+    #[error("{0}")]
+    UnknownPlatform(String),
+    /// The platform artifact store could not say whether the version is published.
+    #[error("cannot check the rollout's platform version: {0}")]
+    PlatformCheck(#[source] ArtifactError),
     /// The rollout's phase does not allow it; the message says what would.
     #[error("rollout {id}: {message}")]
     Refused { id: RolloutId, message: String },
@@ -46,6 +52,7 @@ pub struct RolloutCommands {
     tenants: Arc<dyn TenantStore>,
     rollouts: Arc<dyn RolloutStore>,
     registry: Option<Arc<dyn ReleaseRegistry>>,
+    platforms: Option<Arc<dyn PlatformArtifacts>>,
 }
 
 impl RolloutCommands {
@@ -54,6 +61,29 @@ impl RolloutCommands {
             tenants,
             rollouts,
             registry: None,
+            platforms: None,
+        }
+    }
+
+    /// Checks, before a rollout is planned or started, that the platform version it
+    /// names is published in `platforms`.
+    pub fn with_platforms(mut self, platforms: Arc<dyn PlatformArtifacts>) -> Self {
+        self.platforms = Some(platforms);
+        self
+    }
+
+    /// Refuses a platform version that is not published, when there is a store to ask.
+    async fn check_platform(&self, spec: &RolloutSpec) -> Result<(), RolloutError> {
+        let (Some(platforms), Some(version)) = (&self.platforms, &spec.platform) else {
+            return Ok(());
+        };
+        match platforms.manifest(version).await {
+            Ok(_) => Ok(()),
+            Err(ArtifactError::NotFound(v)) => Err(RolloutError::UnknownPlatform(format!(
+                "platform version {v} is not published; publish it first (`tenantctl platform publish`) \
+                 or name a published one (`tenantctl platform list`)"
+            ))),
+            Err(e) => Err(RolloutError::PlatformCheck(e)),
         }
     }
 
@@ -67,6 +97,7 @@ impl RolloutCommands {
     /// The dry run: the plan `start` would store now. Tenants in the waves of another
     /// running rollout are skipped: that rollout will move them.
     pub async fn plan(&self, spec: &RolloutSpec, now: DateTime<Utc>) -> Result<Plan, RolloutError> {
+        self.check_platform(spec).await?;
         let held_by = self.held_tenants().await?;
         let mut fleet = Vec::new();
         let mut held = Vec::new();
@@ -95,7 +126,11 @@ impl RolloutCommands {
                             rollout: holder.clone(),
                         },
                     }),
-                    _ => fleet.push(TenantSummaryForPlanning::from_tenant(&record.spec, &record.state)),
+                    _ => fleet.push(TenantSummaryForPlanning::from_tenant(
+                        &record.spec,
+                        &record.state,
+                        &record.facts,
+                    )),
                 }
             }
             token = page.next_token;
@@ -159,10 +194,10 @@ impl RolloutCommands {
             Err(e) => return Err(e.into()),
         }
         let plan = self.plan(&spec, now).await?;
-        if let Some(registry) = &self.registry {
+        if let (Some(registry), Some(release)) = (&self.registry, &spec.release) {
             for region in &plan.region_order {
                 registry
-                    .check_published(&spec.release, region)
+                    .check_published(release, region)
                     .await
                     .map_err(RolloutError::UnknownRelease)?;
             }

@@ -26,9 +26,12 @@ mod status;
 pub enum RolloutCommand {
     /// Dry run: show which tenant lands in which wave, and when, without starting anything.
     Plan {
-        /// Rollout spec (JSON): release, selector, strategy.
+        /// Rollout spec (JSON): a target (release, platform, change, reconcile), selector, strategy.
+        /// Optional when the target flags name the target (default selector and strategy).
         #[arg(long)]
-        spec: std::path::PathBuf,
+        spec: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
         /// Plan as of this time (RFC 3339), e.g. to see maintenance windows; default now.
         #[arg(long)]
         at: Option<String>,
@@ -37,10 +40,13 @@ pub enum RolloutCommand {
     /// carry it out. Starting the same spec under the same id again returns the
     /// existing rollout.
     Start {
-        /// Rollout spec (JSON): release, selector, strategy.
+        /// Rollout spec (JSON): a target (release, platform, change, reconcile), selector, strategy.
+        /// Optional when the target flags name the target (default selector and strategy).
         #[arg(long)]
-        spec: std::path::PathBuf,
-        /// Rollout id; default derived from today's date and the release.
+        spec: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Rollout id; default derived from today's date and the target.
         #[arg(long)]
         id: Option<String>,
         /// Steps configuration (JSON): with it, the release must be published in the
@@ -76,6 +82,23 @@ pub enum RolloutCommand {
     Retry { id: String },
 }
 
+/// A rollout's target on the command line; each flag sets (or replaces) the spec's field.
+#[derive(clap::Args, Debug)]
+pub struct TargetArgs {
+    /// Release to move the tenants to (the spec's `release`).
+    #[arg(long)]
+    release: Option<String>,
+    /// Published platform version to move the tenants to (the spec's `platform`).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Tier to set on every selected tenant (the spec's `change.tier`).
+    #[arg(long)]
+    tier: Option<String>,
+    /// Apply each selected tenant's desired revision again, even where it looks applied.
+    #[arg(long)]
+    reconcile: bool,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct WaitArgs {
     /// Block until the rollout completes, halts (its rollback done) or is aborted; exit
@@ -90,17 +113,45 @@ pub struct WaitArgs {
     poll: Duration,
 }
 
-fn read_spec(path: &std::path::Path) -> Result<RolloutSpec, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| Failure {
+/// The spec of `--spec` (or an empty one) with the target flags applied, parsed as
+/// one: a flag's bad value is reported as the spec field it sets.
+fn read_spec(path: Option<&std::path::Path>, target: TargetArgs) -> Result<RolloutSpec, Failure> {
+    let invalid = |error| Failure {
         code: super::EXIT_INVALID_INPUT,
-        error: anyhow!(
-            "cannot read the rollout spec {}: {e}; pass --spec the path of a JSON rollout spec",
-            path.display()
-        ),
-    })?;
-    serde_json::from_str(&text).map_err(|e| Failure {
-        code: super::EXIT_INVALID_INPUT,
-        error: anyhow!("{} is not a valid rollout spec: {e}", path.display()),
+        error,
+    };
+    let (mut json, source) = match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(anyhow!(
+                    "cannot read the rollout spec {}: {e}; pass --spec the path of a JSON rollout spec",
+                    path.display()
+                ))
+            })?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| invalid(anyhow!("{} is not a valid rollout spec: {e}", path.display())))?;
+            (json, path.display().to_string())
+        }
+        None => (serde_json::json!({}), "the rollout given by the flags".to_owned()),
+    };
+    if let Some(fields) = json.as_object_mut() {
+        if let Some(release) = target.release {
+            fields.insert("release".into(), release.into());
+        }
+        if let Some(platform) = target.platform {
+            fields.insert("platform".into(), platform.into());
+        }
+        if let Some(tier) = target.tier {
+            fields.insert("change".into(), serde_json::json!({ "tier": tier }));
+        }
+        if target.reconcile {
+            fields.insert("reconcile".into(), true.into());
+        }
+    }
+    serde_json::from_value(json).map_err(|e| {
+        invalid(anyhow!(
+            "{source} is not a valid rollout spec: {e}; give --spec, or --release, --platform, --tier or --reconcile"
+        ))
     })
 }
 
@@ -243,8 +294,8 @@ pub async fn run(
         None => local().await,
     };
     let record = match command {
-        RolloutCommand::Plan { spec, at } => {
-            let spec = read_spec(&spec)?;
+        RolloutCommand::Plan { spec, target, at } => {
+            let spec = read_spec(spec.as_deref(), target)?;
             let at = match at {
                 Some(t) => Some(
                     DateTime::parse_from_rfc3339(&t)
@@ -263,11 +314,12 @@ pub async fn run(
         }
         RolloutCommand::Start {
             spec,
+            target,
             id,
             steps_config,
             wait,
         } => {
-            let spec = read_spec(&spec)?;
+            let spec = read_spec(spec.as_deref(), target)?;
             let rollouts = match (rollouts, steps_config) {
                 (Rollouts::Local { commands, store, actor }, Some(path)) => {
                     let steps = super::worker::load_steps_config(Some(&path))?;
@@ -291,14 +343,14 @@ pub async fn run(
             };
             let id = match id {
                 Some(id) => rollout_id(&id)?,
-                None => RolloutId::derived(&spec.release, Utc::now().date_naive()),
+                None => RolloutId::derived_for(&spec, Utc::now().date_naive()),
             };
             let (record, created, tenants) = rollouts.start(id, spec).await?;
             if output == OutputFormat::Table {
                 println!(
                     "rollout {} of {} {}: {tenants} tenants in {} waves, {} skipped",
                     record.id,
-                    record.release(),
+                    record.target(),
                     if created { "started" } else { "was already started" },
                     record.waves.len(),
                     record.skipped.len()
@@ -344,7 +396,7 @@ async fn wait_for(
     loop {
         let (record, members) = commands.get(id).await?;
         if !grouped {
-            progress.group(&format!("Rollout {id} of {}", record.release()));
+            progress.group(&format!("Rollout {id} of {}", record.target()));
             grouped = true;
         }
         let new_from = last_seen
@@ -426,9 +478,12 @@ fn print_plan(output: OutputFormat, plan: &Plan) -> Result<(), Failure> {
         return Ok(());
     }
     let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let target = match &plan.release {
+        Some(release) if plan.target == release.to_string() => format!("release {release}"),
+        _ => plan.target.clone(),
+    };
     println!(
-        "release {}: {} tenants in {} waves, regions in order {}; estimated end {}",
-        plan.release,
+        "{target}: {} tenants in {} waves, regions in order {}; estimated end {}",
         plan.tenant_count(),
         plan.waves.len(),
         plan.region_order

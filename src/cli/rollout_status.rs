@@ -19,7 +19,10 @@ pub fn print(output: OutputFormat, record: &RolloutRecord, members: &[RolloutMem
         return Ok(());
     }
     println!("rollout:   {}", record.id);
-    println!("release:   {}", record.release());
+    if let Some(release) = &record.spec.release {
+        println!("release:   {release}");
+    }
+    println!("target:    {}", record.target());
     println!("phase:     {}", record.phase);
     if let Some(reason) = &record.halt_reason {
         println!("halted:    {reason}");
@@ -102,7 +105,7 @@ pub fn print_list(output: OutputFormat, rollouts: &[RolloutSummary]) -> Result<(
             "{:<40} {:<10} {:<12} started {}",
             r.id.as_str(),
             r.phase.as_str(),
-            r.release.to_string(),
+            r.target,
             time(r.created_at)
         );
     }

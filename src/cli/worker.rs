@@ -255,6 +255,16 @@ pub fn load_steps_config(path: Option<&std::path::Path>) -> Result<StepsConfig, 
     })
 }
 
+/// The platform artifact store in `bucket`, if one is given.
+pub async fn platform_artifacts(bucket: Option<&str>) -> Option<Arc<dyn PlatformArtifacts>> {
+    let bucket = bucket.filter(|b| !b.trim().is_empty())?;
+    let base = aws_config::load_from_env().await;
+    Some(Arc::new(S3PlatformArtifacts::new(
+        platform::client(&base),
+        bucket,
+    )))
+}
+
 /// The real AWS steps, on clients built from the standard AWS environment, reading
 /// published platform versions from `platform_bucket` when one is given.
 pub async fn product_steps(

@@ -1,4 +1,5 @@
-//! A fleet rollout's specification: which release, which tenants, and how to move them.
+//! A fleet rollout's specification: which revision (release, platform, spec change),
+//! which tenants, and how to move them.
 //! Parsed once (from JSON, or from the command line's text forms) into types that
 //! cannot hold an invalid spec; the planner and the controller trust it.
 
@@ -13,7 +14,10 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{string, string_schema};
-use super::{dns_label_problem, string_newtype, Group, InvalidValue, Region, ReleaseVersion, TenantId, Tier};
+use super::{
+    dns_label_problem, string_newtype, Group, InvalidValue, PlatformVersion, Region, ReleaseVersion,
+    TenantId, Tier,
+};
 
 pub use plan::{Plan, PlannedTenant, SkipReason, Skipped, Wave, WaveKind};
 pub use strategy::{Approvals, Bake, BreachAction, OnBreach, RollbackScope, Strategy};
@@ -51,8 +55,32 @@ impl RolloutId {
     /// rollouts of one release on one day get the same id; the second is refused by
     /// the store and needs an id of its own.
     pub fn derived(release: &ReleaseVersion, date: NaiveDate) -> Self {
+        Self::from_words(&format!("r-{}-{release}", date.format("%Y-%m-%d")))
+    }
+
+    /// The id of a rollout of `spec` started on `date`: as [`Self::derived`] for a
+    /// release alone, else its targets in words (`r-2026-11-21-platform-2026-12-1`,
+    /// `r-2026-11-21-tier-large`, `r-2026-11-21-reconcile`).
+    pub fn derived_for(spec: &RolloutSpec, date: NaiveDate) -> Self {
+        let mut words = format!("r-{}", date.format("%Y-%m-%d"));
+        if let Some(release) = &spec.release {
+            words.push_str(&format!("-{release}"));
+        }
+        if let Some(platform) = &spec.platform {
+            words.push_str(&format!("-platform-{platform}"));
+        }
+        if let Some(tier) = spec.tier() {
+            words.push_str(&format!("-tier-{tier}"));
+        }
+        if spec.reconcile {
+            words.push_str("-reconcile");
+        }
+        Self::from_words(&words)
+    }
+
+    fn from_words(words: &str) -> Self {
         let mut id = String::new();
-        for c in format!("r-{}-{release}", date.format("%Y-%m-%d")).chars() {
+        for c in words.chars() {
             let c = if c.is_ascii_alphanumeric() {
                 c.to_ascii_lowercase()
             } else {
@@ -151,28 +179,144 @@ impl From<Selector> for SelectorFields {
     }
 }
 
-/// A rollout: move the selected tenants to `release`, following `strategy`. Only the
-/// release is required; the selector defaults to every tenant and the strategy to
-/// its documented defaults. Unknown fields are refused, so a misspelt option is an
-/// error rather than a silently ignored safety setting.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a rollout changes in each selected tenant's spec, beside its release and
+/// platform. Each field left out keeps the tenant's own value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RolloutChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+}
+
+/// The parts of a tenant's desired revision a rollout may set besides the release:
+/// what a member held before the rollout moved it, and what a rollback restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecRevision {
+    /// `None`: the template and chart built into `tenantctl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformVersion>,
+    pub tier: Tier,
+}
+
+/// A rollout: move the selected tenants to a target revision, following `strategy`.
+/// The target is any of a `release`, a `platform` version, a `change` of the spec, and
+/// `reconcile` (apply each tenant's desired revision again even where it looks
+/// applied); at least one must be given. What a spec leaves out, each tenant keeps:
+/// a platform rollout runs every tenant on the release it runs. The selector defaults
+/// to every tenant and the strategy to its documented defaults. Unknown fields are
+/// refused, so a misspelt option is an error rather than a silently ignored safety
+/// setting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RolloutSpecFields", into = "RolloutSpecFields")]
 pub struct RolloutSpec {
-    pub release: ReleaseVersion,
-    #[serde(default)]
+    pub release: Option<ReleaseVersion>,
+    pub platform: Option<PlatformVersion>,
+    pub change: Option<RolloutChange>,
+    pub reconcile: bool,
     pub selector: Selector,
-    #[serde(default)]
     pub strategy: Strategy,
+}
+
+/// The JSON form of [`RolloutSpec`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutSpecFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    release: Option<ReleaseVersion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    platform: Option<PlatformVersion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    change: Option<RolloutChange>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    reconcile: bool,
+    #[serde(default)]
+    selector: Selector,
+    #[serde(default)]
+    strategy: Strategy,
+}
+
+impl TryFrom<RolloutSpecFields> for RolloutSpec {
+    type Error = InvalidValue;
+    fn try_from(f: RolloutSpecFields) -> Result<Self, Self::Error> {
+        if f.change.is_some_and(|c| c.tier.is_none()) {
+            return Err(InvalidValue::new(
+                "rollout spec",
+                "change",
+                "names no field to change; give one, e.g. \"change\": {\"tier\": \"large\"}",
+            ));
+        }
+        if f.release.is_none() && f.platform.is_none() && f.change.is_none() && !f.reconcile {
+            return Err(InvalidValue::new(
+                "rollout spec",
+                "target",
+                "is missing; give at least one of `release`, `platform`, `change` (e.g. {\"tier\": \"large\"}) \
+                 or `reconcile: true`",
+            ));
+        }
+        Ok(Self {
+            release: f.release,
+            platform: f.platform,
+            change: f.change,
+            reconcile: f.reconcile,
+            selector: f.selector,
+            strategy: f.strategy,
+        })
+    }
+}
+
+impl From<RolloutSpec> for RolloutSpecFields {
+    fn from(s: RolloutSpec) -> Self {
+        RolloutSpecFields {
+            release: s.release,
+            platform: s.platform,
+            change: s.change,
+            reconcile: s.reconcile,
+            selector: s.selector,
+            strategy: s.strategy,
+        }
+    }
 }
 
 impl RolloutSpec {
     /// A rollout of `release` to every tenant with the default strategy.
     pub fn new(release: ReleaseVersion) -> Self {
         Self {
-            release,
+            release: Some(release),
+            platform: None,
+            change: None,
+            reconcile: false,
             selector: Selector::default(),
             strategy: Strategy::default(),
         }
+    }
+
+    /// The tier the rollout sets, if its change names one.
+    pub fn tier(&self) -> Option<Tier> {
+        self.change.and_then(|c| c.tier)
+    }
+
+    /// What the rollout moves tenants to, for people: the release alone (`1.4.2`) as
+    /// before, else its parts (`release 1.4.2, platform 2026.12.1`, `tier large`).
+    pub fn target_text(&self) -> String {
+        if let (Some(release), None, None, false) =
+            (&self.release, &self.platform, &self.change, self.reconcile)
+        {
+            return release.to_string();
+        }
+        let mut parts = Vec::new();
+        if let Some(release) = &self.release {
+            parts.push(format!("release {release}"));
+        }
+        if let Some(platform) = &self.platform {
+            parts.push(format!("platform {platform}"));
+        }
+        if let Some(tier) = self.tier() {
+            parts.push(format!("tier {tier}"));
+        }
+        if self.reconcile {
+            parts.push("reconcile".to_owned());
+        }
+        parts.join(", ")
     }
 }
 

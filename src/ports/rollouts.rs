@@ -17,7 +17,10 @@ use crate::record::{Lease, Phase, RolloutMember, RolloutRecord, TenantRecord, Tr
 pub struct RolloutSummary {
     pub id: RolloutId,
     pub phase: Phase,
-    pub release: ReleaseVersion,
+    /// `None` for a rollout that keeps each tenant's release (a platform or spec change).
+    pub release: Option<ReleaseVersion>,
+    /// What it moves tenants to, in words (`release 1.4.2, platform 2026.12.1`).
+    pub target: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

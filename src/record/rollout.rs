@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::Lease;
-use crate::domain::rollout::{Plan, Skipped, WaveKind, WaveSize};
+use crate::domain::rollout::{Plan, Skipped, SpecRevision, WaveKind, WaveSize};
 use crate::domain::{Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId};
 
 /// Where a rollout is in its life. `Completed` and `Aborted` are final: nothing is
@@ -208,8 +208,9 @@ impl RolloutRecord {
         record
     }
 
-    pub fn release(&self) -> &ReleaseVersion {
-        &self.spec.release
+    /// What the rollout moves tenants to, in words.
+    pub fn target(&self) -> String {
+        self.spec.target_text()
     }
 
     pub fn wave(&self) -> Option<&WaveRecord> {
@@ -296,6 +297,10 @@ pub struct RolloutMember {
     /// The release it ran when the rollout started it: where a rollback returns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_release: Option<ReleaseVersion>,
+    /// Its desired platform and tier when the rollout started it, which a rollback
+    /// restores together with `from_release`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<SpecRevision>,
     /// How many times the rollout started it (a retry starts it again).
     #[serde(default)]
     pub attempts: u32,
@@ -326,6 +331,7 @@ impl RolloutMember {
                     region: t.region.clone(),
                     outcome: Outcome::Pending,
                     from_release: None,
+                    from: None,
                     attempts: 0,
                     earliest_start: t.earliest_start,
                     started_at: None,

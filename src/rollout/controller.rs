@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, instrument, warn};
 
 use super::decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
+use super::target::TenantRevision;
 use crate::domain::{RolloutId, TenantId};
 use crate::ports::{Conflict, RolloutStore, StoreError, TenantDrive, TenantStore, WriteGuard};
 use crate::ports::{TenantHealth, TenantProbe};
@@ -187,7 +188,7 @@ impl Controller {
             bake_check: None,
         };
         if bake_check_due(record, now) {
-            observed.bake_check = Some(self.bake_check(record, &members, &loaded.records).await);
+            observed.bake_check = Some(self.bake_check(&members, &loaded.records).await);
         }
         Ok((decide(record, &members, &observed), loaded))
     }
@@ -337,12 +338,13 @@ impl Controller {
                 Some(e) => Some(e.clone()),
                 None => self.failure_of_upgrade(record, tenant).await?,
             },
+            revision: TenantRevision::of(&tenant.spec, &tenant.facts),
         })
     }
 
-    /// Why the tenant's upgrade to the rollout's release failed, when it has already
-    /// rolled back (its record no longer carries the error): the newest error in its
-    /// recent history.
+    /// Why the tenant's upgrade to the rollout's release (or the reconcile on its own,
+    /// for a rollout that names none) failed, when it has already rolled back (its
+    /// record no longer carries the error): the newest error in its recent history.
     async fn failure_of_upgrade(
         &self,
         record: &RolloutRecord,
@@ -350,7 +352,8 @@ impl Controller {
     ) -> Result<Option<String>, StoreError> {
         let failed_here = matches!(
             &tenant.state,
-            crate::machine::TenantState::Active { failed_upgrade: Some(f), .. } if *f == record.spec.release
+            crate::machine::TenantState::Active { failed_upgrade: Some(f), release }
+                if *f == *record.spec.release.as_ref().unwrap_or(release)
         );
         if !failed_here {
             return Ok(None);
@@ -367,19 +370,22 @@ impl Controller {
         Ok(page.items.into_iter().rev().find_map(|e| e.error))
     }
 
-    /// One round of bake checks on the wave's tenants that reached the release.
+    /// One round of bake checks on the wave's tenants that reached the target, each
+    /// checked against the release it runs.
     async fn bake_check(
         &self,
-        record: &RolloutRecord,
         members: &[RolloutMember],
         tenants: &HashMap<TenantId, TenantRecord>,
     ) -> Vec<(TenantId, String)> {
         let mut checks = JoinSet::new();
         for m in members.iter().filter(|m| m.outcome == Outcome::Succeeded) {
-            let Some(tenant) = tenants.get(&m.tenant).map(|t| t.spec.clone()) else {
+            let Some(record) = tenants.get(&m.tenant) else {
                 continue;
             };
-            let (probe, release) = (self.probe.clone(), record.spec.release.clone());
+            let Some(release) = record.state.current_release().cloned() else {
+                continue;
+            };
+            let (probe, tenant) = (self.probe.clone(), record.spec.clone());
             checks.spawn(async move { (tenant.id.clone(), probe.probe(&tenant, &release).await) });
         }
         let mut unhealthy: Vec<(TenantId, String)> = checks
@@ -414,21 +420,40 @@ impl Controller {
         let Some(tenant) = tenants.get(id) else {
             return Ok(());
         };
-        let Ok(next_state) = tenant.state.apply(&drive.event) else {
-            return Ok(());
-        };
         let mut next = tenant.clone();
+        let mut changed = Vec::new();
+        if let Some(desired) = drive.spec {
+            if next.spec.platform != desired.platform {
+                next.spec.platform = desired.platform;
+                changed.push(match desired.platform {
+                    Some(v) => format!("platform {v}"),
+                    None => "platform built-in".into(),
+                });
+            }
+            if next.spec.tier != desired.tier {
+                next.spec.tier = desired.tier;
+                changed.push(format!("tier {}", desired.tier));
+            }
+        }
+        let cause = match &drive.event {
+            Some(event) => {
+                let Ok(next_state) = tenant.state.apply(event) else {
+                    return Ok(());
+                };
+                next.last_error = None;
+                next.enter(next_state, Utc::now());
+                Cause::Event(event.clone())
+            }
+            None => {
+                next.updated_at = Utc::now();
+                Cause::SpecChange(changed)
+            }
+        };
         let transition = Transition {
             origin: Some(Origin::Rollout(record.id.clone())),
-            ..Transition::new(
-                &tenant.state,
-                Cause::Event(drive.event.clone()),
-                Actor::rollout(&record.id),
-            )
+            ..Transition::new(&tenant.state, cause, Actor::rollout(&record.id))
         };
         let cause = transition.describe_cause();
-        next.last_error = None;
-        next.enter(next_state, Utc::now());
         let result = self
             .rollouts
             .drive_tenant(TenantDrive {

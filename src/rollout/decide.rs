@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use super::target::{Target, TenantRevision};
+use crate::domain::rollout::SpecRevision;
 use crate::domain::{MaintenanceWindows, Region, ReleaseVersion, RolloutId, TenantId};
 use crate::machine::{TenantEvent, TenantState};
 use crate::record::{BakeProgress, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveStatus};
@@ -19,6 +21,8 @@ pub struct TenantView {
     pub pinned_release: Option<ReleaseVersion>,
     pub maintenance: Option<MaintenanceWindows>,
     pub last_error: Option<String>,
+    /// Its desired platform and tier, and the platform applied.
+    pub revision: TenantRevision,
 }
 
 /// Everything a decision depends on besides the record and the members.
@@ -32,11 +36,16 @@ pub struct Observed {
     pub bake_check: Option<Vec<(TenantId, String)>>,
 }
 
-/// A tenant event to apply together with the member's new state, atomically.
+/// A change of one tenant to write together with the member's new state, atomically:
+/// the desired platform and tier to set, and the machine event that applies them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Drive {
     pub member: RolloutMember,
-    pub event: TenantEvent,
+    /// `None`: only the spec changes (a tenant whose machine already rolled back gets
+    /// its previous desired revision back).
+    pub event: Option<TenantEvent>,
+    /// `None`: the spec stays as it is.
+    pub spec: Option<SpecRevision>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,11 +137,14 @@ impl<'a> Deciding<'a> {
         }
     }
 
-    fn target(&self) -> &ReleaseVersion {
-        &self.record.spec.release
+    /// The release a started member moves to: the rollout's, or the one it ran.
+    fn target_release(&self, m: &RolloutMember) -> Option<ReleaseVersion> {
+        (self.record.spec.release.clone()).or_else(|| m.from_release.clone())
     }
 
-    /// Records how in-flight upgrades and rollbacks ended.
+    /// Records how in-flight upgrades and rollbacks ended. A tenant whose machine
+    /// rolled back a failed upgrade runs its previous template, chart and release
+    /// again; its desired platform and tier return to the previous ones with it.
     fn observe_moving_tenants(&mut self) {
         let now = self.now;
         for i in 0..self.members.len() {
@@ -141,11 +153,27 @@ impl<'a> Deciding<'a> {
                 continue;
             };
             if m.outcome == Outcome::InFlight {
-                if let Some(outcome) = judge_upgrade(view, self.target(), m.from_release.as_ref()) {
-                    self.set(i, |m| {
-                        m.outcome = outcome;
-                        m.finished_at = Some(now);
-                    });
+                let Some(target) = self.target_release(&m) else {
+                    continue;
+                };
+                let Some(outcome) = judge_upgrade(view, &target, m.from_release.as_ref()) else {
+                    continue;
+                };
+                let failed = matches!(outcome, Outcome::Failed { .. });
+                self.set(i, |m| {
+                    m.outcome = outcome;
+                    m.finished_at = Some(now);
+                });
+                if let (true, Some(view), Some(from)) = (failed, view, m.from) {
+                    if rolled_back_by_machine(view, &target, m.from_release.as_ref())
+                        && view.revision.desired() != from
+                    {
+                        self.drives.push(Drive {
+                            member: self.members[i].clone(),
+                            event: None,
+                            spec: Some(from),
+                        });
+                    }
                 }
             } else if m.rollback == Some(RollbackStatus::InProgress) {
                 let from = m.from_release.clone();
@@ -339,7 +367,6 @@ impl<'a> Deciding<'a> {
         for m in self.members.iter().filter(|m| m.outcome == Outcome::InFlight) {
             *by_region.entry(m.region.clone()).or_default() += 1;
         }
-        let target = self.target().clone();
         let now = self.now;
         for i in 0..self.members.len() {
             if self.members[i].outcome != Outcome::Pending {
@@ -348,15 +375,16 @@ impl<'a> Deciding<'a> {
             let Some(view) = self.view(&self.members[i].tenant) else {
                 continue;
             };
-            let view = match self.turn_of(view, &target) {
+            let (view, running) = match self.turn_of(view) {
                 Turn::Skip(why) => {
                     self.set(i, |m| skip(m, &why, now));
                     continue;
                 }
-                Turn::AlreadyThere(release) => {
+                Turn::AlreadyThere(view, release) => {
                     self.set(i, |m| {
                         m.outcome = Outcome::Succeeded;
                         m.from_release = Some(release);
+                        m.from = Some(view.revision.desired());
                         m.finished_at = Some(now);
                         m.waiting_for = None;
                     });
@@ -366,7 +394,7 @@ impl<'a> Deciding<'a> {
                     self.set(i, |m| m.waiting_for = Some(why));
                     continue;
                 }
-                Turn::Start(view) => view,
+                Turn::Start(view, running) => (view, running),
             };
             let region_count = by_region.entry(self.members[i].region.clone()).or_default();
             if in_flight >= per_wave || *region_count >= per_region {
@@ -376,9 +404,11 @@ impl<'a> Deciding<'a> {
             }
             in_flight += 1;
             *region_count += 1;
+            let target = Target::of(&self.record.spec, &running, &view.revision);
             let mut member = self.members[i].clone();
             member.outcome = Outcome::InFlight;
-            member.from_release = view.state.current_release().cloned();
+            member.from = Some(view.revision.desired());
+            member.from_release = Some(running.clone());
             member.attempts += 1;
             member.started_at = Some(now);
             member.finished_at = None;
@@ -386,15 +416,14 @@ impl<'a> Deciding<'a> {
             self.members[i] = member.clone();
             self.drives.push(Drive {
                 member,
-                event: TenantEvent::Upgrade {
-                    release: target.clone(),
-                },
+                event: Some(target.event(&running)),
+                spec: Some(target.spec),
             });
         }
     }
 
     /// What a pending member's tenant allows now, before the in-flight limits.
-    fn turn_of(&self, view: Option<&'a TenantView>, target: &ReleaseVersion) -> Turn<'a> {
+    fn turn_of(&self, view: Option<&'a TenantView>) -> Turn<'a> {
         let now = self.now;
         let Some(view) = view else {
             return Turn::Skip("the tenant no longer exists".into());
@@ -408,13 +437,21 @@ impl<'a> Deciding<'a> {
             return Turn::Skip(format!("pinned to {pin} since the rollout was planned"));
         }
         match &view.state {
-            TenantState::Active { release, .. } if release == target => Turn::AlreadyThere(release.clone()),
-            TenantState::Active { .. } => match &view.maintenance {
+            TenantState::Active { release, .. }
+                if Target::of(&self.record.spec, release, &view.revision).reached(
+                    &self.record.spec,
+                    release,
+                    &view.revision,
+                ) =>
+            {
+                Turn::AlreadyThere(view, release.clone())
+            }
+            TenantState::Active { release, .. } => match &view.maintenance {
                 Some(windows) if !windows.contains(now) => Turn::Wait(format!(
                     "its maintenance window, next opening {}",
                     windows.next_start(now).format("%Y-%m-%d %H:%M UTC")
                 )),
-                _ => Turn::Start(view),
+                _ => Turn::Start(view, release.clone()),
             },
             TenantState::Failed { reason, .. } => Turn::Skip(format!(
                 "the tenant is Failed ({reason}); repair it, then `tenantctl rollout retry {}`",
@@ -506,12 +543,13 @@ impl<'a> Deciding<'a> {
 enum Turn<'a> {
     /// Leave it out of the rollout, for this reason.
     Skip(String),
-    /// It is on the release already (someone else moved it): a success.
-    AlreadyThere(ReleaseVersion),
+    /// It has reached the target already (someone else moved it): a success. With the
+    /// release it runs.
+    AlreadyThere(&'a TenantView, ReleaseVersion),
     /// Not yet: it waits for this.
     Wait(String),
-    /// It may start, room permitting.
-    Start(&'a TenantView),
+    /// It may start from the release it runs, room permitting.
+    Start(&'a TenantView, ReleaseVersion),
 }
 
 fn skip(m: &mut RolloutMember, why: &str, now: DateTime<Utc>) {
@@ -526,7 +564,7 @@ mod outcomes;
 mod rollback;
 
 pub(crate) use outcomes::regions;
-use outcomes::{judge_rollback, judge_upgrade, scope_text};
+use outcomes::{judge_rollback, judge_upgrade, rolled_back_by_machine, scope_text};
 
 #[cfg(test)]
 mod tests;

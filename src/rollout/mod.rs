@@ -1,4 +1,5 @@
-//! Fleet rollouts: moving many tenants to a release in staggered waves across regions.
+//! Fleet rollouts: moving many tenants to a revision (a release, a platform version, a
+//! spec change, or all applied again) in staggered waves across regions.
 //!
 //! The planner is pure: a [`RolloutSpec`](crate::domain::RolloutSpec), a snapshot of
 //! the fleet and the current time go in, a [`Plan`] comes out (which tenant lands in
@@ -9,11 +10,13 @@
 mod controller;
 mod decide;
 mod planner;
+mod target;
 mod timeline;
 
 pub use controller::{Controller, ControllerConfig};
 pub use decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
 pub use planner::{plan, plan_with, PlanOptions, TenantSummaryForPlanning};
+pub use target::{Target, TenantRevision};
 
 #[cfg(test)]
 mod properties;

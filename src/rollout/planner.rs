@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::target::{Target, TenantRevision};
 use super::timeline;
 use crate::domain::rollout::{Plan, SkipReason, Skipped, Strategy, WaveSize};
 use crate::domain::{
     Group, MaintenanceWindows, Region, ReleaseVersion, RolloutSpec, TenantId, TenantSpec, Tier,
 };
 use crate::machine::TenantState;
+use crate::record::TenantFacts;
 
 /// What the planner needs to know about one tenant. Ids are unique within a fleet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,11 +26,14 @@ pub struct TenantSummaryForPlanning {
     pub current_release: Option<ReleaseVersion>,
     pub pinned_release: Option<ReleaseVersion>,
     pub maintenance: Option<MaintenanceWindows>,
+    /// Its desired platform and tier, and the platform applied.
+    pub revision: TenantRevision,
 }
 
 impl TenantSummaryForPlanning {
-    /// The summary of a stored tenant: its spec and the release its state serves.
-    pub fn from_tenant(spec: &TenantSpec, state: &TenantState) -> Self {
+    /// The summary of a stored tenant: its spec, the release its state serves and the
+    /// platform its facts say was applied.
+    pub fn from_tenant(spec: &TenantSpec, state: &TenantState, facts: &TenantFacts) -> Self {
         Self {
             id: spec.id.clone(),
             region: spec.region.clone(),
@@ -37,6 +42,7 @@ impl TenantSummaryForPlanning {
             current_release: state.current_release().cloned(),
             pinned_release: spec.pinned_release.clone(),
             maintenance: spec.maintenance.clone(),
+            revision: TenantRevision::of(spec, facts),
         }
     }
 }
@@ -64,8 +70,8 @@ pub fn plan(spec: &RolloutSpec, tenants: &[TenantSummaryForPlanning], now: DateT
 
 /// Plans `spec` over `tenants` as of `now`.
 ///
-/// Every selected tenant that is not pinned, runs a release and is not already on the
-/// spec's release lands in exactly one wave. Regions go in the strategy's order (then
+/// Every selected tenant that is not pinned, runs a release and has not reached the
+/// spec's target (see [`Target::reached`]) lands in exactly one wave. Regions go in the strategy's order (then
 /// the rest by name), `max_parallel_regions` at a time in lockstep; within a region
 /// tenants go by group order, group and id, and each wave takes the region up to its
 /// cumulative target (the canary at least one tenant). Waves that would start nobody
@@ -85,6 +91,7 @@ pub fn plan_with(
     let drafts = carve(&spec.strategy, &region_order, &selection.by_region);
     let waves = timeline::schedule(&spec.strategy, drafts, now, options.tenant_duration);
     Plan {
+        target: spec.target_text(),
         release: spec.release.clone(),
         planned_at: now,
         region_order: region_order.into_iter().cloned().collect(),
@@ -132,7 +139,14 @@ fn select<'a>(spec: &RolloutSpec, tenants: &'a [TenantSummaryForPlanning]) -> Se
         } else {
             match &t.current_release {
                 None => Some(SkipReason::NotDeployed),
-                Some(current) if *current == spec.release => Some(SkipReason::AlreadyOnRelease),
+                Some(current)
+                    if Target::of(spec, current, &t.revision).reached(spec, current, &t.revision) =>
+                {
+                    Some(match (&spec.platform, &spec.change) {
+                        (None, None) => SkipReason::AlreadyOnRelease,
+                        _ => SkipReason::AlreadyOnTarget,
+                    })
+                }
                 Some(_) => None,
             }
         };

@@ -45,7 +45,7 @@ impl Case {
             && t.pinned_release.is_none()
             && t.current_release
                 .as_ref()
-                .is_some_and(|r| *r != self.spec.release)
+                .is_some_and(|r| Some(r) != self.spec.release.as_ref())
     }
 
     fn tenant(&self, id: &TenantId) -> &TenantSummaryForPlanning {
@@ -85,6 +85,7 @@ fn arb_fleet() -> impl Strategy<Value = Vec<TenantSummaryForPlanning>> {
                     current_release: current.map(|v| ReleaseVersion::parse(v).unwrap()),
                     pinned_release: pinned.map(|v| ReleaseVersion::parse(v).unwrap()),
                     maintenance,
+                    revision: crate::rollout::TenantRevision::built_in(tier),
                 },
             )
             .collect()
@@ -204,9 +205,9 @@ fn arb_case() -> impl Strategy<Value = Case> {
     )
         .prop_map(|(fleet, selector, strategy, now, minutes)| Case {
             spec: RolloutSpec {
-                release: ReleaseVersion::parse(TARGET).unwrap(),
                 selector,
                 strategy,
+                ..RolloutSpec::new(ReleaseVersion::parse(TARGET).unwrap())
             },
             fleet,
             now: DateTime::from_timestamp(now, 0).unwrap(),

@@ -25,6 +25,7 @@ fn tenant(id: &str, region: &str, group: &str) -> TenantSummaryForPlanning {
         current_release: Some(v("1.4.1")),
         pinned_release: None,
         maintenance: None,
+        revision: TenantRevision::built_in(Tier::Small),
     }
 }
 

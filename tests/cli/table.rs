@@ -323,6 +323,43 @@ async fn rollout_plan_is_a_dry_run_that_shows_waves_and_skipped_tenants() {
         "{}",
         stderr(&bad)
     );
+
+    // The target flags make a spec of their own, or replace the file's target.
+    let tier = tenantctl(
+        store.table(),
+        &["rollout", "plan", "--tier", "large", "--reconcile"],
+    );
+    assert!(tier.status.success(), "{}", stderr(&tier));
+    assert!(
+        stdout(&tier).starts_with("tier large, reconcile: 4 tenants"),
+        "every unpinned tenant, on the release it runs: {}",
+        stdout(&tier)
+    );
+    let none = tenantctl(store.table(), &["rollout", "plan"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        stderr(&none).contains("\"target\": is missing; give at least one of `release`, `platform`")
+            && stderr(&none).contains("--release, --platform, --tier or --reconcile"),
+        "{}",
+        stderr(&none)
+    );
+    let bad_tier = tenantctl(
+        store.table(),
+        &[
+            "rollout",
+            "plan",
+            "--spec",
+            spec_path.to_str().unwrap(),
+            "--tier",
+            "huge",
+        ],
+    );
+    assert_eq!(bad_tier.status.code(), Some(2));
+    assert!(
+        stderr(&bad_tier).contains("unknown variant `huge`"),
+        "{}",
+        stderr(&bad_tier)
+    );
 }
 
 #[tokio::test]

@@ -8,3 +8,4 @@ mod rollout_support;
 
 mod controller;
 mod crash;
+mod revision;

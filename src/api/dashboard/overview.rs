@@ -141,7 +141,7 @@ impl Overview {
             }
             rollouts.push(RolloutProgress {
                 id: record.id.to_string(),
-                release: record.release().to_string(),
+                release: record.target(),
                 phase: record.phase,
                 halt_reason: record.halt_reason.clone(),
                 settled: record.settled,
@@ -266,6 +266,7 @@ mod tests {
             tenant: TenantId::parse(id).unwrap(),
             region: Region::parse("eu-west-1").unwrap(),
             outcome,
+            from: None,
             from_release: None,
             attempts: 0,
             earliest_start: Utc::now(),
@@ -281,6 +282,7 @@ mod tests {
         let spec: RolloutSpec = serde_json::from_value(serde_json::json!({"release": "1.1.0"})).unwrap();
         let now = Utc::now();
         let plan = Plan {
+            target: spec.target_text(),
             release: spec.release.clone(),
             planned_at: now,
             region_order: vec![Region::parse("eu-west-1").unwrap()],

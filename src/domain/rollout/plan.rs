@@ -13,7 +13,11 @@ use crate::domain::{Region, ReleaseVersion, TenantId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
-    pub release: ReleaseVersion,
+    /// What the rollout moves tenants to, in words (`release 1.4.2, platform 2026.12.1`).
+    pub target: String,
+    /// The release it moves tenants to; `None`: each keeps the release it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseVersion>,
     pub planned_at: DateTime<Utc>,
     /// The regions with tenants to move, in the order they are visited.
     pub region_order: Vec<Region>,
@@ -109,6 +113,8 @@ pub enum SkipReason {
     Pinned { release: ReleaseVersion },
     /// Already runs the rollout's release.
     AlreadyOnRelease,
+    /// Already runs the rollout's whole target revision (release, platform, spec).
+    AlreadyOnTarget,
     /// Runs no release yet (being provisioned) or any more (being deleted).
     NotDeployed,
     /// Named in the selector's `tenants` but no such tenant exists.
@@ -125,6 +131,7 @@ impl fmt::Display for SkipReason {
             SkipReason::Excluded => f.write_str("excluded by the rollout's selector"),
             SkipReason::Pinned { release } => write!(f, "pinned to {release}"),
             SkipReason::AlreadyOnRelease => f.write_str("already on the release"),
+            SkipReason::AlreadyOnTarget => f.write_str("already on the rollout's release, platform and spec"),
             SkipReason::NotDeployed => f.write_str("runs no release (not provisioned, or deleted)"),
             SkipReason::NotInFleet => f.write_str("named in the selector but not in the fleet"),
             SkipReason::OutsideSelector => {

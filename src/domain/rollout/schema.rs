@@ -1,14 +1,15 @@
 //! The JSON Schema of a rollout spec, field by field as `RolloutSpec`, `Selector` and
-//! `Strategy` read it. Rules between fields (waves that grow and end at "100%", bake
-//! checks that fit the bake time, a tenant not both selected and excluded) are beyond
-//! JSON Schema; the server answers them with 400 and a message.
+//! `Strategy` read it. Rules between fields (at least one target, waves that grow and
+//! end at "100%", bake checks that fit the bake time, a tenant not both selected and
+//! excluded) are beyond what the OpenAPI document carries; the server answers them
+//! with 400 and a message.
 
 use serde_json::json;
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 
 use super::RolloutSpec;
-use crate::domain::{Group, Region, ReleaseVersion, TenantId, Tier};
+use crate::domain::{Group, PlatformVersion, Region, ReleaseVersion, TenantId, Tier};
 
 fn component(name: &str) -> serde_json::Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -32,11 +33,25 @@ impl RolloutSpec {
         ]});
         json!({
             "type": "object",
-            "description": "A rollout: move the selected tenants to `release`, following `strategy`.",
-            "required": ["release"],
+            "description": "A rollout: move the selected tenants to a target revision, following `strategy`. \
+                The target is any of `release`, `platform`, `change` and `reconcile: true`, at least one (a spec \
+                with none is answered with 400); what it leaves out, each tenant keeps (a platform rollout runs \
+                each tenant on the release it runs).",
             "additionalProperties": false,
             "properties": {
                 "release": component("ReleaseVersion"),
+                "platform": component("PlatformVersion"),
+                "change": {
+                    "type": "object",
+                    "description": "Spec fields set on every selected tenant; a rollback restores each tenant's own.",
+                    "additionalProperties": false,
+                    "minProperties": 1,
+                    "properties": { "tier": component("Tier") },
+                },
+                "reconcile": {
+                    "type": "boolean",
+                    "description": "Apply each selected tenant's desired revision again even where it looks applied (e.g. after drift).",
+                },
                 "selector": {
                     "type": "object",
                     "description": "Which tenants: each non-empty list narrows the selection; `exclude` removes tenants (not also listed in `tenants`).",
@@ -104,6 +119,7 @@ impl utoipa::ToSchema for RolloutSpec {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         use utoipa::PartialSchema;
         schemas.push((ReleaseVersion::name().into(), ReleaseVersion::schema()));
+        schemas.push((PlatformVersion::name().into(), PlatformVersion::schema()));
         schemas.push((Region::name().into(), Region::schema()));
         schemas.push((Group::name().into(), Group::schema()));
         schemas.push((Tier::name().into(), Tier::schema()));
@@ -127,6 +143,10 @@ mod tests {
             (
                 "ReleaseVersion",
                 serde_json::to_value(<crate::domain::ReleaseVersion as utoipa::PartialSchema>::schema()),
+            ),
+            (
+                "PlatformVersion",
+                serde_json::to_value(<crate::domain::PlatformVersion as utoipa::PartialSchema>::schema()),
             ),
             (
                 "Region",
@@ -156,7 +176,14 @@ mod tests {
                 "bake_check_interval": "5m", "failure_budget": "10%", "max_in_flight_per_wave": null,
                 "on_breach": { "rollback": "wave" }, "approvals": { "after_canary": false } } }),
             json!({ "release": "1.4.2", "strategy": { "failure_budget": 0, "max_parallel_regions": 2, "region_order": ["us-east-1", "eu-west-1"] } }),
-            json!({}),
+            json!({ "platform": "2026.12.1" }),
+            json!({ "change": { "tier": "large" }, "selector": { "groups": ["eu-enterprise"] } }),
+            json!({ "reconcile": true }),
+            json!({ "release": "1.4.2", "platform": "2026.12.1", "reconcile": false }),
+            json!({ "change": {} }),
+            json!({ "change": { "tier": "huge" } }),
+            json!({ "change": { "tier": "large", "group": "a" } }),
+            json!({ "platform": "v2026.12.1" }),
             json!({ "release": "latest" }),
             json!({ "release": "1.4.2", "extra": 1 }),
             json!({ "release": "1.4.2", "selector": { "region": ["eu-west-1"] } }),
@@ -181,5 +208,30 @@ mod tests {
                 "{sample}: schema {by_schema}, parse {by_parse:?}"
             );
         }
+    }
+
+    /// What the OpenAPI document publishes keeps every target field and the rule that
+    /// a change names a field.
+    #[test]
+    fn the_published_schema_keeps_the_target_fields() {
+        let published = serde_json::to_value(<RolloutSpec as utoipa::PartialSchema>::schema()).unwrap();
+        for field in [
+            "release",
+            "platform",
+            "change",
+            "reconcile",
+            "selector",
+            "strategy",
+        ] {
+            assert!(
+                published["properties"].get(field).is_some(),
+                "{field}: {published:#}"
+            );
+        }
+        assert_eq!(
+            published["properties"]["change"]["minProperties"], 1,
+            "{published:#}"
+        );
+        assert!(published.get("required").is_none(), "no single field is required");
     }
 }

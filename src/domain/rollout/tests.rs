@@ -38,7 +38,7 @@ fn with_strategy(fields: &str) -> Result<RolloutSpec, String> {
 fn a_full_spec_parses_and_round_trips() {
     let spec = parse(FULL_SPEC).unwrap();
     let s = &spec.strategy;
-    assert_eq!(spec.release.to_string(), "1.4.2");
+    assert_eq!(spec.release.as_ref().unwrap().to_string(), "1.4.2");
     assert_eq!(spec.selector.regions.len(), 2);
     assert!(spec.selector.excludes(&TenantId::parse("acme").unwrap()));
     assert_eq!(s.waves.to_string(), "1,10%,50%,100%");
@@ -68,6 +68,7 @@ fn only_the_release_is_required() {
     assert!(s.approvals.after_canary && !s.approvals.between_regions);
     assert_eq!(s.bake, Bake::default());
     assert_eq!(spec.selector, Selector::default());
+    assert_eq!(spec.target_text(), "2.0.0-rc.1");
 }
 
 #[test]
@@ -141,7 +142,14 @@ fn invalid_strategies_say_what_is_wrong_and_what_to_write() {
 fn invalid_specs_and_selectors_are_refused() {
     let cases = [
         (r#"{"release": "latest"}"#, "semantic version like 1.4.2"),
-        (r#"{}"#, "missing field `release`"),
+        (
+            r#"{}"#,
+            "target\": is missing; give at least one of `release`, `platform`, `change`",
+        ),
+        (r#"{"reconcile": false}"#, "target\": is missing"),
+        (r#"{"change": {}}"#, "\"change\": names no field to change"),
+        (r#"{"change": {"group": "a"}}"#, "unknown field `group`"),
+        (r#"{"platform": "v2026.12.1"}"#, "expected MAJOR.MINOR.PATCH"),
         (
             r#"{"release": "1.4.2", "selectr": {}}"#,
             "unknown field `selectr`",
@@ -243,6 +251,46 @@ fn derived_rollout_ids_name_the_date_and_release() {
     for derived in [id("1.4.2"), id("2.0.0-RC.1.Build-7"), long] {
         assert_eq!(RolloutId::parse(derived.as_str()).unwrap(), derived);
     }
+}
+
+#[test]
+fn a_platform_a_change_or_a_reconcile_is_a_target_without_a_release() {
+    let spec = parse(r#"{"platform": "2026.12.1", "selector": {"groups": ["eu-enterprise"]}}"#).unwrap();
+    assert_eq!(spec.release, None);
+    assert_eq!(spec.platform, Some(PlatformVersion::parse("2026.12.1").unwrap()));
+    assert_eq!(spec.target_text(), "platform 2026.12.1");
+
+    let spec = parse(r#"{"change": {"tier": "large"}, "reconcile": true}"#).unwrap();
+    assert_eq!(spec.tier(), Some(Tier::Large));
+    assert!(spec.reconcile);
+    assert_eq!(spec.target_text(), "tier large, reconcile");
+
+    let spec = parse(r#"{"release": "1.4.2", "platform": "2026.12.1"}"#).unwrap();
+    assert_eq!(spec.target_text(), "release 1.4.2, platform 2026.12.1");
+    let json = serde_json::to_value(&spec).unwrap();
+    let mut keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["platform", "release", "selector", "strategy"],
+        "absent targets are not written"
+    );
+    assert_eq!(parse(&json.to_string()).unwrap(), spec);
+}
+
+#[test]
+fn derived_ids_of_revision_rollouts_name_their_targets() {
+    let date = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+    let id = |json: &str| RolloutId::derived_for(&parse(json).unwrap(), date);
+    assert_eq!(id(r#"{"release": "1.4.2"}"#).as_str(), "r-2026-11-21-1-4-2");
+    assert_eq!(
+        id(r#"{"platform": "2026.12.1"}"#).as_str(),
+        "r-2026-11-21-platform-2026-12-1"
+    );
+    assert_eq!(
+        id(r#"{"release": "1.4.2", "change": {"tier": "large"}, "reconcile": true}"#).as_str(),
+        "r-2026-11-21-1-4-2-tier-large-reconcile"
+    );
 }
 
 #[test]

@@ -7,7 +7,22 @@ use crate::record::{Outcome, RollbackStatus};
 
 use super::TenantView;
 
-/// The outcome of an upgrade the rollout started, once it has one.
+/// Whether the tenant's machine rolled back the move to `target` and runs `from`
+/// again: a failed upgrade, or a failed reconcile (`target` = `from`).
+pub(super) fn rolled_back_by_machine(
+    view: &TenantView,
+    target: &ReleaseVersion,
+    from: Option<&ReleaseVersion>,
+) -> bool {
+    matches!(
+        &view.state,
+        TenantState::Active { release, failed_upgrade: Some(failed) }
+            if failed == target && Some(release) == from
+    )
+}
+
+/// The outcome of an upgrade (or reconcile, when `target` is the release it ran) the
+/// rollout started, once it has one.
 pub(super) fn judge_upgrade(
     view: Option<&TenantView>,
     target: &ReleaseVersion,
@@ -24,13 +39,21 @@ pub(super) fn judge_upgrade(
             .unwrap_or_else(|| "see the tenant's history".into())
     };
     match &view.state {
-        TenantState::Active { release, .. } if release == target => Some(Outcome::Succeeded),
+        // Checked first: a failed reconcile returns to the release it targets.
         TenantState::Active {
             release,
             failed_upgrade: Some(failed),
         } if failed == target => Some(Outcome::Failed {
-            reason: format!("upgrade failed, rolled back to {release}: {}", detail()),
+            reason: if release == target {
+                format!(
+                    "applying the revision failed, rolled back on {release}: {}",
+                    detail()
+                )
+            } else {
+                format!("upgrade failed, rolled back to {release}: {}", detail())
+            },
         }),
+        TenantState::Active { release, .. } if release == target => Some(Outcome::Succeeded),
         TenantState::Active { release, .. } => Some(Outcome::Failed {
             reason: match from {
                 Some(from) if from == release => format!("upgrade abandoned; still on {release}"),
@@ -57,7 +80,13 @@ pub(super) fn judge_rollback(
         return failed("the tenant no longer exists".into());
     };
     match (&view.state, from) {
-        (TenantState::Active { release, .. }, Some(from)) if release == from => Some(RollbackStatus::Done),
+        (
+            TenantState::Active {
+                release,
+                failed_upgrade,
+            },
+            Some(from),
+        ) if release == from && failed_upgrade.as_ref() != Some(from) => Some(RollbackStatus::Done),
         (TenantState::Active { release, .. }, _) => {
             failed(format!("it could not be returned; it runs {release}"))
         }

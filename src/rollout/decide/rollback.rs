@@ -1,6 +1,8 @@
 //! After a breach: returning the tenants the spec's `on_breach.rollback` names to the
-//! release they left, and knowing when nothing of the wave moves any more.
+//! revision they left (release, desired platform and tier, and so the template and
+//! chart applied), and knowing when nothing of the wave moves any more.
 
+use super::outcomes::rolled_back_by_machine;
 use super::{Deciding, Drive};
 use crate::domain::rollout::RollbackScope;
 use crate::machine::{TenantEvent, TenantState};
@@ -16,14 +18,21 @@ fn wanted(scope: RollbackScope, m: &RolloutMember) -> bool {
 }
 
 impl Deciding<'_> {
-    /// After a breach: returns the tenants the spec names to their previous release.
+    /// After a breach: returns the tenants the spec names to their previous revision.
+    /// The desired platform and tier go back in the same write as the event that
+    /// applies them: an upgrade to the previous release, or a reconcile when the
+    /// release did not change.
     pub(super) fn roll_back(&mut self) {
         let scope = self.record.spec.strategy.on_breach.rollback;
-        let target = self.target().clone();
         let now = self.now;
         for i in 0..self.members.len() {
             let m = self.members[i].clone();
-            if m.rollback.is_some() || !wanted(scope, &m) {
+            // A tenant driven this tick (its spec given back after a failure) is
+            // looked at again next tick, once that write shows.
+            if m.rollback.is_some()
+                || !wanted(scope, &m)
+                || self.drives.iter().any(|d| d.member.tenant == m.tenant)
+            {
                 continue;
             }
             let Some(view) = self.view(&m.tenant) else {
@@ -45,13 +54,42 @@ impl Deciding<'_> {
                 });
                 continue;
             };
+            let target = self.target_release(&m).unwrap_or_else(|| from.clone());
+            // The previous desired spec, where it differs from the tenant's now.
+            let restore = m.from.filter(|f| *f != view.revision.desired());
             let event = match &view.state {
-                TenantState::Active { release, .. } if *release == from => {
+                TenantState::Active { release, .. }
+                    if *release == from
+                        && (from != target || rolled_back_by_machine(&view, &target, Some(&from))) =>
+                {
+                    let mut member = self.members[i].clone();
+                    member.rollback = Some(RollbackStatus::Done);
+                    match restore {
+                        Some(spec) => {
+                            self.members[i] = member.clone();
+                            self.drives.push(Drive {
+                                member,
+                                event: None,
+                                spec: Some(spec),
+                            });
+                        }
+                        None => self.set(i, |m| *m = member),
+                    }
+                    continue;
+                }
+                TenantState::Active { release, .. }
+                    if *release == target && target == from && restore.is_none() =>
+                {
+                    // Applied again with the desired revision it had: nothing to return to.
                     self.set(i, |m| m.rollback = Some(RollbackStatus::Done));
                     continue;
                 }
                 TenantState::Active { release, .. } if *release == target => {
-                    TenantEvent::Upgrade { release: from }
+                    if target == from {
+                        TenantEvent::Reconcile
+                    } else {
+                        TenantEvent::Upgrade { release: from }
+                    }
                 }
                 state @ TenantState::Failed { reason, .. } => {
                     if state.apply(&TenantEvent::Rollback).is_ok() {
@@ -72,7 +110,11 @@ impl Deciding<'_> {
             let mut member = self.members[i].clone();
             member.rollback = Some(RollbackStatus::InProgress);
             self.members[i] = member.clone();
-            self.drives.push(Drive { member, event });
+            self.drives.push(Drive {
+                member,
+                event: Some(event),
+                spec: restore,
+            });
         }
         let settled = self.members.iter().all(|m| {
             m.outcome != Outcome::InFlight
@@ -102,7 +144,7 @@ impl Deciding<'_> {
                 now,
                 "controller",
                 format!(
-                    "rollback settled: {back} tenants back on their previous release, {stuck} need an operator; \
+                    "rollback settled: {back} tenants back on their previous revision, {stuck} need an operator; \
                      `tenantctl rollout retry|resume|abort {}`",
                     self.record.id
                 ),

@@ -6,7 +6,9 @@ use super::*;
 use crate::domain::rollout::{Approvals, Bake, FailureBudget, OnBreach, RollbackScope, WaveSize, Waves};
 use crate::domain::{Group, RolloutSpec, Tier};
 use crate::record::RolloutMember;
-use crate::rollout::{plan, TenantSummaryForPlanning};
+use crate::rollout::{plan, TenantRevision, TenantSummaryForPlanning};
+
+mod revision;
 
 fn at(seconds: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap() + chrono::Duration::seconds(seconds)
@@ -55,6 +57,7 @@ fn started(spec: RolloutSpec, n: usize) -> (RolloutRecord, Vec<RolloutMember>) {
             current_release: Some(release("1.0.0")),
             pinned_release: None,
             maintenance: None,
+            revision: TenantRevision::built_in(Tier::Small),
         })
         .collect();
     let plan = plan(&spec, &fleet, at(0));
@@ -74,6 +77,7 @@ fn active(v: &str, failed: Option<&str>) -> Option<TenantView> {
         pinned_release: None,
         maintenance: None,
         last_error: None,
+        revision: TenantRevision::built_in(Tier::Small),
     })
 }
 
@@ -118,9 +122,9 @@ fn the_canary_starts_alone_then_the_next_wave_after_it_succeeds() {
     assert_eq!(d.drives.len(), 1);
     assert_eq!(
         d.drives[0].event,
-        TenantEvent::Upgrade {
+        Some(TenantEvent::Upgrade {
             release: release("2.0.0")
-        }
+        })
     );
     assert_eq!(d.record.wave().unwrap().status, WaveStatus::Deploying);
     apply(&mut members, &d);
@@ -172,9 +176,9 @@ fn a_failure_beyond_the_budget_halts_and_rolls_the_wave_back() {
         "the succeeded tenants go back; t1 already is"
     );
     assert!(d.drives.iter().all(|d| d.event
-        == TenantEvent::Upgrade {
+        == Some(TenantEvent::Upgrade {
             release: release("1.0.0")
-        }));
+        })));
     assert!(!d.record.settled);
 }
 
@@ -267,9 +271,9 @@ fn an_unhealthy_tenant_during_the_bake_counts_against_the_budget() {
     assert_eq!(d.drives.len(), 1, "the unhealthy tenant is returned to 1.0.0");
     assert_eq!(
         d.drives[0].event,
-        TenantEvent::Upgrade {
+        Some(TenantEvent::Upgrade {
             release: release("1.0.0")
-        }
+        })
     );
 }
 

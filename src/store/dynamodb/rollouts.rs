@@ -35,7 +35,11 @@ fn rollout_attributes(r: &RolloutRecord) -> Vec<(&'static str, AttributeValue)> 
     vec![
         ("rollout", to_json(r)),
         ("state_name", s(r.phase.as_str())),
-        ("release", s(r.spec.release.to_string())),
+        (
+            "release",
+            s(r.spec.release.as_ref().map_or(String::new(), |v| v.to_string())),
+        ),
+        ("target", s(r.target())),
         ("updated_at", millis(r.updated_at)),
         ("list_pk", s(keys::ROLLOUTS_LIST_PK)),
         (
@@ -268,8 +272,14 @@ impl RolloutStore for DynamoStore {
             items.push(RolloutSummary {
                 id: RolloutId::parse(id).map_err(|e| corrupt_by("list_sk", e))?,
                 phase: Phase::parse(phase).ok_or_else(|| corrupt("state_name", phase))?,
-                release: crate::domain::ReleaseVersion::parse(get_s(item, "release")?)
-                    .map_err(|e| corrupt_by("release", e))?,
+                release: match get_s(item, "release")? {
+                    "" => None,
+                    v => Some(crate::domain::ReleaseVersion::parse(v).map_err(|e| corrupt_by("release", e))?),
+                },
+                target: match opt_s(item, "target") {
+                    Some(target) => target,
+                    None => get_s(item, "release")?.to_owned(),
+                },
                 created_at: time_from_millis("list_sk", created)?,
                 updated_at: time_from_millis("updated_at", get_n(item, "updated_at")?)?,
             });
