@@ -85,15 +85,6 @@ impl ApiState {
         self
     }
 
-    /// Rollouts planned or started through the API are refused when the platform
-    /// version they name is not published in `platforms` (call before the state is
-    /// shared).
-    pub fn with_platform_artifacts(mut self, platforms: Arc<dyn crate::ports::PlatformArtifacts>) -> Self {
-        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
-        inner.app = inner.app.clone().with_platform_artifacts(platforms);
-        self
-    }
-
     pub(crate) fn tokens(&self) -> &Tokens {
         &self.0.tokens
     }

@@ -96,22 +96,17 @@ impl App {
         Self::new(Arc::new(DynamoStore::new(crate::store::client(&config), table)))
     }
 
-    /// Platform versions named for tenants are checked against those published in
-    /// `platforms`; without it, naming one is refused.
-    pub fn with_platform_artifacts(mut self, platforms: Arc<dyn crate::ports::PlatformArtifacts>) -> Self {
-        self.tenants = self.tenants.with_platforms(platforms);
-        self
-    }
-
     /// Rollouts are refused when their release has no image in `registry`.
     pub fn with_release_registry(mut self, registry: Arc<dyn ReleaseRegistry>) -> Self {
         self.rollouts = self.rollouts.with_registry(registry);
         self
     }
 
-    /// Rollouts naming a platform version are refused when `platforms` has not
-    /// published it.
+    /// Platform versions named for tenants, in the policy or by rollouts are checked
+    /// against those published in `platforms`. Without it, tenants and the policy
+    /// refuse to name one (no worker could fetch it).
     pub fn with_platform_artifacts(mut self, platforms: Arc<dyn PlatformArtifacts>) -> Self {
+        self.tenants = self.tenants.with_platforms(platforms.clone());
         self.rollouts = self.rollouts.with_platforms(platforms);
         self
     }

@@ -314,8 +314,8 @@ pub async fn connect(table: &str) -> App {
 /// As [`connect`], checking platform versions against `bucket`.
 pub async fn connect_with_bucket(table: &str, bucket: Option<&str>) -> App {
     let app = App::connect(table).await;
-    match bucket.filter(|b| !b.trim().is_empty()) {
-        Some(bucket) => app.with_platform_artifacts(platform_artifacts(bucket).await),
+    match worker::platform_artifacts(bucket).await {
+        Some(platforms) => app.with_platform_artifacts(platforms),
         None => app,
     }
 }
@@ -325,17 +325,6 @@ fn platform_bucket() -> Option<String> {
     std::env::var("TENANTCTL_PLATFORM_BUCKET")
         .ok()
         .filter(|b| !b.trim().is_empty())
-}
-
-/// The published platform versions in `bucket`.
-pub async fn platform_artifacts(
-    bucket: &str,
-) -> std::sync::Arc<dyn tenant_orchestrator::ports::PlatformArtifacts> {
-    let config = aws_config::load_from_env().await;
-    std::sync::Arc::new(tenant_orchestrator::platform::S3PlatformArtifacts::new(
-        tenant_orchestrator::platform::client(&config),
-        bucket,
-    ))
 }
 
 pub fn main() -> ExitCode {

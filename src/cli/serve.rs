@@ -15,7 +15,7 @@ use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
 use tenant_orchestrator::worker::Worker;
 
-use super::worker::{load_steps_config, platform_artifacts, product_steps, shutdown_signal, WorkerArgs};
+use super::worker::{load_steps_config, product_steps, shutdown_signal, WorkerArgs};
 use super::Failure;
 
 #[derive(Args, Debug)]
@@ -151,10 +151,6 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         let steps = load_steps_config(Some(path))?;
         let aws = std::sync::Arc::new(AwsClients::from_env().await);
         state = state.with_release_registry(std::sync::Arc::new(CheckArtifact::new(steps.artifact, aws)));
-    }
-    if let Some(platforms) = platform_artifacts(args.worker.platform_bucket.as_deref()).await {
-        // Rollouts naming a platform version are checked against the bucket.
-        state = state.with_platform_artifacts(platforms);
     }
     let app = api::router(state);
     let mut drained = signal.clone();

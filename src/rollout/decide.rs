@@ -436,6 +436,11 @@ impl<'a> Deciding<'a> {
         if let Some(pin) = &view.pinned_release {
             return Turn::Skip(format!("pinned to {pin} since the rollout was planned"));
         }
+        if let Some(pin) = view.revision.platform_pin_against(&self.record.spec) {
+            return Turn::Skip(format!(
+                "pinned to platform version {pin} since the rollout was planned"
+            ));
+        }
         match &view.state {
             TenantState::Active { release, .. }
                 if Target::of(&self.record.spec, release, &view.revision).reached(

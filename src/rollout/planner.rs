@@ -136,6 +136,8 @@ fn select<'a>(spec: &RolloutSpec, tenants: &'a [TenantSummaryForPlanning]) -> Se
             Some(SkipReason::Pinned {
                 release: release.clone(),
             })
+        } else if let Some(platform) = t.revision.platform_pin_against(spec) {
+            Some(SkipReason::PinnedPlatform { platform })
         } else {
             match &t.current_release {
                 None => Some(SkipReason::NotDeployed),

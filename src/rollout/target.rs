@@ -13,6 +13,8 @@ use crate::record::TenantFacts;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRevision {
     pub platform: Option<PlatformVersion>,
+    /// Set when the tenant is pinned to its platform: platform rollouts skip it.
+    pub pinned_platform: Option<PlatformVersion>,
     pub tier: Tier,
     pub stack_platform: Option<PlatformVersion>,
     pub chart_platform: Option<PlatformVersion>,
@@ -22,16 +24,25 @@ impl TenantRevision {
     pub fn of(spec: &TenantSpec, facts: &TenantFacts) -> Self {
         Self {
             platform: spec.platform,
+            pinned_platform: spec.pinned_platform,
             tier: spec.tier,
             stack_platform: facts.stack_platform,
             chart_platform: facts.chart_platform,
         }
     }
 
+    /// The platform version the tenant is pinned to, when `spec` would move it to
+    /// another one: such a tenant is skipped, as a release pin is.
+    pub fn platform_pin_against(&self, spec: &RolloutSpec) -> Option<PlatformVersion> {
+        let pin = self.pinned_platform?;
+        (spec.platform.is_some_and(|p| p != pin)).then_some(pin)
+    }
+
     /// A tenant on the template and chart built into `tenantctl`, applied.
     pub fn built_in(tier: Tier) -> Self {
         Self {
             platform: None,
+            pinned_platform: None,
             tier,
             stack_platform: None,
             chart_platform: None,

@@ -111,6 +111,10 @@ pub enum SkipReason {
     Excluded,
     /// Pinned to a release; rollouts never move a pinned tenant.
     Pinned { release: ReleaseVersion },
+    /// Pinned to a platform version other than the rollout's.
+    PinnedPlatform {
+        platform: crate::domain::PlatformVersion,
+    },
     /// Already runs the rollout's release.
     AlreadyOnRelease,
     /// Already runs the rollout's whole target revision (release, platform, spec).
@@ -130,6 +134,7 @@ impl fmt::Display for SkipReason {
         match self {
             SkipReason::Excluded => f.write_str("excluded by the rollout's selector"),
             SkipReason::Pinned { release } => write!(f, "pinned to {release}"),
+            SkipReason::PinnedPlatform { platform } => write!(f, "pinned to platform version {platform}"),
             SkipReason::AlreadyOnRelease => f.write_str("already on the release"),
             SkipReason::AlreadyOnTarget => f.write_str("already on the rollout's release, platform and spec"),
             SkipReason::NotDeployed => f.write_str("runs no release (not provisioned, or deleted)"),

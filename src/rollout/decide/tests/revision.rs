@@ -28,6 +28,7 @@ fn tenant(
     let mut view = active(v, failed);
     view.as_mut().unwrap().revision = TenantRevision {
         platform: desired.map(platform),
+        pinned_platform: None,
         tier,
         stack_platform: applied.map(platform),
         chart_platform: applied.map(platform),
@@ -69,6 +70,24 @@ fn a_platform_rollout_reconciles_on_the_release_each_tenant_runs() {
     );
     assert_eq!(drive.member.from_release, Some(release("1.0.0")));
     assert_eq!(drive.member.from, Some(built_in()), "what a rollback returns to");
+}
+
+#[test]
+fn a_tenant_pinned_to_another_platform_version_is_skipped_by_a_platform_rollout() {
+    let (record, members) = started(
+        target_spec(r#"{"platform": "2026.12.1"}"#, RollbackScope::Failed),
+        2,
+    );
+    let mut pinned = tenant("1.0.0", None, Some("2026.11.0"), Tier::Small, Some("2026.11.0"));
+    pinned.as_mut().unwrap().revision.pinned_platform = Some(platform("2026.11.0"));
+    let d = decide(&record, &members[..1], &observed(at(1), &[("ten0", pinned)]));
+    assert!(d.drives.is_empty(), "{:?}", d.drives);
+    let skipped = d.members.iter().find(|m| m.tenant.as_str() == "ten0").unwrap();
+    assert!(
+        matches!(&skipped.outcome, crate::record::Outcome::Skipped { reason } if reason.contains("pinned to platform version 2026.11.0")),
+        "{:?}",
+        skipped.outcome
+    );
 }
 
 #[test]
