@@ -212,6 +212,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             return match e {
                 tenant_orchestrator::app::RolloutError::Refused { .. } => EXIT_CONFLICT,
                 tenant_orchestrator::app::RolloutError::UnknownRelease(_) => EXIT_INVALID_INPUT,
+                tenant_orchestrator::app::RolloutError::ReplacementRefused(_) => EXIT_CONFLICT,
+                tenant_orchestrator::app::RolloutError::Preview(_) => EXIT_FAILURE,
+                tenant_orchestrator::app::RolloutError::NoPreview => EXIT_INVALID_INPUT,
                 tenant_orchestrator::app::RolloutError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
                 tenant_orchestrator::app::RolloutError::Store(StoreError::Conflict { .. }) => EXIT_CONFLICT,
                 tenant_orchestrator::app::RolloutError::Store(_) => EXIT_FAILURE,

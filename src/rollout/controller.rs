@@ -429,6 +429,10 @@ impl Controller {
         let cause = transition.describe_cause();
         next.last_error = None;
         next.enter(next_state, Utc::now());
+        if next.state.step().is_some() {
+            // What the infrastructure step may replace in this operation: what the spec allows.
+            next.facts.allow_replacement = record.spec.strategy.allow_replacement.clone();
+        }
         let result = self
             .rollouts
             .drive_tenant(TenantDrive {
