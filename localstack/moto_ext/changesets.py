@@ -15,6 +15,8 @@ Here:
    requires: Replacement" for the resource types the tenant stacks use. A
    property that reads a resource being replaced changes dynamically: if that
    property requires replacement, the replacement is "Conditional", as in AWS.
+   (Properties AWS marks "Conditional" on their own belong to types the tenant
+   stacks do not use, e.g. AWS::EC2::Instance, and are not modelled.)
 3. A change set that changes nothing is FAILED with AWS's reason ("The
    submitted information didn't contain changes. ..."), rather than refused at
    CreateChangeSet.
@@ -33,35 +35,22 @@ from moto.cloudformation import models as cfn_models
 from moto.cloudformation import responses as cfn_responses
 from moto.cloudformation.exceptions import ValidationError
 
-from . import cfn
+from . import cfn, rds
 
 NO_CHANGES = (
     "The submitted information didn't contain changes. Submit different information to create a change set."
 )
 
 # Properties whose change replaces the resource ("Update requires: Replacement"
-# in the AWS resource reference), and those AWS marks as "Conditional".
+# in the AWS resource reference); the RDS ones are those moto_ext.rds replaces on.
 REPLACES: dict[str, set[str]] = {
-    "AWS::RDS::DBCluster": {
-        "DBClusterIdentifier", "DatabaseName", "DBSubnetGroupName", "Engine", "EngineMode",
-        "KmsKeyId", "MasterUsername", "SnapshotIdentifier", "SourceDBClusterIdentifier",
-        "SourceRegion", "StorageEncrypted", "AvailabilityZones", "RestoreType",
-        "UseLatestRestorableTime",
-    },
-    "AWS::RDS::DBInstance": {
-        "DBInstanceIdentifier", "DBClusterIdentifier", "DBName", "Engine", "MasterUsername",
-        "KmsKeyId", "StorageEncrypted", "CharacterSetName", "DBSnapshotIdentifier",
-        "SourceDBInstanceIdentifier", "Timezone",
-    },
+    "AWS::RDS::DBCluster": set(rds._CLUSTER_REPLACE) | {"SourceRegion", "UseLatestRestorableTime"},
+    "AWS::RDS::DBInstance": set(rds._INSTANCE_REPLACE) | {"Timezone"},
     "AWS::S3::Bucket": {"BucketName", "ObjectLockEnabled"},
     "AWS::SSM::Parameter": {"Name"},
     "AWS::IAM::Role": {"RoleName", "Path"},
     "AWS::CloudWatch::Alarm": {"AlarmName"},
     "AWS::SQS::Queue": {"QueueName", "FifoQueue"},
-}
-CONDITIONAL: dict[str, set[str]] = {
-    "AWS::RDS::DBInstance": {"AvailabilityZone", "DBSubnetGroupName"},
-    "AWS::RDS::DBCluster": {"EngineVersion"},
 }
 
 _PSEUDO = {
@@ -222,11 +211,9 @@ def resource_changes(stack: Any, template: dict[str, Any], parameters: dict[str,
                     continue
                 requires = "Never"
                 if prop in REPLACES.get(rtype, set()):
-                    requires = "Always"
-                elif prop in CONDITIONAL.get(rtype, set()):
-                    requires = "Conditionally"
-                if dynamic and requires == "Always":
-                    requires = "Conditionally"
+                    # A property that reads a replaced resource changes only if its
+                    # new value differs, which CloudFormation learns during the update.
+                    requires = "Conditionally" if dynamic else "Always"
                 attribute = "Tags" if prop == "Tags" else "Properties"
                 details.append({
                     "Target": {"Attribute": attribute, "Name": prop, "RequiresRecreation": requires},
