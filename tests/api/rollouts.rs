@@ -7,6 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tenant_orchestrator::record::RolloutRecord;
 
+use crate::api_support::preview::ReplacingClusterPreviewDouble;
 use crate::api_support::{spawn, spawn_with, TestApi, DEPLOY, READ};
 
 async fn fleet(api: &TestApi, ids: &[&str]) {
@@ -252,31 +253,6 @@ async fn a_forged_rollout_page_token_is_refused_not_sent_to_the_table() {
             reply.body["error"]["message"],
             "next_token was not issued for this query; start from the first page"
         );
-    }
-}
-
-/// A TEST DOUBLE of the stack preview: every tenant's stack would have its database
-/// cluster replaced (the real preview is tested against moto in the steps tests).
-struct ReplacingClusterPreviewDouble;
-
-#[async_trait::async_trait]
-impl tenant_orchestrator::ports::ChangePreview for ReplacingClusterPreviewDouble {
-    async fn preview_stack(
-        &self,
-        _tenant: &tenant_orchestrator::record::TenantRecord,
-        _desired: &tenant_orchestrator::domain::TenantSpec,
-        _release: &tenant_orchestrator::domain::ReleaseVersion,
-    ) -> Result<tenant_orchestrator::ports::StackPreview, String> {
-        use tenant_orchestrator::domain::change_set::{ChangeAction, Replacement, ResourceChange};
-        Ok(tenant_orchestrator::ports::StackPreview::Changes(vec![
-            ResourceChange {
-                action: ChangeAction::Modify,
-                logical_id: "DatabaseCluster".into(),
-                resource_type: "AWS::RDS::DBCluster".into(),
-                replacement: Replacement::Always,
-                properties: vec!["DatabaseName".into()],
-            },
-        ]))
     }
 }
 
