@@ -418,6 +418,18 @@ def cloudformation_change_sets() -> None:
     check("cfn: ExecuteChangeSet updates the stack like UpdateStack, with its token on the events",
           stack_status(cfn, stack) == "UPDATE_COMPLETE" and value.endswith("release=1.1.0")
           and outputs(cfn, stack)["ClusterId"] == before and f"execute-{RUN}" in events, (value, events))
+    try:
+        cfn.create_change_set(StackName=stack, ChangeSetName="param", ChangeSetType="UPDATE",
+                              TemplateBody=TENANT_TEMPLATE, Parameters=params(Tenant=RUN, Release="1.2.0"))
+        check("cfn: a change set name is taken once per stack", False, "created twice")
+    except ClientError as err:
+        check("cfn: a change set name is taken once per stack", err.response["Error"]["Code"] == "AlreadyExistsException", err)
+    try:
+        cfn.delete_change_set(StackName=stack, ChangeSetName="never-made")
+        check("cfn: deleting an unknown change set answers ChangeSetNotFound", False, "deleted")
+    except ClientError as err:
+        check("cfn: deleting an unknown change set answers ChangeSetNotFound",
+              err.response["Error"]["Code"] == "ChangeSetNotFound", err)
     left = [s["ChangeSetName"] for s in cfn.list_change_sets(StackName=stack)["Summaries"]]
     check("cfn: executing a change set deletes the stack's others", left == ["param"], left)
     cfn.delete_stack(StackName=stack)

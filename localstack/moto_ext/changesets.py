@@ -20,7 +20,11 @@ Here:
 3. A change set that changes nothing is FAILED with AWS's reason ("The
    submitted information didn't contain changes. ..."), rather than refused at
    CreateChangeSet.
-4. ExecuteChangeSet of an UPDATE runs the stack update itself (propagation,
+4. Names: CreateChangeSet with a name the stack already has a change set of is
+   refused with AlreadyExistsException, and Describe/DeleteChangeSet of an
+   unknown one answer ChangeSetNotFound, as in AWS (moto made a second change
+   set of the same name, and failed with a 500 on deleting a missing one).
+5. ExecuteChangeSet of an UPDATE runs the stack update itself (propagation,
    cleanup, failure states of moto_ext.cfn), and records its ClientRequestToken
    on the stack events as UpdateStack does.
 """
@@ -33,7 +37,7 @@ from typing import Any
 
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import responses as cfn_responses
-from moto.cloudformation.exceptions import ValidationError
+from moto.cloudformation.exceptions import AlreadyExistsException, CloudFormationError, ValidationError
 
 from . import cfn, rds
 
@@ -247,6 +251,22 @@ def resource_changes(stack: Any, template: dict[str, Any], parameters: dict[str,
     return [changes[name] for name in sorted(changes)]
 
 
+class ChangeSetNotFound(CloudFormationError):
+    code = "ChangeSetNotFound"
+    # moto finds an error's service model by the package of its module.
+    __module__ = "moto.cloudformation.exceptions"
+
+
+def _find(backend: Any, name: str, stack_name: str | None) -> Any:
+    if name in backend.change_sets:
+        return backend.change_sets[name]
+    return next(
+        (cs for cs in backend.change_sets.values()
+         if cs.change_set_name == name and (stack_name is None or stack_name in (cs.stack_name, cs.stack_id))),
+        None,
+    )
+
+
 class Change:
     """One entry of DescribeChangeSet's Changes (serialised by moto's shape walker)."""
 
@@ -273,6 +293,9 @@ _local = threading.local()
 
 
 def _create_change_set(self: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
+    name, stack_name = kwargs.get("change_set_name"), kwargs.get("stack_name")
+    if name and _find(self, name, stack_name) is not None:
+        raise AlreadyExistsException(f"ChangeSet {name} already exists")
     change_set_id, stack_id = _original_create(self, *args, **kwargs)
     change_set = self.change_sets[change_set_id]
     if change_set.change_set_type != "UPDATE":
@@ -291,15 +314,24 @@ def _create_change_set(self: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
     return change_set_id, stack_id
 
 
-def _execute_change_set(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
-    change_set = self.change_sets.get(change_set_name) or next(
-        (cs for cs in self.change_sets.values()
-         if cs.change_set_name == change_set_name and (stack_name is None or cs.stack_name == stack_name
-                                                         or cs.stack_id == stack_name)),
-        None,
-    )
+def _describe_change_set(self: Any, change_set_name: str) -> Any:
+    change_set = _find(self, change_set_name, None)
     if change_set is None:
-        raise ValidationError(stack_name or change_set_name, message=f"ChangeSet [{change_set_name}] does not exist")
+        raise ChangeSetNotFound(f"ChangeSet [{change_set_name}] does not exist")
+    return change_set
+
+
+def _delete_change_set(self: Any, change_set_name: str) -> None:
+    change_set = _find(self, change_set_name, None)
+    if change_set is None:
+        raise ChangeSetNotFound(f"ChangeSet [{change_set_name}] does not exist")
+    del self.change_sets[change_set.change_set_id]
+
+
+def _execute_change_set(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
+    change_set = _find(self, change_set_name, stack_name)
+    if change_set is None:
+        raise ChangeSetNotFound(f"ChangeSet [{change_set_name}] does not exist")
     if change_set.change_set_type != "UPDATE":
         _original_execute(self, change_set_name, stack_name)
         return
@@ -341,6 +373,8 @@ def apply() -> None:
     cfn_models.ChangeSet.diff = _diff  # type: ignore[method-assign]
     cfn_models.CloudFormationBackend.create_change_set = _create_change_set  # type: ignore[method-assign]
     cfn_models.CloudFormationBackend.execute_change_set = _execute_change_set  # type: ignore[method-assign]
+    cfn_models.CloudFormationBackend.describe_change_set = _describe_change_set  # type: ignore[method-assign]
+    cfn_models.CloudFormationBackend.delete_change_set = _delete_change_set  # type: ignore[method-assign]
     responses_cls = cfn_responses.CloudFormationResponse
     responses_cls._validate_different_update = _validate_different_update  # type: ignore[method-assign]
     responses_cls.create_change_set = _response_create_change_set(responses_cls.create_change_set)  # type: ignore[method-assign]
