@@ -374,6 +374,67 @@ Resources:
 """
 
 
+def cloudformation_change_sets() -> None:
+    cfn = client("cloudformation")
+    stack = f"selftest-changes-{RUN}"
+    cfn.create_stack(StackName=stack, TemplateBody=TENANT_TEMPLATE, Parameters=params(Tenant=RUN, Release="1.0.0"))
+
+    def preview(name: str, template: str, **values: str) -> dict[str, Any]:
+        cfn.create_change_set(StackName=stack, ChangeSetName=name, ChangeSetType="UPDATE",
+                              TemplateBody=template, Parameters=params(**values))
+        described = cfn.describe_change_set(StackName=stack, ChangeSetName=name)
+        return {"status": described["Status"], "reason": described.get("StatusReason", ""),
+                "changes": {c["ResourceChange"]["LogicalResourceId"]: c["ResourceChange"] for c in described["Changes"]}}
+
+    same = preview("same", TENANT_TEMPLATE, Tenant=RUN, Release="1.0.0")
+    check("cfn: a change set without changes is FAILED with AWS's reason",
+          same["status"] == "FAILED" and "didn't contain changes" in same["reason"] and not same["changes"], same)
+    param = preview("param", TENANT_TEMPLATE, Tenant=RUN, Release="1.1.0")
+    url = param["changes"].get("DbUrl", {})
+    check("cfn: a parameter-only change is a Modify of the resources reading it, without replacement",
+          set(param["changes"]) == {"DbUrl"} and url.get("Action") == "Modify" and url.get("Replacement") == "False"
+          and url.get("Details", [{}])[0].get("ChangeSource") == "ParameterReference", param)
+    engine = preview("engine", TENANT_TEMPLATE.replace("Engine: aurora-postgresql\n      EngineVersion",
+                                                       "Engine: aurora-mysql\n      EngineVersion"),
+                     Tenant=RUN, Release="1.0.0")
+    cluster = engine["changes"].get("Cluster", {})
+    details = {d["Target"]["Name"]: d["Target"] for d in cluster.get("Details", [])}
+    check("cfn: an Engine change replaces the cluster (Replacement True, RequiresRecreation Always)",
+          cluster.get("Replacement") == "True" and cluster.get("Scope") == ["Properties"]
+          and details.get("Engine", {}).get("RequiresRecreation") == "Always", cluster)
+    check("cfn: the writer reading the replaced cluster is replaced conditionally",
+          engine["changes"].get("Writer", {}).get("Replacement") == "Conditional", engine["changes"].get("Writer"))
+    tags = preview("tags", TENANT_TEMPLATE.replace("Tags: [{Key: tenant, Value: !Ref Tenant}]",
+                                                   "Tags: [{Key: tenant, Value: !Ref Tenant}, {Key: team, Value: a}]"),
+                   Tenant=RUN, Release="1.0.0")
+    cluster = tags["changes"].get("Cluster", {})
+    check("cfn: a tag change modifies the cluster in place (Scope Tags)",
+          set(tags["changes"]) == {"Cluster"} and cluster.get("Replacement") == "False" and cluster.get("Scope") == ["Tags"], tags)
+
+    before = outputs(cfn, stack)["ClusterId"]
+    cfn.execute_change_set(StackName=stack, ChangeSetName="param", ClientRequestToken=f"execute-{RUN}")
+    value = client("ssm").get_parameter(Name=f"/tenants/{RUN}/db-url")["Parameter"]["Value"]
+    events = {e.get("ClientRequestToken") for e in cfn.describe_stack_events(StackName=stack)["StackEvents"]}
+    check("cfn: ExecuteChangeSet updates the stack like UpdateStack, with its token on the events",
+          stack_status(cfn, stack) == "UPDATE_COMPLETE" and value.endswith("release=1.1.0")
+          and outputs(cfn, stack)["ClusterId"] == before and f"execute-{RUN}" in events, (value, events))
+    try:
+        cfn.create_change_set(StackName=stack, ChangeSetName="param", ChangeSetType="UPDATE",
+                              TemplateBody=TENANT_TEMPLATE, Parameters=params(Tenant=RUN, Release="1.2.0"))
+        check("cfn: a change set name is taken once per stack", False, "created twice")
+    except ClientError as err:
+        check("cfn: a change set name is taken once per stack", err.response["Error"]["Code"] == "AlreadyExistsException", err)
+    try:
+        cfn.delete_change_set(StackName=stack, ChangeSetName="never-made")
+        check("cfn: deleting an unknown change set answers ChangeSetNotFound", False, "deleted")
+    except ClientError as err:
+        check("cfn: deleting an unknown change set answers ChangeSetNotFound",
+              err.response["Error"]["Code"] == "ChangeSetNotFound", err)
+    left = [s["ChangeSetName"] for s in cfn.list_change_sets(StackName=stack)["Summaries"]]
+    check("cfn: executing a change set deletes the stack's others", left == ["param"], left)
+    cfn.delete_stack(StackName=stack)
+
+
 def cloudformation_alarms() -> None:
     cfn, cw = client("cloudformation"), client("cloudwatch")
     stack, prefix = f"selftest-alarms-{RUN}", f"selftest-{RUN}"
@@ -393,7 +454,7 @@ def cloudformation_alarms() -> None:
 
 
 def main() -> int:
-    for func in (dynamodb_local, cloudformation_rds, cloudformation_failures, cloudformation_alarms, acm_route53_elbv2, ecr_images):
+    for func in (dynamodb_local, cloudformation_rds, cloudformation_failures, cloudformation_change_sets, cloudformation_alarms, acm_route53_elbv2, ecr_images):
         section(func)
     return 1 if FAILED else 0
 

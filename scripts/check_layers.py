@@ -47,6 +47,7 @@ PENDING: dict = {}
 MESSAGE_CLASSIFIERS = {
     ("steps/infra/cfn.rs", "is_missing"),
     ("steps/infra/cfn.rs", "update_refusal"),
+    ("steps/infra/cfn.rs", "change_set_outcome"),
     ("steps/helm/cli.rs", "is_operation_in_progress"),
     ("steps/helm/cli.rs", "is_release_not_found"),
     ("steps/helm/cli.rs", "is_transient"),

@@ -431,7 +431,8 @@ async fn answers_lost_after_every_step_write_was_applied_cause_no_failure() {
     // The first answers of each write the steps make are lost after AWS applied it.
     let writes = [
         ("cloudformation", "CreateStack"),
-        ("cloudformation", "UpdateStack"),
+        ("cloudformation", "CreateChangeSet"),
+        ("cloudformation", "DeleteChangeSet"),
         ("ssm", "PutParameter"),
         ("rds", "CreateDBClusterSnapshot"),
         ("acm", "RequestCertificate"),

@@ -22,7 +22,7 @@ pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_request`, `unauthenticated`, `forbidden`,
     /// `tenant_not_found`, `rollout_not_found`, `not_found`, `method_not_allowed`,
     /// `tenant_exists`, `no_release`, `unknown_platform_version`, `platform_unavailable`, `hostname_taken`, `refused_by_state`, `refused_by_rollout_state`,
-    /// `held_by_rollout`, `version_conflict`, `idempotency_key_in_progress`,
+    /// `held_by_rollout`, `replacement_refused`, `version_conflict`, `idempotency_key_in_progress`,
     /// `payload_too_large`, `unsupported_media_type`, `idempotency_key_reused`,
     /// `unavailable`, `internal`.
     pub code: String,
@@ -145,6 +145,12 @@ impl From<crate::app::RolloutError> for ApiError {
             crate::app::RolloutError::UnknownRelease(message) => ApiError::InvalidRequest(message),
             crate::app::RolloutError::UnknownPlatform(message) => ApiError::InvalidRequest(message),
             e @ crate::app::RolloutError::PlatformCheck(_) => ApiError::Unavailable(e.to_string()),
+            crate::app::RolloutError::ReplacementRefused(message) => ApiError::Conflict {
+                code: "replacement_refused",
+                message: format!("refused: {message}"),
+            },
+            crate::app::RolloutError::Preview(message) => ApiError::Unavailable(message),
+            e @ crate::app::RolloutError::NoPreview => ApiError::InvalidRequest(e.to_string()),
             crate::app::RolloutError::Store(s) => s.into(),
         }
     }

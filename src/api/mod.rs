@@ -85,6 +85,15 @@ impl ApiState {
         self
     }
 
+    /// Rollouts are previewed with `previewer` (`/v1/rollouts/plan?diff=true`) and
+    /// refused when they would replace or remove a tenant's data unasked (call before
+    /// the state is shared).
+    pub fn with_change_preview(mut self, previewer: Arc<dyn crate::ports::ChangePreview>) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.app = inner.app.clone().with_change_preview(previewer);
+        self
+    }
+
     pub(crate) fn tokens(&self) -> &Tokens {
         &self.0.tokens
     }

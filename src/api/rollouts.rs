@@ -79,16 +79,47 @@ fn json(view: &RolloutView) -> serde_json::Value {
     serde_json::to_value(view).expect("views serialize")
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PlanOptions {
+    /// Also preview each (region, tier, platform version) group's stack change set on
+    /// one representative tenant, and which replacements the guard refuses (`preview`).
+    pub diff: Option<bool>,
+}
+
+/// The plan, and with `diff=true` its preview.
+#[derive(Debug, Serialize)]
+pub struct PlanAnswer {
+    #[serde(flatten)]
+    pub plan: crate::domain::rollout::Plan,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<crate::app::PlanPreview>,
+}
+
 #[utoipa::path(operation_id = "rollout_plan", post, path = "/v1/rollouts/plan", tag = "rollouts",
+    params(PlanOptions),
     request_body(content = RolloutSpec, description = "A rollout spec"),
-    responses((status = 200, body = Object, description = "The plan: waves, tenants and earliest starts, skipped tenants"), (status = 400, body = super::error::ErrorBody)),
+    responses((status = 200, body = Object, description = "The plan: waves, tenants and earliest starts, skipped tenants; with diff=true also `preview`: per group the stack's resource changes (action, replacement never/conditional/always, properties) and the refused replacements"),
+        (status = 400, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody)),
     security(("bearer" = ["read"])))]
 pub async fn plan(
     State(state): State<ApiState>,
     _: Caller<Read>,
+    ApiQuery(options): ApiQuery<PlanOptions>,
     ApiJson(spec): ApiJson<RolloutSpec>,
-) -> Result<Json<crate::domain::rollout::Plan>, ApiError> {
-    Ok(Json(state.rollouts().plan(&spec, Utc::now()).await?))
+) -> Result<Json<PlanAnswer>, ApiError> {
+    if options.diff == Some(true) {
+        let (plan, preview) = state.rollouts().preview(&spec, Utc::now()).await?;
+        return Ok(Json(PlanAnswer {
+            plan,
+            preview: Some(preview),
+        }));
+    }
+    Ok(Json(PlanAnswer {
+        plan: state.rollouts().plan(&spec, Utc::now()).await?,
+        preview: None,
+    }))
 }
 
 #[utoipa::path(operation_id = "rollout_start", post, path = "/v1/rollouts", tag = "rollouts", request_body = StartRollout,

@@ -13,6 +13,7 @@
 //! This layer may use `domain`, `machine`, `record`, `ports`, `rollout` and `store`
 //! (only to build the DynamoDB implementation of the ports).
 
+pub mod previews;
 pub mod rollouts;
 mod service;
 pub mod tenants;
@@ -29,6 +30,7 @@ use crate::store::DynamoStore;
 pub use crate::store::check::FleetCheck;
 pub use crate::store::table::{TableError, TableOutcome};
 pub use crate::store::ClaimBackfill;
+pub use previews::{GroupPreview, PlanPreview};
 pub use rollouts::{RolloutCommands, RolloutError, Started};
 pub use service::{LocalTenants, TenantService};
 pub use tenants::{CommandError, RolloutHold, SpecChange, TenantCommands};
@@ -108,6 +110,13 @@ impl App {
     pub fn with_platform_artifacts(mut self, platforms: Arc<dyn PlatformArtifacts>) -> Self {
         self.tenants = self.tenants.with_platforms(platforms.clone());
         self.rollouts = self.rollouts.with_platforms(platforms);
+        self
+    }
+
+    /// Rollouts preview their stack changes with `previewer` and refuse to replace
+    /// or remove a tenant's data unless their spec allows it.
+    pub fn with_change_preview(mut self, previewer: Arc<dyn crate::ports::ChangePreview>) -> Self {
+        self.rollouts = self.rollouts.with_preview(previewer);
         self
     }
 

@@ -10,10 +10,12 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::rollout::{Plan, SkipReason, Skipped};
 use crate::domain::{RolloutId, RolloutSpec, TenantId};
-use crate::ports::{ArtifactError, PlatformArtifacts, ReleaseRegistry};
+use crate::ports::{ArtifactError, ChangePreview, PlatformArtifacts, ReleaseRegistry};
 use crate::ports::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::rollout::{plan, TenantSummaryForPlanning};
+
+use super::previews::{preview_plan, PlanPreview};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
@@ -29,6 +31,17 @@ pub enum RolloutError {
     /// The rollout's phase does not allow it; the message says what would.
     #[error("rollout {id}: {message}")]
     Refused { id: RolloutId, message: String },
+    /// The change would replace or remove a tenant's database or bucket, and the
+    /// spec's `strategy.allow_replacement` does not name it.
+    #[error("refused: {0}")]
+    ReplacementRefused(String),
+    /// The change could not be previewed (the stack, a platform version or the steps
+    /// configuration); the message says which and what to do.
+    #[error("{0}")]
+    Preview(String),
+    /// A preview was asked of a service built without one.
+    #[error("no change preview is configured: give the steps configuration (--steps-config, and --platform-bucket for tenants on a published platform) to preview stack changes")]
+    NoPreview,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -53,6 +66,7 @@ pub struct RolloutCommands {
     rollouts: Arc<dyn RolloutStore>,
     registry: Option<Arc<dyn ReleaseRegistry>>,
     platforms: Option<Arc<dyn PlatformArtifacts>>,
+    previewer: Option<Arc<dyn ChangePreview>>,
 }
 
 impl RolloutCommands {
@@ -61,6 +75,7 @@ impl RolloutCommands {
             tenants,
             rollouts,
             registry: None,
+            previewer: None,
             platforms: None,
         }
     }
@@ -85,6 +100,28 @@ impl RolloutCommands {
             ))),
             Err(e) => Err(RolloutError::PlatformCheck(e)),
         }
+    }
+
+    /// Previews each rollout's stack changes with `previewer` (`plan --diff`), and
+    /// refuses to start one that would replace or remove a tenant's data unasked.
+    pub fn with_preview(mut self, previewer: Arc<dyn ChangePreview>) -> Self {
+        self.previewer = Some(previewer);
+        self
+    }
+
+    /// The plan with, per (region, tier, platform version) group of the tenants it
+    /// moves, what one representative's stack update would change.
+    pub async fn preview(
+        &self,
+        spec: &RolloutSpec,
+        now: DateTime<Utc>,
+    ) -> Result<(Plan, PlanPreview), RolloutError> {
+        let Some(previewer) = &self.previewer else {
+            return Err(RolloutError::NoPreview);
+        };
+        let plan = self.plan(spec, now).await?;
+        let preview = preview_plan(self.tenants.as_ref(), previewer.as_ref(), spec, &plan).await?;
+        Ok((plan, preview))
     }
 
     /// Checks, before a rollout starts, that its release is published in `registry`
@@ -194,6 +231,12 @@ impl RolloutCommands {
             Err(e) => return Err(e.into()),
         }
         let plan = self.plan(&spec, now).await?;
+        if let Some(previewer) = &self.previewer {
+            let preview = preview_plan(self.tenants.as_ref(), previewer.as_ref(), &spec, &plan).await?;
+            if let Some(refusal) = preview.refusal() {
+                return Err(RolloutError::ReplacementRefused(refusal));
+            }
+        }
         if let (Some(registry), Some(release)) = (&self.registry, &spec.release) {
             for region in &plan.region_order {
                 registry

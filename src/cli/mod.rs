@@ -214,6 +214,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 tenant_orchestrator::app::RolloutError::UnknownRelease(_)
                 | tenant_orchestrator::app::RolloutError::UnknownPlatform(_) => EXIT_INVALID_INPUT,
                 tenant_orchestrator::app::RolloutError::PlatformCheck(_) => EXIT_FAILURE,
+                tenant_orchestrator::app::RolloutError::ReplacementRefused(_) => EXIT_CONFLICT,
+                tenant_orchestrator::app::RolloutError::Preview(_) => EXIT_FAILURE,
+                tenant_orchestrator::app::RolloutError::NoPreview => EXIT_INVALID_INPUT,
                 tenant_orchestrator::app::RolloutError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
                 tenant_orchestrator::app::RolloutError::Store(StoreError::Conflict { .. }) => EXIT_CONFLICT,
                 tenant_orchestrator::app::RolloutError::Store(_) => EXIT_FAILURE,

@@ -4,7 +4,7 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
-use tenant_orchestrator::app::RolloutCommands;
+use tenant_orchestrator::app::{PlanPreview, RolloutCommands};
 use tenant_orchestrator::domain::rollout::Plan;
 use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
 use tenant_orchestrator::record::{Outcome, Phase, RolloutMember, RolloutRecord};
@@ -35,6 +35,12 @@ pub enum RolloutCommand {
         /// Plan as of this time (RFC 3339), e.g. to see maintenance windows; default now.
         #[arg(long)]
         at: Option<String>,
+        /// Also preview the stack change set of one tenant per (region, tier, platform
+        /// version) group, and which replacements of data are refused.
+        #[arg(long)]
+        diff: bool,
+        #[command(flatten)]
+        preview: PreviewArgs,
     },
     /// Start a rollout; the controllers (in `tenantctl worker` or `tenantctl controller`)
     /// carry it out. Starting the same spec under the same id again returns the
@@ -53,6 +59,10 @@ pub enum RolloutCommand {
         /// artifact repository for every region the rollout visits, or it is refused.
         #[arg(long, env = "TENANTCTL_STEPS_CONFIG")]
         steps_config: Option<std::path::PathBuf>,
+        /// With --steps-config: S3 bucket of the published platform versions, to
+        /// preview tenants on a published platform (see `rollout plan --diff`).
+        #[arg(long, env = "TENANTCTL_PLATFORM_BUCKET")]
+        platform_bucket: Option<String>,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -167,6 +177,18 @@ fn actor() -> String {
 }
 
 /// Where rollout commands go: the table directly, or a `tenantctl serve` API.
+/// What `rollout plan --diff` needs against the table: the steps' configuration (the
+/// region settings of the stack parameters) and where platform versions are published.
+#[derive(Debug, clap::Args)]
+pub struct PreviewArgs {
+    /// Steps configuration (JSON), as for `tenantctl worker`.
+    #[arg(long, env = "TENANTCTL_STEPS_CONFIG")]
+    steps_config: Option<std::path::PathBuf>,
+    /// S3 bucket of the published platform versions, as for `tenantctl worker`.
+    #[arg(long, env = "TENANTCTL_PLATFORM_BUCKET")]
+    platform_bucket: Option<String>,
+}
+
 enum Rollouts {
     Local {
         commands: RolloutCommands,
@@ -195,6 +217,33 @@ impl Rollouts {
                 error: anyhow!("--at plans against the table directly; drop --server or --at"),
             }),
             Rollouts::Remote(remote) => Ok(remote.post("/v1/rollouts/plan", Some(spec)).await?),
+        }
+    }
+
+    /// The plan with its preview (`plan --diff`).
+    async fn preview(
+        &self,
+        spec: &RolloutSpec,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(Plan, PlanPreview), Failure> {
+        match self {
+            Rollouts::Local { commands, .. } => {
+                Ok(commands.preview(spec, at.unwrap_or_else(Utc::now)).await?)
+            }
+            Rollouts::Remote(_) if at.is_some() => Err(Failure {
+                code: super::EXIT_INVALID_INPUT,
+                error: anyhow!("--at plans against the table directly; drop --server or --at"),
+            }),
+            Rollouts::Remote(remote) => {
+                let answer: RemotePlan = remote.post("/v1/rollouts/plan?diff=true", Some(spec)).await?;
+                let preview = answer.preview.ok_or_else(|| Failure {
+                    code: super::EXIT_FAILURE,
+                    error: anyhow!(
+                        "the server answered the plan without its preview; is it older than this client?"
+                    ),
+                })?;
+                Ok((answer.plan, preview))
+            }
         }
     }
 
@@ -270,6 +319,48 @@ struct RemoteView {
     created: Option<bool>,
 }
 
+/// `POST /v1/rollouts/plan?diff=true`.
+#[derive(serde::Deserialize)]
+struct RemotePlan {
+    #[serde(flatten)]
+    plan: Plan,
+    preview: Option<PlanPreview>,
+}
+
+/// `rollouts` able to preview: against the table, with the previewer the steps
+/// configuration gives.
+async fn with_preview(
+    rollouts: Rollouts,
+    steps_config: Option<std::path::PathBuf>,
+    platform_bucket: Option<String>,
+) -> Result<Rollouts, Failure> {
+    match (rollouts, steps_config) {
+        (
+            Rollouts::Local {
+                commands,
+                store,
+                actor,
+            },
+            Some(path),
+        ) => {
+            let steps = super::worker::load_steps_config(Some(&path))?;
+            let preview = super::worker::product_preview(steps, platform_bucket.as_deref()).await;
+            Ok(Rollouts::Local {
+                commands: commands.with_preview(preview),
+                store,
+                actor,
+            })
+        }
+        (Rollouts::Remote(_), Some(_)) => Err(Failure {
+            code: super::EXIT_INVALID_INPUT,
+            error: anyhow!(
+                "--steps-config is for previewing against the table; with --server the server previews"
+            ),
+        }),
+        (rollouts, None) => Ok(rollouts),
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct RemotePage {
     items: Vec<RolloutSummary>,
@@ -294,7 +385,13 @@ pub async fn run(
         None => local().await,
     };
     let record = match command {
-        RolloutCommand::Plan { spec, target, at } => {
+        RolloutCommand::Plan {
+            spec,
+            target,
+            at,
+            diff,
+            preview,
+        } => {
             let spec = read_spec(spec.as_deref(), target)?;
             let at = match at {
                 Some(t) => Some(
@@ -309,6 +406,11 @@ pub async fn run(
                 ),
                 None => None,
             };
+            if diff {
+                let rollouts = with_preview(rollouts, preview.steps_config, preview.platform_bucket).await?;
+                let (plan, preview) = rollouts.preview(&spec, at).await?;
+                return print_preview(output, &plan, &preview);
+            }
             let plan = rollouts.plan(&spec, at).await?;
             return print_plan(output, &plan);
         }
@@ -317,6 +419,7 @@ pub async fn run(
             target,
             id,
             steps_config,
+            platform_bucket,
             wait,
         } => {
             let spec = read_spec(spec.as_deref(), target)?;
@@ -324,9 +427,10 @@ pub async fn run(
                 (Rollouts::Local { commands, store, actor }, Some(path)) => {
                     let steps = super::worker::load_steps_config(Some(&path))?;
                     let aws = std::sync::Arc::new(AwsClients::from_env().await);
-                    let registry = std::sync::Arc::new(CheckArtifact::new(steps.artifact, aws));
+                    let registry = std::sync::Arc::new(CheckArtifact::new(steps.artifact.clone(), aws));
+                    let preview = super::worker::product_preview(steps, platform_bucket.as_deref()).await;
                     Rollouts::Local {
-                        commands: commands.with_registry(registry),
+                        commands: commands.with_registry(registry).with_preview(preview),
                         store,
                         actor,
                     }
@@ -533,4 +637,55 @@ fn print_plan(output: OutputFormat, plan: &Plan) -> Result<(), Failure> {
         println!("\n{} tenants not selected", plan.not_selected);
     }
     Ok(())
+}
+
+/// The plan, then each group's change set; refused groups make the command exit 4.
+fn print_preview(output: OutputFormat, plan: &Plan, preview: &PlanPreview) -> Result<(), Failure> {
+    if output == OutputFormat::Json {
+        let mut doc = serde_json::to_value(plan)?;
+        doc["preview"] = serde_json::to_value(preview)?;
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_plan(output, plan)?;
+        println!(
+            "\nchange preview: {} group(s), {} refused",
+            preview.groups.len(),
+            preview.refused().count()
+        );
+        for group in &preview.groups {
+            let ids: Vec<&str> = group.tenants.iter().map(|t| t.as_str()).collect();
+            println!(
+                "\n{}: {} tenant(s) ({}), previewed on {}",
+                group.label(),
+                ids.len(),
+                ids.join(", "),
+                group.representative
+            );
+            if !group.stack_exists {
+                println!("  no stack yet: the change creates it");
+            } else if group.changes.is_empty() {
+                println!("  stack: no change");
+            }
+            for c in &group.changes {
+                println!(
+                    "  {:<7} {:<24} {:<26} replacement {:<12} {}",
+                    format!("{:?}", c.action).to_lowercase(),
+                    c.logical_id,
+                    c.resource_type,
+                    format!("{:?}", c.replacement).to_lowercase(),
+                    c.properties.join(", ")
+                );
+            }
+            for r in &group.refused {
+                println!("  REFUSED: {r}");
+            }
+        }
+    }
+    match preview.refusal() {
+        Some(refusal) => Err(Failure {
+            code: super::EXIT_CONFLICT,
+            error: anyhow!("refused: {refusal}"),
+        }),
+        None => Ok(()),
+    }
 }

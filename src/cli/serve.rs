@@ -150,7 +150,13 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         // Rollouts started through the API are checked against the artifact repository.
         let steps = load_steps_config(Some(path))?;
         let aws = std::sync::Arc::new(AwsClients::from_env().await);
-        state = state.with_release_registry(std::sync::Arc::new(CheckArtifact::new(steps.artifact, aws)));
+        state = state.with_release_registry(std::sync::Arc::new(CheckArtifact::new(
+            steps.artifact.clone(),
+            aws,
+        )));
+        // ... and previewed, refused when they would replace a tenant's data unasked.
+        let preview = super::worker::product_preview(steps, args.worker.platform_bucket.as_deref()).await;
+        state = state.with_change_preview(preview);
     }
     let app = api::router(state);
     let mut drained = signal.clone();

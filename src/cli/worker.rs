@@ -265,6 +265,23 @@ pub async fn platform_artifacts(bucket: Option<&str>) -> Option<Arc<dyn Platform
     )))
 }
 
+/// The stack preview of rollouts on the real AWS, with the steps' configuration and
+/// the published platform versions of `platform_bucket` when one is given.
+pub async fn product_preview(
+    config: StepsConfig,
+    platform_bucket: Option<&str>,
+) -> Arc<dyn tenant_orchestrator::ports::ChangePreview> {
+    let base = aws_config::load_from_env().await;
+    let platforms =
+        platform_bucket
+            .filter(|b| !b.trim().is_empty())
+            .map(|bucket| -> Arc<dyn PlatformArtifacts> {
+                Arc::new(S3PlatformArtifacts::new(platform::client(&base), bucket))
+            });
+    let aws = Arc::new(AwsClients::new(base));
+    Arc::new(steps::change_preview(Arc::new(config), aws, platforms))
+}
+
 /// The real AWS steps, on clients built from the standard AWS environment, reading
 /// published platform versions from `platform_bucket` when one is given.
 pub async fn product_steps(

@@ -1,6 +1,7 @@
 //! Validated domain values. Every string that names a tenant, region, release or
 //! hostname is parsed once at the edge; the rest of the code only sees these types.
 
+pub mod change_set;
 pub(crate) mod duration;
 mod hostname;
 mod ids;
@@ -14,6 +15,7 @@ mod snapshot;
 mod spec;
 pub(crate) mod window;
 
+pub use change_set::LogicalId;
 pub use hostname::Hostname;
 pub use ids::{Environment, Group, Region, TenantId};
 pub use platform::PlatformVersion;

@@ -11,6 +11,7 @@
 
 mod platform;
 mod policy;
+mod preview;
 mod probes;
 pub mod reports;
 mod requests;
@@ -20,6 +21,7 @@ mod tenants;
 
 pub use platform::{ArtifactError, ChartArchive, PlatformArtifacts, PlatformBundle, Published};
 pub use policy::{PolicyChange, PolicyEdit, PolicyStore};
+pub use preview::{ChangePreview, StackPreview};
 pub use probes::{ReleaseRegistry, TenantHealth, TenantProbe};
 pub use reports::{
     DeploymentCounts, DeploymentMilestone, DeploymentReport, ReportQuery, ReportStore, MAX_REPORT_DAYS,

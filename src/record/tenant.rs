@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Hostname, PlatformVersion, RolloutId, TenantId, TenantSpec, Tier};
+use crate::domain::{Hostname, LogicalId, PlatformVersion, RolloutId, TenantId, TenantSpec, Tier};
 use crate::machine::{StepKind, TenantEvent, TenantState};
 
 /// A worker's exclusive, expiring right to run a tenant's steps. `fence` grows by one
@@ -91,6 +91,10 @@ pub struct TenantFacts {
     /// `chart_platform` of `helm_revision_before_upgrade`, which a rollback returns to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chart_platform_before_upgrade: Option<PlatformVersion>,
+    /// Stack resources (logical ids) the current operation may replace or remove, as
+    /// the rollout that started it allows; cleared when the operation ends.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_replacement: Vec<LogicalId>,
     /// The tier and hostnames the last completed provisioning, upgrade or reconcile
     /// deployed (`None`: not recorded yet), to tell a spec change still waiting for a
     /// deployment from one in force.
@@ -201,6 +205,10 @@ impl TenantRecord {
         }
         self.due_at = self.state.step().map(|_| now);
         self.updated_at = now;
+        if self.state.step().is_none() {
+            // The allowance was for the operation that just ended.
+            self.facts.allow_replacement.clear();
+        }
     }
 }
 

@@ -454,6 +454,10 @@ impl Controller {
             ..Transition::new(&tenant.state, cause, Actor::rollout(&record.id))
         };
         let cause = transition.describe_cause();
+        if next.state.step().is_some() {
+            // What the infrastructure step may replace in this operation: what the spec allows.
+            next.facts.allow_replacement = record.spec.strategy.allow_replacement.clone();
+        }
         let result = self
             .rollouts
             .drive_tenant(TenantDrive {

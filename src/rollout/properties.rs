@@ -167,6 +167,7 @@ fn arb_strategy() -> impl Strategy<Value = RolloutStrategy> {
                         after_canary,
                         between_regions: between,
                     },
+                    allow_replacement: Vec::new(),
                 }
             },
         )

@@ -254,3 +254,17 @@ pub fn registry(
         .with(StepKind::ReleaseCertificates, certificates);
     infra::register(registry, config.clone(), aws.clone(), platforms)
 }
+
+/// The stack preview rollouts ask before they start ([`crate::ports::ChangePreview`]),
+/// with the same settings, clients and platform versions as the steps.
+pub fn change_preview(
+    config: Arc<StepsConfig>,
+    aws: Arc<AwsClients>,
+    platforms: Option<Arc<dyn PlatformArtifacts>>,
+) -> infra::StackPreviewer {
+    infra::StackPreviewer(infra::InfraSteps::new(
+        config,
+        aws,
+        platform::PlatformSource::new(platforms),
+    ))
+}

@@ -7,7 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tenant_orchestrator::record::RolloutRecord;
 
-use crate::api_support::{spawn, TestApi, DEPLOY, READ};
+use crate::api_support::preview::ReplacingClusterPreviewDouble;
+use crate::api_support::{spawn, spawn_with, TestApi, DEPLOY, READ};
 
 async fn fleet(api: &TestApi, ids: &[&str]) {
     for id in ids {
@@ -253,4 +254,80 @@ async fn a_forged_rollout_page_token_is_refused_not_sent_to_the_table() {
             "next_token was not issued for this query; start from the first page"
         );
     }
+}
+
+#[tokio::test]
+async fn a_rollout_that_would_replace_a_database_is_previewed_refused_and_started_once_allowed() {
+    let api =
+        spawn_with(|app| app.with_change_preview(std::sync::Arc::new(ReplacingClusterPreviewDouble))).await;
+    fleet(&api, &["echo", "foxtrot"]).await;
+
+    let plan = api
+        .call(
+            Method::POST,
+            "/v1/rollouts/plan?diff=true",
+            Some(READ),
+            Some(spec()),
+        )
+        .await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    let group = &plan.body["preview"]["groups"][0];
+    assert_eq!(group["tenants"], json!(["echo", "foxtrot"]));
+    assert_eq!(group["changes"][0]["replacement"], "always");
+    assert_eq!(group["refused"][0]["logical_id"], "DatabaseCluster");
+    assert_eq!(
+        plan.body["waves"].as_array().unwrap().len(),
+        2,
+        "the plan is there too"
+    );
+
+    let refused = api
+        .call(
+            Method::POST,
+            "/v1/rollouts",
+            Some(DEPLOY),
+            Some(json!({"id": "r-db", "spec": spec()})),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.code(), "replacement_refused");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("strategy.allow_replacement: [\"DatabaseCluster\"]"),
+        "{message}"
+    );
+
+    let mut allowed = spec();
+    allowed["strategy"]["allow_replacement"] = json!(["DatabaseCluster"]);
+    let started = api
+        .call(
+            Method::POST,
+            "/v1/rollouts",
+            Some(DEPLOY),
+            Some(json!({"id": "r-db", "spec": allowed})),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+}
+
+#[tokio::test]
+async fn a_preview_asked_of_a_server_without_one_says_what_to_configure() {
+    let api = spawn().await;
+    let plan = api
+        .call(
+            Method::POST,
+            "/v1/rollouts/plan?diff=true",
+            Some(READ),
+            Some(spec()),
+        )
+        .await;
+    assert_eq!(plan.status, StatusCode::BAD_REQUEST, "{}", plan.body);
+    assert!(
+        plan.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--steps-config"),
+        "{}",
+        plan.body
+    );
 }

@@ -14,6 +14,8 @@ use tenant_orchestrator::worker::Worker;
 use crate::common::{fast_worker, fresh_store, ScriptedStep, TestStore};
 
 pub mod holds;
+#[allow(dead_code)] // the API and CLI rollout tests use it
+pub mod preview;
 
 pub const READ: &str = "read-token-0123456789";
 pub const DEPLOY: &str = "deploy-token-0123456789";

@@ -5,7 +5,8 @@
 use crate::{stderr, stdout};
 use std::process::Output;
 
-use crate::api_support::{spawn, TestApi, ADMIN, DEPLOY, READ};
+use crate::api_support::preview::ReplacingClusterPreviewDouble;
+use crate::api_support::{spawn, spawn_with, TestApi, ADMIN, DEPLOY, READ};
 
 async fn tenantctl(api: &TestApi, token: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantctl"));
@@ -353,4 +354,91 @@ async fn tenant_update_changes_the_spec_through_the_api_and_windows_travel_as_te
         "{}",
         stderr(&unpublished)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plan_diff_shows_each_groups_change_set_and_exits_4_on_a_refused_replacement() {
+    let api =
+        spawn_with(|app| app.with_change_preview(std::sync::Arc::new(ReplacingClusterPreviewDouble))).await;
+    for id in ["diff-a", "diff-b"] {
+        api.create_tenant(id, "eu-west-1", "default").await;
+    }
+    api.settle().await;
+    let dir = tempfile::tempdir().unwrap();
+    let refused_spec = dir.path().join("refused.json");
+    std::fs::write(&refused_spec, r#"{"release": "1.1.0"}"#).unwrap();
+    let allowed_spec = dir.path().join("allowed.json");
+    std::fs::write(
+        &allowed_spec,
+        r#"{"release": "1.1.0", "strategy": {"allow_replacement": ["DatabaseCluster"]}}"#,
+    )
+    .unwrap();
+
+    let refused = tenantctl(
+        &api,
+        Some(READ),
+        &[
+            "rollout",
+            "plan",
+            "--diff",
+            "--spec",
+            refused_spec.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    let out = stdout(&refused);
+    assert!(out.contains("change preview: 1 group(s), 1 refused"), "{out}");
+    assert!(
+        out.contains("2 tenant(s) (diff-a, diff-b), previewed on diff-a"),
+        "{out}"
+    );
+    assert!(out.contains("replacement always"), "{out}");
+    assert!(
+        out.contains("REFUSED: the change would replace DatabaseCluster"),
+        "{out}"
+    );
+    assert!(
+        stderr(&refused).contains("strategy.allow_replacement"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let start = tenantctl(
+        &api,
+        Some(DEPLOY),
+        &[
+            "rollout",
+            "start",
+            "--spec",
+            refused_spec.to_str().unwrap(),
+            "--id",
+            "r-diff",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(start.status.code(), Some(4), "{}", stderr(&start));
+
+    let allowed = tenantctl(
+        &api,
+        Some(READ),
+        &[
+            "rollout",
+            "plan",
+            "--diff",
+            "--spec",
+            allowed_spec.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    let out = stdout(&allowed);
+    assert!(
+        out.contains("1 group(s), 0 refused") && out.contains("replacement always"),
+        "{out}"
+    );
+    assert!(!out.contains("REFUSED"), "{out}");
 }

@@ -11,6 +11,7 @@ use tenant_orchestrator::domain::RolloutId;
 use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::record::{Outcome, Phase, RollbackStatus, WaveStatus};
 use tenant_orchestrator::step::StepOutcome;
+use tenant_orchestrator::store::TenantStore;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -511,4 +512,55 @@ async fn a_rollout_record_edited_to_point_past_its_waves_is_halted_with_a_reason
 
     let aborted = fleet.commands.abort(&id, "operator:test").await.unwrap();
     assert_eq!(aborted.phase, Phase::Aborted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rollouts_allowance_to_replace_rides_on_the_tenant_for_its_upgrade_only() {
+    let all = tenants("allow", "eu-west-1", 1);
+    let mut fleet = Fleet::new(&all, "1.0.0").await;
+    fleet
+        .start(
+            "r-allow",
+            json!({
+                "release": "2.0.0",
+                "strategy": {
+                    "waves": ["100%"], "bake_time": "0s", "bake_checks": 0,
+                    "approvals": no_approvals(),
+                    "allow_replacement": ["DatabaseCluster"]
+                }
+            }),
+        )
+        .await;
+    let id = tenant_orchestrator::domain::TenantId::parse(&all[0].0).unwrap();
+
+    // The controller starts the tenant: its upgrade carries the allowance.
+    fleet
+        .controller("controller-a")
+        .step(&RolloutId::parse("r-allow").unwrap())
+        .await
+        .unwrap();
+    let started = fleet.store.load(&id).await.unwrap();
+    assert_eq!(started.state.label(), "Upgrading/CheckArtifact");
+    let allowed: Vec<&str> = started
+        .facts
+        .allow_replacement
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    assert_eq!(allowed, vec!["DatabaseCluster"]);
+
+    // Once the upgrade is over, the tenant no longer carries it.
+    fleet.start_workers(1);
+    fleet.start_controller("controller-a");
+    fleet
+        .wait_for("r-allow", LONG, "completed", |r| r.phase.is_finished())
+        .await;
+    let done = fleet.store.load(&id).await.unwrap();
+    assert_eq!(done.state.label(), "Active");
+    assert!(
+        done.facts.allow_replacement.is_empty(),
+        "{:?}",
+        done.facts.allow_replacement
+    );
+    fleet.stop().await;
 }

@@ -116,7 +116,7 @@ async fn the_stack_before_an_upgrade_is_recorded_once() {
         .await
         .done();
     let moved = aws.steps(config(OTHER_SUBNET_GROUP, false));
-    let mut tenant = upgrading(tenant);
+    let mut tenant = allowing_database_replacement(upgrading(tenant));
 
     let first = run_once(&moved, &tenant).await;
     let StepOutcome::Pending { facts: recorded, .. } = first else {
@@ -165,7 +165,7 @@ async fn a_failed_update_reports_the_stacks_reason_and_leaves_the_stack_as_it_wa
     aws.delete_snapshot(&snapshot).await;
     let before = aws.stack(&id).await.unwrap();
 
-    let mut tenant = upgrading(tenant);
+    let mut tenant = allowing_database_replacement(upgrading(tenant));
     let run = drive(&aws.steps(config(OTHER_SUBNET_GROUP, false)), &mut tenant).await;
 
     let reason = run.failed_for_good();
@@ -210,7 +210,7 @@ async fn a_rollback_puts_back_the_previous_template_and_parameters() {
     aws.create_stack(&id, &older_template, SUBNET_GROUP).await;
     let before = aws.stack(&id).await.unwrap();
     let moved = aws.steps(config(OTHER_SUBNET_GROUP, false));
-    let mut tenant = upgrading(provisioning(&id));
+    let mut tenant = allowing_database_replacement(upgrading(provisioning(&id)));
     let summary = drive(&moved, &mut tenant).await.done();
     assert!(summary.contains("UPDATE_COMPLETE"), "{summary}");
     assert_eq!(aws.template(&id).await, TEMPLATE);

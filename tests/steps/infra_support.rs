@@ -86,6 +86,21 @@ pub fn upgrading(tenant: TenantRecord) -> TenantRecord {
     enter(tenant, state)
 }
 
+/// The tenant's operation may replace its database (as a rollout allowing it sets):
+/// moving the cluster to another subnet group replaces it.
+pub fn allowing_database_replacement(mut tenant: TenantRecord) -> TenantRecord {
+    tenant.facts.allow_replacement = [
+        "DatabaseCluster",
+        "DatabaseWriter",
+        "DatabaseReader1",
+        "DatabaseReader2",
+    ]
+    .iter()
+    .map(|id| tenant_orchestrator::domain::LogicalId::parse(id).unwrap())
+    .collect();
+    tenant
+}
+
 pub fn rolling_back(tenant: TenantRecord) -> TenantRecord {
     let state = TenantState::RollingBack {
         step: RollbackStep::RollbackInfra,

@@ -24,6 +24,7 @@ mod config;
 mod helm;
 mod infra;
 mod platform;
+mod preview;
 mod revision_rollout;
 mod verify;
 mod verify_alarms;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::waves::{FailureBudget, Waves};
 use crate::domain::duration::{format_duration, parse_duration};
-use crate::domain::{Group, InvalidValue, Region};
+use crate::domain::{Group, InvalidValue, LogicalId, Region};
 
 /// How a rollout moves through the selected tenants. Every field is valid on its own,
 /// so any value of this type is a usable strategy; the JSON form is checked field by
@@ -34,6 +34,10 @@ pub struct Strategy {
     pub failure_budget: FailureBudget,
     pub on_breach: OnBreach,
     pub approvals: Approvals,
+    /// Resources of the tenants' stacks (by logical id, e.g. `Database`) that this
+    /// rollout may replace or remove; any other replacement or removal of a database
+    /// cluster or instance or a bucket is refused.
+    pub allow_replacement: Vec<LogicalId>,
 }
 
 impl Default for Strategy {
@@ -49,6 +53,7 @@ impl Default for Strategy {
             failure_budget: FailureBudget::default(),
             on_breach: OnBreach::default(),
             approvals: Approvals::default(),
+            allow_replacement: Vec::new(),
         }
     }
 }
@@ -73,6 +78,8 @@ struct StrategyFields {
     failure_budget: FailureBudget,
     on_breach: OnBreach,
     approvals: Approvals,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allow_replacement: Vec<LogicalId>,
 }
 
 impl Default for StrategyFields {
@@ -103,6 +110,7 @@ impl TryFrom<StrategyFields> for Strategy {
     fn try_from(f: StrategyFields) -> Result<Self, Self::Error> {
         no_repeats("region_order entry", &f.region_order)?;
         no_repeats("group_order entry", &f.group_order)?;
+        no_repeats("allow_replacement entry", &f.allow_replacement)?;
         let limit = |kind, n: Option<u32>| {
             n.map(|n| at_least_one(kind, n, "leave it out for no limit"))
                 .transpose()
@@ -126,6 +134,7 @@ impl TryFrom<StrategyFields> for Strategy {
             failure_budget: f.failure_budget,
             on_breach: f.on_breach,
             approvals: f.approvals,
+            allow_replacement: f.allow_replacement,
         })
     }
 }
@@ -145,6 +154,7 @@ impl From<Strategy> for StrategyFields {
             failure_budget: s.failure_budget,
             on_breach: s.on_breach,
             approvals: s.approvals,
+            allow_replacement: s.allow_replacement,
         }
     }
 }

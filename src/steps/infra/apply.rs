@@ -218,6 +218,7 @@ impl StackUpdate for Apply<'_> {
     const REQUIRES_OUTPUTS: bool = true;
     const ON_FAILURE: &'static str =
         "CloudFormation put the stack back on its previous template and parameters.";
+    const GUARDED: bool = true;
 
     fn request(&self, stack: &StackView) -> (TemplateSource<'_>, Vec<(String, ParamValue)>) {
         let parameters = template::update_parameters(&self.owned, &stack.parameters);

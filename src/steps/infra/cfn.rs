@@ -4,13 +4,17 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_cloudformation::types::{Capability, Parameter, TemplateStage};
+use aws_sdk_cloudformation::types::{
+    Capability, ChangeAction, ChangeSetStatus, ChangeSetType, ExecutionStatus, Parameter,
+    Replacement as SdkReplacement, TemplateStage,
+};
 use aws_sdk_cloudformation::Client;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::status::{self, Operation, StackEvent, Verdict};
 use super::template::ParamValue;
 use super::InfraError;
+use crate::domain::change_set::{ChangeAction as Action, Replacement, ResourceChange};
 
 /// The template creates an IAM role without a name (see the template's unit test).
 const CAPABILITIES: [Capability; 1] = [Capability::CapabilityIam];
@@ -298,4 +302,178 @@ pub async fn observe(
             )))
         }
     }
+}
+
+/// A change set as DescribeChangeSet shows it, every page read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeSetState {
+    /// Still being computed.
+    Pending,
+    /// Ready: what executing it would do to each resource.
+    Ready(Vec<ResourceChange>),
+    /// CloudFormation found nothing to change.
+    NoChanges,
+    /// It could not be created; CloudFormation's reason.
+    Failed(String),
+    /// No change set of that name exists on the stack.
+    Missing,
+    /// It was executed (or is being executed): the stack update is under way or done.
+    Executed,
+    /// The stack changed since it was computed; it can no longer be executed.
+    Obsolete,
+}
+
+/// Sends `CreateChangeSet` (type UPDATE) named `name` on `stack`. An existing change
+/// set of that name (a repeated request) is not an error: the caller describes it next.
+pub async fn create_change_set(
+    cf: &Client,
+    stack: &str,
+    name: &str,
+    template_body: &str,
+    parameters: Vec<(String, ParamValue)>,
+) -> Result<(), InfraError> {
+    let result = cf
+        .create_change_set()
+        .stack_name(stack)
+        .change_set_name(name)
+        .change_set_type(ChangeSetType::Update)
+        .template_body(template_body)
+        .set_parameters(Some(sdk_parameters(parameters)))
+        .set_capabilities(Some(CAPABILITIES.to_vec()))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if err.code() == Some("AlreadyExistsException") => Ok(()),
+        Err(err) => Err(InfraError::aws(
+            &format!("creating change set {name} of stack {stack}"),
+            err,
+        )),
+    }
+}
+
+/// CloudFormation tells a change set without changes from a failed one only by its
+/// status reason.
+fn change_set_outcome(status: &ChangeSetStatus, reason: &str) -> Option<ChangeSetState> {
+    match status {
+        ChangeSetStatus::CreateComplete => None,
+        ChangeSetStatus::Failed
+            if reason.contains("didn't contain changes") || reason.contains("No updates") =>
+        {
+            Some(ChangeSetState::NoChanges)
+        }
+        ChangeSetStatus::Failed | ChangeSetStatus::DeleteFailed | ChangeSetStatus::DeleteComplete => {
+            Some(ChangeSetState::Failed(reason.to_owned()))
+        }
+        _ => Some(ChangeSetState::Pending),
+    }
+}
+
+/// The change set `name` of `stack`, with the changes of every page.
+pub async fn describe_change_set(cf: &Client, stack: &str, name: &str) -> Result<ChangeSetState, InfraError> {
+    let mut changes = Vec::new();
+    let mut next = None;
+    loop {
+        let response = match cf
+            .describe_change_set()
+            .stack_name(stack)
+            .change_set_name(name)
+            .set_next_token(next)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(err) if err.code() == Some("ChangeSetNotFound") => return Ok(ChangeSetState::Missing),
+            Err(err) if err.code() == Some("ValidationError") && err.message().is_some_and(is_missing) => {
+                return Ok(ChangeSetState::Missing)
+            }
+            Err(err) => {
+                return Err(InfraError::aws(
+                    &format!("describing change set {name} of stack {stack}"),
+                    err,
+                ))
+            }
+        };
+        let status = response
+            .status()
+            .cloned()
+            .unwrap_or(ChangeSetStatus::CreatePending);
+        if let Some(state) = change_set_outcome(&status, response.status_reason().unwrap_or_default()) {
+            return Ok(state);
+        }
+        match response.execution_status() {
+            Some(ExecutionStatus::Obsolete) => return Ok(ChangeSetState::Obsolete),
+            Some(ExecutionStatus::Available | ExecutionStatus::Unavailable) | None => {}
+            Some(_) => return Ok(ChangeSetState::Executed),
+        }
+        changes.extend(
+            response
+                .changes()
+                .iter()
+                .filter_map(|c| c.resource_change())
+                .map(resource_change),
+        );
+        next = response.next_token().map(str::to_owned);
+        if next.is_none() {
+            return Ok(ChangeSetState::Ready(changes));
+        }
+    }
+}
+
+fn resource_change(c: &aws_sdk_cloudformation::types::ResourceChange) -> ResourceChange {
+    let action = match c.action() {
+        Some(ChangeAction::Add) => Action::Add,
+        Some(ChangeAction::Modify) => Action::Modify,
+        Some(ChangeAction::Remove) => Action::Remove,
+        _ => Action::Other,
+    };
+    let replacement = match c.replacement() {
+        Some(SdkReplacement::True) => Replacement::Always,
+        Some(SdkReplacement::Conditional) => Replacement::Conditional,
+        _ => Replacement::Never,
+    };
+    let mut properties: Vec<String> = c
+        .details()
+        .iter()
+        .filter_map(|d| d.target()?.name().map(str::to_owned))
+        .collect();
+    properties.sort();
+    properties.dedup();
+    ResourceChange {
+        action,
+        logical_id: c.logical_resource_id().unwrap_or_default().to_owned(),
+        resource_type: c.resource_type().unwrap_or_default().to_owned(),
+        replacement,
+        properties,
+    }
+}
+
+/// Deletes the change set `name` of `stack`; one already gone is not an error.
+pub async fn delete_change_set(cf: &Client, stack: &str, name: &str) -> Result<(), InfraError> {
+    match cf
+        .delete_change_set()
+        .stack_name(stack)
+        .change_set_name(name)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.code() == Some("ChangeSetNotFound") => Ok(()),
+        Err(err) => Err(InfraError::aws(
+            &format!("deleting change set {name} of stack {stack}"),
+            err,
+        )),
+    }
+}
+
+/// Sends `ExecuteChangeSet`; `token` makes a repeat of the same request harmless.
+pub async fn execute_change_set(cf: &Client, stack: &str, name: &str, token: &str) -> Result<(), InfraError> {
+    cf.execute_change_set()
+        .stack_name(stack)
+        .change_set_name(name)
+        .client_request_token(token)
+        .send()
+        .await
+        .map_err(|e| InfraError::aws(&format!("executing change set {name} of stack {stack}"), e))?;
+    Ok(())
 }

@@ -5,11 +5,12 @@
 
 use aws_sdk_cloudformation::Client;
 
-use super::cfn::{self, Observed, StackView, TemplateSource, UpdateStart};
+use super::cfn::{self, ChangeSetState, Observed, StackView, TemplateSource, UpdateStart};
 use super::progress::StackWork;
 use super::status::{self, Operation};
 use super::template::ParamValue;
 use super::{finished, pending, InfraError, InfraSteps};
+use crate::domain::change_set::refused_changes;
 use crate::record::TenantFacts;
 use crate::step::{StepContext, StepOutcome};
 use crate::steps::names;
@@ -45,6 +46,10 @@ pub(super) trait StackUpdate: Sync {
     fn disappeared(&self, sent: bool) -> String;
     /// Notes in the facts what the stack now runs, once the update is done.
     fn applied(&self, _facts: &mut TenantFacts) {}
+    /// Whether the update goes through a change set the replacement guard reads
+    /// first: refused when it would replace or remove the tenant's data without the
+    /// tenant's `facts.allow_replacement`.
+    const GUARDED: bool = false;
 }
 
 impl<'a> StackJob<'a> {
@@ -99,7 +104,13 @@ impl<'a> StackJob<'a> {
                 return Err(InfraError::Stack(change.disappeared(false)));
             };
             let (template, parameters) = change.request(&stack);
-            match cfn::update(&self.cf, &self.stack, template, parameters, &token).await? {
+            let start = match template {
+                TemplateSource::Body(body) if U::GUARDED => {
+                    self.start_guarded(&facts, body, parameters, &token).await?
+                }
+                template => cfn::update(&self.cf, &self.stack, template, parameters, &token).await?,
+            };
+            match start {
                 UpdateStart::NoChanges => {
                     let summary = change.unchanged(&stack);
                     change.applied(&mut facts);
@@ -131,6 +142,59 @@ impl<'a> StackJob<'a> {
                 Ok(self.poll_later(facts, Some(work), change.running(&stack)))
             }
             Observed::Gone => Err(InfraError::Stack(change.disappeared(true))),
+        }
+    }
+
+    /// Starts the update through a change set named after `token`, so a run that
+    /// follows a crash finds the one an earlier run created: computed, inspected by the
+    /// replacement guard, then executed, or deleted and refused.
+    async fn start_guarded(
+        &self,
+        facts: &TenantFacts,
+        body: &str,
+        parameters: Vec<(String, ParamValue)>,
+        token: &str,
+    ) -> Result<UpdateStart, InfraError> {
+        let name = format!("tenantctl-{token}");
+        cfn::create_change_set(&self.cf, &self.stack, &name, body, parameters).await?;
+        match cfn::describe_change_set(&self.cf, &self.stack, &name).await? {
+            ChangeSetState::Pending | ChangeSetState::Missing => Ok(UpdateStart::Busy(format!(
+                "change set {name} of stack {} is being computed",
+                self.stack
+            ))),
+            ChangeSetState::Executed => Ok(UpdateStart::Started),
+            ChangeSetState::Obsolete => {
+                cfn::delete_change_set(&self.cf, &self.stack, &name).await?;
+                Ok(UpdateStart::Busy(format!(
+                    "change set {name} of stack {} was out of date; computing it again",
+                    self.stack
+                )))
+            }
+            ChangeSetState::NoChanges => {
+                cfn::delete_change_set(&self.cf, &self.stack, &name).await?;
+                Ok(UpdateStart::NoChanges)
+            }
+            ChangeSetState::Failed(reason) => {
+                cfn::delete_change_set(&self.cf, &self.stack, &name).await?;
+                Err(InfraError::Stack(format!(
+                    "CloudFormation could not compute the update of stack {}: {reason}",
+                    self.stack
+                )))
+            }
+            ChangeSetState::Ready(changes) => {
+                let refused = refused_changes(&changes, &facts.allow_replacement);
+                if refused.is_empty() {
+                    cfn::execute_change_set(&self.cf, &self.stack, &name, token).await?;
+                    return Ok(UpdateStart::Started);
+                }
+                cfn::delete_change_set(&self.cf, &self.stack, &name).await?;
+                let what: Vec<String> = refused.iter().map(ToString::to_string).collect();
+                Err(InfraError::Stack(format!(
+                    "refused to update stack {}, which is left as it was: {}",
+                    self.stack,
+                    what.join("; ")
+                )))
+            }
         }
     }
 }

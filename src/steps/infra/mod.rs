@@ -11,6 +11,7 @@ mod apply;
 mod cfn;
 mod delete;
 mod job;
+mod preview;
 mod progress;
 mod restore;
 mod rollback;
@@ -32,6 +33,8 @@ use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome, StepRegistry};
 use crate::steps::platform::{PlatformSource, PlatformUnavailable};
 use crate::steps::{aws_failure, AwsClients, RegionSettings, StepsConfig};
+
+pub use self::preview::StackPreviewer;
 
 use self::cfn::StackView;
 use self::progress::StackWork;
