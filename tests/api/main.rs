@@ -7,6 +7,7 @@ mod api_support;
 mod common;
 
 mod auth;
+mod drift;
 mod fleet;
 mod idempotency;
 mod ops;

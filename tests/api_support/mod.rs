@@ -57,8 +57,14 @@ pub fn tokens() -> Tokens {
 
 #[allow(dead_code)] // the dashboard tests use only the tokens and bodies
 pub async fn spawn() -> TestApi {
+    spawn_with(|state| state).await
+}
+
+/// The API with its state configured by `configure` (e.g. a drift checker).
+#[allow(dead_code)] // the API tests use it
+pub async fn spawn_with(configure: impl FnOnce(ApiState) -> ApiState) -> TestApi {
     let store = fresh_store().await;
-    let app = router(ApiState::new(store.clone(), tokens()));
+    let app = router(configure(ApiState::new(store.clone(), tokens())));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
