@@ -88,7 +88,7 @@ impl App {
             tenants: TenantCommands::new(tenants.clone())
                 .with_rollout_holds(table.clone())
                 .with_policy(table.clone()),
-            rollouts: RolloutCommands::new(tenants.clone(), table.clone()),
+            rollouts: RolloutCommands::new(tenants.clone(), table.clone()).with_drift(table.clone()),
             drift: DriftCommands::new(tenants, table.clone()),
             backend: table.clone(),
             table,

@@ -32,6 +32,10 @@ pub enum RolloutCommand {
         /// Plan as of this time (RFC 3339), e.g. to see maintenance windows; default now.
         #[arg(long)]
         at: Option<String>,
+        /// Select only tenants whose last drift check found drift (the spec's
+        /// `selector.drifted: true`), e.g. for a reconcile rollout.
+        #[arg(long)]
+        drifted: bool,
     },
     /// Start a rollout; the controllers (in `tenantctl worker` or `tenantctl controller`)
     /// carry it out. Starting the same spec under the same id again returns the
@@ -43,6 +47,10 @@ pub enum RolloutCommand {
         /// Rollout id; default derived from today's date and the release.
         #[arg(long)]
         id: Option<String>,
+        /// Select only tenants whose last drift check found drift (the spec's
+        /// `selector.drifted: true`), e.g. for a reconcile rollout.
+        #[arg(long)]
+        drifted: bool,
         /// Steps configuration (JSON): with it, the release must be published in the
         /// artifact repository for every region the rollout visits, or it is refused.
         #[arg(long, env = "TENANTCTL_STEPS_CONFIG")]
@@ -243,8 +251,9 @@ pub async fn run(
         None => local().await,
     };
     let record = match command {
-        RolloutCommand::Plan { spec, at } => {
-            let spec = read_spec(&spec)?;
+        RolloutCommand::Plan { spec, at, drifted } => {
+            let mut spec = read_spec(&spec)?;
+            spec.selector.drifted |= drifted;
             let at = match at {
                 Some(t) => Some(
                     DateTime::parse_from_rfc3339(&t)
@@ -264,10 +273,12 @@ pub async fn run(
         RolloutCommand::Start {
             spec,
             id,
+            drifted,
             steps_config,
             wait,
         } => {
-            let spec = read_spec(&spec)?;
+            let mut spec = read_spec(&spec)?;
+            spec.selector.drifted |= drifted;
             let rollouts = match (rollouts, steps_config) {
                 (Rollouts::Local { commands, store, actor }, Some(path)) => {
                     let steps = super::worker::load_steps_config(Some(&path))?;

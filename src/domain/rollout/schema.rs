@@ -39,7 +39,7 @@ impl RolloutSpec {
                 "release": component("ReleaseVersion"),
                 "selector": {
                     "type": "object",
-                    "description": "Which tenants: each non-empty list narrows the selection; `exclude` removes tenants (not also listed in `tenants`).",
+                    "description": "Which tenants: each non-empty list narrows the selection; `exclude` removes tenants (not also listed in `tenants`); `drifted: true` keeps only tenants whose last drift check found drift.",
                     "additionalProperties": false,
                     "properties": {
                         "regions": list("Region"),
@@ -47,6 +47,7 @@ impl RolloutSpec {
                         "tiers": list("Tier"),
                         "tenants": list("TenantId"),
                         "exclude": list("TenantId"),
+                        "drifted": { "type": "boolean" },
                     },
                 },
                 "strategy": {
