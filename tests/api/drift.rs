@@ -76,6 +76,26 @@ async fn a_tenants_drift_is_checked_recorded_and_listed_for_the_fleet() {
         causes.contains(&"DriftCheck: 1 drifted: ssm_parameter config/tier"),
         "{causes:?}"
     );
+    // A rollout selecting drifted tenants plans only alpha; bravo is not selected.
+    let plan = api
+        .call(
+            Method::POST,
+            "/v1/rollouts/plan",
+            Some(READ),
+            Some(json!({"release": "1.1.0", "selector": {"drifted": true}})),
+        )
+        .await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    let planned: Vec<&str> = plan.body["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["tenants"].as_array().unwrap())
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(planned, vec!["alpha"], "{}", plan.body);
+    assert_eq!(plan.body["not_selected"], 1, "{}", plan.body);
+
     let bravo = api.get("/v1/tenants/bravo/history").await;
     assert!(
         !bravo.body.to_string().contains("DriftCheck"),
