@@ -96,6 +96,22 @@ async fn a_tenants_drift_is_checked_recorded_and_listed_for_the_fleet() {
     assert_eq!(planned, vec!["alpha"], "{}", plan.body);
     assert_eq!(plan.body["not_selected"], 1, "{}", plan.body);
 
+    let metrics = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for counted in [
+        "tenantctl_drift_checks_total{result=\"drifted\"} 1",
+        "tenantctl_drift_checks_total{result=\"in_sync\"} 1",
+    ] {
+        assert!(metrics.contains(counted), "{counted} not in {metrics}");
+    }
+
     let bravo = api.get("/v1/tenants/bravo/history").await;
     assert!(
         !bravo.body.to_string().contains("DriftCheck"),
