@@ -28,7 +28,7 @@ _fresh = itertools.count(1)
 # The records fuzz-api.sh creates before the run.
 FIXTURE_TENANT = "acme-corp"
 FIXTURE_ROLLOUT = "r-2026-11-21-1-4-2"
-_TENANT_COMMAND = re.compile(r"^/v1/tenants/\{id\}/(upgrade|reconcile|retry|rollback|restore|deprovision)$")
+_TENANT_COMMAND = re.compile(r"^/v1/tenants/\{id\}/(upgrade|reconcile|retry|rollback|restore|deprovision|drift)$")
 _ROLLOUT_COMMAND = re.compile(r"^/v1/rollouts/\{id\}/(pause|resume|abort|approve|retry)$")
 
 

@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod dashboard;
+mod drift;
 mod error;
 mod extract;
 mod fleet;
@@ -71,6 +72,18 @@ impl ApiState {
 
     pub(crate) fn commands(&self) -> &TenantCommands {
         self.0.app.tenants()
+    }
+
+    pub(crate) fn drift(&self) -> &crate::app::DriftCommands {
+        self.0.app.drift()
+    }
+
+    /// Drift checks (`/v1/tenants/{id}/drift`) run through `checker` (call before the
+    /// state is shared); without one they answer 503.
+    pub fn with_drift_checker(mut self, checker: Arc<dyn crate::ports::DriftChecker>) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.app = inner.app.clone().with_drift_checker(checker);
+        self
     }
 
     pub(crate) fn rollouts(&self) -> &RolloutCommands {
@@ -147,6 +160,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/tenants", get(tenants::list).post(tenants::create))
         .route("/v1/tenants/{id}", get(tenants::get).patch(tenants::update))
         .route("/v1/tenants/{id}/history", get(tenants::history))
+        .route("/v1/tenants/{id}/drift", get(drift::tenant_drift))
         .route("/v1/tenants/{id}/upgrade", post(tenants::upgrade))
         .route("/v1/tenants/{id}/reconcile", post(tenants::reconcile))
         .route("/v1/tenants/{id}/retry", post(tenants::retry))
@@ -171,6 +185,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/rollouts/{id}/approve", post(rollouts::approve))
         .route("/v1/rollouts/{id}/retry", post(rollouts::retry))
         .route("/v1/fleet/summary", get(fleet::summary))
+        .route("/v1/fleet/drift", get(drift::fleet_drift))
         .route("/v1/reports/deployments", get(fleet::deployments))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, fleet, ops, policy, rollouts, tenants, views};
+use super::{drift, error, fleet, ops, policy, rollouts, tenants, views};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use super::{error, fleet, ops, policy, rollouts, tenants, views};
         rollouts::plan, rollouts::start, rollouts::list, rollouts::get, rollouts::pause, rollouts::resume,
         rollouts::abort, rollouts::approve, rollouts::retry,
         fleet::summary, fleet::deployments,
+        drift::tenant_drift, drift::fleet_drift,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(
@@ -29,6 +30,7 @@ use super::{error, fleet, ops, policy, rollouts, tenants, views};
         policy::PolicyView, policy::PolicyChangeView, policy::RegionDefault, policy::GroupOverride, views::SetVersions,
         rollouts::StartRollout, rollouts::RolloutView, rollouts::RolloutPage,
         fleet::FleetSummaryView, fleet::DeploymentReportView, fleet::ReportRow, fleet::ReportTotals, ops::Health,
+        crate::app::DriftView, crate::app::drift::DriftFindingView, crate::app::DriftedPage, crate::app::drift::DriftedTenant,
     )),
     modifiers(&BearerAuth),
     tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "ops"))
@@ -163,6 +165,7 @@ fn add_links(doc: &mut Value) {
         ("GetTenant", "tenant_get"),
         ("UpdateTenant", "tenant_update"),
         ("TenantHistory", "tenant_history"),
+        ("TenantDrift", "tenant_drift"),
         ("UpgradeTenant", "tenant_upgrade"),
         ("ReconcileTenant", "tenant_reconcile"),
         ("RetryTenant", "tenant_retry"),

@@ -13,6 +13,7 @@
 //! This layer may use `domain`, `machine`, `record`, `ports`, `rollout` and `store`
 //! (only to build the DynamoDB implementation of the ports).
 
+pub mod drift;
 pub mod previews;
 pub mod rollouts;
 mod service;
@@ -22,14 +23,15 @@ pub mod views;
 use std::sync::Arc;
 
 use crate::ports::{
-    CertificateSlotStore, IdempotencyStore, PlatformArtifacts, PolicyStore, ReleaseRegistry, ReportStore,
-    RolloutStore, SessionStore, StoreError, TenantReads, TenantStore,
+    CertificateSlotStore, DriftChecker, DriftStore, IdempotencyStore, PlatformArtifacts, PolicyStore,
+    ReleaseRegistry, ReportStore, RolloutStore, SessionStore, StoreError, TenantReads, TenantStore,
 };
 use crate::store::DynamoStore;
 
 pub use crate::store::check::FleetCheck;
 pub use crate::store::table::{TableError, TableOutcome};
 pub use crate::store::ClaimBackfill;
+pub use drift::{DriftCommands, DriftError, DriftView, DriftedPage, SweepPass, SweepRate};
 pub use previews::{GroupPreview, PlanPreview};
 pub use rollouts::{RolloutCommands, RolloutError, Started};
 pub use service::{LocalTenants, TenantService};
@@ -46,6 +48,7 @@ pub trait Backend:
     + IdempotencyStore
     + SessionStore
     + CertificateSlotStore
+    + DriftStore
 {
 }
 
@@ -58,6 +61,7 @@ impl<T> Backend for T where
         + IdempotencyStore
         + SessionStore
         + CertificateSlotStore
+        + DriftStore
 {
 }
 
@@ -68,6 +72,7 @@ pub struct App {
     backend: Arc<dyn Backend>,
     tenants: TenantCommands,
     rollouts: RolloutCommands,
+    drift: DriftCommands,
 }
 
 impl From<Arc<DynamoStore>> for App {
@@ -85,7 +90,8 @@ impl App {
             tenants: TenantCommands::new(tenants.clone())
                 .with_rollout_holds(table.clone())
                 .with_policy(table.clone()),
-            rollouts: RolloutCommands::new(tenants, table.clone()),
+            rollouts: RolloutCommands::new(tenants.clone(), table.clone()).with_drift(table.clone()),
+            drift: DriftCommands::new(tenants, table.clone()),
             backend: table.clone(),
             table,
         }
@@ -118,6 +124,16 @@ impl App {
     pub fn with_change_preview(mut self, previewer: Arc<dyn crate::ports::ChangePreview>) -> Self {
         self.rollouts = self.rollouts.with_preview(previewer);
         self
+    }
+
+    /// Drift checks run through `checker` (the steps' view of AWS and Helm).
+    pub fn with_drift_checker(mut self, checker: Arc<dyn DriftChecker>) -> Self {
+        self.drift = self.drift.with_checker(checker);
+        self
+    }
+
+    pub fn drift(&self) -> &DriftCommands {
+        &self.drift
     }
 
     pub fn tenants(&self) -> &TenantCommands {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::rollout::{Plan, SkipReason, Skipped};
 use crate::domain::{RolloutId, RolloutSpec, TenantId};
-use crate::ports::{ArtifactError, ChangePreview, PlatformArtifacts, ReleaseRegistry};
+use crate::ports::{ArtifactError, ChangePreview, DriftStore, PlatformArtifacts, ReleaseRegistry};
 use crate::ports::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::rollout::{plan, TenantSummaryForPlanning};
@@ -67,6 +67,7 @@ pub struct RolloutCommands {
     registry: Option<Arc<dyn ReleaseRegistry>>,
     platforms: Option<Arc<dyn PlatformArtifacts>>,
     previewer: Option<Arc<dyn ChangePreview>>,
+    drift: Option<Arc<dyn DriftStore>>,
 }
 
 impl RolloutCommands {
@@ -77,6 +78,31 @@ impl RolloutCommands {
             registry: None,
             previewer: None,
             platforms: None,
+            drift: None,
+        }
+    }
+
+    /// Where the selector `drifted: true` reads which tenants drifted; without it no
+    /// tenant counts as drifted.
+    pub fn with_drift(mut self, drift: Arc<dyn DriftStore>) -> Self {
+        self.drift = Some(drift);
+        self
+    }
+
+    /// The tenants whose last drift check found drift.
+    async fn drifted_tenants(&self) -> Result<std::collections::HashSet<TenantId>, StoreError> {
+        let mut ids = std::collections::HashSet::new();
+        let Some(drift) = &self.drift else {
+            return Ok(ids);
+        };
+        let mut token: Option<String> = None;
+        loop {
+            let page = drift.drifted(1000, token.as_deref()).await?;
+            ids.extend(page.items.into_iter().map(|s| s.tenant));
+            token = page.next_token;
+            if token.is_none() {
+                return Ok(ids);
+            }
         }
     }
 
@@ -175,7 +201,17 @@ impl RolloutCommands {
                 break;
             }
         }
+        // `drifted: true` narrows the fleet the planner sees to the drifted tenants; the
+        // others count as not selected, as for any other selector field.
+        let mut not_drifted = 0;
+        if spec.selector.drifted {
+            let drifted = self.drifted_tenants().await?;
+            let before = fleet.len();
+            fleet.retain(|t| drifted.contains(&t.id));
+            not_drifted = before - fleet.len();
+        }
         let mut plan = plan(spec, &fleet, now);
+        plan.not_selected += not_drifted;
         plan.skipped.extend(held);
         plan.skipped.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(plan)

@@ -16,6 +16,7 @@
 //! | 5 | [`EXIT_ROLLOUT_HALTED`] | a rollout halted on a breached failure budget, or was rolled back |
 //! | 6 | [`EXIT_ROLLOUT_ABORTED`] | a rollout was aborted by an operator |
 //! | 7 | [`EXIT_FLEET_UNSOUND`] | `fleet check` found broken invariants |
+//! | 8 | [`EXIT_DRIFTED`] | `tenant drift` found the tenant drifted from its desired revision |
 
 mod config;
 mod output;
@@ -53,6 +54,8 @@ pub const EXIT_ROLLOUT_HALTED: u8 = 5;
 pub const EXIT_ROLLOUT_ABORTED: u8 = 6;
 /// `fleet check` found broken invariants.
 pub const EXIT_FLEET_UNSOUND: u8 = 7;
+/// `tenant drift` found drift.
+pub const EXIT_DRIFTED: u8 = 8;
 
 /// The exit code table as `--help` shows it.
 const EXIT_CODES_HELP: &str = "\
@@ -64,7 +67,8 @@ Exit codes:
   4  conflict, or refused by the tenant's state or a running rollout's hold (the message says what to do)
   5  rollout halted (failure budget breached) or rolled back
   6  rollout aborted
-  7  fleet check found broken invariants";
+  7  fleet check found broken invariants
+  8  tenant drift found the tenant drifted (reconcile it)";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -179,6 +183,16 @@ enum FleetCommand {
     /// Exits 7 when any is broken. Reads the whole table (a scan): run it off-peak
     /// on large fleets.
     Check,
+    /// List the tenants whose last drift check (by `tenant drift`, the API or the
+    /// worker's sweep) found drift, a page at a time. Reads the recorded checks; checks
+    /// nothing itself.
+    Drift {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Token printed by the previous page.
+        #[arg(long)]
+        next_token: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -220,6 +234,16 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 tenant_orchestrator::app::RolloutError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
                 tenant_orchestrator::app::RolloutError::Store(StoreError::Conflict { .. }) => EXIT_CONFLICT,
                 tenant_orchestrator::app::RolloutError::Store(_) => EXIT_FAILURE,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<tenant_orchestrator::app::DriftError>() {
+            use tenant_orchestrator::app::DriftError;
+            return match e {
+                DriftError::NotActive { .. } => EXIT_CONFLICT,
+                DriftError::NoChecker => EXIT_INVALID_INPUT,
+                DriftError::Check { .. } => EXIT_FAILURE,
+                DriftError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
+                DriftError::Store(_) => EXIT_FAILURE,
             };
         }
         if let Some(e) = cause.downcast_ref::<CommandError>() {
@@ -421,6 +445,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Fleet {
             command: FleetCommand::Check,
         } => fleet_check(&cli.table, cli.output).await,
+        Command::Fleet {
+            command: FleetCommand::Drift { limit, next_token },
+        } => {
+            if !(1..=1000).contains(&limit) {
+                return Err(Failure {
+                    code: EXIT_INVALID_INPUT,
+                    error: anyhow::anyhow!("--limit {limit} is out of range; use 1-1000"),
+                });
+            }
+            let page = connect(&cli.table)
+                .await
+                .drift()
+                .drifted(limit, next_token.as_deref())
+                .await
+                .context("listing drifted tenants")?;
+            output::print_drifted(cli.output, &page.into())
+        }
         Command::Worker(args) => worker::run(&cli.table, args).await,
         Command::Controller(args) => worker::run_controller(&cli.table, args).await,
         Command::Serve(args) => serve::run(&cli.table, args).await,

@@ -2,6 +2,7 @@
 //! answered: one form whether the answer came from the table or through `--server`.
 
 use tenant_orchestrator::app::views::{HistoryEntry, PlatformView, TenantPage, TenantView};
+use tenant_orchestrator::app::{DriftView, DriftedPage};
 
 use super::{Failure, OutputFormat};
 
@@ -121,6 +122,49 @@ pub fn print_history(output: OutputFormat, events: &[HistoryEntry]) -> Result<()
             e.actor,
             detail
         );
+    }
+    Ok(())
+}
+
+/// A drift check: the summary, then one line per finding.
+pub fn print_drift(output: OutputFormat, view: &DriftView) -> Result<(), Failure> {
+    if output == OutputFormat::Json {
+        return json(view);
+    }
+    println!(
+        "tenant {} checked {}: {}",
+        view.tenant,
+        view.checked_at.format("%Y-%m-%d %H:%M:%S"),
+        view.summary
+    );
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+    for f in &view.findings {
+        println!(
+            "  {:<16} {:<36} desired {}  live {}",
+            f.kind,
+            f.name,
+            show(&f.desired),
+            show(&f.live)
+        );
+    }
+    Ok(())
+}
+
+/// The fleet's drifted tenants, one per line, and the token for the next page.
+pub fn print_drifted(output: OutputFormat, page: &DriftedPage) -> Result<(), Failure> {
+    if output == OutputFormat::Json {
+        return json(page);
+    }
+    for t in &page.items {
+        println!(
+            "{:<32} {} {}",
+            t.tenant,
+            t.checked_at.format("%Y-%m-%d %H:%M:%S"),
+            t.summary
+        );
+    }
+    if let Some(token) = &page.next_token {
+        println!("next page: --next-token {token}");
     }
     Ok(())
 }

@@ -41,6 +41,10 @@ pub enum RolloutCommand {
         diff: bool,
         #[command(flatten)]
         preview: PreviewArgs,
+        /// Select only tenants whose last drift check found drift (the spec's
+        /// `selector.drifted: true`), e.g. for a reconcile rollout.
+        #[arg(long)]
+        drifted: bool,
     },
     /// Start a rollout; the controllers (in `tenantctl worker` or `tenantctl controller`)
     /// carry it out. Starting the same spec under the same id again returns the
@@ -55,6 +59,10 @@ pub enum RolloutCommand {
         /// Rollout id; default derived from today's date and the target.
         #[arg(long)]
         id: Option<String>,
+        /// Select only tenants whose last drift check found drift (the spec's
+        /// `selector.drifted: true`), e.g. for a reconcile rollout.
+        #[arg(long)]
+        drifted: bool,
         /// Steps configuration (JSON): with it, the release must be published in the
         /// artifact repository for every region the rollout visits, or it is refused.
         #[arg(long, env = "TENANTCTL_STEPS_CONFIG")]
@@ -391,8 +399,10 @@ pub async fn run(
             at,
             diff,
             preview,
+            drifted,
         } => {
-            let spec = read_spec(spec.as_deref(), target)?;
+            let mut spec = read_spec(spec.as_deref(), target)?;
+            spec.selector.drifted |= drifted;
             let at = match at {
                 Some(t) => Some(
                     DateTime::parse_from_rfc3339(&t)
@@ -418,11 +428,13 @@ pub async fn run(
             spec,
             target,
             id,
+            drifted,
             steps_config,
             platform_bucket,
             wait,
         } => {
-            let spec = read_spec(spec.as_deref(), target)?;
+            let mut spec = read_spec(spec.as_deref(), target)?;
+            spec.selector.drifted |= drifted;
             let rollouts = match (rollouts, steps_config) {
                 (Rollouts::Local { commands, store, actor }, Some(path)) => {
                     let steps = super::worker::load_steps_config(Some(&path))?;

@@ -15,7 +15,7 @@ use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
 use tenant_orchestrator::worker::Worker;
 
-use super::worker::{load_steps_config, product_steps, shutdown_signal, WorkerArgs};
+use super::worker::{drift_checker, load_steps_config, product_steps, shutdown_signal, WorkerArgs};
 use super::Failure;
 
 #[derive(Args, Debug)]
@@ -106,7 +106,12 @@ async fn load_tokens(args: &ServeArgs) -> Result<Tokens, Failure> {
 pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     let tokens = load_tokens(&args).await?;
     let worker_config = (!args.no_worker).then(|| args.worker.config()).transpose()?;
-    let app = super::connect_with_bucket(table, args.worker.platform_bucket.as_deref()).await;
+    let mut app = super::connect_with_bucket(table, args.worker.platform_bucket.as_deref()).await;
+    if worker_config.is_some() || args.worker.steps_config.is_some() {
+        // Drift checks (API and sweep) read AWS and Helm as the steps would.
+        let steps = load_steps_config(args.worker.steps_config.as_deref())?;
+        app = app.with_drift_checker(drift_checker(steps, args.worker.platform_bucket.as_deref()).await);
+    }
     let store = app.backend().clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -119,6 +124,7 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     let mut controller = None;
     let workers = match worker_config {
         Some(config) => {
+            let worker_owner = config.owner.clone();
             let steps_config = load_steps_config(args.worker.steps_config.as_deref())?;
             if let Some(c) = args
                 .worker
@@ -132,6 +138,13 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
             let steps = product_steps(steps_config, store.clone(), bucket).await;
             let worker = Worker::new(store.clone(), steps, config);
             let rx = workers_rx.clone();
+            let (drift, options, owner, sweep_rx) = (
+                app.drift().clone(),
+                args.worker.drift.clone(),
+                worker_owner.clone(),
+                workers_rx.clone(),
+            );
+            tokio::spawn(async move { options.run(drift, &owner, sweep_rx).await });
             Some(tokio::spawn(async move { worker.run(rx).await }))
         }
         None => None,

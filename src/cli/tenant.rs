@@ -1,6 +1,8 @@
 use clap::{Args, Subcommand};
 
-use tenant_orchestrator::app::{CommandError, LocalTenants, RolloutHold, SpecChange, TenantService};
+use tenant_orchestrator::app::{
+    CommandError, DriftView, LocalTenants, RolloutHold, SpecChange, TenantService,
+};
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion, SnapshotName,
     TenantId, TenantSpec, Tier,
@@ -9,7 +11,7 @@ use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::ports::ListQuery;
 use tenant_orchestrator::record::Actor;
 
-use super::output::{print_history, print_list, print_tenant};
+use super::output::{print_drift, print_history, print_list, print_tenant};
 use super::{Failure, OutputFormat, EXIT_INVALID_INPUT};
 
 mod remote;
@@ -85,6 +87,19 @@ pub enum TenantCommand {
         id: String,
         #[command(flatten)]
         hold: HoldArgs,
+    },
+    /// Compare an Active tenant's live stack (parameters the orchestrator sets, template),
+    /// SSM configuration and Helm release with its spec and release, now; the result
+    /// is recorded (a change also in its history). Exit 0 in sync, 8 drifted.
+    /// `tenant reconcile` puts a drifted tenant back.
+    Drift {
+        id: String,
+        /// Steps configuration (JSON) the tenant's worker runs with.
+        #[arg(long, env = "TENANTCTL_STEPS_CONFIG")]
+        steps_config: Option<std::path::PathBuf>,
+        /// S3 bucket of the published platform versions (as for the worker).
+        #[arg(long, env = "TENANTCTL_PLATFORM_BUCKET")]
+        platform_bucket: Option<String>,
     },
     /// Wait until tenants settle (Active, Failed or Deleted), showing progress; exit 0
     /// only if every one ended in the wanted state.
@@ -327,6 +342,40 @@ pub async fn run(
 ) -> Result<(), Failure> {
     // Validate input before touching the network: bad input fails fast and changes nothing.
     check_input(&command)?;
+    if let TenantCommand::Drift {
+        id,
+        steps_config,
+        platform_bucket,
+    } = &command
+    {
+        let id = TenantId::parse(id)?;
+        let view = match server {
+            Some(remote) => remote
+                .get::<DriftView>(&format!(
+                    "/v1/tenants/{}/drift",
+                    super::remote::encode(id.as_str())
+                ))
+                .await
+                .map_err(anyhow::Error::from)?,
+            None => {
+                let steps = super::worker::load_steps_config(steps_config.as_deref())?;
+                let checker = super::worker::drift_checker(steps, platform_bucket.as_deref()).await;
+                let app = super::connect(table).await.with_drift_checker(checker);
+                DriftView::from(&app.drift().check(&id, &operator()).await?)
+            }
+        };
+        print_drift(output, &view)?;
+        return match view.drifted {
+            true => Err(Failure {
+                code: super::EXIT_DRIFTED,
+                error: anyhow::anyhow!(
+                    "tenant {id} has drifted ({}); `tenantctl tenant reconcile {id}` applies its revision again",
+                    view.summary
+                ),
+            }),
+            false => Ok(()),
+        };
+    }
     let service: Box<dyn TenantService> = match server {
         Some(remote) => Box::new(remote::RemoteTenants::new(remote.clone())),
         None => Box::new(LocalTenants::new(super::connect(table).await, operator())),
@@ -415,6 +464,7 @@ pub async fn run(
             )
         }
         TenantCommand::Deprovision { id, hold } => (id, TenantEvent::Deprovision, hold),
+        TenantCommand::Drift { .. } => unreachable!("answered above"),
     };
     let view = tenants
         .command(&TenantId::parse(&id)?, event, hold.hold())

@@ -7,11 +7,13 @@ use tokio::sync::watch;
 use std::sync::Arc;
 use tenant_orchestrator::domain::Region;
 
-use tenant_orchestrator::app::Backend;
+use tenant_orchestrator::app::{Backend, DriftCommands, SweepRate};
 use tenant_orchestrator::platform::{self, S3PlatformArtifacts};
-use tenant_orchestrator::ports::PlatformArtifacts;
+use tenant_orchestrator::ports::{DriftChecker, PlatformArtifacts};
+use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 use tenant_orchestrator::step::StepRegistry;
+use tenant_orchestrator::steps::drift::AwsDriftChecker;
 use tenant_orchestrator::steps::verify::HealthProbe;
 use tenant_orchestrator::steps::{self, AwsClients, StepsConfig};
 use tenant_orchestrator::worker::{Backoff, Worker, WorkerConfig};
@@ -64,6 +66,37 @@ pub struct WorkerArgs {
     no_controller: bool,
     #[command(flatten)]
     pub controller: ControllerOptions,
+    #[command(flatten)]
+    pub drift: DriftSweepOptions,
+}
+
+/// The drift sweep: each Active tenant's stack, configuration and Helm release are
+/// compared with its desired revision, least recently checked first.
+#[derive(Args, Debug, Clone)]
+pub struct DriftSweepOptions {
+    /// How old a tenant's last drift check may get before the sweep checks it again.
+    #[arg(long, env = "TENANTCTL_DRIFT_INTERVAL", default_value = "6h", value_parser = humantime::parse_duration)]
+    drift_interval: Duration,
+    /// Most drift checks this process makes a minute (each reads the stack, the SSM
+    /// parameters and the Helm release of one tenant); 0 turns the sweep off.
+    #[arg(long, env = "TENANTCTL_DRIFT_CHECKS_PER_MINUTE", default_value_t = 10)]
+    drift_checks_per_minute: u32,
+}
+
+impl DriftSweepOptions {
+    pub fn rate(&self) -> SweepRate {
+        SweepRate {
+            interval: self.drift_interval,
+            per_minute: self.drift_checks_per_minute,
+        }
+    }
+
+    /// Runs the sweep of `drift` until `stop`, recording its checks as `owner`'s.
+    pub async fn run(&self, drift: DriftCommands, owner: &str, stop: watch::Receiver<bool>) {
+        drift
+            .run_sweep(self.rate(), Actor(format!("drift-sweep:{owner}")), stop)
+            .await
+    }
 }
 
 /// The rollout controller's settings.
@@ -224,12 +257,16 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
 pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
     let config = args.config()?;
     let args = &args;
-    let store = super::connect(table).await.backend().clone();
     let steps_config = load_steps_config(args.steps_config.as_deref())?;
+    let app = super::connect(table)
+        .await
+        .with_drift_checker(drift_checker(steps_config.clone(), args.platform_bucket.as_deref()).await);
+    let store = app.backend().clone();
     let controller = args
         .controller_for(store.clone(), &steps_config, &config.owner)
         .await?;
     let steps = product_steps(steps_config, store.clone(), args.platform_bucket.as_deref()).await;
+    let owner = config.owner.clone();
     let worker = Worker::new(store, steps, config);
     let shutdown = shutdown_signal();
     let controlling = async {
@@ -237,7 +274,8 @@ pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
             controller.run(shutdown.clone()).await;
         }
     };
-    let (worked, ()) = tokio::join!(worker.run(shutdown.clone()), controlling);
+    let sweeping = args.drift.run(app.drift().clone(), &owner, shutdown.clone());
+    let (worked, (), ()) = tokio::join!(worker.run(shutdown.clone()), controlling, sweeping);
     worked.context("worker stopped with an error")?;
     Ok(())
 }
@@ -271,15 +309,16 @@ pub async fn product_preview(
     config: StepsConfig,
     platform_bucket: Option<&str>,
 ) -> Arc<dyn tenant_orchestrator::ports::ChangePreview> {
-    let base = aws_config::load_from_env().await;
-    let platforms =
-        platform_bucket
-            .filter(|b| !b.trim().is_empty())
-            .map(|bucket| -> Arc<dyn PlatformArtifacts> {
-                Arc::new(S3PlatformArtifacts::new(platform::client(&base), bucket))
-            });
-    let aws = Arc::new(AwsClients::new(base));
+    let aws = Arc::new(AwsClients::from_env().await);
+    let platforms = platform_artifacts(platform_bucket).await;
     Arc::new(steps::change_preview(Arc::new(config), aws, platforms))
+}
+
+/// The drift checker on the same AWS clients, settings and platform bucket as the steps.
+pub async fn drift_checker(config: StepsConfig, platform_bucket: Option<&str>) -> Arc<dyn DriftChecker> {
+    let aws = Arc::new(AwsClients::from_env().await);
+    let platforms = platform_artifacts(platform_bucket).await;
+    Arc::new(AwsDriftChecker::new(Arc::new(config), aws, platforms))
 }
 
 /// The real AWS steps, on clients built from the standard AWS environment, reading
@@ -289,13 +328,7 @@ pub async fn product_steps(
     store: Arc<dyn Backend>,
     platform_bucket: Option<&str>,
 ) -> StepRegistry {
-    let base = aws_config::load_from_env().await;
-    let platforms =
-        platform_bucket
-            .filter(|b| !b.trim().is_empty())
-            .map(|bucket| -> Arc<dyn PlatformArtifacts> {
-                Arc::new(S3PlatformArtifacts::new(platform::client(&base), bucket))
-            });
-    let aws = Arc::new(AwsClients::new(base));
+    let aws = Arc::new(AwsClients::from_env().await);
+    let platforms = platform_artifacts(platform_bucket).await;
     steps::registry(Arc::new(config), aws, store, platforms)
 }

@@ -111,6 +111,8 @@ pub struct Selector {
     pub tiers: BTreeSet<Tier>,
     pub tenants: BTreeSet<TenantId>,
     pub exclude: BTreeSet<TenantId>,
+    /// Only tenants whose last drift check found drift (a reconcile rollout's target).
+    pub drifted: bool,
 }
 
 /// The JSON form of [`Selector`]: lists, each optional.
@@ -127,6 +129,8 @@ struct SelectorFields {
     tenants: Vec<TenantId>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     exclude: Vec<TenantId>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    drifted: bool,
 }
 
 impl Selector {
@@ -155,6 +159,7 @@ impl TryFrom<SelectorFields> for Selector {
             tiers: f.tiers.into_iter().collect(),
             tenants: f.tenants.into_iter().collect(),
             exclude: f.exclude.into_iter().collect(),
+            drifted: f.drifted,
         };
         if let Some(both) = selector.tenants.intersection(&selector.exclude).next() {
             return Err(InvalidValue::new(
@@ -175,6 +180,7 @@ impl From<Selector> for SelectorFields {
             tiers: s.tiers.into_iter().collect(),
             tenants: s.tenants.into_iter().collect(),
             exclude: s.exclude.into_iter().collect(),
+            drifted: s.drifted,
         }
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! This layer may use `domain`, `machine` and `record`.
 
+mod drift;
 mod platform;
 mod policy;
 mod preview;
@@ -19,6 +20,7 @@ mod rollouts;
 mod slots;
 mod tenants;
 
+pub use drift::{DriftCheckFailed, DriftChecker, DriftStore, DriftSummary};
 pub use platform::{ArtifactError, ChartArchive, PlatformArtifacts, PlatformBundle, Published};
 pub use policy::{PolicyChange, PolicyEdit, PolicyStore};
 pub use preview::{ChangePreview, StackPreview};

@@ -5,11 +5,13 @@
 //! the worker, the rollout controller and the API all speak of the same types
 //! without importing one another.
 
+mod drift;
 mod platform;
 mod rollout;
 pub mod slot;
 mod tenant;
 
+pub use drift::{DriftCheck, DriftFinding, DriftKind};
 pub use platform::{ContentDigest, PlatformManifest, StoredArtifact, StoredChart};
 pub use rollout::{
     BakeProgress, Outcome, Phase, RollbackStatus, RolloutEvent, RolloutMember, RolloutRecord, WaveRecord,

@@ -302,6 +302,9 @@ pub enum Cause {
     Event(TenantEvent),
     /// A change of the spec, each entry saying what changed (`tier small -> large`).
     SpecChange(Vec<String>),
+    /// A drift check whose result differs from the previous one: its summary
+    /// (`2 drifted: stack_parameter Tier, …`, or `in sync`). The state stays.
+    DriftCheck(String),
 }
 
 /// Where a command came from when someone other than the tenant's operator moved it.
@@ -338,6 +341,7 @@ impl Transition {
             Cause::Event(TenantEvent::Restore { snapshot }) => format!("Restore from {snapshot}"),
             Cause::Event(other) => other.name().to_owned(),
             Cause::SpecChange(said) => format!("UpdateSpec: {}", said.join("; ")),
+            Cause::DriftCheck(summary) => format!("DriftCheck: {summary}"),
         };
         match &self.origin {
             None => cause,

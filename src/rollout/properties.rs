@@ -191,6 +191,7 @@ fn arb_selector() -> impl Strategy<Value = Selector> {
                     .map(id)
                     .collect(),
                 tenants: named.into_iter().map(id).collect(),
+                drifted: false,
             }
         },
     )

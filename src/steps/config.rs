@@ -32,7 +32,7 @@ const SECRET_BYTES: usize = 32;
 
 /// Every parameter under `prefix`, by full name. Values are read without decryption:
 /// a secret is only ever compared by type, so its value never needs to leave the store.
-async fn parameters_under(
+pub(crate) async fn parameters_under(
     ssm: &aws_sdk_ssm::Client,
     prefix: &str,
 ) -> Result<BTreeMap<String, Stored>, StepOutcome> {

@@ -5,6 +5,7 @@ pub mod artifact;
 pub mod backup;
 pub mod certificates;
 pub mod config;
+pub mod drift;
 pub mod helm;
 pub mod infra;
 pub mod platform;

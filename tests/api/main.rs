@@ -10,6 +10,7 @@ mod common;
 mod platform_support;
 
 mod auth;
+mod drift;
 mod fleet;
 mod idempotency;
 mod ops;

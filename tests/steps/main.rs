@@ -21,6 +21,7 @@ mod artifact;
 mod backup;
 mod certificates;
 mod config;
+mod drift;
 mod helm;
 mod infra;
 mod platform;

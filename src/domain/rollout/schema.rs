@@ -54,7 +54,7 @@ impl RolloutSpec {
                 },
                 "selector": {
                     "type": "object",
-                    "description": "Which tenants: each non-empty list narrows the selection; `exclude` removes tenants (not also listed in `tenants`).",
+                    "description": "Which tenants: each non-empty list narrows the selection; `exclude` removes tenants (not also listed in `tenants`); `drifted: true` keeps only tenants whose last drift check found drift.",
                     "additionalProperties": false,
                     "properties": {
                         "regions": list("Region"),
@@ -62,6 +62,7 @@ impl RolloutSpec {
                         "tiers": list("Tier"),
                         "tenants": list("TenantId"),
                         "exclude": list("TenantId"),
+                        "drifted": { "type": "boolean" },
                     },
                 },
                 "strategy": {

@@ -309,3 +309,16 @@ fn selector_lists_narrow_and_exclusions_remove() {
     assert!(!s.matches(&id, &east, &Group::default_group(), Tier::Large));
     assert!(!s.excludes(&id));
 }
+
+#[test]
+fn the_drifted_selector_is_read_and_written_only_when_set() {
+    let spec = parse(r#"{"release": "1.4.2", "selector": {"drifted": true}}"#).unwrap();
+    assert!(spec.selector.drifted);
+    let written = serde_json::to_value(&spec).unwrap();
+    assert_eq!(written["selector"]["drifted"], true);
+    let plain = parse(r#"{"release": "1.4.2"}"#).unwrap();
+    assert!(!plain.selector.drifted);
+    let written = serde_json::to_value(&plain).unwrap();
+    assert!(written["selector"].get("drifted").is_none(), "{written}");
+    assert!(parse(r#"{"release": "1.4.2", "selector": {"drifted": "yes"}}"#).is_err());
+}

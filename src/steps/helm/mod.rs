@@ -67,7 +67,7 @@ fn binary_from(configured: &str, env: Option<String>) -> String {
 const BUSY_POLL: Duration = Duration::from_secs(10);
 
 /// The CLI bound to the tenant's release: its kube context, namespace and name.
-fn release_cli(config: &StepsConfig, bin: &str, spec: &TenantSpec) -> Result<HelmCli, String> {
+pub(crate) fn release_cli(config: &StepsConfig, bin: &str, spec: &TenantSpec) -> Result<HelmCli, String> {
     let region = config.region(&spec.region)?;
     if region.kube_context.trim().is_empty() {
         return Err(format!(

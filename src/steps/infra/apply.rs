@@ -21,9 +21,7 @@ use crate::record::{StackRevision, TenantFacts};
 use crate::step::{StepContext, StepOutcome};
 
 pub(super) async fn run(steps: &InfraSteps, ctx: StepContext<'_>) -> Result<StepOutcome, InfraError> {
-    let settings = steps.settings(&ctx.tenant.spec)?;
-    let owned = template::owned_parameters(&ctx.tenant.spec, settings)
-        .map_err(|e| InfraError::Configuration(e.to_string()))?;
+    let owned = steps.owned_parameters(&ctx.tenant.spec)?;
     let apply = Apply {
         job: StackJob::new(steps, ctx),
         owned,

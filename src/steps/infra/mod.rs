@@ -117,11 +117,34 @@ impl InfraSteps {
     }
 
     /// The template the spec asks for: its platform version's, else the embedded one.
-    async fn template(&self, spec: &TenantSpec) -> Result<String, InfraError> {
+    pub(crate) async fn template(&self, spec: &TenantSpec) -> Result<String, InfraError> {
         match spec.platform {
             Some(version) => Ok(self.platforms.template(spec, version).await?),
             None => Ok(template::TEMPLATE.to_owned()),
         }
+    }
+
+    /// The parameters ProvisionInfra and UpdateInfra set on the tenant's stack.
+    pub(crate) fn owned_parameters(
+        &self,
+        spec: &TenantSpec,
+    ) -> Result<std::collections::BTreeMap<String, String>, InfraError> {
+        template::owned_parameters(spec, self.settings(spec)?)
+            .map_err(|e| InfraError::Configuration(e.to_string()))
+    }
+
+    /// The tenant's stack as it is: its parameters and the template it was last
+    /// given; `None` when it does not exist.
+    pub(crate) async fn live_stack(
+        &self,
+        spec: &TenantSpec,
+    ) -> Result<Option<(std::collections::BTreeMap<String, String>, String)>, InfraError> {
+        let cf = self.cloudformation(spec);
+        let Some(stack) = cfn::describe(&cf, &crate::steps::names::stack(spec)).await? else {
+            return Ok(None);
+        };
+        let template = cfn::original_template(&cf, &stack.id).await?;
+        Ok(Some((stack.parameters, template)))
     }
 
     fn settings(&self, spec: &TenantSpec) -> Result<&RegionSettings, InfraError> {

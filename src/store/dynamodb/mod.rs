@@ -2,6 +2,7 @@
 
 mod check;
 mod claims;
+mod drift;
 mod errors;
 mod idempotency;
 mod item;

@@ -1,0 +1,70 @@
+//! `/v1/tenants/{id}/drift` (check one tenant now) and `/v1/fleet/drift` (the
+//! tenants whose last check found drift).
+
+use axum::extract::State;
+use axum::Json;
+
+use super::auth::{Caller, Read};
+use super::extract::{ApiQuery, TenantPath};
+use super::views::PageParams;
+use super::{ApiError, ApiState};
+use crate::app::{DriftError, DriftView, DriftedPage};
+
+impl From<DriftError> for ApiError {
+    fn from(e: DriftError) -> Self {
+        match e {
+            DriftError::NotActive { .. } => ApiError::Conflict {
+                code: "refused_by_state",
+                message: e.to_string(),
+            },
+            DriftError::NoChecker => ApiError::Unavailable(
+                "this server was started without a steps configuration, so it cannot check drift; \
+                 start `tenantctl serve` with --steps-config"
+                    .into(),
+            ),
+            DriftError::Check { ref failed, .. } if failed.retryable => ApiError::Unavailable(e.to_string()),
+            DriftError::Check { .. } => ApiError::Conflict {
+                code: "drift_check_failed",
+                message: e.to_string(),
+            },
+            DriftError::Store(store) => store.into(),
+        }
+    }
+}
+
+#[utoipa::path(operation_id = "tenant_drift", get, path = "/v1/tenants/{id}/drift", tag = "tenants",
+    params(("id" = crate::domain::TenantId, Path, description = "The tenant's id")),
+    responses((status = 200, body = DriftView, description = "Checked now; the result is recorded and a change is added to the history"),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody, description = "`refused_by_state`: the tenant is not Active; `drift_check_failed`: the live resources could not be compared (the message says why)"),
+        (status = 503, body = super::error::ErrorBody, description = "AWS or Helm did not answer, or the server has no steps configuration")),
+    security(("bearer" = ["read"])))]
+pub async fn tenant_drift(
+    State(state): State<ApiState>,
+    caller: Caller<Read>,
+    TenantPath(id): TenantPath,
+) -> Result<Json<DriftView>, ApiError> {
+    let check = state.drift().check(&id, &caller.actor()).await?;
+    Ok(Json(DriftView::from(&check)))
+}
+
+#[utoipa::path(operation_id = "fleet_drift", get, path = "/v1/fleet/drift", tag = "fleet", params(PageParams),
+    responses((status = 200, body = DriftedPage, description = "Tenants whose last recorded check found drift, by id")),
+    security(("bearer" = ["read"])))]
+pub async fn fleet_drift(
+    State(state): State<ApiState>,
+    _: Caller<Read>,
+    ApiQuery(q): ApiQuery<PageParams>,
+) -> Result<Json<DriftedPage>, ApiError> {
+    let limit = match q.limit {
+        None => 100,
+        Some(n @ 1..=1000) => n,
+        Some(n) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "limit {n} is out of range; use 1-1000"
+            )))
+        }
+    };
+    let page = state.drift().drifted(limit, q.next_token.as_deref()).await?;
+    Ok(Json(page.into()))
+}
