@@ -63,8 +63,10 @@ pub struct ResourceChange {
     pub properties: Vec<String>,
 }
 
-/// Resource types that hold a tenant's data: replacing or removing one loses it.
-pub const PROTECTED_TYPES: [&str; 3] = ["AWS::RDS::DBCluster", "AWS::RDS::DBInstance", "AWS::S3::Bucket"];
+/// Resource types that hold a tenant's data: replacing or removing one loses it. An
+/// Aurora instance is not one: its storage is the cluster's, and a tier change adds and
+/// removes readers as a matter of course.
+pub const PROTECTED_TYPES: [&str; 2] = ["AWS::RDS::DBCluster", "AWS::S3::Bucket"];
 
 /// A change to a protected resource that the allowance does not cover.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,19 +175,13 @@ mod tests {
             .collect();
         assert_eq!(
             what,
-            vec![
-                ("Database", "replace"),
-                ("Writer", "possibly replace"),
-                ("Bucket", "remove")
-            ]
+            vec![("Database", "replace"), ("Bucket", "remove")],
+            "an instance is not protected: its storage is the cluster's"
         );
         assert!(refused[0]
             .to_string()
             .contains("strategy.allow_replacement: [\"Database\"]"));
-        let allowed = [
-            LogicalId::parse("Database").unwrap(),
-            LogicalId::parse("Writer").unwrap(),
-        ];
+        let allowed = [LogicalId::parse("Database").unwrap()];
         let refused = refused_changes(&changes, &allowed);
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].logical_id, "Bucket");

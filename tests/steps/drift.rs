@@ -205,8 +205,9 @@ async fn drift_in_a_stack_parameter_and_an_ssm_parameter_is_found_recorded_and_r
     let after = drift.check(&spec.id, &op).await.unwrap();
     assert!(
         after.findings.is_empty(),
-        "still drifted after reconcile: {:?}",
-        after.findings
+        "still drifted after reconcile: {:?}\nhistory: {:#?}",
+        after.findings,
+        store.history(&spec.id, 0, 100).await.unwrap().items
     );
     assert!(drift.drifted(10, None).await.unwrap().items.is_empty());
     let history = store.history(&spec.id, 0, 100).await.unwrap().items;

@@ -89,15 +89,10 @@ pub fn upgrading(tenant: TenantRecord) -> TenantRecord {
 /// The tenant's operation may replace its database (as a rollout allowing it sets):
 /// moving the cluster to another subnet group replaces it.
 pub fn allowing_database_replacement(mut tenant: TenantRecord) -> TenantRecord {
-    tenant.facts.allow_replacement = [
-        "DatabaseCluster",
-        "DatabaseWriter",
-        "DatabaseReader1",
-        "DatabaseReader2",
-    ]
-    .iter()
-    .map(|id| tenant_orchestrator::domain::LogicalId::parse(id).unwrap())
-    .collect();
+    tenant.facts.allow_replacement = ["DatabaseCluster"]
+        .iter()
+        .map(|id| tenant_orchestrator::domain::LogicalId::parse(id).unwrap())
+        .collect();
     tenant
 }
 

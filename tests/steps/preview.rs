@@ -85,7 +85,7 @@ async fn tenant_on(base: &PlatformBundle, others: &[&PlatformBundle]) -> Setup {
     );
     let commands =
         RolloutCommands::new(fleet.store.arc(), fleet.store.arc()).with_preview(Arc::new(previewer));
-    set_platform(&fleet, &id, base.version).await;
+    set_platform(&fleet, &store, &id, base.version).await;
     Setup {
         commands,
         fleet,
@@ -94,13 +94,20 @@ async fn tenant_on(base: &PlatformBundle, others: &[&PlatformBundle]) -> Setup {
     }
 }
 
-async fn set_platform(fleet: &crate::common::fleet::Fleet, id: &str, version: PlatformVersion) {
+async fn set_platform(
+    fleet: &crate::common::fleet::Fleet,
+    platforms: &Arc<dyn PlatformArtifacts>,
+    id: &str,
+    version: PlatformVersion,
+) {
     let change = SpecChange {
         platform: Some(Some(version)),
         ..Default::default()
     };
     fleet
         .commands
+        .clone()
+        .with_platforms(platforms.clone())
         .update_spec(&tenant_id(id), &change, None, &operator(), RolloutHold::Respect)
         .await
         .expect("platform set");
@@ -117,7 +124,7 @@ async fn a_change_that_replaces_the_database_is_refused_unless_the_spec_allows_i
     let base = repo_bundle("1.0.0");
     let next = replacing_cluster("1.1.0");
     let setup = tenant_on(&base, &[&next]).await;
-    set_platform(&setup.fleet, &setup.id, next.version).await;
+    set_platform(&setup.fleet, &setup.store, &setup.id, next.version).await;
 
     // Without the allowance: the preview shows the replacement and refuses it.
     let (_, preview) = setup
@@ -159,14 +166,9 @@ async fn a_change_that_replaces_the_database_is_refused_unless_the_spec_allows_i
     assert!(matches!(err, RolloutError::ReplacementRefused(_)), "{err}");
     assert!(err.to_string().contains("DatabaseCluster"), "{err}");
 
-    // With the allowance for the cluster and the instances that follow it: shown as a
-    // replacement, not refused.
-    let allowed = rollout(&[
-        "DatabaseCluster",
-        "DatabaseWriter",
-        "DatabaseReader1",
-        "DatabaseReader2",
-    ]);
+    // With the allowance for the cluster: shown as a replacement, not refused (the
+    // instances that follow it hold no data of their own).
+    let allowed = rollout(&["DatabaseCluster"]);
     let (_, preview) = setup
         .commands
         .preview(&allowed, chrono::Utc::now())
@@ -201,7 +203,7 @@ async fn a_harmless_change_is_an_in_place_modify_and_no_change_is_empty() {
     assert_eq!(preview.groups[0].changes, vec![]);
 
     // One more tag on the cluster: modified in place, never replaced, not refused.
-    set_platform(&setup.fleet, &setup.id, tagged.version).await;
+    set_platform(&setup.fleet, &setup.store, &setup.id, tagged.version).await;
     let (_, preview) = setup
         .commands
         .preview(&rollout(&[]), chrono::Utc::now())

@@ -250,10 +250,14 @@ async fn a_template_change_rolls_out_to_two_regions_and_the_tenant_whose_update_
     let failing = format!("{prefix}-us-4");
     fleet.make_irreplaceable(&failing).await;
 
+    // The move replaces the cluster, which the stack update guard refuses unless the
+    // rollout allows it by name.
+    let mut strategy = strategy();
+    strategy["allow_replacement"] = json!(["DatabaseCluster"]);
     let done = fleet
         .roll_out(
             "r-template",
-            json!({ "release": "1.1.0", "platform": "1.1.0", "strategy": strategy() }),
+            json!({ "release": "1.1.0", "platform": "1.1.0", "strategy": strategy }),
         )
         .await;
 
