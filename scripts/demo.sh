@@ -5,7 +5,10 @@
 # reconcile a tenant on its own release, then roll a release across the
 # fleet in staggered waves over both regions: one tenant's verify fails, the failure
 # budget halts the rollout and rolls the wave back, and after the fix a retry
-# completes it. Ends with every tenant's state and the rollout's per-tenant summary.
+# completes it. Then a platform fix: published, previewed (change set per group),
+# rolled out like a release; and a tenant changed out of band found by a drift check
+# and put back by a reconcile rollout of the drifted tenants. Ends with every
+# tenant's state and the rollouts' per-tenant summaries.
 # Everything it starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -68,6 +71,10 @@ PY
 export TENANTCTL_TABLE=demo-tenants TENANTCTL_ACTOR=demo TENANTCTL_LOG=warn
 say "tenantctl table create"
 tenantctl table create
+# Published platform versions (template + chart) live here; the server and its
+# workers read them from the same bucket.
+export TENANTCTL_PLATFORM_BUCKET=demo-platform
+tenantctl platform create-bucket
 
 say "starting tenantctl serve: the API on 127.0.0.1:$api_port, with the workers and the rollout controller"
 # API tokens: only their SHA-256 is configured; the demo keeps the tokens in files.
@@ -124,16 +131,23 @@ tenantctl tenant wait umbrella --state Deleted --timeout 5m
 tenantctl tenant history umbrella
 
 say "a platform version: the template and chart published to S3 by version and digest"
-export TENANTCTL_PLATFORM_BUCKET=demo-platform
-tenantctl platform create-bucket
 tenantctl platform publish --version 2026.12.1
 tenantctl platform publish --version 2026.12.1   # the same content again: nothing changes
 tenantctl platform list
 
-say "reconciling acme: its template, chart and spec applied again on the release it runs, no new release"
+say "acme moves to platform 2026.12.1: a spec change, then a reconcile applies it on the release it runs"
+tenantctl tenant update acme --platform 2026.12.1 >/dev/null
+tenantctl --output json tenant get acme | "$python" -c 'import json,sys; r=json.load(sys.stdin)["revision"]; print("differs before the reconcile:", r["differs"])'
 tenantctl tenant reconcile acme | grep -E '^(state|release|target):'
 tenantctl tenant wait acme --timeout 5m
+tenantctl --output json tenant get acme | "$python" -c 'import json,sys; r=json.load(sys.stdin)["revision"]; print("differs after:", r["differs"], "applied:", r["applied"])'
 tenantctl tenant history acme | tail -n 9
+echo "an unpublished platform version is refused at the door:"
+set +e
+tenantctl tenant update acme --platform 2026.12.9
+echo "exit $?"
+set -e
+tenantctl policy set-default --environment demo --region eu-west-1 --platform 2026.12.1
 
 say "provisioning four more tenants on 1.1.0 for the fleet rollout"
 for t in hooli:us-east-1 stark:us-east-1 wayne:eu-west-1 wonka:eu-west-1; do
@@ -212,6 +226,58 @@ curl -fsS -H "Authorization: Bearer $(cat "$work/read.token")" "http://127.0.0.1
 today="$(date -u +%F)"
 curl -fsS -H "Authorization: Bearer $(cat "$work/read.token")" \
   "http://127.0.0.1:$api_port/v1/reports/deployments?from=$today&to=$today"; echo
+
+say "a platform fix: the template's database CPU alarm threshold lowered, published as 2026.12.2"
+sed 's/      Threshold: 90$/      Threshold: 85/' templates/cloudformation/tenant.yaml >"$work/tenant-2026.12.2.yaml"
+tenantctl platform publish --version 2026.12.2 --template "$work/tenant-2026.12.2.yaml"
+cat >"$work/platform.rollout.json" <<'JSON'
+{
+  "platform": "2026.12.2",
+  "strategy": {
+    "region_order": ["eu-west-1", "us-east-1"],
+    "waves": ["1", "100%"],
+    "max_in_flight_per_region": 2,
+    "bake_time": "2s", "bake_checks": 1, "bake_check_interval": "1s",
+    "failure_budget": 0,
+    "approvals": {"after_canary": false, "between_regions": false}
+  }
+}
+JSON
+
+say "preview before change: per (region, tier, platform) group, one tenant's stack change set"
+api read rollout plan --spec "$work/platform.rollout.json" --diff
+
+say "the platform fix rolled out like a release: waves, bake, budget; no new application release"
+api deploy rollout start --spec "$work/platform.rollout.json" --id r-demo-platform --wait --poll 1s
+api read rollout status r-demo-platform
+tenantctl tenant list
+
+say "drift: someone changes wonka's tier in SSM by hand; the drift check finds it"
+"$python" - <<'PY'
+import boto3
+boto3.client("ssm", region_name="eu-west-1").put_parameter(
+    Name="/demo/tenants/wonka/config/tier", Value="large", Type="String", Overwrite=True)
+PY
+set +e
+api read tenant drift wonka
+code=$?
+set -e
+echo "tenantctl tenant drift exited $code (8: drifted)"
+[[ "$code" == 8 ]] || { echo "expected exit code 8" >&2; exit 1; }
+tenantctl fleet drift
+
+say "a reconcile rollout of the drifted tenants puts wonka back"
+cat >"$work/reconcile.rollout.json" <<'JSON'
+{
+  "reconcile": true,
+  "selector": {"drifted": true},
+  "strategy": {"waves": ["100%"], "bake_time": "1s", "bake_checks": 1, "bake_check_interval": "1s",
+               "approvals": {"after_canary": false, "between_regions": false}}
+}
+JSON
+api deploy rollout start --spec "$work/reconcile.rollout.json" --id r-demo-reconcile --wait --poll 1s
+api read tenant drift wonka
+tenantctl tenant history wonka | tail -n 12
 
 say "tenantctl fleet check: no tenant stranded, no stale lease, no history gap, rollout holds consistent"
 tenantctl fleet check
