@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_cloudformation::types::{Capability, Parameter};
-use tenant_orchestrator::app::{DriftCommands, TenantCommands};
-use tenant_orchestrator::machine::{StepKind, TenantEvent};
+use tenant_orchestrator::app::{DriftCommands, RolloutCommands, TenantCommands};
+use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
+use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::record::{Actor, DriftKind};
+use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::steps::config::WriteConfig;
 use tenant_orchestrator::steps::drift::AwsDriftChecker;
@@ -18,6 +20,7 @@ use tenant_orchestrator::steps::helm::Deploy;
 use tenant_orchestrator::steps::infra;
 use tenant_orchestrator::steps::platform::PlatformSource;
 use tenant_orchestrator::steps::{names, StepsConfig};
+use tenant_orchestrator::store::RolloutStore;
 use tenant_orchestrator::store::{DriftStore, TenantStore};
 use tenant_orchestrator::worker::Worker;
 
@@ -189,12 +192,42 @@ async fn drift_in_a_stack_parameter_and_an_ssm_parameter_is_found_recorded_and_r
         .unwrap();
     assert_eq!(again.checked, 0);
 
-    // Reconcile puts the stack and the configuration back; the next check is in sync.
-    commands
-        .command(&spec.id, TenantEvent::Reconcile, &op)
+    // A reconcile rollout of the drifted tenants puts the stack and the configuration
+    // back; the next check is in sync.
+    let rollout = RolloutId::parse(&format!("r-{id}")).unwrap();
+    let reconcile: RolloutSpec = serde_json::from_value(serde_json::json!({
+        "reconcile": true,
+        "selector": {"drifted": true},
+        "strategy": {"waves": ["100%"], "bake_time": "0s", "bake_checks": 0,
+                     "approvals": {"after_canary": false, "between_regions": false}}
+    }))
+    .unwrap();
+    let started = RolloutCommands::new(store.arc(), store.arc())
+        .with_drift(store.arc())
+        .start(rollout.clone(), reconcile, "operator:test")
         .await
-        .unwrap();
-    drain(&worker).await;
+        .expect("reconcile rollout started");
+    assert_eq!(started.tenants, 1, "only the drifted tenant");
+    let controller = Controller::new(
+        store.arc(),
+        store.arc(),
+        Arc::new(crate::revision_rollout::HealthyDouble),
+        ControllerConfig::new("controller-drift"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !store.load_rollout(&rollout).await.unwrap().is_settled() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reconcile rollout did not settle"
+        );
+        controller.step(&rollout).await.unwrap();
+        worker.run_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        store.load_rollout(&rollout).await.unwrap().phase,
+        tenant_orchestrator::record::Phase::Completed
+    );
     let tenant = store.load(&spec.id).await.unwrap();
     assert_eq!(
         tenant.state.label(),
@@ -216,7 +249,10 @@ async fn drift_in_a_stack_parameter_and_an_ssm_parameter_is_found_recorded_and_r
         .iter()
         .position(|c| c.starts_with("DriftCheck: 2 drifted"))
         .unwrap();
-    let reconciled_at = causes.iter().position(|c| *c == "Reconcile").unwrap();
+    let reconciled_at = causes
+        .iter()
+        .position(|c| c.starts_with("Reconcile"))
+        .unwrap_or_else(|| panic!("no reconcile in {causes:?}"));
     let in_sync_at = causes.iter().rposition(|c| *c == "DriftCheck: in sync").unwrap();
     assert!(
         drifted_at < reconciled_at && reconciled_at < in_sync_at,

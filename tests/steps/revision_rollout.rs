@@ -45,7 +45,7 @@ impl Step for ImageDouble {
 }
 
 /// Test double for the bake's health checks: every tenant is healthy.
-struct HealthyDouble;
+pub(crate) struct HealthyDouble;
 
 #[async_trait]
 impl TenantProbe for HealthyDouble {
