@@ -128,7 +128,7 @@ struct PassingHealth {
 impl TenantProbe for PassingHealth {
     async fn probe(&self, _tenant: &TenantSpec, _release: &ReleaseVersion) -> TenantHealth {
         self.checks.fetch_add(1, Ordering::Relaxed);
-        TenantHealth::Healthy
+        TenantHealth::Healthy { alarms: Vec::new() }
     }
 }
 

@@ -15,7 +15,7 @@ use super::extract::{ApiJson, ApiQuery, IdempotencyKey};
 use super::{idempotency, ApiError, ApiState};
 use crate::domain::{RolloutId, RolloutSpec};
 use crate::ports::RolloutSummary;
-use crate::record::{RolloutMember, RolloutRecord};
+use crate::record::{BakeCheck, RolloutMember, RolloutRecord};
 
 /// `POST /v1/rollouts`: a rollout spec (release, selector, strategy) and an optional id.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -34,9 +34,35 @@ pub struct RolloutView {
     pub rollout: RolloutRecord,
     #[schema(value_type = Vec<Object>)]
     pub members: Vec<RolloutMember>,
+    /// Per wave that baked or bakes: each tenant's latest bake check (time, result,
+    /// the alarms read and their states), as `rollout.waves[].bake.checks` keeps it.
+    pub bake_evidence: Vec<WaveBakeEvidence>,
     /// On start: whether this call created it (false: it existed with the same spec).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<bool>,
+}
+
+/// The bake evidence of one wave.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WaveBakeEvidence {
+    pub wave: usize,
+    /// The unhealthy tenants first; at most 50 tenants, at most 10 alarms each.
+    pub checks: Vec<BakeCheck>,
+}
+
+impl WaveBakeEvidence {
+    fn of(record: &RolloutRecord) -> Vec<Self> {
+        record
+            .waves
+            .iter()
+            .filter_map(|w| {
+                w.bake.as_ref().map(|b| Self {
+                    wave: w.index,
+                    checks: b.checks.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -69,6 +95,7 @@ async fn view(
 ) -> Result<RolloutView, ApiError> {
     let members = state.store().members(&record.id, None).await?;
     Ok(RolloutView {
+        bake_evidence: WaveBakeEvidence::of(&record),
         rollout: record,
         members,
         created,

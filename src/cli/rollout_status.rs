@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use tenant_orchestrator::ports::RolloutSummary;
-use tenant_orchestrator::record::{Outcome, RollbackStatus, RolloutMember, RolloutRecord};
+use tenant_orchestrator::record::{BakeProgress, Outcome, RollbackStatus, RolloutMember, RolloutRecord};
 
 use super::super::{Failure, OutputFormat};
 
@@ -58,6 +58,9 @@ pub fn print(output: OutputFormat, record: &RolloutRecord, members: &[RolloutMem
                 describe(m)
             );
         }
+        if let Some(bake) = wave.bake.as_ref().filter(|b| !b.checks.is_empty()) {
+            print_bake_evidence(bake);
+        }
     }
     if !record.skipped.is_empty() {
         println!("\nskipped when planned:");
@@ -66,6 +69,31 @@ pub fn print(output: OutputFormat, record: &RolloutRecord, members: &[RolloutMem
         }
     }
     Ok(())
+}
+
+/// Each tenant's latest bake check: when, the result, and the alarms read.
+fn print_bake_evidence(bake: &BakeProgress) {
+    println!("  bake checks ({} rounds passed):", bake.checks_passed);
+    for check in &bake.checks {
+        let result = match &check.reason {
+            Some(reason) => format!("UNHEALTHY: {reason}"),
+            None => "healthy".to_owned(),
+        };
+        println!("    {:<26} {} {result}", check.tenant.as_str(), time(check.at));
+        let mut alarms: Vec<String> = check
+            .alarms
+            .iter()
+            .map(|a| format!("{} {}", a.name, a.state))
+            .collect();
+        if check.alarms_not_listed > 0 {
+            alarms.push(format!("and {} more", check.alarms_not_listed));
+        }
+        if alarms.is_empty() {
+            println!("      alarms: none read");
+        } else {
+            println!("      alarms: {}", alarms.join(", "));
+        }
+    }
 }
 
 /// One tenant's line: its outcome, then what a breach's rollback did to it.

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use crate::domain::{Region, ReleaseVersion, TenantSpec};
+use crate::record::AlarmSeen;
 
 /// Where release images are published; starting a rollout refuses a release that is
 /// not published for every region it visits.
@@ -15,18 +16,29 @@ pub trait ReleaseRegistry: Send + Sync {
     async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String>;
 }
 
-/// What one probe found of a tenant.
+/// What one probe found of a tenant, with the alarms it read as evidence (empty
+/// when the probe reads none, or could not read them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TenantHealth {
     /// Every hostname answered healthy and reported the release asked about.
-    Healthy,
+    Healthy { alarms: Vec<AlarmSeen> },
     /// A hostname did not (the first in the spec's order, so the reason names the same
-    /// hostname every time): `reported_release` is the release it reported, if any,
-    /// and `reason` says what it answered.
+    /// hostname every time), or an alarm counts against the tenant: `reported_release`
+    /// is the release it reported, if any, and `reason` says what was wrong.
     Unhealthy {
         reported_release: Option<String>,
         reason: String,
+        alarms: Vec<AlarmSeen>,
     },
+}
+
+impl TenantHealth {
+    /// The alarms checked and their states.
+    pub fn alarms(&self) -> &[AlarmSeen] {
+        match self {
+            Self::Healthy { alarms } | Self::Unhealthy { alarms, .. } => alarms,
+        }
+    }
 }
 
 /// Checks that a tenant serves a release healthy; the rollout controller's bake

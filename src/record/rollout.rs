@@ -87,6 +87,79 @@ pub struct BakeProgress {
     pub since: DateTime<Utc>,
     pub checks_passed: u32,
     pub next_check_at: DateTime<Utc>,
+    /// The latest check of each tenant checked, the unhealthy ones first (at most
+    /// [`BAKE_TENANTS_KEPT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<BakeCheck>,
+}
+
+/// The most tenants whose latest bake check a wave keeps, so the record stays small.
+pub const BAKE_TENANTS_KEPT: usize = 50;
+/// The most alarms a bake check lists; the rest are only counted.
+pub const BAKE_ALARMS_KEPT: usize = 10;
+
+/// One alarm as a check saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AlarmSeen {
+    pub name: String,
+    /// `OK`, `ALARM`, `INSUFFICIENT_DATA`, or `missing` (a configured alarm that does
+    /// not exist).
+    pub state: String,
+}
+
+/// A tenant's latest bake check: when, what it found, and the alarms it read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BakeCheck {
+    #[schema(value_type = String)]
+    pub tenant: TenantId,
+    pub at: DateTime<Utc>,
+    pub healthy: bool,
+    /// Why it is unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The alarms checked and their states (at most [`BAKE_ALARMS_KEPT`], those that
+    /// are not `OK` first).
+    #[serde(default)]
+    pub alarms: Vec<AlarmSeen>,
+    /// Alarms checked beyond those listed.
+    #[serde(default)]
+    pub alarms_not_listed: usize,
+}
+
+impl BakeCheck {
+    /// A check of `tenant` at `at`; `reason` is `None` when it passed. Lists the alarms
+    /// that are not `OK` first, and at most [`BAKE_ALARMS_KEPT`] of them.
+    pub fn new(
+        tenant: TenantId,
+        at: DateTime<Utc>,
+        reason: Option<String>,
+        mut alarms: Vec<AlarmSeen>,
+    ) -> Self {
+        alarms.sort_by_key(|a| a.state == "OK");
+        let alarms_not_listed = alarms.len().saturating_sub(BAKE_ALARMS_KEPT);
+        alarms.truncate(BAKE_ALARMS_KEPT);
+        Self {
+            tenant,
+            at,
+            healthy: reason.is_none(),
+            reason,
+            alarms,
+            alarms_not_listed,
+        }
+    }
+}
+
+impl BakeProgress {
+    /// Keeps `latest` as each tenant's check in place of any earlier one, the
+    /// unhealthy tenants first, and at most [`BAKE_TENANTS_KEPT`].
+    pub fn record_checks(&mut self, latest: Vec<BakeCheck>) {
+        self.checks
+            .retain(|c| !latest.iter().any(|l| l.tenant == c.tenant));
+        self.checks.extend(latest);
+        self.checks
+            .sort_by(|a, b| (a.healthy, a.tenant.as_str()).cmp(&(b.healthy, b.tenant.as_str())));
+        self.checks.truncate(BAKE_TENANTS_KEPT);
+    }
 }
 
 /// One wave of a started rollout: what the plan said and how far it got. The tenants

@@ -19,8 +19,8 @@ use crate::domain::{RolloutId, TenantId};
 use crate::ports::{Conflict, RolloutStore, StoreError, TenantDrive, TenantStore, WriteGuard};
 use crate::ports::{TenantHealth, TenantProbe};
 use crate::record::{
-    Actor, Cause, Lease, Origin, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, TenantRecord,
-    Transition,
+    Actor, BakeCheck, Cause, Lease, Origin, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord,
+    TenantRecord, Transition,
 };
 
 #[derive(Debug, Clone)]
@@ -371,12 +371,12 @@ impl Controller {
     }
 
     /// One round of bake checks on the wave's tenants that reached the target, each
-    /// checked against the release it runs.
+    /// checked against the release it runs: every tenant's check with its evidence.
     async fn bake_check(
         &self,
         members: &[RolloutMember],
         tenants: &HashMap<TenantId, TenantRecord>,
-    ) -> Vec<(TenantId, String)> {
+    ) -> Vec<BakeCheck> {
         let mut checks = JoinSet::new();
         for m in members.iter().filter(|m| m.outcome == Outcome::Succeeded) {
             let Some(record) = tenants.get(&m.tenant) else {
@@ -386,25 +386,32 @@ impl Controller {
                 continue;
             };
             let (probe, tenant) = (self.probe.clone(), record.spec.clone());
-            checks.spawn(async move { (tenant.id.clone(), probe.probe(&tenant, &release).await) });
+            checks.spawn(async move {
+                (
+                    tenant.id.clone(),
+                    probe.probe(&tenant, &release).await,
+                    Utc::now(),
+                )
+            });
         }
-        let mut unhealthy: Vec<(TenantId, String)> = checks
+        let mut seen: Vec<BakeCheck> = checks
             .join_all()
             .await
             .into_iter()
-            .filter_map(|(id, health)| match health {
-                TenantHealth::Healthy => None,
+            .map(|(id, health, at)| match health {
+                TenantHealth::Healthy { alarms } => BakeCheck::new(id, at, None, alarms),
                 TenantHealth::Unhealthy {
                     reported_release,
                     reason,
+                    alarms,
                 } => {
                     info!(tenant = %id, reported_release = reported_release.as_deref().unwrap_or("none"), %reason, "bake check failed");
-                    Some((id, reason))
+                    BakeCheck::new(id, at, Some(reason), alarms)
                 }
             })
             .collect();
-        unhealthy.sort();
-        unhealthy
+        seen.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        seen
     }
 
     /// Applies a decided tenant event together with the member change.

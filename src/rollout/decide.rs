@@ -10,7 +10,9 @@ use super::target::{Target, TenantRevision};
 use crate::domain::rollout::SpecRevision;
 use crate::domain::{MaintenanceWindows, Region, ReleaseVersion, RolloutId, TenantId};
 use crate::machine::{TenantEvent, TenantState};
-use crate::record::{BakeProgress, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveStatus};
+use crate::record::{
+    BakeCheck, BakeProgress, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveStatus,
+};
 
 /// What the controller saw of one member's tenant this tick.
 #[derive(Debug, Clone)]
@@ -32,8 +34,8 @@ pub struct Observed {
     /// By tenant; absent from the map: not loaded; `None`: the tenant no longer exists.
     pub tenants: HashMap<TenantId, Option<TenantView>>,
     /// The results of a bake check round run this tick on the wave's succeeded
-    /// tenants: the tenants that failed it, with the reason.
-    pub bake_check: Option<Vec<(TenantId, String)>>,
+    /// tenants: each tenant's check (a `reason` when it failed), with its evidence.
+    pub bake_check: Option<Vec<BakeCheck>>,
 }
 
 /// A change of one tenant to write together with the member's new state, atomically:
@@ -336,6 +338,7 @@ impl<'a> Deciding<'a> {
                 since: now,
                 checks_passed: 0,
                 next_check_at: now + bake.check_interval(),
+                checks: Vec::new(),
             });
             let index = w.index;
             self.record.log(
@@ -486,12 +489,18 @@ impl<'a> Deciding<'a> {
             self.wave_deployed();
             return;
         }
-        if let Some(unhealthy) = self.observed.bake_check.clone() {
-            for (tenant, reason) in &unhealthy {
-                if let Some(i) = self.members.iter().position(|m| &m.tenant == tenant) {
+        if let Some(checks) = self.observed.bake_check.clone() {
+            for check in &checks {
+                let Some(reason) = &check.reason else {
+                    continue;
+                };
+                if let Some(i) = self.members.iter().position(|m| m.tenant == check.tenant) {
                     let reason = format!("unhealthy during the bake: {reason}");
                     self.set(i, |m| m.outcome = Outcome::Failed { reason });
                 }
+            }
+            if let Some(bake) = self.record.wave_mut().and_then(|w| w.bake.as_mut()) {
+                bake.record_checks(checks);
             }
             if self.breached() {
                 self.roll_back();

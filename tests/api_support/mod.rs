@@ -173,7 +173,7 @@ impl tenant_orchestrator::ports::TenantProbe for AlwaysHealthy {
         _: &tenant_orchestrator::domain::TenantSpec,
         _: &tenant_orchestrator::domain::ReleaseVersion,
     ) -> tenant_orchestrator::ports::TenantHealth {
-        tenant_orchestrator::ports::TenantHealth::Healthy
+        tenant_orchestrator::ports::TenantHealth::Healthy { alarms: Vec::new() }
     }
 }
 

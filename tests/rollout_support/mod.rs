@@ -49,9 +49,10 @@ impl TenantProbe for HealthDouble {
             return TenantHealth::Unhealthy {
                 reported_release: Some(release.to_string()),
                 reason: format!("{}.example.com answered 503 on {release}", tenant.id),
+                alarms: Vec::new(),
             };
         }
-        TenantHealth::Healthy
+        TenantHealth::Healthy { alarms: Vec::new() }
     }
 }
 

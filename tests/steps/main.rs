@@ -19,6 +19,7 @@ mod infra_support;
 
 mod artifact;
 mod backup;
+mod bake_alarms;
 mod certificates;
 mod config;
 mod drift;

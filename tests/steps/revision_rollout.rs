@@ -50,7 +50,7 @@ pub(crate) struct HealthyDouble;
 #[async_trait]
 impl TenantProbe for HealthyDouble {
     async fn probe(&self, _: &TenantSpec, _: &tenant_orchestrator::domain::ReleaseVersion) -> TenantHealth {
-        TenantHealth::Healthy
+        TenantHealth::Healthy { alarms: Vec::new() }
     }
 }
 

@@ -5,7 +5,7 @@
 use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
 use tenant_orchestrator::domain::TenantSpec;
 use tenant_orchestrator::ports::{TenantHealth, TenantProbe};
-use tenant_orchestrator::record::TenantRecord;
+use tenant_orchestrator::record::{AlarmSeen, TenantRecord};
 use tenant_orchestrator::step::StepOutcome;
 use tenant_orchestrator::steps::names;
 use tenant_orchestrator::steps::verify::{HealthProbe, VerifyConfig};
@@ -14,12 +14,19 @@ use crate::aws_support::{aws, region_config, unique};
 use crate::common::*;
 use crate::verify::{healthy, run_polling, step, verify_config, verifying_upgrade, HealthResponder};
 
+fn seen(name: &str, state: &str) -> AlarmSeen {
+    AlarmSeen {
+        name: name.into(),
+        state: state.into(),
+    }
+}
+
 async fn cloudwatch() -> aws_sdk_cloudwatch::Client {
     aws_sdk_cloudwatch::Client::new(&region_config("us-east-1").await)
 }
 
 /// Puts a metric alarm named `name` and sets it to `state`.
-async fn alarm(name: &str, state: StateValue) {
+pub async fn alarm(name: &str, state: StateValue) {
     let cw = cloudwatch().await;
     cw.put_metric_alarm()
         .alarm_name(name)
@@ -36,7 +43,7 @@ async fn alarm(name: &str, state: StateValue) {
     set_state(name, state).await;
 }
 
-async fn set_state(name: &str, state: StateValue) {
+pub async fn set_state(name: &str, state: StateValue) {
     cloudwatch()
         .await
         .set_alarm_state()
@@ -187,10 +194,17 @@ async fn the_bake_probe_fails_a_tenant_in_alarm_naming_the_alarms_checked() {
         TenantHealth::Unhealthy {
             reported_release: Some("1.1.0".into()),
             reason: format!("failing alarms: {cpu} ALARM (checked {cpu} ALARM)"),
+            alarms: vec![seen(&cpu, "ALARM")],
         }
     );
 
     set_state(&cpu, StateValue::Ok).await;
     let health = probe.probe(&record.spec, &release("1.1.0")).await;
-    assert_eq!(health, TenantHealth::Healthy);
+    assert_eq!(
+        health,
+        TenantHealth::Healthy {
+            alarms: vec![seen(&cpu, "OK")]
+        },
+        "a healthy answer names the alarms it checked too"
+    );
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::*;
 use crate::domain::rollout::{Approvals, Bake, FailureBudget, OnBreach, RollbackScope, WaveSize, Waves};
 use crate::domain::{Group, RolloutSpec, Tier};
-use crate::record::RolloutMember;
+use crate::record::{AlarmSeen, RolloutMember};
 use crate::rollout::{plan, TenantRevision, TenantSummaryForPlanning};
 
 mod revision;
@@ -265,9 +265,28 @@ fn an_unhealthy_tenant_during_the_bake_counts_against_the_budget() {
     members[0].from_release = Some(release("1.0.0"));
     let d = decide(&record, &members[..1], &observed(at(0), &[]));
     let mut checked = observed(at(20), &[("ten0", active("2.0.0", None))]);
-    checked.bake_check = Some(vec![(id("ten0"), "t0.example.com answered 503".into())]);
+    let latency = AlarmSeen {
+        name: "tenant-test-ten0/latency".into(),
+        state: "ALARM".into(),
+    };
+    checked.bake_check = Some(vec![BakeCheck::new(
+        id("ten0"),
+        at(20),
+        Some("failing alarms: tenant-test-ten0/latency ALARM".into()),
+        vec![latency.clone()],
+    )]);
     let d = decide(&d.record, &members[..1], &checked);
     assert_eq!(d.record.phase, Phase::Halted);
+    let evidence = &d.record.waves[0].bake.as_ref().unwrap().checks;
+    assert_eq!(
+        evidence.len(),
+        1,
+        "the breached wave keeps the check that breached it"
+    );
+    assert_eq!(
+        (evidence[0].healthy, &evidence[0].alarms),
+        (false, &vec![latency])
+    );
     assert_eq!(d.drives.len(), 1, "the unhealthy tenant is returned to 1.0.0");
     assert_eq!(
         d.drives[0].event,
@@ -425,6 +444,7 @@ fn a_wave_baking_without_bake_progress_bakes_again_from_now() {
             since: at(100),
             checks_passed: 0,
             next_check_at: at(120),
+            checks: Vec::new(),
         }),
         "the bake counts from now, and the round run without a record of it does not count"
     );
@@ -433,4 +453,53 @@ fn a_wave_baking_without_bake_progress_bakes_again_from_now() {
         .events
         .iter()
         .any(|e| e.what == "wave 0 was baking with no bake progress recorded; its bake starts again"));
+}
+
+#[test]
+fn bake_evidence_keeps_each_tenants_latest_check_and_stays_small() {
+    let ok = |n: usize| AlarmSeen {
+        name: format!("a{n:02}"),
+        state: "OK".into(),
+    };
+    let mut alarms: Vec<AlarmSeen> = (0..15).map(ok).collect();
+    alarms.push(AlarmSeen {
+        name: "z-late".into(),
+        state: "ALARM".into(),
+    });
+    let check = BakeCheck::new(id("ten0"), at(1), Some("failing".into()), alarms);
+    assert_eq!(check.alarms.len(), crate::record::BAKE_ALARMS_KEPT);
+    assert_eq!(
+        check.alarms[0].name, "z-late",
+        "the alarm that is not OK is listed first"
+    );
+    assert_eq!(check.alarms_not_listed, 6);
+
+    let mut bake = BakeProgress {
+        since: at(0),
+        checks_passed: 0,
+        next_check_at: at(1),
+        checks: Vec::new(),
+    };
+    let healthy = |t: usize, s: i64| BakeCheck::new(id(&format!("ten{t:03}")), at(s), None, vec![ok(0)]);
+    bake.record_checks((0..60).map(|t| healthy(t, 1)).collect());
+    assert_eq!(bake.checks.len(), crate::record::BAKE_TENANTS_KEPT);
+    bake.record_checks(vec![BakeCheck::new(
+        id("ten059"),
+        at(2),
+        Some("503".into()),
+        vec![],
+    )]);
+    assert_eq!(bake.checks.len(), crate::record::BAKE_TENANTS_KEPT);
+    assert_eq!(
+        (bake.checks[0].tenant.as_str(), bake.checks[0].healthy),
+        ("ten059", false)
+    );
+    bake.record_checks(vec![healthy(0, 3)]);
+    let ten0: Vec<_> = bake
+        .checks
+        .iter()
+        .filter(|c| c.tenant.as_str() == "ten000")
+        .collect();
+    assert_eq!(ten0.len(), 1, "only the latest check of a tenant is kept");
+    assert_eq!(ten0[0].at, at(3));
 }

@@ -10,6 +10,7 @@ use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::domain::{TenantId, TenantSpec};
+use crate::record::AlarmSeen;
 use crate::steps::{names, AwsClients};
 
 use super::VerifyConfig;
@@ -84,6 +85,19 @@ impl AlarmReport {
             AlarmState::InsufficientData => self.insufficient_data_fails,
             AlarmState::Alarm | AlarmState::Missing => true,
         }
+    }
+
+    /// The alarms read and their states, as a rollout's bake evidence keeps them
+    /// (none when they could not be read).
+    pub fn seen(&self) -> Vec<AlarmSeen> {
+        self.readings
+            .iter()
+            .flatten()
+            .map(|a| AlarmSeen {
+                name: a.name.clone(),
+                state: a.state.to_string(),
+            })
+            .collect()
     }
 
     /// No alarm counts against the tenant, and the alarms could be read.

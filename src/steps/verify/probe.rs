@@ -205,24 +205,27 @@ impl HealthProbe {
 }
 
 /// Bake checks: every hostname of the tenant must answer 2xx with status `ok` and
-/// the release, and then no alarm of the tenant may count against it.
+/// the release, and no alarm of the tenant may count against it. The alarms are read
+/// either way, so the answer carries them as evidence.
 #[async_trait]
 impl TenantProbe for HealthProbe {
     async fn probe(&self, tenant: &TenantSpec, release: &ReleaseVersion) -> TenantHealth {
-        let seen = self.check_all(&tenant.hostnames).await;
+        let (seen, alarms) = tokio::join!(self.check_all(&tenant.hostnames), self.alarms(tenant));
+        let evidence = alarms.seen();
         if let Some(failing) = seen.into_iter().find(|o| !o.serves(release)) {
             return TenantHealth::Unhealthy {
                 reported_release: failing.reported_release(),
                 reason: failing.to_string(),
+                alarms: evidence,
             };
         }
-        let alarms = self.alarms(tenant).await;
         if alarms.healthy() {
-            TenantHealth::Healthy
+            TenantHealth::Healthy { alarms: evidence }
         } else {
             TenantHealth::Unhealthy {
                 reported_release: Some(release.to_string()),
                 reason: alarms.to_string(),
+                alarms: evidence,
             }
         }
     }
