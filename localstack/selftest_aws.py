@@ -453,8 +453,66 @@ def cloudformation_alarms() -> None:
     check("cfn: deleting the stack deletes its alarm", left == [], left)
 
 
+def cloudformation_rollback_triggers() -> None:
+    cfn, cw = client("cloudformation"), client("cloudwatch")
+    stack, prefix = f"selftest-triggers-{RUN}", f"selftest-triggers-{RUN}"
+    template = ALARM_TEMPLATE.replace("      Threshold: 10\n", "      Threshold: !Ref Threshold\n").replace(
+        "  Prefix: {Type: String}\n", "  Prefix: {Type: String}\n  Threshold: {Type: Number, Default: 10}\n")
+    cfn.create_stack(StackName=stack, TemplateBody=template, Parameters=params(Prefix=prefix))
+    alarm = f"{prefix}/cpu"
+    arn = cw.describe_alarms(AlarmNames=[alarm])["MetricAlarms"][0]["AlarmArn"]
+
+    def rollback(*arns: str, minutes: int = 5) -> dict[str, Any]:
+        return {"RollbackTriggers": [{"Arn": a, "Type": "AWS::CloudWatch::Alarm"} for a in arns],
+                "MonitoringTimeInMinutes": minutes}
+
+    def update(name: str, threshold: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+        cfn.create_change_set(StackName=stack, ChangeSetName=name, ChangeSetType="UPDATE", TemplateBody=template,
+                              Parameters=params(Prefix=prefix, Threshold=threshold), RollbackConfiguration=config)
+        token = f"{name}-{RUN}"
+        cfn.execute_change_set(StackName=stack, ChangeSetName=name, ClientRequestToken=token)
+        return [e for e in cfn.describe_stack_events(StackName=stack)["StackEvents"] if e.get("ClientRequestToken") == token]
+
+    def threshold() -> tuple[str, float, str]:
+        given = {p["ParameterKey"]: p["ParameterValue"] for p in cfn.describe_stacks(StackName=stack)["Stacks"][0]["Parameters"]}
+        live = cw.describe_alarms(AlarmNames=[alarm])["MetricAlarms"][0]
+        return given["Threshold"], live["Threshold"], live["StateValue"]
+
+    cw.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="selftest")
+    events = update("alarmed", "20", rollback(arn))
+    reasons = [e.get("ResourceStatusReason", "") for e in events if e["ResourceStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS"]
+    check("cfn: a rollback trigger in ALARM rolls the change set's update back, naming the alarm",
+          stack_status(cfn, stack) == "UPDATE_ROLLBACK_COMPLETE" and len(reasons) == 1 and arn in reasons[0]
+          and not any(e["ResourceStatus"] == "UPDATE_COMPLETE" and e["LogicalResourceId"] == stack for e in events),
+          (stack_status(cfn, stack), events))
+    check("cfn: the rolled-back stack has its previous parameters, its alarm its previous threshold and state",
+          threshold() == ("10", 10.0, "ALARM"), threshold())
+    cfn.update_stack(StackName=stack, TemplateBody=template, Parameters=params(Prefix=prefix, Threshold="30"),
+                     RollbackConfiguration=rollback(arn))
+    check("cfn: UpdateStack honours its rollback triggers too",
+          stack_status(cfn, stack) == "UPDATE_ROLLBACK_COMPLETE" and threshold()[0] == "10", threshold())
+    events = update("missing", "20", rollback(f"{arn}-gone"))
+    check("cfn: a rollback trigger that does not exist rolls the update back",
+          stack_status(cfn, stack) == "UPDATE_ROLLBACK_COMPLETE"
+          and any("does not exist" in e.get("ResourceStatusReason", "") for e in events), events)
+    cw.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="selftest")
+    update("calm", "20", rollback(arn, minutes=0))
+    check("cfn: with its triggers OK the update completes",
+          stack_status(cfn, stack) == "UPDATE_COMPLETE" and threshold() == ("20", 20.0, "OK"), threshold())
+    for config, what in ((rollback(*[arn] * 6), "six triggers"), (rollback(arn, minutes=181), "181 minutes")):
+        try:
+            cfn.create_change_set(StackName=stack, ChangeSetName=f"bad-{RUN}", ChangeSetType="UPDATE", TemplateBody=template,
+                                  Parameters=params(Prefix=prefix, Threshold="40"), RollbackConfiguration=config)
+            check(f"cfn: a rollback configuration with {what} is refused", False, "accepted")
+        except ClientError as err:
+            check(f"cfn: a rollback configuration with {what} is refused",
+                  err.response["Error"]["Code"] == "ValidationError", err)
+    cfn.delete_stack(StackName=stack)
+
+
 def main() -> int:
-    for func in (dynamodb_local, cloudformation_rds, cloudformation_failures, cloudformation_change_sets, cloudformation_alarms, acm_route53_elbv2, ecr_images):
+    for func in (dynamodb_local, cloudformation_rds, cloudformation_failures, cloudformation_change_sets, cloudformation_alarms,
+                 cloudformation_rollback_triggers, acm_route53_elbv2, ecr_images):
         section(func)
     return 1 if FAILED else 0
 

@@ -146,6 +146,7 @@ impl Rig {
                 infra: InfraConfig {
                     poll_seconds: 0,
                     termination_protection: false,
+                    ..InfraConfig::default()
                 },
                 certificates: CertificateConfig {
                     poll_seconds: 1,

@@ -2,7 +2,7 @@
 
 Importing this package, before moto serves its first request, registers the
 CloudFormation models of moto_ext.rds and moto_ext.cloudwatch and applies the fixes of moto_ext.cfn,
-moto_ext.cfn_parameters, moto_ext.changesets,
+moto_ext.cfn_parameters, moto_ext.changesets, moto_ext.rollback_triggers,
 moto_ext.elbv2, moto_ext.route53 and moto_ext.ssm. moto_server.py does that and then runs moto's server.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 # Load moto's own models first: ours must be defined after them to win.
 from moto.cloudformation import parsing as _parsing
 
-from . import cfn, cfn_parameters, changesets, cloudwatch, elbv2, rds, route53, ssm
+from . import cfn, cfn_parameters, changesets, cloudwatch, elbv2, rds, rollback_triggers, route53, ssm
 
 EXTENDED_TYPES = {
     "AWS::RDS::DBCluster": rds.CfnDBCluster,
@@ -24,6 +24,7 @@ def _register() -> None:
     cfn.apply()
     cfn_parameters.apply()
     changesets.apply()
+    rollback_triggers.apply()
     elbv2.apply()
     route53.apply()
     ssm.apply()

@@ -359,22 +359,34 @@ def _stack_update(self: Any, template: str, role_arn: str | None = None, paramet
         _original_stack_update(self, template, role_arn, parameters=parameters, tags=tags)
     except ResourceFailure as failure:
         _resource_event(self, failure, "UPDATE_FAILED")
-        self._add_stack_event(
-            "UPDATE_ROLLBACK_IN_PROGRESS",
-            resource_status_reason=f"The following resource(s) failed to update: [{failure.logical_id}]. ",
+        roll_back_update(
+            self,
+            old_template,
+            old_parameters,
+            f"The following resource(s) failed to update: [{failure.logical_id}]. ",
         )
-        self.status = "UPDATE_ROLLBACK_IN_PROGRESS"
-        self.template = old_template
-        self._parse_template()
-        try:
-            self.resource_map.update(self.template_dict, old_parameters)
-        except Exception as exc:  # noqa: BLE001
-            self.status = "UPDATE_ROLLBACK_FAILED"
-            self._add_stack_event("UPDATE_ROLLBACK_FAILED", resource_status_reason=str(exc))
-            return
-        self.output_map = self._create_output_map()
-        self.status = "UPDATE_ROLLBACK_COMPLETE"
-        self._add_stack_event("UPDATE_ROLLBACK_COMPLETE")
+
+
+def roll_back_update(stack: Any, old_template: str, old_parameters: dict[str, Any], reason: str) -> None:
+    """Puts `stack` back on the template and parameters it had before an update, as
+    CloudFormation does when the update fails for `reason`."""
+    stack._add_stack_event("UPDATE_ROLLBACK_IN_PROGRESS", resource_status_reason=reason)
+    stack.status = "UPDATE_ROLLBACK_IN_PROGRESS"
+    stack.template = old_template
+    stack._parse_template()
+    # Parameters left to their defaults count as given: a parameter the update set
+    # goes back to its default.
+    effective = _effective_parameters(stack.template_dict, old_parameters)
+    parameters = {k: v for k, v in effective.items() if v is not None}
+    try:
+        stack.resource_map.update(stack.template_dict, parameters)
+    except Exception as exc:  # noqa: BLE001
+        stack.status = "UPDATE_ROLLBACK_FAILED"
+        stack._add_stack_event("UPDATE_ROLLBACK_FAILED", resource_status_reason=str(exc))
+        return
+    stack.output_map = stack._create_output_map()
+    stack.status = "UPDATE_ROLLBACK_COMPLETE"
+    stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE")
 
 
 _original_delete_stack = cfn_models.CloudFormationBackend.delete_stack

@@ -115,8 +115,16 @@ class CfnAlarm(CloudFormationModel):
         if name != original_resource.name:
             # A new name is a new alarm: CloudFormation replaces it.
             _backend(account_id, region_name).delete_alarms([original_resource.name])
-        # PutMetricAlarm on an existing name updates it in place.
+        # PutMetricAlarm on an existing name updates it in place and, as in AWS, leaves
+        # its state as it was (moto would reset it to OK).
+        backend = _backend(account_id, region_name)
+        previous = backend.alarms.get(name)
         cls._put(name, props, account_id, region_name)
+        if previous is not None:
+            alarm = backend.alarms[name]
+            for field in ("state_value", "state_reason", "state_reason_data", "state_updated_timestamp", "history"):
+                if hasattr(previous, field):
+                    setattr(alarm, field, getattr(previous, field))
         return cls(account_id, region_name, name, bool(props.get("AlarmName")))
 
     @classmethod

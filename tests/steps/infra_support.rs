@@ -55,6 +55,7 @@ pub fn config(subnet_group: &str, termination_protection: bool) -> StepsConfig {
         infra: InfraConfig {
             poll_seconds: 0,
             termination_protection,
+            ..InfraConfig::default()
         },
         regions: [(REGION.to_owned(), region_settings(subnet_group))].into(),
         ..Default::default()

@@ -25,6 +25,7 @@ mod config;
 mod drift;
 mod helm;
 mod infra;
+mod infra_triggers;
 mod platform;
 mod preview;
 mod revision_rollout;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_cloudformation::types::{
     Capability, ChangeAction, ChangeSetStatus, ChangeSetType, ExecutionStatus, Parameter,
-    Replacement as SdkReplacement, TemplateStage,
+    Replacement as SdkReplacement, RollbackConfiguration, TemplateStage,
 };
 use aws_sdk_cloudformation::Client;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -332,6 +332,19 @@ pub async fn create_change_set(
     template_body: &str,
     parameters: Vec<(String, ParamValue)>,
 ) -> Result<(), InfraError> {
+    create_update_change_set(cf, stack, name, template_body, parameters, None).await
+}
+
+/// [`create_change_set`] for a change set that will be executed: with `rollback`,
+/// CloudFormation rolls the update back when one of its triggers is in ALARM.
+pub async fn create_update_change_set(
+    cf: &Client,
+    stack: &str,
+    name: &str,
+    template_body: &str,
+    parameters: Vec<(String, ParamValue)>,
+    rollback: Option<RollbackConfiguration>,
+) -> Result<(), InfraError> {
     let result = cf
         .create_change_set()
         .stack_name(stack)
@@ -340,6 +353,7 @@ pub async fn create_change_set(
         .template_body(template_body)
         .set_parameters(Some(sdk_parameters(parameters)))
         .set_capabilities(Some(CAPABILITIES.to_vec()))
+        .set_rollback_configuration(rollback)
         .send()
         .await;
     match result {

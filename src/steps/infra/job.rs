@@ -147,7 +147,9 @@ impl<'a> StackJob<'a> {
 
     /// Starts the update through a change set named after `token`, so a run that
     /// follows a crash finds the one an earlier run created: computed, inspected by the
-    /// replacement guard, then executed, or deleted and refused.
+    /// replacement guard, then executed, or deleted and refused. The tenant's alarms
+    /// are its rollback triggers: one in ALARM during the update (or its monitoring
+    /// time) makes CloudFormation roll it back, and the step fails naming it.
     async fn start_guarded(
         &self,
         facts: &TenantFacts,
@@ -156,7 +158,8 @@ impl<'a> StackJob<'a> {
         token: &str,
     ) -> Result<UpdateStart, InfraError> {
         let name = format!("tenantctl-{token}");
-        cfn::create_change_set(&self.cf, &self.stack, &name, body, parameters).await?;
+        let rollback = self.steps.rollback_configuration(&self.ctx.tenant.spec).await?;
+        cfn::create_update_change_set(&self.cf, &self.stack, &name, body, parameters, Some(rollback)).await?;
         match cfn::describe_change_set(&self.cf, &self.stack, &name).await? {
             ChangeSetState::Pending | ChangeSetState::Missing => Ok(UpdateStart::Busy(format!(
                 "change set {name} of stack {} is being computed",

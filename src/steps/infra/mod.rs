@@ -32,7 +32,9 @@ use crate::machine::StepKind;
 use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome, StepRegistry};
 use crate::steps::platform::{PlatformSource, PlatformUnavailable};
+use crate::steps::verify::{AlarmArn, AlarmWatch};
 use crate::steps::{aws_failure, AwsClients, RegionSettings, StepsConfig};
+use aws_sdk_cloudformation::types::{RollbackConfiguration, RollbackTrigger};
 
 pub use self::preview::StackPreviewer;
 
@@ -47,6 +49,10 @@ pub struct InfraConfig {
     /// Create stacks with termination protection, so only DeleteStack (which turns it
     /// off first) can delete them.
     pub termination_protection: bool,
+    /// Minutes CloudFormation watches the tenant's alarms (its rollback triggers) after
+    /// a stack update before it finishes it; 0 checks them only while the update runs.
+    /// CloudFormation allows 0 to 180.
+    pub rollback_monitoring_minutes: u32,
 }
 
 impl Default for InfraConfig {
@@ -54,6 +60,21 @@ impl Default for InfraConfig {
         Self {
             poll_seconds: 15,
             termination_protection: true,
+            rollback_monitoring_minutes: 5,
+        }
+    }
+}
+
+impl InfraConfig {
+    /// `rollback_monitoring_minutes` as CloudFormation takes it, 0 to 180.
+    fn monitoring_minutes(&self) -> Result<i32, InfraError> {
+        let minutes = self.rollback_monitoring_minutes;
+        match i32::try_from(minutes) {
+            Ok(m) if minutes <= MAX_MONITORING_MINUTES => Ok(m),
+            _ => Err(InfraError::Configuration(format!(
+                "infra.rollback_monitoring_minutes is {minutes}; CloudFormation allows 0 to \
+                 {MAX_MONITORING_MINUTES}: set it in that range in the steps configuration"
+            ))),
         }
     }
 }
@@ -168,6 +189,60 @@ impl InfraSteps {
     fn termination_protection(&self) -> bool {
         self.config.infra.termination_protection
     }
+
+    /// The rollback configuration of a stack update: the tenant's alarms as rollback
+    /// triggers (see [`rollback_triggers`]), watched `infra.rollback_monitoring_minutes`.
+    async fn rollback_configuration(&self, spec: &TenantSpec) -> Result<RollbackConfiguration, InfraError> {
+        let minutes = self.config.infra.monitoring_minutes()?;
+        let watch =
+            AlarmWatch::new(&self.config.verify, self.aws.clone()).map_err(InfraError::Configuration)?;
+        let arns = watch.arns(spec).await.map_err(|e| {
+            InfraError::aws(
+                &format!(
+                    "reading the alarms of tenant {} for the stack's rollback triggers",
+                    spec.id
+                ),
+                e,
+            )
+        })?;
+        let triggers = rollback_triggers(arns);
+        Ok(RollbackConfiguration::builder()
+            .set_rollback_triggers(Some(triggers))
+            .monitoring_time_in_minutes(minutes)
+            .build())
+    }
+}
+
+/// CloudFormation's limits on a rollback configuration.
+const MAX_MONITORING_MINUTES: u32 = 180;
+const MAX_ROLLBACK_TRIGGERS: usize = 5;
+
+/// The first [`MAX_ROLLBACK_TRIGGERS`] alarms in verify's order, the stack's own (by
+/// name) before the extra ones as configured; those past the limit are no triggers
+/// (verify and the bake still read them), and the log says which.
+fn rollback_triggers(alarms: Vec<AlarmArn>) -> Vec<RollbackTrigger> {
+    if alarms.len() > MAX_ROLLBACK_TRIGGERS {
+        let left_out: Vec<&str> = alarms[MAX_ROLLBACK_TRIGGERS..]
+            .iter()
+            .map(|a| a.arn.as_str())
+            .collect();
+        tracing::warn!(
+            ?left_out,
+            "CloudFormation takes at most {MAX_ROLLBACK_TRIGGERS} rollback triggers; these alarms are not triggers"
+        );
+    }
+    alarms
+        .into_iter()
+        .take(MAX_ROLLBACK_TRIGGERS)
+        .map(|alarm| {
+            let kind = if alarm.composite {
+                "AWS::CloudWatch::CompositeAlarm"
+            } else {
+                "AWS::CloudWatch::Alarm"
+            };
+            RollbackTrigger::builder().arn(alarm.arn).r#type(kind).build()
+        })
+        .collect()
 }
 
 /// Wires the infrastructure steps into `registry`.
@@ -267,4 +342,47 @@ fn finished(
     facts.stack_outputs = stack.outputs.clone();
     facts.progress = None;
     Ok(StepOutcome::done(summary, facts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alarm(name: &str, composite: bool) -> AlarmArn {
+        AlarmArn {
+            arn: format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"),
+            composite,
+        }
+    }
+
+    #[test]
+    fn the_monitoring_time_is_five_minutes_by_default_and_at_most_three_hours() {
+        assert_eq!(InfraConfig::default().monitoring_minutes(), Ok(5));
+        let config = |minutes| InfraConfig {
+            rollback_monitoring_minutes: minutes,
+            ..InfraConfig::default()
+        };
+        assert_eq!(config(0).monitoring_minutes(), Ok(0));
+        assert_eq!(config(180).monitoring_minutes(), Ok(180));
+        let err = config(181).monitoring_minutes().unwrap_err().to_string();
+        assert!(
+            err.contains("infra.rollback_monitoring_minutes is 181") && err.contains("0 to 180"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_first_five_alarms_become_triggers_of_their_type() {
+        let alarms: Vec<AlarmArn> = (1..=7).map(|i| alarm(&format!("a{i}"), i == 2)).collect();
+        let triggers = rollback_triggers(alarms);
+        let arns: Vec<&str> = triggers.iter().filter_map(|t| t.arn()).collect();
+        assert_eq!(arns.len(), MAX_ROLLBACK_TRIGGERS);
+        assert!(
+            arns[0].ends_with(":alarm:a1") && arns[4].ends_with(":alarm:a5"),
+            "{arns:?}"
+        );
+        assert_eq!(triggers[0].r#type(), Some("AWS::CloudWatch::Alarm"));
+        assert_eq!(triggers[1].r#type(), Some("AWS::CloudWatch::CompositeAlarm"));
+        assert!(rollback_triggers(Vec::new()).is_empty());
+    }
 }

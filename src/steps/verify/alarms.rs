@@ -6,6 +6,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use aws_sdk_cloudwatch::error::SdkError;
+use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsError;
 use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
@@ -218,6 +220,89 @@ impl AlarmWatch {
         });
         Ok(stack_alarms.into_iter().chain(extra).collect())
     }
+}
+
+/// An alarm as a CloudFormation rollback trigger names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmArn {
+    pub arn: String,
+    /// A composite alarm (`AWS::CloudWatch::CompositeAlarm`), not a metric alarm.
+    pub composite: bool,
+}
+
+impl AlarmWatch {
+    /// The tenant's alarms that exist, in the order verify checks them: the stack's by
+    /// name, then the extra ones as configured. A configured alarm that does not exist
+    /// is left out.
+    pub async fn arns(&self, tenant: &TenantSpec) -> Result<Vec<AlarmArn>, SdkError<DescribeAlarmsError>> {
+        let client = self.aws.region(&tenant.region).cloudwatch.clone();
+        let mut stack_alarms = Vec::new();
+        let mut next_token = None;
+        loop {
+            let page = client
+                .describe_alarms()
+                .alarm_name_prefix(names::alarm_prefix(tenant))
+                .alarm_types(AlarmType::MetricAlarm)
+                .alarm_types(AlarmType::CompositeAlarm)
+                .set_next_token(next_token)
+                .send()
+                .await?;
+            stack_alarms.extend(arns_of(&page));
+            next_token = page.next_token().map(str::to_owned);
+            if next_token.is_none() {
+                break;
+            }
+        }
+        stack_alarms.sort_by(|a, b| a.0.cmp(&b.0));
+        let extra_names: Vec<String> = self
+            .extra
+            .iter()
+            .map(|t| t.for_tenant(&tenant.id))
+            .filter(|name| !stack_alarms.iter().any(|(n, _)| n == name))
+            .collect();
+        let mut arns: Vec<AlarmArn> = stack_alarms.into_iter().map(|(_, arn)| arn).collect();
+        if extra_names.is_empty() {
+            return Ok(arns);
+        }
+        let found = client
+            .describe_alarms()
+            .set_alarm_names(Some(extra_names.clone()))
+            .alarm_types(AlarmType::MetricAlarm)
+            .alarm_types(AlarmType::CompositeAlarm)
+            .send()
+            .await?;
+        let found = arns_of(&found);
+        arns.extend(
+            extra_names
+                .iter()
+                .filter_map(|name| found.iter().find(|(n, _)| n == name).map(|(_, arn)| arn.clone())),
+        );
+        Ok(arns)
+    }
+}
+
+/// Every alarm on the page, with its name.
+fn arns_of(
+    page: &aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput,
+) -> Vec<(String, AlarmArn)> {
+    let metric = page
+        .metric_alarms()
+        .iter()
+        .map(|a| (a.alarm_name(), a.alarm_arn(), false));
+    let composite = page
+        .composite_alarms()
+        .iter()
+        .map(|a| (a.alarm_name(), a.alarm_arn(), true));
+    metric
+        .chain(composite)
+        .filter_map(|(name, arn, composite)| {
+            let arn = AlarmArn {
+                arn: arn?.to_owned(),
+                composite,
+            };
+            Some((name?.to_owned(), arn))
+        })
+        .collect()
 }
 
 fn readings_of(

@@ -23,7 +23,7 @@ use crate::step::{Step, StepContext, StepOutcome};
 
 use super::{AwsClients, StepsConfig};
 
-pub use alarms::{AlarmNameTemplate, AlarmReading, AlarmReport, AlarmState};
+pub use alarms::{AlarmArn, AlarmNameTemplate, AlarmReading, AlarmReport, AlarmState, AlarmWatch};
 pub use probe::{Answer, HealthProbe, HealthReport, Observation};
 pub use tally::{Rules, Verdict, VerifyProgress};
 
