@@ -20,6 +20,7 @@ mod infra_support;
 mod artifact;
 mod backup;
 mod certificates;
+mod chart_preview;
 mod config;
 mod drift;
 mod helm;
