@@ -127,7 +127,7 @@ pub struct PlanAnswer {
 #[utoipa::path(operation_id = "rollout_plan", post, path = "/v1/rollouts/plan", tag = "rollouts",
     params(PlanOptions),
     request_body(content = RolloutSpec, description = "A rollout spec"),
-    responses((status = 200, body = Object, description = "The plan: waves, tenants and earliest starts, skipped tenants; with diff=true also `preview`: per group the stack's resource changes (action, replacement never/conditional/always, properties) and the refused replacements"),
+    responses((status = 200, body = Object, description = "The plan: waves, tenants and earliest starts, skipped tenants; with diff=true also `preview`: per group the stack's resource changes (action, replacement never/conditional/always, properties), the refused replacements, and `chart_diff` (the unified diff of the release's manifests, empty when unchanged) or `chart_unavailable` (why the chart could not be rendered)"),
         (status = 400, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody)),
     security(("bearer" = ["read"])))]
 pub async fn plan(

@@ -65,6 +65,14 @@ pub struct GroupPreview {
     pub changes: Vec<ResourceChange>,
     /// Replacements or removals of the tenant's data the spec does not allow.
     pub refused: Vec<RefusedChange>,
+    /// The unified diff of the release's manifests (`helm template`), from the chart as
+    /// deployed now to the chart after the change; empty: no change; none: not
+    /// rendered (`chart_unavailable` says why).
+    #[serde(default)]
+    pub chart_diff: Option<String>,
+    /// Why the manifests could not be rendered; the rest of the preview stands.
+    #[serde(default)]
+    pub chart_unavailable: Option<String>,
 }
 
 impl GroupPreview {
@@ -111,6 +119,12 @@ pub(super) async fn preview_plan(
             StackPreview::Changes(changes) => (true, changes),
         };
         let refused = refused_changes(&changes, &spec.strategy.allow_replacement);
+        // A chart that cannot be rendered is reported, not fatal: the stack's change
+        // set and the replacement guard do not depend on it.
+        let (chart_diff, chart_unavailable) = match previewer.preview_chart(&record, &after, &release).await {
+            Ok(diff) => (Some(diff), None),
+            Err(reason) => (None, Some(reason)),
+        };
         out.push(GroupPreview {
             region,
             tier,
@@ -120,6 +134,8 @@ pub(super) async fn preview_plan(
             stack_exists,
             changes,
             refused,
+            chart_diff,
+            chart_unavailable,
         });
     }
     Ok(PlanPreview { groups: out })

@@ -4,7 +4,7 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
-use tenant_orchestrator::app::{PlanPreview, RolloutCommands};
+use tenant_orchestrator::app::{GroupPreview, PlanPreview, RolloutCommands};
 use tenant_orchestrator::domain::rollout::Plan;
 use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
 use tenant_orchestrator::record::{Outcome, Phase, RolloutMember, RolloutRecord};
@@ -651,6 +651,21 @@ fn print_plan(output: OutputFormat, plan: &Plan) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The group's manifest diff, indented under the group.
+fn print_chart_diff(group: &GroupPreview) {
+    match (&group.chart_diff, &group.chart_unavailable) {
+        (Some(diff), _) if diff.is_empty() => println!("  chart: no change"),
+        (Some(diff), _) => {
+            println!("  chart (image shown as running now; the new digest is resolved at deploy):");
+            for line in diff.lines() {
+                println!("    {line}");
+            }
+        }
+        (None, Some(reason)) => println!("  chart: not rendered: {reason}"),
+        (None, None) => {}
+    }
+}
+
 /// The plan, then each group's change set; refused groups make the command exit 4.
 fn print_preview(output: OutputFormat, plan: &Plan, preview: &PlanPreview) -> Result<(), Failure> {
     if output == OutputFormat::Json {
@@ -691,6 +706,7 @@ fn print_preview(output: OutputFormat, plan: &Plan, preview: &PlanPreview) -> Re
             for r in &group.refused {
                 println!("  REFUSED: {r}");
             }
+            print_chart_diff(group);
         }
     }
     match preview.refusal() {

@@ -1,6 +1,6 @@
 //! What a change would do to a tenant before it is made: rollouts ask before they
 //! start (`rollout plan --diff`, `rollout start`), and `steps` answer from
-//! CloudFormation, so `app` and `api` need not import `steps`.
+//! CloudFormation and Helm, so `app` and `api` need not import `steps`.
 
 use async_trait::async_trait;
 
@@ -30,4 +30,14 @@ pub trait ChangePreview: Send + Sync {
         desired: &TenantSpec,
         release: &ReleaseVersion,
     ) -> Result<StackPreview, String>;
+
+    /// The unified diff of the tenant's release manifests, from the chart as deployed
+    /// now to the chart `desired` on `release` would deploy (empty: no change). `Err`
+    /// says what could not be rendered.
+    async fn preview_chart(
+        &self,
+        tenant: &TenantRecord,
+        desired: &TenantSpec,
+        release: &ReleaseVersion,
+    ) -> Result<String, String>;
 }

@@ -256,16 +256,47 @@ pub fn registry(
     infra::register(registry, config.clone(), aws.clone(), platforms)
 }
 
-/// The stack preview rollouts ask before they start ([`crate::ports::ChangePreview`]),
-/// with the same settings, clients and platform versions as the steps.
+/// The preview rollouts ask before they start ([`crate::ports::ChangePreview`]): the
+/// stack's change set and the chart's manifest diff, with the same settings, clients,
+/// `helm` and platform versions as the steps.
 pub fn change_preview(
     config: Arc<StepsConfig>,
     aws: Arc<AwsClients>,
     platforms: Option<Arc<dyn PlatformArtifacts>>,
-) -> infra::StackPreviewer {
-    infra::StackPreviewer(infra::InfraSteps::new(
-        config,
-        aws,
-        platform::PlatformSource::new(platforms),
-    ))
+) -> ChangePreviewer {
+    let platforms = platform::PlatformSource::new(platforms);
+    ChangePreviewer {
+        stack: infra::StackPreviewer(infra::InfraSteps::new(config.clone(), aws, platforms.clone())),
+        chart: helm::ChartPreview::new(config, platforms),
+    }
+}
+
+/// [`crate::ports::ChangePreview`] on CloudFormation (the stack) and Helm (the chart).
+pub struct ChangePreviewer {
+    stack: infra::StackPreviewer,
+    chart: helm::ChartPreview,
+}
+
+#[async_trait::async_trait]
+impl crate::ports::ChangePreview for ChangePreviewer {
+    async fn preview_stack(
+        &self,
+        tenant: &crate::record::TenantRecord,
+        desired: &crate::domain::TenantSpec,
+        release: &crate::domain::ReleaseVersion,
+    ) -> Result<crate::ports::StackPreview, String> {
+        self.stack.preview_stack(tenant, desired, release).await
+    }
+
+    async fn preview_chart(
+        &self,
+        tenant: &crate::record::TenantRecord,
+        desired: &crate::domain::TenantSpec,
+        release: &crate::domain::ReleaseVersion,
+    ) -> Result<String, String> {
+        self.chart
+            .diff(tenant, desired, release)
+            .await
+            .map_err(|e| format!("previewing the chart of tenant {}: {e}", tenant.id()))
+    }
 }

@@ -3,7 +3,8 @@
 //! tests.
 
 /// A TEST DOUBLE of the stack preview: every tenant's stack would have its database
-/// cluster replaced (the real preview is tested against moto in the steps tests).
+/// cluster replaced, and its chart would not change (the real preview is tested
+/// against moto and the Helm stand-in in the steps tests).
 pub struct ReplacingClusterPreviewDouble;
 
 #[async_trait::async_trait]
@@ -24,5 +25,14 @@ impl tenant_orchestrator::ports::ChangePreview for ReplacingClusterPreviewDouble
                 properties: vec!["DatabaseName".into()],
             },
         ]))
+    }
+
+    async fn preview_chart(
+        &self,
+        _tenant: &tenant_orchestrator::record::TenantRecord,
+        _desired: &tenant_orchestrator::domain::TenantSpec,
+        _release: &tenant_orchestrator::domain::ReleaseVersion,
+    ) -> Result<String, String> {
+        Ok(String::new())
     }
 }

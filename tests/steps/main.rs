@@ -21,6 +21,7 @@ mod artifact;
 mod backup;
 mod bake_alarms;
 mod certificates;
+mod chart_preview;
 mod config;
 mod drift;
 mod helm;

@@ -208,6 +208,22 @@ impl HelmCli {
         self.run(&args, self.wait_limit).await.map(drop)
     }
 
+    /// The release's manifests as `chart` with the values in `values_file` would make
+    /// them, rendered offline (`helm template`); touches no cluster.
+    pub async fn template(&self, chart: &str, values_file: &Path) -> Result<String, HelmError> {
+        let values_file = values_file.to_string_lossy();
+        let args = [
+            "template",
+            &self.release,
+            chart,
+            "--namespace",
+            &self.namespace,
+            "--values",
+            &values_file,
+        ];
+        self.run(&args, QUERY_LIMIT).await
+    }
+
     /// Uninstalls the release; a release that is already gone is not an error.
     pub async fn uninstall(&self) -> Result<(), HelmError> {
         let mut args = vec!["uninstall", &self.release];

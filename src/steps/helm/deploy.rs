@@ -17,11 +17,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
-use crate::domain::TenantSpec;
+use crate::domain::{PlatformVersion, TenantSpec};
 use crate::machine::TenantState;
 use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome};
-use crate::steps::platform::PlatformSource;
+use crate::steps::platform::{PlatformSource, PlatformUnavailable};
 use crate::steps::StepsConfig;
 
 use super::{busy, helm_failure, release_cli, values, HelmCli};
@@ -136,34 +136,41 @@ impl Deploy {
     /// The spec's platform version's chart in a temporary `.tgz` (removed when dropped);
     /// `None` for the configured chart.
     async fn chart(&self, spec: &TenantSpec) -> Result<Option<tempfile::NamedTempFile>, StepOutcome> {
-        let Some(version) = spec.platform else {
-            return Ok(None);
-        };
-        let bytes = self
-            .platforms
-            .chart(spec, version)
+        chart_file(&self.platforms, spec, spec.platform)
             .await
-            .map_err(|e| e.into_outcome())?;
-        let write = || -> std::io::Result<tempfile::NamedTempFile> {
-            let mut file = tempfile::Builder::new()
-                .prefix(&format!("tenant-chart-{version}-"))
-                .suffix(".tgz")
-                .tempfile()?;
-            file.write_all(&bytes)?;
-            file.flush()?;
-            Ok(file)
-        };
-        write().map(Some).map_err(|e| {
-            StepOutcome::retry(format!(
-                "cannot write the chart of platform version {version}: {e}"
-            ))
-        })
+            .map_err(|e| e.into_outcome())
     }
+}
+
+/// Platform version `version`'s chart in a temporary `.tgz` (removed when dropped);
+/// `None` (no version: the configured chart) needs no file.
+pub(super) async fn chart_file(
+    platforms: &PlatformSource,
+    spec: &TenantSpec,
+    version: Option<PlatformVersion>,
+) -> Result<Option<tempfile::NamedTempFile>, PlatformUnavailable> {
+    let Some(version) = version else {
+        return Ok(None);
+    };
+    let bytes = platforms.chart(spec, version).await?;
+    let write = || -> std::io::Result<tempfile::NamedTempFile> {
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!("tenant-chart-{version}-"))
+            .suffix(".tgz")
+            .tempfile()?;
+        file.write_all(&bytes)?;
+        file.flush()?;
+        Ok(file)
+    };
+    write().map(Some).map_err(|e| PlatformUnavailable {
+        reason: format!("cannot write the chart of platform version {version}: {e}"),
+        retryable: true,
+    })
 }
 
 /// The values in a private temporary file (removed when dropped): Helm reads them
 /// from there, so they never appear on a command line.
-fn values_file(values: &serde_json::Value) -> std::io::Result<tempfile::NamedTempFile> {
+pub(super) fn values_file(values: &serde_json::Value) -> std::io::Result<tempfile::NamedTempFile> {
     let mut file = tempfile::Builder::new()
         .prefix("tenant-values-")
         .suffix(".json")

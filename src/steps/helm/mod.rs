@@ -5,6 +5,7 @@
 
 mod cli;
 mod deploy;
+mod preview;
 mod rollback;
 mod values;
 
@@ -20,6 +21,7 @@ use super::{names, StepsConfig};
 
 pub use cli::{parse_go_duration, HelmCli, HelmError, History, HistoryEntry};
 pub use deploy::Deploy;
+pub use preview::ChartPreview;
 pub use rollback::{RollbackDeploy, Uninstall};
 pub use values::{render as render_values, ValuesError};
 

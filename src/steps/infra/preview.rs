@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-
 use super::cfn::{self, ChangeSetState};
 use super::{template, InfraError, InfraSteps};
 use crate::domain::{ReleaseVersion, TenantSpec};
-use crate::ports::{ChangePreview, StackPreview};
+use crate::ports::StackPreview;
 use crate::record::TenantRecord;
 use crate::steps::names;
 
@@ -17,13 +15,12 @@ use crate::steps::names;
 const READY_WITHIN: Duration = Duration::from_secs(300);
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
-/// [`ChangePreview`] on CloudFormation, with the infrastructure steps' settings,
-/// clients and platform versions.
+/// The stack half of [`crate::ports::ChangePreview`], on CloudFormation, with the
+/// infrastructure steps' settings, clients and platform versions.
 pub struct StackPreviewer(pub InfraSteps);
 
-#[async_trait]
-impl ChangePreview for StackPreviewer {
-    async fn preview_stack(
+impl StackPreviewer {
+    pub async fn preview_stack(
         &self,
         tenant: &TenantRecord,
         desired: &TenantSpec,
