@@ -196,6 +196,15 @@ impl TenantRecord {
                 hostnames: self.spec.hostnames.clone(),
             });
         }
+        let rolled_back = matches!(self.state, TenantState::RollingBack { .. })
+            && matches!(next, TenantState::Active { .. });
+        if rolled_back {
+            // The tenant runs the image it ran before the upgrade again; what it was
+            // moving to is no longer what it runs (a drift check compares with this).
+            if let Some(previous) = self.facts.previous_image.clone() {
+                self.facts.image = Some(previous);
+            }
+        }
         let step_changed = next.step() != self.state.step() || next.name() != self.state.name();
         self.state = next;
         if step_changed {
@@ -368,5 +377,36 @@ impl Transition {
             output: self.output,
             error: self.error,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ReleaseVersion;
+    use crate::machine::RollbackStep;
+
+    #[test]
+    fn a_completed_rollback_runs_the_previous_image_again() {
+        let v = |s: &str| ReleaseVersion::parse(s).unwrap();
+        let spec = TenantSpec::example("acme", "us-east-1");
+        let now = Utc::now();
+        let rolling_back = TenantState::RollingBack {
+            step: RollbackStep::VerifyRollback,
+            abandoned: v("1.2.0"),
+            previous: v("1.1.0"),
+            cause: "verify failed".into(),
+        };
+        let mut r = TenantRecord::new(spec, rolling_back, now);
+        r.facts.image = Some("repo@sha256:new".into());
+        r.facts.previous_image = Some("repo@sha256:old".into());
+        r.enter(
+            TenantState::Active {
+                release: v("1.1.0"),
+                failed_upgrade: Some(v("1.2.0")),
+            },
+            now,
+        );
+        assert_eq!(r.facts.image.as_deref(), Some("repo@sha256:old"));
     }
 }
