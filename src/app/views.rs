@@ -279,7 +279,7 @@ pub struct HistoryPage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier};
+    use crate::domain::{ReleaseVersion, TenantSpec, Tier};
     use crate::machine::{TenantState, UpgradeStep};
 
     fn release(v: &str) -> ReleaseVersion {
@@ -287,18 +287,7 @@ mod tests {
     }
 
     fn active_tenant() -> TenantRecord {
-        let spec = TenantSpec {
-            id: TenantId::parse("acme").unwrap(),
-            region: Region::parse("us-east-1").unwrap(),
-            environment: Environment::parse("prod").unwrap(),
-            group: Group::default_group(),
-            tier: Tier::Small,
-            hostnames: vec![Hostname::parse("acme.example.com").unwrap()],
-            pinned_release: None,
-            maintenance: None,
-            platform: None,
-            pinned_platform: None,
-        };
+        let spec = TenantSpec::example("acme", "us-east-1");
         let now = chrono::Utc::now();
         let mut r = TenantRecord::new(
             spec,

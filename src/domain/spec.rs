@@ -107,6 +107,26 @@ impl TenantSpec {
 }
 
 #[cfg(test)]
+impl TenantSpec {
+    /// A small, valid spec for unit tests: tenant `id` in `region`, environment `prod`,
+    /// group `default`, tier small, hostname `<id>.example.com`, nothing pinned.
+    pub(crate) fn example(id: &str, region: &str) -> Self {
+        TenantSpec {
+            id: TenantId::parse(id).unwrap(),
+            region: Region::parse(region).unwrap(),
+            environment: Environment::parse("prod").unwrap(),
+            group: Group::default_group(),
+            tier: Tier::Small,
+            hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
+            pinned_release: None,
+            maintenance: None,
+            platform: None,
+            pinned_platform: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -125,22 +125,11 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::domain::{Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier};
+    use crate::domain::{ReleaseVersion, TenantSpec};
     use crate::machine::TenantState;
 
     fn record() -> TenantRecord {
-        let spec = TenantSpec {
-            id: TenantId::parse("acme").unwrap(),
-            region: Region::parse("eu-west-1").unwrap(),
-            environment: Environment::parse("prod").unwrap(),
-            group: Group::default_group(),
-            tier: Tier::Small,
-            hostnames: vec![Hostname::parse("acme.example.com").unwrap()],
-            pinned_release: None,
-            maintenance: None,
-            platform: None,
-            pinned_platform: None,
-        };
+        let spec = TenantSpec::example("acme", "eu-west-1");
         let state = TenantState::Active {
             release: ReleaseVersion::parse("1.0.0").unwrap(),
             failed_upgrade: None,
