@@ -17,11 +17,13 @@ impl From<DriftError> for ApiError {
                 code: "refused_by_state",
                 message: e.to_string(),
             },
-            DriftError::NoChecker => ApiError::Unavailable(
-                "this server was started without a steps configuration, so it cannot check drift; \
-                 start `tenantctl serve` with --steps-config"
+            // Not a passing outage to retry: this server is configured not to check.
+            DriftError::NoChecker => ApiError::Conflict {
+                code: "drift_unavailable",
+                message: "this server was started without a steps configuration, so it cannot check drift; \
+                     start `tenantctl serve` with --steps-config"
                     .into(),
-            ),
+            },
             DriftError::Check { ref failed, .. } if failed.retryable => ApiError::Unavailable(e.to_string()),
             DriftError::Check { .. } => ApiError::Conflict {
                 code: "drift_check_failed",
@@ -36,8 +38,8 @@ impl From<DriftError> for ApiError {
     params(("id" = crate::domain::TenantId, Path, description = "The tenant's id")),
     responses((status = 200, body = DriftView, description = "Checked now; the result is recorded and a change is added to the history"),
         (status = 404, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody, description = "`refused_by_state`: the tenant is not Active; `drift_check_failed`: the live resources could not be compared (the message says why)"),
-        (status = 503, body = super::error::ErrorBody, description = "AWS or Helm did not answer, or the server has no steps configuration")),
+        (status = 409, body = super::error::ErrorBody, description = "`refused_by_state`: the tenant is not Active; `drift_check_failed`: the live resources could not be compared (the message says why); `drift_unavailable`: the server has no steps configuration"),
+        (status = 503, body = super::error::ErrorBody, description = "AWS or Helm did not answer; try again")),
     security(("bearer" = ["read"])))]
 pub async fn tenant_drift(
     State(state): State<ApiState>,

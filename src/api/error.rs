@@ -21,8 +21,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_request`, `unauthenticated`, `forbidden`,
     /// `tenant_not_found`, `rollout_not_found`, `not_found`, `method_not_allowed`,
-    /// `tenant_exists`, `no_release`, `unknown_platform_version`, `platform_unavailable`, `hostname_taken`, `refused_by_state`, `refused_by_rollout_state`,
-    /// `held_by_rollout`, `replacement_refused`, `version_conflict`, `idempotency_key_in_progress`,
+    /// `tenant_exists`, `no_release`, `no_platform`, `unknown_platform_version`, `platform_unavailable`, `hostname_taken`, `refused_by_state`, `refused_by_rollout_state`,
+    /// `held_by_rollout`, `replacement_refused`, `drift_check_failed`, `drift_unavailable`, `version_conflict`,
+    /// `idempotency_key_in_progress`,
     /// `payload_too_large`, `unsupported_media_type`, `idempotency_key_reused`,
     /// `unavailable`, `internal`.
     pub code: String,
@@ -170,6 +171,10 @@ impl From<CommandError> for ApiError {
             },
             none @ CommandError::NoRelease { .. } => ApiError::Conflict {
                 code: "no_release",
+                message: none.to_string(),
+            },
+            none @ CommandError::NoPlatformToPin { .. } => ApiError::Conflict {
+                code: "no_platform",
                 message: none.to_string(),
             },
             unknown @ CommandError::UnknownPlatform { .. } => ApiError::Conflict {

@@ -64,16 +64,29 @@ pub fn document() -> Value {
     }
     add_links(&mut doc);
     require_a_change(&mut doc["components"]["schemas"]["UpdateTenant"]);
+    require_a_version(&mut doc["components"]["schemas"]["SetVersions"]);
     doc
+}
+
+/// A policy entry's PUT names a release, a platform version or both; `null` for either
+/// means "leave it as it is", so it does not count.
+fn require_a_version(set: &mut Value) {
+    set["anyOf"] = json!([
+        { "required": ["release"], "properties": { "release": { "type": "string" } } },
+        { "required": ["platform"], "properties": { "platform": { "type": "string" } } },
+    ]);
 }
 
 /// A PATCH must change something: one of the fields other than `expected_version`,
 /// where `null` for `tier` or `hostnames` means "no change" (and so does not count)
-/// but `null` for `pinned_release` or `maintenance` removes the value.
+/// but `null` for `pinned_release`, `maintenance`, `platform` or `pinned_platform`
+/// removes the value (or returns to the built-in platform).
 fn require_a_change(update: &mut Value) {
     update["anyOf"] = json!([
         { "required": ["pinned_release"] },
         { "required": ["maintenance"] },
+        { "required": ["platform"] },
+        { "required": ["pinned_platform"] },
         { "required": ["hostnames"], "properties": { "hostnames": { "type": "array" } } },
         { "required": ["tier"], "properties": { "tier": { "type": "string" } } },
     ]);

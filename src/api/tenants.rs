@@ -47,7 +47,7 @@ fn view(record: &crate::record::TenantRecord) -> serde_json::Value {
 #[utoipa::path(operation_id = "tenant_create", post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
     params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key and body")),
     responses((status = 201, body = TenantView, description = "Recorded; provisioning starts"), (status = 400, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody, description = "`tenant_exists`: the id is taken; `no_release`: no release given and the version policy has none for the tenant; `unknown_platform_version`: the platform version is not published; `platform_unavailable`: no platform bucket is configured; `hostname_taken`: another tenant serves a hostname; `idempotency_key_in_progress`")),
+        (status = 409, body = super::error::ErrorBody, description = "`tenant_exists`: the id is taken; `no_release`: no release given and the version policy has none for the tenant; `no_platform`: `pin_platform` with no platform given or in the policy; `unknown_platform_version`: the platform version is not published; `platform_unavailable`: no platform bucket is configured; `hostname_taken`: another tenant serves a hostname; `idempotency_key_in_progress`")),
     security(("bearer" = ["deploy"])))]
 pub async fn create(
     State(state): State<ApiState>,

@@ -44,6 +44,10 @@ pub enum CommandError {
         region: Region,
         group: Group,
     },
+    /// A tenant was to be pinned to its platform version, but it gets none: none was
+    /// given and the version policy names none for it.
+    #[error("tenant {id} cannot be pinned to a platform version: none is given and the version policy has none for it; pass one (--platform, \"platform\") or set one with `tenantctl policy set-default --platform`")]
+    NoPlatformToPin { id: TenantId },
     /// A platform version named for a tenant or the policy is not published.
     #[error("platform version {version} is not published; publish it first (`tenantctl platform publish --version {version}`) or pick one from `tenantctl platform list`")]
     UnknownPlatform { version: PlatformVersion },
@@ -167,13 +171,10 @@ impl TenantCommands {
             self.check_platform(platform).await?;
         }
         if pin_platform {
-            spec.pinned_platform = Some(spec.platform.ok_or_else(|| {
-                crate::domain::InvalidValue::new(
-                    "tenant spec",
-                    spec.id.as_str(),
-                    "cannot pin a platform version: none is given and the version policy has none for the tenant; pass one (--platform, \"platform\")",
-                )
-            })?);
+            let Some(platform) = spec.platform else {
+                return Err(CommandError::NoPlatformToPin { id: spec.id });
+            };
+            spec.pinned_platform = Some(platform);
         }
         self.create(spec, release, actor).await
     }

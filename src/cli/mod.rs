@@ -252,6 +252,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 CommandError::Rejected { .. }
                 | CommandError::HeldByRollout { .. }
                 | CommandError::NoRelease { .. }
+                | CommandError::NoPlatformToPin { .. }
                 | CommandError::UnknownPlatform { .. }
                 | CommandError::PlatformUnavailable { .. } => EXIT_CONFLICT,
                 CommandError::PlatformCheck { .. } => EXIT_FAILURE,

@@ -140,8 +140,8 @@ async fn drift_needs_a_token_a_known_tenant_and_a_checker() {
     without_checker.settle().await;
     let refused = without_checker.get("/v1/tenants/alpha/drift").await;
     assert_eq!(
-        refused.status,
-        StatusCode::SERVICE_UNAVAILABLE,
+        (refused.status, refused.code()),
+        (StatusCode::CONFLICT, "drift_unavailable"),
         "{}",
         refused.body
     );

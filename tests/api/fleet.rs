@@ -247,6 +247,19 @@ async fn the_policy_names_published_platform_versions_and_new_tenants_get_them()
         )
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // Pinning a platform needs one: none given and none in the policy any more.
+    let mut body = tenant_body("plat-b", "eu-west-1", "default");
+    body["environment"] = json!("prod");
+    body["pin_platform"] = json!(true);
+    let refused = api.call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(body)).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::CONFLICT, "no_platform"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(api.get("/v1/tenants/plat-b").await.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
