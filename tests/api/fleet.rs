@@ -252,7 +252,9 @@ async fn the_policy_names_published_platform_versions_and_new_tenants_get_them()
     let mut body = tenant_body("plat-b", "eu-west-1", "default");
     body["environment"] = json!("prod");
     body["pin_platform"] = json!(true);
-    let refused = api.call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(body)).await;
+    let refused = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(body))
+        .await;
     assert_eq!(
         (refused.status, refused.code()),
         (StatusCode::CONFLICT, "no_platform"),
