@@ -309,6 +309,11 @@ impl RolloutSpec {
         {
             return release.to_string();
         }
+        self.target_label()
+    }
+
+    /// The target with each part named: `release 1.5.0, platform 2026.12.1`.
+    pub fn target_label(&self) -> String {
         let mut parts = Vec::new();
         if let Some(release) = &self.release {
             parts.push(format!("release {release}"));

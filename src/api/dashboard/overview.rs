@@ -40,6 +40,7 @@ pub struct Overview {
 /// A running rollout and how far each wave got.
 pub struct RolloutProgress {
     pub id: String,
+    /// What it moves tenants to: `release 1.5.0`, `platform 2026.12.1, tier large`, …
     pub release: String,
     pub phase: Phase,
     pub halt_reason: Option<String>,
@@ -141,7 +142,7 @@ impl Overview {
             }
             rollouts.push(RolloutProgress {
                 id: record.id.to_string(),
-                release: record.target(),
+                release: record.spec.target_label(),
                 phase: record.phase,
                 halt_reason: record.halt_reason.clone(),
                 settled: record.settled,

@@ -127,7 +127,7 @@ fn rollouts(out: &mut String, rollouts: &[RolloutProgress]) {
         let id = Escaped(&r.id);
         let _ = write!(
             out,
-            "<section class=\"rollout\" data-rollout=\"{id}\"><h3>{id} &rarr; release {release} \
+            "<section class=\"rollout\" data-rollout=\"{id}\"><h3>{id} &rarr; {release} \
              <span class=\"badge {class}\" data-phase=\"{phase}\">{phase}</span></h3>\
              <p class=\"muted\">started {at} by {by}; {progress}</p>",
             release = Escaped(&r.release),

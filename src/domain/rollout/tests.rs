@@ -322,3 +322,14 @@ fn the_drifted_selector_is_read_and_written_only_when_set() {
     assert!(written["selector"].get("drifted").is_none(), "{written}");
     assert!(parse(r#"{"release": "1.4.2", "selector": {"drifted": "yes"}}"#).is_err());
 }
+
+#[test]
+fn the_target_label_names_every_part() {
+    let spec = |json: &str| serde_json::from_str::<RolloutSpec>(json).unwrap();
+    assert_eq!(spec(r#"{"release": "1.5.0"}"#).target_label(), "release 1.5.0");
+    assert_eq!(spec(r#"{"release": "1.5.0"}"#).target_text(), "1.5.0");
+    assert_eq!(
+        spec(r#"{"platform": "2026.12.1", "change": {"tier": "large"}}"#).target_label(),
+        "platform 2026.12.1, tier large"
+    );
+}
