@@ -58,15 +58,7 @@ pub async fn fleet_drift(
     _: Caller<Read>,
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> Result<Json<DriftedPage>, ApiError> {
-    let limit = match q.limit {
-        None => 100,
-        Some(n @ 1..=1000) => n,
-        Some(n) => {
-            return Err(ApiError::InvalidRequest(format!(
-                "limit {n} is out of range; use 1-1000"
-            )))
-        }
-    };
+    let limit = super::page_limit(q.limit)?;
     let page = state.drift().drifted(limit, q.next_token.as_deref()).await?;
     Ok(Json(page.into()))
 }

@@ -198,3 +198,14 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
+
+/// A page's `limit`: 1-1000, 100 when not given.
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=1000) => Ok(n),
+        Some(n) => Err(ApiError::InvalidRequest(format!(
+            "limit {n} is out of range; use 1-1000"
+        ))),
+    }
+}

@@ -186,15 +186,7 @@ pub async fn list(
     _: Caller<Read>,
     ApiQuery(q): ApiQuery<RolloutFilters>,
 ) -> Result<Json<RolloutPage>, ApiError> {
-    let limit = match q.limit {
-        None => 100,
-        Some(n @ 1..=1000) => n,
-        Some(n) => {
-            return Err(ApiError::InvalidRequest(format!(
-                "limit {n} is out of range; use 1-1000"
-            )))
-        }
-    };
+    let limit = super::page_limit(q.limit)?;
     let page = state
         .store()
         .list_rollouts(!q.all.unwrap_or(false), limit, q.next_token)

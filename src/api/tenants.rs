@@ -18,16 +18,6 @@ use crate::domain::{Group, Region, ReleaseVersion, TenantId, TenantSpec};
 use crate::machine::{TenantEvent, TenantState};
 use crate::ports::{ListFilter, ListQuery, StoreError};
 
-fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    match limit {
-        None => Ok(100),
-        Some(n @ 1..=1000) => Ok(n),
-        Some(n) => Err(ApiError::InvalidRequest(format!(
-            "limit {n} is out of range; use 1-1000"
-        ))),
-    }
-}
-
 /// The caller's choice about a running rollout's hold: overriding it takes an admin.
 fn rollout_hold<S>(caller: &Caller<S>, q: &HoldOverride) -> Result<RolloutHold, ApiError> {
     match (q.override_rollout_hold, caller.scope) {
@@ -136,7 +126,7 @@ pub async fn list(
     let query = ListQuery {
         region,
         state: q.state.clone(),
-        limit: Some(limit(q.limit)?),
+        limit: Some(super::page_limit(q.limit)?),
         next_token: q.next_token,
     };
     let page = state.store().list_matching(&query, &filter).await?;
@@ -329,7 +319,7 @@ pub async fn history(
     state.commands().store().load(&id).await?;
     let page = state
         .store()
-        .history_page(&id, q.next_token.as_deref(), limit(q.limit)?)
+        .history_page(&id, q.next_token.as_deref(), super::page_limit(q.limit)?)
         .await?;
     Ok(Json(HistoryPage {
         items: page.items.into_iter().map(Into::into).collect(),
