@@ -172,8 +172,29 @@ impl AlarmWatch {
     }
 
     async fn readings(&self, tenant: &TenantSpec) -> Result<Vec<AlarmReading>, String> {
+        let pages = self
+            .pages(tenant)
+            .await
+            .map_err(|e| DisplayErrorContext(e).to_string())?;
+        let mut stack_alarms: Vec<AlarmReading> = pages.stack.iter().flat_map(readings_of).collect();
+        stack_alarms.sort_by(|a, b| a.name.cmp(&b.name));
+        let found = pages.extra.as_ref().map(readings_of).unwrap_or_default();
+        let extra = pages.extra_names.into_iter().map(|name| {
+            let state = found
+                .iter()
+                .find(|a| a.name == name)
+                .map_or(AlarmState::Missing, |a| a.state);
+            AlarmReading { name, state }
+        });
+        Ok(stack_alarms.into_iter().chain(extra).collect())
+    }
+
+    /// The tenant's alarms as CloudWatch lists them: every page of the stack's (by the
+    /// tenant's prefix), then the configured extra names the stack does not have and
+    /// one page describing those that exist.
+    async fn pages(&self, tenant: &TenantSpec) -> Result<AlarmPages, SdkError<DescribeAlarmsError>> {
         let client = self.aws.region(&tenant.region).cloudwatch.clone();
-        let mut stack_alarms = Vec::new();
+        let mut stack = Vec::new();
         let mut next_token = None;
         loop {
             let page = client
@@ -183,43 +204,45 @@ impl AlarmWatch {
                 .alarm_types(AlarmType::CompositeAlarm)
                 .set_next_token(next_token)
                 .send()
-                .await
-                .map_err(|e| DisplayErrorContext(e).to_string())?;
-            stack_alarms.extend(readings_of(&page));
+                .await?;
             next_token = page.next_token().map(str::to_owned);
+            stack.push(page);
             if next_token.is_none() {
                 break;
             }
         }
-        stack_alarms.sort_by(|a, b| a.name.cmp(&b.name));
-
+        let stack_names: Vec<String> = stack.iter().flat_map(readings_of).map(|a| a.name).collect();
         let extra_names: Vec<String> = self
             .extra
             .iter()
             .map(|t| t.for_tenant(&tenant.id))
-            .filter(|name| !stack_alarms.iter().any(|a| &a.name == name))
+            .filter(|name| !stack_names.contains(name))
             .collect();
-        if extra_names.is_empty() {
-            return Ok(stack_alarms);
-        }
-        let found = client
-            .describe_alarms()
-            .set_alarm_names(Some(extra_names.clone()))
-            .alarm_types(AlarmType::MetricAlarm)
-            .alarm_types(AlarmType::CompositeAlarm)
-            .send()
-            .await
-            .map_err(|e| DisplayErrorContext(e).to_string())?;
-        let found = readings_of(&found);
-        let extra = extra_names.into_iter().map(|name| {
-            let state = found
-                .iter()
-                .find(|a| a.name == name)
-                .map_or(AlarmState::Missing, |a| a.state);
-            AlarmReading { name, state }
-        });
-        Ok(stack_alarms.into_iter().chain(extra).collect())
+        let extra = match extra_names.is_empty() {
+            true => None,
+            false => Some(
+                client
+                    .describe_alarms()
+                    .set_alarm_names(Some(extra_names.clone()))
+                    .alarm_types(AlarmType::MetricAlarm)
+                    .alarm_types(AlarmType::CompositeAlarm)
+                    .send()
+                    .await?,
+            ),
+        };
+        Ok(AlarmPages {
+            stack,
+            extra_names,
+            extra,
+        })
     }
+}
+
+/// What CloudWatch answered about a tenant's alarms (see [`AlarmWatch::pages`]).
+struct AlarmPages {
+    stack: Vec<aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput>,
+    extra_names: Vec<String>,
+    extra: Option<aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput>,
 }
 
 /// An alarm as a CloudFormation rollback trigger names it.
@@ -235,45 +258,14 @@ impl AlarmWatch {
     /// name, then the extra ones as configured. A configured alarm that does not exist
     /// is left out.
     pub async fn arns(&self, tenant: &TenantSpec) -> Result<Vec<AlarmArn>, SdkError<DescribeAlarmsError>> {
-        let client = self.aws.region(&tenant.region).cloudwatch.clone();
-        let mut stack_alarms = Vec::new();
-        let mut next_token = None;
-        loop {
-            let page = client
-                .describe_alarms()
-                .alarm_name_prefix(names::alarm_prefix(tenant))
-                .alarm_types(AlarmType::MetricAlarm)
-                .alarm_types(AlarmType::CompositeAlarm)
-                .set_next_token(next_token)
-                .send()
-                .await?;
-            stack_alarms.extend(arns_of(&page));
-            next_token = page.next_token().map(str::to_owned);
-            if next_token.is_none() {
-                break;
-            }
-        }
+        let pages = self.pages(tenant).await?;
+        let mut stack_alarms: Vec<(String, AlarmArn)> = pages.stack.iter().flat_map(arns_of).collect();
         stack_alarms.sort_by(|a, b| a.0.cmp(&b.0));
-        let extra_names: Vec<String> = self
-            .extra
-            .iter()
-            .map(|t| t.for_tenant(&tenant.id))
-            .filter(|name| !stack_alarms.iter().any(|(n, _)| n == name))
-            .collect();
         let mut arns: Vec<AlarmArn> = stack_alarms.into_iter().map(|(_, arn)| arn).collect();
-        if extra_names.is_empty() {
-            return Ok(arns);
-        }
-        let found = client
-            .describe_alarms()
-            .set_alarm_names(Some(extra_names.clone()))
-            .alarm_types(AlarmType::MetricAlarm)
-            .alarm_types(AlarmType::CompositeAlarm)
-            .send()
-            .await?;
-        let found = arns_of(&found);
+        let found = pages.extra.as_ref().map(arns_of).unwrap_or_default();
         arns.extend(
-            extra_names
+            pages
+                .extra_names
                 .iter()
                 .filter_map(|name| found.iter().find(|(n, _)| n == name).map(|(_, arn)| arn.clone())),
         );
