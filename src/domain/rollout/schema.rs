@@ -109,6 +109,11 @@ impl RolloutSpec {
                             "uniqueItems": true,
                             "example": ["Database"],
                         },
+                        "migration_restore": {
+                            "type": "string",
+                            "enum": ["automatic", "approval"],
+                            "description": "When an upgrade fails after its schema migration ran: restore the pre-upgrade snapshot at once (automatic), or stop the tenant Failed until an operator restores it (approval, the default).",
+                        },
                     },
                 },
             },
