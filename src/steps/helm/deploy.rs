@@ -8,6 +8,11 @@
 //! between would make the new revision look like the one to return to. And the
 //! record of an earlier upgrade is forgotten first, in a run that cannot fail, so a
 //! deploy that fails early never leaves a stale revision for the rollback.
+//!
+//! When the release declares a schema the database is not on, the chart's pre-upgrade
+//! hook Job migrates it, and a Helm rollback cannot undo that. So an upgrade records
+//! the migration (`facts.migration`: from, to, the pre-upgrade snapshot and the
+//! restore policy) in a write of its own before Helm runs, for the rollback to find.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -19,7 +24,7 @@ use tracing::instrument;
 
 use crate::domain::{PlatformVersion, TenantSpec};
 use crate::machine::TenantState;
-use crate::record::TenantFacts;
+use crate::record::{Migration, TenantFacts};
 use crate::step::{Step, StepContext, StepOutcome};
 use crate::steps::platform::{PlatformSource, PlatformUnavailable};
 use crate::steps::StepsConfig;
@@ -122,10 +127,18 @@ impl Deploy {
                 facts.chart_platform = spec.platform;
                 facts.progress = None;
                 let digest = values["image"]["digest"].as_str().unwrap_or_default();
-                StepOutcome::done(
-                    format!("revision {revision} deployed: release {release}, image {digest}"),
-                    facts,
-                )
+                let mut summary = format!("revision {revision} deployed: release {release}, image {digest}");
+                if let Some(m) = &facts.migration {
+                    let from = m
+                        .from
+                        .as_ref()
+                        .map_or_else(|| "none".to_owned(), |s| s.to_string());
+                    summary.push_str(&format!(
+                        "; its pre-upgrade hook migrated the database from schema {from} to {}",
+                        m.to
+                    ));
+                }
+                StepOutcome::done(summary, facts)
             }
             Err(e) => helm_failure(e, &facts),
         }
@@ -133,6 +146,39 @@ impl Deploy {
 }
 
 impl Deploy {
+    /// The migration this upgrade must record before Helm runs its hook: `None` when
+    /// the release declares no schema, the database is on it already, or the migration
+    /// is recorded already.
+    fn migration_to_record(&self, facts: &TenantFacts) -> Result<Option<Migration>, String> {
+        let Some(to) = facts.target_schema.clone() else {
+            return Ok(None);
+        };
+        if facts.schema.as_ref() == Some(&to) {
+            return Ok(None);
+        }
+        let Some(snapshot) = facts.pre_upgrade_snapshot.clone() else {
+            return Err(format!(
+                "the release migrates the database to schema {to}, but no pre-upgrade snapshot is \
+                 recorded to restore if it fails; retry the upgrade so its Backup step takes one"
+            ));
+        };
+        if facts
+            .migration
+            .as_ref()
+            .is_some_and(|m| m.to == to && m.snapshot == snapshot)
+        {
+            return Ok(None);
+        }
+        Ok(Some(Migration {
+            from: facts.schema.clone(),
+            to,
+            snapshot,
+            restore: facts.migration_restore.unwrap_or(self.config.migrations.restore),
+            started_at: chrono::Utc::now(),
+            approved_by: None,
+        }))
+    }
+
     /// The spec's platform version's chart in a temporary `.tgz` (removed when dropped);
     /// `None` for the configured chart.
     async fn chart(&self, spec: &TenantSpec) -> Result<Option<tempfile::NamedTempFile>, StepOutcome> {
@@ -240,6 +286,26 @@ impl Step for Deploy {
             _ => {
                 facts.helm_revision_before_upgrade = None;
                 facts.chart_platform_before_upgrade = None;
+            }
+        }
+        if upgrading {
+            match self.migration_to_record(&facts) {
+                Ok(Some(migration)) => {
+                    let note = format!(
+                        "migration {} -> schema {} recorded (pre-upgrade snapshot {}, restore {})",
+                        migration.from.as_ref().map_or_else(
+                            || "from no recorded schema".to_owned(),
+                            |s| format!("from schema {s}")
+                        ),
+                        migration.to,
+                        migration.snapshot,
+                        migration.restore
+                    );
+                    facts.migration = Some(migration);
+                    return record_now(facts, note);
+                }
+                Ok(None) => {}
+                Err(reason) => return StepOutcome::fail(reason),
             }
         }
         let values = match values::render(
