@@ -200,6 +200,8 @@ mod tests {
             json!({ "release": "1.4.2", "strategy": { "allow_replacement": ["Database", "Bucket2"] } }),
             json!({ "release": "1.4.2", "strategy": { "allow_replacement": ["Data-base"] } }),
             json!({ "release": "1.4.2", "strategy": { "allow_replacement": ["Database", "Database"] } }),
+            json!({ "release": "1.4.2", "strategy": { "migration_restore": "automatic" } }),
+            json!({ "release": "1.4.2", "strategy": { "migration_restore": "never" } }),
             json!({ "release": "latest" }),
             json!({ "release": "1.4.2", "extra": 1 }),
             json!({ "release": "1.4.2", "selector": { "region": ["eu-west-1"] } }),
