@@ -467,4 +467,68 @@ mod tests {
         );
         assert_eq!(r.facts.image.as_deref(), Some("repo@sha256:old"));
     }
+
+    fn schema(s: &str) -> SchemaVersion {
+        SchemaVersion::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_verified_upgrade_settles_its_migration_and_a_rollback_its_declared_schema() {
+        use crate::machine::UpgradeStep;
+        let v = |s: &str| ReleaseVersion::parse(s).unwrap();
+        let now = Utc::now();
+        let verifying = TenantState::Upgrading {
+            step: UpgradeStep::Verify,
+            from: v("1.1.0"),
+            to: v("1.2.0"),
+        };
+        let mut r = TenantRecord::new(TenantSpec::example("acme", "us-east-1"), verifying, now);
+        r.facts.schema = Some(schema("41"));
+        r.facts.target_schema = Some(schema("42"));
+        r.facts.migration = Some(Migration {
+            from: Some(schema("41")),
+            to: schema("42"),
+            snapshot: "snap-7".into(),
+            restore: MigrationRestore::Approval,
+            started_at: now,
+            approved_by: None,
+        });
+        assert!(
+            revision_line(&r).ends_with(", schema 42"),
+            "{}",
+            revision_line(&r)
+        );
+        r.enter(
+            TenantState::Active {
+                release: v("1.2.0"),
+                failed_upgrade: None,
+            },
+            now,
+        );
+        assert_eq!(r.facts.schema, Some(schema("42")));
+        assert_eq!(r.facts.migration, None);
+
+        // A rollback leaves the schema alone and forgets the abandoned release's.
+        let mut r = TenantRecord::new(
+            TenantSpec::example("acme", "us-east-1"),
+            TenantState::RollingBack {
+                step: RollbackStep::VerifyRollback,
+                abandoned: v("1.2.0"),
+                previous: v("1.1.0"),
+                cause: "verify failed".into(),
+            },
+            now,
+        );
+        r.facts.schema = Some(schema("41"));
+        r.facts.target_schema = Some(schema("42"));
+        r.enter(
+            TenantState::Active {
+                release: v("1.1.0"),
+                failed_upgrade: Some(v("1.2.0")),
+            },
+            now,
+        );
+        assert_eq!(r.facts.schema, Some(schema("41")));
+        assert_eq!(r.facts.target_schema, Some(schema("41")));
+    }
 }

@@ -320,3 +320,73 @@ impl Step for Deploy {
         self.deploy(&cli, &tenant.spec, values, facts).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MigrationRestore, SchemaVersion};
+
+    fn schema(s: &str) -> Option<SchemaVersion> {
+        Some(SchemaVersion::parse(s).unwrap())
+    }
+
+    fn deploy(restore: MigrationRestore) -> Deploy {
+        let mut config = StepsConfig::default();
+        config.migrations.restore = restore;
+        Deploy::new(Arc::new(config))
+    }
+
+    fn facts() -> TenantFacts {
+        TenantFacts {
+            schema: schema("41"),
+            target_schema: schema("42"),
+            pre_upgrade_snapshot: Some("snap-7".into()),
+            ..TenantFacts::default()
+        }
+    }
+
+    #[test]
+    fn a_new_schema_is_recorded_with_its_snapshot_and_the_policy_in_force() {
+        let configured = deploy(MigrationRestore::Approval);
+        let m = configured.migration_to_record(&facts()).unwrap().unwrap();
+        assert_eq!((m.from, m.to), (schema("41"), schema("42").unwrap()));
+        assert_eq!(
+            (m.snapshot.as_str(), m.restore),
+            ("snap-7", MigrationRestore::Approval)
+        );
+        // A rollout's strategy wins over the configuration.
+        let by_rollout = TenantFacts {
+            migration_restore: Some(MigrationRestore::Automatic),
+            ..facts()
+        };
+        let m = configured.migration_to_record(&by_rollout).unwrap().unwrap();
+        assert_eq!(m.restore, MigrationRestore::Automatic);
+        // Recorded once: a re-run finds it.
+        let recorded = TenantFacts {
+            migration: Some(m),
+            ..by_rollout
+        };
+        assert_eq!(configured.migration_to_record(&recorded), Ok(None));
+    }
+
+    #[test]
+    fn no_declared_or_no_new_schema_records_nothing_and_no_snapshot_refuses() {
+        let d = deploy(MigrationRestore::Approval);
+        let undeclared = TenantFacts {
+            target_schema: None,
+            ..facts()
+        };
+        assert_eq!(d.migration_to_record(&undeclared), Ok(None));
+        let same = TenantFacts {
+            target_schema: schema("41"),
+            ..facts()
+        };
+        assert_eq!(d.migration_to_record(&same), Ok(None));
+        let unsnapshotted = TenantFacts {
+            pre_upgrade_snapshot: None,
+            ..facts()
+        };
+        let err = d.migration_to_record(&unsnapshotted).unwrap_err();
+        assert!(err.contains("no pre-upgrade snapshot"), "{err}");
+    }
+}
