@@ -20,13 +20,19 @@ import sys
 import boto3
 
 
-def image_manifest(release: str) -> str:
+SCHEMA_ANNOTATION = "io.tenant-orchestrator.schema-version"
+
+
+def image_manifest(release: str, schema: str | None = None) -> str:
     """A schema-2 manifest unique per release (moto derives the image digest from the
-    layers, so each release gets a layer of its own)."""
+    layers, so each release gets a layer of its own). With `schema`, the manifest
+    declares the database schema the release needs in the annotation tenantctl reads."""
     digest = hashlib.sha256(f"tenant-app {release}".encode()).hexdigest()
     layer = hashlib.sha256(f"tenant-app layer {release}".encode()).hexdigest()
+    annotations = {"annotations": {SCHEMA_ANNOTATION: schema}} if schema else {}
     return json.dumps(
         {
+            **annotations,
             "schemaVersion": 2,
             "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
             "config": {
@@ -46,6 +52,7 @@ def image_manifest(release: str) -> str:
 
 
 def ensure_repository(ecr, name: str, releases: list[str]) -> None:
+    """Pushes each release (`1.1.0`, or `1.1.0=42` for one declaring schema 42)."""
     try:
         ecr.create_repository(repositoryName=name, imageTagMutability="IMMUTABLE")
     except ecr.exceptions.RepositoryAlreadyExistsException:
@@ -55,9 +62,12 @@ def ensure_repository(ecr, name: str, releases: list[str]) -> None:
         for image in ecr.describe_images(repositoryName=name).get("imageDetails", [])
         for tag in image.get("imageTags", [])
     }
-    for release in releases:
+    for entry in releases:
+        release, _, schema = entry.partition("=")
         if release not in existing:
-            ecr.put_image(repositoryName=name, imageManifest=image_manifest(release), imageTag=release)
+            ecr.put_image(
+                repositoryName=name, imageManifest=image_manifest(release, schema or None), imageTag=release
+            )
 
 
 def ensure_network(ec2, rds, region: str) -> tuple[list[str], str, str]:
@@ -125,6 +135,7 @@ def ensure_zone(route53, zone: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--regions", default="us-east-1,eu-west-1")
+    # `1.1.0=42`: release 1.1.0's image declares database schema 42 (a migration).
     parser.add_argument("--releases", default="1.0.0,1.1.0,1.2.0")
     parser.add_argument("--repository", default="tenant-app")
     parser.add_argument("--zone", default="example.com")

@@ -398,6 +398,8 @@ REJECTED = [
     ("database port as a string", _set("config.databasePort", "5432")),
     ("unknown top-level key", _set("replicaCount", 3)),
     ("unknown tier setting", _set("tiers.small.replicaCount", 3)),
+    ("schema version not dotted digits", _set("migration.schemaVersion", "v42")),
+    ("migration without a command", _set("migration.command", [])),
 ]
 
 # Values the schema must accept, each rendered and validated like the CI sets.
@@ -405,6 +407,7 @@ ACCEPTED = [
     ("release with pre-release and build metadata", _set("release", "2.0.0-rc.1+build.7")),
     ("autoscaling off", _set("tiers.small.hpa.enabled", False)),
     ("disruption budget in percent", _set("tiers.small.pdb.maxUnavailable", "50%")),
+    ("a schema migration hook Job", _set("migration.schemaVersion", "2026.11.3")),
     ("another group and a reader endpoint", _both(
         _set("tenant.group", "canary"),
         _set("config.databaseReaderEndpoint", "tenant-prod-acme.cluster-ro-c9akciq32.us-east-1.rds.amazonaws.com"),
@@ -439,6 +442,18 @@ def check_accepted(helm: Any, kubernetes_validate: Any, mutate: Callable[[dict[s
         replicas = by_kind(documents, "Deployment")["spec"].get("replicas")
         expect(replicas == sizing["replicas"], f"Deployment replicas {replicas}, want {sizing['replicas']}")
     expect(expected <= kinds, f"rendered kinds lack {sorted(expected - kinds)}")
+    migrating = values.get("migration", {}).get("schemaVersion")
+    jobs = [document for document in documents if document["kind"] == "Job"]
+    expect(len(jobs) == (1 if migrating else 0), f"{len(jobs)} migration Jobs rendered")
+    for job in jobs:
+        hook = job["metadata"]["annotations"]
+        expect(hook.get("helm.sh/hook") == "pre-install,pre-upgrade", f"hook annotations {hook}")
+        expect(hook.get("helm.sh/hook-delete-policy") == "before-hook-creation", f"hook annotations {hook}")
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        env = {item["name"]: item["value"] for item in container["env"]}
+        expect(env.get("SCHEMA_VERSION") == migrating, f"SCHEMA_VERSION {env.get('SCHEMA_VERSION')}")
+        expect("DATABASE_ENDPOINT" in env, "the migration Job lacks the tenant's configuration")
+        expect("@sha256:" in container["image"], f"migration image {container['image']} not by digest")
     return validate_documents(kubernetes_validate, documents)
 
 

@@ -25,7 +25,7 @@ use super::{drift, error, fleet, ops, policy, rollouts, tenants, views};
     components(schemas(
         error::ErrorBody, error::ErrorDetail, super::extract::IdempotencyKey,
         crate::domain::Tier, crate::domain::RolloutSpec, crate::domain::Hostname,
-        views::CreateTenant, views::UpdateTenant, views::Upgrade, views::Restore, views::TenantView, views::PlatformView, views::RevisionView, views::RevisionParts, views::LeaseView,
+        views::CreateTenant, views::UpdateTenant, views::Upgrade, views::Restore, views::TenantView, views::PlatformView, views::RevisionView, views::RevisionParts, views::LeaseView, views::SchemaView, crate::app::views::MigrationView,
         views::FactsView, views::TenantRow, views::TenantPage, views::HistoryEntry, views::HistoryPage,
         policy::PolicyView, policy::PolicyChangeView, policy::RegionDefault, policy::GroupOverride, views::SetVersions,
         rollouts::StartRollout, rollouts::RolloutView, rollouts::WaveBakeEvidence, crate::record::BakeCheck, crate::record::AlarmSeen, rollouts::RolloutPage,

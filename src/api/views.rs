@@ -7,8 +7,8 @@ use utoipa::openapi::schema::{ArrayBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
 pub use crate::app::views::{
-    FactsView, HistoryEntry, HistoryPage, LeaseView, PlatformView, RevisionParts, RevisionView, TenantPage,
-    TenantRow, TenantView,
+    FactsView, HistoryEntry, HistoryPage, LeaseView, PlatformView, RevisionParts, RevisionView, SchemaView,
+    TenantPage, TenantRow, TenantView,
 };
 use crate::domain::{
     Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion, SnapshotName,

@@ -281,6 +281,15 @@ impl TenantCommands {
                 ..Transition::new(&record.state, Cause::Event(event.clone()), actor.clone())
             };
             record.last_error = None;
+            if let (TenantEvent::Restore { snapshot }, Some(migration)) =
+                (&event, &mut record.facts.migration)
+            {
+                // Restoring the snapshot of a migration that ran is the approval its
+                // rollback waited for; the restore step says whose it was.
+                if *snapshot == migration.snapshot {
+                    migration.approved_by = Some(actor.0.clone());
+                }
+            }
             record.enter(next, Utc::now());
             match self
                 .store

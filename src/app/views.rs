@@ -127,6 +127,44 @@ impl RevisionView {
     }
 }
 
+/// The tenant's database schema, as its releases declare them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct SchemaView {
+    /// The schema version the database is on (`null`: no deployed release declared one).
+    #[schema(value_type = Option<String>, example = "2026.11.3")]
+    pub current: Option<String>,
+    /// A migration that ran or may have run and is not settled yet: the upgrade that
+    /// started it has not finished, or its snapshot awaits restoring.
+    pub migration: Option<MigrationView>,
+}
+
+/// A schema migration in flight.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MigrationView {
+    pub from: Option<String>,
+    pub to: String,
+    /// The pre-upgrade snapshot a failed upgrade restores.
+    pub snapshot: String,
+    /// `automatic` or `approval`: how that restore happens.
+    pub restore: String,
+    pub started_at: DateTime<Utc>,
+}
+
+impl SchemaView {
+    fn of(r: &TenantRecord) -> Self {
+        SchemaView {
+            current: r.facts.schema.as_ref().map(|s| s.to_string()),
+            migration: r.facts.migration.as_ref().map(|m| MigrationView {
+                from: m.from.as_ref().map(|s| s.to_string()),
+                to: m.to.to_string(),
+                snapshot: m.snapshot.clone(),
+                restore: m.restore.to_string(),
+                started_at: m.started_at,
+            }),
+        }
+    }
+}
+
 /// One tenant: spec, state, releases, last error, lease.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TenantView {
@@ -141,6 +179,9 @@ pub struct TenantView {
     pub maintenance: Option<String>,
     pub platform: PlatformView,
     pub revision: RevisionView,
+    /// The database schema and any migration not yet settled.
+    #[serde(default)]
+    pub schema: SchemaView,
     /// State name: Provisioning, Active, Upgrading, RollingBack, Restoring, Deprovisioning, Failed, Deleted.
     pub state: String,
     /// The step running or due, if any.
@@ -174,6 +215,7 @@ impl From<&TenantRecord> for TenantView {
             maintenance: s.maintenance.as_ref().map(|w| w.to_string()),
             platform: PlatformView::of(r),
             revision: RevisionView::of(r),
+            schema: SchemaView::of(r),
             state: r.state.name().to_owned(),
             step: r.state.step().map(|s| s.to_string()),
             current_release: r.state.current_release().map(|v| v.to_string()),

@@ -39,6 +39,9 @@ pub fn print_tenant(output: OutputFormat, v: &TenantView) -> Result<(), Failure>
         println!("maintenance:   {windows}");
     }
     println!("platform:      {}", platform_line(&v.platform));
+    if v.schema.current.is_some() || v.schema.migration.is_some() {
+        println!("schema:        {}", schema_line(&v.schema));
+    }
     if let Some(rollout) = &v.rollout {
         println!("rollout:       {rollout}");
     }
@@ -60,6 +63,18 @@ pub fn print_tenant(output: OutputFormat, v: &TenantView) -> Result<(), Failure>
     println!("version:       {}", v.version);
     println!("updated:       {}", v.updated_at.to_rfc3339());
     Ok(())
+}
+
+/// `41 (migration to 42 from snapshot S, restore approval)`, or just `41`.
+fn schema_line(s: &tenant_orchestrator::app::views::SchemaView) -> String {
+    let current = s.current.as_deref().unwrap_or("-");
+    match &s.migration {
+        Some(m) => format!(
+            "{current} (migration to {} from snapshot {}, restore {})",
+            m.to, m.snapshot, m.restore
+        ),
+        None => current.to_owned(),
+    }
 }
 
 /// `1.2.0 (applied: stack 1.1.0, chart 1.1.0; differs: reconcile to apply it)`.

@@ -32,7 +32,8 @@ pub enum StepKind {
     RollbackInfra,
     /// Check that every hostname serves the previous release again.
     VerifyRollback,
-    /// Restore the database cluster from an operator-chosen snapshot.
+    /// Restore the database cluster from an operator-chosen snapshot, or, in a
+    /// rollback, from the pre-upgrade snapshot when a schema migration ran.
     RestoreDatabase,
     /// Snapshot the database before the tenant is removed.
     FinalBackup,
@@ -135,7 +136,9 @@ phase_steps!(
 
 phase_steps!(
     /// Undoing a failed upgrade. Starts at `RollbackInfra` when the deploy never ran.
-    RollbackStep { RollbackDeploy, RollbackInfra, VerifyRollback }
+    /// `RestoreDatabase` restores the pre-upgrade snapshot when a schema migration ran
+    /// (or stops for an operator's approval), and passes at once when none did.
+    RollbackStep { RollbackDeploy, RollbackInfra, RestoreDatabase, VerifyRollback }
 );
 
 phase_steps!(

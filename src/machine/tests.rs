@@ -218,6 +218,7 @@ fn a_failure_after_the_deploy_rolls_back_helm_then_the_stack() {
             [
                 "RollingBack/RollbackDeploy",
                 "RollingBack/RollbackInfra",
+                "RollingBack/RestoreDatabase",
                 "RollingBack/VerifyRollback"
             ]
         );
@@ -288,6 +289,38 @@ fn a_failed_verify_of_the_rollback_also_stops_in_failed() {
         ok(&deploy, failed_step("helm")),
         TenantState::Failed { .. }
     ));
+}
+
+#[test]
+fn a_restore_awaiting_approval_stops_the_rollback_until_an_operator_restores() {
+    let rolling = TenantState::rolling_back(
+        RollbackStep::RestoreDatabase,
+        v("1.1.0"),
+        v("1.0.0"),
+        "upgrade 1.0.0 -> 1.1.0 failed at Deploy: hook failed".into(),
+    );
+    let failed = ok(
+        &rolling,
+        failed_step("restoring snapshot snap-7 needs an operator's approval"),
+    );
+    let TenantState::Failed { reason, release, .. } = &failed else {
+        panic!("expected Failed, got {failed:?}")
+    };
+    assert!(
+        reason.contains("failed at RestoreDatabase: restoring snapshot snap-7"),
+        "{reason}"
+    );
+    assert_eq!(release, &Some(v("1.0.0")));
+    // The operator's restore is the approval: it restores, then verifies the old release.
+    let restoring = ok(
+        &failed,
+        TenantEvent::Restore {
+            snapshot: "snap-7".into(),
+        },
+    );
+    let (end, labels) = run_to_rest(restoring);
+    assert_eq!(labels, ["Restoring/RestoreDatabase", "Restoring/Verify"]);
+    assert_eq!(end, TenantState::active(v("1.0.0"), None));
 }
 
 #[test]

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Hostname, LogicalId, PlatformVersion, RolloutId, TenantId, TenantSpec, Tier};
+use crate::domain::{
+    Hostname, LogicalId, MigrationRestore, PlatformVersion, RolloutId, SchemaVersion, TenantId, TenantSpec,
+    Tier,
+};
 use crate::machine::{StepKind, TenantEvent, TenantState};
 
 /// A worker's exclusive, expiring right to run a tenant's steps. `fence` grows by one
@@ -100,6 +103,44 @@ pub struct TenantFacts {
     /// deployment from one in force.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied_spec: Option<AppliedSpec>,
+    /// The schema version the tenant's database is on, as far as the product knows
+    /// (`None`: no release it deployed declared one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaVersion>,
+    /// The schema version the release being deployed declares (CheckArtifact reads it
+    /// from the image's annotation; `None`: it declares none, so no migration runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_schema: Option<SchemaVersion>,
+    /// The snapshot the last Backup took, which holds the database as it was before
+    /// the upgrade in progress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_upgrade_snapshot: Option<String>,
+    /// What a failed upgrade does with a migration that ran, as the rollout that
+    /// started the operation says (`None`: the steps configuration's default);
+    /// cleared when the operation ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration_restore: Option<MigrationRestore>,
+    /// A migration Deploy started (recorded before Helm runs the chart's hook) and that
+    /// has not been settled yet: by a successful upgrade, or by restoring its snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+}
+
+/// A schema migration that may have run on the tenant's database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    /// The schema before (`None`: none was recorded).
+    pub from: Option<SchemaVersion>,
+    pub to: SchemaVersion,
+    /// The pre-upgrade snapshot, which holds the database on `from`.
+    pub snapshot: String,
+    /// How a failed upgrade restores `snapshot`: fixed when the migration starts.
+    pub restore: MigrationRestore,
+    pub started_at: DateTime<Utc>,
+    /// Who approved restoring `snapshot` (the actor of the operator's restore), once
+    /// someone has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 /// The parts of a tenant's spec a deployment applies besides its release and platform.
@@ -195,6 +236,13 @@ impl TenantRecord {
                 tier: self.spec.tier,
                 hostnames: self.spec.hostnames.clone(),
             });
+            // The release verified runs on the schema it declares: a migration that ran
+            // is now what the database is on.
+            if let Some(migration) = self.facts.migration.take() {
+                self.facts.schema = Some(migration.to);
+            } else if self.facts.target_schema.is_some() {
+                self.facts.schema = self.facts.target_schema.clone();
+            }
         }
         let rolled_back = matches!(self.state, TenantState::RollingBack { .. })
             && matches!(next, TenantState::Active { .. });
@@ -204,6 +252,8 @@ impl TenantRecord {
             if let Some(previous) = self.facts.previous_image.clone() {
                 self.facts.image = Some(previous);
             }
+            // Likewise the schema it declares is again the one the database is on.
+            self.facts.target_schema = self.facts.schema.clone();
         }
         let step_changed = next.step() != self.state.step() || next.name() != self.state.name();
         self.state = next;
@@ -217,6 +267,7 @@ impl TenantRecord {
         if self.state.step().is_none() {
             // The allowance was for the operation that just ended.
             self.facts.allow_replacement.clear();
+            self.facts.migration_restore = None;
         }
     }
 }
@@ -271,7 +322,9 @@ pub struct HistoryEvent {
 }
 
 /// A tenant's desired revision in one line, as its history records it:
-/// `release 1.4.2, platform 2026.12.1, tier large` (`platform built-in` when none).
+/// `release 1.4.2, platform 2026.12.1, tier large` (`platform built-in` when none),
+/// then `, schema 42` when a database schema is known: the one a migration in flight
+/// moves to, else the one the database is on.
 pub fn revision_line(record: &TenantRecord) -> String {
     let release = (record.state.target_release())
         .or(record.state.current_release())
@@ -280,10 +333,15 @@ pub fn revision_line(record: &TenantRecord) -> String {
         .spec
         .platform
         .map_or_else(|| "built-in".to_owned(), |p| p.to_string());
-    format!(
+    let line = format!(
         "release {release}, platform {platform}, tier {}",
         record.spec.tier
-    )
+    );
+    let schema = (record.facts.migration.as_ref().map(|m| &m.to)).or(record.facts.schema.as_ref());
+    match schema {
+        Some(schema) => format!("{line}, schema {schema}"),
+        None => line,
+    }
 }
 
 /// A transition to record with a save; the `to` state is taken from the saved record.
@@ -408,5 +466,69 @@ mod tests {
             now,
         );
         assert_eq!(r.facts.image.as_deref(), Some("repo@sha256:old"));
+    }
+
+    fn schema(s: &str) -> SchemaVersion {
+        SchemaVersion::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_verified_upgrade_settles_its_migration_and_a_rollback_its_declared_schema() {
+        use crate::machine::UpgradeStep;
+        let v = |s: &str| ReleaseVersion::parse(s).unwrap();
+        let now = Utc::now();
+        let verifying = TenantState::Upgrading {
+            step: UpgradeStep::Verify,
+            from: v("1.1.0"),
+            to: v("1.2.0"),
+        };
+        let mut r = TenantRecord::new(TenantSpec::example("acme", "us-east-1"), verifying, now);
+        r.facts.schema = Some(schema("41"));
+        r.facts.target_schema = Some(schema("42"));
+        r.facts.migration = Some(Migration {
+            from: Some(schema("41")),
+            to: schema("42"),
+            snapshot: "snap-7".into(),
+            restore: MigrationRestore::Approval,
+            started_at: now,
+            approved_by: None,
+        });
+        assert!(
+            revision_line(&r).ends_with(", schema 42"),
+            "{}",
+            revision_line(&r)
+        );
+        r.enter(
+            TenantState::Active {
+                release: v("1.2.0"),
+                failed_upgrade: None,
+            },
+            now,
+        );
+        assert_eq!(r.facts.schema, Some(schema("42")));
+        assert_eq!(r.facts.migration, None);
+
+        // A rollback leaves the schema alone and forgets the abandoned release's.
+        let mut r = TenantRecord::new(
+            TenantSpec::example("acme", "us-east-1"),
+            TenantState::RollingBack {
+                step: RollbackStep::VerifyRollback,
+                abandoned: v("1.2.0"),
+                previous: v("1.1.0"),
+                cause: "verify failed".into(),
+            },
+            now,
+        );
+        r.facts.schema = Some(schema("41"));
+        r.facts.target_schema = Some(schema("42"));
+        r.enter(
+            TenantState::Active {
+                release: v("1.1.0"),
+                failed_upgrade: Some(v("1.2.0")),
+            },
+            now,
+        );
+        assert_eq!(r.facts.schema, Some(schema("41")));
+        assert_eq!(r.facts.target_schema, Some(schema("41")));
     }
 }

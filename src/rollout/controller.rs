@@ -464,6 +464,7 @@ impl Controller {
         if next.state.step().is_some() {
             // What the infrastructure step may replace in this operation: what the spec allows.
             next.facts.allow_replacement = record.spec.strategy.allow_replacement.clone();
+            next.facts.migration_restore = Some(record.spec.strategy.migration_restore);
         }
         let result = self
             .rollouts

@@ -168,6 +168,7 @@ fn arb_strategy() -> impl Strategy<Value = RolloutStrategy> {
                         between_regions: between,
                     },
                     allow_replacement: Vec::new(),
+                    migration_restore: Default::default(),
                 }
             },
         )

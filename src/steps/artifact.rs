@@ -1,6 +1,8 @@
 //! CheckArtifact: resolves the release's image tag to a digest in the registry, so every
 //! later deploy names an immutable image (`<repositoryUri>@sha256:…`) and never a tag
-//! that could be re-pushed between the check and the deploy.
+//! that could be re-pushed between the check and the deploy. It also reads the image's
+//! manifest for the schema version the release declares (the annotation
+//! `io.tenant-orchestrator.schema-version`), which decides whether Deploy migrates.
 
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument};
 
-use crate::domain::{Region, ReleaseVersion};
+use crate::domain::{declared_schema, Region, ReleaseVersion, SchemaVersion};
 use crate::machine::TenantState;
 use crate::ports::ReleaseRegistry;
 use crate::record::TenantFacts;
@@ -84,6 +86,42 @@ impl CheckArtifact {
             )));
         }
         Ok(Some(digest))
+    }
+
+    /// The schema version the manifest of image `digest` declares (`None`: none).
+    async fn schema_of(
+        &self,
+        ecr: &aws_sdk_ecr::Client,
+        release: &ReleaseVersion,
+        digest: &str,
+    ) -> Result<Option<SchemaVersion>, StepOutcome> {
+        let what = format!(
+            "reading the manifest of image {}@{digest}",
+            self.config.repository
+        );
+        let found = ecr
+            .batch_get_image()
+            .repository_name(&self.config.repository)
+            .image_ids(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_digest(digest)
+                    .build(),
+            )
+            .set_accepted_media_types(Some(MANIFEST_MEDIA_TYPES.map(String::from).to_vec()))
+            .send()
+            .await
+            .map_err(|err| aws_failure(&what, err))?;
+        let manifest = found
+            .images
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|image| image.image_manifest)
+            .ok_or_else(|| StepOutcome::retry(format!("{what}: the registry returned no manifest")))?;
+        declared_schema(&manifest).map_err(|e| {
+            StepOutcome::fail(format!(
+                "release {release} cannot be deployed: {what}: {e}; push the image again with a valid annotation"
+            ))
+        })
     }
 
     /// `Err` with what is missing when `release` has no image in the registry that
@@ -175,8 +213,13 @@ impl Step for CheckArtifact {
             Err(outcome) => return outcome,
         };
         let image = format!("{uri}@{digest}");
+        let schema = match self.schema_of(ecr, release, &digest).await {
+            Ok(schema) => schema,
+            Err(outcome) => return outcome,
+        };
 
         let mut facts = tenant.facts.clone();
+        facts.target_schema = schema.clone();
         if let TenantState::Upgrading { from, .. } = &tenant.state {
             // Only needed to tell a stale image (from an upgrade abandoned after this
             // step) from the one running; skipped on a re-run of this step.
@@ -191,13 +234,16 @@ impl Step for CheckArtifact {
             facts.previous_image = image_before_upgrade(&facts, &image, running.as_deref());
         }
         facts.image = Some(image.clone());
-        info!(%release, %image, "artifact resolved");
-        let summary = match &facts.previous_image {
+        info!(%release, %image, schema = ?schema, "artifact resolved");
+        let mut summary = match &facts.previous_image {
             Some(previous) if matches!(tenant.state, TenantState::Upgrading { .. }) => {
                 format!("release {release} is {image} (previously {previous})")
             }
             _ => format!("release {release} is {image}"),
         };
+        if let Some(schema) = &schema {
+            summary.push_str(&format!(", declaring schema {schema}"));
+        }
         StepOutcome::done(summary, facts)
     }
 }
@@ -230,6 +276,15 @@ fn image_before_upgrade(facts: &TenantFacts, target: &str, running_release: Opti
         recorded.or(Some(running)).map(str::to_owned)
     }
 }
+
+/// The manifest formats a release image may be pushed in; the annotation is read from
+/// any of them that carries annotations.
+const MANIFEST_MEDIA_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
 
 fn digest(image: &str) -> &str {
     image.rsplit_once('@').map_or(image, |(_, d)| d)

@@ -289,6 +289,11 @@ impl Step for SnapshotDatabase {
         match described.outcome(tenant.facts.clone(), poll_after) {
             StepOutcome::Done(mut output) => {
                 info!(snapshot = %id, "snapshot available");
+                if self.purpose == Purpose::PreUpgrade {
+                    // The database as it is before the upgrade: what a failed
+                    // migration restores.
+                    output.facts.pre_upgrade_snapshot = Some(id.clone());
+                }
                 let retention = self.apply_retention(&ctx, rds, &mut output.facts).await;
                 output.summary.push_str(&retention);
                 StepOutcome::Done(output)

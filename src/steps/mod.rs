@@ -43,6 +43,17 @@ pub struct RegionSettings {
     pub hosted_zone_id: String,
 }
 
+/// Schema migrations (the chart's pre-upgrade hook Job).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationsConfig {
+    /// What a failed upgrade whose migration ran does with the pre-upgrade snapshot
+    /// when no rollout says (an upgrade started by an operator): `approval` (the
+    /// default) stops the tenant Failed until an operator restores it; `automatic`
+    /// restores it during the rollback.
+    pub restore: crate::domain::MigrationRestore,
+}
+
 /// Settings of the steps for one environment, read from the file given with
 /// `--steps-config` (JSON); every field has a default suited to a local run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -54,6 +65,7 @@ pub struct StepsConfig {
     pub certificates: certificates::CertificateConfig,
     pub helm: helm::HelmConfig,
     pub verify: verify::VerifyConfig,
+    pub migrations: MigrationsConfig,
     /// Settings per region name.
     pub regions: BTreeMap<String, RegionSettings>,
 }

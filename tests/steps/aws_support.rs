@@ -142,14 +142,32 @@ pub async fn create_repository(region: &str, name: &str) -> String {
 /// Pushes an image manifest tagged `tag` (one layer of its own, so every image has its
 /// own digest) and returns the digest the registry reports for it.
 pub async fn push_image(region: &str, repository: &str, tag: &str) -> String {
+    push_image_declaring(region, repository, tag, None).await
+}
+
+/// As [`push_image`], an OCI manifest declaring database schema `schema` in the
+/// annotation `io.tenant-orchestrator.schema-version` when given.
+pub async fn push_image_declaring(region: &str, repository: &str, tag: &str, schema: Option<&str>) -> String {
     let layer = format!("sha256:{:x}", Sha256::digest(uuid::Uuid::new_v4().as_bytes()));
     let config = format!("sha256:{:x}", Sha256::digest(tag.as_bytes()));
-    let manifest = serde_json::json!({
+    let mut manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1470, "digest": config},
         "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 31357, "digest": layer}],
     });
+    if let Some(schema) = schema {
+        manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 1470, "digest": config},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 31357, "digest": layer}],
+            "annotations": {
+                "io.tenant-orchestrator.schema-version": schema,
+                "org.opencontainers.image.version": tag,
+            },
+        });
+    }
     let client = ecr(region).await;
     client
         .put_image()

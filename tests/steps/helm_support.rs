@@ -58,14 +58,30 @@ impl HelmStandin {
         std::fs::remove_file(self.state().join("fail").join(format!("{release}.{verb}"))).unwrap();
     }
 
-    /// Every recorded call's argv.
-    pub fn calls(&self) -> Vec<Vec<String>> {
+    /// Every line of calls.jsonl: the calls, and the hook Jobs they ran.
+    fn recorded(&self) -> Vec<Value> {
         let Ok(text) = std::fs::read_to_string(self.state().join("calls.jsonl")) else {
             return vec![];
         };
         text.lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect()
+    }
+
+    /// Every recorded call's argv.
+    pub fn calls(&self) -> Vec<Vec<String>> {
+        self.recorded()
+            .into_iter()
+            .filter(|v| v.get("argv").is_some())
             .map(|v| serde_json::from_value(v["argv"].clone()).unwrap())
+            .collect()
+    }
+
+    /// Every migration hook Job the stand-in ran: hook, job, schemaVersion, result, …
+    pub fn hooks(&self) -> Vec<Value> {
+        self.recorded()
+            .into_iter()
+            .filter(|v| v.get("hook").is_some())
             .collect()
     }
 

@@ -166,6 +166,7 @@ async fn a_failed_verify_rolls_the_upgrade_back_to_the_previous_release() {
             "Upgrading/Verify",
             "RollingBack/RollbackDeploy",
             "RollingBack/RollbackInfra",
+            "RollingBack/RestoreDatabase",
             "RollingBack/VerifyRollback",
             "Active",
         ]

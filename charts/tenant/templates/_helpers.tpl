@@ -55,3 +55,25 @@ The image, by digest only.
 {{- define "tenant.image" -}}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
 {{- end -}}
+
+{{/*
+The tenant's non-secret configuration as NAME: "value" lines: the ConfigMap's data, and
+the migration Job's environment (a pre-install hook runs before the ConfigMap exists).
+*/}}
+{{- define "tenant.configData" -}}
+TENANT_ID: {{ .Values.tenant.id | quote }}
+TENANT_ENVIRONMENT: {{ .Values.tenant.environment | quote }}
+TENANT_TIER: {{ .Values.tenant.tier | quote }}
+TENANT_GROUP: {{ .Values.tenant.group | quote }}
+RELEASE: {{ .Values.release | quote }}
+AWS_REGION: {{ .Values.tenant.region | quote }}
+AWS_DEFAULT_REGION: {{ .Values.tenant.region | quote }}
+SSM_PREFIX: {{ .Values.config.ssmPrefix | quote }}
+DATABASE_ENDPOINT: {{ .Values.config.databaseEndpoint | quote }}
+{{- with .Values.config.databaseReaderEndpoint }}
+DATABASE_READER_ENDPOINT: {{ . | quote }}
+{{- end }}
+DATABASE_PORT: {{ .Values.config.databasePort | int | toString | quote }}
+DATABASE_NAME: {{ .Values.config.databaseName | quote }}
+BUCKET_NAME: {{ .Values.config.bucketName | quote }}
+{{- end -}}

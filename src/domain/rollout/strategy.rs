@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::waves::{FailureBudget, Waves};
 use crate::domain::duration::{format_duration, parse_duration};
-use crate::domain::{Group, InvalidValue, LogicalId, Region};
+use crate::domain::{Group, InvalidValue, LogicalId, MigrationRestore, Region};
 
 /// How a rollout moves through the selected tenants. Every field is valid on its own,
 /// so any value of this type is a usable strategy; the JSON form is checked field by
@@ -38,6 +38,9 @@ pub struct Strategy {
     /// rollout may replace or remove; any other replacement or removal of a database
     /// cluster or instance or a bucket is refused.
     pub allow_replacement: Vec<LogicalId>,
+    /// What a tenant whose upgrade fails after its schema migration ran does with its
+    /// pre-upgrade snapshot: restore it at once, or wait for an operator's approval.
+    pub migration_restore: MigrationRestore,
 }
 
 impl Default for Strategy {
@@ -54,6 +57,7 @@ impl Default for Strategy {
             on_breach: OnBreach::default(),
             approvals: Approvals::default(),
             allow_replacement: Vec::new(),
+            migration_restore: MigrationRestore::default(),
         }
     }
 }
@@ -80,6 +84,7 @@ struct StrategyFields {
     approvals: Approvals,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     allow_replacement: Vec<LogicalId>,
+    migration_restore: MigrationRestore,
 }
 
 impl Default for StrategyFields {
@@ -135,6 +140,7 @@ impl TryFrom<StrategyFields> for Strategy {
             on_breach: f.on_breach,
             approvals: f.approvals,
             allow_replacement: f.allow_replacement,
+            migration_restore: f.migration_restore,
         })
     }
 }
@@ -155,6 +161,7 @@ impl From<Strategy> for StrategyFields {
             on_breach: s.on_breach,
             approvals: s.approvals,
             allow_replacement: s.allow_replacement,
+            migration_restore: s.migration_restore,
         }
     }
 }

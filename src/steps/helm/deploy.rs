@@ -8,6 +8,11 @@
 //! between would make the new revision look like the one to return to. And the
 //! record of an earlier upgrade is forgotten first, in a run that cannot fail, so a
 //! deploy that fails early never leaves a stale revision for the rollback.
+//!
+//! When the release declares a schema the database is not on, the chart's pre-upgrade
+//! hook Job migrates it, and a Helm rollback cannot undo that. So an upgrade records
+//! the migration (`facts.migration`: from, to, the pre-upgrade snapshot and the
+//! restore policy) in a write of its own before Helm runs, for the rollback to find.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -19,7 +24,7 @@ use tracing::instrument;
 
 use crate::domain::{PlatformVersion, TenantSpec};
 use crate::machine::TenantState;
-use crate::record::TenantFacts;
+use crate::record::{Migration, TenantFacts};
 use crate::step::{Step, StepContext, StepOutcome};
 use crate::steps::platform::{PlatformSource, PlatformUnavailable};
 use crate::steps::StepsConfig;
@@ -122,10 +127,18 @@ impl Deploy {
                 facts.chart_platform = spec.platform;
                 facts.progress = None;
                 let digest = values["image"]["digest"].as_str().unwrap_or_default();
-                StepOutcome::done(
-                    format!("revision {revision} deployed: release {release}, image {digest}"),
-                    facts,
-                )
+                let mut summary = format!("revision {revision} deployed: release {release}, image {digest}");
+                if let Some(m) = &facts.migration {
+                    let from = m
+                        .from
+                        .as_ref()
+                        .map_or_else(|| "none".to_owned(), |s| s.to_string());
+                    summary.push_str(&format!(
+                        "; its pre-upgrade hook migrated the database from schema {from} to {}",
+                        m.to
+                    ));
+                }
+                StepOutcome::done(summary, facts)
             }
             Err(e) => helm_failure(e, &facts),
         }
@@ -133,6 +146,39 @@ impl Deploy {
 }
 
 impl Deploy {
+    /// The migration this upgrade must record before Helm runs its hook: `None` when
+    /// the release declares no schema, the database is on it already, or the migration
+    /// is recorded already.
+    fn migration_to_record(&self, facts: &TenantFacts) -> Result<Option<Migration>, String> {
+        let Some(to) = facts.target_schema.clone() else {
+            return Ok(None);
+        };
+        if facts.schema.as_ref() == Some(&to) {
+            return Ok(None);
+        }
+        let Some(snapshot) = facts.pre_upgrade_snapshot.clone() else {
+            return Err(format!(
+                "the release migrates the database to schema {to}, but no pre-upgrade snapshot is \
+                 recorded to restore if it fails; retry the upgrade so its Backup step takes one"
+            ));
+        };
+        if facts
+            .migration
+            .as_ref()
+            .is_some_and(|m| m.to == to && m.snapshot == snapshot)
+        {
+            return Ok(None);
+        }
+        Ok(Some(Migration {
+            from: facts.schema.clone(),
+            to,
+            snapshot,
+            restore: facts.migration_restore.unwrap_or(self.config.migrations.restore),
+            started_at: chrono::Utc::now(),
+            approved_by: None,
+        }))
+    }
+
     /// The spec's platform version's chart in a temporary `.tgz` (removed when dropped);
     /// `None` for the configured chart.
     async fn chart(&self, spec: &TenantSpec) -> Result<Option<tempfile::NamedTempFile>, StepOutcome> {
@@ -242,6 +288,26 @@ impl Step for Deploy {
                 facts.chart_platform_before_upgrade = None;
             }
         }
+        if upgrading {
+            match self.migration_to_record(&facts) {
+                Ok(Some(migration)) => {
+                    let note = format!(
+                        "migration {} -> schema {} recorded (pre-upgrade snapshot {}, restore {})",
+                        migration.from.as_ref().map_or_else(
+                            || "from no recorded schema".to_owned(),
+                            |s| format!("from schema {s}")
+                        ),
+                        migration.to,
+                        migration.snapshot,
+                        migration.restore
+                    );
+                    facts.migration = Some(migration);
+                    return record_now(facts, note);
+                }
+                Ok(None) => {}
+                Err(reason) => return StepOutcome::fail(reason),
+            }
+        }
         let values = match values::render(
             &tenant.spec,
             release,
@@ -252,5 +318,75 @@ impl Step for Deploy {
             Err(e) => return StepOutcome::fail(e.to_string()),
         };
         self.deploy(&cli, &tenant.spec, values, facts).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MigrationRestore, SchemaVersion};
+
+    fn schema(s: &str) -> Option<SchemaVersion> {
+        Some(SchemaVersion::parse(s).unwrap())
+    }
+
+    fn deploy(restore: MigrationRestore) -> Deploy {
+        let mut config = StepsConfig::default();
+        config.migrations.restore = restore;
+        Deploy::new(Arc::new(config))
+    }
+
+    fn facts() -> TenantFacts {
+        TenantFacts {
+            schema: schema("41"),
+            target_schema: schema("42"),
+            pre_upgrade_snapshot: Some("snap-7".into()),
+            ..TenantFacts::default()
+        }
+    }
+
+    #[test]
+    fn a_new_schema_is_recorded_with_its_snapshot_and_the_policy_in_force() {
+        let configured = deploy(MigrationRestore::Approval);
+        let m = configured.migration_to_record(&facts()).unwrap().unwrap();
+        assert_eq!((m.from, m.to), (schema("41"), schema("42").unwrap()));
+        assert_eq!(
+            (m.snapshot.as_str(), m.restore),
+            ("snap-7", MigrationRestore::Approval)
+        );
+        // A rollout's strategy wins over the configuration.
+        let by_rollout = TenantFacts {
+            migration_restore: Some(MigrationRestore::Automatic),
+            ..facts()
+        };
+        let m = configured.migration_to_record(&by_rollout).unwrap().unwrap();
+        assert_eq!(m.restore, MigrationRestore::Automatic);
+        // Recorded once: a re-run finds it.
+        let recorded = TenantFacts {
+            migration: Some(m),
+            ..by_rollout
+        };
+        assert_eq!(configured.migration_to_record(&recorded), Ok(None));
+    }
+
+    #[test]
+    fn no_declared_or_no_new_schema_records_nothing_and_no_snapshot_refuses() {
+        let d = deploy(MigrationRestore::Approval);
+        let undeclared = TenantFacts {
+            target_schema: None,
+            ..facts()
+        };
+        assert_eq!(d.migration_to_record(&undeclared), Ok(None));
+        let same = TenantFacts {
+            target_schema: schema("41"),
+            ..facts()
+        };
+        assert_eq!(d.migration_to_record(&same), Ok(None));
+        let unsnapshotted = TenantFacts {
+            pre_upgrade_snapshot: None,
+            ..facts()
+        };
+        let err = d.migration_to_record(&unsnapshotted).unwrap_err();
+        assert!(err.contains("no pre-upgrade snapshot"), "{err}");
     }
 }

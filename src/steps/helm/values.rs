@@ -34,6 +34,16 @@ struct TenantValues {
     service_account: ServiceAccountBlock,
     config: ConfigBlock,
     ingress: IngressBlock,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    migration: Option<MigrationBlock>,
+}
+
+/// The schema the release declares: the chart's pre-upgrade hook Job migrates the
+/// database to it (a migration tool leaves a database already on it as it is).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MigrationBlock {
+    schema_version: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -141,6 +151,9 @@ pub fn render(
         ingress: IngressBlock {
             group_name: format!("{ingress_group_prefix}{}", spec.region),
         },
+        migration: facts.target_schema.as_ref().map(|schema| MigrationBlock {
+            schema_version: schema.to_string(),
+        }),
     };
     Ok(serde_json::to_value(values).expect("values serialize to JSON"))
 }
@@ -225,6 +238,20 @@ mod tests {
         assert!(v["config"].get("databaseReaderEndpoint").is_none());
         assert_eq!(v["config"]["databasePort"], serde_json::json!(5432));
         assert_eq!(v["release"], "2.0.0");
+    }
+
+    #[test]
+    fn a_release_declaring_a_schema_asks_the_chart_to_migrate_to_it() {
+        let (spec, mut facts) = globex();
+        let release = ReleaseVersion::parse("1.5.0").unwrap();
+        let v = render(&spec, &release, &facts, "tenants-").unwrap();
+        assert!(v.get("migration").is_none(), "{v}");
+        facts.target_schema = Some(crate::domain::SchemaVersion::parse("2026.11.3").unwrap());
+        let v = render(&spec, &release, &facts, "tenants-").unwrap();
+        assert_eq!(
+            v["migration"],
+            serde_json::json!({ "schemaVersion": "2026.11.3" })
+        );
     }
 
     #[test]

@@ -1,7 +1,14 @@
-//! RestoreDatabase: replace the tenant's database cluster with one restored from the
-//! snapshot the operator chose, by updating the stack's `RestoreSnapshotIdentifier`
-//! (same template, every other parameter unchanged). CloudFormation builds the new
-//! cluster, moves the instances and SSM parameters to it, and snapshots the old one.
+//! RestoreDatabase: replace the tenant's database cluster with one restored from a
+//! snapshot, by updating the stack's `RestoreSnapshotIdentifier` (same template, every
+//! other parameter unchanged). CloudFormation builds the new cluster, moves the
+//! instances and SSM parameters to it, and snapshots the old one.
+//!
+//! It runs in two phases. Restoring: the snapshot the operator chose. Rolling back a
+//! failed upgrade: a schema migration that ran cannot be undone by a Helm rollback, so
+//! the step restores the migration's pre-upgrade snapshot when its policy is
+//! `automatic`, and stops for an operator's approval (the tenant goes Failed, and the
+//! operator's restore of that snapshot is the approval) when it is `approval`. Either
+//! restore of that snapshot puts the recorded schema back to the one before.
 
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -11,26 +18,106 @@ use super::progress::{self, StackWork};
 use super::status::{self, Standing};
 use super::template::{self, param, ParamValue, CLUSTER_OUTPUT};
 use super::{pending, InfraError, InfraSteps};
+use crate::domain::MigrationRestore;
 use crate::machine::TenantState;
-use crate::record::TenantFacts;
+use crate::record::{Migration, TenantFacts};
 use crate::step::{StepContext, StepOutcome};
 
 pub(super) async fn run(steps: &InfraSteps, ctx: StepContext<'_>) -> Result<StepOutcome, InfraError> {
-    let TenantState::Restoring { snapshot, .. } = &ctx.tenant.state else {
-        return Err(InfraError::Stack(format!(
-            "RestoreDatabase runs only while a tenant is restoring; this one is {}",
-            ctx.tenant.state.label()
-        )));
+    let facts = ctx.tenant.facts.clone();
+    let (snapshot, why) = match &ctx.tenant.state {
+        TenantState::Restoring { snapshot, .. } => {
+            let migration = facts.migration.as_ref().filter(|m| m.snapshot == *snapshot);
+            let why = match migration {
+                Some(m) => Why::Approved(m.clone()),
+                None => Why::Chosen,
+            };
+            (snapshot.as_str(), why)
+        }
+        TenantState::RollingBack { .. } => match &facts.migration {
+            None => {
+                let mut facts = facts;
+                facts.progress = None;
+                return Ok(StepOutcome::done(
+                    "no migration ran; database left as it is",
+                    facts,
+                ));
+            }
+            Some(m) if m.restore == MigrationRestore::Approval => {
+                return Ok(StepOutcome::fail(approval_needed(ctx.tenant.id().as_str(), m)));
+            }
+            Some(m) => (m.snapshot.as_str(), Why::Automatic(m.clone())),
+        },
+        other => {
+            return Err(InfraError::Stack(format!(
+                "RestoreDatabase runs only while a tenant is restoring or rolling back; this one is {}",
+                other.label()
+            )))
+        }
     };
+    let snapshot = snapshot.to_owned();
     let restore = Restore {
         job: StackJob::new(steps, ctx),
         rds: steps.rds(&ctx.tenant.spec),
-        snapshot,
+        snapshot: &snapshot,
+        why,
     };
-    let facts = ctx.tenant.facts.clone();
     match progress::read(&facts, ctx.step) {
         Some(StackWork::Update { token, sent }) => restore.job.update(&restore, facts, token, sent).await,
         _ => restore.start(facts).await,
+    }
+}
+
+/// The reason a rollback stops when restoring the migration's snapshot needs approval:
+/// what ran, and the command that approves the restore.
+fn approval_needed(tenant: &str, m: &Migration) -> String {
+    format!(
+        "a migration to schema {} ran; restoring snapshot {} needs an operator's approval: \
+         tenantctl tenant restore {tenant} --snapshot {}",
+        m.to, m.snapshot, m.snapshot
+    )
+}
+
+/// Why this snapshot is restored.
+enum Why {
+    /// The operator chose it.
+    Chosen,
+    /// The rollback of a failed upgrade restores its migration's snapshot itself.
+    Automatic(Migration),
+    /// The operator restored a migration's snapshot its rollback waited to have approved.
+    Approved(Migration),
+}
+
+impl Why {
+    /// The migration this restore undoes, if any.
+    fn migration(&self) -> Option<&Migration> {
+        match self {
+            Why::Chosen => None,
+            Why::Automatic(m) | Why::Approved(m) => Some(m),
+        }
+    }
+
+    /// How the summary of a finished restore begins.
+    fn preface(&self) -> String {
+        let schema = |m: &Migration| {
+            m.from
+                .as_ref()
+                .map_or_else(|| "no recorded schema".to_owned(), |s| format!("schema {s}"))
+        };
+        match self {
+            Why::Chosen => String::new(),
+            Why::Automatic(m) => format!(
+                "restored automatically after the failed migration to schema {} (back on {}): ",
+                m.to,
+                schema(m)
+            ),
+            Why::Approved(m) => format!(
+                "restored after approval by {} of the failed migration to schema {} (back on {}): ",
+                m.approved_by.as_deref().unwrap_or("an operator"),
+                m.to,
+                schema(m)
+            ),
+        }
     }
 }
 
@@ -38,6 +125,7 @@ struct Restore<'a> {
     job: StackJob<'a>,
     rds: aws_sdk_rds::Client,
     snapshot: &'a str,
+    why: Why,
 }
 
 /// What RDS says about the snapshot to restore from.
@@ -165,12 +253,17 @@ impl StackUpdate for Restore<'_> {
     // Only this step's own earlier run can have set the snapshot since it checked that
     // the stack had another one.
     fn unchanged(&self, _stack: &StackView) -> String {
-        format!("database restored from snapshot {}", self.snapshot)
+        format!(
+            "{}database restored from snapshot {}",
+            self.why.preface(),
+            self.snapshot
+        )
     }
 
     fn succeeded(&self, before: &TenantFacts, stack: &StackView) -> String {
         let after = stack.outputs.get(CLUSTER_OUTPUT).cloned().unwrap_or_default();
-        match before.stack_outputs.get(CLUSTER_OUTPUT) {
+        let preface = self.why.preface();
+        let restored = match before.stack_outputs.get(CLUSTER_OUTPUT) {
             Some(before) if *before != after => format!(
                 "database restored from snapshot {}: cluster {before} replaced by {after}",
                 self.snapshot
@@ -179,6 +272,23 @@ impl StackUpdate for Restore<'_> {
                 "database restored from snapshot {} into cluster {after}",
                 self.snapshot
             ),
+        };
+        format!("{preface}{restored}")
+    }
+
+    /// The database is back on the schema from before the migration the snapshot holds.
+    fn applied(&self, facts: &mut TenantFacts) {
+        if let Some(migration) = self.why.migration() {
+            facts.schema = migration.from.clone();
+            facts.target_schema = migration.from.clone();
+            facts.migration = None;
+        }
+        if let Why::Approved(_) = self.why {
+            // This completes the rollback that waited for the approval: the tenant
+            // runs the image it ran before the upgrade again.
+            if let Some(previous) = facts.previous_image.clone() {
+                facts.image = Some(previous);
+            }
         }
     }
 
