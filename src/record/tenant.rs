@@ -100,6 +100,11 @@ pub struct TenantFacts {
     /// deployment from one in force.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied_spec: Option<AppliedSpec>,
+    /// The outage of the last completed upgrade or rollback, in seconds, as verify
+    /// measured it; `None` when not measured. A rollout with an outage budget flags
+    /// the tenant when it is longer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_outage_seconds: Option<u64>,
 }
 
 /// The parts of a tenant's spec a deployment applies besides its release and platform.
