@@ -8,7 +8,7 @@ use serde_json::json;
 use tenant_orchestrator::record::RolloutRecord;
 
 use crate::api_support::preview::ReplacingClusterPreviewDouble;
-use crate::api_support::{spawn, spawn_with, TestApi, DEPLOY, READ};
+use crate::api_support::{spawn, spawn_with, TestApi, ADMIN, DEPLOY, READ};
 
 async fn fleet(api: &TestApi, ids: &[&str]) {
     for id in ids {
@@ -329,5 +329,66 @@ async fn a_preview_asked_of_a_server_without_one_says_what_to_configure() {
             .contains("--steps-config"),
         "{}",
         plan.body
+    );
+}
+
+/// `UTC <day> <HH:MM> <length>` opening at `t` (to the minute).
+fn window_at(t: chrono::DateTime<chrono::Utc>, length: &str) -> String {
+    format!("{} {length}", t.format("%a %H:%M"))
+}
+
+#[tokio::test]
+async fn a_plan_defers_a_tenant_whose_window_closes_before_the_outage_budget_runs_out() {
+    let api = spawn().await;
+    fleet(&api, &["hotel", "india", "juliet"]).await;
+    let now = chrono::Utc::now();
+    let tomorrow = now + chrono::Duration::days(1);
+    let windows = [
+        // Open since five minutes ago for ten, and four hours tomorrow.
+        (
+            "india",
+            format!(
+                "UTC {}, {}",
+                window_at(now - chrono::Duration::minutes(5), "10m"),
+                window_at(tomorrow, "4h")
+            ),
+        ),
+        // Never open for an hour.
+        ("juliet", format!("UTC {}", window_at(tomorrow, "10m"))),
+    ];
+    for (id, maintenance) in windows {
+        let set = api
+            .call(
+                Method::PATCH,
+                &format!("/v1/tenants/{id}"),
+                Some(ADMIN),
+                Some(json!({ "maintenance": maintenance })),
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    }
+    let spec = json!({"release": "1.1.0", "strategy": {"waves": ["100%"], "bake_time": "0s", "bake_checks": 0,
+        "outage_budget": "1h"}});
+
+    let plan = api
+        .call(Method::POST, "/v1/rollouts/plan", Some(READ), Some(spec))
+        .await;
+
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    let tenants = plan.body["waves"][0]["tenants"].as_array().unwrap();
+    let planned: Vec<&str> = tenants.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(planned, ["hotel", "india"], "{}", plan.body);
+    assert!(tenants[0].get("deferred").is_none(), "no windows: not deferred");
+    let deferred = &tenants[1]["deferred"];
+    assert_eq!(deferred["budget"], "1h", "{}", plan.body);
+    let next = deferred["next_window"].as_str().unwrap();
+    assert!(
+        next.starts_with(&tomorrow.format("%Y-%m-%dT%H:%M").to_string()),
+        "the next window that holds an hour is tomorrow's: {next}"
+    );
+    assert_eq!(tenants[1]["earliest_start"].as_str(), Some(next));
+    assert_eq!(
+        plan.body["skipped"],
+        json!([{"id": "juliet", "reason": "window_shorter_than_outage_budget", "longest_window": "10m", "budget": "1h"}])
     );
 }
