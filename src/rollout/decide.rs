@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::target::{Target, TenantRevision};
-use super::window_turn::{window_turn, WindowTurn};
+use super::window_turn::{whole_seconds, window_turn, WindowTurn};
 use crate::domain::rollout::{SkipReason, SpecRevision};
 use crate::domain::{MaintenanceWindows, Region, ReleaseVersion, RolloutId, TenantId};
 use crate::machine::{TenantEvent, TenantState};
@@ -496,7 +496,7 @@ impl<'a> Deciding<'a> {
                     WindowTurn::ClosesTooSoon { closes, next, budget } => Turn::Wait(format!(
                         "a maintenance window that holds its outage budget of {budget}: the open one closes in {}, \
                          the next that holds it opens {}",
-                        humantime::format_duration((closes - now).to_std().unwrap_or_default()),
+                        humantime::format_duration(whole_seconds(closes - now)),
                         at(next)
                     )),
                     WindowTurn::TooShort { longest, budget } => Turn::Skip(

@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::planner::{TenantSummaryForPlanning, WaveDraft};
-use super::window_turn::{window_turn, WindowTurn};
+use super::window_turn::{whole_seconds, window_turn, WindowTurn};
 use crate::domain::rollout::{Deferral, OutageBudget, PlannedTenant, Strategy, Wave, WaveKind};
 
 pub(super) fn schedule(
@@ -184,7 +184,7 @@ fn deferral(
 ) -> Option<Deferral> {
     match window_turn(tenant.maintenance.as_ref(), budget, begin) {
         WindowTurn::ClosesTooSoon { closes, next, budget } => Some(Deferral {
-            window_closes_in: (closes - begin).to_std().unwrap_or_default(),
+            window_closes_in: whole_seconds(closes - begin),
             budget,
             next_window: next,
         }),

@@ -60,6 +60,11 @@ pub fn window_turn(
     }
 }
 
+/// How long until a window closes, in whole seconds, as operators read it (`4m 10s`).
+pub(super) fn whole_seconds(d: chrono::TimeDelta) -> Duration {
+    Duration::from_secs(u64::try_from(d.num_seconds()).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
