@@ -392,3 +392,54 @@ async fn a_plan_defers_a_tenant_whose_window_closes_before_the_outage_budget_run
         json!([{"id": "juliet", "reason": "window_shorter_than_outage_budget", "longest_window": "10m", "budget": "1h"}])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_lists_the_upgrades_whose_outage_overran_its_budget() {
+    use tenant_orchestrator::store::{TenantStore, WriteGuard};
+    let api = spawn().await;
+    fleet(&api, &["kilo", "lima"]).await;
+    // The outage verify measured for each tenant's upgrade; the scripted steps keep it.
+    for (id, seconds) in [("kilo", 900), ("lima", 60)] {
+        let mut record = api
+            .store
+            .load(&tenant_orchestrator::domain::TenantId::parse(id).unwrap())
+            .await
+            .unwrap();
+        record.facts.last_outage_seconds = Some(seconds);
+        api.store.save(&record, WriteGuard::Version, None).await.unwrap();
+    }
+    let background = api.run_worker_and_controller("api-outage-controller");
+    let spec = json!({"release": "1.1.0", "strategy": {"waves": ["100%"], "bake_time": "0s", "bake_checks": 0,
+        "outage_budget": "5m"}});
+    let started = api
+        .call(
+            Method::POST,
+            "/v1/rollouts",
+            Some(DEPLOY),
+            Some(json!({"id": "r-outage", "spec": spec})),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    assert_eq!(started.body["outage_overruns"], json!([]));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let body = api.get("/v1/rollouts/r-outage").await.body;
+        if body["rollout"]["phase"] == "completed" {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "never completed: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    background.stop().await;
+
+    assert_eq!(
+        done["outage_overruns"],
+        json!([{"wave": 0, "tenant": "kilo", "seconds": 900, "budget": "5m"}])
+    );
+    let kilo = (done["members"].as_array().unwrap().iter())
+        .find(|m| m["tenant"] == "kilo")
+        .unwrap();
+    assert_eq!(kilo["outcome"], "succeeded");
+    assert_eq!(kilo["outage_overrun"], json!({"seconds": 900, "budget": "5m"}));
+}
