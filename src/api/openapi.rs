@@ -28,7 +28,7 @@ use super::{drift, error, fleet, ops, policy, rollouts, tenants, views};
         views::CreateTenant, views::UpdateTenant, views::Upgrade, views::Restore, views::TenantView, views::PlatformView, views::RevisionView, views::RevisionParts, views::LeaseView, views::SchemaView, crate::app::views::MigrationView,
         views::FactsView, views::TenantRow, views::TenantPage, views::HistoryEntry, views::HistoryPage,
         policy::PolicyView, policy::PolicyChangeView, policy::RegionDefault, policy::GroupOverride, views::SetVersions,
-        rollouts::StartRollout, rollouts::RolloutView, rollouts::WaveBakeEvidence, crate::record::BakeCheck, crate::record::AlarmSeen, rollouts::RolloutPage,
+        rollouts::StartRollout, rollouts::RolloutView, rollouts::WaveBakeEvidence, rollouts::MemberOutageOverrun, crate::record::BakeCheck, crate::record::AlarmSeen, rollouts::RolloutPage,
         fleet::FleetSummaryView, fleet::DeploymentReportView, fleet::ReportRow, fleet::ReportTotals, ops::Health,
         crate::app::DriftView, crate::app::drift::DriftFindingView, crate::app::DriftedPage, crate::app::drift::DriftedTenant,
     )),

@@ -37,6 +37,9 @@ pub struct RolloutView {
     /// Per wave that baked or bakes: each tenant's latest bake check (time, result,
     /// the alarms read and their states), as `rollout.waves[].bake.checks` keeps it.
     pub bake_evidence: Vec<WaveBakeEvidence>,
+    /// Members whose upgrade's measured outage was longer than the strategy's
+    /// `outage_budget`, as `members[].outage_overrun` records it.
+    pub outage_overruns: Vec<MemberOutageOverrun>,
     /// On start: whether this call created it (false: it existed with the same spec).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<bool>,
@@ -59,6 +62,35 @@ impl WaveBakeEvidence {
                 w.bake.as_ref().map(|b| Self {
                     wave: w.index,
                     checks: b.checks.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One member whose upgrade kept its tenant out of service longer than the budget.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberOutageOverrun {
+    pub wave: usize,
+    #[schema(value_type = String)]
+    pub tenant: crate::domain::TenantId,
+    /// The outage verify measured, in seconds.
+    pub seconds: u64,
+    /// The strategy's `outage_budget` (e.g. `5m`).
+    #[schema(value_type = String, example = "5m")]
+    pub budget: crate::domain::rollout::OutageBudget,
+}
+
+impl MemberOutageOverrun {
+    fn of(members: &[RolloutMember]) -> Vec<Self> {
+        members
+            .iter()
+            .filter_map(|m| {
+                m.outage_overrun.as_ref().map(|o| Self {
+                    wave: m.wave,
+                    tenant: m.tenant.clone(),
+                    seconds: o.seconds,
+                    budget: o.budget,
                 })
             })
             .collect()
@@ -96,6 +128,7 @@ async fn view(
     let members = state.store().members(&record.id, None).await?;
     Ok(RolloutView {
         bake_evidence: WaveBakeEvidence::of(&record),
+        outage_overruns: MemberOutageOverrun::of(&members),
         rollout: record,
         members,
         created,
@@ -127,7 +160,7 @@ pub struct PlanAnswer {
 #[utoipa::path(operation_id = "rollout_plan", post, path = "/v1/rollouts/plan", tag = "rollouts",
     params(PlanOptions),
     request_body(content = RolloutSpec, description = "A rollout spec"),
-    responses((status = 200, body = Object, description = "The plan: waves, tenants and earliest starts, skipped tenants; with diff=true also `preview`: per group the stack's resource changes (action, replacement never/conditional/always, properties), the refused replacements, and `chart_diff` (the unified diff of the release's manifests, empty when unchanged) or `chart_unavailable` (why the chart could not be rendered)"),
+    responses((status = 200, body = Object, description = "The plan: waves, tenants and earliest starts (with `deferred` where a window closes before the outage budget runs out), skipped tenants; with diff=true also `preview`: per group the stack's resource changes (action, replacement never/conditional/always, properties), the refused replacements, and `chart_diff` (the unified diff of the release's manifests, empty when unchanged) or `chart_unavailable` (why the chart could not be rendered)"),
         (status = 400, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody)),
     security(("bearer" = ["read"])))]
 pub async fn plan(

@@ -632,10 +632,14 @@ fn print_plan(output: OutputFormat, plan: &Plan) -> Result<(), Failure> {
         );
         for t in &wave.tenants {
             println!(
-                "  {:<28} {:<16} from {}",
+                "  {:<28} {:<16} from {}{}",
                 t.id.as_str(),
                 t.region.as_str(),
-                time(t.earliest_start)
+                time(t.earliest_start),
+                t.deferred
+                    .as_ref()
+                    .map(|d| format!("  deferred: {d}"))
+                    .unwrap_or_default()
             );
         }
     }

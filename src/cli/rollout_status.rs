@@ -117,6 +117,12 @@ fn describe(m: &RolloutMember) -> String {
         Some(RollbackStatus::Failed { reason }) => text.push_str(&format!("; ROLLBACK FAILED: {reason}")),
         None => {}
     }
+    if let Some(overrun) = &m.outage_overrun {
+        text.push_str(&format!(
+            "; OUTAGE OVERRAN BUDGET: {}s, budget {}",
+            overrun.seconds, overrun.budget
+        ));
+    }
     text
 }
 

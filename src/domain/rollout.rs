@@ -19,8 +19,8 @@ use super::{
     TenantId, Tier,
 };
 
-pub use plan::{Plan, PlannedTenant, SkipReason, Skipped, Wave, WaveKind};
-pub use strategy::{Approvals, Bake, BreachAction, OnBreach, RollbackScope, Strategy};
+pub use plan::{Deferral, Plan, PlannedTenant, SkipReason, Skipped, Wave, WaveKind};
+pub use strategy::{Approvals, Bake, BreachAction, OnBreach, OutageBudget, RollbackScope, Strategy};
 pub use waves::{FailureBudget, Percent, WaveSize, Waves};
 
 /// A rollout's identifier: a DNS label of 3–63 characters that starts with a letter,

@@ -271,6 +271,33 @@ impl MaintenanceWindows {
         next.unwrap_or(now)
     }
 
+    /// The first moment from `at` on when a window is open and stays open for at least
+    /// `length`: `at` itself, or the opening of a later window; `None` when no window
+    /// (with those it overlaps or touches) lasts that long.
+    pub fn next_start_lasting(&self, at: DateTime<Utc>, length: Duration) -> Option<DateTime<Utc>> {
+        let length = TimeDelta::from_std(length).unwrap_or(TimeDelta::MAX);
+        let lasts = |t: DateTime<Utc>| self.open_until(t).is_some_and(|end| end - t >= length);
+        if lasts(at) {
+            return Some(at);
+        }
+        // Every window opens at least once in the week after `at`, and the openings
+        // reach 12 days ahead.
+        (self.openings_near(at))
+            .map(|(start, _)| start)
+            .filter(|start| *start > at && lasts(*start))
+            .min()
+    }
+
+    /// The longest time the windows stay open at a stretch (windows that overlap or
+    /// touch count as one), as they open in the week around `at`.
+    pub fn longest_opening(&self, at: DateTime<Utc>) -> Duration {
+        (self.openings_near(at))
+            .filter_map(|(start, _)| self.open_until(start).map(|end| end - start))
+            .max()
+            .and_then(|d| d.to_std().ok())
+            .unwrap_or(Duration::ZERO)
+    }
+
     /// The openings (start, end) of every window from 8 local days before `t` to 12
     /// after: all that can contain `t` (a window lasts at most a week) and the next one.
     fn openings_near(&self, t: DateTime<Utc>) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> + '_ {

@@ -14,8 +14,8 @@ mod tenant;
 pub use drift::{DriftCheck, DriftFinding, DriftKind};
 pub use platform::{ContentDigest, PlatformManifest, StoredArtifact, StoredChart};
 pub use rollout::{
-    AlarmSeen, BakeCheck, BakeProgress, Outcome, Phase, RollbackStatus, RolloutEvent, RolloutMember,
-    RolloutRecord, WaveRecord, WaveStatus, BAKE_ALARMS_KEPT, BAKE_TENANTS_KEPT,
+    AlarmSeen, BakeCheck, BakeProgress, OutageOverrun, Outcome, Phase, RollbackStatus, RolloutEvent,
+    RolloutMember, RolloutRecord, WaveRecord, WaveStatus, BAKE_ALARMS_KEPT, BAKE_TENANTS_KEPT,
 };
 pub use tenant::{
     revision_line, Actor, AppliedSpec, Cause, HistoryEvent, Lease, Migration, Origin, StackRevision,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::Lease;
-use crate::domain::rollout::{Plan, Skipped, SpecRevision, WaveKind, WaveSize};
+use crate::domain::rollout::{OutageBudget, Plan, Skipped, SpecRevision, WaveKind, WaveSize};
 use crate::domain::{Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId};
 
 /// Where a rollout is in its life. `Completed` and `Aborted` are final: nothing is
@@ -388,8 +388,20 @@ pub struct RolloutMember {
     /// Why it is still waiting (e.g. its maintenance window), for status output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Set when its upgrade's measured outage was longer than the strategy's budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage_overrun: Option<OutageOverrun>,
     #[serde(skip)]
     pub version: u64,
+}
+
+/// An upgrade that kept its tenant out of service longer than the rollout allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutageOverrun {
+    /// The outage verify measured.
+    pub seconds: u64,
+    /// The strategy's `outage_budget`.
+    pub budget: OutageBudget,
 }
 
 impl RolloutMember {
@@ -411,6 +423,7 @@ impl RolloutMember {
                     finished_at: None,
                     rollback: None,
                     waiting_for: None,
+                    outage_overrun: None,
                     version: 0,
                 })
             })

@@ -124,6 +124,11 @@ pub struct TenantFacts {
     /// has not been settled yet: by a successful upgrade, or by restoring its snapshot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migration: Option<Migration>,
+    /// The outage of the last completed upgrade or rollback, in seconds, as verify
+    /// measured it; `None` when not measured. A rollout with an outage budget flags
+    /// the tenant when it is longer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_outage_seconds: Option<u64>,
 }
 
 /// A schema migration that may have run on the tenant's database.

@@ -124,9 +124,18 @@ impl Controller {
 
     /// Moves one rollout one step if its lease can be had; `None` when another
     /// controller holds it.
-    #[instrument(skip_all, fields(rollout = %id))]
     pub async fn step(&self, id: &RolloutId) -> Result<Option<RolloutRecord>, StoreError> {
-        let now = Utc::now();
+        self.step_at(id, Utc::now()).await
+    }
+
+    /// [`Controller::step`] as of `now`, the time its decisions (maintenance windows,
+    /// bakes, leases) are made at.
+    #[instrument(skip_all, fields(rollout = %id))]
+    pub async fn step_at(
+        &self,
+        id: &RolloutId,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Option<RolloutRecord>, StoreError> {
         let record = match self
             .rollouts
             .acquire_rollout_lease(id, &self.config.owner, self.config.lease_ttl, now)
@@ -339,6 +348,7 @@ impl Controller {
                 None => self.failure_of_upgrade(record, tenant).await?,
             },
             revision: TenantRevision::of(&tenant.spec, &tenant.facts),
+            last_outage_seconds: tenant.facts.last_outage_seconds,
         })
     }
 

@@ -7,11 +7,13 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::target::{Target, TenantRevision};
-use crate::domain::rollout::SpecRevision;
+use super::window_turn::{whole_seconds, window_turn, WindowTurn};
+use crate::domain::rollout::{SkipReason, SpecRevision};
 use crate::domain::{MaintenanceWindows, Region, ReleaseVersion, RolloutId, TenantId};
 use crate::machine::{TenantEvent, TenantState};
 use crate::record::{
-    BakeCheck, BakeProgress, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveStatus,
+    BakeCheck, BakeProgress, OutageOverrun, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord,
+    WaveStatus,
 };
 
 /// What the controller saw of one member's tenant this tick.
@@ -25,6 +27,9 @@ pub struct TenantView {
     pub last_error: Option<String>,
     /// Its desired platform and tier, and the platform applied.
     pub revision: TenantRevision,
+    /// The outage of its last completed upgrade or rollback, in seconds, as verify
+    /// measured it (`None`: not measured).
+    pub last_outage_seconds: Option<u64>,
 }
 
 /// Everything a decision depends on besides the record and the members.
@@ -162,9 +167,21 @@ impl<'a> Deciding<'a> {
                     continue;
                 };
                 let failed = matches!(outcome, Outcome::Failed { .. });
+                let overrun = self.outage_overrun(view);
+                if let Some(overrun) = &overrun {
+                    self.record.log(
+                        now,
+                        "controller",
+                        format!(
+                            "{}: outage of {}s overran the budget of {}",
+                            m.tenant, overrun.seconds, overrun.budget
+                        ),
+                    );
+                }
                 self.set(i, |m| {
                     m.outcome = outcome;
                     m.finished_at = Some(now);
+                    m.outage_overrun = overrun;
                 });
                 if let (true, Some(view), Some(from)) = (failed, view, m.from) {
                     if rolled_back_by_machine(view, &target, m.from_release.as_ref())
@@ -184,6 +201,16 @@ impl<'a> Deciding<'a> {
                 }
             }
         }
+    }
+
+    /// The outage verify measured for a tenant that just finished, if it was longer
+    /// than the strategy's budget.
+    fn outage_overrun(&self, view: Option<&TenantView>) -> Option<OutageOverrun> {
+        let budget = self.record.spec.strategy.outage_budget?;
+        let seconds = view?.last_outage_seconds?;
+        budget
+            .overrun_by(seconds)
+            .then_some(OutageOverrun { seconds, budget })
     }
 
     fn failures(&self) -> usize {
@@ -454,13 +481,33 @@ impl<'a> Deciding<'a> {
             {
                 Turn::AlreadyThere(view, release.clone())
             }
-            TenantState::Active { release, .. } => match &view.maintenance {
-                Some(windows) if !windows.contains(now) => Turn::Wait(format!(
-                    "its maintenance window, next opening {}",
-                    windows.next_start(now).format("%Y-%m-%d %H:%M UTC")
-                )),
-                _ => Turn::Start(view, release.clone()),
-            },
+            TenantState::Active { release, .. } => {
+                let budget = self.record.spec.strategy.outage_budget;
+                let at = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC");
+                match window_turn(view.maintenance.as_ref(), budget, now) {
+                    WindowTurn::Open => Turn::Start(view, release.clone()),
+                    WindowTurn::Closed { next } => Turn::Wait(match budget {
+                        None => format!("its maintenance window, next opening {}", at(next)),
+                        Some(budget) => format!(
+                            "a maintenance window that holds its outage budget of {budget}, next opening {}",
+                            at(next)
+                        ),
+                    }),
+                    WindowTurn::ClosesTooSoon { closes, next, budget } => Turn::Wait(format!(
+                        "a maintenance window that holds its outage budget of {budget}: the open one closes in {}, \
+                         the next that holds it opens {}",
+                        humantime::format_duration(whole_seconds(closes - now)),
+                        at(next)
+                    )),
+                    WindowTurn::TooShort { longest, budget } => Turn::Skip(
+                        SkipReason::WindowShorterThanOutageBudget {
+                            longest_window: longest,
+                            budget,
+                        }
+                        .to_string(),
+                    ),
+                }
+            }
             TenantState::Failed { reason, .. } => Turn::Skip(format!(
                 "the tenant is Failed ({reason}); repair it, then `tenantctl rollout retry {}`",
                 self.record.id

@@ -12,11 +12,13 @@ mod decide;
 mod planner;
 mod target;
 mod timeline;
+mod window_turn;
 
 pub use controller::{Controller, ControllerConfig};
 pub use decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
 pub use planner::{plan, plan_with, PlanOptions, TenantSummaryForPlanning};
 pub use target::{Target, TenantRevision};
+pub use window_turn::{window_turn, WindowTurn};
 
 #[cfg(test)]
 mod properties;

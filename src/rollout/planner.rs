@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::target::{Target, TenantRevision};
 use super::timeline;
+use super::window_turn::{window_turn, WindowTurn};
 use crate::domain::rollout::{Plan, SkipReason, Skipped, Strategy, WaveSize};
 use crate::domain::{
     Group, MaintenanceWindows, Region, ReleaseVersion, RolloutSpec, TenantId, TenantSpec, Tier,
@@ -70,8 +71,10 @@ pub fn plan(spec: &RolloutSpec, tenants: &[TenantSummaryForPlanning], now: DateT
 
 /// Plans `spec` over `tenants` as of `now`.
 ///
-/// Every selected tenant that is not pinned, runs a release and has not reached the
-/// spec's target (see [`Target::reached`]) lands in exactly one wave. Regions go in the strategy's order (then
+/// Every selected tenant that is not pinned, runs a release, has not reached the
+/// spec's target (see [`Target::reached`]) and has a maintenance window that can hold
+/// the outage budget (if it has windows and the strategy a budget) lands in exactly
+/// one wave. Regions go in the strategy's order (then
 /// the rest by name), `max_parallel_regions` at a time in lockstep; within a region
 /// tenants go by group order, group and id, and each wave takes the region up to its
 /// cumulative target (the canary at least one tenant). Waves that would start nobody
@@ -82,7 +85,7 @@ pub fn plan_with(
     now: DateTime<Utc>,
     options: &PlanOptions,
 ) -> Plan {
-    let mut selection = select(spec, tenants);
+    let mut selection = select(spec, tenants, now);
     let rank = group_ranks(&spec.strategy.group_order);
     for members in selection.by_region.values_mut() {
         order_by_group_then_id(members, &rank);
@@ -111,8 +114,13 @@ struct Selection<'a> {
     not_selected: usize,
 }
 
-fn select<'a>(spec: &RolloutSpec, tenants: &'a [TenantSummaryForPlanning]) -> Selection<'a> {
+fn select<'a>(
+    spec: &RolloutSpec,
+    tenants: &'a [TenantSummaryForPlanning],
+    now: DateTime<Utc>,
+) -> Selection<'a> {
     let selector = &spec.selector;
+    let budget = spec.strategy.outage_budget;
     let mut selection = Selection {
         by_region: BTreeMap::new(),
         skipped: Vec::new(),
@@ -149,7 +157,15 @@ fn select<'a>(spec: &RolloutSpec, tenants: &'a [TenantSummaryForPlanning]) -> Se
                         _ => SkipReason::AlreadyOnTarget,
                     })
                 }
-                Some(_) => None,
+                Some(_) => match window_turn(t.maintenance.as_ref(), budget, now) {
+                    WindowTurn::TooShort { longest, budget } => {
+                        Some(SkipReason::WindowShorterThanOutageBudget {
+                            longest_window: longest,
+                            budget,
+                        })
+                    }
+                    _ => None,
+                },
             }
         };
         match reason {

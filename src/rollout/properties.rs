@@ -10,8 +10,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::domain::rollout::{
-    Approvals, Bake, FailureBudget, Percent, Plan, Selector, SkipReason, Strategy as RolloutStrategy, Wave,
-    WaveKind, WaveSize, Waves,
+    Approvals, Bake, FailureBudget, OutageBudget, Percent, Plan, Selector, SkipReason,
+    Strategy as RolloutStrategy, Wave, WaveKind, WaveSize, Waves,
 };
 use crate::domain::window::tests::arb_windows;
 use crate::domain::{Group, Region, ReleaseVersion, RolloutSpec, TenantId, Tier};
@@ -46,6 +46,10 @@ impl Case {
             && t.current_release
                 .as_ref()
                 .is_some_and(|r| Some(r) != self.spec.release.as_ref())
+            && match (&t.maintenance, self.strategy().outage_budget) {
+                (Some(windows), Some(budget)) => windows.longest_opening(self.now) >= budget.get(),
+                _ => true,
+            }
     }
 
     fn tenant(&self, id: &TenantId) -> &TenantSummaryForPlanning {
@@ -147,11 +151,16 @@ fn arb_strategy() -> impl Strategy<Value = RolloutStrategy> {
     (
         (arb_waves(), 1u32..=3, pick(regions), pick(groups)),
         (limit(), limit(), bake, 0u32..3, any::<bool>(), any::<bool>()),
+        prop::option::weighted(
+            0.4,
+            (1u64..360).prop_map(|m| OutageBudget::new(Duration::from_secs(m * 60)).unwrap()),
+        ),
     )
         .prop_map(
             |(
                 (waves, parallel, region_order, group_order),
                 (per_wave, per_region, bake, budget, after_canary, between),
+                outage_budget,
             )| {
                 RolloutStrategy {
                     region_order,
@@ -169,6 +178,7 @@ fn arb_strategy() -> impl Strategy<Value = RolloutStrategy> {
                     },
                     allow_replacement: Vec::new(),
                     migration_restore: Default::default(),
+                    outage_budget,
                 }
             },
         )
@@ -355,6 +365,13 @@ proptest! {
                 prop_assert!(t.earliest_start >= w.earliest_start);
                 if let Some(windows) = &case.tenant(&t.id).maintenance {
                     prop_assert!(windows.contains(t.earliest_start), "{} starts at {} outside {}", t.id, t.earliest_start, windows);
+                    if let Some(budget) = s.outage_budget {
+                        let closes = windows.open_until(t.earliest_start).unwrap();
+                        prop_assert!(
+                            closes - t.earliest_start >= TimeDelta::from_std(budget.get()).unwrap(),
+                            "{} starts at {} in {}, which closes before its outage budget {} runs out", t.id, t.earliest_start, windows, budget
+                        );
+                    }
                 }
             }
             let starts: Vec<_> = w.tenants.iter().map(|t| t.earliest_start).collect();

@@ -305,3 +305,84 @@ fn a_dry_run_plan_reads_as_json() {
     assert_eq!(json["waves"][0]["tenants"][0]["id"], "us-01");
     assert_eq!(serde_json::from_value::<Plan>(json).unwrap(), plan);
 }
+
+#[test]
+fn a_tenant_whose_open_window_closes_before_its_outage_budget_runs_out_is_deferred_to_a_window_that_holds_it()
+{
+    let mut fleet = region_of("us", "us-east-1", 2);
+    // Open now (Monday 08:00) until 08:04, and Tuesday 02:00 to 06:00.
+    fleet[1].maintenance = Some("UTC Mon 07:00 1h4m, Tue 02:00 4h".parse().unwrap());
+
+    let unbudgeted = plan(&spec(r#""waves": ["100%"]"#), &fleet, utc(NOW));
+    assert_eq!(unbudgeted.waves[0].tenants[1].earliest_start, utc(NOW));
+    assert_eq!(unbudgeted.waves[0].tenants[1].deferred, None);
+
+    let plan = plan(
+        &spec(r#""waves": ["100%"], "outage_budget": "10m""#),
+        &fleet,
+        utc(NOW),
+    );
+    let (free, windowed) = (&plan.waves[0].tenants[0], &plan.waves[0].tenants[1]);
+    assert_eq!(
+        (free.earliest_start, &free.deferred),
+        (utc(NOW), &None),
+        "no windows: unaffected"
+    );
+    assert_eq!(windowed.earliest_start, utc("2026-11-24T02:00:00Z"));
+    assert_eq!(
+        windowed.deferred.as_ref().unwrap().to_string(),
+        "window closes in 4m, budget 10m; next window 2026-11-24 02:00 UTC"
+    );
+    assert_eq!(plan.waves[0].estimated_finish, utc("2026-11-24T02:30:00Z"));
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(
+        json["waves"][0]["tenants"][1]["deferred"],
+        serde_json::json!({"window_closes_in": "4m", "budget": "10m", "next_window": "2026-11-24T02:00:00Z"})
+    );
+    assert_eq!(serde_json::from_value::<Plan>(json).unwrap(), plan);
+}
+
+#[test]
+fn a_tenant_whose_windows_are_all_shorter_than_the_outage_budget_is_skipped_saying_what_to_change() {
+    let mut fleet = region_of("us", "us-east-1", 2);
+    fleet[1].maintenance = Some("UTC Sat 22:00 20m, Sun 03:00 25m".parse().unwrap());
+
+    let plan_with_budget = |budget: &str| {
+        plan(
+            &spec(&format!(r#""waves": ["100%"], "outage_budget": "{budget}""#)),
+            &fleet,
+            utc(NOW),
+        )
+    };
+    let plan = plan_with_budget("30m");
+    assert_eq!(plan.tenant_count(), 1);
+    assert_eq!(plan.skipped.len(), 1);
+    assert_eq!(plan.skipped[0].id.as_str(), "us-01");
+    assert_eq!(
+        plan.skipped[0].reason,
+        SkipReason::WindowShorterThanOutageBudget {
+            longest_window: Duration::from_secs(25 * 60),
+            budget: crate::domain::rollout::OutageBudget::parse("30m").unwrap(),
+        }
+    );
+    let why = plan.skipped[0].reason.to_string();
+    assert!(
+        why.contains("stay open at most 25m, shorter than the outage budget 30m")
+            && why.contains("widen a window")
+            && why.contains("raise the strategy's outage_budget"),
+        "{why}"
+    );
+    let json = serde_json::to_value(&plan.skipped[0]).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"id": "us-01", "reason": "window_shorter_than_outage_budget", "longest_window": "25m", "budget": "30m"})
+    );
+
+    let fits = plan_with_budget("25m");
+    assert_eq!((fits.tenant_count(), fits.skipped.len()), (2, 0));
+    assert_eq!(
+        fits.waves[0].tenants[1].earliest_start,
+        utc("2026-11-29T03:00:00Z"),
+        "Saturday's 20m window does not hold 25m"
+    );
+}

@@ -2,8 +2,8 @@
 //!
 //! Waves run one after another: a wave begins when the previous wave's bake ends
 //! (approvals are assumed to be given as soon as asked). Within a wave, tenants start
-//! as soon as their maintenance window is open and the in-flight limits (per wave, per
-//! region) leave room; each upgrade is assumed to take the same time. When room is
+//! as soon as their maintenance window is open (and stays open for the strategy's
+//! outage budget) and the in-flight limits (per wave, per region) leave room; each upgrade is assumed to take the same time. When room is
 //! short it goes first to the tenant whose window closes first. This is a greedy
 //! schedule, not an optimum: an estimate for a dry run, and the order the controller
 //! can follow.
@@ -16,7 +16,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::planner::{TenantSummaryForPlanning, WaveDraft};
-use crate::domain::rollout::{PlannedTenant, Strategy, Wave, WaveKind};
+use super::window_turn::{whole_seconds, window_turn, WindowTurn};
+use crate::domain::rollout::{Deferral, OutageBudget, PlannedTenant, Strategy, Wave, WaveKind};
 
 pub(super) fn schedule(
     strategy: &Strategy,
@@ -34,7 +35,8 @@ pub(super) fn schedule(
             per_region: strategy.max_in_flight_per_region,
             regions: draft.regions.len(),
         };
-        let starts = start_times(&draft, begin, upgrade, limits);
+        let budget = strategy.outage_budget;
+        let starts = start_times(&draft, begin, upgrade, limits, budget);
         let finish = starts.iter().map(|&s| later(s, upgrade)).max().unwrap_or(begin);
         let bake_until = later(finish, bake);
         let tenants = (draft.members.iter().zip(starts))
@@ -42,6 +44,7 @@ pub(super) fn schedule(
                 id: m.tenant.id.clone(),
                 region: draft.regions[m.region].clone(),
                 earliest_start,
+                deferred: deferral(m.tenant, begin, budget),
             })
             .collect::<Vec<_>>();
         waves.push(Wave {
@@ -89,6 +92,7 @@ fn start_times(
     begin: DateTime<Utc>,
     upgrade: TimeDelta,
     limits: Limits,
+    budget: Option<OutageBudget>,
 ) -> Vec<DateTime<Utc>> {
     let members = &draft.members;
     let per_wave = limits.per_wave.map_or(usize::MAX, |n| n.get() as usize);
@@ -97,7 +101,7 @@ fn start_times(
     let mut unstarted = members.len();
     // Tenants whose window is not open yet, by when it opens.
     let mut closed: Queue<(DateTime<Utc>, usize)> = (members.iter().enumerate())
-        .map(|(i, m)| Reverse((opening(m.tenant, begin), i)))
+        .map(|(i, m)| Reverse((opening(m.tenant, begin, budget), i)))
         .collect();
     let mut lanes: Vec<Lane> = (0..limits.regions).map(|_| Lane::default()).collect();
     let mut running: Queue<DateTime<Utc>> = BinaryHeap::new();
@@ -115,8 +119,10 @@ fn start_times(
             closed.pop();
             let member = &members[i];
             match open_until(member.tenant, now) {
-                Some(closes) => lanes[member.region].open.push(Reverse((closes, i))),
-                None => closed.push(Reverse((opening(member.tenant, now), i))),
+                Some(closes) if may_start(member.tenant, now, budget) => {
+                    lanes[member.region].open.push(Reverse((closes, i)))
+                }
+                _ => closed.push(Reverse((opening(member.tenant, now, budget), i))),
             }
         }
         while running.len() < per_wave {
@@ -126,8 +132,8 @@ fn start_times(
                 .min();
             let Some(((closes, i), r)) = next else { break };
             lanes[r].open.pop();
-            if closes <= now {
-                closed.push(Reverse((opening(members[i].tenant, now), i)));
+            if closes <= now || !may_start(members[i].tenant, now, budget) {
+                closed.push(Reverse((opening(members[i].tenant, now, budget), i)));
                 continue;
             }
             starts[i] = now;
@@ -149,9 +155,41 @@ fn start_times(
     starts
 }
 
-/// When the tenant's maintenance window is next open, from `at` on.
-fn opening(tenant: &TenantSummaryForPlanning, at: DateTime<Utc>) -> DateTime<Utc> {
-    tenant.maintenance.as_ref().map_or(at, |w| w.next_start(at))
+/// When the tenant may next start, from `at` on: when a maintenance window is open
+/// that holds the outage budget (see [`window_turn`]).
+fn opening(
+    tenant: &TenantSummaryForPlanning,
+    at: DateTime<Utc>,
+    budget: Option<OutageBudget>,
+) -> DateTime<Utc> {
+    match window_turn(tenant.maintenance.as_ref(), budget, at) {
+        WindowTurn::Open => at,
+        WindowTurn::Closed { next } | WindowTurn::ClosesTooSoon { next, .. } => next,
+        // The planner leaves such a tenant out; should its windows hold the budget in no
+        // week but this one (a daylight saving change), it follows its windows alone.
+        WindowTurn::TooShort { .. } => tenant.maintenance.as_ref().map_or(at, |w| w.next_start(at)),
+    }
+}
+
+fn may_start(tenant: &TenantSummaryForPlanning, at: DateTime<Utc>, budget: Option<OutageBudget>) -> bool {
+    opening(tenant, at, budget) == at
+}
+
+/// The tenant's deferral when its window is open as the wave begins but closes before
+/// the budget would run out.
+fn deferral(
+    tenant: &TenantSummaryForPlanning,
+    begin: DateTime<Utc>,
+    budget: Option<OutageBudget>,
+) -> Option<Deferral> {
+    match window_turn(tenant.maintenance.as_ref(), budget, begin) {
+        WindowTurn::ClosesTooSoon { closes, next, budget } => Some(Deferral {
+            window_closes_in: whole_seconds(closes - begin),
+            budget,
+            next_window: next,
+        }),
+        _ => None,
+    }
 }
 
 /// Until when the tenant may start, if it may start at `at`.

@@ -8,7 +8,7 @@ use serde_json::json;
 use tenant_orchestrator::record::RolloutRecord;
 
 use crate::api_support::preview::ReplacingClusterPreviewDouble;
-use crate::api_support::{spawn, spawn_with, TestApi, DEPLOY, READ};
+use crate::api_support::{spawn, spawn_with, TestApi, ADMIN, DEPLOY, READ};
 
 async fn fleet(api: &TestApi, ids: &[&str]) {
     for id in ids {
@@ -330,4 +330,116 @@ async fn a_preview_asked_of_a_server_without_one_says_what_to_configure() {
         "{}",
         plan.body
     );
+}
+
+/// `UTC <day> <HH:MM> <length>` opening at `t` (to the minute).
+fn window_at(t: chrono::DateTime<chrono::Utc>, length: &str) -> String {
+    format!("{} {length}", t.format("%a %H:%M"))
+}
+
+#[tokio::test]
+async fn a_plan_defers_a_tenant_whose_window_closes_before_the_outage_budget_runs_out() {
+    let api = spawn().await;
+    fleet(&api, &["hotel", "india", "juliet"]).await;
+    let now = chrono::Utc::now();
+    let tomorrow = now + chrono::Duration::days(1);
+    let windows = [
+        // Open since five minutes ago for ten, and four hours tomorrow.
+        (
+            "india",
+            format!(
+                "UTC {}, {}",
+                window_at(now - chrono::Duration::minutes(5), "10m"),
+                window_at(tomorrow, "4h")
+            ),
+        ),
+        // Never open for an hour.
+        ("juliet", format!("UTC {}", window_at(tomorrow, "10m"))),
+    ];
+    for (id, maintenance) in windows {
+        let set = api
+            .call(
+                Method::PATCH,
+                &format!("/v1/tenants/{id}"),
+                Some(ADMIN),
+                Some(json!({ "maintenance": maintenance })),
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    }
+    let spec = json!({"release": "1.1.0", "strategy": {"waves": ["100%"], "bake_time": "0s", "bake_checks": 0,
+        "outage_budget": "1h"}});
+
+    let plan = api
+        .call(Method::POST, "/v1/rollouts/plan", Some(READ), Some(spec))
+        .await;
+
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    let tenants = plan.body["waves"][0]["tenants"].as_array().unwrap();
+    let planned: Vec<&str> = tenants.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(planned, ["hotel", "india"], "{}", plan.body);
+    assert!(tenants[0].get("deferred").is_none(), "no windows: not deferred");
+    let deferred = &tenants[1]["deferred"];
+    assert_eq!(deferred["budget"], "1h", "{}", plan.body);
+    let next = deferred["next_window"].as_str().unwrap();
+    assert!(
+        next.starts_with(&tomorrow.format("%Y-%m-%dT%H:%M").to_string()),
+        "the next window that holds an hour is tomorrow's: {next}"
+    );
+    assert_eq!(tenants[1]["earliest_start"].as_str(), Some(next));
+    assert_eq!(
+        plan.body["skipped"],
+        json!([{"id": "juliet", "reason": "window_shorter_than_outage_budget", "longest_window": "10m", "budget": "1h"}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_lists_the_upgrades_whose_outage_overran_its_budget() {
+    use tenant_orchestrator::store::{TenantStore, WriteGuard};
+    let api = spawn().await;
+    fleet(&api, &["kilo", "lima"]).await;
+    // The outage verify measured for each tenant's upgrade; the scripted steps keep it.
+    for (id, seconds) in [("kilo", 900), ("lima", 60)] {
+        let mut record = api
+            .store
+            .load(&tenant_orchestrator::domain::TenantId::parse(id).unwrap())
+            .await
+            .unwrap();
+        record.facts.last_outage_seconds = Some(seconds);
+        api.store.save(&record, WriteGuard::Version, None).await.unwrap();
+    }
+    let background = api.run_worker_and_controller("api-outage-controller");
+    let spec = json!({"release": "1.1.0", "strategy": {"waves": ["100%"], "bake_time": "0s", "bake_checks": 0,
+        "outage_budget": "5m"}});
+    let started = api
+        .call(
+            Method::POST,
+            "/v1/rollouts",
+            Some(DEPLOY),
+            Some(json!({"id": "r-outage", "spec": spec})),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    assert_eq!(started.body["outage_overruns"], json!([]));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let body = api.get("/v1/rollouts/r-outage").await.body;
+        if body["rollout"]["phase"] == "completed" {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "never completed: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    background.stop().await;
+
+    assert_eq!(
+        done["outage_overruns"],
+        json!([{"wave": 0, "tenant": "kilo", "seconds": 900, "budget": "5m"}])
+    );
+    let kilo = (done["members"].as_array().unwrap().iter())
+        .find(|m| m["tenant"] == "kilo")
+        .unwrap();
+    assert_eq!(kilo["outcome"], "succeeded");
+    assert_eq!(kilo["outage_overrun"], json!({"seconds": 900, "budget": "5m"}));
 }

@@ -442,3 +442,59 @@ async fn plan_diff_shows_each_groups_change_set_and_exits_4_on_a_refused_replace
     );
     assert!(!out.contains("REFUSED"), "{out}");
 }
+
+#[tokio::test]
+async fn the_plan_table_says_why_a_tenant_waits_for_a_later_window() {
+    let api = spawn().await;
+    for id in ["plan-free", "plan-windowed"] {
+        api.create_tenant(id, "eu-west-1", "default").await;
+    }
+    api.settle().await;
+    let now = chrono::Utc::now();
+    let tomorrow = now + chrono::Duration::days(1);
+    let at = |t: chrono::DateTime<chrono::Utc>, length: &str| format!("{} {length}", t.format("%a %H:%M"));
+    // Open since five minutes ago for ten, and four hours tomorrow.
+    let maintenance = format!(
+        "UTC {}, {}",
+        at(now - chrono::Duration::minutes(5), "10m"),
+        at(tomorrow, "4h")
+    );
+    let set = tenantctl(
+        &api,
+        Some(ADMIN),
+        &["tenant", "update", "plan-windowed", "--maintenance", &maintenance],
+        &[],
+    )
+    .await;
+    assert!(set.status.success(), "{}", stderr(&set));
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("rollout.json");
+    std::fs::write(
+        &spec,
+        r#"{"release": "1.1.0", "strategy": {"waves": ["100%"], "bake_time": "0s", "bake_checks": 0, "outage_budget": "1h"}}"#,
+    )
+    .unwrap();
+
+    let plan = tenantctl(
+        &api,
+        Some(READ),
+        &["rollout", "plan", "--spec", spec.to_str().unwrap()],
+        &[],
+    )
+    .await;
+
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let out = stdout(&plan);
+    let line = |id: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(id))
+            .unwrap_or_default()
+    };
+    let next = tomorrow.format("%Y-%m-%d %H:%M UTC").to_string();
+    assert!(
+        line("plan-windowed").contains("deferred: window closes in ")
+            && line("plan-windowed").ends_with(&format!("budget 1h; next window {next}")),
+        "{out}"
+    );
+    assert!(!line("plan-free").contains("deferred"), "{out}");
+}

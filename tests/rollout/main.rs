@@ -8,4 +8,5 @@ mod rollout_support;
 
 mod controller;
 mod crash;
+mod outage_budget;
 mod revision;

@@ -275,6 +275,7 @@ mod tests {
             finished_at: None,
             rollback: None,
             waiting_for: None,
+            outage_overrun: None,
             version: 0,
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::WaveSize;
+use super::{OutageBudget, WaveSize};
 use crate::domain::{Region, ReleaseVersion, TenantId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +93,35 @@ pub struct PlannedTenant {
     /// The earliest the tenant can start: within its maintenance window, after the
     /// wave begins and once the in-flight limits leave room.
     pub earliest_start: DateTime<Utc>,
+    /// Set when its window is open as the wave begins but closes before the outage
+    /// budget would run out, so it waits for a later window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<Deferral>,
+}
+
+/// Why a tenant starts in a later maintenance window than the one open as its wave
+/// begins: that one closes before its outage budget would run out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferral {
+    /// How long the open window stays open after the wave begins.
+    #[serde(with = "crate::domain::duration::as_text")]
+    pub window_closes_in: Duration,
+    pub budget: OutageBudget,
+    /// When the next window that holds the budget opens.
+    pub next_window: DateTime<Utc>,
+}
+
+/// `window closes in 4m, budget 10m; next window 2026-12-06 02:00 UTC`
+impl fmt::Display for Deferral {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "window closes in {}, budget {}; next window {}",
+            humantime::format_duration(self.window_closes_in),
+            self.budget,
+            self.next_window.format("%Y-%m-%d %H:%M UTC")
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +156,13 @@ pub enum SkipReason {
     OutsideSelector,
     /// Another rollout that is still running holds it.
     HeldByRollout { rollout: crate::domain::RolloutId },
+    /// None of its maintenance windows stays open for the strategy's outage budget, so
+    /// it can never start in one.
+    WindowShorterThanOutageBudget {
+        #[serde(with = "crate::domain::duration::as_text")]
+        longest_window: Duration,
+        budget: OutageBudget,
+    },
 }
 
 impl fmt::Display for SkipReason {
@@ -145,6 +181,12 @@ impl fmt::Display for SkipReason {
             SkipReason::HeldByRollout { rollout } => {
                 write!(f, "held by rollout {rollout}, which is still running")
             }
+            SkipReason::WindowShorterThanOutageBudget { longest_window, budget } => write!(
+                f,
+                "its maintenance windows stay open at most {}, shorter than the outage budget {budget}; \
+                 widen a window (`tenantctl tenant update --maintenance`) or raise the strategy's outage_budget",
+                humantime::format_duration(*longest_window)
+            ),
         }
     }
 }

@@ -114,6 +114,12 @@ impl RolloutSpec {
                             "enum": ["automatic", "approval"],
                             "description": "When an upgrade fails after its schema migration ran: restore the pre-upgrade snapshot at once (automatic), or stop the tenant Failed until an operator restores it (approval, the default).",
                         },
+                        "outage_budget": {
+                            "type": ["string", "null"],
+                            "pattern": DURATION,
+                            "description": "The longest a tenant may be out of service during its upgrade, 1s to 7d; left out or null: no budget. A tenant with maintenance windows starts only in a window that stays open this long, and an upgrade whose measured outage is longer is flagged in the rollout's outcome.",
+                            "example": "10m",
+                        },
                     },
                 },
             },
@@ -216,6 +222,10 @@ mod tests {
             json!({ "release": "1.4.2", "strategy": { "failure_budget": "150%" } }),
             json!({ "release": "1.4.2", "strategy": { "on_breach": { "action": "continue" } } }),
             json!({ "release": "1.4.2", "strategy": { "approvals": { "after_canary": "yes" } } }),
+            json!({ "release": "1.4.2", "strategy": { "outage_budget": "10m" } }),
+            json!({ "release": "1.4.2", "strategy": { "outage_budget": null } }),
+            json!({ "release": "1.4.2", "strategy": { "outage_budget": 600 } }),
+            json!({ "release": "1.4.2", "strategy": { "outage_budget": "ten minutes" } }),
         ];
         for sample in samples {
             let by_schema = validator.is_valid(&sample);

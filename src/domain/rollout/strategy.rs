@@ -41,6 +41,11 @@ pub struct Strategy {
     /// What a tenant whose upgrade fails after its schema migration ran does with its
     /// pre-upgrade snapshot: restore it at once, or wait for an operator's approval.
     pub migration_restore: MigrationRestore,
+    /// The longest a tenant may be out of service during its upgrade (`None`: no
+    /// budget). A tenant with maintenance windows starts only in a window that stays
+    /// open at least this long, and an upgrade whose measured outage is longer is
+    /// flagged in the rollout's outcome.
+    pub outage_budget: Option<OutageBudget>,
 }
 
 impl Default for Strategy {
@@ -58,6 +63,7 @@ impl Default for Strategy {
             approvals: Approvals::default(),
             allow_replacement: Vec::new(),
             migration_restore: MigrationRestore::default(),
+            outage_budget: None,
         }
     }
 }
@@ -85,6 +91,8 @@ struct StrategyFields {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     allow_replacement: Vec<LogicalId>,
     migration_restore: MigrationRestore,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outage_budget: Option<String>,
 }
 
 impl Default for StrategyFields {
@@ -141,6 +149,7 @@ impl TryFrom<StrategyFields> for Strategy {
             approvals: f.approvals,
             allow_replacement: f.allow_replacement,
             migration_restore: f.migration_restore,
+            outage_budget: f.outage_budget.as_deref().map(OutageBudget::parse).transpose()?,
         })
     }
 }
@@ -162,7 +171,68 @@ impl From<Strategy> for StrategyFields {
             approvals: s.approvals,
             allow_replacement: s.allow_replacement,
             migration_restore: s.migration_restore,
+            outage_budget: s.outage_budget.map(|b| format_duration(b.get())),
         }
+    }
+}
+
+/// How long one tenant may be out of service during its upgrade: between 1s and 7d
+/// (the longest maintenance window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OutageBudget(Duration);
+
+impl TryFrom<String> for OutageBudget {
+    type Error = InvalidValue;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text)
+    }
+}
+
+impl From<OutageBudget> for String {
+    fn from(budget: OutageBudget) -> Self {
+        budget.to_string()
+    }
+}
+
+impl OutageBudget {
+    const LONGEST: Duration = Duration::from_secs(7 * 24 * 3600);
+
+    pub fn new(budget: Duration) -> Result<Self, InvalidValue> {
+        if budget < Duration::from_secs(1) {
+            return Err(InvalidValue::new(
+                "outage_budget",
+                &format_duration(budget),
+                "must be at least 1s, e.g. 5m; leave it out for no outage budget",
+            ));
+        }
+        if budget > Self::LONGEST {
+            return Err(InvalidValue::new(
+                "outage_budget",
+                &format_duration(budget),
+                "must be at most 7d, the longest maintenance window; e.g. 30m",
+            ));
+        }
+        Ok(Self(budget))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
+        Self::new(parse_duration("outage_budget", text)?)
+    }
+
+    pub fn get(self) -> Duration {
+        self.0
+    }
+
+    /// Whether an outage of `seconds` was longer than the budget.
+    pub fn overrun_by(self, seconds: u64) -> bool {
+        Duration::from_secs(seconds) > self.0
+    }
+}
+
+impl std::fmt::Display for OutageBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.0))
     }
 }
 

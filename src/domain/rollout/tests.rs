@@ -118,6 +118,18 @@ fn invalid_strategies_say_what_is_wrong_and_what_to_write() {
         (r#""bake_check_interval": "0s""#, "must be at least 1s"),
         (r#""bake_time": "8d""#, "must be at most 7d"),
         (
+            r#""outage_budget": "0s""#,
+            "invalid outage_budget \"0s\": must be at least 1s, e.g. 5m; leave it out for no outage budget",
+        ),
+        (
+            r#""outage_budget": "8d""#,
+            "must be at most 7d, the longest maintenance window",
+        ),
+        (
+            r#""outage_budget": "a while""#,
+            "invalid outage_budget \"a while\"",
+        ),
+        (
             r#""on_breach": {"rollback": "all"}"#,
             "expected one of `failed`, `wave`, `none`",
         ),
@@ -332,4 +344,17 @@ fn the_target_label_names_every_part() {
         spec(r#"{"platform": "2026.12.1", "change": {"tier": "large"}}"#).target_label(),
         "platform 2026.12.1, tier large"
     );
+}
+
+#[test]
+fn an_outage_budget_is_optional_and_round_trips_in_human_form() {
+    assert_eq!(with_strategy("").unwrap().strategy.outage_budget, None);
+    let spec = with_strategy(r#""outage_budget": "1h30m""#).unwrap();
+    let budget = spec.strategy.outage_budget.unwrap();
+    assert_eq!(budget.get(), Duration::from_secs(5400));
+    assert_eq!(budget.to_string(), "1h 30m");
+    let json = serde_json::to_value(&spec).unwrap();
+    assert_eq!(json["strategy"]["outage_budget"], "1h 30m");
+    assert_eq!(serde_json::from_value::<RolloutSpec>(json).unwrap(), spec);
+    assert!(budget.overrun_by(5401) && !budget.overrun_by(5400));
 }

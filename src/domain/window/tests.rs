@@ -241,3 +241,52 @@ proptest! {
         prop_assert!(followed_for_weeks || !w.contains(closes), "{w} is still open at {closes}");
     }
 }
+
+#[test]
+fn the_next_start_lasting_skips_windows_too_short_for_the_length() {
+    let w = windows("UTC Mon 07:00 1h10m, Tue 02:00 4h");
+    let monday_8 = utc("2030-01-07T08:00:00Z");
+    let ten_minutes = Duration::from_secs(600);
+    assert_eq!(w.next_start_lasting(monday_8, ten_minutes), Some(monday_8));
+    assert_eq!(
+        w.next_start_lasting(monday_8, Duration::from_secs(1800)),
+        Some(utc("2030-01-08T02:00:00Z")),
+        "Monday's window closes at 08:10; Tuesday's holds 30m"
+    );
+    assert_eq!(
+        w.next_start_lasting(monday_8, Duration::from_secs(5 * 3600)),
+        None
+    );
+    assert_eq!(w.longest_opening(monday_8), Duration::from_secs(4 * 3600));
+    // Windows that touch are one stretch.
+    let touching = windows("UTC Sun 22:00 2h, Mon 00:00 2h");
+    assert_eq!(touching.longest_opening(monday_8), Duration::from_secs(4 * 3600));
+    assert_eq!(
+        touching.next_start_lasting(monday_8, Duration::from_secs(3 * 3600)),
+        Some(utc("2030-01-13T22:00:00Z"))
+    );
+}
+
+proptest! {
+    #[test]
+    fn the_next_start_lasting_stays_open_that_long_and_none_opens_sooner(
+        w in arb_windows(),
+        secs in 1_700_000_000i64..1_900_000_000,
+        minutes in 1u64..600,
+    ) {
+        let now = DateTime::from_timestamp(secs, 0).unwrap();
+        let length = Duration::from_secs(minutes * 60);
+        let Some(start) = w.next_start_lasting(now, length) else {
+            prop_assert!(w.longest_opening(now) < length, "{w} has a {length:?} opening");
+            return Ok(());
+        };
+        prop_assert!(start >= now && start >= w.next_start(now));
+        let closes = w.open_until(start).unwrap();
+        prop_assert!(closes - start >= TimeDelta::from_std(length).unwrap());
+        for k in 1..8 {
+            let between = now + (start - now) * k / 8;
+            let lasting = w.open_until(between).is_some_and(|end| end - between >= TimeDelta::from_std(length).unwrap());
+            prop_assert!(between == start || !lasting, "{w} stays open {length:?} from {between}, before {start}");
+        }
+    }
+}

@@ -78,6 +78,7 @@ fn active(v: &str, failed: Option<&str>) -> Option<TenantView> {
         maintenance: None,
         last_error: None,
         revision: TenantRevision::built_in(Tier::Small),
+        last_outage_seconds: None,
     })
 }
 
@@ -502,4 +503,110 @@ fn bake_evidence_keeps_each_tenants_latest_check_and_stays_small() {
         .collect();
     assert_eq!(ten0.len(), 1, "only the latest check of a tenant is kept");
     assert_eq!(ten0[0].at, at(3));
+}
+
+fn with_outage_budget(budget: &str) -> RolloutSpec {
+    let mut spec = no_bake_spec();
+    spec.strategy.outage_budget = Some(crate::domain::rollout::OutageBudget::parse(budget).unwrap());
+    spec
+}
+
+#[test]
+fn a_tenant_waits_for_a_window_that_holds_the_outage_budget_and_says_so() {
+    let (mut record, members) = started(with_outage_budget("30m"), 4);
+    record.current_wave = 1;
+    let wave: Vec<RolloutMember> = members.iter().filter(|m| m.wave == 1).cloned().collect();
+    // at(0) is Sunday 2026-11-22 12:00 UTC, 13:00 in Berlin.
+    let window = |w: &str| {
+        let mut v = active("1.0.0", None);
+        v.as_mut().unwrap().maintenance = Some(w.parse().unwrap());
+        v
+    };
+    let views = vec![
+        ("ten1", window("Europe/Berlin Sun 12:00 4h")),
+        ("ten2", window("Europe/Berlin Sun 12:00 1h10m")),
+        ("ten3", window("Europe/Berlin Sun 12:00 20m, Mon 03:00 25m")),
+    ];
+    let d = decide(&record, &wave, &observed(at(0), &views));
+
+    let started: Vec<&TenantId> = d.drives.iter().map(|d| &d.member.tenant).collect();
+    assert_eq!(
+        started,
+        vec![&id("ten1")],
+        "only the window that stays open 30m more"
+    );
+    let member = |t: &str| d.members.iter().find(|m| m.tenant == id(t)).unwrap();
+    assert_eq!(member("ten2").outcome, Outcome::Pending);
+    assert_eq!(
+        member("ten2").waiting_for.as_deref(),
+        Some(
+            "a maintenance window that holds its outage budget of 30m: the open one closes in 10m, the next \
+             that holds it opens 2026-11-29 11:00 UTC"
+        )
+    );
+    let Outcome::Skipped { reason } = &member("ten3").outcome else {
+        panic!("{:?}", member("ten3"));
+    };
+    assert!(
+        reason.contains("stay open at most 25m, shorter than the outage budget 30m"),
+        "{reason}"
+    );
+
+    // A week later ten2's window holds the budget from its opening.
+    let d = decide(&d.record, &d.members, &observed(at(7 * 86_400 - 3600), &views));
+    let started: Vec<&TenantId> = d.drives.iter().map(|d| &d.member.tenant).collect();
+    assert!(started.contains(&&id("ten2")), "{started:?}");
+}
+
+#[test]
+fn an_upgrade_whose_measured_outage_overran_the_budget_is_flagged() {
+    let (record, mut members) = started(with_outage_budget("5m"), 3);
+    let d = decide(
+        &record,
+        &members[..1],
+        &observed(at(1), &[("ten0", active("1.0.0", None))]),
+    );
+    apply(&mut members, &d);
+    let measured = |seconds: u64| {
+        let mut view = active("2.0.0", None);
+        view.as_mut().unwrap().last_outage_seconds = Some(seconds);
+        view
+    };
+
+    let within = decide(
+        &d.record,
+        &members[..1],
+        &observed(at(2), &[("ten0", measured(300))]),
+    );
+    assert_eq!(within.members[0].outcome, Outcome::Succeeded);
+    assert_eq!(within.members[0].outage_overrun, None, "300s is within 5m");
+
+    let over = decide(
+        &d.record,
+        &members[..1],
+        &observed(at(2), &[("ten0", measured(301))]),
+    );
+    assert_eq!(over.members[0].outcome, Outcome::Succeeded);
+    let overrun = over.members[0].outage_overrun.as_ref().unwrap();
+    assert_eq!(
+        (overrun.seconds, overrun.budget.to_string()),
+        (301, "5m".to_owned())
+    );
+    assert!(
+        over.record
+            .events
+            .iter()
+            .any(|e| e.what == "ten0: outage of 301s overran the budget of 5m"),
+        "{:#?}",
+        over.record.events
+    );
+
+    let mut unbudgeted = d.record.clone();
+    unbudgeted.spec.strategy.outage_budget = None;
+    let d = decide(
+        &unbudgeted,
+        &members[..1],
+        &observed(at(2), &[("ten0", measured(3600))]),
+    );
+    assert_eq!(d.members[0].outage_overrun, None, "no budget, no overrun");
 }
