@@ -154,6 +154,7 @@ mod tests {
             output: None,
             error: error.map(Into::into),
             revision: None,
+            outage_seconds: None,
         }
     }
 
