@@ -109,6 +109,9 @@ pub struct TenantFacts {
     /// measured it; `None` when not measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_outage_seconds: Option<u64>,
+    /// What began that outage (`None`: no outage was observed, or not measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_outage_cause: Option<OutageCause>,
 }
 
 /// When a tenant stopped serving during an upgrade or rollback, and why.
@@ -313,7 +316,8 @@ impl TenantRecord {
         }
         let window = self.facts.outage.take();
         if completed {
-            self.facts.last_outage_seconds = Some(window.map_or(0, |w| w.seconds(now)));
+            self.facts.last_outage_seconds = Some(window.as_ref().map_or(0, |w| w.seconds(now)));
+            self.facts.last_outage_cause = window.map(|w| w.cause);
         }
     }
 }
@@ -369,6 +373,9 @@ pub struct HistoryEvent {
     /// seconds as verify measured it (0: no outage was observed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outage_seconds: Option<u64>,
+    /// What began that outage (absent when there was none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage_cause: Option<OutageCause>,
 }
 
 /// A tenant's desired revision in one line, as its history records it:
@@ -470,6 +477,7 @@ impl Transition {
         ) && matches!(next.state, TenantState::Active { .. });
         HistoryEvent {
             outage_seconds: measured.then_some(next.facts.last_outage_seconds).flatten(),
+            outage_cause: measured.then_some(next.facts.last_outage_cause).flatten(),
             revision: Some(revision_line(next)),
             seq,
             at,
@@ -585,6 +593,7 @@ mod tests {
         )
         .into_event(1, &r, at(150));
         assert_eq!(event.outage_seconds, Some(42));
+        assert_eq!(event.outage_cause, Some(OutageCause::Maintenance));
     }
 
     #[test]
@@ -606,6 +615,7 @@ mod tests {
         r.state = upgrading(UpgradeStep::Verify);
         r.enter(active("1.1.0"), at(20));
         assert_eq!(r.facts.last_outage_seconds, Some(0));
+        assert_eq!(r.facts.last_outage_cause, None, "no outage, no cause");
     }
 
     #[test]

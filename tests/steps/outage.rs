@@ -209,6 +209,17 @@ async fn an_upgrade_that_answers_unhealthy_for_a_while_records_its_outage_in_sec
         "outage {seconds}s: down from {started} (upgrade started {before}), healthy from {healthy_from}"
     );
     assert_eq!(r.facts.last_outage_seconds, Some(seconds));
+    let history: Value = up.get("/v1/tenants/patchy/history").await.json().await.unwrap();
+    let completed = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["from"] == "Upgrading/Verify" && e["to"] == "Active")
+        .expect("the API lists the completed upgrade");
+    assert_eq!(
+        (&completed["outage_seconds"], &completed["outage_cause"]),
+        (&Value::from(seconds), &Value::from("failed probe"))
+    );
 
     let total = up.report_total().await;
     assert_eq!(total["outage"]["measured"], 1, "{total}");
