@@ -116,7 +116,7 @@ outages() {
 import json, sys
 events = [e for e in json.load(sys.stdin) if e.get("outage_seconds") is not None]
 e = events[-1]
-cause = e.get("outage_cause") or "no failed probe"
+cause = (e.get("outage_cause") or "no failed probe").replace("_", " ")
 print("%-10s %-26s -> %-46s outage %3d s (%s)"
       % (sys.argv[1], e["from"], e["revision"], e["outage_seconds"], cause))
 ' "$id"

@@ -256,7 +256,7 @@ pub struct HistoryEntry {
     /// to the first healthy round of verify (0: no outage was observed).
     #[serde(default)]
     pub outage_seconds: Option<u64>,
-    /// What began that outage: `maintenance` or `failed probe` (null when none).
+    /// What began that outage: `maintenance` or `failed_probe` (null when none).
     #[serde(default)]
     pub outage_cause: Option<String>,
 }
@@ -275,7 +275,7 @@ impl From<HistoryEvent> for HistoryEntry {
             error: e.error,
             revision: e.revision,
             outage_seconds: e.outage_seconds,
-            outage_cause: e.outage_cause.map(|c| c.as_str().to_owned()),
+            outage_cause: e.outage_cause.map(|c| c.code().to_owned()),
         }
     }
 }

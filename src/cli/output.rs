@@ -113,7 +113,9 @@ pub fn print_history(output: OutputFormat, events: &[HistoryEntry]) -> Result<()
             .or_else(|| e.output.clone())
             .unwrap_or_default();
         let detail = match (e.outage_seconds, &e.outage_cause) {
-            (Some(seconds), Some(cause)) => format!("{detail}; outage {seconds} s ({cause})"),
+            (Some(seconds), Some(cause)) => {
+                format!("{detail}; outage {seconds} s ({})", cause.replace('_', " "))
+            }
             (Some(seconds), None) => format!("{detail}; outage {seconds} s"),
             (None, _) => detail,
         };

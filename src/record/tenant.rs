@@ -143,10 +143,19 @@ pub enum OutageCause {
 }
 
 impl OutageCause {
+    /// The cause in words, as the CLI and the dashboard show it.
     pub fn as_str(self) -> &'static str {
         match self {
             OutageCause::Maintenance => "maintenance",
             OutageCause::FailedProbe => "failed probe",
+        }
+    }
+
+    /// The cause as the API gives it: `maintenance` or `failed_probe`.
+    pub fn code(self) -> &'static str {
+        match self {
+            OutageCause::Maintenance => "maintenance",
+            OutageCause::FailedProbe => "failed_probe",
         }
     }
 }

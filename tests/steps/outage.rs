@@ -218,7 +218,7 @@ async fn an_upgrade_that_answers_unhealthy_for_a_while_records_its_outage_in_sec
         .expect("the API lists the completed upgrade");
     assert_eq!(
         (&completed["outage_seconds"], &completed["outage_cause"]),
-        (&Value::from(seconds), &Value::from("failed probe"))
+        (&Value::from(seconds), &Value::from("failed_probe"))
     );
 
     let total = up.report_total().await;
