@@ -108,10 +108,39 @@ done
 tenantctl tenant wait acme globex initech umbrella --timeout 5m
 tenantctl tenant list
 
-say "upgrading every tenant to 1.1.0"
+# The outage each tenant's last completed upgrade or rollback recorded, as the product
+# measured it (from its history), one line per tenant.
+outages() {
+  for id in "$@"; do
+    tenantctl --output json tenant history "$id" | "$python" -c '
+import json, sys
+events = [e for e in json.load(sys.stdin) if e.get("outage_seconds") is not None]
+e = events[-1]
+cause = (e.get("outage_cause") or "no failed probe").replace("_", " ")
+print("%-10s %-26s -> %-46s outage %3d s (%s)"
+      % (sys.argv[1], e["from"], e["revision"], e["outage_seconds"], cause))
+' "$id"
+  done
+}
+
+say "upgrading every tenant to 1.1.0; globex starts slowly: 503 for its first 5 s of verify"
+mkdir -p "$HELM_STANDIN_STATE/unhealthy"
+touch "$HELM_STANDIN_STATE/unhealthy/globex.example.com"
 for id in acme globex initech umbrella; do tenantctl tenant upgrade "$id" --release 1.1.0 >/dev/null; done
+(
+  until tenantctl --output json tenant get globex | "$python" -c \
+    'import json,sys; t=json.load(sys.stdin); sys.exit(0 if (t["state"], t["step"]) == ("Upgrading", "Verify") else 1)'; do
+    sleep 0.2
+  done
+  sleep 5
+  rm -f "$HELM_STANDIN_STATE/unhealthy/globex.example.com"
+) &
+recover_pid=$!
 tenantctl tenant wait acme globex initech umbrella --timeout 5m
+wait "$recover_pid"
 tenantctl tenant list
+echo "outage per tenant, measured by tenantctl (first failed verify round to first healthy one):"
+outages acme globex initech umbrella
 
 say "upgrading initech to 1.2.0, a release whose health check fails: verify fails, the upgrade rolls back"
 echo 1.2.0 >"$HELM_STANDIN_STATE/broken-releases"
@@ -119,6 +148,8 @@ tenantctl tenant upgrade initech --release 1.2.0 >/dev/null
 tenantctl tenant wait initech --timeout 5m
 tenantctl tenant get initech
 tenantctl tenant history initech
+echo "the rollback's outage, from the first failed verify round on 1.2.0 to the first healthy one on 1.1.0:"
+outages initech
 
 say "an unknown release is refused before anything is touched"
 tenantctl tenant upgrade acme --release 9.9.9 >/dev/null

@@ -12,7 +12,7 @@ use super::auth::{Caller, Read};
 use super::extract::ApiQuery;
 use super::{ApiError, ApiState};
 use crate::domain::{Group, Region};
-use crate::ports::DeploymentCounts;
+use crate::ports::{DeploymentCounts, OutageBucket, OutageCounts};
 use crate::ports::{ReportQuery, MAX_REPORT_DAYS};
 
 /// Tenants counted by region and state, and by release.
@@ -66,6 +66,38 @@ pub struct ReportRow {
     pub failed: u64,
     /// Rollbacks that finished, back on the previous release.
     pub rolled_back: u64,
+    pub outage: OutageView,
+}
+
+/// Outages of the upgrades, reconciles and rollbacks that completed, from the first
+/// failed probe (or the maintenance page) to the first healthy round of verify.
+/// Counters can only add, so there is no maximum: the highest non-empty bucket bounds it.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct OutageView {
+    /// Completed upgrades, reconciles and rollbacks whose outage was measured (a
+    /// measured 0 included).
+    pub measured: u64,
+    /// Their outages added up, in seconds.
+    pub total_seconds: u64,
+    /// `total_seconds / measured`; null when nothing was measured.
+    pub mean_seconds: Option<f64>,
+    /// How many fell in each bucket: `none` (0 s), `le_30s`, `le_60s`, `le_180s`,
+    /// `le_600s`, `over_600s`.
+    pub buckets: BTreeMap<String, u64>,
+}
+
+impl From<&OutageCounts> for OutageView {
+    fn from(c: &OutageCounts) -> Self {
+        Self {
+            measured: c.measured,
+            total_seconds: c.seconds,
+            mean_seconds: c.mean_seconds(),
+            buckets: OutageBucket::ALL
+                .iter()
+                .map(|b| (b.name().to_owned(), c.buckets[*b as usize]))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,6 +114,7 @@ pub struct ReportTotals {
     pub succeeded: u64,
     pub failed: u64,
     pub rolled_back: u64,
+    pub outage: OutageView,
 }
 
 fn day(name: &str, value: &str) -> Result<NaiveDate, ApiError> {
@@ -118,14 +151,11 @@ pub async fn deployments(
         group: q.group.as_deref().map(Group::parse).transpose()?,
     };
     let report = state.store().deployment_report(&query).await?;
-    let mut total = ReportTotals::default();
+    let mut all = DeploymentCounts::default();
     let rows = report
         .into_iter()
         .map(|((region, group), c): (_, DeploymentCounts)| {
-            total.started += c.started;
-            total.succeeded += c.succeeded;
-            total.failed += c.failed;
-            total.rolled_back += c.rolled_back;
+            all.merge(&c);
             ReportRow {
                 region: region.to_string(),
                 group: group.to_string(),
@@ -133,9 +163,17 @@ pub async fn deployments(
                 succeeded: c.succeeded,
                 failed: c.failed,
                 rolled_back: c.rolled_back,
+                outage: OutageView::from(&c.outage),
             }
         })
         .collect();
+    let total = ReportTotals {
+        started: all.started,
+        succeeded: all.succeeded,
+        failed: all.failed,
+        rolled_back: all.rolled_back,
+        outage: OutageView::from(&all.outage),
+    };
     Ok(Json(DeploymentReportView {
         from,
         to,

@@ -1,5 +1,6 @@
 //! Prometheus metrics. Counters and histograms are recorded through the `metrics`
-//! facade (the worker's step durations, the store's transitions, HTTP requests here)
+//! facade (the worker's step durations, the store's transitions and the outages they
+//! measured, HTTP requests here)
 //! into one process-wide recorder that `/metrics` renders.
 
 use std::sync::OnceLock;
@@ -17,9 +18,22 @@ const BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
 ];
 
+/// Seconds a tenant was down during an upgrade or rollback: the report's buckets
+/// (none, 30 s, 60 s, 180 s, 600 s) and a few finer and coarser ones.
+const OUTAGE_BUCKETS: &[f64] = &[
+    0.0, 5.0, 10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
 fn builder() -> PrometheusBuilder {
+    // A full name is matched before a suffix, whatever the order they are set in.
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("tenantctl_upgrade_outage_seconds".into()),
+                OUTAGE_BUCKETS,
+            )
+        })
         .expect("buckets are not empty")
 }
 

@@ -29,7 +29,7 @@ use super::{drift, error, fleet, ops, policy, rollouts, tenants, views};
         views::FactsView, views::TenantRow, views::TenantPage, views::HistoryEntry, views::HistoryPage,
         policy::PolicyView, policy::PolicyChangeView, policy::RegionDefault, policy::GroupOverride, views::SetVersions,
         rollouts::StartRollout, rollouts::RolloutView, rollouts::WaveBakeEvidence, rollouts::MemberOutageOverrun, crate::record::BakeCheck, crate::record::AlarmSeen, rollouts::RolloutPage,
-        fleet::FleetSummaryView, fleet::DeploymentReportView, fleet::ReportRow, fleet::ReportTotals, ops::Health,
+        fleet::FleetSummaryView, fleet::DeploymentReportView, fleet::ReportRow, fleet::ReportTotals, fleet::OutageView, ops::Health,
         crate::app::DriftView, crate::app::drift::DriftFindingView, crate::app::DriftedPage, crate::app::drift::DriftedTenant,
     )),
     modifiers(&BearerAuth),

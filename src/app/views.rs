@@ -293,6 +293,14 @@ pub struct HistoryEntry {
     /// (`release 1.4.2, platform 2026.12.1, tier large`).
     #[serde(default)]
     pub revision: Option<String>,
+    /// For an upgrade, reconcile or rollback that ended Active: how long the tenant
+    /// was down, in whole seconds, from the maintenance page or the first failed probe
+    /// to the first healthy round of verify (0: no outage was observed).
+    #[serde(default)]
+    pub outage_seconds: Option<u64>,
+    /// What began that outage: `maintenance` or `failed_probe` (null when none).
+    #[serde(default)]
+    pub outage_cause: Option<String>,
 }
 
 impl From<HistoryEvent> for HistoryEntry {
@@ -308,6 +316,8 @@ impl From<HistoryEvent> for HistoryEntry {
             output: e.output,
             error: e.error,
             revision: e.revision,
+            outage_seconds: e.outage_seconds,
+            outage_cause: e.outage_cause.map(|c| c.code().to_owned()),
         }
     }
 }

@@ -127,6 +127,13 @@ pub fn print_history(output: OutputFormat, events: &[HistoryEntry]) -> Result<()
             .map(|x| format!("error: {x}"))
             .or_else(|| e.output.clone())
             .unwrap_or_default();
+        let detail = match (e.outage_seconds, &e.outage_cause) {
+            (Some(seconds), Some(cause)) => {
+                format!("{detail}; outage {seconds} s ({})", cause.replace('_', " "))
+            }
+            (Some(seconds), None) => format!("{detail}; outage {seconds} s"),
+            (None, _) => detail,
+        };
         println!(
             "{:>4} {} {:<32} -> {:<32} {:<22} {:<28} {}",
             e.seq,

@@ -26,7 +26,8 @@ pub use policy::{PolicyChange, PolicyEdit, PolicyStore};
 pub use preview::{ChangePreview, StackPreview};
 pub use probes::{ReleaseRegistry, TenantHealth, TenantProbe};
 pub use reports::{
-    DeploymentCounts, DeploymentMilestone, DeploymentReport, ReportQuery, ReportStore, MAX_REPORT_DAYS,
+    DeploymentCounts, DeploymentMilestone, DeploymentReport, OutageBucket, OutageCounts, ReportQuery,
+    ReportStore, MAX_REPORT_DAYS,
 };
 pub use requests::{IdempotencyStore, Reservation, SessionStore, StoredSession};
 pub use rollouts::{RolloutStore, RolloutSummary, TenantDrive};

@@ -74,6 +74,91 @@ pub struct DeploymentCounts {
     pub succeeded: u64,
     pub failed: u64,
     pub rolled_back: u64,
+    /// Outages of the upgrades, reconciles and rollbacks that completed.
+    #[serde(default)]
+    pub outage: OutageCounts,
+}
+
+/// Outages as the per-day counters can add them up: a count, a sum and a count per
+/// bucket. The counters are `ADD`s in the transition's own transaction, so a maximum
+/// (which needs a read first) is not kept; the highest bucket bounds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutageCounts {
+    /// Completed upgrades, reconciles and rollbacks whose outage was measured (a
+    /// measured 0 included).
+    pub measured: u64,
+    /// Their outages added up, in seconds.
+    pub seconds: u64,
+    /// How many fell in each bucket, in the order of [`OutageBucket::ALL`].
+    pub buckets: [u64; 6],
+}
+
+impl OutageCounts {
+    /// Counts one measured outage of `seconds`.
+    pub fn add(&mut self, seconds: u64) {
+        self.measured += 1;
+        self.seconds += seconds;
+        self.buckets[OutageBucket::of(seconds) as usize] += 1;
+    }
+
+    /// Adds another region's, group's or day's counts.
+    pub fn merge(&mut self, other: &OutageCounts) {
+        self.measured += other.measured;
+        self.seconds += other.seconds;
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+    }
+
+    /// The mean outage in seconds, when any was measured.
+    pub fn mean_seconds(&self) -> Option<f64> {
+        (self.measured > 0).then(|| self.seconds as f64 / self.measured as f64)
+    }
+}
+
+/// Where a measured outage falls: none at all, up to 30 s, 60 s, 180 s, 600 s, or more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OutageBucket {
+    None = 0,
+    UpTo30 = 1,
+    UpTo60 = 2,
+    UpTo180 = 3,
+    UpTo600 = 4,
+    Over600 = 5,
+}
+
+impl OutageBucket {
+    pub const ALL: [OutageBucket; 6] = [
+        OutageBucket::None,
+        OutageBucket::UpTo30,
+        OutageBucket::UpTo60,
+        OutageBucket::UpTo180,
+        OutageBucket::UpTo600,
+        OutageBucket::Over600,
+    ];
+
+    pub fn of(seconds: u64) -> Self {
+        match seconds {
+            0 => OutageBucket::None,
+            1..=30 => OutageBucket::UpTo30,
+            31..=60 => OutageBucket::UpTo60,
+            61..=180 => OutageBucket::UpTo180,
+            181..=600 => OutageBucket::UpTo600,
+            _ => OutageBucket::Over600,
+        }
+    }
+
+    /// The bucket's name in reports (`le_30s`) and on its counter attribute.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutageBucket::None => "none",
+            OutageBucket::UpTo30 => "le_30s",
+            OutageBucket::UpTo60 => "le_60s",
+            OutageBucket::UpTo180 => "le_180s",
+            OutageBucket::UpTo600 => "le_600s",
+            OutageBucket::Over600 => "over_600s",
+        }
+    }
 }
 
 impl DeploymentCounts {
@@ -85,6 +170,20 @@ impl DeploymentCounts {
             DeploymentMilestone::RolledBack => &mut self.rolled_back,
         };
         *slot += n;
+    }
+
+    /// Adds another region's, group's or day's counts.
+    pub fn merge(&mut self, other: &DeploymentCounts) {
+        for milestone in DeploymentMilestone::ALL {
+            let n = match milestone {
+                DeploymentMilestone::Started => other.started,
+                DeploymentMilestone::Succeeded => other.succeeded,
+                DeploymentMilestone::Failed => other.failed,
+                DeploymentMilestone::RolledBack => other.rolled_back,
+            };
+            self.add(milestone, n);
+        }
+        self.outage.merge(&other.outage);
     }
 }
 
@@ -218,5 +317,21 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn outages_fall_in_their_buckets_and_average() {
+        let mut counts = OutageCounts::default();
+        assert_eq!(counts.mean_seconds(), None);
+        for seconds in [0, 30, 31, 180, 181, 601] {
+            counts.add(seconds);
+        }
+        assert_eq!(counts.buckets, [1, 1, 1, 1, 1, 1]);
+        assert_eq!((counts.measured, counts.seconds), (6, 1023));
+        assert_eq!(counts.mean_seconds(), Some(170.5));
+        let mut total = OutageCounts::default();
+        total.merge(&counts);
+        total.merge(&counts);
+        assert_eq!(total.buckets, [2, 2, 2, 2, 2, 2]);
     }
 }

@@ -124,11 +124,18 @@ pub struct TenantFacts {
     /// has not been settled yet: by a successful upgrade, or by restoring its snapshot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migration: Option<Migration>,
+    /// The outage of the upgrade or rollback in flight: open from the maintenance page
+    /// or the first failed probe, ended by verify at the first healthy round of the
+    /// streak that passed. Cleared when an upgrade starts and when the tenant is Active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outage: Option<OutageWindow>,
     /// The outage of the last completed upgrade or rollback, in seconds, as verify
-    /// measured it; `None` when not measured. A rollout with an outage budget flags
-    /// the tenant when it is longer.
+    /// measured it; `None` when not measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_outage_seconds: Option<u64>,
+    /// What began that outage (`None`: no outage was observed, or not measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_outage_cause: Option<OutageCause>,
 }
 
 /// A schema migration that may have run on the tenant's database.
@@ -148,6 +155,52 @@ pub struct Migration {
     pub approved_by: Option<String>,
 }
 
+/// When a tenant stopped serving during an upgrade or rollback, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutageWindow {
+    pub started_at: DateTime<Utc>,
+    pub cause: OutageCause,
+    /// The first healthy round of the verification that passed (`None`: still down,
+    /// or not verified yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl OutageWindow {
+    /// Whole seconds from the start to the end, or to `now` when the window is open.
+    pub fn seconds(&self, now: DateTime<Utc>) -> u64 {
+        let end = self.ended_at.unwrap_or(now);
+        (end - self.started_at).num_seconds().max(0) as u64
+    }
+}
+
+/// What began an outage window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutageCause {
+    /// The tenant was put in maintenance (its hostnames answer a maintenance page).
+    Maintenance,
+    /// A verify round found a hostname unhealthy or unreachable, or an alarm failing.
+    FailedProbe,
+}
+
+impl OutageCause {
+    /// The cause in words, as the CLI and the dashboard show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutageCause::Maintenance => "maintenance",
+            OutageCause::FailedProbe => "failed probe",
+        }
+    }
+
+    /// The cause as the API gives it: `maintenance` or `failed_probe`.
+    pub fn code(self) -> &'static str {
+        match self {
+            OutageCause::Maintenance => "maintenance",
+            OutageCause::FailedProbe => "failed_probe",
+        }
+    }
+}
+
 /// The parts of a tenant's spec a deployment applies besides its release and platform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedSpec {
@@ -159,6 +212,36 @@ impl TenantFacts {
     /// Whether the stack and the chart were last applied with `desired`.
     pub fn platform_applied(&self, desired: Option<PlatformVersion>) -> bool {
         self.stack_platform == desired && self.chart_platform == desired
+    }
+
+    /// Notes that the tenant is down since `at`. The earliest start wins: a second
+    /// call never moves it later, so the window covers the whole outage. A window that
+    /// had ended opens again (the tenant went down after it was verified healthy).
+    pub fn begin_outage(&mut self, at: DateTime<Utc>, cause: OutageCause) {
+        match &mut self.outage {
+            Some(window) => {
+                if at < window.started_at {
+                    window.started_at = at;
+                    window.cause = cause;
+                }
+                window.ended_at = None;
+            }
+            None => {
+                self.outage = Some(OutageWindow {
+                    started_at: at,
+                    cause,
+                    ended_at: None,
+                })
+            }
+        }
+    }
+
+    /// Notes that the tenant served healthy again from `at` (the first healthy round
+    /// of the verification that passed). Without an open window there is nothing to end.
+    pub fn end_outage(&mut self, at: DateTime<Utc>) {
+        if let Some(window) = self.outage.as_mut().filter(|w| w.ended_at.is_none()) {
+            window.ended_at = Some(at.max(window.started_at));
+        }
     }
 }
 
@@ -251,6 +334,7 @@ impl TenantRecord {
         }
         let rolled_back = matches!(self.state, TenantState::RollingBack { .. })
             && matches!(next, TenantState::Active { .. });
+        self.settle_outage(&next, now);
         if rolled_back {
             // The tenant runs the image it ran before the upgrade again; what it was
             // moving to is no longer what it runs (a drift check compares with this).
@@ -273,6 +357,27 @@ impl TenantRecord {
             // The allowance was for the operation that just ended.
             self.facts.allow_replacement.clear();
             self.facts.migration_restore = None;
+        }
+    }
+
+    /// Measures the outage of an upgrade or reconcile (Upgrading) or a rollback
+    /// (RollingBack) that ends Active: its window's seconds, 0 when none was opened.
+    /// The window is cleared whenever the tenant becomes Active and when an upgrade
+    /// starts, so a stale one never leaks into the next upgrade.
+    fn settle_outage(&mut self, next: &TenantState, now: DateTime<Utc>) {
+        let completed = matches!(
+            self.state,
+            TenantState::Upgrading { .. } | TenantState::RollingBack { .. }
+        ) && matches!(next, TenantState::Active { .. });
+        let starts_upgrade =
+            matches!(self.state, TenantState::Active { .. }) && matches!(next, TenantState::Upgrading { .. });
+        if !(matches!(next, TenantState::Active { .. }) || starts_upgrade) {
+            return;
+        }
+        let window = self.facts.outage.take();
+        if completed {
+            self.facts.last_outage_seconds = Some(window.as_ref().map_or(0, |w| w.seconds(now)));
+            self.facts.last_outage_cause = window.map(|w| w.cause);
         }
     }
 }
@@ -324,6 +429,13 @@ pub struct HistoryEvent {
     /// version and tier (absent on events recorded before revisions were).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// For an upgrade, reconcile or rollback that ended Active: its outage in whole
+    /// seconds as verify measured it (0: no outage was observed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage_seconds: Option<u64>,
+    /// What began that outage (absent when there was none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage_cause: Option<OutageCause>,
 }
 
 /// A tenant's desired revision in one line, as its history records it:
@@ -426,7 +538,13 @@ impl Transition {
 
     /// The history event this transition becomes as event `seq` of `next`.
     pub fn into_event(self, seq: u64, next: &TenantRecord, at: DateTime<Utc>) -> HistoryEvent {
+        let measured = matches!(
+            self.from,
+            TenantState::Upgrading { .. } | TenantState::RollingBack { .. }
+        ) && matches!(next.state, TenantState::Active { .. });
         HistoryEvent {
+            outage_seconds: measured.then_some(next.facts.last_outage_seconds).flatten(),
+            outage_cause: measured.then_some(next.facts.last_outage_cause).flatten(),
             revision: Some(revision_line(next)),
             seq,
             at,
@@ -535,5 +653,131 @@ mod tests {
         );
         assert_eq!(r.facts.schema, Some(schema("41")));
         assert_eq!(r.facts.target_schema, Some(schema("41")));
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn the_earliest_start_of_an_outage_wins_and_the_first_end_stays() {
+        let mut facts = TenantFacts::default();
+        facts.begin_outage(at(10), OutageCause::Maintenance);
+        facts.begin_outage(at(40), OutageCause::FailedProbe);
+        let window = facts.outage.clone().unwrap();
+        assert_eq!(
+            (window.started_at, window.cause),
+            (at(10), OutageCause::Maintenance),
+            "a later failed probe does not move the start of the maintenance window"
+        );
+        facts.end_outage(at(70));
+        facts.end_outage(at(90));
+        assert_eq!(facts.outage.as_ref().unwrap().ended_at, Some(at(70)));
+        assert_eq!(facts.outage.as_ref().unwrap().seconds(at(500)), 60);
+        facts.begin_outage(at(5), OutageCause::FailedProbe);
+        let window = facts.outage.unwrap();
+        assert_eq!(
+            (window.started_at, window.cause, window.ended_at),
+            (at(5), OutageCause::FailedProbe, None),
+            "an earlier start replaces the later one, and the tenant is down again"
+        );
+    }
+
+    #[test]
+    fn without_an_open_window_there_is_no_outage_to_end() {
+        let mut facts = TenantFacts::default();
+        facts.end_outage(at(10));
+        assert_eq!(facts.outage, None);
+    }
+
+    fn upgrading(step: crate::machine::UpgradeStep) -> TenantState {
+        let v = |s: &str| ReleaseVersion::parse(s).unwrap();
+        TenantState::Upgrading {
+            step,
+            from: v("1.0.0"),
+            to: v("1.1.0"),
+        }
+    }
+
+    fn active(release: &str) -> TenantState {
+        TenantState::Active {
+            release: ReleaseVersion::parse(release).unwrap(),
+            failed_upgrade: None,
+        }
+    }
+
+    #[test]
+    fn a_completed_upgrade_records_its_outage_and_clears_the_window() {
+        use crate::machine::UpgradeStep;
+        let spec = TenantSpec::example("acme", "us-east-1");
+        let mut r = TenantRecord::new(spec, upgrading(UpgradeStep::Verify), at(0));
+        r.facts.begin_outage(at(100), OutageCause::Maintenance);
+        r.facts.end_outage(at(142));
+        let from = r.state.clone();
+        r.enter(active("1.1.0"), at(150));
+        assert_eq!(r.facts.outage, None);
+        assert_eq!(r.facts.last_outage_seconds, Some(42));
+        let event = Transition::new(
+            &from,
+            Cause::Event(TenantEvent::StepSucceeded),
+            Actor::operator("t"),
+        )
+        .into_event(1, &r, at(150));
+        assert_eq!(event.outage_seconds, Some(42));
+        assert_eq!(event.outage_cause, Some(OutageCause::Maintenance));
+    }
+
+    #[test]
+    fn an_upgrade_without_an_outage_records_zero_and_other_transitions_none() {
+        use crate::machine::UpgradeStep;
+        let spec = TenantSpec::example("acme", "us-east-1");
+        let mut r = TenantRecord::new(spec, active("1.0.0"), at(0));
+        r.facts.last_outage_seconds = Some(42);
+        r.facts.begin_outage(at(1), OutageCause::FailedProbe);
+        let from = r.state.clone();
+        r.enter(upgrading(UpgradeStep::CheckArtifact), at(10));
+        assert_eq!(
+            r.facts.outage, None,
+            "a stale window does not leak into the upgrade"
+        );
+        let started = Transition::new(&from, Cause::Event(TenantEvent::Reconcile), Actor::operator("t"))
+            .into_event(1, &r, at(10));
+        assert_eq!(started.outage_seconds, None);
+        r.state = upgrading(UpgradeStep::Verify);
+        r.enter(active("1.1.0"), at(20));
+        assert_eq!(r.facts.last_outage_seconds, Some(0));
+        assert_eq!(r.facts.last_outage_cause, None, "no outage, no cause");
+    }
+
+    #[test]
+    fn a_rollback_measures_from_the_failed_upgrade_to_its_healthy_verification() {
+        use crate::machine::UpgradeStep;
+        let v = |s: &str| ReleaseVersion::parse(s).unwrap();
+        let spec = TenantSpec::example("acme", "us-east-1");
+        let mut r = TenantRecord::new(spec, upgrading(UpgradeStep::Verify), at(0));
+        r.facts.begin_outage(at(30), OutageCause::FailedProbe);
+        let rolling_back = TenantState::RollingBack {
+            step: RollbackStep::RollbackDeploy,
+            abandoned: v("1.1.0"),
+            previous: v("1.0.0"),
+            cause: "verify failed".into(),
+        };
+        r.enter(rolling_back, at(60));
+        assert!(r.facts.outage.is_some(), "the outage goes on while rolling back");
+        r.facts.end_outage(at(95));
+        r.state = TenantState::RollingBack {
+            step: RollbackStep::VerifyRollback,
+            abandoned: v("1.1.0"),
+            previous: v("1.0.0"),
+            cause: "verify failed".into(),
+        };
+        r.enter(
+            TenantState::Active {
+                release: v("1.0.0"),
+                failed_upgrade: Some(v("1.1.0")),
+            },
+            at(100),
+        );
+        assert_eq!(r.facts.last_outage_seconds, Some(65));
     }
 }

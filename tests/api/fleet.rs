@@ -56,9 +56,15 @@ async fn the_deployment_report_counts_starts_successes_failures_and_rollbacks() 
         .get(&format!("/v1/reports/deployments?from={today}&to={today}"))
         .await;
     assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    let no_outage = |measured: u64| {
+        json!({"measured": measured, "total_seconds": 0, "mean_seconds": if measured > 0 { json!(0.0) } else { json!(null) },
+               "buckets": {"none": measured, "le_30s": 0, "le_60s": 0, "le_180s": 0, "le_600s": 0, "over_600s": 0}})
+    };
+    // alpha's upgrade and bravo's rollback completed with no failed probe: each has
+    // its outage measured, 0 s (the provisionings are not upgrades and have none).
     assert_eq!(
         report.body["total"],
-        json!({"started": 4, "succeeded": 3, "failed": 1, "rolled_back": 1})
+        json!({"started": 4, "succeeded": 3, "failed": 1, "rolled_back": 1, "outage": no_outage(2)})
     );
     let canary = api
         .get(&format!(
@@ -67,7 +73,8 @@ async fn the_deployment_report_counts_starts_successes_failures_and_rollbacks() 
         .await;
     assert_eq!(
         canary.body["rows"],
-        json!([{"region": "eu-west-1", "group": "canary", "started": 2, "succeeded": 2, "failed": 0, "rolled_back": 0}])
+        json!([{"region": "eu-west-1", "group": "canary", "started": 2, "succeeded": 2, "failed": 0, "rolled_back": 0,
+                "outage": no_outage(1)}])
     );
     let elsewhere = api
         .get(&format!(

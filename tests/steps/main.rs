@@ -28,6 +28,7 @@ mod helm;
 mod infra;
 mod infra_triggers;
 mod migration;
+mod outage;
 mod platform;
 mod preview;
 mod revision_rollout;

@@ -1,5 +1,6 @@
 //! What the overview page shows, gathered from the store: fleet counts, releases in
-//! use, running rollouts with each wave's progress, and tenants in trouble. Reading
+//! use, running rollouts with each wave's progress, tenants in trouble, and the
+//! upgrades' outages of the last day. Reading
 //! is here; turning it into HTML is `overview_html`, a pure function of [`Overview`].
 //!
 //! Every read is an index query or a point read, bounded by the limits below, so a
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::api::ApiState;
 use crate::domain::rollout::WaveKind;
 use crate::domain::TenantId;
-use crate::ports::{FleetSummary, ListQuery, StoreError};
+use crate::ports::{FleetSummary, ListQuery, OutageCounts, ReportQuery, StoreError};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
 
 /// Running rollouts shown (newest first); there are rarely more than a few.
@@ -34,6 +35,9 @@ pub struct Overview {
     pub trouble: Vec<TroubledTenant>,
     /// Tenants in trouble beyond the ones listed.
     pub trouble_not_listed: usize,
+    /// Outages of the upgrades and rollbacks that completed yesterday and today (UTC),
+    /// from the deployment report's counters.
+    pub outages: OutageCounts,
     pub generated_at: DateTime<Utc>,
 }
 
@@ -157,11 +161,24 @@ impl Overview {
             });
         }
         let (trouble, trouble_not_listed) = troubled_tenants(state, rollout_failures).await?;
+        let today = Utc::now().date_naive();
+        let report = (store.deployment_report(&ReportQuery {
+            from: today.pred_opt().unwrap_or(today),
+            to: today,
+            region: None,
+            group: None,
+        }))
+        .await?;
+        let mut outages = OutageCounts::default();
+        for counts in report.values() {
+            outages.merge(&counts.outage);
+        }
         Ok(Overview {
             fleet,
             rollouts,
             trouble,
             trouble_not_listed,
+            outages,
             generated_at: Utc::now(),
         })
     }

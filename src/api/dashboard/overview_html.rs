@@ -8,6 +8,7 @@ use super::overview::{Overview, RolloutProgress, TroubledTenant, TROUBLE_SHOWN};
 use crate::domain::rollout::WaveKind;
 use crate::domain::ReleaseVersion;
 use crate::machine::TenantState;
+use crate::ports::{OutageBucket, OutageCounts};
 use crate::record::{Phase, WaveStatus};
 
 /// Seconds between the page's reloads of itself.
@@ -21,6 +22,7 @@ pub fn render(overview: &Overview, viewer: &Who) -> String {
         time(&overview.generated_at)
     );
     fleet(&mut body, overview);
+    outages(&mut body, &overview.outages);
     releases(&mut body, overview);
     rollouts(&mut body, &overview.rollouts);
     trouble(&mut body, overview);
@@ -70,6 +72,44 @@ fn fleet(out: &mut String, overview: &Overview) {
         let _ = write!(out, "<td class=\"n\">{}</td></tr>", counts.values().sum::<u64>());
     }
     out.push_str("</tbody></table></section>");
+}
+
+fn outages(out: &mut String, outages: &OutageCounts) {
+    out.push_str("<section id=\"outages\"><h2>Upgrade outages, yesterday and today (UTC)</h2>");
+    let Some(mean) = outages.mean_seconds() else {
+        out.push_str("<p>No upgrade or rollback completed.</p></section>");
+        return;
+    };
+    let _ = write!(
+        out,
+        "<p>Mean <b id=\"outage-mean\">{mean:.1} s</b> over {} completed upgrades and \
+         rollbacks ({} s in all).</p><table><thead><tr>",
+        outages.measured, outages.seconds
+    );
+    for bucket in OutageBucket::ALL {
+        let _ = write!(out, "<th>{}</th>", bucket_text(bucket));
+    }
+    out.push_str("</tr></thead><tbody><tr>");
+    for bucket in OutageBucket::ALL {
+        let _ = write!(
+            out,
+            "<td class=\"n\" data-bucket=\"{}\">{}</td>",
+            bucket.name(),
+            outages.buckets[bucket as usize]
+        );
+    }
+    out.push_str("</tr></tbody></table></section>");
+}
+
+fn bucket_text(bucket: OutageBucket) -> &'static str {
+    match bucket {
+        OutageBucket::None => "none",
+        OutageBucket::UpTo30 => "&le; 30 s",
+        OutageBucket::UpTo60 => "&le; 60 s",
+        OutageBucket::UpTo180 => "&le; 3 min",
+        OutageBucket::UpTo600 => "&le; 10 min",
+        OutageBucket::Over600 => "&gt; 10 min",
+    }
 }
 
 fn releases(out: &mut String, overview: &Overview) {
@@ -343,6 +383,12 @@ mod tests {
                 rollout_failure: None,
             }],
             trouble_not_listed: 0,
+            outages: {
+                let mut outages = OutageCounts::default();
+                outages.add(0);
+                outages.add(45);
+                outages
+            },
             generated_at: Utc::now(),
         }
     }
@@ -358,6 +404,8 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
         assert!(!html.contains("<script>"));
         assert!(html.contains("api:&lt;ci&gt;"));
+        assert!(html.contains("<b id=\"outage-mean\">22.5 s</b> over 2 completed"));
+        assert!(html.contains("<td class=\"n\" data-bucket=\"le_60s\">1</td>"));
         let newest = html.find("data-release=\"1.10.0\"").unwrap();
         let older = html.find("data-release=\"1.0.0\"").unwrap();
         let none = html.find("data-release=\"none\"").unwrap();
@@ -374,10 +422,12 @@ mod tests {
             rollouts: Vec::new(),
             trouble: Vec::new(),
             trouble_not_listed: 0,
+            outages: OutageCounts::default(),
             generated_at: Utc::now(),
         };
         let html = render(&empty, &VIEWER);
         assert!(html.contains("No tenants yet."));
+        assert!(html.contains("No upgrade or rollback completed."));
         assert!(html.contains("None: no tenant is Failed"));
     }
 }

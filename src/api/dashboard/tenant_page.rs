@@ -94,7 +94,7 @@ pub fn render(record: &TenantRecord, history: &[HistoryEvent], viewer: &Who) -> 
     );
     body.push_str(
         "<table><thead><tr><th>#</th><th>at</th><th>from &rarr; to</th><th>cause</th><th>actor</th>\
-         <th>step</th><th>output / error</th></tr></thead><tbody>",
+         <th>step</th><th>output / error</th><th>outage</th></tr></thead><tbody>",
     );
     for e in history.iter().rev() {
         let step = e.step.map(|s| s.to_string());
@@ -106,7 +106,7 @@ pub fn render(record: &TenantRecord, history: &[HistoryEvent], viewer: &Who) -> 
         let _ = write!(
             body,
             "<tr data-seq=\"{seq}\"><td class=\"n\">{seq}</td><td>{at}</td><td>{from} &rarr; {to}</td>\
-             <td>{cause}</td><td>{actor}</td><td>{step}</td><td>{detail}</td></tr>",
+             <td>{cause}</td><td>{actor}</td><td>{step}</td><td>{detail}</td><td class=\"n\">{outage}</td></tr>",
             seq = e.seq,
             at = time(&e.at),
             from = Escaped(&e.from),
@@ -114,10 +114,20 @@ pub fn render(record: &TenantRecord, history: &[HistoryEvent], viewer: &Who) -> 
             cause = Escaped(&e.cause),
             actor = Escaped(&e.actor),
             step = or_dash(step.as_deref()),
+            outage = or_dash(outage(e).as_deref()),
         );
     }
     body.push_str("</tbody></table></section>");
     page(&format!("Tenant {id}"), Some(viewer), None, &body)
+}
+
+/// `45 s (failed probe)`, `0 s`, or nothing for a transition that measured none.
+fn outage(e: &HistoryEvent) -> Option<String> {
+    let seconds = e.outage_seconds?;
+    Some(match e.outage_cause {
+        Some(cause) => format!("{seconds} s ({})", cause.as_str()),
+        None => format!("{seconds} s"),
+    })
 }
 
 #[cfg(test)]
@@ -154,14 +164,22 @@ mod tests {
             output: None,
             error: error.map(Into::into),
             revision: None,
+            outage_seconds: None,
+            outage_cause: None,
         }
     }
 
     #[test]
     fn the_tenant_and_its_history_are_shown_newest_first_and_escaped() {
+        let upgraded = HistoryEvent {
+            outage_seconds: Some(45),
+            outage_cause: Some(crate::record::OutageCause::FailedProbe),
+            ..event(3, "StepSucceeded", None)
+        };
         let history = vec![
             event(1, "Provision 1.0.0", None),
             event(2, "StepFailed", Some("<img src=x onerror=alert(1)>")),
+            upgraded,
         ];
         let html = render(
             &record(),
@@ -176,6 +194,7 @@ mod tests {
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
         assert!(!html.contains("<img"));
         assert!(html.find("data-seq=\"2\"").unwrap() < html.find("data-seq=\"1\"").unwrap());
+        assert!(html.contains("<td class=\"n\">45 s (failed probe)</td></tr>"));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! that it serves the expected release healthy, and no alarm of the tenant may be in
 //! ALARM, several checks in a row, before a deadline. One round of checks per run; between rounds the step is `Pending`, with
 //! the count in `facts.progress`, so the worker's lease is free and a crash loses
-//! nothing.
+//! nothing. In an upgrade or rollback a round that finds the tenant down opens its
+//! outage window (`facts.outage`), and the verification that passes ends it at the
+//! first healthy round of its streak.
 
 mod alarms;
 mod probe;
@@ -19,13 +21,14 @@ use tracing::instrument;
 
 use crate::domain::ReleaseVersion;
 use crate::machine::{StepKind, TenantState};
+use crate::record::OutageCause;
 use crate::step::{Step, StepContext, StepOutcome};
 
 use super::{AwsClients, StepsConfig};
 
 pub use alarms::{AlarmArn, AlarmNameTemplate, AlarmReading, AlarmReport, AlarmState, AlarmWatch};
 pub use probe::{Answer, HealthProbe, HealthReport, Observation};
-pub use tally::{Rules, Verdict, VerifyProgress};
+pub use tally::{tenant_down, Rules, Verdict, VerifyProgress};
 
 /// How tenant health is checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,10 +149,21 @@ impl Step for VerifyRelease {
             true => Some(probe.alarms(&ctx.tenant.spec).await),
             false => None,
         };
-        let verdict = progress.record(&observations, alarms.as_ref(), release, rules, Utc::now());
+        let now = Utc::now();
+        let measures_outage = matches!(
+            ctx.tenant.state,
+            TenantState::Upgrading { .. } | TenantState::RollingBack { .. }
+        );
+        if measures_outage && tenant_down(&observations, alarms.as_ref()) {
+            facts.begin_outage(now, OutageCause::FailedProbe);
+        }
+        let verdict = progress.record(&observations, alarms.as_ref(), release, rules, now);
         progress.write(&mut facts);
         match verdict {
             Verdict::Verified(summary) => {
+                if let Some(healthy_since) = progress.streak_since.filter(|_| measures_outage) {
+                    facts.end_outage(healthy_since);
+                }
                 facts.progress = None;
                 StepOutcome::done(summary, facts)
             }

@@ -87,6 +87,12 @@ impl Observation {
         }
     }
 
+    /// Serving at all: a 2xx with a health report of status `ok`, whatever the release.
+    pub fn healthy(&self) -> bool {
+        matches!(&self.answer, Answer::Http { status, report: Some(report) }
+            if (200..300).contains(status) && report.status == "ok")
+    }
+
     /// The release the hostname reported, when it answered with a health report
     /// that names one.
     pub fn reported_release(&self) -> Option<String> {

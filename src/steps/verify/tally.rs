@@ -38,6 +38,10 @@ pub struct VerifyProgress {
     /// The last answer that was not a pass: the reason when verification fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<String>,
+    /// When the first round of the current run of passes was checked: where an outage
+    /// ends once the run is long enough to verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streak_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +63,7 @@ impl VerifyProgress {
             last_check: None,
             last: None,
             last_failure: None,
+            streak_since: None,
         }
     }
 
@@ -95,16 +100,19 @@ impl VerifyProgress {
         match (observations.iter().find(|o| !o.serves(release)), alarms_failing) {
             (Some(failing), _) => {
                 self.passes = 0;
+                self.streak_since = None;
                 self.last = Some(failing.to_string());
                 self.last_failure = self.last.clone();
             }
             (None, Some(alarms)) => {
                 self.passes = 0;
+                self.streak_since = None;
                 self.last = Some(alarms.to_string());
                 self.last_failure = self.last.clone();
             }
             (None, None) => {
                 self.passes += 1;
+                self.streak_since.get_or_insert(now);
                 let first = observations.first().map(|o| o.to_string());
                 self.last = match (first, alarms) {
                     (Some(first), Some(alarms)) => Some(format!("{first}; {alarms}")),
@@ -146,6 +154,12 @@ impl VerifyProgress {
         }
         Verdict::CheckAgain(rules.interval)
     }
+}
+
+/// Whether a round found the tenant down (not merely on another release): a hostname
+/// unreachable or not answering a healthy report, or an alarm failing.
+pub fn tenant_down(observations: &[Observation], alarms: Option<&AlarmReport>) -> bool {
+    observations.iter().any(|o| !o.healthy()) || alarms.is_some_and(|a| !a.healthy())
 }
 
 #[cfg(test)]
@@ -261,5 +275,35 @@ mod tests {
             None,
             "a count for another release is not ours"
         );
+    }
+
+    #[test]
+    fn the_passing_streak_starts_at_its_first_healthy_round() {
+        let want = ReleaseVersion::parse("1.1.0").unwrap();
+        let ok = answer(200, "ok", "1.1.0");
+        let down = answer(503, "unhealthy", "1.1.0");
+        let mut p = VerifyProgress::start(&want, at(0));
+        p.record(&ok, None, &want, &rules(), at(0));
+        assert!(tenant_down(&down, None));
+        p.record(&down, None, &want, &rules(), at(2));
+        assert_eq!(p.streak_since, None, "a failed round ends the streak");
+        p.record(&ok, None, &want, &rules(), at(4));
+        p.record(&ok, None, &want, &rules(), at(6));
+        assert!(matches!(
+            p.record(&ok, None, &want, &rules(), at(8)),
+            Verdict::Verified(_)
+        ));
+        assert_eq!(p.streak_since, Some(at(4)), "not when the step finished");
+    }
+
+    #[test]
+    fn another_release_answering_healthy_is_no_outage() {
+        assert!(!tenant_down(&answer(200, "ok", "1.0.0"), None));
+        assert!(tenant_down(&answer(404, "unknown", "1.0.0"), None));
+        let unreachable = vec![Observation {
+            host: "acme.example.com".into(),
+            answer: Answer::Unreachable("connection refused".into()),
+        }];
+        assert!(tenant_down(&unreachable, None));
     }
 }

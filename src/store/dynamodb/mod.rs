@@ -768,14 +768,22 @@ impl TenantStore for DynamoStore {
 }
 
 /// The state name of a history label (`Upgrading/Deploy` → `Upgrading`).
-/// Counts a recorded transition for `/metrics` (`tenantctl_transitions_total`).
-fn count_transition(from: &str, to: &TenantRecord) {
+/// Counts a recorded transition for `/metrics` (`tenantctl_transitions_total`), and
+/// the outage it measured (`tenantctl_upgrade_outage_seconds`).
+fn count_transition(from: &str, to: &TenantRecord, outage_seconds: Option<u64>) {
     metrics::counter!(
         "tenantctl_transitions_total",
         "from" => from.to_owned(),
         "to" => to.state.name()
     )
     .increment(1);
+    if let Some(seconds) = outage_seconds {
+        metrics::histogram!(
+            "tenantctl_upgrade_outage_seconds",
+            "region" => to.spec.region.to_string()
+        )
+        .record(seconds as f64);
+    }
 }
 
 fn is_transaction_conflict(err: &SdkError<TransactWriteItemsError, HttpResponse>) -> bool {

@@ -14,7 +14,7 @@ use super::errors::classify;
 use super::item::{get_n, get_s, n, s, Item};
 use super::DynamoStore;
 use crate::domain::{Group, Region};
-use crate::ports::{DeploymentMilestone, DeploymentReport, ReportQuery, ReportStore};
+use crate::ports::{DeploymentMilestone, DeploymentReport, OutageBucket, ReportQuery, ReportStore};
 use crate::record::TenantRecord;
 use crate::store::{keys, StoreError};
 
@@ -25,28 +25,52 @@ fn report_pk(day: NaiveDate) -> String {
     format!("REPORT#{}", day.format("%Y-%m-%d"))
 }
 
-/// The counter increment to add to the transaction recording `record`'s transition.
+/// Counter attributes of the measured outages: how many, their sum in seconds, and
+/// one per bucket (`outage_le_30s`, …).
+const OUTAGES_MEASURED: &str = "outages_measured";
+const OUTAGE_SECONDS: &str = "outage_seconds";
+
+fn bucket_attribute(bucket: OutageBucket) -> String {
+    format!("outage_{}", bucket.name())
+}
+
+/// The counter increment to add to the transaction recording `record`'s transition;
+/// `outage_seconds` is the outage the transition measured, if it completed an upgrade
+/// or a rollback.
 pub fn counter_update(
     table: &str,
     record: &TenantRecord,
     milestone: DeploymentMilestone,
+    outage_seconds: Option<u64>,
     at: DateTime<Utc>,
 ) -> Update {
     let spec = &record.spec;
     let sk = format!("{}#{}#{}", spec.region, spec.group, keys::shard_of(&spec.id));
-    Update::builder()
+    let outage = match outage_seconds {
+        Some(_) => ", #measured :one, #outage :outage, #bucket :one",
+        None => "",
+    };
+    let mut update = Update::builder()
         .table_name(table)
         .key("pk", s(report_pk(at.date_naive())))
         .key("sk", s(sk))
-        .update_expression("ADD #count :one SET #region = :region, #group = :group")
+        .update_expression(format!(
+            "ADD #count :one{outage} SET #region = :region, #group = :group"
+        ))
         .expression_attribute_names("#count", milestone.attribute())
         .expression_attribute_names("#region", "region")
         .expression_attribute_names("#group", "group_name")
         .expression_attribute_values(":one", n(1))
         .expression_attribute_values(":region", s(spec.region.as_str()))
-        .expression_attribute_values(":group", s(spec.group.as_str()))
-        .build()
-        .expect("table, key, expression set")
+        .expression_attribute_values(":group", s(spec.group.as_str()));
+    if let Some(seconds) = outage_seconds {
+        update = update
+            .expression_attribute_names("#measured", OUTAGES_MEASURED)
+            .expression_attribute_names("#outage", OUTAGE_SECONDS)
+            .expression_attribute_names("#bucket", bucket_attribute(OutageBucket::of(seconds)))
+            .expression_attribute_values(":outage", n(seconds));
+    }
+    update.build().expect("table, key, expression set")
 }
 
 #[async_trait::async_trait]
@@ -137,6 +161,18 @@ fn add_item(report: &mut DeploymentReport, item: &Item, group: Option<&Group>) -
         if item.contains_key(milestone.attribute()) {
             counts.add(milestone, get_n(item, milestone.attribute())?.max(0) as u64);
         }
+    }
+    let counter = |name: &str| -> Result<u64, StoreError> {
+        match item.contains_key(name) {
+            true => Ok(get_n(item, name)?.max(0) as u64),
+            false => Ok(0),
+        }
+    };
+    let outage = &mut counts.outage;
+    outage.measured += counter(OUTAGES_MEASURED)?;
+    outage.seconds += counter(OUTAGE_SECONDS)?;
+    for bucket in OutageBucket::ALL {
+        outage.buckets[bucket as usize] += counter(&bucket_attribute(bucket))?;
     }
     Ok(())
 }

@@ -24,6 +24,8 @@ pub(super) struct TransitionTx {
     items: Vec<TransactWriteItem>,
     counter: Option<TransactWriteItem>,
     from: &'static str,
+    /// The outage the transition measured, for `/metrics`.
+    outage_seconds: Option<u64>,
     /// The history event's sequence number, for the callers' conflict messages.
     pub event_seq: u64,
 }
@@ -71,10 +73,11 @@ impl DynamoStore {
             items: vec![tenant_write, TransactWriteItem::builder().put(put_event).build()],
             counter: milestone.map(|m| {
                 TransactWriteItem::builder()
-                    .update(counter_update(self.table(), next, m, now))
+                    .update(counter_update(self.table(), next, m, event.outage_seconds, now))
                     .build()
             }),
             from,
+            outage_seconds: event.outage_seconds,
             event_seq: event.seq,
         }
     }
@@ -114,14 +117,14 @@ impl DynamoStore {
         match self.send_transaction(items).await {
             Ok(out) => {
                 self.count(out.consumed_capacity());
-                count_transition(tx.from, next);
+                count_transition(tx.from, next, tx.outage_seconds);
                 Ok(Committed::Stored)
             }
             Err(err) => match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
                     let reasons = e.cancellation_reasons();
                     if written_by(reasons.first().and_then(|r| r.item()), write_id) {
-                        count_transition(tx.from, next);
+                        count_transition(tx.from, next, tx.outage_seconds);
                         Ok(Committed::Stored)
                     } else {
                         Ok(Committed::Cancelled(reasons.to_vec()))
