@@ -21,7 +21,9 @@ use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState, UpgradeSt
 use tenant_orchestrator::record::{Actor, Maintenance, TenantRecord};
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::steps::helm::{Deploy, RollbackDeploy};
-use tenant_orchestrator::steps::maintenance::{MaintenanceSteps, QuiesceWhen, BYPASS_HEADER, TAG_TENANT};
+use tenant_orchestrator::steps::maintenance::{
+    MaintenanceSteps, QuiesceWhen, WithoutMaintenance, BYPASS_HEADER, TAG_TENANT,
+};
 use tenant_orchestrator::steps::verify::{VerifyConfig, VerifyRelease};
 use tenant_orchestrator::steps::{AwsClients, StepsConfig};
 use tenant_orchestrator::store::{DynamoStore, TenantStore};
@@ -465,6 +467,67 @@ async fn quiesce_run_again_after_a_crash_before_its_rules_were_recorded_finds_th
         ["forward", "fixed-response", "forward", "fixed-response"],
         "each group's bypass rule (forwarding where the wildcard rule routes), then its page"
     );
+}
+
+#[tokio::test]
+async fn deprovisioning_removes_the_rules_a_crashed_quiesce_left_before_it_releases_certificates() {
+    let platform = Platform::build(1).await;
+    let mut config = StepsConfig::default();
+    config.maintenance.quiesce = QuiesceWhen::Always;
+    config.regions.insert(
+        "us-east-1".into(),
+        tenant_orchestrator::steps::RegionSettings {
+            listener_arns: platform.listeners.clone(),
+            ..Default::default()
+        },
+    );
+    let maintenance = Arc::new(MaintenanceSteps::new(Arc::new(config), platform.aws.clone()));
+    let state = TenantState::Upgrading {
+        step: UpgradeStep::Quiesce,
+        from: release("1.0.0"),
+        to: release("1.1.0"),
+    };
+    let mut record = TenantRecord::new(spec("quiet-d", "us-east-1"), state, Utc::now());
+    let StepOutcome::Pending { facts, .. } = maintenance.run(ctx(&record)).await else {
+        panic!("Quiesce records the maintenance first")
+    };
+    record.facts = facts;
+    let persisted = record.facts.clone();
+    assert!(matches!(
+        maintenance.run(ctx(&record)).await,
+        StepOutcome::Done(_)
+    ));
+    assert_eq!(
+        maintenance_rules(&platform.aws, &platform.listeners[0])
+            .await
+            .len(),
+        2
+    );
+
+    // Its worker died before recording the rules; later the tenant is removed.
+    let mut leaving = TenantRecord::new(
+        spec("quiet-d", "us-east-1"),
+        TenantState::Deprovisioning {
+            step: tenant_orchestrator::machine::DeprovisionStep::ReleaseCertificates,
+        },
+        Utc::now(),
+    );
+    leaving.facts = persisted;
+    let certificates = ScriptedStep::new();
+    let release_certificates = WithoutMaintenance::new(maintenance, certificates.clone());
+    let StepOutcome::Done(out) = release_certificates.run(ctx(&leaving)).await else {
+        panic!("ReleaseCertificates done")
+    };
+
+    assert_eq!(
+        maintenance_rules(&platform.aws, &platform.listeners[0]).await,
+        vec![]
+    );
+    assert_eq!(
+        out.facts.maintenance, None,
+        "the certificate step saw the rules gone"
+    );
+    assert_eq!(certificates.calls_of("quiet-d", StepKind::ReleaseCertificates), 1);
 }
 
 // ---- A worker killed with SIGKILL while the tenant is in maintenance ----------------

@@ -158,6 +158,7 @@ async fn a_failed_verify_rolls_the_upgrade_back_to_the_previous_release() {
         steps,
         [
             "Upgrading/CheckArtifact",
+            "Upgrading/Quiesce",
             "Upgrading/Backup",
             "Upgrading/UpdateInfra",
             "Upgrading/WriteConfig",
@@ -167,6 +168,7 @@ async fn a_failed_verify_rolls_the_upgrade_back_to_the_previous_release() {
             "RollingBack/RollbackDeploy",
             "RollingBack/RollbackInfra",
             "RollingBack/VerifyRollback",
+            "RollingBack/Reopen",
             "Active",
         ]
     );
