@@ -249,7 +249,7 @@ impl MaintenanceSteps {
                                     "listener {listener}: every free maintenance priority was taken while creating rules"
                                 ))
                             }
-                            Err(rules::CreateRefused::Other(outcome)) => return outcome,
+                            Err(rules::CreateRefused::Other(outcome)) => return *outcome,
                         }
                     };
                     created += 1;

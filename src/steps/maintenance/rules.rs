@@ -125,7 +125,7 @@ pub fn routing_actions(rules: &[ListenerRule], host: &str) -> Vec<Action> {
 /// What CreateRule says when it refuses.
 pub enum CreateRefused {
     PriorityInUse,
-    Other(StepOutcome),
+    Other(Box<StepOutcome>),
 }
 
 pub struct NewRule<'a> {
@@ -197,10 +197,10 @@ pub async fn create(elbv2: &Client, rule: NewRule<'_>) -> Result<String, CreateR
             .into_iter()
             .find_map(|r| r.rule_arn)
             .ok_or_else(|| {
-                CreateRefused::Other(StepOutcome::retry(format!(
+                CreateRefused::Other(Box::new(StepOutcome::retry(format!(
                     "ELBv2 CreateRule on {} returned no rule",
                     rule.listener
-                )))
+                ))))
             }),
         Err(e)
             if e.as_service_error()
@@ -208,10 +208,10 @@ pub async fn create(elbv2: &Client, rule: NewRule<'_>) -> Result<String, CreateR
         {
             Err(CreateRefused::PriorityInUse)
         }
-        Err(e) => Err(CreateRefused::Other(aws_failure(
+        Err(e) => Err(CreateRefused::Other(Box::new(aws_failure(
             &format!("ELBv2 CreateRule on {}", rule.listener),
             e,
-        ))),
+        )))),
     }
 }
 
