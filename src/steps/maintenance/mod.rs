@@ -290,14 +290,12 @@ impl MaintenanceSteps {
         if only_if_recorded && facts.maintenance.is_none() {
             return Ok(0);
         }
-        let listeners = match self.config.regions.get(record.spec.region.as_str()) {
-            Some(r) => r.listener_arns.clone(),
-            None if facts.maintenance.is_none() => Vec::new(),
-            None => {
-                return Err(StepOutcome::fail(
-                    self.config.region(&record.spec.region).unwrap_err(),
-                ))
-            }
+        // A region this worker does not know cannot hold rules it made, unless the
+        // record says it did.
+        let listeners = match (self.config.region(&record.spec.region), &facts.maintenance) {
+            (Ok(region), _) => region.listener_arns.clone(),
+            (Err(_), None) => Vec::new(),
+            (Err(e), Some(_)) => return Err(StepOutcome::fail(e)),
         };
         let elbv2 = &self.aws.region(&record.spec.region).elbv2;
         let (tenant, environment) = (record.spec.id.to_string(), record.spec.environment.to_string());
