@@ -228,3 +228,61 @@ pub async fn delete(elbv2: &Client, arn: &str) -> Result<(), StepOutcome> {
         Err(e) => Err(aws_failure(&format!("ELBv2 DeleteRule {arn}"), e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(priority: Option<u32>, hosts: &[&str], target: &str, maintenance: bool) -> ListenerRule {
+        let mut tags = HashMap::new();
+        if maintenance {
+            tags.insert(TAG_ROLE.to_owned(), "page-0".to_owned());
+        }
+        ListenerRule {
+            arn: format!("rule-{target}"),
+            priority,
+            hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+            actions: vec![Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .target_group_arn(target)
+                .build()],
+            tags,
+        }
+    }
+
+    fn target(actions: Vec<Action>) -> Option<String> {
+        actions.first().and_then(|a| a.target_group_arn.clone())
+    }
+
+    #[test]
+    fn the_bypass_forwards_where_the_host_is_routed_today_past_maintenance_rules() {
+        let rules = vec![
+            rule(Some(1), &["acme.example.com"], "maintenance", true),
+            rule(Some(1000), &["*.globex.com"], "globex", false),
+            rule(Some(1001), &["ACME.example.com"], "acme", false),
+            rule(None, &[], "default", false),
+        ];
+        assert_eq!(
+            target(routing_actions(&rules, "acme.example.com")).as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            target(routing_actions(&rules, "shop.globex.com")).as_deref(),
+            Some("globex")
+        );
+        assert_eq!(
+            target(routing_actions(&rules, "other.example.com")).as_deref(),
+            Some("default")
+        );
+    }
+
+    #[test]
+    fn only_this_tenants_rules_in_its_environment_are_its_maintenance_rules() {
+        let mut r = rule(Some(1), &["acme.example.com"], "x", true);
+        r.tags.insert(TAG_TENANT.into(), "acme".into());
+        r.tags.insert(TAG_ENVIRONMENT.into(), "prod".into());
+        assert_eq!(r.maintenance_of("acme", "prod"), Some("page-0"));
+        assert_eq!(r.maintenance_of("acme", "staging"), None);
+        assert_eq!(r.maintenance_of("acme-eu", "prod"), None);
+    }
+}
