@@ -50,7 +50,9 @@ export HELM_STANDIN_STATE="$work/helm"
 mkdir -p "$HELM_STANDIN_STATE"
 "$python" localstack/demo_platform.py --regions us-east-1,eu-west-1 --releases 1.0.0,1.1.0,1.2.0,1.3.0 \
   --zone example.com >"$work/platform.json"
-localstack/start-health-standin.sh "$health_port" "$HELM_STANDIN_STATE" >/dev/null
+# It answers behind the ALBs' listener rules, so a tenant in maintenance shows its page.
+HEALTH_STANDIN_MOTO_ENDPOINT="$AWS_ENDPOINT_URL" HEALTH_STANDIN_REGIONS="us-east-1 eu-west-1" \
+  localstack/start-health-standin.sh "$health_port" "$HELM_STANDIN_STATE" >/dev/null
 "$python" - "$work/platform.json" "$health_port" >"$work/steps.json" <<'PY'
 import json, sys
 config = json.load(open(sys.argv[1]))
@@ -64,6 +66,8 @@ config.update({
     "infra": {"poll_seconds": 1, "termination_protection": False},
     "backup": {"poll_seconds": 1},
     "certificates": {"poll_seconds": 1, "gather_seconds": 1},
+    # Every upgrade puts the tenant behind a maintenance page until it is verified.
+    "maintenance": {"quiesce": "always"},
 })
 json.dump(config, sys.stdout, indent=2)
 PY

@@ -193,8 +193,10 @@ impl Lifecycle {
             if step.touches_tenant() {
                 let first = if step.touches_deploy() {
                     RollbackStep::RollbackDeploy
-                } else {
+                } else if step.touches_infra() {
                     RollbackStep::RollbackInfra
+                } else {
+                    RollbackStep::Reopen
                 };
                 TenantState::rolling_back(first, to.clone(), from.clone(), cause)
             } else {

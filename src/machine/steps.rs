@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 pub enum StepKind {
     /// Resolve the release's image tag to a digest in the registry.
     CheckArtifact,
+    /// Put the tenant in maintenance when the upgrade needs it (it changes the
+    /// database, or the configuration says always): listener rules on its hostnames
+    /// answer a 503 maintenance page, except to requests carrying the upgrade's
+    /// bypass token, which verify sends.
+    Quiesce,
     /// Snapshot the tenant's database cluster before anything changes.
     Backup,
     /// Create the tenant's infrastructure stack.
@@ -35,6 +40,9 @@ pub enum StepKind {
     /// Restore the database cluster from an operator-chosen snapshot, or, in a
     /// rollback, from the pre-upgrade snapshot when a schema migration ran.
     RestoreDatabase,
+    /// Take the tenant out of maintenance: delete its maintenance listener rules,
+    /// recorded or found by tag. Cheap when there are none.
+    Reopen,
     /// Snapshot the database before the tenant is removed.
     FinalBackup,
     /// Uninstall the Helm release.
@@ -48,8 +56,9 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 17] = [
+    pub const ALL: [StepKind; 19] = [
         StepKind::CheckArtifact,
+        StepKind::Quiesce,
         StepKind::Backup,
         StepKind::ProvisionInfra,
         StepKind::UpdateInfra,
@@ -61,6 +70,7 @@ impl StepKind {
         StepKind::RollbackInfra,
         StepKind::VerifyRollback,
         StepKind::RestoreDatabase,
+        StepKind::Reopen,
         StepKind::FinalBackup,
         StepKind::Uninstall,
         StepKind::ReleaseCertificates,
@@ -71,6 +81,7 @@ impl StepKind {
     pub fn name(self) -> &'static str {
         match self {
             StepKind::CheckArtifact => "CheckArtifact",
+            StepKind::Quiesce => "Quiesce",
             StepKind::Backup => "Backup",
             StepKind::ProvisionInfra => "ProvisionInfra",
             StepKind::UpdateInfra => "UpdateInfra",
@@ -82,6 +93,7 @@ impl StepKind {
             StepKind::RollbackInfra => "RollbackInfra",
             StepKind::VerifyRollback => "VerifyRollback",
             StepKind::RestoreDatabase => "RestoreDatabase",
+            StepKind::Reopen => "Reopen",
             StepKind::FinalBackup => "FinalBackup",
             StepKind::Uninstall => "Uninstall",
             StepKind::ReleaseCertificates => "ReleaseCertificates",
@@ -130,20 +142,23 @@ phase_steps!(
 );
 
 phase_steps!(
-    /// Moving an active tenant to another release.
-    UpgradeStep { CheckArtifact, Backup, UpdateInfra, WriteConfig, EnsureCertificates, Deploy, Verify }
+    /// Moving an active tenant to another release: in maintenance (when it needs it)
+    /// from before the backup until the new release is verified.
+    UpgradeStep { CheckArtifact, Quiesce, Backup, UpdateInfra, WriteConfig, EnsureCertificates, Deploy, Verify, Reopen }
 );
 
 phase_steps!(
-    /// Undoing a failed upgrade. Starts at `RollbackInfra` when the deploy never ran.
-    /// `RestoreDatabase` restores the pre-upgrade snapshot when a schema migration ran
-    /// (or stops for an operator's approval), and passes at once when none did.
-    RollbackStep { RollbackDeploy, RollbackInfra, RestoreDatabase, VerifyRollback }
+    /// Undoing a failed upgrade. Starts at `RollbackInfra` when the deploy never ran,
+    /// and at `Reopen` when only maintenance may have begun. `RestoreDatabase` restores
+    /// the pre-upgrade snapshot when a schema migration ran (or stops for an operator's
+    /// approval), and passes at once when none did.
+    RollbackStep { RollbackDeploy, RollbackInfra, RestoreDatabase, VerifyRollback, Reopen }
 );
 
 phase_steps!(
-    /// An operator-approved database restore from a named snapshot.
-    RestoreStep { RestoreDatabase, Verify }
+    /// An operator-approved database restore from a named snapshot. Ends with
+    /// `Reopen`: a tenant restored out of a failed upgrade may still be in maintenance.
+    RestoreStep { RestoreDatabase, Verify, Reopen }
 );
 
 phase_steps!(
@@ -153,13 +168,26 @@ phase_steps!(
 
 impl UpgradeStep {
     /// Whether a failure at this step leaves anything to undo. Resolving the artifact
-    /// and taking a backup change nothing the tenant runs on.
+    /// changes nothing; from Quiesce on the tenant may be in maintenance.
     pub fn touches_tenant(self) -> bool {
-        !matches!(self, UpgradeStep::CheckArtifact | UpgradeStep::Backup)
+        !matches!(self, UpgradeStep::CheckArtifact)
+    }
+
+    /// Whether the stack, configuration, certificates or Helm release may have
+    /// changed by the time this step ran. Quiesce and Backup change only whether
+    /// users reach the tenant, which `RollbackStep::Reopen` undoes.
+    pub fn touches_infra(self) -> bool {
+        !matches!(
+            self,
+            UpgradeStep::CheckArtifact | UpgradeStep::Quiesce | UpgradeStep::Backup
+        )
     }
 
     /// Whether the Helm release may have changed by the time this step ran.
     pub fn touches_deploy(self) -> bool {
-        matches!(self, UpgradeStep::Deploy | UpgradeStep::Verify)
+        matches!(
+            self,
+            UpgradeStep::Deploy | UpgradeStep::Verify | UpgradeStep::Reopen
+        )
     }
 }

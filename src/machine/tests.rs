@@ -102,12 +102,14 @@ fn an_upgrade_runs_every_step_and_lands_on_the_target() {
         labels,
         [
             "Upgrading/CheckArtifact",
+            "Upgrading/Quiesce",
             "Upgrading/Backup",
             "Upgrading/UpdateInfra",
             "Upgrading/WriteConfig",
             "Upgrading/EnsureCertificates",
             "Upgrading/Deploy",
             "Upgrading/Verify",
+            "Upgrading/Reopen",
         ]
     );
     assert_eq!(end, active("1.1.0"));
@@ -170,13 +172,21 @@ fn only_an_active_tenant_is_reconciled() {
 
 #[test]
 fn a_failure_before_anything_changed_returns_to_active_without_rollback() {
-    for step in [UpgradeStep::CheckArtifact, UpgradeStep::Backup] {
-        let upgrading = TenantState::upgrading(step, v("1.0.0"), v("9.9.9"));
-        assert_eq!(
-            ok(&upgrading, failed_step("image tag 9.9.9 not found")),
-            TenantState::active(v("1.0.0"), Some(v("9.9.9"))),
-            "{step:?}"
-        );
+    let upgrading = TenantState::upgrading(UpgradeStep::CheckArtifact, v("1.0.0"), v("9.9.9"));
+    assert_eq!(
+        ok(&upgrading, failed_step("image tag 9.9.9 not found")),
+        TenantState::active(v("1.0.0"), Some(v("9.9.9")))
+    );
+}
+
+#[test]
+fn a_failure_in_maintenance_before_the_stack_changed_only_reopens() {
+    for step in [UpgradeStep::Quiesce, UpgradeStep::Backup] {
+        let upgrading = TenantState::upgrading(step, v("1.0.0"), v("1.1.0"));
+        let rolling = ok(&upgrading, failed_step("snapshot quota exceeded"));
+        let (end, labels) = run_to_rest(rolling);
+        assert_eq!(labels, ["RollingBack/Reopen"], "{step:?}");
+        assert_eq!(end, TenantState::active(v("1.0.0"), Some(v("1.1.0"))));
     }
 }
 
@@ -209,7 +219,7 @@ fn a_failure_after_the_stack_changed_rolls_back_the_stack_only() {
 
 #[test]
 fn a_failure_after_the_deploy_rolls_back_helm_then_the_stack() {
-    for step in [UpgradeStep::Deploy, UpgradeStep::Verify] {
+    for step in [UpgradeStep::Deploy, UpgradeStep::Verify, UpgradeStep::Reopen] {
         let upgrading = TenantState::upgrading(step, v("1.0.0"), v("1.1.0"));
         let rolling = ok(&upgrading, failed_step("unhealthy"));
         let (end, labels) = run_to_rest(rolling);
@@ -219,7 +229,8 @@ fn a_failure_after_the_deploy_rolls_back_helm_then_the_stack() {
                 "RollingBack/RollbackDeploy",
                 "RollingBack/RollbackInfra",
                 "RollingBack/RestoreDatabase",
-                "RollingBack/VerifyRollback"
+                "RollingBack/VerifyRollback",
+                "RollingBack/Reopen"
             ]
         );
         assert_eq!(end, TenantState::active(v("1.0.0"), Some(v("1.1.0"))));
@@ -228,11 +239,19 @@ fn a_failure_after_the_deploy_rolls_back_helm_then_the_stack() {
 
 #[test]
 fn an_operator_can_abandon_an_upgrade_in_flight() {
-    let early = TenantState::upgrading(UpgradeStep::Backup, v("1.0.0"), v("1.1.0"));
+    let early = TenantState::upgrading(UpgradeStep::CheckArtifact, v("1.0.0"), v("1.1.0"));
     assert_eq!(
         ok(&early, TenantEvent::Rollback),
         TenantState::active(v("1.0.0"), Some(v("1.1.0")))
     );
+    let quiesced = TenantState::upgrading(UpgradeStep::Backup, v("1.0.0"), v("1.1.0"));
+    assert!(matches!(
+        ok(&quiesced, TenantEvent::Rollback),
+        TenantState::RollingBack {
+            step: RollbackStep::Reopen,
+            ..
+        }
+    ));
     let late = TenantState::upgrading(UpgradeStep::Deploy, v("1.0.0"), v("1.1.0"));
     assert!(matches!(
         ok(&late, TenantEvent::Rollback),
@@ -319,7 +338,14 @@ fn a_restore_awaiting_approval_stops_the_rollback_until_an_operator_restores() {
         },
     );
     let (end, labels) = run_to_rest(restoring);
-    assert_eq!(labels, ["Restoring/RestoreDatabase", "Restoring/Verify"]);
+    assert_eq!(
+        labels,
+        [
+            "Restoring/RestoreDatabase",
+            "Restoring/Verify",
+            "Restoring/Reopen"
+        ]
+    );
     assert_eq!(end, TenantState::active(v("1.0.0"), None));
 }
 
@@ -336,7 +362,14 @@ fn restore_is_an_operator_action_from_active_or_failed() {
         TenantState::restoring(RestoreStep::RestoreDatabase, "snap-1".into(), v("1.0.0"))
     );
     let (end, labels) = run_to_rest(restoring.clone());
-    assert_eq!(labels, ["Restoring/RestoreDatabase", "Restoring/Verify"]);
+    assert_eq!(
+        labels,
+        [
+            "Restoring/RestoreDatabase",
+            "Restoring/Verify",
+            "Restoring/Reopen"
+        ]
+    );
     assert_eq!(end, active("1.0.0"));
 
     let failed_rollback = ok(

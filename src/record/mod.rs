@@ -18,6 +18,6 @@ pub use rollout::{
     RolloutMember, RolloutRecord, WaveRecord, WaveStatus, BAKE_ALARMS_KEPT, BAKE_TENANTS_KEPT,
 };
 pub use tenant::{
-    revision_line, Actor, AppliedSpec, Cause, HistoryEvent, Lease, Migration, Origin, OutageCause,
-    OutageWindow, StackRevision, TenantFacts, TenantRecord, Transition,
+    revision_line, Actor, AppliedSpec, Cause, HistoryEvent, Lease, Maintenance, Migration, Origin,
+    OutageCause, OutageWindow, StackRevision, TenantFacts, TenantRecord, Transition,
 };

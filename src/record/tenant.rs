@@ -136,6 +136,11 @@ pub struct TenantFacts {
     /// What began that outage (`None`: no outage was observed, or not measured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_outage_cause: Option<OutageCause>,
+    /// The tenant is in maintenance (or Quiesce is putting it there): its hostnames
+    /// answer the maintenance page. Set before any rule is created and cleared by
+    /// Reopen once every rule is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<Maintenance>,
 }
 
 /// A schema migration that may have run on the tenant's database.
@@ -199,6 +204,19 @@ impl OutageCause {
             OutageCause::FailedProbe => "failed_probe",
         }
     }
+}
+
+/// The listener rules that keep users on the maintenance page while an upgrade runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Maintenance {
+    /// When Quiesce decided to put the tenant in maintenance (before the first rule).
+    pub since: DateTime<Utc>,
+    /// The value of the bypass header that reaches the tenant past the maintenance
+    /// page; random per upgrade.
+    pub token: String,
+    /// ARNs of the bypass and maintenance rules created so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
 }
 
 /// The parts of a tenant's spec a deployment applies besides its release and platform.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod drift;
 pub mod helm;
 pub mod infra;
+pub mod maintenance;
 pub mod platform;
 pub mod verify;
 
@@ -66,6 +67,7 @@ pub struct StepsConfig {
     pub helm: helm::HelmConfig,
     pub verify: verify::VerifyConfig,
     pub migrations: MigrationsConfig,
+    pub maintenance: maintenance::MaintenanceConfig,
     /// Settings per region name.
     pub regions: BTreeMap<String, RegionSettings>,
 }
@@ -222,6 +224,7 @@ pub fn registry(
         slots,
     ));
     let verify = Arc::new(verify::VerifyRelease::new(config.clone(), aws.clone()));
+    let maintenance = Arc::new(maintenance::MaintenanceSteps::new(config.clone(), aws.clone()));
     let registry = StepRegistry::new()
         .with(
             StepKind::Deploy,
@@ -264,7 +267,15 @@ pub fn registry(
             Arc::new(self::config::DeleteConfig::new(aws.clone())),
         )
         .with(StepKind::EnsureCertificates, certificates.clone())
-        .with(StepKind::ReleaseCertificates, certificates);
+        .with(
+            StepKind::ReleaseCertificates,
+            Arc::new(maintenance::WithoutMaintenance::new(
+                maintenance.clone(),
+                certificates,
+            )),
+        )
+        .with(StepKind::Quiesce, maintenance.clone())
+        .with(StepKind::Reopen, maintenance);
     infra::register(registry, config.clone(), aws.clone(), platforms)
 }
 

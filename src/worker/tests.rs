@@ -95,8 +95,8 @@ fn a_step_done_moves_the_machine_and_records_who_ran_it() {
 #[test]
 fn the_last_step_done_settles_the_tenant_and_gives_the_lease_up() {
     let decided = decide(
-        &upgrading_at(StepKind::Verify),
-        StepOutcome::done("healthy", TenantFacts::default()),
+        &upgrading_at(StepKind::Reopen),
+        StepOutcome::done("maintenance over", TenantFacts::default()),
     );
     assert_eq!(decided.record.state.name(), "Active");
     assert_eq!(decided.record.due_at, None);

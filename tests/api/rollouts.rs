@@ -9,6 +9,7 @@ use tenant_orchestrator::record::RolloutRecord;
 
 use crate::api_support::preview::ReplacingClusterPreviewDouble;
 use crate::api_support::{spawn, spawn_with, TestApi, ADMIN, DEPLOY, READ};
+use crate::common::ScriptedStep;
 
 async fn fleet(api: &TestApi, ids: &[&str]) {
     for id in ids {
@@ -395,20 +396,13 @@ async fn a_plan_defers_a_tenant_whose_window_closes_before_the_outage_budget_run
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rollout_lists_the_upgrades_whose_outage_overran_its_budget() {
-    use tenant_orchestrator::store::{TenantStore, WriteGuard};
     let api = spawn().await;
     fleet(&api, &["kilo", "lima"]).await;
-    // The outage verify measured for each tenant's upgrade; the scripted steps keep it.
-    for (id, seconds) in [("kilo", 900), ("lima", 60)] {
-        let mut record = api
-            .store
-            .load(&tenant_orchestrator::domain::TenantId::parse(id).unwrap())
-            .await
-            .unwrap();
-        record.facts.last_outage_seconds = Some(seconds);
-        api.store.save(&record, WriteGuard::Version, None).await.unwrap();
-    }
-    let background = api.run_worker_and_controller("api-outage-controller");
+    // Verify measures kilo down for 15 minutes and lima for one.
+    let steps = ScriptedStep::new();
+    steps.outage("kilo", 900);
+    steps.outage("lima", 60);
+    let background = api.run_scripted_worker_and_controller("api-outage-controller", steps);
     let spec = json!({"release": "1.1.0", "strategy": {"waves": ["100%"], "bake_time": "0s", "bake_checks": 0,
         "outage_budget": "5m"}});
     let started = api

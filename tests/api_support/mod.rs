@@ -198,7 +198,16 @@ impl Background {
 #[allow(dead_code)] // the dashboard tests use only the tokens and bodies
 impl TestApi {
     pub fn run_worker_and_controller(&self, owner: &str) -> Background {
-        let (worker, _) = self.scripted_worker();
+        self.run_scripted_worker_and_controller(owner, ScriptedStep::new())
+    }
+
+    /// The same, with the steps scripted by the caller.
+    pub fn run_scripted_worker_and_controller(&self, owner: &str, steps: Arc<ScriptedStep>) -> Background {
+        let worker = Worker::new(
+            self.store.clone(),
+            StepRegistry::all(steps),
+            fast_worker("api-test"),
+        );
         let controller = tenant_orchestrator::rollout::Controller::new(
             self.store.clone(),
             self.store.clone(),

@@ -197,6 +197,7 @@ pub struct ScriptedStep {
     calls: Mutex<Vec<Call>>,
     script: Mutex<HashMap<(String, StepKind), VecDeque<StepOutcome>>>,
     delays: Mutex<HashMap<StepKind, Duration>>,
+    outages: Mutex<HashMap<String, chrono::Duration>>,
 }
 
 impl ScriptedStep {
@@ -218,6 +219,13 @@ impl ScriptedStep {
     #[allow(dead_code)] // not every test binary scripts or reads the double
     pub fn delay(&self, step: StepKind, d: Duration) {
         self.delays.lock().unwrap().insert(step, d);
+    }
+
+    /// Verify of `tenant` reports an outage of `seconds`, ended when it runs, as the
+    /// real verify does for a tenant it saw down that long.
+    #[allow(dead_code)] // not every test binary scripts or reads the double
+    pub fn outage(&self, tenant: &str, seconds: i64) {
+        (self.outages.lock().unwrap()).insert(tenant.into(), chrono::Duration::seconds(seconds));
     }
 
     #[allow(dead_code)] // not every test binary scripts or reads the double
@@ -268,6 +276,20 @@ impl Step for ScriptedStep {
         scripted.unwrap_or_else(|| {
             let mut facts = ctx.tenant.facts.clone();
             facts.progress = None;
+            let outage = self
+                .outages
+                .lock()
+                .unwrap()
+                .get(&ctx.tenant.id().to_string())
+                .copied();
+            if let Some(length) = outage.filter(|_| ctx.step == StepKind::Verify) {
+                let now = Utc::now();
+                facts.begin_outage(
+                    now - length,
+                    tenant_orchestrator::record::OutageCause::FailedProbe,
+                );
+                facts.end_outage(now);
+            }
             StepOutcome::done(format!("{} done", ctx.step), facts)
         })
     }

@@ -4,7 +4,7 @@
 //! tenant whose certificates are ensured is on an ISSUED certificate attached to a
 //! listener; `RecordingCloud` checks the same at every detach.
 
-mod platform;
+pub(crate) mod platform;
 mod recording;
 mod routes;
 

@@ -218,6 +218,20 @@ pub struct HealthStandin {
 
 impl HealthStandin {
     pub fn start(helm: &HelmStandin) -> Self {
+        Self::start_behind(helm, &[])
+    }
+
+    /// The stand-in behind the load balancer: the listener rules of `listeners` (in
+    /// moto, at `AWS_ENDPOINT_URL`) answer before the tenants do, as the ALB's would.
+    pub fn start_behind(helm: &HelmStandin, listeners: &[String]) -> Self {
+        let mut rules = Vec::new();
+        if !listeners.is_empty() {
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("the local AWS is running");
+            rules = vec!["--moto-endpoint".to_owned(), endpoint];
+            for listener in listeners {
+                rules.extend(["--listener".to_owned(), listener.clone()]);
+            }
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -227,6 +241,7 @@ impl HealthStandin {
             .arg(manifest_path("localstack/fleet_health_standin.py"))
             .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--state"])
             .arg(helm.state())
+            .args(&rules)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

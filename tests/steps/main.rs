@@ -27,6 +27,7 @@ mod drift;
 mod helm;
 mod infra;
 mod infra_triggers;
+mod maintenance;
 mod migration;
 mod outage;
 mod platform;

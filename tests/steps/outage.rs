@@ -214,7 +214,7 @@ async fn an_upgrade_that_answers_unhealthy_for_a_while_records_its_outage_in_sec
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["from"] == "Upgrading/Verify" && e["to"] == "Active")
+        .find(|e| e["from"] == "Upgrading/Reopen" && e["to"] == "Active")
         .expect("the API lists the completed upgrade");
     assert_eq!(
         (&completed["outage_seconds"], &completed["outage_cause"]),
@@ -247,7 +247,7 @@ async fn an_upgrade_that_never_fails_a_probe_records_an_outage_of_zero() {
         r.state
     );
     let completion = up.completion().await;
-    assert_eq!(completion.from, "Upgrading/Verify");
+    assert_eq!(completion.from, "Upgrading/Reopen");
     assert_eq!(completion.outage_seconds, Some(0));
     let total = up.report_total().await;
     assert_eq!(
@@ -273,7 +273,7 @@ async fn a_rolled_back_upgrade_counts_its_outage_until_the_old_release_is_verifi
         r.state
     );
     let completion = up.completion().await;
-    assert_eq!(completion.from, "RollingBack/VerifyRollback");
+    assert_eq!(completion.from, "RollingBack/Reopen");
     let seconds = completion
         .outage_seconds
         .expect("the rollback's outage is measured");

@@ -446,7 +446,7 @@ async fn an_upgrade_that_answers_unhealthy_is_rolled_back_by_helm_and_verified_o
     );
     assert!(history
         .iter()
-        .any(|e| e.from == "RollingBack/VerifyRollback" && e.to == "Active"));
+        .any(|e| e.from == "RollingBack/VerifyRollback" && e.to == "RollingBack/Reopen"));
 }
 
 #[tokio::test]

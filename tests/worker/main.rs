@@ -158,6 +158,7 @@ async fn a_failed_verify_rolls_the_upgrade_back_to_the_previous_release() {
         steps,
         [
             "Upgrading/CheckArtifact",
+            "Upgrading/Quiesce",
             "Upgrading/Backup",
             "Upgrading/UpdateInfra",
             "Upgrading/WriteConfig",
@@ -168,6 +169,7 @@ async fn a_failed_verify_rolls_the_upgrade_back_to_the_previous_release() {
             "RollingBack/RollbackInfra",
             "RollingBack/RestoreDatabase",
             "RollingBack/VerifyRollback",
+            "RollingBack/Reopen",
             "Active",
         ]
     );

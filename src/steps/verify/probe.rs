@@ -177,9 +177,15 @@ impl HealthProbe {
         self.alarms.read(tenant).await
     }
 
-    pub async fn check(&self, host: &Hostname) -> Observation {
+    /// One check of `host`; with `bypass` (the maintenance token) the request carries
+    /// the bypass header, so it reaches the tenant past its maintenance page.
+    pub async fn check(&self, host: &Hostname, bypass: Option<&str>) -> Observation {
         let url = format!("{}://{host}:{}{}", self.scheme, self.port, self.path);
-        let answer = match self.client.get(&url).send().await {
+        let mut request = self.client.get(&url);
+        if let Some(token) = bypass {
+            request = request.header(crate::steps::maintenance::BYPASS_HEADER, token);
+        }
+        let answer = match request.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let report = match response.bytes().await {
@@ -198,11 +204,11 @@ impl HealthProbe {
 
     /// One check of each of `hosts`, all at once, answered in the order given, so a
     /// reason built from the first failing one names the same hostname every time.
-    pub async fn check_all(&self, hosts: &[Hostname]) -> Vec<Observation> {
+    pub async fn check_all(&self, hosts: &[Hostname], bypass: Option<&str>) -> Vec<Observation> {
         let mut checks = JoinSet::new();
         for (i, host) in hosts.iter().enumerate() {
-            let (probe, host) = (self.clone(), host.clone());
-            checks.spawn(async move { (i, probe.check(&host).await) });
+            let (probe, host, bypass) = (self.clone(), host.clone(), bypass.map(str::to_owned));
+            checks.spawn(async move { (i, probe.check(&host, bypass.as_deref()).await) });
         }
         let mut seen = checks.join_all().await;
         seen.sort_by_key(|(i, _)| *i);
@@ -216,7 +222,8 @@ impl HealthProbe {
 #[async_trait]
 impl TenantProbe for HealthProbe {
     async fn probe(&self, tenant: &TenantSpec, release: &ReleaseVersion) -> TenantHealth {
-        let (seen, alarms) = tokio::join!(self.check_all(&tenant.hostnames), self.alarms(tenant));
+        // The bake runs after Reopen: it checks what users see, without the bypass.
+        let (seen, alarms) = tokio::join!(self.check_all(&tenant.hostnames, None), self.alarms(tenant));
         let evidence = alarms.seen();
         if let Some(failing) = seen.into_iter().find(|o| !o.serves(release)) {
             return TenantHealth::Unhealthy {
