@@ -261,6 +261,16 @@ impl TenantFacts {
             window.ended_at = Some(at.max(window.started_at));
         }
     }
+
+    /// The maintenance page came down at `at`: users were out until then at least, even
+    /// when verify saw the new release healthy through the bypass earlier. Ends the
+    /// window there, or moves an earlier end to it.
+    pub fn end_outage_by_reopening(&mut self, at: DateTime<Utc>) {
+        if let Some(window) = self.outage.as_mut() {
+            let end = window.ended_at.map_or(at, |ended| ended.max(at));
+            window.ended_at = Some(end.max(window.started_at));
+        }
+    }
 }
 
 /// A tenant as persisted: one DynamoDB item.
@@ -699,6 +709,24 @@ mod tests {
             (at(5), OutageCause::FailedProbe, None),
             "an earlier start replaces the later one, and the tenant is down again"
         );
+    }
+
+    #[test]
+    fn reopening_ends_the_outage_when_the_page_comes_down_not_before() {
+        let mut facts = TenantFacts::default();
+        facts.begin_outage(at(10), OutageCause::Maintenance);
+        facts.end_outage(at(50)); // verify's first healthy round, through the bypass
+        facts.end_outage_by_reopening(at(80));
+        assert_eq!(facts.outage.as_ref().unwrap().ended_at, Some(at(80)));
+        facts.end_outage_by_reopening(at(70));
+        assert_eq!(
+            facts.outage.as_ref().unwrap().ended_at,
+            Some(at(80)),
+            "a later end is never moved back"
+        );
+        let mut none = TenantFacts::default();
+        none.end_outage_by_reopening(at(80));
+        assert_eq!(none.outage, None, "no window, nothing to end");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState, UpgradeStep};
-use tenant_orchestrator::record::{Actor, Maintenance, TenantRecord};
+use tenant_orchestrator::record::{Actor, Maintenance, OutageCause, TenantRecord};
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::steps::helm::{Deploy, RollbackDeploy};
 use tenant_orchestrator::steps::maintenance::{
@@ -347,6 +347,18 @@ async fn an_upgrade_in_maintenance_shows_users_the_page_verifies_through_the_byp
     assert_eq!(h.rules_left().await, vec![], "no maintenance rule is left");
     assert_eq!(r.facts.maintenance, None);
     assert_eq!(get(h.health.port, "quiet-a.example.com", None).await.0, 200);
+    // The outage is the maintenance page's time up, from Quiesce to Reopen, though
+    // verify never saw the tenant down through the bypass.
+    assert_eq!(r.facts.last_outage_cause, Some(OutageCause::Maintenance));
+    let up = (r.updated_at - maintenance.since).num_seconds() as u64;
+    let recorded = r
+        .facts
+        .last_outage_seconds
+        .expect("the upgrade's outage is recorded");
+    assert!(
+        recorded <= up && recorded + 1 >= up,
+        "{recorded}s recorded; the page was up {up}s, from Quiesce to the transition out of Reopen"
+    );
 }
 
 #[tokio::test]

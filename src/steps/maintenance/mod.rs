@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use crate::machine::StepKind;
-use crate::record::{Maintenance, TenantFacts, TenantRecord};
+use crate::record::{Maintenance, OutageCause, TenantFacts, TenantRecord};
 use crate::step::{Step, StepContext, StepOutcome};
 
 use super::{AwsClients, StepsConfig};
@@ -97,7 +97,18 @@ impl MaintenanceConfig {
 /// Why this upgrade changes the tenant's database, or `None` when it does not: the one
 /// place that says what counts as a database change.
 pub fn changes_database(record: &TenantRecord) -> Option<String> {
-    let applied = record.facts.applied_spec.as_ref()?;
+    let facts = &record.facts;
+    if let Some(target) = facts
+        .target_schema
+        .as_ref()
+        .filter(|t| facts.schema.as_ref() != Some(*t))
+    {
+        return Some(match &facts.schema {
+            Some(from) => format!("the release migrates the schema from {from} to {target}"),
+            None => format!("the release migrates the schema to {target}"),
+        });
+    }
+    let applied = facts.applied_spec.as_ref()?;
     (applied.tier != record.spec.tier).then(|| {
         format!(
             "tier {} -> {} changes the database instance class",
@@ -154,11 +165,14 @@ impl MaintenanceSteps {
             }
             // Recorded before any rule exists: a run after a crash reuses the token
             // and looks for the rules by tag.
+            let since = Utc::now();
             facts.maintenance = Some(Maintenance {
-                since: Utc::now(),
+                since,
                 token: uuid::Uuid::new_v4().simple().to_string(),
                 rules: Vec::new(),
             });
+            // The tenant's outage runs from here, whatever verify sees later.
+            facts.begin_outage(since, OutageCause::Maintenance);
             return StepOutcome::Pending {
                 poll_after: Duration::ZERO,
                 facts,
@@ -324,6 +338,7 @@ impl MaintenanceSteps {
         match self.remove_rules(record, &mut facts, true).await {
             Ok(_) if since.is_none() => StepOutcome::done("not in maintenance", facts),
             Ok(deleted) => {
+                facts.end_outage_by_reopening(Utc::now());
                 let since = since
                     .map(|s| s.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                     .unwrap_or_default();
@@ -402,11 +417,32 @@ mod tests {
     }
 
     #[test]
-    fn only_a_tier_change_changes_the_database() {
+    fn a_tier_change_changes_the_database() {
         assert_eq!(changes_database(&record(Some(Tier::Small), Tier::Small)), None);
         assert_eq!(changes_database(&record(None, Tier::Large)), None);
         let why = changes_database(&record(Some(Tier::Small), Tier::Large)).unwrap();
         assert!(why.contains("tier small -> large"), "{why}");
+    }
+
+    #[test]
+    fn a_release_that_migrates_the_schema_changes_the_database() {
+        let schema = |s: &str| crate::domain::SchemaVersion::parse(s).unwrap();
+        let mut r = record(Some(Tier::Small), Tier::Small);
+        r.facts.schema = Some(schema("41"));
+        r.facts.target_schema = Some(schema("41"));
+        assert_eq!(changes_database(&r), None, "the same schema migrates nothing");
+        r.facts.target_schema = None;
+        assert_eq!(
+            changes_database(&r),
+            None,
+            "a release that declares no schema migrates nothing"
+        );
+        r.facts.target_schema = Some(schema("42"));
+        let why = changes_database(&r).unwrap();
+        assert!(why.contains("schema from 41 to 42"), "{why}");
+        r.facts.schema = None;
+        let why = changes_database(&r).unwrap();
+        assert!(why.contains("schema to 42"), "{why}");
     }
 
     #[test]
