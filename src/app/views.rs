@@ -26,6 +26,15 @@ pub struct FactsView {
     /// Database snapshots taken for the tenant, oldest first.
     pub snapshots: Vec<String>,
     pub certificates: usize,
+    /// Since when the tenant's hostnames answer the maintenance page (`null`: they do
+    /// not). Set by Quiesce, cleared by Reopen; a tenant that failed during an upgrade
+    /// keeps it until a retry, rollback or restore reopens it.
+    #[serde(default)]
+    pub maintenance_since: Option<DateTime<Utc>>,
+    /// The outage of the last completed upgrade or rollback, in seconds, as verify and
+    /// the maintenance page measured it (`null`: none measured yet).
+    #[serde(default)]
+    pub last_outage_seconds: Option<u64>,
 }
 
 /// The platform (template and chart) a tenant should run and what its steps last
@@ -234,6 +243,8 @@ impl From<&TenantRecord> for TenantView {
                 helm_revision: r.facts.helm_revision,
                 snapshots: r.facts.snapshots.clone(),
                 certificates: r.facts.certificates.len(),
+                maintenance_since: r.facts.maintenance.as_ref().map(|m| m.since),
+                last_outage_seconds: r.facts.last_outage_seconds,
             },
             version: r.version,
             created_at: r.created_at,
@@ -358,6 +369,19 @@ mod tests {
             now,
         );
         r
+    }
+
+    #[test]
+    fn a_tenant_in_maintenance_says_since_when() {
+        let mut r = active_tenant();
+        assert_eq!(TenantView::from(&r).facts.maintenance_since, None);
+        let since = chrono::Utc::now();
+        r.facts.maintenance = Some(crate::record::Maintenance {
+            since,
+            token: "t".into(),
+            rules: vec!["arn:rule".into()],
+        });
+        assert_eq!(TenantView::from(&r).facts.maintenance_since, Some(since));
     }
 
     #[test]

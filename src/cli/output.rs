@@ -42,6 +42,15 @@ pub fn print_tenant(output: OutputFormat, v: &TenantView) -> Result<(), Failure>
     if v.schema.current.is_some() || v.schema.migration.is_some() {
         println!("schema:        {}", schema_line(&v.schema));
     }
+    if let Some(since) = v.facts.maintenance_since {
+        println!(
+            "quiesced:      since {} (users see the maintenance page)",
+            since.to_rfc3339()
+        );
+    }
+    if let Some(seconds) = v.facts.last_outage_seconds {
+        println!("last outage:   {seconds} s");
+    }
     if let Some(rollout) = &v.rollout {
         println!("rollout:       {rollout}");
     }

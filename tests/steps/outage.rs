@@ -209,6 +209,15 @@ async fn an_upgrade_that_answers_unhealthy_for_a_while_records_its_outage_in_sec
         "outage {seconds}s: down from {started} (upgrade started {before}), healthy from {healthy_from}"
     );
     assert_eq!(r.facts.last_outage_seconds, Some(seconds));
+    let tenant: Value = up.get("/v1/tenants/patchy").await.json().await.unwrap();
+    assert_eq!(
+        (
+            &tenant["facts"]["last_outage_seconds"],
+            &tenant["facts"]["maintenance_since"]
+        ),
+        (&Value::from(seconds), &Value::Null),
+        "{tenant}"
+    );
     let history: Value = up.get("/v1/tenants/patchy/history").await.json().await.unwrap();
     let completed = history["items"]
         .as_array()
