@@ -143,7 +143,7 @@ recover_pid=$!
 tenantctl tenant wait acme globex initech umbrella --timeout 5m
 wait "$recover_pid"
 tenantctl tenant list
-echo "outage per tenant, measured by tenantctl (first failed verify round to first healthy one):"
+echo "outage per tenant, measured by tenantctl (maintenance page up to down, or first failed verify round to first healthy one):"
 outages acme globex initech umbrella
 
 say "upgrading initech to 1.2.0, a release whose health check fails: verify fails, the upgrade rolls back"
@@ -152,7 +152,7 @@ tenantctl tenant upgrade initech --release 1.2.0 >/dev/null
 tenantctl tenant wait initech --timeout 5m
 tenantctl tenant get initech
 tenantctl tenant history initech
-echo "the rollback's outage, from the first failed verify round on 1.2.0 to the first healthy one on 1.1.0:"
+echo "the rollback's outage, from the maintenance page going up for 1.2.0 until it came down over 1.1.0:"
 outages initech
 
 say "an unknown release is refused before anything is touched"

@@ -130,7 +130,8 @@ pub struct TenantFacts {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outage: Option<OutageWindow>,
     /// The outage of the last completed upgrade or rollback, in seconds, as verify
-    /// measured it; `None` when not measured.
+    /// and the maintenance page measured it; `None` when not measured: while an
+    /// upgrade runs, and after one that failed before it touched the tenant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_outage_seconds: Option<u64>,
     /// What began that outage (`None`: no outage was observed, or not measured).
@@ -393,21 +394,35 @@ impl TenantRecord {
     /// The window is cleared whenever the tenant becomes Active and when an upgrade
     /// starts, so a stale one never leaks into the next upgrade.
     fn settle_outage(&mut self, next: &TenantState, now: DateTime<Utc>) {
-        let completed = matches!(
-            self.state,
-            TenantState::Upgrading { .. } | TenantState::RollingBack { .. }
-        ) && matches!(next, TenantState::Active { .. });
+        let completed = ends_a_measured_outage(&self.state, next);
         let starts_upgrade =
             matches!(self.state, TenantState::Active { .. }) && matches!(next, TenantState::Upgrading { .. });
         if !(matches!(next, TenantState::Active { .. }) || starts_upgrade) {
             return;
         }
         let window = self.facts.outage.take();
+        if starts_upgrade {
+            self.facts.last_outage_seconds = None;
+            self.facts.last_outage_cause = None;
+        }
         if completed {
             self.facts.last_outage_seconds = Some(window.as_ref().map_or(0, |w| w.seconds(now)));
             self.facts.last_outage_cause = window.map(|w| w.cause);
         }
     }
+}
+
+/// Whether the transition from `from` to `to` ends an upgrade, reconcile or rollback
+/// whose outage is measured: one that returns the tenant to Active after it touched
+/// the tenant. An upgrade that failed at CheckArtifact changed nothing and measures
+/// nothing (it would count a 0 s outage that never was).
+fn ends_a_measured_outage(from: &TenantState, to: &TenantState) -> bool {
+    let touched = match from {
+        TenantState::Upgrading { step, .. } => *step != crate::machine::UpgradeStep::CheckArtifact,
+        TenantState::RollingBack { .. } => true,
+        _ => false,
+    };
+    touched && matches!(to, TenantState::Active { .. })
 }
 
 /// Who caused a transition, as recorded in the history.
@@ -566,10 +581,7 @@ impl Transition {
 
     /// The history event this transition becomes as event `seq` of `next`.
     pub fn into_event(self, seq: u64, next: &TenantRecord, at: DateTime<Utc>) -> HistoryEvent {
-        let measured = matches!(
-            self.from,
-            TenantState::Upgrading { .. } | TenantState::RollingBack { .. }
-        ) && matches!(next.state, TenantState::Active { .. });
+        let measured = ends_a_measured_outage(&self.from, &next.state);
         HistoryEvent {
             outage_seconds: measured.then_some(next.facts.last_outage_seconds).flatten(),
             outage_cause: measured.then_some(next.facts.last_outage_cause).flatten(),
@@ -789,10 +801,42 @@ mod tests {
         let started = Transition::new(&from, Cause::Event(TenantEvent::Reconcile), Actor::operator("t"))
             .into_event(1, &r, at(10));
         assert_eq!(started.outage_seconds, None);
+        assert_eq!(
+            r.facts.last_outage_seconds, None,
+            "the last upgrade's outage is no measure of this one"
+        );
         r.state = upgrading(UpgradeStep::Verify);
         r.enter(active("1.1.0"), at(20));
         assert_eq!(r.facts.last_outage_seconds, Some(0));
         assert_eq!(r.facts.last_outage_cause, None, "no outage, no cause");
+    }
+
+    #[test]
+    fn an_upgrade_that_failed_before_it_touched_the_tenant_measures_no_outage() {
+        use crate::machine::UpgradeStep;
+        let spec = TenantSpec::example("acme", "us-east-1");
+        let mut r = TenantRecord::new(spec, upgrading(UpgradeStep::CheckArtifact), at(0));
+        let from = r.state.clone();
+        r.enter(
+            TenantState::Active {
+                release: ReleaseVersion::parse("1.0.0").unwrap(),
+                failed_upgrade: Some(ReleaseVersion::parse("1.1.0").unwrap()),
+            },
+            at(5),
+        );
+        assert_eq!(r.facts.last_outage_seconds, None);
+        let event = Transition::new(
+            &from,
+            Cause::Event(TenantEvent::StepFailed {
+                reason: "release 1.1.0 is not published".into(),
+            }),
+            Actor::operator("t"),
+        )
+        .into_event(1, &r, at(5));
+        assert_eq!(
+            event.outage_seconds, None,
+            "no 0 s outage for an upgrade that never began"
+        );
     }
 
     #[test]
