@@ -139,6 +139,13 @@ impl MigrationFleet {
             .expect("command accepted");
     }
 
+    /// An operator upgrades the tenant to `to`; the worker runs it until it settles.
+    async fn upgrade(&self, to: &str, operator: &str) {
+        let event = TenantEvent::Upgrade { release: release(to) };
+        self.command(event, operator).await;
+        self.settle().await;
+    }
+
     /// Makes the chart's migration Job fail, as a failed migration does.
     fn fail_migrations(&self) {
         self.helm.fail(&self.id, "migrate", "BackoffLimitExceeded");
@@ -173,15 +180,7 @@ fn outputs_of(history: &[HistoryEvent], step: StepKind) -> Vec<String> {
 async fn an_upgrade_to_a_release_declaring_a_new_schema_runs_the_migration_hook_and_records_the_schema() {
     let fleet = MigrationFleet::new(MigrationRestore::Approval).await;
 
-    fleet
-        .command(
-            TenantEvent::Upgrade {
-                release: release("1.1.0"),
-            },
-            "alice",
-        )
-        .await;
-    fleet.settle().await;
+    fleet.upgrade("1.1.0", "alice").await;
 
     let tenant = fleet.tenant().await;
     assert_eq!(on(&tenant), "Active/1.1.0", "{:?}", tenant.last_error);
@@ -343,15 +342,7 @@ async fn a_failed_migration_with_automatic_restore_rolls_back_onto_the_snapshot_
     let fleet = MigrationFleet::new(MigrationRestore::Automatic).await;
     fleet.fail_migrations();
 
-    fleet
-        .command(
-            TenantEvent::Upgrade {
-                release: release("1.1.0"),
-            },
-            "alice",
-        )
-        .await;
-    fleet.settle().await;
+    fleet.upgrade("1.1.0", "alice").await;
 
     let tenant = fleet.tenant().await;
     assert_eq!(
@@ -399,15 +390,7 @@ async fn a_rollback_without_a_migration_leaves_the_database_as_it_is() {
         .helm
         .fail(&fleet.id, "upgrade", "timed out waiting for the condition");
 
-    fleet
-        .command(
-            TenantEvent::Upgrade {
-                release: release("1.2.0"),
-            },
-            "alice",
-        )
-        .await;
-    fleet.settle().await;
+    fleet.upgrade("1.2.0", "alice").await;
 
     let tenant = fleet.tenant().await;
     assert_eq!(on(&tenant), "Active/1.0.0", "{:?}", tenant.last_error);

@@ -102,6 +102,13 @@ impl Upgrade {
         self.store.load(&self.id).await.unwrap()
     }
 
+    /// Upgrades to `to` and runs the worker until nothing is left to run.
+    async fn run(&self, to: &str) -> TenantRecord {
+        self.start(to).await;
+        drain(&self.worker).await;
+        self.load().await
+    }
+
     /// Starts the upgrade to `to`; the worker has not run yet.
     async fn start(&self, to: &str) {
         let mut facts = self.load().await.facts;
@@ -245,10 +252,7 @@ async fn an_upgrade_that_answers_unhealthy_for_a_while_records_its_outage_in_sec
 #[tokio::test]
 async fn an_upgrade_that_never_fails_a_probe_records_an_outage_of_zero() {
     let up = Upgrade::provisioned("steady", 60).await;
-    up.start("1.1.0").await;
-    drain(&up.worker).await;
-
-    let r = up.load().await;
+    let r = up.run("1.1.0").await;
     assert_eq!(
         r.state.current_release(),
         Some(&release("1.1.0")),
@@ -271,10 +275,7 @@ async fn a_rolled_back_upgrade_counts_its_outage_until_the_old_release_is_verifi
     let up = Upgrade::provisioned("relapse", 2).await;
     HealthStandin::break_release(&up.helm, "1.1.0");
     let before = Utc::now();
-    up.start("1.1.0").await;
-    drain(&up.worker).await;
-
-    let r = up.load().await;
+    let r = up.run("1.1.0").await;
     assert_eq!(
         r.state.current_release(),
         Some(&release("1.0.0")),
