@@ -158,35 +158,3 @@ impl Dispatcher {
         }
     }
 }
-
-/// Gives `event`'s sink `sink` (or every sink that gave up) a fresh set of attempts.
-/// Returns the event as stored afterwards.
-pub async fn redeliver(
-    store: &dyn OutboxStore,
-    id: &str,
-    sink: Option<&str>,
-    retention: Duration,
-) -> Result<OutboxEvent, RedeliverError> {
-    let mut event = store.event(id).await?;
-    let reset = event.redeliver(sink);
-    if reset.is_empty() {
-        return Err(RedeliverError::Nothing {
-            id: id.to_owned(),
-            detail: match sink {
-                Some(s) => format!("it has no delivery to sink {s:?}; `tenantctl events list` shows its sinks"),
-                None => "no sink gave it up; pass --sink to deliver it to one again".to_owned(),
-            },
-        });
-    }
-    store.record_deliveries(&event, retention).await?;
-    event.version += 1;
-    Ok(event)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RedeliverError {
-    #[error("nothing to redeliver for event {id}: {detail}")]
-    Nothing { id: String, detail: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
