@@ -152,7 +152,10 @@ async fn a_transition_is_delivered_once_with_a_valid_signature() {
 
     let received = receiver.received();
     assert_eq!(received.len(), 1, "{received:?}");
-    assert!(received[0].signature_valid, "the signature checks out with the shared secret");
+    assert!(
+        received[0].signature_valid,
+        "the signature checks out with the shared secret"
+    );
     assert_eq!(received[0].id, event.id);
     assert_eq!(&received[0].event, event);
     let stored = store.event(&event.id).await.unwrap();
@@ -181,7 +184,10 @@ async fn a_failing_receiver_is_retried_until_it_accepts() {
     let received = receiver.received();
     assert_eq!(received.len(), 3);
     assert!(received.iter().all(|r| r.signature_valid));
-    assert!(received.iter().all(|r| r.id == received[0].id), "every attempt has the event's id");
+    assert!(
+        received.iter().all(|r| r.id == received[0].id),
+        "every attempt has the event's id"
+    );
     let stored = store.event(&received[0].id).await.unwrap();
     assert_eq!(stored.state, DeliveryState::Delivered);
     assert_eq!(stored.deliveries["ops"].attempts, 3);
@@ -199,7 +205,11 @@ async fn a_refusing_receiver_dead_letters_the_event_and_redelivery_delivers_it()
     let dead = store.list_events(Some(DeliveryState::Dead), 10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert!(dead[0].deliveries["ops"].dead);
-    assert_eq!(dispatcher.dispatch_once().await.unwrap().attempts, 0, "dead stays dead");
+    assert_eq!(
+        dispatcher.dispatch_once().await.unwrap().attempts,
+        0,
+        "dead stays dead"
+    );
 
     let id = dead[0].event.id.clone();
     let events = EventCommands::new(store.arc());
@@ -230,7 +240,11 @@ async fn events_list_and_redeliver_on_the_command_line() {
     };
 
     let listed = tenantctl(&["events", "list", "--state", "dead", "--output", "json"]);
-    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["state"], "dead");
@@ -245,10 +259,19 @@ async fn events_list_and_redeliver_on_the_command_line() {
         String::from_utf8_lossy(&bad.stderr)
     );
     let missing = tenantctl(&["events", "redeliver", "evt_0000"]);
-    assert_eq!(missing.status.code(), Some(3), "{}", String::from_utf8_lossy(&missing.stderr));
+    assert_eq!(
+        missing.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 
     let redelivered = tenantctl(&["events", "redeliver", &id, "--sink", "ops"]);
-    assert!(redelivered.status.success(), "{}", String::from_utf8_lossy(&redelivered.stderr));
+    assert!(
+        redelivered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&redelivered.stderr)
+    );
     assert_eq!(dispatcher.dispatch_once().await.unwrap().delivered, 1);
     assert_eq!(receiver.received().len(), 2);
 }
@@ -259,11 +282,19 @@ async fn a_refused_transition_writes_no_event() {
     create(&store, "acme").await;
     // Creating it again is refused: the tenant exists.
     TenantCommands::new(store.arc())
-        .create(spec("acme", "eu-west-1"), release("2.0.0"), &Actor::operator("test"))
+        .create(
+            spec("acme", "eu-west-1"),
+            release("2.0.0"),
+            &Actor::operator("test"),
+        )
         .await
         .unwrap_err();
     let events = store.list_events(None, 10).await.unwrap();
-    assert_eq!(events.len(), 1, "only the create that was written has an event: {events:?}");
+    assert_eq!(
+        events.len(),
+        1,
+        "only the create that was written has an event: {events:?}"
+    );
     assert_eq!(events[0].event.data["seq"], 1);
 }
 
@@ -286,7 +317,10 @@ async fn events_committed_while_no_dispatcher_ran_are_delivered_by_the_next_one(
 
     let survivor = dispatcher(store.arc(), "survivor", &url, 3);
     let pass = survivor.dispatch_once().await.unwrap();
-    assert_eq!(pass.partitions_held, OUTBOX_PARTITIONS, "expired leases are taken over");
+    assert_eq!(
+        pass.partitions_held, OUTBOX_PARTITIONS,
+        "expired leases are taken over"
+    );
     assert_eq!(pass.delivered, 3);
     let mut subjects: Vec<String> = receiver.received().into_iter().map(|r| r.event.subject).collect();
     subjects.sort();
@@ -294,7 +328,10 @@ async fn events_committed_while_no_dispatcher_ran_are_delivered_by_the_next_one(
 
     // While the survivor's leases live, another dispatcher delivers nothing.
     create(&store, "umbrella").await;
-    let other = dispatcher(store.arc(), "other", &url, 3).dispatch_once().await.unwrap();
+    let other = dispatcher(store.arc(), "other", &url, 3)
+        .dispatch_once()
+        .await
+        .unwrap();
     assert_eq!((other.partitions_held, other.attempts), (0, 0));
     assert_eq!(survivor.dispatch_once().await.unwrap().delivered, 1);
 }

@@ -31,7 +31,11 @@ impl EventCommands {
     }
 
     /// The newest events, in `state` if given.
-    pub async fn list(&self, state: Option<DeliveryState>, limit: usize) -> Result<Vec<OutboxEvent>, EventError> {
+    pub async fn list(
+        &self,
+        state: Option<DeliveryState>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, EventError> {
         if limit == 0 || limit > MAX_EVENTS_LISTED {
             return Err(EventError::BadLimit(limit));
         }
@@ -47,7 +51,9 @@ impl EventCommands {
             return Err(EventError::NothingToRedeliver {
                 id: id.to_owned(),
                 detail: match sink {
-                    Some(s) => format!("it has no delivery to sink {s:?}; `tenantctl events list` shows its sinks"),
+                    Some(s) => {
+                        format!("it has no delivery to sink {s:?}; `tenantctl events list` shows its sinks")
+                    }
                     None => "no sink gave it up; name one with --sink to deliver it there again".to_owned(),
                 },
             });

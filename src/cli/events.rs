@@ -88,7 +88,10 @@ fn print_events(events: &[OutboxEvent], output: OutputFormat) -> Result<(), Fail
             );
         }
         OutputFormat::Table => {
-            println!("{:<36} {:<9} {:<25} {:<40} DELIVERIES", "ID", "STATE", "TIME", "TYPE / SUBJECT");
+            println!(
+                "{:<36} {:<9} {:<25} {:<40} DELIVERIES",
+                "ID", "STATE", "TIME", "TYPE / SUBJECT"
+            );
             for e in events {
                 let deliveries: Vec<String> = e
                     .deliveries
@@ -114,8 +117,16 @@ fn print_events(events: &[OutboxEvent], output: OutputFormat) -> Result<(), Fail
                     e.event.id,
                     e.state.as_str(),
                     e.event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    format!("{} {}", e.event.event_type.trim_start_matches("io.tenant-orchestrator."), e.event.subject),
-                    if deliveries.is_empty() { "-".to_owned() } else { deliveries.join("; ") }
+                    format!(
+                        "{} {}",
+                        e.event.event_type.trim_start_matches("io.tenant-orchestrator."),
+                        e.event.subject
+                    ),
+                    if deliveries.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        deliveries.join("; ")
+                    }
                 );
             }
         }

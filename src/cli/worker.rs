@@ -8,9 +8,9 @@ use std::sync::Arc;
 use tenant_orchestrator::domain::Region;
 
 use tenant_orchestrator::app::{Backend, DriftCommands, SweepRate};
-use tenant_orchestrator::platform::{self, S3PlatformArtifacts};
 use tenant_orchestrator::outbox::webhook::WebhookSink;
 use tenant_orchestrator::outbox::{Dispatcher, DispatcherConfig, EventsConfig, EventsConfigError, Sink};
+use tenant_orchestrator::platform::{self, S3PlatformArtifacts};
 use tenant_orchestrator::ports::{DriftChecker, OutboxStore, PlatformArtifacts};
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::rollout::{Controller, ControllerConfig};
@@ -93,7 +93,11 @@ pub struct EventsOptions {
 
 impl EventsOptions {
     /// The dispatcher over `outbox` with the configured sinks, if a configuration is given.
-    pub fn dispatcher(&self, outbox: Arc<dyn OutboxStore>, owner: &str) -> Result<Option<Dispatcher>, Failure> {
+    pub fn dispatcher(
+        &self,
+        outbox: Arc<dyn OutboxStore>,
+        owner: &str,
+    ) -> Result<Option<Dispatcher>, Failure> {
         let Some(path) = &self.events_config else {
             return Ok(None);
         };

@@ -94,7 +94,11 @@ impl SinkFilter {
         let any_or = |list: &[String], value: Option<&str>| {
             list.is_empty() || value.is_some_and(|v| list.iter().any(|l| l == v))
         };
-        (self.types.is_empty() || self.types.iter().any(|t| event.event_type.starts_with(t.as_str())))
+        (self.types.is_empty()
+            || self
+                .types
+                .iter()
+                .any(|t| event.event_type.starts_with(t.as_str())))
             && any_or(&self.environments, event.environment())
             && any_or(&self.regions, event.region())
     }
@@ -165,7 +169,10 @@ impl EventsConfig {
             let url = reqwest::Url::parse(&sink.webhook.url)
                 .map_err(|e| fail(format!("url {:?} is not a URL ({e})", sink.webhook.url)))?;
             if !matches!(url.scheme(), "https" | "http") {
-                return Err(fail(format!("url {:?} must be https (or http for a local receiver)", sink.webhook.url)));
+                return Err(fail(format!(
+                    "url {:?} must be https (or http for a local receiver)",
+                    sink.webhook.url
+                )));
             }
         }
         if self.max_attempts == 0 {
@@ -199,7 +206,11 @@ impl WebhookConfig {
                 .map_err(|_| fail(format!("the environment variable {var} (secret_env) is not set")))?,
             (None, Some(path)) => std::fs::read_to_string(path)
                 .map_err(|e| fail(format!("cannot read secret_file {}: {e}", path.display())))?,
-            _ => return Err(fail("give the signing secret as exactly one of secret_env or secret_file".into())),
+            _ => {
+                return Err(fail(
+                    "give the signing secret as exactly one of secret_env or secret_file".into(),
+                ))
+            }
         };
         let text = text.trim();
         if text.is_empty() {
@@ -242,9 +253,8 @@ mod humantime_serde_compat {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!("{text:?} is not a duration like 5s or 10m ({e})"))
-        })
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration like 5s or 10m ({e})")))
     }
 }
 

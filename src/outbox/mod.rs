@@ -114,7 +114,13 @@ impl Dispatcher {
                     warn!(event = %event.event.id, sink = sink.name(), error = %error, "event delivery failed");
                 }
             }
-            event.record_attempt(sink.name(), outcome, &self.config.retry, Utc::now(), rand::random());
+            event.record_attempt(
+                sink.name(),
+                outcome,
+                &self.config.retry,
+                Utc::now(),
+                rand::random(),
+            );
         }
         let names: Vec<&str> = matching.iter().map(|s| s.name()).collect();
         let before = event.state;

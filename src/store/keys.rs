@@ -41,7 +41,10 @@ pub const OUTBOX_LEASE_SK: &str = "LEASE";
 pub const OUTBOX_EVENT_SK_PREFIX: &str = "EV#";
 
 pub fn outbox_sk(at: DateTime<Utc>, event_id: &str) -> String {
-    format!("{OUTBOX_EVENT_SK_PREFIX}{:015}#{event_id}", at.timestamp_millis().max(0))
+    format!(
+        "{OUTBOX_EVENT_SK_PREFIX}{:015}#{event_id}",
+        at.timestamp_millis().max(0)
+    )
 }
 
 pub fn shard_of(id: &TenantId) -> u32 {

@@ -85,7 +85,10 @@ impl DynamoStore {
                     .filter_expression("delivery_state = :state")
                     .expression_attribute_values(":state", s(state.as_str()));
             }
-            let out = query.send().await.map_err(|e| classify(&context, self.table(), e))?;
+            let out = query
+                .send()
+                .await
+                .map_err(|e| classify(&context, self.table(), e))?;
             for item in out.items() {
                 events.push(decode_outbox(item)?);
                 if events.len() >= limit {
@@ -155,7 +158,10 @@ impl OutboxStore for DynamoStore {
             .client()
             .update_item()
             .table_name(self.table())
-            .set_key(Some(key(keys::outbox_pk(e.partition()), keys::outbox_sk(e.time, &e.id))))
+            .set_key(Some(key(
+                keys::outbox_pk(e.partition()),
+                keys::outbox_sk(e.time, &e.id),
+            )))
             .condition_expression("version = :version")
             .expression_attribute_values(":version", n(event.version))
             .expression_attribute_values(":next", n(event.version + 1))
