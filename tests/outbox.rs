@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::VecDeque;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ use tenant_orchestrator::ports::OutboxStore;
 use tenant_orchestrator::record::outbox::{RetryPolicy, OUTBOX_PARTITIONS};
 use tenant_orchestrator::record::{Actor, CloudEvent, DeliveryState};
 
+/// A scripted answer that never comes: the request hangs.
+const HANG: u16 = 0;
+
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// One request the receiver got, with whether its signature checked out.
@@ -33,7 +37,7 @@ struct Received {
 }
 
 /// A webhook receiver on a local port: answers with the scripted statuses in turn
-/// (200 once they run out) and checks each request's signature as a receiver
+/// (200 once they run out, none for [`HANG`]) and checks each request's signature as a receiver
 /// following Standard Webhooks would, with the secret it shares with the sink.
 #[derive(Clone, Default)]
 struct Receiver {
@@ -64,6 +68,9 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Byt
         event,
     });
     let status = receiver.answers.lock().unwrap().pop_front().unwrap_or(200);
+    if status == HANG {
+        std::future::pending::<()>().await;
+    }
     StatusCode::from_u16(status).unwrap()
 }
 
@@ -89,11 +96,15 @@ impl Receiver {
 }
 
 fn webhook(url: &str) -> Arc<dyn Sink> {
+    webhook_with_timeout(url, "5s")
+}
+
+fn webhook_with_timeout(url: &str, timeout: &str) -> Arc<dyn Sink> {
     // Every test sets the same value, so tests running at once agree.
     std::env::set_var("OUTBOX_TEST_WEBHOOK_SECRET", SECRET);
     let config: SinkConfig = serde_json::from_value(serde_json::json!({
         "name": "ops",
-        "webhook": { "url": url, "secret_env": "OUTBOX_TEST_WEBHOOK_SECRET", "timeout": "5s" },
+        "webhook": { "url": url, "secret_env": "OUTBOX_TEST_WEBHOOK_SECRET", "timeout": timeout },
         "types": ["io.tenant-orchestrator.tenant."],
     }))
     .unwrap();
@@ -334,4 +345,109 @@ async fn events_committed_while_no_dispatcher_ran_are_delivered_by_the_next_one(
         .unwrap();
     assert_eq!((other.partitions_held, other.attempts), (0, 0));
     assert_eq!(survivor.dispatch_once().await.unwrap().delivered, 1);
+}
+
+/// The process the test below kills: creates a tenant (the state change), then
+/// dispatches its event with a one-second partition lease. Run only as a child.
+#[test]
+#[ignore = "run by a_process_killed_between_the_change_and_its_delivery_loses_no_event"]
+fn outbox_child() {
+    if std::env::var("OUTBOX_CHILD").is_err() {
+        return;
+    }
+    let env = |k: &str| std::env::var(k).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let config = aws_config::load_from_env().await;
+        let store = Arc::new(tenant_orchestrator::store::DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            env("OUTBOX_TABLE"),
+        ));
+        TenantCommands::new(store.clone())
+            .create(
+                spec("acme", "eu-west-1"),
+                release("1.0.0"),
+                &Actor::operator("test"),
+            )
+            .await
+            .unwrap();
+        let dispatcher = Dispatcher::new(
+            store,
+            vec![webhook_with_timeout(&env("OUTBOX_URL"), "1h")],
+            DispatcherConfig {
+                owner: "child".into(),
+                lease_ttl: Duration::from_secs(1),
+                poll_interval: Duration::from_millis(50),
+                batch: 50,
+                retry: RetryPolicy {
+                    max_attempts: 3,
+                    base: Duration::ZERO,
+                    cap: Duration::ZERO,
+                },
+                retention: Duration::from_secs(3600),
+            },
+        );
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        dispatcher.run(rx).await;
+    });
+}
+
+#[tokio::test]
+async fn a_process_killed_between_the_change_and_its_delivery_loses_no_event() {
+    let store = fresh_store().await;
+    // The first delivery never gets an answer: the child is killed while it waits.
+    let (receiver, url) = Receiver::start(&[HANG]).await;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "outbox_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("OUTBOX_CHILD", "1")
+        .env("OUTBOX_TABLE", store.table())
+        .env("OUTBOX_URL", &url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if !receiver.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "the child committed the change and began the delivery"
+    );
+    child.kill().unwrap(); // SIGKILL: the delivery is never recorded
+    child.wait().unwrap();
+    let pending = store.list_events(Some(DeliveryState::Pending), 10).await.unwrap();
+    assert_eq!(pending.len(), 1, "the event outlived its process: {pending:?}");
+    assert_eq!(pending[0].deliveries.get("ops"), None, "no attempt was recorded");
+
+    // Another process takes the partition over once the child's lease runs out.
+    let survivor = dispatcher(store.arc(), "survivor", &url, 3);
+    let mut delivered = 0;
+    for _ in 0..300 {
+        delivered += survivor.dispatch_once().await.unwrap().delivered;
+        if delivered > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivered, 1);
+    let received = receiver.received();
+    assert_eq!(received.len(), 2, "delivered again after the kill: {received:?}");
+    assert_eq!(
+        received[0].id, received[1].id,
+        "with the same id, for the receiver to deduplicate"
+    );
+    assert!(received[1].signature_valid);
+    assert_eq!(
+        store.event(&received[0].id).await.unwrap().state,
+        DeliveryState::Delivered
+    );
 }
