@@ -11,10 +11,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{HistoryEvent, TenantRecord};
+use super::{HistoryEvent, Phase, RolloutRecord, TenantRecord};
 
 /// The type of the event a tenant's transition writes.
 pub const TENANT_TRANSITION: &str = "io.tenant-orchestrator.tenant.transition";
+
+/// The type of the event a rollout's phase change writes.
+pub const ROLLOUT_PHASE: &str = "io.tenant-orchestrator.rollout.phase";
+/// The type of the event a rollout's halt (a breached failure budget) writes.
+pub const ROLLOUT_HALTED: &str = "io.tenant-orchestrator.rollout.halted";
 
 /// How many partitions the outbox is split into; each is delivered, in order, by the
 /// one dispatcher holding its lease.
@@ -65,6 +70,43 @@ impl CloudEvent {
             event_type: TENANT_TRANSITION.to_owned(),
             subject,
             time: history.at,
+            datacontenttype: "application/json".to_owned(),
+            data,
+        }
+    }
+
+    /// The event of `next`, a rollout whose phase was `from`, stored at `next.version`.
+    pub fn rollout_phase(from: Phase, next: &RolloutRecord, at: DateTime<Utc>) -> Self {
+        let subject = format!("rollout/{}", next.id);
+        let mut data = serde_json::json!({
+            "rollout": next.id.as_str(),
+            "from": from.as_str(),
+            "to": next.phase.as_str(),
+            "target": next.target(),
+            "wave": next.current_wave,
+        });
+        if let Some(release) = &next.spec.release {
+            data["release"] = release.to_string().into();
+        }
+        if let Some(reason) = &next.halt_reason {
+            data["halt_reason"] = reason.chars().take(500).collect::<String>().into();
+        }
+        if let Some(last) = next.events.last() {
+            data["actor"] = last.actor.clone().into();
+            data["cause"] = last.what.chars().take(500).collect::<String>().into();
+        }
+        Self {
+            specversion: "1.0".to_owned(),
+            id: event_id(&subject, next.version),
+            source: "tenantctl/rollouts".to_owned(),
+            event_type: if next.phase == Phase::Halted {
+                ROLLOUT_HALTED
+            } else {
+                ROLLOUT_PHASE
+            }
+            .to_owned(),
+            subject,
+            time: at,
             datacontenttype: "application/json".to_owned(),
             data,
         }
