@@ -34,9 +34,10 @@ ALLOWED = {
     "steps": {"domain", "machine", "record", "ports", "step"},
     "worker": {"domain", "machine", "record", "ports", "step"},
     "rollout": {"domain", "machine", "record", "ports"},
+    "outbox": {"domain", "record", "ports"},
     "app": {"domain", "machine", "record", "ports", "rollout", "store"},
     "api": {"domain", "machine", "record", "ports", "app"},
-    "cli": {"domain", "machine", "record", "ports", "app", "api", "platform", "rollout", "step", "steps", "worker"},
+    "cli": {"domain", "machine", "record", "ports", "app", "api", "platform", "rollout", "step", "steps", "worker", "outbox"},
 }
 
 # Uses the rules above do not allow yet, each with what removes it. The check fails

@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod domain;
 pub mod machine;
+pub mod outbox;
 pub mod platform;
 pub mod ports;
 pub mod record;

@@ -116,6 +116,13 @@ impl From<StoreError> for ApiError {
                 code: "tenant_not_found",
                 message: format!("{what} does not exist"),
             },
+            StoreError::NotFound {
+                what,
+                entity: Entity::Event,
+            } => ApiError::NotFound {
+                code: "event_not_found",
+                message: format!("{what} does not exist (or expired); list events with GET /v1/events"),
+            },
             StoreError::Conflict { detail, .. } => ApiError::Conflict {
                 code: "version_conflict",
                 message: detail,

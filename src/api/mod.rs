@@ -7,6 +7,7 @@ pub mod auth;
 mod dashboard;
 mod drift;
 mod error;
+mod events;
 mod extract;
 mod fleet;
 mod idempotency;
@@ -72,6 +73,10 @@ impl ApiState {
 
     pub(crate) fn commands(&self) -> &TenantCommands {
         self.0.app.tenants()
+    }
+
+    pub(crate) fn events(&self) -> crate::app::EventCommands {
+        self.0.app.events()
     }
 
     pub(crate) fn drift(&self) -> &crate::app::DriftCommands {
@@ -186,6 +191,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/rollouts/{id}/retry", post(rollouts::retry))
         .route("/v1/fleet/summary", get(fleet::summary))
         .route("/v1/fleet/drift", get(drift::fleet_drift))
+        .route("/v1/events", get(events::list))
+        .route("/v1/events/{id}/redeliver", post(events::redeliver))
         .route("/v1/reports/deployments", get(fleet::deployments))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{drift, error, fleet, ops, policy, rollouts, tenants, views};
+use super::{drift, error, events, fleet, ops, policy, rollouts, tenants, views};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use super::{drift, error, fleet, ops, policy, rollouts, tenants, views};
         rollouts::abort, rollouts::approve, rollouts::retry,
         fleet::summary, fleet::deployments,
         drift::tenant_drift, drift::fleet_drift,
+        events::list, events::redeliver,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(
@@ -31,9 +32,10 @@ use super::{drift, error, fleet, ops, policy, rollouts, tenants, views};
         rollouts::StartRollout, rollouts::RolloutView, rollouts::WaveBakeEvidence, rollouts::MemberOutageOverrun, crate::record::BakeCheck, crate::record::AlarmSeen, rollouts::RolloutPage,
         fleet::FleetSummaryView, fleet::DeploymentReportView, fleet::ReportRow, fleet::ReportTotals, fleet::OutageView, ops::Health,
         crate::app::DriftView, crate::app::drift::DriftFindingView, crate::app::DriftedPage, crate::app::drift::DriftedTenant,
+        events::EventView, events::DeliveryView, events::EventList,
     )),
     modifiers(&BearerAuth),
-    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "ops"))
+    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "events"), (name = "ops"))
 )]
 pub struct ApiDoc;
 
@@ -104,7 +106,7 @@ fn error_responses() -> Value {
         "BadRequest": response("`invalid_request`: a parameter or the body is malformed or out of range; the message says which and how to fix it"),
         "Unauthenticated": response("`unauthenticated`: no bearer token, or one the server does not know"),
         "Forbidden": response("`forbidden`: the token's scope is too low for this operation"),
-        "NotFound": response("`tenant_not_found` or `rollout_not_found`: nothing has this id"),
+        "NotFound": response("`tenant_not_found`, `rollout_not_found` or `event_not_found`: nothing has this id"),
         "PayloadTooLarge": response("`payload_too_large`: the body is over 64 KiB"),
         "UnsupportedMediaType": response("`unsupported_media_type`: send the body as `application/json`"),
         "IdempotencyKeyReused": response("`idempotency_key_reused`: the Idempotency-Key was used with another request or body"),

@@ -14,6 +14,7 @@
 //! (only to build the DynamoDB implementation of the ports).
 
 pub mod drift;
+pub mod events;
 pub mod previews;
 pub mod rollouts;
 mod service;
@@ -32,6 +33,7 @@ pub use crate::store::check::FleetCheck;
 pub use crate::store::table::{TableError, TableOutcome};
 pub use crate::store::ClaimBackfill;
 pub use drift::{DriftCommands, DriftError, DriftView, DriftedPage, SweepPass, SweepRate};
+pub use events::{EventCommands, EventError, MAX_EVENTS_LISTED};
 pub use previews::{GroupPreview, PlanPreview};
 pub use rollouts::{RolloutCommands, RolloutError, Started};
 pub use service::{LocalTenants, TenantService};
@@ -134,6 +136,16 @@ impl App {
 
     pub fn drift(&self) -> &DriftCommands {
         &self.drift
+    }
+
+    /// The outbox's use cases: listing events and redelivering them.
+    pub fn events(&self) -> EventCommands {
+        EventCommands::new(self.table.clone())
+    }
+
+    /// The outbox itself, for building dispatchers.
+    pub fn outbox(&self) -> Arc<dyn crate::ports::OutboxStore> {
+        self.table.clone()
     }
 
     pub fn tenants(&self) -> &TenantCommands {

@@ -19,6 +19,7 @@
 //! | 8 | [`EXIT_DRIFTED`] | `tenant drift` found the tenant drifted from its desired revision |
 
 mod config;
+mod events;
 mod output;
 mod platform;
 mod policy;
@@ -161,6 +162,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: token::TokenCommand,
+    },
+    /// The outbox: events reporting tenant changes, and their deliveries to sinks.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
     },
     /// The tenant state machine.
     State {
@@ -398,6 +404,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Table { .. }
             | Command::Platform(_)
             | Command::Fleet { .. }
+            | Command::Events { .. }
             | Command::Worker(_)
             | Command::Controller(_)
             | Command::Serve(_)
@@ -443,6 +450,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Policy { command } => policy::run(&cli.table, remote.as_ref(), command).await,
         Command::Rollout { command } => rollout::run(&cli.table, remote.as_ref(), cli.output, command).await,
         Command::Platform(args) => platform::run(args, cli.output).await,
+        Command::Events { command } => events::run(&cli.table, cli.output, command).await,
         Command::Fleet {
             command: FleetCommand::Check,
         } => fleet_check(&cli.table, cli.output).await,

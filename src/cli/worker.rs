@@ -8,8 +8,10 @@ use std::sync::Arc;
 use tenant_orchestrator::domain::Region;
 
 use tenant_orchestrator::app::{Backend, DriftCommands, SweepRate};
+use tenant_orchestrator::outbox::webhook::WebhookSink;
+use tenant_orchestrator::outbox::{Dispatcher, DispatcherConfig, EventsConfig, EventsConfigError, Sink};
 use tenant_orchestrator::platform::{self, S3PlatformArtifacts};
-use tenant_orchestrator::ports::{DriftChecker, PlatformArtifacts};
+use tenant_orchestrator::ports::{DriftChecker, OutboxStore, PlatformArtifacts};
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 use tenant_orchestrator::step::StepRegistry;
@@ -68,6 +70,61 @@ pub struct WorkerArgs {
     pub controller: ControllerOptions,
     #[command(flatten)]
     pub drift: DriftSweepOptions,
+    #[command(flatten)]
+    pub events: EventsOptions,
+}
+
+/// The outbox dispatcher every worker process runs when sinks are configured.
+#[derive(Args, Debug, Clone)]
+pub struct EventsOptions {
+    /// Events configuration (JSON): the sinks events are delivered to, their filters
+    /// and the retry policy. Without it this process delivers no events (they wait,
+    /// pending, for a process that has it).
+    #[arg(long, env = "TENANTCTL_EVENTS_CONFIG")]
+    pub events_config: Option<std::path::PathBuf>,
+    /// How long a dispatcher's lease on an outbox partition lasts; another process
+    /// takes the partition over this long after its dispatcher dies.
+    #[arg(long, env = "TENANTCTL_OUTBOX_LEASE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    outbox_lease_ttl: Duration,
+    /// Pause between the dispatcher's passes when it delivered nothing.
+    #[arg(long, env = "TENANTCTL_OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    outbox_poll_interval: Duration,
+}
+
+impl EventsOptions {
+    /// The dispatcher over `outbox` with the configured sinks, if a configuration is given.
+    pub fn dispatcher(
+        &self,
+        outbox: Arc<dyn OutboxStore>,
+        owner: &str,
+    ) -> Result<Option<Dispatcher>, Failure> {
+        let Some(path) = &self.events_config else {
+            return Ok(None);
+        };
+        let invalid = |e: EventsConfigError| Failure {
+            code: super::EXIT_INVALID_INPUT,
+            error: anyhow!(e),
+        };
+        let config = EventsConfig::load(path).map_err(invalid)?;
+        let sinks = config
+            .sinks
+            .iter()
+            .map(|sink| WebhookSink::from_config(sink).map(|s| Arc::new(s) as Arc<dyn Sink>))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        Ok(Some(Dispatcher::new(
+            outbox,
+            sinks,
+            DispatcherConfig {
+                owner: owner.to_owned(),
+                lease_ttl: self.outbox_lease_ttl,
+                poll_interval: self.outbox_poll_interval,
+                batch: 50,
+                retry: config.retry(),
+                retention: config.retention,
+            },
+        )))
+    }
 }
 
 /// The drift sweep: each Active tenant's stack, configuration and Helm release are
@@ -267,6 +324,7 @@ pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
         .await?;
     let steps = product_steps(steps_config, store.clone(), args.platform_bucket.as_deref()).await;
     let owner = config.owner.clone();
+    let dispatcher = args.events.dispatcher(app.outbox(), &owner)?;
     let worker = Worker::new(store, steps, config);
     let shutdown = shutdown_signal();
     let controlling = async {
@@ -274,8 +332,13 @@ pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
             controller.run(shutdown.clone()).await;
         }
     };
+    let dispatching = async {
+        if let Some(dispatcher) = dispatcher {
+            dispatcher.run(shutdown.clone()).await;
+        }
+    };
     let sweeping = args.drift.run(app.drift().clone(), &owner, shutdown.clone());
-    let (worked, (), ()) = tokio::join!(worker.run(shutdown.clone()), controlling, sweeping);
+    let (worked, (), (), ()) = tokio::join!(worker.run(shutdown.clone()), controlling, sweeping, dispatching);
     worked.context("worker stopped with an error")?;
     Ok(())
 }

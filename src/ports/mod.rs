@@ -10,6 +10,7 @@
 //! This layer may use `domain`, `machine` and `record`.
 
 mod drift;
+mod outbox;
 mod platform;
 mod policy;
 mod preview;
@@ -21,6 +22,7 @@ mod slots;
 mod tenants;
 
 pub use drift::{DriftCheckFailed, DriftChecker, DriftStore, DriftSummary};
+pub use outbox::OutboxStore;
 pub use platform::{ArtifactError, ChartArchive, PlatformArtifacts, PlatformBundle, Published};
 pub use policy::{PolicyChange, PolicyEdit, PolicyStore};
 pub use preview::{ChangePreview, StackPreview};
@@ -143,4 +145,5 @@ pub enum Conflict {
 pub enum Entity {
     Tenant,
     Rollout,
+    Event,
 }

@@ -6,12 +6,14 @@
 //! without importing one another.
 
 mod drift;
+pub mod outbox;
 mod platform;
 mod rollout;
 pub mod slot;
 mod tenant;
 
 pub use drift::{DriftCheck, DriftFinding, DriftKind};
+pub use outbox::{CloudEvent, DeliveryState, OutboxEvent};
 pub use platform::{ContentDigest, PlatformManifest, StoredArtifact, StoredChart};
 pub use rollout::{
     AlarmSeen, BakeCheck, BakeProgress, OutageOverrun, Outcome, Phase, RollbackStatus, RolloutEvent,

@@ -29,6 +29,24 @@ pub fn event_sk(seq: u64) -> String {
     format!("EVENT#{seq:012}")
 }
 
+/// Outbox partition `partition` (`pk OUTBOX#<partition>`): its events, and the
+/// lease of the dispatcher delivering them.
+pub fn outbox_pk(partition: u32) -> String {
+    format!("OUTBOX#{partition}")
+}
+
+/// Sort key of the partition's dispatcher lease.
+pub const OUTBOX_LEASE_SK: &str = "LEASE";
+/// Sort keys of events start with this; they sort by time, then event id.
+pub const OUTBOX_EVENT_SK_PREFIX: &str = "EV#";
+
+pub fn outbox_sk(at: DateTime<Utc>, event_id: &str) -> String {
+    format!(
+        "{OUTBOX_EVENT_SK_PREFIX}{:015}#{event_id}",
+        at.timestamp_millis().max(0)
+    )
+}
+
 pub fn shard_of(id: &TenantId) -> u32 {
     let digest = Sha256::digest(id.as_str().as_bytes());
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % WORK_SHARDS

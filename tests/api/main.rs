@@ -11,6 +11,7 @@ mod platform_support;
 
 mod auth;
 mod drift;
+mod events;
 mod fleet;
 mod idempotency;
 mod ops;

@@ -47,6 +47,8 @@ async fn the_openapi_document_describes_every_route() {
         "/v1/policy/groups/{environment}/{group}",
         "/v1/fleet/summary",
         "/v1/reports/deployments",
+        "/v1/events",
+        "/v1/events/{id}/redeliver",
         "/healthz",
         "/readyz",
     ] {

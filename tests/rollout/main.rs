@@ -8,5 +8,6 @@ mod rollout_support;
 
 mod controller;
 mod crash;
+mod events;
 mod outage_budget;
 mod revision;

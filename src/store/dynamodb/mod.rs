@@ -7,6 +7,7 @@ mod errors;
 mod idempotency;
 mod item;
 mod listing;
+mod outbox;
 mod page_token;
 mod policy;
 mod reports;

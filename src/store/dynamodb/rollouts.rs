@@ -17,12 +17,14 @@ use super::item::{
     corrupt, corrupt_by, get_n, get_s, item_key, json, millis, n, opt_s, plain_key, s, time_from_millis,
     to_json, Item,
 };
+use super::outbox::outbox_put;
 use super::page_token::PageScope;
 use super::{lease_guard, ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
 use crate::ports::{RolloutStore, RolloutSummary, TenantDrive};
-use crate::record::{Lease, Phase, RolloutMember, RolloutRecord};
+use crate::record::{CloudEvent, Lease, Phase, RolloutMember, RolloutRecord};
 use crate::store::{keys, Conflict, Entity, Page, StoreError, WriteGuard};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
 const BATCH: usize = 25;
 
@@ -218,14 +220,52 @@ impl RolloutStore for DynamoStore {
                 update.set("lease_expires", millis(kept.expires_at));
             }
         }
+        let changed = || {
+            format!(
+                "rollout {} changed since version {} was read (or its controller lease was lost); reload and try again",
+                record.id, record.version
+            )
+        };
+        // A phase change is reported by an outbox event written with it.
+        let stored = self.read_item(rollout_key(&record.id), "saving rollout").await?;
+        let from = stored
+            .as_ref()
+            .map(decode_rollout)
+            .transpose()?
+            .filter(|old| old.version == record.version && old.phase != next.phase)
+            .map(|old| old.phase);
+        if let Some(from) = from {
+            let event = CloudEvent::rollout_phase(from, &next, now);
+            let items = vec![
+                self.tenant_update(rollout_key(&record.id), update, condition),
+                outbox_put(self.table(), &event),
+            ];
+            return match self.send_transaction(items).await {
+                Ok(out) => {
+                    self.count(out.consumed_capacity());
+                    Ok(next)
+                }
+                Err(err) => Err(match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(_)) => StoreError::Conflict {
+                        what: "saving rollout".into(),
+                        detail: changed(),
+                        kind: Conflict::Version,
+                    },
+                    _ => classify("saving rollout", self.table(), err),
+                }),
+            };
+        }
         self.conditional_update(rollout_key(&record.id), update, condition)
             .send()
             .await
             .map(|out| self.count(out.consumed_capacity()))
-            .map_err(|e| conflict_as(classify("saving rollout", self.table(), e), Conflict::Version, || format!(
-                        "rollout {} changed since version {} was read (or its controller lease was lost); reload and try again",
-                        record.id, record.version
-                    )))?;
+            .map_err(|e| {
+                conflict_as(
+                    classify("saving rollout", self.table(), e),
+                    Conflict::Version,
+                    changed,
+                )
+            })?;
         Ok(next)
     }
 

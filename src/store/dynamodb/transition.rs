@@ -1,8 +1,9 @@
 //! The one transaction every recorded transition writes, whoever makes it (create,
 //! a worker's or operator's save, a spec change, a rollout's drive): the tenant's own
 //! write first, its history event second (put-if-absent at the new `event_seq`), then
-//! what the caller adds, and the deployment-report counter last, so the positions of
-//! the cancellation reasons the callers explain never move.
+//! what the caller adds, the deployment-report counter, and the outbox event that
+//! reports the transition last (it has no condition), so the positions of the
+//! cancellation reasons the callers explain never move.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -12,9 +13,10 @@ use chrono::{DateTime, Utc};
 
 use super::errors::classify;
 use super::item::{event_item, Item};
+use super::outbox::outbox_put;
 use super::reports::counter_update;
 use super::{count_transition, written_by, DynamoStore, UpdateExpr};
-use crate::record::{TenantRecord, Transition};
+use crate::record::{CloudEvent, TenantRecord, Transition};
 use crate::store::keys;
 use crate::store::report::DeploymentMilestone;
 use crate::store::StoreError;
@@ -23,6 +25,9 @@ use crate::store::StoreError;
 pub(super) struct TransitionTx {
     items: Vec<TransactWriteItem>,
     counter: Option<TransactWriteItem>,
+    /// The outbox event reporting the transition. Unconditional, so it comes after
+    /// everything whose cancellation reason a caller explains.
+    outbox: TransactWriteItem,
     from: &'static str,
     /// The outage the transition measured, for `/metrics`.
     outage_seconds: Option<u64>,
@@ -76,6 +81,7 @@ impl DynamoStore {
                     .update(counter_update(self.table(), next, m, event.outage_seconds, now))
                     .build()
             }),
+            outbox: outbox_put(self.table(), &CloudEvent::tenant_transition(&event, next)),
             from,
             outage_seconds: event.outage_seconds,
             event_seq: event.seq,
@@ -114,6 +120,7 @@ impl DynamoStore {
     ) -> Result<Committed, StoreError> {
         let mut items = tx.items;
         items.extend(tx.counter);
+        items.push(tx.outbox);
         match self.send_transaction(items).await {
             Ok(out) => {
                 self.count(out.consumed_capacity());
