@@ -309,6 +309,46 @@ async fn a_refused_transition_writes_no_event() {
     assert_eq!(events[0].event.data["seq"], 1);
 }
 
+/// `expires_at` of every outbox event item, by event id, in epoch seconds.
+async fn event_expiries(store: &TestStore) -> Vec<(String, i64)> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = store
+        .client()
+        .scan()
+        .table_name(store.table())
+        .filter_expression("begins_with(pk, :p) AND begins_with(sk, :e)")
+        .expression_attribute_values(":p", AttributeValue::S("OUTBOX#".into()))
+        .expression_attribute_values(":e", AttributeValue::S("EV#".into()))
+        .send()
+        .await
+        .unwrap();
+    let number = |v: Option<&AttributeValue>| match v {
+        Some(AttributeValue::N(n)) => n.parse().unwrap(),
+        other => panic!("expires_at: {other:?}"),
+    };
+    let text = |v: Option<&AttributeValue>| match v {
+        Some(AttributeValue::S(s)) => s.clone(),
+        other => panic!("event_id: {other:?}"),
+    };
+    (out.items().iter())
+        .map(|item| (text(item.get("event_id")), number(item.get("expires_at"))))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_event_no_dispatcher_delivers_expires_instead_of_piling_up() {
+    let store = fresh_store().await;
+    let before = Utc::now().timestamp();
+    create(&store, "acme").await;
+    let expiries = event_expiries(&store).await;
+    assert_eq!(expiries.len(), 1, "{expiries:?}");
+    let days = (expiries[0].1 - before) as f64 / 86_400.0;
+    assert!(
+        (13.9..=14.1).contains(&days),
+        "a pending event is removed by the table's TTL after 14 days, not kept for ever: {days} days"
+    );
+}
+
 #[tokio::test]
 async fn events_committed_while_no_dispatcher_ran_are_delivered_by_the_next_one() {
     let store = fresh_store().await;

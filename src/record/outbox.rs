@@ -25,6 +25,12 @@ pub const ROLLOUT_HALTED: &str = "io.tenant-orchestrator.rollout.halted";
 /// one dispatcher holding its lease.
 pub const OUTBOX_PARTITIONS: u32 = 8;
 
+/// How long an event waits for delivery before the table's TTL removes it anyway. A
+/// process without sinks configured delivers nothing, and undelivered events must not
+/// pile up in the table without bound; an event redelivered by an operator waits this
+/// long again.
+pub const UNDELIVERED_RETENTION: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
 /// An event in the CloudEvents 1.0 JSON format, as sinks receive it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CloudEvent {

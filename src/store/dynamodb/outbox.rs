@@ -2,7 +2,8 @@
 //! put in the transaction of the change it reports, and one lease per partition
 //! (`sk LEASE`) that the dispatcher delivering the partition holds. A settled event
 //! (delivered, or dead-lettered) carries `expires_at` and is removed by the table's
-//! TTL after the dispatcher's retention.
+//! TTL after the dispatcher's retention; a pending one expires after
+//! `UNDELIVERED_RETENTION`, so events no dispatcher delivers cannot pile up.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use super::errors::classify;
 use super::item::{get_n, get_s, json, key, millis, n, s, to_json, Item};
 use super::DynamoStore;
 use crate::ports::{Conflict, Entity, OutboxStore, StoreError};
-use crate::record::outbox::OUTBOX_PARTITIONS;
+use crate::record::outbox::{OUTBOX_PARTITIONS, UNDELIVERED_RETENTION};
 use crate::record::{CloudEvent, DeliveryState, OutboxEvent};
 use crate::store::keys;
 
@@ -43,7 +44,14 @@ fn outbox_item(event: &OutboxEvent) -> Item {
         ("delivery_state".to_owned(), s(event.state.as_str())),
         ("deliveries".to_owned(), to_json(&event.deliveries)),
         ("version".to_owned(), n(event.version)),
+        ("expires_at".to_owned(), expiry(e.time, UNDELIVERED_RETENTION)),
     ])
+}
+
+/// The TTL attribute's value: `retention` after `from`, in epoch seconds.
+fn expiry(from: DateTime<Utc>, retention: Duration) -> AttributeValue {
+    let expires = from + chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    AttributeValue::N(expires.timestamp().to_string())
 }
 
 fn decode_outbox(item: &Item) -> Result<OutboxEvent, StoreError> {
@@ -167,18 +175,15 @@ impl OutboxStore for DynamoStore {
             .expression_attribute_values(":next", n(event.version + 1))
             .expression_attribute_values(":state", s(event.state.as_str()))
             .expression_attribute_values(":deliveries", to_json(&event.deliveries));
-        update = if event.state == DeliveryState::Pending {
-            update.update_expression(
-                "SET version = :next, delivery_state = :state, deliveries = :deliveries REMOVE expires_at",
-            )
-        } else {
-            let expires = Utc::now() + chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-            update
-                .update_expression(
-                    "SET version = :next, delivery_state = :state, deliveries = :deliveries, expires_at = :expires",
-                )
-                .expression_attribute_values(":expires", AttributeValue::N(expires.timestamp().to_string()))
+        // A pending event (a retry, or a dead letter sent again) waits for delivery
+        // as long as a new one; a settled one stays for the dispatcher's retention.
+        let keep = match event.state {
+            DeliveryState::Pending => UNDELIVERED_RETENTION,
+            _ => retention,
         };
+        update = update
+            .update_expression("SET version = :next, delivery_state = :state, deliveries = :deliveries, expires_at = :expires")
+            .expression_attribute_values(":expires", expiry(Utc::now(), keep));
         match update.send().await {
             Ok(_) => Ok(()),
             Err(err)
