@@ -114,10 +114,19 @@ impl CatalogTenant {
     }
 }
 
-/// A checked catalog: every entry parsed and valid, no id twice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One environment's desired tenants. Build it with [`Catalog::parse`] (a file) or
+/// check a deserialized one with [`Catalog::check`] (an API body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Catalog {
+    /// The format version; only 1 exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1)]
+    pub version: Option<u32>,
+    /// Every tenant of the catalog is in this environment; tenants of other
+    /// environments are left alone.
     pub environment: Environment,
+    /// Each id once.
     pub tenants: Vec<CatalogTenant>,
 }
 
@@ -154,48 +163,65 @@ struct RawCatalog {
 
 impl Catalog {
     /// Reads a catalog file: YAML or JSON (JSON is YAML), a mapping with `environment`,
-    /// a `tenants` list and optionally `version: 1`.
+    /// a `tenants` list and optionally `version: 1`. Errors name the entry and field.
     pub fn parse(text: &str) -> Result<Self, CatalogError> {
         let document: serde_json::Value =
             serde_norway::from_str(text).map_err(|e| CatalogError::Syntax(e.to_string()))?;
-        Self::from_document(document)
-    }
-
-    /// Checks an already parsed document (e.g. an API body's catalog part).
-    pub fn from_document(document: serde_json::Value) -> Result<Self, CatalogError> {
         let raw: RawCatalog = serde_json::from_value(document).map_err(|e| {
             CatalogError::Document(format!(
                 "is not a catalog: {e}; write `version: 1`, `environment: <name>` and `tenants: [...]`"
             ))
         })?;
-        match &raw.version {
-            None => {}
-            Some(v) if v.as_u64() == Some(u64::from(CATALOG_VERSION)) => {}
-            Some(v) => {
-                return Err(CatalogError::Document(format!(
-                    "has version {v}; this tenantctl reads version {CATALOG_VERSION} (write `version: 1`)"
-                )))
-            }
-        }
+        let version = match raw.version {
+            None => None,
+            Some(v) => Some(v.as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(|| {
+                CatalogError::Document(format!("has version {v}; write `version: {CATALOG_VERSION}`"))
+            })?),
+        };
         let environment: Environment = serde_json::from_value(raw.environment)
             .map_err(|e| CatalogError::Document(format!("environment: {e}")))?;
         let mut tenants = Vec::with_capacity(raw.tenants.len());
-        let mut seen = BTreeMap::new();
         for (index, entry) in raw.tenants.into_iter().enumerate() {
             let id = entry.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+            if entry.get("environment").is_some() {
+                return Err(CatalogError::Entry {
+                    index,
+                    id,
+                    message: "has its own environment; a catalog is one environment's: remove the field, or move the tenant to that environment's catalog".into(),
+                });
+            }
+            let tenant = serde_json::from_value(entry).map_err(|e| CatalogError::Entry {
+                index,
+                id,
+                message: e.to_string(),
+            })?;
+            tenants.push(tenant);
+        }
+        Catalog {
+            version,
+            environment,
+            tenants,
+        }
+        .check()
+    }
+
+    /// Checks the rules that span fields and entries: the version, each entry's spec
+    /// (hostnames, pins), and no id twice.
+    pub fn check(self) -> Result<Self, CatalogError> {
+        if let Some(v) = self.version.filter(|v| *v != CATALOG_VERSION) {
+            return Err(CatalogError::Document(format!(
+                "has version {v}; this tenantctl reads version {CATALOG_VERSION} (write `version: {CATALOG_VERSION}`)"
+            )));
+        }
+        let mut seen = BTreeMap::new();
+        for (index, tenant) in self.tenants.iter().enumerate() {
             let refuse = |message: String| CatalogError::Entry {
                 index,
-                id: id.clone(),
+                id: Some(tenant.id.to_string()),
                 message,
             };
-            if entry.get("environment").is_some() {
-                return Err(refuse(
-                    "has its own environment; a catalog is one environment's: remove the field, or move the tenant to that environment's catalog".into(),
-                ));
-            }
-            let tenant: CatalogTenant = serde_json::from_value(entry).map_err(|e| refuse(e.to_string()))?;
             tenant
-                .spec(&environment)
+                .spec(&self.environment)
                 .validate()
                 .map_err(|e| refuse(e.to_string()))?;
             if tenant.pin_platform && tenant.platform.is_none() {
@@ -209,9 +235,8 @@ impl Catalog {
                     tenant.id
                 )));
             }
-            tenants.push(tenant);
         }
-        Ok(Catalog { environment, tenants })
+        Ok(self)
     }
 }
 
