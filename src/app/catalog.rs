@@ -27,6 +27,10 @@ use crate::record::{Actor, TenantRecord};
 /// The one catalog format version there is.
 pub const CATALOG_VERSION: u32 = 1;
 
+/// The largest deletion limit an apply takes: a bound for the flag and the API body,
+/// far above any prune an operator should make in one go.
+pub const MAX_DELETIONS: u32 = 10_000;
+
 /// One desired tenant: the fields `tenant create` takes, without the environment
 /// (the catalog's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -60,7 +64,7 @@ pub struct CatalogTenant {
         serialize_with = "windows_as_text",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = maintenance_text)]
     pub maintenance: Option<MaintenanceWindows>,
     /// Published platform version; left out: the version policy's (or the built-in
     /// one) for a new tenant, and whatever an existing tenant has.
@@ -77,10 +81,21 @@ fn small() -> Tier {
 
 fn hostname_list() -> utoipa::openapi::schema::Array {
     utoipa::openapi::schema::ArrayBuilder::new()
-        .items(utoipa::openapi::Ref::from_schema_name(<Hostname as utoipa::ToSchema>::name()))
+        .items(utoipa::openapi::Ref::from_schema_name(
+            <Hostname as utoipa::ToSchema>::name(),
+        ))
         .min_items(Some(1))
         .unique_items(true)
         .build()
+}
+
+/// The text form of maintenance windows (`Maintenance` in the API document), or `null`.
+fn maintenance_text() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let one_of = utoipa::openapi::schema::OneOfBuilder::new()
+        .item(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Null))
+        .item(utoipa::openapi::Ref::from_schema_name("Maintenance"))
+        .build();
+    utoipa::openapi::schema::Schema::OneOf(one_of).into()
 }
 
 fn windows_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaintenanceWindows>, D::Error> {
@@ -147,7 +162,11 @@ pub enum CatalogError {
         "the catalog would deprovision {count} tenants ({}), more than the {max} allowed; check the list, then pass --max-deletions {count} (max_deletions in the API)",
         ids.join(", ")
     )]
-    TooManyDeletions { count: usize, max: usize, ids: Vec<String> },
+    TooManyDeletions {
+        count: usize,
+        max: usize,
+        ids: Vec<String>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -226,7 +245,8 @@ impl Catalog {
                 .map_err(|e| refuse(e.to_string()))?;
             if tenant.pin_platform && tenant.platform.is_none() {
                 return Err(refuse(
-                    "pin_platform needs the platform version to pin: add `platform: MAJOR.MINOR.PATCH`".into(),
+                    "pin_platform needs the platform version to pin: add `platform: MAJOR.MINOR.PATCH`"
+                        .into(),
                 ));
             }
             if let Some(first) = seen.insert(tenant.id.clone(), index) {
@@ -321,7 +341,10 @@ impl CatalogPlan {
     }
 
     pub fn failed(&self) -> usize {
-        self.tenants.iter().filter(|t| t.status == ActionStatus::Failed).count()
+        self.tenants
+            .iter()
+            .filter(|t| t.status == ActionStatus::Failed)
+            .count()
     }
 }
 
@@ -329,7 +352,7 @@ impl CatalogPlan {
 #[derive(Debug, Clone)]
 enum Act {
     Create(Box<CatalogTenant>),
-    Change { change: SpecChange, version: u64 },
+    Change(SpecChange),
     Deprovision,
     Nothing,
 }
@@ -349,7 +372,10 @@ fn decide(catalog: &Catalog, records: &[TenantRecord], prune: bool) -> Vec<(Plan
             error: None,
         };
         let Some(record) = stored.get(&entry.id) else {
-            out.push((planned(CatalogAction::Create, vec![], vec![]), Act::Create(Box::new(entry.clone()))));
+            out.push((
+                planned(CatalogAction::Create, vec![], vec![]),
+                Act::Create(Box::new(entry.clone())),
+            ));
             continue;
         };
         if record.spec.environment != catalog.environment {
@@ -360,7 +386,10 @@ fn decide(catalog: &Catalog, records: &[TenantRecord], prune: bool) -> Vec<(Plan
             out.push((planned(CatalogAction::Blocked, vec![], vec![note]), Act::Nothing));
             continue;
         }
-        if matches!(record.state, TenantState::Deprovisioning { .. } | TenantState::Deleted {}) {
+        if matches!(
+            record.state,
+            TenantState::Deprovisioning { .. } | TenantState::Deleted {}
+        ) {
             let note = format!(
                 "tenant {} is {}; its id cannot be used again: pick another id",
                 entry.id,
@@ -374,10 +403,7 @@ fn decide(catalog: &Catalog, records: &[TenantRecord], prune: bool) -> Vec<(Plan
             true => out.push((planned(CatalogAction::Unchanged, vec![], notes), Act::Nothing)),
             false => out.push((
                 planned(CatalogAction::Change, changes, notes),
-                Act::Change {
-                    change,
-                    version: record.version,
-                },
+                Act::Change(change),
             )),
         }
     }
@@ -445,7 +471,8 @@ fn compare(entry: &CatalogTenant, record: &TenantRecord) -> (SpecChange, Vec<Fie
         change.hostnames = Some(entry.hostnames.clone());
     }
     if entry.maintenance != spec.maintenance {
-        let text = |w: &Option<MaintenanceWindows>| w.as_ref().map_or("any time".to_owned(), |w| w.to_string());
+        let text =
+            |w: &Option<MaintenanceWindows>| w.as_ref().map_or("any time".to_owned(), |w| w.to_string());
         field("maintenance", text(&spec.maintenance), text(&entry.maintenance));
         change.maintenance = Some(entry.maintenance.clone());
     }
@@ -477,7 +504,11 @@ fn compare(entry: &CatalogTenant, record: &TenantRecord) -> (SpecChange, Vec<Fie
     };
     if pinned_release != spec.pinned_release {
         let text = |r: &Option<ReleaseVersion>| r.as_ref().map_or("none".to_owned(), |r| r.to_string());
-        field("pinned_release", text(&spec.pinned_release), text(&pinned_release));
+        field(
+            "pinned_release",
+            text(&spec.pinned_release),
+            text(&pinned_release),
+        );
         change.pinned_release = Some(pinned_release);
     }
     if let (Some(want), Some(now)) = (&entry.release, &current) {
@@ -507,7 +538,10 @@ pub fn plan(catalog: &Catalog, records: &[TenantRecord], prune: bool) -> Catalog
         environment: catalog.environment.clone(),
         prune,
         applied: false,
-        tenants: decide(catalog, records, prune).into_iter().map(|(p, _)| p).collect(),
+        tenants: decide(catalog, records, prune)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect(),
     }
 }
 
@@ -598,9 +632,11 @@ impl CatalogCommands {
                     .await
                     .map(drop)
                     .map_err(|e| describe(&e)),
-                Act::Change { change, version } => self
+                // The change sets the catalog's values, not deltas: applied over a
+                // write that came in since the plan, it still leaves what the file says.
+                Act::Change(change) => self
                     .tenants
-                    .update_spec(&planned.id, &change, Some(version), actor, RolloutHold::Respect)
+                    .update_spec(&planned.id, &change, None, actor, RolloutHold::Respect)
                     .await
                     .map(drop)
                     .map_err(|e| describe(&e)),
@@ -636,5 +672,4 @@ fn describe(e: &CommandError) -> String {
 }
 
 #[cfg(test)]
-#[path = "catalog_tests.rs"]
 mod tests;

@@ -31,8 +31,8 @@ pub struct ApplyArgs {
     #[arg(long)]
     prune: bool,
     /// With --prune, the most tenants the apply may deprovision; more refuses the whole
-    /// apply. Default 0: any deprovision must be allowed explicitly.
-    #[arg(long, default_value_t = 0)]
+    /// apply. Default 0: any deprovision must be allowed explicitly. At most 10000.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     max_deletions: u32,
 }
 
@@ -53,7 +53,10 @@ pub async fn run(
     let CatalogCommand::Apply(args) = command;
     let text = std::fs::read_to_string(&args.file).map_err(|e| Failure {
         code: EXIT_INVALID_INPUT,
-        error: anyhow::anyhow!("cannot read the catalog {}: {e}; pass the file with -f", args.file.display()),
+        error: anyhow::anyhow!(
+            "cannot read the catalog {}: {e}; pass the file with -f",
+            args.file.display()
+        ),
     })?;
     let catalog = Catalog::parse(&text).map_err(|e| Failure {
         code: EXIT_INVALID_INPUT,
@@ -66,7 +69,11 @@ pub async fn run(
                 prune: args.prune,
                 max_deletions: args.max_deletions,
             };
-            let path = if args.apply { "/v1/catalog/apply" } else { "/v1/catalog/plan" };
+            let path = if args.apply {
+                "/v1/catalog/apply"
+            } else {
+                "/v1/catalog/plan"
+            };
             remote.post::<CatalogPlan>(path, Some(&body)).await?
         }
         None => {
@@ -112,7 +119,7 @@ fn print_plan(output: OutputFormat, plan: &CatalogPlan, max_deletions: u32) -> R
             (true, ActionStatus::Applied) => "applied",
             (true, ActionStatus::Failed) => "FAILED",
         };
-        println!("{:<12} {:<28} {status}", t.action.as_str(), t.id);
+        println!("{:<12} {:<28} {status}", t.action.as_str(), t.id.as_str());
         for c in &t.changes {
             println!("             {}: {} → {}", c.field, c.from, c.to);
         }

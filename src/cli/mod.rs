@@ -397,9 +397,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tenant { .. }
         | Command::Catalog { .. }
         | Command::Policy { .. }
-        | Command::Rollout { .. } => {
-            cli.server.as_deref().map(remote::Remote::new).transpose()?
-        }
+        | Command::Rollout { .. } => cli.server.as_deref().map(remote::Remote::new).transpose()?,
         _ => None,
     };
     let runs_locally = matches!(

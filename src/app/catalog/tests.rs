@@ -57,7 +57,10 @@ fn the_plan_creates_changes_and_keeps_or_prunes() {
     );
     assert_eq!(acme.notes, ["release differs: 1.0.0 → 1.1.0 (use a rollout)"]);
     assert_eq!(action(&kept, "initech").action, CatalogAction::Kept);
-    assert!(kept.tenants.iter().all(|t| t.id.as_str() != "umbrella"), "other environments are left out");
+    assert!(
+        kept.tenants.iter().all(|t| t.id.as_str() != "umbrella"),
+        "other environments are left out"
+    );
 
     let pruned = plan(&catalog, &records, true);
     assert_eq!(action(&pruned, "initech").action, CatalogAction::Deprovision);
@@ -83,11 +86,21 @@ fn a_bad_entry_is_named_with_its_field() {
 
     let twice = CATALOG.replace("id: globex", "id: acme");
     let err = Catalog::parse(&twice).unwrap_err().to_string();
-    assert!(err.contains("tenants[1] (id acme)") && err.contains("listed twice"), "{err}");
+    assert!(
+        err.contains("tenants[1] (id acme)") && err.contains("listed twice"),
+        "{err}"
+    );
 
-    let err = Catalog::parse(&CATALOG.replace("version: 1", "version: 2")).unwrap_err().to_string();
+    let err = Catalog::parse(&CATALOG.replace("version: 1", "version: 2"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("write `version: 1`"), "{err}");
 
-    let err = Catalog::parse(&CATALOG.replace("[globex.example.com]", "[]")).unwrap_err().to_string();
-    assert!(err.contains("tenants[1] (id globex)") && err.contains("at least one hostname"), "{err}");
+    let err = Catalog::parse(&CATALOG.replace("[globex.example.com]", "[]"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tenants[1] (id globex)") && err.contains("at least one hostname"),
+        "{err}"
+    );
 }
