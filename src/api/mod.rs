@@ -4,6 +4,7 @@
 //! before acting, and answer errors with one JSON shape ([`ApiError`]).
 
 pub mod auth;
+mod catalog;
 mod dashboard;
 mod drift;
 mod error;
@@ -77,6 +78,10 @@ impl ApiState {
 
     pub(crate) fn events(&self) -> crate::app::EventCommands {
         self.0.app.events()
+    }
+
+    pub(crate) fn catalog(&self) -> crate::app::CatalogCommands {
+        self.0.app.catalog()
     }
 
     pub(crate) fn drift(&self) -> &crate::app::DriftCommands {
@@ -172,6 +177,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/tenants/{id}/rollback", post(tenants::rollback))
         .route("/v1/tenants/{id}/restore", post(tenants::restore))
         .route("/v1/tenants/{id}/deprovision", post(tenants::deprovision))
+        .route("/v1/catalog/plan", post(catalog::plan))
+        .route("/v1/catalog/apply", post(catalog::apply))
         .route("/v1/policy", get(policy::get))
         .route(
             "/v1/policy/defaults/{environment}/{region}",

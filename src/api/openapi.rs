@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{drift, error, events, fleet, ops, policy, rollouts, tenants, views};
+use super::{catalog, drift, error, events, fleet, ops, policy, rollouts, tenants, views};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,7 @@ use super::{drift, error, events, fleet, ops, policy, rollouts, tenants, views};
         drift::tenant_drift, drift::fleet_drift,
         events::list, events::redeliver,
         ops::healthz, ops::readyz, ops::metrics,
+        catalog::plan, catalog::apply,
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail, super::extract::IdempotencyKey,
@@ -31,11 +32,13 @@ use super::{drift, error, events, fleet, ops, policy, rollouts, tenants, views};
         policy::PolicyView, policy::PolicyChangeView, policy::RegionDefault, policy::GroupOverride, views::SetVersions,
         rollouts::StartRollout, rollouts::RolloutView, rollouts::WaveBakeEvidence, rollouts::MemberOutageOverrun, crate::record::BakeCheck, crate::record::AlarmSeen, rollouts::RolloutPage,
         fleet::FleetSummaryView, fleet::DeploymentReportView, fleet::ReportRow, fleet::ReportTotals, fleet::OutageView, ops::Health,
+        catalog::CatalogRequest, crate::app::catalog::Catalog, crate::app::catalog::CatalogTenant, crate::app::catalog::CatalogPlan,
+        crate::app::catalog::PlannedTenant, crate::app::catalog::FieldChange, crate::app::catalog::CatalogAction, crate::app::catalog::ActionStatus,
         crate::app::DriftView, crate::app::drift::DriftFindingView, crate::app::DriftedPage, crate::app::drift::DriftedTenant,
         events::EventView, events::DeliveryView, events::EventList,
     )),
     modifiers(&BearerAuth),
-    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "events"), (name = "ops"))
+    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "catalog"), (name = "events"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

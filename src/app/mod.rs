@@ -13,6 +13,7 @@
 //! This layer may use `domain`, `machine`, `record`, `ports`, `rollout` and `store`
 //! (only to build the DynamoDB implementation of the ports).
 
+pub mod catalog;
 pub mod drift;
 pub mod events;
 pub mod previews;
@@ -32,6 +33,7 @@ use crate::store::DynamoStore;
 pub use crate::store::check::FleetCheck;
 pub use crate::store::table::{TableError, TableOutcome};
 pub use crate::store::ClaimBackfill;
+pub use catalog::{Catalog, CatalogCommands, CatalogError, CatalogPlan};
 pub use drift::{DriftCommands, DriftError, DriftView, DriftedPage, SweepPass, SweepRate};
 pub use events::{EventCommands, EventError, MAX_EVENTS_LISTED};
 pub use previews::{GroupPreview, PlanPreview};
@@ -150,6 +152,11 @@ impl App {
 
     pub fn tenants(&self) -> &TenantCommands {
         &self.tenants
+    }
+
+    /// The catalog's plan and apply, through the same tenant commands.
+    pub fn catalog(&self) -> CatalogCommands {
+        CatalogCommands::new(self.tenants.store().clone(), self.tenants.clone())
     }
 
     pub fn rollouts(&self) -> &RolloutCommands {

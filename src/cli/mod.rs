@@ -18,6 +18,7 @@
 //! | 7 | [`EXIT_FLEET_UNSOUND`] | `fleet check` found broken invariants |
 //! | 8 | [`EXIT_DRIFTED`] | `tenant drift` found the tenant drifted from its desired revision |
 
+mod catalog;
 mod config;
 mod events;
 mod output;
@@ -133,6 +134,11 @@ enum Command {
     Tenant {
         #[command(subcommand)]
         command: tenant::TenantCommand,
+    },
+    /// Reconcile one environment's tenants to a catalog file (a dry run unless --apply).
+    Catalog {
+        #[command(subcommand)]
+        command: catalog::CatalogCommand,
     },
     /// The version policy: default release per environment and region, group overrides.
     Policy {
@@ -394,9 +400,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .collect();
     tenant_orchestrator::domain::allow_extra_regions(&extra_regions)?;
     let remote = match cli.command {
-        Command::Tenant { .. } | Command::Policy { .. } | Command::Rollout { .. } => {
-            cli.server.as_deref().map(remote::Remote::new).transpose()?
-        }
+        Command::Tenant { .. }
+        | Command::Catalog { .. }
+        | Command::Policy { .. }
+        | Command::Rollout { .. } => cli.server.as_deref().map(remote::Remote::new).transpose()?,
         _ => None,
     };
     let runs_locally = matches!(
@@ -447,6 +454,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Tenant { command } => tenant::run(&cli.table, remote.as_ref(), cli.output, command).await,
+        Command::Catalog { command } => catalog::run(&cli.table, remote.as_ref(), cli.output, command).await,
         Command::Policy { command } => policy::run(&cli.table, remote.as_ref(), command).await,
         Command::Rollout { command } => rollout::run(&cli.table, remote.as_ref(), cli.output, command).await,
         Command::Platform(args) => platform::run(args, cli.output).await,

@@ -440,6 +440,10 @@ impl Actor {
     pub fn api(token_name: &str) -> Self {
         Self(format!("api:{token_name}"))
     }
+    /// A catalog apply on behalf of `principal` (an operator or an API caller).
+    pub fn catalog(principal: &Actor) -> Self {
+        Self(format!("catalog:{}", principal.0))
+    }
     /// The controller carrying out a rollout.
     pub fn rollout(id: &RolloutId) -> Self {
         Self(format!("rollout:{id}"))
