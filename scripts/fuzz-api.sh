@@ -56,6 +56,11 @@ api() {
 }
 api /v1/tenants '{"id": "acme-corp", "region": "eu-west-1", "environment": "prod", "hostnames": ["acme.example.com"], "release": "1.4.2"}'
 api /v1/rollouts '{"id": "r-2026-11-21-1-4-2", "spec": {"release": "1.4.2", "selector": {"regions": ["eu-west-1"]}, "strategy": {"waves": ["1", "50%", "100%"], "bake_time": "0s", "bake_checks": 0}}}'
+# Event ids are made by the server, one per change: the tenant's creation wrote one,
+# and redelivery is fuzzed on it (scripts/schemathesis.toml reads FUZZ_EVENT_ID).
+FUZZ_EVENT_ID="$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/events?limit=1" |
+  "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["events"][0]["id"])')"
+export FUZZ_EVENT_ID
 
 echo "fuzz-api: schemathesis, all checks, $examples examples per operation" >&2
 status=0

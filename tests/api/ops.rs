@@ -102,6 +102,8 @@ async fn the_openapi_document_publishes_the_enforced_contract() {
     );
     let pause = &paths["/v1/rollouts"]["post"]["responses"]["201"]["links"]["PauseRollout"];
     assert_eq!(pause["operationId"], "rollout_pause");
+    let redeliver = &paths["/v1/events"]["get"]["responses"]["200"]["links"]["RedeliverEvent"];
+    assert_eq!(redeliver["parameters"]["id"], "$response.body#/events/0/id");
     let limit = paths["/v1/tenants"]["get"]["parameters"]
         .as_array()
         .unwrap()
