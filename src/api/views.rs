@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::openapi::schema::{ArrayBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
+use crate::app::views::{maintenance_text, windows_as_text, windows_text};
 pub use crate::app::views::{
     FactsView, HistoryEntry, HistoryPage, LeaseView, PlatformView, RevisionParts, RevisionView, SchemaView,
     TenantPage, TenantRow, TenantView,
@@ -57,21 +58,6 @@ pub struct CreateTenant {
     pub pin_platform: bool,
 }
 
-/// Maintenance windows in their text form: `"Europe/Berlin Sun 02:00 4h, Wed 22:00 2h"`.
-fn windows_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaintenanceWindows>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|text| text.parse().map_err(serde::de::Error::custom))
-        .transpose()
-}
-
-/// Writes maintenance windows in the text form [`windows_text`] reads.
-fn windows_as_text<S: serde::Serializer>(w: &Option<MaintenanceWindows>, s: S) -> Result<S::Ok, S::Error> {
-    match w {
-        Some(w) => s.serialize_some(&w.to_string()),
-        None => s.serialize_none(),
-    }
-}
-
 /// As [`windows_as_text`], for a change: `null` removes the windows.
 fn change_as_text<S: serde::Serializer>(
     w: &Option<Option<MaintenanceWindows>>,
@@ -83,16 +69,6 @@ fn change_as_text<S: serde::Serializer>(
 /// As [`windows_text`], telling an absent field from `null`.
 fn present_windows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<MaintenanceWindows>>, D::Error> {
     windows_text(d).map(Some)
-}
-
-/// The text form of maintenance windows (`Maintenance` in the document, with the
-/// grammar the parser takes), or `null`.
-fn maintenance_text() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    let one_of = utoipa::openapi::schema::OneOfBuilder::new()
-        .item(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Null))
-        .item(utoipa::openapi::Ref::from_schema_name("Maintenance"))
-        .build();
-    utoipa::openapi::schema::Schema::OneOf(one_of).into()
 }
 
 /// Hostnames: at least one, each once.

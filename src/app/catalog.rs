@@ -12,10 +12,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::tenants::{CommandError, RolloutHold, SpecChange, TenantCommands};
+use super::views::{maintenance_text, windows_as_text, windows_text};
 use crate::domain::{
     Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion, TenantId,
     TenantSpec, Tier,
@@ -87,28 +88,6 @@ fn hostname_list() -> utoipa::openapi::schema::Array {
         .min_items(Some(1))
         .unique_items(true)
         .build()
-}
-
-/// The text form of maintenance windows (`Maintenance` in the API document), or `null`.
-fn maintenance_text() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    let one_of = utoipa::openapi::schema::OneOfBuilder::new()
-        .item(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Null))
-        .item(utoipa::openapi::Ref::from_schema_name("Maintenance"))
-        .build();
-    utoipa::openapi::schema::Schema::OneOf(one_of).into()
-}
-
-fn windows_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaintenanceWindows>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|text| text.parse().map_err(serde::de::Error::custom))
-        .transpose()
-}
-
-fn windows_as_text<S: serde::Serializer>(w: &Option<MaintenanceWindows>, s: S) -> Result<S::Ok, S::Error> {
-    match w {
-        Some(w) => s.serialize_some(&w.to_string()),
-        None => s.serialize_none(),
-    }
 }
 
 impl CatalogTenant {
