@@ -6,18 +6,18 @@
 //! The worker processes are this test binary re-executed with `CRASH_CHILD=1`, which
 //! runs `crash_child_worker` (ignored in normal runs).
 
+#[path = "common/child_worker.rs"]
+mod child_worker;
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use child_worker::{RunLine, RunLog};
 use common::*;
-use serde::{Deserialize, Serialize};
 use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::record::Actor;
@@ -25,55 +25,24 @@ use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::store::{DynamoStore, TenantStore};
 use tenant_orchestrator::worker::{Worker, WorkerConfig};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RunLine {
-    tenant: String,
-    step: StepKind,
-    owner: String,
-    fence: u64,
-    phase: String,
-    at: DateTime<Utc>,
-}
-
 /// Test double: appends start/end lines to a log shared by all worker processes, and
 /// takes `slow` on the Deploy step so a kill lands mid-step.
 struct FileRecordingStep {
-    log: std::path::PathBuf,
+    log: RunLog,
     slow: Duration,
-}
-
-impl FileRecordingStep {
-    fn append(&self, line: &RunLine) {
-        let mut text = serde_json::to_string(line).unwrap();
-        text.push('\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-    }
 }
 
 #[async_trait]
 impl Step for FileRecordingStep {
     async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
-        let line = |phase: &str| RunLine {
-            tenant: ctx.tenant.id().to_string(),
-            step: ctx.step,
-            owner: ctx.worker.to_owned(),
-            fence: ctx.fence,
-            phase: phase.into(),
-            at: Utc::now(),
-        };
-        self.append(&line("start"));
+        self.log.append(&ctx, "start");
         let pause = if ctx.step == StepKind::Deploy {
             self.slow
         } else {
             Duration::from_millis(20)
         };
         tokio::time::sleep(pause).await;
-        self.append(&line("end"));
+        self.log.append(&ctx, "end");
         StepOutcome::done(format!("{} done", ctx.step), ctx.tenant.facts.clone())
     }
 }
@@ -94,7 +63,7 @@ fn crash_child_worker() {
             env("CRASH_TABLE"),
         ));
         let step = Arc::new(FileRecordingStep {
-            log: env("CRASH_LOG").into(),
+            log: RunLog(env("CRASH_LOG").into()),
             slow: Duration::from_millis(env("CRASH_SLOW_MS").parse().unwrap()),
         });
         let config = WorkerConfig {
@@ -109,33 +78,17 @@ fn crash_child_worker() {
     });
 }
 
-fn spawn_worker(table: &str, log: &std::path::Path, owner: &str, slow_ms: u64) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash_child_worker",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("CRASH_CHILD", "1")
-        .env("CRASH_TABLE", table)
-        .env("CRASH_LOG", log)
-        .env("CRASH_OWNER", owner)
-        .env("CRASH_SLOW_MS", slow_ms.to_string())
-        .env("TENANTCTL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-fn read_log(path: &std::path::Path) -> Vec<RunLine> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+fn spawn_worker(table: &str, log: &RunLog, owner: &str, slow_ms: u64) -> Child {
+    child_worker::spawn(
+        "crash_child_worker",
+        &[
+            ("CRASH_CHILD", "1".into()),
+            ("CRASH_TABLE", table.into()),
+            ("CRASH_LOG", log.0.display().to_string()),
+            ("CRASH_OWNER", owner.into()),
+            ("CRASH_SLOW_MS", slow_ms.to_string()),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -150,45 +103,23 @@ async fn a_worker_killed_mid_step_is_replaced_and_no_step_runs_under_two_owners_
             .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("runs.jsonl");
+    let log = child_worker::log_in(dir.path());
 
     // Worker A: Deploy takes 30 s, so it is surely mid-step when killed.
-    let mut a = spawn_worker(store.table(), &log, "worker-a", 30_000);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !read_log(&log)
-        .iter()
-        .any(|l| l.owner == "worker-a" && l.step == StepKind::Deploy)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker A never reached Deploy"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    a.kill().unwrap(); // SIGKILL: no shutdown, no lease release
-    a.wait().unwrap();
+    let a = spawn_worker(store.table(), &log, "worker-a", 30_000);
+    log.wait_for_start("worker-a", StepKind::Deploy, Duration::from_secs(30))
+        .await;
+    child_worker::kill(a);
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let a_lease_ends = child_worker::lease_ends_of(store.as_ref(), &id_refs, "worker-a").await;
 
-    // The leases A held when it died: their expiry is when A's claim truly ended.
-    let mut a_lease_ends: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-    for id in &ids {
-        let r = store.load(&tenant_id(id)).await.unwrap();
-        if let Some(l) = r.lease.filter(|l| l.owner == "worker-a") {
-            a_lease_ends.insert(id.clone(), l.expires_at);
-        }
-    }
-    assert!(
-        !a_lease_ends.is_empty(),
-        "worker A held no lease when it was killed"
-    );
-
-    let mut b = spawn_worker(store.table(), &log, "worker-b", 100);
+    let b = spawn_worker(store.table(), &log, "worker-b", 100);
     for id in &ids {
         wait_for_state(store.as_ref(), &tenant_id(id), "Active", Duration::from_secs(60)).await;
     }
-    b.kill().unwrap();
-    b.wait().unwrap();
+    child_worker::kill(b);
 
-    let runs = read_log(&log);
+    let runs = log.read();
     for id in &ids {
         // No tenant lost: every one is Active with a complete, ordered history in
         // which each provisioning step succeeded exactly once, under growing fences.
@@ -207,34 +138,7 @@ async fn a_worker_killed_mid_step_is_replaced_and_no_step_runs_under_two_owners_
             "{id}: fences went back: {fences:?}"
         );
 
-        // No step under two owners at once: each run lasts from its start to its end,
-        // or, for a run killed with its worker, to the expiry of that worker's lease.
-        let mut spans: Vec<(String, StepKind, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
-        for start in runs.iter().filter(|l| &l.tenant == id && l.phase == "start") {
-            let end = runs
-                .iter()
-                .find(|l| {
-                    l.tenant == start.tenant
-                        && l.step == start.step
-                        && l.fence == start.fence
-                        && l.phase == "end"
-                })
-                .map(|l| l.at)
-                .unwrap_or_else(|| a_lease_ends[id]);
-            spans.push((start.owner.clone(), start.step, start.at, end));
-        }
-        for (i, x) in spans.iter().enumerate() {
-            for y in &spans[i + 1..] {
-                if x.0 != y.0 && x.1 == y.1 {
-                    let overlap = x.2 < y.3 && y.2 < x.3;
-                    assert!(
-                        !overlap,
-                        "{id}: {:?} ran under {} and {} at once: {x:?} {y:?}",
-                        x.1, x.0, y.0
-                    );
-                }
-            }
-        }
+        log.assert_no_step_under_two_owners(id, a_lease_ends.get(id).copied());
     }
     // The killed step really was re-run by the new owner, after A's lease ran out.
     let killed: Vec<&RunLine> = runs

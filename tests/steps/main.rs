@@ -4,6 +4,8 @@
 //! verify against `localstack/helm-standin` and local health endpoints; DynamoDB Local
 //! for the worker. Run `eval "$(localstack/start.sh)"` first (scripts/test.sh does it).
 
+#[path = "../common/child_worker.rs"]
+mod child_worker;
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../fault_proxy_support/mod.rs"]

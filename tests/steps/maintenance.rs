@@ -4,9 +4,7 @@
 //! the bypass header, and every path out of the upgrade (success, rollback, a worker
 //! killed with SIGKILL in maintenance) ends with no maintenance rule on any listener.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,8 +12,7 @@ use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, HostHeaderConditionConfig, ProtocolEnum, RuleCondition, TargetTypeEnum,
 };
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState, UpgradeStep};
 use tenant_orchestrator::record::{Actor, Maintenance, OutageCause, TenantRecord};
@@ -30,6 +27,7 @@ use tenant_orchestrator::store::{DynamoStore, TenantStore};
 use tenant_orchestrator::worker::{Worker, WorkerConfig};
 
 use crate::certificates::platform::Platform;
+use crate::child_worker::{self, RunLog};
 use crate::common::*;
 use crate::helm_support::*;
 
@@ -545,49 +543,18 @@ async fn deprovisioning_removes_the_rules_a_crashed_quiesce_left_before_it_relea
 
 // ---- A worker killed with SIGKILL while the tenant is in maintenance ----------------
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RunLine {
-    tenant: String,
-    step: StepKind,
-    owner: String,
-    fence: u64,
-    phase: String,
-    at: DateTime<Utc>,
-}
-
 /// Test double wrapper: appends each run's start and end to a log shared by the
 /// worker processes; every step but Quiesce and Reopen is a no-op, Backup a slow one.
 struct Recorded {
-    log: std::path::PathBuf,
+    log: RunLog,
     inner: Option<Arc<dyn Step>>,
     slow_backup: Duration,
-}
-
-impl Recorded {
-    fn append(&self, ctx: &StepContext<'_>, phase: &str) {
-        let line = RunLine {
-            tenant: ctx.tenant.id().to_string(),
-            step: ctx.step,
-            owner: ctx.worker.to_owned(),
-            fence: ctx.fence,
-            phase: phase.into(),
-            at: Utc::now(),
-        };
-        let mut text = serde_json::to_string(&line).unwrap();
-        text.push('\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-    }
 }
 
 #[async_trait]
 impl Step for Recorded {
     async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
-        self.append(&ctx, "start");
+        self.log.append(&ctx, "start");
         let outcome = match &self.inner {
             Some(inner) => inner.run(ctx).await,
             None => {
@@ -599,7 +566,7 @@ impl Step for Recorded {
                 StepOutcome::done(format!("{} done", ctx.step), facts)
             }
         };
-        self.append(&ctx, "end");
+        self.log.append(&ctx, "end");
         outcome
     }
 }
@@ -635,7 +602,7 @@ fn maintenance_child_worker() {
         ));
         let recorded = |inner: Option<Arc<dyn Step>>| -> Arc<dyn Step> {
             Arc::new(Recorded {
-                log: env("MAINTENANCE_LOG").into(),
+                log: RunLog(env("MAINTENANCE_LOG").into()),
                 inner,
                 slow_backup: Duration::from_millis(env("MAINTENANCE_SLOW_MS").parse().unwrap()),
             })
@@ -655,40 +622,18 @@ fn maintenance_child_worker() {
     });
 }
 
-fn spawn_worker(
-    table: &str,
-    listeners: &[String],
-    log: &std::path::Path,
-    owner: &str,
-    slow_ms: u64,
-) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "maintenance::maintenance_child_worker",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("MAINTENANCE_CHILD", "1")
-        .env("MAINTENANCE_TABLE", table)
-        .env("MAINTENANCE_LISTENERS", listeners.join(","))
-        .env("MAINTENANCE_LOG", log)
-        .env("MAINTENANCE_OWNER", owner)
-        .env("MAINTENANCE_SLOW_MS", slow_ms.to_string())
-        .env("TENANTCTL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-fn read_log(path: &std::path::Path) -> Vec<RunLine> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+fn spawn_worker(table: &str, listeners: &[String], log: &RunLog, owner: &str, slow_ms: u64) -> Child {
+    child_worker::spawn(
+        "maintenance::maintenance_child_worker",
+        &[
+            ("MAINTENANCE_CHILD", "1".into()),
+            ("MAINTENANCE_TABLE", table.into()),
+            ("MAINTENANCE_LISTENERS", listeners.join(",")),
+            ("MAINTENANCE_LOG", log.0.display().to_string()),
+            ("MAINTENANCE_OWNER", owner.into()),
+            ("MAINTENANCE_SLOW_MS", slow_ms.to_string()),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -705,10 +650,10 @@ async fn a_worker_killed_in_maintenance_leaves_no_maintenance_rule_once_the_tena
             .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("runs.jsonl");
+    let log = child_worker::log_in(dir.path());
 
     // Worker A provisions, then upgrades in maintenance; its Backup takes 60 s.
-    let mut a = spawn_worker(store.table(), &platform.listeners, &log, "worker-a", 60_000);
+    let a = spawn_worker(store.table(), &platform.listeners, &log, "worker-a", 60_000);
     for id in ids {
         wait_for_state(store.as_ref(), &tenant_id(id), "Active", Duration::from_secs(60)).await;
         let upgrade = TenantEvent::Upgrade {
@@ -716,37 +661,17 @@ async fn a_worker_killed_in_maintenance_leaves_no_maintenance_rule_once_the_tena
         };
         commands.command(&tenant_id(id), upgrade, &op).await.unwrap();
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !read_log(&log)
-        .iter()
-        .any(|l| l.owner == "worker-a" && l.step == StepKind::Backup)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker A never reached Backup"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    log.wait_for_start("worker-a", StepKind::Backup, Duration::from_secs(60))
+        .await;
     let mut in_maintenance = 0;
     for listener in &platform.listeners {
         in_maintenance += maintenance_rules(&platform.aws, listener).await.len();
     }
     assert!(in_maintenance >= 2, "a tenant is in maintenance when A is killed");
-    a.kill().unwrap(); // SIGKILL: no shutdown, no lease release
-    a.wait().unwrap();
-    let mut a_lease_ends: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-    for id in ids {
-        let r = store.load(&tenant_id(id)).await.unwrap();
-        if let Some(l) = r.lease.filter(|l| l.owner == "worker-a") {
-            a_lease_ends.insert(id.to_owned(), l.expires_at);
-        }
-    }
-    assert!(
-        !a_lease_ends.is_empty(),
-        "worker A held no lease when it was killed"
-    );
+    child_worker::kill(a);
+    let a_lease_ends = child_worker::lease_ends_of(store.as_ref(), &ids, "worker-a").await;
 
-    let mut b = spawn_worker(store.table(), &platform.listeners, &log, "worker-b", 10);
+    let b = spawn_worker(store.table(), &platform.listeners, &log, "worker-b", 10);
     for id in ids {
         let r = wait_for_state(store.as_ref(), &tenant_id(id), "Active", Duration::from_secs(60)).await;
         assert_eq!(
@@ -759,8 +684,7 @@ async fn a_worker_killed_in_maintenance_leaves_no_maintenance_rule_once_the_tena
         );
         assert_eq!(r.facts.maintenance, None, "{id}");
     }
-    b.kill().unwrap();
-    b.wait().unwrap();
+    child_worker::kill(b);
 
     for listener in &platform.listeners {
         assert_eq!(
@@ -769,39 +693,9 @@ async fn a_worker_killed_in_maintenance_leaves_no_maintenance_rule_once_the_tena
             "rules left on {listener}"
         );
     }
-    let runs = read_log(&log);
+    let runs = log.read();
     for id in ids {
-        // No step under two owners at once: a run lasts from its start to its end, or,
-        // for a run killed with its worker, to the expiry of that worker's lease.
-        let mut spans: Vec<(String, StepKind, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
-        for start in runs.iter().filter(|l| l.tenant == id && l.phase == "start") {
-            let end = runs
-                .iter()
-                .find(|l| {
-                    l.tenant == id
-                        && l.step == start.step
-                        && l.fence == start.fence
-                        && l.phase == "end"
-                        && l.at >= start.at
-                })
-                .map(|l| l.at)
-                .or_else(|| a_lease_ends.get(id).copied())
-                .unwrap_or(start.at);
-            spans.push((start.owner.clone(), start.step, start.at, end));
-        }
-        for (i, x) in spans.iter().enumerate() {
-            for y in &spans[i + 1..] {
-                if x.0 != y.0 && x.1 == y.1 {
-                    assert!(
-                        !(x.2 < y.3 && y.2 < x.3),
-                        "{id}: {:?} ran under {} and {} at once",
-                        x.1,
-                        x.0,
-                        y.0
-                    );
-                }
-            }
-        }
+        log.assert_no_step_under_two_owners(id, a_lease_ends.get(id).copied());
         let reopened_by_b = runs.iter().any(|l| {
             l.tenant == id && l.owner == "worker-b" && l.step == StepKind::Reopen && l.phase == "end"
         });
