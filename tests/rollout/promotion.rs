@@ -9,10 +9,11 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tenant_orchestrator::app::{PromotionCommands, RuleRequest};
 use tenant_orchestrator::domain::{Environment, PromotionName, Region, RolloutId};
-use tenant_orchestrator::machine::{TenantEvent, TenantState};
+use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
 use tenant_orchestrator::record::{
     Actor, Cause, Phase, PromotionRecord, PromotionState, TenantRecord, Transition,
 };
+use tenant_orchestrator::step::StepOutcome;
 use tenant_orchestrator::store::{PolicyStore, PromotionStore, RolloutStore, TenantStore};
 
 use crate::common::*;
@@ -128,7 +129,7 @@ async fn prod_rollouts(fleet: &Fleet) -> Vec<RolloutId> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_completed_rollout_advances_its_environments_policy_and_an_aborted_one_does_not() {
+async fn a_completed_rollout_advances_its_environments_policy_and_an_aborted_or_halted_one_does_not() {
     let mut fleet = Fleet::new(&tenants("eu", "eu-west-1", 2), "1.0.0").await;
     let test = Environment::parse("test").unwrap();
     let eu = Region::parse("eu-west-1").unwrap();
@@ -166,6 +167,23 @@ async fn a_completed_rollout_advances_its_environments_policy_and_an_aborted_one
         done.events
     );
     assert_eq!(fleet.rollout("r-aborted").await.phase, Phase::Aborted);
+
+    // Halted by a failed tenant: the policy stays on the last completed rollout's.
+    fleet.steps.script(
+        "eu-00",
+        StepKind::Verify,
+        vec![StepOutcome::fail("health check answered 503")],
+    );
+    let mut halting = advancing("3.0.0");
+    halting["strategy"]["failure_budget"] = json!(0);
+    fleet.start("r-halted", halting).await;
+    let halted = fleet
+        .wait_for("r-halted", LONG, "halted and settled", |r| r.is_settled())
+        .await;
+    assert_eq!(halted.phase, Phase::Halted, "{:#?}", halted.events);
+    let (policy, changes) = fleet.store.load_policy_audited().await.unwrap();
+    assert_eq!(policy.default_for(&test, &eu), Some(&release("2.0.0")));
+    assert_eq!(changes.len(), 1, "{changes:#?}");
     fleet.stop().await;
 }
 
