@@ -123,6 +123,13 @@ impl From<StoreError> for ApiError {
                 code: "event_not_found",
                 message: format!("{what} does not exist (or expired); list events with GET /v1/events"),
             },
+            StoreError::NotFound {
+                what,
+                entity: Entity::Promotion,
+            } => ApiError::NotFound {
+                code: "promotion_not_found",
+                message: format!("{what} does not exist; list promotion rules with GET /v1/promotions"),
+            },
             StoreError::Conflict { detail, .. } => ApiError::Conflict {
                 code: "version_conflict",
                 message: detail,

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 mod ops;
 mod policy;
+mod promotions;
 mod rollouts;
 mod tenants;
 pub mod views;
@@ -98,6 +99,10 @@ impl ApiState {
 
     pub(crate) fn rollouts(&self) -> &RolloutCommands {
         self.0.app.rollouts()
+    }
+
+    pub(crate) fn promotions(&self) -> crate::app::PromotionCommands {
+        self.0.app.promotions()
     }
 
     /// Rollouts started through the API are refused when their release has no image
@@ -188,6 +193,15 @@ pub fn router(state: ApiState) -> Router {
             "/v1/policy/groups/{environment}/{group}",
             put(policy::set_group).delete(policy::unset_group),
         )
+        .route("/v1/promotions", get(promotions::list))
+        .route(
+            "/v1/promotions/{name}",
+            get(promotions::get)
+                .put(promotions::set)
+                .delete(promotions::delete),
+        )
+        .route("/v1/promotions/{name}/approve", post(promotions::approve))
+        .route("/v1/promotions/{name}/cancel", post(promotions::cancel))
         .route("/v1/rollouts", get(rollouts::list).post(rollouts::start))
         .route("/v1/rollouts/plan", post(rollouts::plan))
         .route("/v1/rollouts/{id}", get(rollouts::get))

@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod drift;
 pub mod events;
 pub mod previews;
+pub mod promotions;
 pub mod rollouts;
 mod service;
 pub mod tenants;
@@ -26,7 +27,8 @@ use std::sync::Arc;
 
 use crate::ports::{
     CertificateSlotStore, DriftChecker, DriftStore, IdempotencyStore, PlatformArtifacts, PolicyStore,
-    ReleaseRegistry, ReportStore, RolloutStore, SessionStore, StoreError, TenantReads, TenantStore,
+    PromotionStore, ReleaseRegistry, ReportStore, RolloutStore, SessionStore, StoreError, TenantReads,
+    TenantStore,
 };
 use crate::store::DynamoStore;
 
@@ -37,6 +39,7 @@ pub use catalog::{Catalog, CatalogCommands, CatalogError, CatalogPlan};
 pub use drift::{DriftCommands, DriftError, DriftView, DriftedPage, SweepPass, SweepRate};
 pub use events::{EventCommands, EventError, MAX_EVENTS_LISTED};
 pub use previews::{GroupPreview, PlanPreview};
+pub use promotions::{PromotionCommands, PromotionError, RuleRequest};
 pub use rollouts::{RolloutCommands, RolloutError, Started};
 pub use service::{LocalTenants, TenantService};
 pub use tenants::{CommandError, RolloutHold, SpecChange, TenantCommands};
@@ -53,6 +56,7 @@ pub trait Backend:
     + SessionStore
     + CertificateSlotStore
     + DriftStore
+    + PromotionStore
 {
 }
 
@@ -66,6 +70,7 @@ impl<T> Backend for T where
         + SessionStore
         + CertificateSlotStore
         + DriftStore
+        + PromotionStore
 {
 }
 
@@ -161,6 +166,12 @@ impl App {
 
     pub fn rollouts(&self) -> &RolloutCommands {
         &self.rollouts
+    }
+
+    /// Promotion rules and their promotions (without soak checks: the controller's
+    /// pass, which has the bake probe, runs those).
+    pub fn promotions(&self) -> PromotionCommands {
+        PromotionCommands::new(self.table.clone(), self.table.clone(), self.rollouts.clone())
     }
 
     /// The store's reads and writes, for what has no use case of its own (listings,

@@ -164,6 +164,7 @@ impl RolloutCommands {
         let held_by = self.held_tenants().await?;
         let mut fleet = Vec::new();
         let mut held = Vec::new();
+        let mut other_environments = 0;
         let mut token = None;
         loop {
             let page = self
@@ -176,6 +177,12 @@ impl RolloutCommands {
                 .await?;
             for summary in &page.items {
                 let record = self.tenants.load(&summary.id).await?;
+                // Another environment's tenant is not part of the fleet this rollout
+                // plans over, so it counts as not selected.
+                if !spec.selector.admits_environment(&record.spec.environment) {
+                    other_environments += 1;
+                    continue;
+                }
                 let selected = spec.selector.matches(
                     record.id(),
                     &record.spec.region,
@@ -211,7 +218,7 @@ impl RolloutCommands {
             not_drifted = before - fleet.len();
         }
         let mut plan = plan(spec, &fleet, now);
-        plan.not_selected += not_drifted;
+        plan.not_selected += not_drifted + other_environments;
         plan.skipped.extend(held);
         plan.skipped.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(plan)

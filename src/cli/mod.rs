@@ -25,6 +25,7 @@ mod output;
 mod platform;
 mod policy;
 mod progress;
+mod promotion;
 mod remote;
 mod rollout;
 mod serve;
@@ -145,6 +146,12 @@ enum Command {
         #[command(subcommand)]
         command: policy::PolicyCommand,
     },
+    /// Promotion rules: after a rollout of one environment completes and soaks, start
+    /// the next environment's rollout of the same release.
+    Promotion {
+        #[command(subcommand)]
+        command: promotion::PromotionCommand,
+    },
     /// Fleet rollouts of a release.
     Rollout {
         #[command(subcommand)]
@@ -246,6 +253,17 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 tenant_orchestrator::app::RolloutError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
                 tenant_orchestrator::app::RolloutError::Store(StoreError::Conflict { .. }) => EXIT_CONFLICT,
                 tenant_orchestrator::app::RolloutError::Store(_) => EXIT_FAILURE,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<tenant_orchestrator::app::PromotionError>() {
+            use tenant_orchestrator::app::PromotionError;
+            return match e {
+                PromotionError::Invalid(_) => EXIT_INVALID_INPUT,
+                PromotionError::Refused { .. } => EXIT_CONFLICT,
+                PromotionError::Start(_) => EXIT_FAILURE,
+                PromotionError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
+                PromotionError::Store(StoreError::Conflict { .. }) => EXIT_CONFLICT,
+                PromotionError::Store(_) => EXIT_FAILURE,
             };
         }
         if let Some(e) = cause.downcast_ref::<tenant_orchestrator::app::DriftError>() {
@@ -410,6 +428,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         cli.command,
         Command::Table { .. }
             | Command::Platform(_)
+            | Command::Promotion { .. }
             | Command::Fleet { .. }
             | Command::Events { .. }
             | Command::Worker(_)
@@ -457,6 +476,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Catalog { command } => catalog::run(&cli.table, remote.as_ref(), cli.output, command).await,
         Command::Policy { command } => policy::run(&cli.table, remote.as_ref(), command).await,
         Command::Rollout { command } => rollout::run(&cli.table, remote.as_ref(), cli.output, command).await,
+        Command::Promotion { command } => promotion::run(&cli.table, cli.output, command).await,
         Command::Platform(args) => platform::run(args, cli.output).await,
         Command::Events { command } => events::run(&cli.table, cli.output, command).await,
         Command::Fleet {

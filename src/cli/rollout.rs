@@ -115,6 +115,9 @@ pub struct TargetArgs {
     /// Apply each selected tenant's desired revision again, even where it looks applied.
     #[arg(long)]
     reconcile: bool,
+    /// Select only this environment's tenants (the spec's `selector.environment`).
+    #[arg(long)]
+    environment: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -165,6 +168,12 @@ fn read_spec(path: Option<&std::path::Path>, target: TargetArgs) -> Result<Rollo
         if target.reconcile {
             fields.insert("reconcile".into(), true.into());
         }
+        if let Some(environment) = target.environment {
+            let selector = fields.entry("selector").or_insert_with(|| serde_json::json!({}));
+            if let Some(selector) = selector.as_object_mut() {
+                selector.insert("environment".into(), environment.into());
+            }
+        }
     }
     serde_json::from_value(json).map_err(|e| {
         invalid(anyhow!(
@@ -177,7 +186,7 @@ fn rollout_id(id: &str) -> Result<RolloutId, Failure> {
     Ok(RolloutId::parse(id)?)
 }
 
-fn actor() -> String {
+pub(super) fn actor() -> String {
     let who = std::env::var("TENANTCTL_ACTOR")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "cli".into());

@@ -7,11 +7,11 @@ use tokio::sync::watch;
 use std::sync::Arc;
 use tenant_orchestrator::domain::Region;
 
-use tenant_orchestrator::app::{Backend, DriftCommands, SweepRate};
+use tenant_orchestrator::app::{Backend, DriftCommands, PromotionCommands, RolloutCommands, SweepRate};
 use tenant_orchestrator::outbox::webhook::WebhookSink;
 use tenant_orchestrator::outbox::{Dispatcher, DispatcherConfig, EventsConfig, EventsConfigError, Sink};
 use tenant_orchestrator::platform::{self, S3PlatformArtifacts};
-use tenant_orchestrator::ports::{DriftChecker, OutboxStore, PlatformArtifacts};
+use tenant_orchestrator::ports::{DriftChecker, OutboxStore, PlatformArtifacts, TenantProbe};
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 use tenant_orchestrator::step::StepRegistry;
@@ -212,7 +212,17 @@ async fn controller(
         code: 2,
         error: anyhow!("the steps configuration's verify section cannot be used for bake checks: {e}"),
     })?;
-    Ok(Controller::new(store.clone(), store, Arc::new(probe), config))
+    let probe: Arc<dyn TenantProbe> = Arc::new(probe);
+    let promoter = PromotionCommands::new(
+        store.clone(),
+        store.clone(),
+        RolloutCommands::new(store.clone(), store.clone()),
+    )
+    .with_probe(probe.clone());
+    Ok(Controller::new(store.clone(), store.clone(), probe, config)
+        .with_policy(store.clone())
+        .with_promotions(store)
+        .with_promoter(Arc::new(promoter)))
 }
 
 pub async fn run_controller(table: &str, args: ControllerArgs) -> Result<(), Failure> {

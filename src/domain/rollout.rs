@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{string, string_schema};
 use super::{
-    dns_label_problem, string_newtype, Group, InvalidValue, PlatformVersion, Region, ReleaseVersion,
-    TenantId, Tier,
+    dns_label_problem, string_newtype, Environment, Group, InvalidValue, PlatformVersion, Region,
+    ReleaseVersion, TenantId, Tier,
 };
 
 pub use plan::{Deferral, Plan, PlannedTenant, SkipReason, Skipped, Wave, WaveKind};
@@ -113,6 +113,8 @@ pub struct Selector {
     pub exclude: BTreeSet<TenantId>,
     /// Only tenants whose last drift check found drift (a reconcile rollout's target).
     pub drifted: bool,
+    /// Only tenants of this environment; `None` for every environment.
+    pub environment: Option<Environment>,
 }
 
 /// The JSON form of [`Selector`]: lists, each optional.
@@ -131,6 +133,8 @@ struct SelectorFields {
     exclude: Vec<TenantId>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     drifted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<Environment>,
 }
 
 impl Selector {
@@ -148,6 +152,12 @@ impl Selector {
     pub fn excludes(&self, id: &TenantId) -> bool {
         self.exclude.contains(id)
     }
+
+    /// Whether a tenant of `environment` is in the selector's environment (any, when
+    /// it names none).
+    pub fn admits_environment(&self, environment: &Environment) -> bool {
+        self.environment.as_ref().is_none_or(|e| e == environment)
+    }
 }
 
 impl TryFrom<SelectorFields> for Selector {
@@ -160,6 +170,7 @@ impl TryFrom<SelectorFields> for Selector {
             tenants: f.tenants.into_iter().collect(),
             exclude: f.exclude.into_iter().collect(),
             drifted: f.drifted,
+            environment: f.environment,
         };
         if let Some(both) = selector.tenants.intersection(&selector.exclude).next() {
             return Err(InvalidValue::new(
@@ -181,6 +192,7 @@ impl From<Selector> for SelectorFields {
             tenants: s.tenants.into_iter().collect(),
             exclude: s.exclude.into_iter().collect(),
             drifted: s.drifted,
+            environment: s.environment,
         }
     }
 }
@@ -192,6 +204,18 @@ impl From<Selector> for SelectorFields {
 pub struct RolloutChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<Tier>,
+}
+
+/// What happens once a rollout completes, beside ending its hold on the tenants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnComplete {
+    /// Set the version policy of the selector's environment to the rollout's release
+    /// and platform: the default of each region its waves covered, or the override of
+    /// its group when the selector names exactly one group. New tenants then start on
+    /// what the fleet was moved to.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub advance_policy: bool,
 }
 
 /// The parts of a tenant's desired revision a rollout may set besides the release:
@@ -221,6 +245,7 @@ pub struct RolloutSpec {
     pub reconcile: bool,
     pub selector: Selector,
     pub strategy: Strategy,
+    pub on_complete: OnComplete,
 }
 
 /// The JSON form of [`RolloutSpec`].
@@ -239,6 +264,12 @@ struct RolloutSpecFields {
     selector: Selector,
     #[serde(default)]
     strategy: Strategy,
+    #[serde(default, skip_serializing_if = "is_default")]
+    on_complete: OnComplete,
+}
+
+fn is_default(on_complete: &OnComplete) -> bool {
+    *on_complete == OnComplete::default()
 }
 
 impl TryFrom<RolloutSpecFields> for RolloutSpec {
@@ -259,6 +290,23 @@ impl TryFrom<RolloutSpecFields> for RolloutSpec {
                  or `reconcile: true`",
             ));
         }
+        if f.on_complete.advance_policy {
+            if f.selector.environment.is_none() {
+                return Err(InvalidValue::new(
+                    "rollout spec",
+                    "on_complete.advance_policy",
+                    "needs the environment whose policy it advances; add \"environment\" to the selector, \
+                     e.g. \"selector\": {\"environment\": \"prod\"}",
+                ));
+            }
+            if f.release.is_none() && f.platform.is_none() {
+                return Err(InvalidValue::new(
+                    "rollout spec",
+                    "on_complete.advance_policy",
+                    "has nothing to advance the policy to; give a `release` or a `platform`",
+                ));
+            }
+        }
         Ok(Self {
             release: f.release,
             platform: f.platform,
@@ -266,6 +314,7 @@ impl TryFrom<RolloutSpecFields> for RolloutSpec {
             reconcile: f.reconcile,
             selector: f.selector,
             strategy: f.strategy,
+            on_complete: f.on_complete,
         })
     }
 }
@@ -279,6 +328,7 @@ impl From<RolloutSpec> for RolloutSpecFields {
             reconcile: s.reconcile,
             selector: s.selector,
             strategy: s.strategy,
+            on_complete: s.on_complete,
         }
     }
 }
@@ -293,6 +343,7 @@ impl RolloutSpec {
             reconcile: false,
             selector: Selector::default(),
             strategy: Strategy::default(),
+            on_complete: OnComplete::default(),
         }
     }
 

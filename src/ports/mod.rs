@@ -15,6 +15,7 @@ mod platform;
 mod policy;
 mod preview;
 mod probes;
+mod promotions;
 pub mod reports;
 mod requests;
 mod rollouts;
@@ -27,6 +28,7 @@ pub use platform::{ArtifactError, ChartArchive, PlatformArtifacts, PlatformBundl
 pub use policy::{PolicyChange, PolicyEdit, PolicyStore};
 pub use preview::{ChangePreview, StackPreview};
 pub use probes::{ReleaseRegistry, TenantHealth, TenantProbe};
+pub use promotions::{PromotionDriver, PromotionStore};
 pub use reports::{
     DeploymentCounts, DeploymentMilestone, DeploymentReport, OutageBucket, OutageCounts, ReportQuery,
     ReportStore, MAX_REPORT_DAYS,
@@ -146,4 +148,5 @@ pub enum Entity {
     Tenant,
     Rollout,
     Event,
+    Promotion,
 }

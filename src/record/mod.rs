@@ -8,6 +8,7 @@
 mod drift;
 pub mod outbox;
 mod platform;
+mod promotion;
 mod rollout;
 pub mod slot;
 mod tenant;
@@ -15,6 +16,7 @@ mod tenant;
 pub use drift::{DriftCheck, DriftFinding, DriftKind};
 pub use outbox::{CloudEvent, DeliveryState, OutboxEvent};
 pub use platform::{ContentDigest, PlatformManifest, StoredArtifact, StoredChart};
+pub use promotion::{Promotion, PromotionBlock, PromotionDue, PromotionRecord, PromotionState};
 pub use rollout::{
     AlarmSeen, BakeCheck, BakeProgress, OutageOverrun, Outcome, Phase, RollbackStatus, RolloutEvent,
     RolloutMember, RolloutRecord, WaveRecord, WaveStatus, BAKE_ALARMS_KEPT, BAKE_TENANTS_KEPT,

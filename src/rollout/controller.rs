@@ -17,6 +17,7 @@ use super::decide::{bake_check_due, decide, Decision, Drive, Observed, TenantVie
 use super::target::TenantRevision;
 use crate::domain::{RolloutId, TenantId};
 use crate::ports::{Conflict, RolloutStore, StoreError, TenantDrive, TenantStore, WriteGuard};
+use crate::ports::{PolicyStore, PromotionDriver, PromotionStore};
 use crate::ports::{TenantHealth, TenantProbe};
 use crate::record::{
     Actor, BakeCheck, Cause, Lease, Origin, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord,
@@ -49,6 +50,12 @@ pub struct Controller {
     rollouts: Arc<dyn RolloutStore>,
     probe: Arc<dyn TenantProbe>,
     config: ControllerConfig,
+    /// Advances the version policy when a rollout that asks for it completes.
+    policy: Option<Arc<dyn PolicyStore>>,
+    /// Records the promotions a completed rollout starts.
+    promotions: Option<Arc<dyn PromotionStore>>,
+    /// Moves open promotions on after each pass.
+    promoter: Option<Arc<dyn PromotionDriver>>,
 }
 
 /// Tenants loaded at once while observing a wave.
@@ -66,7 +73,29 @@ impl Controller {
             rollouts,
             probe,
             config,
+            policy: None,
+            promotions: None,
+            promoter: None,
         }
+    }
+
+    /// Completed rollouts with `on_complete.advance_policy` advance this policy.
+    pub fn with_policy(mut self, policy: Arc<dyn PolicyStore>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Completed rollouts of an environment a promotion rule promotes from start a
+    /// promotion in this store.
+    pub fn with_promotions(mut self, promotions: Arc<dyn PromotionStore>) -> Self {
+        self.promotions = Some(promotions);
+        self
+    }
+
+    /// After each pass over the rollouts, `promoter` moves open promotions on.
+    pub fn with_promoter(mut self, promoter: Arc<dyn PromotionDriver>) -> Self {
+        self.promoter = Some(promoter);
+        self
     }
 
     /// Drives rollouts until `shutdown` turns true, then gives up its leases so
@@ -78,6 +107,11 @@ impl Controller {
             match self.run_once().await {
                 Ok(leases) => held = leases,
                 Err(e) => warn!(error = %e, "rollout controller pass failed; trying again next tick"),
+            }
+            if let Some(promoter) = &self.promoter {
+                if let Err(e) = promoter.step_promotions(Utc::now()).await {
+                    warn!(error = %e, "promotion pass failed; trying again next tick");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.tick) => {}
@@ -157,9 +191,24 @@ impl Controller {
         if !self.carry_out(&record, &lease, &decision, &loaded).await? {
             return Ok(None);
         }
-        self.save_decided(&record, &lease, decision.record)
-            .await
-            .map(Some)
+        let mut next = decision.record;
+        if next.phase == Phase::Completed && record.phase != Phase::Completed {
+            // Before the completion is saved: a controller that dies in between
+            // completes it again, and both follow-ups are idempotent.
+            let done = super::completion::follow_up(
+                &next,
+                self.policy.as_deref(),
+                self.promotions.as_deref(),
+                self.rollouts.as_ref(),
+                now,
+            )
+            .await?;
+            for what in done {
+                info!("{what}");
+                next.log(now, "controller", what);
+            }
+        }
+        self.save_decided(&record, &lease, next).await.map(Some)
     }
 
     /// A rollout still `preparing` whose lease came to this controller: its creator's

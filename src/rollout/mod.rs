@@ -7,6 +7,7 @@
 //! [`crate::app::RolloutCommands::start`] stores a plan as a rollout record with one member per
 //! tenant; every replica's [`Controller`] competes for its lease and carries it out.
 
+mod completion;
 mod controller;
 mod decide;
 mod planner;

@@ -203,6 +203,7 @@ fn arb_selector() -> impl Strategy<Value = Selector> {
                     .collect(),
                 tenants: named.into_iter().map(id).collect(),
                 drifted: false,
+                environment: None,
             }
         },
     )

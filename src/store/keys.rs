@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Hostname, Region, RolloutId, TenantId};
+use crate::domain::{Hostname, PromotionName, Region, RolloutId, TenantId};
 
 pub use crate::ports::WORK_SHARDS;
 
@@ -73,6 +73,15 @@ pub const ROLLOUTS_LIST_PK: &str = "ROLLOUTS";
 
 pub fn rollout_pk(id: &RolloutId) -> String {
     format!("ROLLOUT#{id}")
+}
+
+pub const PROMOTION_SK: &str = "PROMOTION";
+/// Listing-index partition of promotion rules (a few items, written when a rule or
+/// its promotion changes).
+pub const PROMOTIONS_LIST_PK: &str = "PROMOTIONS";
+
+pub fn promotion_pk(name: &PromotionName) -> String {
+    format!("PROMOTION#{name}")
 }
 
 pub fn member_sk(wave: usize, tenant: &TenantId) -> String {

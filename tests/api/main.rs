@@ -15,6 +15,7 @@ mod events;
 mod fleet;
 mod idempotency;
 mod ops;
+mod promotions;
 mod request_bodies;
 mod rollout_holds;
 mod rollouts;

@@ -18,6 +18,7 @@ fn stderr(o: &Output) -> String {
 
 mod drift;
 mod input;
+mod promotion;
 mod remote;
 mod table;
 mod wait;

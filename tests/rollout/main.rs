@@ -10,4 +10,5 @@ mod controller;
 mod crash;
 mod events;
 mod outage_budget;
+mod promotion;
 mod revision;

@@ -121,6 +121,8 @@ impl Fleet {
                 ..ControllerConfig::new(owner)
             },
         )
+        .with_policy(self.store.clone())
+        .with_promotions(self.store.clone())
     }
 
     pub fn start_controller(&mut self, owner: &str) {

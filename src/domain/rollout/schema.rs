@@ -9,7 +9,7 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 
 use super::RolloutSpec;
-use crate::domain::{Group, PlatformVersion, Region, ReleaseVersion, TenantId, Tier};
+use crate::domain::{Environment, Group, PlatformVersion, Region, ReleaseVersion, TenantId, Tier};
 
 fn component(name: &str) -> serde_json::Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -54,7 +54,7 @@ impl RolloutSpec {
                 },
                 "selector": {
                     "type": "object",
-                    "description": "Which tenants: each non-empty list narrows the selection; `exclude` removes tenants (not also listed in `tenants`); `drifted: true` keeps only tenants whose last drift check found drift.",
+                    "description": "Which tenants: each non-empty list narrows the selection; `exclude` removes tenants (not also listed in `tenants`); `drifted: true` keeps only tenants whose last drift check found drift; `environment` keeps only that environment's tenants.",
                     "additionalProperties": false,
                     "properties": {
                         "regions": list("Region"),
@@ -63,7 +63,14 @@ impl RolloutSpec {
                         "tenants": list("TenantId"),
                         "exclude": list("TenantId"),
                         "drifted": { "type": "boolean" },
+                        "environment": component("Environment"),
                     },
+                },
+                "on_complete": {
+                    "type": "object",
+                    "description": "What follows completion. `advance_policy: true` sets the version policy of `selector.environment` (required) to the rollout's release and platform: the default of each region its waves covered, or the override of its group when the selector names exactly one group.",
+                    "additionalProperties": false,
+                    "properties": { "advance_policy": { "type": "boolean" } },
                 },
                 "strategy": {
                     "type": "object",
@@ -143,6 +150,7 @@ impl utoipa::ToSchema for RolloutSpec {
         schemas.push((Group::name().into(), Group::schema()));
         schemas.push((Tier::name().into(), Tier::schema()));
         schemas.push((TenantId::name().into(), TenantId::schema()));
+        schemas.push((Environment::name().into(), Environment::schema()));
     }
 }
 
@@ -183,6 +191,10 @@ mod tests {
                 "TenantId",
                 serde_json::to_value(<crate::domain::TenantId as utoipa::PartialSchema>::schema()),
             ),
+            (
+                "Environment",
+                serde_json::to_value(<crate::domain::Environment as utoipa::PartialSchema>::schema()),
+            ),
         ] {
             components.insert(name.to_owned(), value.unwrap());
         }
@@ -198,6 +210,9 @@ mod tests {
             json!({ "platform": "2026.12.1" }),
             json!({ "change": { "tier": "large" }, "selector": { "groups": ["eu-enterprise"] } }),
             json!({ "reconcile": true }),
+            json!({ "release": "1.4.2", "selector": { "environment": "staging" }, "on_complete": { "advance_policy": true } }),
+            json!({ "release": "1.4.2", "selector": { "environment": "s" } }),
+            json!({ "release": "1.4.2", "on_complete": { "advance": true } }),
             json!({ "release": "1.4.2", "platform": "2026.12.1", "reconcile": false }),
             json!({ "change": {} }),
             json!({ "change": { "tier": "huge" } }),

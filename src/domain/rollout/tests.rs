@@ -358,3 +358,51 @@ fn an_outage_budget_is_optional_and_round_trips_in_human_form() {
     assert_eq!(serde_json::from_value::<RolloutSpec>(json).unwrap(), spec);
     assert!(budget.overrun_by(5401) && !budget.overrun_by(5400));
 }
+
+#[test]
+fn an_environment_narrows_the_selector_and_old_specs_still_read() {
+    let old = parse(r#"{"release": "1.4.2", "selector": {"regions": ["eu-west-1"]}}"#).unwrap();
+    assert_eq!(old.selector.environment, None);
+    assert!(old
+        .selector
+        .admits_environment(&Environment::parse("prod").unwrap()));
+    let written = serde_json::to_value(&old).unwrap();
+    assert!(written["selector"].get("environment").is_none(), "{written}");
+    assert!(written.get("on_complete").is_none(), "{written}");
+
+    let staging = parse(r#"{"release": "1.4.2", "selector": {"environment": "staging"}}"#).unwrap();
+    assert!(staging
+        .selector
+        .admits_environment(&Environment::parse("staging").unwrap()));
+    assert!(!staging
+        .selector
+        .admits_environment(&Environment::parse("prod").unwrap()));
+    let json = serde_json::to_value(&staging).unwrap();
+    assert_eq!(json["selector"]["environment"], "staging");
+    assert_eq!(serde_json::from_value::<RolloutSpec>(json).unwrap(), staging);
+}
+
+#[test]
+fn advancing_the_policy_needs_an_environment_and_a_version() {
+    let spec = parse(
+        r#"{"release": "1.5.0", "selector": {"environment": "prod"}, "on_complete": {"advance_policy": true}}"#,
+    )
+    .unwrap();
+    assert!(spec.on_complete.advance_policy);
+    let json = serde_json::to_value(&spec).unwrap();
+    assert_eq!(json["on_complete"]["advance_policy"], true);
+
+    let err = parse(r#"{"release": "1.5.0", "on_complete": {"advance_policy": true}}"#).unwrap_err();
+    assert!(
+        err.to_string().contains("add \"environment\" to the selector"),
+        "{err}"
+    );
+    let err = parse(
+        r#"{"change": {"tier": "large"}, "selector": {"environment": "prod"}, "on_complete": {"advance_policy": true}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("give a `release` or a `platform`"),
+        "{err}"
+    );
+}

@@ -10,6 +10,7 @@ mod listing;
 mod outbox;
 mod page_token;
 mod policy;
+mod promotions;
 mod reports;
 mod rollout_drive;
 mod rollouts;
