@@ -236,7 +236,9 @@ async fn forged_posts_change_nothing() {
     let approve = form_token(&html, "approve").unwrap();
     let others = form_token(&overview(base, &other).await, "pause").unwrap();
 
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    // (why, form fields, extra headers)
+    type Fields<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(&str, Fields, Fields)> = vec![
         ("no form token", vec![], vec![]),
         ("an empty form token", vec![("csrf", "")], vec![]),
         ("another action's token", vec![("csrf", &approve)], vec![]),
