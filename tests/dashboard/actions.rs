@@ -2,9 +2,11 @@
 //! aborts with the overview's buttons (the same commands as the CLI and the API,
 //! recorded as `dashboard:<token name>`); a read session sees no buttons and is
 //! refused; forms without their token, or posted from another site, change nothing.
+//! The change's outbox event names the dashboard's actor like its history does.
 
 use reqwest::header::LOCATION;
 use reqwest::StatusCode;
+use tenant_orchestrator::ports::OutboxStore;
 use tenant_orchestrator::record::{Phase, RolloutRecord};
 
 use crate::api_support::{DEPLOY, READ};
@@ -308,5 +310,12 @@ async fn a_deploy_bearer_header_acts_without_a_form() {
     let record = seeded.fleet.rollout(ROLLOUT).await;
     assert_eq!(record.phase, Phase::Paused);
     assert!(dashboard_entries(&record)[0].starts_with("dashboard:pipeline: paused"));
+    // The outbox event of the change names the dashboard's actor too.
+    let events = seeded.fleet.store.list_events(None, 100).await.unwrap();
+    let paused = events
+        .iter()
+        .find(|e| e.event.subject == format!("rollout/{ROLLOUT}") && e.event.data["to"] == "paused")
+        .expect("the pause's outbox event");
+    assert_eq!(paused.event.data["actor"], "dashboard:pipeline");
     seeded.fleet.stop().await;
 }
