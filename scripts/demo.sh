@@ -8,7 +8,8 @@
 # completes it. Then a platform fix: published, previewed (change set per group),
 # rolled out like a release; and a tenant changed out of band found by a drift check
 # and put back by a reconcile rollout of the drifted tenants. Ends with every
-# tenant's state and the rollouts' per-tenant summaries.
+# tenant's state and the rollouts' per-tenant summaries. Along the way the halt
+# arrives as a signed event at a local webhook receiver.
 # Everything it starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +21,7 @@ export MOTO_PORT="${DEMO_MOTO_PORT:-38566}"
 export TENANT_ORCHESTRATOR_RUN="$cache/run-demo"
 health_port="${DEMO_HEALTH_PORT:-38089}"
 api_port="${DEMO_API_PORT:-38080}"
+webhook_port="${DEMO_WEBHOOK_PORT:-38090}"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -27,10 +29,15 @@ say "installing and starting the local AWS"
 localstack/install.sh
 work="$(mktemp -d)"
 worker_pid=""
+receiver_pid=""
 cleanup() {
   if [[ -n "$worker_pid" ]]; then
     kill -TERM "$worker_pid" 2>/dev/null || true
     wait "$worker_pid" 2>/dev/null || true
+  fi
+  if [[ -n "$receiver_pid" ]]; then
+    kill -TERM "$receiver_pid" 2>/dev/null || true
+    wait "$receiver_pid" 2>/dev/null || true
   fi
   localstack/stop.sh >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -80,6 +87,62 @@ tenantctl table create
 export TENANTCTL_PLATFORM_BUCKET=demo-platform
 tenantctl platform create-bucket
 
+# Events: the outbox delivers every rollout event, signed, to a receiver on loopback
+# that verifies the signature and keeps what it got (scripts/webhook_receiver.py).
+start_webhook_receiver() {
+  say "starting a webhook receiver on 127.0.0.1:$webhook_port: it checks each event's Standard-Webhooks signature"
+  DEMO_WEBHOOK_SECRET="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  export DEMO_WEBHOOK_SECRET
+  : >"$work/webhook-events.jsonl"
+  python3 scripts/webhook_receiver.py --port "$webhook_port" --secret-env DEMO_WEBHOOK_SECRET \
+    --out "$work/webhook-events.jsonl" 2>"$work/webhook.log" &
+  receiver_pid=$!
+  for _ in $(seq 1 50); do
+    grep -q listening "$work/webhook.log" 2>/dev/null && break
+    sleep 0.1
+  done
+  grep -q listening "$work/webhook.log" || { cat "$work/webhook.log" >&2; exit 1; }
+  # The secret is named, never written into the file.
+  cat >"$work/events.json" <<EOT
+{
+  "sinks": [{
+    "name": "demo-receiver",
+    "webhook": {"url": "http://127.0.0.1:$webhook_port/events", "secret_env": "DEMO_WEBHOOK_SECRET", "timeout": "5s"},
+    "types": ["io.tenant-orchestrator.rollout."]
+  }],
+  "backoff_base": "1s", "backoff_cap": "5s"
+}
+EOT
+  cat "$work/events.json"
+}
+
+# Waits (bounded) for rollout $1's halted event at the receiver and prints it.
+show_halted_event() {
+  say "the halt as an event: io.tenant-orchestrator.rollout.halted, delivered signed to the webhook receiver"
+  local event=""
+  for _ in $(seq 1 60); do
+    event="$(python3 - "$work/webhook-events.jsonl" "rollout/$1" <<'PY'
+import json, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    event = json.loads(line)
+    if event["type"] == "io.tenant-orchestrator.rollout.halted" and event["subject"] == sys.argv[2]:
+        print(json.dumps(event, indent=2))
+        break
+PY
+)"
+    [[ -n "$event" ]] && break
+    sleep 0.5
+  done
+  if [[ -z "$event" ]]; then
+    echo "the webhook receiver got no halted event for rollout $1 within 30 s; it logged:" >&2
+    cat "$work/webhook.log" >&2
+    exit 1
+  fi
+  echo "$event"
+}
+
+start_webhook_receiver
+
 say "starting tenantctl serve: the API on 127.0.0.1:$api_port, with the workers and the rollout controller"
 # API tokens: only their SHA-256 is configured; the demo keeps the tokens in files.
 for scope in read deploy admin; do
@@ -94,7 +157,8 @@ EOT
 # SIGTERM at the end reaches it.
 "$bin" serve --listen "127.0.0.1:$api_port" --tokens-file "$work/tokens.yaml" \
   --steps-config "$work/steps.json" --lease-ttl 9s --heartbeat 3s --poll-interval 200ms \
-  --backoff-base 200ms --backoff-cap 2s --rollout-tick 500ms 2>"$work/worker.log" &
+  --backoff-base 200ms --backoff-cap 2s --rollout-tick 500ms \
+  --events-config "$work/events.json" --outbox-poll-interval 200ms 2>"$work/worker.log" &
 worker_pid=$!
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 && break
@@ -239,6 +303,7 @@ code=$?
 set -e
 echo "tenantctl rollout start --wait exited $code (5: halted by the failure budget, wave rolled back)"
 [[ "$code" == 5 ]] || { echo "expected exit code 5" >&2; exit 1; }
+show_halted_event r-demo-1-3-0
 
 say "the cause is fixed; retrying the wave the breach rolled back"
 rm "$HELM_STANDIN_STATE/broken-for/stark.example.com"

@@ -1,12 +1,15 @@
 //! The dashboard end to end: the router on 127.0.0.1:0 against a fresh table on the
 //! local DynamoDB; its pages read over HTTP (sign-in, escaping, content) and in
-//! headless Chromium (a person signing in and seeing the fleet and a rollout).
+//! headless Chromium (a person signing in and seeing the fleet and a rollout); the
+//! rollout actions a deploy session posts from the overview, and the forged ones.
 
 mod api_support;
 mod browser_support;
 mod common;
 mod rollout_support;
 
+#[path = "dashboard/actions.rs"]
+mod actions;
 #[path = "dashboard/browser.rs"]
 mod browser;
 #[path = "dashboard/pages.rs"]

@@ -3,7 +3,10 @@
 //! releases in use, running rollouts wave by wave, tenants in trouble) and reloads
 //! itself; `GET /tenants/{id}` shows one tenant and its history. Both need scope
 //! read, from a sign-in session (`/login`) or a bearer header; see [`session`].
+//! A viewer of scope deploy also gets buttons that approve, pause, resume and abort
+//! rollouts (`POST /rollouts/{id}/{action}`); see [`actions`].
 
+mod actions;
 mod csrf;
 mod html;
 mod overview;
@@ -11,7 +14,8 @@ mod overview_html;
 mod session;
 mod tenant_page;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,6 +35,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/tenants/{id}", get(tenant))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
+        .route("/rollouts/{id}/{action}", post(actions::rollout_action))
 }
 
 /// A page that could not be built: the API's error, shown as HTML. Internal
@@ -63,11 +68,22 @@ impl IntoResponse for PageError {
     }
 }
 
-async fn overview_page(State(state): State<ApiState>, viewer: Viewer<Read>) -> Result<Response, PageError> {
+async fn overview_page(
+    State(state): State<ApiState>,
+    viewer: Viewer<Read>,
+    done: Result<Query<actions::DoneQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
     let overview = overview::Overview::load(&state).await?;
+    // A query that names nothing real is ignored: the page shows no notice.
+    let done = done.ok().and_then(|Query(q)| q.notice());
     Ok(respond(
         StatusCode::OK,
-        overview_html::render(&overview, &viewer.who()),
+        overview_html::render(
+            &overview,
+            &viewer.who(),
+            viewer.rollout_forms().as_ref(),
+            done.as_ref(),
+        ),
     ))
 }
 

@@ -440,6 +440,10 @@ impl Actor {
     pub fn api(token_name: &str) -> Self {
         Self(format!("api:{token_name}"))
     }
+    /// A person using the dashboard, named by the token their session was opened with.
+    pub fn dashboard(token_name: &str) -> Self {
+        Self(format!("dashboard:{token_name}"))
+    }
     /// A catalog apply on behalf of `principal` (an operator or an API caller).
     pub fn catalog(principal: &Actor) -> Self {
         Self(format!("catalog:{}", principal.0))

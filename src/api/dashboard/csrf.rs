@@ -1,9 +1,10 @@
-//! Defences of the dashboard's two forms (`POST /login`, `POST /logout`) against
-//! cross-site requests: a browser's own `Sec-Fetch-Site` and `Origin` headers must
-//! say the form came from a page of this server, and each form carries a token a
-//! foreign page cannot know. Sign-in has no session yet, so its token is a double
-//! submit (a random value in a cookie and in the form); sign-out's is derived from
-//! the session id, so it needs no storage and tells nothing about the id.
+//! Defences of the dashboard's forms (`POST /login`, `POST /logout` and the rollout
+//! actions `POST /rollouts/{id}/{action}`) against cross-site requests: a browser's
+//! own `Sec-Fetch-Site` and `Origin` headers must say the form came from a page of
+//! this server, and each form carries a token a foreign page cannot know. Sign-in has
+//! no session yet, so its token is a double submit (a random value in a cookie and in
+//! the form); sign-out's and each rollout action's are derived from the session id
+//! (and the action and rollout), so they need no storage and tell nothing about the id.
 
 use axum::http::HeaderMap;
 use base64::Engine;
@@ -38,6 +39,19 @@ pub fn sha256_hex(parts: &[&[u8]]) -> String {
 /// The anti-CSRF token of the sign-out form of session `id`.
 pub fn logout_token(session_id: &str) -> String {
     sha256_hex(&[b"tenantctl logout form\0", session_id.as_bytes()])
+}
+
+/// The anti-CSRF token of the form that does `action` to rollout `rollout` in session
+/// `id`: a token taken from one form does nothing for another action or rollout.
+pub fn rollout_form_token(session_id: &str, action: &str, rollout: &str) -> String {
+    sha256_hex(&[
+        b"tenantctl rollout form\0",
+        session_id.as_bytes(),
+        b"\0",
+        action.as_bytes(),
+        b"\0",
+        rollout.as_bytes(),
+    ])
 }
 
 /// Whether a submitted form token equals the expected one (in constant time).
@@ -105,6 +119,18 @@ mod tests {
         assert!(tokens_match(&token, &logout_token(&id)));
         assert!(!tokens_match("", ""), "an empty token never matches");
         assert!(!tokens_match("abc", "abd"));
+    }
+
+    #[test]
+    fn a_rollout_form_token_is_bound_to_the_session_action_and_rollout() {
+        let id = random_token();
+        let token = rollout_form_token(&id, "pause", "r-1");
+        assert_eq!(token, rollout_form_token(&id, "pause", "r-1"));
+        assert_ne!(token, rollout_form_token(&id, "abort", "r-1"));
+        assert_ne!(token, rollout_form_token(&id, "pause", "r-2"));
+        assert_ne!(token, rollout_form_token(&random_token(), "pause", "r-1"));
+        assert_ne!(token, logout_token(&id));
+        assert!(!token.contains(&id));
     }
 
     #[test]

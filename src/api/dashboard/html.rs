@@ -59,7 +59,8 @@ th{background:#f4f4f6}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .error{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:.9em}\
 tr.current{background:#fffbe6}\
 section.rollout{border:1px solid #ddd;border-radius:.4em;padding:0 1em;margin:1em 0}\
-form.login label{display:block;margin:1em 0 .3em}form.login input{width:30em;max-width:100%}";
+form.login label{display:block;margin:1em 0 .3em}form.login input{width:30em;max-width:100%}\
+form.action{display:inline-block;margin-right:1em}";
 
 /// The signed-in viewer a page header names.
 pub struct Who<'a> {

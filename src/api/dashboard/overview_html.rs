@@ -3,10 +3,11 @@
 
 use std::fmt::Write;
 
+use super::actions::{RolloutAction, RolloutForms};
 use super::html::{or_dash, page, time, Escaped, Who};
 use super::overview::{Overview, RolloutProgress, TroubledTenant, TROUBLE_SHOWN};
 use crate::domain::rollout::WaveKind;
-use crate::domain::ReleaseVersion;
+use crate::domain::{ReleaseVersion, RolloutId};
 use crate::machine::TenantState;
 use crate::ports::{OutageBucket, OutageCounts};
 use crate::record::{Phase, WaveStatus};
@@ -14,8 +15,23 @@ use crate::record::{Phase, WaveStatus};
 /// Seconds between the page's reloads of itself.
 pub const REFRESH_SECONDS: u32 = 10;
 
-pub fn render(overview: &Overview, viewer: &Who) -> String {
+/// The overview for `viewer`; with `forms` (a session of scope deploy) each rollout
+/// gets the buttons its phase allows, and `done` says which action was just done.
+pub fn render(
+    overview: &Overview,
+    viewer: &Who,
+    forms: Option<&RolloutForms>,
+    done: Option<&(RolloutAction, RolloutId)>,
+) -> String {
     let mut body = String::new();
+    if let Some((action, rollout)) = done {
+        let _ = write!(
+            body,
+            "<p class=\"ok\" id=\"action-done\">Rollout {} {}.</p>",
+            Escaped(rollout.as_str()),
+            action.done()
+        );
+    }
     let _ = write!(
         body,
         "<p class=\"muted\">As of {}; this page reloads every {REFRESH_SECONDS} s.</p>",
@@ -24,7 +40,7 @@ pub fn render(overview: &Overview, viewer: &Who) -> String {
     fleet(&mut body, overview);
     outages(&mut body, &overview.outages);
     releases(&mut body, overview);
-    rollouts(&mut body, &overview.rollouts);
+    rollouts(&mut body, &overview.rollouts, forms);
     trouble(&mut body, overview);
     page("Fleet", Some(viewer), Some(REFRESH_SECONDS), &body)
 }
@@ -158,7 +174,7 @@ fn kind_text(kind: WaveKind) -> &'static str {
     }
 }
 
-fn rollouts(out: &mut String, rollouts: &[RolloutProgress]) {
+fn rollouts(out: &mut String, rollouts: &[RolloutProgress], forms: Option<&RolloutForms>) {
     out.push_str("<section id=\"rollouts\"><h2>Rollouts in progress</h2>");
     if rollouts.is_empty() {
         out.push_str("<p>None.</p>");
@@ -244,9 +260,62 @@ fn rollouts(out: &mut String, rollouts: &[RolloutProgress]) {
         if let Some(event) = &r.last_event {
             let _ = write!(out, "<p class=\"muted\">last: {}</p>", Escaped(event));
         }
+        if let Some(forms) = forms {
+            action_forms(out, r, forms);
+        }
         out.push_str("</section>");
     }
     out.push_str("</section>");
+}
+
+/// The actions the rollout's phase allows, as the same commands `tenantctl rollout`
+/// runs would accept them: approve a waiting wave, pause a running rollout, resume a
+/// paused or halted one, abort one not finished (behind a confirmation box).
+fn allowed_actions(r: &RolloutProgress) -> Vec<RolloutAction> {
+    if r.phase.is_finished() {
+        return Vec::new();
+    }
+    let mut actions = Vec::new();
+    if r.awaiting_approval().is_some() {
+        actions.push(RolloutAction::Approve);
+    }
+    match r.phase {
+        Phase::Running => actions.push(RolloutAction::Pause),
+        Phase::Paused | Phase::Halted => actions.push(RolloutAction::Resume),
+        _ => {}
+    }
+    actions.push(RolloutAction::Abort);
+    actions
+}
+
+fn action_forms(out: &mut String, r: &RolloutProgress, forms: &RolloutForms) {
+    let id = Escaped(&r.id);
+    let _ = write!(out, "<p class=\"actions\" data-actions=\"{id}\">");
+    for action in allowed_actions(r) {
+        let name = action.as_str();
+        let (label, confirm) = match action {
+            RolloutAction::Approve => (
+                r.awaiting_approval()
+                    .map(|w| format!("Approve wave {}", w.index))
+                    .unwrap_or_default(),
+                "",
+            ),
+            RolloutAction::Pause => ("Pause".to_owned(), ""),
+            RolloutAction::Resume => ("Resume".to_owned(), ""),
+            RolloutAction::Abort => (
+                "Abort".to_owned(),
+                "<label><input type=\"checkbox\" name=\"confirm\" value=\"yes\" required> I am sure</label> ",
+            ),
+        };
+        let _ = write!(
+            out,
+            "<form class=\"action\" method=\"post\" action=\"/rollouts/{id}/{name}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{token}\">{confirm}\
+             <button type=\"submit\" data-action=\"{name}\">{label}</button></form>",
+            token = Escaped(&forms.token(action, &r.id)),
+        );
+    }
+    out.push_str("</p>");
 }
 
 fn trouble(out: &mut String, overview: &Overview) {
@@ -395,7 +464,7 @@ mod tests {
 
     #[test]
     fn the_overview_shows_counts_rollouts_and_trouble() {
-        let html = render(&overview(), &VIEWER);
+        let html = render(&overview(), &VIEWER, None, None);
         assert!(html.contains("<span id=\"fleet-total\">4</span>"));
         assert!(html.contains("data-rollout=\"r-1\""));
         assert!(html.contains("tenantctl rollout approve r-1"));
@@ -416,6 +485,44 @@ mod tests {
     }
 
     #[test]
+    fn a_deploy_session_gets_the_buttons_the_phase_allows_and_a_read_one_none() {
+        let mut overview = overview();
+        let read = render(&overview, &VIEWER, None, None);
+        assert!(!read.contains("/rollouts/r-1/"), "{read}");
+
+        let forms = RolloutForms {
+            session_id: "session",
+        };
+        let html = render(&overview, &VIEWER, Some(&forms), None);
+        let token = forms.token(RolloutAction::Approve, "r-1");
+        assert!(html.contains(&format!(
+            "action=\"/rollouts/r-1/approve\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">"
+        )));
+        assert!(html.contains(">Approve wave 1</button>"));
+        assert!(html.contains("action=\"/rollouts/r-1/pause\""));
+        assert!(!html.contains("/rollouts/r-1/resume"));
+        assert!(html.contains("name=\"confirm\" value=\"yes\" required"));
+        assert!(html.contains("action=\"/rollouts/r-1/abort\""));
+
+        overview.rollouts[0].phase = Phase::Halted;
+        overview.rollouts[0].waves[1].status = WaveStatus::Breached;
+        let halted = render(&overview, &VIEWER, Some(&forms), None);
+        assert!(halted.contains("action=\"/rollouts/r-1/resume\""));
+        assert!(!halted.contains("/rollouts/r-1/pause") && !halted.contains("/rollouts/r-1/approve"));
+
+        overview.rollouts[0].phase = Phase::Aborted;
+        let aborted = render(&overview, &VIEWER, Some(&forms), None);
+        assert!(!aborted.contains("/rollouts/r-1/"));
+    }
+
+    #[test]
+    fn a_done_action_is_said_once_named() {
+        let done = (RolloutAction::Pause, RolloutId::parse("r-1").unwrap());
+        let html = render(&overview(), &VIEWER, None, Some(&done));
+        assert!(html.contains("<p class=\"ok\" id=\"action-done\">Rollout r-1 paused"));
+    }
+
+    #[test]
     fn an_empty_fleet_says_so() {
         let empty = Overview {
             fleet: FleetSummary::default(),
@@ -425,7 +532,7 @@ mod tests {
             outages: OutageCounts::default(),
             generated_at: Utc::now(),
         };
-        let html = render(&empty, &VIEWER);
+        let html = render(&empty, &VIEWER, None, None);
         assert!(html.contains("No tenants yet."));
         assert!(html.contains("No upgrade or rollback completed."));
         assert!(html.contains("None: no tenant is Failed"));

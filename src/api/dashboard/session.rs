@@ -5,8 +5,8 @@
 //! TTL removes it later). The cookie reveals nothing of the token. [`Viewer`] accepts
 //! the session (or a bearer header) on dashboard pages only; every page view checks
 //! that the session is live and that the token it was made from is still configured,
-//! so removing a token ends its sessions. `POST /logout` revokes the session. Both
-//! forms refuse cross-site posts and carry an anti-CSRF token (see [`super::csrf`]).
+//! so removing a token ends its sessions. `POST /logout` revokes the session. Every
+//! form refuses cross-site posts and carries an anti-CSRF token (see [`super::csrf`]).
 //! The JSON API's [`Caller`](crate::api::auth::Caller) stays bearer-only, so a cookie
 //! never authorises an API request.
 
@@ -23,6 +23,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::actions::RolloutForms;
 use super::csrf::{cross_site, logout_token, looks_random, random_token, sha256_hex, tokens_match};
 use super::html::{page, respond, Escaped, Who};
 use crate::api::auth::{RequiredScope, Scope};
@@ -43,6 +44,11 @@ const LOGIN_FORM_SECONDS: u32 = 60 * 60;
 /// too small a scope it answers a 403 page.
 pub struct Viewer<S> {
     pub name: String,
+    /// The scope the token has now (at least `S`).
+    scope: Scope,
+    /// The session's id, from which its forms' tokens are derived; `None` for a bearer
+    /// header. Never shown on a page.
+    session_id: Option<String>,
     /// The sign-out form's token; `None` for a bearer header (there is no session).
     logout_token: Option<String>,
     _scope: PhantomData<S>,
@@ -55,6 +61,13 @@ impl<S> Viewer<S> {
             name: &self.name,
             logout_token: self.logout_token.as_deref(),
         }
+    }
+
+    /// The rollout action forms this viewer gets: a session of scope deploy or higher.
+    /// A bearer header posts the actions without forms.
+    pub fn rollout_forms(&self) -> Option<RolloutForms<'_>> {
+        let session_id = self.session_id.as_deref()?;
+        (self.scope >= Scope::Deploy).then_some(RolloutForms { session_id })
     }
 }
 
@@ -185,6 +198,8 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
             admit(name, scope, S::SCOPE)?;
             return Ok(Viewer {
                 name: name.to_owned(),
+                scope,
+                session_id: None,
                 logout_token: None,
                 _scope: PhantomData,
             });
@@ -198,6 +213,8 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
         admit(&name, scope, S::SCOPE)?;
         Ok(Viewer {
             name,
+            scope,
+            session_id: Some(id.to_owned()),
             logout_token: Some(logout_token(id)),
             _scope: PhantomData,
         })

@@ -1,0 +1,208 @@
+//! Rollout actions from the dashboard: `POST /rollouts/{id}/{approve|pause|resume|abort}`,
+//! the buttons the overview shows on each rollout in progress to a session of scope
+//! deploy or higher. Each runs the same command as `tenantctl rollout …` and the API
+//! (same checks, same history entry and events), recorded as `dashboard:<token name>`.
+//! A post must come from this server's page (`Sec-Fetch-Site`/`Origin`) and carry the
+//! form's token, bound to the session, the action and the rollout; a bearer header
+//! needs no form token (a browser never sends one on its own). Abort ends a rollout for
+//! good, so its form also needs the "I am sure" box ticked. Done, the browser is sent
+//! back to the overview, which says what was done; refused, a page says why.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use super::csrf::{cross_site, rollout_form_token, tokens_match};
+use super::html::{page, respond, Escaped};
+use super::session::Viewer;
+use super::PageError;
+use crate::api::auth::Deploy;
+use crate::api::ApiState;
+use crate::domain::RolloutId;
+use crate::record::Actor;
+
+/// What a dashboard button does to a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutAction {
+    Approve,
+    Pause,
+    Resume,
+    Abort,
+}
+
+impl RolloutAction {
+    pub const ALL: [RolloutAction; 4] = [Self::Approve, Self::Pause, Self::Resume, Self::Abort];
+
+    /// The action named by the last segment of its path.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Abort => "abort",
+        }
+    }
+
+    /// What the overview says once it is done: "rollout r-1 paused".
+    pub fn done(self) -> &'static str {
+        match self {
+            Self::Approve => "approved: its waiting wave starts on the controller's next tick",
+            Self::Pause => "paused: no tenant is started until it is resumed",
+            Self::Resume => "resumed",
+            Self::Abort => "aborted: no further tenant is started",
+        }
+    }
+}
+
+/// The forms of the rollout actions a viewer may post: only a session of scope deploy
+/// or higher gets them (see [`Viewer::rollout_forms`]).
+pub struct RolloutForms<'a> {
+    pub(super) session_id: &'a str,
+}
+
+impl RolloutForms<'_> {
+    /// The anti-CSRF token of the form doing `action` to `rollout`.
+    pub fn token(&self, action: RolloutAction, rollout: &str) -> String {
+        rollout_form_token(self.session_id, action.as_str(), rollout)
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct ActionForm {
+    /// The form's anti-CSRF token; missing is refused like a wrong one.
+    #[serde(default)]
+    csrf: String,
+    /// Abort's confirmation box: `yes` when ticked.
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// A refused action: the status and what was wrong, on a page with no refresh (a
+/// reload must not post again) and a way back.
+fn refused(status: StatusCode, message: &str) -> Response {
+    let body = format!(
+        "<p class=\"bad\" id=\"page-error\">{}</p><p><a href=\"/\">Back to the overview</a></p>",
+        Escaped(message)
+    );
+    let title = status.canonical_reason().unwrap_or("Refused");
+    respond(status, page(title, None, None, &body))
+}
+
+/// `POST /rollouts/{id}/{action}`.
+pub async fn rollout_action(
+    State(state): State<ApiState>,
+    viewer: Viewer<Deploy>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    if let Some(reason) = cross_site(&headers) {
+        tracing::warn!(%reason, caller = %viewer.name, "dashboard rollout action refused: cross-site");
+        return Ok(refused(
+            StatusCode::FORBIDDEN,
+            &format!("Refused: {reason}. Use the buttons of the dashboard's overview."),
+        ));
+    }
+    let Some(action) = RolloutAction::parse(&action) else {
+        return Ok(refused(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "There is no rollout action {action:?}; the dashboard's actions are approve, pause, resume and abort."
+            ),
+        ));
+    };
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    if let Some(forms) = viewer.rollout_forms() {
+        if !tokens_match(&form.csrf, &forms.token(action, &id)) {
+            tracing::warn!(caller = %viewer.name, rollout = %id, action = action.as_str(),
+                "dashboard rollout action refused: the form's anti-CSRF token did not match");
+            return Ok(refused(
+                StatusCode::FORBIDDEN,
+                "Refused: the form's anti-CSRF token did not match this session, action and rollout. \
+                 Reload the overview and use its button.",
+            ));
+        }
+    }
+    if action == RolloutAction::Abort && form.confirm.as_deref() != Some("yes") {
+        return Ok(refused(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Rollout {id} was not aborted: aborting ends it for good, so tick \"I am sure\" beside \
+                 the Abort button to confirm."
+            ),
+        ));
+    }
+    let id = RolloutId::parse(&id)?;
+    let actor = Actor::dashboard(&viewer.name).0;
+    let commands = state.rollouts();
+    let record = match action {
+        RolloutAction::Approve => commands.approve(&id, &actor).await,
+        RolloutAction::Pause => commands.pause(&id, &actor).await,
+        RolloutAction::Resume => commands.resume(&id, &actor).await,
+        RolloutAction::Abort => commands.abort(&id, &actor).await,
+    }?;
+    tracing::info!(rollout = %id, caller = %viewer.name, action = action.as_str(), phase = %record.phase,
+        "rollout operated from the dashboard");
+    let location = format!("/?done={}&rollout={id}", action.as_str());
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(
+            LOCATION,
+            HeaderValue::try_from(location)
+                .expect("an action name and a rollout id are a valid header value"),
+        )],
+    )
+        .into_response())
+}
+
+/// What the overview's `?done=…&rollout=…` says was done, when both name something real.
+#[derive(Deserialize, Default)]
+pub struct DoneQuery {
+    done: Option<String>,
+    rollout: Option<String>,
+}
+
+impl DoneQuery {
+    pub fn notice(&self) -> Option<(RolloutAction, RolloutId)> {
+        let action = RolloutAction::parse(self.done.as_deref()?)?;
+        let rollout = RolloutId::parse(self.rollout.as_deref()?).ok()?;
+        Some((action, rollout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_named_by_their_path_segment() {
+        for action in RolloutAction::ALL {
+            assert_eq!(RolloutAction::parse(action.as_str()), Some(action));
+        }
+        assert_eq!(RolloutAction::parse("retry"), None);
+        assert_eq!(RolloutAction::parse("Pause"), None);
+    }
+
+    #[test]
+    fn a_notice_needs_a_known_action_and_a_valid_rollout_id() {
+        let query = |done: &str, rollout: &str| DoneQuery {
+            done: Some(done.into()),
+            rollout: Some(rollout.into()),
+        };
+        assert_eq!(
+            query("pause", "r-1").notice().map(|(a, r)| (a, r.to_string())),
+            Some((RolloutAction::Pause, "r-1".to_owned()))
+        );
+        assert!(query("delete", "r-1").notice().is_none());
+        assert!(query("pause", "<script>").notice().is_none());
+        assert!(DoneQuery::default().notice().is_none());
+    }
+}
