@@ -1,4 +1,4 @@
-//! The EventBridge and Slack sinks: events written to the outbox
+//! The EventBridge and Slack sinks and the drift events: events written to the outbox
 //! on DynamoDB Local, delivered by the dispatcher to a bus on the local EventBridge
 //! (moto, which routes a rule's targets to SQS) and to a local Slack-compatible
 //! receiver.
@@ -12,16 +12,18 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::Utc;
 use common::*;
 use serde_json::{json, Value};
 use tenant_orchestrator::app::TenantCommands;
+use tenant_orchestrator::domain::TenantId;
 use tenant_orchestrator::outbox::config::SinkConfig;
 use tenant_orchestrator::outbox::eventbridge::EventBridgeSink;
 use tenant_orchestrator::outbox::slack::SlackSink;
 use tenant_orchestrator::outbox::{Dispatcher, DispatcherConfig, EventsConfig, Sink};
-use tenant_orchestrator::ports::OutboxStore;
-use tenant_orchestrator::record::outbox::{RetryPolicy, TENANT_TRANSITION};
-use tenant_orchestrator::record::{Actor, DeliveryState};
+use tenant_orchestrator::ports::{DriftStore, OutboxStore};
+use tenant_orchestrator::record::outbox::{RetryPolicy, TENANT_DRIFT_DETECTED, TENANT_TRANSITION};
+use tenant_orchestrator::record::{Actor, DeliveryState, DriftCheck, DriftFinding, DriftKind};
 
 fn dispatcher(store: Arc<dyn OutboxStore>, sink: Arc<dyn Sink>, max_attempts: u32) -> Dispatcher {
     Dispatcher::new(
@@ -314,4 +316,76 @@ fn a_sink_is_exactly_one_kind() {
     ]}));
     let config = EventsConfig::load(&path).unwrap();
     assert_eq!(config.sinks[0].eventbridge.as_ref().unwrap().event_bus, "default");
+}
+
+fn check(tenant: &str, at_seconds: i64, drifted: bool) -> DriftCheck {
+    DriftCheck {
+        tenant: TenantId::parse(tenant).unwrap(),
+        checked_at: Utc::now() - chrono::Duration::seconds(100 - at_seconds),
+        findings: if drifted {
+            vec![DriftFinding {
+                kind: DriftKind::StackParameter,
+                name: "Tier".into(),
+                desired: Some("small".into()),
+                live: Some("large".into()),
+            }]
+        } else {
+            vec![]
+        },
+    }
+}
+
+async fn drift_events(store: &TestStore) -> Vec<Value> {
+    store
+        .list_events(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.event_type == TENANT_DRIFT_DETECTED)
+        .map(|e| serde_json::to_value(&e.event).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn drift_is_reported_once_per_change_from_in_sync_to_drifted() {
+    let store = fresh_store().await;
+    create(&store, "acme").await;
+    create(&store, "globex").await;
+
+    store.record_drift(&check("acme", 1, false)).await.unwrap();
+    assert!(drift_events(&store).await.is_empty(), "in sync reports nothing");
+    let drifted = check("acme", 2, true);
+    store.record_drift(&drifted).await.unwrap();
+    let still = check("acme", 3, true);
+    store.record_drift(&still).await.unwrap();
+    let events = drift_events(&store).await;
+    assert_eq!(events.len(), 1, "a second drifted check writes none: {events:?}");
+    let event = &events[0];
+    assert_eq!(event["subject"], "tenant/acme");
+    assert_eq!(event["source"], "tenantctl/test");
+    assert_eq!(event["data"]["environment"], "test");
+    assert_eq!(event["data"]["region"], "eu-west-1");
+    assert_eq!(event["data"]["summary"], "1 drifted: stack_parameter Tier");
+    assert_eq!(
+        event["data"]["findings"][0],
+        "stack_parameter Tier: desired \"small\", live \"large\""
+    );
+    assert_eq!(
+        store.last_drift(&drifted.tenant).await.unwrap(),
+        Some(still),
+        "the later drifted check is recorded all the same"
+    );
+
+    // Back in sync, then drifted again: a new event.
+    store.record_drift(&check("acme", 4, false)).await.unwrap();
+    store.record_drift(&check("acme", 5, true)).await.unwrap();
+    assert_eq!(drift_events(&store).await.len(), 2);
+
+    // A tenant never checked before that is found drifted is reported too.
+    store.record_drift(&check("globex", 1, true)).await.unwrap();
+    let events = drift_events(&store).await;
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().any(|e| e["subject"] == "tenant/globex"));
+    let ids: std::collections::BTreeSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "every report has an id of its own");
 }
