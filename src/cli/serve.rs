@@ -145,7 +145,7 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
                 workers_rx.clone(),
             );
             tokio::spawn(async move { options.run(drift, &owner, sweep_rx).await });
-            if let Some(dispatcher) = args.worker.events.dispatcher(app.outbox(), &worker_owner)? {
+            if let Some(dispatcher) = args.worker.events.dispatcher(app.outbox(), &worker_owner).await? {
                 tokio::spawn(dispatcher.run(workers_rx.clone()));
             }
             Some(tokio::spawn(async move { worker.run(rx).await }))

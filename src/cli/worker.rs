@@ -8,8 +8,7 @@ use std::sync::Arc;
 use tenant_orchestrator::domain::Region;
 
 use tenant_orchestrator::app::{Backend, DriftCommands, PromotionCommands, RolloutCommands, SweepRate};
-use tenant_orchestrator::outbox::webhook::WebhookSink;
-use tenant_orchestrator::outbox::{Dispatcher, DispatcherConfig, EventsConfig, EventsConfigError, Sink};
+use tenant_orchestrator::outbox::{Dispatcher, DispatcherConfig, EventsConfig, EventsConfigError};
 use tenant_orchestrator::platform::{self, S3PlatformArtifacts};
 use tenant_orchestrator::ports::{DriftChecker, OutboxStore, PlatformArtifacts, TenantProbe};
 use tenant_orchestrator::record::Actor;
@@ -93,7 +92,7 @@ pub struct EventsOptions {
 
 impl EventsOptions {
     /// The dispatcher over `outbox` with the configured sinks, if a configuration is given.
-    pub fn dispatcher(
+    pub async fn dispatcher(
         &self,
         outbox: Arc<dyn OutboxStore>,
         owner: &str,
@@ -106,11 +105,8 @@ impl EventsOptions {
             error: anyhow!(e),
         };
         let config = EventsConfig::load(path).map_err(invalid)?;
-        let sinks = config
-            .sinks
-            .iter()
-            .map(|sink| WebhookSink::from_config(sink).map(|s| Arc::new(s) as Arc<dyn Sink>))
-            .collect::<Result<Vec<_>, _>>()
+        let sinks = tenant_orchestrator::outbox::sinks(&config)
+            .await
             .map_err(invalid)?;
         Ok(Some(Dispatcher::new(
             outbox,
@@ -334,7 +330,7 @@ pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
         .await?;
     let steps = product_steps(steps_config, store.clone(), args.platform_bucket.as_deref()).await;
     let owner = config.owner.clone();
-    let dispatcher = args.events.dispatcher(app.outbox(), &owner)?;
+    let dispatcher = args.events.dispatcher(app.outbox(), &owner).await?;
     let worker = Worker::new(store, steps, config);
     let shutdown = shutdown_signal();
     let controlling = async {

@@ -14,8 +14,13 @@
 //! }
 //! ```
 //!
-//! A secret is read from an environment variable (`secret_env`) or a file
-//! (`secret_file`), never from the configuration or the command line.
+//! Each sink is exactly one of `webhook`, `eventbridge`
+//! (`{"event_bus": "tenant-events", "region": "eu-west-1"}`) or `slack`
+//! (`{"url_env": "SLACK_WEBHOOK_URL"}`).
+//!
+//! A secret (a webhook's signing secret, a Slack webhook's URL) is read from an
+//! environment variable (`secret_env`, `url_env`) or a file (`secret_file`,
+//! `url_file`), never from the configuration or the command line.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,11 +46,17 @@ pub struct EventsConfig {
     pub retention: Duration,
 }
 
+/// One sink: its name, exactly one of `webhook`, `eventbridge` or `slack`, and its filter.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     pub name: String,
-    pub webhook: WebhookConfig,
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+    #[serde(default)]
+    pub eventbridge: Option<EventBridgeConfig>,
+    #[serde(default)]
+    pub slack: Option<SlackConfig>,
     /// Event type prefixes this sink is for (`io.tenant-orchestrator.tenant.`); empty: all.
     #[serde(default)]
     pub types: Vec<String>,
@@ -57,7 +68,37 @@ pub struct SinkConfig {
     pub regions: Vec<String>,
 }
 
+/// What kind of sink a [`SinkConfig`] is, with its kind's settings.
+#[derive(Debug, Clone, Copy)]
+pub enum SinkKind<'a> {
+    Webhook(&'a WebhookConfig),
+    EventBridge(&'a EventBridgeConfig),
+    Slack(&'a SlackConfig),
+}
+
 impl SinkConfig {
+    /// The sink's kind: exactly one of `webhook`, `eventbridge` or `slack` is given.
+    pub fn kind(&self) -> Result<SinkKind<'_>, EventsConfigError> {
+        let given: Vec<SinkKind<'_>> = [
+            self.webhook.as_ref().map(SinkKind::Webhook),
+            self.eventbridge.as_ref().map(SinkKind::EventBridge),
+            self.slack.as_ref().map(SinkKind::Slack),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match given.as_slice() {
+            [one] => Ok(*one),
+            _ => Err(EventsConfigError::Sink {
+                sink: self.name.clone(),
+                message: format!(
+                    "give exactly one of \"webhook\", \"eventbridge\" or \"slack\" (found {})",
+                    given.len()
+                ),
+            }),
+        }
+    }
+
     pub fn filter(&self) -> SinkFilter {
         SinkFilter {
             types: self.types.clone(),
@@ -80,6 +121,39 @@ pub struct WebhookConfig {
     pub timeout: Duration,
 }
 
+/// An Amazon EventBridge event bus, sent to with `PutEvents` using the standard AWS
+/// configuration of the process (credentials, region, `AWS_ENDPOINT_URL`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventBridgeConfig {
+    /// The bus's name or ARN.
+    #[serde(default = "default_bus")]
+    pub event_bus: String,
+    /// The bus's region, when not the process's.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// An endpoint other than the standard configuration's (a local EventBridge).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// How long one `PutEvents` may take.
+    #[serde(default = "default_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+/// A Slack-compatible incoming webhook: a message for people per event. Its URL is
+/// its secret, so it is read from `url_env` or `url_file`, never the configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    #[serde(default)]
+    pub url_env: Option<String>,
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// How long one POST may take.
+    #[serde(default = "default_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
 /// Which events a sink is for; an empty list lets every value through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SinkFilter {
@@ -90,17 +164,20 @@ pub struct SinkFilter {
 }
 
 impl SinkFilter {
+    /// Whether `event` is for this sink: its type starts with one of `types`, and its
+    /// environment and region (the single `environment`/`region` of its data, or any
+    /// element of its `environments`/`regions` lists) are among the filter's.
     pub fn matches(&self, event: &CloudEvent) -> bool {
-        let any_or = |list: &[String], value: Option<&str>| {
-            list.is_empty() || value.is_some_and(|v| list.iter().any(|l| l == v))
+        let any_or = |list: &[String], values: Vec<&str>| {
+            list.is_empty() || values.iter().any(|v| list.iter().any(|l| l == v))
         };
         (self.types.is_empty()
             || self
                 .types
                 .iter()
                 .any(|t| event.event_type.starts_with(t.as_str())))
-            && any_or(&self.environments, event.environment())
-            && any_or(&self.regions, event.region())
+            && any_or(&self.environments, event.environments())
+            && any_or(&self.regions, event.regions())
     }
 }
 
@@ -166,13 +243,31 @@ impl EventsConfig {
             if sink.name.is_empty() || !names.insert(sink.name.as_str()) {
                 return Err(fail("every sink needs a name of its own".into()));
             }
-            let url = reqwest::Url::parse(&sink.webhook.url)
-                .map_err(|e| fail(format!("url {:?} is not a URL ({e})", sink.webhook.url)))?;
-            if !matches!(url.scheme(), "https" | "http") {
-                return Err(fail(format!(
-                    "url {:?} must be https (or http for a local receiver)",
-                    sink.webhook.url
-                )));
+            match sink.kind()? {
+                SinkKind::Webhook(webhook) => {
+                    let url = reqwest::Url::parse(&webhook.url)
+                        .map_err(|e| fail(format!("url {:?} is not a URL ({e})", webhook.url)))?;
+                    if !matches!(url.scheme(), "https" | "http") {
+                        return Err(fail(format!(
+                            "url {:?} must be https (or http for a local receiver)",
+                            webhook.url
+                        )));
+                    }
+                }
+                SinkKind::EventBridge(bus) => {
+                    if bus.event_bus.trim().is_empty() {
+                        return Err(fail(
+                            "eventbridge.event_bus is empty: name the bus (or its ARN), or leave it out for \"default\"".into(),
+                        ));
+                    }
+                }
+                SinkKind::Slack(slack) => {
+                    if slack.url_env.is_some() == slack.url_file.is_some() {
+                        return Err(fail(
+                            "give the Slack webhook URL as exactly one of url_env or url_file".into(),
+                        ));
+                    }
+                }
             }
         }
         if self.max_attempts == 0 {
@@ -229,6 +324,39 @@ impl WebhookConfig {
     }
 }
 
+impl SlackConfig {
+    /// The incoming-webhook URL, from `url_env` or `url_file` (exactly one).
+    pub fn url(&self, sink: &str) -> Result<reqwest::Url, EventsConfigError> {
+        let fail = |message: String| EventsConfigError::Sink {
+            sink: sink.to_owned(),
+            message,
+        };
+        let text = match (&self.url_env, &self.url_file) {
+            (Some(var), None) => std::env::var(var)
+                .map_err(|_| fail(format!("the environment variable {var} (url_env) is not set")))?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| fail(format!("cannot read url_file {}: {e}", path.display())))?,
+            _ => {
+                return Err(fail(
+                    "give the Slack webhook URL as exactly one of url_env or url_file".into(),
+                ))
+            }
+        };
+        // The URL is the secret: an error names where it came from, never the URL.
+        let url = reqwest::Url::parse(text.trim())
+            .map_err(|e| fail(format!("the Slack webhook URL it names is not a URL ({e})")))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(fail(
+                "the Slack webhook URL must be https (or http for a local receiver)".into(),
+            ));
+        }
+        Ok(url)
+    }
+}
+
+fn default_bus() -> String {
+    "default".to_owned()
+}
 fn default_attempts() -> u32 {
     8
 }
@@ -290,6 +418,58 @@ mod tests {
         };
         assert!(!rollouts_only.matches(&event("prod", "eu-west-1")));
         assert!(SinkFilter::default().matches(&event("prod", "eu-west-1")));
+    }
+
+    #[test]
+    fn environment_and_region_filters_match_any_element_of_an_events_lists() {
+        let rollout = |data: serde_json::Value| CloudEvent {
+            event_type: crate::record::outbox::ROLLOUT_HALTED.into(),
+            subject: "rollout/r-1".into(),
+            data,
+            ..event("prod", "eu-west-1")
+        };
+        let eu = SinkFilter {
+            regions: vec!["eu-west-1".into()],
+            ..SinkFilter::default()
+        };
+        assert!(eu.matches(&rollout(
+            serde_json::json!({"regions": ["us-east-1", "eu-west-1"]})
+        )));
+        assert!(!eu.matches(&rollout(serde_json::json!({"regions": ["us-east-1"]}))));
+        assert!(
+            !eu.matches(&rollout(serde_json::json!({"rollout": "r-1"}))),
+            "an event naming no region is kept from a sink filtering on regions"
+        );
+        let prod = SinkFilter {
+            environments: vec!["prod".into()],
+            ..SinkFilter::default()
+        };
+        assert!(prod.matches(&rollout(serde_json::json!({"environments": ["staging", "prod"]}))));
+        assert!(!prod.matches(&rollout(
+            serde_json::json!({"environments": ["staging"], "regions": ["eu-west-1"]})
+        )));
+        // The single value and the list both count.
+        assert!(prod.matches(&rollout(
+            serde_json::json!({"environment": "prod", "environments": []})
+        )));
+        assert!(SinkFilter::default().matches(&rollout(serde_json::json!({}))));
+    }
+
+    #[test]
+    fn a_sink_is_exactly_one_kind() {
+        let err = serde_json::from_str::<SinkConfig>(r#"{"name":"a"}"#)
+            .unwrap()
+            .kind()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("give exactly one of"), "{err}");
+        let both: SinkConfig = serde_json::from_str(
+            r#"{"name":"a","webhook":{"url":"https://x","secret_env":"S"},"slack":{"url_env":"U"}}"#,
+        )
+        .unwrap();
+        assert!(both.kind().is_err());
+        let slack: SinkConfig = serde_json::from_str(r#"{"name":"a","slack":{"url_env":"U"}}"#).unwrap();
+        assert!(matches!(slack.kind(), Ok(SinkKind::Slack(_))));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! This layer may use `domain`, `record` and `ports`.
 
 pub mod config;
+pub mod eventbridge;
+pub mod slack;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -25,8 +27,8 @@ use crate::record::{CloudEvent, DeliveryState, OutboxEvent};
 
 pub use config::{EventsConfig, EventsConfigError, SinkFilter};
 
-/// A destination of events (an HTTPS webhook; EventBridge and chat messages would be
-/// others). Delivering the same event twice must be harmless: receivers deduplicate
+/// A destination of events (an HTTPS webhook, an EventBridge bus, a Slack channel).
+/// Delivering the same event twice must be harmless: receivers deduplicate
 /// on the event id.
 #[async_trait]
 pub trait Sink: Send + Sync {
@@ -35,6 +37,27 @@ pub trait Sink: Send + Sync {
     /// Which events this sink is for.
     fn filter(&self) -> &SinkFilter;
     async fn deliver(&self, event: &CloudEvent) -> AttemptOutcome;
+}
+
+/// The sinks of `config`. The AWS configuration is loaded from the environment only
+/// when an EventBridge sink needs it.
+pub async fn sinks(config: &EventsConfig) -> Result<Vec<Arc<dyn Sink>>, EventsConfigError> {
+    let mut aws = None;
+    let mut sinks: Vec<Arc<dyn Sink>> = Vec::with_capacity(config.sinks.len());
+    for sink in &config.sinks {
+        sinks.push(match sink.kind()? {
+            config::SinkKind::Webhook(_) => Arc::new(webhook::WebhookSink::from_config(sink)?),
+            config::SinkKind::Slack(_) => Arc::new(slack::SlackSink::from_config(sink)?),
+            config::SinkKind::EventBridge(_) => {
+                if aws.is_none() {
+                    aws = Some(aws_config::load_from_env().await);
+                }
+                let aws = aws.as_ref().expect("loaded above");
+                Arc::new(eventbridge::EventBridgeSink::from_config(sink, aws)?)
+            }
+        });
+    }
+    Ok(sinks)
 }
 
 /// How a dispatcher runs.

@@ -9,7 +9,7 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2_hmac::Sha256;
 
-use super::config::{EventsConfigError, Secret, SinkConfig, SinkFilter};
+use super::config::{EventsConfigError, Secret, SinkConfig, SinkFilter, SinkKind};
 use super::Sink;
 use crate::record::outbox::AttemptOutcome;
 use crate::record::CloudEvent;
@@ -28,16 +28,19 @@ impl WebhookSink {
             sink: config.name.clone(),
             message,
         };
-        let url = reqwest::Url::parse(&config.webhook.url)
-            .map_err(|e| fail(format!("url {:?} is not a URL ({e})", config.webhook.url)))?;
+        let SinkKind::Webhook(webhook) = config.kind()? else {
+            return Err(fail("is not a webhook sink".into()));
+        };
+        let url = reqwest::Url::parse(&webhook.url)
+            .map_err(|e| fail(format!("url {:?} is not a URL ({e})", webhook.url)))?;
         let client = reqwest::Client::builder()
-            .timeout(config.webhook.timeout)
+            .timeout(webhook.timeout)
             .build()
             .map_err(|e| fail(format!("cannot build its HTTP client ({e})")))?;
         Ok(Self {
             name: config.name.clone(),
             url,
-            secret: config.webhook.secret(&config.name)?,
+            secret: webhook.secret(&config.name)?,
             filter: config.filter(),
             client,
         })

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{HistoryEvent, Phase, RolloutRecord, TenantRecord};
+use super::{DriftCheck, HistoryEvent, Phase, RolloutRecord, TenantRecord, WaveRecord};
+use crate::domain::Region;
 
 /// The type of the event a tenant's transition writes.
 pub const TENANT_TRANSITION: &str = "io.tenant-orchestrator.tenant.transition";
@@ -20,6 +21,12 @@ pub const TENANT_TRANSITION: &str = "io.tenant-orchestrator.tenant.transition";
 pub const ROLLOUT_PHASE: &str = "io.tenant-orchestrator.rollout.phase";
 /// The type of the event a rollout's halt (a breached failure budget) writes.
 pub const ROLLOUT_HALTED: &str = "io.tenant-orchestrator.rollout.halted";
+
+/// The type of the event a wave's wait for an operator's approval writes.
+pub const ROLLOUT_APPROVAL_REQUESTED: &str = "io.tenant-orchestrator.rollout.approval_requested";
+/// The type of the event a drift check writes when it finds drift on a tenant whose
+/// previous check was in sync (or that was never checked).
+pub const TENANT_DRIFT_DETECTED: &str = "io.tenant-orchestrator.tenant.drift_detected";
 
 /// How many partitions the outbox is split into; each is delivered, in order, by the
 /// one dispatcher holding its lease.
@@ -90,6 +97,7 @@ impl CloudEvent {
             "to": next.phase.as_str(),
             "target": next.target(),
             "wave": next.current_wave,
+            "regions": rollout_regions(next.waves.iter().flat_map(|w| &w.regions)),
         });
         if let Some(release) = &next.spec.release {
             data["release"] = release.to_string().into();
@@ -118,6 +126,56 @@ impl CloudEvent {
         }
     }
 
+    /// The event of `next`'s wave `wave` starting to wait for an approval, in the
+    /// save that stores `next.version`.
+    pub fn rollout_approval_requested(next: &RolloutRecord, wave: &WaveRecord, at: DateTime<Utc>) -> Self {
+        let subject = format!("rollout/{}", next.id);
+        let data = serde_json::json!({
+            "rollout": next.id.as_str(),
+            "wave": wave.index,
+            "regions": rollout_regions(&wave.regions),
+            "target": next.target(),
+            "approve": format!("tenantctl rollout approve {}", next.id),
+        });
+        Self {
+            specversion: "1.0".to_owned(),
+            id: event_id(&format!("{subject}/approval/{}", wave.index), next.version),
+            source: "tenantctl/rollouts".to_owned(),
+            event_type: ROLLOUT_APPROVAL_REQUESTED.to_owned(),
+            subject,
+            time: at,
+            datacontenttype: "application/json".to_owned(),
+            data,
+        }
+    }
+
+    /// The event of `check` finding drift on `tenant` (in `environment`, `region`).
+    pub fn tenant_drift_detected(check: &DriftCheck, environment: &str, region: &str) -> Self {
+        let subject = format!("tenant/{}", check.tenant);
+        let findings: Vec<String> = check.findings.iter().take(20).map(|f| f.describe()).collect();
+        let data = serde_json::json!({
+            "tenant": check.tenant.as_str(),
+            "environment": environment,
+            "region": region,
+            "summary": check.summary(),
+            "findings": findings,
+        });
+        Self {
+            specversion: "1.0".to_owned(),
+            // A check is identified by its time: a retried write has the same id.
+            id: event_id(
+                &format!("{subject}/drift"),
+                check.checked_at.timestamp_millis().max(0) as u64,
+            ),
+            source: format!("tenantctl/{environment}"),
+            event_type: TENANT_DRIFT_DETECTED.to_owned(),
+            subject,
+            time: check.checked_at,
+            datacontenttype: "application/json".to_owned(),
+            data,
+        }
+    }
+
     /// The environment named in the event's data.
     pub fn environment(&self) -> Option<&str> {
         self.data.get("environment").and_then(|v| v.as_str())
@@ -126,6 +184,30 @@ impl CloudEvent {
     /// The region named in the event's data.
     pub fn region(&self) -> Option<&str> {
         self.data.get("region").and_then(|v| v.as_str())
+    }
+
+    /// Every environment the event is about: its data's `environment` and the
+    /// elements of its `environments` list.
+    pub fn environments(&self) -> Vec<&str> {
+        self.named("environment", "environments")
+    }
+
+    /// Every region the event is about: its data's `region` and the elements of its
+    /// `regions` list (a rollout's waves' regions).
+    pub fn regions(&self) -> Vec<&str> {
+        self.named("region", "regions")
+    }
+
+    fn named(&self, single: &str, list: &str) -> Vec<&str> {
+        let one = self.data.get(single).and_then(|v| v.as_str());
+        let many = self
+            .data
+            .get(list)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str());
+        one.into_iter().chain(many).collect()
     }
 
     /// The outbox partition the event is written to: every event of one subject goes
@@ -141,6 +223,12 @@ pub fn event_id(subject: &str, seq: u64) -> String {
     let digest = Sha256::digest(format!("{subject}#{seq}").as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("evt_{hex}")
+}
+
+/// Regions in order, each once, as a rollout event names them.
+fn rollout_regions<'a>(regions: impl IntoIterator<Item = &'a Region>) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = regions.into_iter().map(|r| r.to_string()).collect();
+    set.into_iter().collect()
 }
 
 pub fn partition_of(subject: &str) -> u32 {

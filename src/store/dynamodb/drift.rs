@@ -3,22 +3,26 @@
 //! Each item is also in the `by-region` index under `list_pk DRIFT`, `list_sk
 //! DRIFTED#<id>` or `IN_SYNC#<id>`: the fleet's drifted tenants are one
 //! `begins_with` query, and the sweep reads every tenant's last check time from the
-//! projected `updated_at` without a scan.
+//! projected `updated_at` without a scan. A check that finds drift where the last one
+//! did not (or on a tenant never checked) is written in one transaction with a
+//! `drift_detected` outbox event.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
 use super::errors::classify;
 use super::item::{
     corrupt_by, get_n, get_s, item_key, json, millis, plain_key, s, time_from_millis, to_json, Item,
 };
+use super::outbox::outbox_put;
 use super::page_token::PageScope;
 use super::DynamoStore;
 use crate::domain::TenantId;
 use crate::ports::{Conflict, DriftStore, DriftSummary, Page, StoreError};
-use crate::record::DriftCheck;
+use crate::record::{CloudEvent, DriftCheck};
 
 const SK: &str = "DRIFT";
 const LIST_PK: &str = "DRIFT";
@@ -59,10 +63,102 @@ fn summary_of(item: &Item) -> Result<DriftSummary, StoreError> {
     })
 }
 
+/// Reads and tries again of a check that finds drift while another check is recorded.
+const DETECTED_RETRIES: usize = 3;
+
+fn newer_recorded(what: String) -> StoreError {
+    StoreError::Conflict {
+        what,
+        detail: "a newer check is already recorded".into(),
+        kind: Conflict::Version,
+    }
+}
+
+/// How writing a check that finds drift with its event went.
+enum Detected {
+    Recorded,
+    /// The tenant is gone: the check is recorded without an event.
+    NoTenant,
+    /// The last check is not `before` any more.
+    Raced,
+}
+
+impl DynamoStore {
+    /// Writes `check`, which finds drift where `before` (the last check, if any) did
+    /// not, with a `drift_detected` event, in one transaction conditional on `before`
+    /// still being the last check.
+    async fn record_drift_detected(
+        &self,
+        check: &DriftCheck,
+        before: Option<&DriftCheck>,
+        context: &str,
+    ) -> Result<Detected, StoreError> {
+        let tenant = match crate::ports::TenantStore::load(self, &check.tenant).await {
+            Ok(tenant) => tenant,
+            Err(StoreError::NotFound { .. }) => return Ok(Detected::NoTenant),
+            Err(other) => return Err(other),
+        };
+        let event = CloudEvent::tenant_drift_detected(
+            check,
+            tenant.spec.environment.as_str(),
+            tenant.spec.region.as_str(),
+        );
+        let mut put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(drift_item(check)));
+        put = match before {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(b) => put
+                .condition_expression("updated_at = :before")
+                .expression_attribute_values(":before", millis(b.checked_at)),
+        };
+        let items = vec![
+            TransactWriteItem::builder()
+                .put(put.build().expect("table, item set"))
+                .build(),
+            outbox_put(self.table(), &event),
+        ];
+        match self.send_transaction(items).await {
+            Ok(_) => Ok(Detected::Recorded),
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(_))
+                ) =>
+            {
+                Ok(Detected::Raced)
+            }
+            Err(err) => Err(classify(context, self.table(), err)),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl DriftStore for DynamoStore {
     async fn record_drift(&self, check: &DriftCheck) -> Result<Option<DriftCheck>, StoreError> {
         let context = format!("recording the drift check of tenant {}", check.tenant);
+        if check.drifted() {
+            for _ in 0..DETECTED_RETRIES {
+                let before = self.last_drift(&check.tenant).await?;
+                if before.as_ref().is_some_and(|b| b.drifted()) {
+                    break;
+                }
+                if let Some(b) = &before {
+                    if b.checked_at > check.checked_at {
+                        return Err(newer_recorded(context));
+                    }
+                }
+                match self
+                    .record_drift_detected(check, before.as_ref(), &context)
+                    .await?
+                {
+                    Detected::Recorded => return Ok(before),
+                    Detected::NoTenant => break,
+                    // Another check was recorded meanwhile: look again.
+                    Detected::Raced => continue,
+                }
+            }
+        }
         let result = self
             .client()
             .put_item()
@@ -84,11 +180,7 @@ impl DriftStore for DynamoStore {
                     Some(PutItemError::ConditionalCheckFailedException(_))
                 ) =>
             {
-                Err(StoreError::Conflict {
-                    what: context,
-                    detail: "a newer check is already recorded".into(),
-                    kind: Conflict::Version,
-                })
+                Err(newer_recorded(context))
             }
             Err(err) => Err(classify(&context, self.table(), err)),
         }

@@ -22,7 +22,7 @@ use super::page_token::PageScope;
 use super::{lease_guard, ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
 use crate::ports::{RolloutStore, RolloutSummary, TenantDrive};
-use crate::record::{CloudEvent, Lease, Phase, RolloutMember, RolloutRecord};
+use crate::record::{CloudEvent, Lease, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::store::{keys, Conflict, Entity, Page, StoreError, WriteGuard};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
@@ -226,20 +226,32 @@ impl RolloutStore for DynamoStore {
                 record.id, record.version
             )
         };
-        // A phase change is reported by an outbox event written with it.
+        // A phase change, and a wave starting to wait for an approval, are reported by
+        // outbox events written with it.
         let stored = self.read_item(rollout_key(&record.id), "saving rollout").await?;
-        let from = stored
+        let old = stored
             .as_ref()
             .map(decode_rollout)
             .transpose()?
-            .filter(|old| old.version == record.version && old.phase != next.phase)
-            .map(|old| old.phase);
-        if let Some(from) = from {
-            let event = CloudEvent::rollout_phase(from, &next, now);
-            let items = vec![
-                self.tenant_update(rollout_key(&record.id), update, condition),
-                outbox_put(self.table(), &event),
-            ];
+            .filter(|old| old.version == record.version);
+        let mut events = Vec::new();
+        if let Some(old) = &old {
+            if old.phase != next.phase {
+                events.push(CloudEvent::rollout_phase(old.phase, &next, now));
+            }
+            for wave in &next.waves {
+                let was_waiting = old
+                    .waves
+                    .get(wave.index)
+                    .is_some_and(|w| w.status == WaveStatus::AwaitingApproval);
+                if wave.status == WaveStatus::AwaitingApproval && !was_waiting {
+                    events.push(CloudEvent::rollout_approval_requested(&next, wave, now));
+                }
+            }
+        }
+        if !events.is_empty() {
+            let mut items = vec![self.tenant_update(rollout_key(&record.id), update, condition)];
+            items.extend(events.iter().map(|event| outbox_put(self.table(), event)));
             return match self.send_transaction(items).await {
                 Ok(out) => {
                     self.count(out.consumed_capacity());
