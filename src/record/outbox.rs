@@ -99,6 +99,9 @@ impl CloudEvent {
             "wave": next.current_wave,
             "regions": rollout_regions(next.waves.iter().flat_map(|w| &w.regions)),
         });
+        if let Some(environment) = &next.spec.selector.environment {
+            data["environment"] = environment.as_str().into();
+        }
         if let Some(release) = &next.spec.release {
             data["release"] = release.to_string().into();
         }
@@ -130,13 +133,16 @@ impl CloudEvent {
     /// save that stores `next.version`.
     pub fn rollout_approval_requested(next: &RolloutRecord, wave: &WaveRecord, at: DateTime<Utc>) -> Self {
         let subject = format!("rollout/{}", next.id);
-        let data = serde_json::json!({
+        let mut data = serde_json::json!({
             "rollout": next.id.as_str(),
             "wave": wave.index,
             "regions": rollout_regions(&wave.regions),
             "target": next.target(),
             "approve": format!("tenantctl rollout approve {}", next.id),
         });
+        if let Some(environment) = &next.spec.selector.environment {
+            data["environment"] = environment.as_str().into();
+        }
         Self {
             specversion: "1.0".to_owned(),
             id: event_id(&format!("{subject}/approval/{}", wave.index), next.version),

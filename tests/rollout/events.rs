@@ -54,6 +54,7 @@ async fn a_wave_waiting_for_approval_writes_one_approval_request() {
             "r-ask",
             json!({
                 "release": "2.0.0",
+                "selector": {"environment": "test"},
                 "strategy": {
                     "waves": ["1", "100%"],
                     "bake_time": "0s", "bake_checks": 0,
@@ -99,11 +100,19 @@ async fn a_wave_waiting_for_approval_writes_one_approval_request() {
     assert_eq!(event.data["wave"], 1);
     assert_eq!(event.data["regions"], json!(["eu-west-1"]));
     assert_eq!(event.data["approve"], "tenantctl rollout approve r-ask");
-    // Rollout events name their waves' regions, so a sink filtered by region gets them.
+    assert_eq!(event.data["environment"], "test");
+    // Rollout events name their waves' regions and the environment their selector
+    // names, so a sink filtered by region or environment gets them.
     let filter = SinkFilter {
         regions: vec!["eu-west-1".into()],
+        environments: vec!["test".into()],
         ..SinkFilter::default()
     };
     assert!(filter.matches(event));
+    let elsewhere = SinkFilter {
+        environments: vec!["prod".into()],
+        ..SinkFilter::default()
+    };
+    assert!(!elsewhere.matches(event));
     fleet.stop().await;
 }
