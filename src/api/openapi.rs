@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{catalog, drift, error, events, fleet, ops, policy, rollouts, tenants, views};
+use super::{catalog, drift, error, events, fleet, intake, ops, policy, rollouts, tenants, views};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,7 @@ use super::{catalog, drift, error, events, fleet, ops, policy, rollouts, tenants
         events::list, events::redeliver,
         ops::healthz, ops::readyz, ops::metrics,
         catalog::plan, catalog::apply,
+        intake::stripe,
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail, super::extract::IdempotencyKey,
@@ -36,9 +37,10 @@ use super::{catalog, drift, error, events, fleet, ops, policy, rollouts, tenants
         crate::app::catalog::PlannedTenant, crate::app::catalog::FieldChange, crate::app::catalog::CatalogAction, crate::app::catalog::ActionStatus,
         crate::app::DriftView, crate::app::drift::DriftFindingView, crate::app::DriftedPage, crate::app::drift::DriftedTenant,
         events::EventView, events::DeliveryView, events::EventList,
+        intake::StripeEventBody, crate::app::IntakeReply,
     )),
     modifiers(&BearerAuth),
-    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "catalog"), (name = "events"), (name = "ops"))
+    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "catalog"), (name = "events"), (name = "intake"), (name = "ops"))
 )]
 pub struct ApiDoc;
 
