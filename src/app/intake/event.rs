@@ -39,7 +39,10 @@ pub enum Intent {
     Ignored(String),
     /// The subscription is live: the tenant exists on this spec's tier (a new tenant
     /// gets the whole spec).
-    Subscribe { subscription: String, spec: TenantSpec },
+    Subscribe {
+        subscription: String,
+        spec: Box<TenantSpec>,
+    },
     /// The subscription ended: the tenant is deprovisioned after the grace period.
     Cancel { subscription: String, tenant: TenantId },
 }
@@ -192,7 +195,7 @@ pub fn decide(event: &StripeEvent, config: &IntakeConfig) -> Result<Intent, Mapp
         .map_err(|e| invalid(&keys.hostnames, e.to_string()))?;
     Ok(Intent::Subscribe {
         subscription: sub.id,
-        spec,
+        spec: Box::new(spec),
     })
 }
 

@@ -142,7 +142,7 @@ impl StripeIntake {
         let actor = Actor::stripe(event_id);
         match intent {
             Intent::Ignored(reason) => Ok(IntakeReply::new("ignored", None, reason)),
-            Intent::Subscribe { subscription, spec } => self.subscribe(&subscription, spec, &actor).await,
+            Intent::Subscribe { subscription, spec } => self.subscribe(&subscription, *spec, &actor).await,
             Intent::Cancel { subscription, tenant } => {
                 self.cancel(event_id, &subscription, &tenant, &actor, now).await
             }
