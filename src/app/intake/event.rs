@@ -57,6 +57,8 @@ pub struct StripeEvent {
 
 #[derive(Debug, Deserialize)]
 pub struct EventData {
+    /// Read only for the subscription events; other types are ignored whatever they hold.
+    #[serde(default)]
     pub object: Value,
 }
 
@@ -307,5 +309,7 @@ mod tests {
             ));
         }
         assert!(StripeEvent::parse(br#"{"id": "x", "type": "t", "data": {"object": {}}}"#).is_err());
+        let other = StripeEvent::parse(br#"{"id": "evt_2", "type": "invoice.paid", "data": {}}"#).unwrap();
+        assert!(matches!(decide(&other, &config), Ok(Intent::Ignored(_))));
     }
 }
