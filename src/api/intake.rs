@@ -22,7 +22,6 @@ pub struct StripeEventBody {
     id: String,
     /// `customer.subscription.created`, `…updated` or `…deleted`; others are ignored.
     #[serde(rename = "type")]
-    #[schema(example = "customer.subscription.created")]
     event_type: String,
     /// `{"object": <the subscription>}`.
     #[schema(value_type = Object)]
