@@ -7,9 +7,10 @@
 # budget halts the rollout and rolls the wave back, and after the fix a retry
 # completes it. Then a platform fix: published, previewed (change set per group),
 # rolled out like a release; and a tenant changed out of band found by a drift check
-# and put back by a reconcile rollout of the drifted tenants. Ends with every
-# tenant's state and the rollouts' per-tenant summaries. Along the way the halt
-# arrives as a signed event at a local webhook receiver.
+# and put back by a reconcile rollout of the drifted tenants; a Stripe-signed
+# subscription event creates a tenant. Ends with every tenant's state and the
+# rollouts' per-tenant summaries. Along the way the halt arrives as a signed event
+# at a local webhook receiver.
 # Everything it starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -153,9 +154,21 @@ cat >"$work/tokens.yaml" <<EOT
 - {name: demo-pipeline, scope: deploy, sha256: $(tenantctl token hash <"$work/deploy.token")}
 - {name: demo-operator, scope: admin, sha256: $(tenantctl token hash <"$work/admin.token")}
 EOT
+# Stripe's subscription webhooks: prices map to tiers, the subscription's metadata
+# names the tenant; the endpoint secret is read from the environment, never the file.
+export DEMO_STRIPE_SECRET="whsec_demo_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+cat >"$work/stripe-intake.yaml" <<'EOT'
+environment: demo
+secret_env: DEMO_STRIPE_SECRET
+release: 1.0.0
+grace_period: 7d
+prices: {price_demo_basic: small, price_demo_pro: large}
+defaults: {region: us-east-1, group: default}
+EOT
 # The binary itself in the background (not the shell function), so $! is its pid and
 # SIGTERM at the end reaches it.
 "$bin" serve --listen "127.0.0.1:$api_port" --tokens-file "$work/tokens.yaml" \
+  --stripe-intake "$work/stripe-intake.yaml" \
   --steps-config "$work/steps.json" --lease-ttl 9s --heartbeat 3s --poll-interval 200ms \
   --backoff-base 200ms --backoff-cap 2s --rollout-tick 500ms \
   --events-config "$work/events.json" --outbox-poll-interval 200ms 2>"$work/worker.log" &
@@ -378,6 +391,27 @@ JSON
 api deploy rollout start --spec "$work/reconcile.rollout.json" --id r-demo-reconcile --wait --poll 1s
 api read tenant drift wonka
 tenantctl tenant history wonka | tail -n 12
+
+# Stripe posts a signed customer.subscription.created; the intake verifies the
+# signature and creates the tenant the mapping file describes.
+stripe_intake_section() {
+  say "subscription intake: a Stripe-signed customer.subscription.created creates tenant hooli"
+  local event ts signature
+  event='{"id":"evt_demo_hooli_1","object":"event","type":"customer.subscription.created","data":{"object":{"id":"sub_demo_hooli","object":"subscription","status":"active","metadata":{"tenant_id":"hooli","hostnames":"hooli.example.com"},"items":{"object":"list","data":[{"price":{"id":"price_demo_pro"}}]}}}}'
+  ts="$(date +%s)"
+  signature="$(printf '%s.%s' "$ts" "$event" | openssl dgst -sha256 -hmac "$DEMO_STRIPE_SECRET" | sed 's/^.*= //')"
+  curl -sS -X POST "http://127.0.0.1:$api_port/v1/intake/stripe" -H 'Content-Type: application/json' \
+    -H "Stripe-Signature: t=$ts,v1=$signature" -d "$event"; echo
+  echo "the same delivery again (Stripe retries) changes nothing:"
+  curl -sS -X POST "http://127.0.0.1:$api_port/v1/intake/stripe" -H 'Content-Type: application/json' \
+    -H "Stripe-Signature: t=$ts,v1=$signature" -d "$event"; echo
+  echo "a forged signature is refused:"
+  curl -sS -X POST "http://127.0.0.1:$api_port/v1/intake/stripe" -H 'Content-Type: application/json' \
+    -H "Stripe-Signature: t=$ts,v1=$(printf '0%.0s' $(seq 64))" -d "$event"; echo
+  tenantctl tenant wait hooli --state Active --timeout 5m
+  tenantctl tenant history hooli | sed -n '1,4p'
+}
+stripe_intake_section
 
 say "tenantctl fleet check: no tenant stranded, no stale lease, no history gap, rollout holds consistent"
 tenantctl fleet check

@@ -35,7 +35,14 @@ export TENANTCTL_TABLE="fuzz-$(date +%s)-$$"
 token="fuzz-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 printf -- '- {name: fuzz, scope: admin, sha256: %s}\n' "$(printf '%s' "$token" | "$tenantctl" token hash)" >"$work/tokens.yaml"
 
+# The Stripe intake is configured, so its operation answers from the signature check
+# (a generated request cannot sign) rather than 404 intake_not_configured.
+export FUZZ_STRIPE_SECRET="whsec_fuzz_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+printf 'environment: prod\nsecret_env: FUZZ_STRIPE_SECRET\nprices: {price_fuzz: small}\ndefaults: {region: eu-west-1}\n' \
+  >"$work/stripe-intake.yaml"
+
 "$tenantctl" serve --no-worker --listen "127.0.0.1:$port" --tokens-file "$work/tokens.yaml" \
+  --stripe-intake "$work/stripe-intake.yaml" \
   --log-format json >"$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 1 100); do

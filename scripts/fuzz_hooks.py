@@ -12,14 +12,23 @@ the operation; negative ones keep what was generated, so malformed values are st
 sent and must be refused. The values are numbered, not random, so a seeded run stays
 reproducible.
 
+Valid deliveries to the Stripe intake are signed with the endpoint secret fuzz-api.sh
+gives the server, as Stripe signs them, so they reach the mapping rather than stop at
+the signature check.
+
 Valid requests to the commands on one tenant or rollout are sent to the records
 fuzz-api.sh creates (the document's example ids): a generated id names no record, and
 an operation that only ever answers 404 is never reached at all. On the records they
 meet the state checks (409 refused_by_state, held_by_rollout, ...) or act.
 """
 
+import hashlib
+import hmac
 import itertools
+import json
+import os
 import re
+import time
 
 import schemathesis
 
@@ -32,11 +41,27 @@ _TENANT_COMMAND = re.compile(r"^/v1/tenants/\{id\}/(upgrade|reconcile|retry|roll
 _ROLLOUT_COMMAND = re.compile(r"^/v1/rollouts/\{id\}/(pause|resume|abort|approve|retry)$")
 
 
+def _sign_as_stripe(case, headers):
+    """Valid deliveries to the Stripe intake carry a signature made with the secret
+    fuzz-api.sh configured, over the bytes requests sends for a JSON body (json.dumps
+    with its default separators); invalid ones keep what was generated."""
+    secret = os.environ.get("FUZZ_STRIPE_SECRET")
+    if not secret:
+        return
+    timestamp = int(time.time())
+    body = json.dumps(case.body, allow_nan=False)
+    digest = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    headers["Stripe-Signature"] = f"t={timestamp},v1={digest}"
+    case.headers = headers
+
+
 @schemathesis.hook
 def before_call(ctx, case, **kwargs):
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return
     headers = case.headers or {}
+    if case.path == "/v1/intake/stripe" and case.body is not None:
+        _sign_as_stripe(case, headers)
     if "Idempotency-Key" in headers:
         headers["Idempotency-Key"] = f"fuzz-{next(_fresh)}"
     if case.method.upper() == "POST" and case.path == "/v1/rollouts" and isinstance(case.body, dict):

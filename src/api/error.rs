@@ -25,7 +25,9 @@ pub struct ErrorDetail {
     /// `held_by_rollout`, `replacement_refused`, `drift_check_failed`, `drift_unavailable`, `version_conflict`,
     /// `idempotency_key_in_progress`,
     /// `payload_too_large`, `unsupported_media_type`, `idempotency_key_reused`,
-    /// `unavailable`, `internal`.
+    /// `unavailable`, `internal`; the Stripe intake's `invalid_signature`,
+    /// `stale_timestamp`, `unknown_price`, `invalid_metadata`, `intake_not_configured`,
+    /// `tenant_in_other_environment`.
     pub code: String,
     /// For people: what was wrong and what to do about it.
     pub message: String,
@@ -35,6 +37,9 @@ pub struct ErrorDetail {
 pub enum ApiError {
     #[error("{0}")]
     InvalidRequest(String),
+    /// A 400 with its own code (`invalid_signature`, `stale_timestamp`).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -51,6 +56,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     IdempotencyKeyReused(String),
+    /// Well-formed and authentic, but not something this server can act on as it is
+    /// configured (`unknown_price`, `invalid_metadata`).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     /// A dependency is down or throttling; the same request may succeed later.
     #[error("{0}")]
     Unavailable(String),
@@ -62,7 +71,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRequest(_) | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -70,7 +79,9 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyKeyReused(_) | ApiError::Unprocessable { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,7 +92,10 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::NotFound { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::BadRequest { code, .. }
+            | ApiError::Unprocessable { code, .. } => code,
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",

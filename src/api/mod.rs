@@ -12,6 +12,7 @@ mod events;
 mod extract;
 mod fleet;
 mod idempotency;
+mod intake;
 pub mod metrics;
 pub mod openapi;
 mod ops;
@@ -49,6 +50,7 @@ struct Inner {
     tokens: Tokens,
     fleet_cache: Mutex<Option<(Instant, FleetSummary)>>,
     rollout_cache: Mutex<Option<(Instant, Vec<metrics::RolloutProgress>)>>,
+    stripe_intake: Option<crate::app::StripeIntake>,
 }
 
 impl ApiState {
@@ -60,6 +62,7 @@ impl ApiState {
             tokens,
             fleet_cache: Mutex::new(None),
             rollout_cache: Mutex::new(None),
+            stripe_intake: None,
         }))
     }
 
@@ -120,6 +123,18 @@ impl ApiState {
         let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
         inner.app = inner.app.clone().with_change_preview(previewer);
         self
+    }
+
+    /// Serves `POST /v1/intake/stripe` through `intake` (call before the state is
+    /// shared); without it the endpoint answers 404 saying how to enable it.
+    pub fn with_stripe_intake(mut self, intake: crate::app::StripeIntake) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.stripe_intake = Some(intake);
+        self
+    }
+
+    pub(crate) fn stripe_intake(&self) -> Option<&crate::app::StripeIntake> {
+        self.0.stripe_intake.as_ref()
     }
 
     pub(crate) fn tokens(&self) -> &Tokens {
@@ -215,6 +230,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}/redeliver", post(events::redeliver))
         .route("/v1/reports/deployments", get(fleet::deployments))
+        .route("/v1/intake/stripe", post(intake::stripe))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

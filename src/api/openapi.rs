@@ -7,7 +7,9 @@ use serde_json::{json, Map, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{catalog, drift, error, events, fleet, ops, policy, promotions, rollouts, tenants, views};
+use super::{
+    catalog, drift, error, events, fleet, intake, ops, policy, promotions, rollouts, tenants, views,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +26,7 @@ use super::{catalog, drift, error, events, fleet, ops, policy, promotions, rollo
         promotions::list, promotions::get, promotions::set, promotions::delete, promotions::approve, promotions::cancel,
         ops::healthz, ops::readyz, ops::metrics,
         catalog::plan, catalog::apply,
+        intake::stripe,
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail, super::extract::IdempotencyKey,
@@ -38,9 +41,10 @@ use super::{catalog, drift, error, events, fleet, ops, policy, promotions, rollo
         crate::app::DriftView, crate::app::drift::DriftFindingView, crate::app::DriftedPage, crate::app::drift::DriftedTenant,
         events::EventView, events::DeliveryView, events::EventList,
         promotions::SetPromotion, promotions::PromotionView, promotions::PromotionList,
+        intake::StripeEventBody, crate::app::IntakeReply,
     )),
     modifiers(&BearerAuth),
-    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "catalog"), (name = "events"), (name = "promotions"), (name = "ops"))
+    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "catalog"), (name = "events"), (name = "promotions"), (name = "intake"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

@@ -16,6 +16,7 @@
 pub mod catalog;
 pub mod drift;
 pub mod events;
+pub mod intake;
 pub mod previews;
 pub mod promotions;
 pub mod rollouts;
@@ -38,6 +39,7 @@ pub use crate::store::ClaimBackfill;
 pub use catalog::{Catalog, CatalogCommands, CatalogError, CatalogPlan};
 pub use drift::{DriftCommands, DriftError, DriftView, DriftedPage, SweepPass, SweepRate};
 pub use events::{EventCommands, EventError, MAX_EVENTS_LISTED};
+pub use intake::{IntakeConfig, IntakeError, IntakeReply, StripeIntake};
 pub use previews::{GroupPreview, PlanPreview};
 pub use promotions::{PromotionCommands, PromotionError, RuleRequest};
 pub use rollouts::{RolloutCommands, RolloutError, Started};
@@ -148,6 +150,12 @@ impl App {
     /// The outbox's use cases: listing events and redelivering them.
     pub fn events(&self) -> EventCommands {
         EventCommands::new(self.table.clone())
+    }
+
+    /// Subscription intake from Stripe under the mapping `config`, through the same
+    /// tenant commands.
+    pub fn stripe_intake(&self, config: IntakeConfig) -> StripeIntake {
+        StripeIntake::new(config, self.tenants.clone(), self.table.clone())
     }
 
     /// The outbox itself, for building dispatchers.

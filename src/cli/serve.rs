@@ -41,9 +41,19 @@ pub struct ServeArgs {
     /// it off.
     #[arg(long, env = "TENANTCTL_FLEET_CHECK_INTERVAL", default_value = "30m", value_parser = humantime::parse_duration)]
     fleet_check_interval: Duration,
+    /// Accept Stripe's subscription webhooks at POST /v1/intake/stripe, mapped to
+    /// tenants by this file (YAML or JSON: environment, prices → tiers, metadata keys,
+    /// grace period, the endpoint's signing secrets by variable or file). Checked at
+    /// start-up. Without it the endpoint answers 404.
+    #[arg(long, env = "TENANTCTL_STRIPE_INTAKE")]
+    stripe_intake: Option<PathBuf>,
     #[command(flatten)]
     worker: WorkerArgs,
 }
+
+/// How often `serve` looks for deprovisions that canceled subscriptions scheduled and
+/// that are due.
+const INTAKE_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Checks the fleet's invariants every `interval` until `stop` turns true.
 async fn check_fleet_periodically(
@@ -105,6 +115,15 @@ async fn load_tokens(args: &ServeArgs) -> Result<Tokens, Failure> {
 
 pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     let tokens = load_tokens(&args).await?;
+    let intake_config = args
+        .stripe_intake
+        .as_deref()
+        .map(tenant_orchestrator::app::IntakeConfig::load)
+        .transpose()
+        .map_err(|e| Failure {
+            code: 2,
+            error: anyhow!(e),
+        })?;
     let worker_config = (!args.no_worker).then(|| args.worker.config()).transpose()?;
     let mut app = super::connect_with_bucket(table, args.worker.platform_bucket.as_deref()).await;
     if worker_config.is_some() || args.worker.steps_config.is_some() {
@@ -161,7 +180,15 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         ))
     });
 
+    let intake = intake_config.map(|config| app.stripe_intake(config));
+    if let Some(intake) = &intake {
+        tracing::info!(environment = %intake.config().environment, prices = intake.config().prices.len(), "Stripe intake enabled at /v1/intake/stripe");
+        tokio::spawn(intake.clone().sweep(INTAKE_SWEEP_INTERVAL, workers_rx.clone()));
+    }
     let mut state = ApiState::new(app, tokens);
+    if let Some(intake) = intake {
+        state = state.with_stripe_intake(intake);
+    }
     if let Some(path) = args.worker.steps_config.as_deref() {
         // Rollouts started through the API are checked against the artifact repository.
         let steps = load_steps_config(Some(path))?;

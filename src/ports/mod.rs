@@ -10,6 +10,7 @@
 //! This layer may use `domain`, `machine` and `record`.
 
 mod drift;
+mod intake;
 mod outbox;
 mod platform;
 mod policy;
@@ -23,6 +24,7 @@ mod slots;
 mod tenants;
 
 pub use drift::{DriftCheckFailed, DriftChecker, DriftStore, DriftSummary};
+pub use intake::{IntakeStore, ScheduledDeprovision};
 pub use outbox::OutboxStore;
 pub use platform::{ArtifactError, ChartArchive, PlatformArtifacts, PlatformBundle, Published};
 pub use policy::{PolicyChange, PolicyEdit, PolicyStore};

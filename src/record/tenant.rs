@@ -448,6 +448,10 @@ impl Actor {
     pub fn catalog(principal: &Actor) -> Self {
         Self(format!("catalog:{}", principal.0))
     }
+    /// Stripe's delivery of billing event `event_id` (`evt_…`), through the intake.
+    pub fn stripe(event_id: &str) -> Self {
+        Self(format!("stripe:{event_id}"))
+    }
     /// The controller carrying out a rollout.
     pub fn rollout(id: &RolloutId) -> Self {
         Self(format!("rollout:{id}"))
@@ -540,6 +544,10 @@ pub enum Cause {
     /// A drift check whose result differs from the previous one: its summary
     /// (`2 drifted: stack_parameter Tier, …`, or `in sync`). The state stays.
     DriftCheck(String),
+    /// What a subscription's billing events decided for the tenant without moving it:
+    /// a deprovision scheduled after the grace period, or that schedule canceled. The
+    /// state stays.
+    Subscription(String),
 }
 
 /// Where a command came from when someone other than the tenant's operator moved it.
@@ -577,6 +585,7 @@ impl Transition {
             Cause::Event(other) => other.name().to_owned(),
             Cause::SpecChange(said) => format!("UpdateSpec: {}", said.join("; ")),
             Cause::DriftCheck(summary) => format!("DriftCheck: {summary}"),
+            Cause::Subscription(said) => format!("Subscription: {said}"),
         };
         match &self.origin {
             None => cause,

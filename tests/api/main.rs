@@ -14,6 +14,7 @@ mod drift;
 mod events;
 mod fleet;
 mod idempotency;
+mod intake;
 mod ops;
 mod promotions;
 mod request_bodies;

@@ -80,6 +80,23 @@ pub async fn spawn_with(configure: impl FnOnce(App) -> App) -> TestApi {
     }
 }
 
+/// As [`spawn`], with the API's whole state built by `configure` from the
+/// application services (e.g. given the Stripe intake).
+#[allow(dead_code)] // the API tests use it
+pub async fn spawn_with_state(configure: impl FnOnce(App) -> ApiState) -> TestApi {
+    let store = fresh_store().await;
+    let app = router(configure(App::new(store.arc())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    TestApi {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        store: store.arc(),
+        _table: Arc::new(store),
+    }
+}
+
 #[allow(dead_code)] // the dashboard tests use only the tokens and bodies
 impl TestApi {
     pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {

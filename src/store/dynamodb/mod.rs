@@ -5,6 +5,7 @@ mod claims;
 mod drift;
 mod errors;
 mod idempotency;
+mod intake;
 mod item;
 mod listing;
 mod outbox;
