@@ -34,7 +34,7 @@ pub struct StripeEventBody {
     responses((status = 200, body = IntakeReply, description = "Handled (`created`, `tier_changed`, `unchanged`, `deprovision_scheduled`), `ignored` (another event type or status) or `duplicate` (a replay: nothing changed)"),
         (status = 400, body = super::error::ErrorBody, description = "`invalid_signature` (missing, malformed or matching no endpoint secret), `stale_timestamp` (outside the tolerance) or `invalid_request` (not a Stripe event): nothing changed"),
         (status = 404, body = super::error::ErrorBody, description = "`intake_not_configured`: the server was started without --stripe-intake"),
-        (status = 409, body = super::error::ErrorBody, description = "The tenant command refused (`tenant_exists`, `hostname_taken`, `refused_by_state`, `held_by_rollout`, `tenant_in_other_environment`, …); Stripe retries"),
+        (status = 409, body = super::error::ErrorBody, description = "The tenant command refused (`tenant_exists`, `hostname_taken`, `refused_by_state`, `held_by_rollout`, `tenant_in_other_environment`, …) or the same event is being handled by another request (`in_progress`); Stripe retries"),
         (status = 422, body = super::error::ErrorBody, description = "`unknown_price` (add it to the mapping file) or `invalid_metadata` (fix the subscription's metadata): nothing changed, so Stripe's retry succeeds once fixed"),
         (status = 503, body = super::error::ErrorBody, description = "`unavailable`: the table is busy or unreachable; Stripe retries")))]
 pub async fn stripe(
@@ -79,6 +79,10 @@ impl From<IntakeError> for ApiError {
             other @ IntakeError::OtherEnvironment { .. } => ApiError::Conflict {
                 code: "tenant_in_other_environment",
                 message: other.to_string(),
+            },
+            in_progress @ IntakeError::InProgress(_) => ApiError::Conflict {
+                code: "in_progress",
+                message: in_progress.to_string(),
             },
             IntakeError::Command(e) => e.into(),
             IntakeError::Store(e) => e.into(),

@@ -18,11 +18,31 @@ pub struct ScheduledDeprovision {
     pub event: String,
 }
 
+/// What claiming a delivery found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody had it, or a claim that was never completed went stale: act on it.
+    New,
+    /// It was acted on before: a replay, answered without acting.
+    Replay,
+    /// Another request claimed it moments ago and has not finished.
+    InProgress,
+}
+
 #[async_trait]
 pub trait IntakeStore: Send + Sync {
-    /// Records delivery `event_id` until `expires_at`: `true` if it is new, `false` if
-    /// it was recorded before (a replay, to be answered without acting).
-    async fn claim_delivery(&self, event_id: &str, expires_at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Claims delivery `event_id` at `now`, kept until `expires_at`. A claim that was
+    /// never completed and is older than `stale_after` (its process died between the
+    /// claim and the change) is taken over, so the sender's retry acts.
+    async fn claim_delivery(
+        &self,
+        event_id: &str,
+        now: DateTime<Utc>,
+        stale_after: std::time::Duration,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Claim, StoreError>;
+    /// Marks a claimed delivery acted on: from now on it is a replay.
+    async fn complete_delivery(&self, event_id: &str) -> Result<(), StoreError>;
     /// Forgets a claimed delivery whose change failed, so the sender's retry acts.
     async fn release_delivery(&self, event_id: &str) -> Result<(), StoreError>;
     /// Stores `deprovision` unless the tenant has one scheduled already; answers the

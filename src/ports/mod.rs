@@ -24,7 +24,7 @@ mod slots;
 mod tenants;
 
 pub use drift::{DriftCheckFailed, DriftChecker, DriftStore, DriftSummary};
-pub use intake::{IntakeStore, ScheduledDeprovision};
+pub use intake::{Claim, IntakeStore, ScheduledDeprovision};
 pub use outbox::OutboxStore;
 pub use platform::{ArtifactError, ChartArchive, PlatformArtifacts, PlatformBundle, Published};
 pub use policy::{PolicyChange, PolicyEdit, PolicyStore};

@@ -333,3 +333,54 @@ async fn without_a_mapping_file_the_intake_says_how_to_enable_it() {
         .unwrap()
         .contains("--stripe-intake"));
 }
+
+#[tokio::test]
+async fn a_delivery_whose_handler_died_after_claiming_it_is_acted_on_by_a_retry_after_the_takeover_time() {
+    use tenant_orchestrator::app::intake::CLAIM_TAKEOVER;
+    use tenant_orchestrator::ports::{Claim, IntakeStore};
+
+    let (api, _intake) = spawn_intake().await;
+    let event = subscription_event(
+        "evt_lost",
+        "customer.subscription.created",
+        "active",
+        "price_basic",
+    );
+    let keep = Utc::now() + Duration::days(3);
+
+    // A handler claims the delivery and dies before the change: a retry at once is
+    // told to come back (409, which Stripe retries), and nothing is created.
+    let claimed = api
+        .store
+        .claim_delivery("evt_lost", Utc::now(), CLAIM_TAKEOVER, keep)
+        .await
+        .unwrap();
+    assert_eq!(claimed, Claim::New);
+    let early = deliver(&api, &event).await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.body);
+    assert_eq!(early.body["error"]["code"], "in_progress");
+    assert_eq!(api.get("/v1/tenants/acme").await.status, StatusCode::NOT_FOUND);
+
+    // Once the claim is older than the takeover time, the retry acts on it.
+    let stale = Utc::now() - Duration::from_std(CLAIM_TAKEOVER).unwrap() - Duration::seconds(1);
+    api.store.release_delivery("evt_lost").await.unwrap();
+    api.store
+        .claim_delivery("evt_lost", stale, CLAIM_TAKEOVER, keep)
+        .await
+        .unwrap();
+    let retried = deliver(&api, &event).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
+    assert_eq!(retried.body["status"], "created");
+    assert_eq!(api.get("/v1/tenants/acme").await.status, StatusCode::OK);
+
+    // Completed: a later replay is a duplicate, whatever its age.
+    let replay = deliver(&api, &event).await;
+    assert_eq!(replay.body["status"], "duplicate", "{}", replay.body);
+    let late = api
+        .store
+        .claim_delivery("evt_lost", Utc::now() + Duration::hours(1), CLAIM_TAKEOVER, keep)
+        .await
+        .unwrap();
+    assert_eq!(late, Claim::Replay);
+    api.settle().await;
+}

@@ -4,9 +4,12 @@
 //! claimed by its event id so a replay changes nothing, then carried out through the
 //! same [`TenantCommands`] an operator uses, as actor `stripe:<event id>`.
 //!
-//! The claim comes first and is given back when the change fails, so Stripe's retry
-//! acts again; a delivery that cannot be mapped (an unknown price, bad metadata) is
-//! refused before the claim, for the same reason.
+//! The claim comes first, is completed once the change is made, and is given back when
+//! the change fails, so Stripe's retry acts again. A claim whose process died before it
+//! completed (a crash between the claim and the change) is taken over by a retry once
+//! it is [`CLAIM_TAKEOVER`] old; a retry before then is answered 409 `in_progress`, which
+//! Stripe retries later. A delivery that cannot be mapped (an unknown price, bad
+//! metadata) is refused before the claim, so a retry after the fix acts.
 
 pub mod config;
 pub mod event;
@@ -25,12 +28,15 @@ pub use signature::SignatureError;
 use super::tenants::{CommandError, RolloutHold, SpecChange, TenantCommands};
 use crate::domain::{TenantId, TenantSpec};
 use crate::machine::TenantEvent;
-use crate::ports::{IntakeStore, ScheduledDeprovision, StoreError, WriteGuard};
+use crate::ports::{Claim, IntakeStore, ScheduledDeprovision, StoreError, WriteGuard};
 use crate::record::{Actor, Cause, TenantRecord, Transition};
 
 /// How long past the signature tolerance a delivery's id is kept: well beyond any
 /// retry Stripe makes of a delivery it still considers fresh.
 const DELIVERY_RETENTION: chrono::Duration = chrono::Duration::days(3);
+/// How old an uncompleted claim must be before a retry takes it over: longer than any
+/// change takes (a few table writes), shorter than Stripe's first retry.
+pub const CLAIM_TAKEOVER: Duration = Duration::from_secs(60);
 const HISTORY_RETRIES: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +53,8 @@ pub enum IntakeError {
     },
     #[error(transparent)]
     Command(#[from] CommandError),
+    #[error("Stripe event {0} is being handled by another request; retry in a minute (Stripe does)")]
+    InProgress(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -115,15 +123,30 @@ impl StripeIntake {
         }
         let keep_until =
             now + chrono::Duration::from_std(self.config.tolerance).unwrap_or_default() + DELIVERY_RETENTION;
-        if !self.store.claim_delivery(&event.id, keep_until).await? {
-            tracing::info!(event = %event.id, "stripe delivery replayed; nothing changes");
-            return Ok(IntakeReply::new(
-                "duplicate",
-                None,
-                format!("event {} was handled before; nothing changed", event.id),
-            ));
+        match self
+            .store
+            .claim_delivery(&event.id, now, CLAIM_TAKEOVER, keep_until)
+            .await?
+        {
+            Claim::New => {}
+            Claim::Replay => {
+                tracing::info!(event = %event.id, "stripe delivery replayed; nothing changes");
+                return Ok(IntakeReply::new(
+                    "duplicate",
+                    None,
+                    format!("event {} was handled before; nothing changed", event.id),
+                ));
+            }
+            Claim::InProgress => return Err(IntakeError::InProgress(event.id)),
         }
         let outcome = self.act(&event.id, intent, now).await;
+        if outcome.is_ok() {
+            // Not completed (a lost answer): the claim goes stale and a retry acts
+            // again, which finds the change made and answers `unchanged`.
+            if let Err(e) = self.store.complete_delivery(&event.id).await {
+                tracing::warn!(event = %event.id, error = %e.detailed(), "could not mark a stripe delivery handled; a retry after the takeover time acts again");
+            }
+        }
         if let Err(e) = &outcome {
             tracing::warn!(event = %event.id, error = %e, "stripe delivery failed; giving its id back so Stripe's retry acts");
             if let Err(release) = self.store.release_delivery(&event.id).await {

@@ -1,7 +1,8 @@
 //! Subscription intake's items. A delivery's id (`pk INTAKE#<event id>`, `sk
-//! DELIVERY`) is put only if absent, so a replayed event finds it; it carries
-//! `expires_at` (the table's TTL) a few days past the signature tolerance, after which
-//! a replay is refused by its timestamp anyway. Scheduled deprovisions share one
+//! DELIVERY`) is put only if absent (or if its claim went stale: `claimed_at` older than
+//! the takeover time and no `done`), and marked `done` once its change is made, so a
+//! replayed event finds it; it carries `expires_at` (the table's TTL) a few days past
+//! the signature tolerance, after which a replay is refused by its timestamp anyway. Scheduled deprovisions share one
 //! partition (`pk INTAKE_DEPROVISIONS`, `sk <tenant id>`): they are few, and the sweep
 //! reads them with one query.
 
@@ -11,7 +12,7 @@ use super::errors::classify;
 use super::item::{corrupt, get_n, get_s, key, n, s, Item};
 use super::DynamoStore;
 use crate::domain::TenantId;
-use crate::ports::{IntakeStore, ScheduledDeprovision, StoreError};
+use crate::ports::{Claim, IntakeStore, ScheduledDeprovision, StoreError};
 
 const DELIVERY_SK: &str = "DELIVERY";
 const DEPROVISIONS_PK: &str = "INTAKE_DEPROVISIONS";
@@ -36,14 +37,54 @@ fn decode(item: &Item) -> Result<ScheduledDeprovision, StoreError> {
 
 #[async_trait::async_trait]
 impl IntakeStore for DynamoStore {
-    async fn claim_delivery(&self, event_id: &str, expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn claim_delivery(
+        &self,
+        event_id: &str,
+        now: DateTime<Utc>,
+        stale_after: std::time::Duration,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let context = "recording a Stripe delivery";
         let mut item = delivery_key(event_id);
+        item.insert("claimed_at".into(), n(now.timestamp_millis()));
         item.insert("expires_at".into(), n(expires_at.timestamp()));
-        match self.put_new(item, "recording a Stripe delivery").await {
-            Ok(()) => Ok(true),
-            Err(StoreError::Conflict { .. }) => Ok(false),
+        let stale = now - chrono::Duration::from_std(stale_after).unwrap_or_default();
+        let put = self
+            .client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(pk) OR (attribute_not_exists(done) AND claimed_at < :stale)",
+            )
+            .expression_attribute_values(":stale", n(stale.timestamp_millis()))
+            .send()
+            .await;
+        match put.map_err(|e| classify(context, self.table(), e)) {
+            Ok(_) => Ok(Claim::New),
+            Err(StoreError::Conflict { .. }) => {
+                let stored = self.read_item(delivery_key(event_id), context).await?;
+                Ok(match stored {
+                    Some(item) if !item.contains_key("done") => Claim::InProgress,
+                    _ => Claim::Replay,
+                })
+            }
             Err(e) => Err(e),
         }
+    }
+
+    async fn complete_delivery(&self, event_id: &str) -> Result<(), StoreError> {
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(delivery_key(event_id)))
+            .update_expression("SET done = :yes")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| classify("completing a Stripe delivery", self.table(), e))?;
+        Ok(())
     }
 
     async fn release_delivery(&self, event_id: &str) -> Result<(), StoreError> {
