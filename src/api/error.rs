@@ -123,6 +123,13 @@ impl From<StoreError> for ApiError {
                 code: "event_not_found",
                 message: format!("{what} does not exist (or expired); list events with GET /v1/events"),
             },
+            StoreError::NotFound {
+                what,
+                entity: Entity::Freeze,
+            } => ApiError::NotFound {
+                code: "freeze_not_found",
+                message: format!("{what} does not exist; list freezes with GET /v1/freezes"),
+            },
             StoreError::Conflict { detail, .. } => ApiError::Conflict {
                 code: "version_conflict",
                 message: detail,
@@ -159,6 +166,11 @@ impl From<crate::app::RolloutError> for ApiError {
             },
             crate::app::RolloutError::Preview(message) => ApiError::Unavailable(message),
             e @ crate::app::RolloutError::NoPreview => ApiError::InvalidRequest(e.to_string()),
+            crate::app::RolloutError::Frozen { id, message } => ApiError::Conflict {
+                code: "frozen",
+                message: format!("rollout {id}: {message}"),
+            },
+            crate::app::RolloutError::BadSchedule(message) => ApiError::InvalidRequest(message),
             crate::app::RolloutError::Store(s) => s.into(),
         }
     }

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{catalog, drift, error, events, fleet, ops, policy, rollouts, tenants, views};
+use super::{catalog, drift, error, events, fleet, freezes, ops, policy, rollouts, tenants, views};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use super::{catalog, drift, error, events, fleet, ops, policy, rollouts, tenants
         fleet::summary, fleet::deployments,
         drift::tenant_drift, drift::fleet_drift,
         events::list, events::redeliver,
+        freezes::list, freezes::add, freezes::remove,
         ops::healthz, ops::readyz, ops::metrics,
         catalog::plan, catalog::apply,
     ),
@@ -36,9 +37,10 @@ use super::{catalog, drift, error, events, fleet, ops, policy, rollouts, tenants
         crate::app::catalog::PlannedTenant, crate::app::catalog::FieldChange, crate::app::catalog::CatalogAction, crate::app::catalog::ActionStatus,
         crate::app::DriftView, crate::app::drift::DriftFindingView, crate::app::DriftedPage, crate::app::drift::DriftedTenant,
         events::EventView, events::DeliveryView, events::EventList,
+        freezes::NewFreeze, freezes::FreezeList, crate::domain::Freeze, rollouts::FreezeOverride,
     )),
     modifiers(&BearerAuth),
-    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "catalog"), (name = "events"), (name = "ops"))
+    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "catalog"), (name = "events"), (name = "freezes"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

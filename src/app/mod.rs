@@ -37,7 +37,7 @@ pub use catalog::{Catalog, CatalogCommands, CatalogError, CatalogPlan};
 pub use drift::{DriftCommands, DriftError, DriftView, DriftedPage, SweepPass, SweepRate};
 pub use events::{EventCommands, EventError, MAX_EVENTS_LISTED};
 pub use previews::{GroupPreview, PlanPreview};
-pub use rollouts::{RolloutCommands, RolloutError, Started};
+pub use rollouts::{RolloutCommands, RolloutError, StartOptions, Started, LONGEST_SCHEDULE_DAYS};
 pub use service::{LocalTenants, TenantService};
 pub use tenants::{CommandError, RolloutHold, SpecChange, TenantCommands};
 

@@ -10,6 +10,7 @@
 //! This layer may use `domain`, `machine` and `record`.
 
 mod drift;
+mod freezes;
 mod outbox;
 mod platform;
 mod policy;
@@ -22,6 +23,7 @@ mod slots;
 mod tenants;
 
 pub use drift::{DriftCheckFailed, DriftChecker, DriftStore, DriftSummary};
+pub use freezes::FreezeStore;
 pub use outbox::OutboxStore;
 pub use platform::{ArtifactError, ChartArchive, PlatformArtifacts, PlatformBundle, Published};
 pub use policy::{PolicyChange, PolicyEdit, PolicyStore};
@@ -146,4 +148,5 @@ pub enum Entity {
     Tenant,
     Rollout,
     Event,
+    Freeze,
 }
