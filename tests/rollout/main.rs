@@ -9,5 +9,6 @@ mod rollout_support;
 mod controller;
 mod crash;
 mod events;
+mod freeze;
 mod outage_budget;
 mod revision;
