@@ -17,11 +17,9 @@ use crate::domain::{Environment, Freeze, Region};
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewFreeze {
-    #[schema(value_type = String, example = "prod")]
     pub environment: Environment,
     /// Default: every region of the environment.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "eu-west-1")]
     pub region: Option<Region>,
     pub from: DateTime<Utc>,
     /// After `from`, at most 366 days later.
@@ -48,14 +46,16 @@ pub async fn list(State(state): State<ApiState>, _: Caller<Read>) -> Result<Json
 
 #[utoipa::path(operation_id = "freeze_add", post, path = "/v1/freezes", tag = "freezes", request_body = NewFreeze,
     responses((status = 201, body = Freeze, description = "Stored; rollouts and operator commands respect it at once"),
-        (status = 400, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody)),
+        (status = 400, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody, description = "`until` not after `from`, longer than 366 days, or an empty reason")),
     security(("bearer" = ["admin"])))]
 pub async fn add(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
     ApiJson(body): ApiJson<NewFreeze>,
 ) -> Result<(StatusCode, Json<Freeze>), ApiError> {
-    let mut freeze = Freeze::new(body.environment, body.region, body.from, body.until, &body.reason)?;
+    let mut freeze = Freeze::new(body.environment, body.region, body.from, body.until, &body.reason)
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     freeze.created_by = caller.actor().0;
     let freeze = state.store().add_freeze(freeze).await?;
     tracing::info!(freeze = %freeze.id, caller = %caller.name, environment = %freeze.environment, "freeze added");

@@ -212,6 +212,9 @@ fn add_links(doc: &mut Value) {
     for status in ["201", "200"] {
         paths["/v1/rollouts"]["post"]["responses"][status]["links"] = Value::Object(rollout_links.clone());
     }
+    paths["/v1/freezes"]["post"]["responses"]["201"]["links"] = json!({
+        "RemoveFreeze": { "operationId": "freeze_remove", "parameters": { "id": "$response.body#/id" } }
+    });
     // Event ids are made by the server (one per transition), never by a client: a
     // listing is where a caller finds one to redeliver.
     paths["/v1/events"]["get"]["responses"]["200"]["links"] = json!({

@@ -24,7 +24,7 @@ async fn an_admin_adds_and_removes_freezes_and_a_frozen_start_is_refused_unless_
     let bad = api
         .call(Method::POST, "/v1/freezes", Some(ADMIN), Some(backwards))
         .await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
     assert!(bad.body["error"]["message"]
         .as_str()
         .unwrap()
