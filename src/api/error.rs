@@ -144,6 +144,13 @@ impl From<StoreError> for ApiError {
                 code: "promotion_not_found",
                 message: format!("{what} does not exist; list promotion rules with GET /v1/promotions"),
             },
+            StoreError::NotFound {
+                what,
+                entity: Entity::Freeze,
+            } => ApiError::NotFound {
+                code: "freeze_not_found",
+                message: format!("{what} does not exist; list freezes with GET /v1/freezes"),
+            },
             StoreError::Conflict { detail, .. } => ApiError::Conflict {
                 code: "version_conflict",
                 message: detail,
@@ -180,6 +187,11 @@ impl From<crate::app::RolloutError> for ApiError {
             },
             crate::app::RolloutError::Preview(message) => ApiError::Unavailable(message),
             e @ crate::app::RolloutError::NoPreview => ApiError::InvalidRequest(e.to_string()),
+            crate::app::RolloutError::Frozen { id, message } => ApiError::Conflict {
+                code: "frozen",
+                message: format!("rollout {id}: {message}"),
+            },
+            crate::app::RolloutError::BadSchedule(message) => ApiError::InvalidRequest(message),
             crate::app::RolloutError::Store(s) => s.into(),
         }
     }

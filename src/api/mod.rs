@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod extract;
 mod fleet;
+pub mod freezes;
 mod idempotency;
 mod intake;
 pub mod metrics;
@@ -227,6 +228,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/rollouts/{id}/retry", post(rollouts::retry))
         .route("/v1/fleet/summary", get(fleet::summary))
         .route("/v1/fleet/drift", get(drift::fleet_drift))
+        .route("/v1/freezes", get(freezes::list).post(freezes::add))
+        .route("/v1/freezes/{id}", axum::routing::delete(freezes::remove))
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}/redeliver", post(events::redeliver))
         .route("/v1/reports/deployments", get(fleet::deployments))

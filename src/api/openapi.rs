@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    catalog, drift, error, events, fleet, intake, ops, policy, promotions, rollouts, tenants, views,
+    catalog, drift, error, events, fleet, freezes, intake, ops, policy, promotions, rollouts, tenants, views,
 };
 
 #[derive(OpenApi)]
@@ -24,6 +24,7 @@ use super::{
         drift::tenant_drift, drift::fleet_drift,
         events::list, events::redeliver,
         promotions::list, promotions::get, promotions::set, promotions::delete, promotions::approve, promotions::cancel,
+        freezes::list, freezes::add, freezes::remove,
         ops::healthz, ops::readyz, ops::metrics,
         catalog::plan, catalog::apply,
         intake::stripe,
@@ -42,9 +43,10 @@ use super::{
         events::EventView, events::DeliveryView, events::EventList,
         promotions::SetPromotion, promotions::PromotionView, promotions::PromotionList,
         intake::StripeEventBody, crate::app::IntakeReply,
+        freezes::NewFreeze, freezes::FreezeList, crate::domain::Freeze, rollouts::FreezeOverride,
     )),
     modifiers(&BearerAuth),
-    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "catalog"), (name = "events"), (name = "promotions"), (name = "intake"), (name = "ops"))
+    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "catalog"), (name = "events"), (name = "promotions"), (name = "freezes"), (name = "intake"), (name = "ops"))
 )]
 pub struct ApiDoc;
 
@@ -216,6 +218,9 @@ fn add_links(doc: &mut Value) {
     for status in ["201", "200"] {
         paths["/v1/rollouts"]["post"]["responses"][status]["links"] = Value::Object(rollout_links.clone());
     }
+    paths["/v1/freezes"]["post"]["responses"]["201"]["links"] = json!({
+        "RemoveFreeze": { "operationId": "freeze_remove", "parameters": { "id": "$response.body#/id" } }
+    });
     // Event ids are made by the server (one per transition), never by a client: a
     // listing is where a caller finds one to redeliver.
     paths["/v1/events"]["get"]["responses"]["200"]["links"] = json!({

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{Caller, Deploy, Read};
+use super::auth::{Caller, Deploy, Read, Scope};
 use super::extract::{ApiJson, ApiQuery, IdempotencyKey};
 use super::{idempotency, ApiError, ApiState};
 use crate::domain::{RolloutId, RolloutSpec};
@@ -25,6 +25,44 @@ pub struct StartRollout {
     pub id: Option<RolloutId>,
     /// The rollout spec, as `tenantctl rollout plan --spec` takes it.
     pub spec: RolloutSpec,
+    /// Schedule the start (RFC 3339, at most 90 days ahead): the rollout is stored now
+    /// and starts no wave before then. Not part of the spec: the same plan may be
+    /// started now or later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<chrono::DateTime<Utc>>,
+    /// Start although a freeze holds some of its tenants now (admin scope only); the
+    /// reason is recorded in the rollout's events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_freeze: Option<FreezeOverride>,
+}
+
+/// An admin's override of the freezes in force, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeOverride {
+    /// Why the freeze is overridden (1-200 characters), recorded with the actor.
+    #[schema(min_length = 1, max_length = 200)]
+    pub reason: String,
+}
+
+/// The override's reason, when the caller may override a freeze at all.
+pub(super) fn freeze_override<S>(
+    caller: &Caller<S>,
+    given: Option<&FreezeOverride>,
+) -> Result<Option<String>, ApiError> {
+    let Some(given) = given else { return Ok(None) };
+    if caller.scope != Scope::Admin {
+        return Err(ApiError::Forbidden(
+            "override_freeze needs an admin token; wait until the freeze ends, schedule the start after it (start_at), or ask an admin".into(),
+        ));
+    }
+    let reason = given.reason.trim();
+    if reason.is_empty() || reason.chars().count() > crate::domain::FREEZE_REASON_MAX {
+        return Err(ApiError::InvalidRequest(
+            "override_freeze.reason must say why, in 1 to 200 characters".into(),
+        ));
+    }
+    Ok(Some(reason.to_owned()))
 }
 
 /// A rollout with every member (tenant × wave) and its outcome.
@@ -199,9 +237,13 @@ pub async fn start(
             .id
             .clone()
             .unwrap_or_else(|| RolloutId::derived_for(&body.spec, Utc::now().date_naive()));
+        let options = crate::app::StartOptions {
+            at: body.start_at,
+            override_freeze: freeze_override(&caller, body.override_freeze.as_ref())?,
+        };
         let started = state
             .rollouts()
-            .start(id, body.spec.clone(), &caller.actor().0)
+            .start_with(id, body.spec.clone(), &caller.actor().0, options)
             .await?;
         tracing::info!(rollout = %started.record.id, caller = %caller.name, created = started.created, "rollout started");
         let status = if started.created { StatusCode::CREATED } else { StatusCode::OK };

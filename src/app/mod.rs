@@ -42,7 +42,7 @@ pub use events::{EventCommands, EventError, MAX_EVENTS_LISTED};
 pub use intake::{IntakeConfig, IntakeError, IntakeReply, StripeIntake};
 pub use previews::{GroupPreview, PlanPreview};
 pub use promotions::{PromotionCommands, PromotionError, RuleRequest};
-pub use rollouts::{RolloutCommands, RolloutError, Started};
+pub use rollouts::{RolloutCommands, RolloutError, StartOptions, Started, LONGEST_SCHEDULE_DAYS};
 pub use service::{LocalTenants, TenantService};
 pub use tenants::{CommandError, RolloutHold, SpecChange, TenantCommands};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::rollout::{Plan, SkipReason, Skipped};
-use crate::domain::{RolloutId, RolloutSpec, TenantId};
+use crate::domain::{frozen_by, Freeze, RolloutId, RolloutSpec, TenantId};
 use crate::ports::{ArtifactError, ChangePreview, DriftStore, PlatformArtifacts, ReleaseRegistry};
 use crate::ports::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
@@ -42,8 +42,28 @@ pub enum RolloutError {
     /// A preview was asked of a service built without one.
     #[error("no change preview is configured: give the steps configuration (--steps-config, and --platform-bucket for tenants on a published platform) to preview stack changes")]
     NoPreview,
+    /// A freeze holds tenants the rollout would start now; the message says until
+    /// when, why, and that an admin may override it.
+    #[error("rollout {id}: {message}")]
+    Frozen { id: RolloutId, message: String },
+    /// The scheduled start time cannot be used; the message says why.
+    #[error("{0}")]
+    BadSchedule(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// How far ahead a start may be scheduled.
+pub const LONGEST_SCHEDULE_DAYS: i64 = 90;
+/// How far in the past a scheduled start may be (clocks of callers differ a little).
+const SCHEDULE_SLACK_SECONDS: i64 = 60;
+
+/// What a start may add to the spec: when, and an admin's override of the freezes in
+/// force (with the reason, recorded in the rollout's events).
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    pub at: Option<DateTime<Utc>>,
+    pub override_freeze: Option<String>,
 }
 
 /// The answer to `start`: the rollout, whether this call created it (a repeated
@@ -68,6 +88,25 @@ pub struct RolloutCommands {
     platforms: Option<Arc<dyn PlatformArtifacts>>,
     previewer: Option<Arc<dyn ChangePreview>>,
     drift: Option<Arc<dyn DriftStore>>,
+}
+
+/// Refuses a scheduled start in the past or too far ahead.
+fn check_schedule(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), RolloutError> {
+    if at < now - chrono::TimeDelta::seconds(SCHEDULE_SLACK_SECONDS) {
+        return Err(RolloutError::BadSchedule(format!(
+            "the scheduled start {} is in the past (now {}); give a later time, or leave out --at to start now",
+            at.to_rfc3339(),
+            now.to_rfc3339()
+        )));
+    }
+    if at > now + chrono::TimeDelta::days(LONGEST_SCHEDULE_DAYS) {
+        return Err(RolloutError::BadSchedule(format!(
+            "the scheduled start {} is more than {LONGEST_SCHEDULE_DAYS} days ahead; schedule it closer, \
+             the fleet will have changed by then",
+            at.to_rfc3339()
+        )));
+    }
+    Ok(())
 }
 
 impl RolloutCommands {
@@ -253,7 +292,23 @@ impl RolloutCommands {
         spec: RolloutSpec,
         actor: &str,
     ) -> Result<Started, RolloutError> {
+        self.start_with(id, spec, actor, StartOptions::default()).await
+    }
+
+    /// [`Self::start`], scheduled for `options.at` (stored now, no wave starts before
+    /// then; a freeze in force at that time holds its tenants until it ends), or
+    /// overriding the freezes that hold its tenants now.
+    pub async fn start_with(
+        &self,
+        id: RolloutId,
+        spec: RolloutSpec,
+        actor: &str,
+        options: StartOptions,
+    ) -> Result<Started, RolloutError> {
         let now = Utc::now();
+        if let Some(at) = options.at {
+            check_schedule(at, now)?;
+        }
         match self.rollouts.load_rollout(&id).await {
             Ok(existing) if existing.spec == spec => {
                 // Its own members, not a new plan: the fleet now counts them as held.
@@ -288,7 +343,29 @@ impl RolloutCommands {
                     .map_err(RolloutError::UnknownRelease)?;
             }
         }
-        let record = RolloutRecord::from_plan(id.clone(), spec, &plan, actor, now);
+        let tenants: Vec<TenantId> = (plan.waves.iter())
+            .flat_map(|w| w.tenants.iter().map(|t| t.id.clone()))
+            .collect();
+        let overridden = match options.at {
+            Some(_) => Vec::new(),
+            None => {
+                self.freezes_in_the_way(&id, &tenants, now, options.override_freeze.as_deref())
+                    .await?
+            }
+        };
+        let mut record = RolloutRecord::from_plan(id.clone(), spec, &plan, actor, now);
+        record.not_before = options.at;
+        if let Some(at) = options.at {
+            record.log(now, actor, format!("scheduled to start at {}", at.to_rfc3339()));
+        }
+        if let (false, Some(reason)) = (overridden.is_empty(), &options.override_freeze) {
+            record.log(
+                now,
+                actor,
+                format!("admin override of freeze {}: {reason}", overridden.join(", ")),
+            );
+        }
+        record.overridden_freezes = overridden;
         let starter = format!("start:{}", uuid::Uuid::new_v4().simple());
         let mut record = self
             .rollouts
@@ -338,6 +415,43 @@ impl RolloutCommands {
     /// Continues a paused rollout, or a halted one, accepting the failures that
     /// halted it (those tenants stay as they are; `retry` starts them again).
     pub async fn resume(&self, id: &RolloutId, actor: &str) -> Result<RolloutRecord, RolloutError> {
+        self.resume_with(id, actor, None).await
+    }
+
+    /// [`Self::resume`], refused while a freeze holds a tenant the current wave would
+    /// start, unless an admin overrides it (`override_freeze`: why).
+    pub async fn resume_with(
+        &self,
+        id: &RolloutId,
+        actor: &str,
+        override_freeze: Option<&str>,
+    ) -> Result<RolloutRecord, RolloutError> {
+        let record = self.rollouts.load_rollout(id).await?;
+        let pending: Vec<TenantId> = match record.wave() {
+            Some(w) if matches!(record.phase, Phase::Paused | Phase::Halted) => (self.rollouts)
+                .members(id, Some(w.index))
+                .await?
+                .into_iter()
+                .filter(|m| !m.outcome.is_done() || matches!(m.outcome, Outcome::Failed { .. }))
+                .map(|m| m.tenant)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let overridden = self
+            .freezes_in_the_way(id, &pending, Utc::now(), override_freeze)
+            .await?;
+        if let (false, Some(reason)) = (overridden.is_empty(), override_freeze) {
+            let what = format!("admin override of freeze {}: {reason}", overridden.join(", "));
+            self.change(id, actor, |r| {
+                for f in &overridden {
+                    if !r.overridden_freezes.contains(f) {
+                        r.overridden_freezes.push(f.clone());
+                    }
+                }
+                Ok(what.clone())
+            })
+            .await?;
+        }
         let failures = self.current_failures(id).await?;
         self.change(id, actor, |r| match r.phase {
             Phase::Paused => {
@@ -455,6 +569,56 @@ impl RolloutCommands {
             Ok(format!("retrying {count} failed or rolled-back tenant(s)"))
         })
         .await
+    }
+
+    /// The freezes that hold any of `tenants` at `now`. Refused as `Frozen` when there
+    /// are some and no override is given; with one, their ids (to record as overridden).
+    async fn freezes_in_the_way(
+        &self,
+        id: &RolloutId,
+        tenants: &[TenantId],
+        now: DateTime<Utc>,
+        override_freeze: Option<&str>,
+    ) -> Result<Vec<String>, RolloutError> {
+        let freezes: Vec<Freeze> = (self.rollouts.list_freezes().await?.into_iter())
+            .filter(|f| f.from <= now && now < f.until)
+            .collect();
+        if freezes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut holds: Vec<(TenantId, String, Vec<String>)> = Vec::new();
+        for tenant in tenants {
+            let record = match self.tenants.load(tenant).await {
+                Ok(r) => r,
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let (env, region) = (&record.spec.environment, &record.spec.region);
+            if let Some(hold) = frozen_by(&freezes, env, region, now) {
+                let ids = (freezes.iter())
+                    .filter(|f| f.environment == *env && f.region.as_ref().is_none_or(|r| r == region))
+                    .map(|f| f.id.clone())
+                    .collect();
+                holds.push((tenant.clone(), hold.to_string(), ids));
+            }
+        }
+        let Some((first, why, _)) = holds.first() else {
+            return Ok(Vec::new());
+        };
+        if override_freeze.is_none() {
+            return Err(RolloutError::Frozen {
+                id: id.clone(),
+                message: format!(
+                    "{} of its tenants are frozen (first {first}: {why}); wait until the freeze ends, \
+                     schedule the start after it (`--at`), or, as an admin, pass --override-freeze \"why\"",
+                    holds.len()
+                ),
+            });
+        }
+        let mut ids: Vec<String> = holds.into_iter().flat_map(|(_, _, ids)| ids).collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     async fn current_failures(&self, id: &RolloutId) -> Result<usize, RolloutError> {

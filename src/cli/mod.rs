@@ -21,6 +21,7 @@
 mod catalog;
 mod config;
 mod events;
+mod freeze;
 mod output;
 mod platform;
 mod policy;
@@ -152,6 +153,11 @@ enum Command {
         #[command(subcommand)]
         command: promotion::PromotionCommand,
     },
+    /// Freeze windows: when an environment (or region) takes no rollout or operator change.
+    Freeze {
+        #[command(subcommand)]
+        command: freeze::FreezeCommand,
+    },
     /// Fleet rollouts of a release.
     Rollout {
         #[command(subcommand)]
@@ -250,6 +256,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 tenant_orchestrator::app::RolloutError::ReplacementRefused(_) => EXIT_CONFLICT,
                 tenant_orchestrator::app::RolloutError::Preview(_) => EXIT_FAILURE,
                 tenant_orchestrator::app::RolloutError::NoPreview => EXIT_INVALID_INPUT,
+                tenant_orchestrator::app::RolloutError::Frozen { .. } => EXIT_CONFLICT,
+                tenant_orchestrator::app::RolloutError::BadSchedule(_) => EXIT_INVALID_INPUT,
                 tenant_orchestrator::app::RolloutError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
                 tenant_orchestrator::app::RolloutError::Store(StoreError::Conflict { .. }) => EXIT_CONFLICT,
                 tenant_orchestrator::app::RolloutError::Store(_) => EXIT_FAILURE,
@@ -421,6 +429,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tenant { .. }
         | Command::Catalog { .. }
         | Command::Policy { .. }
+        | Command::Freeze { .. }
         | Command::Rollout { .. } => cli.server.as_deref().map(remote::Remote::new).transpose()?,
         _ => None,
     };
@@ -475,6 +484,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tenant { command } => tenant::run(&cli.table, remote.as_ref(), cli.output, command).await,
         Command::Catalog { command } => catalog::run(&cli.table, remote.as_ref(), cli.output, command).await,
         Command::Policy { command } => policy::run(&cli.table, remote.as_ref(), command).await,
+        Command::Freeze { command } => freeze::run(&cli.table, remote.as_ref(), cli.output, command).await,
         Command::Rollout { command } => rollout::run(&cli.table, remote.as_ref(), cli.output, command).await,
         Command::Promotion { command } => promotion::run(&cli.table, cli.output, command).await,
         Command::Platform(args) => platform::run(args, cli.output).await,

@@ -4,7 +4,7 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
-use tenant_orchestrator::app::{GroupPreview, PlanPreview, RolloutCommands};
+use tenant_orchestrator::app::{GroupPreview, PlanPreview, RolloutCommands, StartOptions};
 use tenant_orchestrator::domain::rollout::Plan;
 use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
 use tenant_orchestrator::record::{Outcome, Phase, RolloutMember, RolloutRecord};
@@ -71,6 +71,15 @@ pub enum RolloutCommand {
         /// preview tenants on a published platform (see `rollout plan --diff`).
         #[arg(long, env = "TENANTCTL_PLATFORM_BUCKET")]
         platform_bucket: Option<String>,
+        /// Schedule the start (RFC 3339, at most 90 days ahead): the rollout is stored
+        /// now and starts no wave before then; a freeze in force then holds it until it
+        /// ends. `--wait` waits through it.
+        #[arg(long)]
+        at: Option<String>,
+        /// Start although a freeze holds some of its tenants now (admin: on the table,
+        /// or an admin token with --server); the reason goes into the rollout's events.
+        #[arg(long, value_name = "REASON")]
+        override_freeze: Option<String>,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -91,7 +100,13 @@ pub enum RolloutCommand {
     /// Stop starting tenants; those in flight finish.
     Pause { id: String },
     /// Continue a paused rollout, or a halted one (accepting its failures).
-    Resume { id: String },
+    Resume {
+        id: String,
+        /// Resume although a freeze holds tenants of the current wave (admin); the
+        /// reason goes into the rollout's events.
+        #[arg(long, value_name = "REASON")]
+        override_freeze: Option<String>,
+    },
     /// End a rollout: nothing more is started; tenants in flight finish or roll back.
     Abort { id: String },
     /// Approve the wave that waits for an approval.
@@ -266,14 +281,25 @@ impl Rollouts {
 
     /// Starts (or finds, for the same id and spec) a rollout: the record, whether
     /// this call created it, and how many tenants it moves.
-    async fn start(&self, id: RolloutId, spec: RolloutSpec) -> Result<(RolloutRecord, bool, usize), Failure> {
+    async fn start(
+        &self,
+        id: RolloutId,
+        spec: RolloutSpec,
+        options: StartOptions,
+    ) -> Result<(RolloutRecord, bool, usize), Failure> {
         match self {
             Rollouts::Local { commands, actor, .. } => {
-                let started = commands.start(id, spec, actor).await?;
+                let started = commands.start_with(id, spec, actor, options).await?;
                 Ok((started.record, started.created, started.tenants))
             }
             Rollouts::Remote(remote) => {
-                let body = serde_json::json!({ "id": id, "spec": spec });
+                let mut body = serde_json::json!({ "id": id, "spec": spec });
+                if let Some(at) = options.at {
+                    body["start_at"] = serde_json::json!(at);
+                }
+                if let Some(reason) = options.override_freeze {
+                    body["override_freeze"] = serde_json::json!({ "reason": reason });
+                }
                 let view: RemoteView = remote.post("/v1/rollouts", Some(&body)).await?;
                 let count = view.members.len();
                 Ok((view.rollout, view.created.unwrap_or(true), count))
@@ -302,6 +328,22 @@ impl Rollouts {
                     .await?;
                 Ok(page.items)
             }
+        }
+    }
+
+    /// Resumes overriding the freezes that hold the current wave (on the table only:
+    /// the API's resume takes no override).
+    async fn resume_overriding(&self, id: &RolloutId, reason: &str) -> Result<RolloutRecord, Failure> {
+        match self {
+            Rollouts::Local { commands, actor, .. } => {
+                Ok(commands.resume_with(id, actor, Some(reason)).await?)
+            }
+            Rollouts::Remote(_) => Err(Failure {
+                code: super::EXIT_INVALID_INPUT,
+                error: anyhow!(
+                    "--override-freeze on resume works on the table only; run it without --server as an admin"
+                ),
+            }),
         }
     }
 
@@ -440,8 +482,17 @@ pub async fn run(
             drifted,
             steps_config,
             platform_bucket,
+            at,
+            override_freeze,
             wait,
         } => {
+            let options = StartOptions {
+                at: at
+                    .as_deref()
+                    .map(|t| super::freeze::time_arg("--at", t))
+                    .transpose()?,
+                override_freeze,
+            };
             let mut spec = read_spec(spec.as_deref(), target)?;
             spec.selector.drifted |= drifted;
             let rollouts = match (rollouts, steps_config) {
@@ -470,7 +521,7 @@ pub async fn run(
                 Some(id) => rollout_id(&id)?,
                 None => RolloutId::derived_for(&spec, Utc::now().date_naive()),
             };
-            let (record, created, tenants) = rollouts.start(id, spec).await?;
+            let (record, created, tenants) = rollouts.start(id, spec, options).await?;
             if output == OutputFormat::Table {
                 println!(
                     "rollout {} of {} {}: {tenants} tenants in {} waves, {} skipped",
@@ -498,7 +549,11 @@ pub async fn run(
             return status::print_list(output, &rollouts.list(all, limit).await?);
         }
         RolloutCommand::Pause { id } => rollouts.operate(&rollout_id(&id)?, Operation::Pause).await?,
-        RolloutCommand::Resume { id } => rollouts.operate(&rollout_id(&id)?, Operation::Resume).await?,
+        RolloutCommand::Resume {
+            id,
+            override_freeze: Some(reason),
+        } => rollouts.resume_overriding(&rollout_id(&id)?, &reason).await?,
+        RolloutCommand::Resume { id, .. } => rollouts.operate(&rollout_id(&id)?, Operation::Resume).await?,
         RolloutCommand::Abort { id } => rollouts.operate(&rollout_id(&id)?, Operation::Abort).await?,
         RolloutCommand::Approve { id } => rollouts.operate(&rollout_id(&id)?, Operation::Approve).await?,
         RolloutCommand::Retry { id } => rollouts.operate(&rollout_id(&id)?, Operation::Retry).await?,

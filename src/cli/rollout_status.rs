@@ -28,6 +28,9 @@ pub fn print(output: OutputFormat, record: &RolloutRecord, members: &[RolloutMem
         println!("halted:    {reason}");
     }
     println!("started:   {} by {}", time(record.created_at), record.created_by);
+    if let Some(at) = record.not_before.filter(|at| *at > chrono::Utc::now()) {
+        println!("scheduled: starts no wave before {}", time(at));
+    }
     let mut by_wave: BTreeMap<usize, Vec<&RolloutMember>> = BTreeMap::new();
     for m in members {
         by_wave.entry(m.wave).or_default().push(m);

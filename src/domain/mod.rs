@@ -3,6 +3,7 @@
 
 pub mod change_set;
 pub(crate) mod duration;
+mod freeze;
 mod hostname;
 mod ids;
 mod migration;
@@ -18,6 +19,7 @@ mod spec;
 pub(crate) mod window;
 
 pub use change_set::LogicalId;
+pub use freeze::{frozen_by, Freeze, FreezeHold, FREEZE_REASON_MAX};
 pub use hostname::Hostname;
 pub use ids::{Environment, Group, Region, TenantId};
 pub use migration::{declared_schema, MigrationRestore, SchemaVersion, SCHEMA_ANNOTATION};

@@ -10,6 +10,7 @@
 //! This layer may use `domain`, `machine` and `record`.
 
 mod drift;
+mod freezes;
 mod intake;
 mod outbox;
 mod platform;
@@ -24,6 +25,7 @@ mod slots;
 mod tenants;
 
 pub use drift::{DriftCheckFailed, DriftChecker, DriftStore, DriftSummary};
+pub use freezes::FreezeStore;
 pub use intake::{Claim, IntakeStore, ScheduledDeprovision};
 pub use outbox::OutboxStore;
 pub use platform::{ArtifactError, ChartArchive, PlatformArtifacts, PlatformBundle, Published};
@@ -151,4 +153,5 @@ pub enum Entity {
     Rollout,
     Event,
     Promotion,
+    Freeze,
 }

@@ -40,8 +40,9 @@ pub struct TenantDrive<'a> {
     pub finished_holder: Option<&'a RolloutId>,
 }
 
+/// A rollout store knows the freeze windows: the controller reads them every step.
 #[async_trait]
-pub trait RolloutStore: Send + Sync {
+pub trait RolloutStore: super::FreezeStore + Send + Sync {
     /// Stores a new rollout, leased to `owner` while its members are written;
     /// `Conflict` if the id is taken.
     async fn create_rollout(

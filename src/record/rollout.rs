@@ -221,6 +221,12 @@ pub struct RolloutRecord {
     pub settled: bool,
     #[serde(default)]
     pub events: Vec<RolloutEvent>,
+    /// A scheduled start (`rollout start --at`): no wave starts before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    /// Freezes an admin overrode for this rollout: they do not hold its tenants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overridden_freezes: Vec<String>,
     /// Store bookkeeping, not part of the JSON blob.
     #[serde(skip)]
     pub version: u64,
@@ -265,6 +271,8 @@ impl RolloutRecord {
             halt_reason: None,
             settled: false,
             events: Vec::new(),
+            not_before: None,
+            overridden_freezes: Vec::new(),
             version: 0,
             lease: None,
         };

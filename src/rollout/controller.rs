@@ -244,6 +244,7 @@ impl Controller {
             now,
             tenants: std::mem::take(&mut loaded.views),
             bake_check: None,
+            freezes: self.rollouts.list_freezes().await?,
         };
         if bake_check_due(record, now) {
             observed.bake_check = Some(self.bake_check(&members, &loaded.records).await);
@@ -389,6 +390,7 @@ impl Controller {
         }
         Ok(TenantView {
             state: tenant.state.clone(),
+            environment: tenant.spec.environment.clone(),
             held_by,
             pinned_release: tenant.spec.pinned_release.clone(),
             maintenance: tenant.spec.maintenance.clone(),

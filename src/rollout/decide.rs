@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use super::target::{Target, TenantRevision};
 use super::window_turn::{whole_seconds, window_turn, WindowTurn};
 use crate::domain::rollout::{SkipReason, SpecRevision};
-use crate::domain::{MaintenanceWindows, Region, ReleaseVersion, RolloutId, TenantId};
+use crate::domain::{
+    frozen_by, Environment, Freeze, MaintenanceWindows, Region, ReleaseVersion, RolloutId, TenantId,
+};
 use crate::machine::{TenantEvent, TenantState};
 use crate::record::{
     BakeCheck, BakeProgress, OutageOverrun, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord,
@@ -20,6 +22,8 @@ use crate::record::{
 #[derive(Debug, Clone)]
 pub struct TenantView {
     pub state: TenantState,
+    /// Its environment: freezes are per environment (and region).
+    pub environment: Environment,
     /// Another rollout, still running, that holds the tenant.
     pub held_by: Option<RolloutId>,
     pub pinned_release: Option<ReleaseVersion>,
@@ -41,6 +45,9 @@ pub struct Observed {
     /// The results of a bake check round run this tick on the wave's succeeded
     /// tenants: each tenant's check (a `reason` when it failed), with its evidence.
     pub bake_check: Option<Vec<BakeCheck>>,
+    /// The stored freeze windows; a pending tenant whose environment and region one
+    /// covers now waits (unless the rollout's override names it).
+    pub freezes: Vec<Freeze>,
 }
 
 /// A change of one tenant to write together with the member's new state, atomically:
@@ -97,6 +104,7 @@ pub fn decide(record: &RolloutRecord, members: &[RolloutMember], observed: &Obse
     }
     d.observe_moving_tenants();
     match record.phase {
+        Phase::Running if d.scheduled() => {}
         Phase::Running => d.advance(),
         Phase::Halted => d.roll_back(),
         _ => {}
@@ -379,6 +387,11 @@ impl<'a> Deciding<'a> {
         }
     }
 
+    /// Whether the rollout's scheduled start is still ahead: no wave starts before it.
+    fn scheduled(&self) -> bool {
+        self.record.not_before.is_some_and(|at| self.now < at)
+    }
+
     /// Starts pending tenants whose turn has come, within the in-flight limits.
     fn start_pending(&mut self) {
         let strategy = &self.record.spec.strategy;
@@ -405,7 +418,8 @@ impl<'a> Deciding<'a> {
             let Some(view) = self.view(&self.members[i].tenant) else {
                 continue;
             };
-            let (view, running) = match self.turn_of(view) {
+            let region = self.members[i].region.clone();
+            let (view, running) = match self.turn_of(view, &region) {
                 Turn::Skip(why) => {
                     self.set(i, |m| skip(m, &why, now));
                     continue;
@@ -453,7 +467,7 @@ impl<'a> Deciding<'a> {
     }
 
     /// What a pending member's tenant allows now, before the in-flight limits.
-    fn turn_of(&self, view: Option<&'a TenantView>) -> Turn<'a> {
+    fn turn_of(&self, view: Option<&'a TenantView>, region: &Region) -> Turn<'a> {
         let now = self.now;
         let Some(view) = view else {
             return Turn::Skip("the tenant no longer exists".into());
@@ -480,6 +494,9 @@ impl<'a> Deciding<'a> {
                 ) =>
             {
                 Turn::AlreadyThere(view, release.clone())
+            }
+            TenantState::Active { .. } if self.frozen(view, region).is_some() => {
+                Turn::Wait(self.frozen(view, region).expect("checked"))
             }
             TenantState::Active { release, .. } => {
                 let budget = self.record.spec.strategy.outage_budget;
@@ -517,6 +534,15 @@ impl<'a> Deciding<'a> {
             }
             busy => Turn::Wait(format!("the tenant to finish {}", busy.label())),
         }
+    }
+
+    /// The freeze that holds a pending tenant now, unless the rollout overrides it.
+    fn frozen(&self, view: &TenantView, region: &Region) -> Option<String> {
+        let freezes: Vec<Freeze> = (self.observed.freezes.iter())
+            .filter(|f| !self.record.overridden_freezes.contains(&f.id))
+            .cloned()
+            .collect();
+        frozen_by(&freezes, &view.environment, region, self.now).map(|hold| hold.to_string())
     }
 
     fn bake(&mut self) {

@@ -13,6 +13,7 @@ mod auth;
 mod drift;
 mod events;
 mod fleet;
+mod freezes;
 mod idempotency;
 mod intake;
 mod ops;

@@ -9,6 +9,7 @@ mod rollout_support;
 mod controller;
 mod crash;
 mod events;
+mod freeze;
 mod outage_budget;
 mod promotion;
 mod revision;

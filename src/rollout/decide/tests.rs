@@ -8,6 +8,7 @@ use crate::domain::{Group, RolloutSpec, Tier};
 use crate::record::{AlarmSeen, RolloutMember};
 use crate::rollout::{plan, TenantRevision, TenantSummaryForPlanning};
 
+mod freeze;
 mod revision;
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -73,6 +74,7 @@ fn active(v: &str, failed: Option<&str>) -> Option<TenantView> {
             release: release(v),
             failed_upgrade: failed.map(release),
         },
+        environment: Environment::parse("prod").unwrap(),
         held_by: None,
         pinned_release: None,
         maintenance: None,
@@ -90,6 +92,7 @@ fn observed(now: DateTime<Utc>, tenants: &[(&str, Option<TenantView>)]) -> Obser
             .map(|(t, v)| (id(t), v.clone()))
             .collect::<HashMap<_, _>>(),
         bake_check: None,
+        freezes: Vec::new(),
     }
 }
 

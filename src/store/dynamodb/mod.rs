@@ -4,6 +4,7 @@ mod check;
 mod claims;
 mod drift;
 mod errors;
+mod freezes;
 mod idempotency;
 mod intake;
 mod item;

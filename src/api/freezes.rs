@@ -1,0 +1,81 @@
+//! `/v1/freezes`: the freeze windows that hold rollouts and operator commands on an
+//! environment (or one of its regions). Reading takes the read scope; adding and
+//! removing one takes an admin.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{Admin, Caller, Read};
+use super::extract::ApiJson;
+use super::{ApiError, ApiState};
+use crate::domain::{Environment, Freeze, Region};
+
+/// `POST /v1/freezes`: freeze an environment, or one of its regions, for a while.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewFreeze {
+    pub environment: Environment,
+    /// Default: every region of the environment.
+    #[serde(default)]
+    pub region: Option<Region>,
+    pub from: DateTime<Utc>,
+    /// After `from`, at most 366 days later.
+    pub until: DateTime<Utc>,
+    /// Why (1-200 characters): shown in every refusal and every held wave.
+    #[schema(min_length = 1, max_length = 200, example = "year-end")]
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FreezeList {
+    /// Stored freezes by start, ended ones included until removed.
+    pub freezes: Vec<Freeze>,
+}
+
+#[utoipa::path(operation_id = "freeze_list", get, path = "/v1/freezes", tag = "freezes",
+    responses((status = 200, body = FreezeList)),
+    security(("bearer" = ["read"])))]
+pub async fn list(State(state): State<ApiState>, _: Caller<Read>) -> Result<Json<FreezeList>, ApiError> {
+    Ok(Json(FreezeList {
+        freezes: state.store().list_freezes().await?,
+    }))
+}
+
+#[utoipa::path(operation_id = "freeze_add", post, path = "/v1/freezes", tag = "freezes", request_body = NewFreeze,
+    responses((status = 201, body = Freeze, description = "Stored; rollouts and operator commands respect it at once"),
+        (status = 400, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody, description = "`invalid_freeze`: `until` not after `from`, longer than 366 days, or an empty reason")),
+    security(("bearer" = ["admin"])))]
+pub async fn add(
+    State(state): State<ApiState>,
+    caller: Caller<Admin>,
+    ApiJson(body): ApiJson<NewFreeze>,
+) -> Result<(StatusCode, Json<Freeze>), ApiError> {
+    let mut freeze = Freeze::new(body.environment, body.region, body.from, body.until, &body.reason)
+        .map_err(|e| ApiError::Unprocessable {
+            code: "invalid_freeze",
+            message: e.to_string(),
+        })?;
+    freeze.created_by = caller.actor().0;
+    let freeze = state.store().add_freeze(freeze).await?;
+    tracing::info!(freeze = %freeze.id, caller = %caller.name, environment = %freeze.environment, "freeze added");
+    Ok((StatusCode::CREATED, Json(freeze)))
+}
+
+#[utoipa::path(operation_id = "freeze_remove", delete, path = "/v1/freezes/{id}", tag = "freezes",
+    params(("id" = String, Path, description = "The freeze's id (`f-…`)")),
+    responses((status = 200, body = Freeze, description = "Removed; what it held may move again"),
+        (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
+    security(("bearer" = ["admin"])))]
+pub async fn remove(
+    State(state): State<ApiState>,
+    caller: Caller<Admin>,
+    Path(id): Path<String>,
+) -> Result<Json<Freeze>, ApiError> {
+    let freeze = state.store().remove_freeze(&id).await?;
+    tracing::info!(freeze = %freeze.id, caller = %caller.name, "freeze removed");
+    Ok(Json(freeze))
+}
