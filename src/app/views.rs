@@ -340,6 +340,35 @@ pub struct HistoryPage {
     pub next_token: Option<String>,
 }
 
+/// Reads maintenance windows in their text form, `"Europe/Berlin Sun 02:00 4h, Wed
+/// 22:00 2h"`, or `null`: the API's and the catalog's `maintenance` field.
+pub(crate) fn windows_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaintenanceWindows>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|text| text.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// Writes maintenance windows in the text form [`windows_text`] reads.
+pub(crate) fn windows_as_text<S: serde::Serializer>(
+    w: &Option<MaintenanceWindows>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match w {
+        Some(w) => s.serialize_some(&w.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The OpenAPI schema of that text form (`Maintenance` in the document, with the
+/// grammar the parser takes), or `null`.
+pub(crate) fn maintenance_text() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let one_of = utoipa::openapi::schema::OneOfBuilder::new()
+        .item(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Null))
+        .item(utoipa::openapi::Ref::from_schema_name("Maintenance"))
+        .build();
+    utoipa::openapi::schema::Schema::OneOf(one_of).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,33 +470,4 @@ mod tests {
             "release 1.1.0, platform built-in, tier large"
         );
     }
-}
-
-/// Reads maintenance windows in their text form, `"Europe/Berlin Sun 02:00 4h, Wed
-/// 22:00 2h"`, or `null`: the API's and the catalog's `maintenance` field.
-pub(crate) fn windows_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaintenanceWindows>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|text| text.parse().map_err(serde::de::Error::custom))
-        .transpose()
-}
-
-/// Writes maintenance windows in the text form [`windows_text`] reads.
-pub(crate) fn windows_as_text<S: serde::Serializer>(
-    w: &Option<MaintenanceWindows>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match w {
-        Some(w) => s.serialize_some(&w.to_string()),
-        None => s.serialize_none(),
-    }
-}
-
-/// The OpenAPI schema of that text form (`Maintenance` in the document, with the
-/// grammar the parser takes), or `null`.
-pub(crate) fn maintenance_text() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    let one_of = utoipa::openapi::schema::OneOfBuilder::new()
-        .item(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Null))
-        .item(utoipa::openapi::Ref::from_schema_name("Maintenance"))
-        .build();
-    utoipa::openapi::schema::Schema::OneOf(one_of).into()
 }
