@@ -68,6 +68,23 @@ api /v1/rollouts '{"id": "r-2026-11-21-1-4-2", "spec": {"release": "1.4.2", "sel
 FUZZ_EVENT_ID="$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/events?limit=1" |
   "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["events"][0]["id"])')"
 export FUZZ_EVENT_ID
+# A freeze to remove, of an environment no fixture is in and far enough ahead to hold
+# nothing the fuzzing does (scripts/schemathesis.toml reads FUZZ_FREEZE_ID).
+freeze_from="$(date -u -d '+300 days' +%Y-%m-%dT00:00:00Z)"
+freeze_until="$(date -u -d '+301 days' +%Y-%m-%dT00:00:00Z)"
+FUZZ_FREEZE_ID="$(curl -fsS -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+  "http://127.0.0.1:$port/v1/freezes" \
+  -d "{\"environment\": \"fuzz-frozen\", \"from\": \"$freeze_from\", \"until\": \"$freeze_until\", \"reason\": \"fuzz\"}" |
+  "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
+export FUZZ_FREEZE_ID
+# A promotion rule with the document's example name, so the operations on one rule
+# answer from a real item (the fuzz hooks send valid requests to it).
+# Another one for the removals, so the first stays.
+for rule in staging-to-prod fuzz-removable; do
+  curl -fsS -X PUT -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    "http://127.0.0.1:$port/v1/promotions/$rule" \
+    -d '{"from": "staging", "to": "prod", "soak": "2h", "template": {}}' >/dev/null
+done
 
 echo "fuzz-api: schemathesis, all checks, $examples examples per operation" >&2
 status=0

@@ -27,7 +27,9 @@ pub struct ErrorDetail {
     /// `payload_too_large`, `unsupported_media_type`, `idempotency_key_reused`,
     /// `unavailable`, `internal`; the Stripe intake's `invalid_signature`,
     /// `stale_timestamp`, `unknown_price`, `invalid_metadata`, `intake_not_configured`,
-    /// `tenant_in_other_environment`.
+    /// `tenant_in_other_environment`, `in_progress`; `event_not_found`, `nothing_to_redeliver`,
+    /// `too_many_deletions`, `promotion_not_found`, `promotion_refused`,
+    /// `freeze_not_found`, `invalid_freeze`, `frozen`.
     pub code: String,
     /// For people: what was wrong and what to do about it.
     pub message: String,

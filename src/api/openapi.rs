@@ -31,7 +31,7 @@ use super::{
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail, super::extract::IdempotencyKey,
-        crate::domain::Tier, crate::domain::RolloutSpec, crate::domain::Hostname,
+        crate::domain::Tier, crate::domain::RolloutSpec, crate::domain::Hostname, crate::domain::PromotionName,
         views::CreateTenant, views::UpdateTenant, views::Upgrade, views::Restore, views::TenantView, views::PlatformView, views::RevisionView, views::RevisionParts, views::LeaseView, views::SchemaView, crate::app::views::MigrationView,
         views::FactsView, views::TenantRow, views::TenantPage, views::HistoryEntry, views::HistoryPage,
         policy::PolicyView, policy::PolicyChangeView, policy::RegionDefault, policy::GroupOverride, views::SetVersions,
@@ -78,7 +78,26 @@ pub fn document() -> Value {
     add_links(&mut doc);
     require_a_change(&mut doc["components"]["schemas"]["UpdateTenant"]);
     require_a_version(&mut doc["components"]["schemas"]["SetVersions"]);
+    describe_promotion_template(&mut doc["components"]["schemas"]);
     doc
+}
+
+/// A promotion rule's template is a rollout spec without its target: the spec's
+/// schema with only `selector`, `strategy` and `on_complete`; its soak a duration.
+fn describe_promotion_template(schemas: &mut Value) {
+    let spec = &schemas["RolloutSpec"]["properties"];
+    let properties: Map<String, Value> = ["selector", "strategy", "on_complete"]
+        .into_iter()
+        .filter_map(|name| spec.get(name).map(|p| (name.to_owned(), p.clone())))
+        .collect();
+    let rule = &mut schemas["SetPromotion"]["properties"];
+    rule["template"] = json!({
+        "type": "object",
+        "description": "A rollout spec without `release` and `platform` (selector, strategy, on_complete); its selector's environment is `to`.",
+        "additionalProperties": false,
+        "properties": properties,
+    });
+    rule["soak"]["pattern"] = json!("^ *([0-9]+ *[A-Za-z]+ *)+$");
 }
 
 /// A policy entry's PUT names a release, a platform version or both; `null` for either
@@ -181,7 +200,8 @@ fn add_error_responses(path: &str, operation: &mut Value) {
     }
 }
 
-/// Links from the response that creates a tenant or a rollout to the operations on it,
+/// Links from the response that creates a tenant, a rollout, a freeze or a promotion
+/// rule to the operations on it,
 /// so a client (or a fuzzer) can follow them with the id it got back.
 fn add_links(doc: &mut Value) {
     let tenant =
@@ -220,6 +240,13 @@ fn add_links(doc: &mut Value) {
     }
     paths["/v1/freezes"]["post"]["responses"]["201"]["links"] = json!({
         "RemoveFreeze": { "operationId": "freeze_remove", "parameters": { "id": "$response.body#/id" } }
+    });
+    let promotion = |operation: &str| json!({ "operationId": operation, "parameters": { "name": "$response.body#/name" } });
+    paths["/v1/promotions/{name}"]["put"]["responses"]["200"]["links"] = json!({
+        "GetPromotion": promotion("promotion_get"),
+        "ApprovePromotion": promotion("promotion_approve"),
+        "CancelPromotion": promotion("promotion_cancel"),
+        "DeletePromotion": promotion("promotion_delete"),
     });
     // Event ids are made by the server (one per transition), never by a client: a
     // listing is where a caller finds one to redeliver.

@@ -34,9 +34,7 @@ impl From<PromotionError> for ApiError {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPromotion {
-    #[schema(value_type = String, example = "staging")]
     pub from: Environment,
-    #[schema(value_type = String, example = "prod")]
     pub to: Environment,
     /// How long the completed rollout's tenants must stay healthy, at most 30 days.
     #[schema(example = "2h")]
@@ -47,7 +45,20 @@ pub struct SetPromotion {
     /// A rollout spec without `release` and `platform` (selector, strategy,
     /// on_complete); its selector's environment is `to`.
     #[schema(value_type = Object)]
+    #[serde(deserialize_with = "template_object")]
     pub template: RolloutTemplate,
+}
+
+/// A template is a JSON object; serde would also take its fields as an array.
+fn template_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RolloutTemplate, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    if !value.is_object() {
+        return Err(serde::de::Error::custom(
+            "template must be a JSON object: a rollout spec without release and platform \
+             (selector, strategy, on_complete)",
+        ));
+    }
+    serde_json::from_value(value).map_err(serde::de::Error::custom)
 }
 
 /// A rule and its latest promotion.
@@ -108,7 +119,7 @@ pub async fn list(State(state): State<ApiState>, _: Caller<Deploy>) -> Result<Js
 }
 
 #[utoipa::path(operation_id = "promotion_get", get, path = "/v1/promotions/{name}", tag = "promotions",
-    params(("name" = String, Path, description = "The rule's name")),
+    params(("name" = PromotionName, Path, description = "The rule's name")),
     responses((status = 200, body = PromotionView, description = "The rule and its latest promotion"),
         (status = 404, body = super::error::ErrorBody, description = "`promotion_not_found`")),
     security(("bearer" = ["deploy"])))]
@@ -122,7 +133,7 @@ pub async fn get(
 }
 
 #[utoipa::path(operation_id = "promotion_set", put, path = "/v1/promotions/{name}", tag = "promotions",
-    params(("name" = String, Path, description = "The rule's name (a DNS label, e.g. staging-to-prod)")),
+    params(("name" = PromotionName, Path, description = "The rule's name (a DNS label, e.g. staging-to-prod)")),
     request_body = SetPromotion,
     responses((status = 200, body = PromotionView, description = "The rule as stored; its latest promotion is kept")),
     security(("bearer" = ["admin"])))]
@@ -151,7 +162,7 @@ pub async fn set(
 }
 
 #[utoipa::path(operation_id = "promotion_delete", delete, path = "/v1/promotions/{name}", tag = "promotions",
-    params(("name" = String, Path, description = "The rule's name")),
+    params(("name" = PromotionName, Path, description = "The rule's name")),
     responses((status = 204, description = "Deleted"),
         (status = 404, body = super::error::ErrorBody, description = "`promotion_not_found`")),
     security(("bearer" = ["admin"])))]
@@ -165,9 +176,10 @@ pub async fn delete(
 }
 
 #[utoipa::path(operation_id = "promotion_approve", post, path = "/v1/promotions/{name}/approve", tag = "promotions",
-    params(("name" = String, Path, description = "The rule's name")),
+    params(("name" = PromotionName, Path, description = "The rule's name")),
     responses((status = 200, body = PromotionView, description = "Approved: the controllers start the rollout on their next pass"),
-        (status = 409, body = super::error::ErrorBody, description = "`promotion_refused`: its promotion is not awaiting approval")),
+        (status = 409, body = super::error::ErrorBody, description = "`promotion_refused`: its promotion is not awaiting approval"),
+        (status = 404, body = super::error::ErrorBody, description = "`promotion_not_found`: no rule has this name")),
     security(("bearer" = ["deploy"])))]
 pub async fn approve(
     State(state): State<ApiState>,
@@ -182,9 +194,10 @@ pub async fn approve(
 }
 
 #[utoipa::path(operation_id = "promotion_cancel", post, path = "/v1/promotions/{name}/cancel", tag = "promotions",
-    params(("name" = String, Path, description = "The rule's name")),
+    params(("name" = PromotionName, Path, description = "The rule's name")),
     responses((status = 200, body = PromotionView, description = "Cancelled: nothing is started for it"),
-        (status = 409, body = super::error::ErrorBody, description = "`promotion_refused`: it has no open promotion")),
+        (status = 409, body = super::error::ErrorBody, description = "`promotion_refused`: it has no open promotion"),
+        (status = 404, body = super::error::ErrorBody, description = "`promotion_not_found`: no rule has this name")),
     security(("bearer" = ["deploy"])))]
 pub async fn cancel(
     State(state): State<ApiState>,
