@@ -211,6 +211,10 @@ impl From<CommandError> for ApiError {
                 code: "held_by_rollout",
                 message: held.to_string(),
             },
+            frozen @ CommandError::Frozen { .. } => ApiError::Conflict {
+                code: "frozen",
+                message: frozen.to_string(),
+            },
             none @ CommandError::NoRelease { .. } => ApiError::Conflict {
                 code: "no_release",
                 message: none.to_string(),

@@ -13,21 +13,39 @@ use super::views::{
     UpdateTenant, Upgrade,
 };
 use super::{idempotency, ApiError, ApiState};
-use crate::app::{CommandError, RolloutHold, SpecChange};
+use crate::app::{CommandError, Overrides, RolloutHold, SpecChange};
 use crate::domain::{Group, Region, ReleaseVersion, TenantId, TenantSpec};
 use crate::machine::{TenantEvent, TenantState};
 use crate::ports::{ListFilter, ListQuery, StoreError};
 
-/// The caller's choice about a running rollout's hold: overriding it takes an admin.
-fn rollout_hold<S>(caller: &Caller<S>, q: &HoldOverride) -> Result<RolloutHold, ApiError> {
-    match (q.override_rollout_hold, caller.scope) {
-        (false, _) => Ok(RolloutHold::Respect),
-        (true, Scope::Admin) => Ok(RolloutHold::Override),
-        (true, _) => Err(ApiError::Forbidden(
+/// The caller's choices about a running rollout's hold and the freezes in force:
+/// overriding either takes an admin.
+fn rollout_hold<S>(caller: &Caller<S>, q: &HoldOverride) -> Result<Overrides, ApiError> {
+    let hold = match (q.override_rollout_hold, caller.scope) {
+        (false, _) => RolloutHold::Respect,
+        (true, Scope::Admin) => RolloutHold::Override,
+        (true, _) => return Err(ApiError::Forbidden(
             "override_rollout_hold needs an admin token; pause or abort the rollout instead, or ask an admin"
                 .into(),
         )),
-    }
+    };
+    let freeze = match (q.override_freeze.as_deref().map(str::trim), caller.scope) {
+        (None, _) => None,
+        (Some(_), scope) if scope != Scope::Admin => {
+            return Err(ApiError::Forbidden(
+                "override_freeze needs an admin token; wait until the freeze ends, or ask an admin".into(),
+            ))
+        }
+        (Some(reason), _)
+            if reason.is_empty() || reason.chars().count() > crate::domain::FREEZE_REASON_MAX =>
+        {
+            return Err(ApiError::InvalidRequest(
+                "override_freeze must say why, in 1 to 200 characters".into(),
+            ))
+        }
+        (Some(reason), _) => Some(reason.to_owned()),
+    };
+    Ok(Overrides { hold, freeze })
 }
 
 fn view(record: &crate::record::TenantRecord) -> serde_json::Value {
@@ -138,7 +156,7 @@ pub async fn list(
 
 #[utoipa::path(operation_id = "tenant_update", patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), HoldOverride), request_body = UpdateTenant,
     responses((status = 200, body = TenantView), (status = 409, body = super::error::ErrorBody,
-        description = "`version_conflict`: not at `expected_version`; `unknown_platform_version`: the platform version is not published; `platform_unavailable`: no platform bucket is configured; `hostname_taken`: another tenant serves a hostname; `held_by_rollout`: a running rollout holds the tenant")),
+        description = "`version_conflict`: not at `expected_version`; `unknown_platform_version`: the platform version is not published; `platform_unavailable`: no platform bucket is configured; `hostname_taken`: another tenant serves a hostname; `held_by_rollout`: a running rollout holds the tenant; `frozen`: a freeze holds the tenant's environment and region (an admin may pass `override_freeze`)")),
     security(("bearer" = ["admin"])))]
 pub async fn update(
     State(state): State<ApiState>,
@@ -211,16 +229,19 @@ async fn command<S>(
         Ok(hold) => hold,
         Err(e) => return e.into_response(),
     };
-    let request = match hold {
+    let mut request = match hold.hold {
         RolloutHold::Respect => format!("POST /v1/tenants/{id}/{verb}"),
         RolloutHold::Override => format!("POST /v1/tenants/{id}/{verb}?override_rollout_hold=true"),
     };
+    if let Some(reason) = &hold.freeze {
+        request.push_str(&format!(" override_freeze={reason}"));
+    }
     let id = &id;
     idempotency::run(state, &caller.name, key, &request, body, || async {
         let name = event.name();
         let record = state
             .commands()
-            .command_with_hold(id, event, &caller.actor(), hold).await?;
+            .command_with_hold(id, event, &caller.actor(), hold.clone()).await?;
         tracing::info!(tenant = %id, caller = %caller.name, command = name, to = %record.state.label(), "tenant commanded");
         Ok((StatusCode::ACCEPTED, view(&record)))
     })
@@ -229,7 +250,7 @@ async fn command<S>(
 
 #[utoipa::path(operation_id = "tenant_upgrade", post, path = "/v1/tenants/{id}/upgrade", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride), request_body = Upgrade,
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
-        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `frozen`: a freeze holds the tenant's environment and region (an admin may pass `override_freeze`); `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
 pub async fn upgrade(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
@@ -247,7 +268,7 @@ pub async fn upgrade(
 /// new release.
 #[utoipa::path(operation_id = "tenant_reconcile", post, path = "/v1/tenants/{id}/reconcile", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
     responses((status = 202, body = TenantView, description = "Accepted: the tenant runs the upgrade's steps on its own release"), (status = 409, body = super::error::ErrorBody,
-        description = "`refused_by_state`: only an Active tenant can be reconciled; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
+        description = "`refused_by_state`: only an Active tenant can be reconciled; `held_by_rollout`: a running rollout holds the tenant; `frozen`: a freeze holds the tenant's environment and region (an admin may pass `override_freeze`); `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
 pub async fn reconcile(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
@@ -265,7 +286,7 @@ pub async fn retry(State(state): State<ApiState>, caller: Caller<Deploy>, target
 
 #[utoipa::path(operation_id = "tenant_rollback", post, path = "/v1/tenants/{id}/rollback", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
-        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `frozen`: a freeze holds the tenant's environment and region (an admin may pass `override_freeze`); `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
 pub async fn rollback(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
@@ -276,7 +297,7 @@ pub async fn rollback(
 
 #[utoipa::path(operation_id = "tenant_restore", post, path = "/v1/tenants/{id}/restore", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride), request_body = Restore,
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
-        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["admin"])))]
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `frozen`: a freeze holds the tenant's environment and region (an admin may pass `override_freeze`); `idempotency_key_in_progress`")), security(("bearer" = ["admin"])))]
 pub async fn restore(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
@@ -291,7 +312,7 @@ pub async fn restore(
 
 #[utoipa::path(operation_id = "tenant_deprovision", post, path = "/v1/tenants/{id}/deprovision", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
-        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["admin"])))]
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `frozen`: a freeze holds the tenant's environment and region (an admin may pass `override_freeze`); `idempotency_key_in_progress`")), security(("bearer" = ["admin"])))]
 pub async fn deprovision(
     State(state): State<ApiState>,
     caller: Caller<Admin>,

@@ -238,6 +238,12 @@ pub struct HoldOverride {
     /// `held_by_rollout`.
     #[serde(default)]
     pub override_rollout_hold: bool,
+    /// Act although a freeze holds the tenant's environment and region (admin scope
+    /// only), saying why; the tenant's history records the freeze, the actor and the
+    /// reason. Absent: refused with 409 `frozen`. `retry` is not held by freezes and
+    /// ignores it.
+    #[param(min_length = 1, max_length = 200, pattern = r"\S")]
+    pub override_freeze: Option<String>,
 }
 
 /// Filters of `GET /v1/tenants`.

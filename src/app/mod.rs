@@ -44,7 +44,7 @@ pub use previews::{GroupPreview, PlanPreview};
 pub use promotions::{PromotionCommands, PromotionError, RuleRequest};
 pub use rollouts::{RolloutCommands, RolloutError, StartOptions, Started, LONGEST_SCHEDULE_DAYS};
 pub use service::{LocalTenants, TenantService};
-pub use tenants::{CommandError, RolloutHold, SpecChange, TenantCommands};
+pub use tenants::{CommandError, Overrides, RolloutHold, SpecChange, TenantCommands};
 
 /// Every kind of stored item, as one handle: what the services and the API's reads
 /// are built on. The DynamoDB store is the one implementation in the product.

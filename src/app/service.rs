@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 
 use super::views::{HistoryPage, TenantPage, TenantView};
-use super::{App, RolloutHold, SpecChange};
+use super::{App, Overrides, SpecChange};
 use crate::domain::{ReleaseVersion, TenantId, TenantSpec};
 use crate::machine::TenantEvent;
 use crate::ports::{ListFilter, ListQuery};
@@ -33,7 +33,7 @@ pub trait TenantService: Send + Sync {
         id: &TenantId,
         change: &SpecChange,
         expected_version: Option<u64>,
-        hold: RolloutHold,
+        overrides: Overrides,
     ) -> anyhow::Result<TenantView>;
     async fn get(&self, id: &TenantId) -> anyhow::Result<TenantView>;
     /// One page of tenants, by region and state name.
@@ -50,7 +50,7 @@ pub trait TenantService: Send + Sync {
         &self,
         id: &TenantId,
         event: TenantEvent,
-        hold: RolloutHold,
+        overrides: Overrides,
     ) -> anyhow::Result<TenantView>;
 }
 
@@ -88,12 +88,12 @@ impl TenantService for LocalTenants {
         id: &TenantId,
         change: &SpecChange,
         expected_version: Option<u64>,
-        hold: RolloutHold,
+        overrides: Overrides,
     ) -> anyhow::Result<TenantView> {
         let record = self
             .app
             .tenants()
-            .update_spec(id, change, expected_version, &self.actor, hold)
+            .update_spec(id, change, expected_version, &self.actor, overrides)
             .await?;
         Ok(TenantView::from(&record))
     }
@@ -137,12 +137,12 @@ impl TenantService for LocalTenants {
         &self,
         id: &TenantId,
         event: TenantEvent,
-        hold: RolloutHold,
+        overrides: Overrides,
     ) -> anyhow::Result<TenantView> {
         let record = self
             .app
             .tenants()
-            .command_with_hold(id, event, &self.actor, hold)
+            .command_with_hold(id, event, &self.actor, overrides)
             .await?;
         Ok(TenantView::from(&record))
     }

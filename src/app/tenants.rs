@@ -7,14 +7,21 @@
 //! change of its pin, hostnames or tier, is refused with [`CommandError::HeldByRollout`]
 //! until the rollout is paused, halted or finished, unless the caller passes
 //! [`RolloutHold::Override`], which the history records.
+//!
+//! A freeze in force over a tenant's environment and region holds the commands that
+//! change what runs: upgrade, reconcile, rollback, restore, deprovision, and a spec
+//! change of its hostnames, tier or platform, refused with [`CommandError::Frozen`]
+//! unless an admin gives [`Overrides::freeze`] (why), which the history records with
+//! the freezes and the actor. A retry (it finishes a change already begun), a new
+//! tenant (nothing of it runs yet), pins and maintenance windows are not held.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 
 use crate::domain::{
-    Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion, RolloutId,
-    TenantId, TenantSpec, Tier,
+    frozen_by, Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion,
+    RolloutId, TenantId, TenantSpec, Tier,
 };
 use crate::machine::{Rejected, TenantEvent, TenantState};
 use crate::ports::{
@@ -62,6 +69,13 @@ pub enum CommandError {
         #[source]
         source: ArtifactError,
     },
+    /// A freeze in force holds the tenant's environment and region; `hold` says until
+    /// when and why.
+    #[error(
+        "tenant {id} is {hold}; wait until the freeze ends, or, as an admin, pass the override with why \
+         (--override-freeze \"reason\", or override_freeze=reason in the API)"
+    )]
+    Frozen { id: TenantId, hold: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -76,6 +90,21 @@ pub enum RolloutHold {
     Respect,
     /// An admin's explicit decision to act anyway; recorded in the history.
     Override,
+}
+
+/// The overrides an admin gives a command: of a running rollout's hold, and of the
+/// freezes in force (with why).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub hold: RolloutHold,
+    /// `Some(reason)`: act although a freeze holds the tenant.
+    pub freeze: Option<String>,
+}
+
+impl From<RolloutHold> for Overrides {
+    fn from(hold: RolloutHold) -> Self {
+        Self { hold, freeze: None }
+    }
 }
 
 #[derive(Clone)]
@@ -221,6 +250,44 @@ impl TenantCommands {
         }
     }
 
+    /// The history's origin for a command on `record`: `hold_origin` (the rollout
+    /// hold's override, if one acted), or the freeze override when a freeze in force
+    /// holds the tenant. `Err(Frozen)` when one holds it and no override is given.
+    async fn check_freeze(
+        &self,
+        record: &TenantRecord,
+        hold_origin: Option<Origin>,
+        freeze_override: Option<&str>,
+    ) -> Result<Option<Origin>, CommandError> {
+        let Some(rollouts) = &self.rollouts else {
+            return Ok(hold_origin);
+        };
+        let freezes = rollouts.list_freezes().await?;
+        let (env, region, now) = (&record.spec.environment, &record.spec.region, Utc::now());
+        let Some(hold) = frozen_by(&freezes, env, region, now) else {
+            return Ok(hold_origin);
+        };
+        let Some(reason) = freeze_override else {
+            return Err(CommandError::Frozen {
+                id: record.id().clone(),
+                hold: hold.to_string(),
+            });
+        };
+        let freezes = (freezes.iter())
+            .filter(|f| f.covers(env, region, now))
+            .map(|f| f.id.clone())
+            .collect();
+        let hold = match hold_origin {
+            Some(Origin::HoldOverride { rollout, phase }) => Some((rollout, phase)),
+            _ => None,
+        };
+        Ok(Some(Origin::FreezeOverride {
+            freezes,
+            reason: reason.to_owned(),
+            hold,
+        }))
+    }
+
     pub fn store(&self) -> &Arc<dyn TenantStore> {
         &self.store
     }
@@ -257,18 +324,20 @@ impl TenantCommands {
             .await
     }
 
-    /// As [`TenantCommands::command`], with the caller's choice about a rollout's hold.
+    /// As [`TenantCommands::command`], with the caller's overrides of a rollout's hold
+    /// and of the freezes in force.
     pub async fn command_with_hold(
         &self,
         id: &TenantId,
         event: TenantEvent,
         actor: &Actor,
-        hold: RolloutHold,
+        overrides: impl Into<Overrides>,
     ) -> Result<TenantRecord, CommandError> {
+        let overrides = overrides.into();
         let mut attempt = 0;
         loop {
             let mut record = self.store.load(id).await?;
-            let overriding = self.check_hold(&record, hold).await?;
+            let mut overriding = self.check_hold(&record, overrides.hold).await?;
             let next = record
                 .state
                 .apply(&event)
@@ -276,6 +345,9 @@ impl TenantCommands {
                     id: id.clone(),
                     rejected,
                 })?;
+            if held_by_freezes(&event) {
+                overriding = (self.check_freeze(&record, overriding, overrides.freeze.as_deref())).await?;
+            }
             let transition = Transition {
                 origin: overriding,
                 ..Transition::new(&record.state, Cause::Event(event.clone()), actor.clone())
@@ -301,6 +373,20 @@ impl TenantCommands {
             }
         }
     }
+}
+
+/// Whether a freeze holds `event`: every operator command that changes what runs.
+/// A retry finishes a change already begun, and a provision starts a tenant nothing
+/// of which runs yet.
+fn held_by_freezes(event: &TenantEvent) -> bool {
+    matches!(
+        event,
+        TenantEvent::Upgrade { .. }
+            | TenantEvent::Reconcile
+            | TenantEvent::Rollback
+            | TenantEvent::Restore { .. }
+            | TenantEvent::Deprovision
+    )
 }
 
 /// A change to a tenant's spec; fields left `None` stay as they are.
@@ -337,7 +423,8 @@ impl SpecChange {
         self.pinned_release.is_some() || self.pinned_platform.is_some() || self.reshapes()
     }
 
-    /// Whether the change alters what the tenant's next deployment applies.
+    /// Whether the change alters what the tenant's next deployment applies (which a
+    /// freeze holds; pins and maintenance windows it does not).
     fn reshapes(&self) -> bool {
         self.hostnames.is_some()
             || self.tier.is_some()
@@ -427,8 +514,9 @@ impl TenantCommands {
         change: &SpecChange,
         expected_version: Option<u64>,
         actor: &Actor,
-        hold: RolloutHold,
+        overrides: impl Into<Overrides>,
     ) -> Result<TenantRecord, CommandError> {
+        let overrides = overrides.into();
         for platform in change.named_platforms() {
             self.check_platform(platform).await?;
         }
@@ -448,8 +536,8 @@ impl TenantCommands {
                     }));
                 }
             }
-            let overriding = match change.moves_the_tenant() {
-                true => self.check_hold(&record, hold).await?,
+            let mut overriding = match change.moves_the_tenant() {
+                true => self.check_hold(&record, overrides.hold).await?,
                 false => None,
             };
             let said =
@@ -466,6 +554,9 @@ impl TenantCommands {
             record.spec.validate()?;
             if said.is_empty() {
                 return Ok(record);
+            }
+            if change.reshapes() {
+                overriding = (self.check_freeze(&record, overriding, overrides.freeze.as_deref())).await?;
             }
             let transition = Transition {
                 origin: overriding,

@@ -12,7 +12,7 @@
 //! | 1 | [`EXIT_FAILURE`] | failed: AWS or the table unreachable, a waited-for tenant settled elsewhere, a wait timed out |
 //! | 2 | [`EXIT_INVALID_INPUT`] | invalid input: a bad id, release, spec file or flag; nothing was changed |
 //! | 3 | [`EXIT_NOT_FOUND`] | a tenant (or rollout) does not exist |
-//! | 4 | [`EXIT_CONFLICT`] | conflict, or refused by the tenant's state or a running rollout's hold (the message says which and what to do) |
+//! | 4 | [`EXIT_CONFLICT`] | conflict, or refused by the tenant's state, a running rollout's hold or a freeze (the message says which and what to do) |
 //! | 5 | [`EXIT_ROLLOUT_HALTED`] | a rollout halted on a breached failure budget, or was rolled back |
 //! | 6 | [`EXIT_ROLLOUT_ABORTED`] | a rollout was aborted by an operator |
 //! | 7 | [`EXIT_FLEET_UNSOUND`] | `fleet check` found broken invariants |
@@ -68,7 +68,7 @@ Exit codes:
   1  failure (AWS or table unreachable, a waited-for tenant settled elsewhere, timeout)
   2  invalid input; nothing was changed
   3  not found
-  4  conflict, or refused by the tenant's state or a running rollout's hold (the message says what to do)
+  4  conflict, or refused by the tenant's state, a running rollout's hold or a freeze (the message says what to do)
   5  rollout halted (failure budget breached) or rolled back
   6  rollout aborted
   7  fleet check found broken invariants
@@ -292,7 +292,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 | CommandError::NoRelease { .. }
                 | CommandError::NoPlatformToPin { .. }
                 | CommandError::UnknownPlatform { .. }
-                | CommandError::PlatformUnavailable { .. } => EXIT_CONFLICT,
+                | CommandError::PlatformUnavailable { .. }
+                | CommandError::Frozen { .. } => EXIT_CONFLICT,
                 CommandError::PlatformCheck { .. } => EXIT_FAILURE,
                 CommandError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
                 CommandError::Store(StoreError::Conflict { .. } | StoreError::HostnameTaken { .. }) => {

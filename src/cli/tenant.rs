@@ -1,11 +1,11 @@
 use clap::{Args, Subcommand};
 
 use tenant_orchestrator::app::{
-    CommandError, DriftView, LocalTenants, RolloutHold, SpecChange, TenantService,
+    CommandError, DriftView, LocalTenants, Overrides, RolloutHold, SpecChange, TenantService,
 };
 use tenant_orchestrator::domain::{
     Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion, SnapshotName,
-    TenantId, TenantSpec, Tier,
+    TenantId, TenantSpec, Tier, FREEZE_REASON_MAX,
 };
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::ports::ListQuery;
@@ -120,21 +120,38 @@ pub enum TenantCommand {
     },
 }
 
-/// The commands that move a tenant are refused while a running rollout holds it.
-#[derive(Args, Debug, Clone, Copy)]
+/// The commands that move a tenant are refused while a running rollout holds it, or
+/// a freeze holds its environment and region.
+#[derive(Args, Debug, Clone)]
 pub struct HoldArgs {
     /// Act although a running rollout holds the tenant (an admin's decision; the
     /// tenant's history records it). Otherwise pause or abort the rollout first.
     #[arg(long)]
     override_rollout_hold: bool,
+    /// Act although a freeze holds the tenant, saying why (an admin's decision; the
+    /// tenant's history records the freeze, the actor and the reason).
+    #[arg(long, value_name = "REASON")]
+    override_freeze: Option<String>,
 }
 
 impl HoldArgs {
-    pub fn hold(self) -> RolloutHold {
-        match self.override_rollout_hold {
+    pub fn hold(self) -> Result<Overrides, Failure> {
+        let freeze = match self.override_freeze.as_deref().map(str::trim) {
+            Some(reason) if reason.is_empty() || reason.chars().count() > FREEZE_REASON_MAX => {
+                return Err(Failure {
+                    code: EXIT_INVALID_INPUT,
+                    error: anyhow::anyhow!(
+                        "--override-freeze must say why, in 1 to {FREEZE_REASON_MAX} characters"
+                    ),
+                })
+            }
+            reason => reason.map(str::to_owned),
+        };
+        let hold = match self.override_rollout_hold {
             true => RolloutHold::Override,
             false => RolloutHold::Respect,
-        }
+        };
+        Ok(Overrides { hold, freeze })
     }
 }
 
@@ -442,7 +459,7 @@ pub async fn run(
             let id = TenantId::parse(&args.id)?;
             let change = args.change()?;
             let view = tenants
-                .update(&id, &change, args.expected_version, args.hold.hold())
+                .update(&id, &change, args.expected_version, args.hold.hold()?)
                 .await?;
             return print_tenant(output, &view);
         }
@@ -467,7 +484,7 @@ pub async fn run(
         TenantCommand::Drift { .. } => unreachable!("answered above"),
     };
     let view = tenants
-        .command(&TenantId::parse(&id)?, event, hold.hold())
+        .command(&TenantId::parse(&id)?, event, hold.hold()?)
         .await?;
     print_tenant(output, &view)
 }

@@ -557,6 +557,13 @@ pub enum Origin {
     Rollout(RolloutId),
     /// An operator overrode the hold of a rollout in the named phase.
     HoldOverride { rollout: RolloutId, phase: &'static str },
+    /// An admin overrode the named freezes for `reason`; `hold` when the override of a
+    /// rollout's hold was given too and needed.
+    FreezeOverride {
+        freezes: Vec<String>,
+        reason: String,
+        hold: Option<(RolloutId, &'static str)>,
+    },
 }
 
 impl Transition {
@@ -592,6 +599,23 @@ impl Transition {
             Some(Origin::Rollout(rollout)) => format!("{cause} (rollout {rollout})"),
             Some(Origin::HoldOverride { rollout, phase }) => {
                 format!("{cause} (admin override of the hold of rollout {rollout}, {phase})")
+            }
+            Some(Origin::FreezeOverride {
+                freezes,
+                reason,
+                hold,
+            }) => {
+                let hold = match hold {
+                    Some((rollout, phase)) => {
+                        format!("; admin override of the hold of rollout {rollout}, {phase}")
+                    }
+                    None => String::new(),
+                };
+                format!(
+                    "{cause} (freeze {} overridden by {}: {reason}{hold})",
+                    freezes.join(", "),
+                    self.actor.0
+                )
             }
         }
     }

@@ -384,3 +384,57 @@ async fn a_delivery_whose_handler_died_after_claiming_it_is_acted_on_by_a_retry_
     assert_eq!(late, Claim::Replay);
     api.settle().await;
 }
+
+#[tokio::test]
+async fn a_due_deprovision_under_a_freeze_keeps_its_schedule_until_the_freeze_is_gone() {
+    let (api, intake) = spawn_intake().await;
+    deliver(
+        &api,
+        &subscription_event("evt_1", "customer.subscription.created", "active", "price_basic"),
+    )
+    .await;
+    api.settle().await;
+    let deleted = deliver(
+        &api,
+        &subscription_event(
+            "evt_2",
+            "customer.subscription.deleted",
+            "canceled",
+            "price_basic",
+        ),
+    )
+    .await;
+    let due: chrono::DateTime<Utc> = deleted.body["deprovision_at"].as_str().unwrap().parse().unwrap();
+    let now = Utc::now();
+    let freeze = json!({
+        "environment": "prod", "region": "eu-west-1",
+        "from": now - Duration::minutes(1), "until": now + Duration::hours(2),
+        "reason": "year-end"
+    });
+    let added = api
+        .call(
+            Method::POST,
+            "/v1/freezes",
+            Some(crate::api_support::ADMIN),
+            Some(freeze),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    let events = history(&api, "acme").await.len();
+
+    assert_eq!(
+        intake.deprovision_due(due + Duration::seconds(1)).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(api.get("/v1/tenants/acme").await.body["state"], "Active");
+    assert_eq!(history(&api, "acme").await.len(), events);
+
+    let path = format!("/v1/freezes/{}", added.body["id"].as_str().unwrap());
+    let removed = api
+        .call(Method::DELETE, &path, Some(crate::api_support::ADMIN), None)
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+    let started = intake.deprovision_due(due + Duration::seconds(2)).await.unwrap();
+    assert_eq!(started.len(), 1, "the schedule was kept through the freeze");
+    assert_eq!(api.get("/v1/tenants/acme").await.body["state"], "Deprovisioning");
+}

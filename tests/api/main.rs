@@ -21,4 +21,5 @@ mod promotions;
 mod request_bodies;
 mod rollout_holds;
 mod rollouts;
+mod tenant_freezes;
 mod tenants;

@@ -1,5 +1,6 @@
 //! `tenantctl` refuses the same input with the same exit code against the table and
-//! with `--server`, and both refuse commands on a tenant a running rollout holds.
+//! with `--server`, and both refuse commands on a tenant a running rollout or a freeze
+//! holds.
 
 use crate::stderr;
 use std::process::Output;
@@ -215,5 +216,58 @@ async fn a_tenant_held_by_a_running_rollout_is_refused_with_exit_4_until_overrid
     assert_eq!(
         last["cause"],
         "Upgrade to 1.2.0 (admin override of the hold of rollout r-cli-hold, running)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_tenant_is_refused_with_exit_4_until_an_admin_overrides_the_freeze_saying_why() {
+    let api = spawn().await;
+    api.create_tenant("alpha", "eu-west-1", "default").await;
+    api.settle().await;
+    let now = chrono::Utc::now();
+    let freeze = serde_json::json!({
+        "environment": "test", "region": "eu-west-1",
+        "from": now - chrono::TimeDelta::minutes(1), "until": now + chrono::TimeDelta::hours(1),
+        "reason": "year-end"
+    });
+    let added = api
+        .call(reqwest::Method::POST, "/v1/freezes", Some(ADMIN), Some(freeze))
+        .await;
+    assert_eq!(added.status, reqwest::StatusCode::CREATED, "{}", added.body);
+    let id = added.body["id"].as_str().unwrap().to_owned();
+
+    let upgrade = ["tenant", "upgrade", "alpha", "--release", "1.2.0"];
+    for mode in BOTH {
+        let refused = tenantctl(&api, mode, &upgrade, &[]).await;
+        assert_exit(&refused, 4, "tenant alpha is frozen until", mode);
+        assert_exit(&refused, 4, "--override-freeze", mode);
+        let tier = ["tenant", "update", "alpha", "--tier", "large"];
+        assert_exit(&tenantctl(&api, mode, &tier, &[]).await, 4, "year-end", mode);
+    }
+    let overriding = [&upgrade[..], &["--override-freeze", "security fix"]].concat();
+    let not_admin = tenantctl(&api, Mode::Server(DEPLOY), &overriding, &[]).await;
+    assert_exit(&not_admin, 1, "admin", Mode::Server(DEPLOY));
+    let blank = [&upgrade[..], &["--override-freeze", " "]].concat();
+    assert_exit(
+        &tenantctl(&api, Mode::Table, &blank, &[]).await,
+        2,
+        "must say why",
+        Mode::Table,
+    );
+    let done = tenantctl(&api, Mode::Table, &overriding, &[]).await;
+    assert!(done.status.success(), "{}", stderr(&done));
+
+    let history = tenantctl(
+        &api,
+        Mode::Table,
+        &["tenant", "history", "alpha", "--output", "json"],
+        &[],
+    )
+    .await;
+    let events: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout).unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(
+        last["cause"],
+        format!("Upgrade to 1.2.0 (freeze {id} overridden by operator:cli-test: security fix)")
     );
 }

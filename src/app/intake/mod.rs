@@ -317,7 +317,7 @@ impl StripeIntake {
     /// Deprovisions every tenant whose scheduled deprovision is due at `now`, through
     /// the deprovision command (actor `stripe:<subscription>`). A schedule is taken
     /// before the command, so a renewal that cancels it in between wins; one the
-    /// tenant's state or a rollout's hold refuses is put back for the next pass.
+    /// tenant's state, a rollout's hold or a freeze refuses is put back for the next pass.
     /// Answers the tenants deprovisioned.
     pub async fn deprovision_due(&self, now: DateTime<Utc>) -> Result<Vec<TenantId>, StoreError> {
         let mut started = Vec::new();
@@ -349,6 +349,11 @@ impl StripeIntake {
                     started.push(taken.tenant);
                 }
                 Err(CommandError::Store(StoreError::NotFound { .. })) => {}
+                Err(e @ CommandError::Frozen { .. }) => {
+                    // A freeze holds deprovisions too; the schedule waits it out.
+                    tracing::info!(tenant = %taken.tenant, reason = %e, "a due deprovision waits for a freeze to end; it is tried again at the next pass");
+                    self.store.schedule_deprovision(&taken).await?;
+                }
                 Err(e) => {
                     tracing::warn!(tenant = %taken.tenant, error = %e, "a due deprovision cannot run yet; it is tried again at the next pass");
                     self.store.schedule_deprovision(&taken).await?;

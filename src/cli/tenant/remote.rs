@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use tenant_orchestrator::api::views::{CreateTenant, Restore, UpdateTenant, Upgrade};
 use tenant_orchestrator::app::views::{HistoryPage, TenantPage, TenantView};
-use tenant_orchestrator::app::{RolloutHold, SpecChange, TenantService};
+use tenant_orchestrator::app::{Overrides, RolloutHold, SpecChange, TenantService};
 use tenant_orchestrator::domain::{ReleaseVersion, SnapshotName, TenantId, TenantSpec};
 use tenant_orchestrator::machine::TenantEvent;
 use tenant_orchestrator::ports::ListQuery;
@@ -29,11 +29,19 @@ fn path(id: &TenantId, rest: &str) -> String {
     format!("/v1/tenants/{}{rest}", encode(id.as_str()))
 }
 
-/// The path of a tenant command, with the admin override of a rollout's hold if asked.
-fn command_path(id: &TenantId, verb: &str, hold: RolloutHold) -> String {
-    match hold {
-        RolloutHold::Override => format!("{}?override_rollout_hold=true", path(id, verb)),
-        RolloutHold::Respect => path(id, verb),
+/// The path of a tenant command, with the admin overrides of a rollout's hold and of
+/// the freezes in force if asked.
+fn command_path(id: &TenantId, verb: &str, overrides: &Overrides) -> String {
+    let mut params = Vec::new();
+    if overrides.hold == RolloutHold::Override {
+        params.push("override_rollout_hold=true".to_owned());
+    }
+    if let Some(reason) = &overrides.freeze {
+        params.push(format!("override_freeze={}", encode(reason)));
+    }
+    match params.is_empty() {
+        true => path(id, verb),
+        false => format!("{}?{}", path(id, verb), params.join("&")),
     }
 }
 
@@ -67,10 +75,10 @@ impl TenantService for RemoteTenants {
         id: &TenantId,
         change: &SpecChange,
         expected_version: Option<u64>,
-        hold: RolloutHold,
+        overrides: Overrides,
     ) -> anyhow::Result<TenantView> {
         let body = UpdateTenant::of(change, expected_version);
-        let path = command_path(id, "", hold);
+        let path = command_path(id, "", &overrides);
         Ok(self.remote.call(Method::PATCH, &path, Some(&body)).await?)
     }
 
@@ -112,9 +120,9 @@ impl TenantService for RemoteTenants {
         &self,
         id: &TenantId,
         event: TenantEvent,
-        hold: RolloutHold,
+        overrides: Overrides,
     ) -> anyhow::Result<TenantView> {
-        let post = |verb: &str| command_path(id, verb, hold);
+        let post = |verb: &str| command_path(id, verb, &overrides);
         let view = match event {
             TenantEvent::Upgrade { release } => {
                 self.remote
