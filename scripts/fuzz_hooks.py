@@ -26,7 +26,10 @@ policy on completion name the environment it needs.
 
 Valid requests to read, approve or cancel a promotion rule go to the rule fuzz-api.sh
 sets; valid removals go to a second one, so the first stays. A soak is at most 30 days,
-which a duration's pattern cannot state: valid rules soak two hours.
+which a duration's pattern cannot state: valid rules soak two hours. Their template's
+strategy has the rules between fields a rollout spec has (fuzzed through rollout
+starts, with the same parser): valid rules take the default strategy, and leave the
+selector's environment to the rule's `to`, which it must equal.
 
 Valid requests to the commands on one tenant or rollout are sent to the records
 fuzz-api.sh creates (the document's example ids): a generated id names no record, and
@@ -98,6 +101,11 @@ def before_call(ctx, case, **kwargs):
         _freeze_an_hour(case)
     if case.method.upper() == "PUT" and case.path == "/v1/promotions/{name}" and isinstance(case.body, dict):
         case.body["soak"] = "2h"
+        template = case.body.get("template")
+        if isinstance(template, dict) and "strategy" in template:
+            template["strategy"] = {}
+        if isinstance(template, dict) and isinstance(template.get("selector"), dict):
+            template["selector"].pop("environment", None)
     if (
         case.path == "/v1/freezes/{id}"
         and case.meta.phase.name != "stateful"

@@ -33,6 +33,10 @@ impl From<PromotionError> for ApiError {
 /// Body of `PUT /v1/promotions/{name}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "from": "staging", "to": "prod", "soak": "2h", "approval": true,
+    "template": {"strategy": {"waves": ["1", "100%"]}, "on_complete": {"advance_policy": true}}
+}))]
 pub struct SetPromotion {
     pub from: Environment,
     pub to: Environment,

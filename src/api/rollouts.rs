@@ -56,7 +56,7 @@ pub(super) fn freeze_override<S>(
             "override_freeze needs an admin token; wait until the freeze ends, schedule the start after it (start_at), or ask an admin".into(),
         ));
     }
-    let reason = given.reason.trim();
+    let reason = crate::domain::trim_reason(&given.reason);
     if reason.is_empty() || reason.chars().count() > crate::domain::FREEZE_REASON_MAX {
         return Err(ApiError::InvalidRequest(
             "override_freeze.reason must say why, in 1 to 200 characters".into(),

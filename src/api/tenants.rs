@@ -29,7 +29,10 @@ fn rollout_hold<S>(caller: &Caller<S>, q: &HoldOverride) -> Result<Overrides, Ap
                 .into(),
         )),
     };
-    let freeze = match (q.override_freeze.as_deref().map(str::trim), caller.scope) {
+    let freeze = match (
+        q.override_freeze.as_deref().map(crate::domain::trim_reason),
+        caller.scope,
+    ) {
         (None, _) => None,
         (Some(_), scope) if scope != Scope::Admin => {
             return Err(ApiError::Forbidden(

@@ -242,7 +242,7 @@ pub struct HoldOverride {
     /// only), saying why; the tenant's history records the freeze, the actor and the
     /// reason. Absent: refused with 409 `frozen`. `retry` is not held by freezes and
     /// ignores it.
-    #[param(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[param(min_length = 1, max_length = 200, pattern = r"[^\t\n\x0b\f\r ]")]
     pub override_freeze: Option<String>,
 }
 

@@ -10,6 +10,13 @@ use super::{Environment, InvalidValue, Region};
 
 /// The longest reason a freeze keeps; operators read it in every refusal.
 pub const FREEZE_REASON_MAX: usize = 200;
+
+/// A reason (a freeze's, an override's) without the ASCII whitespace around it: the
+/// whitespace every regex engine means by `\s`, so the API document's `\S` pattern and
+/// the server agree on what is blank.
+pub fn trim_reason(reason: &str) -> &str {
+    reason.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\u{0b}')
+}
 /// The longest a single freeze may last: a longer one is almost surely a typo.
 pub const FREEZE_LONGEST_DAYS: i64 = 366;
 
@@ -42,7 +49,7 @@ impl Freeze {
         until: DateTime<Utc>,
         reason: &str,
     ) -> Result<Self, InvalidValue> {
-        let reason = reason.trim();
+        let reason = trim_reason(reason);
         if reason.is_empty() {
             return Err(InvalidValue::new(
                 "freeze reason",
@@ -144,6 +151,14 @@ impl std::fmt::Display for FreezeHold<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_is_blank_only_when_it_is_ascii_whitespace() {
+        assert_eq!(trim_reason(" \t year-end \n"), "year-end");
+        assert_eq!(trim_reason(" \u{0b}\r\n"), "");
+        // What a `\S` pattern takes as a character of a reason, the server does too.
+        assert_eq!(trim_reason("\u{85}"), "\u{85}");
+    }
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

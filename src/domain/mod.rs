@@ -19,7 +19,7 @@ mod spec;
 pub(crate) mod window;
 
 pub use change_set::LogicalId;
-pub use freeze::{frozen_by, Freeze, FreezeHold, FREEZE_REASON_MAX};
+pub use freeze::{frozen_by, trim_reason, Freeze, FreezeHold, FREEZE_REASON_MAX};
 pub use hostname::Hostname;
 pub use ids::{Environment, Group, Region, TenantId};
 pub use migration::{declared_schema, MigrationRestore, SchemaVersion, SCHEMA_ANNOTATION};

@@ -63,7 +63,7 @@ impl RolloutSpec {
                         "tenants": list("TenantId"),
                         "exclude": list("TenantId"),
                         "drifted": { "type": "boolean" },
-                        "environment": component("Environment"),
+                        "environment": { "oneOf": [{ "type": "null" }, component("Environment")] },
                     },
                 },
                 "on_complete": {
