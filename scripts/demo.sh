@@ -395,21 +395,24 @@ tenantctl tenant history wonka | tail -n 12
 # Stripe posts a signed customer.subscription.created; the intake verifies the
 # signature and creates the tenant the mapping file describes.
 stripe_intake_section() {
-  say "subscription intake: a Stripe-signed customer.subscription.created creates tenant hooli"
+  say "subscription intake: a Stripe-signed customer.subscription.created creates tenant vandelay"
   local event ts signature
-  event='{"id":"evt_demo_hooli_1","object":"event","type":"customer.subscription.created","data":{"object":{"id":"sub_demo_hooli","object":"subscription","status":"active","metadata":{"tenant_id":"hooli","hostnames":"hooli.example.com"},"items":{"object":"list","data":[{"price":{"id":"price_demo_pro"}}]}}}}'
+  event='{"id":"evt_demo_vandelay_1","object":"event","type":"customer.subscription.created","data":{"object":{"id":"sub_demo_vandelay","object":"subscription","status":"active","metadata":{"tenant_id":"vandelay","hostnames":"vandelay.example.com"},"items":{"object":"list","data":[{"price":{"id":"price_demo_pro"}}]}}}}'
   ts="$(date +%s)"
   signature="$(printf '%s.%s' "$ts" "$event" | openssl dgst -sha256 -hmac "$DEMO_STRIPE_SECRET" | sed 's/^.*= //')"
-  curl -sS -X POST "http://127.0.0.1:$api_port/v1/intake/stripe" -H 'Content-Type: application/json' \
-    -H "Stripe-Signature: t=$ts,v1=$signature" -d "$event"; echo
+  local reply
+  reply="$(curl -sS -X POST "http://127.0.0.1:$api_port/v1/intake/stripe" -H 'Content-Type: application/json' \
+    -H "Stripe-Signature: t=$ts,v1=$signature" -d "$event")"
+  echo "$reply"
+  grep -q '"status":"created"' <<<"$reply" || { echo "demo: the subscription created no tenant" >&2; exit 1; }
   echo "the same delivery again (Stripe retries) changes nothing:"
   curl -sS -X POST "http://127.0.0.1:$api_port/v1/intake/stripe" -H 'Content-Type: application/json' \
     -H "Stripe-Signature: t=$ts,v1=$signature" -d "$event"; echo
   echo "a forged signature is refused:"
   curl -sS -X POST "http://127.0.0.1:$api_port/v1/intake/stripe" -H 'Content-Type: application/json' \
     -H "Stripe-Signature: t=$ts,v1=$(printf '0%.0s' $(seq 64))" -d "$event"; echo
-  tenantctl tenant wait hooli --state Active --timeout 5m
-  tenantctl tenant history hooli | sed -n '1,4p'
+  tenantctl tenant wait vandelay --state Active --timeout 5m
+  tenantctl tenant history vandelay | sed -n '1,4p'
 }
 stripe_intake_section
 
