@@ -54,7 +54,79 @@ fn spec(i: usize) -> TenantSpec {
     }
 }
 
-async fn engine(client: aws_sdk_dynamodb::Client) -> (f64, f64) {
+/// What the engine run measured.
+struct EngineRun {
+    transitions_per_second: f64,
+    units_per_transition: f64,
+    /// Units per transition by operation and part written (table or index).
+    breakdown: Vec<(String, f64)>,
+    /// Stored sizes in bytes (attribute names plus values, as DynamoDB bills them) of
+    /// one settled tenant's items: the tenant item, a history event, an outbox event.
+    item_sizes: Vec<(&'static str, usize)>,
+}
+
+/// The size DynamoDB bills an item at: attribute names plus values.
+fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    fn value_size(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) => s.len(),
+            AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+            AttributeValue::B(b) => b.as_ref().len(),
+            AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+            AttributeValue::Ss(l) => l.iter().map(String::len).sum(),
+            AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+            AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| 1 + k.len() + value_size(v)).sum::<usize>(),
+            _ => 0,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+/// The sizes of one tenant's tenant item, its last history event and one outbox event.
+async fn item_sizes(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    tenant: &str,
+) -> Vec<(&'static str, usize)> {
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let own = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", s(&format!("TENANT#{tenant}")))
+        .send()
+        .await
+        .unwrap();
+    let mut sizes = Vec::new();
+    for item in own.items() {
+        let sk = item
+            .get("sk")
+            .and_then(|v| v.as_s().ok())
+            .map_or("", |v| v.as_str());
+        let kind = if sk.starts_with("EVENT#") {
+            "history event"
+        } else {
+            "tenant item"
+        };
+        sizes.retain(|(k, _)| *k != kind);
+        sizes.push((kind, item_size(item)));
+    }
+    let outbox = client
+        .scan()
+        .table_name(table)
+        .filter_expression("begins_with(pk, :p)")
+        .expression_attribute_values(":p", s("OUTBOX#"))
+        .limit(200)
+        .send()
+        .await
+        .unwrap();
+    if let Some(item) = outbox.items().first() {
+        sizes.push(("outbox event", item_size(item)));
+    }
+    sizes
+}
+
+async fn engine(client: aws_sdk_dynamodb::Client) -> EngineRun {
     let name = format!("bench-engine-{}", uuid::Uuid::new_v4().simple());
     table::ensure_table(&client, &name).await.unwrap();
     let store = Arc::new(DynamoStore::new(client, name));
@@ -70,6 +142,7 @@ async fn engine(client: aws_sdk_dynamodb::Client) -> (f64, f64) {
             .unwrap();
     }
     let before = store.consumed_write_units();
+    let breakdown_before: HashMap<String, f64> = store.write_units_by_operation().into_iter().collect();
     let config = WorkerConfig {
         concurrency: CONCURRENCY,
         poll_interval: Duration::from_millis(20),
@@ -97,10 +170,32 @@ async fn engine(client: aws_sdk_dynamodb::Client) -> (f64, f64) {
     tx.send(true).unwrap();
     running.await.unwrap().unwrap();
     let transitions = (TENANTS * STEPS_PER_TENANT) as f64;
-    (
-        transitions / elapsed,
-        (store.consumed_write_units() - before) / transitions,
-    )
+    let breakdown = store
+        .write_units_by_operation()
+        .into_iter()
+        .map(|(k, v)| {
+            let earlier = breakdown_before.get(&k).copied().unwrap_or(0.0);
+            (k, (v - earlier) / transitions)
+        })
+        .filter(|(_, v)| *v > 0.0)
+        .collect();
+    let units_per_transition = (store.consumed_write_units() - before) / transitions;
+    let accounted: f64 = store
+        .write_units_by_operation()
+        .iter()
+        .map(|(_, v)| v)
+        .sum::<f64>()
+        - breakdown_before.values().sum::<f64>();
+    assert!(
+        (accounted / transitions - units_per_transition).abs() < 1e-6,
+        "the breakdown must add up to the total"
+    );
+    EngineRun {
+        transitions_per_second: transitions / elapsed,
+        units_per_transition,
+        breakdown,
+        item_sizes: item_sizes(store.client(), store.table(), "bench-00000").await,
+    }
 }
 
 async fn raw(client: aws_sdk_dynamodb::Client) -> (f64, f64) {
@@ -195,7 +290,8 @@ fn main() {
         // Warm-up: JIT of DynamoDB Local and connection pools, not reported.
         let _ = raw(client.clone()).await;
         let (raw_tps, raw_wcu) = raw(client.clone()).await;
-        let (engine_tps, engine_wcu) = engine(client.clone()).await;
+        let run = engine(client.clone()).await;
+        let (engine_tps, engine_wcu) = (run.transitions_per_second, run.units_per_transition);
         println!("tenants: {TENANTS}, steps per tenant: {STEPS_PER_TENANT}, concurrency: {CONCURRENCY}");
         println!("engine transitions per second:                  {engine_tps:>8.1}");
         println!("raw 2-item conditional TransactWriteItems per second: {raw_tps:>8.1}");
@@ -205,5 +301,13 @@ fn main() {
         );
         println!("write capacity units per engine transition:     {engine_wcu:>8.2}");
         println!("write capacity units per raw transaction:       {raw_wcu:>8.2}");
+        println!("write capacity units per engine transition, by operation and part written:");
+        for (part, units) in &run.breakdown {
+            println!("  {part:<46} {units:>8.2}");
+        }
+        println!("stored item sizes of one settled tenant (bytes):");
+        for (kind, size) in &run.item_sizes {
+            println!("  {kind:<46} {size:>8}");
+        }
     });
 }

@@ -9,7 +9,7 @@ use common::*;
 use tenant_orchestrator::app::{CommandError, TenantCommands};
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::record::{Actor, Cause, Transition};
-use tenant_orchestrator::store::{table, ListQuery, StoreError, TenantStore, WriteGuard};
+use tenant_orchestrator::store::{table, DynamoStore, ListQuery, StoreError, TenantStore, WriteGuard};
 
 fn operator() -> Actor {
     Actor::operator("test")
@@ -267,6 +267,66 @@ async fn the_work_index_holds_only_tenants_with_a_step_due() {
         due.extend(store.due(&region, shard, Utc::now(), 100).await.unwrap());
     }
     assert_eq!(due, [tenant_id("due-now")]);
+}
+
+#[tokio::test]
+async fn a_step_saved_while_the_lease_is_kept_leaves_the_work_index_alone() {
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    create(&commands, "acme", "us-east-1").await;
+    let id = tenant_id("acme");
+    let ttl = Duration::from_secs(60);
+    let held = store
+        .acquire_lease(&id, "worker-a", ttl, Utc::now())
+        .await
+        .unwrap();
+    let lease = held.lease.clone().unwrap();
+    let index_units = || -> f64 {
+        store
+            .write_units_by_operation()
+            .iter()
+            .filter(|(part, _)| part.ends_with("index work"))
+            .map(|(_, units)| units)
+            .sum()
+    };
+
+    // The step succeeds and the worker keeps the lease, extended, for the next step.
+    let before = index_units();
+    let mut next = held.clone();
+    let from = next.state.clone();
+    next.enter(from.apply(&TenantEvent::StepSucceeded).unwrap(), Utc::now());
+    next.lease = Some(tenant_orchestrator::record::Lease {
+        expires_at: Utc::now() + chrono::Duration::seconds(90),
+        ..lease.clone()
+    });
+    let transition = Transition::new(
+        &from,
+        Cause::Event(TenantEvent::StepSucceeded),
+        Actor::worker("worker-a", lease.fence),
+    );
+    let saved = store
+        .save(&next, WriteGuard::Lease(&lease), Some(transition))
+        .await
+        .unwrap();
+    assert_eq!(index_units(), before, "the work index was rewritten");
+
+    // Still hidden from other workers; back in the index once the lease is given up.
+    assert!(due_in_us_east_1(&store).await.is_empty());
+    let kept = saved.lease.clone().unwrap();
+    let mut done = saved.clone();
+    done.lease = None;
+    store.save(&done, WriteGuard::Lease(&kept), None).await.unwrap();
+    assert_eq!(due_in_us_east_1(&store).await, [id]);
+}
+
+/// The tenants of us-east-1 the work index lists as due now.
+async fn due_in_us_east_1(store: &DynamoStore) -> Vec<tenant_orchestrator::domain::TenantId> {
+    let region = tenant_orchestrator::domain::Region::parse("us-east-1").unwrap();
+    let mut due = Vec::new();
+    for shard in 0..tenant_orchestrator::store::WORK_SHARDS {
+        due.extend(store.due(&region, shard, Utc::now(), 100).await.unwrap());
+    }
+    due
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ mod sessions;
 mod slots;
 mod transition;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +57,9 @@ pub struct DynamoStore {
     /// Write capacity consumed by this store's writes, in thousandths of a unit, as
     /// reported by `ReturnConsumedCapacity`.
     write_milli_units: Arc<AtomicU64>,
+    /// The same write capacity broken down by operation and by what it wrote (the
+    /// table or one of its indexes), in thousandths of a unit.
+    write_breakdown: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
     /// The table's page-token key, read (or created) on first use.
     page_key: page_token::PageKeyCell,
 }
@@ -186,6 +189,7 @@ impl DynamoStore {
             client,
             table: table.into(),
             write_milli_units: Arc::new(AtomicU64::new(0)),
+            write_breakdown: Arc::default(),
             page_key: page_token::PageKeyCell::default(),
         }
     }
@@ -195,11 +199,50 @@ impl DynamoStore {
         self.write_milli_units.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
+    /// Write capacity units consumed so far per operation and per part written, as
+    /// `("<operation>: table", units)` and `("<operation>: index <name>", units)`;
+    /// an operation whose response did not break its capacity down is `"<operation>"`.
+    pub fn write_units_by_operation(&self) -> Vec<(String, f64)> {
+        let breakdown = self
+            .write_breakdown
+            .lock()
+            .expect("breakdown lock never poisoned");
+        breakdown
+            .iter()
+            .map(|(k, milli)| (k.clone(), *milli as f64 / 1000.0))
+            .collect()
+    }
+
     /// Adds the write capacity a response reports (none, one or one per table).
     fn count<'a>(&self, capacity: impl IntoIterator<Item = &'a ConsumedCapacity>) {
-        let units: f64 = capacity.into_iter().filter_map(|c| c.capacity_units()).sum();
-        self.write_milli_units
-            .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
+        self.count_as("other writes", capacity);
+    }
+
+    /// Adds the write capacity a response reports, booked under `operation`.
+    fn count_as<'a>(&self, operation: &str, capacity: impl IntoIterator<Item = &'a ConsumedCapacity>) {
+        let milli = |units: Option<f64>| (units.unwrap_or(0.0) * 1000.0).round() as u64;
+        let mut breakdown = self
+            .write_breakdown
+            .lock()
+            .expect("breakdown lock never poisoned");
+        for c in capacity {
+            let total = milli(c.capacity_units());
+            self.write_milli_units.fetch_add(total, Ordering::Relaxed);
+            let mut parts = 0;
+            if let Some(table) = c.table() {
+                parts += milli(table.capacity_units());
+                *breakdown.entry(format!("{operation}: table")).or_default() += milli(table.capacity_units());
+            }
+            for (index, units) in c.global_secondary_indexes().into_iter().flatten() {
+                parts += milli(units.capacity_units());
+                *breakdown
+                    .entry(format!("{operation}: index {index}"))
+                    .or_default() += milli(units.capacity_units());
+            }
+            if parts < total {
+                *breakdown.entry(operation.to_owned()).or_default() += total - parts;
+            }
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -222,7 +265,7 @@ impl DynamoStore {
             let result = self
                 .client
                 .transact_write_items()
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
                 .set_transact_items(Some(items.clone()))
                 .send()
                 .await;
@@ -262,7 +305,7 @@ impl DynamoStore {
     ) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .table_name(&self.table)
             .set_key(Some(key))
             .update_expression(update.expression())
@@ -299,7 +342,14 @@ impl DynamoStore {
         let mut next = record.clone();
         next.version += 1;
         let mut update = UpdateExpr::default();
+        // A worker that keeps its lease leaves the work index alone: the tenant stays
+        // hidden from other workers by the lease renewals, which move `work_sk` with
+        // the expiry, so a step saved mid-visit does not rewrite the index entry.
+        let keeps_lease = matches!(guard, WriteGuard::Lease(_)) && next.lease.is_some();
         for (attr, value) in mutable_attributes(&next) {
+            if keeps_lease && WORK_INDEX_KEYS.contains(&attr) {
+                continue;
+            }
             update.set_or_remove(attr, value);
         }
         update.set(WRITE_ID, s(write_id));
@@ -369,7 +419,7 @@ impl DynamoStore {
             .await;
         let err = match result {
             Ok(out) => {
-                self.count(out.consumed_capacity());
+                self.count_as("save without transition", out.consumed_capacity());
                 return as_stored(&write.next);
             }
             Err(err) => err,
@@ -596,7 +646,7 @@ impl TenantStore for DynamoStore {
             .await;
         match result {
             Ok(out) => {
-                self.count(out.consumed_capacity());
+                self.count_as("lease acquire", out.consumed_capacity());
                 decode_tenant(out.attributes().unwrap_or(&HashMap::new()))
             }
             Err(err) => Err(conflict_as(
@@ -639,7 +689,7 @@ impl TenantStore for DynamoStore {
                     || format!("lease on tenant {id} (fence {}) was lost", lease.fence),
                 )
             })?;
-        self.count(out.consumed_capacity());
+        self.count_as("lease renew", out.consumed_capacity());
         Ok(Lease {
             expires_at: expires,
             ..lease.clone()
@@ -674,7 +724,7 @@ impl TenantStore for DynamoStore {
             .send()
             .await
             .map_err(|e| classify("releasing lease", &self.table, e))?;
-        self.count(out.consumed_capacity());
+        self.count_as("lease release", out.consumed_capacity());
         Ok(())
     }
 
@@ -799,6 +849,9 @@ fn is_transaction_conflict(err: &SdkError<TransactWriteItemsError, HttpResponse>
         _ => false,
     }
 }
+
+/// The tenant item's keys in the `work` index.
+const WORK_INDEX_KEYS: [&str; 2] = ["work_pk", "work_sk"];
 
 /// Attribute naming the last write to a tenant item, so a write retried after its
 /// answer was lost recognises itself in the refusal instead of reporting a conflict.

@@ -123,7 +123,7 @@ impl DynamoStore {
         items.push(tx.outbox);
         match self.send_transaction(items).await {
             Ok(out) => {
-                self.count(out.consumed_capacity());
+                self.count_as("transition transaction", out.consumed_capacity());
                 count_transition(tx.from, next, tx.outage_seconds);
                 Ok(Committed::Stored)
             }
