@@ -33,7 +33,7 @@ use tenant_orchestrator::domain::{
     Environment, Group, Hostname, Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId, TenantSpec, Tier,
 };
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
-use tenant_orchestrator::ports::{TenantHealth, TenantProbe};
+use tenant_orchestrator::ports::{TenantHealth, TenantProbe, Wakeup};
 use tenant_orchestrator::record::{
     Actor, Cause, Outcome, Phase, RolloutMember, RolloutRecord, TenantRecord, Transition, WaveRecord,
 };
@@ -66,6 +66,8 @@ const WORKERS: usize = 2;
 const WORKER_CONCURRENCY: usize = 48;
 const WORKER_POLL: Duration = Duration::from_millis(50);
 const CONTROLLER_TICK: Duration = Duration::from_millis(100);
+/// Shortest time between passes when a worker wakes the controller early.
+const CONTROLLER_WOKEN_GAP: Duration = Duration::from_millis(10);
 /// Tenants created at once while seeding.
 const SEED_PARALLELISM: usize = 16;
 /// How often the benchmark looks whether the rollout completed.
@@ -212,6 +214,8 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
     let seeding = seeding.elapsed();
 
     let health = Arc::new(PassingHealth::default());
+    // The workers and the controller share this process, as in `tenantctl serve`.
+    let (due, settled) = (Wakeup::default(), Wakeup::default());
     let (shutdown, _) = watch::channel(false);
     let mut running = JoinSet::new();
     for i in 0..WORKERS {
@@ -220,7 +224,9 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
             poll_interval: WORKER_POLL,
             ..WorkerConfig::new(format!("bench-worker-{i}"))
         };
-        let worker = Worker::new(store.clone(), StepRegistry::all(steps.clone()), config);
+        let worker = Worker::new(store.clone(), StepRegistry::all(steps.clone()), config)
+            .with_due_wakeup(due.clone())
+            .with_settled_wakeup(settled.clone());
         let stop = shutdown.subscribe();
         running.spawn(async move { worker.run(stop).await.unwrap() });
     }
@@ -230,9 +236,11 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
         health.clone(),
         ControllerConfig {
             tick: CONTROLLER_TICK,
+            woken_gap: CONTROLLER_WOKEN_GAP,
             ..ControllerConfig::new("bench-controller")
         },
-    );
+    )
+    .with_wakeups(due, settled);
     let stop = shutdown.subscribe();
     running.spawn(async move { controller.run(stop).await });
 

@@ -22,7 +22,7 @@ use lease::{after, LeaseKeeper};
 
 use crate::domain::{Region, TenantId};
 use crate::machine::{StepKind, TenantEvent, TenantState};
-use crate::ports::{StoreError, TenantStore, WriteGuard, WORK_SHARDS};
+use crate::ports::{woken, StoreError, TenantStore, Wakeup, WriteGuard, WORK_SHARDS};
 use crate::record::{Actor, Cause, Lease, TenantRecord, Transition};
 use crate::step::{Step, StepContext, StepOutcome, StepRegistry};
 
@@ -110,7 +110,15 @@ pub struct Worker {
     store: Arc<dyn TenantStore>,
     steps: StepRegistry,
     config: WorkerConfig,
+    /// Wakes this worker when a writer in this process made a tenant due.
+    due: Option<Wakeup>,
+    /// Woken when this worker settles a tenant (no step left), for the rollout
+    /// controller in this process.
+    settled: Option<Wakeup>,
 }
+
+/// Work-index shard queries a poll has in flight at once.
+const SHARD_QUERIES_AT_ONCE: usize = 8;
 
 fn now() -> DateTime<Utc> {
     Utc::now()
@@ -133,7 +141,27 @@ enum StepEnd {
 
 impl Worker {
     pub fn new(store: Arc<dyn TenantStore>, steps: StepRegistry, config: WorkerConfig) -> Self {
-        Self { store, steps, config }
+        Self {
+            store,
+            steps,
+            config,
+            due: None,
+            settled: None,
+        }
+    }
+
+    /// Polls at once, instead of at the next poll, whenever `due` is woken: for the
+    /// writers in this process that make tenants due (the rollout controller).
+    pub fn with_due_wakeup(mut self, due: Wakeup) -> Self {
+        self.due = Some(due);
+        self
+    }
+
+    /// Wakes `settled` whenever this worker leaves a tenant with no step to run, so
+    /// a rollout controller in this process sees the tenant finish at once.
+    pub fn with_settled_wakeup(mut self, settled: Wakeup) -> Self {
+        self.settled = Some(settled);
+        self
     }
 
     pub fn config(&self) -> &WorkerConfig {
@@ -146,6 +174,7 @@ impl Worker {
         info!(owner = %self.config.owner, "worker started");
         let mut running: JoinSet<TenantId> = JoinSet::new();
         let mut in_flight: HashSet<TenantId> = HashSet::new();
+        let mut due_wakeups = self.due.as_ref().map(Wakeup::listen);
         while !*shutdown.borrow() {
             while let Some(done) = running.try_join_next() {
                 if let Ok(id) = done {
@@ -183,6 +212,7 @@ impl Worker {
                 tokio::select! {
                     Some(Ok(id)) = running.join_next(), if !running.is_empty() => { in_flight.remove(&id); }
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = woken(&mut due_wakeups) => {}
                     _ = shutdown.changed() => {}
                 }
             }
@@ -193,21 +223,37 @@ impl Worker {
         Ok(())
     }
 
-    /// Tenants with a step due in the regions this worker serves.
+    /// Tenants with a step due in the regions this worker serves, up to `limit`: the
+    /// work index's shards are queried a few at a time, in order, so a poll costs a
+    /// few round trips rather than one per shard.
     pub async fn find_due(&self, limit: u32) -> Result<Vec<TenantId>, StoreError> {
         let regions = match &self.config.regions {
             Some(r) => r.clone(),
             None => self.store.regions().await?,
         };
+        let shards: Vec<(Region, u32)> = (regions.iter())
+            .flat_map(|region| (0..WORK_SHARDS).map(move |shard| (region.clone(), shard)))
+            .collect();
         let mut due = Vec::new();
         let now = now();
-        for region in &regions {
-            for shard in 0..WORK_SHARDS {
-                let remaining = limit.saturating_sub(due.len() as u32);
-                if remaining == 0 {
-                    return Ok(due);
-                }
-                due.extend(self.store.due(region, shard, now, remaining).await?);
+        for batch in shards.chunks(SHARD_QUERIES_AT_ONCE) {
+            let remaining = limit.saturating_sub(due.len() as u32);
+            if remaining == 0 {
+                break;
+            }
+            let mut queries = JoinSet::new();
+            for (i, (region, shard)) in batch.iter().cloned().enumerate() {
+                let store = self.store.clone();
+                queries.spawn(async move { (i, store.due(&region, shard, now, remaining).await) });
+            }
+            let mut found: Vec<(usize, Vec<TenantId>)> = Vec::with_capacity(batch.len());
+            for (i, result) in queries.join_all().await {
+                found.push((i, result?));
+            }
+            found.sort_by_key(|(i, _)| *i);
+            for (_, ids) in found {
+                let remaining = limit.saturating_sub(due.len() as u32) as usize;
+                due.extend(ids.into_iter().take(remaining));
             }
         }
         Ok(due)
@@ -444,7 +490,12 @@ impl Worker {
                 }
                 Ok(StepEnd::Continue(Box::new(saved)))
             }
-            Ok(_) if record.state.step().is_none() => Ok(StepEnd::Stop(Processed::Idle)),
+            Ok(_) if record.state.step().is_none() => {
+                if let Some(settled) = &self.settled {
+                    settled.wake();
+                }
+                Ok(StepEnd::Stop(Processed::Idle))
+            }
             Ok(_) => Ok(StepEnd::Stop(Processed::Waiting)),
             Err(StoreError::Conflict { detail, .. }) => {
                 self.reload_after_conflict(record.id(), &detail, lease, keeper)

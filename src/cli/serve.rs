@@ -15,7 +15,9 @@ use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
 use tenant_orchestrator::worker::Worker;
 
-use super::worker::{drift_checker, load_steps_config, product_steps, shutdown_signal, WorkerArgs};
+use super::worker::{
+    drift_checker, load_steps_config, product_steps, shutdown_signal, wake_each_other, WorkerArgs,
+};
 use super::Failure;
 
 #[derive(Args, Debug)]
@@ -145,17 +147,17 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         Some(config) => {
             let worker_owner = config.owner.clone();
             let steps_config = load_steps_config(args.worker.steps_config.as_deref())?;
-            if let Some(c) = args
+            let c = args
                 .worker
                 .controller_for(store.clone(), &steps_config, &config.owner)
-                .await?
-            {
+                .await?;
+            let bucket = args.worker.platform_bucket.as_deref();
+            let steps = product_steps(steps_config, store.clone(), bucket).await;
+            let (c, worker) = wake_each_other(c, Worker::new(store.clone(), steps, config));
+            if let Some(c) = c {
                 let rx = workers_rx.clone();
                 controller = Some(tokio::spawn(async move { c.run(rx).await }));
             }
-            let bucket = args.worker.platform_bucket.as_deref();
-            let steps = product_steps(steps_config, store.clone(), bucket).await;
-            let worker = Worker::new(store.clone(), steps, config);
             let rx = workers_rx.clone();
             let (drift, options, owner, sweep_rx) = (
                 app.drift().clone(),

@@ -10,7 +10,7 @@ use tenant_orchestrator::domain::Region;
 use tenant_orchestrator::app::{Backend, DriftCommands, PromotionCommands, RolloutCommands, SweepRate};
 use tenant_orchestrator::outbox::{Dispatcher, DispatcherConfig, EventsConfig, EventsConfigError};
 use tenant_orchestrator::platform::{self, S3PlatformArtifacts};
-use tenant_orchestrator::ports::{DriftChecker, OutboxStore, PlatformArtifacts, TenantProbe};
+use tenant_orchestrator::ports::{DriftChecker, OutboxStore, PlatformArtifacts, TenantProbe, Wakeup};
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 use tenant_orchestrator::step::StepRegistry;
@@ -317,6 +317,23 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
+/// A controller and a worker in one process wake each other: the worker starts the
+/// tenants the controller made due at once, and the controller sees at once a tenant
+/// the worker finished.
+pub(super) fn wake_each_other(
+    controller: Option<Controller>,
+    worker: Worker,
+) -> (Option<Controller>, Worker) {
+    let Some(controller) = controller else {
+        return (None, worker);
+    };
+    let (due, settled) = (Wakeup::default(), Wakeup::default());
+    let worker = worker
+        .with_due_wakeup(due.clone())
+        .with_settled_wakeup(settled.clone());
+    (Some(controller.with_wakeups(due, settled)), worker)
+}
+
 pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
     let config = args.config()?;
     let args = &args;
@@ -331,7 +348,7 @@ pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
     let steps = product_steps(steps_config, store.clone(), args.platform_bucket.as_deref()).await;
     let owner = config.owner.clone();
     let dispatcher = args.events.dispatcher(app.outbox(), &owner).await?;
-    let worker = Worker::new(store, steps, config);
+    let (controller, worker) = wake_each_other(controller, Worker::new(store, steps, config));
     let shutdown = shutdown_signal();
     let controlling = async {
         if let Some(controller) = &controller {

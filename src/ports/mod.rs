@@ -23,6 +23,7 @@ mod requests;
 mod rollouts;
 mod slots;
 mod tenants;
+mod wake;
 
 pub use drift::{DriftCheckFailed, DriftChecker, DriftStore, DriftSummary};
 pub use freezes::FreezeStore;
@@ -44,6 +45,7 @@ pub use tenants::{
     FleetSummary, ListFilter, ListQuery, Page, TenantReads, TenantStore, TenantSummary, WriteGuard,
     WORK_SHARDS,
 };
+pub use wake::{woken, Wakeup, WakeupListener};
 
 /// Why a store call failed, split by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]

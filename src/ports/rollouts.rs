@@ -26,6 +26,7 @@ pub struct RolloutSummary {
 }
 
 /// A tenant state change made by a rollout, written with the member's new state.
+#[derive(Clone)]
 pub struct TenantDrive<'a> {
     pub rollout: &'a RolloutRecord,
     /// The controller's lease on the rollout; the write fails if it was lost.

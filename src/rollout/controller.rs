@@ -11,14 +11,14 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{debug, info, instrument, warn};
+use tracing::{debug, info, instrument, warn, Instrument};
 
 use super::decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
 use super::target::TenantRevision;
 use crate::domain::{RolloutId, TenantId};
+use crate::ports::{woken, TenantHealth, TenantProbe, Wakeup};
 use crate::ports::{Conflict, RolloutStore, StoreError, TenantDrive, TenantStore, WriteGuard};
 use crate::ports::{PolicyStore, PromotionDriver, PromotionStore};
-use crate::ports::{TenantHealth, TenantProbe};
 use crate::record::{
     Actor, BakeCheck, Cause, Lease, Origin, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord,
     TenantRecord, Transition,
@@ -33,6 +33,10 @@ pub struct ControllerConfig {
     pub lease_ttl: Duration,
     /// Time between passes over the running rollouts.
     pub tick: Duration,
+    /// Shortest time between the start of one pass and the next when a worker in this
+    /// process wakes the controller early (a tenant settled): bounds how often a busy
+    /// rollout is re-read.
+    pub woken_gap: Duration,
 }
 
 impl ControllerConfig {
@@ -41,6 +45,7 @@ impl ControllerConfig {
             owner: owner.into(),
             lease_ttl: Duration::from_secs(15),
             tick: Duration::from_secs(2),
+            woken_gap: Duration::from_millis(100),
         }
     }
 }
@@ -56,10 +61,20 @@ pub struct Controller {
     promotions: Option<Arc<dyn PromotionStore>>,
     /// Moves open promotions on after each pass.
     promoter: Option<Arc<dyn PromotionDriver>>,
+    /// Woken whenever this controller made tenants due, for the workers in its process.
+    due: Option<Wakeup>,
+    /// Wakes this controller before its tick when a worker in its process settled a
+    /// tenant.
+    settled: Option<Wakeup>,
 }
 
 /// Tenants loaded at once while observing a wave.
-const LOAD_PARALLELISM: usize = 16;
+const LOAD_PARALLELISM: usize = 64;
+/// Tenants driven at once within one pass.
+const DRIVE_PARALLELISM: usize = 16;
+/// Attempts at driving a tenant whose transaction met a concurrent one (the drives
+/// of a pass share the rollout item they check the lease on) or throttling.
+const DRIVE_ATTEMPTS: u32 = 3;
 
 impl Controller {
     pub fn new(
@@ -76,7 +91,18 @@ impl Controller {
             policy: None,
             promotions: None,
             promoter: None,
+            due: None,
+            settled: None,
         }
+    }
+
+    /// Wakes `due` whenever a pass made tenants due, so workers in this process start
+    /// them at once; and passes early, at most every `woken_gap`, when `settled` is
+    /// woken by a worker that finished a tenant.
+    pub fn with_wakeups(mut self, due: Wakeup, settled: Wakeup) -> Self {
+        self.due = Some(due);
+        self.settled = Some(settled);
+        self
     }
 
     /// Completed rollouts with `on_complete.advance_policy` advance this policy.
@@ -103,7 +129,9 @@ impl Controller {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         info!(owner = %self.config.owner, "rollout controller started");
         let mut held: Vec<(RolloutId, Lease)> = Vec::new();
+        let mut settled = self.settled.as_ref().map(Wakeup::listen);
         loop {
+            let pass_started = tokio::time::Instant::now();
             match self.run_once().await {
                 Ok(leases) => held = leases,
                 Err(e) => warn!(error = %e, "rollout controller pass failed; trying again next tick"),
@@ -115,6 +143,10 @@ impl Controller {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.tick) => {}
+                _ = async {
+                    woken(&mut settled).await;
+                    tokio::time::sleep_until(pass_started + self.config.woken_gap).await;
+                } => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
@@ -159,7 +191,7 @@ impl Controller {
     /// Moves one rollout one step if its lease can be had; `None` when another
     /// controller holds it.
     pub async fn step(&self, id: &RolloutId) -> Result<Option<RolloutRecord>, StoreError> {
-        self.step_at(id, Utc::now()).await
+        self.step_with(id, Utc::now(), Clock::Live).await
     }
 
     /// [`Controller::step`] as of `now`, the time its decisions (maintenance windows,
@@ -169,6 +201,15 @@ impl Controller {
         &self,
         id: &RolloutId,
         now: chrono::DateTime<Utc>,
+    ) -> Result<Option<RolloutRecord>, StoreError> {
+        self.step_with(id, now, Clock::Fixed).await
+    }
+
+    async fn step_with(
+        &self,
+        id: &RolloutId,
+        now: chrono::DateTime<Utc>,
+        clock: Clock,
     ) -> Result<Option<RolloutRecord>, StoreError> {
         let record = match self
             .rollouts
@@ -187,7 +228,7 @@ impl Controller {
             self.rollouts.release_rollout_lease(id, &lease).await?;
             return Ok(Some(record));
         }
-        let (decision, loaded) = self.observe_and_decide(&record, now).await?;
+        let (decision, loaded, now) = self.observe_and_decide(&record, now, clock).await?;
         if !self.carry_out(&record, &lease, &decision, &loaded).await? {
             return Ok(None);
         }
@@ -230,30 +271,45 @@ impl Controller {
 
     /// Reads the current wave's members and tenants, runs a bake check round if one
     /// is due, and decides.
+    /// With a live clock, decides as of the time the loading ended, so a tenant that
+    /// finished while the pass was loading counts as finished in it. Returns the time
+    /// decided at.
     async fn observe_and_decide(
         &self,
         record: &RolloutRecord,
         now: chrono::DateTime<Utc>,
-    ) -> Result<(Decision, Loaded), StoreError> {
+        clock: Clock,
+    ) -> Result<(Decision, Loaded, chrono::DateTime<Utc>), StoreError> {
         let members = match record.wave() {
             Some(wave) => self.rollouts.members(&record.id, Some(wave.index)).await?,
             None => Vec::new(),
         };
         let mut loaded = self.observe(record, &members, now).await?;
+        let freezes = self.rollouts.list_freezes().await?;
+        let now = match clock {
+            // Unless that would make a bake check due that the loading above did not
+            // load the baking tenants for: that check waits for the next pass.
+            Clock::Live => Some(Utc::now().max(now))
+                .filter(|live| bake_check_due(record, *live) == bake_check_due(record, now))
+                .unwrap_or(now),
+            Clock::Fixed => now,
+        };
         let mut observed = Observed {
             now,
             tenants: std::mem::take(&mut loaded.views),
             bake_check: None,
-            freezes: self.rollouts.list_freezes().await?,
+            freezes,
         };
         if bake_check_due(record, now) {
             observed.bake_check = Some(self.bake_check(&members, &loaded.records).await);
         }
-        Ok((decide(record, &members, &observed), loaded))
+        Ok((decide(record, &members, &observed), loaded, now))
     }
 
-    /// Drives the decided tenants and writes the member changes. `false` when the
-    /// rollout's lease was lost meanwhile: its new holder carries on.
+    /// Drives the decided tenants, `DRIVE_PARALLELISM` at a time, and writes the
+    /// member changes. `false` when the rollout's lease was lost meanwhile: its new
+    /// holder carries on. Each drive is its own transaction, fenced by the lease, so
+    /// drives in flight together are as safe as drives one after another.
     async fn carry_out(
         &self,
         record: &RolloutRecord,
@@ -261,25 +317,62 @@ impl Controller {
         decision: &Decision,
         loaded: &Loaded,
     ) -> Result<bool, StoreError> {
-        for drive in &decision.drives {
-            match self
-                .apply(record, lease, drive, &loaded.records, &loaded.finished_holders)
-                .await
-            {
-                Ok(()) => {}
-                Err(StoreError::Conflict {
-                    detail,
-                    kind: Conflict::RolloutLease,
-                    ..
-                }) => {
-                    warn!(%detail, "lost the rollout lease; leaving it to its new holder");
-                    return Ok(false);
-                }
-                Err(StoreError::Conflict { detail, .. }) => {
-                    debug!(tenant = %drive.member.tenant, %detail, "tenant not driven this tick");
-                }
-                Err(e) => return Err(e),
+        let shared = Arc::new((record.clone(), lease.clone()));
+        let mut failure = None;
+        let mut lease_lost = false;
+        let mut driven = 0;
+        for chunk in decision.drives.chunks(DRIVE_PARALLELISM) {
+            let mut drives = JoinSet::new();
+            for drive in chunk {
+                let Some(tenant) = loaded.records.get(&drive.member.tenant).cloned() else {
+                    continue;
+                };
+                let finished_holder = loaded.finished_holders.get(&drive.member.tenant).cloned();
+                let (rollouts, shared, drive) = (self.rollouts.clone(), shared.clone(), drive.clone());
+                drives.spawn(
+                    async move {
+                        let (record, lease) = &*shared;
+                        let tenant_id = drive.member.tenant.clone();
+                        let result =
+                            apply(rollouts.as_ref(), record, lease, &drive, tenant, finished_holder).await;
+                        (tenant_id, result)
+                    }
+                    .instrument(tracing::Span::current()),
+                );
             }
+            for (tenant, result) in drives.join_all().await {
+                match result {
+                    Ok(()) => driven += 1,
+                    Err(StoreError::Conflict {
+                        detail,
+                        kind: Conflict::RolloutLease,
+                        ..
+                    }) => {
+                        warn!(%detail, "lost the rollout lease; leaving it to its new holder");
+                        lease_lost = true;
+                    }
+                    Err(StoreError::Conflict { detail, .. }) => {
+                        debug!(%tenant, %detail, "tenant not driven this tick");
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+            if lease_lost || failure.is_some() {
+                break;
+            }
+        }
+        if driven > 0 {
+            if let Some(due) = &self.due {
+                due.wake();
+            }
+        }
+        if lease_lost {
+            return Ok(false);
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
         for member in &decision.members {
             match self.rollouts.save_member(&record.id, member).await {
@@ -474,95 +567,120 @@ impl Controller {
         seen.sort_by(|a, b| a.tenant.cmp(&b.tenant));
         seen
     }
+}
 
-    /// Applies a decided tenant event together with the member change.
-    async fn apply(
-        &self,
-        record: &RolloutRecord,
-        lease: &Lease,
-        drive: &Drive,
-        tenants: &HashMap<TenantId, TenantRecord>,
-        finished_holders: &HashMap<TenantId, RolloutId>,
-    ) -> Result<(), StoreError> {
-        let id = &drive.member.tenant;
-        let Some(tenant) = tenants.get(id) else {
-            return Ok(());
-        };
-        let mut next = tenant.clone();
-        let mut changed = Vec::new();
-        if let Some(desired) = drive.spec {
-            if next.spec.platform != desired.platform {
-                next.spec.platform = desired.platform;
-                changed.push(match desired.platform {
-                    Some(v) => format!("platform {v}"),
-                    None => "platform built-in".into(),
-                });
-            }
-            if next.spec.tier != desired.tier {
-                next.spec.tier = desired.tier;
-                changed.push(format!("tier {}", desired.tier));
-            }
+/// Applies a decided tenant event together with the member change.
+async fn apply(
+    rollouts: &dyn RolloutStore,
+    record: &RolloutRecord,
+    lease: &Lease,
+    drive: &Drive,
+    tenant: TenantRecord,
+    finished_holder: Option<RolloutId>,
+) -> Result<(), StoreError> {
+    let id = &drive.member.tenant;
+    let mut next = tenant.clone();
+    let mut changed = Vec::new();
+    if let Some(desired) = drive.spec {
+        if next.spec.platform != desired.platform {
+            next.spec.platform = desired.platform;
+            changed.push(match desired.platform {
+                Some(v) => format!("platform {v}"),
+                None => "platform built-in".into(),
+            });
         }
-        let cause = match &drive.event {
-            Some(event) => {
-                let Ok(next_state) = tenant.state.apply(event) else {
-                    return Ok(());
-                };
-                next.last_error = None;
-                next.enter(next_state, Utc::now());
-                Cause::Event(event.clone())
-            }
-            None => {
-                next.updated_at = Utc::now();
-                Cause::SpecChange(changed)
-            }
-        };
-        let transition = Transition {
-            origin: Some(Origin::Rollout(record.id.clone())),
-            ..Transition::new(&tenant.state, cause, Actor::rollout(&record.id))
-        };
-        let cause = transition.describe_cause();
-        if next.state.step().is_some() {
-            // What the infrastructure step may replace in this operation: what the spec allows.
-            next.facts.allow_replacement = record.spec.strategy.allow_replacement.clone();
-            next.facts.migration_restore = Some(record.spec.strategy.migration_restore);
-        }
-        let result = self
-            .rollouts
-            .drive_tenant(TenantDrive {
-                rollout: record,
-                lease,
-                tenant: &next,
-                transition,
-                member: &drive.member,
-                finished_holder: finished_holders.get(id),
-            })
-            .await;
-        match result {
-            Ok(()) => {
-                info!(tenant = %id, %cause, "tenant driven");
-                Ok(())
-            }
-            Err(StoreError::Conflict {
-                detail,
-                kind: Conflict::HeldBy(_),
-                ..
-            }) => {
-                let mut skipped = drive.member.clone();
-                skipped.outcome = Outcome::Skipped {
-                    reason: format!("{detail}, which is still running; abort or finish it first"),
-                };
-                skipped.rollback = None;
-                skipped.attempts = skipped.attempts.saturating_sub(1);
-                skipped.finished_at = Some(Utc::now());
-                match self.rollouts.save_member(&record.id, &skipped).await {
-                    Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
+        if next.spec.tier != desired.tier {
+            next.spec.tier = desired.tier;
+            changed.push(format!("tier {}", desired.tier));
         }
     }
+    let cause = match &drive.event {
+        Some(event) => {
+            let Ok(next_state) = tenant.state.apply(event) else {
+                return Ok(());
+            };
+            next.last_error = None;
+            next.enter(next_state, Utc::now());
+            Cause::Event(event.clone())
+        }
+        None => {
+            next.updated_at = Utc::now();
+            Cause::SpecChange(changed)
+        }
+    };
+    let transition = Transition {
+        origin: Some(Origin::Rollout(record.id.clone())),
+        ..Transition::new(&tenant.state, cause, Actor::rollout(&record.id))
+    };
+    let cause = transition.describe_cause();
+    if next.state.step().is_some() {
+        // What the infrastructure step may replace in this operation: what the spec allows.
+        next.facts.allow_replacement = record.spec.strategy.allow_replacement.clone();
+        next.facts.migration_restore = Some(record.spec.strategy.migration_restore);
+    }
+    let result = drive_with_retries(
+        rollouts,
+        TenantDrive {
+            rollout: record,
+            lease,
+            tenant: &next,
+            transition,
+            member: &drive.member,
+            finished_holder: finished_holder.as_ref(),
+        },
+    )
+    .await;
+    match result {
+        Ok(()) => {
+            info!(tenant = %id, %cause, "tenant driven");
+            Ok(())
+        }
+        Err(StoreError::Conflict {
+            detail,
+            kind: Conflict::HeldBy(_),
+            ..
+        }) => {
+            let mut skipped = drive.member.clone();
+            skipped.outcome = Outcome::Skipped {
+                reason: format!("{detail}, which is still running; abort or finish it first"),
+            };
+            skipped.rollback = None;
+            skipped.attempts = skipped.attempts.saturating_sub(1);
+            skipped.finished_at = Some(Utc::now());
+            match rollouts.save_member(&record.id, &skipped).await {
+                Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Drives a tenant, trying again after a short pause when the transaction met a
+/// concurrent one or was throttled: its outcome is then known not to be written
+/// only if DynamoDB says so, and a drive written already fails its version condition
+/// on the next attempt, which the next pass reads as the tenant moving.
+async fn drive_with_retries(rollouts: &dyn RolloutStore, drive: TenantDrive<'_>) -> Result<(), StoreError> {
+    let mut attempt = 1;
+    loop {
+        match rollouts.drive_tenant(drive.clone()).await {
+            Err(StoreError::Retryable { .. }) if attempt < DRIVE_ATTEMPTS => {
+                let pause = rand::random_range(5..20u64) * u64::from(attempt);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Which time a pass decides at.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// The time given, whatever the loading took: for stepping through time.
+    Fixed,
+    /// The time the loading ended.
+    Live,
 }
 
 #[derive(Default)]

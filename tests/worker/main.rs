@@ -12,6 +12,7 @@ use common::fleet::{operator, Fleet, TestFleet};
 use common::*;
 use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
+use tenant_orchestrator::ports::Wakeup;
 use tenant_orchestrator::record::TenantFacts;
 use tenant_orchestrator::step::{StepOutcome, StepRegistry};
 use tenant_orchestrator::store::{DynamoStore, TenantStore};
@@ -556,4 +557,42 @@ async fn a_slow_worker_keeps_its_lease_across_a_chain_of_short_steps() {
         "a step ran in two workers at once: {overlaps:#?}"
     );
     assert_fleet_sound(&dynamo).await;
+}
+
+#[tokio::test]
+async fn a_worker_between_polls_starts_a_tenant_made_due_when_woken_and_wakes_its_controller_when_it_settles()
+{
+    let Fleet { store, commands, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
+    let step = ScriptedStep::new();
+    drain(&worker(store.clone(), step.clone(), fast_worker("w0"))).await;
+    let (due, settled) = (Wakeup::default(), Wakeup::default());
+    let mut settled_seen = settled.listen();
+    // Polls once, finds nothing, and would not look again for an hour.
+    let w = worker(
+        store.clone(),
+        step,
+        WorkerConfig {
+            poll_interval: Duration::from_secs(3600),
+            ..fast_worker("w1")
+        },
+    )
+    .with_due_wakeup(due.clone())
+    .with_settled_wakeup(settled);
+    let (stop, rx) = watch::channel(false);
+    let running = tokio::spawn(async move { w.run(rx).await });
+
+    upgrade(&commands, "acme", "2.0.0").await;
+    due.wake();
+    tokio::time::timeout(Duration::from_secs(60), settled_seen.woken())
+        .await
+        .expect("the worker settled the tenant and said so");
+
+    let r = store.load(&tenant_id("acme")).await.unwrap();
+    assert_eq!(
+        (r.state.label(), r.state.current_release().cloned()),
+        ("Active".to_owned(), Some(release("2.0.0"))),
+        "woken, the worker upgraded the tenant without waiting for its next poll"
+    );
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
 }
