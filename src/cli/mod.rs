@@ -177,7 +177,7 @@ enum Command {
     /// Run only the rollout controller (no tenant steps) until stopped.
     Controller(worker::ControllerArgs),
     /// Serve the HTTP API (and, unless --no-worker, run the workers) until stopped.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Check that a running `serve` answers: GET the URL (its /healthz by default)
     /// and exit 0 on a 200, 1 otherwise. For container health checks in an image
     /// without curl.
@@ -518,7 +518,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Worker(args) => worker::run(&cli.table, args).await,
         Command::Controller(args) => worker::run_controller(&cli.table, args).await,
-        Command::Serve(args) => serve::run(&cli.table, args).await,
+        Command::Serve(args) => serve::run(&cli.table, *args).await,
         Command::Probe(args) => serve::probe(args).await,
         Command::Token { command } => token::run(command),
         Command::State {
