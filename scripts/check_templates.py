@@ -9,7 +9,10 @@ is the summary "N passed, M failed"; the exit status is non-zero when anything f
   tier from charts/tenant/ci/<tier>-values.yaml; the output holds every expected kind,
   each manifest validates against the Kubernetes schemas of KUBERNETES_VERSION, and
   the content keeps its promises (image by digest, probes, IRSA, one rule per host...);
-- values that break the schema are rejected by the render.
+- values that break the schema are rejected by the render;
+- the orchestrator's own template (scripts/orchestrator_template.py): cfn-lint, the
+  state table as state/table.json, and a task role that grants exactly the AWS
+  operations the code calls.
 """
 
 from __future__ import annotations
@@ -457,6 +460,15 @@ def check_accepted(helm: Any, kubernetes_validate: Any, mutate: Callable[[dict[s
     return validate_documents(kubernetes_validate, documents)
 
 
+def _orchestrator_check(check: Callable[[], str]) -> str:
+    import orchestrator_template
+
+    try:
+        return check()
+    except orchestrator_template.CheckFailed as exc:
+        raise CheckFailed(str(exc)) from None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args()
@@ -471,6 +483,12 @@ def main() -> int:
     checks.run(f"cfn-lint {rel}", check_cfn_lint)
     checks.run(f"{rel}: parameters, outputs and tier rows", check_template_contract)
     checks.run(f"{rel}: tags on every resource", check_template_tags)
+
+    import orchestrator_template
+
+    orchestrator = orchestrator_template.TEMPLATE.relative_to(ROOT)
+    for name, check in orchestrator_template.CHECKS:
+        checks.run(f"{orchestrator}: {name}", lambda check=check: _orchestrator_check(check))
 
     for tier in TIERS:
         checks.run(f"helm lint --strict ({tier})", lambda tier=tier: check_lint(helm, tier))

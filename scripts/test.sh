@@ -2,7 +2,7 @@
 # The whole test suite, from a fresh clone: installs the local AWS into the cache,
 # starts it on its own ports, runs formatting, lint and layering checks, the dependency
 # advisory check (offline, against ../shared/advisory-db), the Rust unit and
-# integration tests, the template and chart checks, the local AWS self-test and the
+# integration tests, the template and chart checks, the Dockerfile check, the local AWS self-test and the
 # Azure Pipelines check (every tenantctl command and flag the pipelines use exists in
 # the binary just built), then stops what it started.
 set -euo pipefail
@@ -42,6 +42,9 @@ scripts/fuzz-api.sh
 
 step "CloudFormation template and Helm chart"
 TENANT_ORCHESTRATOR_PYTHON="$cache/localstack/venv/bin/python" scripts/check-templates.sh
+
+step "Dockerfile (static: pinned bases and Helm, non-root, health check)"
+python3 scripts/check_dockerfile.py
 
 step "local AWS self-test"
 localstack/selftest.sh

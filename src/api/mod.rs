@@ -246,6 +246,16 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// `/healthz` and `/readyz` alone, for a plain-HTTP health port beside an HTTPS-only
+/// API (`serve --https-only --health-listen`).
+pub fn health_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(ops::not_found)
+        .with_state(state)
+}
+
 /// A page's `limit`: 1-1000, 100 when not given.
 fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {

@@ -31,6 +31,7 @@ mod remote;
 mod rollout;
 mod serve;
 mod tenant;
+mod tls;
 mod token;
 mod worker;
 
@@ -176,7 +177,11 @@ enum Command {
     /// Run only the rollout controller (no tenant steps) until stopped.
     Controller(worker::ControllerArgs),
     /// Serve the HTTP API (and, unless --no-worker, run the workers) until stopped.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
+    /// Check that a running `serve` answers: GET the URL (its /healthz by default)
+    /// and exit 0 on a 200, 1 otherwise. For container health checks in an image
+    /// without curl.
+    Probe(serve::ProbeArgs),
     /// API token helpers.
     Token {
         #[command(subcommand)]
@@ -444,6 +449,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Worker(_)
             | Command::Controller(_)
             | Command::Serve(_)
+            | Command::Probe(_)
     );
     if runs_locally && cli.server.is_some() {
         return Err(Failure {
@@ -512,7 +518,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Worker(args) => worker::run(&cli.table, args).await,
         Command::Controller(args) => worker::run_controller(&cli.table, args).await,
-        Command::Serve(args) => serve::run(&cli.table, args).await,
+        Command::Serve(args) => serve::run(&cli.table, *args).await,
+        Command::Probe(args) => serve::probe(args).await,
         Command::Token { command } => token::run(command),
         Command::State {
             command: StateCommand::Diagram,

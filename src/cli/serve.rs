@@ -2,8 +2,11 @@
 //! controller in the same process. SIGTERM or ctrl-c first drains in-flight requests, then stops the workers
 //! (which give running steps their grace period).
 
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -15,6 +18,7 @@ use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
 use tenant_orchestrator::worker::Worker;
 
+use super::tls::{ReloadingCertificate, TlsListener};
 use super::worker::{
     drift_checker, load_steps_config, product_steps, shutdown_signal, wake_each_other, WorkerArgs,
 };
@@ -49,8 +53,50 @@ pub struct ServeArgs {
     /// start-up. Without it the endpoint answers 404.
     #[arg(long, env = "TENANTCTL_STRIPE_INTAKE")]
     stripe_intake: Option<PathBuf>,
+    /// Serve HTTPS with this certificate (PEM; the server's certificate first, then
+    /// its chain). The certificate and key are reloaded when the files change (each
+    /// handshake looks at them); a changed pair that cannot be used keeps the previous
+    /// one and is logged and counted in `tenantctl_tls_reload_errors_total`.
+    #[arg(long, env = "TENANTCTL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TENANTCTL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Refuse plain HTTP on --listen (it answers 400 saying to use https); without
+    /// it, the port takes both HTTPS and plain HTTP. Health checks can then be served
+    /// in plain HTTP on --health-listen.
+    #[arg(long, env = "TENANTCTL_HTTPS_ONLY", requires = "tls_cert")]
+    https_only: bool,
+    /// Also serve /healthz and /readyz (only those) in plain HTTP on this address,
+    /// for load balancers and probes that do not speak HTTPS.
+    #[arg(long, env = "TENANTCTL_HEALTH_LISTEN")]
+    health_listen: Option<SocketAddr>,
     #[command(flatten)]
     worker: WorkerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    /// The URL to check.
+    #[arg(default_value = "http://127.0.0.1:8080/healthz")]
+    url: String,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+/// `tenantctl probe`: GET the URL; 200 passes, anything else (or no answer) fails.
+pub async fn probe(args: ProbeArgs) -> Result<(), Failure> {
+    let response = reqwest::Client::new()
+        .get(&args.url)
+        .timeout(args.timeout)
+        .send()
+        .await
+        .with_context(|| format!("{} did not answer", args.url))?;
+    match response.status() {
+        reqwest::StatusCode::OK => Ok(()),
+        status => Err(anyhow!("{} answered {status}", args.url).into()),
+    }
 }
 
 /// How often `serve` looks for deprovisions that canceled subscriptions scheduled and
@@ -115,8 +161,37 @@ async fn load_tokens(args: &ServeArgs) -> Result<Tokens, Failure> {
     }
 }
 
+/// Serves `app` on `listener` until `stop` turns true, then drains.
+fn serve_until<L>(
+    listener: L,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    Box::pin(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+                tracing::info!("draining in-flight requests");
+            })
+            .into_future(),
+    )
+}
+
 pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     let tokens = load_tokens(&args).await?;
+    let certificate = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            ReloadingCertificate::load(cert.clone(), key.clone()).map_err(|e| Failure {
+                code: 2,
+                error: anyhow!(e),
+            })?,
+        )),
+        _ => None,
+    };
     let intake_config = args
         .stripe_intake
         .as_deref()
@@ -137,7 +212,15 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, table, tokens = ?tokens.names(), workers = worker_config.is_some(), "serving");
+    let health_listener = match args.health_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for health checks on {addr}"))?,
+        ),
+        None => None,
+    };
+    tracing::info!(listen = %listener.local_addr()?, tls = certificate.is_some(), https_only = args.https_only, table, tokens = ?tokens.names(), workers = worker_config.is_some(), "serving");
 
     let signal = shutdown_signal();
     // The workers get their own stop signal, sent once the server has drained.
@@ -203,12 +286,24 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         let preview = super::worker::product_preview(steps, args.worker.platform_bucket.as_deref()).await;
         state = state.with_change_preview(preview);
     }
+    if let Some(health) = health_listener {
+        tracing::info!(listen = %health.local_addr()?, "serving /healthz and /readyz in plain HTTP");
+        let served = serve_until(health, api::health_router(state.clone()), signal.clone());
+        tokio::spawn(async move {
+            if let Err(e) = served.await {
+                tracing::error!(error = %e, "the health check port stopped");
+            }
+        });
+    }
     let app = api::router(state);
-    let mut drained = signal.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = drained.wait_for(|stop| *stop).await;
-        tracing::info!("draining in-flight requests");
-    });
+    let server = match certificate {
+        Some(certificate) => serve_until(
+            TlsListener::new(listener, certificate, args.https_only)?,
+            app,
+            signal.clone(),
+        ),
+        None => serve_until(listener, app, signal.clone()),
+    };
     let mut deadline = signal;
     let served = tokio::select! {
         result = server => result.context("serving the API"),
