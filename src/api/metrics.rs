@@ -3,10 +3,12 @@
 //! measured, HTTP requests here)
 //! into one process-wide recorder that `/metrics` renders.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -49,24 +51,70 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Counts and times every request by method, matched route and status.
+/// Counts and times every request by method, matched route and status. The series'
+/// handles are built once per method, route and status and reused, so a request
+/// allocates no label strings; the log line's fields are borrowed, not formatted.
 pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status = response.status().as_u16();
     let took = started.elapsed();
-    tracing::info!(%method, %route, %status, ms = took.as_millis() as u64, "request");
-    metrics::counter!("tenantctl_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("tenantctl_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(took.as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    tracing::info!(
+        method = method.as_str(),
+        route,
+        status,
+        ms = took.as_millis() as u64,
+        "request"
+    );
+    let series = request_series(&method, route, status);
+    series.requests.increment(1);
+    series.duration.record(took.as_secs_f64());
     response
+}
+
+/// The handles of one method, route and status: its request counter and the
+/// method and route's duration histogram.
+#[derive(Clone)]
+struct RequestSeries {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+/// Series built so far, by route, then method and status (a handful each).
+type SeriesByRoute = HashMap<Box<str>, Vec<(Method, u16, RequestSeries)>>;
+
+fn request_series(method: &Method, route: &str, status: u16) -> RequestSeries {
+    static SERIES: OnceLock<RwLock<SeriesByRoute>> = OnceLock::new();
+    let series = SERIES.get_or_init(Default::default);
+    let find = |by_route: &SeriesByRoute| {
+        by_route.get(route).and_then(|all| {
+            all.iter()
+                .find(|(m, s, _)| m == method && *s == status)
+                .map(|(_, _, series)| series.clone())
+        })
+    };
+    // A poisoned lock only means another request panicked while inserting; the map
+    // itself is still whole.
+    if let Some(found) = find(&series.read().unwrap_or_else(PoisonError::into_inner)) {
+        return found;
+    }
+    let mut by_route = series.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = find(&by_route) {
+        return found;
+    }
+    let (method_label, route_label) = (method.as_str().to_owned(), route.to_owned());
+    let built = RequestSeries {
+        requests: metrics::counter!("tenantctl_http_requests_total", "method" => method_label.clone(), "route" => route_label.clone(), "status" => status.to_string()),
+        duration: metrics::histogram!("tenantctl_http_request_duration_seconds", "method" => method_label, "route" => route_label),
+    };
+    by_route
+        .entry(route.into())
+        .or_default()
+        .push((method.clone(), status, built.clone()));
+    built
 }
 
 fn label(value: &str) -> String {

@@ -123,9 +123,9 @@ pub async fn get(
     State(state): State<ApiState>,
     _: Caller<Read>,
     TenantPath(id): TenantPath,
-) -> Result<Json<TenantView>, ApiError> {
+) -> Result<Response, ApiError> {
     let record = state.commands().store().load(&id).await?;
-    Ok(Json(TenantView::from(&record)))
+    Ok(Json(crate::app::views::TenantViewOf::from(&record)).into_response())
 }
 
 #[utoipa::path(operation_id = "tenant_list", get, path = "/v1/tenants", tag = "tenants", params(TenantFilters),

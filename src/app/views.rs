@@ -254,6 +254,115 @@ impl From<&TenantRecord> for TenantView {
     }
 }
 
+/// [`TenantView`] serialised straight from the record: the same JSON, byte for byte
+/// (a test holds the two together), without building the view's strings first. The
+/// hot read path (`GET /v1/tenants/{id}`) answers with it.
+#[derive(Serialize)]
+pub struct TenantViewOf<'a> {
+    id: Shown<&'a crate::domain::TenantId>,
+    region: Shown<&'a crate::domain::Region>,
+    environment: Shown<&'a crate::domain::Environment>,
+    group: Shown<&'a crate::domain::Group>,
+    tier: Shown<crate::domain::Tier>,
+    hostnames: ShownAll<'a, crate::domain::Hostname>,
+    pinned_release: Option<Shown<&'a crate::domain::ReleaseVersion>>,
+    maintenance: Option<Shown<&'a MaintenanceWindows>>,
+    platform: PlatformView,
+    revision: RevisionView,
+    schema: SchemaView,
+    state: &'static str,
+    step: Option<Shown<crate::machine::StepKind>>,
+    current_release: Option<Shown<&'a crate::domain::ReleaseVersion>>,
+    target_release: Option<Shown<&'a crate::domain::ReleaseVersion>>,
+    last_error: Option<&'a str>,
+    attempt: u32,
+    lease: Option<LeaseOf<'a>>,
+    rollout: Option<Shown<&'a crate::domain::RolloutId>>,
+    facts: FactsOf<'a>,
+    version: u64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct LeaseOf<'a> {
+    holder: &'a str,
+    fence: u64,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct FactsOf<'a> {
+    image: Option<&'a str>,
+    stack_id: Option<&'a str>,
+    helm_revision: Option<u32>,
+    snapshots: &'a [String],
+    certificates: usize,
+    maintenance_since: Option<DateTime<Utc>>,
+    last_outage_seconds: Option<u64>,
+}
+
+/// A value written as its `Display` text, as the view's `String` fields hold it.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// A list written as the `Display` texts of its items.
+struct ShownAll<'a, T>(&'a [T]);
+
+impl<T: std::fmt::Display> Serialize for ShownAll<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(Shown))
+    }
+}
+
+impl<'a> From<&'a TenantRecord> for TenantViewOf<'a> {
+    fn from(r: &'a TenantRecord) -> Self {
+        let s = &r.spec;
+        TenantViewOf {
+            id: Shown(&s.id),
+            region: Shown(&s.region),
+            environment: Shown(&s.environment),
+            group: Shown(&s.group),
+            tier: Shown(s.tier),
+            hostnames: ShownAll(&s.hostnames),
+            pinned_release: s.pinned_release.as_ref().map(Shown),
+            maintenance: s.maintenance.as_ref().map(Shown),
+            platform: PlatformView::of(r),
+            revision: RevisionView::of(r),
+            schema: SchemaView::of(r),
+            state: r.state.name(),
+            step: r.state.step().map(Shown),
+            current_release: r.state.current_release().map(Shown),
+            target_release: r.state.target_release().map(Shown),
+            last_error: r.last_error.as_deref(),
+            attempt: r.attempt,
+            lease: r.lease.as_ref().map(|l| LeaseOf {
+                holder: &l.owner,
+                fence: l.fence,
+                expires_at: l.expires_at,
+            }),
+            rollout: r.rollout.as_ref().map(Shown),
+            facts: FactsOf {
+                image: r.facts.image.as_deref(),
+                stack_id: r.facts.stack_id.as_deref(),
+                helm_revision: r.facts.helm_revision,
+                snapshots: &r.facts.snapshots,
+                certificates: r.facts.certificates.len(),
+                maintenance_since: r.facts.maintenance.as_ref().map(|m| m.since),
+                last_outage_seconds: r.facts.last_outage_seconds,
+            },
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
 /// One row of a listing.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TenantRow {
@@ -399,6 +508,53 @@ mod tests {
             now,
         );
         r
+    }
+
+    /// A tenant with every optional part of the view set.
+    fn tenant_with_everything() -> TenantRecord {
+        let mut r = active_tenant();
+        r.spec.pinned_release = Some(release("1.1.0"));
+        r.spec
+            .hostnames
+            .push(crate::domain::Hostname::parse("shop.acme.example").unwrap());
+        r.spec.maintenance = Some("Europe/Berlin Sun 02:00 4h, Wed 22:00 2h".parse().unwrap());
+        r.spec.platform = Some(crate::domain::PlatformVersion::parse("2026.12.1").unwrap());
+        r.last_error = Some("the stack \"acme\" failed:\nROLLBACK_COMPLETE".into());
+        r.attempt = 3;
+        r.lease = Some(crate::record::Lease {
+            owner: "worker-1".into(),
+            fence: 7,
+            expires_at: chrono::Utc::now(),
+        });
+        r.rollout = Some(crate::domain::RolloutId::parse("ro-20261201-abc").unwrap());
+        r.facts.image = Some("123.dkr.ecr.us-east-1.amazonaws.com/app:1.1.0".into());
+        r.facts.stack_id = Some("arn:aws:cloudformation:us-east-1:123:stack/acme/1".into());
+        r.facts.helm_revision = Some(4);
+        r.facts.snapshots = vec!["acme-pre-1-1-0".into(), "acme-pre-1-2-0".into()];
+        r.facts.maintenance = Some(crate::record::Maintenance {
+            since: chrono::Utc::now(),
+            token: "t".into(),
+            rules: vec!["arn:rule".into()],
+        });
+        r.facts.last_outage_seconds = Some(12);
+        r
+    }
+
+    #[test]
+    fn the_view_serialised_from_the_record_is_the_views_json_byte_for_byte() {
+        let provisioning = TenantRecord::new(
+            TenantSpec::example("globex", "eu-west-1"),
+            TenantState::Provisioning {
+                step: crate::machine::ProvisionStep::FIRST,
+                release: release("1.0.0"),
+            },
+            chrono::Utc::now(),
+        );
+        for r in [provisioning, active_tenant(), tenant_with_everything()] {
+            let built = serde_json::to_string(&TenantView::from(&r)).unwrap();
+            let borrowed = serde_json::to_string(&TenantViewOf::from(&r)).unwrap();
+            assert_eq!(borrowed, built);
+        }
     }
 
     #[test]
