@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::Json;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -15,9 +15,15 @@ use crate::domain::{Group, Region};
 use crate::ports::{DeploymentCounts, OutageBucket, OutageCounts};
 use crate::ports::{ReportQuery, MAX_REPORT_DAYS};
 
-/// Tenants counted by region and state, and by release.
+/// Tenants counted by region and state, and by release. The counts come from one
+/// pass over the fleet that is reused for up to `max_age_seconds`, so they may lag
+/// a change by that long.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FleetSummaryView {
+    /// When the read that took these counts started.
+    pub as_of: DateTime<Utc>,
+    /// How long the server reuses one read of the counts (`serve --summary-max-age`).
+    pub max_age_seconds: f64,
     pub total: u64,
     /// region → state → tenants.
     pub by_region: BTreeMap<String, BTreeMap<String, u64>>,
@@ -30,8 +36,10 @@ pub async fn summary(
     State(state): State<ApiState>,
     _: Caller<Read>,
 ) -> Result<Json<FleetSummaryView>, ApiError> {
-    let s = state.fleet_summary().await?;
+    let (s, as_of) = state.fleet_summary().await?;
     Ok(Json(FleetSummaryView {
+        as_of,
+        max_age_seconds: state.summary_max_age().as_secs_f64(),
         total: s.total,
         by_region: s.by_region.into_iter().map(|(r, m)| (r.to_string(), m)).collect(),
         by_release: s.by_release,

@@ -4,6 +4,7 @@
 //! before acting, and answer errors with one JSON shape ([`ApiError`]).
 
 pub mod auth;
+mod cache;
 mod catalog;
 mod dashboard;
 mod drift;
@@ -24,12 +25,12 @@ mod tenants;
 pub mod views;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
-use tokio::sync::Mutex;
+use chrono::{DateTime, Utc};
 
 pub use auth::{token_hash, Scope, TokenConfigError, Tokens};
 pub use error::ApiError;
@@ -39,8 +40,11 @@ use crate::app::RolloutCommands;
 use crate::app::{App, Backend, TenantCommands};
 use crate::ports::{FleetSummary, ReleaseRegistry, StoreError};
 
-/// How long `/metrics` reuses tenant counts, so frequent scrapes cost one read pass.
-const FLEET_CACHE: Duration = Duration::from_secs(15);
+/// How long `/metrics` reuses the progress of running rollouts.
+const ROLLOUT_CACHE: Duration = Duration::from_secs(15);
+
+/// How old `tenantctl serve`'s fleet counts may be unless `--summary-max-age` says.
+pub const DEFAULT_SUMMARY_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// What handlers share.
 #[derive(Clone)]
@@ -49,20 +53,22 @@ pub struct ApiState(Arc<Inner>);
 struct Inner {
     app: App,
     tokens: Tokens,
-    fleet_cache: Mutex<Option<(Instant, FleetSummary)>>,
-    rollout_cache: Mutex<Option<(Instant, Vec<metrics::RolloutProgress>)>>,
+    fleet_cache: cache::Cached<FleetSummary>,
+    rollout_cache: cache::Cached<Vec<metrics::RolloutProgress>>,
     stripe_intake: Option<crate::app::StripeIntake>,
 }
 
 impl ApiState {
-    /// The API over `app`'s services (an `Arc<DynamoStore>` converts into one).
+    /// The API over `app`'s services (an `Arc<DynamoStore>` converts into one). Fleet
+    /// counts are read afresh for each request (concurrent requests share a read)
+    /// unless [`ApiState::with_summary_max_age`] allows older ones.
     pub fn new(app: impl Into<App>, tokens: Tokens) -> Self {
         metrics::handle();
         Self(Arc::new(Inner {
             app: app.into(),
             tokens,
-            fleet_cache: Mutex::new(None),
-            rollout_cache: Mutex::new(None),
+            fleet_cache: cache::Cached::new(Duration::ZERO),
+            rollout_cache: cache::Cached::new(ROLLOUT_CACHE),
             stripe_intake: None,
         }))
     }
@@ -138,50 +144,51 @@ impl ApiState {
         self.0.stripe_intake.as_ref()
     }
 
+    /// Fleet counts (`/v1/fleet/summary`, the dashboard, `/metrics`) are reused for
+    /// up to `max_age` after the read that took them (call before the state is shared).
+    pub fn with_summary_max_age(mut self, max_age: Duration) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.fleet_cache = cache::Cached::new(max_age);
+        self
+    }
+
     pub(crate) fn tokens(&self) -> &Tokens {
         &self.0.tokens
     }
 
-    async fn fleet_summary(&self) -> Result<FleetSummary, StoreError> {
-        let summary = self.store().fleet_summary().await?;
-        *self.0.fleet_cache.lock().await = Some((Instant::now(), summary.clone()));
-        Ok(summary)
+    /// Fleet counts and when the read that took them started: one pass over the
+    /// fleet per bound of staleness, shared by every request in it.
+    async fn fleet_summary(&self) -> Result<(FleetSummary, DateTime<Utc>), StoreError> {
+        self.0.fleet_cache.get(|| self.store().fleet_summary()).await
     }
 
-    /// Progress of every running rollout, reused for [`FLEET_CACHE`] like the counts.
+    /// How old [`ApiState::fleet_summary`]'s counts may be.
+    pub(crate) fn summary_max_age(&self) -> Duration {
+        self.0.fleet_cache.max_age()
+    }
+
+    /// Progress of every running rollout, reused for [`ROLLOUT_CACHE`].
     async fn cached_rollout_progress(&self) -> Result<Vec<metrics::RolloutProgress>, StoreError> {
-        if let Some((at, progress)) = &*self.0.rollout_cache.lock().await {
-            if at.elapsed() < FLEET_CACHE {
-                return Ok(progress.clone());
+        let read = || async {
+            let mut progress = Vec::new();
+            for r in self.store().list_rollouts(true, 100, None).await?.items {
+                let record = self.store().load_rollout(&r.id).await?;
+                let mut outcomes = std::collections::BTreeMap::new();
+                for m in self.store().members(&r.id, None).await? {
+                    *outcomes.entry(m.outcome.name().to_owned()).or_insert(0) += 1;
+                }
+                progress.push(metrics::RolloutProgress {
+                    id: r.id.to_string(),
+                    release: r.target.clone(),
+                    phase: r.phase.to_string(),
+                    waves_done: record.current_wave.min(record.waves.len()),
+                    waves: record.waves.len(),
+                    outcomes,
+                });
             }
-        }
-        let mut progress = Vec::new();
-        for r in self.store().list_rollouts(true, 100, None).await?.items {
-            let record = self.store().load_rollout(&r.id).await?;
-            let mut outcomes = std::collections::BTreeMap::new();
-            for m in self.store().members(&r.id, None).await? {
-                *outcomes.entry(m.outcome.name().to_owned()).or_insert(0) += 1;
-            }
-            progress.push(metrics::RolloutProgress {
-                id: r.id.to_string(),
-                release: r.target.clone(),
-                phase: r.phase.to_string(),
-                waves_done: record.current_wave.min(record.waves.len()),
-                waves: record.waves.len(),
-                outcomes,
-            });
-        }
-        *self.0.rollout_cache.lock().await = Some((Instant::now(), progress.clone()));
-        Ok(progress)
-    }
-
-    async fn cached_fleet_summary(&self) -> Result<FleetSummary, StoreError> {
-        if let Some((at, summary)) = &*self.0.fleet_cache.lock().await {
-            if at.elapsed() < FLEET_CACHE {
-                return Ok(summary.clone());
-            }
-        }
-        self.fleet_summary().await
+            Ok(progress)
+        };
+        Ok(self.0.rollout_cache.get(read).await?.0)
     }
 }
 

@@ -43,8 +43,8 @@ pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Health>, ApiEr
 /// Prometheus text. Open (no token): it names no tenant, only counts.
 #[utoipa::path(operation_id = "ops_metrics", get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<ApiState>) -> Response {
-    let fleet = match state.cached_fleet_summary().await {
-        Ok(f) => Some(f),
+    let fleet = match state.fleet_summary().await {
+        Ok((f, _)) => Some(f),
         Err(e) => {
             tracing::warn!(error = %e, "tenant counts unavailable for /metrics");
             None

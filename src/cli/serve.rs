@@ -71,6 +71,11 @@ pub struct ServeArgs {
     /// for load balancers and probes that do not speak HTTPS.
     #[arg(long, env = "TENANTCTL_HEALTH_LISTEN")]
     health_listen: Option<SocketAddr>,
+    /// How long one read of the fleet's counts is reused by /v1/fleet/summary, the
+    /// dashboard and /metrics (concurrent refreshes share a read): the counts lag a
+    /// change by at most this. 0s reads them for every request.
+    #[arg(long, env = "TENANTCTL_SUMMARY_MAX_AGE", default_value = "30s", value_parser = humantime::parse_duration)]
+    summary_max_age: Duration,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -270,7 +275,7 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         tracing::info!(environment = %intake.config().environment, prices = intake.config().prices.len(), "Stripe intake enabled at /v1/intake/stripe");
         tokio::spawn(intake.clone().sweep(INTAKE_SWEEP_INTERVAL, workers_rx.clone()));
     }
-    let mut state = ApiState::new(app, tokens);
+    let mut state = ApiState::new(app, tokens).with_summary_max_age(args.summary_max_age);
     if let Some(intake) = intake {
         state = state.with_stripe_intake(intake);
     }

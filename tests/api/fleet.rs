@@ -1,9 +1,15 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::api_support::{spawn, spawn_with, tenant_body, ADMIN, DEPLOY};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api_support::{spawn, spawn_with, spawn_with_state, tenant_body, tokens, ADMIN, DEPLOY};
 use crate::common::ScriptedStep;
+use tenant_orchestrator::api::ApiState;
+use tenant_orchestrator::app::App;
 use tenant_orchestrator::ports::PlatformArtifacts;
+use tenant_orchestrator::store::{DynamoStore, Meter};
 
 #[tokio::test]
 async fn the_fleet_summary_counts_by_region_state_and_release() {
@@ -12,8 +18,14 @@ async fn the_fleet_summary_counts_by_region_state_and_release() {
     api.create_tenant("bravo", "us-east-1", "default").await;
     api.settle().await;
     api.create_tenant("charlie", "us-east-1", "canary").await;
-    let summary = api.get("/v1/fleet/summary").await;
+    let mut summary = api.get("/v1/fleet/summary").await;
     assert_eq!(summary.status, StatusCode::OK);
+    let counts = summary.body.as_object_mut().unwrap();
+    // The test API reads the counts for every request.
+    assert_eq!(counts.remove("max_age_seconds"), Some(json!(0.0)));
+    let as_of: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(counts.remove("as_of").expect("as_of")).unwrap();
+    assert!(as_of <= chrono::Utc::now());
     assert_eq!(
         summary.body,
         json!({
@@ -22,6 +34,81 @@ async fn the_fleet_summary_counts_by_region_state_and_release() {
             "by_release": {"1.0.0": 3}
         })
     );
+}
+
+/// An API whose store counts the requests it sends, reusing fleet counts for
+/// `max_age`.
+async fn metered_api(max_age: Duration) -> (crate::api_support::TestApi, Meter) {
+    let (client, meter) = Meter::attach(&crate::common::dynamodb_client().await);
+    let api = spawn_with_state(move |app| {
+        let store = Arc::new(DynamoStore::new(client, app.table_name()));
+        ApiState::new(App::new(store), tokens()).with_summary_max_age(max_age)
+    })
+    .await;
+    (api, meter)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_summary_requests_share_one_read_of_the_fleet() {
+    let (api, meter) = metered_api(Duration::from_secs(600)).await;
+    for (id, region) in [
+        ("alpha", "eu-west-1"),
+        ("bravo", "us-east-1"),
+        ("charlie", "us-east-1"),
+    ] {
+        api.create_tenant(id, region, "default").await;
+    }
+    let before = meter.usage();
+    let requests: Vec<_> = (0..16)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move { api.get("/v1/fleet/summary").await })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for r in requests {
+        replies.push(r.await.unwrap());
+    }
+    let after = meter.usage();
+    for r in &replies {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["total"], 3);
+        assert_eq!(r.body["as_of"], replies[0].body["as_of"], "one read serves all");
+        assert_eq!(r.body["max_age_seconds"], 600.0);
+    }
+    // One pass: one query per region (two regions, one page each), and the region
+    // list unless the store still has it. A pass per request would be 16 times that.
+    let queries = after.requests_of("Query") - before.requests_of("Query");
+    assert!(
+        (2..=3).contains(&queries),
+        "16 concurrent requests read the fleet more than once: {after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_shows_in_the_summary_once_the_bound_has_passed() {
+    let bound = Duration::from_millis(1500);
+    let (api, _meter) = metered_api(bound).await;
+    api.create_tenant("alpha", "eu-west-1", "default").await;
+    let first = api.get("/v1/fleet/summary").await;
+    assert_eq!(first.body["total"], 1);
+    api.create_tenant("bravo", "eu-west-1", "default").await;
+    let as_of = |r: &crate::api_support::Reply| -> chrono::DateTime<chrono::Utc> {
+        serde_json::from_value(r.body["as_of"].clone()).unwrap()
+    };
+    loop {
+        let next = api.get("/v1/fleet/summary").await;
+        if as_of(&next) == as_of(&first) {
+            // Served from the first read: the new tenant is not counted yet.
+            assert_eq!(next.body["total"], 1, "{}", next.body);
+        } else {
+            // A new read, taken only once the bound had passed, counts it.
+            assert!(as_of(&next) - as_of(&first) >= chrono::Duration::from_std(bound).unwrap());
+            assert_eq!(next.body["total"], 2, "{}", next.body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

@@ -31,6 +31,9 @@ const MOVING_STATES: [&str; 4] = ["Provisioning", "Upgrading", "Restoring", "Dep
 
 pub struct Overview {
     pub fleet: FleetSummary,
+    /// When the read of `fleet`'s counts started (they may be up to the API's
+    /// summary bound old).
+    pub fleet_as_of: DateTime<Utc>,
     pub rollouts: Vec<RolloutProgress>,
     pub trouble: Vec<TroubledTenant>,
     /// Tenants in trouble beyond the ones listed.
@@ -130,7 +133,7 @@ pub struct TroubledTenant {
 
 impl Overview {
     pub async fn load(state: &ApiState) -> Result<Self, StoreError> {
-        let fleet = state.fleet_summary().await?;
+        let (fleet, fleet_as_of) = state.fleet_summary().await?;
         let store = state.store();
         let mut rollouts = Vec::new();
         // A failed member of a running rollout is trouble even if its tenant is
@@ -160,7 +163,7 @@ impl Overview {
                     .map(|e| format!("{} {}: {}", super::html::time(&e.at), e.actor, e.what)),
             });
         }
-        let (trouble, trouble_not_listed) = troubled_tenants(state, rollout_failures).await?;
+        let (trouble, trouble_not_listed) = troubled_tenants(state, &fleet, rollout_failures).await?;
         let today = Utc::now().date_naive();
         let report = (store.deployment_report(&ReportQuery {
             from: today.pred_opt().unwrap_or(today),
@@ -175,6 +178,7 @@ impl Overview {
         }
         Ok(Overview {
             fleet,
+            fleet_as_of,
             rollouts,
             trouble,
             trouble_not_listed,
@@ -188,6 +192,7 @@ impl Overview {
 /// or failed by a running rollout, most urgent first.
 async fn troubled_tenants(
     state: &ApiState,
+    fleet: &FleetSummary,
     rollout_failures: BTreeMap<TenantId, (String, String)>,
 ) -> Result<(Vec<TroubledTenant>, usize), StoreError> {
     let store = state.store();
@@ -202,7 +207,7 @@ async fn troubled_tenants(
         let page = store.list(&list(name, TROUBLE_SHOWN as u32)).await?;
         if page.next_token.is_some() {
             // More than we list; count them from the summary instead.
-            let total: u64 = state_total(state, name).await?;
+            let total = state_total(fleet, name);
             not_listed += (total as usize).saturating_sub(page.items.len());
         }
         candidates.extend(page.items.into_iter().map(|t| t.id));
@@ -251,14 +256,12 @@ async fn troubled_tenants(
     Ok((trouble, not_listed))
 }
 
-async fn state_total(state: &ApiState, name: &str) -> Result<u64, StoreError> {
-    Ok(state
-        .cached_fleet_summary()
-        .await?
+fn state_total(fleet: &FleetSummary, name: &str) -> u64 {
+    fleet
         .by_region
         .values()
         .filter_map(|states| states.get(name))
-        .sum())
+        .sum()
 }
 
 #[cfg(test)]

@@ -49,8 +49,10 @@ fn fleet(out: &mut String, overview: &Overview) {
     let fleet = &overview.fleet;
     let _ = write!(
         out,
-        "<section id=\"fleet\"><h2>Fleet: <span id=\"fleet-total\">{}</span> tenants</h2>",
-        fleet.total
+        "<section id=\"fleet\"><h2>Fleet: <span id=\"fleet-total\">{}</span> tenants</h2>\
+         <p class=\"muted\" id=\"fleet-as-of\">Counts as of {}.</p>",
+        fleet.total,
+        time(&overview.fleet_as_of)
     );
     if fleet.total == 0 {
         out.push_str("<p>No tenants yet.</p></section>");
@@ -395,6 +397,7 @@ mod tests {
             BTreeMap::from([("Active".to_owned(), 3), ("Failed".to_owned(), 1)]),
         );
         Overview {
+            fleet_as_of: Utc::now(),
             fleet: FleetSummary {
                 total: 4,
                 by_region,
@@ -525,6 +528,7 @@ mod tests {
     #[test]
     fn an_empty_fleet_says_so() {
         let empty = Overview {
+            fleet_as_of: Utc::now(),
             fleet: FleetSummary::default(),
             rollouts: Vec::new(),
             trouble: Vec::new(),

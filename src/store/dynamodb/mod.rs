@@ -9,6 +9,7 @@ mod idempotency;
 mod intake;
 mod item;
 mod listing;
+mod meter;
 mod outbox;
 mod page_token;
 mod policy;
@@ -48,6 +49,7 @@ use transition::Committed;
 
 pub use claims::ClaimBackfill;
 pub use item::mutable_attributes;
+pub use meter::{Meter, Usage};
 
 /// Tenant state in one DynamoDB table.
 #[derive(Clone)]
