@@ -154,7 +154,7 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
                 controller = Some(tokio::spawn(async move { c.run(rx).await }));
             }
             let bucket = args.worker.platform_bucket.as_deref();
-            let steps = product_steps(steps_config, store.clone(), bucket).await;
+            let steps = product_steps(steps_config, store.clone(), app.rate_limiter(), bucket).await;
             let worker = Worker::new(store.clone(), steps, config);
             let rx = workers_rx.clone();
             let (drift, options, owner, sweep_rx) = (
