@@ -188,6 +188,12 @@ impl App {
         &self.backend
     }
 
+    /// The rate limits on AWS calls, as token buckets in this table, shared by every
+    /// process that steps tenants of this deployment.
+    pub fn rate_limiter(&self) -> Arc<dyn crate::ports::RateLimiter> {
+        Arc::new(crate::store::DynamoRateLimiter::new(self.table.clone()))
+    }
+
     /// The state table's name.
     pub fn table_name(&self) -> &str {
         self.table.table()

@@ -13,7 +13,7 @@ use crate::domain::{frozen_by, Freeze, RolloutId, RolloutSpec, TenantId};
 use crate::ports::{ArtifactError, ChangePreview, DriftStore, PlatformArtifacts, ReleaseRegistry};
 use crate::ports::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
-use crate::rollout::{plan, TenantSummaryForPlanning};
+use crate::rollout::{plan_with_limits, PlanOptions, StartSpacing, TenantSummaryForPlanning};
 
 use super::previews::{preview_plan, PlanPreview};
 
@@ -88,6 +88,8 @@ pub struct RolloutCommands {
     platforms: Option<Arc<dyn PlatformArtifacts>>,
     previewer: Option<Arc<dyn ChangePreview>>,
     drift: Option<Arc<dyn DriftStore>>,
+    /// The least time between two upgrade starts per region, from the AWS rate limits.
+    start_spacing: StartSpacing,
 }
 
 /// Refuses a scheduled start in the past or too far ahead.
@@ -118,6 +120,7 @@ impl RolloutCommands {
             previewer: None,
             platforms: None,
             drift: None,
+            start_spacing: StartSpacing::new(),
         }
     }
 
@@ -165,6 +168,13 @@ impl RolloutCommands {
             ))),
             Err(e) => Err(RolloutError::PlatformCheck(e)),
         }
+    }
+
+    /// Plans with the AWS rate limits of the steps: a region's upgrades start no closer
+    /// together than `spacing` says (see [`plan_with_limits`]).
+    pub fn with_start_spacing(mut self, spacing: StartSpacing) -> Self {
+        self.start_spacing = spacing;
+        self
     }
 
     /// Previews each rollout's stack changes with `previewer` (`plan --diff`), and
@@ -256,7 +266,7 @@ impl RolloutCommands {
             fleet.retain(|t| drifted.contains(&t.id));
             not_drifted = before - fleet.len();
         }
-        let mut plan = plan(spec, &fleet, now);
+        let mut plan = plan_with_limits(spec, &fleet, now, &PlanOptions::default(), &self.start_spacing);
         plan.not_selected += not_drifted + other_environments;
         plan.skipped.extend(held);
         plan.skipped.sort_by(|a, b| a.id.cmp(&b.id));

@@ -403,9 +403,10 @@ async fn with_preview(
             Some(path),
         ) => {
             let steps = super::worker::load_steps_config(Some(&path))?;
+            let spacing = super::worker::start_spacing(&steps);
             let preview = super::worker::product_preview(steps, platform_bucket.as_deref()).await;
             Ok(Rollouts::Local {
-                commands: commands.with_preview(preview),
+                commands: commands.with_preview(preview).with_start_spacing(spacing),
                 store,
                 actor,
             })
@@ -500,9 +501,11 @@ pub async fn run(
                     let steps = super::worker::load_steps_config(Some(&path))?;
                     let aws = std::sync::Arc::new(AwsClients::from_env().await);
                     let registry = std::sync::Arc::new(CheckArtifact::new(steps.artifact.clone(), aws));
+                    let spacing = super::worker::start_spacing(&steps);
                     let preview = super::worker::product_preview(steps, platform_bucket.as_deref()).await;
                     Rollouts::Local {
-                        commands: commands.with_registry(registry).with_preview(preview),
+                        commands: (commands.with_registry(registry).with_preview(preview))
+                            .with_start_spacing(spacing),
                         store,
                         actor,
                     }

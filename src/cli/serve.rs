@@ -240,7 +240,7 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
                 .controller_for(store.clone(), &steps_config, &config.owner)
                 .await?;
             let bucket = args.worker.platform_bucket.as_deref();
-            let steps = product_steps(steps_config, store.clone(), bucket).await;
+            let steps = product_steps(steps_config, store.clone(), app.rate_limiter(), bucket).await;
             let (c, worker) = wake_each_other(c, Worker::new(store.clone(), steps, config));
             if let Some(c) = c {
                 let rx = workers_rx.clone();

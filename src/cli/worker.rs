@@ -345,7 +345,13 @@ pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {
     let controller = args
         .controller_for(store.clone(), &steps_config, &config.owner)
         .await?;
-    let steps = product_steps(steps_config, store.clone(), args.platform_bucket.as_deref()).await;
+    let steps = product_steps(
+        steps_config,
+        store.clone(),
+        app.rate_limiter(),
+        args.platform_bucket.as_deref(),
+    )
+    .await;
     let owner = config.owner.clone();
     let dispatcher = args.events.dispatcher(app.outbox(), &owner).await?;
     let (controller, worker) = wake_each_other(controller, Worker::new(store, steps, config));
@@ -373,10 +379,24 @@ pub fn load_steps_config(path: Option<&std::path::Path>) -> Result<StepsConfig, 
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the steps configuration {}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| Failure {
+    let config: StepsConfig = serde_json::from_str(&text).map_err(|e| Failure {
         code: 2,
         error: anyhow!("{} is not a valid steps configuration: {e}", path.display()),
-    })
+    })?;
+    config.rate_limits.validate().map_err(|e| Failure {
+        code: 2,
+        error: anyhow!("{} is not a valid steps configuration: {e}", path.display()),
+    })?;
+    Ok(config)
+}
+
+/// Per region the steps configure, the least time between two upgrade starts that
+/// keeps its rate-limited AWS calls under their limits, for the planner's estimate.
+pub fn start_spacing(config: &StepsConfig) -> tenant_orchestrator::rollout::StartSpacing {
+    (config.regions.keys())
+        .filter_map(|name| tenant_orchestrator::domain::Region::parse(name).ok())
+        .filter_map(|region| config.rate_limits.upgrade_spacing(&region).map(|d| (region, d)))
+        .collect()
 }
 
 /// The platform artifact store in `bucket`, if one is given.
@@ -412,9 +432,11 @@ pub async fn drift_checker(config: StepsConfig, platform_bucket: Option<&str>) -
 pub async fn product_steps(
     config: StepsConfig,
     store: Arc<dyn Backend>,
+    limiter: Arc<dyn tenant_orchestrator::ports::RateLimiter>,
     platform_bucket: Option<&str>,
 ) -> StepRegistry {
-    let aws = Arc::new(AwsClients::from_env().await);
+    let throttle = steps::rate_limits::Throttle::new(limiter, config.rate_limits.clone());
+    let aws = Arc::new(AwsClients::from_env().await.with_throttle(throttle));
     let platforms = platform_artifacts(platform_bucket).await;
     steps::registry(Arc::new(config), aws, store, platforms)
 }

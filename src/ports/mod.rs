@@ -18,6 +18,7 @@ mod policy;
 mod preview;
 mod probes;
 mod promotions;
+mod rate_limits;
 pub mod reports;
 mod requests;
 mod rollouts;
@@ -34,6 +35,7 @@ pub use policy::{PolicyChange, PolicyEdit, PolicyStore};
 pub use preview::{ChangePreview, StackPreview};
 pub use probes::{ReleaseRegistry, TenantHealth, TenantProbe};
 pub use promotions::{PromotionDriver, PromotionStore};
+pub use rate_limits::{Acquired, BucketShape, RateLimiter};
 pub use reports::{
     DeploymentCounts, DeploymentMilestone, DeploymentReport, OutageBucket, OutageCounts, ReportQuery,
     ReportStore, MAX_REPORT_DAYS,

@@ -17,7 +17,7 @@ mod window_turn;
 
 pub use controller::{Controller, ControllerConfig};
 pub use decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
-pub use planner::{plan, plan_with, PlanOptions, TenantSummaryForPlanning};
+pub use planner::{plan, plan_with, plan_with_limits, PlanOptions, StartSpacing, TenantSummaryForPlanning};
 pub use target::{Target, TenantRevision};
 pub use window_turn::{window_turn, WindowTurn};
 

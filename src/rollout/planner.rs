@@ -85,6 +85,24 @@ pub fn plan_with(
     now: DateTime<Utc>,
     options: &PlanOptions,
 ) -> Plan {
+    plan_with_limits(spec, tenants, now, options, &StartSpacing::new())
+}
+
+/// The shortest time between two upgrade starts, per region, that keeps the region's
+/// rate-limited AWS calls under their limits (the steps' `rate_limits`: the slowest
+/// service given the calls each upgrade makes of it). A region not named is unlimited.
+pub type StartSpacing = BTreeMap<Region, Duration>;
+
+/// [`plan_with`], with the estimated timeline starting upgrades in each region no
+/// closer together than `spacing` allows: a region's throughput is at most one
+/// upgrade per spacing, whatever the in-flight limits would let through.
+pub fn plan_with_limits(
+    spec: &RolloutSpec,
+    tenants: &[TenantSummaryForPlanning],
+    now: DateTime<Utc>,
+    options: &PlanOptions,
+    spacing: &StartSpacing,
+) -> Plan {
     let mut selection = select(spec, tenants, now);
     let rank = group_ranks(&spec.strategy.group_order);
     for members in selection.by_region.values_mut() {
@@ -92,7 +110,7 @@ pub fn plan_with(
     }
     let region_order = region_order(&spec.strategy.region_order, &selection.by_region);
     let drafts = carve(&spec.strategy, &region_order, &selection.by_region);
-    let waves = timeline::schedule(&spec.strategy, drafts, now, options.tenant_duration);
+    let waves = timeline::schedule(&spec.strategy, drafts, now, options.tenant_duration, spacing);
     Plan {
         target: spec.target_text(),
         release: spec.release.clone(),

@@ -386,3 +386,43 @@ fn a_tenant_whose_windows_are_all_shorter_than_the_outage_budget_is_skipped_sayi
         "Saturday's 20m window does not hold 25m"
     );
 }
+
+#[test]
+fn a_rate_limited_region_starts_its_upgrades_no_closer_than_its_spacing() {
+    let spec = spec(r#""waves": ["100%"], "max_in_flight_per_region": 10"#);
+    let options = PlanOptions {
+        tenant_duration: Duration::from_secs(10 * 60),
+    };
+    let now = utc(NOW);
+    let fleet = region_of("us", "us-east-1", 6);
+    let minutes = |t: DateTime<Utc>| (t - now).num_minutes();
+
+    let unlimited = plan_with(&spec, &fleet, now, &options);
+    let starts: Vec<i64> = (unlimited.waves[0].tenants.iter())
+        .map(|t| minutes(t.earliest_start))
+        .collect();
+    assert_eq!(starts, [0, 0, 0, 0, 0, 0]);
+    assert_eq!(minutes(unlimited.waves[0].estimated_finish), 10);
+
+    let spacing = crate::rollout::StartSpacing::from([(
+        Region::parse("us-east-1").unwrap(),
+        Duration::from_secs(5 * 60),
+    )]);
+    let limited = crate::rollout::plan_with_limits(&spec, &fleet, now, &options, &spacing);
+    let starts: Vec<i64> = (limited.waves[0].tenants.iter())
+        .map(|t| minutes(t.earliest_start))
+        .collect();
+    assert_eq!(starts, [0, 5, 10, 15, 20, 25], "one start per spacing");
+    assert_eq!(minutes(limited.waves[0].estimated_finish), 35);
+
+    let elsewhere = crate::rollout::StartSpacing::from([(
+        Region::parse("eu-west-1").unwrap(),
+        Duration::from_secs(5 * 60),
+    )]);
+    let other = crate::rollout::plan_with_limits(&spec, &fleet, now, &options, &elsewhere);
+    assert_eq!(
+        minutes(other.waves[0].estimated_finish),
+        10,
+        "another region's limit does not bind"
+    );
+}

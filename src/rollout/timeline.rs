@@ -24,6 +24,7 @@ pub(super) fn schedule(
     drafts: Vec<WaveDraft<'_>>,
     now: DateTime<Utc>,
     tenant_duration: Duration,
+    spacing: &super::planner::StartSpacing,
 ) -> Vec<Wave> {
     let upgrade = delta(tenant_duration);
     let bake = delta(strategy.bake.time());
@@ -36,7 +37,10 @@ pub(super) fn schedule(
             regions: draft.regions.len(),
         };
         let budget = strategy.outage_budget;
-        let starts = start_times(&draft, begin, upgrade, limits, budget);
+        let gaps: Vec<TimeDelta> = (draft.regions.iter())
+            .map(|r| spacing.get(r).map_or(TimeDelta::zero(), |d| delta(*d)))
+            .collect();
+        let starts = start_times(&draft, begin, upgrade, limits, budget, &gaps);
         let finish = starts.iter().map(|&s| later(s, upgrade)).max().unwrap_or(begin);
         let bake_until = later(finish, bake);
         let tenants = (draft.members.iter().zip(starts))
@@ -80,6 +84,14 @@ type Queue<T> = BinaryHeap<Reverse<T>>;
 struct Lane {
     open: Queue<(DateTime<Utc>, usize)>,
     running: Queue<DateTime<Utc>>,
+    /// The earliest the region's rate limits let its next upgrade start.
+    next_start: Option<DateTime<Utc>>,
+}
+
+impl Lane {
+    fn rate_allows(&self, now: DateTime<Utc>) -> bool {
+        self.next_start.is_none_or(|t| t <= now)
+    }
 }
 
 /// Each member's start, in member order, found by stepping from event to event (an
@@ -93,6 +105,7 @@ fn start_times(
     upgrade: TimeDelta,
     limits: Limits,
     budget: Option<OutageBudget>,
+    gaps: &[TimeDelta],
 ) -> Vec<DateTime<Utc>> {
     let members = &draft.members;
     let per_wave = limits.per_wave.map_or(usize::MAX, |n| n.get() as usize);
@@ -127,7 +140,7 @@ fn start_times(
         }
         while running.len() < per_wave {
             let next = (lanes.iter().enumerate())
-                .filter(|(_, lane)| lane.running.len() < per_region)
+                .filter(|(_, lane)| lane.running.len() < per_region && lane.rate_allows(now))
                 .filter_map(|(r, lane)| lane.open.peek().map(|Reverse(key)| (*key, r)))
                 .min();
             let Some(((closes, i), r)) = next else { break };
@@ -138,14 +151,22 @@ fn start_times(
             }
             starts[i] = now;
             unstarted -= 1;
+            if gaps[r] > TimeDelta::zero() {
+                lanes[r].next_start = Some(later(now, gaps[r]));
+            }
             let done = later(now, upgrade);
             running.push(Reverse(done));
             lanes[r].running.push(Reverse(done));
         }
         // Whatever is still open waits for room, so something is running.
+        let rate_opens = (lanes.iter())
+            .filter(|lane| !lane.open.is_empty())
+            .filter_map(|lane| lane.next_start.filter(|t| *t > now))
+            .min();
         let next_event = [
             closed.peek().map(|Reverse((t, _))| *t),
             running.peek().map(|Reverse(t)| *t),
+            rate_opens,
         ];
         match next_event.into_iter().flatten().min() {
             Some(t) => now = t,

@@ -5,6 +5,7 @@
 
 mod naming;
 
+use crate::steps::rate_limits::LimitedService;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,6 +146,8 @@ impl SnapshotDatabase {
         if let Some(release) = ctx.tenant.state.working_release() {
             tags.push(tag("release", &release.to_string()));
         }
+        (self.aws.admit(LimitedService::Rds, &spec.region).await)
+            .map_err(|e| e.into_outcome(&ctx.tenant.facts))?;
         let created = rds
             .create_db_cluster_snapshot()
             .db_cluster_identifier(cluster)
@@ -203,6 +206,12 @@ impl SnapshotDatabase {
         let mut deleted = Vec::new();
         let mut kept = Vec::new();
         for id in beyond_retention(&facts.snapshots, &prefix, self.config.keep_snapshots) {
+            if let Err(e) = self.aws.admit(LimitedService::Rds, &ctx.tenant.spec.region).await {
+                // Retention is never worth a wait: the next backup deletes it.
+                warn!(snapshot = %id, reason = %e, "retention left a snapshot for later");
+                kept.push(id);
+                continue;
+            }
             match rds
                 .delete_db_cluster_snapshot()
                 .db_cluster_snapshot_identifier(&id)

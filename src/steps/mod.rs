@@ -10,6 +10,7 @@ pub mod helm;
 pub mod infra;
 pub mod maintenance;
 pub mod platform;
+pub mod rate_limits;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
@@ -68,6 +69,8 @@ pub struct StepsConfig {
     pub verify: verify::VerifyConfig,
     pub migrations: MigrationsConfig,
     pub maintenance: maintenance::MaintenanceConfig,
+    /// Rate limits on account-limited AWS calls, per service and region.
+    pub rate_limits: rate_limits::RateLimitsConfig,
     /// Settings per region name.
     pub regions: BTreeMap<String, RegionSettings>,
 }
@@ -99,6 +102,8 @@ pub struct RegionClients {
 pub struct AwsClients {
     base: aws_config::SdkConfig,
     cache: Mutex<HashMap<String, Arc<RegionClients>>>,
+    /// Where limited calls take their tokens; none, they are not limited.
+    throttle: Option<rate_limits::Throttle>,
 }
 
 impl AwsClients {
@@ -106,6 +111,26 @@ impl AwsClients {
         Self {
             base,
             cache: Mutex::new(HashMap::new()),
+            throttle: None,
+        }
+    }
+
+    /// Limits the calls of [`rate_limits::LimitedService`]s with `throttle`.
+    pub fn with_throttle(mut self, throttle: rate_limits::Throttle) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
+    /// Takes a token for one call of `service` in `region` (always granted when the
+    /// clients are not limited).
+    pub async fn admit(
+        &self,
+        service: rate_limits::LimitedService,
+        region: &Region,
+    ) -> Result<(), rate_limits::Admission> {
+        match &self.throttle {
+            Some(throttle) => throttle.admit(service, region).await,
+            None => Ok(()),
         }
     }
 

@@ -22,5 +22,7 @@ pub use crate::ports::{
     RolloutSummary, SessionStore, StoreError, StoredSession, TenantDrive, TenantReads, TenantStore,
     TenantSummary, WriteGuard, MAX_REPORT_DAYS,
 };
-pub use dynamodb::{client, retry_config, ClaimBackfill, DynamoStore, Meter, Usage, MAX_ATTEMPTS};
+pub use dynamodb::{
+    client, retry_config, ClaimBackfill, DynamoRateLimiter, DynamoStore, Meter, Usage, MAX_ATTEMPTS,
+};
 pub use keys::WORK_SHARDS;

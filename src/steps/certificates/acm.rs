@@ -4,6 +4,7 @@ use aws_sdk_acm::types::{CertificateStatus, Tag, ValidationMethod};
 
 use super::cloud::{AwsCertificateCloud, CertificateDescription, CloudError, IssueStatus, ValidationRecord};
 use crate::domain::{Hostname, Region};
+use crate::steps::rate_limits::LimitedService;
 
 impl AwsCertificateCloud {
     pub(super) async fn request(
@@ -21,6 +22,7 @@ impl AwsCertificateCloud {
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CloudError::Fatal(format!("certificate tags: {e}")))?;
+        self.admit(LimitedService::Acm, region).await?;
         let out = self
             .aws
             .region(region)
@@ -93,6 +95,7 @@ impl AwsCertificateCloud {
     }
 
     pub(super) async fn delete(&self, region: &Region, arn: &str) -> Result<(), CloudError> {
+        self.admit(LimitedService::Acm, region).await?;
         match self
             .aws
             .region(region)

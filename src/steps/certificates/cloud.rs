@@ -24,6 +24,9 @@ pub enum CloudError {
     InUse(String),
     #[error("{0}")]
     Fatal(String),
+    /// No token is left for the call in the region (rate limit): wait, no attempt used.
+    #[error(transparent)]
+    Throttled(crate::steps::rate_limits::Throttled),
 }
 
 impl CloudError {
@@ -198,6 +201,19 @@ pub struct AwsCertificateCloud {
 }
 
 impl AwsCertificateCloud {
+    /// Takes a token for one call of `service` in `region`.
+    pub(super) async fn admit(
+        &self,
+        service: crate::steps::rate_limits::LimitedService,
+        region: &Region,
+    ) -> Result<(), CloudError> {
+        use crate::steps::rate_limits::Admission;
+        self.aws.admit(service, region).await.map_err(|e| match e {
+            Admission::Wait(throttled) => CloudError::Throttled(throttled),
+            unavailable => CloudError::Retryable(unavailable.to_string()),
+        })
+    }
+
     pub fn new(aws: Arc<AwsClients>) -> Self {
         Self { aws }
     }

@@ -73,6 +73,8 @@ impl AwsCertificateCloud {
             .set_changes(Some(changes))
             .build()
             .map_err(|e| CloudError::Fatal(format!("Route 53 change batch: {e}")))?;
+        self.admit(crate::steps::rate_limits::LimitedService::Route53, region)
+            .await?;
         self.aws
             .region(region)
             .route53

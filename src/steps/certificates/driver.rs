@@ -55,6 +55,10 @@ impl Driver<'_> {
                 retryable: matches!(e, StoreError::Retryable { .. }),
                 reason: e.detailed(),
             },
+            Err(Stop::Cloud(CloudError::Throttled(throttled))) => Driven::Waiting {
+                after: throttled.wait,
+                why: throttled.to_string(),
+            },
             Err(Stop::Cloud(CloudError::InUse(why))) => Driven::Waiting {
                 after: self.timing.poll,
                 why,

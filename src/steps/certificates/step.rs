@@ -330,7 +330,7 @@ impl CertificateStep {
                 output.summary = format!("{}; {written} DNS record(s) written", output.summary);
                 StepOutcome::Done(output)
             }
-            Err(e) => cloud_failure(e),
+            Err(e) => cloud_failure(e, &output.facts),
         }
     }
 
@@ -344,7 +344,7 @@ impl CertificateStep {
         let recorded = &ctx.tenant.facts.routed_hostnames;
         let dropped: Vec<&Hostname> = recorded.iter().filter(|n| !names.contains_key(*n)).collect();
         if let Err(e) = self.routes(&ctx, settings).remove(dropped).await {
-            return cloud_failure(e);
+            return cloud_failure(e, &ctx.tenant.facts);
         }
         let tenant = ctx.tenant.id().clone();
         self.converge(ctx, Goal::Covered { names, tenant }).await
@@ -364,7 +364,7 @@ impl CertificateStep {
             .chain(&ctx.tenant.spec.hostnames)
             .collect();
         if let Err(e) = self.routes(&ctx, settings).remove(names).await {
-            return cloud_failure(e);
+            return cloud_failure(e, &ctx.tenant.facts);
         }
         self.converge(ctx, Goal::Released(ctx.tenant.id().clone())).await
     }
@@ -383,8 +383,9 @@ fn placements(names: &Names, slots: &[Slot]) -> Vec<(Hostname, String)> {
         .collect()
 }
 
-fn cloud_failure(e: CloudError) -> StepOutcome {
+fn cloud_failure(e: CloudError, facts: &crate::record::TenantFacts) -> StepOutcome {
     match e {
+        CloudError::Throttled(throttled) => throttled.into_outcome(facts),
         CloudError::Retryable(reason) | CloudError::InUse(reason) => StepOutcome::retry(reason),
         CloudError::Fatal(reason) => StepOutcome::fail(reason),
     }

@@ -101,6 +101,7 @@ impl Apply<'_> {
     }
 
     async fn send_create(&self, token: &str) -> Result<(), InfraError> {
+        self.job.admit_cloudformation().await?;
         cfn::create(
             &self.job.cf,
             &self.job.stack,
@@ -151,6 +152,7 @@ impl Apply<'_> {
 
     async fn send_delete(&self, stack: &StackView) -> Result<(), InfraError> {
         let token = status::request_token(&self.job.step_token, &stack.id);
+        self.job.admit_cloudformation().await?;
         cfn::delete(&self.job.cf, stack, &token).await
     }
 

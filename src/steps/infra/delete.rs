@@ -47,6 +47,7 @@ impl Delete<'_> {
 
     async fn send(&self, stack: &StackView, token: &str) -> Result<(), InfraError> {
         tracing::info!(stack = %stack.id, status = %stack.status, protected = stack.termination_protection, "deleting stack");
+        self.job.admit_cloudformation().await?;
         cfn::delete(&self.job.cf, stack, token).await
     }
 

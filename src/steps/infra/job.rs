@@ -14,6 +14,7 @@ use crate::domain::change_set::refused_changes;
 use crate::record::TenantFacts;
 use crate::step::{StepContext, StepOutcome};
 use crate::steps::names;
+use crate::steps::rate_limits::LimitedService;
 
 /// One run of an infrastructure step on the tenant's stack.
 pub(super) struct StackJob<'a> {
@@ -64,6 +65,13 @@ impl<'a> StackJob<'a> {
         }
     }
 
+    /// Takes a CloudFormation token for the call about to be sent.
+    pub async fn admit_cloudformation(&self) -> Result<(), InfraError> {
+        (self.steps)
+            .admit(LimitedService::CloudFormation, &self.ctx.tenant.spec)
+            .await
+    }
+
     /// The step waits a poll interval; `work` (if any) is what it started and follows.
     pub fn poll_later(
         &self,
@@ -104,6 +112,7 @@ impl<'a> StackJob<'a> {
                 return Err(InfraError::Stack(change.disappeared(false)));
             };
             let (template, parameters) = change.request(&stack);
+            self.admit_cloudformation().await?;
             let start = match template {
                 TemplateSource::Body(body) if U::GUARDED => {
                     self.start_guarded(&facts, body, parameters, &token).await?
@@ -187,6 +196,7 @@ impl<'a> StackJob<'a> {
             ChangeSetState::Ready(changes) => {
                 let refused = refused_changes(&changes, &facts.allow_replacement);
                 if refused.is_empty() {
+                    self.admit_cloudformation().await?;
                     cfn::execute_change_set(&self.cf, &self.stack, &name, token).await?;
                     return Ok(UpdateStart::Started);
                 }

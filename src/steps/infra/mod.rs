@@ -32,6 +32,7 @@ use crate::machine::StepKind;
 use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome, StepRegistry};
 use crate::steps::platform::{PlatformSource, PlatformUnavailable};
+use crate::steps::rate_limits::{Admission, LimitedService};
 use crate::steps::verify::{AlarmArn, AlarmWatch};
 use crate::steps::{aws_failure, AwsClients, RegionSettings, StepsConfig};
 use aws_sdk_cloudformation::types::{RollbackConfiguration, RollbackTrigger};
@@ -94,6 +95,9 @@ pub enum InfraError {
     /// The tenant's platform version cannot be fetched.
     #[error(transparent)]
     Platform(#[from] PlatformUnavailable),
+    /// No CloudFormation or RDS token is left in the region: the step waits.
+    #[error(transparent)]
+    Throttled(#[from] crate::steps::rate_limits::Throttled),
 }
 
 impl InfraError {
@@ -111,9 +115,10 @@ impl InfraError {
         }
     }
 
-    fn into_outcome(self) -> StepOutcome {
+    fn into_outcome(self, facts: &TenantFacts) -> StepOutcome {
         match self {
             InfraError::Aws { reason, retryable } => StepOutcome::Failed { retryable, reason },
+            InfraError::Throttled(throttled) => throttled.into_outcome(facts),
             InfraError::Platform(unavailable) => unavailable.into_outcome(),
             other => StepOutcome::fail(other.to_string()),
         }
@@ -180,6 +185,17 @@ impl InfraSteps {
 
     fn rds(&self, spec: &TenantSpec) -> aws_sdk_rds::Client {
         self.aws.region(&spec.region).rds.clone()
+    }
+
+    /// Takes a token for one call of `service` in the tenant's region.
+    async fn admit(&self, service: LimitedService, spec: &TenantSpec) -> Result<(), InfraError> {
+        self.aws.admit(service, &spec.region).await.map_err(|e| match e {
+            Admission::Wait(throttled) => InfraError::Throttled(throttled),
+            unavailable => InfraError::Aws {
+                reason: unavailable.to_string(),
+                retryable: true,
+            },
+        })
     }
 
     fn poll_after(&self) -> Duration {
@@ -289,7 +305,7 @@ macro_rules! infra_step {
             async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
                 $module::run(&self.0, ctx)
                     .await
-                    .unwrap_or_else(InfraError::into_outcome)
+                    .unwrap_or_else(|e| e.into_outcome(&ctx.tenant.facts))
             }
         }
     };

@@ -14,6 +14,7 @@ mod outbox;
 mod page_token;
 mod policy;
 mod promotions;
+mod rate_limits;
 mod reports;
 mod rollout_drive;
 mod rollouts;
@@ -50,6 +51,7 @@ use transition::Committed;
 pub use claims::ClaimBackfill;
 pub use item::mutable_attributes;
 pub use meter::{Meter, Usage};
+pub use rate_limits::DynamoRateLimiter;
 
 /// Tenant state in one DynamoDB table.
 #[derive(Clone)]
