@@ -50,6 +50,20 @@ pub struct SweepPass {
     pub failed: usize,
 }
 
+/// What the sweep knows of the fleet between listings: the Active tenants due for a
+/// check, in the order they are checked, and the last check of every tenant.
+#[derive(Debug, Default)]
+pub struct SweepQueue {
+    listed_at: Option<tokio::time::Instant>,
+    due: std::collections::VecDeque<TenantId>,
+    summaries: HashMap<TenantId, DriftSummary>,
+    active: std::collections::HashSet<TenantId>,
+}
+
+/// How often the running sweep lists the fleet again: a tenant that becomes Active
+/// or falls due is checked at most this much later than a listing every pass would.
+pub const SWEEP_RELIST: Duration = Duration::from_secs(15 * 60);
+
 /// The drift use cases over the tenant and drift stores, with the checker (absent
 /// where no steps configuration was given).
 #[derive(Clone)]
@@ -164,35 +178,48 @@ impl DriftCommands {
     }
 
     /// Checks up to `budget` Active tenants whose last check is older than
-    /// `interval` (never-checked first, then the least recently checked).
+    /// `interval` (never-checked first, then the least recently checked), listing the
+    /// fleet for this pass alone.
     pub async fn sweep_once(
         &self,
         budget: usize,
         interval: Duration,
         actor: &Actor,
     ) -> Result<SweepPass, StoreError> {
-        let mut summaries: HashMap<TenantId, DriftSummary> = self
-            .drift
-            .drift_summaries()
-            .await?
-            .into_iter()
-            .map(|s| (s.tenant.clone(), s))
-            .collect();
-        let active = self.active_tenants().await?;
-        let stale_before = Utc::now() - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
-        let mut due: Vec<(Option<chrono::DateTime<Utc>>, TenantId)> = active
-            .iter()
-            .map(|id| (summaries.get(id).map(|s| s.checked_at), id.clone()))
-            .filter(|(at, _)| at.is_none_or(|at| at <= stale_before))
-            .collect();
-        due.sort();
+        self.sweep(
+            &mut SweepQueue::default(),
+            budget,
+            interval,
+            Duration::ZERO,
+            actor,
+        )
+        .await
+    }
+
+    /// Checks up to `budget` tenants from `queue`, listing the fleet into it first
+    /// when its listing is older than `relist` (or it has none). Between listings a
+    /// pass reads only what its checks read, so an idle fleet costs one listing per
+    /// `relist` instead of one per pass; a tenant that becomes Active or due in
+    /// between waits for the next listing, and one that left Active since is skipped.
+    pub async fn sweep(
+        &self,
+        queue: &mut SweepQueue,
+        budget: usize,
+        interval: Duration,
+        relist: Duration,
+        actor: &Actor,
+    ) -> Result<SweepPass, StoreError> {
+        if queue.listed_at.is_none_or(|at| at.elapsed() >= relist) {
+            *queue = self.list_due(interval).await?;
+        }
         let mut pass = SweepPass::default();
-        for (_, id) in due.into_iter().take(budget) {
+        for _ in 0..budget {
+            let Some(id) = queue.due.pop_front() else { break };
             match self.check(&id, actor).await {
                 Ok(check) => {
                     pass.checked += 1;
                     pass.drifted += usize::from(check.drifted());
-                    summaries.insert(
+                    queue.summaries.insert(
                         id.clone(),
                         DriftSummary {
                             tenant: id,
@@ -210,13 +237,41 @@ impl DriftCommands {
                 }
             }
         }
-        self.forget_deleted(&summaries, &active).await?;
-        let drifted = active
+        let drifted = queue
+            .active
             .iter()
-            .filter(|id| summaries.get(*id).is_some_and(|s| s.drifted))
+            .filter(|id| queue.summaries.get(*id).is_some_and(|s| s.drifted))
             .count();
         metrics::gauge!("tenantctl_drifted_tenants").set(drifted as f64);
         Ok(pass)
+    }
+
+    /// Lists the Active tenants and their last checks, forgets the drift of tenants
+    /// that are gone, and orders the ones due (never checked first, then the least
+    /// recently checked).
+    async fn list_due(&self, interval: Duration) -> Result<SweepQueue, StoreError> {
+        let summaries: HashMap<TenantId, DriftSummary> = self
+            .drift
+            .drift_summaries()
+            .await?
+            .into_iter()
+            .map(|s| (s.tenant.clone(), s))
+            .collect();
+        let active = self.active_tenants().await?;
+        let stale_before = Utc::now() - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
+        let mut due: Vec<(Option<chrono::DateTime<Utc>>, TenantId)> = active
+            .iter()
+            .map(|id| (summaries.get(id).map(|s| s.checked_at), id.clone()))
+            .filter(|(at, _)| at.is_none_or(|at| at <= stale_before))
+            .collect();
+        due.sort();
+        self.forget_deleted(&summaries, &active).await?;
+        Ok(SweepQueue {
+            listed_at: Some(tokio::time::Instant::now()),
+            due: due.into_iter().map(|(_, id)| id).collect(),
+            summaries,
+            active: active.into_iter().collect(),
+        })
     }
 
     /// Drops the recorded drift of tenants that are gone, so the report lists only
@@ -264,10 +319,17 @@ impl DriftCommands {
         if rate.per_minute == 0 || self.checker.is_none() {
             return;
         }
+        let mut queue = SweepQueue::default();
         loop {
             let started = tokio::time::Instant::now();
             match self
-                .sweep_once(rate.per_minute as usize, rate.interval, &actor)
+                .sweep(
+                    &mut queue,
+                    rate.per_minute as usize,
+                    rate.interval,
+                    SWEEP_RELIST,
+                    &actor,
+                )
                 .await
             {
                 Ok(pass) => tracing::info!(

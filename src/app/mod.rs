@@ -37,7 +37,9 @@ pub use crate::store::check::FleetCheck;
 pub use crate::store::table::{TableError, TableOutcome};
 pub use crate::store::ClaimBackfill;
 pub use catalog::{Catalog, CatalogCommands, CatalogError, CatalogPlan};
-pub use drift::{DriftCommands, DriftError, DriftView, DriftedPage, SweepPass, SweepRate};
+pub use drift::{
+    DriftCommands, DriftError, DriftView, DriftedPage, SweepPass, SweepQueue, SweepRate, SWEEP_RELIST,
+};
 pub use events::{EventCommands, EventError, MAX_EVENTS_LISTED};
 pub use intake::{IntakeConfig, IntakeError, IntakeReply, StripeIntake};
 pub use previews::{GroupPreview, PlanPreview};

@@ -3,10 +3,13 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use tenant_orchestrator::api::ApiState;
+use tenant_orchestrator::app::{DriftCommands, SweepQueue};
 use tenant_orchestrator::ports::{DriftCheckFailed, DriftChecker};
+use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::record::{DriftFinding, DriftKind, TenantRecord};
 
-use crate::api_support::{spawn, spawn_with, READ};
+use crate::api_support::{spawn, spawn_with, spawn_with_state, tokens, READ};
 
 /// Test double for the drift checker: answers with the findings it is given.
 #[derive(Default)]
@@ -149,4 +152,37 @@ async fn drift_needs_a_token_a_known_tenant_and_a_checker() {
         .as_str()
         .unwrap()
         .contains("--steps-config"));
+}
+
+#[tokio::test]
+async fn the_running_sweep_lists_the_fleet_once_per_relist_and_checks_from_its_queue_between() {
+    let slot: Arc<Mutex<Option<DriftCommands>>> = Arc::default();
+    let kept = slot.clone();
+    let api = spawn_with_state(move |app| {
+        let app = app.with_drift_checker(Arc::new(DriftCheckerDouble::default()));
+        *kept.lock().unwrap() = Some(app.drift().clone());
+        ApiState::new(app, tokens())
+    })
+    .await;
+    let drift = slot.lock().unwrap().take().unwrap();
+    let actor = Actor::operator("sweep-test");
+    let hour = std::time::Duration::from_secs(3600);
+    let always = std::time::Duration::ZERO;
+    api.create_tenant("alpha", "eu-west-1", "default").await;
+    api.settle().await;
+
+    let mut queue = SweepQueue::default();
+    let first = drift.sweep(&mut queue, 10, always, hour, &actor).await.unwrap();
+    assert_eq!(first.checked, 1, "the first pass lists the fleet: {first:?}");
+
+    // bravo becomes Active after the listing: within the hour the sweep works from
+    // its queue, so it neither lists the fleet again nor sees bravo.
+    api.create_tenant("bravo", "eu-west-1", "default").await;
+    api.settle().await;
+    let between = drift.sweep(&mut queue, 10, always, hour, &actor).await.unwrap();
+    assert_eq!(between.checked, 0, "{between:?}");
+
+    // Once the listing is older than the relist period, both are due again.
+    let relisted = drift.sweep(&mut queue, 10, always, always, &actor).await.unwrap();
+    assert_eq!(relisted.checked, 2, "{relisted:?}");
 }
