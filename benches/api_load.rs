@@ -12,6 +12,9 @@
 //! machine hits both alike. Prints throughput and p50/p99 latency of each side and the
 //! ratios API / raw. Any response other than 200 (or a missing item) fails the run.
 
+#[path = "common/fleet_spec.rs"]
+mod fleet_spec;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +23,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tenant_orchestrator::api::{router, token_hash, ApiState, Tokens};
 use tenant_orchestrator::app::TenantCommands;
-use tenant_orchestrator::domain::{
-    Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
-};
+use tenant_orchestrator::domain::{ReleaseVersion, TenantId, TenantSpec};
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::store::{table, DynamoStore, TenantStore};
 
@@ -36,19 +37,10 @@ const ROUNDS: u64 = 3;
 const READ_TOKEN: &str = "bench-read-token-0123456789";
 
 fn spec(i: usize) -> TenantSpec {
-    let id = format!("load-{i:05}");
-    TenantSpec {
-        id: TenantId::parse(&id).unwrap(),
-        region: Region::parse(if i % 2 == 0 { "us-east-1" } else { "eu-west-1" }).unwrap(),
-        environment: Environment::parse("bench").unwrap(),
-        group: Group::default_group(),
-        tier: Tier::Small,
-        hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
-        pinned_release: None,
-        maintenance: None,
-        platform: None,
-        pinned_platform: None,
-    }
+    fleet_spec::bench_spec(
+        &format!("load-{i:05}"),
+        if i % 2 == 0 { "us-east-1" } else { "eu-west-1" },
+    )
 }
 
 /// Creates the tenants through the commands (16 at a time) and returns their ids.

@@ -8,6 +8,9 @@
 //! ratio, and write capacity units per transition from `ReturnConsumedCapacity`.
 //! The step is a test double that returns at once, so only the engine is measured.
 
+#[path = "common/fleet_spec.rs"]
+mod fleet_spec;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,12 +19,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem, Update};
 use chrono::Utc;
 use tenant_orchestrator::app::TenantCommands;
-use tenant_orchestrator::domain::{
-    Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
-};
+use tenant_orchestrator::domain::{ReleaseVersion, TenantSpec};
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
-use tenant_orchestrator::store::{table, DynamoStore, ListQuery, TenantStore};
+use tenant_orchestrator::store::{table, DynamoStore};
 use tenant_orchestrator::worker::{Worker, WorkerConfig};
 
 /// Test double: every step succeeds immediately.
@@ -39,19 +40,10 @@ const STEPS_PER_TENANT: usize = 6;
 const CONCURRENCY: usize = 16;
 
 fn spec(i: usize) -> TenantSpec {
-    let id = format!("bench-{i:05}");
-    TenantSpec {
-        id: TenantId::parse(&id).unwrap(),
-        region: Region::parse(if i % 2 == 0 { "us-east-1" } else { "eu-west-1" }).unwrap(),
-        environment: Environment::parse("bench").unwrap(),
-        group: Group::default_group(),
-        tier: Tier::Small,
-        hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
-        pinned_release: None,
-        maintenance: None,
-        platform: None,
-        pinned_platform: None,
-    }
+    fleet_spec::bench_spec(
+        &format!("bench-{i:05}"),
+        if i % 2 == 0 { "us-east-1" } else { "eu-west-1" },
+    )
 }
 
 /// What the engine run measured.
@@ -152,20 +144,7 @@ async fn engine(client: aws_sdk_dynamodb::Client) -> EngineRun {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let start = Instant::now();
     let running = tokio::spawn(async move { worker.run(rx).await });
-    loop {
-        let left = store
-            .list(&ListQuery {
-                state: Some("Provisioning".into()),
-                limit: Some(1),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        if left.items.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    fleet_spec::wait_until_provisioned(&*store).await;
     let elapsed = start.elapsed().as_secs_f64();
     tx.send(true).unwrap();
     running.await.unwrap().unwrap();

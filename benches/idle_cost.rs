@@ -7,7 +7,8 @@
 //! process, what `tenantctl serve` runs when idle, each part on its own metered
 //! DynamoDB client: the worker polling its work index (serve's defaults: 1 s poll,
 //! concurrency 8), the rollout controller (2 s tick, no rollout running), the drift
-//! sweep (one pass a minute, 10 checks, a checker test double that finds no drift)
+//! sweep (one pass a minute, 10 checks, listing the fleet once per `SWEEP_RELIST` as
+//! serve does, with a checker test double that finds no drift)
 //! and a client refreshing `/v1/fleet/summary` and `/metrics` every 10 s against the
 //! API with serve's default summary bound (30 s). After `IDLE_WINDOW_SECS` (default
 //! 120) it prints requests and read capacity units per minute for each part, and
@@ -17,12 +18,15 @@
 #[path = "common/local_fleet.rs"]
 mod common;
 
+#[path = "common/fleet_spec.rs"]
+mod fleet_spec;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tenant_orchestrator::api::{router, token_hash, ApiState, Tokens, DEFAULT_SUMMARY_MAX_AGE};
-use tenant_orchestrator::app::App;
+use tenant_orchestrator::app::{App, SweepQueue, SWEEP_RELIST};
 use tenant_orchestrator::domain::{ReleaseVersion, TenantSpec};
 use tenant_orchestrator::ports::{DriftCheckFailed, DriftChecker, TenantHealth, TenantProbe};
 use tenant_orchestrator::record::{Actor, DriftFinding, TenantRecord};
@@ -129,9 +133,16 @@ fn main() {
         let drift = App::new(drift_store).with_drift_checker(Arc::new(InSync)).drift().clone();
         let mut drift_rx = rx.clone();
         let drift = tokio::spawn(async move {
+            let mut queue = SweepQueue::default();
             loop {
                 drift
-                    .sweep_once(DRIFT_CHECKS_PER_PASS, Duration::from_secs(6 * 3600), &Actor::operator("idle-drift"))
+                    .sweep(
+                        &mut queue,
+                        DRIFT_CHECKS_PER_PASS,
+                        Duration::from_secs(6 * 3600),
+                        SWEEP_RELIST,
+                        &Actor::operator("idle-drift"),
+                    )
                     .await
                     .unwrap();
                 tokio::select! {

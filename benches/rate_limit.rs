@@ -14,6 +14,9 @@
 //! errors (it panics on any), and the planner's estimate of the makespan with the
 //! same limits against the measured makespan.
 
+#[path = "common/fleet_spec.rs"]
+mod fleet_spec;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,15 +24,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use tenant_orchestrator::app::TenantCommands;
-use tenant_orchestrator::domain::{
-    Environment, Group, Hostname, Region, ReleaseVersion, RolloutSpec, TenantId, TenantSpec, Tier,
-};
+use tenant_orchestrator::domain::{Region, ReleaseVersion, RolloutSpec, TenantSpec};
 use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::rollout::{plan_with_limits, PlanOptions, StartSpacing, TenantSummaryForPlanning};
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
 use tenant_orchestrator::steps::rate_limits::{LimitedService, RateLimitsConfig, Throttle};
-use tenant_orchestrator::store::{table, DynamoRateLimiter, DynamoStore, ListQuery, TenantStore};
+use tenant_orchestrator::store::{table, DynamoRateLimiter, DynamoStore};
 use tenant_orchestrator::worker::{Worker, WorkerConfig};
 
 const TENANTS: usize = 160;
@@ -105,19 +106,7 @@ impl Step for LimitedStep {
 }
 
 fn spec(i: usize) -> TenantSpec {
-    let id = format!("rl-{i:05}");
-    TenantSpec {
-        id: TenantId::parse(&id).unwrap(),
-        region: Region::parse(REGIONS[i % REGIONS.len()]).unwrap(),
-        environment: Environment::parse("bench").unwrap(),
-        group: Group::default_group(),
-        tier: Tier::Small,
-        hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
-        pinned_release: None,
-        maintenance: None,
-        platform: None,
-        pinned_platform: None,
-    }
+    fleet_spec::bench_spec(&format!("rl-{i:05}"), REGIONS[i % REGIONS.len()])
 }
 
 fn limits() -> RateLimitsConfig {
@@ -147,7 +136,7 @@ fn planned_makespan(tenant_duration: Duration) -> Duration {
         })
         .collect();
     let rollout: RolloutSpec = serde_json::from_str(&format!(
-        r#"{{"release": "1.1.0", "strategy": {{"waves": ["100%"], "max_in_flight_per_region": {}, "bake_time": "0s"}}}}"#,
+        r#"{{"release": "1.1.0", "strategy": {{"waves": ["100%"], "max_in_flight_per_region": {}, "bake_time": "0s", "bake_checks": 0}}}}"#,
         WORKERS * CONCURRENCY
     ))
     .unwrap();
@@ -209,19 +198,7 @@ async fn main() {
         let rx = rx.clone();
         workers.push(tokio::spawn(async move { worker.run(rx).await }));
     }
-    loop {
-        let left = (store.list(&ListQuery {
-            state: Some("Provisioning".into()),
-            limit: Some(1),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-        if left.items.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    fleet_spec::wait_until_provisioned(&*store).await;
     let makespan = began.elapsed();
     tx.send(true).unwrap();
     for w in workers {

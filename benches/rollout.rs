@@ -16,6 +16,9 @@
 
 mod common;
 
+#[path = "common/fleet_spec.rs"]
+mod fleet_spec;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,9 +32,7 @@ use tokio::task::JoinSet;
 
 use common::{measure_planning, ms, planning_fleet, PLANNING_SPEC, PLANNING_TENANTS};
 use tenant_orchestrator::app::RolloutCommands;
-use tenant_orchestrator::domain::{
-    Environment, Group, Hostname, Region, ReleaseVersion, RolloutId, RolloutSpec, TenantId, TenantSpec, Tier,
-};
+use tenant_orchestrator::domain::{ReleaseVersion, RolloutId, RolloutSpec, TenantId, TenantSpec};
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
 use tenant_orchestrator::ports::{TenantHealth, TenantProbe, Wakeup};
 use tenant_orchestrator::record::{
@@ -49,15 +50,18 @@ const TENANTS: usize = 1_000;
 const REGIONS: [&str; 3] = ["eu-west-1", "us-east-1", "ap-southeast-2"];
 const FROM: &str = "1.0.0";
 const TO: &str = "2.0.0";
-/// The upgrade path: one `FixedLatencyStep` run each.
-const UPGRADE_STEPS: [StepKind; 7] = [
+/// The upgrade path: one `FixedLatencyStep` run each (Quiesce and Reopen run on every
+/// upgrade; whether they put up the maintenance page is the real steps' decision).
+const UPGRADE_STEPS: [StepKind; 9] = [
     StepKind::CheckArtifact,
+    StepKind::Quiesce,
     StepKind::Backup,
     StepKind::UpdateInfra,
     StepKind::WriteConfig,
     StepKind::EnsureCertificates,
     StepKind::Deploy,
     StepKind::Verify,
+    StepKind::Reopen,
 ];
 const STEP_LATENCY: Duration = Duration::from_millis(40);
 const WORKERS: usize = 2;
@@ -135,19 +139,7 @@ impl TenantProbe for PassingHealth {
 }
 
 fn tenant_spec(i: usize) -> TenantSpec {
-    let id = format!("tenant-{i:04}");
-    TenantSpec {
-        id: TenantId::parse(&id).unwrap(),
-        region: Region::parse(REGIONS[i % REGIONS.len()]).unwrap(),
-        environment: Environment::parse("bench").unwrap(),
-        group: Group::default_group(),
-        tier: Tier::Small,
-        hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
-        pinned_release: None,
-        maintenance: None,
-        platform: None,
-        pinned_platform: None,
-    }
+    fleet_spec::bench_spec(&format!("tenant-{i:04}"), REGIONS[i % REGIONS.len()])
 }
 
 fn active_on(release: &str) -> TenantState {

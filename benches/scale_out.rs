@@ -19,6 +19,9 @@ mod child_worker;
 #[path = "common/local_fleet.rs"]
 mod common;
 
+#[path = "common/fleet_spec.rs"]
+mod fleet_spec;
+
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
-use tenant_orchestrator::domain::{
-    Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
-};
+use tenant_orchestrator::domain::{ReleaseVersion, TenantId, TenantSpec};
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::record::{Actor, Cause, TenantRecord, Transition};
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome};
@@ -45,19 +43,7 @@ pub fn tenant_id(id: &str) -> TenantId {
 
 /// Tenant `i` of a benchmark fleet, spread over [`REGIONS`].
 pub fn spec(prefix: &str, i: usize) -> TenantSpec {
-    let id = format!("{prefix}-{i:06}");
-    TenantSpec {
-        id: tenant_id(&id),
-        region: Region::parse(REGIONS[i % REGIONS.len()]).unwrap(),
-        environment: Environment::parse("bench").unwrap(),
-        group: Group::default_group(),
-        tier: Tier::Small,
-        hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
-        pinned_release: None,
-        maintenance: None,
-        platform: None,
-        pinned_platform: None,
-    }
+    crate::fleet_spec::bench_spec(&format!("{prefix}-{i:06}"), REGIONS[i % REGIONS.len()])
 }
 
 /// Test double: every step succeeds at once, keeping the facts it was given.
