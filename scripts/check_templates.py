@@ -21,13 +21,13 @@ import argparse
 import copy
 import json
 import os
-import subprocess
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from cfn_support import CheckFailed, cfn_lint, expect, load_cfn
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "templates" / "cloudformation" / "tenant.yaml"
@@ -37,7 +37,6 @@ CI_VALUES = CHART / "ci"
 TIERS = ("small", "medium", "large")
 KUBERNETES_VERSION = "1.30"
 # Regions tenants are placed in: resource types and instance classes must exist there.
-LINT_REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2")
 
 TEMPLATE_PARAMETERS = {
     "TenantId",
@@ -99,61 +98,15 @@ class Checks:
         sys.stdout.flush()
 
 
-class CheckFailed(Exception):
-    pass
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
-
-
 # --- CloudFormation -------------------------------------------------------------------
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """YAML loader that understands CloudFormation's short-form intrinsic tags."""
-
-
-def _cfn_tag(loader: _CfnLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "Condition":
-        return {"Condition": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        return {"Fn::GetAtt": value.split(".", 1)}
-    return {f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
 def load_template() -> dict[str, Any]:
-    with TEMPLATE.open() as handle:
-        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return load_cfn(TEMPLATE)
 
 
 def check_cfn_lint() -> str:
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from cfnlint.runner import main; sys.exit(main())",
-        "--regions",
-        *LINT_REGIONS,
-        "--",
-        str(TEMPLATE),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    output = (result.stdout + result.stderr).strip()
-    # cfn-lint's exit status is a bit mask: 2 errors, 4 warnings, 8 informational.
-    expect(result.returncode == 0, f"cfn-lint exited {result.returncode}\n{output}")
-    return f"{len(LINT_REGIONS)} regions"
+    return cfn_lint(TEMPLATE)
 
 
 def check_template_contract() -> str:
@@ -460,15 +413,6 @@ def check_accepted(helm: Any, kubernetes_validate: Any, mutate: Callable[[dict[s
     return validate_documents(kubernetes_validate, documents)
 
 
-def _orchestrator_check(check: Callable[[], str]) -> str:
-    import orchestrator_template
-
-    try:
-        return check()
-    except orchestrator_template.CheckFailed as exc:
-        raise CheckFailed(str(exc)) from None
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args()
@@ -488,7 +432,7 @@ def main() -> int:
 
     orchestrator = orchestrator_template.TEMPLATE.relative_to(ROOT)
     for name, check in orchestrator_template.CHECKS:
-        checks.run(f"{orchestrator}: {name}", lambda check=check: _orchestrator_check(check))
+        checks.run(f"{orchestrator}: {name}", check)
 
     for tier in TIERS:
         checks.run(f"helm lint --strict ({tier})", lambda tier=tier: check_lint(helm, tier))

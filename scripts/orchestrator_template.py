@@ -19,20 +19,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
+from cfn_support import CheckFailed, cfn_lint, expect, load_cfn
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "templates" / "cloudformation" / "orchestrator.yaml"
 TENANT_TEMPLATE = ROOT / "templates" / "cloudformation" / "tenant.yaml"
 TABLE = ROOT / "state" / "table.json"
 SRC = ROOT / "src"
-LINT_REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2")
 
 # SDK crate (aws-sdk-<name>) -> IAM service prefix.
 SERVICES = {
@@ -75,55 +73,8 @@ CALLS_POLICY = "orchestrator-calls"
 STACK_POLICY = "tenant-stack-resources"
 
 
-class CheckFailed(Exception):
-    pass
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation's short-form tags (!Ref, !Sub...) as plain mappings."""
-
-
-def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        return {"Fn::GetAtt": value.split(".", 1)}
-    return {f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
-def load(path: Path) -> dict[str, Any]:
-    with path.open() as handle:
-        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
-
-
 def check_cfn_lint() -> str:
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from cfnlint.runner import main; sys.exit(main())",
-        "--regions",
-        *LINT_REGIONS,
-        "--",
-        str(TEMPLATE),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    output = (result.stdout + result.stderr).strip()
-    expect(result.returncode == 0, f"cfn-lint exited {result.returncode}\n{output}")
-    return f"{len(LINT_REGIONS)} regions"
+    return cfn_lint(TEMPLATE)
 
 
 def _by_name(items: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -132,7 +83,7 @@ def _by_name(items: list[dict[str, Any]], key: str) -> dict[str, Any]:
 
 def check_table() -> str:
     want = json.loads(TABLE.read_text())
-    resources = load(TEMPLATE)["Resources"]
+    resources = load_cfn(TEMPLATE)["Resources"]
     tables = [r for r in resources.values() if r["Type"] == "AWS::DynamoDB::Table"]
     expect(len(tables) == 1, f"{len(tables)} tables in the template")
     table = tables[0]
@@ -244,7 +195,7 @@ def calls_in_source() -> dict[str, set[str]]:
 
 
 def _statements(policy_name: str) -> list[dict[str, Any]]:
-    role = load(TEMPLATE)["Resources"]["TaskRole"]["Properties"]
+    role = load_cfn(TEMPLATE)["Resources"]["TaskRole"]["Properties"]
     policies = {p["PolicyName"]: p["PolicyDocument"]["Statement"] for p in role["Policies"]}
     expect(policy_name in policies, f"the task role has no {policy_name} policy")
     return policies[policy_name]
@@ -286,7 +237,7 @@ def check_resource_scoping() -> str:
 
 
 def check_stack_policy() -> str:
-    tenant = load(TENANT_TEMPLATE)["Resources"]
+    tenant = load_cfn(TENANT_TEMPLATE)["Resources"]
     services = {r["Type"].split("::")[1].lower() for r in tenant.values()}
     for statement in _statements(STACK_POLICY):
         condition = statement.get("Condition", {}).get("ForAnyValue:StringEquals", {})
