@@ -6,15 +6,20 @@
 //!   turns into a collapsible group, the task's progress percentage, error and warning
 //!   annotations and the task result. The agent reads logging commands on stderr as on
 //!   stdout.
-//! - **Terminal** when stderr is a TTY: one bar redrawn in place.
+//! - **Terminal** when stderr is a TTY: one bar redrawn in place, drawn by `indicatif`
+//!   (it knows the terminal's real width and the display width of the text, and keeps
+//!   the clock moving between polls); log lines print above it.
 //! - **Plain** otherwise: a line whenever something changes, for log files and other CI.
 //!
-//! `TENANTCTL_PROGRESS=azure|bar|plain` overrides the choice.
+//! `TENANTCTL_PROGRESS=azure|bar|plain` overrides the choice; `bar` on a stderr that is
+//! not a terminal gives plain lines, since a bar redrawn into a file is noise.
 //! This module knows nothing about tenants or rollouts: callers say how many of how
 //! many steps are done and what is happening.
 
 use std::io::{self, IsTerminal, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,47 +102,52 @@ pub struct Progress<W: Write = io::Stderr> {
     /// What was last reported, so an unchanged poll prints nothing (the terminal bar
     /// still redraws to move its clock).
     last: Option<(u64, u64, String)>,
-    bar_drawn: bool,
-    width: usize,
+    /// The bar of the terminal mode; its lines print above it.
+    bar: Option<ProgressBar>,
 }
 
 impl Progress<io::Stderr> {
     /// Progress on stderr, in the mode the environment calls for.
     pub fn detect() -> Self {
         let var = |k| std::env::var(k).ok();
-        let mode = Mode::detect(
+        let attended = io::stderr().is_terminal() && var("TERM").as_deref() != Some("dumb");
+        let mode = match Mode::detect(
             var("TENANTCTL_PROGRESS").as_deref(),
             var("TF_BUILD").as_deref(),
-            io::stderr().is_terminal() && var("TERM").as_deref() != Some("dumb"),
-        );
-        let width = var("COLUMNS").and_then(|c| c.parse().ok()).unwrap_or(80);
-        Progress::new(mode, io::stderr()).with_width(width)
+            attended,
+        ) {
+            Mode::Terminal if !attended => Mode::Plain,
+            mode => mode,
+        };
+        let progress = Progress::new(mode, io::stderr());
+        if let Some(bar) = &progress.bar {
+            // Redraws once a second so the elapsed time moves between polls.
+            bar.enable_steady_tick(Duration::from_secs(1));
+        }
+        progress
     }
 }
 
 impl<W: Write> Progress<W> {
     pub fn new(mode: Mode, out: W) -> Self {
+        Self::drawing_on(mode, out, ProgressDrawTarget::stderr())
+    }
+
+    /// A reporter whose terminal-mode bar is drawn on `target`.
+    fn drawing_on(mode: Mode, out: W, target: ProgressDrawTarget) -> Self {
         Self {
             mode,
             out,
             started: Instant::now(),
             group_open: false,
             last: None,
-            bar_drawn: false,
-            width: 80,
+            bar: (mode == Mode::Terminal).then(|| terminal_bar(target)),
         }
-    }
-
-    /// Terminal width the bar fits into.
-    pub fn with_width(mut self, width: usize) -> Self {
-        self.width = width.max(40);
-        self
     }
 
     /// Starts a section titled `title`; in Azure Pipelines a collapsible group, closed by
     /// the next group or by [`finish`](Self::finish).
     pub fn group(&mut self, title: &str) {
-        self.clear_bar();
         match self.mode {
             Mode::Azure => {
                 if self.group_open {
@@ -170,13 +180,7 @@ impl<W: Write> Progress<W> {
 
     /// A line of the log (e.g. an event of the rollout being followed).
     pub fn note(&mut self, message: &str) {
-        self.clear_bar();
         self.line(&one_line(message));
-        if let Some((done, total, msg)) = self.last.clone() {
-            if self.mode == Mode::Terminal {
-                self.draw_bar(done, total, &msg);
-            }
-        }
     }
 
     /// Something an operator should know about that does not stop the wait.
@@ -190,22 +194,15 @@ impl<W: Write> Progress<W> {
     }
 
     fn issue(&mut self, kind: &str, message: &str) {
-        self.clear_bar();
         match self.mode {
             Mode::Azure => self.line(&vso_command("task.logissue", &[("type", kind)], message)),
             Mode::Terminal | Mode::Plain => self.line(&format!("{kind}: {message}")),
-        }
-        if let Some((done, total, msg)) = self.last.clone() {
-            if self.mode == Mode::Terminal {
-                self.draw_bar(done, total, &msg);
-            }
         }
     }
 
     /// Ends the wait: closes the group and, in Azure Pipelines, sets the task result
     /// when it is not a plain success (a success needs no command; the exit code says it).
     pub fn finish(&mut self, outcome: Outcome, message: &str) {
-        self.clear_bar();
         match self.mode {
             Mode::Azure => {
                 if self.group_open {
@@ -229,6 +226,9 @@ impl<W: Write> Progress<W> {
                 };
                 let secs = self.started.elapsed().as_secs();
                 self.line(&format!("{word} after {secs}s: {}", one_line(message)));
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
             }
         }
     }
@@ -246,44 +246,41 @@ impl<W: Write> Progress<W> {
     }
 
     fn draw_bar(&mut self, done: u64, total: u64, message: &str) {
-        const BAR: usize = 24;
-        let filled = (percent(done, total) as usize * BAR) / 100;
-        let secs = self.started.elapsed().as_secs();
-        let head = format!(
-            "[{}{}] {done}/{total} {:>4}s ",
-            "#".repeat(filled),
-            "-".repeat(BAR - filled),
-            secs
-        );
-        let room = self.width.saturating_sub(head.chars().count() + 1);
-        let text: String = one_line(message).chars().take(room).collect();
-        // \r and "erase line" redraw in place; errors writing progress are not worth
-        // failing the command for.
-        let _ = write!(self.out, "\r\x1b[2K{head}{text}");
-        let _ = self.out.flush();
-        self.bar_drawn = true;
-    }
-
-    fn clear_bar(&mut self) {
-        if self.bar_drawn {
-            let _ = write!(self.out, "\r\x1b[2K");
-            self.bar_drawn = false;
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+            bar.set_position(done.min(total));
+            bar.set_message(one_line(message));
         }
     }
 
+    /// A line of output; in the terminal mode above the bar, which is drawn again below.
     fn line(&mut self, text: &str) {
-        let _ = writeln!(self.out, "{text}");
-        let _ = self.out.flush();
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => {
+                let _ = writeln!(self.out, "{text}");
+                let _ = self.out.flush();
+            }
+        }
     }
 }
 
 impl<W: Write> Drop for Progress<W> {
     /// A bar left on screen would run into the shell prompt or the error message.
     fn drop(&mut self) {
-        if self.bar_drawn {
-            let _ = writeln!(self.out);
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
+}
+
+/// The terminal mode's bar: `[####----] 3/6   12s what is happening`, the message cut to
+/// the terminal's width.
+fn terminal_bar(target: ProgressDrawTarget) -> ProgressBar {
+    let style = ProgressStyle::with_template("[{bar:24}] {pos}/{len} {elapsed:>4} {wide_msg}")
+        .expect("the bar template is valid")
+        .progress_chars("#-");
+    ProgressBar::with_draw_target(Some(0), target).with_style(style)
 }
 
 #[cfg(test)]

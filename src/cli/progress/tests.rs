@@ -149,26 +149,63 @@ fn plain_lines_appear_only_when_something_changes() {
     );
 }
 
+/// Reports through a terminal-mode bar drawn on a `cols`-wide in-memory terminal; `f`
+/// gets the terminal too, to read what it shows at any moment. Returns the screen after
+/// the reporter is dropped.
+fn on_terminal(cols: u16, f: impl FnOnce(&mut Progress<&mut Vec<u8>>, &indicatif::InMemoryTerm)) -> String {
+    let term = indicatif::InMemoryTerm::new(10, cols);
+    let mut unused = Vec::new();
+    {
+        let target = indicatif::ProgressDrawTarget::term_like(Box::new(term.clone()));
+        let mut progress = Progress::drawing_on(Mode::Terminal, &mut unused, target);
+        f(&mut progress, &term);
+    }
+    assert!(unused.is_empty(), "the terminal mode writes through its bar only");
+    term.contents()
+}
+
 #[test]
-fn the_terminal_bar_redraws_in_place_and_gives_way_to_messages() {
-    let out = written(Mode::Terminal, |p| {
+fn the_terminal_bar_draws_in_place_with_messages_above_it() {
+    let mut during = String::new();
+    let after = on_terminal(80, |p, term| {
         p.update(3, 6, "acme Provisioning/EnsureCertificates");
+        p.update(4, 6, "acme Provisioning/DeployRelease");
         p.error("boom");
+        during = term.contents();
         p.finish(Outcome::Failed, "not Active");
     });
+    let lines: Vec<&str> = during.lines().collect();
+    assert_eq!(lines.len(), 2, "one message and one bar: {during}");
+    assert_eq!(lines[0], "error: boom", "{during}");
     assert!(
-        out.starts_with("\r\x1b[2K[############------------] 3/6    0s acme Provisioning/EnsureCertificates"),
-        "{out:?}"
+        lines[1].starts_with("[################--------] 4/6")
+            && lines[1].ends_with("acme Provisioning/DeployRelease"),
+        "the bar is redrawn below the message: {during}"
     );
-    assert!(out.contains("\r\x1b[2Kerror: boom\n\r\x1b[2K[####"), "{out:?}");
-    assert!(out.ends_with("\r\x1b[2Kfailed after 0s: not Active\n"), "{out:?}");
+    assert_eq!(
+        after.lines().last(),
+        Some("failed after 0s: not Active"),
+        "{after}"
+    );
+    assert!(
+        !after.contains("[####"),
+        "the bar is cleared when the wait ends: {after}"
+    );
 }
 
 #[test]
 fn the_terminal_bar_fits_the_width() {
-    let out = written(Mode::Terminal, |p| p.update(1, 2, &"x".repeat(500)));
-    let drawn = out.trim_start_matches("\r\x1b[2K").trim_end_matches('\n');
-    assert_eq!(drawn.chars().count(), 79, "{drawn:?}");
+    let mut shown = String::new();
+    on_terminal(60, |p, term| {
+        p.update(1, 2, &"x".repeat(500));
+        shown = term.contents();
+    });
+    let bar_line = shown.lines().next().unwrap_or_default();
+    assert!(bar_line.starts_with("[############------------] 1/2"), "{shown}");
+    assert!(
+        bar_line.chars().count() <= 60 && bar_line.ends_with("xxxx"),
+        "{shown}"
+    );
 }
 
 #[test]
