@@ -21,7 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use html::{page, respond, Escaped};
+use html::{page, respond};
+use maud::html;
 use session::Viewer;
 
 use super::auth::Read;
@@ -59,12 +60,12 @@ impl IntoResponse for PageError {
             }
             other => other.to_string(),
         };
-        let body = format!(
-            "<p class=\"bad\" id=\"page-error\">{}</p><p><a href=\"/\">Back to the overview</a></p>",
-            Escaped(&message)
-        );
+        let body = html! {
+            p.bad #page-error { (message) }
+            p { a href="/" { "Back to the overview" } }
+        };
         let title = status.canonical_reason().unwrap_or("Error");
-        respond(status, page(title, None, None, &body))
+        respond(status, page(title, None, None, body))
     }
 }
 

@@ -217,7 +217,8 @@ async fn the_pages_show_fleet_releases_rollout_and_trouble_and_escape_the_error(
         !html.contains("data-tenant=\"alpha\""),
         "a healthy tenant is not trouble"
     );
-    assert!(html.contains("&lt;img src=x onerror=&quot;document.title=&#39;pwned&#39;&quot;&gt;"));
+    // A single quote needs no escape: every attribute value is double-quoted.
+    assert!(html.contains("&lt;img src=x onerror=&quot;document.title='pwned'&quot;&gt;"));
     assert!(html.contains("&lt;script&gt;") && html.contains("&amp; &quot;quotes&quot;"));
     assert!(!html.contains(HOSTILE) && !html.contains("<script>") && !html.contains("<img"));
 
