@@ -4,6 +4,8 @@
 use maud::{html, Markup};
 
 use super::actions::{RolloutAction, RolloutForms};
+use super::fleet_html::{filter_form, matrix, state_bars, tenant_list};
+use super::fleet_view::states_by_region;
 use super::html::{or_dash, page, time, Who};
 use super::overview::{Overview, RolloutProgress, TroubledTenant, TROUBLE_SHOWN};
 use crate::domain::rollout::WaveKind;
@@ -40,13 +42,18 @@ pub fn render(
     page("Fleet", Some(viewer), Some(REFRESH_SECONDS), body)
 }
 
+/// The fleet at a glance: totals, the filter form, the release × region matrix, the
+/// states of each region as bars and as a table, and a page of the selected tenants.
 fn fleet(overview: &Overview) -> Markup {
     let fleet = &overview.fleet;
+    let filter = &overview.filter;
+    let by_region = states_by_region(fleet, filter);
     // Columns: the states that occur, in the machine's order.
     let states: Vec<&str> = TenantState::NAMES
         .into_iter()
-        .filter(|s| fleet.by_region.values().any(|m| m.contains_key(*s)))
+        .filter(|s| by_region.values().any(|m| m.iter().any(|(name, _)| name == s)))
         .collect();
+    let selected: u64 = by_region.values().flatten().map(|(_, n)| n).sum();
     html! {
         section #fleet {
             h2 { "Fleet: " span #fleet-total { (fleet.total) } " tenants" }
@@ -54,18 +61,25 @@ fn fleet(overview: &Overview) -> Markup {
             @if fleet.total == 0 {
                 p { "No tenants yet." }
             } @else {
-                table {
+                (filter_form(fleet, filter))
+                @if filter.narrows() {
+                    p #fleet-selected { (selected) " of them match the filters." }
+                }
+                (matrix(fleet, filter))
+                (state_bars(fleet, filter))
+                table #state-counts {
+                    caption.muted { "Tenants by region and state (the bars above, as numbers)." }
                     thead { tr {
                         th { "region" }
                         @for s in &states { th { (s) } }
                         th { "total" }
                     } }
                     tbody {
-                        @for (region, counts) in &fleet.by_region {
+                        @for (region, counts) in &by_region {
                             tr data-region=(region.as_str()) {
                                 th { (region.as_str()) }
                                 @for s in &states {
-                                    @let n = counts.get(*s).copied().unwrap_or(0);
+                                    @let n = counts.iter().find(|(name, _)| name == s).map_or(0, |(_, n)| *n);
                                     @let class = match (*s, n) {
                                         (_, 0) => "n muted",
                                         ("Failed", _) | ("RollingBack", _) => "n bad",
@@ -73,11 +87,12 @@ fn fleet(overview: &Overview) -> Markup {
                                     };
                                     td class=(class) data-state=(s) { (n) }
                                 }
-                                td.n { (counts.values().sum::<u64>()) }
+                                td.n { (counts.iter().map(|(_, n)| n).sum::<u64>()) }
                             }
                         }
                     }
                 }
+                (tenant_list(&overview.tenants, filter))
             }
         }
     }
@@ -341,15 +356,27 @@ mod tests {
 
     use chrono::Utc;
 
+    use super::super::fleet_view::FleetFilter;
+    use super::super::overview::TenantList;
     use super::super::overview::{OutcomeCounts, WaveProgress};
     use super::*;
     use crate::domain::Region;
-    use crate::ports::FleetSummary;
+    use crate::ports::{FleetCell, FleetSummary};
 
     const VIEWER: Who = Who {
         name: "viewer",
         logout_token: Some("form-token"),
     };
+
+    fn cell(release: &str, state: &str, tenants: u64) -> FleetCell {
+        FleetCell {
+            release: release.into(),
+            region: Region::parse("eu-west-1").unwrap(),
+            group: "default".into(),
+            state: state.into(),
+            tenants,
+        }
+    }
 
     fn overview() -> Overview {
         let mut by_region = BTreeMap::new();
@@ -367,6 +394,11 @@ mod tests {
                     ("1.10.0".to_owned(), 1),
                     ("none".to_owned(), 1),
                 ]),
+                cells: vec![
+                    cell("1.0.0", "Active", 2),
+                    cell("1.10.0", "Active", 1),
+                    cell("none", "Failed", 1),
+                ],
             },
             rollouts: vec![RolloutProgress {
                 id: "r-1".into(),
@@ -422,6 +454,8 @@ mod tests {
                 outages.add(45);
                 outages
             },
+            filter: FleetFilter::default(),
+            tenants: TenantList::default(),
             generated_at: Utc::now(),
         }
     }
@@ -495,6 +529,8 @@ mod tests {
             trouble: Vec::new(),
             trouble_not_listed: 0,
             outages: OutageCounts::default(),
+            filter: FleetFilter::default(),
+            tenants: TenantList::default(),
             generated_at: Utc::now(),
         };
         let html = render(&empty, &VIEWER, None, None).into_string();
