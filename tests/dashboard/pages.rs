@@ -244,3 +244,24 @@ async fn the_pages_show_fleet_releases_rollout_and_trouble_and_escape_the_error(
     assert!(!invalid.text().await.unwrap().contains("<b>"));
     seeded.fleet.stop().await;
 }
+
+#[tokio::test]
+async fn a_filter_the_overview_cannot_read_is_refused_with_what_to_do() {
+    let base = serve(fresh_store().await.arc()).await;
+    let cookie = sign_in(&base, READ).await;
+
+    for (query, says) in [
+        ("state=upgrading", "filter state"),
+        ("region=Not%20A%20Region", "region"),
+        ("limit=5000", "from 1 to 100"),
+        ("q=%3Cb%3E", "neither a tenant id nor a hostname"),
+    ] {
+        let page = get(&base, &format!("/?{query}"), Some(&cookie)).await;
+        assert_eq!(page.status(), StatusCode::BAD_REQUEST, "{query}");
+        let html = page.text().await.unwrap();
+        assert!(html.contains(says), "{query}: {html}");
+        assert!(!html.contains("<b>"), "{query}: {html}");
+    }
+    let fine = get(&base, "/?state=&region=&q=", Some(&cookie)).await;
+    assert_eq!(fine.status(), StatusCode::OK, "an empty field means any");
+}

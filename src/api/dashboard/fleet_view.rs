@@ -336,7 +336,7 @@ mod tests {
             .unwrap();
         let m = ReleaseMatrix::of(&summary(), &filter);
         let eu = Region::parse("eu-west-1").unwrap();
-        assert_eq!(m.regions, [eu.clone()]);
+        assert_eq!(m.regions, std::slice::from_ref(&eu));
         assert_eq!(
             m.cell("1.0.0", &eu),
             MatrixCell {
