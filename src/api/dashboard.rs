@@ -1,13 +1,17 @@
 //! The operators' dashboard: server-rendered HTML pages beside the JSON API, with no
 //! script and no build step. `GET /` is the overview (fleet by region and state,
 //! releases in use, running rollouts wave by wave, tenants in trouble) and reloads
-//! itself; `GET /tenants/{id}` shows one tenant and its history. Both need scope
-//! read, from a sign-in session (`/login`) or a bearer header; see [`session`].
+//! itself; its GET form filters the fleet (regions, groups, releases, states), finds
+//! a tenant by id or hostname and pages through the tenants it selects (see
+//! [`fleet_view`]). `GET /tenants/{id}` shows one tenant and its history. Both need
+//! scope read, from a sign-in session (`/login`) or a bearer header; see [`session`].
 //! A viewer of scope deploy also gets buttons that approve, pause, resume and abort
 //! rollouts (`POST /rollouts/{id}/{action}`); see [`actions`].
 
 mod actions;
 mod csrf;
+mod fleet_html;
+mod fleet_view;
 mod html;
 mod overview;
 mod overview_html;
@@ -21,7 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use html::{page, respond, Escaped};
+use html::{page, respond};
+use maud::html;
 use session::Viewer;
 
 use super::auth::Read;
@@ -59,12 +64,12 @@ impl IntoResponse for PageError {
             }
             other => other.to_string(),
         };
-        let body = format!(
-            "<p class=\"bad\" id=\"page-error\">{}</p><p><a href=\"/\">Back to the overview</a></p>",
-            Escaped(&message)
-        );
+        let body = html! {
+            p.bad #page-error { (message) }
+            p { a href="/" { "Back to the overview" } }
+        };
         let title = status.canonical_reason().unwrap_or("Error");
-        respond(status, page(title, None, None, &body))
+        respond(status, page(title, None, None, body))
     }
 }
 
@@ -72,8 +77,17 @@ async fn overview_page(
     State(state): State<ApiState>,
     viewer: Viewer<Read>,
     done: Result<Query<actions::DoneQuery>, QueryRejection>,
+    form: Result<Query<fleet_view::FleetQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let overview = overview::Overview::load(&state).await?;
+    let filter = match form {
+        Ok(Query(form)) => form.filter()?,
+        Err(rejection) => {
+            return Err(PageError(ApiError::InvalidRequest(format!(
+                "the overview's filters could not be read ({rejection}); use the form on the overview"
+            ))))
+        }
+    };
+    let overview = overview::Overview::load(&state, filter).await?;
     // A query that names nothing real is ignored: the page shows no notice.
     let done = done.ok().and_then(|Query(q)| q.notice());
     Ok(respond(

@@ -134,6 +134,21 @@ pub struct FleetSummary {
     /// Tenants per release (current, or target while provisioning); `none` for
     /// tenants that run no release.
     pub by_release: BTreeMap<String, u64>,
+    /// Tenants by release, region, group and state, in that order: the finest counts
+    /// of the same read, so a view can sum any selection of them (a release ×
+    /// region matrix, one group's states) without reading again.
+    pub cells: Vec<FleetCell>,
+}
+
+/// How many tenants share a release (as in [`FleetSummary::by_release`]), a region,
+/// a group and a state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FleetCell {
+    pub release: String,
+    pub region: Region,
+    pub group: String,
+    pub state: String,
+    pub tenants: u64,
 }
 
 /// Reads for operators: filtered listings, history pages behind sealed tokens, and
@@ -155,6 +170,8 @@ pub trait TenantReads: Send + Sync {
     ) -> Result<Page<HistoryEvent>, StoreError>;
     /// Counts every tenant by region and state and by release.
     async fn fleet_summary(&self) -> Result<FleetSummary, StoreError>;
+    /// The live tenant that holds `hostname`, if any (one point read of its claim).
+    async fn hostname_owner(&self, hostname: &Hostname) -> Result<Option<TenantId>, StoreError>;
     /// Whether the store answers within `within`, tried once (readiness probes).
     async fn ping(&self, within: std::time::Duration) -> Result<(), StoreError>;
 }

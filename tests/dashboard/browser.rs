@@ -1,8 +1,10 @@
 //! The dashboard as a person sees it: headless Chromium signs in through the form,
 //! sees the fleet, the rollout waiting at its approval gate and the failed tenant,
-//! and follows the link to the tenant's history; an operator with a deploy token pauses
+//! and follows the link to the tenant's history; the release × region matrix counts,
+//! marks trouble, narrows to a filter and pages; an operator with a deploy token pauses
 //! and aborts the rollout with the overview's buttons. Screenshots are left in the
-//! target's tmp directory.
+//! target's tmp directory; with `TENANTCTL_SCREENSHOTS=docs` the overview's is saved
+//! as `docs/dashboard-overview.png` for the README.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -163,6 +165,134 @@ async fn in_chromium_a_deploy_operator_pauses_and_aborts_the_rollout_with_its_bu
     let record = seeded.fleet.rollout(ROLLOUT).await;
     assert_eq!(record.phase, Phase::Aborted);
     assert!(record.events.iter().any(|e| e.actor == "dashboard:pipeline"));
+
+    browser.quit().await;
+    seeded.fleet.stop().await;
+}
+
+/// Signs in through the form with `token` and waits for the overview.
+async fn sign_in_with_the_form(browser: &Browser, base: &str, token: &str) {
+    browser.goto(&format!("{base}/login")).await;
+    let field = browser.wait_for("input#token", WAIT).await;
+    browser.type_into(&field, token).await;
+    let submit = browser.wait_for("button#sign-in", WAIT).await;
+    browser.click(&submit).await;
+    browser.wait_for("#fleet-total", WAIT).await;
+}
+
+/// The number a matrix cell writes, and its trouble mark if any.
+async fn matrix_cell(browser: &Browser, release: &str, region: &str) -> Option<String> {
+    browser
+        .text_of(&format!(
+            "#matrix tr[data-matrix-release=\"{release}\"] td[data-region=\"{region}\"]"
+        ))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_chromium_the_release_matrix_counts_marks_trouble_filters_and_pages() {
+    if skipped("in_chromium_the_release_matrix_counts_marks_trouble_filters_and_pages") {
+        return;
+    }
+    let seeded = seeded().await;
+    let browser = Browser::launch().await;
+    sign_in_with_the_form(&browser, &seeded.base, READ).await;
+
+    // charlie alone runs 1.0.0 in us-east-1; the canary moved one eu-west-1 tenant to
+    // 1.1.0; broken is the one tenant in trouble, marked in words, not colour alone.
+    assert_eq!(
+        matrix_cell(&browser, "1.0.0", "us-east-1").await.as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        matrix_cell(&browser, "1.1.0", "eu-west-1").await.as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        matrix_cell(&browser, "1.1.0", "us-east-1").await.as_deref(),
+        Some("0")
+    );
+    let marked = browser
+        .text_of("#matrix td[data-trouble=\"1\"]")
+        .await
+        .expect("a cell marks the failed tenant");
+    assert!(marked.contains("\u{26a0} 1 in trouble"), "{marked}");
+    assert!(browser
+        .find("#matrix td[data-region=\"us-east-1\"][data-trouble=\"1\"]")
+        .await
+        .is_none());
+    assert!(browser.find("#matrix caption").await.is_some());
+    let bar = browser
+        .text_of("#state-bars div.bar[data-region=\"eu-west-1\"]")
+        .await
+        .expect("eu-west-1's bar");
+    assert!(bar.contains("2 Active") && bar.contains("1 Failed"), "{bar}");
+    if std::env::var("TENANTCTL_SCREENSHOTS").is_ok_and(|dir| dir == "docs") {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard-overview.png");
+        browser.screenshot(&docs).await;
+    }
+
+    // The form narrows the matrix, the bars and the list to one region.
+    let option = browser
+        .wait_for(
+            "#filters select[name=\"region\"] option[value=\"us-east-1\"]",
+            WAIT,
+        )
+        .await;
+    browser.click(&option).await;
+    let apply = browser.wait_for("#apply-filters", WAIT).await;
+    browser.click(&apply).await;
+    wait_for_text(&browser, "#fleet-selected", "1 of them match").await;
+    assert!(browser.url().await.contains("region=us-east-1"));
+    assert!(browser
+        .find("#matrix td[data-region=\"eu-west-1\"]")
+        .await
+        .is_none());
+    assert_eq!(
+        matrix_cell(&browser, "1.0.0", "us-east-1").await.as_deref(),
+        Some("1")
+    );
+    assert!(browser
+        .find("#state-bars div.bar[data-region=\"eu-west-1\"]")
+        .await
+        .is_none());
+    assert!(browser.find("tr[data-listed=\"charlie\"]").await.is_some());
+    assert!(browser.find("tr[data-listed=\"alpha\"]").await.is_none());
+
+    // Two tenants a page: the next page lists two others, and keeps the page size.
+    browser.goto(&format!("{}/?limit=2", seeded.base)).await;
+    browser.wait_for("#tenants", WAIT).await;
+    let listed = |text: &str| -> Vec<&'static str> {
+        ["alpha", "bravo", "broken", "charlie"]
+            .into_iter()
+            .filter(|id| text.split_whitespace().any(|word| word == *id))
+            .collect()
+    };
+    let first = listed(&browser.text_of("#tenants tbody").await.unwrap());
+    assert_eq!(first.len(), 2, "{first:?}");
+    let next = browser.wait_for("#next-page", WAIT).await;
+    browser.click(&next).await;
+    browser.wait_for("#first-page", WAIT).await;
+    assert!(browser.url().await.contains("limit=2"));
+    let second = listed(&browser.text_of("#tenants tbody").await.unwrap());
+    assert_eq!(second.len(), 2, "{second:?}");
+    assert!(
+        first.iter().all(|id| !second.contains(id)),
+        "{first:?} then {second:?}"
+    );
+
+    // A search by id or by hostname finds the one tenant.
+    browser.goto(&format!("{}/?q=broken", seeded.base)).await;
+    browser.wait_for("tr[data-listed=\"broken\"]", WAIT).await;
+    assert!(browser.find("tr[data-listed=\"alpha\"]").await.is_none());
+    browser
+        .goto(&format!("{}/?q=broken.example.com", seeded.base))
+        .await;
+    browser.wait_for("tr[data-listed=\"broken\"]", WAIT).await;
+    browser
+        .goto(&format!("{}/?q=nobody.example.com", seeded.base))
+        .await;
+    browser.wait_for("#no-tenants", WAIT).await;
 
     browser.quit().await;
     seeded.fleet.stop().await;

@@ -217,7 +217,8 @@ async fn the_pages_show_fleet_releases_rollout_and_trouble_and_escape_the_error(
         !html.contains("data-tenant=\"alpha\""),
         "a healthy tenant is not trouble"
     );
-    assert!(html.contains("&lt;img src=x onerror=&quot;document.title=&#39;pwned&#39;&quot;&gt;"));
+    // A single quote needs no escape: every attribute value is double-quoted.
+    assert!(html.contains("&lt;img src=x onerror=&quot;document.title='pwned'&quot;&gt;"));
     assert!(html.contains("&lt;script&gt;") && html.contains("&amp; &quot;quotes&quot;"));
     assert!(!html.contains(HOSTILE) && !html.contains("<script>") && !html.contains("<img"));
 
@@ -242,4 +243,25 @@ async fn the_pages_show_fleet_releases_rollout_and_trouble_and_escape_the_error(
     assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
     assert!(!invalid.text().await.unwrap().contains("<b>"));
     seeded.fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_filter_the_overview_cannot_read_is_refused_with_what_to_do() {
+    let base = serve(fresh_store().await.arc()).await;
+    let cookie = sign_in(&base, READ).await;
+
+    for (query, says) in [
+        ("state=upgrading", "filter state"),
+        ("region=Not%20A%20Region", "region"),
+        ("limit=5000", "from 1 to 100"),
+        ("q=%3Cb%3E", "neither a tenant id nor a hostname"),
+    ] {
+        let page = get(&base, &format!("/?{query}"), Some(&cookie)).await;
+        assert_eq!(page.status(), StatusCode::BAD_REQUEST, "{query}");
+        let html = page.text().await.unwrap();
+        assert!(html.contains(says), "{query}: {html}");
+        assert!(!html.contains("<b>"), "{query}: {html}");
+    }
+    let fine = get(&base, "/?state=&region=&q=", Some(&cookie)).await;
+    assert_eq!(fine.status(), StatusCode::OK, "an empty field means any");
 }

@@ -17,7 +17,9 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::csrf::{cross_site, rollout_form_token, tokens_match};
-use super::html::{page, respond, Escaped};
+use maud::html;
+
+use super::html::{page, respond};
 use super::session::Viewer;
 use super::PageError;
 use crate::api::auth::Deploy;
@@ -88,12 +90,12 @@ pub struct ActionForm {
 /// A refused action: the status and what was wrong, on a page with no refresh (a
 /// reload must not post again) and a way back.
 fn refused(status: StatusCode, message: &str) -> Response {
-    let body = format!(
-        "<p class=\"bad\" id=\"page-error\">{}</p><p><a href=\"/\">Back to the overview</a></p>",
-        Escaped(message)
-    );
+    let body = html! {
+        p.bad #page-error { (message) }
+        p { a href="/" { "Back to the overview" } }
+    };
     let title = status.canonical_reason().unwrap_or("Refused");
-    respond(status, page(title, None, None, &body))
+    respond(status, page(title, None, None, body))
 }
 
 /// `POST /rollouts/{id}/{action}`.

@@ -1,44 +1,20 @@
-//! HTML building blocks of the dashboard: escaping, the page frame with its inline
-//! style, and the response headers every page carries. Pages are plain strings built
-//! with `format!`; every value that came from the store or the request goes through
-//! [`html_escape`] (the [`Escaped`] wrapper makes that the short way to write it).
-
-use std::fmt;
+//! HTML building blocks of the dashboard: the page frame with its inline style, and
+//! the response headers every page carries. Pages are built with `maud`'s `html!`,
+//! which escapes every value it splices in; the only unescaped text is the style
+//! sheet below, a constant of this file.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-/// Escapes text for HTML element content and for quoted attribute values.
-pub fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// Text, or a dash for nothing.
+pub fn or_dash(value: Option<&str>) -> Markup {
+    html! {
+        @match value {
+            Some(v) if !v.is_empty() => (v),
+            _ => "\u{2013}",
         }
-    }
-    out
-}
-
-/// Displays its text escaped: `format!("<td>{}</td>", Escaped(&value))`.
-pub struct Escaped<'a>(pub &'a str);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&html_escape(self.0))
-    }
-}
-
-/// Escaped text, or a dash for nothing.
-pub fn or_dash(value: Option<&str>) -> String {
-    match value {
-        Some(v) if !v.is_empty() => html_escape(v),
-        _ => "&ndash;".to_owned(),
     }
 }
 
@@ -70,47 +46,48 @@ pub struct Who<'a> {
     pub logout_token: Option<&'a str>,
 }
 
-/// A whole page: `title` is escaped here, `body` is HTML the caller built. With
-/// `refresh`, the browser reloads the page every that many seconds.
-pub fn page(title: &str, viewer: Option<&Who>, refresh: Option<u32>, body: &str) -> String {
-    let refresh = refresh
-        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
-        .unwrap_or_default();
-    let who = match viewer {
-        Some(who) => {
-            let logout = who
-                .logout_token
-                .map(|token| {
-                    format!(
-                        " <form method=\"post\" action=\"/logout\">\
-                         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-                         <button type=\"submit\">Log out</button></form>",
-                        Escaped(token)
-                    )
-                })
-                .unwrap_or_default();
-            format!(
-                "<span>signed in as <b id=\"viewer\">{}</b>{logout}</span>",
-                Escaped(who.name)
-            )
+/// A whole page titled `title`, with `body` inside its `<main>`. With `refresh`, the
+/// browser reloads the page every that many seconds.
+pub fn page(title: &str, viewer: Option<&Who>, refresh: Option<u32>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(seconds) = refresh {
+                    meta http-equiv="refresh" content=(seconds);
+                }
+                title { (title) }
+                style { (PreEscaped(STYLE)) (PreEscaped(super::fleet_html::STYLE)) }
+            }
+            body {
+                header {
+                    h1 { a href="/" { "tenantctl" } " \u{b7} " (title) }
+                    @if let Some(who) = viewer {
+                        span {
+                            "signed in as " b #viewer { (who.name) }
+                            @if let Some(token) = who.logout_token {
+                                " "
+                                form method="post" action="/logout" {
+                                    input type="hidden" name="csrf" value=(token);
+                                    button type="submit" { "Log out" }
+                                }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
         }
-        None => String::new(),
-    };
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{refresh}\
-         <title>{title}</title><style>{STYLE}</style></head>\
-         <body><header><h1><a href=\"/\">tenantctl</a> &middot; {title}</h1>{who}</header>\n\
-         <main>{body}</main></body></html>\n",
-        title = Escaped(title)
-    )
+    }
 }
 
 /// An HTML response with the headers every dashboard page carries: never cached
 /// (pages show tenant data to an authenticated viewer), never framed, no scripts,
 /// forms only to this server.
-pub fn respond(status: StatusCode, html: String) -> Response {
-    let mut response = (status, html).into_response();
+pub fn respond(status: StatusCode, html: Markup) -> Response {
+    let mut response = (status, html.into_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -136,34 +113,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escaping_neutralises_markup_and_attribute_breakouts() {
-        assert_eq!(
-            html_escape(r#"<script>alert("x")</script> & 'y'"#),
-            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
-        );
-        assert_eq!(html_escape("plain text: ünïcode ok"), "plain text: ünïcode ok");
-        assert_eq!(
-            html_escape("&amp;"),
-            "&amp;amp;",
-            "already-escaped text is escaped again"
-        );
-        assert_eq!(Escaped("a<b").to_string(), "a&lt;b");
-    }
-
-    #[test]
-    fn escaped_text_contains_no_markup_characters() {
-        let hostile = "\"><img src=x onerror=alert(1)>'</td>&#x3c;";
-        let out = html_escape(hostile);
-        assert!(!out.contains(['<', '>', '"', '\'']), "{out}");
-    }
-
-    #[test]
     fn the_page_title_and_viewer_are_escaped() {
         let who = Who {
             name: "<i>ops</i>",
             logout_token: Some("tok\"en"),
         };
-        let html = page("<b>t</b>", Some(&who), Some(10), "<p>body</p>");
+        let html = page("<b>t</b>", Some(&who), Some(10), html! { p { "body" } }).into_string();
         assert!(html.contains("&lt;b&gt;t&lt;/b&gt;"));
         assert!(html.contains("&lt;i&gt;ops&lt;/i&gt;"));
         assert!(html.contains("<p>body</p>"));
@@ -173,13 +128,26 @@ mod tests {
             name: "ops",
             logout_token: None,
         };
-        assert!(!page("t", Some(&bearer), None, "").contains("/logout"));
+        assert!(!page("t", Some(&bearer), None, html! {})
+            .into_string()
+            .contains("/logout"));
+    }
+
+    #[test]
+    fn hostile_text_is_spliced_in_without_markup() {
+        let hostile = "\"><img src=x onerror=alert(1)>'</td>&#x3c;";
+        let out = html! { td title=(hostile) { (hostile) } }.into_string();
+        assert_eq!(
+            out,
+            "<td title=\"&quot;&gt;&lt;img src=x onerror=alert(1)&gt;'&lt;/td&gt;&amp;#x3c;\">\
+             &quot;&gt;&lt;img src=x onerror=alert(1)&gt;'&lt;/td&gt;&amp;#x3c;</td>"
+        );
     }
 
     #[test]
     fn nothing_shows_as_a_dash() {
-        assert_eq!(or_dash(None), "&ndash;");
-        assert_eq!(or_dash(Some("")), "&ndash;");
-        assert_eq!(or_dash(Some("<x>")), "&lt;x&gt;");
+        assert_eq!(or_dash(None).into_string(), "\u{2013}");
+        assert_eq!(or_dash(Some("")).into_string(), "\u{2013}");
+        assert_eq!(or_dash(Some("<x>")).into_string(), "&lt;x&gt;");
     }
 }

@@ -10,10 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::api::ApiState;
+use super::fleet_view::FleetFilter;
+use crate::api::{ApiError, ApiState};
 use crate::domain::rollout::WaveKind;
-use crate::domain::TenantId;
-use crate::ports::{FleetSummary, ListQuery, OutageCounts, ReportQuery, StoreError};
+use crate::domain::{Hostname, TenantId};
+use crate::ports::{
+    FleetSummary, ListFilter, ListQuery, OutageCounts, ReportQuery, StoreError, TenantSummary,
+};
+use crate::record::TenantRecord;
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
 
 /// Running rollouts shown (newest first); there are rarely more than a few.
@@ -41,7 +45,18 @@ pub struct Overview {
     /// Outages of the upgrades and rollbacks that completed yesterday and today (UTC),
     /// from the deployment report's counters.
     pub outages: OutageCounts,
+    /// The form's filters, which select from `fleet` and `tenants`.
+    pub filter: FleetFilter,
+    pub tenants: TenantList,
     pub generated_at: DateTime<Utc>,
+}
+
+/// One page of the tenants the filters select, or the answer to a search.
+#[derive(Default)]
+pub struct TenantList {
+    pub items: Vec<TenantSummary>,
+    /// The sealed token of the next page, if the listing goes on.
+    pub next_token: Option<String>,
 }
 
 /// A running rollout and how far each wave got.
@@ -132,8 +147,15 @@ pub struct TroubledTenant {
 }
 
 impl Overview {
-    pub async fn load(state: &ApiState) -> Result<Self, StoreError> {
+    pub async fn load(state: &ApiState, filter: FleetFilter) -> Result<Self, ApiError> {
         let (fleet, fleet_as_of) = state.fleet_summary().await?;
+        let tenants = match &filter.search {
+            Some(text) => TenantList {
+                items: search(state, text).await?.iter().map(listed).collect(),
+                next_token: None,
+            },
+            None => tenant_page(state, &filter).await?,
+        };
         let store = state.store();
         let mut rollouts = Vec::new();
         // A failed member of a running rollout is trouble even if its tenant is
@@ -183,8 +205,80 @@ impl Overview {
             trouble,
             trouble_not_listed,
             outages,
+            filter,
+            tenants,
             generated_at: Utc::now(),
         })
+    }
+}
+
+/// One page of the listing index with the filters: a query per region at most, never
+/// more than the page's size of tenants.
+async fn tenant_page(state: &ApiState, filter: &FleetFilter) -> Result<TenantList, StoreError> {
+    let query = ListQuery {
+        region: filter.region.clone(),
+        state: filter.state.map(str::to_owned),
+        limit: Some(filter.limit),
+        next_token: filter.after.clone(),
+    };
+    let narrow = ListFilter {
+        release: filter.release.clone(),
+        group: filter.group.clone(),
+    };
+    let page = state.store().list_matching(&query, &narrow).await?;
+    Ok(TenantList {
+        items: page.items,
+        next_token: page.next_token,
+    })
+}
+
+/// The tenant whose id or hostname is `text` (point reads: the tenant, or the
+/// hostname's claim and then its tenant), if there is one.
+async fn search(state: &ApiState, text: &str) -> Result<Option<TenantRecord>, ApiError> {
+    let store = state.store();
+    let by_id = TenantId::parse(text).ok();
+    let by_hostname = Hostname::parse(text).ok();
+    if by_id.is_none() && by_hostname.is_none() {
+        return Err(ApiError::InvalidRequest(format!(
+            "search {:?} is neither a tenant id nor a hostname; enter one of them, e.g. acme or acme.example.com",
+            text.chars().take(80).collect::<String>()
+        )));
+    }
+    let load = |id: TenantId| async move {
+        match store.load(&id).await {
+            Ok(record) => Ok(Some(record)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    if let Some(id) = by_id {
+        if let Some(record) = load(id).await? {
+            return Ok(Some(record));
+        }
+    }
+    match by_hostname {
+        Some(hostname) => match store.hostname_owner(&hostname).await? {
+            Some(owner) => Ok(load(owner).await?),
+            None => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+/// A tenant as a listing row.
+fn listed(record: &TenantRecord) -> TenantSummary {
+    TenantSummary {
+        id: record.id().clone(),
+        region: record.spec.region.clone(),
+        state: record.state.name().to_owned(),
+        label: record.state.label(),
+        release: record
+            .state
+            .current_release()
+            .or(record.state.target_release())
+            .map(|r| r.to_string()),
+        group: record.spec.group.as_str().to_owned(),
+        updated_at: record.updated_at,
     }
 }
 

@@ -1,10 +1,12 @@
 //! The overview page (`GET /`) as HTML: a pure function of [`Overview`], so tests can
 //! check what it shows (and that it escapes) without a store.
 
-use std::fmt::Write;
+use maud::{html, Markup};
 
 use super::actions::{RolloutAction, RolloutForms};
-use super::html::{or_dash, page, time, Escaped, Who};
+use super::fleet_html::{filter_form, matrix, state_bars, tenant_list};
+use super::fleet_view::states_by_region;
+use super::html::{or_dash, page, time, Who};
 use super::overview::{Overview, RolloutProgress, TroubledTenant, TROUBLE_SHOWN};
 use crate::domain::rollout::WaveKind;
 use crate::domain::{ReleaseVersion, RolloutId};
@@ -22,132 +24,136 @@ pub fn render(
     viewer: &Who,
     forms: Option<&RolloutForms>,
     done: Option<&(RolloutAction, RolloutId)>,
-) -> String {
-    let mut body = String::new();
-    if let Some((action, rollout)) = done {
-        let _ = write!(
-            body,
-            "<p class=\"ok\" id=\"action-done\">Rollout {} {}.</p>",
-            Escaped(rollout.as_str()),
-            action.done()
-        );
-    }
-    let _ = write!(
-        body,
-        "<p class=\"muted\">As of {}; this page reloads every {REFRESH_SECONDS} s.</p>",
-        time(&overview.generated_at)
-    );
-    fleet(&mut body, overview);
-    outages(&mut body, &overview.outages);
-    releases(&mut body, overview);
-    rollouts(&mut body, &overview.rollouts, forms);
-    trouble(&mut body, overview);
-    page("Fleet", Some(viewer), Some(REFRESH_SECONDS), &body)
+) -> Markup {
+    let body = html! {
+        @if let Some((action, rollout)) = done {
+            p.ok #action-done { "Rollout " (rollout.as_str()) " " (action.done()) "." }
+        }
+        p.muted {
+            "As of " (time(&overview.generated_at)) "; this page reloads every "
+            (REFRESH_SECONDS) " s."
+        }
+        (fleet(overview))
+        (outages(&overview.outages))
+        (releases(overview))
+        (rollouts(&overview.rollouts, forms))
+        (trouble(overview))
+    };
+    page("Fleet", Some(viewer), Some(REFRESH_SECONDS), body)
 }
 
-fn fleet(out: &mut String, overview: &Overview) {
+/// The fleet at a glance: totals, the filter form, the release × region matrix, the
+/// states of each region as bars and as a table, and a page of the selected tenants.
+fn fleet(overview: &Overview) -> Markup {
     let fleet = &overview.fleet;
-    let _ = write!(
-        out,
-        "<section id=\"fleet\"><h2>Fleet: <span id=\"fleet-total\">{}</span> tenants</h2>\
-         <p class=\"muted\" id=\"fleet-as-of\">Counts as of {}.</p>",
-        fleet.total,
-        time(&overview.fleet_as_of)
-    );
-    if fleet.total == 0 {
-        out.push_str("<p>No tenants yet.</p></section>");
-        return;
-    }
+    let filter = &overview.filter;
+    let by_region = states_by_region(fleet, filter);
     // Columns: the states that occur, in the machine's order.
     let states: Vec<&str> = TenantState::NAMES
         .into_iter()
-        .filter(|s| fleet.by_region.values().any(|m| m.contains_key(*s)))
+        .filter(|s| by_region.values().any(|m| m.iter().any(|(name, _)| name == s)))
         .collect();
-    out.push_str("<table><thead><tr><th>region</th>");
-    for s in &states {
-        let _ = write!(out, "<th>{}</th>", Escaped(s));
-    }
-    out.push_str("<th>total</th></tr></thead><tbody>");
-    for (region, counts) in &fleet.by_region {
-        let _ = write!(
-            out,
-            "<tr data-region=\"{r}\"><th>{r}</th>",
-            r = Escaped(region.as_str())
-        );
-        for s in &states {
-            let n = counts.get(*s).copied().unwrap_or(0);
-            let class = match (*s, n) {
-                (_, 0) => "n muted",
-                ("Failed", _) | ("RollingBack", _) => "n bad",
-                _ => "n",
-            };
-            let _ = write!(
-                out,
-                "<td class=\"{class}\" data-state=\"{}\">{n}</td>",
-                Escaped(s)
-            );
+    let selected: u64 = by_region.values().flatten().map(|(_, n)| n).sum();
+    html! {
+        section #fleet {
+            h2 { "Fleet: " span #fleet-total { (fleet.total) } " tenants" }
+            p.muted #fleet-as-of { "Counts as of " (time(&overview.fleet_as_of)) "." }
+            @if fleet.total == 0 {
+                p { "No tenants yet." }
+            } @else {
+                (filter_form(fleet, filter))
+                @if filter.narrows() {
+                    p #fleet-selected { (selected) " of them match the filters." }
+                }
+                (matrix(fleet, filter))
+                (state_bars(fleet, filter))
+                table #state-counts {
+                    caption.muted { "Tenants by region and state (the bars above, as numbers)." }
+                    thead { tr {
+                        th { "region" }
+                        @for s in &states { th { (s) } }
+                        th { "total" }
+                    } }
+                    tbody {
+                        @for (region, counts) in &by_region {
+                            tr data-region=(region.as_str()) {
+                                th { (region.as_str()) }
+                                @for s in &states {
+                                    @let n = counts.iter().find(|(name, _)| name == s).map_or(0, |(_, n)| *n);
+                                    @let class = match (*s, n) {
+                                        (_, 0) => "n muted",
+                                        ("Failed", _) | ("RollingBack", _) => "n bad",
+                                        _ => "n",
+                                    };
+                                    td class=(class) data-state=(s) { (n) }
+                                }
+                                td.n { (counts.iter().map(|(_, n)| n).sum::<u64>()) }
+                            }
+                        }
+                    }
+                }
+                (tenant_list(&overview.tenants, filter))
+            }
         }
-        let _ = write!(out, "<td class=\"n\">{}</td></tr>", counts.values().sum::<u64>());
     }
-    out.push_str("</tbody></table></section>");
 }
 
-fn outages(out: &mut String, outages: &OutageCounts) {
-    out.push_str("<section id=\"outages\"><h2>Upgrade outages, yesterday and today (UTC)</h2>");
-    let Some(mean) = outages.mean_seconds() else {
-        out.push_str("<p>No upgrade or rollback completed.</p></section>");
-        return;
-    };
-    let _ = write!(
-        out,
-        "<p>Mean <b id=\"outage-mean\">{mean:.1} s</b> over {} completed upgrades and \
-         rollbacks ({} s in all).</p><table><thead><tr>",
-        outages.measured, outages.seconds
-    );
-    for bucket in OutageBucket::ALL {
-        let _ = write!(out, "<th>{}</th>", bucket_text(bucket));
+fn outages(outages: &OutageCounts) -> Markup {
+    html! {
+        section #outages {
+            h2 { "Upgrade outages, yesterday and today (UTC)" }
+            @if let Some(mean) = outages.mean_seconds() {
+                p {
+                    "Mean " b #outage-mean { (format!("{mean:.1} s")) } " over " (outages.measured)
+                    " completed upgrades and rollbacks (" (outages.seconds) " s in all)."
+                }
+                table {
+                    thead { tr { @for bucket in OutageBucket::ALL { th { (bucket_text(bucket)) } } } }
+                    tbody { tr {
+                        @for bucket in OutageBucket::ALL {
+                            td.n data-bucket=(bucket.name()) { (outages.buckets[bucket as usize]) }
+                        }
+                    } }
+                }
+            } @else {
+                p { "No upgrade or rollback completed." }
+            }
+        }
     }
-    out.push_str("</tr></thead><tbody><tr>");
-    for bucket in OutageBucket::ALL {
-        let _ = write!(
-            out,
-            "<td class=\"n\" data-bucket=\"{}\">{}</td>",
-            bucket.name(),
-            outages.buckets[bucket as usize]
-        );
-    }
-    out.push_str("</tr></tbody></table></section>");
 }
 
 fn bucket_text(bucket: OutageBucket) -> &'static str {
     match bucket {
         OutageBucket::None => "none",
-        OutageBucket::UpTo30 => "&le; 30 s",
-        OutageBucket::UpTo60 => "&le; 60 s",
-        OutageBucket::UpTo180 => "&le; 3 min",
-        OutageBucket::UpTo600 => "&le; 10 min",
-        OutageBucket::Over600 => "&gt; 10 min",
+        OutageBucket::UpTo30 => "\u{2264} 30 s",
+        OutageBucket::UpTo60 => "\u{2264} 60 s",
+        OutageBucket::UpTo180 => "\u{2264} 3 min",
+        OutageBucket::UpTo600 => "\u{2264} 10 min",
+        OutageBucket::Over600 => "> 10 min",
     }
 }
 
-fn releases(out: &mut String, overview: &Overview) {
-    out.push_str("<section id=\"releases\"><h2>Releases in use</h2>");
+fn releases(overview: &Overview) -> Markup {
     let mut rows: Vec<(&String, &u64)> = overview.fleet.by_release.iter().collect();
     // Newest release first; tenants on no release last.
     rows.sort_by_key(|(release, _)| std::cmp::Reverse(ReleaseVersion::parse(release).ok()));
-    if rows.is_empty() {
-        out.push_str("<p>None.</p></section>");
-        return;
+    html! {
+        section #releases {
+            h2 { "Releases in use" }
+            @if rows.is_empty() {
+                p { "None." }
+            } @else {
+                table {
+                    thead { tr { th { "release" } th { "tenants" } } }
+                    tbody {
+                        @for (release, n) in rows {
+                            tr data-release=(release) { td { (release) } td.n { (n) } }
+                        }
+                    }
+                }
+            }
+        }
     }
-    out.push_str("<table><thead><tr><th>release</th><th>tenants</th></tr></thead><tbody>");
-    for (release, n) in rows {
-        let _ = write!(
-            out,
-            "<tr data-release=\"{r}\"><td>{r}</td><td class=\"n\">{n}</td></tr>",
-            r = Escaped(release)
-        );
-    }
-    out.push_str("</tbody></table></section>");
 }
 
 fn phase_class(phase: Phase) -> &'static str {
@@ -176,98 +182,79 @@ fn kind_text(kind: WaveKind) -> &'static str {
     }
 }
 
-fn rollouts(out: &mut String, rollouts: &[RolloutProgress], forms: Option<&RolloutForms>) {
-    out.push_str("<section id=\"rollouts\"><h2>Rollouts in progress</h2>");
-    if rollouts.is_empty() {
-        out.push_str("<p>None.</p>");
+fn rollouts(rollouts: &[RolloutProgress], forms: Option<&RolloutForms>) -> Markup {
+    html! {
+        section #rollouts {
+            h2 { "Rollouts in progress" }
+            @if rollouts.is_empty() {
+                p { "None." }
+            }
+            @for r in rollouts {
+                (rollout(r, forms))
+            }
+        }
     }
-    for r in rollouts {
-        let id = Escaped(&r.id);
-        let _ = write!(
-            out,
-            "<section class=\"rollout\" data-rollout=\"{id}\"><h3>{id} &rarr; {release} \
-             <span class=\"badge {class}\" data-phase=\"{phase}\">{phase}</span></h3>\
-             <p class=\"muted\">started {at} by {by}; {progress}</p>",
-            release = Escaped(&r.release),
-            class = phase_class(r.phase),
-            phase = r.phase,
-            at = time(&r.created_at),
-            by = Escaped(&r.created_by),
-            progress = match r.waves.len() {
-                n if r.current_wave >= n => format!("all {n} waves done"),
-                n => format!("at wave {} of waves 0&ndash;{}", r.current_wave, n - 1),
-            },
-        );
-        if let Some(reason) = &r.halt_reason {
-            let settled = if r.settled {
-                "rollback done; resume, retry or abort"
-            } else {
-                "rolling back"
-            };
-            let _ = write!(
-                out,
-                "<p class=\"bad halt\">Halted: <span class=\"error\">{}</span> ({settled})</p>",
-                Escaped(reason)
-            );
+}
+
+fn rollout(r: &RolloutProgress, forms: Option<&RolloutForms>) -> Markup {
+    let progress = match r.waves.len() {
+        n if r.current_wave >= n => format!("all {n} waves done"),
+        n => format!("at wave {} of waves 0\u{2013}{}", r.current_wave, n - 1),
+    };
+    html! {
+        section.rollout data-rollout=(r.id) {
+            h3 {
+                (r.id) " \u{2192} " (r.release) " "
+                span class={ "badge " (phase_class(r.phase)) } data-phase=(r.phase) { (r.phase) }
+            }
+            p.muted { "started " (time(&r.created_at)) " by " (r.created_by) "; " (progress) }
+            @if let Some(reason) = &r.halt_reason {
+                p.bad.halt {
+                    "Halted: " span.error { (reason) } " ("
+                    @if r.settled { "rollback done; resume, retry or abort" } @else { "rolling back" }
+                    ")"
+                }
+            }
+            @if let Some(wave) = r.awaiting_approval() {
+                p.warn.approval {
+                    "Wave " (wave.index) " is waiting for approval: "
+                    code { "tenantctl rollout approve " (r.id) }
+                }
+            }
+            table {
+                thead { tr {
+                    th { "wave" } th { "regions" } th { "status" } th { "succeeded" }
+                    th { "failed / budget" } th { "in flight" } th { "pending" } th { "skipped" }
+                } }
+                tbody {
+                    @for w in &r.waves {
+                        @let c = &w.counts;
+                        tr.current[w.index == r.current_wave] data-wave=(w.index) {
+                            td { (w.index) " " (kind_text(w.kind)) " (" (w.target) ")" }
+                            td { (w.regions.join(", ")) }
+                            td data-status=(status_text(w.status)) {
+                                (status_text(w.status))
+                                @if let Some(by) = &w.approved_by {
+                                    " " span.muted { "approved by " (by) }
+                                }
+                            }
+                            td.n { (c.succeeded) }
+                            td.n.bad[c.failed > w.allowed_failures] { (c.failed) " / " (w.allowed_failures) }
+                            td.n { (c.in_flight) }
+                            td.n { (c.pending) }
+                            td.n { (c.skipped) }
+                        }
+                    }
+                }
+            }
+            @if let Some(event) = &r.last_event {
+                p.muted { "last: " (event) }
+            }
+            @if let Some(forms) = forms {
+                (action_forms(r, forms))
+            }
         }
-        if let Some(wave) = r.awaiting_approval() {
-            let _ = write!(
-                out,
-                "<p class=\"warn approval\">Wave {} is waiting for approval: \
-                 <code>tenantctl rollout approve {id}</code></p>",
-                wave.index
-            );
-        }
-        out.push_str(
-            "<table><thead><tr><th>wave</th><th>regions</th><th>status</th><th>succeeded</th>\
-             <th>failed / budget</th><th>in flight</th><th>pending</th><th>skipped</th></tr></thead><tbody>",
-        );
-        for w in &r.waves {
-            let c = &w.counts;
-            let current = if w.index == r.current_wave {
-                " class=\"current\""
-            } else {
-                ""
-            };
-            let approved = w
-                .approved_by
-                .as_deref()
-                .map(|a| format!(" <span class=\"muted\">approved by {}</span>", Escaped(a)))
-                .unwrap_or_default();
-            let failed_class = if c.failed > w.allowed_failures {
-                "n bad"
-            } else {
-                "n"
-            };
-            let _ = write!(
-                out,
-                "<tr{current} data-wave=\"{index}\"><td>{index} {kind} ({target})</td><td>{regions}</td>\
-                 <td data-status=\"{status}\">{status}{approved}</td><td class=\"n\">{}</td>\
-                 <td class=\"{failed_class}\">{} / {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-                 <td class=\"n\">{}</td></tr>",
-                c.succeeded,
-                c.failed,
-                w.allowed_failures,
-                c.in_flight,
-                c.pending,
-                c.skipped,
-                index = w.index,
-                kind = kind_text(w.kind),
-                target = Escaped(&w.target),
-                regions = Escaped(&w.regions.join(", ")),
-                status = status_text(w.status),
-            );
-        }
-        out.push_str("</tbody></table>");
-        if let Some(event) = &r.last_event {
-            let _ = write!(out, "<p class=\"muted\">last: {}</p>", Escaped(event));
-        }
-        if let Some(forms) = forms {
-            action_forms(out, r, forms);
-        }
-        out.push_str("</section>");
     }
-    out.push_str("</section>");
 }
 
 /// The actions the rollout's phase allows, as the same commands `tenantctl rollout`
@@ -290,88 +277,77 @@ fn allowed_actions(r: &RolloutProgress) -> Vec<RolloutAction> {
     actions
 }
 
-fn action_forms(out: &mut String, r: &RolloutProgress, forms: &RolloutForms) {
-    let id = Escaped(&r.id);
-    let _ = write!(out, "<p class=\"actions\" data-actions=\"{id}\">");
-    for action in allowed_actions(r) {
-        let name = action.as_str();
-        let (label, confirm) = match action {
-            RolloutAction::Approve => (
-                r.awaiting_approval()
-                    .map(|w| format!("Approve wave {}", w.index))
-                    .unwrap_or_default(),
-                "",
-            ),
-            RolloutAction::Pause => ("Pause".to_owned(), ""),
-            RolloutAction::Resume => ("Resume".to_owned(), ""),
-            RolloutAction::Abort => (
-                "Abort".to_owned(),
-                "<label><input type=\"checkbox\" name=\"confirm\" value=\"yes\" required> I am sure</label> ",
-            ),
-        };
-        let _ = write!(
-            out,
-            "<form class=\"action\" method=\"post\" action=\"/rollouts/{id}/{name}\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{token}\">{confirm}\
-             <button type=\"submit\" data-action=\"{name}\">{label}</button></form>",
-            token = Escaped(&forms.token(action, &r.id)),
-        );
-    }
-    out.push_str("</p>");
-}
-
-fn trouble(out: &mut String, overview: &Overview) {
-    out.push_str("<section id=\"trouble\"><h2>Tenants in trouble</h2>");
-    if overview.trouble.is_empty() {
-        out.push_str("<p class=\"ok\">None: no tenant is Failed, rolling back or retrying an error.</p>");
-    } else {
-        out.push_str(
-            "<table><thead><tr><th>tenant</th><th>region</th><th>state</th><th>release</th>\
-             <th>last error</th></tr></thead><tbody>",
-        );
-        for t in &overview.trouble {
-            troubled_row(out, t);
+fn action_forms(r: &RolloutProgress, forms: &RolloutForms) -> Markup {
+    html! {
+        p.actions data-actions=(r.id) {
+            @for action in allowed_actions(r) {
+                @let name = action.as_str();
+                form.action method="post" action={ "/rollouts/" (r.id) "/" (name) } {
+                    input type="hidden" name="csrf" value=(forms.token(action, &r.id));
+                    @if action == RolloutAction::Abort {
+                        label { input type="checkbox" name="confirm" value="yes" required; " I am sure" }
+                        " "
+                    }
+                    button type="submit" data-action=(name) {
+                        @match action {
+                            RolloutAction::Approve => {
+                                @if let Some(w) = r.awaiting_approval() { "Approve wave " (w.index) }
+                            }
+                            RolloutAction::Pause => "Pause",
+                            RolloutAction::Resume => "Resume",
+                            RolloutAction::Abort => "Abort",
+                        }
+                    }
+                }
+            }
         }
-        out.push_str("</tbody></table>");
     }
-    if overview.trouble_not_listed > 0 {
-        let _ = write!(
-            out,
-            "<p class=\"warn\">{} more not listed (the first {TROUBLE_SHOWN} are); \
-             list them with <code>GET /v1/tenants?state=Failed</code>.</p>",
-            overview.trouble_not_listed
-        );
-    }
-    out.push_str("</section>");
 }
 
-fn troubled_row(out: &mut String, t: &TroubledTenant) {
-    let id = Escaped(&t.id);
+fn trouble(overview: &Overview) -> Markup {
+    html! {
+        section #trouble {
+            h2 { "Tenants in trouble" }
+            @if overview.trouble.is_empty() {
+                p.ok { "None: no tenant is Failed, rolling back or retrying an error." }
+            } @else {
+                table {
+                    thead { tr {
+                        th { "tenant" } th { "region" } th { "state" } th { "release" } th { "last error" }
+                    } }
+                    tbody { @for t in &overview.trouble { (troubled_row(t)) } }
+                }
+            }
+            @if overview.trouble_not_listed > 0 {
+                p.warn {
+                    (overview.trouble_not_listed) " more not listed (the first " (TROUBLE_SHOWN)
+                    " are); list them with " code { "GET /v1/tenants?state=Failed" } "."
+                }
+            }
+        }
+    }
+}
+
+fn troubled_row(t: &TroubledTenant) -> Markup {
     let class = if t.label.starts_with("Failed") || t.label.starts_with("RollingBack") {
         "bad"
     } else {
         "warn"
     };
-    let rollout = t
-        .rollout_failure
-        .as_ref()
-        .map(|(rollout, reason)| {
-            format!(
-                "<div>failed in rollout {}: {}</div>",
-                Escaped(rollout),
-                Escaped(reason)
-            )
-        })
-        .unwrap_or_default();
-    let _ = write!(
-        out,
-        "<tr data-tenant=\"{id}\"><td><a href=\"/tenants/{id}\">{id}</a></td><td>{region}</td>\
-         <td class=\"{class}\">{label}</td><td>{release}</td><td class=\"error\">{error}{rollout}</td></tr>",
-        region = Escaped(&t.region),
-        label = Escaped(&t.label),
-        release = or_dash(t.release.as_deref()),
-        error = or_dash(t.last_error.as_deref()),
-    );
+    html! {
+        tr data-tenant=(t.id) {
+            td { a href={ "/tenants/" (t.id) } { (t.id) } }
+            td { (t.region) }
+            td class=(class) { (t.label) }
+            td { (or_dash(t.release.as_deref())) }
+            td.error {
+                (or_dash(t.last_error.as_deref()))
+                @if let Some((rollout, reason)) = &t.rollout_failure {
+                    div { "failed in rollout " (rollout) ": " (reason) }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -380,15 +356,27 @@ mod tests {
 
     use chrono::Utc;
 
+    use super::super::fleet_view::FleetFilter;
+    use super::super::overview::TenantList;
     use super::super::overview::{OutcomeCounts, WaveProgress};
     use super::*;
     use crate::domain::Region;
-    use crate::ports::FleetSummary;
+    use crate::ports::{FleetCell, FleetSummary};
 
     const VIEWER: Who = Who {
         name: "viewer",
         logout_token: Some("form-token"),
     };
+
+    fn cell(release: &str, state: &str, tenants: u64) -> FleetCell {
+        FleetCell {
+            release: release.into(),
+            region: Region::parse("eu-west-1").unwrap(),
+            group: "default".into(),
+            state: state.into(),
+            tenants,
+        }
+    }
 
     fn overview() -> Overview {
         let mut by_region = BTreeMap::new();
@@ -406,6 +394,11 @@ mod tests {
                     ("1.10.0".to_owned(), 1),
                     ("none".to_owned(), 1),
                 ]),
+                cells: vec![
+                    cell("1.0.0", "Active", 2),
+                    cell("1.10.0", "Active", 1),
+                    cell("none", "Failed", 1),
+                ],
             },
             rollouts: vec![RolloutProgress {
                 id: "r-1".into(),
@@ -461,19 +454,21 @@ mod tests {
                 outages.add(45);
                 outages
             },
+            filter: FleetFilter::default(),
+            tenants: TenantList::default(),
             generated_at: Utc::now(),
         }
     }
 
     #[test]
     fn the_overview_shows_counts_rollouts_and_trouble() {
-        let html = render(&overview(), &VIEWER, None, None);
+        let html = render(&overview(), &VIEWER, None, None).into_string();
         assert!(html.contains("<span id=\"fleet-total\">4</span>"));
         assert!(html.contains("data-rollout=\"r-1\""));
         assert!(html.contains("tenantctl rollout approve r-1"));
         assert!(html.contains("awaiting approval"));
         assert!(html.contains("<a href=\"/tenants/broken\">broken</a>"));
-        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+        assert!(html.contains("&lt;script&gt;alert('x')&lt;/script&gt;"));
         assert!(!html.contains("<script>"));
         assert!(html.contains("api:&lt;ci&gt;"));
         assert!(html.contains("<b id=\"outage-mean\">22.5 s</b> over 2 completed"));
@@ -490,13 +485,13 @@ mod tests {
     #[test]
     fn a_deploy_session_gets_the_buttons_the_phase_allows_and_a_read_one_none() {
         let mut overview = overview();
-        let read = render(&overview, &VIEWER, None, None);
+        let read = render(&overview, &VIEWER, None, None).into_string();
         assert!(!read.contains("/rollouts/r-1/"), "{read}");
 
         let forms = RolloutForms {
             session_id: "session",
         };
-        let html = render(&overview, &VIEWER, Some(&forms), None);
+        let html = render(&overview, &VIEWER, Some(&forms), None).into_string();
         let token = forms.token(RolloutAction::Approve, "r-1");
         assert!(html.contains(&format!(
             "action=\"/rollouts/r-1/approve\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">"
@@ -509,19 +504,19 @@ mod tests {
 
         overview.rollouts[0].phase = Phase::Halted;
         overview.rollouts[0].waves[1].status = WaveStatus::Breached;
-        let halted = render(&overview, &VIEWER, Some(&forms), None);
+        let halted = render(&overview, &VIEWER, Some(&forms), None).into_string();
         assert!(halted.contains("action=\"/rollouts/r-1/resume\""));
         assert!(!halted.contains("/rollouts/r-1/pause") && !halted.contains("/rollouts/r-1/approve"));
 
         overview.rollouts[0].phase = Phase::Aborted;
-        let aborted = render(&overview, &VIEWER, Some(&forms), None);
+        let aborted = render(&overview, &VIEWER, Some(&forms), None).into_string();
         assert!(!aborted.contains("/rollouts/r-1/"));
     }
 
     #[test]
     fn a_done_action_is_said_once_named() {
         let done = (RolloutAction::Pause, RolloutId::parse("r-1").unwrap());
-        let html = render(&overview(), &VIEWER, None, Some(&done));
+        let html = render(&overview(), &VIEWER, None, Some(&done)).into_string();
         assert!(html.contains("<p class=\"ok\" id=\"action-done\">Rollout r-1 paused"));
     }
 
@@ -534,9 +529,11 @@ mod tests {
             trouble: Vec::new(),
             trouble_not_listed: 0,
             outages: OutageCounts::default(),
+            filter: FleetFilter::default(),
+            tenants: TenantList::default(),
             generated_at: Utc::now(),
         };
-        let html = render(&empty, &VIEWER, None, None);
+        let html = render(&empty, &VIEWER, None, None).into_string();
         assert!(html.contains("No tenants yet."));
         assert!(html.contains("No upgrade or rollback completed."));
         assert!(html.contains("None: no tenant is Failed"));

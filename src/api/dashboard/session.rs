@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 
 use super::actions::RolloutForms;
 use super::csrf::{cross_site, logout_token, looks_random, random_token, sha256_hex, tokens_match};
-use super::html::{page, respond, Escaped, Who};
+use maud::html;
+
+use super::html::{page, respond, Who};
 use crate::api::auth::{RequiredScope, Scope};
 use crate::api::ApiState;
 use crate::ports::{StoreError, StoredSession};
@@ -99,14 +101,14 @@ impl IntoResponse for Refused {
                 response
             }
             Refused::Forbidden { name, scope, needs } => {
-                let body = format!(
-                    "<p class=\"bad\">Token <b>{}</b> has scope {}; this page needs scope {} or higher.</p>\
-                     <p><a href=\"/login\">Sign in with another token</a></p>",
-                    Escaped(&name),
-                    scope.as_str(),
-                    needs.as_str()
-                );
-                respond(StatusCode::FORBIDDEN, page("Forbidden", None, None, &body))
+                let body = html! {
+                    p.bad {
+                        "Token " b { (name) } " has scope " (scope.as_str())
+                        "; this page needs scope " (needs.as_str()) " or higher."
+                    }
+                    p { a href="/login" { "Sign in with another token" } }
+                };
+                respond(StatusCode::FORBIDDEN, page("Forbidden", None, None, body))
             }
             Refused::Unavailable(error) => unavailable(&error),
         }
@@ -115,8 +117,11 @@ impl IntoResponse for Refused {
 
 fn unavailable(error: &StoreError) -> Response {
     tracing::error!(error = %error.detailed(), "dashboard session store failed");
-    let body = "<p class=\"bad\" id=\"page-error\">The sign-in could not be checked because the \
-                store is not answering; reload in a moment.</p>";
+    let body = html! {
+        p.bad #page-error {
+            "The sign-in could not be checked because the store is not answering; reload in a moment."
+        }
+    };
     respond(
         StatusCode::SERVICE_UNAVAILABLE,
         page("Service Unavailable", None, None, body),
@@ -265,20 +270,23 @@ fn clear_cookie(name: &str, path: &str, secure: bool) -> HeaderValue {
 /// anti-CSRF token in a hidden field and in a cookie. The token field is never
 /// filled in: a token is never sent back to the browser.
 fn login_page(status: StatusCode, problem: Option<&str>, secure: bool) -> Response {
-    let problem = problem
-        .map(|p| format!("<p class=\"bad\" id=\"login-error\">{}</p>", Escaped(p)))
-        .unwrap_or_default();
     let form_token = random_token();
-    let body = format!(
-        "{problem}<form class=\"login\" method=\"post\" action=\"/login\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{form_token}\">\
-         <label for=\"token\">API token (scope read or higher)</label>\
-         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required autofocus>\
-         <p><button id=\"sign-in\" type=\"submit\">Sign in</button></p></form>\
-         <p class=\"muted\">Signing in opens a session of 12 hours, kept in an HttpOnly \
-         cookie that holds no token; scripts and other sites cannot read or send it.</p>"
-    );
-    let mut response = respond(status, page("Sign in", None, None, &body));
+    let body = html! {
+        @if let Some(problem) = problem {
+            p.bad #login-error { (problem) }
+        }
+        form.login method="post" action="/login" {
+            input type="hidden" name="csrf" value=(form_token);
+            label for="token" { "API token (scope read or higher)" }
+            input #token name="token" type="password" autocomplete="off" required autofocus;
+            p { button #sign-in type="submit" { "Sign in" } }
+        }
+        p.muted {
+            "Signing in opens a session of 12 hours, kept in an HttpOnly cookie that holds \
+             no token; scripts and other sites cannot read or send it."
+        }
+    };
+    let mut response = respond(status, page("Sign in", None, None, body));
     response.headers_mut().insert(
         SET_COOKIE,
         set_cookie(LOGIN_COOKIE, &form_token, LOGIN_FORM_SECONDS, "/login", secure),
@@ -386,12 +394,11 @@ pub async fn logout(
 ) -> Response {
     let refuse = |reason: &str| {
         tracing::warn!(%reason, "dashboard sign-out refused");
-        let body = format!(
-            "<p class=\"bad\" id=\"page-error\">Sign-out refused: {}. Use the Log out button \
-             of the dashboard.</p><p><a href=\"/\">Back to the overview</a></p>",
-            Escaped(reason)
-        );
-        respond(StatusCode::FORBIDDEN, page("Forbidden", None, None, &body))
+        let body = html! {
+            p.bad #page-error { "Sign-out refused: " (reason) ". Use the Log out button of the dashboard." }
+            p { a href="/" { "Back to the overview" } }
+        };
+        respond(StatusCode::FORBIDDEN, page("Forbidden", None, None, body))
     };
     if let Some(reason) = cross_site(&headers) {
         return refuse(&reason);

@@ -1,8 +1,8 @@
 //! `/tenants/{id}`: one tenant and its newest history, as HTML.
 
-use std::fmt::Write;
+use maud::{html, Markup};
 
-use super::html::{or_dash, page, time, Escaped, Who};
+use super::html::{or_dash, page, time, Who};
 use crate::record::{HistoryEvent, TenantRecord};
 
 /// History events shown, newest first; the API pages through all of them.
@@ -13,112 +13,95 @@ pub fn history_start(record: &TenantRecord) -> u64 {
     record.event_seq.saturating_sub(HISTORY_SHOWN)
 }
 
-pub fn render(record: &TenantRecord, history: &[HistoryEvent], viewer: &Who) -> String {
+pub fn render(record: &TenantRecord, history: &[HistoryEvent], viewer: &Who) -> Markup {
     let id = record.id().to_string();
     let s = &record.spec;
-    let mut body = String::new();
-    let row = |body: &mut String, name: &str, value: String| {
-        let _ = write!(body, "<tr><th>{name}</th><td>{value}</td></tr>");
-    };
-    body.push_str("<section id=\"tenant\"><h2>Tenant</h2><table>");
-    row(
-        &mut body,
-        "id",
-        format!("<span id=\"tenant-id\">{}</span>", Escaped(&id)),
-    );
-    row(&mut body, "region", Escaped(s.region.as_str()).to_string());
-    row(
-        &mut body,
-        "environment",
-        Escaped(s.environment.as_str()).to_string(),
-    );
-    row(&mut body, "group", Escaped(s.group.as_str()).to_string());
-    row(&mut body, "tier", Escaped(&s.tier.to_string()).to_string());
     let hostnames: Vec<String> = s.hostnames.iter().map(|h| h.to_string()).collect();
-    row(&mut body, "hostnames", Escaped(&hostnames.join(", ")).to_string());
-    row(
-        &mut body,
-        "state",
-        format!("<b id=\"tenant-state\">{}</b>", Escaped(&record.state.label())),
-    );
     let release = |r: Option<&crate::domain::ReleaseVersion>| r.map(|r| r.to_string());
-    row(
-        &mut body,
-        "release",
-        or_dash(release(record.state.current_release()).as_deref()),
-    );
-    row(
-        &mut body,
-        "moving to",
-        or_dash(release(record.state.target_release()).as_deref()),
-    );
-    row(
-        &mut body,
-        "pinned to",
-        or_dash(release(s.pinned_release.as_ref()).as_deref()),
-    );
-    row(
-        &mut body,
-        "last error",
-        format!(
-            "<span id=\"last-error\" class=\"error bad\">{}</span>",
-            or_dash(record.last_error.as_deref())
-        ),
-    );
-    row(&mut body, "failed attempts", record.attempt.to_string());
     let lease = record
         .lease
         .as_ref()
         .map(|l| format!("{} (fence {}) until {}", l.owner, l.fence, time(&l.expires_at)));
-    row(&mut body, "lease", or_dash(lease.as_deref()));
     let rollout = record.rollout.as_ref().map(|r| r.to_string());
-    row(&mut body, "held by rollout", or_dash(rollout.as_deref()));
-    row(&mut body, "image", or_dash(record.facts.image.as_deref()));
-    row(&mut body, "version", record.version.to_string());
-    row(&mut body, "created", time(&record.created_at));
-    row(&mut body, "updated", time(&record.updated_at));
-    body.push_str("</table></section>");
-
-    let _ = write!(
-        body,
-        "<section id=\"history\"><h2>History</h2><p class=\"muted\">{} events{}</p>",
-        record.event_seq,
-        if record.event_seq > HISTORY_SHOWN {
-            format!(
-                "; the newest {HISTORY_SHOWN} are shown, all of them at <code>GET /v1/tenants/{}/history</code>",
-                Escaped(&id)
-            )
-        } else {
-            String::new()
+    let rows: Vec<(&str, Markup)> = vec![
+        ("id", html! { span #tenant-id { (id) } }),
+        ("region", html! { (s.region.as_str()) }),
+        ("environment", html! { (s.environment.as_str()) }),
+        ("group", html! { (s.group.as_str()) }),
+        ("tier", html! { (s.tier) }),
+        ("hostnames", html! { (hostnames.join(", ")) }),
+        ("state", html! { b #tenant-state { (record.state.label()) } }),
+        (
+            "release",
+            or_dash(release(record.state.current_release()).as_deref()),
+        ),
+        (
+            "moving to",
+            or_dash(release(record.state.target_release()).as_deref()),
+        ),
+        (
+            "pinned to",
+            or_dash(release(s.pinned_release.as_ref()).as_deref()),
+        ),
+        (
+            "last error",
+            html! { span.error.bad #last-error { (or_dash(record.last_error.as_deref())) } },
+        ),
+        ("failed attempts", html! { (record.attempt) }),
+        ("lease", or_dash(lease.as_deref())),
+        ("held by rollout", or_dash(rollout.as_deref())),
+        ("image", or_dash(record.facts.image.as_deref())),
+        ("version", html! { (record.version) }),
+        ("created", html! { (time(&record.created_at)) }),
+        ("updated", html! { (time(&record.updated_at)) }),
+    ];
+    let body = html! {
+        section #tenant {
+            h2 { "Tenant" }
+            table {
+                @for (name, value) in &rows {
+                    tr { th { (name) } td { (value) } }
+                }
+            }
         }
-    );
-    body.push_str(
-        "<table><thead><tr><th>#</th><th>at</th><th>from &rarr; to</th><th>cause</th><th>actor</th>\
-         <th>step</th><th>output / error</th><th>outage</th></tr></thead><tbody>",
-    );
-    for e in history.iter().rev() {
-        let step = e.step.map(|s| s.to_string());
-        let detail = match (&e.output, &e.error) {
-            (_, Some(error)) => format!("<span class=\"error bad\">{}</span>", Escaped(error)),
-            (Some(output), None) => Escaped(output).to_string(),
-            (None, None) => "&ndash;".to_owned(),
-        };
-        let _ = write!(
-            body,
-            "<tr data-seq=\"{seq}\"><td class=\"n\">{seq}</td><td>{at}</td><td>{from} &rarr; {to}</td>\
-             <td>{cause}</td><td>{actor}</td><td>{step}</td><td>{detail}</td><td class=\"n\">{outage}</td></tr>",
-            seq = e.seq,
-            at = time(&e.at),
-            from = Escaped(&e.from),
-            to = Escaped(&e.to),
-            cause = Escaped(&e.cause),
-            actor = Escaped(&e.actor),
-            step = or_dash(step.as_deref()),
-            outage = or_dash(outage(e).as_deref()),
-        );
-    }
-    body.push_str("</tbody></table></section>");
-    page(&format!("Tenant {id}"), Some(viewer), None, &body)
+        section #history {
+            h2 { "History" }
+            p.muted {
+                (record.event_seq) " events"
+                @if record.event_seq > HISTORY_SHOWN {
+                    "; the newest " (HISTORY_SHOWN) " are shown, all of them at "
+                    code { "GET /v1/tenants/" (id) "/history" }
+                }
+            }
+            table {
+                thead { tr {
+                    th { "#" } th { "at" } th { "from \u{2192} to" } th { "cause" } th { "actor" }
+                    th { "step" } th { "output / error" } th { "outage" }
+                } }
+                tbody {
+                    @for e in history.iter().rev() {
+                        tr data-seq=(e.seq) {
+                            td.n { (e.seq) }
+                            td { (time(&e.at)) }
+                            td { (e.from) " \u{2192} " (e.to) }
+                            td { (e.cause) }
+                            td { (e.actor) }
+                            td { (or_dash(e.step.map(|s| s.to_string()).as_deref())) }
+                            td {
+                                @match (&e.output, &e.error) {
+                                    (_, Some(error)) => span.error.bad { (error) },
+                                    (Some(output), None) => (output),
+                                    (None, None) => "\u{2013}",
+                                }
+                            }
+                            td.n { (or_dash(outage(e).as_deref())) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(&format!("Tenant {id}"), Some(viewer), None, body)
 }
 
 /// `45 s (failed probe)`, `0 s`, or nothing for a transition that measured none.
@@ -188,7 +171,8 @@ mod tests {
                 name: "viewer",
                 logout_token: None,
             },
-        );
+        )
+        .into_string();
         assert!(html.contains("<span id=\"tenant-id\">acme</span>"));
         assert!(html.contains("stack said &lt;b&gt;&quot;no&quot;&lt;/b&gt;"));
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));

@@ -57,7 +57,7 @@ pub(super) fn release(table: &str, hostname: &Hostname, owner: &TenantId) -> Tra
 
 impl DynamoStore {
     /// The tenant holding `hostname`, if any.
-    async fn claim_owner(&self, hostname: &Hostname) -> Result<Option<String>, StoreError> {
+    pub(super) async fn claim_owner(&self, hostname: &Hostname) -> Result<Option<String>, StoreError> {
         let claim = self
             .read_item(claim_key(hostname), "reading a hostname claim")
             .await?;

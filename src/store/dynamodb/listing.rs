@@ -2,7 +2,7 @@
 //! summary (counts by region, state and release), read from the index's projected
 //! attributes only, one query stream per region, never a table scan.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -12,8 +12,8 @@ use super::errors::classify;
 use super::item::{get_n, get_s, item_key, plain_key, s, Item};
 use super::page_token::PageScope;
 use super::DynamoStore;
-use crate::domain::{Group, Region, TenantId};
-use crate::ports::{FleetSummary, ListFilter, TenantReads};
+use crate::domain::{Group, Hostname, Region, TenantId};
+use crate::ports::{FleetCell, FleetSummary, ListFilter, TenantReads};
 use crate::record::HistoryEvent;
 use crate::store::{keys, ListQuery, Page, StoreError, TenantStore, TenantSummary};
 
@@ -238,6 +238,7 @@ impl TenantReads for DynamoStore {
     /// Counts every tenant by region and state and by release.
     async fn fleet_summary(&self) -> Result<FleetSummary, StoreError> {
         let mut summary = FleetSummary::default();
+        let mut cells: BTreeMap<(String, Region, String, String), u64> = BTreeMap::new();
         for region in self.regions().await? {
             let mut start: Option<HashMap<String, AttributeValue>> = None;
             loop {
@@ -248,7 +249,7 @@ impl TenantReads for DynamoStore {
                     .index_name("by-region")
                     .key_condition_expression("list_pk = :pk")
                     .expression_attribute_values(":pk", s(keys::list_pk(&region)))
-                    .projection_expression("state_name, #release")
+                    .projection_expression("state_name, #release, group_name")
                     .expression_attribute_names("#release", "release")
                     .set_exclusive_start_key(start.take())
                     .send()
@@ -256,6 +257,7 @@ impl TenantReads for DynamoStore {
                     .map_err(|e| classify("summarising the fleet", self.table(), e))?;
                 for item in out.items() {
                     let state = get_s(item, "state_name")?.to_owned();
+                    let group = get_s(item, "group_name")?.to_owned();
                     let release = item
                         .get("release")
                         .and_then(|v| v.as_s().ok())
@@ -266,9 +268,10 @@ impl TenantReads for DynamoStore {
                         .by_region
                         .entry(region.clone())
                         .or_default()
-                        .entry(state)
+                        .entry(state.clone())
                         .or_default() += 1;
-                    *summary.by_release.entry(release).or_default() += 1;
+                    *summary.by_release.entry(release.clone()).or_default() += 1;
+                    *cells.entry((release, region.clone(), group, state)).or_default() += 1;
                 }
                 match out.last_evaluated_key() {
                     Some(key) => start = Some(key.clone()),
@@ -276,7 +279,30 @@ impl TenantReads for DynamoStore {
                 }
             }
         }
+        summary.cells = cells
+            .into_iter()
+            .map(|((release, region, group, state), tenants)| FleetCell {
+                release,
+                region,
+                group,
+                state,
+                tenants,
+            })
+            .collect();
         Ok(summary)
+    }
+
+    async fn hostname_owner(&self, hostname: &Hostname) -> Result<Option<TenantId>, StoreError> {
+        match self.claim_owner(hostname).await? {
+            Some(owner) => TenantId::parse(&owner).map(Some).map_err(|e| {
+                StoreError::fatal(
+                    "reading a hostname claim",
+                    "a hostname claim names a tenant id that is not valid",
+                )
+                .with_source(e)
+            }),
+            None => Ok(None),
+        }
     }
     /// Whether the table answers: one `DescribeTable`, tried once and bounded by
     /// `within`, so a readiness probe reports an outage instead of riding it out
