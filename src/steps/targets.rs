@@ -16,7 +16,8 @@ use crate::domain::{Environment, Region};
 pub const DEFAULT_SESSION_NAME: &str = "tenant-orchestrator";
 
 /// How long before assumed credentials expire they are replaced, so no call starts
-/// with credentials about to lapse.
+/// with credentials about to lapse (the SDK's cache jitters it down to as little as
+/// half, so replicas do not all refresh at once).
 pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 
 /// The account and role the tenants of one environment and region live in.

@@ -189,3 +189,70 @@ async fn a_tenant_without_a_target_is_provisioned_in_the_orchestrators_account()
         "no role assumed for a tenant without a target"
     );
 }
+
+/// A clock the SDK reads (signing, the credentials cache) that the test moves.
+#[derive(Debug, Clone)]
+struct MovableClock(Arc<std::sync::Mutex<std::time::SystemTime>>);
+
+impl MovableClock {
+    fn advance(&self, by: std::time::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl aws_smithy_async::time::TimeSource for MovableClock {
+    fn now(&self) -> std::time::SystemTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn assumed_credentials_are_reused_and_replaced_before_they_expire() {
+    require_local_aws();
+    let account = unique_account();
+    let session = format!("test-{account}");
+    // moto's credentials last session_seconds (900) from the real time of the call.
+    let target = target(&account, &session);
+    let clock = MovableClock(Arc::new(std::sync::Mutex::new(std::time::SystemTime::now())));
+    let base = aws_config::load_from_env()
+        .await
+        .to_builder()
+        .time_source(clock.clone())
+        .build();
+    let clients = AwsClients::new(base)
+        .with_targets(&Targets(vec![target.clone()]))
+        .await;
+    let spec = spec(&unique_id("refresh"), REGION);
+    let call = || async {
+        let ssm = clients.tenant(&spec).ssm.clone();
+        ssm.get_parameters_by_path()
+            .path(format!("/test/tenants/{}", spec.id))
+            .send()
+            .await
+            .expect("SSM answers with the assumed credentials");
+    };
+
+    call().await;
+    clock.advance(std::time::Duration::from_secs(60));
+    call().await;
+    assert_eq!(
+        assume_role_calls(&session).await.len(),
+        1,
+        "cached credentials are reused"
+    );
+
+    // Still valid, but within the refresh margin: the SDK's cache jitters the margin
+    // down to as little as half, so this leaves less than that until expiry.
+    let left = targets_margin() / 2 - std::time::Duration::from_secs(50);
+    clock.advance(std::time::Duration::from_secs(900 - 60) - left);
+    call().await;
+    assert_eq!(
+        assume_role_calls(&session).await.len(),
+        2,
+        "credentials about to expire are replaced before use"
+    );
+}
+
+fn targets_margin() -> std::time::Duration {
+    tenant_orchestrator::steps::targets::REFRESH_BEFORE_EXPIRY
+}
