@@ -49,7 +49,7 @@ async fn tenant_commands_go_through_the_api_with_the_callers_scope() {
     assert!(stderr(&no_token).contains("TENANTCTL_TOKEN"));
 
     let read_only = tenantctl(&api, Some(READ), CREATE, &[]).await;
-    assert_eq!(read_only.status.code(), Some(1), "{}", stderr(&read_only));
+    assert_eq!(read_only.status.code(), Some(9), "{}", stderr(&read_only));
     assert!(stderr(&read_only).contains("scope"), "{}", stderr(&read_only));
     let missing = tenantctl(&api, Some(READ), &["tenant", "get", "remote-one"], &[]).await;
     assert_eq!(
@@ -173,7 +173,7 @@ async fn a_pipeline_starts_and_follows_a_rollout_through_the_api() {
         &[],
     )
     .await;
-    assert_eq!(read_only.status.code(), Some(1), "{}", stderr(&read_only));
+    assert_eq!(read_only.status.code(), Some(9), "{}", stderr(&read_only));
 
     let started = tenantctl(
         &api,

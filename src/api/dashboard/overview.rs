@@ -10,8 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
+use crate::api::access::Principal;
 use crate::api::ApiState;
 use crate::domain::rollout::WaveKind;
+use crate::domain::Scope;
 use crate::domain::TenantId;
 use crate::ports::{FleetSummary, ListQuery, OutageCounts, ReportQuery, StoreError};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
@@ -132,8 +134,10 @@ pub struct TroubledTenant {
 }
 
 impl Overview {
-    pub async fn load(state: &ApiState) -> Result<Self, StoreError> {
-        let (fleet, fleet_as_of) = state.fleet_summary().await?;
+    /// What `viewer` may see of the fleet: counts over its tenants, the rollouts one
+    /// of its read bindings covers, and its tenants in trouble.
+    pub async fn load(state: &ApiState, viewer: &Principal<'_>) -> Result<Self, StoreError> {
+        let (fleet, fleet_as_of) = state.fleet_summary_for(viewer).await?;
         let store = state.store();
         let mut rollouts = Vec::new();
         // A failed member of a running rollout is trouble even if its tenant is
@@ -141,6 +145,9 @@ impl Overview {
         let mut rollout_failures: BTreeMap<TenantId, (String, String)> = BTreeMap::new();
         for summary in store.list_rollouts(true, ROLLOUTS_SHOWN, None).await?.items {
             let record = store.load_rollout(&summary.id).await?;
+            if !viewer.sees_rollout(&record.spec.selector) {
+                continue;
+            }
             let members = store.members(&summary.id, None).await?;
             for m in &members {
                 if let Outcome::Failed { reason } = &m.outcome {
@@ -163,18 +170,32 @@ impl Overview {
                     .map(|e| format!("{} {}: {}", super::html::time(&e.at), e.actor, e.what)),
             });
         }
-        let (trouble, trouble_not_listed) = troubled_tenants(state, &fleet, rollout_failures).await?;
+        let (trouble, trouble_not_listed) = troubled_tenants(state, viewer, &fleet, rollout_failures).await?;
         let today = Utc::now().date_naive();
-        let report = (store.deployment_report(&ReportQuery {
-            from: today.pred_opt().unwrap_or(today),
-            to: today,
-            region: None,
-            group: None,
-        }))
-        .await?;
+        // The report counts by region: a viewer restricted otherwise than by region
+        // gets no outage counts rather than the fleet's.
+        let regions: Vec<Option<crate::domain::Region>> = if viewer.access.is_unrestricted(Scope::Read) {
+            vec![None]
+        } else {
+            match viewer.access.regions(Scope::Read) {
+                Some(regions) if !viewer.access.names_environments(Scope::Read) => {
+                    regions.into_iter().map(Some).collect()
+                }
+                _ => Vec::new(),
+            }
+        };
         let mut outages = OutageCounts::default();
-        for counts in report.values() {
-            outages.merge(&counts.outage);
+        for region in regions {
+            let report = (store.deployment_report(&ReportQuery {
+                from: today.pred_opt().unwrap_or(today),
+                to: today,
+                region,
+                group: None,
+            }))
+            .await?;
+            for counts in report.values() {
+                outages.merge(&counts.outage);
+            }
         }
         Ok(Overview {
             fleet,
@@ -192,6 +213,7 @@ impl Overview {
 /// or failed by a running rollout, most urgent first.
 async fn troubled_tenants(
     state: &ApiState,
+    viewer: &Principal<'_>,
     fleet: &FleetSummary,
     rollout_failures: BTreeMap<TenantId, (String, String)>,
 ) -> Result<(Vec<TroubledTenant>, usize), StoreError> {
@@ -236,6 +258,9 @@ async fn troubled_tenants(
             Err(StoreError::NotFound { .. }) => continue,
             Err(e) => return Err(e),
         };
+        if !viewer.sees(crate::domain::TenantPlace::from(&record.spec)) {
+            continue;
+        }
         let rollout_failure = rollout_failures.get(&id).cloned();
         if !always.contains(&id) && record.last_error.is_none() && rollout_failure.is_none() {
             continue;
