@@ -57,7 +57,12 @@ impl Principal<'_> {
                 "read",
                 &format!("{action} {}", record.id()),
             );
-            return Err(ApiError::tenant_not_found(record.id().as_str()));
+            // The very answer the store gives for a tenant that does not exist.
+            return Err(StoreError::NotFound {
+                entity: Entity::Tenant,
+                what: format!("tenant {}", record.id()),
+            }
+            .into());
         }
         if self.access.allows(needs, place) {
             return Ok(());
