@@ -228,13 +228,12 @@ impl ApiState {
     }
 }
 
+/// A restricted principal's bindings and the counts over the tenants they reach.
+type PrincipalCounts = (crate::domain::Access, Arc<cache::Cached<FleetSummary>>);
+
 /// Counts over part of the fleet, per restricted principal.
 #[derive(Default)]
-struct RestrictedCounts(
-    std::sync::Mutex<
-        std::collections::HashMap<String, (crate::domain::Access, Arc<cache::Cached<FleetSummary>>)>,
-    >,
-);
+struct RestrictedCounts(std::sync::Mutex<std::collections::HashMap<String, PrincipalCounts>>);
 
 /// The whole application, ready to serve (tests bind it to port 0).
 pub fn router(state: ApiState) -> Router {
