@@ -2,7 +2,9 @@
 //! SHA-256 hashes (a file or an SSM SecureString holding a JSON/YAML list of
 //! `{name, scope, sha256}`); a presented token is hashed and compared with every
 //! configured hash in constant time. The token's name is the caller recorded in the
-//! tenant history. Token values are never stored, logged or echoed.
+//! tenant history. Token values are never stored, logged or echoed. A token that is
+//! not a configured one and has the shape of a JWT is verified as an OpenID Connect
+//! token when `serve --oidc-config` is given ([`super::oidc`]).
 
 use std::marker::PhantomData;
 
@@ -245,20 +247,27 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Caller<S> {
                         .into(),
                 )
             })?;
-        let (name, scope) = state.tokens().identify(token).ok_or_else(|| {
-            ApiError::Unauthenticated(
-                "the bearer token is not known here; ask an administrator for a token".into(),
-            )
-        })?;
+        let (name, scope, kind) = match (state.tokens().identify(token), state.oidc()) {
+            (Some((name, scope)), _) => (name.to_owned(), scope, "token"),
+            (None, Some(oidc)) if super::oidc::looks_like_jwt(token) => {
+                let principal = oidc.verify(token).await?;
+                (principal.name, principal.scope, "OpenID Connect principal")
+            }
+            _ => {
+                return Err(ApiError::Unauthenticated(
+                    "the bearer token is not known here; ask an administrator for a token".into(),
+                ))
+            }
+        };
         if scope < S::SCOPE {
             return Err(ApiError::Forbidden(format!(
-                "token {name} has scope {}; this request needs scope {} or higher",
+                "{kind} {name} has scope {}; this request needs scope {} or higher",
                 scope.as_str(),
                 S::SCOPE.as_str()
             )));
         }
         Ok(Caller {
-            name: name.to_owned(),
+            name,
             scope,
             _scope: PhantomData,
         })

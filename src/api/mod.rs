@@ -16,6 +16,7 @@ pub mod freezes;
 mod idempotency;
 mod intake;
 pub mod metrics;
+pub mod oidc;
 pub mod openapi;
 mod ops;
 mod policy;
@@ -56,6 +57,7 @@ struct Inner {
     fleet_cache: cache::Cached<FleetSummary>,
     rollout_cache: cache::Cached<Vec<metrics::RolloutProgress>>,
     stripe_intake: Option<crate::app::StripeIntake>,
+    oidc: Option<Arc<oidc::OidcVerifier>>,
 }
 
 impl ApiState {
@@ -70,6 +72,7 @@ impl ApiState {
             fleet_cache: cache::Cached::new(Duration::ZERO),
             rollout_cache: cache::Cached::new(ROLLOUT_CACHE),
             stripe_intake: None,
+            oidc: None,
         }))
     }
 
@@ -154,6 +157,18 @@ impl ApiState {
 
     pub(crate) fn tokens(&self) -> &Tokens {
         &self.0.tokens
+    }
+
+    /// Bearer tokens that are JWTs are also verified by `verifier` (OpenID Connect;
+    /// call before the state is shared).
+    pub fn with_oidc(mut self, verifier: Arc<oidc::OidcVerifier>) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.oidc = Some(verifier);
+        self
+    }
+
+    pub(crate) fn oidc(&self) -> Option<&oidc::OidcVerifier> {
+        self.0.oidc.as_deref()
     }
 
     /// Fleet counts and when the read that took them started: one pass over the
