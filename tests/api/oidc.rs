@@ -430,3 +430,53 @@ async fn an_azure_devops_service_connection_subject_maps_to_deploy() {
         vec![format!("api:{PIPELINE_SUBJECT}")]
     );
 }
+
+/// Runs `tenantctl serve` with `args` and no token list in the environment; returns
+/// its exit code and stderr.
+fn serve_start_up(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantctl"))
+        .args([
+            "--table",
+            "no-table-needed",
+            "serve",
+            "--no-worker",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .env_remove("TENANTCTL_TOKENS_FILE")
+        .env_remove("TENANTCTL_TOKENS_SSM_PARAMETER")
+        .env_remove("TENANTCTL_OIDC_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("tenantctl runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_refuses_a_bad_configuration_and_a_start_with_no_way_to_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("oidc.yaml");
+    std::fs::write(
+        &config,
+        "issuer: https://login.example/v2.0\naudience: api://x\nalgorithms: [HS256]\n\
+         mappings: [{claim: roles, value: Tenant.Read, scope: read}]\n",
+    )
+    .unwrap();
+    let (code, stderr) = serve_start_up(&["--oidc-config".as_ref(), config.as_os_str()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("oidc.yaml") && stderr.contains("algorithms") && stderr.contains("HMAC"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = serve_start_up(&[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--tokens-file") && stderr.contains("--oidc-config"),
+        "{stderr}"
+    );
+}

@@ -311,9 +311,8 @@ mappings:
         assert!(audience.contains("audience"), "{audience}");
         let typo = refused(&format!("{ENTRA}audiences: x\n"));
         assert!(typo.contains("not valid") && typo.contains("audiences"), "{typo}");
-        let no_mappings = refused(&format!(
-            "issuer: https://issuer.example\naudience: a\nalgorithms: [ES256]\nmappings: []\n"
-        ));
+        let no_mappings =
+            refused("issuer: https://issuer.example\naudience: a\nalgorithms: [ES256]\nmappings: []\n");
         assert!(no_mappings.contains("no mapping grants"), "{no_mappings}");
         let twice = refused(&format!(
             "{ENTRA}  - {{claim: roles, value: Tenant.Admin, scope: read}}\n"
