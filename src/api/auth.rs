@@ -6,6 +6,9 @@
 //! holds on the whole fleet unless `on` narrows it (environments, regions, groups,
 //! tenant ids), and `bindings: [{scope, on}]` gives one token several grants; see
 //! [`crate::domain::access`] and [`super::access`] for how endpoints apply them.
+//! A token that is not a configured one and has the shape of a JWT is verified as an
+//! OpenID Connect token when `serve --oidc-config` is given ([`super::oidc`]); its
+//! claims map to bindings of the same shape.
 
 use std::marker::PhantomData;
 
@@ -266,23 +269,30 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Caller<S> {
                         .into(),
                 )
             })?;
-        let (name, access) = state.tokens().identify(token).ok_or_else(|| {
-            ApiError::Unauthenticated(
-                "the bearer token is not known here; ask an administrator for a token".into(),
-            )
-        })?;
+        let (name, access, kind) = match (state.tokens().identify(token), state.oidc()) {
+            (Some((name, access)), _) => (name.to_owned(), access.clone(), "token"),
+            (None, Some(oidc)) if super::oidc::looks_like_jwt(token) => {
+                let principal = oidc.verify(token).await?;
+                (principal.name, principal.access, "OpenID Connect principal")
+            }
+            _ => {
+                return Err(ApiError::Unauthenticated(
+                    "the bearer token is not known here; ask an administrator for a token".into(),
+                ))
+            }
+        };
         let scope = access.highest();
         if scope < S::SCOPE {
             return Err(ApiError::Forbidden(format!(
-                "token {name} has scope {}; this request needs scope {} or higher",
+                "{kind} {name} has scope {}; this request needs scope {} or higher",
                 scope.as_str(),
                 S::SCOPE.as_str()
             )));
         }
         Ok(Caller {
-            name: name.to_owned(),
+            name,
             scope,
-            access: access.clone(),
+            access,
             _scope: PhantomData,
         })
     }

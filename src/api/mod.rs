@@ -17,6 +17,7 @@ pub mod freezes;
 mod idempotency;
 mod intake;
 pub mod metrics;
+pub mod oidc;
 pub mod openapi;
 mod ops;
 mod policy;
@@ -59,6 +60,7 @@ struct Inner {
     scoped_fleet_cache: RestrictedCounts,
     rollout_cache: cache::Cached<Vec<metrics::RolloutProgress>>,
     stripe_intake: Option<crate::app::StripeIntake>,
+    oidc: Option<Arc<oidc::OidcVerifier>>,
 }
 
 impl ApiState {
@@ -74,6 +76,7 @@ impl ApiState {
             scoped_fleet_cache: RestrictedCounts::default(),
             rollout_cache: cache::Cached::new(ROLLOUT_CACHE),
             stripe_intake: None,
+            oidc: None,
         }))
     }
 
@@ -158,6 +161,18 @@ impl ApiState {
 
     pub(crate) fn tokens(&self) -> &Tokens {
         &self.0.tokens
+    }
+
+    /// Bearer tokens that are JWTs are also verified by `verifier` (OpenID Connect;
+    /// call before the state is shared).
+    pub fn with_oidc(mut self, verifier: Arc<oidc::OidcVerifier>) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.oidc = Some(verifier);
+        self
+    }
+
+    pub(crate) fn oidc(&self) -> Option<&oidc::OidcVerifier> {
+        self.0.oidc.as_deref()
     }
 
     /// Fleet counts and when the read that took them started: one pass over the

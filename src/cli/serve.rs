@@ -13,6 +13,7 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 use tokio::sync::watch;
 
+use tenant_orchestrator::api::oidc::{OidcConfig, OidcVerifier};
 use tenant_orchestrator::api::{self, ApiState, Tokens};
 use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
@@ -35,6 +36,12 @@ pub struct ServeArgs {
     /// API tokens from an SSM SecureString parameter holding the same list.
     #[arg(long, env = "TENANTCTL_TOKENS_SSM_PARAMETER")]
     tokens_ssm_parameter: Option<String>,
+    /// Also accept OpenID Connect bearer tokens (Entra ID, Azure DevOps workload
+    /// identity, any OpenID provider): a YAML or JSON file with issuer, audience,
+    /// algorithms, mappings of claims to scopes, and optionally jwks_uri,
+    /// clock_skew_seconds, jwks_max_age_seconds, name_claim. Checked at start-up.
+    #[arg(long, env = "TENANTCTL_OIDC_CONFIG")]
+    oidc_config: Option<PathBuf>,
     /// Serve the API only; run no tenant workers in this process.
     #[arg(long, env = "TENANTCTL_NO_WORKER")]
     no_worker: bool,
@@ -156,14 +163,30 @@ async fn load_tokens(args: &ServeArgs) -> Result<Tokens, Failure> {
                 .await
                 .map_err(invalid)
         }
+        // OpenID Connect alone: no static token is known.
+        (None, None) if args.oidc_config.is_some() => Ok(Tokens::default()),
         (None, None) => Err(Failure {
             code: 2,
             error: anyhow!(
                 "no API tokens configured; pass --tokens-file or --tokens-ssm-parameter \
-                 (a list of {{name, scope, sha256}}; hash a token with `tenantctl token hash`)"
+                 (a list of {{name, scope, sha256}}; hash a token with `tenantctl token hash`), \
+                 or --oidc-config to accept OpenID Connect tokens, or both"
             ),
         }),
     }
+}
+
+fn load_oidc(args: &ServeArgs) -> Result<Option<Arc<OidcVerifier>>, Failure> {
+    let Some(path) = &args.oidc_config else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the OpenID Connect configuration {}", path.display()))?;
+    let config = OidcConfig::parse(&text).map_err(|e| Failure {
+        code: 2,
+        error: anyhow!("{}: {e}", path.display()),
+    })?;
+    Ok(Some(Arc::new(OidcVerifier::new(config))))
 }
 
 /// Serves `app` on `listener` until `stop` turns true, then drains.
@@ -188,6 +211,7 @@ where
 
 pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     let tokens = load_tokens(&args).await?;
+    let oidc = load_oidc(&args)?;
     let certificate = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
             ReloadingCertificate::load(cert.clone(), key.clone()).map_err(|e| Failure {
@@ -225,7 +249,7 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         ),
         None => None,
     };
-    tracing::info!(listen = %listener.local_addr()?, tls = certificate.is_some(), https_only = args.https_only, table, tokens = ?tokens.names(), workers = worker_config.is_some(), "serving");
+    tracing::info!(listen = %listener.local_addr()?, tls = certificate.is_some(), https_only = args.https_only, table, tokens = ?tokens.names(), oidc_issuer = oidc.as_ref().map(|o| o.issuer()), workers = worker_config.is_some(), "serving");
 
     let signal = shutdown_signal();
     // The workers get their own stop signal, sent once the server has drained.
@@ -278,6 +302,9 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     let mut state = ApiState::new(app, tokens).with_summary_max_age(args.summary_max_age);
     if let Some(intake) = intake {
         state = state.with_stripe_intake(intake);
+    }
+    if let Some(oidc) = oidc {
+        state = state.with_oidc(oidc);
     }
     if let Some(path) = args.worker.steps_config.as_deref() {
         // Rollouts started through the API are checked against the artifact repository.

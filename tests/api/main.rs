@@ -16,6 +16,7 @@ mod fleet;
 mod freezes;
 mod idempotency;
 mod intake;
+mod oidc;
 mod ops;
 mod promotions;
 mod request_bodies;

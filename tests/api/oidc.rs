@@ -1,0 +1,536 @@
+//! OpenID Connect bearer tokens: a local issuer (discovery document and JWKS on
+//! 127.0.0.1:0) with EC keys made in the test signs tokens; the API accepts the good
+//! ones with the scope their claims map to and refuses the bad ones with a message
+//! saying what was wrong, without acting.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tenant_orchestrator::api::oidc::{OidcConfig, OidcVerifier};
+use tenant_orchestrator::api::ApiState;
+
+use crate::api_support::{spawn_with_state, tenant_body, tokens, TestApi, READ};
+
+const AUDIENCE: &str = "api://tenant-orchestrator";
+const DEPLOY_GROUP: &str = "5d2f7a10-0000-4000-8000-00000000000a";
+const READ_GROUP: &str = "5d2f7a10-0000-4000-8000-00000000000b";
+const PIPELINE_SUBJECT: &str = "sc://contoso/web/tenants-deploy";
+const EU_GROUP: &str = "5d2f7a10-0000-4000-8000-00000000000e";
+
+/// A key the test issuer signs with, and its public half as a JWK.
+struct SigningKey {
+    kid: String,
+    alg: Algorithm,
+    pkcs8: Vec<u8>,
+    jwk: Value,
+}
+
+impl SigningKey {
+    fn ec(kid: &str, alg: Algorithm) -> Self {
+        let (rcgen_alg, crv, half) = match alg {
+            Algorithm::ES256 => (&rcgen::PKCS_ECDSA_P256_SHA256, "P-256", 32),
+            Algorithm::ES384 => (&rcgen::PKCS_ECDSA_P384_SHA384, "P-384", 48),
+            other => panic!("the test issuer makes EC keys only, not {other:?}"),
+        };
+        let pair = rcgen::KeyPair::generate_for(rcgen_alg).unwrap();
+        // The uncompressed point: 0x04, x, y.
+        let point = pair.public_key_raw();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        Self {
+            kid: kid.to_owned(),
+            alg,
+            pkcs8: pair.serialize_der(),
+            jwk: json!({
+                "kty": "EC", "crv": crv, "use": "sig", "kid": kid,
+                "x": b64(&point[1..1 + half]), "y": b64(&point[1 + half..]),
+            }),
+        }
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        self.sign_as(self.alg, &self.kid, claims)
+    }
+
+    /// A token whose header says `alg` and `kid`, signed with this key.
+    fn sign_as(&self, alg: Algorithm, kid: &str, claims: &Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(kid.to_owned());
+        let token = jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&self.pkcs8)).unwrap();
+        if alg == self.alg {
+            return token;
+        }
+        // Same signature, another algorithm named in the header.
+        let header = json!({"alg": format!("{alg:?}"), "kid": kid, "typ": "JWT"});
+        let (_, rest) = token.split_once('.').unwrap();
+        format!("{}.{rest}", b64_json(&header))
+    }
+}
+
+fn b64_json(v: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+}
+
+/// The test's identity provider: `/.well-known/openid-configuration` and `/keys`.
+struct Issuer {
+    url: String,
+    keys: Arc<Mutex<Vec<Value>>>,
+    key_fetches: Arc<AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct IssuerState {
+    url: String,
+    keys: Arc<Mutex<Vec<Value>>>,
+    key_fetches: Arc<AtomicUsize>,
+}
+
+impl Issuer {
+    async fn start(keys: &[&SigningKey]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = IssuerState {
+            url: url.clone(),
+            keys: Arc::new(Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect())),
+            key_fetches: Arc::new(AtomicUsize::new(0)),
+        };
+        let router = Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(|State(s): State<IssuerState>| async move {
+                    Json(json!({"issuer": s.url, "jwks_uri": format!("{}/keys", s.url)}))
+                }),
+            )
+            .route(
+                "/keys",
+                get(|State(s): State<IssuerState>| async move {
+                    s.key_fetches.fetch_add(1, Ordering::SeqCst);
+                    Json(json!({"keys": s.keys.lock().unwrap().clone()}))
+                }),
+            )
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self {
+            url,
+            keys: state.keys,
+            key_fetches: state.key_fetches,
+        }
+    }
+
+    /// The issuer rotates: only `keys` are published from now on.
+    fn publish(&self, keys: &[&SigningKey]) {
+        *self.keys.lock().unwrap() = keys.iter().map(|k| k.jwk.clone()).collect();
+    }
+
+    fn key_fetches(&self) -> usize {
+        self.key_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Claims of a valid token for a member of the deploy group, with `extra` on top
+    /// (a null removes a claim).
+    fn claims(&self, extra: Value) -> Value {
+        let now = jsonwebtoken::get_current_timestamp();
+        let mut claims = json!({
+            "iss": self.url, "aud": AUDIENCE, "sub": "8f4c-user", "preferred_username": "ada@contoso.com",
+            "iat": now, "nbf": now - 5, "exp": now + 600, "groups": ["other-group", DEPLOY_GROUP],
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        claims
+    }
+}
+
+/// The API with the usual static tokens and OpenID Connect tokens from `issuer`.
+async fn spawn_api(issuer: &Issuer) -> TestApi {
+    let config = OidcConfig::parse(&format!(
+        "issuer: {}\naudience: [{AUDIENCE}]\nalgorithms: [ES256, RS256]\nmappings:\n\
+         - {{claim: groups, value: {DEPLOY_GROUP}, scope: deploy}}\n\
+         - {{claim: groups, value: {READ_GROUP}, scope: read}}\n\
+         - {{claim: sub, value: \"{PIPELINE_SUBJECT}\", scope: deploy}}\n\
+         - {{claim: groups, value: {EU_GROUP}, scope: deploy, on: {{regions: [eu-west-1]}}}}\n",
+        issuer.url
+    ))
+    .unwrap();
+    let verifier = Arc::new(OidcVerifier::new(config));
+    spawn_with_state(|app| ApiState::new(app, tokens()).with_oidc(verifier)).await
+}
+
+async fn actors(api: &TestApi, tenant: &str) -> Vec<String> {
+    let history = api.get(&format!("/v1/tenants/{tenant}/history")).await;
+    history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_group_mapped_to_deploy_acts_and_is_named_in_the_history() {
+    let key = SigningKey::ec("key-1", Algorithm::ES256);
+    let issuer = Issuer::start(&[&key]).await;
+    let api = spawn_api(&issuer).await;
+    let token = key.sign(&issuer.claims(json!({})));
+
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&token),
+            Some(tenant_body("acme", "eu-west-1", "default")),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(actors(&api, "acme").await, vec!["api:ada@contoso.com"]);
+    // The static tokens keep working beside it.
+    assert_eq!(
+        api.call(Method::GET, "/v1/tenants", Some(READ), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(issuer.key_fetches(), 1, "the keys are cached");
+}
+
+#[tokio::test]
+async fn a_read_mapping_reads_and_is_refused_deploying_and_no_mapping_is_refused() {
+    let key = SigningKey::ec("key-1", Algorithm::ES256);
+    let issuer = Issuer::start(&[&key]).await;
+    let api = spawn_api(&issuer).await;
+    let reader = key.sign(&issuer.claims(json!({"groups": [READ_GROUP]})));
+
+    assert_eq!(
+        api.call(Method::GET, "/v1/tenants", Some(&reader), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let refused = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&reader),
+            Some(tenant_body("acme", "eu-west-1", "default")),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("ada@contoso.com has scope read") && message.contains("deploy"),
+        "{message}"
+    );
+
+    let stranger = key.sign(&issuer.claims(json!({"groups": ["someone-elses-group"]})));
+    let refused = api.call(Method::GET, "/v1/tenants", Some(&stranger), None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no mapping grants") && message.contains("groups, sub"),
+        "{message}"
+    );
+
+    let tenants = api.get("/v1/tenants").await;
+    assert_eq!(tenants.body["items"], json!([]), "refused calls do not act");
+}
+
+#[tokio::test]
+async fn a_mapping_bound_to_one_region_sees_and_acts_on_that_region_only() {
+    let key = SigningKey::ec("key-1", Algorithm::ES256);
+    let issuer = Issuer::start(&[&key]).await;
+    let api = spawn_api(&issuer).await;
+    let eu_team = key.sign(&issuer.claims(json!({"groups": [EU_GROUP]})));
+    let everywhere = key.sign(&issuer.claims(json!({})));
+    for (id, region) in [("acme", "eu-west-1"), ("globex", "us-east-1")] {
+        let created = api
+            .call(
+                Method::POST,
+                "/v1/tenants",
+                Some(&everywhere),
+                Some(tenant_body(id, region, "default")),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    }
+
+    let listed = api.call(Method::GET, "/v1/tenants", Some(&eu_team), None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let ids: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["acme"], "only its region is listed");
+    let hidden = api
+        .call(Method::GET, "/v1/tenants/globex", Some(&eu_team), None)
+        .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND, "{}", hidden.body);
+    let refused = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&eu_team),
+            Some(tenant_body("initech", "us-east-1", "default")),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&eu_team),
+            Some(tenant_body("initech", "eu-west-1", "default")),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+}
+
+#[tokio::test]
+async fn invalid_tokens_are_refused_saying_what_was_wrong() {
+    let key = SigningKey::ec("key-1", Algorithm::ES256);
+    let issuer = Issuer::start(&[&key]).await;
+    let api = spawn_api(&issuer).await;
+    let now = jsonwebtoken::get_current_timestamp();
+    let tampered = {
+        let good = key.sign(&issuer.claims(json!({})));
+        let (head, _) = good.rsplit_once('.').unwrap();
+        let other = key.sign(&issuer.claims(json!({"groups": [DEPLOY_GROUP, "extra"]})));
+        format!("{head}.{}", other.rsplit_once('.').unwrap().1)
+    };
+    let cases = [
+        (
+            "expired",
+            key.sign(&issuer.claims(json!({"exp": now - 600}))),
+            "expired",
+        ),
+        (
+            "not yet valid",
+            key.sign(&issuer.claims(json!({"nbf": now + 600}))),
+            "not valid yet",
+        ),
+        (
+            "wrong audience",
+            key.sign(&issuer.claims(json!({"aud": "api://another-app"}))),
+            AUDIENCE,
+        ),
+        (
+            "wrong issuer",
+            key.sign(&issuer.claims(json!({"iss": "https://evil.example"}))),
+            "another issuer",
+        ),
+        (
+            "no expiry",
+            key.sign(&issuer.claims(json!({"exp": null}))),
+            "no exp claim",
+        ),
+        ("tampered", tampered, "does not verify"),
+        (
+            "unknown key id",
+            key.sign_as(Algorithm::ES256, "key-unknown", &issuer.claims(json!({}))),
+            "key-unknown",
+        ),
+    ];
+    for (case, token, expected) in cases {
+        let reply = api
+            .call(
+                Method::POST,
+                "/v1/tenants",
+                Some(&token),
+                Some(tenant_body("acme", "eu-west-1", "default")),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{case}: {}", reply.body);
+        assert_eq!(reply.code(), "unauthenticated", "{case}");
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{case}: {message}");
+        assert!(!message.contains(&token), "{case}: the token is never echoed");
+    }
+    assert_eq!(
+        api.get("/v1/tenants").await.body["items"],
+        json!([]),
+        "refused calls do not act"
+    );
+}
+
+#[tokio::test]
+async fn unsigned_tokens_and_algorithms_not_accepted_or_not_the_keys_are_refused() {
+    let key = SigningKey::ec("key-1", Algorithm::ES256);
+    let p384 = SigningKey::ec("key-384", Algorithm::ES384);
+    let issuer = Issuer::start(&[&key, &p384]).await;
+    let api = spawn_api(&issuer).await;
+    let claims = issuer.claims(json!({}));
+
+    let unsigned = format!(
+        "{}.{}.",
+        b64_json(&json!({"alg": "none", "typ": "JWT", "kid": "key-1"})),
+        b64_json(&claims)
+    );
+    let cases = [
+        ("alg none", unsigned, "unsigned (alg none)"),
+        (
+            "ES384 is not accepted",
+            p384.sign(&claims),
+            "\"ES384\", which this service does not accept (accepted: ES256, RS256)",
+        ),
+        (
+            "RS256 with an EC key",
+            key.sign_as(Algorithm::RS256, "key-1", &claims),
+            "key key-1 is an EC P-256 key",
+        ),
+        (
+            "HS256 with a public key as secret",
+            key.sign_as(Algorithm::HS256, "key-1", &claims),
+            "\"HS256\", which this service does not accept",
+        ),
+    ];
+    for (case, token, expected) in cases {
+        let reply = api.call(Method::GET, "/v1/tenants", Some(&token), None).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{case}: {}", reply.body);
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{case}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_fetched_at_once_and_unknown_key_ids_do_not_hammer_the_issuer() {
+    let old = SigningKey::ec("key-2025", Algorithm::ES256);
+    let new = SigningKey::ec("key-2026", Algorithm::ES256);
+    let issuer = Issuer::start(&[&old]).await;
+    let api = spawn_api(&issuer).await;
+    let reply = api
+        .call(
+            Method::GET,
+            "/v1/tenants",
+            Some(&old.sign(&issuer.claims(json!({})))),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(issuer.key_fetches(), 1);
+
+    issuer.publish(&[&new]);
+    let reply = api
+        .call(
+            Method::GET,
+            "/v1/tenants",
+            Some(&new.sign(&issuer.claims(json!({})))),
+            None,
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "a token signed with the new key works at once: {}",
+        reply.body
+    );
+    assert_eq!(issuer.key_fetches(), 2, "the unknown kid fetched the keys again");
+
+    // Within the cool-down, more unknown key ids are refused without a fetch.
+    for kid in ["made-up-1", "made-up-2", "made-up-3"] {
+        let token = new.sign_as(Algorithm::ES256, kid, &issuer.claims(json!({})));
+        let reply = api.call(Method::GET, "/v1/tenants", Some(&token), None).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    }
+    let reply = api
+        .call(
+            Method::GET,
+            "/v1/tenants",
+            Some(&old.sign(&issuer.claims(json!({})))),
+            None,
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "the retired key no longer verifies: {}",
+        reply.body
+    );
+    assert_eq!(issuer.key_fetches(), 2, "unknown key ids fetched nothing more");
+}
+
+#[tokio::test]
+async fn an_azure_devops_service_connection_subject_maps_to_deploy() {
+    let key = SigningKey::ec("key-1", Algorithm::ES256);
+    let issuer = Issuer::start(&[&key]).await;
+    let api = spawn_api(&issuer).await;
+    // A workload-identity federation token names the service connection in `sub` and
+    // carries no user name or groups.
+    let token = key.sign(&issuer.claims(json!({
+        "sub": PIPELINE_SUBJECT, "preferred_username": null, "groups": null,
+    })));
+
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&token),
+            Some(tenant_body("acme", "eu-west-1", "default")),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(
+        actors(&api, "acme").await,
+        vec![format!("api:{PIPELINE_SUBJECT}")]
+    );
+}
+
+/// Runs `tenantctl serve` with `args` and no token list in the environment; returns
+/// its exit code and stderr.
+fn serve_start_up(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantctl"))
+        .args([
+            "--table",
+            "no-table-needed",
+            "serve",
+            "--no-worker",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .env_remove("TENANTCTL_TOKENS_FILE")
+        .env_remove("TENANTCTL_TOKENS_SSM_PARAMETER")
+        .env_remove("TENANTCTL_OIDC_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("tenantctl runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_refuses_a_bad_configuration_and_a_start_with_no_way_to_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("oidc.yaml");
+    std::fs::write(
+        &config,
+        "issuer: https://login.example/v2.0\naudience: api://x\nalgorithms: [HS256]\n\
+         mappings: [{claim: roles, value: Tenant.Read, scope: read}]\n",
+    )
+    .unwrap();
+    let (code, stderr) = serve_start_up(&["--oidc-config".as_ref(), config.as_os_str()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("oidc.yaml") && stderr.contains("algorithms") && stderr.contains("HMAC"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = serve_start_up(&[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--tokens-file") && stderr.contains("--oidc-config"),
+        "{stderr}"
+    );
+}
