@@ -13,6 +13,8 @@ mod rollout_support;
 mod actions;
 #[path = "dashboard/browser.rs"]
 mod browser;
+#[path = "dashboard/browser_rollout.rs"]
+mod browser_rollout;
 #[path = "dashboard/pages.rs"]
 mod pages;
 #[path = "dashboard/rollout_page.rs"]

@@ -69,24 +69,47 @@ async fn a_deploy_session_approves_from_the_rollouts_page_behind_a_confirmation(
     let path = format!("/rollouts/{ROLLOUT}");
     let html = page(base, &path, &cookie).await;
     assert!(
-        html.contains("<details class=\"confirm\" data-action=\"approve\"><summary>Approve wave 1\u{2026}</summary>"),
+        html.contains(
+            "<details class=\"confirm\" data-action=\"approve\"><summary>Approve wave 1\u{2026}</summary>"
+        ),
         "{html}"
     );
     assert!(html.contains(">Confirm: Approve wave 1</button>"), "{html}");
     assert!(html.contains("data-action=\"pause\""));
-    assert!(!html.contains("data-action=\"resume\""), "a running rollout has no Resume");
+    assert!(
+        !html.contains("data-action=\"resume\""),
+        "a running rollout has no Resume"
+    );
     let token = form_token(&html, "approve").expect("the approve form");
 
-    let response = post(base, "approve", &cookie, &[("csrf", &token), ("back", "rollout")], &[]).await;
+    let response = post(
+        base,
+        "approve",
+        &cookie,
+        &[("csrf", &token), ("back", "rollout")],
+        &[],
+    )
+    .await;
 
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(response.headers()[LOCATION], format!("{path}?done=approve").as_str());
+    assert_eq!(
+        response.headers()[LOCATION],
+        format!("{path}?done=approve").as_str()
+    );
     let record = seeded.fleet.rollout(ROLLOUT).await;
     assert_eq!(record.waves[1].approved_by.as_deref(), Some("dashboard:pipeline"));
-    assert!(dashboard_entries(&record).iter().any(|e| e == "dashboard:pipeline: wave 1 approved"));
+    assert!(dashboard_entries(&record)
+        .iter()
+        .any(|e| e == "dashboard:pipeline: wave 1 approved"));
     let after = page(base, &format!("{path}?done=approve"), &cookie).await;
-    assert!(after.contains(&format!("id=\"action-done\">Rollout {ROLLOUT} approved")), "{after}");
-    assert!(after.contains("<td class=\"actor\">dashboard:pipeline</td><td>wave 1 approved</td>"), "{after}");
+    assert!(
+        after.contains(&format!("id=\"action-done\">Rollout {ROLLOUT} approved")),
+        "{after}"
+    );
+    assert!(
+        after.contains("<td class=\"actor\">dashboard:pipeline</td><td>wave 1 approved</td>"),
+        "{after}"
+    );
     seeded.fleet.stop().await;
 }
 
@@ -100,7 +123,14 @@ async fn a_read_sessions_forged_approval_is_refused_and_changes_nothing() {
     let html = page(base, &format!("/rollouts/{ROLLOUT}"), &deploy).await;
     let token = form_token(&html, "approve").expect("the deploy session's form");
 
-    let forged = post(base, "approve", &reader, &[("csrf", &token), ("back", "rollout")], &[]).await;
+    let forged = post(
+        base,
+        "approve",
+        &reader,
+        &[("csrf", &token), ("back", "rollout")],
+        &[],
+    )
+    .await;
 
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     unchanged(&seeded.fleet, "a read session's approval").await;

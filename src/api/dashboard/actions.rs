@@ -39,13 +39,7 @@ pub enum RolloutAction {
 }
 
 impl RolloutAction {
-    pub const ALL: [RolloutAction; 5] = [
-        Self::Approve,
-        Self::Pause,
-        Self::Resume,
-        Self::Abort,
-        Self::Retry,
-    ];
+    pub const ALL: [RolloutAction; 5] = [Self::Approve, Self::Pause, Self::Resume, Self::Abort, Self::Retry];
 
     /// The action named by the last segment of its path.
     pub fn parse(name: &str) -> Option<Self> {

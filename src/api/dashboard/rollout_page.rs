@@ -10,7 +10,9 @@ use maud::{html, Markup};
 
 use super::actions::{RolloutAction, RolloutForms};
 use super::html::{or_dash, page, time, Who};
-use super::rollout_timeline::{Mark, MarkOutcome, Segment, SegmentKind, Span, Timeline, WaveBars, MARKS_SHOWN};
+use super::rollout_timeline::{
+    Mark, MarkOutcome, Segment, SegmentKind, Span, Timeline, WaveBars, MARKS_SHOWN,
+};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveRecord, WaveStatus};
 
 /// The chart's size in SVG units: a label column, then the time axis.
@@ -26,17 +28,16 @@ pub const EVENTS_SHOWN: usize = 30;
 /// text (labels, titles, letters), so colour is never the only signal.
 pub const STYLE: &str = "\
 svg.timeline{width:100%;height:auto;font:11px system-ui,sans-serif;border:1px solid #ddd;background:#fff}\
-svg.timeline .planned{fill:none;stroke:#555;stroke-dasharray:4 2}\
-svg.timeline .seg-deploying{fill:#3a6fd8}svg.timeline .seg-baking{fill:#5aa55a}\
-svg.timeline .seg-approval{fill:url(#p-approval)}svg.timeline .seg-window{fill:url(#p-window)}\
-svg.timeline .seg-halted{fill:url(#p-halted)}svg.timeline .seg-label{fill:#fff;font-weight:600}\
-svg.timeline .seg-approval+.seg-label,svg.timeline .seg-window+.seg-label{fill:#1d1d1f}\
+.planned{fill:none;stroke:#555;stroke-dasharray:4 2}\
+.seg-deploying{fill:#3a6fd8}.seg-baking{fill:#5aa55a}\
+.seg-approval{fill:url(#p-approval)}.seg-window{fill:url(#p-window)}\
+.seg-halted{fill:url(#p-halted)}svg.timeline .seg-label{fill:#fff;font-weight:600}\
 svg.timeline .mark-succeeded{fill:#116611}svg.timeline .mark-failed{fill:#b00020}\
 svg.timeline .mark-rolled-back{fill:#9a5b00}svg.timeline .mark-in-flight{fill:#3a6fd8}\
 svg.timeline .mark-skipped,svg.timeline .mark-pending{fill:#888}\
 svg.timeline .letter{fill:#fff;font-size:9px;font-weight:700;text-anchor:middle}\
 svg.timeline .now{stroke:#b00020;stroke-dasharray:3 3}svg.timeline .tick{stroke:#eee}\
-ul.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:1em}\
+svg.key{width:30px;height:12px;vertical-align:middle;border:1px solid #999}\
 details.confirm{display:inline-block;margin-right:1em}details.confirm form{margin:.4em 0}";
 
 /// What the page needs besides the rollout: who looks, the forms they may post, the
@@ -47,7 +48,12 @@ pub struct PageContext<'a> {
     pub done: Option<RolloutAction>,
 }
 
-pub fn render(record: &RolloutRecord, members: &[RolloutMember], timeline: &Timeline, cx: &PageContext) -> Markup {
+pub fn render(
+    record: &RolloutRecord,
+    members: &[RolloutMember],
+    timeline: &Timeline,
+    cx: &PageContext,
+) -> Markup {
     let id = record.id.as_str();
     let body = html! {
         @if let Some(action) = cx.done {
@@ -131,10 +137,11 @@ fn chart(record: &RolloutRecord, timeline: &Timeline) -> Markup {
                     path d="M0 6L6 0" stroke="#555" {}
                 }
             }
-            @for at in &ticks {
+            @for (i, at) in ticks.iter().enumerate() {
                 @let tx = x(timeline, *at);
+                @let anchor = match i { 0 => "start", 4 => "end", _ => "middle" };
                 line.tick x1=(tx) x2=(tx) y1=(TOP - 4.0) y2=(height) {}
-                text x=(tx) y="12" text-anchor="middle" { (at.format("%m-%d %H:%M").to_string()) }
+                text x=(tx) y="12" text-anchor=(anchor) { (at.format("%m-%d %H:%M").to_string()) }
             }
             @if !timeline.not_started {
                 @let nx = x(timeline, timeline.now);
@@ -179,7 +186,13 @@ fn wave_row(record: &RolloutRecord, timeline: &Timeline, wave: &WaveBars, y: f64
     let regions = record
         .waves
         .get(wave.index)
-        .map(|w| w.regions.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))
+        .map(|w| {
+            w.regions
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .unwrap_or_default();
     html! {
         g.wave data-wave=(wave.index) data-status=(status_text(wave.status)) {
@@ -274,11 +287,11 @@ fn short(text: &str, max: usize) -> String {
 
 fn legend() -> Markup {
     html! {
-        ul.legend #timeline-legend {
-            li { svg width="30" height="10" role="presentation" { rect.planned x="1" y="1" width="28" height="8" {} } " planned (estimate)" }
+        ul.legend #timeline-legend aria-label="what the chart's bars and marks mean" {
+            li { svg.key viewBox="0 0 30 12" role="presentation" { rect.planned x="1" y="2" width="28" height="8" {} } " planned (estimate)" }
             @for kind in SegmentKind::ALL {
                 li {
-                    svg.timeline width="30" height="12" role="presentation" style="border:0" {
+                    svg.key viewBox="0 0 30 12" role="presentation" {
                         rect class={ "seg-" (kind.name()) } width="30" height="12" {}
                     }
                     " " (kind.as_str())
@@ -455,7 +468,10 @@ pub fn allowed_actions(record: &RolloutRecord, members: &[RolloutMember]) -> Vec
         return Vec::new();
     }
     let mut actions = Vec::new();
-    if record.wave().is_some_and(|w| w.status == WaveStatus::AwaitingApproval) {
+    if record
+        .wave()
+        .is_some_and(|w| w.status == WaveStatus::AwaitingApproval)
+    {
         actions.push(RolloutAction::Approve);
     }
     match record.phase {
@@ -515,9 +531,14 @@ fn action_label(action: RolloutAction, wave: usize) -> String {
 fn action_effect(action: RolloutAction) -> &'static str {
     match action {
         RolloutAction::Approve => "The waiting wave starts on the controller's next tick.",
-        RolloutAction::Pause => "No further tenant starts until the rollout is resumed; tenants in flight finish.",
+        RolloutAction::Pause => {
+            "No further tenant starts until the rollout is resumed; tenants in flight finish."
+        }
         RolloutAction::Resume => "The rollout goes on; after a halt, the failures so far are accepted.",
         RolloutAction::Retry => "The current wave's failed and rolled-back tenants start again.",
         RolloutAction::Abort => "The rollout ends for good: no further tenant starts.",
     }
 }
+
+#[cfg(test)]
+mod tests;

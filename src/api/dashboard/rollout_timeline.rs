@@ -9,8 +9,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::record::{Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveRecord, WaveStatus};
 use crate::app::rollouts::assumed_tenant_duration;
+use crate::record::{Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveRecord, WaveStatus};
 
 /// The most tenant marks drawn per wave; the rest are counted and linked.
 pub const MARKS_SHOWN: usize = 40;
@@ -194,9 +194,16 @@ pub fn timeline(record: &RolloutRecord, members: &[RolloutMember], now: DateTime
         .find(|e| e.what.starts_with("halted"))
         .map(|e| e.at);
     // A finished rollout's bars end when it last changed, not at every reload's now.
-    let until = if record.phase.is_finished() { record.updated_at } else { now };
+    let until = if record.phase.is_finished() {
+        record.updated_at
+    } else {
+        now
+    };
     let mut waves = Vec::with_capacity(record.waves.len());
-    let mut previous_end = record.not_before.unwrap_or(record.created_at).max(record.created_at);
+    let mut previous_end = record
+        .not_before
+        .unwrap_or(record.created_at)
+        .max(record.created_at);
     for wave in &record.waves {
         let own: Vec<&RolloutMember> = members.iter().filter(|m| m.wave == wave.index).collect();
         let planned = planned_span(&own, upgrade, bake);
@@ -244,7 +251,9 @@ pub fn timeline(record: &RolloutRecord, members: &[RolloutMember], now: DateTime
 fn planned_span(members: &[&RolloutMember], upgrade: TimeDelta, bake: TimeDelta) -> Option<Span> {
     let start = members.iter().map(|m| m.earliest_start).min()?;
     let last = members.iter().map(|m| m.earliest_start).max()?;
-    let end = last.checked_add_signed(upgrade).and_then(|t| t.checked_add_signed(bake));
+    let end = last
+        .checked_add_signed(upgrade)
+        .and_then(|t| t.checked_add_signed(bake));
     Some(Span {
         start,
         end: end.unwrap_or(DateTime::<Utc>::MAX_UTC),
@@ -365,4 +374,4 @@ fn marks(members: &[&RolloutMember]) -> (Vec<Mark>, usize) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -5,11 +5,11 @@ use crate::domain::rollout::{Plan, PlannedTenant, Wave, WaveKind, WaveSize};
 use crate::domain::{Region, RolloutId, RolloutSpec, TenantId};
 use crate::record::BakeProgress;
 
-fn t(minutes: i64) -> DateTime<Utc> {
+pub(crate) fn t(minutes: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap() + TimeDelta::minutes(minutes)
 }
 
-fn member(wave: usize, id: &str, outcome: Outcome, earliest: i64) -> RolloutMember {
+pub(crate) fn member(wave: usize, id: &str, outcome: Outcome, earliest: i64) -> RolloutMember {
     RolloutMember {
         wave,
         tenant: TenantId::parse(id).unwrap(),
@@ -28,14 +28,14 @@ fn member(wave: usize, id: &str, outcome: Outcome, earliest: i64) -> RolloutMemb
     }
 }
 
-fn ran(mut m: RolloutMember, from: i64, to: Option<i64>) -> RolloutMember {
+pub(crate) fn ran(mut m: RolloutMember, from: i64, to: Option<i64>) -> RolloutMember {
     m.started_at = Some(t(from));
     m.finished_at = to.map(t);
     m
 }
 
 /// Two waves in eu-west-1, the second behind an approval, a 15-minute bake.
-fn record() -> RolloutRecord {
+pub(crate) fn record() -> RolloutRecord {
     let spec: RolloutSpec = serde_json::from_value(serde_json::json!({
         "release": "1.1.0",
         "strategy": {"waves": ["1", "100%"], "bake_time": "15m"}
@@ -43,7 +43,11 @@ fn record() -> RolloutRecord {
     .unwrap();
     let wave = |index: usize| Wave {
         index,
-        kind: if index == 0 { WaveKind::Canary } else { WaveKind::Percent },
+        kind: if index == 0 {
+            WaveKind::Canary
+        } else {
+            WaveKind::Percent
+        },
         target: WaveSize::parse(if index == 0 { "1" } else { "100%" }).unwrap(),
         stage: index,
         regions: vec![Region::parse("eu-west-1").unwrap()],
@@ -97,11 +101,18 @@ fn a_rollout_not_started_shows_the_plans_estimate_only() {
     let bake = TimeDelta::minutes(15);
     let planned: Vec<Span> = timeline.waves.iter().map(|w| w.planned.unwrap()).collect();
     assert_eq!((planned[0].start, planned[0].end), (t(0), t(0) + upgrade + bake));
-    assert_eq!((planned[1].start, planned[1].end), (t(40), t(70) + upgrade + bake));
+    assert_eq!(
+        (planned[1].start, planned[1].end),
+        (t(40), t(70) + upgrade + bake)
+    );
     assert!(timeline.waves.iter().all(|w| w.actual.is_empty()));
     assert_eq!((timeline.start, timeline.end), (t(0), t(70) + upgrade + bake));
     assert_eq!(
-        timeline.waves[1].marks.iter().map(|m| m.outcome).collect::<Vec<_>>(),
+        timeline.waves[1]
+            .marks
+            .iter()
+            .map(|m| m.outcome)
+            .collect::<Vec<_>>(),
         vec![MarkOutcome::Pending, MarkOutcome::Pending]
     );
 }
@@ -119,11 +130,19 @@ fn a_halted_wave_ends_in_an_open_halted_segment_after_its_approval_and_deploy() 
     record.current_wave = 1;
     record.phase = Phase::Halted;
     record.log(t(40), "controller", "halted: wave 1 failed 1 of 2 tenants");
-    let mut failed = ran(member(1, "bravo", Outcome::Failed { reason: "503".into() }, 30), 31, Some(40));
+    let mut failed = ran(
+        member(1, "bravo", Outcome::Failed { reason: "503".into() }, 30),
+        31,
+        Some(40),
+    );
     failed.rollback = Some(RollbackStatus::InProgress);
     let mut rolled_back = ran(member(1, "charlie", Outcome::Succeeded, 30), 31, Some(35));
     rolled_back.rollback = Some(RollbackStatus::Done);
-    let members = vec![ran(member(0, "alpha", Outcome::Succeeded, 0), 0, Some(10)), failed, rolled_back];
+    let members = vec![
+        ran(member(0, "alpha", Outcome::Succeeded, 0), 0, Some(10)),
+        failed,
+        rolled_back,
+    ];
 
     let timeline = timeline(&record, &members, t(60));
 
@@ -148,11 +167,21 @@ fn a_halted_wave_ends_in_an_open_halted_segment_after_its_approval_and_deploy() 
         .collect();
     assert_eq!(
         outcomes,
-        vec![("bravo", MarkOutcome::Failed), ("charlie", MarkOutcome::RolledBack)]
+        vec![
+            ("bravo", MarkOutcome::Failed),
+            ("charlie", MarkOutcome::RolledBack)
+        ]
     );
     assert_eq!(timeline.waves[1].marks[0].why.as_deref(), Some("503"));
-    assert_eq!((timeline.waves[1].failed, timeline.waves[1].allowed_failures), (1, 0));
-    assert_eq!(timeline.end, t(75), "the axis reaches the plan's end (30 + 30m upgrade + 15m bake)");
+    assert_eq!(
+        (timeline.waves[1].failed, timeline.waves[1].allowed_failures),
+        (1, 0)
+    );
+    assert_eq!(
+        timeline.end,
+        t(75),
+        "the axis reaches the plan's end (30 + 30m upgrade + 15m bake)"
+    );
 }
 
 #[test]
@@ -169,7 +198,10 @@ fn a_wave_waiting_for_approval_draws_an_open_approval_segment() {
         segments(&timeline.waves[1]),
         vec![(SegmentKind::Approval, t(20), t(50), true)]
     );
-    assert_eq!(timeline.waves[1].planned, None, "a wave without members has no plan to draw");
+    assert_eq!(
+        timeline.waves[1].planned, None,
+        "a wave without members has no plan to draw"
+    );
     assert_eq!(timeline.end, t(50), "a running rollout's axis reaches now");
 }
 
@@ -213,7 +245,14 @@ fn a_wave_draws_a_bounded_number_of_marks_keeping_the_tenants_in_trouble() {
         .map(|i| ran(member(0, &format!("t-{i:03}"), Outcome::Succeeded, 0), 0, Some(1)))
         .collect();
     members.push(ran(
-        member(0, "zz-failed", Outcome::Failed { reason: "boom".into() }, 0),
+        member(
+            0,
+            "zz-failed",
+            Outcome::Failed {
+                reason: "boom".into(),
+            },
+            0,
+        ),
         9,
         Some(10),
     ));
@@ -224,7 +263,10 @@ fn a_wave_draws_a_bounded_number_of_marks_keeping_the_tenants_in_trouble() {
     assert_eq!(wave.marks.len(), MARKS_SHOWN);
     assert_eq!(wave.marks_not_shown, 101 - MARKS_SHOWN);
     assert!(wave.marks.iter().any(|m| m.tenant == "zz-failed"));
-    assert!(wave.marks.windows(2).all(|p| p[0].at <= p[1].at), "drawn in time order");
+    assert!(
+        wave.marks.windows(2).all(|p| p[0].at <= p[1].at),
+        "drawn in time order"
+    );
 }
 
 #[test]
@@ -241,6 +283,9 @@ fn times_map_onto_the_axis_from_zero_to_one() {
     assert_eq!(timeline.x(t(100)), 1.0);
     assert_eq!(timeline.x(t(-10)), 0.0, "clamped");
     assert_eq!(timeline.x(t(500)), 1.0, "clamped");
-    let instant = Timeline { end: t(0), ..timeline };
+    let instant = Timeline {
+        end: t(0),
+        ..timeline
+    };
     assert_eq!(instant.x(t(0)), 0.0, "an axis of no length");
 }
