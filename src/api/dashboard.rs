@@ -6,8 +6,8 @@
 //! [`fleet_view`]). `GET /tenants/{id}` shows one tenant and its history;
 //! `GET /rollouts/{id}` one rollout as a timeline (see [`rollout_page`]). All need
 //! scope read, from a sign-in session (`/login`) or a bearer header; see [`session`].
-//! A viewer of scope deploy also gets buttons that approve, pause, resume and abort
-//! rollouts (`POST /rollouts/{id}/{action}`); see [`actions`].
+//! A viewer of scope deploy also gets buttons that approve, pause, resume, retry and
+//! abort rollouts (`POST /rollouts/{id}/{action}`); see [`actions`].
 
 mod actions;
 mod csrf;
