@@ -19,6 +19,8 @@ mod browser_rollout;
 mod pages;
 #[path = "dashboard/rollout_page.rs"]
 mod rollout_page;
+#[path = "dashboard/scopes.rs"]
+mod scopes;
 #[path = "dashboard/sessions.rs"]
 mod sessions;
 #[path = "dashboard/support.rs"]

@@ -91,7 +91,7 @@ async fn overview_page(
             ))))
         }
     };
-    let overview = overview::Overview::load(&state, filter).await?;
+    let overview = overview::Overview::load(&state, &viewer.principal(), filter).await?;
     // A query that names nothing real is ignored: the page shows no notice.
     let done = done.ok().and_then(|Query(q)| q.notice());
     Ok(respond(
@@ -112,7 +112,10 @@ async fn tenant(
 ) -> Result<Response, PageError> {
     let id = TenantId::parse(&id)?;
     let store = state.store();
-    let record = store.load(&id).await?;
+    let record = viewer
+        .principal()
+        .tenant(&state, &id, crate::domain::Scope::Read, "view")
+        .await?;
     let after = tenant_page::history_start(&record);
     let history = store
         .history(&id, after, tenant_page::HISTORY_SHOWN as u32)

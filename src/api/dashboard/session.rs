@@ -28,9 +28,12 @@ use super::csrf::{cross_site, logout_token, looks_random, random_token, sha256_h
 use maud::html;
 
 use super::html::{page, respond, Who};
+use crate::api::access::Principal;
 use crate::api::auth::{RequiredScope, Scope};
 use crate::api::ApiState;
+use crate::domain::Access;
 use crate::ports::{StoreError, StoredSession};
+use crate::record::Actor;
 
 /// The cookie that carries the session id.
 pub const SESSION_COOKIE: &str = "tenantctl_session";
@@ -46,8 +49,11 @@ const LOGIN_FORM_SECONDS: u32 = 60 * 60;
 /// too small a scope it answers a 403 page.
 pub struct Viewer<S> {
     pub name: String,
-    /// The scope the token has now (at least `S`).
+    /// The highest scope the token has now (at least `S`).
     scope: Scope,
+    /// The token's role bindings as configured now: every page and action applies
+    /// them, so a changed binding applies to a session at once.
+    pub access: Access,
     /// The session's id, from which its forms' tokens are derived; `None` for a bearer
     /// header. Never shown on a page.
     session_id: Option<String>,
@@ -57,6 +63,15 @@ pub struct Viewer<S> {
 }
 
 impl<S> Viewer<S> {
+    /// The viewer as the bindings see it, acting as `dashboard:<name>`.
+    pub fn principal(&self) -> Principal<'_> {
+        Principal {
+            name: &self.name,
+            access: &self.access,
+            actor: Actor::dashboard(&self.name),
+        }
+    }
+
     /// Who the page header names, with the sign-out form when there is a session.
     pub fn who(&self) -> Who<'_> {
         Who {
@@ -169,9 +184,9 @@ fn token_check(configured_hash: &[u8; 32]) -> String {
     sha256_hex(&[b"tenantctl session token\0", configured_hash])
 }
 
-/// The name and current scope of the live session `id`, or `None` when there is no
-/// such session, it expired, or its token is no longer configured.
-async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Scope)>, StoreError> {
+/// The name and current bindings of the live session `id`, or `None` when there is
+/// no such session, it expired, or its token is no longer configured.
+async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Access)>, StoreError> {
     if !looks_random(id) {
         return Ok(None);
     }
@@ -181,13 +196,14 @@ async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Scop
     if !session.is_live(Utc::now()) {
         return Ok(None);
     }
-    let Some((scope, hash)) = state.tokens().configured(&session.token_name) else {
+    let Some((access, hash)) = state.tokens().configured(&session.token_name) else {
         return Ok(None);
     };
     if !tokens_match(&token_check(&hash), &session.token_check) {
         return Ok(None);
     }
-    Ok(Some((session.token_name, scope)))
+    let access = access.clone();
+    Ok(Some((session.token_name, access)))
 }
 
 impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
@@ -197,13 +213,15 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
         if let Some(token) = bearer(&parts.headers) {
             // An unknown header refuses this request only: a session cookie sent
             // beside it is left alone, so a stray header cannot end a valid session.
-            let Some((name, scope)) = state.tokens().identify(token) else {
+            let Some((name, access)) = state.tokens().identify(token) else {
                 return Err(Refused::SignIn { stale_cookie: false });
             };
+            let scope = access.highest();
             admit(name, scope, S::SCOPE)?;
             return Ok(Viewer {
                 name: name.to_owned(),
                 scope,
+                access: access.clone(),
                 session_id: None,
                 logout_token: None,
                 _scope: PhantomData,
@@ -212,13 +230,15 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
         let Some(id) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(Refused::SignIn { stale_cookie: false });
         };
-        let Some((name, scope)) = live_session(state, id).await.map_err(Refused::Unavailable)? else {
+        let Some((name, access)) = live_session(state, id).await.map_err(Refused::Unavailable)? else {
             return Err(Refused::SignIn { stale_cookie: true });
         };
+        let scope = access.highest();
         admit(&name, scope, S::SCOPE)?;
         Ok(Viewer {
             name,
             scope,
+            access,
             session_id: Some(id.to_owned()),
             logout_token: Some(logout_token(id)),
             _scope: PhantomData,
@@ -341,7 +361,7 @@ pub async fn login(
         );
     }
     let token = token.trim();
-    let Some((name, scope)) = state.tokens().identify(token) else {
+    let Some((name, access)) = state.tokens().identify(token) else {
         tracing::info!("dashboard sign-in refused: unknown token");
         return login_page(
             StatusCode::UNAUTHORIZED,
@@ -349,6 +369,7 @@ pub async fn login(
             secure,
         );
     };
+    let scope = access.highest();
     if let Err(refused) = admit(name, scope, Scope::Read) {
         return refused.into_response();
     }
