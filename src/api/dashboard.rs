@@ -34,7 +34,7 @@ use session::Viewer;
 
 use super::auth::Read;
 use super::{ApiError, ApiState};
-use crate::domain::{RolloutId, TenantId};
+use crate::domain::{RolloutId, Scope, TenantId};
 
 /// The dashboard's routes, merged into [`super::router`].
 pub fn routes() -> Router<ApiState> {
@@ -139,16 +139,20 @@ async fn rollout(
     done: Result<Query<RolloutDone>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let id = RolloutId::parse(&id)?;
-    let store = state.store();
-    let record = store.load_rollout(&id).await?;
-    let members = store.members(&id, None).await?;
+    // A rollout no read binding of the viewer covers is a 404, like an unknown one.
+    let record = viewer.principal().rollout(&state, &id).await?;
+    let members = state.store().members(&id, None).await?;
     let timeline = rollout_timeline::timeline(&record, &members, chrono::Utc::now());
     // A query that names no action is ignored: the page shows no notice.
     let done = done
         .ok()
         .and_then(|Query(q)| q.done)
         .and_then(|name| actions::RolloutAction::parse(&name));
-    let forms = viewer.rollout_forms();
+    // Forms only where a deploy binding covers every tenant the rollout can reach, as
+    // the action handler checks again.
+    let forms = viewer
+        .rollout_forms()
+        .filter(|_| viewer.access.covers(Scope::Deploy, &record.spec.selector));
     let who = viewer.who();
     let cx = rollout_page::PageContext {
         viewer: &who,

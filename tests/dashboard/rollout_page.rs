@@ -8,7 +8,7 @@ use reqwest::header::LOCATION;
 use reqwest::StatusCode;
 
 use crate::actions::{dashboard_entries, form_token, page, post, unchanged};
-use crate::api_support::{DEPLOY, READ};
+use crate::api_support::{DEPLOY, EU_DEPLOYER, EU_TEAM, READ};
 use crate::support::{page_client, seeded, sign_in, ROLLOUT};
 
 #[tokio::test]
@@ -134,5 +134,33 @@ async fn a_read_sessions_forged_approval_is_refused_and_changes_nothing() {
 
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     unchanged(&seeded.fleet, "a read session's approval").await;
+    seeded.fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_rollout_reaching_regions_outside_a_principals_bindings_is_hidden_or_shown_without_actions() {
+    let seeded = seeded().await;
+    let base = &seeded.base;
+    let path = format!("/rollouts/{ROLLOUT}");
+    let get = |token: &'static str| {
+        page_client()
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+    };
+
+    // The rollout reaches eu-west-1 and us-east-1: one region's team may not see it.
+    let hidden = get(EU_TEAM).await.unwrap();
+    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
+    let text = hidden.text().await.unwrap();
+    assert!(!text.contains("timeline-chart"), "{text}");
+    let shown = get(READ).await.unwrap();
+    assert_eq!(shown.status(), StatusCode::OK);
+    // Read on the fleet but deploy on eu-west-1 only: the page, without actions.
+    let cookie = sign_in(base, EU_DEPLOYER).await;
+    let html = page(base, &path, &cookie).await;
+    assert!(html.contains("id=\"timeline-chart\""), "{html}");
+    assert!(!html.contains("id=\"actions\""), "{html}");
+    assert!(form_token(&html, "approve").is_none());
     seeded.fleet.stop().await;
 }
