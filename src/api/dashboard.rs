@@ -3,10 +3,11 @@
 //! releases in use, running rollouts wave by wave, tenants in trouble) and reloads
 //! itself; its GET form filters the fleet (regions, groups, releases, states), finds
 //! a tenant by id or hostname and pages through the tenants it selects (see
-//! [`fleet_view`]). `GET /tenants/{id}` shows one tenant and its history. Both need
+//! [`fleet_view`]). `GET /tenants/{id}` shows one tenant and its history;
+//! `GET /rollouts/{id}` one rollout as a timeline (see [`rollout_page`]). All need
 //! scope read, from a sign-in session (`/login`) or a bearer header; see [`session`].
-//! A viewer of scope deploy also gets buttons that approve, pause, resume and abort
-//! rollouts (`POST /rollouts/{id}/{action}`); see [`actions`].
+//! A viewer of scope deploy also gets buttons that approve, pause, resume, retry and
+//! abort rollouts (`POST /rollouts/{id}/{action}`); see [`actions`].
 
 mod actions;
 mod csrf;
@@ -15,6 +16,8 @@ mod fleet_view;
 mod html;
 mod overview;
 mod overview_html;
+mod rollout_page;
+mod rollout_timeline;
 mod session;
 mod tenant_page;
 
@@ -31,13 +34,14 @@ use session::Viewer;
 
 use super::auth::Read;
 use super::{ApiError, ApiState};
-use crate::domain::TenantId;
+use crate::domain::{RolloutId, Scope, TenantId};
 
 /// The dashboard's routes, merged into [`super::router`].
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/", get(overview_page))
         .route("/tenants/{id}", get(tenant))
+        .route("/rollouts/{id}", get(rollout))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
         .route("/rollouts/{id}/{action}", post(actions::rollout_action))
@@ -119,5 +123,44 @@ async fn tenant(
     Ok(respond(
         StatusCode::OK,
         tenant_page::render(&record, &history.items, &viewer.who()),
+    ))
+}
+
+/// `?done=approve` on the rollout's page after one of its forms was posted.
+#[derive(serde::Deserialize, Default)]
+struct RolloutDone {
+    done: Option<String>,
+}
+
+async fn rollout(
+    State(state): State<ApiState>,
+    viewer: Viewer<Read>,
+    Path(id): Path<String>,
+    done: Result<Query<RolloutDone>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let id = RolloutId::parse(&id)?;
+    // A rollout no read binding of the viewer covers is a 404, like an unknown one.
+    let record = viewer.principal().rollout(&state, &id).await?;
+    let members = state.store().members(&id, None).await?;
+    let timeline = rollout_timeline::timeline(&record, &members, chrono::Utc::now());
+    // A query that names no action is ignored: the page shows no notice.
+    let done = done
+        .ok()
+        .and_then(|Query(q)| q.done)
+        .and_then(|name| actions::RolloutAction::parse(&name));
+    // Forms only where a deploy binding covers every tenant the rollout can reach, as
+    // the action handler checks again.
+    let forms = viewer
+        .rollout_forms()
+        .filter(|_| viewer.access.covers(Scope::Deploy, &record.spec.selector));
+    let who = viewer.who();
+    let cx = rollout_page::PageContext {
+        viewer: &who,
+        forms: forms.as_ref(),
+        done,
+    };
+    Ok(respond(
+        StatusCode::OK,
+        rollout_page::render(&record, &members, &timeline, &cx),
     ))
 }

@@ -53,6 +53,13 @@ pub enum RolloutError {
     Store(#[from] StoreError),
 }
 
+/// The upgrade time per tenant that `plan` (and so `tenantctl rollout plan`) assumes
+/// for its estimated timeline: the dashboard draws a started rollout's planned bars
+/// with it.
+pub fn assumed_tenant_duration() -> std::time::Duration {
+    PlanOptions::default().tenant_duration
+}
+
 /// How far ahead a start may be scheduled.
 pub const LONGEST_SCHEDULE_DAYS: i64 = 90;
 /// How far in the past a scheduled start may be (clocks of callers differ a little).

@@ -19,7 +19,7 @@ async fn overview(base: &str, cookie: &str) -> String {
 }
 
 /// The page at `path` (with its query) as `cookie` sees it.
-async fn page(base: &str, path: &str, cookie: &str) -> String {
+pub(crate) async fn page(base: &str, path: &str, cookie: &str) -> String {
     let response = page_client()
         .get(format!("{base}{path}"))
         .header("cookie", cookie)
@@ -31,7 +31,7 @@ async fn page(base: &str, path: &str, cookie: &str) -> String {
 }
 
 /// The anti-CSRF token of the form doing `action` to [`ROLLOUT`] in `html`, if shown.
-fn form_token(html: &str, action: &str) -> Option<String> {
+pub(crate) fn form_token(html: &str, action: &str) -> Option<String> {
     let marker =
         format!("action=\"/rollouts/{ROLLOUT}/{action}\"><input type=\"hidden\" name=\"csrf\" value=\"");
     let start = html.find(&marker)? + marker.len();
@@ -41,7 +41,7 @@ fn form_token(html: &str, action: &str) -> Option<String> {
 
 /// Posts `fields` to `/rollouts/{ROLLOUT}/{action}` with the headers a browser on the
 /// dashboard's page sends, plus `extra`.
-async fn post(
+pub(crate) async fn post(
     base: &str,
     action: &str,
     cookie: &str,
@@ -75,7 +75,7 @@ async fn press(base: &str, cookie: &str, action: &str, confirm: bool) -> reqwest
     post(base, action, cookie, &fields, &[]).await
 }
 
-fn dashboard_entries(record: &RolloutRecord) -> Vec<String> {
+pub(crate) fn dashboard_entries(record: &RolloutRecord) -> Vec<String> {
     record
         .events
         .iter()
@@ -85,7 +85,7 @@ fn dashboard_entries(record: &RolloutRecord) -> Vec<String> {
 }
 
 /// Asserts the rollout is still running at its approval gate, untouched by the dashboard.
-async fn unchanged(fleet: &Fleet, why: &str) {
+pub(crate) async fn unchanged(fleet: &Fleet, why: &str) {
     let record = fleet.rollout(ROLLOUT).await;
     assert_eq!(record.phase, Phase::Running, "{why}");
     assert_eq!(record.waves[1].approved_by, None, "{why}");
@@ -208,7 +208,7 @@ async fn a_read_session_sees_no_buttons_and_its_posts_are_forbidden() {
     let read = sign_in(base, READ).await;
 
     let html = overview(base, &read).await;
-    assert!(!html.contains("/rollouts/"), "{html}");
+    assert!(!html.contains("action=\"/rollouts/"), "{html}");
     // Even a deploy session's valid token does nothing for a read session.
     let token = form_token(&overview(base, &deploy).await, "pause").unwrap();
     for action in ["approve", "pause", "abort"] {
@@ -290,7 +290,7 @@ async fn forged_posts_change_nothing() {
         .text()
         .await
         .unwrap()
-        .contains("approve, pause, resume and abort"));
+        .contains("approve, pause, resume, abort and retry"));
     seeded.fleet.stop().await;
 }
 

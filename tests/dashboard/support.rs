@@ -156,3 +156,42 @@ pub async fn seeded() -> Seeded {
         .await;
     Seeded { fleet, base }
 }
+
+pub const HALTED: &str = "r-halted";
+
+/// halt-00 to halt-03 in eu-west-1, Active on 1.0.0, and rollout [`HALTED`] to 1.1.0
+/// halted in its second wave: halt-02's upgrade failed verification, breaching a
+/// budget of no failures, and was rolled back; the canary halt-00 succeeded.
+pub async fn halted() -> Seeded {
+    let tenants: Vec<(String, &str)> = (0..4).map(|i| (format!("halt-0{i}"), "eu-west-1")).collect();
+    let mut fleet = Fleet::new(&tenants, "1.0.0").await;
+    let base = serve(fleet.store.clone()).await;
+    fleet.steps.script(
+        "halt-02",
+        StepKind::Verify,
+        vec![StepOutcome::fail("halt-02.example.com answered 503")],
+    );
+    fleet.start_workers(1);
+    fleet.start_controller("controller-0");
+    fleet
+        .start(
+            HALTED,
+            json!({
+                "release": "1.1.0",
+                "strategy": {
+                    "waves": ["1", "100%"],
+                    "failure_budget": 0,
+                    "on_breach": {"rollback": "failed"},
+                    "bake_time": "0s", "bake_checks": 0,
+                    "approvals": {"after_canary": false, "between_regions": false}
+                }
+            }),
+        )
+        .await;
+    fleet
+        .wait_for(HALTED, Duration::from_secs(60), "halted and rolled back", |r| {
+            r.is_settled()
+        })
+        .await;
+    Seeded { fleet, base }
+}

@@ -1,12 +1,13 @@
-//! Rollout actions from the dashboard: `POST /rollouts/{id}/{approve|pause|resume|abort}`,
-//! the buttons the overview shows on each rollout in progress to a session of scope
-//! deploy or higher. Each runs the same command as `tenantctl rollout …` and the API
+//! Rollout actions from the dashboard: `POST /rollouts/{id}/{approve|pause|resume|abort|retry}`,
+//! the buttons the overview and the rollout's page show on each rollout in progress to
+//! a session of scope deploy or higher. Each runs the same command as `tenantctl rollout …` and the API
 //! (same checks, same history entry and events), recorded as `dashboard:<token name>`.
 //! A post must come from this server's page (`Sec-Fetch-Site`/`Origin`) and carry the
 //! form's token, bound to the session, the action and the rollout; a bearer header
 //! needs no form token (a browser never sends one on its own). Abort ends a rollout for
 //! good, so its form also needs the "I am sure" box ticked. Done, the browser is sent
-//! back to the overview, which says what was done; refused, a page says why.
+//! back to the page it came from (the overview, or the rollout's page when the form
+//! says `back=rollout`), which says what was done; refused, a page says why.
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
@@ -34,10 +35,11 @@ pub enum RolloutAction {
     Pause,
     Resume,
     Abort,
+    Retry,
 }
 
 impl RolloutAction {
-    pub const ALL: [RolloutAction; 4] = [Self::Approve, Self::Pause, Self::Resume, Self::Abort];
+    pub const ALL: [RolloutAction; 5] = [Self::Approve, Self::Pause, Self::Resume, Self::Abort, Self::Retry];
 
     /// The action named by the last segment of its path.
     pub fn parse(name: &str) -> Option<Self> {
@@ -50,6 +52,7 @@ impl RolloutAction {
             Self::Pause => "pause",
             Self::Resume => "resume",
             Self::Abort => "abort",
+            Self::Retry => "retry",
         }
     }
 
@@ -60,6 +63,7 @@ impl RolloutAction {
             Self::Pause => "paused: no tenant is started until it is resumed",
             Self::Resume => "resumed",
             Self::Abort => "aborted: no further tenant is started",
+            Self::Retry => "retried: its current wave's failed tenants start again",
         }
     }
 }
@@ -85,6 +89,10 @@ pub struct ActionForm {
     /// Abort's confirmation box: `yes` when ticked.
     #[serde(default)]
     confirm: Option<String>,
+    /// `rollout` when posted from the rollout's own page, which the browser is then
+    /// sent back to; otherwise the overview.
+    #[serde(default)]
+    back: Option<String>,
 }
 
 /// A refused action: the status and what was wrong, on a page with no refresh (a
@@ -117,7 +125,7 @@ pub async fn rollout_action(
         return Ok(refused(
             StatusCode::NOT_FOUND,
             &format!(
-                "There is no rollout action {action:?}; the dashboard's actions are approve, pause, resume and abort."
+                "There is no rollout action {action:?}; the dashboard's actions are approve, pause, resume, abort and retry."
             ),
         ));
     };
@@ -157,10 +165,14 @@ pub async fn rollout_action(
         RolloutAction::Pause => commands.pause(&id, &actor).await,
         RolloutAction::Resume => commands.resume(&id, &actor).await,
         RolloutAction::Abort => commands.abort(&id, &actor).await,
+        RolloutAction::Retry => commands.retry(&id, &actor).await,
     }?;
     tracing::info!(rollout = %id, caller = %viewer.name, action = action.as_str(), phase = %record.phase,
         "rollout operated from the dashboard");
-    let location = format!("/?done={}&rollout={id}", action.as_str());
+    let location = match form.back.as_deref() {
+        Some("rollout") => format!("/rollouts/{id}?done={}", action.as_str()),
+        _ => format!("/?done={}&rollout={id}", action.as_str()),
+    };
     Ok((
         StatusCode::SEE_OTHER,
         [(
@@ -196,7 +208,7 @@ mod tests {
         for action in RolloutAction::ALL {
             assert_eq!(RolloutAction::parse(action.as_str()), Some(action));
         }
-        assert_eq!(RolloutAction::parse("retry"), None);
+        assert_eq!(RolloutAction::parse("rollback"), None);
         assert_eq!(RolloutAction::parse("Pause"), None);
     }
 

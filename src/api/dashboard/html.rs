@@ -59,7 +59,7 @@ pub fn page(title: &str, viewer: Option<&Who>, refresh: Option<u32>, body: Marku
                     meta http-equiv="refresh" content=(seconds);
                 }
                 title { (title) }
-                style { (PreEscaped(STYLE)) (PreEscaped(super::fleet_html::STYLE)) }
+                style { (PreEscaped(STYLE)) (PreEscaped(super::fleet_html::STYLE)) (PreEscaped(super::rollout_page::STYLE)) }
             }
             body {
                 header {

@@ -204,7 +204,7 @@ fn rollout(r: &RolloutProgress, forms: Option<&RolloutForms>) -> Markup {
     html! {
         section.rollout data-rollout=(r.id) {
             h3 {
-                (r.id) " \u{2192} " (r.release) " "
+                a href={ "/rollouts/" (r.id) } { (r.id) } " \u{2192} " (r.release) " "
                 span class={ "badge " (phase_class(r.phase)) } data-phase=(r.phase) { (r.phase) }
             }
             p.muted { "started " (time(&r.created_at)) " by " (r.created_by) "; " (progress) }
@@ -296,6 +296,7 @@ fn action_forms(r: &RolloutProgress, forms: &RolloutForms) -> Markup {
                             RolloutAction::Pause => "Pause",
                             RolloutAction::Resume => "Resume",
                             RolloutAction::Abort => "Abort",
+                            RolloutAction::Retry => "Retry",
                         }
                     }
                 }

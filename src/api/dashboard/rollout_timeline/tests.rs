@@ -1,0 +1,291 @@
+use chrono::TimeZone;
+
+use super::*;
+use crate::domain::rollout::{Plan, PlannedTenant, Wave, WaveKind, WaveSize};
+use crate::domain::{Region, RolloutId, RolloutSpec, TenantId};
+use crate::record::BakeProgress;
+
+pub(crate) fn t(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap() + TimeDelta::minutes(minutes)
+}
+
+pub(crate) fn member(wave: usize, id: &str, outcome: Outcome, earliest: i64) -> RolloutMember {
+    RolloutMember {
+        wave,
+        tenant: TenantId::parse(id).unwrap(),
+        region: Region::parse("eu-west-1").unwrap(),
+        outcome,
+        from: None,
+        from_release: None,
+        attempts: 0,
+        earliest_start: t(earliest),
+        started_at: None,
+        finished_at: None,
+        rollback: None,
+        waiting_for: None,
+        outage_overrun: None,
+        version: 0,
+    }
+}
+
+pub(crate) fn ran(mut m: RolloutMember, from: i64, to: Option<i64>) -> RolloutMember {
+    m.started_at = Some(t(from));
+    m.finished_at = to.map(t);
+    m
+}
+
+/// Two waves in eu-west-1, the second behind an approval, a 15-minute bake.
+pub(crate) fn record() -> RolloutRecord {
+    let spec: RolloutSpec = serde_json::from_value(serde_json::json!({
+        "release": "1.1.0",
+        "strategy": {"waves": ["1", "100%"], "bake_time": "15m"}
+    }))
+    .unwrap();
+    let wave = |index: usize| Wave {
+        index,
+        kind: if index == 0 {
+            WaveKind::Canary
+        } else {
+            WaveKind::Percent
+        },
+        target: WaveSize::parse(if index == 0 { "1" } else { "100%" }).unwrap(),
+        stage: index,
+        regions: vec![Region::parse("eu-west-1").unwrap()],
+        tenants: Vec::<PlannedTenant>::new(),
+        approval_before: index > 0,
+        allowed_failures: 0,
+        earliest_start: t(0),
+        estimated_finish: t(0),
+        bake_until: t(0),
+    };
+    let plan = Plan {
+        target: spec.target_text(),
+        release: spec.release.clone(),
+        planned_at: t(0),
+        region_order: vec![Region::parse("eu-west-1").unwrap()],
+        waves: vec![wave(0), wave(1)],
+        skipped: Vec::new(),
+        not_selected: 0,
+        assumed_tenant_duration: assumed_tenant_duration(),
+        estimated_end: t(0),
+    };
+    RolloutRecord::from_plan(RolloutId::parse("r-t").unwrap(), spec, &plan, "operator:t", t(0))
+}
+
+fn segments(bars: &WaveBars) -> Vec<(SegmentKind, DateTime<Utc>, DateTime<Utc>, bool)> {
+    bars.actual
+        .iter()
+        .map(|s| (s.kind, s.span.start, s.span.end, s.span.open))
+        .collect()
+}
+
+fn bake(since: i64) -> Option<BakeProgress> {
+    Some(BakeProgress {
+        since: t(since),
+        checks_passed: 1,
+        next_check_at: t(since + 1),
+        checks: Vec::new(),
+    })
+}
+
+#[test]
+fn a_rollout_not_started_shows_the_plans_estimate_only() {
+    let members = vec![
+        member(0, "alpha", Outcome::Pending, 0),
+        member(1, "bravo", Outcome::Pending, 40),
+        member(1, "charlie", Outcome::Pending, 70),
+    ];
+    let timeline = timeline(&record(), &members, t(5));
+    assert!(timeline.not_started);
+    let upgrade = TimeDelta::from_std(assumed_tenant_duration()).unwrap();
+    let bake = TimeDelta::minutes(15);
+    let planned: Vec<Span> = timeline.waves.iter().map(|w| w.planned.unwrap()).collect();
+    assert_eq!((planned[0].start, planned[0].end), (t(0), t(0) + upgrade + bake));
+    assert_eq!(
+        (planned[1].start, planned[1].end),
+        (t(40), t(70) + upgrade + bake)
+    );
+    assert!(timeline.waves.iter().all(|w| w.actual.is_empty()));
+    assert_eq!((timeline.start, timeline.end), (t(0), t(70) + upgrade + bake));
+    assert_eq!(
+        timeline.waves[1]
+            .marks
+            .iter()
+            .map(|m| m.outcome)
+            .collect::<Vec<_>>(),
+        vec![MarkOutcome::Pending, MarkOutcome::Pending]
+    );
+}
+
+#[test]
+fn a_halted_wave_ends_in_an_open_halted_segment_after_its_approval_and_deploy() {
+    let mut record = record();
+    record.waves[0].started_at = Some(t(0));
+    record.waves[0].bake = bake(10);
+    record.waves[0].finished_at = Some(t(20));
+    record.waves[0].status = WaveStatus::Succeeded;
+    record.waves[1].started_at = Some(t(30));
+    record.waves[1].approved_by = Some("dashboard:ops".into());
+    record.waves[1].status = WaveStatus::Breached;
+    record.current_wave = 1;
+    record.phase = Phase::Halted;
+    record.log(t(40), "controller", "halted: wave 1 failed 1 of 2 tenants");
+    let mut failed = ran(
+        member(1, "bravo", Outcome::Failed { reason: "503".into() }, 30),
+        31,
+        Some(40),
+    );
+    failed.rollback = Some(RollbackStatus::InProgress);
+    let mut rolled_back = ran(member(1, "charlie", Outcome::Succeeded, 30), 31, Some(35));
+    rolled_back.rollback = Some(RollbackStatus::Done);
+    let members = vec![
+        ran(member(0, "alpha", Outcome::Succeeded, 0), 0, Some(10)),
+        failed,
+        rolled_back,
+    ];
+
+    let timeline = timeline(&record, &members, t(60));
+
+    assert!(!timeline.not_started);
+    assert_eq!(
+        segments(&timeline.waves[0]),
+        vec![
+            (SegmentKind::Deploying, t(0), t(10), false),
+            (SegmentKind::Baking, t(10), t(20), false),
+        ]
+    );
+    assert_eq!(
+        segments(&timeline.waves[1]),
+        vec![
+            (SegmentKind::Approval, t(20), t(30), false),
+            (SegmentKind::Deploying, t(30), t(40), false),
+            (SegmentKind::Halted, t(40), t(60), true),
+        ]
+    );
+    let outcomes: Vec<(&str, MarkOutcome)> = (timeline.waves[1].marks.iter())
+        .map(|m| (m.tenant.as_str(), m.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("bravo", MarkOutcome::Failed),
+            ("charlie", MarkOutcome::RolledBack)
+        ]
+    );
+    assert_eq!(timeline.waves[1].marks[0].why.as_deref(), Some("503"));
+    assert_eq!(
+        (timeline.waves[1].failed, timeline.waves[1].allowed_failures),
+        (1, 0)
+    );
+    assert_eq!(
+        timeline.end,
+        t(75),
+        "the axis reaches the plan's end (30 + 30m upgrade + 15m bake)"
+    );
+}
+
+#[test]
+fn a_wave_waiting_for_approval_draws_an_open_approval_segment() {
+    let mut record = record();
+    record.waves[0].started_at = Some(t(0));
+    record.waves[0].finished_at = Some(t(20));
+    record.waves[0].status = WaveStatus::Succeeded;
+    record.waves[1].status = WaveStatus::AwaitingApproval;
+    record.current_wave = 1;
+    record.phase = Phase::Running;
+    let timeline = timeline(&record, &[], t(50));
+    assert_eq!(
+        segments(&timeline.waves[1]),
+        vec![(SegmentKind::Approval, t(20), t(50), true)]
+    );
+    assert_eq!(
+        timeline.waves[1].planned, None,
+        "a wave without members has no plan to draw"
+    );
+    assert_eq!(timeline.end, t(50), "a running rollout's axis reaches now");
+}
+
+#[test]
+fn a_long_pause_between_upgrades_is_a_wait_for_a_window() {
+    let mut record = record();
+    record.waves[0].started_at = Some(t(0));
+    record.waves[0].status = WaveStatus::Deploying;
+    let mut waiting = member(0, "charlie", Outcome::Pending, 300);
+    waiting.waiting_for = Some("maintenance window opens 15:00 UTC".into());
+    let members = vec![
+        ran(member(0, "alpha", Outcome::Succeeded, 0), 0, Some(5)),
+        ran(member(0, "bravo", Outcome::Succeeded, 120), 120, Some(125)),
+        waiting,
+    ];
+    let timeline = timeline(&record, &members, t(200));
+    assert_eq!(
+        segments(&timeline.waves[0]),
+        vec![
+            (SegmentKind::Deploying, t(0), t(5), false),
+            (SegmentKind::Window, t(5), t(120), false),
+            (SegmentKind::Deploying, t(120), t(125), false),
+            (SegmentKind::Window, t(125), t(200), true),
+        ]
+    );
+    // Pauses shorter than a window gap are the controller's ticks, not waits.
+    let members = vec![
+        ran(member(0, "alpha", Outcome::Succeeded, 0), 0, Some(5)),
+        ran(member(0, "bravo", Outcome::InFlight, 0), 5, None),
+    ];
+    let timeline = super::timeline(&record, &members, t(30));
+    assert_eq!(
+        segments(&timeline.waves[0]),
+        vec![(SegmentKind::Deploying, t(0), t(30), true)]
+    );
+}
+
+#[test]
+fn a_wave_draws_a_bounded_number_of_marks_keeping_the_tenants_in_trouble() {
+    let mut members: Vec<RolloutMember> = (0..100)
+        .map(|i| ran(member(0, &format!("t-{i:03}"), Outcome::Succeeded, 0), 0, Some(1)))
+        .collect();
+    members.push(ran(
+        member(
+            0,
+            "zz-failed",
+            Outcome::Failed {
+                reason: "boom".into(),
+            },
+            0,
+        ),
+        9,
+        Some(10),
+    ));
+    let mut record = record();
+    record.waves[0].started_at = Some(t(0));
+    record.waves[0].status = WaveStatus::Deploying;
+    let wave = &timeline(&record, &members, t(30)).waves[0];
+    assert_eq!(wave.marks.len(), MARKS_SHOWN);
+    assert_eq!(wave.marks_not_shown, 101 - MARKS_SHOWN);
+    assert!(wave.marks.iter().any(|m| m.tenant == "zz-failed"));
+    assert!(
+        wave.marks.windows(2).all(|p| p[0].at <= p[1].at),
+        "drawn in time order"
+    );
+}
+
+#[test]
+fn times_map_onto_the_axis_from_zero_to_one() {
+    let timeline = Timeline {
+        start: t(0),
+        end: t(100),
+        now: t(50),
+        not_started: false,
+        waves: Vec::new(),
+    };
+    assert_eq!(timeline.x(t(0)), 0.0);
+    assert_eq!(timeline.x(t(25)), 0.25);
+    assert_eq!(timeline.x(t(100)), 1.0);
+    assert_eq!(timeline.x(t(-10)), 0.0, "clamped");
+    assert_eq!(timeline.x(t(500)), 1.0, "clamped");
+    let instant = Timeline {
+        end: t(0),
+        ..timeline
+    };
+    assert_eq!(instant.x(t(0)), 0.0, "an axis of no length");
+}
