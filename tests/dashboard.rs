@@ -18,3 +18,5 @@ mod pages;
 mod sessions;
 #[path = "dashboard/support.rs"]
 mod support;
+#[path = "dashboard/tenant_timeline.rs"]
+mod tenant_timeline;
