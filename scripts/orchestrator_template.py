@@ -6,7 +6,8 @@ Run by scripts/check_templates.py (and on their own: `python3 scripts/orchestrat
 - the state table is the one of state/table.json (keys, attributes, indexes, TTL,
   billing), with point-in-time recovery, deletion protection and a Retain policy;
 - least privilege: every AWS operation the code calls is derived from src/ (an SDK
-  operation method of a service the file uses, in a statement that `.send()`s it) and
+  operation method of a service the file uses, in a statement that `.send()`s it, or
+  a credentials provider of the SDK the code builds, such as `AssumeRoleProvider`) and
   mapped to its IAM action; the task role's `orchestrator-calls` policy must grant
   each, and grant nothing else;
 - a statement on every resource ("*") holds only actions that take no narrower one;
@@ -29,6 +30,7 @@ from cfn_support import CheckFailed, cfn_lint, expect, load_cfn
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "templates" / "cloudformation" / "orchestrator.yaml"
 TENANT_TEMPLATE = ROOT / "templates" / "cloudformation" / "tenant.yaml"
+TARGET_TEMPLATE = ROOT / "templates" / "cloudformation" / "target-account.yaml"
 TABLE = ROOT / "state" / "table.json"
 SRC = ROOT / "src"
 
@@ -67,6 +69,12 @@ UNSCOPED = {
     "elasticloadbalancing:describeloadbalancers",
     "elasticloadbalancing:describerules",
     "elasticloadbalancing:describetags",
+}
+
+# SDK credential providers the code builds, by type name, and the operations they call
+# (the code never calls them itself).
+PROVIDERS = {
+    "AssumeRoleProvider": {"sts:assumerole"},
 }
 
 CALLS_POLICY = "orchestrator-calls"
@@ -191,6 +199,10 @@ def calls_in_source() -> dict[str, set[str]]:
             names = ACTIONS.get((service, op), {op.replace("_", "")})
             for name in names:
                 actions.setdefault(f"{service}:{name.lower()}", set()).add(rel)
+        for provider, provider_actions in PROVIDERS.items():
+            if re.search(rf"\b{provider}::builder\(", code):
+                for action in provider_actions:
+                    actions.setdefault(action, set()).add(rel)
     return actions
 
 
@@ -198,7 +210,9 @@ def _statements(policy_name: str) -> list[dict[str, Any]]:
     role = load_cfn(TEMPLATE)["Resources"]["TaskRole"]["Properties"]
     policies = {p["PolicyName"]: p["PolicyDocument"]["Statement"] for p in role["Policies"]}
     expect(policy_name in policies, f"the task role has no {policy_name} policy")
-    return policies[policy_name]
+    # A statement under a condition (`!If [Cond, statement, !Ref AWS::NoValue]`) is
+    # checked as the statement it grants.
+    return [s["Fn::If"][1] if "Fn::If" in s else s for s in policies[policy_name]]
 
 
 def _listed(value: Any) -> list[Any]:
@@ -250,12 +264,41 @@ def check_stack_policy() -> str:
     return f"services {sorted(services)}"
 
 
+# Task role statements on what is the orchestrator's own, never a target account's.
+ORCHESTRATOR_ONLY = {"StateTable", "ReleaseImages", "TenantEvents", "PlatformArtifacts", "TargetAccountRoles"}
+
+
+def check_target_account_role() -> str:
+    """templates/cloudformation/target-account.yaml: cfn-lint, trusted by the
+    orchestrator's role only with the external id, and granting the task role's tenant
+    actions (every statement but the orchestrator's own), nothing more or less."""
+    cfn_lint(TARGET_TEMPLATE)
+    role = load_cfn(TARGET_TEMPLATE)["Resources"]["TargetRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    expect(trust["Principal"] == {"AWS": {"Ref": "OrchestratorRoleArn"}}, f"trusted principal {trust['Principal']}")
+    expect(
+        trust.get("Condition", {}).get("StringEquals", {}).get("sts:ExternalId") == {"Ref": "ExternalId"},
+        "the trust policy does not require the external id (sts:ExternalId)",
+    )
+    policies = {p["PolicyName"]: p["PolicyDocument"]["Statement"] for p in role["Policies"]}
+
+    def actions(statements: list[dict[str, Any]]) -> set[str]:
+        return {a.lower() for s in statements if s.get("Sid") not in ORCHESTRATOR_ONLY for a in _listed(s["Action"])}
+
+    for name in (CALLS_POLICY, STACK_POLICY):
+        want, got = actions(_statements(name)), actions(policies.get(name, []))
+        expect(not want - got, f"{name}: the target role lacks {sorted(want - got)}")
+        expect(not got - want, f"{name}: the target role grants {sorted(got - want)} the task role does not use")
+    return f"{len(actions(policies[CALLS_POLICY]))} tenant actions"
+
+
 CHECKS: list[tuple[str, Callable[[], str]]] = [
     ("cfn-lint", check_cfn_lint),
     ("state table as state/table.json, protected", check_table),
     ("task role grants exactly the operations the code calls", check_least_privilege),
     ("task role resources scoped", check_resource_scoping),
     ("tenant stack resources only through CloudFormation", check_stack_policy),
+    ("target-account role: trust with external id, the task role's tenant actions", check_target_account_role),
 ]
 
 

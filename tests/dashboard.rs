@@ -14,6 +14,8 @@ mod actions;
 mod browser;
 #[path = "dashboard/pages.rs"]
 mod pages;
+#[path = "dashboard/scopes.rs"]
+mod scopes;
 #[path = "dashboard/sessions.rs"]
 mod sessions;
 #[path = "dashboard/support.rs"]

@@ -3,7 +3,7 @@
 Importing this package, before moto serves its first request, registers the
 CloudFormation models of moto_ext.rds and moto_ext.cloudwatch and applies the fixes of moto_ext.cfn,
 moto_ext.cfn_parameters, moto_ext.changesets, moto_ext.rollback_triggers,
-moto_ext.elbv2, moto_ext.route53 and moto_ext.ssm. moto_server.py does that and then runs moto's server.
+moto_ext.elbv2, moto_ext.route53, moto_ext.ssm and moto_ext.model_data. moto_server.py does that and then runs moto's server.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 # Load moto's own models first: ours must be defined after them to win.
 from moto.cloudformation import parsing as _parsing
 
-from . import cfn, cfn_parameters, changesets, cloudwatch, elbv2, rds, rollback_triggers, route53, ssm
+from . import cfn, cfn_parameters, changesets, cloudwatch, elbv2, model_data, rds, rollback_triggers, route53, ssm
 
 EXTENDED_TYPES = {
     "AWS::RDS::DBCluster": rds.CfnDBCluster,
@@ -29,6 +29,7 @@ def _register() -> None:
     route53.apply()
     ssm.apply()
     rds.apply()
+    model_data.apply()
     # The model map is cached on first use; rebuild it with our models in.
     _parsing.get_model_list.cache_clear()
     _parsing.get_model_map.cache_clear()

@@ -2,7 +2,10 @@
 //! SHA-256 hashes (a file or an SSM SecureString holding a JSON/YAML list of
 //! `{name, scope, sha256}`); a presented token is hashed and compared with every
 //! configured hash in constant time. The token's name is the caller recorded in the
-//! tenant history. Token values are never stored, logged or echoed.
+//! tenant history. Token values are never stored, logged or echoed. An entry's scope
+//! holds on the whole fleet unless `on` narrows it (environments, regions, groups,
+//! tenant ids), and `bindings: [{scope, on}]` gives one token several grants; see
+//! [`crate::domain::access`] and [`super::access`] for how endpoints apply them.
 
 use std::marker::PhantomData;
 
@@ -16,32 +19,13 @@ use subtle::ConstantTimeEq;
 use super::{ApiError, ApiState};
 use crate::record::Actor;
 
-/// What a token may do; each scope includes the ones below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// Read tenants, history, policy, fleet summary and reports.
-    Read,
-    /// Also provision, upgrade, retry, roll back tenants and run rollouts.
-    Deploy,
-    /// Also change the version policy and tenant specs, restore and deprovision.
-    Admin,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Read => "read",
-            Scope::Deploy => "deploy",
-            Scope::Admin => "admin",
-        }
-    }
-}
+pub use crate::domain::Scope;
+use crate::domain::{Access, Binding, Reach};
 
 /// Why a token configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenConfigError {
-    #[error("the token list is not valid JSON/YAML: {0}; expected a list of {{name, scope, sha256}}")]
+    #[error("the token list is not valid JSON/YAML: {0}; expected a list of {{name, scope, sha256}} (with an optional `on: {{environments, regions, groups, tenants}}`, or `bindings: [{{scope, on}}]` instead of `scope`)")]
     Format(String),
     #[error("token entry {index}: {problem}")]
     Entry { index: usize, problem: String },
@@ -55,14 +39,46 @@ pub enum TokenConfigError {
 #[serde(deny_unknown_fields)]
 struct TokenEntry {
     name: String,
-    scope: Scope,
+    /// The scope, on the whole fleet or on `on`; or else `bindings`.
+    #[serde(default)]
+    scope: Option<Scope>,
+    #[serde(default)]
+    on: Option<Reach>,
+    #[serde(default)]
+    bindings: Option<Vec<Binding>>,
     sha256: String,
+}
+
+impl TokenEntry {
+    /// What the entry grants: `scope` (on `on`, or everywhere) or its `bindings`.
+    fn access(&mut self) -> Result<Access, String> {
+        let name = &self.name;
+        match (self.scope, self.on.take(), self.bindings.take()) {
+            (Some(_), _, Some(_)) => Err(format!(
+                "{name} has both `scope` and `bindings`; give either `scope` (with an optional `on`) or a list of `bindings: [{{scope, on}}]`"
+            )),
+            (None, Some(_), Some(_)) => Err(format!(
+                "{name} has `on` beside `bindings`; put each `on` inside its binding: `bindings: [{{scope, on}}]`"
+            )),
+            (Some(scope), on, None) => Ok(Access::new(vec![Binding {
+                scope,
+                on: on.unwrap_or_default(),
+            }])
+            .expect("one binding")),
+            (None, _, Some(bindings)) => Access::new(bindings).ok_or_else(|| {
+                format!("{name} has an empty `bindings` list; give at least one {{scope, on}}, or a plain `scope`")
+            }),
+            (None, _, None) => Err(format!(
+                "{name} has no scope; add `scope: read|deploy|admin` (optionally with `on`), or `bindings: [{{scope, on}}]`"
+            )),
+        }
+    }
 }
 
 #[derive(Clone)]
 struct KnownToken {
     name: String,
-    scope: Scope,
+    access: Access,
     hash: [u8; 32],
 }
 
@@ -107,7 +123,7 @@ impl Tokens {
             return Err(TokenConfigError::Empty);
         }
         let mut known: Vec<KnownToken> = Vec::new();
-        for (index, entry) in entries.into_iter().enumerate() {
+        for (index, mut entry) in entries.into_iter().enumerate() {
             let problem = |problem: String| TokenConfigError::Entry { index, problem };
             let name_ok = !entry.name.is_empty()
                 && entry.name.len() <= 64
@@ -139,9 +155,10 @@ impl Tokens {
                     entry.name
                 )));
             }
+            let access = entry.access().map_err(problem)?;
             known.push(KnownToken {
                 name: entry.name,
-                scope: entry.scope,
+                access,
                 hash,
             });
         }
@@ -166,24 +183,25 @@ impl Tokens {
 
     /// The caller a token belongs to. Every configured hash is compared, in constant
     /// time, whether or not an earlier one matched.
-    pub(super) fn identify(&self, token: &str) -> Option<(&str, Scope)> {
+    pub(super) fn identify(&self, token: &str) -> Option<(&str, &Access)> {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
         for known in &self.known {
             if bool::from(known.hash.ct_eq(&presented)) {
-                found = Some((known.name.as_str(), known.scope));
+                found = Some((known.name.as_str(), &known.access));
             }
         }
         found
     }
 
-    /// The scope and configured hash of the token named `name`: what a dashboard
-    /// session re-checks, so a token that was removed or replaced ends its sessions.
-    pub(super) fn configured(&self, name: &str) -> Option<(Scope, [u8; 32])> {
+    /// The bindings and configured hash of the token named `name`: what a dashboard
+    /// session re-checks on every page, so a token that was removed or replaced ends
+    /// its sessions and a changed binding applies to them at once.
+    pub(super) fn configured(&self, name: &str) -> Option<(&Access, [u8; 32])> {
         self.known
             .iter()
             .find(|k| k.name == name)
-            .map(|k| (k.scope, k.hash))
+            .map(|k| (&k.access, k.hash))
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -210,12 +228,15 @@ impl RequiredScope for Admin {
     const SCOPE: Scope = Scope::Admin;
 }
 
-/// An authenticated caller holding at least scope `S`. Extracting it answers 401 for
-/// a missing or unknown token and 403 for a token with too small a scope, before the
-/// handler runs, so a refused request never acts.
+/// An authenticated caller holding scope `S` somewhere. Extracting it answers 401
+/// for a missing or unknown token and 403 for a token with scope `S` nowhere, before
+/// the handler runs, so a refused request never acts. Which tenants the scope holds
+/// on is checked by the handler against what it touches ([`super::access`]).
 pub struct Caller<S> {
     pub name: String,
+    /// The highest scope the caller holds anywhere.
     pub scope: Scope,
+    pub access: Access,
     _scope: PhantomData<S>,
 }
 
@@ -245,11 +266,12 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Caller<S> {
                         .into(),
                 )
             })?;
-        let (name, scope) = state.tokens().identify(token).ok_or_else(|| {
+        let (name, access) = state.tokens().identify(token).ok_or_else(|| {
             ApiError::Unauthenticated(
                 "the bearer token is not known here; ask an administrator for a token".into(),
             )
         })?;
+        let scope = access.highest();
         if scope < S::SCOPE {
             return Err(ApiError::Forbidden(format!(
                 "token {name} has scope {}; this request needs scope {} or higher",
@@ -260,6 +282,7 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Caller<S> {
         Ok(Caller {
             name: name.to_owned(),
             scope,
+            access: access.clone(),
             _scope: PhantomData,
         })
     }
@@ -277,8 +300,14 @@ mod tests {
             token_hash("secret-ops")
         );
         let tokens = Tokens::parse(&list).unwrap();
-        assert_eq!(tokens.identify("secret-ci"), Some(("ci", Scope::Deploy)));
-        assert_eq!(tokens.identify("secret-ops"), Some(("ops", Scope::Admin)));
+        assert_eq!(
+            tokens.identify("secret-ci"),
+            Some(("ci", &Access::everywhere(Scope::Deploy)))
+        );
+        assert_eq!(
+            tokens.identify("secret-ops"),
+            Some(("ops", &Access::everywhere(Scope::Admin)))
+        );
         assert_eq!(tokens.identify("secret"), None);
         assert!(!format!("{tokens:?}").contains(&token_hash("secret-ci")));
     }
@@ -304,6 +333,58 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("used twice"));
+    }
+
+    #[test]
+    fn bindings_narrow_a_scope_to_part_of_the_fleet() {
+        let list = format!(
+            "- {{name: eu, scope: deploy, on: {{regions: [eu-west-1]}}, sha256: {}}}\n\
+             - name: blue\n  sha256: {}\n  bindings:\n    - {{scope: read}}\n    - {{scope: admin, on: {{environments: [prod], groups: [blue]}}}}\n",
+            token_hash("eu"),
+            token_hash("blue")
+        );
+        let tokens = Tokens::parse(&list).unwrap();
+        let (_, eu) = tokens.identify("eu").unwrap();
+        assert_eq!(eu.highest(), Scope::Deploy);
+        assert!(!eu.is_unrestricted(Scope::Read));
+        assert_eq!(eu.describe(Scope::Deploy), "deploy on regions [eu-west-1]");
+        let (_, blue) = tokens.identify("blue").unwrap();
+        assert_eq!(blue.highest(), Scope::Admin);
+        assert!(blue.is_unrestricted(Scope::Read));
+        assert_eq!(
+            blue.describe(Scope::Admin),
+            "admin on environments [prod], groups [blue]"
+        );
+    }
+
+    #[test]
+    fn bad_bindings_say_what_to_fix() {
+        let h = token_hash("x");
+        let parse = |entry: &str| {
+            Tokens::parse(&format!("- {{name: ci, sha256: {h}, {entry}}}"))
+                .unwrap_err()
+                .to_string()
+        };
+        let err = parse("scope: deploy, bindings: [{scope: read}]");
+        assert!(
+            err.contains("token entry 0: ci has both `scope` and `bindings`"),
+            "{err}"
+        );
+        let err = parse("on: {regions: [eu-west-1]}, bindings: [{scope: read}]");
+        assert!(err.contains("put each `on` inside its binding"), "{err}");
+        let err = parse("bindings: []");
+        assert!(err.contains("empty `bindings` list"), "{err}");
+        let err = parse("on: {regions: [eu-west-1]}");
+        assert!(
+            err.contains("ci has no scope; add `scope: read|deploy|admin`"),
+            "{err}"
+        );
+        let err = parse("scope: read, on: {regions: []}");
+        assert!(err.contains("`regions` is empty; leave it out"), "{err}");
+        let err = parse("scope: read, on: {zones: [a]}");
+        assert!(err.contains("unknown field `zones`"), "{err}");
+        let err = parse("bindings: [{scope: owner}]");
+        assert!(err.contains("not valid"), "{err}");
     }
 
     #[test]

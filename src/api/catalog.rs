@@ -62,9 +62,12 @@ impl From<CatalogError> for ApiError {
     security(("bearer" = ["read"])))]
 pub async fn plan(
     State(state): State<ApiState>,
-    _: Caller<Read>,
+    caller: Caller<Read>,
     ApiJson(body): ApiJson<CatalogRequest>,
 ) -> Result<Json<CatalogPlan>, ApiError> {
+    caller
+        .principal()
+        .check_fleet_wide(crate::domain::Scope::Read, "plan the catalog")?;
     let catalog = body.checked()?;
     Ok(Json(state.catalog().plan(&catalog, body.prune).await?))
 }
@@ -81,6 +84,12 @@ pub async fn apply(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CatalogRequest>,
 ) -> Response {
+    if let Err(refused) = caller
+        .principal()
+        .check_fleet_wide(crate::domain::Scope::Deploy, "apply the catalog")
+    {
+        return axum::response::IntoResponse::into_response(refused);
+    }
     idempotency::run(&state, &caller.name, key, "POST /v1/catalog/apply", &body, || async {
         if body.prune && caller.scope < Scope::Admin {
             return Err(ApiError::Forbidden(

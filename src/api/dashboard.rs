@@ -90,7 +90,7 @@ async fn overview_page(
             ))))
         }
     };
-    let overview = overview::Overview::load(&state, filter).await?;
+    let overview = overview::Overview::load(&state, &viewer.principal(), filter).await?;
     // A query that names nothing real is ignored: the page shows no notice.
     let done = done.ok().and_then(|Query(q)| q.notice());
     Ok(respond(
@@ -124,7 +124,10 @@ async fn tenant(
     })?;
     let id = TenantId::parse(&id)?;
     let store = state.store();
-    let record = store.load(&id).await?;
+    let record = viewer
+        .principal()
+        .tenant(&state, &id, crate::domain::Scope::Read, "view")
+        .await?;
     let window = tenant_page::HistoryWindow::of(&record, query.before);
     let (after, limit) = window.read();
     let history = match limit {
@@ -137,7 +140,7 @@ async fn tenant(
         @if let Some(action) = done {
             p.ok #notice { "Tenant " (id) ": " (action.done()) "." }
         }
-        @if let Some(forms) = viewer.tenant_forms() { (forms.render(&record)) }
+        @if let Some(forms) = viewer.tenant_forms(&record) { (forms.render(&record)) }
     };
     Ok(respond(
         StatusCode::OK,

@@ -46,6 +46,12 @@ pub async fn tenant_drift(
     caller: Caller<Read>,
     TenantPath(id): TenantPath,
 ) -> Result<Json<DriftView>, ApiError> {
+    if !caller.access.is_unrestricted(crate::domain::Scope::Read) {
+        caller
+            .principal()
+            .tenant(&state, &id, crate::domain::Scope::Read, "check the drift of")
+            .await?;
+    }
     let check = state.drift().check(&id, &caller.actor()).await?;
     Ok(Json(DriftView::from(&check)))
 }
@@ -55,10 +61,25 @@ pub async fn tenant_drift(
     security(("bearer" = ["read"])))]
 pub async fn fleet_drift(
     State(state): State<ApiState>,
-    _: Caller<Read>,
+    caller: Caller<Read>,
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> Result<Json<DriftedPage>, ApiError> {
     let limit = super::page_limit(q.limit)?;
     let page = state.drift().drifted(limit, q.next_token.as_deref()).await?;
-    Ok(Json(page.into()))
+    let mut page: DriftedPage = page.into();
+    if !caller.access.is_unrestricted(crate::domain::Scope::Read) {
+        // A restricted caller's page costs a point read per drifted tenant listed.
+        let principal = caller.principal();
+        let mut seen = Vec::with_capacity(page.items.len());
+        for item in page.items {
+            let Ok(id) = crate::domain::TenantId::parse(&item.tenant) else {
+                continue;
+            };
+            if principal.sees_tenant(&state, &id).await? {
+                seen.push(item);
+            }
+        }
+        page.items = seen;
+    }
+    Ok(Json(page))
 }

@@ -119,7 +119,7 @@ pub struct RedeliverQuery {
     security(("bearer" = ["read"])))]
 pub async fn list(
     State(state): State<ApiState>,
-    _: Caller<Read>,
+    caller: Caller<Read>,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> Result<Json<EventList>, ApiError> {
     let wanted = q
@@ -137,7 +137,19 @@ pub async fn list(
             )))
         }
     };
-    let events = state.events().list(wanted, limit).await?;
+    let mut events = state.events().list(wanted, limit).await?;
+    if !caller.access.is_unrestricted(crate::domain::Scope::Read) {
+        // A restricted caller sees the events of the tenants and rollouts it may see,
+        // at a point read per event listed.
+        let principal = caller.principal();
+        let mut seen = Vec::with_capacity(events.len());
+        for event in events {
+            if principal.sees_subject(&state, &event.event.subject).await? {
+                seen.push(event);
+            }
+        }
+        events = seen;
+    }
     Ok(Json(EventList {
         events: events.iter().map(EventView::from).collect(),
     }))
@@ -151,10 +163,13 @@ pub async fn list(
     security(("bearer" = ["deploy"])))]
 pub async fn redeliver(
     State(state): State<ApiState>,
-    _: Caller<Deploy>,
+    caller: Caller<Deploy>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<RedeliverQuery>,
 ) -> Result<Json<EventView>, ApiError> {
+    caller
+        .principal()
+        .check_fleet_wide(crate::domain::Scope::Deploy, "redeliver an event")?;
     let event = state.events().redeliver(&id, q.sink.as_deref()).await?;
     Ok(Json(EventView::from(&event)))
 }

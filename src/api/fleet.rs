@@ -12,7 +12,9 @@ use super::auth::{Caller, Read};
 use super::extract::ApiQuery;
 use super::{ApiError, ApiState};
 use crate::domain::{Group, Region};
-use crate::ports::{DeploymentCounts, OutageBucket, OutageCounts};
+use crate::ports::{
+    DeploymentCounts, FleetSummary, FleetTally, ListFilter, ListQuery, OutageBucket, OutageCounts, StoreError,
+};
 use crate::ports::{ReportQuery, MAX_REPORT_DAYS};
 
 /// Tenants counted by region and state, and by release. The counts come from one
@@ -34,9 +36,9 @@ pub struct FleetSummaryView {
 #[utoipa::path(operation_id = "fleet_summary", get, path = "/v1/fleet/summary", tag = "fleet", responses((status = 200, body = FleetSummaryView)), security(("bearer" = ["read"])))]
 pub async fn summary(
     State(state): State<ApiState>,
-    _: Caller<Read>,
+    caller: Caller<Read>,
 ) -> Result<Json<FleetSummaryView>, ApiError> {
-    let (s, as_of) = state.fleet_summary().await?;
+    let (s, as_of) = state.fleet_summary_for(&caller.principal()).await?;
     Ok(Json(FleetSummaryView {
         as_of,
         max_age_seconds: state.summary_max_age().as_secs_f64(),
@@ -44,6 +46,42 @@ pub async fn summary(
         by_region: s.by_region.into_iter().map(|(r, m)| (r.to_string(), m)).collect(),
         by_release: s.by_release,
     }))
+}
+
+/// Counts over the tenants `principal` may read, from the listing of the regions its
+/// read bindings reach, a page of 1000 at a time.
+pub(super) async fn counts_for(
+    state: &ApiState,
+    principal: &super::access::Principal<'_>,
+) -> Result<FleetSummary, StoreError> {
+    let regions: Vec<Option<Region>> = match principal.access.regions(crate::domain::Scope::Read) {
+        Some(regions) => regions.into_iter().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut tally = FleetTally::default();
+    for region in regions {
+        let mut next_token = None;
+        loop {
+            let query = ListQuery {
+                region: region.clone(),
+                state: None,
+                limit: Some(1000),
+                next_token,
+            };
+            let page = state
+                .store()
+                .list_matching(&query, &ListFilter::default())
+                .await?;
+            for row in principal.visible(state, page.items).await? {
+                tally.add(&row.region, &row.state, &row.group, row.release.as_deref());
+            }
+            match page.next_token {
+                Some(token) => next_token = Some(token),
+                None => break,
+            }
+        }
+    }
+    Ok(tally.finish())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -138,9 +176,12 @@ fn day(name: &str, value: &str) -> Result<NaiveDate, ApiError> {
     responses((status = 200, body = DeploymentReportView), (status = 400, body = super::error::ErrorBody)), security(("bearer" = ["read"])))]
 pub async fn deployments(
     State(state): State<ApiState>,
-    _: Caller<Read>,
+    caller: Caller<Read>,
     ApiQuery(q): ApiQuery<ReportParams>,
 ) -> Result<Json<DeploymentReportView>, ApiError> {
+    caller
+        .principal()
+        .check_fleet_wide(crate::domain::Scope::Read, "read the fleet's deployment report")?;
     let (from, to) = (day("from", &q.from)?, day("to", &q.to)?);
     if to < from {
         return Err(ApiError::InvalidRequest(format!(

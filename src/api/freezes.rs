@@ -54,6 +54,9 @@ pub async fn add(
     caller: Caller<Admin>,
     ApiJson(body): ApiJson<NewFreeze>,
 ) -> Result<(StatusCode, Json<Freeze>), ApiError> {
+    caller
+        .principal()
+        .check_fleet_wide(crate::domain::Scope::Admin, "add a freeze")?;
     let mut freeze = Freeze::new(body.environment, body.region, body.from, body.until, &body.reason)
         .map_err(|e| ApiError::Unprocessable {
             code: "invalid_freeze",
@@ -75,6 +78,9 @@ pub async fn remove(
     caller: Caller<Admin>,
     Path(id): Path<String>,
 ) -> Result<Json<Freeze>, ApiError> {
+    caller
+        .principal()
+        .check_fleet_wide(crate::domain::Scope::Admin, "remove a freeze")?;
     let freeze = state.store().remove_freeze(&id).await?;
     tracing::info!(freeze = %freeze.id, caller = %caller.name, "freeze removed");
     Ok(Json(freeze))

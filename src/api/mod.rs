@@ -3,6 +3,7 @@
 //! `/openapi.json`. Handlers parse input into domain types, check the caller's scope
 //! before acting, and answer errors with one JSON shape ([`ApiError`]).
 
+mod access;
 pub mod auth;
 mod cache;
 mod catalog;
@@ -54,6 +55,8 @@ struct Inner {
     app: App,
     tokens: Tokens,
     fleet_cache: cache::Cached<FleetSummary>,
+    /// Per restricted principal: its bindings and the counts over its tenants.
+    scoped_fleet_cache: RestrictedCounts,
     rollout_cache: cache::Cached<Vec<metrics::RolloutProgress>>,
     stripe_intake: Option<crate::app::StripeIntake>,
 }
@@ -68,6 +71,7 @@ impl ApiState {
             app: app.into(),
             tokens,
             fleet_cache: cache::Cached::new(Duration::ZERO),
+            scoped_fleet_cache: RestrictedCounts::default(),
             rollout_cache: cache::Cached::new(ROLLOUT_CACHE),
             stripe_intake: None,
         }))
@@ -162,6 +166,38 @@ impl ApiState {
         self.0.fleet_cache.get(|| self.store().fleet_summary()).await
     }
 
+    /// Fleet counts over the tenants `principal` may read: the shared counts for a
+    /// principal that may read every tenant; for a restricted one, a pass over the
+    /// listing of the regions its read bindings reach (every region when one reaches
+    /// all), kept per principal for the same bound of staleness, so the cost is at most
+    /// one such pass per restricted principal per bound, however often it asks.
+    pub(crate) async fn fleet_summary_for(
+        &self,
+        principal: &access::Principal<'_>,
+    ) -> Result<(FleetSummary, DateTime<Utc>), StoreError> {
+        if principal.access.is_unrestricted(Scope::Read) {
+            return self.fleet_summary().await;
+        }
+        let cached = {
+            let mut by_name = self.0.scoped_fleet_cache.0.lock().expect("not poisoned");
+            let entry = by_name.entry(principal.name.to_owned()).or_insert_with(|| {
+                (
+                    principal.access.clone(),
+                    Arc::new(cache::Cached::new(self.summary_max_age())),
+                )
+            });
+            if &entry.0 != principal.access {
+                // Its bindings changed: counts over its former reach no longer apply.
+                *entry = (
+                    principal.access.clone(),
+                    Arc::new(cache::Cached::new(self.summary_max_age())),
+                );
+            }
+            entry.1.clone()
+        };
+        cached.get(|| fleet::counts_for(self, principal)).await
+    }
+
     /// How old [`ApiState::fleet_summary`]'s counts may be.
     pub(crate) fn summary_max_age(&self) -> Duration {
         self.0.fleet_cache.max_age()
@@ -191,6 +227,13 @@ impl ApiState {
         Ok(self.0.rollout_cache.get(read).await?.0)
     }
 }
+
+/// A restricted principal's bindings and the counts over the tenants they reach.
+type PrincipalCounts = (crate::domain::Access, Arc<cache::Cached<FleetSummary>>);
+
+/// Counts over part of the fleet, per restricted principal.
+#[derive(Default)]
+struct RestrictedCounts(std::sync::Mutex<std::collections::HashMap<String, PrincipalCounts>>);
 
 /// The whole application, ready to serve (tests bind it to port 0).
 pub fn router(state: ApiState) -> Router {

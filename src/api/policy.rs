@@ -167,6 +167,9 @@ pub async fn set_default(
     axum::extract::Path((environment, region)): axum::extract::Path<(String, String)>,
     ApiJson(body): ApiJson<SetVersions>,
 ) -> Result<Json<PolicyView>, ApiError> {
+    caller
+        .principal()
+        .check_fleet_wide(crate::domain::Scope::Admin, "set a default of the version policy")?;
     let (env, region) = path_values(&environment, &region, Environment::parse, Region::parse)?;
     let body = body.checked(&state).await?;
     change(
@@ -194,6 +197,10 @@ pub async fn unset_default(
     axum::extract::Path((environment, region)): axum::extract::Path<(String, String)>,
     ApiQuery(unset): ApiQuery<Unset>,
 ) -> Result<Json<PolicyView>, ApiError> {
+    caller.principal().check_fleet_wide(
+        crate::domain::Scope::Admin,
+        "remove a default of the version policy",
+    )?;
     let (env, region) = path_values(&environment, &region, Environment::parse, Region::parse)?;
     let (release, platform) = unset.which()?;
     change(
@@ -223,6 +230,10 @@ pub async fn set_group(
     axum::extract::Path((environment, group)): axum::extract::Path<(String, String)>,
     ApiJson(body): ApiJson<SetVersions>,
 ) -> Result<Json<PolicyView>, ApiError> {
+    caller.principal().check_fleet_wide(
+        crate::domain::Scope::Admin,
+        "set a group override of the version policy",
+    )?;
     let (env, group) = path_values(&environment, &group, Environment::parse, Group::parse)?;
     let body = body.checked(&state).await?;
     change(
@@ -250,6 +261,10 @@ pub async fn unset_group(
     axum::extract::Path((environment, group)): axum::extract::Path<(String, String)>,
     ApiQuery(unset): ApiQuery<Unset>,
 ) -> Result<Json<PolicyView>, ApiError> {
+    caller.principal().check_fleet_wide(
+        crate::domain::Scope::Admin,
+        "remove a group override of the version policy",
+    )?;
     let (env, group) = path_values(&environment, &group, Environment::parse, Group::parse)?;
     let (release, platform) = unset.which()?;
     change(

@@ -147,6 +147,9 @@ pub async fn set(
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<SetPromotion>,
 ) -> Result<Json<PromotionView>, ApiError> {
+    caller
+        .principal()
+        .check_fleet_wide(crate::domain::Scope::Admin, "set a promotion rule")?;
     let soak = humantime::parse_duration(body.soak.trim()).map_err(|e| {
         ApiError::InvalidRequest(format!(
             "soak {:?} is not a duration: {e}; use e.g. 30m, 2h or 1h30m",
@@ -172,9 +175,12 @@ pub async fn set(
     security(("bearer" = ["admin"])))]
 pub async fn delete(
     State(state): State<ApiState>,
-    _: Caller<Admin>,
+    caller: Caller<Admin>,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    caller
+        .principal()
+        .check_fleet_wide(crate::domain::Scope::Admin, "delete a promotion rule")?;
     state.promotions().delete(&name(&raw)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -190,6 +196,9 @@ pub async fn approve(
     caller: Caller<Deploy>,
     Path(raw): Path<String>,
 ) -> Result<Json<PromotionView>, ApiError> {
+    caller
+        .principal()
+        .check_fleet_wide(crate::domain::Scope::Deploy, "approve a promotion")?;
     let record = state
         .promotions()
         .approve(&name(&raw)?, &caller.actor().0)
@@ -208,6 +217,9 @@ pub async fn cancel(
     caller: Caller<Deploy>,
     Path(raw): Path<String>,
 ) -> Result<Json<PromotionView>, ApiError> {
+    caller
+        .principal()
+        .check_fleet_wide(crate::domain::Scope::Deploy, "cancel a promotion")?;
     let record = state.promotions().cancel(&name(&raw)?, &caller.actor().0).await?;
     Ok(Json(PromotionView::from(&record)))
 }

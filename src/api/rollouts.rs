@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -203,10 +203,13 @@ pub struct PlanAnswer {
     security(("bearer" = ["read"])))]
 pub async fn plan(
     State(state): State<ApiState>,
-    _: Caller<Read>,
+    caller: Caller<Read>,
     ApiQuery(options): ApiQuery<PlanOptions>,
     ApiJson(spec): ApiJson<RolloutSpec>,
 ) -> Result<Json<PlanAnswer>, ApiError> {
+    caller
+        .principal()
+        .check_rollout(&spec.selector, Scope::Read, "plan this rollout")?;
     if options.diff == Some(true) {
         let (plan, preview) = state.rollouts().preview(&spec, Utc::now()).await?;
         return Ok(Json(PlanAnswer {
@@ -232,6 +235,13 @@ pub async fn start(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<StartRollout>,
 ) -> Response {
+    if let Err(refused) =
+        caller
+            .principal()
+            .check_rollout(&body.spec.selector, Scope::Deploy, "start this rollout")
+    {
+        return refused.into_response();
+    }
     idempotency::run(&state, &caller.name, key, "POST /v1/rollouts", &body, || async {
         let id = body
             .id
@@ -258,7 +268,7 @@ pub async fn start(
     security(("bearer" = ["read"])))]
 pub async fn list(
     State(state): State<ApiState>,
-    _: Caller<Read>,
+    caller: Caller<Read>,
     ApiQuery(q): ApiQuery<RolloutFilters>,
 ) -> Result<Json<RolloutPage>, ApiError> {
     let limit = super::page_limit(q.limit)?;
@@ -266,8 +276,23 @@ pub async fn list(
         .store()
         .list_rollouts(!q.all.unwrap_or(false), limit, q.next_token)
         .await?;
+    let mut items = page.items;
+    if !caller.access.is_unrestricted(Scope::Read) {
+        // The listing holds no selector: a restricted caller's page costs a point
+        // read per rollout listed (at most `limit`), and keeps the ones it may see.
+        let principal = caller.principal();
+        let mut seen = Vec::with_capacity(items.len());
+        for item in items {
+            match state.store().load_rollout(&item.id).await {
+                Ok(record) if principal.sees_rollout(&record.spec.selector) => seen.push(item),
+                Ok(_) | Err(crate::ports::StoreError::NotFound { .. }) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
+        items = seen;
+    }
     Ok(Json(RolloutPage {
-        items: page.items,
+        items,
         next_token: page.next_token,
     }))
 }
@@ -277,10 +302,10 @@ pub async fn list(
     security(("bearer" = ["read"])))]
 pub async fn get(
     State(state): State<ApiState>,
-    _: Caller<Read>,
+    caller: Caller<Read>,
     Path(id): Path<String>,
 ) -> Result<Json<RolloutView>, ApiError> {
-    let record = state.store().load_rollout(&rollout_id(&id)?).await?;
+    let record = caller.principal().rollout(&state, &rollout_id(&id)?).await?;
     Ok(Json(view(&state, record, None).await?))
 }
 
@@ -295,6 +320,18 @@ enum Operation {
     Retry,
 }
 
+impl Operation {
+    fn verb(self) -> &'static str {
+        match self {
+            Operation::Pause => "pause",
+            Operation::Resume => "resume",
+            Operation::Abort => "abort",
+            Operation::Approve => "approve",
+            Operation::Retry => "retry",
+        }
+    }
+}
+
 async fn operate(
     state: ApiState,
     caller: Caller<Deploy>,
@@ -302,6 +339,23 @@ async fn operate(
     id: String,
     op: Operation,
 ) -> Response {
+    if !caller.access.is_unrestricted(Scope::Deploy) {
+        let principal = caller.principal();
+        let checked = match rollout_id(&id) {
+            Ok(rollout) => match principal.rollout(&state, &rollout).await {
+                Ok(record) => principal.check_rollout(
+                    &record.spec.selector,
+                    Scope::Deploy,
+                    &format!("{} rollout {rollout}", op.verb()),
+                ),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(refused) = checked {
+            return refused.into_response();
+        }
+    }
     let request = format!("POST /v1/rollouts/{id}/{op:?}");
     idempotency::run(&state, &caller.name, key, &request, &op, || async {
         let id = rollout_id(&id)?;

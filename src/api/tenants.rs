@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use super::auth::{Admin, Caller, Deploy, Read, Scope};
+use super::auth::{Admin, Caller, Deploy, Read, RequiredScope, Scope};
 use super::extract::{ApiJson, ApiQuery, IdempotencyKey, TenantPath};
 use super::views::{
     CreateTenant, HistoryPage, HoldOverride, PageParams, Restore, TenantFilters, TenantPage, TenantView,
@@ -66,6 +66,18 @@ pub async fn create(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> Response {
+    let place = crate::domain::TenantPlace {
+        id: &body.id,
+        environment: Some(&body.environment),
+        region: &body.region,
+        group: body.group.as_str(),
+    };
+    if let Err(refused) = caller
+        .principal()
+        .check_new_tenant(place, Scope::Deploy, "create")
+    {
+        return refused.into_response();
+    }
     idempotency::run(&state, &caller.name, key, "POST /v1/tenants", &body, || async {
         let spec = TenantSpec {
             id: body.id.clone(),
@@ -121,10 +133,13 @@ pub async fn create(
     security(("bearer" = ["read"])))]
 pub async fn get(
     State(state): State<ApiState>,
-    _: Caller<Read>,
+    caller: Caller<Read>,
     TenantPath(id): TenantPath,
 ) -> Result<Response, ApiError> {
-    let record = state.commands().store().load(&id).await?;
+    let record = caller
+        .principal()
+        .tenant(&state, &id, Scope::Read, "view")
+        .await?;
     Ok(Json(crate::app::views::TenantViewOf::from(&record)).into_response())
 }
 
@@ -133,7 +148,7 @@ pub async fn get(
     security(("bearer" = ["read"])))]
 pub async fn list(
     State(state): State<ApiState>,
-    _: Caller<Read>,
+    caller: Caller<Read>,
     ApiQuery(q): ApiQuery<TenantFilters>,
 ) -> Result<Json<TenantPage>, ApiError> {
     let region = q.region.as_deref().map(Region::parse).transpose()?;
@@ -151,8 +166,11 @@ pub async fn list(
         next_token: q.next_token,
     };
     let page = state.store().list_matching(&query, &filter).await?;
+    // A restricted caller's page holds only its tenants, so it may be shorter than
+    // `limit`; `next_token` goes on where the unfiltered page ended.
+    let items = caller.principal().visible(&state, page.items).await?;
     Ok(Json(TenantPage {
-        items: page.items.into_iter().map(Into::into).collect(),
+        items: items.into_iter().map(Into::into).collect(),
         next_token: page.next_token,
     }))
 }
@@ -180,6 +198,12 @@ pub async fn update(
         return Err(ApiError::InvalidRequest(
             "nothing to change; send pinned_release, hostnames, tier, maintenance, platform or pinned_platform".into(),
         ));
+    }
+    if !caller.access.is_unrestricted(Scope::Admin) {
+        caller
+            .principal()
+            .tenant(&state, &id, Scope::Admin, "change the spec of")
+            .await?;
     }
     let record = state
         .commands()
@@ -219,7 +243,7 @@ impl axum::extract::FromRequestParts<ApiState> for CommandTarget {
 
 /// Applies an operator event (`verb` names the endpoint, `POST /v1/tenants/{id}/{verb}`),
 /// idempotently when the caller sent a key.
-async fn command<S>(
+async fn command<S: RequiredScope>(
     state: &ApiState,
     caller: &Caller<S>,
     target: CommandTarget,
@@ -232,6 +256,16 @@ async fn command<S>(
         Ok(hold) => hold,
         Err(e) => return e.into_response(),
     };
+    // An override of a rollout's hold or a freeze takes admin on this tenant too.
+    let needs = match hold.hold == RolloutHold::Override || hold.freeze.is_some() {
+        true => Scope::Admin,
+        false => S::SCOPE,
+    };
+    if !caller.access.is_unrestricted(needs) {
+        if let Err(refused) = caller.principal().tenant(state, &id, needs, verb).await {
+            return refused.into_response();
+        }
+    }
     let mut request = match hold.hold {
         RolloutHold::Respect => format!("POST /v1/tenants/{id}/{verb}"),
         RolloutHold::Override => format!("POST /v1/tenants/{id}/{verb}?override_rollout_hold=true"),
@@ -336,11 +370,14 @@ pub async fn deprovision(
     responses((status = 200, body = HistoryPage), (status = 404, body = super::error::ErrorBody)), security(("bearer" = ["read"])))]
 pub async fn history(
     State(state): State<ApiState>,
-    _: Caller<Read>,
+    caller: Caller<Read>,
     TenantPath(id): TenantPath,
     ApiQuery(q): ApiQuery<PageParams>,
 ) -> Result<Json<HistoryPage>, ApiError> {
-    state.commands().store().load(&id).await?;
+    caller
+        .principal()
+        .tenant(&state, &id, Scope::Read, "read the history of")
+        .await?;
     let page = state
         .store()
         .history_page(&id, q.next_token.as_deref(), super::page_limit(q.limit)?)

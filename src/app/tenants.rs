@@ -324,6 +324,32 @@ impl TenantCommands {
             .await
     }
 
+    /// Appends to tenant `id`'s history that `actor` was refused `said` by its role
+    /// bindings, without changing the tenant. Only actions are recorded: a refused
+    /// read must not give a reader a way to write.
+    pub async fn record_refusal(&self, id: &TenantId, said: String, actor: &Actor) -> Result<(), StoreError> {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let record = self.store.load(id).await?;
+            let transition =
+                Transition::new(&record.state, Cause::AccessRefused(said.clone()), actor.clone());
+            match self
+                .store
+                .save(&record, WriteGuard::Version, Some(transition))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(StoreError::Conflict {
+            what: format!("recording a refused action on tenant {id}"),
+            detail: "the tenant kept changing while the refusal was recorded".into(),
+            kind: crate::ports::Conflict::Version,
+        })
+    }
+
     /// As [`TenantCommands::command`], with the caller's overrides of a rollout's hold
     /// and of the freezes in force.
     pub async fn command_with_hold(

@@ -17,6 +17,7 @@
 //! | 6 | [`EXIT_ROLLOUT_ABORTED`] | a rollout was aborted by an operator |
 //! | 7 | [`EXIT_FLEET_UNSOUND`] | `fleet check` found broken invariants |
 //! | 8 | [`EXIT_DRIFTED`] | `tenant drift` found the tenant drifted from its desired revision |
+//! | 9 | [`EXIT_FORBIDDEN`] | refused by the API (`--remote`): the token's scope or role bindings do not allow it |
 
 mod catalog;
 mod config;
@@ -61,6 +62,9 @@ pub const EXIT_ROLLOUT_ABORTED: u8 = 6;
 pub const EXIT_FLEET_UNSOUND: u8 = 7;
 /// `tenant drift` found drift.
 pub const EXIT_DRIFTED: u8 = 8;
+/// The API refused the token (`--remote`, HTTP 401/403): its scope or role bindings
+/// do not allow the command on what it names. Nothing was changed.
+pub const EXIT_FORBIDDEN: u8 = 9;
 
 /// The exit code table as `--help` shows it.
 const EXIT_CODES_HELP: &str = "\
@@ -73,7 +77,8 @@ Exit codes:
   5  rollout halted (failure budget breached) or rolled back
   6  rollout aborted
   7  fleet check found broken invariants
-  8  tenant drift found the tenant drifted (reconcile it)";
+  8  tenant drift found the tenant drifted (reconcile it)
+  9  refused by the API (--remote): unknown token, or its scope or bindings do not allow it";
 
 #[derive(Parser, Debug)]
 #[command(

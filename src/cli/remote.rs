@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Failure, EXIT_CONFLICT, EXIT_FAILURE, EXIT_INVALID_INPUT, EXIT_NOT_FOUND};
+use super::{Failure, EXIT_CONFLICT, EXIT_FAILURE, EXIT_FORBIDDEN, EXIT_INVALID_INPUT, EXIT_NOT_FOUND};
 
 /// A call the API refused or that never got an answer, with the exit code it maps to
 /// (a 404 is "not found", a 409 a conflict, a 400 invalid input).
@@ -163,11 +163,12 @@ async fn decode<T: DeserializeOwned>(
         | StatusCode::UNPROCESSABLE_ENTITY => EXIT_INVALID_INPUT,
         StatusCode::NOT_FOUND => EXIT_NOT_FOUND,
         StatusCode::CONFLICT => EXIT_CONFLICT,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => EXIT_FORBIDDEN,
         _ => EXIT_FAILURE,
     };
     let hint = match status {
         StatusCode::UNAUTHORIZED => "; check TENANTCTL_TOKEN",
-        StatusCode::FORBIDDEN => "; use a token with the scope this command needs",
+        StatusCode::FORBIDDEN => "; use a token whose scope and bindings allow this command",
         _ => "",
     };
     Err(failed(code, format!("{message}{hint}")))

@@ -203,7 +203,7 @@ async fn controller(
     steps: &StepsConfig,
     config: ControllerConfig,
 ) -> Result<Controller, Failure> {
-    let aws = Arc::new(AwsClients::from_env().await);
+    let aws = Arc::new(AwsClients::from_env_with_targets(&steps.targets).await);
     let probe = HealthProbe::new(&steps.verify, aws).map_err(|e| Failure {
         code: 2,
         error: anyhow!("the steps configuration's verify section cannot be used for bake checks: {e}"),
@@ -387,6 +387,10 @@ pub fn load_steps_config(path: Option<&std::path::Path>) -> Result<StepsConfig, 
         code: 2,
         error: anyhow!("{} is not a valid steps configuration: {e}", path.display()),
     })?;
+    config.targets.validate().map_err(|e| Failure {
+        code: 2,
+        error: anyhow!("{} is not a valid steps configuration: {e}", path.display()),
+    })?;
     Ok(config)
 }
 
@@ -415,14 +419,14 @@ pub async fn product_preview(
     config: StepsConfig,
     platform_bucket: Option<&str>,
 ) -> Arc<dyn tenant_orchestrator::ports::ChangePreview> {
-    let aws = Arc::new(AwsClients::from_env().await);
+    let aws = Arc::new(AwsClients::from_env_with_targets(&config.targets).await);
     let platforms = platform_artifacts(platform_bucket).await;
     Arc::new(steps::change_preview(Arc::new(config), aws, platforms))
 }
 
 /// The drift checker on the same AWS clients, settings and platform bucket as the steps.
 pub async fn drift_checker(config: StepsConfig, platform_bucket: Option<&str>) -> Arc<dyn DriftChecker> {
-    let aws = Arc::new(AwsClients::from_env().await);
+    let aws = Arc::new(AwsClients::from_env_with_targets(&config.targets).await);
     let platforms = platform_artifacts(platform_bucket).await;
     Arc::new(AwsDriftChecker::new(Arc::new(config), aws, platforms))
 }
@@ -436,7 +440,11 @@ pub async fn product_steps(
     platform_bucket: Option<&str>,
 ) -> StepRegistry {
     let throttle = steps::rate_limits::Throttle::new(limiter, config.rate_limits.clone());
-    let aws = Arc::new(AwsClients::from_env().await.with_throttle(throttle));
+    let aws = Arc::new(
+        AwsClients::from_env_with_targets(&config.targets)
+            .await
+            .with_throttle(throttle),
+    );
     let platforms = platform_artifacts(platform_bucket).await;
     steps::registry(Arc::new(config), aws, store, platforms)
 }

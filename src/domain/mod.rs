@@ -1,6 +1,7 @@
 //! Validated domain values. Every string that names a tenant, region, release or
 //! hostname is parsed once at the edge; the rest of the code only sees these types.
 
+pub mod access;
 pub mod change_set;
 pub(crate) mod duration;
 mod freeze;
@@ -18,6 +19,7 @@ mod snapshot;
 mod spec;
 pub(crate) mod window;
 
+pub use access::{Access, Binding, Reach, Scope, TenantPlace};
 pub use change_set::LogicalId;
 pub use freeze::{frozen_by, trim_reason, Freeze, FreezeHold, FREEZE_REASON_MAX};
 pub use hostname::Hostname;

@@ -140,6 +140,55 @@ pub struct FleetSummary {
     pub cells: Vec<FleetCell>,
 }
 
+/// Counts tenants one listing row at a time into a [`FleetSummary`]: what the store's
+/// fleet read and a restricted principal's filtered read both do.
+#[derive(Debug, Default)]
+pub struct FleetTally {
+    summary: FleetSummary,
+    cells: BTreeMap<(String, Region, String, String), u64>,
+}
+
+impl FleetTally {
+    /// One tenant in `region` and `state`, of `group`, on `release` (`None`: none).
+    pub fn add(&mut self, region: &Region, state: &str, group: &str, release: Option<&str>) {
+        let release = release.unwrap_or("none");
+        self.summary.total += 1;
+        *self
+            .summary
+            .by_region
+            .entry(region.clone())
+            .or_default()
+            .entry(state.to_owned())
+            .or_default() += 1;
+        *self.summary.by_release.entry(release.to_owned()).or_default() += 1;
+        *self
+            .cells
+            .entry((
+                release.to_owned(),
+                region.clone(),
+                group.to_owned(),
+                state.to_owned(),
+            ))
+            .or_default() += 1;
+    }
+
+    pub fn finish(self) -> FleetSummary {
+        let mut summary = self.summary;
+        summary.cells = self
+            .cells
+            .into_iter()
+            .map(|((release, region, group, state), tenants)| FleetCell {
+                release,
+                region,
+                group,
+                state,
+                tenants,
+            })
+            .collect();
+        summary
+    }
+}
+
 /// How many tenants share a release (as in [`FleetSummary::by_release`]), a region,
 /// a group and a state.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -554,6 +554,9 @@ pub enum Cause {
     /// a deprovision scheduled after the grace period, or that schedule canceled. The
     /// state stays.
     Subscription(String),
+    /// An action the caller's role bindings did not allow on this tenant: who asked,
+    /// what for, and the binding it lacked. The state stays.
+    AccessRefused(String),
 }
 
 /// Where a command came from when someone other than the tenant's operator moved it.
@@ -600,6 +603,7 @@ impl Transition {
             Cause::SpecChange(said) => format!("UpdateSpec: {}", said.join("; ")),
             Cause::DriftCheck(summary) => format!("DriftCheck: {summary}"),
             Cause::Subscription(said) => format!("Subscription: {said}"),
+            Cause::AccessRefused(said) => format!("AccessRefused: {said}"),
         };
         match &self.origin {
             None => cause,

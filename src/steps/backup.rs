@@ -267,7 +267,7 @@ impl Step for SnapshotDatabase {
             Purpose::Final => None,
         };
         let id = snapshot_identifier(&tenant.spec, self.purpose, release, tenant.event_seq);
-        let rds = &self.aws.region(&tenant.spec.region).rds;
+        let rds = &self.aws.tenant(&tenant.spec).rds;
 
         let snapshot = match self.find(rds, &id).await {
             Ok(Some(existing)) => existing,

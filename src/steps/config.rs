@@ -206,7 +206,7 @@ impl Step for WriteConfig {
             }
         };
         let prefix = names::ssm_prefix(spec);
-        let ssm = &self.aws.region(&spec.region).ssm;
+        let ssm = &self.aws.tenant(spec).ssm;
         let existing: BTreeMap<String, Stored> = match parameters_under(ssm, &prefix).await {
             Ok(found) => found
                 .into_iter()
@@ -257,7 +257,7 @@ impl Step for DeleteConfig {
     async fn run(&self, ctx: StepContext<'_>) -> StepOutcome {
         let spec = &ctx.tenant.spec;
         let prefix = names::ssm_prefix(spec);
-        let ssm = &self.aws.region(&spec.region).ssm;
+        let ssm = &self.aws.tenant(spec).ssm;
         let doomed: Vec<String> = match parameters_under(ssm, &prefix).await {
             Ok(found) => found
                 .into_keys()

@@ -11,6 +11,7 @@ pub mod infra;
 pub mod maintenance;
 pub mod platform;
 pub mod rate_limits;
+pub mod targets;
 pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
@@ -71,6 +72,8 @@ pub struct StepsConfig {
     pub maintenance: maintenance::MaintenanceConfig,
     /// Rate limits on account-limited AWS calls, per service and region.
     pub rate_limits: rate_limits::RateLimitsConfig,
+    /// Other AWS accounts tenants live in, per environment and region (AssumeRole).
+    pub targets: targets::Targets,
     /// Settings per region name.
     pub regions: BTreeMap<String, RegionSettings>,
 }
@@ -97,13 +100,26 @@ pub struct RegionClients {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
 }
 
-/// Builds SDK clients per region from one loaded `aws-config`, so the standard
-/// environment (`AWS_PROFILE`, `AWS_ENDPOINT_URL`, …) applies everywhere.
+/// Builds SDK clients per target account and region from one loaded `aws-config`, so
+/// the standard environment (`AWS_PROFILE`, `AWS_ENDPOINT_URL`, …) applies everywhere.
+/// A tenant's clients ([`AwsClients::tenant`]) act in its target's account when its
+/// environment and region have one, else in the orchestrator's own.
 pub struct AwsClients {
     base: aws_config::SdkConfig,
-    cache: Mutex<HashMap<String, Arc<RegionClients>>>,
+    cache: Mutex<HashMap<ClientsKey, Arc<RegionClients>>>,
     /// Where limited calls take their tokens; none, they are not limited.
     throttle: Option<rate_limits::Throttle>,
+    targets: Vec<AssumedTarget>,
+}
+
+/// Whose clients: a target's role ARN (none: the orchestrator's own account), and the region.
+type ClientsKey = (Option<String>, String);
+
+/// A target with the configuration its clients are built from: the base one with the
+/// target's assumed-role credentials and a credentials cache of its own.
+struct AssumedTarget {
+    target: targets::Target,
+    config: aws_config::SdkConfig,
 }
 
 impl AwsClients {
@@ -112,12 +128,47 @@ impl AwsClients {
             base,
             cache: Mutex::new(HashMap::new()),
             throttle: None,
+            targets: Vec::new(),
         }
     }
 
     /// Limits the calls of [`rate_limits::LimitedService`]s with `throttle`.
     pub fn with_throttle(mut self, throttle: rate_limits::Throttle) -> Self {
         self.throttle = Some(throttle);
+        self
+    }
+
+    /// Acts for the tenants of each target with the target's role, assumed with STS
+    /// `AssumeRole` (the SDK's [`aws_config::sts::AssumeRoleProvider`]) from the base
+    /// credentials. The credentials are cached per target, shared by all its clients,
+    /// and replaced [`targets::REFRESH_BEFORE_EXPIRY`] before they expire.
+    pub async fn with_targets(mut self, targets: &targets::Targets) -> Self {
+        for target in &targets.0 {
+            let mut role = aws_config::sts::AssumeRoleProvider::builder(target.role_arn.clone())
+                .external_id(target.external_id.clone())
+                .session_name(target.session_name())
+                .region(aws_config::Region::new(target.region.to_string()))
+                .configure(&self.base);
+            if let Some(seconds) = target.session_seconds {
+                role = role.session_length(std::time::Duration::from_secs(seconds.into()));
+            }
+            let credentials =
+                aws_sdk_cloudformation::config::SharedCredentialsProvider::new(role.build().await);
+            let config = self
+                .base
+                .to_builder()
+                .credentials_provider(credentials)
+                .identity_cache(
+                    aws_config::identity::IdentityCache::lazy()
+                        .buffer_time(targets::REFRESH_BEFORE_EXPIRY)
+                        .build(),
+                )
+                .build();
+            self.targets.push(AssumedTarget {
+                target: target.clone(),
+                config,
+            });
+        }
         self
     }
 
@@ -138,13 +189,54 @@ impl AwsClients {
         Self::new(aws_config::load_from_env().await)
     }
 
+    /// The standard AWS environment, acting in the accounts of `targets` for their tenants.
+    pub async fn from_env_with_targets(targets: &targets::Targets) -> Self {
+        Self::from_env().await.with_targets(targets).await
+    }
+
+    /// Clients in `region` of the orchestrator's own account, for what is not a
+    /// tenant's (the release registry).
     pub fn region(&self, region: &Region) -> Arc<RegionClients> {
+        self.clients(None, region)
+    }
+
+    /// Clients for the tenants of `environment` in `region`: in their target's account
+    /// when they have one, else in the orchestrator's own.
+    pub fn placed(&self, environment: &crate::domain::Environment, region: &Region) -> Arc<RegionClients> {
+        let target = (self.targets.iter())
+            .find(|t| &t.target.environment == environment && &t.target.region == region);
+        self.clients(target, region)
+    }
+
+    /// Clients for everything of the tenant `spec`.
+    pub fn tenant(&self, spec: &TenantSpec) -> Arc<RegionClients> {
+        self.placed(&spec.environment, &spec.region)
+    }
+
+    /// Clients for the shared platform of `region` (the ALB's listeners, the hosted
+    /// zone and the certificates every tenant of the region shares): in the account of
+    /// the region's targets (one account per region, see [`targets::Targets::validate`]),
+    /// else in the orchestrator's own.
+    pub fn platform(&self, region: &Region) -> Arc<RegionClients> {
+        let target = self.targets.iter().find(|t| &t.target.region == region);
+        self.clients(target, region)
+    }
+
+    /// The account the tenants of `environment` in `region` live in, when it is a target's.
+    pub fn target_account(&self, environment: &crate::domain::Environment, region: &Region) -> Option<&str> {
+        (self.targets.iter())
+            .find(|t| &t.target.environment == environment && &t.target.region == region)
+            .map(|t| t.target.account.as_str())
+    }
+
+    fn clients(&self, target: Option<&AssumedTarget>, region: &Region) -> Arc<RegionClients> {
+        let key = (target.map(|t| t.target.role_arn.clone()), region.to_string());
         let mut cache = self.cache.lock().expect("client cache lock");
         cache
-            .entry(region.to_string())
+            .entry(key)
             .or_insert_with(|| {
-                let config = self
-                    .base
+                let base = target.map_or(&self.base, |t| &t.config);
+                let config = base
                     .to_builder()
                     .region(aws_config::Region::new(region.to_string()))
                     .build();

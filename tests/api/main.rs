@@ -21,5 +21,6 @@ mod promotions;
 mod request_bodies;
 mod rollout_holds;
 mod rollouts;
+mod scopes;
 mod tenant_freezes;
 mod tenants;

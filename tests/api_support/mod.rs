@@ -20,6 +20,10 @@ pub mod preview;
 pub const READ: &str = "read-token-0123456789";
 pub const DEPLOY: &str = "deploy-token-0123456789";
 pub const ADMIN: &str = "admin-token-0123456789";
+/// `eu-team`: deploy on region eu-west-1, and nothing else.
+pub const EU_TEAM: &str = "eu-team-token-0123456789";
+/// `eu-deployer`: read on every tenant, deploy on region eu-west-1.
+pub const EU_DEPLOYER: &str = "eu-deployer-token-0123456789";
 
 #[derive(Clone)]
 #[allow(dead_code)] // the dashboard tests use only the tokens and bodies
@@ -50,10 +54,14 @@ impl Reply {
 
 pub fn tokens() -> Tokens {
     Tokens::parse(&format!(
-        "- {{name: viewer, scope: read, sha256: {}}}\n- {{name: pipeline, scope: deploy, sha256: {}}}\n- {{name: ops, scope: admin, sha256: {}}}\n",
+        "- {{name: viewer, scope: read, sha256: {}}}\n- {{name: pipeline, scope: deploy, sha256: {}}}\n- {{name: ops, scope: admin, sha256: {}}}\n\
+         - {{name: eu-team, scope: deploy, on: {{regions: [eu-west-1]}}, sha256: {}}}\n\
+         - {{name: eu-deployer, bindings: [{{scope: read}}, {{scope: deploy, on: {{regions: [eu-west-1]}}}}], sha256: {}}}\n",
         token_hash(READ),
         token_hash(DEPLOY),
-        token_hash(ADMIN)
+        token_hash(ADMIN),
+        token_hash(EU_TEAM),
+        token_hash(EU_DEPLOYER)
     ))
     .unwrap()
 }

@@ -199,7 +199,7 @@ async fn a_tenant_held_by_a_running_rollout_is_refused_with_exit_4_until_overrid
         "--override-rollout-hold",
     ];
     let not_admin = tenantctl(&api, Mode::Server(DEPLOY), &overriding, &[]).await;
-    assert_exit(&not_admin, 1, "admin", Mode::Server(DEPLOY));
+    assert_exit(&not_admin, 9, "admin", Mode::Server(DEPLOY));
     let done = tenantctl(&api, Mode::Table, &overriding, &[]).await;
     assert!(done.status.success(), "{}", stderr(&done));
 
@@ -246,7 +246,7 @@ async fn a_frozen_tenant_is_refused_with_exit_4_until_an_admin_overrides_the_fre
     }
     let overriding = [&upgrade[..], &["--override-freeze", "security fix"]].concat();
     let not_admin = tenantctl(&api, Mode::Server(DEPLOY), &overriding, &[]).await;
-    assert_exit(&not_admin, 1, "admin", Mode::Server(DEPLOY));
+    assert_exit(&not_admin, 9, "admin", Mode::Server(DEPLOY));
     let blank = [&upgrade[..], &["--override-freeze", " "]].concat();
     assert_exit(
         &tenantctl(&api, Mode::Table, &blank, &[]).await,

@@ -6,7 +6,7 @@ use crate::{stderr, stdout};
 use std::process::Output;
 
 use crate::api_support::preview::ReplacingClusterPreviewDouble;
-use crate::api_support::{spawn, spawn_with, TestApi, ADMIN, DEPLOY, READ};
+use crate::api_support::{spawn, spawn_with, TestApi, ADMIN, DEPLOY, EU_DEPLOYER, EU_TEAM, READ};
 
 async fn tenantctl(api: &TestApi, token: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantctl"));
@@ -49,7 +49,7 @@ async fn tenant_commands_go_through_the_api_with_the_callers_scope() {
     assert!(stderr(&no_token).contains("TENANTCTL_TOKEN"));
 
     let read_only = tenantctl(&api, Some(READ), CREATE, &[]).await;
-    assert_eq!(read_only.status.code(), Some(1), "{}", stderr(&read_only));
+    assert_eq!(read_only.status.code(), Some(9), "{}", stderr(&read_only));
     assert!(stderr(&read_only).contains("scope"), "{}", stderr(&read_only));
     let missing = tenantctl(&api, Some(READ), &["tenant", "get", "remote-one"], &[]).await;
     assert_eq!(
@@ -173,7 +173,7 @@ async fn a_pipeline_starts_and_follows_a_rollout_through_the_api() {
         &[],
     )
     .await;
-    assert_eq!(read_only.status.code(), Some(1), "{}", stderr(&read_only));
+    assert_eq!(read_only.status.code(), Some(9), "{}", stderr(&read_only));
 
     let started = tenantctl(
         &api,
@@ -497,4 +497,44 @@ async fn the_plan_table_says_why_a_tenant_waits_for_a_later_window() {
         "{out}"
     );
     assert!(!line("plan-free").contains("deferred"), "{out}");
+}
+
+#[tokio::test]
+async fn a_principal_bound_to_one_region_lists_and_acts_there_only() {
+    let api = spawn().await;
+    api.create_tenant("eu-one", "eu-west-1", "default").await;
+    api.create_tenant("us-one", "us-east-1", "default").await;
+    api.settle().await;
+
+    let listed = tenantctl(&api, Some(EU_TEAM), &["tenant", "list", "--output", "json"], &[]).await;
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    assert!(stdout(&listed).contains("eu-one"), "{}", stdout(&listed));
+    assert!(!stdout(&listed).contains("us-one"), "{}", stdout(&listed));
+
+    let hidden = tenantctl(&api, Some(EU_TEAM), &["tenant", "get", "us-one"], &[]).await;
+    assert_eq!(hidden.status.code(), Some(3), "{}", stderr(&hidden));
+
+    let refused = tenantctl(
+        &api,
+        Some(EU_DEPLOYER),
+        &["tenant", "upgrade", "us-one", "--release", "1.1.0"],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(9), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("eu-deployer may not upgrade tenant us-one")
+            && stderr(&refused).contains("deploy on regions [eu-west-1]"),
+        "the API's message: {}",
+        stderr(&refused)
+    );
+
+    let upgraded = tenantctl(
+        &api,
+        Some(EU_TEAM),
+        &["tenant", "upgrade", "eu-one", "--release", "1.1.0"],
+        &[],
+    )
+    .await;
+    assert_eq!(upgraded.status.code(), Some(0), "{}", stderr(&upgraded));
 }

@@ -35,6 +35,7 @@ mod outage;
 mod platform;
 mod preview;
 mod revision_rollout;
+mod targets;
 mod verify;
 mod verify_alarms;
 mod worker;

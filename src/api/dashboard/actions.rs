@@ -22,7 +22,7 @@ use maud::html;
 use super::html::{page, respond};
 use super::session::Viewer;
 use super::PageError;
-use crate::api::auth::Deploy;
+use crate::api::auth::{Deploy, Scope};
 use crate::api::ApiState;
 use crate::domain::RolloutId;
 use crate::record::Actor;
@@ -150,6 +150,13 @@ pub async fn rollout_action(
         ));
     }
     let id = RolloutId::parse(&id)?;
+    let principal = viewer.principal();
+    let rollout = principal.rollout(&state, &id).await?;
+    principal.check_rollout(
+        &rollout.spec.selector,
+        Scope::Deploy,
+        &format!("{} rollout {id}", action.as_str()),
+    )?;
     let actor = Actor::dashboard(&viewer.name).0;
     let commands = state.rollouts();
     let record = match action {

@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use super::fleet_view::FleetFilter;
+use crate::api::access::Principal;
 use crate::api::{ApiError, ApiState};
 use crate::domain::rollout::WaveKind;
-use crate::domain::{Hostname, TenantId};
+use crate::domain::{Hostname, Scope, TenantId, TenantPlace};
 use crate::ports::{
     FleetSummary, ListFilter, ListQuery, OutageCounts, ReportQuery, StoreError, TenantSummary,
 };
@@ -147,14 +148,32 @@ pub struct TroubledTenant {
 }
 
 impl Overview {
-    pub async fn load(state: &ApiState, filter: FleetFilter) -> Result<Self, ApiError> {
-        let (fleet, fleet_as_of) = state.fleet_summary().await?;
+    /// What `viewer` may see of the fleet: counts over its tenants, the rollouts one
+    /// of its read bindings covers, its tenants in trouble, and the page of tenants
+    /// `filter` asks for, less those it may not see.
+    pub async fn load(
+        state: &ApiState,
+        viewer: &Principal<'_>,
+        filter: FleetFilter,
+    ) -> Result<Self, ApiError> {
+        let (fleet, fleet_as_of) = state.fleet_summary_for(viewer).await?;
         let tenants = match &filter.search {
             Some(text) => TenantList {
-                items: search(state, text).await?.iter().map(listed).collect(),
+                items: search(state, text)
+                    .await?
+                    .filter(|record| viewer.sees(TenantPlace::from(&record.spec)))
+                    .iter()
+                    .map(listed)
+                    .collect(),
                 next_token: None,
             },
-            None => tenant_page(state, &filter).await?,
+            None => {
+                let page = tenant_page(state, &filter).await?;
+                TenantList {
+                    items: viewer.visible(state, page.items).await?,
+                    next_token: page.next_token,
+                }
+            }
         };
         let store = state.store();
         let mut rollouts = Vec::new();
@@ -163,6 +182,9 @@ impl Overview {
         let mut rollout_failures: BTreeMap<TenantId, (String, String)> = BTreeMap::new();
         for summary in store.list_rollouts(true, ROLLOUTS_SHOWN, None).await?.items {
             let record = store.load_rollout(&summary.id).await?;
+            if !viewer.sees_rollout(&record.spec.selector) {
+                continue;
+            }
             let members = store.members(&summary.id, None).await?;
             for m in &members {
                 if let Outcome::Failed { reason } = &m.outcome {
@@ -185,18 +207,32 @@ impl Overview {
                     .map(|e| format!("{} {}: {}", super::html::time(&e.at), e.actor, e.what)),
             });
         }
-        let (trouble, trouble_not_listed) = troubled_tenants(state, &fleet, rollout_failures).await?;
+        let (trouble, trouble_not_listed) = troubled_tenants(state, viewer, &fleet, rollout_failures).await?;
         let today = Utc::now().date_naive();
-        let report = (store.deployment_report(&ReportQuery {
-            from: today.pred_opt().unwrap_or(today),
-            to: today,
-            region: None,
-            group: None,
-        }))
-        .await?;
+        // The report counts by region: a viewer restricted otherwise than by region
+        // gets no outage counts rather than the fleet's.
+        let regions: Vec<Option<crate::domain::Region>> = if viewer.access.is_unrestricted(Scope::Read) {
+            vec![None]
+        } else {
+            match viewer.access.regions(Scope::Read) {
+                Some(regions) if !viewer.access.names_environments(Scope::Read) => {
+                    regions.into_iter().map(Some).collect()
+                }
+                _ => Vec::new(),
+            }
+        };
         let mut outages = OutageCounts::default();
-        for counts in report.values() {
-            outages.merge(&counts.outage);
+        for region in regions {
+            let report = (store.deployment_report(&ReportQuery {
+                from: today.pred_opt().unwrap_or(today),
+                to: today,
+                region,
+                group: None,
+            }))
+            .await?;
+            for counts in report.values() {
+                outages.merge(&counts.outage);
+            }
         }
         Ok(Overview {
             fleet,
@@ -286,6 +322,7 @@ fn listed(record: &TenantRecord) -> TenantSummary {
 /// or failed by a running rollout, most urgent first.
 async fn troubled_tenants(
     state: &ApiState,
+    viewer: &Principal<'_>,
     fleet: &FleetSummary,
     rollout_failures: BTreeMap<TenantId, (String, String)>,
 ) -> Result<(Vec<TroubledTenant>, usize), StoreError> {
@@ -330,6 +367,9 @@ async fn troubled_tenants(
             Err(StoreError::NotFound { .. }) => continue,
             Err(e) => return Err(e),
         };
+        if !viewer.sees(TenantPlace::from(&record.spec)) {
+            continue;
+        }
         let rollout_failure = rollout_failures.get(&id).cloned();
         if !always.contains(&id) && record.last_error.is_none() && rollout_failure.is_none() {
             continue;

@@ -29,9 +29,12 @@ use super::tenant_actions::TenantForms;
 use maud::html;
 
 use super::html::{page, respond, Who};
+use crate::api::access::Principal;
 use crate::api::auth::{RequiredScope, Scope};
 use crate::api::ApiState;
+use crate::domain::Access;
 use crate::ports::{StoreError, StoredSession};
+use crate::record::Actor;
 
 /// The cookie that carries the session id.
 pub const SESSION_COOKIE: &str = "tenantctl_session";
@@ -47,8 +50,11 @@ const LOGIN_FORM_SECONDS: u32 = 60 * 60;
 /// too small a scope it answers a 403 page.
 pub struct Viewer<S> {
     pub name: String,
-    /// The scope the token has now (at least `S`).
+    /// The highest scope the token has now (at least `S`).
     scope: Scope,
+    /// The token's role bindings as configured now: every page and action applies
+    /// them, so a changed binding applies to a session at once.
+    pub access: Access,
     /// The session's id, from which its forms' tokens are derived; `None` for a bearer
     /// header. Never shown on a page.
     session_id: Option<String>,
@@ -58,6 +64,15 @@ pub struct Viewer<S> {
 }
 
 impl<S> Viewer<S> {
+    /// The viewer as the bindings see it, acting as `dashboard:<name>`.
+    pub fn principal(&self) -> Principal<'_> {
+        Principal {
+            name: &self.name,
+            access: &self.access,
+            actor: Actor::dashboard(&self.name),
+        }
+    }
+
     /// Who the page header names, with the sign-out form when there is a session.
     pub fn who(&self) -> Who<'_> {
         Who {
@@ -73,10 +88,14 @@ impl<S> Viewer<S> {
         (self.scope >= Scope::Deploy).then_some(RolloutForms { session_id })
     }
 
-    /// The tenant action forms this viewer gets: a session of scope deploy or higher.
-    pub fn tenant_forms(&self) -> Option<TenantForms<'_>> {
+    /// The action forms of tenant `record` this viewer gets: a session whose bindings
+    /// grant deploy on the tenant.
+    pub fn tenant_forms(&self, record: &crate::record::TenantRecord) -> Option<TenantForms<'_>> {
         let session_id = self.session_id.as_deref()?;
-        (self.scope >= Scope::Deploy).then_some(TenantForms { session_id })
+        let place = crate::domain::TenantPlace::from(&record.spec);
+        self.access
+            .allows(Scope::Deploy, place)
+            .then_some(TenantForms { session_id })
     }
 }
 
@@ -176,9 +195,9 @@ fn token_check(configured_hash: &[u8; 32]) -> String {
     sha256_hex(&[b"tenantctl session token\0", configured_hash])
 }
 
-/// The name and current scope of the live session `id`, or `None` when there is no
-/// such session, it expired, or its token is no longer configured.
-async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Scope)>, StoreError> {
+/// The name and current bindings of the live session `id`, or `None` when there is
+/// no such session, it expired, or its token is no longer configured.
+async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Access)>, StoreError> {
     if !looks_random(id) {
         return Ok(None);
     }
@@ -188,13 +207,14 @@ async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Scop
     if !session.is_live(Utc::now()) {
         return Ok(None);
     }
-    let Some((scope, hash)) = state.tokens().configured(&session.token_name) else {
+    let Some((access, hash)) = state.tokens().configured(&session.token_name) else {
         return Ok(None);
     };
     if !tokens_match(&token_check(&hash), &session.token_check) {
         return Ok(None);
     }
-    Ok(Some((session.token_name, scope)))
+    let access = access.clone();
+    Ok(Some((session.token_name, access)))
 }
 
 impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
@@ -204,13 +224,15 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
         if let Some(token) = bearer(&parts.headers) {
             // An unknown header refuses this request only: a session cookie sent
             // beside it is left alone, so a stray header cannot end a valid session.
-            let Some((name, scope)) = state.tokens().identify(token) else {
+            let Some((name, access)) = state.tokens().identify(token) else {
                 return Err(Refused::SignIn { stale_cookie: false });
             };
+            let scope = access.highest();
             admit(name, scope, S::SCOPE)?;
             return Ok(Viewer {
                 name: name.to_owned(),
                 scope,
+                access: access.clone(),
                 session_id: None,
                 logout_token: None,
                 _scope: PhantomData,
@@ -219,13 +241,15 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
         let Some(id) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(Refused::SignIn { stale_cookie: false });
         };
-        let Some((name, scope)) = live_session(state, id).await.map_err(Refused::Unavailable)? else {
+        let Some((name, access)) = live_session(state, id).await.map_err(Refused::Unavailable)? else {
             return Err(Refused::SignIn { stale_cookie: true });
         };
+        let scope = access.highest();
         admit(&name, scope, S::SCOPE)?;
         Ok(Viewer {
             name,
             scope,
+            access,
             session_id: Some(id.to_owned()),
             logout_token: Some(logout_token(id)),
             _scope: PhantomData,
@@ -348,7 +372,7 @@ pub async fn login(
         );
     }
     let token = token.trim();
-    let Some((name, scope)) = state.tokens().identify(token) else {
+    let Some((name, access)) = state.tokens().identify(token) else {
         tracing::info!("dashboard sign-in refused: unknown token");
         return login_page(
             StatusCode::UNAUTHORIZED,
@@ -356,6 +380,7 @@ pub async fn login(
             secure,
         );
     };
+    let scope = access.highest();
     if let Err(refused) = admit(name, scope, Scope::Read) {
         return refused.into_response();
     }

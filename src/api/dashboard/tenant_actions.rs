@@ -23,12 +23,12 @@ use super::actions::{refused, ActionForm};
 use super::csrf::{cross_site, tenant_form_token, tokens_match};
 use super::session::Viewer;
 use super::PageError;
-use crate::api::auth::Deploy;
+use crate::api::auth::{Deploy, Scope};
 use crate::api::ApiState;
 use crate::app::RolloutHold;
 use crate::domain::TenantId;
 use crate::machine::{TenantEvent, TenantState};
-use crate::record::{Actor, TenantRecord};
+use crate::record::TenantRecord;
 
 /// What a dashboard button does to a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +164,14 @@ pub async fn tenant_action(
         ));
     };
     let form = form.map(|Form(f)| f).unwrap_or_default();
-    if let Some(forms) = viewer.tenant_forms() {
+    let tenant = TenantId::parse(&id)?;
+    // The same check as the API's: 404 for a tenant the viewer may not see, 403 (and
+    // a history entry naming the viewer) for one it may see but not deploy to.
+    let principal = viewer.principal();
+    let record = principal
+        .tenant(&state, &tenant, Scope::Deploy, action.as_str())
+        .await?;
+    if let Some(forms) = viewer.tenant_forms(&record) {
         if !tokens_match(&form.csrf, &forms.token(action, &id)) {
             tracing::warn!(caller = %viewer.name, tenant = %id, action = action.as_str(),
                 "dashboard tenant action refused: the form's anti-CSRF token did not match");
@@ -184,11 +191,10 @@ pub async fn tenant_action(
             ));
         }
     }
-    let id = TenantId::parse(&id)?;
-    let actor = Actor::dashboard(&viewer.name);
+    let id = tenant;
     let record = state
         .commands()
-        .command_with_hold(&id, action.event(), &actor, RolloutHold::Respect)
+        .command_with_hold(&id, action.event(), &principal.actor, RolloutHold::Respect)
         .await?;
     tracing::info!(tenant = %id, caller = %viewer.name, action = action.as_str(), to = %record.state.label(),
         "tenant commanded from the dashboard");

@@ -25,7 +25,7 @@ impl AwsCertificateCloud {
         self.admit(LimitedService::Acm, region).await?;
         let out = self
             .aws
-            .region(region)
+            .platform(region)
             .acm
             .request_certificate()
             .domain_name(domain.as_str())
@@ -48,7 +48,7 @@ impl AwsCertificateCloud {
     ) -> Result<Option<CertificateDescription>, CloudError> {
         let out = match self
             .aws
-            .region(region)
+            .platform(region)
             .acm
             .describe_certificate()
             .certificate_arn(arn)
@@ -98,7 +98,7 @@ impl AwsCertificateCloud {
         self.admit(LimitedService::Acm, region).await?;
         match self
             .aws
-            .region(region)
+            .platform(region)
             .acm
             .delete_certificate()
             .certificate_arn(arn)

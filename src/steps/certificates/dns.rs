@@ -76,7 +76,7 @@ impl AwsCertificateCloud {
         self.admit(crate::steps::rate_limits::LimitedService::Route53, region)
             .await?;
         self.aws
-            .region(region)
+            .platform(region)
             .route53
             .change_resource_record_sets()
             .hosted_zone_id(hosted_zone_id)

@@ -15,7 +15,7 @@ impl AwsCertificateCloud {
     ) -> Result<(), CloudError> {
         match self
             .aws
-            .region(region)
+            .platform(region)
             .elbv2
             .add_listener_certificates()
             .listener_arn(listener_arn)
@@ -45,7 +45,7 @@ impl AwsCertificateCloud {
     ) -> Result<(), CloudError> {
         match self
             .aws
-            .region(region)
+            .platform(region)
             .elbv2
             .remove_listener_certificates()
             .listener_arn(listener_arn)
@@ -75,7 +75,7 @@ impl AwsCertificateCloud {
         region: &Region,
         listener_arn: &str,
     ) -> Result<AliasTarget, CloudError> {
-        let elbv2 = &self.aws.region(region).elbv2;
+        let elbv2 = &self.aws.platform(region).elbv2;
         let listeners = match elbv2
             .describe_listeners()
             .listener_arns(listener_arn)

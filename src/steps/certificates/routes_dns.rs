@@ -33,7 +33,7 @@ impl AwsCertificateCloud {
     ) -> Result<Option<ResourceRecordSet>, CloudError> {
         let out = self
             .aws
-            .region(region)
+            .platform(region)
             .route53
             .list_resource_record_sets()
             .hosted_zone_id(hosted_zone_id)

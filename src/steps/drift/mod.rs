@@ -74,7 +74,7 @@ impl AwsDriftChecker {
                 retryable: false,
             })?;
         let prefix = names::ssm_prefix(spec);
-        let ssm = &self.aws.region(&spec.region).ssm;
+        let ssm = &self.aws.tenant(spec).ssm;
         let existing: BTreeMap<String, config::Stored> = config::parameters_under(ssm, &prefix)
             .await
             .map_err(outcome_failed)?

@@ -180,11 +180,11 @@ impl InfraSteps {
     }
 
     fn cloudformation(&self, spec: &TenantSpec) -> aws_sdk_cloudformation::Client {
-        self.aws.region(&spec.region).cloudformation.clone()
+        self.aws.tenant(spec).cloudformation.clone()
     }
 
     fn rds(&self, spec: &TenantSpec) -> aws_sdk_rds::Client {
-        self.aws.region(&spec.region).rds.clone()
+        self.aws.tenant(spec).rds.clone()
     }
 
     /// Takes a token for one call of `service` in the tenant's region.

@@ -183,7 +183,7 @@ impl MaintenanceSteps {
             Ok(r) => r,
             Err(e) => return StepOutcome::fail(e),
         };
-        let elbv2 = &self.aws.region(&record.spec.region).elbv2;
+        let elbv2 = &self.aws.platform(&record.spec.region).elbv2;
         let chunks = plan::chunks(&record.spec.hostnames);
         let (tenant, environment) = (record.spec.id.to_string(), record.spec.environment.to_string());
         let mut arns: BTreeSet<String> = maintenance.rules.iter().cloned().collect();
@@ -311,7 +311,7 @@ impl MaintenanceSteps {
             (Err(_), None) => Vec::new(),
             (Err(e), Some(_)) => return Err(StepOutcome::fail(e)),
         };
-        let elbv2 = &self.aws.region(&record.spec.region).elbv2;
+        let elbv2 = &self.aws.platform(&record.spec.region).elbv2;
         let (tenant, environment) = (record.spec.id.to_string(), record.spec.environment.to_string());
         let mut doomed: BTreeSet<String> = facts
             .maintenance

@@ -193,7 +193,7 @@ impl AlarmWatch {
     /// tenant's prefix), then the configured extra names the stack does not have and
     /// one page describing those that exist.
     async fn pages(&self, tenant: &TenantSpec) -> Result<AlarmPages, SdkError<DescribeAlarmsError>> {
-        let client = self.aws.region(&tenant.region).cloudwatch.clone();
+        let client = self.aws.tenant(tenant).cloudwatch.clone();
         let mut stack = Vec::new();
         let mut next_token = None;
         loop {

@@ -2,7 +2,7 @@
 //! summary (counts by region, state and release), read from the index's projected
 //! attributes only, one query stream per region, never a table scan.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -13,7 +13,7 @@ use super::item::{get_n, get_s, item_key, plain_key, s, Item};
 use super::page_token::PageScope;
 use super::DynamoStore;
 use crate::domain::{Group, Hostname, Region, TenantId};
-use crate::ports::{FleetCell, FleetSummary, ListFilter, TenantReads};
+use crate::ports::{FleetSummary, FleetTally, ListFilter, TenantReads};
 use crate::record::HistoryEvent;
 use crate::store::{keys, ListQuery, Page, StoreError, TenantStore, TenantSummary};
 
@@ -237,8 +237,7 @@ impl TenantReads for DynamoStore {
 
     /// Counts every tenant by region and state and by release.
     async fn fleet_summary(&self) -> Result<FleetSummary, StoreError> {
-        let mut summary = FleetSummary::default();
-        let mut cells: BTreeMap<(String, Region, String, String), u64> = BTreeMap::new();
+        let mut tally = FleetTally::default();
         for region in self.regions().await? {
             let mut start: Option<HashMap<String, AttributeValue>> = None;
             loop {
@@ -256,22 +255,13 @@ impl TenantReads for DynamoStore {
                     .await
                     .map_err(|e| classify("summarising the fleet", self.table(), e))?;
                 for item in out.items() {
-                    let state = get_s(item, "state_name")?.to_owned();
-                    let group = get_s(item, "group_name")?.to_owned();
-                    let release = item
-                        .get("release")
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                        .unwrap_or_else(|| "none".into());
-                    summary.total += 1;
-                    *summary
-                        .by_region
-                        .entry(region.clone())
-                        .or_default()
-                        .entry(state.clone())
-                        .or_default() += 1;
-                    *summary.by_release.entry(release.clone()).or_default() += 1;
-                    *cells.entry((release, region.clone(), group, state)).or_default() += 1;
+                    let release = item.get("release").and_then(|v| v.as_s().ok());
+                    tally.add(
+                        &region,
+                        get_s(item, "state_name")?,
+                        get_s(item, "group_name")?,
+                        release.map(String::as_str),
+                    );
                 }
                 match out.last_evaluated_key() {
                     Some(key) => start = Some(key.clone()),
@@ -279,17 +269,7 @@ impl TenantReads for DynamoStore {
                 }
             }
         }
-        summary.cells = cells
-            .into_iter()
-            .map(|((release, region, group, state), tenants)| FleetCell {
-                release,
-                region,
-                group,
-                state,
-                tenants,
-            })
-            .collect();
-        Ok(summary)
+        Ok(tally.finish())
     }
 
     async fn hostname_owner(&self, hostname: &Hostname) -> Result<Option<TenantId>, StoreError> {

@@ -1,0 +1,259 @@
+//! How the API applies a principal's role bindings ([`crate::domain::access`]) to what
+//! a request touches, after [`super::auth::Caller`] established that the principal
+//! holds the endpoint's scope somewhere:
+//! - a tenant the principal may not read answers 404 exactly like an unknown one, so
+//!   ids do not leak; one it may read but not act on answers 403 naming the binding
+//!   that is missing, and the refusal is added to the tenant's history;
+//! - a rollout needs one binding that covers every tenant its selector can reach;
+//! - fleet-wide settings (policy, freezes, catalog, promotions, redelivery, reports)
+//!   need a binding on the whole fleet.
+//!
+//! Every refusal is logged and counted in `tenantctl_access_refusals_total` (labels
+//! `scope` and `kind`: `read`, `tenant`, `rollout`, `fleet`). Refused reads go to the
+//! log and the metric only: writing them to a history would let a reader write.
+
+use crate::domain::rollout::Selector;
+use crate::domain::{Access, RolloutId, Scope, TenantId, TenantPlace};
+use crate::ports::{Entity, StoreError, TenantSummary};
+use crate::record::{Actor, RolloutRecord, TenantRecord};
+
+use super::auth::Caller;
+use super::{ApiError, ApiState};
+
+/// Who is asking: the name recorded as the actor, and the bindings.
+pub(crate) struct Principal<'a> {
+    pub name: &'a str,
+    pub access: &'a Access,
+    pub actor: Actor,
+}
+
+fn count_refusal(principal: &str, needs: Scope, kind: &'static str, what: &str) {
+    ::metrics::counter!("tenantctl_access_refusals_total", "scope" => needs.as_str(), "kind" => kind)
+        .increment(1);
+    tracing::warn!(caller = %principal, needs = needs.as_str(), kind, %what, "refused by the caller's role bindings");
+}
+
+impl Principal<'_> {
+    /// Whether the principal may see the tenant at `place`.
+    pub fn sees(&self, place: TenantPlace<'_>) -> bool {
+        self.access.allows(Scope::Read, place)
+    }
+
+    /// Checks `needs` on the loaded tenant `record` for `action` (`upgrade`, `view`…):
+    /// 404 when the principal may not read it, 403 (recorded in its history) when it
+    /// may read it but not do this.
+    pub async fn check_tenant(
+        &self,
+        state: &ApiState,
+        record: &TenantRecord,
+        needs: Scope,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        let place = TenantPlace::from(&record.spec);
+        if !self.sees(place) {
+            count_refusal(
+                self.name,
+                Scope::Read,
+                "read",
+                &format!("{action} {}", record.id()),
+            );
+            // The very answer the store gives for a tenant that does not exist.
+            return Err(StoreError::NotFound {
+                entity: Entity::Tenant,
+                what: format!("tenant {}", record.id()),
+            }
+            .into());
+        }
+        if self.access.allows(needs, place) {
+            return Ok(());
+        }
+        count_refusal(self.name, needs, "tenant", &format!("{action} {}", record.id()));
+        let said = format!(
+            "{} asked to {action}, which needs {} on {place}; it holds {}",
+            self.name,
+            needs.as_str(),
+            self.access.describe(needs)
+        );
+        if let Err(e) = state
+            .commands()
+            .record_refusal(record.id(), said, &self.actor)
+            .await
+        {
+            // The refusal stands whether or not its record could be written.
+            tracing::warn!(tenant = %record.id(), error = %e.detailed(), "could not record a refused action in the history");
+        }
+        Err(ApiError::Forbidden(format!(
+            "{} may not {action} {place}: that needs a {} binding that includes it, and {} holds {}; \
+             ask an administrator for such a binding",
+            self.name,
+            needs.as_str(),
+            self.name,
+            self.access.describe(needs)
+        )))
+    }
+
+    /// Loads tenant `id` and checks `needs` on it for `action`.
+    pub async fn tenant(
+        &self,
+        state: &ApiState,
+        id: &TenantId,
+        needs: Scope,
+        action: &str,
+    ) -> Result<TenantRecord, ApiError> {
+        let record = state.commands().store().load(id).await?;
+        self.check_tenant(state, &record, needs, action).await?;
+        Ok(record)
+    }
+
+    /// Checks `needs` on a tenant about to be created at `place`.
+    pub fn check_new_tenant(
+        &self,
+        place: TenantPlace<'_>,
+        needs: Scope,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        if self.access.allows(needs, place) {
+            return Ok(());
+        }
+        count_refusal(self.name, needs, "tenant", &format!("{action} {}", place.id));
+        Err(ApiError::Forbidden(format!(
+            "{} may not {action} {place}: that needs a {} binding that includes it, and {} holds {}; \
+             pick a place one of its bindings covers, or ask an administrator",
+            self.name,
+            needs.as_str(),
+            self.name,
+            self.access.describe(needs)
+        )))
+    }
+
+    /// The rows of a tenant listing the principal may see. The listing index holds no
+    /// environment, so when a read binding names environments each row costs a point
+    /// read of its tenant (at most a page's worth); otherwise the rows decide alone.
+    pub async fn visible(
+        &self,
+        state: &ApiState,
+        rows: Vec<TenantSummary>,
+    ) -> Result<Vec<TenantSummary>, StoreError> {
+        if self.access.is_unrestricted(Scope::Read) {
+            return Ok(rows);
+        }
+        let by_environment = self.access.names_environments(Scope::Read);
+        let mut seen = Vec::with_capacity(rows.len());
+        for row in rows {
+            let visible = if by_environment {
+                match state.commands().store().load(&row.id).await {
+                    Ok(record) => self.sees(TenantPlace::from(&record.spec)),
+                    // Deleted since it was listed.
+                    Err(StoreError::NotFound { .. }) => false,
+                    Err(other) => return Err(other),
+                }
+            } else {
+                self.sees(TenantPlace {
+                    id: &row.id,
+                    environment: None,
+                    region: &row.region,
+                    group: &row.group,
+                })
+            };
+            if visible {
+                seen.push(row);
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Whether the principal may see tenant `id` (false when it no longer exists).
+    pub async fn sees_tenant(&self, state: &ApiState, id: &TenantId) -> Result<bool, StoreError> {
+        match state.commands().store().load(id).await {
+            Ok(record) => Ok(self.sees(TenantPlace::from(&record.spec))),
+            Err(StoreError::NotFound { .. }) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Whether the principal may see an event about `subject` (`tenant/<id>`,
+    /// `rollout/<id>`); anything else is for principals that may read every tenant.
+    pub async fn sees_subject(&self, state: &ApiState, subject: &str) -> Result<bool, StoreError> {
+        if self.access.is_unrestricted(Scope::Read) {
+            return Ok(true);
+        }
+        if let Some(id) = subject
+            .strip_prefix("tenant/")
+            .and_then(|id| TenantId::parse(id).ok())
+        {
+            return self.sees_tenant(state, &id).await;
+        }
+        if let Some(id) = subject
+            .strip_prefix("rollout/")
+            .and_then(|id| RolloutId::parse(id).ok())
+        {
+            return match state.store().load_rollout(&id).await {
+                Ok(record) => Ok(self.sees_rollout(&record.spec.selector)),
+                Err(StoreError::NotFound { .. }) => Ok(false),
+                Err(other) => Err(other),
+            };
+        }
+        Ok(false)
+    }
+
+    /// Whether the principal may see a rollout: one read binding covers its selector.
+    pub fn sees_rollout(&self, selector: &Selector) -> bool {
+        self.access.covers(Scope::Read, selector)
+    }
+
+    /// Rollout `id` if the principal may see it; an unknown rollout's 404 otherwise.
+    pub async fn rollout(&self, state: &ApiState, id: &RolloutId) -> Result<RolloutRecord, ApiError> {
+        let record = state.store().load_rollout(id).await?;
+        if !self.sees_rollout(&record.spec.selector) {
+            count_refusal(self.name, Scope::Read, "read", &format!("view rollout {id}"));
+            return Err(StoreError::NotFound {
+                entity: Entity::Rollout,
+                what: format!("rollout {id}"),
+            }
+            .into());
+        }
+        Ok(record)
+    }
+
+    /// Checks `needs` on every tenant a rollout's `selector` can reach, for `action`.
+    pub fn check_rollout(&self, selector: &Selector, needs: Scope, action: &str) -> Result<(), ApiError> {
+        if self.access.covers(needs, selector) {
+            return Ok(());
+        }
+        count_refusal(self.name, needs, "rollout", action);
+        Err(ApiError::Forbidden(format!(
+            "{} may not {action}: its selector reaches tenants outside the {} bindings of {} ({}); \
+             narrow the selector (environment, regions, groups or tenants) to tenants one binding covers",
+            self.name,
+            needs.as_str(),
+            self.name,
+            self.access.describe(needs)
+        )))
+    }
+
+    /// Checks that `needs` is granted on the whole fleet, for a fleet-wide `action`.
+    pub fn check_fleet_wide(&self, needs: Scope, action: &str) -> Result<(), ApiError> {
+        if self.access.is_unrestricted(needs) {
+            return Ok(());
+        }
+        count_refusal(self.name, needs, "fleet", action);
+        Err(ApiError::Forbidden(format!(
+            "{} may not {action}: it acts on the whole fleet and needs {} on every tenant, and {} holds {}; \
+             ask an administrator",
+            self.name,
+            needs.as_str(),
+            self.name,
+            self.access.describe(needs)
+        )))
+    }
+}
+
+impl<S> Caller<S> {
+    pub(crate) fn principal(&self) -> Principal<'_> {
+        Principal {
+            name: &self.name,
+            access: &self.access,
+            actor: self.actor(),
+        }
+    }
+}
