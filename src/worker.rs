@@ -702,6 +702,8 @@ pub fn decide_outcome(
     let (step, now) = (run.step, run.finished);
     let mut record = record.clone();
     let from = record.state.clone();
+    // The attempts this outcome ends, recorded with it when the machine moves.
+    let attempts = Some(record.attempt + 1);
     let machine = |state: &TenantState, event: &TenantEvent| {
         state.apply(event).map_err(|rejected| WorkerError::Machine {
             step: step.to_string(),
@@ -717,6 +719,7 @@ pub fn decide_outcome(
             record.enter(next, now);
             Some(Transition {
                 output: Some(output.summary),
+                attempts,
                 ..run.transition(&from, TenantEvent::StepSucceeded)
             })
         }
@@ -762,6 +765,7 @@ pub fn decide_outcome(
             record.enter(next, now);
             Some(Transition {
                 error: Some(reason.clone()),
+                attempts,
                 ..run.transition(&from, TenantEvent::StepFailed { reason })
             })
         }

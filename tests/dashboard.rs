@@ -25,3 +25,5 @@ mod scopes;
 mod sessions;
 #[path = "dashboard/support.rs"]
 mod support;
+#[path = "dashboard/tenant_timeline.rs"]
+mod tenant_timeline;

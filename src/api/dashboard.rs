@@ -19,7 +19,9 @@ mod overview_html;
 mod rollout_page;
 mod rollout_timeline;
 mod session;
+mod tenant_actions;
 mod tenant_page;
+mod tenant_timeline;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -45,6 +47,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
         .route("/rollouts/{id}/{action}", post(actions::rollout_action))
+        .route("/tenants/{id}/{action}", post(tenant_actions::tenant_action))
 }
 
 /// A page that could not be built: the API's error, shown as HTML. Internal
@@ -105,24 +108,47 @@ async fn overview_page(
     ))
 }
 
+/// `GET /tenants/{id}?before=<seq>`: the page's cursor into the tenant's history.
+#[derive(serde::Deserialize, Default)]
+struct TenantPageQuery {
+    before: Option<u64>,
+}
+
 async fn tenant(
     State(state): State<ApiState>,
     viewer: Viewer<Read>,
     Path(id): Path<String>,
+    query: Result<Query<TenantPageQuery>, QueryRejection>,
+    done: Result<Query<tenant_actions::TenantDone>, QueryRejection>,
 ) -> Result<Response, PageError> {
+    let Query(query) = query.map_err(|rejection| {
+        PageError(ApiError::InvalidRequest(format!(
+            "before must be a history event's number ({rejection}); use the page's Older events link"
+        )))
+    })?;
     let id = TenantId::parse(&id)?;
     let store = state.store();
     let record = viewer
         .principal()
         .tenant(&state, &id, crate::domain::Scope::Read, "view")
         .await?;
-    let after = tenant_page::history_start(&record);
-    let history = store
-        .history(&id, after, tenant_page::HISTORY_SHOWN as u32)
-        .await?;
+    let window = tenant_page::HistoryWindow::of(&record, query.before);
+    let (after, limit) = window.read();
+    let history = match limit {
+        0 => Vec::new(),
+        limit => store.history(&id, after, limit).await?.items,
+    };
+    // A query that names nothing real is ignored: the page shows no notice.
+    let done = done.ok().and_then(|Query(q)| q.notice());
+    let actions = html! {
+        @if let Some(action) = done {
+            p.ok #notice { "Tenant " (id) ": " (action.done()) "." }
+        }
+        @if let Some(forms) = viewer.tenant_forms(&record) { (forms.render(&record)) }
+    };
     Ok(respond(
         StatusCode::OK,
-        tenant_page::render(&record, &history.items, &viewer.who()),
+        tenant_page::render(&record, &history, window, actions, &viewer.who()),
     ))
 }
 

@@ -491,6 +491,10 @@ pub struct HistoryEvent {
     /// What began that outage (absent when there was none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outage_cause: Option<OutageCause>,
+    /// For a step's outcome: the attempts the step took, this one included (1: it
+    /// ended on its first; absent on events recorded before attempts were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 /// A tenant's desired revision in one line, as its history records it:
@@ -532,6 +536,8 @@ pub struct Transition {
     pub fence: Option<u64>,
     pub output: Option<String>,
     pub error: Option<String>,
+    /// For a step's outcome: the attempts the step took, this one included.
+    pub attempts: Option<u32>,
 }
 
 /// What moved a tenant.
@@ -582,6 +588,7 @@ impl Transition {
             fence: None,
             output: None,
             error: None,
+            attempts: None,
         }
     }
 
@@ -642,6 +649,7 @@ impl Transition {
             fence: self.fence,
             output: self.output,
             error: self.error,
+            attempts: self.attempts,
         }
     }
 }

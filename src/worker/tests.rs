@@ -90,6 +90,7 @@ fn a_step_done_moves_the_machine_and_records_who_ran_it() {
     );
     assert_eq!(t.output.as_deref(), Some("revision 4 deployed"));
     assert_eq!(t.describe_cause(), "StepSucceeded");
+    assert_eq!(t.attempts, Some(3), "two failed attempts, then this one");
 }
 
 #[test]

@@ -112,7 +112,7 @@ async fn in_chromium_an_operator_signs_in_and_sees_tenants_and_the_rollout_in_pr
 }
 
 /// Polls the text of `css` until it contains `text` (the page is replaced after a post).
-async fn wait_for_text(browser: &Browser, css: &str, text: &str) -> String {
+pub(crate) async fn wait_for_text(browser: &Browser, css: &str, text: &str) -> String {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         if let Some(found) = browser.text_of(css).await {
@@ -171,7 +171,7 @@ async fn in_chromium_a_deploy_operator_pauses_and_aborts_the_rollout_with_its_bu
 }
 
 /// Signs in through the form with `token` and waits for the overview.
-async fn sign_in_with_the_form(browser: &Browser, base: &str, token: &str) {
+pub(crate) async fn sign_in_with_the_form(browser: &Browser, base: &str, token: &str) {
     browser.goto(&format!("{base}/login")).await;
     let field = browser.wait_for("input#token", WAIT).await;
     browser.type_into(&field, token).await;

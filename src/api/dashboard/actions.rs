@@ -82,10 +82,10 @@ impl RolloutForms<'_> {
 }
 
 #[derive(Deserialize, Default)]
-pub struct ActionForm {
+pub(super) struct ActionForm {
     /// The form's anti-CSRF token; missing is refused like a wrong one.
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
     /// Abort's confirmation box: `yes` when ticked.
     #[serde(default)]
     confirm: Option<String>,
@@ -95,9 +95,16 @@ pub struct ActionForm {
     back: Option<String>,
 }
 
+impl ActionForm {
+    /// The form's confirmation box was ticked.
+    pub(super) fn confirmed(&self) -> bool {
+        self.confirm.as_deref() == Some("yes")
+    }
+}
+
 /// A refused action: the status and what was wrong, on a page with no refresh (a
 /// reload must not post again) and a way back.
-fn refused(status: StatusCode, message: &str) -> Response {
+pub(super) fn refused(status: StatusCode, message: &str) -> Response {
     let body = html! {
         p.bad #page-error { (message) }
         p { a href="/" { "Back to the overview" } }

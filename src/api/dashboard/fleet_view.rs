@@ -128,7 +128,7 @@ impl FleetFilter {
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986).
-fn percent_encode(value: &str) -> String {
+pub(super) fn percent_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         match b {

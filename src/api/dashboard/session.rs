@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::actions::RolloutForms;
 use super::csrf::{cross_site, logout_token, looks_random, random_token, sha256_hex, tokens_match};
+use super::tenant_actions::TenantForms;
 use maud::html;
 
 use super::html::{page, respond, Who};
@@ -85,6 +86,16 @@ impl<S> Viewer<S> {
     pub fn rollout_forms(&self) -> Option<RolloutForms<'_>> {
         let session_id = self.session_id.as_deref()?;
         (self.scope >= Scope::Deploy).then_some(RolloutForms { session_id })
+    }
+
+    /// The action forms of tenant `record` this viewer gets: a session whose bindings
+    /// grant deploy on the tenant.
+    pub fn tenant_forms(&self, record: &crate::record::TenantRecord) -> Option<TenantForms<'_>> {
+        let session_id = self.session_id.as_deref()?;
+        let place = crate::domain::TenantPlace::from(&record.spec);
+        self.access
+            .allows(Scope::Deploy, place)
+            .then_some(TenantForms { session_id })
     }
 }
 

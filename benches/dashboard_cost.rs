@@ -1,0 +1,179 @@
+//! Page cost: what one view of the dashboard's overview costs as the fleet grows.
+//!
+//!   eval "$(localstack/start.sh)" && cargo bench --bench dashboard_cost
+//!
+//! Seeds two tables side by side through the store's own create path: a small fleet
+//! (`DASHBOARD_SMALL`, default 100 tenants) and a large one (`DASHBOARD_TENANTS`,
+//! default 10,000), each with 20 running rollouts of 5 tenants. Serves the real router
+//! over each on its own metered DynamoDB client, with serve's default summary bound,
+//! and views `GET /` as a signed-in reader would: once cold (the fleet summary not
+//! cached yet) and `VIEWS` (default 20) times warm, as the page's refresh does. Prints
+//! for each fleet the median time to answer a view, the store requests and read units
+//! per warm view, and the cold view's; then the large fleet's figures over the small
+//! one's. Panics when a page does not count every tenant or does not show the 20
+//! rollouts.
+
+#[path = "common/local_fleet.rs"]
+mod common;
+
+#[path = "common/fleet_spec.rs"]
+mod fleet_spec;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tenant_orchestrator::api::{router, token_hash, ApiState, Tokens, DEFAULT_SUMMARY_MAX_AGE};
+use tenant_orchestrator::app::{App, RolloutCommands};
+use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
+use tenant_orchestrator::store::{DynamoStore, Meter, Usage};
+
+const ROLLOUTS: usize = 20;
+const ROLLOUT_TENANTS: usize = 5;
+const TOKEN: &str = "dashboard-cost-read-token";
+
+fn env_number(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a whole number, not {v:?}")),
+        Err(_) => default,
+    }
+}
+
+/// One fleet's figures.
+struct Cost {
+    tenants: usize,
+    cold: Duration,
+    cold_usage: Usage,
+    /// Median of the warm views.
+    warm: Duration,
+    /// Per warm view.
+    warm_requests: f64,
+    warm_units: f64,
+}
+
+/// Seeds `tenants` Active tenants and 20 running rollouts in a fresh table, serves
+/// the dashboard over it and measures the overview.
+async fn measure(client: &aws_sdk_dynamodb::Client, prefix: &str, tenants: usize, views: usize) -> Cost {
+    let table = common::fresh_table(client, prefix).await;
+    let seeder = Arc::new(DynamoStore::new(client.clone(), table.clone()));
+    let seeding = common::seed_settled(&seeder, prefix, tenants, 32).await;
+    println!(
+        "{prefix}: seeded {tenants} Active tenants in {:.1} s",
+        seeding.as_secs_f64()
+    );
+    let commands = RolloutCommands::new(seeder.clone(), seeder.clone());
+    for r in 0..ROLLOUTS {
+        let ids: Vec<String> = (0..ROLLOUT_TENANTS)
+            .map(|k| format!("{prefix}-{:06}", (r * ROLLOUT_TENANTS + k) % tenants))
+            .collect();
+        let spec: RolloutSpec = serde_json::from_value(serde_json::json!({
+            "release": "1.1.0",
+            "selector": {"tenants": ids},
+            "strategy": {"waves": ["1", "100%"], "bake_time": "0s", "bake_checks": 0}
+        }))
+        .unwrap();
+        let id = RolloutId::parse(&format!("r-{prefix}-{r:02}")).unwrap();
+        commands.start(id, spec, "operator:bench").await.unwrap();
+    }
+
+    let (metered_client, meter) = Meter::attach(client);
+    let store = Arc::new(DynamoStore::new(metered_client, table));
+    let tokens = Tokens::parse(&format!(
+        "- {{name: viewer, scope: read, sha256: {}}}\n",
+        token_hash(TOKEN)
+    ))
+    .unwrap();
+    let app = router(ApiState::new(App::new(store), tokens).with_summary_max_age(DEFAULT_SUMMARY_MAX_AGE));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let view = || async {
+        let started = Instant::now();
+        let response = http
+            .get(format!("{base}/"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "the overview answered {}",
+            response.status()
+        );
+        let html = response.text().await.unwrap();
+        let took = started.elapsed();
+        let total = format!("id=\"fleet-total\">{tenants}<");
+        assert!(
+            html.contains(&total),
+            "the overview does not count the {tenants} tenants"
+        );
+        let shown = html.matches("class=\"rollout\" data-rollout=").count();
+        assert_eq!(
+            shown, ROLLOUTS,
+            "the overview shows {shown} of the {ROLLOUTS} running rollouts"
+        );
+        took
+    };
+
+    let cold = view().await;
+    let cold_usage = meter.usage();
+    let mut warm = Vec::with_capacity(views);
+    for _ in 0..views {
+        warm.push(view().await);
+    }
+    let all = meter.usage();
+    warm.sort();
+    let per_view = |n: f64| n / views as f64;
+    Cost {
+        tenants,
+        cold,
+        warm: warm[views / 2],
+        warm_requests: per_view((all.total_requests() - cold_usage.total_requests()) as f64),
+        warm_units: per_view(all.read_units - cold_usage.read_units),
+        cold_usage,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    common::require_local_aws("dashboard_cost");
+    let small = env_number("DASHBOARD_SMALL", 100);
+    let large = env_number("DASHBOARD_TENANTS", 10_000);
+    let views = env_number("VIEWS", 20).max(1);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = common::client().await;
+        let small = measure(&client, "dash-small", small, views).await;
+        let large = measure(&client, "dash-large", large, views).await;
+        println!();
+        println!("overview GET / with {ROLLOUTS} running rollouts; warm = median of {views} refreshes within the summary bound ({} s)", DEFAULT_SUMMARY_MAX_AGE.as_secs());
+        println!(
+            "{:>8} | {:>9} | {:>13} | {:>13} | {:>9} | {:>13} | {:>13}",
+            "tenants", "warm ms", "warm requests", "warm read RCU", "cold ms", "cold requests", "cold read RCU"
+        );
+        for c in [&small, &large] {
+            println!(
+                "{:>8} | {:>9.1} | {:>13.1} | {:>13.1} | {:>9.1} | {:>13} | {:>13.1}",
+                c.tenants,
+                ms(c.warm),
+                c.warm_requests,
+                c.warm_units,
+                ms(c.cold),
+                c.cold_usage.total_requests(),
+                c.cold_usage.read_units
+            );
+        }
+        println!(
+            "large / small: warm time {:.2}, warm requests {:.2}, warm read units {:.2}; cold requests {:.2}",
+            ms(large.warm) / ms(small.warm),
+            large.warm_requests / small.warm_requests,
+            large.warm_units / small.warm_units.max(f64::EPSILON),
+            large.cold_usage.total_requests() as f64 / small.cold_usage.total_requests() as f64,
+        );
+        println!("large fleet, requests by operation: cold {:?}", large.cold_usage.requests);
+    });
+}
