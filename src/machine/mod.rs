@@ -479,6 +479,12 @@ impl TenantState {
         }
     }
 
+    /// The release a listing shows: the current one, else the one it is being moved to
+    /// (a tenant still provisioning).
+    pub fn listed_release(&self) -> Option<&ReleaseVersion> {
+        self.current_release().or(self.target_release())
+    }
+
     /// The release the tenant is being moved to, while it moves.
     pub fn target_release(&self) -> Option<&ReleaseVersion> {
         match self {

@@ -308,11 +308,7 @@ fn listed(record: &TenantRecord) -> TenantSummary {
         region: record.spec.region.clone(),
         state: record.state.name().to_owned(),
         label: record.state.label(),
-        release: record
-            .state
-            .current_release()
-            .or(record.state.target_release())
-            .map(|r| r.to_string()),
+        release: record.state.listed_release().map(|r| r.to_string()),
         group: record.spec.group.as_str().to_owned(),
         updated_at: record.updated_at,
     }
@@ -378,11 +374,7 @@ async fn troubled_tenants(
             id: id.to_string(),
             region: record.spec.region.to_string(),
             label: record.state.label(),
-            release: record
-                .state
-                .current_release()
-                .or(record.state.target_release())
-                .map(|r| r.to_string()),
+            release: record.state.listed_release().map(|r| r.to_string()),
             last_error: record.last_error.clone(),
             rollout_failure,
         });

@@ -8,11 +8,12 @@ use super::fleet_html::{filter_form, matrix, state_bars, tenant_list};
 use super::fleet_view::states_by_region;
 use super::html::{or_dash, page, time, Who};
 use super::overview::{Overview, RolloutProgress, TroubledTenant, TROUBLE_SHOWN};
+use super::rollout_page::status_text;
 use crate::domain::rollout::WaveKind;
 use crate::domain::{ReleaseVersion, RolloutId};
 use crate::machine::TenantState;
 use crate::ports::{OutageBucket, OutageCounts};
-use crate::record::{Phase, WaveStatus};
+use crate::record::Phase;
 
 /// Seconds between the page's reloads of itself.
 pub const REFRESH_SECONDS: u32 = 10;
@@ -161,17 +162,6 @@ fn phase_class(phase: Phase) -> &'static str {
         Phase::Halted => "bad",
         Phase::Paused | Phase::Preparing => "warn",
         Phase::Running | Phase::Completed | Phase::Aborted => "ok",
-    }
-}
-
-fn status_text(status: WaveStatus) -> &'static str {
-    match status {
-        WaveStatus::Waiting => "waiting",
-        WaveStatus::AwaitingApproval => "awaiting approval",
-        WaveStatus::Deploying => "deploying",
-        WaveStatus::Baking => "baking",
-        WaveStatus::Succeeded => "succeeded",
-        WaveStatus::Breached => "breached",
     }
 }
 
@@ -353,6 +343,7 @@ fn troubled_row(t: &TroubledTenant) -> Markup {
 
 #[cfg(test)]
 mod tests {
+    use crate::record::WaveStatus;
     use std::collections::BTreeMap;
 
     use chrono::Utc;

@@ -109,11 +109,7 @@ pub fn mutable_attributes(record: &TenantRecord) -> Vec<(&'static str, Option<At
             s(keys::work_sk(due, id)),
         )
     });
-    let release = record
-        .state
-        .current_release()
-        .or(record.state.target_release())
-        .map(|r| s(r.to_string()));
+    let release = record.state.listed_release().map(|r| s(r.to_string()));
     vec![
         ("spec", Some(to_json(&record.spec))),
         ("state", Some(to_json(&record.state))),
