@@ -69,6 +69,25 @@ async fn loading_an_unknown_tenant_is_not_found() {
 }
 
 #[tokio::test]
+async fn many_tenants_load_in_batches_in_the_order_asked_without_the_missing_ones() {
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    // More than one request's worth (100 keys), so the batches are stitched together.
+    let names: Vec<String> = (0..130).map(|i| format!("batch-{i:03}")).collect();
+    for name in &names {
+        create(&commands, name, "us-east-1").await;
+    }
+    let mut asked: Vec<_> = names.iter().rev().map(|n| tenant_id(n)).collect();
+    asked.insert(7, tenant_id("nobody"));
+    let loaded = store.load_many(&asked).await.unwrap();
+    let ids: Vec<String> = loaded.iter().map(|r| r.id().to_string()).collect();
+    let expected: Vec<String> = names.iter().rev().cloned().collect();
+    assert_eq!(ids, expected);
+    assert_eq!(loaded[0], store.load(&tenant_id("batch-129")).await.unwrap());
+    assert!(store.load_many(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn of_two_writers_of_one_version_the_second_gets_a_conflict_and_loses_nothing() {
     let store = fresh_store().await;
     let commands = TenantCommands::new(store.clone());

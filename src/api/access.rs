@@ -127,8 +127,8 @@ impl Principal<'_> {
     }
 
     /// The rows of a tenant listing the principal may see. The listing index holds no
-    /// environment, so when a read binding names environments each row costs a point
-    /// read of its tenant (at most a page's worth); otherwise the rows decide alone.
+    /// environment, so when a read binding names environments the page's tenants are read
+    /// in one batch (a request per 100 rows); otherwise the rows decide alone.
     pub async fn visible(
         &self,
         state: &ApiState,
@@ -137,29 +137,27 @@ impl Principal<'_> {
         if self.access.is_unrestricted(Scope::Read) {
             return Ok(rows);
         }
-        let by_environment = self.access.names_environments(Scope::Read);
-        let mut seen = Vec::with_capacity(rows.len());
-        for row in rows {
-            let visible = if by_environment {
-                match state.commands().store().load(&row.id).await {
-                    Ok(record) => self.sees(TenantPlace::from(&record.spec)),
-                    // Deleted since it was listed.
-                    Err(StoreError::NotFound { .. }) => false,
-                    Err(other) => return Err(other),
-                }
-            } else {
-                self.sees(TenantPlace {
-                    id: &row.id,
-                    environment: None,
-                    region: &row.region,
-                    group: &row.group,
+        if !self.access.names_environments(Scope::Read) {
+            return Ok(rows
+                .into_iter()
+                .filter(|row| {
+                    self.sees(TenantPlace {
+                        id: &row.id,
+                        environment: None,
+                        region: &row.region,
+                        group: &row.group,
+                    })
                 })
-            };
-            if visible {
-                seen.push(row);
-            }
+                .collect());
         }
-        Ok(seen)
+        let ids: Vec<TenantId> = rows.iter().map(|row| row.id.clone()).collect();
+        // A tenant deleted since it was listed is not among the records.
+        let records = state.commands().store().load_many(&ids).await?;
+        let seen: std::collections::HashSet<&TenantId> = (records.iter())
+            .filter(|record| self.sees(TenantPlace::from(&record.spec)))
+            .map(|record| record.id())
+            .collect();
+        Ok(rows.into_iter().filter(|row| seen.contains(&row.id)).collect())
     }
 
     /// Whether the principal may see tenant `id` (false when it no longer exists).

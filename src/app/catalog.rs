@@ -549,13 +549,8 @@ impl CatalogCommands {
                     ..ListQuery::default()
                 })
                 .await?;
-            for summary in page.items {
-                match self.store.load(&summary.id).await {
-                    Ok(record) => records.push(record),
-                    Err(StoreError::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            let ids: Vec<TenantId> = page.items.into_iter().map(|summary| summary.id).collect();
+            records.extend(self.store.load_many(&ids).await?);
             match page.next_token {
                 Some(token) => next_token = Some(token),
                 None => return Ok(records),

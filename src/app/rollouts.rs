@@ -231,8 +231,9 @@ impl RolloutCommands {
                     ..Default::default()
                 })
                 .await?;
-            for summary in &page.items {
-                let record = self.tenants.load(&summary.id).await?;
+            let ids: Vec<TenantId> = page.items.iter().map(|summary| summary.id.clone()).collect();
+            // A tenant deleted since the listing is not part of the fleet.
+            for record in self.tenants.load_many(&ids).await? {
                 // Another environment's tenant is not part of the fleet this rollout
                 // plans over, so it counts as not selected.
                 if !spec.selector.admits_environment(&record.spec.environment) {

@@ -58,6 +58,20 @@ pub trait TenantStore: Send + Sync {
     /// Stores a new tenant and its first history event; `Conflict` if the id is taken.
     async fn create(&self, record: &TenantRecord, first: Transition) -> Result<TenantRecord, StoreError>;
     async fn load(&self, id: &TenantId) -> Result<TenantRecord, StoreError>;
+    /// The records of `ids` in their order, leaving out ids with no tenant (deleted
+    /// since they were listed): what a fleet-wide read uses after a listing page. A
+    /// store that can read many items in one request does.
+    async fn load_many(&self, ids: &[TenantId]) -> Result<Vec<TenantRecord>, StoreError> {
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.load(id).await {
+                Ok(record) => records.push(record),
+                Err(StoreError::NotFound { .. }) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(records)
+    }
     /// Writes `record` if the stored item is still at `record.version` and `guard`
     /// holds. With `transition`, the state change and its history event are written in
     /// one transaction. Returns the record as stored (version bumped).

@@ -1,5 +1,6 @@
 //! The DynamoDB implementation of [`TenantStore`].
 
+mod batch;
 mod check;
 mod claims;
 mod drift;
@@ -592,6 +593,10 @@ impl TenantStore for DynamoStore {
                 what: format!("tenant {id}"),
             }),
         }
+    }
+
+    async fn load_many(&self, ids: &[TenantId]) -> Result<Vec<TenantRecord>, StoreError> {
+        self.batch_load(ids).await
     }
 
     async fn save(
