@@ -288,7 +288,7 @@ mod tests {
             nonce: String::new(),
             verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into(),
         };
-        assert_eq!(rfc.challenge(), "E9Melhoa2OwvFWEqeRSYE0Ljbr6YWvNG_Ti2kxK4GnE");
+        assert_eq!(rfc.challenge(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
         let again = Flow::from_seed("seed");
         assert_eq!(again.state, Flow::from_seed("seed").state);
     }
@@ -297,7 +297,10 @@ mod tests {
     fn the_flow_cookie_is_lax_http_only_and_scoped_to_the_sign_in() {
         let text = flow_cookie("v", FLOW_SECONDS, true);
         let text = text.to_str().unwrap();
-        assert!(text.contains("HttpOnly; SameSite=Lax; Path=/login/oidc; Secure"), "{text}");
+        assert!(
+            text.contains("HttpOnly; SameSite=Lax; Path=/login/oidc; Secure"),
+            "{text}"
+        );
         assert!(text.contains("Max-Age=600"), "{text}");
     }
 }

@@ -222,9 +222,10 @@ async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Acce
         return Ok(None);
     }
     if let Some(bindings) = session.bindings {
-        let configured = state
-            .oidc()
-            .and_then(|v| v.sign_in().map(|s| sign_on_check(v.issuer(), &s.config().client_id)));
+        let configured = state.oidc().and_then(|v| {
+            v.sign_in()
+                .map(|s| sign_on_check(v.issuer(), &s.config().client_id))
+        });
         if !configured.is_some_and(|check| tokens_match(&check, &session.token_check)) {
             return Ok(None);
         }

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use crate::api::auth::Scope;
 use crate::domain::Reach;
 
-pub use super::sign_in_config::DashboardSignInConfig;
 use super::sign_in_config::DashboardFile;
+pub use super::sign_in_config::DashboardSignInConfig;
 
 /// The clock skew allowed on `exp` and `nbf` unless `clock_skew_seconds` says.
 const DEFAULT_CLOCK_SKEW: u64 = 60;

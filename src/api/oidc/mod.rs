@@ -151,7 +151,8 @@ impl OidcVerifier {
         let audience = [sign_in.config().client_id.clone()];
         let claims = self.decode(token, &audience).await?;
         let carried = claims.get("nonce").and_then(|n| n.as_str());
-        if !carried.is_some_and(|n| bool::from(subtle::ConstantTimeEq::ct_eq(n.as_bytes(), nonce.as_bytes()))) {
+        if !carried.is_some_and(|n| bool::from(subtle::ConstantTimeEq::ct_eq(n.as_bytes(), nonce.as_bytes())))
+        {
             return Err(OidcError::Invalid(
                 "the ID token does not carry this sign-in's nonce (it was issued for another sign-in)".into(),
             ));

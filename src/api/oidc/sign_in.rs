@@ -135,7 +135,9 @@ impl SignInClient {
             None => discovered
                 .as_deref()
                 .and_then(|u| Url::parse(u).ok())
-                .ok_or_else(|| unavailable(format!("{url} gives no valid {name}; configure dashboard.{name}"))),
+                .ok_or_else(|| {
+                    unavailable(format!("{url} gives no valid {name}; configure dashboard.{name}"))
+                }),
         };
         let endpoints = Endpoints {
             authorization: pick(
@@ -226,9 +228,7 @@ impl SignInClient {
             ))
         })?;
         answer.id_token.ok_or_else(|| {
-            SignInError::CodeRefused(format!(
-                "{name} gave no ID token; the scopes must include openid"
-            ))
+            SignInError::CodeRefused(format!("{name} gave no ID token; the scopes must include openid"))
         })
     }
 }

@@ -71,7 +71,11 @@ fn field(field: &'static str, problem: impl Into<String>) -> OidcConfigError {
 }
 
 fn read_secret(file: &DashboardFile) -> Result<ClientSecret, OidcConfigError> {
-    let secret = match (&file.client_secret, &file.client_secret_env, &file.client_secret_file) {
+    let secret = match (
+        &file.client_secret,
+        &file.client_secret_env,
+        &file.client_secret_file,
+    ) {
         (Some(_), _, _) => {
             return Err(field(
                 "dashboard.client_secret",
@@ -97,13 +101,18 @@ fn read_secret(file: &DashboardFile) -> Result<ClientSecret, OidcConfigError> {
         (None, Some(var), None) => std::env::var(var.trim()).map_err(|_| {
             field(
                 "dashboard.client_secret_env",
-                format!("the environment variable {var} is not set (or not UTF-8); set it to the client secret"),
+                format!(
+                    "the environment variable {var} is not set (or not UTF-8); set it to the client secret"
+                ),
             )
         })?,
         (None, None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
             field(
                 "dashboard.client_secret_file",
-                format!("{} could not be read ({e}); it must hold the client secret", path.display()),
+                format!(
+                    "{} could not be read ({e}); it must hold the client secret",
+                    path.display()
+                ),
             )
         })?,
     };
@@ -157,19 +166,17 @@ impl DashboardSignInConfig {
                 format!("{bad:?} is not a scope; list scopes one by one, e.g. [openid, profile, email]"),
             ));
         }
-        let name = match file.name.map(|n| n.trim().to_owned()) {
-            Some(n) if n.is_empty() => {
-                return Err(field(
+        let name =
+            match file.name.map(|n| n.trim().to_owned()) {
+                Some(n) if n.is_empty() => return Err(field(
                     "dashboard.name",
                     "is empty; name the identity provider as users know it (e.g. Entra ID) or leave it out",
-                ))
-            }
-            Some(n) => n,
-            None => issuer_host.to_owned(),
-        };
-        let endpoint = |name: &'static str, text: Option<String>| {
-            text.map(|t| endpoint_url(name, t.trim())).transpose()
-        };
+                )),
+                Some(n) => n,
+                None => issuer_host.to_owned(),
+            };
+        let endpoint =
+            |name: &'static str, text: Option<String>| text.map(|t| endpoint_url(name, t.trim())).transpose();
         Ok(Self {
             name,
             client_id,
@@ -219,7 +226,10 @@ mappings:
         assert_eq!(dashboard.name, "login.microsoftonline.com");
         assert_eq!(dashboard.scopes, vec!["openid", "profile"]);
         assert_eq!(dashboard.client_secret.expose(), "s3cret");
-        assert!(!format!("{dashboard:?}").contains("s3cret"), "the secret never prints");
+        assert!(
+            !format!("{dashboard:?}").contains("s3cret"),
+            "the secret never prints"
+        );
         assert_eq!(dashboard.authorization_endpoint, None);
     }
 
@@ -234,7 +244,10 @@ mappings:
         assert_eq!(with_dashboard(&good).unwrap().dashboard.unwrap().name, "Entra ID");
 
         let inline = with_dashboard(&format!("{good}  client_secret: s3cret\n")).unwrap_err();
-        assert!(inline.contains("never written") && inline.contains("client_secret_env"), "{inline}");
+        assert!(
+            inline.contains("never written") && inline.contains("client_secret_env"),
+            "{inline}"
+        );
         let missing = with_dashboard(
             "  client_id: app\n  redirect_url: https://tenants.example.com/login/oidc/callback\n",
         )
@@ -245,19 +258,26 @@ mappings:
              redirect_url: https://tenants.example.com/login/oidc/callback\n",
         )
         .unwrap_err();
-        assert!(unset.contains("TENANTCTL_TEST_SECRET_THAT_IS_NOT_SET is not set"), "{unset}");
+        assert!(
+            unset.contains("TENANTCTL_TEST_SECRET_THAT_IS_NOT_SET is not set"),
+            "{unset}"
+        );
         let path = with_dashboard(&good.replace("/login/oidc/callback", "/callback")).unwrap_err();
-        assert!(path.contains("redirect_url") && path.contains("/login/oidc/callback"), "{path}");
+        assert!(
+            path.contains("redirect_url") && path.contains("/login/oidc/callback"),
+            "{path}"
+        );
         let plain = with_dashboard(&good.replace("https://tenants", "http://tenants")).unwrap_err();
-        assert!(plain.contains("redirect_url") && plain.contains("https"), "{plain}");
+        assert!(
+            plain.contains("redirect_url") && plain.contains("https"),
+            "{plain}"
+        );
         let scopes = with_dashboard(&format!("{good}  scopes: [profile]\n")).unwrap_err();
         assert!(scopes.contains("must include openid"), "{scopes}");
         let blank = secret_file(" \n");
-        let empty = with_dashboard(&good.replace(
-            secret.path().to_str().unwrap(),
-            blank.path().to_str().unwrap(),
-        ))
-        .unwrap_err();
+        let empty =
+            with_dashboard(&good.replace(secret.path().to_str().unwrap(), blank.path().to_str().unwrap()))
+                .unwrap_err();
         assert!(empty.contains("secret is empty"), "{empty}");
     }
 }
