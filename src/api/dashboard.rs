@@ -5,7 +5,8 @@
 //! a tenant by id or hostname and pages through the tenants it selects (see
 //! [`fleet_view`]). `GET /tenants/{id}` shows one tenant and its history;
 //! `GET /rollouts/{id}` one rollout as a timeline (see [`rollout_page`]). All need
-//! scope read, from a sign-in session (`/login`) or a bearer header; see [`session`].
+//! scope read, from a sign-in session (`/login`, or single sign-on with the OpenID
+//! Connect issuer, see [`oidc_sign_in`]) or a bearer header; see [`session`].
 //! A viewer of scope deploy also gets buttons that approve, pause, resume, retry and
 //! abort rollouts (`POST /rollouts/{id}/{action}`); see [`actions`].
 
@@ -14,6 +15,7 @@ mod csrf;
 mod fleet_html;
 mod fleet_view;
 mod html;
+mod oidc_sign_in;
 mod overview;
 mod overview_html;
 mod rollout_page;
@@ -45,6 +47,8 @@ pub fn routes() -> Router<ApiState> {
         .route("/tenants/{id}", get(tenant))
         .route("/rollouts/{id}", get(rollout))
         .route("/login", get(session::login_form).post(session::login))
+        .route("/login/oidc/start", get(oidc_sign_in::start))
+        .route(crate::api::oidc::CALLBACK_PATH, get(oidc_sign_in::callback))
         .route("/logout", post(session::logout))
         .route("/rollouts/{id}/{action}", post(actions::rollout_action))
         .route("/tenants/{id}/{action}", post(tenant_actions::tenant_action))

@@ -39,7 +39,9 @@ pub struct ServeArgs {
     /// Also accept OpenID Connect bearer tokens (Entra ID, Azure DevOps workload
     /// identity, any OpenID provider): a YAML or JSON file with issuer, audience,
     /// algorithms, mappings of claims to scopes, and optionally jwks_uri,
-    /// clock_skew_seconds, jwks_max_age_seconds, name_claim. Checked at start-up.
+    /// clock_skew_seconds, jwks_max_age_seconds, name_claim, and a dashboard section
+    /// for browser sign-in (client_id, client_secret_env or client_secret_file,
+    /// redirect_url). Checked at start-up.
     #[arg(long, env = "TENANTCTL_OIDC_CONFIG")]
     oidc_config: Option<PathBuf>,
     /// Serve the API only; run no tenant workers in this process.

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
+use crate::domain::Binding;
 
 /// How a reservation of an idempotency key went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,10 @@ pub struct StoredSession {
     pub token_check: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The bindings a single sign-on granted at sign-in (its claims are not seen
+    /// again); `None` for a session made from a configured token, whose bindings are
+    /// read from the token list on every view.
+    pub bindings: Option<Vec<Binding>>,
 }
 
 impl StoredSession {

@@ -17,6 +17,7 @@ mod freezes;
 mod idempotency;
 mod intake;
 mod oidc;
+mod oidc_dashboard;
 mod ops;
 mod promotions;
 mod request_bodies;

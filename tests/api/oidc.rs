@@ -3,29 +3,34 @@
 //! ones with the scope their claims map to and refuses the bad ones with a message
 //! saying what was wrong, without acting.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::extract::{Query, State};
+use axum::http::header::LOCATION;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tenant_orchestrator::api::oidc::{OidcConfig, OidcVerifier};
 use tenant_orchestrator::api::ApiState;
 
 use crate::api_support::{spawn_with_state, tenant_body, tokens, TestApi, READ};
 
-const AUDIENCE: &str = "api://tenant-orchestrator";
-const DEPLOY_GROUP: &str = "5d2f7a10-0000-4000-8000-00000000000a";
-const READ_GROUP: &str = "5d2f7a10-0000-4000-8000-00000000000b";
+pub(crate) const AUDIENCE: &str = "api://tenant-orchestrator";
+pub(crate) const DEPLOY_GROUP: &str = "5d2f7a10-0000-4000-8000-00000000000a";
+pub(crate) const READ_GROUP: &str = "5d2f7a10-0000-4000-8000-00000000000b";
 const PIPELINE_SUBJECT: &str = "sc://contoso/web/tenants-deploy";
-const EU_GROUP: &str = "5d2f7a10-0000-4000-8000-00000000000e";
+pub(crate) const EU_GROUP: &str = "5d2f7a10-0000-4000-8000-00000000000e";
 
 /// A key the test issuer signs with, and its public half as a JWK.
-struct SigningKey {
+#[derive(Clone)]
+pub(crate) struct SigningKey {
     kid: String,
     alg: Algorithm,
     pkcs8: Vec<u8>,
@@ -33,7 +38,7 @@ struct SigningKey {
 }
 
 impl SigningKey {
-    fn ec(kid: &str, alg: Algorithm) -> Self {
+    pub(crate) fn ec(kid: &str, alg: Algorithm) -> Self {
         let (rcgen_alg, crv, half) = match alg {
             Algorithm::ES256 => (&rcgen::PKCS_ECDSA_P256_SHA256, "P-256", 32),
             Algorithm::ES384 => (&rcgen::PKCS_ECDSA_P384_SHA384, "P-384", 48),
@@ -77,11 +82,15 @@ fn b64_json(v: &Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
 }
 
-/// The test's identity provider: `/.well-known/openid-configuration` and `/keys`.
-struct Issuer {
-    url: String,
+/// The test's identity provider: `/.well-known/openid-configuration` and `/keys`,
+/// and for the dashboard's sign-in `/authorize` (signs the user in at once and sends
+/// the browser back with a code, or with `error=access_denied`) and `/token` (gives
+/// an ID token for a code whose PKCE challenge the verifier meets).
+pub(crate) struct Issuer {
+    pub(crate) url: String,
     keys: Arc<Mutex<Vec<Value>>>,
     key_fetches: Arc<AtomicUsize>,
+    sign_in: Arc<Mutex<SignInDesk>>,
 }
 
 #[derive(Clone)]
@@ -89,22 +98,154 @@ struct IssuerState {
     url: String,
     keys: Arc<Mutex<Vec<Value>>>,
     key_fetches: Arc<AtomicUsize>,
+    sign_in: Arc<Mutex<SignInDesk>>,
+}
+
+/// The client the test issuer has registered for the dashboard.
+pub(crate) const CLIENT_ID: &str = "6731de76-0000-4000-8000-000000000002";
+pub(crate) const CLIENT_SECRET: &str = "dashboard-client-secret";
+
+/// What `/authorize` was asked for, kept under the code it handed out.
+struct Grant {
+    redirect_uri: String,
+    nonce: String,
+    challenge: String,
+}
+
+/// The sign-in side of the test issuer.
+#[derive(Default)]
+struct SignInDesk {
+    /// The key ID tokens are signed with; `None` until a test sets it.
+    signer: Option<SigningKey>,
+    /// Claims of the user who signs in, over the defaults.
+    user: Value,
+    /// Claims put in the ID token last, over everything (a wrong nonce, an old exp).
+    id_token_override: Value,
+    /// Whether the user declines consent.
+    deny: bool,
+    codes: HashMap<String, Grant>,
+    next_code: usize,
+}
+
+fn b64url_sha256(text: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes()))
+}
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
+}
+
+/// `GET /authorize`: the user signs in at once (or declines).
+async fn authorize(State(s): State<IssuerState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let param = |k: &str| q.get(k).cloned().unwrap_or_default();
+    assert_eq!(param("client_id"), CLIENT_ID);
+    assert_eq!(param("response_type"), "code");
+    assert_eq!(param("code_challenge_method"), "S256");
+    assert!(param("scope").split(' ').any(|s| s == "openid"), "{q:?}");
+    let redirect_uri = param("redirect_uri");
+    let mut back = reqwest::Url::parse(&redirect_uri).unwrap();
+    let mut desk = s.sign_in.lock().unwrap();
+    if desk.deny {
+        back.query_pairs_mut()
+            .append_pair("error", "access_denied")
+            .append_pair("error_description", "AADSTS65004: User declined to consent")
+            .append_pair("state", &param("state"));
+        return redirect(back.as_str());
+    }
+    desk.next_code += 1;
+    let code = format!("code-{}", desk.next_code);
+    desk.codes.insert(
+        code.clone(),
+        Grant {
+            redirect_uri,
+            nonce: param("nonce"),
+            challenge: param("code_challenge"),
+        },
+    );
+    back.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", &param("state"));
+    redirect(back.as_str())
+}
+
+/// `POST /token`: an ID token for a code, once, when the client and the PKCE
+/// verifier check out (RFC 6749 §4.1.3, RFC 7636 §4.6).
+async fn token(State(s): State<IssuerState>, Form(f): Form<HashMap<String, String>>) -> Response {
+    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let refuse = |error: &str, description: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response()
+    };
+    if field("client_id") != CLIENT_ID || field("client_secret") != CLIENT_SECRET {
+        return refuse("invalid_client", "unknown client or wrong secret");
+    }
+    let mut desk = s.sign_in.lock().unwrap();
+    let Some(grant) = desk.codes.remove(&field("code")) else {
+        return refuse("invalid_grant", "the code is unknown or used");
+    };
+    if field("grant_type") != "authorization_code" || field("redirect_uri") != grant.redirect_uri {
+        return refuse("invalid_grant", "wrong grant type or redirect_uri");
+    }
+    if b64url_sha256(&field("code_verifier")) != grant.challenge {
+        return refuse(
+            "invalid_grant",
+            "PKCE verification failed: the code_verifier does not match the code_challenge",
+        );
+    }
+    let mut claims = base_claims(&s.url, &json!({"aud": CLIENT_ID, "nonce": grant.nonce}));
+    for extra in [desk.user.clone(), desk.id_token_override.clone()] {
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            claims[k] = v.clone();
+        }
+    }
+    let signer = desk
+        .signer
+        .as_ref()
+        .expect("a test sets the key ID tokens are signed with");
+    Json(json!({"token_type": "Bearer", "access_token": "opaque", "id_token": signer.sign(&claims)}))
+        .into_response()
+}
+
+/// Claims of a valid token of `issuer` for a member of the deploy group, with `extra`
+/// on top (a null removes a claim).
+fn base_claims(issuer: &str, extra: &Value) -> Value {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut claims = json!({
+        "iss": issuer, "aud": AUDIENCE, "sub": "8f4c-user", "preferred_username": "ada@contoso.com",
+        "iat": now, "nbf": now - 5, "exp": now + 600, "groups": ["other-group", DEPLOY_GROUP],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    claims
 }
 
 impl Issuer {
-    async fn start(keys: &[&SigningKey]) -> Self {
+    pub(crate) async fn start(keys: &[&SigningKey]) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = IssuerState {
             url: url.clone(),
             keys: Arc::new(Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect())),
             key_fetches: Arc::new(AtomicUsize::new(0)),
+            sign_in: Arc::default(),
         };
         let router = Router::new()
             .route(
                 "/.well-known/openid-configuration",
                 get(|State(s): State<IssuerState>| async move {
-                    Json(json!({"issuer": s.url, "jwks_uri": format!("{}/keys", s.url)}))
+                    Json(json!({
+                        "issuer": s.url, "jwks_uri": format!("{}/keys", s.url),
+                        "authorization_endpoint": format!("{}/authorize", s.url),
+                        "token_endpoint": format!("{}/token", s.url),
+                    }))
                 }),
             )
             .route(
@@ -114,13 +255,33 @@ impl Issuer {
                     Json(json!({"keys": s.keys.lock().unwrap().clone()}))
                 }),
             )
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Self {
             url,
             keys: state.keys,
             key_fetches: state.key_fetches,
+            sign_in: state.sign_in,
         }
+    }
+
+    /// Signs ID tokens with `key` for a user with `user` claims over the defaults.
+    pub(crate) fn signs_in(&self, key: &SigningKey, user: Value) {
+        let mut desk = self.sign_in.lock().unwrap();
+        desk.signer = Some(key.clone());
+        desk.user = user;
+    }
+
+    /// Puts `claims` into every ID token from now on, over everything else.
+    pub(crate) fn misissues(&self, claims: Value) {
+        self.sign_in.lock().unwrap().id_token_override = claims;
+    }
+
+    /// The user declines consent from now on.
+    pub(crate) fn denies_consent(&self) {
+        self.sign_in.lock().unwrap().deny = true;
     }
 
     /// The issuer rotates: only `keys` are published from now on.
@@ -135,33 +296,26 @@ impl Issuer {
     /// Claims of a valid token for a member of the deploy group, with `extra` on top
     /// (a null removes a claim).
     fn claims(&self, extra: Value) -> Value {
-        let now = jsonwebtoken::get_current_timestamp();
-        let mut claims = json!({
-            "iss": self.url, "aud": AUDIENCE, "sub": "8f4c-user", "preferred_username": "ada@contoso.com",
-            "iat": now, "nbf": now - 5, "exp": now + 600, "groups": ["other-group", DEPLOY_GROUP],
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            if v.is_null() {
-                claims.as_object_mut().unwrap().remove(k);
-            } else {
-                claims[k] = v.clone();
-            }
-        }
-        claims
+        base_claims(&self.url, &extra)
     }
 }
 
-/// The API with the usual static tokens and OpenID Connect tokens from `issuer`.
-async fn spawn_api(issuer: &Issuer) -> TestApi {
-    let config = OidcConfig::parse(&format!(
+/// The OpenID Connect configuration accepting `issuer`'s tokens, with the test's
+/// mappings.
+pub(crate) fn config_yaml(issuer: &Issuer) -> String {
+    format!(
         "issuer: {}\naudience: [{AUDIENCE}]\nalgorithms: [ES256, RS256]\nmappings:\n\
          - {{claim: groups, value: {DEPLOY_GROUP}, scope: deploy}}\n\
          - {{claim: groups, value: {READ_GROUP}, scope: read}}\n\
          - {{claim: sub, value: \"{PIPELINE_SUBJECT}\", scope: deploy}}\n\
          - {{claim: groups, value: {EU_GROUP}, scope: deploy, on: {{regions: [eu-west-1]}}}}\n",
         issuer.url
-    ))
-    .unwrap();
+    )
+}
+
+/// The API with the usual static tokens and OpenID Connect tokens from `issuer`.
+async fn spawn_api(issuer: &Issuer) -> TestApi {
+    let config = OidcConfig::parse(&config_yaml(issuer)).unwrap();
     let verifier = Arc::new(OidcVerifier::new(config));
     spawn_with_state(|app| ApiState::new(app, tokens()).with_oidc(verifier)).await
 }

@@ -5,8 +5,10 @@
 //! TTL removes it later). The cookie reveals nothing of the token. [`Viewer`] accepts
 //! the session (or a bearer header) on dashboard pages only; every page view checks
 //! that the session is live and that the token it was made from is still configured,
-//! so removing a token ends its sessions. `POST /logout` revokes the session. Every
-//! form refuses cross-site posts and carries an anti-CSRF token (see [`super::csrf`]).
+//! so removing a token ends its sessions. A single sign-on through the issuer (see
+//! [`super::oidc_sign_in`]) opens the same kind of session, which keeps the bindings
+//! granted at sign-in and ends when that issuer's browser sign-in is no longer
+//! configured. `POST /logout` revokes the session. Every form refuses cross-site posts and carries an anti-CSRF token (see [`super::csrf`]).
 //! The JSON API's [`Caller`](crate::api::auth::Caller) stays bearer-only, so a cookie
 //! never authorises an API request.
 
@@ -173,7 +175,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The value of cookie `name`, if the request carries it.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -195,8 +197,20 @@ fn token_check(configured_hash: &[u8; 32]) -> String {
     sha256_hex(&[b"tenantctl session token\0", configured_hash])
 }
 
+/// What a single sign-on session keeps in place of a token check: it names the issuer
+/// and client, so the session ends when sign-in with them is no longer configured.
+pub(super) fn sign_on_check(issuer: &str, client_id: &str) -> String {
+    sha256_hex(&[
+        b"tenantctl single sign-on session\0",
+        issuer.as_bytes(),
+        b"\0",
+        client_id.as_bytes(),
+    ])
+}
+
 /// The name and current bindings of the live session `id`, or `None` when there is
-/// no such session, it expired, or its token is no longer configured.
+/// no such session, it expired, or its token (or single sign-on) is no longer
+/// configured.
 async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Access)>, StoreError> {
     if !looks_random(id) {
         return Ok(None);
@@ -206,6 +220,16 @@ async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Acce
     };
     if !session.is_live(Utc::now()) {
         return Ok(None);
+    }
+    if let Some(bindings) = session.bindings {
+        let configured = state.oidc().and_then(|v| {
+            v.sign_in()
+                .map(|s| sign_on_check(v.issuer(), &s.config().client_id))
+        });
+        if !configured.is_some_and(|check| tokens_match(&check, &session.token_check)) {
+            return Ok(None);
+        }
+        return Ok(Access::new(bindings).map(|access| (session.token_name, access)));
     }
     let Some((access, hash)) = state.tokens().configured(&session.token_name) else {
         return Ok(None);
@@ -257,13 +281,13 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
     }
 }
 
-fn see_other(to: &'static str) -> Response {
+pub(super) fn see_other(to: &'static str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static(to))]).into_response()
 }
 
 /// Whether the browser reached us over HTTPS, directly or through a proxy that says
 /// so. (A client that lies only gets a `Secure` flag on its own cookie.)
-fn over_https(uri: &Uri, headers: &HeaderMap) -> bool {
+pub(super) fn over_https(uri: &Uri, headers: &HeaderMap) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let forwarded_proto = header("x-forwarded-proto")
         .and_then(|v| v.split(',').next())
@@ -297,14 +321,32 @@ fn clear_cookie(name: &str, path: &str, secure: bool) -> HeaderValue {
         .expect("fixed text is a valid header value")
 }
 
+/// The name of the identity provider the sign-in page offers, if any.
+pub(super) fn sign_on_name(state: &ApiState) -> Option<&str> {
+    state
+        .oidc()
+        .and_then(|v| v.sign_in())
+        .map(|s| s.config().name.as_str())
+}
+
 /// The sign-in form, with a message when a previous attempt failed, and a fresh
 /// anti-CSRF token in a hidden field and in a cookie. The token field is never
-/// filled in: a token is never sent back to the browser.
-fn login_page(status: StatusCode, problem: Option<&str>, secure: bool) -> Response {
+/// filled in: a token is never sent back to the browser. With `sign_on`, it also
+/// offers to sign in with that identity provider.
+pub(super) fn login_page(
+    status: StatusCode,
+    problem: Option<&str>,
+    secure: bool,
+    sign_on: Option<&str>,
+) -> Response {
     let form_token = random_token();
     let body = html! {
         @if let Some(problem) = problem {
             p.bad #login-error { (problem) }
+        }
+        @if let Some(provider) = sign_on {
+            p { a #sign-in-sso href="/login/oidc/start" { "Sign in with " (provider) } }
+            p.muted { "or with an API token:" }
         }
         form.login method="post" action="/login" {
             input type="hidden" name="csrf" value=(form_token);
@@ -326,8 +368,13 @@ fn login_page(status: StatusCode, problem: Option<&str>, secure: bool) -> Respon
 }
 
 /// `GET /login`.
-pub async fn login_form(uri: Uri, headers: HeaderMap) -> Response {
-    login_page(StatusCode::OK, None, over_https(&uri, &headers))
+pub async fn login_form(State(state): State<ApiState>, uri: Uri, headers: HeaderMap) -> Response {
+    login_page(
+        StatusCode::OK,
+        None,
+        over_https(&uri, &headers),
+        sign_on_name(&state),
+    )
 }
 
 #[derive(Deserialize)]
@@ -348,12 +395,14 @@ pub async fn login(
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     let secure = over_https(&uri, &headers);
+    let sign_on = sign_on_name(&state);
     if let Some(reason) = cross_site(&headers) {
         tracing::warn!(%reason, "dashboard sign-in refused: cross-site");
         return login_page(
             StatusCode::FORBIDDEN,
             Some(&format!("Sign-in refused: {reason}. Sign in from this page.")),
             secure,
+            sign_on,
         );
     }
     let Ok(Form(LoginForm { token, csrf })) = form else {
@@ -361,6 +410,7 @@ pub async fn login(
             StatusCode::BAD_REQUEST,
             Some("The form was incomplete; paste a token and sign in."),
             secure,
+            sign_on,
         );
     };
     if !tokens_match(&csrf, cookie(&headers, LOGIN_COOKIE).unwrap_or_default()) {
@@ -369,6 +419,7 @@ pub async fn login(
             StatusCode::FORBIDDEN,
             Some("The sign-in form had expired or did not come from this server; sign in again from this page."),
             secure,
+            sign_on,
         );
     }
     let token = token.trim();
@@ -378,6 +429,7 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
             Some("That token is not known here. Check it, or ask an administrator for a token."),
             secure,
+            sign_on,
         );
     };
     let scope = access.highest();
@@ -386,27 +438,42 @@ pub async fn login(
     }
     // The token matched its configured hash, so this is that hash.
     let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let id = random_token();
-    let now = Utc::now();
     let session = StoredSession {
         token_name: name.to_owned(),
         scope: scope.as_str().to_owned(),
         token_check: token_check(&hash),
-        created_at: now,
-        expires_at: now + chrono::Duration::seconds(SESSION_SECONDS.into()),
+        created_at: Utc::now(),
+        expires_at: Utc::now(),
+        bindings: None,
     };
-    if let Err(error) = state.store().create_session(&session_key(&id), &session).await {
-        return unavailable(&error);
-    }
+    let cookie = match open_session(&state, session, secure).await {
+        Ok(cookie) => cookie,
+        Err(refused) => return refused,
+    };
     tracing::info!(caller = %name, "dashboard sign-in");
     let mut response = see_other("/");
     let cookies = response.headers_mut();
-    cookies.append(
-        SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &id, SESSION_SECONDS, "/", secure),
-    );
+    cookies.append(SET_COOKIE, cookie);
     cookies.append(SET_COOKIE, clear_cookie(LOGIN_COOKIE, "/login", secure));
     response
+}
+
+/// Stores `session` (its times set here: from now, for [`SESSION_SECONDS`]) under a
+/// fresh id and gives the cookie that carries the id, or the page saying the store
+/// failed.
+pub(super) async fn open_session(
+    state: &ApiState,
+    mut session: StoredSession,
+    secure: bool,
+) -> Result<HeaderValue, Response> {
+    let id = random_token();
+    let now = Utc::now();
+    session.created_at = now;
+    session.expires_at = now + chrono::Duration::seconds(SESSION_SECONDS.into());
+    if let Err(error) = state.store().create_session(&session_key(&id), &session).await {
+        return Err(unavailable(&error));
+    }
+    Ok(set_cookie(SESSION_COOKIE, &id, SESSION_SECONDS, "/", secure))
 }
 
 #[derive(Deserialize)]

@@ -14,6 +14,9 @@ use serde::Deserialize;
 use crate::api::auth::Scope;
 use crate::domain::Reach;
 
+use super::sign_in_config::DashboardFile;
+pub use super::sign_in_config::DashboardSignInConfig;
+
 /// The clock skew allowed on `exp` and `nbf` unless `clock_skew_seconds` says.
 const DEFAULT_CLOCK_SKEW: u64 = 60;
 /// More skew than this would keep an expired token usable for too long.
@@ -28,7 +31,7 @@ pub enum OidcConfigError {
     #[error(
         "the OpenID Connect configuration is not valid JSON/YAML: {0}; expected \
          {{issuer, audience, algorithms, mappings: [{{claim, value, scope}}]}} and optionally \
-         jwks_uri, clock_skew_seconds, jwks_max_age_seconds, name_claim"
+         jwks_uri, clock_skew_seconds, jwks_max_age_seconds, name_claim, dashboard"
     )]
     Format(String),
     #[error("OpenID Connect {field}: {problem}")]
@@ -83,6 +86,7 @@ struct OidcFile {
     jwks_max_age_seconds: Option<u64>,
     name_claim: Option<String>,
     mappings: Vec<ClaimMapping>,
+    dashboard: Option<DashboardFile>,
 }
 
 /// A checked OpenID Connect configuration.
@@ -102,11 +106,14 @@ pub struct OidcConfig {
     /// `preferred_username`, then `sub`.
     pub name_claim: Option<String>,
     pub mappings: Vec<ClaimMapping>,
+    /// The dashboard's browser sign-in with this issuer; `None` offers the token form
+    /// only.
+    pub dashboard: Option<DashboardSignInConfig>,
 }
 
 /// An issuer or key URL: https, or plain http to this machine only (a local
 /// identity provider in development).
-fn endpoint_url(field: &'static str, text: &str) -> Result<Url, OidcConfigError> {
+pub(super) fn endpoint_url(field: &'static str, text: &str) -> Result<Url, OidcConfigError> {
     let problem = |problem: String| OidcConfigError::Field { field, problem };
     let url = Url::parse(text).map_err(|e| problem(format!("{text:?} is not a URL ({e})")))?;
     let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
@@ -118,6 +125,14 @@ fn endpoint_url(field: &'static str, text: &str) -> Result<Url, OidcConfigError>
              e.g. https://login.microsoftonline.com/<tenant-id>/v2.0"
         ))),
     }
+}
+
+/// The issuer's host, the sign-in button's name when none is configured.
+fn issuer_host(issuer: &str) -> String {
+    Url::parse(issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| issuer.to_owned())
 }
 
 fn algorithm(name: &str) -> Result<Algorithm, String> {
@@ -235,6 +250,11 @@ impl OidcConfig {
             }
         }
 
+        let dashboard = file
+            .dashboard
+            .map(|d| DashboardSignInConfig::check(d, &issuer_host(&issuer)))
+            .transpose()?;
+
         Ok(Self {
             issuer,
             audience,
@@ -244,6 +264,7 @@ impl OidcConfig {
             jwks_max_age: Duration::from_secs(max_age),
             name_claim,
             mappings: file.mappings,
+            dashboard,
         })
     }
 

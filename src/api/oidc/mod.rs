@@ -6,6 +6,8 @@
 
 mod config;
 mod keys;
+mod sign_in;
+mod sign_in_config;
 
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
@@ -14,6 +16,8 @@ use serde::Deserialize;
 
 pub use config::{ClaimMapping, OidcConfig, OidcConfigError};
 pub use keys::UNKNOWN_KID_COOL_DOWN;
+pub use sign_in::{SignInClient, SignInError};
+pub use sign_in_config::{ClientSecret, DashboardSignInConfig, CALLBACK_PATH};
 
 use crate::domain::{Access, Binding};
 use keys::{IssuerKeys, KeyError};
@@ -55,6 +59,8 @@ pub struct OidcPrincipal {
 pub struct OidcVerifier {
     config: OidcConfig,
     keys: IssuerKeys,
+    /// The dashboard's browser sign-in, when the configuration has a `dashboard` section.
+    sign_in: Option<SignInClient>,
 }
 
 impl std::fmt::Debug for OidcVerifier {
@@ -102,7 +108,20 @@ fn history_name(value: &str) -> String {
 impl OidcVerifier {
     pub fn new(config: OidcConfig) -> Self {
         let keys = IssuerKeys::new(&config.issuer, config.jwks_uri.clone(), config.jwks_max_age);
-        Self { config, keys }
+        let sign_in = config
+            .dashboard
+            .clone()
+            .map(|d| SignInClient::new(&config.issuer, d));
+        Self {
+            config,
+            keys,
+            sign_in,
+        }
+    }
+
+    /// The dashboard's browser sign-in with this issuer, if configured.
+    pub fn sign_in(&self) -> Option<&SignInClient> {
+        self.sign_in.as_ref()
     }
 
     pub fn issuer(&self) -> &str {
@@ -111,6 +130,43 @@ impl OidcVerifier {
 
     /// The principal `token` proves, or why it proves none.
     pub async fn verify(&self, token: &str) -> Result<OidcPrincipal, OidcError> {
+        let claims = self.decode(token, &self.config.audience).await?;
+        self.principal(&claims)
+    }
+
+    /// The principal an ID token from the dashboard's sign-in proves: verified like a
+    /// bearer token, but issued for the dashboard's client id and carrying the `nonce`
+    /// the sign-in sent, so a token from another sign-in cannot be replayed into this one.
+    pub async fn verify_id_token(&self, token: &str, nonce: &str) -> Result<OidcPrincipal, OidcError> {
+        let Some(sign_in) = &self.sign_in else {
+            return Err(OidcError::Invalid(
+                "browser sign-in with the identity provider is not configured".into(),
+            ));
+        };
+        if !looks_like_jwt(token) {
+            return Err(OidcError::Invalid(
+                "the identity provider's ID token is not a signed JWT".into(),
+            ));
+        }
+        let audience = [sign_in.config().client_id.clone()];
+        let claims = self.decode(token, &audience).await?;
+        let carried = claims.get("nonce").and_then(|n| n.as_str());
+        if !carried.is_some_and(|n| bool::from(subtle::ConstantTimeEq::ct_eq(n.as_bytes(), nonce.as_bytes())))
+        {
+            return Err(OidcError::Invalid(
+                "the ID token does not carry this sign-in's nonce (it was issued for another sign-in)".into(),
+            ));
+        }
+        self.principal(&claims)
+    }
+
+    /// The claims of `token` once its signature, issuer, `audience`, expiry and
+    /// not-before are checked.
+    async fn decode(
+        &self,
+        token: &str,
+        audience: &[String],
+    ) -> Result<serde_json::Map<String, serde_json::Value>, OidcError> {
         let invalid = |m: String| OidcError::Invalid(m);
         let header: RawHeader = token
             .split('.')
@@ -155,19 +211,26 @@ impl OidcVerifier {
         validation.leeway = self.config.clock_skew.as_secs();
         validation.validate_nbf = true;
         validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&self.config.audience);
+        validation.set_audience(audience);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let claims =
+        Ok(
             jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key.key, &validation)
-                .map_err(|e| invalid(self.explain(e.kind())))?
-                .claims;
+                .map_err(|e| invalid(self.explain(e.kind(), audience)))?
+                .claims,
+        )
+    }
 
-        let name = self.principal_name(&claims)?;
+    /// The caller `claims` name, with the bindings their mappings grant.
+    fn principal(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<OidcPrincipal, OidcError> {
+        let name = self.principal_name(claims)?;
         let bindings: Vec<Binding> = self
             .config
             .mappings
             .iter()
-            .filter(|m| m.matches(&claims))
+            .filter(|m| m.matches(claims))
             .map(|m| Binding {
                 scope: m.scope,
                 on: m.on.clone(),
@@ -203,7 +266,7 @@ impl OidcVerifier {
             })
     }
 
-    fn explain(&self, kind: &ErrorKind) -> String {
+    fn explain(&self, kind: &ErrorKind, audience: &[String]) -> String {
         let skew = self.config.clock_skew.as_secs();
         match kind {
             ErrorKind::ExpiredSignature => {
@@ -214,7 +277,7 @@ impl OidcVerifier {
             ),
             ErrorKind::InvalidAudience => format!(
                 "the token is for another audience (aud); request a token for {}",
-                self.config.audience.join(" or ")
+                audience.join(" or ")
             ),
             ErrorKind::InvalidIssuer => format!(
                 "the token was issued by another issuer (iss); only tokens from {} are accepted",

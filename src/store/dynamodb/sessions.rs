@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::errors::classify;
-use super::item::{corrupt, get_n, get_s, n, s, Item};
+use super::item::{corrupt, corrupt_by, get_n, get_s, n, opt_s, s, Item};
 use super::DynamoStore;
 use crate::ports::{SessionStore, StoreError, StoredSession};
 
@@ -36,6 +36,10 @@ impl SessionStore for DynamoStore {
         item.insert("token_check".into(), s(&session.token_check));
         item.insert("created_at".into(), n(session.created_at.timestamp()));
         item.insert("expires_at".into(), n(session.expires_at.timestamp()));
+        if let Some(bindings) = &session.bindings {
+            let json = serde_json::to_string(bindings).expect("bindings serialize to JSON");
+            item.insert("bindings".into(), s(json));
+        }
         self.put_new(item, "storing a dashboard session").await
     }
 
@@ -53,6 +57,9 @@ impl SessionStore for DynamoStore {
             token_check: get_s(&item, "token_check")?.to_owned(),
             created_at: seconds("created_at", get_n(&item, "created_at")?)?,
             expires_at: seconds("expires_at", get_n(&item, "expires_at")?)?,
+            bindings: opt_s(&item, "bindings")
+                .map(|json| serde_json::from_str(&json).map_err(|e| corrupt_by("bindings", e)))
+                .transpose()?,
         }))
     }
 
@@ -82,6 +89,7 @@ mod tests {
             token_check: "00".into(),
             created_at: created,
             expires_at: created + chrono::Duration::hours(12),
+            bindings: None,
         };
         assert!(session.is_live(created));
         assert!(session.is_live(created + chrono::Duration::hours(11)));
