@@ -4,24 +4,16 @@
 
 use std::time::Duration;
 
-use tenant_orchestrator::domain::{Environment, Group, Hostname, Region, TenantId, TenantSpec, Tier};
+use tenant_orchestrator::domain::TenantSpec;
 use tenant_orchestrator::store::{ListQuery, TenantStore};
 
+#[path = "../../tests/common/tenant_spec.rs"]
+mod tenant_spec;
+
 /// Tenant `id` in `region`: a small tenant of the default group in environment
-/// `bench`, served on `<id>.example.com`.
+/// `bench`, served on `<id>.example.com` (the tests' tenant, in its own environment).
 pub fn bench_spec(id: &str, region: &str) -> TenantSpec {
-    TenantSpec {
-        id: TenantId::parse(id).unwrap(),
-        region: Region::parse(region).unwrap(),
-        environment: Environment::parse("bench").unwrap(),
-        group: Group::default_group(),
-        tier: Tier::Small,
-        hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
-        pinned_release: None,
-        maintenance: None,
-        platform: None,
-        pinned_platform: None,
-    }
+    tenant_spec::small_tenant("bench", id, region)
 }
 
 /// Returns once no tenant of the table is provisioning any more, looking every 10 ms.

@@ -90,6 +90,21 @@ async fn deliver(api: &TestApi, event: &Value) -> Reply {
     deliver_signed(api, event, Some(signature)).await
 }
 
+/// Delivers a basic subscription (`evt_1`), lets its tenant be created, then delivers
+/// its cancellation (`evt_2`); returns the answer to the cancellation.
+async fn subscribe_then_cancel(api: &TestApi) -> Reply {
+    let created = subscription_event("evt_1", "customer.subscription.created", "active", "price_basic");
+    deliver(api, &created).await;
+    api.settle().await;
+    let deleted = subscription_event(
+        "evt_2",
+        "customer.subscription.deleted",
+        "canceled",
+        "price_basic",
+    );
+    deliver(api, &deleted).await
+}
+
 async fn history(api: &TestApi, id: &str) -> Vec<Value> {
     let reply = api.get(&format!("/v1/tenants/{id}/history?limit=1000")).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -168,22 +183,7 @@ async fn a_signed_subscription_creates_retiers_and_deprovisions_its_tenant_after
 #[tokio::test]
 async fn a_renewal_within_the_grace_period_cancels_the_scheduled_deprovision() {
     let (api, intake) = spawn_intake().await;
-    deliver(
-        &api,
-        &subscription_event("evt_1", "customer.subscription.created", "active", "price_basic"),
-    )
-    .await;
-    api.settle().await;
-    let deleted = deliver(
-        &api,
-        &subscription_event(
-            "evt_2",
-            "customer.subscription.deleted",
-            "canceled",
-            "price_basic",
-        ),
-    )
-    .await;
+    let deleted = subscribe_then_cancel(&api).await;
     assert_eq!(
         deleted.body["status"], "deprovision_scheduled",
         "{}",
@@ -388,22 +388,7 @@ async fn a_delivery_whose_handler_died_after_claiming_it_is_acted_on_by_a_retry_
 #[tokio::test]
 async fn a_due_deprovision_under_a_freeze_keeps_its_schedule_until_the_freeze_is_gone() {
     let (api, intake) = spawn_intake().await;
-    deliver(
-        &api,
-        &subscription_event("evt_1", "customer.subscription.created", "active", "price_basic"),
-    )
-    .await;
-    api.settle().await;
-    let deleted = deliver(
-        &api,
-        &subscription_event(
-            "evt_2",
-            "customer.subscription.deleted",
-            "canceled",
-            "price_basic",
-        ),
-    )
-    .await;
+    let deleted = subscribe_then_cancel(&api).await;
     let due: chrono::DateTime<Utc> = deleted.body["deprovision_at"].as_str().unwrap().parse().unwrap();
     let now = Utc::now();
     let freeze = json!({

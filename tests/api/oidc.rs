@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tenant_orchestrator::api::oidc::{OidcConfig, OidcVerifier};
 use tenant_orchestrator::api::ApiState;
 
-use crate::api_support::{spawn_with_state, tenant_body, tokens, TestApi, READ};
+use crate::api_support::{spawn_with_state, tenant_body, tokens, Reply, TestApi, READ};
 
 pub(crate) const AUDIENCE: &str = "api://tenant-orchestrator";
 pub(crate) const DEPLOY_GROUP: &str = "5d2f7a10-0000-4000-8000-00000000000a";
@@ -320,6 +320,18 @@ async fn spawn_api(issuer: &Issuer) -> TestApi {
     spawn_with_state(|app| ApiState::new(app, tokens()).with_oidc(verifier)).await
 }
 
+/// `POST /v1/tenants` with `token`: tenant `id` in `region`, group default.
+async fn create_tenant(api: &TestApi, token: &str, id: &str, region: &str) -> Reply {
+    let body = tenant_body(id, region, "default");
+    api.call(Method::POST, "/v1/tenants", Some(token), Some(body))
+        .await
+}
+
+/// `GET /v1/tenants` with `token`.
+async fn list_tenants(api: &TestApi, token: &str) -> Reply {
+    api.call(Method::GET, "/v1/tenants", Some(token), None).await
+}
+
 async fn actors(api: &TestApi, tenant: &str) -> Vec<String> {
     let history = api.get(&format!("/v1/tenants/{tenant}/history")).await;
     history.body["items"]
@@ -337,23 +349,11 @@ async fn a_group_mapped_to_deploy_acts_and_is_named_in_the_history() {
     let api = spawn_api(&issuer).await;
     let token = key.sign(&issuer.claims(json!({})));
 
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/tenants",
-            Some(&token),
-            Some(tenant_body("acme", "eu-west-1", "default")),
-        )
-        .await;
+    let created = create_tenant(&api, &token, "acme", "eu-west-1").await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(actors(&api, "acme").await, vec!["api:ada@contoso.com"]);
     // The static tokens keep working beside it.
-    assert_eq!(
-        api.call(Method::GET, "/v1/tenants", Some(READ), None)
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(list_tenants(&api, READ).await.status, StatusCode::OK);
     assert_eq!(issuer.key_fetches(), 1, "the keys are cached");
 }
 
@@ -364,20 +364,8 @@ async fn a_read_mapping_reads_and_is_refused_deploying_and_no_mapping_is_refused
     let api = spawn_api(&issuer).await;
     let reader = key.sign(&issuer.claims(json!({"groups": [READ_GROUP]})));
 
-    assert_eq!(
-        api.call(Method::GET, "/v1/tenants", Some(&reader), None)
-            .await
-            .status,
-        StatusCode::OK
-    );
-    let refused = api
-        .call(
-            Method::POST,
-            "/v1/tenants",
-            Some(&reader),
-            Some(tenant_body("acme", "eu-west-1", "default")),
-        )
-        .await;
+    assert_eq!(list_tenants(&api, &reader).await.status, StatusCode::OK);
+    let refused = create_tenant(&api, &reader, "acme", "eu-west-1").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     let message = refused.body["error"]["message"].as_str().unwrap();
     assert!(
@@ -386,7 +374,7 @@ async fn a_read_mapping_reads_and_is_refused_deploying_and_no_mapping_is_refused
     );
 
     let stranger = key.sign(&issuer.claims(json!({"groups": ["someone-elses-group"]})));
-    let refused = api.call(Method::GET, "/v1/tenants", Some(&stranger), None).await;
+    let refused = list_tenants(&api, &stranger).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     let message = refused.body["error"]["message"].as_str().unwrap();
     assert!(
@@ -406,18 +394,11 @@ async fn a_mapping_bound_to_one_region_sees_and_acts_on_that_region_only() {
     let eu_team = key.sign(&issuer.claims(json!({"groups": [EU_GROUP]})));
     let everywhere = key.sign(&issuer.claims(json!({})));
     for (id, region) in [("acme", "eu-west-1"), ("globex", "us-east-1")] {
-        let created = api
-            .call(
-                Method::POST,
-                "/v1/tenants",
-                Some(&everywhere),
-                Some(tenant_body(id, region, "default")),
-            )
-            .await;
+        let created = create_tenant(&api, &everywhere, id, region).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     }
 
-    let listed = api.call(Method::GET, "/v1/tenants", Some(&eu_team), None).await;
+    let listed = list_tenants(&api, &eu_team).await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
     let ids: Vec<&str> = listed.body["items"]
         .as_array()
@@ -430,23 +411,9 @@ async fn a_mapping_bound_to_one_region_sees_and_acts_on_that_region_only() {
         .call(Method::GET, "/v1/tenants/globex", Some(&eu_team), None)
         .await;
     assert_eq!(hidden.status, StatusCode::NOT_FOUND, "{}", hidden.body);
-    let refused = api
-        .call(
-            Method::POST,
-            "/v1/tenants",
-            Some(&eu_team),
-            Some(tenant_body("initech", "us-east-1", "default")),
-        )
-        .await;
+    let refused = create_tenant(&api, &eu_team, "initech", "us-east-1").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/tenants",
-            Some(&eu_team),
-            Some(tenant_body("initech", "eu-west-1", "default")),
-        )
-        .await;
+    let created = create_tenant(&api, &eu_team, "initech", "eu-west-1").await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
 }
 
@@ -496,14 +463,7 @@ async fn invalid_tokens_are_refused_saying_what_was_wrong() {
         ),
     ];
     for (case, token, expected) in cases {
-        let reply = api
-            .call(
-                Method::POST,
-                "/v1/tenants",
-                Some(&token),
-                Some(tenant_body("acme", "eu-west-1", "default")),
-            )
-            .await;
+        let reply = create_tenant(&api, &token, "acme", "eu-west-1").await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{case}: {}", reply.body);
         assert_eq!(reply.code(), "unauthenticated", "{case}");
         let message = reply.body["error"]["message"].as_str().unwrap();
@@ -549,7 +509,7 @@ async fn unsigned_tokens_and_algorithms_not_accepted_or_not_the_keys_are_refused
         ),
     ];
     for (case, token, expected) in cases {
-        let reply = api.call(Method::GET, "/v1/tenants", Some(&token), None).await;
+        let reply = list_tenants(&api, &token).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{case}: {}", reply.body);
         let message = reply.body["error"]["message"].as_str().unwrap();
         assert!(message.contains(expected), "{case}: {message}");
@@ -562,26 +522,12 @@ async fn a_rotated_key_is_fetched_at_once_and_unknown_key_ids_do_not_hammer_the_
     let new = SigningKey::ec("key-2026", Algorithm::ES256);
     let issuer = Issuer::start(&[&old]).await;
     let api = spawn_api(&issuer).await;
-    let reply = api
-        .call(
-            Method::GET,
-            "/v1/tenants",
-            Some(&old.sign(&issuer.claims(json!({})))),
-            None,
-        )
-        .await;
+    let reply = list_tenants(&api, &old.sign(&issuer.claims(json!({})))).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(issuer.key_fetches(), 1);
 
     issuer.publish(&[&new]);
-    let reply = api
-        .call(
-            Method::GET,
-            "/v1/tenants",
-            Some(&new.sign(&issuer.claims(json!({})))),
-            None,
-        )
-        .await;
+    let reply = list_tenants(&api, &new.sign(&issuer.claims(json!({})))).await;
     assert_eq!(
         reply.status,
         StatusCode::OK,
@@ -593,17 +539,10 @@ async fn a_rotated_key_is_fetched_at_once_and_unknown_key_ids_do_not_hammer_the_
     // Within the cool-down, more unknown key ids are refused without a fetch.
     for kid in ["made-up-1", "made-up-2", "made-up-3"] {
         let token = new.sign_as(Algorithm::ES256, kid, &issuer.claims(json!({})));
-        let reply = api.call(Method::GET, "/v1/tenants", Some(&token), None).await;
+        let reply = list_tenants(&api, &token).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
     }
-    let reply = api
-        .call(
-            Method::GET,
-            "/v1/tenants",
-            Some(&old.sign(&issuer.claims(json!({})))),
-            None,
-        )
-        .await;
+    let reply = list_tenants(&api, &old.sign(&issuer.claims(json!({})))).await;
     assert_eq!(
         reply.status,
         StatusCode::UNAUTHORIZED,
@@ -624,14 +563,7 @@ async fn an_azure_devops_service_connection_subject_maps_to_deploy() {
         "sub": PIPELINE_SUBJECT, "preferred_username": null, "groups": null,
     })));
 
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/tenants",
-            Some(&token),
-            Some(tenant_body("acme", "eu-west-1", "default")),
-        )
-        .await;
+    let created = create_tenant(&api, &token, "acme", "eu-west-1").await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(
         actors(&api, "acme").await,

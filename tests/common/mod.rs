@@ -5,6 +5,7 @@
 // start from an empty table.
 #[allow(dead_code)]
 pub mod fleet;
+pub mod tenant_spec;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -12,9 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tenant_orchestrator::domain::{
-    Environment, Group, Hostname, Region, ReleaseVersion, TenantId, TenantSpec, Tier,
-};
+use tenant_orchestrator::domain::{ReleaseVersion, TenantId, TenantSpec};
 use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::record::TenantRecord;
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome};
@@ -101,19 +100,9 @@ pub fn tenant_id(id: &str) -> TenantId {
     TenantId::parse(id).unwrap()
 }
 
+/// Tenant `id` in `region`, environment `test`: see [`tenant_spec::small_tenant`].
 pub fn spec(id: &str, region: &str) -> TenantSpec {
-    TenantSpec {
-        id: tenant_id(id),
-        region: Region::parse(region).unwrap(),
-        environment: Environment::parse("test").unwrap(),
-        group: Group::default_group(),
-        tier: Tier::Small,
-        hostnames: vec![Hostname::parse(&format!("{id}.example.com")).unwrap()],
-        pinned_release: None,
-        maintenance: None,
-        platform: None,
-        pinned_platform: None,
-    }
+    tenant_spec::small_tenant("test", id, region)
 }
 
 pub fn fast_worker(owner: &str) -> WorkerConfig {

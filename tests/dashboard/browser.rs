@@ -13,7 +13,7 @@ use tenant_orchestrator::record::Phase;
 
 use crate::api_support::{DEPLOY, READ};
 use crate::browser_support::{skipped, Browser};
-use crate::support::{seeded, ROLLOUT};
+use crate::support::{seeded, sign_in_in_chromium, ROLLOUT};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -136,11 +136,7 @@ async fn in_chromium_a_deploy_operator_pauses_and_aborts_the_rollout_with_its_bu
     }
     let seeded = seeded().await;
     let browser = Browser::launch().await;
-    browser.goto(&format!("{}/login", seeded.base)).await;
-    let field = browser.wait_for("input#token", WAIT).await;
-    browser.type_into(&field, DEPLOY).await;
-    let submit = browser.wait_for("button#sign-in", WAIT).await;
-    browser.click(&submit).await;
+    sign_in_in_chromium(&browser, &seeded.base, DEPLOY).await;
 
     // The browser's own post (its Sec-Fetch-Site and Origin) passes the forgery checks.
     let pause = browser
@@ -170,16 +166,6 @@ async fn in_chromium_a_deploy_operator_pauses_and_aborts_the_rollout_with_its_bu
     seeded.fleet.stop().await;
 }
 
-/// Signs in through the form with `token` and waits for the overview.
-pub(crate) async fn sign_in_with_the_form(browser: &Browser, base: &str, token: &str) {
-    browser.goto(&format!("{base}/login")).await;
-    let field = browser.wait_for("input#token", WAIT).await;
-    browser.type_into(&field, token).await;
-    let submit = browser.wait_for("button#sign-in", WAIT).await;
-    browser.click(&submit).await;
-    browser.wait_for("#fleet-total", WAIT).await;
-}
-
 /// The number a matrix cell writes, and its trouble mark if any.
 async fn matrix_cell(browser: &Browser, release: &str, region: &str) -> Option<String> {
     browser
@@ -196,7 +182,7 @@ async fn in_chromium_the_release_matrix_counts_marks_trouble_filters_and_pages()
     }
     let seeded = seeded().await;
     let browser = Browser::launch().await;
-    sign_in_with_the_form(&browser, &seeded.base, READ).await;
+    sign_in_in_chromium(&browser, &seeded.base, READ).await;
 
     // charlie alone runs 1.0.0 in us-east-1; the canary moved one eu-west-1 tenant to
     // 1.1.0; broken is the one tenant in trouble, marked in words, not colour alone.

@@ -12,18 +12,9 @@ use tenant_orchestrator::record::Phase;
 
 use crate::api_support::{DEPLOY, READ};
 use crate::browser_support::{skipped, Browser};
-use crate::support::{halted, seeded, HALTED, ROLLOUT};
+use crate::support::{halted, seeded, sign_in_in_chromium, HALTED, ROLLOUT};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-async fn sign_in(browser: &Browser, base: &str, token: &str) {
-    browser.goto(&format!("{base}/login")).await;
-    let field = browser.wait_for("input#token", WAIT).await;
-    browser.type_into(&field, token).await;
-    let submit = browser.wait_for("button#sign-in", WAIT).await;
-    browser.click(&submit).await;
-    browser.wait_for("#fleet-total", WAIT).await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_chromium_a_halted_rollout_shows_its_halted_wave_and_its_tenants_outcomes() {
@@ -32,7 +23,7 @@ async fn in_chromium_a_halted_rollout_shows_its_halted_wave_and_its_tenants_outc
     }
     let seeded = halted().await;
     let browser = Browser::launch().await;
-    sign_in(&browser, &seeded.base, DEPLOY).await;
+    sign_in_in_chromium(&browser, &seeded.base, DEPLOY).await;
 
     browser.goto(&format!("{}/rollouts/{HALTED}", seeded.base)).await;
     browser.wait_for("#timeline-chart", WAIT).await;
@@ -118,7 +109,7 @@ async fn in_chromium_approve_goes_through_for_a_deploy_session_and_not_for_a_rea
 
     // A read session sees the waiting wave but no action.
     let reader = Browser::launch().await;
-    sign_in(&reader, &seeded.base, READ).await;
+    sign_in_in_chromium(&reader, &seeded.base, READ).await;
     reader.goto(&page).await;
     reader.wait_for("#timeline-chart", WAIT).await;
     assert!(reader
@@ -132,7 +123,7 @@ async fn in_chromium_approve_goes_through_for_a_deploy_session_and_not_for_a_rea
 
     // A deploy session opens the confirmation and confirms.
     let browser = Browser::launch().await;
-    sign_in(&browser, &seeded.base, DEPLOY).await;
+    sign_in_in_chromium(&browser, &seeded.base, DEPLOY).await;
     browser.goto(&page).await;
     let summary = browser
         .wait_for("details[data-action=\"approve\"] summary", WAIT)

@@ -15,6 +15,7 @@ use tenant_orchestrator::step::StepOutcome;
 use tenant_orchestrator::store::DynamoStore;
 
 use crate::api_support::{tenant_body, tokens, DEPLOY};
+use crate::browser_support::Browser;
 use crate::common::{tenant_id, wait_for_state};
 use crate::rollout_support::Fleet;
 
@@ -87,6 +88,18 @@ pub async fn sign_in(base: &str, token: &str) -> String {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()[LOCATION], "/");
     set_cookie(&response, "tenantctl_session").expect("the session cookie")
+}
+
+/// Signs `browser` in through the form with `token`, as a person would, and waits for
+/// the overview it lands on.
+pub async fn sign_in_in_chromium(browser: &Browser, base: &str, token: &str) {
+    const WAIT: Duration = Duration::from_secs(15);
+    browser.goto(&format!("{base}/login")).await;
+    let field = browser.wait_for("input#token", WAIT).await;
+    browser.type_into(&field, token).await;
+    let submit = browser.wait_for("button#sign-in", WAIT).await;
+    browser.click(&submit).await;
+    browser.wait_for("#fleet-total", WAIT).await;
 }
 
 pub struct Seeded {

@@ -17,10 +17,10 @@ use tenant_orchestrator::record::TenantRecord;
 use tenant_orchestrator::step::StepOutcome;
 
 use crate::api_support::{DEPLOY, READ};
-use crate::browser::{sign_in_with_the_form, wait_for_text};
+use crate::browser::wait_for_text;
 use crate::browser_support::{skipped, Browser};
 use crate::rollout_support::Fleet;
-use crate::support::{page_client, serve, sign_in};
+use crate::support::{page_client, serve, sign_in, sign_in_in_chromium};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -83,7 +83,7 @@ async fn in_chromium_a_tenants_timeline_shows_the_failure_and_rollback_and_a_dep
 
     // A read session sees the timeline, and no action.
     let browser = Browser::launch().await;
-    sign_in_with_the_form(&browser, &base, READ).await;
+    sign_in_in_chromium(&browser, &base, READ).await;
     browser.goto(&format!("{base}/tenants/acme")).await;
     browser.wait_for("svg#timeline", WAIT).await;
     let failed = browser
@@ -129,7 +129,7 @@ async fn in_chromium_a_tenants_timeline_shows_the_failure_and_rollback_and_a_dep
     assert_eq!(unchanged.event_seq, before.event_seq);
 
     // A deploy session retries through the page's confirmed form.
-    sign_in_with_the_form(&browser, &base, DEPLOY).await;
+    sign_in_in_chromium(&browser, &base, DEPLOY).await;
     browser.goto(&format!("{base}/tenants/acme")).await;
     let open = browser.wait_for("details#action-retry summary", WAIT).await;
     browser.click(&open).await;

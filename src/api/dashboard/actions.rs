@@ -68,6 +68,16 @@ impl RolloutAction {
     }
 }
 
+impl ActionKind for RolloutAction {
+    const SUBJECT: &'static str = "rollout";
+    const BUTTONS_ON: &'static str = "the dashboard's overview";
+    const KNOWN: &'static str = "the dashboard's actions are approve, pause, resume, abort and retry";
+
+    fn parse(name: &str) -> Option<Self> {
+        RolloutAction::parse(name)
+    }
+}
+
 /// The forms of the rollout actions a viewer may post: only a session of scope deploy
 /// or higher gets them (see [`Viewer::rollout_forms`]).
 pub struct RolloutForms<'a> {
@@ -113,6 +123,43 @@ pub(super) fn refused(status: StatusCode, message: &str) -> Response {
     respond(status, page(title, None, None, body))
 }
 
+/// A kind of dashboard action (on a rollout, on a tenant), for the checks all of them
+/// take first.
+pub(super) trait ActionKind: Sized {
+    /// What the actions act on, as the refusals name it: `rollout`, `tenant`.
+    const SUBJECT: &'static str;
+    /// The page whose buttons post the actions, for the cross-site refusal.
+    const BUTTONS_ON: &'static str;
+    /// The actions there are, for the refusal of an unknown one.
+    const KNOWN: &'static str;
+
+    /// The action named by the last segment of its path.
+    fn parse(name: &str) -> Option<Self>;
+}
+
+/// The checks every dashboard action takes before anything else: a post from another
+/// site is refused (403), then a path naming no action of the kind (404). `Err` is the
+/// page saying which (boxed: a response is large beside an action).
+pub(super) fn action_named<A: ActionKind>(
+    headers: &HeaderMap,
+    caller: &str,
+    name: &str,
+) -> Result<A, Box<Response>> {
+    if let Some(reason) = cross_site(headers) {
+        tracing::warn!(%reason, caller, "dashboard {} action refused: cross-site", A::SUBJECT);
+        return Err(Box::new(refused(
+            StatusCode::FORBIDDEN,
+            &format!("Refused: {reason}. Use the buttons of {}.", A::BUTTONS_ON),
+        )));
+    }
+    A::parse(name).ok_or_else(|| {
+        Box::new(refused(
+            StatusCode::NOT_FOUND,
+            &format!("There is no {} action {name:?}; {}.", A::SUBJECT, A::KNOWN),
+        ))
+    })
+}
+
 /// `POST /rollouts/{id}/{action}`.
 pub async fn rollout_action(
     State(state): State<ApiState>,
@@ -121,20 +168,9 @@ pub async fn rollout_action(
     Path((id, action)): Path<(String, String)>,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    if let Some(reason) = cross_site(&headers) {
-        tracing::warn!(%reason, caller = %viewer.name, "dashboard rollout action refused: cross-site");
-        return Ok(refused(
-            StatusCode::FORBIDDEN,
-            &format!("Refused: {reason}. Use the buttons of the dashboard's overview."),
-        ));
-    }
-    let Some(action) = RolloutAction::parse(&action) else {
-        return Ok(refused(
-            StatusCode::NOT_FOUND,
-            &format!(
-                "There is no rollout action {action:?}; the dashboard's actions are approve, pause, resume, abort and retry."
-            ),
-        ));
+    let action: RolloutAction = match action_named(&headers, &viewer.name, &action) {
+        Ok(action) => action,
+        Err(page) => return Ok(*page),
     };
     let form = form.map(|Form(f)| f).unwrap_or_default();
     if let Some(forms) = viewer.rollout_forms() {

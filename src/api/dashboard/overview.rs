@@ -393,6 +393,7 @@ fn state_total(fleet: &FleetSummary, name: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::dashboard::rollout_timeline;
     use crate::domain::rollout::{Plan, PlannedTenant, Wave};
     use crate::domain::{Region, RolloutId, RolloutSpec};
     use crate::machine::TenantState;
@@ -407,23 +408,9 @@ mod tests {
         }
     }
 
+    /// A member of wave `wave` in eu-west-1, as the timeline tests build it.
     fn member(wave: usize, id: &str, outcome: Outcome) -> RolloutMember {
-        RolloutMember {
-            wave,
-            tenant: TenantId::parse(id).unwrap(),
-            region: Region::parse("eu-west-1").unwrap(),
-            outcome,
-            from: None,
-            from_release: None,
-            attempts: 0,
-            earliest_start: Utc::now(),
-            started_at: None,
-            finished_at: None,
-            rollback: None,
-            waiting_for: None,
-            outage_overrun: None,
-            version: 0,
-        }
+        rollout_timeline::tests::member(wave, id, outcome, 0)
     }
 
     fn record(waves: usize) -> RolloutRecord {

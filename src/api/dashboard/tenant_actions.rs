@@ -19,8 +19,8 @@ use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::actions::{refused, ActionForm};
-use super::csrf::{cross_site, tenant_form_token, tokens_match};
+use super::actions::{action_named, refused, ActionForm, ActionKind};
+use super::csrf::{tenant_form_token, tokens_match};
 use super::session::Viewer;
 use super::PageError;
 use crate::api::auth::{Deploy, Scope};
@@ -95,6 +95,16 @@ impl TenantAction {
     }
 }
 
+impl ActionKind for TenantAction {
+    const SUBJECT: &'static str = "tenant";
+    const BUTTONS_ON: &'static str = "the tenant's page";
+    const KNOWN: &'static str = "the dashboard's tenant actions are retry, rollback and reconcile";
+
+    fn parse(name: &str) -> Option<Self> {
+        TenantAction::parse(name)
+    }
+}
+
 /// The tenant action forms a viewer may post: a session allowed to deploy to the
 /// tenant. A bearer header posts the actions without forms.
 pub struct TenantForms<'a> {
@@ -148,20 +158,9 @@ pub async fn tenant_action(
     Path((id, action)): Path<(String, String)>,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    if let Some(reason) = cross_site(&headers) {
-        tracing::warn!(%reason, caller = %viewer.name, "dashboard tenant action refused: cross-site");
-        return Ok(refused(
-            StatusCode::FORBIDDEN,
-            &format!("Refused: {reason}. Use the buttons of the tenant's page."),
-        ));
-    }
-    let Some(action) = TenantAction::parse(&action) else {
-        return Ok(refused(
-            StatusCode::NOT_FOUND,
-            &format!(
-                "There is no tenant action {action:?}; the dashboard's tenant actions are retry, rollback and reconcile."
-            ),
-        ));
+    let action: TenantAction = match action_named(&headers, &viewer.name, &action) {
+        Ok(action) => action,
+        Err(page) => return Ok(*page),
     };
     let form = form.map(|Form(f)| f).unwrap_or_default();
     let tenant = TenantId::parse(&id)?;
