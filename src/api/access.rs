@@ -4,7 +4,8 @@
 //! - a tenant the principal may not read answers 404 exactly like an unknown one, so
 //!   ids do not leak; one it may read but not act on answers 403 naming the binding
 //!   that is missing, and the refusal is added to the tenant's history;
-//! - a rollout needs one binding that covers every tenant its selector can reach;
+//! - a rollout needs bindings that together cover every tenant its selector can reach
+//!   ([`crate::domain::Access::covers`]);
 //! - fleet-wide settings (policy, freezes, catalog, promotions, redelivery, reports)
 //!   need a binding on the whole fleet.
 //!
@@ -196,7 +197,8 @@ impl Principal<'_> {
         Ok(false)
     }
 
-    /// Whether the principal may see a rollout: one read binding covers its selector.
+    /// Whether the principal may see a rollout: its read bindings together cover its
+    /// selector.
     pub fn sees_rollout(&self, selector: &Selector) -> bool {
         self.access.covers(Scope::Read, selector)
     }
@@ -223,7 +225,7 @@ impl Principal<'_> {
         count_refusal(self.name, needs, "rollout", action);
         Err(ApiError::Forbidden(format!(
             "{} may not {action}: its selector reaches tenants outside the {} bindings of {} ({}); \
-             narrow the selector (environment, regions, groups or tenants) to tenants one binding covers",
+             narrow the selector (environment, regions, groups or tenants) to tenants its bindings cover",
             self.name,
             needs.as_str(),
             self.name,
