@@ -465,10 +465,7 @@ mod tests {
             &selector("{regions: [eu-west-1, us-east-1], groups: [blue, red]}")
         ));
         // A read binding does not make up for a missing deploy one.
-        assert!(!access.covers(
-            Scope::Deploy,
-            &selector("{regions: [eu-west-1, ap-south-1]}")
-        ));
+        assert!(!access.covers(Scope::Deploy, &selector("{regions: [eu-west-1, ap-south-1]}")));
         assert!(access.covers(Scope::Read, &selector("{regions: [eu-west-1, ap-south-1]}")));
         // Every region: later regions are outside both bindings.
         assert!(!access.covers(Scope::Deploy, &selector("{groups: [blue]}")));
@@ -485,10 +482,7 @@ mod tests {
             Scope::Deploy,
             &selector("{regions: [eu-west-1, us-east-1], groups: [blue, red]}")
         ));
-        assert!(crossed.covers(
-            Scope::Deploy,
-            &selector("{regions: [eu-west-1], groups: [blue]}")
-        ));
+        assert!(crossed.covers(Scope::Deploy, &selector("{regions: [eu-west-1], groups: [blue]}")));
         let by_tenant = bound(&[
             (Scope::Deploy, "{tenants: [acme]}"),
             (Scope::Deploy, "{regions: [eu-west-1]}"),

@@ -70,6 +70,7 @@ impl<S> Viewer<S> {
             name: &self.name,
             access: &self.access,
             actor: Actor::dashboard(&self.name),
+            identity: format!("dashboard session of token {}", self.name),
         }
     }
 
