@@ -4,18 +4,24 @@
 //! - a tenant the principal may not read answers 404 exactly like an unknown one, so
 //!   ids do not leak; one it may read but not act on answers 403 naming the binding
 //!   that is missing, and the refusal is added to the tenant's history;
-//! - a rollout needs one binding that covers every tenant its selector can reach;
+//! - a rollout needs bindings that together cover every tenant its selector can reach
+//!   ([`crate::domain::Access::covers`]);
 //! - fleet-wide settings (policy, freezes, catalog, promotions, redelivery, reports)
 //!   need a binding on the whole fleet.
 //!
 //! Every refusal is logged and counted in `tenantctl_access_refusals_total` (labels
 //! `scope` and `kind`: `read`, `tenant`, `rollout`, `fleet`). Refused reads go to the
 //! log and the metric only: writing them to a history would let a reader write.
+//! Rollout and fleet-wide actions have no tenant history: their refusals and grants
+//! go to the audit trail ([`crate::ports::AuditStore`]), bounded by
+//! [`AUDIT_WRITE_TIMEOUT`] so a slow store never holds up or fails the decision.
+
+use std::time::Duration;
 
 use crate::domain::rollout::Selector;
 use crate::domain::{Access, RolloutId, Scope, TenantId, TenantPlace};
 use crate::ports::{Entity, StoreError, TenantSummary};
-use crate::record::{Actor, RolloutRecord, TenantRecord};
+use crate::record::{Actor, AuditEntry, AuditOutcome, RolloutRecord, TenantRecord};
 
 use super::auth::Caller;
 use super::{ApiError, ApiState};
@@ -25,7 +31,13 @@ pub(crate) struct Principal<'a> {
     pub name: &'a str,
     pub access: &'a Access,
     pub actor: Actor,
+    /// How the principal was identified, for the audit trail.
+    pub identity: String,
 }
+
+/// How long an audit entry may take to write before the decision goes on without it
+/// (logged and counted in `tenantctl_audit_write_failures_total`).
+pub(crate) const AUDIT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn count_refusal(principal: &str, needs: Scope, kind: &'static str, what: &str) {
     ::metrics::counter!("tenantctl_access_refusals_total", "scope" => needs.as_str(), "kind" => kind)
@@ -194,7 +206,8 @@ impl Principal<'_> {
         Ok(false)
     }
 
-    /// Whether the principal may see a rollout: one read binding covers its selector.
+    /// Whether the principal may see a rollout: its read bindings together cover its
+    /// selector.
     pub fn sees_rollout(&self, selector: &Selector) -> bool {
         self.access.covers(Scope::Read, selector)
     }
@@ -221,12 +234,90 @@ impl Principal<'_> {
         count_refusal(self.name, needs, "rollout", action);
         Err(ApiError::Forbidden(format!(
             "{} may not {action}: its selector reaches tenants outside the {} bindings of {} ({}); \
-             narrow the selector (environment, regions, groups or tenants) to tenants one binding covers",
+             narrow the selector (environment, regions, groups or tenants) to tenants its bindings cover",
             self.name,
             needs.as_str(),
             self.name,
             self.access.describe(needs)
         )))
+    }
+
+    /// [`Self::check_rollout`] for a state-changing `action` on `target`
+    /// (`rollout/<id>`): the refusal or the grant goes to the audit trail.
+    pub async fn check_rollout_action(
+        &self,
+        state: &ApiState,
+        selector: &Selector,
+        needs: Scope,
+        action: &str,
+        target: &str,
+    ) -> Result<(), ApiError> {
+        let decided = self.check_rollout(selector, needs, action);
+        self.audit(state, needs, action, target, &decided).await;
+        decided
+    }
+
+    /// [`Self::check_fleet_wide`] for a state-changing `action` on `target` (`policy`,
+    /// `freeze/<id>`, `promotion/<name>`, `catalog`, `event/<id>`): the refusal or the
+    /// grant goes to the audit trail.
+    pub async fn check_fleet_action(
+        &self,
+        state: &ApiState,
+        needs: Scope,
+        action: &str,
+        target: &str,
+    ) -> Result<(), ApiError> {
+        let decided = self.check_fleet_wide(needs, action);
+        self.audit(state, needs, action, target, &decided).await;
+        decided
+    }
+
+    /// Records a state-changing `action` granted without a check of what it touches
+    /// (the principal holds `needs` on the whole fleet).
+    pub async fn record_grant(&self, state: &ApiState, needs: Scope, action: &str, target: &str) {
+        self.audit(state, needs, action, target, &Ok(())).await;
+    }
+
+    /// Appends the decision to the audit trail, waiting at most
+    /// [`AUDIT_WRITE_TIMEOUT`]; a failed or slow write is logged and counted, and the
+    /// decision stands.
+    async fn audit(
+        &self,
+        state: &ApiState,
+        needs: Scope,
+        action: &str,
+        target: &str,
+        decided: &Result<(), ApiError>,
+    ) {
+        let (outcome, reason) = match decided {
+            Ok(()) => (
+                AuditOutcome::Granted,
+                format!("allowed by {}", self.access.describe(needs)),
+            ),
+            Err(refused) => (AuditOutcome::Refused, refused.to_string()),
+        };
+        let entry = AuditEntry {
+            at: chrono::Utc::now(),
+            principal: self.name.to_owned(),
+            identified_by: self.identity.clone(),
+            scope: needs,
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome,
+            reason,
+        };
+        let write = state.store().append_audit(&entry, state.audit_retention());
+        let failure = match tokio::time::timeout(AUDIT_WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => ("store", e.detailed()),
+            Err(_) => (
+                "timeout",
+                format!("no answer within {}s", AUDIT_WRITE_TIMEOUT.as_secs()),
+            ),
+        };
+        ::metrics::counter!("tenantctl_audit_write_failures_total", "reason" => failure.0).increment(1);
+        tracing::warn!(caller = %self.name, %action, %target, outcome = outcome.as_str(), error = %failure.1,
+            "could not append an access decision to the audit trail");
     }
 
     /// Checks that `needs` is granted on the whole fleet, for a fleet-wide `action`.
@@ -252,6 +343,7 @@ impl<S> Caller<S> {
             name: &self.name,
             access: &self.access,
             actor: self.actor(),
+            identity: self.identity.clone(),
         }
     }
 }

@@ -240,6 +240,9 @@ pub struct Caller<S> {
     /// The highest scope the caller holds anywhere.
     pub scope: Scope,
     pub access: Access,
+    /// How the caller was identified (`token <name>`, `OpenID Connect <issuer>,
+    /// subject <sub>`), for the audit trail.
+    pub identity: String,
     _scope: PhantomData<S>,
 }
 
@@ -269,11 +272,17 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Caller<S> {
                         .into(),
                 )
             })?;
-        let (name, access, kind) = match (state.tokens().identify(token), state.oidc()) {
-            (Some((name, access)), _) => (name.to_owned(), access.clone(), "token"),
+        let (name, access, kind, identity) = match (state.tokens().identify(token), state.oidc()) {
+            (Some((name, access)), _) => (name.to_owned(), access.clone(), "token", format!("token {name}")),
             (None, Some(oidc)) if super::oidc::looks_like_jwt(token) => {
                 let principal = oidc.verify(token).await?;
-                (principal.name, principal.access, "OpenID Connect principal")
+                let identity = format!("OpenID Connect {}, subject {}", oidc.issuer(), principal.subject);
+                (
+                    principal.name,
+                    principal.access,
+                    "OpenID Connect principal",
+                    identity,
+                )
             }
             _ => {
                 return Err(ApiError::Unauthenticated(
@@ -293,6 +302,7 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Caller<S> {
             name,
             scope,
             access,
+            identity,
             _scope: PhantomData,
         })
     }

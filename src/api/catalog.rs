@@ -86,7 +86,13 @@ pub async fn apply(
 ) -> Response {
     if let Err(refused) = caller
         .principal()
-        .check_fleet_wide(crate::domain::Scope::Deploy, "apply the catalog")
+        .check_fleet_action(
+            &state,
+            crate::domain::Scope::Deploy,
+            "apply the catalog",
+            "catalog",
+        )
+        .await
     {
         return axum::response::IntoResponse::into_response(refused);
     }

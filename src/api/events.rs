@@ -169,7 +169,13 @@ pub async fn redeliver(
 ) -> Result<Json<EventView>, ApiError> {
     caller
         .principal()
-        .check_fleet_wide(crate::domain::Scope::Deploy, "redeliver an event")?;
+        .check_fleet_action(
+            &state,
+            crate::domain::Scope::Deploy,
+            "redeliver an event",
+            &format!("event/{id}"),
+        )
+        .await?;
     let event = state.events().redeliver(&id, q.sink.as_deref()).await?;
     Ok(Json(EventView::from(&event)))
 }

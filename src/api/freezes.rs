@@ -56,7 +56,8 @@ pub async fn add(
 ) -> Result<(StatusCode, Json<Freeze>), ApiError> {
     caller
         .principal()
-        .check_fleet_wide(crate::domain::Scope::Admin, "add a freeze")?;
+        .check_fleet_action(&state, crate::domain::Scope::Admin, "add a freeze", "freeze")
+        .await?;
     let mut freeze = Freeze::new(body.environment, body.region, body.from, body.until, &body.reason)
         .map_err(|e| ApiError::Unprocessable {
             code: "invalid_freeze",
@@ -80,7 +81,13 @@ pub async fn remove(
 ) -> Result<Json<Freeze>, ApiError> {
     caller
         .principal()
-        .check_fleet_wide(crate::domain::Scope::Admin, "remove a freeze")?;
+        .check_fleet_action(
+            &state,
+            crate::domain::Scope::Admin,
+            "remove a freeze",
+            &format!("freeze/{id}"),
+        )
+        .await?;
     let freeze = state.store().remove_freeze(&id).await?;
     tracing::info!(freeze = %freeze.id, caller = %caller.name, "freeze removed");
     Ok(Json(freeze))

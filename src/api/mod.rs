@@ -4,6 +4,7 @@
 //! before acting, and answer errors with one JSON shape ([`ApiError`]).
 
 mod access;
+mod audit;
 pub mod auth;
 mod cache;
 mod catalog;
@@ -61,6 +62,8 @@ struct Inner {
     rollout_cache: cache::Cached<Vec<metrics::RolloutProgress>>,
     stripe_intake: Option<crate::app::StripeIntake>,
     oidc: Option<Arc<oidc::OidcVerifier>>,
+    /// How long audit entries are kept (the table's TTL removes them after).
+    audit_retention: Duration,
 }
 
 impl ApiState {
@@ -77,6 +80,7 @@ impl ApiState {
             rollout_cache: cache::Cached::new(ROLLOUT_CACHE),
             stripe_intake: None,
             oidc: None,
+            audit_retention: crate::ports::DEFAULT_AUDIT_RETENTION,
         }))
     }
 
@@ -173,6 +177,17 @@ impl ApiState {
 
     pub(crate) fn oidc(&self) -> Option<&oidc::OidcVerifier> {
         self.0.oidc.as_deref()
+    }
+
+    /// Audit entries are kept `retention` (call before the state is shared).
+    pub fn with_audit_retention(mut self, retention: Duration) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.audit_retention = retention;
+        self
+    }
+
+    pub(crate) fn audit_retention(&self) -> Duration {
+        self.0.audit_retention
     }
 
     /// Fleet counts and when the read that took them started: one pass over the
@@ -298,6 +313,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}/redeliver", post(events::redeliver))
         .route("/v1/reports/deployments", get(fleet::deployments))
+        .route("/v1/audit", get(audit::list))
         .route("/v1/intake/stripe", post(intake::stripe))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -8,7 +8,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    catalog, drift, error, events, fleet, freezes, intake, ops, policy, promotions, rollouts, tenants, views,
+    audit, catalog, drift, error, events, fleet, freezes, intake, ops, policy, promotions, rollouts, tenants,
+    views,
 };
 
 #[derive(OpenApi)]
@@ -28,6 +29,7 @@ use super::{
         ops::healthz, ops::readyz, ops::metrics,
         catalog::plan, catalog::apply,
         intake::stripe,
+        audit::list,
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail, super::extract::IdempotencyKey,
@@ -44,9 +46,10 @@ use super::{
         promotions::SetPromotion, promotions::PromotionView, promotions::PromotionList,
         intake::StripeEventBody, crate::app::IntakeReply,
         freezes::NewFreeze, freezes::FreezeList, crate::domain::Freeze, rollouts::FreezeOverride,
+        audit::AuditPage, crate::record::AuditEntry, crate::record::AuditOutcome,
     )),
     modifiers(&BearerAuth),
-    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "catalog"), (name = "events"), (name = "promotions"), (name = "freezes"), (name = "intake"), (name = "ops"))
+    tags((name = "tenants"), (name = "rollouts"), (name = "policy"), (name = "fleet"), (name = "catalog"), (name = "events"), (name = "promotions"), (name = "freezes"), (name = "intake"), (name = "audit"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

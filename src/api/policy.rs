@@ -169,7 +169,13 @@ pub async fn set_default(
 ) -> Result<Json<PolicyView>, ApiError> {
     caller
         .principal()
-        .check_fleet_wide(crate::domain::Scope::Admin, "set a default of the version policy")?;
+        .check_fleet_action(
+            &state,
+            crate::domain::Scope::Admin,
+            "set a default of the version policy",
+            &format!("policy/defaults/{environment}/{region}"),
+        )
+        .await?;
     let (env, region) = path_values(&environment, &region, Environment::parse, Region::parse)?;
     let body = body.checked(&state).await?;
     change(
@@ -197,10 +203,15 @@ pub async fn unset_default(
     axum::extract::Path((environment, region)): axum::extract::Path<(String, String)>,
     ApiQuery(unset): ApiQuery<Unset>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    caller.principal().check_fleet_wide(
-        crate::domain::Scope::Admin,
-        "remove a default of the version policy",
-    )?;
+    caller
+        .principal()
+        .check_fleet_action(
+            &state,
+            crate::domain::Scope::Admin,
+            "remove a default of the version policy",
+            &format!("policy/defaults/{environment}/{region}"),
+        )
+        .await?;
     let (env, region) = path_values(&environment, &region, Environment::parse, Region::parse)?;
     let (release, platform) = unset.which()?;
     change(
@@ -230,10 +241,15 @@ pub async fn set_group(
     axum::extract::Path((environment, group)): axum::extract::Path<(String, String)>,
     ApiJson(body): ApiJson<SetVersions>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    caller.principal().check_fleet_wide(
-        crate::domain::Scope::Admin,
-        "set a group override of the version policy",
-    )?;
+    caller
+        .principal()
+        .check_fleet_action(
+            &state,
+            crate::domain::Scope::Admin,
+            "set a group override of the version policy",
+            &format!("policy/groups/{environment}/{group}"),
+        )
+        .await?;
     let (env, group) = path_values(&environment, &group, Environment::parse, Group::parse)?;
     let body = body.checked(&state).await?;
     change(
@@ -261,10 +277,15 @@ pub async fn unset_group(
     axum::extract::Path((environment, group)): axum::extract::Path<(String, String)>,
     ApiQuery(unset): ApiQuery<Unset>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    caller.principal().check_fleet_wide(
-        crate::domain::Scope::Admin,
-        "remove a group override of the version policy",
-    )?;
+    caller
+        .principal()
+        .check_fleet_action(
+            &state,
+            crate::domain::Scope::Admin,
+            "remove a group override of the version policy",
+            &format!("policy/groups/{environment}/{group}"),
+        )
+        .await?;
     let (env, group) = path_values(&environment, &group, Environment::parse, Group::parse)?;
     let (release, platform) = unset.which()?;
     change(

@@ -149,7 +149,13 @@ pub async fn set(
 ) -> Result<Json<PromotionView>, ApiError> {
     caller
         .principal()
-        .check_fleet_wide(crate::domain::Scope::Admin, "set a promotion rule")?;
+        .check_fleet_action(
+            &state,
+            crate::domain::Scope::Admin,
+            "set a promotion rule",
+            &format!("promotion/{raw}"),
+        )
+        .await?;
     let soak = humantime::parse_duration(body.soak.trim()).map_err(|e| {
         ApiError::InvalidRequest(format!(
             "soak {:?} is not a duration: {e}; use e.g. 30m, 2h or 1h30m",
@@ -180,7 +186,13 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     caller
         .principal()
-        .check_fleet_wide(crate::domain::Scope::Admin, "delete a promotion rule")?;
+        .check_fleet_action(
+            &state,
+            crate::domain::Scope::Admin,
+            "delete a promotion rule",
+            &format!("promotion/{raw}"),
+        )
+        .await?;
     state.promotions().delete(&name(&raw)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -198,7 +210,13 @@ pub async fn approve(
 ) -> Result<Json<PromotionView>, ApiError> {
     caller
         .principal()
-        .check_fleet_wide(crate::domain::Scope::Deploy, "approve a promotion")?;
+        .check_fleet_action(
+            &state,
+            crate::domain::Scope::Deploy,
+            "approve a promotion",
+            &format!("promotion/{raw}"),
+        )
+        .await?;
     let record = state
         .promotions()
         .approve(&name(&raw)?, &caller.actor().0)
@@ -219,7 +237,13 @@ pub async fn cancel(
 ) -> Result<Json<PromotionView>, ApiError> {
     caller
         .principal()
-        .check_fleet_wide(crate::domain::Scope::Deploy, "cancel a promotion")?;
+        .check_fleet_action(
+            &state,
+            crate::domain::Scope::Deploy,
+            "cancel a promotion",
+            &format!("promotion/{raw}"),
+        )
+        .await?;
     let record = state.promotions().cancel(&name(&raw)?, &caller.actor().0).await?;
     Ok(Json(PromotionView::from(&record)))
 }

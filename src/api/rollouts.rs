@@ -235,10 +235,23 @@ pub async fn start(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<StartRollout>,
 ) -> Response {
-    if let Err(refused) =
-        caller
-            .principal()
-            .check_rollout(&body.spec.selector, Scope::Deploy, "start this rollout")
+    let target = match &body.id {
+        Some(id) => format!("rollout/{id}"),
+        None => format!(
+            "rollout/{}",
+            RolloutId::derived_for(&body.spec, Utc::now().date_naive())
+        ),
+    };
+    if let Err(refused) = caller
+        .principal()
+        .check_rollout_action(
+            &state,
+            &body.spec.selector,
+            Scope::Deploy,
+            "start this rollout",
+            &target,
+        )
+        .await
     {
         return refused.into_response();
     }
@@ -339,22 +352,40 @@ async fn operate(
     id: String,
     op: Operation,
 ) -> Response {
-    if !caller.access.is_unrestricted(Scope::Deploy) {
-        let principal = caller.principal();
-        let checked = match rollout_id(&id) {
-            Ok(rollout) => match principal.rollout(&state, &rollout).await {
-                Ok(record) => principal.check_rollout(
-                    &record.spec.selector,
-                    Scope::Deploy,
-                    &format!("{} rollout {rollout}", op.verb()),
-                ),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        if let Err(refused) = checked {
-            return refused.into_response();
+    let principal = caller.principal();
+    let checked = match rollout_id(&id) {
+        Ok(rollout) => {
+            let (action, target) = (
+                format!("{} rollout {rollout}", op.verb()),
+                format!("rollout/{rollout}"),
+            );
+            if caller.access.is_unrestricted(Scope::Deploy) {
+                // Allowed on every rollout: no need to read this one's selector.
+                principal
+                    .record_grant(&state, Scope::Deploy, &action, &target)
+                    .await;
+                Ok(())
+            } else {
+                match principal.rollout(&state, &rollout).await {
+                    Ok(record) => {
+                        principal
+                            .check_rollout_action(
+                                &state,
+                                &record.spec.selector,
+                                Scope::Deploy,
+                                &action,
+                                &target,
+                            )
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
         }
+        Err(e) => Err(e),
+    };
+    if let Err(refused) = checked {
+        return refused.into_response();
     }
     let request = format!("POST /v1/rollouts/{id}/{op:?}");
     idempotency::run(&state, &caller.name, key, &request, &op, || async {

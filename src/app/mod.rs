@@ -27,9 +27,9 @@ pub mod views;
 use std::sync::Arc;
 
 use crate::ports::{
-    CertificateSlotStore, DriftChecker, DriftStore, IdempotencyStore, PlatformArtifacts, PolicyStore,
-    PromotionStore, ReleaseRegistry, ReportStore, RolloutStore, SessionStore, StoreError, TenantReads,
-    TenantStore,
+    AuditStore, CertificateSlotStore, DriftChecker, DriftStore, IdempotencyStore, PlatformArtifacts,
+    PolicyStore, PromotionStore, ReleaseRegistry, ReportStore, RolloutStore, SessionStore, StoreError,
+    TenantReads, TenantStore,
 };
 use crate::store::DynamoStore;
 
@@ -61,6 +61,7 @@ pub trait Backend:
     + CertificateSlotStore
     + DriftStore
     + PromotionStore
+    + AuditStore
 {
 }
 
@@ -75,6 +76,7 @@ impl<T> Backend for T where
         + CertificateSlotStore
         + DriftStore
         + PromotionStore
+        + AuditStore
 {
 }
 

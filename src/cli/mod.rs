@@ -19,6 +19,7 @@
 //! | 8 | [`EXIT_DRIFTED`] | `tenant drift` found the tenant drifted from its desired revision |
 //! | 9 | [`EXIT_FORBIDDEN`] | refused by the API (`--remote`): the token's scope or role bindings do not allow it |
 
+mod audit;
 mod catalog;
 mod config;
 mod events;
@@ -192,6 +193,9 @@ enum Command {
         #[command(subcommand)]
         command: token::TokenCommand,
     },
+    /// The audit trail: refused and granted rollout and fleet-wide actions, newest
+    /// first (through --server: an admin token on the whole fleet).
+    Audit(audit::AuditArgs),
     /// The outbox: events reporting tenant changes, and their deliveries to sinks.
     Events {
         #[command(subcommand)]
@@ -441,6 +445,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         | Command::Catalog { .. }
         | Command::Policy { .. }
         | Command::Freeze { .. }
+        | Command::Audit(_)
         | Command::Rollout { .. } => cli.server.as_deref().map(remote::Remote::new).transpose()?,
         _ => None,
     };
@@ -501,6 +506,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Promotion { command } => promotion::run(&cli.table, cli.output, command).await,
         Command::Platform(args) => platform::run(args, cli.output).await,
         Command::Events { command } => events::run(&cli.table, cli.output, command).await,
+        Command::Audit(args) => audit::run(&cli.table, remote.as_ref(), cli.output, args).await,
         Command::Fleet {
             command: FleetCommand::Check,
         } => fleet_check(&cli.table, cli.output).await,

@@ -85,8 +85,26 @@ pub struct ServeArgs {
     /// change by at most this. 0s reads them for every request.
     #[arg(long, env = "TENANTCTL_SUMMARY_MAX_AGE", default_value = "30s", value_parser = humantime::parse_duration)]
     summary_max_age: Duration,
+    /// How long the audit trail keeps an access decision before the table's TTL
+    /// removes it (e.g. 400d, at most 1100d).
+    #[arg(long, env = "TENANTCTL_AUDIT_RETENTION", default_value = "400d", value_parser = audit_retention)]
+    audit_retention: Duration,
     #[command(flatten)]
     worker: WorkerArgs,
+}
+
+fn audit_retention(text: &str) -> Result<Duration, String> {
+    let retention =
+        humantime::parse_duration(text).map_err(|e| format!("{e}; use a duration like 400d or 2years"))?;
+    let days = retention.as_secs() / 86_400;
+    if days < 1 || days > tenant_orchestrator::ports::MAX_AUDIT_DAYS as u64 {
+        return Err(format!(
+            "{text} is outside 1d..={}d; the audit trail keeps entries at least a day and at most {} days",
+            tenant_orchestrator::ports::MAX_AUDIT_DAYS,
+            tenant_orchestrator::ports::MAX_AUDIT_DAYS
+        ));
+    }
+    Ok(retention)
 }
 
 #[derive(Args, Debug)]
@@ -301,7 +319,9 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         tracing::info!(environment = %intake.config().environment, prices = intake.config().prices.len(), "Stripe intake enabled at /v1/intake/stripe");
         tokio::spawn(intake.clone().sweep(INTAKE_SWEEP_INTERVAL, workers_rx.clone()));
     }
-    let mut state = ApiState::new(app, tokens).with_summary_max_age(args.summary_max_age);
+    let mut state = ApiState::new(app, tokens)
+        .with_summary_max_age(args.summary_max_age)
+        .with_audit_retention(args.audit_retention);
     if let Some(intake) = intake {
         state = state.with_stripe_intake(intake);
     }

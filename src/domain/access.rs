@@ -211,6 +211,10 @@ impl fmt::Display for Binding {
     }
 }
 
+/// The most cells (regions × groups × tenant ids a selector names) [`Access::covers`]
+/// checks one by one; a larger selector must be covered by one binding.
+pub const MAX_SELECTOR_CELLS: usize = 100_000;
+
 /// Everything a principal is granted: one or more bindings, read together (a tenant
 /// is allowed when any binding allows it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,12 +265,65 @@ impl Access {
             .any(|b| b.scope >= scope && b.on.contains(place))
     }
 
-    /// Whether one binding of `scope` or higher covers every tenant a rollout's
-    /// `selector` can reach.
+    /// Whether the bindings of `scope` or higher, together, cover every tenant a
+    /// rollout's `selector` can reach, now or later.
+    ///
+    /// The selector is cut into cells: one per element of the cross product of the
+    /// environment, regions, groups and tenant ids it names, where a list it leaves
+    /// out stays "any" in every cell (tiers, exclusions and the drift filter only
+    /// narrow a selector and are ignored: ignoring them can only refuse more). A
+    /// binding covers a cell when, for each list the binding gives, the cell names
+    /// one of its entries; a cell that says "any" where a binding gives a list is not
+    /// covered by it, since a tenant added later may fall outside. The selector is
+    /// covered when every cell is covered by some binding. A selector with more than
+    /// [`MAX_SELECTOR_CELLS`] cells is refused unless one binding covers it whole.
     pub fn covers(&self, scope: Scope, selector: &Selector) -> bool {
-        self.bindings
+        let held: Vec<&Reach> = self
+            .bindings
             .iter()
-            .any(|b| b.scope >= scope && b.on.covers(selector))
+            .filter(|b| b.scope >= scope)
+            .map(|b| &b.on)
+            .collect();
+        if held.iter().any(|on| on.covers(selector)) {
+            return true;
+        }
+        let environments: Vec<Option<&Environment>> = match &selector.environment {
+            Some(e) => vec![Some(e)],
+            None => vec![None],
+        };
+        fn any_or<T>(named: &BTreeSet<T>) -> Vec<Option<&T>> {
+            if named.is_empty() {
+                vec![None]
+            } else {
+                named.iter().map(Some).collect()
+            }
+        }
+        let (regions, groups, tenants) = (
+            any_or(&selector.regions),
+            any_or(&selector.groups),
+            any_or(&selector.tenants),
+        );
+        let cells = regions.len() * groups.len() * tenants.len();
+        if cells > MAX_SELECTOR_CELLS {
+            return false;
+        }
+        fn within<T: Ord>(allowed: &BTreeSet<T>, named: Option<&T>) -> bool {
+            allowed.is_empty() || named.is_some_and(|n| allowed.contains(n))
+        }
+        environments.iter().all(|environment| {
+            regions.iter().all(|region| {
+                groups.iter().all(|group| {
+                    tenants.iter().all(|tenant| {
+                        held.iter().any(|on| {
+                            within(&on.environments, *environment)
+                                && within(&on.regions, *region)
+                                && within(&on.groups, *group)
+                                && within(&on.tenants, *tenant)
+                        })
+                    })
+                })
+            })
+        })
     }
 
     /// The bindings of `scope` or higher, in words, for a refusal's message.
@@ -376,6 +433,78 @@ mod tests {
         assert!(!access.covers(Scope::Deploy, &selector("{regions: [eu-west-1, us-east-1]}")));
         assert!(!access.covers(Scope::Admin, &selector("{regions: [eu-west-1]}")));
         assert!(Access::everywhere(Scope::Deploy).covers(Scope::Deploy, &selector("{}")));
+    }
+
+    fn bound(bindings: &[(Scope, &str)]) -> Access {
+        Access::new(
+            bindings
+                .iter()
+                .map(|(scope, on)| Binding {
+                    scope: *scope,
+                    on: reach(on).unwrap(),
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn selector(yaml: &str) -> Selector {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn bindings_together_cover_a_rollout_over_what_each_covers() {
+        let access = bound(&[
+            (Scope::Deploy, "{regions: [eu-west-1]}"),
+            (Scope::Deploy, "{regions: [us-east-1]}"),
+            (Scope::Read, "{regions: [ap-south-1]}"),
+        ]);
+        assert!(access.covers(Scope::Deploy, &selector("{regions: [eu-west-1, us-east-1]}")));
+        assert!(access.covers(
+            Scope::Deploy,
+            &selector("{regions: [eu-west-1, us-east-1], groups: [blue, red]}")
+        ));
+        // A read binding does not make up for a missing deploy one.
+        assert!(!access.covers(Scope::Deploy, &selector("{regions: [eu-west-1, ap-south-1]}")));
+        assert!(access.covers(Scope::Read, &selector("{regions: [eu-west-1, ap-south-1]}")));
+        // Every region: later regions are outside both bindings.
+        assert!(!access.covers(Scope::Deploy, &selector("{groups: [blue]}")));
+    }
+
+    #[test]
+    fn each_cell_of_the_selector_needs_one_binding_that_holds_it_whole() {
+        // eu-west-1/blue and us-east-1/red are covered, eu-west-1/red is not.
+        let crossed = bound(&[
+            (Scope::Deploy, "{regions: [eu-west-1], groups: [blue]}"),
+            (Scope::Deploy, "{regions: [us-east-1], groups: [red]}"),
+        ]);
+        assert!(!crossed.covers(
+            Scope::Deploy,
+            &selector("{regions: [eu-west-1, us-east-1], groups: [blue, red]}")
+        ));
+        assert!(crossed.covers(Scope::Deploy, &selector("{regions: [eu-west-1], groups: [blue]}")));
+        let by_tenant = bound(&[
+            (Scope::Deploy, "{tenants: [acme]}"),
+            (Scope::Deploy, "{regions: [eu-west-1]}"),
+        ]);
+        assert!(by_tenant.covers(
+            Scope::Deploy,
+            &selector("{regions: [eu-west-1], tenants: [acme, globex]}")
+        ));
+        assert!(!by_tenant.covers(
+            Scope::Deploy,
+            &selector("{regions: [us-east-1], tenants: [acme, globex]}")
+        ));
+        // A binding naming environments covers no selector that leaves it open.
+        let prod = bound(&[
+            (Scope::Deploy, "{environments: [prod], regions: [eu-west-1]}"),
+            (Scope::Deploy, "{environments: [prod], regions: [us-east-1]}"),
+        ]);
+        assert!(!prod.covers(Scope::Deploy, &selector("{regions: [eu-west-1, us-east-1]}")));
+        assert!(prod.covers(
+            Scope::Deploy,
+            &selector("{environment: prod, regions: [eu-west-1, us-east-1]}")
+        ));
     }
 
     #[test]

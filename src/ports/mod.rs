@@ -9,6 +9,7 @@
 //!
 //! This layer may use `domain`, `machine` and `record`.
 
+mod audit;
 mod drift;
 mod freezes;
 mod intake;
@@ -26,6 +27,7 @@ mod slots;
 mod tenants;
 mod wake;
 
+pub use audit::{AuditQuery, AuditStore, DEFAULT_AUDIT_RETENTION, MAX_AUDIT_DAYS};
 pub use drift::{DriftCheckFailed, DriftChecker, DriftStore, DriftSummary};
 pub use freezes::FreezeStore;
 pub use intake::{Claim, IntakeStore, ScheduledDeprovision};

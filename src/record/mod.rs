@@ -5,6 +5,7 @@
 //! the worker, the rollout controller and the API all speak of the same types
 //! without importing one another.
 
+mod audit;
 mod drift;
 pub mod outbox;
 mod platform;
@@ -13,6 +14,7 @@ mod rollout;
 pub mod slot;
 mod tenant;
 
+pub use audit::{AuditEntry, AuditOutcome};
 pub use drift::{DriftCheck, DriftFinding, DriftKind};
 pub use outbox::{CloudEvent, DeliveryState, OutboxEvent};
 pub use platform::{ContentDigest, PlatformManifest, StoredArtifact, StoredChart};

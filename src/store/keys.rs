@@ -66,6 +66,17 @@ pub fn work_sk_upper(now: DateTime<Utc>) -> String {
     format!("{:015}#~", now.timestamp_millis().max(0))
 }
 
+/// Audit trail partition of one UTC day (`pk AUDIT#<yyyy-mm-dd>`): a day's access
+/// decisions, sorted by time.
+pub fn audit_pk(day: chrono::NaiveDate) -> String {
+    format!("AUDIT#{}", day.format("%Y-%m-%d"))
+}
+
+/// Sorts by time, then a random id, so entries of the same millisecond never collide.
+pub fn audit_sk(at: DateTime<Utc>, id: &str) -> String {
+    format!("{:015}#{id}", at.timestamp_millis().max(0))
+}
+
 pub const ROLLOUT_SK: &str = "ROLLOUT";
 /// Listing-index partition of rollouts (`by-region` index, a handful of writes a
 /// minute at most).

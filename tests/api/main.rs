@@ -9,6 +9,7 @@ mod common;
 #[allow(dead_code)] // the platform tests use the rest
 mod platform_support;
 
+mod audit;
 mod auth;
 mod drift;
 mod events;

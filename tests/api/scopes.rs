@@ -1,12 +1,13 @@
 //! Role bindings through the API: a principal bound to one region sees and acts on
 //! that region only; a tenant it may not read is as unknown as a missing one; a
 //! refused action is recorded in the tenant's history with the principal; a rollout
-//! must stay inside one of its bindings; fleet-wide settings need the whole fleet.
+//! must stay inside its bindings, which combine; fleet-wide settings need the whole
+//! fleet.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::api_support::{spawn, TestApi, ADMIN, DEPLOY, EU_DEPLOYER, EU_TEAM};
+use crate::api_support::{spawn, TestApi, ADMIN, DEPLOY, EU_DEPLOYER, EU_TEAM, TWO_REGIONS};
 
 fn ids(body: &Value) -> Vec<&str> {
     body["items"]
@@ -279,4 +280,43 @@ async fn a_rollout_must_stay_inside_one_binding() {
         "{}",
         freeze.body
     );
+}
+
+#[tokio::test]
+async fn bindings_on_two_regions_together_allow_a_rollout_over_both() {
+    let api = two_regions().await;
+
+    let both = api
+        .call(
+            Method::POST,
+            "/v1/rollouts",
+            Some(TWO_REGIONS),
+            Some(json!({"id": "r-both", "spec": {"release": "1.1.0", "selector": {"regions": ["eu-west-1", "us-east-1"]}}})),
+        )
+        .await;
+    assert_eq!(both.status, StatusCode::CREATED, "{}", both.body);
+    let seen = api
+        .call(Method::GET, "/v1/rollouts/r-both", Some(TWO_REGIONS), None)
+        .await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.body);
+    let paused = api
+        .call(Method::POST, "/v1/rollouts/r-both/pause", Some(TWO_REGIONS), None)
+        .await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
+
+    // Every region, now or later: neither binding reaches a region added tomorrow.
+    let everywhere = api
+        .call(
+            Method::POST,
+            "/v1/rollouts",
+            Some(TWO_REGIONS),
+            Some(json!({"id": "r-all", "spec": {"release": "1.1.0"}})),
+        )
+        .await;
+    assert_eq!(everywhere.status, StatusCode::FORBIDDEN, "{}", everywhere.body);
+    // One binding alone still does not reach the other region.
+    let eu_only = api
+        .call(Method::POST, "/v1/rollouts/r-both/resume", Some(EU_TEAM), None)
+        .await;
+    assert_eq!(eu_only.status, StatusCode::NOT_FOUND, "{}", eu_only.body);
 }

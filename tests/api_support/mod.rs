@@ -24,6 +24,10 @@ pub const ADMIN: &str = "admin-token-0123456789";
 pub const EU_TEAM: &str = "eu-team-token-0123456789";
 /// `eu-deployer`: read on every tenant, deploy on region eu-west-1.
 pub const EU_DEPLOYER: &str = "eu-deployer-token-0123456789";
+/// `eu-admin`: admin on region eu-west-1, and nothing else.
+pub const EU_ADMIN: &str = "eu-admin-token-0123456789";
+/// `two-regions`: deploy on eu-west-1 and, in a second binding, on us-east-1.
+pub const TWO_REGIONS: &str = "two-regions-token-0123456789";
 
 #[derive(Clone)]
 #[allow(dead_code)] // the dashboard tests use only the tokens and bodies
@@ -56,12 +60,16 @@ pub fn tokens() -> Tokens {
     Tokens::parse(&format!(
         "- {{name: viewer, scope: read, sha256: {}}}\n- {{name: pipeline, scope: deploy, sha256: {}}}\n- {{name: ops, scope: admin, sha256: {}}}\n\
          - {{name: eu-team, scope: deploy, on: {{regions: [eu-west-1]}}, sha256: {}}}\n\
-         - {{name: eu-deployer, bindings: [{{scope: read}}, {{scope: deploy, on: {{regions: [eu-west-1]}}}}], sha256: {}}}\n",
+         - {{name: eu-deployer, bindings: [{{scope: read}}, {{scope: deploy, on: {{regions: [eu-west-1]}}}}], sha256: {}}}\n\
+         - {{name: eu-admin, scope: admin, on: {{regions: [eu-west-1]}}, sha256: {}}}\n\
+         - {{name: two-regions, bindings: [{{scope: deploy, on: {{regions: [eu-west-1]}}}}, {{scope: deploy, on: {{regions: [us-east-1]}}}}], sha256: {}}}\n",
         token_hash(READ),
         token_hash(DEPLOY),
         token_hash(ADMIN),
         token_hash(EU_TEAM),
-        token_hash(EU_DEPLOYER)
+        token_hash(EU_DEPLOYER),
+        token_hash(EU_ADMIN),
+        token_hash(TWO_REGIONS)
     ))
     .unwrap()
 }

@@ -16,6 +16,7 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+mod audit;
 mod drift;
 mod input;
 mod promotion;

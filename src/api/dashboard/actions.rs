@@ -196,11 +196,15 @@ pub async fn rollout_action(
     let id = RolloutId::parse(&id)?;
     let principal = viewer.principal();
     let rollout = principal.rollout(&state, &id).await?;
-    principal.check_rollout(
-        &rollout.spec.selector,
-        Scope::Deploy,
-        &format!("{} rollout {id}", action.as_str()),
-    )?;
+    principal
+        .check_rollout_action(
+            &state,
+            &rollout.spec.selector,
+            Scope::Deploy,
+            &format!("{} rollout {id}", action.as_str()),
+            &format!("rollout/{id}"),
+        )
+        .await?;
     let actor = Actor::dashboard(&viewer.name).0;
     let commands = state.rollouts();
     let record = match action {

@@ -57,6 +57,9 @@ pub struct Viewer<S> {
     /// The token's role bindings as configured now: every page and action applies
     /// them, so a changed binding applies to a session at once.
     pub access: Access,
+    /// How the viewer was recognised, for the audit trail: the token, or the identity
+    /// provider and the name it gave.
+    identity: String,
     /// The session's id, from which its forms' tokens are derived; `None` for a bearer
     /// header. Never shown on a page.
     session_id: Option<String>,
@@ -72,6 +75,7 @@ impl<S> Viewer<S> {
             name: &self.name,
             access: &self.access,
             actor: Actor::dashboard(&self.name),
+            identity: self.identity.clone(),
         }
     }
 
@@ -211,7 +215,8 @@ pub(super) fn sign_on_check(issuer: &str, client_id: &str) -> String {
 /// The name and current bindings of the live session `id`, or `None` when there is
 /// no such session, it expired, or its token (or single sign-on) is no longer
 /// configured.
-async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Access)>, StoreError> {
+/// A live session's name, bindings and how its viewer was recognised.
+async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Access, String)>, StoreError> {
     if !looks_random(id) {
         return Ok(None);
     }
@@ -229,7 +234,12 @@ async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Acce
         if !configured.is_some_and(|check| tokens_match(&check, &session.token_check)) {
             return Ok(None);
         }
-        return Ok(Access::new(bindings).map(|access| (session.token_name, access)));
+        let identity = format!(
+            "dashboard session signed in with {}, as {}",
+            state.oidc().map(|v| v.issuer().to_owned()).unwrap_or_default(),
+            session.token_name
+        );
+        return Ok(Access::new(bindings).map(|access| (session.token_name, access, identity)));
     }
     let Some((access, hash)) = state.tokens().configured(&session.token_name) else {
         return Ok(None);
@@ -238,7 +248,8 @@ async fn live_session(state: &ApiState, id: &str) -> Result<Option<(String, Acce
         return Ok(None);
     }
     let access = access.clone();
-    Ok(Some((session.token_name, access)))
+    let identity = format!("dashboard session of token {}", session.token_name);
+    Ok(Some((session.token_name, access, identity)))
 }
 
 impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
@@ -257,6 +268,7 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
                 name: name.to_owned(),
                 scope,
                 access: access.clone(),
+                identity: format!("token {name}"),
                 session_id: None,
                 logout_token: None,
                 _scope: PhantomData,
@@ -265,7 +277,7 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
         let Some(id) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(Refused::SignIn { stale_cookie: false });
         };
-        let Some((name, access)) = live_session(state, id).await.map_err(Refused::Unavailable)? else {
+        let Some((name, access, identity)) = live_session(state, id).await.map_err(Refused::Unavailable)? else {
             return Err(Refused::SignIn { stale_cookie: true });
         };
         let scope = access.highest();
@@ -274,6 +286,7 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
             name,
             scope,
             access,
+            identity,
             session_id: Some(id.to_owned()),
             logout_token: Some(logout_token(id)),
             _scope: PhantomData,

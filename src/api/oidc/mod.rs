@@ -53,6 +53,8 @@ pub struct OidcPrincipal {
     pub name: String,
     /// What its matching mappings grant, read together.
     pub access: Access,
+    /// The token's `sub` claim (empty when it has none), for the audit trail.
+    pub subject: String,
 }
 
 /// Verifies tokens of one issuer.
@@ -243,7 +245,16 @@ impl OidcVerifier {
                 self.config.mapped_claims().join(", ")
             ))
         })?;
-        Ok(OidcPrincipal { name, access })
+        let subject = claims
+            .get("sub")
+            .and_then(|v| v.as_str())
+            .map(history_name)
+            .unwrap_or_default();
+        Ok(OidcPrincipal {
+            name,
+            access,
+            subject,
+        })
     }
 
     fn principal_name(

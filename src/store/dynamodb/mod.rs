@@ -1,5 +1,6 @@
 //! The DynamoDB implementation of [`TenantStore`].
 
+mod audit;
 mod batch;
 mod check;
 mod claims;
