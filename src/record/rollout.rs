@@ -479,3 +479,48 @@ impl RolloutMember {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod window_wait_tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 1, 7, 8, minute, 0).unwrap()
+    }
+
+    fn wave() -> WaveRecord {
+        serde_json::from_value(serde_json::json!({
+            "index": 0, "kind": "canary", "target": "1", "regions": ["eu-west-1"], "size": 1,
+            "allowed_failures": 0, "approval_before": false, "status": "deploying"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_wait_opens_once_closes_once_and_only_the_newest_are_kept() {
+        let mut wave = wave();
+        assert_eq!(wave.window_waits, None, "a record from before the field");
+        wave.note_window_wait(false, at(0));
+        assert_eq!(wave.window_waits, Some(Vec::new()), "noted: no wait");
+        wave.note_window_wait(true, at(1));
+        wave.note_window_wait(true, at(2));
+        wave.note_window_wait(false, at(3));
+        wave.note_window_wait(false, at(4));
+        assert_eq!(
+            wave.window_waits,
+            Some(vec![WindowWait {
+                from: at(1),
+                until: Some(at(3))
+            }])
+        );
+        for minute in 5..5 + WINDOW_WAITS_KEPT as u32 {
+            wave.note_window_wait(true, at(minute));
+            wave.note_window_wait(false, at(minute));
+        }
+        let waits = wave.window_waits.unwrap();
+        assert_eq!(waits.len(), WINDOW_WAITS_KEPT);
+        assert_eq!(waits[0].from, at(5), "the oldest is dropped");
+    }
+}
