@@ -506,3 +506,72 @@ async fn a_hostname_another_live_tenant_holds_is_refused_and_nothing_is_written(
         Err(StoreError::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn the_fleet_summary_counts_platforms_and_an_item_written_before_they_were_listed_as_built_in() {
+    use tenant_orchestrator::domain::PlatformVersion;
+    use tenant_orchestrator::ports::{ListFilter, PlatformChoice, TenantReads};
+
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    for id in ["alpha", "bravo", "charlie"] {
+        create(&commands, id, "us-east-1").await;
+    }
+    let platform = PlatformVersion::parse("2026.12.1").unwrap();
+    for id in ["alpha", "bravo"] {
+        let mut record = store.load(&tenant_id(id)).await.unwrap();
+        record.facts.helm_revision = Some(1);
+        record.facts.chart_platform = Some(platform);
+        record.facts.stack_platform = Some(platform);
+        store.save(&record, WriteGuard::Version, None).await.unwrap();
+    }
+    // bravo's item as a release before the index projected the platform wrote it.
+    store
+        .client()
+        .update_item()
+        .table_name(store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("TENANT#bravo".into()),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("TENANT".into()))
+        .update_expression("REMOVE platform")
+        .send()
+        .await
+        .unwrap();
+
+    let summary = store.fleet_summary().await.unwrap();
+    assert_eq!(
+        summary.by_platform,
+        [("2026.12.1".to_owned(), 1), ("built-in".to_owned(), 2)].into()
+    );
+    let on_platform: Vec<(&str, u64)> = summary
+        .cells
+        .iter()
+        .map(|c| (c.platform.as_str(), c.tenants))
+        .collect();
+    assert_eq!(on_platform, [("2026.12.1", 1), ("built-in", 2)]);
+
+    let listed = |choice| {
+        let store = store.clone();
+        async move {
+            let filter = ListFilter {
+                platform: Some(choice),
+                ..ListFilter::default()
+            };
+            let page = store.list_matching(&ListQuery::default(), &filter).await.unwrap();
+            page.items
+                .into_iter()
+                .map(|t| (t.id.to_string(), t.platform))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(PlatformChoice::Version(platform)).await,
+        [("alpha".to_owned(), Some("2026.12.1".to_owned()))]
+    );
+    assert_eq!(
+        listed(PlatformChoice::BuiltIn).await,
+        [("bravo".to_owned(), None), ("charlie".to_owned(), None)]
+    );
+}

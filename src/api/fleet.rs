@@ -13,11 +13,12 @@ use super::extract::ApiQuery;
 use super::{ApiError, ApiState};
 use crate::domain::{Group, Region};
 use crate::ports::{
-    DeploymentCounts, FleetSummary, FleetTally, ListFilter, ListQuery, OutageBucket, OutageCounts, StoreError,
+    DeploymentCounts, FleetSummary, FleetTally, ListFilter, ListQuery, ListedTenant, OutageBucket,
+    OutageCounts, StoreError,
 };
 use crate::ports::{ReportQuery, MAX_REPORT_DAYS};
 
-/// Tenants counted by region and state, and by release. The counts come from one
+/// Tenants counted by region and state, by release and by platform. The counts come from one
 /// pass over the fleet that is reused for up to `max_age_seconds`, so they may lag
 /// a change by that long.
 #[derive(Debug, Serialize, ToSchema)]
@@ -31,6 +32,9 @@ pub struct FleetSummaryView {
     pub by_region: BTreeMap<String, BTreeMap<String, u64>>,
     /// release → tenants (`none`: running no release yet or any more).
     pub by_release: BTreeMap<String, u64>,
+    /// platform version → tenants (`built-in`: the template and chart built into
+    /// `tenantctl`). The platform a tenant runs is its deployed chart's.
+    pub by_platform: BTreeMap<String, u64>,
 }
 
 #[utoipa::path(operation_id = "fleet_summary", get, path = "/v1/fleet/summary", tag = "fleet", responses((status = 200, body = FleetSummaryView)), security(("bearer" = ["read"])))]
@@ -45,6 +49,7 @@ pub async fn summary(
         total: s.total,
         by_region: s.by_region.into_iter().map(|(r, m)| (r.to_string(), m)).collect(),
         by_release: s.by_release,
+        by_platform: s.by_platform,
     }))
 }
 
@@ -73,7 +78,7 @@ pub(super) async fn counts_for(
                 .list_matching(&query, &ListFilter::default())
                 .await?;
             for row in principal.visible(state, page.items).await? {
-                tally.add(&row.region, &row.state, &row.group, row.release.as_deref());
+                tally.add(ListedTenant::from(&row));
             }
             match page.next_token {
                 Some(token) => next_token = Some(token),

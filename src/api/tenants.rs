@@ -158,6 +158,7 @@ pub async fn list(
     let filter = ListFilter {
         release: q.release.as_deref().map(ReleaseVersion::parse).transpose()?,
         group: q.group.as_deref().map(Group::parse).transpose()?,
+        platform: None,
     };
     let query = ListQuery {
         region,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::domain::{Group, Hostname, Region, ReleaseVersion, TenantId};
+use crate::domain::{Group, Hostname, InvalidValue, PlatformVersion, Region, ReleaseVersion, TenantId};
 use crate::record::{HistoryEvent, Lease, TenantRecord, Transition};
 
 /// Work-index partitions per region. Due tenants of a region are spread over this
@@ -49,6 +49,9 @@ pub struct TenantSummary {
     pub state: String,
     pub label: String,
     pub release: Option<String>,
+    /// The platform version the tenant runs (`None`: the built-in one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     pub group: String,
     pub updated_at: DateTime<Utc>,
 }
@@ -138,6 +141,48 @@ pub struct ListFilter {
     /// The tenant's current release, or the one it is being moved to.
     pub release: Option<ReleaseVersion>,
     pub group: Option<Group>,
+    pub platform: Option<PlatformChoice>,
+}
+
+/// How the fleet summary and listings name the platform of a tenant that runs the
+/// template and chart built into `tenantctl` rather than a published version.
+pub const BUILT_IN_PLATFORM: &str = "built-in";
+
+/// A platform to select tenants by: a published version, or the built-in one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformChoice {
+    BuiltIn,
+    Version(PlatformVersion),
+}
+
+impl PlatformChoice {
+    /// `built-in` or a platform version such as `2026.12.1`.
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
+        if text == BUILT_IN_PLATFORM {
+            return Ok(PlatformChoice::BuiltIn);
+        }
+        PlatformVersion::parse(text)
+            .map(PlatformChoice::Version)
+            .map_err(|e| {
+                InvalidValue::new(
+                    "platform",
+                    text,
+                    format!(
+                        "{}; or `{BUILT_IN_PLATFORM}` for the platform built into tenantctl",
+                        e.problem
+                    ),
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for PlatformChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlatformChoice::BuiltIn => f.write_str(BUILT_IN_PLATFORM),
+            PlatformChoice::Version(v) => v.fmt(f),
+        }
+    }
 }
 
 /// Tenants counted by region and state, and by release, from the listing index.
@@ -148,7 +193,10 @@ pub struct FleetSummary {
     /// Tenants per release (current, or target while provisioning); `none` for
     /// tenants that run no release.
     pub by_release: BTreeMap<String, u64>,
-    /// Tenants by release, region, group and state, in that order: the finest counts
+    /// Tenants per platform version they run; [`BUILT_IN_PLATFORM`] for the
+    /// template and chart built into `tenantctl`.
+    pub by_platform: BTreeMap<String, u64>,
+    /// Tenants by release, platform, region, group and state, in that order: the finest counts
     /// of the same read, so a view can sum any selection of them (a release ×
     /// region matrix, one group's states) without reading again.
     pub cells: Vec<FleetCell>,
@@ -159,13 +207,22 @@ pub struct FleetSummary {
 #[derive(Debug, Default)]
 pub struct FleetTally {
     summary: FleetSummary,
-    cells: BTreeMap<(String, Region, String, String), u64>,
+    cells: BTreeMap<(String, String, Region, String, String), u64>,
 }
 
 impl FleetTally {
-    /// One tenant in `region` and `state`, of `group`, on `release` (`None`: none).
-    pub fn add(&mut self, region: &Region, state: &str, group: &str, release: Option<&str>) {
+    /// One listed tenant, counted by its region, state, group, release (`None`:
+    /// none) and platform (`None`: the built-in one).
+    pub fn add(&mut self, row: ListedTenant<'_>) {
+        let ListedTenant {
+            region,
+            state,
+            group,
+            release,
+            platform,
+        } = row;
         let release = release.unwrap_or("none");
+        let platform = platform.unwrap_or(BUILT_IN_PLATFORM);
         self.summary.total += 1;
         *self
             .summary
@@ -175,10 +232,12 @@ impl FleetTally {
             .entry(state.to_owned())
             .or_default() += 1;
         *self.summary.by_release.entry(release.to_owned()).or_default() += 1;
+        *self.summary.by_platform.entry(platform.to_owned()).or_default() += 1;
         *self
             .cells
             .entry((
                 release.to_owned(),
+                platform.to_owned(),
                 region.clone(),
                 group.to_owned(),
                 state.to_owned(),
@@ -191,8 +250,9 @@ impl FleetTally {
         summary.cells = self
             .cells
             .into_iter()
-            .map(|((release, region, group, state), tenants)| FleetCell {
+            .map(|((release, platform, region, group, state), tenants)| FleetCell {
                 release,
+                platform,
                 region,
                 group,
                 state,
@@ -203,11 +263,34 @@ impl FleetTally {
     }
 }
 
-/// How many tenants share a release (as in [`FleetSummary::by_release`]), a region,
-/// a group and a state.
+/// What [`FleetTally::add`] counts of one listed tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct ListedTenant<'a> {
+    pub region: &'a Region,
+    pub state: &'a str,
+    pub group: &'a str,
+    pub release: Option<&'a str>,
+    pub platform: Option<&'a str>,
+}
+
+impl<'a> From<&'a TenantSummary> for ListedTenant<'a> {
+    fn from(row: &'a TenantSummary) -> Self {
+        ListedTenant {
+            region: &row.region,
+            state: &row.state,
+            group: &row.group,
+            release: row.release.as_deref(),
+            platform: row.platform.as_deref(),
+        }
+    }
+}
+
+/// How many tenants share a release (as in [`FleetSummary::by_release`]), a platform
+/// (as in [`FleetSummary::by_platform`]), a region, a group and a state.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FleetCell {
     pub release: String,
+    pub platform: String,
     pub region: Region,
     pub group: String,
     pub state: String,

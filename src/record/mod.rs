@@ -21,7 +21,8 @@ pub use platform::{ContentDigest, PlatformManifest, StoredArtifact, StoredChart}
 pub use promotion::{Promotion, PromotionBlock, PromotionDue, PromotionRecord, PromotionState};
 pub use rollout::{
     AlarmSeen, BakeCheck, BakeProgress, OutageOverrun, Outcome, Phase, RollbackStatus, RolloutEvent,
-    RolloutMember, RolloutRecord, WaveRecord, WaveStatus, BAKE_ALARMS_KEPT, BAKE_TENANTS_KEPT,
+    RolloutMember, RolloutRecord, WaveRecord, WaveStatus, WindowWait, BAKE_ALARMS_KEPT, BAKE_TENANTS_KEPT,
+    WINDOW_WAITS_KEPT,
 };
 pub use tenant::{
     revision_line, Actor, AppliedSpec, Cause, HistoryEvent, Lease, Maintenance, Migration, Origin,

@@ -186,6 +186,46 @@ pub struct WaveRecord {
     pub bake: Option<BakeProgress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// When the wave stood still for maintenance windows: nothing of it running and
+    /// a pending tenant held by its closed window. Oldest first, at most
+    /// [`WINDOW_WAITS_KEPT`]; the last may still be open. `None` in records written
+    /// before the controller noted them (a timeline infers their waits instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_waits: Option<Vec<WindowWait>>,
+}
+
+/// The newest window waits a wave keeps; older ones are dropped.
+pub const WINDOW_WAITS_KEPT: usize = 50;
+
+/// A time a wave waited for its tenants' maintenance windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowWait {
+    pub from: DateTime<Utc>,
+    /// `None`: still waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl WaveRecord {
+    /// Notes whether the wave waits for a maintenance window at `now`: opens a wait
+    /// when it starts, closes the open one when it ends, and changes nothing while
+    /// it goes on (so a tick that finds the same has nothing to write).
+    pub fn note_window_wait(&mut self, waiting: bool, now: DateTime<Utc>) {
+        let waits = self.window_waits.get_or_insert_with(Vec::new);
+        let open = waits.last_mut().filter(|w| w.until.is_none());
+        match (waiting, open) {
+            (true, None) => {
+                waits.push(WindowWait {
+                    from: now,
+                    until: None,
+                });
+                let over = waits.len().saturating_sub(WINDOW_WAITS_KEPT);
+                waits.drain(..over);
+            }
+            (false, Some(wait)) => wait.until = Some(now),
+            _ => {}
+        }
+    }
 }
 
 /// Something that happened to a rollout, and who did it.
@@ -255,6 +295,7 @@ impl RolloutRecord {
                 started_at: None,
                 bake: None,
                 finished_at: None,
+                window_waits: Some(Vec::new()),
             })
             .collect();
         let mut record = Self {
@@ -436,5 +477,50 @@ impl RolloutMember {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod window_wait_tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 1, 7, 8, minute, 0).unwrap()
+    }
+
+    fn wave() -> WaveRecord {
+        serde_json::from_value(serde_json::json!({
+            "index": 0, "kind": "canary", "target": "1", "regions": ["eu-west-1"], "size": 1,
+            "allowed_failures": 0, "approval_before": false, "status": "deploying"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_wait_opens_once_closes_once_and_only_the_newest_are_kept() {
+        let mut wave = wave();
+        assert_eq!(wave.window_waits, None, "a record from before the field");
+        wave.note_window_wait(false, at(0));
+        assert_eq!(wave.window_waits, Some(Vec::new()), "noted: no wait");
+        wave.note_window_wait(true, at(1));
+        wave.note_window_wait(true, at(2));
+        wave.note_window_wait(false, at(3));
+        wave.note_window_wait(false, at(4));
+        assert_eq!(
+            wave.window_waits,
+            Some(vec![WindowWait {
+                from: at(1),
+                until: Some(at(3))
+            }])
+        );
+        for minute in 5..5 + WINDOW_WAITS_KEPT as u32 {
+            wave.note_window_wait(true, at(minute));
+            wave.note_window_wait(false, at(minute));
+        }
+        let waits = wave.window_waits.unwrap();
+        assert_eq!(waits.len(), WINDOW_WAITS_KEPT);
+        assert_eq!(waits[0].from, at(5), "the oldest is dropped");
     }
 }

@@ -233,6 +233,16 @@ impl TenantFacts {
         self.stack_platform == desired && self.chart_platform == desired
     }
 
+    /// The platform version the tenant runs (`None`: the built-in one): the one its
+    /// deployed chart came from, or before a chart is deployed, its stack's. Mid-way
+    /// through a platform change this is the chart's, the part serving traffic.
+    pub fn running_platform(&self) -> Option<PlatformVersion> {
+        match self.helm_revision {
+            Some(_) => self.chart_platform,
+            None => self.stack_platform,
+        }
+    }
+
     /// Notes that the tenant is down since `at`. The earliest start wins: a second
     /// call never moves it later, so the window covers the whole outage. A window that
     /// had ended opens again (the tenant went down after it was verified healthy).

@@ -345,12 +345,22 @@ impl<'a> Deciding<'a> {
     }
 
     fn deploy(&mut self) {
+        let now = self.now;
         if self.breached() {
+            if let Some(wave) = self.record.wave_mut() {
+                wave.note_window_wait(false, now);
+            }
             self.roll_back();
             return;
         }
         self.set_wave_status(WaveStatus::Deploying);
-        self.start_pending();
+        let held_by_window = self.start_pending();
+        // The wave stands still for windows when nothing of it runs and a pending
+        // tenant waits for its window (not for a freeze, a slot or a busy tenant).
+        let idle = !self.members.iter().any(|m| m.outcome == Outcome::InFlight);
+        if let Some(wave) = self.record.wave_mut() {
+            wave.note_window_wait(held_by_window && idle, now);
+        }
         if self.members.iter().all(|m| m.outcome.is_done()) {
             self.wave_deployed();
         }
@@ -392,8 +402,10 @@ impl<'a> Deciding<'a> {
         self.record.not_before.is_some_and(|at| self.now < at)
     }
 
-    /// Starts pending tenants whose turn has come, within the in-flight limits.
-    fn start_pending(&mut self) {
+    /// Starts pending tenants whose turn has come, within the in-flight limits;
+    /// whether a pending tenant is left waiting for its maintenance window.
+    fn start_pending(&mut self) -> bool {
+        let mut held_by_window = false;
         let strategy = &self.record.spec.strategy;
         let per_wave = strategy
             .max_in_flight_per_wave
@@ -438,6 +450,11 @@ impl<'a> Deciding<'a> {
                     self.set(i, |m| m.waiting_for = Some(why));
                     continue;
                 }
+                Turn::WaitForWindow(why) => {
+                    held_by_window = true;
+                    self.set(i, |m| m.waiting_for = Some(why));
+                    continue;
+                }
                 Turn::Start(view, running) => (view, running),
             };
             let region_count = by_region.entry(self.members[i].region.clone()).or_default();
@@ -464,6 +481,7 @@ impl<'a> Deciding<'a> {
                 spec: Some(target.spec),
             });
         }
+        held_by_window
     }
 
     /// What a pending member's tenant allows now, before the in-flight limits.
@@ -503,14 +521,14 @@ impl<'a> Deciding<'a> {
                 let at = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC");
                 match window_turn(view.maintenance.as_ref(), budget, now) {
                     WindowTurn::Open => Turn::Start(view, release.clone()),
-                    WindowTurn::Closed { next } => Turn::Wait(match budget {
+                    WindowTurn::Closed { next } => Turn::WaitForWindow(match budget {
                         None => format!("its maintenance window, next opening {}", at(next)),
                         Some(budget) => format!(
                             "a maintenance window that holds its outage budget of {budget}, next opening {}",
                             at(next)
                         ),
                     }),
-                    WindowTurn::ClosesTooSoon { closes, next, budget } => Turn::Wait(format!(
+                    WindowTurn::ClosesTooSoon { closes, next, budget } => Turn::WaitForWindow(format!(
                         "a maintenance window that holds its outage budget of {budget}: the open one closes in {}, \
                          the next that holds it opens {}",
                         humantime::format_duration(whole_seconds(closes - now)),
@@ -635,6 +653,8 @@ enum Turn<'a> {
     AlreadyThere(&'a TenantView, ReleaseVersion),
     /// Not yet: it waits for this.
     Wait(String),
+    /// Not yet: its maintenance window is closed (or closes too soon); as `Wait`.
+    WaitForWindow(String),
     /// It may start from the release it runs, room permitting.
     Start(&'a TenantView, ReleaseVersion),
 }

@@ -31,7 +31,8 @@ async fn the_fleet_summary_counts_by_region_state_and_release() {
         json!({
             "total": 3,
             "by_region": {"eu-west-1": {"Active": 1}, "us-east-1": {"Active": 1, "Provisioning": 1}},
-            "by_release": {"1.0.0": 3}
+            "by_release": {"1.0.0": 3},
+            "by_platform": {"built-in": 3}
         })
     );
 }

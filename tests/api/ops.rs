@@ -87,6 +87,14 @@ async fn the_openapi_document_publishes_the_enforced_contract() {
         spec["properties"]["strategy"]["additionalProperties"],
         json!(false)
     );
+    let summary = &schemas["FleetSummaryView"];
+    assert!(
+        summary["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("by_platform")),
+        "{summary}"
+    );
 
     let paths = &doc["paths"];
     let create = &paths["/v1/tenants"]["post"];

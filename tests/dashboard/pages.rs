@@ -201,6 +201,12 @@ async fn the_pages_show_fleet_releases_rollout_and_trouble_and_escape_the_error(
         html.contains("<tr data-release=\"1.0.0\"><td>1.0.0</td><td class=\"n\">2</td>"),
         "{html}"
     );
+    // No tenant has a platform version deployed: all four run the built-in one.
+    assert!(
+        html.contains("<tr data-platform=\"built-in\"><td>built-in</td><td class=\"n\">4</td>"),
+        "{html}"
+    );
+    assert!(html.contains("<tr data-matrix-platform=\"built-in\">"), "{html}");
     assert!(html.contains(&format!("data-rollout=\"{ROLLOUT}\"")), "{html}");
     assert!(html.contains("data-phase=\"running\""), "{html}");
     assert!(
@@ -221,6 +227,17 @@ async fn the_pages_show_fleet_releases_rollout_and_trouble_and_escape_the_error(
     assert!(html.contains("&lt;img src=x onerror=&quot;document.title='pwned'&quot;&gt;"));
     assert!(html.contains("&lt;script&gt;") && html.contains("&amp; &quot;quotes&quot;"));
     assert!(!html.contains(HOSTILE) && !html.contains("<script>") && !html.contains("<img"));
+
+    let on_version = get(&seeded.base, "/?platform=2026.12.1", Some(&cookie)).await;
+    let on_version = on_version.text().await.unwrap();
+    assert!(on_version.contains("id=\"no-tenants\""), "{on_version}");
+    let built_in = get(&seeded.base, "/?platform=built-in", Some(&cookie)).await;
+    let built_in = built_in.text().await.unwrap();
+    assert!(built_in.contains("data-listed=\"broken\""), "{built_in}");
+    assert!(
+        built_in.contains("<option value=\"built-in\" selected>built-in</option>"),
+        "{built_in}"
+    );
 
     let tenant = get(&seeded.base, "/tenants/broken", Some(&cookie)).await;
     assert_eq!(tenant.status(), StatusCode::OK);
@@ -254,6 +271,7 @@ async fn a_filter_the_overview_cannot_read_is_refused_with_what_to_do() {
         ("state=upgrading", "filter state"),
         ("region=Not%20A%20Region", "region"),
         ("limit=5000", "from 1 to 100"),
+        ("platform=v2", "or `built-in`"),
         ("q=%3Cb%3E", "neither a tenant id nor a hostname"),
     ] {
         let page = get(&base, &format!("/?{query}"), Some(&cookie)).await;

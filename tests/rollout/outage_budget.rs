@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tenant_orchestrator::domain::RolloutId;
-use tenant_orchestrator::record::{OutageOverrun, Outcome};
+use tenant_orchestrator::record::{OutageOverrun, Outcome, WindowWait};
 use tenant_orchestrator::store::{StoreError, TenantStore, WriteGuard};
 
 use crate::common::{tenant_id, wait_for_state};
@@ -61,6 +61,23 @@ async fn a_tenant_whose_window_closes_before_the_budget_runs_out_starts_in_its_n
         )
     );
     assert_eq!(fleet.release_of("window-00").await, "Active/1.0.0", "not started");
+    // Nothing of the wave runs and its tenant waits for a window: the wave notes it.
+    let noted = fleet.rollout("r-window").await;
+    let wait_began = WindowWait {
+        from: utc("2030-01-07T08:00:00Z"),
+        until: None,
+    };
+    assert_eq!(noted.waves[0].window_waits, Some(vec![wait_began]));
+
+    // Still waiting an hour later: the same wait, and nothing new to write.
+    controller
+        .step_at(&rollout, utc("2030-01-07T09:00:00Z"))
+        .await
+        .unwrap()
+        .unwrap();
+    let later = fleet.rollout("r-window").await;
+    assert_eq!(later.waves[0].window_waits, Some(vec![wait_began]));
+    assert_eq!(later.version, noted.version, "a wait going on is no write");
 
     // Tuesday 02:00: a window that holds the budget opens.
     controller
@@ -72,6 +89,14 @@ async fn a_tenant_whose_window_closes_before_the_budget_runs_out_starts_in_its_n
     assert_eq!(started.outcome, Outcome::InFlight, "{started:?}");
     assert_eq!(started.started_at, Some(utc("2030-01-08T02:00:00Z")));
     assert_eq!(fleet.upgrades_started("window-00", "2.0.0").await, 1);
+    // The tenant started: the wait is closed in the same write.
+    assert_eq!(
+        fleet.rollout("r-window").await.waves[0].window_waits,
+        Some(vec![WindowWait {
+            until: Some(utc("2030-01-08T02:00:00Z")),
+            ..wait_began
+        }])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

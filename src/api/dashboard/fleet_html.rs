@@ -1,14 +1,12 @@
 //! The overview's fleet at a glance as HTML: the filter form, the release × region
-//! matrix, each region's states as a stacked bar, and a page of the selected tenants.
+//! and platform × region matrices, each region's states as a stacked bar, and a page of the selected tenants.
 //! Every picture says in text what it shows: the matrix is a table with the count
 //! written in each cell and trouble marked with a sign and words, and each bar has a
 //! `<title>` and its counts written beside it, so colour is never the only signal.
 
 use maud::{html, Markup};
 
-use super::fleet_view::{
-    states_by_region, Choices, FleetFilter, ReleaseMatrix, MAX_PAGE_SIZE, RELEASES_SHOWN,
-};
+use super::fleet_view::{states_by_region, Choices, FleetFilter, FleetMatrix, MAX_PAGE_SIZE, RELEASES_SHOWN};
 use super::html::{or_dash, time};
 use super::overview::TenantList;
 use crate::domain::Region;
@@ -51,6 +49,7 @@ pub fn filter_form(fleet: &FleetSummary, filter: &FleetFilter) -> Markup {
     let region = filter.region.as_ref().map(|r| r.to_string());
     let group = filter.group.as_ref().map(|g| g.as_str().to_owned());
     let release = filter.release.as_ref().map(|r| r.to_string());
+    let platform = filter.platform.as_ref().map(|p| p.to_string());
     let select = |name: &str, label: &str, values: &[String], chosen: Option<&str>| {
         html! {
             label {
@@ -70,6 +69,7 @@ pub fn filter_form(fleet: &FleetSummary, filter: &FleetFilter) -> Markup {
             (select("region", "region", &choices.regions, region.as_deref()))
             (select("group", "group", &choices.groups, group.as_deref()))
             (select("release", "release", &choices.releases, release.as_deref()))
+            (select("platform", "platform", &choices.platforms, platform.as_deref()))
             (select("state", "state", &states, filter.state))
             label {
                 "tenant id or hostname"
@@ -91,28 +91,63 @@ pub fn filter_form(fleet: &FleetSummary, filter: &FleetFilter) -> Markup {
 /// cell, its count written in it, and a "⚠ N in trouble" mark where tenants are
 /// Failed or rolling back.
 pub fn matrix(fleet: &FleetSummary, filter: &FleetFilter) -> Markup {
-    let m = ReleaseMatrix::of(fleet, filter);
+    matrix_table(
+        &FleetMatrix::releases(fleet, filter),
+        MatrixKind {
+            id: "matrix",
+            heading: "Releases by region",
+            row: "release",
+            caption: "Tenants on each release (rows, newest first) in each region (columns); \
+                      darker cells hold more tenants, and \u{26a0} marks tenants Failed or rolling back.",
+        },
+    )
+}
+
+/// Platform versions as rows, regions as columns, drawn like the release matrix:
+/// which platform versions the fleet runs, where, and where they are in trouble.
+pub fn platform_matrix(fleet: &FleetSummary, filter: &FleetFilter) -> Markup {
+    matrix_table(
+        &FleetMatrix::platforms(fleet, filter),
+        MatrixKind {
+            id: "platform-matrix",
+            heading: "Platform versions by region",
+            row: "platform",
+            caption: "Tenants on each platform version (rows, newest first, the platform built into \
+                      tenantctl last) in each region (columns); darker cells hold more tenants, and \
+                      \u{26a0} marks tenants Failed or rolling back.",
+        },
+    )
+}
+
+/// What a matrix counts, in words and in the page's ids.
+struct MatrixKind {
+    id: &'static str,
+    heading: &'static str,
+    /// What a row is, singular: `release`, `platform`.
+    row: &'static str,
+    caption: &'static str,
+}
+
+fn matrix_table(m: &FleetMatrix, kind: MatrixKind) -> Markup {
     html! {
-        section #matrix {
-            h3 { "Releases by region" }
-            @if m.releases.is_empty() {
+        section id=(kind.id) {
+            h3 { (kind.heading) }
+            @if m.rows.is_empty() {
                 p { "No tenant matches the filters." }
             } @else {
                 table.matrix {
-                    caption.muted {
-                        "Tenants on each release (rows, newest first) in each region (columns); \
-                         darker cells hold more tenants, and \u{26a0} marks tenants Failed or rolling back."
-                    }
+                    caption.muted { (kind.caption) }
                     thead { tr {
-                        th scope="col" { "release" }
+                        th scope="col" { (kind.row) }
                         @for region in &m.regions { th scope="col" { (region.as_str()) } }
                     } }
                     tbody {
-                        @for release in &m.releases {
-                            tr data-matrix-release=(release) {
-                                th scope="row" { (release) }
+                        @for row in &m.rows {
+                            tr data-matrix-release=[(kind.row == "release").then_some(row)]
+                                data-matrix-platform=[(kind.row == "platform").then_some(row)] {
+                                th scope="row" { (row) }
                                 @for region in &m.regions {
-                                    @let cell = m.cell(release, region);
+                                    @let cell = m.cell(row, region);
                                     td class={ "shade-" (m.shade(cell)) }
                                         data-region=(region.as_str()) data-tenants=(cell.tenants)
                                         data-trouble=(cell.trouble) {
@@ -126,10 +161,10 @@ pub fn matrix(fleet: &FleetSummary, filter: &FleetFilter) -> Markup {
                         }
                     }
                 }
-                @if m.releases_not_shown > 0 {
+                @if m.rows_not_shown > 0 {
                     p.muted {
-                        (m.releases_not_shown) " older releases not shown (the newest "
-                        (RELEASES_SHOWN) " are); filter by release to see one."
+                        (m.rows_not_shown) " older " (kind.row) "s not shown (the newest "
+                        (RELEASES_SHOWN) " are); filter by " (kind.row) " to see one."
                     }
                 }
             }
@@ -252,6 +287,12 @@ mod tests {
     fn fleet() -> FleetSummary {
         let cell = |release: &str, region: &str, state: &str, tenants| FleetCell {
             release: release.into(),
+            platform: if release == "1.1.0" {
+                "2026.12.1"
+            } else {
+                "built-in"
+            }
+            .into(),
             region: Region::parse(region).unwrap(),
             group: "default".into(),
             state: state.into(),
@@ -282,6 +323,38 @@ mod tests {
         assert!(
             html.find("data-matrix-release=\"1.1.0\"").unwrap()
                 < html.find("data-matrix-release=\"1.0.0\"").unwrap()
+        );
+    }
+
+    #[test]
+    fn the_platform_matrix_draws_each_version_with_trouble_in_words() {
+        let html = platform_matrix(&fleet(), &FleetFilter::default()).into_string();
+        assert!(html.contains("<h3>Platform versions by region</h3>"), "{html}");
+        assert!(
+            html.find("data-matrix-platform=\"2026.12.1\"").unwrap()
+                < html.find("data-matrix-platform=\"built-in\"").unwrap(),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "data-region=\"eu-west-1\" data-tenants=\"4\" data-trouble=\"1\">4\
+                 <span class=\"trouble-mark\">\u{26a0} 1 in trouble</span></td>"
+            ),
+            "{html}"
+        );
+        assert!(!html.contains("data-matrix-release"), "{html}");
+        let filter = FleetFilter {
+            platform: Some(crate::ports::PlatformChoice::parse("2026.12.1").unwrap()),
+            ..FleetFilter::default()
+        };
+        let form = filter_form(&fleet(), &filter).into_string();
+        assert!(
+            form.contains("<option value=\"2026.12.1\" selected>2026.12.1</option>"),
+            "{form}"
+        );
+        assert!(
+            form.contains("<option value=\"built-in\">built-in</option>"),
+            "{form}"
         );
     }
 

@@ -1,13 +1,14 @@
 //! The overview's fleet at a glance: the filters of its GET form, and what they select
-//! from the cached fleet summary (a release × region matrix, each region's states).
+//! from the cached fleet summary (release × region and platform × region matrices,
+//! each region's states).
 //! Pure: everything here sums [`FleetSummary::cells`], so a filter costs no read.
 
 use std::collections::BTreeMap;
 
 use crate::api::ApiError;
-use crate::domain::{Group, Region, ReleaseVersion};
+use crate::domain::{Group, PlatformVersion, Region, ReleaseVersion};
 use crate::machine::TenantState;
-use crate::ports::{FleetCell, FleetSummary};
+use crate::ports::{FleetCell, FleetSummary, PlatformChoice, BUILT_IN_PLATFORM};
 
 /// Tenants listed per page unless the form asks for another size.
 pub const PAGE_SIZE: u32 = 25;
@@ -24,6 +25,8 @@ pub struct FleetQuery {
     region: Option<String>,
     group: Option<String>,
     release: Option<String>,
+    /// A platform version, or `built-in`.
+    platform: Option<String>,
     state: Option<String>,
     /// A tenant id or a hostname to find.
     q: Option<String>,
@@ -38,6 +41,7 @@ pub struct FleetFilter {
     pub region: Option<Region>,
     pub group: Option<Group>,
     pub release: Option<ReleaseVersion>,
+    pub platform: Option<PlatformChoice>,
     /// One of [`TenantState::NAMES`].
     pub state: Option<&'static str>,
     pub search: Option<String>,
@@ -78,6 +82,7 @@ impl FleetQuery {
             region: given(&self.region).map(Region::parse).transpose()?,
             group: given(&self.group).map(Group::parse).transpose()?,
             release: given(&self.release).map(ReleaseVersion::parse).transpose()?,
+            platform: given(&self.platform).map(PlatformChoice::parse).transpose()?,
             state,
             search: given(&self.q).map(str::to_owned),
             after: given(&self.after).map(str::to_owned),
@@ -95,12 +100,20 @@ impl FleetFilter {
                 .release
                 .as_ref()
                 .is_none_or(|r| r.to_string() == cell.release)
+            && self
+                .platform
+                .as_ref()
+                .is_none_or(|p| p.to_string() == cell.platform)
             && self.state.is_none_or(|s| s == cell.state)
     }
 
     /// Whether any filter (not the search or the page) is set.
     pub fn narrows(&self) -> bool {
-        self.region.is_some() || self.group.is_some() || self.release.is_some() || self.state.is_some()
+        self.region.is_some()
+            || self.group.is_some()
+            || self.release.is_some()
+            || self.platform.is_some()
+            || self.state.is_some()
     }
 
     /// The form's fields as a query string with `after` for the next page (the
@@ -115,6 +128,7 @@ impl FleetFilter {
         push("region", self.region.as_ref().map(|r| r.to_string()));
         push("group", self.group.as_ref().map(|g| g.as_str().to_owned()));
         push("release", self.release.as_ref().map(|r| r.to_string()));
+        push("platform", self.platform.as_ref().map(|p| p.to_string()));
         push("state", self.state.map(str::to_owned));
         push("q", self.search.clone());
         push("limit", (self.limit != PAGE_SIZE).then(|| self.limit.to_string()));
@@ -147,50 +161,76 @@ pub struct MatrixCell {
     pub trouble: u64,
 }
 
-/// Releases (rows, newest first, `none` last) by regions (columns).
+/// Releases or platform versions (rows, newest first, `none` or `built-in` last) by
+/// regions (columns).
 #[derive(Debug, Default, PartialEq)]
-pub struct ReleaseMatrix {
-    pub releases: Vec<String>,
+pub struct FleetMatrix {
+    pub rows: Vec<String>,
     pub regions: Vec<Region>,
     pub cells: BTreeMap<(String, Region), MatrixCell>,
     /// The largest cell: shading is relative to it.
     pub busiest: u64,
-    /// Releases beyond [`RELEASES_SHOWN`], not drawn.
-    pub releases_not_shown: usize,
+    /// Rows beyond [`RELEASES_SHOWN`], not drawn.
+    pub rows_not_shown: usize,
 }
 
-impl ReleaseMatrix {
-    pub fn of(summary: &FleetSummary, filter: &FleetFilter) -> Self {
+impl FleetMatrix {
+    /// Releases by region.
+    pub fn releases(summary: &FleetSummary, filter: &FleetFilter) -> Self {
+        Self::of(
+            summary,
+            filter,
+            |cell| &cell.release,
+            |release| ReleaseVersion::parse(release).ok(),
+        )
+    }
+
+    /// Platform versions by region; the built-in platform last.
+    pub fn platforms(summary: &FleetSummary, filter: &FleetFilter) -> Self {
+        Self::of(
+            summary,
+            filter,
+            |cell| &cell.platform,
+            |platform| PlatformVersion::parse(platform).ok(),
+        )
+    }
+
+    /// Counts the selected cells by `row` and region; rows sort by `version`,
+    /// newest first, rows without one last.
+    fn of<K: Ord>(
+        summary: &FleetSummary,
+        filter: &FleetFilter,
+        row: fn(&FleetCell) -> &String,
+        version: fn(&str) -> Option<K>,
+    ) -> Self {
         let mut cells: BTreeMap<(String, Region), MatrixCell> = BTreeMap::new();
         for cell in summary.cells.iter().filter(|c| filter.selects(c)) {
-            let entry = cells
-                .entry((cell.release.clone(), cell.region.clone()))
-                .or_default();
+            let entry = cells.entry((row(cell).clone(), cell.region.clone())).or_default();
             entry.tenants += cell.tenants;
             if TROUBLE_STATES.contains(&cell.state.as_str()) {
                 entry.trouble += cell.tenants;
             }
         }
-        let mut releases: Vec<String> = cells.keys().map(|(release, _)| release.clone()).collect();
-        releases.dedup();
-        releases.sort_by_key(|release| std::cmp::Reverse(ReleaseVersion::parse(release).ok()));
-        let releases_not_shown = releases.len().saturating_sub(RELEASES_SHOWN);
-        releases.truncate(RELEASES_SHOWN);
+        let mut rows: Vec<String> = cells.keys().map(|(row, _)| row.clone()).collect();
+        rows.dedup();
+        rows.sort_by_key(|row| std::cmp::Reverse(version(row)));
+        let rows_not_shown = rows.len().saturating_sub(RELEASES_SHOWN);
+        rows.truncate(RELEASES_SHOWN);
         let mut regions: Vec<Region> = cells.keys().map(|(_, region)| region.clone()).collect();
         regions.sort();
         regions.dedup();
-        ReleaseMatrix {
+        FleetMatrix {
             busiest: cells.values().map(|c| c.tenants).max().unwrap_or(0),
-            releases,
+            rows,
             regions,
             cells,
-            releases_not_shown,
+            rows_not_shown,
         }
     }
 
-    pub fn cell(&self, release: &str, region: &Region) -> MatrixCell {
+    pub fn cell(&self, row: &str, region: &Region) -> MatrixCell {
         self.cells
-            .get(&(release.to_owned(), region.clone()))
+            .get(&(row.to_owned(), region.clone()))
             .copied()
             .unwrap_or_default()
     }
@@ -229,12 +269,14 @@ pub fn states_by_region(
         .collect()
 }
 
-/// The distinct values the form offers: regions, groups, releases (newest first) and
-/// states (the machine's order) that occur in the fleet.
+/// The distinct values the form offers: regions, groups, releases and platforms
+/// (newest first) and states (the machine's order) that occur in the fleet.
 pub struct Choices {
     pub regions: Vec<String>,
     pub groups: Vec<String>,
     pub releases: Vec<String>,
+    /// Platform versions, then `built-in` if a tenant runs it.
+    pub platforms: Vec<String>,
     pub states: Vec<&'static str>,
 }
 
@@ -251,10 +293,21 @@ impl Choices {
             .filter(|r| ReleaseVersion::parse(r).is_ok())
             .collect();
         releases.sort_by_key(|release| std::cmp::Reverse(ReleaseVersion::parse(release).ok()));
+        let mut platforms: Vec<String> = distinct(|c| &c.platform)
+            .into_iter()
+            .filter(|p| PlatformChoice::parse(p).is_ok())
+            .collect();
+        platforms.sort_by_key(|p| {
+            (
+                p == BUILT_IN_PLATFORM,
+                std::cmp::Reverse(PlatformVersion::parse(p).ok()),
+            )
+        });
         Choices {
             regions: distinct(|c| c.region.as_str()),
             groups: distinct(|c| &c.group),
             releases,
+            platforms,
             states: TenantState::NAMES
                 .into_iter()
                 .filter(|s| summary.cells.iter().any(|c| c.state == *s))
@@ -270,6 +323,7 @@ mod tests {
     fn cell(release: &str, region: &str, group: &str, state: &str, tenants: u64) -> FleetCell {
         FleetCell {
             release: release.into(),
+            platform: BUILT_IN_PLATFORM.into(),
             region: Region::parse(region).unwrap(),
             group: group.into(),
             state: state.into(),
@@ -303,8 +357,8 @@ mod tests {
 
     #[test]
     fn the_matrix_counts_each_release_in_each_region_and_marks_trouble() {
-        let m = ReleaseMatrix::of(&summary(), &FleetFilter::default());
-        assert_eq!(m.releases, ["1.10.0", "1.0.0", "none"], "newest first, none last");
+        let m = FleetMatrix::releases(&summary(), &FleetFilter::default());
+        assert_eq!(m.rows, ["1.10.0", "1.0.0", "none"], "newest first, none last");
         let eu = Region::parse("eu-west-1").unwrap();
         let us = Region::parse("us-east-1").unwrap();
         assert_eq!(m.regions, [eu.clone(), us.clone()]);
@@ -334,7 +388,7 @@ mod tests {
         let filter = query(&[("region", "eu-west-1"), ("state", "Active"), ("group", "")])
             .filter()
             .unwrap();
-        let m = ReleaseMatrix::of(&summary(), &filter);
+        let m = FleetMatrix::releases(&summary(), &filter);
         let eu = Region::parse("eu-west-1").unwrap();
         assert_eq!(m.regions, std::slice::from_ref(&eu));
         assert_eq!(
@@ -349,9 +403,59 @@ mod tests {
         assert_eq!(bars[&eu], [("Active", 8)]);
 
         let beta = query(&[("group", "beta")]).filter().unwrap();
-        assert_eq!(ReleaseMatrix::of(&summary(), &beta).releases, ["1.10.0"]);
+        assert_eq!(FleetMatrix::releases(&summary(), &beta).rows, ["1.10.0"]);
         let all = states_by_region(&summary(), &FleetFilter::default());
         assert_eq!(all[&eu], [("Active", 8), ("Failed", 1)], "the machine's order");
+    }
+
+    fn on_platform(platform: &str, cell: FleetCell) -> FleetCell {
+        FleetCell {
+            platform: platform.into(),
+            ..cell
+        }
+    }
+
+    #[test]
+    fn the_platform_matrix_counts_each_version_in_each_region_and_filters_by_it() {
+        let mut fleet = summary();
+        fleet.cells.extend([
+            on_platform("2026.9.0", cell("1.0.0", "eu-west-1", "default", "Failed", 2)),
+            on_platform("2026.12.1", cell("1.10.0", "us-east-1", "beta", "Active", 4)),
+        ]);
+        let m = FleetMatrix::platforms(&fleet, &FleetFilter::default());
+        assert_eq!(
+            m.rows,
+            ["2026.12.1", "2026.9.0", "built-in"],
+            "newest first, built-in last"
+        );
+        let eu = Region::parse("eu-west-1").unwrap();
+        assert_eq!(
+            m.cell("2026.9.0", &eu),
+            MatrixCell {
+                tenants: 2,
+                trouble: 2
+            }
+        );
+        assert_eq!(m.cell("built-in", &eu).tenants, 9);
+
+        let filter = query(&[("platform", "2026.9.0")]).filter().unwrap();
+        assert!(filter.narrows());
+        assert_eq!(FleetMatrix::releases(&fleet, &filter).rows, ["1.0.0"]);
+        assert_eq!(states_by_region(&fleet, &filter)[&eu], [("Failed", 2)]);
+        let built_in = query(&[("platform", "built-in")]).filter().unwrap();
+        assert_eq!(FleetMatrix::platforms(&fleet, &built_in).rows, ["built-in"]);
+        assert_eq!(
+            built_in.query_with_after(None),
+            "?platform=built-in",
+            "the next page keeps the platform"
+        );
+        assert_eq!(
+            Choices::of(&fleet).platforms,
+            ["2026.12.1", "2026.9.0", "built-in"]
+        );
+
+        let bad = query(&[("platform", "v2")]).filter().unwrap_err().to_string();
+        assert!(bad.contains("platform") && bad.contains("built-in"), "{bad}");
     }
 
     #[test]

@@ -260,6 +260,7 @@ async fn tenant_page(state: &ApiState, filter: &FleetFilter) -> Result<TenantLis
     let narrow = ListFilter {
         release: filter.release.clone(),
         group: filter.group.clone(),
+        platform: filter.platform,
     };
     let page = state.store().list_matching(&query, &narrow).await?;
     Ok(TenantList {
@@ -309,6 +310,7 @@ fn listed(record: &TenantRecord) -> TenantSummary {
         state: record.state.name().to_owned(),
         label: record.state.label(),
         release: record.state.listed_release().map(|r| r.to_string()),
+        platform: record.facts.running_platform().map(|p| p.to_string()),
         group: record.spec.group.as_str().to_owned(),
         updated_at: record.updated_at,
     }

@@ -4,13 +4,13 @@
 use maud::{html, Markup};
 
 use super::actions::{RolloutAction, RolloutForms};
-use super::fleet_html::{filter_form, matrix, state_bars, tenant_list};
-use super::fleet_view::states_by_region;
+use super::fleet_html::{filter_form, matrix, platform_matrix, state_bars, tenant_list};
+use super::fleet_view::{states_by_region, TROUBLE_STATES};
 use super::html::{or_dash, page, time, Who};
 use super::overview::{Overview, RolloutProgress, TroubledTenant, TROUBLE_SHOWN};
 use super::rollout_page::status_text;
 use crate::domain::rollout::WaveKind;
-use crate::domain::{ReleaseVersion, RolloutId};
+use crate::domain::{PlatformVersion, ReleaseVersion, RolloutId};
 use crate::machine::TenantState;
 use crate::ports::{OutageBucket, OutageCounts};
 use crate::record::Phase;
@@ -37,14 +37,16 @@ pub fn render(
         (fleet(overview))
         (outages(&overview.outages))
         (releases(overview))
+        (platforms(overview))
         (rollouts(&overview.rollouts, forms))
         (trouble(overview))
     };
     page("Fleet", Some(viewer), Some(REFRESH_SECONDS), body)
 }
 
-/// The fleet at a glance: totals, the filter form, the release × region matrix, the
-/// states of each region as bars and as a table, and a page of the selected tenants.
+/// The fleet at a glance: totals, the filter form, the release × region and platform
+/// × region matrices, the states of each region as bars and as a table, and a page of
+/// the selected tenants.
 fn fleet(overview: &Overview) -> Markup {
     let fleet = &overview.fleet;
     let filter = &overview.filter;
@@ -67,6 +69,7 @@ fn fleet(overview: &Overview) -> Markup {
                     p #fleet-selected { (selected) " of them match the filters." }
                 }
                 (matrix(fleet, filter))
+                (platform_matrix(fleet, filter))
                 (state_bars(fleet, filter))
                 table #state-counts {
                     caption.muted { "Tenants by region and state (the bars above, as numbers)." }
@@ -149,6 +152,44 @@ fn releases(overview: &Overview) -> Markup {
                     tbody {
                         @for (release, n) in rows {
                             tr data-release=(release) { td { (release) } td.n { (n) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Tenants per platform version, newest first and the built-in platform last, with
+/// how many of them are in trouble: the platform beside the releases.
+fn platforms(overview: &Overview) -> Markup {
+    let mut rows: Vec<(&String, &u64)> = overview.fleet.by_platform.iter().collect();
+    rows.sort_by_key(|(platform, _)| std::cmp::Reverse(PlatformVersion::parse(platform).ok()));
+    let trouble = |platform: &str| -> u64 {
+        overview
+            .fleet
+            .cells
+            .iter()
+            .filter(|c| c.platform == platform && TROUBLE_STATES.contains(&c.state.as_str()))
+            .map(|c| c.tenants)
+            .sum()
+    };
+    html! {
+        section #platforms {
+            h2 { "Platform versions in use" }
+            @if rows.is_empty() {
+                p { "None." }
+            } @else {
+                table {
+                    thead { tr { th { "platform" } th { "tenants" } th { "in trouble" } } }
+                    tbody {
+                        @for (platform, n) in rows {
+                            @let in_trouble = trouble(platform);
+                            tr data-platform=(platform) {
+                                td { (platform) }
+                                td.n { (n) }
+                                td.n { @if in_trouble > 0 { "\u{26a0} " } (in_trouble) }
+                            }
                         }
                     }
                 }
@@ -363,6 +404,12 @@ mod tests {
     fn cell(release: &str, state: &str, tenants: u64) -> FleetCell {
         FleetCell {
             release: release.into(),
+            platform: if release == "1.10.0" {
+                "2026.12.1"
+            } else {
+                "built-in"
+            }
+            .into(),
             region: Region::parse("eu-west-1").unwrap(),
             group: "default".into(),
             state: state.into(),
@@ -386,6 +433,7 @@ mod tests {
                     ("1.10.0".to_owned(), 1),
                     ("none".to_owned(), 1),
                 ]),
+                by_platform: BTreeMap::from([("2026.12.1".to_owned(), 1), ("built-in".to_owned(), 3)]),
                 cells: vec![
                     cell("1.0.0", "Active", 2),
                     cell("1.10.0", "Active", 1),
@@ -472,6 +520,15 @@ mod tests {
             newest < older && older < none,
             "releases go newest first, none last"
         );
+        let version = html.find(
+            "<tr data-platform=\"2026.12.1\"><td>2026.12.1</td><td class=\"n\">1</td><td class=\"n\">0</td>",
+        );
+        let built_in = html.find(
+            "<tr data-platform=\"built-in\"><td>built-in</td><td class=\"n\">3</td>\
+             <td class=\"n\">\u{26a0} 1</td>",
+        );
+        assert!(version.unwrap() < built_in.unwrap(), "{html}");
+        assert!(html.contains("id=\"platform-matrix\""), "{html}");
     }
 
     #[test]

@@ -10,13 +10,16 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::app::rollouts::assumed_tenant_duration;
-use crate::record::{Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveRecord, WaveStatus};
+use crate::record::{
+    Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveRecord, WaveStatus, WindowWait,
+};
 
 /// The most tenant marks drawn per wave; the rest are counted and linked.
 pub const MARKS_SHOWN: usize = 40;
 
-/// A pause between two upgrades of a deploying wave longer than this is drawn as
-/// waiting for a maintenance window; shorter ones are the controller's ticks.
+/// In a rollout recorded before the controller noted window waits, a pause between
+/// two upgrades of a deploying wave longer than this is drawn as waiting for a
+/// maintenance window; shorter ones are the controller's ticks.
 pub const WINDOW_GAP: TimeDelta = TimeDelta::seconds(60);
 
 /// What a stretch of a wave's actual bar was spent on.
@@ -301,26 +304,10 @@ fn actual_segments(
         (None, None, _) => wave.finished_at,
     };
     let deploy_until = deploy_end.unwrap_or(now);
-    let mut runs: Vec<(DateTime<Utc>, DateTime<Utc>)> = members
-        .iter()
-        .filter_map(|m| Some((m.started_at?, m.finished_at.unwrap_or(now))))
-        .collect();
-    runs.sort();
-    // Long pauses with nothing running are waits for a maintenance window.
-    let mut gaps: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = Vec::new();
-    let mut cursor = started;
-    for (run_start, run_end) in runs {
-        if run_start.min(deploy_until) - cursor > WINDOW_GAP {
-            gaps.push((cursor, Some(run_start.min(deploy_until))));
-        }
-        cursor = cursor.max(run_end);
-    }
-    let waiting = members
-        .iter()
-        .any(|m| m.outcome == Outcome::Pending && m.waiting_for.is_some());
-    if waiting && deploy_until - cursor > WINDOW_GAP {
-        gaps.push((cursor, deploy_end));
-    }
+    let gaps = match &wave.window_waits {
+        Some(waits) => stored_window_waits(waits, started, deploy_end, deploy_until),
+        None => inferred_window_waits(members, started, deploy_end, deploy_until, now),
+    };
     let mut from = started;
     let mut ended = false;
     for (gap_start, gap_end) in gaps {
@@ -347,6 +334,60 @@ fn actual_segments(
         push(SegmentKind::Halted, at, end);
     }
     segments
+}
+
+/// The window waits the controller recorded, within the wave's deploying: a wait
+/// still open lasts as long as the deploying does.
+fn stored_window_waits(
+    waits: &[WindowWait],
+    started: DateTime<Utc>,
+    deploy_end: Option<DateTime<Utc>>,
+    deploy_until: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> {
+    waits
+        .iter()
+        .filter(|w| w.from < deploy_until)
+        .map(|w| {
+            let start = w.from.max(started);
+            let end = match w.until {
+                Some(until) => Some(until.min(deploy_until)),
+                None => deploy_end,
+            };
+            (start, end)
+        })
+        .collect()
+}
+
+/// The window waits of a wave recorded before the controller noted them, inferred:
+/// long pauses with nothing running while a tenant waited.
+fn inferred_window_waits(
+    members: &[&RolloutMember],
+    started: DateTime<Utc>,
+    deploy_end: Option<DateTime<Utc>>,
+    deploy_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> {
+    let mut runs: Vec<(DateTime<Utc>, DateTime<Utc>)> = members
+        .iter()
+        .filter_map(|m| Some((m.started_at?, m.finished_at.unwrap_or(now))))
+        .collect();
+    runs.sort();
+    // Long pauses with nothing running are waits for a maintenance window.
+    let mut gaps: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = Vec::new();
+    let mut cursor = started;
+    for (run_start, run_end) in runs {
+        if run_start.min(deploy_until) - cursor > WINDOW_GAP {
+            gaps.push((cursor, Some(run_start.min(deploy_until))));
+        }
+        cursor = cursor.max(run_end);
+    }
+    let waiting = members
+        .iter()
+        .any(|m| m.outcome == Outcome::Pending && m.waiting_for.is_some());
+    if waiting && deploy_until - cursor > WINDOW_GAP {
+        gaps.push((cursor, deploy_end));
+    }
+    gaps
 }
 
 /// The marks of a wave's members, tenants in trouble first, then by time; at most

@@ -118,6 +118,10 @@ pub fn mutable_attributes(record: &TenantRecord) -> Vec<(&'static str, Option<At
         ("state_label", Some(s(record.state.label()))),
         ("release", release),
         ("group_name", Some(s(record.spec.group.as_str()))),
+        (
+            "platform",
+            record.facts.running_platform().map(|p| s(p.to_string())),
+        ),
         ("region", Some(s(region.as_str()))),
         ("attempt", Some(n(record.attempt))),
         ("step_started_at", record.step_started_at.map(millis)),

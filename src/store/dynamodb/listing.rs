@@ -1,5 +1,5 @@
 //! Listing tenants through the `by-region` index: pages with filters, and the fleet
-//! summary (counts by region, state and release), read from the index's projected
+//! summary (counts by region, state, release and platform), read from the index's projected
 //! attributes only, one query stream per region, never a table scan.
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use super::item::{get_n, get_s, item_key, plain_key, s, Item};
 use super::page_token::PageScope;
 use super::DynamoStore;
 use crate::domain::{Group, Hostname, Region, TenantId};
-use crate::ports::{FleetSummary, FleetTally, ListFilter, TenantReads};
+use crate::ports::{FleetSummary, FleetTally, ListFilter, ListedTenant, PlatformChoice, TenantReads};
 use crate::record::HistoryEvent;
 use crate::store::{keys, ListQuery, Page, StoreError, TenantStore, TenantSummary};
 
@@ -27,6 +27,13 @@ impl ListFilter {
         }
         if let Some(group) = &self.group {
             filter.equals("group", "group_name", s(group.as_str()));
+        }
+        match &self.platform {
+            Some(PlatformChoice::Version(version)) => {
+                filter.equals("platform", "platform", s(version.to_string()))
+            }
+            Some(PlatformChoice::BuiltIn) => filter.absent("platform", "platform"),
+            None => {}
         }
         (!filter.conditions.is_empty()).then_some(filter)
     }
@@ -46,6 +53,13 @@ impl FilterExpr {
         self.conditions.push(format!("#{placeholder} = :{placeholder}"));
         self.names.insert(format!("#{placeholder}"), attr.to_owned());
         self.values.insert(format!(":{placeholder}"), value);
+    }
+
+    /// Adds `attribute_not_exists(#placeholder)` for attribute `attr`.
+    fn absent(&mut self, placeholder: &str, attr: &str) {
+        self.conditions
+            .push(format!("attribute_not_exists(#{placeholder})"));
+        self.names.insert(format!("#{placeholder}"), attr.to_owned());
     }
 }
 
@@ -172,6 +186,7 @@ fn summary(item: &Item, region: &Region) -> Result<TenantSummary, StoreError> {
         state: get_s(item, "state_name")?.to_owned(),
         label: get_s(item, "state_label")?.to_owned(),
         release: item.get("release").and_then(|v| v.as_s().ok()).cloned(),
+        platform: item.get("platform").and_then(|v| v.as_s().ok()).cloned(),
         group: get_s(item, "group_name")?.to_owned(),
         updated_at: DateTime::from_timestamp_millis(get_n(item, "updated_at")?).unwrap_or_default(),
     })
@@ -187,11 +202,13 @@ impl TenantReads for DynamoStore {
     ) -> Result<Page<TenantSummary>, StoreError> {
         let limit = query.limit.unwrap_or(100).clamp(1, 1000) as usize;
         let release = filter.release.as_ref().map(ToString::to_string);
+        let platform = filter.platform.as_ref().map(ToString::to_string);
         let scope = PageScope::new("tenants")
             .with(query.region.as_ref().map(Region::as_str))
             .with(query.state.as_deref())
             .with(release.as_deref())
-            .with(filter.group.as_ref().map(Group::as_str));
+            .with(filter.group.as_ref().map(Group::as_str))
+            .with(platform.as_deref());
         let token: Option<ListToken> = match &query.next_token {
             Some(t) => Some(self.open_page("listing tenants", &scope, t).await?),
             None => None,
@@ -248,20 +265,24 @@ impl TenantReads for DynamoStore {
                     .index_name("by-region")
                     .key_condition_expression("list_pk = :pk")
                     .expression_attribute_values(":pk", s(keys::list_pk(&region)))
-                    .projection_expression("state_name, #release, group_name")
+                    .projection_expression("state_name, #release, group_name, #platform")
                     .expression_attribute_names("#release", "release")
+                    .expression_attribute_names("#platform", "platform")
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
                     .map_err(|e| classify("summarising the fleet", self.table(), e))?;
                 for item in out.items() {
-                    let release = item.get("release").and_then(|v| v.as_s().ok());
-                    tally.add(
-                        &region,
-                        get_s(item, "state_name")?,
-                        get_s(item, "group_name")?,
-                        release.map(String::as_str),
-                    );
+                    let text = |name| item.get(name).and_then(|v: &AttributeValue| v.as_s().ok());
+                    tally.add(ListedTenant {
+                        region: &region,
+                        state: get_s(item, "state_name")?,
+                        group: get_s(item, "group_name")?,
+                        release: text("release").map(String::as_str),
+                        // Items written before the index projected the platform have
+                        // none: they run the built-in one.
+                        platform: text("platform").map(String::as_str),
+                    });
                 }
                 match out.last_evaluated_key() {
                     Some(key) => start = Some(key.clone()),

@@ -206,8 +206,54 @@ fn a_wave_waiting_for_approval_draws_an_open_approval_segment() {
 }
 
 #[test]
+fn the_window_waits_the_controller_recorded_are_drawn_as_stored() {
+    let mut record = record();
+    record.waves[0].started_at = Some(t(0));
+    record.waves[0].status = WaveStatus::Deploying;
+    record.waves[0].window_waits = Some(vec![
+        WindowWait {
+            from: t(5),
+            until: Some(t(120)),
+        },
+        WindowWait {
+            from: t(130),
+            until: None,
+        },
+    ]);
+    let mut waiting = member(0, "charlie", Outcome::Pending, 300);
+    waiting.waiting_for = Some("its maintenance window, next opening 2026-12-01 15:00 UTC".into());
+    // bravo's upgrade ended at 125 but the wait began at 130, as the controller saw it;
+    // a pause of a few seconds is no wait, however long the gap between runs.
+    let members = vec![
+        ran(member(0, "alpha", Outcome::Succeeded, 0), 0, Some(5)),
+        ran(member(0, "bravo", Outcome::Succeeded, 120), 120, Some(125)),
+        waiting,
+    ];
+    let timeline = timeline(&record, &members, t(200));
+    assert_eq!(
+        segments(&timeline.waves[0]),
+        vec![
+            (SegmentKind::Deploying, t(0), t(5), false),
+            (SegmentKind::Window, t(5), t(120), false),
+            (SegmentKind::Deploying, t(120), t(130), false),
+            (SegmentKind::Window, t(130), t(200), true),
+        ]
+    );
+
+    // Recorded with no wait: a long pause is not guessed to be one.
+    record.waves[0].window_waits = Some(Vec::new());
+    let timeline = super::timeline(&record, &members, t(200));
+    assert_eq!(
+        segments(&timeline.waves[0]),
+        vec![(SegmentKind::Deploying, t(0), t(200), true)]
+    );
+}
+
+#[test]
 fn a_long_pause_between_upgrades_is_a_wait_for_a_window() {
     let mut record = record();
+    // Recorded before the controller noted window waits: they are inferred.
+    record.waves[0].window_waits = None;
     record.waves[0].started_at = Some(t(0));
     record.waves[0].status = WaveStatus::Deploying;
     let mut waiting = member(0, "charlie", Outcome::Pending, 300);
