@@ -88,6 +88,78 @@ async fn many_tenants_load_in_batches_in_the_order_asked_without_the_missing_one
 }
 
 #[tokio::test]
+async fn a_table_made_without_the_listing_index_gets_it_from_creating_the_table_again() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+        ProjectionType, ScalarAttributeType,
+    };
+    // The table as an operator leaves it after deleting `by-region` to recreate it with
+    // a wider projection: the same keys, only the `work` index.
+    let client = dynamodb_client().await;
+    let name = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .attribute_definitions(attribute("work_pk"))
+        .attribute_definitions(attribute("work_sk"))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("work")
+                .key_schema(key("work_pk", KeyType::Hash))
+                .key_schema(key("work_sk", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let commands = TenantCommands::new(std::sync::Arc::new(DynamoStore::new(
+        client.clone(),
+        name.clone(),
+    )));
+    create(&commands, "acme", "us-east-1").await;
+    let gaps = table::index_gaps(&client, &name).await.unwrap();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert!(gaps[0].index_missing, "{gaps:?}");
+    assert_eq!(gaps[0].to_string(), "index by-region is missing");
+
+    let again = table::ensure_table(&client, &name).await.unwrap();
+    assert_eq!(again, table::TableOutcome::AlreadyExisted);
+    // Added (DynamoDB builds it from the items in the background).
+    assert_eq!(table::index_gaps(&client, &name).await.unwrap(), vec![]);
+    let again = table::ensure_table(&client, &name).await.unwrap();
+    assert_eq!(
+        again,
+        table::TableOutcome::AlreadyExisted,
+        "adding it again is harmless"
+    );
+}
+
+#[tokio::test]
 async fn of_two_writers_of_one_version_the_second_gets_a_conflict_and_loses_nothing() {
     let store = fresh_store().await;
     let commands = TenantCommands::new(store.clone());

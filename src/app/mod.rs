@@ -208,6 +208,11 @@ impl App {
         crate::store::table::ensure_table(self.table.client(), self.table.table()).await
     }
 
+    /// The state table's indexes that lack what this version projects into them.
+    pub async fn index_gaps(&self) -> Result<Vec<crate::store::table::IndexGap>, TableError> {
+        crate::store::table::index_gaps(self.table.client(), self.table.table()).await
+    }
+
     /// Claims the hostnames of tenants stored before hostname claims existed.
     pub async fn claim_existing_hostnames(&self) -> Result<ClaimBackfill, StoreError> {
         self.table.claim_existing_hostnames().await

@@ -484,6 +484,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             );
             if outcome == TableOutcome::AlreadyExisted {
+                for gap in app
+                    .index_gaps()
+                    .await
+                    .context("checking the state table's indexes")?
+                {
+                    eprintln!(
+                        "warning: table {}: {gap}, as made by an older version; until it is recreated \
+                         the fleet summary and the dashboard count what it lacks as unknown (a tenant's \
+                         platform as built-in). DynamoDB cannot change an index's projection: see \
+                         \"Recreating the listing index\" in docs/ARCHITECTURE.md",
+                        cli.table
+                    );
+                }
                 // Tenants recorded before hostname claims existed get theirs now.
                 let backfill = app
                     .claim_existing_hostnames()
