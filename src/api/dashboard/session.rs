@@ -277,7 +277,8 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Viewer<S> {
         let Some(id) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(Refused::SignIn { stale_cookie: false });
         };
-        let Some((name, access, identity)) = live_session(state, id).await.map_err(Refused::Unavailable)? else {
+        let Some((name, access, identity)) = live_session(state, id).await.map_err(Refused::Unavailable)?
+        else {
             return Err(Refused::SignIn { stale_cookie: true });
         };
         let scope = access.highest();
