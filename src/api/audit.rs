@@ -25,6 +25,7 @@ pub struct AuditFilters {
     /// Only this principal's decisions (its name, as recorded as an actor).
     pub principal: Option<String>,
     /// Only `refused` or only `granted` decisions.
+    #[param(pattern = "^(refused|granted)$")]
     pub outcome: Option<String>,
     /// 1-1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
