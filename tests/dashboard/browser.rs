@@ -213,6 +213,25 @@ async fn in_chromium_the_release_matrix_counts_marks_trouble_filters_and_pages()
         .await
         .expect("eu-west-1's bar");
     assert!(bar.contains("2 Active") && bar.contains("1 Failed"), "{bar}");
+    // Beside the releases, the platform versions: every seeded tenant runs the one
+    // built into tenantctl, so one row holds them all, trouble marked there too.
+    let platform = |region: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .text_of(&format!(
+                    "#platform-matrix tr[data-matrix-platform=\"built-in\"] td[data-region=\"{region}\"]"
+                ))
+                .await
+                .unwrap_or_else(|| panic!("the platform matrix has no built-in cell for {region}"))
+        }
+    };
+    let eu = platform("eu-west-1").await;
+    assert!(
+        eu.starts_with('3') && eu.contains("\u{26a0} 1 in trouble"),
+        "{eu}"
+    );
+    assert_eq!(platform("us-east-1").await, "1");
     if std::env::var("TENANTCTL_SCREENSHOTS").is_ok_and(|dir| dir == "docs") {
         let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard-overview.png");
         browser.screenshot(&docs).await;
