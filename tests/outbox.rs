@@ -3,16 +3,14 @@
 
 mod common;
 
-use std::collections::VecDeque;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use base64::Engine;
 use chrono::Utc;
+use common::receiver::{ScriptedReceiver, HANG};
 use common::*;
 use hmac::{Hmac, KeyInit, Mac};
 use tenant_orchestrator::app::{EventCommands, TenantCommands};
@@ -22,9 +20,6 @@ use tenant_orchestrator::outbox::{Dispatcher, DispatcherConfig, Sink};
 use tenant_orchestrator::ports::OutboxStore;
 use tenant_orchestrator::record::outbox::{RetryPolicy, OUTBOX_PARTITIONS};
 use tenant_orchestrator::record::{Actor, CloudEvent, DeliveryState};
-
-/// A scripted answer that never comes: the request hangs.
-const HANG: u16 = 0;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -36,14 +31,9 @@ struct Received {
     event: CloudEvent,
 }
 
-/// A webhook receiver on a local port: answers with the scripted statuses in turn
-/// (200 once they run out, none for [`HANG`]) and checks each request's signature as a receiver
-/// following Standard Webhooks would, with the secret it shares with the sink.
-#[derive(Clone, Default)]
-struct Receiver {
-    answers: Arc<Mutex<VecDeque<u16>>>,
-    received: Arc<Mutex<Vec<Received>>>,
-}
+/// A webhook receiver on a local port that checks each request's signature as a
+/// receiver following Standard Webhooks would, with the secret it shares with the sink.
+struct Receiver(ScriptedReceiver);
 
 fn valid_signature(headers: &HeaderMap, body: &[u8]) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -60,38 +50,23 @@ fn valid_signature(headers: &HeaderMap, body: &[u8]) -> bool {
     header("webhook-signature").split(' ').any(|s| s == expected)
 }
 
-async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let event: CloudEvent = serde_json::from_slice(&body).expect("the body is a CloudEvent");
-    receiver.received.lock().unwrap().push(Received {
-        id: headers["webhook-id"].to_str().unwrap().to_owned(),
-        signature_valid: valid_signature(&headers, &body),
-        event,
-    });
-    let status = receiver.answers.lock().unwrap().pop_front().unwrap_or(200);
-    if status == HANG {
-        std::future::pending::<()>().await;
-    }
-    StatusCode::from_u16(status).unwrap()
-}
-
 impl Receiver {
-    /// Starts the receiver; returns it and its URL.
+    /// Starts the receiver, answering with `answers` in turn; returns it and its URL.
     async fn start(answers: &[u16]) -> (Self, String) {
-        let receiver = Receiver {
-            answers: Arc::new(Mutex::new(answers.iter().copied().collect())),
-            ..Receiver::default()
-        };
-        let app = axum::Router::new()
-            .route("/hook", axum::routing::post(receive))
-            .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (receiver, url)
+        let (receiver, url) = ScriptedReceiver::start("/hook", answers).await;
+        (Receiver(receiver), url)
     }
 
     fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
+        self.0
+            .requests()
+            .into_iter()
+            .map(|r| Received {
+                id: r.headers["webhook-id"].to_str().unwrap().to_owned(),
+                signature_valid: valid_signature(&r.headers, &r.body),
+                event: serde_json::from_slice(&r.body).expect("the body is a CloudEvent"),
+            })
+            .collect()
     }
 }
 

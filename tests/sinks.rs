@@ -5,14 +5,11 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::Json;
 use chrono::Utc;
+use common::receiver::ScriptedReceiver;
 use common::*;
 use serde_json::{json, Value};
 use tenant_orchestrator::app::TenantCommands;
@@ -187,37 +184,31 @@ async fn an_unknown_bus_records_the_attempt_as_failed() {
 
 /// A Slack-compatible incoming webhook on a local port: answers with the scripted
 /// statuses in turn (200 once they run out) and keeps every message.
-#[derive(Clone, Default)]
-struct SlackReceiver {
-    answers: Arc<Mutex<VecDeque<u16>>>,
-    messages: Arc<Mutex<Vec<Value>>>,
-}
-
-async fn receive(State(receiver): State<SlackReceiver>, Json(message): Json<Value>) -> StatusCode {
-    receiver.messages.lock().unwrap().push(message);
-    let status = receiver.answers.lock().unwrap().pop_front().unwrap_or(200);
-    StatusCode::from_u16(status).unwrap()
-}
+struct SlackReceiver(ScriptedReceiver);
 
 impl SlackReceiver {
     async fn start(answers: &[u16]) -> (Self, String) {
-        let receiver = SlackReceiver {
-            answers: Arc::new(Mutex::new(answers.iter().copied().collect())),
-            ..SlackReceiver::default()
-        };
-        let app = axum::Router::new()
-            .route("/services/T0/B0/secret", axum::routing::post(receive))
-            .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/services/T0/B0/secret", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (receiver, url)
+        let (receiver, url) = ScriptedReceiver::start("/services/T0/B0/secret", answers).await;
+        (SlackReceiver(receiver), url)
+    }
+
+    fn messages(&self) -> Vec<Value> {
+        self.0
+            .requests()
+            .iter()
+            .map(|r| {
+                let kind = r.headers["content-type"].to_str().unwrap();
+                assert!(
+                    kind.starts_with("application/json"),
+                    "a Slack message is JSON, not {kind}"
+                );
+                serde_json::from_slice(&r.body).expect("a Slack message is JSON")
+            })
+            .collect()
     }
 
     fn texts(&self) -> Vec<String> {
-        self.messages
-            .lock()
-            .unwrap()
+        self.messages()
             .iter()
             .map(|m| m["text"].as_str().unwrap().to_owned())
             .collect()
@@ -257,7 +248,7 @@ async fn a_slack_message_says_what_happened_and_a_throttled_one_is_sent_again() 
 
     let expected = ":gear: Tenant acme (test, eu-west-1): New → Provisioning/CheckArtifact — `tenantctl tenant get acme`";
     assert_eq!(receiver.texts(), vec![expected.to_owned(), expected.to_owned()]);
-    let message = receiver.messages.lock().unwrap()[1].clone();
+    let message = receiver.messages()[1].clone();
     assert_eq!(message["blocks"][0]["text"]["text"], expected);
 }
 

@@ -9,7 +9,7 @@ use super::auth::{Admin, Caller, Read};
 use super::extract::{ApiJson, ApiQuery};
 use super::views::SetVersions;
 use super::{ApiError, ApiState};
-use crate::domain::{Environment, Group, Region, VersionPolicy};
+use crate::domain::{Environment, Group, PlatformVersion, Region, ReleaseVersion, VersionPolicy};
 use crate::ports::PolicyChange;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -141,13 +141,154 @@ impl Unset {
     }
 }
 
-fn path_values<A, B>(
-    a: &str,
-    b: &str,
-    parse_a: fn(&str) -> Result<A, crate::domain::InvalidValue>,
-    parse_b: fn(&str) -> Result<B, crate::domain::InvalidValue>,
-) -> Result<(A, B), ApiError> {
-    Ok((parse_a(a)?, parse_b(b)?))
+/// What a policy entry is keyed by beside its environment: a region (its default) or
+/// a group (its override). The handlers of both kinds take the same checks and record
+/// the same way; only the key and the policy's maps differ.
+trait EntryKey: Clone + std::fmt::Display + Sized {
+    /// The path segment the entries sit under: `defaults`, `groups`.
+    const SEGMENT: &'static str;
+    /// The entry as the refusals name it: `a default`, `a group override`.
+    const NAMED: &'static str;
+    /// The entry as the audit trail names it: `default`, `group`.
+    const LABEL: &'static str;
+
+    fn parse(text: &str) -> Result<Self, crate::domain::InvalidValue>;
+    fn set_release(policy: &mut VersionPolicy, environment: Environment, key: Self, release: ReleaseVersion);
+    fn set_platform(
+        policy: &mut VersionPolicy,
+        environment: Environment,
+        key: Self,
+        platform: PlatformVersion,
+    );
+    fn remove_release(policy: &mut VersionPolicy, environment: &Environment, key: &Self);
+    fn remove_platform(policy: &mut VersionPolicy, environment: &Environment, key: &Self);
+}
+
+impl EntryKey for Region {
+    const SEGMENT: &'static str = "defaults";
+    const NAMED: &'static str = "a default";
+    const LABEL: &'static str = "default";
+
+    fn parse(text: &str) -> Result<Self, crate::domain::InvalidValue> {
+        Region::parse(text)
+    }
+    fn set_release(policy: &mut VersionPolicy, environment: Environment, key: Self, release: ReleaseVersion) {
+        policy.set_default(environment, key, release);
+    }
+    fn set_platform(
+        policy: &mut VersionPolicy,
+        environment: Environment,
+        key: Self,
+        platform: PlatformVersion,
+    ) {
+        policy.set_platform_default(environment, key, platform);
+    }
+    fn remove_release(policy: &mut VersionPolicy, environment: &Environment, key: &Self) {
+        policy.remove_default(environment, key);
+    }
+    fn remove_platform(policy: &mut VersionPolicy, environment: &Environment, key: &Self) {
+        policy.remove_platform_default(environment, key);
+    }
+}
+
+impl EntryKey for Group {
+    const SEGMENT: &'static str = "groups";
+    const NAMED: &'static str = "a group override";
+    const LABEL: &'static str = "group";
+
+    fn parse(text: &str) -> Result<Self, crate::domain::InvalidValue> {
+        Group::parse(text)
+    }
+    fn set_release(policy: &mut VersionPolicy, environment: Environment, key: Self, release: ReleaseVersion) {
+        policy.set_group_override(environment, key, release);
+    }
+    fn set_platform(
+        policy: &mut VersionPolicy,
+        environment: Environment,
+        key: Self,
+        platform: PlatformVersion,
+    ) {
+        policy.set_platform_group_override(environment, key, platform);
+    }
+    fn remove_release(policy: &mut VersionPolicy, environment: &Environment, key: &Self) {
+        policy.remove_group_override(environment, key);
+    }
+    fn remove_platform(policy: &mut VersionPolicy, environment: &Environment, key: &Self) {
+        policy.remove_platform_group_override(environment, key);
+    }
+}
+
+/// An admin may change the policy (refused and recorded otherwise), and the path
+/// names a valid environment and key.
+async fn checked_entry<K: EntryKey>(
+    state: &ApiState,
+    caller: &Caller<Admin>,
+    verb: &str,
+    environment: &str,
+    key: &str,
+) -> Result<(Environment, K), ApiError> {
+    caller
+        .principal()
+        .check_fleet_action(
+            state,
+            crate::domain::Scope::Admin,
+            &format!("{verb} {} of the version policy", K::NAMED),
+            &format!("policy/{}/{environment}/{key}", K::SEGMENT),
+        )
+        .await?;
+    Ok((Environment::parse(environment)?, K::parse(key)?))
+}
+
+/// `PUT /v1/policy/{defaults|groups}/{environment}/{key}`.
+async fn set_entry<K: EntryKey + Send + Sync>(
+    state: &ApiState,
+    caller: &Caller<Admin>,
+    environment: &str,
+    key: &str,
+    body: SetVersions,
+) -> Result<Json<PolicyView>, ApiError> {
+    let (env, key) = checked_entry::<K>(state, caller, "set", environment, key).await?;
+    let body = body.checked(state).await?;
+    change(
+        state,
+        caller,
+        body.describe(&format!("{} {env}/{key}", K::LABEL)),
+        |p| {
+            if let Some(release) = &body.release {
+                K::set_release(p, env.clone(), key.clone(), release.clone());
+            }
+            if let Some(platform) = body.platform {
+                K::set_platform(p, env.clone(), key.clone(), platform);
+            }
+        },
+    )
+    .await
+}
+
+/// `DELETE /v1/policy/{defaults|groups}/{environment}/{key}`.
+async fn unset_entry<K: EntryKey + Send + Sync>(
+    state: &ApiState,
+    caller: &Caller<Admin>,
+    environment: &str,
+    key: &str,
+    unset: Unset,
+) -> Result<Json<PolicyView>, ApiError> {
+    let (env, key) = checked_entry::<K>(state, caller, "remove", environment, key).await?;
+    let (release, platform) = unset.which()?;
+    change(
+        state,
+        caller,
+        unset.describe(&format!("{} {env}/{key}", K::LABEL)),
+        |p| {
+            if release {
+                K::remove_release(p, &env, &key);
+            }
+            if platform {
+                K::remove_platform(p, &env, &key);
+            }
+        },
+    )
+    .await
 }
 
 #[utoipa::path(operation_id = "policy_get", get, path = "/v1/policy", tag = "policy", responses((status = 200, body = PolicyView)), security(("bearer" = ["read"])))]
@@ -167,31 +308,7 @@ pub async fn set_default(
     axum::extract::Path((environment, region)): axum::extract::Path<(String, String)>,
     ApiJson(body): ApiJson<SetVersions>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    caller
-        .principal()
-        .check_fleet_action(
-            &state,
-            crate::domain::Scope::Admin,
-            "set a default of the version policy",
-            &format!("policy/defaults/{environment}/{region}"),
-        )
-        .await?;
-    let (env, region) = path_values(&environment, &region, Environment::parse, Region::parse)?;
-    let body = body.checked(&state).await?;
-    change(
-        &state,
-        &caller,
-        body.describe(&format!("default {env}/{region}")),
-        |p| {
-            if let Some(release) = &body.release {
-                p.set_default(env.clone(), region.clone(), release.clone());
-            }
-            if let Some(platform) = body.platform {
-                p.set_platform_default(env.clone(), region.clone(), platform);
-            }
-        },
-    )
-    .await
+    set_entry::<Region>(&state, &caller, &environment, &region, body).await
 }
 
 #[utoipa::path(operation_id = "policy_unset_default", delete, path = "/v1/policy/defaults/{environment}/{region}", tag = "policy",
@@ -203,31 +320,7 @@ pub async fn unset_default(
     axum::extract::Path((environment, region)): axum::extract::Path<(String, String)>,
     ApiQuery(unset): ApiQuery<Unset>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    caller
-        .principal()
-        .check_fleet_action(
-            &state,
-            crate::domain::Scope::Admin,
-            "remove a default of the version policy",
-            &format!("policy/defaults/{environment}/{region}"),
-        )
-        .await?;
-    let (env, region) = path_values(&environment, &region, Environment::parse, Region::parse)?;
-    let (release, platform) = unset.which()?;
-    change(
-        &state,
-        &caller,
-        unset.describe(&format!("default {env}/{region}")),
-        |p| {
-            if release {
-                p.remove_default(&env, &region);
-            }
-            if platform {
-                p.remove_platform_default(&env, &region);
-            }
-        },
-    )
-    .await
+    unset_entry::<Region>(&state, &caller, &environment, &region, unset).await
 }
 
 #[utoipa::path(operation_id = "policy_set_group", put, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
@@ -241,31 +334,7 @@ pub async fn set_group(
     axum::extract::Path((environment, group)): axum::extract::Path<(String, String)>,
     ApiJson(body): ApiJson<SetVersions>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    caller
-        .principal()
-        .check_fleet_action(
-            &state,
-            crate::domain::Scope::Admin,
-            "set a group override of the version policy",
-            &format!("policy/groups/{environment}/{group}"),
-        )
-        .await?;
-    let (env, group) = path_values(&environment, &group, Environment::parse, Group::parse)?;
-    let body = body.checked(&state).await?;
-    change(
-        &state,
-        &caller,
-        body.describe(&format!("group {env}/{group}")),
-        |p| {
-            if let Some(release) = &body.release {
-                p.set_group_override(env.clone(), group.clone(), release.clone());
-            }
-            if let Some(platform) = body.platform {
-                p.set_platform_group_override(env.clone(), group.clone(), platform);
-            }
-        },
-    )
-    .await
+    set_entry::<Group>(&state, &caller, &environment, &group, body).await
 }
 
 #[utoipa::path(operation_id = "policy_unset_group", delete, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
@@ -277,29 +346,5 @@ pub async fn unset_group(
     axum::extract::Path((environment, group)): axum::extract::Path<(String, String)>,
     ApiQuery(unset): ApiQuery<Unset>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    caller
-        .principal()
-        .check_fleet_action(
-            &state,
-            crate::domain::Scope::Admin,
-            "remove a group override of the version policy",
-            &format!("policy/groups/{environment}/{group}"),
-        )
-        .await?;
-    let (env, group) = path_values(&environment, &group, Environment::parse, Group::parse)?;
-    let (release, platform) = unset.which()?;
-    change(
-        &state,
-        &caller,
-        unset.describe(&format!("group {env}/{group}")),
-        |p| {
-            if release {
-                p.remove_group_override(&env, &group);
-            }
-            if platform {
-                p.remove_platform_group_override(&env, &group);
-            }
-        },
-    )
-    .await
+    unset_entry::<Group>(&state, &caller, &environment, &group, unset).await
 }

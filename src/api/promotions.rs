@@ -13,7 +13,7 @@ use super::auth::{Admin, Caller, Deploy};
 use super::extract::ApiJson;
 use super::{ApiError, ApiState};
 use crate::app::{PromotionError, RuleRequest};
-use crate::domain::{Environment, PromotionName, RolloutTemplate};
+use crate::domain::{Environment, PromotionName, RolloutTemplate, Scope};
 use crate::record::PromotionRecord;
 
 impl From<PromotionError> for ApiError {
@@ -112,6 +112,21 @@ fn name(raw: &str) -> Result<PromotionName, ApiError> {
     PromotionName::parse(raw).map_err(|e| ApiError::InvalidRequest(e.to_string()))
 }
 
+/// A change to the rule named `raw`, or to its promotion, acts on the whole fleet:
+/// refused (and recorded in the audit trail) unless `caller` holds `scope` on all of it.
+async fn check_rule_action<S: Sync>(
+    state: &ApiState,
+    caller: &Caller<S>,
+    scope: Scope,
+    action: &str,
+    raw: &str,
+) -> Result<(), ApiError> {
+    caller
+        .principal()
+        .check_fleet_action(state, scope, action, &format!("promotion/{raw}"))
+        .await
+}
+
 #[utoipa::path(operation_id = "promotions_list", get, path = "/v1/promotions", tag = "promotions",
     responses((status = 200, body = PromotionList, description = "Every rule with its latest promotion")),
     security(("bearer" = ["deploy"])))]
@@ -147,15 +162,7 @@ pub async fn set(
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<SetPromotion>,
 ) -> Result<Json<PromotionView>, ApiError> {
-    caller
-        .principal()
-        .check_fleet_action(
-            &state,
-            crate::domain::Scope::Admin,
-            "set a promotion rule",
-            &format!("promotion/{raw}"),
-        )
-        .await?;
+    check_rule_action(&state, &caller, Scope::Admin, "set a promotion rule", &raw).await?;
     let soak = humantime::parse_duration(body.soak.trim()).map_err(|e| {
         ApiError::InvalidRequest(format!(
             "soak {:?} is not a duration: {e}; use e.g. 30m, 2h or 1h30m",
@@ -184,15 +191,7 @@ pub async fn delete(
     caller: Caller<Admin>,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller
-        .principal()
-        .check_fleet_action(
-            &state,
-            crate::domain::Scope::Admin,
-            "delete a promotion rule",
-            &format!("promotion/{raw}"),
-        )
-        .await?;
+    check_rule_action(&state, &caller, Scope::Admin, "delete a promotion rule", &raw).await?;
     state.promotions().delete(&name(&raw)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -208,15 +207,7 @@ pub async fn approve(
     caller: Caller<Deploy>,
     Path(raw): Path<String>,
 ) -> Result<Json<PromotionView>, ApiError> {
-    caller
-        .principal()
-        .check_fleet_action(
-            &state,
-            crate::domain::Scope::Deploy,
-            "approve a promotion",
-            &format!("promotion/{raw}"),
-        )
-        .await?;
+    check_rule_action(&state, &caller, Scope::Deploy, "approve a promotion", &raw).await?;
     let record = state
         .promotions()
         .approve(&name(&raw)?, &caller.actor().0)
@@ -235,15 +226,7 @@ pub async fn cancel(
     caller: Caller<Deploy>,
     Path(raw): Path<String>,
 ) -> Result<Json<PromotionView>, ApiError> {
-    caller
-        .principal()
-        .check_fleet_action(
-            &state,
-            crate::domain::Scope::Deploy,
-            "cancel a promotion",
-            &format!("promotion/{raw}"),
-        )
-        .await?;
+    check_rule_action(&state, &caller, Scope::Deploy, "cancel a promotion", &raw).await?;
     let record = state.promotions().cancel(&name(&raw)?, &caller.actor().0).await?;
     Ok(Json(PromotionView::from(&record)))
 }

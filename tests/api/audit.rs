@@ -5,7 +5,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::api_support::{spawn, TestApi, ADMIN, DEPLOY, EU_ADMIN, EU_DEPLOYER, EU_TEAM, READ};
+use crate::api_support::{
+    spawn, spawn_with_tenants, TestApi, ADMIN, DEPLOY, EU_ADMIN, EU_DEPLOYER, EU_TEAM, READ,
+};
 
 fn entries(body: &Value) -> &Vec<Value> {
     body["items"].as_array().expect("a page of entries")
@@ -14,19 +16,9 @@ fn entries(body: &Value) -> &Vec<Value> {
 /// eu-one in eu-west-1 and us-one in us-east-1, Active on 1.0.0; rollout `r-us`
 /// (us-east-1) started by `pipeline`, `r-eu` (eu-west-1) by `eu-team`.
 async fn two_rollouts() -> TestApi {
-    let api = spawn().await;
-    api.create_tenant("eu-one", "eu-west-1", "default").await;
-    api.create_tenant("us-one", "us-east-1", "default").await;
-    api.settle().await;
+    let api = spawn_with_tenants(&[("eu-one", "eu-west-1"), ("us-one", "us-east-1")]).await;
     for (token, id, region) in [(DEPLOY, "r-us", "us-east-1"), (EU_TEAM, "r-eu", "eu-west-1")] {
-        let started = api
-            .call(
-                Method::POST,
-                "/v1/rollouts",
-                Some(token),
-                Some(json!({"id": id, "spec": {"release": "1.1.0", "selector": {"regions": [region]}}})),
-            )
-            .await;
+        let started = api.start_rollout(token, id, &[region]).await;
         assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
     }
     api

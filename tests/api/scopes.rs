@@ -7,7 +7,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::api_support::{spawn, TestApi, ADMIN, DEPLOY, EU_DEPLOYER, EU_TEAM, TWO_REGIONS};
+use crate::api_support::{spawn_with_tenants, TestApi, ADMIN, DEPLOY, EU_DEPLOYER, EU_TEAM, TWO_REGIONS};
 
 fn ids(body: &Value) -> Vec<&str> {
     body["items"]
@@ -20,12 +20,12 @@ fn ids(body: &Value) -> Vec<&str> {
 
 /// eu-one and eu-two in eu-west-1, us-one in us-east-1, Active on 1.0.0.
 async fn two_regions() -> TestApi {
-    let api = spawn().await;
-    api.create_tenant("eu-one", "eu-west-1", "default").await;
-    api.create_tenant("eu-two", "eu-west-1", "default").await;
-    api.create_tenant("us-one", "us-east-1", "default").await;
-    api.settle().await;
-    api
+    spawn_with_tenants(&[
+        ("eu-one", "eu-west-1"),
+        ("eu-two", "eu-west-1"),
+        ("us-one", "us-east-1"),
+    ])
+    .await
 }
 
 #[tokio::test]
@@ -192,14 +192,7 @@ async fn an_action_a_reader_may_not_take_is_refused_and_recorded() {
 async fn a_rollout_must_stay_inside_one_binding() {
     let api = two_regions().await;
 
-    let across = api
-        .call(
-            Method::POST,
-            "/v1/rollouts",
-            Some(EU_TEAM),
-            Some(json!({"id": "r-all", "spec": {"release": "1.1.0"}})),
-        )
-        .await;
+    let across = api.start_rollout(EU_TEAM, "r-all", &[]).await;
     assert_eq!(across.status, StatusCode::FORBIDDEN, "{}", across.body);
     assert!(
         across.body["error"]["message"]
@@ -210,23 +203,11 @@ async fn a_rollout_must_stay_inside_one_binding() {
         across.body
     );
     let both = api
-        .call(
-            Method::POST,
-            "/v1/rollouts",
-            Some(EU_TEAM),
-            Some(json!({"id": "r-both", "spec": {"release": "1.1.0", "selector": {"regions": ["eu-west-1", "us-east-1"]}}})),
-        )
+        .start_rollout(EU_TEAM, "r-both", &["eu-west-1", "us-east-1"])
         .await;
     assert_eq!(both.status, StatusCode::FORBIDDEN, "{}", both.body);
 
-    let inside = api
-        .call(
-            Method::POST,
-            "/v1/rollouts",
-            Some(EU_TEAM),
-            Some(json!({"id": "r-eu", "spec": {"release": "1.1.0", "selector": {"regions": ["eu-west-1"]}}})),
-        )
-        .await;
+    let inside = api.start_rollout(EU_TEAM, "r-eu", &["eu-west-1"]).await;
     assert_eq!(inside.status, StatusCode::CREATED, "{}", inside.body);
     assert_eq!(inside.body["rollout"]["created_by"], "api:eu-team");
     let paused = api
@@ -235,14 +216,7 @@ async fn a_rollout_must_stay_inside_one_binding() {
     assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
 
     // A fleet-wide rollout started by an unrestricted token is out of its sight.
-    let fleet = api
-        .call(
-            Method::POST,
-            "/v1/rollouts",
-            Some(DEPLOY),
-            Some(json!({"id": "r-us", "spec": {"release": "1.1.0", "selector": {"regions": ["us-east-1"]}}})),
-        )
-        .await;
+    let fleet = api.start_rollout(DEPLOY, "r-us", &["us-east-1"]).await;
     assert_eq!(fleet.status, StatusCode::CREATED, "{}", fleet.body);
     let listed = api
         .call(Method::GET, "/v1/rollouts?all=true", Some(EU_TEAM), None)
@@ -287,12 +261,7 @@ async fn bindings_on_two_regions_together_allow_a_rollout_over_both() {
     let api = two_regions().await;
 
     let both = api
-        .call(
-            Method::POST,
-            "/v1/rollouts",
-            Some(TWO_REGIONS),
-            Some(json!({"id": "r-both", "spec": {"release": "1.1.0", "selector": {"regions": ["eu-west-1", "us-east-1"]}}})),
-        )
+        .start_rollout(TWO_REGIONS, "r-both", &["eu-west-1", "us-east-1"])
         .await;
     assert_eq!(both.status, StatusCode::CREATED, "{}", both.body);
     let seen = api
@@ -305,14 +274,7 @@ async fn bindings_on_two_regions_together_allow_a_rollout_over_both() {
     assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
 
     // Every region, now or later: neither binding reaches a region added tomorrow.
-    let everywhere = api
-        .call(
-            Method::POST,
-            "/v1/rollouts",
-            Some(TWO_REGIONS),
-            Some(json!({"id": "r-all", "spec": {"release": "1.1.0"}})),
-        )
-        .await;
+    let everywhere = api.start_rollout(TWO_REGIONS, "r-all", &[]).await;
     assert_eq!(everywhere.status, StatusCode::FORBIDDEN, "{}", everywhere.body);
     // One binding alone still does not reach the other region.
     let eu_only = api

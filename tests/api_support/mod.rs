@@ -79,6 +79,18 @@ pub async fn spawn() -> TestApi {
     spawn_with(|app| app).await
 }
 
+/// As [`spawn`], with the `tenants` (id, region; group `default`) created and run to
+/// Active on 1.0.0.
+#[allow(dead_code)] // the dashboard tests use only the tokens and bodies
+pub async fn spawn_with_tenants(tenants: &[(&str, &str)]) -> TestApi {
+    let api = spawn().await;
+    for (id, region) in tenants {
+        api.create_tenant(id, region, "default").await;
+    }
+    api.settle().await;
+    api
+}
+
 /// As [`spawn`], with the application services adjusted by `configure` (e.g. given
 /// a platform bucket).
 #[allow(dead_code)] // the dashboard tests use only the tokens and bodies
@@ -164,6 +176,23 @@ impl TestApi {
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         reply
+    }
+
+    /// Starts rollout `id` to release 1.1.0 as `token` (`POST /v1/rollouts`), over
+    /// `regions`, or the whole fleet when there are none.
+    #[allow(dead_code)] // the API and CLI tests of scopes and the audit trail start rollouts
+    pub async fn start_rollout(&self, token: &str, id: &str, regions: &[&str]) -> Reply {
+        let spec = match regions {
+            [] => json!({"release": "1.1.0"}),
+            _ => json!({"release": "1.1.0", "selector": {"regions": regions}}),
+        };
+        self.call(
+            Method::POST,
+            "/v1/rollouts",
+            Some(token),
+            Some(json!({"id": id, "spec": spec})),
+        )
+        .await
     }
 
     /// A worker whose steps are the test double `ScriptedStep` (all succeed).

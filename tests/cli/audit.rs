@@ -4,9 +4,8 @@
 use std::process::Output;
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
 
-use crate::api_support::{spawn, TestApi, ADMIN, DEPLOY, EU_DEPLOYER, READ};
+use crate::api_support::{spawn_with_tenants, TestApi, ADMIN, DEPLOY, EU_DEPLOYER, READ};
 use crate::{stderr, stdout};
 
 async fn tenantctl(api: &TestApi, server: Option<&str>, args: &[&str]) -> Output {
@@ -35,17 +34,8 @@ async fn tenantctl(api: &TestApi, server: Option<&str>, args: &[&str]) -> Output
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_refused_prints_the_refusals_remotely_and_from_the_table() {
-    let api = spawn().await;
-    api.create_tenant("us-one", "us-east-1", "default").await;
-    api.settle().await;
-    let started = api
-        .call(
-            Method::POST,
-            "/v1/rollouts",
-            Some(DEPLOY),
-            Some(json!({"id": "r-us", "spec": {"release": "1.1.0", "selector": {"regions": ["us-east-1"]}}})),
-        )
-        .await;
+    let api = spawn_with_tenants(&[("us-one", "us-east-1")]).await;
+    let started = api.start_rollout(DEPLOY, "r-us", &["us-east-1"]).await;
     assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
     let refused = api
         .call(Method::POST, "/v1/rollouts/r-us/approve", Some(EU_DEPLOYER), None)

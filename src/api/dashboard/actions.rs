@@ -11,9 +11,8 @@
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
-use axum::http::header::LOCATION;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
@@ -72,6 +71,7 @@ impl ActionKind for RolloutAction {
     const SUBJECT: &'static str = "rollout";
     const BUTTONS_ON: &'static str = "the dashboard's overview";
     const KNOWN: &'static str = "the dashboard's actions are approve, pause, resume, abort and retry";
+    const FORM_PAGE: &'static str = "the overview";
 
     fn parse(name: &str) -> Option<Self> {
         RolloutAction::parse(name)
@@ -132,19 +132,24 @@ pub(super) trait ActionKind: Sized {
     const BUTTONS_ON: &'static str;
     /// The actions there are, for the refusal of an unknown one.
     const KNOWN: &'static str;
+    /// The page to reload for a fresh form, for the refusal of a forged one.
+    const FORM_PAGE: &'static str;
 
     /// The action named by the last segment of its path.
     fn parse(name: &str) -> Option<Self>;
 }
 
 /// The checks every dashboard action takes before anything else: a post from another
-/// site is refused (403), then a path naming no action of the kind (404). `Err` is the
-/// page saying which (boxed: a response is large beside an action).
-pub(super) fn action_named<A: ActionKind>(
+/// site is refused (403), then a path naming no action of the kind (404). `Ok` is the
+/// action and its form (an unreadable form reads as an empty one, refused by the token
+/// or confirmation check after); `Err` is the page saying what was refused (boxed: a
+/// response is large beside an action).
+pub(super) fn posted_action<A: ActionKind>(
     headers: &HeaderMap,
     caller: &str,
     name: &str,
-) -> Result<A, Box<Response>> {
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Result<(A, ActionForm), Box<Response>> {
     if let Some(reason) = cross_site(headers) {
         tracing::warn!(%reason, caller, "dashboard {} action refused: cross-site", A::SUBJECT);
         return Err(Box::new(refused(
@@ -152,11 +157,28 @@ pub(super) fn action_named<A: ActionKind>(
             &format!("Refused: {reason}. Use the buttons of {}.", A::BUTTONS_ON),
         )));
     }
-    A::parse(name).ok_or_else(|| {
+    let action = A::parse(name).ok_or_else(|| {
         Box::new(refused(
             StatusCode::NOT_FOUND,
             &format!("There is no {} action {name:?}; {}.", A::SUBJECT, A::KNOWN),
         ))
+    })?;
+    Ok((action, form.map(|Form(f)| f).unwrap_or_default()))
+}
+
+/// The page refusing a session's post whose form token is not `expected`, the token
+/// of the form doing this action to this subject; `None` when it matches.
+pub(super) fn forged_form<A: ActionKind>(form: &ActionForm, expected: &str) -> Option<Response> {
+    (!tokens_match(&form.csrf, expected)).then(|| {
+        refused(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "Refused: the form's anti-CSRF token did not match this session, action and {}. \
+                 Reload {} and use its button.",
+                A::SUBJECT,
+                A::FORM_PAGE
+            ),
+        )
     })
 }
 
@@ -168,23 +190,18 @@ pub async fn rollout_action(
     Path((id, action)): Path<(String, String)>,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let action: RolloutAction = match action_named(&headers, &viewer.name, &action) {
-        Ok(action) => action,
+    let (action, form) = match posted_action::<RolloutAction>(&headers, &viewer.name, &action, form) {
+        Ok(posted) => posted,
         Err(page) => return Ok(*page),
     };
-    let form = form.map(|Form(f)| f).unwrap_or_default();
     if let Some(forms) = viewer.rollout_forms() {
-        if !tokens_match(&form.csrf, &forms.token(action, &id)) {
+        if let Some(page) = forged_form::<RolloutAction>(&form, &forms.token(action, &id)) {
             tracing::warn!(caller = %viewer.name, rollout = %id, action = action.as_str(),
                 "dashboard rollout action refused: the form's anti-CSRF token did not match");
-            return Ok(refused(
-                StatusCode::FORBIDDEN,
-                "Refused: the form's anti-CSRF token did not match this session, action and rollout. \
-                 Reload the overview and use its button.",
-            ));
+            return Ok(page);
         }
     }
-    if action == RolloutAction::Abort && form.confirm.as_deref() != Some("yes") {
+    if action == RolloutAction::Abort && !form.confirmed() {
         return Ok(refused(
             StatusCode::BAD_REQUEST,
             &format!(
@@ -220,15 +237,7 @@ pub async fn rollout_action(
         Some("rollout") => format!("/rollouts/{id}?done={}", action.as_str()),
         _ => format!("/?done={}&rollout={id}", action.as_str()),
     };
-    Ok((
-        StatusCode::SEE_OTHER,
-        [(
-            LOCATION,
-            HeaderValue::try_from(location)
-                .expect("an action name and a rollout id are a valid header value"),
-        )],
-    )
-        .into_response())
+    Ok(Redirect::to(&location).into_response())
 }
 
 /// What the overview's `?done=…&rollout=…` says was done, when both name something real.

@@ -238,15 +238,12 @@ pub async fn callback(
         expires_at: Utc::now(),
         bindings: Some(principal.access.bindings().to_vec()),
     };
-    let session_cookie = match open_session(&state, session, secure).await {
-        Ok(cookie) => cookie,
+    let spent = flow_cookie("", 0, secure);
+    let response = match open_session(&state, session, secure, signed_in(&principal.name), spent).await {
+        Ok(response) => response,
         Err(refused) => return refused,
     };
     tracing::info!(caller = %principal.name, issuer = %verifier.issuer(), "dashboard sign-in");
-    let mut response = signed_in(&principal.name);
-    let cookies = response.headers_mut();
-    cookies.append(SET_COOKIE, session_cookie);
-    cookies.append(SET_COOKIE, flow_cookie("", 0, secure));
     response
 }
 

@@ -460,26 +460,33 @@ pub async fn login(
         expires_at: Utc::now(),
         bindings: None,
     };
-    let cookie = match open_session(&state, session, secure).await {
-        Ok(cookie) => cookie,
+    let response = match open_session(
+        &state,
+        session,
+        secure,
+        see_other("/"),
+        clear_cookie(LOGIN_COOKIE, "/login", secure),
+    )
+    .await
+    {
+        Ok(response) => response,
         Err(refused) => return refused,
     };
     tracing::info!(caller = %name, "dashboard sign-in");
-    let mut response = see_other("/");
-    let cookies = response.headers_mut();
-    cookies.append(SET_COOKIE, cookie);
-    cookies.append(SET_COOKIE, clear_cookie(LOGIN_COOKIE, "/login", secure));
     response
 }
 
 /// Stores `session` (its times set here: from now, for [`SESSION_SECONDS`]) under a
-/// fresh id and gives the cookie that carries the id, or the page saying the store
-/// failed.
+/// fresh id and gives `signed_in`, the response that goes on to the dashboard, with
+/// the cookie that carries the id and `spent`, the sign-in's own cookie cleared; or
+/// the page saying the store failed.
 pub(super) async fn open_session(
     state: &ApiState,
     mut session: StoredSession,
     secure: bool,
-) -> Result<HeaderValue, Response> {
+    mut signed_in: Response,
+    spent: HeaderValue,
+) -> Result<Response, Response> {
     let id = random_token();
     let now = Utc::now();
     session.created_at = now;
@@ -487,7 +494,13 @@ pub(super) async fn open_session(
     if let Err(error) = state.store().create_session(&session_key(&id), &session).await {
         return Err(unavailable(&error));
     }
-    Ok(set_cookie(SESSION_COOKIE, &id, SESSION_SECONDS, "/", secure))
+    let cookies = signed_in.headers_mut();
+    cookies.append(
+        SET_COOKIE,
+        set_cookie(SESSION_COOKIE, &id, SESSION_SECONDS, "/", secure),
+    );
+    cookies.append(SET_COOKIE, spent);
+    Ok(signed_in)
 }
 
 #[derive(Deserialize)]

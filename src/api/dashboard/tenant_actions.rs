@@ -12,15 +12,14 @@
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
-use axum::http::header::LOCATION;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::actions::{action_named, refused, ActionForm, ActionKind};
-use super::csrf::{tenant_form_token, tokens_match};
+use super::actions::{forged_form, posted_action, refused, ActionForm, ActionKind};
+use super::csrf::tenant_form_token;
 use super::session::Viewer;
 use super::PageError;
 use crate::api::auth::{Deploy, Scope};
@@ -99,6 +98,7 @@ impl ActionKind for TenantAction {
     const SUBJECT: &'static str = "tenant";
     const BUTTONS_ON: &'static str = "the tenant's page";
     const KNOWN: &'static str = "the dashboard's tenant actions are retry, rollback and reconcile";
+    const FORM_PAGE: &'static str = "the tenant's page";
 
     fn parse(name: &str) -> Option<Self> {
         TenantAction::parse(name)
@@ -158,11 +158,10 @@ pub async fn tenant_action(
     Path((id, action)): Path<(String, String)>,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let action: TenantAction = match action_named(&headers, &viewer.name, &action) {
-        Ok(action) => action,
+    let (action, form) = match posted_action::<TenantAction>(&headers, &viewer.name, &action, form) {
+        Ok(posted) => posted,
         Err(page) => return Ok(*page),
     };
-    let form = form.map(|Form(f)| f).unwrap_or_default();
     let tenant = TenantId::parse(&id)?;
     // The same check as the API's: 404 for a tenant the viewer may not see, 403 (and
     // a history entry naming the viewer) for one it may see but not deploy to.
@@ -171,14 +170,10 @@ pub async fn tenant_action(
         .tenant(&state, &tenant, Scope::Deploy, action.as_str())
         .await?;
     if let Some(forms) = viewer.tenant_forms(&record) {
-        if !tokens_match(&form.csrf, &forms.token(action, &id)) {
+        if let Some(page) = forged_form::<TenantAction>(&form, &forms.token(action, &id)) {
             tracing::warn!(caller = %viewer.name, tenant = %id, action = action.as_str(),
                 "dashboard tenant action refused: the form's anti-CSRF token did not match");
-            return Ok(refused(
-                StatusCode::FORBIDDEN,
-                "Refused: the form's anti-CSRF token did not match this session, action and tenant. \
-                 Reload the tenant's page and use its button.",
-            ));
+            return Ok(page);
         }
         if !form.confirmed() {
             return Ok(refused(
@@ -198,14 +193,7 @@ pub async fn tenant_action(
     tracing::info!(tenant = %id, caller = %viewer.name, action = action.as_str(), to = %record.state.label(),
         "tenant commanded from the dashboard");
     let location = format!("/tenants/{id}?done={}", action.as_str());
-    Ok((
-        StatusCode::SEE_OTHER,
-        [(
-            LOCATION,
-            HeaderValue::try_from(location).expect("an action name and a tenant id are a valid header value"),
-        )],
-    )
-        .into_response())
+    Ok(Redirect::to(&location).into_response())
 }
 
 /// What the tenant page's `?done=…` says was done, when it names a known action.

@@ -2,20 +2,15 @@
 //! conditional writes like the version policy, so two operators adding at once both
 //! land. The controller reads it once per rollout step.
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
-
-use super::errors::classify;
 use super::item;
-use super::item::{get_n, get_s, n, s};
+use super::item::{get_n, get_s, s};
+use super::meta::CONFLICT_RETRIES;
 use super::DynamoStore;
 use crate::domain::Freeze;
 use crate::ports::{Entity, FreezeStore};
 use crate::store::{keys, StoreError};
 
 const FREEZES_SK: &str = "FREEZES";
-const CONFLICT_RETRIES: usize = 5;
 /// Freezes kept at most; ended ones are dropped first when a new one would pass it.
 const FREEZES_KEPT: usize = 200;
 
@@ -76,30 +71,17 @@ impl DynamoStore {
         loop {
             let (mut freezes, version) = self.load_freezes_item().await?;
             change(&mut freezes)?;
-            let item = HashMap::from([
-                ("pk".to_owned(), s(keys::META_PK)),
-                ("sk".to_owned(), s(FREEZES_SK)),
-                (
-                    "freezes".to_owned(),
-                    s(serde_json::to_string(&freezes).expect("freezes serialize")),
-                ),
-                ("version".to_owned(), n(version + 1)),
-            ]);
-            let result = self
-                .client()
-                .put_item()
-                .table_name(self.table())
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk) OR version = :v")
-                .expression_attribute_values(":v", n(version))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
+            let text = serde_json::to_string(&freezes).expect("freezes serialize");
+            let saved = self
+                .put_meta_item(
+                    FREEZES_SK,
+                    [("freezes", s(text))],
+                    version,
+                    "saving the freeze windows",
+                )
                 .await;
-            match result.map_err(|e| classify("saving the freeze windows", self.table(), e)) {
-                Ok(out) => {
-                    self.count(out.consumed_capacity());
-                    return Ok(());
-                }
+            match saved {
+                Ok(()) => return Ok(()),
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
                 Err(e) => return Err(e),
             }

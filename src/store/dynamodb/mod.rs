@@ -11,6 +11,7 @@ mod idempotency;
 mod intake;
 mod item;
 mod listing;
+mod meta;
 mod meter;
 mod outbox;
 mod page_token;

@@ -1,20 +1,15 @@
 //! The environment's version policy, one item (`pk META`, `sk POLICY`), changed by
 //! conditional writes so two operators editing it at once cannot lose a change.
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
-
-use super::errors::classify;
 use super::item;
-use super::item::{get_n, get_s, n, s};
+use super::item::{get_n, get_s, s};
+use super::meta::CONFLICT_RETRIES;
 use super::DynamoStore;
 use crate::domain::VersionPolicy;
 use crate::ports::{PolicyChange, PolicyEdit, PolicyStore};
 use crate::store::{keys, StoreError};
 
 const POLICY_SK: &str = "POLICY";
-const CONFLICT_RETRIES: usize = 5;
 /// Changes of the policy the item keeps, newest last.
 const CHANGES_KEPT: usize = 100;
 
@@ -52,31 +47,18 @@ impl PolicyStore for DynamoStore {
             let excess = changes.len().saturating_sub(CHANGES_KEPT);
             changes.drain(..excess);
             let text = serde_json::to_string(&policy).expect("policies serialize");
-            let item = HashMap::from([
-                ("pk".to_owned(), s(keys::META_PK)),
-                ("sk".to_owned(), s(POLICY_SK)),
-                ("policy".to_owned(), s(text)),
+            let attributes = [
+                ("policy", s(text)),
                 (
-                    "changes".to_owned(),
+                    "changes",
                     s(serde_json::to_string(&changes).expect("changes serialize")),
                 ),
-                ("version".to_owned(), n(version + 1)),
-            ]);
-            let result = self
-                .client()
-                .put_item()
-                .table_name(self.table())
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk) OR version = :v")
-                .expression_attribute_values(":v", n(version))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
+            ];
+            let saved = self
+                .put_meta_item(POLICY_SK, attributes, version, "saving the version policy")
                 .await;
-            match result.map_err(|e| classify("saving the version policy", self.table(), e)) {
-                Ok(out) => {
-                    self.count(out.consumed_capacity());
-                    return Ok((policy, changes));
-                }
+            match saved {
+                Ok(()) => return Ok((policy, changes)),
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
                 Err(e) => return Err(e),
             }

@@ -205,12 +205,29 @@ fn a_wave_waiting_for_approval_draws_an_open_approval_segment() {
     assert_eq!(timeline.end, t(50), "a running rollout's axis reaches now");
 }
 
-#[test]
-fn the_window_waits_the_controller_recorded_are_drawn_as_stored() {
+/// Wave 0 deploying since 0 with `window_waits` as recorded (`None`: recorded before
+/// the controller noted them): alpha upgraded from 0 to 5, bravo from 120 to 125, and
+/// charlie waiting for its maintenance window, which opens at 300.
+fn waiting_for_a_window(window_waits: Option<Vec<WindowWait>>) -> (RolloutRecord, Vec<RolloutMember>) {
     let mut record = record();
     record.waves[0].started_at = Some(t(0));
     record.waves[0].status = WaveStatus::Deploying;
-    record.waves[0].window_waits = Some(vec![
+    record.waves[0].window_waits = window_waits;
+    let mut waiting = member(0, "charlie", Outcome::Pending, 300);
+    waiting.waiting_for = Some("its maintenance window, next opening 2026-12-01 15:00 UTC".into());
+    let members = vec![
+        ran(member(0, "alpha", Outcome::Succeeded, 0), 0, Some(5)),
+        ran(member(0, "bravo", Outcome::Succeeded, 120), 120, Some(125)),
+        waiting,
+    ];
+    (record, members)
+}
+
+#[test]
+fn the_window_waits_the_controller_recorded_are_drawn_as_stored() {
+    // bravo's upgrade ended at 125 but the wait began at 130, as the controller saw it;
+    // a pause of a few seconds is no wait, however long the gap between runs.
+    let (mut record, members) = waiting_for_a_window(Some(vec![
         WindowWait {
             from: t(5),
             until: Some(t(120)),
@@ -219,16 +236,7 @@ fn the_window_waits_the_controller_recorded_are_drawn_as_stored() {
             from: t(130),
             until: None,
         },
-    ]);
-    let mut waiting = member(0, "charlie", Outcome::Pending, 300);
-    waiting.waiting_for = Some("its maintenance window, next opening 2026-12-01 15:00 UTC".into());
-    // bravo's upgrade ended at 125 but the wait began at 130, as the controller saw it;
-    // a pause of a few seconds is no wait, however long the gap between runs.
-    let members = vec![
-        ran(member(0, "alpha", Outcome::Succeeded, 0), 0, Some(5)),
-        ran(member(0, "bravo", Outcome::Succeeded, 120), 120, Some(125)),
-        waiting,
-    ];
+    ]));
     let timeline = timeline(&record, &members, t(200));
     assert_eq!(
         segments(&timeline.waves[0]),
@@ -251,18 +259,8 @@ fn the_window_waits_the_controller_recorded_are_drawn_as_stored() {
 
 #[test]
 fn a_long_pause_between_upgrades_is_a_wait_for_a_window() {
-    let mut record = record();
     // Recorded before the controller noted window waits: they are inferred.
-    record.waves[0].window_waits = None;
-    record.waves[0].started_at = Some(t(0));
-    record.waves[0].status = WaveStatus::Deploying;
-    let mut waiting = member(0, "charlie", Outcome::Pending, 300);
-    waiting.waiting_for = Some("maintenance window opens 15:00 UTC".into());
-    let members = vec![
-        ran(member(0, "alpha", Outcome::Succeeded, 0), 0, Some(5)),
-        ran(member(0, "bravo", Outcome::Succeeded, 120), 120, Some(125)),
-        waiting,
-    ];
+    let (record, members) = waiting_for_a_window(None);
     let timeline = timeline(&record, &members, t(200));
     assert_eq!(
         segments(&timeline.waves[0]),
