@@ -327,6 +327,16 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// Sets `TCP_NODELAY` on an accepted connection, as every listener of `serve` does: an
+/// answer leaves as soon as hyper writes it, instead of waiting behind Nagle's
+/// algorithm for the client's delayed ACK of an earlier segment. A socket that refuses
+/// the option still serves, only slower.
+pub fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "setting TCP_NODELAY on a connection failed");
+    }
+}
+
 /// `/healthz` and `/readyz` alone, for a plain-HTTP health port beside an HTTPS-only
 /// API (`serve --https-only --health-listen`).
 pub fn health_router(state: ApiState) -> Router {
@@ -345,5 +355,23 @@ fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
         Some(n) => Err(ApiError::InvalidRequest(format!(
             "limit {n} is out of range; use 1-1000"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::{Listener, ListenerExt};
+
+    #[tokio::test]
+    async fn a_connection_accepted_through_no_delay_sends_without_waiting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut listener = listener.tap_io(super::no_delay);
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await;
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY is set on the accepted socket"
+        );
     }
 }

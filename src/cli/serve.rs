@@ -342,6 +342,7 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     }
     if let Some(health) = health_listener {
         tracing::info!(listen = %health.local_addr()?, "serving /healthz and /readyz in plain HTTP");
+        let health = axum::serve::ListenerExt::tap_io(health, api::no_delay);
         let served = serve_until(health, api::health_router(state.clone()), signal.clone());
         tokio::spawn(async move {
             if let Err(e) = served.await {
@@ -356,7 +357,11 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
             app,
             signal.clone(),
         ),
-        None => serve_until(listener, app, signal.clone()),
+        None => serve_until(
+            axum::serve::ListenerExt::tap_io(listener, api::no_delay),
+            app,
+            signal.clone(),
+        ),
     };
     let mut deadline = signal;
     let served = tokio::select! {

@@ -269,7 +269,7 @@ impl TlsListener {
         let (tx, ready) = mpsc::channel(ACCEPT_QUEUE);
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = match tcp.accept().await {
+                let (mut stream, peer) = match tcp.accept().await {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: wait rather than spin.
@@ -278,6 +278,7 @@ impl TlsListener {
                         continue;
                     }
                 };
+                tenant_orchestrator::api::no_delay(&mut stream);
                 let (acceptor, ready) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     let handshake =
