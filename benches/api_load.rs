@@ -72,8 +72,9 @@ async fn seed(store: Arc<DynamoStore>) -> Arc<Vec<String>> {
 /// What the load generator reads from.
 #[derive(Clone)]
 enum Target {
-    /// The API at `base`, one keep-alive HTTP connection per generator connection.
-    Api { base: Arc<str> },
+    /// The API listening at `addr`, one keep-alive HTTP/1.1 connection per generator
+    /// connection.
+    Api { addr: std::net::SocketAddr },
     /// DynamoDB Local through the SDK client (its pool holds one connection per
     /// request in flight), with the store's key layout.
     Raw {
@@ -90,16 +91,27 @@ impl Target {
         }
     }
 
-    fn connect(&self) -> Connection {
+    /// A connection of the generator. On the API side it is hyper's bare HTTP/1.1
+    /// client connection over one TCP stream, the shape of wrk's (no pool, no proxy
+    /// or redirect handling), so the generator's own share of the shared cores stays
+    /// as small as a load tool's.
+    async fn connect(&self) -> Connection {
         match self {
-            Target::Api { base } => Connection::Api {
-                client: reqwest::Client::builder()
-                    .pool_max_idle_per_host(1)
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .unwrap(),
-                base: base.clone(),
-            },
+            Target::Api { addr } => {
+                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                Connection::Api {
+                    sender,
+                    authorization: axum::http::HeaderValue::from_str(&format!("Bearer {READ_TOKEN}"))
+                        .unwrap(),
+                    host: axum::http::HeaderValue::from_str(&addr.to_string()).unwrap(),
+                }
+            }
             Target::Raw { client, table } => Connection::Raw {
                 client: client.clone(),
                 table: table.clone(),
@@ -110,8 +122,9 @@ impl Target {
 
 enum Connection {
     Api {
-        client: reqwest::Client,
-        base: Arc<str>,
+        sender: hyper::client::conn::http1::SendRequest<http_body_util::Empty<axum::body::Bytes>>,
+        authorization: axum::http::HeaderValue,
+        host: axum::http::HeaderValue,
     },
     Raw {
         client: aws_sdk_dynamodb::Client,
@@ -121,21 +134,31 @@ enum Connection {
 
 impl Connection {
     /// Reads one tenant; an error says what came back instead of the tenant.
-    async fn read(&self, id: &str) -> Result<(), String> {
+    async fn read(&mut self, id: &str) -> Result<(), String> {
         match self {
-            Connection::Api { client, base } => {
-                let response = client
-                    .get(format!("{base}/v1/tenants/{id}"))
-                    .bearer_auth(READ_TOKEN)
-                    .send()
+            Connection::Api {
+                sender,
+                authorization,
+                host,
+            } => {
+                use http_body_util::BodyExt;
+                let request = axum::http::Request::get(format!("/v1/tenants/{id}"))
+                    .header(axum::http::header::HOST, host.clone())
+                    .header(axum::http::header::AUTHORIZATION, authorization.clone())
+                    .body(http_body_util::Empty::new())
+                    .unwrap();
+                let response = sender
+                    .send_request(request)
                     .await
                     .map_err(|e| format!("GET {id}: {e}"))?;
                 let status = response.status();
                 let body = response
-                    .bytes()
+                    .into_body()
+                    .collect()
                     .await
-                    .map_err(|e| format!("GET {id}: body: {e}"))?;
-                if status != reqwest::StatusCode::OK {
+                    .map_err(|e| format!("GET {id}: body: {e}"))?
+                    .to_bytes();
+                if status != axum::http::StatusCode::OK {
                     return Err(format!("GET {id}: {status}: {}", String::from_utf8_lossy(&body)));
                 }
                 Ok(())
@@ -226,9 +249,10 @@ async fn closed_loop(target: &Target, ids: &Arc<Vec<String>>, seed: u64) -> Tall
     let until = measure_from + MEASURED;
     let connections: Vec<_> = (0..CONNECTIONS as u64)
         .map(|c| {
-            let connection = target.connect();
+            let target = target.clone();
             let ids = ids.clone();
             tokio::spawn(async move {
+                let mut connection = target.connect().await;
                 let mut keys = SmallRng::seed_from_u64(seed * 1000 + c);
                 let mut tally = Tally::default();
                 loop {
@@ -297,10 +321,12 @@ fn main() {
 
         let app = router(ApiState::new(store, tokens()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base: Arc<str> = format!("http://{}", listener.local_addr().unwrap()).into();
+        let addr = listener.local_addr().unwrap();
+        // As `tenantctl serve` listens.
+        let listener = axum::serve::ListenerExt::tap_io(listener, tenant_orchestrator::api::no_delay);
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-        let api = Target::Api { base };
+        let api = Target::Api { addr };
         let raw = Target::Raw {
             client,
             table: name.into(),
