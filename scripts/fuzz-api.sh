@@ -27,7 +27,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --locked --bin tenantctl >&2
+# The binary as the test suite builds it (features resolved with the dev-dependencies):
+# after `cargo nextest run` this is a no-op, where a plain `--bin tenantctl` build would
+# resolve the features anew and compile the AWS SDK a second time.
+cargo build --locked --tests --bin tenantctl >&2
 tenantctl="$CARGO_TARGET_DIR/debug/tenantctl"
 export TENANTCTL_TABLE="fuzz-$(date +%s)-$$"
 "$tenantctl" table create >&2
