@@ -421,6 +421,70 @@ async fn due_in_us_east_1(store: &DynamoStore) -> Vec<tenant_orchestrator::domai
 }
 
 #[tokio::test]
+async fn a_step_leaves_the_listing_entry_alone_and_the_listing_still_shows_the_step() {
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    create(&commands, "acme", "us-east-1").await;
+    let id = tenant_id("acme");
+    let listing_units = || -> f64 {
+        (store.write_units_by_operation().iter())
+            .filter(|(part, _)| part.ends_with("index by-region"))
+            .map(|(_, units)| units)
+            .sum()
+    };
+    let listed = || async {
+        let page = store.list(&ListQuery::default()).await.unwrap();
+        assert_eq!(page.items.len(), 1);
+        page.items.into_iter().next().unwrap()
+    };
+    let step = |record: &tenant_orchestrator::record::TenantRecord| {
+        let mut next = record.clone();
+        let from = next.state.clone();
+        next.enter(from.apply(&TenantEvent::StepSucceeded).unwrap(), Utc::now());
+        let transition = Transition::new(&from, Cause::Event(TenantEvent::StepSucceeded), operator());
+        (next, transition)
+    };
+
+    // A step within Provisioning: the entry is not written, the listing follows it.
+    let before = listing_units();
+    let (next, transition) = step(&store.load(&id).await.unwrap());
+    let saved = store
+        .save(&next, WriteGuard::Version, Some(transition))
+        .await
+        .unwrap();
+    assert_eq!(listing_units(), before, "a step rewrote the listing entry");
+    let shown = listed().await;
+    assert_eq!(shown.label, "Provisioning/ProvisionInfra");
+    assert_eq!(shown.updated_at, saved.updated_at);
+    assert_eq!(store.load(&id).await.unwrap().updated_at, saved.updated_at);
+
+    // The last step lands in Active: the entry moves, and reads as the item does.
+    let mut record = saved;
+    while record.state.step().is_some() {
+        let (next, transition) = step(&record);
+        record = store
+            .save(&next, WriteGuard::Version, Some(transition))
+            .await
+            .unwrap();
+    }
+    assert!(
+        listing_units() > before,
+        "the move to Active left the listing entry behind"
+    );
+    let shown = listed().await;
+    assert_eq!((shown.state.as_str(), shown.label.as_str()), ("Active", "Active"));
+    assert_eq!(shown.updated_at, record.updated_at);
+    let active = store
+        .list(&ListQuery {
+            state: Some("Active".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(active.items.len(), 1);
+}
+
+#[tokio::test]
 async fn tenants_are_listed_by_region_and_state_a_page_at_a_time() {
     let store = fresh_store().await;
     let commands = TenantCommands::new(store.clone());

@@ -430,6 +430,16 @@ impl TenantState {
         "Deleted",
     ];
 
+    /// The names of the states that run steps ([`Self::step`] is `Some`): a tenant in
+    /// one moves on every step, so its listing entry does not follow each step.
+    pub const STEPPING: [&'static str; 5] = [
+        "Provisioning",
+        "Upgrading",
+        "RollingBack",
+        "Restoring",
+        "Deprovisioning",
+    ];
+
     /// `name` if it is one of [`Self::NAMES`]; otherwise an error that lists them.
     pub fn parse_name(name: &str) -> Result<&'static str, UnknownStateName> {
         Self::NAMES

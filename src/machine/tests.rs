@@ -554,6 +554,18 @@ fn the_state_names_are_exactly_the_names_of_the_reachable_states() {
 }
 
 #[test]
+fn the_stepping_names_are_exactly_the_names_of_the_states_with_a_step() {
+    for state in reachable_states() {
+        assert_eq!(
+            TenantState::STEPPING.contains(&state.name()),
+            state.step().is_some(),
+            "{}",
+            state.label()
+        );
+    }
+}
+
+#[test]
 fn a_state_name_parses_only_if_it_is_one_of_the_names() {
     for name in TenantState::NAMES {
         assert_eq!(TenantState::parse_name(name), Ok(name));

@@ -100,6 +100,15 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> AttributeValue {
 
 /// The attributes a save rewrites: everything but keys, lease and bookkeeping that
 /// belongs to other operations. `None` values are to be removed.
+///
+/// The `by-region` listing entry is rewritten only when one of its attributes changes
+/// (DynamoDB leaves an index alone when a write sets its attributes to the values
+/// they hold). So the two that move with every step, the state's label and the time
+/// of the change, are written to the listing (`state_label`, `updated_at`) only while
+/// the tenant rests in a state without steps; a tenant in the middle of steps keeps
+/// the listing entry it had when it entered them, and listing reads take its label
+/// and time from the item itself ([`crate::machine::TenantState::STEPPING`]). The record's own time
+/// of change is `changed_at`, written on every save.
 pub fn mutable_attributes(record: &TenantRecord) -> Vec<(&'static str, Option<AttributeValue>)> {
     let id = record.id();
     let region = &record.spec.region;
@@ -110,12 +119,11 @@ pub fn mutable_attributes(record: &TenantRecord) -> Vec<(&'static str, Option<At
         )
     });
     let release = record.state.listed_release().map(|r| s(r.to_string()));
-    vec![
+    let mut attributes = vec![
         ("spec", Some(to_json(&record.spec))),
         ("state", Some(to_json(&record.state))),
         ("facts", Some(to_json(&record.facts))),
         ("state_name", Some(s(record.state.name()))),
-        ("state_label", Some(s(record.state.label()))),
         ("release", release),
         ("group_name", Some(s(record.spec.group.as_str()))),
         (
@@ -127,11 +135,23 @@ pub fn mutable_attributes(record: &TenantRecord) -> Vec<(&'static str, Option<At
         ("step_started_at", record.step_started_at.map(millis)),
         ("due_at", record.due_at.map(millis)),
         ("last_error", record.last_error.clone().map(s)),
-        ("updated_at", Some(millis(record.updated_at))),
+        ("changed_at", Some(millis(record.updated_at))),
         ("list_pk", Some(s(keys::list_pk(region)))),
         ("list_sk", Some(s(keys::list_sk(record.state.name(), id)))),
         ("work_pk", work.as_ref().map(|w| w.0.clone())),
         ("work_sk", work.map(|w| w.1)),
+    ];
+    if record.state.step().is_none() {
+        attributes.extend(listed_progress(record));
+    }
+    attributes
+}
+
+/// The listing's attributes that move with every step: see [`mutable_attributes`].
+fn listed_progress(record: &TenantRecord) -> [(&'static str, Option<AttributeValue>); 2] {
+    [
+        ("state_label", Some(s(record.state.label()))),
+        ("updated_at", Some(millis(record.updated_at))),
     ]
 }
 
@@ -139,6 +159,7 @@ pub fn mutable_attributes(record: &TenantRecord) -> Vec<(&'static str, Option<At
 pub fn tenant_item(record: &TenantRecord) -> Item {
     let mut item: Item = mutable_attributes(record)
         .into_iter()
+        .chain(listed_progress(record))
         .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
         .collect();
     item.insert("pk".into(), s(keys::tenant_pk(record.id())));
@@ -172,7 +193,11 @@ pub fn decode_tenant(item: &Item) -> Result<TenantRecord, StoreError> {
         last_error: opt_s(item, "last_error"),
         event_seq: opt_n(item, "event_seq")?.unwrap_or(0) as u64,
         created_at: time_from_millis("created_at", get_n(item, "created_at")?)?,
-        updated_at: time_from_millis("updated_at", get_n(item, "updated_at")?)?,
+        // Items saved before `changed_at` was written carry the time in `updated_at`.
+        updated_at: match opt_time(item, "changed_at")? {
+            Some(changed) => changed,
+            None => time_from_millis("updated_at", get_n(item, "updated_at")?)?,
+        },
         rollout: opt_s(item, "rollout_claim")
             .map(|id| RolloutId::parse(&id).map_err(|e| corrupt_by("rollout_claim", e)))
             .transpose()?,

@@ -1,6 +1,8 @@
 //! Listing tenants through the `by-region` index: pages with filters, and the fleet
 //! summary (counts by region, state, release and platform), read from the index's projected
-//! attributes only, one query stream per region, never a table scan.
+//! attributes, one query stream per region, never a table scan. A page's tenants in
+//! the middle of steps take their label and time from their items (one batch read),
+//! because a step does not rewrite the listing entry (`item::mutable_attributes`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,8 +15,9 @@ use super::item::{get_n, get_s, item_key, plain_key, s, Item};
 use super::page_token::PageScope;
 use super::DynamoStore;
 use crate::domain::{Group, Hostname, Region, TenantId};
+use crate::machine::TenantState;
 use crate::ports::{FleetSummary, FleetTally, ListFilter, ListedTenant, PlatformChoice, TenantReads};
-use crate::record::HistoryEvent;
+use crate::record::{HistoryEvent, TenantRecord};
 use crate::store::{keys, ListQuery, Page, StoreError, TenantStore, TenantSummary};
 
 impl ListFilter {
@@ -162,12 +165,40 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| classify("listing tenants", self.table(), e))?;
-        let items = out
+        let mut items = out
             .items()
             .iter()
             .map(|item| summary(item, region))
             .collect::<Result<Vec<_>, _>>()?;
+        self.follow_steps(&mut items).await?;
         Ok((items, out.last_evaluated_key().map(plain_key)))
+    }
+
+    /// The listing entry of a tenant in the middle of steps keeps the label and time
+    /// it had when the steps began, so that each step does not rewrite it (see
+    /// `item::mutable_attributes`): such tenants take their state, label and time
+    /// from their items, read in one consistent batch. A tenant gone meanwhile keeps
+    /// what the entry says.
+    async fn follow_steps(&self, items: &mut [TenantSummary]) -> Result<(), StoreError> {
+        let stepping: Vec<TenantId> = (items.iter())
+            .filter(|t| TenantState::STEPPING.contains(&t.state.as_str()))
+            .map(|t| t.id.clone())
+            .collect();
+        if stepping.is_empty() {
+            return Ok(());
+        }
+        let mut records: HashMap<TenantId, TenantRecord> = (self.batch_load(&stepping).await?)
+            .into_iter()
+            .map(|r| (r.id().clone(), r))
+            .collect();
+        for listed in items.iter_mut() {
+            if let Some(record) = records.remove(&listed.id) {
+                listed.state = record.state.name().to_owned();
+                listed.label = record.state.label();
+                listed.updated_at = record.updated_at;
+            }
+        }
+        Ok(())
     }
 }
 
