@@ -10,6 +10,8 @@
 
 #[path = "common/fleet_spec.rs"]
 mod fleet_spec;
+#[path = "common/write_units.rs"]
+mod write_units;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -134,7 +136,7 @@ async fn engine(client: aws_sdk_dynamodb::Client) -> EngineRun {
             .unwrap();
     }
     let before = store.consumed_write_units();
-    let breakdown_before: HashMap<String, f64> = store.write_units_by_operation().into_iter().collect();
+    let units_mark = write_units::mark(&store);
     let config = WorkerConfig {
         concurrency: CONCURRENCY,
         poll_interval: Duration::from_millis(20),
@@ -149,24 +151,12 @@ async fn engine(client: aws_sdk_dynamodb::Client) -> EngineRun {
     tx.send(true).unwrap();
     running.await.unwrap().unwrap();
     let transitions = (TENANTS * STEPS_PER_TENANT) as f64;
-    let breakdown = store
-        .write_units_by_operation()
-        .into_iter()
-        .map(|(k, v)| {
-            let earlier = breakdown_before.get(&k).copied().unwrap_or(0.0);
-            (k, (v - earlier) / transitions)
-        })
-        .filter(|(_, v)| *v > 0.0)
-        .collect();
-    let units_per_transition = (store.consumed_write_units() - before) / transitions;
-    let accounted: f64 = store
-        .write_units_by_operation()
-        .iter()
-        .map(|(_, v)| v)
-        .sum::<f64>()
-        - breakdown_before.values().sum::<f64>();
+    let units = store.consumed_write_units() - before;
+    let units_per_transition = units / transitions;
+    let breakdown = write_units::since(&store, &units_mark, transitions);
+    let accounted: f64 = breakdown.iter().map(|(_, units)| units).sum();
     assert!(
-        (accounted / transitions - units_per_transition).abs() < 1e-6,
+        (accounted - units_per_transition).abs() < 1e-6,
         "the breakdown must add up to the total"
     );
     EngineRun {

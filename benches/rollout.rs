@@ -18,6 +18,8 @@ mod common;
 
 #[path = "common/fleet_spec.rs"]
 mod fleet_spec;
+#[path = "common/write_units.rs"]
+mod write_units;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -194,6 +196,8 @@ struct Run {
     start_call: Duration,
     makespan: Duration,
     write_units: f64,
+    /// Write units per tenant by operation and part written.
+    write_breakdown: Vec<(String, f64)>,
     bake_checks: usize,
 }
 
@@ -239,6 +243,7 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
     let commands = RolloutCommands::new(store.clone(), store.clone());
     let id = RolloutId::parse("r-bench").unwrap();
     let units_before = store.consumed_write_units();
+    let units_mark = write_units::mark(&store);
     let started_at = Utc::now();
     let clock = Instant::now();
     commands
@@ -262,6 +267,7 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
     };
     let makespan = clock.elapsed();
     let write_units = store.consumed_write_units() - units_before;
+    let write_breakdown = write_units::since(&store, &units_mark, TENANTS as f64);
     shutdown.send(true).unwrap();
     running.join_all().await;
 
@@ -276,6 +282,7 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
         start_call,
         makespan,
         write_units,
+        write_breakdown,
         bake_checks: health.checks.load(Ordering::Relaxed),
     }
 }
@@ -498,6 +505,10 @@ fn main() {
         run.write_units,
         run.write_units / TENANTS as f64
     );
+    println!("  write capacity units per tenant, by operation and part written:");
+    for (part, units) in &run.write_breakdown {
+        println!("    {part:<52} {units:>8.2}");
+    }
     println!("  correct: all {TENANTS} Active on {TO}, every member succeeded on its first attempt");
 
     let spec: RolloutSpec = serde_json::from_str(PLANNING_SPEC).unwrap();

@@ -38,6 +38,7 @@ impl DynamoStore {
         );
         let tenant_write = self.tenant_update(Self::tenant_key(tenant.id()), update, condition);
         let mut tx = self.transition_tx(tenant_write, &next, drive.transition, now);
+        tx.book_as("rollout drive transaction");
         tx.push(
             TransactWriteItem::builder()
                 .update(member_update(self.table(), rollout_id, drive.member))

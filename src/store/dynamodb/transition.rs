@@ -33,6 +33,8 @@ pub(super) struct TransitionTx {
     outage_seconds: Option<u64>,
     /// The history event's sequence number, for the callers' conflict messages.
     pub event_seq: u64,
+    /// What the write units are booked under (`write_units_by_operation`).
+    operation: &'static str,
 }
 
 /// How a transition's transaction ended, when DynamoDB answered.
@@ -47,6 +49,12 @@ impl TransitionTx {
     /// Adds an item after the tenant's write and its event (claims, a member, a check).
     pub fn push(&mut self, item: TransactWriteItem) {
         self.items.push(item);
+    }
+
+    /// Books the transaction's write units under `operation` instead of
+    /// `transition transaction`.
+    pub fn book_as(&mut self, operation: &'static str) {
+        self.operation = operation;
     }
 
     /// How many items precede the next one pushed.
@@ -85,6 +93,7 @@ impl DynamoStore {
             from,
             outage_seconds: event.outage_seconds,
             event_seq: event.seq,
+            operation: "transition transaction",
         }
     }
 
@@ -123,7 +132,7 @@ impl DynamoStore {
         items.push(tx.outbox);
         match self.send_transaction(items).await {
             Ok(out) => {
-                self.count_as("transition transaction", out.consumed_capacity());
+                self.count_as(tx.operation, out.consumed_capacity());
                 count_transition(tx.from, next, tx.outage_seconds);
                 Ok(Committed::Stored)
             }
