@@ -99,6 +99,15 @@ pub fn member_sk(wave: usize, tenant: &TenantId) -> String {
     format!("WAVE#{wave:04}#{tenant}")
 }
 
+/// Sort key of the bake evidence a finished wave keeps apart from the rollout item
+/// (`pk ROLLOUT#<id>`).
+pub fn bake_evidence_sk(wave: usize) -> String {
+    format!("{BAKE_EVIDENCE_SK_PREFIX}{wave:04}")
+}
+
+/// Sort keys of bake evidence start with this; the rest is the wave's index.
+pub const BAKE_EVIDENCE_SK_PREFIX: &str = "BAKE#";
+
 pub fn member_prefix(wave: usize) -> String {
     format!("WAVE#{wave:04}#")
 }

@@ -50,6 +50,22 @@ async fn a_rollout_of_32_tenants_over_two_regions_completes_region_by_region() {
     assert_eq!(done.phase, Phase::Completed, "{:#?}", done.events);
     assert_eq!(done.waves.len(), 6, "three waves in each region");
     assert!(done.waves.iter().all(|w| w.status == WaveStatus::Succeeded));
+    // The stored record keeps no finished wave's bake checks; showing it puts them back.
+    assert!(
+        (done.waves.iter()).all(|w| w.bake.as_ref().is_some_and(|b| b.checks.is_empty())),
+        "the rollout item still holds finished waves' checks: {:#?}",
+        done.waves
+    );
+    let id = RolloutId::parse("r-big").unwrap();
+    let (shown, _) = fleet.commands.get(&id).await.unwrap();
+    for wave in &shown.waves {
+        let checks = &wave.bake.as_ref().unwrap().checks;
+        assert!(
+            !checks.is_empty() && checks.iter().all(|c| c.healthy),
+            "wave {}: {checks:?}",
+            wave.index
+        );
+    }
     let members = fleet.members("r-big").await;
     assert_eq!(members.len(), 32);
     for (id, _) in &all {

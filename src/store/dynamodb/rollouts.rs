@@ -22,7 +22,7 @@ use super::page_token::PageScope;
 use super::{lease_guard, ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
 use crate::ports::{RolloutStore, RolloutSummary, TenantDrive};
-use crate::record::{CloudEvent, Lease, Phase, RolloutMember, RolloutRecord, WaveStatus};
+use crate::record::{BakeCheck, CloudEvent, Lease, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::store::{keys, Conflict, Entity, Page, StoreError, WriteGuard};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
@@ -100,8 +100,74 @@ pub(super) fn member_update(table: &str, id: &RolloutId, m: &RolloutMember) -> U
         .expect("table, key, expression set")
 }
 
+impl DynamoStore {
+    /// Moves the bake checks of the waves that succeeded out of `record` into items of
+    /// their own (`sk BAKE#<wave>`), so the rollout item, which every tick and lease
+    /// renewal of its controller rewrites and every drive transaction checks, keeps
+    /// the evidence of the bake in progress only, and cannot outgrow DynamoDB's item
+    /// limit however many waves the plan has. The evidence is written first: a save
+    /// that fails afterwards leaves it in the record too, and the next save writes the
+    /// same item again. [`RolloutStore::with_bake_evidence`] puts it back for readers.
+    async fn set_bake_evidence_apart(&self, record: &mut RolloutRecord) -> Result<(), StoreError> {
+        for wave in &mut record.waves {
+            let Some(bake) = wave.bake.as_mut() else {
+                continue;
+            };
+            if wave.status != WaveStatus::Succeeded || bake.checks.is_empty() {
+                continue;
+            }
+            let mut item = item::key(keys::rollout_pk(&record.id), keys::bake_evidence_sk(wave.index));
+            item.insert("checks".into(), to_json(&bake.checks));
+            self.client()
+                .put_item()
+                .table_name(self.table())
+                .set_item(Some(item))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map(|out| self.count(out.consumed_capacity()))
+                .map_err(|e| classify("keeping a finished wave's bake evidence", self.table(), e))?;
+            bake.checks.clear();
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl RolloutStore for DynamoStore {
+    async fn with_bake_evidence(&self, mut record: RolloutRecord) -> Result<RolloutRecord, StoreError> {
+        let mut start = None;
+        loop {
+            let out = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(keys::rollout_pk(&record.id)))
+                .expression_attribute_values(":prefix", s(keys::BAKE_EVIDENCE_SK_PREFIX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("reading bake evidence", self.table(), e))?;
+            for item in out.items() {
+                let sk = get_s(item, "sk")?;
+                let index: usize = (sk.strip_prefix(keys::BAKE_EVIDENCE_SK_PREFIX))
+                    .and_then(|i| i.parse().ok())
+                    .ok_or_else(|| corrupt("sk", sk))?;
+                let checks: Vec<BakeCheck> = json(item, "checks")?;
+                if let Some(bake) = (record.waves.get_mut(index)).and_then(|w| w.bake.as_mut()) {
+                    if bake.checks.is_empty() {
+                        bake.checks = checks;
+                    }
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(record);
+            }
+        }
+    }
+
     async fn create_rollout(
         &self,
         record: &RolloutRecord,
@@ -207,6 +273,7 @@ impl RolloutStore for DynamoStore {
         let mut next = record.clone();
         next.version += 1;
         next.updated_at = now;
+        self.set_bake_evidence_apart(&mut next).await?;
         let mut update = UpdateExpr::default();
         for (attr, value) in rollout_attributes(&next) {
             update.set(attr, value);
