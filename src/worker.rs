@@ -120,6 +120,50 @@ pub struct Worker {
 /// Work-index shard queries a poll has in flight at once.
 const SHARD_QUERIES_AT_ONCE: usize = 8;
 
+/// How long a tenant a poll found due, beyond the slots free then, is kept to fill
+/// the next free slot without another poll. Older, it may well have been taken by
+/// another worker; taking it then costs one refused lease write, nothing more.
+const KNOWN_DUE_MAX_AGE: Duration = Duration::from_secs(2);
+
+/// Tenants a poll found due that no slot was free for yet, oldest first: a slot that
+/// frees up takes the next of them instead of polling every shard of the work index
+/// again.
+struct KnownDue {
+    queue: std::collections::VecDeque<(TenantId, std::time::Instant)>,
+    max_age: Duration,
+}
+
+impl KnownDue {
+    fn new(max_age: Duration) -> Self {
+        Self {
+            queue: Default::default(),
+            max_age,
+        }
+    }
+
+    /// Up to `wanted` tenants found at most `max_age` ago and not in `in_flight`;
+    /// older ones are forgotten.
+    fn take(&mut self, wanted: usize, in_flight: &HashSet<TenantId>) -> Vec<TenantId> {
+        let mut taken = Vec::new();
+        while taken.len() < wanted {
+            let Some((id, found)) = self.queue.pop_front() else {
+                break;
+            };
+            if found.elapsed() <= self.max_age && !in_flight.contains(&id) && !taken.contains(&id) {
+                taken.push(id);
+            }
+        }
+        taken
+    }
+
+    /// Keeps `ids`, found due just now, replacing what was kept: a poll sees
+    /// everything due, so older entries add nothing.
+    fn replace(&mut self, ids: impl IntoIterator<Item = TenantId>) {
+        let found = std::time::Instant::now();
+        self.queue = ids.into_iter().map(|id| (id, found)).collect();
+    }
+}
+
 fn now() -> DateTime<Utc> {
     Utc::now()
 }
@@ -175,6 +219,7 @@ impl Worker {
         let mut running: JoinSet<TenantId> = JoinSet::new();
         let mut in_flight: HashSet<TenantId> = HashSet::new();
         let mut due_wakeups = self.due.as_ref().map(Wakeup::listen);
+        let mut known_due = KnownDue::new(KNOWN_DUE_MAX_AGE);
         while !*shutdown.borrow() {
             while let Some(done) = running.try_join_next() {
                 if let Ok(id) = done {
@@ -182,31 +227,35 @@ impl Worker {
                 }
             }
             let free = self.config.concurrency.saturating_sub(running.len());
-            let mut started = 0;
-            if free > 0 {
-                let wanted = (free + in_flight.len()) as u32;
+            let mut fresh = known_due.take(free, &in_flight);
+            if fresh.len() < free {
+                // Asks for a second round of slots too, kept for the slots that free
+                // up next, so a worker busy at its concurrency polls once per round.
+                let wanted = (free + in_flight.len() + self.config.concurrency) as u32;
                 match self.find_due(wanted).await {
                     Ok(due) => {
-                        let fresh: Vec<TenantId> = due
-                            .into_iter()
-                            .filter(|id| !in_flight.contains(id))
-                            .take(free)
+                        let mut due: Vec<TenantId> = (due.into_iter())
+                            .filter(|id| !in_flight.contains(id) && !fresh.contains(id))
                             .collect();
-                        for id in fresh {
-                            in_flight.insert(id.clone());
-                            let worker = self.clone();
-                            let rx = shutdown.clone();
-                            running.spawn(async move {
-                                if let Err(e) = worker.process(&id, rx).await {
-                                    warn!(tenant = %id, error = %e, "processing failed; the tenant stays due");
-                                }
-                                id
-                            });
-                            started += 1;
-                        }
+                        let now_free = free - fresh.len();
+                        let later = due.split_off(now_free.min(due.len()));
+                        fresh.extend(due);
+                        known_due.replace(later);
                     }
                     Err(e) => warn!(error = %e, "could not read the work index; will retry"),
                 }
+            }
+            let started = fresh.len();
+            for id in fresh {
+                in_flight.insert(id.clone());
+                let worker = self.clone();
+                let rx = shutdown.clone();
+                running.spawn(async move {
+                    if let Err(e) = worker.process(&id, rx).await {
+                        warn!(tenant = %id, error = %e, "processing failed; the tenant stays due");
+                    }
+                    id
+                });
             }
             if started == 0 {
                 tokio::select! {

@@ -191,3 +191,30 @@ fn an_outcome_the_machine_refuses_is_an_error_not_a_write() {
     );
     assert!(matches!(refused, Err(WorkerError::Machine { .. })), "{refused:?}");
 }
+
+#[test]
+fn tenants_found_due_are_kept_briefly_for_the_next_free_slots() {
+    let id = |s: &str| TenantId::parse(&format!("tenant-{s}")).unwrap();
+    let mut known = KnownDue::new(Duration::from_secs(60));
+    known.replace([id("a"), id("b"), id("c"), id("d")]);
+    let in_flight: HashSet<TenantId> = [id("b")].into();
+    assert_eq!(
+        known.take(2, &in_flight),
+        [id("a"), id("c")],
+        "in-flight tenants are passed over"
+    );
+    assert_eq!(known.take(5, &in_flight), [id("d")]);
+    assert!(known.take(1, &in_flight).is_empty());
+
+    // A new poll replaces what was kept; what is too old is forgotten.
+    known.replace([id("e")]);
+    known.replace([id("f")]);
+    assert_eq!(known.take(5, &HashSet::new()), [id("f")]);
+    let mut stale = KnownDue::new(Duration::ZERO);
+    stale.replace([id("g")]);
+    std::thread::sleep(Duration::from_millis(2));
+    assert!(
+        stale.take(1, &HashSet::new()).is_empty(),
+        "a stale entry was handed out"
+    );
+}
