@@ -142,28 +142,13 @@ impl IntakeStore for DynamoStore {
     }
 
     async fn scheduled_deprovisions(&self) -> Result<Vec<ScheduledDeprovision>, StoreError> {
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(DEPROVISIONS_PK))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify("reading scheduled deprovisions", self.table(), e))?;
-            for item in out.items() {
-                found.push(decode(item)?);
-            }
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                found.sort_by_key(|d| d.due_at);
-                return Ok(found);
-            }
-        }
+        let query = (self.client().query().table_name(self.table()))
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(DEPROVISIONS_PK))
+            .consistent_read(true);
+        let items = self.query_all(query, "reading scheduled deprovisions").await?;
+        let mut found = items.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        found.sort_by_key(|d| d.due_at);
+        Ok(found)
     }
 }

@@ -33,6 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsError, TransactWriteItemsOutput};
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -300,6 +301,23 @@ impl DynamoStore {
             .await
             .map_err(|e| classify(context, &self.table, e))?;
         Ok(out.item)
+    }
+
+    /// Every item `query` finds, read page after page; `context` names the read in an
+    /// error.
+    async fn query_all(&self, query: QueryFluentBuilder, context: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = (query.clone().set_exclusive_start_key(start).send())
+                .await
+                .map_err(|e| classify(context, &self.table, e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
     }
 
     /// A conditional update of the item under `key`, ready to send: it reports the

@@ -24,6 +24,7 @@ use crate::domain::RolloutId;
 use crate::ports::{RolloutStore, RolloutSummary, TenantDrive};
 use crate::record::{BakeCheck, CloudEvent, Lease, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::store::{keys, Conflict, Entity, Page, StoreError, WriteGuard};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
 const BATCH: usize = 25;
@@ -101,6 +102,18 @@ pub(super) fn member_update(table: &str, id: &RolloutId, m: &RolloutMember) -> U
 }
 
 impl DynamoStore {
+    /// The consistent query of the items of rollout `id` whose sort keys start with
+    /// `prefix`.
+    fn rollout_items(&self, id: &RolloutId, prefix: &str) -> QueryFluentBuilder {
+        self.client()
+            .query()
+            .table_name(self.table())
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(keys::rollout_pk(id)))
+            .expression_attribute_values(":prefix", s(prefix))
+    }
+
     /// Moves the bake checks of the waves that succeeded out of `record` into items of
     /// their own (`sk BAKE#<wave>`), so the rollout item, which every tick and lease
     /// renewal of its controller rewrites and every drive transaction checks, keeps
@@ -136,36 +149,20 @@ impl DynamoStore {
 #[async_trait]
 impl RolloutStore for DynamoStore {
     async fn with_bake_evidence(&self, mut record: RolloutRecord) -> Result<RolloutRecord, StoreError> {
-        let mut start = None;
-        loop {
-            let out = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(keys::rollout_pk(&record.id)))
-                .expression_attribute_values(":prefix", s(keys::BAKE_EVIDENCE_SK_PREFIX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify("reading bake evidence", self.table(), e))?;
-            for item in out.items() {
-                let sk = get_s(item, "sk")?;
-                let index: usize = (sk.strip_prefix(keys::BAKE_EVIDENCE_SK_PREFIX))
-                    .and_then(|i| i.parse().ok())
-                    .ok_or_else(|| corrupt("sk", sk))?;
-                let checks: Vec<BakeCheck> = json(item, "checks")?;
-                if let Some(bake) = (record.waves.get_mut(index)).and_then(|w| w.bake.as_mut()) {
-                    if bake.checks.is_empty() {
-                        bake.checks = checks;
-                    }
+        let query = self.rollout_items(&record.id, keys::BAKE_EVIDENCE_SK_PREFIX);
+        for item in self.query_all(query, "reading bake evidence").await? {
+            let sk = get_s(&item, "sk")?;
+            let index: usize = (sk.strip_prefix(keys::BAKE_EVIDENCE_SK_PREFIX))
+                .and_then(|i| i.parse().ok())
+                .ok_or_else(|| corrupt("sk", sk))?;
+            let checks: Vec<BakeCheck> = json(&item, "checks")?;
+            if let Some(bake) = (record.waves.get_mut(index)).and_then(|w| w.bake.as_mut()) {
+                if bake.checks.is_empty() {
+                    bake.checks = checks;
                 }
             }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(record);
-            }
         }
+        Ok(record)
     }
 
     async fn create_rollout(
@@ -472,29 +469,10 @@ impl RolloutStore for DynamoStore {
 
     async fn members(&self, id: &RolloutId, wave: Option<usize>) -> Result<Vec<RolloutMember>, StoreError> {
         let prefix = wave.map_or_else(|| "WAVE#".to_owned(), keys::member_prefix);
-        let mut members = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .consistent_read(true)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(keys::rollout_pk(id)))
-                .expression_attribute_values(":prefix", s(&prefix))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify("loading rollout members", self.table(), e))?;
-            for item in out.items() {
-                members.push(decode_member(item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(members);
-            }
-        }
+        let query = self.rollout_items(id, &prefix);
+        (self.query_all(query, "loading rollout members").await?.iter())
+            .map(decode_member)
+            .collect()
     }
 
     async fn save_member(&self, id: &RolloutId, member: &RolloutMember) -> Result<RolloutMember, StoreError> {
