@@ -6,6 +6,8 @@
 //! machine, conditional transaction with its history event, lease release), raw
 //! 2-item conditional `TransactWriteItems` per second at the same concurrency, their
 //! ratio, and write capacity units per transition from `ReturnConsumedCapacity`.
+//! Each side runs three rounds, interleaved (raw, engine; engine, raw; raw, engine),
+//! on a fresh table each; the rates are over all three.
 //! The step is a test double that returns at once, so only the engine is measured.
 
 #[path = "common/fleet_spec.rs"]
@@ -247,6 +249,16 @@ async fn raw(client: aws_sdk_dynamodb::Client) -> (f64, f64) {
     (transactions / elapsed, total / transactions)
 }
 
+/// Rounds of each side; the rates reported are over all of them.
+const ROUNDS: usize = 3;
+
+/// The rate over rounds of equal work at these rates: the work of all of them over
+/// their summed time (the harmonic mean).
+fn overall(rates: impl Iterator<Item = f64>) -> f64 {
+    let (count, inverse) = rates.fold((0.0, 0.0), |(n, s), r| (n + 1.0, s + 1.0 / r));
+    count / inverse
+}
+
 fn main() {
     if std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_err() {
         eprintln!("the engine benchmark needs DynamoDB Local: run `eval \"$(localstack/start.sh)\"` first");
@@ -258,10 +270,30 @@ fn main() {
         let client = aws_sdk_dynamodb::Client::new(&config);
         // Warm-up: JIT of DynamoDB Local and connection pools, not reported.
         let _ = raw(client.clone()).await;
-        let (raw_tps, raw_wcu) = raw(client.clone()).await;
-        let run = engine(client.clone()).await;
-        let (engine_tps, engine_wcu) = (run.transitions_per_second, run.units_per_transition);
-        println!("tenants: {TENANTS}, steps per tenant: {STEPS_PER_TENANT}, concurrency: {CONCURRENCY}");
+        // Rounds in the order raw, engine; engine, raw; raw, engine: drift on the
+        // machine (DynamoDB Local's speed moves by a third from run to run) hits both
+        // sides alike.
+        let (mut raw_rounds, mut engine_rounds) = (Vec::new(), Vec::new());
+        let mut run = None;
+        for round in 0..ROUNDS {
+            if round % 2 == 0 {
+                raw_rounds.push(raw(client.clone()).await);
+            }
+            let this = engine(client.clone()).await;
+            engine_rounds.push(this.transitions_per_second);
+            run = Some(this);
+            if round % 2 == 1 {
+                raw_rounds.push(raw(client.clone()).await);
+            }
+        }
+        let run = run.expect("at least one round");
+        let raw_wcu = raw_rounds[0].1;
+        let raw_tps = overall(raw_rounds.iter().map(|r| r.0));
+        let (engine_tps, engine_wcu) = (overall(engine_rounds.iter().copied()), run.units_per_transition);
+        println!("tenants: {TENANTS}, steps per tenant: {STEPS_PER_TENANT}, concurrency: {CONCURRENCY}, rounds: {ROUNDS}");
+        for (i, (engine, raw)) in engine_rounds.iter().zip(&raw_rounds).enumerate() {
+            println!("  round {i}: engine {engine:>7.1}/s, raw {:>7.1}/s, ratio {:.2}", raw.0, engine / raw.0);
+        }
         println!("engine transitions per second:                  {engine_tps:>8.1}");
         println!("raw 2-item conditional TransactWriteItems per second: {raw_tps:>8.1}");
         println!(
