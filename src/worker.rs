@@ -22,7 +22,8 @@ use lease::{after, LeaseKeeper};
 
 use crate::domain::{Region, TenantId};
 use crate::machine::{StepKind, TenantEvent, TenantState};
-use crate::ports::{woken, StoreError, TenantStore, Wakeup, WriteGuard, WORK_SHARDS};
+use crate::ports::reports::DeploymentMilestone;
+use crate::ports::{woken, PassedStep, StoreError, TenantStore, Wakeup, WriteGuard, WORK_SHARDS};
 use crate::record::{Actor, Cause, Lease, TenantRecord, Transition};
 use crate::step::{Step, StepContext, StepOutcome, StepRegistry};
 
@@ -49,7 +50,19 @@ pub struct WorkerConfig {
     /// On shutdown, how long running steps get to finish before they are abandoned
     /// (their lease is released; the step is idempotent and runs again elsewhere).
     pub shutdown_grace: Duration,
+    /// Most step outcomes recorded in one write. A step that succeeds and leaves the
+    /// tenant's next step due at once is held back and recorded with the steps after
+    /// it, in one transaction with a history event each; 1 writes every step alone.
+    pub steps_per_write: usize,
+    /// Longest a finished step's outcome is held back: once it has waited this long
+    /// it is written, beside the step running then if need be.
+    pub step_write_delay: Duration,
 }
+
+/// Most steps one write may record: with a history event and an outbox event each,
+/// the tenant's write, a report counter and the hostname claims given up with a
+/// deleted tenant, well within a transaction's 100 items.
+pub const MAX_STEPS_PER_WRITE: usize = 16;
 
 impl WorkerConfig {
     pub fn new(owner: impl Into<String>) -> Self {
@@ -64,6 +77,8 @@ impl WorkerConfig {
             step_deadline: Duration::from_secs(45 * 60),
             call_timeout: Duration::from_secs(10 * 60),
             shutdown_grace: Duration::from_secs(20),
+            steps_per_write: 8,
+            step_write_delay: Duration::from_secs(1),
         }
     }
 
@@ -77,6 +92,13 @@ impl WorkerConfig {
         }
         if self.concurrency == 0 {
             return Err("concurrency must be at least 1".into());
+        }
+        if !(1..=MAX_STEPS_PER_WRITE).contains(&self.steps_per_write) {
+            return Err(format!(
+                "steps per write ({}) must be between 1 and {MAX_STEPS_PER_WRITE}; \
+                 use 1 to write every step on its own",
+                self.steps_per_write
+            ));
         }
         Ok(())
     }
@@ -181,6 +203,47 @@ enum StepEnd {
     /// a change an operator made meanwhile).
     Continue(Box<TenantRecord>),
     Stop(Processed),
+}
+
+/// Outcomes of steps a worker ran under its lease and has not written yet: each a
+/// success that left the next step due at once. They are written with the next
+/// write the worker makes for the tenant, within `step_write_delay`, or dropped
+/// with the lease (the steps are idempotent, and the next holder runs them again).
+#[derive(Default)]
+struct Unwritten {
+    passed: Vec<PassedStep>,
+    /// When the first of them finished.
+    since: Option<tokio::time::Instant>,
+}
+
+impl Unwritten {
+    fn is_empty(&self) -> bool {
+        self.passed.is_empty()
+    }
+
+    fn push(&mut self, step: PassedStep) {
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+        self.passed.push(step);
+    }
+
+    /// All of them, plus `last` if the write records one more transition.
+    fn take_with(&mut self, last: Option<PassedStep>) -> Vec<PassedStep> {
+        self.since = None;
+        let mut passed = std::mem::take(&mut self.passed);
+        passed.extend(last);
+        passed
+    }
+
+    /// Drops them: the lease is gone, or the tenant changed under it.
+    fn discard(&mut self, why: &str) {
+        if !self.passed.is_empty() {
+            info!(
+                steps = self.passed.len(),
+                "{why}: the unwritten step outcomes are dropped; the steps run again"
+            );
+        }
+        self.take_with(None);
+    }
 }
 
 impl Worker {
@@ -369,16 +432,21 @@ impl Worker {
         keeper: &LeaseKeeper,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Processed, WorkerError> {
+        let mut unwritten = Unwritten::default();
         loop {
             let Some(lease) = keeper.current().filter(|_| keeper.is_safe(now())) else {
                 warn!("lease lost or about to run out between steps; leaving the tenant to its next holder");
+                unwritten.discard("lease lost");
                 return Ok(Processed::LeaseLost);
             };
             let idle = !step_due(&record, now());
-            let end = if idle || *shutdown.borrow() {
+            let end = if !unwritten.is_empty() && (idle || *shutdown.borrow()) {
+                self.write_unwritten_and_release(record, &lease, &mut unwritten)
+                    .await?
+            } else if idle || *shutdown.borrow() {
                 self.give_up_lease(&record, &lease, idle, &shutdown).await?
             } else {
-                self.run_due_step(record, &lease, keeper, shutdown.clone())
+                self.run_due_step(record, &lease, keeper, shutdown.clone(), &mut unwritten)
                     .await?
             };
             match end {
@@ -413,20 +481,50 @@ impl Worker {
         }
     }
 
-    /// Runs the step the tenant's state names and saves its outcome.
+    /// Shutdown came with step outcomes unwritten: writes them and gives the lease up
+    /// in the same write. If the tenant changed meanwhile they are dropped and the
+    /// lease is given up alone.
+    async fn write_unwritten_and_release(
+        &self,
+        mut record: TenantRecord,
+        lease: &Lease,
+        unwritten: &mut Unwritten,
+    ) -> Result<StepEnd, WorkerError> {
+        record.lease = None;
+        match self
+            .store
+            .save_steps(&record, lease, unwritten.take_with(None))
+            .await
+        {
+            Ok(_) => Ok(StepEnd::Stop(Processed::Interrupted)),
+            Err(StoreError::Conflict { detail, .. }) => {
+                info!(%detail, "tenant changed before the unwritten steps were written; they run again");
+                let fresh = self.store.load(record.id()).await?;
+                if holds(&fresh, lease) {
+                    self.release_for_shutdown(fresh, lease).await?;
+                }
+                Ok(StepEnd::Stop(Processed::Interrupted))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs the step the tenant's state names and saves its outcome, or holds the
+    /// outcome back to be written with the next step's (`steps_per_write`).
     async fn run_due_step(
         &self,
         mut record: TenantRecord,
         lease: &Lease,
         keeper: &LeaseKeeper,
         shutdown: watch::Receiver<bool>,
+        unwritten: &mut Unwritten,
     ) -> Result<StepEnd, WorkerError> {
         let step = record
             .state
             .step()
             .expect("the caller checked that a step is due");
         let Some(implementation) = self.steps.get(step).cloned() else {
-            return self.defer_unknown_step(record, lease, step).await;
+            return self.defer_unknown_step(record, lease, step, unwritten).await;
         };
         let started = now();
         let deadline = self.step_deadline(&mut record, started);
@@ -439,16 +537,26 @@ impl Worker {
             worker: &self.config.owner,
             fence: lease.fence,
         };
-        let outcome = match self
-            .run_step(ctx, implementation.as_ref(), budget, keeper, shutdown)
-            .await
-        {
+        let run = self.run_step(ctx, implementation.as_ref(), budget, keeper, shutdown);
+        let (end, written) = self.run_beside_unwritten(run, &record, keeper, unwritten).await;
+        match written {
+            None => {}
+            Some(Ok(saved)) => record = saved,
+            Some(Err(StoreError::Conflict { detail, .. })) => {
+                return self
+                    .reload_after_conflict(record.id(), &detail, lease, keeper)
+                    .await;
+            }
+            Some(Err(e)) => return Err(e.into()),
+        }
+        let outcome = match end {
             RunEnd::Outcome(outcome) => *outcome,
             RunEnd::LeaseLost => {
                 warn!(%step, "lease lost during the step; its result is discarded");
+                unwritten.discard("lease lost");
                 return Ok(StepEnd::Stop(Processed::LeaseLost));
             }
-            RunEnd::Interrupted => return self.abandon_for_shutdown(record, step, keeper).await,
+            RunEnd::Interrupted => return self.abandon_for_shutdown(record, step, keeper, unwritten).await,
         };
         let finished = now();
         observe_step_run(step, &outcome, (finished - started).to_std().unwrap_or_default());
@@ -464,7 +572,92 @@ impl Worker {
             lease: &lease,
         };
         let decided = decide_outcome(&record, outcome, &run, &self.config.backoff)?;
-        self.save_decided(decided, &lease, keeper).await
+        if self.may_hold_back(&decided, unwritten) {
+            let Decided {
+                record, transition, ..
+            } = decided;
+            debug!(%step, to = %record.state.label(), "step outcome held back for the next write");
+            unwritten.push(PassedStep {
+                transition: transition.expect("a held-back outcome moved the machine"),
+                after: record.clone(),
+                at: finished,
+            });
+            return Ok(StepEnd::Continue(Box::new(record)));
+        }
+        self.save_decided(decided, finished, &lease, keeper, unwritten)
+            .await
+    }
+
+    /// Whether `decided` can wait to be written with the next step's outcome: it
+    /// moved the machine to a step due now, under the lease, adds no milestone to the
+    /// deployment report (a start, success or failure is written at once), and the
+    /// outcomes waiting already leave room and time for one more.
+    fn may_hold_back(&self, decided: &Decided, unwritten: &Unwritten) -> bool {
+        let Some(transition) = &decided.transition else {
+            return false;
+        };
+        let waited_long =
+            (unwritten.since).is_some_and(|since| since.elapsed() >= self.config.step_write_delay);
+        decided.keeps_lease
+            && unwritten.passed.len() + 1 < self.config.steps_per_write
+            && !waited_long
+            && step_due(&decided.record, now())
+            && DeploymentMilestone::of(&transition.from, &decided.record.state, &transition.cause).is_none()
+    }
+
+    /// Runs a step while outcomes of earlier ones wait unwritten, and writes those
+    /// beside the step once the first has waited `step_write_delay`, so a long step
+    /// does not hold them back. Returns how the step ended and, if they were written,
+    /// the tenant as stored then (the state before this step).
+    async fn run_beside_unwritten(
+        &self,
+        run: impl std::future::Future<Output = RunEnd>,
+        record: &TenantRecord,
+        keeper: &LeaseKeeper,
+        unwritten: &mut Unwritten,
+    ) -> (RunEnd, Option<Result<TenantRecord, StoreError>>) {
+        let Some(since) = unwritten.since else {
+            return (run.await, None);
+        };
+        let write_at = since + self.config.step_write_delay;
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let passed = &unwritten.passed;
+        let (end, written) = {
+            let write = async {
+                tokio::time::sleep_until(write_at).await;
+                started.store(true, std::sync::atomic::Ordering::Relaxed);
+                let Some(lease) = keeper.current() else {
+                    return Err(StoreError::Conflict {
+                        what: format!("writing the steps of tenant {}", record.id()),
+                        detail: "the lease was lost".into(),
+                        kind: crate::ports::Conflict::Lease,
+                    });
+                };
+                let mut kept = record.clone();
+                kept.lease = Some(Lease {
+                    expires_at: after(now(), self.config.lease_ttl),
+                    ..lease.clone()
+                });
+                let saved = self.store.save_steps(&kept, &lease, passed.clone()).await?;
+                if let Some(extended) = &saved.lease {
+                    keeper.extended(extended);
+                }
+                Ok(saved)
+            };
+            tokio::pin!(run, write);
+            tokio::select! {
+                end = &mut run => {
+                    // A write already sent is seen through, so its answer is known.
+                    let written = if started.load(std::sync::atomic::Ordering::Relaxed) { Some(write.await) } else { None };
+                    (end, written)
+                }
+                written = &mut write => (run.await, Some(written)),
+            }
+        };
+        if written.is_some() {
+            unwritten.take_with(None);
+        }
+        (end, written)
     }
 
     /// This worker has no implementation of `step`: gives the lease up and leaves the
@@ -474,12 +667,15 @@ impl Worker {
         mut record: TenantRecord,
         lease: &Lease,
         step: StepKind,
+        unwritten: &mut Unwritten,
     ) -> Result<StepEnd, WorkerError> {
         warn!(%step, "no implementation for this step on this worker; retrying later");
         record.due_at = Some(after(now(), self.config.poll_interval * 30));
         record.last_error = Some(format!("worker {} cannot run step {step}", self.config.owner));
         record.lease = None;
-        self.save(&record, lease, None).await?;
+        (self.store)
+            .save_steps(&record, lease, unwritten.take_with(None))
+            .await?;
         Ok(StepEnd::Stop(Processed::Waiting))
     }
 
@@ -506,12 +702,18 @@ impl Worker {
         record: TenantRecord,
         step: StepKind,
         keeper: &LeaseKeeper,
+        unwritten: &mut Unwritten,
     ) -> Result<StepEnd, WorkerError> {
         info!(%step, "shutdown: step abandoned, lease released");
-        if let Some(lease) = keeper.current() {
+        let Some(lease) = keeper.current() else {
+            unwritten.discard("lease lost");
+            return Ok(StepEnd::Stop(Processed::Interrupted));
+        };
+        if unwritten.is_empty() {
             self.release_for_shutdown(record, &lease).await?;
+            return Ok(StepEnd::Stop(Processed::Interrupted));
         }
-        Ok(StepEnd::Stop(Processed::Interrupted))
+        self.write_unwritten_and_release(record, &lease, unwritten).await
     }
 
     /// Writes what was decided under `lease`: keeps the lease (extended as a renewal
@@ -520,8 +722,10 @@ impl Worker {
     async fn save_decided(
         &self,
         decided: Decided,
+        finished: DateTime<Utc>,
         lease: &Lease,
         keeper: &LeaseKeeper,
+        unwritten: &mut Unwritten,
     ) -> Result<StepEnd, WorkerError> {
         let Decided {
             mut record,
@@ -532,7 +736,19 @@ impl Worker {
             expires_at: after(now(), self.config.lease_ttl),
             ..lease.clone()
         });
-        match self.save(&record, lease, transition).await {
+        let saved = if unwritten.is_empty() {
+            self.save(&record, lease, transition).await
+        } else {
+            let last = transition.map(|transition| PassedStep {
+                transition,
+                after: record.clone(),
+                at: finished,
+            });
+            (self.store)
+                .save_steps(&record, lease, unwritten.take_with(last))
+                .await
+        };
+        match saved {
             Ok(saved) if keeps_lease => {
                 if let Some(extended) = &saved.lease {
                     keeper.extended(extended);

@@ -70,6 +70,7 @@ fn crash_child_worker() {
             lease_ttl: TTL,
             heartbeat: Duration::from_millis(500),
             poll_interval: Duration::from_millis(100),
+            step_write_delay: Duration::from_millis(env("CRASH_WRITE_DELAY_MS").parse().unwrap()),
             ..WorkerConfig::new(env("CRASH_OWNER"))
         };
         let worker = Worker::new(store, StepRegistry::all(step), config);
@@ -78,7 +79,7 @@ fn crash_child_worker() {
     });
 }
 
-fn spawn_worker(table: &str, log: &RunLog, owner: &str, slow_ms: u64) -> Child {
+fn spawn_worker(table: &str, log: &RunLog, owner: &str, slow_ms: u64, write_delay_ms: u64) -> Child {
     child_worker::spawn(
         "crash_child_worker",
         &[
@@ -87,6 +88,7 @@ fn spawn_worker(table: &str, log: &RunLog, owner: &str, slow_ms: u64) -> Child {
             ("CRASH_LOG", log.0.display().to_string()),
             ("CRASH_OWNER", owner.into()),
             ("CRASH_SLOW_MS", slow_ms.to_string()),
+            ("CRASH_WRITE_DELAY_MS", write_delay_ms.to_string()),
         ],
     )
 }
@@ -105,15 +107,21 @@ async fn a_worker_killed_mid_step_is_replaced_and_no_step_runs_under_two_owners_
     let dir = tempfile::tempdir().unwrap();
     let log = child_worker::log_in(dir.path());
 
-    // Worker A: Deploy takes 30 s, so it is surely mid-step when killed.
-    let a = spawn_worker(store.table(), &log, "worker-a", 30_000);
+    // Worker A: Deploy takes 30 s, so it is surely mid-step when killed, and the
+    // outcomes of the four steps before it wait up to 60 s to be written with the
+    // steps after them, so they are surely unwritten when it dies.
+    let a = spawn_worker(store.table(), &log, "worker-a", 30_000, 60_000);
     log.wait_for_start("worker-a", StepKind::Deploy, Duration::from_secs(30))
         .await;
     child_worker::kill(a);
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let a_lease_ends = child_worker::lease_ends_of(store.as_ref(), &id_refs, "worker-a").await;
 
-    let b = spawn_worker(store.table(), &log, "worker-b", 100);
+    for id in &ids {
+        let r = store.load(&tenant_id(id)).await.unwrap();
+        assert_eq!(r.event_seq, 1, "{id}: A's held-back outcomes died with it: {r:?}");
+    }
+    let b = spawn_worker(store.table(), &log, "worker-b", 100, 1_000);
     for id in &ids {
         wait_for_state(store.as_ref(), &tenant_id(id), "Active", Duration::from_secs(60)).await;
     }
@@ -139,6 +147,29 @@ async fn a_worker_killed_mid_step_is_replaced_and_no_step_runs_under_two_owners_
         );
 
         log.assert_no_step_under_two_owners(id, a_lease_ends.get(id).copied());
+        // What A ran but never wrote, B ran again, and only B's run is in the history.
+        for step in [
+            StepKind::CheckArtifact,
+            StepKind::ProvisionInfra,
+            StepKind::WriteConfig,
+        ] {
+            let owners: Vec<&str> = (runs.iter())
+                .filter(|l| &l.tenant == id && l.step == step && l.phase == "end")
+                .map(|l| l.owner.as_str())
+                .collect();
+            if owners.contains(&"worker-a") {
+                assert!(
+                    owners.contains(&"worker-b"),
+                    "{id}: {step} was not run again: {owners:?}"
+                );
+            }
+        }
+        assert!(
+            history[1..]
+                .iter()
+                .all(|e| e.actor.starts_with("worker:worker-b#")),
+            "{id}: {history:#?}"
+        );
     }
     // The killed step really was re-run by the new owner, after A's lease ran out.
     let killed: Vec<&RunLine> = runs

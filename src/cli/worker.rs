@@ -62,6 +62,14 @@ pub struct WorkerArgs {
     /// On SIGTERM, how long running steps may take to finish before their lease is released.
     #[arg(long, env = "TENANTCTL_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
+    /// Most step outcomes recorded in one write: a step that succeeds straight into
+    /// the next is written with the steps after it, one history event each, within
+    /// --step-write-delay. 1 writes every step on its own.
+    #[arg(long, env = "TENANTCTL_STEPS_PER_WRITE", default_value_t = 8)]
+    steps_per_write: usize,
+    /// Longest a finished step's outcome waits to be written with the next ones.
+    #[arg(long, env = "TENANTCTL_STEP_WRITE_DELAY", default_value = "1s", value_parser = humantime::parse_duration)]
+    step_write_delay: Duration,
     /// Do not run the rollout controller in this process.
     #[arg(long, env = "TENANTCTL_NO_CONTROLLER")]
     no_controller: bool,
@@ -275,6 +283,8 @@ impl WorkerArgs {
             },
             step_deadline: self.step_deadline,
             shutdown_grace: self.shutdown_grace,
+            steps_per_write: self.steps_per_write,
+            step_write_delay: self.step_write_delay,
             ..WorkerConfig::new(owner)
         };
         config.validate().map_err(|e| Failure {

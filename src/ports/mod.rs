@@ -46,8 +46,8 @@ pub use requests::{IdempotencyStore, Reservation, SessionStore, StoredSession};
 pub use rollouts::{RolloutStore, RolloutSummary, TenantDrive};
 pub use slots::{CertificateSlotStore, RegionSlots};
 pub use tenants::{
-    FleetCell, FleetSummary, FleetTally, ListFilter, ListQuery, ListedTenant, Page, PlatformChoice,
-    TenantReads, TenantStore, TenantSummary, WriteGuard, BUILT_IN_PLATFORM, WORK_SHARDS,
+    FleetCell, FleetSummary, FleetTally, ListFilter, ListQuery, ListedTenant, Page, PassedStep,
+    PlatformChoice, TenantReads, TenantStore, TenantSummary, WriteGuard, BUILT_IN_PLATFORM, WORK_SHARDS,
 };
 pub use wake::{woken, Wakeup, WakeupListener};
 

@@ -31,6 +31,19 @@ pub enum WriteGuard<'a> {
     Version,
 }
 
+/// A state a worker's tenant passed through without being written on its own: a
+/// step's outcome held back to be recorded with the steps after it
+/// ([`TenantStore::save_steps`]).
+#[derive(Debug, Clone)]
+pub struct PassedStep {
+    /// The transition into the state.
+    pub transition: Transition,
+    /// The tenant as it was in that state, which its history event describes.
+    pub after: TenantRecord,
+    /// When the step that led there finished: the history event's time.
+    pub at: DateTime<Utc>,
+}
+
 /// Filters for listing tenants; results come back ordered by region, state, id.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
@@ -83,6 +96,19 @@ pub trait TenantStore: Send + Sync {
         record: &TenantRecord,
         guard: WriteGuard<'_>,
         transition: Option<Transition>,
+    ) -> Result<TenantRecord, StoreError>;
+    /// Records several steps a worker ran one after another under `lease` in one
+    /// write: a history event for each of `passed` (in order, numbered after
+    /// `record.event_seq`), and the tenant as `record` says, which is where the last
+    /// of them left it (its lease kept or given up as `record.lease` says). Written
+    /// only if the stored tenant is still at `record.version` and the lease holds, so
+    /// nothing of a batch is written unless all of it is. `passed` empty is a save
+    /// without transition.
+    async fn save_steps(
+        &self,
+        record: &TenantRecord,
+        lease: &Lease,
+        passed: Vec<PassedStep>,
     ) -> Result<TenantRecord, StoreError>;
     /// Saves an operator's spec change like `save` with [`WriteGuard::Version`], and in
     /// the same transaction claims the record's new hostnames and gives up those of

@@ -17,10 +17,10 @@ pub mod table;
 pub use crate::ports::reports as report;
 pub use crate::ports::{
     CertificateSlotStore, Conflict, DeploymentCounts, DeploymentReport, DriftStore, DriftSummary, Entity,
-    FleetSummary, FreezeStore, IdempotencyStore, ListFilter, ListQuery, Page, PolicyChange, PolicyEdit,
-    PolicyStore, PromotionStore, RegionSlots, ReportQuery, ReportStore, Reservation, RolloutStore,
-    RolloutSummary, SessionStore, StoreError, StoredSession, TenantDrive, TenantReads, TenantStore,
-    TenantSummary, WriteGuard, MAX_REPORT_DAYS,
+    FleetSummary, FreezeStore, IdempotencyStore, ListFilter, ListQuery, Page, PassedStep, PolicyChange,
+    PolicyEdit, PolicyStore, PromotionStore, RegionSlots, ReportQuery, ReportStore, Reservation,
+    RolloutStore, RolloutSummary, SessionStore, StoreError, StoredSession, TenantDrive, TenantReads,
+    TenantStore, TenantSummary, WriteGuard, MAX_REPORT_DAYS,
 };
 pub use dynamodb::{
     client, retry_config, ClaimBackfill, DynamoRateLimiter, DynamoStore, Meter, Usage, MAX_ATTEMPTS,

@@ -122,6 +122,7 @@ pub fn fast_worker(owner: &str) -> WorkerConfig {
         step_deadline: Duration::from_secs(30),
         call_timeout: Duration::from_secs(30),
         shutdown_grace: Duration::from_millis(200),
+        step_write_delay: Duration::from_millis(300),
         ..WorkerConfig::new(owner)
     }
 }

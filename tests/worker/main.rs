@@ -51,6 +51,97 @@ async fn a_worker_provisions_a_tenant_and_records_every_transition_in_order() {
 }
 
 #[tokio::test]
+async fn steps_that_follow_at_once_are_written_together_with_an_event_each() {
+    let Fleet { store, .. } = TestFleet::new()
+        .with_provisioning("acme", "1.0.0")
+        .with_provisioning("bravo", "1.0.0")
+        .build()
+        .await;
+    let step = ScriptedStep::new();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let together = worker(store.clone(), step.clone(), fast_worker("w1"));
+    let one_by_one = worker(
+        store.clone(),
+        step.clone(),
+        WorkerConfig {
+            steps_per_write: 1,
+            ..fast_worker("w2")
+        },
+    );
+    let mut writes = Vec::new();
+    for (id, w) in [("acme", &together), ("bravo", &one_by_one)] {
+        let id = tenant_id(id);
+        let before = store.load(&id).await.unwrap();
+        assert_eq!(w.process(&id, rx.clone()).await.unwrap(), Processed::Idle);
+        let after = store.load(&id).await.unwrap();
+        assert_eq!(after.state.label(), "Active");
+        assert!(after.lease.is_none(), "the lease is given up in the last write");
+        writes.push(after.version - before.version);
+        let history = store.history(&id, 0, 100).await.unwrap().items;
+        assert_eq!(history.len(), 7, "{history:#?}");
+        assert_eq!(after.event_seq, 7);
+        for (i, e) in history.iter().enumerate().skip(1) {
+            assert_eq!(e.seq, i as u64 + 1);
+            assert_eq!(e.from, history[i - 1].to, "history does not chain at {}", e.seq);
+            assert!(e.step.is_some() && e.step_started_at.is_some_and(|s| s <= e.at));
+            assert!(
+                e.at >= history[i - 1].at,
+                "events keep the order the steps finished in"
+            );
+        }
+    }
+    // Six steps, each due as the one before succeeded: one write for all of them
+    // against one write each.
+    assert_eq!(writes, vec![1, 6]);
+    assert_eq!(step.calls().len(), 12, "each step ran once per tenant");
+}
+
+#[tokio::test]
+async fn a_long_step_does_not_hold_back_the_outcome_of_the_step_before_it() {
+    let Fleet { store, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
+    let step = ScriptedStep::new();
+    step.delay(StepKind::ProvisionInfra, Duration::from_secs(3));
+    let config = WorkerConfig {
+        step_write_delay: Duration::from_millis(200),
+        ..fast_worker("w1")
+    };
+    let w = worker(store.clone(), step.clone(), config);
+    let id = tenant_id("acme");
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn({
+        let (w, id) = (w.clone(), id.clone());
+        async move { w.process(&id, rx).await }
+    });
+    // CheckArtifact succeeds at once and ProvisionInfra takes 3 s: the first outcome
+    // is written beside the long step once it has waited 200 ms.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let written = loop {
+        let r = store.load(&id).await.unwrap();
+        if r.event_seq == 2 || tokio::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        written.state.step(),
+        Some(StepKind::ProvisionInfra),
+        "{written:?}"
+    );
+    assert_eq!(
+        written.event_seq, 2,
+        "CheckArtifact's outcome is stored while ProvisionInfra runs"
+    );
+    assert!(!running.is_finished(), "ProvisionInfra is still running");
+    assert_eq!(running.await.unwrap().unwrap(), Processed::Idle);
+    let r = store.load(&id).await.unwrap();
+    assert_eq!(r.state.label(), "Active");
+    let history = store.history(&id, 0, 100).await.unwrap().items;
+    let seqs: Vec<u64> = history.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=7).collect::<Vec<u64>>());
+    assert_eq!(step.calls_of("acme", StepKind::ProvisionInfra), 1);
+}
+
+#[tokio::test]
 async fn pending_steps_are_polled_and_retryable_failures_backed_off_until_they_pass() {
     let Fleet { store, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
     let step = ScriptedStep::new();

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tenant_orchestrator::domain::{Hostname, Region, TenantId};
 use tenant_orchestrator::record::{HistoryEvent, Lease, TenantRecord, Transition};
 use tenant_orchestrator::store::{
-    DynamoStore, ListQuery, Page, StoreError, TenantStore, TenantSummary, WriteGuard,
+    DynamoStore, ListQuery, Page, PassedStep, StoreError, TenantStore, TenantSummary, WriteGuard,
 };
 use tokio::sync::oneshot;
 
@@ -113,6 +113,19 @@ impl TenantStore for StoreDouble {
     ) -> Result<TenantRecord, StoreError> {
         self.delay().await;
         let saved = self.inner.save(record, guard, transition).await?;
+        self.maybe_hold(HoldPoint::AfterSaveInto(saved.state.name().to_owned()))
+            .await;
+        Ok(saved)
+    }
+
+    async fn save_steps(
+        &self,
+        record: &TenantRecord,
+        lease: &Lease,
+        passed: Vec<PassedStep>,
+    ) -> Result<TenantRecord, StoreError> {
+        self.delay().await;
+        let saved = self.inner.save_steps(record, lease, passed).await?;
         self.maybe_hold(HoldPoint::AfterSaveInto(saved.state.name().to_owned()))
             .await;
         Ok(saved)

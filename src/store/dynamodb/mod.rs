@@ -45,7 +45,9 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use super::keys;
-use super::{Conflict, Entity, ListQuery, Page, StoreError, TenantStore, TenantSummary, WriteGuard};
+use super::{
+    Conflict, Entity, ListQuery, Page, PassedStep, StoreError, TenantStore, TenantSummary, WriteGuard,
+};
 use crate::domain::{Hostname, Region, TenantId};
 use crate::record::{HistoryEvent, Lease, TenantRecord, Transition};
 use errors::{cancellation, classify, conflict_as};
@@ -413,11 +415,26 @@ impl DynamoStore {
         event_seq: u64,
         now: DateTime<Utc>,
     ) -> impl Fn(usize, &CancellationReason) -> (Conflict, String) + 'a {
+        Self::explain_refused_transitions(record, guard, 1, event_seq, now)
+    }
+
+    /// As [`Self::explain_refused_transition`], for a transaction of `events`
+    /// history events (items 1 to `events`), the last numbered `event_seq`.
+    fn explain_refused_transitions<'a>(
+        record: &'a TenantRecord,
+        guard: WriteGuard<'a>,
+        events: usize,
+        event_seq: u64,
+        now: DateTime<Utc>,
+    ) -> impl Fn(usize, &CancellationReason) -> (Conflict, String) + 'a {
         move |i, reason| match i {
             0 => Self::explain_conflict(record, guard, reason.item(), now),
-            1 => (
+            i if i <= events => (
                 Conflict::Version,
-                format!("history event {event_seq} already written; reload and try again"),
+                format!(
+                    "history event {} already written; reload and try again",
+                    event_seq + i as u64 - events as u64
+                ),
             ),
             _ => (
                 Conflict::Version,
@@ -641,6 +658,49 @@ impl TenantStore for DynamoStore {
         }
     }
 
+    async fn save_steps(
+        &self,
+        record: &TenantRecord,
+        lease: &Lease,
+        passed: Vec<PassedStep>,
+    ) -> Result<TenantRecord, StoreError> {
+        let guard = WriteGuard::Lease(lease);
+        if passed.is_empty() {
+            return self.save(record, guard, None).await;
+        }
+        let now = Utc::now();
+        let mut record = record.clone();
+        let write_id = new_write_id();
+        let events = passed.len();
+        let base_seq = record.event_seq;
+        record.event_seq = base_seq + events as u64;
+        let TenantWrite {
+            update,
+            condition,
+            next,
+        } = self.save_update(&record, guard, now, &write_id);
+        let tenant_write = self.tenant_update(Self::tenant_key(record.id()), update, condition);
+        let mut tx = Self::tenant_tx(tenant_write);
+        for (seq, step) in (base_seq + 1..).zip(passed) {
+            self.add_transition(&mut tx, &step.after, seq, step.transition, step.at);
+        }
+        if next.state.is_terminal() {
+            for h in self.held_by(record.id(), &next.spec.hostnames).await? {
+                tx.push(claims::release(&self.table, &h, record.id()));
+            }
+        }
+        let event_seq = tx.event_seq;
+        let context = format!("saving {events} steps of tenant {}", record.id());
+        match self.commit(tx, &next, &write_id, &context).await? {
+            Committed::Stored => as_stored(&next),
+            Committed::Cancelled(reasons) => Err(cancellation(
+                &context,
+                &reasons,
+                Self::explain_refused_transitions(&record, guard, events, event_seq, now),
+            )),
+        }
+    }
+
     async fn save_spec(
         &self,
         record: &TenantRecord,
@@ -853,17 +913,17 @@ impl TenantStore for DynamoStore {
 /// The state name of a history label (`Upgrading/Deploy` → `Upgrading`).
 /// Counts a recorded transition for `/metrics` (`tenantctl_transitions_total`), and
 /// the outage it measured (`tenantctl_upgrade_outage_seconds`).
-fn count_transition(from: &str, to: &TenantRecord, outage_seconds: Option<u64>) {
+fn count_transition(from: &'static str, to: &'static str, region: &Region, outage_seconds: Option<u64>) {
     metrics::counter!(
         "tenantctl_transitions_total",
-        "from" => from.to_owned(),
-        "to" => to.state.name()
+        "from" => from,
+        "to" => to
     )
     .increment(1);
     if let Some(seconds) = outage_seconds {
         metrics::histogram!(
             "tenantctl_upgrade_outage_seconds",
-            "region" => to.spec.region.to_string()
+            "region" => region.to_string()
         )
         .record(seconds as f64);
     }

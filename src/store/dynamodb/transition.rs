@@ -2,7 +2,8 @@
 //! a worker's or operator's save, a spec change, a rollout's drive): the tenant's own
 //! write first, its history event second (put-if-absent at the new `event_seq`), then
 //! what the caller adds, the deployment-report counter, and the outbox event that
-//! reports the transition last (it has no condition), so the positions of the
+//! reports the transition last (a worker's batch of steps has one event, counter and
+//! outbox event per transition, the events at positions 1 to n) (it has no condition), so the positions of the
 //! cancellation reasons the callers explain never move.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -24,14 +25,13 @@ use crate::store::StoreError;
 /// A transition's transaction being assembled; see the module's comment.
 pub(super) struct TransitionTx {
     items: Vec<TransactWriteItem>,
-    counter: Option<TransactWriteItem>,
-    /// The outbox event reporting the transition. Unconditional, so it comes after
-    /// everything whose cancellation reason a caller explains.
-    outbox: TransactWriteItem,
-    from: &'static str,
-    /// The outage the transition measured, for `/metrics`.
-    outage_seconds: Option<u64>,
-    /// The history event's sequence number, for the callers' conflict messages.
+    counters: Vec<TransactWriteItem>,
+    /// The outbox events reporting the transitions. Unconditional, so they come
+    /// after everything whose cancellation reason a caller explains.
+    outbox: Vec<TransactWriteItem>,
+    /// Per transition recorded, what `/metrics` counts: from, to, the outage measured.
+    counted: Vec<(&'static str, &'static str, Option<u64>)>,
+    /// The last history event's sequence number, for the callers' conflict messages.
     pub event_seq: u64,
     /// What the write units are booked under (`write_units_by_operation`).
     operation: &'static str,
@@ -73,28 +73,59 @@ impl DynamoStore {
         transition: Transition,
         now: DateTime<Utc>,
     ) -> TransitionTx {
+        let mut tx = Self::tenant_tx(tenant_write);
+        self.add_transition(&mut tx, next, next.event_seq, transition, now);
+        tx
+    }
+
+    /// A transaction of the tenant's own write alone, for [`Self::add_transition`]
+    /// to add the transitions it records.
+    pub(super) fn tenant_tx(tenant_write: TransactWriteItem) -> TransitionTx {
+        TransitionTx {
+            items: vec![tenant_write],
+            counters: Vec::new(),
+            outbox: Vec::new(),
+            counted: Vec::new(),
+            event_seq: 0,
+            operation: "transition transaction",
+        }
+    }
+
+    /// Adds one more transition to `tx`: the history event numbered `seq`
+    /// describing `next` (put-if-absent, right after the events before it), its
+    /// deployment-report counter and its outbox event. Called before anything else
+    /// is pushed, so the events sit at positions 1 to n.
+    pub(super) fn add_transition(
+        &self,
+        tx: &mut TransitionTx,
+        next: &TenantRecord,
+        seq: u64,
+        transition: Transition,
+        at: DateTime<Utc>,
+    ) {
         let milestone = DeploymentMilestone::of(&transition.from, &next.state, &transition.cause);
         let from = transition.from.name();
-        let event = transition.into_event(next.event_seq, next, now);
+        let event = transition.into_event(seq, next, at);
         let put_event = Put::builder()
             .table_name(self.table())
             .set_item(Some(event_item(&keys::tenant_pk(next.id()), &event)))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .expect("table, item set");
-        TransitionTx {
-            items: vec![tenant_write, TransactWriteItem::builder().put(put_event).build()],
-            counter: milestone.map(|m| {
+        tx.items.push(TransactWriteItem::builder().put(put_event).build());
+        if let Some(m) = milestone {
+            tx.counters.push(
                 TransactWriteItem::builder()
-                    .update(counter_update(self.table(), next, m, event.outage_seconds, now))
-                    .build()
-            }),
-            outbox: outbox_put(self.table(), &CloudEvent::tenant_transition(&event, next)),
-            from,
-            outage_seconds: event.outage_seconds,
-            event_seq: event.seq,
-            operation: "transition transaction",
+                    .update(counter_update(self.table(), next, m, event.outage_seconds, at))
+                    .build(),
+            );
         }
+        tx.outbox.push(outbox_put(
+            self.table(),
+            &CloudEvent::tenant_transition(&event, next),
+        ));
+        tx.counted.push((from, next.state.name(), event.outage_seconds));
+        tx.event_seq = event.seq;
     }
 
     /// The conditional update of a tenant item, as the first item of a transaction;
@@ -128,19 +159,25 @@ impl DynamoStore {
         context: &str,
     ) -> Result<Committed, StoreError> {
         let mut items = tx.items;
-        items.extend(tx.counter);
-        items.push(tx.outbox);
+        items.extend(tx.counters);
+        items.extend(tx.outbox);
+        let counted = tx.counted;
+        let count = || {
+            for (from, to, outage) in &counted {
+                count_transition(from, to, &next.spec.region, *outage);
+            }
+        };
         match self.send_transaction(items).await {
             Ok(out) => {
                 self.count_as(tx.operation, out.consumed_capacity());
-                count_transition(tx.from, next, tx.outage_seconds);
+                count();
                 Ok(Committed::Stored)
             }
             Err(err) => match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
                     let reasons = e.cancellation_reasons();
                     if written_by(reasons.first().and_then(|r| r.item()), write_id) {
-                        count_transition(tx.from, next, tx.outage_seconds);
+                        count();
                         Ok(Committed::Stored)
                     } else {
                         Ok(Committed::Cancelled(reasons.to_vec()))
