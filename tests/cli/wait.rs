@@ -32,9 +32,12 @@ async fn wait_in_azure(step: Arc<ScriptedStep>) -> (Option<i32>, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Let the wait see the first step before the worker moves the tenant on.
+    // Let the wait see the first step before the worker moves the tenant on. The
+    // quick steps before Deploy are written beside it once they have waited the
+    // worker's write delay (300 ms), and Deploy runs long enough after that for the
+    // wait to see it.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    step.delay(StepKind::Deploy, Duration::from_millis(400));
+    step.delay(StepKind::Deploy, Duration::from_millis(1300));
     let w = Worker::new(store.arc(), StepRegistry::all(step), fast_worker("w1"));
     drain(&w).await;
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
