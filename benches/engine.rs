@@ -23,10 +23,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem, Update};
 use chrono::Utc;
 use tenant_orchestrator::app::TenantCommands;
-use tenant_orchestrator::domain::{ReleaseVersion, TenantSpec};
-use tenant_orchestrator::record::Actor;
+use tenant_orchestrator::domain::{ReleaseVersion, TenantId, TenantSpec};
+use tenant_orchestrator::record::{Actor, TenantRecord};
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
-use tenant_orchestrator::store::{table, DynamoStore};
+use tenant_orchestrator::store::{table, DynamoStore, TenantStore};
 use tenant_orchestrator::worker::{Worker, WorkerConfig};
 
 /// Test double: every step succeeds immediately.
@@ -54,6 +54,9 @@ fn spec(i: usize) -> TenantSpec {
 struct EngineRun {
     transitions_per_second: f64,
     units_per_transition: f64,
+    /// Writes of the tenant item (each bumps its version) per transition: 1 when every
+    /// step is written alone, less when a worker writes steps together.
+    writes_per_transition: f64,
     /// Units per transition by operation and part written (table or index).
     breakdown: Vec<(String, f64)>,
     /// Stored sizes in bytes (attribute names plus values, as DynamoDB bills them) of
@@ -137,6 +140,9 @@ async fn engine(client: aws_sdk_dynamodb::Client) -> EngineRun {
             .await
             .unwrap();
     }
+    let ids: Vec<TenantId> = (0..TENANTS).map(|i| spec(i).id).collect();
+    let versions = |records: Vec<TenantRecord>| records.iter().map(|r| r.version).sum::<u64>();
+    let versions_before = versions(store.load_many(&ids).await.unwrap());
     let before = store.consumed_write_units();
     let units_mark = write_units::mark(&store);
     let config = WorkerConfig {
@@ -154,6 +160,7 @@ async fn engine(client: aws_sdk_dynamodb::Client) -> EngineRun {
     running.await.unwrap().unwrap();
     let transitions = (TENANTS * STEPS_PER_TENANT) as f64;
     let units = store.consumed_write_units() - before;
+    let writes = versions(store.load_many(&ids).await.unwrap()) - versions_before;
     let units_per_transition = units / transitions;
     let breakdown = write_units::since(&store, &units_mark, transitions);
     let accounted: f64 = breakdown.iter().map(|(_, units)| units).sum();
@@ -164,6 +171,7 @@ async fn engine(client: aws_sdk_dynamodb::Client) -> EngineRun {
     EngineRun {
         transitions_per_second: transitions / elapsed,
         units_per_transition,
+        writes_per_transition: writes as f64 / transitions,
         breakdown,
         item_sizes: item_sizes(store.client(), store.table(), "bench-00000").await,
     }
@@ -302,6 +310,10 @@ fn main() {
         );
         println!("write capacity units per engine transition:     {engine_wcu:>8.2}");
         println!("write capacity units per raw transaction:       {raw_wcu:>8.2}");
+        println!(
+            "tenant writes per engine transition:            {:>8.2}",
+            run.writes_per_transition
+        );
         println!("write capacity units per engine transition, by operation and part written:");
         for (part, units) in &run.breakdown {
             println!("  {part:<46} {units:>8.2}");

@@ -590,7 +590,9 @@ impl Worker {
 
     /// Whether `decided` can wait to be written with the next step's outcome: it
     /// moved the machine to a step due now, under the lease, adds no milestone to the
-    /// deployment report (a start, success or failure is written at once), and the
+    /// deployment report (a start, success or failure is written at once), is not
+    /// part of a removal (whose last write also gives up each of the tenant's
+    /// hostname claims, so the transaction keeps its items for them), and the
     /// outcomes waiting already leave room and time for one more.
     fn may_hold_back(&self, decided: &Decided, unwritten: &Unwritten) -> bool {
         let Some(transition) = &decided.transition else {
@@ -602,6 +604,7 @@ impl Worker {
             && unwritten.passed.len() + 1 < self.config.steps_per_write
             && !waited_long
             && step_due(&decided.record, now())
+            && !matches!(decided.record.state, TenantState::Deprovisioning { .. })
             && DeploymentMilestone::of(&transition.from, &decided.record.state, &transition.cause).is_none()
     }
 

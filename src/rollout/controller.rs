@@ -68,8 +68,10 @@ pub struct Controller {
     settled: Option<Wakeup>,
 }
 
-/// Tenants loaded at once while observing a wave.
-const LOAD_PARALLELISM: usize = 64;
+/// Tenants one batched read of a wave's tenants asks for (BatchGetItem's limit).
+const LOAD_BATCH: usize = 100;
+/// Batched tenant reads a controller pass has in flight at once.
+const LOAD_REQUESTS_AT_ONCE: usize = 4;
 /// Tenants driven at once within one pass.
 const DRIVE_PARALLELISM: usize = 16;
 /// Attempts at driving a tenant whose transaction met a concurrent one (the drives
@@ -430,26 +432,35 @@ impl Controller {
             .map(|m| m.tenant.clone())
             .collect();
         let mut loaded = Loaded::default();
-        for chunk in wanted.chunks(LOAD_PARALLELISM) {
-            let mut loads = JoinSet::new();
-            for id in chunk {
-                let (store, id) = (self.tenants.clone(), id.clone());
-                loads.spawn(async move { (id.clone(), store.load(&id).await) });
-            }
-            for (id, result) in loads.join_all().await {
-                match result {
-                    Ok(tenant) => {
-                        let view = self.view(record, &tenant, &mut loaded).await?;
-                        loaded.views.insert(id.clone(), Some(view));
-                        loaded.records.insert(id, tenant);
-                    }
-                    Err(StoreError::NotFound { .. }) => {
-                        loaded.views.insert(id, None);
-                    }
-                    Err(e) => return Err(e),
+        // Batched reads (100 tenants a request), a few requests at once: a wave of
+        // hundreds is a handful of requests per pass, not one per tenant.
+        let mut loads = JoinSet::new();
+        for chunk in wanted.chunks(LOAD_BATCH) {
+            let (store, ids) = (self.tenants.clone(), chunk.to_vec());
+            loads.spawn(async move { store.load_many(&ids).await });
+            if loads.len() >= LOAD_REQUESTS_AT_ONCE {
+                if let Some(done) = loads.join_next().await {
+                    collect_loaded(done, &mut loaded)?;
                 }
             }
         }
+        while let Some(done) = loads.join_next().await {
+            collect_loaded(done, &mut loaded)?;
+        }
+        let tenants = std::mem::take(&mut loaded.records);
+        for id in wanted {
+            match tenants.get(&id) {
+                Some(tenant) => {
+                    let view = self.view(record, tenant, &mut loaded).await?;
+                    loaded.views.insert(id, Some(view));
+                }
+                // Deleted since the member was read.
+                None => {
+                    loaded.views.insert(id, None);
+                }
+            }
+        }
+        loaded.records = tenants;
         Ok(loaded)
     }
 
@@ -660,6 +671,19 @@ async fn apply(
 /// concurrent one or was throttled: its outcome is then known not to be written
 /// only if DynamoDB says so, and a drive written already fails its version condition
 /// on the next attempt, which the next pass reads as the tenant moving.
+/// Adds the tenants one batched read returned to `loaded`.
+fn collect_loaded(
+    done: Result<Result<Vec<TenantRecord>, StoreError>, tokio::task::JoinError>,
+    loaded: &mut Loaded,
+) -> Result<(), StoreError> {
+    // A read task only ends by returning (never cancelled): a panic in it is this pass's.
+    let records = done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    for tenant in records {
+        loaded.records.insert(tenant.id().clone(), tenant);
+    }
+    Ok(())
+}
+
 async fn drive_with_retries(rollouts: &dyn RolloutStore, drive: TenantDrive<'_>) -> Result<(), StoreError> {
     let mut attempt = 1;
     loop {
