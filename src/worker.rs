@@ -178,6 +178,14 @@ impl KnownDue {
         taken
     }
 
+    /// Puts `ids` (just learnt of) before the tenants kept from the last poll.
+    fn push_front(&mut self, ids: Vec<TenantId>) {
+        let now = std::time::Instant::now();
+        for id in ids.into_iter().rev() {
+            self.queue.push_front((id, now));
+        }
+    }
+
     /// Keeps `ids`, found due just now, replacing what was kept: a poll sees
     /// everything due, so older entries add nothing.
     fn replace(&mut self, ids: impl IntoIterator<Item = TenantId>) {
@@ -275,6 +283,11 @@ impl Worker {
         &self.config
     }
 
+    /// Whether this worker serves tenants of `region`.
+    fn serves(&self, region: &Region) -> bool {
+        (self.config.regions.as_ref()).is_none_or(|regions| regions.contains(region))
+    }
+
     /// Runs until `shutdown` turns true, then lets running steps finish within the
     /// grace period (each releases its lease) and returns.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), WorkerError> {
@@ -283,15 +296,27 @@ impl Worker {
         let mut in_flight: HashSet<TenantId> = HashSet::new();
         let mut due_wakeups = self.due.as_ref().map(Wakeup::listen);
         let mut known_due = KnownDue::new(KNOWN_DUE_MAX_AGE);
+        let mut quiet_until: Option<tokio::time::Instant> = None;
         while !*shutdown.borrow() {
             while let Some(done) = running.try_join_next() {
                 if let Ok(id) = done {
                     in_flight.remove(&id);
+                    quiet_until = None;
                 }
             }
             let free = self.config.concurrency.saturating_sub(running.len());
+            // Tenants a writer in this process made due and named: taken before
+            // those a poll found. The writer named what it made due, so the work
+            // index is not polled again for a poll interval, unless a tenant
+            // finishes and frees a slot first.
+            let named = (self.due.as_ref()).map_or_else(Vec::new, |due| due.take_named(|r| self.serves(r)));
+            if !named.is_empty() {
+                quiet_until = Some(tokio::time::Instant::now() + self.config.poll_interval);
+            }
+            known_due.push_front(named);
             let mut fresh = known_due.take(free, &in_flight);
-            if fresh.len() < free {
+            let quiet = quiet_until.is_some_and(|until| tokio::time::Instant::now() < until);
+            if fresh.len() < free && !quiet {
                 // Asks for a second round of slots too, kept for the slots that free
                 // up next, so a worker busy at its concurrency polls once per round.
                 let wanted = (free + in_flight.len() + self.config.concurrency) as u32;
@@ -322,7 +347,10 @@ impl Worker {
             }
             if started == 0 {
                 tokio::select! {
-                    Some(Ok(id)) = running.join_next(), if !running.is_empty() => { in_flight.remove(&id); }
+                    Some(Ok(id)) = running.join_next(), if !running.is_empty() => {
+                        in_flight.remove(&id);
+                        quiet_until = None;
+                    }
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
                     _ = woken(&mut due_wakeups) => {}
                     _ = shutdown.changed() => {}

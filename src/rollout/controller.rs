@@ -322,7 +322,7 @@ impl Controller {
         let shared = Arc::new((record.clone(), lease.clone()));
         let mut failure = None;
         let mut lease_lost = false;
-        let mut driven = 0;
+        let mut driven = Vec::new();
         for chunk in decision.drives.chunks(DRIVE_PARALLELISM) {
             let mut drives = JoinSet::new();
             for drive in chunk {
@@ -344,7 +344,7 @@ impl Controller {
             }
             for (tenant, result) in drives.join_all().await {
                 match result {
-                    Ok(()) => driven += 1,
+                    Ok(()) => driven.push(tenant),
                     Err(StoreError::Conflict {
                         detail,
                         kind: Conflict::RolloutLease,
@@ -365,9 +365,12 @@ impl Controller {
                 break;
             }
         }
-        if driven > 0 {
+        if !driven.is_empty() {
             if let Some(due) = &self.due {
-                due.wake();
+                due.wake_for(driven.into_iter().filter_map(|id| {
+                    let region = loaded.records.get(&id)?.spec.region.clone();
+                    Some((id, region))
+                }));
             }
         }
         if lease_lost {

@@ -687,3 +687,57 @@ async fn a_worker_between_polls_starts_a_tenant_made_due_when_woken_and_wakes_it
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_worker_takes_the_tenants_a_wake_up_names_without_polling_for_them() {
+    let Fleet { store, commands, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
+    let step = ScriptedStep::new();
+    drain(&worker(store.clone(), step.clone(), fast_worker("w0"))).await;
+    let double = store_double::StoreDouble::new(store.arc());
+    let (due, settled) = (Wakeup::default(), Wakeup::default());
+    let mut settled_seen = settled.listen();
+    let w = worker(
+        double.clone(),
+        step.clone(),
+        WorkerConfig {
+            poll_interval: Duration::from_secs(3600),
+            ..fast_worker("w1")
+        },
+    )
+    .with_due_wakeup(due.clone())
+    .with_settled_wakeup(settled);
+    let (stop, rx) = watch::channel(false);
+    let running = tokio::spawn(async move { w.run(rx).await });
+    // Its first poll, of every shard, finds nothing due.
+    while double.due_queries() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first_poll = double.due_queries();
+
+    // Verify, the upgrade's late step, runs long enough to look at the queries
+    // while the tenant is still in flight (a freed slot polls once it is not).
+    step.delay(StepKind::Verify, Duration::from_millis(500));
+    upgrade(&commands, "acme", "2.0.0").await;
+    let region = store.load(&tenant_id("acme")).await.unwrap().spec.region;
+    due.wake_for([(tenant_id("acme"), region)]);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while step.calls_of("acme", StepKind::Verify) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the worker took the named tenant");
+    assert_eq!(
+        double.due_queries(),
+        first_poll,
+        "the named tenant was taken without querying the work index"
+    );
+    tokio::time::timeout(Duration::from_secs(60), settled_seen.woken())
+        .await
+        .expect("the worker settled the named tenant");
+    let r = store.load(&tenant_id("acme")).await.unwrap();
+    assert_eq!(r.state.current_release(), Some(&release("2.0.0")));
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+}

@@ -38,6 +38,7 @@ pub struct Held {
 
 pub struct StoreDouble {
     inner: Arc<DynamoStore>,
+    due_queries: std::sync::atomic::AtomicUsize,
     latency: Mutex<Duration>,
     hold: Mutex<Option<Hold>>,
 }
@@ -46,9 +47,15 @@ impl StoreDouble {
     pub fn new(inner: Arc<DynamoStore>) -> Arc<Self> {
         Arc::new(Self {
             inner,
+            due_queries: Default::default(),
             latency: Mutex::new(Duration::ZERO),
             hold: Mutex::new(None),
         })
+    }
+
+    /// How many work-index queries (`due`) callers have made.
+    pub fn due_queries(&self) -> usize {
+        self.due_queries.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every call waits this long before it reaches DynamoDB.
@@ -191,6 +198,7 @@ impl TenantStore for StoreDouble {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<TenantId>, StoreError> {
+        self.due_queries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.delay().await;
         self.inner.due(region, shard, now, limit).await
     }
