@@ -322,7 +322,6 @@ impl Controller {
         let shared = Arc::new((record.clone(), lease.clone()));
         let mut failure = None;
         let mut lease_lost = false;
-        let mut driven = Vec::new();
         for chunk in decision.drives.chunks(DRIVE_PARALLELISM) {
             let mut drives = JoinSet::new();
             for drive in chunk {
@@ -342,9 +341,10 @@ impl Controller {
                     .instrument(tracing::Span::current()),
                 );
             }
+            let mut driven_now = Vec::new();
             for (tenant, result) in drives.join_all().await {
                 match result {
-                    Ok(()) => driven.push(tenant),
+                    Ok(()) => driven_now.push(tenant),
                     Err(StoreError::Conflict {
                         detail,
                         kind: Conflict::RolloutLease,
@@ -361,16 +361,15 @@ impl Controller {
                     }
                 }
             }
-            if lease_lost || failure.is_some() {
-                break;
-            }
-        }
-        if !driven.is_empty() {
-            if let Some(due) = &self.due {
-                due.wake_for(driven.into_iter().filter_map(|id| {
+            // The workers beside it start on these while the next chunk is driven.
+            if let (false, Some(due)) = (driven_now.is_empty(), &self.due) {
+                due.wake_for(driven_now.into_iter().filter_map(|id| {
                     let region = loaded.records.get(&id)?.spec.region.clone();
                     Some((id, region))
                 }));
+            }
+            if lease_lost || failure.is_some() {
+                break;
             }
         }
         if lease_lost {
@@ -379,10 +378,19 @@ impl Controller {
         if let Some(e) = failure {
             return Err(e);
         }
-        for member in &decision.members {
-            match self.rollouts.save_member(&record.id, member).await {
-                Ok(_) | Err(StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e),
+        // Each member is its own item: written `DRIVE_PARALLELISM` at a time, not one
+        // after another, so a pass that sees many tenants finish is not held up by it.
+        for chunk in decision.members.chunks(DRIVE_PARALLELISM) {
+            let mut saves = JoinSet::new();
+            for member in chunk {
+                let (rollouts, id, member) = (self.rollouts.clone(), record.id.clone(), member.clone());
+                saves.spawn(async move { rollouts.save_member(&id, &member).await });
+            }
+            for saved in saves.join_all().await {
+                match saved {
+                    Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(true)
