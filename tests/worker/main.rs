@@ -650,17 +650,19 @@ async fn a_slow_worker_keeps_its_lease_across_a_chain_of_short_steps() {
     assert_fleet_sound(&dynamo).await;
 }
 
-#[tokio::test]
-async fn a_worker_between_polls_starts_a_tenant_made_due_when_woken_and_wakes_its_controller_when_it_settles()
-{
-    let Fleet { store, commands, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
-    let step = ScriptedStep::new();
-    drain(&worker(store.clone(), step.clone(), fast_worker("w0"))).await;
-    let (due, settled) = (Wakeup::default(), Wakeup::default());
-    let mut settled_seen = settled.listen();
-    // Polls once, finds nothing, and would not look again for an hour.
+/// Runs a worker that polls once at its start and then only every hour, woken by
+/// `due` and waking `settled`; stops when the returned sender says so.
+fn run_polling_hourly(
+    store: Arc<dyn TenantStore>,
+    step: Arc<ScriptedStep>,
+    due: &Wakeup,
+    settled: Wakeup,
+) -> (
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), tenant_orchestrator::worker::WorkerError>>,
+) {
     let w = worker(
-        store.clone(),
+        store,
         step,
         WorkerConfig {
             poll_interval: Duration::from_secs(3600),
@@ -670,7 +672,19 @@ async fn a_worker_between_polls_starts_a_tenant_made_due_when_woken_and_wakes_it
     .with_due_wakeup(due.clone())
     .with_settled_wakeup(settled);
     let (stop, rx) = watch::channel(false);
-    let running = tokio::spawn(async move { w.run(rx).await });
+    (stop, tokio::spawn(async move { w.run(rx).await }))
+}
+
+#[tokio::test]
+async fn a_worker_between_polls_starts_a_tenant_made_due_when_woken_and_wakes_its_controller_when_it_settles()
+{
+    let Fleet { store, commands, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
+    let step = ScriptedStep::new();
+    drain(&worker(store.clone(), step.clone(), fast_worker("w0"))).await;
+    let (due, settled) = (Wakeup::default(), Wakeup::default());
+    let mut settled_seen = settled.listen();
+    // Polls once, finds nothing, and would not look again for an hour.
+    let (stop, running) = run_polling_hourly(store.clone(), step, &due, settled);
 
     upgrade(&commands, "acme", "2.0.0").await;
     due.wake();
@@ -696,18 +710,7 @@ async fn a_worker_takes_the_tenants_a_wake_up_names_without_polling_for_them() {
     let double = store_double::StoreDouble::new(store.arc());
     let (due, settled) = (Wakeup::default(), Wakeup::default());
     let mut settled_seen = settled.listen();
-    let w = worker(
-        double.clone(),
-        step.clone(),
-        WorkerConfig {
-            poll_interval: Duration::from_secs(3600),
-            ..fast_worker("w1")
-        },
-    )
-    .with_due_wakeup(due.clone())
-    .with_settled_wakeup(settled);
-    let (stop, rx) = watch::channel(false);
-    let running = tokio::spawn(async move { w.run(rx).await });
+    let (stop, running) = run_polling_hourly(double.clone(), step.clone(), &due, settled);
     // Its first poll, of every shard, finds nothing due.
     while double.due_queries() == 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
