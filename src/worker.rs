@@ -469,7 +469,12 @@ impl Worker {
             };
             let idle = !step_due(&record, now());
             let end = if !unwritten.is_empty() && (idle || *shutdown.borrow()) {
-                self.write_unwritten_and_release(record, &lease, &mut unwritten)
+                let ended = if idle {
+                    Processed::Waiting
+                } else {
+                    Processed::Interrupted
+                };
+                self.write_unwritten_and_release(record, &lease, &mut unwritten, ended)
                     .await?
             } else if idle || *shutdown.borrow() {
                 self.give_up_lease(&record, &lease, idle, &shutdown).await?
@@ -509,14 +514,16 @@ impl Worker {
         }
     }
 
-    /// Shutdown came with step outcomes unwritten: writes them and gives the lease up
-    /// in the same write. If the tenant changed meanwhile they are dropped and the
-    /// lease is given up alone.
+    /// Shutdown came, or the next step is not due yet, with step outcomes unwritten:
+    /// writes them and gives the lease up in the same write, and ends as `ended`
+    /// says. If the tenant changed meanwhile they are dropped and the lease is given
+    /// up alone.
     async fn write_unwritten_and_release(
         &self,
         mut record: TenantRecord,
         lease: &Lease,
         unwritten: &mut Unwritten,
+        ended: Processed,
     ) -> Result<StepEnd, WorkerError> {
         record.lease = None;
         match self
@@ -524,7 +531,7 @@ impl Worker {
             .save_steps(&record, lease, unwritten.take_with(None))
             .await
         {
-            Ok(_) => Ok(StepEnd::Stop(Processed::Interrupted)),
+            Ok(_) => Ok(StepEnd::Stop(ended)),
             Err(StoreError::Conflict { detail, .. }) => {
                 info!(%detail, "tenant changed before the unwritten steps were written; they run again");
                 let fresh = self.store.load(record.id()).await?;
@@ -744,7 +751,8 @@ impl Worker {
             self.release_for_shutdown(record, &lease).await?;
             return Ok(StepEnd::Stop(Processed::Interrupted));
         }
-        self.write_unwritten_and_release(record, &lease, unwritten).await
+        self.write_unwritten_and_release(record, &lease, unwritten, Processed::Interrupted)
+            .await
     }
 
     /// Writes what was decided under `lease`: keeps the lease (extended as a renewal
