@@ -481,37 +481,46 @@ impl DynamoStore {
         })
     }
 
-    /// Saves a change with its history event in one transaction. A tenant that ends
-    /// deleted gives its hostnames up for other tenants in the same transaction.
-    async fn save_transition(
+    /// Saves a change with the history events of `passed` in one transaction (one,
+    /// or a worker's steps written together), numbered up to `write.next.event_seq`.
+    /// A tenant that ends deleted gives its hostnames up for other tenants in the
+    /// same transaction.
+    async fn save_transitions(
         &self,
         record: &TenantRecord,
         guard: WriteGuard<'_>,
         now: DateTime<Utc>,
         write: TenantWrite,
         write_id: &str,
-        transition: Transition,
+        passed: Vec<PassedStep>,
     ) -> Result<TenantRecord, StoreError> {
         let TenantWrite {
             update,
             condition,
             next,
         } = write;
+        let events = passed.len();
         let tenant_write = self.tenant_update(Self::tenant_key(record.id()), update, condition);
-        let mut tx = self.transition_tx(tenant_write, &next, transition, now);
+        let mut tx = Self::tenant_tx(tenant_write);
+        let first_seq = next.event_seq + 1 - events as u64;
+        for (seq, step) in (first_seq..).zip(passed) {
+            self.add_transition(&mut tx, &step.after, seq, step.transition, step.at);
+        }
         if next.state.is_terminal() {
             for h in self.held_by(record.id(), &next.spec.hostnames).await? {
                 tx.push(claims::release(&self.table, &h, record.id()));
             }
         }
-        let event_seq = tx.event_seq;
-        let context = format!("saving tenant {}", record.id());
+        let context = match events {
+            1 => format!("saving tenant {}", record.id()),
+            n => format!("saving {n} steps of tenant {}", record.id()),
+        };
         match self.commit(tx, &next, write_id, &context).await? {
             Committed::Stored => as_stored(&next),
             Committed::Cancelled(reasons) => Err(cancellation(
                 &context,
                 &reasons,
-                Self::explain_refused_transition(record, guard, event_seq, now),
+                Self::explain_refused_transitions(record, guard, events, next.event_seq, now),
             )),
         }
     }
@@ -651,9 +660,13 @@ impl TenantStore for DynamoStore {
         let write = self.save_update(&record, guard, now, &write_id);
         match transition {
             None => self.save_in_place(&record, guard, now, write, &write_id).await,
-            Some(t) => {
-                self.save_transition(&record, guard, now, write, &write_id, t)
-                    .await
+            Some(transition) => {
+                let step = PassedStep {
+                    transition,
+                    after: write.next.clone(),
+                    at: now,
+                };
+                (self.save_transitions(&record, guard, now, write, &write_id, vec![step])).await
             }
         }
     }
@@ -670,35 +683,10 @@ impl TenantStore for DynamoStore {
         }
         let now = Utc::now();
         let mut record = record.clone();
+        record.event_seq += passed.len() as u64;
         let write_id = new_write_id();
-        let events = passed.len();
-        let base_seq = record.event_seq;
-        record.event_seq = base_seq + events as u64;
-        let TenantWrite {
-            update,
-            condition,
-            next,
-        } = self.save_update(&record, guard, now, &write_id);
-        let tenant_write = self.tenant_update(Self::tenant_key(record.id()), update, condition);
-        let mut tx = Self::tenant_tx(tenant_write);
-        for (seq, step) in (base_seq + 1..).zip(passed) {
-            self.add_transition(&mut tx, &step.after, seq, step.transition, step.at);
-        }
-        if next.state.is_terminal() {
-            for h in self.held_by(record.id(), &next.spec.hostnames).await? {
-                tx.push(claims::release(&self.table, &h, record.id()));
-            }
-        }
-        let event_seq = tx.event_seq;
-        let context = format!("saving {events} steps of tenant {}", record.id());
-        match self.commit(tx, &next, &write_id, &context).await? {
-            Committed::Stored => as_stored(&next),
-            Committed::Cancelled(reasons) => Err(cancellation(
-                &context,
-                &reasons,
-                Self::explain_refused_transitions(&record, guard, events, event_seq, now),
-            )),
-        }
+        let write = self.save_update(&record, guard, now, &write_id);
+        (self.save_transitions(&record, guard, now, write, &write_id, passed)).await
     }
 
     async fn save_spec(

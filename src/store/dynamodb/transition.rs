@@ -2,9 +2,10 @@
 //! a worker's or operator's save, a spec change, a rollout's drive): the tenant's own
 //! write first, its history event second (put-if-absent at the new `event_seq`), then
 //! what the caller adds, the deployment-report counter, and the outbox event that
-//! reports the transition last (a worker's batch of steps has one event, counter and
-//! outbox event per transition, the events at positions 1 to n) (it has no condition), so the positions of the
-//! cancellation reasons the callers explain never move.
+//! reports the transition last (it has no condition), so the positions of the
+//! cancellation reasons the callers explain never move. A worker's steps written
+//! together have an event, counter and outbox event each, the events at positions 1
+//! to n.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
