@@ -13,7 +13,7 @@ pub use crate::app::views::{
 };
 use crate::domain::{
     Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion, SnapshotName,
-    TenantId, Tier,
+    TenantId, Tier, MAX_HOSTNAMES,
 };
 
 /// `POST /v1/tenants`.
@@ -30,7 +30,7 @@ pub struct CreateTenant {
     #[serde(default = "small")]
     #[schema(default = "small")]
     pub tier: Tier,
-    /// At least one; each once.
+    /// One to 40; each once.
     #[schema(schema_with = hostname_list)]
     pub hostnames: Vec<Hostname>,
     /// Release to provision; default: what the version policy gives the tenant.
@@ -71,11 +71,12 @@ fn present_windows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Main
     windows_text(d).map(Some)
 }
 
-/// Hostnames: at least one, each once.
+/// Hostnames: one to [`MAX_HOSTNAMES`], each once.
 fn hostname_list() -> utoipa::openapi::schema::Array {
     ArrayBuilder::new()
         .items(utoipa::openapi::Ref::from_schema_name(Hostname::name()))
         .min_items(Some(1))
+        .max_items(Some(MAX_HOSTNAMES))
         .unique_items(true)
         .build()
 }
@@ -137,7 +138,7 @@ pub struct UpdateTenant {
     )]
     #[schema(value_type = Option<ReleaseVersion>)]
     pub pinned_release: Option<Option<ReleaseVersion>>,
-    /// Replaces the hostnames (at least one; each once); they take effect at the next
+    /// Replaces the hostnames (one to 40; each once); they take effect at the next
     /// deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = optional_hostname_list)]

@@ -32,7 +32,7 @@ pub use regions::{allow_extra_regions, KNOWN_REGIONS};
 pub use release::ReleaseVersion;
 pub use rollout::{RolloutId, RolloutSpec};
 pub use snapshot::SnapshotName;
-pub use spec::{TenantSpec, Tier};
+pub use spec::{TenantSpec, Tier, MAX_HOSTNAMES};
 pub use window::{MaintenanceWindows, Window};
 
 /// Why a value was rejected: names the kind of value, echoes the input and says

@@ -73,14 +73,32 @@ pub struct TenantSpec {
     pub pinned_platform: Option<PlatformVersion>,
 }
 
+/// The most hostnames one tenant may answer on. Each hostname is a claim item in the
+/// tenant's transactions: a spec change that replaces all of them claims the new ones
+/// and gives the old ones up in one `TransactWriteItems` (at most 100 items) beside the
+/// tenant's own writes, so twice this plus those must stay under 100.
+pub const MAX_HOSTNAMES: usize = 40;
+
 impl TenantSpec {
-    /// Checks the rules that span fields: at least one hostname, no duplicates.
+    /// Checks the rules that span fields: one to [`MAX_HOSTNAMES`] hostnames, no
+    /// duplicates.
     pub fn validate(&self) -> Result<(), InvalidValue> {
         if self.hostnames.is_empty() {
             return Err(InvalidValue::new(
                 "tenant spec",
                 self.id.as_str(),
                 "needs at least one hostname (e.g. --hostname acme.example.com)",
+            ));
+        }
+        if self.hostnames.len() > MAX_HOSTNAMES {
+            return Err(InvalidValue::new(
+                "tenant spec",
+                self.id.as_str(),
+                format!(
+                    "has {} hostnames, more than the {MAX_HOSTNAMES} a tenant may answer on; \
+                     give it at most {MAX_HOSTNAMES} (a wildcard-free name each), or split the names over more tenants",
+                    self.hostnames.len()
+                ),
             ));
         }
         if let Some(pin) = self.pinned_platform {
@@ -155,6 +173,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn a_spec_has_at_most_max_hostnames() {
+        let names: Vec<String> = (0..=MAX_HOSTNAMES).map(|i| format!("h{i}.example.com")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert!(spec(&names[..MAX_HOSTNAMES]).validate().is_ok());
+        let err = spec(&names).validate().unwrap_err().to_string();
+        assert!(err.contains("has 41 hostnames, more than the 40"), "{err}");
+        assert!(err.contains("at most 40"), "{err}");
     }
 
     #[test]

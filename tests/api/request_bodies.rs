@@ -181,3 +181,88 @@ async fn releases_must_fit_an_image_tag_and_hostnames_take_one_trailing_dot() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.body["hostnames"], json!(["acme.example.com"]));
 }
+
+fn names(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}{i}.example.com")).collect()
+}
+
+/// A tenant answers on at most 40 hostnames: each is a claim in its transactions, and
+/// at 40 the largest of them (a change replacing every name, a removal giving them all
+/// up) still fits DynamoDB's 100 items.
+#[tokio::test]
+async fn a_tenant_has_at_most_forty_hostnames_and_every_change_of_them_fits_one_write() {
+    let api = spawn().await;
+    let mut body = tenant_body("acme", "eu-west-1", "default");
+    body["hostnames"] = json!(names("a", 41));
+    assert_invalid(
+        &call(&api, Method::POST, "/v1/tenants", DEPLOY, body).await,
+        "has 41 hostnames, more than the 40 a tenant may answer on",
+    );
+    assert_eq!(api.get("/v1/tenants/acme").await.status, StatusCode::NOT_FOUND);
+
+    let mut body = tenant_body("acme", "eu-west-1", "default");
+    body["hostnames"] = json!(names("a", 40));
+    let created = call(&api, Method::POST, "/v1/tenants", DEPLOY, body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    api.settle().await;
+
+    let too_many = json!({"hostnames": names("b", 41)});
+    let refused = call(&api, Method::PATCH, "/v1/tenants/acme", ADMIN, too_many).await;
+    assert_invalid(&refused, "at most 40");
+    let unchanged = api.get("/v1/tenants/acme").await;
+    assert_eq!(unchanged.body["hostnames"], json!(names("a", 40)));
+
+    // Forty claims made and forty given up in the one write of the change.
+    let replaced = call(
+        &api,
+        Method::PATCH,
+        "/v1/tenants/acme",
+        ADMIN,
+        json!({"hostnames": names("b", 40)}),
+    )
+    .await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
+    assert_eq!(replaced.body["hostnames"], json!(names("b", 40)));
+    let mut taker = tenant_body("globex", "eu-west-1", "default");
+    taker["hostnames"] = json!(["a39.example.com"]);
+    let took = call(&api, Method::POST, "/v1/tenants", DEPLOY, taker).await;
+    assert_eq!(
+        took.status,
+        StatusCode::CREATED,
+        "a given-up name is free: {}",
+        took.body
+    );
+    let mut clash = tenant_body("initech", "eu-west-1", "default");
+    clash["hostnames"] = json!(["b39.example.com"]);
+    let clashed = call(&api, Method::POST, "/v1/tenants", DEPLOY, clash).await;
+    assert_eq!(
+        clashed.status,
+        StatusCode::CONFLICT,
+        "a claimed name is taken: {}",
+        clashed.body
+    );
+    api.settle().await;
+
+    // The removal's last write gives all forty up.
+    let removing = call(
+        &api,
+        Method::POST,
+        "/v1/tenants/acme/deprovision",
+        ADMIN,
+        json!({}),
+    )
+    .await;
+    assert_eq!(removing.status, StatusCode::ACCEPTED, "{}", removing.body);
+    api.settle().await;
+    let removed = api.get("/v1/tenants/acme").await;
+    assert_eq!(removed.body["state"], json!("Deleted"), "{}", removed.body);
+    let mut after = tenant_body("initech", "eu-west-1", "default");
+    after["hostnames"] = json!(names("b", 40));
+    let reused = call(&api, Method::POST, "/v1/tenants", DEPLOY, after).await;
+    assert_eq!(
+        reused.status,
+        StatusCode::CREATED,
+        "every name is free again: {}",
+        reused.body
+    );
+}
