@@ -453,11 +453,38 @@ fn print_breakdown(run: &Run, steps: &FixedLatencyStep) {
     );
 }
 
+/// The controller's passes as `tenantctl_controller_pass_seconds` on `/metrics` counts
+/// them: per stage, in pass order, how many passes reached it and their mean time.
+fn pass_stages() -> Vec<(&'static str, u64, Duration)> {
+    let text = tenant_orchestrator::api::metrics::handle().render();
+    let series = |kind: &str, stage: &str| -> f64 {
+        let prefix = format!("tenantctl_controller_pass_seconds_{kind}{{stage=\"{stage}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    ["lease", "observe", "drive", "save"]
+        .into_iter()
+        .map(|stage| {
+            let count = series("count", stage);
+            let mean = if count > 0.0 {
+                series("sum", stage) / count
+            } else {
+                0.0
+            };
+            (stage, count as u64, Duration::from_secs_f64(mean))
+        })
+        .collect()
+}
+
 fn main() {
     if std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_err() {
         eprintln!("the rollout benchmark needs DynamoDB Local: run `eval \"$(localstack/start.sh)\"` first");
         std::process::exit(2);
     }
+    // The controller times its passes into the process's recorder, as in `serve`.
+    tenant_orchestrator::api::metrics::handle();
     let steps = Arc::new(FixedLatencyStep::default());
     let run = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let config = aws_config::load_from_env().await;
@@ -485,6 +512,16 @@ fn main() {
         run.bake_checks
     );
     print_breakdown(&run, &steps);
+    let stages = pass_stages();
+    let passes = stages.first().map_or(0, |(_, count, _)| *count);
+    let per_stage: Vec<String> = stages
+        .iter()
+        .map(|(stage, count, mean)| format!("{stage} {:.1} ms ({count})", ms(*mean)))
+        .collect();
+    println!(
+        "  controller passes over the rollout: {passes}, mean per stage (passes that reached it): {}",
+        per_stage.join(", ")
+    );
     println!(
         "  planner's estimate with a {} ms upgrade: {:.2} s",
         upgrade_time().as_millis(),

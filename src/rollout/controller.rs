@@ -68,6 +68,32 @@ pub struct Controller {
     settled: Option<Wakeup>,
 }
 
+/// Times the stages of a controller's pass over one rollout it holds, into
+/// `tenantctl_controller_pass_seconds{stage}`: `lease` (taking or renewing the lease,
+/// which reads the record), `observe` (the wave's members, their tenants, the freezes,
+/// a bake check round when one is due, and the decision), `drive` (the tenants started
+/// or moved back, and the member changes) and `save` (the record, when it changed). A
+/// pass that stops early (another controller holds the rollout, a store error) records
+/// the stages it finished.
+struct PassTimer {
+    since: std::time::Instant,
+}
+
+impl PassTimer {
+    fn start() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn stage(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        metrics::histogram!("tenantctl_controller_pass_seconds", "stage" => stage)
+            .record((now - self.since).as_secs_f64());
+        self.since = now;
+    }
+}
+
 /// Tenants one batched read of a wave's tenants asks for (BatchGetItem's limit).
 const LOAD_BATCH: usize = 100;
 /// Batched tenant reads a controller pass has in flight at once.
@@ -213,6 +239,7 @@ impl Controller {
         now: chrono::DateTime<Utc>,
         clock: Clock,
     ) -> Result<Option<RolloutRecord>, StoreError> {
+        let mut timer = PassTimer::start();
         let record = match self
             .rollouts
             .acquire_rollout_lease(id, &self.config.owner, self.config.lease_ttl, now)
@@ -222,6 +249,7 @@ impl Controller {
             Err(StoreError::Conflict { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
+        timer.stage("lease");
         let lease = record.lease.clone().expect("a lease was just taken");
         if record.phase == Phase::Preparing {
             return self.abort_interrupted_start(&record, &lease, now).await.map(Some);
@@ -231,9 +259,11 @@ impl Controller {
             return Ok(Some(record));
         }
         let (decision, loaded, now) = self.observe_and_decide(&record, now, clock).await?;
+        timer.stage("observe");
         if !self.carry_out(&record, &lease, &decision, &loaded).await? {
             return Ok(None);
         }
+        timer.stage("drive");
         let mut next = decision.record;
         if next.phase == Phase::Completed && record.phase != Phase::Completed {
             // Before the completion is saved: a controller that dies in between
@@ -251,7 +281,9 @@ impl Controller {
                 next.log(now, "controller", what);
             }
         }
-        self.save_decided(&record, &lease, next).await.map(Some)
+        let saved = self.save_decided(&record, &lease, next).await.map(Some);
+        timer.stage("save");
+        saved
     }
 
     /// A rollout still `preparing` whose lease came to this controller: its creator's

@@ -27,6 +27,48 @@ async fn metrics_show_transitions_requests_and_tenants_by_state() {
     }
 }
 
+/// A controller in the process times the stages of its passes over a rollout.
+#[tokio::test]
+async fn metrics_show_the_stages_of_the_controllers_passes() {
+    let api = crate::api_support::spawn_with_tenants(&[("acme", "eu-west-1")]).await;
+    let started = api
+        .start_rollout(crate::api_support::DEPLOY, "r-metrics", &[])
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let passes = |text: &str, stage: &str| -> u64 {
+        let count = format!("tenantctl_controller_pass_seconds_count{{stage=\"{stage}\"}} ");
+        (text.lines())
+            .find_map(|line| line.strip_prefix(count.as_str()))
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let stages = ["lease", "observe", "drive", "save"];
+    let background = api.run_worker_and_controller("metrics-controller");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let reply = api
+            .client
+            .get(format!("{}/metrics", api.base))
+            .send()
+            .await
+            .unwrap();
+        let text = reply.text().await.unwrap();
+        if stages.iter().all(|stage| passes(&text, stage) >= 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a stage of the controller's passes is missing in\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    background.stop().await;
+    let member = api.get("/v1/rollouts/r-metrics").await.body["members"][0].clone();
+    assert_ne!(
+        member["outcome"], "pending",
+        "the passes timed started the tenant: {member}"
+    );
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_every_route() {
     let api = spawn().await;
