@@ -52,7 +52,8 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// Most step outcomes recorded in one write. A step that succeeds and leaves the
     /// tenant's next step due at once is held back and recorded with the steps after
-    /// it, in one transaction with a history event each; 1 writes every step alone.
+    /// it, in one transaction with a history event each; a full batch is written
+    /// beside the step that follows it. 1 writes every step alone, before the next.
     pub steps_per_write: usize,
     /// Longest a finished step's outcome is held back: once it has waited this long
     /// it is written, beside the step running then if need be.
@@ -628,7 +629,8 @@ impl Worker {
     /// deployment report (a start, success or failure is written at once), is not
     /// part of a removal (whose last write also gives up each of the tenant's
     /// hostname claims, so the transaction keeps its items for them), and the
-    /// outcomes waiting already leave room and time for one more.
+    /// outcomes waiting already leave room and time for one more. A batch that is
+    /// full is written beside the next step, as soon as it starts.
     fn may_hold_back(&self, decided: &Decided, unwritten: &Unwritten) -> bool {
         let Some(transition) = &decided.transition else {
             return false;
@@ -636,7 +638,8 @@ impl Worker {
         let waited_long =
             (unwritten.since).is_some_and(|since| since.elapsed() >= self.config.step_write_delay);
         decided.keeps_lease
-            && unwritten.passed.len() + 1 < self.config.steps_per_write
+            && self.config.steps_per_write > 1
+            && unwritten.passed.len() < self.config.steps_per_write
             && !waited_long
             && step_due(&decided.record, now())
             && !matches!(decided.record.state, TenantState::Deprovisioning { .. })
@@ -645,8 +648,10 @@ impl Worker {
 
     /// Runs a step while outcomes of earlier ones wait unwritten, and writes those
     /// beside the step once the first has waited `step_write_delay`, so a long step
-    /// does not hold them back. Returns how the step ended and, if they were written,
-    /// the tenant as stored then (the state before this step).
+    /// does not hold them back, or at once when they fill a write (`steps_per_write`),
+    /// so the step does not wait for the write of the ones before it. Returns how the
+    /// step ended and, if they were written, the tenant as stored then (the state
+    /// before this step).
     async fn run_beside_unwritten(
         &self,
         run: impl std::future::Future<Output = RunEnd>,
@@ -657,12 +662,15 @@ impl Worker {
         let Some(since) = unwritten.since else {
             return (run.await, None);
         };
-        let write_at = since + self.config.step_write_delay;
+        let write_at = (unwritten.passed.len() < self.config.steps_per_write)
+            .then_some(since + self.config.step_write_delay);
         let started = std::sync::atomic::AtomicBool::new(false);
         let passed = &unwritten.passed;
         let (end, written) = {
             let write = async {
-                tokio::time::sleep_until(write_at).await;
+                if let Some(write_at) = write_at {
+                    tokio::time::sleep_until(write_at).await;
+                }
                 started.store(true, std::sync::atomic::Ordering::Relaxed);
                 let Some(lease) = keeper.current() else {
                     return Err(StoreError::Conflict {
@@ -683,13 +691,16 @@ impl Worker {
                 Ok(saved)
             };
             tokio::pin!(run, write);
+            // The write first: when it is due at once, it is sent before the step can
+            // end, so a full batch never takes one more outcome.
             tokio::select! {
+                biased;
+                written = &mut write => (run.await, Some(written)),
                 end = &mut run => {
                     // A write already sent is seen through, so its answer is known.
                     let written = if started.load(std::sync::atomic::Ordering::Relaxed) { Some(write.await) } else { None };
                     (end, written)
                 }
-                written = &mut write => (run.await, Some(written)),
             }
         };
         if written.is_some() {

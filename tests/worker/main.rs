@@ -142,6 +142,55 @@ async fn a_long_step_does_not_hold_back_the_outcome_of_the_step_before_it() {
 }
 
 #[tokio::test]
+async fn a_full_batch_of_outcomes_is_written_beside_the_next_step_not_before_it() {
+    let Fleet { store, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
+    let double = store_double::StoreDouble::new(store.arc());
+    let step = ScriptedStep::new();
+    // Two outcomes fill a write; the delay alone would hold them for a minute.
+    let config = WorkerConfig {
+        steps_per_write: 2,
+        step_write_delay: Duration::from_secs(60),
+        ..fast_worker("w1")
+    };
+    let w = worker(double.clone(), step.clone(), config);
+    let held = double.hold_at(store_double::HoldPoint::AfterSaveInto("Provisioning".into()));
+    let (_tx, rx) = watch::channel(false);
+    let id = tenant_id("acme");
+    let before = store.load(&id).await.unwrap();
+    let running = tokio::spawn({
+        let (w, id) = (w.clone(), id.clone());
+        async move { w.process(&id, rx).await }
+    });
+    held.reached.await.unwrap();
+    // The write of the first two outcomes is held unanswered: the third step runs anyway.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while step.calls().len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the third step waited for the write of the two before it: {:?}",
+            step.calls().iter().map(|c| c.step).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stored = store.load(&id).await.unwrap();
+    assert_eq!(
+        (stored.version, stored.event_seq),
+        (before.version + 1, before.event_seq + 2),
+        "the two outcomes are stored together, in one write"
+    );
+    held.go.send(()).unwrap();
+    assert_eq!(running.await.unwrap().unwrap(), Processed::Idle);
+    let r = store.load(&id).await.unwrap();
+    assert_eq!(r.state.label(), "Active");
+    let seqs: Vec<u64> = (store.history(&id, 0, 100).await.unwrap().items)
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, (1..=r.event_seq).collect::<Vec<u64>>());
+    assert_eq!(step.calls().len(), 6, "each step ran once");
+}
+
+#[tokio::test]
 async fn pending_steps_are_polled_and_retryable_failures_backed_off_until_they_pass() {
     let Fleet { store, .. } = TestFleet::new().with_provisioning("acme", "1.0.0").build().await;
     let step = ScriptedStep::new();
