@@ -3,11 +3,8 @@ use serde_json::json;
 
 use crate::api_support::{spawn, ADMIN};
 
-#[tokio::test]
-async fn metrics_show_transitions_requests_and_tenants_by_state() {
-    let api = spawn().await;
-    api.create_tenant("acme", "eu-west-1", "default").await;
-    api.settle().await;
+/// What `/metrics` answers, which must be 200.
+async fn metrics(api: &crate::api_support::TestApi) -> String {
     let reply = api
         .client
         .get(format!("{}/metrics", api.base))
@@ -15,7 +12,15 @@ async fn metrics_show_transitions_requests_and_tenants_by_state() {
         .await
         .unwrap();
     assert_eq!(reply.status(), StatusCode::OK);
-    let text = reply.text().await.unwrap();
+    reply.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn metrics_show_transitions_requests_and_tenants_by_state() {
+    let api = spawn().await;
+    api.create_tenant("acme", "eu-west-1", "default").await;
+    api.settle().await;
+    let text = metrics(&api).await;
     for expected in [
         "tenantctl_transitions_total{from=\"New\",to=\"Provisioning\"}",
         "tenantctl_http_requests_total{method=\"POST\",route=\"/v1/tenants\",status=\"201\"}",
@@ -45,13 +50,7 @@ async fn metrics_show_the_stages_of_the_controllers_passes() {
     let background = api.run_worker_and_controller("metrics-controller");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let reply = api
-            .client
-            .get(format!("{}/metrics", api.base))
-            .send()
-            .await
-            .unwrap();
-        let text = reply.text().await.unwrap();
+        let text = metrics(&api).await;
         if stages.iter().all(|stage| passes(&text, stage) >= 1) {
             break;
         }
