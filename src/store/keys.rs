@@ -78,6 +78,9 @@ pub fn audit_sk(at: DateTime<Utc>, id: &str) -> String {
 }
 
 pub const ROLLOUT_SK: &str = "ROLLOUT";
+/// Sort key of a rollout's lease item (`pk ROLLOUT#<id>`): the controller's lease as
+/// drives check it and renewals write it, apart from the rollout item.
+pub const ROLLOUT_LEASE_SK: &str = "LEASE";
 /// Listing-index partition of rollouts (`by-region` index, a handful of writes a
 /// minute at most).
 pub const ROLLOUTS_LIST_PK: &str = "ROLLOUTS";

@@ -458,6 +458,172 @@ async fn the_rollout_lease_is_renewed_by_its_holder_and_fenced_for_the_next() {
     assert_eq!(taken.fence, first.fence + 1, "a new holder gets a new fence");
 }
 
+/// The lease lives in an item of its own, which drives check and renewals write; the
+/// rollout item keeps a copy that outlasts it, fenced the same, for saves and for
+/// controllers that know only the copy.
+#[tokio::test]
+async fn a_drive_under_an_expired_lease_is_refused_while_the_copy_still_keeps_copy_readers_out() {
+    use tenant_orchestrator::record::{Actor, Cause, Transition};
+    use tenant_orchestrator::store::{Conflict, RolloutStore, StoreError, TenantDrive};
+    let all = tenants("stale", "eu-west-1", 1);
+    let fleet = Fleet::new(&all, "1.0.0").await;
+    fleet.start("r-stale", json!({"release": "2.0.0"})).await;
+    let id = RolloutId::parse("r-stale").unwrap();
+    let long_ago = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let record = fleet
+        .store
+        .acquire_rollout_lease(&id, "ctl-a", Duration::from_secs(5), long_ago)
+        .await
+        .unwrap();
+    let lease = record.lease.clone().unwrap();
+    assert!(
+        lease.expires_at < chrono::Utc::now(),
+        "the lease item has expired"
+    );
+    let copy = fleet.rollout("r-stale").await.lease.unwrap();
+    assert_eq!((copy.owner.as_str(), copy.fence), ("ctl-a", lease.fence));
+    assert!(
+        copy.is_live(chrono::Utc::now()),
+        "the copy outlasts the lease item, so a reader of the copy alone stays out: {copy:?}"
+    );
+
+    let tenant_id = tenant_orchestrator::domain::TenantId::parse(&all[0].0).unwrap();
+    let tenant = fleet.store.load(&tenant_id).await.unwrap();
+    let member = fleet.members("r-stale").await.remove(0);
+    let refused = fleet
+        .store
+        .drive_tenant(TenantDrive {
+            rollout: &record,
+            lease: &lease,
+            tenant: &tenant,
+            transition: Transition::new(
+                &tenant.state,
+                Cause::SpecChange(vec!["tier".into()]),
+                Actor::rollout(&id),
+            ),
+            member: &member,
+            finished_holder: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StoreError::Conflict {
+                kind: Conflict::RolloutLease,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    let after = fleet.store.load(&tenant_id).await.unwrap();
+    assert_eq!(after.version, tenant.version, "nothing of the drive was written");
+    assert_eq!(fleet.members("r-stale").await[0].version, member.version);
+
+    // Its holder takes it again, but as a new holder: with the next fence, so no
+    // drive begun under the expired lease can land after it.
+    let retaken = fleet
+        .store
+        .acquire_rollout_lease(&id, "ctl-a", Duration::from_secs(60), chrono::Utc::now())
+        .await
+        .unwrap()
+        .lease
+        .unwrap();
+    assert_eq!(retaken.fence, lease.fence + 1);
+}
+
+/// A lease written by a controller that knows only the rollout item (no lease item,
+/// or another holder's) keeps a controller that knows both out while it is live.
+#[tokio::test]
+async fn a_lease_held_on_the_rollout_item_alone_keeps_other_controllers_out_until_it_expires() {
+    use tenant_orchestrator::store::{Conflict, RolloutStore, StoreError};
+    let fleet = Fleet::new(&tenants("mixed", "eu-west-1", 1), "1.0.0").await;
+    fleet.start("r-mixed", json!({"release": "2.0.0"})).await;
+    let id = RolloutId::parse("r-mixed").unwrap();
+    let now = chrono::Utc::now();
+    let first = fleet
+        .store
+        .acquire_rollout_lease(
+            &id,
+            "ctl-a",
+            Duration::from_secs(1),
+            now - chrono::Duration::seconds(300),
+        )
+        .await
+        .unwrap()
+        .lease
+        .unwrap();
+    // An older controller took it over on the rollout item alone, as it did before
+    // the lease had its own item: the lease item still names ctl-a.
+    let old_fence = first.fence + 1;
+    let expires = (now + chrono::Duration::seconds(30)).timestamp_millis();
+    crate::common::dynamodb_client()
+        .await
+        .update_item()
+        .table_name(fleet.store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("ROLLOUT#r-mixed".into()),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("ROLLOUT".into()))
+        .update_expression("SET lease_owner = :o, lease_expires = :e, lease_fence = :f, last_fence = :f")
+        .expression_attribute_values(":o", aws_sdk_dynamodb::types::AttributeValue::S("ctl-old".into()))
+        .expression_attribute_values(
+            ":e",
+            aws_sdk_dynamodb::types::AttributeValue::N(expires.to_string()),
+        )
+        .expression_attribute_values(
+            ":f",
+            aws_sdk_dynamodb::types::AttributeValue::N(old_fence.to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    for owner in ["ctl-a", "ctl-b"] {
+        let refused = fleet
+            .store
+            .acquire_rollout_lease(&id, owner, Duration::from_secs(5), now)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                StoreError::Conflict {
+                    kind: Conflict::RolloutLease,
+                    ..
+                }
+            ),
+            "{owner}: {refused}"
+        );
+    }
+    let after_expiry = now + chrono::Duration::seconds(31);
+    let taken = fleet
+        .store
+        .acquire_rollout_lease(&id, "ctl-b", Duration::from_secs(5), after_expiry)
+        .await
+        .unwrap()
+        .lease
+        .unwrap();
+    assert_eq!(taken.owner, "ctl-b");
+    assert_eq!(
+        taken.fence,
+        old_fence + 1,
+        "the fence moves past the older controller's"
+    );
+    let renewed = fleet
+        .store
+        .acquire_rollout_lease(&id, "ctl-b", Duration::from_secs(5), after_expiry)
+        .await
+        .unwrap()
+        .lease
+        .unwrap();
+    assert_eq!(
+        renewed.fence, taken.fence,
+        "held through the lease item, renewed in place"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_controller_holding_a_rollout_steps_it_on_every_tick_not_once_per_lease() {
     let all = tenants("tick", "eu-west-1", 2);

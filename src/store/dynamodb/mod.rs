@@ -20,6 +20,7 @@ mod promotions;
 mod rate_limits;
 mod reports;
 mod rollout_drive;
+mod rollout_lease;
 mod rollouts;
 mod sessions;
 mod slots;

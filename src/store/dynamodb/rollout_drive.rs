@@ -1,5 +1,5 @@
 //! A rollout driving a tenant: the tenant's state change, its history event, the
-//! member's new state, a check of the controller's fenced lease and, when the tenant is
+//! member's new state, a check of the controller's fenced lease (its lease item) and, when the tenant is
 //! still marked as held by a finished rollout, a check that it is finished, all in one
 //! `TransactWriteItems`, plus the report counter when the change is a milestone.
 
@@ -8,6 +8,7 @@ use chrono::Utc;
 
 use super::errors::cancellation;
 use super::item::{millis, n, opt_s, s};
+use super::rollout_lease::lease_key;
 use super::rollouts::{member_update, rollout_key};
 use super::transition::Committed;
 use super::DynamoStore;
@@ -49,7 +50,7 @@ impl DynamoStore {
                 .condition_check(
                     ConditionCheck::builder()
                         .table_name(self.table())
-                        .set_key(Some(rollout_key(rollout_id)))
+                        .set_key(Some(lease_key(rollout_id)))
                         .condition_expression(
                             "lease_owner = :owner AND lease_fence = :fence AND lease_expires > :now",
                         )

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, PutRequest, ReturnConsumedCapacity, ReturnValue, Update, WriteRequest,
+    AttributeValue, Put, PutRequest, ReturnConsumedCapacity, TransactWriteItem, Update, WriteRequest,
 };
 use chrono::{DateTime, Utc};
 
-use super::errors::{classify, conflict_as};
+use super::errors::{cancellation, classify, conflict_as};
 use super::item;
 use super::item::{
     corrupt, corrupt_by, get_n, get_s, item_key, json, millis, n, opt_s, plain_key, s, time_from_millis,
@@ -19,7 +19,8 @@ use super::item::{
 };
 use super::outbox::outbox_put;
 use super::page_token::PageScope;
-use super::{lease_guard, ttl_after, DynamoStore, UpdateExpr};
+use super::rollout_lease::{copy_expiry, decode_lease, lease_item};
+use super::{ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::RolloutId;
 use crate::ports::{RolloutStore, RolloutSummary, TenantDrive};
 use crate::record::{BakeCheck, CloudEvent, Lease, Phase, RolloutMember, RolloutRecord, WaveStatus};
@@ -55,14 +56,7 @@ fn rollout_attributes(r: &RolloutRecord) -> Vec<(&'static str, AttributeValue)> 
 pub(super) fn decode_rollout(item: &Item) -> Result<RolloutRecord, StoreError> {
     let mut record: RolloutRecord = json(item, "rollout")?;
     record.version = get_n(item, "version")? as u64;
-    record.lease = match opt_s(item, "lease_owner") {
-        Some(owner) => Some(Lease {
-            owner,
-            expires_at: time_from_millis("lease_expires", get_n(item, "lease_expires")?)?,
-            fence: get_n(item, "lease_fence")? as u64,
-        }),
-        None => None,
-    };
+    record.lease = decode_lease(item)?;
     Ok(record)
 }
 
@@ -187,22 +181,41 @@ impl RolloutStore for DynamoStore {
         item.insert("version".into(), n(1));
         item.insert("created_at".into(), millis(stored.created_at));
         item.insert("lease_owner".into(), s(&lease.owner));
-        item.insert("lease_expires".into(), millis(lease.expires_at));
+        item.insert("lease_expires".into(), millis(copy_expiry(lease.expires_at)));
         item.insert("lease_fence".into(), n(1));
         item.insert("last_fence".into(), n(1));
-        self.client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map(|out| self.count(out.consumed_capacity()))
-            .map_err(|e| conflict_as(classify("creating rollout", self.table(), e), Conflict::Version, || format!(
-                        "rollout {} already exists; see it with `tenantctl rollout status {}` or start with another --id",
-                        stored.id, stored.id
-                    )))?;
+        let new = |item: Item| {
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(self.table())
+                        .set_item(Some(item))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .expect("table, item set"),
+                )
+                .build()
+        };
+        let items = vec![new(item), new(lease_item(&stored.id, lease))];
+        let exists = || {
+            format!(
+                "rollout {} already exists; see it with `tenantctl rollout status {}` or start with another --id",
+                stored.id, stored.id
+            )
+        };
+        match self.send_transaction(items).await {
+            Ok(out) => self.count(out.consumed_capacity()),
+            Err(err) => {
+                return Err(match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                        cancellation("creating rollout", cancelled.cancellation_reasons(), |_, _| {
+                            (Conflict::Version, exists())
+                        })
+                    }
+                    _ => classify("creating rollout", self.table(), err),
+                })
+            }
+        }
         Ok(stored)
     }
 
@@ -279,9 +292,16 @@ impl RolloutStore for DynamoStore {
         update.value(":expected_version", n(record.version));
         let mut condition = "#version = :expected_version".to_owned();
         if let WriteGuard::Lease(lease) = guard {
-            condition.push_str(lease_guard(&mut update, lease, now));
+            // Fenced on the copy, which changes only when the lease changes hands: a
+            // controller that lost the lease has lost its fence too.
+            update
+                .name("lease_owner")
+                .name("lease_fence")
+                .value(":guard_owner", s(&lease.owner))
+                .value(":guard_fence", n(lease.fence));
+            condition.push_str(" AND #lease_owner = :guard_owner AND #lease_fence = :guard_fence");
             if let Some(kept) = &next.lease {
-                update.set("lease_expires", millis(kept.expires_at));
+                update.set("lease_expires", millis(copy_expiry(kept.expires_at)));
             }
         }
         let changed = || {
@@ -414,57 +434,11 @@ impl RolloutStore for DynamoStore {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<RolloutRecord, StoreError> {
-        let expires = ttl_after(now, ttl);
-        let mut update = UpdateExpr::default();
-        update
-            .set("lease_owner", s(owner))
-            .set("lease_expires", millis(expires))
-            .value(":now", millis(now));
-        // A new holder gets a new fence; the holder renewing keeps its own. (DynamoDB
-        // refuses names and values an expression does not use, so each branch adds
-        // only its own.)
-        let condition = match self.load_rollout(id).await?.lease {
-            Some(lease) if lease.owner == owner && lease.expires_at > now => {
-                "#lease_owner = :lease_owner AND #lease_expires > :now"
-            }
-            _ => {
-                update.next_fence();
-                "attribute_exists(pk) AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :now)"
-            }
-        };
-        let out = self
-            .conditional_update(rollout_key(id), update, condition)
-            .return_values(ReturnValue::AllNew)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(|e| {
-                conflict_as(
-                    classify("taking rollout lease", self.table(), e),
-                    Conflict::RolloutLease,
-                    || format!("rollout {id} is driven by another controller"),
-                )
-            })?;
-        self.count(out.consumed_capacity());
-        decode_rollout(out.attributes().unwrap_or(&HashMap::new()))
+        self.acquire_lease_item(id, owner, ttl, now).await
     }
 
     async fn release_rollout_lease(&self, id: &RolloutId, lease: &Lease) -> Result<(), StoreError> {
-        let out = self
-            .client()
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(rollout_key(id)))
-            .update_expression("REMOVE lease_owner, lease_expires, lease_fence")
-            .condition_expression("lease_owner = :owner AND lease_fence = :fence")
-            .expression_attribute_values(":owner", s(&lease.owner))
-            .expression_attribute_values(":fence", n(lease.fence))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(|e| classify("releasing rollout lease", self.table(), e))?;
-        self.count(out.consumed_capacity());
-        Ok(())
+        self.release_lease_item(id, lease).await
     }
 
     async fn members(&self, id: &RolloutId, wave: Option<usize>) -> Result<Vec<RolloutMember>, StoreError> {
