@@ -532,7 +532,7 @@ pub async fn run(
                     record.target(),
                     if created { "started" } else { "was already started" },
                     record.waves.len(),
-                    record.skipped.len()
+                    record.skipped_count()
                 );
             }
             if wait.wait {

@@ -55,10 +55,11 @@ pub trait RolloutStore: super::FreezeStore + Send + Sync {
     /// Writes members of a rollout being prepared (idempotent puts).
     async fn put_members(&self, id: &RolloutId, members: &[RolloutMember]) -> Result<(), StoreError>;
     async fn load_rollout(&self, id: &RolloutId) -> Result<RolloutRecord, StoreError>;
-    /// `record` with the bake checks its succeeded waves keep apart put back in
-    /// `waves[].bake.checks`, for showing it: the stored record keeps only the
-    /// evidence of the bake in progress, so that it stays small.
-    async fn with_bake_evidence(&self, record: RolloutRecord) -> Result<RolloutRecord, StoreError>;
+    /// `record` with what is kept in items of its own put back, for showing it: the
+    /// bake checks of its succeeded waves in `waves[].bake.checks` (the stored record
+    /// keeps only the evidence of the bake in progress) and the tenants skipped at
+    /// planning in `skipped`, so that the stored record stays small at any fleet size.
+    async fn with_details(&self, record: RolloutRecord) -> Result<RolloutRecord, StoreError>;
     /// Writes `record` if it is still at `record.version` (and, with a lease guard,
     /// the lease is still the writer's). A lease guard also extends the lease to
     /// `record.lease`'s expiry. Returns the record as stored.

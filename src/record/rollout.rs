@@ -272,6 +272,12 @@ pub struct RolloutRecord {
     pub version: u64,
     #[serde(skip)]
     pub lease: Option<Lease>,
+    /// Store bookkeeping: how many tenants were skipped at planning when the list is
+    /// kept in items of its own rather than in `skipped` (which then holds it only
+    /// once [`crate::ports::RolloutStore::with_details`] put it back), so a rollout
+    /// over a fleet of any size fits in DynamoDB's item limit.
+    #[serde(skip)]
+    pub skipped_apart: Option<usize>,
 }
 
 impl RolloutRecord {
@@ -316,6 +322,7 @@ impl RolloutRecord {
             overridden_freezes: Vec::new(),
             version: 0,
             lease: None,
+            skipped_apart: None,
         };
         record.log(
             now,
@@ -328,6 +335,11 @@ impl RolloutRecord {
             ),
         );
         record
+    }
+
+    /// How many tenants were skipped at planning, whether or not their list is loaded.
+    pub fn skipped_count(&self) -> usize {
+        self.skipped_apart.unwrap_or(self.skipped.len())
     }
 
     /// What the rollout moves tenants to, in words.

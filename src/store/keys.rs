@@ -111,6 +111,14 @@ pub fn bake_evidence_sk(wave: usize) -> String {
 /// Sort keys of bake evidence start with this; the rest is the wave's index.
 pub const BAKE_EVIDENCE_SK_PREFIX: &str = "BAKE#";
 
+/// Sort keys of the tenants a rollout skipped at planning start with this; the rest
+/// is the tenant's id (so a query returns them in id order, as planned).
+pub const SKIPPED_SK_PREFIX: &str = "SKIP#";
+
+pub fn skipped_sk(tenant: &TenantId) -> String {
+    format!("{SKIPPED_SK_PREFIX}{tenant}")
+}
+
 pub fn member_prefix(wave: usize) -> String {
     format!("WAVE#{wave:04}#")
 }

@@ -458,6 +458,55 @@ async fn the_rollout_lease_is_renewed_by_its_holder_and_fenced_for_the_next() {
     assert_eq!(taken.fence, first.fence + 1, "a new holder gets a new fence");
 }
 
+/// The tenants a rollout skipped at planning are kept in items of their own, so a
+/// rollout that leaves thousands alone (a fleet mostly on the release already) still
+/// fits in DynamoDB's 400 KB item limit, and a reader still sees every one.
+#[tokio::test]
+async fn a_rollout_skipping_thousands_of_tenants_is_stored_and_shows_every_one() {
+    use tenant_orchestrator::domain::rollout::Skipped;
+    use tenant_orchestrator::domain::TenantId;
+    use tenant_orchestrator::store::{RolloutStore, WriteGuard};
+    let fleet = Fleet::new(&tenants("skips", "eu-west-1", 1), "1.0.0").await;
+    let mut record = fleet.start("r-small", json!({"release": "2.0.0"})).await;
+    let skipped: Vec<Skipped> = (0..6000)
+        .map(|i| Skipped {
+            id: TenantId::parse(&format!("a-tenant-with-a-long-name-number-{i:05}")).unwrap(),
+            reason: SkipReason::AlreadyOnRelease,
+        })
+        .collect();
+    assert!(
+        serde_json::to_vec(&skipped).unwrap().len() > 400 * 1024,
+        "more than an item holds"
+    );
+    record.id = RolloutId::parse("r-big").unwrap();
+    record.skipped = skipped.clone();
+    record.skipped_apart = None;
+    let created = fleet
+        .store
+        .create_rollout(&record, "starter", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(created.skipped_count(), 6000);
+
+    let stored = fleet.store.load_rollout(&record.id).await.unwrap();
+    assert!(stored.skipped.is_empty(), "the rollout item holds the count only");
+    assert_eq!(stored.skipped_count(), 6000);
+    let shown = fleet.store.with_details(stored).await.unwrap();
+    assert_eq!(shown.skipped, skipped, "every one, in id order");
+
+    // A save of the record as shown keeps them apart, and they still read back.
+    let mut aborted = shown.clone();
+    aborted.phase = Phase::Aborted;
+    fleet
+        .store
+        .save_rollout(&aborted, WriteGuard::Version)
+        .await
+        .unwrap();
+    let stored = fleet.store.load_rollout(&record.id).await.unwrap();
+    assert!(stored.skipped.is_empty());
+    assert_eq!(fleet.store.with_details(stored).await.unwrap().skipped, skipped);
+}
+
 /// The lease lives in an item of its own, which drives check and renewals write; the
 /// rollout item keeps a copy that outlasts it, fenced the same, for saves and for
 /// controllers that know only the copy.

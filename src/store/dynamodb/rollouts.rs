@@ -21,6 +21,7 @@ use super::outbox::outbox_put;
 use super::page_token::PageScope;
 use super::rollout_lease::{copy_expiry, decode_lease, lease_item};
 use super::{ttl_after, DynamoStore, UpdateExpr};
+use crate::domain::rollout::Skipped;
 use crate::domain::RolloutId;
 use crate::ports::{RolloutStore, RolloutSummary, TenantDrive};
 use crate::record::{BakeCheck, CloudEvent, Lease, Phase, RolloutMember, RolloutRecord, WaveStatus};
@@ -36,8 +37,16 @@ pub(super) fn rollout_key(id: &RolloutId) -> Item {
 
 /// The attributes a rollout save rewrites.
 fn rollout_attributes(r: &RolloutRecord) -> Vec<(&'static str, AttributeValue)> {
+    // A record read with its skipped tenants put back keeps them apart when saved.
+    let blob = match (r.skipped_apart, r.skipped.is_empty()) {
+        (Some(_), false) => to_json(&RolloutRecord {
+            skipped: Vec::new(),
+            ..r.clone()
+        }),
+        _ => to_json(r),
+    };
     vec![
-        ("rollout", to_json(r)),
+        ("rollout", blob),
         ("state_name", s(r.phase.as_str())),
         (
             "release",
@@ -57,7 +66,19 @@ pub(super) fn decode_rollout(item: &Item) -> Result<RolloutRecord, StoreError> {
     let mut record: RolloutRecord = json(item, "rollout")?;
     record.version = get_n(item, "version")? as u64;
     record.lease = decode_lease(item)?;
+    record.skipped_apart = match item.get("skipped_apart") {
+        Some(_) => Some(get_n(item, "skipped_apart")? as usize),
+        None => None,
+    };
     Ok(record)
+}
+
+fn skipped_item(id: &RolloutId, skipped: &Skipped) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(keys::rollout_pk(id))),
+        ("sk".to_owned(), s(keys::skipped_sk(&skipped.id))),
+        ("skipped".to_owned(), to_json(skipped)),
+    ])
 }
 
 fn member_item(id: &RolloutId, m: &RolloutMember, version: u64) -> Item {
@@ -108,13 +129,57 @@ impl DynamoStore {
             .expression_attribute_values(":prefix", s(prefix))
     }
 
+    /// Puts `items` (new or rewritten whole, so repeating it is harmless) 25 to a
+    /// `BatchWriteItem`, trying what DynamoDB leaves unprocessed again with backoff.
+    async fn batch_put(&self, items: Vec<Item>, context: &str) -> Result<(), StoreError> {
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let mut requests: Vec<WriteRequest> = (items.by_ref().take(BATCH))
+                .map(|item| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .expect("item set");
+                    WriteRequest::builder().put_request(put).build()
+                })
+                .collect();
+            let mut attempt = 0u32;
+            while !requests.is_empty() {
+                let out = self
+                    .client()
+                    .batch_write_item()
+                    .request_items(self.table(), requests)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .map_err(|e| classify(context, self.table(), e))?;
+                self.count(out.consumed_capacity());
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(self.table()))
+                    .unwrap_or_default();
+                attempt += 1;
+                if !requests.is_empty() {
+                    if attempt > 8 {
+                        return Err(StoreError::retryable(
+                            context,
+                            format!("{} items left unprocessed after {attempt} tries", requests.len()),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Moves the bake checks of the waves that succeeded out of `record` into items of
     /// their own (`sk BAKE#<wave>`), so the rollout item, which every tick and lease
     /// renewal of its controller rewrites and every drive transaction checks, keeps
     /// the evidence of the bake in progress only, and cannot outgrow DynamoDB's item
     /// limit however many waves the plan has. The evidence is written first: a save
     /// that fails afterwards leaves it in the record too, and the next save writes the
-    /// same item again. [`RolloutStore::with_bake_evidence`] puts it back for readers.
+    /// same item again. [`RolloutStore::with_details`] puts it back for readers.
     async fn set_bake_evidence_apart(&self, record: &mut RolloutRecord) -> Result<(), StoreError> {
         for wave in &mut record.waves {
             let Some(bake) = wave.bake.as_mut() else {
@@ -142,9 +207,26 @@ impl DynamoStore {
 
 #[async_trait]
 impl RolloutStore for DynamoStore {
-    async fn with_bake_evidence(&self, mut record: RolloutRecord) -> Result<RolloutRecord, StoreError> {
-        let query = self.rollout_items(&record.id, keys::BAKE_EVIDENCE_SK_PREFIX);
-        for item in self.query_all(query, "reading bake evidence").await? {
+    async fn with_details(&self, mut record: RolloutRecord) -> Result<RolloutRecord, StoreError> {
+        let skipped_apart = record.skipped_apart.is_some() && record.skipped.is_empty();
+        let bakes = self.query_all(
+            self.rollout_items(&record.id, keys::BAKE_EVIDENCE_SK_PREFIX),
+            "reading bake evidence",
+        );
+        let skipped = async {
+            match skipped_apart {
+                true => {
+                    let query = self.rollout_items(&record.id, keys::SKIPPED_SK_PREFIX);
+                    self.query_all(query, "reading skipped tenants").await
+                }
+                false => Ok(Vec::new()),
+            }
+        };
+        let (bakes, skipped) = tokio::try_join!(bakes, skipped)?;
+        for item in &skipped {
+            record.skipped.push(json(item, "skipped")?);
+        }
+        for item in bakes {
             let sk = get_s(&item, "sk")?;
             let index: usize = (sk.strip_prefix(keys::BAKE_EVIDENCE_SK_PREFIX))
                 .and_then(|i| i.parse().ok())
@@ -166,6 +248,10 @@ impl RolloutStore for DynamoStore {
         ttl: Duration,
     ) -> Result<RolloutRecord, StoreError> {
         let mut stored = record.clone();
+        // The skipped tenants go to items of their own (below): tens of thousands of
+        // them would not fit in the rollout item.
+        let skipped = std::mem::take(&mut stored.skipped);
+        stored.skipped_apart = Some(skipped.len());
         stored.version = 1;
         stored.lease = Some(Lease {
             owner: owner.to_owned(),
@@ -184,6 +270,7 @@ impl RolloutStore for DynamoStore {
         item.insert("lease_expires".into(), millis(copy_expiry(lease.expires_at)));
         item.insert("lease_fence".into(), n(1));
         item.insert("last_fence".into(), n(1));
+        item.insert("skipped_apart".into(), n(skipped.len()));
         let new = |item: Item| {
             TransactWriteItem::builder()
                 .put(
@@ -216,52 +303,16 @@ impl RolloutStore for DynamoStore {
                 })
             }
         }
+        // Written while the rollout is still preparing: a start interrupted before
+        // they all are is aborted, as one interrupted before its members are.
+        let items = skipped.iter().map(|k| skipped_item(&stored.id, k)).collect();
+        self.batch_put(items, "writing skipped tenants").await?;
         Ok(stored)
     }
 
     async fn put_members(&self, id: &RolloutId, members: &[RolloutMember]) -> Result<(), StoreError> {
-        for chunk in members.chunks(BATCH) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|m| {
-                    WriteRequest::builder()
-                        .put_request(
-                            PutRequest::builder()
-                                .set_item(Some(member_item(id, m, 1)))
-                                .build()
-                                .expect("item set"),
-                        )
-                        .build()
-                })
-                .collect();
-            let mut attempt = 0u32;
-            while !requests.is_empty() {
-                let out = self
-                    .client()
-                    .batch_write_item()
-                    .request_items(self.table(), requests)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await
-                    .map_err(|e| classify("writing rollout members", self.table(), e))?;
-                self.count(out.consumed_capacity());
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(self.table()))
-                    .unwrap_or_default();
-                attempt += 1;
-                if !requests.is_empty() {
-                    if attempt > 8 {
-                        return Err(StoreError::retryable(
-                            "writing rollout members",
-                            format!("{} items left unprocessed after {attempt} tries", requests.len()),
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
-                }
-            }
-        }
-        Ok(())
+        let items = members.iter().map(|m| member_item(id, m, 1)).collect();
+        self.batch_put(items, "writing rollout members").await
     }
 
     async fn load_rollout(&self, id: &RolloutId) -> Result<RolloutRecord, StoreError> {
