@@ -432,6 +432,24 @@ def cloudformation_change_sets() -> None:
               err.response["Error"]["Code"] == "ChangeSetNotFound", err)
     left = [s["ChangeSetName"] for s in cfn.list_change_sets(StackName=stack)["Summaries"]]
     check("cfn: executing a change set deletes the stack's others", left == ["param"], left)
+
+    other = f"selftest-changes-other-{RUN}"
+    cfn.create_stack(StackName=other, TemplateBody=TENANT_TEMPLATE, Parameters=params(Tenant=f"{RUN}-other", Release="1.0.0"))
+    cfn.create_change_set(StackName=other, ChangeSetName="elsewhere", ChangeSetType="UPDATE",
+                          TemplateBody=TENANT_TEMPLATE, Parameters=params(Tenant=f"{RUN}-other", Release="1.1.0"))
+    listed = [s["ChangeSetName"] for s in cfn.list_change_sets(StackName=stack)["Summaries"]]
+    check("cfn: ListChangeSets lists the named stack's change sets only", listed == ["param"], listed)
+    for call in (cfn.describe_change_set, cfn.delete_change_set):
+        try:
+            call(StackName=stack, ChangeSetName="elsewhere")
+            check(f"cfn: {call.__name__} finds a name among the named stack's change sets only", False, "found")
+        except ClientError as err:
+            check(f"cfn: {call.__name__} finds a name among the named stack's change sets only",
+                  err.response["Error"]["Code"] == "ChangeSetNotFound", err)
+    cfn.delete_change_set(StackName=other, ChangeSetName="elsewhere")
+    left = cfn.list_change_sets(StackName=other)["Summaries"]
+    check("cfn: DeleteChangeSet of the named stack's change set deletes it", left == [], left)
+    cfn.delete_stack(StackName=other)
     cfn.delete_stack(StackName=stack)
 
 

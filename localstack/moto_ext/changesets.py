@@ -27,6 +27,9 @@ Here:
 5. ExecuteChangeSet of an UPDATE runs the stack update itself (propagation,
    cleanup, failure states of moto_ext.cfn), and records its ClientRequestToken
    on the stack events as UpdateStack does.
+6. ListChangeSets lists the change sets of the stack named, and Describe/
+   DeleteChangeSet find a name among that stack's change sets only, as in AWS
+   (moto listed every stack's change sets, and found a name on any stack).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import responses as cfn_responses
 from moto.cloudformation.exceptions import AlreadyExistsException, CloudFormationError, ValidationError
+from moto.core.responses import ActionResult, EmptyResult
 
 from . import cfn, rds
 
@@ -369,6 +373,32 @@ def _response_create_change_set(original: Any) -> Any:
     return handler
 
 
+def _of_stack(backend: Any, stack: str | None) -> list[Any]:
+    return [cs for cs in backend.change_sets.values() if stack in (cs.stack_name, cs.stack_id)]
+
+
+def _named(response: Any) -> Any:
+    name, stack = response._get_param("ChangeSetName"), response._get_param("StackName")
+    change_set = _find(response.cloudformation_backend, name, stack)
+    if change_set is None:
+        raise ChangeSetNotFound(f"ChangeSet [{name}] does not exist")
+    return change_set
+
+
+def _response_list_change_sets(self: Any) -> Any:
+    return ActionResult({"Summaries": _of_stack(self.cloudformation_backend, self._get_param("StackName"))})
+
+
+def _response_describe_change_set(self: Any) -> Any:
+    return ActionResult(_named(self))
+
+
+def _response_delete_change_set(self: Any) -> Any:
+    change_set = _named(self)
+    self.cloudformation_backend.change_sets.pop(change_set.change_set_id, None)
+    return EmptyResult()
+
+
 def apply() -> None:
     cfn_models.ChangeSet.diff = _diff  # type: ignore[method-assign]
     cfn_models.CloudFormationBackend.create_change_set = _create_change_set  # type: ignore[method-assign]
@@ -377,5 +407,8 @@ def apply() -> None:
     cfn_models.CloudFormationBackend.delete_change_set = _delete_change_set  # type: ignore[method-assign]
     responses_cls = cfn_responses.CloudFormationResponse
     responses_cls._validate_different_update = _validate_different_update  # type: ignore[method-assign]
+    responses_cls.list_change_sets = _response_list_change_sets  # type: ignore[method-assign]
+    responses_cls.describe_change_set = _response_describe_change_set  # type: ignore[method-assign]
+    responses_cls.delete_change_set = _response_delete_change_set  # type: ignore[method-assign]
     responses_cls.create_change_set = _response_create_change_set(responses_cls.create_change_set)  # type: ignore[method-assign]
     responses_cls.execute_change_set = cfn._with_token("execute", responses_cls.execute_change_set)  # type: ignore[method-assign]
