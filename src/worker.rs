@@ -78,7 +78,7 @@ impl WorkerConfig {
             step_deadline: Duration::from_secs(45 * 60),
             call_timeout: Duration::from_secs(10 * 60),
             shutdown_grace: Duration::from_secs(20),
-            steps_per_write: 8,
+            steps_per_write: MAX_STEPS_PER_WRITE,
             step_write_delay: Duration::from_secs(1),
         }
     }

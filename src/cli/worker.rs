@@ -65,7 +65,7 @@ pub struct WorkerArgs {
     /// Most step outcomes recorded in one write: a step that succeeds straight into
     /// the next is written with the steps after it, one history event each, within
     /// --step-write-delay. 1 writes every step on its own.
-    #[arg(long, env = "TENANTCTL_STEPS_PER_WRITE", default_value_t = 8)]
+    #[arg(long, env = "TENANTCTL_STEPS_PER_WRITE", default_value_t = tenant_orchestrator::worker::MAX_STEPS_PER_WRITE)]
     steps_per_write: usize,
     /// Longest a finished step's outcome waits to be written with the next ones.
     #[arg(long, env = "TENANTCTL_STEP_WRITE_DELAY", default_value = "1s", value_parser = humantime::parse_duration)]
