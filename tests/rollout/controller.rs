@@ -436,16 +436,7 @@ async fn the_rollout_lease_is_renewed_by_its_holder_and_fenced_for_the_next() {
         .acquire_rollout_lease(&id, "ctl-b", ttl, later)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            refused,
-            tenant_orchestrator::store::StoreError::Conflict {
-                kind: tenant_orchestrator::store::Conflict::RolloutLease,
-                ..
-            }
-        ),
-        "{refused}"
-    );
+    assert_lost_lease(&refused);
     let after_expiry = later + chrono::Duration::seconds(6);
     let taken = fleet
         .store
@@ -513,7 +504,7 @@ async fn a_rollout_skipping_thousands_of_tenants_is_stored_and_shows_every_one()
 #[tokio::test]
 async fn a_drive_under_an_expired_lease_is_refused_while_the_copy_still_keeps_copy_readers_out() {
     use tenant_orchestrator::record::{Actor, Cause, Transition};
-    use tenant_orchestrator::store::{Conflict, RolloutStore, StoreError, TenantDrive};
+    use tenant_orchestrator::store::{RolloutStore, TenantDrive};
     let all = tenants("stale", "eu-west-1", 1);
     let fleet = Fleet::new(&all, "1.0.0").await;
     fleet.start("r-stale", json!({"release": "2.0.0"})).await;
@@ -555,16 +546,7 @@ async fn a_drive_under_an_expired_lease_is_refused_while_the_copy_still_keeps_co
         })
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            refused,
-            StoreError::Conflict {
-                kind: Conflict::RolloutLease,
-                ..
-            }
-        ),
-        "{refused}"
-    );
+    assert_lost_lease(&refused);
     let after = fleet.store.load(&tenant_id).await.unwrap();
     assert_eq!(after.version, tenant.version, "nothing of the drive was written");
     assert_eq!(fleet.members("r-stale").await[0].version, member.version);
@@ -585,7 +567,7 @@ async fn a_drive_under_an_expired_lease_is_refused_while_the_copy_still_keeps_co
 /// or another holder's) keeps a controller that knows both out while it is live.
 #[tokio::test]
 async fn a_lease_held_on_the_rollout_item_alone_keeps_other_controllers_out_until_it_expires() {
-    use tenant_orchestrator::store::{Conflict, RolloutStore, StoreError};
+    use tenant_orchestrator::store::RolloutStore;
     let fleet = Fleet::new(&tenants("mixed", "eu-west-1", 1), "1.0.0").await;
     fleet.start("r-mixed", json!({"release": "2.0.0"})).await;
     let id = RolloutId::parse("r-mixed").unwrap();
@@ -635,16 +617,7 @@ async fn a_lease_held_on_the_rollout_item_alone_keeps_other_controllers_out_unti
             .acquire_rollout_lease(&id, owner, Duration::from_secs(5), now)
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                refused,
-                StoreError::Conflict {
-                    kind: Conflict::RolloutLease,
-                    ..
-                }
-            ),
-            "{owner}: {refused}"
-        );
+        assert_lost_lease(&refused);
     }
     let after_expiry = now + chrono::Duration::seconds(31);
     let taken = fleet
@@ -794,4 +767,19 @@ async fn the_rollouts_allowance_to_replace_rides_on_the_tenant_for_its_upgrade_o
         done.facts.allow_replacement
     );
     fleet.stop().await;
+}
+
+/// `err` is a refusal because another controller holds the rollout's lease.
+fn assert_lost_lease(err: &tenant_orchestrator::store::StoreError) {
+    use tenant_orchestrator::store::{Conflict, StoreError};
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                kind: Conflict::RolloutLease,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

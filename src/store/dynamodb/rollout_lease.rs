@@ -164,20 +164,41 @@ impl DynamoStore {
         copy: Option<&Lease>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.extend_lease(lease_key(id), id, mine, lease.expires_at, Some(now))
+            .await?;
+        let half = chrono::Duration::from_std(COPY_MARGIN / 2).unwrap_or_default();
+        if copy.is_some_and(|c| c.expires_at < lease.expires_at + half) {
+            let expires = copy_expiry(lease.expires_at);
+            self.extend_lease(rollout_key(id), id, mine, expires, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the lease expiry of the item at `key` to `expires`, if `mine` still holds
+    /// it there (and, given `now`, its expiry there has not passed).
+    async fn extend_lease(
+        &self,
+        key: Item,
+        id: &RolloutId,
+        mine: &Lease,
+        expires: DateTime<Utc>,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         let mut update = UpdateExpr::default();
         update
-            .set("lease_expires", millis(lease.expires_at))
+            .set("lease_expires", millis(expires))
             .name("lease_owner")
             .name("lease_fence")
             .value(":owner", s(&mine.owner))
-            .value(":fence", n(mine.fence))
-            .value(":now", millis(now));
+            .value(":fence", n(mine.fence));
+        let mut condition = "#lease_owner = :owner AND #lease_fence = :fence".to_owned();
+        if let Some(now) = now {
+            update.value(":now", millis(now));
+            condition.push_str(" AND #lease_expires > :now");
+        }
         let out = self
-            .conditional_update(
-                lease_key(id),
-                update,
-                "#lease_owner = :owner AND #lease_fence = :fence AND #lease_expires > :now",
-            )
+            .conditional_update(key, update, condition)
             .send()
             .await
             .map_err(|e| {
@@ -188,32 +209,6 @@ impl DynamoStore {
                 )
             })?;
         self.count_as("rollout lease", out.consumed_capacity());
-        let half = chrono::Duration::from_std(COPY_MARGIN / 2).unwrap_or_default();
-        if copy.is_some_and(|c| c.expires_at < lease.expires_at + half) {
-            let mut update = UpdateExpr::default();
-            update
-                .set("lease_expires", millis(copy_expiry(lease.expires_at)))
-                .name("lease_owner")
-                .name("lease_fence")
-                .value(":owner", s(&mine.owner))
-                .value(":fence", n(mine.fence));
-            let out = self
-                .conditional_update(
-                    rollout_key(id),
-                    update,
-                    "#lease_owner = :owner AND #lease_fence = :fence",
-                )
-                .send()
-                .await
-                .map_err(|e| {
-                    conflict_as(
-                        classify("renewing rollout lease", self.table(), e),
-                        Conflict::RolloutLease,
-                        lost(id),
-                    )
-                })?;
-            self.count_as("rollout lease", out.consumed_capacity());
-        }
         Ok(())
     }
 
