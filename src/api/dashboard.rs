@@ -171,7 +171,9 @@ async fn rollout(
     let id = RolloutId::parse(&id)?;
     // A rollout no read binding of the viewer covers is a 404, like an unknown one.
     let record = viewer.principal().rollout(&state, &id).await?;
-    let record = state.store().with_details(record).await?;
+    let record = (state.store())
+        .with_details(record, crate::ports::Details::BakeEvidence)
+        .await?;
     let members = state.store().members(&id, None).await?;
     let timeline = rollout_timeline::timeline(&record, &members, chrono::Utc::now());
     // A query that names no action is ignored: the page shows no notice.

@@ -164,7 +164,9 @@ async fn view(
     created: Option<bool>,
 ) -> Result<RolloutView, ApiError> {
     let members = state.store().members(&record.id, None).await?;
-    let record = state.store().with_details(record).await?;
+    let record = (state.store())
+        .with_details(record, crate::ports::Details::Everything)
+        .await?;
     Ok(RolloutView {
         bake_evidence: WaveBakeEvidence::of(&record),
         outage_overruns: MemberOutageOverrun::of(&members),

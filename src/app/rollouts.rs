@@ -415,7 +415,9 @@ impl RolloutCommands {
     /// The rollout, with the bake evidence of its finished waves, and its members.
     pub async fn get(&self, id: &RolloutId) -> Result<(RolloutRecord, Vec<RolloutMember>), RolloutError> {
         let record = self.rollouts.load_rollout(id).await?;
-        let record = self.rollouts.with_details(record).await?;
+        let record = (self.rollouts)
+            .with_details(record, crate::ports::Details::Everything)
+            .await?;
         let members = self.rollouts.members(id, None).await?;
         Ok((record, members))
     }

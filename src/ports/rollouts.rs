@@ -41,6 +41,17 @@ pub struct TenantDrive<'a> {
     pub finished_holder: Option<&'a RolloutId>,
 }
 
+/// What [`RolloutStore::with_details`] reads back of what a rollout keeps apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Details {
+    /// The bake evidence only: what the dashboard's rollout page draws, on every
+    /// refresh, without the skipped tenants (tens of thousands in a large fleet).
+    BakeEvidence,
+    /// The bake evidence and every tenant skipped at planning: the API's rollout and
+    /// `rollout status`.
+    Everything,
+}
+
 /// A rollout store knows the freeze windows: the controller reads them every step.
 #[async_trait]
 pub trait RolloutStore: super::FreezeStore + Send + Sync {
@@ -57,9 +68,14 @@ pub trait RolloutStore: super::FreezeStore + Send + Sync {
     async fn load_rollout(&self, id: &RolloutId) -> Result<RolloutRecord, StoreError>;
     /// `record` with what is kept in items of its own put back, for showing it: the
     /// bake checks of its succeeded waves in `waves[].bake.checks` (the stored record
-    /// keeps only the evidence of the bake in progress) and the tenants skipped at
-    /// planning in `skipped`, so that the stored record stays small at any fleet size.
-    async fn with_details(&self, record: RolloutRecord) -> Result<RolloutRecord, StoreError>;
+    /// keeps only the evidence of the bake in progress) and, with
+    /// [`Details::Everything`], the tenants skipped at planning in `skipped`, so that
+    /// the stored record stays small at any fleet size.
+    async fn with_details(
+        &self,
+        record: RolloutRecord,
+        details: Details,
+    ) -> Result<RolloutRecord, StoreError>;
     /// Writes `record` if it is still at `record.version` (and, with a lease guard,
     /// the lease is still the writer's). A lease guard also extends the lease to
     /// `record.lease`'s expiry. Returns the record as stored.

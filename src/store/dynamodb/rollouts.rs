@@ -23,7 +23,7 @@ use super::rollout_lease::{copy_expiry, decode_lease, lease_item};
 use super::{ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::rollout::Skipped;
 use crate::domain::RolloutId;
-use crate::ports::{RolloutStore, RolloutSummary, TenantDrive};
+use crate::ports::{Details, RolloutStore, RolloutSummary, TenantDrive};
 use crate::record::{BakeCheck, CloudEvent, Lease, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::store::{keys, Conflict, Entity, Page, StoreError, WriteGuard};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -207,8 +207,13 @@ impl DynamoStore {
 
 #[async_trait]
 impl RolloutStore for DynamoStore {
-    async fn with_details(&self, mut record: RolloutRecord) -> Result<RolloutRecord, StoreError> {
-        let skipped_apart = record.skipped_apart.is_some() && record.skipped.is_empty();
+    async fn with_details(
+        &self,
+        mut record: RolloutRecord,
+        details: Details,
+    ) -> Result<RolloutRecord, StoreError> {
+        let skipped_apart =
+            details == Details::Everything && record.skipped_apart.is_some() && record.skipped.is_empty();
         let bakes = self.query_all(
             self.rollout_items(&record.id, keys::BAKE_EVIDENCE_SK_PREFIX),
             "reading bake evidence",
