@@ -1,6 +1,8 @@
 //! Maps SDK errors onto the store's Conflict / NotFound / Retryable / Invalid / Fatal.
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
 use super::super::{Conflict, StoreError};
 
@@ -70,8 +72,6 @@ where
     failure.with_source(err)
 }
 
-/// A cancelled transaction: a failed condition is a conflict, a conflicting
-/// transaction or throttling may be retried.
 /// `err` told as a conflict of `kind`, with `detail` saying what the refused
 /// condition guarded; any other error as it is.
 pub fn conflict_as(err: StoreError, kind: Conflict, detail: impl FnOnce() -> String) -> StoreError {
@@ -85,6 +85,28 @@ pub fn conflict_as(err: StoreError, kind: Conflict, detail: impl FnOnce() -> Str
     }
 }
 
+/// A failed `TransactWriteItems` whose every condition guards the same thing: a
+/// refused one is a conflict of `kind`, with `detail`; anything else as [`classify`]
+/// and [`cancellation`] tell it.
+pub fn transaction_conflict_as(
+    context: &str,
+    table: &str,
+    err: SdkError<TransactWriteItemsError, HttpResponse>,
+    kind: Conflict,
+    detail: impl Fn() -> String,
+) -> StoreError {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+            cancellation(context, cancelled.cancellation_reasons(), |_, _| {
+                (kind.clone(), detail())
+            })
+        }
+        _ => classify(context, table, err),
+    }
+}
+
+/// A cancelled transaction: a failed condition is a conflict, a conflicting
+/// transaction or throttling may be retried.
 pub fn cancellation(
     context: &str,
     reasons: &[aws_sdk_dynamodb::types::CancellationReason],

@@ -24,13 +24,10 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
-use super::errors::{cancellation, classify, conflict_as};
+use super::errors::{classify, conflict_as, transaction_conflict_as};
 use super::item::{get_n, key, millis, n, opt_s, s, time_from_millis, Item};
 use super::rollouts::{decode_rollout, rollout_key};
 use super::{ttl_after, DynamoStore, UpdateExpr};
@@ -86,7 +83,7 @@ fn unchanged(update: &mut UpdateExpr, read: Option<&Lease>) -> String {
     }
 }
 
-fn lost(id: &RolloutId) -> impl FnOnce() -> String + '_ {
+fn lost(id: &RolloutId) -> impl Fn() -> String + '_ {
     move || format!("rollout {id} is driven by another controller")
 }
 
@@ -260,13 +257,23 @@ impl DynamoStore {
             TransactWriteItem::builder().update(take_copy).build(),
             TransactWriteItem::builder().put(take_item).build(),
         ];
-        match self.send_transaction(items).await {
-            Ok(out) => {
-                self.count_as("rollout lease", out.consumed_capacity());
-                Ok(())
-            }
-            Err(err) => Err(lease_tx_error(id, "taking rollout lease", self.table(), err)),
-        }
+        self.send_lease_transaction(id, items, "taking rollout lease")
+            .await
+    }
+
+    /// Writes both lease items in one transaction; a refused condition means another
+    /// controller has the lease (or took it since it was read).
+    async fn send_lease_transaction(
+        &self,
+        id: &RolloutId,
+        items: Vec<TransactWriteItem>,
+        context: &str,
+    ) -> Result<(), StoreError> {
+        let out = (self.send_transaction(items).await).map_err(|err| {
+            transaction_conflict_as(context, self.table(), err, Conflict::RolloutLease, lost(id))
+        })?;
+        self.count_as("rollout lease", out.consumed_capacity());
+        Ok(())
     }
 
     /// [`crate::ports::RolloutStore::release_rollout_lease`]: removes the copy and the
@@ -308,28 +315,7 @@ impl DynamoStore {
             TransactWriteItem::builder().update(release_copy).build(),
             TransactWriteItem::builder().delete(release_item).build(),
         ];
-        match self.send_transaction(items).await {
-            Ok(out) => {
-                self.count_as("rollout lease", out.consumed_capacity());
-                Ok(())
-            }
-            Err(err) => Err(lease_tx_error(id, "releasing rollout lease", self.table(), err)),
-        }
+        self.send_lease_transaction(id, items, "releasing rollout lease")
+            .await
     }
-}
-
-/// A failed lease transaction: a refused condition means another controller has the
-/// lease (or took it since it was read).
-fn lease_tx_error(
-    id: &RolloutId,
-    context: &str,
-    table: &str,
-    err: SdkError<TransactWriteItemsError, HttpResponse>,
-) -> StoreError {
-    if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() {
-        return cancellation(context, cancelled.cancellation_reasons(), |_, _| {
-            (Conflict::RolloutLease, lost(id)())
-        });
-    }
-    classify(context, table, err)
 }

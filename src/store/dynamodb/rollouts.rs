@@ -11,11 +11,11 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 
-use super::errors::{cancellation, classify, conflict_as};
+use super::errors::{classify, conflict_as, transaction_conflict_as};
 use super::item;
 use super::item::{
-    corrupt, corrupt_by, get_n, get_s, item_key, json, millis, n, opt_s, plain_key, s, time_from_millis,
-    to_json, Item,
+    corrupt, corrupt_by, get_n, get_s, item_key, json, millis, n, opt_n, opt_s, plain_key, s,
+    time_from_millis, to_json, Item,
 };
 use super::outbox::outbox_put;
 use super::page_token::PageScope;
@@ -66,10 +66,7 @@ pub(super) fn decode_rollout(item: &Item) -> Result<RolloutRecord, StoreError> {
     let mut record: RolloutRecord = json(item, "rollout")?;
     record.version = get_n(item, "version")? as u64;
     record.lease = decode_lease(item)?;
-    record.skipped_apart = match item.get("skipped_apart") {
-        Some(_) => Some(get_n(item, "skipped_apart")? as usize),
-        None => None,
-    };
+    record.skipped_apart = opt_n(item, "skipped_apart")?.map(|n| n as usize);
     Ok(record)
 }
 
@@ -174,10 +171,9 @@ impl DynamoStore {
     }
 
     /// Moves the bake checks of the waves that succeeded out of `record` into items of
-    /// their own (`sk BAKE#<wave>`), so the rollout item, which every tick and lease
-    /// renewal of its controller rewrites and every drive transaction checks, keeps
-    /// the evidence of the bake in progress only, and cannot outgrow DynamoDB's item
-    /// limit however many waves the plan has. The evidence is written first: a save
+    /// their own (`sk BAKE#<wave>`), so the rollout item, which every save of its
+    /// controller rewrites, keeps the evidence of the bake in progress only, and
+    /// cannot outgrow DynamoDB's item limit however many waves the plan has. The evidence is written first: a save
     /// that fails afterwards leaves it in the record too, and the next save writes the
     /// same item again. [`RolloutStore::with_details`] puts it back for readers.
     async fn set_bake_evidence_apart(&self, record: &mut RolloutRecord) -> Result<(), StoreError> {
@@ -295,19 +291,10 @@ impl RolloutStore for DynamoStore {
                 stored.id, stored.id
             )
         };
-        match self.send_transaction(items).await {
-            Ok(out) => self.count(out.consumed_capacity()),
-            Err(err) => {
-                return Err(match err.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                        cancellation("creating rollout", cancelled.cancellation_reasons(), |_, _| {
-                            (Conflict::Version, exists())
-                        })
-                    }
-                    _ => classify("creating rollout", self.table(), err),
-                })
-            }
-        }
+        let out = (self.send_transaction(items).await).map_err(|err| {
+            transaction_conflict_as("creating rollout", self.table(), err, Conflict::Version, exists)
+        })?;
+        self.count(out.consumed_capacity());
         // Written while the rollout is still preparing: a start interrupted before
         // they all are is aborted, as one interrupted before its members are.
         let items = skipped.iter().map(|k| skipped_item(&stored.id, k)).collect();
