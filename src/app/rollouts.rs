@@ -84,8 +84,33 @@ pub struct Started {
 }
 
 const CONFLICT_RETRIES: usize = 8;
-/// How long a starting call holds the new rollout before controllers may take it.
+/// How long a starting call holds the new rollout before controllers may take it;
+/// renewed after each [`START_CHUNK`] of its writes.
 const START_LEASE: Duration = Duration::from_secs(60);
+/// How many members (or skipped tenants) a start writes between renewals of its lease.
+const START_CHUNK: usize = 1_000;
+
+/// What taking over an unfinished start found.
+enum TakeOver {
+    /// The rollout, rewritten from the new plan and still preparing, under the
+    /// caller's lease.
+    Taken(RolloutRecord),
+    /// Another call finished the start first: the rollout as it is.
+    Finished(Started),
+}
+
+impl Started {
+    /// A rollout that was already started: its own members, not a new plan (the fleet
+    /// now counts them as held).
+    fn existing(record: RolloutRecord) -> Self {
+        let tenants = record.waves.iter().map(|w| w.size).sum();
+        Started {
+            record,
+            created: false,
+            tenants,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct RolloutCommands {
@@ -327,25 +352,19 @@ impl RolloutCommands {
         if let Some(at) = options.at {
             check_schedule(at, now)?;
         }
-        match self.rollouts.load_rollout(&id).await {
-            Ok(existing) if existing.spec == spec => {
-                // Its own members, not a new plan: the fleet now counts them as held.
-                let tenants = existing.waves.iter().map(|w| w.size).sum();
-                return Ok(Started {
-                    record: existing,
-                    created: false,
-                    tenants,
-                });
-            }
+        let unfinished = match self.rollouts.load_rollout(&id).await {
+            // A start that was interrupted is done again below, under its lease.
+            Ok(existing) if existing.spec == spec && existing.start_unfinished() => Some(existing),
+            Ok(existing) if existing.spec == spec => return Ok(Started::existing(existing)),
             Ok(_) => {
                 return Err(RolloutError::Refused {
                     id,
                     message: "exists with a different spec; give the new rollout another --id".into(),
                 })
             }
-            Err(StoreError::NotFound { .. }) => {}
+            Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
-        }
+        };
         let plan = self.plan(&spec, now).await?;
         if let Some(previewer) = &self.previewer {
             let preview = preview_plan(self.tenants.as_ref(), previewer.as_ref(), &spec, &plan).await?;
@@ -385,14 +404,29 @@ impl RolloutCommands {
         }
         record.overridden_freezes = overridden;
         let starter = format!("start:{}", uuid::Uuid::new_v4().simple());
-        let mut record = self
-            .rollouts
-            .create_rollout(&record, &starter, START_LEASE)
-            .await?;
-        let lease = record.lease.clone().expect("created with a lease");
-        self.rollouts
-            .put_members(&id, &RolloutMember::from_plan(&plan))
-            .await?;
+        let mut record = match unfinished {
+            None => {
+                (self.rollouts)
+                    .create_rollout(&record, &starter, START_LEASE)
+                    .await?
+            }
+            Some(unfinished) => match self.take_over_start(unfinished, record, &starter, actor).await? {
+                TakeOver::Taken(record) => record,
+                TakeOver::Finished(started) => return Ok(started),
+            },
+        };
+        let mut lease = record.lease.clone().expect("created with a lease");
+        // Written while the rollout is still preparing, a chunk at a time with the
+        // lease renewed after each, so that a large fleet's start keeps its lease
+        // however long the writes take, and one interrupted is resumed whole.
+        for chunk in plan.skipped.chunks(START_CHUNK) {
+            self.rollouts.put_skipped(&id, chunk).await?;
+            lease = self.renew_start(&id, &starter).await?;
+        }
+        for chunk in RolloutMember::from_plan(&plan).chunks(START_CHUNK) {
+            self.rollouts.put_members(&id, chunk).await?;
+            lease = self.renew_start(&id, &starter).await?;
+        }
         record.phase = if plan.waves.is_empty() {
             record.log(now, actor, "completed: no tenant needed to move");
             Phase::Completed
@@ -410,6 +444,70 @@ impl RolloutCommands {
             created: true,
             tenants: plan.tenant_count(),
         })
+    }
+
+    /// Takes the lease of a rollout whose start was interrupted (`unfinished`, read
+    /// before planning) and rewrites it from `planned`, this call's plan of the same
+    /// spec: the first attempt's members and skipped tenants are removed, its events
+    /// kept. Refused while the lease is live: the start may still be running, or
+    /// have been interrupted less than [`START_LEASE`] ago.
+    async fn take_over_start(
+        &self,
+        unfinished: RolloutRecord,
+        planned: RolloutRecord,
+        starter: &str,
+        actor: &str,
+    ) -> Result<TakeOver, RolloutError> {
+        let id = unfinished.id.clone();
+        let now = Utc::now();
+        let held = match (self.rollouts)
+            .acquire_rollout_lease(&id, starter, START_LEASE, now)
+            .await
+        {
+            Ok(held) => held,
+            Err(StoreError::Conflict { .. }) => {
+                return Err(RolloutError::Refused {
+                    id,
+                    message: format!(
+                        "is still being started, by another call or by one interrupted less than {} s ago; run the same start again after that and it resumes the interrupted one, or see it with `tenantctl rollout status {}`",
+                        START_LEASE.as_secs(),
+                        unfinished.id
+                    ),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let lease = held.lease.clone().expect("a lease was just taken");
+        if !held.start_unfinished() {
+            self.rollouts.release_rollout_lease(&id, &lease).await?;
+            return Ok(TakeOver::Finished(Started::existing(held)));
+        }
+        self.rollouts.clear_start(&id).await?;
+        let mut record = planned;
+        record.skipped_apart = Some(record.skipped.len());
+        record.created_at = held.created_at;
+        record.created_by = held.created_by.clone();
+        record.events = held.events.iter().cloned().chain(record.events).collect();
+        record.log(
+            now,
+            actor,
+            format!("start resumed: the {} start before was interrupted", held.phase),
+        );
+        record.version = held.version;
+        record.lease = Some(lease.clone());
+        let mut saved = (self.rollouts)
+            .save_rollout(&record, WriteGuard::Lease(&lease))
+            .await?;
+        saved.skipped = Vec::new();
+        Ok(TakeOver::Taken(saved))
+    }
+
+    /// Renews a starting call's lease on the rollout it is writing.
+    async fn renew_start(&self, id: &RolloutId, starter: &str) -> Result<crate::record::Lease, RolloutError> {
+        let renewed = (self.rollouts)
+            .acquire_rollout_lease(id, starter, START_LEASE, Utc::now())
+            .await?;
+        Ok(renewed.lease.expect("a lease was just renewed"))
     }
 
     /// The rollout, with the bake evidence of its finished waves, and its members.

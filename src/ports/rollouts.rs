@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Page, StoreError, WriteGuard};
+use crate::domain::rollout::Skipped;
 use crate::domain::{ReleaseVersion, RolloutId};
 use crate::record::{Lease, Phase, RolloutMember, RolloutRecord, TenantRecord, Transition};
 
@@ -55,8 +56,9 @@ pub enum Details {
 /// A rollout store knows the freeze windows: the controller reads them every step.
 #[async_trait]
 pub trait RolloutStore: super::FreezeStore + Send + Sync {
-    /// Stores a new rollout, leased to `owner` while its members are written;
-    /// `Conflict` if the id is taken.
+    /// Stores a new rollout, leased to `owner` while its members and skipped tenants
+    /// are written ([`Self::put_members`], [`Self::put_skipped`]; the stored record
+    /// keeps only the count of the latter); `Conflict` if the id is taken.
     async fn create_rollout(
         &self,
         record: &RolloutRecord,
@@ -65,6 +67,15 @@ pub trait RolloutStore: super::FreezeStore + Send + Sync {
     ) -> Result<RolloutRecord, StoreError>;
     /// Writes members of a rollout being prepared (idempotent puts).
     async fn put_members(&self, id: &RolloutId, members: &[RolloutMember]) -> Result<(), StoreError>;
+    /// Writes the tenants a rollout being prepared skipped at planning, each in an
+    /// item of its own (idempotent puts): a large fleet's would not fit in the
+    /// rollout's item, which keeps only their count (`record.skipped_apart`).
+    async fn put_skipped(&self, id: &RolloutId, skipped: &[Skipped]) -> Result<(), StoreError>;
+    /// Removes the members and skipped tenants of a rollout whose start was
+    /// interrupted, before a new plan's are written in their place. Only for a
+    /// rollout no controller has run: the caller holds its lease, and it is
+    /// preparing or was aborted for that interruption.
+    async fn clear_start(&self, id: &RolloutId) -> Result<(), StoreError>;
     async fn load_rollout(&self, id: &RolloutId) -> Result<RolloutRecord, StoreError>;
     /// `record` with what is kept in items of its own put back, for showing it: the
     /// bake checks of its succeeded waves in `waves[].bake.checks` (the stored record

@@ -22,7 +22,7 @@ pub use promotion::{Promotion, PromotionBlock, PromotionDue, PromotionRecord, Pr
 pub use rollout::{
     AlarmSeen, BakeCheck, BakeProgress, OutageOverrun, Outcome, Phase, RollbackStatus, RolloutEvent,
     RolloutMember, RolloutRecord, WaveRecord, WaveStatus, WindowWait, BAKE_ALARMS_KEPT, BAKE_TENANTS_KEPT,
-    WINDOW_WAITS_KEPT,
+    INTERRUPTED_START, WINDOW_WAITS_KEPT,
 };
 pub use tenant::{
     revision_line, Actor, AppliedSpec, Cause, HistoryEvent, Lease, Maintenance, Migration, Origin,

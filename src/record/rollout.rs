@@ -280,6 +280,11 @@ pub struct RolloutRecord {
     pub skipped_apart: Option<usize>,
 }
 
+/// Why a controller aborted a rollout whose start was interrupted (its starter's
+/// lease ran out while it was still preparing).
+pub const INTERRUPTED_START: &str =
+    "interrupted while being started; run the same start again (same id and spec) to resume it";
+
 impl RolloutRecord {
     /// A rollout about to be written, from its plan; its members come from
     /// [`RolloutMember::from_plan`].
@@ -335,6 +340,17 @@ impl RolloutRecord {
             ),
         );
         record
+    }
+
+    /// Whether the start that wrote this rollout was interrupted before it finished:
+    /// still preparing, or aborted by a controller for it ([`INTERRUPTED_START`]).
+    /// The same start again (same id and spec) resumes it; nothing of it has run.
+    pub fn start_unfinished(&self) -> bool {
+        match self.phase {
+            Phase::Preparing => true,
+            Phase::Aborted => self.halt_reason.as_deref() == Some(INTERRUPTED_START),
+            _ => false,
+        }
     }
 
     /// How many tenants were skipped at planning, whether or not their list is loaded.

@@ -287,7 +287,8 @@ impl Controller {
     }
 
     /// A rollout still `preparing` whose lease came to this controller: its creator's
-    /// lease ran out before the members were all written, so it is aborted.
+    /// lease ran out before the members were all written, so it is aborted, and the
+    /// lease given up at once so that the same start, run again, can resume it.
     async fn abort_interrupted_start(
         &self,
         record: &RolloutRecord,
@@ -296,11 +297,14 @@ impl Controller {
     ) -> Result<RolloutRecord, StoreError> {
         let mut aborted = record.clone();
         aborted.phase = Phase::Aborted;
-        aborted.halt_reason = Some("interrupted while being started; start it again with a new id".into());
+        aborted.halt_reason = Some(crate::record::INTERRUPTED_START.into());
         aborted.log(now, "controller", "aborted: interrupted while being started");
-        self.rollouts
+        aborted.lease = None;
+        let saved = (self.rollouts)
             .save_rollout(&aborted, WriteGuard::Lease(lease))
-            .await
+            .await?;
+        self.rollouts.release_rollout_lease(&record.id, lease).await?;
+        Ok(saved)
     }
 
     /// Reads the current wave's members and tenants, runs a bake check round if one

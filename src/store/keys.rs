@@ -98,8 +98,12 @@ pub fn promotion_pk(name: &PromotionName) -> String {
     format!("PROMOTION#{name}")
 }
 
+/// Sort keys of a rollout's members (`pk ROLLOUT#<id>`) start with this; then the
+/// wave (four digits), `#` and the tenant's id.
+pub const MEMBER_SK_PREFIX: &str = "WAVE#";
+
 pub fn member_sk(wave: usize, tenant: &TenantId) -> String {
-    format!("WAVE#{wave:04}#{tenant}")
+    format!("{MEMBER_SK_PREFIX}{wave:04}#{tenant}")
 }
 
 /// Sort key of the bake evidence a finished wave keeps apart from the rollout item
@@ -120,7 +124,7 @@ pub fn skipped_sk(tenant: &TenantId) -> String {
 }
 
 pub fn member_prefix(wave: usize) -> String {
-    format!("WAVE#{wave:04}#")
+    format!("{MEMBER_SK_PREFIX}{wave:04}#")
 }
 
 /// Running rollouts sort first (`LIVE` > `DONE` read newest first), each newest first.

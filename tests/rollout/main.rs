@@ -13,3 +13,4 @@ mod freeze;
 mod outage_budget;
 mod promotion;
 mod revision;
+mod start;

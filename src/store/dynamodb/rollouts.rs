@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, PutRequest, ReturnConsumedCapacity, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, DeleteRequest, Put, PutRequest, ReturnConsumedCapacity, TransactWriteItem, Update,
+    WriteRequest,
 };
 use chrono::{DateTime, Utc};
 
@@ -45,7 +46,7 @@ fn rollout_attributes(r: &RolloutRecord) -> Vec<(&'static str, AttributeValue)> 
         }),
         _ => to_json(r),
     };
-    vec![
+    let mut attributes = vec![
         ("rollout", blob),
         ("state_name", s(r.phase.as_str())),
         (
@@ -59,7 +60,11 @@ fn rollout_attributes(r: &RolloutRecord) -> Vec<(&'static str, AttributeValue)> 
             "list_sk",
             s(keys::rollout_list_sk(r.phase.is_finished(), r.created_at, &r.id)),
         ),
-    ]
+    ];
+    if let Some(count) = r.skipped_apart {
+        attributes.push(("skipped_apart", n(count)));
+    }
+    attributes
 }
 
 pub(super) fn decode_rollout(item: &Item) -> Result<RolloutRecord, StoreError> {
@@ -129,17 +134,35 @@ impl DynamoStore {
     /// Puts `items` (new or rewritten whole, so repeating it is harmless) 25 to a
     /// `BatchWriteItem`, trying what DynamoDB leaves unprocessed again with backoff.
     async fn batch_put(&self, items: Vec<Item>, context: &str) -> Result<(), StoreError> {
-        let mut items = items.into_iter().peekable();
-        while items.peek().is_some() {
-            let mut requests: Vec<WriteRequest> = (items.by_ref().take(BATCH))
-                .map(|item| {
-                    let put = PutRequest::builder()
-                        .set_item(Some(item))
-                        .build()
-                        .expect("item set");
-                    WriteRequest::builder().put_request(put).build()
-                })
-                .collect();
+        let requests = items.into_iter().map(|item| {
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .expect("item set");
+            WriteRequest::builder().put_request(put).build()
+        });
+        self.batch_write(requests.collect(), context).await
+    }
+
+    /// Deletes the items of `keys` (deleting one that is gone is harmless), as
+    /// [`Self::batch_put`] writes.
+    async fn batch_delete(&self, keys: Vec<Item>, context: &str) -> Result<(), StoreError> {
+        let requests = keys.into_iter().map(|key| {
+            let delete = DeleteRequest::builder()
+                .set_key(Some(key))
+                .build()
+                .expect("key set");
+            WriteRequest::builder().delete_request(delete).build()
+        });
+        self.batch_write(requests.collect(), context).await
+    }
+
+    /// Sends `requests` 25 to a `BatchWriteItem`, trying what DynamoDB leaves
+    /// unprocessed again with backoff.
+    async fn batch_write(&self, requests: Vec<WriteRequest>, context: &str) -> Result<(), StoreError> {
+        let mut all = requests.into_iter().peekable();
+        while all.peek().is_some() {
+            let mut requests: Vec<WriteRequest> = all.by_ref().take(BATCH).collect();
             let mut attempt = 0u32;
             while !requests.is_empty() {
                 let out = self
@@ -295,16 +318,33 @@ impl RolloutStore for DynamoStore {
             transaction_conflict_as("creating rollout", self.table(), err, Conflict::Version, exists)
         })?;
         self.count(out.consumed_capacity());
-        // Written while the rollout is still preparing: a start interrupted before
-        // they all are is aborted, as one interrupted before its members are.
-        let items = skipped.iter().map(|k| skipped_item(&stored.id, k)).collect();
-        self.batch_put(items, "writing skipped tenants").await?;
         Ok(stored)
+    }
+
+    async fn put_skipped(&self, id: &RolloutId, skipped: &[Skipped]) -> Result<(), StoreError> {
+        let items = skipped.iter().map(|k| skipped_item(id, k)).collect();
+        self.batch_put(items, "writing skipped tenants").await
     }
 
     async fn put_members(&self, id: &RolloutId, members: &[RolloutMember]) -> Result<(), StoreError> {
         let items = members.iter().map(|m| member_item(id, m, 1)).collect();
         self.batch_put(items, "writing rollout members").await
+    }
+
+    async fn clear_start(&self, id: &RolloutId) -> Result<(), StoreError> {
+        let prefixes = [keys::MEMBER_SK_PREFIX, keys::SKIPPED_SK_PREFIX];
+        for prefix in prefixes {
+            let query = self.rollout_items(id, prefix).projection_expression("pk, sk");
+            let found = self
+                .query_all(query, "reading an interrupted start's items")
+                .await?;
+            let keys = (found.iter())
+                .map(|item| Ok(item::key(get_s(item, "pk")?, get_s(item, "sk")?)))
+                .collect::<Result<_, StoreError>>()?;
+            self.batch_delete(keys, "removing an interrupted start's items")
+                .await?;
+        }
+        Ok(())
     }
 
     async fn load_rollout(&self, id: &RolloutId) -> Result<RolloutRecord, StoreError> {
@@ -485,7 +525,7 @@ impl RolloutStore for DynamoStore {
     }
 
     async fn members(&self, id: &RolloutId, wave: Option<usize>) -> Result<Vec<RolloutMember>, StoreError> {
-        let prefix = wave.map_or_else(|| "WAVE#".to_owned(), keys::member_prefix);
+        let prefix = wave.map_or_else(|| keys::MEMBER_SK_PREFIX.to_owned(), keys::member_prefix);
         let query = self.rollout_items(id, &prefix);
         (self.query_all(query, "loading rollout members").await?.iter())
             .map(decode_member)
