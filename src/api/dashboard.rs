@@ -17,6 +17,7 @@ mod fleet_view;
 mod html;
 mod oidc_sign_in;
 mod overview;
+pub(crate) use overview::rollout_outcomes;
 mod overview_html;
 mod rollout_page;
 mod rollout_timeline;

@@ -239,9 +239,12 @@ impl ApiState {
             let mut progress = Vec::new();
             for r in self.store().list_rollouts(true, 100, None).await?.items {
                 let record = self.store().load_rollout(&r.id).await?;
+                let (counts, _) = dashboard::rollout_outcomes(self.store().as_ref(), &record).await?;
                 let mut outcomes = std::collections::BTreeMap::new();
-                for m in self.store().members(&r.id, None).await? {
-                    *outcomes.entry(m.outcome.name().to_owned()).or_insert(0) += 1;
+                for (name, count) in counts.values().flat_map(|c| c.named()) {
+                    if count > 0 {
+                        *outcomes.entry(name.to_owned()).or_insert(0) += count;
+                    }
                 }
                 progress.push(metrics::RolloutProgress {
                     id: r.id.to_string(),

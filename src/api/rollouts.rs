@@ -163,10 +163,24 @@ async fn view(
     record: RolloutRecord,
     created: Option<bool>,
 ) -> Result<RolloutView, ApiError> {
-    let members = state.store().members(&record.id, None).await?;
-    let record = (state.store())
-        .with_details(record, crate::ports::Details::Everything)
-        .await?;
+    view_of(state, record, created, true).await
+}
+
+/// [`view`], without the members and the skipped tenants unless `members`.
+async fn view_of(
+    state: &ApiState,
+    record: RolloutRecord,
+    created: Option<bool>,
+    members: bool,
+) -> Result<RolloutView, ApiError> {
+    let (members, details) = match members {
+        true => (
+            state.store().members(&record.id, None).await?,
+            crate::ports::Details::Everything,
+        ),
+        false => (Vec::new(), crate::ports::Details::BakeEvidence),
+    };
+    let record = state.store().with_details(record, details).await?;
     Ok(RolloutView {
         bake_evidence: WaveBakeEvidence::of(&record),
         outage_overruns: MemberOutageOverrun::of(&members),
@@ -313,16 +327,29 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(operation_id = "rollout_get", get, path = "/v1/rollouts/{id}", tag = "rollouts", params(("id" = RolloutId, Path, description = "The rollout's id")),
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ViewOptions {
+    /// `false`: the rollout without its members, its skipped tenants and the outage
+    /// overruns its members carry, which is what a progress poll needs: each wave's
+    /// `tally` counts its members by outcome, read from the rollout alone however
+    /// many tenants it moves. Default `true`.
+    pub members: Option<bool>,
+}
+
+#[utoipa::path(operation_id = "rollout_get", get, path = "/v1/rollouts/{id}", tag = "rollouts", params(("id" = RolloutId, Path, description = "The rollout's id"), ViewOptions),
     responses((status = 200, body = RolloutView), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
     security(("bearer" = ["read"])))]
 pub async fn get(
     State(state): State<ApiState>,
     caller: Caller<Read>,
     Path(id): Path<String>,
+    ApiQuery(options): ApiQuery<ViewOptions>,
 ) -> Result<Json<RolloutView>, ApiError> {
     let record = caller.principal().rollout(&state, &rollout_id(&id)?).await?;
-    Ok(Json(view(&state, record, None).await?))
+    let members = options.members.unwrap_or(true);
+    Ok(Json(view_of(&state, record, None, members).await?))
 }
 
 /// What an operation does to a rollout.

@@ -319,6 +319,30 @@ impl Rollouts {
         }
     }
 
+    /// The rollout and how many of its members are done out of how many: from the
+    /// waves' tallies, without reading the members (a fleet-wide rollout has as many
+    /// as the fleet has tenants), or counted from them for a record written before
+    /// waves kept tallies.
+    async fn progress(&self, id: &RolloutId) -> Result<(RolloutRecord, u64, u64), Failure> {
+        let record = match self {
+            Rollouts::Local { store, .. } => store.load_rollout(id).await?,
+            Rollouts::Remote(remote) => {
+                let view: RemoteView = remote
+                    .get(&format!("/v1/rollouts/{}?members=false", encode(id.as_str())))
+                    .await?;
+                view.rollout
+            }
+        };
+        if let Some(tallies) = record.tallies() {
+            let done = tallies.iter().map(|t| t.done()).sum::<usize>() as u64;
+            let total = tallies.iter().map(|t| t.total()).sum::<usize>() as u64;
+            return Ok((record, done, total));
+        }
+        let (record, members) = self.get(id).await?;
+        let done = members.iter().filter(|m| m.outcome.is_done()).count() as u64;
+        Ok((record, done, members.len() as u64))
+    }
+
     async fn list(&self, all: bool, limit: u32) -> Result<Vec<RolloutSummary>, Failure> {
         match self {
             Rollouts::Local { store, .. } => Ok(store.list_rollouts(!all, limit, None).await?.items),
@@ -577,7 +601,7 @@ async fn wait_for(
     let mut last_seen: Option<(DateTime<Utc>, String)> = None;
     let mut grouped = false;
     loop {
-        let (record, members) = commands.get(id).await?;
+        let (record, done, total) = commands.progress(id).await?;
         if !grouped {
             progress.group(&format!("Rollout {id} of {}", record.target()));
             grouped = true;
@@ -595,13 +619,14 @@ async fn wait_for(
             ));
         }
         last_seen = record.events.last().map(|e| (e.at, e.what.clone()));
-        let done = members.iter().filter(|m| m.outcome.is_done()).count() as u64;
         let wave = record
             .wave()
             .map(|w| format!("wave {}/{} {:?}", w.index + 1, record.waves.len(), w.status))
             .unwrap_or_else(|| "all waves done".into());
-        progress.update(done, members.len() as u64, &format!("{}, {wave}", record.phase));
+        progress.update(done, total, &format!("{}, {wave}", record.phase));
         if record.is_settled() {
+            // Settled: the whole rollout once, for the report and the exit code.
+            let (record, members) = commands.get(id).await?;
             status::print(output, &record, &members)?;
             let failed = members
                 .iter()

@@ -20,9 +20,10 @@ pub use outbox::{CloudEvent, DeliveryState, OutboxEvent};
 pub use platform::{ContentDigest, PlatformManifest, StoredArtifact, StoredChart};
 pub use promotion::{Promotion, PromotionBlock, PromotionDue, PromotionRecord, PromotionState};
 pub use rollout::{
-    AlarmSeen, BakeCheck, BakeProgress, OutageOverrun, Outcome, Phase, RollbackStatus, RolloutEvent,
-    RolloutMember, RolloutRecord, WaveRecord, WaveStatus, WindowWait, BAKE_ALARMS_KEPT, BAKE_TENANTS_KEPT,
-    INTERRUPTED_START, WINDOW_WAITS_KEPT,
+    AlarmSeen, BakeCheck, BakeProgress, MemberFailure, OutageOverrun, Outcome, Phase, RollbackStatus,
+    RolloutEvent, RolloutMember, RolloutRecord, WaveRecord, WaveStatus, WaveTally, WindowWait,
+    BAKE_ALARMS_KEPT, BAKE_TENANTS_KEPT, INTERRUPTED_START, TALLY_EVERY, TALLY_FAILURES_KEPT,
+    WINDOW_WAITS_KEPT,
 };
 pub use tenant::{
     revision_line, Actor, AppliedSpec, Cause, HistoryEvent, Lease, Maintenance, Migration, Origin,

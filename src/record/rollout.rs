@@ -192,6 +192,127 @@ pub struct WaveRecord {
     /// before the controller noted them (a timeline infers their waits instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_waits: Option<Vec<WindowWait>>,
+    /// Its members by outcome, so that progress is read from the record rather than
+    /// from every member of a fleet-wide rollout. `None` in records written before
+    /// waves kept it (their readers count the members).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tally: Option<WaveTally>,
+}
+
+/// How long a wave's [`WaveTally`] may lag its members: a controller pass that would
+/// save nothing else writes a changed tally only once the stored one is this old.
+/// A pass that saves the record anyway, and the pass that ends the wave, write it at
+/// once, so a finished wave's tally is exact.
+pub const TALLY_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// The failed members a [`WaveTally`] names; its `failed` counts them all. With
+/// reasons cut to [`TALLY_REASON_CHARS`], a tally stays under 3 KB, so the record of
+/// a rollout with many waves stays far below DynamoDB's item limit.
+pub const TALLY_FAILURES_KEPT: usize = 10;
+/// The characters of a failure's reason a [`WaveTally`] keeps (the member keeps it whole).
+pub const TALLY_REASON_CHARS: usize = 200;
+
+/// A wave's members by outcome, as its controller last counted them (at `at`), with
+/// the first [`TALLY_FAILURES_KEPT`] failed ones by tenant id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaveTally {
+    pub pending: usize,
+    pub in_flight: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<MemberFailure>,
+    pub at: DateTime<Utc>,
+}
+
+/// A member whose upgrade failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberFailure {
+    pub tenant: TenantId,
+    pub reason: String,
+}
+
+impl WaveTally {
+    /// A wave of `size` members none of which has started.
+    pub fn pending(size: usize, at: DateTime<Utc>) -> Self {
+        Self {
+            pending: size,
+            in_flight: 0,
+            succeeded: 0,
+            failed: 0,
+            skipped: 0,
+            failures: Vec::new(),
+            at,
+        }
+    }
+
+    /// `members` counted by outcome.
+    pub fn of<'a>(members: impl IntoIterator<Item = &'a RolloutMember>, at: DateTime<Utc>) -> Self {
+        let mut tally = Self::pending(0, at);
+        for m in members {
+            match &m.outcome {
+                Outcome::Pending => tally.pending += 1,
+                Outcome::InFlight => tally.in_flight += 1,
+                Outcome::Succeeded => tally.succeeded += 1,
+                Outcome::Skipped { .. } => tally.skipped += 1,
+                Outcome::Failed { reason } => {
+                    tally.failed += 1;
+                    tally.failures.push(MemberFailure {
+                        tenant: m.tenant.clone(),
+                        reason: reason.chars().take(TALLY_REASON_CHARS).collect(),
+                    });
+                }
+            }
+        }
+        tally.failures.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        tally.failures.truncate(TALLY_FAILURES_KEPT);
+        tally
+    }
+
+    /// Members counted, whatever their outcome.
+    pub fn total(&self) -> usize {
+        self.pending + self.in_flight + self.succeeded + self.failed + self.skipped
+    }
+
+    /// Members whose outcome is final (succeeded, failed or skipped).
+    pub fn done(&self) -> usize {
+        self.succeeded + self.failed + self.skipped
+    }
+
+    /// Whether `other` counts the same, whenever it was counted.
+    pub fn same_as(&self, other: &WaveTally) -> bool {
+        Self {
+            at: other.at,
+            ..self.clone()
+        } == *other
+    }
+}
+
+impl RolloutRecord {
+    /// Each wave's tally, if every wave keeps one (a record written before waves kept
+    /// them does not: count its members instead).
+    pub fn tallies(&self) -> Option<Vec<&WaveTally>> {
+        self.waves.iter().map(|w| w.tally.as_ref()).collect()
+    }
+
+    /// Puts `fresh`, the tally of wave `wave` counted this pass, in `self` (the
+    /// record a controller pass decided, from `before`) when it changed and the
+    /// record is saved anyway, or the stored one is [`TALLY_EVERY`] old.
+    pub fn refresh_tally(&mut self, before: &RolloutRecord, wave: usize, fresh: WaveTally) {
+        let saved_anyway = *self != *before;
+        let Some(w) = self.waves.get_mut(wave) else {
+            return;
+        };
+        let due = match &w.tally {
+            Some(kept) if kept.same_as(&fresh) => false,
+            Some(kept) => saved_anyway || fresh.at - kept.at >= TALLY_EVERY,
+            None => true,
+        };
+        if due {
+            w.tally = Some(fresh);
+        }
+    }
 }
 
 /// The newest window waits a wave keeps; older ones are dropped.
@@ -307,6 +428,7 @@ impl RolloutRecord {
                 bake: None,
                 finished_at: None,
                 window_waits: Some(Vec::new()),
+                tally: Some(WaveTally::pending(w.tenants.len(), now)),
             })
             .collect();
         let mut record = Self {

@@ -15,7 +15,7 @@ use crate::domain::{
 use crate::machine::{TenantEvent, TenantState};
 use crate::record::{
     BakeCheck, BakeProgress, OutageOverrun, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord,
-    WaveStatus,
+    WaveStatus, WaveTally,
 };
 
 /// What the controller saw of one member's tenant this tick.
@@ -80,6 +80,7 @@ pub fn bake_check_due(record: &RolloutRecord, now: DateTime<Utc>) -> bool {
 /// The next step of a rollout. `members` are those of the current wave.
 pub fn decide(record: &RolloutRecord, members: &[RolloutMember], observed: &Observed) -> Decision {
     let mut d = Deciding {
+        before: record,
         record: record.clone(),
         members: members.to_vec(),
         changed: Vec::new(),
@@ -113,6 +114,8 @@ pub fn decide(record: &RolloutRecord, members: &[RolloutMember], observed: &Obse
 }
 
 struct Deciding<'a> {
+    /// The record as read, which `record` starts from.
+    before: &'a RolloutRecord,
     record: RolloutRecord,
     members: Vec<RolloutMember>,
     /// Indexes into `members` of those changed by plain writes.
@@ -123,7 +126,12 @@ struct Deciding<'a> {
 }
 
 impl<'a> Deciding<'a> {
-    fn finish(self) -> Decision {
+    fn finish(mut self) -> Decision {
+        // The wave read this pass, counted as this decision leaves it.
+        if let Some(wave) = self.members.first().map(|m| m.wave) {
+            let fresh = WaveTally::of(&self.members, self.now);
+            self.record.refresh_tally(self.before, wave, fresh);
+        }
         let mut changed = self.changed;
         changed.sort_unstable();
         changed.dedup();

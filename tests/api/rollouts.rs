@@ -64,6 +64,17 @@ async fn plan_start_get_and_list() {
     let got = api.get("/v1/rollouts/r-api").await;
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.body["rollout"]["id"], "r-api");
+    assert_eq!(got.body["members"].as_array().unwrap().len(), 3);
+    // A progress poll: the waves' tallies, no members.
+    let poll = api.get("/v1/rollouts/r-api?members=false").await;
+    assert_eq!(poll.status, StatusCode::OK, "{}", poll.body);
+    assert_eq!(poll.body["members"], json!([]));
+    let pending: Vec<&serde_json::Value> = (poll.body["rollout"]["waves"].as_array().unwrap().iter())
+        .map(|w| &w["tally"]["pending"])
+        .collect();
+    assert_eq!(pending, [&json!(1), &json!(2)], "{}", poll.body);
+    let bad = api.get("/v1/rollouts/r-api?members=some").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
     let list = api.get("/v1/rollouts").await;
     let ids: Vec<&str> = list.body["items"]
         .as_array()

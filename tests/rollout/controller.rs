@@ -68,6 +68,20 @@ async fn a_rollout_of_32_tenants_over_two_regions_completes_region_by_region() {
     }
     let members = fleet.members("r-big").await;
     assert_eq!(members.len(), 32);
+    // Each wave's tally, which progress readers take instead of the members, counts
+    // the finished wave exactly.
+    for (wave, tally) in done
+        .waves
+        .iter()
+        .zip(done.tallies().expect("every wave keeps a tally"))
+    {
+        assert_eq!(
+            (tally.total(), tally.succeeded),
+            (wave.size, wave.size),
+            "wave {}: {tally:?}",
+            wave.index
+        );
+    }
     for (id, _) in &all {
         assert_eq!(fleet.release_of(id).await, "Active/2.0.0");
         assert_eq!(

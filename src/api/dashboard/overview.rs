@@ -19,7 +19,7 @@ use crate::ports::{
     FleetSummary, ListFilter, ListQuery, OutageCounts, ReportQuery, StoreError, TenantSummary,
 };
 use crate::record::TenantRecord;
-use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
+use crate::record::{MemberFailure, Phase, RolloutMember, RolloutRecord, WaveStatus, WaveTally};
 
 /// Running rollouts shown (newest first); there are rarely more than a few.
 const ROLLOUTS_SHOWN: u32 = 20;
@@ -106,19 +106,68 @@ pub struct OutcomeCounts {
     pub skipped: usize,
 }
 
-/// Each wave of `record` with its members counted by outcome (pure).
-pub fn wave_progress(record: &RolloutRecord, members: &[RolloutMember]) -> Vec<WaveProgress> {
-    let mut counts: BTreeMap<usize, OutcomeCounts> = BTreeMap::new();
-    for m in members {
-        let c = counts.entry(m.wave).or_default();
-        match m.outcome {
-            Outcome::Pending => c.pending += 1,
-            Outcome::InFlight => c.in_flight += 1,
-            Outcome::Succeeded => c.succeeded += 1,
-            Outcome::Failed { .. } => c.failed += 1,
-            Outcome::Skipped { .. } => c.skipped += 1,
+impl OutcomeCounts {
+    /// Each count with the outcome's name ([`crate::record::Outcome::name`]).
+    pub fn named(&self) -> [(&'static str, usize); 5] {
+        [
+            ("pending", self.pending),
+            ("in_flight", self.in_flight),
+            ("succeeded", self.succeeded),
+            ("failed", self.failed),
+            ("skipped", self.skipped),
+        ]
+    }
+}
+
+impl From<&WaveTally> for OutcomeCounts {
+    fn from(t: &WaveTally) -> Self {
+        Self {
+            succeeded: t.succeeded,
+            failed: t.failed,
+            in_flight: t.in_flight,
+            pending: t.pending,
+            skipped: t.skipped,
         }
     }
+}
+
+/// A rollout's members by outcome per wave, and its failed members with their
+/// reasons: from the waves' tallies (no member read, however large the rollout), or,
+/// for a record written before waves kept them, from its members.
+pub async fn rollout_outcomes(
+    store: &dyn crate::ports::RolloutStore,
+    record: &RolloutRecord,
+) -> Result<(BTreeMap<usize, OutcomeCounts>, Vec<MemberFailure>), StoreError> {
+    if let Some(tallies) = record.tallies() {
+        let counts = (record.waves.iter().zip(&tallies))
+            .map(|(w, t)| (w.index, OutcomeCounts::from(*t)))
+            .collect();
+        let failures = tallies.iter().flat_map(|t| t.failures.iter().cloned()).collect();
+        return Ok((counts, failures));
+    }
+    let members = store.members(&record.id, None).await?;
+    Ok(outcomes_of_members(&members))
+}
+
+/// [`rollout_outcomes`] counted from the members (pure).
+fn outcomes_of_members(members: &[RolloutMember]) -> (BTreeMap<usize, OutcomeCounts>, Vec<MemberFailure>) {
+    let mut by_wave: BTreeMap<usize, Vec<&RolloutMember>> = BTreeMap::new();
+    for m in members {
+        by_wave.entry(m.wave).or_default().push(m);
+    }
+    let now = Utc::now();
+    let tallies: Vec<WaveTally> = (by_wave.values())
+        .map(|ms| WaveTally::of(ms.iter().copied(), now))
+        .collect();
+    let counts = (by_wave.keys().zip(&tallies))
+        .map(|(wave, t)| (*wave, OutcomeCounts::from(t)))
+        .collect();
+    let failures = tallies.into_iter().flat_map(|t| t.failures).collect();
+    (counts, failures)
+}
+
+/// Each wave of `record` with its members counted by outcome (pure).
+pub fn wave_progress(record: &RolloutRecord, counts: &BTreeMap<usize, OutcomeCounts>) -> Vec<WaveProgress> {
     record
         .waves
         .iter()
@@ -185,11 +234,9 @@ impl Overview {
             if !viewer.sees_rollout(&record.spec.selector) {
                 continue;
             }
-            let members = store.members(&summary.id, None).await?;
-            for m in &members {
-                if let Outcome::Failed { reason } = &m.outcome {
-                    rollout_failures.insert(m.tenant.clone(), (record.id.to_string(), reason.clone()));
-                }
+            let (counts, failures) = rollout_outcomes(store.as_ref(), &record).await?;
+            for f in failures {
+                rollout_failures.insert(f.tenant, (record.id.to_string(), f.reason));
             }
             rollouts.push(RolloutProgress {
                 id: record.id.to_string(),
@@ -200,7 +247,7 @@ impl Overview {
                 created_by: record.created_by.clone(),
                 created_at: record.created_at,
                 current_wave: record.current_wave,
-                waves: wave_progress(&record, &members),
+                waves: wave_progress(&record, &counts),
                 last_event: record
                     .events
                     .last()
@@ -399,6 +446,7 @@ mod tests {
     use crate::domain::rollout::{Plan, PlannedTenant, Wave};
     use crate::domain::{Region, RolloutId, RolloutSpec};
     use crate::machine::TenantState;
+    use crate::record::Outcome;
 
     #[test]
     fn the_states_the_overview_looks_at_are_the_machines_own() {
@@ -479,7 +527,7 @@ mod tests {
                 },
             ),
         ];
-        let waves = wave_progress(&record(3), &members);
+        let waves = wave_progress(&record(3), &outcomes_of_members(&members).0);
         assert_eq!(waves.len(), 3);
         assert_eq!(
             waves[0].counts,

@@ -143,6 +143,80 @@ fn the_canary_starts_alone_then_the_next_wave_after_it_succeeds() {
     assert_eq!(d.members[0].outcome, Outcome::Succeeded);
 }
 
+/// The wave read in a pass is counted as the decision leaves it: at once when the
+/// record is saved anyway (the wave starts or ends), otherwise only once the kept
+/// tally is `TALLY_EVERY` old, so a pass that changes only members writes no record.
+#[test]
+fn a_waves_tally_follows_its_members_at_once_on_a_save_and_otherwise_within_its_bound() {
+    let (record, mut members) = started(
+        spec(
+            FailureBudget::Count(5),
+            RollbackScope::Failed,
+            Bake::none(),
+            no_approvals(),
+        ),
+        4,
+    );
+    let counts = |r: &RolloutRecord, wave: usize| {
+        let t = r.waves[wave].tally.as_ref().unwrap();
+        (t.pending, t.in_flight, t.succeeded, t.failed, t.skipped)
+    };
+    assert_eq!(
+        (counts(&record, 0), counts(&record, 1)),
+        ((1, 0, 0, 0, 0), (3, 0, 0, 0, 0))
+    );
+
+    // The canary's wave, then the second wave: each start is a save, counted at once.
+    let d = decide(
+        &record,
+        &members[..1],
+        &observed(at(1), &[("ten0", active("1.0.0", None))]),
+    );
+    assert_eq!(counts(&d.record, 0), (0, 1, 0, 0, 0));
+    apply(&mut members, &d);
+    let d = decide(
+        &d.record,
+        &members[..1],
+        &observed(at(2), &[("ten0", active("2.0.0", None))]),
+    );
+    assert_eq!(d.record.current_wave, 1);
+    assert_eq!(
+        counts(&d.record, 0),
+        (0, 0, 1, 0, 0),
+        "the wave that ended, exact"
+    );
+    apply(&mut members, &d);
+    let wave: Vec<RolloutMember> = members[1..].to_vec();
+    let views = [
+        ("ten1", active("1.0.0", None)),
+        ("ten2", active("1.0.0", None)),
+        ("ten3", active("1.0.0", None)),
+    ];
+    let d = decide(&d.record, &wave, &observed(at(3), &views));
+    assert_eq!(counts(&d.record, 1), (0, 3, 0, 0, 0));
+    let record = d.record.clone();
+    apply(&mut members, &d);
+
+    // One tenant fails within the budget (the two others still upgrade, unread): only
+    // a member changes, so the record keeps its tally until that is old enough.
+    let wave: Vec<RolloutMember> = members[1..].to_vec();
+    let views = [("ten1", active("1.0.0", Some("2.0.0")))];
+    let d = decide(&record, &wave, &observed(at(4), &views));
+    assert!(
+        (d.members.iter()).any(|m| m.tenant == id("ten1") && matches!(m.outcome, Outcome::Failed { .. })),
+        "{:?}",
+        d.members
+    );
+    assert_eq!(d.record, record, "nothing to save yet");
+    let later = at(3) + crate::record::TALLY_EVERY;
+    let d = decide(&record, &wave, &observed(later, &views));
+    assert_eq!(counts(&d.record, 1), (0, 2, 0, 1, 0));
+    let failures = &d.record.waves[1].tally.as_ref().unwrap().failures;
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].tenant, id("ten1"));
+    assert!(!failures[0].reason.is_empty());
+}
+
 #[test]
 fn a_failure_beyond_the_budget_halts_and_rolls_the_wave_back() {
     let (mut record, mut members) = started(
