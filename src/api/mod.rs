@@ -304,6 +304,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/rollouts", get(rollouts::list).post(rollouts::start))
         .route("/v1/rollouts/plan", post(rollouts::plan))
         .route("/v1/rollouts/{id}", get(rollouts::get))
+        .route("/v1/rollouts/{id}/members", get(rollouts::members))
+        .route("/v1/rollouts/{id}/skipped", get(rollouts::skipped))
         .route("/v1/rollouts/{id}/pause", post(rollouts::pause))
         .route("/v1/rollouts/{id}/resume", post(rollouts::resume))
         .route("/v1/rollouts/{id}/abort", post(rollouts::abort))

@@ -352,6 +352,97 @@ pub async fn get(
     Ok(Json(view_of(&state, record, None, members).await?))
 }
 
+/// A page of a rollout's members or skipped tenants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RolloutPartPage {
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<serde_json::Value>,
+    /// Give it back as `next_token` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+impl RolloutPartPage {
+    fn of<T: Serialize>(page: crate::ports::Page<T>) -> Self {
+        Self {
+            items: (page.items.iter())
+                .map(|i| serde_json::to_value(i).expect("records serialize"))
+                .collect(),
+            next_token: page.next_token,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MemberPages {
+    /// Only this wave's members (0 is the first wave).
+    pub wave: Option<usize>,
+    /// 1-1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SkippedPages {
+    /// 1-1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+#[utoipa::path(operation_id = "rollout_members", get, path = "/v1/rollouts/{id}/members", tag = "rollouts",
+    params(("id" = RolloutId, Path, description = "The rollout's id"), MemberPages),
+    responses((status = 200, body = RolloutPartPage, description = "Members (tenant × wave, with outcome), by wave then tenant id"),
+        (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub async fn members(
+    State(state): State<ApiState>,
+    caller: Caller<Read>,
+    Path(id): Path<String>,
+    ApiQuery(pages): ApiQuery<MemberPages>,
+) -> Result<Json<RolloutPartPage>, ApiError> {
+    let record = caller.principal().rollout(&state, &rollout_id(&id)?).await?;
+    let limit = super::page_limit(pages.limit)?;
+    if let Some(wave) = pages.wave.filter(|w| *w >= record.waves.len()) {
+        return Err(ApiError::InvalidRequest(format!(
+            "rollout {} has no wave {wave}: its waves are 0 to {}",
+            record.id,
+            record.waves.len().saturating_sub(1)
+        )));
+    }
+    let page = crate::ports::PageRequest {
+        limit,
+        next_token: pages.next_token,
+    };
+    let members = state.store().members_page(&record.id, pages.wave, page).await?;
+    Ok(Json(RolloutPartPage::of(members)))
+}
+
+#[utoipa::path(operation_id = "rollout_skipped", get, path = "/v1/rollouts/{id}/skipped", tag = "rollouts",
+    params(("id" = RolloutId, Path, description = "The rollout's id"), SkippedPages),
+    responses((status = 200, body = RolloutPartPage, description = "The tenants skipped at planning, with why, by tenant id"),
+        (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub async fn skipped(
+    State(state): State<ApiState>,
+    caller: Caller<Read>,
+    Path(id): Path<String>,
+    ApiQuery(pages): ApiQuery<SkippedPages>,
+) -> Result<Json<RolloutPartPage>, ApiError> {
+    let record = caller.principal().rollout(&state, &rollout_id(&id)?).await?;
+    let page = crate::ports::PageRequest {
+        limit: super::page_limit(pages.limit)?,
+        next_token: pages.next_token,
+    };
+    let skipped = state.store().skipped_page(&record, page).await?;
+    Ok(Json(RolloutPartPage::of(skipped)))
+}
+
 /// What an operation does to a rollout.
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -43,7 +43,7 @@ pub use reports::{
     ReportStore, MAX_REPORT_DAYS,
 };
 pub use requests::{IdempotencyStore, Reservation, SessionStore, StoredSession};
-pub use rollouts::{Details, RolloutStore, RolloutSummary, TenantDrive};
+pub use rollouts::{Details, PageRequest, RolloutStore, RolloutSummary, TenantDrive};
 pub use slots::{CertificateSlotStore, RegionSlots};
 pub use tenants::{
     FleetCell, FleetSummary, FleetTally, ListFilter, ListQuery, ListedTenant, Page, PassedStep,

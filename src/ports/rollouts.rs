@@ -42,6 +42,14 @@ pub struct TenantDrive<'a> {
     pub finished_holder: Option<&'a RolloutId>,
 }
 
+/// Which page of a paged read: at most `limit` items (1 to 1,000), from where
+/// `next_token` (the previous page's) says, or from the start.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub next_token: Option<String>,
+}
+
 /// What [`RolloutStore::with_details`] reads back of what a rollout keeps apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Details {
@@ -113,6 +121,19 @@ pub trait RolloutStore: super::FreezeStore + Send + Sync {
     async fn release_rollout_lease(&self, id: &RolloutId, lease: &Lease) -> Result<(), StoreError>;
     /// Members of one wave, or of every wave.
     async fn members(&self, id: &RolloutId, wave: Option<usize>) -> Result<Vec<RolloutMember>, StoreError>;
+    /// One page of [`Self::members`], by wave then tenant id.
+    async fn members_page(
+        &self,
+        id: &RolloutId,
+        wave: Option<usize>,
+        page: PageRequest,
+    ) -> Result<Page<RolloutMember>, StoreError>;
+    /// One page of the tenants `record` skipped at planning, by tenant id.
+    async fn skipped_page(
+        &self,
+        record: &RolloutRecord,
+        page: PageRequest,
+    ) -> Result<Page<Skipped>, StoreError>;
     /// Writes a member if it is still at `member.version`.
     async fn save_member(&self, id: &RolloutId, member: &RolloutMember) -> Result<RolloutMember, StoreError>;
     /// Applies a rollout's change to a tenant and its member in one transaction:

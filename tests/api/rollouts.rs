@@ -448,3 +448,74 @@ async fn a_rollout_lists_the_upgrades_whose_outage_overran_its_budget() {
     assert_eq!(kilo["outcome"], "succeeded");
     assert_eq!(kilo["outage_overrun"], json!({"seconds": 900, "budget": "5m"}));
 }
+
+/// A rollout's members and skipped tenants are read a page at a time, so a
+/// fleet-wide rollout is never one answer of every tenant.
+#[tokio::test]
+async fn a_rollouts_members_and_skipped_tenants_are_read_a_page_at_a_time() {
+    let api = spawn().await;
+    let ids = ["p-a", "p-b", "p-c", "p-d", "p-e"];
+    fleet(&api, &ids).await;
+    let mut selected: Vec<&str> = ids.to_vec();
+    selected.extend(["ghost-1", "ghost-2", "ghost-3"]);
+    let mut spec = spec();
+    spec["selector"] = json!({"tenants": selected});
+    let body = json!({"id": "r-pages", "spec": spec});
+    let started = api
+        .call(Method::POST, "/v1/rollouts", Some(DEPLOY), Some(body))
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+
+    // Every page of two, then the next, until no token is given back.
+    let read = |path: String| {
+        let api = &api;
+        async move {
+            let mut all = Vec::new();
+            let mut token: Option<String> = None;
+            let mut pages = 0;
+            loop {
+                let url = match &token {
+                    Some(t) => format!("{path}&next_token={t}"),
+                    None => path.clone(),
+                };
+                let page = api.get(&url).await;
+                assert_eq!(page.status, StatusCode::OK, "{url}: {}", page.body);
+                let items = page.body["items"].as_array().unwrap().clone();
+                assert!(items.len() <= 2, "{}", page.body);
+                all.extend(items);
+                pages += 1;
+                match page.body["next_token"].as_str() {
+                    Some(t) => token = Some(t.to_owned()),
+                    None => return (all, pages),
+                }
+            }
+        }
+    };
+    let (members, pages) = read("/v1/rollouts/r-pages/members?limit=2".into()).await;
+    let tenants: Vec<&str> = members.iter().map(|m| m["tenant"].as_str().unwrap()).collect();
+    assert_eq!(tenants, ids, "each once, by wave then id");
+    assert!(pages >= 3);
+    let (second, _) = read("/v1/rollouts/r-pages/members?wave=1&limit=2".into()).await;
+    assert_eq!(second.len(), 4, "the canary's wave has one");
+    let (skipped, _) = read("/v1/rollouts/r-pages/skipped?limit=2".into()).await;
+    let names: Vec<&str> = skipped.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ghost-1", "ghost-2", "ghost-3"]);
+    assert_eq!(skipped[0]["reason"], "not_in_fleet", "{}", skipped[0]);
+
+    let no_wave = api.get("/v1/rollouts/r-pages/members?wave=7").await;
+    assert_eq!(no_wave.status, StatusCode::BAD_REQUEST);
+    assert!(
+        no_wave.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no wave 7: its waves are 0 to 1"),
+        "{}",
+        no_wave.body
+    );
+    let forged = api.get("/v1/rollouts/r-pages/members?next_token=abc.def").await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.body);
+    let too_many = api.get("/v1/rollouts/r-pages/skipped?limit=5000").await;
+    assert_eq!(too_many.status, StatusCode::BAD_REQUEST, "{}", too_many.body);
+    let missing = api.get("/v1/rollouts/r-none/members").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
+}

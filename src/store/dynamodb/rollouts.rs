@@ -24,7 +24,7 @@ use super::rollout_lease::{copy_expiry, decode_lease, lease_item};
 use super::{ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::rollout::Skipped;
 use crate::domain::RolloutId;
-use crate::ports::{Details, RolloutStore, RolloutSummary, TenantDrive};
+use crate::ports::{Details, PageRequest, RolloutStore, RolloutSummary, TenantDrive};
 use crate::record::{BakeCheck, CloudEvent, Lease, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::store::{keys, Conflict, Entity, Page, StoreError, WriteGuard};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -129,6 +129,34 @@ impl DynamoStore {
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(keys::rollout_pk(id)))
             .expression_attribute_values(":prefix", s(prefix))
+    }
+
+    /// One page of the items of rollout `id` whose sort keys start with `prefix`, in
+    /// sort key order, decoded; `listing` names the page tokens' scope.
+    async fn rollout_page<T>(
+        &self,
+        id: &RolloutId,
+        prefix: &str,
+        listing: &'static str,
+        page: PageRequest,
+        decode: impl Fn(&Item) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let context = format!("listing {listing} of rollout {id}");
+        let scope = PageScope::new(listing).with(Some(id.as_str())).with(Some(prefix));
+        let mut query = (self.rollout_items(id, prefix)).limit(page.limit.clamp(1, 1000) as i32);
+        if let Some(token) = page.next_token {
+            let key: HashMap<String, String> = self.open_page(&context, &scope, &token).await?;
+            query = query.set_exclusive_start_key(Some(item_key(key)));
+        }
+        let out = (query.send())
+            .await
+            .map_err(|e| classify(&context, self.table(), e))?;
+        let items = out.items().iter().map(decode).collect::<Result<_, _>>()?;
+        let next_token = match out.last_evaluated_key() {
+            Some(key) => Some(self.seal_page(&scope, &plain_key(key)).await?),
+            None => None,
+        };
+        Ok(Page { items, next_token })
     }
 
     /// Puts `items` (new or rewritten whole, so repeating it is harmless) 25 to a
@@ -530,6 +558,34 @@ impl RolloutStore for DynamoStore {
         (self.query_all(query, "loading rollout members").await?.iter())
             .map(decode_member)
             .collect()
+    }
+
+    async fn members_page(
+        &self,
+        id: &RolloutId,
+        wave: Option<usize>,
+        page: PageRequest,
+    ) -> Result<Page<RolloutMember>, StoreError> {
+        let prefix = wave.map_or_else(|| keys::MEMBER_SK_PREFIX.to_owned(), keys::member_prefix);
+        self.rollout_page(id, &prefix, "members", page, decode_member)
+            .await
+    }
+
+    async fn skipped_page(
+        &self,
+        record: &RolloutRecord,
+        page: PageRequest,
+    ) -> Result<Page<Skipped>, StoreError> {
+        if record.skipped_apart.is_none() {
+            // Kept inline, from before: it fitted in the rollout's item, so one page.
+            return Ok(Page {
+                items: record.skipped.clone(),
+                next_token: None,
+            });
+        }
+        let decode = |item: &Item| json(item, "skipped");
+        self.rollout_page(&record.id, keys::SKIPPED_SK_PREFIX, "skipped", page, decode)
+            .await
     }
 
     async fn save_member(&self, id: &RolloutId, member: &RolloutMember) -> Result<RolloutMember, StoreError> {
