@@ -241,7 +241,7 @@ pub async fn plan(
 }
 
 #[utoipa::path(operation_id = "rollout_start", post, path = "/v1/rollouts", tag = "rollouts", request_body = StartRollout,
-    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key and body")),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key and body"), ViewOptions),
     responses((status = 201, body = RolloutView, description = "Started; the controllers carry it out"),
         (status = 200, body = RolloutView, description = "A rollout with this id and spec already exists"),
         (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)),
@@ -250,8 +250,10 @@ pub async fn start(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
     IdempotencyKey(key): IdempotencyKey,
+    ApiQuery(options): ApiQuery<ViewOptions>,
     ApiJson(body): ApiJson<StartRollout>,
 ) -> Response {
+    let members = options.members.unwrap_or(true);
     let target = match &body.id {
         Some(id) => format!("rollout/{id}"),
         None => format!(
@@ -287,7 +289,7 @@ pub async fn start(
             .await?;
         tracing::info!(rollout = %started.record.id, caller = %caller.name, created = started.created, "rollout started");
         let status = if started.created { StatusCode::CREATED } else { StatusCode::OK };
-        let view = view(&state, started.record, Some(started.created)).await?;
+        let view = view_of(&state, started.record, Some(started.created), members).await?;
         Ok((status, json(&view)))
     })
     .await
@@ -332,9 +334,10 @@ pub async fn list(
 #[into_params(parameter_in = Query)]
 pub struct ViewOptions {
     /// `false`: the rollout without its members, its skipped tenants and the outage
-    /// overruns its members carry, which is what a progress poll needs: each wave's
-    /// `tally` counts its members by outcome, read from the rollout alone however
-    /// many tenants it moves. Default `true`.
+    /// overruns its members carry, which is what a progress poll or a pipeline's
+    /// start needs: each wave's `size` and `tally` count its members (by outcome),
+    /// read from the rollout alone however many tenants it moves; the members are
+    /// read a page at a time from `/v1/rollouts/{id}/members`. Default `true`.
     pub members: Option<bool>,
 }
 

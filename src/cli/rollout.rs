@@ -300,8 +300,9 @@ impl Rollouts {
                 if let Some(reason) = options.override_freeze {
                     body["override_freeze"] = serde_json::json!({ "reason": reason });
                 }
-                let view: RemoteView = remote.post("/v1/rollouts", Some(&body)).await?;
-                let count = view.members.len();
+                // Without the members: a fleet-wide rollout has as many as the fleet.
+                let view: RemoteView = remote.post("/v1/rollouts?members=false", Some(&body)).await?;
+                let count = view.rollout.waves.iter().map(|w| w.size).sum();
                 Ok((view.rollout, view.created.unwrap_or(true), count))
             }
         }

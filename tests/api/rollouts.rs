@@ -462,9 +462,23 @@ async fn a_rollouts_members_and_skipped_tenants_are_read_a_page_at_a_time() {
     spec["selector"] = json!({"tenants": selected});
     let body = json!({"id": "r-pages", "spec": spec});
     let started = api
-        .call(Method::POST, "/v1/rollouts", Some(DEPLOY), Some(body))
+        .call(
+            Method::POST,
+            "/v1/rollouts?members=false",
+            Some(DEPLOY),
+            Some(body),
+        )
         .await;
     assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    assert_eq!(
+        started.body["members"],
+        json!([]),
+        "a large start's answer stays small"
+    );
+    let sizes: Vec<&serde_json::Value> = (started.body["rollout"]["waves"].as_array().unwrap().iter())
+        .map(|w| &w["size"])
+        .collect();
+    assert_eq!(sizes, [&json!(1), &json!(4)]);
 
     // Every page of two, then the next, until no token is given back.
     let read = |path: String| {
