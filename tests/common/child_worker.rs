@@ -50,11 +50,14 @@ impl RunLog {
         f.write_all(text.as_bytes()).unwrap();
     }
 
+    /// The complete lines so far. A line a worker is appending while this reads has
+    /// no newline yet, and is read on a later call.
     pub fn read(&self) -> Vec<RunLine> {
-        std::fs::read_to_string(&self.0)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+        complete
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("run log line {l:?}: {e}")))
             .collect()
     }
 
