@@ -11,7 +11,7 @@ use tenant_orchestrator::record::{Outcome, Phase, RolloutMember, RolloutRecord};
 
 use super::progress::{Outcome as ProgressOutcome, Progress};
 use tenant_orchestrator::app::Backend;
-use tenant_orchestrator::ports::RolloutSummary;
+use tenant_orchestrator::ports::{PageRequest, RolloutSummary};
 use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
 
@@ -88,6 +88,20 @@ pub enum RolloutCommand {
         id: String,
         #[command(flatten)]
         wait: WaitArgs,
+    },
+    /// A page of a rollout's tenants and their outcomes, by wave then tenant id: for a
+    /// rollout too large for `status` to print whole.
+    Members {
+        id: String,
+        /// Only this wave's tenants (0 is the first wave).
+        #[arg(long)]
+        wave: Option<usize>,
+        /// Tenants per page, 1 to 1000.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// The token the previous page printed, to read the next one.
+        #[arg(long)]
+        next_token: Option<String>,
     },
     /// List rollouts, running ones first.
     List {
@@ -344,6 +358,46 @@ impl Rollouts {
         Ok((record, done, members.len() as u64))
     }
 
+    /// One page of the rollout's members, and the token of the next page.
+    async fn members_page(
+        &self,
+        id: &RolloutId,
+        wave: Option<usize>,
+        page: PageRequest,
+    ) -> Result<(Vec<RolloutMember>, Option<String>), Failure> {
+        match self {
+            Rollouts::Local { store, .. } => {
+                let record = store.load_rollout(id).await?;
+                if let Some(wave) = wave.filter(|w| *w >= record.waves.len()) {
+                    return Err(Failure {
+                        code: super::EXIT_INVALID_INPUT,
+                        error: anyhow!(
+                            "rollout {id} has no wave {wave}: its waves are 0 to {}",
+                            record.waves.len().saturating_sub(1)
+                        ),
+                    });
+                }
+                let found = store.members_page(id, wave, page).await?;
+                Ok((found.items, found.next_token))
+            }
+            Rollouts::Remote(remote) => {
+                let mut path = format!(
+                    "/v1/rollouts/{}/members?limit={}",
+                    encode(id.as_str()),
+                    page.limit
+                );
+                if let Some(wave) = wave {
+                    path.push_str(&format!("&wave={wave}"));
+                }
+                if let Some(token) = &page.next_token {
+                    path.push_str(&format!("&next_token={}", encode(token)));
+                }
+                let found: RemoteMembers = remote.get(&path).await?;
+                Ok((found.items, found.next_token))
+            }
+        }
+    }
+
     async fn list(&self, all: bool, limit: u32) -> Result<Vec<RolloutSummary>, Failure> {
         match self {
             Rollouts::Local { store, .. } => Ok(store.list_rollouts(!all, limit, None).await?.items),
@@ -449,6 +503,13 @@ async fn with_preview(
 #[derive(serde::Deserialize)]
 struct RemotePage {
     items: Vec<RolloutSummary>,
+}
+
+/// `GET /v1/rollouts/{id}/members`.
+#[derive(serde::Deserialize)]
+struct RemoteMembers {
+    items: Vec<RolloutMember>,
+    next_token: Option<String>,
 }
 
 pub async fn run(
@@ -572,6 +633,27 @@ pub async fn run(
             }
             let (record, members) = rollouts.get(&id).await?;
             return status::print(output, &record, &members);
+        }
+        RolloutCommand::Members {
+            id,
+            wave,
+            limit,
+            next_token,
+        } => {
+            let id = rollout_id(&id)?;
+            if !(1..=1000).contains(&limit) {
+                return Err(Failure {
+                    code: super::EXIT_INVALID_INPUT,
+                    error: anyhow!("--limit {limit} is out of range; give 1 to 1000"),
+                });
+            }
+            let page = PageRequest { limit, next_token };
+            let (members, next) = rollouts.members_page(&id, wave, page).await?;
+            let wave_flag = wave.map(|w| format!(" --wave {w}")).unwrap_or_default();
+            let next_command = (next.as_ref()).map(|token| {
+                format!("tenantctl rollout members {id}{wave_flag} --limit {limit} --next-token {token}")
+            });
+            return status::print_members(output, &members, next.as_deref(), next_command.as_deref());
         }
         RolloutCommand::List { all, limit } => {
             return status::print_list(output, &rollouts.list(all, limit).await?);

@@ -74,6 +74,34 @@ pub fn print(output: OutputFormat, record: &RolloutRecord, members: &[RolloutMem
     Ok(())
 }
 
+/// A page of a rollout's members, and how to read the next one.
+pub fn print_members(
+    output: OutputFormat,
+    members: &[RolloutMember],
+    next_token: Option<&str>,
+    next_command: Option<&str>,
+) -> Result<(), Failure> {
+    if output == OutputFormat::Json {
+        let value = serde_json::json!({ "items": members, "next_token": next_token });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    for m in members {
+        println!(
+            "{:>4}  {:<28} {:<14} {}",
+            m.wave,
+            m.tenant.as_str(),
+            m.region.as_str(),
+            describe(m)
+        );
+    }
+    if let Some(command) = next_command {
+        println!();
+        println!("next page: {command}");
+    }
+    Ok(())
+}
+
 /// Each tenant's latest bake check: when, the result, and the alarms read.
 fn print_bake_evidence(bake: &BakeProgress) {
     println!("  bake checks ({} rounds passed):", bake.checks_passed);

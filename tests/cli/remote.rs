@@ -214,6 +214,56 @@ async fn a_pipeline_starts_and_follows_a_rollout_through_the_api() {
     );
     let status = tenantctl(&api, Some(READ), &["rollout", "status", "r-cli"], &[]).await;
     assert!(stdout(&status).contains("pipe-b"), "{}", stdout(&status));
+    // The tenants a page at a time, each page saying how to read the next.
+    let first = tenantctl(
+        &api,
+        Some(READ),
+        &["rollout", "members", "r-cli", "--limit", "1"],
+        &[],
+    )
+    .await;
+    let out = stdout(&first);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(out.contains("pipe-a") && !out.contains("pipe-b"), "{out}");
+    let hint = "next page: tenantctl rollout members r-cli --limit 1 --next-token ";
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix(hint))
+        .unwrap_or_else(|| panic!("no next page in {out}"));
+    let second = tenantctl(
+        &api,
+        Some(READ),
+        &[
+            "rollout",
+            "members",
+            "r-cli",
+            "--limit",
+            "1",
+            "--next-token",
+            token,
+        ],
+        &[],
+    )
+    .await;
+    let out = stdout(&second);
+    assert!(out.contains("pipe-b") && !out.contains("pipe-a"), "{out}");
+    let no_wave = tenantctl(
+        &api,
+        Some(READ),
+        &["rollout", "members", "r-cli", "--wave", "5"],
+        &[],
+    )
+    .await;
+    assert_eq!(no_wave.status.code(), Some(2), "{}", stderr(&no_wave));
+    assert!(stderr(&no_wave).contains("has no wave 5"), "{}", stderr(&no_wave));
+    let too_many = tenantctl(
+        &api,
+        Some(READ),
+        &["rollout", "members", "r-cli", "--limit", "0"],
+        &[],
+    )
+    .await;
+    assert_eq!(too_many.status.code(), Some(2), "{}", stderr(&too_many));
     let unknown = tenantctl(&api, Some(READ), &["rollout", "status", "r-nope"], &[]).await;
     assert_eq!(unknown.status.code(), Some(3));
     let finished = tenantctl(&api, Some(DEPLOY), &["rollout", "pause", "r-cli"], &[]).await;
