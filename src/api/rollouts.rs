@@ -78,6 +78,9 @@ pub struct RolloutView {
     /// Members whose upgrade's measured outage was longer than the strategy's
     /// `outage_budget`, as `members[].outage_overrun` records it.
     pub outage_overruns: Vec<MemberOutageOverrun>,
+    /// How many tenants it skipped at planning, also when `rollout.skipped` leaves
+    /// them out (`members=false`; read them from `/v1/rollouts/{id}/skipped`).
+    pub skipped_count: usize,
     /// On start: whether this call created it (false: it existed with the same spec).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<bool>,
@@ -184,6 +187,7 @@ async fn view_of(
     Ok(RolloutView {
         bake_evidence: WaveBakeEvidence::of(&record),
         outage_overruns: MemberOutageOverrun::of(&members),
+        skipped_count: record.skipped_count(),
         rollout: record,
         members,
         created,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
 use tenant_orchestrator::app::{GroupPreview, PlanPreview, RolloutCommands, StartOptions};
-use tenant_orchestrator::domain::rollout::Plan;
+use tenant_orchestrator::domain::rollout::{Plan, Skipped};
 use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
 use tenant_orchestrator::record::{Outcome, Phase, RolloutMember, RolloutRecord};
 
@@ -96,6 +96,16 @@ pub enum RolloutCommand {
         /// Only this wave's tenants (0 is the first wave).
         #[arg(long)]
         wave: Option<usize>,
+        /// Tenants per page, 1 to 1000.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// The token the previous page printed, to read the next one.
+        #[arg(long)]
+        next_token: Option<String>,
+    },
+    /// A page of the tenants a rollout skipped when it was planned, with why, by id.
+    Skipped {
+        id: String,
         /// Tenants per page, 1 to 1000.
         #[arg(long, default_value_t = 100)]
         limit: u32,
@@ -317,7 +327,8 @@ impl Rollouts {
                 // Without the members: a fleet-wide rollout has as many as the fleet.
                 let view: RemoteView = remote.post("/v1/rollouts?members=false", Some(&body)).await?;
                 let count = view.rollout.waves.iter().map(|w| w.size).sum();
-                Ok((view.rollout, view.created.unwrap_or(true), count))
+                let created = view.created.unwrap_or(true);
+                Ok((view.record(), created, count))
             }
         }
     }
@@ -392,7 +403,35 @@ impl Rollouts {
                 if let Some(token) = &page.next_token {
                     path.push_str(&format!("&next_token={}", encode(token)));
                 }
-                let found: RemoteMembers = remote.get(&path).await?;
+                let found: RemoteItems<RolloutMember> = remote.get(&path).await?;
+                Ok((found.items, found.next_token))
+            }
+        }
+    }
+
+    /// One page of the tenants the rollout skipped at planning, and the token of the
+    /// next page.
+    async fn skipped_page(
+        &self,
+        id: &RolloutId,
+        page: PageRequest,
+    ) -> Result<(Vec<Skipped>, Option<String>), Failure> {
+        match self {
+            Rollouts::Local { store, .. } => {
+                let record = store.load_rollout(id).await?;
+                let found = store.skipped_page(&record, page).await?;
+                Ok((found.items, found.next_token))
+            }
+            Rollouts::Remote(remote) => {
+                let mut path = format!(
+                    "/v1/rollouts/{}/skipped?limit={}",
+                    encode(id.as_str()),
+                    page.limit
+                );
+                if let Some(token) = &page.next_token {
+                    path.push_str(&format!("&next_token={}", encode(token)));
+                }
+                let found: RemoteItems<Skipped> = remote.get(&path).await?;
                 Ok((found.items, found.next_token))
             }
         }
@@ -455,6 +494,18 @@ struct RemoteView {
     rollout: RolloutRecord,
     members: Vec<RolloutMember>,
     created: Option<bool>,
+    /// Servers before it answered with the whole list in `rollout.skipped`.
+    skipped_count: Option<usize>,
+}
+
+impl RemoteView {
+    /// The rollout, counting the skipped tenants an answer without them names.
+    fn record(self) -> RolloutRecord {
+        RolloutRecord {
+            skipped_apart: self.skipped_count.or(self.rollout.skipped_apart),
+            ..self.rollout
+        }
+    }
 }
 
 /// `POST /v1/rollouts/plan?diff=true`.
@@ -505,11 +556,22 @@ struct RemotePage {
     items: Vec<RolloutSummary>,
 }
 
-/// `GET /v1/rollouts/{id}/members`.
+/// `GET /v1/rollouts/{id}/members` and `/skipped`.
 #[derive(serde::Deserialize)]
-struct RemoteMembers {
-    items: Vec<RolloutMember>,
+struct RemoteItems<T> {
+    items: Vec<T>,
     next_token: Option<String>,
+}
+
+/// A page of `limit` (1 to 1000) items after `next_token`.
+fn page_request(limit: u32, next_token: Option<String>) -> Result<PageRequest, Failure> {
+    if !(1..=1000).contains(&limit) {
+        return Err(Failure {
+            code: super::EXIT_INVALID_INPUT,
+            error: anyhow!("--limit {limit} is out of range; give 1 to 1000"),
+        });
+    }
+    Ok(PageRequest { limit, next_token })
 }
 
 pub async fn run(
@@ -641,19 +703,25 @@ pub async fn run(
             next_token,
         } => {
             let id = rollout_id(&id)?;
-            if !(1..=1000).contains(&limit) {
-                return Err(Failure {
-                    code: super::EXIT_INVALID_INPUT,
-                    error: anyhow!("--limit {limit} is out of range; give 1 to 1000"),
-                });
-            }
-            let page = PageRequest { limit, next_token };
+            let page = page_request(limit, next_token)?;
             let (members, next) = rollouts.members_page(&id, wave, page).await?;
             let wave_flag = wave.map(|w| format!(" --wave {w}")).unwrap_or_default();
             let next_command = (next.as_ref()).map(|token| {
                 format!("tenantctl rollout members {id}{wave_flag} --limit {limit} --next-token {token}")
             });
             return status::print_members(output, &members, next.as_deref(), next_command.as_deref());
+        }
+        RolloutCommand::Skipped {
+            id,
+            limit,
+            next_token,
+        } => {
+            let id = rollout_id(&id)?;
+            let page = page_request(limit, next_token)?;
+            let (skipped, next) = rollouts.skipped_page(&id, page).await?;
+            let next_command = (next.as_ref())
+                .map(|token| format!("tenantctl rollout skipped {id} --limit {limit} --next-token {token}"));
+            return status::print_skipped(output, &skipped, next.as_deref(), next_command.as_deref());
         }
         RolloutCommand::List { all, limit } => {
             return status::print_list(output, &rollouts.list(all, limit).await?);

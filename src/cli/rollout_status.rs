@@ -102,6 +102,28 @@ pub fn print_members(
     Ok(())
 }
 
+/// A page of a rollout's skipped tenants, and how to read the next one.
+pub fn print_skipped(
+    output: OutputFormat,
+    skipped: &[tenant_orchestrator::domain::rollout::Skipped],
+    next_token: Option<&str>,
+    next_command: Option<&str>,
+) -> Result<(), Failure> {
+    if output == OutputFormat::Json {
+        let value = serde_json::json!({ "items": skipped, "next_token": next_token });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    for s in skipped {
+        println!("{:<28} {}", s.id.as_str(), s.reason);
+    }
+    if let Some(command) = next_command {
+        println!();
+        println!("next page: {command}");
+    }
+    Ok(())
+}
+
 /// Each tenant's latest bake check: when, the result, and the alarms read.
 fn print_bake_evidence(bake: &BakeProgress) {
     println!("  bake checks ({} rounds passed):", bake.checks_passed);

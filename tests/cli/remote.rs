@@ -264,6 +264,58 @@ async fn a_pipeline_starts_and_follows_a_rollout_through_the_api() {
     )
     .await;
     assert_eq!(too_many.status.code(), Some(2), "{}", stderr(&too_many));
+    // The tenants a rollout skipped, a page at a time too.
+    let ghosts = dir.path().join("ghosts.json");
+    std::fs::write(
+        &ghosts,
+        r#"{"release": "1.1.0", "selector": {"tenants": ["ghost-1", "ghost-2", "ghost-3"]}}"#,
+    )
+    .unwrap();
+    let ghosts = ghosts.to_str().unwrap();
+    let started = tenantctl(
+        &api,
+        Some(DEPLOY),
+        &["rollout", "start", "--spec", ghosts, "--id", "r-ghosts"],
+        &[],
+    )
+    .await;
+    assert!(stdout(&started).contains("3 skipped"), "{}", stdout(&started));
+    let first = tenantctl(
+        &api,
+        Some(READ),
+        &["rollout", "skipped", "r-ghosts", "--limit", "2"],
+        &[],
+    )
+    .await;
+    let out = stdout(&first);
+    assert!(
+        out.contains("ghost-1") && out.contains("ghost-2") && !out.contains("ghost-3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("named in the selector but not in the fleet"),
+        "{out}"
+    );
+    let hint = "next page: tenantctl rollout skipped r-ghosts --limit 2 --next-token ";
+    let token =
+        (out.lines().find_map(|l| l.strip_prefix(hint))).unwrap_or_else(|| panic!("no next page in {out}"));
+    let second = tenantctl(
+        &api,
+        Some(READ),
+        &[
+            "rollout",
+            "skipped",
+            "r-ghosts",
+            "--limit",
+            "2",
+            "--next-token",
+            token,
+        ],
+        &[],
+    )
+    .await;
+    let out = stdout(&second);
+    assert!(out.contains("ghost-3") && !out.contains("ghost-1"), "{out}");
     let unknown = tenantctl(&api, Some(READ), &["rollout", "status", "r-nope"], &[]).await;
     assert_eq!(unknown.status.code(), Some(3));
     let finished = tenantctl(&api, Some(DEPLOY), &["rollout", "pause", "r-cli"], &[]).await;
