@@ -415,12 +415,8 @@ pub async fn members(
 ) -> Result<Json<RolloutPartPage>, ApiError> {
     let record = caller.principal().rollout(&state, &rollout_id(&id)?).await?;
     let limit = super::page_limit(pages.limit)?;
-    if let Some(wave) = pages.wave.filter(|w| *w >= record.waves.len()) {
-        return Err(ApiError::InvalidRequest(format!(
-            "rollout {} has no wave {wave}: its waves are 0 to {}",
-            record.id,
-            record.waves.len().saturating_sub(1)
-        )));
+    if let Some(why) = pages.wave.and_then(|w| record.no_wave(w)) {
+        return Err(ApiError::InvalidRequest(why));
     }
     let page = crate::ports::PageRequest {
         limit,

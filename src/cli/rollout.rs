@@ -379,30 +379,18 @@ impl Rollouts {
         match self {
             Rollouts::Local { store, .. } => {
                 let record = store.load_rollout(id).await?;
-                if let Some(wave) = wave.filter(|w| *w >= record.waves.len()) {
+                if let Some(why) = wave.and_then(|w| record.no_wave(w)) {
                     return Err(Failure {
                         code: super::EXIT_INVALID_INPUT,
-                        error: anyhow!(
-                            "rollout {id} has no wave {wave}: its waves are 0 to {}",
-                            record.waves.len().saturating_sub(1)
-                        ),
+                        error: anyhow!(why),
                     });
                 }
                 let found = store.members_page(id, wave, page).await?;
                 Ok((found.items, found.next_token))
             }
             Rollouts::Remote(remote) => {
-                let mut path = format!(
-                    "/v1/rollouts/{}/members?limit={}",
-                    encode(id.as_str()),
-                    page.limit
-                );
-                if let Some(wave) = wave {
-                    path.push_str(&format!("&wave={wave}"));
-                }
-                if let Some(token) = &page.next_token {
-                    path.push_str(&format!("&next_token={}", encode(token)));
-                }
+                let wave = wave.map(|w| format!("&wave={w}")).unwrap_or_default();
+                let path = page_path(id, "members", &page) + &wave;
                 let found: RemoteItems<RolloutMember> = remote.get(&path).await?;
                 Ok((found.items, found.next_token))
             }
@@ -423,15 +411,7 @@ impl Rollouts {
                 Ok((found.items, found.next_token))
             }
             Rollouts::Remote(remote) => {
-                let mut path = format!(
-                    "/v1/rollouts/{}/skipped?limit={}",
-                    encode(id.as_str()),
-                    page.limit
-                );
-                if let Some(token) = &page.next_token {
-                    path.push_str(&format!("&next_token={}", encode(token)));
-                }
-                let found: RemoteItems<Skipped> = remote.get(&path).await?;
+                let found: RemoteItems<Skipped> = remote.get(&page_path(id, "skipped", &page)).await?;
                 Ok((found.items, found.next_token))
             }
         }
@@ -561,6 +541,15 @@ struct RemotePage {
 struct RemoteItems<T> {
     items: Vec<T>,
     next_token: Option<String>,
+}
+
+/// `GET /v1/rollouts/{id}/{part}` for `page`.
+fn page_path(id: &RolloutId, part: &str, page: &PageRequest) -> String {
+    let mut path = format!("/v1/rollouts/{}/{part}?limit={}", encode(id.as_str()), page.limit);
+    if let Some(token) = &page.next_token {
+        path.push_str(&format!("&next_token={}", encode(token)));
+    }
+    path
 }
 
 /// A page of `limit` (1 to 1000) items after `next_token`.

@@ -81,25 +81,16 @@ pub fn print_members(
     next_token: Option<&str>,
     next_command: Option<&str>,
 ) -> Result<(), Failure> {
-    if output == OutputFormat::Json {
-        let value = serde_json::json!({ "items": members, "next_token": next_token });
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(());
-    }
-    for m in members {
-        println!(
+    let row = |m: &RolloutMember| {
+        format!(
             "{:>4}  {:<28} {:<14} {}",
             m.wave,
             m.tenant.as_str(),
             m.region.as_str(),
             describe(m)
-        );
-    }
-    if let Some(command) = next_command {
-        println!();
-        println!("next page: {command}");
-    }
-    Ok(())
+        )
+    };
+    print_page(output, members, row, next_token, next_command)
 }
 
 /// A page of a rollout's skipped tenants, and how to read the next one.
@@ -109,13 +100,27 @@ pub fn print_skipped(
     next_token: Option<&str>,
     next_command: Option<&str>,
 ) -> Result<(), Failure> {
+    let row =
+        |s: &tenant_orchestrator::domain::rollout::Skipped| format!("{:<28} {}", s.id.as_str(), s.reason);
+    print_page(output, skipped, row, next_token, next_command)
+}
+
+/// A page of `items`, a `row` each (or JSON as the API answers it), then the
+/// command that reads the next page.
+fn print_page<T: serde::Serialize>(
+    output: OutputFormat,
+    items: &[T],
+    row: impl Fn(&T) -> String,
+    next_token: Option<&str>,
+    next_command: Option<&str>,
+) -> Result<(), Failure> {
     if output == OutputFormat::Json {
-        let value = serde_json::json!({ "items": skipped, "next_token": next_token });
+        let value = serde_json::json!({ "items": items, "next_token": next_token });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    for s in skipped {
-        println!("{:<28} {}", s.id.as_str(), s.reason);
+    for item in items {
+        println!("{}", row(item));
     }
     if let Some(command) = next_command {
         println!();

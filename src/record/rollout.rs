@@ -475,6 +475,17 @@ impl RolloutRecord {
         }
     }
 
+    /// Why `wave` names no wave of this rollout, if it does not.
+    pub fn no_wave(&self, wave: usize) -> Option<String> {
+        (wave >= self.waves.len()).then(|| {
+            format!(
+                "rollout {} has no wave {wave}: its waves are 0 to {}",
+                self.id,
+                self.waves.len().saturating_sub(1)
+            )
+        })
+    }
+
     /// How many tenants were skipped at planning, whether or not their list is loaded.
     pub fn skipped_count(&self) -> usize {
         self.skipped_apart.unwrap_or(self.skipped.len())
