@@ -11,7 +11,10 @@
 //! for each fleet the median time to answer a view, the store requests and read units
 //! per warm view, and the cold view's; then the large fleet's figures over the small
 //! one's. Panics when a page does not count every tenant or does not show the 20
-//! rollouts.
+//! rollouts. Then views the fleet-wide rollout's own page `VIEWS` times, drawn
+//! from a sample of each wave, and again with its tallies removed (a record from
+//! before them, drawn from every member), and prints both; panics when the page does
+//! not list one to 40 tenants a wave.
 
 #[path = "common/local_fleet.rs"]
 mod common;
@@ -28,6 +31,8 @@ use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
 use tenant_orchestrator::store::{DynamoStore, Meter, RolloutStore, Usage, WriteGuard};
 
 const ROLLOUTS: usize = 20;
+/// The tenants a rollout page lists per wave (`rollout_timeline::MARKS_SHOWN`).
+const MARKS_SHOWN: usize = 40;
 const ROLLOUT_TENANTS: usize = 5;
 const TOKEN: &str = "dashboard-cost-read-token";
 
@@ -51,6 +56,16 @@ struct Cost {
     tallied: Warm,
     /// Warm views of the same rollouts without tallies (counting their members).
     counted: Warm,
+    /// Warm views of the fleet-wide rollout's own page: drawn from a sample of each
+    /// wave, then (its tallies removed, as a record from before them) from every member.
+    page_sampled: Warm,
+    page_whole: Warm,
+}
+
+#[derive(Clone, Copy)]
+enum Page {
+    Overview,
+    Rollout,
 }
 
 /// Warm views of the overview: the median time, and store requests and read units
@@ -137,13 +152,42 @@ async fn measure(client: &aws_sdk_dynamodb::Client, prefix: &str, tenants: usize
         took
     };
 
+    let wide = ids.last().unwrap().clone();
+    let rollout_view = || async {
+        let started = Instant::now();
+        let response = http
+            .get(format!("{base}/rollouts/{wide}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "the rollout page answered {}",
+            response.status()
+        );
+        let html = response.text().await.unwrap();
+        let took = started.elapsed();
+        let marks = html.matches("<tr data-member=").count();
+        let waves = html.matches("data-wave-tenants=").count();
+        assert!(
+            waves > 0 && (1..=waves * MARKS_SHOWN).contains(&marks),
+            "the rollout page lists {marks} tenants in {waves} waves, not one to {MARKS_SHOWN} a wave"
+        );
+        took
+    };
+
     let cold = view().await;
     let cold_usage = meter.usage();
-    let warm_views = || async {
+    let (meter, view, rollout_view) = (&meter, &view, &rollout_view);
+    let warm = |page: Page| async move {
         let before = meter.usage();
         let mut warm = Vec::with_capacity(views);
         for _ in 0..views {
-            warm.push(view().await);
+            warm.push(match page {
+                Page::Overview => view().await,
+                Page::Rollout => rollout_view().await,
+            });
         }
         let after = meter.usage();
         warm.sort();
@@ -154,7 +198,8 @@ async fn measure(client: &aws_sdk_dynamodb::Client, prefix: &str, tenants: usize
             units: per_view(after.read_units - before.read_units),
         }
     };
-    let tallied = warm_views().await;
+    let tallied = warm(Page::Overview).await;
+    let page_sampled = warm(Page::Rollout).await;
     // The same rollouts as records written before waves kept tallies: the page counts
     // their members instead.
     for id in &ids {
@@ -164,7 +209,8 @@ async fn measure(client: &aws_sdk_dynamodb::Client, prefix: &str, tenants: usize
         }
         seeder.save_rollout(&record, WriteGuard::Version).await.unwrap();
     }
-    let counted = warm_views().await;
+    let counted = warm(Page::Overview).await;
+    let page_whole = warm(Page::Rollout).await;
     Cost {
         tenants,
         fleet_wide,
@@ -172,6 +218,8 @@ async fn measure(client: &aws_sdk_dynamodb::Client, prefix: &str, tenants: usize
         cold_usage,
         tallied,
         counted,
+        page_sampled,
+        page_whole,
     }
 }
 
@@ -225,6 +273,25 @@ fn main() {
                 c.counted.requests,
                 c.counted.units,
                 c.counted.units / c.tallied.units.max(f64::EPSILON)
+            );
+        }
+        println!();
+        println!("the fleet-wide rollout's page GET /rollouts/{{id}}, warm: drawn from a sample of each wave, and from every member (its tallies removed)");
+        println!(
+            "{:>8} | {:>10} | {:>10} | {:>11} | {:>10} | {:>10} | {:>11} | {:>18}",
+            "tenants", "fleet-wide", "sample ms", "sample reqs", "sample RCU", "whole ms", "whole reqs", "whole RCU / sample"
+        );
+        for c in [&small, &large] {
+            println!(
+                "{:>8} | {:>10} | {:>10.1} | {:>11.1} | {:>10.1} | {:>10.1} | {:>11.1} | {:>18.2}",
+                c.tenants,
+                c.fleet_wide,
+                ms(c.page_sampled.median),
+                c.page_sampled.requests,
+                c.page_sampled.units,
+                ms(c.page_whole.median),
+                c.page_whole.requests,
+                c.page_whole.units / c.page_sampled.units.max(f64::EPSILON)
             );
         }
         println!("large fleet, requests by operation: cold {:?}", large.cold_usage.requests);

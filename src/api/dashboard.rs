@@ -39,6 +39,7 @@ use session::Viewer;
 
 use super::auth::Read;
 use super::{ApiError, ApiState};
+use crate::app::rollouts::{members_to_draw, DrawSample};
 use crate::domain::{RolloutId, Scope, TenantId};
 
 /// The dashboard's routes, merged into [`super::router`].
@@ -175,7 +176,7 @@ async fn rollout(
     let record = (state.store())
         .with_details(record, crate::ports::Details::BakeEvidence)
         .await?;
-    let members = state.store().members(&id, None).await?;
+    let members = members_to_draw(state.store().as_ref(), &record, DrawSample::PAGE).await?;
     let timeline = rollout_timeline::timeline(&record, &members, chrono::Utc::now());
     // A query that names no action is ignored: the page shows no notice.
     let done = done

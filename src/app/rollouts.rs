@@ -60,6 +60,57 @@ pub fn assumed_tenant_duration() -> std::time::Duration {
     PlanOptions::default().tenant_duration
 }
 
+/// How much of a rollout's membership [`members_to_draw`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct DrawSample {
+    /// A rollout of at most this many members is read whole.
+    pub read_all_up_to: usize,
+    /// Of a larger one, each wave's first members by tenant id, besides the failed
+    /// ones its tally names.
+    pub per_wave: u32,
+}
+
+impl DrawSample {
+    /// What the dashboard's rollout page reads on each reload: a rollout of 100,000
+    /// tenants costs it a query of 40 members and a batch read of at most 10 a wave.
+    pub const PAGE: Self = Self {
+        read_all_up_to: 1_000,
+        per_wave: 40,
+    };
+}
+
+/// The members a picture of `record` is drawn from: all of them for a small rollout
+/// (or one written before its waves kept tallies and planned starts, whose picture
+/// needs them all); otherwise per wave a sample, the failed members its tally names
+/// and the first `sample.per_wave`, so the reads are bounded by the number of waves
+/// and not the fleet. The dashboard's timeline takes what else it draws of a sampled
+/// wave from the record.
+pub async fn members_to_draw<S: RolloutStore + ?Sized>(
+    store: &S,
+    record: &RolloutRecord,
+    sample: DrawSample,
+) -> Result<Vec<RolloutMember>, StoreError> {
+    let size: usize = record.waves.iter().map(|w| w.size).sum();
+    let kept = record.waves.iter().all(|w| {
+        w.tally.is_some() && w.window_waits.is_some() && (w.planned_starts.is_some() || w.size == 0)
+    });
+    if size <= sample.read_all_up_to || !kept {
+        return store.members(&record.id, None).await;
+    }
+    let mut members = Vec::new();
+    for w in record.waves.iter().filter(|w| w.size > 0) {
+        let failed: Vec<TenantId> = (w.tally.iter())
+            .flat_map(|t| t.failures.iter().map(|f| f.tenant.clone()))
+            .collect();
+        members.extend(
+            store
+                .members_sample(&record.id, w.index, &failed, sample.per_wave)
+                .await?,
+        );
+    }
+    Ok(members)
+}
+
 /// How far ahead a start may be scheduled.
 pub const LONGEST_SCHEDULE_DAYS: i64 = 90;
 /// How far in the past a scheduled start may be (clocks of callers differ a little).

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Page, StoreError, WriteGuard};
 use crate::domain::rollout::Skipped;
-use crate::domain::{ReleaseVersion, RolloutId};
+use crate::domain::{ReleaseVersion, RolloutId, TenantId};
 use crate::record::{Lease, Phase, RolloutMember, RolloutRecord, TenantRecord, Transition};
 
 /// One row of a rollout listing.
@@ -128,6 +128,16 @@ pub trait RolloutStore: super::FreezeStore + Send + Sync {
         wave: Option<usize>,
         page: PageRequest,
     ) -> Result<Page<RolloutMember>, StoreError>;
+    /// Some members of wave `wave` without reading it all: those of `named` (in any
+    /// order; a tenant not in the wave is left out) and the first `first` by tenant
+    /// id, each once.
+    async fn members_sample(
+        &self,
+        id: &RolloutId,
+        wave: usize,
+        named: &[TenantId],
+        first: u32,
+    ) -> Result<Vec<RolloutMember>, StoreError>;
     /// One page of the tenants `record` skipped at planning, by tenant id.
     async fn skipped_page(
         &self,

@@ -21,7 +21,7 @@ pub use platform::{ContentDigest, PlatformManifest, StoredArtifact, StoredChart}
 pub use promotion::{Promotion, PromotionBlock, PromotionDue, PromotionRecord, PromotionState};
 pub use rollout::{
     AlarmSeen, BakeCheck, BakeProgress, MemberFailure, OutageOverrun, Outcome, Phase, RollbackStatus,
-    RolloutEvent, RolloutMember, RolloutRecord, WaveRecord, WaveStatus, WaveTally, WindowWait,
+    RolloutEvent, RolloutMember, RolloutRecord, StartRange, WaveRecord, WaveStatus, WaveTally, WindowWait,
     BAKE_ALARMS_KEPT, BAKE_TENANTS_KEPT, INTERRUPTED_START, TALLY_EVERY, TALLY_FAILURES_KEPT,
     WINDOW_WAITS_KEPT,
 };

@@ -197,6 +197,33 @@ pub struct WaveRecord {
     /// waves kept it (their readers count the members).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tally: Option<WaveTally>,
+    /// The earliest starts the plan gave its first and last tenant, so its planned
+    /// bar is drawn without reading its members. `None` for a wave without members,
+    /// and in records written before waves kept it (a timeline reads the members).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_starts: Option<StartRange>,
+}
+
+/// The earliest of a wave's planned starts and the latest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartRange {
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
+impl StartRange {
+    /// The range of `starts`; `None` when there are none.
+    pub fn of(starts: impl IntoIterator<Item = DateTime<Utc>>) -> Option<Self> {
+        starts.into_iter().fold(None, |range, at| {
+            Some(match range {
+                None => Self { first: at, last: at },
+                Some(Self { first, last }) => Self {
+                    first: first.min(at),
+                    last: last.max(at),
+                },
+            })
+        })
+    }
 }
 
 /// How long a wave's [`WaveTally`] may lag its members: a controller pass that would
@@ -429,6 +456,7 @@ impl RolloutRecord {
                 finished_at: None,
                 window_waits: Some(Vec::new()),
                 tally: Some(WaveTally::pending(w.tenants.len(), now)),
+                planned_starts: StartRange::of(w.tenants.iter().map(|t| t.earliest_start)),
             })
             .collect();
         let mut record = Self {

@@ -8,6 +8,7 @@ mod rollout_support;
 
 mod controller;
 mod crash;
+mod draw;
 mod events;
 mod freeze;
 mod outage_budget;

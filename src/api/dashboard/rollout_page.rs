@@ -182,8 +182,9 @@ fn tenants(record: &RolloutRecord, timeline: &Timeline) -> Markup {
                 }
                 @if bars.marks_not_shown > 0 {
                     p.warn data-not-shown=(w.index) {
-                        (bars.marks_not_shown) " more not shown: all of them at "
-                        code { "GET /v1/rollouts/" (record.id.as_str()) }
+                        (bars.marks_not_shown) " more not shown: all of them, a page at a time, at "
+                        code { "GET /v1/rollouts/" (record.id.as_str()) "/members?wave=" (w.index) }
+                        " or with " code { "tenantctl rollout members " (record.id.as_str()) " --wave " (w.index) }
                         @for region in &w.regions {
                             "; the tenants of " a href={ "/?region=" (region.as_str()) } { (region.as_str()) }
                         }
@@ -272,9 +273,15 @@ pub fn allowed_actions(record: &RolloutRecord, members: &[RolloutMember]) -> Vec
         _ => {}
     }
     let current = record.current_wave;
-    let failed_now = members
-        .iter()
-        .any(|m| m.wave == current && (matches!(m.outcome, Outcome::Failed { .. }) || m.rollback.is_some()));
+    let own: Vec<&RolloutMember> = members.iter().filter(|m| m.wave == current).collect();
+    let failed_seen =
+        (own.iter()).any(|m| matches!(m.outcome, Outcome::Failed { .. }) || m.rollback.is_some());
+    // Of a wave given as a sample, its tally counts the failures; a rollback happens
+    // only after a breach, which an operator's resume records as accepted failures.
+    let failed_counted = record.wave().is_some_and(|w| {
+        own.len() < w.size && (w.tally.as_ref().is_some_and(|t| t.failed > 0) || w.accepted_failures > 0)
+    });
+    let failed_now = failed_seen || failed_counted;
     if record.phase == Phase::Halted || failed_now {
         actions.push(RolloutAction::Retry);
     }

@@ -6,12 +6,18 @@
 //! waiting for a maintenance window, baking, halted), and marks for its tenants with
 //! their outcome. At most [`MARKS_SHOWN`] marks per wave are drawn, the tenants in
 //! trouble first, so a page costs the same for a wave of ten or of ten thousand.
+//!
+//! `members` may be all of a wave's or a sample of it (fewer than the wave's size,
+//! [`crate::app::rollouts::members_to_draw`]): a sampled wave's planned bar and
+//! failure count come from its record (`planned_starts`, `tally`), and its marks
+//! are drawn from the sample.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::app::rollouts::assumed_tenant_duration;
 use crate::record::{
-    Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, WaveRecord, WaveStatus, WindowWait,
+    Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord, StartRange, WaveRecord, WaveStatus,
+    WindowWait,
 };
 
 /// The most tenant marks drawn per wave; the rest are counted and linked.
@@ -209,7 +215,13 @@ pub fn timeline(record: &RolloutRecord, members: &[RolloutMember], now: DateTime
         .max(record.created_at);
     for wave in &record.waves {
         let own: Vec<&RolloutMember> = members.iter().filter(|m| m.wave == wave.index).collect();
-        let planned = planned_span(&own, upgrade, bake);
+        // Given only a sample of a large wave: its counts come from its tally.
+        let sampled = own.len() < wave.size;
+        let planned = match wave.planned_starts {
+            Some(range) => Some(planned_span(range, upgrade, bake)),
+            None => StartRange::of(own.iter().map(|m| m.earliest_start))
+                .map(|range| planned_span(range, upgrade, bake)),
+        };
         let actual = if not_started {
             Vec::new()
         } else {
@@ -218,11 +230,14 @@ pub fn timeline(record: &RolloutRecord, members: &[RolloutMember], now: DateTime
         if let Some(end) = wave.finished_at {
             previous_end = end;
         }
-        let failed = own
-            .iter()
-            .filter(|m| matches!(m.outcome, Outcome::Failed { .. }))
-            .count();
-        let (marks, marks_not_shown) = marks(&own);
+        let failed = match (&wave.tally, sampled) {
+            (Some(tally), true) => tally.failed,
+            _ => (own.iter())
+                .filter(|m| matches!(m.outcome, Outcome::Failed { .. }))
+                .count(),
+        };
+        let marks = marks(&own);
+        let marks_not_shown = own.len().max(wave.size) - marks.len();
         waves.push(WaveBars {
             index: wave.index,
             status: wave.status,
@@ -251,17 +266,13 @@ pub fn timeline(record: &RolloutRecord, members: &[RolloutMember], now: DateTime
     }
 }
 
-fn planned_span(members: &[&RolloutMember], upgrade: TimeDelta, bake: TimeDelta) -> Option<Span> {
-    let start = members.iter().map(|m| m.earliest_start).min()?;
-    let last = members.iter().map(|m| m.earliest_start).max()?;
-    let end = last
-        .checked_add_signed(upgrade)
-        .and_then(|t| t.checked_add_signed(bake));
-    Some(Span {
-        start,
+fn planned_span(starts: StartRange, upgrade: TimeDelta, bake: TimeDelta) -> Span {
+    let end = (starts.last.checked_add_signed(upgrade)).and_then(|t| t.checked_add_signed(bake));
+    Span {
+        start: starts.first,
         end: end.unwrap_or(DateTime::<Utc>::MAX_UTC),
         open: false,
-    })
+    }
 }
 
 /// The phases of one wave, in order: the approval wait (from the previous wave's end),
@@ -391,8 +402,8 @@ fn inferred_window_waits(
 }
 
 /// The marks of a wave's members, tenants in trouble first, then by time; at most
-/// [`MARKS_SHOWN`], with the count of the rest.
-fn marks(members: &[&RolloutMember]) -> (Vec<Mark>, usize) {
+/// [`MARKS_SHOWN`].
+fn marks(members: &[&RolloutMember]) -> Vec<Mark> {
     let mut marks: Vec<Mark> = members
         .iter()
         .map(|m| Mark {
@@ -408,10 +419,9 @@ fn marks(members: &[&RolloutMember]) -> (Vec<Mark>, usize) {
         })
         .collect();
     marks.sort_by(|a, b| (a.outcome, a.at, &a.tenant).cmp(&(b.outcome, b.at, &b.tenant)));
-    let rest = marks.len().saturating_sub(MARKS_SHOWN);
     marks.truncate(MARKS_SHOWN);
     marks.sort_by(|a, b| (a.at, &a.tenant).cmp(&(b.at, &b.tenant)));
-    (marks, rest)
+    marks
 }
 
 #[cfg(test)]

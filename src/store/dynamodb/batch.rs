@@ -2,7 +2,7 @@
 //! consistent, the keys DynamoDB leaves unprocessed (throttling, the 16 MB answer
 //! limit) asked again after a short backoff. What a fleet-wide read (planning a
 //! rollout, a catalog plan, a restricted principal's listing) uses instead of one
-//! `GetItem` per tenant.
+//! `GetItem` per tenant, and the rollout page's sample of a wave's members.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,9 +25,20 @@ const UNPROCESSED_ROUNDS: u32 = 8;
 impl DynamoStore {
     /// The stored records of `ids`, in their order; an id with no tenant is left out.
     pub(super) async fn batch_load(&self, ids: &[TenantId]) -> Result<Vec<TenantRecord>, StoreError> {
+        let keys = ids.iter().map(Self::tenant_key).collect();
         let mut found: HashMap<TenantId, TenantRecord> = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(KEYS_PER_REQUEST) {
-            let mut keys: Vec<Item> = chunk.iter().map(Self::tenant_key).collect();
+        for item in self.batch_get(keys, "loading tenants").await? {
+            let record = decode_tenant(&item)?;
+            found.insert(record.id().clone(), record);
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    /// The items of `keys` that exist, in no particular order.
+    pub(super) async fn batch_get(&self, keys: Vec<Item>, context: &str) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_REQUEST) {
+            let mut keys: Vec<Item> = chunk.to_vec();
             let mut round = 0;
             while !keys.is_empty() {
                 let request = KeysAndAttributes::builder()
@@ -41,16 +52,8 @@ impl DynamoStore {
                     .request_items(&self.table, request)
                     .send()
                     .await
-                    .map_err(|e| classify("loading tenants", &self.table, e))?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    let record = decode_tenant(&item)?;
-                    found.insert(record.id().clone(), record);
-                }
+                    .map_err(|e| classify(context, &self.table, e))?;
+                found.extend((out.responses.unwrap_or_default().remove(&self.table)).unwrap_or_default());
                 keys = (out.unprocessed_keys.unwrap_or_default().remove(&self.table))
                     .map(|left| left.keys)
                     .unwrap_or_default();
@@ -60,7 +63,7 @@ impl DynamoStore {
                 round += 1;
                 if round > UNPROCESSED_ROUNDS {
                     return Err(StoreError::Retryable {
-                        context: "loading tenants".into(),
+                        context: context.to_owned(),
                         message: format!(
                             "DynamoDB left {} keys unprocessed {UNPROCESSED_ROUNDS} times: the table is \
                              over its read capacity; retry later or raise it",
@@ -72,6 +75,6 @@ impl DynamoStore {
                 tokio::time::sleep(Duration::from_millis(25 << round.min(6))).await;
             }
         }
-        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+        Ok(found)
     }
 }

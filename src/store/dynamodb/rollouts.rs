@@ -23,7 +23,7 @@ use super::page_token::PageScope;
 use super::rollout_lease::{copy_expiry, decode_lease, lease_item};
 use super::{ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::rollout::Skipped;
-use crate::domain::RolloutId;
+use crate::domain::{RolloutId, TenantId};
 use crate::ports::{Details, PageRequest, RolloutStore, RolloutSummary, TenantDrive};
 use crate::record::{BakeCheck, CloudEvent, Lease, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::store::{keys, Conflict, Entity, Page, StoreError, WriteGuard};
@@ -569,6 +569,33 @@ impl RolloutStore for DynamoStore {
         let prefix = wave.map_or_else(|| keys::MEMBER_SK_PREFIX.to_owned(), keys::member_prefix);
         self.rollout_page(id, &prefix, "members", page, decode_member)
             .await
+    }
+
+    async fn members_sample(
+        &self,
+        id: &RolloutId,
+        wave: usize,
+        named: &[TenantId],
+        first: u32,
+    ) -> Result<Vec<RolloutMember>, StoreError> {
+        let context = format!("sampling wave {wave} of rollout {id}");
+        let query = (self.rollout_items(id, &keys::member_prefix(wave))).limit(first.clamp(1, 1000) as i32);
+        let out = (query.send())
+            .await
+            .map_err(|e| classify(&context, self.table(), e))?;
+        let mut members = (out.items().iter())
+            .map(decode_member)
+            .collect::<Result<Vec<_>, _>>()?;
+        let missing: Vec<Item> = (named.iter())
+            .filter(|t| !members.iter().any(|m| &m.tenant == *t))
+            .map(|t| item::key(keys::rollout_pk(id), keys::member_sk(wave, t)))
+            .collect();
+        if !missing.is_empty() {
+            for found in self.batch_get(missing, &context).await? {
+                members.push(decode_member(&found)?);
+            }
+        }
+        Ok(members)
     }
 
     async fn skipped_page(

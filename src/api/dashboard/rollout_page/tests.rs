@@ -127,3 +127,29 @@ fn a_rollout_not_started_says_it_shows_the_estimate_only() {
     assert!(!page.contains("data-segment="), "nothing actual to draw: {page}");
     assert!(!page.contains("class=\"now\""));
 }
+
+#[test]
+fn a_sampled_wave_offers_a_retry_when_its_tally_counts_failures_the_sample_lacks() {
+    let (record, members) = crate::api::dashboard::rollout_timeline::tests::sampled();
+    assert!(allowed_actions(&record, &members).contains(&RolloutAction::Retry));
+    let mut clean = record.clone();
+    if let Some(tally) = clean.waves[0].tally.as_mut() {
+        tally.succeeded += tally.failed;
+        tally.failed = 0;
+    }
+    assert!(!allowed_actions(&clean, &members).contains(&RolloutAction::Retry));
+    let page = render(
+        &record,
+        &members,
+        &timeline(&record, &members, t(30)),
+        &PageContext {
+            viewer: &VIEWER,
+            forms: None,
+            done: None,
+        },
+    )
+    .into_string();
+    assert!(page.contains("9997 more not shown"), "{page}");
+    assert!(page.contains("/v1/rollouts/r-t/members?wave=0"), "{page}");
+    assert!(page.contains("tenantctl rollout members r-t --wave 0"), "{page}");
+}

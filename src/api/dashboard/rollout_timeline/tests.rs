@@ -333,3 +333,59 @@ fn times_map_onto_the_axis_from_zero_to_one() {
     };
     assert_eq!(instant.x(t(0)), 0.0, "an axis of no length");
 }
+
+/// Wave 0 of `record()` as 10,000 tenants of which the page was given three, with
+/// the tally counting seven failures and the planned starts kept on the record.
+pub(crate) fn sampled() -> (RolloutRecord, Vec<RolloutMember>) {
+    let mut record = record();
+    let wave = &mut record.waves[0];
+    wave.size = 10_000;
+    wave.started_at = Some(t(0));
+    wave.status = WaveStatus::Deploying;
+    wave.planned_starts = Some(StartRange {
+        first: t(0),
+        last: t(50),
+    });
+    let mut tally = crate::record::WaveTally::pending(10_000, t(20));
+    tally.pending = 9_000;
+    tally.succeeded = 993;
+    tally.failed = 7;
+    wave.tally = Some(tally);
+    let members = vec![
+        ran(member(0, "t-0001", Outcome::Succeeded, 0), 0, Some(1)),
+        ran(member(0, "t-0002", Outcome::InFlight, 1), 1, None),
+        member(0, "t-0003", Outcome::Pending, 2),
+    ];
+    (record, members)
+}
+
+#[test]
+fn a_sampled_wave_takes_its_plan_and_failures_from_the_record() {
+    let (record, members) = sampled();
+    let wave = &timeline(&record, &members, t(30)).waves[0];
+    let planned = wave.planned.expect("the planned starts kept on the record");
+    assert_eq!(planned.start, t(0));
+    let upgrade = TimeDelta::from_std(assumed_tenant_duration()).unwrap();
+    assert_eq!(planned.end, t(50) + upgrade + TimeDelta::minutes(15));
+    assert_eq!(wave.failed, 7, "the tally's count, not the sample's");
+    assert_eq!(wave.marks.len(), 3);
+    assert_eq!(wave.marks_not_shown, 10_000 - 3);
+}
+
+#[test]
+fn a_whole_wave_is_counted_from_its_members_whatever_its_tally_says() {
+    let mut record = record();
+    record.waves[0].size = 2;
+    let mut stale = crate::record::WaveTally::pending(2, t(0));
+    stale.failed = 2;
+    record.waves[0].tally = Some(stale);
+    let members = vec![
+        ran(member(0, "alpha", Outcome::Succeeded, 0), 0, Some(1)),
+        ran(member(0, "bravo", Outcome::Succeeded, 0), 0, Some(1)),
+    ];
+    let wave = &timeline(&record, &members, t(30)).waves[0];
+    assert_eq!(wave.failed, 0);
+    assert_eq!(wave.marks_not_shown, 0);
+    let planned = wave.planned.expect("drawn from the members");
+    assert_eq!(planned.start, t(0));
+}
