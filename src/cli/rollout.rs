@@ -83,7 +83,9 @@ pub enum RolloutCommand {
         #[command(flatten)]
         wait: WaitArgs,
     },
-    /// Show a rollout: phase, waves, and every tenant's outcome.
+    /// Show a rollout: phase, waves with their counts by outcome, and at most 40 tenants
+    /// a wave (failed, rolled back and in flight first; all of them with --output json
+    /// or `rollout members`).
     Status {
         id: String,
         #[command(flatten)]

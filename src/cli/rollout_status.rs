@@ -1,4 +1,5 @@
-//! How rollouts are printed: the status (waves and every tenant's outcome), the
+//! How rollouts are printed: the status (waves, their counts, and the tenants that
+//! need a look first, at most 40 a wave; every tenant in JSON), the
 //! listing, and the result of an operator command.
 
 use std::collections::BTreeMap;
@@ -53,12 +54,20 @@ pub fn print(output: OutputFormat, record: &RolloutRecord, members: &[RolloutMem
             count("skipped"),
             wave.allowed_failures + wave.accepted_failures,
         );
-        for m in in_wave {
+        for m in shown(in_wave) {
             println!(
                 "  {:<28} {:<14} {}",
                 m.tenant.as_str(),
                 m.region.as_str(),
                 describe(m)
+            );
+        }
+        if in_wave.len() > LISTED_PER_WAVE {
+            println!(
+                "  ... and {} more: tenantctl rollout members {} --wave {} (or --output json)",
+                in_wave.len() - LISTED_PER_WAVE,
+                record.id,
+                wave.index
             );
         }
         if let Some(bake) = wave.bake.as_ref().filter(|b| !b.checks.is_empty()) {
@@ -67,11 +76,40 @@ pub fn print(output: OutputFormat, record: &RolloutRecord, members: &[RolloutMem
     }
     if !record.skipped.is_empty() {
         println!("\nskipped when planned:");
-        for s in &record.skipped {
+        for s in record.skipped.iter().take(LISTED_PER_WAVE) {
             println!("  {:<28} {}", s.id.as_str(), s.reason);
+        }
+        if record.skipped.len() > LISTED_PER_WAVE {
+            println!(
+                "  ... and {} more: tenantctl rollout skipped {} (or --output json)",
+                record.skipped.len() - LISTED_PER_WAVE,
+                record.id
+            );
         }
     }
     Ok(())
+}
+
+/// The most tenants the text status lists per wave (and of the skipped): a wave of a
+/// fleet-wide rollout is counted whole and listed in part, the rest a command away.
+pub const LISTED_PER_WAVE: usize = 40;
+
+/// The members of a wave the text status lists: those that need a look first (failed,
+/// rolled back or rolling back, over their outage budget, in flight), then the rest,
+/// each group in the order given; at most [`LISTED_PER_WAVE`].
+fn shown<'a>(in_wave: &[&'a RolloutMember]) -> Vec<&'a RolloutMember> {
+    let rank = |m: &RolloutMember| match (&m.outcome, &m.rollback) {
+        (Outcome::Failed { .. }, _) | (_, Some(_)) => 0,
+        _ if m.outage_overrun.is_some() => 0,
+        (Outcome::InFlight, _) => 1,
+        _ => 2,
+    };
+    let mut shown: Vec<(usize, &RolloutMember)> = in_wave.iter().copied().enumerate().collect();
+    shown.sort_by_key(|(i, m)| (rank(m), *i));
+    shown.truncate(LISTED_PER_WAVE);
+    // Listed in the order given (by tenant id), whatever made them the ones shown.
+    shown.sort_by_key(|(i, _)| *i);
+    shown.into_iter().map(|(_, m)| m).collect()
 }
 
 /// A page of a rollout's members, and how to read the next one.
@@ -213,4 +251,50 @@ pub fn print_change(output: OutputFormat, record: &RolloutRecord) -> Result<(), 
     let last = record.events.last().map(|e| e.what.as_str()).unwrap_or_default();
     println!("rollout {} is {}: {last}", record.id, record.phase);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tenant_orchestrator::domain::{Region, TenantId};
+
+    fn member(i: usize, outcome: Outcome) -> RolloutMember {
+        RolloutMember {
+            wave: 1,
+            tenant: TenantId::parse(&format!("t-{i:03}")).unwrap(),
+            region: Region::parse("eu-west-1").unwrap(),
+            outcome,
+            from_release: None,
+            from: None,
+            attempts: 1,
+            earliest_start: chrono::Utc::now(),
+            started_at: None,
+            finished_at: None,
+            rollback: None,
+            waiting_for: None,
+            outage_overrun: None,
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn a_large_wave_lists_the_tenants_that_need_a_look_first_in_id_order() {
+        let mut members: Vec<RolloutMember> = (0..100).map(|i| member(i, Outcome::Succeeded)).collect();
+        members[77].outcome = Outcome::Failed {
+            reason: "helm upgrade timed out".into(),
+        };
+        members[50].outcome = Outcome::InFlight;
+        members[90].rollback = Some(RollbackStatus::Done);
+        let in_wave: Vec<&RolloutMember> = members.iter().collect();
+        let listed: Vec<&str> = shown(&in_wave).iter().map(|m| m.tenant.as_str()).collect();
+        assert_eq!(listed.len(), LISTED_PER_WAVE);
+        for needed in ["t-050", "t-077", "t-090"] {
+            assert!(listed.contains(&needed), "{needed} missing from {listed:?}");
+        }
+        assert!(listed.windows(2).all(|p| p[0] < p[1]), "in id order: {listed:?}");
+        assert_eq!(listed[0], "t-000", "the rest fill up from the start");
+
+        let few: Vec<&RolloutMember> = members.iter().take(3).collect();
+        assert_eq!(shown(&few).len(), 3, "a small wave is listed whole");
+    }
 }
