@@ -91,7 +91,11 @@ impl Step for LimitedStep {
             return StepOutcome::done("instant", ctx.tenant.facts.clone());
         }
         let region = &ctx.tenant.spec.region;
-        if let Err(wait) = self.throttle.admit(LimitedService::CloudFormation, region).await {
+        if let Err(wait) = self
+            .throttle
+            .admit(LimitedService::CloudFormation, region, None)
+            .await
+        {
             return wait.into_outcome(&ctx.tenant.facts);
         }
         if self

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::*;
 use tenant_orchestrator::domain::Region;
-use tenant_orchestrator::ports::{Acquired, BucketShape, RateLimiter};
+use tenant_orchestrator::ports::{Acquired, BucketKey, BucketShape, RateLimiter};
 use tenant_orchestrator::steps::rate_limits::{Admission, LimitedService, RateLimitsConfig, Throttle};
 use tenant_orchestrator::store::DynamoRateLimiter;
 
@@ -30,7 +30,7 @@ async fn take(
     while granted < wanted {
         let asked = Utc::now().timestamp_micros();
         match limiter
-            .acquire("cloudformation", &region("eu-west-1"), shape)
+            .acquire(&BucketKey::new("cloudformation", &region("eu-west-1")), shape)
             .await
             .unwrap()
         {
@@ -91,11 +91,9 @@ async fn an_empty_bucket_says_how_long_to_wait_and_takes_nothing() {
         burst: 1,
     };
     let eu = region("eu-west-1");
-    assert_eq!(
-        limiter.acquire("rds", &eu, shape).await.unwrap(),
-        Acquired::Granted
-    );
-    let Acquired::Wait(wait) = limiter.acquire("rds", &eu, shape).await.unwrap() else {
+    let rds = BucketKey::new("rds", &eu);
+    assert_eq!(limiter.acquire(&rds, shape).await.unwrap(), Acquired::Granted);
+    let Acquired::Wait(wait) = limiter.acquire(&rds, shape).await.unwrap() else {
         panic!("a second token was granted from a bucket of one");
     };
     assert!(
@@ -103,18 +101,30 @@ async fn an_empty_bucket_says_how_long_to_wait_and_takes_nothing() {
         "{wait:?}"
     );
     // A refusal takes nothing: the wait does not grow with asking.
-    let Acquired::Wait(again) = limiter.acquire("rds", &eu, shape).await.unwrap() else {
+    let Acquired::Wait(again) = limiter.acquire(&rds, shape).await.unwrap() else {
         panic!("granted after a refusal");
     };
     assert!(again <= wait, "{again:?} after {wait:?}");
-    // Another service, another region: other buckets.
-    assert_eq!(
-        limiter.acquire("acm", &eu, shape).await.unwrap(),
-        Acquired::Granted
-    );
-    assert_eq!(
-        limiter.acquire("rds", &region("us-east-1"), shape).await.unwrap(),
-        Acquired::Granted
+    // Another service, another region, another account: other buckets.
+    let others = [
+        BucketKey::new("acm", &eu),
+        BucketKey::new("rds", &region("us-east-1")),
+        rds.clone().in_account(Some("111111111111")),
+        rds.clone().in_account(Some("222222222222")),
+    ];
+    for other in &others {
+        assert_eq!(
+            limiter.acquire(other, shape).await.unwrap(),
+            Acquired::Granted,
+            "{other}"
+        );
+    }
+    assert!(
+        matches!(
+            limiter.acquire(&others[2], shape).await.unwrap(),
+            Acquired::Wait(_)
+        ),
+        "an account's bucket is its own, and now empty"
     );
 }
 
@@ -126,9 +136,12 @@ async fn a_throttled_call_waits_as_pending_without_using_an_attempt() {
     config.cloudformation.burst = 1;
     let throttle = Throttle::new(Arc::new(DynamoRateLimiter::new(store.arc())), config);
     let eu = region("eu-west-1");
-    throttle.admit(LimitedService::CloudFormation, &eu).await.unwrap();
+    throttle
+        .admit(LimitedService::CloudFormation, &eu, None)
+        .await
+        .unwrap();
     let refused = throttle
-        .admit(LimitedService::CloudFormation, &eu)
+        .admit(LimitedService::CloudFormation, &eu, None)
         .await
         .expect_err("the bucket holds one token");
     let facts = tenant_orchestrator::record::TenantFacts::default();
@@ -144,11 +157,18 @@ async fn a_throttled_call_waits_as_pending_without_using_an_attempt() {
     global.route53.rate_per_second = 0.01;
     global.route53.burst = 1;
     let throttle = Throttle::new(Arc::new(DynamoRateLimiter::new(store.arc())), global);
-    throttle.admit(LimitedService::Route53, &eu).await.unwrap();
+    throttle.admit(LimitedService::Route53, &eu, None).await.unwrap();
     assert!(matches!(
         throttle
-            .admit(LimitedService::Route53, &region("ap-southeast-2"))
+            .admit(LimitedService::Route53, &region("ap-southeast-2"), None)
             .await,
         Err(Admission::Wait(_))
     ));
+    // Each account has its own quota, so its own buckets.
+    let other = Some("123456789012");
+    throttle.admit(LimitedService::Route53, &eu, other).await.unwrap();
+    let waits = (throttle.admit(LimitedService::Route53, &region("us-west-2"), other))
+        .await
+        .expect_err("the other account's bucket holds one token");
+    assert!(waits.to_string().contains("of account 123456789012"), "{waits}");
 }

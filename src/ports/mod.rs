@@ -37,7 +37,7 @@ pub use policy::{PolicyChange, PolicyEdit, PolicyStore};
 pub use preview::{ChangePreview, StackPreview};
 pub use probes::{ReleaseRegistry, TenantHealth, TenantProbe};
 pub use promotions::{PromotionDriver, PromotionStore};
-pub use rate_limits::{Acquired, BucketShape, RateLimiter};
+pub use rate_limits::{Acquired, BucketKey, BucketShape, RateLimiter};
 pub use reports::{
     DeploymentCounts, DeploymentMilestone, DeploymentReport, OutageBucket, OutageCounts, ReportQuery,
     ReportStore, MAX_REPORT_DAYS,

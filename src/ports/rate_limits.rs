@@ -1,6 +1,6 @@
 //! Rate limits on the AWS calls the steps make, shared through the table: every
-//! worker process of an environment takes its tokens from the same bucket per
-//! (service, region), so the replicas together stay under the account's quota.
+//! worker process takes its tokens from the same bucket per (service, region,
+//! account), so the replicas together stay under each account's quota.
 
 use std::time::Duration;
 
@@ -38,14 +38,47 @@ pub enum Acquired {
     Wait(Duration),
 }
 
+/// Whose quota a bucket keeps: AWS counts its rates per account and region.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BucketKey {
+    pub service: String,
+    pub region: Region,
+    /// A target's account; `None`: the orchestrator's own.
+    pub account: Option<String>,
+}
+
+impl BucketKey {
+    /// The bucket of `service` in `region` of the orchestrator's own account.
+    pub fn new(service: &str, region: &Region) -> Self {
+        Self {
+            service: service.to_owned(),
+            region: region.clone(),
+            account: None,
+        }
+    }
+
+    /// The same bucket in `account` (`None`: the orchestrator's own).
+    pub fn in_account(self, account: Option<&str>) -> Self {
+        Self {
+            account: account.map(str::to_owned),
+            ..self
+        }
+    }
+}
+
+impl std::fmt::Display for BucketKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} in {}", self.service, self.region)?;
+        match &self.account {
+            Some(account) => write!(f, " of account {account}"),
+            None => Ok(()),
+        }
+    }
+}
+
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
-    /// Takes one token from the bucket of `service` in `region` (shaped as `shape`)
-    /// if one is available, else says how long until one is.
-    async fn acquire(
-        &self,
-        service: &str,
-        region: &Region,
-        shape: BucketShape,
-    ) -> Result<Acquired, StoreError>;
+    /// Takes one token from `bucket` (shaped as `shape`) if one is available, else
+    /// says how long until one is.
+    async fn acquire(&self, bucket: &BucketKey, shape: BucketShape) -> Result<Acquired, StoreError>;
 }

@@ -146,7 +146,7 @@ impl SnapshotDatabase {
         if let Some(release) = ctx.tenant.state.working_release() {
             tags.push(tag("release", &release.to_string()));
         }
-        (self.aws.admit(LimitedService::Rds, &spec.region).await)
+        (self.aws.admit_tenant(LimitedService::Rds, spec).await)
             .map_err(|e| e.into_outcome(&ctx.tenant.facts))?;
         let created = rds
             .create_db_cluster_snapshot()
@@ -206,7 +206,7 @@ impl SnapshotDatabase {
         let mut deleted = Vec::new();
         let mut kept = Vec::new();
         for id in beyond_retention(&facts.snapshots, &prefix, self.config.keep_snapshots) {
-            if let Err(e) = self.aws.admit(LimitedService::Rds, &ctx.tenant.spec.region).await {
+            if let Err(e) = self.aws.admit_tenant(LimitedService::Rds, &ctx.tenant.spec).await {
                 // Retention is never worth a wait: the next backup deletes it.
                 warn!(snapshot = %id, reason = %e, "retention left a snapshot for later");
                 kept.push(id);

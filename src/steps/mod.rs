@@ -172,15 +172,39 @@ impl AwsClients {
         self
     }
 
-    /// Takes a token for one call of `service` in `region` (always granted when the
-    /// clients are not limited).
-    pub async fn admit(
+    /// Takes a token for one call of `service` for the tenant `spec`, from the buckets
+    /// of the account its clients act in ([`Self::tenant`]); always granted when the
+    /// clients are not limited.
+    pub async fn admit_tenant(
+        &self,
+        service: rate_limits::LimitedService,
+        spec: &TenantSpec,
+    ) -> Result<(), rate_limits::Admission> {
+        let account = self.target_account(&spec.environment, &spec.region);
+        self.admit(service, &spec.region, account).await
+    }
+
+    /// Takes a token for one call of `service` on the shared platform of `region`, from
+    /// the buckets of the account its clients act in ([`Self::platform`]).
+    pub async fn admit_platform(
         &self,
         service: rate_limits::LimitedService,
         region: &Region,
     ) -> Result<(), rate_limits::Admission> {
+        let account = (self.targets.iter())
+            .find(|t| &t.target.region == region)
+            .map(|t| t.target.account.as_str());
+        self.admit(service, region, account).await
+    }
+
+    async fn admit(
+        &self,
+        service: rate_limits::LimitedService,
+        region: &Region,
+        account: Option<&str>,
+    ) -> Result<(), rate_limits::Admission> {
         match &self.throttle {
-            Some(throttle) => throttle.admit(service, region).await,
+            Some(throttle) => throttle.admit(service, region, account).await,
             None => Ok(()),
         }
     }

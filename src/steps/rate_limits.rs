@@ -15,8 +15,14 @@
 //! | `acm` | RequestCertificate, DeleteCertificate | RequestCertificate 5/s | 2/s, burst 5 |
 //! | `route53` | ChangeResourceRecordSets | whole API: 5/s per account (global) | 2/s, burst 5 |
 //!
-//! Route 53 is global: its one bucket is kept under `us-east-1` whatever the tenant's
-//! region, so four regions together stay under the account's rate.
+//! Each account has buckets of its own, since AWS counts these rates per account:
+//! the calls for a tenant take from the buckets of its target's account (the
+//! orchestrator's own when it has no target), the certificate and DNS calls on a
+//! region's shared platform from those of the region's platform account. The limits
+//! configured apply to each account alike.
+//!
+//! Route 53 is global: an account's one bucket is kept under `us-east-1` whatever the
+//! tenant's region, so four regions together stay under the account's rate.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +31,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Region;
-use crate::ports::{Acquired, BucketShape, RateLimiter};
+use crate::ports::{Acquired, BucketKey, BucketShape, RateLimiter};
 use crate::record::TenantFacts;
 use crate::step::StepOutcome;
 
@@ -247,18 +253,27 @@ impl Throttle {
         Self { limiter, config }
     }
 
-    /// Takes a token for one call of `service` in `region`, or says how long to wait.
-    pub async fn admit(&self, service: LimitedService, region: &Region) -> Result<(), Admission> {
+    /// Takes a token for one call of `service` in `region` of `account` (`None`: the
+    /// orchestrator's own), or says how long to wait.
+    pub async fn admit(
+        &self,
+        service: LimitedService,
+        region: &Region,
+        account: Option<&str>,
+    ) -> Result<(), Admission> {
         if !self.config.enabled {
             return Ok(());
         }
-        let bucket = service.bucket_region(region);
+        let bucket = BucketKey::new(service.name(), &service.bucket_region(region)).in_account(account);
         let shape = self.config.limit(service, region).shape();
-        match self.limiter.acquire(service.name(), &bucket, shape).await {
+        match self.limiter.acquire(&bucket, shape).await {
             Ok(Acquired::Granted) => Ok(()),
             Ok(Acquired::Wait(wait)) => Err(Admission::Wait(Throttled {
                 service: service.name(),
-                region: bucket.to_string(),
+                region: match account {
+                    Some(account) => format!("{} of account {account}", bucket.region),
+                    None => bucket.region.to_string(),
+                },
                 wait,
             })),
             Err(e) => Err(Admission::Unavailable {

@@ -256,3 +256,53 @@ async fn assumed_credentials_are_reused_and_replaced_before_they_expire() {
 fn targets_margin() -> std::time::Duration {
     tenant_orchestrator::steps::targets::REFRESH_BEFORE_EXPIRY
 }
+
+/// AWS counts the limited calls' rates per account: a tenant's calls take from the
+/// buckets of its target's account, the shared platform's from the region's platform
+/// account, and the orchestrator's own account keeps buckets of its own.
+#[tokio::test]
+async fn limited_calls_take_their_tokens_from_the_buckets_of_the_account_they_act_in() {
+    use tenant_orchestrator::steps::rate_limits::{LimitedService, RateLimitsConfig, Throttle};
+    use tenant_orchestrator::store::DynamoRateLimiter;
+
+    let store = crate::common::fresh_store().await;
+    let mut limits = RateLimitsConfig::default();
+    for service in [&mut limits.cloudformation, &mut limits.acm] {
+        service.rate_per_second = 0.01;
+        service.burst = 1;
+    }
+    let throttle = Throttle::new(Arc::new(DynamoRateLimiter::new(store.arc())), limits);
+    let account = unique_account();
+    let targets = Targets(vec![target(&account, "rate-limits")]);
+    let clients = (AwsClients::from_env().await.with_throttle(throttle))
+        .with_targets(&targets)
+        .await;
+    let placed = provisioning(&unique_id("rate")).spec;
+    let mut own = placed.clone();
+    own.environment = Environment::parse("staging").unwrap();
+
+    clients
+        .admit_tenant(LimitedService::CloudFormation, &placed)
+        .await
+        .unwrap();
+    let refused = (clients.admit_tenant(LimitedService::CloudFormation, &placed))
+        .await
+        .expect_err("the target account's bucket held one token");
+    assert!(
+        refused.to_string().contains(&format!("of account {account}")),
+        "{refused}"
+    );
+    (clients.admit_tenant(LimitedService::CloudFormation, &own))
+        .await
+        .expect("a tenant without a target takes from the orchestrator's own account");
+
+    let region = &placed.region;
+    clients.admit_platform(LimitedService::Acm, region).await.unwrap();
+    let refused = (clients.admit_platform(LimitedService::Acm, region))
+        .await
+        .expect_err("the platform account is the region's target account");
+    assert!(
+        refused.to_string().contains(&format!("of account {account}")),
+        "{refused}"
+    );
+}

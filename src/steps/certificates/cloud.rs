@@ -201,17 +201,20 @@ pub struct AwsCertificateCloud {
 }
 
 impl AwsCertificateCloud {
-    /// Takes a token for one call of `service` in `region`.
+    /// Takes a token for one call of `service` on the shared platform of `region`.
     pub(super) async fn admit(
         &self,
         service: crate::steps::rate_limits::LimitedService,
         region: &Region,
     ) -> Result<(), CloudError> {
         use crate::steps::rate_limits::Admission;
-        self.aws.admit(service, region).await.map_err(|e| match e {
-            Admission::Wait(throttled) => CloudError::Throttled(throttled),
-            unavailable => CloudError::Retryable(unavailable.to_string()),
-        })
+        self.aws
+            .admit_platform(service, region)
+            .await
+            .map_err(|e| match e {
+                Admission::Wait(throttled) => CloudError::Throttled(throttled),
+                unavailable => CloudError::Retryable(unavailable.to_string()),
+            })
     }
 
     pub fn new(aws: Arc<AwsClients>) -> Self {

@@ -189,7 +189,7 @@ impl InfraSteps {
 
     /// Takes a token for one call of `service` in the tenant's region.
     async fn admit(&self, service: LimitedService, spec: &TenantSpec) -> Result<(), InfraError> {
-        self.aws.admit(service, &spec.region).await.map_err(|e| match e {
+        self.aws.admit_tenant(service, spec).await.map_err(|e| match e {
             Admission::Wait(throttled) => InfraError::Throttled(throttled),
             unavailable => InfraError::Aws {
                 reason: unavailable.to_string(),

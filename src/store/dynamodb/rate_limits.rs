@@ -1,5 +1,6 @@
-//! Token buckets for the AWS calls the steps make, one item per (service, region):
-//! `pk RATE#<service>#<region>`, `sk BUCKET`, holding `tat`, the bucket's
+//! Token buckets for the AWS calls the steps make, one item per (service, region,
+//! account): `pk RATE#<service>#<region>` for the orchestrator's own account and
+//! `RATE#<service>#<region>#<account>` for a target's, `sk BUCKET`, holding `tat`, the bucket's
 //! theoretical arrival time in microseconds (GCRA: the time at which the bucket
 //! would be full again had every granted token been spaced one interval apart).
 //!
@@ -29,17 +30,24 @@ use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, ReturnValue, ReturnValuesO
 use super::errors::classify;
 use super::item::{get_n, n, Item};
 use super::DynamoStore;
-use crate::domain::Region;
-use crate::ports::{Acquired, BucketShape, RateLimiter};
+use crate::ports::{Acquired, BucketKey, BucketShape, RateLimiter};
 use crate::store::StoreError;
 
 const BUCKET_SK: &str = "BUCKET";
 /// Guesses per acquire; two always suffice unless the clock jumps meanwhile.
 const ATTEMPTS: usize = 3;
 
-/// The partition key of the bucket of `service` in `region`.
-pub fn bucket_pk(service: &str, region: &Region) -> String {
-    format!("RATE#{service}#{region}")
+/// The partition key of `bucket`.
+pub fn bucket_pk(bucket: &BucketKey) -> String {
+    let BucketKey {
+        service,
+        region,
+        account,
+    } = bucket;
+    match account {
+        None => format!("RATE#{service}#{region}"),
+        Some(account) => format!("RATE#{service}#{region}#{account}"),
+    }
 }
 
 /// [`RateLimiter`] on the tenants' table.
@@ -135,22 +143,17 @@ fn now_micros() -> i64 {
 
 #[async_trait::async_trait]
 impl RateLimiter for DynamoRateLimiter {
-    async fn acquire(
-        &self,
-        service: &str,
-        region: &Region,
-        shape: BucketShape,
-    ) -> Result<Acquired, StoreError> {
+    async fn acquire(&self, bucket: &BucketKey, shape: BucketShape) -> Result<Acquired, StoreError> {
         if !(shape.rate_per_second.is_finite() && shape.rate_per_second > 0.0) {
             return Err(StoreError::Invalid {
-                context: format!("rate limit of {service} in {region}"),
+                context: format!("rate limit of {bucket}"),
                 message: format!(
                     "rate_per_second must be a positive number, not {}",
                     shape.rate_per_second
                 ),
             });
         }
-        let pk = bucket_pk(service, region);
+        let pk = bucket_pk(bucket);
         let now = now_micros();
         let mut busy = self.last_seen(&pk).is_some_and(|tat| tat > now);
         for _ in 0..ATTEMPTS {
