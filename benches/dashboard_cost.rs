@@ -124,21 +124,22 @@ async fn measure(client: &aws_sdk_dynamodb::Client, prefix: &str, tenants: usize
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let http = reqwest::Client::new();
+    // One page as a reader views it: the time to its whole answer, and its HTML.
+    let fetch = |path: String| {
+        let (http, base) = (&http, &base);
+        async move {
+            let started = Instant::now();
+            let response = (http.get(format!("{base}{path}")).bearer_auth(TOKEN).send())
+                .await
+                .unwrap();
+            let status = response.status();
+            assert!(status.is_success(), "{path} answered {status}");
+            let html = response.text().await.unwrap();
+            (started.elapsed(), html)
+        }
+    };
     let view = || async {
-        let started = Instant::now();
-        let response = http
-            .get(format!("{base}/"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "the overview answered {}",
-            response.status()
-        );
-        let html = response.text().await.unwrap();
-        let took = started.elapsed();
+        let (took, html) = fetch("/".into()).await;
         let total = format!("id=\"fleet-total\">{tenants}<");
         assert!(
             html.contains(&total),
@@ -154,20 +155,7 @@ async fn measure(client: &aws_sdk_dynamodb::Client, prefix: &str, tenants: usize
 
     let wide = ids.last().unwrap().clone();
     let rollout_view = || async {
-        let started = Instant::now();
-        let response = http
-            .get(format!("{base}/rollouts/{wide}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "the rollout page answered {}",
-            response.status()
-        );
-        let html = response.text().await.unwrap();
-        let took = started.elapsed();
+        let (took, html) = fetch(format!("/rollouts/{wide}")).await;
         let marks = html.matches("<tr data-member=").count();
         let waves = html.matches("data-wave-tenants=").count();
         assert!(

@@ -259,21 +259,11 @@ mod tests {
     use tenant_orchestrator::domain::{Region, TenantId};
 
     fn member(i: usize, outcome: Outcome) -> RolloutMember {
+        let tenant = TenantId::parse(&format!("t-{i:03}")).unwrap();
+        let region = Region::parse("eu-west-1").unwrap();
         RolloutMember {
-            wave: 1,
-            tenant: TenantId::parse(&format!("t-{i:03}")).unwrap(),
-            region: Region::parse("eu-west-1").unwrap(),
             outcome,
-            from_release: None,
-            from: None,
-            attempts: 1,
-            earliest_start: chrono::Utc::now(),
-            started_at: None,
-            finished_at: None,
-            rollback: None,
-            waiting_for: None,
-            outage_overrun: None,
-            version: 0,
+            ..RolloutMember::planned(1, tenant, region, chrono::Utc::now())
         }
     }
 

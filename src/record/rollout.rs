@@ -648,24 +648,30 @@ impl RolloutMember {
         plan.waves
             .iter()
             .flat_map(|w| {
-                w.tenants.iter().map(move |t| RolloutMember {
-                    wave: w.index,
-                    tenant: t.id.clone(),
-                    region: t.region.clone(),
-                    outcome: Outcome::Pending,
-                    from_release: None,
-                    from: None,
-                    attempts: 0,
-                    earliest_start: t.earliest_start,
-                    started_at: None,
-                    finished_at: None,
-                    rollback: None,
-                    waiting_for: None,
-                    outage_overrun: None,
-                    version: 0,
-                })
+                (w.tenants.iter())
+                    .map(move |t| Self::planned(w.index, t.id.clone(), t.region.clone(), t.earliest_start))
             })
             .collect()
+    }
+
+    /// A member as planned: pending, not yet started, written for the first time.
+    pub fn planned(wave: usize, tenant: TenantId, region: Region, earliest_start: DateTime<Utc>) -> Self {
+        RolloutMember {
+            wave,
+            tenant,
+            region,
+            outcome: Outcome::Pending,
+            from_release: None,
+            from: None,
+            attempts: 0,
+            earliest_start,
+            started_at: None,
+            finished_at: None,
+            rollback: None,
+            waiting_for: None,
+            outage_overrun: None,
+            version: 0,
+        }
     }
 }
 

@@ -10,21 +10,11 @@ pub(crate) fn t(minutes: i64) -> DateTime<Utc> {
 }
 
 pub(crate) fn member(wave: usize, id: &str, outcome: Outcome, earliest: i64) -> RolloutMember {
+    let tenant = TenantId::parse(id).unwrap();
+    let region = Region::parse("eu-west-1").unwrap();
     RolloutMember {
-        wave,
-        tenant: TenantId::parse(id).unwrap(),
-        region: Region::parse("eu-west-1").unwrap(),
         outcome,
-        from: None,
-        from_release: None,
-        attempts: 0,
-        earliest_start: t(earliest),
-        started_at: None,
-        finished_at: None,
-        rollback: None,
-        waiting_for: None,
-        outage_overrun: None,
-        version: 0,
+        ..RolloutMember::planned(wave, tenant, region, t(earliest))
     }
 }
 
