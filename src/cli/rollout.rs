@@ -11,7 +11,7 @@ use tenant_orchestrator::record::{Outcome, Phase, RolloutMember, RolloutRecord};
 
 use super::progress::{Outcome as ProgressOutcome, Progress};
 use tenant_orchestrator::app::Backend;
-use tenant_orchestrator::ports::{PageRequest, RolloutSummary};
+use tenant_orchestrator::ports::{Details, PageRequest, RolloutSummary};
 use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
 
@@ -347,20 +347,62 @@ impl Rollouts {
         }
     }
 
+    /// The rollout with its bake evidence, without its members (nor the tenants it
+    /// skipped, when it keeps them apart: `skipped_apart` counts them), as
+    /// `GET /v1/rollouts/{id}?members=false` answers it.
+    async fn record(&self, id: &RolloutId) -> Result<RolloutRecord, Failure> {
+        match self {
+            Rollouts::Local { store, .. } => {
+                let record = store.load_rollout(id).await?;
+                Ok(store.with_details(record, Details::BakeEvidence).await?)
+            }
+            Rollouts::Remote(remote) => {
+                let view: RemoteView = remote
+                    .get(&format!("/v1/rollouts/{}?members=false", encode(id.as_str())))
+                    .await?;
+                Ok(view.record())
+            }
+        }
+    }
+
+    /// What `rollout status` prints: in JSON every member; as text, of a rollout
+    /// larger than [`status::READ_WHOLE_UP_TO`] whose waves keep tallies, only the
+    /// first [`status::LISTED_PER_WAVE`] of each wave (its counts and failures are
+    /// in its tally), so a status of a fleet-wide rollout does not read the fleet.
+    async fn status(
+        &self,
+        id: &RolloutId,
+        output: OutputFormat,
+    ) -> Result<(RolloutRecord, Vec<RolloutMember>), Failure> {
+        if output == OutputFormat::Json {
+            return self.get(id).await;
+        }
+        let record = self.record(id).await?;
+        let size: usize = record.waves.iter().map(|w| w.size).sum();
+        if size <= status::READ_WHOLE_UP_TO || record.tallies().is_none() {
+            return self.get(id).await;
+        }
+        let mut members = Vec::new();
+        for wave in record.waves.iter().filter(|w| w.size > 0) {
+            let first = PageRequest {
+                limit: status::LISTED_PER_WAVE as u32,
+                next_token: None,
+            };
+            let page = match self {
+                Rollouts::Local { store, .. } => store.members_page(id, Some(wave.index), first).await?.items,
+                Rollouts::Remote(_) => self.members_page(id, Some(wave.index), first).await?.0,
+            };
+            members.extend(page);
+        }
+        Ok((record, members))
+    }
+
     /// The rollout and how many of its members are done out of how many: from the
     /// waves' tallies, without reading the members (a fleet-wide rollout has as many
     /// as the fleet has tenants), or counted from them for a record written before
     /// waves kept tallies.
     async fn progress(&self, id: &RolloutId) -> Result<(RolloutRecord, u64, u64), Failure> {
-        let record = match self {
-            Rollouts::Local { store, .. } => store.load_rollout(id).await?,
-            Rollouts::Remote(remote) => {
-                let view: RemoteView = remote
-                    .get(&format!("/v1/rollouts/{}?members=false", encode(id.as_str())))
-                    .await?;
-                view.rollout
-            }
-        };
+        let record = self.record(id).await?;
         if let Some(tallies) = record.tallies() {
             let done = tallies.iter().map(|t| t.done()).sum::<usize>() as u64;
             let total = tallies.iter().map(|t| t.total()).sum::<usize>() as u64;
@@ -684,7 +726,7 @@ pub async fn run(
             if wait.wait {
                 return wait_for(&rollouts, &id, output, &wait).await;
             }
-            let (record, members) = rollouts.get(&id).await?;
+            let (record, members) = rollouts.status(&id, output).await?;
             return status::print(output, &record, &members);
         }
         RolloutCommand::Members {

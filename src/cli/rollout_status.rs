@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use tenant_orchestrator::ports::RolloutSummary;
-use tenant_orchestrator::record::{BakeProgress, Outcome, RollbackStatus, RolloutMember, RolloutRecord};
+use tenant_orchestrator::record::{
+    BakeProgress, Outcome, RollbackStatus, RolloutMember, RolloutRecord, WaveTally,
+};
 
 use super::super::{Failure, OutputFormat};
 
@@ -19,27 +21,55 @@ pub fn print(output: OutputFormat, record: &RolloutRecord, members: &[RolloutMem
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    println!("rollout:   {}", record.id);
+    print!("{}", text(record, members));
+    Ok(())
+}
+
+/// `writeln!` to a `String`, which cannot fail.
+macro_rules! wln {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        writeln!($out, $($arg)*).expect("writing to a String");
+    }};
+}
+
+/// The text status of `record` with `members`: all of them, or the first of each
+/// wave of a large rollout (whose waves' tallies count them and name their failures).
+fn text(record: &RolloutRecord, members: &[RolloutMember]) -> String {
+    let mut out = String::new();
+    wln!(out, "rollout:   {}", record.id);
     if let Some(release) = &record.spec.release {
-        println!("release:   {release}");
+        wln!(out, "release:   {release}");
     }
-    println!("target:    {}", record.target());
-    println!("phase:     {}", record.phase);
+    wln!(out, "target:    {}", record.target());
+    wln!(out, "phase:     {}", record.phase);
     if let Some(reason) = &record.halt_reason {
-        println!("halted:    {reason}");
+        wln!(out, "halted:    {reason}");
     }
-    println!("started:   {} by {}", time(record.created_at), record.created_by);
+    wln!(
+        out,
+        "started:   {} by {}",
+        time(record.created_at),
+        record.created_by
+    );
     if let Some(at) = record.not_before.filter(|at| *at > chrono::Utc::now()) {
-        println!("scheduled: starts no wave before {}", time(at));
+        wln!(out, "scheduled: starts no wave before {}", time(at));
     }
     let mut by_wave: BTreeMap<usize, Vec<&RolloutMember>> = BTreeMap::new();
     for m in members {
         by_wave.entry(m.wave).or_default().push(m);
     }
+    let now = chrono::Utc::now();
     for wave in &record.waves {
         let in_wave = by_wave.get(&wave.index).map(Vec::as_slice).unwrap_or_default();
-        let count = |name: &str| in_wave.iter().filter(|m| m.outcome.name() == name).count();
-        println!(
+        // A wave given in part (the first of a large rollout's) is counted by its tally.
+        let sampled = in_wave.len() < wave.size;
+        let tally = match (&wave.tally, sampled) {
+            (Some(tally), true) => tally.clone(),
+            _ => WaveTally::of(in_wave.iter().copied(), now),
+        };
+        wln!(
+            out,
             "\nwave {} ({:?}, {}) in {}: {:?}{} — {} succeeded, {} failed, {} in flight, {} pending, {} skipped (budget {})",
             wave.index,
             wave.kind,
@@ -47,52 +77,83 @@ pub fn print(output: OutputFormat, record: &RolloutRecord, members: &[RolloutMem
             wave.regions.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
             wave.status,
             wave.approved_by.as_deref().map(|a| format!(", approved by {a}")).unwrap_or_default(),
-            count("succeeded"),
-            count("failed"),
-            count("in_flight"),
-            count("pending"),
-            count("skipped"),
+            tally.succeeded,
+            tally.failed,
+            tally.in_flight,
+            tally.pending,
+            tally.skipped,
             wave.allowed_failures + wave.accepted_failures,
         );
-        for m in shown(in_wave) {
-            println!(
+        let listed = shown(in_wave);
+        for m in &listed {
+            wln!(
+                out,
                 "  {:<28} {:<14} {}",
                 m.tenant.as_str(),
                 m.region.as_str(),
                 describe(m)
             );
         }
-        if in_wave.len() > LISTED_PER_WAVE {
-            println!(
-                "  ... and {} more: tenantctl rollout members {} --wave {} (or --output json)",
-                in_wave.len() - LISTED_PER_WAVE,
+        // The failures the tally names beyond those listed.
+        let mut named = 0;
+        for f in tally.failures.iter().filter(|_| sampled) {
+            if !listed.iter().any(|m| m.tenant == f.tenant) {
+                wln!(
+                    out,
+                    "  {:<28} {:<14} FAILED: {}",
+                    f.tenant.as_str(),
+                    "-",
+                    f.reason
+                );
+                named += 1;
+            }
+        }
+        let rest = (in_wave.len().max(wave.size)).saturating_sub(listed.len() + named);
+        if rest > 0 {
+            wln!(
+                out,
+                "  ... and {rest} more: tenantctl rollout members {} --wave {} (or --output json)",
                 record.id,
                 wave.index
             );
         }
         if let Some(bake) = wave.bake.as_ref().filter(|b| !b.checks.is_empty()) {
-            print_bake_evidence(bake);
+            bake_evidence(&mut out, bake);
         }
     }
+    let apart = record.skipped_apart.unwrap_or_default();
+    if record.skipped.is_empty() && apart > 0 {
+        wln!(
+            out,
+            "\nskipped when planned: {apart} tenants: tenantctl rollout skipped {}",
+            record.id
+        );
+    }
     if !record.skipped.is_empty() {
-        println!("\nskipped when planned:");
+        wln!(out, "\nskipped when planned:");
         for s in record.skipped.iter().take(LISTED_PER_WAVE) {
-            println!("  {:<28} {}", s.id.as_str(), s.reason);
+            wln!(out, "  {:<28} {}", s.id.as_str(), s.reason);
         }
         if record.skipped.len() > LISTED_PER_WAVE {
-            println!(
+            wln!(
+                out,
                 "  ... and {} more: tenantctl rollout skipped {} (or --output json)",
                 record.skipped.len() - LISTED_PER_WAVE,
                 record.id
             );
         }
     }
-    Ok(())
+    out
 }
 
 /// The most tenants the text status lists per wave (and of the skipped): a wave of a
 /// fleet-wide rollout is counted whole and listed in part, the rest a command away.
 pub const LISTED_PER_WAVE: usize = 40;
+
+/// The text status of a rollout of at most this many members reads them all; of a
+/// larger one, the first [`LISTED_PER_WAVE`] of each wave (its tallies count them
+/// all and name its failures).
+pub const READ_WHOLE_UP_TO: usize = 1_000;
 
 /// The members of a wave the text status lists: those that need a look first (failed,
 /// rolled back or rolling back, over their outage budget, in flight), then the rest,
@@ -168,14 +229,19 @@ fn print_page<T: serde::Serialize>(
 }
 
 /// Each tenant's latest bake check: when, the result, and the alarms read.
-fn print_bake_evidence(bake: &BakeProgress) {
-    println!("  bake checks ({} rounds passed):", bake.checks_passed);
+fn bake_evidence(out: &mut String, bake: &BakeProgress) {
+    wln!(out, "  bake checks ({} rounds passed):", bake.checks_passed);
     for check in &bake.checks {
         let result = match &check.reason {
             Some(reason) => format!("UNHEALTHY: {reason}"),
             None => "healthy".to_owned(),
         };
-        println!("    {:<26} {} {result}", check.tenant.as_str(), time(check.at));
+        wln!(
+            out,
+            "    {:<26} {} {result}",
+            check.tenant.as_str(),
+            time(check.at)
+        );
         let mut alarms: Vec<String> = check
             .alarms
             .iter()
@@ -185,9 +251,9 @@ fn print_bake_evidence(bake: &BakeProgress) {
             alarms.push(format!("and {} more", check.alarms_not_listed));
         }
         if alarms.is_empty() {
-            println!("      alarms: none read");
+            wln!(out, "      alarms: none read");
         } else {
-            println!("      alarms: {}", alarms.join(", "));
+            wln!(out, "      alarms: {}", alarms.join(", "));
         }
     }
 }
@@ -286,5 +352,77 @@ mod tests {
 
         let few: Vec<&RolloutMember> = members.iter().take(3).collect();
         assert_eq!(shown(&few).len(), 3, "a small wave is listed whole");
+    }
+
+    /// A deploying rollout of one wave of `size` tenants, whose tally counts 7
+    /// succeeded and two failed: t-001 and t-050.
+    fn large(size: usize) -> RolloutRecord {
+        let now = chrono::Utc::now();
+        serde_json::from_value(serde_json::json!({
+            "id": "r-large", "spec": {"release": "2.0.0"}, "phase": "running",
+            "waves": [{
+                "index": 0, "kind": "percent", "target": "100%", "regions": ["eu-west-1"],
+                "size": size, "allowed_failures": 5, "approval_before": false, "status": "deploying",
+                "tally": {
+                    "pending": size.saturating_sub(9), "in_flight": 0, "succeeded": 7, "failed": 2, "skipped": 0,
+                    "failures": [
+                        {"tenant": "t-001", "reason": "verify failed"},
+                        {"tenant": "t-050", "reason": "helm upgrade timed out"}
+                    ],
+                    "at": now
+                }
+            }],
+            "current_wave": 0, "skipped": [], "not_selected": 0, "created_by": "operator:test",
+            "created_at": now, "updated_at": now, "settled": false, "events": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_first_tenants_of_a_large_wave_are_listed_with_the_failures_its_tally_names() {
+        let mut record = large(100);
+        record.skipped_apart = Some(12);
+        let mut first: Vec<RolloutMember> = (0..3).map(|i| member(i, Outcome::Pending)).collect();
+        first[1].outcome = Outcome::Failed {
+            reason: "verify failed".into(),
+        };
+        for m in &mut first {
+            m.wave = 0;
+        }
+        let shown_text = text(&record, &first);
+        assert!(
+            shown_text.contains("7 succeeded, 2 failed, 0 in flight, 91 pending"),
+            "counted by the tally: {shown_text}"
+        );
+        assert!(
+            shown_text.contains("t-050") && shown_text.contains("FAILED: helm upgrade timed out"),
+            "{shown_text}"
+        );
+        assert_eq!(
+            shown_text.matches("t-001").count(),
+            1,
+            "listed once: {shown_text}"
+        );
+        assert!(
+            shown_text.contains("... and 96 more: tenantctl rollout members r-large --wave 0"),
+            "{shown_text}"
+        );
+        assert!(
+            shown_text.contains("skipped when planned: 12 tenants: tenantctl rollout skipped r-large"),
+            "{shown_text}"
+        );
+
+        // Given every member, the members are counted, whatever the tally says.
+        let mut record = large(3);
+        record.skipped_apart = None;
+        let shown_text = text(&record, &first);
+        assert!(
+            shown_text.contains("0 succeeded, 1 failed, 0 in flight, 2 pending"),
+            "{shown_text}"
+        );
+        assert!(
+            !shown_text.contains("t-050") && !shown_text.contains("more:"),
+            "{shown_text}"
+        );
     }
 }
