@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::domain::{Environment, PromotionName, PromotionRule, RolloutTemplate};
 use crate::ports::{PromotionDriver, PromotionStore, StoreError, TenantHealth, TenantProbe, TenantStore};
-use crate::record::{Promotion, PromotionDue, PromotionRecord, PromotionState};
+use crate::record::{Promotion, PromotionDue, PromotionRecord, PromotionState, PROMOTION_CLAIM};
 
 use super::rollouts::{RolloutCommands, RolloutError};
 
@@ -197,12 +197,61 @@ impl PromotionCommands {
         mut record: PromotionRecord,
         now: DateTime<Utc>,
     ) -> Result<Option<PromotionRecord>, PromotionError> {
-        let Some(promotion) = record.promotion.as_mut() else {
+        let Some(promotion) = record.promotion.as_ref() else {
             return Ok(None);
         };
+        let due = promotion.due(record.rule.approval, now);
+        if due == PromotionDue::Wait {
+            return Ok(None);
+        }
+        if matches!(due, PromotionDue::Check | PromotionDue::Start) {
+            // Taken first, so another replica's pass leaves the round to this one.
+            match self.claim(record, now).await? {
+                Some(claimed) => record = claimed,
+                None => return Ok(None),
+            }
+        }
+        let claimed = record.clone();
+        if let Err(e) = self.carry_out(&mut record, due, now).await {
+            // The round failed: given back, so the next pass tries again at once.
+            if claimed
+                .promotion
+                .as_ref()
+                .is_some_and(|p| p.claimed_until.is_some())
+            {
+                let mut released = claimed;
+                if let Some(promotion) = released.promotion.as_mut() {
+                    promotion.claimed_until = None;
+                }
+                if let Err(give_back) = self.store.save_promotion(&released).await {
+                    warn!(promotion = %released.rule.name, error = %give_back, "could not give a failed round back; it is taken over when its claim runs out");
+                }
+            }
+            return Err(e);
+        }
+        record.updated_by = "promotion".into();
+        match self.store.save_promotion(&record).await {
+            Ok(saved) => Ok(Some(saved)),
+            // Another replica or an operator changed it; the next pass sees their change.
+            Err(StoreError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Does what is `due` of `record`'s promotion, in `record`, clearing its claim.
+    async fn carry_out(
+        &self,
+        record: &mut PromotionRecord,
+        due: PromotionDue,
+        now: DateTime<Utc>,
+    ) -> Result<(), PromotionError> {
         let name = &record.rule.name;
-        match promotion.due(record.rule.approval, now) {
-            PromotionDue::Wait => return Ok(None),
+        let Some(promotion) = record.promotion.as_mut() else {
+            return Ok(());
+        };
+        promotion.claimed_until = None;
+        match due {
+            PromotionDue::Wait => {}
             PromotionDue::Check => {
                 let failure = self.check(promotion).await?;
                 promotion.checked(now, failure);
@@ -221,10 +270,22 @@ impl PromotionCommands {
                 promotion.started(now);
             }
         }
+        Ok(())
+    }
+
+    /// `record` with its due round taken by this pass for [`PROMOTION_CLAIM`], or
+    /// `None` when another pass (or an operator) changed it since it was read.
+    async fn claim(
+        &self,
+        mut record: PromotionRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PromotionRecord>, PromotionError> {
+        if let Some(promotion) = record.promotion.as_mut() {
+            promotion.claimed_until = Some(now + PROMOTION_CLAIM);
+        }
         record.updated_by = "promotion".into();
         match self.store.save_promotion(&record).await {
             Ok(saved) => Ok(Some(saved)),
-            // Another replica or an operator changed it; the next pass sees their change.
             Err(StoreError::Conflict { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }

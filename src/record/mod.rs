@@ -18,7 +18,9 @@ pub use audit::{AuditEntry, AuditOutcome};
 pub use drift::{DriftCheck, DriftFinding, DriftKind};
 pub use outbox::{CloudEvent, DeliveryState, OutboxEvent};
 pub use platform::{ContentDigest, PlatformManifest, StoredArtifact, StoredChart};
-pub use promotion::{Promotion, PromotionBlock, PromotionDue, PromotionRecord, PromotionState};
+pub use promotion::{
+    Promotion, PromotionBlock, PromotionDue, PromotionRecord, PromotionState, PROMOTION_CLAIM,
+};
 pub use rollout::{
     AlarmSeen, BakeCheck, BakeProgress, MemberFailure, OutageOverrun, Outcome, Phase, RollbackStatus,
     RolloutEvent, RolloutMember, RolloutRecord, StartRange, WaveRecord, WaveStatus, WaveTally, WindowWait,

@@ -88,7 +88,17 @@ pub struct Promotion {
     pub rollout: RolloutId,
     #[serde(default)]
     pub events: Vec<RolloutEvent>,
+    /// Until when a replica's promotion pass has taken its due check round or start:
+    /// the other replicas' passes leave it alone meanwhile, so a round of checks runs
+    /// once and not on every replica. Cleared when the round or start is recorded; a
+    /// pass that died with it is taken over once it has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_until: Option<DateTime<Utc>>,
 }
+
+/// How long a promotion pass holds the check round or start it took: longer than a
+/// round of checks of a large environment takes.
+pub const PROMOTION_CLAIM: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
 
 /// What a promotion needs next, as of a time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +141,7 @@ impl Promotion {
             approved_by: None,
             rollout: rule.rollout_id(source),
             events: Vec::new(),
+            claimed_until: None,
         };
         promotion.log(
             completed_at,
@@ -148,6 +159,9 @@ impl Promotion {
     /// then the approval (when the rule asks for one) and the start.
     pub fn due(&self, approval: bool, now: DateTime<Utc>) -> PromotionDue {
         let interval = chrono::Duration::from_std(self.check_interval).unwrap_or(chrono::Duration::MAX);
+        if self.claimed_until.is_some_and(|until| now < until) {
+            return PromotionDue::Wait;
+        }
         match self.state {
             PromotionState::Soaking if now < self.soak_until => match self.last_check {
                 Some(last) if now < last + interval => PromotionDue::Wait,

@@ -354,3 +354,42 @@ async fn rules_are_listed_and_deleted_and_bad_rules_say_what_to_change() {
         "{err}"
     );
 }
+
+/// Every replica's controller runs the promotion pass: a round of checks is taken by
+/// one pass (a conditional write of its claim) and run once, and a claim left by a
+/// pass that died holds the others off only until it runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_round_of_promotion_checks_runs_on_one_replica_and_a_dead_passs_claim_runs_out() {
+    let fleet = staging_and_prod().await;
+    let name = set_rule(&fleet, false).await;
+    complete_staging(&fleet).await;
+    let soaking = promotion_of(&fleet, &name).await;
+    let promotion = soaking.promotion.clone().unwrap();
+    let tenants = promotion.tenants.len();
+    let at = promotion.completed_at;
+
+    let (a, b) = (promotions(&fleet), promotions(&fleet));
+    let before = fleet.health.checks();
+    let (ran_a, ran_b) = tokio::join!(a.step_at(at), b.step_at(at));
+    let rounds = ran_a.unwrap().len() + ran_b.unwrap().len();
+    assert_eq!(rounds, 1, "one replica recorded the round");
+    assert_eq!(fleet.health.checks() - before, tenants, "each tenant checked once");
+    let checked = promotion_of(&fleet, &name).await;
+    let after_round = checked.promotion.clone().unwrap();
+    assert_eq!(after_round.checks_passed, 1);
+    assert_eq!(after_round.claimed_until, None, "the claim is cleared with the round");
+
+    // A pass that claimed the next round and died: the round waits for its claim.
+    let next = at + chrono::Duration::from_std(promotion.check_interval).unwrap();
+    let mut dead = checked.clone();
+    dead.promotion.as_mut().unwrap().claimed_until = Some(next + chrono::Duration::minutes(2));
+    fleet.store.save_promotion(&dead).await.unwrap();
+    let before = fleet.health.checks();
+    assert!(a.step_at(next).await.unwrap().is_empty());
+    assert_eq!(fleet.health.checks(), before, "held off by the live claim");
+    let later = next + chrono::Duration::minutes(3);
+    assert_eq!(a.step_at(later).await.unwrap().len(), 1, "taken over once it ran out");
+    assert_eq!(fleet.health.checks() - before, tenants);
+    assert!(promotion_of(&fleet, &name).await.promotion.unwrap().checks_passed >= 2);
+    fleet.stop().await;
+}
