@@ -204,17 +204,12 @@ def _snapshot_name(value: str) -> str:
     return value.split(":cluster-snapshot:")[-1].lower()
 
 
-class CfnDBCluster(CloudFormationModel):
-    """Stack handle for a cluster living in moto's RDS backend."""
+class _RdsStackHandle:
+    """What the stack handles of a cluster and of an instance share: identity,
+    properties, deletion policies and the CloudFormation model's boilerplate. A mixin,
+    not a model: moto finds models among CloudFormationModel's direct subclasses."""
 
-    ATTRIBUTES = (
-        "DBClusterArn",
-        "DBClusterResourceId",
-        "Endpoint.Address",
-        "Endpoint.Port",
-        "ReadEndpoint.Address",
-        "MasterUserSecret.SecretArn",
-    )
+    ATTRIBUTES: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -229,21 +224,18 @@ class CfnDBCluster(CloudFormationModel):
         self.region_name = region_name
         self.identifier = identifier
         self.properties = properties
-        self.deletion_policy = _policy(cloudformation_json, "DeletionPolicy") or "Snapshot"
-        self.update_replace_policy = (
-            _policy(cloudformation_json, "UpdateReplacePolicy") or "Snapshot"
-        )
         self.custom_name = custom_name
+        self._set_policies(cloudformation_json)
 
-    # CloudFormationModel interface
+    def _default_policy(self) -> str:
+        return "Snapshot"
 
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return "DBClusterIdentifier"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::RDS::DBCluster"
+    def _set_policies(self, cloudformation_json: dict[str, Any]) -> None:
+        default = self._default_policy()
+        self.deletion_policy = _policy(cloudformation_json, "DeletionPolicy") or default
+        self.update_replace_policy = (
+            _policy(cloudformation_json, "UpdateReplacePolicy") or default
+        )
 
     @classmethod
     def has_cfn_attr(cls, attr: str) -> bool:
@@ -255,6 +247,45 @@ class CfnDBCluster(CloudFormationModel):
 
     def is_created(self) -> bool:
         return True
+
+    def attribute_values(self) -> dict[str, Any]:
+        """Everything a dependent resource can read from this one."""
+        values: dict[str, Any] = {"Ref": self.identifier}
+        for attr in self.ATTRIBUTES:
+            try:
+                values[attr] = self.get_cfn_attribute(attr)
+            except Exception:  # noqa: BLE001 - missing resource or attribute
+                values[attr] = None
+        return values
+
+    def delete_for(self, policy: str) -> None:
+        raise NotImplementedError
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        self.delete_for(self.deletion_policy)
+
+
+class CfnDBCluster(_RdsStackHandle, CloudFormationModel):
+    """Stack handle for a cluster living in moto's RDS backend."""
+
+    ATTRIBUTES = (
+        "DBClusterArn",
+        "DBClusterResourceId",
+        "Endpoint.Address",
+        "Endpoint.Port",
+        "ReadEndpoint.Address",
+        "MasterUserSecret.SecretArn",
+    )
+
+    # CloudFormationModel interface
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "DBClusterIdentifier"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::RDS::DBCluster"
 
     @property
     def cluster(self) -> Any:
@@ -281,16 +312,6 @@ class CfnDBCluster(CloudFormationModel):
         ):
             return cluster.master_user_secret.secret_arn
         raise UnformattedGetAttTemplateException()
-
-    def attribute_values(self) -> dict[str, Any]:
-        """Everything a dependent resource can read from this one."""
-        values: dict[str, Any] = {"Ref": self.identifier}
-        for attr in self.ATTRIBUTES:
-            try:
-                values[attr] = self.get_cfn_attribute(attr)
-            except Exception:  # noqa: BLE001 - missing cluster or attribute
-                values[attr] = None
-        return values
 
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[misc]
@@ -361,12 +382,7 @@ class CfnDBCluster(CloudFormationModel):
                 continue
             setattr(cluster, _CLUSTER_ATTR.get(kwarg, kwarg), value)
         original_resource.properties = props
-        original_resource.deletion_policy = (
-            _policy(cloudformation_json, "DeletionPolicy") or "Snapshot"
-        )
-        original_resource.update_replace_policy = (
-            _policy(cloudformation_json, "UpdateReplacePolicy") or "Snapshot"
-        )
+        original_resource._set_policies(cloudformation_json)
         return original_resource
 
     def delete_for(self, policy: str) -> None:
@@ -383,9 +399,6 @@ class CfnDBCluster(CloudFormationModel):
             final_snapshot = f"{self.identifier}-snapshot-{_random_suffix()}"
         backend.delete_db_cluster(self.identifier, snapshot_name=final_snapshot)
         _drop_automated_snapshots(backend, self.identifier)
-
-    def delete(self, account_id: str, region_name: str) -> None:
-        self.delete_for(self.deletion_policy)
 
     @classmethod
     def delete_from_cloudformation_json(  # type: ignore[misc]
@@ -500,7 +513,7 @@ _INSTANCE_INPLACE = {
 }
 
 
-class CfnDBInstance(CloudFormationModel):
+class CfnDBInstance(_RdsStackHandle, CloudFormationModel):
     """Stack handle for a DB instance, standalone or member of a cluster."""
 
     ATTRIBUTES = (
@@ -511,29 +524,9 @@ class CfnDBInstance(CloudFormationModel):
         "Endpoint.HostedZoneId",
     )
 
-    def __init__(
-        self,
-        account_id: str,
-        region_name: str,
-        identifier: str,
-        properties: dict[str, Any],
-        cloudformation_json: dict[str, Any],
-        custom_name: bool,
-    ) -> None:
-        self.account_id = account_id
-        self.region_name = region_name
-        self.identifier = identifier
-        self.properties = properties
-        self.custom_name = custom_name
-        self._set_policies(cloudformation_json)
-
-    def _set_policies(self, cloudformation_json: dict[str, Any]) -> None:
+    def _default_policy(self) -> str:
         # Snapshot is the default only for instances outside a cluster.
-        default = "Delete" if self.properties.get("DBClusterIdentifier") else "Snapshot"
-        self.deletion_policy = _policy(cloudformation_json, "DeletionPolicy") or default
-        self.update_replace_policy = (
-            _policy(cloudformation_json, "UpdateReplacePolicy") or default
-        )
+        return "Delete" if self.properties.get("DBClusterIdentifier") else "Snapshot"
 
     @staticmethod
     def cloudformation_name_type() -> str:
@@ -542,17 +535,6 @@ class CfnDBInstance(CloudFormationModel):
     @staticmethod
     def cloudformation_type() -> str:
         return "AWS::RDS::DBInstance"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr in cls.ATTRIBUTES
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.identifier
-
-    def is_created(self) -> bool:
-        return True
 
     @property
     def instance(self) -> Any:
@@ -574,15 +556,6 @@ class CfnDBInstance(CloudFormationModel):
         if attribute_name == "Endpoint.HostedZoneId":
             return "Z2R2ITUGPM61AM"
         raise UnformattedGetAttTemplateException()
-
-    def attribute_values(self) -> dict[str, Any]:
-        values: dict[str, Any] = {"Ref": self.identifier}
-        for attr in self.ATTRIBUTES:
-            try:
-                values[attr] = self.get_cfn_attribute(attr)
-            except Exception:  # noqa: BLE001
-                values[attr] = None
-        return values
 
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[misc]
@@ -686,9 +659,6 @@ class CfnDBInstance(CloudFormationModel):
             final_db_snapshot_identifier=final_snapshot,
             skip_final_snapshot=final_snapshot is None,
         )
-
-    def delete(self, account_id: str, region_name: str) -> None:
-        self.delete_for(self.deletion_policy)
 
     @classmethod
     def delete_from_cloudformation_json(  # type: ignore[misc]
