@@ -373,11 +373,18 @@ async fn a_round_of_promotion_checks_runs_on_one_replica_and_a_dead_passs_claim_
     let (ran_a, ran_b) = tokio::join!(a.step_at(at), b.step_at(at));
     let rounds = ran_a.unwrap().len() + ran_b.unwrap().len();
     assert_eq!(rounds, 1, "one replica recorded the round");
-    assert_eq!(fleet.health.checks() - before, tenants, "each tenant checked once");
+    assert_eq!(
+        fleet.health.checks() - before,
+        tenants,
+        "each tenant checked once"
+    );
     let checked = promotion_of(&fleet, &name).await;
     let after_round = checked.promotion.clone().unwrap();
     assert_eq!(after_round.checks_passed, 1);
-    assert_eq!(after_round.claimed_until, None, "the claim is cleared with the round");
+    assert_eq!(
+        after_round.claimed_until, None,
+        "the claim is cleared with the round"
+    );
 
     // A pass that claimed the next round and died: the round waits for its claim.
     let next = at + chrono::Duration::from_std(promotion.check_interval).unwrap();
@@ -388,7 +395,11 @@ async fn a_round_of_promotion_checks_runs_on_one_replica_and_a_dead_passs_claim_
     assert!(a.step_at(next).await.unwrap().is_empty());
     assert_eq!(fleet.health.checks(), before, "held off by the live claim");
     let later = next + chrono::Duration::minutes(3);
-    assert_eq!(a.step_at(later).await.unwrap().len(), 1, "taken over once it ran out");
+    assert_eq!(
+        a.step_at(later).await.unwrap().len(),
+        1,
+        "taken over once it ran out"
+    );
     assert_eq!(fleet.health.checks() - before, tenants);
     assert!(promotion_of(&fleet, &name).await.promotion.unwrap().checks_passed >= 2);
     fleet.stop().await;
