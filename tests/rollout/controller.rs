@@ -427,21 +427,9 @@ async fn the_rollout_lease_is_renewed_by_its_holder_and_fenced_for_the_next() {
     let now = chrono::Utc::now();
     let ttl = Duration::from_secs(5);
 
-    let first = fleet
-        .store
-        .acquire_rollout_lease(&id, "ctl-a", ttl, now)
-        .await
-        .unwrap()
-        .lease
-        .unwrap();
+    let first = lease_of(&fleet, &id, "ctl-a", ttl, now).await;
     let later = now + chrono::Duration::seconds(2);
-    let renewed = fleet
-        .store
-        .acquire_rollout_lease(&id, "ctl-a", ttl, later)
-        .await
-        .unwrap()
-        .lease
-        .unwrap();
+    let renewed = lease_of(&fleet, &id, "ctl-a", ttl, later).await;
     assert_eq!(renewed.fence, first.fence, "renewal keeps the fence");
     assert!(renewed.expires_at > first.expires_at, "and extends the lease");
 
@@ -452,13 +440,7 @@ async fn the_rollout_lease_is_renewed_by_its_holder_and_fenced_for_the_next() {
         .unwrap_err();
     assert_lost_lease(&refused);
     let after_expiry = later + chrono::Duration::seconds(6);
-    let taken = fleet
-        .store
-        .acquire_rollout_lease(&id, "ctl-b", ttl, after_expiry)
-        .await
-        .unwrap()
-        .lease
-        .unwrap();
+    let taken = lease_of(&fleet, &id, "ctl-b", ttl, after_expiry).await;
     assert_eq!(taken.owner, "ctl-b");
     assert_eq!(taken.fence, first.fence + 1, "a new holder gets a new fence");
 }
@@ -581,13 +563,7 @@ async fn a_drive_under_an_expired_lease_is_refused_while_the_copy_still_keeps_co
 
     // Its holder takes it again, but as a new holder: with the next fence, so no
     // drive begun under the expired lease can land after it.
-    let retaken = fleet
-        .store
-        .acquire_rollout_lease(&id, "ctl-a", Duration::from_secs(60), chrono::Utc::now())
-        .await
-        .unwrap()
-        .lease
-        .unwrap();
+    let retaken = lease_of(&fleet, &id, "ctl-a", Duration::from_secs(60), chrono::Utc::now()).await;
     assert_eq!(retaken.fence, lease.fence + 1);
 }
 
@@ -600,18 +576,14 @@ async fn a_lease_held_on_the_rollout_item_alone_keeps_other_controllers_out_unti
     fleet.start("r-mixed", json!({"release": "2.0.0"})).await;
     let id = RolloutId::parse("r-mixed").unwrap();
     let now = chrono::Utc::now();
-    let first = fleet
-        .store
-        .acquire_rollout_lease(
-            &id,
-            "ctl-a",
-            Duration::from_secs(1),
-            now - chrono::Duration::seconds(300),
-        )
-        .await
-        .unwrap()
-        .lease
-        .unwrap();
+    let first = lease_of(
+        &fleet,
+        &id,
+        "ctl-a",
+        Duration::from_secs(1),
+        now - chrono::Duration::seconds(300),
+    )
+    .await;
     // An older controller took it over on the rollout item alone, as it did before
     // the lease had its own item: the lease item still names ctl-a.
     let old_fence = first.fence + 1;
@@ -648,26 +620,14 @@ async fn a_lease_held_on_the_rollout_item_alone_keeps_other_controllers_out_unti
         assert_lost_lease(&refused);
     }
     let after_expiry = now + chrono::Duration::seconds(31);
-    let taken = fleet
-        .store
-        .acquire_rollout_lease(&id, "ctl-b", Duration::from_secs(5), after_expiry)
-        .await
-        .unwrap()
-        .lease
-        .unwrap();
+    let taken = lease_of(&fleet, &id, "ctl-b", Duration::from_secs(5), after_expiry).await;
     assert_eq!(taken.owner, "ctl-b");
     assert_eq!(
         taken.fence,
         old_fence + 1,
         "the fence moves past the older controller's"
     );
-    let renewed = fleet
-        .store
-        .acquire_rollout_lease(&id, "ctl-b", Duration::from_secs(5), after_expiry)
-        .await
-        .unwrap()
-        .lease
-        .unwrap();
+    let renewed = lease_of(&fleet, &id, "ctl-b", Duration::from_secs(5), after_expiry).await;
     assert_eq!(
         renewed.fence, taken.fence,
         "held through the lease item, renewed in place"
@@ -810,4 +770,21 @@ fn assert_lost_lease(err: &tenant_orchestrator::store::StoreError) {
         ),
         "{err}"
     );
+}
+
+/// Takes (or renews) rollout `id`'s lease for `owner` as of `at`: the lease got.
+async fn lease_of(
+    fleet: &Fleet,
+    id: &RolloutId,
+    owner: &str,
+    ttl: Duration,
+    at: chrono::DateTime<chrono::Utc>,
+) -> tenant_orchestrator::record::Lease {
+    use tenant_orchestrator::store::RolloutStore;
+    let record = fleet
+        .store
+        .acquire_rollout_lease(id, owner, ttl, at)
+        .await
+        .unwrap();
+    record.lease.expect("a lease taken is on the record")
 }
