@@ -66,13 +66,13 @@ pub struct DrawSample {
     /// A rollout of at most this many members is read whole.
     pub read_all_up_to: usize,
     /// Of a larger one, each wave's first members by tenant id, besides the failed
-    /// ones its tally names.
+    /// and in-flight ones its tally names.
     pub per_wave: u32,
 }
 
 impl DrawSample {
     /// What the dashboard's rollout page reads on each reload: a rollout of 100,000
-    /// tenants costs it a query of 40 members and a batch read of at most 10 a wave.
+    /// tenants costs it a query of 40 members and a batch read of at most 30 a wave.
     pub const PAGE: Self = Self {
         read_all_up_to: 1_000,
         per_wave: 40,
@@ -81,8 +81,8 @@ impl DrawSample {
 
 /// The members a picture of `record` is drawn from: all of them for a small rollout
 /// (or one written before its waves kept tallies and planned starts, whose picture
-/// needs them all); otherwise per wave a sample, the failed members its tally names
-/// and the first `sample.per_wave`, so the reads are bounded by the number of waves
+/// needs them all); otherwise per wave a sample, the failed and in-flight members its
+/// tally names and the first `sample.per_wave`, so the reads are bounded by the number of waves
 /// and not the fleet. The dashboard's timeline takes what else it draws of a sampled
 /// wave from the record.
 pub async fn members_to_draw<S: RolloutStore + ?Sized>(
@@ -99,14 +99,12 @@ pub async fn members_to_draw<S: RolloutStore + ?Sized>(
     }
     let mut members = Vec::new();
     for w in record.waves.iter().filter(|w| w.size > 0) {
-        let failed: Vec<TenantId> = (w.tally.iter())
-            .flat_map(|t| t.failures.iter().map(|f| f.tenant.clone()))
+        let named: Vec<TenantId> = (w.tally.iter())
+            .flat_map(|t| (t.failures.iter().map(|f| &f.tenant)).chain(&t.moving))
+            .cloned()
             .collect();
-        members.extend(
-            store
-                .members_sample(&record.id, w.index, &failed, sample.per_wave)
-                .await?,
-        );
+        let sampled = store.members_sample(&record.id, w.index, &named, sample.per_wave);
+        members.extend(sampled.await?);
     }
     Ok(members)
 }

@@ -94,17 +94,13 @@ fn text(record: &RolloutRecord, members: &[RolloutMember]) -> String {
                 describe(m)
             );
         }
-        // The failures the tally names beyond those listed.
+        // The failed and in-flight members the tally names beyond those listed.
         let mut named = 0;
-        for f in tally.failures.iter().filter(|_| sampled) {
-            if !listed.iter().any(|m| m.tenant == f.tenant) {
-                wln!(
-                    out,
-                    "  {:<28} {:<14} FAILED: {}",
-                    f.tenant.as_str(),
-                    "-",
-                    f.reason
-                );
+        let failures = (tally.failures.iter()).map(|f| (&f.tenant, format!("FAILED: {}", f.reason)));
+        let moving = (tally.moving.iter()).map(|t| (t, "upgrading".to_owned()));
+        for (tenant, what) in failures.chain(moving).filter(|_| sampled) {
+            if !listed.iter().any(|m| &m.tenant == tenant) {
+                wln!(out, "  {:<28} {:<14} {what}", tenant.as_str(), "-");
                 named += 1;
             }
         }
@@ -355,7 +351,7 @@ mod tests {
     }
 
     /// A deploying rollout of one wave of `size` tenants, whose tally counts 7
-    /// succeeded and two failed: t-001 and t-050.
+    /// succeeded, two failed (t-001 and t-050) and one in flight (t-060).
     fn large(size: usize) -> RolloutRecord {
         let now = chrono::Utc::now();
         serde_json::from_value(serde_json::json!({
@@ -364,11 +360,12 @@ mod tests {
                 "index": 0, "kind": "percent", "target": "100%", "regions": ["eu-west-1"],
                 "size": size, "allowed_failures": 5, "approval_before": false, "status": "deploying",
                 "tally": {
-                    "pending": size.saturating_sub(9), "in_flight": 0, "succeeded": 7, "failed": 2, "skipped": 0,
+                    "pending": size.saturating_sub(10), "in_flight": 1, "succeeded": 7, "failed": 2, "skipped": 0,
                     "failures": [
                         {"tenant": "t-001", "reason": "verify failed"},
                         {"tenant": "t-050", "reason": "helm upgrade timed out"}
                     ],
+                    "moving": ["t-060"],
                     "at": now
                 }
             }],
@@ -391,8 +388,12 @@ mod tests {
         }
         let shown_text = text(&record, &first);
         assert!(
-            shown_text.contains("7 succeeded, 2 failed, 0 in flight, 91 pending"),
+            shown_text.contains("7 succeeded, 2 failed, 1 in flight, 90 pending"),
             "counted by the tally: {shown_text}"
+        );
+        assert!(
+            shown_text.contains("t-060") && shown_text.contains("upgrading"),
+            "{shown_text}"
         );
         assert!(
             shown_text.contains("t-050") && shown_text.contains("FAILED: helm upgrade timed out"),
@@ -404,7 +405,7 @@ mod tests {
             "listed once: {shown_text}"
         );
         assert!(
-            shown_text.contains("... and 96 more: tenantctl rollout members r-large --wave 0"),
+            shown_text.contains("... and 95 more: tenantctl rollout members r-large --wave 0"),
             "{shown_text}"
         );
         assert!(
@@ -421,7 +422,7 @@ mod tests {
             "{shown_text}"
         );
         assert!(
-            !shown_text.contains("t-050") && !shown_text.contains("more:"),
+            !shown_text.contains("t-050") && !shown_text.contains("t-060") && !shown_text.contains("more:"),
             "{shown_text}"
         );
     }

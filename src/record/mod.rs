@@ -25,7 +25,7 @@ pub use rollout::{
     AlarmSeen, BakeCheck, BakeProgress, MemberFailure, OutageOverrun, Outcome, Phase, RollbackStatus,
     RolloutEvent, RolloutMember, RolloutRecord, StartRange, WaveRecord, WaveStatus, WaveTally, WindowWait,
     BAKE_ALARMS_KEPT, BAKE_TENANTS_KEPT, INTERRUPTED_START, TALLY_EVERY, TALLY_FAILURES_KEPT,
-    WINDOW_WAITS_KEPT,
+    TALLY_IN_FLIGHT_KEPT, WINDOW_WAITS_KEPT,
 };
 pub use tenant::{
     revision_line, Actor, AppliedSpec, Cause, HistoryEvent, Lease, Maintenance, Migration, Origin,

@@ -250,8 +250,15 @@ pub struct WaveTally {
     pub skipped: usize,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<MemberFailure>,
+    /// The first [`TALLY_IN_FLIGHT_KEPT`] members in flight, by tenant id, so a
+    /// large wave's readers name what is upgrading without reading the wave.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moving: Vec<TenantId>,
     pub at: DateTime<Utc>,
 }
+
+/// The members in flight a [`WaveTally`] names; its `in_flight` counts them all.
+pub const TALLY_IN_FLIGHT_KEPT: usize = 20;
 
 /// A member whose upgrade failed, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +277,7 @@ impl WaveTally {
             failed: 0,
             skipped: 0,
             failures: Vec::new(),
+            moving: Vec::new(),
             at,
         }
     }
@@ -280,7 +288,10 @@ impl WaveTally {
         for m in members {
             match &m.outcome {
                 Outcome::Pending => tally.pending += 1,
-                Outcome::InFlight => tally.in_flight += 1,
+                Outcome::InFlight => {
+                    tally.in_flight += 1;
+                    tally.moving.push(m.tenant.clone());
+                }
                 Outcome::Succeeded => tally.succeeded += 1,
                 Outcome::Skipped { .. } => tally.skipped += 1,
                 Outcome::Failed { reason } => {
@@ -294,6 +305,8 @@ impl WaveTally {
         }
         tally.failures.sort_by(|a, b| a.tenant.cmp(&b.tenant));
         tally.failures.truncate(TALLY_FAILURES_KEPT);
+        tally.moving.sort();
+        tally.moving.truncate(TALLY_IN_FLIGHT_KEPT);
         tally
     }
 
@@ -717,5 +730,44 @@ mod window_wait_tests {
         let waits = wave.window_waits.unwrap();
         assert_eq!(waits.len(), WINDOW_WAITS_KEPT);
         assert_eq!(waits[0].from, at(5), "the oldest is dropped");
+    }
+}
+
+#[cfg(test)]
+mod tally_tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn a_tally_counts_every_member_and_names_the_first_failed_and_in_flight_by_id() {
+        let at = Utc.with_ymd_and_hms(2030, 1, 7, 8, 0, 0).unwrap();
+        let region = Region::parse("eu-west-1").unwrap();
+        let members: Vec<RolloutMember> = (0..60)
+            .rev()
+            .map(|i| {
+                let tenant = TenantId::parse(&format!("t-{i:03}")).unwrap();
+                let outcome = match i % 3 {
+                    0 => Outcome::InFlight,
+                    1 => Outcome::Failed {
+                        reason: "x".repeat(TALLY_REASON_CHARS + 50),
+                    },
+                    _ => Outcome::Succeeded,
+                };
+                RolloutMember {
+                    outcome,
+                    ..RolloutMember::planned(0, tenant, region.clone(), at)
+                }
+            })
+            .collect();
+        let tally = WaveTally::of(&members, at);
+        assert_eq!((tally.in_flight, tally.failed, tally.succeeded), (20, 20, 20));
+        assert_eq!(tally.total(), 60);
+        let moving: Vec<&str> = tally.moving.iter().map(TenantId::as_str).collect();
+        assert_eq!(moving.len(), TALLY_IN_FLIGHT_KEPT);
+        assert_eq!(moving[..2], ["t-000", "t-003"], "by tenant id");
+        assert_eq!(tally.failures.len(), TALLY_FAILURES_KEPT);
+        assert_eq!(tally.failures[0].tenant.as_str(), "t-001");
+        assert_eq!(tally.failures[0].reason.chars().count(), TALLY_REASON_CHARS);
     }
 }

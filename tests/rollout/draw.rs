@@ -36,8 +36,9 @@ async fn a_large_rollout_is_drawn_from_a_sample_that_keeps_its_failures() {
     assert_eq!(planned.first, starts.clone().min().unwrap());
     assert_eq!(planned.last, starts.max().unwrap());
 
-    // Wave 1's tally names its last tenant by id as failed (the record the page is
-    // given; the controller writes it from the members it reads).
+    // Wave 1's tally names its last tenant by id as failed and its eighth as in
+    // flight (the record the page is given; the controller writes it from the
+    // members it reads).
     let mut tally = WaveTally::pending(11, chrono::Utc::now());
     tally.pending = 10;
     tally.failed = 1;
@@ -45,6 +46,9 @@ async fn a_large_rollout_is_drawn_from_a_sample_that_keeps_its_failures() {
         tenant: TenantId::parse(&rest[10]).unwrap(),
         reason: "helm upgrade timed out".into(),
     }];
+    tally.in_flight = 1;
+    tally.pending -= 1;
+    tally.moving = vec![TenantId::parse(&rest[7]).unwrap()];
     record.waves[1].tally = Some(tally);
 
     let small = DrawSample {
@@ -65,8 +69,13 @@ async fn a_large_rollout_is_drawn_from_a_sample_that_keeps_its_failures() {
         .unwrap();
     assert_eq!(ids(&drawn, 0), canary);
     let mut expected: Vec<String> = rest[..3].to_vec();
+    expected.push(rest[7].clone());
     expected.push(rest[10].clone());
-    assert_eq!(ids(&drawn, 1), expected, "the first three and the failed one");
+    assert_eq!(
+        ids(&drawn, 1),
+        expected,
+        "the first three, the one in flight and the failed one"
+    );
 
     // A failure the tally names within the first few is read once.
     let first = TenantId::parse(&rest[0]).unwrap();
