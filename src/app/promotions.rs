@@ -229,10 +229,18 @@ impl PromotionCommands {
             }
             return Err(e);
         }
+        self.save_by_pass(record).await
+    }
+
+    /// Saves `record` as the promotion pass; `None` when another replica or an
+    /// operator changed it since it was read (the next pass sees their change).
+    async fn save_by_pass(
+        &self,
+        mut record: PromotionRecord,
+    ) -> Result<Option<PromotionRecord>, PromotionError> {
         record.updated_by = "promotion".into();
         match self.store.save_promotion(&record).await {
             Ok(saved) => Ok(Some(saved)),
-            // Another replica or an operator changed it; the next pass sees their change.
             Err(StoreError::Conflict { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -283,12 +291,7 @@ impl PromotionCommands {
         if let Some(promotion) = record.promotion.as_mut() {
             promotion.claimed_until = Some(now + PROMOTION_CLAIM);
         }
-        record.updated_by = "promotion".into();
-        match self.store.save_promotion(&record).await {
-            Ok(saved) => Ok(Some(saved)),
-            Err(StoreError::Conflict { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.save_by_pass(record).await
     }
 
     /// One round of checks of the promoted rollout's tenants: the first that is
