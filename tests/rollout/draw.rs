@@ -80,11 +80,15 @@ async fn a_large_rollout_is_drawn_from_a_sample_that_keeps_its_failures() {
     // A failure the tally names within the first few is read once.
     let first = TenantId::parse(&rest[0]).unwrap();
     let stranger = TenantId::parse("not-in-rollout").unwrap();
-    let named = [first, stranger];
+    let named = [first, stranger.clone(), stranger];
     let once = (fleet.store.members_sample(&record.id, 1, &named, 3))
         .await
         .unwrap();
-    assert_eq!(ids(&once, 1), rest[..3].to_vec(), "no repeat, no stranger");
+    assert_eq!(
+        ids(&once, 1),
+        rest[..3].to_vec(),
+        "no repeat, no stranger, a name given twice asked once"
+    );
 
     // A record from before waves kept tallies is drawn from all its members.
     let mut legacy = record.clone();

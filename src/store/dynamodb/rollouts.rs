@@ -586,8 +586,11 @@ impl RolloutStore for DynamoStore {
         let mut members = (out.items().iter())
             .map(decode_member)
             .collect::<Result<Vec<_>, _>>()?;
-        let missing: Vec<Item> = (named.iter())
+        // Each key once: `BatchGetItem` refuses a request that names one twice.
+        let missing: std::collections::BTreeSet<&TenantId> = (named.iter())
             .filter(|t| !members.iter().any(|m| &m.tenant == *t))
+            .collect();
+        let missing: Vec<Item> = (missing.into_iter())
             .map(|t| item::key(keys::rollout_pk(id), keys::member_sk(wave, t)))
             .collect();
         if !missing.is_empty() {
