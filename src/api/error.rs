@@ -180,6 +180,10 @@ impl From<crate::app::RolloutError> for ApiError {
                 code: "refused_by_rollout_state",
                 message: format!("rollout {id}: {message}"),
             },
+            crate::app::RolloutError::Held { id, message } => ApiError::Conflict {
+                code: "held_by_rollout",
+                message: format!("rollout {id}: {message}"),
+            },
             crate::app::RolloutError::UnknownRelease(message) => ApiError::InvalidRequest(message),
             crate::app::RolloutError::UnknownPlatform(message) => ApiError::InvalidRequest(message),
             e @ crate::app::RolloutError::PlatformCheck(_) => ApiError::Unavailable(e.to_string()),

@@ -248,7 +248,8 @@ pub async fn plan(
     params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key and body"), ViewOptions),
     responses((status = 201, body = RolloutView, description = "Started; the controllers carry it out"),
         (status = 200, body = RolloutView, description = "A rollout with this id and spec already exists"),
-        (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)),
+        (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody,
+            description = "`held_by_rollout`: it would move no tenant, since running rollouts hold those it selects; `refused_by_rollout_state`: the id is taken by a rollout of another spec; `frozen`: a freeze holds tenants it would start (an admin may override it); `replacement_refused`; `idempotency_key_in_progress`")),
     security(("bearer" = ["deploy"])))]
 pub async fn start(
     State(state): State<ApiState>,

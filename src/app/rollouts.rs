@@ -31,6 +31,10 @@ pub enum RolloutError {
     /// The rollout's phase does not allow it; the message says what would.
     #[error("rollout {id}: {message}")]
     Refused { id: RolloutId, message: String },
+    /// The rollout would move no tenant because other running rollouts hold those it
+    /// selects; the message names them.
+    #[error("rollout {id}: {message}")]
+    Held { id: RolloutId, message: String },
     /// The change would replace or remove a tenant's database or bucket, and the
     /// spec's `strategy.allow_replacement` does not name it.
     #[error("refused: {0}")]
@@ -51,6 +55,34 @@ pub enum RolloutError {
     BadSchedule(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why a rollout of `plan` must not start: it would move no tenant, and some it
+/// selects are held by other running rollouts. Started, it would complete at once as
+/// if nothing needed to move, while those tenants stay where the other rollouts take
+/// them.
+fn all_held(plan: &Plan) -> Option<String> {
+    if !plan.waves.is_empty() {
+        return None;
+    }
+    let mut holders: Vec<&RolloutId> = (plan.skipped.iter())
+        .filter_map(|s| match &s.reason {
+            SkipReason::HeldByRollout { rollout } => Some(rollout),
+            _ => None,
+        })
+        .collect();
+    let held = holders.len();
+    holders.sort();
+    holders.dedup();
+    let holders: Vec<String> = holders.iter().map(|r| r.to_string()).collect();
+    (held > 0).then(|| {
+        format!(
+            "none of its tenants can move: {held} of those it selects are held by running rollout {}; \
+             wait for {} to finish (or abort it), then start this rollout again",
+            holders.join(", "),
+            if holders.len() == 1 { "it" } else { "them" }
+        )
+    })
 }
 
 /// The upgrade time per tenant that `plan` (and so `tenantctl rollout plan`) assumes
@@ -350,8 +382,23 @@ impl RolloutCommands {
         }
         let mut plan = plan_with_limits(spec, &fleet, now, &PlanOptions::default(), &self.start_spacing);
         plan.not_selected += not_drifted + other_environments;
+        // A tenant the selector names and another rollout holds is in the fleet, only
+        // held: the planner, which never saw it, took it for missing. It is skipped
+        // once, as held (members and skipped tenants are keyed by tenant).
+        plan.skipped
+            .retain(|s| s.reason != SkipReason::NotInFleet || !held.iter().any(|h| h.id == s.id));
         plan.skipped.extend(held);
         plan.skipped.sort_by(|a, b| a.id.cmp(&b.id));
+        // The dry run refuses what the start would: a release not published in a
+        // region the plan moves tenants in.
+        if let (Some(registry), Some(release)) = (&self.registry, &spec.release) {
+            for region in &plan.region_order {
+                registry
+                    .check_published(release, region)
+                    .await
+                    .map_err(RolloutError::UnknownRelease)?;
+            }
+        }
         Ok(plan)
     }
 
@@ -415,18 +462,13 @@ impl RolloutCommands {
             Err(e) => return Err(e.into()),
         };
         let plan = self.plan(&spec, now).await?;
+        if let Some(message) = all_held(&plan) {
+            return Err(RolloutError::Held { id, message });
+        }
         if let Some(previewer) = &self.previewer {
             let preview = preview_plan(self.tenants.as_ref(), previewer.as_ref(), &spec, &plan).await?;
             if let Some(refusal) = preview.refusal() {
                 return Err(RolloutError::ReplacementRefused(refusal));
-            }
-        }
-        if let (Some(registry), Some(release)) = (&self.registry, &spec.release) {
-            for region in &plan.region_order {
-                registry
-                    .check_published(release, region)
-                    .await
-                    .map_err(RolloutError::UnknownRelease)?;
             }
         }
         let tenants: Vec<TenantId> = (plan.waves.iter())

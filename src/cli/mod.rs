@@ -263,7 +263,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<tenant_orchestrator::app::RolloutError>() {
             return match e {
-                tenant_orchestrator::app::RolloutError::Refused { .. } => EXIT_CONFLICT,
+                tenant_orchestrator::app::RolloutError::Refused { .. }
+                | tenant_orchestrator::app::RolloutError::Held { .. } => EXIT_CONFLICT,
                 tenant_orchestrator::app::RolloutError::UnknownRelease(_)
                 | tenant_orchestrator::app::RolloutError::UnknownPlatform(_) => EXIT_INVALID_INPUT,
                 tenant_orchestrator::app::RolloutError::PlatformCheck(_) => EXIT_FAILURE,

@@ -367,6 +367,53 @@ async fn two_rollouts_never_drive_the_same_tenant() {
     );
     assert_eq!(second.tenant_count(), 0);
 
+    // A tenant the selector names is skipped once, as held, not also as missing from
+    // the fleet (a start writes skipped tenants by id).
+    let named = json!({"release": "3.0.0", "selector": {"tenants": ["duo-00"]}});
+    let named = fleet
+        .commands
+        .plan(&serde_json::from_value(named).unwrap(), chrono::Utc::now())
+        .await
+        .unwrap();
+    let skipped: Vec<(&str, &SkipReason)> =
+        named.skipped.iter().map(|s| (s.id.as_str(), &s.reason)).collect();
+    assert_eq!(
+        skipped,
+        vec![(
+            "duo-00",
+            &SkipReason::HeldByRollout {
+                rollout: RolloutId::parse("r-first").unwrap()
+            }
+        )]
+    );
+
+    // A rollout that could move none of its tenants because they are held is refused,
+    // and nothing of it is stored: started, it would have completed as if none needed
+    // to move.
+    let refused = fleet
+        .commands
+        .start(
+            RolloutId::parse("r-held").unwrap(),
+            serde_json::from_value(spec("3.0.0")).unwrap(),
+            "operator:test",
+        )
+        .await
+        .expect_err("all its tenants are held");
+    let message = refused.to_string();
+    assert!(
+        matches!(refused, tenant_orchestrator::app::RolloutError::Held { .. })
+            && message.contains("4 of those it selects are held by running rollout r-first"),
+        "{message}"
+    );
+    {
+        use tenant_orchestrator::store::RolloutStore;
+        assert!(fleet
+            .store
+            .load_rollout(&RolloutId::parse("r-held").unwrap())
+            .await
+            .is_err());
+    }
+
     // Once r-first is aborted its hold ends, and a new rollout may take the tenants.
     fleet
         .commands
@@ -787,4 +834,57 @@ async fn lease_of(
         .await
         .unwrap();
     record.lease.expect("a lease taken is on the record")
+}
+
+/// A registry double in which only `published` has an image, in every region.
+struct RegistryDouble {
+    published: &'static str,
+}
+
+#[async_trait::async_trait]
+impl tenant_orchestrator::ports::ReleaseRegistry for RegistryDouble {
+    async fn check_published(
+        &self,
+        release: &tenant_orchestrator::domain::ReleaseVersion,
+        region: &tenant_orchestrator::domain::Region,
+    ) -> Result<(), String> {
+        match release.to_string() == self.published {
+            true => Ok(()),
+            false => Err(format!(
+                "release {release} has no image in {region}; publish it first"
+            )),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_dry_run_refuses_a_release_that_is_not_published_as_the_start_does() {
+    let all = tenants("pub", "eu-west-1", 2);
+    let fleet = Fleet::new(&all, "1.0.0").await;
+    let commands =
+        (fleet.commands.clone()).with_registry(std::sync::Arc::new(RegistryDouble { published: "2.0.0" }));
+    let spec = |release: &str| serde_json::from_value(json!({"release": release})).unwrap();
+    let planned = commands.plan(&spec("2.0.0"), chrono::Utc::now()).await;
+    assert!(planned.is_ok_and(|plan| plan.tenant_count() == 2));
+    for refused in [
+        commands
+            .plan(&spec("9.9.9"), chrono::Utc::now())
+            .await
+            .map(|_| ()),
+        (commands.start(
+            RolloutId::parse("r-unpublished").unwrap(),
+            spec("9.9.9"),
+            "operator:test",
+        ))
+        .await
+        .map(|_| ()),
+    ] {
+        let error = refused.expect_err("9.9.9 is not published");
+        assert!(
+            error
+                .to_string()
+                .contains("release 9.9.9 has no image in eu-west-1"),
+            "{error}"
+        );
+    }
 }
