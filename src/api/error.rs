@@ -235,6 +235,7 @@ impl From<CommandError> for ApiError {
                 code: "platform_unavailable",
                 message: unavailable.to_string(),
             },
+            unknown @ CommandError::UnknownSnapshot { .. } => ApiError::InvalidRequest(unknown.to_string()),
             CommandError::PlatformCheck { version, source } => ApiError::Unavailable(format!(
                 "checking platform version {version}: {source}; try again"
             )),

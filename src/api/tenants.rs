@@ -48,7 +48,11 @@ fn rollout_hold<S>(caller: &Caller<S>, q: &HoldOverride) -> Result<Overrides, Ap
         }
         (Some(reason), _) => Some(reason.to_owned()),
     };
-    Ok(Overrides { hold, freeze })
+    Ok(Overrides {
+        hold,
+        freeze,
+        external_snapshot: false,
+    })
 }
 
 fn view(record: &crate::record::TenantRecord) -> serde_json::Value {
@@ -243,7 +247,8 @@ impl axum::extract::FromRequestParts<ApiState> for CommandTarget {
 }
 
 /// Applies an operator event (`verb` names the endpoint, `POST /v1/tenants/{id}/{verb}`),
-/// idempotently when the caller sent a key.
+/// idempotently when the caller sent a key; a restore from a snapshot taken outside
+/// tenantctl when `external_snapshot` says so.
 async fn command<S: RequiredScope>(
     state: &ApiState,
     caller: &Caller<S>,
@@ -251,10 +256,14 @@ async fn command<S: RequiredScope>(
     verb: &str,
     body: &impl Serialize,
     event: TenantEvent,
+    external_snapshot: bool,
 ) -> Response {
     let CommandTarget { id, key, hold } = target;
     let hold = match rollout_hold(caller, &hold) {
-        Ok(hold) => hold,
+        Ok(hold) => Overrides {
+            external_snapshot,
+            ..hold
+        },
         Err(e) => return e.into_response(),
     };
     // An override of a rollout's hold or a freeze takes admin on this tenant too.
@@ -298,7 +307,7 @@ pub async fn upgrade(
     let event = TenantEvent::Upgrade {
         release: body.release.clone(),
     };
-    command(&state, &caller, target, "upgrade", &body, event).await
+    command(&state, &caller, target, "upgrade", &body, event, false).await
 }
 
 /// Applies the tenant's template, chart and spec again on the release it runs: the
@@ -312,14 +321,23 @@ pub async fn reconcile(
     caller: Caller<Deploy>,
     target: CommandTarget,
 ) -> Response {
-    command(&state, &caller, target, "reconcile", &(), TenantEvent::Reconcile).await
+    command(
+        &state,
+        &caller,
+        target,
+        "reconcile",
+        &(),
+        TenantEvent::Reconcile,
+        false,
+    )
+    .await
 }
 
 #[utoipa::path(operation_id = "tenant_retry", post, path = "/v1/tenants/{id}/retry", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
     responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
         description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
 pub async fn retry(State(state): State<ApiState>, caller: Caller<Deploy>, target: CommandTarget) -> Response {
-    command(&state, &caller, target, "retry", &(), TenantEvent::Retry).await
+    command(&state, &caller, target, "retry", &(), TenantEvent::Retry, false).await
 }
 
 #[utoipa::path(operation_id = "tenant_rollback", post, path = "/v1/tenants/{id}/rollback", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
@@ -330,7 +348,16 @@ pub async fn rollback(
     caller: Caller<Deploy>,
     target: CommandTarget,
 ) -> Response {
-    command(&state, &caller, target, "rollback", &(), TenantEvent::Rollback).await
+    command(
+        &state,
+        &caller,
+        target,
+        "rollback",
+        &(),
+        TenantEvent::Rollback,
+        false,
+    )
+    .await
 }
 
 #[utoipa::path(operation_id = "tenant_restore", post, path = "/v1/tenants/{id}/restore", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride), request_body = Restore,
@@ -345,7 +372,8 @@ pub async fn restore(
     let event = TenantEvent::Restore {
         snapshot: String::from(body.snapshot.clone()),
     };
-    command(&state, &caller, target, "restore", &body, event).await
+    let external = body.external;
+    command(&state, &caller, target, "restore", &body, event, external).await
 }
 
 #[utoipa::path(operation_id = "tenant_deprovision", post, path = "/v1/tenants/{id}/deprovision", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride),
@@ -363,6 +391,7 @@ pub async fn deprovision(
         "deprovision",
         &(),
         TenantEvent::Deprovision,
+        false,
     )
     .await
 }

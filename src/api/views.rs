@@ -213,8 +213,14 @@ pub struct Upgrade {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Restore {
-    /// An RDS cluster snapshot identifier (from the tenant's `facts.snapshots`).
+    /// An RDS cluster snapshot identifier: one of the tenant's `facts.snapshots`, or,
+    /// with `external`, one taken outside tenantctl.
     pub snapshot: SnapshotName,
+    /// The snapshot was taken outside tenantctl (it is not in `facts.snapshots`):
+    /// restore from it anyway. A restore from a snapshot that does not exist fails
+    /// the tenant. Default false: such a snapshot is refused (400).
+    #[serde(default)]
+    pub external: bool,
 }
 
 /// `limit` and `next_token` of a paged request.

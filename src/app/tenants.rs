@@ -76,8 +76,27 @@ pub enum CommandError {
          (--override-freeze \"reason\", or override_freeze=reason in the API)"
     )]
     Frozen { id: TenantId, hold: String },
+    /// A restore names a snapshot that is not one of the tenant's, without the
+    /// override for a snapshot taken outside tenantctl.
+    #[error(
+        "snapshot {snapshot} is not one of tenant {id}'s snapshots ({}); pick one of them, or, for a snapshot taken \
+         outside tenantctl, say so with --external-snapshot (\"external\": true in the API)",
+        known_snapshots(known)
+    )]
+    UnknownSnapshot {
+        id: TenantId,
+        snapshot: String,
+        known: Vec<String>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn known_snapshots(known: &[String]) -> String {
+    match known {
+        [] => "it has none yet".into(),
+        known => format!("it has {}", known.join(", ")),
+    }
 }
 
 const CONFLICT_RETRIES: usize = 5;
@@ -99,11 +118,18 @@ pub struct Overrides {
     pub hold: RolloutHold,
     /// `Some(reason)`: act although a freeze holds the tenant.
     pub freeze: Option<String>,
+    /// Restore from a snapshot tenantctl did not take (one not in the tenant's
+    /// `facts.snapshots`), which is otherwise refused as a likely mistake: a restore
+    /// from a snapshot that does not exist fails the tenant.
+    pub external_snapshot: bool,
 }
 
 impl From<RolloutHold> for Overrides {
     fn from(hold: RolloutHold) -> Self {
-        Self { hold, freeze: None }
+        Self {
+            hold,
+            ..Self::default()
+        }
     }
 }
 
@@ -371,6 +397,9 @@ impl TenantCommands {
                     id: id.clone(),
                     rejected,
                 })?;
+            if let (TenantEvent::Restore { snapshot }, false) = (&event, overrides.external_snapshot) {
+                check_snapshot(&record, snapshot)?;
+            }
             if held_by_freezes(&event) {
                 overriding = (self.check_freeze(&record, overriding, overrides.freeze.as_deref())).await?;
             }
@@ -398,6 +427,23 @@ impl TenantCommands {
                 other => return Ok(other?),
             }
         }
+    }
+}
+
+/// Refuses a restore from a snapshot the tenant does not have: its backups, and the
+/// snapshot of a migration that ran (a typo would otherwise fail the tenant when the
+/// restore finds no such snapshot).
+fn check_snapshot(record: &TenantRecord, snapshot: &str) -> Result<(), CommandError> {
+    let facts = &record.facts;
+    let known = facts.snapshots.iter().any(|s| s == snapshot)
+        || facts.migration.as_ref().is_some_and(|m| m.snapshot == snapshot);
+    match known {
+        true => Ok(()),
+        false => Err(CommandError::UnknownSnapshot {
+            id: record.id().clone(),
+            snapshot: snapshot.to_owned(),
+            known: facts.snapshots.clone(),
+        }),
     }
 }
 

@@ -77,8 +77,14 @@ pub enum TenantCommand {
     /// Restore the tenant's database from a snapshot (operator-approved).
     Restore {
         id: String,
+        /// One of the tenant's snapshots (`facts.snapshots` in `tenant get`).
         #[arg(long)]
         snapshot: String,
+        /// The snapshot was taken outside tenantctl (not one of the tenant's): restore
+        /// from it anyway. A restore from a snapshot that does not exist fails the
+        /// tenant.
+        #[arg(long)]
+        external_snapshot: bool,
         #[command(flatten)]
         hold: HoldArgs,
     },
@@ -151,7 +157,11 @@ impl HoldArgs {
             true => RolloutHold::Override,
             false => RolloutHold::Respect,
         };
-        Ok(Overrides { hold, freeze })
+        Ok(Overrides {
+            hold,
+            freeze,
+            external_snapshot: false,
+        })
     }
 }
 
@@ -470,15 +480,22 @@ pub async fn run(
         TenantCommand::Reconcile { id, hold } => (id, TenantEvent::Reconcile, hold),
         TenantCommand::Retry { id, hold } => (id, TenantEvent::Retry, hold),
         TenantCommand::Rollback { id, hold } => (id, TenantEvent::Rollback, hold),
-        TenantCommand::Restore { id, snapshot, hold } => {
+        TenantCommand::Restore {
+            id,
+            snapshot,
+            external_snapshot,
+            hold,
+        } => {
             let snapshot = SnapshotName::parse(&snapshot)?;
-            (
-                id,
-                TenantEvent::Restore {
-                    snapshot: snapshot.into(),
-                },
-                hold,
-            )
+            let overrides = Overrides {
+                external_snapshot,
+                ..hold.hold()?
+            };
+            let event = TenantEvent::Restore {
+                snapshot: snapshot.into(),
+            };
+            let view = tenants.command(&TenantId::parse(&id)?, event, overrides).await?;
+            return print_tenant(output, &view);
         }
         TenantCommand::Deprovision { id, hold } => (id, TenantEvent::Deprovision, hold),
         TenantCommand::Drift { .. } => unreachable!("answered above"),

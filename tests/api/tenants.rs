@@ -282,12 +282,36 @@ async fn commands_move_tenants_or_are_refused_by_their_state() {
         )
         .await;
     assert_eq!(restore.status, StatusCode::BAD_REQUEST);
+    // A snapshot that is not one of the tenant's is refused, and the tenant left as it
+    // was: restored, a typo would fail it.
+    let before = api.get("/v1/tenants/acme").await.body;
+    let typo = api
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/restore",
+            Some(ADMIN),
+            Some(json!({"snapshot": "acme-pre-1-1-O"})),
+        )
+        .await;
+    assert_eq!(typo.status, StatusCode::BAD_REQUEST, "{}", typo.body);
+    let message = typo.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("snapshot acme-pre-1-1-O is not one of tenant acme's snapshots")
+            && message.contains("\"external\": true"),
+        "{message}"
+    );
+    assert_eq!(
+        api.get("/v1/tenants/acme").await.body,
+        before,
+        "nothing was written"
+    );
+    // One taken outside tenantctl is restored from when the caller says so.
     let restore = api
         .call(
             Method::POST,
             "/v1/tenants/acme/restore",
             Some(ADMIN),
-            Some(json!({"snapshot": "tenant-test-acme-final-1"})),
+            Some(json!({"snapshot": "tenant-test-acme-final-1", "external": true})),
         )
         .await;
     assert_ne!(

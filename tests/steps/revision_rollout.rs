@@ -192,13 +192,19 @@ impl PlatformFleet {
         let snapshot = format!("{id}-snap");
         let cluster = &tenant.facts.stack_outputs["DatabaseClusterIdentifier"];
         self.aws.snapshot_cluster(cluster, &snapshot).await;
+        // A snapshot taken outside tenantctl: the restore says so.
+        let external = tenant_orchestrator::app::Overrides {
+            external_snapshot: true,
+            ..Default::default()
+        };
         (self.tenants())
-            .command(
+            .command_with_hold(
                 &tenant_id(id),
                 TenantEvent::Restore {
                     snapshot: snapshot.clone(),
                 },
                 &Actor::operator("test"),
+                external,
             )
             .await
             .expect("restore accepted");

@@ -135,6 +135,7 @@ impl TenantService for RemoteTenants {
             TenantEvent::Restore { snapshot } => {
                 let body = Restore {
                     snapshot: SnapshotName::parse(&snapshot)?,
+                    external: overrides.external_snapshot,
                 };
                 self.remote.post(&post("/restore"), Some(&body)).await?
             }
