@@ -249,6 +249,26 @@ async fn serves_https_and_picks_up_a_replaced_certificate_without_a_restart() {
         .await
         .expect("plain HTTP answered");
     assert_eq!(plain.status(), 200);
+
+    // The dashboard's cookies are Secure on a TLS connection (its request line names
+    // no scheme), and not on a plain one of the same port.
+    let cookies = |response: &reqwest::Response| -> Vec<String> {
+        (response.headers().get_all(reqwest::header::SET_COOKIE).iter())
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    let over_tls = client.get(format!("{base}/login")).send().await.unwrap();
+    let secure = cookies(&over_tls);
+    assert!(
+        !secure.is_empty() && secure.iter().all(|c| c.contains("; Secure")),
+        "{secure:?}"
+    );
+    let plain = reqwest::get(format!("http://{addr}/login")).await.unwrap();
+    let insecure = cookies(&plain);
+    assert!(
+        !insecure.is_empty() && insecure.iter().all(|c| !c.contains("Secure")),
+        "{insecure:?}"
+    );
 }
 
 #[tokio::test]
@@ -283,7 +303,7 @@ async fn https_only_refuses_plain_http_and_answers_health_checks_on_their_own_po
         .expect("an answer");
     assert_eq!(refused.status(), 400, "plain HTTP on the HTTPS port");
     let body: serde_json::Value = refused.json().await.expect("a JSON error");
-    assert_eq!(body["code"], "https_required", "{body}");
+    assert_eq!(body["error"]["code"], "https_required", "{body}");
 
     for path in ["/healthz", "/readyz"] {
         let answer = reqwest::get(format!("http://{health}{path}"))

@@ -18,6 +18,7 @@ mod html;
 mod oidc_sign_in;
 mod overview;
 pub(crate) use overview::rollout_outcomes;
+pub use session::OverTls;
 mod overview_html;
 mod rollout_page;
 mod rollout_timeline;

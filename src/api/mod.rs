@@ -36,6 +36,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 
 pub use auth::{token_hash, Scope, TokenConfigError, Tokens};
+pub use dashboard::OverTls;
 pub use error::ApiError;
 pub use extract::MAX_BODY_BYTES;
 

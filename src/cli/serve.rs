@@ -19,7 +19,7 @@ use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
 use tenant_orchestrator::worker::Worker;
 
-use super::tls::{ReloadingCertificate, TlsListener};
+use super::tls::{mark_tls, ReloadingCertificate, TlsListener, Transport};
 use super::worker::{
     drift_checker, load_steps_config, product_steps, shutdown_signal, wake_each_other, WorkerArgs,
 };
@@ -213,7 +213,7 @@ fn load_oidc(args: &ServeArgs) -> Result<Option<Arc<OidcVerifier>>, Failure> {
 fn serve_until<L>(
     listener: L,
     app: axum::Router,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>
 where
     L: axum::serve::Listener,
@@ -221,12 +221,29 @@ where
 {
     Box::pin(
         axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-                tracing::info!("draining in-flight requests");
-            })
+            .with_graceful_shutdown(until_stopped(stop))
             .into_future(),
     )
+}
+
+/// Serves `app` over TLS (and plain HTTP, unless `--https-only`) until `stop` turns
+/// true, then drains; requests on TLS connections are marked so ([`mark_tls`]).
+fn serve_tls_until(
+    listener: TlsListener,
+    app: axum::Router,
+    stop: watch::Receiver<bool>,
+) -> Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> {
+    let app = app.layer(axum::middleware::map_request(mark_tls));
+    Box::pin(
+        axum::serve(listener, app.into_make_service_with_connect_info::<Transport>())
+            .with_graceful_shutdown(until_stopped(stop))
+            .into_future(),
+    )
+}
+
+async fn until_stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+    tracing::info!("draining in-flight requests");
 }
 
 pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
@@ -352,7 +369,7 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     }
     let app = api::router(state);
     let server = match certificate {
-        Some(certificate) => serve_until(
+        Some(certificate) => serve_tls_until(
             TlsListener::new(listener, certificate, args.https_only)?,
             app,
             signal.clone(),

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use tenant_orchestrator::api;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -247,8 +248,9 @@ impl AsyncWrite for Connection {
 }
 
 /// What the answer to plain HTTP on an HTTPS-only port says.
+/// It has the API's error shape (`{"error": {"code", "message"}}`).
 const HTTPS_ONLY_ANSWER: &str =
-    "{\"code\":\"https_required\",\"message\":\"this port speaks HTTPS only; use https://\"}";
+    "{\"error\":{\"code\":\"https_required\",\"message\":\"this port speaks HTTPS only; use https://\"}}";
 
 /// A listener for `axum::serve` that does the TLS handshakes off the accept loop (a
 /// slow client delays no other) and hands over finished connections.
@@ -330,6 +332,34 @@ async fn open(stream: TcpStream, acceptor: TlsAcceptor, https_only: bool) -> io:
     stream.write_all(answer.as_bytes()).await?;
     stream.shutdown().await?;
     Ok(None)
+}
+
+/// What a handler may know of the connection its request came on: whether it was
+/// TLS. Requests on TLS connections carry [`api::OverTls`] ([`mark_tls`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Transport {
+    tls: bool,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Transport {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Transport {
+            tls: matches!(stream.io(), Connection::Tls(_)),
+        }
+    }
+}
+
+/// Marks a request that came on a TLS connection with [`api::OverTls`], so the
+/// dashboard's cookies are `Secure` (a plain connection on the same port, without
+/// `--https-only`, is not).
+pub async fn mark_tls(
+    axum::extract::ConnectInfo(transport): axum::extract::ConnectInfo<Transport>,
+    mut request: axum::extract::Request,
+) -> axum::extract::Request {
+    if transport.tls {
+        request.extensions_mut().insert(api::OverTls);
+    }
+    request
 }
 
 impl axum::serve::Listener for TlsListener {

@@ -15,7 +15,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::Utc;
@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::csrf::{looks_random, random_token, tokens_match};
 use super::html::respond;
-use super::session::{cookie, login_page, open_session, over_https, sign_on_check, sign_on_name};
+use super::session::{cookie, login_page, open_session, sign_on_check, sign_on_name, Https};
 use crate::api::oidc::{OidcError, OidcVerifier, SignInClient, SignInError};
 use crate::api::ApiState;
 use crate::ports::StoredSession;
@@ -101,8 +101,7 @@ const NOT_CONFIGURED: &str =
     "Sign-in with an identity provider is not configured on this server; sign in with an API token.";
 
 /// `GET /login/oidc/start`: sends the browser to the issuer.
-pub async fn start(State(state): State<ApiState>, uri: Uri, headers: HeaderMap) -> Response {
-    let secure = over_https(&uri, &headers);
+pub async fn start(State(state): State<ApiState>, Https(secure): Https) -> Response {
     let Some((_, client)) = sign_on(&state) else {
         return failed(&state, StatusCode::NOT_FOUND, NOT_CONFIGURED, secure);
     };
@@ -151,11 +150,10 @@ fn shown(text: &str, max: usize) -> String {
 /// `GET /login/oidc/callback`: completes the sign-in and opens a session.
 pub async fn callback(
     State(state): State<ApiState>,
-    uri: Uri,
+    Https(secure): Https,
     headers: HeaderMap,
     params: Result<Query<CallbackParams>, QueryRejection>,
 ) -> Response {
-    let secure = over_https(&uri, &headers);
     let fail = |status, problem: &str| {
         tracing::info!(%problem, "dashboard single sign-on refused");
         failed(&state, status, problem, secure)

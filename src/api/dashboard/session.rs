@@ -299,8 +299,27 @@ pub(super) fn see_other(to: &'static str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static(to))]).into_response()
 }
 
-/// Whether the browser reached us over HTTPS, directly or through a proxy that says
-/// so. (A client that lies only gets a `Secure` flag on its own cookie.)
+/// Marks a request that came over a TLS connection `tenantctl serve` terminated
+/// itself (`--tls-cert`): its cookies are `Secure` although the request line, in
+/// origin form, names no scheme.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
+/// Whether the browser reached us over HTTPS: on a TLS connection of this server's
+/// ([`OverTls`]), or through a proxy that says so.
+pub struct Https(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for Https {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let tls = parts.extensions.get::<OverTls>().is_some();
+        Ok(Https(tls || over_https(&parts.uri, &parts.headers)))
+    }
+}
+
+/// Whether the request says it came over HTTPS: an absolute URI with that scheme, or
+/// a proxy's header. (A client that lies only gets a `Secure` flag on its own cookie.)
 pub(super) fn over_https(uri: &Uri, headers: &HeaderMap) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let forwarded_proto = header("x-forwarded-proto")
@@ -382,13 +401,8 @@ pub(super) fn login_page(
 }
 
 /// `GET /login`.
-pub async fn login_form(State(state): State<ApiState>, uri: Uri, headers: HeaderMap) -> Response {
-    login_page(
-        StatusCode::OK,
-        None,
-        over_https(&uri, &headers),
-        sign_on_name(&state),
-    )
+pub async fn login_form(State(state): State<ApiState>, Https(secure): Https) -> Response {
+    login_page(StatusCode::OK, None, secure, sign_on_name(&state))
 }
 
 #[derive(Deserialize)]
@@ -404,11 +418,10 @@ pub struct LoginForm {
 /// again with what was wrong.
 pub async fn login(
     State(state): State<ApiState>,
-    uri: Uri,
+    Https(secure): Https,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    let secure = over_https(&uri, &headers);
     let sign_on = sign_on_name(&state);
     if let Some(reason) = cross_site(&headers) {
         tracing::warn!(%reason, "dashboard sign-in refused: cross-site");
@@ -514,7 +527,7 @@ pub struct LogoutForm {
 /// forgets the cookie.
 pub async fn logout(
     State(state): State<ApiState>,
-    uri: Uri,
+    Https(secure): Https,
     headers: HeaderMap,
     form: Result<Form<LogoutForm>, FormRejection>,
 ) -> Response {
@@ -529,7 +542,6 @@ pub async fn logout(
     if let Some(reason) = cross_site(&headers) {
         return refuse(&reason);
     }
-    let secure = over_https(&uri, &headers);
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
         if !tokens_match(&csrf, &logout_token(id)) {
