@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Caller, Deploy, Read};
-use super::extract::ApiQuery;
+use super::extract::{ApiPath, ApiQuery};
 use super::{ApiError, ApiState};
 use crate::app::{EventError, MAX_EVENTS_LISTED};
 use crate::record::{DeliveryState, OutboxEvent};
@@ -164,7 +164,7 @@ pub async fn list(
 pub async fn redeliver(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<RedeliverQuery>,
 ) -> Result<Json<EventView>, ApiError> {
     caller

@@ -103,6 +103,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// Path parameters, as axum's `Path`, with a refusal (a parameter that is not UTF-8
+/// once decoded, or that does not parse) in the JSON error body.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state).await.map_err(|e| {
+            ApiError::InvalidRequest(format!(
+                "{}; percent-encode the path's values as UTF-8",
+                e.body_text()
+            ))
+        })?;
+        Ok(ApiPath(value))
+    }
+}
+
 /// The `{id}` of a tenant path, parsed as a [`TenantId`].
 pub struct TenantPath(pub TenantId);
 

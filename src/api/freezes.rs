@@ -2,15 +2,16 @@
 //! environment (or one of its regions). Reading takes the read scope; adding and
 //! removing one takes an admin.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Admin, Caller, Read};
-use super::extract::ApiJson;
-use super::{ApiError, ApiState};
+use super::extract::{ApiJson, ApiPath, IdempotencyKey};
+use super::{idempotency, ApiError, ApiState};
 use crate::domain::{Environment, Freeze, Region};
 
 /// `POST /v1/freezes`: freeze an environment, or one of its regions, for a while.
@@ -45,28 +46,42 @@ pub async fn list(State(state): State<ApiState>, _: Caller<Read>) -> Result<Json
 }
 
 #[utoipa::path(operation_id = "freeze_add", post, path = "/v1/freezes", tag = "freezes", request_body = NewFreeze,
+    params(("Idempotency-Key" = Option<super::extract::IdempotencyKey>, Header, description = "Replays the first response for a repeated key and body: a retried request adds one freeze")),
     responses((status = 201, body = Freeze, description = "Stored; rollouts and operator commands respect it at once"),
         (status = 400, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
-        (status = 422, body = super::error::ErrorBody, description = "`invalid_freeze`: `until` not after `from`, longer than 366 days, or an empty reason")),
+        (status = 409, body = super::error::ErrorBody, description = "`idempotency_key_in_progress`"),
+        (status = 422, body = super::error::ErrorBody, description = "`invalid_freeze`: `until` not after `from`, longer than 366 days, or an empty reason; or the key was used with another body")),
     security(("bearer" = ["admin"])))]
 pub async fn add(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<NewFreeze>,
-) -> Result<(StatusCode, Json<Freeze>), ApiError> {
-    caller
-        .principal()
+) -> Response {
+    let allowed = (caller.principal())
         .check_fleet_action(&state, crate::domain::Scope::Admin, "add a freeze", "freeze")
-        .await?;
-    let mut freeze = Freeze::new(body.environment, body.region, body.from, body.until, &body.reason)
+        .await;
+    if let Err(refused) = allowed {
+        return refused.into_response();
+    }
+    idempotency::run(&state, &caller.name, key, "POST /v1/freezes", &body, || async {
+        let mut freeze = Freeze::new(
+            body.environment.clone(),
+            body.region.clone(),
+            body.from,
+            body.until,
+            &body.reason,
+        )
         .map_err(|e| ApiError::Unprocessable {
             code: "invalid_freeze",
             message: e.to_string(),
         })?;
-    freeze.created_by = caller.actor().0;
-    let freeze = state.store().add_freeze(freeze).await?;
-    tracing::info!(freeze = %freeze.id, caller = %caller.name, environment = %freeze.environment, "freeze added");
-    Ok((StatusCode::CREATED, Json(freeze)))
+        freeze.created_by = caller.actor().0;
+        let freeze = state.store().add_freeze(freeze).await?;
+        tracing::info!(freeze = %freeze.id, caller = %caller.name, environment = %freeze.environment, "freeze added");
+        Ok((StatusCode::CREATED, serde_json::to_value(&freeze).expect("freezes serialize")))
+    })
+    .await
 }
 
 #[utoipa::path(operation_id = "freeze_remove", delete, path = "/v1/freezes/{id}", tag = "freezes",
@@ -77,7 +92,7 @@ pub async fn add(
 pub async fn remove(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Freeze>, ApiError> {
     caller
         .principal()

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{Admin, Caller, Read};
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::views::SetVersions;
 use super::{ApiError, ApiState};
 use crate::domain::{Environment, Group, PlatformVersion, Region, ReleaseVersion, VersionPolicy};
@@ -305,7 +305,7 @@ pub async fn get(State(state): State<ApiState>, _: Caller<Read>) -> Result<Json<
 pub async fn set_default(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
-    axum::extract::Path((environment, region)): axum::extract::Path<(String, String)>,
+    ApiPath((environment, region)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<SetVersions>,
 ) -> Result<Json<PolicyView>, ApiError> {
     set_entry::<Region>(&state, &caller, &environment, &region, body).await
@@ -317,7 +317,7 @@ pub async fn set_default(
 pub async fn unset_default(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
-    axum::extract::Path((environment, region)): axum::extract::Path<(String, String)>,
+    ApiPath((environment, region)): ApiPath<(String, String)>,
     ApiQuery(unset): ApiQuery<Unset>,
 ) -> Result<Json<PolicyView>, ApiError> {
     unset_entry::<Region>(&state, &caller, &environment, &region, unset).await
@@ -331,7 +331,7 @@ pub async fn unset_default(
 pub async fn set_group(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
-    axum::extract::Path((environment, group)): axum::extract::Path<(String, String)>,
+    ApiPath((environment, group)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<SetVersions>,
 ) -> Result<Json<PolicyView>, ApiError> {
     set_entry::<Group>(&state, &caller, &environment, &group, body).await
@@ -343,7 +343,7 @@ pub async fn set_group(
 pub async fn unset_group(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
-    axum::extract::Path((environment, group)): axum::extract::Path<(String, String)>,
+    ApiPath((environment, group)): ApiPath<(String, String)>,
     ApiQuery(unset): ApiQuery<Unset>,
 ) -> Result<Json<PolicyView>, ApiError> {
     unset_entry::<Group>(&state, &caller, &environment, &group, unset).await

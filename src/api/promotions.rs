@@ -2,7 +2,7 @@
 //! promotion, as `tenantctl promotion` shows and edits them. Reading and approving
 //! need deploy scope; setting and deleting a rule, admin.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{Admin, Caller, Deploy};
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, ApiState};
 use crate::app::{PromotionError, RuleRequest};
 use crate::domain::{Environment, PromotionName, RolloutTemplate, Scope};
@@ -145,7 +145,7 @@ pub async fn list(State(state): State<ApiState>, _: Caller<Deploy>) -> Result<Js
 pub async fn get(
     State(state): State<ApiState>,
     _: Caller<Deploy>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<PromotionView>, ApiError> {
     let record = state.promotions().get(&name(&raw)?).await?;
     Ok(Json(PromotionView::from(&record)))
@@ -159,7 +159,7 @@ pub async fn get(
 pub async fn set(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
     ApiJson(body): ApiJson<SetPromotion>,
 ) -> Result<Json<PromotionView>, ApiError> {
     check_rule_action(&state, &caller, Scope::Admin, "set a promotion rule", &raw).await?;
@@ -189,7 +189,7 @@ pub async fn set(
 pub async fn delete(
     State(state): State<ApiState>,
     caller: Caller<Admin>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     check_rule_action(&state, &caller, Scope::Admin, "delete a promotion rule", &raw).await?;
     state.promotions().delete(&name(&raw)?).await?;
@@ -205,7 +205,7 @@ pub async fn delete(
 pub async fn approve(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<PromotionView>, ApiError> {
     check_rule_action(&state, &caller, Scope::Deploy, "approve a promotion", &raw).await?;
     let record = state
@@ -224,7 +224,7 @@ pub async fn approve(
 pub async fn cancel(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<PromotionView>, ApiError> {
     check_rule_action(&state, &caller, Scope::Deploy, "cancel a promotion", &raw).await?;
     let record = state.promotions().cancel(&name(&raw)?, &caller.actor().0).await?;

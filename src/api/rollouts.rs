@@ -2,7 +2,7 @@
 //! The rollout controller (in every `tenantctl serve` / `worker` replica) carries
 //! them out; these handlers only read and write rollout records.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, Deploy, Read, Scope};
-use super::extract::{ApiJson, ApiQuery, IdempotencyKey};
+use super::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
 use super::{idempotency, ApiError, ApiState};
 use crate::domain::{RolloutId, RolloutSpec};
 use crate::ports::RolloutSummary;
@@ -352,7 +352,7 @@ pub struct ViewOptions {
 pub async fn get(
     State(state): State<ApiState>,
     caller: Caller<Read>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(options): ApiQuery<ViewOptions>,
 ) -> Result<Json<RolloutView>, ApiError> {
     let record = caller.principal().rollout(&state, &rollout_id(&id)?).await?;
@@ -411,7 +411,7 @@ pub struct SkippedPages {
 pub async fn members(
     State(state): State<ApiState>,
     caller: Caller<Read>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(pages): ApiQuery<MemberPages>,
 ) -> Result<Json<RolloutPartPage>, ApiError> {
     let record = caller.principal().rollout(&state, &rollout_id(&id)?).await?;
@@ -435,7 +435,7 @@ pub async fn members(
 pub async fn skipped(
     State(state): State<ApiState>,
     caller: Caller<Read>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(pages): ApiQuery<SkippedPages>,
 ) -> Result<Json<RolloutPartPage>, ApiError> {
     let record = caller.principal().rollout(&state, &rollout_id(&id)?).await?;
@@ -543,7 +543,7 @@ macro_rules! operation {
             State(state): State<ApiState>,
             caller: Caller<Deploy>,
             IdempotencyKey(key): IdempotencyKey,
-            Path(id): Path<String>,
+            ApiPath(id): ApiPath<String>,
         ) -> Response {
             operate(state, caller, key, id, $op).await
         }

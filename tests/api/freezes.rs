@@ -30,13 +30,29 @@ async fn an_admin_adds_and_removes_freezes_and_a_frozen_start_is_refused_unless_
         .as_str()
         .unwrap()
         .contains("ends before it begins"));
+    // Sent twice with one Idempotency-Key (a retried request), it adds one freeze.
+    let key = [("Idempotency-Key", "freeze-year-end")];
     let added = api
-        .call(Method::POST, "/v1/freezes", Some(ADMIN), Some(body))
+        .send(Method::POST, "/v1/freezes", Some(ADMIN), Some(body.clone()), &key)
         .await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    let again = api
+        .send(Method::POST, "/v1/freezes", Some(ADMIN), Some(body), &key)
+        .await;
+    assert_eq!((again.status, &again.body), (StatusCode::CREATED, &added.body));
+    assert_eq!(
+        again.headers.get("idempotent-replayed").map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
     let id = added.body["id"].as_str().unwrap().to_owned();
     let listed = api.get("/v1/freezes").await;
     assert_eq!(listed.body["freezes"][0]["id"], id.as_str(), "{}", listed.body);
+    assert_eq!(
+        listed.body["freezes"].as_array().unwrap().len(),
+        1,
+        "{}",
+        listed.body
+    );
 
     let start = json!({"id": "r-frozen", "spec": {"release": "2.0.0"}});
     let refused = api

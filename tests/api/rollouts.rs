@@ -116,6 +116,28 @@ async fn plan_start_get_and_list() {
 }
 
 #[tokio::test]
+async fn a_path_value_that_is_not_utf8_is_refused_in_the_json_error_body() {
+    let api = spawn().await;
+    for (method, path) in [
+        (Method::GET, "/v1/rollouts/%FF"),
+        (Method::GET, "/v1/promotions/%FF"),
+        (Method::DELETE, "/v1/freezes/%FF"),
+        (Method::DELETE, "/v1/policy/defaults/%FF/us-east-1"),
+        (Method::POST, "/v1/events/%FF/redeliver"),
+    ] {
+        let reply = api.call(method.clone(), path, Some(ADMIN), None).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{method} {path}: {}",
+            reply.body
+        );
+        let message = reply.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("percent-encode"), "{method} {path}: {message}");
+    }
+}
+
+#[tokio::test]
 async fn an_idempotency_key_never_starts_two_rollouts() {
     let api = spawn().await;
     fleet(&api, &["delta"]).await;
