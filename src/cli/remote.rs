@@ -110,7 +110,12 @@ impl Remote {
             }
             let retry = match request.send().await {
                 Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
-                    Some(format!("{method} {url} answered 503"))
+                    // The server is up; what it says is what to fix.
+                    let text = response.text().await.unwrap_or_default();
+                    let said = serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|v| v["error"]["message"].as_str().map(|m| format!(": {m}")));
+                    Some(format!("{method} {url} answered 503{}", said.unwrap_or_default()))
                 }
                 Ok(response) => return decode(&method, &url, response).await,
                 Err(e) if e.is_connect() || e.is_timeout() => Some(format!("{method} {url}: {e}")),
@@ -120,7 +125,7 @@ impl Remote {
                 return Err(failed(
                     EXIT_FAILURE,
                     format!(
-                        "{} after {attempt} attempts; check that the server is up and --server is right",
+                        "{} (after {attempt} attempts); check that the server and what it depends on are up, and that --server is right",
                         retry.unwrap_or_default()
                     ),
                 ));

@@ -640,3 +640,36 @@ async fn a_principal_bound_to_one_region_lists_and_acts_there_only() {
     .await;
     assert_eq!(upgraded.status.code(), Some(0), "{}", stderr(&upgraded));
 }
+
+/// A server that answers every request 503 with the API's error body, as `serve`
+/// does when its table is unreachable.
+async fn unavailable_server() -> String {
+    let app = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"error": {"code": "unavailable",
+                "message": "the state store is busy or unreachable; try again"}})),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn a_server_that_stays_unavailable_is_reported_with_what_it_said() {
+    let base = unavailable_server().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantctl"))
+        .args(["--server", &base, "tenant", "get", "acme"])
+        .env("TENANTCTL_TOKEN", READ)
+        .output()
+        .await
+        .expect("tenantctl runs");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("answered 503: the state store is busy or unreachable; try again (after 4 attempts)"),
+        "{said}"
+    );
+}
