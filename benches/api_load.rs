@@ -8,9 +8,14 @@
 //! fixed number of keep-alive connections, each sending its next request as soon as
 //! the last one answered) over random seeded ids. In the same run, with the same
 //! concurrency, duration and key sequence, it issues consistent `GetItem`s for the
-//! same items through the SDK. Rounds alternate API-raw, raw-API so drift on the shared
-//! machine hits both alike. Prints throughput and p50/p99 latency of each side and the
-//! ratios API / raw. Any response other than 200 (or a missing item) fails the run.
+//! same items through the SDK, and it reads them through the least HTTP API there can
+//! be over that read (the floor: a route that makes the same `GetItem` and answers 200
+//! with a body of the API's size, no auth, decoding, metrics or logging), so the
+//! cost of the HTTP hop itself is measured apart from the handler's. Each round runs
+//! the three sides in a rotated order so drift on the shared machine hits all alike.
+//! Prints throughput and p50/p99 latency of each side and the ratios API / raw (the
+//! bar), floor / raw and API / floor. Any response other than 200 (or a missing item)
+//! fails the run.
 
 #[path = "common/fleet_spec.rs"]
 mod fleet_spec;
@@ -75,6 +80,8 @@ enum Target {
     /// The API listening at `addr`, one keep-alive HTTP/1.1 connection per generator
     /// connection.
     Api { addr: std::net::SocketAddr },
+    /// The floor ([`floor_router`]) listening at `addr`, reached as the API is.
+    Floor { addr: std::net::SocketAddr },
     /// DynamoDB Local through the SDK client (its pool holds one connection per
     /// request in flight), with the store's key layout.
     Raw {
@@ -87,6 +94,7 @@ impl Target {
     fn name(&self) -> &'static str {
         match self {
             Target::Api { .. } => "API GET /v1/tenants/{id}",
+            Target::Floor { .. } => "floor: GetItem behind HTTP",
             Target::Raw { .. } => "raw consistent GetItem",
         }
     }
@@ -97,7 +105,7 @@ impl Target {
     /// as small as a load tool's.
     async fn connect(&self) -> Connection {
         match self {
-            Target::Api { addr } => {
+            Target::Api { addr } | Target::Floor { addr } => {
                 let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
                 stream.set_nodelay(true).unwrap();
                 let (sender, connection) =
@@ -163,28 +171,32 @@ impl Connection {
                 }
                 Ok(())
             }
-            Connection::Raw { client, table } => {
-                let out = client
-                    .get_item()
-                    .table_name(table.as_ref())
-                    .key("pk", AttributeValue::S(format!("TENANT#{id}")))
-                    .key("sk", AttributeValue::S("TENANT".into()))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        format!(
-                            "GetItem {id}: {}",
-                            aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-                        )
-                    })?;
-                match out.item() {
-                    Some(_) => Ok(()),
-                    None => Err(format!("GetItem {id}: no such item")),
-                }
-            }
+            Connection::Raw { client, table } => match raw_read(client, table, id).await? {
+                true => Ok(()),
+                false => Err(format!("GetItem {id}: no such item")),
+            },
         }
     }
+}
+
+/// The raw read: a consistent `GetItem` of tenant `id`'s item, with the store's key
+/// layout; whether it exists.
+async fn raw_read(client: &aws_sdk_dynamodb::Client, table: &str, id: &str) -> Result<bool, String> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(format!("TENANT#{id}")))
+        .key("sk", AttributeValue::S("TENANT".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "GetItem {id}: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+            )
+        })?;
+    Ok(out.item().is_some())
 }
 
 /// What one side did in the measured windows: every latency, kept whole (a few
@@ -237,6 +249,16 @@ impl Tally {
     }
 }
 
+/// The throughput and latency ratios of side `a` to side `b`.
+fn ratios(label: &str, a: &mut Tally, b: &mut Tally) -> String {
+    format!(
+        "ratio {label}: throughput {:.2}, p50 latency {:.2}, p99 latency {:.2}",
+        a.per_second() / b.per_second(),
+        ms(a.percentile(50.0)) / ms(b.percentile(50.0)),
+        ms(a.percentile(99.0)) / ms(b.percentile(99.0)),
+    )
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -281,6 +303,57 @@ async fn closed_loop(target: &Target, ids: &Arc<Vec<String>>, seed: u64) -> Tall
     round
 }
 
+/// The least HTTP API over the raw read: `GET /v1/tenants/{id}` makes the same
+/// consistent `GetItem` on the same SDK client and answers 200 with `body` (the size
+/// of the API's answer), or 404. What the API does beyond it (auth, the metrics and
+/// the log line, decoding the item, building and writing the view) is the handler's
+/// own cost; the rest of the API's gap to the raw read is the HTTP hop, which any
+/// HTTP API pays.
+fn floor_router(client: aws_sdk_dynamodb::Client, table: Arc<str>, body: axum::body::Bytes) -> axum::Router {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    axum::Router::new().route(
+        "/v1/tenants/{id}",
+        axum::routing::get(move |Path(id): Path<String>| async move {
+            match raw_read(&client, &table, &id).await {
+                Ok(true) => (StatusCode::OK, body.clone()),
+                Ok(false) => (StatusCode::NOT_FOUND, axum::body::Bytes::new()),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, axum::body::Bytes::from(e)),
+            }
+        }),
+    )
+}
+
+/// Serves `app` on 127.0.0.1 as `tenantctl serve` listens (`TCP_NODELAY`); its address.
+async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = axum::serve::ListenerExt::tap_io(listener, tenant_orchestrator::api::no_delay);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// The API's answer for tenant `id`, as the generator receives it.
+async fn api_body(addr: std::net::SocketAddr, id: &str) -> axum::body::Bytes {
+    use http_body_util::BodyExt;
+    let Connection::Api {
+        mut sender,
+        authorization,
+        host,
+    } = (Target::Api { addr }).connect().await
+    else {
+        unreachable!("an API target connects over HTTP")
+    };
+    let request = axum::http::Request::get(format!("/v1/tenants/{id}"))
+        .header(axum::http::header::HOST, host)
+        .header(axum::http::header::AUTHORIZATION, authorization)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), axum::http::StatusCode::OK);
+    response.into_body().collect().await.unwrap().to_bytes()
+}
+
 fn tokens() -> Tokens {
     Tokens::parse(&format!(
         "- {{name: bench-viewer, scope: read, sha256: {}}}\n",
@@ -319,38 +392,41 @@ fn main() {
         // The API's own read path, once, so a broken seed fails before any load.
         store.load(&TenantId::parse(&ids[0]).unwrap()).await.unwrap();
 
-        let app = router(ApiState::new(store, tokens()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        // As `tenantctl serve` listens.
-        let listener = axum::serve::ListenerExt::tap_io(listener, tenant_orchestrator::api::no_delay);
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
+        let addr = serve(router(ApiState::new(store, tokens()))).await;
         let api = Target::Api { addr };
-        let raw = Target::Raw {
-            client,
-            table: name.into(),
+        let table: Arc<str> = name.into();
+        let body = api_body(addr, &ids[0]).await;
+        let floor = Target::Floor {
+            addr: serve(floor_router(client.clone(), table.clone(), body.clone())).await,
         };
+        let raw = Target::Raw { client, table };
         println!(
-            "tenants: {TENANTS}, connections: {CONNECTIONS}, rounds per side: {ROUNDS} x {}s measured after {}s warm-up",
+            "tenants: {TENANTS}, connections: {CONNECTIONS}, rounds per side: {ROUNDS} x {}s measured after {}s warm-up, \
+             API answer {} bytes (the floor answers as many)",
             MEASURED.as_secs(),
-            WARM_UP.as_secs()
+            WARM_UP.as_secs(),
+            body.len()
         );
         // One unreported round per side first: JIT of DynamoDB Local's read path, the
         // metrics recorder's first series, connection set-up.
-        for target in [&api, &raw] {
+        let sides = [&api, &raw, &floor];
+        for target in sides {
             let tally = closed_loop(target, &ids, 0).await;
             assert_eq!(tally.errors, 0, "{}", tally.first_error.unwrap_or_default());
         }
-        let (mut api_total, mut raw_total) = (Tally::default(), Tally::default());
+        let (mut api_total, mut raw_total, mut floor_total) = (Tally::default(), Tally::default(), Tally::default());
         for round in 1..=ROUNDS {
-            let order = if round % 2 == 1 { [&api, &raw] } else { [&raw, &api] };
+            // Rounds rotate the order: API, raw, floor; raw, floor, API; floor, API, raw.
+            let mut order = sides;
+            let sides = order.len();
+            order.rotate_left((round as usize - 1) % sides);
             for target in order {
                 let mut tally = closed_loop(target, &ids, round).await;
                 println!("round {round}: {}", tally.line(target.name()));
                 match target {
                     Target::Api { .. } => api_total.add(tally),
                     Target::Raw { .. } => raw_total.add(tally),
+                    Target::Floor { .. } => floor_total.add(tally),
                 }
             }
         }
@@ -358,14 +434,12 @@ fn main() {
         println!();
         println!("{}", api_total.line("API, all rounds"));
         println!("{}", raw_total.line("raw, all rounds"));
-        println!(
-            "ratio API / raw: throughput {:.2}, p50 latency {:.2}, p99 latency {:.2}",
-            api_total.per_second() / raw_total.per_second(),
-            ms(api_total.percentile(50.0)) / ms(raw_total.percentile(50.0)),
-            ms(api_total.percentile(99.0)) / ms(raw_total.percentile(99.0)),
-        );
+        println!("{}", floor_total.line("floor, all rounds"));
+        println!("{}", ratios("API / raw", &mut api_total, &mut raw_total));
+        println!("{}", ratios("floor / raw", &mut floor_total, &mut raw_total));
+        println!("{}", ratios("API / floor", &mut api_total, &mut floor_total));
         let mut failed = false;
-        for (side, tally) in [("API", &api_total), ("raw", &raw_total)] {
+        for (side, tally) in [("API", &api_total), ("raw", &raw_total), ("floor", &floor_total)] {
             if tally.errors > 0 {
                 eprintln!(
                     "FAILED: {} {side} requests failed; first: {}",
