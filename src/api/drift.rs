@@ -34,9 +34,13 @@ impl From<DriftError> for ApiError {
     }
 }
 
+/// How old a tenant's last drift check may be for `GET /v1/tenants/{id}/drift` to
+/// answer with it instead of comparing the live resources again.
+pub const DRIFT_REUSED_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[utoipa::path(operation_id = "tenant_drift", get, path = "/v1/tenants/{id}/drift", tag = "tenants",
     params(("id" = crate::domain::TenantId, Path, description = "The tenant's id")),
-    responses((status = 200, body = DriftView, description = "Checked now; the result is recorded and a change is added to the history"),
+    responses((status = 200, body = DriftView, description = "Checked now, or answered from a check of the tenant less than 30 s old (`checked_at` says when), which bounds the live AWS and Helm calls any callers make; the result is recorded and a change is added to the history"),
         (status = 404, body = super::error::ErrorBody),
         (status = 409, body = super::error::ErrorBody, description = "`refused_by_state`: the tenant is not Active; `drift_check_failed`: the live resources could not be compared (the message says why); `drift_unavailable`: the server has no steps configuration"),
         (status = 503, body = super::error::ErrorBody, description = "AWS or Helm did not answer; try again")),
@@ -52,7 +56,9 @@ pub async fn tenant_drift(
             .tenant(&state, &id, crate::domain::Scope::Read, "check the drift of")
             .await?;
     }
-    let check = state.drift().check(&id, &caller.actor()).await?;
+    let check = (state.drift())
+        .check_at_most_every(&id, &caller.actor(), DRIFT_REUSED_WITHIN)
+        .await?;
     Ok(Json(DriftView::from(&check)))
 }
 

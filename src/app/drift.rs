@@ -96,6 +96,31 @@ impl DriftCommands {
         self.check_record(record, actor).await
     }
 
+    /// [`Self::check`], answered from the tenant's last recorded check when that was
+    /// made less than `reuse_within` ago and the tenant has not changed state since:
+    /// whoever asks, and however often, one tenant costs at most one live comparison
+    /// (its AWS and Helm calls) per `reuse_within`. The answer's `checked_at` says
+    /// when it was made.
+    pub async fn check_at_most_every(
+        &self,
+        id: &TenantId,
+        actor: &Actor,
+        reuse_within: std::time::Duration,
+    ) -> Result<DriftCheck, DriftError> {
+        let record = self.tenants.load(id).await?;
+        if self.checker.is_some() && record.state.name() == "Active" {
+            let recent = |check: &DriftCheck| {
+                check.checked_at >= record.updated_at
+                    && Utc::now() - check.checked_at
+                        < chrono::TimeDelta::from_std(reuse_within).unwrap_or_default()
+            };
+            if let Some(last) = self.drift.last_drift(id).await?.filter(recent) {
+                return Ok(last);
+            }
+        }
+        self.check_record(record, actor).await
+    }
+
     async fn check_record(&self, record: TenantRecord, actor: &Actor) -> Result<DriftCheck, DriftError> {
         let checker = self.checker.as_ref().ok_or(DriftError::NoChecker)?;
         if record.state.name() != "Active" {

@@ -52,6 +52,15 @@ async fn a_tenants_drift_is_checked_recorded_and_listed_for_the_fleet() {
         json!([{"kind": "ssm_parameter", "name": "config/tier", "desired": "small", "live": "large"}])
     );
     checker.findings.lock().unwrap().clear();
+    // Asked again at once, the check is answered from the one just made, not
+    // compared live again (the double now finds nothing).
+    let again = api.get("/v1/tenants/alpha/drift").await;
+    assert_eq!(
+        (again.status, &again.body["drifted"], &again.body["findings"]),
+        (StatusCode::OK, &json!(true), &drifted.body["findings"]),
+        "{}",
+        again.body
+    );
     let clean = api.get("/v1/tenants/bravo/drift").await;
     assert_eq!(
         (clean.status, &clean.body["drifted"]),
