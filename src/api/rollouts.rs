@@ -56,13 +56,12 @@ pub(super) fn freeze_override<S>(
             "override_freeze needs an admin token; wait until the freeze ends, schedule the start after it (start_at), or ask an admin".into(),
         ));
     }
-    let reason = crate::domain::trim_reason(&given.reason);
-    if reason.is_empty() || reason.chars().count() > crate::domain::FREEZE_REASON_MAX {
-        return Err(ApiError::InvalidRequest(
-            "override_freeze.reason must say why, in 1 to 200 characters".into(),
-        ));
+    match crate::domain::usable_reason(&given.reason) {
+        Some(reason) => Ok(Some(reason.to_owned())),
+        None => Err(ApiError::InvalidRequest(
+            "override_freeze.reason must say why, in 1 to 200 characters of plain text on one line".into(),
+        )),
     }
-    Ok(Some(reason.to_owned()))
 }
 
 /// A rollout with every member (tenant × wave) and its outcome.

@@ -29,24 +29,21 @@ fn rollout_hold<S>(caller: &Caller<S>, q: &HoldOverride) -> Result<Overrides, Ap
                 .into(),
         )),
     };
-    let freeze = match (
-        q.override_freeze.as_deref().map(crate::domain::trim_reason),
-        caller.scope,
-    ) {
+    let freeze = match (q.override_freeze.as_deref(), caller.scope) {
         (None, _) => None,
         (Some(_), scope) if scope != Scope::Admin => {
             return Err(ApiError::Forbidden(
                 "override_freeze needs an admin token; wait until the freeze ends, or ask an admin".into(),
             ))
         }
-        (Some(reason), _)
-            if reason.is_empty() || reason.chars().count() > crate::domain::FREEZE_REASON_MAX =>
-        {
-            return Err(ApiError::InvalidRequest(
-                "override_freeze must say why, in 1 to 200 characters".into(),
-            ))
-        }
-        (Some(reason), _) => Some(reason.to_owned()),
+        (Some(given), _) => match crate::domain::usable_reason(given) {
+            Some(reason) => Some(reason.to_owned()),
+            None => {
+                return Err(ApiError::InvalidRequest(
+                    "override_freeze must say why, in 1 to 200 characters of plain text on one line".into(),
+                ))
+            }
+        },
     };
     Ok(Overrides {
         hold,

@@ -249,7 +249,11 @@ pub struct HoldOverride {
     /// only), saying why; the tenant's history records the freeze, the actor and the
     /// reason. Absent: refused with 409 `frozen`. `retry` is not held by freezes and
     /// ignores it.
-    #[param(min_length = 1, max_length = 200, pattern = r"[^\t\n\x0b\f\r ]")]
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub override_freeze: Option<String>,
 }
 

@@ -4,8 +4,8 @@ use tenant_orchestrator::app::{
     CommandError, DriftView, LocalTenants, Overrides, RolloutHold, SpecChange, TenantService,
 };
 use tenant_orchestrator::domain::{
-    Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion, SnapshotName,
-    TenantId, TenantSpec, Tier, FREEZE_REASON_MAX,
+    usable_reason, Environment, Group, Hostname, MaintenanceWindows, PlatformVersion, Region, ReleaseVersion,
+    SnapshotName, TenantId, TenantSpec, Tier, FREEZE_REASON_MAX,
 };
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
 use tenant_orchestrator::ports::ListQuery;
@@ -142,16 +142,17 @@ pub struct HoldArgs {
 
 impl HoldArgs {
     pub fn hold(self) -> Result<Overrides, Failure> {
-        let freeze = match self.override_freeze.as_deref().map(str::trim) {
-            Some(reason) if reason.is_empty() || reason.chars().count() > FREEZE_REASON_MAX => {
+        let freeze = match self.override_freeze.as_deref().map(|given| usable_reason(given).ok_or(given)) {
+            None => None,
+            Some(Ok(reason)) => Some(reason.to_owned()),
+            Some(Err(_)) => {
                 return Err(Failure {
                     code: EXIT_INVALID_INPUT,
                     error: anyhow::anyhow!(
-                        "--override-freeze must say why, in 1 to {FREEZE_REASON_MAX} characters"
+                        "--override-freeze must say why, in 1 to {FREEZE_REASON_MAX} characters of plain text on one line"
                     ),
                 })
             }
-            reason => reason.map(str::to_owned),
         };
         let hold = match self.override_rollout_hold {
             true => RolloutHold::Override,

@@ -17,6 +17,21 @@ pub const FREEZE_REASON_MAX: usize = 200;
 pub fn trim_reason(reason: &str) -> &str {
     reason.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\u{0b}')
 }
+/// A reason given for overriding a freeze, trimmed, if it is usable: 1 to
+/// [`FREEZE_REASON_MAX`] characters of plain text on one line. Control characters
+/// (line breaks, terminal escape sequences) are refused anywhere in what was given:
+/// the history and every refusal quote reasons to operators' terminals and pipeline
+/// logs.
+pub fn usable_reason(given: &str) -> Option<&str> {
+    let reason = trim_reason(given);
+    let usable = !reason.is_empty() && reason.chars().count() <= FREEZE_REASON_MAX;
+    (usable && !has_control_characters(given)).then_some(reason)
+}
+
+fn has_control_characters(reason: &str) -> bool {
+    reason.chars().any(char::is_control)
+}
+
 /// The longest a single freeze may last: a longer one is almost surely a typo.
 pub const FREEZE_LONGEST_DAYS: i64 = 366;
 
@@ -49,6 +64,13 @@ impl Freeze {
         until: DateTime<Utc>,
         reason: &str,
     ) -> Result<Self, InvalidValue> {
+        if has_control_characters(reason) {
+            return Err(InvalidValue::new(
+                "freeze reason",
+                &reason.escape_debug().to_string(),
+                "holds control characters (a line break, a terminal escape); write it as plain text on one line",
+            ));
+        }
         let reason = trim_reason(reason);
         if reason.is_empty() {
             return Err(InvalidValue::new(
@@ -151,6 +173,28 @@ impl std::fmt::Display for FreezeHold<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_with_control_characters_is_refused_anywhere_in_it() {
+        let now = utc("2026-12-01T00:00:00Z");
+        let new = |reason: &str| {
+            Freeze::new(
+                Environment::parse("prod").unwrap(),
+                None,
+                now,
+                now + chrono::TimeDelta::hours(1),
+                reason,
+            )
+        };
+        for bad in ["\u{1b}[2J", "year\nend", "year-end\n", "\u{85}x"] {
+            let refused = new(bad).expect_err(bad).to_string();
+            assert!(refused.contains("control characters"), "{refused}");
+            assert_eq!(usable_reason(bad), None, "{bad:?}");
+        }
+        assert_eq!(new("  year-end ").unwrap().reason, "year-end");
+        assert_eq!(usable_reason(" security fix "), Some("security fix"));
+        assert_eq!(usable_reason("   "), None);
+    }
 
     #[test]
     fn a_reason_is_blank_only_when_it_is_ascii_whitespace() {

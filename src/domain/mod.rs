@@ -21,7 +21,7 @@ pub(crate) mod window;
 
 pub use access::{Access, Binding, Reach, Scope, TenantPlace};
 pub use change_set::LogicalId;
-pub use freeze::{frozen_by, trim_reason, Freeze, FreezeHold, FREEZE_REASON_MAX};
+pub use freeze::{frozen_by, trim_reason, usable_reason, Freeze, FreezeHold, FREEZE_REASON_MAX};
 pub use hostname::Hostname;
 pub use ids::{Environment, Group, Region, TenantId};
 pub use migration::{declared_schema, MigrationRestore, SchemaVersion, SCHEMA_ANNOTATION};
