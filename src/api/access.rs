@@ -39,6 +39,24 @@ pub(crate) struct Principal<'a> {
 /// (logged and counted in `tenantctl_audit_write_failures_total`).
 pub(crate) const AUDIT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Appends `entry` to the audit trail, waiting at most [`AUDIT_WRITE_TIMEOUT`]; a
+/// failed or slow write is logged and counted, and the decision it records stands.
+pub(super) async fn append_audit(state: &ApiState, entry: &AuditEntry) {
+    let write = state.store().append_audit(entry, state.audit_retention());
+    let failure = match tokio::time::timeout(AUDIT_WRITE_TIMEOUT, write).await {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => ("store", e.detailed()),
+        Err(_) => (
+            "timeout",
+            format!("no answer within {}s", AUDIT_WRITE_TIMEOUT.as_secs()),
+        ),
+    };
+    ::metrics::counter!("tenantctl_audit_write_failures_total", "reason" => failure.0).increment(1);
+    tracing::warn!(caller = %entry.principal, action = %entry.action, target = %entry.target,
+        outcome = entry.outcome.as_str(), error = %failure.1,
+        "could not append an access decision to the audit trail");
+}
+
 fn count_refusal(principal: &str, needs: Scope, kind: &'static str, what: &str) {
     ::metrics::counter!("tenantctl_access_refusals_total", "scope" => needs.as_str(), "kind" => kind)
         .increment(1);
@@ -306,18 +324,7 @@ impl Principal<'_> {
             outcome,
             reason,
         };
-        let write = state.store().append_audit(&entry, state.audit_retention());
-        let failure = match tokio::time::timeout(AUDIT_WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => ("store", e.detailed()),
-            Err(_) => (
-                "timeout",
-                format!("no answer within {}s", AUDIT_WRITE_TIMEOUT.as_secs()),
-            ),
-        };
-        ::metrics::counter!("tenantctl_audit_write_failures_total", "reason" => failure.0).increment(1);
-        tracing::warn!(caller = %self.name, %action, %target, outcome = outcome.as_str(), error = %failure.1,
-            "could not append an access decision to the audit trail");
+        append_audit(state, &entry).await;
     }
 
     /// Checks that `needs` is granted on the whole fleet, for a fleet-wide `action`.

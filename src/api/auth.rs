@@ -292,11 +292,28 @@ impl<S: RequiredScope> FromRequestParts<ApiState> for Caller<S> {
         };
         let scope = access.highest();
         if scope < S::SCOPE {
-            return Err(ApiError::Forbidden(format!(
+            let refused = ApiError::Forbidden(format!(
                 "{kind} {name} has scope {}; this request needs scope {} or higher",
                 scope.as_str(),
                 S::SCOPE.as_str()
-            )));
+            ));
+            // A refused change goes to the audit trail, as a refusal by role bindings
+            // does; a refused read does not (it would let a reader write).
+            if !parts.method.is_safe() {
+                let path = parts.uri.path();
+                let entry = crate::record::AuditEntry {
+                    at: chrono::Utc::now(),
+                    principal: name,
+                    identified_by: identity,
+                    scope: S::SCOPE,
+                    action: format!("{} {path}", parts.method),
+                    target: path.trim_start_matches("/v1/").to_owned(),
+                    outcome: crate::record::AuditOutcome::Refused,
+                    reason: refused.to_string(),
+                };
+                super::access::append_audit(state, &entry).await;
+            }
+            return Err(refused);
         }
         Ok(Caller {
             name,

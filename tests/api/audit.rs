@@ -109,6 +109,56 @@ async fn refusals_and_grants_of_rollout_and_fleet_actions_are_in_the_audit_trail
 }
 
 #[tokio::test]
+async fn changes_refused_for_too_low_a_scope_are_in_the_audit_trail_and_reads_are_not() {
+    let api = spawn().await;
+    let refusals = [
+        (Method::POST, "/v1/rollouts/r-x/abort", READ, None),
+        (
+            Method::PUT,
+            "/v1/policy/defaults/test/eu-west-1",
+            DEPLOY,
+            Some(json!({"release": "1.1.0"})),
+        ),
+        (Method::GET, "/v1/audit", DEPLOY, None),
+    ];
+    for (method, path, token, body) in refusals {
+        let refused = api.call(method, path, Some(token), body).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}: {}", refused.body);
+    }
+    let trail = api
+        .call(Method::GET, "/v1/audit?outcome=refused", Some(ADMIN), None)
+        .await;
+    let mut seen: Vec<(&str, &str, &str)> = entries(&trail.body)
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+                e["scope"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("POST /v1/rollouts/r-x/abort", "rollouts/r-x/abort", "deploy"),
+            (
+                "PUT /v1/policy/defaults/test/eu-west-1",
+                "policy/defaults/test/eu-west-1",
+                "admin"
+            ),
+        ],
+        "the refused read left out: {}",
+        trail.body
+    );
+    for entry in entries(&trail.body) {
+        let reason = entry["reason"].as_str().unwrap();
+        assert!(reason.contains("; this request needs scope"), "{reason}");
+    }
+}
+
+#[tokio::test]
 async fn only_an_admin_of_the_whole_fleet_reads_the_audit_trail() {
     let api = spawn().await;
     for token in [READ, DEPLOY, EU_ADMIN] {
