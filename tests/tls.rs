@@ -1,7 +1,8 @@
 //! `tenantctl serve` over HTTPS: certificates made here by a CA made here, a client
 //! that trusts only that CA, a certificate replaced under the running server, plain
-//! HTTP refused in HTTPS-only mode while the health port answers, and the start-up
-//! errors for a certificate or key that cannot be used.
+//! HTTP refused in HTTPS-only mode while the health port answers, a client stalled in
+//! its headers or its body let go, and the start-up errors for a certificate or key
+//! that cannot be used.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -318,6 +319,89 @@ async fn https_only_refuses_plain_http_and_answers_health_checks_on_their_own_po
         .await
         .expect("the health port answers");
     assert_eq!(api.status(), 404, "the health port serves no API");
+}
+
+/// Sends `start` of a request and nothing more, and returns how long the server took
+/// to close the connection and what it sent before closing (`None`: still open after
+/// 10 s).
+async fn stall_after(addr: SocketAddr, start: &str) -> Option<(Duration, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("a connection");
+    stream
+        .write_all(start.as_bytes())
+        .await
+        .expect("the start of the request sent");
+    let sent = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    match read {
+        Ok(_) => Some((sent.elapsed(), answer)),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_or_its_body_is_let_go() {
+    let ca = TestCa::new();
+    let files = Files::new(&ca.issue());
+    let (addr, health) = (free_addr(), free_addr());
+    let table = fresh_table().await;
+    let health_arg = health.to_string();
+    let _serve = Serve::start(
+        Serve::command(
+            &table,
+            &files,
+            addr,
+            &["--request-read-timeout", "1s", "--health-listen", &health_arg],
+        ),
+        &files,
+        &reqwest::Client::new(),
+        &format!("http://{health}/readyz"),
+    )
+    .await;
+
+    // A request line and one header, but never the blank line that ends the headers:
+    // on the API port (plain HTTP beside HTTPS) and the health port alike.
+    for port in [addr, health] {
+        let (after, answer) = stall_after(port, "GET /healthz HTTP/1.1\r\nHost: orchestrator.test\r\n")
+            .await
+            .unwrap_or_else(|| panic!("{port} kept a connection with unfinished headers open for 10 s"));
+        assert!(
+            after >= Duration::from_millis(900),
+            "{port} closed the connection after {after:?}, before the 1 s deadline"
+        );
+        assert!(
+            answer.is_empty(),
+            "{port} answered {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        // Requests that arrive whole are still served.
+        let served = reqwest::get(format!("http://{port}/healthz"))
+            .await
+            .expect("a whole request answered");
+        assert_eq!(served.status(), 200, "{port}");
+    }
+
+    // Whole headers, then a body that stops short of its length: the request fails
+    // with a 400 that says why, and the connection is let go.
+    let (after, answer) = stall_after(
+        addr,
+        &format!(
+            "POST /v1/catalog/plan HTTP/1.1\r\nHost: orchestrator.test\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"catalog\""
+        ),
+    )
+    .await
+    .expect("a request whose body stalls is let go within 10 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        after >= Duration::from_millis(900),
+        "answered after {after:?}: {answer}"
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("did not arrive within 1s"),
+        "{answer}"
+    );
 }
 
 /// Runs `serve` with files that cannot be used and returns its exit code and stderr.

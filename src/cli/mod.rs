@@ -24,6 +24,7 @@ mod catalog;
 mod config;
 mod events;
 mod freeze;
+mod listen;
 mod output;
 mod platform;
 mod policy;

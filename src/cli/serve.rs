@@ -2,10 +2,8 @@
 //! controller in the same process. SIGTERM or ctrl-c first drains in-flight requests, then stops the workers
 //! (which give running steps their grace period).
 
-use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +17,8 @@ use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
 use tenant_orchestrator::worker::Worker;
 
-use super::tls::{mark_tls, ReloadingCertificate, TlsListener, Transport};
+use super::listen::{read_timeout, serve_until};
+use super::tls::{ReloadingCertificate, TlsListener};
 use super::worker::{
     drift_checker, load_steps_config, product_steps, shutdown_signal, wake_each_other, WorkerArgs,
 };
@@ -47,6 +46,13 @@ pub struct ServeArgs {
     /// Serve the API only; run no tenant workers in this process.
     #[arg(long, env = "TENANTCTL_NO_WORKER")]
     no_worker: bool,
+    /// How long a client may take to send a request's line and headers, on a new
+    /// connection or a kept-alive one, and then as long again for its body. A
+    /// connection that has not sent the headers by then is closed, and a request
+    /// whose body is late is answered 400, so slow or stalled clients cannot hold
+    /// connections open. A kept-alive connection idle that long is closed too.
+    #[arg(long, env = "TENANTCTL_REQUEST_READ_TIMEOUT", default_value = "30s", value_parser = read_timeout)]
+    request_read_timeout: Duration,
     /// On shutdown, how long in-flight requests may take before the server stops anyway.
     #[arg(long, env = "TENANTCTL_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -209,43 +215,6 @@ fn load_oidc(args: &ServeArgs) -> Result<Option<Arc<OidcVerifier>>, Failure> {
     Ok(Some(Arc::new(OidcVerifier::new(config))))
 }
 
-/// Serves `app` on `listener` until `stop` turns true, then drains.
-fn serve_until<L>(
-    listener: L,
-    app: axum::Router,
-    stop: watch::Receiver<bool>,
-) -> Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    Box::pin(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(until_stopped(stop))
-            .into_future(),
-    )
-}
-
-/// Serves `app` over TLS (and plain HTTP, unless `--https-only`) until `stop` turns
-/// true, then drains; requests on TLS connections are marked so ([`mark_tls`]).
-fn serve_tls_until(
-    listener: TlsListener,
-    app: axum::Router,
-    stop: watch::Receiver<bool>,
-) -> Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> {
-    let app = app.layer(axum::middleware::map_request(mark_tls));
-    Box::pin(
-        axum::serve(listener, app.into_make_service_with_connect_info::<Transport>())
-            .with_graceful_shutdown(until_stopped(stop))
-            .into_future(),
-    )
-}
-
-async fn until_stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-    tracing::info!("draining in-flight requests");
-}
-
 pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     let tokens = load_tokens(&args).await?;
     let oidc = load_oidc(&args)?;
@@ -360,7 +329,12 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     if let Some(health) = health_listener {
         tracing::info!(listen = %health.local_addr()?, "serving /healthz and /readyz in plain HTTP");
         let health = axum::serve::ListenerExt::tap_io(health, api::no_delay);
-        let served = serve_until(health, api::health_router(state.clone()), signal.clone());
+        let served = serve_until(
+            health,
+            api::health_router(state.clone()),
+            signal.clone(),
+            args.request_read_timeout,
+        );
         tokio::spawn(async move {
             if let Err(e) = served.await {
                 tracing::error!(error = %e, "the health check port stopped");
@@ -369,15 +343,17 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     }
     let app = api::router(state);
     let server = match certificate {
-        Some(certificate) => serve_tls_until(
+        Some(certificate) => serve_until(
             TlsListener::new(listener, certificate, args.https_only)?,
             app,
             signal.clone(),
+            args.request_read_timeout,
         ),
         None => serve_until(
             axum::serve::ListenerExt::tap_io(listener, api::no_delay),
             app,
             signal.clone(),
+            args.request_read_timeout,
         ),
     };
     let mut deadline = signal;

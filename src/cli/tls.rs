@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use tenant_orchestrator::api;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -334,32 +333,10 @@ async fn open(stream: TcpStream, acceptor: TlsAcceptor, https_only: bool) -> io:
     Ok(None)
 }
 
-/// What a handler may know of the connection its request came on: whether it was
-/// TLS. Requests on TLS connections carry [`api::OverTls`] ([`mark_tls`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Transport {
-    tls: bool,
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Transport {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        Transport {
-            tls: matches!(stream.io(), Connection::Tls(_)),
-        }
+impl super::listen::Transport for Connection {
+    fn over_tls(&self) -> bool {
+        matches!(self, Connection::Tls(_))
     }
-}
-
-/// Marks a request that came on a TLS connection with [`api::OverTls`], so the
-/// dashboard's cookies are `Secure` (a plain connection on the same port, without
-/// `--https-only`, is not).
-pub async fn mark_tls(
-    axum::extract::ConnectInfo(transport): axum::extract::ConnectInfo<Transport>,
-    mut request: axum::extract::Request,
-) -> axum::extract::Request {
-    if transport.tls {
-        request.extensions_mut().insert(api::OverTls);
-    }
-    request
 }
 
 impl axum::serve::Listener for TlsListener {
