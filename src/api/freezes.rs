@@ -30,6 +30,19 @@ pub struct NewFreeze {
     pub reason: String,
 }
 
+impl NewFreeze {
+    /// The freeze this asks for, checked as [`Freeze::new`] checks one.
+    pub fn freeze(&self) -> Result<Freeze, crate::domain::InvalidValue> {
+        Freeze::new(
+            self.environment.clone(),
+            self.region.clone(),
+            self.from,
+            self.until,
+            &self.reason,
+        )
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FreezeList {
     /// Stored freezes by start, ended ones included until removed.
@@ -65,14 +78,7 @@ pub async fn add(
         return refused.into_response();
     }
     idempotency::run(&state, &caller.name, key, "POST /v1/freezes", &body, || async {
-        let mut freeze = Freeze::new(
-            body.environment.clone(),
-            body.region.clone(),
-            body.from,
-            body.until,
-            &body.reason,
-        )
-        .map_err(|e| ApiError::Unprocessable {
+        let mut freeze = body.freeze().map_err(|e| ApiError::Unprocessable {
             code: "invalid_freeze",
             message: e.to_string(),
         })?;

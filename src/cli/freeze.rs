@@ -69,13 +69,7 @@ pub async fn run(
                 until: time_arg("--until", &until)?,
                 reason,
             };
-            let mut freeze = Freeze::new(
-                body.environment.clone(),
-                body.region.clone(),
-                body.from,
-                body.until,
-                &body.reason,
-            )?;
+            let mut freeze = body.freeze()?;
             let added = match server {
                 Some(remote) => remote.call(Method::POST, "/v1/freezes", Some(&body)).await?,
                 None => {
