@@ -77,9 +77,16 @@ fn all_held(plan: &Plan) -> Option<String> {
     let holders: Vec<String> = holders.iter().map(|r| r.to_string()).collect();
     (held > 0).then(|| {
         format!(
-            "none of its tenants can move: {held} of those it selects are held by running rollout {}; \
-             wait for {} to finish (or abort it), then start this rollout again",
+            "none of its tenants can move: {} held by running {} {}; \
+             wait for {} to finish (or abort {}), then start this rollout again",
+            if held == 1 {
+                "1 of those it selects is".to_owned()
+            } else {
+                format!("{held} of those it selects are")
+            },
+            if holders.len() == 1 { "rollout" } else { "rollouts" },
             holders.join(", "),
+            if holders.len() == 1 { "it" } else { "them" },
             if holders.len() == 1 { "it" } else { "them" }
         )
     })
@@ -864,5 +871,46 @@ impl RolloutCommands {
                 other => return Ok(other?),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_skipping(held: &[(&str, &str)]) -> Plan {
+        Plan {
+            target: "release 1.4.2".into(),
+            release: None,
+            planned_at: chrono::Utc::now(),
+            region_order: vec![],
+            waves: vec![],
+            skipped: (held.iter())
+                .map(|(id, rollout)| Skipped {
+                    id: TenantId::parse(id).unwrap(),
+                    reason: SkipReason::HeldByRollout {
+                        rollout: RolloutId::parse(rollout).unwrap(),
+                    },
+                })
+                .collect(),
+            not_selected: 0,
+            assumed_tenant_duration: std::time::Duration::from_secs(60),
+            estimated_end: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_rollout_of_held_tenants_only_is_refused_in_words_that_count_them() {
+        assert_eq!(
+            all_held(&plan_skipping(&[("acme", "r-first")])).unwrap(),
+            "none of its tenants can move: 1 of those it selects is held by running rollout r-first; \
+             wait for it to finish (or abort it), then start this rollout again"
+        );
+        let two = all_held(&plan_skipping(&[("acme", "r-first"), ("beta", "r-second")])).unwrap();
+        assert!(
+            two.starts_with("none of its tenants can move: 2 of those it selects are held by running rollouts r-first, r-second; wait for them to finish (or abort them)"),
+            "{two}"
+        );
+        assert_eq!(all_held(&plan_skipping(&[])), None);
     }
 }
