@@ -23,7 +23,8 @@ pub trait PolicyStore: Send + Sync {
     /// The policy and its latest changes, oldest first.
     async fn load_policy_audited(&self) -> Result<(VersionPolicy, Vec<PolicyChange>), StoreError>;
     /// Applies `change` to the stored policy and records it as `what` by `actor`;
-    /// retried on a concurrent change. Returns the policy and changes as stored.
+    /// retried on a concurrent change. A change that leaves the policy as it was is
+    /// neither written nor recorded. Returns the policy and changes as stored.
     async fn update_policy(
         &self,
         actor: &str,

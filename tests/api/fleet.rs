@@ -242,6 +242,40 @@ async fn the_version_policy_is_read_and_edited() {
         )
         .await;
     assert_eq!(removed.body["defaults"], json!([]));
+    // Removing it again, or setting an entry to what it is, changes nothing and is
+    // not recorded as a change.
+    let again = api
+        .call(
+            Method::DELETE,
+            "/v1/policy/defaults/prod/eu-west-1",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(
+        put("/v1/policy/defaults/prod/us-east-1", "1.4.2").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        put("/v1/policy/defaults/prod/us-east-1", "1.4.2").await.status,
+        StatusCode::OK
+    );
+    let whats: Vec<String> = (api.get("/v1/policy").await.body["changes"]
+        .as_array()
+        .unwrap()
+        .iter())
+    .map(|c| c["what"].as_str().unwrap().to_owned())
+    .collect();
+    assert_eq!(
+        whats[2..],
+        [
+            "remove group prod/canary",
+            "remove default prod/eu-west-1",
+            "set default prod/us-east-1 to release 1.4.2"
+        ],
+        "{whats:?}"
+    );
     assert_eq!(
         put("/v1/policy/defaults/prod/nowhere", "1.0.0").await.status,
         StatusCode::BAD_REQUEST

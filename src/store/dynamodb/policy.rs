@@ -38,7 +38,13 @@ impl PolicyStore for DynamoStore {
         let mut attempt = 0;
         loop {
             let (mut policy, version, mut changes) = self.load_policy_item().await?;
+            let before = policy.clone();
             change(&mut policy);
+            if policy == before {
+                // Nothing to record: removing an entry that is not there, setting one
+                // to what it is.
+                return Ok((policy, changes));
+            }
             changes.push(PolicyChange {
                 at: chrono::Utc::now(),
                 actor: actor.to_owned(),
