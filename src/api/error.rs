@@ -236,6 +236,7 @@ impl From<CommandError> for ApiError {
                 message: unavailable.to_string(),
             },
             unknown @ CommandError::UnknownSnapshot { .. } => ApiError::InvalidRequest(unknown.to_string()),
+            CommandError::UnknownRelease(message) => ApiError::InvalidRequest(message),
             CommandError::PlatformCheck { version, source } => ApiError::Unavailable(format!(
                 "checking platform version {version}: {source}; try again"
             )),

@@ -127,8 +127,8 @@ impl ApiState {
         self.0.app.promotions()
     }
 
-    /// Rollouts started through the API are refused when their release has no image
-    /// in `registry` (call before the state is shared).
+    /// Rollouts, new tenants and upgrades asked for through the API are refused when
+    /// their release has no image in `registry` (call before the state is shared).
     pub fn with_release_registry(mut self, registry: Arc<dyn ReleaseRegistry>) -> Self {
         let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
         inner.app = inner.app.clone().with_release_registry(registry);

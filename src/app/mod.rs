@@ -119,8 +119,10 @@ impl App {
         Self::new(Arc::new(DynamoStore::new(crate::store::client(&config), table)))
     }
 
-    /// Rollouts are refused when their release has no image in `registry`.
+    /// Rollouts, new tenants and upgrades are refused when their release has no
+    /// image in `registry`.
     pub fn with_release_registry(mut self, registry: Arc<dyn ReleaseRegistry>) -> Self {
+        self.tenants = self.tenants.with_registry(registry.clone());
         self.rollouts = self.rollouts.with_registry(registry);
         self
     }

@@ -25,7 +25,8 @@ use crate::domain::{
 };
 use crate::machine::{Rejected, TenantEvent, TenantState};
 use crate::ports::{
-    ArtifactError, PlatformArtifacts, PolicyStore, RolloutStore, StoreError, TenantStore, WriteGuard,
+    ArtifactError, PlatformArtifacts, PolicyStore, ReleaseRegistry, RolloutStore, StoreError, TenantStore,
+    WriteGuard,
 };
 use crate::record::{Actor, Cause, Origin, Phase, TenantRecord, Transition};
 
@@ -88,6 +89,11 @@ pub enum CommandError {
         snapshot: String,
         known: Vec<String>,
     },
+    /// The release named for a new tenant or an upgrade has no image the tenant's
+    /// region can pull (or the registry could not be asked); the message says which
+    /// and what to do.
+    #[error("{0}")]
+    UnknownRelease(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -139,6 +145,7 @@ pub struct TenantCommands {
     rollouts: Option<Arc<dyn RolloutStore>>,
     policy: Option<Arc<dyn PolicyStore>>,
     platforms: Option<Arc<dyn PlatformArtifacts>>,
+    registry: Option<Arc<dyn ReleaseRegistry>>,
 }
 
 impl TenantCommands {
@@ -148,6 +155,7 @@ impl TenantCommands {
             rollouts: None,
             policy: None,
             platforms: None,
+            registry: None,
         }
     }
 
@@ -157,6 +165,23 @@ impl TenantCommands {
     pub fn with_platforms(mut self, platforms: Arc<dyn PlatformArtifacts>) -> Self {
         self.platforms = Some(platforms);
         self
+    }
+
+    /// Refuses a new tenant or an upgrade whose release has no image in `registry`
+    /// for the tenant's region. Without one (a deployment with no artifact
+    /// configuration), the release is checked by the tenant's first step instead.
+    pub fn with_registry(mut self, registry: Arc<dyn ReleaseRegistry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    async fn check_release(&self, release: &ReleaseVersion, region: &Region) -> Result<(), CommandError> {
+        match &self.registry {
+            Some(registry) => {
+                (registry.check_published(release, region).await).map_err(CommandError::UnknownRelease)
+            }
+            None => Ok(()),
+        }
     }
 
     /// `Ok` when `version` is published.
@@ -326,6 +351,7 @@ impl TenantCommands {
         actor: &Actor,
     ) -> Result<TenantRecord, CommandError> {
         spec.validate()?;
+        self.check_release(&release, &spec.region).await?;
         let event = TenantEvent::Provision { release };
         let state = TenantState::initial()
             .apply(&event)
@@ -389,6 +415,9 @@ impl TenantCommands {
         let mut attempt = 0;
         loop {
             let mut record = self.store.load(id).await?;
+            if let (TenantEvent::Upgrade { release }, 0) = (&event, attempt) {
+                self.check_release(release, &record.spec.region).await?;
+            }
             let mut overriding = self.check_hold(&record, overrides.hold).await?;
             let next = record
                 .state

@@ -302,7 +302,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<CommandError>() {
             return match e {
-                CommandError::Invalid(_) | CommandError::UnknownSnapshot { .. } => EXIT_INVALID_INPUT,
+                CommandError::Invalid(_)
+                | CommandError::UnknownSnapshot { .. }
+                | CommandError::UnknownRelease(_) => EXIT_INVALID_INPUT,
                 CommandError::Rejected { .. }
                 | CommandError::HeldByRollout { .. }
                 | CommandError::NoRelease { .. }

@@ -315,7 +315,8 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         state = state.with_oidc(oidc);
     }
     if let Some(path) = args.worker.steps_config.as_deref() {
-        // Rollouts started through the API are checked against the artifact repository.
+        // Rollouts, new tenants and upgrades asked for through the API are checked
+        // against the artifact repository.
         let steps = load_steps_config(Some(path))?;
         let aws = std::sync::Arc::new(AwsClients::from_env().await);
         state = state.with_release_registry(std::sync::Arc::new(CheckArtifact::new(

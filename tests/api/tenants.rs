@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::api_support::{spawn, tenant_body, Reply, ADMIN, DEPLOY, READ};
+use crate::api_support::{spawn, spawn_with, tenant_body, Reply, ADMIN, DEPLOY, READ};
 
 const NOT_ISSUED: &str = "next_token was not issued for this query; start from the first page";
 
@@ -209,6 +209,72 @@ async fn listing_pages_through_every_tenant_and_filters() {
     assert_eq!(
         api.get("/v1/tenants?limit=0").await.status,
         StatusCode::BAD_REQUEST
+    );
+}
+
+/// A registry double in which only release `0` has an image, in every region.
+struct PublishedOnly(&'static str);
+
+#[async_trait::async_trait]
+impl tenant_orchestrator::ports::ReleaseRegistry for PublishedOnly {
+    async fn check_published(
+        &self,
+        release: &tenant_orchestrator::domain::ReleaseVersion,
+        region: &tenant_orchestrator::domain::Region,
+    ) -> Result<(), String> {
+        match release.to_string() == self.0 {
+            true => Ok(()),
+            false => Err(format!(
+                "release {release} has no image in {region}; publish it first"
+            )),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_release_with_no_image_is_refused_for_a_new_tenant_and_an_upgrade() {
+    let api = spawn_with(|app| app.with_release_registry(std::sync::Arc::new(PublishedOnly("1.0.0")))).await;
+    let mut body = tenant_body("acme", "eu-west-1", "default");
+    body["release"] = json!("9.9.9");
+    let refused = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(body))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(
+        refused.body["error"]["message"],
+        "release 9.9.9 has no image in eu-west-1; publish it first"
+    );
+    assert_eq!(
+        api.get("/v1/tenants/acme").await.status,
+        StatusCode::NOT_FOUND,
+        "nothing stored"
+    );
+
+    api.create_tenant("acme", "eu-west-1", "default").await;
+    api.settle().await;
+    let upgrade = |release: &'static str| {
+        let api = api.clone();
+        async move {
+            let body = json!({"release": release});
+            (api.call(Method::POST, "/v1/tenants/acme/upgrade", Some(DEPLOY), Some(body))).await
+        }
+    };
+    let refused = upgrade("9.9.9").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    let tenant = api.get("/v1/tenants/acme").await;
+    assert_eq!(
+        (
+            tenant.body["state"].as_str(),
+            tenant.body["current_release"].as_str()
+        ),
+        (Some("Active"), Some("1.0.0")),
+        "the refused upgrade left the tenant as it was"
+    );
+    let history = api.get("/v1/tenants/acme/history").await;
+    assert!(
+        !history.body.to_string().contains("9.9.9"),
+        "nothing of the refused upgrade is in the history: {}",
+        history.body
     );
 }
 
