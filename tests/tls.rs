@@ -151,6 +151,27 @@ impl Serve {
         command
     }
 
+    /// Starts it with `extra` arguments and a plain health port at `health`, and waits
+    /// until that port answers.
+    async fn with_health_port(
+        table: &str,
+        files: &Files,
+        listen: SocketAddr,
+        health: SocketAddr,
+        extra: &[&str],
+    ) -> Serve {
+        let health_arg = health.to_string();
+        let mut args = vec!["--health-listen", &health_arg];
+        args.extend_from_slice(extra);
+        Serve::start(
+            Serve::command(table, files, listen, &args),
+            files,
+            &reqwest::Client::new(),
+            &format!("http://{health}/readyz"),
+        )
+        .await
+    }
+
     /// Starts it and waits until `ready` (a URL) answers 200 through `client`.
     async fn start(mut command: Command, files: &Files, client: &reqwest::Client, ready: &str) -> Serve {
         let mut serve = Serve {
@@ -280,19 +301,7 @@ async fn https_only_refuses_plain_http_and_answers_health_checks_on_their_own_po
     let (addr, health) = (free_addr(), free_addr());
     let base = format!("https://{HOST}:{}", addr.port());
     let table = fresh_table().await;
-    let health_arg = health.to_string();
-    let _serve = Serve::start(
-        Serve::command(
-            &table,
-            &files,
-            addr,
-            &["--https-only", "--health-listen", &health_arg],
-        ),
-        &files,
-        &reqwest::Client::new(),
-        &format!("http://{health}/readyz"),
-    )
-    .await;
+    let _serve = Serve::with_health_port(&table, &files, addr, health, &["--https-only"]).await;
 
     assert_eq!(
         presented(&ca.client(addr), &format!("{base}/v1/tenants")).await,
@@ -346,19 +355,8 @@ async fn a_client_that_never_finishes_its_headers_or_its_body_is_let_go() {
     let files = Files::new(&ca.issue());
     let (addr, health) = (free_addr(), free_addr());
     let table = fresh_table().await;
-    let health_arg = health.to_string();
-    let _serve = Serve::start(
-        Serve::command(
-            &table,
-            &files,
-            addr,
-            &["--request-read-timeout", "1s", "--health-listen", &health_arg],
-        ),
-        &files,
-        &reqwest::Client::new(),
-        &format!("http://{health}/readyz"),
-    )
-    .await;
+    let _serve =
+        Serve::with_health_port(&table, &files, addr, health, &["--request-read-timeout", "1s"]).await;
 
     // A request line and one header, but never the blank line that ends the headers:
     // on the API port (plain HTTP beside HTTPS) and the health port alike.

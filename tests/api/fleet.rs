@@ -229,38 +229,22 @@ async fn the_version_policy_is_read_and_edited() {
         ],
         "every change records its actor"
     );
-    let removed = api
-        .call(Method::DELETE, "/v1/policy/groups/prod/canary", Some(ADMIN), None)
-        .await;
+    let delete = |path: &'static str| {
+        let api = api.clone();
+        async move { api.call(Method::DELETE, path, Some(ADMIN), None).await }
+    };
+    let removed = delete("/v1/policy/groups/prod/canary").await;
     assert_eq!(removed.body["group_overrides"], json!([]));
-    let removed = api
-        .call(
-            Method::DELETE,
-            "/v1/policy/defaults/prod/eu-west-1",
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let removed = delete("/v1/policy/defaults/prod/eu-west-1").await;
     assert_eq!(removed.body["defaults"], json!([]));
     // Removing it again, or setting an entry to what it is, changes nothing and is
     // not recorded as a change.
-    let again = api
-        .call(
-            Method::DELETE,
-            "/v1/policy/defaults/prod/eu-west-1",
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let again = delete("/v1/policy/defaults/prod/eu-west-1").await;
     assert_eq!(again.status, StatusCode::OK);
-    assert_eq!(
-        put("/v1/policy/defaults/prod/us-east-1", "1.4.2").await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        put("/v1/policy/defaults/prod/us-east-1", "1.4.2").await.status,
-        StatusCode::OK
-    );
+    for _ in 0..2 {
+        let set = put("/v1/policy/defaults/prod/us-east-1", "1.4.2").await;
+        assert_eq!(set.status, StatusCode::OK);
+    }
     let whats: Vec<String> = (api.get("/v1/policy").await.body["changes"]
         .as_array()
         .unwrap()
