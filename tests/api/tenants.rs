@@ -2,6 +2,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::api_support::{spawn, spawn_with, tenant_body, Reply, ADMIN, DEPLOY, READ};
+use crate::common::RegistryDouble;
 
 const NOT_ISSUED: &str = "next_token was not issued for this query; start from the first page";
 
@@ -212,28 +213,12 @@ async fn listing_pages_through_every_tenant_and_filters() {
     );
 }
 
-/// A registry double in which only release `0` has an image, in every region.
-struct PublishedOnly(&'static str);
-
-#[async_trait::async_trait]
-impl tenant_orchestrator::ports::ReleaseRegistry for PublishedOnly {
-    async fn check_published(
-        &self,
-        release: &tenant_orchestrator::domain::ReleaseVersion,
-        region: &tenant_orchestrator::domain::Region,
-    ) -> Result<(), String> {
-        match release.to_string() == self.0 {
-            true => Ok(()),
-            false => Err(format!(
-                "release {release} has no image in {region}; publish it first"
-            )),
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_release_with_no_image_is_refused_for_a_new_tenant_and_an_upgrade() {
-    let api = spawn_with(|app| app.with_release_registry(std::sync::Arc::new(PublishedOnly("1.0.0")))).await;
+    let api = spawn_with(|app| {
+        app.with_release_registry(std::sync::Arc::new(RegistryDouble { published: "1.0.0" }))
+    })
+    .await;
     let mut body = tenant_body("acme", "eu-west-1", "default");
     body["release"] = json!("9.9.9");
     let refused = api

@@ -337,3 +337,25 @@ pub async fn assert_fleet_sound(store: &DynamoStore) {
         check.violations
     );
 }
+
+/// A release registry double in which only `published` has an image, in every region.
+#[allow(dead_code)] // the rollout and API tests check releases; the others do not
+pub struct RegistryDouble {
+    pub published: &'static str,
+}
+
+#[async_trait]
+impl tenant_orchestrator::ports::ReleaseRegistry for RegistryDouble {
+    async fn check_published(
+        &self,
+        release: &ReleaseVersion,
+        region: &tenant_orchestrator::domain::Region,
+    ) -> Result<(), String> {
+        match release.to_string() == self.published {
+            true => Ok(()),
+            false => Err(format!(
+                "release {release} has no image in {region}; publish it first"
+            )),
+        }
+    }
+}

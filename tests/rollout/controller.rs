@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::common::RegistryDouble;
 use crate::rollout_support::*;
 use serde_json::json;
 use tenant_orchestrator::domain::rollout::SkipReason;
@@ -834,27 +835,6 @@ async fn lease_of(
         .await
         .unwrap();
     record.lease.expect("a lease taken is on the record")
-}
-
-/// A registry double in which only `published` has an image, in every region.
-struct RegistryDouble {
-    published: &'static str,
-}
-
-#[async_trait::async_trait]
-impl tenant_orchestrator::ports::ReleaseRegistry for RegistryDouble {
-    async fn check_published(
-        &self,
-        release: &tenant_orchestrator::domain::ReleaseVersion,
-        region: &tenant_orchestrator::domain::Region,
-    ) -> Result<(), String> {
-        match release.to_string() == self.published {
-            true => Ok(()),
-            false => Err(format!(
-                "release {release} has no image in {region}; publish it first"
-            )),
-        }
-    }
 }
 
 #[tokio::test]
