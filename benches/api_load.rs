@@ -324,7 +324,8 @@ fn floor_router(client: aws_sdk_dynamodb::Client, table: Arc<str>, body: axum::b
     )
 }
 
-/// Serves `app` on 127.0.0.1 as `tenantctl serve` listens (`TCP_NODELAY`); its address.
+/// Serves `app` on 127.0.0.1 with `TCP_NODELAY`, as `tenantctl serve` sets it, through
+/// `axum::serve` (not `serve`'s own accept loop and its read deadlines); its address.
 async fn serve(app: axum::Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
