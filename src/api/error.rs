@@ -185,6 +185,7 @@ impl From<crate::app::RolloutError> for ApiError {
                 message: format!("rollout {id}: {message}"),
             },
             crate::app::RolloutError::UnknownRelease(message) => ApiError::InvalidRequest(message),
+            crate::app::RolloutError::ReleaseCheck(message) => ApiError::Unavailable(message),
             crate::app::RolloutError::UnknownPlatform(message) => ApiError::InvalidRequest(message),
             e @ crate::app::RolloutError::PlatformCheck(_) => ApiError::Unavailable(e.to_string()),
             crate::app::RolloutError::ReplacementRefused(message) => ApiError::Conflict {
@@ -237,6 +238,7 @@ impl From<CommandError> for ApiError {
             },
             unknown @ CommandError::UnknownSnapshot { .. } => ApiError::InvalidRequest(unknown.to_string()),
             CommandError::UnknownRelease(message) => ApiError::InvalidRequest(message),
+            CommandError::ReleaseCheck(message) => ApiError::Unavailable(message),
             CommandError::PlatformCheck { version, source } => ApiError::Unavailable(format!(
                 "checking platform version {version}: {source}; try again"
             )),

@@ -59,7 +59,8 @@ fn view(record: &crate::record::TenantRecord) -> serde_json::Value {
 #[utoipa::path(operation_id = "tenant_create", post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
     params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key and body")),
     responses((status = 201, body = TenantView, description = "Recorded; provisioning starts"), (status = 400, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody, description = "`tenant_exists`: the id is taken; `no_release`: no release given and the version policy has none for the tenant; `no_platform`: `pin_platform` with no platform given or in the policy; `unknown_platform_version`: the platform version is not published; `platform_unavailable`: no platform bucket is configured; `hostname_taken`: another tenant serves a hostname; `idempotency_key_in_progress`")),
+        (status = 409, body = super::error::ErrorBody, description = "`tenant_exists`: the id is taken; `no_release`: no release given and the version policy has none for the tenant; `no_platform`: `pin_platform` with no platform given or in the policy; `unknown_platform_version`: the platform version is not published; `platform_unavailable`: no platform bucket is configured; `hostname_taken`: another tenant serves a hostname; `idempotency_key_in_progress`"),
+        (status = 503, body = super::error::ErrorBody, description = "`unavailable`: the artifact registry could not say whether the release is published (throttled or unreachable); nothing was stored, try again")),
     security(("bearer" = ["deploy"])))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -293,8 +294,10 @@ async fn command<S: RequiredScope>(
 }
 
 #[utoipa::path(operation_id = "tenant_upgrade", post, path = "/v1/tenants/{id}/upgrade", tag = "tenants", params(("id" = TenantId, Path, description = "The tenant's id"), ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), HoldOverride), request_body = Upgrade,
-    responses((status = 202, body = TenantView), (status = 409, body = super::error::ErrorBody,
-        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `frozen`: a freeze holds the tenant's environment and region (an admin may pass `override_freeze`); `idempotency_key_in_progress`")), security(("bearer" = ["deploy"])))]
+    responses((status = 202, body = TenantView), (status = 400, body = super::error::ErrorBody, description = "`invalid_request`: the release is malformed or has no image for the tenant's region"),
+        (status = 409, body = super::error::ErrorBody,
+        description = "`refused_by_state`: the tenant's state does not take this command; `held_by_rollout`: a running rollout holds the tenant; `frozen`: a freeze holds the tenant's environment and region (an admin may pass `override_freeze`); `idempotency_key_in_progress`"),
+        (status = 503, body = super::error::ErrorBody, description = "`unavailable`: the artifact registry could not say whether the release is published; nothing changed, try again")), security(("bearer" = ["deploy"])))]
 pub async fn upgrade(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::rollout::{Plan, SkipReason, Skipped};
 use crate::domain::{frozen_by, Freeze, RolloutId, RolloutSpec, TenantId};
-use crate::ports::{ArtifactError, ChangePreview, DriftStore, PlatformArtifacts, ReleaseRegistry};
+use crate::ports::{
+    ArtifactError, ChangePreview, DriftStore, PlatformArtifacts, ReleaseCheckError, ReleaseRegistry,
+};
 use crate::ports::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::rollout::{plan_with_limits, PlanOptions, StartSpacing, TenantSummaryForPlanning};
@@ -22,6 +24,9 @@ pub enum RolloutError {
     /// The release cannot be rolled out (e.g. no image is published for it).
     #[error("{0}")]
     UnknownRelease(String),
+    /// The artifact registry could not be asked whether the release is published.
+    #[error("{0}")]
+    ReleaseCheck(String),
     /// The platform version the rollout names is not published.
     #[error("{0}")]
     UnknownPlatform(String),
@@ -55,6 +60,15 @@ pub enum RolloutError {
     BadSchedule(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<ReleaseCheckError> for RolloutError {
+    fn from(e: ReleaseCheckError) -> Self {
+        match e {
+            ReleaseCheckError::Unpublished(m) => RolloutError::UnknownRelease(m),
+            ReleaseCheckError::Unavailable(m) => RolloutError::ReleaseCheck(m),
+        }
+    }
 }
 
 /// Why a rollout of `plan` must not start: it would move no tenant, and some it
@@ -403,7 +417,7 @@ impl RolloutCommands {
                 registry
                     .check_published(release, region)
                     .await
-                    .map_err(RolloutError::UnknownRelease)?;
+                    .map_err(RolloutError::from)?;
             }
         }
         Ok(plan)

@@ -25,8 +25,8 @@ use crate::domain::{
 };
 use crate::machine::{Rejected, TenantEvent, TenantState};
 use crate::ports::{
-    ArtifactError, PlatformArtifacts, PolicyStore, ReleaseRegistry, RolloutStore, StoreError, TenantStore,
-    WriteGuard,
+    ArtifactError, PlatformArtifacts, PolicyStore, ReleaseCheckError, ReleaseRegistry, RolloutStore,
+    StoreError, TenantStore, WriteGuard,
 };
 use crate::record::{Actor, Cause, Origin, Phase, TenantRecord, Transition};
 
@@ -90,10 +90,14 @@ pub enum CommandError {
         known: Vec<String>,
     },
     /// The release named for a new tenant or an upgrade has no image the tenant's
-    /// region can pull (or the registry could not be asked); the message says which
-    /// and what to do.
+    /// region can pull; the message says what is missing and what to do.
     #[error("{0}")]
     UnknownRelease(String),
+    /// The artifact registry could not be asked whether the release is published
+    /// (throttled, unreachable); nothing was changed, and the same command may
+    /// succeed later.
+    #[error("{0}")]
+    ReleaseCheck(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -177,9 +181,10 @@ impl TenantCommands {
 
     async fn check_release(&self, release: &ReleaseVersion, region: &Region) -> Result<(), CommandError> {
         match &self.registry {
-            Some(registry) => {
-                (registry.check_published(release, region).await).map_err(CommandError::UnknownRelease)
-            }
+            Some(registry) => (registry.check_published(release, region).await).map_err(|e| match e {
+                ReleaseCheckError::Unpublished(m) => CommandError::UnknownRelease(m),
+                ReleaseCheckError::Unavailable(m) => CommandError::ReleaseCheck(m),
+            }),
             None => Ok(()),
         }
     }

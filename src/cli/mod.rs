@@ -268,7 +268,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 | tenant_orchestrator::app::RolloutError::Held { .. } => EXIT_CONFLICT,
                 tenant_orchestrator::app::RolloutError::UnknownRelease(_)
                 | tenant_orchestrator::app::RolloutError::UnknownPlatform(_) => EXIT_INVALID_INPUT,
-                tenant_orchestrator::app::RolloutError::PlatformCheck(_) => EXIT_FAILURE,
+                tenant_orchestrator::app::RolloutError::PlatformCheck(_)
+                | tenant_orchestrator::app::RolloutError::ReleaseCheck(_) => EXIT_FAILURE,
                 tenant_orchestrator::app::RolloutError::ReplacementRefused(_) => EXIT_CONFLICT,
                 tenant_orchestrator::app::RolloutError::Preview(_) => EXIT_FAILURE,
                 tenant_orchestrator::app::RolloutError::NoPreview => EXIT_INVALID_INPUT,
@@ -312,7 +313,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 | CommandError::UnknownPlatform { .. }
                 | CommandError::PlatformUnavailable { .. }
                 | CommandError::Frozen { .. } => EXIT_CONFLICT,
-                CommandError::PlatformCheck { .. } => EXIT_FAILURE,
+                CommandError::PlatformCheck { .. } | CommandError::ReleaseCheck(_) => EXIT_FAILURE,
                 CommandError::Store(StoreError::NotFound { .. }) => EXIT_NOT_FOUND,
                 CommandError::Store(StoreError::Conflict { .. } | StoreError::HostnameTaken { .. }) => {
                     EXIT_CONFLICT

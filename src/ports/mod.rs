@@ -35,7 +35,7 @@ pub use outbox::OutboxStore;
 pub use platform::{ArtifactError, ChartArchive, PlatformArtifacts, PlatformBundle, Published};
 pub use policy::{PolicyChange, PolicyEdit, PolicyStore};
 pub use preview::{ChangePreview, StackPreview};
-pub use probes::{ReleaseRegistry, TenantHealth, TenantProbe};
+pub use probes::{ReleaseCheckError, ReleaseRegistry, TenantHealth, TenantProbe};
 pub use promotions::{PromotionDriver, PromotionStore};
 pub use rate_limits::{Acquired, BucketKey, BucketShape, RateLimiter};
 pub use reports::{

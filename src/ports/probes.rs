@@ -11,9 +11,28 @@ use crate::record::AlarmSeen;
 /// not published for every region it visits.
 #[async_trait]
 pub trait ReleaseRegistry: Send + Sync {
-    /// `Err` with what is missing and what to do when `release` has no image for
-    /// `region`, or when the registry could not be asked.
-    async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String>;
+    /// `Err` when `release` has no image for `region`, or when the registry could not
+    /// be asked; the error says which, and what to do.
+    async fn check_published(
+        &self,
+        release: &ReleaseVersion,
+        region: &Region,
+    ) -> Result<(), ReleaseCheckError>;
+}
+
+/// Why a release could not be confirmed as published. Callers refuse the first as bad
+/// input and answer the second as a dependency that is down: a throttled or
+/// unreachable registry says nothing about the release.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseCheckError {
+    /// The registry answered that there is no image for the release in the region's
+    /// repository (or no repository); the message says what to publish.
+    #[error("{0}")]
+    Unpublished(String),
+    /// The registry could not be asked (throttled, unreachable, failing); the same
+    /// request may succeed later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// What one probe found of a tenant, with the alarms it read as evidence (empty

@@ -12,7 +12,7 @@ use tracing::{info, instrument};
 
 use crate::domain::{declared_schema, Region, ReleaseVersion, SchemaVersion};
 use crate::machine::TenantState;
-use crate::ports::ReleaseRegistry;
+use crate::ports::{ReleaseCheckError, ReleaseRegistry};
 use crate::record::TenantFacts;
 use crate::step::{Step, StepContext, StepOutcome};
 
@@ -126,8 +126,14 @@ impl CheckArtifact {
 
     /// `Err` with what is missing when `release` has no image in the registry that
     /// serves `region`: checked before a rollout starts, so an unknown release is
-    /// refused up front rather than failing every canary.
-    pub async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String> {
+    /// refused up front rather than failing every canary. Trouble that passes
+    /// (throttling, an unreachable or failing registry) is
+    /// [`ReleaseCheckError::Unavailable`], not a verdict on the release.
+    pub async fn check_published(
+        &self,
+        release: &ReleaseVersion,
+        region: &Region,
+    ) -> Result<(), ReleaseCheckError> {
         let registry = self
             .config
             .registry_region
@@ -140,12 +146,18 @@ impl CheckArtifact {
         };
         match self.digest_of(ecr, &release.image_tag()).await {
             Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(reason(self.unpublished(
+            Ok(None) => Err(ReleaseCheckError::Unpublished(reason(self.unpublished(
                 release,
                 &registry,
                 "no image has that tag",
+            )))),
+            Err(StepOutcome::Failed {
+                retryable: true,
+                reason,
+            }) => Err(ReleaseCheckError::Unavailable(format!(
+                "the artifact registry could not say whether release {release} is published: {reason}; try again"
             ))),
-            Err(outcome) => Err(reason(outcome)),
+            Err(outcome) => Err(ReleaseCheckError::Unpublished(reason(outcome))),
         }
     }
 
@@ -162,7 +174,11 @@ impl CheckArtifact {
 /// Rollouts ask the registry the deploys pull from.
 #[async_trait]
 impl ReleaseRegistry for CheckArtifact {
-    async fn check_published(&self, release: &ReleaseVersion, region: &Region) -> Result<(), String> {
+    async fn check_published(
+        &self,
+        release: &ReleaseVersion,
+        region: &Region,
+    ) -> Result<(), ReleaseCheckError> {
         CheckArtifact::check_published(self, release, region).await
     }
 }

@@ -2,7 +2,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::api_support::{spawn, spawn_with, tenant_body, Reply, ADMIN, DEPLOY, READ};
-use crate::common::RegistryDouble;
+use crate::common::{RegistryDouble, RegistryDownDouble};
 
 const NOT_ISSUED: &str = "next_token was not issued for this query; start from the first page";
 
@@ -260,6 +260,33 @@ async fn a_release_with_no_image_is_refused_for_a_new_tenant_and_an_upgrade() {
         !history.body.to_string().contains("9.9.9"),
         "nothing of the refused upgrade is in the history: {}",
         history.body
+    );
+}
+
+#[tokio::test]
+async fn a_registry_that_cannot_be_asked_is_a_503_not_a_verdict_on_the_release() {
+    let api = spawn_with(|app| app.with_release_registry(std::sync::Arc::new(RegistryDownDouble))).await;
+    let body = tenant_body("acme", "eu-west-1", "default");
+    let refused = api
+        .call(Method::POST, "/v1/tenants", Some(DEPLOY), Some(body))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.body["error"]["code"], "unavailable");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("could not say whether release 1.0.0 is published")
+            && message.ends_with("try again"),
+        "{message}"
+    );
+    assert_eq!(
+        api.get("/v1/tenants/acme").await.status,
+        StatusCode::NOT_FOUND,
+        "nothing stored"
     );
 }
 

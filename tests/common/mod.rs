@@ -350,12 +350,29 @@ impl tenant_orchestrator::ports::ReleaseRegistry for RegistryDouble {
         &self,
         release: &ReleaseVersion,
         region: &tenant_orchestrator::domain::Region,
-    ) -> Result<(), String> {
+    ) -> Result<(), tenant_orchestrator::ports::ReleaseCheckError> {
         match release.to_string() == self.published {
             true => Ok(()),
-            false => Err(format!(
-                "release {release} has no image in {region}; publish it first"
+            false => Err(tenant_orchestrator::ports::ReleaseCheckError::Unpublished(
+                format!("release {release} has no image in {region}; publish it first"),
             )),
         }
+    }
+}
+
+/// A release registry double that cannot be asked, as when ECR throttles or is down.
+#[allow(dead_code)] // the API tests use it; the others do not
+pub struct RegistryDownDouble;
+
+#[async_trait]
+impl tenant_orchestrator::ports::ReleaseRegistry for RegistryDownDouble {
+    async fn check_published(
+        &self,
+        release: &ReleaseVersion,
+        _region: &tenant_orchestrator::domain::Region,
+    ) -> Result<(), tenant_orchestrator::ports::ReleaseCheckError> {
+        Err(tenant_orchestrator::ports::ReleaseCheckError::Unavailable(
+            format!("the artifact registry could not say whether release {release} is published: ThrottlingException: Rate exceeded; try again"),
+        ))
     }
 }

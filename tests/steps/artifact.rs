@@ -1,5 +1,6 @@
 //! CheckArtifact against moto's ECR.
 
+use tenant_orchestrator::ports::ReleaseCheckError;
 use tenant_orchestrator::record::TenantFacts;
 use tenant_orchestrator::step::StepOutcome;
 use tenant_orchestrator::steps::artifact::{ArtifactConfig, CheckArtifact};
@@ -175,6 +176,19 @@ async fn an_unreachable_registry_is_retried() {
         }
         other => panic!("expected a retryable failure, got {other:?}"),
     }
+    // Asked before a rollout or a tenant command, the same trouble is not a verdict
+    // on the release: callers answer it as a dependency that is down.
+    let region = tenant_orchestrator::domain::Region::parse(REGION).unwrap();
+    match step.check_published(&release("1.0.0"), &region).await {
+        Err(ReleaseCheckError::Unavailable(message)) => {
+            assert!(
+                message.contains("could not say whether release 1.0.0 is published")
+                    && message.ends_with("try again"),
+                "{message}"
+            );
+        }
+        other => panic!("expected the registry to be unavailable, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -190,6 +204,10 @@ async fn a_rollout_start_checks_the_release_is_published_in_each_region() {
         .check_published(&release("9.9.9"), &region)
         .await
         .unwrap_err();
+    let missing = match missing {
+        ReleaseCheckError::Unpublished(missing) => missing,
+        other => panic!("an absent image is a verdict on the release: {other:?}"),
+    };
     assert!(
         missing.contains("9.9.9") && missing.contains("push the image"),
         "{missing}"
@@ -199,5 +217,8 @@ async fn a_rollout_start_checks_the_release_is_published_in_each_region() {
         .check_published(&release("1.0.0"), &elsewhere)
         .await
         .unwrap_err();
-    assert!(no_repository.contains(&repo), "{no_repository}");
+    assert!(
+        matches!(&no_repository, ReleaseCheckError::Unpublished(m) if m.contains(&repo)),
+        "{no_repository:?}"
+    );
 }
