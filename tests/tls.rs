@@ -1,7 +1,7 @@
 //! `tenantctl serve` over HTTPS: certificates made here by a CA made here, a client
 //! that trusts only that CA, a certificate replaced under the running server, plain
 //! HTTP refused in HTTPS-only mode while the health port answers, a client stalled in
-//! its headers or its body let go, and the start-up errors for a certificate or key
+//! its headers or its body let go, a port at its connection limit, and the start-up errors for a certificate or key
 //! that cannot be used.
 
 use std::net::{SocketAddr, TcpListener};
@@ -399,6 +399,52 @@ async fn a_client_that_never_finishes_its_headers_or_its_body_is_let_go() {
     assert!(
         answer.starts_with("HTTP/1.1 400") && answer.contains("did not arrive within 1s"),
         "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_port_holds_no_more_connections_than_its_limit_and_takes_the_next_when_one_closes() {
+    let ca = TestCa::new();
+    let files = Files::new(&ca.issue());
+    let (addr, health) = (free_addr(), free_addr());
+    let table = fresh_table().await;
+    let _serve = Serve::with_health_port(&table, &files, addr, health, &["--max-connections", "2"]).await;
+
+    // Two clients connect and send nothing: a handshake not yet begun holds a slot.
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.expect("a connection"));
+    }
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .expect("a client");
+    let waiting = quick.get(format!("http://{addr}/healthz")).send().await;
+    assert!(
+        waiting.as_ref().is_err_and(|e| e.is_timeout()),
+        "a third connection was served while the limit of 2 were open: {waiting:?}"
+    );
+    // The health port keeps its own limit, so probes still get through.
+    let probe = reqwest::get(format!("http://{health}/readyz"))
+        .await
+        .expect("the health port answers");
+    assert_eq!(probe.status(), 200);
+
+    // One closes: the port accepts again.
+    drop(idle.pop());
+    let served = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client")
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .expect("served once a connection closed");
+    assert_eq!(served.status(), 200);
+    let log = files.log();
+    assert!(
+        log.contains("every connection this port may hold is open; new ones wait"),
+        "the limit was not logged:\n{log}"
     );
 }
 

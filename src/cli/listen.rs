@@ -9,12 +9,18 @@
 //! next request's headers are not all in by then is closed (which also closes a
 //! keep-alive connection idle that long), and a body not all in that long after its
 //! headers fails the request, whose handler answers 400 and lets the connection go.
+//!
+//! Each port also holds at most `--max-connections` connections at once. Past that it
+//! stops accepting: new clients wait in the kernel's listen backlog until one closes
+//! (slow ones are closed by the read timeout), so a flood of connections cannot take
+//! the file descriptors the process's own calls to DynamoDB and AWS need.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use http_body::Frame;
@@ -22,7 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use tenant_orchestrator::api;
 
@@ -32,17 +38,13 @@ pub trait Transport {
     fn over_tls(&self) -> bool;
 }
 
-impl Transport for tokio::net::TcpStream {
-    fn over_tls(&self) -> bool {
-        false
-    }
-}
-
-/// Serves `app` on `listener` until `stop` turns true; then stops accepting, lets
-/// each connection finish the request it is on, and returns once all have closed
-/// (`serve` bounds that wait with `--drain-timeout`). Each request's headers must
-/// arrive within `read_timeout`, and then its body within as long again.
+/// Serves `app` on `listener` (the port called `port` in the log) until `stop` turns
+/// true; then stops accepting, lets each connection finish the request it is on, and
+/// returns once all have closed (`serve` bounds that wait with `--drain-timeout`).
+/// Each request's headers must arrive within `read_timeout`, and then its body within
+/// as long again.
 pub fn serve_until<L>(
+    port: &'static str,
     mut listener: L,
     app: axum::Router,
     mut stop: watch::Receiver<bool>,
@@ -54,7 +56,11 @@ where
 {
     let app = app.layer(axum::middleware::map_request(
         move |request: axum::extract::Request| async move {
-            request.map(|body| Body::new(BodyDeadline::new(body, read_timeout)))
+            // A request without a body (most of them) has nothing to wait for.
+            match http_body::Body::is_end_stream(request.body()) {
+                true => request,
+                false => request.map(|body| Body::new(BodyDeadline::new(body, read_timeout))),
+            }
         },
     ));
     let over_tls = app.clone().layer(axum::Extension(api::OverTls));
@@ -86,11 +92,154 @@ where
                 }
             });
         }
-        tracing::info!("draining in-flight requests");
+        tracing::info!(port, "draining in-flight requests");
         drop(listener);
         graceful.shutdown().await;
         Ok(())
     })
+}
+
+/// How often, at most, a port at its connection limit says so.
+const AT_LIMIT_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// A TCP listener that holds at most `max_connections` connections at once, counted
+/// from accept until the connection is dropped (a TLS handshake in progress counts).
+/// At the limit it stops accepting, so new clients wait in the kernel's backlog.
+/// Connections it accepts send without delay (`TCP_NODELAY`).
+pub struct LimitedListener {
+    port: &'static str,
+    tcp: tokio::net::TcpListener,
+    open: Arc<Semaphore>,
+    max_connections: usize,
+    warned_at: Option<Instant>,
+}
+
+impl LimitedListener {
+    pub fn new(port: &'static str, tcp: tokio::net::TcpListener, max_connections: usize) -> Self {
+        LimitedListener {
+            port,
+            tcp,
+            open: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
+            warned_at: None,
+        }
+    }
+
+    /// The next connection, once one of the limit's slots is free. Errors of accept
+    /// itself (out of file descriptors and the like) are returned; the caller waits
+    /// before trying again.
+    pub async fn accept(&mut self) -> io::Result<(Slotted, std::net::SocketAddr)> {
+        let slot = match self.open.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if self
+                    .warned_at
+                    .is_none_or(|at| at.elapsed() >= AT_LIMIT_WARNING_EVERY)
+                {
+                    self.warned_at = Some(Instant::now());
+                    tracing::warn!(
+                        port = self.port,
+                        max_connections = self.max_connections,
+                        "every connection this port may hold is open; new ones wait in the listen backlog \
+                         until one closes (raise --max-connections if the clients are legitimate)"
+                    );
+                }
+                (self.open.clone().acquire_owned().await).expect("the semaphore is never closed")
+            }
+        };
+        let (mut stream, peer) = self.tcp.accept().await?;
+        api::no_delay(&mut stream);
+        Ok((Slotted { stream, _slot: slot }, peer))
+    }
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = Slotted;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match LimitedListener::accept(self).await {
+                Ok(accepted) => return accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(port = self.port, error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// A connection that holds one of its [`LimitedListener`]'s slots until dropped.
+pub struct Slotted {
+    stream: tokio::net::TcpStream,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Slotted {
+    pub fn tcp(&self) -> &tokio::net::TcpStream {
+        &self.stream
+    }
+}
+
+impl Transport for Slotted {
+    fn over_tls(&self) -> bool {
+        false
+    }
+}
+
+impl tokio::io::AsyncRead for Slotted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Slotted {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// Parses `--max-connections`: a count above zero.
+pub fn max_connections(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("0 would accept no connection; use a count like 1024".into()),
+        Ok(count) if count > Semaphore::MAX_PERMITS => Err(format!(
+            "{count} is more than this server can count; use at most {}",
+            Semaphore::MAX_PERMITS
+        )),
+        Ok(count) => Ok(count),
+        Err(_) => Err(format!("{text:?} is not a count; use a whole number like 1024")),
+    }
 }
 
 /// A request body that fails once `limit` has passed since the request's headers
@@ -162,5 +311,15 @@ mod tests {
         assert_eq!(read_timeout("45s"), Ok(Duration::from_secs(45)));
         assert!(read_timeout("0s").unwrap_err().contains("30s"));
         assert!(read_timeout("soon").unwrap_err().contains("like 30s"));
+    }
+
+    #[test]
+    fn the_connection_limit_is_a_count_above_zero() {
+        assert_eq!(max_connections("1024"), Ok(1024));
+        assert!(max_connections("0").unwrap_err().contains("like 1024"));
+        assert!(max_connections("-3").unwrap_err().contains("not a count"));
+        assert!(max_connections(&u64::MAX.to_string())
+            .unwrap_err()
+            .contains("at most"));
     }
 }

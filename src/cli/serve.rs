@@ -17,7 +17,7 @@ use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
 use tenant_orchestrator::worker::Worker;
 
-use super::listen::{read_timeout, serve_until};
+use super::listen::{max_connections, read_timeout, serve_until, LimitedListener};
 use super::tls::{ReloadingCertificate, TlsListener};
 use super::worker::{
     drift_checker, load_steps_config, product_steps, shutdown_signal, wake_each_other, WorkerArgs,
@@ -53,6 +53,13 @@ pub struct ServeArgs {
     /// connections open. A kept-alive connection idle that long is closed too.
     #[arg(long, env = "TENANTCTL_REQUEST_READ_TIMEOUT", default_value = "30s", value_parser = read_timeout)]
     request_read_timeout: Duration,
+    /// How many connections the API port holds open at once (the health port holds as
+    /// many again, apart). Past it the port stops accepting until one closes: new
+    /// clients wait in the listen backlog, so a flood of connections cannot take the
+    /// file descriptors the server's own AWS calls need. Put a load balancer in front
+    /// for more clients than this.
+    #[arg(long, env = "TENANTCTL_MAX_CONNECTIONS", default_value = "1024", value_parser = max_connections)]
+    max_connections: usize,
     /// On shutdown, how long in-flight requests may take before the server stops anyway.
     #[arg(long, env = "TENANTCTL_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -255,7 +262,8 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         ),
         None => None,
     };
-    tracing::info!(listen = %listener.local_addr()?, tls = certificate.is_some(), https_only = args.https_only, table, tokens = ?tokens.names(), oidc_issuer = oidc.as_ref().map(|o| o.issuer()), workers = worker_config.is_some(), "serving");
+    tracing::info!(listen = %listener.local_addr()?, tls = certificate.is_some(), https_only = args.https_only, max_connections = args.max_connections, table, tokens = ?tokens.names(), oidc_issuer = oidc.as_ref().map(|o| o.issuer()), workers = worker_config.is_some(), "serving");
+    let listener = LimitedListener::new("api", listener, args.max_connections);
 
     let signal = shutdown_signal();
     // The workers get their own stop signal, sent once the server has drained.
@@ -329,8 +337,9 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     }
     if let Some(health) = health_listener {
         tracing::info!(listen = %health.local_addr()?, "serving /healthz and /readyz in plain HTTP");
-        let health = axum::serve::ListenerExt::tap_io(health, api::no_delay);
+        let health = LimitedListener::new("health", health, args.max_connections);
         let served = serve_until(
+            "health",
             health,
             api::health_router(state.clone()),
             signal.clone(),
@@ -345,17 +354,13 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
     let app = api::router(state);
     let server = match certificate {
         Some(certificate) => serve_until(
+            "api",
             TlsListener::new(listener, certificate, args.https_only)?,
             app,
             signal.clone(),
             args.request_read_timeout,
         ),
-        None => serve_until(
-            axum::serve::ListenerExt::tap_io(listener, api::no_delay),
-            app,
-            signal.clone(),
-            args.request_read_timeout,
-        ),
+        None => serve_until("api", listener, app, signal.clone(), args.request_read_timeout),
     };
     let mut deadline = signal;
     let served = tokio::select! {

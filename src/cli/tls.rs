@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use super::listen::{LimitedListener, Slotted};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::rustls::crypto::{ring, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -210,8 +210,8 @@ fn load_pair(
 
 /// A connection `serve` accepted: HTTPS, or plain HTTP where that is allowed.
 pub enum Connection {
-    Tls(Box<TlsStream<TcpStream>>),
-    Plain(TcpStream),
+    Tls(Box<TlsStream<Slotted>>),
+    Plain(Slotted),
 }
 
 impl AsyncRead for Connection {
@@ -259,18 +259,19 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Accepts on `tcp`; plain HTTP is served too unless `https_only`.
+    /// Accepts on `tcp` (a handshake in progress holds one of its slots); plain HTTP is
+    /// served too unless `https_only`.
     pub fn new(
-        tcp: TcpListener,
+        mut tcp: LimitedListener,
         certificate: Arc<ReloadingCertificate>,
         https_only: bool,
     ) -> io::Result<Self> {
-        let local = tcp.local_addr()?;
+        let local = axum::serve::Listener::local_addr(&tcp)?;
         let acceptor = TlsAcceptor::from(Arc::new(certificate.server_config()));
         let (tx, ready) = mpsc::channel(ACCEPT_QUEUE);
         tokio::spawn(async move {
             loop {
-                let (mut stream, peer) = match tcp.accept().await {
+                let (stream, peer) = match tcp.accept().await {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: wait rather than spin.
@@ -279,7 +280,6 @@ impl TlsListener {
                         continue;
                     }
                 };
-                tenant_orchestrator::api::no_delay(&mut stream);
                 let (acceptor, ready) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     let handshake =
@@ -308,9 +308,9 @@ impl TlsListener {
 /// The first byte of a TLS record carrying a handshake.
 const TLS_HANDSHAKE: u8 = 0x16;
 
-async fn open(stream: TcpStream, acceptor: TlsAcceptor, https_only: bool) -> io::Result<Option<Connection>> {
+async fn open(stream: Slotted, acceptor: TlsAcceptor, https_only: bool) -> io::Result<Option<Connection>> {
     let mut first = [0u8; 1];
-    if stream.peek(&mut first).await? == 0 {
+    if stream.tcp().peek(&mut first).await? == 0 {
         return Ok(None);
     }
     if first[0] == TLS_HANDSHAKE {
