@@ -711,3 +711,30 @@ async fn the_fleet_summary_counts_platforms_and_an_item_written_before_they_were
         [("bravo".to_owned(), None), ("charlie".to_owned(), None)]
     );
 }
+
+#[tokio::test]
+async fn a_policy_update_says_whether_it_changed_anything_and_records_only_changes() {
+    use tenant_orchestrator::domain::{Environment, Region};
+    use tenant_orchestrator::ports::PolicyStore;
+    let store = fresh_store().await;
+    let (env, region) = (
+        Environment::parse("prod").unwrap(),
+        Region::parse("eu-west-1").unwrap(),
+    );
+    let set = |p: &mut tenant_orchestrator::domain::VersionPolicy| {
+        p.set_default(env.clone(), region.clone(), release("1.2.0"));
+    };
+    let first = store
+        .update_policy("test", "default prod/eu-west-1", &set)
+        .await
+        .unwrap();
+    assert!(first.changed);
+    assert_eq!(first.changes.len(), 1);
+    let again = store
+        .update_policy("test", "default prod/eu-west-1", &set)
+        .await
+        .unwrap();
+    assert!(!again.changed, "setting what is there changes nothing");
+    assert_eq!(again.changes, first.changes, "and records nothing");
+    assert_eq!(again.policy, first.policy);
+}

@@ -75,12 +75,15 @@ async fn change(
     what: String,
     apply: impl Fn(&mut VersionPolicy) + Send + Sync,
 ) -> Result<Json<PolicyView>, ApiError> {
-    let (policy, changes) = state
+    let update = state
         .store()
         .update_policy(&caller.actor().0, &what, &apply)
         .await?;
-    tracing::info!(caller = %caller.name, change = %what, "policy changed");
-    Ok(Json(PolicyView::of(&policy, changes)?))
+    match update.changed {
+        true => tracing::info!(caller = %caller.name, change = %what, "policy changed"),
+        false => tracing::info!(caller = %caller.name, change = %what, "policy already so; nothing changed"),
+    }
+    Ok(Json(PolicyView::of(&update.policy, update.changes)?))
 }
 
 impl SetVersions {

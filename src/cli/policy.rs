@@ -223,7 +223,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
                     }
                 })
                 .await?
-                .0
+                .policy
         }
         PolicyCommand::UnsetDefault {
             environment,
@@ -246,7 +246,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
                     }
                 })
                 .await?
-                .0
+                .policy
         }
         PolicyCommand::SetGroup {
             environment,
@@ -267,7 +267,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
                     }
                 })
                 .await?
-                .0
+                .policy
         }
         PolicyCommand::UnsetGroup {
             environment,
@@ -290,7 +290,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
                     }
                 })
                 .await?
-                .0
+                .policy
         }
     };
     println!("{}", serde_json::to_string_pretty(&policy)?);

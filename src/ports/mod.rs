@@ -33,7 +33,7 @@ pub use freezes::FreezeStore;
 pub use intake::{Claim, IntakeStore, ScheduledDeprovision};
 pub use outbox::OutboxStore;
 pub use platform::{ArtifactError, ChartArchive, PlatformArtifacts, PlatformBundle, Published};
-pub use policy::{PolicyChange, PolicyEdit, PolicyStore};
+pub use policy::{PolicyChange, PolicyEdit, PolicyStore, PolicyUpdate};
 pub use preview::{ChangePreview, StackPreview};
 pub use probes::{ReleaseCheckError, ReleaseRegistry, TenantHealth, TenantProbe};
 pub use promotions::{PromotionDriver, PromotionStore};

@@ -30,5 +30,16 @@ pub trait PolicyStore: Send + Sync {
         actor: &str,
         what: &str,
         change: PolicyEdit<'_>,
-    ) -> Result<(VersionPolicy, Vec<PolicyChange>), StoreError>;
+    ) -> Result<PolicyUpdate, StoreError>;
+}
+
+/// What [`PolicyStore::update_policy`] left stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyUpdate {
+    pub policy: VersionPolicy,
+    /// The latest changes, oldest first.
+    pub changes: Vec<PolicyChange>,
+    /// Whether this update changed the policy (and so was recorded); `false` when it
+    /// set what was there or removed what was not.
+    pub changed: bool,
 }

@@ -6,7 +6,7 @@ use super::item::{get_n, get_s, s};
 use super::meta::CONFLICT_RETRIES;
 use super::DynamoStore;
 use crate::domain::VersionPolicy;
-use crate::ports::{PolicyChange, PolicyEdit, PolicyStore};
+use crate::ports::{PolicyChange, PolicyEdit, PolicyStore, PolicyUpdate};
 use crate::store::{keys, StoreError};
 
 const POLICY_SK: &str = "POLICY";
@@ -34,7 +34,7 @@ impl PolicyStore for DynamoStore {
         actor: &str,
         what: &str,
         change: PolicyEdit<'_>,
-    ) -> Result<(VersionPolicy, Vec<PolicyChange>), StoreError> {
+    ) -> Result<PolicyUpdate, StoreError> {
         let mut attempt = 0;
         loop {
             let (mut policy, version, mut changes) = self.load_policy_item().await?;
@@ -43,7 +43,11 @@ impl PolicyStore for DynamoStore {
             if policy == before {
                 // Nothing to record: removing an entry that is not there, setting one
                 // to what it is.
-                return Ok((policy, changes));
+                return Ok(PolicyUpdate {
+                    policy,
+                    changes,
+                    changed: false,
+                });
             }
             changes.push(PolicyChange {
                 at: chrono::Utc::now(),
@@ -64,7 +68,13 @@ impl PolicyStore for DynamoStore {
                 .put_meta_item(POLICY_SK, attributes, version, "saving the version policy")
                 .await;
             match saved {
-                Ok(()) => return Ok((policy, changes)),
+                Ok(()) => {
+                    return Ok(PolicyUpdate {
+                        policy,
+                        changes,
+                        changed: true,
+                    })
+                }
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
                 Err(e) => return Err(e),
             }
