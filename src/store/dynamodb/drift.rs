@@ -14,9 +14,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
 use super::errors::classify;
-use super::item::{
-    corrupt_by, get_n, get_s, item_key, json, millis, plain_key, s, time_from_millis, to_json, Item,
-};
+use super::item::{corrupt_by, get_n, get_s, item_key, json, millis, s, time_from_millis, to_json, Item};
 use super::outbox::outbox_put;
 use super::page_token::PageScope;
 use super::DynamoStore;
@@ -221,7 +219,7 @@ impl DriftStore for DynamoStore {
             .key_condition_expression("list_pk = :pk AND begins_with(list_sk, :drifted)")
             .expression_attribute_values(":pk", s(LIST_PK))
             .expression_attribute_values(":drifted", s(DRIFTED))
-            .limit(limit.clamp(1, 1000) as i32);
+            .limit(limit.clamp(1, 1000) as i32 + 1);
         if let Some(token) = next_token {
             let key: HashMap<String, String> =
                 self.open_page("listing drifted tenants", &scope, token).await?;
@@ -231,9 +229,15 @@ impl DriftStore for DynamoStore {
             .send()
             .await
             .map_err(|e| classify("listing drifted tenants", self.table(), e))?;
-        let items = out.items().iter().map(summary_of).collect::<Result<_, _>>()?;
-        let next_token = match out.last_evaluated_key() {
-            Some(key) => Some(self.seal_page(&scope, &plain_key(key)).await?),
+        let (page, next) = super::item::page_of(
+            out.items(),
+            out.last_evaluated_key(),
+            limit.clamp(1, 1000) as usize,
+            &super::item::LISTING_KEY,
+        );
+        let items = page.iter().map(summary_of).collect::<Result<_, _>>()?;
+        let next_token = match next {
+            Some(key) => Some(self.seal_page(&scope, &key).await?),
             None => None,
         };
         Ok(Page { items, next_token })

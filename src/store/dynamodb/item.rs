@@ -39,6 +39,36 @@ pub fn plain_key(key: &Item) -> HashMap<String, String> {
         .collect()
 }
 
+/// Key attributes of an item in the `by-region` index: the table's and the index's.
+pub const LISTING_KEY: [&str; 4] = ["pk", "sk", "list_pk", "list_sk"];
+/// Key attributes of an item in the table.
+pub const TABLE_KEY: [&str; 2] = ["pk", "sk"];
+
+/// One page of a query read with `Limit` one above `limit` (`items` as it answered,
+/// `last_evaluated` its `LastEvaluatedKey`): the page's items, and the key the next
+/// page starts after, or `None` when the query has no more. Reading one more than
+/// the page is how a page that ends the listing exactly says so: DynamoDB answers a
+/// `LastEvaluatedKey` whenever it stops at `Limit`, more or not, which would hand the
+/// client a token to an empty page. `key_attributes` are the query's key attributes.
+pub fn page_of<'a>(
+    items: &'a [Item],
+    last_evaluated: Option<&Item>,
+    limit: usize,
+    key_attributes: &[&str],
+) -> (&'a [Item], Option<HashMap<String, String>>) {
+    if items.len() > limit {
+        let page = &items[..limit];
+        let last = page.last().map(|item| {
+            (key_attributes.iter())
+                .filter_map(|k| Some(((*k).to_owned(), item.get(*k)?.as_s().ok()?.clone())))
+                .collect()
+        });
+        return (page, last);
+    }
+    // Fewer than asked with a key: the read stopped at its 1 MB cap; go on from there.
+    (items, last_evaluated.map(plain_key))
+}
+
 /// The key a page token kept with [`plain_key`].
 pub fn item_key(plain: HashMap<String, String>) -> Item {
     plain.into_iter().map(|(k, v)| (k, s(v))).collect()
@@ -214,4 +244,31 @@ pub fn event_item(pk: &str, event: &HistoryEvent) -> Item {
 
 pub fn decode_event(item: &Item) -> Result<HistoryEvent, StoreError> {
     json(item, "event")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> Item {
+        let mut item = key(format!("TENANT#{id}"), "TENANT");
+        item.insert("state".into(), s("{}"));
+        item
+    }
+
+    #[test]
+    fn a_page_has_a_next_key_only_when_more_was_read_or_the_read_was_cut() {
+        let read: Vec<Item> = ["a", "b", "c"].into_iter().map(entry).collect();
+        // One more than the page: the next page starts after the page's last item.
+        let (page, next) = page_of(&read, Some(&key("TENANT#c", "TENANT")), 2, &TABLE_KEY);
+        assert_eq!(page.len(), 2);
+        let next = next.expect("there is more");
+        assert_eq!(next.len(), 2, "only key attributes: {next:?}");
+        assert_eq!(next["pk"], "TENANT#b");
+        // No more than the page, and no key: the listing ends here.
+        assert_eq!(page_of(&read, None, 3, &TABLE_KEY).1, None);
+        // Fewer than the page with a key: the read stopped at 1 MB; go on from its key.
+        let (page, next) = page_of(&read[..1], Some(&key("TENANT#a", "TENANT")), 3, &TABLE_KEY);
+        assert_eq!((page.len(), next.unwrap()["pk"].as_str()), (1, "TENANT#a"));
+    }
 }

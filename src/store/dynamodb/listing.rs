@@ -101,7 +101,9 @@ impl DynamoStore {
         resume: Option<ListToken>,
         limit: usize,
     ) -> Result<(Vec<TenantSummary>, Option<ListToken>), StoreError> {
-        let mut items = Vec::new();
+        // One tenant more than the page is read, so a page that ends the listing
+        // exactly says so instead of handing out a token to an empty page.
+        let mut items: Vec<(TenantSummary, HashMap<String, String>)> = Vec::new();
         let (mut start_region, mut start_key) = match resume {
             Some(t) => (Some(t.region), Some(t.key)),
             None => (None, None),
@@ -115,24 +117,29 @@ impl DynamoStore {
             }
             start_region = None;
             loop {
-                let (found, last_key) = self
-                    .list_region_page(&region, state, filter, start_key.take(), limit - items.len())
+                let wanted = limit + 1 - items.len();
+                let (found, next_key) = self
+                    .list_region_page(&region, state, filter, start_key.take(), wanted)
                     .await?;
                 items.extend(found);
-                if items.len() >= limit {
-                    return Ok((items, Some(ListToken::after(&region, last_key))));
+                if items.len() > limit {
+                    items.truncate(limit);
+                    let token =
+                        (items.last()).map(|(last, key)| ListToken::after(&last.region, Some(key.clone())));
+                    return Ok((items.into_iter().map(|(t, _)| t).collect(), token));
                 }
-                match last_key {
+                match next_key {
                     Some(key) => start_key = Some(key),
                     None => break,
                 }
             }
         }
-        Ok((items, None))
+        Ok((items.into_iter().map(|(t, _)| t).collect(), None))
     }
 
     /// Up to `limit` tenants of one region from `start` on (in `state` only, if
-    /// given), and the key to go on from if the region has more.
+    /// given), each with its index key, and the key to go on from if the region has
+    /// more.
     async fn list_region_page(
         &self,
         region: &Region,
@@ -140,7 +147,13 @@ impl DynamoStore {
         filter: Option<&FilterExpr>,
         start: Option<HashMap<String, String>>,
         limit: usize,
-    ) -> Result<(Vec<TenantSummary>, Option<HashMap<String, String>>), StoreError> {
+    ) -> Result<
+        (
+            Vec<(TenantSummary, HashMap<String, String>)>,
+            Option<HashMap<String, String>>,
+        ),
+        StoreError,
+    > {
         let mut q = self
             .client()
             .query()
@@ -171,7 +184,15 @@ impl DynamoStore {
             .map(|item| summary(item, region))
             .collect::<Result<Vec<_>, _>>()?;
         self.follow_steps(&mut items).await?;
-        Ok((items, out.last_evaluated_key().map(plain_key)))
+        let keys = out.items().iter().map(|item| {
+            (["pk", "sk", "list_pk", "list_sk"].into_iter())
+                .filter_map(|k| Some((k.to_owned(), item.get(k)?.as_s().ok()?.clone())))
+                .collect()
+        });
+        Ok((
+            items.into_iter().zip(keys).collect(),
+            out.last_evaluated_key().map(plain_key),
+        ))
     }
 
     /// The listing entry of a tenant in the middle of steps keeps the label and time

@@ -821,16 +821,18 @@ impl TenantStore for DynamoStore {
             .expression_attribute_values(":from", s(keys::event_sk(after_seq + 1)))
             .expression_attribute_values(":to", s(keys::event_sk(999_999_999_999)))
             .consistent_read(true)
-            .limit(limit.clamp(1, 1000) as i32)
+            .limit(limit.clamp(1, 1000) as i32 + 1)
             .send()
             .await
             .map_err(|e| classify("reading history", &self.table, e))?;
-        let items = out
-            .items()
-            .iter()
-            .map(decode_event)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next_token = match (out.last_evaluated_key(), items.last()) {
+        let (found, next) = item::page_of(
+            out.items(),
+            out.last_evaluated_key(),
+            limit.clamp(1, 1000) as usize,
+            &item::TABLE_KEY,
+        );
+        let items = found.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?;
+        let next_token = match (next, items.last()) {
             (Some(_), Some(last)) => Some(last.seq.to_string()),
             _ => None,
         };

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use super::errors::{classify, conflict_as, transaction_conflict_as};
 use super::item;
 use super::item::{
-    corrupt, corrupt_by, get_n, get_s, item_key, json, millis, n, opt_n, opt_s, plain_key, s,
-    time_from_millis, to_json, Item,
+    corrupt, corrupt_by, get_n, get_s, item_key, json, millis, n, opt_n, opt_s, s, time_from_millis, to_json,
+    Item,
 };
 use super::outbox::outbox_put;
 use super::page_token::PageScope;
@@ -143,7 +143,8 @@ impl DynamoStore {
     ) -> Result<Page<T>, StoreError> {
         let context = format!("listing {listing} of rollout {id}");
         let scope = PageScope::new(listing).with(Some(id.as_str())).with(Some(prefix));
-        let mut query = (self.rollout_items(id, prefix)).limit(page.limit.clamp(1, 1000) as i32);
+        let limit = page.limit.clamp(1, 1000) as usize;
+        let mut query = (self.rollout_items(id, prefix)).limit(limit as i32 + 1);
         if let Some(token) = page.next_token {
             let key: HashMap<String, String> = self.open_page(&context, &scope, &token).await?;
             query = query.set_exclusive_start_key(Some(item_key(key)));
@@ -151,9 +152,15 @@ impl DynamoStore {
         let out = (query.send())
             .await
             .map_err(|e| classify(&context, self.table(), e))?;
-        let items = out.items().iter().map(decode).collect::<Result<_, _>>()?;
-        let next_token = match out.last_evaluated_key() {
-            Some(key) => Some(self.seal_page(&scope, &plain_key(key)).await?),
+        let (found, next) = super::item::page_of(
+            out.items(),
+            out.last_evaluated_key(),
+            limit,
+            &super::item::TABLE_KEY,
+        );
+        let items = found.iter().map(decode).collect::<Result<_, _>>()?;
+        let next_token = match next {
+            Some(key) => Some(self.seal_page(&scope, &key).await?),
             None => None,
         };
         Ok(Page { items, next_token })
@@ -488,7 +495,7 @@ impl RolloutStore for DynamoStore {
             .table_name(self.table())
             .index_name("by-region")
             .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32)
+            .limit(limit.clamp(1, 1000) as i32 + 1)
             .expression_attribute_values(":pk", s(keys::ROLLOUTS_LIST_PK));
         query = if running_only {
             query
@@ -506,8 +513,14 @@ impl RolloutStore for DynamoStore {
             .send()
             .await
             .map_err(|e| classify("listing rollouts", self.table(), e))?;
+        let (found, next) = super::item::page_of(
+            out.items(),
+            out.last_evaluated_key(),
+            limit.clamp(1, 1000) as usize,
+            &super::item::LISTING_KEY,
+        );
         let mut items = Vec::new();
-        for item in out.items() {
+        for item in found {
             let list_sk = get_s(item, "list_sk")?;
             let mut parts = list_sk.splitn(3, '#');
             let (_, created, id) = (parts.next(), parts.next(), parts.next());
@@ -531,8 +544,8 @@ impl RolloutStore for DynamoStore {
                 updated_at: time_from_millis("updated_at", get_n(item, "updated_at")?)?,
             });
         }
-        let next_token = match out.last_evaluated_key() {
-            Some(key) => Some(self.seal_page(&scope, &plain_key(key)).await?),
+        let next_token = match next {
+            Some(key) => Some(self.seal_page(&scope, &key).await?),
             None => None,
         };
         Ok(Page { items, next_token })
