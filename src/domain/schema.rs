@@ -315,6 +315,36 @@ mod tests {
     }
 
     #[test]
+    fn maintenance_windows_are_echoed_in_a_form_their_schema_takes() {
+        let schema = serde_json::to_value(MaintenanceWindows::text_schema()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        for given in [
+            "1m",
+            "90s",
+            "90m",
+            "1h 30m",
+            "36h",
+            "1d12h",
+            "2 days",
+            "6d 23h 59m 59s",
+            "168h",
+            "7d",
+        ] {
+            let windows: MaintenanceWindows = format!("Europe/Berlin Sun 02:00 {given}").parse().unwrap();
+            let echoed = windows.to_string();
+            assert!(
+                validator.is_valid(&Value::from(echoed.as_str())),
+                "{given:?} echoed as {echoed:?}"
+            );
+            assert_eq!(
+                echoed.parse::<MaintenanceWindows>().unwrap(),
+                windows,
+                "{echoed:?}"
+            );
+        }
+    }
+
+    #[test]
     fn maintenance_windows() {
         agree(
             "maintenance windows",
@@ -329,6 +359,12 @@ mod tests {
                 "UTC Tue 01:00 1h30m",
                 "UTC Tue 01:00 1h 30m",
                 "UTC Tue 01:00 9999m",
+                "UTC Tue 01:00 1d12h",
+                "UTC Tue 01:00 1m30s",
+                "UTC Tue 01:00 6d23h59m59s",
+                "UTC Tue 01:00 2d30m",
+                "UTC Tue 01:00 7d1s",
+                "UTC Tue 01:00 30s",
                 "Mars/Olympus Sun 02:00 4h",
                 "Europe/Berlin",
                 "Europe/Berlin Sun 24:00 4h",

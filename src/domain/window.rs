@@ -124,8 +124,30 @@ impl From<Window> for WindowFields {
         WindowFields {
             day: w.day.to_string(),
             start: w.start.format("%H:%M").to_string(),
-            duration: format_duration(w.duration),
+            duration: compact_duration(w.duration),
         }
+    }
+}
+
+/// A window's length as the API and the CLI echo it: whole days, hours, minutes and
+/// seconds, largest first, none zero and none spaced (`4h`, `1h30m`, `1d12h`,
+/// `1m30s`), which is a form the published pattern ([`MaintenanceWindows::text_schema`])
+/// accepts, so what a client reads back it can send again.
+fn compact_duration(d: Duration) -> String {
+    let total = d.as_secs();
+    let parts = [
+        (total / 86_400, "d"),
+        (total / 3_600 % 24, "h"),
+        (total / 60 % 60, "m"),
+        (total % 60, "s"),
+    ];
+    let text: String = (parts.iter())
+        .filter(|(amount, _)| *amount > 0)
+        .map(|(amount, unit)| format!("{amount}{unit}"))
+        .collect();
+    match text.is_empty() {
+        true => format_duration(d),
+        false => text,
     }
 }
 
@@ -198,8 +220,9 @@ impl MaintenanceWindows {
 
     /// The text form (`Europe/Berlin Sun 02:00 4h, Wed 22:00 2h`) as a JSON Schema: an
     /// IANA zone, then windows separated by commas. The pattern spells durations as one
-    /// amount (`90m`, `4h`, `7d`) or hours and minutes (`1h30m`), each within 1m-7d; the
-    /// parser also takes other spellings humantime knows (`2 hours`).
+    /// amount (`90m`, `4h`, `7d`), hours and minutes (`1h 30m`), or the compact form
+    /// windows are echoed in (`1d12h`, `1m30s`), each within 1m-7d; the parser also
+    /// takes other spellings humantime knows (`2 hours`).
     pub fn text_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use super::schema::{any_case, escape, string};
         let zones: Vec<String> = chrono_tz::TZ_VARIANTS
@@ -211,7 +234,17 @@ impl MaintenanceWindows {
             .map(|d| format!("{}({})?", any_case(d), any_case(day_suffix(d))))
             .collect();
         let start = "([01]?[0-9]|2[0-3]):[0-5][0-9]";
-        let duration = "([1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|1[0-5][0-9]|16[0-8])h|[1-7]d|([1-9]|1[0-9]|2[0-3])h ?[1-5]?[0-9]m)";
+        // The compact echo (see `compact_duration`): days 1-6 with any of the smaller
+        // units, or hours, or minutes, each non-zero and in range, then seconds.
+        let (h, m, sec) = (
+            "([1-9]|1[0-9]|2[0-3])h",
+            "([1-9]|[1-5][0-9])m",
+            "([1-9]|[1-5][0-9])s",
+        );
+        let compact = format!("([1-6]d({h})?({m})?({sec})?|{h}({m})?({sec})?|{m}({sec})?)");
+        let duration = format!(
+            "([1-9][0-9]{{0,3}}m|([1-9]|[1-9][0-9]|1[0-5][0-9]|16[0-8])h|[1-7]d|([1-9]|1[0-9]|2[0-3])h ?[1-5]?[0-9]m|{compact})"
+        );
         let window = format!("({}) +{start} +{duration}", days.join("|"));
         string(
             &format!("^({}) +{window}( *, *{window})*$", zones.join("|")),
