@@ -191,6 +191,9 @@ const CONFLICT_RETRIES: usize = 8;
 const START_LEASE: Duration = Duration::from_secs(60);
 /// How many members (or skipped tenants) a start writes between renewals of its lease.
 const START_CHUNK: usize = 1_000;
+/// How long a start that lost the race to create its rollout waits for the call that
+/// won to finish writing it, to answer with it.
+const CONCURRENT_START_WAIT: Duration = Duration::from_secs(10);
 
 /// What taking over an unfinished start found.
 enum TakeOver {
@@ -517,11 +520,16 @@ impl RolloutCommands {
         record.overridden_freezes = overridden;
         let starter = format!("start:{}", uuid::Uuid::new_v4().simple());
         let mut record = match unfinished {
-            None => {
-                (self.rollouts)
-                    .create_rollout(&record, &starter, START_LEASE)
-                    .await?
-            }
+            None => match (self.rollouts)
+                .create_rollout(&record, &starter, START_LEASE)
+                .await
+            {
+                Ok(created) => created,
+                // Another call created it since it was read above: the same start
+                // made twice at once gets the one rollout, as one made twice in turn.
+                Err(StoreError::Conflict { .. }) => return self.started_by_another(id, &record.spec).await,
+                Err(e) => return Err(e.into()),
+            },
             Some(unfinished) => match self.take_over_start(unfinished, record, &starter, actor).await? {
                 TakeOver::Taken(record) => record,
                 TakeOver::Finished(started) => return Ok(started),
@@ -556,6 +564,35 @@ impl RolloutCommands {
             created: true,
             tenants: plan.tenant_count(),
         })
+    }
+
+    /// The rollout `id` that another call created while this one planned it: once
+    /// that call has written it whole (waited for up to [`CONCURRENT_START_WAIT`]),
+    /// it is this call's answer if it has the same spec.
+    async fn started_by_another(&self, id: RolloutId, spec: &RolloutSpec) -> Result<Started, RolloutError> {
+        let deadline = tokio::time::Instant::now() + CONCURRENT_START_WAIT;
+        loop {
+            let existing = self.rollouts.load_rollout(&id).await?;
+            if existing.spec != *spec {
+                return Err(RolloutError::Refused {
+                    id,
+                    message: "exists with a different spec; give the new rollout another --id".into(),
+                });
+            }
+            if !existing.start_unfinished() {
+                return Ok(Started::existing(existing));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RolloutError::Refused {
+                    id: id.clone(),
+                    message: format!(
+                        "is being started by another call with the same spec, which has not finished writing it after {} s; run the same start again to get it (or to resume it, if that call was interrupted), or see it with `tenantctl rollout status {id}`",
+                        CONCURRENT_START_WAIT.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Takes the lease of a rollout whose start was interrupted (`unfinished`, read

@@ -555,3 +555,30 @@ async fn a_rollouts_members_and_skipped_tenants_are_read_a_page_at_a_time() {
     let missing = api.get("/v1/rollouts/r-none/members").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
 }
+
+#[tokio::test]
+async fn the_same_start_made_several_times_at_once_gets_the_one_rollout() {
+    let api = spawn().await;
+    fleet(&api, &["alpha", "bravo", "charlie"]).await;
+    let body = json!({"id": "r-race", "spec": spec()});
+    let mut starts = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (api, body) = (api.clone(), body.clone());
+        starts.spawn(async move {
+            api.call(Method::POST, "/v1/rollouts", Some(DEPLOY), Some(body))
+                .await
+        });
+    }
+    let answers = starts.join_all().await;
+    let mut created = 0;
+    for answer in &answers {
+        match answer.status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::OK => assert_eq!(answer.body["created"], false, "{}", answer.body),
+            other => panic!("a start of the same rollout answered {other}: {}", answer.body),
+        }
+        assert_eq!(answer.body["rollout"]["id"], "r-race", "{}", answer.body);
+        assert_eq!(answer.body["rollout"]["phase"], "running", "{}", answer.body);
+    }
+    assert_eq!(created, 1, "exactly one call created it");
+}
