@@ -3,7 +3,9 @@
 //! holds the endpoint's scope somewhere:
 //! - a tenant the principal may not read answers 404 exactly like an unknown one, so
 //!   ids do not leak; one it may read but not act on answers 403 naming the binding
-//!   that is missing, and the refusal is added to the tenant's history;
+//!   that is missing, and the refusal is added to the tenant's history; a create or
+//!   spec change refused for an id or hostname another tenant holds names that
+//!   tenant only if the principal may read it;
 //! - a rollout needs bindings that together cover every tenant its selector can reach
 //!   ([`crate::domain::Access::covers`]);
 //! - fleet-wide settings (policy, freezes, catalog, promotions, redelivery, reports)
@@ -196,6 +198,29 @@ impl Principal<'_> {
             Ok(record) => Ok(self.sees(TenantPlace::from(&record.spec))),
             Err(StoreError::NotFound { .. }) => Ok(false),
             Err(other) => Err(other),
+        }
+    }
+
+    /// `e`, said without naming a tenant the principal may not see: another tenant's
+    /// hold on a hostname names its owner only to a principal that may read it, so a
+    /// restricted token cannot learn, by claiming hostnames, which tenants exist
+    /// outside its bindings.
+    pub async fn unseen_hidden(&self, state: &ApiState, e: StoreError) -> ApiError {
+        let StoreError::HostnameTaken { hostname, owner } = &e else {
+            return e.into();
+        };
+        let visible = match TenantId::parse(owner) {
+            Ok(owner) => self.sees_tenant(state, &owner).await.unwrap_or(false),
+            Err(_) => false,
+        };
+        match visible {
+            true => e.into(),
+            false => ApiError::Conflict {
+                code: "hostname_taken",
+                message: format!(
+                    "hostname {hostname} is already used by another tenant; choose another hostname"
+                ),
+            },
         }
     }
 

@@ -114,13 +114,21 @@ pub async fn create(
                 });
             }
             Err(CommandError::Store(StoreError::Conflict { .. })) => {
-                return Err(ApiError::Conflict {
-                    code: "tenant_exists",
-                    message: format!(
+                // Only a principal that may read the tenant is pointed at it.
+                let message = match caller.principal().sees_tenant(&state, &body.id).await {
+                    Ok(true) => format!(
                         "tenant {} already exists; pick another id or GET /v1/tenants/{}",
                         body.id, body.id
                     ),
-                })
+                    _ => format!("tenant id {} is taken; pick another id", body.id),
+                };
+                return Err(ApiError::Conflict {
+                    code: "tenant_exists",
+                    message,
+                });
+            }
+            Err(CommandError::Store(taken @ StoreError::HostnameTaken { .. })) => {
+                return Err(caller.principal().unseen_hidden(&state, taken).await)
             }
             other => other?,
         };
@@ -217,7 +225,13 @@ pub async fn update(
             &caller.actor(),
             rollout_hold(&caller, &q)?,
         )
-        .await?;
+        .await;
+    let record = match record {
+        Err(CommandError::Store(taken @ StoreError::HostnameTaken { .. })) => {
+            return Err(caller.principal().unseen_hidden(&state, taken).await)
+        }
+        other => other?,
+    };
     tracing::info!(tenant = %id, caller = %caller.name, "tenant spec updated");
     Ok(Json(TenantView::from(&record)))
 }

@@ -282,3 +282,64 @@ async fn bindings_on_two_regions_together_allow_a_rollout_over_both() {
         .await;
     assert_eq!(eu_only.status, StatusCode::NOT_FOUND, "{}", eu_only.body);
 }
+
+#[tokio::test]
+async fn a_create_refused_for_a_taken_id_or_hostname_names_no_tenant_the_principal_may_not_see() {
+    let api = two_regions().await;
+    let create = |token: &'static str, id: &'static str, hostname: &'static str| {
+        let api = api.clone();
+        async move {
+            let mut body = crate::api_support::tenant_body(id, "eu-west-1", "default");
+            body["hostnames"] = json!([hostname]);
+            api.call(Method::POST, "/v1/tenants", Some(token), Some(body))
+                .await
+        }
+    };
+    // us-one is outside EU_TEAM's bindings: its id is taken, but nothing points at it.
+    let taken = create(EU_TEAM, "us-one", "fresh.example.com").await;
+    assert_eq!(
+        (taken.status, taken.code()),
+        (StatusCode::CONFLICT, "tenant_exists")
+    );
+    assert_eq!(
+        taken.body["error"]["message"],
+        "tenant id us-one is taken; pick another id"
+    );
+    let held = create(EU_TEAM, "eu-three", "us-one.example.com").await;
+    assert_eq!(
+        (held.status, held.code()),
+        (StatusCode::CONFLICT, "hostname_taken")
+    );
+    assert_eq!(
+        held.body["error"]["message"],
+        "hostname us-one.example.com is already used by another tenant; choose another hostname"
+    );
+    // A tenant it may see is named, as to a principal bound to the whole fleet.
+    let own = create(EU_TEAM, "eu-three", "eu-one.example.com").await;
+    assert!(
+        own.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tenant eu-one"),
+        "{}",
+        own.body
+    );
+    let fleet_wide = create(DEPLOY, "eu-three", "us-one.example.com").await;
+    assert!(
+        fleet_wide.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tenant us-one"),
+        "{}",
+        fleet_wide.body
+    );
+    let fleet_wide = create(DEPLOY, "us-one", "fresh.example.com").await;
+    assert!(
+        fleet_wide.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("GET /v1/tenants/us-one"),
+        "{}",
+        fleet_wide.body
+    );
+}
