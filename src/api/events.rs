@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Caller, Deploy, Read};
-use super::extract::{ApiPath, ApiQuery};
-use super::{ApiError, ApiState};
+use super::extract::{ApiPath, ApiQuery, IdempotencyKey};
+use super::{idempotency, ApiError, ApiState};
 use crate::app::{EventError, MAX_EVENTS_LISTED};
 use crate::record::{DeliveryState, OutboxEvent};
 
@@ -156,18 +156,21 @@ pub async fn list(
 }
 
 #[utoipa::path(operation_id = "event_redeliver", post, path = "/v1/events/{id}/redeliver", tag = "events",
-    params(("id" = String, Path, description = "The event's id (`evt_…`)"), RedeliverQuery),
+    params(("id" = String, Path, description = "The event's id (`evt_…`)"), RedeliverQuery,
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key and sink")),
     responses((status = 200, body = EventView, description = "Pending again: the dispatchers deliver it on their next pass"),
         (status = 404, body = super::error::ErrorBody, description = "`event_not_found`: no event has this id (or it expired)"),
-        (status = 409, body = super::error::ErrorBody, description = "`nothing_to_redeliver`: no sink gave it up, or it has no delivery to the named sink")),
+        (status = 409, body = super::error::ErrorBody, description = "`nothing_to_redeliver`: no sink gave it up, or it has no delivery to the named sink; `idempotency_key_in_progress`")),
     security(("bearer" = ["deploy"])))]
 pub async fn redeliver(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
+    IdempotencyKey(key): IdempotencyKey,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<RedeliverQuery>,
-) -> Result<Json<EventView>, ApiError> {
-    caller
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let checked = caller
         .principal()
         .check_fleet_action(
             &state,
@@ -175,7 +178,15 @@ pub async fn redeliver(
             "redeliver an event",
             &format!("event/{id}"),
         )
-        .await?;
-    let event = state.events().redeliver(&id, q.sink.as_deref()).await?;
-    Ok(Json(EventView::from(&event)))
+        .await;
+    if let Err(refused) = checked {
+        return refused.into_response();
+    }
+    let request = format!("POST /v1/events/{id}/redeliver");
+    idempotency::run(&state, &caller.name, key, &request, &q.sink, || async {
+        let event = state.events().redeliver(&id, q.sink.as_deref()).await?;
+        let view = serde_json::to_value(EventView::from(&event)).expect("views serialize");
+        Ok((axum::http::StatusCode::OK, view))
+    })
+    .await
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{Admin, Caller, Deploy};
-use super::extract::{ApiJson, ApiPath};
-use super::{ApiError, ApiState};
+use super::extract::{ApiJson, ApiPath, IdempotencyKey};
+use super::{idempotency, ApiError, ApiState};
 use crate::app::{PromotionError, RuleRequest};
 use crate::domain::{Environment, PromotionName, RolloutTemplate, Scope};
 use crate::record::PromotionRecord;
@@ -197,36 +197,61 @@ pub async fn delete(
 }
 
 #[utoipa::path(operation_id = "promotion_approve", post, path = "/v1/promotions/{name}/approve", tag = "promotions",
-    params(("name" = PromotionName, Path, description = "The rule's name")),
+    params(("name" = PromotionName, Path, description = "The rule's name"),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key")),
     responses((status = 200, body = PromotionView, description = "Approved: the controllers start the rollout on their next pass"),
-        (status = 409, body = super::error::ErrorBody, description = "`promotion_refused`: its promotion is not awaiting approval"),
+        (status = 409, body = super::error::ErrorBody, description = "`promotion_refused`: its promotion is not awaiting approval; `idempotency_key_in_progress`"),
         (status = 404, body = super::error::ErrorBody, description = "`promotion_not_found`: no rule has this name")),
     security(("bearer" = ["deploy"])))]
 pub async fn approve(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
+    IdempotencyKey(key): IdempotencyKey,
     ApiPath(raw): ApiPath<String>,
-) -> Result<Json<PromotionView>, ApiError> {
-    check_rule_action(&state, &caller, Scope::Deploy, "approve a promotion", &raw).await?;
-    let record = state
-        .promotions()
-        .approve(&name(&raw)?, &caller.actor().0)
-        .await?;
-    Ok(Json(PromotionView::from(&record)))
+) -> axum::response::Response {
+    promotion_command(&state, &caller, key, &raw, "approve").await
+}
+
+/// Approves or cancels rule `raw`'s open promotion (`what`), at most once per
+/// `Idempotency-Key`: a retry after a lost answer gets the first answer again rather
+/// than a refusal because the promotion has moved on.
+async fn promotion_command(
+    state: &ApiState,
+    caller: &Caller<Deploy>,
+    key: Option<String>,
+    raw: &str,
+    what: &'static str,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let action = format!("{what} a promotion");
+    if let Err(refused) = check_rule_action(state, caller, Scope::Deploy, &action, raw).await {
+        return refused.into_response();
+    }
+    let request = format!("POST /v1/promotions/{raw}/{what}");
+    idempotency::run(state, &caller.name, key, &request, &(), || async {
+        let (rule, actor) = (name(raw)?, caller.actor().0);
+        let record = match what {
+            "approve" => state.promotions().approve(&rule, &actor).await?,
+            _ => state.promotions().cancel(&rule, &actor).await?,
+        };
+        let view = serde_json::to_value(PromotionView::from(&record)).expect("views serialize");
+        Ok((StatusCode::OK, view))
+    })
+    .await
 }
 
 #[utoipa::path(operation_id = "promotion_cancel", post, path = "/v1/promotions/{name}/cancel", tag = "promotions",
-    params(("name" = PromotionName, Path, description = "The rule's name")),
+    params(("name" = PromotionName, Path, description = "The rule's name"),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key")),
     responses((status = 200, body = PromotionView, description = "Cancelled: nothing is started for it"),
-        (status = 409, body = super::error::ErrorBody, description = "`promotion_refused`: it has no open promotion"),
+        (status = 409, body = super::error::ErrorBody, description = "`promotion_refused`: it has no open promotion; `idempotency_key_in_progress`"),
         (status = 404, body = super::error::ErrorBody, description = "`promotion_not_found`: no rule has this name")),
     security(("bearer" = ["deploy"])))]
 pub async fn cancel(
     State(state): State<ApiState>,
     caller: Caller<Deploy>,
+    IdempotencyKey(key): IdempotencyKey,
     ApiPath(raw): ApiPath<String>,
-) -> Result<Json<PromotionView>, ApiError> {
-    check_rule_action(&state, &caller, Scope::Deploy, "cancel a promotion", &raw).await?;
-    let record = state.promotions().cancel(&name(&raw)?, &caller.actor().0).await?;
-    Ok(Json(PromotionView::from(&record)))
+) -> axum::response::Response {
+    promotion_command(&state, &caller, key, &raw, "cancel").await
 }
