@@ -212,6 +212,7 @@ impl Catalog {
             )));
         }
         let mut seen = BTreeMap::new();
+        let mut hostnames = BTreeMap::new();
         for (index, tenant) in self.tenants.iter().enumerate() {
             let refuse = |message: String| CatalogError::Entry {
                 index,
@@ -233,6 +234,14 @@ impl Catalog {
                     "id {} is listed twice (also tenants[{first}]); list each tenant once",
                     tenant.id
                 )));
+            }
+            for hostname in &tenant.hostnames {
+                if let Some((first, other)) = hostnames.insert(hostname, (index, &tenant.id)) {
+                    return Err(refuse(format!(
+                        "hostname {hostname} is also listed for tenant {other} (tenants[{first}]); \
+                         a hostname is served by one tenant, so list it once"
+                    )));
+                }
             }
         }
         Ok(self)
@@ -340,6 +349,11 @@ enum Act {
 /// other environments only matter when the catalog names their id).
 fn decide(catalog: &Catalog, records: &[TenantRecord], prune: bool) -> Vec<(PlannedTenant, Act)> {
     let stored: BTreeMap<&TenantId, &TenantRecord> = records.iter().map(|r| (r.id(), r)).collect();
+    let held: BTreeMap<&Hostname, &TenantId> = (records.iter())
+        .filter(|r| !matches!(r.state, TenantState::Deleted {}))
+        .flat_map(|r| r.spec.hostnames.iter().map(move |h| (h, r.id())))
+        .collect();
+    let entries: BTreeMap<&TenantId, &CatalogTenant> = catalog.tenants.iter().map(|t| (&t.id, t)).collect();
     let mut out = Vec::new();
     for entry in &catalog.tenants {
         let planned = |action, changes, notes| PlannedTenant {
@@ -350,6 +364,22 @@ fn decide(catalog: &Catalog, records: &[TenantRecord], prune: bool) -> Vec<(Plan
             status: ActionStatus::Planned,
             error: None,
         };
+        // A hostname another tenant serves, and goes on serving after this catalog
+        // (it is not in the catalog, or its entry keeps the hostname), would fail
+        // the claim at apply: say so in the dry run.
+        let taken: Vec<String> = (entry.hostnames.iter())
+            .filter_map(|h| {
+                let owner = *held.get(h)?;
+                let keeps = entries.get(owner).is_none_or(|e| e.hostnames.contains(h));
+                (owner != &entry.id && keeps).then(|| {
+                    format!("hostname {h} is served by tenant {owner}; remove it from {owner} first, or from this entry")
+                })
+            })
+            .collect();
+        if !taken.is_empty() {
+            out.push((planned(CatalogAction::Blocked, vec![], taken), Act::Nothing));
+            continue;
+        }
         let Some(record) = stored.get(&entry.id) else {
             out.push((
                 planned(CatalogAction::Create, vec![], vec![]),

@@ -104,3 +104,47 @@ fn a_bad_entry_is_named_with_its_field() {
         "{err}"
     );
 }
+
+#[test]
+fn a_hostname_listed_twice_is_refused_and_one_another_tenant_keeps_blocks_its_entry() {
+    let twice = CATALOG.replace("[globex.example.com]", "[globex.example.com, acme.example.com]");
+    let err = Catalog::parse(&twice).unwrap_err().to_string();
+    assert!(
+        err.contains("tenants[1] (id globex)")
+            && err.contains("hostname acme.example.com is also listed for tenant acme (tenants[0])"),
+        "{err}"
+    );
+
+    // initech (stored, not in the catalog) serves the hostname globex asks for.
+    let catalog = Catalog::parse(&CATALOG.replace("[globex.example.com]", "[initech.example.com]")).unwrap();
+    let records = [
+        record("acme", "prod", Tier::Large),
+        record("initech", "prod", Tier::Small),
+    ];
+    let globex = action(&plan(&catalog, &records, false), "globex");
+    assert_eq!(globex.action, CatalogAction::Blocked);
+    assert_eq!(
+        globex.notes,
+        ["hostname initech.example.com is served by tenant initech; remove it from initech first, or from this entry"]
+    );
+
+    // A hostname the catalog moves off its owner's entry is not in the way.
+    let moved = "
+version: 1
+environment: prod
+tenants:
+  - id: acme
+    region: us-east-1
+    hostnames: [acme.example.com]
+  - id: initech
+    region: us-east-1
+    hostnames: [initech-new.example.com]
+  - id: globex
+    region: us-east-1
+    hostnames: [initech.example.com]
+";
+    let catalog = Catalog::parse(moved).unwrap();
+    let planned = plan(&catalog, &records, false);
+    assert_eq!(action(&planned, "globex").action, CatalogAction::Create);
+    assert_eq!(action(&planned, "initech").action, CatalogAction::Change);
+}
