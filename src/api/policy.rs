@@ -165,12 +165,21 @@ trait EntryKey: Clone + std::fmt::Display + Sized {
     );
     fn remove_release(policy: &mut VersionPolicy, environment: &Environment, key: &Self);
     fn remove_platform(policy: &mut VersionPolicy, environment: &Environment, key: &Self);
+    /// The one region the entry applies to, whose registry must publish its release
+    /// (`None`: a group override, which may apply in any region).
+    fn region(&self) -> Option<&Region> {
+        None
+    }
 }
 
 impl EntryKey for Region {
     const SEGMENT: &'static str = "defaults";
     const NAMED: &'static str = "a default";
     const LABEL: &'static str = "default";
+
+    fn region(&self) -> Option<&Region> {
+        Some(self)
+    }
 
     fn parse(text: &str) -> Result<Self, crate::domain::InvalidValue> {
         Region::parse(text)
@@ -252,6 +261,11 @@ async fn set_entry<K: EntryKey + Send + Sync>(
 ) -> Result<Json<PolicyView>, ApiError> {
     let (env, key) = checked_entry::<K>(state, caller, "set", environment, key).await?;
     let body = body.checked(state).await?;
+    // A default names the region its tenants are created in: refuse a release that
+    // has no image there, as creating such a tenant would be refused.
+    if let (Some(release), Some(region)) = (&body.release, key.region()) {
+        state.commands().check_release(release, region).await?;
+    }
     change(
         state,
         caller,
@@ -302,8 +316,9 @@ pub async fn get(State(state): State<ApiState>, _: Caller<Read>) -> Result<Json<
 
 #[utoipa::path(operation_id = "policy_set_default", put, path = "/v1/policy/defaults/{environment}/{region}", tag = "policy",
     params(("environment" = Environment, Path), ("region" = Region, Path)), request_body = SetVersions,
-    responses((status = 200, body = PolicyView), (status = 400, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody, description = "`unknown_platform_version`: the platform version is not published; `platform_unavailable`: no platform bucket is configured")),
+    responses((status = 200, body = PolicyView), (status = 400, body = super::error::ErrorBody, description = "`invalid_request`: nothing to set, or the release has no image in the region"),
+        (status = 409, body = super::error::ErrorBody, description = "`unknown_platform_version`: the platform version is not published; `platform_unavailable`: no platform bucket is configured"),
+        (status = 503, body = super::error::ErrorBody, description = "`unavailable`: the artifact registry could not say whether the release is published; nothing changed, try again")),
     security(("bearer" = ["admin"])))]
 pub async fn set_default(
     State(state): State<ApiState>,

@@ -179,7 +179,8 @@ impl TenantCommands {
         self
     }
 
-    async fn check_release(&self, release: &ReleaseVersion, region: &Region) -> Result<(), CommandError> {
+    /// `Ok` when the registry (if any) publishes `release` for `region`.
+    pub async fn check_release(&self, release: &ReleaseVersion, region: &Region) -> Result<(), CommandError> {
         match &self.registry {
             Some(registry) => (registry.check_published(release, region).await).map_err(|e| match e {
                 ReleaseCheckError::Unpublished(m) => CommandError::UnknownRelease(m),

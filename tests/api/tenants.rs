@@ -273,6 +273,33 @@ async fn a_release_with_no_image_is_refused_for_a_new_tenant_and_an_upgrade() {
 }
 
 #[tokio::test]
+async fn a_policy_default_with_no_image_in_its_region_is_refused() {
+    let api = spawn_with(|app| {
+        app.with_release_registry(std::sync::Arc::new(RegistryDouble { published: "1.0.0" }))
+    })
+    .await;
+    let path = "/v1/policy/defaults/test/eu-west-1";
+    let refused = api
+        .call(Method::PUT, path, Some(ADMIN), Some(json!({"release": "9.9.9"})))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(
+        refused.body["error"]["message"],
+        "release 9.9.9 has no image in eu-west-1; publish it first"
+    );
+    let policy = api.get("/v1/policy").await;
+    assert!(
+        !policy.body.to_string().contains("9.9.9"),
+        "nothing stored: {}",
+        policy.body
+    );
+    let set = api
+        .call(Method::PUT, path, Some(ADMIN), Some(json!({"release": "1.0.0"})))
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+}
+
+#[tokio::test]
 async fn a_registry_that_cannot_be_asked_is_a_503_not_a_verdict_on_the_release() {
     let api = spawn_with(|app| app.with_release_registry(std::sync::Arc::new(RegistryDownDouble))).await;
     let body = tenant_body("acme", "eu-west-1", "default");
