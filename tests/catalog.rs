@@ -247,13 +247,20 @@ async fn a_bad_entry_is_refused_by_name_and_nothing_changes() {
 #[tokio::test]
 async fn a_failed_action_is_reported_and_the_rest_still_apply() {
     let api = fleet().await;
-    // globex asks for initech's hostname: its create fails, acme's change still applies.
+    // globex asks for initech's hostname: the plan blocks it (as the dry run says) and
+    // the apply reports it failed, while acme's change still applies.
     let clash = CATALOG.replace("[globex.example.com]", "[initech.example.com]");
+    let dry = tenantctl(&api, None, &[], &clash).await;
+    assert!(
+        stdout(&dry).contains("hostname initech.example.com is served by tenant initech"),
+        "{}",
+        stdout(&dry)
+    );
     let o = tenantctl(&api, None, &["--apply"], &clash).await;
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
-        text.contains("create       globex                       FAILED"),
+        text.contains("blocked      globex                       FAILED"),
         "{text}"
     );
     assert!(
