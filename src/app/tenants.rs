@@ -102,6 +102,15 @@ pub enum CommandError {
     Store(#[from] StoreError),
 }
 
+impl From<ReleaseCheckError> for CommandError {
+    fn from(e: ReleaseCheckError) -> Self {
+        match e {
+            ReleaseCheckError::Unpublished(m) => CommandError::UnknownRelease(m),
+            ReleaseCheckError::Unavailable(m) => CommandError::ReleaseCheck(m),
+        }
+    }
+}
+
 fn known_snapshots(known: &[String]) -> String {
     match known {
         [] => "it has none yet".into(),

@@ -44,6 +44,13 @@ pub const LISTING_KEY: [&str; 4] = ["pk", "sk", "list_pk", "list_sk"];
 /// Key attributes of an item in the table.
 pub const TABLE_KEY: [&str; 2] = ["pk", "sk"];
 
+/// The key of `item` under `key_attributes`, as a page token keeps it.
+pub fn key_of(item: &Item, key_attributes: &[&str]) -> HashMap<String, String> {
+    (key_attributes.iter())
+        .filter_map(|k| Some(((*k).to_owned(), item.get(*k)?.as_s().ok()?.clone())))
+        .collect()
+}
+
 /// One page of a query read with `Limit` one above `limit` (`items` as it answered,
 /// `last_evaluated` its `LastEvaluatedKey`): the page's items, and the key the next
 /// page starts after, or `None` when the query has no more. Reading one more than
@@ -58,12 +65,7 @@ pub fn page_of<'a>(
 ) -> (&'a [Item], Option<HashMap<String, String>>) {
     if items.len() > limit {
         let page = &items[..limit];
-        let last = page.last().map(|item| {
-            (key_attributes.iter())
-                .filter_map(|k| Some(((*k).to_owned(), item.get(*k)?.as_s().ok()?.clone())))
-                .collect()
-        });
-        return (page, last);
+        return (page, page.last().map(|item| key_of(item, key_attributes)));
     }
     // Fewer than asked with a key: the read stopped at its 1 MB cap; go on from there.
     (items, last_evaluated.map(plain_key))

@@ -184,11 +184,7 @@ impl DynamoStore {
             .map(|item| summary(item, region))
             .collect::<Result<Vec<_>, _>>()?;
         self.follow_steps(&mut items).await?;
-        let keys = out.items().iter().map(|item| {
-            (["pk", "sk", "list_pk", "list_sk"].into_iter())
-                .filter_map(|k| Some((k.to_owned(), item.get(k)?.as_s().ok()?.clone())))
-                .collect()
-        });
+        let keys = (out.items().iter()).map(|item| super::item::key_of(item, &super::item::LISTING_KEY));
         Ok((
             items.into_iter().zip(keys).collect(),
             out.last_evaluated_key().map(plain_key),
