@@ -4,7 +4,7 @@
 //!   eval "$(localstack/start.sh)" && cargo bench --bench api_load
 //!
 //! Seeds a fresh table with tenants, serves the real router in-process on 127.0.0.1:0
-//! with one read token, and drives it with a closed-loop generator (wrk's shape: a
+//! through `tenantctl serve`'s own accept loop with one read token, and drives it with a closed-loop generator (wrk's shape: a
 //! fixed number of keep-alive connections, each sending its next request as soon as
 //! the last one answered) over random seeded ids. In the same run, with the same
 //! concurrency, duration and key sequence, it issues consistent `GetItem`s for the
@@ -14,7 +14,8 @@
 //! cost of the HTTP hop itself is measured apart from the handler's. Each round runs
 //! the three sides in a rotated order so drift on the shared machine hits all alike.
 //! Prints throughput and p50/p99 latency of each side and the ratios API / raw (the
-//! bar), floor / raw and API / floor. Any response other than 200 (or a missing item)
+//! bar), floor / raw and API / floor, and the median and range of the rounds' own
+//! API / raw ratios. Any response other than 200 (or a missing item)
 //! fails the run.
 
 #[path = "common/fleet_spec.rs"]
@@ -26,6 +27,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use tenant_orchestrator::api::listen::{
+    self, serve_until, LimitedListener, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT,
+};
 use tenant_orchestrator::api::{router, token_hash, ApiState, Tokens};
 use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::domain::{ReleaseVersion, TenantId, TenantSpec};
@@ -35,10 +39,12 @@ use tenant_orchestrator::store::{table, DynamoStore, TenantStore};
 const TENANTS: usize = 500;
 const CONNECTIONS: usize = 32;
 /// Unrecorded traffic at the start of every round: connections, pools, JIT.
-const WARM_UP: Duration = Duration::from_secs(2);
-const MEASURED: Duration = Duration::from_secs(5);
-/// Rounds per side.
-const ROUNDS: u64 = 3;
+const WARM_UP: Duration = Duration::from_secs(1);
+const MEASURED: Duration = Duration::from_secs(3);
+/// Rounds per side: many short rounds, so a slow spell of the shared machine (DynamoDB
+/// Local's collector, another process) falls on every side alike, and the spread of
+/// the rounds' own ratios shows how far one figure can be trusted.
+const ROUNDS: u64 = 9;
 const READ_TOKEN: &str = "bench-read-token-0123456789";
 
 fn spec(i: usize) -> TenantSpec {
@@ -324,13 +330,20 @@ fn floor_router(client: aws_sdk_dynamodb::Client, table: Arc<str>, body: axum::b
     )
 }
 
-/// Serves `app` on 127.0.0.1 with `TCP_NODELAY`, as `tenantctl serve` sets it, through
-/// `axum::serve` (not `serve`'s own accept loop and its read deadlines); its address.
+/// Serves `app` on 127.0.0.1 as `tenantctl serve` serves each of its ports: its own
+/// accept loop ([`serve_until`]) over a [`LimitedListener`] (`TCP_NODELAY`, the
+/// connection limit's slots, hyper's header-read timer and the body deadline) with
+/// `serve`'s defaults; its address.
 async fn serve(app: axum::Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let listener = axum::serve::ListenerExt::tap_io(listener, tenant_orchestrator::api::no_delay);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let max_connections = listen::max_connections(DEFAULT_MAX_CONNECTIONS).unwrap();
+    let listener = LimitedListener::new("bench", listener, max_connections);
+    // Never stopped: the benchmark ends with the process.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    std::mem::forget(stop);
+    let read_timeout = listen::read_timeout(DEFAULT_READ_TIMEOUT).unwrap();
+    tokio::spawn(serve_until("bench", listener, app, stopped, read_timeout));
     addr
 }
 
@@ -416,21 +429,31 @@ fn main() {
             assert_eq!(tally.errors, 0, "{}", tally.first_error.unwrap_or_default());
         }
         let (mut api_total, mut raw_total, mut floor_total) = (Tally::default(), Tally::default(), Tally::default());
+        let mut round_ratios = Vec::new();
         for round in 1..=ROUNDS {
             // Rounds rotate the order: API, raw, floor; raw, floor, API; floor, API, raw.
             let mut order = sides;
             let sides = order.len();
             order.rotate_left((round as usize - 1) % sides);
+            let (mut api_rate, mut raw_rate) = (0.0, 0.0);
             for target in order {
                 let mut tally = closed_loop(target, &ids, round).await;
                 println!("round {round}: {}", tally.line(target.name()));
                 match target {
-                    Target::Api { .. } => api_total.add(tally),
-                    Target::Raw { .. } => raw_total.add(tally),
+                    Target::Api { .. } => {
+                        api_rate = tally.per_second();
+                        api_total.add(tally)
+                    }
+                    Target::Raw { .. } => {
+                        raw_rate = tally.per_second();
+                        raw_total.add(tally)
+                    }
                     Target::Floor { .. } => floor_total.add(tally),
                 }
             }
+            round_ratios.push(api_rate / raw_rate);
         }
+        round_ratios.sort_by(f64::total_cmp);
 
         println!();
         println!("{}", api_total.line("API, all rounds"));
@@ -439,6 +462,12 @@ fn main() {
         println!("{}", ratios("API / raw", &mut api_total, &mut raw_total));
         println!("{}", ratios("floor / raw", &mut floor_total, &mut raw_total));
         println!("{}", ratios("API / floor", &mut api_total, &mut floor_total));
+        println!(
+            "rounds' own API / raw throughput ratios: median {:.2}, lowest {:.2}, highest {:.2}",
+            round_ratios[round_ratios.len() / 2],
+            round_ratios[0],
+            round_ratios[round_ratios.len() - 1]
+        );
         let mut failed = false;
         for (side, tally) in [("API", &api_total), ("raw", &raw_total), ("floor", &floor_total)] {
             if tally.errors > 0 {

@@ -17,6 +17,7 @@ mod fleet;
 pub mod freezes;
 mod idempotency;
 mod intake;
+pub mod listen;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;

@@ -24,7 +24,6 @@ mod catalog;
 mod config;
 mod events;
 mod freeze;
-mod listen;
 mod output;
 mod platform;
 mod policy;

@@ -17,12 +17,15 @@ use tenant_orchestrator::steps::artifact::CheckArtifact;
 use tenant_orchestrator::steps::AwsClients;
 use tenant_orchestrator::worker::Worker;
 
-use super::listen::{max_connections, read_timeout, serve_until, LimitedListener};
 use super::tls::{ReloadingCertificate, TlsListener};
 use super::worker::{
     drift_checker, load_steps_config, product_steps, shutdown_signal, wake_each_other, WorkerArgs,
 };
 use super::Failure;
+use tenant_orchestrator::api::listen::{
+    max_connections, read_timeout, serve_until, LimitedListener, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_READ_TIMEOUT,
+};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -51,14 +54,14 @@ pub struct ServeArgs {
     /// connection that has not sent the headers by then is closed, and a request
     /// whose body is late is answered 400, so slow or stalled clients cannot hold
     /// connections open. A kept-alive connection idle that long is closed too.
-    #[arg(long, env = "TENANTCTL_REQUEST_READ_TIMEOUT", default_value = "30s", value_parser = read_timeout)]
+    #[arg(long, env = "TENANTCTL_REQUEST_READ_TIMEOUT", default_value = DEFAULT_READ_TIMEOUT, value_parser = read_timeout)]
     request_read_timeout: Duration,
     /// How many connections the API port holds open at once (the health port holds as
     /// many again, apart). Past it the port stops accepting until one closes: new
     /// clients wait in the listen backlog, so a flood of connections cannot take the
     /// file descriptors the server's own AWS calls need. Put a load balancer in front
     /// for more clients than this.
-    #[arg(long, env = "TENANTCTL_MAX_CONNECTIONS", default_value = "1024", value_parser = max_connections)]
+    #[arg(long, env = "TENANTCTL_MAX_CONNECTIONS", default_value = DEFAULT_MAX_CONNECTIONS, value_parser = max_connections)]
     max_connections: usize,
     /// On shutdown, how long in-flight requests may take before the server stops anyway.
     #[arg(long, env = "TENANTCTL_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]

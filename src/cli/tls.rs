@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use super::listen::{LimitedListener, Slotted};
+use tenant_orchestrator::api::listen::{LimitedListener, Slotted};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_rustls::rustls::crypto::{ring, CryptoProvider};
@@ -333,7 +333,7 @@ async fn open(stream: Slotted, acceptor: TlsAcceptor, https_only: bool) -> io::R
     Ok(None)
 }
 
-impl super::listen::Transport for Connection {
+impl tenant_orchestrator::api::listen::Transport for Connection {
     fn over_tls(&self) -> bool {
         matches!(self, Connection::Tls(_))
     }

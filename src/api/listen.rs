@@ -30,7 +30,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{watch, Semaphore};
 
-use tenant_orchestrator::api;
+use crate::api;
 
 /// What a connection says about its transport: whether it is TLS, so its requests are
 /// marked [`api::OverTls`] (the dashboard's cookies are then `Secure`).
@@ -228,6 +228,11 @@ impl tokio::io::AsyncWrite for Slotted {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
+
+/// `serve`'s `--request-read-timeout` and `--max-connections` when not given, in
+/// the form their parsers ([`read_timeout`], [`max_connections`]) read.
+pub const DEFAULT_READ_TIMEOUT: &str = "30s";
+pub const DEFAULT_MAX_CONNECTIONS: &str = "1024";
 
 /// Parses `--max-connections`: a count above zero.
 pub fn max_connections(text: &str) -> Result<usize, String> {
