@@ -209,7 +209,24 @@ pub async fn approve(
     IdempotencyKey(key): IdempotencyKey,
     ApiPath(raw): ApiPath<String>,
 ) -> axum::response::Response {
-    promotion_command(&state, &caller, key, &raw, "approve").await
+    promotion_command(&state, &caller, key, &raw, PromotionCommand::Approve).await
+}
+
+/// What an operator does to a rule's open promotion.
+#[derive(Debug, Clone, Copy)]
+enum PromotionCommand {
+    Approve,
+    Cancel,
+}
+
+impl PromotionCommand {
+    /// The verb, as the route ends and as a refusal names the action.
+    fn verb(self) -> &'static str {
+        match self {
+            PromotionCommand::Approve => "approve",
+            PromotionCommand::Cancel => "cancel",
+        }
+    }
 }
 
 /// Approves or cancels rule `raw`'s open promotion (`what`), at most once per
@@ -220,19 +237,19 @@ async fn promotion_command(
     caller: &Caller<Deploy>,
     key: Option<String>,
     raw: &str,
-    what: &'static str,
+    what: PromotionCommand,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let action = format!("{what} a promotion");
+    let action = format!("{} a promotion", what.verb());
     if let Err(refused) = check_rule_action(state, caller, Scope::Deploy, &action, raw).await {
         return refused.into_response();
     }
-    let request = format!("POST /v1/promotions/{raw}/{what}");
+    let request = format!("POST /v1/promotions/{raw}/{}", what.verb());
     idempotency::run(state, &caller.name, key, &request, &(), || async {
         let (rule, actor) = (name(raw)?, caller.actor().0);
         let record = match what {
-            "approve" => state.promotions().approve(&rule, &actor).await?,
-            _ => state.promotions().cancel(&rule, &actor).await?,
+            PromotionCommand::Approve => state.promotions().approve(&rule, &actor).await?,
+            PromotionCommand::Cancel => state.promotions().cancel(&rule, &actor).await?,
         };
         let view = serde_json::to_value(PromotionView::from(&record)).expect("views serialize");
         Ok((StatusCode::OK, view))
@@ -253,5 +270,5 @@ pub async fn cancel(
     IdempotencyKey(key): IdempotencyKey,
     ApiPath(raw): ApiPath<String>,
 ) -> axum::response::Response {
-    promotion_command(&state, &caller, key, &raw, "cancel").await
+    promotion_command(&state, &caller, key, &raw, PromotionCommand::Cancel).await
 }

@@ -271,15 +271,8 @@ impl TlsListener {
         let (tx, ready) = mpsc::channel(ACCEPT_QUEUE);
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait rather than spin.
-                        tracing::warn!(error = %e, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
+                // Waits out accept's own errors (out of file descriptors and the like).
+                let (stream, peer) = axum::serve::Listener::accept(&mut tcp).await;
                 let (acceptor, ready) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     let handshake =
