@@ -364,3 +364,81 @@ async fn the_api_plans_and_applies_with_prune_for_admins_only() {
     assert_eq!(entry(&remote, "acme")["action"], "unchanged", "{remote}");
     assert_eq!(entry(&remote, "initech")["action"], "kept", "{remote}");
 }
+
+/// A create naming a release the registry has no image of in the entry's region is
+/// blocked in the dry run and fails in the apply, leaving the rest to go on; a
+/// registry that cannot be asked leaves the create planned, with a note.
+#[tokio::test]
+async fn a_create_naming_an_unpublished_release_is_blocked_before_the_apply() {
+    use std::sync::Arc;
+    let catalog = CATALOG.replace(
+        "hostnames: [globex.example.com]\n    release: 1.0.0",
+        "hostnames: [globex.example.com]\n    release: 9.9.9",
+    );
+    let api = api_support::spawn_with(|app| {
+        app.with_release_registry(Arc::new(common::RegistryDouble { published: "1.0.0" }))
+    })
+    .await;
+
+    let plan = (api.call(
+        Method::POST,
+        "/v1/catalog/plan",
+        Some(READ),
+        Some(body(&catalog, false, 0)),
+    ))
+    .await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    let globex = entry(&plan.body, "globex");
+    assert_eq!(globex["action"], "blocked", "{}", plan.body);
+    assert_eq!(
+        globex["notes"],
+        json!(["release 9.9.9 has no image in us-east-1; publish it first"])
+    );
+    assert_eq!(entry(&plan.body, "acme")["action"], "create", "{}", plan.body);
+
+    let applied = (api.call(
+        Method::POST,
+        "/v1/catalog/apply",
+        Some(ADMIN),
+        Some(body(&catalog, false, 0)),
+    ))
+    .await;
+    assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
+    assert_eq!(
+        entry(&applied.body, "globex")["status"],
+        "failed",
+        "{}",
+        applied.body
+    );
+    assert_eq!(
+        entry(&applied.body, "acme")["status"],
+        "applied",
+        "{}",
+        applied.body
+    );
+    assert!(matches!(
+        api.store.load(&tenant_id("globex")).await,
+        Err(tenant_orchestrator::store::StoreError::NotFound { .. })
+    ));
+
+    let down =
+        api_support::spawn_with(|app| app.with_release_registry(Arc::new(common::RegistryDownDouble))).await;
+    let plan = (down.call(
+        Method::POST,
+        "/v1/catalog/plan",
+        Some(READ),
+        Some(body(CATALOG, false, 0)),
+    ))
+    .await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    let globex = entry(&plan.body, "globex");
+    assert_eq!(globex["action"], "create", "{}", plan.body);
+    assert!(
+        globex["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("could not check that release 1.0.0 has an image in us-east-1"),
+        "{}",
+        plan.body
+    );
+}

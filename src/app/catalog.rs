@@ -9,7 +9,7 @@
 //! group (both are fixed at create), and deprovisions only when asked to prune and
 //! only up to a given number of tenants.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -590,7 +590,51 @@ impl CatalogCommands {
 
     /// The plan against the table as it is now (a dry run: nothing changes).
     pub async fn plan(&self, catalog: &Catalog, prune: bool) -> Result<CatalogPlan, CatalogError> {
-        Ok(plan(catalog, &self.records().await?, prune))
+        let mut decided = decide(catalog, &self.records().await?, prune);
+        self.check_releases(&mut decided).await;
+        Ok(CatalogPlan {
+            environment: catalog.environment.clone(),
+            prune,
+            applied: false,
+            tenants: decided.into_iter().map(|(p, _)| p).collect(),
+        })
+    }
+
+    /// Blocks each planned create naming a release the registry has no image of in
+    /// the tenant's region, as the create itself would be refused, so the dry run
+    /// says so before the apply. A registry that cannot be asked leaves the create
+    /// planned, with a note: the create checks again. Each release and region is
+    /// asked once.
+    async fn check_releases(&self, decided: &mut [(PlannedTenant, Act)]) {
+        let mut verdicts: HashMap<(ReleaseVersion, Region), Option<(CatalogAction, String)>> = HashMap::new();
+        for (planned, act) in decided.iter_mut() {
+            let Act::Create(entry) = act else { continue };
+            let Some(release) = entry.release.clone() else {
+                continue;
+            };
+            let key = (release, entry.region.clone());
+            if !verdicts.contains_key(&key) {
+                let verdict = match self.tenants.check_release(&key.0, &key.1).await {
+                    Ok(()) => None,
+                    Err(CommandError::ReleaseCheck(why)) => Some((
+                        CatalogAction::Create,
+                        format!(
+                            "could not check that release {} has an image in {} ({why}); the create checks again",
+                            key.0, key.1
+                        ),
+                    )),
+                    Err(refused) => Some((CatalogAction::Blocked, describe(&refused))),
+                };
+                verdicts.insert(key.clone(), verdict);
+            }
+            if let Some((action, note)) = &verdicts[&key] {
+                planned.notes.push(note.clone());
+                if *action == CatalogAction::Blocked {
+                    planned.action = CatalogAction::Blocked;
+                    *act = Act::Nothing;
+                }
+            }
+        }
     }
 
     /// Plans, then runs every action as `actor`, continuing past a failed one; each
@@ -603,7 +647,8 @@ impl CatalogCommands {
         max_deletions: usize,
         actor: &Actor,
     ) -> Result<CatalogPlan, CatalogError> {
-        let decided = decide(catalog, &self.records().await?, prune);
+        let mut decided = decide(catalog, &self.records().await?, prune);
+        self.check_releases(&mut decided).await;
         let deletions: Vec<String> = decided
             .iter()
             .filter(|(p, _)| p.action == CatalogAction::Deprovision)
