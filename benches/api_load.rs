@@ -4,9 +4,10 @@
 //!   eval "$(localstack/start.sh)" && cargo bench --bench api_load
 //!
 //! Seeds a fresh table with tenants, serves the real router in-process on 127.0.0.1:0
-//! through `tenantctl serve`'s own accept loop with one read token, and drives it with a closed-loop generator (wrk's shape: a
-//! fixed number of keep-alive connections, each sending its next request as soon as
-//! the last one answered) over random seeded ids. In the same run, with the same
+//! through `tenantctl serve`'s own accept loop with one read token, and drives it
+//! with a closed-loop generator (wrk's shape: a fixed number of keep-alive
+//! connections, each sending its next request as soon as the last one answered) over
+//! random seeded ids. In the same run, with the same
 //! concurrency, duration and key sequence, it issues consistent `GetItem`s for the
 //! same items through the SDK, and it reads them through the least HTTP API there can
 //! be over that read (the floor: a route that makes the same `GetItem` and answers 200
