@@ -340,11 +340,13 @@ async fn serve(app: axum::Router) -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     let max_connections = listen::max_connections(DEFAULT_MAX_CONNECTIONS).unwrap();
     let listener = LimitedListener::new("bench", listener, max_connections);
+    let read_timeout = listen::read_timeout(DEFAULT_READ_TIMEOUT).unwrap();
     // Never stopped: the benchmark ends with the process.
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    std::mem::forget(stop);
-    let read_timeout = listen::read_timeout(DEFAULT_READ_TIMEOUT).unwrap();
-    tokio::spawn(serve_until("bench", listener, app, stopped, read_timeout));
+    tokio::spawn(async move {
+        let _stop = stop;
+        serve_until("bench", listener, app, stopped, read_timeout).await
+    });
     addr
 }
 

@@ -1,7 +1,8 @@
 //! The declarative catalog: a file of the tenants one environment should have, and
 //! the plan that brings the table there. [`Catalog::parse`] reads the file (YAML or
 //! JSON) with the same domain parsers as the API; [`plan`] is pure (the catalog and
-//! the stored records in, one action per tenant out); [`CatalogCommands::apply`] runs
+//! the stored records in, one action per tenant out), and [`CatalogCommands`] adds
+//! what needs the release registry to it; [`CatalogCommands::apply`] runs
 //! each action through the operator's [`TenantCommands`], so validation, rollout
 //! holds and history apply as to any operator.
 //!
@@ -543,14 +544,16 @@ fn compare(entry: &CatalogTenant, record: &TenantRecord) -> (SpecChange, Vec<Fie
 /// The catalog plan, pure: one entry per catalog tenant and per stored tenant of the
 /// environment the catalog leaves out (deprovisioned with `prune`, else kept).
 pub fn plan(catalog: &Catalog, records: &[TenantRecord], prune: bool) -> CatalogPlan {
+    dry_run(catalog, prune, decide(catalog, records, prune))
+}
+
+/// The decided actions as a plan that did not run.
+fn dry_run(catalog: &Catalog, prune: bool, decided: Vec<(PlannedTenant, Act)>) -> CatalogPlan {
     CatalogPlan {
         environment: catalog.environment.clone(),
         prune,
         applied: false,
-        tenants: decide(catalog, records, prune)
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect(),
+        tenants: decided.into_iter().map(|(p, _)| p).collect(),
     }
 }
 
@@ -592,12 +595,7 @@ impl CatalogCommands {
     pub async fn plan(&self, catalog: &Catalog, prune: bool) -> Result<CatalogPlan, CatalogError> {
         let mut decided = decide(catalog, &self.records().await?, prune);
         self.check_releases(&mut decided).await;
-        Ok(CatalogPlan {
-            environment: catalog.environment.clone(),
-            prune,
-            applied: false,
-            tenants: decided.into_iter().map(|(p, _)| p).collect(),
-        })
+        Ok(dry_run(catalog, prune, decided))
     }
 
     /// Blocks each planned create naming a release the registry has no image of in
