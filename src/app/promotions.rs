@@ -116,6 +116,13 @@ impl PromotionCommands {
                 p.approve(Utc::now(), actor);
                 Ok(())
             }
+            Some(p) if p.state == PromotionState::AwaitingApproval => Err(format!(
+                "was already approved by {} (promoting {}); the next promotion pass starts {} \
+                 (cancel the promotion to start nothing)",
+                p.approved_by.as_deref().unwrap_or("an operator"),
+                p.source,
+                p.rollout
+            )),
             Some(p) => Err(format!(
                 "is {} (promoting {}); only a promotion awaiting approval can be approved",
                 p.state, p.source

@@ -62,3 +62,81 @@ async fn promotion_rules_are_set_by_admins_read_with_deploy_scope_and_refused_wh
     assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.body);
     assert_eq!(gone.code(), "promotion_not_found");
 }
+
+/// Rule `name` (staging to prod, with approval) with a promotion of rollout `r-staging`
+/// whose soak passed: it awaits an approval.
+async fn awaiting_approval(api: &crate::api_support::TestApi, name: &str) {
+    use tenant_orchestrator::domain::{ReleaseVersion, RolloutId, TenantId};
+    use tenant_orchestrator::ports::PromotionStore;
+    use tenant_orchestrator::record::Promotion;
+
+    let rule = json!({"from": "staging", "to": "prod", "soak": "1h", "approval": true, "template": {}});
+    let path = format!("/v1/promotions/{name}");
+    let set = api.call(Method::PUT, &path, Some(ADMIN), Some(rule)).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let mut record = api
+        .store
+        .load_promotion(&tenant_orchestrator::domain::PromotionName::parse(name).unwrap())
+        .await
+        .unwrap();
+    let completed = chrono::Utc::now() - chrono::Duration::hours(2);
+    let mut promotion = Promotion::of_completed(
+        &record.rule,
+        &RolloutId::parse("r-staging").unwrap(),
+        Some(ReleaseVersion::parse("1.1.0").unwrap()),
+        None,
+        vec![TenantId::parse("acme").unwrap()],
+        completed,
+        std::time::Duration::from_secs(60),
+    );
+    promotion.ask_approval(chrono::Utc::now());
+    record.promotion = Some(promotion);
+    api.store.save_promotion(&record).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_approval_or_cancel_retried_with_its_key_replays_the_first_answer() {
+    let api = spawn().await;
+    for (rule, verb, state) in [
+        ("approve-me", "approve", "awaiting_approval"),
+        ("cancel-me", "cancel", "cancelled"),
+    ] {
+        awaiting_approval(&api, rule).await;
+        let path = format!("/v1/promotions/{rule}/{verb}");
+        let key = format!("promotion-{verb}-1");
+        let key = [("idempotency-key", key.as_str())];
+        let first = api.send(Method::POST, &path, Some(DEPLOY), None, &key).await;
+        assert_eq!(first.status, StatusCode::OK, "{verb}: {}", first.body);
+        // A retry after a lost answer gets that answer again, not a refusal because
+        // the promotion has moved on.
+        let again = api.send(Method::POST, &path, Some(DEPLOY), None, &key).await;
+        assert_eq!(again.status, StatusCode::OK, "{verb} replayed: {}", again.body);
+        assert_eq!(again.body, first.body);
+        assert_eq!(again.headers["idempotent-replayed"], "true");
+        // Without the key the same command is refused: the first one acted.
+        let fresh = api.call(Method::POST, &path, Some(DEPLOY), None).await;
+        assert_eq!(
+            (fresh.status, fresh.code()),
+            (StatusCode::CONFLICT, "promotion_refused"),
+            "{verb} without a key: {}",
+            fresh.body
+        );
+        let stored = api
+            .call(Method::GET, &format!("/v1/promotions/{rule}"), Some(DEPLOY), None)
+            .await;
+        let promotion = &stored.body["promotion"];
+        match verb {
+            "approve" => {
+                let said = fresh.body["error"]["message"].as_str().unwrap();
+                assert!(said.contains("already approved by api:"), "{said}");
+                assert_eq!(promotion["state"], state, "{}", stored.body);
+                assert!(
+                    promotion["approved_by"].as_str().unwrap().starts_with("api:"),
+                    "{}",
+                    stored.body
+                );
+            }
+            _ => assert_eq!(promotion["state"], state, "{}", stored.body),
+        }
+    }
+}
