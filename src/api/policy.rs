@@ -166,7 +166,7 @@ trait EntryKey: Clone + std::fmt::Display + Sized {
     fn remove_release(policy: &mut VersionPolicy, environment: &Environment, key: &Self);
     fn remove_platform(policy: &mut VersionPolicy, environment: &Environment, key: &Self);
     /// The one region the entry applies to, whose registry must publish its release
-    /// (`None`: a group override, which may apply in any region).
+    /// (`None`: a group override, which applies in every region).
     fn region(&self) -> Option<&Region> {
         None
     }
@@ -261,10 +261,14 @@ async fn set_entry<K: EntryKey + Send + Sync>(
 ) -> Result<Json<PolicyView>, ApiError> {
     let (env, key) = checked_entry::<K>(state, caller, "set", environment, key).await?;
     let body = body.checked(state).await?;
-    // A default names the region its tenants are created in: refuse a release that
-    // has no image there, as creating such a tenant would be refused.
-    if let (Some(release), Some(region)) = (&body.release, key.region()) {
-        state.commands().check_release(release, region).await?;
+    // Refuse a release that has no image where the entry applies (a default: its
+    // region; a group override: every region of the fleet), as creating or
+    // upgrading a tenant there would be refused.
+    if let Some(release) = &body.release {
+        state
+            .commands()
+            .check_policy_release(release, key.region())
+            .await?;
     }
     change(
         state,
@@ -343,8 +347,9 @@ pub async fn unset_default(
 
 #[utoipa::path(operation_id = "policy_set_group", put, path = "/v1/policy/groups/{environment}/{group}", tag = "policy",
     params(("environment" = Environment, Path), ("group" = Group, Path)), request_body = SetVersions,
-    responses((status = 200, body = PolicyView), (status = 400, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody, description = "`unknown_platform_version`: the platform version is not published; `platform_unavailable`: no platform bucket is configured")),
+    responses((status = 200, body = PolicyView), (status = 400, body = super::error::ErrorBody, description = "`invalid_request`: nothing to set, or the release has no image in one of the fleet's regions"),
+        (status = 409, body = super::error::ErrorBody, description = "`unknown_platform_version`: the platform version is not published; `platform_unavailable`: no platform bucket is configured"),
+        (status = 503, body = super::error::ErrorBody, description = "`unavailable`: the artifact registry could not say whether the release is published; nothing changed, try again")),
     security(("bearer" = ["admin"])))]
 pub async fn set_group(
     State(state): State<ApiState>,

@@ -199,6 +199,40 @@ impl TenantCommands {
         }
     }
 
+    /// `Ok` when the registry (if any) publishes `release` for a policy entry: a
+    /// region's default in that `region`; a group override (`None`), which applies to
+    /// the group's tenants wherever they are, in every region the fleet has. A region
+    /// without it is named, as creating or upgrading a tenant there would be refused.
+    pub async fn check_policy_release(
+        &self,
+        release: &ReleaseVersion,
+        region: Option<&Region>,
+    ) -> Result<(), CommandError> {
+        if let Some(region) = region {
+            return self.check_release(release, region).await;
+        }
+        if self.registry.is_none() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        for region in self.store.regions().await? {
+            match self.check_release(release, &region).await {
+                Ok(()) => {}
+                Err(CommandError::UnknownRelease(_)) => missing.push(region.to_string()),
+                Err(other) => return Err(other),
+            }
+        }
+        match missing.is_empty() {
+            true => Ok(()),
+            false => Err(CommandError::UnknownRelease(format!(
+                "release {release} has no image in {} (a group override applies to the group's tenants \
+                 in every region); publish it there first, or leave those regions' tenants on their defaults \
+                 by setting the release per region instead",
+                missing.join(", ")
+            ))),
+        }
+    }
+
     /// `Ok` when `version` is published.
     pub async fn check_platform(&self, version: PlatformVersion) -> Result<(), CommandError> {
         let Some(platforms) = &self.platforms else {

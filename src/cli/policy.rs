@@ -193,15 +193,22 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
     let app = super::connect(table).await;
     let store = app.backend();
     let actor = super::tenant::operator().0;
-    let check = |platform: Option<PlatformVersion>| {
-        let app = &app;
-        async move {
-            match platform {
-                Some(p) => app.tenants().check_platform(p).await,
-                None => Ok(()),
+    // As the API does: a published platform version, and a release with an image
+    // where the entry applies (a default: its region; a group override: every region
+    // of the fleet).
+    let check =
+        |release: Option<ReleaseVersion>, region: Option<Region>, platform: Option<PlatformVersion>| {
+            let app = &app;
+            async move {
+                if let Some(p) = platform {
+                    app.tenants().check_platform(p).await?;
+                }
+                match release {
+                    Some(r) => app.tenants().check_policy_release(&r, region.as_ref()).await,
+                    None => Ok(()),
+                }
             }
-        }
-    };
+        };
     let policy = match command {
         PolicyCommand::Get => store.load_policy().await?.0,
         PolicyCommand::SetDefault {
@@ -211,7 +218,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
         } => {
             let (env, region) = (Environment::parse(&environment)?, Region::parse(&region)?);
             let (release, platform) = versions.parsed()?;
-            check(platform).await?;
+            check(release.clone(), Some(region.clone()), platform).await?;
             let what = describe(&format!("default {env}/{region}"), &release, &platform);
             store
                 .update_policy(&actor, &what, &|p| {
@@ -255,7 +262,7 @@ pub async fn run(table: &str, server: Option<&Remote>, command: PolicyCommand) -
         } => {
             let (env, group) = (Environment::parse(&environment)?, Group::parse(&group)?);
             let (release, platform) = versions.parsed()?;
-            check(platform).await?;
+            check(release.clone(), None, platform).await?;
             let what = describe(&format!("group {env}/{group}"), &release, &platform);
             store
                 .update_policy(&actor, &what, &|p| {

@@ -299,6 +299,61 @@ async fn a_policy_default_with_no_image_in_its_region_is_refused() {
     assert_eq!(set.status, StatusCode::OK, "{}", set.body);
 }
 
+/// A release registry double: 1.0.0 has an image in every region, 1.1.0 only in
+/// eu-west-1.
+struct OneRegionRegistryDouble;
+
+#[async_trait::async_trait]
+impl tenant_orchestrator::ports::ReleaseRegistry for OneRegionRegistryDouble {
+    async fn check_published(
+        &self,
+        release: &tenant_orchestrator::domain::ReleaseVersion,
+        region: &tenant_orchestrator::domain::Region,
+    ) -> Result<(), tenant_orchestrator::ports::ReleaseCheckError> {
+        match (release.to_string().as_str(), region.as_str()) {
+            ("1.0.0", _) | ("1.1.0", "eu-west-1") => Ok(()),
+            _ => Err(tenant_orchestrator::ports::ReleaseCheckError::Unpublished(
+                format!("release {release} has no image in {region}; publish it first"),
+            )),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_group_override_needs_its_release_in_every_region_of_the_fleet() {
+    let api = spawn_with(|app| app.with_release_registry(std::sync::Arc::new(OneRegionRegistryDouble))).await;
+    api.create_tenant("acme", "eu-west-1", "default").await;
+    api.create_tenant("bravo", "us-east-1", "default").await;
+    let path = "/v1/policy/groups/test/default";
+    let refused = api
+        .call(Method::PUT, path, Some(ADMIN), Some(json!({"release": "1.1.0"})))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("release 1.1.0 has no image in us-east-1 (a group override applies"),
+        "{message}"
+    );
+    assert!(
+        !api.get("/v1/policy").await.body.to_string().contains("1.1.0"),
+        "nothing stored"
+    );
+    // The default of the one region that has it is accepted.
+    let default = api
+        .call(
+            Method::PUT,
+            "/v1/policy/defaults/test/eu-west-1",
+            Some(ADMIN),
+            Some(json!({"release": "1.1.0"})),
+        )
+        .await;
+    assert_eq!(default.status, StatusCode::OK, "{}", default.body);
+    let set = api
+        .call(Method::PUT, path, Some(ADMIN), Some(json!({"release": "1.0.0"})))
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+}
+
 #[tokio::test]
 async fn a_registry_that_cannot_be_asked_is_a_503_not_a_verdict_on_the_release() {
     let api = spawn_with(|app| app.with_release_registry(std::sync::Arc::new(RegistryDownDouble))).await;
