@@ -442,3 +442,86 @@ async fn a_create_naming_an_unpublished_release_is_blocked_before_the_apply() {
         plan.body
     );
 }
+
+/// A hostname moving from one tenant to another: the entry that takes it comes first
+/// in the file, so its claim is refused while the other still holds it, and is made
+/// again once the other's change has let it go.
+#[tokio::test]
+async fn a_hostname_moved_between_entries_applies_whatever_their_order() {
+    let api = fleet().await;
+    let moved = "\
+version: 1
+environment: test
+tenants:
+  - id: acme
+    region: us-east-1
+    hostnames: [acme.example.com, initech.example.com]
+    release: 1.0.0
+  - id: initech
+    region: us-east-1
+    hostnames: [initech-new.example.com]
+    release: 1.0.0
+";
+    let plan = (api.call(
+        Method::POST,
+        "/v1/catalog/plan",
+        Some(READ),
+        Some(body(moved, false, 0)),
+    ))
+    .await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    for id in ["acme", "initech"] {
+        assert_eq!(entry(&plan.body, id)["action"], "change", "{}", plan.body);
+    }
+    let applied = (api.call(
+        Method::POST,
+        "/v1/catalog/apply",
+        Some(ADMIN),
+        Some(body(moved, false, 0)),
+    ))
+    .await;
+    assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
+    for id in ["acme", "initech"] {
+        assert_eq!(entry(&applied.body, id)["status"], "applied", "{}", applied.body);
+    }
+    let hostnames = |record: tenant_orchestrator::record::TenantRecord| {
+        (record.spec.hostnames.iter())
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    let acme = api.store.load(&tenant_id("acme")).await.unwrap();
+    assert_eq!(hostnames(acme), ["acme.example.com", "initech.example.com"]);
+    let initech = api.store.load(&tenant_id("initech")).await.unwrap();
+    assert_eq!(hostnames(initech), ["initech-new.example.com"]);
+
+    // A swap has no order that works: both are reported, and nothing moved.
+    let swap = "\
+version: 1
+environment: test
+tenants:
+  - id: acme
+    region: us-east-1
+    hostnames: [initech-new.example.com]
+    release: 1.0.0
+  - id: initech
+    region: us-east-1
+    hostnames: [acme.example.com, initech.example.com]
+    release: 1.0.0
+";
+    let applied = (api.call(
+        Method::POST,
+        "/v1/catalog/apply",
+        Some(ADMIN),
+        Some(body(swap, false, 0)),
+    ))
+    .await;
+    assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
+    for id in ["acme", "initech"] {
+        let outcome = entry(&applied.body, id);
+        assert_eq!(outcome["status"], "failed", "{}", applied.body);
+        let error = outcome["error"].as_str().unwrap();
+        assert!(error.contains("is already used by tenant"), "{error}");
+    }
+    let acme = api.store.load(&tenant_id("acme")).await.unwrap();
+    assert_eq!(hostnames(acme), ["acme.example.com", "initech.example.com"]);
+}

@@ -635,6 +635,42 @@ impl CatalogCommands {
         }
     }
 
+    /// Runs one planned action on tenant `id` as `actor`.
+    async fn run(
+        &self,
+        catalog: &Catalog,
+        id: &TenantId,
+        act: &Act,
+        actor: &Actor,
+    ) -> Result<(), CommandError> {
+        match act {
+            Act::Nothing => Ok(()),
+            Act::Create(entry) => self
+                .tenants
+                .provision_pinned(
+                    entry.spec(&catalog.environment),
+                    entry.release.clone(),
+                    entry.pin,
+                    entry.pin_platform,
+                    actor,
+                )
+                .await
+                .map(drop),
+            // The change sets the catalog's values, not deltas: applied over a write
+            // that came in since the plan, it still leaves what the file says.
+            Act::Change(change) => self
+                .tenants
+                .update_spec(id, change, None, actor, RolloutHold::Respect)
+                .await
+                .map(drop),
+            Act::Deprovision => self
+                .tenants
+                .command(id, TenantEvent::Deprovision, actor)
+                .await
+                .map(drop),
+        }
+    }
+
     /// Plans, then runs every action as `actor`, continuing past a failed one; each
     /// tenant's `status` says how it went. With `prune`, refused as a whole (nothing
     /// changes) when more than `max_deletions` tenants would be deprovisioned.
@@ -659,51 +695,57 @@ impl CatalogCommands {
                 ids: deletions,
             });
         }
-        let mut tenants = Vec::with_capacity(decided.len());
-        for (mut planned, act) in decided {
-            let outcome = match act {
-                Act::Nothing if planned.action == CatalogAction::Blocked => Err(planned.notes.join("; ")),
-                Act::Nothing => {
-                    tenants.push(planned);
-                    continue;
-                }
-                Act::Create(entry) => self
-                    .tenants
-                    .provision_pinned(
-                        entry.spec(&catalog.environment),
-                        entry.release.clone(),
-                        entry.pin,
-                        entry.pin_platform,
-                        actor,
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(|e| describe(&e)),
-                // The change sets the catalog's values, not deltas: applied over a
-                // write that came in since the plan, it still leaves what the file says.
-                Act::Change(change) => self
-                    .tenants
-                    .update_spec(&planned.id, &change, None, actor, RolloutHold::Respect)
-                    .await
-                    .map(drop)
-                    .map_err(|e| describe(&e)),
-                Act::Deprovision => self
-                    .tenants
-                    .command(&planned.id, TenantEvent::Deprovision, actor)
-                    .await
-                    .map(drop)
-                    .map_err(|e| describe(&e)),
+        let mut ran: Vec<(PlannedTenant, Act, Result<(), CommandError>)> = Vec::with_capacity(decided.len());
+        for (planned, act) in decided {
+            let outcome = match &act {
+                Act::Nothing => Ok(()),
+                act => self.run(catalog, &planned.id, act, actor).await,
             };
-            match outcome {
-                Ok(()) => planned.status = ActionStatus::Applied,
-                Err(error) => {
-                    tracing::warn!(tenant = %planned.id, action = planned.action.as_str(), %error, "catalog action failed");
-                    planned.status = ActionStatus::Failed;
-                    planned.error = Some(error);
-                }
-            }
-            tenants.push(planned);
+            ran.push((planned, act, outcome));
         }
+        // A hostname moving from one entry to another can be claimed only once its
+        // old entry has let it go, which the file's order need not respect: an action
+        // refused because another tenant still held a hostname runs again after the
+        // others, as long as a pass lets something go.
+        loop {
+            let retry: Vec<usize> = (ran.iter().enumerate())
+                .filter(|(_, (_, _, outcome))| {
+                    matches!(
+                        outcome,
+                        Err(CommandError::Store(StoreError::HostnameTaken { .. }))
+                    )
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let mut progressed = false;
+            for i in retry {
+                let (planned, act, _) = &ran[i];
+                let outcome = self.run(catalog, &planned.id, act, actor).await;
+                progressed |= outcome.is_ok();
+                ran[i].2 = outcome;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let tenants = (ran.into_iter())
+            .map(|(mut planned, act, outcome)| {
+                let outcome = match (&act, outcome) {
+                    (Act::Nothing, _) if planned.action == CatalogAction::Blocked => Err(planned.notes.join("; ")),
+                    (Act::Nothing, _) => return planned,
+                    (_, outcome) => outcome.map_err(|e| describe(&e)),
+                };
+                match outcome {
+                    Ok(()) => planned.status = ActionStatus::Applied,
+                    Err(error) => {
+                        tracing::warn!(tenant = %planned.id, action = planned.action.as_str(), %error, "catalog action failed");
+                        planned.status = ActionStatus::Failed;
+                        planned.error = Some(error);
+                    }
+                }
+                planned
+            })
+            .collect();
         Ok(CatalogPlan {
             environment: catalog.environment.clone(),
             prune,
