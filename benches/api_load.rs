@@ -16,8 +16,9 @@
 //! the three sides in a rotated order so drift on the shared machine hits all alike.
 //! Prints throughput and p50/p99 latency of each side and the ratios API / raw (the
 //! bar), floor / raw and API / floor, and the median and range of the rounds' own
-//! API / raw ratios. Any response other than 200 (or a missing item)
-//! fails the run.
+//! API / raw ratios, and what each side's requests cost in CPU, this process's (the
+//! generator, the server, the SDK) and DynamoDB Local's, from `/proc` over the
+//! measured windows. Any response other than 200 (or a missing item) fails the run.
 
 #[path = "common/fleet_spec.rs"]
 mod fleet_spec;
@@ -214,6 +215,10 @@ struct Tally {
     measured: Duration,
     errors: usize,
     first_error: Option<String>,
+    /// CPU seconds used in the measured windows by this process (the generator, the
+    /// server and the SDK) and by DynamoDB Local, where `/proc` tells.
+    cpu_here: f64,
+    cpu_store: Option<f64>,
 }
 
 impl Tally {
@@ -226,6 +231,12 @@ impl Tally {
         self.latencies.extend(other.latencies);
         self.measured += other.measured;
         self.errors += other.errors;
+        self.cpu_here += other.cpu_here;
+        self.cpu_store = match (self.cpu_store, other.cpu_store) {
+            (None, other) => other,
+            (Some(a), Some(b)) => Some(a + b),
+            (Some(_), None) => None,
+        };
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -243,6 +254,20 @@ impl Tally {
         self.latencies.sort_unstable();
         let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
         self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+    }
+
+    /// CPU microseconds per request: this process's, and DynamoDB Local's.
+    fn cpu_line(&self, label: &str) -> String {
+        let per = |seconds: f64| seconds * 1e6 / self.latencies.len() as f64;
+        match self.cpu_store {
+            Some(store) => format!(
+                "{label:<28} CPU per request: this process {:>6.1} us, DynamoDB Local {:>6.1} us, both {:>6.1} us",
+                per(self.cpu_here),
+                per(store),
+                per(self.cpu_here + store)
+            ),
+            None => format!("{label:<28} CPU per request: this process {:>6.1} us", per(self.cpu_here)),
+        }
     }
 
     fn line(&mut self, label: &str) -> String {
@@ -270,10 +295,34 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// CPU seconds (user and system) process `pid` (or `self`) has used, from
+/// `/proc/<pid>/stat` (in the kernel's 100 ticks a second); `None` without `/proc`.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (in parentheses, and it may hold spaces) come the fields
+    // from the third on: utime and stime are the 14th and 15th.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// The process id of DynamoDB Local (the Java process running `DynamoDBLocal.jar`),
+/// if this machine runs one.
+fn dynamodb_local() -> Option<String> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid = entry.file_name().into_string().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .contains("DynamoDBLocal.jar")
+            .then_some(pid)
+    })
+}
+
 /// One round: CONNECTIONS connections, each reading random tenants back to back for
 /// WARM_UP (not recorded) then MEASURED. A request counts if it started and ended
 /// inside the measured window; failures count whenever they happen.
 async fn closed_loop(target: &Target, ids: &Arc<Vec<String>>, seed: u64) -> Tally {
+    let store_pid = dynamodb_local();
     let measure_from = Instant::now() + WARM_UP;
     let until = measure_from + MEASURED;
     let connections: Vec<_> = (0..CONNECTIONS as u64)
@@ -302,11 +351,18 @@ async fn closed_loop(target: &Target, ids: &Arc<Vec<String>>, seed: u64) -> Tall
             })
         })
         .collect();
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu = || (cpu_seconds("self"), store_pid.as_deref().and_then(cpu_seconds));
+    let (here, store) = cpu();
+    tokio::time::sleep_until(until.into()).await;
+    let (here_after, store_after) = cpu();
     let mut round = Tally::default();
     for c in connections {
         round.add(c.await.unwrap());
     }
     round.measured = MEASURED;
+    round.cpu_here = here_after.zip(here).map_or(0.0, |(b, a)| b - a);
+    round.cpu_store = store_after.zip(store).map(|(b, a)| b - a);
     round
 }
 
@@ -462,6 +518,9 @@ fn main() {
         println!("{}", api_total.line("API, all rounds"));
         println!("{}", raw_total.line("raw, all rounds"));
         println!("{}", floor_total.line("floor, all rounds"));
+        println!("{}", api_total.cpu_line("API, all rounds"));
+        println!("{}", raw_total.cpu_line("raw, all rounds"));
+        println!("{}", floor_total.cpu_line("floor, all rounds"));
         println!("{}", ratios("API / raw", &mut api_total, &mut raw_total));
         println!("{}", ratios("floor / raw", &mut floor_total, &mut raw_total));
         println!("{}", ratios("API / floor", &mut api_total, &mut floor_total));
