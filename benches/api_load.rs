@@ -20,6 +20,8 @@
 //! generator, the server, the SDK) and DynamoDB Local's, from `/proc` over the
 //! measured windows. Any response other than 200 (or a missing item) fails the run.
 
+#[path = "common/allocator.rs"]
+mod allocator;
 #[path = "common/fleet_spec.rs"]
 mod fleet_spec;
 

@@ -16,6 +16,8 @@
 //! before them, drawn from every member), and prints both; panics when the page does
 //! not list one to 40 tenants a wave.
 
+#[path = "common/allocator.rs"]
+mod allocator;
 #[path = "common/local_fleet.rs"]
 mod common;
 

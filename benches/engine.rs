@@ -10,6 +10,8 @@
 //! on a fresh table each; the rates are over all three.
 //! The step is a test double that returns at once, so only the engine is measured.
 
+#[path = "common/allocator.rs"]
+mod allocator;
 #[path = "common/fleet_spec.rs"]
 mod fleet_spec;
 #[path = "common/write_units.rs"]

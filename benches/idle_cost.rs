@@ -15,6 +15,8 @@
 //! this process's resident memory (VmRSS) with the API's counts of the whole fleet
 //! cached. Panics when the summary does not count every seeded tenant.
 
+#[path = "common/allocator.rs"]
+mod allocator;
 #[path = "common/local_fleet.rs"]
 mod common;
 

@@ -7,6 +7,8 @@
 //! are pinned or already on the release, and the strategy sets in-flight limits, so
 //! the timeline does real scheduling work. Measured, not asserted.
 
+#[path = "common/allocator.rs"]
+mod allocator;
 mod common;
 
 use common::{measure_planning, planning_fleet, PLANNING_REGIONS, PLANNING_SPEC, PLANNING_TENANTS};

@@ -14,6 +14,8 @@
 //! errors (it panics on any), and the planner's estimate of the makespan with the
 //! same limits against the measured makespan.
 
+#[path = "common/allocator.rs"]
+mod allocator;
 #[path = "common/fleet_spec.rs"]
 mod fleet_spec;
 

@@ -14,6 +14,8 @@
 //!    one attempt, with each upgrade step run exactly once.
 //! 2. Planning time for 100,000 tenants: the fleet and spec of `benches/planner.rs`.
 
+#[path = "common/allocator.rs"]
+mod allocator;
 mod common;
 
 #[path = "common/fleet_spec.rs"]

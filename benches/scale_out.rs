@@ -13,6 +13,8 @@
 //! append to). The benchmark panics when any tenant is not Active or any double
 //! start is found.
 
+#[path = "common/allocator.rs"]
+mod allocator;
 #[allow(dead_code)] // the benchmark uses the run log only
 #[path = "../tests/common/child_worker.rs"]
 mod child_worker;
