@@ -438,7 +438,7 @@ fn decide(catalog: &Catalog, records: &[TenantRecord], prune: bool) -> Vec<(Plan
             TenantState::Active { .. } | TenantState::Failed { .. } => out.push((
                 planned(
                     CatalogAction::Kept,
-                    vec!["not in the catalog, kept (pass --prune to deprovision it)".into()],
+                    vec!["not in the catalog, kept (prune to deprovision it: --prune, `prune` in the API)".into()],
                 ),
                 Act::Nothing,
             )),

@@ -19,7 +19,7 @@ pub struct EventCommands {
 pub enum EventError {
     #[error("nothing to redeliver for event {id}: {detail}")]
     NothingToRedeliver { id: String, detail: String },
-    #[error("--limit must be between 1 and {MAX_EVENTS_LISTED}, not {0}")]
+    #[error("the limit (--limit, `limit` in the API) must be between 1 and {MAX_EVENTS_LISTED}, not {0}")]
     BadLimit(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -54,7 +54,10 @@ impl EventCommands {
                     Some(s) => {
                         format!("it has no delivery to sink {s:?}; `tenantctl events list` shows its sinks")
                     }
-                    None => "no sink gave it up; name one with --sink to deliver it there again".to_owned(),
+                    None => {
+                        "no sink gave it up; name one (--sink, `sink` in the API) to deliver it there again"
+                            .to_owned()
+                    }
                 },
             });
         }

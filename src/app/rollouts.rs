@@ -233,7 +233,7 @@ pub struct RolloutCommands {
 fn check_schedule(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), RolloutError> {
     if at < now - chrono::TimeDelta::seconds(SCHEDULE_SLACK_SECONDS) {
         return Err(RolloutError::BadSchedule(format!(
-            "the scheduled start {} is in the past (now {}); give a later time, or leave out --at to start now",
+            "the scheduled start {} is in the past (now {}); give a later time, or leave it out (--at, `start_at` in the API) to start now",
             at.to_rfc3339(),
             now.to_rfc3339()
         )));
@@ -476,12 +476,12 @@ impl RolloutCommands {
             // A start that was interrupted is done again below, under its lease.
             Ok(existing) if existing.spec == spec && existing.start_unfinished() => Some(existing),
             Ok(existing) if existing.spec == spec => return Ok(Started::existing(existing)),
-            Ok(_) => {
-                return Err(RolloutError::Refused {
-                    id,
-                    message: "exists with a different spec; give the new rollout another --id".into(),
-                })
-            }
+            Ok(_) => return Err(RolloutError::Refused {
+                id,
+                message:
+                    "exists with a different spec; give the new rollout another id (--id, `id` in the API)"
+                        .into(),
+            }),
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
@@ -576,7 +576,7 @@ impl RolloutCommands {
             if existing.spec != *spec {
                 return Err(RolloutError::Refused {
                     id,
-                    message: "exists with a different spec; give the new rollout another --id".into(),
+                    message: "exists with a different spec; give the new rollout another id (--id, `id` in the API)".into(),
                 });
             }
             if !existing.start_unfinished() {
@@ -879,7 +879,8 @@ impl RolloutCommands {
                 id: id.clone(),
                 message: format!(
                     "{} of its tenants are frozen (first {first}: {why}); wait until the freeze ends, \
-                     schedule the start after it (`--at`), or, as an admin, pass --override-freeze \"why\"",
+                     schedule the start after it (--at, `start_at` in the API), or, as an admin, override it with \
+                     a reason (--override-freeze \"why\", `override_freeze` in the API)",
                     holds.len()
                 ),
             });

@@ -90,7 +90,7 @@ impl Freeze {
             return Err(InvalidValue::new(
                 "freeze",
                 &format!("{} .. {}", from.to_rfc3339(), until.to_rfc3339()),
-                "ends before it begins; give --until a time after --from",
+                "ends before it begins; give an end (--until, `until` in the API) after its start",
             ));
         }
         if until - from > chrono::TimeDelta::days(FREEZE_LONGEST_DAYS) {

@@ -134,14 +134,14 @@ impl PromotionRule {
             return Err(InvalidValue::new(
                 "promotion rule",
                 to.as_str(),
-                "promotes an environment to itself; give a different --to (e.g. --from staging --to prod)",
+                "promotes an environment to itself; give a different target (--to, `to` in the API; e.g. from staging to prod)",
             ));
         }
         if soak > MAX_SOAK {
             return Err(InvalidValue::new(
                 "promotion soak",
                 &super::duration::format_duration(soak),
-                "is longer than 30 days; give a shorter --soak",
+                "is longer than 30 days; give a shorter soak",
             ));
         }
         match &template.selector.environment {
@@ -240,7 +240,7 @@ mod tests {
         let same = template("{}").unwrap();
         let err =
             PromotionRule::new(name, env("prod"), env("prod"), Duration::ZERO, false, same).unwrap_err();
-        assert!(err.to_string().contains("give a different --to"), "{err}");
+        assert!(err.to_string().contains("give a different target"), "{err}");
     }
 
     #[test]

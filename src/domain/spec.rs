@@ -87,7 +87,7 @@ impl TenantSpec {
             return Err(InvalidValue::new(
                 "tenant spec",
                 self.id.as_str(),
-                "needs at least one hostname (e.g. --hostname acme.example.com)",
+                "needs at least one hostname, e.g. acme.example.com (--hostname, `hostnames` in the API)",
             ));
         }
         if self.hostnames.len() > MAX_HOSTNAMES {

@@ -344,7 +344,7 @@ async fn rules_are_listed_and_deleted_and_bad_rules_say_what_to_change() {
         template: serde_json::from_value(json!({})).unwrap(),
     };
     let err = promotions(&fleet).set(same, "operator:test").await.unwrap_err();
-    assert!(err.to_string().contains("give a different --to"), "{err}");
+    assert!(err.to_string().contains("give a different target"), "{err}");
 
     promotions(&fleet).delete(&name).await.unwrap();
     assert!(promotions(&fleet).list().await.unwrap().is_empty());

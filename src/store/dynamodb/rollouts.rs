@@ -345,8 +345,8 @@ impl RolloutStore for DynamoStore {
         let items = vec![new(item), new(lease_item(&stored.id, lease))];
         let exists = || {
             format!(
-                "rollout {} already exists; see it with `tenantctl rollout status {}` or start with another --id",
-                stored.id, stored.id
+                "rollout {} already exists; see it with `tenantctl rollout status {}` (GET /v1/rollouts/{}) or start with another id (--id, `id` in the API)",
+                stored.id, stored.id, stored.id
             )
         };
         let out = (self.send_transaction(items).await).map_err(|err| {
