@@ -276,6 +276,13 @@ async fn a_failed_action_is_reported_and_the_rest_still_apply() {
     assert_eq!(acme.spec.tier.as_str(), "large");
 }
 
+/// `catalog` sent to `POST /v1/catalog/{verb}` (`plan` or `apply`) as `token`, without
+/// pruning.
+async fn post_catalog(api: &TestApi, verb: &str, token: &str, catalog: &str) -> api_support::Reply {
+    let path = format!("/v1/catalog/{verb}");
+    (api.call(Method::POST, &path, Some(token), Some(body(catalog, false, 0)))).await
+}
+
 fn body(catalog: &str, prune: bool, max_deletions: u32) -> Value {
     let catalog: Value = serde_norway::from_str(catalog).unwrap();
     json!({"catalog": catalog, "prune": prune, "max_deletions": max_deletions})
@@ -327,28 +334,14 @@ async fn the_api_plans_and_applies_with_prune_for_admins_only() {
     assert_eq!(too_many.status, StatusCode::CONFLICT, "{}", too_many.body);
     assert_eq!(too_many.code(), "too_many_deletions");
 
-    let duplicate = api
-        .call(
-            Method::POST,
-            "/v1/catalog/plan",
-            Some(READ),
-            Some(body(&CATALOG.replace("id: globex", "id: acme"), false, 0)),
-        )
-        .await;
+    let duplicate = post_catalog(&api, "plan", READ, &CATALOG.replace("id: globex", "id: acme")).await;
     assert_eq!(duplicate.status, StatusCode::BAD_REQUEST, "{}", duplicate.body);
     assert!(duplicate.body["error"]["message"]
         .as_str()
         .unwrap()
         .contains("listed twice"));
 
-    let applied = api
-        .call(
-            Method::POST,
-            "/v1/catalog/apply",
-            Some(DEPLOY),
-            Some(body(CATALOG, false, 0)),
-        )
-        .await;
+    let applied = post_catalog(&api, "apply", DEPLOY, CATALOG).await;
     assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
     assert_eq!(entry(&applied.body, "globex")["status"], "applied");
     let history = api.store.history(&tenant_id("acme"), 0, 100).await.unwrap().items;
@@ -380,13 +373,7 @@ async fn a_create_naming_an_unpublished_release_is_blocked_before_the_apply() {
     })
     .await;
 
-    let plan = (api.call(
-        Method::POST,
-        "/v1/catalog/plan",
-        Some(READ),
-        Some(body(&catalog, false, 0)),
-    ))
-    .await;
+    let plan = post_catalog(&api, "plan", READ, &catalog).await;
     assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
     let globex = entry(&plan.body, "globex");
     assert_eq!(globex["action"], "blocked", "{}", plan.body);
@@ -396,13 +383,7 @@ async fn a_create_naming_an_unpublished_release_is_blocked_before_the_apply() {
     );
     assert_eq!(entry(&plan.body, "acme")["action"], "create", "{}", plan.body);
 
-    let applied = (api.call(
-        Method::POST,
-        "/v1/catalog/apply",
-        Some(ADMIN),
-        Some(body(&catalog, false, 0)),
-    ))
-    .await;
+    let applied = post_catalog(&api, "apply", ADMIN, &catalog).await;
     assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
     assert_eq!(
         entry(&applied.body, "globex")["status"],
@@ -423,13 +404,7 @@ async fn a_create_naming_an_unpublished_release_is_blocked_before_the_apply() {
 
     let down =
         api_support::spawn_with(|app| app.with_release_registry(Arc::new(common::RegistryDownDouble))).await;
-    let plan = (down.call(
-        Method::POST,
-        "/v1/catalog/plan",
-        Some(READ),
-        Some(body(CATALOG, false, 0)),
-    ))
-    .await;
+    let plan = post_catalog(&down, "plan", READ, CATALOG).await;
     assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
     let globex = entry(&plan.body, "globex");
     assert_eq!(globex["action"], "create", "{}", plan.body);
@@ -462,24 +437,12 @@ tenants:
     hostnames: [initech-new.example.com]
     release: 1.0.0
 ";
-    let plan = (api.call(
-        Method::POST,
-        "/v1/catalog/plan",
-        Some(READ),
-        Some(body(moved, false, 0)),
-    ))
-    .await;
+    let plan = post_catalog(&api, "plan", READ, moved).await;
     assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
     for id in ["acme", "initech"] {
         assert_eq!(entry(&plan.body, id)["action"], "change", "{}", plan.body);
     }
-    let applied = (api.call(
-        Method::POST,
-        "/v1/catalog/apply",
-        Some(ADMIN),
-        Some(body(moved, false, 0)),
-    ))
-    .await;
+    let applied = post_catalog(&api, "apply", ADMIN, moved).await;
     assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
     for id in ["acme", "initech"] {
         assert_eq!(entry(&applied.body, id)["status"], "applied", "{}", applied.body);
@@ -508,13 +471,7 @@ tenants:
     hostnames: [acme.example.com, initech.example.com]
     release: 1.0.0
 ";
-    let applied = (api.call(
-        Method::POST,
-        "/v1/catalog/apply",
-        Some(ADMIN),
-        Some(body(swap, false, 0)),
-    ))
-    .await;
+    let applied = post_catalog(&api, "apply", ADMIN, swap).await;
     assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
     for id in ["acme", "initech"] {
         let outcome = entry(&applied.body, id);
