@@ -273,8 +273,10 @@ impl Bake {
                 "must be at least 1s, e.g. 1m",
             ));
         }
-        let needed = check_interval.saturating_mul(checks);
-        if needed > time {
+        // The checks' total, said only when it is a real figure (a product past what a
+        // duration holds is simply longer than any bake).
+        let needed = check_interval.checked_mul(checks);
+        if needed.is_none_or(|needed| needed > time) {
             return Err(InvalidValue::new(
                 "bake_checks",
                 &checks.to_string(),
@@ -282,7 +284,7 @@ impl Bake {
                     "{checks} checks every {} take {}, longer than bake_time {}; lower bake_checks or \
                      bake_check_interval, or raise bake_time",
                     format_duration(check_interval),
-                    format_duration(needed),
+                    needed.map_or_else(|| "more than any duration".to_owned(), format_duration),
                     format_duration(time)
                 ),
             ));

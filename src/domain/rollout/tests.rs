@@ -114,6 +114,12 @@ fn invalid_strategies_say_what_is_wrong_and_what_to_write() {
             "10 checks every 5m take 50m, longer than bake_time 30m",
         ),
         (r#""bake_checks": 0"#, "a bake needs evidence"),
+        // A product past what a duration holds is said as such, not as a saturated
+        // figure.
+        (
+            r#""bake_checks": 4294967295, "bake_check_interval": "500000000y""#,
+            "4294967295 checks every 500000000years take more than any duration, longer than bake_time 30m",
+        ),
         (r#""bake_time": "soon""#, "invalid bake_time \"soon\""),
         (r#""bake_check_interval": "0s""#, "must be at least 1s"),
         (r#""bake_time": "8d""#, "must be at most 7d"),
