@@ -229,6 +229,10 @@ pub struct RolloutCommands {
     start_spacing: StartSpacing,
 }
 
+/// Why a start is refused when its id is taken by a rollout of another spec.
+const OTHER_SPEC: &str =
+    "exists with a different spec; give the new rollout another id (--id, `id` in the API)";
+
 /// Refuses a scheduled start in the past or too far ahead.
 fn check_schedule(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), RolloutError> {
     if at < now - chrono::TimeDelta::seconds(SCHEDULE_SLACK_SECONDS) {
@@ -476,12 +480,12 @@ impl RolloutCommands {
             // A start that was interrupted is done again below, under its lease.
             Ok(existing) if existing.spec == spec && existing.start_unfinished() => Some(existing),
             Ok(existing) if existing.spec == spec => return Ok(Started::existing(existing)),
-            Ok(_) => return Err(RolloutError::Refused {
-                id,
-                message:
-                    "exists with a different spec; give the new rollout another id (--id, `id` in the API)"
-                        .into(),
-            }),
+            Ok(_) => {
+                return Err(RolloutError::Refused {
+                    id,
+                    message: OTHER_SPEC.into(),
+                })
+            }
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
@@ -576,7 +580,7 @@ impl RolloutCommands {
             if existing.spec != *spec {
                 return Err(RolloutError::Refused {
                     id,
-                    message: "exists with a different spec; give the new rollout another id (--id, `id` in the API)".into(),
+                    message: OTHER_SPEC.into(),
                 });
             }
             if !existing.start_unfinished() {

@@ -344,9 +344,10 @@ impl RolloutStore for DynamoStore {
         };
         let items = vec![new(item), new(lease_item(&stored.id, lease))];
         let exists = || {
+            let id = &stored.id;
             format!(
-                "rollout {} already exists; see it with `tenantctl rollout status {}` (GET /v1/rollouts/{}) or start with another id (--id, `id` in the API)",
-                stored.id, stored.id, stored.id
+                "rollout {id} already exists; see it with `tenantctl rollout status {id}` (GET /v1/rollouts/{id}) \
+                 or start with another id (--id, `id` in the API)"
             )
         };
         let out = (self.send_transaction(items).await).map_err(|err| {
