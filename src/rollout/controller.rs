@@ -13,15 +13,15 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, instrument, warn, Instrument};
 
-use super::decide::{bake_check_due, decide, Decision, Drive, Observed, TenantView};
+use super::decide::{bake_check_due, decide, members_to_observe, Decision, Drive, Observed, TenantView};
 use super::target::TenantRevision;
 use crate::domain::{RolloutId, TenantId};
 use crate::ports::{woken, TenantHealth, TenantProbe, Wakeup};
 use crate::ports::{Conflict, RolloutStore, StoreError, TenantDrive, TenantStore, WriteGuard};
 use crate::ports::{PolicyStore, PromotionDriver, PromotionStore};
 use crate::record::{
-    Actor, BakeCheck, Cause, Lease, Origin, Outcome, Phase, RollbackStatus, RolloutMember, RolloutRecord,
-    TenantRecord, Transition,
+    Actor, BakeCheck, Cause, Lease, Origin, Outcome, Phase, RolloutMember, RolloutRecord, TenantRecord,
+    Transition,
 };
 
 #[derive(Debug, Clone)]
@@ -460,24 +460,14 @@ impl Controller {
     }
 
     /// Loads the tenants the decision needs: those moving, and those whose turn or
-    /// rollback may come.
+    /// rollback may come (`members_to_observe`).
     async fn observe(
         &self,
         record: &RolloutRecord,
         members: &[RolloutMember],
         now: chrono::DateTime<Utc>,
     ) -> Result<Loaded, StoreError> {
-        let halted = record.phase == Phase::Halted;
-        let wanted: Vec<TenantId> = members
-            .iter()
-            .filter(|m| {
-                !m.outcome.is_done()
-                    || m.rollback == Some(RollbackStatus::InProgress)
-                    || (halted && m.rollback.is_none() && !matches!(m.outcome, Outcome::Skipped { .. }))
-                    || (m.outcome == Outcome::Succeeded && bake_check_due(record, now))
-            })
-            .map(|m| m.tenant.clone())
-            .collect();
+        let wanted = members_to_observe(record, members, now);
         let mut loaded = Loaded::default();
         // Batched reads (100 tenants a request), a few requests at once: a wave of
         // hundreds is a handful of requests per pass, not one per tenant.

@@ -69,6 +69,69 @@ pub struct Decision {
     pub drives: Vec<Drive>,
 }
 
+/// What a pending member waits for when the in-flight limits leave no room for it.
+pub const FREE_SLOT: &str = "a free slot (in-flight limit)";
+
+/// The in-flight limits of a rollout: tenants at once in a wave, and in a region.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    per_wave: usize,
+    per_region: usize,
+}
+
+impl Limits {
+    fn of(record: &RolloutRecord) -> Self {
+        let strategy = &record.spec.strategy;
+        Self {
+            per_wave: (strategy.max_in_flight_per_wave).map_or(usize::MAX, |n| n.get() as usize),
+            per_region: (strategy.max_in_flight_per_region).map_or(usize::MAX, |n| n.get() as usize),
+        }
+    }
+}
+
+/// The members of the current wave whose tenants a pass must read before deciding:
+/// those moving or baking, and of the pending ones, every one that waits for
+/// something other than a slot (a window, a freeze, a busy tenant: its turn may have
+/// come) and, in the order the decision starts them, no more of the others than the
+/// in-flight limits could start if every tenant in flight had just finished. The rest
+/// could not start this pass whatever their tenants look like, so reading them would
+/// only load the store: the decision leaves them waiting for a free slot.
+pub fn members_to_observe(
+    record: &RolloutRecord,
+    members: &[RolloutMember],
+    now: DateTime<Utc>,
+) -> Vec<TenantId> {
+    let halted = record.phase == Phase::Halted;
+    let bake_due = bake_check_due(record, now);
+    let limits = Limits::of(record);
+    let mut order: Vec<&RolloutMember> = members.iter().collect();
+    order.sort_by(|a, b| (a.earliest_start, &a.tenant).cmp(&(b.earliest_start, &b.tenant)));
+    let (mut room_taken, mut by_region) = (0usize, HashMap::<&Region, usize>::new());
+    order
+        .into_iter()
+        .filter(|m| {
+            if m.outcome == Outcome::Pending && !halted {
+                let waits_for_other = m.waiting_for.as_deref().is_some_and(|why| why != FREE_SLOT);
+                if waits_for_other {
+                    return true;
+                }
+                let in_region = by_region.entry(&m.region).or_default();
+                if room_taken >= limits.per_wave || *in_region >= limits.per_region {
+                    return false;
+                }
+                room_taken += 1;
+                *in_region += 1;
+                return true;
+            }
+            !m.outcome.is_done()
+                || m.rollback == Some(RollbackStatus::InProgress)
+                || (halted && m.rollback.is_none() && !matches!(m.outcome, Outcome::Skipped { .. }))
+                || (m.outcome == Outcome::Succeeded && bake_due)
+        })
+        .map(|m| m.tenant.clone())
+        .collect()
+}
+
 /// Whether the wave needs a bake check round now.
 pub fn bake_check_due(record: &RolloutRecord, now: DateTime<Utc>) -> bool {
     record.phase == Phase::Running
@@ -414,13 +477,7 @@ impl<'a> Deciding<'a> {
     /// whether a pending tenant is left waiting for its maintenance window.
     fn start_pending(&mut self) -> bool {
         let mut held_by_window = false;
-        let strategy = &self.record.spec.strategy;
-        let per_wave = strategy
-            .max_in_flight_per_wave
-            .map_or(usize::MAX, |n| n.get() as usize);
-        let per_region = strategy
-            .max_in_flight_per_region
-            .map_or(usize::MAX, |n| n.get() as usize);
+        let Limits { per_wave, per_region } = Limits::of(&self.record);
         let mut in_flight = self
             .members
             .iter()
@@ -435,10 +492,15 @@ impl<'a> Deciding<'a> {
             if self.members[i].outcome != Outcome::Pending {
                 continue;
             }
+            let region = self.members[i].region.clone();
             let Some(view) = self.view(&self.members[i].tenant) else {
+                // Not read this pass (`members_to_observe`): it could not have started.
+                let full = in_flight >= per_wave || by_region.get(&region).is_some_and(|n| *n >= per_region);
+                if full {
+                    self.set(i, |m| m.waiting_for = Some(FREE_SLOT.to_owned()));
+                }
                 continue;
             };
-            let region = self.members[i].region.clone();
             let (view, running) = match self.turn_of(view, &region) {
                 Turn::Skip(why) => {
                     self.set(i, |m| skip(m, &why, now));
@@ -467,8 +529,7 @@ impl<'a> Deciding<'a> {
             };
             let region_count = by_region.entry(self.members[i].region.clone()).or_default();
             if in_flight >= per_wave || *region_count >= per_region {
-                let why = "a free slot (in-flight limit)".to_owned();
-                self.set(i, |m| m.waiting_for = Some(why));
+                self.set(i, |m| m.waiting_for = Some(FREE_SLOT.to_owned()));
                 continue;
             }
             in_flight += 1;

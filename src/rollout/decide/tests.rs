@@ -400,6 +400,60 @@ fn in_flight_limits_and_tenants_held_elsewhere() {
 }
 
 #[test]
+fn a_pass_reads_no_more_pending_tenants_than_it_could_start() {
+    let mut s = spec(
+        FailureBudget::Count(0),
+        RollbackScope::Failed,
+        Bake::none(),
+        no_approvals(),
+    );
+    s.strategy.max_in_flight_per_wave = std::num::NonZeroU32::new(2);
+    let (mut record, members) = started(s, 7);
+    record.current_wave = 1;
+    let mut wave: Vec<RolloutMember> = members.iter().filter(|m| m.wave == 1).cloned().collect();
+    wave.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    // ten1 is in flight, ten2 waits for its window, ten3.. wait for a slot or are new.
+    wave[0].outcome = Outcome::InFlight;
+    wave[1].waiting_for = Some("its maintenance window, next opening soon".into());
+    wave[2].waiting_for = Some(FREE_SLOT.into());
+    let wanted = members_to_observe(&record, &wave, at(1));
+    let names: Vec<&str> = wanted.iter().map(TenantId::as_str).collect();
+    assert_eq!(
+        names,
+        ["ten1", "ten2", "ten3", "ten4"],
+        "the one in flight, the one waiting for its window, and two more: the limit's room"
+    );
+
+    // ten1 is still in flight (its upgrade is not judged without its tenant), so one
+    // slot is left; the tenants not read are marked as waiting for one, never started.
+    let views: Vec<(&str, Option<TenantView>)> =
+        (names[1..].iter()).map(|t| (*t, active("1.0.0", None))).collect();
+    let d = decide(&record, &wave, &observed(at(1), &views));
+    let started: Vec<&str> = d.drives.iter().map(|d| d.member.tenant.as_str()).collect();
+    assert_eq!(
+        started,
+        ["ten2"],
+        "ten2's window is open in this view, so it starts first"
+    );
+    let waiting: Vec<(&str, Option<&str>)> = (d.members.iter())
+        .map(|m| (m.tenant.as_str(), m.waiting_for.as_deref()))
+        .collect();
+    assert_eq!(
+        waiting,
+        [
+            ("ten4", Some(FREE_SLOT)),
+            ("ten5", Some(FREE_SLOT)),
+            ("ten6", Some(FREE_SLOT))
+        ],
+        "ten3 was already marked; the rest, read or not, wait for a slot"
+    );
+
+    // Halted: every member is read, to roll back what moved.
+    record.phase = Phase::Halted;
+    assert_eq!(members_to_observe(&record, &wave, at(1)).len(), wave.len());
+}
+
+#[test]
 fn a_tenant_starts_only_inside_its_maintenance_window() {
     let (mut record, members) = started(
         spec(
