@@ -46,7 +46,7 @@ use tenant_orchestrator::rollout::{
     plan_with, Controller, ControllerConfig, PlanOptions, TenantSummaryForPlanning,
 };
 use tenant_orchestrator::step::{Step, StepContext, StepOutcome, StepRegistry};
-use tenant_orchestrator::store::{table, DynamoStore, RolloutStore, StoreError, TenantStore};
+use tenant_orchestrator::store::{table, DynamoStore, Meter, RolloutStore, StoreError, TenantStore};
 use tenant_orchestrator::worker::{Worker, WorkerConfig};
 
 const TENANTS: usize = 1_000;
@@ -200,12 +200,23 @@ struct Run {
     write_units: f64,
     /// Write units per tenant by operation and part written.
     write_breakdown: Vec<(String, f64)>,
+    reads: Reads,
     bake_checks: usize,
+}
+
+/// The reads of a rollout, from its start to its completion (workers, controller and
+/// the benchmark's own watch of the rollout item together).
+struct Reads {
+    units: f64,
+    batch_gets: u64,
+    queries: u64,
 }
 
 async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencyStep>) -> Run {
     let name = format!("bench-rollout-{}", uuid::Uuid::new_v4().simple());
     table::ensure_table(&client, &name).await.unwrap();
+    // Every read of the run counts into `meter`: the passes' tenant loads are most of it.
+    let (client, meter) = Meter::attach(&client);
     let store = Arc::new(DynamoStore::new(client, name));
     let seeding = Instant::now();
     let seed_retries = seed(&store).await;
@@ -245,6 +256,7 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
     let commands = RolloutCommands::new(store.clone(), store.clone());
     let id = RolloutId::parse("r-bench").unwrap();
     let units_before = store.consumed_write_units();
+    let reads_before = meter.usage();
     let units_mark = write_units::mark(&store);
     let started_at = Utc::now();
     let clock = Instant::now();
@@ -269,6 +281,12 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
     };
     let makespan = clock.elapsed();
     let write_units = store.consumed_write_units() - units_before;
+    let reads_after = meter.usage();
+    let reads = Reads {
+        units: reads_after.read_units - reads_before.read_units,
+        batch_gets: reads_after.requests_of("BatchGetItem") - reads_before.requests_of("BatchGetItem"),
+        queries: reads_after.requests_of("Query") - reads_before.requests_of("Query"),
+    };
     let write_breakdown = write_units::since(&store, &units_mark, TENANTS as f64);
     shutdown.send(true).unwrap();
     running.join_all().await;
@@ -285,6 +303,7 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
         makespan,
         write_units,
         write_breakdown,
+        reads,
         bake_checks: health.checks.load(Ordering::Relaxed),
     }
 }
@@ -548,6 +567,13 @@ fn main() {
     for (part, units) in &run.write_breakdown {
         println!("    {part:<52} {units:>8.2}");
     }
+    println!(
+        "  read capacity units:           {:>8.0} ({:.1} per tenant; {} BatchGetItem, {} Query)",
+        run.reads.units,
+        run.reads.units / TENANTS as f64,
+        run.reads.batch_gets,
+        run.reads.queries
+    );
     println!("  correct: all {TENANTS} Active on {TO}, every member succeeded on its first attempt");
 
     let spec: RolloutSpec = serde_json::from_str(PLANNING_SPEC).unwrap();
