@@ -116,8 +116,12 @@ impl Rig {
         let client = dynamodb_client().await;
         let name = format!("test-{}", uuid::Uuid::new_v4().simple());
         table::ensure_table(&client, &name).await.expect("table created");
+        // The product's client (its interceptors among it), through the proxy.
+        let product_client = tenant_orchestrator::store::client(&aws_config::load_from_env().await);
         let proxied_client = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&aws_config::load_from_env().await)
+            product_client
+                .config()
+                .to_builder()
                 .endpoint_url(dynamodb_proxy.url())
                 .retry_config(quick_store_retries())
                 .build(),
@@ -343,11 +347,15 @@ impl Rig {
 
     /// Stops the workers and checks the fleet's invariants on the table.
     async fn stop(mut self) {
+        self.stop_workers().await;
+        assert_fleet_sound(&self.direct).await;
+    }
+
+    async fn stop_workers(&mut self) {
         let _ = self.shutdown.send(true);
         for worker in self.workers.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
         }
-        assert_fleet_sound(&self.direct).await;
     }
 }
 
@@ -393,6 +401,27 @@ async fn provisioning_and_upgrade_survive_throttling_and_503s_everywhere() {
             );
         }
     }
+    // Every throttle the SDK rode out is on /metrics, by service: as many as the
+    // proxies injected, each counted once, and none made up.
+    rig.stop_workers().await;
+    let metrics = tenant_orchestrator::api::metrics::handle().render();
+    let throttled = |dynamodb: bool| -> u64 {
+        (metrics.lines())
+            .filter(|l| l.starts_with("tenantctl_aws_requests_total{") && l.contains("outcome=\"throttled\""))
+            .filter(|l| l.contains("service=\"dynamodb\"") == dynamodb)
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        throttled(true),
+        rig.dynamodb_proxy.injected("throttle").await,
+        "DynamoDB throttles on /metrics against those injected:\n{metrics}"
+    );
+    assert_eq!(
+        throttled(false),
+        rig.aws_proxy.injected("throttle").await,
+        "AWS throttles on /metrics against those injected:\n{metrics}"
+    );
     rig.stop().await;
 }
 

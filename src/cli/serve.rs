@@ -195,9 +195,12 @@ async fn load_tokens(args: &ServeArgs) -> Result<Tokens, Failure> {
         }
         (None, Some(name)) => {
             let config = aws_config::load_from_env().await;
-            Tokens::from_ssm(&aws_sdk_ssm::Client::new(&config), name)
-                .await
-                .map_err(invalid)
+            let client = aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(&config)
+                    .interceptor(tenant_orchestrator::aws_calls::AwsCallMetrics::new("ssm"))
+                    .build(),
+            );
+            Tokens::from_ssm(&client, name).await.map_err(invalid)
         }
         // OpenID Connect alone: no static token is known.
         (None, None) if args.oidc_config.is_some() => Ok(Tokens::default()),

@@ -61,7 +61,11 @@ impl EventBridgeSink {
             name: config.name.clone(),
             bus: bus.event_bus.clone(),
             filter: config.filter(),
-            client: aws_sdk_eventbridge::Client::from_conf(builder.build()),
+            client: aws_sdk_eventbridge::Client::from_conf(
+                builder
+                    .interceptor(crate::aws_calls::AwsCallMetrics::new("eventbridge"))
+                    .build(),
+            ),
         })
     }
 }

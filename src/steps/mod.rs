@@ -21,6 +21,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
 
+use crate::aws_calls::AwsCallMetrics;
 use crate::domain::{Region, TenantSpec};
 use crate::machine::StepKind;
 use crate::ports::{CertificateSlotStore, PlatformArtifacts};
@@ -265,14 +266,46 @@ impl AwsClients {
                     .region(aws_config::Region::new(region.to_string()))
                     .build();
                 Arc::new(RegionClients {
-                    cloudformation: aws_sdk_cloudformation::Client::new(&config),
-                    cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-                    rds: aws_sdk_rds::Client::new(&config),
-                    ecr: aws_sdk_ecr::Client::new(&config),
-                    ssm: aws_sdk_ssm::Client::new(&config),
-                    acm: aws_sdk_acm::Client::new(&config),
-                    route53: aws_sdk_route53::Client::new(&config),
-                    elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+                    cloudformation: aws_sdk_cloudformation::Client::from_conf(
+                        aws_sdk_cloudformation::config::Builder::from(&config)
+                            .interceptor(AwsCallMetrics::new("cloudformation"))
+                            .build(),
+                    ),
+                    cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
+                        aws_sdk_cloudwatch::config::Builder::from(&config)
+                            .interceptor(AwsCallMetrics::new("cloudwatch"))
+                            .build(),
+                    ),
+                    rds: aws_sdk_rds::Client::from_conf(
+                        aws_sdk_rds::config::Builder::from(&config)
+                            .interceptor(AwsCallMetrics::new("rds"))
+                            .build(),
+                    ),
+                    ecr: aws_sdk_ecr::Client::from_conf(
+                        aws_sdk_ecr::config::Builder::from(&config)
+                            .interceptor(AwsCallMetrics::new("ecr"))
+                            .build(),
+                    ),
+                    ssm: aws_sdk_ssm::Client::from_conf(
+                        aws_sdk_ssm::config::Builder::from(&config)
+                            .interceptor(AwsCallMetrics::new("ssm"))
+                            .build(),
+                    ),
+                    acm: aws_sdk_acm::Client::from_conf(
+                        aws_sdk_acm::config::Builder::from(&config)
+                            .interceptor(AwsCallMetrics::new("acm"))
+                            .build(),
+                    ),
+                    route53: aws_sdk_route53::Client::from_conf(
+                        aws_sdk_route53::config::Builder::from(&config)
+                            .interceptor(AwsCallMetrics::new("route53"))
+                            .build(),
+                    ),
+                    elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
+                        aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
+                            .interceptor(AwsCallMetrics::new("elasticloadbalancing"))
+                            .build(),
+                    ),
                 })
             })
             .clone()

@@ -1,0 +1,250 @@
+//! Every AWS call the orchestrator makes, counted and timed for `/metrics`: an
+//! interceptor ([`AwsCallMetrics`]) on each SDK client, DynamoDB's and the steps'
+//! alike, so no call site has to remember it.
+//!
+//! - `tenantctl_aws_requests_total{service, operation, outcome}` counts each HTTP
+//!   request sent, retries included, by how it ended: `ok`, `throttled` (HTTP 429, or
+//!   one of the error codes the SDK itself retries as throttling), `client_error`
+//!   (other 4xx: a refused condition is one, and is expected under contention),
+//!   `server_error` (5xx) or `no_response` (a timeout or a dropped connection). A
+//!   throttle the SDK rode out by retrying shows here and nowhere else.
+//! - `tenantctl_aws_call_seconds{service, operation}` times each call from its first
+//!   attempt to its answer, with the SDK's retries and their backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use metrics::{Counter, Histogram};
+
+/// Error codes the SDK retries as throttling (`aws-runtime`'s list), which services
+/// send with a 400 or a 503 rather than a 429.
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// How one HTTP request to AWS ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Throttled,
+    ClientError,
+    ServerError,
+    NoResponse,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 5] = [
+        Outcome::Ok,
+        Outcome::Throttled,
+        Outcome::ClientError,
+        Outcome::ServerError,
+        Outcome::NoResponse,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Throttled => "throttled",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+            Outcome::NoResponse => "no_response",
+        }
+    }
+
+    /// From the HTTP status (`None`: no answer) and the error code the answer
+    /// carried, if any.
+    pub fn of(status: Option<u16>, code: Option<&str>) -> Self {
+        let Some(status) = status else {
+            return Outcome::NoResponse;
+        };
+        if status == 429 || code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
+            return Outcome::Throttled;
+        }
+        match status {
+            200..=399 => Outcome::Ok,
+            400..=499 => Outcome::ClientError,
+            _ => Outcome::ServerError,
+        }
+    }
+}
+
+/// The error code in an SDK error's description (`code: Some("…")`): the
+/// interceptor sees the error type-erased, so this is how it reads the code of any
+/// service's error.
+fn error_code(described: &str) -> Option<&str> {
+    let start = described.find("code: Some(\"")? + "code: Some(\"".len();
+    let len = described[start..].find('"')?;
+    Some(&described[start..start + len])
+}
+
+/// One operation's series, built once and reused.
+struct Series {
+    requests: [Counter; 5],
+    seconds: Histogram,
+}
+
+/// The interceptor to put on an SDK client of `service` (its label in the series).
+#[derive(Clone)]
+pub struct AwsCallMetrics {
+    service: &'static str,
+    series: Arc<RwLock<HashMap<String, Arc<Series>>>>,
+}
+
+impl std::fmt::Debug for AwsCallMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCallMetrics")
+            .field("service", &self.service)
+            .finish()
+    }
+}
+
+/// When the call's first attempt began.
+#[derive(Debug, Clone, Copy)]
+struct CallStarted(Instant);
+
+impl Storable for CallStarted {
+    type Storer = StoreReplace<Self>;
+}
+
+impl AwsCallMetrics {
+    pub fn new(service: &'static str) -> Self {
+        // The series' handles are kept: they must come from the recorder `/metrics`
+        // renders, not from the no-op one in place before it is installed.
+        crate::api::metrics::handle();
+        Self {
+            service,
+            series: Arc::default(),
+        }
+    }
+
+    fn series(&self, cfg: &ConfigBag) -> Arc<Series> {
+        let operation = cfg.load::<Metadata>().map_or("unknown", Metadata::name);
+        let known = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(series) = known.get(operation) {
+            return series.clone();
+        }
+        drop(known);
+        let (service, name) = (self.service, operation.to_owned());
+        let series = Arc::new(Series {
+            requests: Outcome::ALL.map(|outcome| {
+                metrics::counter!(
+                    "tenantctl_aws_requests_total",
+                    "service" => service,
+                    "operation" => name.clone(),
+                    "outcome" => outcome.as_str()
+                )
+            }),
+            seconds: metrics::histogram!(
+                "tenantctl_aws_call_seconds",
+                "service" => service,
+                "operation" => name.clone()
+            ),
+        });
+        (self.series.write().unwrap_or_else(PoisonError::into_inner))
+            .entry(name)
+            .or_insert(series)
+            .clone()
+    }
+}
+
+impl Intercept for AwsCallMetrics {
+    fn name(&self) -> &'static str {
+        "AwsCallMetrics"
+    }
+
+    fn read_before_execution(
+        &self,
+        _: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state().store_put(CallStarted(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let status = context.response().map(|r| r.status().as_u16());
+        let outcome = match context.output_or_error() {
+            Some(Err(error)) if status.is_some() => {
+                let described = format!("{error:?}");
+                Outcome::of(status, error_code(&described))
+            }
+            _ => Outcome::of(status, None),
+        };
+        let series = self.series(cfg);
+        let index = Outcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .expect("every outcome listed");
+        series.requests[index].increment(1);
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        _: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(started) = cfg.load::<CallStarted>() {
+            self.series(cfg).seconds.record(started.0.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_follow_the_status_and_the_throttling_codes() {
+        assert_eq!(Outcome::of(Some(200), None), Outcome::Ok);
+        assert_eq!(Outcome::of(Some(429), None), Outcome::Throttled);
+        assert_eq!(
+            Outcome::of(Some(400), Some("ProvisionedThroughputExceededException")),
+            Outcome::Throttled
+        );
+        assert_eq!(Outcome::of(Some(400), Some("Throttling")), Outcome::Throttled);
+        assert_eq!(Outcome::of(Some(503), Some("SlowDown")), Outcome::Throttled);
+        assert_eq!(
+            Outcome::of(Some(400), Some("ConditionalCheckFailedException")),
+            Outcome::ClientError
+        );
+        assert_eq!(Outcome::of(Some(503), None), Outcome::ServerError);
+        assert_eq!(Outcome::of(None, None), Outcome::NoResponse);
+    }
+
+    #[test]
+    fn the_code_is_read_from_an_errors_description() {
+        let described = r#"ServiceError(ServiceError { source: ThrottlingException(ThrottlingException { message: Some("Rate exceeded"), meta: ErrorMetadata { code: Some("ThrottlingException"), message: Some("Rate exceeded") } }) })"#;
+        assert_eq!(error_code(described), Some("ThrottlingException"));
+        assert_eq!(error_code("TimeoutError(..)"), None);
+    }
+}
