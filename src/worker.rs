@@ -298,6 +298,11 @@ impl Worker {
         let mut due_wakeups = self.due.as_ref().map(Wakeup::listen);
         let mut known_due = KnownDue::new(KNOWN_DUE_MAX_AGE);
         let mut quiet_until: Option<tokio::time::Instant> = None;
+        // Until when the last poll, which found fewer due tenants than it asked for,
+        // stands for the whole work index: a slot freeing up before then polls no
+        // shard, since what became due since is either named by its writer in this
+        // process or found by the next poll a poll interval on, as when no slot frees.
+        let mut seen_all_until: Option<tokio::time::Instant> = None;
         while !*shutdown.borrow() {
             while let Some(done) = running.try_join_next() {
                 if let Ok(id) = done {
@@ -316,13 +321,19 @@ impl Worker {
             }
             known_due.push_front(named);
             let mut fresh = known_due.take(free, &in_flight);
-            let quiet = quiet_until.is_some_and(|until| tokio::time::Instant::now() < until);
+            let now = tokio::time::Instant::now();
+            let quiet = [quiet_until, seen_all_until]
+                .into_iter()
+                .flatten()
+                .any(|until| now < until);
             if fresh.len() < free && !quiet {
                 // Asks for a second round of slots too, kept for the slots that free
                 // up next, so a worker busy at its concurrency polls once per round.
                 let wanted = (free + in_flight.len() + self.config.concurrency) as u32;
                 match self.find_due(wanted).await {
                     Ok(due) => {
+                        seen_all_until =
+                            (due.len() < wanted as usize).then(|| now + self.config.poll_interval);
                         let mut due: Vec<TenantId> = (due.into_iter())
                             .filter(|id| !in_flight.contains(id) && !fresh.contains(id))
                             .collect();

@@ -768,7 +768,7 @@ async fn a_worker_takes_the_tenants_a_wake_up_names_without_polling_for_them() {
     let first_poll = double.due_queries();
 
     // Verify, the upgrade's late step, runs long enough to look at the queries
-    // while the tenant is still in flight (a freed slot polls once it is not).
+    // while the tenant is still in flight.
     step.delay(StepKind::Verify, Duration::from_millis(500));
     upgrade(&commands, "acme", "2.0.0").await;
     let region = store.load(&tenant_id("acme")).await.unwrap().spec.region;
@@ -790,6 +790,14 @@ async fn a_worker_takes_the_tenants_a_wake_up_names_without_polling_for_them() {
         .expect("the worker settled the named tenant");
     let r = store.load(&tenant_id("acme")).await.unwrap();
     assert_eq!(r.state.current_release(), Some(&release("2.0.0")));
+    // Its slot is free again, but its one poll had found fewer tenants than it asked
+    // for, so had seen the whole index: nothing is polled before the next interval.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        double.due_queries(),
+        first_poll,
+        "the freed slot polled the work index though the last poll had seen all of it"
+    );
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
 }
