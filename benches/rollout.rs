@@ -72,7 +72,10 @@ const WORKERS: usize = 2;
 /// Tenants each worker drives at once: 96 in all, more than the 40 the strategy lets
 /// move at once, so the rollout never waits for a free worker slot.
 const WORKER_CONCURRENCY: usize = 48;
-const WORKER_POLL: Duration = Duration::from_millis(50);
+/// The product's default: the controller names the tenants it starts to the workers
+/// beside it, so a poll is their fallback, not how they find the rollout's work.
+/// (Until 2026-12-04, 50 ms.)
+const WORKER_POLL: Duration = Duration::from_secs(1);
 const CONTROLLER_TICK: Duration = Duration::from_millis(100);
 /// Shortest time between passes when a worker wakes the controller early.
 const CONTROLLER_WOKEN_GAP: Duration = Duration::from_millis(10);
@@ -201,6 +204,8 @@ struct Run {
     /// Write units per tenant by operation and part written.
     write_breakdown: Vec<(String, f64)>,
     reads: Reads,
+    /// DynamoDB calls of the rollout by operation: how many, and their seconds in all.
+    calls: Vec<(String, f64, f64)>,
     bake_checks: usize,
 }
 
@@ -257,6 +262,7 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
     let id = RolloutId::parse("r-bench").unwrap();
     let units_before = store.consumed_write_units();
     let reads_before = meter.usage();
+    let calls_before = dynamodb_calls();
     let units_mark = write_units::mark(&store);
     let started_at = Utc::now();
     let clock = Instant::now();
@@ -282,6 +288,13 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
     let makespan = clock.elapsed();
     let write_units = store.consumed_write_units() - units_before;
     let reads_after = meter.usage();
+    let calls = (dynamodb_calls().into_iter())
+        .map(|(operation, (count, sum))| {
+            let (count_before, sum_before) = calls_before.get(&operation).copied().unwrap_or_default();
+            (operation, count - count_before, sum - sum_before)
+        })
+        .filter(|(_, count, _)| *count > 0.0)
+        .collect();
     let reads = Reads {
         units: reads_after.read_units - reads_before.read_units,
         batch_gets: reads_after.requests_of("BatchGetItem") - reads_before.requests_of("BatchGetItem"),
@@ -304,6 +317,7 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
         write_units,
         write_breakdown,
         reads,
+        calls,
         bake_checks: health.checks.load(Ordering::Relaxed),
     }
 }
@@ -474,6 +488,42 @@ fn print_breakdown(run: &Run, steps: &FixedLatencyStep) {
     );
 }
 
+/// The DynamoDB calls so far as `tenantctl_aws_call_seconds` on `/metrics` counts
+/// them: by operation, how many and their seconds in all.
+fn dynamodb_calls() -> std::collections::BTreeMap<String, (f64, f64)> {
+    let text = tenant_orchestrator::api::metrics::handle().render();
+    let mut calls = std::collections::BTreeMap::<String, (f64, f64)>::new();
+    for line in text.lines() {
+        let (kind, rest) = if let Some(rest) = line.strip_prefix("tenantctl_aws_call_seconds_count{") {
+            ("count", rest)
+        } else if let Some(rest) = line.strip_prefix("tenantctl_aws_call_seconds_sum{") {
+            ("sum", rest)
+        } else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        if !labels.contains("service=\"dynamodb\"") {
+            continue;
+        }
+        let Some(operation) = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("operation=\""))
+            .map(|o| o.trim_end_matches('"').to_owned())
+        else {
+            continue;
+        };
+        let value: f64 = value.trim().parse().unwrap_or(0.0);
+        let entry = calls.entry(operation).or_default();
+        match kind {
+            "count" => entry.0 = value,
+            _ => entry.1 = value,
+        }
+    }
+    calls
+}
+
 /// The controller's passes as `tenantctl_controller_pass_seconds` on `/metrics` counts
 /// them: per stage, in pass order, how many passes reached it and their mean time.
 fn pass_stages() -> Vec<(&'static str, u64, Duration)> {
@@ -509,7 +559,7 @@ fn main() {
     let steps = Arc::new(FixedLatencyStep::default());
     let run = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let config = aws_config::load_from_env().await;
-        run_rollout(aws_sdk_dynamodb::Client::new(&config), steps.clone()).await
+        run_rollout(tenant_orchestrator::store::client(&config), steps.clone()).await
     });
     let ideal = ideal_makespan(&run.record);
     let ratio = run.makespan.as_secs_f64() / ideal.as_secs_f64();
@@ -542,6 +592,13 @@ fn main() {
     println!(
         "  controller passes over the rollout: {passes}, mean per stage (passes that reached it): {}",
         per_stage.join(", ")
+    );
+    let calls: Vec<String> = (run.calls.iter())
+        .map(|(operation, count, sum)| format!("{operation} {count} ({:.1} ms)", sum / count * 1e3))
+        .collect();
+    println!(
+        "  DynamoDB calls of the rollout (mean time each, retries included): {}",
+        calls.join(", ")
     );
     println!(
         "  planner's estimate with a {} ms upgrade: {:.2} s",
