@@ -265,47 +265,26 @@ impl AwsClients {
                     .to_builder()
                     .region(aws_config::Region::new(region.to_string()))
                     .build();
+                // Each service's client from the shared configuration, with the
+                // interceptor that counts and times its calls under `label`.
+                macro_rules! client {
+                    ($sdk:ident, $label:literal) => {
+                        $sdk::Client::from_conf(
+                            $sdk::config::Builder::from(&config)
+                                .interceptor(AwsCallMetrics::new($label))
+                                .build(),
+                        )
+                    };
+                }
                 Arc::new(RegionClients {
-                    cloudformation: aws_sdk_cloudformation::Client::from_conf(
-                        aws_sdk_cloudformation::config::Builder::from(&config)
-                            .interceptor(AwsCallMetrics::new("cloudformation"))
-                            .build(),
-                    ),
-                    cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
-                        aws_sdk_cloudwatch::config::Builder::from(&config)
-                            .interceptor(AwsCallMetrics::new("cloudwatch"))
-                            .build(),
-                    ),
-                    rds: aws_sdk_rds::Client::from_conf(
-                        aws_sdk_rds::config::Builder::from(&config)
-                            .interceptor(AwsCallMetrics::new("rds"))
-                            .build(),
-                    ),
-                    ecr: aws_sdk_ecr::Client::from_conf(
-                        aws_sdk_ecr::config::Builder::from(&config)
-                            .interceptor(AwsCallMetrics::new("ecr"))
-                            .build(),
-                    ),
-                    ssm: aws_sdk_ssm::Client::from_conf(
-                        aws_sdk_ssm::config::Builder::from(&config)
-                            .interceptor(AwsCallMetrics::new("ssm"))
-                            .build(),
-                    ),
-                    acm: aws_sdk_acm::Client::from_conf(
-                        aws_sdk_acm::config::Builder::from(&config)
-                            .interceptor(AwsCallMetrics::new("acm"))
-                            .build(),
-                    ),
-                    route53: aws_sdk_route53::Client::from_conf(
-                        aws_sdk_route53::config::Builder::from(&config)
-                            .interceptor(AwsCallMetrics::new("route53"))
-                            .build(),
-                    ),
-                    elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
-                        aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
-                            .interceptor(AwsCallMetrics::new("elasticloadbalancing"))
-                            .build(),
-                    ),
+                    cloudformation: client!(aws_sdk_cloudformation, "cloudformation"),
+                    cloudwatch: client!(aws_sdk_cloudwatch, "cloudwatch"),
+                    rds: client!(aws_sdk_rds, "rds"),
+                    ecr: client!(aws_sdk_ecr, "ecr"),
+                    ssm: client!(aws_sdk_ssm, "ssm"),
+                    acm: client!(aws_sdk_acm, "acm"),
+                    route53: client!(aws_sdk_route53, "route53"),
+                    elbv2: client!(aws_sdk_elasticloadbalancingv2, "elasticloadbalancing"),
                 })
             })
             .clone()
