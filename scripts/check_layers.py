@@ -8,8 +8,9 @@ through `super::` that leaves the module) only when the rule below allows it.
 Two more rules keep decisions off message text:
 - no `.contains(` / `.starts_with(` / `.ends_with(` on an error's text outside tests,
   except in the functions listed in MESSAGE_CLASSIFIERS: the adapters that turn an
-  external system's words (CloudFormation and Helm have no codes for these answers)
-  into typed outcomes, each in one place.
+  external system's words (CloudFormation and Helm have no codes for these answers;
+  the AWS SDK hands its interceptors errors whose code only their description
+  carries) into typed outcomes, each in one place.
 
 Exit status 1 lists every breach with its file and line.
 """
@@ -52,6 +53,7 @@ MESSAGE_CLASSIFIERS = {
     ("steps/helm/cli.rs", "is_operation_in_progress"),
     ("steps/helm/cli.rs", "is_release_not_found"),
     ("steps/helm/cli.rs", "is_transient"),
+    ("ports/aws_calls.rs", "error_code"),
 }
 
 MODULE_PATH = re.compile(r"\b(?:crate|tenant_orchestrator)::([a-z_]+)")

@@ -3,7 +3,6 @@
 
 pub mod api;
 pub mod app;
-pub mod aws_calls;
 pub mod domain;
 pub mod machine;
 pub mod outbox;

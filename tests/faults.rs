@@ -375,6 +375,8 @@ fn flaky(throttle: f64, unavailable: f64) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn provisioning_and_upgrade_survive_throttling_and_503s_everywhere() {
+    // The recorder /metrics renders, in place before the first call, as in `serve`.
+    tenant_orchestrator::api::metrics::handle();
     let mut rig = Rig::new(11, true).await;
     let ids = rig.ids(3);
     rig.aws_proxy.set_rules(flaky(0.15, 0.1)).await;

@@ -197,7 +197,7 @@ async fn load_tokens(args: &ServeArgs) -> Result<Tokens, Failure> {
             let config = aws_config::load_from_env().await;
             let client = aws_sdk_ssm::Client::from_conf(
                 aws_sdk_ssm::config::Builder::from(&config)
-                    .interceptor(tenant_orchestrator::aws_calls::AwsCallMetrics::new("ssm"))
+                    .interceptor(tenant_orchestrator::ports::aws_calls::AwsCallMetrics::new("ssm"))
                     .build(),
             );
             Tokens::from_ssm(&client, name).await.map_err(invalid)

@@ -63,7 +63,7 @@ impl EventBridgeSink {
             filter: config.filter(),
             client: aws_sdk_eventbridge::Client::from_conf(
                 builder
-                    .interceptor(crate::aws_calls::AwsCallMetrics::new("eventbridge"))
+                    .interceptor(crate::ports::aws_calls::AwsCallMetrics::new("eventbridge"))
                     .build(),
             ),
         })

@@ -37,7 +37,7 @@ pub fn client(config: &aws_config::SdkConfig) -> Client {
     Client::from_conf(
         aws_sdk_s3::config::Builder::from(config)
             .force_path_style(custom_endpoint)
-            .interceptor(crate::aws_calls::AwsCallMetrics::new("s3"))
+            .interceptor(crate::ports::aws_calls::AwsCallMetrics::new("s3"))
             .build(),
     )
 }

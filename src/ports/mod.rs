@@ -8,8 +8,12 @@
 //! (`app`) picks what runs behind each.
 //!
 //! This layer may use `domain`, `machine` and `record`.
+//!
+//! It also holds [`aws_calls`], the interceptor every AWS client (the store's, the
+//! steps', the outbox's) carries, so each of those layers can reach it.
 
 mod audit;
+pub mod aws_calls;
 mod drift;
 mod freezes;
 mod intake;

@@ -21,9 +21,9 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
 
-use crate::aws_calls::AwsCallMetrics;
 use crate::domain::{Region, TenantSpec};
 use crate::machine::StepKind;
+use crate::ports::aws_calls::AwsCallMetrics;
 use crate::ports::{CertificateSlotStore, PlatformArtifacts};
 use crate::step::{StepOutcome, StepRegistry};
 

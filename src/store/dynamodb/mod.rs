@@ -190,7 +190,7 @@ pub fn client(config: &aws_config::SdkConfig) -> Client {
     Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(config)
             .retry_config(retry_config())
-            .interceptor(crate::aws_calls::AwsCallMetrics::new("dynamodb"))
+            .interceptor(crate::ports::aws_calls::AwsCallMetrics::new("dynamodb"))
             .build(),
     )
 }

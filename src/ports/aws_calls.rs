@@ -11,8 +11,6 @@
 //! - `tenantctl_aws_call_seconds{service, operation}` times each call from its first
 //!   attempt to its answer, with the SDK's retries and their backoff.
 
-use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -23,7 +21,6 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
-use metrics::{Counter, Histogram};
 
 /// Error codes the SDK retries as throttling (`aws-runtime`'s list), which services
 /// send with a 400 or a 503 rather than a 429.
@@ -55,14 +52,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 5] = [
-        Outcome::Ok,
-        Outcome::Throttled,
-        Outcome::ClientError,
-        Outcome::ServerError,
-        Outcome::NoResponse,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -92,32 +81,19 @@ impl Outcome {
 
 /// The error code in an SDK error's description (`code: Some("…")`): the
 /// interceptor sees the error type-erased, so this is how it reads the code of any
-/// service's error.
+/// service's error (one of the message classifiers `scripts/check_layers.py` lists).
 fn error_code(described: &str) -> Option<&str> {
     let start = described.find("code: Some(\"")? + "code: Some(\"".len();
     let len = described[start..].find('"')?;
     Some(&described[start..start + len])
 }
 
-/// One operation's series, built once and reused.
-struct Series {
-    requests: [Counter; 5],
-    seconds: Histogram,
-}
-
 /// The interceptor to put on an SDK client of `service` (its label in the series).
-#[derive(Clone)]
+/// It records through the `metrics` facade at each call, into whichever recorder is
+/// installed then (`tenantctl serve`'s, which `/metrics` renders).
+#[derive(Debug, Clone, Copy)]
 pub struct AwsCallMetrics {
     service: &'static str,
-    series: Arc<RwLock<HashMap<String, Arc<Series>>>>,
-}
-
-impl std::fmt::Debug for AwsCallMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AwsCallMetrics")
-            .field("service", &self.service)
-            .finish()
-    }
 }
 
 /// When the call's first attempt began.
@@ -130,43 +106,15 @@ impl Storable for CallStarted {
 
 impl AwsCallMetrics {
     pub fn new(service: &'static str) -> Self {
-        // The series' handles are kept: they must come from the recorder `/metrics`
-        // renders, not from the no-op one in place before it is installed.
-        crate::api::metrics::handle();
-        Self {
-            service,
-            series: Arc::default(),
-        }
+        Self { service }
     }
+}
 
-    fn series(&self, cfg: &ConfigBag) -> Arc<Series> {
-        let operation = cfg.load::<Metadata>().map_or("unknown", Metadata::name);
-        let known = self.series.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(series) = known.get(operation) {
-            return series.clone();
-        }
-        drop(known);
-        let (service, name) = (self.service, operation.to_owned());
-        let series = Arc::new(Series {
-            requests: Outcome::ALL.map(|outcome| {
-                metrics::counter!(
-                    "tenantctl_aws_requests_total",
-                    "service" => service,
-                    "operation" => name.clone(),
-                    "outcome" => outcome.as_str()
-                )
-            }),
-            seconds: metrics::histogram!(
-                "tenantctl_aws_call_seconds",
-                "service" => service,
-                "operation" => name.clone()
-            ),
-        });
-        (self.series.write().unwrap_or_else(PoisonError::into_inner))
-            .entry(name)
-            .or_insert(series)
-            .clone()
-    }
+/// The operation a call is of, as the SDK names it (`GetItem`, `CreateStack`).
+fn operation(cfg: &ConfigBag) -> String {
+    cfg.load::<Metadata>()
+        .map_or("unknown", Metadata::name)
+        .to_owned()
 }
 
 impl Intercept for AwsCallMetrics {
@@ -197,12 +145,13 @@ impl Intercept for AwsCallMetrics {
             }
             _ => Outcome::of(status, None),
         };
-        let series = self.series(cfg);
-        let index = Outcome::ALL
-            .iter()
-            .position(|o| *o == outcome)
-            .expect("every outcome listed");
-        series.requests[index].increment(1);
+        metrics::counter!(
+            "tenantctl_aws_requests_total",
+            "service" => self.service,
+            "operation" => operation(cfg),
+            "outcome" => outcome.as_str()
+        )
+        .increment(1);
         Ok(())
     }
 
@@ -213,7 +162,12 @@ impl Intercept for AwsCallMetrics {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(started) = cfg.load::<CallStarted>() {
-            self.series(cfg).seconds.record(started.0.elapsed().as_secs_f64());
+            metrics::histogram!(
+                "tenantctl_aws_call_seconds",
+                "service" => self.service,
+                "operation" => operation(cfg)
+            )
+            .record(started.0.elapsed().as_secs_f64());
         }
         Ok(())
     }
