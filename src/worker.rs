@@ -303,6 +303,8 @@ impl Worker {
         // shard, since what became due since is either named by its writer in this
         // process or found by the next poll a poll interval on, as when no slot frees.
         let mut seen_all_until: Option<tokio::time::Instant> = None;
+        // Woken by a writer in this process since the last turn of the loop.
+        let mut woken_by_writer = false;
         while !*shutdown.borrow() {
             while let Some(done) = running.try_join_next() {
                 if let Ok(id) = done {
@@ -318,7 +320,11 @@ impl Worker {
             let named = (self.due.as_ref()).map_or_else(Vec::new, |due| due.take_named(|r| self.serves(r)));
             if !named.is_empty() {
                 quiet_until = Some(tokio::time::Instant::now() + self.config.poll_interval);
+            } else if woken_by_writer {
+                // A writer made something due without naming it: only a poll finds it.
+                seen_all_until = None;
             }
+            woken_by_writer = false;
             known_due.push_front(named);
             let mut fresh = known_due.take(free, &in_flight);
             let now = tokio::time::Instant::now();
@@ -364,7 +370,7 @@ impl Worker {
                         quiet_until = None;
                     }
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
-                    _ = woken(&mut due_wakeups) => {}
+                    _ = woken(&mut due_wakeups) => woken_by_writer = true,
                     _ = shutdown.changed() => {}
                 }
             }
