@@ -13,7 +13,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, instrument, warn, Instrument};
 
-use super::decide::{bake_check_due, decide, members_to_observe, Decision, Drive, Observed, TenantView};
+use super::decide::{
+    bake_check_due, decide, members_to_observe, start_order, Decision, Drive, Observed, TenantView,
+};
 use super::target::TenantRevision;
 use crate::domain::{RolloutId, TenantId};
 use crate::ports::{woken, TenantHealth, TenantProbe, Wakeup};
@@ -318,10 +320,12 @@ impl Controller {
         now: chrono::DateTime<Utc>,
         clock: Clock,
     ) -> Result<(Decision, Loaded, chrono::DateTime<Utc>), StoreError> {
-        let members = match record.wave() {
+        let mut members = match record.wave() {
             Some(wave) => self.rollouts.members(&record.id, Some(wave.index)).await?,
             None => Vec::new(),
         };
+        // Sorted once here; the selection and the decision find it in their order.
+        members.sort_by(start_order);
         let mut loaded = self.observe(record, &members, now).await?;
         let freezes = self.rollouts.list_freezes().await?;
         let now = match clock {
