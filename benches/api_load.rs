@@ -7,7 +7,9 @@
 //! through `tenantctl serve`'s own accept loop with one read token, and drives it
 //! with a closed-loop generator (wrk's shape: a fixed number of keep-alive
 //! connections, each sending its next request as soon as the last one answered) over
-//! random seeded ids. In the same run, with the same
+//! random seeded ids; the API reads through the store's own client, as `serve` builds
+//! it (with the interceptor that counts and times each AWS call). In the same run,
+//! with the same
 //! concurrency, duration and key sequence, it issues consistent `GetItem`s for the
 //! same items through the SDK, and it reads them through the least HTTP API there can
 //! be over that read (the floor: a route that makes the same `GetItem` and answers 200
@@ -38,7 +40,7 @@ use tenant_orchestrator::api::{router, token_hash, ApiState, Tokens};
 use tenant_orchestrator::app::TenantCommands;
 use tenant_orchestrator::domain::{ReleaseVersion, TenantId, TenantSpec};
 use tenant_orchestrator::record::Actor;
-use tenant_orchestrator::store::{table, DynamoStore, TenantStore};
+use tenant_orchestrator::store::{self, table, DynamoStore, TenantStore};
 
 const TENANTS: usize = 500;
 const CONNECTIONS: usize = 32;
@@ -462,7 +464,10 @@ fn main() {
         let client = aws_sdk_dynamodb::Client::new(&config);
         let name = format!("bench-api-load-{}", uuid::Uuid::new_v4().simple());
         table::ensure_table(&client, &name).await.unwrap();
-        let store = Arc::new(DynamoStore::new(client.clone(), name.clone()));
+        // The API reads through the store's own client, as `tenantctl serve` builds it
+        // (its retry settings and the interceptor that counts and times each call);
+        // the raw read and the floor use a plain client.
+        let store = Arc::new(DynamoStore::new(store::client(&config), name.clone()));
         let ids = seed(store.clone()).await;
         // The API's own read path, once, so a broken seed fails before any load.
         store.load(&TenantId::parse(&ids[0]).unwrap()).await.unwrap();

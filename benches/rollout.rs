@@ -81,8 +81,11 @@ const CONTROLLER_TICK: Duration = Duration::from_millis(100);
 const CONTROLLER_WOKEN_GAP: Duration = Duration::from_millis(10);
 /// Tenants created at once while seeding.
 const SEED_PARALLELISM: usize = 16;
-/// How often the benchmark looks whether the rollout completed.
-const WATCH_INTERVAL: Duration = Duration::from_millis(20);
+/// How often the benchmark looks whether the rollout completed. The makespan ends at
+/// the completion's own time in the record, so this only bounds how late the run
+/// stops: reading the rollout item (9.5 KB) every 20 ms, as until 2026-12-04, added
+/// some 2,700 reads to the store the run measures.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 
 fn rollout_spec() -> RolloutSpec {
@@ -210,7 +213,7 @@ struct Run {
 }
 
 /// The reads of a rollout, from its start to its completion (workers, controller and
-/// the benchmark's own watch of the rollout item together).
+/// the benchmark's own watch of the rollout item, every `WATCH_INTERVAL`, together).
 struct Reads {
     units: f64,
     batch_gets: u64,
@@ -285,7 +288,10 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
         );
         tokio::time::sleep(WATCH_INTERVAL).await;
     };
-    let makespan = clock.elapsed();
+    // The completing save stamps the record just before it is sent.
+    let makespan = (record.updated_at - started_at)
+        .to_std()
+        .expect("the rollout completed after it started");
     let write_units = store.consumed_write_units() - units_before;
     let reads_after = meter.usage();
     let calls = (dynamodb_calls().into_iter())
