@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, instrument, warn, Instrument};
 
 use super::decide::{
-    bake_check_due, decide, members_to_observe, start_order, Decision, Drive, Observed, TenantView,
+    bake_check_due, decide, members_to_observe, next_due, start_order, Decision, Drive, Observed, TenantView,
 };
 use super::target::TenantRevision;
 use crate::domain::{RolloutId, TenantId};
@@ -33,7 +33,9 @@ pub struct ControllerConfig {
     /// How long a rollout's lease lasts without renewal; another replica takes the
     /// rollout over this long after its holder dies.
     pub lease_ttl: Duration,
-    /// Time between passes over the running rollouts.
+    /// Longest time between passes over the running rollouts; a pass comes sooner
+    /// when a rollout this controller holds has something due (`decide::next_due`)
+    /// or a worker in its process settles a tenant.
     pub tick: Duration,
     /// Shortest time between the start of one pass and the next when a worker in this
     /// process wakes the controller early (a tenant settled): bounds how often a busy
@@ -68,6 +70,14 @@ pub struct Controller {
     /// Wakes this controller before its tick when a worker in its process settled a
     /// tenant.
     settled: Option<Wakeup>,
+}
+
+/// What a controller's pass over the running rollouts leaves: the leases it holds,
+/// and when the first of their rollouts next has something due (`decide::next_due`).
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub held: Vec<(RolloutId, Lease)>,
+    pub next_due: Option<chrono::DateTime<Utc>>,
 }
 
 /// Times the stages of a controller's pass over one rollout it holds, into
@@ -162,8 +172,19 @@ impl Controller {
         let mut settled = self.settled.as_ref().map(Wakeup::listen);
         loop {
             let pass_started = tokio::time::Instant::now();
+            // The next pass comes after a tick, or sooner when a rollout this one
+            // holds has something due (`decide::next_due`), though not before the
+            // woken gap: a wave starts once the one ahead has baked, not a tick later.
+            let mut next_pass = pass_started + self.config.tick;
             match self.run_once().await {
-                Ok(leases) => held = leases,
+                Ok(pass) => {
+                    held = pass.held;
+                    if let Some(due) = pass.next_due {
+                        let wait = (due - Utc::now()).to_std().unwrap_or_default();
+                        let due = tokio::time::Instant::now() + wait;
+                        next_pass = next_pass.min(due.max(pass_started + self.config.woken_gap));
+                    }
+                }
                 Err(e) => warn!(error = %e, "rollout controller pass failed; trying again next tick"),
             }
             if let Some(promoter) = &self.promoter {
@@ -172,7 +193,7 @@ impl Controller {
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(self.config.tick) => {}
+                _ = tokio::time::sleep_until(next_pass) => {}
                 _ = async {
                     woken(&mut settled).await;
                     tokio::time::sleep_until(pass_started + self.config.woken_gap).await;
@@ -192,17 +213,21 @@ impl Controller {
     }
 
     /// One pass: each running rollout whose lease this controller can take moves one
-    /// step. Returns the leases held afterwards.
-    pub async fn run_once(&self) -> Result<Vec<(RolloutId, Lease)>, StoreError> {
-        let mut held = Vec::new();
+    /// step. Returns the leases held afterwards, and when the first of their rollouts
+    /// has something due.
+    pub async fn run_once(&self) -> Result<Pass, StoreError> {
+        let mut pass = Pass::default();
         let mut token = None;
         loop {
             let page = self.rollouts.list_rollouts(true, 100, token).await?;
             for summary in &page.items {
                 match self.step(&summary.id).await {
                     Ok(Some(record)) => {
+                        if let Some(due) = next_due(&record, Utc::now()) {
+                            pass.next_due = Some(pass.next_due.map_or(due, |d| d.min(due)));
+                        }
                         if let (false, Some(lease)) = (record.phase.is_finished(), record.lease) {
-                            held.push((summary.id.clone(), lease));
+                            pass.held.push((summary.id.clone(), lease));
                         }
                     }
                     Ok(None) => {}
@@ -213,7 +238,7 @@ impl Controller {
             }
             token = page.next_token;
             if token.is_none() {
-                return Ok(held);
+                return Ok(pass);
             }
         }
     }

@@ -140,6 +140,39 @@ pub fn members_to_observe(
         .collect()
 }
 
+/// When the rollout next has something to do that no worker will wake the
+/// controller for: now, for a wave that is to start (the pass before finished the
+/// wave ahead of it) or that succeeded; a bake's next check round or its end; the
+/// scheduled start. `None` when it waits on its tenants (a worker that settles one
+/// wakes the controller), an approval, or nothing at all; the tick covers those,
+/// and maintenance windows. A controller sleeps no longer than this, so a wave
+/// starts as soon as the one before it has baked rather than a tick later.
+pub fn next_due(record: &RolloutRecord, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if record.phase != Phase::Running {
+        return None;
+    }
+    if let Some(at) = record.not_before.filter(|at| now < *at) {
+        return Some(at);
+    }
+    let wave = record.wave()?;
+    match wave.status {
+        WaveStatus::Waiting if wave.approval_before && wave.approved_by.is_none() => None,
+        WaveStatus::Waiting | WaveStatus::Succeeded => Some(now),
+        WaveStatus::AwaitingApproval => wave.approved_by.is_some().then_some(now),
+        // The bake's end, while ahead; past it, a bake still short of check rounds
+        // waits for the next of them.
+        WaveStatus::Baking => wave.bake.as_ref().map(|b| {
+            let ends = b.since + record.spec.strategy.bake.time();
+            if ends > now {
+                b.next_check_at.min(ends)
+            } else {
+                b.next_check_at
+            }
+        }),
+        WaveStatus::Deploying | WaveStatus::Breached => None,
+    }
+}
+
 /// Whether the wave needs a bake check round now.
 pub fn bake_check_due(record: &RolloutRecord, now: DateTime<Utc>) -> bool {
     record.phase == Phase::Running

@@ -322,6 +322,80 @@ fn a_bake_needs_both_its_time_and_its_passing_checks() {
     assert_eq!(d2.record.current_wave, 1);
 }
 
+/// The controller sleeps no longer than `next_due`: a bake's check rounds and its end
+/// are due at their times, a wave whose predecessor has baked at once, and a wave
+/// whose tenants are moving not at all (a settling worker wakes the controller).
+#[test]
+fn a_rollout_is_due_at_its_bake_checks_and_end_and_at_once_when_a_wave_is_to_start() {
+    let bake = Bake::new(
+        std::time::Duration::from_secs(50),
+        2,
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
+    let (record, mut members) = started(
+        spec(
+            FailureBudget::Count(0),
+            RollbackScope::Failed,
+            bake,
+            no_approvals(),
+        ),
+        2,
+    );
+    assert_eq!(
+        next_due(&record, at(0)),
+        Some(at(0)),
+        "the first wave is to start"
+    );
+    let d = decide(
+        &record,
+        &members[..1],
+        &observed(at(0), &[("ten0", active("1.0.0", None))]),
+    );
+    assert_eq!(d.record.wave().unwrap().status, WaveStatus::Deploying);
+    assert_eq!(next_due(&d.record, at(0)), None, "its tenant is moving");
+
+    members[0].outcome = Outcome::Succeeded;
+    let baking = decide(&d.record, &members[..1], &observed(at(1), &[])).record;
+    assert_eq!(baking.wave().unwrap().status, WaveStatus::Baking);
+    assert_eq!(next_due(&baking, at(2)), Some(at(21)), "the first check round");
+    let mut checked = observed(at(41), &[]);
+    checked.bake_check = Some(vec![]);
+    let twice = decide(
+        &decide(&baking, &members[..1], &checked).record,
+        &members[..1],
+        &checked,
+    )
+    .record;
+    assert_eq!(twice.wave().unwrap().bake.as_ref().unwrap().checks_passed, 2);
+    assert_eq!(
+        next_due(&twice, at(42)),
+        Some(at(51)),
+        "both rounds passed: the bake's end, before the next round"
+    );
+    let mut once = decide(&baking, &members[..1], &checked).record;
+    assert_eq!(
+        next_due(&once, at(55)),
+        Some(at(61)),
+        "past the end with a round short: the next round, not at once"
+    );
+
+    let baked = decide(&twice, &members[..1], &observed(at(51), &[])).record;
+    assert_eq!(baked.current_wave, 1);
+    assert_eq!(
+        next_due(&baked, at(51)),
+        Some(at(51)),
+        "the next wave starts at once"
+    );
+
+    once.phase = Phase::Paused;
+    assert_eq!(
+        next_due(&once, at(0)),
+        None,
+        "a paused rollout waits for its operator"
+    );
+}
+
 #[test]
 fn an_unhealthy_tenant_during_the_bake_counts_against_the_budget() {
     let bake = Bake::new(
