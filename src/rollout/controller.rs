@@ -406,10 +406,16 @@ impl Controller {
                     .instrument(tracing::Span::current()),
                 );
             }
-            let mut driven_now = Vec::new();
-            for (tenant, result) in drives.join_all().await {
+            while let Some(joined) = drives.join_next().await {
+                let (tenant, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                 match result {
-                    Ok(()) => driven_now.push(tenant),
+                    // The workers beside it start on it while the other drives are
+                    // still out: a chunk's drives are answered one after another.
+                    Ok(()) => {
+                        if let (Some(due), Some(driven)) = (&self.due, loaded.records.get(&tenant)) {
+                            due.wake_for([(tenant, driven.spec.region.clone())]);
+                        }
+                    }
                     Err(StoreError::Conflict {
                         detail,
                         kind: Conflict::RolloutLease,
@@ -425,13 +431,6 @@ impl Controller {
                         failure.get_or_insert(e);
                     }
                 }
-            }
-            // The workers beside it start on these while the next chunk is driven.
-            if let (false, Some(due)) = (driven_now.is_empty(), &self.due) {
-                due.wake_for(driven_now.into_iter().filter_map(|id| {
-                    let region = loaded.records.get(&id)?.spec.region.clone();
-                    Some((id, region))
-                }));
             }
             if lease_lost || failure.is_some() {
                 break;
