@@ -345,14 +345,19 @@ impl Controller {
         now: chrono::DateTime<Utc>,
         clock: Clock,
     ) -> Result<(Decision, Loaded, chrono::DateTime<Utc>), StoreError> {
-        let mut members = match record.wave() {
-            Some(wave) => self.rollouts.members(&record.id, Some(wave.index)).await?,
-            None => Vec::new(),
+        let wave_and_tenants = async {
+            let mut members = match record.wave() {
+                Some(wave) => self.rollouts.members(&record.id, Some(wave.index)).await?,
+                None => Vec::new(),
+            };
+            // Sorted once here; the selection and the decision find it in their order.
+            members.sort_by(start_order);
+            let loaded = self.observe(record, &members, now).await?;
+            Ok::<_, StoreError>((members, loaded))
         };
-        // Sorted once here; the selection and the decision find it in their order.
-        members.sort_by(start_order);
-        let mut loaded = self.observe(record, &members, now).await?;
-        let freezes = self.rollouts.list_freezes().await?;
+        // The freezes are read while the wave is, not after it.
+        let ((members, mut loaded), freezes) =
+            tokio::try_join!(wave_and_tenants, self.rollouts.list_freezes())?;
         let now = match clock {
             // Unless that would make a bake check due that the loading above did not
             // load the baking tenants for: that check waits for the next pass.
