@@ -40,6 +40,26 @@ fn spec(budget: FailureBudget, scope: RollbackScope, bake: Bake, approvals: Appr
     spec
 }
 
+/// Two tenants in one region, no failure allowed, and a bake of `seconds` that needs
+/// two check rounds 20 s apart; started.
+fn baking_two(seconds: u64) -> (RolloutRecord, Vec<RolloutMember>) {
+    let bake = Bake::new(
+        std::time::Duration::from_secs(seconds),
+        2,
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
+    started(
+        spec(
+            FailureBudget::Count(0),
+            RollbackScope::Failed,
+            bake,
+            no_approvals(),
+        ),
+        2,
+    )
+}
+
 fn no_approvals() -> Approvals {
     Approvals {
         after_canary: false,
@@ -289,21 +309,7 @@ fn an_approval_gate_holds_the_wave_until_approved() {
 
 #[test]
 fn a_bake_needs_both_its_time_and_its_passing_checks() {
-    let bake = Bake::new(
-        std::time::Duration::from_secs(60),
-        2,
-        std::time::Duration::from_secs(20),
-    )
-    .unwrap();
-    let (record, mut members) = started(
-        spec(
-            FailureBudget::Count(0),
-            RollbackScope::Failed,
-            bake,
-            no_approvals(),
-        ),
-        2,
-    );
+    let (record, mut members) = baking_two(60);
     let canary = &mut members[0];
     canary.outcome = Outcome::Succeeded;
     let d = decide(&record, &members[..1], &observed(at(0), &[]));
@@ -327,21 +333,7 @@ fn a_bake_needs_both_its_time_and_its_passing_checks() {
 /// whose tenants are moving not at all (a settling worker wakes the controller).
 #[test]
 fn a_rollout_is_due_at_its_bake_checks_and_end_and_at_once_when_a_wave_is_to_start() {
-    let bake = Bake::new(
-        std::time::Duration::from_secs(50),
-        2,
-        std::time::Duration::from_secs(20),
-    )
-    .unwrap();
-    let (record, mut members) = started(
-        spec(
-            FailureBudget::Count(0),
-            RollbackScope::Failed,
-            bake,
-            no_approvals(),
-        ),
-        2,
-    );
+    let (record, mut members) = baking_two(50);
     assert_eq!(
         next_due(&record, at(0)),
         Some(at(0)),
@@ -398,21 +390,7 @@ fn a_rollout_is_due_at_its_bake_checks_and_end_and_at_once_when_a_wave_is_to_sta
 
 #[test]
 fn an_unhealthy_tenant_during_the_bake_counts_against_the_budget() {
-    let bake = Bake::new(
-        std::time::Duration::from_secs(60),
-        2,
-        std::time::Duration::from_secs(20),
-    )
-    .unwrap();
-    let (record, mut members) = started(
-        spec(
-            FailureBudget::Count(0),
-            RollbackScope::Failed,
-            bake,
-            no_approvals(),
-        ),
-        2,
-    );
+    let (record, mut members) = baking_two(60);
     members[0].outcome = Outcome::Succeeded;
     members[0].from_release = Some(release("1.0.0"));
     let d = decide(&record, &members[..1], &observed(at(0), &[]));
@@ -619,21 +597,7 @@ fn a_running_rollout_just_past_its_last_wave_completes() {
 
 #[test]
 fn a_wave_baking_without_bake_progress_bakes_again_from_now() {
-    let bake = Bake::new(
-        std::time::Duration::from_secs(60),
-        2,
-        std::time::Duration::from_secs(20),
-    )
-    .unwrap();
-    let (mut record, mut members) = started(
-        spec(
-            FailureBudget::Count(0),
-            RollbackScope::Failed,
-            bake,
-            no_approvals(),
-        ),
-        2,
-    );
+    let (mut record, mut members) = baking_two(60);
     members[0].outcome = Outcome::Succeeded;
     record.wave_mut().unwrap().status = WaveStatus::Baking;
     record.wave_mut().unwrap().bake = None;
