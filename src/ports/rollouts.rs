@@ -118,6 +118,16 @@ pub trait RolloutStore: super::FreezeStore + Send + Sync {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<RolloutRecord, StoreError>;
+    /// [`Self::acquire_rollout_lease`] for a holder that comes back every pass (the
+    /// controller): a live lease of `owner`'s with more than half of `ttl` left is
+    /// kept as it is, and nothing is written.
+    async fn hold_rollout_lease(
+        &self,
+        id: &RolloutId,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<RolloutRecord, StoreError>;
     async fn release_rollout_lease(&self, id: &RolloutId, lease: &Lease) -> Result<(), StoreError>;
     /// Members of one wave, or of every wave.
     async fn members(&self, id: &RolloutId, wave: Option<usize>) -> Result<Vec<RolloutMember>, StoreError>;

@@ -269,7 +269,7 @@ impl Controller {
         let mut timer = PassTimer::start();
         let record = match self
             .rollouts
-            .acquire_rollout_lease(id, &self.config.owner, self.config.lease_ttl, now)
+            .hold_rollout_lease(id, &self.config.owner, self.config.lease_ttl, now)
             .await
         {
             Ok(record) => record,

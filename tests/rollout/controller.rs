@@ -493,6 +493,57 @@ async fn the_rollout_lease_is_renewed_by_its_holder_and_fenced_for_the_next() {
     assert_eq!(taken.fence, first.fence + 1, "a new holder gets a new fence");
 }
 
+/// A controller holds its lease pass after pass without writing it on each: the
+/// lease is renewed once less than half its ttl is left, and stays as fenced as one
+/// renewed every time (another holder is refused while it is live).
+#[tokio::test]
+async fn a_held_rollout_lease_is_written_again_only_when_half_its_ttl_is_gone() {
+    use tenant_orchestrator::store::RolloutStore;
+    let fleet = Fleet::new(&tenants("hold", "eu-west-1", 1), "1.0.0").await;
+    fleet.start("r-hold", json!({"release": "2.0.0"})).await;
+    let id = RolloutId::parse("r-hold").unwrap();
+    // Whole milliseconds, as the lease's expiry is stored.
+    let now = chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis()).unwrap();
+    let ttl = Duration::from_secs(10);
+    let hold = |at: chrono::DateTime<chrono::Utc>| {
+        let store = fleet.store.clone();
+        let id = id.clone();
+        async move {
+            let record = store.hold_rollout_lease(&id, "ctl-a", ttl, at).await?;
+            Ok::<_, tenant_orchestrator::store::StoreError>(record.lease.expect("held"))
+        }
+    };
+
+    let taken = hold(now).await.unwrap();
+    let written = fleet.store.consumed_write_units();
+    let kept = hold(now + chrono::Duration::seconds(4)).await.unwrap();
+    assert_eq!(kept, taken, "6 s of 10 left: kept as it is");
+    assert_eq!(fleet.store.consumed_write_units(), written, "and nothing written");
+    let renewed = hold(now + chrono::Duration::seconds(6)).await.unwrap();
+    assert_eq!(renewed.fence, taken.fence, "4 s of 10 left: renewed, same fence");
+    assert_eq!(renewed.expires_at, now + chrono::Duration::seconds(16));
+    assert!(
+        fleet.store.consumed_write_units() > written,
+        "the renewal is a write"
+    );
+
+    let refused = fleet
+        .store
+        .hold_rollout_lease(&id, "ctl-b", ttl, now + chrono::Duration::seconds(7))
+        .await
+        .unwrap_err();
+    assert_lost_lease(&refused);
+    let after_expiry = now + chrono::Duration::seconds(17);
+    let taken_over = fleet
+        .store
+        .hold_rollout_lease(&id, "ctl-b", ttl, after_expiry)
+        .await
+        .unwrap()
+        .lease
+        .unwrap();
+    assert_eq!(taken_over.fence, taken.fence + 1, "a new holder gets a new fence");
+}
+
 /// The tenants a rollout skipped at planning are kept in items of their own, so a
 /// rollout that leaves thousands alone (a fleet mostly on the release already) still
 /// fits in DynamoDB's 400 KB item limit, and a reader still sees every one.
@@ -696,18 +747,20 @@ async fn the_controller_holding_a_rollout_steps_it_on_every_tick_not_once_per_le
     let id = RolloutId::parse("r-tick").unwrap();
 
     let first = controller.step(&id).await.unwrap().expect("the lease was free");
-    // The next tick comes well within the lease: the holder renews it and steps again.
+    // The next tick comes well within the lease: the holder keeps it and steps again
+    // (it is written again once half its ttl is gone).
     let second = controller
         .step(&id)
         .await
-        .expect("renewing its own lease is no error")
+        .expect("holding its own lease is no error")
         .expect("the lease is still this controller's");
 
     let (first, second) = (first.lease.unwrap(), second.lease.unwrap());
-    assert_eq!(second.fence, first.fence, "a renewal keeps the fence");
-    assert!(
-        second.expires_at >= first.expires_at,
-        "a renewal extends the lease"
+    assert_eq!(second.fence, first.fence, "the same holder keeps the fence");
+    assert_eq!(
+        second.expires_at.timestamp_millis(),
+        first.expires_at.timestamp_millis(),
+        "well within its ttl, the lease is kept as it was taken"
     );
 }
 

@@ -87,15 +87,29 @@ fn lost(id: &RolloutId) -> impl Fn() -> String + '_ {
     move || format!("rollout {id} is driven by another controller")
 }
 
+/// When a holder's live lease is renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Renew {
+    /// On every call: the lease then lasts the whole ttl from now.
+    Always,
+    /// Only when less than half the ttl is left, so a controller that passes every
+    /// 100 ms writes the lease item every few seconds, not on every pass. Its drives
+    /// check the lease item, so a pass that outlives what is left loses its drives,
+    /// not its safety.
+    BelowHalf,
+}
+
 impl DynamoStore {
     /// [`crate::ports::RolloutStore::acquire_rollout_lease`]: renews the lease item
-    /// when `owner` holds it, else takes the lease over if it is free or expired.
+    /// when `owner` holds it (as `renew` says), else takes the lease over if it is
+    /// free or expired.
     pub(super) async fn acquire_lease_item(
         &self,
         id: &RolloutId,
         owner: &str,
         ttl: Duration,
         now: DateTime<Utc>,
+        renew: Renew,
     ) -> Result<RolloutRecord, StoreError> {
         let (held, item) = tokio::try_join!(
             self.read_item(lease_key(id), "reading rollout lease"),
@@ -117,6 +131,11 @@ impl DynamoStore {
         });
         let expires = ttl_after(now, ttl);
         if let Some(mine) = through_item.filter(|h| h.owner == owner && h.is_live(now)) {
+            let half = chrono::Duration::from_std(ttl / 2).unwrap_or_default();
+            if renew == Renew::BelowHalf && mine.expires_at - now > half {
+                record.lease = Some(mine.clone());
+                return Ok(record);
+            }
             let lease = Lease {
                 expires_at: expires,
                 ..mine.clone()

@@ -20,7 +20,7 @@ use super::item::{
 };
 use super::outbox::outbox_put;
 use super::page_token::PageScope;
-use super::rollout_lease::{copy_expiry, decode_lease, lease_item};
+use super::rollout_lease::{copy_expiry, decode_lease, lease_item, Renew};
 use super::{ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::rollout::Skipped;
 use crate::domain::{RolloutId, TenantId};
@@ -559,7 +559,18 @@ impl RolloutStore for DynamoStore {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<RolloutRecord, StoreError> {
-        self.acquire_lease_item(id, owner, ttl, now).await
+        self.acquire_lease_item(id, owner, ttl, now, Renew::Always).await
+    }
+
+    async fn hold_rollout_lease(
+        &self,
+        id: &RolloutId,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<RolloutRecord, StoreError> {
+        self.acquire_lease_item(id, owner, ttl, now, Renew::BelowHalf)
+            .await
     }
 
     async fn release_rollout_lease(&self, id: &RolloutId, lease: &Lease) -> Result<(), StoreError> {
