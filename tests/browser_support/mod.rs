@@ -257,10 +257,20 @@ impl Browser {
         v.as_str().unwrap_or_default().to_owned()
     }
 
-    /// The text of the first element matching `css`, if any.
+    /// The text of the first element matching `css`, if any. A page that renders
+    /// again between the find and the read leaves the element found stale: it is
+    /// found again.
     pub async fn text_of(&self, css: &str) -> Option<String> {
-        let element = self.find(css).await?;
-        Some(self.text(&element).await)
+        for _ in 0..5 {
+            let element = self.find(css).await?;
+            let path = format!("/element/{element}/text");
+            match (self.session_command(reqwest::Method::GET, &path, Value::Null)).await {
+                Ok(v) => return Some(v.as_str().unwrap_or_default().to_owned()),
+                Err(e) if e.starts_with("stale element reference") => continue,
+                Err(e) => panic!("reading the text of {css}: {e}"),
+            }
+        }
+        panic!("{css} was rendered again on each of five reads of its text")
     }
 
     /// The browser's cookie called `name`, with its flags (`httpOnly`, `sameSite`, …).
