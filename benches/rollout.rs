@@ -235,15 +235,18 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
     let (due, settled) = (Wakeup::default(), Wakeup::default());
     let (shutdown, _) = watch::channel(false);
     let mut running = JoinSet::new();
+    let mut handoffs = Vec::new();
     for i in 0..WORKERS {
         let config = WorkerConfig {
             concurrency: WORKER_CONCURRENCY,
             poll_interval: WORKER_POLL,
             ..WorkerConfig::new(format!("bench-worker-{i}"))
         };
-        let worker = Worker::new(store.clone(), StepRegistry::all(steps.clone()), config)
+        let (worker, handoff) = Worker::new(store.clone(), StepRegistry::all(steps.clone()), config)
             .with_due_wakeup(due.clone())
-            .with_settled_wakeup(settled.clone());
+            .with_settled_wakeup(settled.clone())
+            .with_handoff();
+        handoffs.push(handoff);
         let stop = shutdown.subscribe();
         running.spawn(async move { worker.run(stop).await.unwrap() });
     }
@@ -258,6 +261,7 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
         },
     )
     .with_wakeups(due, settled);
+    let controller = handoffs.into_iter().fold(controller, Controller::with_handoff);
     let stop = shutdown.subscribe();
     running.spawn(async move { controller.run(stop).await });
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, instrument, warn};
 
@@ -23,7 +23,10 @@ use lease::{after, LeaseKeeper};
 use crate::domain::{Region, TenantId};
 use crate::machine::{StepKind, TenantEvent, TenantState};
 use crate::ports::reports::DeploymentMilestone;
-use crate::ports::{woken, PassedStep, StoreError, TenantStore, Wakeup, WriteGuard, WORK_SHARDS};
+use crate::ports::{
+    woken, Handed, HandoffInbox, LeaseGrant, LeaseHandoff, PassedStep, StoreError, TenantStore, Wakeup,
+    WriteGuard, WORK_SHARDS,
+};
 use crate::record::{Actor, Cause, Lease, TenantRecord, Transition};
 use crate::step::{Step, StepContext, StepOutcome, StepRegistry};
 
@@ -138,6 +141,11 @@ pub struct Worker {
     /// Woken when this worker settles a tenant (no step left), for the rollout
     /// controller in this process.
     settled: Option<Wakeup>,
+    /// One permit per tenant processed at once: held by each running tenant, and by
+    /// a rollout controller in this process for a tenant it is about to hand over.
+    slots: Arc<Semaphore>,
+    /// Tenants a rollout controller in this process handed over with their lease.
+    inbox: Option<Arc<HandoffInbox>>,
 }
 
 /// Work-index shard queries a poll has in flight at once.
@@ -197,6 +205,14 @@ impl KnownDue {
 
 fn now() -> DateTime<Utc> {
     Utc::now()
+}
+
+/// The next tenant handed over, or never when this worker takes none.
+async fn recv(inbox: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Option<Handed> {
+    match inbox {
+        Some(inbox) => inbox.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How a run of a step ended.
@@ -260,10 +276,30 @@ impl Worker {
         Self {
             store,
             steps,
-            config,
             due: None,
             settled: None,
+            slots: Arc::new(Semaphore::new(config.concurrency)),
+            inbox: None,
+            config,
         }
+    }
+
+    /// Offers this worker's free slots to a rollout controller in this process
+    /// ([`LeaseHandoff`]): a tenant it starts can come with its lease already this
+    /// worker's, handed over as stored, instead of being found and leased here.
+    pub fn with_handoff(mut self) -> (Self, LeaseHandoff) {
+        let grant = LeaseGrant {
+            owner: self.config.owner.clone(),
+            ttl: self.config.lease_ttl,
+        };
+        let (handoff, inbox) = LeaseHandoff::new(
+            grant,
+            self.config.regions.clone(),
+            self.slots.clone(),
+            self.store.clone(),
+        );
+        self.inbox = Some(Arc::new(inbox));
+        (self, handoff)
     }
 
     /// Polls at once, instead of at the next poll, whenever `due` is woken: for the
@@ -296,6 +332,7 @@ impl Worker {
         let mut running: JoinSet<TenantId> = JoinSet::new();
         let mut in_flight: HashSet<TenantId> = HashSet::new();
         let mut due_wakeups = self.due.as_ref().map(Wakeup::listen);
+        let mut handed = self.inbox.as_ref().and_then(|inbox| inbox.take());
         let mut known_due = KnownDue::new(KNOWN_DUE_MAX_AGE);
         let mut quiet_until: Option<tokio::time::Instant> = None;
         // Until when the last poll, which found fewer due tenants than it asked for,
@@ -312,7 +349,11 @@ impl Worker {
                     quiet_until = None;
                 }
             }
-            let free = self.config.concurrency.saturating_sub(running.len());
+            // Tenants handed over with their lease, each with the slot reserved for it.
+            while let Some(tenant) = handed.as_mut().and_then(|inbox| inbox.try_recv().ok()) {
+                self.spawn_handed(&mut running, &mut in_flight, tenant, &shutdown);
+            }
+            let free = self.slots.available_permits();
             // Tenants a writer in this process made due and named: taken before
             // those a poll found. The writer named what it made due, so the work
             // index is not polled again for a poll interval, unless a tenant
@@ -351,12 +392,20 @@ impl Worker {
                     Err(e) => warn!(error = %e, "could not read the work index; will retry"),
                 }
             }
-            let started = fresh.len();
-            for id in fresh {
+            let mut started = 0;
+            let mut fresh = fresh.into_iter();
+            while let Some(id) = fresh.next() {
+                // A rollout controller here may have reserved a slot since `free` was read.
+                let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                    known_due.push_front(std::iter::once(id).chain(fresh).collect());
+                    break;
+                };
+                started += 1;
                 in_flight.insert(id.clone());
                 let worker = self.clone();
                 let rx = shutdown.clone();
                 running.spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = worker.process(&id, rx).await {
                         warn!(tenant = %id, error = %e, "processing failed; the tenant stays due");
                     }
@@ -369,9 +418,25 @@ impl Worker {
                         in_flight.remove(&id);
                         quiet_until = None;
                     }
+                    Some(tenant) = recv(&mut handed) => {
+                        self.spawn_handed(&mut running, &mut in_flight, tenant, &shutdown);
+                    }
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
                     _ = woken(&mut due_wakeups) => woken_by_writer = true,
                     _ = shutdown.changed() => {}
+                }
+            }
+        }
+        if let Some(mut inbox) = handed {
+            // No more tenants are handed over: a controller here reserves no slot, and
+            // one handed over meanwhile gets its lease back at once.
+            self.slots.close();
+            inbox.close();
+            while let Ok(Handed { record, .. }) = inbox.try_recv() {
+                if let Some(lease) = &record.lease {
+                    if let Err(e) = self.store.release_lease(&record, lease).await {
+                        debug!(tenant = %record.id(), error = %e, "could not give back a handed-over lease; it runs out");
+                    }
                 }
             }
         }
@@ -379,6 +444,40 @@ impl Worker {
         while running.join_next().await.is_some() {}
         info!(owner = %self.config.owner, "worker stopped");
         Ok(())
+    }
+
+    /// Runs a tenant handed over with its lease in the slot reserved for it.
+    fn spawn_handed(
+        &self,
+        running: &mut JoinSet<TenantId>,
+        in_flight: &mut HashSet<TenantId>,
+        handed: Handed,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        let Handed { record, slot } = handed;
+        let id = record.id().clone();
+        in_flight.insert(id.clone());
+        let worker = self.clone();
+        let rx = shutdown.clone();
+        running.spawn(async move {
+            if let Err(e) = worker.process_handed(record, slot, rx).await {
+                warn!(tenant = %id, error = %e, "processing failed; the tenant stays due");
+            }
+            id
+        });
+    }
+
+    /// Runs steps on a tenant whose lease was given to this worker with `record`,
+    /// until none is due now.
+    #[instrument(skip_all, fields(tenant = %record.id(), worker = %self.config.owner))]
+    async fn process_handed(
+        &self,
+        record: TenantRecord,
+        _slot: OwnedSemaphorePermit,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Processed, WorkerError> {
+        let keeper = self.keep_lease(&record);
+        self.hold(record, &keeper, shutdown).await
     }
 
     /// Tenants with a step due in the regions this worker serves, up to `limit`: the

@@ -329,7 +329,8 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
 
 /// A controller and a worker in one process wake each other: the worker starts the
 /// tenants the controller made due at once, and the controller sees at once a tenant
-/// the worker finished.
+/// the worker finished. The controller also gives the tenants it starts to the worker,
+/// lease and all, while the worker has a free slot.
 pub(super) fn wake_each_other(
     controller: Option<Controller>,
     worker: Worker,
@@ -338,10 +339,14 @@ pub(super) fn wake_each_other(
         return (None, worker);
     };
     let (due, settled) = (Wakeup::default(), Wakeup::default());
-    let worker = worker
+    let (worker, handoff) = worker
         .with_due_wakeup(due.clone())
-        .with_settled_wakeup(settled.clone());
-    (Some(controller.with_wakeups(due, settled)), worker)
+        .with_settled_wakeup(settled.clone())
+        .with_handoff();
+    (
+        Some(controller.with_wakeups(due, settled).with_handoff(handoff)),
+        worker,
+    )
 }
 
 pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {

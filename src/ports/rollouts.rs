@@ -40,6 +40,10 @@ pub struct TenantDrive<'a> {
     /// A finished rollout that still names the tenant as held, which this write
     /// takes over (checked to be finished in the same transaction).
     pub finished_holder: Option<&'a RolloutId>,
+    /// The tenant's lease, given in the same write to a worker in this process with
+    /// a slot reserved for it; the write then also requires that no live lease is
+    /// on the tenant and no lease was taken since it was read.
+    pub grant: Option<&'a super::LeaseGrant>,
 }
 
 /// Which page of a paged read: at most `limit` items (1 to 1,000), from where
@@ -158,6 +162,7 @@ pub trait RolloutStore: super::FreezeStore + Send + Sync {
     async fn save_member(&self, id: &RolloutId, member: &RolloutMember) -> Result<RolloutMember, StoreError>;
     /// Applies a rollout's change to a tenant and its member in one transaction:
     /// refused if the tenant changed, another running rollout holds it, the member
-    /// changed (another controller got there first) or the lease was lost.
-    async fn drive_tenant(&self, drive: TenantDrive<'_>) -> Result<(), StoreError>;
+    /// changed (another controller got there first) or the lease was lost. Returns
+    /// the tenant as stored.
+    async fn drive_tenant(&self, drive: TenantDrive<'_>) -> Result<TenantRecord, StoreError>;
 }

@@ -18,7 +18,7 @@ use super::decide::{
 };
 use super::target::TenantRevision;
 use crate::domain::{RolloutId, TenantId};
-use crate::ports::{woken, TenantHealth, TenantProbe, Wakeup};
+use crate::ports::{woken, LeaseHandoff, ReservedSlot, TenantHealth, TenantProbe, Wakeup};
 use crate::ports::{Conflict, RolloutStore, StoreError, TenantDrive, TenantStore, WriteGuard};
 use crate::ports::{PolicyStore, PromotionDriver, PromotionStore};
 use crate::record::{
@@ -70,6 +70,9 @@ pub struct Controller {
     /// Wakes this controller before its tick when a worker in its process settled a
     /// tenant.
     settled: Option<Wakeup>,
+    /// The free slots of the workers in this process: a drive that starts a tenant's
+    /// step gives its lease to one of them in the same write, when one has a slot.
+    handoffs: Vec<LeaseHandoff>,
 }
 
 /// What a controller's pass over the running rollouts leaves: the leases it holds,
@@ -133,6 +136,7 @@ impl Controller {
             promoter: None,
             due: None,
             settled: None,
+            handoffs: Vec::new(),
         }
     }
 
@@ -142,6 +146,15 @@ impl Controller {
     pub fn with_wakeups(mut self, due: Wakeup, settled: Wakeup) -> Self {
         self.due = Some(due);
         self.settled = Some(settled);
+        self
+    }
+
+    /// Gives the tenants this controller starts to the worker behind `handoff` when it
+    /// has a free slot: the drive writes the worker's lease and hands it the tenant, so
+    /// the step starts without a lease write or a poll. Tenants no worker here has a
+    /// slot for are named through the `due` wake-up, or found by polling, as before.
+    pub fn with_handoff(mut self, handoff: LeaseHandoff) -> Self {
+        self.handoffs.push(handoff);
         self
     }
 
@@ -399,13 +412,25 @@ impl Controller {
                     continue;
                 };
                 let finished_holder = loaded.finished_holders.get(&drive.member.tenant).cloned();
+                // Only an event can make a step due; `apply` drops the slot otherwise.
+                let slot = (drive.event.is_some())
+                    .then(|| self.handoffs.iter().find_map(|h| h.reserve(&tenant.spec.region)))
+                    .flatten();
                 let (rollouts, shared, drive) = (self.rollouts.clone(), shared.clone(), drive.clone());
                 drives.spawn(
                     async move {
                         let (record, lease) = &*shared;
                         let tenant_id = drive.member.tenant.clone();
-                        let result =
-                            apply(rollouts.as_ref(), record, lease, &drive, tenant, finished_holder).await;
+                        let result = apply(
+                            rollouts.as_ref(),
+                            record,
+                            lease,
+                            &drive,
+                            tenant,
+                            finished_holder,
+                            slot,
+                        )
+                        .await;
                         (tenant_id, result)
                     }
                     .instrument(tracing::Span::current()),
@@ -414,9 +439,11 @@ impl Controller {
             while let Some(joined) = drives.join_next().await {
                 let (tenant, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                 match result {
+                    // A worker here was handed the tenant with its lease.
+                    Ok(Applied::Handed) => {}
                     // The workers beside it start on it while the other drives are
                     // still out: a chunk's drives are answered one after another.
-                    Ok(()) => {
+                    Ok(Applied::Written) => {
                         if let (Some(due), Some(driven)) = (&self.due, loaded.records.get(&tenant)) {
                             due.wake_for([(tenant, driven.spec.region.clone())]);
                         }
@@ -650,7 +677,18 @@ impl Controller {
     }
 }
 
-/// Applies a decided tenant event together with the member change.
+/// What became of a decided drive.
+enum Applied {
+    /// Written, or left (the tenant could not take the event, or another running
+    /// rollout holds it); the workers find what it made due.
+    Written,
+    /// Written with a worker's lease on the tenant, and handed to that worker.
+    Handed,
+}
+
+/// Applies a decided tenant event together with the member change; when it makes a
+/// step due and `slot` was reserved, the same write gives the tenant's lease to the
+/// slot's worker, which is handed the tenant.
 async fn apply(
     rollouts: &dyn RolloutStore,
     record: &RolloutRecord,
@@ -658,7 +696,8 @@ async fn apply(
     drive: &Drive,
     tenant: TenantRecord,
     finished_holder: Option<RolloutId>,
-) -> Result<(), StoreError> {
+    slot: Option<ReservedSlot>,
+) -> Result<Applied, StoreError> {
     let id = &drive.member.tenant;
     let mut next = tenant.clone();
     let mut changed = Vec::new();
@@ -678,7 +717,7 @@ async fn apply(
     let cause = match &drive.event {
         Some(event) => {
             let Ok(next_state) = tenant.state.apply(event) else {
-                return Ok(());
+                return Ok(Applied::Written);
             };
             next.last_error = None;
             next.enter(next_state, Utc::now());
@@ -699,6 +738,7 @@ async fn apply(
         next.facts.allow_replacement = record.spec.strategy.allow_replacement.clone();
         next.facts.migration_restore = Some(record.spec.strategy.migration_restore);
     }
+    let slot = slot.filter(|_| next.state.step().is_some());
     let result = drive_with_retries(
         rollouts,
         TenantDrive {
@@ -708,13 +748,20 @@ async fn apply(
             transition,
             member: &drive.member,
             finished_holder: finished_holder.as_ref(),
+            grant: slot.as_ref().map(ReservedSlot::grant),
         },
     )
     .await;
     match result {
-        Ok(()) => {
-            info!(tenant = %id, %cause, "tenant driven");
-            Ok(())
+        Ok(stored) => {
+            info!(tenant = %id, %cause, handed = slot.is_some(), "tenant driven");
+            match slot {
+                Some(slot) => {
+                    slot.give(stored).await;
+                    Ok(Applied::Handed)
+                }
+                None => Ok(Applied::Written),
+            }
         }
         Err(StoreError::Conflict {
             detail,
@@ -729,7 +776,7 @@ async fn apply(
             skipped.attempts = skipped.attempts.saturating_sub(1);
             skipped.finished_at = Some(Utc::now());
             match rollouts.save_member(&record.id, &skipped).await {
-                Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+                Ok(_) | Err(StoreError::Conflict { .. }) => Ok(Applied::Written),
                 Err(e) => Err(e),
             }
         }
@@ -754,7 +801,10 @@ fn collect_loaded(
     Ok(())
 }
 
-async fn drive_with_retries(rollouts: &dyn RolloutStore, drive: TenantDrive<'_>) -> Result<(), StoreError> {
+async fn drive_with_retries(
+    rollouts: &dyn RolloutStore,
+    drive: TenantDrive<'_>,
+) -> Result<TenantRecord, StoreError> {
     let mut attempt = 1;
     loop {
         match rollouts.drive_tenant(drive.clone()).await {

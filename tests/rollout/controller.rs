@@ -10,7 +10,7 @@ use serde_json::json;
 use tenant_orchestrator::domain::rollout::SkipReason;
 use tenant_orchestrator::domain::RolloutId;
 use tenant_orchestrator::machine::StepKind;
-use tenant_orchestrator::record::{Outcome, Phase, RollbackStatus, WaveStatus};
+use tenant_orchestrator::record::{Outcome, Phase, RollbackStatus, TenantRecord, WaveStatus};
 use tenant_orchestrator::step::StepOutcome;
 use tenant_orchestrator::store::TenantStore;
 
@@ -652,6 +652,7 @@ async fn a_drive_under_an_expired_lease_is_refused_while_the_copy_still_keeps_co
             ),
             member: &member,
             finished_holder: None,
+            grant: None,
         })
         .await
         .unwrap_err();
@@ -920,4 +921,167 @@ async fn the_dry_run_refuses_a_release_that_is_not_published_as_the_start_does()
             "{error}"
         );
     }
+}
+
+/// A drive that gives the tenant's lease to a worker writes the lease with the next
+/// fence and keeps the tenant out of the work index, and is refused, writing nothing,
+/// when a lease was taken since the tenant was read or one is live on it.
+#[tokio::test]
+async fn a_drive_granting_the_lease_is_refused_when_a_lease_was_taken_since_the_read() {
+    use tenant_orchestrator::machine::TenantEvent;
+    use tenant_orchestrator::ports::LeaseGrant;
+    use tenant_orchestrator::record::{Actor, Cause, Transition};
+    use tenant_orchestrator::store::{Conflict, RolloutStore, StoreError, TenantDrive};
+    let all = tenants("grant", "eu-west-1", 1);
+    let fleet = Fleet::new(&all, "1.0.0").await;
+    fleet.start("r-grant", json!({"release": "2.0.0"})).await;
+    let id = RolloutId::parse("r-grant").unwrap();
+    let record = fleet
+        .store
+        .acquire_rollout_lease(&id, "ctl-a", Duration::from_secs(60), chrono::Utc::now())
+        .await
+        .unwrap();
+    let lease = record.lease.clone().unwrap();
+    let tenant_id = tenant_orchestrator::domain::TenantId::parse(&all[0].0).unwrap();
+    let member = fleet.members("r-grant").await.remove(0);
+    let grant = LeaseGrant {
+        owner: "worker-beside".into(),
+        ttl: Duration::from_secs(30),
+    };
+    let upgrade = |read: &TenantRecord| {
+        let event = TenantEvent::Upgrade {
+            release: crate::common::release("2.0.0"),
+        };
+        let mut next = read.clone();
+        next.enter(read.state.apply(&event).unwrap(), chrono::Utc::now());
+        let transition = Transition::new(&read.state, Cause::Event(event), Actor::rollout(&id));
+        (next, transition)
+    };
+    let drive = |tenant, transition| TenantDrive {
+        rollout: &record,
+        lease: &lease,
+        tenant,
+        transition,
+        member: &member,
+        finished_holder: None,
+        grant: Some(&grant),
+    };
+
+    // A worker takes the lease after the controller read the tenant: the read's
+    // fence is stale, though the version is not.
+    let read = fleet.store.load(&tenant_id).await.unwrap();
+    let taken = (fleet.store)
+        .acquire_lease(
+            &tenant_id,
+            "worker-elsewhere",
+            Duration::from_secs(30),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.version, read.version,
+        "a lease write leaves the version alone"
+    );
+    let (next, transition) = upgrade(&read);
+    let refused = fleet
+        .store
+        .drive_tenant(drive(&next, transition))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StoreError::Conflict {
+                kind: Conflict::Version,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    // Read again, with the other worker's lease live on it: still refused.
+    let read = fleet.store.load(&tenant_id).await.unwrap();
+    let (next, transition) = upgrade(&read);
+    let refused = fleet
+        .store
+        .drive_tenant(drive(&next, transition))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StoreError::Conflict {
+                kind: Conflict::Version,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    let after = fleet.store.load(&tenant_id).await.unwrap();
+    assert_eq!(
+        (after.version, after.lease.as_ref().map(|l| l.owner.as_str())),
+        (read.version, Some("worker-elsewhere")),
+        "nothing of the refused drives was written"
+    );
+
+    // Once that lease is given up, the grant lands: the lease is the worker's, with
+    // the next fence, and the tenant stays out of the work index while it lasts.
+    fleet
+        .store
+        .release_lease(&taken, taken.lease.as_ref().unwrap())
+        .await
+        .unwrap();
+    let read = fleet.store.load(&tenant_id).await.unwrap();
+    let (next, transition) = upgrade(&read);
+    let stored = fleet.store.drive_tenant(drive(&next, transition)).await.unwrap();
+    let loaded = fleet.store.load(&tenant_id).await.unwrap();
+    // As stored, to the millisecond the item keeps its times to.
+    let millis = |r: &TenantRecord| {
+        let mut r = r.clone();
+        let ms = |t: chrono::DateTime<chrono::Utc>| {
+            chrono::DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap()
+        };
+        r.updated_at = ms(r.updated_at);
+        r.due_at = r.due_at.map(ms);
+        if let Some(lease) = &mut r.lease {
+            lease.expires_at = ms(lease.expires_at);
+        }
+        r
+    };
+    assert_eq!(millis(&stored), loaded, "the drive returns the tenant as stored");
+    let granted = loaded.lease.clone().expect("the grant is on the tenant");
+    assert_eq!(
+        (granted.owner.as_str(), granted.fence, loaded.last_fence),
+        ("worker-beside", read.last_fence + 1, read.last_fence + 1)
+    );
+    assert_eq!(loaded.state.label(), "Upgrading/CheckArtifact");
+    for shard in 0..tenant_orchestrator::store::WORK_SHARDS {
+        let due = (fleet.store)
+            .due(&loaded.spec.region, shard, chrono::Utc::now(), 10)
+            .await
+            .unwrap();
+        assert!(
+            due.is_empty(),
+            "a granted tenant is not offered to other workers: {due:?}"
+        );
+    }
+    let refused = (fleet.store)
+        .acquire_lease(
+            &tenant_id,
+            "worker-elsewhere",
+            Duration::from_secs(30),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StoreError::Conflict {
+                kind: Conflict::Lease,
+                ..
+            }
+        ),
+        "{refused}"
+    );
 }

@@ -801,3 +801,153 @@ async fn a_worker_takes_the_tenants_a_wake_up_names_without_polling_for_them() {
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
 }
+
+/// Test double for the bake's health checks: every tenant is healthy.
+struct HealthyProbeDouble;
+
+#[async_trait::async_trait]
+impl tenant_orchestrator::ports::TenantProbe for HealthyProbeDouble {
+    async fn probe(
+        &self,
+        _tenant: &tenant_orchestrator::domain::TenantSpec,
+        _release: &tenant_orchestrator::domain::ReleaseVersion,
+    ) -> tenant_orchestrator::ports::TenantHealth {
+        tenant_orchestrator::ports::TenantHealth::Healthy { alarms: Vec::new() }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_tenants_a_controller_starts_are_handed_to_the_worker_beside_it_lease_and_all() {
+    use tenant_orchestrator::app::RolloutCommands;
+    use tenant_orchestrator::domain::RolloutId;
+    use tenant_orchestrator::record::Phase;
+    use tenant_orchestrator::rollout::{Controller, ControllerConfig};
+    use tenant_orchestrator::store::RolloutStore;
+    let names = ["acme", "bravo", "carol", "delta"];
+    let fleet = (names.iter()).fold(TestFleet::new(), |f, name| f.with_active(name, "1.0.0"));
+    let Fleet { store, .. } = fleet.build().await;
+    let step = ScriptedStep::new();
+    let double = store_double::StoreDouble::new(store.arc());
+    let (due, settled) = (Wakeup::default(), Wakeup::default());
+    // Polls once at its start, then only every hour: only a handoff or a named
+    // wake-up can bring it a tenant.
+    let config = WorkerConfig {
+        poll_interval: Duration::from_secs(3600),
+        concurrency: 8,
+        ..fast_worker("w1")
+    };
+    let (w, handoff) = worker(double.clone(), step.clone(), config)
+        .with_due_wakeup(due.clone())
+        .with_settled_wakeup(settled.clone())
+        .with_handoff();
+    let controller = Controller::new(
+        store.clone(),
+        store.clone(),
+        Arc::new(HealthyProbeDouble),
+        ControllerConfig {
+            tick: Duration::from_millis(50),
+            lease_ttl: Duration::from_secs(2),
+            ..ControllerConfig::new("c1")
+        },
+    )
+    .with_wakeups(due, settled)
+    .with_handoff(handoff);
+    let (stop, rx) = watch::channel(false);
+    let running_worker = tokio::spawn(async move { w.run(rx).await });
+    let rx = stop.subscribe();
+    let running_controller = tokio::spawn(async move { controller.run(rx).await });
+
+    let id = RolloutId::parse("r-handed").unwrap();
+    let spec = serde_json::from_value(serde_json::json!({
+        "release": "2.0.0",
+        "strategy": {
+            "waves": ["1", "100%"],
+            "bake_time": "1s", "bake_checks": 1, "bake_check_interval": "1s",
+            "approvals": {"after_canary": false, "between_regions": false}
+        }
+    }))
+    .unwrap();
+    (RolloutCommands::new(store.clone(), store.clone()))
+        .start(id.clone(), spec, "operator:test")
+        .await
+        .unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let r = store.load_rollout(&id).await.unwrap();
+            if r.phase.is_finished() {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the rollout finished");
+    stop.send(true).unwrap();
+    running_worker.await.unwrap().unwrap();
+    running_controller.await.unwrap();
+
+    assert_eq!(done.phase, Phase::Completed, "{:#?}", done.events);
+    for name in names {
+        let r = store.load(&tenant_id(name)).await.unwrap();
+        assert_eq!(
+            (r.state.label(), r.state.current_release().cloned()),
+            ("Active".to_owned(), Some(release("2.0.0"))),
+            "{name}"
+        );
+        assert!(
+            r.lease.is_none(),
+            "{name}: the handed lease was given up when it settled"
+        );
+        assert_eq!(
+            step.calls_of(name, StepKind::Verify),
+            1,
+            "{name}: its upgrade ran once"
+        );
+    }
+    assert_eq!(
+        double.lease_takes(),
+        0,
+        "every tenant came to the worker with its lease: it took none itself"
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_worker_offers_no_slot_and_gives_back_a_lease_handed_to_it_after_it_stopped() {
+    let Fleet { store, .. } = TestFleet::new().with_active("acme", "1.0.0").build().await;
+    let id = tenant_id("acme");
+    let region = store.load(&id).await.unwrap().spec.region;
+    let other = tenant_orchestrator::domain::Region::parse("ap-southeast-2").unwrap();
+    assert_ne!(region, other);
+    let config = WorkerConfig {
+        regions: Some(vec![region.clone()]),
+        concurrency: 1,
+        ..fast_worker("w1")
+    };
+    let (w, handoff) = worker(store.clone(), ScriptedStep::new(), config).with_handoff();
+    assert!(
+        handoff.reserve(&other).is_none(),
+        "no slot for a region it does not serve"
+    );
+    let slot = handoff.reserve(&region).expect("its one slot is free");
+    assert!(handoff.reserve(&region).is_none(), "its one slot is reserved");
+
+    let (stop, rx) = watch::channel(false);
+    let running = tokio::spawn(async move { w.run(rx).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    // The lease a drive gave this worker in the meantime, as the drive stored it.
+    let granted = store
+        .acquire_lease(&id, "w1", Duration::from_secs(60), chrono::Utc::now())
+        .await
+        .unwrap();
+    slot.give(granted).await;
+    assert!(
+        store.load(&id).await.unwrap().lease.is_none(),
+        "the lease was given back at once, not left to run out"
+    );
+    assert!(
+        handoff.reserve(&region).is_none(),
+        "a stopped worker offers no slot, even one given back"
+    );
+}

@@ -39,6 +39,7 @@ pub struct Held {
 pub struct StoreDouble {
     inner: Arc<DynamoStore>,
     due_queries: std::sync::atomic::AtomicUsize,
+    lease_takes: std::sync::atomic::AtomicUsize,
     latency: Mutex<Duration>,
     hold: Mutex<Option<Hold>>,
 }
@@ -48,9 +49,15 @@ impl StoreDouble {
         Arc::new(Self {
             inner,
             due_queries: Default::default(),
+            lease_takes: Default::default(),
             latency: Mutex::new(Duration::ZERO),
             hold: Mutex::new(None),
         })
+    }
+
+    /// How many times callers tried to take a tenant's lease.
+    pub fn lease_takes(&self) -> usize {
+        self.lease_takes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many work-index queries (`due`) callers have made.
@@ -155,6 +162,7 @@ impl TenantStore for StoreDouble {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<TenantRecord, StoreError> {
+        (self.lease_takes).fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.delay().await;
         self.inner.acquire_lease(id, owner, ttl, now).await
     }

@@ -2,6 +2,8 @@
 //! member's new state, a check of the controller's fenced lease (its lease item) and, when the tenant is
 //! still marked as held by a finished rollout, a check that it is finished, all in one
 //! `TransactWriteItems`, plus the report counter when the change is a milestone.
+//! When the drive makes a step due and a worker in this process has a slot reserved
+//! for it, the same write gives that worker the tenant's lease.
 
 use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
 use chrono::Utc;
@@ -11,32 +13,61 @@ use super::item::{millis, n, opt_s, s};
 use super::rollout_lease::lease_key;
 use super::rollouts::{member_update, rollout_key};
 use super::transition::Committed;
+use super::ttl_after;
 use super::DynamoStore;
 use crate::domain::RolloutId;
 use crate::ports::TenantDrive;
-use crate::record::Phase;
+use crate::record::{Lease, Phase, TenantRecord};
 use crate::store::{Conflict, StoreError, WriteGuard};
 
 impl DynamoStore {
     /// The one transaction of a rollout's change to a tenant; see [`RolloutStore::drive_tenant`].
-    pub(super) async fn drive_transaction(&self, drive: TenantDrive<'_>) -> Result<(), StoreError> {
+    pub(super) async fn drive_transaction(&self, drive: TenantDrive<'_>) -> Result<TenantRecord, StoreError> {
         let now = Utc::now();
         let rollout_id = &drive.rollout.id;
         let mut tenant = drive.tenant.clone();
         tenant.event_seq += 1;
+        let read_fence = tenant.last_fence;
+        if let Some(grant) = drive.grant {
+            // The record carries the lease, so the work index entry is written hidden
+            // until it runs out, as a worker's own lease write leaves it.
+            tenant.last_fence = read_fence + 1;
+            tenant.lease = Some(Lease {
+                owner: grant.owner.clone(),
+                expires_at: ttl_after(now, grant.ttl),
+                fence: tenant.last_fence,
+            });
+        }
         let write_id = super::new_write_id();
         let super::TenantWrite {
             mut update,
             condition,
             next,
         } = self.save_update(&tenant, WriteGuard::Version, now, &write_id);
+        let mut next = next;
+        next.rollout = Some(rollout_id.clone());
         update.set("rollout_claim", s(rollout_id.as_str())).value(
             ":claim_stale",
             s(drive.finished_holder.map_or("", |h| h.as_str())),
         );
-        let condition = format!(
+        let mut condition = format!(
             "{condition} AND (attribute_not_exists(#rollout_claim) OR #rollout_claim IN (:rollout_claim, :claim_stale))"
         );
+        if let Some(lease) = &next.lease.as_ref().filter(|_| drive.grant.is_some()) {
+            // A worker's lease write leaves the version alone: the fence read with the
+            // tenant says no lease was taken since, and none may be live now.
+            update
+                .set("lease_owner", s(&lease.owner))
+                .set("lease_expires", millis(lease.expires_at))
+                .set("lease_fence", n(lease.fence))
+                .set("last_fence", n(lease.fence))
+                .value(":read_fence", n(read_fence))
+                .value(":grant_now", millis(now));
+            condition.push_str(
+                " AND (attribute_not_exists(#last_fence) OR #last_fence = :read_fence) \
+                 AND (attribute_not_exists(#lease_owner) OR #lease_expires <= :grant_now)",
+            );
+        }
         let tenant_write = self.tenant_update(Self::tenant_key(tenant.id()), update, condition);
         let mut tx = self.transition_tx(tenant_write, &next, drive.transition, now);
         tx.book_as("rollout drive transaction");
@@ -81,7 +112,7 @@ impl DynamoStore {
         let tenant_id = tenant.id().clone();
         let context = format!("rollout {rollout_id} driving tenant {tenant_id}");
         let reasons = match self.commit(tx, &next, &write_id, &context).await? {
-            Committed::Stored => return Ok(()),
+            Committed::Stored => return Ok(next),
             Committed::Cancelled(reasons) => reasons,
         };
         Err(cancellation(&context, &reasons, |i, reason| match i {

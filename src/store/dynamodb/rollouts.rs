@@ -25,7 +25,9 @@ use super::{ttl_after, DynamoStore, UpdateExpr};
 use crate::domain::rollout::Skipped;
 use crate::domain::{RolloutId, TenantId};
 use crate::ports::{Details, PageRequest, RolloutStore, RolloutSummary, TenantDrive};
-use crate::record::{BakeCheck, CloudEvent, Lease, Phase, RolloutMember, RolloutRecord, WaveStatus};
+use crate::record::{
+    BakeCheck, CloudEvent, Lease, Phase, RolloutMember, RolloutRecord, TenantRecord, WaveStatus,
+};
 use crate::store::{keys, Conflict, Entity, Page, StoreError, WriteGuard};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -674,7 +676,7 @@ impl RolloutStore for DynamoStore {
         Ok(saved)
     }
 
-    async fn drive_tenant(&self, drive: TenantDrive<'_>) -> Result<(), StoreError> {
+    async fn drive_tenant(&self, drive: TenantDrive<'_>) -> Result<TenantRecord, StoreError> {
         self.drive_transaction(drive).await
     }
 }
