@@ -571,3 +571,31 @@ async fn a_worker_with_slow_dynamodb_never_runs_a_step_at_the_same_time_as_anoth
     assert!(overlaps.is_empty(), "a step ran twice at once: {overlaps:#?}");
     rig.stop().await;
 }
+
+/// An answer that never comes (a connection gone dark) costs the store one attempt
+/// timeout, not the call: the product's client abandons the attempt and tries again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dynamodb_answer_that_never_comes_costs_one_attempt_timeout_not_the_call() {
+    use tenant_orchestrator::store::ATTEMPT_TIMEOUT;
+    let rig = Rig::new(61, false).await;
+    let ids = rig.ids(1);
+    rig.create(&ids).await;
+    // The next read through the proxy is held for ten minutes before it is forwarded.
+    rig.dynamodb_proxy
+        .set_rules(json!([
+            {"fault": "latency", "service": "dynamodb", "operation": "GetItem", "latency_ms": 600_000, "count": 1},
+        ]))
+        .await;
+    let started = std::time::Instant::now();
+    let loaded = tokio::time::timeout(ATTEMPT_TIMEOUT * 3, rig.proxied.load(&ids[0]))
+        .await
+        .expect("the held attempt was abandoned and the read tried again")
+        .expect("the second attempt answered");
+    assert_eq!(loaded.id(), &ids[0]);
+    assert!(
+        started.elapsed() >= ATTEMPT_TIMEOUT,
+        "the read came back before its first attempt could time out: the rule did not hold it"
+    );
+    assert_eq!(rig.dynamodb_proxy.injected("latency").await, 1);
+    rig.stop().await;
+}

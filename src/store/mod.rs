@@ -23,6 +23,7 @@ pub use crate::ports::{
     TenantStore, TenantSummary, WriteGuard, MAX_REPORT_DAYS,
 };
 pub use dynamodb::{
-    client, retry_config, ClaimBackfill, DynamoRateLimiter, DynamoStore, Meter, Usage, MAX_ATTEMPTS,
+    client, retry_config, timeout_config, ClaimBackfill, DynamoRateLimiter, DynamoStore, Meter, Usage,
+    ATTEMPT_TIMEOUT, MAX_ATTEMPTS,
 };
 pub use keys::WORK_SHARDS;

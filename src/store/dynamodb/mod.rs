@@ -184,12 +184,32 @@ pub fn retry_config() -> aws_config::retry::RetryConfig {
         .with_max_backoff(Duration::from_secs(5))
 }
 
+/// Longest one attempt of a DynamoDB call may wait for its answer before it is
+/// abandoned and, within [`MAX_ATTEMPTS`], tried again. A connection that went dark
+/// (a middlebox that dropped it, an endpoint that stopped answering) sends nothing
+/// back, and without a bound the call waits until TCP gives up, minutes later, with
+/// the controller's pass or the worker's step behind it. DynamoDB answers in
+/// milliseconds; the bound leaves a loaded table ample room. An attempt abandoned
+/// after DynamoDB applied it is a lost answer like any other: the retry of a write
+/// finds its own `write_id`.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the store's DynamoDB client waits: a connection within 3 s (the SDK's
+/// default), an attempt's answer within [`ATTEMPT_TIMEOUT`].
+pub fn timeout_config() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(3100))
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .build()
+}
+
 /// A DynamoDB client for the store, from the shared SDK configuration with the
-/// store's [`retry_config`].
+/// store's [`retry_config`] and [`timeout_config`].
 pub fn client(config: &aws_config::SdkConfig) -> Client {
     Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(config)
             .retry_config(retry_config())
+            .timeout_config(timeout_config())
             .interceptor(crate::ports::aws_calls::AwsCallMetrics::new("dynamodb"))
             .build(),
     )
