@@ -4,9 +4,10 @@
 //! starts the step without a lease write or a read of its own.
 //!
 //! A grant is made only with a slot reserved first, so a worker never holds a lease
-//! it has no room to run: a granted tenant is as good as started. A worker that
-//! stops (or never takes the tenant) leaves a lease that runs out like any other,
-//! and the tenant goes to whichever worker polls it next.
+//! it has no room to run: a granted tenant is as good as started. A worker that has
+//! stopped offers no slot, and a tenant handed to it after it stopped has its lease
+//! given back at once. A process that dies with granted tenants leaves leases that
+//! run out like any worker's, and each tenant goes to whichever worker polls it next.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
