@@ -614,17 +614,9 @@ async fn a_rollout_skipping_thousands_of_tenants_is_stored_and_shows_every_one()
 async fn a_drive_under_an_expired_lease_is_refused_while_the_copy_still_keeps_copy_readers_out() {
     use tenant_orchestrator::record::{Actor, Cause, Transition};
     use tenant_orchestrator::store::{RolloutStore, TenantDrive};
-    let all = tenants("stale", "eu-west-1", 1);
-    let fleet = Fleet::new(&all, "1.0.0").await;
-    fleet.start("r-stale", json!({"release": "2.0.0"})).await;
-    let id = RolloutId::parse("r-stale").unwrap();
     let long_ago = chrono::Utc::now() - chrono::Duration::seconds(30);
-    let record = fleet
-        .store
-        .acquire_rollout_lease(&id, "ctl-a", Duration::from_secs(5), long_ago)
-        .await
-        .unwrap();
-    let lease = record.lease.clone().unwrap();
+    let (fleet, record, tenant_id) = one_tenant_rollout("stale", Duration::from_secs(5), long_ago).await;
+    let (id, lease) = (record.id.clone(), record.lease.clone().unwrap());
     assert!(
         lease.expires_at < chrono::Utc::now(),
         "the lease item has expired"
@@ -636,7 +628,6 @@ async fn a_drive_under_an_expired_lease_is_refused_while_the_copy_still_keeps_co
         "the copy outlasts the lease item, so a reader of the copy alone stays out: {copy:?}"
     );
 
-    let tenant_id = tenant_orchestrator::domain::TenantId::parse(&all[0].0).unwrap();
     let tenant = fleet.store.load(&tenant_id).await.unwrap();
     let member = fleet.members("r-stale").await.remove(0);
     let refused = fleet
@@ -860,6 +851,32 @@ async fn the_rollouts_allowance_to_replace_rides_on_the_tenant_for_its_upgrade_o
 }
 
 /// `err` is a refusal because another controller holds the rollout's lease.
+/// A fleet of one tenant, `<name>-00`, and rollout `r-<name>` to 2.0.0 started over
+/// it, whose lease controller `ctl-a` took at `at` for `ttl`: the fleet, the rollout
+/// as the lease left it, and the tenant's id.
+async fn one_tenant_rollout(
+    name: &str,
+    ttl: Duration,
+    at: chrono::DateTime<chrono::Utc>,
+) -> (
+    Fleet,
+    tenant_orchestrator::record::RolloutRecord,
+    tenant_orchestrator::domain::TenantId,
+) {
+    use tenant_orchestrator::store::RolloutStore;
+    let all = tenants(name, "eu-west-1", 1);
+    let fleet = Fleet::new(&all, "1.0.0").await;
+    let id = RolloutId::parse(&format!("r-{name}")).unwrap();
+    fleet.start(id.as_str(), json!({"release": "2.0.0"})).await;
+    let record = fleet
+        .store
+        .acquire_rollout_lease(&id, "ctl-a", ttl, at)
+        .await
+        .unwrap();
+    let tenant_id = tenant_orchestrator::domain::TenantId::parse(&all[0].0).unwrap();
+    (fleet, record, tenant_id)
+}
+
 fn assert_lost_lease(err: &tenant_orchestrator::store::StoreError) {
     use tenant_orchestrator::store::{Conflict, StoreError};
     assert!(
@@ -932,17 +949,9 @@ async fn a_drive_granting_the_lease_is_refused_when_a_lease_was_taken_since_the_
     use tenant_orchestrator::ports::LeaseGrant;
     use tenant_orchestrator::record::{Actor, Cause, Transition};
     use tenant_orchestrator::store::{Conflict, RolloutStore, StoreError, TenantDrive};
-    let all = tenants("grant", "eu-west-1", 1);
-    let fleet = Fleet::new(&all, "1.0.0").await;
-    fleet.start("r-grant", json!({"release": "2.0.0"})).await;
-    let id = RolloutId::parse("r-grant").unwrap();
-    let record = fleet
-        .store
-        .acquire_rollout_lease(&id, "ctl-a", Duration::from_secs(60), chrono::Utc::now())
-        .await
-        .unwrap();
-    let lease = record.lease.clone().unwrap();
-    let tenant_id = tenant_orchestrator::domain::TenantId::parse(&all[0].0).unwrap();
+    let (fleet, record, tenant_id) =
+        one_tenant_rollout("grant", Duration::from_secs(60), chrono::Utc::now()).await;
+    let (id, lease) = (record.id.clone(), record.lease.clone().unwrap());
     let member = fleet.members("r-grant").await.remove(0);
     let grant = LeaseGrant {
         owner: "worker-beside".into(),
@@ -969,16 +978,16 @@ async fn a_drive_granting_the_lease_is_refused_when_a_lease_was_taken_since_the_
 
     // A worker takes the lease after the controller read the tenant: the read's
     // fence is stale, though the version is not.
-    let read = fleet.store.load(&tenant_id).await.unwrap();
-    let taken = (fleet.store)
-        .acquire_lease(
+    let take_elsewhere = || {
+        (fleet.store).acquire_lease(
             &tenant_id,
             "worker-elsewhere",
             Duration::from_secs(30),
             chrono::Utc::now(),
         )
-        .await
-        .unwrap();
+    };
+    let read = fleet.store.load(&tenant_id).await.unwrap();
+    let taken = take_elsewhere().await.unwrap();
     assert_eq!(
         taken.version, read.version,
         "a lease write leaves the version alone"
@@ -1052,15 +1061,7 @@ async fn a_drive_granting_the_lease_is_refused_when_a_lease_was_taken_since_the_
             "a granted tenant is not offered to other workers: {due:?}"
         );
     }
-    let refused = (fleet.store)
-        .acquire_lease(
-            &tenant_id,
-            "worker-elsewhere",
-            Duration::from_secs(30),
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap_err();
+    let refused = take_elsewhere().await.unwrap_err();
     assert!(
         matches!(
             refused,
