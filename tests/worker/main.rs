@@ -91,9 +91,74 @@ async fn steps_that_follow_at_once_are_written_together_with_an_event_each() {
         }
     }
     // Six steps, each due as the one before succeeded: one write for all of them
-    // against one write each.
+    // against one write each, and one history item for all of their events.
     assert_eq!(writes, vec![1, 6]);
     assert_eq!(step.calls().len(), 12, "each step ran once per tenant");
+    let (acme, bravo) = (
+        history_items(&store, "acme").await,
+        history_items(&store, "bravo").await,
+    );
+    assert_eq!(
+        (acme.len(), bravo.len()),
+        (2, 7),
+        "the create's event, then the six steps' in one item or one item each"
+    );
+    // The six events are stored deflated: the item stays within the 1 KB a write is
+    // charged by, as one event alone does.
+    let six = acme[1]["events_z"]
+        .as_b()
+        .expect("a binary attribute")
+        .as_ref()
+        .len();
+    assert!(six < 1024, "six events took {six} bytes");
+    // Paging stays exact when a page starts or ends inside the item of six.
+    let whole = store.history(&tenant_id("acme"), 0, 100).await.unwrap().items;
+    for (after, limit) in [(0, 2), (3, 2), (1, 3), (4, 1), (6, 5)] {
+        let mut paged = Vec::new();
+        let mut from = after;
+        loop {
+            let page = store.history(&tenant_id("acme"), from, limit).await.unwrap();
+            assert!(
+                page.items.len() <= limit as usize,
+                "a page holds at most its limit"
+            );
+            paged.extend(page.items);
+            match page.next_token {
+                Some(token) => from = token.parse().unwrap(),
+                None => break,
+            }
+        }
+        assert_eq!(
+            paged,
+            whole[after as usize..],
+            "pages of {limit} after event {after}"
+        );
+    }
+}
+
+/// The history items of tenant `id` in the table, in order.
+async fn history_items(
+    store: &DynamoStore,
+    id: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let out = store
+        .client()
+        .query()
+        .table_name(store.table())
+        .key_condition_expression("pk = :pk AND begins_with(sk, :events)")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("TENANT#{id}")),
+        )
+        .expression_attribute_values(
+            ":events",
+            aws_sdk_dynamodb::types::AttributeValue::S("EVENT#".into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.items().to_vec()
 }
 
 #[tokio::test]

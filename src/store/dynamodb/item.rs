@@ -236,16 +236,49 @@ pub fn decode_tenant(item: &Item) -> Result<TenantRecord, StoreError> {
     })
 }
 
-pub fn event_item(pk: &str, event: &HistoryEvent) -> Item {
-    HashMap::from([
+/// The history item of `events` (one or more, in order): keyed by the last one's
+/// sequence number. One event is stored alone as JSON under `event`; several (a
+/// worker's steps written together) as one item, their JSON array deflated under
+/// `events_z`, so that a write of n steps puts one history item of about the size of
+/// one event (DynamoDB charges a write by the KB of each item). A read from sequence
+/// number `s` on therefore starts at the first item keyed at or after `s` and drops
+/// the events before `s` it holds.
+pub fn history_item(pk: &str, events: &[HistoryEvent]) -> Item {
+    let last = events.last().expect("a history item holds at least one event");
+    let mut item = HashMap::from([
         ("pk".to_owned(), s(pk)),
-        ("sk".to_owned(), s(keys::event_sk(event.seq))),
-        ("event".to_owned(), to_json(event)),
-    ])
+        ("sk".to_owned(), s(keys::event_sk(last.seq))),
+    ]);
+    match events {
+        [one] => item.insert("event".to_owned(), to_json(one)),
+        several => item.insert("events_z".to_owned(), deflated_json(&several)),
+    };
+    item
 }
 
-pub fn decode_event(item: &Item) -> Result<HistoryEvent, StoreError> {
-    json(item, "event")
+/// The events of a history item, in order (see [`history_item`]).
+pub fn decode_history(item: &Item) -> Result<Vec<HistoryEvent>, StoreError> {
+    match item.get("events_z") {
+        Some(_) => inflated_json(item, "events_z"),
+        None => Ok(vec![json(item, "event")?]),
+    }
+}
+
+/// `value` as JSON, deflated, as a binary attribute.
+fn deflated_json<T: serde::Serialize>(value: &T) -> AttributeValue {
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    serde_json::to_writer(&mut encoder, value).expect("records serialize to JSON");
+    let bytes = encoder.finish().expect("deflating into memory cannot fail");
+    AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bytes))
+}
+
+/// The value [`deflated_json`] stored under `key`.
+fn inflated_json<T: serde::de::DeserializeOwned>(item: &Item, key: &str) -> Result<T, StoreError> {
+    let bytes = match item.get(key) {
+        Some(AttributeValue::B(blob)) => blob.as_ref(),
+        _ => return Err(corrupt(key, "not a binary attribute")),
+    };
+    serde_json::from_reader(flate2::read::DeflateDecoder::new(bytes)).map_err(|e| corrupt_by(key, e))
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ use super::{
 use crate::domain::{Hostname, Region, TenantId};
 use crate::record::{HistoryEvent, Lease, TenantRecord, Transition};
 use errors::{cancellation, classify, conflict_as};
-use item::{decode_event, decode_tenant, get_n, get_s, millis, n, s, tenant_item, Item};
+use item::{decode_history, decode_tenant, get_n, get_s, millis, n, s, tenant_item, Item};
 use transition::Committed;
 
 pub use claims::ClaimBackfill;
@@ -451,12 +451,15 @@ impl DynamoStore {
     ) -> impl Fn(usize, &CancellationReason) -> (Conflict, String) + 'a {
         move |i, reason| match i {
             0 => Self::explain_conflict(record, guard, reason.item(), now),
-            i if i <= events => (
+            1 => (
                 Conflict::Version,
-                format!(
-                    "history event {} already written; reload and try again",
-                    event_seq + i as u64 - events as u64
-                ),
+                match events {
+                    1 => format!("history event {event_seq} already written; reload and try again"),
+                    n => format!(
+                        "history events {} to {event_seq} already written; reload and try again",
+                        event_seq + 1 - n as u64
+                    ),
+                },
             ),
             _ => (
                 Conflict::Version,
@@ -833,6 +836,10 @@ impl TenantStore for DynamoStore {
         after_seq: u64,
         limit: u32,
     ) -> Result<Page<HistoryEvent>, StoreError> {
+        // An item holds one event or several (`item::history_item`), keyed by its last
+        // one's number: the first item read may hold events up to `after_seq` too, and
+        // `limit + 1` items hold more than `limit` events whenever the history goes on.
+        let limit = limit.clamp(1, 1000) as usize;
         let out = self
             .client
             .query()
@@ -842,19 +849,18 @@ impl TenantStore for DynamoStore {
             .expression_attribute_values(":from", s(keys::event_sk(after_seq + 1)))
             .expression_attribute_values(":to", s(keys::event_sk(999_999_999_999)))
             .consistent_read(true)
-            .limit(limit.clamp(1, 1000) as i32 + 1)
+            .limit(limit as i32 + 1)
             .send()
             .await
             .map_err(|e| classify("reading history", &self.table, e))?;
-        let (found, next) = item::page_of(
-            out.items(),
-            out.last_evaluated_key(),
-            limit.clamp(1, 1000) as usize,
-            &item::TABLE_KEY,
-        );
-        let items = found.iter().map(decode_event).collect::<Result<Vec<_>, _>>()?;
-        let next_token = match (next, items.last()) {
-            (Some(_), Some(last)) => Some(last.seq.to_string()),
+        let mut items = Vec::with_capacity(limit + 1);
+        for item in out.items() {
+            items.extend(decode_history(item)?.into_iter().filter(|e| e.seq > after_seq));
+        }
+        let more = items.len() > limit || out.last_evaluated_key().is_some_and(|k| !k.is_empty());
+        items.truncate(limit);
+        let next_token = match items.last() {
+            Some(last) if more => Some(last.seq.to_string()),
             _ => None,
         };
         Ok(Page { items, next_token })

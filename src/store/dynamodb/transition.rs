@@ -1,11 +1,12 @@
 //! The one transaction every recorded transition writes, whoever makes it (create,
 //! a worker's or operator's save, a spec change, a rollout's drive): the tenant's own
-//! write first, its history event second (put-if-absent at the new `event_seq`), then
-//! what the caller adds, the deployment-report counter, and the outbox event that
-//! reports the transition last (it has no condition), so the positions of the
-//! cancellation reasons the callers explain never move. A worker's steps written
-//! together have an event, counter and outbox event each, the events at positions 1
-//! to n.
+//! write first, its history item second (put-if-absent, keyed by the last event's
+//! `event_seq`), then what the caller adds, the deployment-report counter, and the
+//! outbox event that reports the transition last (it has no condition), so the
+//! positions of the cancellation reasons the callers explain never move. A worker's
+//! steps written together have a history event, counter and outbox event each; their
+//! history events share the one history item (`item::history_item`), since every
+//! item of a transaction is work for the table's writer on the path of the next step.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -14,11 +15,11 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 
 use super::errors::classify;
-use super::item::{event_item, Item};
+use super::item::{history_item, Item};
 use super::outbox::outbox_put;
 use super::reports::counter_update;
 use super::{count_transition, written_by, DynamoStore, UpdateExpr};
-use crate::record::{CloudEvent, TenantRecord, Transition};
+use crate::record::{CloudEvent, HistoryEvent, TenantRecord, Transition};
 use crate::store::keys;
 use crate::store::report::DeploymentMilestone;
 use crate::store::StoreError;
@@ -26,6 +27,9 @@ use crate::store::StoreError;
 /// A transition's transaction being assembled; see the module's comment.
 pub(super) struct TransitionTx {
     items: Vec<TransactWriteItem>,
+    /// The history events of the transitions, in order: written as one item at
+    /// position 1 when the transaction is sent.
+    history: Vec<HistoryEvent>,
     counters: Vec<TransactWriteItem>,
     /// The outbox events reporting the transitions. Unconditional, so they come
     /// after everything whose cancellation reason a caller explains.
@@ -60,7 +64,7 @@ impl TransitionTx {
 
     /// How many items precede the next one pushed.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.items.len() + usize::from(!self.history.is_empty())
     }
 }
 
@@ -84,6 +88,7 @@ impl DynamoStore {
     pub(super) fn tenant_tx(tenant_write: TransactWriteItem) -> TransitionTx {
         TransitionTx {
             items: vec![tenant_write],
+            history: Vec::new(),
             counters: Vec::new(),
             outbox: Vec::new(),
             counted: Vec::new(),
@@ -93,9 +98,8 @@ impl DynamoStore {
     }
 
     /// Adds one more transition to `tx`: the history event numbered `seq`
-    /// describing `next` (put-if-absent, right after the events before it), its
-    /// deployment-report counter and its outbox event. Called before anything else
-    /// is pushed, so the events sit at positions 1 to n.
+    /// describing `next` (after the events before it, in the one history item), its
+    /// deployment-report counter and its outbox event.
     pub(super) fn add_transition(
         &self,
         tx: &mut TransitionTx,
@@ -107,13 +111,6 @@ impl DynamoStore {
         let milestone = DeploymentMilestone::of(&transition.from, &next.state, &transition.cause);
         let from = transition.from.name();
         let event = transition.into_event(seq, next, at);
-        let put_event = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(event_item(&keys::tenant_pk(next.id()), &event)))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .expect("table, item set");
-        tx.items.push(TransactWriteItem::builder().put(put_event).build());
         if let Some(m) = milestone {
             tx.counters.push(
                 TransactWriteItem::builder()
@@ -127,6 +124,7 @@ impl DynamoStore {
         ));
         tx.counted.push((from, next.state.name(), event.outage_seconds));
         tx.event_seq = event.seq;
+        tx.history.push(event);
     }
 
     /// The conditional update of a tenant item, as the first item of a transaction;
@@ -160,6 +158,15 @@ impl DynamoStore {
         context: &str,
     ) -> Result<Committed, StoreError> {
         let mut items = tx.items;
+        if !tx.history.is_empty() {
+            let put_history = Put::builder()
+                .table_name(self.table())
+                .set_item(Some(history_item(&keys::tenant_pk(next.id()), &tx.history)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .expect("table, item set");
+            items.insert(1, TransactWriteItem::builder().put(put_history).build());
+        }
         items.extend(tx.counters);
         items.extend(tx.outbox);
         let counted = tx.counted;
