@@ -20,6 +20,7 @@ use tenant_orchestrator::outbox::{Dispatcher, DispatcherConfig, Sink};
 use tenant_orchestrator::ports::OutboxStore;
 use tenant_orchestrator::record::outbox::{RetryPolicy, OUTBOX_PARTITIONS};
 use tenant_orchestrator::record::{Actor, CloudEvent, DeliveryState};
+use tenant_orchestrator::store::TenantStore;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -282,6 +283,132 @@ async fn a_refused_transition_writes_no_event() {
         "only the create that was written has an event: {events:?}"
     );
     assert_eq!(events[0].event.data["seq"], 1);
+}
+
+#[tokio::test]
+async fn the_events_of_steps_written_together_are_one_item_and_delivered_one_by_one_in_order() {
+    let store = fresh_store().await;
+    // The third request (the second step's event) fails once.
+    let (receiver, url) = Receiver::start(&[200, 200, 500]).await;
+    create(&store, "acme").await;
+    let worker = tenant_orchestrator::worker::Worker::new(
+        store.arc(),
+        tenant_orchestrator::step::StepRegistry::all(ScriptedStep::new()),
+        fast_worker("w1"),
+    );
+    drain(&worker).await;
+    assert_eq!(
+        store.load(&tenant_id("acme")).await.unwrap().state.label(),
+        "Active"
+    );
+    let items = outbox_items(&store).await;
+    assert_eq!(
+        items.len(),
+        2,
+        "the create's event, then the six steps' in one item"
+    );
+    let six = items[1]["events_z"]
+        .as_b()
+        .expect("a binary attribute")
+        .as_ref()
+        .len();
+    assert!(
+        six < 1024,
+        "the six events take {six} bytes, within the KB a write is charged by"
+    );
+
+    let pending = store
+        .list_events(Some(DeliveryState::Pending), 100)
+        .await
+        .unwrap();
+    let seqs = |events: &[tenant_orchestrator::record::OutboxEvent]| -> Vec<u64> {
+        events
+            .iter()
+            .map(|e| e.event.data["seq"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        seqs(&pending),
+        [7, 6, 5, 4, 3, 2, 1],
+        "newest first, each on its own"
+    );
+
+    let dispatcher = dispatcher(store.arc(), "d1", &url, 5);
+    let pass = dispatcher.dispatch_once().await.unwrap();
+    assert_eq!((pass.attempts, pass.delivered), (7, 6));
+    let waiting = store
+        .list_events(Some(DeliveryState::Pending), 100)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&waiting), [3], "only the refused event waits");
+    assert_eq!(dispatcher.dispatch_once().await.unwrap().delivered, 1);
+    assert_eq!(dispatcher.dispatch_once().await.unwrap().attempts, 0);
+
+    let received: Vec<u64> = (receiver.received().iter())
+        .map(|r| {
+            assert!(r.signature_valid);
+            r.event.data["seq"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        received,
+        [1, 2, 3, 4, 5, 6, 7, 3],
+        "in order, the refused one again"
+    );
+    let delivered = store
+        .list_events(Some(DeliveryState::Delivered), 100)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&delivered), [7, 6, 5, 4, 3, 2, 1]);
+    let refused = &delivered[4];
+    assert_eq!(refused.event.data["seq"], 3);
+    let found = store.event(&refused.event.id).await.unwrap();
+    assert_eq!(
+        found, *refused,
+        "an event is found by id inside the item it shares"
+    );
+    assert_eq!(found.deliveries["ops"].attempts, 2);
+
+    // Settled, the item is kept for the retention (an hour here), not the 14 days
+    // of a pending one; redelivering one of its events makes it pending again.
+    let expires = |items: &[Item]| match items[1].get("expires_at") {
+        Some(AttributeValue::N(n)) => n.parse::<i64>().unwrap() - Utc::now().timestamp(),
+        other => panic!("expires_at: {other:?}"),
+    };
+    let kept = expires(&outbox_items(&store).await);
+    assert!((3500..=3600).contains(&kept), "{kept} s");
+    let again = EventCommands::new(store.arc())
+        .redeliver(&refused.event.id, Some("ops"))
+        .await
+        .unwrap();
+    assert_eq!(again.state, DeliveryState::Pending);
+    assert!(expires(&outbox_items(&store).await) > 13 * 86_400);
+    assert_eq!(dispatcher.dispatch_once().await.unwrap().delivered, 1);
+    assert_eq!(receiver.received().last().unwrap().event.id, refused.event.id);
+    assert!((3500..=3600).contains(&expires(&outbox_items(&store).await)));
+}
+
+type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+/// Every outbox event item, in key order.
+async fn outbox_items(store: &TestStore) -> Vec<Item> {
+    let mut items = Vec::new();
+    for partition in 0..OUTBOX_PARTITIONS {
+        let out = store
+            .client()
+            .query()
+            .table_name(store.table())
+            .key_condition_expression("pk = :p AND begins_with(sk, :e)")
+            .expression_attribute_values(":p", AttributeValue::S(format!("OUTBOX#{partition}")))
+            .expression_attribute_values(":e", AttributeValue::S("EV#".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        items.extend(out.items().iter().cloned());
+    }
+    items
 }
 
 /// `expires_at` of every outbox event item, by event id, in epoch seconds.

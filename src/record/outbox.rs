@@ -340,6 +340,18 @@ pub struct OutboxEvent {
     pub deliveries: BTreeMap<String, SinkDelivery>,
     /// Optimistic-concurrency version of the delivery bookkeeping.
     pub version: u64,
+    /// Where the event is kept when it was written with others in one item (the
+    /// transitions of a worker's steps written together); `None`: in its own.
+    pub batch: Option<BatchSlot>,
+}
+
+/// An event's place among the events written together in one outbox item: the item
+/// is named by its first event, and keeps each event's bookkeeping under its index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSlot {
+    pub first_at: DateTime<Utc>,
+    pub first_id: String,
+    pub index: u32,
 }
 
 impl OutboxEvent {
@@ -349,6 +361,7 @@ impl OutboxEvent {
             state: DeliveryState::Pending,
             deliveries: BTreeMap::new(),
             version: 0,
+            batch: None,
         }
     }
 

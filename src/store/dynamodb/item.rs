@@ -265,7 +265,7 @@ pub fn decode_history(item: &Item) -> Result<Vec<HistoryEvent>, StoreError> {
 }
 
 /// `value` as JSON, deflated, as a binary attribute.
-fn deflated_json<T: serde::Serialize>(value: &T) -> AttributeValue {
+pub(super) fn deflated_json<T: serde::Serialize>(value: &T) -> AttributeValue {
     let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     serde_json::to_writer(&mut encoder, value).expect("records serialize to JSON");
     let bytes = encoder.finish().expect("deflating into memory cannot fail");
@@ -273,7 +273,7 @@ fn deflated_json<T: serde::Serialize>(value: &T) -> AttributeValue {
 }
 
 /// The value [`deflated_json`] stored under `key`.
-fn inflated_json<T: serde::de::DeserializeOwned>(item: &Item, key: &str) -> Result<T, StoreError> {
+pub(super) fn inflated_json<T: serde::de::DeserializeOwned>(item: &Item, key: &str) -> Result<T, StoreError> {
     let bytes = match item.get(key) {
         Some(AttributeValue::B(blob)) => blob.as_ref(),
         _ => return Err(corrupt(key, "not a binary attribute")),

@@ -2,10 +2,11 @@
 //! a worker's or operator's save, a spec change, a rollout's drive): the tenant's own
 //! write first, its history item second (put-if-absent, keyed by the last event's
 //! `event_seq`), then what the caller adds, the deployment-report counter, and the
-//! outbox event that reports the transition last (it has no condition), so the
+//! outbox item that reports the transitions last (it has no condition), so the
 //! positions of the cancellation reasons the callers explain never move. A worker's
 //! steps written together have a history event, counter and outbox event each; their
-//! history events share the one history item (`item::history_item`), since every
+//! history events share one history item (`item::history_item`) and their outbox
+//! events one outbox item (`outbox::outbox_put_together`), since every
 //! item of a transaction is work for the table's writer on the path of the next step.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -16,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use super::errors::classify;
 use super::item::{history_item, Item};
-use super::outbox::outbox_put;
+use super::outbox::outbox_put_together;
 use super::reports::counter_update;
 use super::{count_transition, written_by, DynamoStore, UpdateExpr};
 use crate::record::{CloudEvent, HistoryEvent, TenantRecord, Transition};
@@ -31,9 +32,10 @@ pub(super) struct TransitionTx {
     /// position 1 when the transaction is sent.
     history: Vec<HistoryEvent>,
     counters: Vec<TransactWriteItem>,
-    /// The outbox events reporting the transitions. Unconditional, so they come
-    /// after everything whose cancellation reason a caller explains.
-    outbox: Vec<TransactWriteItem>,
+    /// The outbox events reporting the transitions, written last as one item
+    /// (`outbox::outbox_put_together`). Unconditional, so it comes after everything whose
+    /// cancellation reason a caller explains.
+    outbox: Vec<CloudEvent>,
     /// Per transition recorded, what `/metrics` counts: from, to, the outage measured.
     counted: Vec<(&'static str, &'static str, Option<u64>)>,
     /// The last history event's sequence number, for the callers' conflict messages.
@@ -118,10 +120,7 @@ impl DynamoStore {
                     .build(),
             );
         }
-        tx.outbox.push(outbox_put(
-            self.table(),
-            &CloudEvent::tenant_transition(&event, next),
-        ));
+        tx.outbox.push(CloudEvent::tenant_transition(&event, next));
         tx.counted.push((from, next.state.name(), event.outage_seconds));
         tx.event_seq = event.seq;
         tx.history.push(event);
@@ -168,7 +167,9 @@ impl DynamoStore {
             items.insert(1, TransactWriteItem::builder().put(put_history).build());
         }
         items.extend(tx.counters);
-        items.extend(tx.outbox);
+        if !tx.outbox.is_empty() {
+            items.push(outbox_put_together(self.table(), &tx.outbox));
+        }
         let counted = tx.counted;
         let count = || {
             for (from, to, outage) in &counted {
