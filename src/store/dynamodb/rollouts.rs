@@ -33,6 +33,8 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
 const BATCH: usize = 25;
+/// How many `BatchWriteItem`s one bulk write keeps in flight at once.
+const BATCH_WRITES_AT_ONCE: usize = 4;
 
 pub(super) fn rollout_key(id: &RolloutId) -> Item {
     item::key(keys::rollout_pk(id), keys::ROLLOUT_SK)
@@ -194,37 +196,62 @@ impl DynamoStore {
         self.batch_write(requests.collect(), context).await
     }
 
-    /// Sends `requests` 25 to a `BatchWriteItem`, trying what DynamoDB leaves
-    /// unprocessed again with backoff.
+    /// Sends `requests` 25 to a `BatchWriteItem`, up to [`BATCH_WRITES_AT_ONCE`] at
+    /// once, trying what DynamoDB leaves unprocessed again with backoff. A rollout's
+    /// start writes a member per tenant: one after the other, 100,000 members were
+    /// 4,000 round trips before the start call could answer.
     async fn batch_write(&self, requests: Vec<WriteRequest>, context: &str) -> Result<(), StoreError> {
         let mut all = requests.into_iter().peekable();
-        while all.peek().is_some() {
-            let mut requests: Vec<WriteRequest> = all.by_ref().take(BATCH).collect();
-            let mut attempt = 0u32;
-            while !requests.is_empty() {
-                let out = self
-                    .client()
-                    .batch_write_item()
-                    .request_items(self.table(), requests)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await
-                    .map_err(|e| classify(context, self.table(), e))?;
-                self.count(out.consumed_capacity());
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(self.table()))
-                    .unwrap_or_default();
-                attempt += 1;
-                if !requests.is_empty() {
-                    if attempt > 8 {
-                        return Err(StoreError::retryable(
-                            context,
-                            format!("{} items left unprocessed after {attempt} tries", requests.len()),
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+        let mut writing = tokio::task::JoinSet::new();
+        while all.peek().is_some() || !writing.is_empty() {
+            while writing.len() < BATCH_WRITES_AT_ONCE && all.peek().is_some() {
+                let requests: Vec<WriteRequest> = all.by_ref().take(BATCH).collect();
+                let (store, context) = (self.clone(), context.to_owned());
+                writing.spawn(async move { store.batch_write_one(requests, &context).await });
+            }
+            if let Some(done) = writing.join_next().await {
+                // An error drops the set, which stops the writes still in flight.
+                done.map_err(|e| {
+                    StoreError::fatal(
+                        context,
+                        format!("a batch write task failed ({e}); what it wrote stays, try again"),
+                    )
+                })??;
+            }
+        }
+        Ok(())
+    }
+
+    /// One `BatchWriteItem` of at most 25 `requests`, and its unprocessed items again.
+    async fn batch_write_one(
+        &self,
+        mut requests: Vec<WriteRequest>,
+        context: &str,
+    ) -> Result<(), StoreError> {
+        let mut attempt = 0u32;
+        while !requests.is_empty() {
+            let out = self
+                .client()
+                .batch_write_item()
+                .request_items(self.table(), requests)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| classify(context, self.table(), e))?;
+            self.count(out.consumed_capacity());
+            requests = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(self.table()))
+                .unwrap_or_default();
+            attempt += 1;
+            if !requests.is_empty() {
+                if attempt > 8 {
+                    return Err(StoreError::retryable(
+                        context,
+                        format!("{} items left unprocessed after {attempt} tries", requests.len()),
+                    ));
                 }
+                tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
             }
         }
         Ok(())
