@@ -62,7 +62,7 @@ struct EngineRun {
     /// Units per transition by operation and part written (table or index).
     breakdown: Vec<(String, f64)>,
     /// Stored sizes in bytes (attribute names plus values, as DynamoDB bills them) of
-    /// one settled tenant's items: the tenant item, a history event, an outbox event.
+    /// one settled tenant's items: the tenant item, its last history item, an outbox item.
     item_sizes: Vec<(&'static str, usize)>,
 }
 
@@ -83,7 +83,8 @@ fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
     item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
 }
 
-/// The sizes of one tenant's tenant item, its last history event and one outbox event.
+/// The sizes of one tenant's tenant item, its last history item and one outbox item
+/// (the events of steps written together share one of each).
 async fn item_sizes(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -105,7 +106,7 @@ async fn item_sizes(
             .and_then(|v| v.as_s().ok())
             .map_or("", |v| v.as_str());
         let kind = if sk.starts_with("EVENT#") {
-            "history event"
+            "last history item"
         } else {
             "tenant item"
         };
@@ -122,7 +123,7 @@ async fn item_sizes(
         .await
         .unwrap();
     if let Some(item) = outbox.items().first() {
-        sizes.push(("outbox event", item_size(item)));
+        sizes.push(("an outbox item", item_size(item)));
     }
     sizes
 }
