@@ -232,7 +232,7 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
 
     let health = Arc::new(PassingHealth::default());
     // The workers and the controller share this process, as in `tenantctl serve`.
-    let (due, settled) = (Wakeup::default(), Wakeup::default());
+    let (due, settled, commanded) = (Wakeup::default(), Wakeup::default(), Wakeup::default());
     let (shutdown, _) = watch::channel(false);
     let mut running = JoinSet::new();
     let mut handoffs = Vec::new();
@@ -260,12 +260,13 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
             ..ControllerConfig::new("bench-controller")
         },
     )
-    .with_wakeups(due, settled);
+    .with_wakeups(due, settled)
+    .with_command_wakeup(commanded.clone());
     let controller = handoffs.into_iter().fold(controller, Controller::with_handoff);
     let stop = shutdown.subscribe();
     running.spawn(async move { controller.run(stop).await });
 
-    let commands = RolloutCommands::new(store.clone(), store.clone());
+    let commands = RolloutCommands::new(store.clone(), store.clone()).with_wakeup(commanded);
     let id = RolloutId::parse("r-bench").unwrap();
     let units_before = store.consumed_write_units();
     let reads_before = meter.usage();

@@ -143,6 +143,13 @@ impl App {
         self
     }
 
+    /// Rollout commands wake `changed` once they changed a rollout, for the controller
+    /// running in the same process (`tenantctl serve`).
+    pub fn with_rollout_wakeup(mut self, changed: crate::ports::Wakeup) -> Self {
+        self.rollouts = self.rollouts.with_wakeup(changed);
+        self
+    }
+
     /// Drift checks run through `checker` (the steps' view of AWS and Helm).
     pub fn with_drift_checker(mut self, checker: Arc<dyn DriftChecker>) -> Self {
         self.drift = self.drift.with_checker(checker);

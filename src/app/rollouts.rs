@@ -13,7 +13,7 @@ use crate::domain::{frozen_by, Freeze, RolloutId, RolloutSpec, TenantId};
 use crate::ports::{
     ArtifactError, ChangePreview, DriftStore, PlatformArtifacts, ReleaseCheckError, ReleaseRegistry,
 };
-use crate::ports::{ListQuery, RolloutStore, StoreError, TenantStore, WriteGuard};
+use crate::ports::{ListQuery, RolloutStore, StoreError, TenantStore, Wakeup, WriteGuard};
 use crate::record::{Outcome, Phase, RolloutMember, RolloutRecord, WaveStatus};
 use crate::rollout::{plan_with_limits, PlanOptions, StartSpacing, TenantSummaryForPlanning};
 
@@ -227,6 +227,9 @@ pub struct RolloutCommands {
     drift: Option<Arc<dyn DriftStore>>,
     /// The least time between two upgrade starts per region, from the AWS rate limits.
     start_spacing: StartSpacing,
+    /// Woken after every command that changed a rollout, for a controller in this
+    /// process to act on it at once ([`Self::with_wakeup`]).
+    changed: Option<Wakeup>,
 }
 
 /// Why a start is refused when its id is taken by a rollout of another spec.
@@ -262,6 +265,21 @@ impl RolloutCommands {
             platforms: None,
             drift: None,
             start_spacing: StartSpacing::new(),
+            changed: None,
+        }
+    }
+
+    /// Wakes `changed` after every command that changed a rollout, so a controller in
+    /// this process ([`crate::rollout::Controller::with_command_wakeup`]) acts on it at
+    /// once rather than at its next tick.
+    pub fn with_wakeup(mut self, changed: Wakeup) -> Self {
+        self.changed = Some(changed);
+        self
+    }
+
+    fn wake_controller(&self) {
+        if let Some(changed) = &self.changed {
+            changed.wake();
         }
     }
 
@@ -563,6 +581,7 @@ impl RolloutCommands {
             .save_rollout(&record, WriteGuard::Lease(&lease))
             .await?;
         self.rollouts.release_rollout_lease(&id, &lease).await?;
+        self.wake_controller();
         Ok(Started {
             record,
             created: true,
@@ -924,7 +943,11 @@ impl RolloutCommands {
             record.log(Utc::now(), actor, what);
             match self.rollouts.save_rollout(&record, WriteGuard::Version).await {
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
-                other => return Ok(other?),
+                other => {
+                    let saved = other?;
+                    self.wake_controller();
+                    return Ok(saved);
+                }
             }
         }
     }

@@ -256,6 +256,9 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
         let steps = load_steps_config(args.worker.steps_config.as_deref())?;
         app = app.with_drift_checker(drift_checker(steps, args.worker.platform_bucket.as_deref()).await);
     }
+    // The API's rollout commands wake the controller beside it, if this process runs one.
+    let commanded = tenant_orchestrator::ports::Wakeup::default();
+    app = app.with_rollout_wakeup(commanded.clone());
     let store = app.backend().clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -286,7 +289,7 @@ pub async fn run(table: &str, args: ServeArgs) -> Result<(), Failure> {
             let bucket = args.worker.platform_bucket.as_deref();
             let steps = product_steps(steps_config, store.clone(), app.rate_limiter(), bucket).await;
             let (c, worker) = wake_each_other(c, Worker::new(store.clone(), steps, config));
-            if let Some(c) = c {
+            if let Some(c) = c.map(|c| c.with_command_wakeup(commanded)) {
                 let rx = workers_rx.clone();
                 controller = Some(tokio::spawn(async move { c.run(rx).await }));
             }

@@ -70,6 +70,9 @@ pub struct Controller {
     /// Wakes this controller before its tick when a worker in its process settled a
     /// tenant.
     settled: Option<Wakeup>,
+    /// Wakes this controller before its tick when an operator's command in its
+    /// process changed a rollout (a start, pause, resume, approval, abort or retry).
+    commanded: Option<Wakeup>,
     /// The free slots of the workers in this process: a drive that starts a tenant's
     /// step gives its lease to one of them in the same write, when one has a slot.
     handoffs: Vec<LeaseHandoff>,
@@ -136,6 +139,7 @@ impl Controller {
             promoter: None,
             due: None,
             settled: None,
+            commanded: None,
             handoffs: Vec::new(),
         }
     }
@@ -146,6 +150,14 @@ impl Controller {
     pub fn with_wakeups(mut self, due: Wakeup, settled: Wakeup) -> Self {
         self.due = Some(due);
         self.settled = Some(settled);
+        self
+    }
+
+    /// Passes early, at most every `woken_gap`, when `commanded` is woken by the
+    /// rollout commands of this process ([`crate::app::RolloutCommands::with_wakeup`]):
+    /// a started, resumed or approved rollout moves at once instead of at the next tick.
+    pub fn with_command_wakeup(mut self, commanded: Wakeup) -> Self {
+        self.commanded = Some(commanded);
         self
     }
 
@@ -183,6 +195,7 @@ impl Controller {
         info!(owner = %self.config.owner, "rollout controller started");
         let mut held: Vec<(RolloutId, Lease)> = Vec::new();
         let mut settled = self.settled.as_ref().map(Wakeup::listen);
+        let mut commanded = self.commanded.as_ref().map(Wakeup::listen);
         loop {
             let pass_started = tokio::time::Instant::now();
             // The next pass comes after a tick, or sooner when a rollout this one
@@ -208,7 +221,10 @@ impl Controller {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_pass) => {}
                 _ = async {
-                    woken(&mut settled).await;
+                    tokio::select! {
+                        _ = woken(&mut settled) => {}
+                        _ = woken(&mut commanded) => {}
+                    }
                     tokio::time::sleep_until(pass_started + self.config.woken_gap).await;
                 } => {}
                 _ = shutdown.changed() => {}

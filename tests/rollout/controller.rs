@@ -12,9 +12,69 @@ use tenant_orchestrator::domain::RolloutId;
 use tenant_orchestrator::machine::StepKind;
 use tenant_orchestrator::record::{Outcome, Phase, RollbackStatus, TenantRecord, WaveStatus};
 use tenant_orchestrator::step::StepOutcome;
-use tenant_orchestrator::store::TenantStore;
+use tenant_orchestrator::store::{RolloutStore, TenantStore};
 
 const LONG: Duration = Duration::from_secs(60);
+
+/// A controller that passes only hourly acts at once on a command made in its own
+/// process, which wakes it; a command made elsewhere waits for its tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_command_in_the_controllers_process_wakes_it_before_its_tick() {
+    let mut fleet = Fleet::new(&tenants("eu", "eu-west-1", 2), "1.0.0").await;
+    fleet.start_workers(1);
+    let changed = tenant_orchestrator::ports::Wakeup::default();
+    let hourly = tenant_orchestrator::rollout::Controller::new(
+        fleet.store.clone(),
+        fleet.store.clone(),
+        fleet.health.clone(),
+        tenant_orchestrator::rollout::ControllerConfig {
+            tick: Duration::from_secs(3600),
+            ..tenant_orchestrator::rollout::ControllerConfig::new("hourly")
+        },
+    )
+    .with_command_wakeup(changed.clone());
+    fleet.run_controller(hourly);
+    let spec = json!({
+        "release": "2.0.0",
+        "strategy": {
+            "waves": ["1", "100%"], "max_in_flight_per_region": 1,
+            "bake_time": "1s", "bake_checks": 1, "bake_check_interval": "1s",
+            "approvals": no_approvals()
+        }
+    });
+    let id = RolloutId::parse("r-woken").unwrap();
+    let started = |members: &[tenant_orchestrator::record::RolloutMember]| {
+        members.iter().filter(|m| m.outcome != Outcome::Pending).count()
+    };
+
+    // Started and paused through commands that wake no controller: nothing moves.
+    fleet.start("r-woken", spec).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fleet.commands.pause(&id, "operator:test").await.unwrap();
+    let members = fleet.store.members(&id, None).await.unwrap();
+    assert_eq!(
+        started(&members),
+        0,
+        "the controller waits for its tick: {members:?}"
+    );
+
+    // Resumed through commands wired to it: the controller starts the first wave.
+    let beside = tenant_orchestrator::app::RolloutCommands::new(fleet.store.clone(), fleet.store.clone())
+        .with_wakeup(changed);
+    beside.resume(&id, "operator:test").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let members = fleet.store.members(&id, None).await.unwrap();
+        if started(&members) == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no tenant started 10 s after the resume: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 fn no_approvals() -> serde_json::Value {
     json!({"after_canary": false, "between_regions": false})

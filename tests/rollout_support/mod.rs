@@ -126,7 +126,11 @@ impl Fleet {
     }
 
     pub fn start_controller(&mut self, owner: &str) {
-        let controller = self.controller(owner);
+        self.run_controller(self.controller(owner));
+    }
+
+    /// Runs `controller` until the fleet stops.
+    pub fn run_controller(&mut self, controller: Controller) {
         let shutdown = self.shutdown.subscribe();
         self.tasks
             .push(tokio::spawn(async move { controller.run(shutdown).await }));
