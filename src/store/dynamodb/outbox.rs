@@ -37,7 +37,10 @@ use crate::store::keys;
 /// condition: the change's own items decide whether the transaction is written, and
 /// a retried transaction writes the same event under the same key.
 pub(super) fn outbox_put(table: &str, event: &CloudEvent) -> TransactWriteItem {
-    let item = outbox_item(&OutboxEvent::new(event.clone()));
+    unconditional_put(table, outbox_item(&OutboxEvent::new(event.clone())))
+}
+
+fn unconditional_put(table: &str, item: Item) -> TransactWriteItem {
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(item))
@@ -86,12 +89,25 @@ pub(super) fn outbox_put_together(table: &str, events: &[CloudEvent]) -> Transac
         ("slot_versions".to_owned(), AttributeValue::M(HashMap::new())),
         ("expires_at".to_owned(), expiry(first.time, UNDELIVERED_RETENTION)),
     ]);
-    let put = Put::builder()
-        .table_name(table)
-        .set_item(Some(item))
-        .build()
-        .expect("table, item set");
-    TransactWriteItem::builder().put(put).build()
+    unconditional_put(table, item)
+}
+
+/// Whether an `UpdateItem` was refused by its condition.
+fn refused_by_condition<R>(err: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, R>) -> bool {
+    matches!(
+        err.as_service_error(),
+        Some(UpdateItemError::ConditionalCheckFailedException(_))
+    )
+}
+
+/// The conflict of a delivery record whose event someone changed since it was read
+/// (a redelivery): the next pass reads it again.
+fn deliveries_changed(what: String) -> StoreError {
+    StoreError::Conflict {
+        what,
+        detail: "its deliveries changed since they were read".into(),
+        kind: Conflict::Version,
+    }
 }
 
 fn decode_outbox(item: &Item) -> Result<OutboxEvent, StoreError> {
@@ -200,18 +216,7 @@ impl DynamoStore {
         }
         let stored = match update.send().await {
             Ok(out) => out,
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                return Err(StoreError::Conflict {
-                    what: context,
-                    detail: "its deliveries changed since they were read".into(),
-                    kind: Conflict::Version,
-                });
-            }
+            Err(err) if refused_by_condition(&err) => return Err(deliveries_changed(context)),
             Err(err) => return Err(classify(&context, self.table(), err)),
         };
         if stored
@@ -234,14 +239,7 @@ impl DynamoStore {
             .await;
         match settled {
             Ok(_) => Ok(()),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
+            Err(err) if refused_by_condition(&err) => Ok(()),
             Err(err) => Err(classify(&context, self.table(), err)),
         }
     }
@@ -333,14 +331,7 @@ impl OutboxStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
+            Err(err) if refused_by_condition(&err) => Ok(false),
             Err(err) => Err(classify(
                 &format!("leasing outbox partition {partition}"),
                 self.table(),
@@ -384,18 +375,7 @@ impl OutboxStore for DynamoStore {
             .expression_attribute_values(":expires", expiry(Utc::now(), keep));
         match update.send().await {
             Ok(_) => Ok(()),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(StoreError::Conflict {
-                    what: context,
-                    detail: "its deliveries changed since they were read".into(),
-                    kind: Conflict::Version,
-                })
-            }
+            Err(err) if refused_by_condition(&err) => Err(deliveries_changed(context)),
             Err(err) => Err(classify(&context, self.table(), err)),
         }
     }
