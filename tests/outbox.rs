@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use axum::http::HeaderMap;
 use base64::Engine;
 use chrono::Utc;
@@ -388,8 +389,7 @@ async fn the_events_of_steps_written_together_are_one_item_and_delivered_one_by_
     assert!((3500..=3600).contains(&expires(&outbox_items(&store).await)));
 }
 
-type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
-use aws_sdk_dynamodb::types::AttributeValue;
+type Item = std::collections::HashMap<String, AttributeValue>;
 
 /// Every outbox event item, in key order.
 async fn outbox_items(store: &TestStore) -> Vec<Item> {
@@ -411,19 +411,8 @@ async fn outbox_items(store: &TestStore) -> Vec<Item> {
     items
 }
 
-/// `expires_at` of every outbox event item, by event id, in epoch seconds.
+/// `expires_at` of every outbox item holding one event, by event id, in epoch seconds.
 async fn event_expiries(store: &TestStore) -> Vec<(String, i64)> {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    let out = store
-        .client()
-        .scan()
-        .table_name(store.table())
-        .filter_expression("begins_with(pk, :p) AND begins_with(sk, :e)")
-        .expression_attribute_values(":p", AttributeValue::S("OUTBOX#".into()))
-        .expression_attribute_values(":e", AttributeValue::S("EV#".into()))
-        .send()
-        .await
-        .unwrap();
     let number = |v: Option<&AttributeValue>| match v {
         Some(AttributeValue::N(n)) => n.parse().unwrap(),
         other => panic!("expires_at: {other:?}"),
@@ -432,7 +421,7 @@ async fn event_expiries(store: &TestStore) -> Vec<(String, i64)> {
         Some(AttributeValue::S(s)) => s.clone(),
         other => panic!("event_id: {other:?}"),
     };
-    (out.items().iter())
+    (outbox_items(store).await.iter())
         .map(|item| (text(item.get("event_id")), number(item.get("expires_at"))))
         .collect()
 }
