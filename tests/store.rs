@@ -410,6 +410,21 @@ async fn a_step_saved_while_the_lease_is_kept_leaves_the_work_index_alone() {
     assert_eq!(due_in_us_east_1(&store).await, [id]);
 }
 
+/// Runs the steps of tenant `id` to the state they end in, a save each.
+async fn settle(store: &DynamoStore, id: &str) -> tenant_orchestrator::record::TenantRecord {
+    let mut record = store.load(&tenant_id(id)).await.unwrap();
+    while record.state.step().is_some() {
+        let from = record.state.clone();
+        record.enter(from.apply(&TenantEvent::StepSucceeded).unwrap(), Utc::now());
+        let transition = Transition::new(&from, Cause::Event(TenantEvent::StepSucceeded), operator());
+        record = store
+            .save(&record, WriteGuard::Version, Some(transition))
+            .await
+            .unwrap();
+    }
+    record
+}
+
 /// The tenants of us-east-1 the work index lists as due now.
 async fn due_in_us_east_1(store: &DynamoStore) -> Vec<tenant_orchestrator::domain::TenantId> {
     let region = tenant_orchestrator::domain::Region::parse("us-east-1").unwrap();
@@ -482,6 +497,141 @@ async fn a_step_leaves_the_listing_entry_alone_and_the_listing_still_shows_the_s
         .await
         .unwrap();
     assert_eq!(active.items.len(), 1);
+}
+
+#[tokio::test]
+async fn an_upgrade_leaves_the_listing_entry_where_the_tenant_rested_and_reads_show_it_upgrading() {
+    use tenant_orchestrator::ports::{ListFilter, TenantReads};
+
+    let store = fresh_store().await;
+    let commands = TenantCommands::new(store.clone());
+    for id in ["alpha", "bravo", "charlie", "delta"] {
+        create(&commands, id, "us-east-1").await;
+        settle(&store, id).await;
+    }
+    let listing_units = || -> f64 {
+        (store.write_units_by_operation().iter())
+            .filter(|(part, _)| part.ends_with("index by-region"))
+            .map(|(_, units)| units)
+            .sum()
+    };
+    let entry_key = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            let item = store
+                .client()
+                .get_item()
+                .table_name(store.table())
+                .key(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("TENANT#{id}")),
+                )
+                .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("TENANT".into()))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap();
+            item["list_sk"].as_s().unwrap().clone()
+        }
+    };
+    let ids = |page: tenant_orchestrator::store::Page<tenant_orchestrator::store::TenantSummary>| {
+        page.items
+            .into_iter()
+            .map(|t| t.id.to_string())
+            .collect::<Vec<_>>()
+    };
+    let in_state = |state: &str, limit: u32, next_token: Option<String>| ListQuery {
+        state: Some(state.to_owned()),
+        limit: Some(limit),
+        next_token,
+        ..Default::default()
+    };
+
+    // Three tenants begin an upgrade: their entries stay under Active, unwritten.
+    let before = listing_units();
+    for id in ["alpha", "charlie", "delta"] {
+        let mut record = store.load(&tenant_id(id)).await.unwrap();
+        let from = record.state.clone();
+        let upgrade = TenantEvent::Upgrade {
+            release: release("2.0.0"),
+        };
+        record.enter(from.apply(&upgrade).unwrap(), Utc::now());
+        let transition = Transition::new(&from, Cause::Event(upgrade), operator());
+        store
+            .save(&record, WriteGuard::Version, Some(transition))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        listing_units(),
+        before,
+        "entering steps rewrote the listing entry"
+    );
+    assert_eq!(entry_key("alpha").await, "Active#alpha");
+
+    // Reads show them as their items say.
+    let active = store.list(&in_state("Active", 10, None)).await.unwrap();
+    assert_eq!(ids(active), ["bravo"]);
+    let first = store.list(&in_state("Upgrading", 2, None)).await.unwrap();
+    assert!(first
+        .items
+        .iter()
+        .all(|t| t.label.starts_with("Upgrading/") && t.release.as_deref() == Some("1.0.0")));
+    let token = first.next_token.clone().expect("a second page");
+    assert_eq!(ids(first), ["alpha", "charlie"]);
+    let second = store.list(&in_state("Upgrading", 2, Some(token))).await.unwrap();
+    assert_eq!(second.next_token, None);
+    assert_eq!(ids(second), ["delta"]);
+    let all = store.list(&ListQuery::default()).await.unwrap();
+    let shown: Vec<(String, String)> = (all.items.into_iter())
+        .map(|t| (t.id.to_string(), t.state))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("alpha".to_owned(), "Upgrading".to_owned()),
+            ("bravo".to_owned(), "Active".to_owned()),
+            ("charlie".to_owned(), "Upgrading".to_owned()),
+            ("delta".to_owned(), "Upgrading".to_owned()),
+        ]
+    );
+    let on_other = ListFilter {
+        release: Some(release("2.0.0")),
+        ..ListFilter::default()
+    };
+    let page = store
+        .list_matching(&in_state("Upgrading", 10, None), &on_other)
+        .await
+        .unwrap();
+    assert!(
+        page.items.is_empty(),
+        "a tenant upgrading lists under the release it serves"
+    );
+    let summary = store.fleet_summary().await.unwrap();
+    let by_state: Vec<(&str, u64)> = (summary.cells.iter())
+        .map(|c| (c.state.as_str(), c.tenants))
+        .collect();
+    assert_eq!(by_state, [("Active", 1), ("Upgrading", 3)]);
+
+    // Back at rest on the new release: the entry is written again, under the same key.
+    let done = settle(&store, "alpha").await;
+    assert_eq!(done.state.name(), "Active");
+    assert_eq!(entry_key("alpha").await, "Active#alpha");
+    let active = store.list(&in_state("Active", 10, None)).await.unwrap();
+    let shown: Vec<(String, Option<String>)> = (active.items.into_iter())
+        .map(|t| (t.id.to_string(), t.release))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("alpha".to_owned(), Some("2.0.0".to_owned())),
+            ("bravo".to_owned(), Some("1.0.0".to_owned()))
+        ]
+    );
+    let upgrading = store.list(&in_state("Upgrading", 10, None)).await.unwrap();
+    assert_eq!(ids(upgrading), ["charlie", "delta"]);
 }
 
 #[tokio::test]
@@ -652,6 +802,7 @@ async fn the_fleet_summary_counts_platforms_and_an_item_written_before_they_were
     let commands = TenantCommands::new(store.clone());
     for id in ["alpha", "bravo", "charlie"] {
         create(&commands, id, "us-east-1").await;
+        settle(&store, id).await;
     }
     let platform = PlatformVersion::parse("2026.12.1").unwrap();
     for id in ["alpha", "bravo"] {

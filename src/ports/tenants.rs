@@ -69,6 +69,22 @@ pub struct TenantSummary {
     pub updated_at: DateTime<Utc>,
 }
 
+impl TenantSummary {
+    /// The listing row of a stored tenant as it is now.
+    pub fn of(record: &TenantRecord) -> Self {
+        TenantSummary {
+            id: record.id().clone(),
+            region: record.spec.region.clone(),
+            state: record.state.name().to_owned(),
+            label: record.state.label(),
+            release: record.state.listed_release().map(ToString::to_string),
+            platform: record.facts.running_platform().map(|p| p.to_string()),
+            group: record.spec.group.as_str().to_owned(),
+            updated_at: record.updated_at,
+        }
+    }
+}
+
 #[async_trait]
 pub trait TenantStore: Send + Sync {
     /// Stores a new tenant and its first history event; `Conflict` if the id is taken.
@@ -168,6 +184,21 @@ pub struct ListFilter {
     pub release: Option<ReleaseVersion>,
     pub group: Option<Group>,
     pub platform: Option<PlatformChoice>,
+}
+
+impl ListFilter {
+    /// Whether `row` passes these filters, as the store's filter on the listing entry
+    /// decides it.
+    pub fn admits(&self, row: &TenantSummary) -> bool {
+        let release = (self.release.as_ref()).is_none_or(|r| row.release.as_deref() == Some(&r.to_string()));
+        let group = (self.group.as_ref()).is_none_or(|g| row.group == g.as_str());
+        let platform = match &self.platform {
+            Some(PlatformChoice::Version(v)) => row.platform.as_deref() == Some(&v.to_string()),
+            Some(PlatformChoice::BuiltIn) => row.platform.is_none(),
+            None => true,
+        };
+        release && group && platform
+    }
 }
 
 /// How the fleet summary and listings name the platform of a tenant that runs the

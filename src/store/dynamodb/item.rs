@@ -133,14 +133,15 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> AttributeValue {
 /// The attributes a save rewrites: everything but keys, lease and bookkeeping that
 /// belongs to other operations. `None` values are to be removed.
 ///
-/// The `by-region` listing entry is rewritten only when one of its attributes changes
-/// (DynamoDB leaves an index alone when a write sets its attributes to the values
-/// they hold). So the two that move with every step, the state's label and the time
-/// of the change, are written to the listing (`state_label`, `updated_at`) only while
-/// the tenant rests in a state without steps; a tenant in the middle of steps keeps
-/// the listing entry it had when it entered them, and listing reads take its label
-/// and time from the item itself ([`crate::machine::TenantState::STEPPING`]). The record's own time
-/// of change is `changed_at`, written on every save.
+/// The `by-region` listing entry ([`listed`]: its key and the attributes the index
+/// projects) is written only while the tenant rests in a state without steps. A
+/// tenant in the middle of steps keeps the entry it had when its steps began, so
+/// neither entering steps, nor a step, nor coming back to the same state rewrites
+/// the index (DynamoDB leaves an index alone when a write sets its attributes to the
+/// values they hold). The sparse `work` index holds exactly the tenants in the middle
+/// of steps, and listing reads take those tenants' state, label and time from their
+/// items (`listing.rs`). The record's own time of change is `changed_at`, written on
+/// every save.
 pub fn mutable_attributes(record: &TenantRecord) -> Vec<(&'static str, Option<AttributeValue>)> {
     let id = record.id();
     let region = &record.spec.region;
@@ -150,48 +151,61 @@ pub fn mutable_attributes(record: &TenantRecord) -> Vec<(&'static str, Option<At
             s(keys::work_sk(due, id)),
         )
     });
-    let release = record.state.listed_release().map(|r| s(r.to_string()));
     let mut attributes = vec![
         ("spec", Some(to_json(&record.spec))),
         ("state", Some(to_json(&record.state))),
         ("facts", Some(to_json(&record.facts))),
-        ("state_name", Some(s(record.state.name()))),
-        ("release", release),
-        ("group_name", Some(s(record.spec.group.as_str()))),
-        (
-            "platform",
-            record.facts.running_platform().map(|p| s(p.to_string())),
-        ),
         ("region", Some(s(region.as_str()))),
         ("attempt", Some(n(record.attempt))),
         ("step_started_at", record.step_started_at.map(millis)),
         ("due_at", record.due_at.map(millis)),
         ("last_error", record.last_error.clone().map(s)),
         ("changed_at", Some(millis(record.updated_at))),
-        ("list_pk", Some(s(keys::list_pk(region)))),
-        ("list_sk", Some(s(keys::list_sk(record.state.name(), id)))),
         ("work_pk", work.as_ref().map(|w| w.0.clone())),
         ("work_sk", work.map(|w| w.1)),
     ];
     if record.state.step().is_none() {
-        attributes.extend(listed_progress(record));
+        attributes.extend(listed(record));
     }
     attributes
 }
 
-/// The listing's attributes that move with every step: see [`mutable_attributes`].
-fn listed_progress(record: &TenantRecord) -> [(&'static str, Option<AttributeValue>); 2] {
+/// The tenant's `by-region` listing entry: its key, and the attributes the index
+/// projects. Written when the tenant is created and whenever it rests; see
+/// [`mutable_attributes`].
+fn listed(record: &TenantRecord) -> [(&'static str, Option<AttributeValue>); 8] {
+    let region = &record.spec.region;
     [
+        ("list_pk", Some(s(keys::list_pk(region)))),
+        (
+            "list_sk",
+            Some(s(keys::list_sk(record.state.name(), record.id()))),
+        ),
+        ("state_name", Some(s(record.state.name()))),
         ("state_label", Some(s(record.state.label()))),
         ("updated_at", Some(millis(record.updated_at))),
+        ("release", record.state.listed_release().map(|r| s(r.to_string()))),
+        ("group_name", Some(s(record.spec.group.as_str()))),
+        (
+            "platform",
+            record.facts.running_platform().map(|p| s(p.to_string())),
+        ),
     ]
 }
 
-/// The whole item of a tenant being created.
+/// The whole item of a tenant being created, with its listing entry whatever its state.
 pub fn tenant_item(record: &TenantRecord) -> Item {
     let mut item: Item = mutable_attributes(record)
         .into_iter()
-        .chain(listed_progress(record))
+        .chain(
+            record
+                .state
+                .step()
+                .is_some()
+                .then(|| listed(record))
+                .into_iter()
+                .flatten(),
+        )
         .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
         .collect();
     item.insert("pk".into(), s(keys::tenant_pk(record.id())));

@@ -1,10 +1,15 @@
 //! Listing tenants through the `by-region` index: pages with filters, and the fleet
 //! summary (counts by region, state, release and platform), read from the index's projected
-//! attributes, one query stream per region, never a table scan. A page's tenants in
-//! the middle of steps take their label and time from their items (one batch read),
-//! because a step does not rewrite the listing entry (`item::mutable_attributes`).
+//! attributes, one query stream per region, never a table scan.
+//!
+//! A tenant's listing entry is written only while it rests (`item::mutable_attributes`),
+//! so a tenant in the middle of steps is listed under the state it rested in before
+//! them. The sparse `work` index holds exactly those tenants: a listing reads the
+//! region's work shards (keys only) beside its listing page, and takes their state,
+//! label and time from their items (one batch read). A listing of a state with steps
+//! (`Upgrading`, …) reads them from the work index alone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -97,7 +102,7 @@ impl DynamoStore {
         &self,
         regions: Vec<Region>,
         state: Option<&str>,
-        filter: Option<&FilterExpr>,
+        filter: &ListFilter,
         resume: Option<ListToken>,
         limit: usize,
     ) -> Result<(Vec<TenantSummary>, Option<ListToken>), StoreError> {
@@ -144,7 +149,7 @@ impl DynamoStore {
         &self,
         region: &Region,
         state: Option<&str>,
-        filter: Option<&FilterExpr>,
+        filter: &ListFilter,
         start: Option<HashMap<String, String>>,
         limit: usize,
     ) -> Result<
@@ -154,19 +159,25 @@ impl DynamoStore {
         ),
         StoreError,
     > {
+        if let Some(stepping) = state.filter(|s| TenantState::STEPPING.contains(s)) {
+            return self
+                .list_stepping_page(region, stepping, filter, start, limit)
+                .await;
+        }
+        let expression = filter.expression();
         let mut q = self
             .client()
             .query()
             .table_name(self.table())
             .index_name("by-region")
-            .set_expression_attribute_values(filter.map(|f| f.values.clone()))
+            .set_expression_attribute_values(expression.as_ref().map(|f| f.values.clone()))
             .expression_attribute_values(":pk", s(keys::list_pk(region)))
             .limit(limit as i32)
             .set_exclusive_start_key(start.map(item_key));
-        if let Some(filter) = filter {
+        if let Some(expression) = expression {
             q = q
-                .filter_expression(filter.conditions.join(" AND "))
-                .set_expression_attribute_names(Some(filter.names.clone()));
+                .filter_expression(expression.conditions.join(" AND "))
+                .set_expression_attribute_names(Some(expression.names));
         }
         q = match state {
             Some(state) => q
@@ -178,58 +189,157 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| classify("listing tenants", self.table(), e))?;
-        let mut items = out
+        let items = out
             .items()
             .iter()
             .map(|item| summary(item, region))
             .collect::<Result<Vec<_>, _>>()?;
-        self.follow_steps(&mut items).await?;
         let keys = (out.items().iter()).map(|item| super::item::key_of(item, &super::item::LISTING_KEY));
-        Ok((
-            items.into_iter().zip(keys).collect(),
-            out.last_evaluated_key().map(plain_key),
-        ))
+        let mut rows: Vec<_> = items.into_iter().zip(keys).collect();
+        // Read after the page, so a tenant whose steps began before it is in the set.
+        let stepping = self.stepping_in(region).await?;
+        self.follow_steps(&mut rows, &stepping, state, filter).await?;
+        Ok((rows, out.last_evaluated_key().map(plain_key)))
     }
 
-    /// The listing entry of a tenant in the middle of steps keeps the label and time
-    /// it had when the steps began, so that each step does not rewrite it (see
-    /// `item::mutable_attributes`): such tenants take their state, label and time
-    /// from their items, read in one consistent batch. A tenant gone meanwhile keeps
-    /// what the entry says.
-    async fn follow_steps(&self, items: &mut [TenantSummary]) -> Result<(), StoreError> {
-        let stepping: Vec<TenantId> = (items.iter())
-            .filter(|t| TenantState::STEPPING.contains(&t.state.as_str()))
-            .map(|t| t.id.clone())
+    /// The tenants of `region` in the middle of steps: those the sparse `work` index
+    /// holds (its shards read keys only, all at once).
+    async fn stepping_in(&self, region: &Region) -> Result<HashSet<TenantId>, StoreError> {
+        let mut shards = tokio::task::JoinSet::new();
+        for shard in 0..keys::WORK_SHARDS {
+            let store = self.clone();
+            let pk = keys::work_pk(region, shard);
+            shards.spawn(async move { store.work_shard(pk).await });
+        }
+        let mut stepping = HashSet::new();
+        while let Some(joined) = shards.join_next().await {
+            let ids = joined.map_err(|e| {
+                StoreError::fatal("listing tenants", "a read of the work index stopped").with_source(e)
+            })??;
+            stepping.extend(ids);
+        }
+        Ok(stepping)
+    }
+
+    /// Every tenant in one partition of the `work` index, whenever it is due.
+    async fn work_shard(&self, pk: String) -> Result<Vec<TenantId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .index_name("work")
+                .key_condition_expression("work_pk = :pk")
+                .expression_attribute_values(":pk", s(&pk))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify("listing tenants", self.table(), e))?;
+            for item in out.items() {
+                ids.push(tenant_of(item)?);
+            }
+            match out.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => return Ok(ids),
+            }
+        }
+    }
+
+    /// A page of the tenants of `region` in `state`, a state with steps: found
+    /// through the `work` index, in id order, from their items. `start` holds the
+    /// last id handed out.
+    async fn list_stepping_page(
+        &self,
+        region: &Region,
+        state: &str,
+        filter: &ListFilter,
+        start: Option<HashMap<String, String>>,
+        limit: usize,
+    ) -> Result<
+        (
+            Vec<(TenantSummary, HashMap<String, String>)>,
+            Option<HashMap<String, String>>,
+        ),
+        StoreError,
+    > {
+        let after = start.and_then(|mut key| key.remove(AFTER_ID)).unwrap_or_default();
+        let mut ids: Vec<TenantId> = (self.stepping_in(region).await?.into_iter())
+            .filter(|id| id.as_str() > after.as_str())
             .collect();
-        if stepping.is_empty() {
+        ids.sort();
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(limit.clamp(1, 100)) {
+            for record in self.batch_load(chunk).await? {
+                let row = TenantSummary::of(&record);
+                if row.state == state && filter.admits(&row) {
+                    let key = HashMap::from([(AFTER_ID.to_owned(), row.id.to_string())]);
+                    rows.push((row, key));
+                }
+            }
+            if rows.len() >= limit {
+                rows.truncate(limit);
+                let next = rows.last().map(|(_, key)| key.clone());
+                return Ok((rows, next));
+            }
+        }
+        Ok((rows, None))
+    }
+
+    /// Rows whose tenant is in the middle of steps (in `stepping`, or listed under
+    /// a state with steps by an entry written when it was created) take their state,
+    /// label, time and filtered attributes from their items, read in one consistent
+    /// batch; those that no longer match `state` or `filter` leave the page. A tenant
+    /// gone meanwhile keeps what its entry says.
+    async fn follow_steps(
+        &self,
+        rows: &mut Vec<(TenantSummary, HashMap<String, String>)>,
+        stepping: &HashSet<TenantId>,
+        state: Option<&str>,
+        filter: &ListFilter,
+    ) -> Result<(), StoreError> {
+        let follow: Vec<TenantId> = (rows.iter())
+            .map(|(row, _)| row)
+            .filter(|row| stepping.contains(&row.id) || TenantState::STEPPING.contains(&row.state.as_str()))
+            .map(|row| row.id.clone())
+            .collect();
+        if follow.is_empty() {
             return Ok(());
         }
-        let mut records: HashMap<TenantId, TenantRecord> = (self.batch_load(&stepping).await?)
+        let mut records: HashMap<TenantId, TenantRecord> = (self.batch_load(&follow).await?)
             .into_iter()
             .map(|r| (r.id().clone(), r))
             .collect();
-        for listed in items.iter_mut() {
-            if let Some(record) = records.remove(&listed.id) {
-                listed.state = record.state.name().to_owned();
-                listed.label = record.state.label();
-                listed.updated_at = record.updated_at;
+        rows.retain_mut(|(row, _)| match records.remove(&row.id) {
+            Some(record) => {
+                *row = TenantSummary::of(&record);
+                state.is_none_or(|s| s == row.state) && filter.admits(row)
             }
-        }
+            None => true,
+        });
         Ok(())
     }
 }
 
-fn summary(item: &Item, region: &Region) -> Result<TenantSummary, StoreError> {
+/// The last id a page of a state with steps handed out, in its page token.
+const AFTER_ID: &str = "after";
+
+/// The tenant an item of the `work` or `by-region` index belongs to.
+fn tenant_of(item: &Item) -> Result<TenantId, StoreError> {
     let pk = get_s(item, "pk")?;
-    let id = TenantId::parse(pk.strip_prefix("TENANT#").unwrap_or(pk)).map_err(|e| {
+    TenantId::parse(pk.strip_prefix("TENANT#").unwrap_or(pk)).map_err(|e| {
         StoreError::fatal(
             "listing tenants",
-            "a listing item names a tenant id that is not valid",
+            "an index item names a tenant id that is not valid",
         )
         .with_source(e)
-    })?;
+    })
+}
+
+fn summary(item: &Item, region: &Region) -> Result<TenantSummary, StoreError> {
     Ok(TenantSummary {
-        id,
+        id: tenant_of(item)?,
         region: region.clone(),
         state: get_s(item, "state_name")?.to_owned(),
         label: get_s(item, "state_label")?.to_owned(),
@@ -265,9 +375,8 @@ impl TenantReads for DynamoStore {
             Some(r) => vec![r.clone()],
             None => self.regions().await?,
         };
-        let filter = filter.expression();
         let (items, rest) = self
-            .collect_page(regions, query.state.as_deref(), filter.as_ref(), token, limit)
+            .collect_page(regions, query.state.as_deref(), filter, token, limit)
             .await?;
         let next_token = match rest {
             Some(token) => Some(self.seal_page(&scope, &token).await?),
@@ -300,10 +409,14 @@ impl TenantReads for DynamoStore {
         })
     }
 
-    /// Counts every tenant by region and state and by release.
+    /// Counts every tenant by region and state and by release. A tenant in the
+    /// middle of steps is counted as its item says, not as its entry does (one that
+    /// begins its steps while the region is read counts in the state it left).
     async fn fleet_summary(&self) -> Result<FleetSummary, StoreError> {
         let mut tally = FleetTally::default();
         for region in self.regions().await? {
+            let stepping = self.stepping_in(&region).await?;
+            let mut follow = Vec::new();
             let mut start: Option<HashMap<String, AttributeValue>> = None;
             loop {
                 let out = self
@@ -313,7 +426,7 @@ impl TenantReads for DynamoStore {
                     .index_name("by-region")
                     .key_condition_expression("list_pk = :pk")
                     .expression_attribute_values(":pk", s(keys::list_pk(&region)))
-                    .projection_expression("state_name, #release, group_name, #platform")
+                    .projection_expression("pk, state_name, #release, group_name, #platform")
                     .expression_attribute_names("#release", "release")
                     .expression_attribute_names("#platform", "platform")
                     .set_exclusive_start_key(start.take())
@@ -321,10 +434,16 @@ impl TenantReads for DynamoStore {
                     .await
                     .map_err(|e| classify("summarising the fleet", self.table(), e))?;
                 for item in out.items() {
+                    let id = tenant_of(item)?;
+                    let state = get_s(item, "state_name")?;
+                    if stepping.contains(&id) || TenantState::STEPPING.contains(&state) {
+                        follow.push(id);
+                        continue;
+                    }
                     let text = |name| item.get(name).and_then(|v: &AttributeValue| v.as_s().ok());
                     tally.add(ListedTenant {
                         region: &region,
-                        state: get_s(item, "state_name")?,
+                        state,
                         group: get_s(item, "group_name")?,
                         release: text("release").map(String::as_str),
                         // Items written before the index projected the platform have
@@ -336,6 +455,16 @@ impl TenantReads for DynamoStore {
                     Some(key) => start = Some(key.clone()),
                     None => break,
                 }
+            }
+            for record in self.batch_load(&follow).await? {
+                let row = TenantSummary::of(&record);
+                tally.add(ListedTenant {
+                    region: &region,
+                    state: &row.state,
+                    group: &row.group,
+                    release: row.release.as_deref(),
+                    platform: row.platform.as_deref(),
+                });
             }
         }
         Ok(tally.finish())
