@@ -632,6 +632,18 @@ async fn an_upgrade_leaves_the_listing_entry_where_the_tenant_rested_and_reads_s
     );
     let upgrading = store.list(&in_state("Upgrading", 10, None)).await.unwrap();
     assert_eq!(ids(upgrading), ["charlie", "delta"]);
+    let in_flight = |limit| {
+        let store = store.clone();
+        async move {
+            let found = store.in_flight(limit).await.unwrap();
+            (found.into_iter())
+                .map(|t| (t.id.to_string(), t.state))
+                .collect::<Vec<_>>()
+        }
+    };
+    let upgrading = |id: &str| (id.to_owned(), "Upgrading".to_owned());
+    assert_eq!(in_flight(10).await, [upgrading("charlie"), upgrading("delta")]);
+    assert_eq!(in_flight(1).await, [upgrading("charlie")]);
 }
 
 #[tokio::test]

@@ -373,6 +373,10 @@ pub trait TenantReads: Send + Sync {
     ) -> Result<Page<HistoryEvent>, StoreError>;
     /// Counts every tenant by region and state and by release.
     async fn fleet_summary(&self) -> Result<FleetSummary, StoreError>;
+    /// Up to `limit` tenants in the middle of steps, whatever their state, region by
+    /// region in id order, as their items say: one read of the work index however
+    /// many states with steps the caller looks at.
+    async fn in_flight(&self, limit: usize) -> Result<Vec<TenantSummary>, StoreError>;
     /// The live tenant that holds `hostname`, if any (one point read of its claim).
     async fn hostname_owner(&self, hostname: &Hostname) -> Result<Option<TenantId>, StoreError>;
     /// Whether the store answers within `within`, tried once (readiness probes).

@@ -283,3 +283,89 @@ async fn a_filter_the_overview_cannot_read_is_refused_with_what_to_do() {
     let fine = get(&base, "/?state=&region=&q=", Some(&cookie)).await;
     assert_eq!(fine.status(), StatusCode::OK, "an empty field means any");
 }
+
+#[tokio::test]
+async fn tenants_in_the_middle_of_steps_are_trouble_when_rolling_back_or_retrying_an_error() {
+    use chrono::Utc;
+    use tenant_orchestrator::machine::TenantEvent;
+    use tenant_orchestrator::record::{Actor, Cause, Transition};
+    use tenant_orchestrator::store::{TenantStore, WriteGuard};
+
+    let tenants: Vec<(String, &str)> = ["calm", "retrying", "reverting", "resting"]
+        .into_iter()
+        .map(|id| (id.to_owned(), "eu-west-1"))
+        .collect();
+    let fleet = crate::rollout_support::Fleet::new(&tenants, "1.0.0").await;
+    let store = fleet.store.clone();
+    let save = |record: &tenant_orchestrator::record::TenantRecord, from, event| {
+        let store = store.clone();
+        let record = record.clone();
+        async move {
+            let transition = Transition::new(&from, Cause::Event(event), Actor("test".into()));
+            store
+                .save(&record, WriteGuard::Version, Some(transition))
+                .await
+                .unwrap()
+        }
+    };
+    // calm, retrying and reverting begin an upgrade; resting stays Active.
+    for id in ["calm", "retrying", "reverting"] {
+        let mut record = store.load(&crate::common::tenant_id(id)).await.unwrap();
+        let from = record.state.clone();
+        let upgrade = TenantEvent::Upgrade {
+            release: crate::common::release("1.1.0"),
+        };
+        record.enter(from.apply(&upgrade).unwrap(), Utc::now());
+        let mut record = save(&record, from, upgrade).await;
+        match id {
+            // Its step failed once and is tried again.
+            "retrying" => {
+                record.last_error = Some("the chart's pods answered 503".into());
+                store.save(&record, WriteGuard::Version, None).await.unwrap();
+            }
+            "reverting" => {
+                // A step that fails after the deploy began rolls the tenant back.
+                let failed = TenantEvent::StepFailed {
+                    reason: "verify answered 503".into(),
+                };
+                let from = loop {
+                    let from = record.state.clone();
+                    let next = from.apply(&failed).unwrap();
+                    if next.name() == "RollingBack" {
+                        record.enter(next, Utc::now());
+                        break from;
+                    }
+                    record.enter(from.apply(&TenantEvent::StepSucceeded).unwrap(), Utc::now());
+                };
+                save(&record, from, failed).await;
+            }
+            _ => {}
+        }
+    }
+    let base = serve(store.clone()).await;
+    let cookie = sign_in(&base, READ).await;
+
+    let html = get(&base, "/", Some(&cookie)).await.text().await.unwrap();
+
+    // The trouble table marks its rows with `data-tenant`; the listing, the counts
+    // and the table show each tenant as its item says, not as its listing entry.
+    assert!(html.contains("<tr data-tenant=\"retrying\">"), "{html}");
+    assert!(html.contains("<tr data-tenant=\"reverting\">"), "{html}");
+    assert!(html.contains("the chart's pods answered 503"), "{html}");
+    for calm in ["calm", "resting"] {
+        assert!(
+            !html.contains(&format!("<tr data-tenant=\"{calm}\">")),
+            "{calm} is not in trouble: {html}"
+        );
+    }
+    assert!(
+        html.contains("<td class=\"n\" data-state=\"Upgrading\">2</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td class=\"n bad\" data-state=\"RollingBack\">1</td>"),
+        "{html}"
+    );
+    let calm = "<td><a href=\"/tenants/calm\">calm</a></td><td>eu-west-1</td><td>default</td><td>Upgrading/";
+    assert!(html.contains(calm), "{html}");
+}

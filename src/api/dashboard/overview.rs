@@ -25,9 +25,10 @@ use crate::record::{MemberFailure, Phase, RolloutMember, RolloutRecord, WaveStat
 const ROLLOUTS_SHOWN: u32 = 20;
 /// Tenants listed as in trouble; more are counted but not listed.
 pub const TROUBLE_SHOWN: usize = 50;
-/// Tenants mid-step read per state to look for a retried error: the busiest part
-/// of the fleet, so it is capped (a rollout moves tens, not thousands, at once).
-const MOVING_CHECKED: u32 = 100;
+/// Tenants mid-step read to look for a retried error (and for RollingBack ones):
+/// the busiest part of the fleet, so it is capped (a rollout moves tens, not
+/// thousands, at once).
+const IN_FLIGHT_CHECKED: usize = 500;
 
 /// States that are trouble by themselves.
 const TROUBLE_STATES: [&str; 2] = ["Failed", "RollingBack"];
@@ -379,20 +380,36 @@ async fn troubled_tenants(
     };
     let mut candidates: Vec<TenantId> = Vec::new();
     let mut not_listed = 0;
+    // The tenants in the middle of steps are read once, from the work index, for
+    // every state with steps looked at below.
+    let in_flight = store.in_flight(IN_FLIGHT_CHECKED).await?;
+    let in_flight_cut = in_flight.len() >= IN_FLIGHT_CHECKED;
     for name in TROUBLE_STATES {
-        let page = store.list(&list(name, TROUBLE_SHOWN as u32)).await?;
-        if page.next_token.is_some() {
+        let (mut ids, more): (Vec<TenantId>, bool) = if crate::machine::TenantState::STEPPING.contains(&name)
+        {
+            let ids: Vec<TenantId> = (in_flight.iter())
+                .filter(|t| t.state == name)
+                .map(|t| t.id.clone())
+                .collect();
+            let more = in_flight_cut || ids.len() > TROUBLE_SHOWN;
+            (ids, more)
+        } else {
+            let page = store.list(&list(name, TROUBLE_SHOWN as u32)).await?;
+            let more = page.next_token.is_some();
+            (page.items.into_iter().map(|t| t.id).collect(), more)
+        };
+        ids.truncate(TROUBLE_SHOWN);
+        if more {
             // More than we list; count them from the summary instead.
             let total = state_total(fleet, name);
-            not_listed += (total as usize).saturating_sub(page.items.len());
+            not_listed += (total as usize).saturating_sub(ids.len());
         }
-        candidates.extend(page.items.into_iter().map(|t| t.id));
+        candidates.extend(ids);
     }
-    let mut moving = Vec::new();
-    for name in MOVING_STATES {
-        let page = store.list(&list(name, MOVING_CHECKED)).await?;
-        moving.extend(page.items.into_iter().map(|t| t.id));
-    }
+    let moving: Vec<TenantId> = (in_flight.into_iter())
+        .filter(|t| MOVING_STATES.contains(&t.state.as_str()))
+        .map(|t| t.id)
+        .collect();
     let always: BTreeSet<TenantId> = candidates.iter().cloned().collect();
     candidates.extend(moving);
     candidates.extend(rollout_failures.keys().cloned());

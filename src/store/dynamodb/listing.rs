@@ -196,9 +196,11 @@ impl DynamoStore {
             .collect::<Result<Vec<_>, _>>()?;
         let keys = (out.items().iter()).map(|item| super::item::key_of(item, &super::item::LISTING_KEY));
         let mut rows: Vec<_> = items.into_iter().zip(keys).collect();
-        // Read after the page, so a tenant whose steps began before it is in the set.
-        let stepping = self.stepping_in(region).await?;
-        self.follow_steps(&mut rows, &stepping, state, filter).await?;
+        if !rows.is_empty() {
+            // Read after the page, so a tenant whose steps began before it is in the set.
+            let stepping = self.stepping_in(region).await?;
+            self.follow_steps(&mut rows, &stepping, state, filter).await?;
+        }
         Ok((rows, out.last_evaluated_key().map(plain_key)))
     }
 
@@ -468,6 +470,20 @@ impl TenantReads for DynamoStore {
             }
         }
         Ok(tally.finish())
+    }
+
+    async fn in_flight(&self, limit: usize) -> Result<Vec<TenantSummary>, StoreError> {
+        let mut found = Vec::new();
+        for region in self.regions().await? {
+            let mut ids: Vec<TenantId> = self.stepping_in(&region).await?.into_iter().collect();
+            ids.sort();
+            ids.truncate(limit.saturating_sub(found.len()));
+            found.extend(self.batch_load(&ids).await?.iter().map(TenantSummary::of));
+            if found.len() >= limit {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     async fn hostname_owner(&self, hostname: &Hostname) -> Result<Option<TenantId>, StoreError> {
