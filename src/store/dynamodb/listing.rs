@@ -71,6 +71,13 @@ impl FilterExpr {
     }
 }
 
+/// Up to a page of one region's tenants, each with its index key, and the key to go
+/// on from if the region has more.
+type RegionPage = (
+    Vec<(TenantSummary, HashMap<String, String>)>,
+    Option<HashMap<String, String>>,
+);
+
 /// Where the next page of a listing starts: a region and a key within it.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ListToken {
@@ -152,13 +159,7 @@ impl DynamoStore {
         filter: &ListFilter,
         start: Option<HashMap<String, String>>,
         limit: usize,
-    ) -> Result<
-        (
-            Vec<(TenantSummary, HashMap<String, String>)>,
-            Option<HashMap<String, String>>,
-        ),
-        StoreError,
-    > {
+    ) -> Result<RegionPage, StoreError> {
         if let Some(stepping) = state.filter(|s| TenantState::STEPPING.contains(s)) {
             return self
                 .list_stepping_page(region, stepping, filter, start, limit)
@@ -225,28 +226,13 @@ impl DynamoStore {
 
     /// Every tenant in one partition of the `work` index, whenever it is due.
     async fn work_shard(&self, pk: String) -> Result<Vec<TenantId>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .index_name("work")
-                .key_condition_expression("work_pk = :pk")
-                .expression_attribute_values(":pk", s(&pk))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify("listing tenants", self.table(), e))?;
-            for item in out.items() {
-                ids.push(tenant_of(item)?);
-            }
-            match out.last_evaluated_key() {
-                Some(key) => start = Some(key.clone()),
-                None => return Ok(ids),
-            }
-        }
+        let query = (self.client().query().table_name(self.table()))
+            .index_name("work")
+            .key_condition_expression("work_pk = :pk")
+            .expression_attribute_values(":pk", s(&pk));
+        (self.query_all(query, "listing tenants").await?.iter())
+            .map(tenant_of)
+            .collect()
     }
 
     /// A page of the tenants of `region` in `state`, a state with steps: found
@@ -259,13 +245,7 @@ impl DynamoStore {
         filter: &ListFilter,
         start: Option<HashMap<String, String>>,
         limit: usize,
-    ) -> Result<
-        (
-            Vec<(TenantSummary, HashMap<String, String>)>,
-            Option<HashMap<String, String>>,
-        ),
-        StoreError,
-    > {
+    ) -> Result<RegionPage, StoreError> {
         let after = start.and_then(|mut key| key.remove(AFTER_ID)).unwrap_or_default();
         let mut ids: Vec<TenantId> = (self.stepping_in(region).await?.into_iter())
             .filter(|id| id.as_str() > after.as_str())
