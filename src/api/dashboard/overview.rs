@@ -15,6 +15,7 @@ use crate::api::access::Principal;
 use crate::api::{ApiError, ApiState};
 use crate::domain::rollout::WaveKind;
 use crate::domain::{Hostname, Scope, TenantId, TenantPlace};
+use crate::machine::TenantState;
 use crate::ports::{
     FleetSummary, ListFilter, ListQuery, OutageCounts, ReportQuery, StoreError, TenantSummary,
 };
@@ -385,8 +386,7 @@ async fn troubled_tenants(
     let in_flight = store.in_flight(IN_FLIGHT_CHECKED).await?;
     let in_flight_cut = in_flight.len() >= IN_FLIGHT_CHECKED;
     for name in TROUBLE_STATES {
-        let (mut ids, more): (Vec<TenantId>, bool) = if crate::machine::TenantState::STEPPING.contains(&name)
-        {
+        let (mut ids, more): (Vec<TenantId>, bool) = if TenantState::STEPPING.contains(&name) {
             let ids: Vec<TenantId> = (in_flight.iter())
                 .filter(|t| t.state == name)
                 .map(|t| t.id.clone())
@@ -462,7 +462,6 @@ mod tests {
     use crate::api::dashboard::rollout_timeline;
     use crate::domain::rollout::{Plan, PlannedTenant, Wave};
     use crate::domain::{Region, RolloutId, RolloutSpec};
-    use crate::machine::TenantState;
     use crate::record::Outcome;
 
     #[test]

@@ -195,17 +195,11 @@ fn listed(record: &TenantRecord) -> [(&'static str, Option<AttributeValue>); 8] 
 
 /// The whole item of a tenant being created, with its listing entry whatever its state.
 pub fn tenant_item(record: &TenantRecord) -> Item {
-    let mut item: Item = mutable_attributes(record)
-        .into_iter()
-        .chain(
-            record
-                .state
-                .step()
-                .is_some()
-                .then(|| listed(record))
-                .into_iter()
-                .flatten(),
-        )
+    let mut attributes = mutable_attributes(record);
+    if record.state.step().is_some() {
+        attributes.extend(listed(record));
+    }
+    let mut item: Item = (attributes.into_iter())
         .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
         .collect();
     item.insert("pk".into(), s(keys::tenant_pk(record.id())));
