@@ -160,15 +160,8 @@ fn rollout_id(id: &str) -> Result<RolloutId, ApiError> {
     Ok(RolloutId::parse(id)?)
 }
 
-async fn view(
-    state: &ApiState,
-    record: RolloutRecord,
-    created: Option<bool>,
-) -> Result<RolloutView, ApiError> {
-    view_of(state, record, created, true).await
-}
-
-/// [`view`], without the members and the skipped tenants unless `members`.
+/// The answer about a rollout: the record with its bake evidence, and its members,
+/// skipped tenants and outage overruns only if `members`.
 async fn view_of(
     state: &ApiState,
     record: RolloutRecord,
@@ -338,8 +331,8 @@ pub async fn list(
 #[into_params(parameter_in = Query)]
 pub struct ViewOptions {
     /// `false`: the rollout without its members, its skipped tenants and the outage
-    /// overruns its members carry, which is what a progress poll or a pipeline's
-    /// start needs: each wave's `size` and `tally` count its members (by outcome),
+    /// overruns its members carry, which is what a progress poll, a pipeline's start
+    /// or an operator's pause, resume, abort, approval or retry needs: each wave's `size` and `tally` count its members (by outcome),
     /// read from the rollout alone however many tenants it moves; the members are
     /// read a page at a time from `/v1/rollouts/{id}/members`. Default `true`.
     pub members: Option<bool>,
@@ -475,7 +468,9 @@ async fn operate(
     key: Option<String>,
     id: String,
     op: Operation,
+    options: ViewOptions,
 ) -> Response {
+    let members = options.members.unwrap_or(true);
     let principal = caller.principal();
     let checked = match rollout_id(&id) {
         Ok(rollout) => {
@@ -511,7 +506,8 @@ async fn operate(
     if let Err(refused) = checked {
         return refused.into_response();
     }
-    let request = format!("POST /v1/rollouts/{id}/{op:?}");
+    // The answer differs with the members asked for, so a key replays one shape only.
+    let request = format!("POST /v1/rollouts/{id}/{op:?}?members={members}");
     idempotency::run(&state, &caller.name, key, &request, &op, || async {
         let id = rollout_id(&id)?;
         let actor = caller.actor().0;
@@ -524,7 +520,7 @@ async fn operate(
             Operation::Retry => commands.retry(&id, &actor).await?,
         };
         tracing::info!(rollout = %id, caller = %caller.name, operation = ?op, phase = %record.phase, "rollout operated");
-        let view = view(&state, record, None).await?;
+        let view = view_of(&state, record, None, members).await?;
         Ok((StatusCode::OK, json(&view)))
     })
     .await
@@ -534,7 +530,7 @@ macro_rules! operation {
     ($name:ident, $operation_id:literal, $op:expr, $path:literal, $what:literal) => {
         #[doc = $what]
         #[utoipa::path(operation_id = $operation_id, post, path = $path, tag = "rollouts", params(("id" = RolloutId, Path, description = "The rollout's id"),
-            ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key")),
+            ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), ViewOptions),
             responses((status = 200, body = RolloutView), (status = 404, body = super::error::ErrorBody),
                 (status = 409, body = super::error::ErrorBody, description = "Refused by the rollout's phase")),
             security(("bearer" = ["deploy"])))]
@@ -543,8 +539,9 @@ macro_rules! operation {
             caller: Caller<Deploy>,
             IdempotencyKey(key): IdempotencyKey,
             ApiPath(id): ApiPath<String>,
+            ApiQuery(options): ApiQuery<ViewOptions>,
         ) -> Response {
-            operate(state, caller, key, id, $op).await
+            operate(state, caller, key, id, $op, options).await
         }
     };
 }

@@ -502,7 +502,8 @@ impl Rollouts {
                 let verb = format!("{op:?}").to_lowercase();
                 let view: RemoteView = remote
                     .post(
-                        &format!("/v1/rollouts/{}/{verb}", encode(id.as_str())),
+                        // Without the members: a fleet-wide rollout has as many as the fleet.
+                        &format!("/v1/rollouts/{}/{verb}?members=false", encode(id.as_str())),
                         None::<&()>,
                     )
                     .await?;

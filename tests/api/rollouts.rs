@@ -241,8 +241,38 @@ async fn operators_pause_approve_and_follow_a_rollout_through_the_api() {
         .as_str()
         .unwrap()
         .contains("already paused"));
-    api.call(Method::POST, "/v1/rollouts/r-ops/resume", Some(DEPLOY), None)
+    // The answer of an operation leaves the members out when asked to, as the CLI
+    // does: a fleet-wide rollout has as many as the fleet.
+    let resumed = api
+        .call(
+            Method::POST,
+            "/v1/rollouts/r-ops/resume?members=false",
+            Some(DEPLOY),
+            None,
+        )
         .await;
+    assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.body);
+    assert_eq!(resumed.body["rollout"]["phase"], "running");
+    assert_eq!(resumed.body["members"], json!([]));
+    assert!(
+        paused.body["members"].as_array().is_some_and(|m| !m.is_empty()),
+        "{}",
+        paused.body
+    );
+    let unknown = api
+        .call(
+            Method::POST,
+            "/v1/rollouts/r-ops/pause?members=maybe",
+            Some(DEPLOY),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.body);
+    assert_eq!(
+        rollout(api.clone()).await.phase.to_string(),
+        "running",
+        "a refused request acted"
+    );
     let approved = api
         .call(Method::POST, "/v1/rollouts/r-ops/approve", Some(DEPLOY), None)
         .await;
