@@ -332,9 +332,10 @@ pub async fn list(
 pub struct ViewOptions {
     /// `false`: the rollout without its members, its skipped tenants and the outage
     /// overruns its members carry, which is what a progress poll, a pipeline's start
-    /// or an operator's pause, resume, abort, approval or retry needs: each wave's `size` and `tally` count its members (by outcome),
-    /// read from the rollout alone however many tenants it moves; the members are
-    /// read a page at a time from `/v1/rollouts/{id}/members`. Default `true`.
+    /// or an operator's pause, resume, abort, approval or retry needs: each wave's
+    /// `size` and `tally` count its members (by outcome), read from the rollout alone
+    /// however many tenants it moves; the members are read a page at a time from
+    /// `/v1/rollouts/{id}/members`. Default `true`.
     pub members: Option<bool>,
 }
 
@@ -531,7 +532,8 @@ macro_rules! operation {
         #[doc = $what]
         #[utoipa::path(operation_id = $operation_id, post, path = $path, tag = "rollouts", params(("id" = RolloutId, Path, description = "The rollout's id"),
             ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "Replays the first response for a repeated key"), ViewOptions),
-            responses((status = 200, body = RolloutView), (status = 404, body = super::error::ErrorBody),
+            responses((status = 200, body = RolloutView), (status = 400, body = super::error::ErrorBody),
+                (status = 404, body = super::error::ErrorBody),
                 (status = 409, body = super::error::ErrorBody, description = "Refused by the rollout's phase")),
             security(("bearer" = ["deploy"])))]
         pub async fn $name(
