@@ -644,6 +644,25 @@ async fn an_upgrade_leaves_the_listing_entry_where_the_tenant_rested_and_reads_s
     let upgrading = |id: &str| (id.to_owned(), "Upgrading".to_owned());
     assert_eq!(in_flight(10).await, [upgrading("charlie"), upgrading("delta")]);
     assert_eq!(in_flight(1).await, [upgrading("charlie")]);
+
+    // A reader that loads every record anyway lists the ids as the entries hold
+    // them: one query of the listing, none of the work index.
+    let (client, meter) = tenant_orchestrator::store::Meter::attach(&dynamodb_client().await);
+    let metered = DynamoStore::new(client, store.table());
+    let queries = || meter.usage().requests_of("Query");
+    let before = queries();
+    let listed = metered.list_ids(&ListQuery::default()).await.unwrap();
+    let listed: Vec<String> = listed.items.iter().map(ToString::to_string).collect();
+    assert_eq!(listed, ["alpha", "bravo", "charlie", "delta"]);
+    assert_eq!(queries() - before, 1);
+    let before = queries();
+    metered.list(&ListQuery::default()).await.unwrap();
+    let work_shards = tenant_orchestrator::store::WORK_SHARDS as u64;
+    assert_eq!(
+        queries() - before,
+        1 + work_shards,
+        "the listing follows the tenants in flight"
+    );
 }
 
 #[tokio::test]

@@ -576,14 +576,13 @@ impl CatalogCommands {
         loop {
             let page = self
                 .store
-                .list(&ListQuery {
+                .list_ids(&ListQuery {
                     limit: Some(1000),
                     next_token,
                     ..ListQuery::default()
                 })
                 .await?;
-            let ids: Vec<TenantId> = page.items.into_iter().map(|summary| summary.id).collect();
-            records.extend(self.store.load_many(&ids).await?);
+            records.extend(self.store.load_many(&page.items).await?);
             match page.next_token {
                 Some(token) => next_token = Some(token),
                 None => return Ok(records),

@@ -375,17 +375,18 @@ impl RolloutCommands {
         let mut other_environments = 0;
         let mut token = None;
         loop {
+            // Every record is read next, so the listing need not follow the tenants in
+            // the middle of steps.
             let page = self
                 .tenants
-                .list(&ListQuery {
+                .list_ids(&ListQuery {
                     limit: Some(500),
                     next_token: token,
                     ..Default::default()
                 })
                 .await?;
-            let ids: Vec<TenantId> = page.items.iter().map(|summary| summary.id.clone()).collect();
             // A tenant deleted since the listing is not part of the fleet.
-            for record in self.tenants.load_many(&ids).await? {
+            for record in self.tenants.load_many(&page.items).await? {
                 // Another environment's tenant is not part of the fleet this rollout
                 // plans over, so it counts as not selected.
                 if !spec.selector.admits_environment(&record.spec.environment) {

@@ -164,6 +164,17 @@ pub trait TenantStore: Send + Sync {
         limit: u32,
     ) -> Result<Page<HistoryEvent>, StoreError>;
     async fn list(&self, query: &ListQuery) -> Result<Page<TenantSummary>, StoreError>;
+    /// The ids of one page of tenants matching `query`, for a reader that loads every
+    /// record anyway (a rollout's plan, a catalog's): a store whose listing reads more
+    /// to show the tenants in the middle of steps as they are need not here, so a
+    /// state filter may admit a tenant that has since begun its steps.
+    async fn list_ids(&self, query: &ListQuery) -> Result<Page<TenantId>, StoreError> {
+        let page = self.list(query).await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|t| t.id).collect(),
+            next_token: page.next_token,
+        })
+    }
     /// Tenants of one region and work shard with a step due at or before `now`.
     async fn due(
         &self,

@@ -71,6 +71,16 @@ impl FilterExpr {
     }
 }
 
+/// How a listing shows the tenants in the middle of steps, whose entries are as
+/// they last rested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Steps {
+    /// As their items say: the region's work shards and their items are read.
+    Followed,
+    /// As their entries say, for a reader that loads every record anyway.
+    AsListed,
+}
+
 /// Up to a page of one region's tenants, each with its index key, and the key to go
 /// on from if the region has more.
 type RegionPage = (
@@ -103,6 +113,42 @@ impl ListToken {
 }
 
 impl DynamoStore {
+    /// One page of tenants matching `query` and `filter`, ordered by region, state, id;
+    /// `steps` says whether the tenants in the middle of steps are shown as their
+    /// items say or as their entries do.
+    pub(super) async fn list_page(
+        &self,
+        query: &ListQuery,
+        filter: &ListFilter,
+        steps: Steps,
+    ) -> Result<Page<TenantSummary>, StoreError> {
+        let limit = query.limit.unwrap_or(100).clamp(1, 1000) as usize;
+        let release = filter.release.as_ref().map(ToString::to_string);
+        let platform = filter.platform.as_ref().map(ToString::to_string);
+        let scope = PageScope::new("tenants")
+            .with(query.region.as_ref().map(Region::as_str))
+            .with(query.state.as_deref())
+            .with(release.as_deref())
+            .with(filter.group.as_ref().map(Group::as_str))
+            .with(platform.as_deref());
+        let token: Option<ListToken> = match &query.next_token {
+            Some(t) => Some(self.open_page("listing tenants", &scope, t).await?),
+            None => None,
+        };
+        let regions = match &query.region {
+            Some(r) => vec![r.clone()],
+            None => self.regions().await?,
+        };
+        let (items, rest) = self
+            .collect_page(regions, query.state.as_deref(), filter, token, limit, steps)
+            .await?;
+        let next_token = match rest {
+            Some(token) => Some(self.seal_page(&scope, &token).await?),
+            None => None,
+        };
+        Ok(Page { items, next_token })
+    }
+
     /// Walks `regions` in order, from where `resume` says, until `limit` tenants are
     /// found; returns them and where the next page starts if the listing goes on.
     async fn collect_page(
@@ -112,6 +158,7 @@ impl DynamoStore {
         filter: &ListFilter,
         resume: Option<ListToken>,
         limit: usize,
+        steps: Steps,
     ) -> Result<(Vec<TenantSummary>, Option<ListToken>), StoreError> {
         // One tenant more than the page is read, so a page that ends the listing
         // exactly says so instead of handing out a token to an empty page.
@@ -131,7 +178,7 @@ impl DynamoStore {
             loop {
                 let wanted = limit + 1 - items.len();
                 let (found, next_key) = self
-                    .list_region_page(&region, state, filter, start_key.take(), wanted)
+                    .list_region_page(&region, state, filter, start_key.take(), wanted, steps)
                     .await?;
                 items.extend(found);
                 if items.len() > limit {
@@ -159,6 +206,7 @@ impl DynamoStore {
         filter: &ListFilter,
         start: Option<HashMap<String, String>>,
         limit: usize,
+        steps: Steps,
     ) -> Result<RegionPage, StoreError> {
         if let Some(stepping) = state.filter(|s| TenantState::STEPPING.contains(s)) {
             return self
@@ -197,7 +245,7 @@ impl DynamoStore {
             .collect::<Result<Vec<_>, _>>()?;
         let keys = (out.items().iter()).map(|item| super::item::key_of(item, &super::item::LISTING_KEY));
         let mut rows: Vec<_> = items.into_iter().zip(keys).collect();
-        if !rows.is_empty() {
+        if steps == Steps::Followed && !rows.is_empty() {
             // Read after the page, so a tenant whose steps began before it is in the set.
             let stepping = self.stepping_in(region).await?;
             self.follow_steps(&mut rows, &stepping, state, filter).await?;
@@ -340,31 +388,7 @@ impl TenantReads for DynamoStore {
         query: &ListQuery,
         filter: &ListFilter,
     ) -> Result<Page<TenantSummary>, StoreError> {
-        let limit = query.limit.unwrap_or(100).clamp(1, 1000) as usize;
-        let release = filter.release.as_ref().map(ToString::to_string);
-        let platform = filter.platform.as_ref().map(ToString::to_string);
-        let scope = PageScope::new("tenants")
-            .with(query.region.as_ref().map(Region::as_str))
-            .with(query.state.as_deref())
-            .with(release.as_deref())
-            .with(filter.group.as_ref().map(Group::as_str))
-            .with(platform.as_deref());
-        let token: Option<ListToken> = match &query.next_token {
-            Some(t) => Some(self.open_page("listing tenants", &scope, t).await?),
-            None => None,
-        };
-        let regions = match &query.region {
-            Some(r) => vec![r.clone()],
-            None => self.regions().await?,
-        };
-        let (items, rest) = self
-            .collect_page(regions, query.state.as_deref(), filter, token, limit)
-            .await?;
-        let next_token = match rest {
-            Some(token) => Some(self.seal_page(&scope, &token).await?),
-            None => None,
-        };
-        Ok(Page { items, next_token })
+        self.list_page(query, filter, Steps::Followed).await
     }
 
     /// One page of a tenant's history for a client: the position is kept in a sealed

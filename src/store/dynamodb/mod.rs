@@ -870,6 +870,19 @@ impl TenantStore for DynamoStore {
         crate::ports::TenantReads::list_matching(self, query, &crate::ports::ListFilter::default()).await
     }
 
+    async fn list_ids(&self, query: &ListQuery) -> Result<Page<TenantId>, StoreError> {
+        let page = (self.list_page(
+            query,
+            &crate::ports::ListFilter::default(),
+            listing::Steps::AsListed,
+        ))
+        .await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|t| t.id).collect(),
+            next_token: page.next_token,
+        })
+    }
+
     async fn due(
         &self,
         region: &Region,
