@@ -44,7 +44,8 @@ pub struct PassedStep {
     pub at: DateTime<Utc>,
 }
 
-/// Filters for listing tenants; results come back ordered by region, state, id.
+/// Filters for listing tenants; results come back ordered by region, the state a
+/// tenant rests in, and id (a listing of a state with steps: by region and id).
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     pub region: Option<Region>,
@@ -369,7 +370,7 @@ pub struct FleetCell {
 /// fleet counts, all from the listing index or the tenant's own partition.
 #[async_trait]
 pub trait TenantReads: Send + Sync {
-    /// One page of tenants matching `query` and `filter`, ordered by region, state, id.
+    /// One page of tenants matching `query` and `filter`, ordered as [`ListQuery`] says.
     async fn list_matching(
         &self,
         query: &ListQuery,

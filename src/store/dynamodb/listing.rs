@@ -113,7 +113,7 @@ impl ListToken {
 }
 
 impl DynamoStore {
-    /// One page of tenants matching `query` and `filter`, ordered by region, state, id;
+    /// One page of tenants matching `query` and `filter`, ordered as [`ListQuery`] says;
     /// `steps` says whether the tenants in the middle of steps are shown as their
     /// items say or as their entries do.
     pub(super) async fn list_page(
@@ -382,7 +382,7 @@ fn summary(item: &Item, region: &Region) -> Result<TenantSummary, StoreError> {
 
 #[async_trait::async_trait]
 impl TenantReads for DynamoStore {
-    /// One page of tenants matching `query` and `filter`, ordered by region, state, id.
+    /// One page of tenants matching `query` and `filter`, ordered as [`ListQuery`] says.
     async fn list_matching(
         &self,
         query: &ListQuery,
