@@ -81,6 +81,13 @@ pub(super) enum Steps {
     AsListed,
 }
 
+/// How a listing shows one region's tenants in the middle of steps, and the set of
+/// them once read: the region's pages read the work index once.
+struct RegionSteps {
+    steps: Steps,
+    stepping: Option<HashSet<TenantId>>,
+}
+
 /// Up to a page of one region's tenants, each with its index key, and the key to go
 /// on from if the region has more.
 type RegionPage = (
@@ -175,10 +182,14 @@ impl DynamoStore {
                 continue;
             }
             start_region = None;
+            let mut follow = RegionSteps {
+                steps,
+                stepping: None,
+            };
             loop {
                 let wanted = limit + 1 - items.len();
                 let (found, next_key) = self
-                    .list_region_page(&region, state, filter, start_key.take(), wanted, steps)
+                    .list_region_page(&region, state, filter, start_key.take(), wanted, &mut follow)
                     .await?;
                 items.extend(found);
                 if items.len() > limit {
@@ -206,7 +217,7 @@ impl DynamoStore {
         filter: &ListFilter,
         start: Option<HashMap<String, String>>,
         limit: usize,
-        steps: Steps,
+        follow: &mut RegionSteps,
     ) -> Result<RegionPage, StoreError> {
         if let Some(stepping) = state.filter(|s| TenantState::STEPPING.contains(s)) {
             return self
@@ -245,10 +256,14 @@ impl DynamoStore {
             .collect::<Result<Vec<_>, _>>()?;
         let keys = (out.items().iter()).map(|item| super::item::key_of(item, &super::item::LISTING_KEY));
         let mut rows: Vec<_> = items.into_iter().zip(keys).collect();
-        if steps == Steps::Followed && !rows.is_empty() {
-            // Read after the page, so a tenant whose steps began before it is in the set.
-            let stepping = self.stepping_in(region).await?;
-            self.follow_steps(&mut rows, &stepping, state, filter).await?;
+        if follow.steps == Steps::Followed && !rows.is_empty() {
+            // Read after the region's first page that found tenants, so a tenant whose
+            // steps began before it is in the set.
+            if follow.stepping.is_none() {
+                follow.stepping = Some(self.stepping_in(region).await?);
+            }
+            let stepping = follow.stepping.as_ref().expect("read just above");
+            self.follow_steps(&mut rows, stepping, state, filter).await?;
         }
         Ok((rows, out.last_evaluated_key().map(plain_key)))
     }
