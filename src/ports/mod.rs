@@ -53,7 +53,8 @@ pub use rollouts::{Details, PageRequest, RolloutStore, RolloutSummary, TenantDri
 pub use slots::{CertificateSlotStore, RegionSlots};
 pub use tenants::{
     FleetCell, FleetSummary, FleetTally, ListFilter, ListQuery, ListedTenant, Page, PassedStep,
-    PlatformChoice, TenantReads, TenantStore, TenantSummary, WriteGuard, BUILT_IN_PLATFORM, WORK_SHARDS,
+    PlatformChoice, Relayed, TenantReads, TenantStore, TenantSummary, WriteGuard, BUILT_IN_PLATFORM,
+    WORK_SHARDS,
 };
 pub use wake::{woken, Wakeup, WakeupListener};
 

@@ -86,6 +86,14 @@ impl TenantSummary {
     }
 }
 
+/// What [`TenantStore::save_steps_and_drive`] wrote: the tenant that landed, as
+/// stored, and the next tenant as the drive stored it, when it was written too.
+#[derive(Debug)]
+pub struct Relayed {
+    pub landed: TenantRecord,
+    pub next: Option<TenantRecord>,
+}
+
 #[async_trait]
 pub trait TenantStore: Send + Sync {
     /// Stores a new tenant and its first history event; `Conflict` if the id is taken.
@@ -127,6 +135,24 @@ pub trait TenantStore: Send + Sync {
         lease: &Lease,
         passed: Vec<PassedStep>,
     ) -> Result<TenantRecord, StoreError>;
+    /// [`Self::save_steps`] for a tenant that lands, and in the same transaction
+    /// `drive`, a rollout's start of the next tenant ([`super::Relay`]): both are
+    /// written or neither. When the drive's part is refused (the next tenant changed,
+    /// the rollout's lease moved on) or the answer to the joint write was lost, the
+    /// steps are written alone and the answer says the drive was not: the rollout's
+    /// next pass decides about that tenant as it would have. A store that cannot write
+    /// both at once writes the steps alone.
+    async fn save_steps_and_drive(
+        &self,
+        record: &TenantRecord,
+        lease: &Lease,
+        passed: Vec<PassedStep>,
+        drive: super::TenantDrive<'_>,
+    ) -> Result<Relayed, StoreError> {
+        let _ = drive;
+        let landed = self.save_steps(record, lease, passed).await?;
+        Ok(Relayed { landed, next: None })
+    }
     /// Saves an operator's spec change like `save` with [`WriteGuard::Version`], and in
     /// the same transaction claims the record's new hostnames and gives up those of
     /// `before` it no longer has. `HostnameTaken` if another live tenant holds one.

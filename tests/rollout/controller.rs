@@ -914,7 +914,7 @@ async fn the_rollouts_allowance_to_replace_rides_on_the_tenant_for_its_upgrade_o
 /// A fleet of one tenant, `<name>-00`, and rollout `r-<name>` to 2.0.0 started over
 /// it, whose lease controller `ctl-a` took at `at` for `ttl`: the fleet, the rollout
 /// as the lease left it, and the tenant's id.
-async fn one_tenant_rollout(
+pub(crate) async fn one_tenant_rollout(
     name: &str,
     ttl: Duration,
     at: chrono::DateTime<chrono::Utc>,

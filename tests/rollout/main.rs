@@ -13,5 +13,6 @@ mod events;
 mod freeze;
 mod outage_budget;
 mod promotion;
+mod relay;
 mod revision;
 mod start;

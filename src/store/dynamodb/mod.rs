@@ -50,10 +50,12 @@ use super::{
     Conflict, Entity, ListQuery, Page, PassedStep, StoreError, TenantStore, TenantSummary, WriteGuard,
 };
 use crate::domain::{Hostname, Region, TenantId};
+use crate::ports::{Relayed, TenantDrive};
 use crate::record::{HistoryEvent, Lease, TenantRecord, Transition};
 use errors::{cancellation, classify, conflict_as};
 use item::{decode_history, decode_tenant, get_n, get_s, millis, n, s, tenant_item, Item};
-use transition::Committed;
+use tracing::debug;
+use transition::{Committed, TransitionTx};
 
 pub use claims::ClaimBackfill;
 pub use item::mutable_attributes;
@@ -519,6 +521,26 @@ impl DynamoStore {
         write_id: &str,
         passed: Vec<PassedStep>,
     ) -> Result<TenantRecord, StoreError> {
+        let events = passed.len();
+        let (tx, next, context) = self.transitions_tx(record, write, passed).await?;
+        match self.commit(tx, &next, write_id, &context).await? {
+            Committed::Stored => as_stored(&next),
+            Committed::Cancelled(reasons) => Err(cancellation(
+                &context,
+                &reasons,
+                Self::explain_refused_transitions(record, guard, events, next.event_seq, now),
+            )),
+        }
+    }
+
+    /// The transaction of `write` with the history events of `passed`, not yet sent,
+    /// the tenant as it will be stored, and the words that name the write in an error.
+    async fn transitions_tx(
+        &self,
+        record: &TenantRecord,
+        write: TenantWrite,
+        passed: Vec<PassedStep>,
+    ) -> Result<(TransitionTx, TenantRecord, String), StoreError> {
         let TenantWrite {
             update,
             condition,
@@ -540,13 +562,76 @@ impl DynamoStore {
             1 => format!("saving tenant {}", record.id()),
             n => format!("saving {n} steps of tenant {}", record.id()),
         };
-        match self.commit(tx, &next, write_id, &context).await? {
-            Committed::Stored => as_stored(&next),
-            Committed::Cancelled(reasons) => Err(cancellation(
+        Ok((tx, next, context))
+    }
+
+    /// [`TenantStore::save_steps_and_drive`]: the steps' transaction and the drive's
+    /// sent as one; the steps alone when the drive's part was refused or the answer
+    /// was lost (their write id makes that retry safe).
+    async fn steps_and_drive(
+        &self,
+        record: &TenantRecord,
+        lease: &Lease,
+        passed: Vec<PassedStep>,
+        drive: TenantDrive<'_>,
+    ) -> Result<Relayed, StoreError> {
+        let guard = WriteGuard::Lease(lease);
+        let now = Utc::now();
+        let mut record = record.clone();
+        let events = passed.len();
+        record.event_seq += events as u64;
+        let write_id = new_write_id();
+        let write = self.save_update(&record, guard, now, &write_id);
+        let (tx, landed, context) = self.transitions_tx(&record, write, passed).await?;
+        let steps = self.seal(tx, &landed);
+        let built = self.drive_tx(&drive, now);
+        let driven = self.seal(built.tx, &built.next);
+        let joint = if shares_an_item(&steps.items, &driven.items) {
+            // One transaction may write an item once: the two tenants' report
+            // counters can be one item (the same day, region, group and shard).
+            Err(StoreError::fatal(
                 &context,
-                &reasons,
-                Self::explain_refused_transitions(record, guard, events, next.event_seq, now),
-            )),
+                "the landing and the start write one item",
+            ))
+        } else {
+            self.send_sealed(
+                vec![steps.clone(), driven],
+                "relay transaction",
+                &write_id,
+                &context,
+            )
+            .await
+        };
+        let explain = Self::explain_refused_transitions(&record, guard, events, landed.event_seq, now);
+        match joint {
+            Ok((Committed::Stored, _)) => {
+                return Ok(Relayed {
+                    landed: as_stored(&landed)?,
+                    next: Some(built.next),
+                })
+            }
+            Ok((Committed::Cancelled(reasons), lengths)) => {
+                let (own, theirs) = reasons.split_at(lengths[0].min(reasons.len()));
+                if own.iter().any(|r| r.code() == Some("ConditionalCheckFailed")) {
+                    return Err(cancellation(&context, own, explain));
+                }
+                let why = rollout_drive::explain_drive(&drive, &built.context, theirs);
+                debug!(error = %why, "the relayed start was refused; the landing is written alone");
+            }
+            Err(e) => {
+                debug!(error = %e, "the joint write's answer was lost; the landing is written alone");
+            }
+        }
+        match (self
+            .send_sealed(vec![steps], "transition transaction", &write_id, &context)
+            .await?)
+            .0
+        {
+            Committed::Stored => Ok(Relayed {
+                landed: as_stored(&landed)?,
+                next: None,
+            }),
+            Committed::Cancelled(reasons) => Err(cancellation(&context, &reasons, explain)),
         }
     }
 
@@ -592,6 +677,22 @@ impl DynamoStore {
         }
         (Conflict::Version, "condition failed".into())
     }
+}
+
+/// Whether two transactions' item lists name one item (by its key).
+fn shares_an_item(a: &[TransactWriteItem], b: &[TransactWriteItem]) -> bool {
+    fn key(item: &TransactWriteItem) -> Option<(String, String)> {
+        let named = |m: &HashMap<String, AttributeValue>| {
+            let part = |k: &str| m.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            (part("pk"), part("sk"))
+        };
+        (item.update().map(|u| named(u.key())))
+            .or_else(|| item.put().map(|p| named(p.item())))
+            .or_else(|| item.delete().map(|d| named(d.key())))
+            .or_else(|| item.condition_check().map(|c| named(c.key())))
+    }
+    let keys: std::collections::HashSet<(String, String)> = a.iter().filter_map(key).collect();
+    b.iter().filter_map(key).any(|k| keys.contains(&k))
 }
 
 #[async_trait]
@@ -712,6 +813,20 @@ impl TenantStore for DynamoStore {
         let write_id = new_write_id();
         let write = self.save_update(&record, guard, now, &write_id);
         (self.save_transitions(&record, guard, now, write, &write_id, passed)).await
+    }
+
+    async fn save_steps_and_drive(
+        &self,
+        record: &TenantRecord,
+        lease: &Lease,
+        passed: Vec<PassedStep>,
+        drive: TenantDrive<'_>,
+    ) -> Result<Relayed, StoreError> {
+        if passed.is_empty() {
+            let landed = self.save(record, WriteGuard::Lease(lease), None).await?;
+            return Ok(Relayed { landed, next: None });
+        }
+        self.steps_and_drive(record, lease, passed, drive).await
     }
 
     async fn save_spec(
@@ -996,4 +1111,55 @@ fn as_stored(record: &TenantRecord) -> Result<TenantRecord, StoreError> {
         item.insert("lease_fence".into(), n(lease.fence));
     }
     decode_tenant(&item)
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem, Update};
+
+    use super::{s, shares_an_item};
+
+    fn update(pk: &str, sk: &str) -> TransactWriteItem {
+        let update = Update::builder()
+            .table_name("t")
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression("ADD #n :one")
+            .build()
+            .unwrap();
+        TransactWriteItem::builder().update(update).build()
+    }
+
+    /// Two tenants' transactions sent as one must not name an item twice: their
+    /// report counters are one item when the day, region, group and shard agree.
+    #[test]
+    fn a_joint_write_knows_when_its_parts_write_one_item() {
+        let check = TransactWriteItem::builder()
+            .condition_check(
+                ConditionCheck::builder()
+                    .table_name("t")
+                    .key("pk", s("ROLLOUT#r"))
+                    .key("sk", s("LEASE"))
+                    .condition_expression("attribute_exists(pk)")
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        let landing = [
+            update("TENANT#a", "TENANT"),
+            update("REPORT#2026-12-05", "eu-west-1#default#3"),
+        ];
+        let same_counter = [
+            update("TENANT#b", "TENANT"),
+            update("REPORT#2026-12-05", "eu-west-1#default#3"),
+        ];
+        let other_counter = [
+            update("TENANT#b", "TENANT"),
+            update("REPORT#2026-12-05", "eu-west-1#default#5"),
+            check,
+        ];
+        assert!(shares_an_item(&landing, &same_counter));
+        assert!(!shares_an_item(&landing, &other_counter));
+        assert!(!shares_an_item(&landing, &[]));
+    }
 }

@@ -5,14 +5,15 @@
 //! When the drive makes a step due and a worker in this process has a slot reserved
 //! for it, the same write gives that worker the tenant's lease.
 
+use aws_sdk_dynamodb::types::CancellationReason;
 use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::errors::cancellation;
 use super::item::{millis, n, opt_s, s};
 use super::rollout_lease::lease_key;
 use super::rollouts::{member_update, rollout_key};
-use super::transition::Committed;
+use super::transition::{Committed, TransitionTx};
 use super::ttl_after;
 use super::DynamoStore;
 use crate::domain::RolloutId;
@@ -23,7 +24,19 @@ use crate::store::{Conflict, StoreError, WriteGuard};
 impl DynamoStore {
     /// The one transaction of a rollout's change to a tenant; see [`RolloutStore::drive_tenant`].
     pub(super) async fn drive_transaction(&self, drive: TenantDrive<'_>) -> Result<TenantRecord, StoreError> {
-        let now = Utc::now();
+        let built = self.drive_tx(&drive, Utc::now());
+        let reasons = match self
+            .commit(built.tx, &built.next, &built.write_id, &built.context)
+            .await?
+        {
+            Committed::Stored => return Ok(built.next),
+            Committed::Cancelled(reasons) => reasons,
+        };
+        Err(explain_drive(&drive, &built.context, &reasons))
+    }
+
+    /// The drive's transaction, not yet sent, with the tenant as it will be stored.
+    pub(super) fn drive_tx(&self, drive: &TenantDrive<'_>, now: DateTime<Utc>) -> BuiltDrive {
         let rollout_id = &drive.rollout.id;
         let mut tenant = drive.tenant.clone();
         tenant.event_seq += 1;
@@ -69,7 +82,7 @@ impl DynamoStore {
             );
         }
         let tenant_write = self.tenant_update(Self::tenant_key(tenant.id()), update, condition);
-        let mut tx = self.transition_tx(tenant_write, &next, drive.transition, now);
+        let mut tx = self.transition_tx(tenant_write, &next, drive.transition.clone(), now);
         tx.book_as("rollout drive transaction");
         tx.push(
             TransactWriteItem::builder()
@@ -109,47 +122,67 @@ impl DynamoStore {
                     .build(),
             );
         }
-        let tenant_id = tenant.id().clone();
-        let context = format!("rollout {rollout_id} driving tenant {tenant_id}");
-        let reasons = match self.commit(tx, &next, &write_id, &context).await? {
-            Committed::Stored => return Ok(next),
-            Committed::Cancelled(reasons) => reasons,
-        };
-        Err(cancellation(&context, &reasons, |i, reason| match i {
-            0 => match reason
-                .item()
-                .and_then(|item| opt_s(item, "rollout_claim"))
-                .and_then(|holder| RolloutId::parse(&holder).ok())
-            {
-                Some(holder) if &holder != rollout_id => (
-                    Conflict::HeldBy(holder.clone()),
-                    format!("tenant {tenant_id} is held by rollout {holder}"),
-                ),
-                _ => (
-                    Conflict::Version,
-                    format!("tenant {tenant_id} changed since it was read"),
-                ),
-            },
-            1 => (
-                Conflict::Version,
-                format!("tenant {tenant_id} history event already written"),
-            ),
-            2 => (
-                Conflict::Version,
-                format!("member {tenant_id} changed since it was read"),
-            ),
-            3 => (
-                Conflict::RolloutLease,
-                format!("the lease on rollout {rollout_id} was lost"),
-            ),
-            4 if drive.finished_holder.is_some() => (
-                Conflict::Version,
-                "the rollout holding the tenant is no longer finished".to_owned(),
+        let context = format!("rollout {rollout_id} driving tenant {}", tenant.id());
+        BuiltDrive {
+            tx,
+            next,
+            write_id,
+            context,
+        }
+    }
+}
+
+/// A drive's transaction assembled by [`DynamoStore::drive_tx`].
+pub(super) struct BuiltDrive {
+    pub tx: TransitionTx,
+    pub next: TenantRecord,
+    pub write_id: String,
+    pub context: String,
+}
+
+/// Why the drive's transaction was refused, from its cancellation reasons (one per
+/// item, in the order [`DynamoStore::drive_tx`] added them).
+pub(super) fn explain_drive(
+    drive: &TenantDrive<'_>,
+    context: &str,
+    reasons: &[CancellationReason],
+) -> StoreError {
+    let rollout_id = &drive.rollout.id;
+    let tenant_id = drive.tenant.id();
+    cancellation(context, reasons, |i, reason| match i {
+        0 => match reason
+            .item()
+            .and_then(|item| opt_s(item, "rollout_claim"))
+            .and_then(|holder| RolloutId::parse(&holder).ok())
+        {
+            Some(holder) if &holder != rollout_id => (
+                Conflict::HeldBy(holder.clone()),
+                format!("tenant {tenant_id} is held by rollout {holder}"),
             ),
             _ => (
                 Conflict::Version,
-                "a report counter changed at the same moment".to_owned(),
+                format!("tenant {tenant_id} changed since it was read"),
             ),
-        }))
-    }
+        },
+        1 => (
+            Conflict::Version,
+            format!("tenant {tenant_id} history event already written"),
+        ),
+        2 => (
+            Conflict::Version,
+            format!("member {tenant_id} changed since it was read"),
+        ),
+        3 => (
+            Conflict::RolloutLease,
+            format!("the lease on rollout {rollout_id} was lost"),
+        ),
+        4 if drive.finished_holder.is_some() => (
+            Conflict::Version,
+            "the rollout holding the tenant is no longer finished".to_owned(),
+        ),
+        _ => (
+            Conflict::Version,
+            "a report counter changed at the same moment".to_owned(),
+        ),
+    })
 }

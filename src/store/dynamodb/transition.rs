@@ -44,6 +44,15 @@ pub(super) struct TransitionTx {
     operation: &'static str,
 }
 
+/// A transition's transaction ready to send: its items in order, and the transitions
+/// `/metrics` counts once it is written.
+#[derive(Clone)]
+pub(super) struct SealedTx {
+    pub items: Vec<TransactWriteItem>,
+    counted: Vec<(&'static str, &'static str, Option<u64>)>,
+    region: crate::domain::Region,
+}
+
 /// How a transition's transaction ended, when DynamoDB answered.
 pub(super) enum Committed {
     /// Written, now or by an earlier attempt whose answer was lost.
@@ -156,6 +165,16 @@ impl DynamoStore {
         write_id: &str,
         context: &str,
     ) -> Result<Committed, StoreError> {
+        let operation = tx.operation;
+        let sealed = self.seal(tx, next);
+        self.send_sealed(vec![sealed], operation, write_id, context)
+            .await
+            .map(|(committed, _)| committed)
+    }
+
+    /// The items of `tx` in the order the module's comment gives, with what to count
+    /// once they are written.
+    pub(super) fn seal(&self, tx: TransitionTx, next: &TenantRecord) -> SealedTx {
         let mut items = tx.items;
         if !tx.history.is_empty() {
             let put_history = Put::builder()
@@ -170,26 +189,53 @@ impl DynamoStore {
         if !tx.outbox.is_empty() {
             items.push(outbox_put_together(self.table(), &tx.outbox));
         }
-        let counted = tx.counted;
+        SealedTx {
+            items,
+            counted: tx.counted,
+            region: next.spec.region.clone(),
+        }
+    }
+
+    /// Sends the sealed transactions of several tenants as one, booked under
+    /// `operation`. `write_id` is the first one's: a refusal whose first item carries
+    /// it is this very transaction, retried after its first answer was lost. Answers
+    /// with how many items each of them had, so a caller can tell whose item a
+    /// cancellation reason is about.
+    pub(super) async fn send_sealed(
+        &self,
+        sealed: Vec<SealedTx>,
+        operation: &'static str,
+        write_id: &str,
+        context: &str,
+    ) -> Result<(Committed, Vec<usize>), StoreError> {
+        let lengths: Vec<usize> = sealed.iter().map(|s| s.items.len()).collect();
+        let mut items = Vec::with_capacity(lengths.iter().sum());
+        let mut counted = Vec::new();
+        for s in sealed {
+            items.extend(s.items);
+            counted.push((s.counted, s.region));
+        }
         let count = || {
-            for (from, to, outage) in &counted {
-                count_transition(from, to, &next.spec.region, *outage);
+            for (transitions, region) in &counted {
+                for (from, to, outage) in transitions {
+                    count_transition(from, to, region, *outage);
+                }
             }
         };
         match self.send_transaction(items).await {
             Ok(out) => {
-                self.count_as(tx.operation, out.consumed_capacity());
+                self.count_as(operation, out.consumed_capacity());
                 count();
-                Ok(Committed::Stored)
+                Ok((Committed::Stored, lengths))
             }
             Err(err) => match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
                     let reasons = e.cancellation_reasons();
                     if written_by(reasons.first().and_then(|r| r.item()), write_id) {
                         count();
-                        Ok(Committed::Stored)
+                        Ok((Committed::Stored, lengths))
                     } else {
-                        Ok(Committed::Cancelled(reasons.to_vec()))
+                        Ok((Committed::Cancelled(reasons.to_vec()), lengths))
                     }
                 }
                 _ => Err(classify(context, self.table(), err)),
