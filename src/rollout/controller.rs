@@ -400,6 +400,7 @@ impl Controller {
             tenants: std::mem::take(&mut loaded.views),
             bake_check: None,
             freezes,
+            relaying: Default::default(),
         };
         if bake_check_due(record, now) {
             observed.bake_check = Some(self.bake_check(&members, &loaded.records).await);

@@ -2,7 +2,7 @@
 //! wave and what was observed of their tenants go in; the next record, the member
 //! changes and the tenants to drive come out. The controller does the I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -48,6 +48,9 @@ pub struct Observed {
     /// The stored freeze windows; a pending tenant whose environment and region one
     /// covers now waits (unless the rollout's override names it).
     pub freezes: Vec<Freeze>,
+    /// Members whose start a worker in this process is writing with the landing of
+    /// another tenant ([`crate::ports::Relay`]): in flight, whatever was read of them.
+    pub relaying: HashSet<TenantId>,
 }
 
 /// A change of one tenant to write together with the member's new state, atomically:
@@ -67,6 +70,16 @@ pub struct Decision {
     pub record: RolloutRecord,
     pub members: Vec<RolloutMember>,
     pub drives: Vec<Drive>,
+    /// Pending members whose turn has come but for a free slot, in the order they
+    /// are to start, at most as many per region as the region's in-flight limit:
+    /// each as the drive that starts it, to be started in the place of a tenant of
+    /// its region that lands ([`crate::ports::Relay`]). Only tenants without
+    /// maintenance windows: the window of a tenant started later than now is not
+    /// what this pass checked.
+    pub ready: Vec<Drive>,
+    /// The tenants in flight as this decision leaves the wave (those it started
+    /// among them): the slots a tenant of `ready` may take when one of them lands.
+    pub in_flight: HashSet<TenantId>,
 }
 
 /// What a pending member waits for when the in-flight limits leave no room for it.
@@ -189,6 +202,8 @@ pub fn decide(record: &RolloutRecord, members: &[RolloutMember], observed: &Obse
         members: members.to_vec(),
         changed: Vec::new(),
         drives: Vec::new(),
+        ready: Vec::new(),
+        in_flight: HashSet::new(),
         now: observed.now,
         observed,
     };
@@ -225,6 +240,8 @@ struct Deciding<'a> {
     /// Indexes into `members` of those changed by plain writes.
     changed: Vec<usize>,
     drives: Vec<Drive>,
+    ready: Vec<Drive>,
+    in_flight: HashSet<TenantId>,
     now: DateTime<Utc>,
     observed: &'a Observed,
 }
@@ -245,10 +262,16 @@ impl<'a> Deciding<'a> {
             .map(|i| self.members[i].clone())
             .filter(|m| !driven.contains(&&m.tenant))
             .collect();
+        let (ready, in_flight) = match (self.record.phase, self.record.wave().map(|w| w.status)) {
+            (Phase::Running, Some(WaveStatus::Deploying)) => (self.ready, self.in_flight),
+            _ => Default::default(),
+        };
         Decision {
             record: self.record,
             members,
             drives: self.drives,
+            ready,
+            in_flight,
         }
     }
 
@@ -527,10 +550,28 @@ impl<'a> Deciding<'a> {
         let mut by_region: HashMap<Region, usize> = HashMap::new();
         for m in self.members.iter().filter(|m| m.outcome == Outcome::InFlight) {
             *by_region.entry(m.region.clone()).or_default() += 1;
+            self.in_flight.insert(m.tenant.clone());
         }
+        // A pending member whose tenant is in the middle of steps, or whose start a
+        // worker here is writing, takes a slot as much as one in flight: its start
+        // may have been written after its member was read (a relayed start).
+        for m in self.members.iter().filter(|m| m.outcome == Outcome::Pending) {
+            let busy = self
+                .view(&m.tenant)
+                .flatten()
+                .is_some_and(|v| v.state.step().is_some());
+            if busy || self.observed.relaying.contains(&m.tenant) {
+                in_flight += 1;
+                *by_region.entry(m.region.clone()).or_default() += 1;
+                self.in_flight.insert(m.tenant.clone());
+            }
+        }
+        let mut ready_in: HashMap<Region, usize> = HashMap::new();
         let now = self.now;
         for i in 0..self.members.len() {
-            if self.members[i].outcome != Outcome::Pending {
+            if self.members[i].outcome != Outcome::Pending
+                || self.observed.relaying.contains(&self.members[i].tenant)
+            {
                 continue;
             }
             let region = self.members[i].region.clone();
@@ -571,27 +612,40 @@ impl<'a> Deciding<'a> {
             let region_count = by_region.entry(self.members[i].region.clone()).or_default();
             if in_flight >= per_wave || *region_count >= per_region {
                 self.set(i, |m| m.waiting_for = Some(FREE_SLOT.to_owned()));
+                let ready = ready_in.entry(region).or_default();
+                if *ready < per_region && view.maintenance.is_none() {
+                    *ready += 1;
+                    let drive = self.start(i, view, &running);
+                    self.ready.push(drive);
+                }
                 continue;
             }
             in_flight += 1;
             *region_count += 1;
-            let target = Target::of(&self.record.spec, &running, &view.revision);
-            let mut member = self.members[i].clone();
-            member.outcome = Outcome::InFlight;
-            member.from = Some(view.revision.desired());
-            member.from_release = Some(running.clone());
-            member.attempts += 1;
-            member.started_at = Some(now);
-            member.finished_at = None;
-            member.waiting_for = None;
-            self.members[i] = member.clone();
-            self.drives.push(Drive {
-                member,
-                event: Some(target.event(&running)),
-                spec: Some(target.spec),
-            });
+            let drive = self.start(i, view, &running);
+            self.members[i] = drive.member.clone();
+            self.in_flight.insert(drive.member.tenant.clone());
+            self.drives.push(drive);
         }
         held_by_window
+    }
+
+    /// The drive that starts member `i`, whose tenant runs `running`.
+    fn start(&self, i: usize, view: &TenantView, running: &ReleaseVersion) -> Drive {
+        let target = Target::of(&self.record.spec, running, &view.revision);
+        let mut member = self.members[i].clone();
+        member.outcome = Outcome::InFlight;
+        member.from = Some(view.revision.desired());
+        member.from_release = Some(running.clone());
+        member.attempts += 1;
+        member.started_at = Some(self.now);
+        member.finished_at = None;
+        member.waiting_for = None;
+        Drive {
+            member,
+            event: Some(target.event(running)),
+            spec: Some(target.spec),
+        }
     }
 
     /// What a pending member's tenant allows now, before the in-flight limits.

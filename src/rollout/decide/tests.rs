@@ -113,6 +113,7 @@ fn observed(now: DateTime<Utc>, tenants: &[(&str, Option<TenantView>)]) -> Obser
             .collect::<HashMap<_, _>>(),
         bake_check: None,
         freezes: Vec::new(),
+        relaying: Default::default(),
     }
 }
 
@@ -449,6 +450,91 @@ fn in_flight_limits_and_tenants_held_elsewhere() {
     assert_eq!(d.drives.len(), 1, "one per region at a time");
     let skipped = d.members.iter().find(|m| m.tenant == id("ten1")).unwrap();
     assert!(matches!(&skipped.outcome, Outcome::Skipped { reason } if reason.contains("r-other")));
+}
+
+/// A pass offers the tenants it would start but for a free slot, in start order and
+/// no more per region than the region's limit; a tenant being relayed, or whose
+/// tenant is already in the middle of steps under a member read before its start was
+/// written, takes a slot and is neither started nor offered again.
+#[test]
+fn a_pass_offers_the_tenants_ready_but_for_a_slot_and_counts_relayed_ones_in_flight() {
+    let mut s = spec(
+        FailureBudget::Count(0),
+        RollbackScope::Failed,
+        Bake::none(),
+        no_approvals(),
+    );
+    s.strategy.max_in_flight_per_region = std::num::NonZeroU32::new(2);
+    let (mut record, members) = started(s, 7);
+    record.current_wave = 1;
+    record.waves[1].status = WaveStatus::Deploying;
+    let wave: Vec<RolloutMember> = members.iter().filter(|m| m.wave == 1).cloned().collect();
+    let names: Vec<String> = wave.iter().map(|m| m.tenant.to_string()).collect();
+    let mut windowed = active("1.0.0", None);
+    windowed.as_mut().unwrap().maintenance = Some("Europe/Berlin Sun 12:00 4h".parse().unwrap());
+    let mut views: Vec<(&str, Option<TenantView>)> = names
+        .iter()
+        .map(|n| (n.as_str(), active("1.0.0", None)))
+        .collect();
+    views[2].1 = windowed;
+
+    // Two start, the next two (the windowed one passed over) are offered.
+    let d = decide(&record, &wave, &observed(at(1), &views));
+    let started: Vec<&TenantId> = d.drives.iter().map(|d| &d.member.tenant).collect();
+    assert_eq!(started, [&wave[0].tenant, &wave[1].tenant]);
+    let offered: Vec<&TenantId> = d.ready.iter().map(|d| &d.member.tenant).collect();
+    assert_eq!(
+        offered,
+        [&wave[3].tenant, &wave[4].tenant],
+        "a tenant with maintenance windows is never offered"
+    );
+    assert_eq!(
+        d.in_flight,
+        [wave[0].tenant.clone(), wave[1].tenant.clone()].into(),
+        "the slots an offered tenant may take"
+    );
+    let ready = &d.ready[0];
+    assert_eq!(ready.member.outcome, Outcome::InFlight);
+    assert_eq!(ready.member.attempts, 1);
+    assert_eq!(
+        ready.event, d.drives[0].event,
+        "offered as the drive that starts it"
+    );
+    assert!(
+        (d.members.iter()).any(|m| m.tenant == wave[3].tenant && m.waiting_for.as_deref() == Some(FREE_SLOT)),
+        "an offered tenant's member still says it waits for a slot"
+    );
+
+    // One slot of two taken by a member being relayed, one by a tenant whose start
+    // landed after its member was read: nothing starts, and neither is offered.
+    let mut seen = observed(at(2), &views);
+    seen.relaying.insert(wave[0].tenant.clone());
+    seen.tenants.insert(
+        wave[1].tenant.clone(),
+        Some(TenantView {
+            state: (active("1.0.0", None).unwrap().state)
+                .apply(&d.drives[1].event.clone().unwrap())
+                .unwrap(),
+            ..active("1.0.0", None).unwrap()
+        }),
+    );
+    let d = decide(&record, &wave, &seen);
+    assert!(d.drives.is_empty(), "{:?}", d.drives);
+    assert!(
+        !(d.members.iter()).any(|m| m.tenant == wave[0].tenant),
+        "the relayed member is left as it is"
+    );
+    let offered: Vec<&TenantId> = d.ready.iter().map(|d| &d.member.tenant).collect();
+    assert_eq!(offered, [&wave[3].tenant, &wave[4].tenant]);
+    assert_eq!(
+        d.in_flight,
+        [wave[0].tenant.clone(), wave[1].tenant.clone()].into()
+    );
+
+    // A paused rollout offers nothing.
+    record.phase = Phase::Paused;
+    let d = decide(&record, &wave, &observed(at(3), &views));
+    assert!(d.ready.is_empty());
 }
 
 #[test]
