@@ -38,7 +38,7 @@ use common::{measure_planning, ms, planning_fleet, PLANNING_SPEC, PLANNING_TENAN
 use tenant_orchestrator::app::RolloutCommands;
 use tenant_orchestrator::domain::{ReleaseVersion, RolloutId, RolloutSpec, TenantId, TenantSpec};
 use tenant_orchestrator::machine::{StepKind, TenantEvent, TenantState};
-use tenant_orchestrator::ports::{TenantHealth, TenantProbe, Wakeup};
+use tenant_orchestrator::ports::{Relay, TenantHealth, TenantProbe, Wakeup};
 use tenant_orchestrator::record::{
     Actor, Cause, Outcome, Phase, RolloutMember, RolloutRecord, TenantRecord, Transition, WaveRecord,
 };
@@ -236,16 +236,21 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
     let (shutdown, _) = watch::channel(false);
     let mut running = JoinSet::new();
     let mut handoffs = Vec::new();
+    // `ROLLOUT_RELAY=off` runs the rollout without relayed starts, as before them.
+    let relay = (std::env::var("ROLLOUT_RELAY").as_deref() != Ok("off")).then(Relay::new);
     for i in 0..WORKERS {
         let config = WorkerConfig {
             concurrency: WORKER_CONCURRENCY,
             poll_interval: WORKER_POLL,
             ..WorkerConfig::new(format!("bench-worker-{i}"))
         };
-        let (worker, handoff) = Worker::new(store.clone(), StepRegistry::all(steps.clone()), config)
+        let mut worker = Worker::new(store.clone(), StepRegistry::all(steps.clone()), config)
             .with_due_wakeup(due.clone())
-            .with_settled_wakeup(settled.clone())
-            .with_handoff();
+            .with_settled_wakeup(settled.clone());
+        if let Some(relay) = &relay {
+            worker = worker.with_relay(relay.clone());
+        }
+        let (worker, handoff) = worker.with_handoff();
         handoffs.push(handoff);
         let stop = shutdown.subscribe();
         running.spawn(async move { worker.run(stop).await.unwrap() });
@@ -262,7 +267,10 @@ async fn run_rollout(client: aws_sdk_dynamodb::Client, steps: Arc<FixedLatencySt
     )
     .with_wakeups(due, settled)
     .with_command_wakeup(commanded.clone());
-    let controller = handoffs.into_iter().fold(controller, Controller::with_handoff);
+    let mut controller = handoffs.into_iter().fold(controller, Controller::with_handoff);
+    if let Some(relay) = relay {
+        controller = controller.with_relay(relay);
+    }
     let stop = shutdown.subscribe();
     running.spawn(async move { controller.run(stop).await });
 

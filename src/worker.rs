@@ -24,8 +24,8 @@ use crate::domain::{Region, TenantId};
 use crate::machine::{StepKind, TenantEvent, TenantState};
 use crate::ports::reports::DeploymentMilestone;
 use crate::ports::{
-    woken, Handed, HandoffInbox, LeaseGrant, LeaseHandoff, PassedStep, StoreError, TenantStore, Wakeup,
-    WriteGuard, WORK_SHARDS,
+    woken, Handed, HandoffInbox, LeaseGrant, LeaseHandoff, PassedStep, Relay, RelayDrive, Relayed,
+    StoreError, TenantDrive, TenantStore, Wakeup, WriteGuard, WORK_SHARDS,
 };
 use crate::record::{Actor, Cause, Lease, TenantRecord, Transition};
 use crate::step::{Step, StepContext, StepOutcome, StepRegistry};
@@ -146,6 +146,9 @@ pub struct Worker {
     slots: Arc<Semaphore>,
     /// Tenants a rollout controller in this process handed over with their lease.
     inbox: Option<Arc<HandoffInbox>>,
+    /// The next tenants the rollout controller in this process offers to start in
+    /// the write that lands one of its tenants.
+    relay: Option<Arc<Relay>>,
 }
 
 /// Work-index shard queries a poll has in flight at once.
@@ -228,6 +231,16 @@ enum StepEnd {
     /// a change an operator made meanwhile).
     Continue(Box<TenantRecord>),
     Stop(Processed),
+    /// The tenant landed, and the same write started the next tenant of its rollout
+    /// with this worker's lease on it ([`Relay`]): run that one next.
+    Relayed(Box<TenantRecord>),
+}
+
+/// How holding a tenant's lease ended.
+enum Held {
+    Stopped(Processed),
+    /// The tenant landed and its write started this tenant, leased to this worker.
+    Relayed(Box<TenantRecord>),
 }
 
 /// Outcomes of steps a worker ran under its lease and has not written yet: each a
@@ -280,8 +293,17 @@ impl Worker {
             settled: None,
             slots: Arc::new(Semaphore::new(config.concurrency)),
             inbox: None,
+            relay: None,
             config,
         }
+    }
+
+    /// Takes the next tenant a rollout in this process offers ([`Relay`]) whenever a
+    /// tenant of that rollout lands here: its start is written with the landing, and
+    /// it runs at once in the slot the landed tenant leaves.
+    pub fn with_relay(mut self, relay: Arc<Relay>) -> Self {
+        self.relay = Some(relay);
+        self
     }
 
     /// Offers this worker's free slots to a rollout controller in this process
@@ -476,8 +498,7 @@ impl Worker {
         _slot: OwnedSemaphorePermit,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Processed, WorkerError> {
-        let keeper = self.keep_lease(&record);
-        self.hold(record, &keeper, shutdown).await
+        self.hold_relaying(record, shutdown).await
     }
 
     /// Tenants with a step due in the regions this worker serves, up to `limit`: the
@@ -537,8 +558,26 @@ impl Worker {
         let Some(record) = self.take_lease(id).await? else {
             return Ok(Processed::Busy);
         };
-        let keeper = self.keep_lease(&record);
-        self.hold(record, &keeper, shutdown).await
+        self.hold_relaying(record, shutdown).await
+    }
+
+    /// Runs steps on a tenant whose lease this worker holds, and then on each tenant
+    /// its landing started by relay, until one ends otherwise; how that one ended.
+    async fn hold_relaying(
+        &self,
+        mut record: TenantRecord,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Processed, WorkerError> {
+        loop {
+            let keeper = self.keep_lease(&record);
+            match self.hold(record, &keeper, shutdown.clone()).await? {
+                Held::Relayed(next) => {
+                    debug!(tenant = %next.id(), "running the tenant its rollout started with the landing");
+                    record = *next;
+                }
+                Held::Stopped(processed) => return Ok(processed),
+            }
+        }
     }
 
     /// The tenant with this worker's lease on it, or `None` if another worker holds it.
@@ -576,13 +615,13 @@ impl Worker {
         mut record: TenantRecord,
         keeper: &LeaseKeeper,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<Processed, WorkerError> {
+    ) -> Result<Held, WorkerError> {
         let mut unwritten = Unwritten::default();
         loop {
             let Some(lease) = keeper.current().filter(|_| keeper.is_safe(now())) else {
                 warn!("lease lost or about to run out between steps; leaving the tenant to its next holder");
                 unwritten.discard("lease lost");
-                return Ok(Processed::LeaseLost);
+                return Ok(Held::Stopped(Processed::LeaseLost));
             };
             let idle = !step_due(&record, now());
             let end = if !unwritten.is_empty() && (idle || *shutdown.borrow()) {
@@ -601,7 +640,8 @@ impl Worker {
             };
             match end {
                 StepEnd::Continue(next) => record = *next,
-                StepEnd::Stop(processed) => return Ok(processed),
+                StepEnd::Stop(processed) => return Ok(Held::Stopped(processed)),
+                StepEnd::Relayed(next) => return Ok(Held::Relayed(next)),
             }
         }
     }
@@ -689,6 +729,7 @@ impl Worker {
             worker: &self.config.owner,
             fence: lease.fence,
         };
+        let stopping = shutdown.clone();
         let run = self.run_step(ctx, implementation.as_ref(), budget, keeper, shutdown);
         let (end, written) = self.run_beside_unwritten(run, &record, keeper, unwritten).await;
         match written {
@@ -736,7 +777,8 @@ impl Worker {
             });
             return Ok(StepEnd::Continue(Box::new(record)));
         }
-        self.save_decided(decided, finished, &lease, keeper, unwritten)
+        let stopping = *stopping.borrow();
+        self.save_decided(decided, finished, &lease, keeper, unwritten, stopping)
             .await
     }
 
@@ -892,6 +934,7 @@ impl Worker {
         lease: &Lease,
         keeper: &LeaseKeeper,
         unwritten: &mut Unwritten,
+        stopping: bool,
     ) -> Result<StepEnd, WorkerError> {
         let Decided {
             mut record,
@@ -902,17 +945,36 @@ impl Worker {
             expires_at: after(now(), self.config.lease_ttl),
             ..lease.clone()
         });
-        let saved = if unwritten.is_empty() {
-            self.save(&record, lease, transition).await
-        } else {
-            let last = transition.map(|transition| PassedStep {
-                transition,
-                after: record.clone(),
-                at: finished,
-            });
-            (self.store)
-                .save_steps(&record, lease, unwritten.take_with(last))
-                .await
+        let landing = transition.is_some() && !keeps_lease && record.state.step().is_none();
+        let offer = landing.then(|| self.relay_offer(&record, stopping)).flatten();
+        let mut relayed = None;
+        let saved = match (offer, transition) {
+            (Some((relay, offered)), Some(transition)) => {
+                let last = PassedStep {
+                    transition,
+                    after: record.clone(),
+                    at: finished,
+                };
+                let passed = unwritten.take_with(Some(last));
+                let written = self.land_and_start(&record, lease, passed, &offered).await;
+                let started = written.as_ref().is_ok_and(|w| w.next.is_some());
+                relay.answered(&offered.rollout.id, offered.tenant.id(), started);
+                written.map(|written| {
+                    relayed = written.next;
+                    written.landed
+                })
+            }
+            (_, transition) if unwritten.is_empty() => self.save(&record, lease, transition).await,
+            (_, transition) => {
+                let last = transition.map(|transition| PassedStep {
+                    transition,
+                    after: record.clone(),
+                    at: finished,
+                });
+                (self.store)
+                    .save_steps(&record, lease, unwritten.take_with(last))
+                    .await
+            }
         };
         match saved {
             Ok(saved) if keeps_lease => {
@@ -925,7 +987,10 @@ impl Worker {
                 if let Some(settled) = &self.settled {
                     settled.wake();
                 }
-                Ok(StepEnd::Stop(Processed::Idle))
+                match relayed {
+                    Some(next) => Ok(StepEnd::Relayed(Box::new(next))),
+                    None => Ok(StepEnd::Stop(Processed::Idle)),
+                }
             }
             Ok(_) => Ok(StepEnd::Stop(Processed::Waiting)),
             Err(StoreError::Conflict { detail, .. }) => {
@@ -934,6 +999,70 @@ impl Worker {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The next tenant the rollout that moved `landed` offers to start in its
+    /// place ([`Relay`]), when `landed` reached the rollout's target: an upgrade
+    /// that succeeded. A landing that failed withdraws the rollout's offer instead,
+    /// so no tenant starts by relay before its controller has counted the failure.
+    fn relay_offer(&self, landed: &TenantRecord, stopping: bool) -> Option<(&Relay, RelayDrive)> {
+        let relay = self.relay.as_deref()?;
+        let rollout = landed.rollout.as_ref()?;
+        match &landed.state {
+            TenantState::Active {
+                failed_upgrade: None, ..
+            } if !stopping => relay
+                .take(rollout, &landed.spec.region, landed.id())
+                .map(|offered| (relay, offered)),
+            TenantState::Active {
+                failed_upgrade: Some(_),
+                ..
+            }
+            | TenantState::Failed { .. } => {
+                relay.withdraw(rollout);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Writes the landing of `record` with the start of `offered`, the next tenant
+    /// of its rollout, whose lease the same write gives to this worker.
+    async fn land_and_start(
+        &self,
+        record: &TenantRecord,
+        lease: &Lease,
+        passed: Vec<PassedStep>,
+        offered: &RelayDrive,
+    ) -> Result<Relayed, StoreError> {
+        let grant = LeaseGrant {
+            owner: self.config.owner.clone(),
+            ttl: self.config.lease_ttl,
+        };
+        let mut member = offered.member.clone();
+        member.started_at = Some(now());
+        let drive = TenantDrive {
+            rollout: &offered.rollout,
+            lease: &offered.lease,
+            tenant: &offered.tenant,
+            transition: offered.transition.clone(),
+            member: &member,
+            finished_holder: offered.finished_holder.as_ref(),
+            grant: Some(&grant),
+        };
+        let written = self
+            .store
+            .save_steps_and_drive(record, lease, passed, drive)
+            .await?;
+        match &written.next {
+            Some(next) => {
+                info!(next = %next.id(), "landed, and started the next tenant of its rollout in the same write")
+            }
+            None => {
+                debug!(next = %offered.tenant.id(), "landed; the next tenant of its rollout was not started with it")
+            }
+        }
+        Ok(written)
     }
 
     /// Someone (an operator) changed the tenant while the step ran: decide again from

@@ -194,3 +194,186 @@ async fn a_worker_killed_mid_step_is_replaced_and_no_step_runs_under_two_owners_
         assert!(rerun.fence > k.fence);
     }
 }
+
+/// Test double for bake health checks: every tenant is healthy.
+struct HealthyProbe;
+
+#[async_trait]
+impl tenant_orchestrator::ports::TenantProbe for HealthyProbe {
+    async fn probe(
+        &self,
+        _tenant: &tenant_orchestrator::domain::TenantSpec,
+        _release: &tenant_orchestrator::domain::ReleaseVersion,
+    ) -> tenant_orchestrator::ports::TenantHealth {
+        tenant_orchestrator::ports::TenantHealth::Healthy { alarms: Vec::new() }
+    }
+}
+
+#[test]
+#[ignore = "process of a rollout controller beside its worker, started by a crash test"]
+fn crash_child_controller_and_worker() {
+    use tenant_orchestrator::ports::{Relay, Wakeup};
+    use tenant_orchestrator::rollout::{Controller, ControllerConfig};
+    if std::env::var("CRASH_CHILD").is_err() {
+        return;
+    }
+    let env = |k: &str| std::env::var(k).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let config = aws_config::load_from_env().await;
+        let store = Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            env("CRASH_TABLE"),
+        ));
+        let step = Arc::new(FileRecordingStep {
+            log: RunLog(env("CRASH_LOG").into()),
+            slow: Duration::from_millis(env("CRASH_SLOW_MS").parse().unwrap()),
+        });
+        let owner = env("CRASH_OWNER");
+        let config = WorkerConfig {
+            lease_ttl: TTL,
+            heartbeat: Duration::from_millis(500),
+            poll_interval: Duration::from_millis(100),
+            ..WorkerConfig::new(owner.clone())
+        };
+        // Wired as `tenantctl serve` wires them.
+        let (due, settled, relay) = (Wakeup::default(), Wakeup::default(), Relay::new());
+        let (worker, handoff) = Worker::new(store.clone(), StepRegistry::all(step), config)
+            .with_due_wakeup(due.clone())
+            .with_settled_wakeup(settled.clone())
+            .with_relay(relay.clone())
+            .with_handoff();
+        let controller = Controller::new(
+            store.clone(),
+            store,
+            Arc::new(HealthyProbe),
+            ControllerConfig {
+                lease_ttl: TTL,
+                tick: Duration::from_millis(100),
+                ..ControllerConfig::new(format!("{owner}-controller"))
+            },
+        )
+        .with_wakeups(due, settled)
+        .with_handoff(handoff)
+        .with_relay(relay);
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        tokio::join!(controller.run(rx.clone()), async {
+            worker.run(rx).await.unwrap()
+        });
+    });
+}
+
+/// A process running a rollout's controller beside its worker, which starts tenants
+/// by relay with their neighbours' landings, is killed mid-rollout; a second such
+/// process finishes the rollout. Every tenant is upgraded exactly once, every member
+/// succeeds on its first attempt, and no step ran under two owners at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_process_starting_tenants_by_relay_is_replaced_and_no_tenant_starts_twice() {
+    use tenant_orchestrator::app::RolloutCommands;
+    use tenant_orchestrator::domain::{RolloutId, RolloutSpec};
+    use tenant_orchestrator::machine::{TenantEvent, TenantState};
+    use tenant_orchestrator::record::{Cause, Outcome, Phase, TenantRecord, Transition};
+    use tenant_orchestrator::store::RolloutStore;
+    let store = fresh_store().await;
+    let ids: Vec<String> = (0..10).map(|i| format!("relay-{i}")).collect();
+    for id in &ids {
+        let active = TenantState::Active {
+            release: release("1.0.0"),
+            failed_upgrade: None,
+        };
+        let provision = Cause::Event(TenantEvent::Provision {
+            release: release("1.0.0"),
+        });
+        (store.create(
+            &TenantRecord::new(spec(id, "us-east-1"), active, chrono::Utc::now()),
+            Transition::new(&TenantState::initial(), provision, Actor("test".into())),
+        ))
+        .await
+        .unwrap();
+    }
+    let rollout = RolloutId::parse("r-relay-crash").unwrap();
+    let strategy: RolloutSpec = serde_json::from_value(serde_json::json!({
+        "release": "2.0.0",
+        "strategy": {
+            "waves": ["1", "100%"], "max_in_flight_per_region": 2,
+            "bake_time": "0s", "bake_checks": 0,
+            "approvals": {"after_canary": false, "between_regions": false}
+        }
+    }))
+    .unwrap();
+    RolloutCommands::new(store.arc(), store.arc())
+        .start(rollout.clone(), strategy, "operator:test")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = child_worker::log_in(dir.path());
+    let spawn = |owner: &str| {
+        child_worker::spawn(
+            "crash_child_controller_and_worker",
+            &[
+                ("CRASH_CHILD", "1".into()),
+                ("CRASH_TABLE", store.table().into()),
+                ("CRASH_LOG", log.0.display().to_string()),
+                ("CRASH_OWNER", owner.into()),
+                ("CRASH_SLOW_MS", "400".into()),
+            ],
+        )
+    };
+
+    // Killed once six tenants have started (two at a time after the canary, so the
+    // later ones by relay), in the middle of a Deploy.
+    let a = spawn("worker-a");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let members = store.members(&rollout, None).await.unwrap();
+        if members.iter().filter(|m| m.attempts > 0).count() >= 6 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first process never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    log.wait_for_start("worker-a", StepKind::Deploy, Duration::from_secs(30))
+        .await;
+    child_worker::kill(a);
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let a_lease_ends = child_worker::lease_ends_of(store.as_ref(), &id_refs, "worker-a").await;
+
+    let b = spawn("worker-b");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let done = loop {
+        let r = store.load_rollout(&rollout).await.unwrap();
+        if r.phase.is_finished() {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout did not finish: {:#?}",
+            r.events
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    child_worker::kill(b);
+
+    assert_eq!(done.phase, Phase::Completed, "{:#?}", done.events);
+    let members = store.members(&rollout, None).await.unwrap();
+    assert_eq!(members.len(), ids.len(), "no tenant lost");
+    for m in &members {
+        assert_eq!((&m.outcome, m.attempts), (&Outcome::Succeeded, 1), "{}", m.tenant);
+    }
+    for id in &ids {
+        let r = store.load(&tenant_id(id)).await.unwrap();
+        assert_eq!(
+            r.state.current_release().map(|v| v.to_string()).as_deref(),
+            Some("2.0.0"),
+            "{id}"
+        );
+        let history = store.history(&tenant_id(id), 0, 100).await.unwrap().items;
+        let starts = (history.iter())
+            .filter(|e| e.cause.starts_with("Upgrade to 2.0.0 (rollout"))
+            .count();
+        assert_eq!(starts, 1, "{id} started once: {history:#?}");
+        log.assert_no_step_under_two_owners(id, a_lease_ends.get(id).copied());
+    }
+}

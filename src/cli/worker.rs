@@ -10,7 +10,7 @@ use tenant_orchestrator::domain::Region;
 use tenant_orchestrator::app::{Backend, DriftCommands, PromotionCommands, RolloutCommands, SweepRate};
 use tenant_orchestrator::outbox::{Dispatcher, DispatcherConfig, EventsConfig, EventsConfigError};
 use tenant_orchestrator::platform::{self, S3PlatformArtifacts};
-use tenant_orchestrator::ports::{DriftChecker, OutboxStore, PlatformArtifacts, TenantProbe, Wakeup};
+use tenant_orchestrator::ports::{DriftChecker, OutboxStore, PlatformArtifacts, Relay, TenantProbe, Wakeup};
 use tenant_orchestrator::record::Actor;
 use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 use tenant_orchestrator::step::StepRegistry;
@@ -330,7 +330,8 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
 /// A controller and a worker in one process wake each other: the worker starts the
 /// tenants the controller made due at once, and the controller sees at once a tenant
 /// the worker finished. The controller also gives the tenants it starts to the worker,
-/// lease and all, while the worker has a free slot.
+/// lease and all, while the worker has a free slot, and offers the next ones to start
+/// in the write that lands one of its tenants ([`Relay`]).
 pub(super) fn wake_each_other(
     controller: Option<Controller>,
     worker: Worker,
@@ -338,15 +339,17 @@ pub(super) fn wake_each_other(
     let Some(controller) = controller else {
         return (None, worker);
     };
-    let (due, settled) = (Wakeup::default(), Wakeup::default());
+    let (due, settled, relay) = (Wakeup::default(), Wakeup::default(), Relay::new());
     let (worker, handoff) = worker
         .with_due_wakeup(due.clone())
         .with_settled_wakeup(settled.clone())
+        .with_relay(relay.clone())
         .with_handoff();
-    (
-        Some(controller.with_wakeups(due, settled).with_handoff(handoff)),
-        worker,
-    )
+    let controller = controller
+        .with_wakeups(due, settled)
+        .with_handoff(handoff)
+        .with_relay(relay);
+    (Some(controller), worker)
 }
 
 pub async fn run(table: &str, args: WorkerArgs) -> Result<(), Failure> {

@@ -25,6 +25,7 @@ mod preview;
 mod probes;
 mod promotions;
 mod rate_limits;
+mod relay;
 pub mod reports;
 mod requests;
 mod rollouts;
@@ -44,6 +45,7 @@ pub use preview::{ChangePreview, StackPreview};
 pub use probes::{ReleaseCheckError, ReleaseRegistry, TenantHealth, TenantProbe};
 pub use promotions::{PromotionDriver, PromotionStore};
 pub use rate_limits::{Acquired, BucketKey, BucketShape, RateLimiter};
+pub use relay::{Relay, RelayDrive, RELAY_VALID_FOR};
 pub use reports::{
     DeploymentCounts, DeploymentMilestone, DeploymentReport, OutageBucket, OutageCounts, ReportQuery,
     ReportStore, MAX_REPORT_DAYS,

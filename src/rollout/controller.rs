@@ -18,7 +18,7 @@ use super::decide::{
 };
 use super::target::TenantRevision;
 use crate::domain::{RolloutId, TenantId};
-use crate::ports::{woken, LeaseHandoff, ReservedSlot, TenantHealth, TenantProbe, Wakeup};
+use crate::ports::{woken, LeaseHandoff, Relay, RelayDrive, ReservedSlot, TenantHealth, TenantProbe, Wakeup};
 use crate::ports::{Conflict, RolloutStore, StoreError, TenantDrive, TenantStore, WriteGuard};
 use crate::ports::{PolicyStore, PromotionDriver, PromotionStore};
 use crate::record::{
@@ -76,6 +76,9 @@ pub struct Controller {
     /// The free slots of the workers in this process: a drive that starts a tenant's
     /// step gives its lease to one of them in the same write, when one has a slot.
     handoffs: Vec<LeaseHandoff>,
+    /// Where this controller offers the next tenants of the rollouts it holds to the
+    /// workers in its process, to start with the landing of one of their tenants.
+    relay: Option<Arc<Relay>>,
 }
 
 /// What a controller's pass over the running rollouts leaves: the leases it holds,
@@ -141,7 +144,15 @@ impl Controller {
             settled: None,
             commanded: None,
             handoffs: Vec::new(),
+            relay: None,
         }
+    }
+
+    /// Offers the next tenants of the rollouts it holds through `relay` after each
+    /// pass ([`Relay`]), to the workers in this process that take from it.
+    pub fn with_relay(mut self, relay: Arc<Relay>) -> Self {
+        self.relay = Some(relay);
+        self
     }
 
     /// Wakes `due` whenever a pass made tenants due, so workers in this process start
@@ -223,7 +234,13 @@ impl Controller {
                 _ = async {
                     tokio::select! {
                         _ = woken(&mut settled) => {}
-                        _ = woken(&mut commanded) => {}
+                        _ = woken(&mut commanded) => {
+                            // An operator's command (a pause, an abort) stops relayed
+                            // starts until the pass that sees it offers again.
+                            if let Some(relay) = &self.relay {
+                                relay.withdraw_all();
+                            }
+                        }
                     }
                     tokio::time::sleep_until(pass_started + self.config.woken_gap).await;
                 } => {}
@@ -302,7 +319,13 @@ impl Controller {
             .await
         {
             Ok(record) => record,
-            Err(StoreError::Conflict { .. }) => return Ok(None),
+            Err(StoreError::Conflict { .. }) => {
+                // Another controller holds it: what this one offered is not its to give.
+                if let Some(relay) = &self.relay {
+                    relay.withdraw(id);
+                }
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         };
         timer.stage("lease");
@@ -316,9 +339,13 @@ impl Controller {
         }
         let (decision, loaded, now) = self.observe_and_decide(&record, now, clock).await?;
         timer.stage("observe");
-        if !self.carry_out(&record, &lease, &decision, &loaded).await? {
+        let Some(saved_members) = self.carry_out(&record, &lease, &decision, &loaded).await? else {
+            if let Some(relay) = &self.relay {
+                relay.withdraw(id);
+            }
             return Ok(None);
-        }
+        };
+        self.offer_ready(&record, &lease, &decision, &loaded, &saved_members);
         timer.stage("drive");
         let mut next = decision.record;
         if next.phase == Phase::Completed && record.phase != Phase::Completed {
@@ -400,7 +427,7 @@ impl Controller {
             tenants: std::mem::take(&mut loaded.views),
             bake_check: None,
             freezes,
-            relaying: Default::default(),
+            relaying: (self.relay.as_ref()).map_or_else(Default::default, |r| r.relaying(&record.id)),
         };
         if bake_check_due(record, now) {
             observed.bake_check = Some(self.bake_check(&members, &loaded.records).await);
@@ -408,9 +435,47 @@ impl Controller {
         Ok((decide(record, &members, &observed), loaded, now))
     }
 
+    /// Offers the tenants the decision found ready to start but for a free slot
+    /// through the relay, each as the drive that starts it, its member at the
+    /// version this pass left it (`saved_members`); withdraws the rollout's offer
+    /// when there is none.
+    fn offer_ready(
+        &self,
+        record: &RolloutRecord,
+        lease: &Lease,
+        decision: &Decision,
+        loaded: &Loaded,
+        saved_members: &HashMap<TenantId, u64>,
+    ) {
+        let Some(relay) = &self.relay else {
+            return;
+        };
+        let shared = Arc::new(record.clone());
+        let ready: Vec<RelayDrive> = (decision.ready.iter())
+            .filter_map(|drive| {
+                let tenant = loaded.records.get(&drive.member.tenant)?;
+                let (next, transition) = prepare(record, drive, tenant)?;
+                next.state.step()?;
+                let mut member = drive.member.clone();
+                if let Some(version) = saved_members.get(&member.tenant) {
+                    member.version = *version;
+                }
+                Some(RelayDrive {
+                    rollout: shared.clone(),
+                    lease: lease.clone(),
+                    tenant: next,
+                    transition,
+                    member,
+                    finished_holder: loaded.finished_holders.get(&drive.member.tenant).cloned(),
+                })
+            })
+            .collect();
+        relay.offer(&record.id, ready, decision.in_flight.clone());
+    }
+
     /// Drives the decided tenants, `DRIVE_PARALLELISM` at a time, and writes the
-    /// member changes. `false` when the rollout's lease was lost meanwhile: its new
-    /// holder carries on. Each drive is its own transaction, fenced by the lease, so
+    /// member changes; the versions the members were written at. `None` when the
+    /// rollout's lease was lost meanwhile: its new holder carries on. Each drive is its own transaction, fenced by the lease, so
     /// drives in flight together are as safe as drives one after another.
     async fn carry_out(
         &self,
@@ -418,7 +483,7 @@ impl Controller {
         lease: &Lease,
         decision: &Decision,
         loaded: &Loaded,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<HashMap<TenantId, u64>>, StoreError> {
         let shared = Arc::new((record.clone(), lease.clone()));
         let mut failure = None;
         let mut lease_lost = false;
@@ -486,13 +551,14 @@ impl Controller {
             }
         }
         if lease_lost {
-            return Ok(false);
+            return Ok(None);
         }
         if let Some(e) = failure {
             return Err(e);
         }
         // Each member is its own item: written `DRIVE_PARALLELISM` at a time, not one
         // after another, so a pass that sees many tenants finish is not held up by it.
+        let mut versions = HashMap::new();
         for chunk in decision.members.chunks(DRIVE_PARALLELISM) {
             let mut saves = JoinSet::new();
             for member in chunk {
@@ -501,12 +567,15 @@ impl Controller {
             }
             for saved in saves.join_all().await {
                 match saved {
-                    Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                    Ok(saved) => {
+                        versions.insert(saved.tenant, saved.version);
+                    }
+                    Err(StoreError::Conflict { .. }) => {}
                     Err(e) => return Err(e),
                 }
             }
         }
-        Ok(true)
+        Ok(Some(versions))
     }
 
     /// Saves the decided record when it differs from `before`, logging its new events;
@@ -716,45 +785,10 @@ async fn apply(
     slot: Option<ReservedSlot>,
 ) -> Result<Applied, StoreError> {
     let id = &drive.member.tenant;
-    let mut next = tenant.clone();
-    let mut changed = Vec::new();
-    if let Some(desired) = drive.spec {
-        if next.spec.platform != desired.platform {
-            next.spec.platform = desired.platform;
-            changed.push(match desired.platform {
-                Some(v) => format!("platform {v}"),
-                None => "platform built-in".into(),
-            });
-        }
-        if next.spec.tier != desired.tier {
-            next.spec.tier = desired.tier;
-            changed.push(format!("tier {}", desired.tier));
-        }
-    }
-    let cause = match &drive.event {
-        Some(event) => {
-            let Ok(next_state) = tenant.state.apply(event) else {
-                return Ok(Applied::Written);
-            };
-            next.last_error = None;
-            next.enter(next_state, Utc::now());
-            Cause::Event(event.clone())
-        }
-        None => {
-            next.updated_at = Utc::now();
-            Cause::SpecChange(changed)
-        }
-    };
-    let transition = Transition {
-        origin: Some(Origin::Rollout(record.id.clone())),
-        ..Transition::new(&tenant.state, cause, Actor::rollout(&record.id))
+    let Some((next, transition)) = prepare(record, drive, &tenant) else {
+        return Ok(Applied::Written);
     };
     let cause = transition.describe_cause();
-    if next.state.step().is_some() {
-        // What the infrastructure step may replace in this operation: what the spec allows.
-        next.facts.allow_replacement = record.spec.strategy.allow_replacement.clone();
-        next.facts.migration_restore = Some(record.spec.strategy.migration_restore);
-    }
     let slot = slot.filter(|_| next.state.step().is_some());
     let result = drive_with_retries(
         rollouts,
@@ -799,6 +833,52 @@ async fn apply(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The tenant as `drive` leaves it, and the transition that records it; `None` when
+/// its machine cannot take the drive's event.
+fn prepare(
+    record: &RolloutRecord,
+    drive: &Drive,
+    tenant: &TenantRecord,
+) -> Option<(TenantRecord, Transition)> {
+    let mut next = tenant.clone();
+    let mut changed = Vec::new();
+    if let Some(desired) = drive.spec {
+        if next.spec.platform != desired.platform {
+            next.spec.platform = desired.platform;
+            changed.push(match desired.platform {
+                Some(v) => format!("platform {v}"),
+                None => "platform built-in".into(),
+            });
+        }
+        if next.spec.tier != desired.tier {
+            next.spec.tier = desired.tier;
+            changed.push(format!("tier {}", desired.tier));
+        }
+    }
+    let cause = match &drive.event {
+        Some(event) => {
+            let next_state = tenant.state.apply(event).ok()?;
+            next.last_error = None;
+            next.enter(next_state, Utc::now());
+            Cause::Event(event.clone())
+        }
+        None => {
+            next.updated_at = Utc::now();
+            Cause::SpecChange(changed)
+        }
+    };
+    let transition = Transition {
+        origin: Some(Origin::Rollout(record.id.clone())),
+        ..Transition::new(&tenant.state, cause, Actor::rollout(&record.id))
+    };
+    if next.state.step().is_some() {
+        // What the infrastructure step may replace in this operation: what the spec allows.
+        next.facts.allow_replacement = record.spec.strategy.allow_replacement.clone();
+        next.facts.migration_restore = Some(record.spec.strategy.migration_restore);
+    }
+    Some((next, transition))
 }
 
 /// Drives a tenant, trying again after a short pause when the transaction met a

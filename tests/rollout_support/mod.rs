@@ -11,7 +11,7 @@ use chrono::Utc;
 use tenant_orchestrator::app::RolloutCommands;
 use tenant_orchestrator::domain::{ReleaseVersion, RolloutId, RolloutSpec, TenantSpec};
 use tenant_orchestrator::machine::{TenantEvent, TenantState};
-use tenant_orchestrator::ports::{TenantHealth, TenantProbe};
+use tenant_orchestrator::ports::{Relay, TenantHealth, TenantProbe, Wakeup};
 use tenant_orchestrator::record::{Actor, Cause, RolloutMember, RolloutRecord, TenantRecord, Transition};
 use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 use tenant_orchestrator::step::StepRegistry;
@@ -108,6 +108,42 @@ impl Fleet {
                 worker.run(shutdown).await.unwrap();
             }));
         }
+    }
+
+    /// A controller and `workers` workers in one process, wired as `tenantctl serve`
+    /// wires them: they wake each other, the controller hands the tenants it starts to
+    /// a worker with a free slot, and offers the next ones to start with a landing
+    /// ([`Relay`]). Operator commands go through `commands`, which wake it.
+    #[allow(dead_code)] // the relay tests run the controller beside its workers
+    pub fn start_in_process(&mut self, owner: &str, workers: usize) {
+        let (due, settled, commanded, relay) = (
+            Wakeup::default(),
+            Wakeup::default(),
+            Wakeup::default(),
+            Relay::new(),
+        );
+        let mut controller = self
+            .controller(owner)
+            .with_wakeups(due.clone(), settled.clone())
+            .with_command_wakeup(commanded.clone())
+            .with_relay(relay.clone());
+        for i in 0..workers {
+            let mut config = fast_worker(&format!("{owner}-worker-{i}"));
+            config.concurrency = 8;
+            let (worker, handoff) =
+                Worker::new(self.store.clone(), StepRegistry::all(self.steps.clone()), config)
+                    .with_due_wakeup(due.clone())
+                    .with_settled_wakeup(settled.clone())
+                    .with_relay(relay.clone())
+                    .with_handoff();
+            controller = controller.with_handoff(handoff);
+            let shutdown = self.shutdown.subscribe();
+            self.tasks.push(tokio::spawn(async move {
+                worker.run(shutdown).await.unwrap();
+            }));
+        }
+        self.commands = RolloutCommands::new(self.store.clone(), self.store.clone()).with_wakeup(commanded);
+        self.run_controller(controller);
     }
 
     pub fn controller(&self, owner: &str) -> Controller {
