@@ -147,9 +147,8 @@ pub trait TenantStore: Send + Sync {
         record: &TenantRecord,
         lease: &Lease,
         passed: Vec<PassedStep>,
-        drive: super::TenantDrive<'_>,
+        _drive: super::TenantDrive<'_>,
     ) -> Result<Relayed, StoreError> {
-        let _ = drive;
         let landed = self.save_steps(record, lease, passed).await?;
         Ok(Relayed { landed, next: None })
     }

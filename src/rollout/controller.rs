@@ -475,8 +475,9 @@ impl Controller {
 
     /// Drives the decided tenants, `DRIVE_PARALLELISM` at a time, and writes the
     /// member changes; the versions the members were written at. `None` when the
-    /// rollout's lease was lost meanwhile: its new holder carries on. Each drive is its own transaction, fenced by the lease, so
-    /// drives in flight together are as safe as drives one after another.
+    /// rollout's lease was lost meanwhile: its new holder carries on. Each drive is
+    /// its own transaction, fenced by the lease, so drives in flight together are as
+    /// safe as drives one after another.
     async fn carry_out(
         &self,
         record: &RolloutRecord,

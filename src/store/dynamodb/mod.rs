@@ -586,40 +586,34 @@ impl DynamoStore {
         let steps = self.seal(tx, &landed);
         let built = self.drive_tx(&drive, now);
         let driven = self.seal(built.tx, &built.next);
-        let joint = if shares_an_item(&steps.items, &driven.items) {
-            // One transaction may write an item once: the two tenants' report
-            // counters can be one item (the same day, region, group and shard).
-            Err(StoreError::fatal(
-                &context,
-                "the landing and the start write one item",
-            ))
-        } else {
-            self.send_sealed(
-                vec![steps.clone(), driven],
-                "relay transaction",
-                &write_id,
-                &context,
-            )
-            .await
-        };
         let explain = Self::explain_refused_transitions(&record, guard, events, landed.event_seq, now);
-        match joint {
-            Ok((Committed::Stored, _)) => {
-                return Ok(Relayed {
-                    landed: as_stored(&landed)?,
-                    next: Some(built.next),
-                })
-            }
-            Ok((Committed::Cancelled(reasons), lengths)) => {
-                let (own, theirs) = reasons.split_at(lengths[0].min(reasons.len()));
-                if own.iter().any(|r| r.code() == Some("ConditionalCheckFailed")) {
-                    return Err(cancellation(&context, own, explain));
+        if shares_an_item(&steps.items, &driven.items) {
+            // One transaction may name an item once: the two tenants' report counters
+            // are one item when they share the day, region, group and shard.
+            debug!("the landing and the relayed start write one item; the landing is written alone");
+        } else {
+            let joint = vec![steps.clone(), driven];
+            match self
+                .send_sealed(joint, "relay transaction", &write_id, &context)
+                .await
+            {
+                Ok((Committed::Stored, _)) => {
+                    return Ok(Relayed {
+                        landed: as_stored(&landed)?,
+                        next: Some(built.next),
+                    })
                 }
-                let why = rollout_drive::explain_drive(&drive, &built.context, theirs);
-                debug!(error = %why, "the relayed start was refused; the landing is written alone");
-            }
-            Err(e) => {
-                debug!(error = %e, "the joint write's answer was lost; the landing is written alone");
+                Ok((Committed::Cancelled(reasons), lengths)) => {
+                    let (own, theirs) = reasons.split_at(lengths[0].min(reasons.len()));
+                    if own.iter().any(|r| r.code() == Some("ConditionalCheckFailed")) {
+                        return Err(cancellation(&context, own, explain));
+                    }
+                    let why = rollout_drive::explain_drive(&drive, &built.context, theirs);
+                    debug!(error = %why, "the relayed start was refused; the landing is written alone");
+                }
+                Err(e) => {
+                    debug!(error = %e, "the joint write's answer was lost; the landing is written alone");
+                }
             }
         }
         match (self

@@ -8,6 +8,8 @@
 //! history events share one history item (`item::history_item`) and their outbox
 //! events one outbox item (`outbox::outbox_put_together`), since every
 //! item of a transaction is work for the table's writer on the path of the next step.
+//! A worker's landing and a rollout's start of the next tenant can go as one
+//! transaction (`send_sealed`), each part laid out as it is alone.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
