@@ -49,6 +49,21 @@ impl Step for FileRecordingStep {
 
 const TTL: Duration = Duration::from_millis(2000);
 
+/// A child process's store and step double, as its environment names them.
+async fn child_store_and_step() -> (Arc<DynamoStore>, Arc<FileRecordingStep>) {
+    let env = |k: &str| std::env::var(k).unwrap();
+    let config = aws_config::load_from_env().await;
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        env("CRASH_TABLE"),
+    ));
+    let step = Arc::new(FileRecordingStep {
+        log: RunLog(env("CRASH_LOG").into()),
+        slow: Duration::from_millis(env("CRASH_SLOW_MS").parse().unwrap()),
+    });
+    (store, step)
+}
+
 #[test]
 #[ignore = "worker process started by the crash test"]
 fn crash_child_worker() {
@@ -57,15 +72,7 @@ fn crash_child_worker() {
     }
     let env = |k: &str| std::env::var(k).unwrap();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let config = aws_config::load_from_env().await;
-        let store = Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&config),
-            env("CRASH_TABLE"),
-        ));
-        let step = Arc::new(FileRecordingStep {
-            log: RunLog(env("CRASH_LOG").into()),
-            slow: Duration::from_millis(env("CRASH_SLOW_MS").parse().unwrap()),
-        });
+        let (store, step) = child_store_and_step().await;
         let config = WorkerConfig {
             lease_ttl: TTL,
             heartbeat: Duration::from_millis(500),
@@ -219,15 +226,7 @@ fn crash_child_controller_and_worker() {
     }
     let env = |k: &str| std::env::var(k).unwrap();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let config = aws_config::load_from_env().await;
-        let store = Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&config),
-            env("CRASH_TABLE"),
-        ));
-        let step = Arc::new(FileRecordingStep {
-            log: RunLog(env("CRASH_LOG").into()),
-            slow: Duration::from_millis(env("CRASH_SLOW_MS").parse().unwrap()),
-        });
+        let (store, step) = child_store_and_step().await;
         let owner = env("CRASH_OWNER");
         let config = WorkerConfig {
             lease_ttl: TTL,

@@ -39,25 +39,26 @@ fn most_at_once(calls: &[Call]) -> usize {
     most as usize
 }
 
+/// Starts rollout `id` to 2.0.0: a canary, then the rest, `LIMIT` at a time, no bake.
+async fn start_two_waves(fleet: &Fleet, id: &str) {
+    let spec = json!({
+        "release": "2.0.0",
+        "strategy": {
+            "waves": ["1", "100%"], "max_in_flight_per_region": LIMIT,
+            "bake_time": "0s", "bake_checks": 0,
+            "approvals": {"after_canary": false, "between_regions": false}
+        }
+    });
+    fleet.start(id, spec).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_landing_starts_the_next_tenant_in_its_write_within_the_limits_and_once() {
     let fleet_tenants = tenants("relay", "eu-west-1", 16);
     let mut fleet = Fleet::new(&fleet_tenants, "1.0.0").await;
     fleet.steps.delay(StepKind::Deploy, Duration::from_millis(150));
     fleet.start_in_process("controller-r", 2);
-    fleet
-        .start(
-            "r-relay",
-            json!({
-                "release": "2.0.0",
-                "strategy": {
-                    "waves": ["1", "100%"], "max_in_flight_per_region": LIMIT,
-                    "bake_time": "0s", "bake_checks": 0,
-                    "approvals": {"after_canary": false, "between_regions": false}
-                }
-            }),
-        )
-        .await;
+    start_two_waves(&fleet, "r-relay").await;
     let done = fleet
         .wait_for("r-relay", LONG, "completed", |r| r.phase.is_finished())
         .await;
@@ -107,19 +108,7 @@ async fn no_tenant_starts_by_relay_once_the_rollout_is_paused() {
     let mut fleet = Fleet::new(&fleet_tenants, "1.0.0").await;
     fleet.steps.delay(StepKind::Deploy, Duration::from_millis(300));
     fleet.start_in_process("controller-p", 1);
-    fleet
-        .start(
-            "r-hold",
-            json!({
-                "release": "2.0.0",
-                "strategy": {
-                    "waves": ["1", "100%"], "max_in_flight_per_region": LIMIT,
-                    "bake_time": "0s", "bake_checks": 0,
-                    "approvals": {"after_canary": false, "between_regions": false}
-                }
-            }),
-        )
-        .await;
+    start_two_waves(&fleet, "r-hold").await;
     let id = RolloutId::parse("r-hold").unwrap();
     let started = |members: &[tenant_orchestrator::record::RolloutMember]| {
         members.iter().filter(|m| m.outcome != Outcome::Pending).count()
