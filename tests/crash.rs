@@ -202,20 +202,6 @@ async fn a_worker_killed_mid_step_is_replaced_and_no_step_runs_under_two_owners_
     }
 }
 
-/// Test double for bake health checks: every tenant is healthy.
-struct HealthyProbe;
-
-#[async_trait]
-impl tenant_orchestrator::ports::TenantProbe for HealthyProbe {
-    async fn probe(
-        &self,
-        _tenant: &tenant_orchestrator::domain::TenantSpec,
-        _release: &tenant_orchestrator::domain::ReleaseVersion,
-    ) -> tenant_orchestrator::ports::TenantHealth {
-        tenant_orchestrator::ports::TenantHealth::Healthy { alarms: Vec::new() }
-    }
-}
-
 #[test]
 #[ignore = "process of a rollout controller beside its worker, started by a crash test"]
 fn crash_child_controller_and_worker() {
@@ -244,7 +230,7 @@ fn crash_child_controller_and_worker() {
         let controller = Controller::new(
             store.clone(),
             store,
-            Arc::new(HealthyProbe),
+            Arc::new(HealthyProbeDouble),
             ControllerConfig {
                 lease_ttl: TTL,
                 tick: Duration::from_millis(100),

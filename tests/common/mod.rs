@@ -183,6 +183,21 @@ impl Drop for CallEnd<'_> {
     }
 }
 
+/// Test double for the bake's health checks: every tenant is healthy.
+#[allow(dead_code)] // the tests that run a controller with workers use it
+pub struct HealthyProbeDouble;
+
+#[async_trait]
+impl tenant_orchestrator::ports::TenantProbe for HealthyProbeDouble {
+    async fn probe(
+        &self,
+        _tenant: &tenant_orchestrator::domain::TenantSpec,
+        _release: &tenant_orchestrator::domain::ReleaseVersion,
+    ) -> tenant_orchestrator::ports::TenantHealth {
+        tenant_orchestrator::ports::TenantHealth::Healthy { alarms: Vec::new() }
+    }
+}
+
 /// Test double for the real steps: succeeds by default, or plays scripted outcomes
 /// per (tenant, step), and records every call with its timing.
 #[derive(Default)]

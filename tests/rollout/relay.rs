@@ -223,27 +223,35 @@ async fn a_landing_and_a_start_are_written_together_or_the_landing_alone() {
         (next, transition)
     };
 
+    // The landing written with the start of the next tenant, as read in `read`.
+    let land_and_start = |read: TenantRecord| {
+        let (next, transition) = start(&read);
+        let (record, rollout_lease, member, grant, land) = (&record, &rollout_lease, &member, &grant, &land);
+        let store = &fleet.store;
+        async move {
+            let (after, lease, passed) = land().await;
+            let drive = TenantDrive {
+                rollout: record,
+                lease: rollout_lease,
+                tenant: &next,
+                transition,
+                member,
+                finished_holder: None,
+                grant: Some(grant),
+            };
+            (store.save_steps_and_drive(&after, &lease, passed, drive))
+                .await
+                .unwrap()
+        }
+    };
+
     // Refused: the next tenant was written after the pass read it.
     let read = fleet.store.load(&next_id).await.unwrap();
     let changed = (fleet.store)
         .save(&read, WriteGuard::Version, None)
         .await
         .unwrap();
-    let (next, transition) = start(&read);
-    let (after, lease, passed) = land().await;
-    let drive = TenantDrive {
-        rollout: &record,
-        lease: &rollout_lease,
-        tenant: &next,
-        transition,
-        member: &member,
-        finished_holder: None,
-        grant: Some(&grant),
-    };
-    let written = (fleet.store)
-        .save_steps_and_drive(&after, &lease, passed, drive)
-        .await
-        .unwrap();
+    let written = land_and_start(read.clone()).await;
     assert!(written.next.is_none(), "the start was refused");
     assert!(written.landed.lease.is_none());
     let stored = fleet.store.load(landing.id()).await.unwrap();
@@ -260,21 +268,7 @@ async fn a_landing_and_a_start_are_written_together_or_the_landing_alone() {
     assert!(untouched.lease.is_none());
 
     // Written together: the next tenant upgrades, leased to the landing's worker.
-    let (next, transition) = start(&untouched);
-    let (after, lease, passed) = land().await;
-    let drive = TenantDrive {
-        rollout: &record,
-        lease: &rollout_lease,
-        tenant: &next,
-        transition,
-        member: &member,
-        finished_holder: None,
-        grant: Some(&grant),
-    };
-    let written = (fleet.store)
-        .save_steps_and_drive(&after, &lease, passed, drive)
-        .await
-        .unwrap();
+    let written = land_and_start(untouched).await;
     let started = written.next.expect("the start was written with the landing");
     let loaded = fleet.store.load(&next_id).await.unwrap();
     assert_eq!(loaded.state.label(), started.state.label());

@@ -867,20 +867,6 @@ async fn a_worker_takes_the_tenants_a_wake_up_names_without_polling_for_them() {
     running.await.unwrap().unwrap();
 }
 
-/// Test double for the bake's health checks: every tenant is healthy.
-struct HealthyProbeDouble;
-
-#[async_trait::async_trait]
-impl tenant_orchestrator::ports::TenantProbe for HealthyProbeDouble {
-    async fn probe(
-        &self,
-        _tenant: &tenant_orchestrator::domain::TenantSpec,
-        _release: &tenant_orchestrator::domain::ReleaseVersion,
-    ) -> tenant_orchestrator::ports::TenantHealth {
-        tenant_orchestrator::ports::TenantHealth::Healthy { alarms: Vec::new() }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_tenants_a_controller_starts_are_handed_to_the_worker_beside_it_lease_and_all() {
     use tenant_orchestrator::app::RolloutCommands;
