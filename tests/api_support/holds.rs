@@ -9,7 +9,8 @@ use tenant_orchestrator::domain::RolloutId;
 use tenant_orchestrator::record::RolloutRecord;
 use tenant_orchestrator::rollout::{Controller, ControllerConfig};
 
-use super::{AlwaysHealthy, TestApi, DEPLOY};
+use super::{TestApi, DEPLOY};
+use crate::common::HealthyProbeDouble;
 
 /// Starts rollout `id` over `tenants` (canary wave of one, then the rest behind an
 /// approval gate) and steps the controller and a worker until the canary is done and
@@ -35,7 +36,7 @@ pub async fn canary_held_by_running_rollout(api: &TestApi, id: &str, tenants: &[
     let controller = Controller::new(
         api.store.clone(),
         api.store.clone(),
-        Arc::new(AlwaysHealthy),
+        Arc::new(HealthyProbeDouble),
         ControllerConfig::new("hold-test-controller"),
     );
     let (worker, _) = api.scripted_worker();

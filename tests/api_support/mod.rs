@@ -11,7 +11,7 @@ use tenant_orchestrator::step::StepRegistry;
 use tenant_orchestrator::store::DynamoStore;
 use tenant_orchestrator::worker::Worker;
 
-use crate::common::{fast_worker, fresh_store, ScriptedStep, TestStore};
+use crate::common::{fast_worker, fresh_store, HealthyProbeDouble, ScriptedStep, TestStore};
 
 pub mod holds;
 #[allow(dead_code)] // the API and CLI rollout tests use it
@@ -224,21 +224,6 @@ pub fn tenant_body(id: &str, region: &str, group: &str) -> Value {
     })
 }
 
-/// Test double for bake health checks: every tenant is healthy.
-#[allow(dead_code)] // the dashboard tests use only the tokens and bodies
-pub struct AlwaysHealthy;
-
-#[async_trait::async_trait]
-impl tenant_orchestrator::ports::TenantProbe for AlwaysHealthy {
-    async fn probe(
-        &self,
-        _: &tenant_orchestrator::domain::TenantSpec,
-        _: &tenant_orchestrator::domain::ReleaseVersion,
-    ) -> tenant_orchestrator::ports::TenantHealth {
-        tenant_orchestrator::ports::TenantHealth::Healthy { alarms: Vec::new() }
-    }
-}
-
 /// A worker (scripted steps) and a rollout controller running in the background
 /// until the returned sender sends `true`; await the handles afterwards.
 #[allow(dead_code)] // the dashboard tests use only the tokens and bodies
@@ -273,7 +258,7 @@ impl TestApi {
         let controller = tenant_orchestrator::rollout::Controller::new(
             self.store.clone(),
             self.store.clone(),
-            Arc::new(AlwaysHealthy),
+            Arc::new(HealthyProbeDouble),
             tenant_orchestrator::rollout::ControllerConfig {
                 lease_ttl: std::time::Duration::from_secs(1),
                 tick: std::time::Duration::from_millis(50),
