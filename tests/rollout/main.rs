@@ -3,6 +3,9 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../fault_proxy_support/mod.rs"]
+#[allow(dead_code)] // the relay tests lose answers to DynamoDB only
+mod fault_proxy_support;
 #[path = "../rollout_support/mod.rs"]
 mod rollout_support;
 

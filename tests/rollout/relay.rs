@@ -12,6 +12,7 @@ use tenant_orchestrator::record::{Outcome, Phase};
 use tenant_orchestrator::store::RolloutStore;
 
 use crate::common::Call;
+use crate::fault_proxy_support::{quick_store_retries, FaultProxy};
 use crate::rollout_support::*;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -159,108 +160,156 @@ async fn no_tenant_starts_by_relay_once_the_rollout_is_paused() {
     fleet.stop().await;
 }
 
-/// The joint write: the landing and the next tenant's start land together, the next
-/// tenant leased to the landing's worker; when the start's part is refused (the next
-/// tenant changed since the pass read it) the landing is written alone and nothing of
-/// the start is.
-#[tokio::test]
-async fn a_landing_and_a_start_are_written_together_or_the_landing_alone() {
-    use tenant_orchestrator::machine::{TenantEvent, TenantState};
-    use tenant_orchestrator::ports::LeaseGrant;
-    use tenant_orchestrator::record::{Actor, Cause, TenantRecord, Transition};
-    use tenant_orchestrator::store::{PassedStep, TenantDrive, TenantStore, WriteGuard};
-    let (fleet, record, next_id) = crate::controller::one_tenant_rollout("joint", LONG, Utc::now()).await;
-    let (rollout_id, rollout_lease) = (record.id.clone(), record.lease.clone().unwrap());
-    let mut member = fleet.members("r-joint").await.remove(0);
-    member.outcome = Outcome::InFlight;
-    member.attempts = 1;
-    let landing = TenantRecord::new(
-        crate::common::spec("joint-landing", "eu-west-1"),
-        TenantState::Active {
+/// A landing tenant leased to worker-w, and the rollout whose one pending tenant its
+/// landing may start: what the joint-write tests write, through any store on the table.
+struct Joint {
+    fleet: Fleet,
+    rollout: tenant_orchestrator::record::RolloutRecord,
+    rollout_lease: tenant_orchestrator::record::Lease,
+    member: tenant_orchestrator::record::RolloutMember,
+    landing: tenant_orchestrator::record::TenantRecord,
+    next_id: tenant_orchestrator::domain::TenantId,
+}
+
+impl Joint {
+    async fn new(name: &str) -> Joint {
+        use tenant_orchestrator::machine::TenantState;
+        use tenant_orchestrator::record::{TenantRecord, Transition};
+        use tenant_orchestrator::store::TenantStore;
+        let (fleet, rollout, next_id) = crate::controller::one_tenant_rollout(name, LONG, Utc::now()).await;
+        let rollout_lease = rollout.lease.clone().unwrap();
+        let mut member = fleet.members(&format!("r-{name}")).await.remove(0);
+        member.outcome = Outcome::InFlight;
+        member.attempts = 1;
+        let landing = TenantRecord::new(
+            crate::common::spec(&format!("{name}-landing"), "eu-west-1"),
+            TenantState::Active {
+                release: crate::common::release("2.0.0"),
+                failed_upgrade: None,
+            },
+            Utc::now(),
+        );
+        let created = Transition::new(&TenantState::initial(), Self::provision(), Self::worker());
+        fleet.store.create(&landing, created).await.unwrap();
+        Joint {
+            fleet,
+            rollout,
+            rollout_lease,
+            member,
+            landing,
+            next_id,
+        }
+    }
+
+    fn provision() -> tenant_orchestrator::record::Cause {
+        tenant_orchestrator::record::Cause::Event(tenant_orchestrator::machine::TenantEvent::Provision {
             release: crate::common::release("2.0.0"),
-            failed_upgrade: None,
-        },
-        Utc::now(),
-    );
-    let provision = Cause::Event(TenantEvent::Provision {
-        release: crate::common::release("2.0.0"),
-    });
-    (fleet.store)
-        .create(
-            &landing,
-            Transition::new(&TenantState::initial(), provision.clone(), Actor("test".into())),
-        )
-        .await
-        .unwrap();
-    let grant = LeaseGrant {
-        owner: "worker-w".into(),
-        ttl: LONG,
-    };
-    // The landing tenant, leased to worker-w, writes one more transition and gives
-    // its lease up; the next tenant's start is the drive the pass decided.
-    let land = || async {
-        let leased = (fleet.store)
-            .acquire_lease(landing.id(), "worker-w", LONG, Utc::now())
+        })
+    }
+
+    fn worker() -> tenant_orchestrator::record::Actor {
+        tenant_orchestrator::record::Actor("worker-w".into())
+    }
+
+    /// Through `store`: the landing tenant, leased to worker-w, writes one more
+    /// transition and gives its lease up, with the start of the next tenant as read in
+    /// `read` (the drive the pass decided), leased to worker-w.
+    async fn land_and_start(
+        &self,
+        store: &tenant_orchestrator::store::DynamoStore,
+        read: tenant_orchestrator::record::TenantRecord,
+    ) -> tenant_orchestrator::ports::Relayed {
+        use tenant_orchestrator::machine::TenantEvent;
+        use tenant_orchestrator::ports::LeaseGrant;
+        use tenant_orchestrator::record::{Actor, Cause, Transition};
+        use tenant_orchestrator::store::{PassedStep, TenantDrive, TenantStore};
+        let leased = (self.fleet.store)
+            .acquire_lease(self.landing.id(), "worker-w", LONG, Utc::now())
             .await
             .unwrap();
         let lease = leased.lease.clone().unwrap();
         let mut after = leased.clone();
         after.lease = None;
         let step = PassedStep {
-            transition: Transition::new(&leased.state, provision.clone(), Actor("worker-w".into())),
+            transition: Transition::new(&leased.state, Self::provision(), Self::worker()),
             after: after.clone(),
             at: Utc::now(),
         };
-        (after, lease, vec![step])
-    };
-    let start = |read: &TenantRecord| {
         let event = TenantEvent::Upgrade {
             release: crate::common::release("2.0.0"),
         };
         let mut next = read.clone();
         next.enter(read.state.apply(&event).unwrap(), Utc::now());
-        let transition = Transition::new(&read.state, Cause::Event(event), Actor::rollout(&rollout_id));
-        (next, transition)
-    };
+        let grant = LeaseGrant {
+            owner: "worker-w".into(),
+            ttl: LONG,
+        };
+        let drive = TenantDrive {
+            rollout: &self.rollout,
+            lease: &self.rollout_lease,
+            tenant: &next,
+            transition: Transition::new(&read.state, Cause::Event(event), Actor::rollout(&self.rollout.id)),
+            member: &self.member,
+            finished_holder: None,
+            grant: Some(&grant),
+        };
+        (store.save_steps_and_drive(&after, &lease, vec![step], drive))
+            .await
+            .unwrap()
+    }
 
-    // The landing written with the start of the next tenant, as read in `read`.
-    let land_and_start = |read: TenantRecord| {
-        let (next, transition) = start(&read);
-        let (record, rollout_lease, member, grant, land) = (&record, &rollout_lease, &member, &grant, &land);
-        let store = &fleet.store;
-        async move {
-            let (after, lease, passed) = land().await;
-            let drive = TenantDrive {
-                rollout: record,
-                lease: rollout_lease,
-                tenant: &next,
-                transition,
-                member,
-                finished_holder: None,
-                grant: Some(grant),
-            };
-            (store.save_steps_and_drive(&after, &lease, passed, drive))
-                .await
-                .unwrap()
-        }
-    };
+    /// The landing was written: the landing tenant at `written`'s version, unleased.
+    async fn assert_landed(&self, written: &tenant_orchestrator::ports::Relayed) {
+        use tenant_orchestrator::store::TenantStore;
+        assert!(written.landed.lease.is_none());
+        let stored = self.fleet.store.load(self.landing.id()).await.unwrap();
+        assert_eq!(
+            (stored.version, stored.lease.is_none()),
+            (written.landed.version, true),
+            "the landing was written"
+        );
+    }
+
+    /// The start was written: the next tenant upgrading as `started` says, leased to
+    /// worker-w, its member in flight.
+    async fn assert_started(&self, started: &tenant_orchestrator::record::TenantRecord) {
+        use tenant_orchestrator::machine::TenantState;
+        use tenant_orchestrator::store::TenantStore;
+        let loaded = self.fleet.store.load(&self.next_id).await.unwrap();
+        assert_eq!(loaded.version, started.version);
+        assert_eq!(loaded.state.label(), started.state.label());
+        assert!(
+            matches!(loaded.state, TenantState::Upgrading { .. }),
+            "{:?}",
+            loaded.state
+        );
+        assert_eq!(loaded.lease.as_ref().map(|l| l.owner.as_str()), Some("worker-w"));
+        let members = self.fleet.members(self.rollout.id.as_str()).await;
+        assert_eq!(
+            members[0].outcome,
+            Outcome::InFlight,
+            "the member's start is in the same write"
+        );
+    }
+}
+
+/// The joint write: the landing and the next tenant's start land together, the next
+/// tenant leased to the landing's worker; when the start's part is refused (the next
+/// tenant changed since the pass read it) the landing is written alone and nothing of
+/// the start is.
+#[tokio::test]
+async fn a_landing_and_a_start_are_written_together_or_the_landing_alone() {
+    use tenant_orchestrator::store::{TenantStore, WriteGuard};
+    let joint = Joint::new("joint").await;
+    let store = &joint.fleet.store;
 
     // Refused: the next tenant was written after the pass read it.
-    let read = fleet.store.load(&next_id).await.unwrap();
-    let changed = (fleet.store)
-        .save(&read, WriteGuard::Version, None)
-        .await
-        .unwrap();
-    let written = land_and_start(read.clone()).await;
+    let read = store.load(&joint.next_id).await.unwrap();
+    let changed = store.save(&read, WriteGuard::Version, None).await.unwrap();
+    let written = joint.land_and_start(store, read.clone()).await;
     assert!(written.next.is_none(), "the start was refused");
-    assert!(written.landed.lease.is_none());
-    let stored = fleet.store.load(landing.id()).await.unwrap();
-    assert_eq!(
-        (stored.version, stored.lease.is_none()),
-        (written.landed.version, true),
-        "the landing was written"
-    );
-    let untouched = fleet.store.load(&next_id).await.unwrap();
+    joint.assert_landed(&written).await;
+    let untouched = store.load(&joint.next_id).await.unwrap();
     assert_eq!(
         untouched.version, changed.version,
         "nothing of the start was written"
@@ -268,21 +317,63 @@ async fn a_landing_and_a_start_are_written_together_or_the_landing_alone() {
     assert!(untouched.lease.is_none());
 
     // Written together: the next tenant upgrades, leased to the landing's worker.
-    let written = land_and_start(untouched).await;
+    let written = joint.land_and_start(store, untouched).await;
+    joint.assert_landed(&written).await;
     let started = written.next.expect("the start was written with the landing");
-    let loaded = fleet.store.load(&next_id).await.unwrap();
-    assert_eq!(loaded.state.label(), started.state.label());
-    assert!(
-        matches!(loaded.state, TenantState::Upgrading { .. }),
-        "{:?}",
-        loaded.state
+    joint.assert_started(&started).await;
+}
+
+/// The joint write's every answer lost: when it never reached DynamoDB, the landing
+/// is written alone and nothing of the start is; when DynamoDB applied it, the
+/// landing's own write finds it in place and the caller learns that the start was
+/// written too, so its worker runs the next tenant at once instead of leaving it
+/// leased to nobody at work until the lease runs out.
+#[tokio::test]
+async fn a_joint_write_whose_answers_were_lost_tells_whether_it_started_the_next_tenant() {
+    use tenant_orchestrator::store::{DynamoStore, TenantStore};
+    let joint = Joint::new("joint-lost").await;
+    let proxy = FaultProxy::for_dynamodb(61).await;
+    // Two attempts a call, so two faults lose every attempt of the joint write and
+    // leave the landing's own write alone.
+    let config = aws_config::load_from_env().await;
+    let product = tenant_orchestrator::store::client(&config);
+    let through_proxy = aws_sdk_dynamodb::Client::from_conf(
+        (product.config().to_builder())
+            .endpoint_url(proxy.url())
+            .retry_config(quick_store_retries().with_max_attempts(2))
+            .build(),
     );
-    assert_eq!(loaded.lease.as_ref().map(|l| l.owner.as_str()), Some("worker-w"));
-    let members = fleet.members("r-joint").await;
+    let proxied = DynamoStore::new(through_proxy, joint.fleet.store.table().to_owned());
+    let rule = |fault| json!([{"fault": fault, "service": "dynamodb", "operation": "TransactWriteItems", "count": 2}]);
+
+    // Never arrived: the connection is reset before DynamoDB sees the write.
+    proxy.set_rules(rule("reset")).await;
+    let read = joint.fleet.store.load(&joint.next_id).await.unwrap();
+    let written = joint.land_and_start(&proxied, read.clone()).await;
     assert_eq!(
-        members[0].outcome,
-        Outcome::InFlight,
-        "the member's start is in the same write"
+        proxy.injected("reset").await,
+        2,
+        "both attempts of the joint write were lost"
     );
-    assert!(fleet.store.load(landing.id()).await.unwrap().lease.is_none());
+    assert!(written.next.is_none(), "the start was not written");
+    joint.assert_landed(&written).await;
+    let untouched = joint.fleet.store.load(&joint.next_id).await.unwrap();
+    assert_eq!(
+        untouched.version, read.version,
+        "nothing of the start was written"
+    );
+
+    // Applied, answers lost: the start is reported with the landing.
+    proxy.set_rules(rule("drop_answer")).await;
+    let written = joint.land_and_start(&proxied, untouched).await;
+    assert_eq!(
+        proxy.injected("drop_answer").await,
+        2,
+        "both answers of the joint write were lost"
+    );
+    joint.assert_landed(&written).await;
+    let started = written
+        .next
+        .expect("the joint write landed, so the start is reported with the landing");
+    joint.assert_started(&started).await;
 }

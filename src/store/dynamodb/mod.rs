@@ -54,7 +54,7 @@ use crate::ports::{Relayed, TenantDrive};
 use crate::record::{HistoryEvent, Lease, TenantRecord, Transition};
 use errors::{cancellation, classify, conflict_as};
 use item::{decode_history, decode_tenant, get_n, get_s, millis, n, s, tenant_item, Item};
-use tracing::debug;
+use tracing::{debug, info, warn};
 use transition::{Committed, TransitionTx};
 
 pub use claims::ClaimBackfill;
@@ -587,6 +587,7 @@ impl DynamoStore {
         let built = self.drive_tx(&drive, now);
         let driven = self.seal(built.tx, &built.next);
         let explain = Self::explain_refused_transitions(&record, guard, events, landed.event_seq, now);
+        let mut answer_lost = false;
         if shares_an_item(&steps.items, &driven.items) {
             // One transaction may name an item once: the two tenants' report counters
             // are one item when they share the day, region, group and shard.
@@ -613,6 +614,7 @@ impl DynamoStore {
                 }
                 Err(e) => {
                     debug!(error = %e, "the joint write's answer was lost; the landing is written alone");
+                    answer_lost = true;
                 }
             }
         }
@@ -623,9 +625,34 @@ impl DynamoStore {
         {
             Committed::Stored => Ok(Relayed {
                 landed: as_stored(&landed)?,
-                next: None,
+                // A joint write whose answer was lost may have landed: the landing's
+                // retry then finds its own write id in place, and the start is
+                // written too, leased to the caller, who should run it now rather
+                // than leave it to wait out its lease.
+                next: match answer_lost {
+                    true => self.started_with_landing(built.next, &built.write_id).await,
+                    false => None,
+                },
             }),
             Committed::Cancelled(reasons) => Err(cancellation(&context, &reasons, explain)),
+        }
+    }
+
+    /// `next`, if its item carries `write_id` (the joint write that started it
+    /// landed); `None` if it does not, or if it cannot be read now, in which case a
+    /// start that did land waits for its lease to run out, as after a worker's death.
+    async fn started_with_landing(&self, next: TenantRecord, write_id: &str) -> Option<TenantRecord> {
+        let context = format!("reading tenant {} after a lost answer", next.id());
+        match self.read_item(Self::tenant_key(next.id()), &context).await {
+            Ok(item) if written_by(item.as_ref(), write_id) => {
+                info!(next = %next.id(), "the joint write's answer was lost, and it had landed: the start is written");
+                Some(next)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                warn!(error = %e, next = %next.id(), "whether a joint write with a lost answer started the next tenant is unknown; it resumes when its lease runs out");
+                None
+            }
         }
     }
 
