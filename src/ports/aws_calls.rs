@@ -11,6 +11,8 @@
 //! - `tenantctl_aws_call_seconds{service, operation}` times each call from its first
 //!   attempt to its answer, with the SDK's retries and their backoff.
 
+use std::collections::HashSet;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -110,11 +112,26 @@ impl AwsCallMetrics {
     }
 }
 
-/// The operation a call is of, as the SDK names it (`GetItem`, `CreateStack`).
-fn operation(cfg: &ConfigBag) -> String {
-    cfg.load::<Metadata>()
-        .map_or("unknown", Metadata::name)
-        .to_owned()
+/// The operation a call is of, as the SDK names it (`GetItem`, `CreateStack`), as a
+/// label that allocates nothing per call: the SDK lends the name only for the call,
+/// so each distinct name is kept once for the life of the process. The SDK's
+/// operations are a fixed set of a few hundred names at most, so that memory is
+/// bounded.
+fn operation(cfg: &ConfigBag) -> &'static str {
+    static NAMES: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let name = cfg.load::<Metadata>().map_or("unknown", Metadata::name);
+    let names = NAMES.get_or_init(Default::default);
+    // A poisoned lock only means a call panicked while inserting; the set is whole.
+    if let Some(kept) = names.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+        return kept;
+    }
+    let mut names = names.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(kept) = names.get(name) {
+        return kept;
+    }
+    let kept: &'static str = Box::leak(name.into());
+    names.insert(kept);
+    kept
 }
 
 impl Intercept for AwsCallMetrics {
@@ -193,6 +210,22 @@ mod tests {
         );
         assert_eq!(Outcome::of(Some(503), None), Outcome::ServerError);
         assert_eq!(Outcome::of(None, None), Outcome::NoResponse);
+    }
+
+    #[test]
+    fn an_operations_label_is_kept_once_and_lent_to_every_call_of_it() {
+        let of = |name: &'static str| {
+            let mut cfg = ConfigBag::base();
+            cfg.interceptor_state().store_put(Metadata::new(name, "dynamodb"));
+            operation(&cfg)
+        };
+        let (first, again) = (of("GetItem"), of("GetItem"));
+        assert_eq!((first, of("PutItem")), ("GetItem", "PutItem"));
+        assert!(
+            std::ptr::eq(first, again),
+            "a second call of an operation kept its name again"
+        );
+        assert_eq!(operation(&ConfigBag::base()), "unknown");
     }
 
     #[test]
