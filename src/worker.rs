@@ -1027,7 +1027,9 @@ impl Worker {
     }
 
     /// Writes the landing of `record` with the start of `offered`, the next tenant
-    /// of its rollout, whose lease the same write gives to this worker.
+    /// of its rollout, whose lease the same write gives to this worker. Each offer
+    /// taken is counted in `tenantctl_relayed_starts_total{result}`: `started`, or
+    /// `not_started` (the landing written alone), or `failed` (nothing written).
     async fn land_and_start(
         &self,
         record: &TenantRecord,
@@ -1053,7 +1055,14 @@ impl Worker {
         let written = self
             .store
             .save_steps_and_drive(record, lease, passed, drive)
-            .await?;
+            .await;
+        let result = match &written {
+            Ok(Relayed { next: Some(_), .. }) => "started",
+            Ok(_) => "not_started",
+            Err(_) => "failed",
+        };
+        metrics::counter!("tenantctl_relayed_starts_total", "result" => result).increment(1);
+        let written = written?;
         match &written.next {
             Some(next) => {
                 info!(next = %next.id(), "landed, and started the next tenant of its rollout in the same write")

@@ -55,6 +55,8 @@ async fn start_two_waves(fleet: &Fleet, id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_landing_starts_the_next_tenant_in_its_write_within_the_limits_and_once() {
+    // The process's recorder, as `serve` installs it, so `/metrics` counts the relays.
+    let recorder = tenant_orchestrator::api::metrics::handle();
     let fleet_tenants = tenants("relay", "eu-west-1", 16);
     let mut fleet = Fleet::new(&fleet_tenants, "1.0.0").await;
     fleet.steps.delay(StepKind::Deploy, Duration::from_millis(150));
@@ -73,6 +75,14 @@ async fn a_landing_starts_the_next_tenant_in_its_write_within_the_limits_and_onc
         relayed > 0.0,
         "no tenant was started with a landing: {:?}",
         fleet.store.write_units_by_operation()
+    );
+    let counted = recorder.render();
+    let started = (counted.lines())
+        .find_map(|l| l.strip_prefix("tenantctl_relayed_starts_total{result=\"started\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        started.is_some_and(|n| n > 0 && n < fleet_tenants.len() as u64),
+        "/metrics counts the relayed starts, fewer than the tenants (the canary is no relay's): {counted}"
     );
     for (id, _) in &fleet_tenants {
         assert_eq!(fleet.release_of(id).await, "Active/2.0.0");
