@@ -1077,7 +1077,6 @@ impl TenantStore for DynamoStore {
     }
 }
 
-/// The state name of a history label (`Upgrading/Deploy` → `Upgrading`).
 /// Counts a recorded transition for `/metrics` (`tenantctl_transitions_total`), and
 /// the outage it measured (`tenantctl_upgrade_outage_seconds`).
 fn count_transition(from: &'static str, to: &'static str, region: &Region, outage_seconds: Option<u64>) {
