@@ -629,9 +629,10 @@ impl DynamoStore {
                 // retry then finds its own write id in place, and the start is
                 // written too, leased to the caller, who should run it now rather
                 // than leave it to wait out its lease.
-                next: match answer_lost {
-                    true => self.started_with_landing(built.next, &built.write_id).await,
-                    false => None,
+                next: if answer_lost {
+                    self.started_with_landing(built.next, &built.write_id).await
+                } else {
+                    None
                 },
             }),
             Committed::Cancelled(reasons) => Err(cancellation(&context, &reasons, explain)),
