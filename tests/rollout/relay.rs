@@ -341,6 +341,7 @@ async fn a_landing_and_a_start_are_written_together_or_the_landing_alone() {
 #[tokio::test]
 async fn a_joint_write_whose_answers_were_lost_tells_whether_it_started_the_next_tenant() {
     use tenant_orchestrator::store::{DynamoStore, TenantStore};
+    let recorder = tenant_orchestrator::api::metrics::handle();
     let joint = Joint::new("joint-lost").await;
     let proxy = FaultProxy::for_dynamodb(61).await;
     // Two attempts a call, so two faults lose every attempt of the joint write and
@@ -386,4 +387,9 @@ async fn a_joint_write_whose_answers_were_lost_tells_whether_it_started_the_next
         .next
         .expect("the joint write landed, so the start is reported with the landing");
     joint.assert_started(&started).await;
+    let counted = recorder.render();
+    assert!(
+        counted.contains("tenantctl_transitions_total{from=\"Active\",to=\"Upgrading\"} 1\n"),
+        "/metrics counts the start once: {counted}"
+    );
 }

@@ -586,6 +586,7 @@ impl DynamoStore {
         let steps = self.seal(tx, &landed);
         let built = self.drive_tx(&drive, now);
         let driven = self.seal(built.tx, &built.next);
+        let driven_tally = driven.tally();
         let explain = Self::explain_refused_transitions(&record, guard, events, landed.event_seq, now);
         let mut answer_lost = false;
         if shares_an_item(&steps.items, &driven.items) {
@@ -630,7 +631,8 @@ impl DynamoStore {
                 // written too, leased to the caller, who should run it now rather
                 // than leave it to wait out its lease.
                 next: if answer_lost {
-                    self.started_with_landing(built.next, &built.write_id).await
+                    (self.started_with_landing(built.next, &built.write_id).await)
+                        .inspect(|_| driven_tally.count_written())
                 } else {
                     None
                 },

@@ -55,6 +55,26 @@ pub(super) struct SealedTx {
     region: crate::domain::Region,
 }
 
+impl SealedTx {
+    /// What `/metrics` counts of it, without its items: to count it once it is known
+    /// to be written after its items were sent away.
+    pub fn tally(&self) -> SealedTx {
+        SealedTx {
+            items: Vec::new(),
+            counted: self.counted.clone(),
+            region: self.region.clone(),
+        }
+    }
+
+    /// Counts its transitions (`tenantctl_transitions_total`, and the outages they
+    /// measured): call once it is written.
+    pub fn count_written(&self) {
+        for (from, to, outage) in &self.counted {
+            count_transition(from, to, &self.region, *outage);
+        }
+    }
+}
+
 /// How a transition's transaction ended, when DynamoDB answered.
 pub(super) enum Committed {
     /// Written, now or by an earlier attempt whose answer was lost.
@@ -212,18 +232,12 @@ impl DynamoStore {
     ) -> Result<(Committed, Vec<usize>), StoreError> {
         let lengths: Vec<usize> = sealed.iter().map(|s| s.items.len()).collect();
         let mut items = Vec::with_capacity(lengths.iter().sum());
-        let mut counted = Vec::new();
-        for s in sealed {
-            items.extend(s.items);
-            counted.push((s.counted, s.region));
+        let mut written = Vec::with_capacity(sealed.len());
+        for mut s in sealed {
+            items.append(&mut s.items);
+            written.push(s);
         }
-        let count = || {
-            for (transitions, region) in &counted {
-                for (from, to, outage) in transitions {
-                    count_transition(from, to, region, *outage);
-                }
-            }
-        };
+        let count = || written.iter().for_each(SealedTx::count_written);
         match self.send_transaction(items).await {
             Ok(out) => {
                 self.count_as(operation, out.consumed_capacity());
