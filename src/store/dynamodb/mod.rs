@@ -567,7 +567,8 @@ impl DynamoStore {
 
     /// [`TenantStore::save_steps_and_drive`]: the steps' transaction and the drive's
     /// sent as one; the steps alone when the drive's part was refused or the answer
-    /// was lost (their write id makes that retry safe).
+    /// was lost (their write id makes that retry safe), and after a lost answer the
+    /// next tenant read to learn whether the joint write had landed.
     async fn steps_and_drive(
         &self,
         record: &TenantRecord,
